@@ -1,0 +1,306 @@
+//! Server configuration: the TOML file (`config/heliograph.toml`) and the built-in
+//! default used when no file exists. Sections follow MongooseIM's TOML in spirit:
+//! `[general]`, `[tls]`, `[[listen.c2s]]`, `[listen.admin]`, `[c2s]`, `[auth]`.
+//!
+//! Unknown keys are refused, and errors name the key and line.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Where the server looks for its config when none is given.
+pub const DEFAULT_CONFIG_PATH: &str = "config/heliograph.toml";
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub general: General,
+    pub tls: TlsFiles,
+    pub listen: Listen,
+    pub c2s: C2sSettings,
+    pub auth: AuthSettings,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            general: General::default(),
+            tls: TlsFiles::default(),
+            listen: Listen::default(),
+            c2s: C2sSettings::default(),
+            auth: AuthSettings::default(),
+        }
+    }
+}
+
+/// `[general]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct General {
+    /// XMPP domains served.
+    pub hosts: Vec<String>,
+    /// Directory for the database, generated certificate and admin token.
+    pub data_dir: PathBuf,
+    /// Admin token file; default `<data_dir>/admin.token`.
+    pub admin_token_file: Option<PathBuf>,
+    /// Maximum size of one stanza in bytes.
+    pub max_stanza_size: usize,
+    /// Maximum element nesting depth inside a stanza.
+    pub max_stanza_depth: usize,
+    /// Log filter (tracing `EnvFilter` syntax), overridden by `RUST_LOG`.
+    pub log_level: String,
+}
+
+impl Default for General {
+    fn default() -> Self {
+        General {
+            hosts: vec!["localhost".into()],
+            data_dir: PathBuf::from("./data"),
+            admin_token_file: None,
+            max_stanza_size: 256 * 1024,
+            max_stanza_depth: 32,
+            log_level: "info".into(),
+        }
+    }
+}
+
+/// `[tls]`: the server certificate. Without files, a self-signed certificate for the
+/// hosts is generated on first start and kept in the data dir.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsFiles {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// `[listen]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listen {
+    pub c2s: Vec<C2sListener>,
+    pub admin: AdminListener,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Listen {
+            c2s: vec![
+                C2sListener { address: "0.0.0.0:5222".parse().unwrap(), ..C2sListener::default() },
+                C2sListener {
+                    address: "0.0.0.0:5223".parse().unwrap(),
+                    tls: TlsMode::Direct,
+                    ..C2sListener::default()
+                },
+            ],
+            admin: AdminListener::default(),
+        }
+    }
+}
+
+/// How a c2s listener does TLS.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Plain TCP, upgraded with STARTTLS.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (XEP-0368).
+    Direct,
+}
+
+/// `[[listen.c2s]]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct C2sListener {
+    pub address: SocketAddr,
+    pub tls: TlsMode,
+    /// Refuse authentication before TLS (STARTTLS listeners).
+    pub require_tls: bool,
+    /// Offer PLAIN on unencrypted connections (only when `require_tls` is false).
+    pub allow_plain_without_tls: bool,
+    /// Seconds from connect to a bound session before the connection is closed.
+    pub negotiation_timeout: u64,
+    /// Seconds without any traffic before an authenticated session is closed.
+    pub idle_timeout: u64,
+    /// Failed SASL attempts allowed per connection.
+    pub max_auth_attempts: u32,
+}
+
+impl Default for C2sListener {
+    fn default() -> Self {
+        C2sListener {
+            address: "0.0.0.0:5222".parse().unwrap(),
+            tls: TlsMode::Starttls,
+            require_tls: true,
+            allow_plain_without_tls: false,
+            negotiation_timeout: 30,
+            idle_timeout: 600,
+            max_auth_attempts: 3,
+        }
+    }
+}
+
+/// `[listen.admin]`: the admin API, loopback only by default.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminListener {
+    pub address: SocketAddr,
+}
+
+impl Default for AdminListener {
+    fn default() -> Self {
+        AdminListener { address: "127.0.0.1:5281".parse().unwrap() }
+    }
+}
+
+/// `[c2s]`: session behaviour.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct C2sSettings {
+    /// Seconds of client silence before the server sends a keepalive ping (0 = never).
+    pub ping_interval: u64,
+    /// Seconds to wait for the ping's answer before closing the session.
+    pub ping_timeout: u64,
+    /// Messages kept per account for offline delivery.
+    pub max_offline_messages: usize,
+    /// Capacity of a session's inbound queue (stanzas routed to it).
+    pub session_queue: usize,
+}
+
+impl Default for C2sSettings {
+    fn default() -> Self {
+        C2sSettings { ping_interval: 120, ping_timeout: 30, max_offline_messages: 1000, session_queue: 1024 }
+    }
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// PBKDF2 iterations for newly stored SCRAM keys.
+    pub scram_iterations: u32,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings { scram_iterations: crate::sasl::DEFAULT_ITERATIONS }
+    }
+}
+
+impl Config {
+    /// Parses TOML text; `path` is only used in error messages.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: describe_toml_error(text, &e),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Config::from_toml(&text, path)
+    }
+
+    /// Loads `path` if given, else the default path if it exists, else the built-in default.
+    pub fn load_or_default(path: Option<&Path>) -> Result<(Config, Option<PathBuf>), ConfigError> {
+        match path {
+            Some(p) => Ok((Config::load(p)?, Some(p.to_path_buf()))),
+            None => {
+                let p = Path::new(DEFAULT_CONFIG_PATH);
+                if p.exists() {
+                    Ok((Config::load(p)?, Some(p.to_path_buf())))
+                } else {
+                    Ok((Config::default(), None))
+                }
+            }
+        }
+    }
+
+    /// Checks cross-field rules serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.general.hosts.is_empty() {
+            return Err(ConfigError::Invalid("general.hosts must name at least one domain".into()));
+        }
+        for h in &self.general.hosts {
+            if jid::BareJid::new(h).map(|j| j.node().is_some()).unwrap_or(true) {
+                return Err(ConfigError::Invalid(format!("general.hosts: {h:?} is not a valid domain")));
+            }
+        }
+        if self.general.max_stanza_size < 1024 {
+            return Err(ConfigError::Invalid("general.max_stanza_size must be at least 1024".into()));
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err(ConfigError::Invalid("tls.cert and tls.key must be given together".into()));
+        }
+        Ok(())
+    }
+
+    /// Path of the admin token file.
+    pub fn admin_token_path(&self) -> PathBuf {
+        self.general
+            .admin_token_file
+            .clone()
+            .unwrap_or_else(|| self.general.data_dir.join("admin.token"))
+    }
+}
+
+/// Renders a TOML error with its line number and key when available.
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().trim().to_string();
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            let snippet = text.lines().nth(line - 1).unwrap_or("").trim();
+            format!("line {line}: {msg} (at `{snippet}`)")
+        }
+        None => msg,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_key_names_line() {
+        let err = Config::from_toml("[general]\nhosts = [\"a.test\"]\nbogus = 1\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn parses_listeners() {
+        let cfg = Config::from_toml(
+            "[[listen.c2s]]\naddress = \"127.0.0.1:0\"\ntls = \"direct\"\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert_eq!(cfg.listen.c2s.len(), 1);
+        assert_eq!(cfg.listen.c2s[0].tls, TlsMode::Direct);
+        assert!(cfg.listen.c2s[0].require_tls);
+    }
+}

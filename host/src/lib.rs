@@ -1,0 +1,13 @@
+//! Heliograph: a multi-tenant XMPP signaling server.
+//!
+//! The crate is laid out by the path a stanza takes: bytes arrive on a [`transport`],
+//! become [`xml`] events, go through stream negotiation in [`session`] (TLS, [`sasl`],
+//! binding), are routed by the [`router`] to other sessions or to the server's
+//! [`services`] (roster, presence, disco, ...), which persist through [`storage`].
+//! [`admin`] is the HTTP admin API, [`cli`] the command-line client for it, [`config`]
+//! the TOML configuration and [`server`] wires everything together.
+
+pub mod config;
+pub mod sasl;
+pub mod storage;
+pub mod xml;

@@ -1,0 +1,209 @@
+//! SASL (RFC 4422) server side: mechanisms SCRAM-SHA-1, SCRAM-SHA-256 and their -PLUS
+//! variants with channel binding (RFC 5802, RFC 7677, RFC 9266 `tls-exporter`, RFC 5929
+//! `tls-server-end-point`), and PLAIN (RFC 4616). Also the stored credential format:
+//! passwords are kept only as SCRAM salted keys ([`StoredCredentials`]).
+//!
+//! Mechanisms are pure state machines; the session core feeds them the client's messages
+//! and a [`CredentialSource`] and sends whatever [`Outcome`] they return.
+//!
+//! STUB: the real implementation is being written; the interface below is fixed.
+
+use serde::{Deserialize, Serialize};
+
+/// Default PBKDF2 iteration count for newly stored credentials.
+pub const DEFAULT_ITERATIONS: u32 = 4096;
+
+/// Mechanisms the server implements, strongest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mechanism {
+    ScramSha256Plus,
+    ScramSha1Plus,
+    ScramSha256,
+    ScramSha1,
+    Plain,
+}
+
+impl Mechanism {
+    /// The IANA name (`SCRAM-SHA-256-PLUS`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Mechanism::ScramSha256Plus => "SCRAM-SHA-256-PLUS",
+            Mechanism::ScramSha1Plus => "SCRAM-SHA-1-PLUS",
+            Mechanism::ScramSha256 => "SCRAM-SHA-256",
+            Mechanism::ScramSha1 => "SCRAM-SHA-1",
+            Mechanism::Plain => "PLAIN",
+        }
+    }
+
+    /// Parses an IANA mechanism name (case-sensitive, as RFC 4422 requires).
+    pub fn from_name(name: &str) -> Option<Mechanism> {
+        [
+            Mechanism::ScramSha256Plus,
+            Mechanism::ScramSha1Plus,
+            Mechanism::ScramSha256,
+            Mechanism::ScramSha1,
+            Mechanism::Plain,
+        ]
+        .into_iter()
+        .find(|m| m.name() == name)
+    }
+
+    /// True for the channel-binding (-PLUS) variants.
+    pub fn is_plus(self) -> bool {
+        matches!(self, Mechanism::ScramSha256Plus | Mechanism::ScramSha1Plus)
+    }
+}
+
+/// Hash function of a SCRAM family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ScramHash {
+    Sha1,
+    Sha256,
+}
+
+/// SCRAM keys for one hash function (RFC 5802 §3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramKeys {
+    pub salt: Vec<u8>,
+    pub iterations: u32,
+    pub stored_key: Vec<u8>,
+    pub server_key: Vec<u8>,
+}
+
+/// Everything stored for a password: the SCRAM keys for each supported hash. The password
+/// itself is never stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredCredentials {
+    pub sha1: ScramKeys,
+    pub sha256: ScramKeys,
+}
+
+/// Channel-binding data of the current connection (RFC 5056), present only over TLS.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChannelBindings {
+    /// RFC 9266 `tls-exporter` (TLS 1.3 only).
+    pub tls_exporter: Option<Vec<u8>>,
+    /// RFC 5929 `tls-server-end-point`: hash of the server certificate.
+    pub tls_server_end_point: Option<Vec<u8>>,
+}
+
+impl ChannelBindings {
+    /// Names of the supported channel-binding types, for XEP-0440 advertisement.
+    pub fn types(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.tls_exporter.is_some() {
+            v.push("tls-exporter");
+        }
+        if self.tls_server_end_point.is_some() {
+            v.push("tls-server-end-point");
+        }
+        v
+    }
+}
+
+/// SASL failure conditions (RFC 6120 §6.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaslFailure {
+    Aborted,
+    AccountDisabled,
+    CredentialsExpired,
+    EncryptionRequired,
+    IncorrectEncoding,
+    InvalidAuthzid,
+    InvalidMechanism,
+    MalformedRequest,
+    MechanismTooWeak,
+    NotAuthorized,
+    TemporaryAuthFailure,
+}
+
+impl SaslFailure {
+    /// The element name of the condition.
+    pub fn condition(self) -> &'static str {
+        match self {
+            SaslFailure::Aborted => "aborted",
+            SaslFailure::AccountDisabled => "account-disabled",
+            SaslFailure::CredentialsExpired => "credentials-expired",
+            SaslFailure::EncryptionRequired => "encryption-required",
+            SaslFailure::IncorrectEncoding => "incorrect-encoding",
+            SaslFailure::InvalidAuthzid => "invalid-authzid",
+            SaslFailure::InvalidMechanism => "invalid-mechanism",
+            SaslFailure::MalformedRequest => "malformed-request",
+            SaslFailure::MechanismTooWeak => "mechanism-too-weak",
+            SaslFailure::NotAuthorized => "not-authorized",
+            SaslFailure::TemporaryAuthFailure => "temporary-auth-failure",
+        }
+    }
+}
+
+/// Result of a password check against an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordCheck {
+    Valid,
+    Invalid,
+    NoSuchUser,
+}
+
+/// Where mechanisms get account data. `username` is the SASL authentication identity as
+/// sent by the client after SASLprep; the source normalizes it to a localpart.
+pub trait CredentialSource {
+    /// SCRAM keys for the user and hash, or `None` if the account does not exist.
+    fn scram_keys(&self, username: &str, hash: ScramHash) -> Option<ScramKeys>;
+    /// Verifies a plaintext password (PLAIN).
+    fn check_password(&self, username: &str, password: &str) -> PasswordCheck;
+}
+
+/// What a mechanism step produces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Send `<challenge/>` with this data.
+    Challenge(Vec<u8>),
+    /// Authentication succeeded for `username` (the authentication identity, SASLprep'd);
+    /// send `<success/>` carrying `additional_data` if any.
+    Success { username: String, additional_data: Option<Vec<u8>> },
+    /// Send `<failure/>` with this condition and optional text.
+    Failure(SaslFailure, Option<String>),
+}
+
+/// Per-connection facts a mechanism needs.
+#[derive(Debug, Clone, Default)]
+pub struct SaslContext {
+    /// Channel bindings of the connection (empty without TLS).
+    pub channel_bindings: ChannelBindings,
+    /// Whether the server advertised any -PLUS mechanism on this connection (for the
+    /// SCRAM downgrade check of the gs2 `y` flag).
+    pub plus_advertised: bool,
+}
+
+/// One authentication exchange for one mechanism.
+#[derive(Debug)]
+pub struct SaslServer {
+    mechanism: Mechanism,
+    _ctx: SaslContext,
+}
+
+impl SaslServer {
+    pub fn new(mechanism: Mechanism, ctx: SaslContext) -> Self {
+        SaslServer { mechanism, _ctx: ctx }
+    }
+
+    pub fn mechanism(&self) -> Mechanism {
+        self.mechanism
+    }
+
+    /// Processes the next client message (the initial response of `<auth/>` or a
+    /// `<response/>`; empty when the client sent none).
+    pub fn step(&mut self, _input: &[u8], _creds: &dyn CredentialSource) -> Outcome {
+        todo!()
+    }
+}
+
+/// Derives the stored SCRAM keys for a password (SASLprep applied) with a fresh random salt.
+pub fn derive_credentials(_password: &str, _iterations: u32) -> Result<StoredCredentials, SaslFailure> {
+    todo!()
+}
+
+/// Checks a plaintext password against stored keys without knowing the password.
+pub fn verify_password(_password: &str, _keys: &ScramKeys, _hash: ScramHash) -> bool {
+    todo!()
+}
