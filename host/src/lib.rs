@@ -11,3 +11,5 @@ pub mod config;
 pub mod sasl;
 pub mod storage;
 pub mod xml;
+pub mod router;
+pub mod server;
