@@ -1,0 +1,83 @@
+//! Key layout of the sled trees. Every key starts with the domain, so all data of one
+//! domain (one tenant) is a single prefix range in each tree:
+//!
+//! | tree          | key                                | value                       |
+//! |---------------|------------------------------------|-----------------------------|
+//! | `users`       | `domain \0 local`                  | JSON [`StoredCredentials`]  |
+//! | `roster_meta` | `domain \0 local`                  | roster version, u64 BE      |
+//! | `rosters`     | `domain \0 local \0 contact`       | JSON [`RosterItem`]         |
+//! | `offline`     | `domain \0 local \0 sequence(u64 BE)` | JSON [`OfflineMessage`]  |
+//! | `blocks`      | `domain \0 local \0 jid`           | empty                       |
+//!
+//! A domain prefix and an account prefix always end with the separator, so `a.test` never
+//! matches `a.test2` and `al` never matches `alice`. Normalized JIDs cannot contain NUL;
+//! any part that does (or is empty) is rejected rather than allowed to mix with other keys.
+//!
+//! [`StoredCredentials`]: crate::sasl::StoredCredentials
+//! [`RosterItem`]: crate::storage::RosterItem
+//! [`OfflineMessage`]: crate::storage::OfflineMessage
+
+use crate::storage::{Account, StorageError, StorageResult};
+
+/// Separates the parts of a key.
+const SEP: u8 = 0;
+
+/// `domain \0`: every key of the domain in any tree starts with this.
+pub(super) fn domain_prefix(domain: &str) -> StorageResult<Vec<u8>> {
+    let mut key = part(domain, "domain")?.to_vec();
+    key.push(SEP);
+    Ok(key)
+}
+
+/// `domain \0 local`: the key of the account itself (`users`, `roster_meta`).
+pub(super) fn account_key(account: &Account) -> StorageResult<Vec<u8>> {
+    let mut key = domain_prefix(&account.domain)?;
+    key.extend_from_slice(part(&account.local, "localpart")?);
+    Ok(key)
+}
+
+/// `domain \0 local \0`: every per-account entry (`rosters`, `offline`, `blocks`) starts
+/// with this.
+pub(super) fn account_prefix(account: &Account) -> StorageResult<Vec<u8>> {
+    let mut key = account_key(account)?;
+    key.push(SEP);
+    Ok(key)
+}
+
+/// `domain \0 local \0 jid`: a roster item or block-list entry.
+pub(super) fn jid_key(account: &Account, jid: &str) -> StorageResult<Vec<u8>> {
+    let mut key = account_prefix(account)?;
+    key.extend_from_slice(part(jid, "JID")?);
+    Ok(key)
+}
+
+/// `domain \0 local \0 sequence`: an offline message; big-endian so keys sort in order.
+pub(super) fn offline_key(account: &Account, sequence: u64) -> StorageResult<Vec<u8>> {
+    let mut key = account_prefix(account)?;
+    key.extend_from_slice(&sequence.to_be_bytes());
+    Ok(key)
+}
+
+/// The single string part of `key` after `prefix` (a localpart or JID).
+pub(super) fn suffix(key: &[u8], prefix: &[u8]) -> StorageResult<String> {
+    let rest = key
+        .strip_prefix(prefix)
+        .filter(|rest| !rest.is_empty() && !rest.contains(&SEP))
+        .ok_or_else(|| StorageError::Corrupt(format!("malformed key {}", describe(key))))?;
+    String::from_utf8(rest.to_vec())
+        .map_err(|_| StorageError::Corrupt(format!("key is not UTF-8: {}", describe(key))))
+}
+
+/// A key in printable form for error messages.
+pub(super) fn describe(key: &[u8]) -> String {
+    key.escape_ascii().to_string()
+}
+
+fn part<'a>(value: &'a str, what: &str) -> StorageResult<&'a [u8]> {
+    if value.is_empty() || value.as_bytes().contains(&SEP) {
+        return Err(StorageError::Backend(format!(
+            "invalid {what} {value:?} in a storage key: empty or containing NUL"
+        )));
+    }
+    Ok(value.as_bytes())
+}
