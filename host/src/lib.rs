@@ -7,9 +7,14 @@
 //! [`admin`] is the HTTP admin API, [`cli`] the command-line client for it, [`config`]
 //! the TOML configuration and [`server`] wires everything together.
 
+pub mod admin;
 pub mod config;
-pub mod sasl;
-pub mod storage;
-pub mod xml;
 pub mod router;
+pub mod sasl;
 pub mod server;
+pub mod services;
+pub mod session;
+pub mod stanza;
+pub mod storage;
+pub mod transport;
+pub mod xml;

@@ -24,7 +24,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub general: General,
@@ -32,18 +32,6 @@ pub struct Config {
     pub listen: Listen,
     pub c2s: C2sSettings,
     pub auth: AuthSettings,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            general: General::default(),
-            tls: TlsFiles::default(),
-            listen: Listen::default(),
-            c2s: C2sSettings::default(),
-            auth: AuthSettings::default(),
-        }
-    }
 }
 
 /// `[general]`

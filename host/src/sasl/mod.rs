@@ -160,7 +160,7 @@ pub enum Outcome {
     Challenge(Vec<u8>),
     /// Authentication succeeded for `username` (the authentication identity, SASLprep'd);
     /// send `<success/>` carrying `additional_data` if any.
-    Success { username: String, additional_data: Option<Vec<u8>> },
+    Success { username: String, authzid: Option<String>, additional_data: Option<Vec<u8>> },
     /// Send `<failure/>` with this condition and optional text.
     Failure(SaslFailure, Option<String>),
 }

@@ -1,0 +1,175 @@
+//! One bound session as the rest of the server sees it: its address, presence state and
+//! the queue into its task.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+
+use super::SessionInfo;
+use crate::session::StreamErrorCondition;
+use crate::storage::Account;
+use crate::xml::Element;
+
+static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh process-unique session id.
+pub fn next_session_id() -> u64 {
+    NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// How a session is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Tls,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
+}
+
+/// Messages into a session's task.
+#[derive(Debug)]
+pub enum SessionMsg {
+    /// Deliver this stanza to the client (addresses already final).
+    Stanza(Element),
+    /// Close the stream with this error.
+    Close(StreamErrorCondition, Option<String>),
+}
+
+/// Presence-related state the server keeps per session (RFC 6121 §4).
+#[derive(Debug, Clone, Default)]
+pub struct PresenceState {
+    /// The last available presence broadcast by the session (with `from` stamped), `None`
+    /// before initial presence or after unavailable.
+    pub last: Option<Element>,
+    /// Priority from the last presence (0 by default).
+    pub priority: i8,
+    /// The session requested the roster (it is "interested" and gets roster pushes).
+    pub roster_requested: bool,
+    /// Full or bare JIDs the session sent directed presence to while available
+    /// (they get unavailable presence when it goes offline).
+    pub directed: Vec<String>,
+}
+
+/// A bound session.
+#[derive(Debug)]
+pub struct SessionEntry {
+    pub id: u64,
+    pub account: Account,
+    pub resource: String,
+    /// `local@domain/resource`
+    pub full_jid: String,
+    pub transport: Transport,
+    pub address: String,
+    pub since: SystemTime,
+    tx: mpsc::Sender<SessionMsg>,
+    presence: Mutex<PresenceState>,
+}
+
+impl SessionEntry {
+    pub fn new(
+        id: u64,
+        account: Account,
+        resource: String,
+        transport: Transport,
+        address: String,
+        tx: mpsc::Sender<SessionMsg>,
+    ) -> Self {
+        let full_jid = format!("{}@{}/{}", account.local, account.domain, resource);
+        SessionEntry {
+            id,
+            account,
+            resource,
+            full_jid,
+            transport,
+            address,
+            since: SystemTime::now(),
+            tx,
+            presence: Mutex::new(PresenceState::default()),
+        }
+    }
+
+    /// Queues a stanza for the client. Returns false if the session is gone or its queue
+    /// is full; a full queue means the client cannot keep up, so the session is closed with
+    /// `policy-violation` rather than buffering without bound.
+    pub fn send(&self, stanza: Element) -> bool {
+        match self.tx.try_send(SessionMsg::Stanza(stanza)) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(jid = %self.full_jid, "session queue full, closing slow client");
+                self.close(StreamErrorCondition::PolicyViolation, Some("too many queued stanzas"));
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Asks the session to close its stream with an error. Uses a spawned send when the
+    /// queue is full so the request is never lost.
+    pub fn close(&self, cond: StreamErrorCondition, text: Option<&str>) {
+        let msg = SessionMsg::Close(cond, text.map(str::to_string));
+        if let Err(mpsc::error::TrySendError::Full(msg)) = self.tx.try_send(msg) {
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(msg).await;
+            });
+        }
+    }
+
+    /// True while the session task is alive.
+    pub fn is_alive(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
+    /// Reads the presence state.
+    pub fn presence(&self) -> PresenceState {
+        self.lock_presence().clone()
+    }
+
+    /// Updates the presence state.
+    pub fn update_presence<R>(&self, f: impl FnOnce(&mut PresenceState) -> R) -> R {
+        f(&mut self.lock_presence())
+    }
+
+    /// Available (has sent available presence and not unavailable since).
+    pub fn is_available(&self) -> bool {
+        self.lock_presence().last.is_some()
+    }
+
+    /// Available with a non-negative priority: eligible for messages to the bare JID.
+    pub fn accepts_bare_messages(&self) -> bool {
+        let p = self.lock_presence();
+        p.last.is_some() && p.priority >= 0
+    }
+
+    pub fn priority(&self) -> i8 {
+        self.lock_presence().priority
+    }
+
+    fn lock_presence(&self) -> std::sync::MutexGuard<'_, PresenceState> {
+        // A poisoned lock only means another thread panicked mid-update of plain data;
+        // the state is still usable.
+        self.presence.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Snapshot for the admin API.
+    pub fn info(&self) -> SessionInfo {
+        let p = self.lock_presence();
+        SessionInfo {
+            jid: self.full_jid.clone(),
+            transport: self.transport.as_str().to_string(),
+            address: self.address.clone(),
+            priority: p.priority,
+            available: p.last.is_some(),
+            since: self.since.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        }
+    }
+}

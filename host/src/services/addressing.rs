@@ -1,0 +1,51 @@
+//! Classifies a stanza's `to` address: the server itself, a local account (bare or full),
+//! or a domain not served here.
+
+use crate::server::Server;
+use crate::storage::Account;
+
+/// Where a stanza is going.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// No `to`: the sender's own account (RFC 6120 §10.3).
+    OwnAccount,
+    /// A domain served here (the server itself).
+    Server(String),
+    /// A local account's bare JID.
+    Bare(Account),
+    /// A local account's full JID.
+    Full(Account, String),
+    /// A JID on a domain not served here (no federation yet).
+    Remote(String),
+}
+
+/// Classifies an already-normalized `to` value.
+pub fn classify(server: &Server, to: Option<&str>) -> Target {
+    let Some(to) = to else { return Target::OwnAccount };
+    let Ok(jid) = jid::Jid::new(to) else { return Target::Remote(to.to_string()) };
+    let domain = jid.domain().as_str();
+    if !server.serves_domain(domain) {
+        return Target::Remote(domain.to_string());
+    }
+    match (jid.node(), jid.resource()) {
+        (None, _) => Target::Server(domain.to_string()),
+        (Some(node), None) => Target::Bare(Account::new(node.as_str(), domain)),
+        (Some(node), Some(res)) => Target::Full(Account::new(node.as_str(), domain), res.as_str().to_string()),
+    }
+}
+
+/// Parses a bare or full JID string into its account part, if it is local.
+pub fn local_account(server: &Server, jid: &str) -> Option<Account> {
+    match classify(server, Some(jid)) {
+        Target::Bare(a) | Target::Full(a, _) => Some(a),
+        _ => None,
+    }
+}
+
+/// The bare form of a JID string (unchanged if it is not a valid JID).
+pub fn bare(jid: &str) -> String {
+    match jid::Jid::new(jid) {
+        Ok(j) => j.to_bare().to_string(),
+        Err(_) => jid.to_string(),
+    }
+}

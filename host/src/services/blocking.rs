@@ -1,0 +1,209 @@
+//! XEP-0191 Blocking Command: the block list iq protocol, pushes to the user's sessions,
+//! and the checks routing uses. Block lists are cached in memory (loaded on first use,
+//! replaced on change) so the per-stanza check does not touch storage.
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use super::reply;
+use crate::router::SessionEntry;
+use crate::server::Server;
+use crate::stanza::{self, Condition};
+use crate::storage::{self, Account};
+use crate::xml::{Element, ns};
+
+/// In-memory copy of block lists, keyed by account.
+#[derive(Default)]
+pub struct BlockCache {
+    lists: DashMap<Account, Arc<Vec<String>>>,
+}
+
+impl BlockCache {
+    /// Forgets an account's list (it is reloaded on next use).
+    pub fn invalidate(&self, account: &Account) {
+        self.lists.remove(account);
+    }
+}
+
+async fn list(server: &Arc<Server>, account: &Account) -> Arc<Vec<String>> {
+    if let Some(l) = server.blocklists.lists.get(account) {
+        return l.clone();
+    }
+    let store = server.storage.blocks.clone();
+    let acc = account.clone();
+    let loaded = storage::blocking(move || store.blocked(&acc)).await.unwrap_or_else(|e| {
+        tracing::error!(jid = %account, error = %e, "reading block list failed");
+        Vec::new()
+    });
+    let loaded = Arc::new(loaded);
+    server.blocklists.lists.insert(account.clone(), loaded.clone());
+    loaded
+}
+
+/// XEP-0191 §3.3 matching (as for privacy lists): an item blocks a JID if it equals the
+/// JID's full form, bare form, domain or domain/resource.
+pub fn item_matches(item: &str, jid: &str) -> bool {
+    let Ok(j) = jid::Jid::new(jid) else { return item == jid };
+    let domain = j.domain().as_str();
+    if item == j.as_str() || item == domain {
+        return true;
+    }
+    if j.node().is_some() && item == j.to_bare().as_str() {
+        return true;
+    }
+    match j.resource() {
+        Some(res) => item == format!("{domain}/{}", res.as_str()),
+        None => false,
+    }
+}
+
+/// True if `account` has blocked `from` (a full or bare JID).
+pub async fn is_blocked(server: &Arc<Server>, account: &Account, from: &str) -> bool {
+    let l = list(server, account).await;
+    l.iter().any(|item| item_matches(item, from))
+}
+
+/// True if the sender has blocked the recipient account (outbound stanzas are refused).
+pub async fn blocks_outbound(server: &Arc<Server>, sender: &SessionEntry, recipient: &Account) -> bool {
+    if sender.account == *recipient {
+        return false;
+    }
+    let l = list(server, &sender.account).await;
+    if l.is_empty() {
+        return false;
+    }
+    let to = recipient.to_string();
+    l.iter().any(|item| item_matches(item, &to))
+}
+
+/// The error for a stanza sent to someone the sender blocked (XEP-0191 §3.5).
+pub fn blocked_error(original: &Element) -> Option<Element> {
+    let mut reply = stanza::error_reply(original, Condition::NotAcceptable, None)?;
+    if let Some(err) = reply.child_mut("error", ns::CLIENT) {
+        err.push_child(Element::new("blocked", ns::BLOCKING_ERRORS));
+    }
+    Some(reply)
+}
+
+fn item_jids(payload: &Element) -> Result<Vec<String>, Condition> {
+    let mut out = Vec::new();
+    for item in payload.children().filter(|c| c.is("item", ns::BLOCKING)) {
+        let raw = item.attr("jid").ok_or(Condition::BadRequest)?;
+        let j = jid::Jid::new(raw).map_err(|_| Condition::JidMalformed)?;
+        out.push(j.to_string());
+    }
+    Ok(out)
+}
+
+fn items(name: &str, jids: &[String]) -> Element {
+    let mut el = Element::new(name, ns::BLOCKING);
+    for j in jids {
+        el.push_child(Element::new("item", ns::BLOCKING).with_attr("jid", j.clone()));
+    }
+    el
+}
+
+/// Handles blocklist get, block and unblock.
+pub async fn handle_iq(server: &Arc<Server>, entry: &Arc<SessionEntry>, iq: &Element) -> Option<Element> {
+    let payload = iq.first_child()?;
+    let account = entry.account.clone();
+    match (stanza::stanza_type(iq), payload.name()) {
+        ("get", "blocklist") => {
+            let l = list(server, &account).await;
+            Some(stanza::iq_result_with(iq, items("blocklist", &l)))
+        }
+        ("set", "block") => {
+            let jids = match item_jids(payload) {
+                Ok(j) if !j.is_empty() => j,
+                Ok(_) => return stanza::error_reply(iq, Condition::BadRequest, Some("block needs at least one item")),
+                Err(c) => return stanza::error_reply(iq, c, None),
+            };
+            let store = server.storage.blocks.clone();
+            let acc = account.clone();
+            let to_store = jids.clone();
+            if let Err(e) = storage::blocking(move || store.block(&acc, &to_store)).await {
+                tracing::error!(jid = %account, error = %e, "storing block list failed");
+                return stanza::error_reply(iq, Condition::InternalServerError, None);
+            }
+            server.blocklists.invalidate(&account);
+            send_unavailable_to_blocked(server, entry, &jids);
+            push_to_sessions(server, &account, items("block", &jids));
+            Some(stanza::iq_result(iq))
+        }
+        ("set", "unblock") => {
+            let jids = match item_jids(payload) {
+                Ok(j) => j,
+                Err(c) => return stanza::error_reply(iq, c, None),
+            };
+            let store = server.storage.blocks.clone();
+            let acc = account.clone();
+            let to_remove = jids.clone();
+            let removed = storage::blocking(move || {
+                if to_remove.is_empty() { store.unblock_all(&acc) } else { store.unblock(&acc, &to_remove) }
+            })
+            .await;
+            let removed = match removed {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(jid = %account, error = %e, "storing block list failed");
+                    return stanza::error_reply(iq, Condition::InternalServerError, None);
+                }
+            };
+            server.blocklists.invalidate(&account);
+            super::presence::resend_presence_to(server, &account, &removed).await;
+            push_to_sessions(server, &account, items("unblock", &jids));
+            Some(stanza::iq_result(iq))
+        }
+        _ => stanza::error_reply(iq, Condition::BadRequest, None),
+    }
+}
+
+/// Block pushes go to every session of the account (XEP-0191 §3.3).
+fn push_to_sessions(server: &Server, account: &Account, payload: Element) {
+    for s in server.router.resources(account) {
+        let push = Element::new("iq", ns::CLIENT)
+            .with_attr("type", "set")
+            .with_attr("id", format!("push-{}", rand::random::<u32>()))
+            .with_attr("to", s.full_jid.clone())
+            .with_child(payload.clone());
+        reply(&s, Some(push));
+    }
+}
+
+/// Blocked contacts stop seeing the user online: each available resource sends them
+/// unavailable presence.
+fn send_unavailable_to_blocked(server: &Server, entry: &SessionEntry, jids: &[String]) {
+    let mine: Vec<_> = server.router.resources(&entry.account).into_iter().filter(|s| s.is_available()).collect();
+    for j in jids {
+        let Some(contact) = super::addressing::local_account(server, j) else { continue };
+        for target in server.router.resources(&contact) {
+            if !item_matches(j, &target.full_jid) {
+                continue;
+            }
+            for me in &mine {
+                let p = Element::new("presence", ns::CLIENT)
+                    .with_attr("type", "unavailable")
+                    .with_attr("from", me.full_jid.clone())
+                    .with_attr("to", target.full_jid.clone());
+                target.send(p);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::item_matches;
+
+    #[test]
+    fn matching_rules() {
+        assert!(item_matches("a@x", "a@x/r"));
+        assert!(item_matches("a@x/r", "a@x/r"));
+        assert!(!item_matches("a@x/r", "a@x/other"));
+        assert!(item_matches("x", "a@x/r"));
+        assert!(item_matches("x/r", "x/r"));
+        assert!(!item_matches("b@x", "a@x/r"));
+        assert!(!item_matches("a@y", "a@x"));
+    }
+}

@@ -1,0 +1,78 @@
+//! XEP-0030 Service Discovery for the server and for accounts.
+
+use crate::stanza;
+use crate::xml::{Element, ns};
+
+/// Features the server itself supports.
+pub const SERVER_FEATURES: &[&str] = &[
+    ns::DISCO_INFO,
+    ns::DISCO_ITEMS,
+    ns::PING,
+    ns::VERSION,
+    ns::TIME,
+    ns::ROSTER,
+    ns::ROSTER_VER,
+    ns::OFFLINE,
+    ns::BLOCKING,
+    ns::SESSION,
+];
+
+/// Features announced for an account's bare JID.
+pub const ACCOUNT_FEATURES: &[&str] = &[ns::DISCO_INFO, ns::DISCO_ITEMS];
+
+fn info(identity_category: &str, identity_type: &str, name: Option<&str>, features: &[&str]) -> Element {
+    let mut q = Element::new("query", ns::DISCO_INFO);
+    q.push_child(
+        Element::new("identity", ns::DISCO_INFO)
+            .with_attr("category", identity_category)
+            .with_attr("type", identity_type)
+            .with_opt_attr("name", name),
+    );
+    for f in features {
+        q.push_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", *f));
+    }
+    q
+}
+
+fn check_get(iq: &Element) -> Result<(), Option<Element>> {
+    if stanza::stanza_type(iq) != "get" {
+        return Err(stanza::error_reply(iq, stanza::Condition::BadRequest, None));
+    }
+    let node = iq.first_child().and_then(|q| q.attr("node"));
+    if node.is_some() {
+        return Err(stanza::error_reply(iq, stanza::Condition::ItemNotFound, None));
+    }
+    Ok(())
+}
+
+/// disco#info on the server.
+pub fn server_info(iq: &Element) -> Option<Element> {
+    if let Err(e) = check_get(iq) {
+        return e;
+    }
+    Some(stanza::iq_result_with(iq, info("server", "im", Some("Heliograph"), SERVER_FEATURES)))
+}
+
+/// disco#items on the server (no items yet: MUC and components come later).
+pub fn server_items(iq: &Element) -> Option<Element> {
+    if let Err(e) = check_get(iq) {
+        return e;
+    }
+    Some(stanza::iq_result_with(iq, Element::new("query", ns::DISCO_ITEMS)))
+}
+
+/// disco#info on an account's bare JID.
+pub fn account_info(iq: &Element) -> Option<Element> {
+    if let Err(e) = check_get(iq) {
+        return e;
+    }
+    Some(stanza::iq_result_with(iq, info("account", "registered", None, ACCOUNT_FEATURES)))
+}
+
+/// disco#items on an account's bare JID.
+pub fn account_items(iq: &Element) -> Option<Element> {
+    if let Err(e) = check_get(iq) {
+        return e;
+    }
+    Some(stanza::iq_result_with(iq, Element::new("query", ns::DISCO_ITEMS)))
+}

@@ -1,0 +1,78 @@
+//! XEP-0160 offline messages: stored while an account has no available resource and
+//! delivered, with a XEP-0203 delay stamp, when it next sends initial presence.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::time::xep82_millis;
+use crate::router::SessionEntry;
+use crate::server::Server;
+use crate::storage::{self, Account, OfflineMessage};
+use crate::xml::{Element, ns, parser};
+
+/// Stores a message for later. Returns false when the account's queue is full or storage
+/// failed (the caller bounces the message). Acknowledged only once on disk.
+pub async fn store(server: &Arc<Server>, account: &Account, msg: &Element) -> bool {
+    let max = server.config.c2s.max_offline_messages;
+    let stamp_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let stored = OfflineMessage { stanza: msg.to_string_in(ns::CLIENT), stamp_ms };
+    let store = server.storage.offline.clone();
+    let account = account.clone();
+    storage::blocking(move || {
+        match store.count(&account) {
+            Ok(n) if n >= max => return false,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(jid = %account, error = %e, "offline storage failed");
+                return false;
+            }
+        }
+        match store.push(&account, &stored) {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!(jid = %account, error = %e, "offline storage failed");
+                false
+            }
+        }
+    })
+    .await
+}
+
+/// Delivers every stored message to a session that just became available.
+pub async fn deliver(server: &Arc<Server>, entry: &Arc<SessionEntry>) {
+    let store = server.storage.offline.clone();
+    let account = entry.account.clone();
+    let messages = storage::blocking(move || store.take_all(&account)).await;
+    let messages = match messages {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(jid = %entry.account, error = %e, "reading offline messages failed");
+            return;
+        }
+    };
+    let limits = server.parser_limits();
+    for m in messages {
+        let Ok(mut el) = parser::parse_element(m.stanza.as_bytes(), ns::CLIENT, limits) else {
+            tracing::error!(jid = %entry.account, "dropping unreadable offline message");
+            continue;
+        };
+        el.set_attr("to", entry.full_jid.clone());
+        let stamp = UNIX_EPOCH + Duration::from_millis(m.stamp_ms);
+        el.push_child(
+            Element::new("delay", ns::DELAY)
+                .with_attr("from", entry.account.domain.clone())
+                .with_attr("stamp", xep82_millis(stamp))
+                .with_text("Offline storage"),
+        );
+        if !entry.send(el) {
+            // The session went away mid-delivery: put the message back.
+            let _ = store_raw(server, &entry.account, m).await;
+        }
+    }
+}
+
+async fn store_raw(server: &Arc<Server>, account: &Account, m: OfflineMessage) -> bool {
+    let store = server.storage.offline.clone();
+    let account = account.clone();
+    storage::blocking(move || store.push(&account, &m).is_ok()).await
+}

@@ -1,0 +1,15 @@
+//! XEP-0092 Software Version of the server.
+
+use crate::stanza;
+use crate::xml::{Element, ns};
+
+/// Answers `jabber:iq:version` gets with the server's name and version.
+pub fn handle(iq: &Element) -> Option<Element> {
+    if stanza::stanza_type(iq) != "get" {
+        return stanza::error_reply(iq, stanza::Condition::BadRequest, None);
+    }
+    let query = Element::new("query", ns::VERSION)
+        .with_child(Element::new("name", ns::VERSION).with_text("Heliograph"))
+        .with_child(Element::new("version", ns::VERSION).with_text(env!("CARGO_PKG_VERSION")));
+    Some(stanza::iq_result_with(iq, query))
+}

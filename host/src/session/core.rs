@@ -1,0 +1,445 @@
+//! [`StreamCore`]: the per-connection state machine shared by all transports.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::StreamErrorCondition;
+use super::auth::{self, AccountCredentials, Exchange};
+use super::bind;
+use crate::config::C2sListener;
+use crate::router::{SessionEntry, SessionMsg, Transport};
+use crate::sasl::{ChannelBindings, Mechanism, Outcome, SaslFailure};
+use crate::server::Server;
+use crate::stanza::{self, Condition, Kind};
+use crate::storage::Account;
+use crate::xml::{Element, StreamEvent, StreamHeader, ns};
+
+/// What the transport must do next.
+#[derive(Debug)]
+pub enum Action {
+    /// Send the server's stream header (opening or after a restart).
+    Header { id: String, from: String },
+    /// Send an element at stream level.
+    Send(Element),
+    /// `<proceed/>` was queued: flush it, then run the TLS handshake and call
+    /// [`StreamCore::tls_established`].
+    StartTls,
+    /// Expect a new stream header from the client (after SASL success).
+    Restart,
+    /// Close the stream, with a stream error if given, then the connection.
+    Close(Option<(StreamErrorCondition, Option<String>)>),
+}
+
+/// Facts about the connection that the core needs.
+#[derive(Debug, Clone)]
+pub struct ConnFacts {
+    pub address: String,
+    pub tls: bool,
+    pub channel_bindings: ChannelBindings,
+    /// STARTTLS can be offered (plain listener, not yet upgraded).
+    pub starttls_available: bool,
+    pub listener: Arc<C2sListener>,
+}
+
+enum Stage {
+    /// Waiting for the client's stream header.
+    AwaitHeader,
+    /// Header exchanged, features sent; negotiating TLS, SASL or binding.
+    Negotiating,
+    /// Bound: stanzas flow.
+    Bound,
+    /// Closed: ignore everything.
+    Closed,
+}
+
+/// The per-connection state machine (see the module docs of [`crate::session`]).
+pub struct StreamCore {
+    server: Arc<Server>,
+    facts: ConnFacts,
+    stage: Stage,
+    header_sent: bool,
+    domain: Option<String>,
+    authenticated: Option<Account>,
+    exchange: Option<Exchange>,
+    offered: Vec<Mechanism>,
+    failed_auths: u32,
+    session_tx: mpsc::Sender<SessionMsg>,
+    entry: Option<Arc<SessionEntry>>,
+    next_ping: u64,
+}
+
+impl StreamCore {
+    /// A core for a new connection; bound sessions will be reached through `session_tx`.
+    pub fn new(server: Arc<Server>, facts: ConnFacts, session_tx: mpsc::Sender<SessionMsg>) -> Self {
+        StreamCore {
+            server,
+            facts,
+            stage: Stage::AwaitHeader,
+            header_sent: false,
+            domain: None,
+            authenticated: None,
+            exchange: None,
+            offered: Vec::new(),
+            failed_auths: 0,
+            session_tx,
+            entry: None,
+            next_ping: 0,
+        }
+    }
+
+    /// The bound session, if any.
+    pub fn bound(&self) -> Option<&Arc<SessionEntry>> {
+        self.entry.as_ref()
+    }
+
+    /// True once closed.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.stage, Stage::Closed)
+    }
+
+    /// The domain the client addressed, once known.
+    pub fn domain(&self) -> Option<&str> {
+        self.domain.as_deref()
+    }
+
+    /// The TLS handshake after STARTTLS finished.
+    pub fn tls_established(&mut self, channel_bindings: ChannelBindings) {
+        self.facts.tls = true;
+        self.facts.starttls_available = false;
+        self.facts.channel_bindings = channel_bindings;
+        self.stage = Stage::AwaitHeader;
+        self.header_sent = false;
+    }
+
+    /// Handles one parsed stream event.
+    pub async fn on_event(&mut self, ev: StreamEvent) -> Vec<Action> {
+        match ev {
+            StreamEvent::Open(h) => self.on_header(h),
+            StreamEvent::Stanza(el) => self.on_element(el).await,
+            StreamEvent::Close => self.close(None),
+        }
+    }
+
+    /// Handles a message from the rest of the server for the bound session.
+    pub fn on_mailbox(&mut self, msg: SessionMsg) -> Vec<Action> {
+        match msg {
+            SessionMsg::Stanza(el) => vec![Action::Send(el)],
+            SessionMsg::Close(cond, text) => self.close(Some((cond, text))),
+        }
+    }
+
+    /// A parser refusal or another fatal condition detected by the transport.
+    pub fn fail(&mut self, cond: StreamErrorCondition, text: Option<String>) -> Vec<Action> {
+        self.close(Some((cond, text)))
+    }
+
+    /// A keepalive ping to send to the client (XEP-0199 server-to-client ping).
+    pub fn keepalive_ping(&mut self) -> Option<Element> {
+        let entry = self.bound()?;
+        let to = entry.full_jid.clone();
+        let from = entry.account.domain.clone();
+        self.next_ping += 1;
+        Some(
+            Element::new("iq", ns::CLIENT)
+                .with_attr("type", "get")
+                .with_attr("id", format!("hg-ping-{}", self.next_ping))
+                .with_attr("from", from)
+                .with_attr("to", to)
+                .with_child(Element::new("ping", ns::PING)),
+        )
+    }
+
+    fn close(&mut self, error: Option<(StreamErrorCondition, Option<String>)>) -> Vec<Action> {
+        if matches!(self.stage, Stage::Closed) {
+            return Vec::new();
+        }
+        self.stage = Stage::Closed;
+        let mut out = Vec::new();
+        if error.is_some() && !self.header_sent {
+            out.push(self.header_action());
+        }
+        out.push(Action::Close(error));
+        out
+    }
+
+    fn header_action(&mut self) -> Action {
+        self.header_sent = true;
+        let from = self.domain.clone().unwrap_or_else(|| self.server.config.general.hosts[0].clone());
+        Action::Header { id: new_stream_id(), from }
+    }
+
+    fn on_header(&mut self, h: StreamHeader) -> Vec<Action> {
+        if !matches!(self.stage, Stage::AwaitHeader) {
+            return self.close(Some((StreamErrorCondition::InvalidXml, Some("unexpected stream header".into()))));
+        }
+        if h.name != "stream" || h.ns != ns::STREAM || h.default_ns != ns::CLIENT {
+            return self.close(Some((StreamErrorCondition::InvalidNamespace, None)));
+        }
+        let to = h.attr("to").unwrap_or("").to_ascii_lowercase();
+        let to = to.trim_end_matches('.');
+        if !self.server.serves_domain(to) {
+            return self.close(Some((StreamErrorCondition::HostUnknown, Some(format!("{to:?} is not served here")))));
+        }
+        if let Some(previous) = &self.domain
+            && previous != to
+        {
+            return self.close(Some((StreamErrorCondition::InvalidFrom, None)));
+        }
+        self.domain = Some(to.to_string());
+        let major = h.attr("version").and_then(|v| v.split('.').next()).and_then(|m| m.parse::<u32>().ok());
+        let header = self.header_action();
+        if major.unwrap_or(0) < 1 {
+            let mut out = vec![header];
+            out.extend(self.close(Some((StreamErrorCondition::UnsupportedVersion, None))));
+            return out;
+        }
+        self.stage = Stage::Negotiating;
+        vec![header, Action::Send(self.features())]
+    }
+
+    fn features(&mut self) -> Element {
+        let mut f = Element::new("features", ns::STREAM);
+        let listener = &self.facts.listener;
+        if self.authenticated.is_some() {
+            f.push_child(Element::new("bind", ns::BIND));
+            f.push_child(Element::new("session", ns::SESSION).with_child(Element::new("optional", ns::SESSION)));
+            f.push_child(Element::new("ver", ns::ROSTER_VER));
+            f.push_child(Element::new("sub", ns::PRE_APPROVAL));
+            return f;
+        }
+        if self.facts.starttls_available {
+            let mut st = Element::new("starttls", ns::TLS);
+            if listener.require_tls {
+                st.push_child(Element::new("required", ns::TLS));
+            }
+            f.push_child(st);
+            if listener.require_tls {
+                self.offered.clear();
+                return f;
+            }
+        }
+        self.offered = auth::offered_mechanisms(
+            self.facts.tls,
+            &self.facts.channel_bindings,
+            listener.allow_plain_without_tls,
+        );
+        for el in auth::mechanisms_features(&self.offered, &self.facts.channel_bindings) {
+            f.push_child(el);
+        }
+        f
+    }
+
+    async fn on_element(&mut self, el: Element) -> Vec<Action> {
+        match &self.stage {
+            Stage::Bound => match self.entry.clone() {
+                Some(entry) => self.on_bound_stanza(&entry, el).await,
+                None => Vec::new(),
+            },
+            Stage::Negotiating => self.on_negotiation_element(el).await,
+            Stage::AwaitHeader | Stage::Closed => Vec::new(),
+        }
+    }
+
+    async fn on_negotiation_element(&mut self, el: Element) -> Vec<Action> {
+        if el.ns() == ns::TLS && el.name() == "starttls" {
+            return self.on_starttls();
+        }
+        if el.ns() == ns::SASL {
+            return self.on_sasl(el);
+        }
+        if self.authenticated.is_some() && Kind::of(&el) == Some(Kind::Iq) {
+            return self.on_bind_iq(el);
+        }
+        if Kind::of(&el).is_some() {
+            return self.close(Some((StreamErrorCondition::NotAuthorized, None)));
+        }
+        self.close(Some((StreamErrorCondition::UnsupportedStanzaType, Some(format!("unexpected <{}/>", el.name())))))
+    }
+
+    fn on_starttls(&mut self) -> Vec<Action> {
+        if !self.facts.starttls_available || self.authenticated.is_some() {
+            return vec![Action::Send(Element::new("failure", ns::TLS)), Action::Close(None)];
+        }
+        self.stage = Stage::AwaitHeader;
+        vec![Action::Send(Element::new("proceed", ns::TLS)), Action::StartTls]
+    }
+
+    fn on_sasl(&mut self, el: Element) -> Vec<Action> {
+        if self.authenticated.is_some() {
+            return self.close(Some((StreamErrorCondition::PolicyViolation, Some("already authenticated".into()))));
+        }
+        match el.name() {
+            "auth" => self.on_auth(el),
+            "response" => match self.exchange.as_mut() {
+                Some(_) => match auth::decode_payload(&el) {
+                    Ok(data) => self.sasl_step(&data),
+                    Err(f) => self.sasl_failed(f, None),
+                },
+                None => self.sasl_failed(SaslFailure::MalformedRequest, Some("no exchange in progress")),
+            },
+            "abort" => self.sasl_failed(SaslFailure::Aborted, None),
+            _ => self.close(Some((StreamErrorCondition::UnsupportedStanzaType, None))),
+        }
+    }
+
+    fn on_auth(&mut self, el: Element) -> Vec<Action> {
+        let listener = self.facts.listener.clone();
+        if !self.facts.tls && listener.require_tls {
+            return self.sasl_failed(SaslFailure::EncryptionRequired, None);
+        }
+        let name = el.attr("mechanism").unwrap_or("");
+        let Some(mech) = Mechanism::from_name(name) else {
+            return self.sasl_failed(SaslFailure::InvalidMechanism, None);
+        };
+        if !self.offered.contains(&mech) {
+            let cond = if mech == Mechanism::Plain { SaslFailure::MechanismTooWeak } else { SaslFailure::InvalidMechanism };
+            return self.sasl_failed(cond, None);
+        }
+        let data = match auth::decode_payload(&el) {
+            Ok(d) => d,
+            Err(f) => return self.sasl_failed(f, None),
+        };
+        let plus_advertised = self.offered.iter().any(|m| m.is_plus());
+        self.exchange = Some(Exchange::start(mech, self.facts.channel_bindings.clone(), plus_advertised));
+        if data.is_empty() && mech != Mechanism::Plain {
+            // SCRAM needs the client-first message; ask for it with an empty challenge.
+            return vec![Action::Send(auth::with_data("challenge", Some(&[])))];
+        }
+        self.sasl_step(&data)
+    }
+
+    fn sasl_step(&mut self, data: &[u8]) -> Vec<Action> {
+        let Some(domain) = self.domain.clone() else { return self.close(None) };
+        let Some(exchange) = self.exchange.as_mut() else { return Vec::new() };
+        let creds = AccountCredentials { users: self.server.storage.users.as_ref(), domain: &domain };
+        match exchange.step(data, &creds) {
+            Outcome::Challenge(c) => vec![Action::Send(auth::with_data("challenge", Some(&c)))],
+            Outcome::Failure(f, text) => self.sasl_failed(f, text.as_deref()),
+            Outcome::Success { username, authzid, additional_data } => {
+                let Some(local) = auth::normalize_username(&username, &domain) else {
+                    return self.sasl_failed(SaslFailure::NotAuthorized, None);
+                };
+                let account = Account::new(local, domain);
+                if let Some(z) = authzid
+                    && jid::BareJid::new(&z).map(|j| j.to_string()).ok().as_deref() != Some(&account.to_string())
+                {
+                    return self.sasl_failed(SaslFailure::InvalidAuthzid, None);
+                }
+                tracing::info!(jid = %account, address = %self.facts.address, "authenticated");
+                self.exchange = None;
+                self.authenticated = Some(account);
+                self.stage = Stage::AwaitHeader;
+                self.header_sent = false;
+                vec![Action::Send(auth::with_data("success", additional_data.as_deref())), Action::Restart]
+            }
+        }
+    }
+
+    fn sasl_failed(&mut self, f: SaslFailure, text: Option<&str>) -> Vec<Action> {
+        self.exchange = None;
+        self.failed_auths += 1;
+        tracing::info!(address = %self.facts.address, condition = f.condition(), "authentication failed");
+        let mut out = vec![Action::Send(auth::failure(f, text))];
+        if self.failed_auths >= self.facts.listener.max_auth_attempts {
+            out.extend(
+                self.close(Some((StreamErrorCondition::PolicyViolation, Some("too many failed authentication attempts".into())))),
+            );
+        }
+        out
+    }
+
+    fn on_bind_iq(&mut self, iq: Element) -> Vec<Action> {
+        let Some(account) = self.authenticated.clone() else { return Vec::new() };
+        if iq.attr("type") != Some("set") || !iq.has_child("bind", ns::BIND) {
+            let reply = stanza::error_reply(&iq, Condition::NotAllowed, Some("bind a resource first"));
+            return reply.map(Action::Send).into_iter().collect();
+        }
+        let resource = match bind::requested_resource(&iq, &account.to_string()) {
+            Ok(r) => r,
+            Err(cond) => return stanza::error_reply(&iq, cond, None).map(Action::Send).into_iter().collect(),
+        };
+        let transport = if self.facts.tls { Transport::Tls } else { Transport::Tcp };
+        let entry = Arc::new(SessionEntry::new(
+            crate::router::next_session_id(),
+            account,
+            resource,
+            transport,
+            self.facts.address.clone(),
+            self.session_tx.clone(),
+        ));
+        if let Some(old) = self.server.router.register(entry.clone()) {
+            old.close(StreamErrorCondition::Conflict, Some("replaced by a new session"));
+        }
+        tracing::info!(jid = %entry.full_jid, address = %entry.address, "session bound");
+        let mut reply = Element::new("iq", ns::CLIENT).with_attr("type", "result");
+        if let Some(id) = iq.attr("id") {
+            reply.set_attr("id", id);
+        }
+        reply.push_child(bind::bind_result(&entry.full_jid));
+        self.entry = Some(entry);
+        self.stage = Stage::Bound;
+        vec![Action::Send(reply)]
+    }
+
+    async fn on_bound_stanza(&mut self, entry: &Arc<SessionEntry>, mut el: Element) -> Vec<Action> {
+        let Some(kind) = Kind::of(&el) else {
+            if el.ns() == ns::SASL || el.ns() == ns::TLS {
+                return self.close(Some((StreamErrorCondition::PolicyViolation, Some("negotiation already done".into()))));
+            }
+            return self.close(Some((StreamErrorCondition::UnsupportedStanzaType, Some(format!("<{}/>", el.name())))));
+        };
+        if let Some(to) = el.attr("to") {
+            match jid::Jid::new(to) {
+                Ok(j) => {
+                    let normalized = j.to_string();
+                    el.set_attr("to", normalized);
+                }
+                Err(_) => {
+                    el.set_attr("from", entry.full_jid.clone());
+                    return stanza::error_reply(&el, Condition::JidMalformed, None).map(Action::Send).into_iter().collect();
+                }
+            }
+        }
+        // `from` stamping: whatever the client wrote, the stanza comes from this session.
+        el.set_attr("from", entry.full_jid.clone());
+        if kind == Kind::Iq && el.has_child("session", ns::SESSION) && self.is_to_self_or_server(&el, entry) {
+            // RFC 3921 session establishment: a no-op for compatibility with old clients.
+            return vec![Action::Send(stanza::iq_result(&el))];
+        }
+        if kind == Kind::Iq && self.is_keepalive_answer(&el, entry) {
+            return Vec::new();
+        }
+        crate::services::from_client(&self.server, entry, kind, el).await;
+        Vec::new()
+    }
+
+    fn is_to_self_or_server(&self, el: &Element, entry: &SessionEntry) -> bool {
+        match el.attr("to") {
+            None => true,
+            Some(to) => to == entry.account.domain || to == entry.account.to_string(),
+        }
+    }
+
+    fn is_keepalive_answer(&self, el: &Element, entry: &SessionEntry) -> bool {
+        matches!(stanza::stanza_type(el), "result" | "error")
+            && el.attr("id").is_some_and(|id| id.starts_with("hg-ping-"))
+            && el.attr("to").is_none_or(|to| to == entry.account.domain)
+    }
+
+    /// Called by the transport when the connection is gone, whatever the reason.
+    pub async fn finish(&mut self) {
+        self.stage = Stage::Closed;
+        if let Some(entry) = self.entry.take() {
+            crate::services::session_ended(&self.server, &entry).await;
+            self.server.router.unregister(&entry.account, entry.id);
+            tracing::info!(jid = %entry.full_jid, "session ended");
+        }
+    }
+}
+
+fn new_stream_id() -> String {
+    use rand::Rng;
+    let n: u128 = rand::rng().random();
+    format!("{n:032x}")
+}

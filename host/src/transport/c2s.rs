@@ -1,0 +1,314 @@
+//! XMPP client connections over TCP: the accept loop and the per-connection task that
+//! moves bytes between the socket and the session core ([`StreamCore`]), performs the
+//! STARTTLS upgrade, and enforces negotiation, idle and keepalive-ping timeouts.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until, timeout};
+
+use super::io::ClientIo;
+use super::listener::{ConnectionTracker, Shutdown};
+use super::tls::{TlsContext, channel_bindings};
+use crate::config::{C2sListener, TlsMode};
+use crate::router::SessionMsg;
+use crate::server::Server;
+use crate::session::{Action, ConnFacts, StreamCore, StreamErrorCondition};
+use crate::xml::{StreamParser, ns};
+
+/// Read buffer per connection.
+const READ_CHUNK: usize = 4096;
+/// Mailbox messages handled per wake-up before writing, to batch socket writes.
+const MAILBOX_BATCH: usize = 64;
+
+/// Accepts client connections until shutdown.
+pub async fn serve(
+    listener: TcpListener,
+    config: Arc<C2sListener>,
+    server: Arc<Server>,
+    tls: TlsContext,
+    tracker: Arc<ConnectionTracker>,
+    mut shutdown: Shutdown,
+) {
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.requested() => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let guard = tracker.enter();
+                let conn = Connection {
+                    server: server.clone(),
+                    listener: config.clone(),
+                    tls: tls.clone(),
+                    peer,
+                    shutdown: shutdown.clone(),
+                };
+                tokio::spawn(async move {
+                    conn.run(stream).await;
+                    drop(guard);
+                });
+            }
+            Err(e) => {
+                // Usually EMFILE: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+struct Connection {
+    server: Arc<Server>,
+    listener: Arc<C2sListener>,
+    tls: TlsContext,
+    peer: SocketAddr,
+    shutdown: Shutdown,
+}
+
+/// What to do after a batch of actions was applied.
+enum Flow {
+    Continue,
+    StartTls,
+    Stop,
+}
+
+impl Connection {
+    async fn run(mut self, stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let negotiation = Duration::from_secs(self.listener.negotiation_timeout.max(1));
+        let negotiation_deadline = Instant::now() + negotiation;
+        let mut io = match self.listener.tls {
+            TlsMode::Direct => match timeout(negotiation, self.tls.acceptor.accept(stream)).await {
+                Ok(Ok(s)) => ClientIo::Tls(Box::new(s)),
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            },
+            TlsMode::Starttls => ClientIo::Plain(stream),
+        };
+        let initial_bindings = match &io {
+            ClientIo::Tls(s) => channel_bindings(s.get_ref().1, &self.tls),
+            ClientIo::Plain(_) => Default::default(),
+        };
+        let facts = ConnFacts {
+            address: self.peer.to_string(),
+            tls: io.is_tls(),
+            channel_bindings: initial_bindings,
+            starttls_available: !io.is_tls(),
+            listener: self.listener.clone(),
+        };
+        let (tx, mut rx) = mpsc::channel(self.server.config.c2s.session_queue.max(16));
+        let mut core = StreamCore::new(self.server.clone(), facts, tx);
+        let mut parser = StreamParser::new(self.server.parser_limits());
+        let mut buf = vec![0u8; READ_CHUNK];
+        let mut out = String::new();
+        let timers = Timers::new(&self.server, &self.listener);
+        let mut last_rx = Instant::now();
+        let mut ping_sent: Option<Instant> = None;
+
+        loop {
+            let deadline = timers.next_deadline(core.bound().is_some(), negotiation_deadline, last_rx, ping_sent);
+            let mut actions = Vec::new();
+            tokio::select! {
+                r = io.read(&mut buf) => match r {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        last_rx = Instant::now();
+                        ping_sent = None;
+                        match parser.feed(&buf[..n]) {
+                            Ok(()) => loop {
+                                match parser.next_event() {
+                                    Ok(Some(ev)) => {
+                                        let acts = core.on_event(ev).await;
+                                        let boundary = acts.iter().any(|a| matches!(a, Action::StartTls | Action::Restart | Action::Close(_)));
+                                        actions.extend(acts);
+                                        if boundary {
+                                            break;
+                                        }
+                                    }
+                                    Ok(None) => break,
+                                    Err(e) => {
+                                        actions.extend(core.fail(StreamErrorCondition::from_parse_error(&e), Some(e.to_string())));
+                                        break;
+                                    }
+                                }
+                            },
+                            Err(e) => actions.extend(core.fail(StreamErrorCondition::from_parse_error(&e), Some(e.to_string()))),
+                        }
+                    }
+                },
+                msg = rx.recv() => {
+                    if let Some(msg) = msg {
+                        actions.extend(core.on_mailbox(msg));
+                        for _ in 0..MAILBOX_BATCH {
+                            match rx.try_recv() {
+                                Ok(m) => actions.extend(core.on_mailbox(m)),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                }
+                _ = sleep_until(deadline) => {
+                    actions.extend(self.on_timer(&mut core, &timers, negotiation_deadline, last_rx, &mut ping_sent));
+                }
+                _ = self.shutdown.requested() => {
+                    actions.extend(core.fail(StreamErrorCondition::SystemShutdown, None));
+                }
+            }
+            match self.apply(&mut io, &mut out, &mut parser, actions).await {
+                Flow::Continue => {}
+                Flow::Stop => break,
+                Flow::StartTls => match self.upgrade(io, negotiation_deadline).await {
+                    Some(tls_io) => {
+                        io = tls_io;
+                        if let ClientIo::Tls(s) = &io {
+                            core.tls_established(channel_bindings(s.get_ref().1, &self.tls));
+                        }
+                        parser.reset();
+                    }
+                    None => {
+                        core.finish().await;
+                        return;
+                    }
+                },
+            }
+            if core.is_closed() {
+                break;
+            }
+        }
+        core.finish().await;
+        io.shutdown().await;
+    }
+
+    fn on_timer(
+        &self,
+        core: &mut StreamCore,
+        timers: &Timers,
+        negotiation_deadline: Instant,
+        last_rx: Instant,
+        ping_sent: &mut Option<Instant>,
+    ) -> Vec<Action> {
+        let now = Instant::now();
+        if core.bound().is_none() {
+            if now >= negotiation_deadline {
+                return core.fail(StreamErrorCondition::ConnectionTimeout, Some("negotiation took too long".into()));
+            }
+            return Vec::new();
+        }
+        if let Some(sent) = *ping_sent {
+            if now >= sent + timers.ping_timeout {
+                return core.fail(StreamErrorCondition::ConnectionTimeout, Some("no answer to ping".into()));
+            }
+            return Vec::new();
+        }
+        if now >= last_rx + timers.idle {
+            return core.fail(StreamErrorCondition::ConnectionTimeout, Some("idle".into()));
+        }
+        if let Some(interval) = timers.ping_interval
+            && now >= last_rx + interval
+            && let Some(ping) = core.keepalive_ping()
+        {
+            *ping_sent = Some(now);
+            return vec![Action::Send(ping)];
+        }
+        Vec::new()
+    }
+
+    async fn apply(&self, io: &mut ClientIo, out: &mut String, parser: &mut StreamParser, actions: Vec<Action>) -> Flow {
+        let mut flow = Flow::Continue;
+        for action in actions {
+            match action {
+                Action::Header { id, from } => {
+                    out.push_str("<?xml version='1.0'?>");
+                    out.push_str(&crate::xml::element::open_tag(
+                        "stream:stream",
+                        &[
+                            ("xmlns", ns::CLIENT),
+                            ("xmlns:stream", ns::STREAM),
+                            ("id", &id),
+                            ("from", &from),
+                            ("version", "1.0"),
+                            ("xml:lang", "en"),
+                        ],
+                    ));
+                }
+                Action::Send(el) => el.write_to(out, ns::CLIENT),
+                Action::StartTls => flow = Flow::StartTls,
+                Action::Restart => parser.reset(),
+                Action::Close(error) => {
+                    if let Some((cond, text)) = error {
+                        tracing::debug!(peer = %self.peer, condition = cond.name(), text = text.as_deref().unwrap_or(""), "closing stream with error");
+                        cond.to_element(text.as_deref()).write_to(out, ns::CLIENT);
+                    }
+                    out.push_str("</stream:stream>");
+                    flow = Flow::Stop;
+                }
+            }
+        }
+        if !out.is_empty() {
+            let res = io.write_all(out.as_bytes()).await;
+            out.clear();
+            if out.capacity() > 64 * 1024 {
+                *out = String::new();
+            }
+            if res.is_err() {
+                return Flow::Stop;
+            }
+        }
+        flow
+    }
+
+    async fn upgrade(&self, io: ClientIo, deadline: Instant) -> Option<ClientIo> {
+        let ClientIo::Plain(stream) = io else { return None };
+        match tokio::time::timeout_at(deadline, self.tls.acceptor.accept(stream)).await {
+            Ok(Ok(s)) => Some(ClientIo::Tls(Box::new(s))),
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %self.peer, error = %e, "STARTTLS handshake failed");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+}
+
+/// Keepalive and idle timing of bound sessions.
+struct Timers {
+    ping_interval: Option<Duration>,
+    ping_timeout: Duration,
+    idle: Duration,
+}
+
+impl Timers {
+    fn new(server: &Server, listener: &C2sListener) -> Self {
+        let c2s = &server.config.c2s;
+        Timers {
+            ping_interval: (c2s.ping_interval > 0).then(|| Duration::from_secs(c2s.ping_interval)),
+            ping_timeout: Duration::from_secs(c2s.ping_timeout.max(1)),
+            idle: Duration::from_secs(listener.idle_timeout.max(1)),
+        }
+    }
+
+    fn next_deadline(&self, bound: bool, negotiation: Instant, last_rx: Instant, ping_sent: Option<Instant>) -> Instant {
+        if !bound {
+            return negotiation;
+        }
+        if let Some(sent) = ping_sent {
+            return sent + self.ping_timeout;
+        }
+        let idle = last_rx + self.idle;
+        match self.ping_interval {
+            Some(p) => idle.min(last_rx + p),
+            None => idle,
+        }
+    }
+}
+
+/// Messages the router sends to sessions, re-exported for transports.
+pub type Mailbox = mpsc::Receiver<SessionMsg>;

@@ -1,0 +1,8 @@
+//! Transports: how bytes reach the session core. [`c2s`] serves XMPP client connections
+//! over TCP (STARTTLS and direct TLS), [`tls`] holds the certificate handling, [`io`] the
+//! plain-or-TLS socket, and [`listener`] the accept loops with connection tracking.
+
+pub mod c2s;
+pub mod io;
+pub mod listener;
+pub mod tls;

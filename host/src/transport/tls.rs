@@ -1,0 +1,118 @@
+//! TLS for client connections (rustls with the ring provider): loading the configured
+//! certificate or generating a self-signed one on first start, and deriving the
+//! channel-binding data SCRAM-PLUS needs from an established connection.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use sha2::{Digest, Sha256};
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::Config;
+use crate::sasl::ChannelBindings;
+
+/// TLS setup failures.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("{path}: no usable {what} in PEM file")]
+    Pem { path: PathBuf, what: &'static str },
+    #[error("certificate generation failed: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("TLS configuration rejected: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// Everything a listener needs to accept TLS.
+#[derive(Clone)]
+pub struct TlsContext {
+    pub acceptor: TlsAcceptor,
+    /// SHA-256 of the leaf certificate (RFC 5929 `tls-server-end-point` for SHA-256 and
+    /// SHA-1 signed certificates).
+    pub end_point_hash: Vec<u8>,
+}
+
+/// Loads the configured certificate, or the generated one in the data dir (creating it on
+/// first start).
+pub fn load(config: &Config) -> Result<TlsContext, TlsError> {
+    let (cert_path, key_path) = match (&config.tls.cert, &config.tls.key) {
+        (Some(c), Some(k)) => (c.clone(), k.clone()),
+        _ => ensure_self_signed(config)?,
+    };
+    let certs = read_certs(&cert_path)?;
+    let key = read_key(&key_path)?;
+    let end_point_hash = Sha256::digest(certs[0].as_ref()).to_vec();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server_config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    Ok(TlsContext { acceptor: TlsAcceptor::from(Arc::new(server_config)), end_point_hash })
+}
+
+fn ensure_self_signed(config: &Config) -> Result<(PathBuf, PathBuf), TlsError> {
+    let dir = &config.general.data_dir;
+    let cert_path = dir.join("selfsigned.crt");
+    let key_path = dir.join("selfsigned.key");
+    if cert_path.exists() && key_path.exists() {
+        return Ok((cert_path, key_path));
+    }
+    let mut names: Vec<String> = Vec::new();
+    for h in &config.general.hosts {
+        names.push(h.clone());
+        names.push(format!("*.{h}"));
+    }
+    let generated = rcgen::generate_simple_self_signed(names)?;
+    write_private(&key_path, generated.signing_key.serialize_pem().as_bytes())?;
+    std::fs::write(&cert_path, generated.cert.pem())
+        .map_err(|source| TlsError::Write { path: cert_path.clone(), source })?;
+    tracing::info!(cert = %cert_path.display(), "generated a self-signed certificate");
+    Ok((cert_path, key_path))
+}
+
+/// Writes a file readable only by its owner.
+pub fn write_private(path: &Path, data: &[u8]) -> Result<(), TlsError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|source| TlsError::Write { path: path.to_path_buf(), source })?;
+    f.write_all(data).map_err(|source| TlsError::Write { path: path.to_path_buf(), source })
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let data = std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_path_buf(), source })?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&data).filter_map(Result::ok).collect();
+    if certs.is_empty() {
+        return Err(TlsError::Pem { path: path.to_path_buf(), what: "certificate" });
+    }
+    Ok(certs)
+}
+
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let data = std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_path_buf(), source })?;
+    PrivateKeyDer::from_pem_slice(&data).map_err(|_| TlsError::Pem { path: path.to_path_buf(), what: "private key" })
+}
+
+/// Channel-binding data of an established server connection: `tls-exporter` (TLS 1.3
+/// only, RFC 9266) and `tls-server-end-point`.
+pub fn channel_bindings(conn: &rustls::ServerConnection, ctx: &TlsContext) -> ChannelBindings {
+    let mut cb = ChannelBindings { tls_server_end_point: Some(ctx.end_point_hash.clone()), ..Default::default() };
+    if conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) {
+        let mut out = vec![0u8; 32];
+        if conn.export_keying_material(&mut out, b"EXPORTER-Channel-Binding", None).is_ok() {
+            cb.tls_exporter = Some(out);
+        }
+    }
+    cb
+}
