@@ -292,3 +292,16 @@ mod tests {
         assert!(cfg.listen.c2s[0].require_tls);
     }
 }
+
+#[cfg(test)]
+mod shipped_config_tests {
+    use super::*;
+
+    /// The documented config in the repository must parse and equal the built-in default.
+    #[test]
+    fn shipped_config_matches_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/heliograph.toml");
+        let cfg = Config::load(&path).unwrap();
+        assert_eq!(cfg, Config::default());
+    }
+}

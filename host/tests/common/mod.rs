@@ -1,0 +1,433 @@
+//! Test harness shared by the integration tests: starts the real `heliograph` binary on
+//! ephemeral loopback ports with a temporary data dir, and a raw XMPP client that speaks
+//! the wire protocol directly (plain, STARTTLS, direct TLS) using the server's own parser.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use heliograph::sasl::{self, ScramHash};
+use heliograph::storage::{Account, Storage};
+use heliograph::xml::{Element, ParserLimits, StreamEvent, StreamParser, ns};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+/// A running server process, stopped with SIGTERM on drop.
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+    pub starttls: String,
+    pub direct: String,
+    pub admin: String,
+    pub token: String,
+    pub log: PathBuf,
+}
+
+impl TestServer {
+    /// Starts a server for `localhost` with these accounts (localpart, password) and extra
+    /// TOML appended to the `[general]` section.
+    pub fn start(users: &[(&str, &str)], general_extra: &str) -> TestServer {
+        Self::start_with(users, general_extra, "")
+    }
+
+    /// Like `start`, with extra settings for the STARTTLS listener.
+    pub fn start_with(users: &[(&str, &str)], general_extra: &str, starttls_extra: &str) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        {
+            let storage = Storage::open_sled(&data.join("db")).unwrap();
+            for (u, p) in users {
+                let creds = sasl::derive_credentials(p, 4096).unwrap();
+                storage.users.create_user(&Account::new(*u, "localhost"), &creds).unwrap();
+            }
+        }
+        let config = format!(
+            "[general]\nhosts = [\"localhost\"]\ndata_dir = \"{}\"\nlog_level = \"debug\"\n{general_extra}\n\
+             [[listen.c2s]]\naddress = \"127.0.0.1:0\"\ntls = \"starttls\"\n{starttls_extra}\n\
+             [[listen.c2s]]\naddress = \"127.0.0.1:0\"\ntls = \"direct\"\n\
+             [listen.admin]\naddress = \"127.0.0.1:0\"\n",
+            data.display()
+        );
+        let cfg_path = dir.path().join("heliograph.toml");
+        std::fs::write(&cfg_path, config).unwrap();
+        let mut server = TestServer {
+            dir,
+            child: None,
+            starttls: String::new(),
+            direct: String::new(),
+            admin: String::new(),
+            token: String::new(),
+            log: PathBuf::new(),
+        };
+        server.launch();
+        server
+    }
+
+    fn launch(&mut self) {
+        let ready = self.dir.path().join("ready.json");
+        let _ = std::fs::remove_file(&ready);
+        self.log = self.dir.path().join("server.log");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_heliograph"))
+            .arg("serve")
+            .arg("--config")
+            .arg(self.dir.path().join("heliograph.toml"))
+            .arg("--ready-file")
+            .arg(&ready)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let doc: serde_json::Value = loop {
+            if let Ok(text) = std::fs::read_to_string(&ready)
+                && let Ok(v) = serde_json::from_str(&text)
+            {
+                break v;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("server exited with {status}: {}", self.log_text());
+            }
+            assert!(Instant::now() < deadline, "server not ready: {}", self.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        for l in doc["listeners"].as_array().unwrap() {
+            let addr = l["address"].as_str().unwrap().to_string();
+            match (l["kind"].as_str().unwrap(), l["tls"].as_str()) {
+                ("c2s", Some("starttls")) => self.starttls = addr,
+                ("c2s", Some("direct")) => self.direct = addr,
+                ("admin", _) => self.admin = addr,
+                _ => {}
+            }
+        }
+        let token_file = doc["admin_token_file"].as_str().unwrap();
+        self.token = std::fs::read_to_string(token_file).unwrap().trim().to_string();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, wait, and return the exit status code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops and starts again on the same data dir.
+    pub fn restart(&mut self) {
+        assert_eq!(self.stop(), Some(0), "clean shutdown: {}", self.log_text());
+        self.launch();
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[derive(Debug)]
+struct AcceptAnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn tls_connector() -> tokio_rustls::TlsConnector {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    Gone,
+}
+
+/// A raw XMPP client for tests.
+pub struct RawClient {
+    io: Io,
+    parser: StreamParser,
+    pending: std::collections::VecDeque<StreamEvent>,
+    pub header: Option<heliograph::xml::StreamHeader>,
+    pub closed: bool,
+}
+
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+impl RawClient {
+    pub async fn connect(addr: &str) -> RawClient {
+        let s = TcpStream::connect(addr).await.unwrap();
+        RawClient::from_io(Io::Plain(s))
+    }
+
+    pub async fn connect_direct_tls(addr: &str) -> RawClient {
+        let s = TcpStream::connect(addr).await.unwrap();
+        let tls = tls_connector().connect(ServerName::try_from("localhost").unwrap(), s).await.unwrap();
+        RawClient::from_io(Io::Tls(Box::new(tls)))
+    }
+
+    fn from_io(io: Io) -> RawClient {
+        RawClient {
+            io,
+            parser: StreamParser::new(ParserLimits { max_stanza_bytes: 1 << 20, max_depth: 64 }),
+            pending: Default::default(),
+            header: None,
+            closed: false,
+        }
+    }
+
+    pub async fn send_raw(&mut self, data: &str) {
+        let r = match &mut self.io {
+            Io::Plain(s) => s.write_all(data.as_bytes()).await,
+            Io::Tls(s) => {
+                s.write_all(data.as_bytes()).await.unwrap();
+                s.flush().await
+            }
+            Io::Gone => panic!("no connection"),
+        };
+        r.unwrap();
+    }
+
+    pub async fn send(&mut self, el: &Element) {
+        self.send_raw(&el.to_string_in(ns::CLIENT)).await;
+    }
+
+    pub async fn open(&mut self) {
+        self.send_raw(
+            "<?xml version='1.0'?><stream:stream to='localhost' version='1.0' xmlns='jabber:client' \
+             xmlns:stream='http://etherx.jabber.org/streams'>",
+        )
+        .await;
+    }
+
+    async fn read_more(&mut self) -> bool {
+        let mut buf = [0u8; 8192];
+        let n = match &mut self.io {
+            Io::Plain(s) => s.read(&mut buf).await,
+            Io::Tls(s) => s.read(&mut buf).await,
+            Io::Gone => return false,
+        };
+        match n {
+            Ok(0) | Err(_) => {
+                self.closed = true;
+                false
+            }
+            Ok(n) => {
+                self.parser.feed(&buf[..n]).expect("server sent bad XML");
+                while let Some(ev) = self.parser.next_event().expect("server sent bad XML") {
+                    self.pending.push_back(ev);
+                }
+                true
+            }
+        }
+    }
+
+    /// Next stream event from the server (header, element or close), `None` on EOF.
+    pub async fn next_event(&mut self) -> Option<StreamEvent> {
+        tokio::time::timeout(TIMEOUT, async {
+            loop {
+                if let Some(ev) = self.pending.pop_front() {
+                    if let StreamEvent::Open(h) = &ev {
+                        self.header = Some(h.clone());
+                    }
+                    return Some(ev);
+                }
+                if !self.read_more().await {
+                    return None;
+                }
+            }
+        })
+        .await
+        .expect("timed out waiting for the server")
+    }
+
+    /// Next top-level element, skipping headers; panics on close.
+    pub async fn next(&mut self) -> Element {
+        loop {
+            match self.next_event().await {
+                Some(StreamEvent::Stanza(el)) => return el,
+                Some(StreamEvent::Open(_)) => continue,
+                other => panic!("expected an element, got {other:?}"),
+            }
+        }
+    }
+
+    /// Reads until an element satisfying `pred` arrives (others are dropped).
+    pub async fn next_matching(&mut self, pred: impl Fn(&Element) -> bool) -> Element {
+        loop {
+            let el = self.next().await;
+            if pred(&el) {
+                return el;
+            }
+        }
+    }
+
+    /// Reads until the stream error and close; returns the error condition name.
+    pub async fn expect_stream_error(&mut self) -> String {
+        loop {
+            match self.next_event().await {
+                Some(StreamEvent::Stanza(el)) if el.is("error", ns::STREAM) => {
+                    let cond = el.children().find(|c| c.ns() == ns::STREAMS_ERRORS && c.name() != "text");
+                    return cond.map(|c| c.name().to_string()).unwrap_or_default();
+                }
+                Some(_) => continue,
+                None => panic!("connection closed without a stream error"),
+            }
+        }
+    }
+
+    /// Opens the stream and reads the features.
+    pub async fn open_and_features(&mut self) -> Element {
+        self.open().await;
+        self.next_matching(|e| e.is("features", ns::STREAM)).await
+    }
+
+    /// Runs STARTTLS on a plain connection.
+    pub async fn starttls(&mut self) {
+        self.send_raw("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>").await;
+        let proceed = self.next().await;
+        assert!(proceed.is("proceed", ns::TLS), "{proceed}");
+        let Io::Plain(s) = std::mem::replace(&mut self.io, Io::Gone) else { panic!("already TLS") };
+        let tls = tls_connector().connect(ServerName::try_from("localhost").unwrap(), s).await.unwrap();
+        self.io = Io::Tls(Box::new(tls));
+        self.parser.reset();
+    }
+
+    /// Channel-binding data the client side sees (for SCRAM-PLUS).
+    pub fn exporter(&self) -> Option<Vec<u8>> {
+        let Io::Tls(s) = &self.io else { return None };
+        let mut out = vec![0u8; 32];
+        s.get_ref().1.export_keying_material(&mut out, b"EXPORTER-Channel-Binding", None).ok()?;
+        Some(out)
+    }
+
+    /// PLAIN authentication; returns the `<success/>` or `<failure/>` element.
+    pub async fn auth_plain(&mut self, user: &str, password: &str) -> Element {
+        let payload = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
+        self.send_raw(&format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{payload}</auth>"))
+            .await;
+        self.next().await
+    }
+
+    /// SCRAM authentication (optionally -PLUS with tls-exporter); returns success/failure.
+    pub async fn auth_scram(&mut self, hash: ScramHash, plus: bool, user: &str, password: &str) -> Element {
+        use heliograph::sasl::client::{ClientChannelBinding, ScramClient};
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let cb = if plus {
+            ClientChannelBinding::Plus { name: "tls-exporter".into(), data: self.exporter().unwrap() }
+        } else {
+            ClientChannelBinding::Unsupported
+        };
+        let mech = match (hash, plus) {
+            (ScramHash::Sha1, false) => "SCRAM-SHA-1",
+            (ScramHash::Sha1, true) => "SCRAM-SHA-1-PLUS",
+            (ScramHash::Sha256, false) => "SCRAM-SHA-256",
+            (ScramHash::Sha256, true) => "SCRAM-SHA-256-PLUS",
+        };
+        let mut client = ScramClient::new(hash, user, password, cb);
+        let first = client.client_first();
+        self.send_raw(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{mech}'>{}</auth>",
+            b64.encode(first)
+        ))
+        .await;
+        let challenge = self.next().await;
+        if !challenge.is("challenge", ns::SASL) {
+            return challenge;
+        }
+        let server_first = String::from_utf8(b64.decode(challenge.text()).unwrap()).unwrap();
+        let Ok(final_msg) = client.handle_server_first(&server_first) else { panic!("bad server-first") };
+        self.send_raw(&format!("<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>", b64.encode(final_msg)))
+            .await;
+        let outcome = self.next().await;
+        if outcome.is("success", ns::SASL) {
+            let server_final = String::from_utf8(b64.decode(outcome.text()).unwrap()).unwrap();
+            client.handle_server_final(&server_final).expect("server signature must verify");
+        }
+        outcome
+    }
+
+    /// After SASL success: restart, bind (with a resource or not) and return the full JID.
+    pub async fn bind(&mut self, resource: Option<&str>) -> String {
+        self.parser.reset();
+        let features = self.open_and_features().await;
+        assert!(features.has_child("bind", ns::BIND), "{features}");
+        let mut bind = Element::new("bind", ns::BIND);
+        if let Some(r) = resource {
+            bind.push_child(Element::new("resource", ns::BIND).with_text(r));
+        }
+        let iq = Element::new("iq", ns::CLIENT).with_attr("type", "set").with_attr("id", "bind1").with_child(bind);
+        self.send(&iq).await;
+        let reply = self.next_matching(|e| e.attr("id") == Some("bind1")).await;
+        assert_eq!(reply.attr("type"), Some("result"), "{reply}");
+        reply.child("bind", ns::BIND).unwrap().child_text("jid", ns::BIND).unwrap()
+    }
+
+    /// STARTTLS, PLAIN login and bind in one go.
+    pub async fn login(addr: &str, user: &str, password: &str, resource: Option<&str>) -> (RawClient, String) {
+        let mut c = RawClient::connect(addr).await;
+        c.open_and_features().await;
+        c.starttls().await;
+        c.open_and_features().await;
+        let r = c.auth_plain(user, password).await;
+        assert!(r.is("success", ns::SASL), "{r}");
+        let jid = c.bind(resource).await;
+        (c, jid)
+    }
+}
