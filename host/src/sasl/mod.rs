@@ -4,11 +4,21 @@
 //! passwords are kept only as SCRAM salted keys ([`StoredCredentials`]).
 //!
 //! Mechanisms are pure state machines; the session core feeds them the client's messages
-//! and a [`CredentialSource`] and sends whatever [`Outcome`] they return.
-//!
-//! STUB: the real implementation is being written; the interface below is fixed.
+//! and a [`CredentialSource`] and sends whatever [`Outcome`] they return. The [`client`]
+//! module has the matching SCRAM client and the PLAIN initial response.
 
 use serde::{Deserialize, Serialize};
+
+pub mod client;
+mod credentials;
+mod crypto;
+mod messages;
+mod plain;
+mod scram;
+#[cfg(test)]
+mod tests;
+
+pub use credentials::{derive_credentials, verify_password};
 
 /// Default PBKDF2 iteration count for newly stored credentials.
 pub const DEFAULT_ITERATIONS: u32 = 4096;
@@ -159,8 +169,14 @@ pub enum Outcome {
     /// Send `<challenge/>` with this data.
     Challenge(Vec<u8>),
     /// Authentication succeeded for `username` (the authentication identity, SASLprep'd);
-    /// send `<success/>` carrying `additional_data` if any.
-    Success { username: String, authzid: Option<String>, additional_data: Option<Vec<u8>> },
+    /// send `<success/>` carrying `additional_data` if any. `authzid` is the non-empty
+    /// authorization identity the client asked for, if any; the session core checks it
+    /// against the account and answers `invalid-authzid` itself.
+    Success {
+        username: String,
+        authzid: Option<String>,
+        additional_data: Option<Vec<u8>>,
+    },
     /// Send `<failure/>` with this condition and optional text.
     Failure(SaslFailure, Option<String>),
 }
@@ -179,12 +195,27 @@ pub struct SaslContext {
 #[derive(Debug)]
 pub struct SaslServer {
     mechanism: Mechanism,
-    _ctx: SaslContext,
+    exchange: Exchange,
+}
+
+#[derive(Debug)]
+enum Exchange {
+    Scram(scram::ScramServer),
+    Plain(plain::PlainServer),
 }
 
 impl SaslServer {
     pub fn new(mechanism: Mechanism, ctx: SaslContext) -> Self {
-        SaslServer { mechanism, _ctx: ctx }
+        let scram = |hash| Exchange::Scram(scram::ScramServer::new(hash, mechanism.is_plus(), ctx));
+        let exchange = match mechanism {
+            Mechanism::ScramSha256Plus | Mechanism::ScramSha256 => scram(ScramHash::Sha256),
+            Mechanism::ScramSha1Plus | Mechanism::ScramSha1 => scram(ScramHash::Sha1),
+            Mechanism::Plain => Exchange::Plain(plain::PlainServer::default()),
+        };
+        SaslServer {
+            mechanism,
+            exchange,
+        }
     }
 
     pub fn mechanism(&self) -> Mechanism {
@@ -192,18 +223,20 @@ impl SaslServer {
     }
 
     /// Processes the next client message (the initial response of `<auth/>` or a
-    /// `<response/>`; empty when the client sent none).
-    pub fn step(&mut self, _input: &[u8], _creds: &dyn CredentialSource) -> Outcome {
-        todo!()
+    /// `<response/>`; empty when the client sent none). Once a `Success` or `Failure` was
+    /// returned, further messages fail with `MalformedRequest`.
+    pub fn step(&mut self, input: &[u8], creds: &dyn CredentialSource) -> Outcome {
+        match &mut self.exchange {
+            Exchange::Scram(s) => s.step(input, creds),
+            Exchange::Plain(p) => p.step(input, creds),
+        }
     }
-}
 
-/// Derives the stored SCRAM keys for a password (SASLprep applied) with a fresh random salt.
-pub fn derive_credentials(_password: &str, _iterations: u32) -> Result<StoredCredentials, SaslFailure> {
-    todo!()
-}
-
-/// Checks a plaintext password against stored keys without knowing the password.
-pub fn verify_password(_password: &str, _keys: &ScramKeys, _hash: ScramHash) -> bool {
-    todo!()
+    /// Fixes the server part of the SCRAM nonce (test vectors only).
+    #[cfg(test)]
+    pub(crate) fn set_server_nonce(&mut self, nonce: &str) {
+        if let Exchange::Scram(s) = &mut self.exchange {
+            s.set_server_nonce(nonce);
+        }
+    }
 }
