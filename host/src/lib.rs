@@ -7,6 +7,8 @@
 //! [`admin`] is the HTTP admin API, [`cli`] the command-line client for it, [`config`]
 //! the TOML configuration and [`server`] wires everything together.
 
+pub mod admin;
+pub mod cli;
 pub mod config;
 pub mod sasl;
 pub mod storage;
