@@ -8,6 +8,7 @@
 //! the TOML configuration and [`server`] wires everything together.
 
 pub mod admin;
+pub mod cli;
 pub mod config;
 pub mod router;
 pub mod sasl;

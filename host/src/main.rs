@@ -1,1 +1,5 @@
-fn main() {}
+//! The `heliograph` binary: see [`heliograph::cli`].
+
+fn main() -> std::process::ExitCode {
+    heliograph::cli::main()
+}

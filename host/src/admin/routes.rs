@@ -1,0 +1,289 @@
+//! The route table of the admin API and the dispatcher that walks it.
+//!
+//! Every endpoint is one [`Route`] in [`ROUTES`]: method, path pattern (`{name}` segments
+//! capture a path parameter), summary, request body description and handler. Dispatch is
+//! driven by the table alone, so the OpenAPI document can be generated from it too.
+//!
+//! Order of checks for a request: route (404 unknown path, 405 known path with another
+//! method), then authentication (401), then for routes with a body its size (413) and
+//! content type (415); the handler does the rest. The route table is public knowledge (it is
+//! what the OpenAPI document describes), so matching before authenticating leaks nothing.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{HeaderMap, Method, StatusCode};
+
+use super::context::{Ctx, Params};
+use super::response::{ApiError, ApiResponse, ApiResult};
+use super::{AdminApi, MAX_BODY, auth, sessions, users};
+
+/// Future returned by a handler.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = ApiResult> + Send>>;
+
+/// A handler: takes the request context, answers.
+pub type Handler = fn(Ctx) -> HandlerFuture;
+
+/// One endpoint.
+pub struct Route {
+    pub method: Method,
+    /// Path pattern; `{name}` segments are parameters.
+    pub path: &'static str,
+    /// One-line description (OpenAPI `summary`).
+    pub summary: &'static str,
+    /// The JSON request body, if the route takes one (shape, for documentation).
+    pub body: Option<&'static str>,
+    /// Status of a successful response.
+    pub success: StatusCode,
+    pub handler: Handler,
+}
+
+/// Every endpoint of the admin API.
+pub static ROUTES: &[Route] = &[
+    Route {
+        method: Method::GET,
+        path: "/api/v1/users/{domain}",
+        summary: "List the accounts of a domain",
+        body: None,
+        success: StatusCode::OK,
+        handler: |c| Box::pin(users::list(c)),
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/users/{domain}",
+        summary: "Create an account",
+        body: Some(r#"{"username": string, "password": string}"#),
+        success: StatusCode::CREATED,
+        handler: |c| Box::pin(users::create(c)),
+    },
+    Route {
+        method: Method::DELETE,
+        path: "/api/v1/users/{domain}/{username}",
+        summary: "Delete an account with all its data and end its sessions",
+        body: None,
+        success: StatusCode::NO_CONTENT,
+        handler: |c| Box::pin(users::delete(c)),
+    },
+    Route {
+        method: Method::PUT,
+        path: "/api/v1/users/{domain}/{username}/password",
+        summary: "Change an account's password and end its sessions",
+        body: Some(r#"{"password": string}"#),
+        success: StatusCode::NO_CONTENT,
+        handler: |c| Box::pin(users::set_password(c)),
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/sessions",
+        summary: "List all online sessions",
+        body: None,
+        success: StatusCode::OK,
+        handler: |c| Box::pin(sessions::list_all(c)),
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/sessions/{domain}",
+        summary: "List the online sessions of a domain",
+        body: None,
+        success: StatusCode::OK,
+        handler: |c| Box::pin(sessions::list_domain(c)),
+    },
+];
+
+/// Answers one request; never fails (errors become JSON error responses).
+pub async fn dispatch(api: Arc<AdminApi>, req: hyper::Request<Incoming>) -> ApiResponse {
+    match dispatch_inner(api, req).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn dispatch_inner(api: Arc<AdminApi>, req: hyper::Request<Incoming>) -> ApiResult {
+    let (parts, body) = req.into_parts();
+    let (route, params) = find_route(&parts.method, parts.uri.path())?;
+    let principal = auth::authenticate(&parts.headers, &api.server.admin_token)?;
+    let body = match route.body {
+        Some(_) => read_json_body(&parts.headers, body).await?,
+        None => Bytes::new(),
+    };
+    tracing::debug!(method = %parts.method, route = route.path, "admin API request");
+    (route.handler)(Ctx {
+        api,
+        principal,
+        params,
+        body,
+    })
+    .await
+}
+
+/// The route for a method and path, with its parameters.
+fn find_route(method: &Method, path: &str) -> Result<(&'static Route, Params), ApiError> {
+    let mut allowed = Vec::new();
+    for route in ROUTES {
+        if let Some(params) = match_path(route.path, path)? {
+            if route.method == *method {
+                return Ok((route, params));
+            }
+            allowed.push(route.method.clone());
+        }
+    }
+    if allowed.is_empty() {
+        Err(ApiError::NoRoute(path.to_string()))
+    } else {
+        Err(ApiError::MethodNotAllowed(allowed))
+    }
+}
+
+/// Matches a path against a pattern; parameters are percent-decoded. A single trailing
+/// slash is ignored; empty parameters do not match.
+fn match_path(pattern: &'static str, path: &str) -> Result<Option<Params>, ApiError> {
+    let path = match path.strip_suffix('/') {
+        Some(p) if !p.is_empty() => p,
+        _ => path,
+    };
+    let mut pat = pattern.split('/');
+    let mut got = path.split('/');
+    let mut params = Params::default();
+    loop {
+        match (pat.next(), got.next()) {
+            (None, None) => return Ok(Some(params)),
+            (Some(p), Some(g)) => {
+                if let Some(name) = p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                    if g.is_empty() {
+                        return Ok(None);
+                    }
+                    params.push(name, percent_decode(g)?);
+                } else if p != g {
+                    return Ok(None);
+                }
+            }
+            _ => return Ok(None),
+        }
+    }
+}
+
+/// Decodes `%XX` escapes of a path segment into UTF-8.
+fn percent_decode(segment: &str) -> Result<String, ApiError> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
+            let byte = hex.and_then(|h| u8::from_str_radix(h, 16).ok());
+            match byte {
+                Some(b) => out.push(b),
+                None => return Err(ApiError::BadPath("malformed percent escape".into())),
+            }
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| ApiError::BadPath("path segment is not UTF-8".into()))
+}
+
+/// Reads a JSON request body of at most [`MAX_BODY`] bytes.
+async fn read_json_body(headers: &HeaderMap, body: Incoming) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(ApiError::PayloadTooLarge(MAX_BODY));
+    }
+    if !is_json(headers) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    match Limited::new(body, MAX_BODY).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(ApiError::PayloadTooLarge(MAX_BODY))
+        }
+        Err(e) => Err(ApiError::BadJson(format!("cannot read body: {e}"))),
+    }
+}
+
+/// Whether the content type is `application/json` (parameters such as charset allowed).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        })
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_patterns_and_decodes_params() {
+        let (route, params) =
+            find_route(&Method::DELETE, "/api/v1/users/example.com/al%C3%AFce").unwrap();
+        assert_eq!(route.path, "/api/v1/users/{domain}/{username}");
+        assert_eq!(params.get("domain"), Some("example.com"));
+        assert_eq!(params.get("username"), Some("alïce"));
+        let (route, _) = find_route(&Method::GET, "/api/v1/sessions/").unwrap();
+        assert_eq!(route.path, "/api/v1/sessions");
+    }
+
+    #[test]
+    fn unknown_path_and_wrong_method() {
+        assert!(matches!(
+            find_route(&Method::GET, "/api/v1/nope"),
+            Err(ApiError::NoRoute(_))
+        ));
+        assert!(matches!(
+            find_route(&Method::GET, "/api/v1/users//x"),
+            Err(ApiError::NoRoute(_))
+        ));
+        match find_route(&Method::PATCH, "/api/v1/users/example.com") {
+            Err(ApiError::MethodNotAllowed(m)) => assert_eq!(m, vec![Method::GET, Method::POST]),
+            _ => panic!("expected 405"),
+        }
+    }
+
+    #[test]
+    fn bad_escape_is_rejected() {
+        assert!(matches!(
+            find_route(&Method::GET, "/api/v1/users/%zz"),
+            Err(ApiError::BadPath(_))
+        ));
+        assert!(matches!(
+            find_route(&Method::GET, "/api/v1/users/%ff"),
+            Err(ApiError::BadPath(_))
+        ));
+    }
+
+    #[test]
+    fn table_has_unique_method_path_pairs() {
+        for (i, a) in ROUTES.iter().enumerate() {
+            for b in &ROUTES[i + 1..] {
+                assert!(
+                    !(a.method == b.method && a.path == b.path),
+                    "{} {}",
+                    a.method,
+                    a.path
+                );
+            }
+        }
+    }
+}

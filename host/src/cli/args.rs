@@ -1,0 +1,251 @@
+//! Command-line syntax of `heliograph` (clap derive).
+//!
+//! ```text
+//! heliograph [serve] [--config PATH] [--ready-file PATH]
+//! heliograph user add JID [--password P]
+//! heliograph user remove JID
+//! heliograph user passwd JID [--password P]
+//! heliograph user list DOMAIN
+//! heliograph session list [DOMAIN]
+//! ```
+//!
+//! Client commands take `--config`, `--api URL` (`HELIOGRAPH_API`), `--token-file PATH`
+//! (`HELIOGRAPH_TOKEN_FILE`) and `--token TOKEN` (`HELIOGRAPH_TOKEN`) anywhere on the line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Multi-tenant XMPP signaling server.
+#[derive(Debug, Parser)]
+#[command(name = "heliograph", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    /// Write a JSON file describing the bound listeners once the server is ready
+    /// (serve only; same as `serve --ready-file`).
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
+
+    /// What to do; runs the server when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Options every command accepts.
+#[derive(Debug, Args, Default, Clone)]
+pub struct GlobalArgs {
+    /// Config file (default: config/heliograph.toml if present, else built-in defaults).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Admin API URL, e.g. http://127.0.0.1:5281 (default: from the config's
+    /// listen.admin.address).
+    #[arg(long, global = true, env = "HELIOGRAPH_API", value_name = "URL")]
+    pub api: Option<String>,
+
+    /// File holding the admin token (default: the config's admin token file).
+    #[arg(
+        long,
+        global = true,
+        env = "HELIOGRAPH_TOKEN_FILE",
+        value_name = "PATH"
+    )]
+    pub token_file: Option<PathBuf>,
+
+    /// Admin token (prefer --token-file: command lines are visible to other users).
+    #[arg(
+        long,
+        global = true,
+        env = "HELIOGRAPH_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default command).
+    Serve(ServeArgs),
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Inspect online sessions.
+    #[command(subcommand)]
+    Session(SessionCommand),
+}
+
+#[derive(Debug, Args, Default)]
+pub struct ServeArgs {
+    /// Write a JSON file describing the bound listeners once the server is ready.
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account.
+    Add {
+        /// Bare JID of the account, e.g. alice@example.com.
+        #[arg(value_parser = parse_account)]
+        jid: AccountArg,
+        /// The password (default: read one line from standard input).
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// Delete an account with all its data and end its sessions.
+    #[command(alias = "delete")]
+    Remove {
+        /// Bare JID of the account.
+        #[arg(value_parser = parse_account)]
+        jid: AccountArg,
+    },
+    /// Change an account's password and end its sessions.
+    Passwd {
+        /// Bare JID of the account.
+        #[arg(value_parser = parse_account)]
+        jid: AccountArg,
+        /// The new password (default: read one line from standard input).
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// List the accounts of a domain, one per line.
+    List {
+        /// The domain.
+        domain: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// List online sessions, of all domains or of one.
+    List {
+        /// Only sessions of this domain.
+        domain: Option<String>,
+    },
+}
+
+/// An account named on the command line: `local@domain`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountArg {
+    pub local: String,
+    pub domain: String,
+}
+
+/// Parses a bare JID with a localpart (normalized).
+fn parse_account(s: &str) -> Result<AccountArg, String> {
+    let jid = jid::BareJid::new(s).map_err(|e| format!("not a valid JID: {e}"))?;
+    let local = jid
+        .node()
+        .ok_or("expected an account JID like alice@example.com")?;
+    Ok(AccountArg {
+        local: local.as_str().to_string(),
+        domain: jid.domain().as_str().to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("heliograph").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn no_subcommand_means_serve() {
+        let cli = parse(&["--config", "x.toml", "--ready-file", "r.json"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.global.config, Some(PathBuf::from("x.toml")));
+        assert_eq!(cli.ready_file, Some(PathBuf::from("r.json")));
+    }
+
+    #[test]
+    fn serve_subcommand() {
+        let cli = parse(&["serve", "--ready-file", "r.json", "--config", "c.toml"]).unwrap();
+        match cli.command {
+            Some(Command::Serve(s)) => assert_eq!(s.ready_file, Some(PathBuf::from("r.json"))),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(cli.global.config, Some(PathBuf::from("c.toml")));
+    }
+
+    #[test]
+    fn user_commands() {
+        let cli = parse(&[
+            "user",
+            "add",
+            "Alice@Example.com",
+            "--password",
+            "pw",
+            "--api",
+            "http://h:1",
+        ])
+        .unwrap();
+        match cli.command {
+            Some(Command::User(UserCommand::Add { jid, password })) => {
+                assert_eq!(
+                    jid,
+                    AccountArg {
+                        local: "alice".into(),
+                        domain: "example.com".into()
+                    }
+                );
+                assert_eq!(password.as_deref(), Some("pw"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(cli.global.api.as_deref(), Some("http://h:1"));
+
+        let cli = parse(&["--token-file", "t", "user", "remove", "bob@example.com"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::User(UserCommand::Remove { .. }))
+        ));
+        assert_eq!(cli.global.token_file, Some(PathBuf::from("t")));
+
+        let cli = parse(&["user", "passwd", "bob@example.com"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::User(UserCommand::Passwd { password: None, .. }))
+        ));
+
+        let cli = parse(&["user", "list", "example.com", "--token", "tok"]).unwrap();
+        assert!(
+            matches!(cli.command, Some(Command::User(UserCommand::List { ref domain })) if domain == "example.com")
+        );
+        assert_eq!(cli.global.token.as_deref(), Some("tok"));
+    }
+
+    #[test]
+    fn session_list_with_and_without_domain() {
+        let cli = parse(&["session", "list"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Session(SessionCommand::List { domain: None }))
+        ));
+        let cli = parse(&["session", "list", "example.com"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Session(SessionCommand::List { domain: Some(_) }))
+        ));
+    }
+
+    #[test]
+    fn usage_errors() {
+        for args in [
+            &["user", "add"][..],
+            &["user", "add", "example.com"],
+            &["user", "add", "a@b@c"],
+            &["user", "list"],
+            &["user", "frobnicate"],
+            &["--bogus"],
+            &["session", "list", "a", "b"],
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}: {err}");
+        }
+    }
+}

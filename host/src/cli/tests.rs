@@ -1,0 +1,203 @@
+//! Tests of the client commands against a test admin API.
+
+use super::args::Cli;
+use super::client::{ApiClient, ClientError};
+use super::*;
+use crate::admin::testing::{TOKEN, TestApi};
+
+fn parse(args: &[&str]) -> Cli {
+    Cli::try_parse_from(std::iter::once("heliograph").chain(args.iter().copied())).unwrap()
+}
+
+/// Parses a command line and runs it against `api`; returns stdout.
+async fn run_line(api: &TestApi, args: &[&str]) -> anyhow::Result<String> {
+    let url = api.url();
+    let mut full = vec!["--api", url.as_str(), "--token", TOKEN];
+    full.extend_from_slice(args);
+    let cli = parse(&full);
+    let (url, token) = resolve_target(&cli.global)?;
+    let client = ApiClient::new(&url, token)?;
+    let cmd = cli.command.unwrap();
+    let password = match &cmd {
+        Command::User(UserCommand::Add { password, .. } | UserCommand::Passwd { password, .. }) => {
+            password.clone()
+        }
+        _ => None,
+    };
+    let mut out = Vec::new();
+    run(&client, cmd, password.as_deref(), &mut out).await?;
+    Ok(String::from_utf8(out)?)
+}
+
+#[tokio::test]
+async fn creates_lists_and_removes_users() {
+    let api = TestApi::start().await;
+    assert_eq!(
+        run_line(
+            &api,
+            &["user", "add", "Alice@example.com", "--password", "pw1"]
+        )
+        .await
+        .unwrap(),
+        "created alice@example.com\n"
+    );
+    run_line(
+        &api,
+        &["user", "add", "bob@example.com", "--password", "pw2"],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        run_line(&api, &["user", "list", "example.com"])
+            .await
+            .unwrap(),
+        "alice\nbob\n"
+    );
+    assert_eq!(
+        api.password_of("alice", "example.com").as_deref(),
+        Some("pw1")
+    );
+
+    run_line(
+        &api,
+        &["user", "passwd", "alice@example.com", "--password", "new"],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        api.password_of("alice", "example.com").as_deref(),
+        Some("new")
+    );
+
+    let err = run_line(
+        &api,
+        &["user", "add", "alice@example.com", "--password", "x"],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.to_string(), "user alice@example.com already exists");
+    match err.downcast_ref::<ClientError>() {
+        Some(ClientError::Api { status, code, .. }) => {
+            assert_eq!(status.as_u16(), 409);
+            assert_eq!(code, "user_exists");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    assert_eq!(
+        run_line(&api, &["user", "remove", "bob@example.com"])
+            .await
+            .unwrap(),
+        "removed bob@example.com\n"
+    );
+    assert_eq!(
+        run_line(&api, &["user", "list", "example.com"])
+            .await
+            .unwrap(),
+        "alice\n"
+    );
+    let err = run_line(&api, &["user", "remove", "bob@example.com"])
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "no such user bob@example.com");
+    let err = run_line(&api, &["user", "list", "nope.test"])
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "unknown domain nope.test");
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn session_list_prints_a_table() {
+    let api = TestApi::start().await;
+    let out = run_line(&api, &["session", "list"]).await.unwrap();
+    assert!(out.starts_with("JID"), "{out}");
+    assert!(out.contains("(no sessions)"), "{out}");
+    run_line(&api, &["session", "list", "other.test"])
+        .await
+        .unwrap();
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_token_is_reported() {
+    let api = TestApi::start().await;
+    let client = ApiClient::new(&api.url(), "wrong").unwrap();
+    let err = client.list_users("example.com").await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::Api { status, .. } if status.as_u16() == 401),
+        "{err}"
+    );
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn connection_refused_says_server_not_running() {
+    // Bind then drop to get a port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let client = ApiClient::new(&format!("http://127.0.0.1:{port}"), "t").unwrap();
+    let err = client.list_users("example.com").await.unwrap_err();
+    assert!(matches!(err, ClientError::NotRunning { .. }), "{err:?}");
+    assert!(err.to_string().contains("is the server running"), "{err}");
+}
+
+#[test]
+fn target_from_config_and_token_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_path = dir.path().join("admin.token");
+    std::fs::write(&token_path, "filetoken\n").unwrap();
+    let config_path = dir.path().join("h.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[general]\nadmin_token_file = {:?}\n[listen.admin]\naddress = \"0.0.0.0:6001\"\n",
+            token_path.display().to_string()
+        ),
+    )
+    .unwrap();
+    let global = GlobalArgs {
+        config: Some(config_path.clone()),
+        ..GlobalArgs::default()
+    };
+    assert_eq!(
+        resolve_target(&global).unwrap(),
+        ("http://127.0.0.1:6001".to_string(), "filetoken".to_string())
+    );
+
+    // Explicit options win over the config.
+    let global = GlobalArgs {
+        config: Some(config_path),
+        api: Some("http://h:1".into()),
+        token: Some("t".into()),
+        ..GlobalArgs::default()
+    };
+    assert_eq!(
+        resolve_target(&global).unwrap(),
+        ("http://h:1".to_string(), "t".to_string())
+    );
+
+    let global = GlobalArgs {
+        api: Some("http://h:1".into()),
+        token_file: Some(dir.path().join("missing")),
+        ..GlobalArgs::default()
+    };
+    let err = resolve_target(&global).unwrap_err().to_string();
+    assert!(err.contains("cannot read the admin token file"), "{err}");
+}
+
+#[test]
+fn admin_url_maps_wildcards_to_loopback() {
+    assert_eq!(
+        admin_url("0.0.0.0:5281".parse().unwrap()),
+        "http://127.0.0.1:5281"
+    );
+    assert_eq!(admin_url("[::]:5281".parse().unwrap()), "http://[::1]:5281");
+    assert_eq!(
+        admin_url("10.0.0.1:5281".parse().unwrap()),
+        "http://10.0.0.1:5281"
+    );
+}
