@@ -9,7 +9,6 @@ use tokio::sync::oneshot;
 
 use super::{AdminApi, CredentialDeriver};
 use crate::config::Config;
-use crate::router::Router;
 use crate::sasl::{ScramKeys, StoredCredentials};
 use crate::server::Server;
 use crate::storage::*;
@@ -174,12 +173,7 @@ impl TestApi {
         };
         let mut config = Config::default();
         config.general.hosts = vec!["example.com".into(), "other.test".into()];
-        let server = Arc::new(Server {
-            config: Arc::new(config),
-            storage,
-            router: Router::default(),
-            admin_token: TOKEN.into(),
-        });
+        let server = Arc::new(Server::new(Arc::new(config), storage, TOKEN.into()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();

@@ -380,7 +380,7 @@ impl RawClient {
             (ScramHash::Sha256, false) => "SCRAM-SHA-256",
             (ScramHash::Sha256, true) => "SCRAM-SHA-256-PLUS",
         };
-        let mut client = ScramClient::new(hash, user, password, cb);
+        let mut client = ScramClient::new(hash, user, password, cb).unwrap();
         let first = client.client_first();
         self.send_raw(&format!(
             "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{mech}'>{}</auth>",
