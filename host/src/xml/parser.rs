@@ -7,10 +7,11 @@
 //! instructions (other than the XML declaration) and entity references other than the five
 //! predefined ones and character references are refused.
 //!
-//! How it works: [`scanner`] looks at each byte once as it is fed, tracking where it is in
-//! the markup, and records where each header, stanza and close tag ends (enforcing limits
-//! and the restricted profile as it goes). [`tree`] then builds each complete unit from its
-//! slice of the buffer, resolving namespaces against the bindings the stream header made.
+//! How it works: the `scanner` module looks at each byte once as it is fed, tracking where
+//! it is in the markup, and records where each header, stanza and close tag ends (enforcing
+//! limits and the restricted profile as it goes). The `tree` module then builds each
+//! complete unit from its slice of the buffer, resolving namespaces against the bindings
+//! the stream header made (`syntax` holds the character-level rules both share).
 //! Consumed bytes are dropped from the buffer as events are taken, and a large, empty
 //! buffer is released, so an idle stream holds almost no memory.
 
@@ -160,6 +161,9 @@ impl StreamParser {
         {
             Ok(end) => {
                 self.buf.truncate(end);
+                if self.ready.is_empty() {
+                    self.release_consumed();
+                }
                 Ok(())
             }
             Err(error) => {
@@ -278,13 +282,18 @@ pub fn parse_element(
 
 /// The bytes of `unit` in `buf`, whose first byte is at absolute offset `base`.
 fn unit_bytes(buf: &[u8], base: u64, unit: Unit) -> Result<&[u8], ParseError> {
+    absolute_slice(buf, base, unit.start, unit.end)
+}
+
+/// `buf[start..end]` for absolute stream offsets, where `buf[0]` is at offset `base`.
+fn absolute_slice(buf: &[u8], base: u64, start: u64, end: u64) -> Result<&[u8], ParseError> {
     let index = |offset: u64| {
         offset
             .checked_sub(base)
             .and_then(|i| usize::try_from(i).ok())
     };
-    index(unit.start)
-        .zip(index(unit.end))
+    index(start)
+        .zip(index(end))
         .and_then(|(start, end)| buf.get(start..end))
         .ok_or_else(|| malformed("internal parser error"))
 }
@@ -815,6 +824,19 @@ mod tests {
             &events[..],
             [StreamEvent::Open(_), StreamEvent::Close]
         ));
+    }
+
+    #[test]
+    fn whitespace_keepalives_are_not_kept() {
+        let mut parser = StreamParser::new(ParserLimits::default());
+        parser.feed(HEADER.as_bytes()).unwrap();
+        assert!(matches!(
+            parser.next_event(),
+            Ok(Some(StreamEvent::Open(_)))
+        ));
+        parser.feed(" \n".repeat(1000).as_bytes()).unwrap();
+        assert_eq!(parser.next_event(), Ok(None));
+        assert_eq!(parser.buffered(), 0);
     }
 
     #[test]

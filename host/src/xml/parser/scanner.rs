@@ -16,7 +16,7 @@ use super::syntax::{
     is_reference_byte, is_whitespace,
 };
 use super::tree::check_xml_declaration;
-use super::{ParseError, ParserLimits, malformed, restricted};
+use super::{ParseError, ParserLimits, absolute_slice, malformed, restricted};
 
 /// What the scanner is reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -400,7 +400,7 @@ impl Scanner {
     ) -> Result<(), ParseError> {
         if byte == b'>' && after_question {
             let start = self.unit_start.take().unwrap_or(pos);
-            check_xml_declaration(slice(buf, base, start, pos + 1)?)?;
+            check_xml_declaration(absolute_slice(buf, base, start, pos + 1)?)?;
             self.state = State::Content;
         } else {
             self.state = State::Declaration {
@@ -421,7 +421,7 @@ impl Scanner {
         base: u64,
     ) -> Result<(), ParseError> {
         if byte == b';' {
-            decode_reference(slice(buf, base, start + 1, pos)?)?;
+            decode_reference(absolute_slice(buf, base, start + 1, pos)?)?;
             self.state = match quote {
                 Some(quote) => State::StartTag {
                     quote: Some(quote),
@@ -471,17 +471,4 @@ impl Scanner {
             _ => malformed("text outside the root element"),
         }
     }
-}
-
-/// `buf[start..end]` for absolute offsets, where `buf[0]` is at absolute offset `base`.
-fn slice(buf: &[u8], base: u64, start: u64, end: u64) -> Result<&[u8], ParseError> {
-    let index = |offset: u64| {
-        offset
-            .checked_sub(base)
-            .and_then(|i| usize::try_from(i).ok())
-    };
-    index(start)
-        .zip(index(end))
-        .and_then(|(start, end)| buf.get(start..end))
-        .ok_or_else(|| malformed("internal scanner error"))
 }
