@@ -33,7 +33,13 @@ pub struct Server {
 impl Server {
     /// State for a server with this config and storage.
     pub fn new(config: Arc<Config>, storage: Storage, admin_token: String) -> Server {
-        Server { config, storage, router: Router::default(), admin_token, blocklists: BlockCache::default() }
+        Server {
+            config,
+            storage,
+            router: Router::default(),
+            admin_token,
+            blocklists: BlockCache::default(),
+        }
     }
 
     /// True if `domain` is one of the hosts served here.
@@ -86,7 +92,9 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     init_logging(&config.general.log_level);
     match &config_path {
         Some(p) => tracing::info!(config = %p.display(), "configuration loaded"),
-        None => tracing::info!("no config file, using the built-in default (domain localhost, data in ./data)"),
+        None => tracing::info!(
+            "no config file, using the built-in default (domain localhost, data in ./data)"
+        ),
     }
     let config = Arc::new(config);
     std::fs::create_dir_all(&config.general.data_dir)
@@ -104,15 +112,20 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let mut ready = Vec::new();
 
     for l in &config.listen.c2s {
-        let listener =
-            TcpListener::bind(l.address).await.with_context(|| format!("binding c2s listener {}", l.address))?;
+        let listener = TcpListener::bind(l.address)
+            .await
+            .with_context(|| format!("binding c2s listener {}", l.address))?;
         let addr = listener.local_addr()?;
         let tls_name = match l.tls {
             TlsMode::Starttls => "starttls",
             TlsMode::Direct => "direct",
         };
         tracing::info!(address = %addr, tls = tls_name, "c2s listener ready");
-        ready.push(ReadyListener { kind: "c2s", tls: Some(tls_name), address: addr.to_string() });
+        ready.push(ReadyListener {
+            kind: "c2s",
+            tls: Some(tls_name),
+            address: addr.to_string(),
+        });
         tokio::spawn(c2s::serve(
             listener,
             Arc::new(l.clone()),
@@ -128,14 +141,26 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .with_context(|| format!("binding admin listener {}", config.listen.admin.address))?;
     let admin_addr = admin_listener.local_addr()?;
     tracing::info!(address = %admin_addr, "admin API ready");
-    ready.push(ReadyListener { kind: "admin", tls: None, address: admin_addr.to_string() });
+    ready.push(ReadyListener {
+        kind: "admin",
+        tls: None,
+        address: admin_addr.to_string(),
+    });
     let mut admin_shutdown = shutdown.clone();
-    let admin_task = tokio::spawn(crate::admin::serve(admin_listener, server.clone(), async move {
-        admin_shutdown.requested().await;
-    }));
+    let admin_task = tokio::spawn(crate::admin::serve(
+        admin_listener,
+        server.clone(),
+        async move {
+            admin_shutdown.requested().await;
+        },
+    ));
 
     if let Some(path) = &opts.ready_file {
-        let doc = Ready { listeners: ready, admin_token_file: token_path.clone(), pid: std::process::id() };
+        let doc = Ready {
+            listeners: ready,
+            admin_token_file: token_path.clone(),
+            pid: std::process::id(),
+        };
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, serde_json::to_vec(&doc)?)?;
         std::fs::rename(&tmp, path)?;
@@ -149,11 +174,16 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let _ = shutdown_tx.send(true);
     let left = tracker.wait_idle(SHUTDOWN_GRACE).await;
     if left > 0 {
-        tracing::warn!(connections = left, "connections still open after the grace period");
+        tracing::warn!(
+            connections = left,
+            "connections still open after the grace period"
+        );
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;
     let flush = server.storage.flush.clone();
-    crate::storage::blocking(move || flush()).await.context("flushing storage")?;
+    crate::storage::blocking(move || flush())
+        .await
+        .context("flushing storage")?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -191,6 +221,10 @@ fn load_or_create_token(path: &std::path::Path) -> anyhow::Result<String> {
 
 fn init_logging(default_filter: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -107,7 +107,9 @@ impl Condition {
             | Condition::JidMalformed
             | Condition::NotAcceptable
             | Condition::PolicyViolation => ErrorType::Modify,
-            Condition::Forbidden | Condition::NotAuthorized | Condition::SubscriptionRequired => ErrorType::Auth,
+            Condition::Forbidden | Condition::NotAuthorized | Condition::SubscriptionRequired => {
+                ErrorType::Auth
+            }
             Condition::InternalServerError
             | Condition::RecipientUnavailable
             | Condition::ResourceConstraint
@@ -122,7 +124,11 @@ pub fn error_element(cond: Condition, text: Option<&str>) -> Element {
     let mut err = Element::new("error", ns::CLIENT).with_attr("type", cond.default_type().as_str());
     err.push_child(Element::new(cond.name(), ns::STANZAS_ERRORS));
     if let Some(t) = text {
-        err.push_child(Element::new("text", ns::STANZAS_ERRORS).with_attr("xml:lang", "en").with_text(t));
+        err.push_child(
+            Element::new("text", ns::STANZAS_ERRORS)
+                .with_attr("xml:lang", "en")
+                .with_text(t),
+        );
     }
     err
 }

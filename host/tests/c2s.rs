@@ -16,7 +16,10 @@ fn mechanisms(features: &Element) -> Vec<String> {
 
 fn sasl_condition(el: &Element) -> String {
     assert!(el.is("failure", ns::SASL), "expected failure, got {el}");
-    el.children().find(|c| c.name() != "text").map(|c| c.name().to_string()).unwrap_or_default()
+    el.children()
+        .find(|c| c.name() != "text")
+        .map(|c| c.name().to_string())
+        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -24,9 +27,14 @@ async fn starttls_is_required_before_auth() {
     let server = TestServer::start(&[("alice", "pw")], "");
     let mut c = RawClient::connect(&server.starttls).await;
     let features = c.open_and_features().await;
-    let st = features.child("starttls", ns::TLS).expect("starttls offered");
+    let st = features
+        .child("starttls", ns::TLS)
+        .expect("starttls offered");
     assert!(st.has_child("required", ns::TLS));
-    assert!(mechanisms(&features).is_empty(), "no SASL before TLS: {features}");
+    assert!(
+        mechanisms(&features).is_empty(),
+        "no SASL before TLS: {features}"
+    );
     let r = c.auth_plain("alice", "pw").await;
     assert_eq!(sasl_condition(&r), "encryption-required");
 }
@@ -34,19 +42,33 @@ async fn starttls_is_required_before_auth() {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_scram_mechanism_logs_in_with_channel_binding_where_offered() {
     let server = TestServer::start(&[("alice", "secret")], "");
-    for (hash, plus) in
-        [(ScramHash::Sha256, true), (ScramHash::Sha1, true), (ScramHash::Sha256, false), (ScramHash::Sha1, false)]
-    {
+    for (hash, plus) in [
+        (ScramHash::Sha256, true),
+        (ScramHash::Sha1, true),
+        (ScramHash::Sha256, false),
+        (ScramHash::Sha1, false),
+    ] {
         let mut c = RawClient::connect(&server.starttls).await;
         c.open_and_features().await;
         c.starttls().await;
         let features = c.open_and_features().await;
         let mechs = mechanisms(&features);
-        for m in ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"] {
+        for m in [
+            "SCRAM-SHA-256-PLUS",
+            "SCRAM-SHA-1-PLUS",
+            "SCRAM-SHA-256",
+            "SCRAM-SHA-1",
+            "PLAIN",
+        ] {
             assert!(mechs.contains(&m.to_string()), "{m} missing from {mechs:?}");
         }
-        let cb = features.child("sasl-channel-binding", ns::SASL_CB).expect("XEP-0440 advertised");
-        assert!(cb.children().any(|t| t.attr("type") == Some("tls-exporter")));
+        let cb = features
+            .child("sasl-channel-binding", ns::SASL_CB)
+            .expect("XEP-0440 advertised");
+        assert!(
+            cb.children()
+                .any(|t| t.attr("type") == Some("tls-exporter"))
+        );
         let r = c.auth_scram(hash, plus, "alice", "secret").await;
         assert!(r.is("success", ns::SASL), "{hash:?} plus={plus}: {r}");
         let jid = c.bind(Some("res")).await;
@@ -61,7 +83,9 @@ async fn wrong_password_is_refused_and_attempts_are_bounded() {
     c.open_and_features().await;
     c.starttls().await;
     c.open_and_features().await;
-    let r = c.auth_scram(ScramHash::Sha256, false, "alice", "wrong").await;
+    let r = c
+        .auth_scram(ScramHash::Sha256, false, "alice", "wrong")
+        .await;
     assert_eq!(sasl_condition(&r), "not-authorized");
     let r = c.auth_plain("nobody", "secret").await;
     assert_eq!(sasl_condition(&r), "not-authorized");
@@ -83,7 +107,10 @@ async fn plain_over_direct_tls_and_generated_resource() {
     let r = c.auth_plain("bob", "pw").await;
     assert!(r.is("success", ns::SASL), "{r}");
     let jid = c.bind(None).await;
-    assert!(jid.starts_with("bob@localhost/") && jid.len() > "bob@localhost/".len(), "{jid}");
+    assert!(
+        jid.starts_with("bob@localhost/") && jid.len() > "bob@localhost/".len(),
+        "{jid}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -95,9 +122,16 @@ async fn plain_without_tls_is_too_weak_unless_configured() {
     let r = c.auth_plain("alice", "pw").await;
     assert_eq!(sasl_condition(&r), "mechanism-too-weak");
     let r = c.auth_scram(ScramHash::Sha256, false, "alice", "pw").await;
-    assert!(r.is("success", ns::SASL), "SCRAM works without TLS when allowed: {r}");
+    assert!(
+        r.is("success", ns::SASL),
+        "SCRAM works without TLS when allowed: {r}"
+    );
 
-    let server = TestServer::start_with(&[("alice", "pw")], "", "require_tls = false\nallow_plain_without_tls = true");
+    let server = TestServer::start_with(
+        &[("alice", "pw")],
+        "",
+        "require_tls = false\nallow_plain_without_tls = true",
+    );
     let mut c = RawClient::connect(&server.starttls).await;
     let features = c.open_and_features().await;
     assert!(mechanisms(&features).contains(&"PLAIN".to_string()));
@@ -136,8 +170,16 @@ async fn iq_errors_for_unknown_namespace_unknown_domain_and_offline_full_jid() {
     let (mut alice, _) = RawClient::login(&server.starttls, "alice", "pw", Some("a")).await;
     let cases = [
         ("localhost", "urn:example:unknown", "service-unavailable"),
-        ("elsewhere.example", "urn:xmpp:ping", "remote-server-not-found"),
-        ("bob@localhost/offline", "urn:xmpp:ping", "service-unavailable"),
+        (
+            "elsewhere.example",
+            "urn:xmpp:ping",
+            "remote-server-not-found",
+        ),
+        (
+            "bob@localhost/offline",
+            "urn:xmpp:ping",
+            "service-unavailable",
+        ),
     ];
     for (i, (to, q, cond)) in cases.iter().enumerate() {
         let id = format!("q{i}");
@@ -153,10 +195,21 @@ async fn iq_errors_for_unknown_namespace_unknown_domain_and_offline_full_jid() {
         assert!(err.has_child(cond, ns::STANZAS_ERRORS), "{to}: {r}");
     }
     // Ping, version, time and disco answer.
-    for (i, q) in [ns::PING, ns::VERSION, ns::TIME, ns::DISCO_INFO].iter().enumerate() {
+    for (i, q) in [ns::PING, ns::VERSION, ns::TIME, ns::DISCO_INFO]
+        .iter()
+        .enumerate()
+    {
         let id = format!("ok{i}");
-        let payload = if *q == ns::PING || *q == ns::TIME { Element::new(if *q == ns::PING { "ping" } else { "time" }, *q) } else { Element::new("query", *q) };
-        let iq = Element::new("iq", ns::CLIENT).with_attr("type", "get").with_attr("id", id.clone()).with_attr("to", "localhost").with_child(payload);
+        let payload = if *q == ns::PING || *q == ns::TIME {
+            Element::new(if *q == ns::PING { "ping" } else { "time" }, *q)
+        } else {
+            Element::new("query", *q)
+        };
+        let iq = Element::new("iq", ns::CLIENT)
+            .with_attr("type", "get")
+            .with_attr("id", id.clone())
+            .with_attr("to", "localhost")
+            .with_child(payload);
         alice.send(&iq).await;
         let r = alice.next_matching(|e| e.attr("id") == Some(&id)).await;
         assert_eq!(r.attr("type"), Some("result"), "{r}");
@@ -166,7 +219,11 @@ async fn iq_errors_for_unknown_namespace_unknown_domain_and_offline_full_jid() {
 async fn expect_refusal(server: &TestServer, data: &str, condition: &str) {
     let mut c = RawClient::connect(&server.starttls).await;
     c.send_raw(data).await;
-    assert_eq!(c.expect_stream_error().await, condition, "for input {data:?}");
+    assert_eq!(
+        c.expect_stream_error().await,
+        condition,
+        "for input {data:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -175,15 +232,40 @@ async fn bad_input_gets_the_right_stream_error_and_the_server_keeps_serving() {
     let open = "<?xml version='1.0'?><stream:stream to='localhost' version='1.0' xmlns='jabber:client' \
                 xmlns:stream='http://etherx.jabber.org/streams'>";
     expect_refusal(&server, "GET / HTTP/1.1\r\n\r\n", "not-well-formed").await;
-    expect_refusal(&server, "<!DOCTYPE foo [<!ENTITY x 'y'>]><stream:stream/>", "restricted-xml").await;
-    expect_refusal(&server, &format!("{open}<message><body>&xxe;</body></message>"), "restricted-xml").await;
-    expect_refusal(&server, &format!("{open}<!-- comment -->"), "restricted-xml").await;
+    expect_refusal(
+        &server,
+        "<!DOCTYPE foo [<!ENTITY x 'y'>]><stream:stream/>",
+        "restricted-xml",
+    )
+    .await;
+    expect_refusal(
+        &server,
+        &format!("{open}<message><body>&xxe;</body></message>"),
+        "restricted-xml",
+    )
+    .await;
+    expect_refusal(
+        &server,
+        &format!("{open}<!-- comment -->"),
+        "restricted-xml",
+    )
+    .await;
     expect_refusal(&server, &format!("{open}<?pi data?>"), "restricted-xml").await;
-    expect_refusal(&server, &format!("{open}<message><body>{}</body></message>", "x".repeat(8000)), "policy-violation").await;
+    expect_refusal(
+        &server,
+        &format!("{open}<message><body>{}</body></message>", "x".repeat(8000)),
+        "policy-violation",
+    )
+    .await;
     expect_refusal(&server, &format!("{open}<message></iq>"), "not-well-formed").await;
     expect_refusal(&server, "<stream:stream to='localhost' version='1.0' xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'>", "invalid-namespace").await;
     expect_refusal(&server, "<stream:stream to='nowhere.example' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>", "host-unknown").await;
-    expect_refusal(&server, &format!("{open}<message><body>before auth</body></message>"), "not-authorized").await;
+    expect_refusal(
+        &server,
+        &format!("{open}<message><body>before auth</body></message>"),
+        "not-authorized",
+    )
+    .await;
     let (_c, jid) = RawClient::login(&server.starttls, "alice", "pw", Some("r")).await;
     assert_eq!(jid, "alice@localhost/r");
 }

@@ -16,7 +16,10 @@ pub const DEFAULT_CONFIG_PATH: &str = "config/heliograph.toml";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid config {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("invalid config: {0}")]
@@ -86,7 +89,10 @@ impl Default for Listen {
     fn default() -> Self {
         Listen {
             c2s: vec![
-                C2sListener { address: "0.0.0.0:5222".parse().unwrap(), ..C2sListener::default() },
+                C2sListener {
+                    address: "0.0.0.0:5222".parse().unwrap(),
+                    ..C2sListener::default()
+                },
                 C2sListener {
                     address: "0.0.0.0:5223".parse().unwrap(),
                     tls: TlsMode::Direct,
@@ -150,7 +156,9 @@ pub struct AdminListener {
 
 impl Default for AdminListener {
     fn default() -> Self {
-        AdminListener { address: "127.0.0.1:5281".parse().unwrap() }
+        AdminListener {
+            address: "127.0.0.1:5281".parse().unwrap(),
+        }
     }
 }
 
@@ -170,7 +178,12 @@ pub struct C2sSettings {
 
 impl Default for C2sSettings {
     fn default() -> Self {
-        C2sSettings { ping_interval: 120, ping_timeout: 30, max_offline_messages: 1000, session_queue: 1024 }
+        C2sSettings {
+            ping_interval: 120,
+            ping_timeout: 30,
+            max_offline_messages: 1000,
+            session_queue: 1024,
+        }
     }
 }
 
@@ -184,7 +197,9 @@ pub struct AuthSettings {
 
 impl Default for AuthSettings {
     fn default() -> Self {
-        AuthSettings { scram_iterations: crate::sasl::DEFAULT_ITERATIONS }
+        AuthSettings {
+            scram_iterations: crate::sasl::DEFAULT_ITERATIONS,
+        }
     }
 }
 
@@ -201,8 +216,10 @@ impl Config {
 
     /// Reads and parses a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Config::from_toml(&text, path)
     }
 
@@ -224,18 +241,29 @@ impl Config {
     /// Checks cross-field rules serde cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.general.hosts.is_empty() {
-            return Err(ConfigError::Invalid("general.hosts must name at least one domain".into()));
+            return Err(ConfigError::Invalid(
+                "general.hosts must name at least one domain".into(),
+            ));
         }
         for h in &self.general.hosts {
-            if jid::BareJid::new(h).map(|j| j.node().is_some()).unwrap_or(true) {
-                return Err(ConfigError::Invalid(format!("general.hosts: {h:?} is not a valid domain")));
+            if jid::BareJid::new(h)
+                .map(|j| j.node().is_some())
+                .unwrap_or(true)
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "general.hosts: {h:?} is not a valid domain"
+                )));
             }
         }
         if self.general.max_stanza_size < 1024 {
-            return Err(ConfigError::Invalid("general.max_stanza_size must be at least 1024".into()));
+            return Err(ConfigError::Invalid(
+                "general.max_stanza_size must be at least 1024".into(),
+            ));
         }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
-            return Err(ConfigError::Invalid("tls.cert and tls.key must be given together".into()));
+            return Err(ConfigError::Invalid(
+                "tls.cert and tls.key must be given together".into(),
+            ));
         }
         Ok(())
     }
@@ -273,9 +301,12 @@ mod tests {
 
     #[test]
     fn unknown_key_names_line() {
-        let err = Config::from_toml("[general]\nhosts = [\"a.test\"]\nbogus = 1\n", Path::new("x.toml"))
-            .unwrap_err()
-            .to_string();
+        let err = Config::from_toml(
+            "[general]\nhosts = [\"a.test\"]\nbogus = 1\n",
+            Path::new("x.toml"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("line 3"), "{err}");
         assert!(err.contains("bogus"), "{err}");
     }

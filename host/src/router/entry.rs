@@ -105,7 +105,10 @@ impl SessionEntry {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 tracing::warn!(jid = %self.full_jid, "session queue full, closing slow client");
-                self.close(StreamErrorCondition::PolicyViolation, Some("too many queued stanzas"));
+                self.close(
+                    StreamErrorCondition::PolicyViolation,
+                    Some("too many queued stanzas"),
+                );
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -169,7 +172,11 @@ impl SessionEntry {
             address: self.address.clone(),
             priority: p.priority,
             available: p.last.is_some(),
-            since: self.since.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            since: self
+                .since
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
         }
     }
 }

@@ -69,12 +69,19 @@ impl Router {
 
     /// Every bound session of an account.
     pub fn resources(&self, account: &Account) -> Vec<Arc<SessionEntry>> {
-        self.accounts.get(account).map(|v| v.clone()).unwrap_or_default()
+        self.accounts
+            .get(account)
+            .map(|v| v.clone())
+            .unwrap_or_default()
     }
 
     /// The session bound to `resource`, if any.
     pub fn resource(&self, account: &Account, resource: &str) -> Option<Arc<SessionEntry>> {
-        self.accounts.get(account)?.iter().find(|e| e.resource == resource).cloned()
+        self.accounts
+            .get(account)?
+            .iter()
+            .find(|e| e.resource == resource)
+            .cloned()
     }
 
     /// True if the account has at least one bound session.
@@ -101,7 +108,10 @@ impl Router {
 
     /// Every session, for shutdown.
     pub fn all_entries(&self) -> Vec<Arc<SessionEntry>> {
-        self.accounts.iter().flat_map(|e| e.value().clone()).collect()
+        self.accounts
+            .iter()
+            .flat_map(|e| e.value().clone())
+            .collect()
     }
 
     /// Ends every session of an account (the account was deleted or its password changed
@@ -109,7 +119,10 @@ impl Router {
     pub fn kick_account(&self, account: &Account) -> usize {
         let sessions = self.resources(account);
         for s in &sessions {
-            s.close(crate::session::StreamErrorCondition::NotAuthorized, Some("account changed by an administrator"));
+            s.close(
+                crate::session::StreamErrorCondition::NotAuthorized,
+                Some("account changed by an administrator"),
+            );
         }
         sessions.len()
     }

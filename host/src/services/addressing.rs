@@ -21,8 +21,12 @@ pub enum Target {
 
 /// Classifies an already-normalized `to` value.
 pub fn classify(server: &Server, to: Option<&str>) -> Target {
-    let Some(to) = to else { return Target::OwnAccount };
-    let Ok(jid) = jid::Jid::new(to) else { return Target::Remote(to.to_string()) };
+    let Some(to) = to else {
+        return Target::OwnAccount;
+    };
+    let Ok(jid) = jid::Jid::new(to) else {
+        return Target::Remote(to.to_string());
+    };
     let domain = jid.domain().as_str();
     if !server.serves_domain(domain) {
         return Target::Remote(domain.to_string());
@@ -30,7 +34,10 @@ pub fn classify(server: &Server, to: Option<&str>) -> Target {
     match (jid.node(), jid.resource()) {
         (None, _) => Target::Server(domain.to_string()),
         (Some(node), None) => Target::Bare(Account::new(node.as_str(), domain)),
-        (Some(node), Some(res)) => Target::Full(Account::new(node.as_str(), domain), res.as_str().to_string()),
+        (Some(node), Some(res)) => Target::Full(
+            Account::new(node.as_str(), domain),
+            res.as_str().to_string(),
+        ),
     }
 }
 

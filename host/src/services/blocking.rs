@@ -32,19 +32,26 @@ async fn list(server: &Arc<Server>, account: &Account) -> Arc<Vec<String>> {
     }
     let store = server.storage.blocks.clone();
     let acc = account.clone();
-    let loaded = storage::blocking(move || store.blocked(&acc)).await.unwrap_or_else(|e| {
-        tracing::error!(jid = %account, error = %e, "reading block list failed");
-        Vec::new()
-    });
+    let loaded = storage::blocking(move || store.blocked(&acc))
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(jid = %account, error = %e, "reading block list failed");
+            Vec::new()
+        });
     let loaded = Arc::new(loaded);
-    server.blocklists.lists.insert(account.clone(), loaded.clone());
+    server
+        .blocklists
+        .lists
+        .insert(account.clone(), loaded.clone());
     loaded
 }
 
 /// XEP-0191 §3.3 matching (as for privacy lists): an item blocks a JID if it equals the
 /// JID's full form, bare form, domain or domain/resource.
 pub fn item_matches(item: &str, jid: &str) -> bool {
-    let Ok(j) = jid::Jid::new(jid) else { return item == jid };
+    let Ok(j) = jid::Jid::new(jid) else {
+        return item == jid;
+    };
     let domain = j.domain().as_str();
     if item == j.as_str() || item == domain {
         return true;
@@ -65,7 +72,11 @@ pub async fn is_blocked(server: &Arc<Server>, account: &Account, from: &str) -> 
 }
 
 /// True if the sender has blocked the recipient account (outbound stanzas are refused).
-pub async fn blocks_outbound(server: &Arc<Server>, sender: &SessionEntry, recipient: &Account) -> bool {
+pub async fn blocks_outbound(
+    server: &Arc<Server>,
+    sender: &SessionEntry,
+    recipient: &Account,
+) -> bool {
     if sender.account == *recipient {
         return false;
     }
@@ -105,7 +116,11 @@ fn items(name: &str, jids: &[String]) -> Element {
 }
 
 /// Handles blocklist get, block and unblock.
-pub async fn handle_iq(server: &Arc<Server>, entry: &Arc<SessionEntry>, iq: &Element) -> Option<Element> {
+pub async fn handle_iq(
+    server: &Arc<Server>,
+    entry: &Arc<SessionEntry>,
+    iq: &Element,
+) -> Option<Element> {
     let payload = iq.first_child()?;
     let account = entry.account.clone();
     match (stanza::stanza_type(iq), payload.name()) {
@@ -116,7 +131,13 @@ pub async fn handle_iq(server: &Arc<Server>, entry: &Arc<SessionEntry>, iq: &Ele
         ("set", "block") => {
             let jids = match item_jids(payload) {
                 Ok(j) if !j.is_empty() => j,
-                Ok(_) => return stanza::error_reply(iq, Condition::BadRequest, Some("block needs at least one item")),
+                Ok(_) => {
+                    return stanza::error_reply(
+                        iq,
+                        Condition::BadRequest,
+                        Some("block needs at least one item"),
+                    );
+                }
                 Err(c) => return stanza::error_reply(iq, c, None),
             };
             let store = server.storage.blocks.clone();
@@ -140,7 +161,11 @@ pub async fn handle_iq(server: &Arc<Server>, entry: &Arc<SessionEntry>, iq: &Ele
             let acc = account.clone();
             let to_remove = jids.clone();
             let removed = storage::blocking(move || {
-                if to_remove.is_empty() { store.unblock_all(&acc) } else { store.unblock(&acc, &to_remove) }
+                if to_remove.is_empty() {
+                    store.unblock_all(&acc)
+                } else {
+                    store.unblock(&acc, &to_remove)
+                }
             })
             .await;
             let removed = match removed {
@@ -174,9 +199,16 @@ fn push_to_sessions(server: &Server, account: &Account, payload: Element) {
 /// Blocked contacts stop seeing the user online: each available resource sends them
 /// unavailable presence.
 fn send_unavailable_to_blocked(server: &Server, entry: &SessionEntry, jids: &[String]) {
-    let mine: Vec<_> = server.router.resources(&entry.account).into_iter().filter(|s| s.is_available()).collect();
+    let mine: Vec<_> = server
+        .router
+        .resources(&entry.account)
+        .into_iter()
+        .filter(|s| s.is_available())
+        .collect();
     for j in jids {
-        let Some(contact) = super::addressing::local_account(server, j) else { continue };
+        let Some(contact) = super::addressing::local_account(server, j) else {
+            continue;
+        };
         for target in server.router.resources(&contact) {
             if !item_matches(j, &target.full_jid) {
                 continue;

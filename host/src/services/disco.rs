@@ -20,7 +20,12 @@ pub const SERVER_FEATURES: &[&str] = &[
 /// Features announced for an account's bare JID.
 pub const ACCOUNT_FEATURES: &[&str] = &[ns::DISCO_INFO, ns::DISCO_ITEMS];
 
-fn info(identity_category: &str, identity_type: &str, name: Option<&str>, features: &[&str]) -> Element {
+fn info(
+    identity_category: &str,
+    identity_type: &str,
+    name: Option<&str>,
+    features: &[&str],
+) -> Element {
     let mut q = Element::new("query", ns::DISCO_INFO);
     q.push_child(
         Element::new("identity", ns::DISCO_INFO)
@@ -40,7 +45,11 @@ fn check_get(iq: &Element) -> Result<(), Option<Element>> {
     }
     let node = iq.first_child().and_then(|q| q.attr("node"));
     if node.is_some() {
-        return Err(stanza::error_reply(iq, stanza::Condition::ItemNotFound, None));
+        return Err(stanza::error_reply(
+            iq,
+            stanza::Condition::ItemNotFound,
+            None,
+        ));
     }
     Ok(())
 }
@@ -50,7 +59,10 @@ pub fn server_info(iq: &Element) -> Option<Element> {
     if let Err(e) = check_get(iq) {
         return e;
     }
-    Some(stanza::iq_result_with(iq, info("server", "im", Some("Heliograph"), SERVER_FEATURES)))
+    Some(stanza::iq_result_with(
+        iq,
+        info("server", "im", Some("Heliograph"), SERVER_FEATURES),
+    ))
 }
 
 /// disco#items on the server (no items yet: MUC and components come later).
@@ -58,7 +70,10 @@ pub fn server_items(iq: &Element) -> Option<Element> {
     if let Err(e) = check_get(iq) {
         return e;
     }
-    Some(stanza::iq_result_with(iq, Element::new("query", ns::DISCO_ITEMS)))
+    Some(stanza::iq_result_with(
+        iq,
+        Element::new("query", ns::DISCO_ITEMS),
+    ))
 }
 
 /// disco#info on an account's bare JID.
@@ -66,7 +81,10 @@ pub fn account_info(iq: &Element) -> Option<Element> {
     if let Err(e) = check_get(iq) {
         return e;
     }
-    Some(stanza::iq_result_with(iq, info("account", "registered", None, ACCOUNT_FEATURES)))
+    Some(stanza::iq_result_with(
+        iq,
+        info("account", "registered", None, ACCOUNT_FEATURES),
+    ))
 }
 
 /// disco#items on an account's bare JID.
@@ -74,5 +92,8 @@ pub fn account_items(iq: &Element) -> Option<Element> {
     if let Err(e) = check_get(iq) {
         return e;
     }
-    Some(stanza::iq_result_with(iq, Element::new("query", ns::DISCO_ITEMS)))
+    Some(stanza::iq_result_with(
+        iq,
+        Element::new("query", ns::DISCO_ITEMS),
+    ))
 }

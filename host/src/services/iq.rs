@@ -16,10 +16,20 @@ pub async fn from_client(server: &Arc<Server>, entry: &Arc<SessionEntry>, iq: El
     let kind = stanza::stanza_type(&iq);
     let is_request = matches!(kind, "get" | "set");
     if !matches!(kind, "get" | "set" | "result" | "error") {
-        return reply(entry, stanza::error_reply(&iq, Condition::BadRequest, Some("invalid iq type")));
+        return reply(
+            entry,
+            stanza::error_reply(&iq, Condition::BadRequest, Some("invalid iq type")),
+        );
     }
     if is_request && iq.children().count() != 1 {
-        return reply(entry, stanza::error_reply(&iq, Condition::BadRequest, Some("an iq request has exactly one payload")));
+        return reply(
+            entry,
+            stanza::error_reply(
+                &iq,
+                Condition::BadRequest,
+                Some("an iq request has exactly one payload"),
+            ),
+        );
     }
     match classify(server, iq.attr("to")) {
         Target::OwnAccount => {
@@ -45,11 +55,16 @@ pub async fn from_client(server: &Arc<Server>, entry: &Arc<SessionEntry>, iq: El
                 reply(entry, answer);
             }
         }
-        Target::Full(account, resource) => to_full_jid(server, entry, &account, &resource, iq).await,
+        Target::Full(account, resource) => {
+            to_full_jid(server, entry, &account, &resource, iq).await
+        }
         Target::Remote(domain) => {
             if is_request || kind == "result" {
                 let text = format!("{domain} is not served here");
-                reply(entry, stanza::error_reply(&iq, Condition::RemoteServerNotFound, Some(&text)));
+                reply(
+                    entry,
+                    stanza::error_reply(&iq, Condition::RemoteServerNotFound, Some(&text)),
+                );
             }
         }
     }
@@ -72,7 +87,11 @@ fn server_handlers(iq: &Element) -> Option<Element> {
 }
 
 /// Requests to the sender's own account (no `to`, or its own bare JID).
-async fn own_account(server: &Arc<Server>, entry: &Arc<SessionEntry>, iq: &Element) -> Option<Element> {
+async fn own_account(
+    server: &Arc<Server>,
+    entry: &Arc<SessionEntry>,
+    iq: &Element,
+) -> Option<Element> {
     match payload_ns(iq) {
         ns::ROSTER => roster::handle_iq(server, entry, iq).await,
         ns::BLOCKING => blocking::handle_iq(server, entry, iq).await,
@@ -86,7 +105,12 @@ async fn own_account(server: &Arc<Server>, entry: &Arc<SessionEntry>, iq: &Eleme
 }
 
 /// Requests to another local account's bare JID, answered by the server on its behalf.
-async fn other_account(server: &Arc<Server>, entry: &Arc<SessionEntry>, account: &Account, iq: &Element) -> Option<Element> {
+async fn other_account(
+    server: &Arc<Server>,
+    entry: &Arc<SessionEntry>,
+    account: &Account,
+    iq: &Element,
+) -> Option<Element> {
     if blocking::is_blocked(server, account, &entry.full_jid).await {
         return stanza::error_reply(iq, Condition::ServiceUnavailable, None);
     }
@@ -102,7 +126,13 @@ async fn other_account(server: &Arc<Server>, entry: &Arc<SessionEntry>, account:
 }
 
 /// iq to a full JID: forwarded if that resource is online, else `service-unavailable`.
-async fn to_full_jid(server: &Arc<Server>, entry: &Arc<SessionEntry>, account: &Account, resource: &str, iq: Element) {
+async fn to_full_jid(
+    server: &Arc<Server>,
+    entry: &Arc<SessionEntry>,
+    account: &Account,
+    resource: &str,
+    iq: Element,
+) {
     let is_request = matches!(stanza::stanza_type(&iq), "get" | "set");
     if blocking::blocks_outbound(server, entry, account).await {
         if is_request {
@@ -112,17 +142,21 @@ async fn to_full_jid(server: &Arc<Server>, entry: &Arc<SessionEntry>, account: &
     }
     if blocking::is_blocked(server, account, &entry.full_jid).await {
         if is_request {
-            reply(entry, stanza::error_reply(&iq, Condition::ServiceUnavailable, None));
+            reply(
+                entry,
+                stanza::error_reply(&iq, Condition::ServiceUnavailable, None),
+            );
         }
         return;
     }
-    match server.router.resource(account, resource) {
-        Some(target) => {
-            if !target.send(iq.clone()) && is_request {
-                reply(entry, stanza::error_reply(&iq, Condition::ServiceUnavailable, None));
-            }
-        }
-        None if is_request => reply(entry, stanza::error_reply(&iq, Condition::ServiceUnavailable, None)),
-        None => {}
+    let delivered = match server.router.resource(account, resource) {
+        Some(target) => target.send(iq.clone()),
+        None => false,
+    };
+    if !delivered && is_request {
+        reply(
+            entry,
+            stanza::error_reply(&iq, Condition::ServiceUnavailable, None),
+        );
     }
 }

@@ -23,15 +23,26 @@ pub async fn from_client(server: &Arc<Server>, entry: &Arc<SessionEntry>, mut ms
     };
     match target {
         Target::Bare(account) => to_account(server, entry, &account, None, msg).await,
-        Target::Full(account, resource) => to_account(server, entry, &account, Some(&resource), msg).await,
+        Target::Full(account, resource) => {
+            to_account(server, entry, &account, Some(&resource), msg).await
+        }
         Target::Server(_) => {
-            if !matches!(stanza::stanza_type(&msg), "error" | "headline" | "groupchat") {
-                reply(entry, stanza::error_reply(&msg, Condition::ServiceUnavailable, None));
+            if !matches!(
+                stanza::stanza_type(&msg),
+                "error" | "headline" | "groupchat"
+            ) {
+                reply(
+                    entry,
+                    stanza::error_reply(&msg, Condition::ServiceUnavailable, None),
+                );
             }
         }
         Target::Remote(domain) => {
             let text = format!("{domain} is not served here");
-            reply(entry, stanza::error_reply(&msg, Condition::RemoteServerNotFound, Some(&text)));
+            reply(
+                entry,
+                stanza::error_reply(&msg, Condition::RemoteServerNotFound, Some(&text)),
+            );
         }
         Target::OwnAccount => unreachable!("rewritten above"),
     }
@@ -41,22 +52,43 @@ pub async fn from_client(server: &Arc<Server>, entry: &Arc<SessionEntry>, mut ms
 pub async fn account_exists(server: &Arc<Server>, account: &Account) -> bool {
     let users = server.storage.users.clone();
     let account = account.clone();
-    storage::blocking(move || users.credentials(&account).map(|c| c.is_some()).unwrap_or(false)).await
+    storage::blocking(move || {
+        users
+            .credentials(&account)
+            .map(|c| c.is_some())
+            .unwrap_or(false)
+    })
+    .await
 }
 
-async fn to_account(server: &Arc<Server>, entry: &Arc<SessionEntry>, account: &Account, resource: Option<&str>, msg: Element) {
+async fn to_account(
+    server: &Arc<Server>,
+    entry: &Arc<SessionEntry>,
+    account: &Account,
+    resource: Option<&str>,
+    msg: Element,
+) {
     if blocking::blocks_outbound(server, entry, account).await {
         return reply(entry, blocking::blocked_error(&msg));
     }
     if blocking::is_blocked(server, account, &entry.full_jid).await {
-        return reply(entry, stanza::error_reply(&msg, Condition::ServiceUnavailable, None));
+        return reply(
+            entry,
+            stanza::error_reply(&msg, Condition::ServiceUnavailable, None),
+        );
     }
     deliver(server, account, resource, msg, Some(entry)).await;
 }
 
 /// Delivers a message (with final addresses) to a local account, following RFC 6121
 /// §8.5.2/§8.5.3. Errors go back to `sender` when given.
-pub async fn deliver(server: &Arc<Server>, account: &Account, resource: Option<&str>, msg: Element, sender: Option<&Arc<SessionEntry>>) {
+pub async fn deliver(
+    server: &Arc<Server>,
+    account: &Account,
+    resource: Option<&str>,
+    msg: Element,
+    sender: Option<&Arc<SessionEntry>>,
+) {
     let kind = stanza::stanza_type(&msg).to_string();
     if let Some(res) = resource {
         if let Some(target) = server.router.resource(account, res)
@@ -69,7 +101,10 @@ pub async fn deliver(server: &Arc<Server>, account: &Account, resource: Option<&
         match kind.as_str() {
             "groupchat" => {
                 if let Some(s) = sender {
-                    reply(s, stanza::error_reply(&msg, Condition::ServiceUnavailable, None));
+                    reply(
+                        s,
+                        stanza::error_reply(&msg, Condition::ServiceUnavailable, None),
+                    );
                 }
                 return;
             }
@@ -79,7 +114,10 @@ pub async fn deliver(server: &Arc<Server>, account: &Account, resource: Option<&
     }
     if kind == "groupchat" {
         if let Some(s) = sender {
-            reply(s, stanza::error_reply(&msg, Condition::ServiceUnavailable, None));
+            reply(
+                s,
+                stanza::error_reply(&msg, Condition::ServiceUnavailable, None),
+            );
         }
         return;
     }
@@ -91,14 +129,24 @@ pub async fn deliver(server: &Arc<Server>, account: &Account, resource: Option<&
         _ => {
             if !account_exists(server, account).await {
                 if let Some(s) = sender {
-                    reply(s, stanza::error_reply(&msg, Condition::ServiceUnavailable, None));
+                    reply(
+                        s,
+                        stanza::error_reply(&msg, Condition::ServiceUnavailable, None),
+                    );
                 }
                 return;
             }
             if !offline::store(server, account, &msg).await
                 && let Some(s) = sender
             {
-                reply(s, stanza::error_reply(&msg, Condition::ServiceUnavailable, Some("offline storage is full")));
+                reply(
+                    s,
+                    stanza::error_reply(
+                        &msg,
+                        Condition::ServiceUnavailable,
+                        Some("offline storage is full"),
+                    ),
+                );
             }
         }
     }
@@ -108,10 +156,17 @@ pub async fn deliver(server: &Arc<Server>, account: &Account, resource: Option<&
 /// false if there is none (or none could take it).
 fn deliver_to_best_resources(server: &Server, account: &Account, msg: &Element) -> bool {
     let sessions = server.router.resources(account);
-    let best = sessions.iter().filter(|s| s.accepts_bare_messages()).map(|s| s.priority()).max();
+    let best = sessions
+        .iter()
+        .filter(|s| s.accepts_bare_messages())
+        .map(|s| s.priority())
+        .max();
     let Some(best) = best else { return false };
     let mut delivered = false;
-    for s in sessions.iter().filter(|s| s.accepts_bare_messages() && s.priority() == best) {
+    for s in sessions
+        .iter()
+        .filter(|s| s.accepts_bare_messages() && s.priority() == best)
+    {
         delivered |= s.send(msg.clone());
     }
     delivered

@@ -26,7 +26,12 @@ use crate::xml::Element;
 
 /// A stanza sent by a bound client; `from` is already stamped with its full JID and `to`
 /// normalized.
-pub async fn from_client(server: &Arc<Server>, entry: &Arc<SessionEntry>, kind: Kind, stanza: Element) {
+pub async fn from_client(
+    server: &Arc<Server>,
+    entry: &Arc<SessionEntry>,
+    kind: Kind,
+    stanza: Element,
+) {
     match kind {
         Kind::Message => message::from_client(server, entry, stanza).await,
         Kind::Presence => presence::from_client(server, entry, stanza).await,

@@ -14,8 +14,14 @@ use crate::xml::{Element, ns, parser};
 /// failed (the caller bounces the message). Acknowledged only once on disk.
 pub async fn store(server: &Arc<Server>, account: &Account, msg: &Element) -> bool {
     let max = server.config.c2s.max_offline_messages;
-    let stamp_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-    let stored = OfflineMessage { stanza: msg.to_string_in(ns::CLIENT), stamp_ms };
+    let stamp_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let stored = OfflineMessage {
+        stanza: msg.to_string_in(ns::CLIENT),
+        stamp_ms,
+    };
     let store = server.storage.offline.clone();
     let account = account.clone();
     storage::blocking(move || {

@@ -8,7 +8,11 @@ use crate::stanza;
 use crate::xml::Element;
 
 /// Roster get and set.
-pub async fn handle_iq(server: &Arc<Server>, entry: &Arc<SessionEntry>, iq: &Element) -> Option<Element> {
+pub async fn handle_iq(
+    server: &Arc<Server>,
+    entry: &Arc<SessionEntry>,
+    iq: &Element,
+) -> Option<Element> {
     let _ = (server, entry);
     stanza::error_reply(iq, stanza::Condition::FeatureNotImplemented, None)
 }

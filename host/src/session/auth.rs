@@ -5,14 +5,18 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use crate::sasl::{
-    ChannelBindings, CredentialSource, Mechanism, Outcome, PasswordCheck, SaslContext, SaslFailure, SaslServer,
-    ScramHash, ScramKeys, verify_password,
+    ChannelBindings, CredentialSource, Mechanism, Outcome, PasswordCheck, SaslContext, SaslFailure,
+    SaslServer, ScramHash, ScramKeys, verify_password,
 };
 use crate::storage::{Account, UserStore};
 use crate::xml::{Element, ns};
 
 /// Mechanisms offered on a connection, strongest first.
-pub fn offered_mechanisms(tls: bool, cb: &ChannelBindings, allow_plain_without_tls: bool) -> Vec<Mechanism> {
+pub fn offered_mechanisms(
+    tls: bool,
+    cb: &ChannelBindings,
+    allow_plain_without_tls: bool,
+) -> Vec<Mechanism> {
     let mut v = Vec::with_capacity(5);
     if tls && !cb.types().is_empty() {
         v.push(Mechanism::ScramSha256Plus);
@@ -46,9 +50,14 @@ pub fn mechanisms_features(mechs: &[Mechanism], cb: &ChannelBindings) -> Vec<Ele
 
 /// `<failure/>` with a condition.
 pub fn failure(cond: SaslFailure, text: Option<&str>) -> Element {
-    let mut el = Element::new("failure", ns::SASL).with_child(Element::new(cond.condition(), ns::SASL));
+    let mut el =
+        Element::new("failure", ns::SASL).with_child(Element::new(cond.condition(), ns::SASL));
     if let Some(t) = text {
-        el.push_child(Element::new("text", ns::SASL).with_attr("xml:lang", "en").with_text(t));
+        el.push_child(
+            Element::new("text", ns::SASL)
+                .with_attr("xml:lang", "en")
+                .with_text(t),
+        );
     }
     el
 }
@@ -70,7 +79,8 @@ pub fn decode_payload(el: &Element) -> Result<Vec<u8>, SaslFailure> {
     if trimmed.is_empty() || trimmed == "=" {
         return Ok(Vec::new());
     }
-    B64.decode(trimmed).map_err(|_| SaslFailure::IncorrectEncoding)
+    B64.decode(trimmed)
+        .map_err(|_| SaslFailure::IncorrectEncoding)
 }
 
 /// Normalizes a SASL username to a localpart of `domain` (RFC 7622 nodeprep through the
@@ -106,7 +116,9 @@ impl CredentialSource for AccountCredentials<'_> {
     }
 
     fn check_password(&self, username: &str, password: &str) -> PasswordCheck {
-        let Some(account) = self.account(username) else { return PasswordCheck::NoSuchUser };
+        let Some(account) = self.account(username) else {
+            return PasswordCheck::NoSuchUser;
+        };
         match self.users.credentials(&account) {
             Ok(Some(creds)) => {
                 if verify_password(password, &creds.sha256, ScramHash::Sha256) {
@@ -127,8 +139,13 @@ pub struct Exchange {
 
 impl Exchange {
     pub fn start(mech: Mechanism, cb: ChannelBindings, plus_advertised: bool) -> Exchange {
-        let ctx = SaslContext { channel_bindings: cb, plus_advertised };
-        Exchange { server: SaslServer::new(mech, ctx) }
+        let ctx = SaslContext {
+            channel_bindings: cb,
+            plus_advertised,
+        };
+        Exchange {
+            server: SaslServer::new(mech, ctx),
+        }
     }
 
     pub fn step(&mut self, input: &[u8], creds: &dyn CredentialSource) -> Outcome {

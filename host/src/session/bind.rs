@@ -23,7 +23,8 @@ pub fn requested_resource(iq: &Element, account_jid: &str) -> Result<String, Con
     if requested.len() > 1023 {
         return Err(Condition::BadRequest);
     }
-    let full = jid::FullJid::new(&format!("{account_jid}/{requested}")).map_err(|_| Condition::BadRequest)?;
+    let full = jid::FullJid::new(&format!("{account_jid}/{requested}"))
+        .map_err(|_| Condition::BadRequest)?;
     Ok(full.resource().as_str().to_string())
 }
 

@@ -71,7 +71,11 @@ pub struct StreamCore {
 
 impl StreamCore {
     /// A core for a new connection; bound sessions will be reached through `session_tx`.
-    pub fn new(server: Arc<Server>, facts: ConnFacts, session_tx: mpsc::Sender<SessionMsg>) -> Self {
+    pub fn new(
+        server: Arc<Server>,
+        facts: ConnFacts,
+        session_tx: mpsc::Sender<SessionMsg>,
+    ) -> Self {
         StreamCore {
             server,
             facts,
@@ -165,13 +169,22 @@ impl StreamCore {
 
     fn header_action(&mut self) -> Action {
         self.header_sent = true;
-        let from = self.domain.clone().unwrap_or_else(|| self.server.config.general.hosts[0].clone());
-        Action::Header { id: new_stream_id(), from }
+        let from = self
+            .domain
+            .clone()
+            .unwrap_or_else(|| self.server.config.general.hosts[0].clone());
+        Action::Header {
+            id: new_stream_id(),
+            from,
+        }
     }
 
     fn on_header(&mut self, h: StreamHeader) -> Vec<Action> {
         if !matches!(self.stage, Stage::AwaitHeader) {
-            return self.close(Some((StreamErrorCondition::InvalidXml, Some("unexpected stream header".into()))));
+            return self.close(Some((
+                StreamErrorCondition::InvalidXml,
+                Some("unexpected stream header".into()),
+            )));
         }
         if h.name != "stream" || h.ns != ns::STREAM || h.default_ns != ns::CLIENT {
             return self.close(Some((StreamErrorCondition::InvalidNamespace, None)));
@@ -179,7 +192,10 @@ impl StreamCore {
         let to = h.attr("to").unwrap_or("").to_ascii_lowercase();
         let to = to.trim_end_matches('.');
         if !self.server.serves_domain(to) {
-            return self.close(Some((StreamErrorCondition::HostUnknown, Some(format!("{to:?} is not served here")))));
+            return self.close(Some((
+                StreamErrorCondition::HostUnknown,
+                Some(format!("{to:?} is not served here")),
+            )));
         }
         if let Some(previous) = &self.domain
             && previous != to
@@ -187,7 +203,10 @@ impl StreamCore {
             return self.close(Some((StreamErrorCondition::InvalidFrom, None)));
         }
         self.domain = Some(to.to_string());
-        let major = h.attr("version").and_then(|v| v.split('.').next()).and_then(|m| m.parse::<u32>().ok());
+        let major = h
+            .attr("version")
+            .and_then(|v| v.split('.').next())
+            .and_then(|m| m.parse::<u32>().ok());
         let header = self.header_action();
         if major.unwrap_or(0) < 1 {
             let mut out = vec![header];
@@ -203,7 +222,10 @@ impl StreamCore {
         let listener = &self.facts.listener;
         if self.authenticated.is_some() {
             f.push_child(Element::new("bind", ns::BIND));
-            f.push_child(Element::new("session", ns::SESSION).with_child(Element::new("optional", ns::SESSION)));
+            f.push_child(
+                Element::new("session", ns::SESSION)
+                    .with_child(Element::new("optional", ns::SESSION)),
+            );
             f.push_child(Element::new("ver", ns::ROSTER_VER));
             f.push_child(Element::new("sub", ns::PRE_APPROVAL));
             return f;
@@ -254,20 +276,32 @@ impl StreamCore {
         if Kind::of(&el).is_some() {
             return self.close(Some((StreamErrorCondition::NotAuthorized, None)));
         }
-        self.close(Some((StreamErrorCondition::UnsupportedStanzaType, Some(format!("unexpected <{}/>", el.name())))))
+        self.close(Some((
+            StreamErrorCondition::UnsupportedStanzaType,
+            Some(format!("unexpected <{}/>", el.name())),
+        )))
     }
 
     fn on_starttls(&mut self) -> Vec<Action> {
         if !self.facts.starttls_available || self.authenticated.is_some() {
-            return vec![Action::Send(Element::new("failure", ns::TLS)), Action::Close(None)];
+            return vec![
+                Action::Send(Element::new("failure", ns::TLS)),
+                Action::Close(None),
+            ];
         }
         self.stage = Stage::AwaitHeader;
-        vec![Action::Send(Element::new("proceed", ns::TLS)), Action::StartTls]
+        vec![
+            Action::Send(Element::new("proceed", ns::TLS)),
+            Action::StartTls,
+        ]
     }
 
     fn on_sasl(&mut self, el: Element) -> Vec<Action> {
         if self.authenticated.is_some() {
-            return self.close(Some((StreamErrorCondition::PolicyViolation, Some("already authenticated".into()))));
+            return self.close(Some((
+                StreamErrorCondition::PolicyViolation,
+                Some("already authenticated".into()),
+            )));
         }
         match el.name() {
             "auth" => self.on_auth(el),
@@ -276,7 +310,10 @@ impl StreamCore {
                     Ok(data) => self.sasl_step(&data),
                     Err(f) => self.sasl_failed(f, None),
                 },
-                None => self.sasl_failed(SaslFailure::MalformedRequest, Some("no exchange in progress")),
+                None => self.sasl_failed(
+                    SaslFailure::MalformedRequest,
+                    Some("no exchange in progress"),
+                ),
             },
             "abort" => self.sasl_failed(SaslFailure::Aborted, None),
             _ => self.close(Some((StreamErrorCondition::UnsupportedStanzaType, None))),
@@ -293,7 +330,11 @@ impl StreamCore {
             return self.sasl_failed(SaslFailure::InvalidMechanism, None);
         };
         if !self.offered.contains(&mech) {
-            let cond = if mech == Mechanism::Plain { SaslFailure::MechanismTooWeak } else { SaslFailure::InvalidMechanism };
+            let cond = if mech == Mechanism::Plain {
+                SaslFailure::MechanismTooWeak
+            } else {
+                SaslFailure::InvalidMechanism
+            };
             return self.sasl_failed(cond, None);
         }
         let data = match auth::decode_payload(&el) {
@@ -301,7 +342,11 @@ impl StreamCore {
             Err(f) => return self.sasl_failed(f, None),
         };
         let plus_advertised = self.offered.iter().any(|m| m.is_plus());
-        self.exchange = Some(Exchange::start(mech, self.facts.channel_bindings.clone(), plus_advertised));
+        self.exchange = Some(Exchange::start(
+            mech,
+            self.facts.channel_bindings.clone(),
+            plus_advertised,
+        ));
         if data.is_empty() && mech != Mechanism::Plain {
             // SCRAM needs the client-first message; ask for it with an empty challenge.
             return vec![Action::Send(auth::with_data("challenge", Some(&[])))];
@@ -310,19 +355,31 @@ impl StreamCore {
     }
 
     fn sasl_step(&mut self, data: &[u8]) -> Vec<Action> {
-        let Some(domain) = self.domain.clone() else { return self.close(None) };
-        let Some(exchange) = self.exchange.as_mut() else { return Vec::new() };
-        let creds = AccountCredentials { users: self.server.storage.users.as_ref(), domain: &domain };
+        let Some(domain) = self.domain.clone() else {
+            return self.close(None);
+        };
+        let Some(exchange) = self.exchange.as_mut() else {
+            return Vec::new();
+        };
+        let creds = AccountCredentials {
+            users: self.server.storage.users.as_ref(),
+            domain: &domain,
+        };
         match exchange.step(data, &creds) {
             Outcome::Challenge(c) => vec![Action::Send(auth::with_data("challenge", Some(&c)))],
             Outcome::Failure(f, text) => self.sasl_failed(f, text.as_deref()),
-            Outcome::Success { username, authzid, additional_data } => {
+            Outcome::Success {
+                username,
+                authzid,
+                additional_data,
+            } => {
                 let Some(local) = auth::normalize_username(&username, &domain) else {
                     return self.sasl_failed(SaslFailure::NotAuthorized, None);
                 };
                 let account = Account::new(local, domain);
                 if let Some(z) = authzid
-                    && jid::BareJid::new(&z).map(|j| j.to_string()).ok().as_deref() != Some(&account.to_string())
+                    && jid::BareJid::new(&z).map(|j| j.to_string()).ok().as_deref()
+                        != Some(&account.to_string())
                 {
                     return self.sasl_failed(SaslFailure::InvalidAuthzid, None);
                 }
@@ -331,7 +388,10 @@ impl StreamCore {
                 self.authenticated = Some(account);
                 self.stage = Stage::AwaitHeader;
                 self.header_sent = false;
-                vec![Action::Send(auth::with_data("success", additional_data.as_deref())), Action::Restart]
+                vec![
+                    Action::Send(auth::with_data("success", additional_data.as_deref())),
+                    Action::Restart,
+                ]
             }
         }
     }
@@ -342,24 +402,37 @@ impl StreamCore {
         tracing::info!(address = %self.facts.address, condition = f.condition(), "authentication failed");
         let mut out = vec![Action::Send(auth::failure(f, text))];
         if self.failed_auths >= self.facts.listener.max_auth_attempts {
-            out.extend(
-                self.close(Some((StreamErrorCondition::PolicyViolation, Some("too many failed authentication attempts".into())))),
-            );
+            out.extend(self.close(Some((
+                StreamErrorCondition::PolicyViolation,
+                Some("too many failed authentication attempts".into()),
+            ))));
         }
         out
     }
 
     fn on_bind_iq(&mut self, iq: Element) -> Vec<Action> {
-        let Some(account) = self.authenticated.clone() else { return Vec::new() };
+        let Some(account) = self.authenticated.clone() else {
+            return Vec::new();
+        };
         if iq.attr("type") != Some("set") || !iq.has_child("bind", ns::BIND) {
-            let reply = stanza::error_reply(&iq, Condition::NotAllowed, Some("bind a resource first"));
+            let reply =
+                stanza::error_reply(&iq, Condition::NotAllowed, Some("bind a resource first"));
             return reply.map(Action::Send).into_iter().collect();
         }
         let resource = match bind::requested_resource(&iq, &account.to_string()) {
             Ok(r) => r,
-            Err(cond) => return stanza::error_reply(&iq, cond, None).map(Action::Send).into_iter().collect(),
+            Err(cond) => {
+                return stanza::error_reply(&iq, cond, None)
+                    .map(Action::Send)
+                    .into_iter()
+                    .collect();
+            }
         };
-        let transport = if self.facts.tls { Transport::Tls } else { Transport::Tcp };
+        let transport = if self.facts.tls {
+            Transport::Tls
+        } else {
+            Transport::Tcp
+        };
         let entry = Arc::new(SessionEntry::new(
             crate::router::next_session_id(),
             account,
@@ -369,7 +442,10 @@ impl StreamCore {
             self.session_tx.clone(),
         ));
         if let Some(old) = self.server.router.register(entry.clone()) {
-            old.close(StreamErrorCondition::Conflict, Some("replaced by a new session"));
+            old.close(
+                StreamErrorCondition::Conflict,
+                Some("replaced by a new session"),
+            );
         }
         tracing::info!(jid = %entry.full_jid, address = %entry.address, "session bound");
         let mut reply = Element::new("iq", ns::CLIENT).with_attr("type", "result");
@@ -385,9 +461,15 @@ impl StreamCore {
     async fn on_bound_stanza(&mut self, entry: &Arc<SessionEntry>, mut el: Element) -> Vec<Action> {
         let Some(kind) = Kind::of(&el) else {
             if el.ns() == ns::SASL || el.ns() == ns::TLS {
-                return self.close(Some((StreamErrorCondition::PolicyViolation, Some("negotiation already done".into()))));
+                return self.close(Some((
+                    StreamErrorCondition::PolicyViolation,
+                    Some("negotiation already done".into()),
+                )));
             }
-            return self.close(Some((StreamErrorCondition::UnsupportedStanzaType, Some(format!("<{}/>", el.name())))));
+            return self.close(Some((
+                StreamErrorCondition::UnsupportedStanzaType,
+                Some(format!("<{}/>", el.name())),
+            )));
         };
         if let Some(to) = el.attr("to") {
             match jid::Jid::new(to) {
@@ -397,13 +479,19 @@ impl StreamCore {
                 }
                 Err(_) => {
                     el.set_attr("from", entry.full_jid.clone());
-                    return stanza::error_reply(&el, Condition::JidMalformed, None).map(Action::Send).into_iter().collect();
+                    return stanza::error_reply(&el, Condition::JidMalformed, None)
+                        .map(Action::Send)
+                        .into_iter()
+                        .collect();
                 }
             }
         }
         // `from` stamping: whatever the client wrote, the stanza comes from this session.
         el.set_attr("from", entry.full_jid.clone());
-        if kind == Kind::Iq && el.has_child("session", ns::SESSION) && self.is_to_self_or_server(&el, entry) {
+        if kind == Kind::Iq
+            && el.has_child("session", ns::SESSION)
+            && self.is_to_self_or_server(&el, entry)
+        {
             // RFC 3921 session establishment: a no-op for compatibility with old clients.
             return vec![Action::Send(stanza::iq_result(&el))];
         }

@@ -66,9 +66,14 @@ impl StreamErrorCondition {
 
     /// `<stream:error>` with this condition and optional text.
     pub fn to_element(self, text: Option<&str>) -> Element {
-        let mut el = Element::new("error", ns::STREAM).with_child(Element::new(self.name(), ns::STREAMS_ERRORS));
+        let mut el = Element::new("error", ns::STREAM)
+            .with_child(Element::new(self.name(), ns::STREAMS_ERRORS));
         if let Some(t) = text {
-            el.push_child(Element::new("text", ns::STREAMS_ERRORS).with_attr("xml:lang", "en").with_text(t));
+            el.push_child(
+                Element::new("text", ns::STREAMS_ERRORS)
+                    .with_attr("xml:lang", "en")
+                    .with_text(t),
+            );
         }
         el
     }

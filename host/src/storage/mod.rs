@@ -25,7 +25,10 @@ pub struct Account {
 
 impl Account {
     pub fn new(local: impl Into<String>, domain: impl Into<String>) -> Self {
-        Account { local: local.into(), domain: domain.into() }
+        Account {
+            local: local.into(),
+            domain: domain.into(),
+        }
     }
 }
 

@@ -114,7 +114,12 @@ impl Connection {
         let mut ping_sent: Option<Instant> = None;
 
         loop {
-            let deadline = timers.next_deadline(core.bound().is_some(), negotiation_deadline, last_rx, ping_sent);
+            let deadline = timers.next_deadline(
+                core.bound().is_some(),
+                negotiation_deadline,
+                last_rx,
+                ping_sent,
+            );
             let mut actions = Vec::new();
             tokio::select! {
                 r = io.read(&mut buf) => match r {
@@ -198,13 +203,19 @@ impl Connection {
         let now = Instant::now();
         if core.bound().is_none() {
             if now >= negotiation_deadline {
-                return core.fail(StreamErrorCondition::ConnectionTimeout, Some("negotiation took too long".into()));
+                return core.fail(
+                    StreamErrorCondition::ConnectionTimeout,
+                    Some("negotiation took too long".into()),
+                );
             }
             return Vec::new();
         }
         if let Some(sent) = *ping_sent {
             if now >= sent + timers.ping_timeout {
-                return core.fail(StreamErrorCondition::ConnectionTimeout, Some("no answer to ping".into()));
+                return core.fail(
+                    StreamErrorCondition::ConnectionTimeout,
+                    Some("no answer to ping".into()),
+                );
             }
             return Vec::new();
         }
@@ -221,7 +232,13 @@ impl Connection {
         Vec::new()
     }
 
-    async fn apply(&self, io: &mut ClientIo, out: &mut String, parser: &mut StreamParser, actions: Vec<Action>) -> Flow {
+    async fn apply(
+        &self,
+        io: &mut ClientIo,
+        out: &mut String,
+        parser: &mut StreamParser,
+        actions: Vec<Action>,
+    ) -> Flow {
         let mut flow = Flow::Continue;
         for action in actions {
             match action {
@@ -266,7 +283,9 @@ impl Connection {
     }
 
     async fn upgrade(&self, io: ClientIo, deadline: Instant) -> Option<ClientIo> {
-        let ClientIo::Plain(stream) = io else { return None };
+        let ClientIo::Plain(stream) = io else {
+            return None;
+        };
         match tokio::time::timeout_at(deadline, self.tls.acceptor.accept(stream)).await {
             Ok(Ok(s)) => Some(ClientIo::Tls(Box::new(s))),
             Ok(Err(e)) => {
@@ -295,7 +314,13 @@ impl Timers {
         }
     }
 
-    fn next_deadline(&self, bound: bool, negotiation: Instant, last_rx: Instant, ping_sent: Option<Instant>) -> Instant {
+    fn next_deadline(
+        &self,
+        bound: bool,
+        negotiation: Instant,
+        last_rx: Instant,
+        ping_sent: Option<Instant>,
+    ) -> Instant {
         if !bound {
             return negotiation;
         }

@@ -18,9 +18,15 @@ use crate::sasl::ChannelBindings;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: no usable {what} in PEM file")]
     Pem { path: PathBuf, what: &'static str },
     #[error("certificate generation failed: {0}")]
@@ -53,7 +59,10 @@ pub fn load(config: &Config) -> Result<TlsContext, TlsError> {
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(certs, key)?;
-    Ok(TlsContext { acceptor: TlsAcceptor::from(Arc::new(server_config)), end_point_hash })
+    Ok(TlsContext {
+        acceptor: TlsAcceptor::from(Arc::new(server_config)),
+        end_point_hash,
+    })
 }
 
 fn ensure_self_signed(config: &Config) -> Result<(PathBuf, PathBuf), TlsError> {
@@ -70,8 +79,10 @@ fn ensure_self_signed(config: &Config) -> Result<(PathBuf, PathBuf), TlsError> {
     }
     let generated = rcgen::generate_simple_self_signed(names)?;
     write_private(&key_path, generated.signing_key.serialize_pem().as_bytes())?;
-    std::fs::write(&cert_path, generated.cert.pem())
-        .map_err(|source| TlsError::Write { path: cert_path.clone(), source })?;
+    std::fs::write(&cert_path, generated.cert.pem()).map_err(|source| TlsError::Write {
+        path: cert_path.clone(),
+        source,
+    })?;
     tracing::info!(cert = %cert_path.display(), "generated a self-signed certificate");
     Ok((cert_path, key_path))
 }
@@ -86,31 +97,57 @@ pub fn write_private(path: &Path, data: &[u8]) -> Result<(), TlsError> {
         .truncate(true)
         .mode(0o600)
         .open(path)
-        .map_err(|source| TlsError::Write { path: path.to_path_buf(), source })?;
-    f.write_all(data).map_err(|source| TlsError::Write { path: path.to_path_buf(), source })
+        .map_err(|source| TlsError::Write {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    f.write_all(data).map_err(|source| TlsError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let data = std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_path_buf(), source })?;
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(&data).filter_map(Result::ok).collect();
+    let data = std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&data)
+        .filter_map(Result::ok)
+        .collect();
     if certs.is_empty() {
-        return Err(TlsError::Pem { path: path.to_path_buf(), what: "certificate" });
+        return Err(TlsError::Pem {
+            path: path.to_path_buf(),
+            what: "certificate",
+        });
     }
     Ok(certs)
 }
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let data = std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_path_buf(), source })?;
-    PrivateKeyDer::from_pem_slice(&data).map_err(|_| TlsError::Pem { path: path.to_path_buf(), what: "private key" })
+    let data = std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    PrivateKeyDer::from_pem_slice(&data).map_err(|_| TlsError::Pem {
+        path: path.to_path_buf(),
+        what: "private key",
+    })
 }
 
 /// Channel-binding data of an established server connection: `tls-exporter` (TLS 1.3
 /// only, RFC 9266) and `tls-server-end-point`.
 pub fn channel_bindings(conn: &rustls::ServerConnection, ctx: &TlsContext) -> ChannelBindings {
-    let mut cb = ChannelBindings { tls_server_end_point: Some(ctx.end_point_hash.clone()), ..Default::default() };
+    let mut cb = ChannelBindings {
+        tls_server_end_point: Some(ctx.end_point_hash.clone()),
+        ..Default::default()
+    };
     if conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) {
         let mut out = vec![0u8; 32];
-        if conn.export_keying_material(&mut out, b"EXPORTER-Channel-Binding", None).is_ok() {
+        if conn
+            .export_keying_material(&mut out, b"EXPORTER-Channel-Binding", None)
+            .is_ok()
+        {
             cb.tls_exporter = Some(out);
         }
     }

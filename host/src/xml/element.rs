@@ -29,7 +29,12 @@ pub struct Element {
 impl Element {
     /// A new empty element `name` in namespace `ns`.
     pub fn new(name: impl Into<String>, ns: impl Into<String>) -> Self {
-        Element { name: name.into(), ns: ns.into(), attrs: Vec::new(), children: Vec::new() }
+        Element {
+            name: name.into(),
+            ns: ns.into(),
+            attrs: Vec::new(),
+            children: Vec::new(),
+        }
     }
 
     /// The local name (no prefix).
@@ -54,7 +59,10 @@ impl Element {
 
     /// The value of attribute `name` (qualified as written, e.g. `xml:lang`).
     pub fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// All attributes in document order.
@@ -85,7 +93,11 @@ impl Element {
     }
 
     /// Builder form of [`Element::set_attr`] that skips `None`.
-    pub fn with_opt_attr(mut self, name: impl Into<String>, value: Option<impl Into<String>>) -> Self {
+    pub fn with_opt_attr(
+        mut self,
+        name: impl Into<String>,
+        value: Option<impl Into<String>>,
+    ) -> Self {
         if let Some(v) = value {
             self.set_attr(name, v);
         }
@@ -162,7 +174,8 @@ impl Element {
 
     /// Removes every child element with this name and namespace.
     pub fn remove_children(&mut self, name: &str, ns: &str) {
-        self.children.retain(|n| !matches!(n, Node::Element(e) if e.is(name, ns)));
+        self.children
+            .retain(|n| !matches!(n, Node::Element(e) if e.is(name, ns)));
     }
 
     /// The first child element (of any name).
@@ -211,7 +224,11 @@ impl Element {
             return;
         }
         out.push('>');
-        let child_parent = if stream_prefixed { parent_ns } else { self.ns.as_str() };
+        let child_parent = if stream_prefixed {
+            parent_ns
+        } else {
+            self.ns.as_str()
+        };
         for n in &self.children {
             match n {
                 Node::Element(e) => e.write_to(out, child_parent),
@@ -329,8 +346,7 @@ mod tests {
 
     #[test]
     fn stream_namespace_uses_prefix() {
-        let el = Element::new("features", ns::STREAM)
-            .with_child(Element::new("bind", ns::BIND));
+        let el = Element::new("features", ns::STREAM).with_child(Element::new("bind", ns::BIND));
         assert_eq!(
             el.to_string_in(ns::CLIENT),
             "<stream:features><bind xmlns=\"urn:ietf:params:xml:ns:xmpp-bind\"/></stream:features>"
@@ -345,8 +361,11 @@ mod tests {
 
     #[test]
     fn child_lookup_and_text() {
-        let mut el = Element::new("iq", ns::CLIENT)
-            .with_child(Element::new("query", "jabber:iq:roster").with_text("a").with_text("b"));
+        let mut el = Element::new("iq", ns::CLIENT).with_child(
+            Element::new("query", "jabber:iq:roster")
+                .with_text("a")
+                .with_text("b"),
+        );
         assert_eq!(el.child("query", "jabber:iq:roster").unwrap().text(), "ab");
         assert!(el.child("query", "other").is_none());
         el.remove_children("query", "jabber:iq:roster");

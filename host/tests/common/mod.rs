@@ -38,14 +38,21 @@ impl TestServer {
     }
 
     /// Like `start`, with extra settings for the STARTTLS listener.
-    pub fn start_with(users: &[(&str, &str)], general_extra: &str, starttls_extra: &str) -> TestServer {
+    pub fn start_with(
+        users: &[(&str, &str)],
+        general_extra: &str,
+        starttls_extra: &str,
+    ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         {
             let storage = Storage::open_sled(&data.join("db")).unwrap();
             for (u, p) in users {
                 let creds = sasl::derive_credentials(p, 4096).unwrap();
-                storage.users.create_user(&Account::new(*u, "localhost"), &creds).unwrap();
+                storage
+                    .users
+                    .create_user(&Account::new(*u, "localhost"), &creds)
+                    .unwrap();
             }
         }
         let config = format!(
@@ -74,7 +81,11 @@ impl TestServer {
         let ready = self.dir.path().join("ready.json");
         let _ = std::fs::remove_file(&ready);
         self.log = self.dir.path().join("server.log");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_heliograph"))
             .arg("serve")
             .arg("--config")
@@ -96,7 +107,11 @@ impl TestServer {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("server exited with {status}: {}", self.log_text());
             }
-            assert!(Instant::now() < deadline, "server not ready: {}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "server not ready: {}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
         for l in doc["listeners"].as_array().unwrap() {
@@ -109,7 +124,10 @@ impl TestServer {
             }
         }
         let token_file = doc["admin_token_file"].as_str().unwrap();
-        self.token = std::fs::read_to_string(token_file).unwrap().trim().to_string();
+        self.token = std::fs::read_to_string(token_file)
+            .unwrap()
+            .trim()
+            .to_string();
     }
 
     pub fn log_text(&self) -> String {
@@ -119,7 +137,10 @@ impl TestServer {
     /// SIGTERM, wait, and return the exit status code.
     pub fn stop(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -167,7 +188,12 @@ impl ServerCertVerifier for AcceptAnyCert {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn verify_tls13_signature(
         &self,
@@ -175,7 +201,12 @@ impl ServerCertVerifier for AcceptAnyCert {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
@@ -218,14 +249,20 @@ impl RawClient {
 
     pub async fn connect_direct_tls(addr: &str) -> RawClient {
         let s = TcpStream::connect(addr).await.unwrap();
-        let tls = tls_connector().connect(ServerName::try_from("localhost").unwrap(), s).await.unwrap();
+        let tls = tls_connector()
+            .connect(ServerName::try_from("localhost").unwrap(), s)
+            .await
+            .unwrap();
         RawClient::from_io(Io::Tls(Box::new(tls)))
     }
 
     fn from_io(io: Io) -> RawClient {
         RawClient {
             io,
-            parser: StreamParser::new(ParserLimits { max_stanza_bytes: 1 << 20, max_depth: 64 }),
+            parser: StreamParser::new(ParserLimits {
+                max_stanza_bytes: 1 << 20,
+                max_depth: 64,
+            }),
             pending: Default::default(),
             header: None,
             closed: false,
@@ -323,7 +360,9 @@ impl RawClient {
         loop {
             match self.next_event().await {
                 Some(StreamEvent::Stanza(el)) if el.is("error", ns::STREAM) => {
-                    let cond = el.children().find(|c| c.ns() == ns::STREAMS_ERRORS && c.name() != "text");
+                    let cond = el
+                        .children()
+                        .find(|c| c.ns() == ns::STREAMS_ERRORS && c.name() != "text");
                     return cond.map(|c| c.name().to_string()).unwrap_or_default();
                 }
                 Some(_) => continue,
@@ -340,11 +379,17 @@ impl RawClient {
 
     /// Runs STARTTLS on a plain connection.
     pub async fn starttls(&mut self) {
-        self.send_raw("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>").await;
+        self.send_raw("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+            .await;
         let proceed = self.next().await;
         assert!(proceed.is("proceed", ns::TLS), "{proceed}");
-        let Io::Plain(s) = std::mem::replace(&mut self.io, Io::Gone) else { panic!("already TLS") };
-        let tls = tls_connector().connect(ServerName::try_from("localhost").unwrap(), s).await.unwrap();
+        let Io::Plain(s) = std::mem::replace(&mut self.io, Io::Gone) else {
+            panic!("already TLS")
+        };
+        let tls = tls_connector()
+            .connect(ServerName::try_from("localhost").unwrap(), s)
+            .await
+            .unwrap();
         self.io = Io::Tls(Box::new(tls));
         self.parser.reset();
     }
@@ -353,24 +398,39 @@ impl RawClient {
     pub fn exporter(&self) -> Option<Vec<u8>> {
         let Io::Tls(s) = &self.io else { return None };
         let mut out = vec![0u8; 32];
-        s.get_ref().1.export_keying_material(&mut out, b"EXPORTER-Channel-Binding", None).ok()?;
+        s.get_ref()
+            .1
+            .export_keying_material(&mut out, b"EXPORTER-Channel-Binding", None)
+            .ok()?;
         Some(out)
     }
 
     /// PLAIN authentication; returns the `<success/>` or `<failure/>` element.
     pub async fn auth_plain(&mut self, user: &str, password: &str) -> Element {
-        let payload = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
-        self.send_raw(&format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{payload}</auth>"))
-            .await;
+        let payload =
+            base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
+        self.send_raw(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{payload}</auth>"
+        ))
+        .await;
         self.next().await
     }
 
     /// SCRAM authentication (optionally -PLUS with tls-exporter); returns success/failure.
-    pub async fn auth_scram(&mut self, hash: ScramHash, plus: bool, user: &str, password: &str) -> Element {
+    pub async fn auth_scram(
+        &mut self,
+        hash: ScramHash,
+        plus: bool,
+        user: &str,
+        password: &str,
+    ) -> Element {
         use heliograph::sasl::client::{ClientChannelBinding, ScramClient};
         let b64 = base64::engine::general_purpose::STANDARD;
         let cb = if plus {
-            ClientChannelBinding::Plus { name: "tls-exporter".into(), data: self.exporter().unwrap() }
+            ClientChannelBinding::Plus {
+                name: "tls-exporter".into(),
+                data: self.exporter().unwrap(),
+            }
         } else {
             ClientChannelBinding::Unsupported
         };
@@ -392,13 +452,20 @@ impl RawClient {
             return challenge;
         }
         let server_first = String::from_utf8(b64.decode(challenge.text()).unwrap()).unwrap();
-        let Ok(final_msg) = client.handle_server_first(&server_first) else { panic!("bad server-first") };
-        self.send_raw(&format!("<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>", b64.encode(final_msg)))
-            .await;
+        let Ok(final_msg) = client.handle_server_first(&server_first) else {
+            panic!("bad server-first")
+        };
+        self.send_raw(&format!(
+            "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>",
+            b64.encode(final_msg)
+        ))
+        .await;
         let outcome = self.next().await;
         if outcome.is("success", ns::SASL) {
             let server_final = String::from_utf8(b64.decode(outcome.text()).unwrap()).unwrap();
-            client.handle_server_final(&server_final).expect("server signature must verify");
+            client
+                .handle_server_final(&server_final)
+                .expect("server signature must verify");
         }
         outcome
     }
@@ -412,15 +479,27 @@ impl RawClient {
         if let Some(r) = resource {
             bind.push_child(Element::new("resource", ns::BIND).with_text(r));
         }
-        let iq = Element::new("iq", ns::CLIENT).with_attr("type", "set").with_attr("id", "bind1").with_child(bind);
+        let iq = Element::new("iq", ns::CLIENT)
+            .with_attr("type", "set")
+            .with_attr("id", "bind1")
+            .with_child(bind);
         self.send(&iq).await;
         let reply = self.next_matching(|e| e.attr("id") == Some("bind1")).await;
         assert_eq!(reply.attr("type"), Some("result"), "{reply}");
-        reply.child("bind", ns::BIND).unwrap().child_text("jid", ns::BIND).unwrap()
+        reply
+            .child("bind", ns::BIND)
+            .unwrap()
+            .child_text("jid", ns::BIND)
+            .unwrap()
     }
 
     /// STARTTLS, PLAIN login and bind in one go.
-    pub async fn login(addr: &str, user: &str, password: &str, resource: Option<&str>) -> (RawClient, String) {
+    pub async fn login(
+        addr: &str,
+        user: &str,
+        password: &str,
+        resource: Option<&str>,
+    ) -> (RawClient, String) {
         let mut c = RawClient::connect(addr).await;
         c.open_and_features().await;
         c.starttls().await;
