@@ -51,6 +51,23 @@ pub fn open(dir: &Path) -> StorageResult<Storage> {
     })
 }
 
+/// Opens the database, waiting briefly for the file lock: a `Db` dropped moments ago
+/// (same process) releases its lock only when sled's background flusher lets go of it.
+fn open_db(dir: &Path) -> sled::Result<Db> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match sled::open(dir) {
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// The database and its trees (see [`keys`] for what each holds).
 struct SledStore {
     db: Db,
@@ -63,7 +80,7 @@ struct SledStore {
 
 impl SledStore {
     fn open(dir: &Path) -> StorageResult<SledStore> {
-        let db = sled::open(dir).context(&format!("opening database in {}", dir.display()))?;
+        let db = open_db(dir).context(&format!("opening database in {}", dir.display()))?;
         let tree = |name: &str| db.open_tree(name).context(&format!("opening tree {name}"));
         Ok(SledStore {
             users: tree("users")?,
