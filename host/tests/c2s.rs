@@ -282,3 +282,30 @@ async fn sigterm_closes_streams_with_system_shutdown_and_exits_zero() {
     let (code, server) = stopper.await.unwrap();
     assert_eq!(code, Some(0), "{}", server.log_text());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn negotiation_timeout_closes_silent_connections() {
+    let server = TestServer::start_with(&[], "", "negotiation_timeout = 1");
+    let mut c = RawClient::connect(&server.starttls).await;
+    c.open_and_features().await;
+    assert_eq!(c.expect_stream_error().await, "connection-timeout");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_pings_silent_clients_and_drops_unresponsive_ones() {
+    let server =
+        TestServer::start(&[("alice", "pw")], "").with_c2s("ping_interval = 1\nping_timeout = 1");
+    let (mut c, jid) = RawClient::login(&server.starttls, "alice", "pw", Some("r")).await;
+    // First ping: answer it, and the session stays.
+    let ping = c.next_matching(|e| e.has_child("ping", ns::PING)).await;
+    assert_eq!(ping.attr("type"), Some("get"));
+    assert_eq!(ping.attr("to"), Some(jid.as_str()));
+    let pong = Element::new("iq", ns::CLIENT)
+        .with_attr("type", "result")
+        .with_attr("id", ping.attr("id").unwrap())
+        .with_attr("to", "localhost");
+    c.send(&pong).await;
+    // Second ping: stay silent, and the server gives up.
+    c.next_matching(|e| e.has_child("ping", ns::PING)).await;
+    assert_eq!(c.expect_stream_error().await, "connection-timeout");
+}

@@ -77,6 +77,16 @@ impl TestServer {
         server
     }
 
+    /// Appends a `[c2s]` section and restarts the server with it.
+    pub fn with_c2s(mut self, settings: &str) -> TestServer {
+        let path = self.dir.path().join("heliograph.toml");
+        let mut cfg = std::fs::read_to_string(&path).unwrap();
+        cfg.push_str(&format!("\n[c2s]\n{settings}\n"));
+        std::fs::write(&path, cfg).unwrap();
+        self.restart();
+        self
+    }
+
     fn launch(&mut self) {
         let ready = self.dir.path().join("ready.json");
         let _ = std::fs::remove_file(&ready);
