@@ -25,7 +25,7 @@ while [[ $# -gt 0 ]]; do
         --skip-lint) SKIP_LINT=1 ;;
         --only-interop) ONLY_INTEROP=1 ;;
         --) shift; PYTEST_EXTRA=("$@"); break ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
