@@ -14,6 +14,7 @@ pub mod offline;
 pub mod ping;
 pub mod presence;
 pub mod roster;
+pub mod subscription;
 pub mod time;
 pub mod version;
 
