@@ -631,6 +631,24 @@ mod tests {
     }
 
     #[test]
+    fn refuses_mismatched_end_tag_while_the_stanza_is_still_open() {
+        // `</message>` closes `<body>` by depth; the stanza would never complete, so the
+        // mismatch must be seen as soon as the end tag arrives.
+        let mut p = StreamParser::new(ParserLimits::default());
+        let r = p.feed(in_stream("<message><body>unclosed</message>").as_bytes());
+        let err = r.err().or_else(|| {
+            loop {
+                match p.next_event() {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => break None,
+                    Err(e) => break Some(e),
+                }
+            }
+        });
+        assert!(matches!(err, Some(ParseError::NotWellFormed(_))), "{err:?}");
+    }
+
+    #[test]
     fn refuses_unbound_prefixes() {
         assert!(matches!(
             refusal(in_stream("<foo:bar/>")),

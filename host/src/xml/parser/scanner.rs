@@ -97,6 +97,26 @@ pub(super) struct Scanner {
     unit_start: Option<u64>,
     /// True until the first markup: only then may an XML declaration appear.
     declaration_allowed: bool,
+    /// Hashes of the names of the open elements of the current unit, so that a mismatched
+    /// end tag is refused as soon as it arrives rather than leaving the stanza open forever.
+    open_names: Vec<u64>,
+    /// Hash of the tag name being scanned, while `in_name`.
+    name_hash: u64,
+    in_name: bool,
+    /// The start tag being scanned opened an element whose name must be remembered.
+    remember_name: bool,
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+fn fnv(hash: u64, byte: u8) -> u64 {
+    (hash ^ u64::from(byte)).wrapping_mul(FNV_PRIME)
+}
+
+/// Bytes that end a tag name.
+fn ends_name(byte: u8) -> bool {
+    is_whitespace(byte) || byte == b'/' || byte == b'>'
 }
 
 impl Scanner {
@@ -109,6 +129,10 @@ impl Scanner {
             depth: 0,
             unit_start: None,
             declaration_allowed: true,
+            open_names: Vec::new(),
+            name_hash: FNV_OFFSET,
+            in_name: false,
+            remember_name: false,
         }
     }
 
@@ -212,6 +236,8 @@ impl Scanner {
                 if self.depth == 0 && !(self.mode == Mode::Stream && self.phase == Phase::Body) {
                     return Err(malformed("unexpected end tag"));
                 }
+                self.name_hash = FNV_OFFSET;
+                self.in_name = true;
                 State::EndTag
             }
             b'!' => State::MarkupDeclaration { matched: 0 },
@@ -221,6 +247,8 @@ impl Scanner {
             b'?' => return Err(restricted("processing instructions are not allowed")),
             _ if is_name_start_byte(byte) => {
                 self.open_element()?;
+                self.name_hash = fnv(FNV_OFFSET, byte);
+                self.in_name = true;
                 State::StartTag {
                     quote: None,
                     after_slash: false,
@@ -242,6 +270,7 @@ impl Scanner {
             _ => {}
         }
         self.depth += 1;
+        self.remember_name = true;
         if self.depth > self.limits.max_depth {
             return Err(super::policy_violation(format!(
                 "elements nested deeper than {}",
@@ -258,10 +287,20 @@ impl Scanner {
         after_slash: bool,
         out: &mut VecDeque<Unit>,
     ) -> Result<(), ParseError> {
+        if self.in_name {
+            if !ends_name(byte) {
+                self.name_hash = fnv(self.name_hash, byte);
+            } else {
+                self.in_name = false;
+                if std::mem::take(&mut self.remember_name) {
+                    self.open_names.push(self.name_hash);
+                }
+            }
+        }
         match byte {
             b'>' => {
                 self.state = State::Content;
-                self.close_start_tag(pos, after_slash, out);
+                self.close_start_tag(pos, after_slash, out)?;
             }
             b'"' | b'\'' => {
                 self.state = State::StartTag {
@@ -302,7 +341,12 @@ impl Scanner {
     }
 
     /// The `>` of a start tag at `pos`.
-    fn close_start_tag(&mut self, pos: u64, self_closing: bool, out: &mut VecDeque<Unit>) {
+    fn close_start_tag(
+        &mut self,
+        pos: u64,
+        self_closing: bool,
+        out: &mut VecDeque<Unit>,
+    ) -> Result<(), ParseError> {
         if self.mode == Mode::Stream && self.phase == Phase::Prolog {
             self.complete_unit(UnitKind::Header, pos, out);
             if self_closing {
@@ -316,11 +360,19 @@ impl Scanner {
                 self.phase = Phase::Body;
             }
         } else if self_closing {
-            self.close_element(pos, out);
+            self.close_element(pos, None, out)?;
         }
+        Ok(())
     }
 
     fn end_tag(&mut self, byte: u8, pos: u64, out: &mut VecDeque<Unit>) -> Result<(), ParseError> {
+        if self.in_name {
+            if ends_name(byte) {
+                self.in_name = false;
+            } else {
+                self.name_hash = fnv(self.name_hash, byte);
+            }
+        }
         match byte {
             b'>' if self.depth == 0 => {
                 self.state = State::Content;
@@ -329,7 +381,7 @@ impl Scanner {
             }
             b'>' => {
                 self.state = State::Content;
-                self.close_element(pos, out);
+                self.close_element(pos, Some(self.name_hash), out)?;
             }
             b'<' | b'"' | b'\'' | b'&' => return Err(malformed("malformed end tag")),
             _ => {}
@@ -337,8 +389,20 @@ impl Scanner {
         Ok(())
     }
 
-    /// An element ends at `pos`; if it was top-level, its unit is complete.
-    fn close_element(&mut self, pos: u64, out: &mut VecDeque<Unit>) {
+    /// An element ends at `pos`; if it was top-level, its unit is complete. `end_name` is
+    /// the hash of the end tag's name (`None` for a self-closing tag).
+    fn close_element(
+        &mut self,
+        pos: u64,
+        end_name: Option<u64>,
+        out: &mut VecDeque<Unit>,
+    ) -> Result<(), ParseError> {
+        let opened = self.open_names.pop();
+        if let (Some(end), Some(start)) = (end_name, opened)
+            && end != start
+        {
+            return Err(malformed("end tag does not match the start tag"));
+        }
         self.depth = self.depth.saturating_sub(1);
         if self.depth == 0 {
             self.complete_unit(UnitKind::Stanza, pos, out);
@@ -346,6 +410,7 @@ impl Scanner {
                 self.phase = Phase::Epilog;
             }
         }
+        Ok(())
     }
 
     fn complete_unit(&mut self, kind: UnitKind, last_byte: u64, out: &mut VecDeque<Unit>) {
