@@ -201,6 +201,13 @@ impl StreamParser {
         *self = StreamParser::new(self.limits);
     }
 
+    /// Changes the limits from now on (the tenant's own limits apply once the stream's
+    /// domain is known); they also apply after every later reset.
+    pub fn set_limits(&mut self, limits: ParserLimits) {
+        self.limits = limits;
+        self.scanner.set_limits(limits);
+    }
+
     /// Bytes currently buffered (for memory accounting).
     pub fn buffered(&self) -> usize {
         self.buf.len()
