@@ -120,41 +120,27 @@ impl Connection {
                 last_rx,
                 ping_sent,
             );
+            let mut actions = Vec::new();
+            let read_ready = Instant::now() >= read_paused_until;
+            if read_ready && parser.has_events() {
+                actions.extend(
+                    drain(&mut core, &mut parser, &mut shaper, &mut read_paused_until).await,
+                );
+            }
             let read_ready = Instant::now() >= read_paused_until;
             if !read_ready {
                 deadline = deadline.min(read_paused_until);
             }
-            let mut actions = Vec::new();
             tokio::select! {
                 r = io.read(&mut buf), if read_ready => match r {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
                         last_rx = Instant::now();
                         ping_sent = None;
-                        match parser.feed(&buf[..n]) {
-                            Ok(()) => loop {
-                                match parser.next_event() {
-                                    Ok(Some(ev)) => {
-                                        if let (Some(bucket), StreamEvent::Stanza(_)) = (shaper.as_mut(), &ev) {
-                                            let wait = bucket.take(Instant::now().into_std());
-                                            read_paused_until = read_paused_until.max(Instant::now() + wait);
-                                        }
-                                        let acts = core.on_event(ev).await;
-                                        let boundary = acts.iter().any(|a| matches!(a, Action::StartTls | Action::Restart | Action::Close(_)));
-                                        actions.extend(acts);
-                                        if boundary {
-                                            break;
-                                        }
-                                    }
-                                    Ok(None) => break,
-                                    Err(e) => {
-                                        actions.extend(core.fail(StreamErrorCondition::from_parse_error(&e), Some(e.to_string())));
-                                        break;
-                                    }
-                                }
-                            },
-                            Err(e) => actions.extend(core.fail(StreamErrorCondition::from_parse_error(&e), Some(e.to_string()))),
-                        }
+                        // A refusal is also queued in the parser, after the stanzas that
+                        // completed before it; `drain` handles both in order.
+                        let _ = parser.feed(&buf[..n]);
+                        actions.extend(drain(&mut core, &mut parser, &mut shaper, &mut read_paused_until).await);
                     }
                 },
                 msg = rx.recv() => {
@@ -322,6 +308,44 @@ impl Connection {
             Err(_) => None,
         }
     }
+}
+
+/// Hands buffered events to the core until none is left, the tenant's stanza shaper asks
+/// for a pause (the rest stays buffered, and the socket is not read, until it ends), or a
+/// stream boundary (STARTTLS, restart, close) needs the transport first.
+async fn drain(
+    core: &mut StreamCore,
+    parser: &mut StreamParser,
+    shaper: &mut Option<TokenBucket>,
+    paused_until: &mut Instant,
+) -> Vec<Action> {
+    let mut actions = Vec::new();
+    while Instant::now() >= *paused_until {
+        let ev = match parser.next_event() {
+            Ok(Some(ev)) => ev,
+            Ok(None) => break,
+            Err(e) => {
+                actions.extend(core.fail(
+                    StreamErrorCondition::from_parse_error(&e),
+                    Some(e.to_string()),
+                ));
+                break;
+            }
+        };
+        if let (Some(bucket), StreamEvent::Stanza(_)) = (shaper.as_mut(), &ev) {
+            let now = Instant::now();
+            *paused_until = now + bucket.take(now.into_std());
+        }
+        let acts = core.on_event(ev).await;
+        let boundary = acts
+            .iter()
+            .any(|a| matches!(a, Action::StartTls | Action::Restart | Action::Close(_)));
+        actions.extend(acts);
+        if boundary || core.is_closed() {
+            break;
+        }
+    }
+    actions
 }
 
 /// Keepalive and idle timing of bound sessions.

@@ -208,6 +208,11 @@ impl StreamParser {
         self.scanner.set_limits(limits);
     }
 
+    /// True when `next_event` has something to return (an event or a refusal).
+    pub fn has_events(&self) -> bool {
+        !self.ready.is_empty() || self.failure.is_some()
+    }
+
     /// Bytes currently buffered (for memory accounting).
     pub fn buffered(&self) -> usize {
         self.buf.len()
