@@ -140,6 +140,9 @@ impl TenantStore for MemTenants {
     fn tenant_records(&self) -> StorageResult<Vec<TenantRecord>> {
         Ok(self.0.lock().unwrap().values().cloned().collect())
     }
+    fn tenant_record(&self, name: &str) -> StorageResult<Option<TenantRecord>> {
+        Ok(self.0.lock().unwrap().get(name).cloned())
+    }
     fn put_tenant_record(&self, record: &TenantRecord) -> StorageResult<()> {
         self.0
             .lock()

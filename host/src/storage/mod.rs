@@ -175,6 +175,8 @@ pub trait BlockStore: Send + Sync {
 pub trait TenantStore: Send + Sync {
     /// Every stored record, sorted by name.
     fn tenant_records(&self) -> StorageResult<Vec<TenantRecord>>;
+    /// One record by name.
+    fn tenant_record(&self, name: &str) -> StorageResult<Option<TenantRecord>>;
     /// Inserts or replaces a record.
     fn put_tenant_record(&self, record: &TenantRecord) -> StorageResult<()>;
     /// Deletes a record (no error if absent).

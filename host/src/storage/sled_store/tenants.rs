@@ -15,6 +15,14 @@ impl TenantStore for SledStore {
             .collect()
     }
 
+    fn tenant_record(&self, name: &str) -> StorageResult<Option<TenantRecord>> {
+        let key = name.as_bytes();
+        match self.tenants.get(key).context("reading tenant")? {
+            Some(v) => decode(key, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
     fn put_tenant_record(&self, record: &TenantRecord) -> StorageResult<()> {
         self.tenants
             .insert(record.name.as_bytes(), encode(record)?)
@@ -56,6 +64,8 @@ mod tests {
             s.tenants.delete_tenant_record("never").unwrap();
         }
         let s = Storage::open_sled(dir.path()).unwrap();
-        assert_eq!(s.tenants.tenant_records().unwrap(), vec![rec]);
+        assert_eq!(s.tenants.tenant_records().unwrap(), vec![rec.clone()]);
+        assert_eq!(s.tenants.tenant_record("acme").unwrap(), Some(rec));
+        assert_eq!(s.tenants.tenant_record("zeta").unwrap(), None);
     }
 }
