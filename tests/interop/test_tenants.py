@@ -330,3 +330,23 @@ async def test_openapi_document_is_public_and_lists_tenant_routes(server):
     assert doc["openapi"].startswith("3.")
     for path in ["/api/v1/tenants", "/api/v1/tenants/{tenant}", "/api/v1/reload", "/api/v1/users/{domain}"]:
         assert path in doc["paths"], path
+
+
+async def test_sighup_reloads_and_rereads_certificates(server, xmpp):
+    cert, key = make_cert(server.workdir, "cfg.test")
+    server.config.setdefault("tenants", {})["cfg"] = {
+        "domains": ["cfg.test"], "tls": {"cert": str(cert), "key": str(key)}}
+    server.write_config()
+    server.proc.send_signal(__import__("signal").SIGHUP)
+    first = await wait_for(lambda: server.admin("GET", "/api/v1/tenants/cfg")[0] == 200 and
+                           presented_cert(server.c2s_direct_tls, "cfg.test"),
+                           what="tenant cfg after SIGHUP")
+    assert first == cert_der(cert)
+
+    # A renewed certificate on disk is served after the next reload.
+    make_cert(server.workdir, "cfg.test")
+    renewed = cert_der(cert)
+    assert renewed != first
+    server.proc.send_signal(__import__("signal").SIGHUP)
+    await wait_for(lambda: presented_cert(server.c2s_direct_tls, "cfg.test") == renewed,
+                   what="renewed certificate after SIGHUP")
