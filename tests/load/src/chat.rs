@@ -83,7 +83,7 @@ pub struct Control {
     /// Senders stop sending new messages once set.
     pub stop: AtomicBool,
     /// Latencies are recorded for messages received in [window_start, window_end) (ns of
-    /// the time base; 0 = unset).
+    /// the time base; `u64::MAX` = unset).
     pub window_start: AtomicU64,
     pub window_end: AtomicU64,
     pub sent: AtomicU64,
@@ -95,7 +95,8 @@ impl Control {
     pub fn new() -> Arc<Control> {
         Arc::new(Control {
             stop: AtomicBool::new(false),
-            window_start: AtomicU64::new(0),
+            // Unset until the warm-up is over: nothing is recorded before.
+            window_start: AtomicU64::new(u64::MAX),
             window_end: AtomicU64::new(u64::MAX),
             sent: AtomicU64::new(0),
             received: AtomicU64::new(0),
@@ -377,6 +378,8 @@ mod tests {
         .await;
         assert_eq!(out.errors, 0, "{:?}", out.first_error);
         assert_eq!(out.lost, 0);
+        // Only messages received inside the measured window count.
+        assert!(out.delivered_in_window < out.received, "{}", out.received);
         assert_eq!(out.out_of_order, 0);
         assert!(out.delivered_in_window > 0);
     }

@@ -945,6 +945,17 @@ async fn cmd_report(out: &Output, a: ReportArgs) -> anyhow::Result<()> {
         a.duration,
     )
     .await?;
+    let relay_half = chat_relay(
+        out,
+        a.relay_bin.as_ref(),
+        jids_for(&env, a.pairs),
+        Pace::Rate(half),
+        2.0,
+        a.duration,
+        env.args.sources,
+    )
+    .await?;
+    let paced_ratio = relay_ratio(out, &at_half, &relay_half);
 
     let seg = |v: &Value, which: &str| -> String {
         let segs = v["segments"].as_array().cloned().unwrap_or_default();
@@ -984,8 +995,12 @@ async fn cmd_report(out: &Output, a: ReportArgs) -> anyhow::Result<()> {
         at_half["p99_ms"], at_half["delivered_per_s"]
     ));
     out.line(&format!(
-        "losses:                  {} + {} + {} [0]",
-        max["lost"], relay["lost"], at_half["lost"]
+        "paced, same rate:        server {} µs/msg vs relay {} µs/msg = {}x",
+        at_half["cpu_us_per_msg"], relay_half["cpu_us_per_msg"], paced_ratio["cpu_per_msg_ratio"]
+    ));
+    out.line(&format!(
+        "losses:                  {} + {} + {} + {} [0]",
+        max["lost"], relay["lost"], at_half["lost"], relay_half["lost"]
     ));
     out.line(&format!(
         "PLAIN login, plain TCP:  {} ms CPU/login [<= 0.15 ms]",
