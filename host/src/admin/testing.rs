@@ -169,6 +169,7 @@ impl TestApi {
             rosters: Arc::new(NoRosters),
             offline: Arc::new(NoOffline),
             blocks: Arc::new(NoBlocks),
+            plugins: Arc::new(crate::storage::MemPluginStore::default()),
             flush: Arc::new(|| Ok(())),
         };
         let mut config = Config::default();

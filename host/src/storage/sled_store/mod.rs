@@ -1,5 +1,6 @@
 //! sled implementation of every store: one `SledStore` over one database implements
-//! [`UserStore`], [`RosterStore`], [`OfflineStore`] and [`BlockStore`].
+//! [`UserStore`], [`RosterStore`], [`OfflineStore`], [`BlockStore`] and [`PluginStore`]
+//! (in `plugins.rs`).
 //!
 //! The key layout is in `keys.rs`; each trait lives in its own file. Every mutating method
 //! flushes the database before returning `Ok`, so an acknowledged write survives a crash.
@@ -19,10 +20,12 @@
 //! [`RosterStore`]: super::RosterStore
 //! [`OfflineStore`]: super::OfflineStore
 //! [`BlockStore`]: super::BlockStore
+//! [`PluginStore`]: super::PluginStore
 
 mod blocks;
 mod keys;
 mod offline;
+mod plugins;
 mod rosters;
 #[cfg(test)]
 mod tests;
@@ -46,7 +49,8 @@ pub fn open(dir: &Path) -> StorageResult<Storage> {
         users: store.clone(),
         rosters: store.clone(),
         offline: store.clone(),
-        blocks: store,
+        blocks: store.clone(),
+        plugins: store,
         flush: Arc::new(move || flusher.flush()),
     })
 }
@@ -76,6 +80,10 @@ struct SledStore {
     rosters: Tree,
     offline: Tree,
     blocks: Tree,
+    plugin_kv: Tree,
+    plugin_kv_usage: Tree,
+    plugin_blobs: Tree,
+    plugin_slots: Tree,
 }
 
 impl SledStore {
@@ -88,6 +96,10 @@ impl SledStore {
             rosters: tree("rosters")?,
             offline: tree("offline")?,
             blocks: tree("blocks")?,
+            plugin_kv: tree("plugin_kv")?,
+            plugin_kv_usage: tree("plugin_kv_usage")?,
+            plugin_blobs: tree("plugin_blobs")?,
+            plugin_slots: tree("plugin_slots")?,
             db,
         })
     }
