@@ -1,6 +1,6 @@
 //! Server configuration: the TOML file (`config/heliograph.toml`) and the built-in
 //! default used when no file exists. Sections follow MongooseIM's TOML in spirit:
-//! `[general]`, `[tls]`, `[[listen.c2s]]`, `[listen.admin]`, `[c2s]`, `[auth]`.
+//! `[general]`, `[tls]`, `[[listen.c2s]]`, `[listen.admin]`, `[c2s]`, `[auth]`, `[plugins]`.
 //!
 //! Unknown keys are refused, and errors name the key and line.
 
@@ -35,6 +35,7 @@ pub struct Config {
     pub listen: Listen,
     pub c2s: C2sSettings,
     pub auth: AuthSettings,
+    pub plugins: crate::plugins::PluginSettings,
 }
 
 /// `[general]`
@@ -265,6 +266,7 @@ impl Config {
                 "tls.cert and tls.key must be given together".into(),
             ));
         }
+        self.plugins.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 
