@@ -5,11 +5,13 @@
 //! binding), are routed by the [`router`] to other sessions or to the server's
 //! [`services`] (roster, presence, disco, ...), which persist through [`storage`].
 //! [`admin`] is the HTTP admin API, [`cli`] the command-line client for it, [`config`]
-//! the TOML configuration and [`server`] wires everything together.
+//! the TOML configuration and [`server`] wires everything together. [`plugins`] runs
+//! tenants' WebAssembly components (authentication and, later, room policy and components).
 
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod plugins;
 pub mod router;
 pub mod sasl;
 pub mod server;

@@ -1,6 +1,6 @@
 //! Server configuration: the TOML file (`config/heliograph.toml`) and the built-in
 //! default used when no file exists. Sections follow MongooseIM's TOML in spirit:
-//! `[general]`, `[tls]`, `[[listen.c2s]]`, `[listen.admin]`, `[c2s]`, `[auth]`.
+//! `[general]`, `[tls]`, `[[listen.c2s]]`, `[listen.admin]`, `[c2s]`, `[auth]`, `[plugins]`.
 //!
 //! Unknown keys are refused, and errors name the key and line.
 
@@ -40,6 +40,7 @@ pub struct Config {
     pub auth: AuthSettings,
     /// `[tenants.NAME]`: tenants defined in the file (more can be added through the API).
     pub tenants: BTreeMap<String, TenantSpec>,
+    pub plugins: crate::plugins::PluginSettings,
 }
 
 /// Name of the tenant formed by `general.hosts`.
@@ -274,6 +275,7 @@ impl Config {
                 "tls.cert and tls.key must be given together".into(),
             ));
         }
+        self.plugins.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 

@@ -1,14 +1,18 @@
 //! Persistent data, one small trait per concern: accounts and credentials
-//! ([`UserStore`]), rosters ([`RosterStore`]), offline messages ([`OfflineStore`]) and
-//! block lists ([`BlockStore`]). [`Storage`] bundles one implementation of each; the
-//! embedded default is [`sled_store`].
+//! ([`UserStore`]), rosters ([`RosterStore`]), offline messages ([`OfflineStore`]),
+//! block lists ([`BlockStore`]) and plugin versions, blobs and key-value data
+//! ([`PluginStore`]). [`Storage`] bundles one implementation of each; the embedded default
+//! is [`sled_store`].
 //!
 //! Every account is addressed by its bare JID ([`Account`]); keys are laid out domain
 //! first so that all data of one domain (and so of one tenant) can be listed and purged.
 //! A write that returns `Ok` is on disk: implementations flush before acknowledging.
 //! Methods are synchronous; async callers run them with [`blocking`].
 
+pub mod plugins;
 pub mod sled_store;
+
+pub use plugins::{KvWrite, MemPluginStore, PluginStore, SlotRecord, VersionRecord};
 
 use std::sync::Arc;
 
@@ -191,6 +195,7 @@ pub struct Storage {
     pub offline: Arc<dyn OfflineStore>,
     pub blocks: Arc<dyn BlockStore>,
     pub tenants: Arc<dyn TenantStore>,
+    pub plugins: Arc<dyn PluginStore>,
     /// Flushes everything to disk (called at shutdown).
     pub flush: Arc<dyn Fn() -> StorageResult<()> + Send + Sync>,
 }

@@ -81,3 +81,25 @@ fn part<'a>(value: &'a str, what: &str) -> StorageResult<&'a [u8]> {
     }
     Ok(value.as_bytes())
 }
+
+/// `tenant \0 slot`: a plugin slot's record and key-value usage counter.
+pub(super) fn plugin_scope_key(tenant: &str, slot: &str) -> StorageResult<Vec<u8>> {
+    let mut key = part(tenant, "tenant")?.to_vec();
+    key.push(SEP);
+    key.extend_from_slice(part(slot, "plugin slot")?);
+    Ok(key)
+}
+
+/// `tenant \0 slot \0`: every key-value entry of the plugin starts with this.
+pub(super) fn plugin_kv_prefix(tenant: &str, slot: &str) -> StorageResult<Vec<u8>> {
+    let mut key = plugin_scope_key(tenant, slot)?;
+    key.push(SEP);
+    Ok(key)
+}
+
+/// `tenant \0 slot \0 key`: one key-value entry of a plugin.
+pub(super) fn plugin_kv_key(tenant: &str, slot: &str, key: &str) -> StorageResult<Vec<u8>> {
+    let mut k = plugin_kv_prefix(tenant, slot)?;
+    k.extend_from_slice(key.as_bytes());
+    Ok(k)
+}

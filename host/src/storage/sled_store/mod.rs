@@ -1,5 +1,6 @@
 //! sled implementation of every store: one `SledStore` over one database implements
-//! [`UserStore`], [`RosterStore`], [`OfflineStore`] and [`BlockStore`].
+//! [`UserStore`], [`RosterStore`], [`OfflineStore`], [`BlockStore`] and [`PluginStore`]
+//! (in `plugins.rs`).
 //!
 //! The key layout is in `keys.rs`; each trait lives in its own file. Every mutating method
 //! flushes the database before returning `Ok`, so an acknowledged write survives a crash.
@@ -19,10 +20,12 @@
 //! [`RosterStore`]: super::RosterStore
 //! [`OfflineStore`]: super::OfflineStore
 //! [`BlockStore`]: super::BlockStore
+//! [`PluginStore`]: super::PluginStore
 
 mod blocks;
 mod keys;
 mod offline;
+mod plugins;
 mod rosters;
 mod tenants;
 #[cfg(test)]
@@ -48,7 +51,8 @@ pub fn open(dir: &Path) -> StorageResult<Storage> {
         rosters: store.clone(),
         offline: store.clone(),
         blocks: store.clone(),
-        tenants: store,
+        tenants: store.clone(),
+        plugins: store,
         flush: Arc::new(move || flusher.flush()),
     })
 }
@@ -79,6 +83,10 @@ struct SledStore {
     offline: Tree,
     blocks: Tree,
     tenants: Tree,
+    plugin_kv: Tree,
+    plugin_kv_usage: Tree,
+    plugin_blobs: Tree,
+    plugin_slots: Tree,
 }
 
 impl SledStore {
@@ -92,6 +100,10 @@ impl SledStore {
             offline: tree("offline")?,
             blocks: tree("blocks")?,
             tenants: tree("tenants")?,
+            plugin_kv: tree("plugin_kv")?,
+            plugin_kv_usage: tree("plugin_kv_usage")?,
+            plugin_blobs: tree("plugin_blobs")?,
+            plugin_slots: tree("plugin_slots")?,
             db,
         })
     }

@@ -1,0 +1,235 @@
+//! One plugin call: a fresh store and instance from the version's pre-instantiated
+//! component, the epoch deadline and memory cap armed, the export called, the result
+//! checked, and any failure classified into a [`FailureCause`]. Blocking; runs on a
+//! blocking thread.
+
+use std::sync::Arc;
+
+use wasmtime::component::ComponentExportIndex;
+use wasmtime::{Engine, Store, Trap};
+
+use super::bindings::authenticator::heliograph::plugin::auth_types as wit;
+use super::engine::deadline_ticks;
+use super::error::FailureCause;
+use super::loader::WorldPre;
+use super::settings::PluginSettings;
+use super::state::{CallScope, CallState};
+use super::types::{AuthDenied, AuthRequest, AuthUser, Mechanism, PluginConfig, Transport};
+use crate::storage::PluginStore;
+
+/// Limits on what an authenticator may return.
+const USERNAME_MAX: usize = 1023;
+const DISPLAY_NAME_MAX: usize = 1024;
+const ROLES_MAX: usize = 64;
+const ROLE_MAX: usize = 128;
+const ATTRIBUTES_MAX: usize = 64;
+const ATTRIBUTE_MAX: usize = 1024;
+const REASON_MAX: usize = 1024;
+
+/// A failed call: the cause and a detail for the log.
+pub(crate) type CallFailure = (FailureCause, String);
+
+/// Everything a call needs, cloned out of the host.
+pub(crate) struct CallContext<'a> {
+    pub engine: &'a Engine,
+    pub settings: &'a PluginSettings,
+    pub store: Arc<dyn PluginStore>,
+    pub scope: CallScope,
+    pub config: Arc<PluginConfig>,
+}
+
+impl CallContext<'_> {
+    fn new_store(&self, deadline_ms: u64) -> Store<CallState> {
+        let state = CallState::new(
+            self.settings,
+            self.scope.clone(),
+            self.config.clone(),
+            self.store.clone(),
+        );
+        let mut store = Store::new(self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(deadline_ticks(deadline_ms, self.settings.epoch_tick_ms));
+        store.epoch_deadline_trap();
+        store
+    }
+
+    /// Classifies a wasmtime error and logs what the guest printed (a panic message).
+    fn failure(&self, store: &Store<CallState>, phase: &str, e: wasmtime::Error) -> CallFailure {
+        let state = store.data();
+        let trap = e.downcast_ref::<Trap>();
+        let cause = if state.limiter.memory_hit {
+            FailureCause::Memory
+        } else {
+            match trap {
+                Some(Trap::Interrupt) => FailureCause::Timeout,
+                Some(_) => FailureCause::Trap,
+                None if phase == "instantiation" => FailureCause::Instantiation,
+                None => FailureCause::Trap,
+            }
+        };
+        // The trap itself, without the wasm backtrace wasmtime wraps it in.
+        let mut detail = match trap {
+            Some(trap) => format!("{phase}: {trap}"),
+            None => format!("{phase}: {e:#}"),
+        };
+        if cause == FailureCause::Memory {
+            detail.push_str(" (memory cap reached)");
+        }
+        let output = state.captured_output();
+        if !output.is_empty() {
+            detail.push_str("; plugin output: ");
+            detail.push_str(&output);
+        }
+        (cause, detail)
+    }
+
+    /// Calls `authenticate`.
+    pub(crate) fn authenticate(
+        &self,
+        pre: &WorldPre,
+        request: &AuthRequest,
+    ) -> Result<Result<AuthUser, AuthDenied>, CallFailure> {
+        let WorldPre::Authenticator(pre) = pre;
+        let mut store = self.new_store(self.settings.auth_deadline_ms);
+        let instance = pre
+            .instantiate(&mut store)
+            .map_err(|e| self.failure(&store, "instantiation", e))?;
+        let wit_request = wit::AuthRequest {
+            tenant: self.scope.tenant.to_string(),
+            domain: request.domain.clone(),
+            mechanism: match request.mechanism {
+                Mechanism::Password => wit::Mechanism::Password,
+                Mechanism::Token => wit::Mechanism::Token,
+            },
+            username: request.username.clone(),
+            credential: request.credential.clone(),
+            connection: wit::Connection {
+                client_address: request.client_address.clone(),
+                transport: match request.transport {
+                    Transport::Tcp => wit::Transport::Tcp,
+                    Transport::Bosh => wit::Transport::Bosh,
+                    Transport::Websocket => wit::Transport::Websocket,
+                },
+                tls: request.tls,
+            },
+        };
+        let result = instance
+            .heliograph_plugin_authentication()
+            .call_authenticate(&mut store, &wit_request)
+            .map_err(|e| self.failure(&store, "authenticate", e))?;
+        match result {
+            Ok(user) => check_user(user)
+                .map(Ok)
+                .map_err(|detail| (FailureCause::InvalidResult, detail)),
+            Err(wit::AuthFailure::NotAuthorized) => Ok(Err(AuthDenied::NotAuthorized)),
+            Err(wit::AuthFailure::AccountDisabled) => Ok(Err(AuthDenied::AccountDisabled)),
+            Err(wit::AuthFailure::TemporaryFailure(reason)) => {
+                if reason.len() > REASON_MAX {
+                    return Err((
+                        FailureCause::InvalidResult,
+                        format!("temporary-failure reason of {} bytes", reason.len()),
+                    ));
+                }
+                Ok(Err(AuthDenied::TemporaryFailure(reason)))
+            }
+        }
+    }
+
+    /// Trial instantiation, then the optional `lifecycle.init` with the configuration.
+    /// `Ok(Err(message))` is the plugin refusing its configuration.
+    pub(crate) fn init(
+        &self,
+        pre: &WorldPre,
+        init: Option<&ComponentExportIndex>,
+    ) -> Result<Result<(), String>, CallFailure> {
+        let WorldPre::Authenticator(pre) = pre;
+        let mut store = self.new_store(self.settings.init_deadline_ms);
+        let instance = pre
+            .instance_pre()
+            .instantiate(&mut store)
+            .map_err(|e| self.failure(&store, "instantiation", e))?;
+        let Some(init) = init else {
+            return Ok(Ok(()));
+        };
+        let func = instance
+            .get_typed_func::<(&str,), (Result<(), String>,)>(&mut store, init)
+            .map_err(|e| {
+                (
+                    FailureCause::InvalidResult,
+                    format!("lifecycle.init has the wrong type: {e:#}"),
+                )
+            })?;
+        let (result,) = func
+            .call(&mut store, (self.config.json(),))
+            .map_err(|e| self.failure(&store, "init", e))?;
+        Ok(result.map_err(|mut message| {
+            message.truncate(REASON_MAX);
+            message
+        }))
+    }
+}
+
+fn check_text(what: &str, value: &str, max: usize) -> Result<(), String> {
+    if value.len() > max {
+        return Err(format!(
+            "{what} is {} bytes, the limit is {max}",
+            value.len()
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(format!("{what} contains control characters"));
+    }
+    Ok(())
+}
+
+/// Accepts a returned user only if every field is within limits and the username is a
+/// plausible localpart (the auth path normalizes it further).
+fn check_user(user: wit::User) -> Result<AuthUser, String> {
+    if user.username.is_empty() {
+        return Err("empty username".into());
+    }
+    check_text("username", &user.username, USERNAME_MAX)?;
+    if user
+        .username
+        .chars()
+        .any(|c| c.is_whitespace() || matches!(c, '@' | '/' | '"' | '&' | '\'' | ':' | '<' | '>'))
+    {
+        return Err(format!(
+            "username {:?} contains characters not allowed in a localpart",
+            user.username
+        ));
+    }
+    if let Some(name) = &user.display_name {
+        check_text("display name", name, DISPLAY_NAME_MAX)?;
+    }
+    if user.roles.len() > ROLES_MAX {
+        return Err(format!(
+            "{} roles, the limit is {ROLES_MAX}",
+            user.roles.len()
+        ));
+    }
+    for role in &user.roles {
+        check_text("role", role, ROLE_MAX)?;
+    }
+    if user.attributes.len() > ATTRIBUTES_MAX {
+        return Err(format!(
+            "{} attributes, the limit is {ATTRIBUTES_MAX}",
+            user.attributes.len()
+        ));
+    }
+    for kv in &user.attributes {
+        check_text("attribute key", &kv.key, ROLE_MAX)?;
+        check_text("attribute value", &kv.value, ATTRIBUTE_MAX)?;
+    }
+    Ok(AuthUser {
+        username: user.username,
+        display_name: user.display_name,
+        roles: user.roles,
+        expires_at: user.expires_at,
+        attributes: user
+            .attributes
+            .into_iter()
+            .map(|kv| (kv.key, kv.value))
+            .collect(),
+    })
+}

@@ -1,0 +1,191 @@
+//! From Wasm bytes to a ready-to-instantiate plugin: screening (size, header, precompiled
+//! artifacts, core modules), compiling (or loading from the compiled cache), checking
+//! the component against its world with precise messages, and pre-instantiation.
+//!
+//! All of it is blocking CPU work; [`super::PluginHost`] runs it with `spawn_blocking`.
+
+use wasmtime::Engine;
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, ComponentExportIndex, Linker};
+
+use super::bindings::{self, authenticator::AuthenticatorPre};
+use super::cache::CompiledCache;
+use super::error::InstallError;
+use super::state::CallState;
+use super::types::World;
+
+/// A compiled, checked component, pre-instantiated for its world.
+pub(crate) struct Prepared {
+    pub pre: WorldPre,
+    /// `lifecycle.init`, if the component exports it.
+    pub init: Option<ComponentExportIndex>,
+}
+
+/// The pre-instantiated component of each world.
+pub(crate) enum WorldPre {
+    Authenticator(AuthenticatorPre<CallState>),
+}
+
+/// Checks what can be checked without compiling.
+pub(crate) fn screen(wasm: &[u8], limit: usize) -> Result<(), InstallError> {
+    if wasm.len() > limit {
+        return Err(InstallError::TooLarge {
+            size: wasm.len(),
+            limit,
+        });
+    }
+    if Engine::detect_precompiled(wasm).is_some() {
+        return Err(InstallError::Precompiled);
+    }
+    if wasm.len() < 8 || &wasm[..4] != b"\0asm" {
+        return Err(InstallError::NotWasm);
+    }
+    // Core modules are version 1 (layer 0); components carry layer 1 in bytes 6..8.
+    if wasm[4..8] == [1, 0, 0, 0] {
+        return Err(InstallError::CoreModule);
+    }
+    Ok(())
+}
+
+/// Compiles (or loads from the cache), checks and pre-instantiates. Blocking.
+pub(crate) fn prepare(
+    engine: &Engine,
+    cache: &CompiledCache,
+    linker: &Linker<CallState>,
+    world: World,
+    sha256: &str,
+    wasm: &[u8],
+) -> Result<Prepared, InstallError> {
+    let component = cache
+        .load_or_compile(engine, sha256, wasm)
+        .map_err(|e| InstallError::Compile(format!("{e:#}")))?;
+    check_imports(engine, &component)?;
+    let expected = match world {
+        World::Authenticator => bindings::interface_name("authentication"),
+    };
+    check_export(engine, &component, world, &expected)?;
+    let instance_pre =
+        linker
+            .instantiate_pre(&component)
+            .map_err(|e| InstallError::TypeMismatch {
+                world: world.name(),
+                detail: format!("{e:#}"),
+            })?;
+    let pre = match world {
+        World::Authenticator => {
+            WorldPre::Authenticator(AuthenticatorPre::new(instance_pre).map_err(|e| {
+                InstallError::TypeMismatch {
+                    world: world.name(),
+                    detail: format!("{e:#}"),
+                }
+            })?)
+        }
+    };
+    let init = component
+        .get_export_index(None, bindings::interface_name("lifecycle").as_str())
+        .and_then(|iface| component.get_export_index(Some(&iface), "init"));
+    Ok(Prepared { pre, init })
+}
+
+/// Every import must be one of this package's host interfaces in this version, or WASI
+/// (linked without capabilities; the linker checks its versions and types).
+fn check_imports(engine: &Engine, component: &Component) -> Result<(), InstallError> {
+    let ty = component.component_type();
+    for (name, _) in ty.imports(engine) {
+        let (path, version) = name.split_once('@').unwrap_or((name, ""));
+        if let Some(iface) = path.strip_prefix("heliograph:plugin/") {
+            if !bindings::HOST_INTERFACES.contains(&iface) {
+                return Err(InstallError::UnsupportedImport {
+                    import: name.to_string(),
+                    reason: format!(
+                        "heliograph:plugin has no host interface `{iface}` (there are: {})",
+                        bindings::HOST_INTERFACES.join(", ")
+                    ),
+                });
+            }
+            if version != super::WIT_VERSION {
+                return Err(InstallError::UnsupportedImport {
+                    import: name.to_string(),
+                    reason: format!(
+                        "this server provides heliograph:plugin@{}; rebuild the plugin against it",
+                        super::WIT_VERSION
+                    ),
+                });
+            }
+        } else if !path.starts_with("wasi:") {
+            return Err(InstallError::UnsupportedImport {
+                import: name.to_string(),
+                reason: "plugins may import heliograph:plugin interfaces and WASI 0.2 only".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_export(
+    engine: &Engine,
+    component: &Component,
+    world: World,
+    expected: &str,
+) -> Result<(), InstallError> {
+    let ty = component.component_type();
+    let mut found = Vec::new();
+    for (name, item) in ty.exports(engine) {
+        if name == expected {
+            if !matches!(item.ty, ComponentItem::ComponentInstance(_)) {
+                return Err(InstallError::TypeMismatch {
+                    world: world.name(),
+                    detail: format!("`{expected}` is exported, but not as an interface instance"),
+                });
+            }
+            return Ok(());
+        }
+        found.push(name.to_string());
+    }
+    let unversioned = expected.split('@').next().unwrap_or(expected);
+    if let Some(other) = found
+        .iter()
+        .find(|name| name.split('@').next() == Some(unversioned))
+    {
+        return Err(InstallError::ExportVersion {
+            expected: expected.to_string(),
+            found: other.clone(),
+        });
+    }
+    Err(InstallError::MissingExport {
+        world: world.name(),
+        expected: expected.to_string(),
+        found,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn screening_names_the_problem() {
+        let limit = 1 << 20;
+        assert!(matches!(
+            screen(&vec![0; limit + 1], limit),
+            Err(InstallError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            screen(b"hello world", limit),
+            Err(InstallError::NotWasm)
+        ));
+        assert!(matches!(
+            screen(b"\0asm\x01\0\0\0", limit),
+            Err(InstallError::CoreModule)
+        ));
+        assert!(screen(b"\0asm\x0d\0\x01\0", limit).is_ok());
+    }
+
+    #[test]
+    fn precompiled_artifacts_are_refused() {
+        let engine = Engine::default();
+        let elf = engine.precompile_component(b"\0asm\x0d\0\x01\0").unwrap();
+        let err = screen(&elf, 1 << 30).unwrap_err();
+        assert!(matches!(err, InstallError::Precompiled), "{err}");
+    }
+}

@@ -1,0 +1,728 @@
+//! The plugin host: tenants' WebAssembly components behind the WIT worlds in `wit/`.
+//!
+//! [`PluginHost`] holds, per (tenant, slot), the active version of a plugin and a few
+//! previous ones for rollback. The pipeline, one module per step:
+//!
+//! - [`loader`]: upload screening (size, header, no precompiled artifacts), compile via
+//!   the [`cache`] (keyed by the Wasm's SHA-256 and the engine's compatibility hash, so a
+//!   restart does not recompile), a precise check against the world, pre-instantiation.
+//! - trial instantiation and the optional `lifecycle.init` with the plugin's
+//!   configuration ([`call`]), then persistence ([`crate::storage::PluginStore`]) and an
+//!   atomic switch (`ArcSwap`): calls in flight finish on the old version, calls that start
+//!   after `install` returns use the new one.
+//! - [`call`]: every call gets a fresh store and instance ([`state`] holds its data and
+//!   implements the host API), with an epoch deadline ([`engine`] runs the ticker) and a
+//!   memory cap ([`limits`]). Failures are typed ([`error`]) and counted ([`stats`]).
+//!
+//! Tenants are plain names here; binding a tenant's auth setting to a slot is the tenant
+//! registry's job.
+
+mod bindings;
+mod cache;
+mod call;
+mod engine;
+mod error;
+mod limits;
+mod loader;
+mod settings;
+mod state;
+mod stats;
+mod types;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use tokio::sync::Semaphore;
+use wasmtime::Engine;
+use wasmtime::component::{HasSelf, Linker};
+
+pub use cache::CacheStats;
+pub use error::{FailureCause, InstallError, PluginError};
+pub use settings::PluginSettings;
+pub use stats::PluginStats;
+pub use types::{
+    AuthDenied, AuthOutcome, AuthRequest, AuthUser, Mechanism, PluginConfig, RestoreReport,
+    SlotInfo, Transport, VersionInfo, World,
+};
+
+use crate::storage::{PluginStore, SlotRecord, VersionRecord};
+use bindings::authenticator::Authenticator;
+use call::CallContext;
+use loader::Prepared;
+use state::{CallScope, CallState};
+use stats::{Outcome, SlotStats};
+
+/// The version of the WIT package this host serves.
+pub const WIT_VERSION: &str = "0.1.0";
+
+/// Runs many tenants' plugins. Cheap to clone (shared state).
+#[derive(Clone)]
+pub struct PluginHost {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: PluginSettings,
+    engine: Engine,
+    pooling: bool,
+    linker: Linker<CallState>,
+    cache: cache::CompiledCache,
+    store: Arc<dyn PluginStore>,
+    /// tenant -> slot -> plugin.
+    slots: RwLock<HashMap<String, HashMap<String, Arc<Slot>>>>,
+    /// Serializes install, rollback, remove and restore.
+    admin: tokio::sync::Mutex<()>,
+    /// Bounds instances alive at once (the pool's size).
+    permits: Arc<Semaphore>,
+    _ticker: engine::EpochTicker,
+}
+
+/// One (tenant, slot): its active version, the versions kept, its figures.
+struct Slot {
+    tenant: Arc<str>,
+    slot: Arc<str>,
+    world: World,
+    active: ArcSwap<Loaded>,
+    /// Kept versions, oldest first (the active one among them).
+    kept: Mutex<Vec<Arc<Loaded>>>,
+    stats: SlotStats,
+}
+
+/// One loaded version.
+struct Loaded {
+    record: VersionRecord,
+    config: Arc<PluginConfig>,
+    prepared: Prepared,
+}
+
+impl PluginHost {
+    /// Builds the engine (pooling allocator if possible), starts the epoch ticker and opens
+    /// the compiled cache in `cache_dir`. Nothing is loaded: call
+    /// [`restore_from_storage`](Self::restore_from_storage) at startup.
+    pub fn new(
+        settings: PluginSettings,
+        store: Arc<dyn PluginStore>,
+        cache_dir: impl Into<PathBuf>,
+    ) -> anyhow::Result<PluginHost> {
+        settings.validate().map_err(anyhow::Error::msg)?;
+        let (engine, pooling) =
+            engine::build(&settings).map_err(|e| anyhow::anyhow!("plugin engine: {e:#}"))?;
+        let mut linker = Linker::<CallState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| anyhow::anyhow!("linking WASI: {e:#}"))?;
+        Authenticator::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)
+            .map_err(|e| anyhow::anyhow!("linking the host API: {e:#}"))?;
+        let cache_dir = cache_dir.into();
+        let cache = cache::CompiledCache::new(&cache_dir, &engine)
+            .map_err(|e| anyhow::anyhow!("plugin cache directory {}: {e}", cache_dir.display()))?;
+        let ticker = engine::EpochTicker::start(
+            engine.clone(),
+            std::time::Duration::from_millis(settings.epoch_tick_ms),
+        )?;
+        let permits = Arc::new(Semaphore::new(settings.max_concurrent_calls as usize));
+        Ok(PluginHost {
+            inner: Arc::new(Inner {
+                settings,
+                engine,
+                pooling,
+                linker,
+                cache,
+                store,
+                slots: RwLock::new(HashMap::new()),
+                admin: tokio::sync::Mutex::new(()),
+                permits,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// Whether instances come from the pooling allocator (false after a fallback).
+    pub fn uses_pooling_allocator(&self) -> bool {
+        self.inner.pooling
+    }
+
+    /// Compilations and compiled-cache hits since this host was created.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.inner.cache.stats()
+    }
+
+    /// Installs `wasm` as the new active version of (tenant, slot): size check, hash,
+    /// compile off the async runtime, check against `world`, trial instantiation and the
+    /// optional `init` with `config`, persist, switch. On error nothing changed.
+    pub async fn install(
+        &self,
+        tenant: &str,
+        slot: &str,
+        world: World,
+        wasm: Vec<u8>,
+        config: PluginConfig,
+    ) -> Result<VersionInfo, InstallError> {
+        check_tenant(tenant)?;
+        check_slot(slot)?;
+        loader::screen(&wasm, self.inner.settings.max_upload_bytes())?;
+        let sha256 = cache::sha256_hex(&wasm);
+        let inner = self.inner.clone();
+        let (prepared, wasm, sha256) = blocking(move || {
+            let prepared = loader::prepare(
+                &inner.engine,
+                &inner.cache,
+                &inner.linker,
+                world,
+                &sha256,
+                &wasm,
+            );
+            (prepared, wasm, sha256)
+        })
+        .await?;
+        let prepared = prepared?;
+
+        let _admin = self.inner.admin.lock().await;
+        let existing = self.slot(tenant, slot);
+        if let Some(s) = &existing
+            && s.world != world
+        {
+            return Err(InstallError::WorldMismatch {
+                tenant: tenant.into(),
+                slot: slot.into(),
+                installed: s.world.name(),
+                requested: world.name(),
+            });
+        }
+        let previous = self.stored_record(tenant, slot)?;
+        let version = previous
+            .as_ref()
+            .and_then(|r| r.versions.iter().map(|v| v.version).max())
+            .unwrap_or(0)
+            + 1;
+        let loaded = Arc::new(Loaded {
+            record: VersionRecord {
+                version,
+                sha256: sha256.clone(),
+                size: wasm.len() as u64,
+                config: config.json().to_string(),
+                installed_at_ms: now_ms(),
+            },
+            config: Arc::new(config),
+            prepared,
+        });
+
+        // Trial instantiation and init, bounded by the init deadline.
+        let inner = self.inner.clone();
+        let trial = loaded.clone();
+        let scope = CallScope {
+            tenant: tenant.into(),
+            slot: slot.into(),
+            version,
+        };
+        blocking(move || inner.trial(&trial, scope)).await??;
+
+        // Persist, then switch.
+        self.inner.store.put_blob(&sha256, &wasm)?;
+        let mut record = previous.unwrap_or_else(|| SlotRecord {
+            tenant: tenant.into(),
+            slot: slot.into(),
+            world: world.name().into(),
+            active: version,
+            versions: Vec::new(),
+        });
+        record.versions.push(loaded.record.clone());
+        record.active = version;
+        let keep = self.inner.settings.keep_versions;
+        let dropped: Vec<VersionRecord> = if record.versions.len() > keep {
+            let n = record.versions.len() - keep;
+            record.versions.drain(..n).collect()
+        } else {
+            Vec::new()
+        };
+        self.inner.store.put_slot(&record)?;
+
+        match existing {
+            Some(s) => {
+                s.active.store(loaded.clone());
+                let mut kept = s.kept.lock().unwrap();
+                kept.push(loaded.clone());
+                kept.retain(|l| {
+                    record
+                        .versions
+                        .iter()
+                        .any(|v| v.version == l.record.version)
+                });
+            }
+            None => {
+                let s = Arc::new(Slot {
+                    tenant: tenant.into(),
+                    slot: slot.into(),
+                    world,
+                    active: ArcSwap::new(loaded.clone()),
+                    kept: Mutex::new(vec![loaded.clone()]),
+                    stats: SlotStats::default(),
+                });
+                self.inner
+                    .slots
+                    .write()
+                    .unwrap()
+                    .entry(tenant.into())
+                    .or_default()
+                    .insert(slot.into(), s);
+            }
+        }
+        self.delete_unreferenced_blobs(dropped.iter().map(|v| v.sha256.as_str()))?;
+        tracing::info!(tenant, plugin = slot, version, sha256 = %sha256, world = %world,
+            "plugin installed");
+        Ok(version_info(tenant, slot, world, &loaded.record, version))
+    }
+
+    /// Authenticates through the authenticator in (tenant, slot). Waits for a free
+    /// instance if `max_concurrent_calls` are running.
+    pub async fn authenticate(
+        &self,
+        tenant: &str,
+        slot: &str,
+        request: AuthRequest,
+    ) -> Result<AuthOutcome, PluginError> {
+        let plugin = self.lookup(tenant, slot, World::Authenticator)?;
+        let permit = self
+            .inner
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let inner = self.inner.clone();
+        blocking(move || {
+            let _permit = permit;
+            inner.authenticate(&plugin, &request)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(PluginError::Failed {
+                tenant: tenant.into(),
+                slot: slot.into(),
+                version: 0,
+                cause: FailureCause::Trap,
+                detail: e.to_string(),
+            })
+        })
+    }
+
+    /// [`authenticate`](Self::authenticate) on the calling thread, for callers that are
+    /// not async (benchmarks, tools). The caller bounds concurrency.
+    pub fn authenticate_blocking(
+        &self,
+        tenant: &str,
+        slot: &str,
+        request: &AuthRequest,
+    ) -> Result<AuthOutcome, PluginError> {
+        let plugin = self.lookup(tenant, slot, World::Authenticator)?;
+        self.inner.authenticate(&plugin, request)
+    }
+
+    /// Installed slots with their kept versions, for one tenant or all.
+    pub fn list(&self, tenant: Option<&str>) -> Vec<SlotInfo> {
+        let slots = self.inner.slots.read().unwrap();
+        let mut out: Vec<SlotInfo> = slots
+            .iter()
+            .filter(|(t, _)| tenant.is_none_or(|want| want == t.as_str()))
+            .flat_map(|(_, m)| m.values())
+            .map(|s| s.info())
+            .collect();
+        out.sort_by(|a, b| (&a.tenant, &a.slot).cmp(&(&b.tenant, &b.slot)));
+        out
+    }
+
+    /// Switches (tenant, slot) back to `version`, or to the kept version before the active
+    /// one when `None`.
+    pub async fn rollback(
+        &self,
+        tenant: &str,
+        slot: &str,
+        version: Option<u32>,
+    ) -> Result<VersionInfo, InstallError> {
+        let _admin = self.inner.admin.lock().await;
+        let s = self
+            .slot(tenant, slot)
+            .ok_or_else(|| InstallError::NotInstalled {
+                tenant: tenant.into(),
+                slot: slot.into(),
+            })?;
+        let active = s.active.load().record.version;
+        let target = {
+            let kept = s.kept.lock().unwrap();
+            let versions: Vec<u32> = kept.iter().map(|l| l.record.version).collect();
+            let wanted = match version {
+                Some(v) => Some(v),
+                None => versions.iter().copied().filter(|v| *v < active).max(),
+            };
+            match wanted.and_then(|v| kept.iter().find(|l| l.record.version == v)) {
+                Some(l) => l.clone(),
+                None => {
+                    return Err(InstallError::UnknownVersion {
+                        tenant: tenant.into(),
+                        slot: slot.into(),
+                        version: wanted.unwrap_or(active.saturating_sub(1)),
+                        kept: versions,
+                    });
+                }
+            }
+        };
+        if let Some(mut record) = self.stored_record(tenant, slot)? {
+            record.active = target.record.version;
+            self.inner.store.put_slot(&record)?;
+        }
+        s.active.store(target.clone());
+        tracing::info!(
+            tenant,
+            plugin = slot,
+            from = active,
+            to = target.record.version,
+            "plugin rolled back"
+        );
+        Ok(version_info(
+            tenant,
+            slot,
+            s.world,
+            &target.record,
+            target.record.version,
+        ))
+    }
+
+    /// Removes (tenant, slot): every kept version and the plugin's key-value data.
+    pub async fn remove(&self, tenant: &str, slot: &str) -> Result<(), InstallError> {
+        let _admin = self.inner.admin.lock().await;
+        let record = self.stored_record(tenant, slot)?;
+        let removed = {
+            let mut slots = self.inner.slots.write().unwrap();
+            let removed = slots.get_mut(tenant).and_then(|m| m.remove(slot));
+            if slots.get(tenant).is_some_and(|m| m.is_empty()) {
+                slots.remove(tenant);
+            }
+            removed
+        };
+        if removed.is_none() && record.is_none() {
+            return Err(InstallError::NotInstalled {
+                tenant: tenant.into(),
+                slot: slot.into(),
+            });
+        }
+        self.inner.store.delete_slot(tenant, slot)?;
+        self.inner.store.kv_purge(tenant, slot)?;
+        if let Some(record) = record {
+            self.delete_unreferenced_blobs(record.versions.iter().map(|v| v.sha256.as_str()))?;
+        }
+        tracing::info!(tenant, plugin = slot, "plugin removed");
+        Ok(())
+    }
+
+    /// Figures of one slot.
+    pub fn stats(&self, tenant: &str, slot: &str) -> Option<PluginStats> {
+        self.slot(tenant, slot).map(|s| s.snapshot())
+    }
+
+    /// Figures of every slot (of one tenant, or all), sorted.
+    pub fn all_stats(&self, tenant: Option<&str>) -> Vec<PluginStats> {
+        let slots = self.inner.slots.read().unwrap();
+        let mut out: Vec<PluginStats> = slots
+            .iter()
+            .filter(|(t, _)| tenant.is_none_or(|want| want == t.as_str()))
+            .flat_map(|(_, m)| m.values())
+            .map(|s| s.snapshot())
+            .collect();
+        out.sort_by(|a, b| (&a.tenant, &a.slot).cmp(&(&b.tenant, &b.slot)));
+        out
+    }
+
+    /// Loads every installed slot from storage (at startup): compiled code comes from the
+    /// cache when present. A version that fails to load is reported and skipped; a slot
+    /// whose active version fails is not served.
+    pub async fn restore_from_storage(&self) -> Result<RestoreReport, InstallError> {
+        let _admin = self.inner.admin.lock().await;
+        let mut report = RestoreReport::default();
+        for record in self.inner.store.slots()? {
+            let Some(world) = World::from_name(&record.world) else {
+                report.failed.push(format!(
+                    "{}/{}: unknown world {:?}",
+                    record.tenant, record.slot, record.world
+                ));
+                continue;
+            };
+            let mut kept = Vec::new();
+            for v in &record.versions {
+                match self.load_stored(world, v).await {
+                    Ok(l) => kept.push(Arc::new(l)),
+                    Err(e) => report.failed.push(format!(
+                        "{}/{} v{}: {e}",
+                        record.tenant, record.slot, v.version
+                    )),
+                }
+            }
+            report.versions += kept.len();
+            let Some(active) = kept
+                .iter()
+                .find(|l| l.record.version == record.active)
+                .cloned()
+            else {
+                tracing::error!(tenant = %record.tenant, plugin = %record.slot,
+                    version = record.active, "plugin: active version could not be restored");
+                continue;
+            };
+            let s = Arc::new(Slot {
+                tenant: record.tenant.as_str().into(),
+                slot: record.slot.as_str().into(),
+                world,
+                active: ArcSwap::new(active),
+                kept: Mutex::new(kept),
+                stats: SlotStats::default(),
+            });
+            self.inner
+                .slots
+                .write()
+                .unwrap()
+                .entry(record.tenant.clone())
+                .or_default()
+                .insert(record.slot.clone(), s);
+            report.slots += 1;
+        }
+        Ok(report)
+    }
+
+    async fn load_stored(&self, world: World, v: &VersionRecord) -> Result<Loaded, InstallError> {
+        let wasm = self
+            .inner
+            .store
+            .blob(&v.sha256)?
+            .ok_or_else(|| InstallError::Internal(format!("blob {} is missing", v.sha256)))?;
+        if cache::sha256_hex(&wasm) != v.sha256 {
+            return Err(InstallError::Internal(format!(
+                "blob {} does not match its hash",
+                v.sha256
+            )));
+        }
+        let config = PluginConfig::from_json(&v.config)?;
+        let inner = self.inner.clone();
+        let sha256 = v.sha256.clone();
+        let prepared = blocking(move || {
+            loader::prepare(
+                &inner.engine,
+                &inner.cache,
+                &inner.linker,
+                world,
+                &sha256,
+                &wasm,
+            )
+        })
+        .await??;
+        Ok(Loaded {
+            record: v.clone(),
+            config: Arc::new(config),
+            prepared,
+        })
+    }
+
+    fn slot(&self, tenant: &str, slot: &str) -> Option<Arc<Slot>> {
+        self.inner
+            .slots
+            .read()
+            .unwrap()
+            .get(tenant)
+            .and_then(|m| m.get(slot))
+            .cloned()
+    }
+
+    fn lookup(&self, tenant: &str, slot: &str, world: World) -> Result<Arc<Slot>, PluginError> {
+        match self.slot(tenant, slot) {
+            Some(s) if s.world == world => Ok(s),
+            _ => Err(PluginError::NotInstalled {
+                tenant: tenant.into(),
+                slot: slot.into(),
+                world: world.name(),
+            }),
+        }
+    }
+
+    fn stored_record(&self, tenant: &str, slot: &str) -> Result<Option<SlotRecord>, InstallError> {
+        Ok(self
+            .inner
+            .store
+            .slots()?
+            .into_iter()
+            .find(|r| r.tenant == tenant && r.slot == slot))
+    }
+
+    /// Deletes those of `candidates` that no stored slot still uses.
+    fn delete_unreferenced_blobs<'a>(
+        &self,
+        candidates: impl Iterator<Item = &'a str>,
+    ) -> Result<(), InstallError> {
+        let candidates: BTreeSet<&str> = candidates.collect();
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let used: BTreeSet<String> = self
+            .inner
+            .store
+            .slots()?
+            .into_iter()
+            .flat_map(|r| r.versions.into_iter().map(|v| v.sha256))
+            .collect();
+        for sha in candidates {
+            if !used.contains(sha) {
+                self.inner.store.delete_blob(sha)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Inner {
+    fn context(&self, slot: &Slot, loaded: &Loaded) -> CallContext<'_> {
+        CallContext {
+            engine: &self.engine,
+            settings: &self.settings,
+            store: self.store.clone(),
+            scope: CallScope {
+                tenant: slot.tenant.clone(),
+                slot: slot.slot.clone(),
+                version: loaded.record.version,
+            },
+            config: loaded.config.clone(),
+        }
+    }
+
+    /// Trial instantiation, and `init` if exported.
+    fn trial(&self, loaded: &Loaded, scope: CallScope) -> Result<(), InstallError> {
+        let ctx = CallContext {
+            engine: &self.engine,
+            settings: &self.settings,
+            store: self.store.clone(),
+            scope,
+            config: loaded.config.clone(),
+        };
+        match ctx.init(&loaded.prepared.pre, loaded.prepared.init.as_ref()) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(InstallError::InitRefused(message)),
+            Err((FailureCause::Instantiation, detail)) => Err(InstallError::Instantiation(detail)),
+            Err((cause, detail)) => Err(InstallError::InitFailed { cause, detail }),
+        }
+    }
+
+    fn authenticate(&self, slot: &Slot, request: &AuthRequest) -> Result<AuthOutcome, PluginError> {
+        let loaded = slot.active.load_full();
+        let version = loaded.record.version;
+        let start = Instant::now();
+        let result = self
+            .context(slot, &loaded)
+            .authenticate(&loaded.prepared.pre, request);
+        let elapsed = start.elapsed();
+        match result {
+            Ok(result) => {
+                let outcome = if result.is_ok() {
+                    Outcome::Ok
+                } else {
+                    Outcome::Denied
+                };
+                slot.stats.record(outcome, elapsed);
+                Ok(AuthOutcome { version, result })
+            }
+            Err((cause, detail)) => {
+                slot.stats.record(Outcome::Failed(cause), elapsed);
+                tracing::warn!(tenant = %slot.tenant, plugin = %slot.slot, version,
+                    cause = %cause, elapsed_ms = elapsed.as_millis() as u64,
+                    "plugin call failed (authentication fails closed): {detail}");
+                Err(PluginError::Failed {
+                    tenant: slot.tenant.to_string(),
+                    slot: slot.slot.to_string(),
+                    version,
+                    cause,
+                    detail,
+                })
+            }
+        }
+    }
+}
+
+impl Slot {
+    fn info(&self) -> SlotInfo {
+        let active = self.active.load().record.version;
+        let kept = self.kept.lock().unwrap();
+        SlotInfo {
+            tenant: self.tenant.to_string(),
+            slot: self.slot.to_string(),
+            world: self.world,
+            active,
+            versions: kept
+                .iter()
+                .map(|l| version_info(&self.tenant, &self.slot, self.world, &l.record, active))
+                .collect(),
+        }
+    }
+
+    fn snapshot(&self) -> PluginStats {
+        self.stats
+            .snapshot(&self.tenant, &self.slot, self.active.load().record.version)
+    }
+}
+
+fn version_info(
+    tenant: &str,
+    slot: &str,
+    world: World,
+    record: &VersionRecord,
+    active: u32,
+) -> VersionInfo {
+    VersionInfo {
+        tenant: tenant.into(),
+        slot: slot.into(),
+        world,
+        version: record.version,
+        sha256: record.sha256.clone(),
+        size: record.size,
+        installed_at_ms: record.installed_at_ms,
+        active: record.version == active,
+    }
+}
+
+fn check_tenant(tenant: &str) -> Result<(), InstallError> {
+    if tenant.is_empty() || tenant.len() > 128 || tenant.chars().any(|c| c.is_control() || c == '/')
+    {
+        return Err(InstallError::InvalidName {
+            what: "tenant",
+            value: tenant.into(),
+            reason: "1 to 128 characters, no '/' or control characters",
+        });
+    }
+    Ok(())
+}
+
+fn check_slot(slot: &str) -> Result<(), InstallError> {
+    if slot.is_empty()
+        || slot.len() > 64
+        || !slot
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    {
+        return Err(InstallError::InvalidName {
+            what: "slot",
+            value: slot.into(),
+            reason: "1 to 64 characters from a-z, 0-9, '-' and '_'",
+        });
+    }
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Runs blocking work off the async runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, InstallError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| InstallError::Internal(format!("plugin task failed: {e}")))
+}

@@ -1,0 +1,83 @@
+//! `[plugins]`: limits and engine settings of the plugin host.
+//!
+//! Every limit has a default that is safe to run with; the section can be left out.
+
+use serde::Deserialize;
+
+/// `[plugins]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginSettings {
+    /// Milliseconds an authenticator call may run (wall time, host calls included).
+    pub auth_deadline_ms: u64,
+    /// Milliseconds a plugin's optional `init` may run at install time.
+    pub init_deadline_ms: u64,
+    /// Linear memory one plugin instance may use, in MiB.
+    pub memory_limit_mib: u64,
+    /// Largest Wasm upload accepted, in MiB.
+    pub max_upload_mib: u64,
+    /// Versions kept per slot for rollback (the active one included).
+    pub keep_versions: usize,
+    /// Plugin instances alive at once (calls beyond this wait for a free one). With the
+    /// pooling allocator this is also the size of the pool.
+    pub max_concurrent_calls: u32,
+    /// Use the pooling allocator (falls back to on-demand allocation, with one warning,
+    /// when its address space cannot be reserved).
+    pub pooling_allocator: bool,
+    /// Milliseconds between epoch ticks; deadlines are enforced with this precision.
+    pub epoch_tick_ms: u64,
+    /// Total key-value data (keys plus values) one (tenant, plugin) pair may keep, in KiB.
+    pub kv_quota_kib: u64,
+    /// Largest single key-value value, in KiB.
+    pub kv_max_value_kib: u64,
+    /// Key-value bytes one call may write (writes beyond fail, the store is unchanged).
+    pub kv_call_write_kib: u64,
+}
+
+impl Default for PluginSettings {
+    fn default() -> Self {
+        PluginSettings {
+            auth_deadline_ms: 50,
+            init_deadline_ms: 1000,
+            memory_limit_mib: 32,
+            max_upload_mib: 16,
+            keep_versions: 3,
+            max_concurrent_calls: 64,
+            pooling_allocator: true,
+            epoch_tick_ms: 1,
+            kv_quota_kib: 1024,
+            kv_max_value_kib: 64,
+            kv_call_write_kib: 256,
+        }
+    }
+}
+
+impl PluginSettings {
+    pub(crate) fn memory_limit_bytes(&self) -> usize {
+        (self.memory_limit_mib as usize) << 20
+    }
+
+    pub(crate) fn max_upload_bytes(&self) -> usize {
+        (self.max_upload_mib as usize) << 20
+    }
+
+    /// Checks values that would make the host unusable.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.auth_deadline_ms == 0 || self.init_deadline_ms == 0 {
+            return Err("plugins: deadlines must be at least 1 ms".into());
+        }
+        if self.epoch_tick_ms == 0 || self.epoch_tick_ms > self.auth_deadline_ms {
+            return Err("plugins.epoch_tick_ms must be between 1 and auth_deadline_ms".into());
+        }
+        if self.memory_limit_mib == 0 || self.memory_limit_mib > 4096 {
+            return Err("plugins.memory_limit_mib must be between 1 and 4096".into());
+        }
+        if self.keep_versions == 0 {
+            return Err("plugins.keep_versions must be at least 1".into());
+        }
+        if self.max_concurrent_calls == 0 {
+            return Err("plugins.max_concurrent_calls must be at least 1".into());
+        }
+        Ok(())
+    }
+}

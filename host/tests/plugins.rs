@@ -1,0 +1,758 @@
+//! The plugin host against real components built from `plugins/`: authentication through
+//! the allowlist plugin, config and key-value behaviour, containment of hostile plugins,
+//! hot swap under load, refused uploads, restart from the compiled cache, rollback.
+
+mod plugins_support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use heliograph::plugins::{
+    AuthDenied, FailureCause, InstallError, PluginError, PluginHost, PluginSettings, World,
+};
+use heliograph::storage::Storage;
+use plugins_support::{config, hash_password, host, password, token, wasm};
+
+fn allowlist_config(policy: &str, users: &[(&str, &str)]) -> String {
+    let users: Vec<String> = users
+        .iter()
+        .map(|(name, pw)| format!("{name:?}: {:?}", hash_password(name, pw)))
+        .collect();
+    format!(
+        r#"{{"users": {{{}}}, "policy": {policy:?}, "disabled": ["carol"],
+            "roles": {{"alice": "moderator,member"}}, "display_names": {{"alice": "Alice"}}}}"#,
+        users.join(", ")
+    )
+}
+
+#[tokio::test]
+async fn authenticates_through_the_allowlist_plugin() {
+    let dir = wasm_or_skip!();
+    let t = host();
+    let cfg = allowlist_config("v1", &[("alice", "wonderland"), ("carol", "pw")]);
+    let info = t
+        .host
+        .install(
+            "acme",
+            "auth",
+            World::Authenticator,
+            wasm(&dir, "allowlist"),
+            config(&cfg),
+        )
+        .await
+        .unwrap();
+    assert_eq!((info.version, info.active), (1, true));
+
+    let out = t
+        .host
+        .authenticate("acme", "auth", password("Alice", "wonderland"))
+        .await
+        .unwrap();
+    assert_eq!(out.version, 1);
+    let user = out.result.unwrap();
+    assert_eq!(user.username, "alice");
+    assert_eq!(user.display_name.as_deref(), Some("Alice"));
+    assert_eq!(user.roles, vec!["moderator", "member"]);
+    assert_eq!(
+        user.attributes,
+        vec![("policy".to_string(), "v1".to_string())]
+    );
+
+    let wrong = t
+        .host
+        .authenticate("acme", "auth", password("alice", "nope"))
+        .await
+        .unwrap();
+    assert_eq!(wrong.result, Err(AuthDenied::NotAuthorized));
+    let disabled = t
+        .host
+        .authenticate("acme", "auth", password("carol", "pw"))
+        .await
+        .unwrap();
+    assert_eq!(disabled.result, Err(AuthDenied::AccountDisabled));
+    let mut plain = password("alice", "wonderland");
+    plain.tls = false;
+    let plain = t.host.authenticate("acme", "auth", plain).await.unwrap();
+    assert_eq!(
+        plain.result,
+        Err(AuthDenied::NotAuthorized),
+        "require_tls defaults to true"
+    );
+
+    let err = t
+        .host
+        .authenticate("acme", "other", password("alice", "wonderland"))
+        .await;
+    assert!(
+        matches!(err, Err(PluginError::NotInstalled { .. })),
+        "{err:?}"
+    );
+
+    let stats = t.host.stats("acme", "auth").unwrap();
+    assert_eq!((stats.calls, stats.succeeded, stats.denied), (4, 1, 3));
+    assert!(stats.failed.is_empty());
+    assert!(
+        stats.p50_us > 0.0 && stats.p99_us >= stats.p50_us,
+        "{stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn configuration_drives_behaviour_per_tenant() {
+    let dir = wasm_or_skip!();
+    let t = host();
+    let wasm = wasm(&dir, "allowlist");
+    let users = [("alice", "a"), ("bob", "b")];
+    let strict = format!(
+        r#"{{"users": {{"alice": {:?}, "bob": {:?}}}, "allow": ["bob"]}}"#,
+        hash_password("s", "a"),
+        hash_password("s", "b")
+    );
+    let relaxed = format!(
+        r#"{{"users": {{"alice": {:?}, "bob": {:?}}}, "require_tls": false}}"#,
+        hash_password("s", users[0].1),
+        hash_password("s", users[1].1)
+    );
+    t.host
+        .install(
+            "strict",
+            "auth",
+            World::Authenticator,
+            wasm.clone(),
+            config(&strict),
+        )
+        .await
+        .unwrap();
+    t.host
+        .install(
+            "relaxed",
+            "auth",
+            World::Authenticator,
+            wasm,
+            config(&relaxed),
+        )
+        .await
+        .unwrap();
+
+    // Same Wasm, different configuration: the allow-list only holds for "strict".
+    let a = t
+        .host
+        .authenticate("strict", "auth", password("alice", "a"))
+        .await
+        .unwrap();
+    assert_eq!(a.result, Err(AuthDenied::NotAuthorized));
+    let b = t
+        .host
+        .authenticate("strict", "auth", password("bob", "b"))
+        .await
+        .unwrap();
+    assert!(b.result.is_ok());
+    let mut plain = password("alice", "a");
+    plain.tls = false;
+    let a2 = t
+        .host
+        .authenticate("relaxed", "auth", plain.clone())
+        .await
+        .unwrap();
+    assert!(
+        a2.result.is_ok(),
+        "relaxed tenant accepts without TLS: {a2:?}"
+    );
+    let strict_plain = t
+        .host
+        .authenticate("strict", "auth", {
+            let mut p = password("bob", "b");
+            p.tls = false;
+            p
+        })
+        .await
+        .unwrap();
+    assert_eq!(strict_plain.result, Err(AuthDenied::NotAuthorized));
+}
+
+#[tokio::test]
+async fn key_value_data_belongs_to_its_tenant_and_slot() {
+    let dir = wasm_or_skip!();
+    let t = host();
+    let wasm = wasm(&dir, "allowlist");
+    let seeded = format!(
+        r#"{{"seed_kv": {{"dave": {:?}}}}}"#,
+        hash_password("q", "dpw")
+    );
+    t.host
+        .install(
+            "acme",
+            "auth",
+            World::Authenticator,
+            wasm.clone(),
+            config(&seeded),
+        )
+        .await
+        .unwrap();
+    t.host
+        .install(
+            "acme",
+            "auth2",
+            World::Authenticator,
+            wasm.clone(),
+            config("{}"),
+        )
+        .await
+        .unwrap();
+    t.host
+        .install("globex", "auth", World::Authenticator, wasm, config("{}"))
+        .await
+        .unwrap();
+
+    // init wrote into (acme, auth) only.
+    assert!(
+        t.store
+            .kv_get("acme", "auth", "user/dave")
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        t.store
+            .kv_get("acme", "auth2", "user/dave")
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        t.store
+            .kv_get("globex", "auth", "user/dave")
+            .unwrap()
+            .is_none()
+    );
+    let ok = t
+        .host
+        .authenticate("acme", "auth", password("dave", "dpw"))
+        .await
+        .unwrap();
+    assert!(ok.result.is_ok());
+    for (tenant, slot) in [("acme", "auth2"), ("globex", "auth")] {
+        let other = t
+            .host
+            .authenticate(tenant, slot, password("dave", "dpw"))
+            .await
+            .unwrap();
+        assert_eq!(
+            other.result,
+            Err(AuthDenied::NotAuthorized),
+            "{tenant}/{slot} saw acme's data"
+        );
+    }
+
+    // A token stored for one pair works there only.
+    t.store
+        .kv_set("globex", "auth", "token/t-1", b"erin", 1 << 20)
+        .unwrap();
+    assert!(
+        t.host
+            .authenticate("globex", "auth", token("erin", "t-1"))
+            .await
+            .unwrap()
+            .result
+            .is_ok()
+    );
+    for (tenant, slot) in [("acme", "auth"), ("acme", "auth2")] {
+        let other = t
+            .host
+            .authenticate(tenant, slot, token("erin", "t-1"))
+            .await
+            .unwrap();
+        assert_eq!(other.result, Err(AuthDenied::NotAuthorized));
+    }
+}
+
+/// Installs the hostile plugin for `tenant` with `mode`.
+async fn hostile(host: &PluginHost, dir: &std::path::Path, tenant: &str, mode: &str) {
+    let cfg = format!(r#"{{"mode": {mode:?}}}"#);
+    host.install(
+        tenant,
+        "auth",
+        World::Authenticator,
+        wasm(dir, "hostile"),
+        config(&cfg),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_plugins_fail_closed_and_only_for_their_tenant() {
+    let dir = wasm_or_skip!();
+    // A deadline with headroom for unoptimized test builds on a loaded machine, so the
+    // well-behaved tenant never times out; the loop must still be cut at this deadline.
+    let deadline = 200;
+    let t = plugins_support::host_with(PluginSettings {
+        auth_deadline_ms: deadline,
+        ..plugins_support::settings()
+    });
+    let good = allowlist_config("v1", &[("alice", "wonderland")]);
+    t.host
+        .install(
+            "good",
+            "auth",
+            World::Authenticator,
+            wasm(&dir, "allowlist"),
+            config(&good),
+        )
+        .await
+        .unwrap();
+    let cases = [
+        ("loop", FailureCause::Timeout, ""),
+        ("memory", FailureCause::Memory, ""),
+        ("trap", FailureCause::Trap, "panics on purpose"),
+        ("stack", FailureCause::Trap, "stack"),
+        ("oversized", FailureCause::InvalidResult, "display name"),
+        ("invalid", FailureCause::InvalidResult, "localpart"),
+    ];
+    for (mode, cause, detail) in cases {
+        let tenant = format!("evil-{mode}");
+        hostile(&t.host, &dir, &tenant, mode).await;
+        let start = Instant::now();
+        let err = t
+            .host
+            .authenticate(&tenant, "auth", password("x", "y"))
+            .await
+            .unwrap_err();
+        let elapsed = start.elapsed();
+        assert_eq!(err.cause(), cause, "{mode}: {err}");
+        assert!(err.to_string().contains(detail), "{mode}: {err}");
+        assert!(elapsed < Duration::from_secs(2), "{mode} took {elapsed:?}");
+        if mode == "loop" {
+            assert!(
+                elapsed >= Duration::from_millis(deadline),
+                "cut before the deadline: {elapsed:?}"
+            );
+        }
+        // The other tenant is unaffected, right after.
+        let ok = t
+            .host
+            .authenticate("good", "auth", password("alice", "wonderland"))
+            .await
+            .unwrap();
+        assert!(ok.result.is_ok(), "after {mode}: {ok:?}");
+        let stats = t.host.stats(&tenant, "auth").unwrap();
+        assert_eq!(
+            stats.failed.get(cause.as_str()),
+            Some(&1),
+            "{mode}: {stats:?}"
+        );
+    }
+
+    // Key-value flooding stops at the per-call budget and leaves the store bounded.
+    hostile(&t.host, &dir, "evil-kv", "kv-flood").await;
+    let out = t
+        .host
+        .authenticate("evil-kv", "auth", password("x", "y"))
+        .await
+        .unwrap();
+    match out.result {
+        Err(AuthDenied::TemporaryFailure(reason)) => {
+            assert!(reason.contains("budget"), "{reason}")
+        }
+        other => panic!("kv-flood: {other:?}"),
+    }
+    assert!(t.store.kv_usage("evil-kv", "auth").unwrap() <= 256 * 1024);
+    // Log flooding is cut off, the call itself succeeds.
+    hostile(&t.host, &dir, "evil-log", "log-flood").await;
+    let out = t
+        .host
+        .authenticate("evil-log", "auth", password("x", "y"))
+        .await
+        .unwrap();
+    assert!(out.result.is_ok());
+
+    // A hostile plugin does not leave the good one short of instances or memory.
+    for _ in 0..20 {
+        let _ = t
+            .host
+            .authenticate("evil-memory", "auth", password("x", "y"))
+            .await;
+    }
+    let ok = t
+        .host
+        .authenticate("good", "auth", password("alice", "wonderland"))
+        .await
+        .unwrap();
+    assert!(ok.result.is_ok());
+}
+
+#[tokio::test]
+async fn default_deadline_cuts_an_infinite_loop_at_50_ms() {
+    let dir = wasm_or_skip!();
+    let t = host();
+    hostile(&t.host, &dir, "evil", "loop").await;
+    let start = Instant::now();
+    let err = t
+        .host
+        .authenticate("evil", "auth", password("x", "y"))
+        .await
+        .unwrap_err();
+    let elapsed = start.elapsed();
+    assert_eq!(err.cause(), FailureCause::Timeout, "{err}");
+    assert!(elapsed >= Duration::from_millis(50), "{elapsed:?}");
+    assert!(elapsed < Duration::from_millis(1000), "{elapsed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_swap_under_concurrent_calls() {
+    let dir = wasm_or_skip!();
+    // Deadlines are not under test here: 8 callers share 2 cores with the other tests.
+    let t = plugins_support::host_with(PluginSettings {
+        auth_deadline_ms: 2000,
+        ..plugins_support::settings()
+    });
+    let wasm = wasm(&dir, "allowlist");
+    // carol may log in under both versions, dave only under v2, alice only under v1.
+    let v1 = allowlist_config(
+        "v1",
+        &[("alice", "a"), ("dave", "wrong-in-v1"), ("erin", "c")],
+    );
+    let v2 = allowlist_config("v2", &[("dave", "d"), ("erin", "c")]);
+    t.host
+        .install(
+            "acme",
+            "auth",
+            World::Authenticator,
+            wasm.clone(),
+            config(&v1),
+        )
+        .await
+        .unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let host = t.host.clone();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let user = if i % 2 == 0 { "erin" } else { "dave" };
+                let pw = if user == "erin" { "c" } else { "d" };
+                let started = Instant::now();
+                let out = host.authenticate("acme", "auth", password(user, pw)).await;
+                seen.push((started, user, out));
+            }
+            seen
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let info = t
+        .host
+        .install("acme", "auth", World::Authenticator, wasm, config(&v2))
+        .await
+        .unwrap();
+    let swapped = Instant::now();
+    assert_eq!(info.version, 2);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+
+    let (mut before, mut after) = (0, 0);
+    for task in tasks {
+        for (started, user, out) in task.await.unwrap() {
+            let out = out.unwrap_or_else(|e| panic!("call failed during the swap: {e}"));
+            if user == "erin" {
+                assert!(out.result.is_ok(), "erin must never fail: {out:?}");
+            }
+            if started >= swapped {
+                after += 1;
+                assert_eq!(
+                    out.version, 2,
+                    "a call started after install returned ran v1"
+                );
+                assert!(out.result.is_ok(), "{user} after the swap: {out:?}");
+            } else {
+                before += 1;
+                if out.version == 1 && user == "dave" {
+                    assert_eq!(out.result, Err(AuthDenied::NotAuthorized));
+                }
+            }
+        }
+    }
+    assert!(
+        before > 8 && after > 8,
+        "too few calls: {before} before, {after} after"
+    );
+    let v1_alice = t
+        .host
+        .authenticate("acme", "auth", password("alice", "a"))
+        .await
+        .unwrap();
+    assert_eq!(
+        v1_alice.result,
+        Err(AuthDenied::NotAuthorized),
+        "v2 policy holds"
+    );
+}
+
+#[tokio::test]
+async fn bad_uploads_are_refused_precisely_and_the_old_version_keeps_serving() {
+    let dir = wasm_or_skip!();
+    let t = host();
+    let good = allowlist_config("v1", &[("alice", "wonderland")]);
+    t.host
+        .install(
+            "acme",
+            "auth",
+            World::Authenticator,
+            wasm(&dir, "allowlist"),
+            config(&good),
+        )
+        .await
+        .unwrap();
+    let install = |bytes: Vec<u8>, cfg: &str| {
+        let host = t.host.clone();
+        let cfg = config(cfg);
+        async move {
+            host.install("acme", "auth", World::Authenticator, bytes, cfg)
+                .await
+        }
+    };
+
+    let e = install(b"hello, not wasm".to_vec(), "{}")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, InstallError::NotWasm), "{e}");
+    let e = install(b"\0asm\x01\0\0\0".to_vec(), "{}")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, InstallError::CoreModule), "{e}");
+    assert!(e.to_string().contains("wasm32-wasip2"), "{e}");
+    let e = install(vec![0; 17 << 20], "{}").await.unwrap_err();
+    assert!(matches!(e, InstallError::TooLarge { .. }), "{e}");
+
+    let e = install(wasm(&dir, "wrong_version"), "{}")
+        .await
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, InstallError::ExportVersion { .. }), "{msg}");
+    assert!(
+        msg.contains("heliograph:plugin/authentication@0.2.0"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("heliograph:plugin/authentication@0.1.0"),
+        "{msg}"
+    );
+
+    let e = install(wasm(&dir, "wrong_world"), "{}").await.unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, InstallError::MissingExport { .. }), "{msg}");
+    assert!(
+        msg.contains("does not export `heliograph:plugin/authentication@0.1.0`"),
+        "{msg}"
+    );
+    assert!(msg.contains("example:rooms/room-policy@0.1.0"), "{msg}");
+
+    let e = install(wasm(&dir, "hostile"), r#"{"init": "refuse"}"#)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, InstallError::InitRefused(ref m) if m.contains("refused")),
+        "{e}"
+    );
+    let e = install(wasm(&dir, "hostile"), r#"{"init": "trap"}"#)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            InstallError::InitFailed {
+                cause: FailureCause::Trap,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let e = install(wasm(&dir, "hostile"), r#"{"init": "loop"}"#)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            InstallError::InitFailed {
+                cause: FailureCause::Timeout,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let e = install(
+        wasm(&dir, "allowlist"),
+        r#"{"users": {"eve": "plaintext"}}"#,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("users.eve: expected sha256$SALT$HEX"),
+        "{e}"
+    );
+
+    // Nothing changed: v1 serves, and is the only version.
+    let out = t
+        .host
+        .authenticate("acme", "auth", password("alice", "wonderland"))
+        .await
+        .unwrap();
+    assert_eq!(out.version, 1);
+    assert!(out.result.is_ok());
+    let list = t.host.list(Some("acme"));
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].versions.len(), 1);
+    assert_eq!(t.store.slots().unwrap()[0].versions.len(), 1);
+}
+
+#[tokio::test]
+async fn restart_restores_plugins_without_recompiling() {
+    let dir = wasm_or_skip!();
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let cache = tmp.path().join("cache");
+    let good = allowlist_config("v1", &[("alice", "wonderland")]);
+    {
+        let storage = Storage::open_sled(&db).unwrap();
+        let host =
+            PluginHost::new(plugins_support::settings(), storage.plugins.clone(), &cache).unwrap();
+        host.install(
+            "acme",
+            "auth",
+            World::Authenticator,
+            wasm(&dir, "allowlist"),
+            config(&good),
+        )
+        .await
+        .unwrap();
+        host.install(
+            "acme",
+            "auth",
+            World::Authenticator,
+            wasm(&dir, "allowlist"),
+            config("{}"),
+        )
+        .await
+        .unwrap();
+        host.install(
+            "globex",
+            "auth",
+            World::Authenticator,
+            wasm(&dir, "hostile"),
+            config("{}"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            host.cache_stats().compiled,
+            2,
+            "one compilation per distinct Wasm"
+        );
+        host.rollback("acme", "auth", Some(1)).await.unwrap();
+    }
+    let storage = Storage::open_sled(&db).unwrap();
+    let host =
+        PluginHost::new(plugins_support::settings(), storage.plugins.clone(), &cache).unwrap();
+    let report = host.restore_from_storage().await.unwrap();
+    assert_eq!((report.slots, report.versions), (2, 3), "{report:?}");
+    assert!(report.failed.is_empty(), "{report:?}");
+    let stats = host.cache_stats();
+    assert_eq!(stats.compiled, 0, "a restart must not recompile: {stats:?}");
+    assert_eq!(stats.hits, 3);
+    let out = host
+        .authenticate("acme", "auth", password("alice", "wonderland"))
+        .await
+        .unwrap();
+    assert_eq!(out.version, 1, "the rolled-back version stays active");
+    assert!(out.result.is_ok());
+    assert!(
+        host.authenticate("globex", "auth", password("x", "y"))
+            .await
+            .unwrap()
+            .result
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn rollback_keeps_the_last_versions_and_remove_purges() {
+    let dir = wasm_or_skip!();
+    let t = host();
+    let wasm = wasm(&dir, "allowlist");
+    for v in 1..=4 {
+        let cfg = allowlist_config(&format!("v{v}"), &[("alice", "wonderland")]);
+        let info = t
+            .host
+            .install(
+                "acme",
+                "auth",
+                World::Authenticator,
+                wasm.clone(),
+                config(&cfg),
+            )
+            .await
+            .unwrap();
+        assert_eq!(info.version, v);
+    }
+    let versions: Vec<u32> = t.host.list(None)[0]
+        .versions
+        .iter()
+        .map(|v| v.version)
+        .collect();
+    assert_eq!(versions, vec![2, 3, 4], "keep_versions = 3");
+
+    let policy =
+        |out: heliograph::plugins::AuthOutcome| out.result.unwrap().attributes[0].1.clone();
+    let back = t.host.rollback("acme", "auth", None).await.unwrap();
+    assert_eq!(back.version, 3);
+    let out = t
+        .host
+        .authenticate("acme", "auth", password("alice", "wonderland"))
+        .await
+        .unwrap();
+    assert_eq!((out.version, policy(out)), (3, "v3".to_string()));
+    t.host.rollback("acme", "auth", Some(2)).await.unwrap();
+    let out = t
+        .host
+        .authenticate("acme", "auth", password("alice", "wonderland"))
+        .await
+        .unwrap();
+    assert_eq!(policy(out), "v2");
+    let e = t.host.rollback("acme", "auth", Some(1)).await.unwrap_err();
+    assert!(
+        matches!(e, InstallError::UnknownVersion { version: 1, .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("[2, 3, 4]"), "{e}");
+    let e = t.host.rollback("acme", "auth", None).await.unwrap_err();
+    assert!(
+        matches!(e, InstallError::UnknownVersion { .. }),
+        "nothing older than v2: {e}"
+    );
+
+    t.store
+        .kv_set("acme", "auth", "token/x", b"alice", 1 << 20)
+        .unwrap();
+    t.host.remove("acme", "auth").await.unwrap();
+    assert!(t.host.list(None).is_empty());
+    assert!(t.store.slots().unwrap().is_empty());
+    assert_eq!(
+        t.store.kv_usage("acme", "auth").unwrap(),
+        0,
+        "key-value data purged"
+    );
+    let sha = back.sha256;
+    assert!(t.store.blob(&sha).unwrap().is_none(), "blob deleted");
+    let e = t
+        .host
+        .authenticate("acme", "auth", password("alice", "wonderland"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.cause(), FailureCause::NotInstalled);
+    assert!(matches!(
+        t.host.remove("acme", "auth").await,
+        Err(InstallError::NotInstalled { .. })
+    ));
+}
