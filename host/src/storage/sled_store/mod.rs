@@ -63,8 +63,9 @@ fn open_db(dir: &Path) -> sled::Result<Db> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         match sled::open(dir) {
+            // sled reports the held lock as an `Other` error whose text names it.
             Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock
+                if e.to_string().contains("could not acquire lock")
                     && std::time::Instant::now() < deadline =>
             {
                 std::thread::sleep(std::time::Duration::from_millis(20));
