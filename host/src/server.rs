@@ -39,6 +39,8 @@ pub struct Server {
     pub admin_token: String,
     /// Cached block lists (XEP-0191).
     pub blocklists: BlockCache,
+    /// Recently verified passwords, so PLAIN logins skip PBKDF2 (see `sasl::verified`).
+    pub verified_passwords: crate::sasl::verified::VerifiedPasswords,
 }
 
 impl Server {
@@ -51,6 +53,8 @@ impl Server {
     ) -> Result<Server, TenantError> {
         let records = manage::stored_records(&storage)?;
         let tenants = Registry::with_tenants(manage::all_tenants(&config, records)?)?;
+        let verified_passwords = crate::sasl::verified::VerifiedPasswords::default();
+        verified_passwords.set_enabled(config.auth.password_cache);
         Ok(Server {
             config: ArcSwap::from_pointee(config),
             config_path: None,
@@ -60,6 +64,7 @@ impl Server {
             tls: OnceLock::new(),
             admin_token,
             blocklists: BlockCache::default(),
+            verified_passwords,
         })
     }
 

@@ -309,3 +309,29 @@ async fn server_pings_silent_clients_and_drops_unresponsive_ones() {
     c.next_matching(|e| e.has_child("ping", ns::PING)).await;
     assert_eq!(c.expect_stream_error().await, "connection-timeout");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_plain_logins_stay_correct_after_a_password_change() {
+    let server = TestServer::start(&[("alice", "old")], "");
+    for _ in 0..3 {
+        let (_c, jid) = RawClient::login(&server.starttls, "alice", "old", None).await;
+        assert!(jid.starts_with("alice@localhost/"));
+    }
+    let api = heliograph::cli::client::ApiClient::new(
+        &format!("http://{}", server.admin),
+        server.token.clone(),
+    )
+    .unwrap();
+    api.set_password("localhost", "alice", "new").await.unwrap();
+    let mut c = RawClient::connect(&server.starttls).await;
+    c.open_and_features().await;
+    c.starttls().await;
+    c.open_and_features().await;
+    let r = c.auth_plain("alice", "old").await;
+    assert_eq!(
+        sasl_condition(&r),
+        "not-authorized",
+        "the old password must stop working at once"
+    );
+    let (_c, _) = RawClient::login(&server.starttls, "alice", "new", None).await;
+}

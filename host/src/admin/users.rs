@@ -108,6 +108,7 @@ pub async fn delete(ctx: Ctx) -> ApiResult {
     ctx.blocking(move || users.delete_user(&a))
         .await?
         .map_err(|e| storage_error(&account, e))?;
+    ctx.server().verified_passwords.forget(&account);
     let kicked = ctx.server().router.kick_account(&account);
     tracing::info!(account = %account, sessions_ended = kicked, "admin API: account deleted");
     Ok(no_content())
@@ -134,6 +135,7 @@ pub async fn set_password(ctx: Ctx) -> ApiResult {
     ctx.blocking(move || users.set_credentials(&a, &creds))
         .await?
         .map_err(|e| storage_error(&account, e))?;
+    ctx.server().verified_passwords.forget(&account);
     let kicked = ctx.server().router.kick_account(&account);
     tracing::info!(account = %account, sessions_ended = kicked, "admin API: password changed");
     Ok(no_content())

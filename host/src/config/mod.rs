@@ -203,12 +203,16 @@ impl Default for C2sSettings {
 pub struct AuthSettings {
     /// PBKDF2 iterations for newly stored SCRAM keys.
     pub scram_iterations: u32,
+    /// Remember recently verified passwords (in memory, as keyed HMAC tags) so repeated
+    /// PLAIN logins skip the PBKDF2 derivation.
+    pub password_cache: bool,
 }
 
 impl Default for AuthSettings {
     fn default() -> Self {
         AuthSettings {
             scram_iterations: crate::sasl::DEFAULT_ITERATIONS,
+            password_cache: true,
         }
     }
 }

@@ -38,10 +38,19 @@ impl Transport {
 /// Messages into a session's task.
 #[derive(Debug)]
 pub enum SessionMsg {
-    /// Deliver this stanza to the client (addresses already final).
-    Stanza(Element),
+    /// Deliver this stanza to the client (addresses already final). Boxed so that queue
+    /// slots stay small: tokio allocates a session's first block of slots up front.
+    Stanza(Box<Element>),
     /// Close the stream with this error.
-    Close(StreamErrorCondition, Option<String>),
+    Close(StreamErrorCondition, Option<Box<str>>),
+}
+
+fn unwrap_stanza(msg: SessionMsg) -> Element {
+    match msg {
+        SessionMsg::Stanza(el) => *el,
+        // Only stanzas are sent through `try_deliver`.
+        SessionMsg::Close(..) => Element::new("message", crate::xml::ns::CLIENT),
+    }
 }
 
 /// Presence-related state the server keeps per session (RFC 6121 §4).
@@ -101,24 +110,30 @@ impl SessionEntry {
     /// is full; a full queue means the client cannot keep up, so the session is closed with
     /// `policy-violation` rather than buffering without bound.
     pub fn send(&self, stanza: Element) -> bool {
-        match self.tx.try_send(SessionMsg::Stanza(stanza)) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+        self.try_deliver(stanza).is_ok()
+    }
+
+    /// Like [`SessionEntry::send`], but hands the stanza back when it could not be queued,
+    /// so the caller can store or bounce it without having cloned it up front.
+    pub fn try_deliver(&self, stanza: Element) -> Result<(), Element> {
+        match self.tx.try_send(SessionMsg::Stanza(Box::new(stanza))) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(msg)) => {
                 tracing::warn!(jid = %self.full_jid, "session queue full, closing slow client");
                 self.close(
                     StreamErrorCondition::PolicyViolation,
                     Some("too many queued stanzas"),
                 );
-                false
+                Err(unwrap_stanza(msg))
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Closed(msg)) => Err(unwrap_stanza(msg)),
         }
     }
 
     /// Asks the session to close its stream with an error. Uses a spawned send when the
     /// queue is full so the request is never lost.
     pub fn close(&self, cond: StreamErrorCondition, text: Option<&str>) {
-        let msg = SessionMsg::Close(cond, text.map(str::to_string));
+        let msg = SessionMsg::Close(cond, text.map(Box::from));
         if let Err(mpsc::error::TrySendError::Full(msg)) = self.tx.try_send(msg) {
             let tx = self.tx.clone();
             tokio::spawn(async move {

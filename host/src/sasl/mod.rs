@@ -17,6 +17,7 @@ mod plain;
 mod scram;
 #[cfg(test)]
 mod tests;
+pub mod verified;
 
 pub use credentials::{derive_credentials, verify_password};
 

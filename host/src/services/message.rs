@@ -86,15 +86,16 @@ pub async fn deliver(
     server: &Arc<Server>,
     account: &Account,
     resource: Option<&str>,
-    msg: Element,
+    mut msg: Element,
     sender: Option<&Arc<SessionEntry>>,
 ) {
     let kind = stanza::stanza_type(&msg).to_string();
     if let Some(res) = resource {
-        if let Some(target) = server.router.resource(account, res)
-            && target.send(msg.clone())
-        {
-            return;
+        if let Some(target) = server.router.resource(account, res) {
+            match target.try_deliver(msg) {
+                Ok(()) => return,
+                Err(back) => msg = back,
+            }
         }
         // Resource not online: normal/chat/headline are treated as sent to the bare JID,
         // groupchat gets an error, errors are dropped (RFC 6121 §8.5.3.2).
@@ -121,9 +122,10 @@ pub async fn deliver(
         }
         return;
     }
-    if deliver_to_best_resources(server, account, &msg) {
-        return;
-    }
+    msg = match deliver_to_best_resources(server, account, msg) {
+        Ok(()) => return,
+        Err(back) => back,
+    };
     match kind.as_str() {
         "error" | "headline" => {}
         _ => {
@@ -154,20 +156,31 @@ pub async fn deliver(
 
 /// Sends to every available resource with the highest non-negative priority. Returns
 /// false if there is none (or none could take it).
-fn deliver_to_best_resources(server: &Server, account: &Account, msg: &Element) -> bool {
+fn deliver_to_best_resources(
+    server: &Server,
+    account: &Account,
+    msg: Element,
+) -> Result<(), Element> {
     let sessions = server.router.resources(account);
     let best = sessions
         .iter()
         .filter(|s| s.accepts_bare_messages())
         .map(|s| s.priority())
         .max();
-    let Some(best) = best else { return false };
-    let mut delivered = false;
-    for s in sessions
+    let Some(best) = best else { return Err(msg) };
+    let targets: Vec<_> = sessions
         .iter()
         .filter(|s| s.accepts_bare_messages() && s.priority() == best)
-    {
+        .collect();
+    let mut delivered = false;
+    let (last, others) = targets.split_last().ok_or_else(|| msg.clone())?;
+    for s in others {
         delivered |= s.send(msg.clone());
     }
-    delivered
+    // The last (usually the only) target gets the original, without a clone.
+    match last.try_deliver(msg) {
+        Ok(()) => Ok(()),
+        Err(back) if !delivered => Err(back),
+        Err(_) => Ok(()),
+    }
 }

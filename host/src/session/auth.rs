@@ -97,6 +97,8 @@ pub fn normalize_username(username: &str, domain: &str) -> Option<String> {
 pub struct AccountCredentials<'a> {
     pub users: &'a dyn UserStore,
     pub domain: &'a str,
+    /// Recently verified passwords (skips PBKDF2 for a repeated correct password).
+    pub verified: &'a crate::sasl::verified::VerifiedPasswords,
 }
 
 impl AccountCredentials<'_> {
@@ -121,7 +123,11 @@ impl CredentialSource for AccountCredentials<'_> {
         };
         match self.users.credentials(&account) {
             Ok(Some(creds)) => {
-                if verify_password(password, &creds.sha256, ScramHash::Sha256) {
+                let stored_key = &creds.sha256.stored_key;
+                if self.verified.contains(&account, stored_key, password) {
+                    PasswordCheck::Valid
+                } else if verify_password(password, &creds.sha256, ScramHash::Sha256) {
+                    self.verified.remember(&account, stored_key, password);
                     PasswordCheck::Valid
                 } else {
                     PasswordCheck::Invalid

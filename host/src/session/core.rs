@@ -131,8 +131,8 @@ impl StreamCore {
     /// Handles a message from the rest of the server for the bound session.
     pub fn on_mailbox(&mut self, msg: SessionMsg) -> Vec<Action> {
         match msg {
-            SessionMsg::Stanza(el) => vec![Action::Send(el)],
-            SessionMsg::Close(cond, text) => self.close(Some((cond, text))),
+            SessionMsg::Stanza(el) => vec![Action::Send(*el)],
+            SessionMsg::Close(cond, text) => self.close(Some((cond, text.map(String::from)))),
         }
     }
 
@@ -364,6 +364,7 @@ impl StreamCore {
         let creds = AccountCredentials {
             users: self.server.storage.users.as_ref(),
             domain: &domain,
+            verified: &self.server.verified_passwords,
         };
         match exchange.step(data, &creds) {
             Outcome::Challenge(c) => vec![Action::Send(auth::with_data("challenge", Some(&c)))],

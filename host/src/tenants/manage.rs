@@ -373,6 +373,9 @@ pub async fn reload(server: &Arc<Server>) -> Result<ReloadReport, TenantError> {
         .filter(|t| t.enabled())
         .flat_map(|t| t.spec.domains.clone())
         .collect();
+    server
+        .verified_passwords
+        .set_enabled(new_config.auth.password_cache);
     server.set_config(new_config);
     server.tenants.replace_all(tenants)?;
     let gone: Vec<String> = served_before.difference(&served_after).cloned().collect();

@@ -20,8 +20,6 @@ use crate::session::{Action, ConnFacts, StreamCore, StreamErrorCondition};
 use crate::tenants::rate::TokenBucket;
 use crate::xml::{StreamEvent, StreamParser, ns};
 
-/// Read buffer per connection.
-const READ_CHUNK: usize = 4096;
 /// Mailbox messages handled per wake-up before writing, to batch socket writes.
 const MAILBOX_BATCH: usize = 64;
 
@@ -104,7 +102,6 @@ impl Connection {
         let (tx, mut rx) = mpsc::channel(self.server.config().c2s.session_queue.max(16));
         let mut core = StreamCore::new(self.server.clone(), facts, tx);
         let mut parser = StreamParser::new(self.server.parser_limits());
-        let mut buf = vec![0u8; READ_CHUNK];
         let mut out = String::new();
         let timers = Timers::new(&self.server, &self.listener);
         let mut last_rx = Instant::now();
@@ -132,14 +129,13 @@ impl Connection {
                 deadline = deadline.min(read_paused_until);
             }
             tokio::select! {
-                r = io.read(&mut buf), if read_ready => match r {
+                // A refusal is also queued in the parser, after the stanzas that
+                // completed before it; `drain` handles both in order.
+                r = io.read_with(|data| { let _ = parser.feed(data); }), if read_ready => match r {
                     Ok(0) | Err(_) => break,
-                    Ok(n) => {
+                    Ok(_) => {
                         last_rx = Instant::now();
                         ping_sent = None;
-                        // A refusal is also queued in the parser, after the stanzas that
-                        // completed before it; `drain` handles both in order.
-                        let _ = parser.feed(&buf[..n]);
                         actions.extend(drain(&mut core, &mut parser, &mut shaper, &mut read_paused_until).await);
                     }
                 },
@@ -279,9 +275,12 @@ impl Connection {
         }
         if !out.is_empty() {
             let res = io.write_all(out.as_bytes()).await;
-            out.clear();
-            if out.capacity() > 64 * 1024 {
+            // Keep a small buffer for the next write; give big ones back so idle
+            // sessions hold little memory.
+            if out.capacity() > 1024 {
                 *out = String::new();
+            } else {
+                out.clear();
             }
             if res.is_err() {
                 return Flow::Stop;
@@ -336,7 +335,9 @@ async fn drain(
             let now = Instant::now();
             *paused_until = now + bucket.take(now.into_std());
         }
-        let acts = core.on_event(ev).await;
+        // Boxed: the services' futures are large, and an idle connection should not carry
+        // room for them in its own state.
+        let acts = Box::pin(core.on_event(ev)).await;
         let boundary = acts
             .iter()
             .any(|a| matches!(a, Action::StartTls | Action::Restart | Action::Close(_)));

@@ -1,6 +1,10 @@
 //! A client socket that is either plain TCP or TLS over TCP, with the STARTTLS upgrade.
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::cell::RefCell;
+use std::pin::Pin;
+use std::task::Poll;
+
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
@@ -10,13 +14,40 @@ pub enum ClientIo {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
+/// Bytes read at most per wake-up.
+const READ_CHUNK: usize = 16 * 1024;
+
+thread_local! {
+    /// One read buffer per runtime thread, shared by every connection it serves: a
+    /// connection waiting for data holds no buffer of its own, which keeps idle sessions
+    /// small. It is only borrowed inside a single poll, never across an await.
+    static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_CHUNK]);
+}
+
 impl ClientIo {
-    /// Reads some bytes (cancel-safe, so it can sit in a `select!`).
-    pub async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            ClientIo::Plain(s) => s.read(buf).await,
-            ClientIo::Tls(s) => s.read(buf).await,
-        }
+    /// Waits for data and hands what arrived to `sink` (without copying it into a
+    /// per-connection buffer); returns the number of bytes, 0 at end of stream.
+    /// Cancel-safe, so it can sit in a `select!`.
+    pub async fn read_with(&mut self, mut sink: impl FnMut(&[u8])) -> std::io::Result<usize> {
+        std::future::poll_fn(|cx| {
+            READ_BUF.with_borrow_mut(|buf| {
+                let mut rb = ReadBuf::new(&mut buf[..]);
+                let polled = match self {
+                    ClientIo::Plain(s) => Pin::new(s).poll_read(cx, &mut rb),
+                    ClientIo::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, &mut rb),
+                };
+                match polled {
+                    Poll::Ready(Ok(())) => {
+                        let data = rb.filled();
+                        sink(data);
+                        Poll::Ready(Ok(data.len()))
+                    }
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    Poll::Pending => Poll::Pending,
+                }
+            })
+        })
+        .await
     }
 
     /// Writes everything and flushes it to the socket.

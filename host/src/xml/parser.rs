@@ -257,6 +257,11 @@ impl StreamParser {
     }
 
     fn shrink_if_mostly_unused(&mut self) {
+        if self.buf.is_empty() {
+            // Nothing pending (the common idle state): hold no memory at all.
+            self.buf = Vec::new();
+            return;
+        }
         if self.buf.capacity() > RETAINED_BUFFER_CAPACITY
             && self.buf.len() < self.buf.capacity() / 4
         {

@@ -30,6 +30,7 @@ impl Client {
         let mut out = Vec::new();
         while let Ok(msg) = self.rx.try_recv() {
             if let SessionMsg::Stanza(el) = msg {
+                let el = *el;
                 out.push(el);
             }
         }
