@@ -14,7 +14,7 @@ use tokio::time::{Instant, sleep_until};
 
 use super::body::{self, BodyRequest};
 use super::pacing::Pacing;
-use super::window::{Offer, RidWindow, WindowError};
+use super::window::{Offer, Refused, RidWindow, WindowError};
 use super::{Registry, Settings};
 use crate::router::SessionMsg;
 use crate::session::{Action, StreamCore, StreamErrorCondition};
@@ -69,6 +69,10 @@ pub struct BoshSession {
     domain: String,
     stream_id: String,
     ending: Option<Termination>,
+    /// The termination reached at least one request.
+    delivered: bool,
+    /// Ended by inactivity: nobody is listening.
+    expired: bool,
     negotiation_deadline: Instant,
     shutdown: Shutdown,
     _guards: Vec<Box<dyn Send>>,
@@ -117,6 +121,8 @@ impl BoshSession {
             domain: n.domain.clone(),
             stream_id: String::new(),
             ending: None,
+            delivered: false,
+            expired: false,
             shutdown,
             _guards: guards,
         }
@@ -211,12 +217,13 @@ impl BoshSession {
                 if self.held.is_empty() && closed_at.is_none() {
                     closed_at = Some(Instant::now());
                 }
-                // Delivered (or nobody left to tell): done.
-                let delivered = closed_at.is_some() && matches!(ending, Termination::Normal);
-                if delivered || closed_at.is_some_and(|t| t.elapsed() >= CLOSE_GRACE) {
-                    return;
-                }
-                if self.shutdown_requested_and_idle() {
+                // Delivered, expired, or nobody left to tell after the grace: done.
+                let _ = ending;
+                if self.delivered
+                    || self.expired
+                    || self.shutdown_requested_and_idle()
+                    || closed_at.is_some_and(|t| t.elapsed() >= CLOSE_GRACE)
+                {
                     return;
                 }
             }
@@ -256,6 +263,7 @@ impl BoshSession {
             .is_some_and(|t| Instant::from_std(t) <= now)
         {
             tracing::info!(sid = %self.sid, "BOSH session inactive, ending it");
+            self.expired = true;
             self.end(Termination::Normal);
             return;
         }
@@ -274,6 +282,7 @@ impl BoshSession {
         if let Some(t) = &self.ending {
             // The session is over: this request carries the news.
             let _ = inc.reply.send(Bytes::from(terminate_body(t, &[])));
+            self.delivered = true;
             return;
         }
         let rid = inc.req.rid;
@@ -303,10 +312,16 @@ impl BoshSession {
                     }
                 }
             }
-            Err(WindowError::OutOfWindow(_)) => self.end(Termination::Binding("item-not-found")),
-            Err(WindowError::Overactive(_)) => {
-                tracing::info!(sid = %self.sid, "BOSH client overactive");
-                self.end(Termination::Binding("policy-violation"))
+            Err(Refused { error, item }) => {
+                tracing::info!(sid = %self.sid, rid, error = %error, "BOSH request refused");
+                let cond = match error {
+                    WindowError::OutOfWindow(_) => "item-not-found",
+                    WindowError::Overactive(_) => "policy-violation",
+                };
+                let t = Termination::Binding(cond);
+                let _ = item.reply.send(Bytes::from(terminate_body(&t, &[])));
+                self.delivered = true;
+                self.end(t);
             }
         }
     }
@@ -403,6 +418,7 @@ impl BoshSession {
                     Vec::new()
                 };
                 first = false;
+                self.delivered = true;
                 self.send(rid, h, terminate_body(&t, &payload), !payload.is_empty());
             }
             self.pacing.set_held(0, now.into_std());

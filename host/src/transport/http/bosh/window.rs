@@ -21,6 +21,13 @@ pub enum WindowError {
     Overactive(u64),
 }
 
+/// A refused request, given back with the reason.
+#[derive(Debug, PartialEq)]
+pub struct Refused<T> {
+    pub error: WindowError,
+    pub item: T,
+}
+
 /// What to do with an accepted request.
 #[derive(Debug, PartialEq)]
 pub enum Offer<T> {
@@ -79,7 +86,7 @@ impl<T> RidWindow<T> {
 
     /// Offers request `rid`. `exempt` marks a pause or terminate request, which may be
     /// one more than `requests`.
-    pub fn offer(&mut self, rid: u64, item: T, exempt: bool) -> Result<Offer<T>, WindowError> {
+    pub fn offer(&mut self, rid: u64, item: T, exempt: bool) -> Result<Offer<T>, Refused<T>> {
         if let Some(c) = self.cache.get(&rid) {
             return Ok(Offer::Retransmit(c.body.clone(), item));
         }
@@ -91,11 +98,17 @@ impl<T> RidWindow<T> {
             return Ok(Offer::Buffered);
         }
         if rid < self.next || rid >= self.next.saturating_add(self.size) {
-            return Err(WindowError::OutOfWindow(rid));
+            return Err(Refused {
+                error: WindowError::OutOfWindow(rid),
+                item,
+            });
         }
         let limit = self.size + u64::from(exempt);
         if self.unanswered() as u64 + 1 > limit {
-            return Err(WindowError::Overactive(self.size));
+            return Err(Refused {
+                error: WindowError::Overactive(self.size),
+                item,
+            });
         }
         if rid != self.next {
             self.early.insert(rid, item);
@@ -190,12 +203,12 @@ mod tests {
     fn out_of_window_and_uncached_are_refused() {
         let mut w = RidWindow::new(100, 2);
         assert_eq!(
-            w.offer(103, "x", false).unwrap_err(),
+            w.offer(103, "x", false).unwrap_err().error,
             WindowError::OutOfWindow(103)
         );
         // The creation request's own rid and older ones are not cached here.
         assert_eq!(
-            w.offer(99, "x", false).unwrap_err(),
+            w.offer(99, "x", false).unwrap_err().error,
             WindowError::OutOfWindow(99)
         );
         // A response pushed out of the cache can no longer be resent.
@@ -205,7 +218,7 @@ mod tests {
             w.responded(rid, Bytes::from(format!("{rid}")), now);
         }
         assert_eq!(
-            w.offer(102, "x", false).unwrap_err(),
+            w.offer(102, "x", false).unwrap_err().error,
             WindowError::OutOfWindow(102)
         );
         assert!(matches!(
@@ -221,7 +234,7 @@ mod tests {
         ready(w.offer(102, "b", false).unwrap());
         // Two unanswered: a third simultaneous one is too many...
         assert_eq!(
-            w.offer(103, "c", false).unwrap_err(),
+            w.offer(103, "c", false).unwrap_err().error,
             WindowError::Overactive(2)
         );
         // ...unless it pauses or terminates,
@@ -254,7 +267,7 @@ mod tests {
         // Once acknowledged, it is dropped from the cache.
         assert_eq!(w.ack(101, later, Duration::from_secs(1)), None);
         assert_eq!(
-            w.offer(101, "a", false).unwrap_err(),
+            w.offer(101, "a", false).unwrap_err().error,
             WindowError::OutOfWindow(101)
         );
     }
