@@ -87,7 +87,10 @@ async fn session_creation_response_content_type_cors_and_gzip() {
     )
     .await;
     assert_eq!(pre.status, 204);
-    assert_eq!(pre.headers["access-control-allow-origin"], "http://app.test:8080");
+    assert_eq!(
+        pre.headers["access-control-allow-origin"],
+        "http://app.test:8080"
+    );
     assert!(
         pre.headers["access-control-allow-methods"]
             .to_str()
@@ -98,7 +101,10 @@ async fn session_creation_response_content_type_cors_and_gzip() {
     let evil = http(
         "OPTIONS",
         &url,
-        &[("origin", "http://evil.test"), ("access-control-request-method", "POST")],
+        &[
+            ("origin", "http://evil.test"),
+            ("access-control-request-method", "POST"),
+        ],
         "",
     )
     .await;
@@ -109,7 +115,10 @@ async fn session_creation_response_content_type_cors_and_gzip() {
     let r = http("POST", &url, &[origin], create.clone()).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.headers["content-type"], "text/xml; charset=utf-8");
-    assert_eq!(r.headers["access-control-allow-origin"], "http://app.test:8080");
+    assert_eq!(
+        r.headers["access-control-allow-origin"],
+        "http://app.test:8080"
+    );
     let body = r.element();
     assert_eq!(body.attr("hold"), Some("3"));
     assert_eq!(body.attr("requests"), Some("4"));
@@ -119,7 +128,9 @@ async fn session_creation_response_content_type_cors_and_gzip() {
     for a in ["sid", "inactivity", "polling", "maxpause", "authid", "ver"] {
         assert!(body.attr(a).is_some(), "{a} missing in {body}");
     }
-    let features = body.child("features", ns::STREAM).expect("features in creation response");
+    let features = body
+        .child("features", ns::STREAM)
+        .expect("features in creation response");
     assert!(features.has_child("mechanisms", ns::SASL));
     let sid = body.attr("sid").unwrap().to_string();
 
@@ -132,12 +143,21 @@ async fn session_creation_response_content_type_cors_and_gzip() {
         format!("<body rid='101' sid='{sid}' xmlns='{HTTPBIND}'/>"),
     )
     .await;
-    assert!(started.elapsed() >= Duration::from_millis(1800), "held for wait");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1800),
+        "held for wait"
+    );
     assert_eq!(empty.status, 200);
-    assert_eq!(empty.headers["access-control-allow-origin"], "http://app.test:8080");
+    assert_eq!(
+        empty.headers["access-control-allow-origin"],
+        "http://app.test:8080"
+    );
     assert_eq!(empty.headers["content-type"], "text/xml; charset=utf-8");
     let e = empty.element();
-    assert!(e.children().next().is_none() && e.attr("type").is_none(), "{e}");
+    assert!(
+        e.children().next().is_none() && e.attr("type").is_none(),
+        "{e}"
+    );
 
     // Errors carry them as well; disallowed origins get none.
     let unknown = http(
@@ -147,13 +167,31 @@ async fn session_creation_response_content_type_cors_and_gzip() {
         format!("<body rid='5' sid='nope' xmlns='{HTTPBIND}'/>"),
     )
     .await;
-    assert_eq!(unknown.headers["access-control-allow-origin"], "http://app.test:8080");
-    assert_eq!(terminate_condition(&unknown.element()).as_deref(), Some("item-not-found"));
-    let other = http("POST", &url, &[("origin", "http://evil.test")], create.clone()).await;
+    assert_eq!(
+        unknown.headers["access-control-allow-origin"],
+        "http://app.test:8080"
+    );
+    assert_eq!(
+        terminate_condition(&unknown.element()).as_deref(),
+        Some("item-not-found")
+    );
+    let other = http(
+        "POST",
+        &url,
+        &[("origin", "http://evil.test")],
+        create.clone(),
+    )
+    .await;
     assert!(other.headers.get("access-control-allow-origin").is_none());
 
     // gzip when accepted (and only then).
-    let gz = http("POST", &url, &[("accept-encoding", "gzip, deflate")], create.clone()).await;
+    let gz = http(
+        "POST",
+        &url,
+        &[("accept-encoding", "gzip, deflate")],
+        create.clone(),
+    )
+    .await;
     assert_eq!(gz.headers["content-encoding"], "gzip");
     let mut text = String::new();
     std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz.body[..]), &mut text)
@@ -189,10 +227,18 @@ async fn rid_window_reorders_retransmits_and_refuses_out_of_window() {
     // A repeated rid gets the very same response again, and is not processed twice.
     let r3 = web.next_rid();
     let orig = web
-        .raw(r3, "", "<iq xmlns='jabber:client' type='get' id='ping1'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .raw(
+            r3,
+            "",
+            "<iq xmlns='jabber:client' type='get' id='ping1'><ping xmlns='urn:xmpp:ping'/></iq>",
+        )
         .await;
     let again = web
-        .raw(r3, "", "<iq xmlns='jabber:client' type='get' id='ping1'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .raw(
+            r3,
+            "",
+            "<iq xmlns='jabber:client' type='get' id='ping1'><ping xmlns='urn:xmpp:ping'/></iq>",
+        )
         .await;
     assert_eq!(orig.body, again.body);
     assert!(String::from_utf8_lossy(&orig.body).contains("ping1"));
@@ -200,9 +246,15 @@ async fn rid_window_reorders_retransmits_and_refuses_out_of_window() {
     // Out of window: the session ends with item-not-found.
     let far = web.rid + 50;
     let r = web.raw(far, "", "").await;
-    assert_eq!(terminate_condition(&r.element()).as_deref(), Some("item-not-found"));
+    assert_eq!(
+        terminate_condition(&r.element()).as_deref(),
+        Some("item-not-found")
+    );
     let after = web.raw(web.rid + 1, "", "").await;
-    assert_eq!(terminate_condition(&after.element()).as_deref(), Some("item-not-found"));
+    assert_eq!(
+        terminate_condition(&after.element()).as_deref(),
+        Some("item-not-found")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -214,16 +266,23 @@ async fn acknowledgements_report_a_missed_response() {
     // The client sends a request and "loses" its response.
     let lost_rid = web.next_rid();
     let lost = web
-        .raw(lost_rid, &format!("ack='{creation_rid}'"), &format!(
-            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{}</auth>",
-            base64_plain("alice", "pw")
-        ))
+        .raw(
+            lost_rid,
+            &format!("ack='{creation_rid}'"),
+            &format!(
+                "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{}</auth>",
+                base64_plain("alice", "pw")
+            ),
+        )
         .await;
     assert!(String::from_utf8_lossy(&lost.body).contains("success"));
     tokio::time::sleep(Duration::from_millis(2300)).await;
     // Its next request still acknowledges only the creation response: the server reports.
     let next = web.next_rid();
-    let r = web.raw(next, &format!("ack='{creation_rid}'"), "").await.element();
+    let r = web
+        .raw(next, &format!("ack='{creation_rid}'"), "")
+        .await
+        .element();
     assert_eq!(r.attr("report"), Some(lost_rid.to_string().as_str()), "{r}");
     let time: u64 = r.attr("time").unwrap().parse().unwrap();
     assert!(time >= 2000, "{time}");
@@ -234,7 +293,8 @@ async fn acknowledgements_report_a_missed_response() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn overactive_client_is_terminated_with_policy_violation() {
-    let server = TestServer::start_http(&[("alice", "pw")], "bosh_polling = 0\nbosh_max_wait = 10\n");
+    let server =
+        TestServer::start_http(&[("alice", "pw")], "bosh_polling = 0\nbosh_max_wait = 10\n");
     let web = Bosh::create(&server.http, "wait='10' hold='2'").await;
     assert_eq!(web.creation.attr("requests"), Some("3"));
     let base = web.rid;
@@ -247,9 +307,15 @@ async fn overactive_client_is_terminated_with_policy_violation() {
         web.raw(base + 5, "", "").await
     };
     let (a, b, c, d) = tokio::join!(h1, h2, early, fourth);
-    assert_eq!(terminate_condition(&d.element()).as_deref(), Some("policy-violation"));
+    assert_eq!(
+        terminate_condition(&d.element()).as_deref(),
+        Some("policy-violation")
+    );
     for r in [a, b] {
-        assert_eq!(terminate_condition(&r.element()).as_deref(), Some("policy-violation"));
+        assert_eq!(
+            terminate_condition(&r.element()).as_deref(),
+            Some("policy-violation")
+        );
     }
     // The early one was never processed; it learns the session is gone.
     let c = terminate_condition(&c.element());
@@ -268,7 +334,10 @@ async fn polling_too_often_is_a_policy_violation() {
     let first = web.send("").await;
     assert!(terminate_condition(&first).is_none(), "{first}");
     let second = web.send("").await;
-    assert_eq!(terminate_condition(&second).as_deref(), Some("policy-violation"));
+    assert_eq!(
+        terminate_condition(&second).as_deref(),
+        Some("policy-violation")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -290,14 +359,23 @@ async fn inactivity_ends_sessions_and_pause_extends_it() {
     let started = std::time::Instant::now();
     let p = web.send_with("pause='5'", "").await;
     assert!(terminate_condition(&p).is_none(), "{p}");
-    assert!(started.elapsed() < Duration::from_millis(1500), "pause answered at once");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "pause answered at once"
+    );
     tokio::time::sleep(Duration::from_millis(3500)).await;
     let back = web.send("").await;
-    assert!(terminate_condition(&back).is_none(), "session survived the pause: {back}");
+    assert!(
+        terminate_condition(&back).is_none(),
+        "session survived the pause: {back}"
+    );
 
     // A pause longer than maxpause is refused.
     let too_long = web.send_with("pause='60'", "").await;
-    assert_eq!(terminate_condition(&too_long).as_deref(), Some("policy-violation"));
+    assert_eq!(
+        terminate_condition(&too_long).as_deref(),
+        Some("policy-violation")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -314,7 +392,10 @@ async fn terminate_from_client_and_from_server() {
     let m = tcp.next_matching(|e| e.name() == "message").await;
     assert_eq!(body_text(&m).as_deref(), Some("bye"));
     let gone = web.raw(web.rid + 1, "", "").await.element();
-    assert_eq!(terminate_condition(&gone).as_deref(), Some("item-not-found"));
+    assert_eq!(
+        terminate_condition(&gone).as_deref(),
+        Some("item-not-found")
+    );
 
     // Server side: the same resource logs in over TCP; the BOSH session is replaced.
     let (mut web, jid) = Bosh::login(&server.http, "alice", "pw", "wait='2' hold='1'").await;
@@ -329,8 +410,14 @@ async fn terminate_from_client_and_from_server() {
     if terminate_condition(&held).is_none() {
         held = web.send("").await;
     }
-    assert_eq!(terminate_condition(&held).as_deref(), Some("remote-stream-error"), "{held}");
-    let err = held.child("error", ns::STREAM).expect("stream error inside");
+    assert_eq!(
+        terminate_condition(&held).as_deref(),
+        Some("remote-stream-error"),
+        "{held}"
+    );
+    let err = held
+        .child("error", ns::STREAM)
+        .expect("stream error inside");
     assert!(err.has_child("conflict", ns::STREAMS_ERRORS), "{err}");
 }
 
@@ -339,7 +426,8 @@ async fn session_parity_roster_offline_blocking_and_sessions_api() {
     let server = TestServer::start_http(&[("alice", "pw"), ("bob", "pw")], FAST);
     // bob (TCP) writes to alice while she is offline.
     let (mut tcp, tcp_jid) = RawClient::login(&server.starttls, "bob", "pw", Some("tcp")).await;
-    tcp.send_raw(&message("alice@localhost", "while you were away")).await;
+    tcp.send_raw(&message("alice@localhost", "while you were away"))
+        .await;
     // Let the offline store take it.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -365,7 +453,10 @@ async fn session_parity_roster_offline_blocking_and_sessions_api() {
         .find(|s| s["jid"] == web_jid.as_str())
         .expect("listed");
     assert_eq!(me["transport"], "bosh");
-    assert!(me["address"].as_str().unwrap().starts_with("127.0.0.1:"), "{me}");
+    assert!(
+        me["address"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{me}"
+    );
 
     // Blocking (XEP-0191): after alice blocks bob, his messages bounce.
     web.send(&format!(
@@ -403,7 +494,10 @@ async fn trusted_proxy_sets_address_security_and_limits() {
         ))
         .await;
     let f = insecure.next_matching(|e| e.ns() == ns::SASL).await;
-    assert!(f.is("failure", ns::SASL) && f.has_child("encryption-required", ns::SASL), "{f}");
+    assert!(
+        f.is("failure", ns::SASL) && f.has_child("encryption-required", ns::SASL),
+        "{f}"
+    );
 
     // The same client again: over the per-address limit.
     let r = http(
@@ -413,7 +507,10 @@ async fn trusted_proxy_sets_address_security_and_limits() {
         format!("<body rid='9' to='localhost' wait='1' hold='1' xmlns='{HTTPBIND}'/>"),
     )
     .await;
-    assert_eq!(terminate_condition(&r.element()).as_deref(), Some("policy-violation"));
+    assert_eq!(
+        terminate_condition(&r.element()).as_deref(),
+        Some("policy-violation")
+    );
 
     // Another client behind the proxy, which says it used HTTPS: secure, logs in, and is
     // listed with its own address.
@@ -433,7 +530,10 @@ async fn trusted_proxy_sets_address_security_and_limits() {
         .find(|s| s["jid"] == jid.as_str())
         .expect("listed");
     assert_eq!(me["address"], "198.51.100.20");
-    assert!(server.log_text().contains("198.51.100.20"), "logs use the client address");
+    assert!(
+        server.log_text().contains("198.51.100.20"),
+        "logs use the client address"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -447,7 +547,10 @@ async fn bad_input_gets_the_right_condition_and_the_server_keeps_serving() {
 
     let cases = [
         ("<body rid='1' to='localhost'", "bad-request"),
-        ("<body rid='1' to='localhost' xmlns='jabber:client'/>", "bad-request"),
+        (
+            "<body rid='1' to='localhost' xmlns='jabber:client'/>",
+            "bad-request",
+        ),
         (
             "<body to='localhost' wait='1' xmlns='http://jabber.org/protocol/httpbind'/>",
             "bad-request",
@@ -477,7 +580,11 @@ async fn bad_input_gets_the_right_condition_and_the_server_keeps_serving() {
         let r = bosh_post(addr, body).await;
         assert_eq!(r.status, 200, "{body}");
         assert_eq!(r.headers["content-type"], "text/xml; charset=utf-8");
-        assert_eq!(terminate_condition(&r.element()).as_deref(), Some(cond), "{body}");
+        assert_eq!(
+            terminate_condition(&r.element()).as_deref(),
+            Some(cond),
+            "{body}"
+        );
     }
 
     // Oversized body: 413 with policy-violation, before reading it all.
@@ -487,7 +594,10 @@ async fn bad_input_gets_the_right_condition_and_the_server_keeps_serving() {
     );
     let r = bosh_post(addr, &big).await;
     assert_eq!(r.status, 413);
-    assert_eq!(terminate_condition(&r.element()).as_deref(), Some("policy-violation"));
+    assert_eq!(
+        terminate_condition(&r.element()).as_deref(),
+        Some("policy-violation")
+    );
 
     // Wrong method and path.
     let r = http("GET", &format!("http://{addr}/http-bind"), &[], "").await;

@@ -49,7 +49,8 @@ async fn login_and_chat_with_tcp_and_bosh_users() {
     assert_eq!(find(&bosh_jid), "bosh");
 
     // Closing the stream: the server answers <close/> and ends the session.
-    ws.send("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>").await;
+    ws.send("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>")
+        .await;
     let close = ws.next().await;
     assert!(close.is("close", FRAMING), "{close}");
     assert!(matches!(ws.event().await, WsEvent::Close(_) | WsEvent::Eof));
@@ -59,7 +60,8 @@ async fn login_and_chat_with_tcp_and_bosh_users() {
 async fn offline_messages_and_blocking_work_over_websocket() {
     let server = TestServer::start_http(&[("alice", "pw"), ("bob", "pw")], "");
     let (mut tcp, tcp_jid) = RawClient::login(&server.starttls, "bob", "pw", Some("tcp")).await;
-    tcp.send_raw(&message("alice@localhost", "stored for later")).await;
+    tcp.send_raw(&message("alice@localhost", "stored for later"))
+        .await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let (mut ws, ws_jid) = WsClient::login(&server.http, "alice", "pw").await;
     ws.send("<presence xmlns='jabber:client'/>").await;
@@ -85,8 +87,14 @@ async fn upgrade_needs_the_xmpp_subprotocol_and_an_allowed_origin() {
     assert_eq!(ws_connect_status(a, None, None).await, 400);
     assert_eq!(ws_connect_status(a, Some("chat"), None).await, 400);
     assert_eq!(ws_connect_status(a, Some("xmpp"), None).await, 101);
-    assert_eq!(ws_connect_status(a, Some("xmpp"), Some("http://evil.test")).await, 403);
-    assert_eq!(ws_connect_status(a, Some("chat, xmpp"), Some("http://app.test")).await, 101);
+    assert_eq!(
+        ws_connect_status(a, Some("xmpp"), Some("http://evil.test")).await,
+        403
+    );
+    assert_eq!(
+        ws_connect_status(a, Some("chat, xmpp"), Some("http://app.test")).await,
+        101
+    );
     // Not an upgrade at all.
     let r = common::web::http("GET", &format!("http://{a}/xmpp-websocket"), &[], "").await;
     assert_eq!(r.status, 426);
@@ -107,8 +115,11 @@ async fn pings_size_limit_and_bad_xml() {
     // A message over the limit: close code 1009 (message too big).
     let mut big = WsClient::connect(&server.http).await;
     big.open_and_features().await;
-    big.send(&format!("<message xmlns='jabber:client'><body>{}</body></message>", "x".repeat(4000)))
-        .await;
+    big.send(&format!(
+        "<message xmlns='jabber:client'><body>{}</body></message>",
+        "x".repeat(4000)
+    ))
+    .await;
     let mut code = None;
     loop {
         match big.event().await {
@@ -125,13 +136,15 @@ async fn pings_size_limit_and_bad_xml() {
     // Malformed XML: stream error not-well-formed.
     let mut bad = WsClient::connect(&server.http).await;
     bad.open_and_features().await;
-    bad.send("<message xmlns='jabber:client'><body>oops</message>").await;
+    bad.send("<message xmlns='jabber:client'><body>oops</message>")
+        .await;
     assert_eq!(bad.expect_stream_error().await, "not-well-formed");
 
     // Restricted XML.
     let mut bad = WsClient::connect(&server.http).await;
     bad.open_and_features().await;
-    bad.send("<?xml-stylesheet href='x'?><message xmlns='jabber:client'/>").await;
+    bad.send("<?xml-stylesheet href='x'?><message xmlns='jabber:client'/>")
+        .await;
     assert_eq!(bad.expect_stream_error().await, "restricted-xml");
 
     // Wrong stream namespace in <open/>.

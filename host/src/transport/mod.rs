@@ -4,7 +4,7 @@
 //! [`http`] the public HTTP listener for BOSH and WebSocket.
 
 pub mod c2s;
+pub mod http;
 pub mod io;
 pub mod listener;
 pub mod tls;
-pub mod http;

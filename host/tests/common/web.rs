@@ -223,9 +223,7 @@ impl Bosh {
             ))
             .await;
         let _ = r;
-        let outcome = self
-            .next_matching(|e| e.ns() == ns::SASL)
-            .await;
+        let outcome = self.next_matching(|e| e.ns() == ns::SASL).await;
         assert!(outcome.is("success", ns::SASL), "{outcome}");
         self.restart_and_bind().await
     }
@@ -262,10 +260,9 @@ impl Bosh {
     }
 
     async fn restart_and_bind(&mut self) -> String {
-        self.send_with("xmpp:restart='true' to='localhost'", "").await;
-        let features = self
-            .next_matching(|e| e.is("features", ns::STREAM))
+        self.send_with("xmpp:restart='true' to='localhost'", "")
             .await;
+        let features = self.next_matching(|e| e.is("features", ns::STREAM)).await;
         assert!(features.has_child("bind", ns::BIND), "{features}");
         self.send("<iq xmlns='jabber:client' type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
             .await;
@@ -356,8 +353,10 @@ impl WsClient {
     }
 
     pub async fn open(&mut self) {
-        self.send("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>")
-            .await;
+        self.send(
+            "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>",
+        )
+        .await;
     }
 
     pub async fn event(&mut self) -> WsEvent {

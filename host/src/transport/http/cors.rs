@@ -32,7 +32,9 @@ pub fn preflight(headers: &HeaderMap, allowed: bool) -> Response<Full<bytes::Byt
         return Response::builder()
             .status(StatusCode::FORBIDDEN)
             .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-            .body(Full::new(bytes::Bytes::from_static(b"origin not allowed\n")))
+            .body(Full::new(bytes::Bytes::from_static(
+                b"origin not allowed\n",
+            )))
             .expect("valid response");
     }
     let requested = headers

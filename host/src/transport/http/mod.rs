@@ -197,7 +197,11 @@ async fn route(state: Arc<HttpState>, peer: SocketAddr, req: Request<Incoming>) 
     text_response(StatusCode::NOT_FOUND, "not found\n")
 }
 
-async fn bosh_request(state: &Arc<HttpState>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+async fn bosh_request(
+    state: &Arc<HttpState>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let client = state.client_info(peer, req.headers());
     let gzip = accepts_gzip(req.headers());
     let max = state.config.max_body_size;
@@ -208,18 +212,29 @@ async fn bosh_request(state: &Arc<HttpState>, peer: SocketAddr, req: Request<Inc
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > max) {
         tracing::info!(address = %client.addr.display, "BOSH body too large");
-        return xml_response(StatusCode::PAYLOAD_TOO_LARGE, bosh::body::terminate("policy-violation").into(), false);
+        return xml_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            bosh::body::terminate("policy-violation").into(),
+            false,
+        );
     }
     let timeout = Duration::from_secs(state.config.request_timeout.max(1));
-    let collected = tokio::time::timeout(timeout, Limited::new(req.into_body(), max).collect()).await;
+    let collected =
+        tokio::time::timeout(timeout, Limited::new(req.into_body(), max).collect()).await;
     let data = match collected {
         Err(_) => {
             tracing::info!(address = %client.addr.display, "BOSH body too slow");
             return text_response(StatusCode::REQUEST_TIMEOUT, "request body too slow\n");
         }
         Ok(Err(e)) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                return xml_response(StatusCode::PAYLOAD_TOO_LARGE, bosh::body::terminate("policy-violation").into(), false);
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                return xml_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    bosh::body::terminate("policy-violation").into(),
+                    false,
+                );
             }
             return text_response(StatusCode::BAD_REQUEST, "cannot read body\n");
         }

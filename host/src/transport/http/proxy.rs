@@ -33,11 +33,15 @@ impl IpRange {
         let ip = canonical(ip);
         match (self.net, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(n) & mask == u128::from(a) & mask
             }
             _ => false,
@@ -178,8 +182,16 @@ mod tests {
         let one = IpRange::parse("127.0.0.1").unwrap();
         assert!(one.contains("127.0.0.1".parse().unwrap()));
         assert!(!one.contains("127.0.0.2".parse().unwrap()));
-        assert!(IpRange::parse("fd00::/8").unwrap().contains("fd12::1".parse().unwrap()));
-        assert!(IpRange::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!(
+            IpRange::parse("fd00::/8")
+                .unwrap()
+                .contains("fd12::1".parse().unwrap())
+        );
+        assert!(
+            IpRange::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
         assert!(IpRange::parse("1.2.3.4/33").is_none());
         assert!(IpRange::parse("nope").is_none());
     }
@@ -212,7 +224,10 @@ mod tests {
     fn forwarded_header_preferred() {
         let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
         let h = headers(&[
-            ("forwarded", "for=192.0.2.60;proto=http, for=\"[2001:db8::1]:4711\";proto=https"),
+            (
+                "forwarded",
+                "for=192.0.2.60;proto=http, for=\"[2001:db8::1]:4711\";proto=https",
+            ),
             ("x-forwarded-for", "6.6.6.6"),
         ]);
         let c = client_addr(peer, &h, &ranges(&["127.0.0.1"]));

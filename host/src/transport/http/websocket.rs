@@ -65,17 +65,28 @@ pub fn accept_key(key: &[u8]) -> String {
 }
 
 /// Checks an upgrade request and answers 101 (spawning the connection task) or an error.
-pub fn upgrade(state: Arc<HttpState>, peer: SocketAddr, mut req: Request<Incoming>) -> Response<Body> {
+pub fn upgrade(
+    state: Arc<HttpState>,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
     let client = state.client_info(peer, req.headers());
     if !header_has_token(&req, header::UPGRADE, "websocket")
         || !header_has_token(&req, header::CONNECTION, "upgrade")
     {
         return refuse(StatusCode::UPGRADE_REQUIRED, "WebSocket upgrade required\n");
     }
-    if req.headers().get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
+    if req
+        .headers()
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(|v| v.as_bytes())
+        != Some(b"13")
+    {
         let mut r = refuse(StatusCode::BAD_REQUEST, "unsupported WebSocket version\n");
-        r.headers_mut()
-            .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        r.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
         return r;
     }
     let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned() else {
@@ -86,11 +97,17 @@ pub fn upgrade(state: Arc<HttpState>, peer: SocketAddr, mut req: Request<Incomin
         return refuse(StatusCode::FORBIDDEN, "origin not allowed\n");
     }
     if !header_has_token(&req, header::SEC_WEBSOCKET_PROTOCOL, "xmpp") {
-        return refuse(StatusCode::BAD_REQUEST, "the xmpp subprotocol is required (RFC 7395)\n");
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "the xmpp subprotocol is required (RFC 7395)\n",
+        );
     }
     let Some(limit) = state.limiter.enter(client.addr.ip) else {
         tracing::info!(address = %client.addr.display, "too many sessions from this address");
-        return refuse(StatusCode::TOO_MANY_REQUESTS, "too many sessions from this address\n");
+        return refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many sessions from this address\n",
+        );
     };
     let guard = state.tracker.enter();
     let on_upgrade = hyper::upgrade::on(&mut req);
@@ -102,8 +119,21 @@ pub fn upgrade(state: Arc<HttpState>, peer: SocketAddr, mut req: Request<Incomin
                 let cfg = WebSocketConfig::default()
                     .max_message_size(Some(max))
                     .max_frame_size(Some(max));
-                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(cfg)).await;
-                Connection { state: st, client, ws, _guard: guard, _limit: limit }.run().await;
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(cfg),
+                )
+                .await;
+                Connection {
+                    state: st,
+                    client,
+                    ws,
+                    _guard: guard,
+                    _limit: limit,
+                }
+                .run()
+                .await;
             }
             Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
         }
@@ -129,7 +159,10 @@ struct Connection {
 }
 
 /// One client frame, as the core sees it.
-fn frame_event(text: &str, limits: crate::xml::ParserLimits) -> Result<StreamEvent, crate::xml::ParseError> {
+fn frame_event(
+    text: &str,
+    limits: crate::xml::ParserLimits,
+) -> Result<StreamEvent, crate::xml::ParseError> {
     let el = parse_element(text.as_bytes(), ns::CLIENT, limits)?;
     if el.ns() == NS_FRAMING {
         match el.name() {
@@ -138,7 +171,10 @@ fn frame_event(text: &str, limits: crate::xml::ParserLimits) -> Result<StreamEve
                     name: "stream".into(),
                     ns: ns::STREAM.into(),
                     default_ns: ns::CLIENT.into(),
-                    attrs: el.attrs().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                    attrs: el
+                        .attrs()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
                 }));
             }
             "close" => return Ok(StreamEvent::Close),
@@ -174,9 +210,11 @@ impl Connection {
         tracing::debug!(address = %facts.address, "WebSocket connected");
         let mut core = StreamCore::new(server.clone(), facts, tx);
         let limits = server.parser_limits();
-        let negotiation_deadline = Instant::now() + Duration::from_secs(config.negotiation_timeout.max(1));
+        let negotiation_deadline =
+            Instant::now() + Duration::from_secs(config.negotiation_timeout.max(1));
         let idle = Duration::from_secs(config.idle_timeout.max(1));
-        let ping_every = (config.websocket_ping_interval > 0).then(|| Duration::from_secs(config.websocket_ping_interval));
+        let ping_every = (config.websocket_ping_interval > 0)
+            .then(|| Duration::from_secs(config.websocket_ping_interval));
         let ping_timeout = Duration::from_secs(server.config.c2s.ping_timeout.max(1));
         let mut last_rx = Instant::now();
         let mut ping_sent: Option<Instant> = None;
@@ -267,7 +305,11 @@ impl Connection {
     }
 
     /// Sends the actions' frames; false when the connection is done.
-    async fn apply(&mut self, actions: Vec<Action>, close_code: Option<(CloseCode, &'static str)>) -> bool {
+    async fn apply(
+        &mut self,
+        actions: Vec<Action>,
+        close_code: Option<(CloseCode, &'static str)>,
+    ) -> bool {
         for action in actions {
             let frame = match action {
                 Action::Header { id, from } => {
@@ -293,11 +335,17 @@ impl Connection {
                         let el = cond.to_element(text.as_deref());
                         let _ = self.ws.feed(Message::text(frame_text(&el))).await;
                     }
-                    let _ = self.ws.feed(Message::text(format!("<close xmlns=\"{NS_FRAMING}\"/>"))).await;
+                    let _ = self
+                        .ws
+                        .feed(Message::text(format!("<close xmlns=\"{NS_FRAMING}\"/>")))
+                        .await;
                     let (code, reason) = close_code.unwrap_or((CloseCode::Normal, ""));
                     let _ = self
                         .ws
-                        .send(Message::Close(Some(CloseFrame { code, reason: reason.into() })))
+                        .send(Message::Close(Some(CloseFrame {
+                            code,
+                            reason: reason.into(),
+                        })))
                         .await;
                     return false;
                 }
@@ -312,7 +360,10 @@ impl Connection {
     /// RFC 7395 §3.6.1: open the stream, then close it pointing at another endpoint.
     async fn see_other(&mut self, server: &crate::server::Server) {
         let from = server.config.general.hosts[0].clone();
-        let open = format!("<open xmlns=\"{NS_FRAMING}\" from=\"{}\" id=\"redirect\" version=\"1.0\"/>", crate::xml::element::escaped_text(&from));
+        let open = format!(
+            "<open xmlns=\"{NS_FRAMING}\" from=\"{}\" id=\"redirect\" version=\"1.0\"/>",
+            crate::xml::element::escaped_text(&from)
+        );
         let mut close = String::from("<close xmlns=\"");
         close.push_str(NS_FRAMING);
         close.push_str("\" see-other-uri=\"");
@@ -321,7 +372,13 @@ impl Connection {
         tracing::info!(address = %self.client.addr.display, uri = %self.state.config.see_other_uri, "WebSocket client sent elsewhere");
         let _ = self.ws.feed(Message::text(open)).await;
         let _ = self.ws.feed(Message::text(close)).await;
-        let _ = self.ws.send(Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "see-other-uri".into() }))).await;
+        let _ = self
+            .ws
+            .send(Message::Close(Some(CloseFrame {
+                code: CloseCode::Normal,
+                reason: "see-other-uri".into(),
+            })))
+            .await;
     }
 }
 
@@ -331,13 +388,21 @@ mod tests {
 
     #[test]
     fn accept_key_matches_rfc_6455_example() {
-        assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(
+            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
 
     #[test]
     fn frames_map_to_stream_events() {
         let l = crate::xml::ParserLimits::default();
-        match frame_event("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>", l).unwrap() {
+        match frame_event(
+            "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>",
+            l,
+        )
+        .unwrap()
+        {
             StreamEvent::Open(h) => {
                 assert_eq!(h.attr("to"), Some("localhost"));
                 assert_eq!(h.default_ns, ns::CLIENT);

@@ -56,7 +56,11 @@ impl BodyRequest {
             .ok_or(BodyError::Rid)?;
         let num = |name: &'static str| -> Result<Option<u64>, BodyError> {
             body.attr(name)
-                .map(|v| v.trim().parse::<u64>().map_err(|_| BodyError::Attribute(name)))
+                .map(|v| {
+                    v.trim()
+                        .parse::<u64>()
+                        .map_err(|_| BodyError::Attribute(name))
+                })
                 .transpose()
         };
         let hold = num("hold")?
@@ -97,7 +101,10 @@ impl BodyRequest {
 /// whatever prefix the client bound to `urn:xmpp:xbosh`.
 fn prefixed_attr<'a>(el: &'a Element, local: &str) -> Option<&'a str> {
     el.attrs()
-        .find(|(k, _)| k.split_once(':').is_some_and(|(p, l)| l == local && p != "xml"))
+        .find(|(k, _)| {
+            k.split_once(':')
+                .is_some_and(|(p, l)| l == local && p != "xml")
+        })
         .map(|(_, v)| v)
 }
 
@@ -189,9 +196,14 @@ mod tests {
         )
         .unwrap();
         assert!(r.restart);
-        let r = parse("<body rid='7' sid='s' type='terminate' xmlns='http://jabber.org/protocol/httpbind'/>").unwrap();
+        let r = parse(
+            "<body rid='7' sid='s' type='terminate' xmlns='http://jabber.org/protocol/httpbind'/>",
+        )
+        .unwrap();
         assert!(r.terminate);
-        let r = parse("<body rid='8' sid='s' pause='30' xmlns='http://jabber.org/protocol/httpbind'/>").unwrap();
+        let r =
+            parse("<body rid='8' sid='s' pause='30' xmlns='http://jabber.org/protocol/httpbind'/>")
+                .unwrap();
         assert_eq!(r.pause, Some(30));
         assert!(!r.is_empty_poll());
     }
@@ -225,8 +237,14 @@ mod tests {
     fn renders_payload_with_namespaces() {
         let msg = Element::new("message", ns::CLIENT).with_attr("to", "a@b");
         let s = render(&[("sid", "x")], &[msg]);
-        assert!(s.starts_with("<body xmlns=\"http://jabber.org/protocol/httpbind\""), "{s}");
-        assert!(s.contains("<message xmlns=\"jabber:client\" to=\"a@b\"/>"), "{s}");
+        assert!(
+            s.starts_with("<body xmlns=\"http://jabber.org/protocol/httpbind\""),
+            "{s}"
+        );
+        assert!(
+            s.contains("<message xmlns=\"jabber:client\" to=\"a@b\"/>"),
+            "{s}"
+        );
         assert_eq!(
             terminate("item-not-found"),
             format!(

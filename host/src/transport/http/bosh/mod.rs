@@ -107,8 +107,8 @@ async fn create(state: &Arc<HttpState>, req: BodyRequest, client: &ClientInfo) -
         return Bytes::from(body::terminate("policy-violation"));
     };
     let settings = state.bosh_settings.clone();
-    let wait = Duration::from_secs(req.wait.unwrap_or(settings.max_wait.as_secs()))
-        .min(settings.max_wait);
+    let wait =
+        Duration::from_secs(req.wait.unwrap_or(settings.max_wait.as_secs())).min(settings.max_wait);
     let hold = req.hold.unwrap_or(1).min(settings.max_hold) as usize;
     let negotiated = Negotiated {
         wait,

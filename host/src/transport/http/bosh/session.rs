@@ -108,7 +108,12 @@ impl BoshSession {
             mailbox,
             requests,
             window: RidWindow::new(first_rid, n.hold as u64 + 1),
-            pacing: Pacing::new(settings.polling, settings.inactivity, settings.max_pause, now),
+            pacing: Pacing::new(
+                settings.polling,
+                settings.inactivity,
+                settings.max_pause,
+                now,
+            ),
             negotiation_deadline: Instant::now() + settings.negotiation_timeout,
             settings,
             registry,
@@ -333,7 +338,13 @@ impl BoshSession {
             .on_request(rid, req.is_empty_poll(), now.into_std())
         {
             tracing::info!(sid = %self.sid, error = %e, "BOSH polling violation");
-            self.held.insert(rid, Held { reply, deadline: now });
+            self.held.insert(
+                rid,
+                Held {
+                    reply,
+                    deadline: now,
+                },
+            );
             self.end(Termination::Binding("policy-violation"));
             return;
         }
@@ -361,7 +372,10 @@ impl BoshSession {
                 ns: ns::STREAM.into(),
                 default_ns: ns::CLIENT.into(),
                 attrs: vec![
-                    ("to".into(), req.to.clone().unwrap_or_else(|| self.domain.clone())),
+                    (
+                        "to".into(),
+                        req.to.clone().unwrap_or_else(|| self.domain.clone()),
+                    ),
                     ("version".into(), "1.0".into()),
                 ],
             };
@@ -424,13 +438,9 @@ impl BoshSession {
             self.pacing.set_held(0, now.into_std());
             return;
         }
-        loop {
-            let Some((&rid, oldest)) = self.held.first_key_value() else {
-                break;
-            };
-            let due = !self.outbox.is_empty()
-                || self.held.len() > self.hold
-                || oldest.deadline <= now;
+        while let Some((&rid, oldest)) = self.held.first_key_value() {
+            let due =
+                !self.outbox.is_empty() || self.held.len() > self.hold || oldest.deadline <= now;
             if !due {
                 break;
             }

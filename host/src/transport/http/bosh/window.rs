@@ -142,7 +142,7 @@ impl<T> RidWindow<T> {
         let missing = ack.checked_add(1)?;
         let report = self.cache.get(&missing).and_then(|c| {
             let age = now.saturating_duration_since(c.sent);
-            (age >= after).then(|| (missing, age.as_millis() as u64))
+            (age >= after).then_some((missing, age.as_millis() as u64))
         });
         if report.is_none() {
             self.cache.retain(|rid, _| *rid > ack);
@@ -255,7 +255,10 @@ mod tests {
         w.responded(101, Bytes::from_static(b"r101"), t0);
         ready(w.offer(102, "b", false).unwrap());
         // Soon after: no report yet (the response may be in flight).
-        assert_eq!(w.ack(100, t0 + Duration::from_millis(100), Duration::from_secs(1)), None);
+        assert_eq!(
+            w.ack(100, t0 + Duration::from_millis(100), Duration::from_secs(1)),
+            None
+        );
         // Much later, the client still acknowledges only 100: 101 was lost.
         let later = t0 + Duration::from_secs(3);
         assert_eq!(w.ack(100, later, Duration::from_secs(1)), Some((101, 3000)));
