@@ -17,5 +17,6 @@ pub mod services;
 pub mod session;
 pub mod stanza;
 pub mod storage;
+pub mod tenants;
 pub mod transport;
 pub mod xml;

@@ -3,8 +3,10 @@
 //! ready file and runs until SIGTERM/SIGINT, then shuts down cleanly.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use anyhow::Context as _;
 use serde::Serialize;
@@ -15,15 +17,24 @@ use crate::router::Router;
 use crate::services::blocking::BlockCache;
 use crate::session::StreamErrorCondition;
 use crate::storage::Storage;
+use crate::tenants::manage::{self, TenantError};
+use crate::tenants::{Registry, Tenant};
+use crate::transport::c2s;
 use crate::transport::listener::{ConnectionTracker, Shutdown};
-use crate::transport::{c2s, tls};
+use crate::transport::tls::TlsStore;
 use crate::xml::ParserLimits;
 
 /// Shared state of a running server.
 pub struct Server {
-    pub config: Arc<Config>,
+    config: ArcSwap<Config>,
+    /// The config file, if the server was started with one (reload re-reads it).
+    pub config_path: Option<PathBuf>,
     pub storage: Storage,
     pub router: Router,
+    /// Tenants by domain and by name (lock-free reads).
+    pub tenants: Arc<Registry>,
+    /// Certificates; set once the listeners are set up.
+    pub tls: OnceLock<Arc<TlsStore>>,
     /// The operator bearer token for the admin API.
     pub admin_token: String,
     /// Cached block lists (XEP-0191).
@@ -31,28 +42,85 @@ pub struct Server {
 }
 
 impl Server {
-    /// State for a server with this config and storage.
-    pub fn new(config: Arc<Config>, storage: Storage, admin_token: String) -> Server {
-        Server {
-            config,
+    /// State for a server with this config and storage: the tenants of the config file
+    /// plus those stored through the admin API.
+    pub fn build(
+        config: Config,
+        storage: Storage,
+        admin_token: String,
+    ) -> Result<Server, TenantError> {
+        let records = manage::stored_records(&storage)?;
+        let tenants = Registry::with_tenants(manage::all_tenants(&config, records)?)?;
+        Ok(Server {
+            config: ArcSwap::from_pointee(config),
+            config_path: None,
             storage,
             router: Router::default(),
+            tenants: Arc::new(tenants),
+            tls: OnceLock::new(),
             admin_token,
             blocklists: BlockCache::default(),
+        })
+    }
+
+    /// Like [`Server::build`], for tests: panics on an invalid setup.
+    pub fn new(config: Arc<Config>, storage: Storage, admin_token: String) -> Server {
+        Server::build((*config).clone(), storage, admin_token).expect("valid server setup")
+    }
+
+    /// The configuration in force (replaced by reload).
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// Replaces the configuration (reload).
+    pub fn set_config(&self, config: Config) {
+        self.config.store(Arc::new(config));
+    }
+
+    /// The enabled tenant serving `domain`.
+    pub fn tenant_of(&self, domain: &str) -> Option<Arc<Tenant>> {
+        self.tenants.by_domain(domain).filter(|t| t.enabled())
+    }
+
+    /// True if `domain` belongs to an enabled tenant.
+    pub fn serves_domain(&self, domain: &str) -> bool {
+        self.tenant_of(domain).is_some()
+    }
+
+    /// True if users of `from_domain` may exchange stanzas with `to_domain` (same tenant,
+    /// or tenants federated with each other).
+    pub fn can_reach(&self, from_domain: &str, to_domain: &str) -> bool {
+        if from_domain == to_domain {
+            return true;
+        }
+        let snap = self.tenants.snapshot();
+        match (snap.by_domain(from_domain), snap.by_domain(to_domain)) {
+            (Some(a), Some(b)) => b.enabled() && a.can_reach(b),
+            _ => false,
         }
     }
 
-    /// True if `domain` is one of the hosts served here.
-    pub fn serves_domain(&self, domain: &str) -> bool {
-        self.config.general.hosts.iter().any(|h| h == domain)
+    /// Parser limits from the config, with the tenant's own stanza size limit if set.
+    pub fn parser_limits_for(&self, domain: Option<&str>) -> ParserLimits {
+        let config = self.config();
+        let tenant_max = domain
+            .and_then(|d| self.tenant_of(d))
+            .map(|t| t.spec.limits.max_stanza_size)
+            .unwrap_or(0);
+        ParserLimits {
+            max_stanza_bytes: if tenant_max > 0 {
+                tenant_max
+            } else {
+                config.general.max_stanza_size
+            },
+            max_depth: config.general.max_stanza_depth,
+        }
     }
 
     /// Parser limits from the config.
     pub fn parser_limits(&self) -> ParserLimits {
-        ParserLimits {
-            max_stanza_bytes: self.config.general.max_stanza_size,
-            max_depth: self.config.general.max_stanza_depth,
-        }
+        self.parser_limits_for(None)
     }
 }
 
@@ -105,7 +173,6 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             "no config file, using the built-in default (domain localhost, data in ./data)"
         ),
     }
-    let config = Arc::new(config);
     std::fs::create_dir_all(&config.general.data_dir)
         .with_context(|| format!("creating data dir {}", config.general.data_dir.display()))?;
     let storage = Storage::open_sled(&config.general.data_dir.join("db"))
@@ -113,9 +180,15 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let token_path = config.admin_token_path();
     let admin_token = load_or_create_token(&token_path)?;
     eprintln!("heliograph: admin API token in {}", token_path.display());
-    let tls_ctx = tls::load(&config).context("setting up TLS")?;
-
-    let server = Arc::new(Server::new(config.clone(), storage, admin_token));
+    let mut server =
+        Server::build(config.clone(), storage, admin_token).context("loading tenants")?;
+    server.config_path = config_path.clone();
+    let tls_ctx =
+        Arc::new(TlsStore::load(&config, server.tenants.clone()).context("setting up TLS")?);
+    let _ = server.tls.set(tls_ctx.clone());
+    let server = Arc::new(server);
+    let config = server.config();
+    tracing::info!(tenants = server.tenants.snapshot().len(), "tenants loaded");
     let (shutdown_tx, shutdown) = Shutdown::new();
     let tracker = Arc::new(ConnectionTracker::default());
     let mut ready = Vec::new();
@@ -196,6 +269,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         std::fs::rename(&tmp, path)?;
     }
 
+    tokio::spawn(reload_on_sighup(server.clone()));
     wait_for_signal().await;
     tracing::info!("shutting down");
     for entry in server.router.all_entries() {
@@ -216,6 +290,22 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .context("flushing storage")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// SIGHUP re-reads the config file (like `heliograph reload`).
+async fn reload_on_sighup(server: Arc<Server>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match manage::reload(&server).await {
+            Ok(report) => tracing::info!(?report, "SIGHUP: configuration reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: reload refused, the running configuration stays")
+            }
+        }
+    }
 }
 
 async fn wait_for_signal() {
@@ -245,7 +335,7 @@ fn load_or_create_token(path: &std::path::Path) -> anyhow::Result<String> {
     }
     let bytes: [u8; 32] = rand::random();
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    tls::write_private(path, format!("{token}\n").as_bytes())?;
+    crate::transport::tls::write_private(path, format!("{token}\n").as_bytes())?;
     Ok(token)
 }
 

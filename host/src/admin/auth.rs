@@ -1,9 +1,10 @@
 //! Who is calling: bearer-token authentication of admin API requests.
 //!
 //! A request carries `Authorization: Bearer <token>`; the token is compared in constant
-//! time with the operator token ([`crate::server::Server::admin_token`]). The result is a
-//! [`Principal`], which handlers ask what it may touch. Tenant-scoped tokens will add a
-//! variant here; handlers already go through [`Principal::check_domain`].
+//! time with the operator token ([`crate::server::Server::admin_token`]) and, failing
+//! that, checked as a tenant token (`NAME.SECRET`, whose hash the tenant stores). The
+//! result is a [`Principal`], which handlers ask what it may touch: the operator anything,
+//! a tenant only its own tenant, its domains and their users.
 //!
 //! Tokens are never logged.
 
@@ -12,28 +13,54 @@ use hyper::header::AUTHORIZATION;
 use subtle::ConstantTimeEq;
 
 use super::response::ApiError;
+use crate::server::Server;
 
 /// The authenticated caller of an admin request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
     /// The operator: full access to every domain.
     Operator,
+    /// A tenant's own token: its tenant, domains and users only.
+    Tenant(String),
+    /// No token (only for the public OpenAPI document).
+    Anonymous,
 }
 
 impl Principal {
-    /// Whether the principal may manage `domain` (its users, sessions, ...).
-    pub fn may_access_domain(&self, _domain: &str) -> bool {
+    /// Whether the principal may manage `domain` (its users, sessions, ...), given the
+    /// tenant that owns the domain.
+    pub fn may_access_domain(&self, owner: &str) -> bool {
         match self {
             Principal::Operator => true,
+            Principal::Tenant(name) => name == owner,
+            Principal::Anonymous => false,
         }
     }
 
     /// [`Self::may_access_domain`] as an API error.
-    pub fn check_domain(&self, domain: &str) -> Result<(), ApiError> {
-        if self.may_access_domain(domain) {
+    pub fn check_domain(&self, domain: &str, owner: &str) -> Result<(), ApiError> {
+        if self.may_access_domain(owner) {
             Ok(())
         } else {
             Err(ApiError::Forbidden(format!("domain {domain}")))
+        }
+    }
+
+    /// Whether the principal may see and manage the tenant `name`.
+    pub fn check_tenant(&self, name: &str) -> Result<(), ApiError> {
+        if self.may_access_domain(name) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!("tenant {name}")))
+        }
+    }
+
+    /// Only the operator may do this.
+    pub fn check_operator(&self, what: &str) -> Result<(), ApiError> {
+        if self.is_operator() {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(what.to_string()))
         }
     }
 
@@ -43,16 +70,24 @@ impl Principal {
     }
 }
 
-/// Authenticates a request by its `Authorization` header against the operator token.
-/// An empty operator token authenticates nobody.
-pub fn authenticate(headers: &HeaderMap, operator_token: &str) -> Result<Principal, ApiError> {
+/// Authenticates a request by its `Authorization` header: the operator token, or a
+/// tenant token. An empty operator token authenticates nobody.
+pub fn authenticate(headers: &HeaderMap, server: &Server) -> Result<Principal, ApiError> {
     let presented = bearer_token(headers).ok_or(ApiError::Unauthorized)?;
-    if !operator_token.is_empty()
-        && bool::from(presented.as_bytes().ct_eq(operator_token.as_bytes()))
-    {
-        return Ok(Principal::Operator);
+    if let Some(p) = operator(presented, &server.admin_token) {
+        return Ok(p);
     }
-    Err(ApiError::Unauthorized)
+    match crate::tenants::manage::tenant_of_token(server, presented) {
+        Some(t) => Ok(Principal::Tenant(t.name.clone())),
+        None => Err(ApiError::Unauthorized),
+    }
+}
+
+/// The operator principal if `presented` is the operator token.
+fn operator(presented: &str, operator_token: &str) -> Option<Principal> {
+    (!operator_token.is_empty()
+        && bool::from(presented.as_bytes().ct_eq(operator_token.as_bytes())))
+    .then_some(Principal::Operator)
 }
 
 /// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
@@ -79,6 +114,11 @@ mod tests {
         h
     }
 
+    fn authenticate(h: &HeaderMap, token: &str) -> Result<Principal, ApiError> {
+        let presented = bearer_token(h).ok_or(ApiError::Unauthorized)?;
+        operator(presented, token).ok_or(ApiError::Unauthorized)
+    }
+
     #[test]
     fn accepts_operator_token() {
         assert_eq!(
@@ -89,6 +129,22 @@ mod tests {
             authenticate(&headers(Some("bearer  s3cret ")), "s3cret").unwrap(),
             Principal::Operator
         );
+    }
+
+    #[test]
+    fn tenant_principals_see_only_their_tenant() {
+        let p = Principal::Tenant("acme".into());
+        assert!(p.check_tenant("acme").is_ok());
+        assert!(matches!(
+            p.check_tenant("other"),
+            Err(ApiError::Forbidden(_))
+        ));
+        assert!(matches!(
+            p.check_domain("x.test", "other"),
+            Err(ApiError::Forbidden(_))
+        ));
+        assert!(p.check_operator("listing tenants").is_err());
+        assert!(Principal::Operator.check_domain("x.test", "other").is_ok());
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct Ctx {
     pub api: Arc<AdminApi>,
     pub principal: Principal,
     pub params: Params,
+    /// The raw query string, if any.
+    pub query: Option<String>,
     /// The request body (empty for routes without one).
     pub body: Bytes,
 }
@@ -66,15 +68,21 @@ impl Ctx {
             .map_err(|_| unknown())?
             .as_str()
             .to_string();
-        let served =
-            self.server().config.general.hosts.iter().any(|h| {
-                h == &domain || jid::DomainPart::new(h).is_ok_and(|n| n.as_str() == domain)
-            });
-        if !served {
-            return Err(unknown());
-        }
-        self.principal.check_domain(&domain)?;
+        let owner = self
+            .server()
+            .tenants
+            .by_domain(&domain)
+            .ok_or_else(unknown)?;
+        self.principal.check_domain(&domain, &owner.name)?;
         Ok(domain)
+    }
+
+    /// A query parameter's value (`?purge=true`), undecoded.
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query.as_deref()?.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (k == name).then_some(v)
+        })
     }
 
     /// The account `username@domain`, the username normalized as a JID localpart.
@@ -101,7 +109,7 @@ impl Ctx {
     ) -> Result<StoredCredentials, ApiError> {
         check_password(&password)?;
         let derive = self.api.derive.clone();
-        let iterations = self.server().config.auth.scram_iterations;
+        let iterations = self.server().config().auth.scram_iterations;
         self.blocking(move || derive(&password, iterations))
             .await?
             .map_err(|_| {

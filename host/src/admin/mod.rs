@@ -20,9 +20,11 @@
 
 pub mod auth;
 pub mod context;
+pub mod openapi;
 pub mod response;
 pub mod routes;
 pub mod sessions;
+pub mod tenants;
 pub mod users;
 
 #[cfg(test)]

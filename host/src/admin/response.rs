@@ -57,6 +57,18 @@ pub enum ApiError {
     /// A request body that is not declared as `application/json`.
     #[error("request body must have content type application/json")]
     UnsupportedMediaType,
+    /// No such tenant.
+    #[error("no tenant named {0:?}")]
+    NoSuchTenant(String),
+    /// Something already exists or belongs to someone else (tenant, domain).
+    #[error("{0}")]
+    Conflict(String),
+    /// Tenant settings or a config file are invalid.
+    #[error("{0}")]
+    Invalid(String),
+    /// A tenant limit prevents the change.
+    #[error("{0}")]
+    LimitReached(String),
     /// Storage or another internal failure. The detail is logged, never sent.
     #[error("internal server error")]
     Internal(String),
@@ -69,7 +81,11 @@ impl ApiError {
             ApiError::BadJson(_)
             | ApiError::InvalidUsername(_)
             | ApiError::InvalidPassword(_)
-            | ApiError::BadPath(_) => StatusCode::BAD_REQUEST,
+            | ApiError::BadPath(_)
+            | ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ApiError::NoSuchTenant(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::LimitReached(_) => StatusCode::FORBIDDEN,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NoRoute(_) | ApiError::UnknownDomain(_) | ApiError::NoSuchUser(_) => {
@@ -99,6 +115,10 @@ impl ApiError {
             ApiError::UserExists(_) => "user_exists",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::NoSuchTenant(_) => "tenant_not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::Invalid(_) => "invalid",
+            ApiError::LimitReached(_) => "limit_reached",
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -107,6 +127,19 @@ impl ApiError {
     /// (at error level) when the response is built and never sent to the client.
     pub fn internal(context: &str, err: impl std::fmt::Display) -> ApiError {
         ApiError::Internal(format!("{context}: {err}"))
+    }
+
+    /// Maps a tenant operation failure.
+    pub fn from_tenant(e: crate::tenants::manage::TenantError) -> ApiError {
+        use crate::tenants::manage::TenantError as T;
+        match e {
+            T::NotFound(n) => ApiError::NoSuchTenant(n),
+            e @ (T::Exists(_) | T::Registry(_) | T::ConfigManaged(_) | T::NoConfigFile) => {
+                ApiError::Conflict(e.to_string())
+            }
+            e @ (T::Invalid(_) | T::Tls { .. } | T::Config(_)) => ApiError::Invalid(e.to_string()),
+            T::Storage(e) => ApiError::internal("tenant storage", e),
+        }
     }
 
     /// Renders the error as a JSON response with the headers its status requires.

@@ -21,7 +21,7 @@ use hyper::{HeaderMap, Method, StatusCode};
 
 use super::context::{Ctx, Params};
 use super::response::{ApiError, ApiResponse, ApiResult};
-use super::{AdminApi, MAX_BODY, auth, sessions, users};
+use super::{AdminApi, MAX_BODY, auth, openapi, sessions, tenants, users};
 
 /// Future returned by a handler.
 pub type HandlerFuture = Pin<Box<dyn Future<Output = ApiResult> + Send>>;
@@ -93,6 +93,90 @@ pub static ROUTES: &[Route] = &[
         success: StatusCode::OK,
         handler: |c| Box::pin(sessions::list_domain(c)),
     },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/tenants",
+        summary: "List tenants (operator)",
+        body: None,
+        success: StatusCode::OK,
+        handler: |c| Box::pin(tenants::list(c)),
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/tenants",
+        summary: "Create a tenant; its users can log in at once (operator)",
+        body: Some(
+            r#"{"name": string, "domains": [string], "enabled"?: bool, "auth"?: {"method": "internal"|"plugin", "plugin"?: string}, "limits"?: {"max_sessions", "max_accounts", "stanza_rate", "stanza_burst", "max_stanza_size"}, "tls"?: {"cert": path, "key": path}, "federate_with"?: [string]}"#,
+        ),
+        success: StatusCode::CREATED,
+        handler: |c| Box::pin(tenants::create(c)),
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/tenants/{tenant}",
+        summary: "Show a tenant",
+        body: None,
+        success: StatusCode::OK,
+        handler: |c| Box::pin(tenants::show(c)),
+    },
+    Route {
+        method: Method::PATCH,
+        path: "/api/v1/tenants/{tenant}",
+        summary: "Change a tenant's settings (tenant tokens: auth and federation only)",
+        body: Some(
+            r#"{"domains"?: [string], "auth"?: {...}, "limits"?: {...}, "tls"?: {...}|null, "federate_with"?: [string]}"#,
+        ),
+        success: StatusCode::OK,
+        handler: |c| Box::pin(tenants::patch(c)),
+    },
+    Route {
+        method: Method::DELETE,
+        path: "/api/v1/tenants/{tenant}",
+        summary: "Remove a tenant; ?purge=true also deletes its accounts and data (operator)",
+        body: None,
+        success: StatusCode::NO_CONTENT,
+        handler: |c| Box::pin(tenants::remove(c)),
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/tenants/{tenant}/enable",
+        summary: "Enable a tenant (operator)",
+        body: None,
+        success: StatusCode::OK,
+        handler: |c| Box::pin(tenants::enable(c)),
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/tenants/{tenant}/disable",
+        summary: "Disable a tenant: its sessions end with host-gone (operator)",
+        body: None,
+        success: StatusCode::OK,
+        handler: |c| Box::pin(tenants::disable(c)),
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/tenants/{tenant}/token",
+        summary: "Issue (or replace) the tenant's admin token, shown once (operator)",
+        body: None,
+        success: StatusCode::CREATED,
+        handler: |c| Box::pin(tenants::token(c)),
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/reload",
+        summary: "Re-read the config file and apply the differences (operator)",
+        body: None,
+        success: StatusCode::OK,
+        handler: |c| Box::pin(tenants::reload(c)),
+    },
+    Route {
+        method: Method::GET,
+        path: openapi::PATH,
+        summary: "This API's OpenAPI document (no token needed)",
+        body: None,
+        success: StatusCode::OK,
+        handler: |c| Box::pin(openapi::serve(c)),
+    },
 ];
 
 /// Answers one request; never fails (errors become JSON error responses).
@@ -106,7 +190,11 @@ pub async fn dispatch(api: Arc<AdminApi>, req: hyper::Request<Incoming>) -> ApiR
 async fn dispatch_inner(api: Arc<AdminApi>, req: hyper::Request<Incoming>) -> ApiResult {
     let (parts, body) = req.into_parts();
     let (route, params) = find_route(&parts.method, parts.uri.path())?;
-    let principal = auth::authenticate(&parts.headers, &api.server.admin_token)?;
+    let principal = if route.path == openapi::PATH {
+        auth::Principal::Anonymous
+    } else {
+        auth::authenticate(&parts.headers, &api.server)?
+    };
     let body = match route.body {
         Some(_) => read_json_body(&parts.headers, body).await?,
         None => Bytes::new(),
@@ -116,6 +204,7 @@ async fn dispatch_inner(api: Arc<AdminApi>, req: hyper::Request<Incoming>) -> Ap
         api,
         principal,
         params,
+        query: parts.uri.query().map(str::to_string),
         body,
     })
     .await

@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::sasl::{ScramKeys, StoredCredentials};
 use crate::server::Server;
 use crate::storage::*;
+use crate::tenants::TenantRecord;
 
 /// The operator token of test servers.
 pub const TOKEN: &str = "test-operator-token";
@@ -132,6 +133,29 @@ impl BlockStore for NoBlocks {
     }
 }
 
+/// Tenant records in memory.
+#[derive(Default)]
+pub struct MemTenants(std::sync::Mutex<std::collections::BTreeMap<String, TenantRecord>>);
+impl TenantStore for MemTenants {
+    fn tenant_records(&self) -> StorageResult<Vec<TenantRecord>> {
+        Ok(self.0.lock().unwrap().values().cloned().collect())
+    }
+    fn tenant_record(&self, name: &str) -> StorageResult<Option<TenantRecord>> {
+        Ok(self.0.lock().unwrap().get(name).cloned())
+    }
+    fn put_tenant_record(&self, record: &TenantRecord) -> StorageResult<()> {
+        self.0
+            .lock()
+            .unwrap()
+            .insert(record.name.clone(), record.clone());
+        Ok(())
+    }
+    fn delete_tenant_record(&self, name: &str) -> StorageResult<()> {
+        self.0.lock().unwrap().remove(name);
+        Ok(())
+    }
+}
+
 /// Fake credentials that remember the password in `stored_key`, so tests can tell which
 /// password is set. Refuses passwords containing U+0007 like SASLprep would.
 pub fn fake_deriver() -> CredentialDeriver {
@@ -169,6 +193,7 @@ impl TestApi {
             rosters: Arc::new(NoRosters),
             offline: Arc::new(NoOffline),
             blocks: Arc::new(NoBlocks),
+            tenants: Arc::new(MemTenants::default()),
             flush: Arc::new(|| Ok(())),
         };
         let mut config = Config::default();

@@ -46,6 +46,7 @@ pub async fn create(ctx: Ctx) -> ApiResult {
     let body: NewUser = ctx.json()?;
     let account = ctx.account(&domain, &body.username)?;
     let users = ctx.server().storage.users.clone();
+    check_account_limit(&ctx, &domain).await?;
 
     // Cheap check first so a duplicate does not cost a key derivation; `create_user`
     // still decides races.
@@ -67,6 +68,35 @@ pub async fn create(ctx: Ctx) -> ApiResult {
         StatusCode::CREATED,
         &json!({ "jid": account.to_string() }),
     ))
+}
+
+/// Refuses a new account when the tenant owning `domain` has reached `max_accounts`.
+async fn check_account_limit(ctx: &Ctx, domain: &str) -> Result<(), ApiError> {
+    let Some(tenant) = ctx.server().tenants.by_domain(domain) else {
+        return Err(ApiError::UnknownDomain(domain.to_string()));
+    };
+    let max = tenant.spec.limits.max_accounts;
+    if max == 0 {
+        return Ok(());
+    }
+    let users = ctx.server().storage.users.clone();
+    let domains = tenant.spec.domains.clone();
+    let count = ctx
+        .blocking(move || {
+            domains
+                .iter()
+                .map(|d| users.count_users(d))
+                .sum::<Result<usize, _>>()
+        })
+        .await?
+        .map_err(|e| ApiError::internal("counting accounts", e))?;
+    if count as u64 >= max {
+        return Err(ApiError::LimitReached(format!(
+            "tenant {} has reached its limit of {max} accounts",
+            tenant.name
+        )));
+    }
+    Ok(())
 }
 
 /// `DELETE /api/v1/users/{domain}/{username}` → 204; ends the account's sessions.

@@ -7,6 +7,11 @@
 //! heliograph user passwd JID [--password P]
 //! heliograph user list DOMAIN
 //! heliograph session list [DOMAIN]
+//! heliograph tenant add NAME --domain D [--domain D2] [settings]
+//! heliograph tenant set NAME [settings]
+//! heliograph tenant list | show NAME | enable NAME | disable NAME | token NAME
+//! heliograph tenant remove NAME [--purge]
+//! heliograph reload
 //! ```
 //!
 //! Client commands take `--config`, `--api URL` (`HELIOGRAPH_API`), `--token-file PATH`
@@ -75,6 +80,81 @@ pub enum Command {
     /// Inspect online sessions.
     #[command(subcommand)]
     Session(SessionCommand),
+    /// Manage tenants (customer apps and their domains).
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Re-read the server's config file and apply the differences (like SIGHUP).
+    Reload,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant; its users can log in at once.
+    Add {
+        name: String,
+        #[command(flatten)]
+        settings: TenantSettings,
+    },
+    /// Change a tenant's settings (only the options given change).
+    Set {
+        name: String,
+        #[command(flatten)]
+        settings: TenantSettings,
+    },
+    /// Remove a tenant; its sessions end. Its data stays unless --purge is given.
+    #[command(alias = "delete")]
+    Remove {
+        name: String,
+        /// Also delete every account and all data of its domains.
+        #[arg(long)]
+        purge: bool,
+    },
+    /// List tenants.
+    List,
+    /// Show one tenant.
+    Show { name: String },
+    /// Enable a tenant.
+    Enable { name: String },
+    /// Disable a tenant: its sessions end with host-gone, logins get host-unknown.
+    Disable { name: String },
+    /// Issue (or replace) the tenant's own admin token; printed once.
+    Token { name: String },
+}
+
+/// Tenant settings as command-line options; unset options are left unchanged.
+#[derive(Debug, Args, Default, Clone, PartialEq)]
+pub struct TenantSettings {
+    /// A domain of the tenant (repeat for several; replaces the list with `set`).
+    #[arg(long = "domain", value_name = "DOMAIN")]
+    pub domains: Vec<String>,
+    /// `internal` or `plugin:SLOT`.
+    #[arg(long, value_name = "METHOD")]
+    pub auth: Option<String>,
+    /// Maximum online sessions (0: unlimited).
+    #[arg(long)]
+    pub max_sessions: Option<u32>,
+    /// Maximum accounts (0: unlimited).
+    #[arg(long)]
+    pub max_accounts: Option<u64>,
+    /// Stanzas per second per session (0: unlimited).
+    #[arg(long)]
+    pub stanza_rate: Option<u32>,
+    /// Burst of the stanza shaper.
+    #[arg(long)]
+    pub stanza_burst: Option<u32>,
+    /// Largest stanza in bytes (0: the server's limit).
+    #[arg(long)]
+    pub max_stanza_size: Option<usize>,
+    /// A tenant whose users may talk to this tenant's (repeat; both sides must list each
+    /// other; replaces the list).
+    #[arg(long = "federate-with", value_name = "TENANT")]
+    pub federate_with: Vec<String>,
+    /// The tenant's own certificate (PEM), with --key.
+    #[arg(long, requires = "key", value_name = "PATH")]
+    pub cert: Option<PathBuf>,
+    /// The private key of --cert (PEM).
+    #[arg(long, requires = "cert", value_name = "PATH")]
+    pub key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args, Default)]

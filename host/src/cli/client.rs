@@ -154,6 +154,20 @@ impl ApiClient {
         Ok(s.sessions)
     }
 
+    /// Any request; the JSON answer (`null` for an empty one).
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, ClientError> {
+        let bytes = self.send(method, path, body).await?;
+        if bytes.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,

@@ -1,5 +1,6 @@
-//! The `heliograph` command line: `serve` (the default) runs the server; `user …` and
-//! `session …` are clients of the running server's admin API ([`crate::admin`]).
+//! The `heliograph` command line: `serve` (the default) runs the server; `user …`,
+//! `session …`, `tenant …` and `reload` are clients of the running server's admin API
+//! ([`crate::admin`]).
 //!
 //! Client commands find the API and the operator token from, in order: `--api` /
 //! `HELIOGRAPH_API`, else the config's `listen.admin.address` (a wildcard address means
@@ -12,6 +13,7 @@
 pub mod args;
 pub mod client;
 pub mod output;
+pub mod tenant;
 
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -122,6 +124,8 @@ pub async fn run(
         Command::Session(SessionCommand::List { domain }) => {
             output::write_sessions(out, &client.sessions(domain.as_deref()).await?)?;
         }
+        Command::Tenant(t) => tenant::run(client, t, out).await?,
+        Command::Reload => tenant::reload(client, out).await?,
     }
     Ok(())
 }

@@ -4,10 +4,13 @@
 //!
 //! Unknown keys are refused, and errors name the key and line.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use crate::tenants::TenantSpec;
 
 /// Where the server looks for its config when none is given.
 pub const DEFAULT_CONFIG_PATH: &str = "config/heliograph.toml";
@@ -35,13 +38,19 @@ pub struct Config {
     pub listen: Listen,
     pub c2s: C2sSettings,
     pub auth: AuthSettings,
+    /// `[tenants.NAME]`: tenants defined in the file (more can be added through the API).
+    pub tenants: BTreeMap<String, TenantSpec>,
 }
+
+/// Name of the tenant formed by `general.hosts`.
+pub const DEFAULT_TENANT: &str = "default";
 
 /// `[general]`
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct General {
-    /// XMPP domains served.
+    /// XMPP domains of the tenant `default` (may be empty when every domain belongs to a
+    /// `[tenants.NAME]` section or to a tenant added through the admin API).
     pub hosts: Vec<String>,
     /// Directory for the database, generated certificate and admin token.
     pub data_dir: PathBuf,
@@ -362,6 +371,28 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The tenants defined by this file, normalized: `default` from `general.hosts` (if
+    /// any) and every `[tenants.NAME]`.
+    pub fn tenant_specs(&self) -> Result<Vec<(String, TenantSpec)>, ConfigError> {
+        let mut out = Vec::new();
+        if !self.general.hosts.is_empty() {
+            let spec = TenantSpec::with_domains(self.general.hosts.clone());
+            out.push((
+                DEFAULT_TENANT.to_string(),
+                spec.normalized(DEFAULT_TENANT)
+                    .map_err(ConfigError::Invalid)?,
+            ));
+        }
+        for (name, spec) in &self.tenants {
+            let spec = spec
+                .clone()
+                .normalized(name)
+                .map_err(|e| ConfigError::Invalid(format!("tenants.{name}: {e}")))?;
+            out.push((name.clone(), spec));
+        }
+        Ok(out)
     }
 
     /// Path of the admin token file.

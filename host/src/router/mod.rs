@@ -114,6 +114,29 @@ impl Router {
             .collect()
     }
 
+    /// Ends every session of these domains with a stream error; returns how many were
+    /// told to close.
+    pub fn close_domains(
+        &self,
+        domains: &[String],
+        cond: crate::session::StreamErrorCondition,
+        text: Option<&str>,
+    ) -> usize {
+        if domains.is_empty() {
+            return 0;
+        }
+        let sessions: Vec<Arc<SessionEntry>> = self
+            .accounts
+            .iter()
+            .filter(|e| domains.contains(&e.key().domain))
+            .flat_map(|e| e.value().clone())
+            .collect();
+        for s in &sessions {
+            s.close(cond, text);
+        }
+        sessions.len()
+    }
+
     /// Ends every session of an account (the account was deleted or its password changed
     /// by an administrator); returns how many were told to close.
     pub fn kick_account(&self, account: &Account) -> usize {

@@ -15,12 +15,14 @@ pub enum Target {
     Bare(Account),
     /// A local account's full JID.
     Full(Account, String),
-    /// A JID on a domain not served here (no federation yet).
+    /// A JID on a domain not served here, or of a tenant the sender cannot reach.
     Remote(String),
 }
 
-/// Classifies an already-normalized `to` value.
-pub fn classify(server: &Server, to: Option<&str>) -> Target {
+/// Classifies an already-normalized `to` value as seen by a user of `from` (an account
+/// of the sender's tenant). Domains of other tenants are out of reach unless the two
+/// tenants federate, so they look like remote domains: tenants are isolated by default.
+pub fn classify(server: &Server, from: &Account, to: Option<&str>) -> Target {
     let Some(to) = to else {
         return Target::OwnAccount;
     };
@@ -28,7 +30,7 @@ pub fn classify(server: &Server, to: Option<&str>) -> Target {
         return Target::Remote(to.to_string());
     };
     let domain = jid.domain().as_str();
-    if !server.serves_domain(domain) {
+    if !server.serves_domain(domain) || !server.can_reach(&from.domain, domain) {
         return Target::Remote(domain.to_string());
     }
     match (jid.node(), jid.resource()) {
@@ -41,9 +43,10 @@ pub fn classify(server: &Server, to: Option<&str>) -> Target {
     }
 }
 
-/// Parses a bare or full JID string into its account part, if it is local.
-pub fn local_account(server: &Server, jid: &str) -> Option<Account> {
-    match classify(server, Some(jid)) {
+/// Parses a bare or full JID string into its account part, if it is local and reachable
+/// from `from`'s tenant.
+pub fn local_account(server: &Server, from: &Account, jid: &str) -> Option<Account> {
+    match classify(server, from, Some(jid)) {
         Target::Bare(a) | Target::Full(a, _) => Some(a),
         _ => None,
     }

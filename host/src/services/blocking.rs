@@ -206,7 +206,7 @@ fn send_unavailable_to_blocked(server: &Server, entry: &SessionEntry, jids: &[St
         .filter(|s| s.is_available())
         .collect();
     for j in jids {
-        let Some(contact) = super::addressing::local_account(server, j) else {
+        let Some(contact) = super::addressing::local_account(server, &entry.account, j) else {
             continue;
         };
         for target in server.router.resources(&contact) {

@@ -31,7 +31,7 @@ pub async fn from_client(server: &Arc<Server>, entry: &Arc<SessionEntry>, iq: El
             ),
         );
     }
-    match classify(server, iq.attr("to")) {
+    match classify(server, &entry.account, iq.attr("to")) {
         Target::OwnAccount => {
             if is_request {
                 let answer = own_account(server, entry, &iq).await;

@@ -13,7 +13,7 @@ use crate::xml::Element;
 
 /// A message from a bound client.
 pub async fn from_client(server: &Arc<Server>, entry: &Arc<SessionEntry>, mut msg: Element) {
-    let target = match classify(server, msg.attr("to")) {
+    let target = match classify(server, &entry.account, msg.attr("to")) {
         Target::OwnAccount => {
             // No 'to': addressed to the sender's own bare JID (RFC 6121 §8.5.1).
             msg.set_attr("to", entry.account.to_string());

@@ -13,7 +13,7 @@ use crate::xml::{Element, ns, parser};
 /// Stores a message for later. Returns false when the account's queue is full or storage
 /// failed (the caller bounces the message). Acknowledged only once on disk.
 pub async fn store(server: &Arc<Server>, account: &Account, msg: &Element) -> bool {
-    let max = server.config.c2s.max_offline_messages;
+    let max = server.config().c2s.max_offline_messages;
     let stamp_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -72,7 +72,7 @@ pub async fn session_ended(server: &Arc<Server>, entry: &Arc<SessionEntry>) {
 pub async fn resend_presence_to(server: &Arc<Server>, account: &Account, jids: &[String]) {
     let mut done = HashSet::new();
     for j in jids {
-        let Some(contact) = local_account(server, j) else {
+        let Some(contact) = local_account(server, account, j) else {
             continue;
         };
         if contact == *account || !done.insert(contact.clone()) {
@@ -129,7 +129,7 @@ async fn broadcast(
 ) -> HashSet<String> {
     let mut sent = HashSet::new();
     for item in roster.items.iter().filter(|i| i.subscription.has_from()) {
-        let Some(contact) = local_account(server, &item.jid) else {
+        let Some(contact) = local_account(server, &entry.account, &item.jid) else {
             continue;
         };
         if contact == entry.account || blocked_either(server, entry, &contact).await {
@@ -168,7 +168,7 @@ async fn available(server: &Arc<Server>, entry: &Arc<SessionEntry>, presence: El
         // Probes, answered locally: the presence of every available resource of the
         // contacts the user is subscribed to, and of the user's own other resources.
         for item in roster.items.iter().filter(|i| i.subscription.has_to()) {
-            let Some(contact) = local_account(server, &item.jid) else {
+            let Some(contact) = local_account(server, &entry.account, &item.jid) else {
                 continue;
             };
             if contact == entry.account || blocked_either(server, entry, &contact).await {
@@ -235,7 +235,7 @@ async fn to_directed(
     sent: &HashSet<String>,
 ) {
     for to in directed {
-        let sessions = match classify(server, Some(to)) {
+        let sessions = match classify(server, &entry.account, Some(to)) {
             Target::Full(acc, res) => server.router.resource(&acc, &res).into_iter().collect(),
             Target::Bare(acc) => available_sessions(server, &acc),
             _ => continue,
@@ -260,7 +260,7 @@ async fn directed(server: &Arc<Server>, entry: &Arc<SessionEntry>, presence: Ele
     let Some(to) = presence.attr("to").map(str::to_string) else {
         return;
     };
-    let (account, sessions) = match classify(server, Some(&to)) {
+    let (account, sessions) = match classify(server, &entry.account, Some(&to)) {
         Target::Full(acc, res) => {
             let s: Vec<_> = server.router.resource(&acc, &res).into_iter().collect();
             (acc, s)
@@ -302,7 +302,7 @@ async fn directed(server: &Arc<Server>, entry: &Arc<SessionEntry>, presence: Ele
 /// A probe sent by a client: answered with the target's current presence if the user is
 /// subscribed to it (or it is the user's own account), else ignored.
 async fn probe(server: &Arc<Server>, entry: &Arc<SessionEntry>, presence: &Element) {
-    let (account, resource) = match classify(server, presence.attr("to")) {
+    let (account, resource) = match classify(server, &entry.account, presence.attr("to")) {
         Target::Full(acc, res) => (acc, Some(res)),
         Target::Bare(acc) => (acc, None),
         _ => return,
@@ -383,7 +383,7 @@ async fn subscription_from_client(
     kind: SubKind,
     mut presence: Element,
 ) {
-    let contact = match classify(server, presence.attr("to")) {
+    let contact = match classify(server, &entry.account, presence.attr("to")) {
         Target::Bare(acc) | Target::Full(acc, _) => acc,
         Target::Remote(domain) => {
             if kind == SubKind::Subscribe {

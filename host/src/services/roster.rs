@@ -277,7 +277,7 @@ async fn set(
             Some("the roster cannot contain the user's own JID"),
         );
     }
-    let contact = super::addressing::local_account(server, &req.jid);
+    let contact = super::addressing::local_account(server, account, &req.jid);
     let mut locked = vec![account];
     if let Some(c) = &contact {
         locked.push(c);

@@ -90,6 +90,8 @@ pub struct StreamCore {
     failed_auths: u32,
     session_tx: mpsc::Sender<SessionMsg>,
     entry: Option<Arc<SessionEntry>>,
+    /// Counts this session against its tenant's `max_sessions` while bound.
+    tenant_slot: Option<crate::tenants::registry::SessionSlot>,
     next_ping: u64,
 }
 
@@ -112,6 +114,7 @@ impl StreamCore {
             failed_auths: 0,
             session_tx,
             entry: None,
+            tenant_slot: None,
             next_ping: 0,
         }
     }
@@ -193,10 +196,7 @@ impl StreamCore {
 
     fn header_action(&mut self) -> Action {
         self.header_sent = true;
-        let from = self
-            .domain
-            .clone()
-            .unwrap_or_else(|| self.server.config.general.hosts[0].clone());
+        let from = self.domain.clone().unwrap_or_default();
         Action::Header {
             id: new_stream_id(),
             from,
@@ -452,6 +452,17 @@ impl StreamCore {
                     .collect();
             }
         };
+        let Some(tenant) = self.server.tenant_of(&account.domain) else {
+            return self.close(Some((StreamErrorCondition::HostGone, None)));
+        };
+        let Some(slot) = tenant.acquire_session() else {
+            let text = "the tenant's session limit is reached";
+            return stanza::error_reply(&iq, Condition::ResourceConstraint, Some(text))
+                .map(Action::Send)
+                .into_iter()
+                .collect();
+        };
+        self.tenant_slot = Some(slot);
         let transport = match self.facts.transport {
             Transport::Tcp if self.facts.tls => Transport::Tls,
             t => t,
@@ -544,6 +555,7 @@ impl StreamCore {
         if let Some(entry) = self.entry.take() {
             crate::services::session_ended(&self.server, &entry).await;
             self.server.router.unregister(&entry.account, entry.id);
+            self.tenant_slot = None;
             tracing::info!(jid = %entry.full_jid, "session ended");
         }
     }

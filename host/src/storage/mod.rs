@@ -15,6 +15,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::sasl::StoredCredentials;
+use crate::tenants::TenantRecord;
 
 /// An account: localpart and domain, already normalized (RFC 7622).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -170,6 +171,18 @@ pub trait BlockStore: Send + Sync {
     fn unblock_all(&self, account: &Account) -> StorageResult<Vec<String>>;
 }
 
+/// Tenants managed through the admin API, and runtime state of config tenants.
+pub trait TenantStore: Send + Sync {
+    /// Every stored record, sorted by name.
+    fn tenant_records(&self) -> StorageResult<Vec<TenantRecord>>;
+    /// One record by name.
+    fn tenant_record(&self, name: &str) -> StorageResult<Option<TenantRecord>>;
+    /// Inserts or replaces a record.
+    fn put_tenant_record(&self, record: &TenantRecord) -> StorageResult<()>;
+    /// Deletes a record (no error if absent).
+    fn delete_tenant_record(&self, name: &str) -> StorageResult<()>;
+}
+
 /// One implementation of every store.
 #[derive(Clone)]
 pub struct Storage {
@@ -177,6 +190,7 @@ pub struct Storage {
     pub rosters: Arc<dyn RosterStore>,
     pub offline: Arc<dyn OfflineStore>,
     pub blocks: Arc<dyn BlockStore>,
+    pub tenants: Arc<dyn TenantStore>,
     /// Flushes everything to disk (called at shutdown).
     pub flush: Arc<dyn Fn() -> StorageResult<()> + Send + Sync>,
 }

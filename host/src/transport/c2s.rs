@@ -12,12 +12,13 @@ use tokio::time::{Instant, sleep_until, timeout};
 
 use super::io::ClientIo;
 use super::listener::{ConnectionTracker, Shutdown};
-use super::tls::{TlsContext, channel_bindings};
+use super::tls::TlsStore;
 use crate::config::{C2sListener, TlsMode};
 use crate::router::SessionMsg;
 use crate::server::Server;
 use crate::session::{Action, ConnFacts, ListenerPolicy, StreamCore, StreamErrorCondition};
-use crate::xml::{StreamParser, ns};
+use crate::tenants::rate::TokenBucket;
+use crate::xml::{StreamEvent, StreamParser, ns};
 
 /// Read buffer per connection.
 const READ_CHUNK: usize = 4096;
@@ -29,7 +30,7 @@ pub async fn serve(
     listener: TcpListener,
     config: Arc<C2sListener>,
     server: Arc<Server>,
-    tls: TlsContext,
+    tls: Arc<TlsStore>,
     tracker: Arc<ConnectionTracker>,
     mut shutdown: Shutdown,
 ) {
@@ -65,7 +66,7 @@ pub async fn serve(
 struct Connection {
     server: Arc<Server>,
     listener: Arc<C2sListener>,
-    tls: TlsContext,
+    tls: Arc<TlsStore>,
     peer: SocketAddr,
     shutdown: Shutdown,
 }
@@ -82,20 +83,16 @@ impl Connection {
         let _ = stream.set_nodelay(true);
         let negotiation = Duration::from_secs(self.listener.negotiation_timeout.max(1));
         let negotiation_deadline = Instant::now() + negotiation;
-        let mut io = match self.listener.tls {
-            TlsMode::Direct => match timeout(negotiation, self.tls.acceptor.accept(stream)).await {
-                Ok(Ok(s)) => ClientIo::Tls(Box::new(s)),
+        let (mut io, initial_bindings) = match self.listener.tls {
+            TlsMode::Direct => match timeout(negotiation, self.tls.accept(stream, None)).await {
+                Ok(Ok((s, cb))) => (ClientIo::Tls(Box::new(s)), cb),
                 Ok(Err(e)) => {
                     tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed");
                     return;
                 }
                 Err(_) => return,
             },
-            TlsMode::Starttls => ClientIo::Plain(stream),
-        };
-        let initial_bindings = match &io {
-            ClientIo::Tls(s) => channel_bindings(s.get_ref().1, &self.tls),
-            ClientIo::Plain(_) => Default::default(),
+            TlsMode::Starttls => (ClientIo::Plain(stream), Default::default()),
         };
         let facts = ConnFacts {
             address: self.peer.to_string(),
@@ -105,7 +102,7 @@ impl Connection {
             transport: crate::router::Transport::Tcp,
             policy: ListenerPolicy::from(&*self.listener),
         };
-        let (tx, mut rx) = mpsc::channel(self.server.config.c2s.session_queue.max(16));
+        let (tx, mut rx) = mpsc::channel(self.server.config().c2s.session_queue.max(16));
         let mut core = StreamCore::new(self.server.clone(), facts, tx);
         let mut parser = StreamParser::new(self.server.parser_limits());
         let mut buf = vec![0u8; READ_CHUNK];
@@ -113,41 +110,38 @@ impl Connection {
         let timers = Timers::new(&self.server, &self.listener);
         let mut last_rx = Instant::now();
         let mut ping_sent: Option<Instant> = None;
+        let mut shaper: Option<TokenBucket> = None;
+        let mut limits_domain: Option<String> = None;
+        let mut read_paused_until = Instant::now();
 
         loop {
-            let deadline = timers.next_deadline(
+            let mut deadline = timers.next_deadline(
                 core.bound().is_some(),
                 negotiation_deadline,
                 last_rx,
                 ping_sent,
             );
             let mut actions = Vec::new();
+            let read_ready = Instant::now() >= read_paused_until;
+            if read_ready && parser.has_events() {
+                actions.extend(
+                    drain(&mut core, &mut parser, &mut shaper, &mut read_paused_until).await,
+                );
+            }
+            let read_ready = Instant::now() >= read_paused_until;
+            if !read_ready {
+                deadline = deadline.min(read_paused_until);
+            }
             tokio::select! {
-                r = io.read(&mut buf) => match r {
+                r = io.read(&mut buf), if read_ready => match r {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
                         last_rx = Instant::now();
                         ping_sent = None;
-                        match parser.feed(&buf[..n]) {
-                            Ok(()) => loop {
-                                match parser.next_event() {
-                                    Ok(Some(ev)) => {
-                                        let acts = core.on_event(ev).await;
-                                        let boundary = acts.iter().any(|a| matches!(a, Action::StartTls | Action::Restart | Action::Close(_)));
-                                        actions.extend(acts);
-                                        if boundary {
-                                            break;
-                                        }
-                                    }
-                                    Ok(None) => break,
-                                    Err(e) => {
-                                        actions.extend(core.fail(StreamErrorCondition::from_parse_error(&e), Some(e.to_string())));
-                                        break;
-                                    }
-                                }
-                            },
-                            Err(e) => actions.extend(core.fail(StreamErrorCondition::from_parse_error(&e), Some(e.to_string()))),
-                        }
+                        // A refusal is also queued in the parser, after the stanzas that
+                        // completed before it; `drain` handles both in order.
+                        let _ = parser.feed(&buf[..n]);
+                        actions.extend(drain(&mut core, &mut parser, &mut shaper, &mut read_paused_until).await);
                     }
                 },
                 msg = rx.recv() => {
@@ -162,21 +156,36 @@ impl Connection {
                     }
                 }
                 _ = sleep_until(deadline) => {
+                    // Also wakes when a shaping pause ends; the timers check their own times.
                     actions.extend(self.on_timer(&mut core, &timers, negotiation_deadline, last_rx, &mut ping_sent));
                 }
                 _ = self.shutdown.requested() => {
                     actions.extend(core.fail(StreamErrorCondition::SystemShutdown, None));
                 }
             }
+            if core.domain() != limits_domain.as_deref() {
+                limits_domain = core.domain().map(str::to_string);
+                parser.set_limits(self.server.parser_limits_for(core.domain()));
+            }
+            if shaper.is_none()
+                && let Some(entry) = core.bound()
+                && let Some(tenant) = self.server.tenant_of(&entry.account.domain)
+            {
+                let limits = tenant.spec.limits;
+                shaper = TokenBucket::new(
+                    limits.stanza_rate,
+                    limits.stanza_burst,
+                    Instant::now().into_std(),
+                );
+            }
             match self.apply(&mut io, &mut out, &mut parser, actions).await {
                 Flow::Continue => {}
                 Flow::Stop => break,
-                Flow::StartTls => match self.upgrade(io, negotiation_deadline).await {
-                    Some(tls_io) => {
+                Flow::StartTls => match self.upgrade(io, core.domain(), negotiation_deadline).await
+                {
+                    Some((tls_io, cb)) => {
                         io = tls_io;
-                        if let ClientIo::Tls(s) = &io {
-                            core.tls_established(channel_bindings(s.get_ref().1, &self.tls));
-                        }
+                        core.tls_established(cb);
                         parser.reset();
                     }
                     None => {
@@ -245,17 +254,16 @@ impl Connection {
             match action {
                 Action::Header { id, from } => {
                     out.push_str("<?xml version='1.0'?>");
-                    out.push_str(&crate::xml::element::open_tag(
-                        "stream:stream",
-                        &[
-                            ("xmlns", ns::CLIENT),
-                            ("xmlns:stream", ns::STREAM),
-                            ("id", &id),
-                            ("from", &from),
-                            ("version", "1.0"),
-                            ("xml:lang", "en"),
-                        ],
-                    ));
+                    let mut attrs = vec![
+                        ("xmlns", ns::CLIENT),
+                        ("xmlns:stream", ns::STREAM),
+                        ("id", id.as_str()),
+                    ];
+                    if !from.is_empty() {
+                        attrs.push(("from", from.as_str()));
+                    }
+                    attrs.extend([("version", "1.0"), ("xml:lang", "en")]);
+                    out.push_str(&crate::xml::element::open_tag("stream:stream", &attrs));
                 }
                 Action::Send(el) => el.write_to(out, ns::CLIENT),
                 Action::StartTls => flow = Flow::StartTls,
@@ -283,12 +291,17 @@ impl Connection {
         flow
     }
 
-    async fn upgrade(&self, io: ClientIo, deadline: Instant) -> Option<ClientIo> {
+    async fn upgrade(
+        &self,
+        io: ClientIo,
+        domain: Option<&str>,
+        deadline: Instant,
+    ) -> Option<(ClientIo, crate::sasl::ChannelBindings)> {
         let ClientIo::Plain(stream) = io else {
             return None;
         };
-        match tokio::time::timeout_at(deadline, self.tls.acceptor.accept(stream)).await {
-            Ok(Ok(s)) => Some(ClientIo::Tls(Box::new(s))),
+        match tokio::time::timeout_at(deadline, self.tls.accept(stream, domain)).await {
+            Ok(Ok((s, cb))) => Some((ClientIo::Tls(Box::new(s)), cb)),
             Ok(Err(e)) => {
                 tracing::debug!(peer = %self.peer, error = %e, "STARTTLS handshake failed");
                 None
@@ -296,6 +309,44 @@ impl Connection {
             Err(_) => None,
         }
     }
+}
+
+/// Hands buffered events to the core until none is left, the tenant's stanza shaper asks
+/// for a pause (the rest stays buffered, and the socket is not read, until it ends), or a
+/// stream boundary (STARTTLS, restart, close) needs the transport first.
+async fn drain(
+    core: &mut StreamCore,
+    parser: &mut StreamParser,
+    shaper: &mut Option<TokenBucket>,
+    paused_until: &mut Instant,
+) -> Vec<Action> {
+    let mut actions = Vec::new();
+    while Instant::now() >= *paused_until {
+        let ev = match parser.next_event() {
+            Ok(Some(ev)) => ev,
+            Ok(None) => break,
+            Err(e) => {
+                actions.extend(core.fail(
+                    StreamErrorCondition::from_parse_error(&e),
+                    Some(e.to_string()),
+                ));
+                break;
+            }
+        };
+        if let (Some(bucket), StreamEvent::Stanza(_)) = (shaper.as_mut(), &ev) {
+            let now = Instant::now();
+            *paused_until = now + bucket.take(now.into_std());
+        }
+        let acts = core.on_event(ev).await;
+        let boundary = acts
+            .iter()
+            .any(|a| matches!(a, Action::StartTls | Action::Restart | Action::Close(_)));
+        actions.extend(acts);
+        if boundary || core.is_closed() {
+            break;
+        }
+    }
+    actions
 }
 
 /// Keepalive and idle timing of bound sessions.
@@ -307,7 +358,8 @@ struct Timers {
 
 impl Timers {
     fn new(server: &Server, listener: &C2sListener) -> Self {
-        let c2s = &server.config.c2s;
+        let config = server.config();
+        let c2s = &config.c2s;
         Timers {
             ping_interval: (c2s.ping_interval > 0).then(|| Duration::from_secs(c2s.ping_interval)),
             ping_timeout: Duration::from_secs(c2s.ping_timeout.max(1)),

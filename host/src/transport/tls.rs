@@ -1,18 +1,23 @@
-//! TLS for client connections (rustls with the ring provider): loading the configured
-//! certificate or generating a self-signed one on first start, and deriving the
-//! channel-binding data SCRAM-PLUS needs from an established connection.
+//! TLS for client connections (rustls with the ring provider): the fallback certificate
+//! (configured, or self-signed and generated on first start), per-tenant certificates
+//! chosen by SNI or by the stream's `to` domain, and the channel-binding data SCRAM-PLUS
+//! needs from an established connection.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
-use tokio_rustls::TlsAcceptor;
+use tokio::net::TcpStream;
+use tokio_rustls::LazyConfigAcceptor;
+use tokio_rustls::server::TlsStream;
 
 use crate::config::Config;
 use crate::sasl::ChannelBindings;
+use crate::tenants::Registry;
 
 /// TLS setup failures.
 #[derive(Debug, thiserror::Error)]
@@ -35,34 +40,95 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
 }
 
-/// Everything a listener needs to accept TLS.
-#[derive(Clone)]
-pub struct TlsContext {
-    pub acceptor: TlsAcceptor,
+/// One certificate with the rustls configuration serving it.
+#[derive(Debug)]
+pub struct TenantCert {
+    pub config: Arc<ServerConfig>,
     /// SHA-256 of the leaf certificate (RFC 5929 `tls-server-end-point` for SHA-256 and
     /// SHA-1 signed certificates).
     pub end_point_hash: Vec<u8>,
+    /// Where it was loaded from.
+    pub cert_path: PathBuf,
+    /// The leaf certificate (DER), for tests and the admin API.
+    pub leaf: Vec<u8>,
 }
 
-/// Loads the configured certificate, or the generated one in the data dir (creating it on
-/// first start).
-pub fn load(config: &Config) -> Result<TlsContext, TlsError> {
+/// Loads a PEM certificate chain and key.
+pub fn load_cert(cert_path: &Path, key_path: &Path) -> Result<TenantCert, TlsError> {
+    let certs = read_certs(cert_path)?;
+    let key = read_key(key_path)?;
+    let end_point_hash = Sha256::digest(certs[0].as_ref()).to_vec();
+    let leaf = certs[0].as_ref().to_vec();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    Ok(TenantCert {
+        config: Arc::new(config),
+        end_point_hash,
+        cert_path: cert_path.to_path_buf(),
+        leaf,
+    })
+}
+
+/// Chooses certificates for connections: a tenant's own certificate when the client's
+/// SNI (or, without SNI, the stream's `to` domain) belongs to a tenant that has one, the
+/// fallback certificate otherwise.
+pub struct TlsStore {
+    fallback: ArcSwap<TenantCert>,
+    tenants: Arc<Registry>,
+}
+
+impl TlsStore {
+    /// Loads the fallback certificate (generating a self-signed one on first start).
+    pub fn load(config: &Config, tenants: Arc<Registry>) -> Result<TlsStore, TlsError> {
+        let fallback = load_fallback(config)?;
+        Ok(TlsStore {
+            fallback: ArcSwap::from_pointee(fallback),
+            tenants,
+        })
+    }
+
+    /// Re-reads the fallback certificate from disk (reload).
+    pub fn reload(&self, config: &Config) -> Result<(), TlsError> {
+        self.fallback.store(Arc::new(load_fallback(config)?));
+        Ok(())
+    }
+
+    /// The certificate for a server name.
+    pub fn choose(&self, name: Option<&str>) -> Arc<TenantCert> {
+        if let Some(name) = name {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            if let Some(cert) = self.tenants.by_domain(&name).and_then(|t| t.cert.clone()) {
+                return cert;
+            }
+        }
+        self.fallback.load_full()
+    }
+
+    /// Runs the server side of a TLS handshake. `stream_domain` is the `to` of the stream
+    /// header already received (STARTTLS), used when the client sends no SNI.
+    pub async fn accept(
+        &self,
+        stream: TcpStream,
+        stream_domain: Option<&str>,
+    ) -> std::io::Result<(TlsStream<TcpStream>, ChannelBindings)> {
+        let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
+        let sni = start.client_hello().server_name().map(str::to_string);
+        let cert = self.choose(sni.as_deref().or(stream_domain));
+        let tls = start.into_stream(cert.config.clone()).await?;
+        let cb = channel_bindings(tls.get_ref().1, &cert);
+        Ok((tls, cb))
+    }
+}
+
+fn load_fallback(config: &Config) -> Result<TenantCert, TlsError> {
     let (cert_path, key_path) = match (&config.tls.cert, &config.tls.key) {
         (Some(c), Some(k)) => (c.clone(), k.clone()),
         _ => ensure_self_signed(config)?,
     };
-    let certs = read_certs(&cert_path)?;
-    let key = read_key(&key_path)?;
-    let end_point_hash = Sha256::digest(certs[0].as_ref()).to_vec();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let server_config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
-    Ok(TlsContext {
-        acceptor: TlsAcceptor::from(Arc::new(server_config)),
-        end_point_hash,
-    })
+    load_cert(&cert_path, &key_path)
 }
 
 fn ensure_self_signed(config: &Config) -> Result<(PathBuf, PathBuf), TlsError> {
@@ -76,6 +142,9 @@ fn ensure_self_signed(config: &Config) -> Result<(PathBuf, PathBuf), TlsError> {
     for h in &config.general.hosts {
         names.push(h.clone());
         names.push(format!("*.{h}"));
+    }
+    if names.is_empty() {
+        names.push("localhost".into());
     }
     let generated = rcgen::generate_simple_self_signed(names)?;
     write_private(&key_path, generated.signing_key.serialize_pem().as_bytes())?;
@@ -136,10 +205,10 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 }
 
 /// Channel-binding data of an established server connection: `tls-exporter` (TLS 1.3
-/// only, RFC 9266) and `tls-server-end-point`.
-pub fn channel_bindings(conn: &rustls::ServerConnection, ctx: &TlsContext) -> ChannelBindings {
+/// only, RFC 9266) and `tls-server-end-point` of the certificate that was served.
+pub fn channel_bindings(conn: &rustls::ServerConnection, cert: &TenantCert) -> ChannelBindings {
     let mut cb = ChannelBindings {
-        tls_server_end_point: Some(ctx.end_point_hash.clone()),
+        tls_server_end_point: Some(cert.end_point_hash.clone()),
         ..Default::default()
     };
     if conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) {

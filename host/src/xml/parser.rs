@@ -201,6 +201,18 @@ impl StreamParser {
         *self = StreamParser::new(self.limits);
     }
 
+    /// Changes the limits from now on (the tenant's own limits apply once the stream's
+    /// domain is known); they also apply after every later reset.
+    pub fn set_limits(&mut self, limits: ParserLimits) {
+        self.limits = limits;
+        self.scanner.set_limits(limits);
+    }
+
+    /// True when `next_event` has something to return (an event or a refusal).
+    pub fn has_events(&self) -> bool {
+        !self.ready.is_empty() || self.failure.is_some()
+    }
+
     /// Bytes currently buffered (for memory accounting).
     pub fn buffered(&self) -> usize {
         self.buf.len()

@@ -270,15 +270,19 @@ class HeliographServer:
     # -- admin API (plain urllib: no extra dependencies) --
 
     def admin(self, method: str, path: str, body: Any = None,
-              expect: int | tuple[int, ...] | None = None) -> tuple[int, Any]:
+              expect: int | tuple[int, ...] | None = None,
+              token: str | None = None) -> tuple[int, Any]:
         """Call the admin API; returns (status, decoded JSON or None).
 
-        With ``expect``, any other status raises ServerError with the body.
+        With ``expect``, any other status raises ServerError with the body. ``token``
+        replaces the operator token (e.g. a tenant token; "" sends none).
         """
         host, port = self.admin_address
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(f"http://{host}:{port}{path}", data=data, method=method)
-        req.add_header("Authorization", f"Bearer {self.admin_token}")
+        token = self.admin_token if token is None else token
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
         if data is not None:
             req.add_header("Content-Type", "application/json")
         try:
@@ -296,11 +300,12 @@ class HeliographServer:
                 raise ServerError(f"{method} {path} -> {status} (expected {allowed}): {decoded!r}")
         return status, decoded
 
-    def create_user(self, username: str, password: str) -> str:
-        """Create ``username@localhost``; returns the bare JID."""
-        self.admin("POST", f"/api/v1/users/{self.domain}",
+    def create_user(self, username: str, password: str, domain: str | None = None) -> str:
+        """Create ``username@domain`` (default localhost); returns the bare JID."""
+        domain = domain or self.domain
+        self.admin("POST", f"/api/v1/users/{domain}",
                    {"username": username, "password": password}, expect=201)
-        return f"{username}@{self.domain}"
+        return f"{username}@{domain}"
 
     def new_user(self, prefix: str = "user", password: str = "secret") -> tuple[str, str]:
         """Create a user with a unique name (handy on a shared server); returns (jid, password)."""
@@ -316,6 +321,15 @@ class HeliographServer:
 
     def users(self) -> list:
         return self.admin("GET", f"/api/v1/users/{self.domain}", expect=200)[1]["users"]
+
+    def create_tenant(self, name: str, domains: list[str], **settings) -> dict:
+        """Create a tenant through the admin API; returns it."""
+        return self.admin("POST", "/api/v1/tenants", {"name": name, "domains": domains, **settings},
+                          expect=201)[1]
+
+    def write_config(self) -> None:
+        """Rewrite the config file from ``self.config`` (for reload tests)."""
+        self.config_path.write_text(to_toml(self.config))
 
     def sessions(self) -> list[dict]:
         return self.admin("GET", "/api/v1/sessions", expect=200)[1]["sessions"]

@@ -24,6 +24,7 @@ mod blocks;
 mod keys;
 mod offline;
 mod rosters;
+mod tenants;
 #[cfg(test)]
 mod tests;
 mod users;
@@ -46,7 +47,8 @@ pub fn open(dir: &Path) -> StorageResult<Storage> {
         users: store.clone(),
         rosters: store.clone(),
         offline: store.clone(),
-        blocks: store,
+        blocks: store.clone(),
+        tenants: store,
         flush: Arc::new(move || flusher.flush()),
     })
 }
@@ -54,7 +56,7 @@ pub fn open(dir: &Path) -> StorageResult<Storage> {
 /// Opens the database, waiting briefly for the file lock: a `Db` dropped moments ago
 /// (same process) releases its lock only when sled's background flusher lets go of it.
 fn open_db(dir: &Path) -> sled::Result<Db> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         match sled::open(dir) {
             Err(sled::Error::Io(e))
@@ -76,6 +78,7 @@ struct SledStore {
     rosters: Tree,
     offline: Tree,
     blocks: Tree,
+    tenants: Tree,
 }
 
 impl SledStore {
@@ -88,6 +91,7 @@ impl SledStore {
             rosters: tree("rosters")?,
             offline: tree("offline")?,
             blocks: tree("blocks")?,
+            tenants: tree("tenants")?,
             db,
         })
     }

@@ -34,7 +34,7 @@ use tokio::net::TcpListener;
 use self::limits::AddressLimiter;
 use self::proxy::{ClientAddr, IpRange};
 use super::listener::{ConnectionTracker, Shutdown};
-use super::tls::TlsContext;
+use super::tls::TlsStore;
 use crate::config::HttpListener;
 use crate::server::Server;
 use crate::session::ListenerPolicy;
@@ -91,7 +91,7 @@ pub async fn serve(
     listener: TcpListener,
     config: Arc<HttpListener>,
     server: Arc<Server>,
-    tls: Option<TlsContext>,
+    tls: Option<Arc<TlsStore>>,
     tracker: Arc<ConnectionTracker>,
     mut shutdown: Shutdown,
 ) {
@@ -126,8 +126,8 @@ pub async fn serve(
                         None => serve_connection(state, stream, peer).await,
                         Some(tls) => {
                             let timeout = Duration::from_secs(state.config.request_timeout.max(1));
-                            match tokio::time::timeout(timeout, tls.acceptor.accept(stream)).await {
-                                Ok(Ok(s)) => serve_connection(state, s, peer).await,
+                            match tokio::time::timeout(timeout, tls.accept(stream, None)).await {
+                                Ok(Ok((s, _))) => serve_connection(state, s, peer).await,
                                 Ok(Err(e)) => {
                                     tracing::debug!(peer = %peer, error = %e, "HTTPS handshake failed")
                                 }

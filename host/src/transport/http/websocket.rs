@@ -198,7 +198,7 @@ impl Connection {
     async fn run(mut self) {
         let server = self.state.server.clone();
         let config = self.state.config.clone();
-        let (tx, mut rx) = mpsc::channel(server.config.c2s.session_queue.max(16));
+        let (tx, mut rx) = mpsc::channel(server.config().c2s.session_queue.max(16));
         let facts = ConnFacts {
             address: self.client.addr.display.clone(),
             tls: self.client.secure,
@@ -215,7 +215,7 @@ impl Connection {
         let idle = Duration::from_secs(config.idle_timeout.max(1));
         let ping_every = (config.websocket_ping_interval > 0)
             .then(|| Duration::from_secs(config.websocket_ping_interval));
-        let ping_timeout = Duration::from_secs(server.config.c2s.ping_timeout.max(1));
+        let ping_timeout = Duration::from_secs(server.config().c2s.ping_timeout.max(1));
         let mut last_rx = Instant::now();
         let mut ping_sent: Option<Instant> = None;
         let mut shutdown = self.state.shutdown.clone();
@@ -359,7 +359,7 @@ impl Connection {
 
     /// RFC 7395 §3.6.1: open the stream, then close it pointing at another endpoint.
     async fn see_other(&mut self, server: &crate::server::Server) {
-        let from = server.config.general.hosts[0].clone();
+        let from = server.config().general.hosts[0].clone();
         let open = format!(
             "<open xmlns=\"{NS_FRAMING}\" from=\"{}\" id=\"redirect\" version=\"1.0\"/>",
             crate::xml::element::escaped_text(&from)

@@ -136,6 +136,11 @@ impl Scanner {
         }
     }
 
+    /// Replaces the limits for the rest of the scan.
+    pub fn set_limits(&mut self, limits: ParserLimits) {
+        self.limits = limits;
+    }
+
     /// Start of the incomplete unit being scanned: bytes before it are no longer needed.
     pub fn unit_start(&self) -> Option<u64> {
         self.unit_start

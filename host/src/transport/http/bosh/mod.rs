@@ -118,7 +118,7 @@ async fn create(state: &Arc<HttpState>, req: BodyRequest, client: &ClientInfo) -
         secure: client.secure,
     };
     let sid = new_sid();
-    let (tx, rx) = mpsc::channel(state.server.config.c2s.session_queue.max(16));
+    let (tx, rx) = mpsc::channel(state.server.config().c2s.session_queue.max(16));
     let facts = ConnFacts {
         address: client.addr.display.clone(),
         tls: client.secure,

@@ -1,0 +1,401 @@
+//! Tenant operations used by the admin API, the CLI (through it) and config reload:
+//! create, change, enable/disable, remove (with or without purging data), issue tenant
+//! admin tokens, and reload the config file. Each change is persisted before it is
+//! applied, and sessions that lose their tenant end with `<host-gone/>`; sessions of other
+//! tenants are never touched.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use super::registry::{RegistryError, Tenant};
+use super::spec::{TenantRecord, TenantSpec};
+use crate::config::{Config, ConfigError};
+use crate::server::Server;
+use crate::session::StreamErrorCondition;
+use crate::storage::{self, Storage, StorageError};
+use crate::transport::tls::{TlsError, load_cert};
+
+/// Why a tenant operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TenantError {
+    #[error("no tenant named {0:?}")]
+    NotFound(String),
+    #[error("tenant {0:?} already exists")]
+    Exists(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("tenant {0:?} is defined in the config file: change it there and reload")]
+    ConfigManaged(String),
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("certificate of tenant {name:?}: {source}")]
+    Tls { name: String, source: TlsError },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("the server was started without a config file, so there is nothing to reload")]
+    NoConfigFile,
+}
+
+/// Builds the runtime tenant, loading its certificate if it has one.
+pub fn build_tenant(
+    name: &str,
+    spec: TenantSpec,
+    from_config: bool,
+    token_sha256: Option<String>,
+) -> Result<Tenant, TenantError> {
+    let cert = match &spec.tls {
+        Some(tls) => Some(Arc::new(load_cert(&tls.cert, &tls.key).map_err(
+            |source| TenantError::Tls {
+                name: name.to_string(),
+                source,
+            },
+        )?)),
+        None => None,
+    };
+    Ok(Tenant::new(
+        name.to_string(),
+        spec,
+        from_config,
+        token_sha256,
+        cert,
+    ))
+}
+
+/// Every tenant: those of the config file (with their stored runtime overrides and
+/// tokens) and those created through the admin API.
+pub fn all_tenants(
+    config: &Config,
+    records: Vec<TenantRecord>,
+) -> Result<Vec<Tenant>, TenantError> {
+    let mut records: BTreeMap<String, TenantRecord> =
+        records.into_iter().map(|r| (r.name.clone(), r)).collect();
+    let mut out = Vec::new();
+    for (name, mut spec) in config.tenant_specs()? {
+        let record = records.remove(&name);
+        if let Some(enabled) = record.as_ref().and_then(|r| r.enabled_override) {
+            spec.enabled = enabled;
+        }
+        let token = record.and_then(|r| r.token_sha256);
+        out.push(build_tenant(&name, spec, true, token)?);
+    }
+    for (name, record) in records {
+        if let Some(spec) = record.spec {
+            out.push(build_tenant(&name, spec, false, record.token_sha256)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Loads the stored tenant records.
+pub fn stored_records(storage: &Storage) -> Result<Vec<TenantRecord>, TenantError> {
+    Ok(storage.tenants.tenant_records()?)
+}
+
+async fn load_record(server: &Server, name: &str) -> Result<TenantRecord, TenantError> {
+    let store = server.storage.tenants.clone();
+    let records = storage::blocking(move || store.tenant_records()).await?;
+    Ok(records
+        .into_iter()
+        .find(|r| r.name == name)
+        .unwrap_or_else(|| TenantRecord::new(name)))
+}
+
+async fn save_record(server: &Server, record: TenantRecord) -> Result<(), TenantError> {
+    let store = server.storage.tenants.clone();
+    storage::blocking(move || {
+        if record.is_empty() {
+            store.delete_tenant_record(&record.name)
+        } else {
+            store.put_tenant_record(&record)
+        }
+    })
+    .await?;
+    Ok(())
+}
+
+fn get(server: &Server, name: &str) -> Result<Arc<Tenant>, TenantError> {
+    server
+        .tenants
+        .by_name(name)
+        .ok_or_else(|| TenantError::NotFound(name.to_string()))
+}
+
+/// Ends the sessions of these domains with `<host-gone/>`.
+fn end_sessions(server: &Server, domains: &[String], why: &str) -> usize {
+    let n = server
+        .router
+        .close_domains(domains, StreamErrorCondition::HostGone, Some(why));
+    if n > 0 {
+        tracing::info!(sessions = n, domains = ?domains, reason = why, "ended sessions");
+    }
+    n
+}
+
+/// Creates a tenant through the admin API. Users of it can log in as soon as this returns.
+pub async fn create(
+    server: &Arc<Server>,
+    name: &str,
+    spec: TenantSpec,
+) -> Result<Arc<Tenant>, TenantError> {
+    let spec = spec.normalized(name).map_err(TenantError::Invalid)?;
+    if server.tenants.by_name(name).is_some() {
+        return Err(TenantError::Exists(name.to_string()));
+    }
+    let snapshot = server.tenants.snapshot();
+    for d in &spec.domains {
+        if let Some(owner) = snapshot.by_domain(d) {
+            return Err(RegistryError::DomainTaken {
+                domain: d.clone(),
+                owner: owner.name.clone(),
+            }
+            .into());
+        }
+    }
+    let tenant = build_tenant(name, spec.clone(), false, None)?;
+    let mut record = TenantRecord::new(name);
+    record.spec = Some(spec);
+    save_record(server, record).await?;
+    server.tenants.upsert(tenant)?;
+    tracing::info!(tenant = name, "tenant created");
+    get(server, name)
+}
+
+/// Changes an API-managed tenant's settings. Sessions of domains it no longer owns end.
+pub async fn update(
+    server: &Arc<Server>,
+    name: &str,
+    spec: TenantSpec,
+) -> Result<Arc<Tenant>, TenantError> {
+    let current = get(server, name)?;
+    if current.from_config {
+        return Err(TenantError::ConfigManaged(name.to_string()));
+    }
+    let spec = spec.normalized(name).map_err(TenantError::Invalid)?;
+    let tenant = build_tenant(name, spec.clone(), false, current.token_sha256.clone())?;
+    let mut record = load_record(server, name).await?;
+    record.spec = Some(spec.clone());
+    // Check the domains before persisting: the registry refuses a taken domain.
+    let snapshot = server.tenants.snapshot();
+    for d in &spec.domains {
+        if let Some(owner) = snapshot.by_domain(d).filter(|o| o.name != name) {
+            return Err(RegistryError::DomainTaken {
+                domain: d.clone(),
+                owner: owner.name.clone(),
+            }
+            .into());
+        }
+    }
+    save_record(server, record).await?;
+    server.tenants.upsert(tenant)?;
+    let dropped: Vec<String> = current
+        .spec
+        .domains
+        .iter()
+        .filter(|d| !spec.domains.contains(d))
+        .cloned()
+        .collect();
+    end_sessions(server, &dropped, "domain removed from its tenant");
+    if !spec.enabled && current.enabled() {
+        end_sessions(server, &spec.domains, "tenant disabled");
+    }
+    tracing::info!(tenant = name, "tenant changed");
+    get(server, name)
+}
+
+/// Enables or disables a tenant (API or config). Disabling ends its sessions with
+/// `<host-gone/>`; new logins get `host-unknown` until it is enabled again.
+pub async fn set_enabled(
+    server: &Arc<Server>,
+    name: &str,
+    enabled: bool,
+) -> Result<Arc<Tenant>, TenantError> {
+    let current = get(server, name)?;
+    let mut record = load_record(server, name).await?;
+    let mut spec = current.spec.clone();
+    spec.enabled = enabled;
+    if current.from_config {
+        record.enabled_override = Some(enabled);
+    } else {
+        record.spec = Some(spec.clone());
+    }
+    save_record(server, record).await?;
+    let tenant = Tenant::new(
+        name.to_string(),
+        spec,
+        current.from_config,
+        current.token_sha256.clone(),
+        current.cert.clone(),
+    );
+    server.tenants.upsert(tenant)?;
+    if !enabled {
+        end_sessions(server, &current.spec.domains, "tenant disabled");
+    }
+    tracing::info!(tenant = name, enabled, "tenant state changed");
+    get(server, name)
+}
+
+/// Removes an API-managed tenant. With `purge`, every account and all data of its
+/// domains are deleted; otherwise the data stays and returns if the domains come back.
+pub async fn remove(server: &Arc<Server>, name: &str, purge: bool) -> Result<(), TenantError> {
+    let current = get(server, name)?;
+    if current.from_config {
+        return Err(TenantError::ConfigManaged(name.to_string()));
+    }
+    let store = server.storage.tenants.clone();
+    let n = name.to_string();
+    storage::blocking(move || store.delete_tenant_record(&n)).await?;
+    server.tenants.remove(name);
+    end_sessions(server, &current.spec.domains, "tenant removed");
+    if purge {
+        for d in current.spec.domains.clone() {
+            let users = server.storage.users.clone();
+            storage::blocking(move || users.purge_domain(&d)).await?;
+        }
+    }
+    tracing::info!(tenant = name, purge, "tenant removed");
+    Ok(())
+}
+
+/// Hex SHA-256 of a token.
+pub fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Issues a new admin token for a tenant (replacing any previous one) and returns it. The
+/// token is `NAME.SECRET`; only its hash is stored.
+pub async fn issue_token(server: &Arc<Server>, name: &str) -> Result<String, TenantError> {
+    let current = get(server, name)?;
+    let secret: [u8; 24] = rand::random();
+    let token = format!(
+        "{name}.{}",
+        secret
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    let hash = token_hash(&token);
+    let mut record = load_record(server, name).await?;
+    record.token_sha256 = Some(hash.clone());
+    save_record(server, record).await?;
+    let tenant = Tenant::new(
+        name.to_string(),
+        current.spec.clone(),
+        current.from_config,
+        Some(hash),
+        current.cert.clone(),
+    );
+    server.tenants.upsert(tenant)?;
+    tracing::info!(tenant = name, "tenant admin token issued");
+    Ok(token)
+}
+
+/// The tenant a tenant token belongs to, if it is valid (constant-time comparison).
+pub fn tenant_of_token(server: &Server, token: &str) -> Option<Arc<Tenant>> {
+    use subtle::ConstantTimeEq;
+    let (name, _) = token.split_once('.')?;
+    let tenant = server.tenants.by_name(name)?;
+    let expected = tenant.token_sha256.as_deref()?;
+    let given = token_hash(token);
+    bool::from(given.as_bytes().ct_eq(expected.as_bytes())).then_some(tenant)
+}
+
+/// What a reload changed.
+#[derive(Debug, Default, serde::Serialize, PartialEq, Eq)]
+pub struct ReloadReport {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+    pub sessions_ended: usize,
+    /// Settings that need a restart to take effect (listeners, data dir).
+    pub needs_restart: Vec<String>,
+}
+
+/// Re-reads the config file and applies the differences. An invalid file changes nothing.
+pub async fn reload(server: &Arc<Server>) -> Result<ReloadReport, TenantError> {
+    let path = server
+        .config_path
+        .clone()
+        .ok_or(TenantError::NoConfigFile)?;
+    let new_config = Config::load(&path)?;
+    let records = {
+        let store = server.storage.tenants.clone();
+        storage::blocking(move || store.tenant_records()).await?
+    };
+    let tenants = all_tenants(&new_config, records)?;
+    check_overlaps(&tenants)?;
+    if let Some(tls) = server.tls.get() {
+        tls.reload(&new_config).map_err(|source| TenantError::Tls {
+            name: "(fallback)".into(),
+            source,
+        })?;
+    }
+    let old_config = server.config();
+    let mut report = ReloadReport::default();
+    if old_config.listen != new_config.listen {
+        report.needs_restart.push("listen".into());
+    }
+    if old_config.general.data_dir != new_config.general.data_dir {
+        report.needs_restart.push("general.data_dir".into());
+    }
+    let before = server.tenants.snapshot();
+    let served_before: HashSet<String> = before
+        .list()
+        .iter()
+        .filter(|t| t.enabled())
+        .flat_map(|t| t.spec.domains.clone())
+        .collect();
+    for t in &tenants {
+        match before.by_name(&t.name) {
+            None => report.added.push(t.name.clone()),
+            Some(old) if old.spec != t.spec => report.changed.push(t.name.clone()),
+            Some(old) if old.cert.as_ref().map(|c| &c.leaf) != t.cert.as_ref().map(|c| &c.leaf) => {
+                report.changed.push(t.name.clone())
+            }
+            _ => {}
+        }
+    }
+    let names: HashSet<&str> = tenants.iter().map(|t| t.name.as_str()).collect();
+    report.removed = before
+        .list()
+        .iter()
+        .filter(|t| !names.contains(t.name.as_str()))
+        .map(|t| t.name.clone())
+        .collect();
+    let served_after: HashSet<String> = tenants
+        .iter()
+        .filter(|t| t.enabled())
+        .flat_map(|t| t.spec.domains.clone())
+        .collect();
+    server.set_config(new_config);
+    server.tenants.replace_all(tenants)?;
+    let gone: Vec<String> = served_before.difference(&served_after).cloned().collect();
+    report.sessions_ended = end_sessions(server, &gone, "domain no longer served after reload");
+    tracing::info!(added = ?report.added, removed = ?report.removed, changed = ?report.changed, "configuration reloaded");
+    for key in &report.needs_restart {
+        tracing::warn!(key = %key, "changed in the config file; takes effect after a restart");
+    }
+    Ok(report)
+}
+
+fn check_overlaps(tenants: &[Tenant]) -> Result<(), TenantError> {
+    let mut owners: BTreeMap<&str, &str> = BTreeMap::new();
+    for t in tenants {
+        for d in &t.spec.domains {
+            if let Some(owner) = owners.insert(d, &t.name) {
+                return Err(RegistryError::DomainTaken {
+                    domain: d.clone(),
+                    owner: owner.to_string(),
+                }
+                .into());
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,317 @@
+//! The tenant registry: domain → tenant and name → tenant, read without locks.
+//!
+//! Readers load the current [`Snapshot`] through an `ArcSwap` (no lock, no contention)
+//! and look up persistent hash maps, so a lookup costs the same with 10 or 10,000 tenants.
+//! Writers (admin API, reload) are serialized, build the next snapshot by structural
+//! sharing (an insert copies O(log n) nodes, not the whole map) and swap it in atomically.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use arc_swap::ArcSwap;
+
+use super::spec::TenantSpec;
+use crate::transport::tls::TenantCert;
+
+/// A tenant as the running server sees it.
+#[derive(Debug)]
+pub struct Tenant {
+    pub name: String,
+    pub spec: TenantSpec,
+    /// Defined in the config file (changed by editing it and reloading).
+    pub from_config: bool,
+    /// SHA-256 (hex) of the tenant's admin token, if one was issued.
+    pub token_sha256: Option<String>,
+    /// The tenant's own certificate, loaded from `spec.tls`.
+    pub cert: Option<Arc<TenantCert>>,
+    /// Online sessions; shared by every version of the tenant across updates.
+    sessions: Arc<AtomicUsize>,
+}
+
+impl Tenant {
+    pub fn new(
+        name: String,
+        spec: TenantSpec,
+        from_config: bool,
+        token_sha256: Option<String>,
+        cert: Option<Arc<TenantCert>>,
+    ) -> Tenant {
+        Tenant {
+            name,
+            spec,
+            from_config,
+            token_sha256,
+            cert,
+            sessions: Arc::default(),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.spec.enabled
+    }
+
+    /// Online sessions right now.
+    pub fn session_count(&self) -> usize {
+        self.sessions.load(Ordering::Relaxed)
+    }
+
+    /// Counts a new session unless `max_sessions` is reached.
+    pub fn acquire_session(self: &Arc<Self>) -> Option<SessionSlot> {
+        let max = self.spec.limits.max_sessions as usize;
+        let counter = self.sessions.clone();
+        let mut current = counter.load(Ordering::Relaxed);
+        loop {
+            if max != 0 && current >= max {
+                return None;
+            }
+            match counter.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(SessionSlot(counter)),
+                Err(seen) => current = seen,
+            }
+        }
+    }
+
+    /// True if users of `self` and `other` may exchange stanzas.
+    pub fn can_reach(&self, other: &Tenant) -> bool {
+        self.name == other.name
+            || (self.spec.federate_with.contains(&other.name)
+                && other.spec.federate_with.contains(&self.name))
+    }
+}
+
+/// One counted session of a tenant; the count drops when this is dropped.
+#[derive(Debug)]
+pub struct SessionSlot(Arc<AtomicUsize>);
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// An immutable view of all tenants.
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    by_name: imbl::HashMap<String, Arc<Tenant>>,
+    by_domain: imbl::HashMap<String, Arc<Tenant>>,
+}
+
+impl Snapshot {
+    pub fn by_domain(&self, domain: &str) -> Option<&Arc<Tenant>> {
+        self.by_domain.get(domain)
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&Arc<Tenant>> {
+        self.by_name.get(name)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    /// All tenants sorted by name.
+    pub fn list(&self) -> Vec<Arc<Tenant>> {
+        let mut v: Vec<_> = self.by_name.values().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+}
+
+/// Why a registry change was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RegistryError {
+    #[error("domain {domain} already belongs to tenant {owner}")]
+    DomainTaken { domain: String, owner: String },
+}
+
+/// The registry; see the module docs.
+#[derive(Default)]
+pub struct Registry {
+    current: ArcSwap<Snapshot>,
+    writer: Mutex<()>,
+}
+
+impl Registry {
+    /// A registry holding these tenants (domains must not overlap).
+    pub fn with_tenants(tenants: Vec<Tenant>) -> Result<Registry, RegistryError> {
+        let r = Registry::default();
+        r.replace_all(tenants)?;
+        Ok(r)
+    }
+
+    /// The current snapshot (lock-free).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// The tenant owning `domain` (lock-free).
+    pub fn by_domain(&self, domain: &str) -> Option<Arc<Tenant>> {
+        self.current.load().by_domain(domain).cloned()
+    }
+
+    /// The tenant named `name` (lock-free).
+    pub fn by_name(&self, name: &str) -> Option<Arc<Tenant>> {
+        self.current.load().by_name(name).cloned()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds or replaces a tenant; returns the previous version. The session counter
+    /// carries over from the previous version.
+    pub fn upsert(&self, mut tenant: Tenant) -> Result<Option<Arc<Tenant>>, RegistryError> {
+        let _w = self.lock();
+        let cur = self.current.load_full();
+        for d in &tenant.spec.domains {
+            if let Some(owner) = cur.by_domain.get(d)
+                && owner.name != tenant.name
+            {
+                return Err(RegistryError::DomainTaken {
+                    domain: d.clone(),
+                    owner: owner.name.clone(),
+                });
+            }
+        }
+        let mut next = (*cur).clone();
+        let old = next.by_name.get(&tenant.name).cloned();
+        if let Some(o) = &old {
+            tenant.sessions = o.sessions.clone();
+            for d in &o.spec.domains {
+                next.by_domain.remove(d);
+            }
+        }
+        let tenant = Arc::new(tenant);
+        for d in &tenant.spec.domains {
+            next.by_domain.insert(d.clone(), tenant.clone());
+        }
+        next.by_name.insert(tenant.name.clone(), tenant);
+        self.current.store(Arc::new(next));
+        Ok(old)
+    }
+
+    /// Removes a tenant; returns it.
+    pub fn remove(&self, name: &str) -> Option<Arc<Tenant>> {
+        let _w = self.lock();
+        let cur = self.current.load_full();
+        let mut next = (*cur).clone();
+        let old = next.by_name.remove(name)?;
+        for d in &old.spec.domains {
+            next.by_domain.remove(d);
+        }
+        self.current.store(Arc::new(next));
+        Some(old)
+    }
+
+    /// Replaces every tenant at once (reload); session counters carry over by name.
+    pub fn replace_all(&self, tenants: Vec<Tenant>) -> Result<(), RegistryError> {
+        let _w = self.lock();
+        let cur = self.current.load_full();
+        let mut next = Snapshot::default();
+        for mut t in tenants {
+            if let Some(o) = cur.by_name.get(&t.name) {
+                t.sessions = o.sessions.clone();
+            }
+            let t = Arc::new(t);
+            for d in &t.spec.domains {
+                if let Some(owner) = next.by_domain.get(d) {
+                    return Err(RegistryError::DomainTaken {
+                        domain: d.clone(),
+                        owner: owner.name.clone(),
+                    });
+                }
+                next.by_domain.insert(d.clone(), t.clone());
+            }
+            next.by_name.insert(t.name.clone(), t);
+        }
+        self.current.store(Arc::new(next));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant(name: &str, domains: &[&str]) -> Tenant {
+        Tenant::new(
+            name.into(),
+            TenantSpec::with_domains(domains.iter().map(|d| d.to_string()).collect()),
+            false,
+            None,
+            None,
+        )
+    }
+
+    #[test]
+    fn lookups_follow_changes() {
+        let r = Registry::default();
+        r.upsert(tenant("a", &["a.test", "a2.test"])).unwrap();
+        r.upsert(tenant("b", &["b.test"])).unwrap();
+        assert_eq!(r.by_domain("a2.test").unwrap().name, "a");
+        assert_eq!(
+            r.upsert(tenant("c", &["b.test"])).unwrap_err(),
+            RegistryError::DomainTaken {
+                domain: "b.test".into(),
+                owner: "b".into()
+            }
+        );
+        // Changing a tenant's domains drops the old ones.
+        r.upsert(tenant("a", &["a3.test"])).unwrap();
+        assert!(r.by_domain("a.test").is_none());
+        assert_eq!(r.by_domain("a3.test").unwrap().name, "a");
+        assert_eq!(r.remove("b").unwrap().name, "b");
+        assert!(r.by_domain("b.test").is_none());
+        assert_eq!(r.snapshot().len(), 1);
+    }
+
+    #[test]
+    fn readers_keep_their_snapshot() {
+        let r = Registry::default();
+        r.upsert(tenant("a", &["a.test"])).unwrap();
+        let snap = r.snapshot();
+        r.remove("a");
+        assert!(snap.by_domain("a.test").is_some());
+        assert!(r.by_domain("a.test").is_none());
+    }
+
+    #[test]
+    fn session_limit_and_counter_survive_updates() {
+        let r = Registry::default();
+        let mut t = tenant("a", &["a.test"]);
+        t.spec.limits.max_sessions = 2;
+        r.upsert(t).unwrap();
+        let t = r.by_name("a").unwrap();
+        let s1 = t.acquire_session().unwrap();
+        let _s2 = t.acquire_session().unwrap();
+        assert!(t.acquire_session().is_none());
+        let mut t2 = tenant("a", &["a.test"]);
+        t2.spec.limits.max_sessions = 2;
+        r.upsert(t2).unwrap();
+        let t = r.by_name("a").unwrap();
+        assert_eq!(t.session_count(), 2);
+        drop(s1);
+        assert_eq!(t.session_count(), 1);
+        assert!(t.acquire_session().is_some());
+    }
+
+    #[test]
+    fn federation_needs_both_sides() {
+        let mut a = tenant("a", &["a.test"]);
+        let mut b = tenant("b", &["b.test"]);
+        assert!(!a.can_reach(&b));
+        a.spec.federate_with = vec!["b".into()];
+        assert!(!a.can_reach(&b));
+        b.spec.federate_with = vec!["a".into()];
+        assert!(a.can_reach(&b) && b.can_reach(&a));
+    }
+}

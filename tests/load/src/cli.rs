@@ -1,0 +1,1145 @@
+//! The `heliograph-load` command line and the orchestration of each scenario: find or
+//! start the server, provision accounts, run, read the server's cost from /proc, print a
+//! human summary and one JSON line per measurement.
+
+use std::io::{BufRead as _, Write as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+
+use crate::chat::{self, Pace};
+use crate::connect::{self, ConnectJob, ConnectOutcome, WorkerReport};
+use crate::procfs;
+use crate::stats::{Samples, round3};
+use crate::target::{SpawnOptions, Target};
+use crate::xmpp::{Mech, TransportKind};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "heliograph-load",
+    version,
+    about = "Load generator for Heliograph"
+)]
+pub struct Cli {
+    /// Also append every JSON measurement line to this file.
+    #[arg(long, global = true)]
+    pub json: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Open N sessions with full login at a target rate, report logins/s, latency and
+    /// server CPU per login; optionally hold them idle.
+    Connect(ConnectArgs),
+    /// P pairs exchanging messages; delivered/s, latency, losses, server CPU per message;
+    /// optionally the same against the minimal relay.
+    Chat(ChatArgs),
+    /// Server RSS before and after N idle sessions, per transport: KiB per session.
+    Memory(MemoryArgs),
+    /// Everything the README reports, in one run.
+    Report(ReportArgs),
+    /// Internal: one connect worker process (spawned by `--procs`).
+    #[command(hide = true)]
+    Worker {
+        #[arg(long)]
+        job: String,
+    },
+}
+
+/// Which server to measure.
+#[derive(Args, Debug, Clone)]
+pub struct TargetArgs {
+    /// Start this `heliograph` binary with a temporary config (default: the one next to
+    /// this executable, unless --ready-file or --server-pid is given).
+    #[arg(long)]
+    pub server_bin: Option<PathBuf>,
+    /// Data directory for a started server; reuse it so accounts exist already.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Target a running server through the ready file it wrote (`serve --ready-file`).
+    #[arg(long, conflicts_with_all = ["server_bin", "server_pid"])]
+    pub ready_file: Option<PathBuf>,
+    /// Target a running server by pid (with --c2s, --c2s-tls, --admin, --token-file).
+    #[arg(long, requires_all = ["c2s", "c2s_tls", "admin", "token_file"])]
+    pub server_pid: Option<u32>,
+    /// STARTTLS c2s listener of a running server.
+    #[arg(long)]
+    pub c2s: Option<SocketAddr>,
+    /// Direct TLS c2s listener of a running server.
+    #[arg(long)]
+    pub c2s_tls: Option<SocketAddr>,
+    /// Admin API of a running server.
+    #[arg(long)]
+    pub admin: Option<SocketAddr>,
+    /// Admin token file of a running server.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// XMPP domain.
+    #[arg(long, default_value = "localhost")]
+    pub domain: String,
+    /// PBKDF2 iterations configured on a started server.
+    #[arg(long, default_value_t = 4096)]
+    pub scram_iterations: u32,
+    /// `[c2s] session_queue` of a started server.
+    #[arg(long, default_value_t = 1024)]
+    pub session_queue: usize,
+    /// Localpart prefix of the load accounts (`load0`, `load1`, ...).
+    #[arg(long, default_value = "load")]
+    pub user_prefix: String,
+    /// Spread client connections over 127.0.0.1 ..= 127.0.0.N.
+    #[arg(long, default_value_t = 50)]
+    pub sources: usize,
+    /// Concurrent account creations while provisioning.
+    #[arg(long, default_value_t = 4)]
+    pub provision_concurrency: usize,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ConnectArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Sessions to open.
+    #[arg(long, short = 'n', default_value_t = 1000)]
+    pub sessions: usize,
+    /// Logins started per second (0 = as fast as --concurrency allows).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// Logins in progress at once (per process).
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    #[arg(long, value_enum, default_value = "plain")]
+    pub transport: TransportKind,
+    #[arg(long, value_enum, default_value = "plain")]
+    pub mech: Mech,
+    /// Seconds to hold the sessions idle after logging in.
+    #[arg(long, default_value_t = 0.0)]
+    pub hold: f64,
+    /// Split the sessions over this many processes.
+    #[arg(long, default_value_t = 1)]
+    pub procs: usize,
+    /// Report login rate and server CPU per this many logins (single process only).
+    #[arg(long, default_value_t = 1000)]
+    pub segment: usize,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Pairs of sessions.
+    #[arg(long, short = 'p', default_value_t = 100)]
+    pub pairs: usize,
+    /// Total messages per second (instead of a window).
+    #[arg(long, conflicts_with = "window")]
+    pub rate: Option<f64>,
+    /// Messages in flight per sender (default 8 when --rate is not given).
+    #[arg(long)]
+    pub window: Option<usize>,
+    /// Seconds measured.
+    #[arg(long, short = 't', default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds of warm-up before measuring.
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup: f64,
+    #[arg(long, value_enum, default_value = "plain")]
+    pub transport: TransportKind,
+    /// Run the same scenario against the minimal relay too and report the ratio.
+    #[arg(long)]
+    pub against_relay: bool,
+    /// The relay binary (default: `relay` next to this executable).
+    #[arg(long)]
+    pub relay_bin: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MemoryArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[arg(long, short = 'n', default_value_t = 1000)]
+    pub sessions: usize,
+    /// Transports to measure, each on a freshly started server when this tool starts it.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "plain,tls")]
+    pub transports: Vec<TransportKind>,
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    #[arg(long, default_value_t = 1)]
+    pub procs: usize,
+    /// Seconds to wait before reading RSS.
+    #[arg(long, default_value_t = 3.0)]
+    pub settle: f64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Idle sessions for the memory and login-rate figures.
+    #[arg(long, default_value_t = 15000)]
+    pub sessions: usize,
+    /// Logins for the SCRAM-SHA-256 over TLS cost figure.
+    #[arg(long, default_value_t = 1000)]
+    pub scram_logins: usize,
+    #[arg(long, default_value_t = 100)]
+    pub pairs: usize,
+    #[arg(long, default_value_t = 8)]
+    pub window: usize,
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    #[arg(long, default_value_t = 1)]
+    pub procs: usize,
+    #[arg(long)]
+    pub relay_bin: Option<PathBuf>,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    procfs::raise_nofile_limit();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let out = Output {
+        json: cli.json.clone(),
+    };
+    let r = rt.block_on(async move {
+        match cli.command {
+            Cmd::Connect(a) => cmd_connect(&out, a).await,
+            Cmd::Chat(a) => cmd_chat(&out, a).await.map(|_| ()),
+            Cmd::Memory(a) => cmd_memory(&out, a).await.map(|_| ()),
+            Cmd::Report(a) => cmd_report(&out, a).await,
+            Cmd::Worker { job } => worker(&job).await,
+        }
+    });
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("heliograph-load: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Where results go.
+pub struct Output {
+    json: Option<PathBuf>,
+}
+
+impl Output {
+    fn line(&self, text: &str) {
+        println!("{text}");
+    }
+
+    fn measurement(&self, v: Value) {
+        let text = v.to_string();
+        println!("{text}");
+        if let Some(path) = &self.json
+            && let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+        {
+            let _ = writeln!(f, "{text}");
+        }
+    }
+}
+
+/// A sibling executable of this one (`heliograph`, `relay`).
+fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().context("executable without a directory")?;
+    for candidate in [dir.join(name), dir.join("..").join(name)] {
+        if candidate.exists() {
+            return Ok(candidate);
+        }
+    }
+    bail!(
+        "no `{name}` binary next to {}; build it or pass its path",
+        exe.display()
+    )
+}
+
+/// Owns the target, and a data dir shared by restarts when none was given.
+struct Env {
+    args: TargetArgs,
+    target: Target,
+    _data: Option<tempfile::TempDir>,
+    data_dir: Option<PathBuf>,
+}
+
+impl Env {
+    fn open(args: &TargetArgs) -> anyhow::Result<Env> {
+        if let Some(path) = &args.ready_file {
+            return Ok(Env {
+                target: Target::from_ready_file(path, &args.domain)?,
+                args: args.clone(),
+                _data: None,
+                data_dir: None,
+            });
+        }
+        if let Some(pid) = args.server_pid {
+            return Ok(Env {
+                target: Target::explicit(
+                    pid,
+                    args.c2s.context("--c2s")?,
+                    args.c2s_tls.context("--c2s-tls")?,
+                    args.admin.context("--admin")?,
+                    args.token_file.as_deref().context("--token-file")?,
+                    &args.domain,
+                )?,
+                args: args.clone(),
+                _data: None,
+                data_dir: None,
+            });
+        }
+        let (tmp, data_dir) = match &args.data_dir {
+            Some(d) => (None, d.clone()),
+            None => {
+                let t = tempfile::tempdir()?;
+                let d = t.path().join("data");
+                (Some(t), d)
+            }
+        };
+        let mut env = Env {
+            target: Target::spawn(&spawn_options(args, &data_dir)?)?,
+            args: args.clone(),
+            _data: tmp,
+            data_dir: Some(data_dir),
+        };
+        env.target.domain = args.domain.clone();
+        Ok(env)
+    }
+
+    /// Restarts a started server on the same data (fresh memory baseline); a no-op for a
+    /// server this tool does not own.
+    fn restart(&mut self) -> anyhow::Result<()> {
+        let Some(data) = self.data_dir.clone() else {
+            return Ok(());
+        };
+        self.target.stop();
+        self.target = Target::spawn(&spawn_options(&self.args, &data)?)?;
+        Ok(())
+    }
+
+    async fn provision(&self, out: &Output, count: usize) -> anyhow::Result<()> {
+        let users = (0..count)
+            .map(|i| {
+                (
+                    connect::username(&self.args.user_prefix, i),
+                    connect::PASSWORD.to_string(),
+                )
+            })
+            .collect();
+        let t0 = std::time::Instant::now();
+        let (created, skipped) = crate::admin::provision(
+            self.target.admin,
+            &self.target.token,
+            &self.args.domain,
+            users,
+            self.args.provision_concurrency,
+        )
+        .await?;
+        if created > 0 {
+            out.line(&format!(
+                "provisioned {created} accounts ({skipped} existed) in {:.1} s",
+                t0.elapsed().as_secs_f64()
+            ));
+        }
+        Ok(())
+    }
+
+    fn job(
+        &self,
+        transport: TransportKind,
+        mech: Mech,
+        count: usize,
+        concurrency: usize,
+    ) -> ConnectJob {
+        ConnectJob {
+            starttls: self.target.starttls,
+            direct: self.target.direct,
+            domain: self.args.domain.clone(),
+            transport,
+            mech,
+            user_prefix: self.args.user_prefix.clone(),
+            first: 0,
+            count,
+            rate: 0.0,
+            concurrency,
+            sources: self.args.sources,
+            segment: 1000,
+        }
+    }
+}
+
+fn spawn_options(args: &TargetArgs, data_dir: &std::path::Path) -> anyhow::Result<SpawnOptions> {
+    Ok(SpawnOptions {
+        binary: match &args.server_bin {
+            Some(b) => b.clone(),
+            None => sibling("heliograph")?,
+        },
+        data_dir: Some(data_dir.to_path_buf()),
+        domain: args.domain.clone(),
+        scram_iterations: args.scram_iterations,
+        session_queue: args.session_queue,
+    })
+}
+
+/// Logged-in sessions, in this process or in worker processes.
+enum Held {
+    Local {
+        stop: tokio::sync::watch::Sender<bool>,
+        tasks: Vec<tokio::task::JoinHandle<()>>,
+    },
+    Workers(Vec<std::process::Child>),
+}
+
+impl Held {
+    async fn release(self) {
+        match self {
+            Held::Local { stop, tasks } => {
+                let _ = stop.send(true);
+                for t in tasks {
+                    let _ = t.await;
+                }
+            }
+            Held::Workers(children) => {
+                tokio::task::spawn_blocking(move || {
+                    for mut c in children {
+                        drop(c.stdin.take());
+                        let _ = c.wait();
+                    }
+                })
+                .await
+                .ok();
+            }
+        }
+    }
+}
+
+/// Aggregated connect results.
+struct ConnectSummary {
+    ok: usize,
+    failed: usize,
+    first_error: Option<String>,
+    latencies: Samples,
+    elapsed: Duration,
+    segments: Vec<connect::Segment>,
+    server_cpu: Duration,
+}
+
+/// Runs logins (in `procs` processes) and keeps the sessions.
+async fn connect_and_hold(
+    job: &ConnectJob,
+    procs: usize,
+    pid: u32,
+) -> anyhow::Result<(ConnectSummary, Held)> {
+    let cpu0 = procfs::cpu(pid);
+    if procs <= 1 {
+        let o: ConnectOutcome = connect::run(job, Some(pid)).await;
+        let server_cpu = procfs::cpu(pid).saturating_sub(cpu0);
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let tasks = connect::hold(o.sessions, &rx);
+        return Ok((
+            ConnectSummary {
+                ok: o.ok,
+                failed: o.failed,
+                first_error: o.first_error,
+                latencies: o.latencies,
+                elapsed: o.elapsed,
+                segments: o.segments,
+                server_cpu,
+            },
+            Held::Local { stop, tasks },
+        ));
+    }
+    let exe = std::env::current_exe()?;
+    let t0 = std::time::Instant::now();
+    let mut children = Vec::new();
+    for (first, count) in connect::split(job.first, job.count, procs) {
+        let mut j = job.clone();
+        j.first = first;
+        j.count = count;
+        j.rate = job.rate / procs as f64;
+        j.segment = 0;
+        children.push(
+            Command::new(&exe)
+                .arg("worker")
+                .arg("--job")
+                .arg(serde_json::to_string(&j)?)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()?,
+        );
+    }
+    let (children, reports) = tokio::task::spawn_blocking(move || {
+        let mut reports = Vec::new();
+        for c in children.iter_mut() {
+            let mut line = String::new();
+            let stdout = c.stdout.as_mut().expect("piped");
+            std::io::BufReader::new(stdout).read_line(&mut line)?;
+            reports.push(serde_json::from_str::<WorkerReport>(&line).context("worker report")?);
+        }
+        Ok::<_, anyhow::Error>((children, reports))
+    })
+    .await??;
+    let elapsed = t0.elapsed();
+    let server_cpu = procfs::cpu(pid).saturating_sub(cpu0);
+    let mut s = ConnectSummary {
+        ok: 0,
+        failed: 0,
+        first_error: None,
+        latencies: Samples::new(),
+        elapsed,
+        segments: Vec::new(),
+        server_cpu,
+    };
+    for r in reports {
+        s.ok += r.ok;
+        s.failed += r.failed;
+        if s.first_error.is_none() {
+            s.first_error = r.first_error;
+        }
+        s.latencies.extend(&Samples::from_values(r.latencies_ns));
+    }
+    Ok((s, Held::Workers(children)))
+}
+
+async fn worker(job: &str) -> anyhow::Result<()> {
+    let job: ConnectJob = serde_json::from_str(job)?;
+    let o = connect::run(&job, None).await;
+    let report = WorkerReport {
+        ok: o.ok,
+        failed: o.failed,
+        first_error: o.first_error,
+        latencies_ns: o.latencies.values().to_vec(),
+        elapsed_s: o.elapsed.as_secs_f64(),
+    };
+    println!("{}", serde_json::to_string(&report)?);
+    std::io::stdout().flush()?;
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let tasks = connect::hold(o.sessions, &rx);
+    // Hold until the parent closes stdin.
+    tokio::task::spawn_blocking(|| {
+        let mut sink = String::new();
+        let _ = std::io::stdin().read_line(&mut sink);
+    })
+    .await?;
+    Held::Local { stop, tasks }.release().await;
+    Ok(())
+}
+
+fn connect_json(label: &str, job: &ConnectJob, s: &mut ConnectSummary) -> Value {
+    let rate = s.ok as f64 / s.elapsed.as_secs_f64().max(1e-9);
+    json!({
+        "measurement": label,
+        "transport": job.transport.name(),
+        "mech": job.mech.name(),
+        "sessions": job.count,
+        "ok": s.ok,
+        "failed": s.failed,
+        "logins_per_s": round3(rate),
+        "login_p50_ms": round3(s.latencies.percentile_ms(50.0)),
+        "login_p99_ms": round3(s.latencies.percentile_ms(99.0)),
+        "server_cpu_ms_per_login": round3(s.server_cpu.as_secs_f64() * 1e3 / s.ok.max(1) as f64),
+        "segments": s.segments.iter().map(|g| json!({
+            "online": g.online, "logins_per_s": round3(g.rate()),
+            "server_cpu_ms_per_login": round3(g.cpu_ms_per_login()),
+        })).collect::<Vec<_>>(),
+        "first_error": s.first_error,
+    })
+}
+
+fn print_connect(out: &Output, v: &Value) {
+    out.line(&format!(
+        "connect {} {}: {}/{} ok, {} failed, {} logins/s, login p50 {} ms p99 {} ms, server CPU {} ms/login",
+        v["transport"].as_str().unwrap_or(""),
+        v["mech"].as_str().unwrap_or(""),
+        v["ok"], v["sessions"], v["failed"], v["logins_per_s"], v["login_p50_ms"],
+        v["login_p99_ms"], v["server_cpu_ms_per_login"],
+    ));
+    if let Some(e) = v["first_error"].as_str() {
+        out.line(&format!("  first failure: {e}"));
+    }
+}
+
+async fn cmd_connect(out: &Output, a: ConnectArgs) -> anyhow::Result<()> {
+    let env = Env::open(&a.target)?;
+    env.provision(out, a.sessions).await?;
+    let mut job = env.job(a.transport, a.mech, a.sessions, a.concurrency);
+    job.rate = a.rate;
+    job.segment = a.segment;
+    let rss0 = procfs::sample(env.target.pid)?.rss_kib;
+    let (mut s, held) = connect_and_hold(&job, a.procs, env.target.pid).await?;
+    let v = connect_json("connect", &job, &mut s);
+    print_connect(out, &v);
+    out.measurement(v);
+    if a.hold > 0.0 {
+        out.line(&format!(
+            "holding {} sessions for {} s (server pid {}, RSS {} KiB before login)",
+            s.ok, a.hold, env.target.pid, rss0
+        ));
+        tokio::time::sleep(Duration::from_secs_f64(a.hold)).await;
+    }
+    held.release().await;
+    if s.failed > 0 {
+        bail!("{} logins failed", s.failed);
+    }
+    Ok(())
+}
+
+/// Memory per idle session for one transport on the current server.
+async fn memory_one(
+    out: &Output,
+    env: &Env,
+    transport: TransportKind,
+    sessions: usize,
+    concurrency: usize,
+    procs: usize,
+    settle: f64,
+) -> anyhow::Result<(Value, Value)> {
+    let pid = env.target.pid;
+    tokio::time::sleep(Duration::from_secs_f64(settle.min(1.0))).await;
+    let before = procfs::sample(pid)?;
+    let job = env.job(transport, Mech::Plain, sessions, concurrency);
+    let (mut s, held) = connect_and_hold(&job, procs, pid).await?;
+    let cv = connect_json("connect", &job, &mut s);
+    print_connect(out, &cv);
+    out.measurement(cv.clone());
+    tokio::time::sleep(Duration::from_secs_f64(settle)).await;
+    let after = procfs::sample(pid)?;
+    let per = (after.rss_kib as f64 - before.rss_kib as f64) / s.ok.max(1) as f64;
+    let v = json!({
+        "measurement": "memory",
+        "transport": transport.name(),
+        "sessions": s.ok,
+        "rss_before_kib": before.rss_kib,
+        "rss_after_kib": after.rss_kib,
+        "kib_per_session": round3(per),
+    });
+    out.line(&format!(
+        "memory {}: RSS {} KiB -> {} KiB with {} idle sessions = {:.2} KiB/session",
+        transport.name(),
+        before.rss_kib,
+        after.rss_kib,
+        s.ok,
+        per
+    ));
+    out.measurement(v.clone());
+    held.release().await;
+    if s.failed > 0 {
+        bail!("{} logins failed: {:?}", s.failed, s.first_error);
+    }
+    Ok((v, cv))
+}
+
+async fn cmd_memory(out: &Output, a: MemoryArgs) -> anyhow::Result<Vec<(Value, Value)>> {
+    let mut env = Env::open(&a.target)?;
+    env.provision(out, a.sessions).await?;
+    let mut results = Vec::new();
+    for (k, t) in a.transports.iter().enumerate() {
+        if k > 0 {
+            env.restart()?;
+        }
+        results
+            .push(memory_one(out, &env, *t, a.sessions, a.concurrency, a.procs, a.settle).await?);
+    }
+    Ok(results)
+}
+
+/// Chat figures as JSON.
+fn chat_json(
+    label: &str,
+    against: &str,
+    pace: Pace,
+    pairs: usize,
+    o: &mut chat::ChatOutcome,
+) -> Value {
+    let (rate, window) = match pace {
+        Pace::Rate(r) => (Some(r), None),
+        Pace::Window(w) => (None, Some(w)),
+    };
+    json!({
+        "measurement": label,
+        "against": against,
+        "pairs": pairs,
+        "target_rate": rate,
+        "window": window,
+        "seconds": round3(o.window.as_secs_f64()),
+        "delivered": o.delivered_in_window,
+        "delivered_per_s": round3(o.rate()),
+        "p50_ms": round3(o.latencies.percentile_ms(50.0)),
+        "p99_ms": round3(o.latencies.percentile_ms(99.0)),
+        "p999_ms": round3(o.latencies.percentile_ms(99.9)),
+        "sent": o.sent,
+        "received": o.received,
+        "lost": o.lost,
+        "out_of_order": o.out_of_order,
+        "errors": o.errors,
+        "first_error": o.first_error,
+        "cpu_us_per_msg": round3(o.cpu_us_per_msg()),
+    })
+}
+
+fn print_chat(out: &Output, v: &Value) {
+    out.line(&format!(
+        "chat vs {} ({} pairs, {}): {} msg/s, latency p50 {} ms p99 {} ms p99.9 {} ms, lost {}, {} µs CPU/msg ({})",
+        v["against"].as_str().unwrap_or(""),
+        v["pairs"],
+        match (v["target_rate"].as_f64(), v["window"].as_u64()) {
+            (Some(r), _) => format!("rate {r}/s"),
+            (_, Some(w)) => format!("window {w}"),
+            _ => String::new(),
+        },
+        v["delivered_per_s"], v["p50_ms"], v["p99_ms"], v["p999_ms"], v["lost"], v["cpu_us_per_msg"],
+        if v["against"] == "relay" { "relay process" } else { "server process" },
+    ));
+}
+
+/// Logs in 2P sessions and runs the chat against the server.
+async fn chat_server(
+    out: &Output,
+    env: &Env,
+    pairs: usize,
+    transport: TransportKind,
+    pace: Pace,
+    warmup: f64,
+    duration: f64,
+) -> anyhow::Result<Value> {
+    let job = env.job(transport, Mech::Plain, pairs * 2, 32);
+    let mut o = connect::run(&job, None).await;
+    if o.failed > 0 {
+        bail!("{} chat logins failed: {:?}", o.failed, o.first_error);
+    }
+    o.sessions.sort_by_key(|(i, _)| *i);
+    let jids: Vec<String> = o.sessions.iter().map(|(_, s)| s.full_jid.clone()).collect();
+    let conns: Vec<_> = o
+        .sessions
+        .into_iter()
+        .map(|(i, s)| (s.io, jids[i ^ 1].clone()))
+        .collect();
+    // Let initial presence settle before measuring.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (mut r, ios) = chat::drive(
+        conns,
+        pace,
+        Duration::from_secs_f64(warmup),
+        Duration::from_secs_f64(duration),
+        env.target.pid,
+    )
+    .await;
+    drop(ios);
+    let v = chat_json("chat", "server", pace, pairs, &mut r);
+    print_chat(out, &v);
+    out.measurement(v.clone());
+    Ok(v)
+}
+
+/// The same chat against the minimal relay.
+async fn chat_relay(
+    out: &Output,
+    relay_bin: Option<&PathBuf>,
+    jids: Vec<String>,
+    pace: Pace,
+    warmup: f64,
+    duration: f64,
+    sources: usize,
+) -> anyhow::Result<Value> {
+    let bin = match relay_bin {
+        Some(b) => b.clone(),
+        None => sibling("relay")?,
+    };
+    let mut child = Command::new(&bin)
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().expect("piped")).read_line(&mut line)?;
+    let addr: SocketAddr = line
+        .trim()
+        .strip_prefix("LISTENING ")
+        .context("relay did not report its address")?
+        .parse()?;
+    let pairs = jids.len() / 2;
+    let mut conns = Vec::with_capacity(jids.len());
+    for (i, jid) in jids.iter().enumerate() {
+        let mut s =
+            crate::xmpp::connect_tcp(addr, Some(crate::xmpp::source_ip(i, sources))).await?;
+        tokio::io::AsyncWriteExt::write_all(&mut s, format!("HELLO {i}\n").as_bytes()).await?;
+        conns.push((s, jids[i ^ 1].clone()));
+        let _ = jid;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (mut r, ios) = chat::drive(
+        conns,
+        pace,
+        Duration::from_secs_f64(warmup),
+        Duration::from_secs_f64(duration),
+        child.id(),
+    )
+    .await;
+    drop(ios);
+    let _ = child.kill();
+    let _ = child.wait();
+    let v = chat_json("chat", "relay", pace, pairs, &mut r);
+    print_chat(out, &v);
+    out.measurement(v.clone());
+    Ok(v)
+}
+
+fn relay_ratio(out: &Output, server: &Value, relay: &Value) -> Value {
+    let s = server["delivered_per_s"].as_f64().unwrap_or(0.0);
+    let r = relay["delivered_per_s"].as_f64().unwrap_or(0.0);
+    let sc = server["cpu_us_per_msg"].as_f64().unwrap_or(0.0);
+    let rc = relay["cpu_us_per_msg"].as_f64().unwrap_or(0.0);
+    let v = json!({
+        "measurement": "relay_ratio",
+        "server_per_s": s,
+        "relay_per_s": r,
+        "rate_ratio": round3(s / r.max(1e-9)),
+        "cpu_per_msg_ratio": round3(sc / rc.max(1e-9)),
+    });
+    out.line(&format!(
+        "server/relay: {:.1}% of the relay's message rate; {:.1}x the relay's CPU per message",
+        100.0 * s / r.max(1e-9),
+        sc / rc.max(1e-9)
+    ));
+    out.measurement(v.clone());
+    v
+}
+
+fn jids_for(env: &Env, pairs: usize) -> Vec<String> {
+    (0..pairs * 2)
+        .map(|i| {
+            format!(
+                "{}@{}/load",
+                connect::username(&env.args.user_prefix, i),
+                env.args.domain
+            )
+        })
+        .collect()
+}
+
+async fn cmd_chat(out: &Output, a: ChatArgs) -> anyhow::Result<Value> {
+    let env = Env::open(&a.target)?;
+    env.provision(out, a.pairs * 2).await?;
+    let pace = match (a.rate, a.window) {
+        (Some(r), _) => Pace::Rate(r),
+        (None, w) => Pace::Window(w.unwrap_or(8)),
+    };
+    let v = chat_server(out, &env, a.pairs, a.transport, pace, a.warmup, a.duration).await?;
+    let lost = v["lost"].as_u64().unwrap_or(1) + v["errors"].as_u64().unwrap_or(1);
+    if a.against_relay {
+        let r = chat_relay(
+            out,
+            a.relay_bin.as_ref(),
+            jids_for(&env, a.pairs),
+            pace,
+            a.warmup,
+            a.duration,
+            env.args.sources,
+        )
+        .await?;
+        relay_ratio(out, &v, &r);
+    }
+    if lost > 0 {
+        bail!("messages lost or sessions failed: {v}");
+    }
+    Ok(v)
+}
+
+async fn cmd_report(out: &Output, a: ReportArgs) -> anyhow::Result<()> {
+    let mut env = Env::open(&a.target)?;
+    let n = a.sessions.max(a.scram_logins).max(a.pairs * 2);
+    env.provision(out, n).await?;
+    env.restart()?;
+    out.line(&format!(
+        "== memory and PLAIN logins over plain TCP, {} sessions",
+        a.sessions
+    ));
+    let (mem_plain, login_plain) = memory_one(
+        out,
+        &env,
+        TransportKind::Plain,
+        a.sessions,
+        a.concurrency,
+        a.procs,
+        3.0,
+    )
+    .await?;
+    env.restart()?;
+    out.line(&format!(
+        "== memory over direct TLS (PLAIN), {} sessions",
+        a.sessions
+    ));
+    let (mem_tls, _) = memory_one(
+        out,
+        &env,
+        TransportKind::Tls,
+        a.sessions,
+        a.concurrency,
+        a.procs,
+        3.0,
+    )
+    .await?;
+    env.restart()?;
+    out.line(&format!(
+        "== SCRAM-SHA-256 over direct TLS, {} logins",
+        a.scram_logins
+    ));
+    let job = env.job(
+        TransportKind::Tls,
+        Mech::ScramSha256,
+        a.scram_logins,
+        a.concurrency,
+    );
+    let (mut s, held) = connect_and_hold(&job, a.procs, env.target.pid).await?;
+    let scram = connect_json("connect", &job, &mut s);
+    print_connect(out, &scram);
+    out.measurement(scram.clone());
+    held.release().await;
+    env.restart()?;
+    out.line(&format!("== chat, {} pairs over plain TCP", a.pairs));
+    let max = chat_server(
+        out,
+        &env,
+        a.pairs,
+        TransportKind::Plain,
+        Pace::Window(a.window),
+        2.0,
+        a.duration,
+    )
+    .await?;
+    let relay = chat_relay(
+        out,
+        a.relay_bin.as_ref(),
+        jids_for(&env, a.pairs),
+        Pace::Window(a.window),
+        2.0,
+        a.duration,
+        env.args.sources,
+    )
+    .await?;
+    let ratio = relay_ratio(out, &max, &relay);
+    out.line("== highest sustained paced rate (one write per message, as real clients do)");
+    let sustained = max_sustained_rate(out, &mut env, a.pairs).await?;
+    let half = sustained / 2.0;
+    env.restart()?;
+    out.line(&format!("== chat at half the sustained rate ({half:.0}/s)"));
+    let at_half = chat_server(
+        out,
+        &env,
+        a.pairs,
+        TransportKind::Plain,
+        Pace::Rate(half),
+        2.0,
+        a.duration,
+    )
+    .await?;
+    let relay_half = chat_relay(
+        out,
+        a.relay_bin.as_ref(),
+        jids_for(&env, a.pairs),
+        Pace::Rate(half),
+        2.0,
+        a.duration,
+        env.args.sources,
+    )
+    .await?;
+    let paced_ratio = relay_ratio(out, &at_half, &relay_half);
+
+    let seg = |v: &Value, which: &str| -> String {
+        let segs = v["segments"].as_array().cloned().unwrap_or_default();
+        let g = if which == "first" {
+            segs.first()
+        } else {
+            segs.last()
+        };
+        g.map(|g| {
+            format!(
+                "{} logins/s, {} ms CPU/login (at {} online)",
+                g["logins_per_s"], g["server_cpu_ms_per_login"], g["online"]
+            )
+        })
+        .unwrap_or_else(|| "n/a".into())
+    };
+    out.line("");
+    out.line("== summary (target in brackets)");
+    out.line(&format!(
+        "idle session, plain TCP: {} KiB [<= 8 KiB at 15,000]",
+        mem_plain["kib_per_session"]
+    ));
+    out.line(&format!(
+        "idle session, TLS:       {} KiB [<= 12 KiB at 15,000]",
+        mem_tls["kib_per_session"]
+    ));
+    out.line(&format!(
+        "chat server CPU:         {} µs/msg at max rate, {} µs/msg at half [<= 6 µs]",
+        max["cpu_us_per_msg"], at_half["cpu_us_per_msg"]
+    ));
+    out.line(&format!(
+        "chat vs relay:           {:.1}% of relay rate [>= 50%]",
+        100.0 * ratio["rate_ratio"].as_f64().unwrap_or(0.0)
+    ));
+    out.line(&format!(
+        "p99 at half max rate:    {} ms ({} msg/s) [< 5 ms]",
+        at_half["p99_ms"], at_half["delivered_per_s"]
+    ));
+    out.line(&format!(
+        "paced, same rate:        server {} µs/msg vs relay {} µs/msg = {}x",
+        at_half["cpu_us_per_msg"], relay_half["cpu_us_per_msg"], paced_ratio["cpu_per_msg_ratio"]
+    ));
+    out.line(&format!(
+        "losses:                  {} + {} + {} + {} [0]",
+        max["lost"], relay["lost"], at_half["lost"], relay_half["lost"]
+    ));
+    out.line(&format!(
+        "PLAIN login, plain TCP:  {} ms CPU/login [<= 0.15 ms]",
+        login_plain["server_cpu_ms_per_login"]
+    ));
+    out.line(&format!(
+        "SCRAM-SHA-256, TLS:      {} ms CPU/login",
+        scram["server_cpu_ms_per_login"]
+    ));
+    out.line(&format!(
+        "login rate first 1k:     {}",
+        seg(&login_plain, "first")
+    ));
+    out.line(&format!(
+        "login rate last 1k:      {} [not lower]",
+        seg(&login_plain, "last")
+    ));
+    Ok(())
+}
+
+/// True if a paced probe kept up: at least 95% of the target delivered, nothing lost, no
+/// session closed.
+pub fn kept_up(v: &Value, target: f64) -> bool {
+    v["delivered_per_s"].as_f64().unwrap_or(0.0) >= 0.95 * target
+        && v["lost"].as_u64() == Some(0)
+        && v["errors"].as_u64() == Some(0)
+}
+
+/// The highest paced rate the server sustains: doubles from 10,000/s until a 3 s probe
+/// falls behind, then bisects twice. Each probe logs in afresh; the server is restarted
+/// after a failed probe (overload closes slow sessions).
+async fn max_sustained_rate(out: &Output, env: &mut Env, pairs: usize) -> anyhow::Result<f64> {
+    let (mut ok, mut bad) = (0.0f64, None::<f64>);
+    let mut rate = 10_000.0;
+    while bad.is_none() && rate <= 5_000_000.0 {
+        let v = chat_server(
+            out,
+            env,
+            pairs,
+            TransportKind::Plain,
+            Pace::Rate(rate),
+            1.0,
+            3.0,
+        )
+        .await?;
+        if kept_up(&v, rate) {
+            ok = rate;
+            rate *= 2.0;
+        } else {
+            bad = Some(rate);
+            env.restart()?;
+        }
+    }
+    if let Some(mut hi) = bad {
+        for _ in 0..2 {
+            let mid = (ok + hi) / 2.0;
+            let v = chat_server(
+                out,
+                env,
+                pairs,
+                TransportKind::Plain,
+                Pace::Rate(mid),
+                1.0,
+                3.0,
+            )
+            .await?;
+            if kept_up(&v, mid) {
+                ok = mid;
+            } else {
+                hi = mid;
+                env.restart()?;
+            }
+        }
+    }
+    out.measurement(json!({"measurement": "chat_max_paced_rate", "pairs": pairs, "msg_per_s": ok}));
+    Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn probe_verdicts() {
+        let v = json!({"delivered_per_s": 960.0, "lost": 0, "errors": 0});
+        assert!(kept_up(&v, 1000.0));
+        assert!(!kept_up(&v, 2000.0));
+        let v = json!({"delivered_per_s": 1000.0, "lost": 3, "errors": 0});
+        assert!(!kept_up(&v, 1000.0));
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_scenarios() {
+        let c = Cli::try_parse_from([
+            "heliograph-load",
+            "connect",
+            "-n",
+            "15000",
+            "--transport",
+            "tls",
+            "--mech",
+            "scram-sha-256",
+            "--procs",
+            "2",
+            "--server-bin",
+            "/x/heliograph",
+        ])
+        .unwrap();
+        let Cmd::Connect(a) = c.command else { panic!() };
+        assert_eq!(a.sessions, 15000);
+        assert_eq!(a.transport, TransportKind::Tls);
+        assert_eq!(a.mech, Mech::ScramSha256);
+        assert_eq!(a.procs, 2);
+        let c = Cli::try_parse_from([
+            "heliograph-load",
+            "chat",
+            "-p",
+            "10",
+            "--rate",
+            "5000",
+            "--against-relay",
+        ])
+        .unwrap();
+        let Cmd::Chat(a) = c.command else { panic!() };
+        assert_eq!(a.rate, Some(5000.0));
+        assert!(a.against_relay);
+        assert!(
+            Cli::try_parse_from(["heliograph-load", "chat", "--rate", "1", "--window", "2"])
+                .is_err()
+        );
+        let c = Cli::try_parse_from(["heliograph-load", "memory", "--transports", "tls"]).unwrap();
+        let Cmd::Memory(a) = c.command else { panic!() };
+        assert_eq!(a.transports, vec![TransportKind::Tls]);
+        assert!(Cli::try_parse_from(["heliograph-load", "connect", "--server-pid", "1"]).is_err());
+    }
+}

@@ -1,0 +1,17 @@
+//! Heliograph's load generator: what the server costs per login, per idle session and per
+//! delivered message, measured by commands anyone can run (see `tests/load/README.md`).
+//!
+//! [`xmpp`] is a lean client (login over plain TCP, STARTTLS or direct TLS with PLAIN or
+//! SCRAM-SHA-256), [`connect`] and [`chat`] are the scenarios, [`admin`] provisions the
+//! accounts, [`target`] starts or finds the server, [`procfs`] reads its CPU time and
+//! memory, [`stats`] holds latency samples, and [`cli`] ties them into the
+//! `heliograph-load` command.
+
+pub mod admin;
+pub mod chat;
+pub mod cli;
+pub mod connect;
+pub mod procfs;
+pub mod stats;
+pub mod target;
+pub mod xmpp;

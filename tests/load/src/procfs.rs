@@ -1,0 +1,130 @@
+//! The server's own cost, read from /proc: CPU time (utime + stime of every thread, live
+//! or exited, from `/proc/PID/stat`) and resident memory (`VmRSS` from `/proc/PID/status`).
+
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+
+/// CPU time and memory of one process at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcSample {
+    /// User + system CPU time.
+    pub cpu: Duration,
+    /// Resident set size in KiB.
+    pub rss_kib: u64,
+}
+
+/// Reads CPU time and RSS of `pid`.
+pub fn sample(pid: u32) -> anyhow::Result<ProcSample> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    Ok(ProcSample {
+        cpu: cpu_from_stat(&stat, clock_ticks_per_sec())?,
+        rss_kib: rss_from_status(&status)?,
+    })
+}
+
+/// CPU time of a process, or zero if it is gone.
+pub fn cpu(pid: u32) -> Duration {
+    sample(pid).map(|s| s.cpu).unwrap_or_default()
+}
+
+/// `sysconf(_SC_CLK_TCK)`, the unit of utime/stime.
+pub fn clock_ticks_per_sec() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as u64 } else { 100 }
+}
+
+/// utime + stime (fields 14 and 15) of a `/proc/PID/stat` line. The command name (field 2)
+/// may contain spaces and parentheses, so fields are counted after its last `)`.
+pub fn cpu_from_stat(stat: &str, ticks_per_sec: u64) -> anyhow::Result<Duration> {
+    let Some(close) = stat.rfind(')') else {
+        bail!("malformed stat line");
+    };
+    // After ")": field 3 (state) is index 0, so utime (14) is index 11, stime index 12.
+    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    if fields.len() < 13 {
+        bail!("stat line too short");
+    }
+    let utime: u64 = fields[11].parse().context("utime")?;
+    let stime: u64 = fields[12].parse().context("stime")?;
+    let ticks = utime + stime;
+    Ok(Duration::from_nanos(
+        ticks.saturating_mul(1_000_000_000) / ticks_per_sec.max(1),
+    ))
+}
+
+/// `VmRSS` in KiB from `/proc/PID/status`.
+pub fn rss_from_status(status: &str) -> anyhow::Result<u64> {
+    for line in status.lines() {
+        if let Some(rest) = line.strip_prefix("VmRSS:") {
+            let kib = rest
+                .split_whitespace()
+                .next()
+                .context("VmRSS without a value")?;
+            return kib.parse().context("VmRSS value");
+        }
+    }
+    bail!("no VmRSS line (is the process a zombie?)")
+}
+
+/// Raises this process's soft open-files limit to its hard limit; returns the new limit.
+pub fn raise_nofile_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a stack value.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let wanted = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+                lim = wanted;
+            }
+        }
+    }
+    lim.rlim_cur
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_odd_command_names() {
+        let line = "1234 (heli (graph) x) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 9 0 100 1000 50 18446744073709551615";
+        assert_eq!(
+            cpu_from_stat(line, 100).unwrap(),
+            Duration::from_millis(3250)
+        );
+        assert_eq!(
+            cpu_from_stat(line, 1000).unwrap(),
+            Duration::from_millis(325)
+        );
+        assert!(cpu_from_stat("1234 (x) S 1", 100).is_err());
+        assert!(cpu_from_stat("garbage", 100).is_err());
+    }
+
+    #[test]
+    fn parses_status_rss() {
+        let status = "Name:\theliograph\nVmPeak:\t  999 kB\nVmRSS:\t   12345 kB\nThreads:\t3\n";
+        assert_eq!(rss_from_status(status).unwrap(), 12345);
+        assert!(rss_from_status("Name:\tx\n").is_err());
+    }
+
+    #[test]
+    fn reads_own_process() {
+        let s = sample(std::process::id()).unwrap();
+        assert!(s.rss_kib > 0);
+        assert!(raise_nofile_limit() > 0);
+    }
+}

@@ -1,0 +1,449 @@
+//! A lean XMPP client for load: connect (optionally from a chosen 127.0.0.x source
+//! address), STARTTLS or direct TLS, SASL PLAIN or SCRAM-SHA-256 (the server crate's own
+//! client), resource binding and initial presence. Negotiation uses the server's stream
+//! parser; after login the caller owns the raw connection.
+
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use anyhow::{Context as _, anyhow, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use heliograph::sasl::ScramHash;
+use heliograph::sasl::client::{ClientChannelBinding, ScramClient, plain_initial_response};
+use heliograph::xml::{Element, ParserLimits, StreamEvent, StreamParser, ns};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+/// How the client connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// Plain TCP, no TLS (needs `require_tls = false` on the STARTTLS listener).
+    Plain,
+    /// TCP upgraded with STARTTLS.
+    Starttls,
+    /// TLS from the first byte (XEP-0368 listener).
+    Tls,
+}
+
+impl TransportKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            TransportKind::Plain => "plain",
+            TransportKind::Starttls => "starttls",
+            TransportKind::Tls => "tls",
+        }
+    }
+}
+
+/// SASL mechanism used by the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum Mech {
+    #[value(name = "plain")]
+    #[serde(rename = "PLAIN")]
+    Plain,
+    #[value(name = "scram-sha-256")]
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+}
+
+impl Mech {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mech::Plain => "PLAIN",
+            Mech::ScramSha256 => "SCRAM-SHA-256",
+        }
+    }
+}
+
+/// A client connection, plain or TLS.
+pub enum Io {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Source address number `i` of `count` in 127.0.0.1 ..= 127.0.0.count, so that many
+/// connections to one server port do not exhaust one source address's ephemeral ports.
+pub fn source_ip(i: usize, count: usize) -> IpAddr {
+    let count = count.clamp(1, 250);
+    IpAddr::from([127, 0, 0, 1 + (i % count) as u8])
+}
+
+/// TCP connect from `source` (port chosen by the kernel) to `addr`.
+pub async fn connect_tcp(addr: SocketAddr, source: Option<IpAddr>) -> anyhow::Result<TcpStream> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(ip) = source.filter(|ip| ip.is_ipv4() == addr.is_ipv4()) {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    let s = socket
+        .connect(addr)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
+/// Accepts any server certificate: load tests run against self-signed certificates.
+#[derive(Debug)]
+struct AcceptAnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A TLS connector that trusts any certificate (ring provider).
+pub fn tls_connector() -> TlsConnector {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
+        .with_no_client_auth();
+    TlsConnector::from(Arc::new(config))
+}
+
+/// Where and how to log in.
+#[derive(Clone)]
+pub struct LoginSpec {
+    /// STARTTLS listener (used for plain and STARTTLS).
+    pub starttls_addr: SocketAddr,
+    /// Direct TLS listener.
+    pub direct_addr: SocketAddr,
+    pub domain: String,
+    pub transport: TransportKind,
+    pub mech: Mech,
+    pub tls: TlsConnector,
+}
+
+/// A logged-in session: bound, initial presence sent.
+pub struct Session {
+    pub io: Io,
+    pub parser: StreamParser,
+    pub full_jid: String,
+}
+
+fn stream_header(domain: &str) -> String {
+    format!(
+        "<?xml version='1.0'?><stream:stream xmlns='{}' xmlns:stream='{}' to='{domain}' version='1.0'>",
+        ns::CLIENT,
+        ns::STREAM
+    )
+}
+
+/// Reads until the parser yields an event.
+async fn next_event(io: &mut Io, parser: &mut StreamParser) -> anyhow::Result<StreamEvent> {
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(ev) = parser.next_event()? {
+            return Ok(ev);
+        }
+        let n = io.read(&mut buf).await?;
+        if n == 0 {
+            bail!("connection closed by the server");
+        }
+        parser.feed(&buf[..n])?;
+    }
+}
+
+/// Reads the next stanza (skipping a stream header), failing on stream close or error.
+async fn next_stanza(io: &mut Io, parser: &mut StreamParser) -> anyhow::Result<Element> {
+    loop {
+        match next_event(io, parser).await? {
+            StreamEvent::Open(_) => continue,
+            StreamEvent::Stanza(el) if el.is("error", ns::STREAM) => {
+                bail!("stream error: {}", el.to_string_in(ns::CLIENT))
+            }
+            StreamEvent::Stanza(el) => return Ok(el),
+            StreamEvent::Close => bail!("stream closed by the server"),
+        }
+    }
+}
+
+/// Opens a (new) stream and returns the features.
+async fn open_stream(
+    io: &mut Io,
+    parser: &mut StreamParser,
+    domain: &str,
+) -> anyhow::Result<Element> {
+    parser.reset();
+    io.write_all(stream_header(domain).as_bytes()).await?;
+    let features = next_stanza(io, parser).await?;
+    if !features.is("features", ns::STREAM) {
+        bail!("expected stream features, got <{}>", features.name());
+    }
+    Ok(features)
+}
+
+fn limits() -> ParserLimits {
+    ParserLimits::default()
+}
+
+/// Full login: connect, TLS as asked, SASL, bind `resource`, initial presence.
+pub async fn login(
+    spec: &LoginSpec,
+    source: Option<IpAddr>,
+    user: &str,
+    password: &str,
+    resource: &str,
+) -> anyhow::Result<Session> {
+    let server_name = ServerName::try_from(spec.domain.clone()).map_err(|e| anyhow!("{e}"))?;
+    let mut io = match spec.transport {
+        TransportKind::Plain | TransportKind::Starttls => {
+            Io::Plain(connect_tcp(spec.starttls_addr, source).await?)
+        }
+        TransportKind::Tls => {
+            let tcp = connect_tcp(spec.direct_addr, source).await?;
+            Io::Tls(Box::new(spec.tls.connect(server_name.clone(), tcp).await?))
+        }
+    };
+    let mut parser = StreamParser::new(limits());
+    let mut features = open_stream(&mut io, &mut parser, &spec.domain).await?;
+    if spec.transport == TransportKind::Starttls {
+        io.write_all(format!("<starttls xmlns='{}'/>", ns::TLS).as_bytes())
+            .await?;
+        let answer = next_stanza(&mut io, &mut parser).await?;
+        if !answer.is("proceed", ns::TLS) {
+            bail!("STARTTLS refused: <{}>", answer.name());
+        }
+        let Io::Plain(tcp) = io else { unreachable!() };
+        io = Io::Tls(Box::new(spec.tls.connect(server_name, tcp).await?));
+        features = open_stream(&mut io, &mut parser, &spec.domain).await?;
+    }
+    let _ = features;
+    authenticate(&mut io, &mut parser, spec.mech, user, password).await?;
+    open_stream(&mut io, &mut parser, &spec.domain).await?;
+    io.write_all(
+        format!(
+            "<iq type='set' id='bind'><bind xmlns='{}'><resource>{resource}</resource></bind></iq>",
+            ns::BIND
+        )
+        .as_bytes(),
+    )
+    .await?;
+    let result = next_stanza(&mut io, &mut parser).await?;
+    if result.attr("type") != Some("result") {
+        bail!("bind failed: {}", result.to_string_in(ns::CLIENT));
+    }
+    let full_jid = result
+        .child("bind", ns::BIND)
+        .and_then(|b| b.child_text("jid", ns::BIND))
+        .context("bind result without a JID")?;
+    io.write_all(b"<presence/>").await?;
+    Ok(Session {
+        io,
+        parser,
+        full_jid,
+    })
+}
+
+fn sasl_element(name: &str, mech: Option<&str>, data: &[u8]) -> String {
+    let payload = if data.is_empty() {
+        "=".to_string()
+    } else {
+        B64.encode(data)
+    };
+    match mech {
+        Some(m) => format!(
+            "<{name} xmlns='{}' mechanism='{m}'>{payload}</{name}>",
+            ns::SASL
+        ),
+        None => format!("<{name} xmlns='{}'>{payload}</{name}>", ns::SASL),
+    }
+}
+
+fn sasl_data(el: &Element) -> anyhow::Result<Vec<u8>> {
+    let text = el.text();
+    let t = text.trim();
+    if t.is_empty() || t == "=" {
+        return Ok(Vec::new());
+    }
+    Ok(B64.decode(t)?)
+}
+
+async fn authenticate(
+    io: &mut Io,
+    parser: &mut StreamParser,
+    mech: Mech,
+    user: &str,
+    password: &str,
+) -> anyhow::Result<()> {
+    match mech {
+        Mech::Plain => {
+            let data = plain_initial_response(None, user, password);
+            io.write_all(sasl_element("auth", Some("PLAIN"), &data).as_bytes())
+                .await?;
+            let answer = next_stanza(io, parser).await?;
+            if !answer.is("success", ns::SASL) {
+                bail!("PLAIN failed: {}", answer.to_string_in(ns::CLIENT));
+            }
+        }
+        Mech::ScramSha256 => {
+            let mut client = ScramClient::new(
+                ScramHash::Sha256,
+                user,
+                password,
+                ClientChannelBinding::Unsupported,
+            )?;
+            let first = client.client_first();
+            io.write_all(sasl_element("auth", Some("SCRAM-SHA-256"), first.as_bytes()).as_bytes())
+                .await?;
+            let challenge = next_stanza(io, parser).await?;
+            if !challenge.is("challenge", ns::SASL) {
+                bail!("SCRAM failed: {}", challenge.to_string_in(ns::CLIENT));
+            }
+            let server_first = String::from_utf8(sasl_data(&challenge)?)?;
+            let last = client.handle_server_first(&server_first)?;
+            io.write_all(sasl_element("response", None, last.as_bytes()).as_bytes())
+                .await?;
+            let answer = next_stanza(io, parser).await?;
+            if !answer.is("success", ns::SASL) {
+                bail!("SCRAM failed: {}", answer.to_string_in(ns::CLIENT));
+            }
+            let server_final = String::from_utf8(sasl_data(&answer)?)?;
+            client.handle_server_final(&server_final)?;
+        }
+    }
+    Ok(())
+}
+
+/// Keeps an idle session alive: answers keepalive pings until the connection ends or
+/// `stop` fires, then closes the stream.
+pub async fn hold_idle(mut s: Session, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut buf = vec![0u8; 1024];
+    loop {
+        tokio::select! {
+            r = s.io.read(&mut buf) => {
+                let n = match r { Ok(0) | Err(_) => return, Ok(n) => n };
+                if s.parser.feed(&buf[..n]).is_err() { return; }
+                while let Ok(Some(ev)) = s.parser.next_event() {
+                    if let StreamEvent::Stanza(el) = ev
+                        && el.name() == "iq" && el.attr("type") == Some("get")
+                        && el.has_child("ping", ns::PING)
+                    {
+                        let reply = Element::new("iq", ns::CLIENT)
+                            .with_attr("type", "result")
+                            .with_attr("id", el.attr("id").unwrap_or(""))
+                            .to_string_in(ns::CLIENT);
+                        if s.io.write_all(reply.as_bytes()).await.is_err() { return; }
+                    }
+                }
+            }
+            _ = stop.changed() => break,
+        }
+    }
+    let _ = s.io.write_all(b"</stream:stream>").await;
+    let _ = s.io.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_addresses_cycle_over_loopback() {
+        assert_eq!(source_ip(0, 50), IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(source_ip(49, 50), IpAddr::from([127, 0, 0, 50]));
+        assert_eq!(source_ip(50, 50), IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(source_ip(7, 0), IpAddr::from([127, 0, 0, 1]));
+    }
+
+    #[test]
+    fn sasl_elements() {
+        assert_eq!(
+            sasl_element("auth", Some("PLAIN"), b"\0u\0p"),
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AHUAcA==</auth>"
+        );
+        assert_eq!(
+            sasl_element("response", None, b""),
+            "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>=</response>"
+        );
+    }
+}

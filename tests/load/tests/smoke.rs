@@ -1,0 +1,84 @@
+//! One short end-to-end run: a tiny connect and chat (with the relay) against a server
+//! started from the `heliograph` binary, checking that every login succeeds and no message
+//! is lost. Full benchmarks are run by hand (see tests/load/README.md), never here.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The server binary: `HELIOGRAPH_BIN`, else the one cargo built next to this package's
+/// binaries (`cargo test --workspace` builds it for the host crate's integration tests).
+fn server_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("HELIOGRAPH_BIN") {
+        return p.into();
+    }
+    let load = PathBuf::from(env!("CARGO_BIN_EXE_heliograph-load"));
+    let p = load.with_file_name("heliograph");
+    assert!(
+        p.exists(),
+        "{} missing: run `cargo build -p heliograph` or set HELIOGRAPH_BIN",
+        p.display()
+    );
+    p
+}
+
+fn run(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_heliograph-load"))
+        .args(args)
+        .arg("--server-bin")
+        .arg(server_bin())
+        // Correctness only: cheap key derivation keeps the debug build quick.
+        .args(["--scram-iterations", "256"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn measurements(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn tiny_connect_and_chat_lose_nothing() {
+    let out = run(&[
+        "connect",
+        "-n",
+        "10",
+        "--transport",
+        "starttls",
+        "--mech",
+        "scram-sha-256",
+    ]);
+    let m = measurements(&out);
+    assert_eq!(m[0]["ok"], 10, "{out}");
+    assert_eq!(m[0]["failed"], 0, "{out}");
+
+    let out = run(&[
+        "chat",
+        "-p",
+        "2",
+        "-t",
+        "1",
+        "--warmup",
+        "0.2",
+        "--against-relay",
+    ]);
+    let m = measurements(&out);
+    let server = m.iter().find(|v| v["against"] == "server").unwrap();
+    let relay = m.iter().find(|v| v["against"] == "relay").unwrap();
+    for v in [server, relay] {
+        assert_eq!(v["lost"], 0, "{out}");
+        assert_eq!(v["out_of_order"], 0, "{out}");
+        assert!(v["delivered"].as_u64().unwrap() > 0, "{out}");
+    }
+    assert!(m.iter().any(|v| v["measurement"] == "relay_ratio"), "{out}");
+}
