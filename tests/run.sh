@@ -6,7 +6,7 @@
 #
 #   tests/run.sh                  everything (the default; what CI runs)
 #   tests/run.sh --skip-lint      no rustfmt / clippy
-#   tests/run.sh --only-interop   build the server, run only the pytest suite
+#   tests/run.sh --only-interop   build the server, run only the pytest and browser suites
 #   tests/run.sh -- ARGS...       extra arguments for pytest (e.g. -k blocking -x)
 #
 # Environment:
@@ -119,15 +119,33 @@ ensure_python_venv() {
     echo "venv created: $VENV"
 }
 
+# Installs tests/browser's pinned npm packages (package-lock.json) when the lock changed
+# since the last install; npm's own cache makes a reinstall cheap.
+ensure_browser_packages() {
+    local dir="$REPO_ROOT/tests/browser"
+    local stamp="$dir/node_modules/.lock-sha256"
+    local want
+    want="$(sha256sum "$dir/package-lock.json" | cut -c1-64)"
+    if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+        echo "browser test packages up to date"
+        return 0
+    fi
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$want" >"$stamp"
+}
+
 # --- steps --------------------------------------------------------------------
 
 step "setup: toolchain, Python venv, system packages"
 ensure_rust_tools
 ensure_python_venv
-ensure_apt_packages   # none needed yet (later: chromium, haproxy)
+ensure_apt_packages chromium   # headless browser for tests/browser (never downloaded by npm)
 echo "CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
+ensure_browser_packages
 cargo --version
 "$VENV/bin/python" --version
+node --version
+/usr/bin/chromium --version 2>/dev/null || true
 
 if [[ $ONLY_INTEROP -eq 0 ]]; then
     if [[ $SKIP_LINT -eq 0 ]]; then
@@ -168,3 +186,6 @@ test -x "$HELIOGRAPH_BIN"
 step "interop tests (pytest + slixmpp)"
 # (pytest.ini there sets the per-test timeouts and keeps .pytest_cache out of the clone.)
 "$VENV/bin/python" -m pytest "$REPO_ROOT/tests/interop" -q "${PYTEST_EXTRA[@]}"
+
+step "browser tests (headless Chromium: Strophe.js over BOSH, @xmpp/client over WebSocket)"
+(cd "$REPO_ROOT/tests/browser" && node --test --test-concurrency=1 test/*.test.js)

@@ -136,7 +136,8 @@ pub struct ServeOptions {
     pub config: Option<PathBuf>,
     /// When set, a JSON file written once every listener is bound:
     /// `{"listeners":[{"kind":"c2s","tls":"starttls","address":"127.0.0.1:40001"},
-    /// {"kind":"c2s","tls":"direct",...},{"kind":"admin","address":...}],
+    /// {"kind":"c2s","tls":"direct",...},{"kind":"http","tls":false,...},
+    /// {"kind":"admin","address":...}],
     /// "admin_token_file":"...","pid":123}`. Tests use it with port 0 listeners.
     pub ready_file: Option<PathBuf>,
 }
@@ -145,8 +146,16 @@ pub struct ServeOptions {
 struct ReadyListener {
     kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    tls: Option<&'static str>,
+    tls: Option<ReadyTls>,
     address: String,
+}
+
+/// `"tls"` of a ready-file listener: the c2s mode, or whether an HTTP listener has TLS.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ReadyTls {
+    Mode(&'static str),
+    Flag(bool),
 }
 
 #[derive(Serialize)]
@@ -201,7 +210,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         tracing::info!(address = %addr, tls = tls_name, "c2s listener ready");
         ready.push(ReadyListener {
             kind: "c2s",
-            tls: Some(tls_name),
+            tls: Some(ReadyTls::Mode(tls_name)),
             address: addr.to_string(),
         });
         tokio::spawn(c2s::serve(
@@ -209,6 +218,27 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             Arc::new(l.clone()),
             server.clone(),
             tls_ctx.clone(),
+            tracker.clone(),
+            shutdown.clone(),
+        ));
+    }
+
+    for l in &config.listen.http {
+        let listener = TcpListener::bind(l.address)
+            .await
+            .with_context(|| format!("binding HTTP listener {}", l.address))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(address = %addr, tls = l.tls, bosh = %l.bosh_path, websocket = %l.websocket_path, "HTTP listener ready");
+        ready.push(ReadyListener {
+            kind: "http",
+            tls: Some(ReadyTls::Flag(l.tls)),
+            address: addr.to_string(),
+        });
+        tokio::spawn(crate::transport::http::serve(
+            listener,
+            Arc::new(l.clone()),
+            server.clone(),
+            l.tls.then(|| tls_ctx.clone()),
             tracker.clone(),
             shutdown.clone(),
         ));

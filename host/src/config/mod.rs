@@ -92,6 +92,7 @@ pub struct TlsFiles {
 #[serde(deny_unknown_fields, default)]
 pub struct Listen {
     pub c2s: Vec<C2sListener>,
+    pub http: Vec<HttpListener>,
     pub admin: AdminListener,
 }
 
@@ -109,6 +110,7 @@ impl Default for Listen {
                     ..C2sListener::default()
                 },
             ],
+            http: vec![HttpListener::default()],
             admin: AdminListener::default(),
         }
     }
@@ -152,6 +154,85 @@ impl Default for C2sListener {
             allow_plain_without_tls: false,
             negotiation_timeout: 30,
             idle_timeout: 600,
+            max_auth_attempts: 3,
+        }
+    }
+}
+
+/// `[[listen.http]]`: the public HTTP listener serving BOSH (XEP-0124/0206) and XMPP over
+/// WebSocket (RFC 7395). See `config/heliograph.toml` for what each key means.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpListener {
+    pub address: SocketAddr,
+    /// Serve HTTPS with the `[tls]` certificate.
+    pub tls: bool,
+    /// Path of the BOSH endpoint (empty: no BOSH).
+    pub bosh_path: String,
+    /// Path of the WebSocket endpoint (empty: no WebSocket).
+    pub websocket_path: String,
+    /// Origins allowed to use the endpoints from a browser (CORS and the WebSocket
+    /// Origin check); `"*"` allows any. Requests without `Origin` are always allowed.
+    pub allowed_origins: Vec<String>,
+    /// Proxies (addresses or CIDR ranges) whose `Forwarded`/`X-Forwarded-For` and
+    /// `X-Forwarded-Proto` headers are believed.
+    pub trusted_proxies: Vec<String>,
+    /// Refuse authentication unless the connection is secure: TLS on this listener, or a
+    /// trusted proxy reporting `https`.
+    pub require_tls: bool,
+    /// Let clients on loopback addresses authenticate without TLS (local development).
+    pub allow_insecure_loopback: bool,
+    /// Largest BOSH request body and WebSocket message, in bytes.
+    pub max_body_size: usize,
+    /// Seconds a client may take to send a request's headers and body.
+    pub request_timeout: u64,
+    /// Seconds from the first request or WebSocket upgrade to a bound session.
+    pub negotiation_timeout: u64,
+    /// WebSocket: seconds without any frame before the connection is closed.
+    pub idle_timeout: u64,
+    /// WebSocket: seconds between pings sent by the server (0 = never).
+    pub websocket_ping_interval: u64,
+    /// WebSocket: when set, every client is sent elsewhere with `<close see-other-uri/>`.
+    pub see_other_uri: String,
+    /// BOSH: longest `wait` granted, in seconds.
+    pub bosh_max_wait: u64,
+    /// BOSH: most requests the server holds per session (`requests` = hold + 1).
+    pub bosh_max_hold: u32,
+    /// BOSH: seconds without a pending request before the session ends.
+    pub bosh_inactivity: u64,
+    /// BOSH: shortest allowed interval between empty requests, in seconds.
+    pub bosh_polling: u64,
+    /// BOSH: longest `pause`, in seconds.
+    pub bosh_max_pause: u64,
+    /// Concurrent BOSH and WebSocket sessions per client address (0 = no limit).
+    pub max_sessions_per_address: usize,
+    /// Failed SASL attempts allowed per session.
+    pub max_auth_attempts: u32,
+}
+
+impl Default for HttpListener {
+    fn default() -> Self {
+        HttpListener {
+            address: "0.0.0.0:5280".parse().unwrap(),
+            tls: false,
+            bosh_path: "/http-bind".into(),
+            websocket_path: "/xmpp-websocket".into(),
+            allowed_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
+            require_tls: true,
+            allow_insecure_loopback: true,
+            max_body_size: 320 * 1024,
+            request_timeout: 30,
+            negotiation_timeout: 60,
+            idle_timeout: 600,
+            websocket_ping_interval: 60,
+            see_other_uri: String::new(),
+            bosh_max_wait: 60,
+            bosh_max_hold: 2,
+            bosh_inactivity: 60,
+            bosh_polling: 2,
+            bosh_max_pause: 120,
+            max_sessions_per_address: 100,
             max_auth_attempts: 3,
         }
     }
@@ -273,6 +354,21 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "general.max_stanza_size must be at least 1024".into(),
             ));
+        }
+        for l in &self.listen.http {
+            for p in &l.trusted_proxies {
+                if crate::transport::http::proxy::IpRange::parse(p).is_none() {
+                    return Err(ConfigError::Invalid(format!(
+                        "listen.http.trusted_proxies: {p:?} is not an address or CIDR range"
+                    )));
+                }
+            }
+            if l.bosh_max_hold == 0 || l.bosh_max_wait == 0 || l.bosh_inactivity == 0 {
+                return Err(ConfigError::Invalid(
+                    "listen.http: bosh_max_hold, bosh_max_wait and bosh_inactivity must be positive"
+                        .into(),
+                ));
+            }
         }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return Err(ConfigError::Invalid(

@@ -24,6 +24,10 @@ pub fn next_session_id() -> u64 {
 pub enum Transport {
     Tcp,
     Tls,
+    /// BOSH (XEP-0124/0206) over the HTTP listener.
+    Bosh,
+    /// XMPP over WebSocket (RFC 7395).
+    WebSocket,
 }
 
 impl Transport {
@@ -31,6 +35,8 @@ impl Transport {
         match self {
             Transport::Tcp => "tcp",
             Transport::Tls => "tls",
+            Transport::Bosh => "bosh",
+            Transport::WebSocket => "websocket",
         }
     }
 }

@@ -39,7 +39,31 @@ pub struct ConnFacts {
     pub channel_bindings: ChannelBindings,
     /// STARTTLS can be offered (plain listener, not yet upgraded).
     pub starttls_available: bool,
-    pub listener: Arc<C2sListener>,
+    /// The transport, as listed by the sessions API (`Tcp` becomes `Tls` once encrypted).
+    pub transport: Transport,
+    /// Authentication settings of the listener the client came through.
+    pub policy: ListenerPolicy,
+}
+
+/// The listener settings the core applies, produced by every kind of listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerPolicy {
+    /// Refuse authentication until the connection is secure.
+    pub require_tls: bool,
+    /// Offer PLAIN on connections that are not secure (only when `require_tls` is false).
+    pub allow_plain_without_tls: bool,
+    /// Failed SASL attempts allowed per connection.
+    pub max_auth_attempts: u32,
+}
+
+impl From<&C2sListener> for ListenerPolicy {
+    fn from(l: &C2sListener) -> Self {
+        ListenerPolicy {
+            require_tls: l.require_tls,
+            allow_plain_without_tls: l.allow_plain_without_tls,
+            max_auth_attempts: l.max_auth_attempts,
+        }
+    }
 }
 
 enum Stage {
@@ -219,7 +243,7 @@ impl StreamCore {
 
     fn features(&mut self) -> Element {
         let mut f = Element::new("features", ns::STREAM);
-        let listener = &self.facts.listener;
+        let listener = self.facts.policy;
         if self.authenticated.is_some() {
             f.push_child(Element::new("bind", ns::BIND));
             f.push_child(
@@ -321,7 +345,7 @@ impl StreamCore {
     }
 
     fn on_auth(&mut self, el: Element) -> Vec<Action> {
-        let listener = self.facts.listener.clone();
+        let listener = self.facts.policy;
         if !self.facts.tls && listener.require_tls {
             return self.sasl_failed(SaslFailure::EncryptionRequired, None);
         }
@@ -402,7 +426,7 @@ impl StreamCore {
         self.failed_auths += 1;
         tracing::info!(address = %self.facts.address, condition = f.condition(), "authentication failed");
         let mut out = vec![Action::Send(auth::failure(f, text))];
-        if self.failed_auths >= self.facts.listener.max_auth_attempts {
+        if self.failed_auths >= self.facts.policy.max_auth_attempts {
             out.extend(self.close(Some((
                 StreamErrorCondition::PolicyViolation,
                 Some("too many failed authentication attempts".into()),
@@ -440,10 +464,9 @@ impl StreamCore {
                 .collect();
         };
         self.tenant_slot = Some(slot);
-        let transport = if self.facts.tls {
-            Transport::Tls
-        } else {
-            Transport::Tcp
+        let transport = match self.facts.transport {
+            Transport::Tcp if self.facts.tls => Transport::Tls,
+            t => t,
         };
         let entry = Arc::new(SessionEntry::new(
             crate::router::next_session_id(),

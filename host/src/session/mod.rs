@@ -12,5 +12,5 @@ mod bind;
 mod core;
 mod stream_error;
 
-pub use self::core::{Action, ConnFacts, StreamCore};
+pub use self::core::{Action, ConnFacts, ListenerPolicy, StreamCore};
 pub use stream_error::StreamErrorCondition;

@@ -16,7 +16,7 @@ use super::tls::TlsStore;
 use crate::config::{C2sListener, TlsMode};
 use crate::router::SessionMsg;
 use crate::server::Server;
-use crate::session::{Action, ConnFacts, StreamCore, StreamErrorCondition};
+use crate::session::{Action, ConnFacts, ListenerPolicy, StreamCore, StreamErrorCondition};
 use crate::tenants::rate::TokenBucket;
 use crate::xml::{StreamEvent, StreamParser, ns};
 
@@ -97,7 +97,8 @@ impl Connection {
             tls: io.is_tls(),
             channel_bindings: initial_bindings,
             starttls_available: !io.is_tls(),
-            listener: self.listener.clone(),
+            transport: crate::router::Transport::Tcp,
+            policy: ListenerPolicy::from(&*self.listener),
         };
         let (tx, mut rx) = mpsc::channel(self.server.config().c2s.session_queue.max(16));
         let mut core = StreamCore::new(self.server.clone(), facts, tx);

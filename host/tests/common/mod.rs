@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod web;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -26,6 +28,8 @@ pub struct TestServer {
     pub starttls: String,
     pub direct: String,
     pub admin: String,
+    /// The HTTP listener (BOSH and WebSocket), plain HTTP.
+    pub http: String,
     pub token: String,
     pub log: PathBuf,
 }
@@ -43,6 +47,21 @@ impl TestServer {
         general_extra: &str,
         starttls_extra: &str,
     ) -> TestServer {
+        Self::start_full(users, general_extra, starttls_extra, "")
+    }
+
+    /// Like `start`, with extra settings for the HTTP listener (BOSH and WebSocket).
+    pub fn start_http(users: &[(&str, &str)], http_extra: &str) -> TestServer {
+        Self::start_full(users, "", "", http_extra)
+    }
+
+    /// Every knob: extra TOML for `[general]`, the STARTTLS listener and the HTTP listener.
+    pub fn start_full(
+        users: &[(&str, &str)],
+        general_extra: &str,
+        starttls_extra: &str,
+        http_extra: &str,
+    ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         {
@@ -59,6 +78,7 @@ impl TestServer {
             "[general]\nhosts = [\"localhost\"]\ndata_dir = \"{}\"\nlog_level = \"debug\"\n{general_extra}\n\
              [[listen.c2s]]\naddress = \"127.0.0.1:0\"\ntls = \"starttls\"\n{starttls_extra}\n\
              [[listen.c2s]]\naddress = \"127.0.0.1:0\"\ntls = \"direct\"\n\
+             [[listen.http]]\naddress = \"127.0.0.1:0\"\n{http_extra}\n\
              [listen.admin]\naddress = \"127.0.0.1:0\"\n",
             data.display()
         );
@@ -70,6 +90,7 @@ impl TestServer {
             starttls: String::new(),
             direct: String::new(),
             admin: String::new(),
+            http: String::new(),
             token: String::new(),
             log: PathBuf::new(),
         };
@@ -130,6 +151,7 @@ impl TestServer {
                 ("c2s", Some("starttls")) => self.starttls = addr,
                 ("c2s", Some("direct")) => self.direct = addr,
                 ("admin", _) => self.admin = addr,
+                ("http", _) => self.http = addr,
                 _ => {}
             }
         }

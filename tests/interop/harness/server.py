@@ -44,6 +44,7 @@ def default_config(data_dir: Path) -> dict[str, Any]:
                 {"address": "127.0.0.1:0", "tls": "starttls", "require_tls": True},
                 {"address": "127.0.0.1:0", "tls": "direct"},
             ],
+            "http": [{"address": "127.0.0.1:0"}],
             "admin": {"address": "127.0.0.1:0"},
         },
     }

@@ -1,0 +1,179 @@
+//! End-to-end tests of XMPP over WebSocket (RFC 7395) against the real binary: the
+//! upgrade (subprotocol, Origin), login with restart, chat with TCP and BOSH users,
+//! session parity, pings, the message size limit, see-other-uri and bad input.
+
+mod common;
+
+use common::web::{
+    Bosh, FRAMING, WsClient, WsEvent, admin_get, body_text, message, ws_connect_status,
+};
+use common::{RawClient, TestServer};
+use heliograph::xml::ns;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_and_chat_with_tcp_and_bosh_users() {
+    let server = TestServer::start_http(
+        &[("alice", "pw"), ("bob", "pw"), ("carol", "pw")],
+        "bosh_polling = 0\nbosh_max_wait = 2\n",
+    );
+    let (mut tcp, tcp_jid) = RawClient::login(&server.starttls, "bob", "pw", Some("tcp")).await;
+    let (mut ws, ws_jid) = WsClient::login(&server.http, "alice", "pw").await;
+    assert!(ws_jid.starts_with("alice@localhost/"));
+    let (mut bosh, bosh_jid) = Bosh::login(&server.http, "carol", "pw", "wait='1' hold='1'").await;
+
+    ws.send(&message(&tcp_jid, "ws to tcp")).await;
+    let m = tcp.next_matching(|e| e.name() == "message").await;
+    assert_eq!(body_text(&m).as_deref(), Some("ws to tcp"));
+    assert_eq!(m.attr("from"), Some(ws_jid.as_str()));
+
+    tcp.send_raw(&message(&ws_jid, "tcp to ws")).await;
+    let m = ws.next_matching(|e| e.name() == "message").await;
+    assert_eq!(body_text(&m).as_deref(), Some("tcp to ws"));
+
+    ws.send(&message(&bosh_jid, "ws to bosh")).await;
+    let m = bosh.next_matching(|e| e.name() == "message").await;
+    assert_eq!(body_text(&m).as_deref(), Some("ws to bosh"));
+    bosh.send(&message(&ws_jid, "bosh to ws")).await;
+    let m = ws.next_matching(|e| e.name() == "message").await;
+    assert_eq!(body_text(&m).as_deref(), Some("bosh to ws"));
+
+    // Parity: roster, and the sessions API lists the transport.
+    ws.send("<iq xmlns='jabber:client' type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>")
+        .await;
+    let r = ws.next_matching(|e| e.attr("id") == Some("r1")).await;
+    assert_eq!(r.attr("type"), Some("result"), "{r}");
+    let sessions = admin_get(&server.admin, &server.token, "/api/v1/sessions").await;
+    let list = sessions["sessions"].as_array().unwrap();
+    let find = |jid: &str| list.iter().find(|s| s["jid"] == jid).unwrap()["transport"].clone();
+    assert_eq!(find(&ws_jid), "websocket");
+    assert_eq!(find(&bosh_jid), "bosh");
+
+    // Closing the stream: the server answers <close/> and ends the session.
+    ws.send("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>")
+        .await;
+    let close = ws.next().await;
+    assert!(close.is("close", FRAMING), "{close}");
+    assert!(matches!(ws.event().await, WsEvent::Close(_) | WsEvent::Eof));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn offline_messages_and_blocking_work_over_websocket() {
+    let server = TestServer::start_http(&[("alice", "pw"), ("bob", "pw")], "");
+    let (mut tcp, tcp_jid) = RawClient::login(&server.starttls, "bob", "pw", Some("tcp")).await;
+    tcp.send_raw(&message("alice@localhost", "stored for later"))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (mut ws, ws_jid) = WsClient::login(&server.http, "alice", "pw").await;
+    ws.send("<presence xmlns='jabber:client'/>").await;
+    let m = ws.next_matching(|e| e.name() == "message").await;
+    assert_eq!(body_text(&m).as_deref(), Some("stored for later"));
+    assert!(m.child("delay", ns::DELAY).is_some());
+    ws.send("<iq xmlns='jabber:client' type='set' id='b1'><block xmlns='urn:xmpp:blocking'><item jid='bob@localhost'/></block></iq>")
+        .await;
+    let ok = ws.next_matching(|e| e.attr("id") == Some("b1")).await;
+    assert_eq!(ok.attr("type"), Some("result"));
+    tcp.send_raw(&message(&ws_jid, "blocked")).await;
+    let bounce = tcp
+        .next_matching(|e| e.name() == "message" && e.attr("type") == Some("error"))
+        .await;
+    assert!(bounce.child("error", ns::CLIENT).is_some());
+    let _ = tcp_jid;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upgrade_needs_the_xmpp_subprotocol_and_an_allowed_origin() {
+    let server = TestServer::start_http(&[], "allowed_origins = [\"http://app.test\"]\n");
+    let a = &server.http;
+    assert_eq!(ws_connect_status(a, None, None).await, 400);
+    assert_eq!(ws_connect_status(a, Some("chat"), None).await, 400);
+    assert_eq!(ws_connect_status(a, Some("xmpp"), None).await, 101);
+    assert_eq!(
+        ws_connect_status(a, Some("xmpp"), Some("http://evil.test")).await,
+        403
+    );
+    assert_eq!(
+        ws_connect_status(a, Some("chat, xmpp"), Some("http://app.test")).await,
+        101
+    );
+    // Not an upgrade at all.
+    let r = common::web::http("GET", &format!("http://{a}/xmpp-websocket"), &[], "").await;
+    assert_eq!(r.status, 426);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pings_size_limit_and_bad_xml() {
+    let server = TestServer::start_http(
+        &[("alice", "pw")],
+        "websocket_ping_interval = 1\nmax_body_size = 2048\n",
+    );
+    // The server pings a quiet client.
+    let (mut ws, _) = WsClient::login(&server.http, "alice", "pw").await;
+    let wait = tokio::time::timeout(std::time::Duration::from_millis(2500), ws.event()).await;
+    assert!(wait.is_err(), "nothing but pings expected");
+    assert!(ws.pings >= 1, "no ping received");
+
+    // A message over the limit: close code 1009 (message too big).
+    let mut big = WsClient::connect(&server.http).await;
+    big.open_and_features().await;
+    big.send(&format!(
+        "<message xmlns='jabber:client'><body>{}</body></message>",
+        "x".repeat(4000)
+    ))
+    .await;
+    let mut code = None;
+    loop {
+        match big.event().await {
+            WsEvent::Element(_) => continue,
+            WsEvent::Close(c) => {
+                code = c;
+                break;
+            }
+            WsEvent::Eof => break,
+        }
+    }
+    assert_eq!(code, Some(1009));
+
+    // Malformed XML: stream error not-well-formed.
+    let mut bad = WsClient::connect(&server.http).await;
+    bad.open_and_features().await;
+    bad.send("<message xmlns='jabber:client'><body>oops</message>")
+        .await;
+    assert_eq!(bad.expect_stream_error().await, "not-well-formed");
+
+    // Restricted XML.
+    let mut bad = WsClient::connect(&server.http).await;
+    bad.open_and_features().await;
+    bad.send("<?xml-stylesheet href='x'?><message xmlns='jabber:client'/>")
+        .await;
+    assert_eq!(bad.expect_stream_error().await, "restricted-xml");
+
+    // Wrong stream namespace in <open/>.
+    let mut bad = WsClient::connect(&server.http).await;
+    bad.send("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='nowhere.test' version='1.0'/>")
+        .await;
+    assert_eq!(bad.expect_stream_error().await, "host-unknown");
+
+    // The first session is still alive.
+    ws.send("<iq xmlns='jabber:client' type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    let pong = ws.next_matching(|e| e.attr("id") == Some("p")).await;
+    assert_eq!(pong.attr("type"), Some("result"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn see_other_uri_sends_clients_elsewhere() {
+    let server = TestServer::start_http(
+        &[],
+        "see_other_uri = \"wss://other.example/xmpp-websocket\"\n",
+    );
+    let mut ws = WsClient::connect(&server.http).await;
+    ws.open().await;
+    let open = ws.next().await;
+    assert!(open.is("open", FRAMING), "{open}");
+    let close = ws.next().await;
+    assert!(close.is("close", FRAMING), "{close}");
+    assert_eq!(
+        close.attr("see-other-uri"),
+        Some("wss://other.example/xmpp-websocket")
+    );
+}

@@ -1,0 +1,102 @@
+// Browser side of the tests: thin wrappers the Node test calls through page.evaluate().
+// window.bosh: Strophe.js over BOSH; window.ws: @xmpp/client over WebSocket. Both record
+// what they receive so the test can wait for it.
+/* global Strophe, XMPP */
+(function () {
+  // The UMD bundle exposes the module as `Strophe`; Strophe 5 also puts its namespace
+  // object and the builders on `window` itself.
+  const mod = window.Strophe;
+  const S = mod.Strophe || mod;
+  const $msg = mod.$msg || window.$msg;
+  const $pres = mod.$pres || window.$pres;
+
+  function waitFor(pred, ms, what) {
+    return new Promise((resolve, reject) => {
+      const start = Date.now();
+      const tick = () => {
+        const v = pred();
+        if (v) return resolve(v);
+        if (Date.now() - start > ms) return reject(new Error('timed out waiting for ' + what));
+        setTimeout(tick, 50);
+      };
+      tick();
+    });
+  }
+
+  window.bosh = {
+    conn: null,
+    inbox: [],
+    statuses: [],
+    connect(service, jid, password, wait) {
+      const conn = new S.Connection(service);
+      this.conn = conn;
+      conn.addHandler((m) => {
+        const body = m.getElementsByTagName('body')[0];
+        this.inbox.push({ from: m.getAttribute('from'), body: body ? body.textContent : null });
+        return true;
+      }, null, 'message');
+      return new Promise((resolve, reject) => {
+        conn.connect(jid, password, (status, condition) => {
+          this.statuses.push(status);
+          if (status === S.Status.CONNECTED) {
+            conn.send($pres());
+            resolve(conn.jid);
+          } else if (status === S.Status.AUTHFAIL || status === S.Status.CONNFAIL) {
+            reject(new Error('BOSH login failed: ' + status + ' ' + condition));
+          }
+        }, wait, 1);
+      });
+    },
+    send(to, text) {
+      this.conn.send($msg({ to, type: 'chat' }).c('body').t(text));
+    },
+    connected() {
+      return this.conn.connected && !this.conn.disconnecting;
+    },
+    waitFor(text, ms) {
+      return waitFor(() => this.inbox.find((m) => m.body === text), ms, text);
+    },
+    disconnect() {
+      return new Promise((resolve) => {
+        const S_ = S;
+        this.conn.addHandler(() => true, null, 'presence');
+        const done = () => resolve(this.statuses.includes(S_.Status.DISCONNECTED));
+        const orig = this.conn.connect_callback;
+        this.conn.connect_callback = (status, cond) => {
+          this.statuses.push(status);
+          if (orig) orig(status, cond);
+          if (status === S_.Status.DISCONNECTED) done();
+        };
+        this.conn.disconnect('bye');
+      });
+    },
+  };
+
+  window.ws = {
+    xmpp: null,
+    inbox: [],
+    async connect(service, username, password) {
+      const xmpp = XMPP.client({ service, domain: 'localhost', username, password, resource: 'web' });
+      this.xmpp = xmpp;
+      xmpp.on('error', (e) => console.log('xmpp error', e && e.message));
+      xmpp.on('stanza', (s) => {
+        if (s.is('message')) {
+          this.inbox.push({ from: s.attrs.from, body: s.getChildText('body') });
+        }
+      });
+      const address = await xmpp.start();
+      await xmpp.send(XMPP.xml('presence'));
+      return address.toString();
+    },
+    async send(to, text) {
+      await this.xmpp.send(XMPP.xml('message', { to, type: 'chat' }, XMPP.xml('body', {}, text)));
+    },
+    waitFor(text, ms) {
+      return waitFor(() => this.inbox.find((m) => m.body === text), ms, text);
+    },
+    async stop() {
+      await this.xmpp.stop();
+    },
+  };
+  document.getElementById('status').textContent = 'ready';
+})();

@@ -1,0 +1,168 @@
+// Test harness: starts the real heliograph binary on 127.0.0.1:0 listeners in a temp dir
+// (like tests/interop/conftest.py), serves the test page from another origin, and offers
+// a tiny raw XMPP client over direct TLS for the "TCP user".
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync, existsSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { tmpdir, homedir } from 'node:os';
+import { join, dirname, extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import tls from 'node:tls';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..');
+const repo = join(root, '..', '..');
+
+export function serverBinary() {
+  const candidates = [
+    process.env.HELIOGRAPH_BIN,
+    process.env.CARGO_TARGET_DIR && join(process.env.CARGO_TARGET_DIR, 'debug', 'heliograph'),
+    join(homedir(), '.cache', 'heliograph-target', 'debug', 'heliograph'),
+    join(repo, 'target', 'debug', 'heliograph'),
+  ].filter(Boolean);
+  const found = candidates.find((p) => existsSync(p));
+  if (!found) throw new Error('heliograph binary not found; set HELIOGRAPH_BIN (tried ' + candidates.join(', ') + ')');
+  return found;
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Starts a server; `http` is extra TOML for the [[listen.http]] table. */
+export async function startServer({ http = '' } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'heliograph-browser-'));
+  const data = join(dir, 'data');
+  const config = `[general]
+hosts = ["localhost"]
+data_dir = "${data}"
+log_level = "info,heliograph=debug"
+
+[[listen.c2s]]
+address = "127.0.0.1:0"
+tls = "direct"
+
+[[listen.http]]
+address = "127.0.0.1:0"
+${http}
+
+[listen.admin]
+address = "127.0.0.1:0"
+`;
+  writeFileSync(join(dir, 'heliograph.toml'), config);
+  const ready = join(dir, 'ready.json');
+  const logPath = join(dir, 'server.log');
+  const log = [];
+  const proc = spawn(serverBinary(), ['serve', '--config', join(dir, 'heliograph.toml'), '--ready-file', ready], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  proc.stderr.on('data', (d) => log.push(d.toString()));
+  let exited = null;
+  proc.on('exit', (code, signal) => { exited = { code, signal }; });
+  const deadline = Date.now() + 30000;
+  let doc = null;
+  while (!doc) {
+    if (exited) throw new Error('server exited early: ' + JSON.stringify(exited) + '\n' + log.join(''));
+    if (Date.now() > deadline) throw new Error('server not ready\n' + log.join(''));
+    try { doc = JSON.parse(readFileSync(ready, 'utf8')); } catch { await sleep(50); }
+  }
+  const by = (kind) => doc.listeners.find((l) => l.kind === kind).address;
+  const server = {
+    dir,
+    http: by('http'),
+    direct: by('c2s'),
+    admin: by('admin'),
+    token: readFileSync(doc.admin_token_file, 'utf8').trim(),
+    log: () => log.join(''),
+    async api(method, path, body) {
+      const r = await fetch(`http://${server.admin}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${server.token}`, 'content-type': 'application/json' },
+        body: body ? JSON.stringify(body) : undefined,
+      });
+      const text = await r.text();
+      return { status: r.status, json: text ? JSON.parse(text) : null };
+    },
+    async addUser(username, password) {
+      const r = await server.api('POST', '/api/v1/users/localhost', { username, password });
+      if (r.status !== 201) throw new Error('adding user failed: ' + JSON.stringify(r));
+    },
+    async stop() {
+      if (exited) return exited;
+      proc.kill('SIGTERM');
+      const end = Date.now() + 15000;
+      while (!exited && Date.now() < end) await sleep(50);
+      if (!exited) proc.kill('SIGKILL');
+      writeFileSync(logPath, log.join(''));
+      if (exited && exited.code === 0) rmSync(dir, { recursive: true, force: true });
+      return exited;
+    },
+  };
+  return server;
+}
+
+const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8' };
+const FILES = {
+  '/': join(root, 'page', 'index.html'),
+  '/clients.js': join(root, 'page', 'clients.js'),
+  '/lib/strophe.umd.min.js': join(root, 'node_modules', 'strophe.js', 'dist', 'strophe.umd.min.js'),
+  '/lib/xmpp.min.js': join(root, 'node_modules', '@xmpp', 'client', 'dist', 'xmpp.min.js'),
+};
+
+/** Serves the test page on its own 127.0.0.1 port (a different origin than the server). */
+export async function startPageServer() {
+  const srv = createServer((req, res) => {
+    const file = FILES[req.url.split('?')[0]];
+    if (!file) { res.writeHead(404); res.end(); return; }
+    res.writeHead(200, { 'content-type': TYPES[extname(file) || '.html'] || 'text/html' });
+    res.end(readFileSync(file));
+  });
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  const origin = `http://127.0.0.1:${srv.address().port}`;
+  return { origin, close: () => new Promise((r) => { srv.closeAllConnections?.(); srv.close(r); }) };
+}
+
+/** A minimal XMPP client over direct TLS (XEP-0368) with PLAIN: the "TCP user". */
+export async function tcpLogin(address, user, password, resource = 'tcp') {
+  const [host, port] = address.split(':');
+  const sock = tls.connect({ host, port: Number(port), servername: 'localhost', rejectUnauthorized: false });
+  await new Promise((resolve, reject) => { sock.once('secureConnect', resolve); sock.once('error', reject); });
+  let buf = '';
+  const waiters = [];
+  sock.on('data', (d) => {
+    buf += d.toString();
+    for (const w of [...waiters]) w();
+  });
+  const until = (re, ms = 10000) => new Promise((resolve, reject) => {
+    const check = () => {
+      const m = buf.match(re);
+      if (m) {
+        buf = buf.slice(m.index + m[0].length);
+        waiters.splice(waiters.indexOf(check), 1);
+        clearTimeout(timer);
+        resolve(m);
+      }
+    };
+    const timer = setTimeout(() => { waiters.splice(waiters.indexOf(check), 1); reject(new Error('TCP client timed out on ' + re + ' with ' + buf)); }, ms);
+    waiters.push(check);
+    check();
+  });
+  const open = () => sock.write("<?xml version='1.0'?><stream:stream to='localhost' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>");
+  open();
+  await until(/<\/stream:features>/);
+  sock.write(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${Buffer.from(`\0${user}\0${password}`).toString('base64')}</auth>`);
+  await until(/<success[^>]*\/>|<success[^>]*>[^<]*<\/success>/);
+  open();
+  await until(/<\/stream:features>/);
+  sock.write(`<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>${resource}</resource></bind></iq>`);
+  const bound = await until(/<jid>([^<]+)<\/jid>/);
+  sock.write('<presence/>');
+  return {
+    jid: bound[1],
+    send(to, text) { sock.write(`<message to='${to}' type='chat'><body>${text}</body></message>`); },
+    async waitFor(text, ms = 15000) {
+      const esc = text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+      const m = await until(new RegExp(`<message[^>]*from="([^"]+)"[^>]*>(?:(?!</message>).)*<body>${esc}</body>`, 's'), ms);
+      return { from: m[1] };
+    },
+    close() { sock.end('</stream:stream>'); sock.destroy(); },
+  };
+}
