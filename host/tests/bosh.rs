@@ -299,11 +299,19 @@ async fn overactive_client_is_terminated_with_policy_violation() {
     assert_eq!(web.creation.attr("requests"), Some("3"));
     let base = web.rid;
     // Two held (hold = 2), one early: three unanswered requests, the limit.
+    // Each request opens its own connection, so arrival order is not send order: space
+    // them out so the held ones are in place before the early one and the extra one.
     let h1 = web.raw(base + 1, "", "");
-    let h2 = web.raw(base + 2, "", "");
-    let early = web.raw(base + 4, "", "");
+    let h2 = async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        web.raw(base + 2, "", "").await
+    };
+    let early = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        web.raw(base + 4, "", "").await
+    };
     let fourth = async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
         web.raw(base + 5, "", "").await
     };
     let (a, b, c, d) = tokio::join!(h1, h2, early, fourth);
