@@ -655,3 +655,137 @@ async fn bad_input_gets_the_right_condition_and_the_server_keeps_serving() {
     let pong = web.next_matching(|e| e.attr("id") == Some("p")).await;
     assert_eq!(pong.attr("type"), Some("result"));
 }
+
+/// One BOSH request over an already open HTTPS connection; the parsed `<body/>`.
+async fn https_post(
+    send: &mut hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+    host: &str,
+    body: String,
+) -> heliograph::xml::Element {
+    use http_body_util::BodyExt as _;
+    send.ready().await.unwrap();
+    let req = hyper::Request::post(format!("https://{host}/http-bind"))
+        .header("host", host)
+        .header("content-type", "text/xml; charset=utf-8")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), send.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    heliograph::xml::parser::parse_element(
+        &bytes,
+        HTTPBIND,
+        heliograph::xml::ParserLimits {
+            max_stanza_bytes: 1 << 20,
+            max_depth: 64,
+        },
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bosh_over_https_with_the_self_signed_certificate() {
+    // TLS on the HTTP listener, and no loopback exemption: only TLS makes auth allowed.
+    let server = TestServer::start_http(
+        &[("alice", "pw")],
+        "tls = true\nallow_insecure_loopback = false\n",
+    );
+    let tcp = tokio::net::TcpStream::connect(&server.http).await.unwrap();
+    let tls = common::tls_connector()
+        .connect(
+            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .expect("TLS handshake with the server's certificate");
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let host = server.http.clone();
+    let wrap = |rid: u64, sid: &str, attrs: &str, payload: &str| {
+        format!(
+            "<body rid='{rid}' sid='{sid}' {attrs} xmlns='{HTTPBIND}' xmlns:xmpp='urn:xmpp:xbosh'>{payload}</body>"
+        )
+    };
+    let created = https_post(
+        &mut send,
+        &host,
+        format!(
+            "<body rid='5000' to='localhost' xml:lang='en' ver='1.6' wait='5' hold='1' \
+             xmpp:version='1.0' xmlns='{HTTPBIND}' xmlns:xmpp='urn:xmpp:xbosh'/>"
+        ),
+    )
+    .await;
+    assert_eq!(created.attr("secure"), Some("true"), "{created}");
+    let sid = created.attr("sid").unwrap().to_string();
+    let mut pending: Vec<heliograph::xml::Element> = created.children().cloned().collect();
+    let mut rid = 5000;
+    if pending.is_empty() {
+        rid += 1;
+        pending.extend(
+            https_post(&mut send, &host, wrap(rid, &sid, "", ""))
+                .await
+                .children()
+                .cloned(),
+        );
+    }
+    let features = pending.remove(0);
+    assert!(features.is("features", ns::STREAM), "{features}");
+    let mechs = features.to_string();
+    assert!(mechs.contains("PLAIN"), "PLAIN offered over TLS: {mechs}");
+
+    use base64::Engine as _;
+    let plain = base64::engine::general_purpose::STANDARD.encode("\0alice\0pw");
+    rid += 1;
+    let r = https_post(
+        &mut send,
+        &host,
+        wrap(
+            rid,
+            &sid,
+            "",
+            &format!(
+                "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{plain}</auth>"
+            ),
+        ),
+    )
+    .await;
+    let success = r.children().next().cloned().expect("SASL outcome");
+    assert!(success.is("success", ns::SASL), "{success}");
+    rid += 1;
+    let r = https_post(
+        &mut send,
+        &host,
+        wrap(rid, &sid, "xmpp:restart='true' to='localhost'", ""),
+    )
+    .await;
+    let features = r
+        .children()
+        .next()
+        .cloned()
+        .expect("features after restart");
+    assert!(features.has_child("bind", ns::BIND), "{features}");
+    rid += 1;
+    let r = https_post(
+        &mut send,
+        &host,
+        wrap(
+            rid,
+            &sid,
+            "",
+            "<iq xmlns='jabber:client' type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>",
+        ),
+    )
+    .await;
+    let bound = r.children().next().cloned().expect("bind result");
+    assert_eq!(bound.attr("type"), Some("result"), "{bound}");
+    let jid = bound
+        .child("bind", ns::BIND)
+        .and_then(|b| b.child_text("jid", ns::BIND))
+        .unwrap();
+    assert!(jid.starts_with("alice@localhost/"), "{jid}");
+}

@@ -5,7 +5,7 @@
 mod common;
 
 use common::web::{
-    Bosh, FRAMING, WsClient, WsEvent, admin_get, body_text, message, ws_connect_status,
+    Bosh, FRAMING, WsClient, WsEvent, admin_get, body_text, http, message, ws_connect_status,
 };
 use common::{RawClient, TestServer};
 use heliograph::xml::ns;
@@ -176,4 +176,84 @@ async fn see_other_uri_sends_clients_elsewhere() {
         close.attr("see-other-uri"),
         Some("wss://other.example/xmpp-websocket")
     );
+}
+
+/// PLAIN login over WebSocket to `domain` (the common helper speaks to localhost).
+async fn ws_login_to(addr: &str, domain: &str, user: &str) -> (WsClient, String) {
+    let mut c = WsClient::connect(addr).await;
+    let open = format!("<open xmlns='{FRAMING}' to='{domain}' version='1.0'/>");
+    c.send(&open).await;
+    c.next_matching(|e| e.is("features", ns::STREAM)).await;
+    let payload = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("\0{user}\0pw"),
+    );
+    c.send(&format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{payload}</auth>"
+    ))
+    .await;
+    let outcome = c.next().await;
+    assert!(outcome.is("success", ns::SASL), "{outcome}");
+    c.send(&open).await;
+    c.next_matching(|e| e.is("features", ns::STREAM)).await;
+    c.send("<iq xmlns='jabber:client' type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
+        .await;
+    let r = c.next_matching(|e| e.attr("id") == Some("b")).await;
+    let jid = r
+        .child("bind", ns::BIND)
+        .unwrap()
+        .child_text("jid", ns::BIND)
+        .unwrap();
+    (c, jid)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tenant_stanza_rate_slows_a_websocket_session_without_dropping() {
+    let server = TestServer::start_http(&[], "");
+    let auth = format!("Bearer {}", server.token);
+    let post = |path: String, body: &'static str| {
+        let auth = auth.clone();
+        let url = format!("http://{}{path}", server.admin);
+        async move {
+            let h = [
+                ("authorization", auth.as_str()),
+                ("content-type", "application/json"),
+            ];
+            let r = http("POST", &url, &h, body).await;
+            assert!(r.status.is_success(), "{path}: {:?}", r.body);
+        }
+    };
+    // A tenant shaped to 10 stanzas/s with a burst of 4.
+    post(
+        "/api/v1/tenants".into(),
+        r#"{"name":"shaped","domains":["shaped.test"],"limits":{"stanza_rate":10,"stanza_burst":4}}"#,
+    )
+    .await;
+    post(
+        "/api/v1/users/shaped.test".into(),
+        r#"{"username":"alice","password":"pw"}"#,
+    )
+    .await;
+    post(
+        "/api/v1/users/shaped.test".into(),
+        r#"{"username":"bob","password":"pw"}"#,
+    )
+    .await;
+    let (mut bob, bob_jid) = ws_login_to(&server.http, "shaped.test", "bob").await;
+    let (mut alice, _) = ws_login_to(&server.http, "shaped.test", "alice").await;
+    // 16 stanzas at once: 4 pass on the burst, the other 12 wait 0.1 s each.
+    let t0 = std::time::Instant::now();
+    for i in 0..16 {
+        alice.send(&message(&bob_jid, &format!("m{i}"))).await;
+    }
+    for i in 0..16 {
+        let m = bob.next_matching(|e| e.name() == "message").await;
+        assert_eq!(body_text(&m), Some(format!("m{i}")), "in order, none lost");
+    }
+    let took = t0.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(1000),
+        "not shaped: {took:?}"
+    );
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
 }

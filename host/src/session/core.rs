@@ -124,6 +124,20 @@ impl StreamCore {
         self.entry.as_ref()
     }
 
+    /// The tenant's stanza shaper for the bound session (`None` before bind, or when the
+    /// tenant's `stanza_rate` is 0). Transports without their own reader pacing (BOSH,
+    /// WebSocket) create it once bound, as the TCP reader does.
+    pub fn stanza_shaper(&self) -> Option<crate::tenants::rate::TokenBucket> {
+        let entry = self.bound()?;
+        let tenant = self.server.tenant_of(&entry.account.domain)?;
+        let limits = tenant.spec.limits;
+        crate::tenants::rate::TokenBucket::new(
+            limits.stanza_rate,
+            limits.stanza_burst,
+            std::time::Instant::now(),
+        )
+    }
+
     /// True once closed.
     pub fn is_closed(&self) -> bool {
         matches!(self.stage, Stage::Closed)

@@ -245,7 +245,7 @@ impl ServerCertVerifier for AcceptAnyCert {
     }
 }
 
-fn tls_connector() -> tokio_rustls::TlsConnector {
+pub fn tls_connector() -> tokio_rustls::TlsConnector {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()

@@ -367,6 +367,7 @@ impl Env {
         ConnectJob {
             starttls: self.target.starttls,
             direct: self.target.direct,
+            http: self.target.http,
             domain: self.args.domain.clone(),
             transport,
             mech,

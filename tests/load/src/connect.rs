@@ -26,6 +26,9 @@ pub fn username(prefix: &str, i: usize) -> String {
 pub struct ConnectJob {
     pub starttls: SocketAddr,
     pub direct: SocketAddr,
+    /// Plain-HTTP listener for BOSH and WebSocket.
+    #[serde(default)]
+    pub http: Option<SocketAddr>,
     pub domain: String,
     pub transport: TransportKind,
     pub mech: Mech,
@@ -100,6 +103,7 @@ pub async fn run(job: &ConnectJob, server_pid: Option<u32>) -> ConnectOutcome {
     let spec = LoginSpec {
         starttls_addr: job.starttls,
         direct_addr: job.direct,
+        http_addr: job.http,
         domain: job.domain.clone(),
         transport: job.transport,
         mech: job.mech,
@@ -246,6 +250,7 @@ mod tests {
         let job = ConnectJob {
             starttls: "127.0.0.1:1".parse().unwrap(),
             direct: "127.0.0.1:2".parse().unwrap(),
+            http: Some("127.0.0.1:3".parse().unwrap()),
             domain: "d".into(),
             transport: TransportKind::Tls,
             mech: Mech::ScramSha256,
@@ -262,5 +267,6 @@ mod tests {
         assert_eq!(back.transport, TransportKind::Tls);
         assert_eq!(back.mech, Mech::ScramSha256);
         assert_eq!(back.first, 3);
+        assert_eq!(back.http, job.http);
     }
 }

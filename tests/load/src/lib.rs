@@ -2,7 +2,7 @@
 //! delivered message, measured by commands anyone can run (see `tests/load/README.md`).
 //!
 //! [`xmpp`] is a lean client (login over plain TCP, STARTTLS or direct TLS with PLAIN or
-//! SCRAM-SHA-256), [`connect`] and [`chat`] are the scenarios, [`admin`] provisions the
+//! SCRAM-SHA-256; [`web`] adds BOSH and WebSocket), [`connect`] and [`chat`] are the scenarios, [`admin`] provisions the
 //! accounts, [`target`] starts or finds the server, [`procfs`] reads its CPU time and
 //! memory, [`stats`] holds latency samples, and [`cli`] ties them into the
 //! `heliograph-load` command.
@@ -14,4 +14,5 @@ pub mod connect;
 pub mod procfs;
 pub mod stats;
 pub mod target;
+pub mod web;
 pub mod xmpp;

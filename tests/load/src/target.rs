@@ -14,6 +14,8 @@ pub struct Target {
     pub pid: u32,
     pub starttls: SocketAddr,
     pub direct: SocketAddr,
+    /// Plain-HTTP listener (BOSH, WebSocket), if the server has one.
+    pub http: Option<SocketAddr>,
     pub admin: SocketAddr,
     pub token: String,
     pub domain: String,
@@ -44,6 +46,9 @@ pub fn spawn_config(opts: &SpawnOptions, data_dir: &Path) -> String {
          allow_plain_without_tls = true\nnegotiation_timeout = 120\nidle_timeout = 86400\n\n\
          [[listen.c2s]]\naddress = \"127.0.0.1:0\"\ntls = \"direct\"\nnegotiation_timeout = 120\n\
          idle_timeout = 86400\n\n\
+         [[listen.http]]\naddress = \"127.0.0.1:0\"\nallow_insecure_loopback = true\n\
+         max_sessions_per_address = 0\nnegotiation_timeout = 120\nidle_timeout = 86400\n\
+         websocket_ping_interval = 0\nrequest_timeout = 120\n\n\
          [listen.admin]\naddress = \"127.0.0.1:0\"\n\n\
          [c2s]\nping_interval = 0\nsession_queue = {queue}\n\n\
          [auth]\nscram_iterations = {iters}\n",
@@ -60,6 +65,7 @@ pub struct Ready {
     pub pid: u32,
     pub starttls: Option<SocketAddr>,
     pub direct: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
     pub token_file: PathBuf,
 }
@@ -71,6 +77,7 @@ pub fn parse_ready(text: &str) -> anyhow::Result<Ready> {
         pid: doc["pid"].as_u64().context("ready file without pid")? as u32,
         starttls: None,
         direct: None,
+        http: None,
         admin: None,
         token_file: doc["admin_token_file"]
             .as_str()
@@ -96,6 +103,9 @@ pub fn parse_ready(text: &str) -> anyhow::Result<Ready> {
                 ready.starttls = Some(addr)
             }
             (Some("c2s"), Some("direct")) if ready.direct.is_none() => ready.direct = Some(addr),
+            (Some("http"), _) if ready.http.is_none() && l["tls"].as_bool() != Some(true) => {
+                ready.http = Some(addr)
+            }
             (Some("admin"), _) => ready.admin = Some(addr),
             _ => {}
         }
@@ -132,6 +142,7 @@ impl Target {
             pid: child.id(),
             starttls: SocketAddr::from(([127, 0, 0, 1], 0)),
             direct: SocketAddr::from(([127, 0, 0, 1], 0)),
+            http: None,
             admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             token: String::new(),
             domain: opts.domain.clone(),
@@ -172,6 +183,7 @@ impl Target {
             pid: ready.pid,
             starttls: SocketAddr::from(([127, 0, 0, 1], 0)),
             direct: SocketAddr::from(([127, 0, 0, 1], 0)),
+            http: None,
             admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             token: String::new(),
             domain: domain.to_string(),
@@ -196,6 +208,7 @@ impl Target {
             pid,
             starttls,
             direct,
+            http: None,
             admin,
             token: read_token(token_file)?,
             domain: domain.to_string(),
@@ -209,6 +222,7 @@ impl Target {
         self.pid = ready.pid;
         self.starttls = ready.starttls.context("no STARTTLS c2s listener")?;
         self.direct = ready.direct.context("no direct TLS c2s listener")?;
+        self.http = ready.http;
         self.admin = ready.admin.context("no admin listener")?;
         self.token = read_token(&ready.token_file)?;
         Ok(())
@@ -261,12 +275,14 @@ mod tests {
     fn parses_ready_file() {
         let text = r#"{"listeners":[{"kind":"c2s","tls":"starttls","address":"0.0.0.0:5222"},
             {"kind":"c2s","tls":"direct","address":"127.0.0.1:5223"},
+            {"kind":"http","tls":false,"address":"0.0.0.0:5280"},
             {"kind":"admin","address":"127.0.0.1:5281"}],"admin_token_file":"/d/admin.token","pid":42}"#;
         let r = parse_ready(text).unwrap();
         assert_eq!(r.pid, 42);
         assert_eq!(r.starttls, Some("127.0.0.1:5222".parse().unwrap()));
         assert_eq!(r.direct, Some("127.0.0.1:5223".parse().unwrap()));
         assert_eq!(r.admin, Some("127.0.0.1:5281".parse().unwrap()));
+        assert_eq!(r.http, Some("127.0.0.1:5280".parse().unwrap()));
         assert_eq!(r.token_file, PathBuf::from("/d/admin.token"));
         assert!(parse_ready("{}").is_err());
     }
@@ -285,5 +301,7 @@ mod tests {
         assert!(cfg.contains("allow_plain_without_tls = true"));
         assert!(cfg.contains("ping_interval = 0"));
         assert!(cfg.contains("scram_iterations = 4096"));
+        assert!(cfg.contains("[[listen.http]]"));
+        assert!(cfg.contains("allow_insecure_loopback = true"));
     }
 }

@@ -31,6 +31,10 @@ pub enum TransportKind {
     Starttls,
     /// TLS from the first byte (XEP-0368 listener).
     Tls,
+    /// BOSH (XEP-0124/0206) at `/http-bind` on the HTTP listener.
+    Bosh,
+    /// XMPP over WebSocket (RFC 7395) at `/xmpp-websocket` on the HTTP listener.
+    Websocket,
 }
 
 impl TransportKind {
@@ -39,6 +43,8 @@ impl TransportKind {
             TransportKind::Plain => "plain",
             TransportKind::Starttls => "starttls",
             TransportKind::Tls => "tls",
+            TransportKind::Bosh => "bosh",
+            TransportKind::Websocket => "websocket",
         }
     }
 }
@@ -63,10 +69,11 @@ impl Mech {
     }
 }
 
-/// A client connection, plain or TLS.
+/// A client connection, plain or TLS, or the byte pipe to a BOSH/WebSocket bridge task.
 pub enum Io {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    Web(tokio::io::DuplexStream),
 }
 
 impl AsyncRead for Io {
@@ -78,6 +85,7 @@ impl AsyncRead for Io {
         match self.get_mut() {
             Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Io::Web(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -91,18 +99,21 @@ impl AsyncWrite for Io {
         match self.get_mut() {
             Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Io::Web(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Io::Plain(s) => Pin::new(s).poll_flush(cx),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Io::Web(s) => Pin::new(s).poll_flush(cx),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Io::Web(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }
@@ -197,6 +208,8 @@ pub struct LoginSpec {
     pub starttls_addr: SocketAddr,
     /// Direct TLS listener.
     pub direct_addr: SocketAddr,
+    /// Plain-HTTP listener (BOSH and WebSocket).
+    pub http_addr: Option<SocketAddr>,
     pub domain: String,
     pub transport: TransportKind,
     pub mech: Mech,
@@ -282,6 +295,9 @@ pub async fn login(
         TransportKind::Tls => {
             let tcp = connect_tcp(spec.direct_addr, source).await?;
             Io::Tls(Box::new(spec.tls.connect(server_name.clone(), tcp).await?))
+        }
+        TransportKind::Bosh | TransportKind::Websocket => {
+            return crate::web::login(spec, source, user, password, resource).await;
         }
     };
     let mut parser = StreamParser::new(limits());

@@ -1,4 +1,5 @@
-//! One short end-to-end run: a tiny connect and chat (with the relay) against a server
+//! Short end-to-end runs: a tiny connect and chat (with the relay, and over BOSH and
+//! WebSocket) against a server
 //! started from the `heliograph` binary, checking that every login succeeds and no message
 //! is lost. Full benchmarks are run by hand (see tests/load/README.md), never here.
 
@@ -81,4 +82,41 @@ fn tiny_connect_and_chat_lose_nothing() {
         assert!(v["delivered"].as_u64().unwrap() > 0, "{out}");
     }
     assert!(m.iter().any(|v| v["measurement"] == "relay_ratio"), "{out}");
+}
+
+#[test]
+fn bosh_and_websocket_log_in_and_chat_without_loss() {
+    for (transport, mech) in [("bosh", "plain"), ("websocket", "scram-sha-256")] {
+        let out = run(&[
+            "connect",
+            "-n",
+            "4",
+            "--transport",
+            transport,
+            "--mech",
+            mech,
+        ]);
+        let m = measurements(&out);
+        assert_eq!(m[0]["ok"], 4, "{out}");
+        assert_eq!(m[0]["failed"], 0, "{out}");
+        assert_eq!(m[0]["transport"], transport, "{out}");
+
+        let out = run(&[
+            "chat",
+            "-p",
+            "2",
+            "-t",
+            "1",
+            "--warmup",
+            "0.2",
+            "--transport",
+            transport,
+        ]);
+        let m = measurements(&out);
+        let v = m.iter().find(|v| v["against"] == "server").unwrap();
+        assert_eq!(v["lost"], 0, "{out}");
+        assert_eq!(v["out_of_order"], 0, "{out}");
+        assert_eq!(v["errors"], 0, "{out}");
+        assert!(v["delivered"].as_u64().unwrap() > 0, "{out}");
+    }
 }

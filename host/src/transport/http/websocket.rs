@@ -4,6 +4,7 @@
 //! pings, enforces the maximum message size, negotiation and idle timeouts, and can send
 //! every client elsewhere with `see-other-uri`.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -219,6 +220,11 @@ impl Connection {
         let mut last_rx = Instant::now();
         let mut ping_sent: Option<Instant> = None;
         let mut shutdown = self.state.shutdown.clone();
+        // The tenant's stanza shaper, once bound (as for TCP): while it pauses, the frame
+        // waits in `inbound` and no further frame is read, so nothing is dropped.
+        let mut shaper: Option<crate::tenants::rate::TokenBucket> = None;
+        let mut inbound: VecDeque<StreamEvent> = VecDeque::new();
+        let mut paused_until = Instant::now();
         loop {
             let deadline = if core.bound().is_none() {
                 negotiation_deadline.min(last_rx + idle)
@@ -231,7 +237,7 @@ impl Connection {
             let mut actions = Vec::new();
             let mut close_code: Option<(CloseCode, &'static str)> = None;
             tokio::select! {
-                frame = self.ws.next() => {
+                frame = self.ws.next(), if inbound.is_empty() => {
                     last_rx = Instant::now();
                     ping_sent = None;
                     match frame {
@@ -243,7 +249,7 @@ impl Connection {
                                     self.see_other(&server).await;
                                     break;
                                 }
-                                Ok(ev) => actions.extend(core.on_event(ev).await),
+                                Ok(ev) => inbound.push_back(ev),
                                 Err(e) => actions.extend(core.fail(StreamErrorCondition::from_parse_error(&e), Some(e.to_string()))),
                             }
                         }
@@ -252,9 +258,7 @@ impl Connection {
                             close_code = Some((CloseCode::Unsupported, "binary frames are not allowed"));
                         }
                         Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                        Some(Ok(Message::Close(_))) => {
-                            actions.extend(core.on_event(StreamEvent::Close).await);
-                        }
+                        Some(Ok(Message::Close(_))) => inbound.push_back(StreamEvent::Close),
                         Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(e))) => {
                             tracing::info!(address = %self.client.addr.display, error = %e, "WebSocket message too large");
                             actions.extend(core.fail(StreamErrorCondition::PolicyViolation, Some("message too large".into())));
@@ -292,8 +296,20 @@ impl Connection {
                         }
                     }
                 }
+                _ = sleep_until(paused_until), if !inbound.is_empty() => {}
                 _ = shutdown.requested() => {
                     actions.extend(core.fail(StreamErrorCondition::SystemShutdown, None));
+                }
+            }
+            while Instant::now() >= paused_until && !core.is_closed() {
+                let Some(ev) = inbound.pop_front() else { break };
+                if let (Some(bucket), StreamEvent::Stanza(_)) = (shaper.as_mut(), &ev) {
+                    let now = Instant::now();
+                    paused_until = now + bucket.take(now.into_std());
+                }
+                actions.extend(core.on_event(ev).await);
+                if shaper.is_none() {
+                    shaper = core.stanza_shaper();
                 }
             }
             if !self.apply(actions, close_code).await || core.is_closed() {

@@ -4,7 +4,7 @@
 //! each with the pending payload or empty after `wait`, and ends the session on
 //! `terminate` from either side, inactivity, or a broken rule.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ use super::window::{Offer, Refused, RidWindow, WindowError};
 use super::{Registry, Settings};
 use crate::router::SessionMsg;
 use crate::session::{Action, StreamCore, StreamErrorCondition};
+use crate::tenants::rate::TokenBucket;
 use crate::transport::listener::Shutdown;
 use crate::xml::{Element, StreamEvent, StreamHeader, ns};
 
@@ -75,6 +76,12 @@ pub struct BoshSession {
     expired: bool,
     negotiation_deadline: Instant,
     shutdown: Shutdown,
+    /// The tenant's stanza shaper, once bound (as for TCP: a session sending faster than
+    /// `stanza_rate` is slowed, its stanzas wait in `inbound`, nothing is dropped).
+    shaper: Option<TokenBucket>,
+    /// Client events not yet handed to the core, in order, while the shaper pauses.
+    inbound: VecDeque<StreamEvent>,
+    paused_until: Instant,
     _guards: Vec<Box<dyn Send>>,
 }
 
@@ -129,6 +136,9 @@ impl BoshSession {
             delivered: false,
             expired: false,
             shutdown,
+            shaper: None,
+            inbound: VecDeque::new(),
+            paused_until: Instant::now(),
             _guards: guards,
         }
     }
@@ -213,6 +223,9 @@ impl BoshSession {
                     }
                 }
                 _ = sleep_until(deadline) => self.on_timer(),
+                _ = sleep_until(self.paused_until), if !self.inbound.is_empty() => {
+                    self.drain_inbound().await;
+                }
                 _ = self.shutdown.requested(), if self.ending.is_none() => {
                     self.end(Termination::Binding("system-shutdown"));
                 }
@@ -379,21 +392,39 @@ impl BoshSession {
                     ("version".into(), "1.0".into()),
                 ],
             };
-            let actions = self.core.on_event(StreamEvent::Open(header)).await;
-            self.apply(actions);
+            self.inbound.push_back(StreamEvent::Open(header));
         }
-        for el in req.payload {
+        self.inbound
+            .extend(req.payload.into_iter().map(StreamEvent::Stanza));
+        if req.terminate {
+            self.inbound.push_back(StreamEvent::Close);
+        }
+        self.drain_inbound().await;
+    }
+
+    /// Hands queued client events to the core in order until none is left or the stanza
+    /// shaper asks for a pause (the main loop resumes at `paused_until`).
+    async fn drain_inbound(&mut self) {
+        while Instant::now() >= self.paused_until {
             if self.ending.is_some() {
-                break;
+                self.inbound.clear();
+                return;
             }
-            let actions = self.core.on_event(StreamEvent::Stanza(el)).await;
+            let Some(ev) = self.inbound.pop_front() else {
+                return;
+            };
+            if let (Some(bucket), StreamEvent::Stanza(_)) = (self.shaper.as_mut(), &ev) {
+                let now = Instant::now();
+                self.paused_until = now + bucket.take(now.into_std());
+            }
+            let close = matches!(ev, StreamEvent::Close);
+            let actions = self.core.on_event(ev).await;
             self.apply(actions);
-        }
-        if req.terminate && self.ending.is_none() {
-            let actions = self.core.on_event(StreamEvent::Close).await;
-            self.apply(actions);
-            if self.ending.is_none() {
+            if close && self.ending.is_none() {
                 self.end(Termination::Normal);
+            }
+            if self.shaper.is_none() {
+                self.shaper = self.core.stanza_shaper();
             }
         }
     }
