@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod edge;
 pub mod plugins;
 pub mod router;
 pub mod sasl;
