@@ -117,6 +117,9 @@ pub async fn serve(
         };
         match accepted {
             Ok((stream, peer)) => {
+                if state.server.edge.drain.is_draining() {
+                    continue; // draining: new connections are refused (closed at once)
+                }
                 let _ = stream.set_nodelay(true);
                 let guard = tracker.enter();
                 let state = state.clone();
