@@ -457,9 +457,11 @@ async fn proxy_protocol_only_from_trusted_addresses() {
     assert_eq!(s[0]["address"], "192.0.2.44:41000", "{s:?}");
 }
 
-/// Real HAProxy in front of the c2s listener with `send-proxy-v2`: the server sees the
-/// client's address, not the proxy's. Skipped (with a notice) when haproxy is not
-/// installed, unless `HELIOGRAPH_REQUIRE_HAPROXY=1` (set by tests/run.sh, which installs it).
+/// Real HAProxy (tcp mode, `send-proxy-v2`) in front of the c2s and HTTP listeners. The
+/// frontend rewrites the client's source to 192.0.2.5 (`set-src`), an address no loopback
+/// socket could have, so seeing it in the sessions API proves the server took the address
+/// from the PROXY header. Skipped (with a notice) when haproxy is not installed, unless
+/// `HELIOGRAPH_REQUIRE_HAPROXY=1` (set by tests/run.sh, which installs it).
 #[tokio::test]
 async fn behind_real_haproxy_with_send_proxy_v2() {
     let haproxy = ["/usr/sbin/haproxy", "/usr/bin/haproxy"]
@@ -473,24 +475,35 @@ async fn behind_real_haproxy_with_send_proxy_v2() {
         eprintln!("haproxy not installed: skipping the HAProxy test");
         return;
     };
-    let server = TestServer::start_with(
-        &[("alice", "wonderland")],
+    let server = TestServer::start_full(
+        &[("alice", "wonderland"), ("bob", "builder")],
         "",
         "proxy_protocol = true\ntrusted_proxies = [\"127.0.0.1\"]\n",
+        // Plain HTTP from a non-loopback client would get encryption-required.
+        "proxy_protocol = true\ntrusted_proxies = [\"127.0.0.1\"]\nrequire_tls = false\n",
     );
-    let port = {
+    let free_port = || {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let cfg = format!(
-        "global\n  maxconn 100\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
-         frontend xmpp\n  bind 127.0.0.1:{port}\n  default_backend heliograph\n\
-         backend heliograph\n  server s1 {} send-proxy-v2\n",
-        server.starttls
+    let (c2s_port, http_port) = (free_port(), free_port());
+    let mut cfg = String::from(
+        "global\n  maxconn 100\ndefaults\n  mode tcp\n  timeout connect 5s\n  \
+         timeout client 60s\n  timeout server 60s\n",
     );
+    for (name, port, target) in [
+        ("c2s", c2s_port, &server.starttls),
+        ("http", http_port, &server.http),
+    ] {
+        cfg.push_str(&format!(
+            "frontend fe_{name}\n  bind 127.0.0.1:{port}\n  \
+             tcp-request connection set-src ipv4(192.0.2.5)\n  default_backend be_{name}\n\
+             backend be_{name}\n  server s1 {target} send-proxy-v2\n"
+        ));
+    }
     let cfg_path = server.dir.path().join("haproxy.cfg");
     std::fs::write(&cfg_path, cfg).unwrap();
-    let mut child = std::process::Command::new(haproxy)
+    let child = std::process::Command::new(haproxy)
         .arg("-db")
         .arg("-f")
         .arg(&cfg_path)
@@ -505,30 +518,24 @@ async fn behind_real_haproxy_with_send_proxy_v2() {
             let _ = self.0.wait();
         }
     }
-    let front = format!("127.0.0.1:{port}");
+    let mut haproxy = Kill(child);
+    let front = format!("127.0.0.1:{c2s_port}");
     let deadline = Instant::now() + Duration::from_secs(10);
     while tokio::net::TcpStream::connect(&front).await.is_err() {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = haproxy.0.try_wait().unwrap() {
             panic!("haproxy exited: {status}");
         }
         assert!(Instant::now() < deadline, "haproxy did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let _guard = Kill(child);
 
-    // The client connects to HAProxy from 127.0.0.7; HAProxy reaches the server from
-    // 127.0.0.1 (trusted) and tells it the client's address.
-    let mut c = RawClient::connect_from(&front, "127.0.0.7").await;
-    c.open_and_features().await;
-    c.starttls().await;
-    c.open_and_features().await;
-    assert!(
-        c.auth_plain("alice", "wonderland")
-            .await
-            .is("success", ns::SASL)
-    );
-    c.bind(None).await;
+    let (_alice, _) = RawClient::login(&front, "alice", "wonderland", None).await;
+    let (_bob, _) =
+        common::web::Bosh::login(&format!("127.0.0.1:{http_port}"), "bob", "builder", "").await;
     let s = sessions(&server).await;
-    let address = s[0]["address"].as_str().unwrap();
-    assert!(address.starts_with("127.0.0.7:"), "{s:?}");
+    assert_eq!(s.len(), 2, "{s:?}");
+    for session in &s {
+        let address = session["address"].as_str().unwrap();
+        assert!(address.starts_with("192.0.2.5:"), "{s:?}");
+    }
 }

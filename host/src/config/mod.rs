@@ -268,6 +268,9 @@ pub struct HttpListener {
     /// Proxies (addresses or CIDR ranges) whose `Forwarded`/`X-Forwarded-For` and
     /// `X-Forwarded-Proto` headers are believed.
     pub trusted_proxies: Vec<String>,
+    /// Expect a PROXY protocol (v1 or v2) header on every connection, accepted only from
+    /// `trusted_proxies`.
+    pub proxy_protocol: bool,
     /// Refuse authentication unless the connection is secure: TLS on this listener, or a
     /// trusted proxy reporting `https`.
     pub require_tls: bool,
@@ -310,6 +313,7 @@ impl Default for HttpListener {
             websocket_path: "/xmpp-websocket".into(),
             allowed_origins: Vec::new(),
             trusted_proxies: Vec::new(),
+            proxy_protocol: false,
             require_tls: true,
             allow_insecure_loopback: true,
             max_body_size: 320 * 1024,

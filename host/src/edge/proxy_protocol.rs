@@ -24,6 +24,48 @@ pub enum ProxyError {
     Io(#[from] std::io::Error),
 }
 
+/// The PROXY step of an accepted connection on a listener with `proxy_protocol` on:
+/// refuses peers outside `trusted`, reads the header within `limit`, and returns the
+/// address the connection is then known by (the client's, or the peer's own for a header
+/// without addresses). `None`: close the connection (already logged and counted).
+pub async fn accept<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    peer: SocketAddr,
+    trusted: &[crate::transport::http::proxy::IpRange],
+    limit: std::time::Duration,
+    transport: &'static str,
+) -> Option<SocketAddr> {
+    let refuse = |reason: &'static str| {
+        metrics::counter!(
+            "heliograph_connections_refused_total",
+            "transport" => transport,
+            "reason" => reason
+        )
+        .increment(1);
+    };
+    if !trusted.iter().any(|r| r.contains(peer.ip())) {
+        tracing::info!(peer = %peer, "PROXY protocol connection from an untrusted address refused");
+        refuse("untrusted_proxy");
+        return None;
+    }
+    match tokio::time::timeout(limit, read_header(stream)).await {
+        Ok(Ok(Some(client))) => {
+            tracing::debug!(proxy = %peer, client = %client, "PROXY header");
+            Some(client)
+        }
+        Ok(Ok(None)) => Some(peer),
+        Ok(Err(e)) => {
+            tracing::info!(peer = %peer, error = %e, "PROXY protocol header refused");
+            refuse("bad_proxy_header");
+            None
+        }
+        Err(_) => {
+            refuse("bad_proxy_header");
+            None
+        }
+    }
+}
+
 /// Reads a v1 or v2 header from `stream`. Returns the client's address, or `None` for a
 /// header that carries none (v2 `LOCAL`, e.g. the proxy's health checks; v1 `UNKNOWN`).
 pub async fn read_header<S: AsyncRead + Unpin>(

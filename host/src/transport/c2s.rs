@@ -142,25 +142,19 @@ impl Connection {
         let negotiation = Duration::from_secs(self.listener.negotiation_timeout.max(1));
         let negotiation_deadline = Instant::now() + negotiation;
         if self.listener.proxy_protocol {
-            if !trusted.iter().any(|r| r.contains(self.peer.ip())) {
-                tracing::info!("PROXY protocol connection from an untrusted address refused");
-                metrics::counter!("heliograph_connections_refused_total", "transport" => "tcp", "reason" => "untrusted_proxy").increment(1);
-                return;
-            }
-            let read = crate::edge::proxy_protocol::read_header(&mut stream);
-            match timeout(negotiation, read).await {
-                Ok(Ok(Some(client))) => {
-                    tracing::debug!(proxy = %self.peer, client = %client, "PROXY header");
+            let read = crate::edge::proxy_protocol::accept(
+                &mut stream,
+                self.peer,
+                trusted,
+                negotiation,
+                "tcp",
+            );
+            match read.await {
+                Some(client) => {
                     self.peer = client;
                     self.span.record("peer", tracing::field::display(client));
                 }
-                Ok(Ok(None)) => {}
-                Ok(Err(e)) => {
-                    tracing::info!(error = %e, "PROXY protocol header refused");
-                    metrics::counter!("heliograph_connections_refused_total", "transport" => "tcp", "reason" => "bad_proxy_header").increment(1);
-                    return;
-                }
-                Err(_) => return,
+                None => return,
             }
         }
         let limits = &self.server.edge.limits;
