@@ -193,6 +193,11 @@ async fn health_and_metrics_count_a_login_and_a_message() {
         "{text}"
     );
     assert!(samples["heliograph_process_resident_memory_bytes"] > 0.0);
+    // The wrong-password connection is still unauthenticated; the two sessions are not.
+    assert_eq!(
+        samples["heliograph_unauthenticated_connections"], 1.0,
+        "{text}"
+    );
 
     // No password ever reaches the logs (the server logs at debug level in tests).
     let log = server.log_text();

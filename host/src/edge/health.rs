@@ -27,14 +27,19 @@ pub fn handle(server: &Server, method: &Method, path: &str) -> Option<ApiRespons
         } else {
             text(StatusCode::OK, "ready\n".into(), "text/plain")
         }),
-        "/metrics" => Some(match crate::metrics::render() {
-            Some(body) => text(StatusCode::OK, body, "text/plain; version=0.0.4"),
-            None => text(
-                StatusCode::NOT_FOUND,
-                "metrics are not enabled\n".into(),
-                "text/plain",
-            ),
-        }),
+        "/metrics" => {
+            // Read at scrape time: the count goes down in many places (bind, any close).
+            metrics::gauge!("heliograph_unauthenticated_connections")
+                .set(server.edge.limits.unauthenticated() as f64);
+            Some(match crate::metrics::render() {
+                Some(body) => text(StatusCode::OK, body, "text/plain; version=0.0.4"),
+                None => text(
+                    StatusCode::NOT_FOUND,
+                    "metrics are not enabled\n".into(),
+                    "text/plain",
+                ),
+            })
+        }
         _ => None,
     }
 }

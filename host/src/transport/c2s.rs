@@ -180,8 +180,6 @@ impl Connection {
                 return;
             }
         };
-        metrics::gauge!("heliograph_unauthenticated_connections")
-            .set(limits.unauthenticated() as f64);
         self.run(stream, negotiation_deadline, unauth).await;
     }
 
