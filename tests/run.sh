@@ -140,6 +140,8 @@ step "setup: toolchain, Python venv, system packages"
 ensure_rust_tools
 ensure_python_venv
 ensure_apt_packages chromium   # headless browser for tests/browser (never downloaded by npm)
+ensure_apt_packages haproxy    # real load balancer in front of c2s (host/tests/edge.rs)
+export HELIOGRAPH_REQUIRE_HAPROXY=1   # so the HAProxy test fails instead of skipping
 echo "CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
 ensure_browser_packages
 cargo --version

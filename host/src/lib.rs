@@ -11,6 +11,8 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod edge;
+pub mod metrics;
 pub mod plugins;
 pub mod router;
 pub mod sasl;

@@ -41,6 +41,8 @@ pub struct Server {
     pub blocklists: BlockCache,
     /// Recently verified passwords, so PLAIN logins skip PBKDF2 (see `sasl::verified`).
     pub verified_passwords: crate::sasl::verified::VerifiedPasswords,
+    /// Connection limits and drain state (see `edge`).
+    pub edge: crate::edge::Edge,
 }
 
 impl Server {
@@ -65,6 +67,7 @@ impl Server {
             admin_token,
             blocklists: BlockCache::default(),
             verified_passwords,
+            edge: crate::edge::Edge::default(),
         })
     }
 
@@ -171,7 +174,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Runs the server until SIGTERM/SIGINT.
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let (config, config_path) = Config::load_or_default(opts.config.as_deref())?;
-    init_logging(&config.general.log_level);
+    init_logging(&config.general.log_level, config.general.log_format);
+    if config.metrics.enabled {
+        crate::metrics::install(config.metrics.per_tenant_labels);
+    }
     match &config_path {
         Some(p) => tracing::info!(config = %p.display(), "configuration loaded"),
         None => tracing::info!(
@@ -275,7 +281,14 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     }
 
     tokio::spawn(reload_on_sighup(server.clone()));
-    wait_for_signal().await;
+    // A drain ends in the same shutdown as a signal; a signal during a drain cuts it short.
+    tokio::select! {
+        _ = wait_for_signal() => {}
+        _ = async {
+            server.edge.drain.started().await;
+            crate::edge::drain::run(&server).await
+        } => {}
+    }
     tracing::info!("shutting down");
     for entry in server.router.all_entries() {
         entry.close(StreamErrorCondition::SystemShutdown, None);
@@ -344,13 +357,17 @@ fn load_or_create_token(path: &std::path::Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
-fn init_logging(default_filter: &str) {
+fn init_logging(default_filter: &str, format: crate::config::LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        crate::config::LogFormat::Human => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        crate::config::LogFormat::Json => builder.json().with_current_span(true).try_init(),
+    };
 }

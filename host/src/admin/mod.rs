@@ -20,6 +20,7 @@
 
 pub mod auth;
 pub mod context;
+pub mod drain;
 pub mod openapi;
 pub mod response;
 pub mod routes;
@@ -133,7 +134,14 @@ async fn serve_connection(
 ) {
     let service = service_fn(move |req| {
         let api = api.clone();
-        async move { Ok::<_, Infallible>(routes::dispatch(api, req).await) }
+        async move {
+            if let Some(resp) =
+                crate::edge::health::handle(&api.server, req.method(), req.uri().path())
+            {
+                return Ok::<_, Infallible>(resp);
+            }
+            Ok::<_, Infallible>(routes::dispatch(api, req).await)
+        }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())

@@ -21,7 +21,7 @@ use hyper::{HeaderMap, Method, StatusCode};
 
 use super::context::{Ctx, Params};
 use super::response::{ApiError, ApiResponse, ApiResult};
-use super::{AdminApi, MAX_BODY, auth, openapi, sessions, tenants, users};
+use super::{AdminApi, MAX_BODY, auth, drain, openapi, sessions, tenants, users};
 
 /// Future returned by a handler.
 pub type HandlerFuture = Pin<Box<dyn Future<Output = ApiResult> + Send>>;
@@ -168,6 +168,14 @@ pub static ROUTES: &[Route] = &[
         body: None,
         success: StatusCode::OK,
         handler: |c| Box::pin(tenants::reload(c)),
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/drain",
+        summary: "Drain this node: not ready, refuse new connections, send sessions elsewhere, then exit (operator)",
+        body: None,
+        success: StatusCode::ACCEPTED,
+        handler: |c| Box::pin(drain::start(c)),
     },
     Route {
         method: Method::GET,

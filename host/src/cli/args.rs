@@ -12,6 +12,7 @@
 //! heliograph tenant list | show NAME | enable NAME | disable NAME | token NAME
 //! heliograph tenant remove NAME [--purge]
 //! heliograph reload
+//! heliograph drain
 //! ```
 //!
 //! Client commands take `--config`, `--api URL` (`HELIOGRAPH_API`), `--token-file PATH`
@@ -85,6 +86,8 @@ pub enum Command {
     Tenant(TenantCommand),
     /// Re-read the server's config file and apply the differences (like SIGHUP).
     Reload,
+    /// Drain the server: not ready, no new connections, sessions sent elsewhere, then exit.
+    Drain,
 }
 
 #[derive(Debug, Subcommand)]

@@ -126,6 +126,14 @@ pub async fn run(
         }
         Command::Tenant(t) => tenant::run(client, t, out).await?,
         Command::Reload => tenant::reload(client, out).await?,
+        Command::Drain => {
+            let r = client.request(hyper::Method::POST, "/drain", None).await?;
+            writeln!(
+                out,
+                "draining: {} sessions; grace {} s, deadline {} s",
+                r["sessions"], r["grace_period"], r["deadline"]
+            )?;
+        }
     }
     Ok(())
 }

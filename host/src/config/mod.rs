@@ -41,6 +41,9 @@ pub struct Config {
     /// `[tenants.NAME]`: tenants defined in the file (more can be added through the API).
     pub tenants: BTreeMap<String, TenantSpec>,
     pub plugins: crate::plugins::PluginSettings,
+    pub limits: LimitSettings,
+    pub drain: DrainSettings,
+    pub metrics: MetricsSettings,
 }
 
 /// Name of the tenant formed by `general.hosts`.
@@ -63,6 +66,17 @@ pub struct General {
     pub max_stanza_depth: usize,
     /// Log filter (tracing `EnvFilter` syntax), overridden by `RUST_LOG`.
     pub log_level: String,
+    /// Log format: `human` or `json` (one JSON object per line).
+    pub log_format: LogFormat,
+}
+
+/// `general.log_format`
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
 }
 
 impl Default for General {
@@ -74,6 +88,7 @@ impl Default for General {
             max_stanza_size: 256 * 1024,
             max_stanza_depth: 32,
             log_level: "info".into(),
+            log_format: LogFormat::Human,
         }
     }
 }
@@ -143,6 +158,15 @@ pub struct C2sListener {
     pub idle_timeout: u64,
     /// Failed SASL attempts allowed per connection.
     pub max_auth_attempts: u32,
+    /// Expect a PROXY protocol (v1 or v2) header on every connection.
+    pub proxy_protocol: bool,
+    /// Addresses or CIDR ranges allowed to send the PROXY header; connections from
+    /// elsewhere are refused when `proxy_protocol` is on.
+    pub trusted_proxies: Vec<String>,
+    /// Open connections on this listener (0 = no limit).
+    pub max_connections: usize,
+    /// Open connections per client address on this listener (0 = no limit).
+    pub max_connections_per_address: usize,
 }
 
 impl Default for C2sListener {
@@ -155,6 +179,73 @@ impl Default for C2sListener {
             negotiation_timeout: 30,
             idle_timeout: 600,
             max_auth_attempts: 3,
+            proxy_protocol: false,
+            trusted_proxies: Vec::new(),
+            max_connections: 100_000,
+            max_connections_per_address: 0,
+        }
+    }
+}
+
+/// `[limits]`: limits shared by every listener.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSettings {
+    /// Connections that have not authenticated yet, on all c2s listeners (0 = no limit).
+    pub max_unauthenticated: usize,
+    /// Login attempts per second per client address (0 = no limit); faster attempts wait.
+    pub login_rate_per_address: u32,
+    /// Login attempts per client address allowed in a burst.
+    pub login_burst_per_address: u32,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings {
+            max_unauthenticated: 20_000,
+            login_rate_per_address: 0,
+            login_burst_per_address: 10,
+        }
+    }
+}
+
+/// `[drain]`: `heliograph drain`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DrainSettings {
+    /// `host[:port]` sent to clients with `see-other-host` (empty: `system-shutdown` after
+    /// the grace period).
+    pub see_other_host: String,
+    /// Seconds clients get to leave on their own before `system-shutdown`.
+    pub grace_period: u64,
+    /// Seconds after which the drain ends even with sessions left.
+    pub deadline: u64,
+}
+
+impl Default for DrainSettings {
+    fn default() -> Self {
+        DrainSettings {
+            see_other_host: String::new(),
+            grace_period: 10,
+            deadline: 60,
+        }
+    }
+}
+
+/// `[metrics]`: Prometheus metrics at `/metrics` on the admin listener.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    pub enabled: bool,
+    /// Add a `tenant` label to session and login metrics (turn off with many tenants).
+    pub per_tenant_labels: bool,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings {
+            enabled: true,
+            per_tenant_labels: true,
         }
     }
 }
@@ -177,6 +268,9 @@ pub struct HttpListener {
     /// Proxies (addresses or CIDR ranges) whose `Forwarded`/`X-Forwarded-For` and
     /// `X-Forwarded-Proto` headers are believed.
     pub trusted_proxies: Vec<String>,
+    /// Expect a PROXY protocol (v1 or v2) header on every connection, accepted only from
+    /// `trusted_proxies`.
+    pub proxy_protocol: bool,
     /// Refuse authentication unless the connection is secure: TLS on this listener, or a
     /// trusted proxy reporting `https`.
     pub require_tls: bool,
@@ -219,6 +313,7 @@ impl Default for HttpListener {
             websocket_path: "/xmpp-websocket".into(),
             allowed_origins: Vec::new(),
             trusted_proxies: Vec::new(),
+            proxy_protocol: false,
             require_tls: true,
             allow_insecure_loopback: true,
             max_body_size: 320 * 1024,
@@ -354,6 +449,15 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "general.max_stanza_size must be at least 1024".into(),
             ));
+        }
+        for l in &self.listen.c2s {
+            for p in &l.trusted_proxies {
+                if crate::transport::http::proxy::IpRange::parse(p).is_none() {
+                    return Err(ConfigError::Invalid(format!(
+                        "listen.c2s.trusted_proxies: {p:?} is not an address or CIDR range"
+                    )));
+                }
+            }
         }
         for l in &self.listen.http {
             for p in &l.trusted_proxies {

@@ -66,6 +66,11 @@ impl StreamErrorCondition {
 
     /// `<stream:error>` with this condition and optional text.
     pub fn to_element(self, text: Option<&str>) -> Element {
+        // `see-other-host` carries the new host as its content (RFC 6120 4.9.3.19).
+        if let (StreamErrorCondition::SeeOtherHost, Some(host)) = (self, text) {
+            return Element::new("error", ns::STREAM)
+                .with_child(Element::new(self.name(), ns::STREAMS_ERRORS).with_text(host));
+        }
         let mut el = Element::new("error", ns::STREAM)
             .with_child(Element::new(self.name(), ns::STREAMS_ERRORS));
         if let Some(t) = text {

@@ -1,10 +1,18 @@
 //! XMPP client connections over TCP: the accept loop and the per-connection task that
 //! moves bytes between the socket and the session core ([`StreamCore`]), performs the
 //! STARTTLS upgrade, and enforces negotiation, idle and keepalive-ping timeouts.
+//!
+//! Edge concerns (see `crate::edge`) happen here first: the PROXY protocol header from a
+//! trusted proxy, connection limits per listener and address, the unauthenticated
+//! connection limit, the login attempt rate per address, refusal while draining, metrics,
+//! and a log span per connection with `conn`, `peer`, `jid` and `tenant` fields.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
+
+use tracing::Instrument as _;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -14,10 +22,12 @@ use super::io::ClientIo;
 use super::listener::{ConnectionTracker, Shutdown};
 use super::tls::TlsStore;
 use crate::config::{C2sListener, TlsMode};
+use crate::edge::limits::{Refusal, UnauthPermit};
 use crate::router::SessionMsg;
 use crate::server::Server;
 use crate::session::{Action, ConnFacts, ListenerPolicy, StreamCore, StreamErrorCondition};
 use crate::tenants::rate::TokenBucket;
+use crate::transport::http::proxy::IpRange;
 use crate::xml::{StreamEvent, StreamParser, ns};
 
 /// Mailbox messages handled per wake-up before writing, to batch socket writes.
@@ -32,6 +42,14 @@ pub async fn serve(
     tracker: Arc<ConnectionTracker>,
     mut shutdown: Shutdown,
 ) {
+    let live = Arc::new(AtomicUsize::new(0));
+    let trusted: Arc<Vec<IpRange>> = Arc::new(
+        config
+            .trusted_proxies
+            .iter()
+            .filter_map(|p| IpRange::parse(p))
+            .collect(),
+    );
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -39,18 +57,42 @@ pub async fn serve(
         };
         match accepted {
             Ok((stream, peer)) => {
+                if server.edge.drain.is_draining() {
+                    refused(Refusal::Draining);
+                    drop(stream);
+                    continue;
+                }
                 let guard = tracker.enter();
+                let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
+                let span = tracing::info_span!(
+                    "c2s",
+                    conn = id,
+                    peer = %peer,
+                    jid = tracing::field::Empty,
+                    tenant = tracing::field::Empty,
+                );
                 let conn = Connection {
                     server: server.clone(),
                     listener: config.clone(),
                     tls: tls.clone(),
                     peer,
                     shutdown: shutdown.clone(),
+                    span: span.clone(),
                 };
-                tokio::spawn(async move {
-                    conn.run(stream).await;
-                    drop(guard);
-                });
+                let live = live.clone();
+                let trusted = trusted.clone();
+                tokio::spawn(
+                    async move {
+                        metrics::counter!("heliograph_connections_total", "transport" => "tcp")
+                            .increment(1);
+                        let open = metrics::gauge!("heliograph_connections", "transport" => "tcp");
+                        open.increment(1.0);
+                        conn.admit_and_run(stream, &live, &trusted).await;
+                        open.decrement(1.0);
+                        drop(guard);
+                    }
+                    .instrument(span),
+                );
             }
             Err(e) => {
                 // Usually EMFILE: back off briefly instead of spinning.
@@ -61,12 +103,25 @@ pub async fn serve(
     }
 }
 
+/// Connection ids for logs, unique in the process.
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+
+fn refused(reason: Refusal) {
+    metrics::counter!(
+        "heliograph_connections_refused_total",
+        "transport" => "tcp",
+        "reason" => reason.label()
+    )
+    .increment(1);
+}
+
 struct Connection {
     server: Arc<Server>,
     listener: Arc<C2sListener>,
     tls: Arc<TlsStore>,
     peer: SocketAddr,
     shutdown: Shutdown,
+    span: tracing::Span,
 }
 
 /// What to do after a batch of actions was applied.
@@ -77,10 +132,66 @@ enum Flow {
 }
 
 impl Connection {
-    async fn run(mut self, stream: TcpStream) {
-        let _ = stream.set_nodelay(true);
+    /// The PROXY header (when configured) and the limits, then [`Connection::run`].
+    async fn admit_and_run(
+        mut self,
+        mut stream: TcpStream,
+        live: &Arc<AtomicUsize>,
+        trusted: &[IpRange],
+    ) {
         let negotiation = Duration::from_secs(self.listener.negotiation_timeout.max(1));
         let negotiation_deadline = Instant::now() + negotiation;
+        if self.listener.proxy_protocol {
+            let read = crate::edge::proxy_protocol::accept(
+                &mut stream,
+                self.peer,
+                trusted,
+                negotiation,
+                "tcp",
+            );
+            match read.await {
+                Some(client) => {
+                    self.peer = client;
+                    self.span.record("peer", tracing::field::display(client));
+                }
+                None => return,
+            }
+        }
+        let limits = &self.server.edge.limits;
+        let _permit = match limits.admit(
+            self.peer.ip(),
+            live,
+            self.listener.max_connections,
+            self.listener.max_connections_per_address,
+        ) {
+            Ok(p) => p,
+            Err(r) => {
+                tracing::debug!(reason = r.label(), "connection refused");
+                refused(r);
+                return;
+            }
+        };
+        let max_unauth = self.server.config().limits.max_unauthenticated;
+        let unauth = match limits.admit_unauthenticated(max_unauth) {
+            Ok(p) => p,
+            Err(r) => {
+                tracing::debug!(reason = r.label(), "connection refused");
+                refused(r);
+                return;
+            }
+        };
+        self.run(stream, negotiation_deadline, unauth).await;
+    }
+
+    async fn run(mut self, stream: TcpStream, negotiation_deadline: Instant, unauth: UnauthPermit) {
+        let _ = stream.set_nodelay(true);
+        let negotiation = negotiation_deadline.saturating_duration_since(Instant::now());
+        let mut unauth = Some(unauth);
+        let mut session_gauge: Option<metrics::Gauge> = None;
+        let login_gate = LoginGate {
+            server: self.server.clone(),
+            ip: self.peer.ip(),
+        };
         let (mut io, initial_bindings) = match self.listener.tls {
             TlsMode::Direct => match timeout(negotiation, self.tls.accept(stream, None)).await {
                 Ok(Ok((s, cb))) => (ClientIo::Tls(Box::new(s)), cb),
@@ -122,7 +233,14 @@ impl Connection {
             let read_ready = Instant::now() >= read_paused_until;
             if read_ready && parser.has_events() {
                 actions.extend(
-                    drain(&mut core, &mut parser, &mut shaper, &mut read_paused_until).await,
+                    drain(
+                        &mut core,
+                        &mut parser,
+                        &mut shaper,
+                        &mut read_paused_until,
+                        &login_gate,
+                    )
+                    .await,
                 );
             }
             let read_ready = Instant::now() >= read_paused_until;
@@ -137,7 +255,7 @@ impl Connection {
                     Ok(_) => {
                         last_rx = Instant::now();
                         ping_sent = None;
-                        actions.extend(drain(&mut core, &mut parser, &mut shaper, &mut read_paused_until).await);
+                        actions.extend(drain(&mut core, &mut parser, &mut shaper, &mut read_paused_until, &login_gate).await);
                     }
                 },
                 msg = rx.recv() => {
@@ -162,6 +280,27 @@ impl Connection {
             if core.domain() != limits_domain.as_deref() {
                 limits_domain = core.domain().map(str::to_string);
                 parser.set_limits(self.server.parser_limits_for(core.domain()));
+            }
+            if unauth.is_some()
+                && let Some(entry) = core.bound()
+            {
+                unauth = None;
+                let tenant = self
+                    .server
+                    .tenant_of(&entry.account.domain)
+                    .map(|t| t.name.clone())
+                    .unwrap_or_default();
+                self.span.record("jid", entry.full_jid.as_str());
+                self.span.record("tenant", tenant.as_str());
+                let gauge = if crate::metrics::per_tenant() {
+                    metrics::counter!("heliograph_logins_total", "transport" => "tcp", "tenant" => tenant.clone()).increment(1);
+                    metrics::gauge!("heliograph_sessions", "transport" => "tcp", "tenant" => tenant)
+                } else {
+                    metrics::counter!("heliograph_logins_total", "transport" => "tcp").increment(1);
+                    metrics::gauge!("heliograph_sessions", "transport" => "tcp")
+                };
+                gauge.increment(1.0);
+                session_gauge = Some(gauge);
             }
             if shaper.is_none()
                 && let Some(entry) = core.bound()
@@ -194,8 +333,15 @@ impl Connection {
                 break;
             }
         }
+        let account = core.bound().map(|e| e.account.clone());
         core.finish().await;
+        if let Some(account) = account {
+            crate::edge::drain::rescue_queued(&self.server, &account, &mut rx).await;
+        }
         io.shutdown().await;
+        if let Some(g) = session_gauge {
+            g.decrement(1.0);
+        }
     }
 
     fn on_timer(
@@ -261,7 +407,10 @@ impl Connection {
                     attrs.extend([("version", "1.0"), ("xml:lang", "en")]);
                     out.push_str(&crate::xml::element::open_tag("stream:stream", &attrs));
                 }
-                Action::Send(el) => el.write_to(out, ns::CLIENT),
+                Action::Send(el) => {
+                    count_out(&el);
+                    el.write_to(out, ns::CLIENT)
+                }
                 Action::StartTls => flow = Flow::StartTls,
                 Action::Restart => parser.reset(),
                 Action::Close(error) => {
@@ -318,6 +467,7 @@ async fn drain(
     parser: &mut StreamParser,
     shaper: &mut Option<TokenBucket>,
     paused_until: &mut Instant,
+    login_gate: &LoginGate,
 ) -> Vec<Action> {
     let mut actions = Vec::new();
     while Instant::now() >= *paused_until {
@@ -332,6 +482,18 @@ async fn drain(
                 break;
             }
         };
+        if let StreamEvent::Stanza(el) = &ev {
+            if core.bound().is_some() {
+                metrics::counter!(
+                    "heliograph_stanzas_in_total",
+                    "transport" => "tcp",
+                    "kind" => crate::metrics::stanza_kind(el.name())
+                )
+                .increment(1);
+            } else if el.is("auth", ns::SASL) {
+                login_gate.wait().await;
+            }
+        }
         if let (Some(bucket), StreamEvent::Stanza(_)) = (shaper.as_mut(), &ev) {
             let now = Instant::now();
             *paused_until = now + bucket.take(now.into_std());
@@ -391,3 +553,61 @@ impl Timers {
 
 /// Messages the router sends to sessions, re-exported for transports.
 pub type Mailbox = mpsc::Receiver<SessionMsg>;
+
+/// The login attempt rate per client address: a SASL `<auth/>` over the rate waits.
+struct LoginGate {
+    server: Arc<Server>,
+    ip: std::net::IpAddr,
+}
+
+impl LoginGate {
+    async fn wait(&self) {
+        let cfg = self.server.config();
+        let wait = self.server.edge.limits.login_attempt(
+            self.ip,
+            cfg.limits.login_rate_per_address,
+            cfg.limits.login_burst_per_address,
+        );
+        if !wait.is_zero() {
+            metrics::counter!("heliograph_login_attempts_delayed_total").increment(1);
+            // Bounded: the negotiation timeout ends the connection soon after anyway.
+            tokio::time::sleep(wait.min(Duration::from_secs(60))).await;
+        }
+    }
+}
+
+/// Counts a stanza or SASL failure sent to the client.
+fn count_out(el: &crate::xml::Element) {
+    if el.is("failure", ns::SASL) {
+        let cause = el
+            .first_child()
+            .map(|c| sasl_failure_cause(c.name()))
+            .unwrap_or("other");
+        metrics::counter!("heliograph_login_failures_total", "transport" => "tcp", "cause" => cause)
+            .increment(1);
+        return;
+    }
+    let kind = crate::metrics::stanza_kind(el.name());
+    if kind != "other" {
+        metrics::counter!("heliograph_stanzas_out_total", "transport" => "tcp", "kind" => kind)
+            .increment(1);
+    }
+}
+
+/// SASL failure conditions (RFC 6120 6.5), a fixed label set.
+fn sasl_failure_cause(name: &str) -> &'static str {
+    match name {
+        "aborted" => "aborted",
+        "account-disabled" => "account-disabled",
+        "credentials-expired" => "credentials-expired",
+        "encryption-required" => "encryption-required",
+        "incorrect-encoding" => "incorrect-encoding",
+        "invalid-authzid" => "invalid-authzid",
+        "invalid-mechanism" => "invalid-mechanism",
+        "malformed-request" => "malformed-request",
+        "mechanism-too-weak" => "mechanism-too-weak",
+        "not-authorized" => "not-authorized",
+        "temporary-auth-failure" => "temporary-auth-failure",
+        _ => "other",
+    }
+}

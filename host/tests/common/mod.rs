@@ -108,7 +108,8 @@ impl TestServer {
         self
     }
 
-    fn launch(&mut self) {
+    /// Starts the server process (again, after it exited on its own).
+    pub fn launch(&mut self) {
         let ready = self.dir.path().join("ready.json");
         let _ = std::fs::remove_file(&ready);
         self.log = self.dir.path().join("server.log");
@@ -181,6 +182,23 @@ impl TestServer {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the process to exit on its own; returns its exit code (None on timeout
+    /// or a signal).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status.code();
+            }
+            if Instant::now() > deadline {
                 return None;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -276,6 +294,16 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 impl RawClient {
     pub async fn connect(addr: &str) -> RawClient {
         let s = TcpStream::connect(addr).await.unwrap();
+        RawClient::from_io(Io::Plain(s))
+    }
+
+    /// Connects from a chosen local address (e.g. 127.0.0.2, another "client address").
+    pub async fn connect_from(addr: &str, source: &str) -> RawClient {
+        RawClient::from_io(Io::Plain(connect_from(addr, source).await))
+    }
+
+    /// Wraps an already connected plain socket.
+    pub fn from_stream(s: TcpStream) -> RawClient {
         RawClient::from_io(Io::Plain(s))
     }
 
@@ -541,4 +569,11 @@ impl RawClient {
         let jid = c.bind(resource).await;
         (c, jid)
     }
+}
+
+/// A TCP connection to `addr` from the local address `source` (any port).
+pub async fn connect_from(addr: &str, source: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    socket.connect(addr.parse().unwrap()).await.unwrap()
 }

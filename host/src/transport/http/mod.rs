@@ -117,11 +117,29 @@ pub async fn serve(
         };
         match accepted {
             Ok((stream, peer)) => {
+                if state.server.edge.drain.is_draining() {
+                    continue; // draining: new connections are refused (closed at once)
+                }
                 let _ = stream.set_nodelay(true);
                 let guard = tracker.enter();
                 let state = state.clone();
                 let tls = tls.clone();
                 tokio::spawn(async move {
+                    let (mut stream, mut peer) = (stream, peer);
+                    if state.config.proxy_protocol {
+                        let limit = Duration::from_secs(state.config.request_timeout.max(1));
+                        let proxy = crate::edge::proxy_protocol::accept(
+                            &mut stream,
+                            peer,
+                            &state.trusted,
+                            limit,
+                            "http",
+                        );
+                        match proxy.await {
+                            Some(client) => peer = client,
+                            None => return,
+                        }
+                    }
                     match tls {
                         None => serve_connection(state, stream, peer).await,
                         Some(tls) => {

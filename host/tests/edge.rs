@@ -1,0 +1,546 @@
+//! The cloud edge end to end: PROXY protocol behind real HAProxy, health and drain,
+//! Prometheus metrics, and connection limits under slowloris and login floods.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::web::{admin_get, http};
+use common::{RawClient, TestServer, connect_from};
+use heliograph::xml::{Element, ns};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn chat(to: &str, body: &str) -> Element {
+    Element::new("message", ns::CLIENT)
+        .with_attr("to", to)
+        .with_attr("type", "chat")
+        .with_child(Element::new("body", ns::CLIENT).with_text(body))
+}
+
+async fn get(url: &str) -> (u16, String) {
+    let r = http("GET", url, &[], Bytes::new()).await;
+    (
+        r.status.as_u16(),
+        String::from_utf8_lossy(&r.body).into_owned(),
+    )
+}
+
+async fn post_admin(server: &TestServer, path: &str) -> (u16, serde_json::Value) {
+    let auth = format!("Bearer {}", server.token);
+    let r = http(
+        "POST",
+        &format!("http://{}{path}", server.admin),
+        &[("authorization", &auth)],
+        Bytes::new(),
+    )
+    .await;
+    (
+        r.status.as_u16(),
+        serde_json::from_slice(&r.body).unwrap_or_default(),
+    )
+}
+
+/// True if the server closes a new connection without answering a stream header.
+async fn refused(addr: &str, source: &str) -> bool {
+    let mut s = connect_from(addr, source).await;
+    let _ = s
+        .write_all(b"<?xml version='1.0'?><stream:stream to='localhost' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>")
+        .await;
+    let mut buf = [0u8; 256];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
+
+async fn sessions(server: &TestServer) -> Vec<serde_json::Value> {
+    admin_get(&server.admin, &server.token, "/api/v1/sessions").await["sessions"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Parses Prometheus text exposition format (0.0.4) strictly enough to catch a broken
+/// exposition: `# HELP`/`# TYPE` lines with a valid metric name and type, and sample lines
+/// `name{label="value",...} value`. Returns samples by `name{labels}`.
+fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
+    fn valid_name(n: &str) -> bool {
+        let mut chars = n.chars();
+        matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    }
+    let mut out = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim_end();
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix('#') {
+            let parts: Vec<&str> = rest.trim_start().splitn(3, ' ').collect();
+            match parts.as_slice() {
+                ["TYPE", name, kind] => {
+                    assert!(valid_name(name), "line {i}: bad name in {line:?}");
+                    assert!(
+                        ["counter", "gauge", "histogram", "summary", "untyped"].contains(kind),
+                        "line {i}: bad type in {line:?}"
+                    );
+                }
+                ["HELP", name, ..] => assert!(valid_name(name), "line {i}: {line:?}"),
+                _ => {} // other comments are allowed
+            }
+            continue;
+        }
+        let (series, value) = if let Some(open) = line.find('{') {
+            let close = line
+                .rfind('}')
+                .unwrap_or_else(|| panic!("line {i}: {line:?}"));
+            let name = &line[..open];
+            assert!(valid_name(name), "line {i}: bad name {name:?}");
+            // Labels: name="value" pairs with \\, \" and \n escapes.
+            let labels = &line[open + 1..close];
+            let mut chars = labels.chars().peekable();
+            while chars.peek().is_some() {
+                let lname: String = chars.by_ref().take_while(|c| *c != '=').collect();
+                assert!(valid_name(lname.trim()), "line {i}: label {lname:?}");
+                assert_eq!(chars.next(), Some('"'), "line {i}: {line:?}");
+                loop {
+                    match chars.next() {
+                        Some('\\') => {
+                            assert!(matches!(chars.next(), Some('\\' | '"' | 'n')), "line {i}")
+                        }
+                        Some('"') => break,
+                        Some(_) => {}
+                        None => panic!("line {i}: unterminated label value"),
+                    }
+                }
+                match chars.next() {
+                    Some(',') | None => {}
+                    other => panic!("line {i}: unexpected {other:?} in {line:?}"),
+                }
+            }
+            (&line[..=close], line[close + 1..].trim())
+        } else {
+            let mut it = line.splitn(2, ' ');
+            let name = it.next().unwrap();
+            assert!(valid_name(name), "line {i}: bad name {name:?}");
+            (name, it.next().unwrap_or("").trim())
+        };
+        let value = value.split(' ').next().unwrap();
+        let v: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            "NaN" => f64::NAN,
+            v => v
+                .parse()
+                .unwrap_or_else(|_| panic!("line {i}: bad value {v:?}")),
+        };
+        out.insert(series.to_string(), v);
+    }
+    out
+}
+
+fn sum_matching(samples: &BTreeMap<String, f64>, name: &str, needle: &str) -> f64 {
+    samples
+        .iter()
+        .filter(|(k, _)| {
+            (k.as_str() == name || k.starts_with(&format!("{name}{{"))) && k.contains(needle)
+        })
+        .map(|(_, v)| *v)
+        .sum()
+}
+
+#[tokio::test]
+async fn health_and_metrics_count_a_login_and_a_message() {
+    let server = TestServer::start(&[("alice", "wonderland"), ("bob", "builder")], "");
+    let base = format!("http://{}", server.admin);
+    assert_eq!(get(&format!("{base}/health/live")).await.0, 200);
+    assert_eq!(get(&format!("{base}/health/ready")).await.0, 200);
+
+    let (mut alice, _) = RawClient::login(&server.starttls, "alice", "wonderland", None).await;
+    let (mut bob, _) = RawClient::login(&server.starttls, "bob", "builder", Some("b")).await;
+    let mut c = RawClient::connect(&server.starttls).await;
+    c.open_and_features().await;
+    c.starttls().await;
+    c.open_and_features().await;
+    let failure = c.auth_plain("alice", "wrong-password").await;
+    assert!(failure.is("failure", ns::SASL), "{failure}");
+    alice.send(&chat("bob@localhost/b", "metrics")).await;
+    bob.next_matching(|e| e.is("message", ns::CLIENT)).await;
+
+    let (status, text) = get(&format!("{base}/metrics")).await;
+    assert_eq!(status, 200, "{text}");
+    let samples = parse_prometheus(&text);
+    assert!(
+        sum_matching(&samples, "heliograph_logins_total", "tenant=\"default\"") >= 2.0,
+        "{text}"
+    );
+    assert!(
+        sum_matching(&samples, "heliograph_stanzas_in_total", "kind=\"message\"") >= 1.0,
+        "{text}"
+    );
+    assert!(
+        sum_matching(
+            &samples,
+            "heliograph_login_failures_total",
+            "cause=\"not-authorized\""
+        ) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        sum_matching(&samples, "heliograph_sessions", "tenant=\"default\"") >= 2.0,
+        "{text}"
+    );
+    assert!(samples["heliograph_process_resident_memory_bytes"] > 0.0);
+    // The wrong-password connection is still unauthenticated; the two sessions are not.
+    assert_eq!(
+        samples["heliograph_unauthenticated_connections"], 1.0,
+        "{text}"
+    );
+
+    // No password ever reaches the logs (the server logs at debug level in tests).
+    let log = server.log_text();
+    assert!(!log.contains("wonderland") && !log.contains("wrong-password"));
+    assert!(!log.contains(&server.token));
+}
+
+#[tokio::test]
+async fn metrics_without_tenant_labels() {
+    let server = TestServer::start(
+        &[("alice", "wonderland")],
+        "[metrics]\nper_tenant_labels = false\n",
+    );
+    let (_alice, _) = RawClient::login(&server.starttls, "alice", "wonderland", None).await;
+    let (_, text) = get(&format!("http://{}/metrics", server.admin)).await;
+    let samples = parse_prometheus(&text);
+    assert!(
+        sum_matching(&samples, "heliograph_logins_total", "") >= 1.0,
+        "{text}"
+    );
+    assert!(!text.contains("tenant="), "{text}");
+}
+
+#[tokio::test]
+async fn json_logs_carry_connection_fields() {
+    let server = TestServer::start(&[("alice", "wonderland")], "log_format = \"json\"\n");
+    let (mut alice, jid) = RawClient::login(&server.starttls, "alice", "wonderland", None).await;
+    alice.send_raw("</stream:stream>").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = server.log_text();
+        let lines: Vec<serde_json::Value> = log
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        assert!(!lines.is_empty(), "{log}");
+        if lines.iter().any(|l| {
+            l["span"]["jid"] == jid.as_str()
+                && l["span"]["tenant"] == "default"
+                && l["span"]["conn"].is_u64()
+        }) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no event with the session fields: {log}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!server.log_text().contains("wonderland"));
+}
+
+#[tokio::test]
+async fn drain_sends_clients_away_loses_nothing_and_exits() {
+    let mut server = TestServer::start(
+        &[("alice", "wonderland"), ("bob", "builder")],
+        "[drain]\ngrace_period = 2\ndeadline = 20\n",
+    );
+    let base = format!("http://{}", server.admin);
+    let (mut alice, _) = RawClient::login(&server.starttls, "alice", "wonderland", None).await;
+    let (mut bob, _) = RawClient::login(&server.starttls, "bob", "builder", None).await;
+    alice.send_raw("<presence/>").await;
+    bob.send_raw("<presence/>").await;
+
+    let (status, body) = post_admin(&server, "/api/v1/drain").await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["sessions"], 2);
+    assert_eq!(get(&format!("{base}/health/ready")).await.0, 503);
+    assert_eq!(get(&format!("{base}/health/live")).await.0, 200);
+    assert!(refused(&server.starttls, "127.0.0.1").await);
+
+    // Bob leaves within the grace period; a message to him is then stored offline.
+    bob.send_raw("<presence type='unavailable'/></stream:stream>")
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sessions(&server).await.len() != 1 {
+        assert!(Instant::now() < deadline, "bob's session did not end");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    alice
+        .send(&chat("bob@localhost", "sent during the drain"))
+        .await;
+    assert_eq!(alice.expect_stream_error().await, "system-shutdown");
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        server.log_text()
+    );
+
+    server.launch();
+    let (mut bob, _) = RawClient::login(&server.starttls, "bob", "builder", None).await;
+    bob.send_raw("<presence/>").await;
+    let msg = bob.next_matching(|e| e.is("message", ns::CLIENT)).await;
+    assert_eq!(
+        msg.child_text("body", ns::CLIENT).as_deref(),
+        Some("sent during the drain")
+    );
+}
+
+#[tokio::test]
+async fn drain_with_see_other_host() {
+    let mut server = TestServer::start(
+        &[("alice", "wonderland")],
+        "[drain]\nsee_other_host = \"other.example:5222\"\ndeadline = 20\n",
+    );
+    let (mut alice, _) = RawClient::login(&server.starttls, "alice", "wonderland", None).await;
+    let (status, _) = post_admin(&server, "/api/v1/drain").await;
+    assert_eq!(status, 202);
+    let err = loop {
+        let el = alice.next().await;
+        if el.is("error", ns::STREAM) {
+            break el;
+        }
+    };
+    let cond = err
+        .child("see-other-host", ns::STREAMS_ERRORS)
+        .expect("see-other-host");
+    assert_eq!(cond.text(), "other.example:5222");
+    assert_eq!(server.wait_exit(Duration::from_secs(20)), Some(0));
+}
+
+#[tokio::test]
+async fn idle_connection_flood_does_not_lock_out_other_addresses() {
+    let server = TestServer::start_with(
+        &[("alice", "wonderland")],
+        "",
+        "max_connections_per_address = 500\n",
+    );
+    // 2,000 idle, unauthenticated connections from one address (slowloris).
+    let mut idle = Vec::new();
+    for _ in 0..2000 {
+        if let Ok(Ok(s)) = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::net::TcpStream::connect(&server.starttls),
+        )
+        .await
+        {
+            idle.push(s);
+        }
+    }
+    assert!(idle.len() >= 1000, "{} connected", idle.len());
+    let started = Instant::now();
+    let mut c = RawClient::connect_from(&server.starttls, "127.0.0.2").await;
+    c.open_and_features().await;
+    c.starttls().await;
+    c.open_and_features().await;
+    let r = c.auth_plain("alice", "wonderland").await;
+    assert!(r.is("success", ns::SASL), "{r}");
+    c.bind(None).await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The flooding address is held to its limit.
+    assert!(refused(&server.starttls, "127.0.0.1").await);
+    let (_, text) = get(&format!("http://{}/metrics", server.admin)).await;
+    let samples = parse_prometheus(&text);
+    assert!(
+        sum_matching(
+            &samples,
+            "heliograph_connections_refused_total",
+            "address_limit"
+        ) >= 1000.0,
+        "{text}"
+    );
+    drop(idle);
+}
+
+#[tokio::test]
+async fn login_flood_from_one_address_does_not_stop_another() {
+    let server = TestServer::start_with(
+        &[("alice", "wonderland")],
+        "[limits]\nlogin_rate_per_address = 5\nlogin_burst_per_address = 5\n",
+        "require_tls = false\nallow_plain_without_tls = true\nmax_auth_attempts = 100\n",
+    );
+    let addr = server.starttls.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut flood = Vec::new();
+    for _ in 0..50 {
+        let addr = addr.clone();
+        let stop = stop.clone();
+        flood.push(tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut c = RawClient::connect_from(&addr, "127.0.0.1").await;
+                c.open_and_features().await;
+                for _ in 0..20 {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        return;
+                    }
+                    let Ok(r) = tokio::time::timeout(
+                        Duration::from_secs(5),
+                        c.auth_plain("alice", "not-the-password"),
+                    )
+                    .await
+                    else {
+                        break;
+                    };
+                    assert!(r.is("failure", ns::SASL), "{r}");
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = Instant::now();
+    let mut c = RawClient::connect_from(&addr, "127.0.0.2").await;
+    c.open_and_features().await;
+    let r = c.auth_plain("alice", "wonderland").await;
+    assert!(r.is("success", ns::SASL), "{r}");
+    c.bind(None).await;
+    let took = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(took < Duration::from_secs(3), "normal login took {took:?}");
+    let (_, text) = get(&format!("http://{}/metrics", server.admin)).await;
+    let samples = parse_prometheus(&text);
+    assert!(
+        sum_matching(&samples, "heliograph_login_attempts_delayed_total", "") >= 1.0,
+        "{text}"
+    );
+    for t in flood {
+        t.abort();
+    }
+}
+
+/// The PROXY header from an address not in `trusted_proxies` is refused, and so is a
+/// connection from a trusted proxy without one; a v1 header from a trusted proxy works.
+#[tokio::test]
+async fn proxy_protocol_only_from_trusted_addresses() {
+    let server = TestServer::start_with(
+        &[("alice", "wonderland")],
+        "",
+        "proxy_protocol = true\ntrusted_proxies = [\"127.0.0.1\"]\n",
+    );
+    let mut s = connect_from(&server.starttls, "127.0.0.2").await;
+    s.write_all(b"PROXY TCP4 192.0.2.1 127.0.0.1 1234 5222\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "untrusted PROXY header: {read:?}"
+    );
+    assert!(
+        refused(&server.starttls, "127.0.0.1").await,
+        "missing header"
+    );
+
+    let mut s = connect_from(&server.starttls, "127.0.0.1").await;
+    s.write_all(b"PROXY TCP4 192.0.2.44 127.0.0.1 41000 5222\r\n")
+        .await
+        .unwrap();
+    let mut c = RawClient::from_stream(s);
+    c.open_and_features().await;
+    c.starttls().await;
+    c.open_and_features().await;
+    assert!(
+        c.auth_plain("alice", "wonderland")
+            .await
+            .is("success", ns::SASL)
+    );
+    c.bind(None).await;
+    let s = sessions(&server).await;
+    assert_eq!(s[0]["address"], "192.0.2.44:41000", "{s:?}");
+}
+
+/// Real HAProxy (tcp mode, `send-proxy-v2`) in front of the c2s and HTTP listeners. The
+/// frontend rewrites the client's source to 192.0.2.5 (`set-src`), an address no loopback
+/// socket could have, so seeing it in the sessions API proves the server took the address
+/// from the PROXY header. Skipped (with a notice) when haproxy is not installed, unless
+/// `HELIOGRAPH_REQUIRE_HAPROXY=1` (set by tests/run.sh, which installs it).
+#[tokio::test]
+async fn behind_real_haproxy_with_send_proxy_v2() {
+    let haproxy = ["/usr/sbin/haproxy", "/usr/bin/haproxy"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    let Some(haproxy) = haproxy else {
+        assert!(
+            std::env::var("HELIOGRAPH_REQUIRE_HAPROXY").as_deref() != Ok("1"),
+            "haproxy is required but not installed"
+        );
+        eprintln!("haproxy not installed: skipping the HAProxy test");
+        return;
+    };
+    let server = TestServer::start_full(
+        &[("alice", "wonderland"), ("bob", "builder")],
+        "",
+        "proxy_protocol = true\ntrusted_proxies = [\"127.0.0.1\"]\n",
+        // Plain HTTP from a non-loopback client would get encryption-required.
+        "proxy_protocol = true\ntrusted_proxies = [\"127.0.0.1\"]\nrequire_tls = false\n",
+    );
+    let free_port = || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (c2s_port, http_port) = (free_port(), free_port());
+    let mut cfg = String::from(
+        "global\n  maxconn 100\ndefaults\n  mode tcp\n  timeout connect 5s\n  \
+         timeout client 60s\n  timeout server 60s\n",
+    );
+    for (name, port, target) in [
+        ("c2s", c2s_port, &server.starttls),
+        ("http", http_port, &server.http),
+    ] {
+        cfg.push_str(&format!(
+            "frontend fe_{name}\n  bind 127.0.0.1:{port}\n  \
+             tcp-request connection set-src ipv4(192.0.2.5)\n  default_backend be_{name}\n\
+             backend be_{name}\n  server s1 {target} send-proxy-v2\n"
+        ));
+    }
+    let cfg_path = server.dir.path().join("haproxy.cfg");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let child = std::process::Command::new(haproxy)
+        .arg("-db")
+        .arg("-f")
+        .arg(&cfg_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut haproxy = Kill(child);
+    let front = format!("127.0.0.1:{c2s_port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(&front).await.is_err() {
+        if let Some(status) = haproxy.0.try_wait().unwrap() {
+            panic!("haproxy exited: {status}");
+        }
+        assert!(Instant::now() < deadline, "haproxy did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let (_alice, _) = RawClient::login(&front, "alice", "wonderland", None).await;
+    let (_bob, _) =
+        common::web::Bosh::login(&format!("127.0.0.1:{http_port}"), "bob", "builder", "").await;
+    let s = sessions(&server).await;
+    assert_eq!(s.len(), 2, "{s:?}");
+    for session in &s {
+        let address = session["address"].as_str().unwrap();
+        assert!(address.starts_with("192.0.2.5:"), "{s:?}");
+    }
+}
