@@ -21,6 +21,7 @@
 pub mod auth;
 pub mod context;
 pub mod openapi;
+pub mod plugins;
 pub mod response;
 pub mod routes;
 pub mod sessions;

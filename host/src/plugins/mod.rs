@@ -39,7 +39,7 @@ use tokio::sync::Semaphore;
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
-pub use cache::CacheStats;
+pub use cache::{CacheStats, sha256_hex};
 pub use error::{FailureCause, InstallError, PluginError};
 pub use settings::PluginSettings;
 pub use stats::PluginStats;
@@ -414,6 +414,43 @@ impl PluginHost {
         }
         tracing::info!(tenant, plugin = slot, "plugin removed");
         Ok(())
+    }
+
+    /// Installs the active component of (tenant, slot) again with `config`: a new version,
+    /// through the same checks as [`install`](Self::install) (the plugin's `init` sees the
+    /// new configuration).
+    pub async fn reconfigure(
+        &self,
+        tenant: &str,
+        slot: &str,
+        config: PluginConfig,
+    ) -> Result<VersionInfo, InstallError> {
+        let s = self
+            .slot(tenant, slot)
+            .ok_or_else(|| InstallError::NotInstalled {
+                tenant: tenant.into(),
+                slot: slot.into(),
+            })?;
+        let sha256 = s.active.load().record.sha256.clone();
+        let wasm = self
+            .inner
+            .store
+            .blob(&sha256)?
+            .ok_or_else(|| InstallError::Internal(format!("blob {sha256} is missing")))?;
+        self.install(tenant, slot, s.world, wasm, config).await
+    }
+
+    /// SHA-256 and configuration (JSON) of the active version of (tenant, slot), to tell
+    /// whether a plugin file from the config is already installed.
+    pub fn active_source(&self, tenant: &str, slot: &str) -> Option<(String, String)> {
+        let s = self.slot(tenant, slot)?;
+        let active = s.active.load();
+        Some((active.record.sha256.clone(), active.record.config.clone()))
+    }
+
+    /// The largest upload accepted, in bytes.
+    pub fn max_upload_bytes(&self) -> usize {
+        self.inner.settings.max_upload_bytes()
     }
 
     /// Figures of one slot.
