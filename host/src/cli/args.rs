@@ -99,12 +99,13 @@ pub enum PluginCommand {
         slot: String,
         /// The component (`.wasm`, built for wasm32-wasip2).
         file: PathBuf,
-        /// The plugin's configuration, a JSON object.
-        #[arg(long, value_name = "JSON", conflicts_with = "config_file")]
-        config: Option<String>,
-        /// Read the configuration (a JSON object) from a file.
+        /// The plugin's configuration, a JSON object (`--config` is the server's config
+        /// file, as for every command).
+        #[arg(long, value_name = "JSON", conflicts_with = "plugin_config_file")]
+        plugin_config: Option<String>,
+        /// Read the plugin's configuration (a JSON object) from a file.
         #[arg(long, value_name = "FILE")]
-        config_file: Option<PathBuf>,
+        plugin_config_file: Option<PathBuf>,
     },
     /// A tenant's plugins: versions kept, the active one, calls, failures, latency.
     List { tenant: String },

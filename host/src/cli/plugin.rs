@@ -24,7 +24,7 @@ fn config_json(inline: Option<String>, file: Option<&std::path::Path>) -> anyhow
             .with_context(|| format!("reading the plugin configuration {}", f.display()))?,
         (None, None) => return Ok(String::new()),
     };
-    let value: Value = serde_json::from_str(&text).context("--config is not valid JSON")?;
+    let value: Value = serde_json::from_str(&text).context("--plugin-config is not valid JSON")?;
     anyhow::ensure!(
         value.is_object(),
         "the plugin configuration must be a JSON object"
@@ -60,12 +60,12 @@ pub async fn run(
             tenant,
             slot,
             file,
-            config,
-            config_file,
+            plugin_config,
+            plugin_config_file,
         } => {
             let wasm =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let config = config_json(config, config_file.as_deref())?;
+            let config = config_json(plugin_config, plugin_config_file.as_deref())?;
             let headers: Vec<(&str, String)> = if config.is_empty() {
                 Vec::new()
             } else {
