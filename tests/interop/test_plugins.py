@@ -220,10 +220,6 @@ def test_upload_over_the_limit_is_413(server):
 
 # --- hot swap under load -------------------------------------------------------
 
-# The 50 ms deadline is wall-clock: a debug build starved by 200 client threads on a small
-# machine can exceed it on an innocent call (a timeout, counted and logged). This test is
-# about the swap, so it gives calls more room; containment tests keep the default.
-@pytest.mark.server_config({"plugins": {"auth_deadline_ms": 1000}})
 @pytest.mark.async_timeout(180)
 def test_swap_under_200_looping_clients_loses_no_login_and_the_new_policy_holds_at_once(server):
     """200 clients log in and out in a loop while the plugin is swapped (via the API) to a
@@ -335,9 +331,9 @@ def test_each_hostile_plugin_fails_only_its_own_tenant_and_memory_stays_bounded(
 
     _, body = server.admin("GET", "/api/v1/plugins", expect=200)
     failed = {p["tenant"]: p["stats"]["failed"] for p in body["plugins"]}
-    # Causes as counted per plugin. On a loaded 2-core machine any call may hit the 50 ms
-    # wall-clock deadline before its own limit (the memory hog and the oversized result
-    # often do): still contained, still temporary-auth-failure.
+    # Causes as counted per plugin. The memory hog and the oversized result may use up
+    # their 50 ms of CPU before reaching their own limit: still contained, still
+    # temporary-auth-failure.
     expected = {"loop": {"timeout"}, "memory": {"memory"}, "trap": {"trap"},
                 "stack": {"trap"}, "oversized": {"invalid-result"},
                 "invalid": {"invalid-result"}}

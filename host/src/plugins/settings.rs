@@ -8,7 +8,8 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PluginSettings {
-    /// Milliseconds an authenticator call may run (wall time, host calls included).
+    /// Milliseconds of CPU time an authenticator call may use (host calls included); its
+    /// wall-clock time is bounded at ten times that.
     pub auth_deadline_ms: u64,
     /// Milliseconds a plugin's optional `init` may run at install time.
     pub init_deadline_ms: u64,
