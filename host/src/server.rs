@@ -13,6 +13,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 
 use crate::config::{Config, TlsMode};
+use crate::plugins::PluginHost;
 use crate::router::Router;
 use crate::services::blocking::BlockCache;
 use crate::session::StreamErrorCondition;
@@ -43,6 +44,9 @@ pub struct Server {
     pub verified_passwords: crate::sasl::verified::VerifiedPasswords,
     /// Connection limits and drain state (see `edge`).
     pub edge: crate::edge::Edge,
+    /// Tenants' WebAssembly plugins; set by [`serve`] (servers built for unit tests run
+    /// without, and plugin tenants' logins then fail closed).
+    pub plugins: OnceLock<PluginHost>,
 }
 
 impl Server {
@@ -68,6 +72,7 @@ impl Server {
             blocklists: BlockCache::default(),
             verified_passwords,
             edge: crate::edge::Edge::default(),
+            plugins: OnceLock::new(),
         })
     }
 
@@ -124,6 +129,11 @@ impl Server {
             },
             max_depth: config.general.max_stanza_depth,
         }
+    }
+
+    /// The plugin host, if this server runs one.
+    pub fn plugin_host(&self) -> Option<&PluginHost> {
+        self.plugins.get()
     }
 
     /// Parser limits from the config.
@@ -197,7 +207,11 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let tls_ctx =
         Arc::new(TlsStore::load(&config, server.tenants.clone()).context("setting up TLS")?);
     let _ = server.tls.set(tls_ctx.clone());
+    let _ = server
+        .plugins
+        .set(start_plugin_host(&config, &server.storage).await?);
     let server = Arc::new(server);
+    crate::tenants::plugin_files::install_all(&server, "startup").await;
     let config = server.config();
     tracing::info!(tenants = server.tenants.snapshot().len(), "tenants loaded");
     let (shutdown_tx, shutdown) = Shutdown::new();
@@ -308,6 +322,33 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .context("flushing storage")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Creates the plugin host (compiled cache in `<data_dir>/plugin-cache`) and loads every
+/// installed plugin from storage; compiled code comes from the cache, so a restart does not
+/// recompile.
+async fn start_plugin_host(config: &Config, storage: &Storage) -> anyhow::Result<PluginHost> {
+    let cache_dir = config.general.data_dir.join("plugin-cache");
+    let host = PluginHost::new(config.plugins.clone(), storage.plugins.clone(), &cache_dir)
+        .context("starting the plugin host")?;
+    let report = host
+        .restore_from_storage()
+        .await
+        .context("restoring installed plugins")?;
+    let cache = host.cache_stats();
+    tracing::info!(
+        slots = report.slots,
+        versions = report.versions,
+        failed = report.failed.len(),
+        compiled = cache.compiled,
+        cache_hits = cache.hits,
+        pooling = host.uses_pooling_allocator(),
+        "plugins restored"
+    );
+    for f in &report.failed {
+        tracing::error!(failure = %f, "plugin version could not be restored");
+    }
+    Ok(host)
 }
 
 /// SIGHUP re-reads the config file (like `heliograph reload`).

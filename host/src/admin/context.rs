@@ -38,6 +38,8 @@ pub struct Ctx {
     pub params: Params,
     /// The raw query string, if any.
     pub query: Option<String>,
+    /// The request headers.
+    pub headers: hyper::HeaderMap,
     /// The request body (empty for routes without one).
     pub body: Bytes,
 }

@@ -12,8 +12,9 @@
 //! Every request needs `Authorization: Bearer <token>` ([`auth`]). Errors are
 //! `{"error":"<code>","message":"<text>"}` with the status of [`response::ApiError`]:
 //! 400 bad JSON / invalid name / empty password, 401 bad token, 404 unknown route, domain
-//! or user, 405 wrong method (with `Allow`), 409 existing user, 413 body over 64 KiB,
-//! 415 body not JSON, 500 storage failure.
+//! or user, 405 wrong method (with `Allow`), 409 existing user, 413 body over 64 KiB
+//! (plugin uploads: over `plugins.max_upload_mib`), 415 body not JSON (plugin uploads: not
+//! `application/wasm`), 500 storage failure. Plugin endpoints: see [`plugins`].
 //!
 //! Layout: [`routes`] holds the route table and dispatch, [`users`] and [`sessions`] the
 //! handlers, [`context`] what handlers share, [`response`] the JSON/error helpers.
@@ -22,6 +23,7 @@ pub mod auth;
 pub mod context;
 pub mod drain;
 pub mod openapi;
+pub mod plugins;
 pub mod response;
 pub mod routes;
 pub mod sessions;

@@ -68,11 +68,16 @@ fn operation(route: &Route) -> Value {
             }
         }
     });
-    if let Some(body) = route.body {
+    if let (Some(body), Some(media)) = (route.body.description(), route.body.content_type()) {
+        let schema = if media == "application/json" {
+            json!({ "type": "object" })
+        } else {
+            json!({ "type": "string", "format": "binary" })
+        };
         op["requestBody"] = json!({
             "required": true,
             "description": body,
-            "content": { "application/json": { "schema": { "type": "object" } } }
+            "content": { media: { "schema": schema } }
         });
     }
     if route.path == PATH {
@@ -111,7 +116,7 @@ mod tests {
             );
             assert_eq!(
                 op["requestBody"].is_object(),
-                route.body.is_some(),
+                route.body.description().is_some(),
                 "{}",
                 route.path
             );

@@ -54,9 +54,15 @@ pub enum ApiError {
     /// The body is larger than the limit (in bytes).
     #[error("request body larger than {0} bytes")]
     PayloadTooLarge(usize),
-    /// A request body that is not declared as `application/json`.
-    #[error("request body must have content type application/json")]
-    UnsupportedMediaType,
+    /// A request body not declared with the media type the route takes.
+    #[error("request body must have content type {0}")]
+    UnsupportedMediaType(&'static str),
+    /// A plugin install, rollback or removal was refused; the text says exactly why.
+    #[error("{0}")]
+    Plugin(#[from] crate::plugins::InstallError),
+    /// The server runs no plugin host.
+    #[error("this server runs no plugin host")]
+    NoPluginHost,
     /// No such tenant.
     #[error("no tenant named {0:?}")]
     NoSuchTenant(String),
@@ -94,7 +100,9 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UserExists(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::NoPluginHost => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Plugin(e) => plugin_status(e),
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -114,7 +122,9 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::UserExists(_) => "user_exists",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
-            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::NoPluginHost => "no_plugin_host",
+            ApiError::Plugin(e) => plugin_code(e),
             ApiError::NoSuchTenant(_) => "tenant_not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::Invalid(_) => "invalid",
@@ -147,9 +157,20 @@ impl ApiError {
         if let ApiError::Internal(detail) = &self {
             tracing::error!(detail = %detail, "admin API internal error");
         }
+        if let ApiError::Plugin(
+            e @ (crate::plugins::InstallError::Storage(_)
+            | crate::plugins::InstallError::Internal(_)),
+        ) = &self
+        {
+            tracing::error!(detail = %e, "admin API: plugin operation failed");
+        }
         let body = ErrorBody {
             error: self.code(),
-            message: self.to_string(),
+            message: if self.status() == StatusCode::INTERNAL_SERVER_ERROR {
+                "internal server error".to_string()
+            } else {
+                self.to_string()
+            },
         };
         let mut resp = json(self.status(), &body);
         match &self {
@@ -172,6 +193,35 @@ impl ApiError {
             _ => {}
         }
         resp
+    }
+}
+
+/// Status of a refused plugin operation: 413 too large, 404 nothing installed, 409 a
+/// version or world that does not fit the slot, 500 storage, 400 anything wrong with the
+/// upload or its configuration.
+fn plugin_status(e: &crate::plugins::InstallError) -> StatusCode {
+    use crate::plugins::InstallError as E;
+    match e {
+        E::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        E::NotInstalled { .. } => StatusCode::NOT_FOUND,
+        E::UnknownVersion { .. } | E::WorldMismatch { .. } => StatusCode::CONFLICT,
+        E::Storage(_) | E::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+/// Short code of a refused plugin operation.
+fn plugin_code(e: &crate::plugins::InstallError) -> &'static str {
+    use crate::plugins::InstallError as E;
+    match e {
+        E::TooLarge { .. } => "payload_too_large",
+        E::NotInstalled { .. } => "plugin_not_found",
+        E::UnknownVersion { .. } => "unknown_version",
+        E::WorldMismatch { .. } => "world_mismatch",
+        E::Storage(_) | E::Internal(_) => "internal_error",
+        E::InvalidConfig(_) => "invalid_config",
+        E::InvalidName { .. } => "invalid_name",
+        _ => "invalid_plugin",
     }
 }
 

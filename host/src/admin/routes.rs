@@ -21,7 +21,7 @@ use hyper::{HeaderMap, Method, StatusCode};
 
 use super::context::{Ctx, Params};
 use super::response::{ApiError, ApiResponse, ApiResult};
-use super::{AdminApi, MAX_BODY, auth, drain, openapi, sessions, tenants, users};
+use super::{AdminApi, MAX_BODY, auth, drain, openapi, plugins, sessions, tenants, users};
 
 /// Future returned by a handler.
 pub type HandlerFuture = Pin<Box<dyn Future<Output = ApiResult> + Send>>;
@@ -36,11 +36,41 @@ pub struct Route {
     pub path: &'static str,
     /// One-line description (OpenAPI `summary`).
     pub summary: &'static str,
-    /// The JSON request body, if the route takes one (shape, for documentation).
-    pub body: Option<&'static str>,
+    /// The request body the route takes, with its shape for documentation.
+    pub body: Body,
     /// Status of a successful response.
     pub success: StatusCode,
     pub handler: Handler,
+}
+
+/// The request body of a route: its kind decides the accepted content type and size
+/// limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    None,
+    /// `application/json`, at most [`MAX_BODY`] bytes; the text describes its shape.
+    Json(&'static str),
+    /// `application/wasm`, at most `plugins.max_upload_mib`; the text describes it.
+    Wasm(&'static str),
+}
+
+impl Body {
+    /// The description, if the route takes a body.
+    pub fn description(self) -> Option<&'static str> {
+        match self {
+            Body::None => None,
+            Body::Json(d) | Body::Wasm(d) => Some(d),
+        }
+    }
+
+    /// The media type of the body, if any.
+    pub fn content_type(self) -> Option<&'static str> {
+        match self {
+            Body::None => None,
+            Body::Json(_) => Some("application/json"),
+            Body::Wasm(_) => Some("application/wasm"),
+        }
+    }
 }
 
 /// Every endpoint of the admin API.
@@ -49,7 +79,7 @@ pub static ROUTES: &[Route] = &[
         method: Method::GET,
         path: "/api/v1/users/{domain}",
         summary: "List the accounts of a domain",
-        body: None,
+        body: Body::None,
         success: StatusCode::OK,
         handler: |c| Box::pin(users::list(c)),
     },
@@ -57,7 +87,7 @@ pub static ROUTES: &[Route] = &[
         method: Method::POST,
         path: "/api/v1/users/{domain}",
         summary: "Create an account",
-        body: Some(r#"{"username": string, "password": string}"#),
+        body: Body::Json(r#"{"username": string, "password": string}"#),
         success: StatusCode::CREATED,
         handler: |c| Box::pin(users::create(c)),
     },
@@ -65,7 +95,7 @@ pub static ROUTES: &[Route] = &[
         method: Method::DELETE,
         path: "/api/v1/users/{domain}/{username}",
         summary: "Delete an account with all its data and end its sessions",
-        body: None,
+        body: Body::None,
         success: StatusCode::NO_CONTENT,
         handler: |c| Box::pin(users::delete(c)),
     },
@@ -73,7 +103,7 @@ pub static ROUTES: &[Route] = &[
         method: Method::PUT,
         path: "/api/v1/users/{domain}/{username}/password",
         summary: "Change an account's password and end its sessions",
-        body: Some(r#"{"password": string}"#),
+        body: Body::Json(r#"{"password": string}"#),
         success: StatusCode::NO_CONTENT,
         handler: |c| Box::pin(users::set_password(c)),
     },
@@ -81,7 +111,7 @@ pub static ROUTES: &[Route] = &[
         method: Method::GET,
         path: "/api/v1/sessions",
         summary: "List all online sessions",
-        body: None,
+        body: Body::None,
         success: StatusCode::OK,
         handler: |c| Box::pin(sessions::list_all(c)),
     },
@@ -89,7 +119,7 @@ pub static ROUTES: &[Route] = &[
         method: Method::GET,
         path: "/api/v1/sessions/{domain}",
         summary: "List the online sessions of a domain",
-        body: None,
+        body: Body::None,
         success: StatusCode::OK,
         handler: |c| Box::pin(sessions::list_domain(c)),
     },
@@ -97,7 +127,7 @@ pub static ROUTES: &[Route] = &[
         method: Method::GET,
         path: "/api/v1/tenants",
         summary: "List tenants (operator)",
-        body: None,
+        body: Body::None,
         success: StatusCode::OK,
         handler: |c| Box::pin(tenants::list(c)),
     },
@@ -105,7 +135,7 @@ pub static ROUTES: &[Route] = &[
         method: Method::POST,
         path: "/api/v1/tenants",
         summary: "Create a tenant; its users can log in at once (operator)",
-        body: Some(
+        body: Body::Json(
             r#"{"name": string, "domains": [string], "enabled"?: bool, "auth"?: {"method": "internal"|"plugin", "plugin"?: string}, "limits"?: {"max_sessions", "max_accounts", "stanza_rate", "stanza_burst", "max_stanza_size"}, "tls"?: {"cert": path, "key": path}, "federate_with"?: [string]}"#,
         ),
         success: StatusCode::CREATED,
@@ -115,7 +145,7 @@ pub static ROUTES: &[Route] = &[
         method: Method::GET,
         path: "/api/v1/tenants/{tenant}",
         summary: "Show a tenant",
-        body: None,
+        body: Body::None,
         success: StatusCode::OK,
         handler: |c| Box::pin(tenants::show(c)),
     },
@@ -123,7 +153,7 @@ pub static ROUTES: &[Route] = &[
         method: Method::PATCH,
         path: "/api/v1/tenants/{tenant}",
         summary: "Change a tenant's settings (tenant tokens: auth and federation only)",
-        body: Some(
+        body: Body::Json(
             r#"{"domains"?: [string], "auth"?: {...}, "limits"?: {...}, "tls"?: {...}|null, "federate_with"?: [string]}"#,
         ),
         success: StatusCode::OK,
@@ -133,7 +163,7 @@ pub static ROUTES: &[Route] = &[
         method: Method::DELETE,
         path: "/api/v1/tenants/{tenant}",
         summary: "Remove a tenant; ?purge=true also deletes its accounts and data (operator)",
-        body: None,
+        body: Body::None,
         success: StatusCode::NO_CONTENT,
         handler: |c| Box::pin(tenants::remove(c)),
     },
@@ -141,7 +171,7 @@ pub static ROUTES: &[Route] = &[
         method: Method::POST,
         path: "/api/v1/tenants/{tenant}/enable",
         summary: "Enable a tenant (operator)",
-        body: None,
+        body: Body::None,
         success: StatusCode::OK,
         handler: |c| Box::pin(tenants::enable(c)),
     },
@@ -149,7 +179,7 @@ pub static ROUTES: &[Route] = &[
         method: Method::POST,
         path: "/api/v1/tenants/{tenant}/disable",
         summary: "Disable a tenant: its sessions end with host-gone (operator)",
-        body: None,
+        body: Body::None,
         success: StatusCode::OK,
         handler: |c| Box::pin(tenants::disable(c)),
     },
@@ -157,15 +187,63 @@ pub static ROUTES: &[Route] = &[
         method: Method::POST,
         path: "/api/v1/tenants/{tenant}/token",
         summary: "Issue (or replace) the tenant's admin token, shown once (operator)",
-        body: None,
+        body: Body::None,
         success: StatusCode::CREATED,
         handler: |c| Box::pin(tenants::token(c)),
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/plugins",
+        summary: "Every installed plugin with its figures, and the compiled-code cache counters (operator)",
+        body: Body::None,
+        success: StatusCode::OK,
+        handler: |c| Box::pin(plugins::list_all(c)),
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/tenants/{tenant}/plugins",
+        summary: "A tenant's plugins: versions kept, the active one, and per-plugin figures",
+        body: Body::None,
+        success: StatusCode::OK,
+        handler: |c| Box::pin(plugins::list(c)),
+    },
+    Route {
+        method: Method::PUT,
+        path: "/api/v1/tenants/{tenant}/plugins/{slot}",
+        summary: "Install a plugin version and switch to it (config JSON in the Heliograph-Plugin-Config header)",
+        body: Body::Wasm("the component (.wasm), at most plugins.max_upload_mib"),
+        success: StatusCode::OK,
+        handler: |c| Box::pin(plugins::install(c)),
+    },
+    Route {
+        method: Method::DELETE,
+        path: "/api/v1/tenants/{tenant}/plugins/{slot}",
+        summary: "Remove a plugin: every kept version and its key-value data",
+        body: Body::None,
+        success: StatusCode::NO_CONTENT,
+        handler: |c| Box::pin(plugins::remove(c)),
+    },
+    Route {
+        method: Method::PUT,
+        path: "/api/v1/tenants/{tenant}/plugins/{slot}/config",
+        summary: "Install the active component again with a new configuration (a new version)",
+        body: Body::Json("the plugin's configuration: a JSON object"),
+        success: StatusCode::OK,
+        handler: |c| Box::pin(plugins::configure(c)),
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/tenants/{tenant}/plugins/{slot}/rollback",
+        summary: "Switch back to the previous kept version, or to ?version=N",
+        body: Body::None,
+        success: StatusCode::OK,
+        handler: |c| Box::pin(plugins::rollback(c)),
     },
     Route {
         method: Method::POST,
         path: "/api/v1/reload",
         summary: "Re-read the config file and apply the differences (operator)",
-        body: None,
+        body: Body::None,
         success: StatusCode::OK,
         handler: |c| Box::pin(tenants::reload(c)),
     },
@@ -173,7 +251,7 @@ pub static ROUTES: &[Route] = &[
         method: Method::POST,
         path: "/api/v1/drain",
         summary: "Drain this node: not ready, refuse new connections, send sessions elsewhere, then exit (operator)",
-        body: None,
+        body: Body::None,
         success: StatusCode::ACCEPTED,
         handler: |c| Box::pin(drain::start(c)),
     },
@@ -181,7 +259,7 @@ pub static ROUTES: &[Route] = &[
         method: Method::GET,
         path: openapi::PATH,
         summary: "This API's OpenAPI document (no token needed)",
-        body: None,
+        body: Body::None,
         success: StatusCode::OK,
         handler: |c| Box::pin(openapi::serve(c)),
     },
@@ -204,8 +282,12 @@ async fn dispatch_inner(api: Arc<AdminApi>, req: hyper::Request<Incoming>) -> Ap
         auth::authenticate(&parts.headers, &api.server)?
     };
     let body = match route.body {
-        Some(_) => read_json_body(&parts.headers, body).await?,
-        None => Bytes::new(),
+        Body::Json(_) => read_body(&parts.headers, body, "application/json", MAX_BODY).await?,
+        Body::Wasm(_) => {
+            let limit = (api.server.config().plugins.max_upload_mib as usize) << 20;
+            read_body(&parts.headers, body, "application/wasm", limit).await?
+        }
+        Body::None => Bytes::new(),
     };
     tracing::debug!(method = %parts.method, route = route.path, "admin API request");
     (route.handler)(Ctx {
@@ -213,6 +295,7 @@ async fn dispatch_inner(api: Arc<AdminApi>, req: hyper::Request<Incoming>) -> Ap
         principal,
         params,
         query: parts.uri.query().map(str::to_string),
+        headers: parts.headers,
         body,
     })
     .await
@@ -288,32 +371,37 @@ fn percent_decode(segment: &str) -> Result<String, ApiError> {
     String::from_utf8(out).map_err(|_| ApiError::BadPath("path segment is not UTF-8".into()))
 }
 
-/// Reads a JSON request body of at most [`MAX_BODY`] bytes.
-async fn read_json_body(headers: &HeaderMap, body: Incoming) -> Result<Bytes, ApiError> {
+/// Reads a request body of type `media` and at most `limit` bytes.
+async fn read_body(
+    headers: &HeaderMap,
+    body: Incoming,
+    media: &'static str,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY as u64) {
-        return Err(ApiError::PayloadTooLarge(MAX_BODY));
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::PayloadTooLarge(limit));
     }
-    if !is_json(headers) {
-        return Err(ApiError::UnsupportedMediaType);
+    if !has_media_type(headers, media) {
+        return Err(ApiError::UnsupportedMediaType(media));
     }
-    match Limited::new(body, MAX_BODY).collect().await {
+    match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            Err(ApiError::PayloadTooLarge(MAX_BODY))
+            Err(ApiError::PayloadTooLarge(limit))
         }
         Err(e) => Err(ApiError::BadJson(format!("cannot read body: {e}"))),
     }
 }
 
-/// Whether the content type is `application/json` (parameters such as charset allowed).
-fn is_json(headers: &HeaderMap) -> bool {
+/// Whether the content type is `media` (parameters such as charset allowed).
+fn has_media_type(headers: &HeaderMap, media: &str) -> bool {
     headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -322,7 +410,7 @@ fn is_json(headers: &HeaderMap) -> bool {
                 .next()
                 .unwrap_or("")
                 .trim()
-                .eq_ignore_ascii_case("application/json")
+                .eq_ignore_ascii_case(media)
         })
         .unwrap_or(false)
 }

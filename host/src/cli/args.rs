@@ -84,10 +84,44 @@ pub enum Command {
     /// Manage tenants (customer apps and their domains).
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Manage tenants' WebAssembly plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
     /// Re-read the server's config file and apply the differences (like SIGHUP).
     Reload,
     /// Drain the server: not ready, no new connections, sessions sent elsewhere, then exit.
     Drain,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Upload a component and make it the slot's active version (calls that start after
+    /// this returns use it; a refused upload leaves the previous version serving).
+    Install {
+        tenant: String,
+        slot: String,
+        /// The component (`.wasm`, built for wasm32-wasip2).
+        file: PathBuf,
+        /// The plugin's configuration, a JSON object (`--config` is the server's config
+        /// file, as for every command).
+        #[arg(long, value_name = "JSON", conflicts_with = "plugin_config_file")]
+        plugin_config: Option<String>,
+        /// Read the plugin's configuration (a JSON object) from a file.
+        #[arg(long, value_name = "FILE")]
+        plugin_config_file: Option<PathBuf>,
+    },
+    /// A tenant's plugins: versions kept, the active one, calls, failures, latency.
+    List { tenant: String },
+    /// Switch back to the previous kept version (or to --version N).
+    Rollback {
+        tenant: String,
+        slot: String,
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// Remove a plugin: every kept version and its key-value data.
+    #[command(alias = "delete")]
+    Remove { tenant: String, slot: String },
 }
 
 #[derive(Debug, Subcommand)]

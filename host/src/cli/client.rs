@@ -187,6 +187,26 @@ impl ApiClient {
         self.send(method, path, body).await.map(|_| ())
     }
 
+    /// Sends a raw body of `content_type` with extra headers; the JSON answer.
+    pub async fn upload(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Result<Value, ClientError> {
+        let mut extra: Vec<(&str, String)> = vec![(CONTENT_TYPE.as_str(), content_type.into())];
+        extra.extend(headers.iter().cloned());
+        let bytes = self
+            .send_raw(method, path, &extra, Bytes::from(body))
+            .await?;
+        if bytes.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
     /// Sends one request; a non-2xx answer becomes [`ClientError::Api`].
     async fn send(
         &self,
@@ -194,18 +214,31 @@ impl ApiClient {
         path: &str,
         body: Option<Value>,
     ) -> Result<Bytes, ClientError> {
+        match body {
+            Some(v) => {
+                let json = [(CONTENT_TYPE.as_str(), "application/json".to_string())];
+                self.send_raw(method, path, &json, Bytes::from(v.to_string()))
+                    .await
+            }
+            None => self.send_raw(method, path, &[], Bytes::new()).await,
+        }
+    }
+
+    async fn send_raw(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+        payload: Bytes,
+    ) -> Result<Bytes, ClientError> {
         let uri = format!("{}/api/v1{}", self.base, path);
         let mut req = Request::builder()
             .method(method)
             .uri(&uri)
             .header(AUTHORIZATION, format!("Bearer {}", self.token));
-        let payload = match body {
-            Some(v) => {
-                req = req.header(CONTENT_TYPE, "application/json");
-                Bytes::from(v.to_string())
-            }
-            None => Bytes::new(),
-        };
+        for (name, value) in headers {
+            req = req.header(*name, value);
+        }
         let req = req
             .body(Full::new(payload))
             .map_err(|e| ClientError::Protocol(e.to_string()))?;

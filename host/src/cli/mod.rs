@@ -13,6 +13,7 @@
 pub mod args;
 pub mod client;
 pub mod output;
+pub mod plugin;
 pub mod tenant;
 
 use std::io::{self, BufRead, IsTerminal, Write};
@@ -125,6 +126,7 @@ pub async fn run(
             output::write_sessions(out, &client.sessions(domain.as_deref()).await?)?;
         }
         Command::Tenant(t) => tenant::run(client, t, out).await?,
+        Command::Plugin(p) => plugin::run(client, p, out).await?,
         Command::Reload => tenant::reload(client, out).await?,
         Command::Drain => {
             let r = client.request(hyper::Method::POST, "/drain", None).await?;

@@ -162,6 +162,18 @@ pub async fn reload(client: &ApiClient, out: &mut dyn Write) -> anyhow::Result<(
     if r["sessions_ended"].as_u64().unwrap_or(0) > 0 {
         writeln!(out, "sessions ended: {}", r["sessions_ended"])?;
     }
+    for (key, what) in [
+        ("installed", "plugin installed"),
+        ("failed", "plugin refused"),
+    ] {
+        for item in r["plugins"][key]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+        {
+            writeln!(out, "{what}: {}", item.as_str().unwrap_or_default())?;
+        }
+    }
     if r["needs_restart"].as_array().is_some_and(|a| !a.is_empty()) {
         writeln!(
             out,

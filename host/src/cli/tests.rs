@@ -201,3 +201,50 @@ fn admin_url_maps_wildcards_to_loopback() {
         "http://10.0.0.1:5281"
     );
 }
+
+#[test]
+fn plugin_commands_parse() {
+    use super::args::PluginCommand;
+    let cli = parse(&[
+        "plugin",
+        "install",
+        "acme",
+        "auth",
+        "a.wasm",
+        "--plugin-config",
+        "{}",
+        "--config",
+        "server.toml",
+    ]);
+    assert!(matches!(
+        cli.command,
+        Some(Command::Plugin(PluginCommand::Install {
+            plugin_config: Some(_),
+            ..
+        }))
+    ));
+    assert_eq!(
+        cli.global.config.as_deref(),
+        Some(std::path::Path::new("server.toml"))
+    );
+    let cli = parse(&["plugin", "rollback", "acme", "auth", "--version", "2"]);
+    assert!(matches!(
+        cli.command,
+        Some(Command::Plugin(PluginCommand::Rollback {
+            version: Some(2),
+            ..
+        }))
+    ));
+    parse(&["plugin", "list", "acme"]);
+    parse(&["plugin", "remove", "acme", "auth"]);
+}
+
+#[tokio::test]
+async fn plugin_commands_without_a_plugin_host_say_so() {
+    let api = TestApi::start().await;
+    let err = run_line(&api, &["plugin", "list", "default"])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no plugin host"), "{err}");
+}

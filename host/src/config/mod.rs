@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::tenants::TenantSpec;
+use crate::tenants::plugin_files::ConfigTenant;
 
 /// Where the server looks for its config when none is given.
 pub const DEFAULT_CONFIG_PATH: &str = "config/heliograph.toml";
@@ -38,8 +39,9 @@ pub struct Config {
     pub listen: Listen,
     pub c2s: C2sSettings,
     pub auth: AuthSettings,
-    /// `[tenants.NAME]`: tenants defined in the file (more can be added through the API).
-    pub tenants: BTreeMap<String, TenantSpec>,
+    /// `[tenants.NAME]`: tenants defined in the file (more can be added through the API),
+    /// with their plugin files (`[tenants.NAME.plugins.SLOT]`).
+    pub tenants: BTreeMap<String, ConfigTenant>,
     pub plugins: crate::plugins::PluginSettings,
     pub limits: LimitSettings,
     pub drain: DrainSettings,
@@ -495,8 +497,9 @@ impl Config {
                     .map_err(ConfigError::Invalid)?,
             ));
         }
-        for (name, spec) in &self.tenants {
-            let spec = spec
+        for (name, tenant) in &self.tenants {
+            let spec = tenant
+                .spec
                 .clone()
                 .normalized(name)
                 .map_err(|e| ConfigError::Invalid(format!("tenants.{name}: {e}")))?;

@@ -43,7 +43,8 @@ impl Hasher for ShaHasher {
     }
 }
 
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+/// Hex SHA-256 of `bytes` (how blobs and cache entries are named).
+pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 

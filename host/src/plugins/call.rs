@@ -5,8 +5,10 @@
 
 use std::sync::Arc;
 
+use std::time::{Duration, Instant};
 use wasmtime::component::ComponentExportIndex;
-use wasmtime::{Engine, Store, Trap};
+
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use super::bindings::authenticator::heliograph::plugin::auth_types as wit;
 use super::engine::deadline_ticks;
@@ -25,6 +27,25 @@ const ROLE_MAX: usize = 128;
 const ATTRIBUTES_MAX: usize = 64;
 const ATTRIBUTE_MAX: usize = 1024;
 const REASON_MAX: usize = 1024;
+
+/// A call may take this many times its deadline in wall-clock time (its CPU time is what
+/// the deadline bounds).
+const WALL_CLOCK_FACTOR: u32 = 10;
+
+/// CPU time consumed by the calling thread.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID is supported on
+    // Linux and the BSDs/macOS.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
 
 /// A failed call: the cause and a detail for the log.
 pub(crate) type CallFailure = (FailureCause, String);
@@ -48,8 +69,20 @@ impl CallContext<'_> {
         );
         let mut store = Store::new(self.engine, state);
         store.limiter(|s| &mut s.limiter);
+        // The deadline is CPU time of the calling thread (a whole call runs on one thread),
+        // so a starved machine or a hostile neighbour cannot time out an innocent plugin;
+        // a wall-clock backstop of WALL_CLOCK_FACTOR times the deadline still holds.
+        let budget = Duration::from_millis(deadline_ms);
+        let backstop = Instant::now() + budget * WALL_CLOCK_FACTOR;
+        let cpu_start = thread_cpu_time();
         store.set_epoch_deadline(deadline_ticks(deadline_ms, self.settings.epoch_tick_ms));
-        store.epoch_deadline_trap();
+        store.epoch_deadline_callback(move |_| {
+            if thread_cpu_time().saturating_sub(cpu_start) >= budget || Instant::now() >= backstop {
+                Err(Trap::Interrupt.into())
+            } else {
+                Ok(UpdateDeadline::Continue(1))
+            }
+        });
         store
     }
 

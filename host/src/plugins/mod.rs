@@ -39,7 +39,7 @@ use tokio::sync::Semaphore;
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
-pub use cache::CacheStats;
+pub use cache::{CacheStats, sha256_hex};
 pub use error::{FailureCause, InstallError, PluginError};
 pub use settings::PluginSettings;
 pub use stats::PluginStats;
@@ -75,7 +75,8 @@ struct Inner {
     slots: RwLock<HashMap<String, HashMap<String, Arc<Slot>>>>,
     /// Serializes install, rollback, remove and restore.
     admin: tokio::sync::Mutex<()>,
-    /// Bounds instances alive at once (the pool's size).
+    /// Bounds instances alive at once: `max_concurrent_calls` (the pool's size), and no more
+    /// than the CPUs available.
     permits: Arc<Semaphore>,
     _ticker: engine::EpochTicker,
 }
@@ -122,7 +123,13 @@ impl PluginHost {
             engine.clone(),
             std::time::Duration::from_millis(settings.epoch_tick_ms),
         )?;
-        let permits = Arc::new(Semaphore::new(settings.max_concurrent_calls as usize));
+        // Calls run at most one per CPU (and never more than the pool holds): more would
+        // only time-slice, stretching every call's wall-clock deadline, so a burst of logins
+        // on a small machine could time out innocent plugins. Waiting for a permit happens
+        // before the deadline starts.
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let running = (settings.max_concurrent_calls as usize).min(cpus);
+        let permits = Arc::new(Semaphore::new(running));
         Ok(PluginHost {
             inner: Arc::new(Inner {
                 settings,
@@ -209,7 +216,16 @@ impl PluginHost {
             prepared,
         });
 
-        // Trial instantiation and init, bounded by the init deadline.
+        // Trial instantiation and init, bounded by the init deadline. The trial instance
+        // takes a permit like a call: the pool holds `max_concurrent_calls` instances, and
+        // an install must not make a concurrent login fail for want of one.
+        let permit = self
+            .inner
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
         let inner = self.inner.clone();
         let trial = loaded.clone();
         let scope = CallScope {
@@ -217,7 +233,11 @@ impl PluginHost {
             slot: slot.into(),
             version,
         };
-        blocking(move || inner.trial(&trial, scope)).await??;
+        blocking(move || {
+            let _permit = permit;
+            inner.trial(&trial, scope)
+        })
+        .await??;
 
         // Persist, then switch.
         self.inner.store.put_blob(&sha256, &wasm)?;
@@ -414,6 +434,43 @@ impl PluginHost {
         }
         tracing::info!(tenant, plugin = slot, "plugin removed");
         Ok(())
+    }
+
+    /// Installs the active component of (tenant, slot) again with `config`: a new version,
+    /// through the same checks as [`install`](Self::install) (the plugin's `init` sees the
+    /// new configuration).
+    pub async fn reconfigure(
+        &self,
+        tenant: &str,
+        slot: &str,
+        config: PluginConfig,
+    ) -> Result<VersionInfo, InstallError> {
+        let s = self
+            .slot(tenant, slot)
+            .ok_or_else(|| InstallError::NotInstalled {
+                tenant: tenant.into(),
+                slot: slot.into(),
+            })?;
+        let sha256 = s.active.load().record.sha256.clone();
+        let wasm = self
+            .inner
+            .store
+            .blob(&sha256)?
+            .ok_or_else(|| InstallError::Internal(format!("blob {sha256} is missing")))?;
+        self.install(tenant, slot, s.world, wasm, config).await
+    }
+
+    /// SHA-256 and configuration (JSON) of the active version of (tenant, slot), to tell
+    /// whether a plugin file from the config is already installed.
+    pub fn active_source(&self, tenant: &str, slot: &str) -> Option<(String, String)> {
+        let s = self.slot(tenant, slot)?;
+        let active = s.active.load();
+        Some((active.record.sha256.clone(), active.record.config.clone()))
+    }
+
+    /// The largest upload accepted, in bytes.
+    pub fn max_upload_bytes(&self) -> usize {
+        self.inner.settings.max_upload_bytes()
     }
 
     /// Figures of one slot.

@@ -8,7 +8,8 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PluginSettings {
-    /// Milliseconds an authenticator call may run (wall time, host calls included).
+    /// Milliseconds of CPU time an authenticator call may use (host calls included); its
+    /// wall-clock time is bounded at ten times that.
     pub auth_deadline_ms: u64,
     /// Milliseconds a plugin's optional `init` may run at install time.
     pub init_deadline_ms: u64,
@@ -18,8 +19,9 @@ pub struct PluginSettings {
     pub max_upload_mib: u64,
     /// Versions kept per slot for rollback (the active one included).
     pub keep_versions: usize,
-    /// Plugin instances alive at once (calls beyond this wait for a free one). With the
-    /// pooling allocator this is also the size of the pool.
+    /// Plugin instances alive at once (calls beyond this wait for a free one, before their
+    /// deadline starts); the host also runs no more calls at once than there are CPUs. With
+    /// the pooling allocator this is also the size of the pool.
     pub max_concurrent_calls: u32,
     /// Use the pooling allocator (falls back to on-demand allocation, with one warning,
     /// when its address space cannot be reserved).

@@ -20,6 +20,7 @@ mod tests;
 pub mod verified;
 
 pub use credentials::{derive_credentials, verify_password};
+pub use plain::{PlainCredentials, parse_plain};
 
 /// Default PBKDF2 iteration count for newly stored credentials.
 pub const DEFAULT_ITERATIONS: u32 = 4096;

@@ -57,6 +57,37 @@ impl PlainServer {
     }
 }
 
+/// The fields of a PLAIN message, SASLprep'd, for verifiers that need the password itself
+/// (authenticator plugins) rather than a [`CredentialSource`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlainCredentials {
+    pub authzid: Option<String>,
+    pub username: String,
+    pub password: String,
+}
+
+/// Parses and prepares a PLAIN message the way [`PlainServer`] does; a malformed message is
+/// the `Failure` outcome the server would send.
+pub fn parse_plain(input: &[u8]) -> Result<PlainCredentials, Outcome> {
+    let Some(msg) = parse(input) else {
+        return Err(failure(
+            SaslFailure::MalformedRequest,
+            "malformed PLAIN message",
+        ));
+    };
+    let (Some(username), Some(password)) = (prepare(msg.authcid), prepare(msg.password)) else {
+        return Err(failure(
+            SaslFailure::MalformedRequest,
+            "invalid username or password encoding",
+        ));
+    };
+    Ok(PlainCredentials {
+        authzid: msg.authzid.map(str::to_owned),
+        username: username.into_owned(),
+        password: password.into_owned(),
+    })
+}
+
 fn failure(condition: SaslFailure, text: &str) -> Outcome {
     Outcome::Failure(condition, Some(text.to_owned()))
 }

@@ -1,13 +1,20 @@
 //! SASL negotiation glue: which mechanisms a connection may use, the `<auth/>`,
 //! `<response/>` and `<abort/>` exchange, and account lookups for the mechanisms.
+//!
+//! Tenants whose `auth` names a plugin verify PLAIN through their authenticator plugin
+//! ([`verify_with_plugin`]); SCRAM cannot hand a password to a plugin, so those tenants
+//! are offered PLAIN only ([`offered_mechanisms_for_plugin`]).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
+use crate::plugins::{self, AuthDenied, AuthRequest, PluginError};
+use crate::router::Transport;
 use crate::sasl::{
-    ChannelBindings, CredentialSource, Mechanism, Outcome, PasswordCheck, SaslContext, SaslFailure,
-    SaslServer, ScramHash, ScramKeys, verify_password,
+    ChannelBindings, CredentialSource, Mechanism, Outcome, PasswordCheck, PlainCredentials,
+    SaslContext, SaslFailure, SaslServer, ScramHash, ScramKeys, parse_plain, verify_password,
 };
+use crate::server::Server;
 use crate::storage::{Account, UserStore};
 use crate::xml::{Element, ns};
 
@@ -28,6 +35,16 @@ pub fn offered_mechanisms(
         v.push(Mechanism::Plain);
     }
     v
+}
+
+/// Mechanisms offered to a tenant that authenticates through a plugin: PLAIN only, where
+/// PLAIN is allowed (a plugin needs the password; SCRAM never reveals it).
+pub fn offered_mechanisms_for_plugin(tls: bool, allow_plain_without_tls: bool) -> Vec<Mechanism> {
+    if tls || allow_plain_without_tls {
+        vec![Mechanism::Plain]
+    } else {
+        Vec::new()
+    }
 }
 
 /// The `<mechanisms/>` feature plus XEP-0440 channel-binding types.
@@ -139,8 +156,28 @@ impl CredentialSource for AccountCredentials<'_> {
 }
 
 /// An authentication exchange in progress.
-pub struct Exchange {
-    server: SaslServer,
+pub enum Exchange {
+    /// A built-in mechanism against the server's accounts.
+    Builtin(SaslServer),
+    /// PLAIN verified by the tenant's authenticator plugin in `slot`.
+    Plugin {
+        tenant: String,
+        slot: String,
+        /// An empty challenge was sent (no initial response).
+        prompted: bool,
+    },
+}
+
+/// What a plugin PLAIN exchange needs next.
+pub enum PluginStep {
+    /// Send this (a challenge, or a failure for a malformed message).
+    Reply(Outcome),
+    /// Verify these credentials with the plugin.
+    Verify {
+        tenant: String,
+        slot: String,
+        creds: PlainCredentials,
+    },
 }
 
 impl Exchange {
@@ -149,12 +186,162 @@ impl Exchange {
             channel_bindings: cb,
             plus_advertised,
         };
-        Exchange {
-            server: SaslServer::new(mech, ctx),
+        Exchange::Builtin(SaslServer::new(mech, ctx))
+    }
+
+    /// PLAIN for a plugin tenant.
+    pub fn plugin(tenant: &str, slot: &str) -> Exchange {
+        Exchange::Plugin {
+            tenant: tenant.to_string(),
+            slot: slot.to_string(),
+            prompted: false,
         }
     }
 
-    pub fn step(&mut self, input: &[u8], creds: &dyn CredentialSource) -> Outcome {
-        self.server.step(input, creds)
+    /// A built-in mechanism's step; `None` for a plugin exchange (see [`Self::plugin_step`]).
+    pub fn step(&mut self, input: &[u8], creds: &dyn CredentialSource) -> Option<Outcome> {
+        match self {
+            Exchange::Builtin(server) => Some(server.step(input, creds)),
+            Exchange::Plugin { .. } => None,
+        }
     }
+
+    /// A plugin exchange's step: parse the PLAIN message (asking for it first if the
+    /// client sent no initial response).
+    pub fn plugin_step(&mut self, input: &[u8]) -> Option<PluginStep> {
+        let Exchange::Plugin {
+            tenant,
+            slot,
+            prompted,
+        } = self
+        else {
+            return None;
+        };
+        if input.is_empty() && !*prompted {
+            *prompted = true;
+            return Some(PluginStep::Reply(Outcome::Challenge(Vec::new())));
+        }
+        Some(match parse_plain(input) {
+            Ok(creds) => PluginStep::Verify {
+                tenant: tenant.clone(),
+                slot: slot.clone(),
+                creds,
+            },
+            Err(failure) => PluginStep::Reply(failure),
+        })
+    }
+}
+
+/// A plugin's verdict on a PLAIN login: the SASL outcome (on success, the username is the
+/// plugin's canonical one) and when the authentication expires (seconds since the epoch).
+pub struct PluginVerdict {
+    pub outcome: Outcome,
+    pub expires_at: Option<u64>,
+}
+
+/// The connection a login comes from, as a plugin sees it.
+pub struct LoginFacts<'a> {
+    /// The stream's domain.
+    pub domain: &'a str,
+    pub address: &'a str,
+    pub transport: Transport,
+    pub tls: bool,
+}
+
+/// The plugin API's name for a session transport.
+pub fn plugin_transport(t: Transport) -> plugins::Transport {
+    match t {
+        Transport::Tcp | Transport::Tls => plugins::Transport::Tcp,
+        Transport::Bosh => plugins::Transport::Bosh,
+        Transport::WebSocket => plugins::Transport::Websocket,
+    }
+}
+
+/// Verifies PLAIN credentials with the tenant's authenticator plugin, off the async
+/// runtime's workers. Fails closed: any plugin failure is `temporary-auth-failure`,
+/// logged with tenant, plugin, version and cause.
+pub async fn verify_with_plugin(
+    server: &Server,
+    tenant: &str,
+    slot: &str,
+    creds: PlainCredentials,
+    conn: LoginFacts<'_>,
+) -> PluginVerdict {
+    let LoginFacts {
+        domain,
+        address,
+        transport,
+        tls,
+    } = conn;
+    let temporary = |text: &str| PluginVerdict {
+        outcome: Outcome::Failure(SaslFailure::TemporaryAuthFailure, Some(text.to_string())),
+        expires_at: None,
+    };
+    let Some(host) = server.plugin_host() else {
+        tracing::warn!(
+            tenant,
+            plugin = slot,
+            cause = "no-plugin-host",
+            "plugin authentication unavailable: this server runs no plugin host"
+        );
+        return temporary("authentication is temporarily unavailable");
+    };
+    let request = AuthRequest {
+        domain: domain.to_string(),
+        mechanism: plugins::Mechanism::Password,
+        username: creds.username,
+        credential: creds.password,
+        client_address: Some(address.to_string()),
+        transport: plugin_transport(transport),
+        tls,
+    };
+    let outcome = match host.authenticate(tenant, slot, request).await {
+        Ok(o) => o,
+        Err(e) => {
+            // `Failed` was logged by the host with its detail; `NotInstalled` is logged here.
+            if let PluginError::NotInstalled { .. } = &e {
+                tracing::warn!(tenant, plugin = slot, version = 0u32, cause = %e.cause(),
+                    "plugin authentication failed closed: {e}");
+            }
+            return temporary("authentication is temporarily unavailable");
+        }
+    };
+    let fail = |f: SaslFailure, text: &str| PluginVerdict {
+        outcome: Outcome::Failure(f, Some(text.to_string())),
+        expires_at: None,
+    };
+    match outcome.result {
+        Ok(user) => {
+            if user.expires_at.is_some_and(|t| t <= unix_now()) {
+                return fail(SaslFailure::CredentialsExpired, "credentials expired");
+            }
+            PluginVerdict {
+                outcome: Outcome::Success {
+                    username: user.username,
+                    authzid: creds.authzid,
+                    additional_data: None,
+                },
+                expires_at: user.expires_at,
+            }
+        }
+        Err(AuthDenied::NotAuthorized) => fail(SaslFailure::NotAuthorized, "invalid credentials"),
+        Err(AuthDenied::AccountDisabled) => fail(SaslFailure::AccountDisabled, "account disabled"),
+        Err(AuthDenied::TemporaryFailure(reason)) => {
+            tracing::warn!(
+                tenant,
+                plugin = slot,
+                version = outcome.version,
+                cause = "plugin-temporary",
+                "plugin reported a temporary failure: {reason}"
+            );
+            temporary("authentication is temporarily unavailable")
+        }
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

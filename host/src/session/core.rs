@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::StreamErrorCondition;
-use super::auth::{self, AccountCredentials, Exchange};
+use super::auth::{self, AccountCredentials, Exchange, PluginStep};
 use super::bind;
 use crate::config::C2sListener;
 use crate::router::{SessionEntry, SessionMsg, Transport};
@@ -85,6 +85,9 @@ pub struct StreamCore {
     header_sent: bool,
     domain: Option<String>,
     authenticated: Option<Account>,
+    /// When a plugin's authentication expires (seconds since the epoch): the bound session
+    /// is ended then.
+    auth_expires: Option<u64>,
     exchange: Option<Exchange>,
     offered: Vec<Mechanism>,
     failed_auths: u32,
@@ -109,6 +112,7 @@ impl StreamCore {
             header_sent: false,
             domain: None,
             authenticated: None,
+            auth_expires: None,
             exchange: None,
             offered: Vec::new(),
             failed_auths: 0,
@@ -279,15 +283,39 @@ impl StreamCore {
                 return f;
             }
         }
-        self.offered = auth::offered_mechanisms(
-            self.facts.tls,
-            &self.facts.channel_bindings,
-            listener.allow_plain_without_tls,
-        );
+        self.offered = if self.plugin_auth().is_some() {
+            auth::offered_mechanisms_for_plugin(self.facts.tls, listener.allow_plain_without_tls)
+        } else {
+            auth::offered_mechanisms(
+                self.facts.tls,
+                &self.facts.channel_bindings,
+                listener.allow_plain_without_tls,
+            )
+        };
         for el in auth::mechanisms_features(&self.offered, &self.facts.channel_bindings) {
             f.push_child(el);
         }
         f
+    }
+
+    /// The (tenant, plugin slot) that authenticates the stream's domain, if its tenant's
+    /// auth is a plugin.
+    fn plugin_auth(&self) -> Option<(String, String)> {
+        let tenant = self.server.tenant_of(self.domain.as_deref()?)?;
+        match &tenant.spec.auth {
+            crate::tenants::AuthMethod::Plugin { plugin } => {
+                Some((tenant.name.clone(), plugin.clone()))
+            }
+            crate::tenants::AuthMethod::Internal => None,
+        }
+    }
+
+    /// The transport this session runs over.
+    fn transport(&self) -> Transport {
+        match self.facts.transport {
+            Transport::Tcp if self.facts.tls => Transport::Tls,
+            t => t,
+        }
     }
 
     async fn on_element(&mut self, el: Element) -> Vec<Action> {
@@ -306,7 +334,7 @@ impl StreamCore {
             return self.on_starttls();
         }
         if el.ns() == ns::SASL {
-            return self.on_sasl(el);
+            return self.on_sasl(el).await;
         }
         if self.authenticated.is_some() && Kind::of(&el) == Some(Kind::Iq) {
             return self.on_bind_iq(el);
@@ -334,7 +362,7 @@ impl StreamCore {
         ]
     }
 
-    fn on_sasl(&mut self, el: Element) -> Vec<Action> {
+    async fn on_sasl(&mut self, el: Element) -> Vec<Action> {
         if self.authenticated.is_some() {
             return self.close(Some((
                 StreamErrorCondition::PolicyViolation,
@@ -342,10 +370,10 @@ impl StreamCore {
             )));
         }
         match el.name() {
-            "auth" => self.on_auth(el),
+            "auth" => self.on_auth(el).await,
             "response" => match self.exchange.as_mut() {
                 Some(_) => match auth::decode_payload(&el) {
-                    Ok(data) => self.sasl_step(&data),
+                    Ok(data) => self.sasl_step(&data).await,
                     Err(f) => self.sasl_failed(f, None),
                 },
                 None => self.sasl_failed(
@@ -358,7 +386,7 @@ impl StreamCore {
         }
     }
 
-    fn on_auth(&mut self, el: Element) -> Vec<Action> {
+    async fn on_auth(&mut self, el: Element) -> Vec<Action> {
         let listener = self.facts.policy;
         if !self.facts.tls && listener.require_tls {
             return self.sasl_failed(SaslFailure::EncryptionRequired, None);
@@ -380,19 +408,20 @@ impl StreamCore {
             Err(f) => return self.sasl_failed(f, None),
         };
         let plus_advertised = self.offered.iter().any(|m| m.is_plus());
-        self.exchange = Some(Exchange::start(
-            mech,
-            self.facts.channel_bindings.clone(),
-            plus_advertised,
-        ));
+        // The tenant's auth method now (it may have changed since the features were sent).
+        self.exchange = Some(match self.plugin_auth() {
+            Some((tenant, slot)) if mech == Mechanism::Plain => Exchange::plugin(&tenant, &slot),
+            Some(_) => return self.sasl_failed(SaslFailure::InvalidMechanism, None),
+            None => Exchange::start(mech, self.facts.channel_bindings.clone(), plus_advertised),
+        });
         if data.is_empty() && mech != Mechanism::Plain {
             // SCRAM needs the client-first message; ask for it with an empty challenge.
             return vec![Action::Send(auth::with_data("challenge", Some(&[])))];
         }
-        self.sasl_step(&data)
+        self.sasl_step(&data).await
     }
 
-    fn sasl_step(&mut self, data: &[u8]) -> Vec<Action> {
+    async fn sasl_step(&mut self, data: &[u8]) -> Vec<Action> {
         let Some(domain) = self.domain.clone() else {
             return self.close(None);
         };
@@ -404,7 +433,35 @@ impl StreamCore {
             domain: &domain,
             verified: &self.server.verified_passwords,
         };
-        match exchange.step(data, &creds) {
+        let outcome = match exchange.step(data, &creds) {
+            Some(outcome) => outcome,
+            None => match exchange.plugin_step(data) {
+                Some(PluginStep::Verify {
+                    tenant,
+                    slot,
+                    creds,
+                }) => {
+                    let verdict = auth::verify_with_plugin(
+                        &self.server,
+                        &tenant,
+                        &slot,
+                        creds,
+                        auth::LoginFacts {
+                            domain: &domain,
+                            address: &self.facts.address,
+                            transport: self.transport(),
+                            tls: self.facts.tls,
+                        },
+                    )
+                    .await;
+                    self.auth_expires = verdict.expires_at;
+                    verdict.outcome
+                }
+                Some(PluginStep::Reply(outcome)) => outcome,
+                None => return Vec::new(),
+            },
+        };
+        match outcome {
             Outcome::Challenge(c) => vec![Action::Send(auth::with_data("challenge", Some(&c)))],
             Outcome::Failure(f, text) => self.sasl_failed(f, text.as_deref()),
             Outcome::Success {
@@ -478,10 +535,7 @@ impl StreamCore {
                 .collect();
         };
         self.tenant_slot = Some(slot);
-        let transport = match self.facts.transport {
-            Transport::Tcp if self.facts.tls => Transport::Tls,
-            t => t,
-        };
+        let transport = self.transport();
         let entry = Arc::new(SessionEntry::new(
             crate::router::next_session_id(),
             account,
@@ -497,6 +551,9 @@ impl StreamCore {
             );
         }
         tracing::info!(jid = %entry.full_jid, address = %entry.address, "session bound");
+        if let Some(expires_at) = self.auth_expires {
+            end_at_expiry(&entry, expires_at);
+        }
         let mut reply = Element::new("iq", ns::CLIENT).with_attr("type", "result");
         if let Some(id) = iq.attr("id") {
             reply.set_attr("id", id);
@@ -574,6 +631,23 @@ impl StreamCore {
             tracing::info!(jid = %entry.full_jid, "session ended");
         }
     }
+}
+
+/// Ends the session with `<not-authorized/>` when its plugin-granted authentication
+/// expires (holds only a weak reference, so a session that ends first is not kept).
+fn end_at_expiry(entry: &Arc<SessionEntry>, expires_at: u64) {
+    let left = expires_at.saturating_sub(auth::unix_now());
+    let weak = Arc::downgrade(entry);
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(left)).await;
+        if let Some(entry) = weak.upgrade() {
+            tracing::info!(jid = %entry.full_jid, "authentication expired, ending the session");
+            entry.close(
+                StreamErrorCondition::NotAuthorized,
+                Some("authentication expired"),
+            );
+        }
+    });
 }
 
 fn new_stream_id() -> String {

@@ -313,8 +313,10 @@ pub struct ReloadReport {
     pub removed: Vec<String>,
     pub changed: Vec<String>,
     pub sessions_ended: usize,
-    /// Settings that need a restart to take effect (listeners, data dir).
+    /// Settings that need a restart to take effect (listeners, data dir, `[plugins]`).
     pub needs_restart: Vec<String>,
+    /// Plugin files of the config (`[tenants.NAME.plugins.SLOT]`) installed or refused.
+    pub plugins: super::plugin_files::PluginFilesReport,
 }
 
 /// Re-reads the config file and applies the differences. An invalid file changes nothing.
@@ -343,6 +345,9 @@ pub async fn reload(server: &Arc<Server>) -> Result<ReloadReport, TenantError> {
     }
     if old_config.general.data_dir != new_config.general.data_dir {
         report.needs_restart.push("general.data_dir".into());
+    }
+    if old_config.plugins != new_config.plugins {
+        report.needs_restart.push("plugins".into());
     }
     let before = server.tenants.snapshot();
     let served_before: HashSet<String> = before
@@ -380,6 +385,7 @@ pub async fn reload(server: &Arc<Server>) -> Result<ReloadReport, TenantError> {
     server.tenants.replace_all(tenants)?;
     let gone: Vec<String> = served_before.difference(&served_after).cloned().collect();
     report.sessions_ended = end_sessions(server, &gone, "domain no longer served after reload");
+    report.plugins = super::plugin_files::install_all(server, "reload").await;
     tracing::info!(added = ?report.added, removed = ?report.removed, changed = ?report.changed, "configuration reloaded");
     for key in &report.needs_restart {
         tracing::warn!(key = %key, "changed in the config file; takes effect after a restart");

@@ -8,6 +8,7 @@
 //! stanza shaper, [`manage`] the operations the admin API and reload perform.
 
 pub mod manage;
+pub mod plugin_files;
 pub mod rate;
 pub mod registry;
 pub mod spec;
