@@ -153,6 +153,13 @@ async def test_slixmpp_logs_in_through_the_allowlist_plugin_installed_with_the_c
     stats = body["plugins"][0]["stats"]
     assert stats["calls"] >= 5 and stats["succeeded"] >= 1 and stats["denied"] >= 3, stats
     assert stats["p99_us"] > 0
+    # The same calls are counted in the Prometheus metrics.
+    _, text = server.admin("GET", "/metrics", token="")
+    calls = [l for l in str(text).splitlines() if l.startswith("heliograph_plugin_calls_total{")]
+    ok = sum(float(l.rsplit(" ", 1)[1]) for l in calls if 'outcome="ok"' in l)
+    denied = sum(float(l.rsplit(" ", 1)[1]) for l in calls if 'outcome="denied"' in l)
+    assert ok >= 1 and denied >= 3, calls
+    assert "heliograph_plugin_call_seconds" in str(text)
 
 
 def test_plugin_api_permissions_and_precise_refusals(server):

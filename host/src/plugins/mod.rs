@@ -681,10 +681,13 @@ impl Inner {
                     Outcome::Denied
                 };
                 slot.stats.record(outcome, elapsed);
+                let label = if result.is_ok() { "ok" } else { "denied" };
+                record_metrics(&slot.tenant, &slot.slot, label, elapsed);
                 Ok(AuthOutcome { version, result })
             }
             Err((cause, detail)) => {
                 slot.stats.record(Outcome::Failed(cause), elapsed);
+                record_metrics(&slot.tenant, &slot.slot, cause.as_str(), elapsed);
                 tracing::warn!(tenant = %slot.tenant, plugin = %slot.slot, version,
                     cause = %cause, elapsed_ms = elapsed.as_millis() as u64,
                     "plugin call failed (authentication fails closed): {detail}");
@@ -782,4 +785,28 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| InstallError::Internal(format!("plugin task failed: {e}")))
+}
+
+/// Prometheus metrics of one plugin call: `heliograph_plugin_calls_total{world,outcome}`
+/// and `heliograph_plugin_call_seconds{world}`, with `tenant` and `plugin` labels only when
+/// per-tenant labels are on (see `crate::metrics`), so cardinality stays bounded.
+fn record_metrics(tenant: &str, slot: &str, outcome: &'static str, elapsed: std::time::Duration) {
+    let mut labels = vec![
+        ("world", "authenticator".to_string()),
+        ("outcome", outcome.to_string()),
+    ];
+    if crate::metrics::per_tenant() {
+        labels.push(("tenant", tenant.to_string()));
+        labels.push(("plugin", slot.to_string()));
+    }
+    let labels: Vec<metrics::Label> = labels
+        .into_iter()
+        .map(|(k, v)| metrics::Label::new(k, v))
+        .collect();
+    metrics::counter!("heliograph_plugin_calls_total", labels.clone()).increment(1);
+    let timing: Vec<metrics::Label> = labels
+        .into_iter()
+        .filter(|l| l.key() != "outcome")
+        .collect();
+    metrics::histogram!("heliograph_plugin_call_seconds", timing).record(elapsed.as_secs_f64());
 }
