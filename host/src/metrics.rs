@@ -7,6 +7,8 @@
 //! - `sessions{transport[,tenant]}` (gauge, bound now);
 //! - `logins_total{transport[,tenant]}`, `login_failures_total{transport,cause}`;
 //! - `stanzas_in_total{transport,kind}`, `stanzas_out_total{transport,kind}`;
+//! - `plugin_calls_total{world,outcome[,tenant,plugin]}`, `plugin_call_seconds{world[,...]}`
+//!   (recorded by `crate::plugins`);
 //! - `process_resident_memory_bytes` (read from `/proc/self/statm` at scrape time).
 //!
 //! The `tenant` label is only added with `[metrics] per_tenant_labels = true`, so label
