@@ -47,6 +47,8 @@ pub struct Server {
     /// Tenants' WebAssembly plugins; set by [`serve`] (servers built for unit tests run
     /// without, and plugin tenants' logins then fail closed).
     pub plugins: OnceLock<PluginHost>,
+    /// Domains served inside the server by MUC, components and the like.
+    pub hosted: crate::services::hosted::HostedDomains,
 }
 
 impl Server {
@@ -73,6 +75,7 @@ impl Server {
             verified_passwords,
             edge: crate::edge::Edge::default(),
             plugins: OnceLock::new(),
+            hosted: Default::default(),
         })
     }
 
@@ -103,13 +106,22 @@ impl Server {
 
     /// True if users of `from_domain` may exchange stanzas with `to_domain` (same tenant,
     /// or tenants federated with each other).
+    /// Either domain may be a hosted domain (MUC service, component), which counts as
+    /// its tenant's.
     pub fn can_reach(&self, from_domain: &str, to_domain: &str) -> bool {
         if from_domain == to_domain {
             return true;
         }
         let snap = self.tenants.snapshot();
-        match (snap.by_domain(from_domain), snap.by_domain(to_domain)) {
-            (Some(a), Some(b)) => b.enabled() && a.can_reach(b),
+        let tenant = |domain: &str| match snap.by_domain(domain) {
+            Some(t) => Some(t.clone()),
+            None => self
+                .hosted
+                .get(self, domain)
+                .and_then(|h| snap.by_name(h.tenant()).cloned()),
+        };
+        match (tenant(from_domain), tenant(to_domain)) {
+            (Some(a), Some(b)) => a.enabled() && b.enabled() && a.can_reach(&b),
             _ => false,
         }
     }

@@ -1,8 +1,41 @@
 //! Classifies a stanza's `to` address: the server itself, a local account (bare or full),
-//! or a domain not served here.
+//! a hosted domain (MUC service, component), or a domain not served here.
 
+use std::sync::Arc;
+
+use super::hosted::HostedDomain;
 use crate::server::Server;
 use crate::storage::Account;
+
+/// A hosted domain a stanza is addressed to (see [`super::hosted`]).
+#[derive(Clone)]
+pub struct HostedTarget {
+    /// The domain part of the address.
+    pub domain: String,
+    /// What serves it.
+    pub hosted: Arc<dyn HostedDomain>,
+}
+
+impl std::ops::Deref for HostedTarget {
+    type Target = Arc<dyn HostedDomain>;
+    fn deref(&self) -> &Self::Target {
+        &self.hosted
+    }
+}
+
+impl std::fmt::Debug for HostedTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Hosted({}, {})", self.domain, self.hosted.kind())
+    }
+}
+
+impl PartialEq for HostedTarget {
+    fn eq(&self, other: &Self) -> bool {
+        self.domain == other.domain && Arc::ptr_eq(&self.hosted, &other.hosted)
+    }
+}
+
+impl Eq for HostedTarget {}
 
 /// Where a stanza is going.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +48,8 @@ pub enum Target {
     Bare(Account),
     /// A local account's full JID.
     Full(Account, String),
+    /// A JID on a hosted domain (MUC service, component) reachable from the sender.
+    Hosted(HostedTarget),
     /// A JID on a domain not served here, or of a tenant the sender cannot reach.
     Remote(String),
 }
@@ -23,6 +58,12 @@ pub enum Target {
 /// of the sender's tenant). Domains of other tenants are out of reach unless the two
 /// tenants federate, so they look like remote domains: tenants are isolated by default.
 pub fn classify(server: &Server, from: &Account, to: Option<&str>) -> Target {
+    classify_from_domain(server, &from.domain, to)
+}
+
+/// [`classify`] for a sender identified by its domain only (a tenant domain or a hosted
+/// domain).
+pub fn classify_from_domain(server: &Server, from_domain: &str, to: Option<&str>) -> Target {
     let Some(to) = to else {
         return Target::OwnAccount;
     };
@@ -30,7 +71,16 @@ pub fn classify(server: &Server, from: &Account, to: Option<&str>) -> Target {
         return Target::Remote(to.to_string());
     };
     let domain = jid.domain().as_str();
-    if !server.serves_domain(domain) || !server.can_reach(&from.domain, domain) {
+    if !server.serves_domain(domain) {
+        return match server.hosted.get(server, domain) {
+            Some(hosted) if server.can_reach(from_domain, domain) => Target::Hosted(HostedTarget {
+                domain: domain.to_string(),
+                hosted,
+            }),
+            _ => Target::Remote(domain.to_string()),
+        };
+    }
+    if !server.can_reach(from_domain, domain) {
         return Target::Remote(domain.to_string());
     }
     match (jid.node(), jid.resource()) {

@@ -58,6 +58,7 @@ pub async fn from_client(server: &Arc<Server>, entry: &Arc<SessionEntry>, iq: El
         Target::Full(account, resource) => {
             to_full_jid(server, entry, &account, &resource, iq).await
         }
+        Target::Hosted(h) => h.deliver(server.clone(), iq).await,
         Target::Remote(domain) => {
             if is_request || kind == "result" {
                 let text = format!("{domain} is not served here");
@@ -75,7 +76,7 @@ fn payload_ns(iq: &Element) -> &str {
 }
 
 /// Requests the server answers itself.
-fn server_handlers(iq: &Element) -> Option<Element> {
+pub(crate) fn server_handlers(iq: &Element) -> Option<Element> {
     match payload_ns(iq) {
         ns::DISCO_INFO => disco::server_info(iq),
         ns::DISCO_ITEMS => disco::server_items(iq),

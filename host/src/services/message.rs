@@ -26,6 +26,7 @@ pub async fn from_client(server: &Arc<Server>, entry: &Arc<SessionEntry>, mut ms
         Target::Full(account, resource) => {
             to_account(server, entry, &account, Some(&resource), msg).await
         }
+        Target::Hosted(h) => h.deliver(server.clone(), msg).await,
         Target::Server(_) => {
             if !matches!(
                 stanza::stanza_type(&msg),

@@ -8,6 +8,7 @@
 pub mod addressing;
 pub mod blocking;
 pub mod disco;
+pub mod hosted;
 pub mod iq;
 pub mod message;
 pub mod offline;

@@ -238,6 +238,10 @@ async fn to_directed(
         let sessions = match classify(server, &entry.account, Some(to)) {
             Target::Full(acc, res) => server.router.resource(&acc, &res).into_iter().collect(),
             Target::Bare(acc) => available_sessions(server, &acc),
+            Target::Hosted(h) => {
+                h.deliver(server.clone(), addressed(presence, to)).await;
+                continue;
+            }
             _ => continue,
         };
         if let Some(first) = sessions.first()
@@ -268,6 +272,22 @@ async fn directed(server: &Arc<Server>, entry: &Arc<SessionEntry>, presence: Ele
         Target::Bare(acc) => {
             let s = available_sessions(server, &acc);
             (acc, s)
+        }
+        Target::Hosted(h) => {
+            // A hosted entity (a MUC room, a component) sees directed presence, and gets
+            // unavailable presence when the session ends (RFC 6121 §4.6.3).
+            let unavailable = stanza::stanza_type(&presence) == "unavailable";
+            h.deliver(server.clone(), presence).await;
+            if unavailable {
+                entry.update_presence(|p| p.directed.retain(|j| *j != to));
+            } else {
+                entry.update_presence(|p| {
+                    if !p.directed.contains(&to) {
+                        p.directed.push(to);
+                    }
+                });
+            }
+            return;
         }
         // Presence to the server itself or to domains not served here is dropped.
         _ => return,
@@ -402,6 +422,11 @@ async fn subscription_from_client(
             );
         }
         Target::Server(_) => return,
+        Target::Hosted(h) => {
+            // RFC 6121 §3.1.2: subscription stanzas go from the bare JID.
+            presence.set_attr("from", entry.account.to_string());
+            return h.deliver(server.clone(), presence).await;
+        }
     };
     if contact == entry.account {
         // Users are implicitly subscribed to themselves.
