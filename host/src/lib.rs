@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod edge;
 pub mod metrics;
+pub mod muc;
 pub mod plugins;
 pub mod router;
 pub mod sasl;
