@@ -145,6 +145,7 @@ pub fn error_reply(original: &Element, cond: Condition, text: Option<&str>) -> O
     if is_error(original) {
         return None;
     }
+    crate::metrics::stanza_error(cond.name());
     let mut reply = Element::new(original.name(), ns::CLIENT);
     if let Some(id) = original.attr("id") {
         reply.set_attr("id", id);

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::web::{admin_get, http};
+use common::web::{
+    Bosh, WsClient, admin_get, bosh_post, http, terminate_condition, ws_connect_status,
+};
 use common::{RawClient, TestServer, connect_from};
 use heliograph::xml::{Element, ns};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -543,4 +545,276 @@ async fn behind_real_haproxy_with_send_proxy_v2() {
         let address = session["address"].as_str().unwrap();
         assert!(address.starts_with("192.0.2.5:"), "{s:?}");
     }
+}
+
+/// The ids of the chat messages in `events`.
+fn message_ids(events: impl IntoIterator<Item = Element>) -> Vec<usize> {
+    events
+        .into_iter()
+        .filter(|e| e.is("message", ns::CLIENT))
+        .filter_map(|e| {
+            e.attr("id")
+                .and_then(|id| id.strip_prefix("m")?.parse().ok())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn drain_loses_nothing_queued_for_a_client_that_stopped_reading() {
+    const N: usize = 1500;
+    let mut server = TestServer::start(
+        &[("alice", "wonderland"), ("bob", "builder")],
+        "[drain]\ngrace_period = 1\ndeadline = 3\n",
+    )
+    .with_c2s("max_offline_messages = 10000\nsession_queue = 256\n");
+    let (mut alice, _) = RawClient::login(&server.starttls, "alice", "wonderland", None).await;
+    let (mut bob, bob_jid) = RawClient::login(&server.starttls, "bob", "builder", None).await;
+    bob.send_raw("<presence/>").await;
+    // Bob stops reading. 1,500 messages of 8 KiB (12 MiB) fill the socket buffers, the
+    // session's write blocks and its queue fills up behind it.
+    let filler = "x".repeat(8192);
+    for i in 0..N {
+        let mut m = chat(&bob_jid, &filler);
+        m.set_attr("id", format!("m{i}"));
+        alice.send(&m).await;
+    }
+    // The server handles a stream in order: once the ping is answered, every message
+    // before it was accepted.
+    alice
+        .send_raw("<iq type='get' id='sync'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    alice
+        .next_matching(|e| e.is("iq", ns::CLIENT) && e.attr("id") == Some("sync"))
+        .await;
+
+    let (status, body) = post_admin(&server, "/api/v1/drain").await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        server.log_text()
+    );
+    // What reached bob's socket before the server went away...
+    let mut got = Vec::new();
+    while let Some(ev) = bob.next_event().await {
+        if let heliograph::xml::StreamEvent::Stanza(el) = ev {
+            got.push(el);
+        }
+    }
+    let mut seen: std::collections::BTreeSet<usize> = message_ids(got).into_iter().collect();
+    let direct = seen.len();
+    assert!(
+        direct < N,
+        "bob's buffers took everything; the test proves nothing"
+    );
+    // ...and what was stored for him instead.
+    server.launch();
+    let (mut bob, _) = RawClient::login(&server.starttls, "bob", "builder", None).await;
+    bob.send_raw("<presence/>").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.len() < N && Instant::now() < deadline {
+        let el = bob.next().await;
+        seen.extend(message_ids([el]));
+    }
+    let missing: Vec<_> = (0..N).filter(|i| !seen.contains(i)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} messages lost ({direct} read before the drain): first {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+}
+
+#[tokio::test]
+async fn metrics_cover_bosh_websocket_errors_storage_and_queues() {
+    let server = TestServer::start_http(&[("alice", "wonderland"), ("bob", "builder")], "");
+    let (mut ws, alice_jid) = WsClient::login(&server.http, "alice", "wonderland").await;
+    let (mut bosh, _) = Bosh::login(&server.http, "bob", "builder", "wait='2' hold='1'").await;
+    // A message to an account that does not exist: a routing error.
+    ws.send("<message xmlns='jabber:client' to='nobody@localhost' type='chat' id='e1'><body>x</body></message>")
+        .await;
+    let err = ws.next_matching(|e| e.attr("id") == Some("e1")).await;
+    assert_eq!(err.attr("type"), Some("error"), "{err}");
+    bosh.send(&format!(
+        "<message xmlns='jabber:client' to='{alice_jid}' type='chat'><body>hi</body></message>"
+    ))
+    .await;
+    ws.next_matching(|e| e.is("message", ns::CLIENT)).await;
+
+    let (_, text) = get(&format!("http://{}/metrics", server.admin)).await;
+    let samples = parse_prometheus(&text);
+    for transport in ["bosh", "websocket"] {
+        let t = format!("transport=\"{transport}\"");
+        for name in [
+            "heliograph_logins_total",
+            "heliograph_connections_total",
+            "heliograph_connections",
+            "heliograph_sessions",
+        ] {
+            assert!(
+                sum_matching(&samples, name, &t) >= 1.0,
+                "{name} {t}: {text}"
+            );
+        }
+    }
+    assert!(
+        sum_matching(
+            &samples,
+            "heliograph_stanzas_in_total",
+            "transport=\"bosh\",kind=\"message\""
+        ) + sum_matching(
+            &samples,
+            "heliograph_stanzas_in_total",
+            "kind=\"message\",transport=\"bosh\""
+        ) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        sum_matching(
+            &samples,
+            "heliograph_stanza_errors_total",
+            "condition=\"service-unavailable\""
+        ) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        sum_matching(&samples, "heliograph_storage_seconds_count", "") >= 1.0,
+        "{text}"
+    );
+    assert!(
+        samples.contains_key("heliograph_session_queue_stanzas"),
+        "{text}"
+    );
+    assert!(
+        samples.contains_key("heliograph_session_queue_max_stanzas"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn http_listener_limits_unauthenticated_connections_and_addresses() {
+    let server = TestServer::start_full(
+        &[("alice", "wonderland")],
+        "[limits]\nmax_unauthenticated = 2\n",
+        "",
+        "max_connections_per_address = 3\n",
+    );
+    // Two WebSockets that never log in take every unauthenticated slot.
+    let mut idle = vec![
+        WsClient::connect(&server.http).await,
+        WsClient::connect(&server.http).await,
+    ];
+    idle[0].open_and_features().await;
+    assert_eq!(
+        ws_connect_status(&server.http, Some("xmpp"), None).await,
+        503
+    );
+    let body = bosh_post(
+        &server.http,
+        "<body rid='1' to='localhost' xml:lang='en' ver='1.6' wait='5' hold='1' \
+         xmlns='http://jabber.org/protocol/httpbind'/>",
+    )
+    .await
+    .element();
+    assert_eq!(
+        terminate_condition(&body).as_deref(),
+        Some("policy-violation"),
+        "{body}"
+    );
+    // One of them goes away: a login works again.
+    drop(idle.pop());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if ws_connect_status(&server.http, Some("xmpp"), None).await == 101 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the slot was not given back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // TCP connections per address: the fourth from 127.0.0.3 is closed at once, another
+    // address is unaffected.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(connect_from(&server.http, "127.0.0.3").await);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut fourth = connect_from(&server.http, "127.0.0.3").await;
+    let _ = fourth.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), fourth.read(&mut buf))
+        .await
+        .expect("closed at once")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "{}", String::from_utf8_lossy(&buf[..n]));
+    let mut other = connect_from(&server.http, "127.0.0.4").await;
+    other
+        .write_all(b"GET /nothing HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    other.read_to_end(&mut reply).await.unwrap();
+    assert!(
+        reply.starts_with(b"HTTP/1.1 404"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+    let (_, text) = get(&format!("http://{}/metrics", server.admin)).await;
+    let samples = parse_prometheus(&text);
+    assert!(
+        sum_matching(
+            &samples,
+            "heliograph_connections_refused_total",
+            "address_limit"
+        ) >= 1.0,
+        "{text}"
+    );
+    drop(held);
+}
+
+#[tokio::test]
+async fn bosh_login_rate_is_per_forwarded_address() {
+    let server = TestServer::start_full(
+        &[("alice", "wonderland")],
+        "[limits]\nlogin_rate_per_address = 1\nlogin_burst_per_address = 1\n",
+        "",
+        "trusted_proxies = [\"127.0.0.1\"]\nmax_auth_attempts = 10\nrequire_tls = false\n",
+    );
+    let wrong = base64_plain("alice", "not-the-password");
+    let flooder = [("x-forwarded-for", "203.0.113.5")];
+    let mut b = Bosh::create_with_headers(&server.http, "wait='5' hold='1'", &flooder).await;
+    for _ in 0..3 {
+        b.send(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{wrong}</auth>"
+        ))
+        .await;
+        let r = b.next_matching(|e| e.ns() == ns::SASL).await;
+        assert!(r.is("failure", ns::SASL), "{r}");
+    }
+    // Another address logs in at once.
+    let started = Instant::now();
+    let mut other = Bosh::create_with_headers(
+        &server.http,
+        "wait='5' hold='1'",
+        &[("x-forwarded-for", "203.0.113.6")],
+    )
+    .await;
+    other.login_plain("alice", "wonderland").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let (_, text) = get(&format!("http://{}/metrics", server.admin)).await;
+    let samples = parse_prometheus(&text);
+    assert!(
+        sum_matching(&samples, "heliograph_login_attempts_delayed_total", "") >= 1.0,
+        "{text}"
+    );
+}
+
+fn base64_plain(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"))
 }

@@ -193,7 +193,8 @@ impl Default for C2sListener {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitSettings {
-    /// Connections that have not authenticated yet, on all c2s listeners (0 = no limit).
+    /// Connections (TCP streams, BOSH sessions, WebSockets) that have not authenticated
+    /// yet, on all listeners (0 = no limit).
     pub max_unauthenticated: usize,
     /// Login attempts per second per client address (0 = no limit); faster attempts wait.
     pub login_rate_per_address: u32,
@@ -302,6 +303,11 @@ pub struct HttpListener {
     pub bosh_max_pause: u64,
     /// Concurrent BOSH and WebSocket sessions per client address (0 = no limit).
     pub max_sessions_per_address: usize,
+    /// Open TCP connections on this listener (0 = no limit).
+    pub max_connections: usize,
+    /// Open TCP connections per connecting address (the PROXY protocol source when
+    /// enabled, else the peer; 0 = no limit).
+    pub max_connections_per_address: usize,
     /// Failed SASL attempts allowed per session.
     pub max_auth_attempts: u32,
 }
@@ -330,6 +336,8 @@ impl Default for HttpListener {
             bosh_polling: 2,
             bosh_max_pause: 120,
             max_sessions_per_address: 100,
+            max_connections: 100_000,
+            max_connections_per_address: 0,
             max_auth_attempts: 3,
         }
     }
@@ -362,6 +370,9 @@ pub struct C2sSettings {
     pub max_offline_messages: usize,
     /// Capacity of a session's inbound queue (stanzas routed to it).
     pub session_queue: usize,
+    /// Seconds a write to a client may take before the session is closed as not reading;
+    /// the messages it had not received are routed again (another resource or offline).
+    pub write_timeout: u64,
 }
 
 impl Default for C2sSettings {
@@ -371,6 +382,7 @@ impl Default for C2sSettings {
             ping_timeout: 30,
             max_offline_messages: 1000,
             session_queue: 1024,
+            write_timeout: 60,
         }
     }
 }

@@ -106,6 +106,26 @@ pub async fn run(server: &Arc<Server>) {
     }
 }
 
+/// After a session ended in the middle of a write: the messages that write carried may
+/// not have reached the client, so they are routed again (another resource or offline
+/// storage). A client that did receive part of them may see one twice; none is lost.
+pub async fn rescue_unwritten(
+    server: &Arc<Server>,
+    account: &Account,
+    unwritten: Vec<crate::xml::Element>,
+) {
+    if unwritten.is_empty() {
+        return;
+    }
+    tracing::info!(
+        messages = unwritten.len(),
+        "messages of an unfinished write routed again after the session ended"
+    );
+    for el in unwritten {
+        crate::services::message::deliver(server, account, None, el, None).await;
+    }
+}
+
 /// After a session ended (drain, or any close): messages still in its queue were accepted
 /// by the router but never written to the client. They are routed again, now without
 /// this session, so they reach another resource or offline storage instead of being lost

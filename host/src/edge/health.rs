@@ -31,7 +31,7 @@ pub fn handle(server: &Server, method: &Method, path: &str) -> Option<ApiRespons
             // Read at scrape time: the count goes down in many places (bind, any close).
             metrics::gauge!("heliograph_unauthenticated_connections")
                 .set(server.edge.limits.unauthenticated() as f64);
-            Some(match crate::metrics::render() {
+            Some(match crate::metrics::render(server.router.queue_depths()) {
                 Some(body) => text(StatusCode::OK, body, "text/plain; version=0.0.4"),
                 None => text(
                     StatusCode::NOT_FOUND,

@@ -14,6 +14,9 @@ use dashmap::DashMap;
 
 use crate::tenants::rate::TokenBucket;
 
+/// The SASL2 namespace (XEP-0388): its `<authenticate/>` is a login attempt too.
+const SASL2: &str = "urn:xmpp:sasl:2";
+
 /// Beyond this many tracked addresses, idle login buckets are forgotten (memory bound).
 const MAX_TRACKED_LOGIN_ADDRESSES: usize = 100_000;
 
@@ -116,6 +119,41 @@ impl Limits {
             },
         };
         entry.take(now)
+    }
+}
+
+/// The login attempt rate per client address, for every transport: a SASL `<auth/>` (or
+/// SASL2 `<authenticate/>`) over the rate waits before the session core sees it.
+pub struct LoginGate {
+    pub server: Arc<crate::server::Server>,
+    pub ip: IpAddr,
+}
+
+impl LoginGate {
+    /// Waits if `ev` is a login attempt on a stream not yet bound and the address is over
+    /// its rate.
+    pub async fn before(&self, bound: bool, ev: &crate::xml::StreamEvent) {
+        if !bound
+            && let crate::xml::StreamEvent::Stanza(el) = ev
+            && (el.is("auth", crate::xml::ns::SASL) || el.is("authenticate", SASL2))
+        {
+            self.wait().await;
+        }
+    }
+
+    /// Waits if the address is over its login rate (counting this attempt).
+    pub async fn wait(&self) {
+        let cfg = self.server.config();
+        let wait = self.server.edge.limits.login_attempt(
+            self.ip,
+            cfg.limits.login_rate_per_address,
+            cfg.limits.login_burst_per_address,
+        );
+        if !wait.is_zero() {
+            metrics::counter!("heliograph_login_attempts_delayed_total").increment(1);
+            // Bounded: the negotiation timeout ends the connection soon after anyway.
+            tokio::time::sleep(wait.min(Duration::from_secs(60))).await;
+        }
     }
 }
 

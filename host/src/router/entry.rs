@@ -3,7 +3,7 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
 
@@ -136,6 +136,20 @@ impl SessionEntry {
         }
     }
 
+    /// Queues a stanza, waiting up to `limit` for room in the queue instead of treating a
+    /// full queue as a slow client. Only for tasks other than the session's own (which
+    /// empties the queue): bulk deliveries such as offline messages. Hands the stanza back
+    /// if the session is gone or no room came in time.
+    pub async fn send_waiting(&self, stanza: Element, limit: Duration) -> Result<(), Element> {
+        match tokio::time::timeout(limit, self.tx.reserve()).await {
+            Ok(Ok(permit)) => {
+                permit.send(SessionMsg::Stanza(Box::new(stanza)));
+                Ok(())
+            }
+            _ => Err(stanza),
+        }
+    }
+
     /// Asks the session to close its stream with an error. Uses a spawned send when the
     /// queue is full so the request is never lost.
     pub fn close(&self, cond: StreamErrorCondition, text: Option<&str>) {
@@ -146,6 +160,11 @@ impl SessionEntry {
                 let _ = tx.send(msg).await;
             });
         }
+    }
+
+    /// Stanzas (and close requests) waiting in the session's outgoing queue.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
     }
 
     /// True while the session task is alive.

@@ -107,6 +107,20 @@ impl Router {
     }
 
     /// Every session, for shutdown.
+    /// Stanzas waiting in all sessions' outgoing queues, and the deepest queue (metrics).
+    pub fn queue_depths(&self) -> (usize, usize) {
+        let mut total = 0;
+        let mut deepest = 0;
+        for e in self.accounts.iter() {
+            for s in e.value() {
+                let q = s.queued();
+                total += q;
+                deepest = deepest.max(q);
+            }
+        }
+        (total, deepest)
+    }
+
     pub fn all_entries(&self) -> Vec<Arc<SessionEntry>> {
         self.accounts
             .iter()

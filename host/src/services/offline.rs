@@ -44,8 +44,15 @@ pub async fn store(server: &Arc<Server>, account: &Account, msg: &Element) -> bo
     .await
 }
 
-/// Delivers every stored message to a session that just became available.
-pub async fn deliver(server: &Arc<Server>, entry: &Arc<SessionEntry>) {
+/// Delivers every stored message to a session that just became available, from a task
+/// of its own: it waits for room in the session's queue, so an account with more stored
+/// messages than the queue holds gets them all instead of being closed as a slow client.
+pub fn deliver(server: &Arc<Server>, entry: &Arc<SessionEntry>) {
+    let (server, entry) = (server.clone(), entry.clone());
+    tokio::spawn(async move { deliver_now(&server, &entry).await });
+}
+
+async fn deliver_now(server: &Arc<Server>, entry: &Arc<SessionEntry>) {
     let store = server.storage.offline.clone();
     let account = entry.account.clone();
     let messages = storage::blocking(move || store.take_all(&account)).await;
@@ -57,7 +64,9 @@ pub async fn deliver(server: &Arc<Server>, entry: &Arc<SessionEntry>) {
         }
     };
     let limits = server.parser_limits();
-    for m in messages {
+    let wait = Duration::from_secs(server.config().c2s.write_timeout.max(1));
+    let mut messages = messages.into_iter();
+    while let Some(m) = messages.next() {
         let Ok(mut el) = parser::parse_element(m.stanza.as_bytes(), ns::CLIENT, limits) else {
             tracing::error!(jid = %entry.account, "dropping unreadable offline message");
             continue;
@@ -70,9 +79,13 @@ pub async fn deliver(server: &Arc<Server>, entry: &Arc<SessionEntry>) {
                 .with_attr("stamp", xep82_millis(stamp))
                 .with_text("Offline storage"),
         );
-        if !entry.send(el) {
-            // The session went away mid-delivery: put the message back.
-            let _ = store_raw(server, &entry.account, m).await;
+        if entry.send_waiting(el, wait).await.is_err() {
+            // The session went away (or stopped reading) mid-delivery: put this message
+            // and the rest back, in order.
+            for m in std::iter::once(m).chain(messages) {
+                let _ = store_raw(server, &entry.account, m).await;
+            }
+            return;
         }
     }
 }

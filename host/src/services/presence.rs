@@ -194,7 +194,7 @@ async fn available(server: &Arc<Server>, entry: &Arc<SessionEntry>, presence: El
         for item in roster.items.iter().filter(|i| i.pending_in) {
             entry.send(pending_request(server, item, &entry.account));
         }
-        offline::deliver(server, entry).await;
+        offline::deliver(server, entry);
     }
 }
 

@@ -95,6 +95,10 @@ pub struct StreamCore {
     entry: Option<Arc<SessionEntry>>,
     /// Counts this session against its tenant's `max_sessions` while bound.
     tenant_slot: Option<crate::tenants::registry::SessionSlot>,
+    /// Counts the session in the metrics while it is bound.
+    bound_metric: Option<crate::metrics::BoundSession>,
+    /// The transport's unauthenticated-connection slot, given back once bound.
+    unauth: Option<crate::edge::limits::UnauthPermit>,
     next_ping: u64,
 }
 
@@ -119,6 +123,8 @@ impl StreamCore {
             session_tx,
             entry: None,
             tenant_slot: None,
+            bound_metric: None,
+            unauth: None,
             next_ping: 0,
         }
     }
@@ -161,20 +167,44 @@ impl StreamCore {
         self.header_sent = false;
     }
 
+    /// Holds the transport's unauthenticated-connection slot until the session is bound
+    /// (slowloris limit shared by every listener).
+    pub fn hold_until_bound(&mut self, permit: crate::edge::limits::UnauthPermit) {
+        self.unauth = Some(permit);
+    }
+
     /// Handles one parsed stream event.
     pub async fn on_event(&mut self, ev: StreamEvent) -> Vec<Action> {
-        match ev {
+        let actions = match ev {
             StreamEvent::Open(h) => self.on_header(h),
-            StreamEvent::Stanza(el) => self.on_element(el).await,
+            StreamEvent::Stanza(el) => {
+                if self.entry.is_some() {
+                    crate::metrics::stanza_in(self.facts.transport.as_str(), el.name());
+                }
+                self.on_element(el).await
+            }
             StreamEvent::Close => self.close(None),
-        }
+        };
+        self.count_out(&actions);
+        actions
     }
 
     /// Handles a message from the rest of the server for the bound session.
     pub fn on_mailbox(&mut self, msg: SessionMsg) -> Vec<Action> {
-        match msg {
+        let actions = match msg {
             SessionMsg::Stanza(el) => vec![Action::Send(*el)],
             SessionMsg::Close(cond, text) => self.close(Some((cond, text.map(String::from)))),
+        };
+        self.count_out(&actions);
+        actions
+    }
+
+    /// Counts what goes to the client in the metrics (stanzas by kind, login failures).
+    fn count_out(&self, actions: &[Action]) {
+        for a in actions {
+            if let Action::Send(el) = a {
+                crate::metrics::element_out(self.facts.transport.as_str(), el);
+            }
         }
     }
 
@@ -535,6 +565,11 @@ impl StreamCore {
                 .collect();
         };
         self.tenant_slot = Some(slot);
+        self.unauth = None;
+        self.bound_metric = Some(crate::metrics::session_bound(
+            self.facts.transport.as_str(),
+            &tenant.name,
+        ));
         let transport = self.transport();
         let entry = Arc::new(SessionEntry::new(
             crate::router::next_session_id(),
@@ -628,6 +663,7 @@ impl StreamCore {
             crate::services::session_ended(&self.server, &entry).await;
             self.server.router.unregister(&entry.account, entry.id);
             self.tenant_slot = None;
+            self.bound_metric = None;
             tracing::info!(jid = %entry.full_jid, "session ended");
         }
     }

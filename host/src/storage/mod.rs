@@ -213,8 +213,12 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    let started = std::time::Instant::now();
     match tokio::task::spawn_blocking(f).await {
-        Ok(v) => v,
+        Ok(v) => {
+            crate::metrics::storage_call(started.elapsed());
+            v
+        }
         Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
 }

@@ -22,7 +22,7 @@ use super::io::ClientIo;
 use super::listener::{ConnectionTracker, Shutdown};
 use super::tls::TlsStore;
 use crate::config::{C2sListener, TlsMode};
-use crate::edge::limits::{Refusal, UnauthPermit};
+use crate::edge::limits::{LoginGate, Refusal, UnauthPermit};
 use crate::router::SessionMsg;
 use crate::server::Server;
 use crate::session::{Action, ConnFacts, ListenerPolicy, StreamCore, StreamErrorCondition};
@@ -83,12 +83,9 @@ pub async fn serve(
                 let trusted = trusted.clone();
                 tokio::spawn(
                     async move {
-                        metrics::counter!("heliograph_connections_total", "transport" => "tcp")
-                            .increment(1);
-                        let open = metrics::gauge!("heliograph_connections", "transport" => "tcp");
-                        open.increment(1.0);
+                        let open = crate::metrics::connection_opened("tcp");
                         conn.admit_and_run(stream, &live, &trusted).await;
-                        open.decrement(1.0);
+                        drop(open);
                         drop(guard);
                     }
                     .instrument(span),
@@ -103,16 +100,14 @@ pub async fn serve(
     }
 }
 
+/// How long a pending write may go on once shutdown is requested.
+const SHUTDOWN_WRITE_GRACE: Duration = Duration::from_secs(2);
+
 /// Connection ids for logs, unique in the process.
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
 fn refused(reason: Refusal) {
-    metrics::counter!(
-        "heliograph_connections_refused_total",
-        "transport" => "tcp",
-        "reason" => reason.label()
-    )
-    .increment(1);
+    crate::metrics::connection_refused("tcp", reason.label());
 }
 
 struct Connection {
@@ -187,7 +182,6 @@ impl Connection {
         let _ = stream.set_nodelay(true);
         let negotiation = negotiation_deadline.saturating_duration_since(Instant::now());
         let mut unauth = Some(unauth);
-        let mut session_gauge: Option<metrics::Gauge> = None;
         let login_gate = LoginGate {
             server: self.server.clone(),
             ip: self.peer.ip(),
@@ -215,6 +209,8 @@ impl Connection {
         let mut core = StreamCore::new(self.server.clone(), facts, tx);
         let mut parser = StreamParser::new(self.server.parser_limits());
         let mut out = String::new();
+        // Messages serialized into `out` but not yet written out (see `apply`).
+        let mut unwritten: Vec<crate::xml::Element> = Vec::new();
         let timers = Timers::new(&self.server, &self.listener);
         let mut last_rx = Instant::now();
         let mut ping_sent: Option<Instant> = None;
@@ -292,15 +288,6 @@ impl Connection {
                     .unwrap_or_default();
                 self.span.record("jid", entry.full_jid.as_str());
                 self.span.record("tenant", tenant.as_str());
-                let gauge = if crate::metrics::per_tenant() {
-                    metrics::counter!("heliograph_logins_total", "transport" => "tcp", "tenant" => tenant.clone()).increment(1);
-                    metrics::gauge!("heliograph_sessions", "transport" => "tcp", "tenant" => tenant)
-                } else {
-                    metrics::counter!("heliograph_logins_total", "transport" => "tcp").increment(1);
-                    metrics::gauge!("heliograph_sessions", "transport" => "tcp")
-                };
-                gauge.increment(1.0);
-                session_gauge = Some(gauge);
             }
             if shaper.is_none()
                 && let Some(entry) = core.bound()
@@ -313,7 +300,10 @@ impl Connection {
                     Instant::now().into_std(),
                 );
             }
-            match self.apply(&mut io, &mut out, &mut parser, actions).await {
+            match self
+                .apply(&mut io, &mut out, &mut unwritten, &mut parser, actions)
+                .await
+            {
                 Flow::Continue => {}
                 Flow::Stop => break,
                 Flow::StartTls => match self.upgrade(io, core.domain(), negotiation_deadline).await
@@ -336,12 +326,10 @@ impl Connection {
         let account = core.bound().map(|e| e.account.clone());
         core.finish().await;
         if let Some(account) = account {
+            crate::edge::drain::rescue_unwritten(&self.server, &account, unwritten).await;
             crate::edge::drain::rescue_queued(&self.server, &account, &mut rx).await;
         }
         io.shutdown().await;
-        if let Some(g) = session_gauge {
-            g.decrement(1.0);
-        }
     }
 
     fn on_timer(
@@ -384,10 +372,14 @@ impl Connection {
         Vec::new()
     }
 
+    /// Writes the actions' output. Messages stay in `unwritten` until the write that
+    /// carries them completes, so a session ending mid-write (client not reading, write
+    /// timeout, shutdown) can route them again instead of losing them.
     async fn apply(
         &self,
         io: &mut ClientIo,
         out: &mut String,
+        unwritten: &mut Vec<crate::xml::Element>,
         parser: &mut StreamParser,
         actions: Vec<Action>,
     ) -> Flow {
@@ -408,8 +400,10 @@ impl Connection {
                     out.push_str(&crate::xml::element::open_tag("stream:stream", &attrs));
                 }
                 Action::Send(el) => {
-                    count_out(&el);
-                    el.write_to(out, ns::CLIENT)
+                    el.write_to(out, ns::CLIENT);
+                    if el.name() == "message" {
+                        unwritten.push(el);
+                    }
                 }
                 Action::StartTls => flow = Flow::StartTls,
                 Action::Restart => parser.reset(),
@@ -424,7 +418,7 @@ impl Connection {
             }
         }
         if !out.is_empty() {
-            let res = io.write_all(out.as_bytes()).await;
+            let res = self.write_bounded(io, out).await;
             // Keep a small buffer for the next write; give big ones back so idle
             // sessions hold little memory.
             if out.capacity() > 1024 {
@@ -435,8 +429,27 @@ impl Connection {
             if res.is_err() {
                 return Flow::Stop;
             }
+            unwritten.clear();
         }
         flow
+    }
+
+    /// Writes `out` within `[c2s] write_timeout`, cut to [`SHUTDOWN_WRITE_GRACE`] once
+    /// shutdown is requested (a client that stopped reading must not hold up the drain).
+    async fn write_bounded(&self, io: &mut ClientIo, out: &str) -> std::io::Result<()> {
+        let limit = Duration::from_secs(self.server.config().c2s.write_timeout.max(1));
+        let mut shutdown = self.shutdown.clone();
+        let write = timeout(limit, io.write_all(out.as_bytes()));
+        tokio::pin!(write);
+        let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, "write timeout");
+        tokio::select! {
+            r = &mut write => return r.unwrap_or_else(|_| Err(timed_out())),
+            _ = shutdown.requested() => {}
+        }
+        match timeout(SHUTDOWN_WRITE_GRACE, write).await {
+            Ok(r) => r.unwrap_or_else(|_| Err(timed_out())),
+            Err(_) => Err(timed_out()),
+        }
     }
 
     async fn upgrade(
@@ -482,18 +495,7 @@ async fn drain(
                 break;
             }
         };
-        if let StreamEvent::Stanza(el) = &ev {
-            if core.bound().is_some() {
-                metrics::counter!(
-                    "heliograph_stanzas_in_total",
-                    "transport" => "tcp",
-                    "kind" => crate::metrics::stanza_kind(el.name())
-                )
-                .increment(1);
-            } else if el.is("auth", ns::SASL) {
-                login_gate.wait().await;
-            }
-        }
+        login_gate.before(core.bound().is_some(), &ev).await;
         if let (Some(bucket), StreamEvent::Stanza(_)) = (shaper.as_mut(), &ev) {
             let now = Instant::now();
             *paused_until = now + bucket.take(now.into_std());
@@ -553,61 +555,3 @@ impl Timers {
 
 /// Messages the router sends to sessions, re-exported for transports.
 pub type Mailbox = mpsc::Receiver<SessionMsg>;
-
-/// The login attempt rate per client address: a SASL `<auth/>` over the rate waits.
-struct LoginGate {
-    server: Arc<Server>,
-    ip: std::net::IpAddr,
-}
-
-impl LoginGate {
-    async fn wait(&self) {
-        let cfg = self.server.config();
-        let wait = self.server.edge.limits.login_attempt(
-            self.ip,
-            cfg.limits.login_rate_per_address,
-            cfg.limits.login_burst_per_address,
-        );
-        if !wait.is_zero() {
-            metrics::counter!("heliograph_login_attempts_delayed_total").increment(1);
-            // Bounded: the negotiation timeout ends the connection soon after anyway.
-            tokio::time::sleep(wait.min(Duration::from_secs(60))).await;
-        }
-    }
-}
-
-/// Counts a stanza or SASL failure sent to the client.
-fn count_out(el: &crate::xml::Element) {
-    if el.is("failure", ns::SASL) {
-        let cause = el
-            .first_child()
-            .map(|c| sasl_failure_cause(c.name()))
-            .unwrap_or("other");
-        metrics::counter!("heliograph_login_failures_total", "transport" => "tcp", "cause" => cause)
-            .increment(1);
-        return;
-    }
-    let kind = crate::metrics::stanza_kind(el.name());
-    if kind != "other" {
-        metrics::counter!("heliograph_stanzas_out_total", "transport" => "tcp", "kind" => kind)
-            .increment(1);
-    }
-}
-
-/// SASL failure conditions (RFC 6120 6.5), a fixed label set.
-fn sasl_failure_cause(name: &str) -> &'static str {
-    match name {
-        "aborted" => "aborted",
-        "account-disabled" => "account-disabled",
-        "credentials-expired" => "credentials-expired",
-        "encryption-required" => "encryption-required",
-        "incorrect-encoding" => "incorrect-encoding",
-        "invalid-authzid" => "invalid-authzid",
-        "invalid-mechanism" => "invalid-mechanism",
-        "malformed-request" => "malformed-request",
-        "mechanism-too-weak" => "mechanism-too-weak",
-        "not-authorized" => "not-authorized",
-        "temporary-auth-failure" => "temporary-auth-failure",
-        _ => "other",
-    }
-}

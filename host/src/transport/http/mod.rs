@@ -57,6 +57,8 @@ pub struct HttpState {
     pub tracker: Arc<ConnectionTracker>,
     pub shutdown: Shutdown,
     pub tls: bool,
+    /// Open TCP connections on this listener (for `max_connections`).
+    pub live: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Who sent a request, as the session core should see it.
@@ -107,6 +109,7 @@ pub async fn serve(
         tracker: tracker.clone(),
         shutdown: shutdown.clone(),
         tls: tls.is_some(),
+        live: Arc::default(),
         config,
         server,
     });
@@ -140,6 +143,20 @@ pub async fn serve(
                             None => return,
                         }
                     }
+                    let permit = state.server.edge.limits.admit(
+                        peer.ip(),
+                        &state.live,
+                        state.config.max_connections,
+                        state.config.max_connections_per_address,
+                    );
+                    let _permit = match permit {
+                        Ok(p) => p,
+                        Err(r) => {
+                            tracing::debug!(peer = %peer, reason = r.label(), "HTTP connection refused");
+                            crate::metrics::connection_refused("http", r.label());
+                            return;
+                        }
+                    };
                     match tls {
                         None => serve_connection(state, stream, peer).await,
                         Some(tls) => {

@@ -110,6 +110,14 @@ pub fn upgrade(
             "too many sessions from this address\n",
         );
     };
+    let max_unauth = state.server.config().limits.max_unauthenticated;
+    let Ok(unauth) = state.server.edge.limits.admit_unauthenticated(max_unauth) else {
+        crate::metrics::connection_refused("websocket", "unauthenticated_limit");
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many unauthenticated connections\n",
+        );
+    };
     let guard = state.tracker.enter();
     let on_upgrade = hyper::upgrade::on(&mut req);
     let st = state.clone();
@@ -130,6 +138,7 @@ pub fn upgrade(
                     state: st,
                     client,
                     ws,
+                    unauth: Some(unauth),
                     _guard: guard,
                     _limit: limit,
                 }
@@ -155,6 +164,8 @@ struct Connection {
     state: Arc<HttpState>,
     client: ClientInfo,
     ws: Ws,
+    /// Handed to the session core, which gives it back once bound.
+    unauth: Option<crate::edge::limits::UnauthPermit>,
     _guard: ConnectionGuard,
     _limit: AddressGuard,
 }
@@ -210,6 +221,14 @@ impl Connection {
         };
         tracing::debug!(address = %facts.address, "WebSocket connected");
         let mut core = StreamCore::new(server.clone(), facts, tx);
+        if let Some(permit) = self.unauth.take() {
+            core.hold_until_bound(permit);
+        }
+        let _open = crate::metrics::connection_opened("websocket");
+        let login_gate = crate::edge::limits::LoginGate {
+            server: server.clone(),
+            ip: self.client.addr.ip,
+        };
         let limits = server.parser_limits();
         let negotiation_deadline =
             Instant::now() + Duration::from_secs(config.negotiation_timeout.max(1));
@@ -307,6 +326,7 @@ impl Connection {
                     let now = Instant::now();
                     paused_until = now + bucket.take(now.into_std());
                 }
+                login_gate.before(core.bound().is_some(), &ev).await;
                 actions.extend(core.on_event(ev).await);
                 if shaper.is_none() {
                     shaper = core.stanza_shaper();

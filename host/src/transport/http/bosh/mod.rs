@@ -106,6 +106,11 @@ async fn create(state: &Arc<HttpState>, req: BodyRequest, client: &ClientInfo) -
         tracing::info!(address = %client.addr.display, "too many sessions from this address");
         return Bytes::from(body::terminate("policy-violation"));
     };
+    let max_unauth = state.server.config().limits.max_unauthenticated;
+    let Ok(unauth) = state.server.edge.limits.admit_unauthenticated(max_unauth) else {
+        crate::metrics::connection_refused("bosh", "unauthenticated_limit");
+        return Bytes::from(body::terminate("policy-violation"));
+    };
     let settings = state.bosh_settings.clone();
     let wait =
         Duration::from_secs(req.wait.unwrap_or(settings.max_wait.as_secs())).min(settings.max_wait);
@@ -127,10 +132,15 @@ async fn create(state: &Arc<HttpState>, req: BodyRequest, client: &ClientInfo) -
         transport: Transport::Bosh,
         policy: client.policy,
     };
-    let core = StreamCore::new(state.server.clone(), facts, tx);
+    let mut core = StreamCore::new(state.server.clone(), facts, tx);
+    core.hold_until_bound(unauth);
     let (req_tx, req_rx) = mpsc::channel(8);
     state.bosh.sessions.insert(sid.clone(), req_tx);
-    let guards: Vec<Box<dyn Send>> = vec![Box::new(state.tracker.enter()), Box::new(limit_guard)];
+    let guards: Vec<Box<dyn Send>> = vec![
+        Box::new(state.tracker.enter()),
+        Box::new(limit_guard),
+        Box::new(crate::metrics::connection_opened("bosh")),
+    ];
     let session = BoshSession::new(
         sid.clone(),
         core,
@@ -142,7 +152,11 @@ async fn create(state: &Arc<HttpState>, req: BodyRequest, client: &ClientInfo) -
         &negotiated,
         state.shutdown.clone(),
         guards,
-    );
+    )
+    .with_login_gate(crate::edge::limits::LoginGate {
+        server: state.server.clone(),
+        ip: client.addr.ip,
+    });
     tracing::info!(sid = %sid, address = %client.addr.display, wait = wait.as_secs(), hold, "BOSH session created");
     let (reply, rx) = oneshot::channel();
     tokio::spawn(session.run(Incoming { req, reply }, negotiated));

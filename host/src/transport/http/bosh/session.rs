@@ -82,6 +82,8 @@ pub struct BoshSession {
     /// Client events not yet handed to the core, in order, while the shaper pauses.
     inbound: VecDeque<StreamEvent>,
     paused_until: Instant,
+    /// The login attempt rate of the client's address.
+    login_gate: Option<crate::edge::limits::LoginGate>,
     _guards: Vec<Box<dyn Send>>,
 }
 
@@ -139,8 +141,15 @@ impl BoshSession {
             shaper: None,
             inbound: VecDeque::new(),
             paused_until: Instant::now(),
+            login_gate: None,
             _guards: guards,
         }
+    }
+
+    /// Applies the login attempt rate of the client's address to this session.
+    pub fn with_login_gate(mut self, gate: crate::edge::limits::LoginGate) -> Self {
+        self.login_gate = Some(gate);
+        self
     }
 
     /// Answers the creation request and runs the session until it ends.
@@ -418,6 +427,9 @@ impl BoshSession {
                 self.paused_until = now + bucket.take(now.into_std());
             }
             let close = matches!(ev, StreamEvent::Close);
+            if let Some(gate) = &self.login_gate {
+                gate.before(self.core.bound().is_some(), &ev).await;
+            }
             let actions = self.core.on_event(ev).await;
             self.apply(actions);
             if close && self.ending.is_none() {
