@@ -262,7 +262,13 @@ def test_swap_under_200_looping_clients_loses_no_login_and_the_new_policy_holds_
         swap_started = time.monotonic()
         install(server, "acme", "auth", wasm, allowlist_config(users, policy="v2", disabled=disabled))
         swap_returned = time.monotonic()
-        time.sleep(4)
+        # Enough logins after the swap to judge it (a loaded machine needs longer).
+        wait_until = swap_returned + 60
+        while time.monotonic() < wait_until:
+            time.sleep(0.5)
+            with lock:
+                if sum(1 for r in results if r[1] > swap_returned) >= 200:
+                    break
         # A bad upload is refused with the precise error while the clients keep going.
         _, body = install(server, "acme", "auth", b"\0asm\x0d\0\x01\0garbage", expect=400)
         assert body["error"] == "invalid_plugin", body
