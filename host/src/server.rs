@@ -49,6 +49,8 @@ pub struct Server {
     pub plugins: OnceLock<PluginHost>,
     /// Domains served inside the server by MUC, components and the like.
     pub hosted: crate::services::hosted::HostedDomains,
+    /// Live XEP-0114 component connections.
+    pub components: crate::component::Connections,
 }
 
 impl Server {
@@ -76,6 +78,12 @@ impl Server {
             edge: crate::edge::Edge::default(),
             plugins: OnceLock::new(),
             hosted: Default::default(),
+            components: Default::default(),
+        })
+        .inspect(|server| {
+            server
+                .hosted
+                .add_resolver(Arc::new(crate::component::ComponentResolver));
         })
     }
 
@@ -162,7 +170,7 @@ pub struct ServeOptions {
     /// When set, a JSON file written once every listener is bound:
     /// `{"listeners":[{"kind":"c2s","tls":"starttls","address":"127.0.0.1:40001"},
     /// {"kind":"c2s","tls":"direct",...},{"kind":"http","tls":false,...},
-    /// {"kind":"admin","address":...}],
+    /// {"kind":"component","tls":false,...},{"kind":"admin","address":...}],
     /// "admin_token_file":"...","pid":123}`. Tests use it with port 0 listeners.
     pub ready_file: Option<PathBuf>,
 }
@@ -267,6 +275,27 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             address: addr.to_string(),
         });
         tokio::spawn(crate::transport::http::serve(
+            listener,
+            Arc::new(l.clone()),
+            server.clone(),
+            l.tls.then(|| tls_ctx.clone()),
+            tracker.clone(),
+            shutdown.clone(),
+        ));
+    }
+
+    for l in &config.listen.component {
+        let listener = TcpListener::bind(l.address)
+            .await
+            .with_context(|| format!("binding component listener {}", l.address))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(address = %addr, tls = l.tls, "component listener ready");
+        ready.push(ReadyListener {
+            kind: "component",
+            tls: Some(ReadyTls::Flag(l.tls)),
+            address: addr.to_string(),
+        });
+        tokio::spawn(crate::component::listener::serve(
             listener,
             Arc::new(l.clone()),
             server.clone(),

@@ -2,7 +2,7 @@
 //! purging data), issue a tenant admin token, and reload the config file.
 //!
 //! The operator may do everything. A tenant token may show its own tenant and change its
-//! own authentication and federation settings; domains, limits, certificates, the enabled
+//! own authentication, federation and component settings; domains, limits, certificates, the enabled
 //! state and removal are the operator's.
 
 use hyper::StatusCode;
@@ -12,7 +12,7 @@ use serde_json::json;
 use super::context::Ctx;
 use super::response::{ApiError, ApiResult, json, no_content};
 use crate::tenants::manage;
-use crate::tenants::spec::{AuthMethod, TenantTls};
+use crate::tenants::spec::{AuthMethod, ComponentSpec, TenantTls};
 use crate::tenants::{Tenant, TenantSpec};
 
 /// A tenant as the API shows it.
@@ -72,6 +72,8 @@ struct TenantPatch {
     #[serde(default, with = "double_option")]
     tls: Option<Option<TenantTls>>,
     federate_with: Option<Vec<String>>,
+    /// The whole list of components (replaces the current one).
+    components: Option<Vec<ComponentSpec>>,
 }
 
 /// Distinguishes an absent field from an explicit `null`.
@@ -110,6 +112,9 @@ impl TenantPatch {
         }
         if let Some(f) = self.federate_with {
             spec.federate_with = f;
+        }
+        if let Some(c) = self.components {
+            spec.components = c;
         }
     }
 }

@@ -76,6 +76,21 @@ pub fn server_items(iq: &Element) -> Option<Element> {
     ))
 }
 
+/// disco#items on a tenant domain: the services the tenant runs on its subdomains.
+///
+/// Hook for other hosted services: append their items here (a MUC service adds
+/// `<item jid='conference.DOMAIN' name='Chatrooms'/>`), after the components.
+pub fn domain_items(server: &crate::server::Server, domain: &str, iq: &Element) -> Option<Element> {
+    if let Err(e) = check_get(iq) {
+        return e;
+    }
+    let mut query = Element::new("query", ns::DISCO_ITEMS);
+    for item in crate::component::discovery::items(server, domain) {
+        query.push_child(item);
+    }
+    Some(stanza::iq_result_with(iq, query))
+}
+
 /// disco#info on an account's bare JID.
 pub fn account_info(iq: &Element) -> Option<Element> {
     if let Err(e) = check_get(iq) {

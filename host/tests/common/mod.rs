@@ -79,6 +79,7 @@ impl TestServer {
              [[listen.c2s]]\naddress = \"127.0.0.1:0\"\ntls = \"starttls\"\n{starttls_extra}\n\
              [[listen.c2s]]\naddress = \"127.0.0.1:0\"\ntls = \"direct\"\n\
              [[listen.http]]\naddress = \"127.0.0.1:0\"\n{http_extra}\n\
+             [[listen.component]]\naddress = \"127.0.0.1:0\"\n\
              [listen.admin]\naddress = \"127.0.0.1:0\"\n",
             data.display()
         );
