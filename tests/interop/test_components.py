@@ -318,3 +318,197 @@ async def test_components_from_the_config_file_follow_reload(server, components)
     assert "not-authorized" in bot.stream_errors
     again = await components.connect(server, "bot.cfg.test", "two")
     assert again.sessionstarted
+
+
+# --- Wasm-hosted components ---------------------------------------------------
+
+import json  # noqa: E402
+import os  # noqa: E402
+import urllib.error  # noqa: E402
+import urllib.request  # noqa: E402
+from pathlib import Path  # noqa: E402
+from xml.etree import ElementTree as ET  # noqa: E402
+
+ECHO_NS = "urn:heliograph:echo-bot:0"
+ROUTER_NS = "urn:heliograph:call-router:0"
+
+
+def wasm(name: str) -> bytes:
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or (Path.home() / ".cache/heliograph-target"))
+    path = target / "plugins" / "wasm32-wasip2" / "release" / f"{name}.wasm"
+    if not path.is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"{path} is missing: tests/run.sh builds the plugins first")
+        pytest.skip(f"{path} not built (run tests/run.sh, or cargo build the plugins workspace)")
+    return path.read_bytes()
+
+
+def install_component(server, tenant: str, slot: str, name: str, config: dict | None = None,
+                      expect: int = 200) -> dict:
+    host, port = server.admin_address
+    req = urllib.request.Request(
+        f"http://{host}:{port}/api/v1/tenants/{tenant}/plugins/{slot}?world=component",
+        data=wasm(name), method="PUT")
+    req.add_header("Authorization", f"Bearer {server.admin_token}")
+    req.add_header("Content-Type", "application/wasm")
+    if config is not None:
+        req.add_header("Heliograph-Plugin-Config", json.dumps(config))
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            status, raw = resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        status, raw = err.code, err.read()
+    assert status == expect, f"install -> {status}: {raw!r}"
+    return json.loads(raw) if raw else {}
+
+
+def wasm_tenant(server, *components, name: str = "acme", domain: str = "acme.test") -> None:
+    server.create_tenant(name, [domain], components=list(components))
+
+
+def plugin_component(domain: str, slot: str, **extra) -> dict:
+    return {"domains": [domain], "plugin": slot, **extra}
+
+
+async def custom_iq(client, to: str, ty: str, payload: str, timeout: float = 10):
+    iq = client.Iq()
+    iq["type"] = ty
+    iq["to"] = to
+    iq.append(ET.fromstring(payload))
+    return await iq.send(timeout=timeout)
+
+
+async def test_echo_bot_answers_a_user(server, xmpp):
+    wasm_tenant(server, plugin_component("echo.acme.test", "echo", name="Echo"))
+    install_component(server, "acme", "echo", "echo_bot", {"prefix": "echo: ", "version": "7.1"})
+    server.create_user("alice", "pw", domain="acme.test")
+    alice = await xmpp.connect(server, "alice@acme.test", "pw")
+    for n in (1, 2):
+        alice.send_message(mto="echo.acme.test", mbody=f"hello {n}", mtype="chat")
+        reply = await alice.next_message()
+        assert reply["body"] == f"echo: hello {n}"
+        assert reply["from"].full == "echo.acme.test" and reply["type"] == "chat"
+        assert reply.xml.find(f"{{{ECHO_NS}}}echo").get("count") == str(n)
+    res = await custom_iq(alice, "echo.acme.test", "get", "<query xmlns='jabber:iq:version'/>")
+    q = res.xml.find("{jabber:iq:version}query")
+    assert q.find("{jabber:iq:version}name").text == "echo-bot"
+    assert q.find("{jabber:iq:version}version").text == "7.1"
+    info = await alice.plugin["xep_0030"].get_info(jid="echo.acme.test", timeout=10)
+    assert ("component", "generic", None, "Echo bot") in info["disco_info"]["identities"]
+    assert ECHO_NS in info["disco_info"]["features"]
+    items = await alice.plugin["xep_0030"].get_items(jid="acme.test", timeout=10)
+    assert [(str(i[0]), i[2]) for i in items["disco_items"]["items"]] == [("echo.acme.test", "Echo")]
+    # An unknown namespace: the plugin's own error.
+    with pytest.raises(IqError) as err:
+        await custom_iq(alice, "echo.acme.test", "get", "<query xmlns='urn:nothing'/>")
+    assert err.value.iq["error"]["condition"] == "service-unavailable"
+
+
+async def test_component_slot_without_a_plugin_is_service_unavailable(server, xmpp):
+    wasm_tenant(server, plugin_component("echo.acme.test", "echo"))
+    server.create_user("alice", "pw", domain="acme.test")
+    alice = await xmpp.connect(server, "alice@acme.test", "pw")
+    with pytest.raises(IqError) as err:
+        await alice.plugin["xep_0030"].get_info(jid="echo.acme.test", timeout=10)
+    assert err.value.iq["error"]["condition"] == "service-unavailable"
+
+
+@pytest.mark.async_timeout(120)
+async def test_swap_while_users_talk_loses_no_reply(server, xmpp):
+    wasm_tenant(server, plugin_component("echo.acme.test", "echo"))
+    install_component(server, "acme", "echo", "echo_bot", {"prefix": "v1:"})
+    server.create_user("alice", "pw", domain="acme.test")
+    alice = await xmpp.connect(server, "alice@acme.test", "pw")
+    total = 60
+
+    async def talk():
+        for i in range(total):
+            alice.send_message(mto="echo.acme.test", mbody=f"m{i}", mtype="chat")
+            await asyncio.sleep(0.02)
+
+    talking = asyncio.ensure_future(talk())
+    await asyncio.sleep(0.4)
+    loop = asyncio.get_running_loop()
+    info = await loop.run_in_executor(
+        None, lambda: install_component(server, "acme", "echo", "echo_bot", {"prefix": "v2:"}))
+    assert info["version"] == 2
+    await talking
+    bodies = [(await alice.next_message(timeout=15))["body"] for _ in range(total)]
+    # Every message answered once, in order; v1 until the swap, v2 after it.
+    assert [b.split(":", 1)[1] for b in bodies] == [f"m{i}" for i in range(total)]
+    versions = [b.split(":", 1)[0] for b in bodies]
+    assert versions[0] == "v1" and versions[-1] == "v2"
+    assert versions == sorted(versions), versions
+    await alice.assert_no_message(within=0.5)
+
+
+@pytest.mark.async_timeout(180)
+async def test_hostile_component_is_contained(server, xmpp):
+    wasm_tenant(server, plugin_component("bad.acme.test", "bad"),
+                plugin_component("echo.acme.test", "echo"))
+    install_component(server, "acme", "echo", "echo_bot")
+    server.create_tenant("other", ["other.test"], components=[plugin_component("echo.other.test", "echo")])
+    install_component(server, "other", "echo", "echo_bot")
+    server.create_user("alice", "pw", domain="acme.test")
+    server.create_user("bob", "pw", domain="acme.test")
+    server.create_user("olga", "pw", domain="other.test")
+    alice = await xmpp.connect(server, "alice@acme.test", "pw")
+    bob = await xmpp.connect(server, "bob@acme.test", "pw")
+    olga = await xmpp.connect(server, "olga@other.test", "pw")
+
+    expected = {"loop": "internal-server-error", "memory": "internal-server-error",
+                "trap": "internal-server-error", "stack": "internal-server-error",
+                "oversized": "internal-server-error", "invalid": "internal-server-error",
+                "refuse": "service-unavailable"}
+    for mode, condition in expected.items():
+        install_component(server, "acme", "bad", "hostile", {"mode": mode})
+        # An iq request gets an error reply, not silence.
+        with pytest.raises(IqError) as err:
+            await custom_iq(alice, "bad.acme.test", "get", "<query xmlns='urn:test:x'/>", timeout=15)
+        assert err.value.iq["error"]["condition"] == condition, mode
+        # So does a message.
+        alice.send_message(mto="bad.acme.test", mbody=mode, mtype="chat")
+        bounce = await alice.next_error(timeout=15)
+        assert bounce["error"]["condition"] == condition, mode
+        # The server keeps serving: users chat, other components and tenants answer.
+        alice.send_message(mto=bob.jid, mbody=f"still here {mode}", mtype="chat")
+        assert (await bob.next_message())["body"] == f"still here {mode}"
+        olga.send_message(mto="echo.other.test", mbody=mode, mtype="chat")
+        assert (await olga.next_message())["body"] == mode
+    # The spoofed 'from' of the invalid mode never reached anyone.
+    await bob.assert_no_message(within=0.5)
+    _, plugins = server.admin("GET", "/api/v1/tenants/acme/plugins", expect=200)
+    bad = next(p for p in plugins["plugins"] if p["slot"] == "bad")
+    assert bad["world"] == "component"
+    failed = bad["stats"]["failed"]
+    assert failed.get("timeout", 0) >= 1 and failed.get("trap", 0) >= 1, bad["stats"]
+
+
+async def test_call_router_allocates_least_loaded_endpoints(server, xmpp):
+    config = {"endpoints": {
+        "eu-1": {"url": "wss://eu-1.media.test/ws", "capacity": 2, "region": "eu"},
+        "us-1": {"url": "wss://us-1.media.test/ws", "capacity": 4},
+    }}
+    wasm_tenant(server, plugin_component("calls.acme.test", "calls", name="Call router"))
+    install_component(server, "acme", "calls", "call_router", config)
+    # A configuration without endpoints is refused at install time (init).
+    install_component(server, "acme", "calls", "call_router", {"endpoints": {}}, expect=400)
+    server.create_user("alice", "pw", domain="acme.test")
+    alice = await xmpp.connect(server, "alice@acme.test", "pw")
+
+    async def allocate(room: str):
+        res = await custom_iq(alice, "calls.acme.test", "set",
+                              f"<allocate xmlns='{ROUTER_NS}' room='{room}'/>")
+        return res.xml.find(f"{{{ROUTER_NS}}}endpoint")
+
+    got = [(await allocate(r)).get("id") for r in ("standup", "review", "retro", "demo")]
+    assert got == ["eu-1", "us-1", "us-1", "eu-1"]
+    ep = await allocate("standup")
+    assert ep.get("id") == "eu-1" and ep.get("url") == "wss://eu-1.media.test/ws"
+    await custom_iq(alice, "calls.acme.test", "set", f"<release xmlns='{ROUTER_NS}' room='standup'/>")
+    with pytest.raises(IqError) as err:
+        await custom_iq(alice, "calls.acme.test", "set", f"<release xmlns='{ROUTER_NS}' room='standup'/>")
+    assert err.value.iq["error"]["condition"] == "item-not-found"
+    res = await custom_iq(alice, "calls.acme.test", "get", f"<status xmlns='{ROUTER_NS}'/>")
+    loads = {e.get("id"): e.get("load") for e in res.xml.find(f"{{{ROUTER_NS}}}status")}
+    assert loads == {"eu-1": "1", "us-1": "2"}

@@ -3,7 +3,8 @@
 //! The operator may manage every tenant's plugins; a tenant token only its own tenant's
 //! (403 elsewhere). An upload is the raw component with `Content-Type: application/wasm`
 //! (at most `plugins.max_upload_mib`); its configuration, a JSON object, rides in the
-//! `Heliograph-Plugin-Config` header (absent: `{}`). Refusals carry the host's exact
+//! `Heliograph-Plugin-Config` header (absent: `{}`); `?world=component` installs a Wasm
+//! component instead of an authenticator. Refusals carry the host's exact
 //! reason ([`crate::plugins::InstallError`]): 400 for a bad component or configuration,
 //! 404 nothing installed, 409 unknown version or another world in the slot, 413 too large,
 //! 415 wrong content type.
@@ -104,15 +105,18 @@ pub async fn install(ctx: Ctx) -> ApiResult {
             PluginConfig::from_json(text)?
         }
     };
+    // `?world=component` installs a Wasm component; the default is an authenticator.
+    let world = match ctx.query_param("world") {
+        None => World::Authenticator,
+        Some(name) => World::from_name(name).ok_or_else(|| {
+            ApiError::BadJson(format!(
+                "unknown world {name:?} (authenticator or component)"
+            ))
+        })?,
+    };
     let host = host(&ctx)?;
     let info = host
-        .install(
-            &tenant,
-            &slot,
-            World::Authenticator,
-            ctx.body.to_vec(),
-            config,
-        )
+        .install(&tenant, &slot, world, ctx.body.to_vec(), config)
         .await?;
     Ok(json(StatusCode::OK, &info))
 }

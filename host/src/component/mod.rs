@@ -5,6 +5,7 @@
 //!   stanza exchange ([`namespace`] moves stanzas between `jabber:component:accept` and
 //!   `jabber:client`), [`external`] makes a connection a hosted domain and keeps the table
 //!   of live connections (conflict/replace, reconcile on tenant changes).
+//! - Wasm components: [`wasm`] runs a tenant's `component` plugin for its subdomain.
 //! - [`ComponentResolver`] finds configured components that are not registered: Wasm
 //!   ones, and external ones that are not connected ([`absent`]).
 //! - [`discovery`] lists a tenant's components in its disco#items.
@@ -20,6 +21,7 @@ pub mod external;
 pub mod handshake;
 pub mod listener;
 pub mod namespace;
+pub mod wasm;
 
 use std::sync::Arc;
 
@@ -37,10 +39,12 @@ impl HostedResolver for ComponentResolver {
         let snapshot = server.tenants.snapshot();
         let tenant = snapshot.by_component(domain)?;
         let spec = tenant.component(domain)?;
-        let _ = spec;
-        Some(Arc::new(absent::AbsentComponent {
-            tenant: tenant.name.clone(),
-        }))
+        Some(match &spec.plugin {
+            Some(slot) => Arc::new(wasm::WasmComponent::new(&tenant.name, slot, spec)),
+            None => Arc::new(absent::AbsentComponent {
+                tenant: tenant.name.clone(),
+            }),
+        })
     }
 }
 

@@ -10,6 +10,22 @@ pub(crate) mod authenticator {
     });
 }
 
+/// The `component` world of `heliograph:plugin@0.1.0`. The host interfaces it shares
+/// with the authenticator are the authenticator's bindings, so one implementation serves
+/// both worlds.
+pub(crate) mod component {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "component",
+        with: {
+            "heliograph:plugin/types": super::authenticator::heliograph::plugin::types,
+            "heliograph:plugin/host-log": super::authenticator::heliograph::plugin::host_log,
+            "heliograph:plugin/host-kv": super::authenticator::heliograph::plugin::host_kv,
+            "heliograph:plugin/host-config": super::authenticator::heliograph::plugin::host_config,
+        },
+    });
+}
+
 /// The fully qualified name of an interface of this package, e.g.
 /// `heliograph:plugin/authenticator@0.1.0`.
 pub(crate) fn interface_name(interface: &str) -> String {
@@ -17,5 +33,11 @@ pub(crate) fn interface_name(interface: &str) -> String {
 }
 
 /// Interfaces of this package the host provides as imports.
-pub(crate) const HOST_INTERFACES: [&str; 5] =
-    ["types", "host-log", "host-kv", "host-config", "auth-types"];
+pub(crate) const HOST_INTERFACES: [&str; 6] = [
+    "types",
+    "host-log",
+    "host-kv",
+    "host-config",
+    "auth-types",
+    "component-types",
+];

@@ -11,12 +11,16 @@ use wasmtime::component::ComponentExportIndex;
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use super::bindings::authenticator::heliograph::plugin::auth_types as wit;
+use super::bindings::component::heliograph::plugin::component_types as cwit;
 use super::engine::deadline_ticks;
 use super::error::FailureCause;
 use super::loader::WorldPre;
 use super::settings::PluginSettings;
 use super::state::{CallScope, CallState};
-use super::types::{AuthDenied, AuthRequest, AuthUser, Mechanism, PluginConfig, Transport};
+use super::types::{
+    AuthDenied, AuthRequest, AuthUser, ComponentStanza, Mechanism, PluginConfig, StanzaKind,
+    Transport,
+};
 use crate::storage::PluginStore;
 
 /// Limits on what an authenticator may return.
@@ -27,6 +31,8 @@ const ROLE_MAX: usize = 128;
 const ATTRIBUTES_MAX: usize = 64;
 const ATTRIBUTE_MAX: usize = 1024;
 const REASON_MAX: usize = 1024;
+/// Stanzas a component may return for one stanza.
+const STANZAS_OUT_MAX: usize = 64;
 
 /// A call may take this many times its deadline in wall-clock time (its CPU time is what
 /// the deadline bounds).
@@ -122,7 +128,9 @@ impl CallContext<'_> {
         pre: &WorldPre,
         request: &AuthRequest,
     ) -> Result<Result<AuthUser, AuthDenied>, CallFailure> {
-        let WorldPre::Authenticator(pre) = pre;
+        let WorldPre::Authenticator(pre) = pre else {
+            return Err(wrong_world("authenticator"));
+        };
         let mut store = self.new_store(self.settings.auth_deadline_ms);
         let instance = pre
             .instantiate(&mut store)
@@ -168,6 +176,68 @@ impl CallContext<'_> {
         }
     }
 
+    /// Calls a component's `handle` with one stanza. `Ok(Err(_))` is the plugin's own
+    /// refusal; the stanzas returned are checked for count and size here, and parsed and
+    /// checked for addressing by the caller.
+    pub(crate) fn handle_stanza(
+        &self,
+        pre: &WorldPre,
+        stanza: &ComponentStanza,
+        max_stanza_bytes: usize,
+    ) -> Result<Result<Vec<String>, String>, CallFailure> {
+        let WorldPre::Component(pre) = pre else {
+            return Err(wrong_world("component"));
+        };
+        let mut store = self.new_store(self.settings.component_deadline_ms);
+        let instance = pre
+            .instantiate(&mut store)
+            .map_err(|e| self.failure(&store, "instantiation", e))?;
+        let wit_stanza = cwit::Stanza {
+            kind: match stanza.kind {
+                StanzaKind::Message => cwit::StanzaKind::Message,
+                StanzaKind::Presence => cwit::StanzaKind::Presence,
+                StanzaKind::Iq => cwit::StanzaKind::Iq,
+            },
+            from: stanza.from.clone(),
+            to: stanza.to.clone(),
+            type_: stanza.stanza_type.clone(),
+            id: stanza.id.clone(),
+            domain: stanza.domain.clone(),
+            xml: stanza.xml.clone(),
+        };
+        let result = instance
+            .heliograph_plugin_stanza_handler()
+            .call_handle(&mut store, &wit_stanza)
+            .map_err(|e| self.failure(&store, "handle", e))?;
+        match result {
+            Ok(out) => {
+                if out.len() > STANZAS_OUT_MAX {
+                    return Err((
+                        FailureCause::InvalidResult,
+                        format!(
+                            "{} stanzas returned, the limit is {STANZAS_OUT_MAX}",
+                            out.len()
+                        ),
+                    ));
+                }
+                if let Some(big) = out.iter().find(|s| s.len() > max_stanza_bytes) {
+                    return Err((
+                        FailureCause::InvalidResult,
+                        format!(
+                            "a returned stanza is {} bytes, the limit is {max_stanza_bytes}",
+                            big.len()
+                        ),
+                    ));
+                }
+                Ok(Ok(out))
+            }
+            Err(mut message) => {
+                message.truncate(REASON_MAX);
+                Ok(Err(message))
+            }
+        }
+    }
+
     /// Trial instantiation, then the optional `lifecycle.init` with the configuration.
     /// `Ok(Err(message))` is the plugin refusing its configuration.
     pub(crate) fn init(
@@ -175,7 +245,6 @@ impl CallContext<'_> {
         pre: &WorldPre,
         init: Option<&ComponentExportIndex>,
     ) -> Result<Result<(), String>, CallFailure> {
-        let WorldPre::Authenticator(pre) = pre;
         let mut store = self.new_store(self.settings.init_deadline_ms);
         let instance = pre
             .instance_pre()
@@ -200,6 +269,14 @@ impl CallContext<'_> {
             message
         }))
     }
+}
+
+/// A call for a world the slot's plugin is not (never happens: lookups check the world).
+fn wrong_world(expected: &str) -> CallFailure {
+    (
+        FailureCause::InvalidResult,
+        format!("the plugin is not of the {expected} world"),
+    )
 }
 
 fn check_text(what: &str, value: &str, max: usize) -> Result<(), String> {

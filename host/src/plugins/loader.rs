@@ -8,7 +8,7 @@ use wasmtime::Engine;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, ComponentExportIndex, Linker};
 
-use super::bindings::{self, authenticator::AuthenticatorPre};
+use super::bindings::{self, authenticator::AuthenticatorPre, component::ComponentPre};
 use super::cache::CompiledCache;
 use super::error::InstallError;
 use super::state::CallState;
@@ -24,6 +24,17 @@ pub(crate) struct Prepared {
 /// The pre-instantiated component of each world.
 pub(crate) enum WorldPre {
     Authenticator(AuthenticatorPre<CallState>),
+    Component(ComponentPre<CallState>),
+}
+
+impl WorldPre {
+    /// The untyped pre-instantiated component.
+    pub(crate) fn instance_pre(&self) -> &wasmtime::component::InstancePre<CallState> {
+        match self {
+            WorldPre::Authenticator(p) => p.instance_pre(),
+            WorldPre::Component(p) => p.instance_pre(),
+        }
+    }
 }
 
 /// Checks what can be checked without compiling.
@@ -62,6 +73,7 @@ pub(crate) fn prepare(
     check_imports(engine, &component)?;
     let expected = match world {
         World::Authenticator => bindings::interface_name("authentication"),
+        World::Component => bindings::interface_name("stanza-handler"),
     };
     check_export(engine, &component, world, &expected)?;
     let instance_pre =
@@ -71,15 +83,15 @@ pub(crate) fn prepare(
                 world: world.name(),
                 detail: format!("{e:#}"),
             })?;
+    let mismatch = |e: wasmtime::Error| InstallError::TypeMismatch {
+        world: world.name(),
+        detail: format!("{e:#}"),
+    };
     let pre = match world {
         World::Authenticator => {
-            WorldPre::Authenticator(AuthenticatorPre::new(instance_pre).map_err(|e| {
-                InstallError::TypeMismatch {
-                    world: world.name(),
-                    detail: format!("{e:#}"),
-                }
-            })?)
+            WorldPre::Authenticator(AuthenticatorPre::new(instance_pre).map_err(mismatch)?)
         }
+        World::Component => WorldPre::Component(ComponentPre::new(instance_pre).map_err(mismatch)?),
     };
     let init = component
         .get_export_index(None, bindings::interface_name("lifecycle").as_str())

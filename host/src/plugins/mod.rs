@@ -44,8 +44,8 @@ pub use error::{FailureCause, InstallError, PluginError};
 pub use settings::PluginSettings;
 pub use stats::PluginStats;
 pub use types::{
-    AuthDenied, AuthOutcome, AuthRequest, AuthUser, Mechanism, PluginConfig, RestoreReport,
-    SlotInfo, Transport, VersionInfo, World,
+    AuthDenied, AuthOutcome, AuthRequest, AuthUser, ComponentOutcome, ComponentStanza, Mechanism,
+    PluginConfig, RestoreReport, SlotInfo, StanzaKind, Transport, VersionInfo, World,
 };
 
 use crate::storage::{PluginStore, SlotRecord, VersionRecord};
@@ -116,6 +116,15 @@ impl PluginHost {
             .map_err(|e| anyhow::anyhow!("linking WASI: {e:#}"))?;
         Authenticator::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)
             .map_err(|e| anyhow::anyhow!("linking the host API: {e:#}"))?;
+        // The component world shares the host interfaces (same implementations); it
+        // redefines them with identical functions and adds its own types.
+        linker.allow_shadowing(true);
+        bindings::component::Component::add_to_linker::<CallState, HasSelf<CallState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|e| anyhow::anyhow!("linking the component host API: {e:#}"))?;
+        linker.allow_shadowing(false);
         let cache_dir = cache_dir.into();
         let cache = cache::CompiledCache::new(&cache_dir, &engine)
             .map_err(|e| anyhow::anyhow!("plugin cache directory {}: {e}", cache_dir.display()))?;
@@ -315,6 +324,41 @@ impl PluginHost {
         blocking(move || {
             let _permit = permit;
             inner.authenticate(&plugin, &request)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(PluginError::Failed {
+                tenant: tenant.into(),
+                slot: slot.into(),
+                version: 0,
+                cause: FailureCause::Trap,
+                detail: e.to_string(),
+            })
+        })
+    }
+
+    /// Hands one stanza to the component plugin in (tenant, slot) and returns what it
+    /// wants sent. Waits for a free instance like [`authenticate`](Self::authenticate).
+    /// Stanzas longer than `max_stanza_bytes` in the answer fail the call.
+    pub async fn handle_stanza(
+        &self,
+        tenant: &str,
+        slot: &str,
+        stanza: ComponentStanza,
+        max_stanza_bytes: usize,
+    ) -> Result<ComponentOutcome, PluginError> {
+        let plugin = self.lookup(tenant, slot, World::Component)?;
+        let permit = self
+            .inner
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let inner = self.inner.clone();
+        blocking(move || {
+            let _permit = permit;
+            inner.handle_stanza(&plugin, &stanza, max_stanza_bytes)
         })
         .await
         .unwrap_or_else(|e| {
@@ -682,15 +726,78 @@ impl Inner {
                 };
                 slot.stats.record(outcome, elapsed);
                 let label = if result.is_ok() { "ok" } else { "denied" };
-                record_metrics(&slot.tenant, &slot.slot, label, elapsed);
+                record_metrics(
+                    World::Authenticator,
+                    &slot.tenant,
+                    &slot.slot,
+                    label,
+                    elapsed,
+                );
                 Ok(AuthOutcome { version, result })
             }
             Err((cause, detail)) => {
                 slot.stats.record(Outcome::Failed(cause), elapsed);
-                record_metrics(&slot.tenant, &slot.slot, cause.as_str(), elapsed);
+                record_metrics(
+                    World::Authenticator,
+                    &slot.tenant,
+                    &slot.slot,
+                    cause.as_str(),
+                    elapsed,
+                );
                 tracing::warn!(tenant = %slot.tenant, plugin = %slot.slot, version,
                     cause = %cause, elapsed_ms = elapsed.as_millis() as u64,
                     "plugin call failed (authentication fails closed): {detail}");
+                Err(PluginError::Failed {
+                    tenant: slot.tenant.to_string(),
+                    slot: slot.slot.to_string(),
+                    version,
+                    cause,
+                    detail,
+                })
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn handle_stanza(
+        &self,
+        slot: &Slot,
+        stanza: &ComponentStanza,
+        max_stanza_bytes: usize,
+    ) -> Result<ComponentOutcome, PluginError> {
+        let loaded = slot.active.load_full();
+        let version = loaded.record.version;
+        let start = Instant::now();
+        let result = self.context(slot, &loaded).handle_stanza(
+            &loaded.prepared.pre,
+            stanza,
+            max_stanza_bytes,
+        );
+        let elapsed = start.elapsed();
+        match result {
+            Ok(result) => {
+                let (outcome, label) = if result.is_ok() {
+                    (Outcome::Ok, "ok")
+                } else {
+                    (Outcome::Denied, "denied")
+                };
+                slot.stats.record(outcome, elapsed);
+                record_metrics(World::Component, &slot.tenant, &slot.slot, label, elapsed);
+                Ok(ComponentOutcome { version, result })
+            }
+            Err((cause, detail)) => {
+                slot.stats.record(Outcome::Failed(cause), elapsed);
+                record_metrics(
+                    World::Component,
+                    &slot.tenant,
+                    &slot.slot,
+                    cause.as_str(),
+                    elapsed,
+                );
+                tracing::warn!(tenant = %slot.tenant, plugin = %slot.slot, version,
+                    cause = %cause, elapsed_ms = elapsed.as_millis() as u64,
+                    "component plugin call failed (the sender gets an error reply): {detail}");
                 Err(PluginError::Failed {
                     tenant: slot.tenant.to_string(),
                     slot: slot.slot.to_string(),
@@ -790,9 +897,15 @@ async fn blocking<T: Send + 'static>(
 /// Prometheus metrics of one plugin call: `heliograph_plugin_calls_total{world,outcome}`
 /// and `heliograph_plugin_call_seconds{world}`, with `tenant` and `plugin` labels only when
 /// per-tenant labels are on (see `crate::metrics`), so cardinality stays bounded.
-fn record_metrics(tenant: &str, slot: &str, outcome: &'static str, elapsed: std::time::Duration) {
+fn record_metrics(
+    world: World,
+    tenant: &str,
+    slot: &str,
+    outcome: &'static str,
+    elapsed: std::time::Duration,
+) {
     let mut labels = vec![
-        ("world", "authenticator".to_string()),
+        ("world", world.name().to_string()),
         ("outcome", outcome.to_string()),
     ];
     if crate::metrics::per_tenant() {

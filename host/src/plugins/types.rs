@@ -12,12 +12,15 @@ use super::error::InstallError;
 pub enum World {
     /// `heliograph:plugin/authenticator`: verifies credentials.
     Authenticator,
+    /// `heliograph:plugin/component`: serves a tenant's subdomain (Wasm-hosted component).
+    Component,
 }
 
 impl World {
     pub fn name(self) -> &'static str {
         match self {
             World::Authenticator => "authenticator",
+            World::Component => "component",
         }
     }
 
@@ -25,6 +28,7 @@ impl World {
     pub fn from_name(name: &str) -> Option<World> {
         match name {
             "authenticator" => Some(World::Authenticator),
+            "component" => Some(World::Component),
             _ => None,
         }
     }
@@ -174,6 +178,34 @@ pub enum AuthDenied {
 pub struct AuthOutcome {
     pub version: u32,
     pub result: Result<AuthUser, AuthDenied>,
+}
+
+/// The three stanza kinds, as a component sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StanzaKind {
+    Message,
+    Presence,
+    Iq,
+}
+
+/// One stanza for a Wasm component: addressing attributes and the XML.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentStanza {
+    pub kind: StanzaKind,
+    pub from: String,
+    pub to: String,
+    pub stanza_type: String,
+    pub id: String,
+    pub domain: String,
+    pub xml: String,
+}
+
+/// A component's answer: the stanzas to send (XML text, not yet checked), or the
+/// plugin's own refusal, and the version that gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentOutcome {
+    pub version: u32,
+    pub result: Result<Vec<String>, String>,
 }
 
 /// One installed version, as `install`, `rollback` and `list` report it.

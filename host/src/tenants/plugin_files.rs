@@ -42,7 +42,7 @@ impl<'de> Deserialize<'de> for ConfigTenant {
     }
 }
 
-/// `[tenants.NAME.plugins.SLOT]`: an authenticator component on disk.
+/// `[tenants.NAME.plugins.SLOT]`: a plugin component on disk.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginFile {
@@ -51,6 +51,9 @@ pub struct PluginFile {
     /// The plugin's configuration (a table; handed to the plugin as JSON).
     #[serde(default)]
     pub config: Option<serde_json::Value>,
+    /// `"authenticator"` (default) or `"component"`.
+    #[serde(default)]
+    pub world: Option<String>,
 }
 
 /// What installing the config's plugin files did.
@@ -109,8 +112,14 @@ async fn install_one(
     {
         return Ok(None);
     }
-    let info = host
-        .install(tenant, slot, World::Authenticator, wasm, config)
-        .await?;
+    let world = match file.world.as_deref() {
+        None => World::Authenticator,
+        Some(name) => World::from_name(name).ok_or_else(|| {
+            InstallError::InvalidConfig(format!(
+                "unknown world {name:?} (authenticator or component)"
+            ))
+        })?,
+    };
+    let info = host.install(tenant, slot, world, wasm, config).await?;
     Ok(Some(info.version))
 }
