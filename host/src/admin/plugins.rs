@@ -14,9 +14,7 @@ use serde_json::json;
 
 use super::context::Ctx;
 use super::response::{ApiError, ApiResult, json, no_content};
-use crate::plugins::{
-    CacheStats, InstallError, PluginConfig, PluginHost, PluginStats, SlotInfo, World,
-};
+use crate::plugins::{CacheStats, InstallError, PluginConfig, PluginHost, PluginStats, SlotInfo};
 
 /// The header carrying an upload's configuration (a JSON object).
 pub const CONFIG_HEADER: &str = "heliograph-plugin-config";
@@ -105,14 +103,10 @@ pub async fn install(ctx: Ctx) -> ApiResult {
         }
     };
     let host = host(&ctx)?;
+    // The world is the one the slot holds, or for a new slot the one whose interface the
+    // component exports (authenticator, room-policy).
     let info = host
-        .install(
-            &tenant,
-            &slot,
-            World::Authenticator,
-            ctx.body.to_vec(),
-            config,
-        )
+        .install_detecting_world(&tenant, &slot, ctx.body.to_vec(), config)
         .await?;
     Ok(json(StatusCode::OK, &info))
 }

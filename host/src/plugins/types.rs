@@ -12,20 +12,31 @@ use super::error::InstallError;
 pub enum World {
     /// `heliograph:plugin/authenticator`: verifies credentials.
     Authenticator,
+    /// `heliograph:plugin/room-policy`: decides on MUC room creation, joins, messages,
+    /// configuration and nickname changes.
+    RoomPolicy,
 }
 
 impl World {
+    pub const ALL: [World; 2] = [World::Authenticator, World::RoomPolicy];
+
     pub fn name(self) -> &'static str {
         match self {
             World::Authenticator => "authenticator",
+            World::RoomPolicy => "room-policy",
         }
     }
 
     /// Parses a world name as stored and as given in the admin API.
     pub fn from_name(name: &str) -> Option<World> {
-        match name {
-            "authenticator" => Some(World::Authenticator),
-            _ => None,
+        World::ALL.into_iter().find(|w| w.name() == name)
+    }
+
+    /// The interface a component of this world must export.
+    pub(crate) fn export_interface(self) -> &'static str {
+        match self {
+            World::Authenticator => "authentication",
+            World::RoomPolicy => "room-decisions",
         }
     }
 }

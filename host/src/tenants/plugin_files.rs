@@ -15,7 +15,7 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::TenantSpec;
-use crate::plugins::{InstallError, PluginConfig, World, sha256_hex};
+use crate::plugins::{InstallError, PluginConfig, sha256_hex};
 use crate::server::Server;
 
 /// `[tenants.NAME]` in the config file: the tenant's settings plus its plugin files.
@@ -110,7 +110,7 @@ async fn install_one(
         return Ok(None);
     }
     let info = host
-        .install(tenant, slot, World::Authenticator, wasm, config)
+        .install_detecting_world(tenant, slot, wasm, config)
         .await?;
     Ok(Some(info.version))
 }
