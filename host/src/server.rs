@@ -49,6 +49,8 @@ pub struct Server {
     pub plugins: OnceLock<PluginHost>,
     /// Domains served inside the server by MUC, components and the like.
     pub hosted: crate::services::hosted::HostedDomains,
+    /// Every tenant's multi-user chat services (resolved through `hosted`).
+    pub muc: Arc<crate::muc::MucServices>,
     /// Live XEP-0114 component connections.
     pub components: crate::component::Connections,
 }
@@ -65,6 +67,11 @@ impl Server {
         let tenants = Registry::with_tenants(manage::all_tenants(&config, records)?)?;
         let verified_passwords = crate::sasl::verified::VerifiedPasswords::default();
         verified_passwords.set_enabled(config.auth.password_cache);
+        let muc = Arc::new(crate::muc::MucServices::default());
+        let hosted = crate::services::hosted::HostedDomains::default();
+        // A component a tenant configured explicitly wins over its MUC service's domain.
+        hosted.add_resolver(Arc::new(crate::component::ComponentResolver));
+        hosted.add_resolver(Arc::new(crate::muc::service::MucResolver(muc.clone())));
         Ok(Server {
             config: ArcSwap::from_pointee(config),
             config_path: None,
@@ -77,13 +84,9 @@ impl Server {
             verified_passwords,
             edge: crate::edge::Edge::default(),
             plugins: OnceLock::new(),
-            hosted: Default::default(),
+            hosted,
+            muc,
             components: Default::default(),
-        })
-        .inspect(|server| {
-            server
-                .hosted
-                .add_resolver(Arc::new(crate::component::ComponentResolver));
         })
     }
 

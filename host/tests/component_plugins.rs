@@ -115,7 +115,7 @@ async fn hostile_components_fail_with_their_cause() {
                 "evil",
                 "bad",
                 World::Component,
-                wasm(&dir, "hostile"),
+                wasm(&dir, "hostile_component"),
                 config(&format!(r#"{{"mode": "{mode}"}}"#)),
             )
             .await

@@ -1,11 +1,11 @@
-//! The guest side (wasm32 only): wit-bindgen bindings for the `sdk` world (every world's
-//! exports plus `lifecycle`), the backend of [`crate::log`], [`crate::kv`] and [`crate::config`], and the
+//! The guest side (wasm32 only): wit-bindgen bindings for the `authenticator-with-init`
+//! world, the backend of [`crate::log`], [`crate::kv`] and [`crate::config`], and the
 //! conversions used by [`crate::authenticator!`]. Not a public API.
 
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "sdk",
+        world: "authenticator-with-init",
         pub_export_macro: true,
         export_macro_name: "export",
         default_bindings_module: "heliograph_plugin_sdk::__guest::bindings",
@@ -15,35 +15,15 @@ pub mod bindings {
 pub use bindings::export;
 pub use bindings::exports::heliograph::plugin::authentication::Guest as AuthenticationGuest;
 pub use bindings::exports::heliograph::plugin::lifecycle::Guest as LifecycleGuest;
-pub use bindings::exports::heliograph::plugin::stanza_handler::Guest as StanzaHandlerGuest;
 pub use bindings::heliograph::plugin::auth_types::{
     AuthFailure as WitAuthFailure, AuthRequest as WitAuthRequest, User as WitUser,
 };
-pub use bindings::heliograph::plugin::component_types::Stanza as WitStanza;
 
 use bindings::heliograph::plugin::{auth_types as wit, host_config, host_kv, host_log, types};
 
 use crate::kv::KvError;
 use crate::log::Level;
 use crate::{AuthFailure, AuthRequest, Authenticator, Connection, Mechanism, Transport};
-
-/// Converts a stanza from the host.
-pub fn stanza(s: WitStanza) -> crate::Stanza {
-    use bindings::heliograph::plugin::component_types::StanzaKind as K;
-    crate::Stanza {
-        kind: match s.kind {
-            K::Message => crate::StanzaKind::Message,
-            K::Presence => crate::StanzaKind::Presence,
-            K::Iq => crate::StanzaKind::Iq,
-        },
-        from: s.from,
-        to: s.to,
-        stanza_type: s.type_,
-        id: s.id,
-        domain: s.domain,
-        xml: s.xml,
-    }
-}
 
 /// Converts the request, calls the plugin, converts the answer.
 pub fn authenticate<A: Authenticator>(request: WitAuthRequest) -> Result<WitUser, WitAuthFailure> {

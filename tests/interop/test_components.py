@@ -278,14 +278,15 @@ async def test_runtime_component_added_and_removed_through_the_admin_api(server,
     alice.send_message(mto="bot.acme.test", mbody="hi", mtype="chat")
     assert (await bot.messages.take())["body"] == "hi"
     items = await alice.plugin["xep_0030"].get_items(jid="acme.test", timeout=10)
-    assert [(str(i[0]), i[2]) for i in items["disco_items"]["items"]] == [("bot.acme.test", "Support bot")]
+    assert sorted((str(i[0]), i[2]) for i in items["disco_items"]["items"]) == [
+        ("bot.acme.test", "Support bot"), ("conference.acme.test", "Chatrooms")]
 
     # Removing the component disconnects it.
     server.admin("PATCH", "/api/v1/tenants/acme", {"components": []}, token=token, expect=200)
     await bot.wait_closed()
     assert "host-gone" in bot.stream_errors
     items = await alice.plugin["xep_0030"].get_items(jid="acme.test", timeout=10)
-    assert not items["disco_items"]["items"]
+    assert [str(i[0]) for i in items["disco_items"]["items"]] == ["conference.acme.test"]
 
 
 async def test_disco_items_list_non_hidden_components_and_secret_change_disconnects(server, xmpp, components):
@@ -296,7 +297,7 @@ async def test_disco_items_list_non_hidden_components_and_secret_change_disconne
     alice = await xmpp.connect(server, "alice@acme.test", "pw")
     items = await alice.plugin["xep_0030"].get_items(jid="acme.test", timeout=10)
     assert sorted((str(i[0]), i[2]) for i in items["disco_items"]["items"]) == [
-        ("bot.acme.test", "Bot"), ("echo.acme.test", "Echo")]
+        ("bot.acme.test", "Bot"), ("conference.acme.test", "Chatrooms"), ("echo.acme.test", "Echo")]
     hidden = await components.connect(server, "hidden.acme.test", "h")
     _, t = server.admin("GET", "/api/v1/tenants/acme", expect=200)
     comps = t["components"]
@@ -347,7 +348,7 @@ def install_component(server, tenant: str, slot: str, name: str, config: dict | 
                       expect: int = 200) -> dict:
     host, port = server.admin_address
     req = urllib.request.Request(
-        f"http://{host}:{port}/api/v1/tenants/{tenant}/plugins/{slot}?world=component",
+        f"http://{host}:{port}/api/v1/tenants/{tenant}/plugins/{slot}",
         data=wasm(name), method="PUT")
     req.add_header("Authorization", f"Bearer {server.admin_token}")
     req.add_header("Content-Type", "application/wasm")
@@ -397,7 +398,8 @@ async def test_echo_bot_answers_a_user(server, xmpp):
     assert ("component", "generic", None, "Echo bot") in info["disco_info"]["identities"]
     assert ECHO_NS in info["disco_info"]["features"]
     items = await alice.plugin["xep_0030"].get_items(jid="acme.test", timeout=10)
-    assert [(str(i[0]), i[2]) for i in items["disco_items"]["items"]] == [("echo.acme.test", "Echo")]
+    assert sorted((str(i[0]), i[2]) for i in items["disco_items"]["items"]) == [
+        ("conference.acme.test", "Chatrooms"), ("echo.acme.test", "Echo")]
     # An unknown namespace: the plugin's own error.
     with pytest.raises(IqError) as err:
         await custom_iq(alice, "echo.acme.test", "get", "<query xmlns='urn:nothing'/>")
@@ -461,7 +463,7 @@ async def test_hostile_component_is_contained(server, xmpp):
                 "oversized": "internal-server-error", "invalid": "internal-server-error",
                 "refuse": "service-unavailable"}
     for mode, condition in expected.items():
-        install_component(server, "acme", "bad", "hostile", {"mode": mode})
+        install_component(server, "acme", "bad", "hostile_component", {"mode": mode})
         # An iq request gets an error reply, not silence.
         with pytest.raises(IqError) as err:
             await custom_iq(alice, "bad.acme.test", "get", "<query xmlns='urn:test:x'/>", timeout=15)

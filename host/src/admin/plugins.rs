@@ -3,8 +3,7 @@
 //! The operator may manage every tenant's plugins; a tenant token only its own tenant's
 //! (403 elsewhere). An upload is the raw component with `Content-Type: application/wasm`
 //! (at most `plugins.max_upload_mib`); its configuration, a JSON object, rides in the
-//! `Heliograph-Plugin-Config` header (absent: `{}`); `?world=component` installs a Wasm
-//! component instead of an authenticator. Refusals carry the host's exact
+//! `Heliograph-Plugin-Config` header (absent: `{}`). Refusals carry the host's exact
 //! reason ([`crate::plugins::InstallError`]): 400 for a bad component or configuration,
 //! 404 nothing installed, 409 unknown version or another world in the slot, 413 too large,
 //! 415 wrong content type.
@@ -15,9 +14,7 @@ use serde_json::json;
 
 use super::context::Ctx;
 use super::response::{ApiError, ApiResult, json, no_content};
-use crate::plugins::{
-    CacheStats, InstallError, PluginConfig, PluginHost, PluginStats, SlotInfo, World,
-};
+use crate::plugins::{CacheStats, InstallError, PluginConfig, PluginHost, PluginStats, SlotInfo};
 
 /// The header carrying an upload's configuration (a JSON object).
 pub const CONFIG_HEADER: &str = "heliograph-plugin-config";
@@ -105,18 +102,11 @@ pub async fn install(ctx: Ctx) -> ApiResult {
             PluginConfig::from_json(text)?
         }
     };
-    // `?world=component` installs a Wasm component; the default is an authenticator.
-    let world = match ctx.query_param("world") {
-        None => World::Authenticator,
-        Some(name) => World::from_name(name).ok_or_else(|| {
-            ApiError::BadJson(format!(
-                "unknown world {name:?} (authenticator or component)"
-            ))
-        })?,
-    };
     let host = host(&ctx)?;
+    // The world is the one the slot holds, or for a new slot the one whose interface the
+    // component exports (authenticator, room-policy, component).
     let info = host
-        .install(&tenant, &slot, world, ctx.body.to_vec(), config)
+        .install_detecting_world(&tenant, &slot, ctx.body.to_vec(), config)
         .await?;
     Ok(json(StatusCode::OK, &info))
 }

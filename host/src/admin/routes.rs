@@ -210,7 +210,7 @@ pub static ROUTES: &[Route] = &[
     Route {
         method: Method::PUT,
         path: "/api/v1/tenants/{tenant}/plugins/{slot}",
-        summary: "Install a plugin version and switch to it (config JSON in the Heliograph-Plugin-Config header; ?world=component for a Wasm component)",
+        summary: "Install a plugin version and switch to it (config JSON in the Heliograph-Plugin-Config header)",
         body: Body::Wasm("the component (.wasm), at most plugins.max_upload_mib"),
         success: StatusCode::OK,
         handler: |c| Box::pin(plugins::install(c)),

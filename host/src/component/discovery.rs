@@ -1,6 +1,7 @@
-//! Service discovery of a tenant's components: the items a tenant domain lists in
-//! `disco#items` (XEP-0030 §4). Components marked `hidden` are left out. disco#info on a
-//! component's own domain is the component's to answer.
+//! Service discovery of a tenant's services: the items a tenant domain lists in
+//! `disco#items` (XEP-0030 §4): its components (those marked `hidden` are left out) and
+//! its multi-user chat service when enabled. disco#info on a component's own domain is
+//! the component's to answer (the MUC service answers its own).
 
 use crate::server::Server;
 use crate::xml::{Element, ns};
@@ -18,6 +19,14 @@ pub fn items(server: &Server, domain: &str) -> Vec<Element> {
         .filter(|c| !c.hidden)
         .flat_map(|c| c.domains.iter().map(|d| (d.clone(), c.name.clone())))
         .collect();
+    let muc = &tenant.spec.muc;
+    if muc.enabled {
+        let service = format!("{}.{domain}", muc.subdomain);
+        // A component configured on the same domain takes it (see `ComponentResolver`).
+        if tenant.component(&service).is_none() {
+            out.push((service, Some("Chatrooms".to_string())));
+        }
+    }
     out.sort();
     out.into_iter()
         .map(|(jid, name)| {

@@ -124,6 +124,7 @@ impl WasiView for CallState {
 
 impl types::Host for CallState {}
 impl auth_types::Host for CallState {}
+impl super::bindings::room_policy::heliograph::plugin::room_types::Host for CallState {}
 impl super::bindings::component::heliograph::plugin::component_types::Host for CallState {}
 
 impl host_log::Host for CallState {

@@ -12,24 +12,35 @@ use super::error::InstallError;
 pub enum World {
     /// `heliograph:plugin/authenticator`: verifies credentials.
     Authenticator,
+    /// `heliograph:plugin/room-policy`: decides on MUC room creation, joins, messages,
+    /// configuration and nickname changes.
+    RoomPolicy,
     /// `heliograph:plugin/component`: serves a tenant's subdomain (Wasm-hosted component).
     Component,
 }
 
 impl World {
+    pub const ALL: [World; 3] = [World::Authenticator, World::RoomPolicy, World::Component];
+
     pub fn name(self) -> &'static str {
         match self {
             World::Authenticator => "authenticator",
+            World::RoomPolicy => "room-policy",
             World::Component => "component",
         }
     }
 
     /// Parses a world name as stored and as given in the admin API.
     pub fn from_name(name: &str) -> Option<World> {
-        match name {
-            "authenticator" => Some(World::Authenticator),
-            "component" => Some(World::Component),
-            _ => None,
+        World::ALL.into_iter().find(|w| w.name() == name)
+    }
+
+    /// The interface a component of this world must export.
+    pub(crate) fn export_interface(self) -> &'static str {
+        match self {
+            World::Authenticator => "authentication",
+            World::RoomPolicy => "room-decisions",
+            World::Component => "stanza-handler",
         }
     }
 }

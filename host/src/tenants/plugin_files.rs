@@ -15,7 +15,7 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::TenantSpec;
-use crate::plugins::{InstallError, PluginConfig, World, sha256_hex};
+use crate::plugins::{InstallError, PluginConfig, sha256_hex};
 use crate::server::Server;
 
 /// `[tenants.NAME]` in the config file: the tenant's settings plus its plugin files.
@@ -51,9 +51,6 @@ pub struct PluginFile {
     /// The plugin's configuration (a table; handed to the plugin as JSON).
     #[serde(default)]
     pub config: Option<serde_json::Value>,
-    /// `"authenticator"` (default) or `"component"`.
-    #[serde(default)]
-    pub world: Option<String>,
 }
 
 /// What installing the config's plugin files did.
@@ -112,14 +109,8 @@ async fn install_one(
     {
         return Ok(None);
     }
-    let world = match file.world.as_deref() {
-        None => World::Authenticator,
-        Some(name) => World::from_name(name).ok_or_else(|| {
-            InstallError::InvalidConfig(format!(
-                "unknown world {name:?} (authenticator or component)"
-            ))
-        })?,
-    };
-    let info = host.install(tenant, slot, world, wasm, config).await?;
+    let info = host
+        .install_detecting_world(tenant, slot, wasm, config)
+        .await?;
     Ok(Some(info.version))
 }

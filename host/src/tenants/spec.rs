@@ -58,6 +58,9 @@ pub struct TenantSpec {
     /// only where both tenants list each other.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub federate_with: Vec<String>,
+    /// The tenant's multi-user chat service (`[tenants.NAME.muc]`).
+    #[serde(default)]
+    pub muc: crate::muc::settings::MucSettings,
     /// Components serving subdomains of the tenant's domains (XEP-0114 external ones and
     /// Wasm-hosted ones).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -146,6 +149,7 @@ impl TenantSpec {
             limits: Limits::default(),
             tls: None,
             federate_with: Vec::new(),
+            muc: Default::default(),
             components: Vec::new(),
         }
     }
@@ -180,6 +184,10 @@ impl TenantSpec {
                 "tenant {name:?}: auth.plugin must name a plugin slot"
             ));
         }
+        self.muc = self
+            .muc
+            .normalized()
+            .map_err(|e| format!("tenant {name:?}: {e}"))?;
         Ok(self)
     }
 }

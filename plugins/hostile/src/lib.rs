@@ -14,12 +14,6 @@
 //! | otherwise   | accepts anyone                                              |
 //!
 //! `init`: `refuse` returns an error, `trap` panics, `loop` spins; otherwise accepts.
-//!
-//! Installed as a component (world `component`), `handle` follows the same `mode`:
-//! `loop`, `memory`, `trap` and `stack` as above; `oversized` returns 2 stanzas of
-//! 300 KiB; `invalid` returns garbage, a non-stanza and a stanza spoofing a user's
-//! `from`; `refuse` returns the plugin's own error; otherwise it answers a message with a
-//! `pong` message.
 
 use heliograph_plugin_sdk::prelude::*;
 
@@ -88,57 +82,4 @@ fn recurse(depth: u64) -> u64 {
     recurse(depth + 1) + pad[3]
 }
 
-impl Component for Hostile {
-    fn handle(stanza: Stanza) -> HandleResult {
-        match config::get("mode").as_deref() {
-            Some("loop") => spin(),
-            Some("memory") => {
-                let mut hoard: Vec<Vec<u8>> = Vec::new();
-                loop {
-                    hoard.push(vec![0xA5; 1 << 20]);
-                    std::hint::black_box(&hoard);
-                }
-            }
-            Some("trap") => panic!("hostile component panics on purpose"),
-            Some("stack") => Err(format!("{}", recurse(1))),
-            Some("oversized") => {
-                let big = format!(
-                    "<message from='{}' to='{}'><body>{}</body></message>",
-                    stanza.to,
-                    stanza.from,
-                    "x".repeat(300 * 1024)
-                );
-                Ok(vec![big; 2])
-            }
-            Some("invalid") => Ok(vec![
-                "<message><body>unclosed".into(),
-                format!("<foo xmlns='jabber:client' from='{}'/>", stanza.to),
-                format!(
-                    "<message xmlns='jabber:client' from='admin@{}' to='{}'><body>spoof</body></message>",
-                    stanza
-                        .domain
-                        .split_once('.')
-                        .map_or("", |(_, parent)| parent),
-                    stanza.from
-                ),
-            ]),
-            Some("refuse") => Err("hostile: refused".into()),
-            _ if stanza.kind == StanzaKind::Message => Ok(vec![
-                Element::new("message", xml::CLIENT)
-                    .attr("from", &stanza.to)
-                    .attr("to", &stanza.from)
-                    .attr("type", "chat")
-                    .child(Element::new("body", xml::CLIENT).text("pong"))
-                    .to_xml(),
-            ]),
-            _ => Ok(Vec::new()),
-        }
-    }
-
-    fn init(_config: &str) -> Result<(), String> {
-        // The authenticator's init already checked the configuration.
-        Ok(())
-    }
-}
-
-heliograph_plugin_sdk::plugin!(authenticator = Hostile, component = Hostile);
+heliograph_plugin_sdk::authenticator!(Hostile);
