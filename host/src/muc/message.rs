@@ -296,8 +296,13 @@ impl Room {
 
     /// A declined invitation from `from` (any user), passed on to the inviter `to`.
     pub fn decline(&self, from: &str, to: &str, reason: Option<&str>) -> Outbox {
-        let mut decline = Element::new("decline", MUC_USER)
-            .with_attr("from", crate::services::addressing::bare(from));
+        let from_bare = crate::services::addressing::bare(from);
+        let body = format!(
+            "{from_bare} declined your invitation to {}{}",
+            self.jid,
+            reason.map(|r| format!(" ({r})")).unwrap_or_default()
+        );
+        let mut decline = Element::new("decline", MUC_USER).with_attr("from", from_bare);
         if let Some(r) = reason {
             decline.push_child(Element::new("reason", MUC_USER).with_text(r));
         }
@@ -306,7 +311,8 @@ impl Room {
                 .with_attr("from", self.jid.clone())
                 .with_attr("to", to)
                 .with_attr("id", crate::muc::new_id())
-                .with_child(Element::new("x", MUC_USER).with_child(decline)),
+                .with_child(Element::new("x", MUC_USER).with_child(decline))
+                .with_child(Element::new("body", ns::CLIENT).with_text(body)),
         ]
     }
 }
