@@ -193,10 +193,8 @@ impl Room {
         let sender = self.by_session(full).ok_or_else(|| {
             RoomError::with_text(Condition::NotAcceptable, "you are not in the room")
         })?;
-        if sender.nick == nick {
-            if iq.first_child().is_some_and(|c| c.is("ping", ns::PING)) {
-                return Ok(vec![stanza::iq_result(iq)]);
-            }
+        if sender.nick == nick && iq.first_child().is_some_and(|c| c.is("ping", ns::PING)) {
+            return Ok(vec![stanza::iq_result(iq)]);
         }
         let sender_nick = sender.nick.clone();
         let target = self
