@@ -154,6 +154,8 @@ async def test_reserved_room_is_locked_until_the_owner_submits_the_form(server, 
 
     items = await bob.plugin["xep_0030"].get_items(jid=SERVICE, timeout=10)
     assert (room, None, "Planning") in items["disco_items"]["items"]
+    server_items = await bob.plugin["xep_0030"].get_items(jid="localhost", timeout=10)
+    assert [i[0] for i in server_items["disco_items"]["items"]] == [SERVICE]
     sinfo = await bob.plugin["xep_0030"].get_info(jid=SERVICE, timeout=10)
     assert any(i[0] == "conference" for i in sinfo["disco_info"]["identities"])
 
@@ -513,3 +515,33 @@ async def test_admin_api_and_cli_manage_meetings(server, xmpp, heliograph_bin):
     assert destroy.find(f"{{{MUC_USER}}}reason").text == "meeting over"
     assert "no rooms" in run("room", "list", "--tenant", "default")
     server.admin("GET", f"/api/v1/tenants/default/rooms/{room}", expect=404)
+
+
+async def test_muc_settings_follow_tenant_changes(server, xmpp):
+    server.create_tenant("acme", ["acme.test"])
+    server.create_user("alice", "pw", domain="acme.test")
+    alice = await login(xmpp, server, "alice@acme.test", create=False)
+    info = await alice.plugin["xep_0030"].get_info(jid="conference.acme.test", timeout=10)
+    assert "http://jabber.org/protocol/muc" in info["disco_info"]["features"]
+
+    token = server.admin("POST", "/api/v1/tenants/acme/token", expect=201)[1]["token"]
+    # The tenant may move and tune its own service, but not raise its room cap.
+    server.admin("PATCH", "/api/v1/tenants/acme", {"muc": {"max_rooms": 5000}}, expect=403, token=token)
+    server.admin("PATCH", "/api/v1/tenants/acme", {"muc": {"subdomain": "bad.label"}}, expect=400,
+                 token=token)
+    t = server.admin("PATCH", "/api/v1/tenants/acme", {"muc": {"subdomain": "rooms"}}, expect=200,
+                     token=token)[1]
+    assert t["muc"]["subdomain"] == "rooms" and t["muc"]["history_length"] == 20
+    await instant_room(alice, "standup@rooms.acme.test", "Alice")
+    with pytest.raises(IqError) as err:
+        await alice.plugin["xep_0030"].get_info(jid="conference.acme.test", timeout=10)
+    assert error_condition(err.value) == "remote-server-not-found"
+    items = await alice.plugin["xep_0030"].get_items(jid="acme.test", timeout=10)
+    assert [i[0] for i in items["disco_items"]["items"]] == ["rooms.acme.test"]
+
+    server.admin("PATCH", "/api/v1/tenants/acme", {"muc": {"enabled": False}}, expect=200, token=token)
+    with pytest.raises(IqError) as err:
+        await alice.plugin["xep_0030"].get_info(jid="rooms.acme.test", timeout=10)
+    assert error_condition(err.value) == "remote-server-not-found"
+    items = await alice.plugin["xep_0030"].get_items(jid="acme.test", timeout=10)
+    assert not items["disco_items"]["items"]

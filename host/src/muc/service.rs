@@ -135,6 +135,19 @@ impl MucServices {
         )
     }
 
+    /// `(service JID, name)` of the MUC service of a tenant domain, for the server's
+    /// disco#items.
+    pub fn service_of_domain(&self, server: &Server, domain: &str) -> Option<(String, String)> {
+        let tenant = server.tenant_of(domain)?;
+        let muc = &tenant.spec.muc;
+        muc.enabled.then(|| {
+            (
+                format!("{}.{domain}", muc.subdomain),
+                "Chatrooms".to_string(),
+            )
+        })
+    }
+
     /// The MUC services of a tenant (one per domain), sorted by domain.
     pub fn tenant_services(&self, server: &Server, tenant: &str) -> Vec<Arc<MucService>> {
         let Some(t) = server.tenants.by_name(tenant).filter(|t| t.enabled()) else {
