@@ -545,3 +545,24 @@ async def test_muc_settings_follow_tenant_changes(server, xmpp):
     assert error_condition(err.value) == "remote-server-not-found"
     items = await alice.plugin["xep_0030"].get_items(jid="acme.test", timeout=10)
     assert not items["disco_items"]["items"]
+
+
+async def test_occupants_leave_when_their_session_ends(server, xmpp):
+    alice = await login(xmpp, server, "alice")
+    bob = await login(xmpp, server, "bob")
+    room = f"lobby@{SERVICE}"
+    await instant_room(alice, room, "Alice")
+    await join(bob, room, "Bob")
+    await presence_of(alice, room, "Bob")
+    await bob.stop()
+    gone = await presence_of(alice, room, "Bob", "unavailable")
+    assert gone["muc"]["role"] == "none"
+    shown = server.admin("GET", f"/api/v1/tenants/default/rooms/{room}", expect=200)[1]
+    assert [o["nick"] for o in shown["occupants"]] == ["Alice"]
+    # The last occupant's session ending takes the temporary room away.
+    await alice.stop()
+    for _ in range(50):
+        if not server.admin("GET", "/api/v1/tenants/default/rooms", expect=200)[1]["rooms"]:
+            break
+        await asyncio.sleep(0.1)
+    assert server.admin("GET", "/api/v1/tenants/default/rooms", expect=200)[1]["rooms"] == []

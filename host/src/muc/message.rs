@@ -256,6 +256,9 @@ impl Room {
         let sender = self.by_session(full).ok_or_else(|| {
             RoomError::with_text(Condition::NotAcceptable, "you are not in the room")
         })?;
+        if jid::Jid::new(to).is_err() {
+            return Err(RoomError::new(Condition::JidMalformed));
+        }
         let sender_bare = sender.bare.clone();
         let sender_aff = sender.affiliation.max(self.affiliation(&sender.bare));
         let to_bare = crate::services::addressing::bare(to);

@@ -587,7 +587,12 @@ pub(super) fn check_room_limit(
     settings: &MucSettings,
 ) -> Result<(), String> {
     let max = settings.max_rooms as usize;
-    if max > 0 && server.muc.room_count(tenant) >= max {
+    if max == 0 {
+        return Ok(());
+    }
+    // Load every service of the tenant so stored rooms count too.
+    server.muc.tenant_services(server, tenant);
+    if server.muc.room_count(tenant) >= max {
         return Err(format!("the tenant has reached its limit of {max} rooms"));
     }
     Ok(())
