@@ -557,6 +557,15 @@ async def test_occupants_leave_when_their_session_ends(server, xmpp):
     await bob.stop()
     gone = await presence_of(alice, room, "Bob", "unavailable")
     assert gone["muc"]["role"] == "none"
+
+    # An error bouncing from an occupant removes it (ghost removal, 307 + 333).
+    carol = await login(xmpp, server, "carol")
+    await join(carol, room, "Carol")
+    bounce = carol.make_message(mto=room, mtype="error")
+    bounce["error"]["condition"] = "recipient-unavailable"
+    bounce.send()
+    ghost = await presence_of(alice, room, "Carol", "unavailable")
+    assert {307, 333} <= codes(ghost)
     shown = server.admin("GET", f"/api/v1/tenants/default/rooms/{room}", expect=200)[1]
     assert [o["nick"] for o in shown["occupants"]] == ["Alice"]
     # The last occupant's session ending takes the temporary room away.

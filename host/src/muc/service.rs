@@ -6,7 +6,7 @@
 //! time per room, and the stanzas a change produces are routed before the next change,
 //! so every occupant sees the same order. Persistent rooms are stored (configuration,
 //! affiliations, subject) under the tenant domain and loaded when the service is first
-//! used. Stanza handling is in [`super::dispatch`]; the admin API's operations
+//! used. Stanza handling is in the `dispatch` module; the admin API's operations
 //! (list, show, create, destroy, kick) are here.
 
 use std::sync::{Arc, Weak};
