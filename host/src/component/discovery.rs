@@ -19,13 +19,12 @@ pub fn items(server: &Server, domain: &str) -> Vec<Element> {
         .filter(|c| !c.hidden)
         .flat_map(|c| c.domains.iter().map(|d| (d.clone(), c.name.clone())))
         .collect();
-    let muc = &tenant.spec.muc;
-    if muc.enabled {
-        let service = format!("{}.{domain}", muc.subdomain);
-        // A component configured on the same domain takes it (see `ComponentResolver`).
-        if tenant.component(&service).is_none() {
-            out.push((service, Some("Chatrooms".to_string())));
-        }
+    // The tenant's MUC service, unless a component configured on the same domain takes
+    // it (see `ComponentResolver`).
+    if let Some((service, name)) = server.muc.service_of_domain(server, domain)
+        && tenant.component(&service).is_none()
+    {
+        out.push((service, Some(name)));
     }
     out.sort();
     out.into_iter()

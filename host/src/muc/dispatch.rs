@@ -36,10 +36,12 @@ pub async fn handle(service: &Arc<MucService>, server: &Arc<Server>, stanza: Ele
         ("presence", Some(room), Some(nick)) => {
             presence(service, server, &room, &nick, &from, &stanza).await
         }
-        ("presence", Some(_), None) => Err(RoomError::with_text(
-            Condition::JidMalformed,
-            "join a room as room@service/nickname",
-        )),
+        ("presence", Some(_), None) if stanza::stanza_type(&stanza).is_empty() => {
+            Err(RoomError::with_text(
+                Condition::JidMalformed,
+                "join a room as room@service/nickname",
+            ))
+        }
         ("message", Some(room), nick) => {
             message(service, server, &room, nick.as_deref(), &from, &stanza).await
         }

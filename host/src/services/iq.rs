@@ -84,7 +84,7 @@ fn payload_ns(iq: &Element) -> &str {
 pub(crate) fn server_handlers(iq: &Element) -> Option<Element> {
     match payload_ns(iq) {
         ns::DISCO_INFO => disco::server_info(iq),
-        ns::DISCO_ITEMS => disco::server_items(iq),
+        ns::DISCO_ITEMS => disco::server_items(iq, &[]),
         ns::PING => ping::handle(iq),
         ns::VERSION => version::handle(iq),
         ns::TIME => time::handle(iq),
