@@ -30,6 +30,8 @@ pub struct TestServer {
     pub admin: String,
     /// The HTTP listener (BOSH and WebSocket), plain HTTP.
     pub http: String,
+    /// The XEP-0114 component listener.
+    pub component: String,
     pub token: String,
     pub log: PathBuf,
 }
@@ -92,6 +94,7 @@ impl TestServer {
             direct: String::new(),
             admin: String::new(),
             http: String::new(),
+            component: String::new(),
             token: String::new(),
             log: PathBuf::new(),
         };
@@ -154,6 +157,7 @@ impl TestServer {
                 ("c2s", Some("direct")) => self.direct = addr,
                 ("admin", _) => self.admin = addr,
                 ("http", _) => self.http = addr,
+                ("component", _) => self.component = addr,
                 _ => {}
             }
         }
