@@ -514,3 +514,28 @@ async def test_call_router_allocates_least_loaded_endpoints(server, xmpp):
     res = await custom_iq(alice, "calls.acme.test", "get", f"<status xmlns='{ROUTER_NS}'/>")
     loads = {e.get("id"): e.get("load") for e in res.xml.find(f"{{{ROUTER_NS}}}status")}
     assert loads == {"eu-1": "1", "us-1": "2"}
+
+
+# --- PROXY protocol on the component listener ----------------------------------
+
+@pytest.mark.server_config({"listen": {"component": [
+    {"address": "127.0.0.1:0", "proxy_protocol": True, "trusted_proxies": ["127.0.0.1"]}]}})
+def test_proxy_protocol_on_the_component_listener(server):
+    acme(server, component("bot.acme.test"))
+    # From a trusted proxy: the header's address is the connection's, the handshake works.
+    with RawStream.connect(server.component_address) as raw:
+        raw.send(b"PROXY TCP4 203.0.113.9 127.0.0.1 40000 5347\r\n")
+        raw.send(f"<stream:stream xmlns='{COMPONENT_NS}' xmlns:stream='{STREAM_NS}' "
+                 "to='bot.acme.test'>")
+        raw.read_until(b"id=")
+        raw.read_until(b">")
+        sid = re.search(rb"id=['\"]([^'\"]+)", raw.received).group(1).decode()
+        raw.send(handshake(sid, "s3cret"))
+        raw.read_until(b"<handshake/>")
+    assert "peer=203.0.113.9:40000" in server.log_text()
+    # Without the header the connection is refused (closed without a stream).
+    with RawStream.connect(server.component_address) as raw:
+        raw.send(f"<stream:stream xmlns='{COMPONENT_NS}' xmlns:stream='{STREAM_NS}' "
+                 "to='bot.acme.test'>")
+        data = raw.read_to_close(timeout=5)
+        assert b"<handshake" not in data and b"stream:stream" not in data, data
