@@ -9,6 +9,10 @@
 //! - `stanzas_in_total{transport,kind}`, `stanzas_out_total{transport,kind}`;
 //! - `plugin_calls_total{world,outcome[,tenant,plugin]}`, `plugin_call_seconds{world[,...]}`
 //!   (recorded by `crate::plugins`);
+//! - components (`crate::component`; `transport="component"` in the connection and stanza
+//!   metrics above): `component_handshakes_total{outcome}` (`ok`, `not_authorized`,
+//!   `conflict`), `components_connected` (gauge),
+//!   `component_stanzas_dropped_total{reason}` (`queue_full`, `invalid_output`);
 //! - `process_resident_memory_bytes` (read from `/proc/self/statm` at scrape time).
 //!
 //! The `tenant` label is only added with `[metrics] per_tenant_labels = true`, so label

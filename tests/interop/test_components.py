@@ -172,6 +172,10 @@ async def test_message_and_iq_round_trips_with_users(server, xmpp, components):
     pong = await bot.plugin["xep_0030"].get_info(jid=alice.jid, ifrom="bot.acme.test", timeout=10)
     assert pong["type"] == "result"
 
+    # component -> a user's bare JID: the server answers for the account
+    acct = await bot.plugin["xep_0030"].get_info(jid="alice@acme.test", ifrom="bot.acme.test", timeout=10)
+    assert ("account", "registered", None, None) in acct["disco_info"]["identities"]
+
     # component -> users that are not there: errors, not silence
     with pytest.raises(IqError) as err:
         await bot.make_iq_get(queryxmlns="urn:test:none", ito="alice@acme.test/gone",
