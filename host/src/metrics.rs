@@ -12,7 +12,7 @@
 //! - components (`crate::component`; `transport="component"` in the connection and stanza
 //!   metrics above): `component_handshakes_total{outcome}` (`ok`, `not_authorized`,
 //!   `conflict`), `components_connected` (gauge),
-//!   `component_stanzas_dropped_total{reason}` (`queue_full`, `invalid_output`);
+//!   `component_stanzas_dropped_total{reason}` (`queue_full`, `invalid_output`, `loop`);
 //! - `process_resident_memory_bytes` (read from `/proc/self/statm` at scrape time).
 //!
 //! The `tenant` label is only added with `[metrics] per_tenant_labels = true`, so label

@@ -543,3 +543,21 @@ def test_proxy_protocol_on_the_component_listener(server):
                  "to='bot.acme.test'>")
         data = raw.read_to_close(timeout=5)
         assert b"<handshake" not in data and b"stream:stream" not in data, data
+
+
+async def test_components_answering_each_other_are_cut_off(server, xmpp):
+    wasm_tenant(server, plugin_component("a.acme.test", "a"), plugin_component("b.acme.test", "b"),
+                plugin_component("echo.acme.test", "echo"))
+    install_component(server, "acme", "a", "hostile_component", {"mode": "relay", "target": "b.acme.test"})
+    install_component(server, "acme", "b", "hostile_component", {"mode": "relay", "target": "a.acme.test"})
+    install_component(server, "acme", "echo", "echo_bot")
+    server.create_user("alice", "pw", domain="acme.test")
+    alice = await xmpp.connect(server, "alice@acme.test", "pw")
+    alice.send_message(mto="a.acme.test", mbody="start", mtype="chat")
+    # The ping-pong is cut after a bounded number of hops; the server keeps serving.
+    alice.send_message(mto="echo.acme.test", mbody="after", mtype="chat")
+    assert (await alice.next_message(timeout=15))["body"] == "after"
+    await asyncio.sleep(0.5)
+    _, plugins = server.admin("GET", "/api/v1/tenants/acme/plugins", expect=200)
+    calls = {p["slot"]: p["stats"]["calls"] for p in plugins["plugins"]}
+    assert 0 < calls["a"] + calls["b"] <= 8, calls

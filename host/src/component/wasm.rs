@@ -9,6 +9,11 @@
 //! or nothing it returned could be sent, the sender gets an error reply where RFC 6120
 //! asks for one: `internal-server-error` for a failure, `service-unavailable` when the
 //! plugin is not installed or refuses.
+//!
+//! What a component sends is routed inline, so a stanza from one Wasm component to
+//! another runs the second inside the first's delivery. [`MAX_HOPS`] bounds that nesting:
+//! two components answering each other forever are cut off instead of growing the task
+//! without end.
 
 use std::sync::Arc;
 
@@ -20,6 +25,14 @@ use crate::services::hosted::{HostedDomain, route_from_hosted};
 use crate::stanza::{self, Condition};
 use crate::tenants::spec::ComponentSpec;
 use crate::xml::{Element, ns};
+
+/// Nested Wasm component deliveries allowed within one stanza's routing.
+pub const MAX_HOPS: u32 = 8;
+
+tokio::task_local! {
+    /// How many Wasm component deliveries the current routing is nested in.
+    static HOPS: u32;
+}
 
 /// See the module docs.
 #[derive(Clone)]
@@ -154,7 +167,15 @@ impl HostedDomain for WasmComponent {
 
     fn deliver(&self, server: Arc<Server>, stanza: Element) -> BoxFuture<'static, ()> {
         let me = self.clone();
-        Box::pin(async move {
+        let hops = HOPS.try_with(|h| *h).unwrap_or(0);
+        Box::pin(HOPS.scope(hops + 1, async move {
+            if hops >= MAX_HOPS {
+                metrics::counter!("heliograph_component_stanzas_dropped_total", "reason" => "loop")
+                    .increment(1);
+                tracing::warn!(tenant = %me.tenant, plugin = %me.slot,
+                    "stanza dropped: components kept answering each other ({MAX_HOPS} hops)");
+                return;
+            }
             let origin: Arc<dyn HostedDomain> = Arc::new(me.clone());
             if let Some((condition, text)) = me.handle(&server, &origin, &stanza).await
                 && let Some(error) = stanza::error_reply(&stanza, condition, Some(text))
@@ -164,6 +185,6 @@ impl HostedDomain for WasmComponent {
             {
                 route_from_hosted(&server, &origin, error).await;
             }
-        })
+        }))
     }
 }

@@ -10,6 +10,7 @@
 //! | `oversized` | returns 2 stanzas of 300 KiB (over the server's stanza size limit) |
 //! | `invalid`   | returns garbage, a non-stanza and a stanza spoofing a user's from |
 //! | `refuse`    | returns the plugin's own error                                    |
+//! | `relay`     | forwards every message to the JID in the config's `target`        |
 //! | otherwise   | answers a message with a `pong` message                           |
 
 use heliograph_plugin_sdk::prelude::*;
@@ -51,6 +52,17 @@ impl Component for HostileComponent {
                 ),
             ]),
             Some("refuse") => Err("hostile: refused".into()),
+            Some("relay") => {
+                let target = config::get("target").unwrap_or_default();
+                Ok(vec![
+                    Element::new("message", xml::CLIENT)
+                        .attr("from", &stanza.to)
+                        .attr("to", &target)
+                        .attr("type", "chat")
+                        .child(Element::new("body", xml::CLIENT).text("relayed"))
+                        .to_xml(),
+                ])
+            }
             _ if stanza.kind == StanzaKind::Message => Ok(vec![
                 Element::new("message", xml::CLIENT)
                     .attr("from", &stanza.to)
