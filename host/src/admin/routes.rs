@@ -136,7 +136,7 @@ pub static ROUTES: &[Route] = &[
         path: "/api/v1/tenants",
         summary: "Create a tenant; its users can log in at once (operator)",
         body: Body::Json(
-            r#"{"name": string, "domains": [string], "enabled"?: bool, "auth"?: {"method": "internal"|"plugin", "plugin"?: string}, "limits"?: {"max_sessions", "max_accounts", "stanza_rate", "stanza_burst", "max_stanza_size"}, "tls"?: {"cert": path, "key": path}, "federate_with"?: [string]}"#,
+            r#"{"name": string, "domains": [string], "enabled"?: bool, "auth"?: {"method": "internal"|"plugin", "plugin"?: string}, "limits"?: {"max_sessions", "max_accounts", "stanza_rate", "stanza_burst", "max_stanza_size"}, "tls"?: {"cert": path, "key": path}, "federate_with"?: [string], "room_policy"?: {"plugin": string, "fail_open"?: bool}}"#,
         ),
         success: StatusCode::CREATED,
         handler: |c| Box::pin(tenants::create(c)),
@@ -152,9 +152,9 @@ pub static ROUTES: &[Route] = &[
     Route {
         method: Method::PATCH,
         path: "/api/v1/tenants/{tenant}",
-        summary: "Change a tenant's settings (tenant tokens: auth and federation only)",
+        summary: "Change a tenant's settings (tenant tokens: auth, federation and room policy only)",
         body: Body::Json(
-            r#"{"domains"?: [string], "auth"?: {...}, "limits"?: {...}, "tls"?: {...}|null, "federate_with"?: [string]}"#,
+            r#"{"domains"?: [string], "auth"?: {...}, "limits"?: {...}, "tls"?: {...}|null, "federate_with"?: [string], "room_policy"?: {"plugin": string, "fail_open"?: bool}|null}"#,
         ),
         success: StatusCode::OK,
         handler: |c| Box::pin(tenants::patch(c)),

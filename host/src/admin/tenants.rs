@@ -12,7 +12,7 @@ use serde_json::json;
 use super::context::Ctx;
 use super::response::{ApiError, ApiResult, json, no_content};
 use crate::tenants::manage;
-use crate::tenants::spec::{AuthMethod, TenantTls};
+use crate::tenants::spec::{AuthMethod, RoomPolicySetting, TenantTls};
 use crate::tenants::{Tenant, TenantSpec};
 
 /// A tenant as the API shows it.
@@ -72,6 +72,9 @@ struct TenantPatch {
     #[serde(default, with = "double_option")]
     tls: Option<Option<TenantTls>>,
     federate_with: Option<Vec<String>>,
+    /// `null` removes the room policy.
+    #[serde(default, with = "double_option")]
+    room_policy: Option<Option<RoomPolicySetting>>,
 }
 
 /// Distinguishes an absent field from an explicit `null`.
@@ -110,6 +113,9 @@ impl TenantPatch {
         }
         if let Some(f) = self.federate_with {
             spec.federate_with = f;
+        }
+        if let Some(p) = self.room_policy {
+            spec.room_policy = p;
         }
     }
 }

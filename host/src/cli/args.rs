@@ -186,6 +186,10 @@ pub struct TenantSettings {
     /// other; replaces the list).
     #[arg(long = "federate-with", value_name = "TENANT")]
     pub federate_with: Vec<String>,
+    /// The room-policy plugin of the tenant's MUC rooms: `plugin:SLOT` (failures refuse the
+    /// action), `plugin:SLOT:fail-open` (failures allow it) or `none`.
+    #[arg(long, value_name = "POLICY")]
+    pub room_policy: Option<String>,
     /// The tenant's own certificate (PEM), with --key.
     #[arg(long, requires = "key", value_name = "PATH")]
     pub cert: Option<PathBuf>,

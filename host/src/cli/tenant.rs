@@ -26,6 +26,19 @@ pub fn settings_body(s: &TenantSettings) -> anyhow::Result<Map<String, Value>> {
         };
         body.insert("auth".into(), v);
     }
+    if let Some(policy) = &s.room_policy {
+        let v = match policy.split(':').collect::<Vec<_>>()[..] {
+            ["none"] => Value::Null,
+            ["plugin", slot] if !slot.is_empty() => json!({ "plugin": slot, "fail_open": false }),
+            ["plugin", slot, "fail-open"] if !slot.is_empty() => {
+                json!({ "plugin": slot, "fail_open": true })
+            }
+            _ => bail!(
+                "--room-policy must be `plugin:SLOT`, `plugin:SLOT:fail-open` or `none`, not {policy:?}"
+            ),
+        };
+        body.insert("room_policy".into(), v);
+    }
     let mut limits = Map::new();
     let mut put = |k: &str, v: Option<Value>| {
         if let Some(v) = v {
