@@ -196,6 +196,14 @@ async def test_nick_change_subject_and_private_messages(server, xmpp):
     assert str(pm["from"]) == f"{room}/Robert"
     assert pm.xml.find(f"{{{MUC_USER}}}x") is not None
 
+    # A join from a session already in the room gets the room again (self-presence,
+    # occupants, subject) without a duplicate occupant.
+    pres, subj, occupants, _ = await join(bob, room, "Robert")
+    assert 110 in codes(pres) and subj["subject"] == "Today: MUC"
+    assert {p["from"].resource for p in occupants} == {"Alice", "Robert"}
+    shown = server.admin("GET", f"/api/v1/tenants/default/rooms/{room}", expect=200)[1]
+    assert [o["nick"] for o in shown["occupants"]] == ["Alice", "Robert"]
+
     # Self-ping (XEP-0410): answered by the service for an occupant...
     status = await bob.plugin["xep_0410"].send_self_ping(JID(f"{room}/Robert"), timeout=10)
     assert status.name == "JOINED"
