@@ -56,6 +56,18 @@ pub fn settings_body(s: &TenantSettings) -> anyhow::Result<Map<String, Value>> {
     if !s.federate_with.is_empty() {
         body.insert("federate_with".into(), json!(s.federate_with));
     }
+    if !s.muc.is_empty() {
+        let mut muc = Map::new();
+        for kv in &s.muc {
+            let (k, v) = kv
+                .split_once('=')
+                .filter(|(k, _)| !k.is_empty())
+                .with_context(|| format!("--muc {kv:?}: expected KEY=VALUE"))?;
+            let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.into()));
+            muc.insert(k.to_string(), value);
+        }
+        body.insert("muc".into(), Value::Object(muc));
+    }
     if let (Some(cert), Some(key)) = (&s.cert, &s.key) {
         let abs = |p: &std::path::Path| {
             std::fs::canonicalize(p).with_context(|| format!("{}", p.display()))

@@ -176,11 +176,11 @@ impl RoomConfig {
 
     /// Applies a submitted `muc#roomconfig` form (first value of each field).
     pub fn with_form(&self, form: &Submitted) -> Result<RoomConfig, InvalidField> {
-        self.with_fields(form.fields.iter().filter_map(|(var, values)| {
-            Some((
+        self.with_fields(form.fields.iter().map(|(var, values)| {
+            (
                 var.as_str(),
                 values.first().map(String::as_str).unwrap_or(""),
-            ))
+            )
         }))
     }
 

@@ -193,10 +193,8 @@ impl Room {
         let sender = self.by_session(full).ok_or_else(|| {
             RoomError::with_text(Condition::NotAcceptable, "you are not in the room")
         })?;
-        if sender.nick == nick {
-            if iq.first_child().is_some_and(|c| c.is("ping", ns::PING)) {
-                return Ok(vec![stanza::iq_result(iq)]);
-            }
+        if sender.nick == nick && iq.first_child().is_some_and(|c| c.is("ping", ns::PING)) {
+            return Ok(vec![stanza::iq_result(iq)]);
         }
         let sender_nick = sender.nick.clone();
         let target = self
@@ -258,6 +256,9 @@ impl Room {
         let sender = self.by_session(full).ok_or_else(|| {
             RoomError::with_text(Condition::NotAcceptable, "you are not in the room")
         })?;
+        if jid::Jid::new(to).is_err() {
+            return Err(RoomError::new(Condition::JidMalformed));
+        }
         let sender_bare = sender.bare.clone();
         let sender_aff = sender.affiliation.max(self.affiliation(&sender.bare));
         let to_bare = crate::services::addressing::bare(to);
@@ -296,8 +297,13 @@ impl Room {
 
     /// A declined invitation from `from` (any user), passed on to the inviter `to`.
     pub fn decline(&self, from: &str, to: &str, reason: Option<&str>) -> Outbox {
-        let mut decline = Element::new("decline", MUC_USER)
-            .with_attr("from", crate::services::addressing::bare(from));
+        let from_bare = crate::services::addressing::bare(from);
+        let body = format!(
+            "{from_bare} declined your invitation to {}{}",
+            self.jid,
+            reason.map(|r| format!(" ({r})")).unwrap_or_default()
+        );
+        let mut decline = Element::new("decline", MUC_USER).with_attr("from", from_bare);
         if let Some(r) = reason {
             decline.push_child(Element::new("reason", MUC_USER).with_text(r));
         }
@@ -306,7 +312,8 @@ impl Room {
                 .with_attr("from", self.jid.clone())
                 .with_attr("to", to)
                 .with_attr("id", crate::muc::new_id())
-                .with_child(Element::new("x", MUC_USER).with_child(decline)),
+                .with_child(Element::new("x", MUC_USER).with_child(decline))
+                .with_child(Element::new("body", ns::CLIENT).with_text(body)),
         ]
     }
 }

@@ -27,6 +27,9 @@ pub mod service;
 pub mod settings;
 pub mod types;
 
+#[cfg(test)]
+mod tests;
+
 pub use service::{MucError, MucService, MucServices, OccupantView, RoomDetails, RoomSummary};
 
 /// A fresh stanza id for stanzas the service originates.

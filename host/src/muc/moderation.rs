@@ -20,7 +20,12 @@ pub struct Actor {
 }
 
 impl Actor {
-    /// The admin API: may do anything an owner may.
+    /// True for the admin API.
+    pub fn is_system(&self) -> bool {
+        self.bare.is_empty()
+    }
+
+    /// The admin API: may do anything an owner may, and kick anyone.
     pub fn system() -> Actor {
         Actor {
             bare: String::new(),
@@ -159,9 +164,8 @@ impl Room {
                 "only admins may grant or revoke moderation",
             ));
         }
-        if role < target.role
-            && (target_aff >= Affiliation::Admin || target_aff > actor.affiliation)
-        {
+        let protected = target_aff >= Affiliation::Admin || target_aff > actor.affiliation;
+        if role < target.role && protected && !actor.is_system() {
             return Err(RoomError::with_text(
                 Condition::NotAllowed,
                 "that occupant's affiliation protects it",

@@ -6,7 +6,7 @@
 //! time per room, and the stanzas a change produces are routed before the next change,
 //! so every occupant sees the same order. Persistent rooms are stored (configuration,
 //! affiliations, subject) under the tenant domain and loaded when the service is first
-//! used. Stanza handling is in [`super::dispatch`]; the admin API's operations
+//! used. Stanza handling is in the `dispatch` module; the admin API's operations
 //! (list, show, create, destroy, kick) are here.
 
 use std::sync::{Arc, Weak};
@@ -133,6 +133,19 @@ impl MucServices {
                 .or_insert(service)
                 .clone(),
         )
+    }
+
+    /// `(service JID, name)` of the MUC service of a tenant domain, for the server's
+    /// disco#items.
+    pub fn service_of_domain(&self, server: &Server, domain: &str) -> Option<(String, String)> {
+        let tenant = server.tenant_of(domain)?;
+        let muc = &tenant.spec.muc;
+        muc.enabled.then(|| {
+            (
+                format!("{}.{domain}", muc.subdomain),
+                "Chatrooms".to_string(),
+            )
+        })
     }
 
     /// The MUC services of a tenant (one per domain), sorted by domain.
@@ -574,7 +587,12 @@ pub(super) fn check_room_limit(
     settings: &MucSettings,
 ) -> Result<(), String> {
     let max = settings.max_rooms as usize;
-    if max > 0 && server.muc.room_count(tenant) >= max {
+    if max == 0 {
+        return Ok(());
+    }
+    // Load every service of the tenant so stored rooms count too.
+    server.muc.tenant_services(server, tenant);
+    if server.muc.room_count(tenant) >= max {
         return Err(format!("the tenant has reached its limit of {max} rooms"));
     }
     Ok(())

@@ -65,15 +65,20 @@ pub fn server_info(iq: &Element) -> Option<Element> {
     ))
 }
 
-/// disco#items on the server (no items yet: MUC and components come later).
-pub fn server_items(iq: &Element) -> Option<Element> {
+/// disco#items on the server: `(JID, name)` of the services it hosts (MUC).
+pub fn server_items(iq: &Element, items: &[(String, String)]) -> Option<Element> {
     if let Err(e) = check_get(iq) {
         return e;
     }
-    Some(stanza::iq_result_with(
-        iq,
-        Element::new("query", ns::DISCO_ITEMS),
-    ))
+    let mut q = Element::new("query", ns::DISCO_ITEMS);
+    for (jid, name) in items {
+        q.push_child(
+            Element::new("item", ns::DISCO_ITEMS)
+                .with_attr("jid", jid.clone())
+                .with_attr("name", name.clone()),
+        );
+    }
+    Some(stanza::iq_result_with(iq, q))
 }
 
 /// disco#info on an account's bare JID.

@@ -249,6 +249,7 @@ pub async fn remove(server: &Arc<Server>, name: &str, purge: bool) -> Result<(),
     let n = name.to_string();
     storage::blocking(move || store.delete_tenant_record(&n)).await?;
     server.tenants.remove(name);
+    server.muc.forget_tenant(name);
     end_sessions(server, &current.spec.domains, "tenant removed");
     if purge {
         for d in current.spec.domains.clone() {

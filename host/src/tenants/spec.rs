@@ -223,6 +223,24 @@ mod tests {
     }
 
     #[test]
+    fn muc_settings_in_toml_and_their_validation() {
+        let s: TenantSpec = toml::from_str(
+            "domains = [\"a.test\"]\n[muc]\nsubdomain = \"Rooms\"\nroom_creation = \"admins\"\nadmins = [\"Boss@a.test\"]\n",
+        )
+        .unwrap();
+        let s = s.normalized("a").unwrap();
+        assert_eq!(s.muc.subdomain, "rooms");
+        assert_eq!(s.muc.admins, vec!["boss@a.test"]);
+        assert_eq!(s.muc.history_length, 20);
+        let d: TenantSpec = toml::from_str("domains = [\"a.test\"]").unwrap();
+        assert!(d.muc.enabled && d.muc.subdomain == "conference");
+        let bad: TenantSpec =
+            toml::from_str("domains = [\"a.test\"]\n[muc]\nsubdomain = \"a.b\"\n").unwrap();
+        assert!(bad.normalized("a").unwrap_err().contains("muc.subdomain"));
+        assert!(toml::from_str::<TenantSpec>("domains = []\n[muc]\nbogus = 1\n").is_err());
+    }
+
+    #[test]
     fn spec_json_round_trip_with_defaults() {
         let s: TenantSpec = serde_json::from_str(
             r#"{"domains":["a.test"],"auth":{"method":"plugin","plugin":"auth"}}"#,
