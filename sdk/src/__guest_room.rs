@@ -103,10 +103,7 @@ pub fn create_room<P: RoomPolicy>(r: WitRoom, creator: WitUser) -> WitDecision {
 pub fn join<P: RoomPolicy>(r: WitRoom, o: WitOccupant) -> WitJoinDecision {
     match P::join(room(r), occupant(o)) {
         JoinDecision::Default => WitJoinDecision::Default,
-        JoinDecision::Allow {
-            role,
-            affiliation,
-        } => WitJoinDecision::Allow(wit::JoinGrant {
+        JoinDecision::Allow { role, affiliation } => WitJoinDecision::Allow(wit::JoinGrant {
             role: role.map(wit_role),
             affiliation: affiliation.map(wit_affiliation),
         }),

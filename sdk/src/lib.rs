@@ -211,11 +211,13 @@ macro_rules! room_policy {
                 }
             }
             impl __g::LifecycleGuest for __HeliographExport {
-                fn init(config: ::std::string::String) -> ::core::result::Result<(), ::std::string::String> {
+                fn init(
+                    config: ::std::string::String,
+                ) -> ::core::result::Result<(), ::std::string::String> {
                     <$ty as $crate::RoomPolicy>::init(&config)
                 }
             }
-            __g::export!(__HeliographExport with_types_in __g::bindings);
+    __g::export!(__HeliographExport with_types_in __g::bindings);
         };
     };
 }

@@ -21,7 +21,9 @@ struct Legacy;
 impl Guest for Legacy {
     fn authenticate(request: AuthRequest) -> Result<User, AuthFailure> {
         let Some(password) = host_config::get("password") else {
-            return Err(AuthFailure::TemporaryFailure("no password configured".into()));
+            return Err(AuthFailure::TemporaryFailure(
+                "no password configured".into(),
+            ));
         };
         if request.credential != password {
             return Err(AuthFailure::NotAuthorized);

@@ -56,10 +56,7 @@ pub fn user_matches(user: &RoomUser, rule: &str) -> bool {
     };
     let (key, value) = (key.trim(), value.trim());
     (key == "role" && user.has_role(value))
-        || user
-            .attributes
-            .iter()
-            .any(|(k, v)| k == key && v == value)
+        || user.attributes.iter().any(|(k, v)| k == key && v == value)
 }
 
 /// `body` with every case-insensitive occurrence of the words replaced by asterisks, or
@@ -113,10 +110,7 @@ impl RoomPolicy for MeetingPolicy {
             "room name refused",
             &[("room", &room.jid), ("creator", &creator.jid)],
         );
-        Decision::deny(format!(
-            "room names must match {}",
-            patterns.join(" or ")
-        ))
+        Decision::deny(format!("room names must match {}", patterns.join(" or ")))
     }
 
     fn join(room: Room, occupant: Occupant) -> JoinDecision {
@@ -362,7 +356,11 @@ mod tests {
         let _h = FakeHost::new()
             .config_json(r#"{"max_participants": "many"}"#)
             .install();
-        assert!(MeetingPolicy::init("").unwrap_err().contains("max_participants"));
+        assert!(
+            MeetingPolicy::init("")
+                .unwrap_err()
+                .contains("max_participants")
+        );
         let _h = FakeHost::new()
             .config_json(r#"{"moderator_if": "host"}"#)
             .install();
@@ -370,6 +368,10 @@ mod tests {
         let _h = FakeHost::new()
             .config_json(r#"{"nick_changes": "sometimes"}"#)
             .install();
-        assert!(MeetingPolicy::init("").unwrap_err().contains("nick_changes"));
+        assert!(
+            MeetingPolicy::init("")
+                .unwrap_err()
+                .contains("nick_changes")
+        );
     }
 }
