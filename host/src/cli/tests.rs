@@ -320,3 +320,28 @@ fn room_commands_parse_and_muc_settings_become_json() {
     };
     assert!(tenant::settings_body(&settings).is_err());
 }
+
+#[test]
+fn room_policy_option_becomes_json() {
+    use super::args::TenantCommand;
+    let body_of = |value: &str| {
+        let cli = parse(&["tenant", "set", "acme", "--room-policy", value]);
+        let Some(Command::Tenant(TenantCommand::Set { settings, .. })) = cli.command else {
+            panic!("not tenant set");
+        };
+        tenant::settings_body(&settings).map(|b| b["room_policy"].clone())
+    };
+    assert_eq!(
+        body_of("plugin:rooms").unwrap(),
+        serde_json::json!({"plugin": "rooms", "fail_open": false})
+    );
+    assert_eq!(
+        body_of("plugin:rooms:fail-open").unwrap(),
+        serde_json::json!({"plugin": "rooms", "fail_open": true})
+    );
+    assert_eq!(body_of("none").unwrap(), serde_json::Value::Null);
+    for bad in ["rooms", "plugin:", "plugin:rooms:open", "internal"] {
+        let err = body_of(bad).unwrap_err().to_string();
+        assert!(err.contains("--room-policy"), "{bad}: {err}");
+    }
+}
