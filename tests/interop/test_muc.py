@@ -601,3 +601,21 @@ async def test_disabling_a_tenant_empties_its_rooms_and_keeps_persistent_ones(se
     server.admin("DELETE", "/api/v1/tenants/acme?purge=true", expect=204)
     server.create_tenant("acme", ["acme.test"])
     assert server.admin("GET", "/api/v1/tenants/acme/rooms", expect=200)[1]["rooms"] == []
+
+
+async def test_federated_tenants_share_rooms(server, xmpp):
+    server.create_tenant("a", ["a.test"], federate_with=["b"])
+    server.create_tenant("b", ["b.test"], federate_with=["a"])
+    server.create_user("alice", "pw", domain="a.test")
+    server.create_user("bob", "pw", domain="b.test")
+    alice = await login(xmpp, server, "alice@a.test", create=False)
+    bob = await login(xmpp, server, "bob@b.test", create=False)
+    room = "joint@conference.a.test"
+    await instant_room(alice, room, "Alice")
+    await join(bob, room, "Bob")
+    bob.send_message(mto=room, mbody="hello from b", mtype="groupchat")
+    await groupchat_from(alice, room, "Bob", "hello from b")
+    shown = server.admin("GET", f"/api/v1/tenants/a/rooms/{room}", expect=200)[1]
+    assert sorted(o["jid"] for o in shown["occupants"]) == ["alice@a.test", "bob@b.test"]
+    # The room belongs to tenant a: tenant b's API does not reach it.
+    server.admin("GET", f"/api/v1/tenants/b/rooms/{room}", expect=404)
