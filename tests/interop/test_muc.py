@@ -196,6 +196,14 @@ async def test_nick_change_subject_and_private_messages(server, xmpp):
     assert str(pm["from"]) == f"{room}/Robert"
     assert pm.xml.find(f"{{{MUC_USER}}}x") is not None
 
+    # A join from a session already in the room gets the room again (self-presence,
+    # occupants, subject) without a duplicate occupant.
+    pres, subj, occupants, _ = await join(bob, room, "Robert")
+    assert 110 in codes(pres) and subj["subject"] == "Today: MUC"
+    assert {p["from"].resource for p in occupants} == {"Alice", "Robert"}
+    shown = server.admin("GET", f"/api/v1/tenants/default/rooms/{room}", expect=200)[1]
+    assert [o["nick"] for o in shown["occupants"]] == ["Alice", "Robert"]
+
     # Self-ping (XEP-0410): answered by the service for an occupant...
     status = await bob.plugin["xep_0410"].send_self_ping(JID(f"{room}/Robert"), timeout=10)
     assert status.name == "JOINED"
@@ -575,3 +583,39 @@ async def test_occupants_leave_when_their_session_ends(server, xmpp):
             break
         await asyncio.sleep(0.1)
     assert server.admin("GET", "/api/v1/tenants/default/rooms", expect=200)[1]["rooms"] == []
+
+
+async def test_disabling_a_tenant_empties_its_rooms_and_keeps_persistent_ones(server, xmpp):
+    server.create_tenant("acme", ["acme.test"])
+    server.create_user("alice", "pw", domain="acme.test")
+    alice = await login(xmpp, server, "alice@acme.test", create=False)
+    kept, temp = "kept@conference.acme.test", "temp@conference.acme.test"
+    await instant_room(alice, kept, "Alice")
+    await configure(alice, kept, persistentroom="1")
+    await instant_room(alice, temp, "Alice")
+    server.admin("POST", "/api/v1/tenants/acme/disable", expect=200)
+    server.admin("POST", "/api/v1/tenants/acme/enable", expect=200)
+    rooms = server.admin("GET", "/api/v1/tenants/acme/rooms", expect=200)[1]["rooms"]
+    assert [(r["jid"], r["occupants"]) for r in rooms] == [(kept, 0)]
+    # Removing the tenant with --purge deletes its stored rooms too.
+    server.admin("DELETE", "/api/v1/tenants/acme?purge=true", expect=204)
+    server.create_tenant("acme", ["acme.test"])
+    assert server.admin("GET", "/api/v1/tenants/acme/rooms", expect=200)[1]["rooms"] == []
+
+
+async def test_federated_tenants_share_rooms(server, xmpp):
+    server.create_tenant("a", ["a.test"], federate_with=["b"])
+    server.create_tenant("b", ["b.test"], federate_with=["a"])
+    server.create_user("alice", "pw", domain="a.test")
+    server.create_user("bob", "pw", domain="b.test")
+    alice = await login(xmpp, server, "alice@a.test", create=False)
+    bob = await login(xmpp, server, "bob@b.test", create=False)
+    room = "joint@conference.a.test"
+    await instant_room(alice, room, "Alice")
+    await join(bob, room, "Bob")
+    bob.send_message(mto=room, mbody="hello from b", mtype="groupchat")
+    await groupchat_from(alice, room, "Bob", "hello from b")
+    shown = server.admin("GET", f"/api/v1/tenants/a/rooms/{room}", expect=200)[1]
+    assert sorted(o["jid"] for o in shown["occupants"]) == ["alice@a.test", "bob@b.test"]
+    # The room belongs to tenant a: tenant b's API does not reach it.
+    server.admin("GET", f"/api/v1/tenants/b/rooms/{room}", expect=404)

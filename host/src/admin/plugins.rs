@@ -26,6 +26,8 @@ struct SlotView {
     info: SlotInfo,
     /// Whether the tenant's `auth` names this slot.
     bound_to_auth: bool,
+    /// Whether the tenant's `room_policy` names this slot.
+    bound_to_room_policy: bool,
     stats: Option<PluginStats>,
 }
 
@@ -47,17 +49,21 @@ fn views(ctx: &Ctx, host: &PluginHost, tenant: Option<&str>) -> Vec<SlotView> {
     host.list(tenant)
         .into_iter()
         .map(|info| {
-            let bound_to_auth = ctx
-                .server()
-                .tenants
-                .by_name(&info.tenant)
-                .is_some_and(|t| {
-                    matches!(&t.spec.auth, crate::tenants::AuthMethod::Plugin { plugin } if *plugin == info.slot)
-                });
+            let tenant = ctx.server().tenants.by_name(&info.tenant);
+            let bound_to_auth = tenant.as_ref().is_some_and(|t| {
+                matches!(&t.spec.auth, crate::tenants::AuthMethod::Plugin { plugin } if *plugin == info.slot)
+            });
+            let bound_to_room_policy = tenant.as_ref().is_some_and(|t| {
+                t.spec
+                    .room_policy
+                    .as_ref()
+                    .is_some_and(|p| p.plugin == info.slot)
+            });
             let stats = host.stats(&info.tenant, &info.slot);
             SlotView {
                 info,
                 bound_to_auth,
+                bound_to_room_policy,
                 stats,
             }
         })

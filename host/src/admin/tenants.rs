@@ -12,7 +12,7 @@ use serde_json::json;
 use super::context::Ctx;
 use super::response::{ApiError, ApiResult, json, no_content};
 use crate::tenants::manage;
-use crate::tenants::spec::{AuthMethod, ComponentSpec, TenantTls};
+use crate::tenants::spec::{AuthMethod, ComponentSpec, RoomPolicySetting, TenantTls};
 use crate::tenants::{Tenant, TenantSpec};
 
 /// A tenant as the API shows it.
@@ -74,6 +74,9 @@ struct TenantPatch {
     federate_with: Option<Vec<String>>,
     /// Partial MUC settings: only the keys given change.
     muc: Option<serde_json::Map<String, serde_json::Value>>,
+    /// `null` removes the room policy.
+    #[serde(default, with = "double_option")]
+    room_policy: Option<Option<RoomPolicySetting>>,
     /// The whole list of components (replaces the current one).
     components: Option<Vec<ComponentSpec>>,
 }
@@ -129,6 +132,9 @@ impl TenantPatch {
         }
         if let Some(f) = self.federate_with {
             spec.federate_with = f;
+        }
+        if let Some(p) = self.room_policy {
+            spec.room_policy = p;
         }
         if let Some(c) = self.components {
             spec.components = c;

@@ -8,7 +8,7 @@
 //! heliograph user list DOMAIN
 //! heliograph session list [DOMAIN]
 //! heliograph tenant add NAME --domain D [--domain D2] [settings]
-//! heliograph tenant set NAME [settings]
+//! heliograph tenant set NAME [settings] [--muc KEY=VALUE ...]
 //! heliograph tenant list | show NAME | enable NAME | disable NAME | token NAME
 //! heliograph tenant remove NAME [--purge]
 //! heliograph room list|show|create|destroy|kick --tenant T ...
@@ -242,12 +242,21 @@ pub struct TenantSettings {
     /// other; replaces the list).
     #[arg(long = "federate-with", value_name = "TENANT")]
     pub federate_with: Vec<String>,
+    /// The room-policy plugin of the tenant's MUC rooms: `plugin:SLOT` (failures refuse the
+    /// action), `plugin:SLOT:fail-open` (failures allow it) or `none`.
+    #[arg(long, value_name = "POLICY")]
+    pub room_policy: Option<String>,
     /// The tenant's own certificate (PEM), with --key.
     #[arg(long, requires = "key", value_name = "PATH")]
     pub cert: Option<PathBuf>,
     /// The private key of --cert (PEM).
     #[arg(long, requires = "cert", value_name = "PATH")]
     pub key: Option<PathBuf>,
+    /// A MUC setting, `KEY=VALUE` (`subdomain=rooms`, `history_length=50`,
+    /// `room_creation=admins`, `admins=["boss@acme.example"]`; repeat). Values are read
+    /// as JSON when they parse, else as strings.
+    #[arg(long = "muc", value_name = "KEY=VALUE")]
+    pub muc: Vec<String>,
 }
 
 #[derive(Debug, Args, Default)]

@@ -32,7 +32,8 @@ pub async fn handle(service: &Arc<MucService>, server: &Arc<Server>, stanza: Ele
     let nick = to_jid.resource().map(|r| r.to_string());
     let result = match (stanza.name(), room, nick) {
         ("iq", None, _) => service_iq(service, server, &stanza).await,
-        (_, None, _) => Err(RoomError::new(Condition::ServiceUnavailable)),
+        ("message", None, _) => Err(RoomError::new(Condition::ServiceUnavailable)),
+        ("presence", None, _) => Ok(()),
         ("presence", Some(room), Some(nick)) => {
             presence(service, server, &room, &nick, &from, &stanza).await
         }
@@ -122,6 +123,20 @@ async fn presence(
             return Err(RoomError::with_text(Condition::NotAcceptable, reason));
         }
         room.change_nick(idx, nick)
+    } else if p.has_child("x", MUC) {
+        // A join from a session already in the room (a client that lost track of its
+        // state): it gets the room again, everyone sees the presence.
+        let bare = crate::services::addressing::bare(from);
+        let req = JoinRequest {
+            from,
+            bare: &bare,
+            nick,
+            presence: p,
+        };
+        let mut out = room.update_presence(from, p);
+        out.retain(|s| s.attr("to") != Some(from));
+        out.extend(room.add_session(&req, now()));
+        out
     } else {
         room.update_presence(from, p)
     };

@@ -64,8 +64,10 @@ impl AdminChange {
                 let jid = item
                     .attr("jid")
                     .ok_or_else(|| bad("an affiliation item needs a jid"))?;
-                let jid = jid::BareJid::new(jid)
+                // A full JID stands for its bare JID: affiliations are per user.
+                let jid = jid::Jid::new(jid)
                     .map_err(|_| RoomError::new(Condition::JidMalformed))?
+                    .to_bare()
                     .to_string();
                 out.push(AdminChange::Affiliation {
                     jid,

@@ -172,7 +172,8 @@ impl MucServices {
             .sum()
     }
 
-    /// Forgets a tenant's services and rooms (tenant removed); occupants are not told.
+    /// Forgets a tenant's services and in-memory rooms (tenant disabled or removed, its
+    /// sessions ended); persistent rooms are loaded again from storage on next use.
     pub fn forget_tenant(&self, tenant: &str) {
         self.services.retain(|_, s| s.tenant != tenant);
     }

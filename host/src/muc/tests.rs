@@ -583,3 +583,46 @@ fn error_bounces_remove_the_session() {
     assert!(r.by_nick("Bob").is_none());
     assert!(r.drop_session("bob@a.test/res").is_empty());
 }
+
+#[test]
+fn admin_items_parse() {
+    use super::ns::MUC_ADMIN;
+    let q = Element::new("query", MUC_ADMIN)
+        .with_child(
+            Element::new("item", MUC_ADMIN)
+                .with_attr("jid", "Bob@A.test/phone")
+                .with_attr("affiliation", "member")
+                .with_child(Element::new("reason", MUC_ADMIN).with_text("welcome")),
+        )
+        .with_child(
+            Element::new("item", MUC_ADMIN)
+                .with_attr("nick", "Carol")
+                .with_attr("role", "visitor"),
+        );
+    assert_eq!(
+        AdminChange::parse(&q).unwrap(),
+        vec![
+            AdminChange::Affiliation {
+                jid: "bob@a.test".into(),
+                affiliation: Affiliation::Member,
+                reason: Some("welcome".into()),
+            },
+            AdminChange::Role {
+                nick: "Carol".into(),
+                role: Role::Visitor,
+                reason: None,
+            },
+        ]
+    );
+    for bad in [
+        Element::new("item", MUC_ADMIN)
+            .with_attr("affiliation", "king")
+            .with_attr("jid", "a@b"),
+        Element::new("item", MUC_ADMIN).with_attr("affiliation", "member"),
+        Element::new("item", MUC_ADMIN).with_attr("role", "visitor"),
+        Element::new("item", MUC_ADMIN),
+    ] {
+        assert!(AdminChange::parse(&Element::new("query", MUC_ADMIN).with_child(bad)).is_err());
+    }
+    assert!(AdminChange::parse(&Element::new("query", MUC_ADMIN)).is_err());
+}

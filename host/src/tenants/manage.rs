@@ -202,6 +202,8 @@ pub async fn update(
     end_sessions(server, &dropped, "domain removed from its tenant");
     if !spec.enabled && current.enabled() {
         end_sessions(server, &spec.domains, "tenant disabled");
+        // Rooms lose their occupants with the sessions; persistent ones reload later.
+        server.muc.forget_tenant(name);
     }
     crate::component::reconcile(server);
     tracing::info!(tenant = name, "tenant changed");
@@ -235,6 +237,8 @@ pub async fn set_enabled(
     server.tenants.upsert(tenant)?;
     if !enabled {
         end_sessions(server, &current.spec.domains, "tenant disabled");
+        // Rooms lose their occupants with the sessions; persistent ones reload later.
+        server.muc.forget_tenant(name);
     }
     crate::component::reconcile(server);
     tracing::info!(tenant = name, enabled, "tenant state changed");

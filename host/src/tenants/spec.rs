@@ -16,6 +16,19 @@ pub enum AuthMethod {
     Plugin { plugin: String },
 }
 
+/// The tenant's room policy: a Wasm `room-policy` plugin in the named slot decides on its
+/// MUC rooms (`room_policy = { plugin = "rooms" }`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomPolicySetting {
+    /// The plugin slot.
+    pub plugin: String,
+    /// When the plugin fails (trap, deadline, memory cap, malformed answer, not
+    /// installed), allow the action instead of refusing it. Default: refuse (fail closed).
+    #[serde(default)]
+    pub fail_open: bool,
+}
+
 /// Per-tenant limits; 0 means "no limit" (or "the server default" for sizes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -58,6 +71,10 @@ pub struct TenantSpec {
     /// only where both tenants list each other.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub federate_with: Vec<String>,
+    /// The room-policy plugin deciding on the tenant's MUC rooms; none: XEP-0045's rules
+    /// alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_policy: Option<RoomPolicySetting>,
     /// The tenant's multi-user chat service (`[tenants.NAME.muc]`).
     #[serde(default)]
     pub muc: crate::muc::settings::MucSettings,
@@ -149,6 +166,7 @@ impl TenantSpec {
             limits: Limits::default(),
             tls: None,
             federate_with: Vec::new(),
+            room_policy: None,
             muc: Default::default(),
             components: Vec::new(),
         }
@@ -182,6 +200,13 @@ impl TenantSpec {
         {
             return Err(format!(
                 "tenant {name:?}: auth.plugin must name a plugin slot"
+            ));
+        }
+        if let Some(p) = &self.room_policy
+            && p.plugin.trim().is_empty()
+        {
+            return Err(format!(
+                "tenant {name:?}: room_policy.plugin must name a plugin slot"
             ));
         }
         self.muc = self
