@@ -177,7 +177,7 @@ if [[ $ONLY_INTEROP -eq 0 ]]; then
 
     step "SDK and plugin unit tests (native, with the SDK's fake host)"
     cargo test --manifest-path sdk/Cargo.toml
-    cargo test --manifest-path plugins/Cargo.toml -p allowlist
+    cargo test --manifest-path plugins/Cargo.toml -p allowlist -p meeting-policy -p echo-bot -p call-router
 fi
 
 step "build heliograph"

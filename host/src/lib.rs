@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod component;
 pub mod config;
 pub mod edge;
 pub mod metrics;

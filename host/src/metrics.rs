@@ -14,6 +14,10 @@
 //! - `storage_seconds` (histogram: time of each storage operation, queueing included);
 //! - `plugin_calls_total{world,outcome[,tenant,plugin]}`, `plugin_call_seconds{world[,...]}`
 //!   (recorded by `crate::plugins`);
+//! - components (`crate::component`; `transport="component"` in the connection and stanza
+//!   metrics above): `component_handshakes_total{outcome}` (`ok`, `not_authorized`,
+//!   `conflict`), `components_connected` (gauge),
+//!   `component_stanzas_dropped_total{reason}` (`queue_full`, `invalid_output`, `loop`);
 //! - `process_resident_memory_bytes` (read from `/proc/self/statm` at scrape time).
 //!
 //! Transports are `tcp` (STARTTLS and direct TLS), `bosh` and `websocket`; connection,

@@ -49,6 +49,10 @@ pub struct Server {
     pub plugins: OnceLock<PluginHost>,
     /// Domains served inside the server by MUC, components and the like.
     pub hosted: crate::services::hosted::HostedDomains,
+    /// Every tenant's multi-user chat services (resolved through `hosted`).
+    pub muc: Arc<crate::muc::MucServices>,
+    /// Live XEP-0114 component connections.
+    pub components: crate::component::Connections,
 }
 
 impl Server {
@@ -63,6 +67,11 @@ impl Server {
         let tenants = Registry::with_tenants(manage::all_tenants(&config, records)?)?;
         let verified_passwords = crate::sasl::verified::VerifiedPasswords::default();
         verified_passwords.set_enabled(config.auth.password_cache);
+        let muc = Arc::new(crate::muc::MucServices::default());
+        let hosted = crate::services::hosted::HostedDomains::default();
+        // A component a tenant configured explicitly wins over its MUC service's domain.
+        hosted.add_resolver(Arc::new(crate::component::ComponentResolver));
+        hosted.add_resolver(Arc::new(crate::muc::service::MucResolver(muc.clone())));
         Ok(Server {
             config: ArcSwap::from_pointee(config),
             config_path: None,
@@ -75,7 +84,9 @@ impl Server {
             verified_passwords,
             edge: crate::edge::Edge::default(),
             plugins: OnceLock::new(),
-            hosted: Default::default(),
+            hosted,
+            muc,
+            components: Default::default(),
         })
     }
 
@@ -162,7 +173,7 @@ pub struct ServeOptions {
     /// When set, a JSON file written once every listener is bound:
     /// `{"listeners":[{"kind":"c2s","tls":"starttls","address":"127.0.0.1:40001"},
     /// {"kind":"c2s","tls":"direct",...},{"kind":"http","tls":false,...},
-    /// {"kind":"admin","address":...}],
+    /// {"kind":"component","tls":false,...},{"kind":"admin","address":...}],
     /// "admin_token_file":"...","pid":123}`. Tests use it with port 0 listeners.
     pub ready_file: Option<PathBuf>,
 }
@@ -267,6 +278,27 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             address: addr.to_string(),
         });
         tokio::spawn(crate::transport::http::serve(
+            listener,
+            Arc::new(l.clone()),
+            server.clone(),
+            l.tls.then(|| tls_ctx.clone()),
+            tracker.clone(),
+            shutdown.clone(),
+        ));
+    }
+
+    for l in &config.listen.component {
+        let listener = TcpListener::bind(l.address)
+            .await
+            .with_context(|| format!("binding component listener {}", l.address))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(address = %addr, tls = l.tls, "component listener ready");
+        ready.push(ReadyListener {
+            kind: "component",
+            tls: Some(ReadyTls::Flag(l.tls)),
+            address: addr.to_string(),
+        });
+        tokio::spawn(crate::component::listener::serve(
             listener,
             Arc::new(l.clone()),
             server.clone(),

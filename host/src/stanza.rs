@@ -68,6 +68,7 @@ pub enum Condition {
     NotAuthorized,
     PolicyViolation,
     RecipientUnavailable,
+    RegistrationRequired,
     RemoteServerNotFound,
     ResourceConstraint,
     ServiceUnavailable,
@@ -91,6 +92,7 @@ impl Condition {
             Condition::NotAuthorized => "not-authorized",
             Condition::PolicyViolation => "policy-violation",
             Condition::RecipientUnavailable => "recipient-unavailable",
+            Condition::RegistrationRequired => "registration-required",
             Condition::RemoteServerNotFound => "remote-server-not-found",
             Condition::ResourceConstraint => "resource-constraint",
             Condition::ServiceUnavailable => "service-unavailable",
@@ -107,9 +109,10 @@ impl Condition {
             | Condition::JidMalformed
             | Condition::NotAcceptable
             | Condition::PolicyViolation => ErrorType::Modify,
-            Condition::Forbidden | Condition::NotAuthorized | Condition::SubscriptionRequired => {
-                ErrorType::Auth
-            }
+            Condition::Forbidden
+            | Condition::NotAuthorized
+            | Condition::RegistrationRequired
+            | Condition::SubscriptionRequired => ErrorType::Auth,
             Condition::InternalServerError
             | Condition::RecipientUnavailable
             | Condition::ResourceConstraint

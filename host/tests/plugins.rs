@@ -535,7 +535,7 @@ async fn bad_uploads_are_refused_precisely_and_the_old_version_keeps_serving() {
         "{msg}"
     );
     assert!(
-        msg.contains("heliograph:plugin/authentication@0.1.0"),
+        msg.contains("heliograph:plugin/authentication@0.1.1"),
         "{msg}"
     );
 
@@ -543,7 +543,7 @@ async fn bad_uploads_are_refused_precisely_and_the_old_version_keeps_serving() {
     let msg = e.to_string();
     assert!(matches!(e, InstallError::MissingExport { .. }), "{msg}");
     assert!(
-        msg.contains("does not export `heliograph:plugin/authentication@0.1.0`"),
+        msg.contains("does not export `heliograph:plugin/authentication@0.1.1`"),
         "{msg}"
     );
     assert!(msg.contains("example:rooms/room-policy@0.1.0"), "{msg}");
@@ -755,4 +755,75 @@ async fn rollback_keeps_the_last_versions_and_remove_purges() {
         t.host.remove("acme", "auth").await,
         Err(InstallError::NotInstalled { .. })
     ));
+}
+
+/// The WIT package went from 0.1.0 to 0.1.1 (the room-policy world was added). A
+/// component built against the frozen 0.1.0 WIT (`plugins/legacy-authenticator`) imports
+/// `host-log`, `host-kv`, `host-config` and exports `authentication` and `lifecycle`, all
+/// `@0.1.0`: it must install, pass `init`, authenticate and use every host interface.
+#[tokio::test]
+async fn components_built_against_wit_0_1_0_keep_loading() {
+    let dir = wasm_or_skip!();
+    assert_eq!(heliograph::plugins::WIT_VERSION, "0.1.1");
+    let t = host();
+    let e = t
+        .host
+        .install(
+            "acme",
+            "auth",
+            World::Authenticator,
+            wasm(&dir, "legacy_authenticator"),
+            config("{}"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, InstallError::InitRefused(ref m) if m.contains("password")),
+        "the 0.1.0 lifecycle.init export is called: {e}"
+    );
+    t.host
+        .install(
+            "acme",
+            "auth",
+            World::Authenticator,
+            wasm(&dir, "legacy_authenticator"),
+            config(r#"{"password": "old-but-gold"}"#),
+        )
+        .await
+        .unwrap();
+    for n in 1..=2 {
+        let out = t
+            .host
+            .authenticate("acme", "auth", password("Legacy", "old-but-gold"))
+            .await
+            .unwrap();
+        let user = out.result.unwrap();
+        assert_eq!(user.username, "legacy");
+        assert_eq!(user.roles, vec!["legacy"]);
+        // The count lives in the 0.1.0 component's key-value store.
+        assert_eq!(user.attributes, vec![("logins".into(), n.to_string())]);
+    }
+    let wrong = t
+        .host
+        .authenticate("acme", "auth", password("legacy", "nope"))
+        .await
+        .unwrap();
+    assert_eq!(wrong.result, Err(AuthDenied::NotAuthorized));
+    // A 0.1.0 authenticator is not a room policy.
+    let e = t
+        .host
+        .install(
+            "acme",
+            "rooms",
+            World::RoomPolicy,
+            wasm(&dir, "legacy_authenticator"),
+            config(r#"{"password": "x"}"#),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("does not export `heliograph:plugin/room-decisions@0.1.1`"),
+        "{e}"
+    );
 }

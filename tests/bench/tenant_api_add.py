@@ -22,6 +22,7 @@ def main() -> None:
     cfg = (
         f'[general]\nhosts = ["localhost"]\ndata_dir = "{work}/data"\nlog_level = "warn"\n'
         '[[listen.c2s]]\naddress = "127.0.0.1:0"\n[[listen.http]]\naddress = "127.0.0.1:0"\n'
+        '[[listen.component]]\naddress = "127.0.0.1:0"\n'
         '[listen.admin]\naddress = "127.0.0.1:0"\n'
     )
     with open(f"{work}/h.toml", "w") as f:

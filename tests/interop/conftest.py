@@ -19,6 +19,8 @@ Fixtures:
                  for unique names. Takes no server_config marker.
   xmpp           a ClientPool: ``await xmpp.connect(server, user, pw, ...)``;
                  all its clients are disconnected when the test ends.
+  components     a ComponentPool of XEP-0114 components (harness/component.py):
+                 ``await components.connect(server, domain, secret)``.
 
 The binary comes from $HELIOGRAPH_BIN (tests/run.sh sets it), else
 $CARGO_TARGET_DIR/debug/heliograph, else <repo>/target/debug/heliograph.
@@ -35,6 +37,7 @@ from pathlib import Path
 import pytest
 
 from harness.server import HeliographServer
+from harness.component import ComponentPool
 from harness.xmpp import ClientPool
 
 DEFAULT_ASYNC_TIMEOUT = 60.0
@@ -97,6 +100,12 @@ def xmpp() -> ClientPool:
     return ClientPool()
 
 
+@pytest.fixture
+def components() -> ComponentPool:
+    # XEP-0114 components (harness/component.py); closed like ``xmpp``.
+    return ComponentPool()
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function):
     """Run ``async def`` tests on a fresh event loop, bounded in time.
@@ -112,6 +121,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function):
     marker = pyfuncitem.get_closest_marker("async_timeout")
     timeout = float(marker.args[0]) if marker else DEFAULT_ASYNC_TIMEOUT
     pool = kwargs.get("xmpp")
+    comps = kwargs.get("components")
 
     async def main():
         try:
@@ -120,6 +130,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function):
             # Keep the inner message (which wait timed out) when there is one.
             raise AssertionError(str(err) or f"test exceeded {timeout:.0f}s") from err
         finally:
+            if isinstance(comps, ComponentPool):
+                await comps.aclose()
             if isinstance(pool, ClientPool):
                 await pool.aclose()
 

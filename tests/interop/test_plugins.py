@@ -181,9 +181,9 @@ def test_plugin_api_permissions_and_precise_refusals(server):
     status, body = install(server, "acme", "auth", b"not wasm at all", expect=400)
     assert body["message"] == "upload is not WebAssembly (no `\\0asm` header)", body
     status, body = install(server, "acme", "auth", wasm_path("wrong_world").read_bytes(), expect=400)
-    assert "does not export `heliograph:plugin/authentication@0.1.0`" in body["message"], body
+    assert "does not export `heliograph:plugin/authentication@0.1.1`" in body["message"], body
     status, body = install(server, "acme", "auth", wasm_path("wrong_version").read_bytes(), expect=400)
-    assert "rebuild it against heliograph:plugin@0.1.0" in body["message"], body
+    assert "rebuild it against heliograph:plugin@0.1.1" in body["message"], body
     status, body = install(server, "acme", "auth", wasm, {"users": {"x": "not-a-hash"}}, expect=400)
     assert "init refused" in body["message"] and "users.x" in body["message"], body
 

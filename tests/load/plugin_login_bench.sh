@@ -39,6 +39,9 @@ address = "127.0.0.1:0"
 address = "127.0.0.1:0"
 tls = "direct"
 
+[[listen.component]]
+address = "127.0.0.1:0"
+
 [listen.admin]
 address = "127.0.0.1:0"
 

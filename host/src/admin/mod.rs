@@ -8,6 +8,9 @@
 //! | DELETE | `/api/v1/users/{domain}/{username}` | 204 (ends the account's sessions) |
 //! | PUT    | `/api/v1/users/{domain}/{username}/password` `{"password"}` | 204 (ends sessions) |
 //! | GET    | `/api/v1/sessions`, `/api/v1/sessions/{domain}` | 200 `{"sessions":[...]}` |
+//! | GET/POST | `/api/v1/tenants/{tenant}/rooms` | 200 `{"rooms":[...]}` / 201 room |
+//! | GET/DELETE | `/api/v1/tenants/{tenant}/rooms/{room}` | 200 room with occupants / 204 |
+//! | POST   | `/api/v1/tenants/{tenant}/rooms/{room}/kick` `{"nick","reason"?}` | 204 |
 //!
 //! Every request needs `Authorization: Bearer <token>` ([`auth`]). Errors are
 //! `{"error":"<code>","message":"<text>"}` with the status of [`response::ApiError`]:
@@ -25,6 +28,7 @@ pub mod drain;
 pub mod openapi;
 pub mod plugins;
 pub mod response;
+pub mod rooms;
 pub mod routes;
 pub mod sessions;
 pub mod tenants;

@@ -14,9 +14,7 @@ use serde_json::json;
 
 use super::context::Ctx;
 use super::response::{ApiError, ApiResult, json, no_content};
-use crate::plugins::{
-    CacheStats, InstallError, PluginConfig, PluginHost, PluginStats, SlotInfo, World,
-};
+use crate::plugins::{CacheStats, InstallError, PluginConfig, PluginHost, PluginStats, SlotInfo};
 
 /// The header carrying an upload's configuration (a JSON object).
 pub const CONFIG_HEADER: &str = "heliograph-plugin-config";
@@ -28,6 +26,8 @@ struct SlotView {
     info: SlotInfo,
     /// Whether the tenant's `auth` names this slot.
     bound_to_auth: bool,
+    /// Whether the tenant's `room_policy` names this slot.
+    bound_to_room_policy: bool,
     stats: Option<PluginStats>,
 }
 
@@ -49,17 +49,21 @@ fn views(ctx: &Ctx, host: &PluginHost, tenant: Option<&str>) -> Vec<SlotView> {
     host.list(tenant)
         .into_iter()
         .map(|info| {
-            let bound_to_auth = ctx
-                .server()
-                .tenants
-                .by_name(&info.tenant)
-                .is_some_and(|t| {
-                    matches!(&t.spec.auth, crate::tenants::AuthMethod::Plugin { plugin } if *plugin == info.slot)
-                });
+            let tenant = ctx.server().tenants.by_name(&info.tenant);
+            let bound_to_auth = tenant.as_ref().is_some_and(|t| {
+                matches!(&t.spec.auth, crate::tenants::AuthMethod::Plugin { plugin } if *plugin == info.slot)
+            });
+            let bound_to_room_policy = tenant.as_ref().is_some_and(|t| {
+                t.spec
+                    .room_policy
+                    .as_ref()
+                    .is_some_and(|p| p.plugin == info.slot)
+            });
             let stats = host.stats(&info.tenant, &info.slot);
             SlotView {
                 info,
                 bound_to_auth,
+                bound_to_room_policy,
                 stats,
             }
         })
@@ -105,14 +109,10 @@ pub async fn install(ctx: Ctx) -> ApiResult {
         }
     };
     let host = host(&ctx)?;
+    // The world is the one the slot holds, or for a new slot the one whose interface the
+    // component exports (authenticator, room-policy, component).
     let info = host
-        .install(
-            &tenant,
-            &slot,
-            World::Authenticator,
-            ctx.body.to_vec(),
-            config,
-        )
+        .install_detecting_world(&tenant, &slot, ctx.body.to_vec(), config)
         .await?;
     Ok(json(StatusCode::OK, &info))
 }

@@ -66,6 +66,9 @@ pub enum ApiError {
     /// No such tenant.
     #[error("no tenant named {0:?}")]
     NoSuchTenant(String),
+    /// No such MUC room (or occupant in it).
+    #[error("{0}")]
+    NoSuchRoom(String),
     /// Something already exists or belongs to someone else (tenant, domain).
     #[error("{0}")]
     Conflict(String),
@@ -89,7 +92,7 @@ impl ApiError {
             | ApiError::InvalidPassword(_)
             | ApiError::BadPath(_)
             | ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
-            ApiError::NoSuchTenant(_) => StatusCode::NOT_FOUND,
+            ApiError::NoSuchTenant(_) | ApiError::NoSuchRoom(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::LimitReached(_) => StatusCode::FORBIDDEN,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -126,6 +129,7 @@ impl ApiError {
             ApiError::NoPluginHost => "no_plugin_host",
             ApiError::Plugin(e) => plugin_code(e),
             ApiError::NoSuchTenant(_) => "tenant_not_found",
+            ApiError::NoSuchRoom(_) => "room_not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::Invalid(_) => "invalid",
             ApiError::LimitReached(_) => "limit_reached",

@@ -21,7 +21,7 @@ use hyper::{HeaderMap, Method, StatusCode};
 
 use super::context::{Ctx, Params};
 use super::response::{ApiError, ApiResponse, ApiResult};
-use super::{AdminApi, MAX_BODY, auth, drain, openapi, plugins, sessions, tenants, users};
+use super::{AdminApi, MAX_BODY, auth, drain, openapi, plugins, rooms, sessions, tenants, users};
 
 /// Future returned by a handler.
 pub type HandlerFuture = Pin<Box<dyn Future<Output = ApiResult> + Send>>;
@@ -136,7 +136,7 @@ pub static ROUTES: &[Route] = &[
         path: "/api/v1/tenants",
         summary: "Create a tenant; its users can log in at once (operator)",
         body: Body::Json(
-            r#"{"name": string, "domains": [string], "enabled"?: bool, "auth"?: {"method": "internal"|"plugin", "plugin"?: string}, "limits"?: {"max_sessions", "max_accounts", "stanza_rate", "stanza_burst", "max_stanza_size"}, "tls"?: {"cert": path, "key": path}, "federate_with"?: [string]}"#,
+            r#"{"name": string, "domains": [string], "enabled"?: bool, "auth"?: {"method": "internal"|"plugin", "plugin"?: string}, "limits"?: {"max_sessions", "max_accounts", "stanza_rate", "stanza_burst", "max_stanza_size"}, "tls"?: {"cert": path, "key": path}, "federate_with"?: [string], "muc"?: {"enabled", "subdomain", "max_occupants", "history_length", "room_creation": "anyone"|"admins", "admins": [bare JID], "max_rooms", "max_nick_length"}, "room_policy"?: {"plugin": string, "fail_open"?: bool}, "components"?: [{"domains": [string], "name"?: string, "secret"?: string, "plugin"?: string, "on_conflict"?: "refuse"|"replace", "hidden"?: bool}]}"#,
         ),
         success: StatusCode::CREATED,
         handler: |c| Box::pin(tenants::create(c)),
@@ -152,9 +152,9 @@ pub static ROUTES: &[Route] = &[
     Route {
         method: Method::PATCH,
         path: "/api/v1/tenants/{tenant}",
-        summary: "Change a tenant's settings (tenant tokens: auth and federation only)",
+        summary: "Change a tenant's settings (tenant tokens: auth, federation, room policy, components and MUC settings but muc.max_rooms)",
         body: Body::Json(
-            r#"{"domains"?: [string], "auth"?: {...}, "limits"?: {...}, "tls"?: {...}|null, "federate_with"?: [string]}"#,
+            r#"{"domains"?: [string], "auth"?: {...}, "limits"?: {...}, "tls"?: {...}|null, "federate_with"?: [string], "muc"?: {only the keys to change}, "room_policy"?: {"plugin": string, "fail_open"?: bool}|null, "components"?: [{"domains": [string], "name"?: string, "secret"?: string, "plugin"?: string, "on_conflict"?: "refuse"|"replace", "hidden"?: bool}]}"#,
         ),
         success: StatusCode::OK,
         handler: |c| Box::pin(tenants::patch(c)),
@@ -190,6 +190,48 @@ pub static ROUTES: &[Route] = &[
         body: Body::None,
         success: StatusCode::CREATED,
         handler: |c| Box::pin(tenants::token(c)),
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/tenants/{tenant}/rooms",
+        summary: "List the tenant's MUC rooms (meetings)",
+        body: Body::None,
+        success: StatusCode::OK,
+        handler: |c| Box::pin(rooms::list(c)),
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/tenants/{tenant}/rooms",
+        summary: "Create a configured, persistent MUC room",
+        body: Body::Json(
+            r#"{"jid": "room@conference.domain", "config"?: {"roomname"|"muc#roomconfig_roomname"|...: string|bool|number}, "owners"?: [bare JID]}"#,
+        ),
+        success: StatusCode::CREATED,
+        handler: |c| Box::pin(rooms::create(c)),
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/tenants/{tenant}/rooms/{room}",
+        summary: "Show a MUC room with its occupants (nick, jid, role, affiliation)",
+        body: Body::None,
+        success: StatusCode::OK,
+        handler: |c| Box::pin(rooms::show(c)),
+    },
+    Route {
+        method: Method::DELETE,
+        path: "/api/v1/tenants/{tenant}/rooms/{room}",
+        summary: "Destroy a MUC room; ?reason=…&alternate=room@service reach the occupants",
+        body: Body::None,
+        success: StatusCode::NO_CONTENT,
+        handler: |c| Box::pin(rooms::destroy(c)),
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/tenants/{tenant}/rooms/{room}/kick",
+        summary: "Kick an occupant from a MUC room (status 307 to everyone)",
+        body: Body::Json(r#"{"nick": string, "reason"?: string}"#),
+        success: StatusCode::NO_CONTENT,
+        handler: |c| Box::pin(rooms::kick(c)),
     },
     Route {
         method: Method::GET,
@@ -348,7 +390,7 @@ fn match_path(pattern: &'static str, path: &str) -> Result<Option<Params>, ApiEr
 }
 
 /// Decodes `%XX` escapes of a path segment into UTF-8.
-fn percent_decode(segment: &str) -> Result<String, ApiError> {
+pub(super) fn percent_decode(segment: &str) -> Result<String, ApiError> {
     let bytes = segment.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

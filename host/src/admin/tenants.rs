@@ -2,8 +2,8 @@
 //! purging data), issue a tenant admin token, and reload the config file.
 //!
 //! The operator may do everything. A tenant token may show its own tenant and change its
-//! own authentication and federation settings; domains, limits, certificates, the enabled
-//! state and removal are the operator's.
+//! own authentication, federation, MUC and component settings; domains, limits (including
+//! `muc.max_rooms`), certificates, the enabled state and removal are the operator's.
 
 use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -12,7 +12,7 @@ use serde_json::json;
 use super::context::Ctx;
 use super::response::{ApiError, ApiResult, json, no_content};
 use crate::tenants::manage;
-use crate::tenants::spec::{AuthMethod, TenantTls};
+use crate::tenants::spec::{AuthMethod, ComponentSpec, RoomPolicySetting, TenantTls};
 use crate::tenants::{Tenant, TenantSpec};
 
 /// A tenant as the API shows it.
@@ -72,6 +72,13 @@ struct TenantPatch {
     #[serde(default, with = "double_option")]
     tls: Option<Option<TenantTls>>,
     federate_with: Option<Vec<String>>,
+    /// Partial MUC settings: only the keys given change.
+    muc: Option<serde_json::Map<String, serde_json::Value>>,
+    /// `null` removes the room policy.
+    #[serde(default, with = "double_option")]
+    room_policy: Option<Option<RoomPolicySetting>>,
+    /// The whole list of components (replaces the current one).
+    components: Option<Vec<ComponentSpec>>,
 }
 
 /// Distinguishes an absent field from an explicit `null`.
@@ -87,10 +94,25 @@ mod double_option {
 
 impl TenantPatch {
     fn touches_operator_fields(&self) -> bool {
-        self.domains.is_some() || self.limits.is_some() || self.tls.is_some()
+        self.domains.is_some()
+            || self.limits.is_some()
+            || self.tls.is_some()
+            || self
+                .muc
+                .as_ref()
+                .is_some_and(|m| m.contains_key("max_rooms"))
     }
 
-    fn apply(self, spec: &mut TenantSpec) {
+    fn apply(self, spec: &mut TenantSpec) -> Result<(), ApiError> {
+        if let Some(patch) = self.muc {
+            let mut current = match serde_json::to_value(&spec.muc) {
+                Ok(serde_json::Value::Object(m)) => m,
+                _ => serde_json::Map::new(),
+            };
+            current.extend(patch);
+            spec.muc = serde_json::from_value(serde_json::Value::Object(current))
+                .map_err(|e| ApiError::BadJson(format!("muc: {e}")))?;
+        }
         if let Some(d) = self.domains {
             spec.domains = d;
         }
@@ -111,6 +133,13 @@ impl TenantPatch {
         if let Some(f) = self.federate_with {
             spec.federate_with = f;
         }
+        if let Some(p) = self.room_policy {
+            spec.room_policy = p;
+        }
+        if let Some(c) = self.components {
+            spec.components = c;
+        }
+        Ok(())
     }
 }
 
@@ -161,7 +190,7 @@ pub async fn patch(ctx: Ctx) -> ApiResult {
     let body: TenantPatch = ctx.json()?;
     if body.touches_operator_fields() {
         ctx.principal
-            .check_operator("changing domains, limits or certificates")?;
+            .check_operator("changing domains, limits (muc.max_rooms included) or certificates")?;
     }
     let current = ctx
         .server()
@@ -169,7 +198,7 @@ pub async fn patch(ctx: Ctx) -> ApiResult {
         .by_name(&name)
         .ok_or_else(|| ApiError::NoSuchTenant(name.clone()))?;
     let mut spec = current.spec.clone();
-    body.apply(&mut spec);
+    body.apply(&mut spec)?;
     let t = manage::update(&ctx.api.server, &name, spec)
         .await
         .map_err(ApiError::from_tenant)?;

@@ -194,6 +194,7 @@ impl TestApi {
             offline: Arc::new(NoOffline),
             blocks: Arc::new(NoBlocks),
             tenants: Arc::new(MemTenants::default()),
+            muc: Arc::new(crate::storage::MemMucStore::default()),
             plugins: Arc::new(crate::storage::MemPluginStore::default()),
             flush: Arc::new(|| Ok(())),
         };

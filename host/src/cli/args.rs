@@ -8,9 +8,10 @@
 //! heliograph user list DOMAIN
 //! heliograph session list [DOMAIN]
 //! heliograph tenant add NAME --domain D [--domain D2] [settings]
-//! heliograph tenant set NAME [settings]
+//! heliograph tenant set NAME [settings] [--muc KEY=VALUE ...]
 //! heliograph tenant list | show NAME | enable NAME | disable NAME | token NAME
 //! heliograph tenant remove NAME [--purge]
+//! heliograph room list|show|create|destroy|kick --tenant T ...
 //! heliograph reload
 //! heliograph drain
 //! ```
@@ -87,6 +88,9 @@ pub enum Command {
     /// Manage tenants' WebAssembly plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Manage a tenant's MUC rooms (meetings).
+    #[command(subcommand)]
+    Room(RoomCommand),
     /// Re-read the server's config file and apply the differences (like SIGHUP).
     Reload,
     /// Drain the server: not ready, no new connections, sessions sent elsewhere, then exit.
@@ -122,6 +126,58 @@ pub enum PluginCommand {
     /// Remove a plugin: every kept version and its key-value data.
     #[command(alias = "delete")]
     Remove { tenant: String, slot: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoomCommand {
+    /// List the tenant's rooms.
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Show a room with its occupants (nick, JID, role, affiliation).
+    Show {
+        /// The room's JID (`standup@conference.example.com`).
+        room: String,
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Create a configured, persistent room.
+    Create {
+        room: String,
+        #[arg(long)]
+        tenant: String,
+        /// The room's display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// A room owner (bare JID; repeat for several).
+        #[arg(long = "owner", value_name = "JID")]
+        owners: Vec<String>,
+        /// A `muc#roomconfig` field, `FIELD=VALUE` (`membersonly=1`, `maxusers=10`; repeat).
+        #[arg(long = "set", value_name = "FIELD=VALUE")]
+        settings: Vec<String>,
+    },
+    /// Destroy a room; its occupants are told (with the reason and alternate venue).
+    #[command(alias = "delete")]
+    Destroy {
+        room: String,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        reason: Option<String>,
+        /// The room to go to instead.
+        #[arg(long, value_name = "ROOM_JID")]
+        alternate: Option<String>,
+    },
+    /// Kick an occupant (by nickname).
+    Kick {
+        room: String,
+        nick: String,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -186,12 +242,21 @@ pub struct TenantSettings {
     /// other; replaces the list).
     #[arg(long = "federate-with", value_name = "TENANT")]
     pub federate_with: Vec<String>,
+    /// The room-policy plugin of the tenant's MUC rooms: `plugin:SLOT` (failures refuse the
+    /// action), `plugin:SLOT:fail-open` (failures allow it) or `none`.
+    #[arg(long, value_name = "POLICY")]
+    pub room_policy: Option<String>,
     /// The tenant's own certificate (PEM), with --key.
     #[arg(long, requires = "key", value_name = "PATH")]
     pub cert: Option<PathBuf>,
     /// The private key of --cert (PEM).
     #[arg(long, requires = "cert", value_name = "PATH")]
     pub key: Option<PathBuf>,
+    /// A MUC setting, `KEY=VALUE` (`subdomain=rooms`, `history_length=50`,
+    /// `room_creation=admins`, `admins=["boss@acme.example"]`; repeat). Values are read
+    /// as JSON when they parse, else as strings.
+    #[arg(long = "muc", value_name = "KEY=VALUE")]
+    pub muc: Vec<String>,
 }
 
 #[derive(Debug, Args, Default)]

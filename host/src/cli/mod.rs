@@ -14,6 +14,7 @@ pub mod args;
 pub mod client;
 pub mod output;
 pub mod plugin;
+pub mod room;
 pub mod tenant;
 
 use std::io::{self, BufRead, IsTerminal, Write};
@@ -127,6 +128,7 @@ pub async fn run(
         }
         Command::Tenant(t) => tenant::run(client, t, out).await?,
         Command::Plugin(p) => plugin::run(client, p, out).await?,
+        Command::Room(r) => room::run(client, r, out).await?,
         Command::Reload => tenant::reload(client, out).await?,
         Command::Drain => {
             let r = client.request(hyper::Method::POST, "/drain", None).await?;

@@ -26,6 +26,19 @@ pub fn settings_body(s: &TenantSettings) -> anyhow::Result<Map<String, Value>> {
         };
         body.insert("auth".into(), v);
     }
+    if let Some(policy) = &s.room_policy {
+        let v = match policy.split(':').collect::<Vec<_>>()[..] {
+            ["none"] => Value::Null,
+            ["plugin", slot] if !slot.is_empty() => json!({ "plugin": slot, "fail_open": false }),
+            ["plugin", slot, "fail-open"] if !slot.is_empty() => {
+                json!({ "plugin": slot, "fail_open": true })
+            }
+            _ => bail!(
+                "--room-policy must be `plugin:SLOT`, `plugin:SLOT:fail-open` or `none`, not {policy:?}"
+            ),
+        };
+        body.insert("room_policy".into(), v);
+    }
     let mut limits = Map::new();
     let mut put = |k: &str, v: Option<Value>| {
         if let Some(v) = v {
@@ -42,6 +55,18 @@ pub fn settings_body(s: &TenantSettings) -> anyhow::Result<Map<String, Value>> {
     }
     if !s.federate_with.is_empty() {
         body.insert("federate_with".into(), json!(s.federate_with));
+    }
+    if !s.muc.is_empty() {
+        let mut muc = Map::new();
+        for kv in &s.muc {
+            let (k, v) = kv
+                .split_once('=')
+                .filter(|(k, _)| !k.is_empty())
+                .with_context(|| format!("--muc {kv:?}: expected KEY=VALUE"))?;
+            let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.into()));
+            muc.insert(k.to_string(), value);
+        }
+        body.insert("muc".into(), Value::Object(muc));
     }
     if let (Some(cert), Some(key)) = (&s.cert, &s.key) {
         let abs = |p: &std::path::Path| {

@@ -248,3 +248,100 @@ async fn plugin_commands_without_a_plugin_host_say_so() {
         .to_string();
     assert!(err.contains("no plugin host"), "{err}");
 }
+
+#[test]
+fn room_commands_parse_and_muc_settings_become_json() {
+    use super::args::{RoomCommand, TenantCommand};
+    let cli = parse(&[
+        "room",
+        "create",
+        "weekly@conference.a.test",
+        "--tenant",
+        "acme",
+        "--owner",
+        "boss@a.test",
+        "--set",
+        "membersonly=1",
+    ]);
+    assert!(matches!(
+        cli.command,
+        Some(Command::Room(RoomCommand::Create { ref owners, ref settings, .. }))
+            if owners == &["boss@a.test"] && settings == &["membersonly=1"]
+    ));
+    let cli = parse(&[
+        "room",
+        "kick",
+        "r@conference.a.test",
+        "Bob",
+        "--tenant",
+        "acme",
+    ]);
+    assert!(matches!(
+        cli.command,
+        Some(Command::Room(RoomCommand::Kick { ref nick, .. })) if nick == "Bob"
+    ));
+    parse(&["room", "list", "--tenant", "acme"]);
+    parse(&[
+        "room",
+        "destroy",
+        "r@c.a.test",
+        "--tenant",
+        "acme",
+        "--alternate",
+        "s@c.a.test",
+    ]);
+    assert!(
+        Cli::try_parse_from(["heliograph", "room", "list"]).is_err(),
+        "--tenant is required"
+    );
+
+    let cli = parse(&[
+        "tenant",
+        "set",
+        "acme",
+        "--muc",
+        "subdomain=rooms",
+        "--muc",
+        "history_length=50",
+        "--muc",
+        r#"admins=["boss@a.test"]"#,
+    ]);
+    let Some(Command::Tenant(TenantCommand::Set { settings, .. })) = cli.command else {
+        panic!("not tenant set");
+    };
+    let body = tenant::settings_body(&settings).unwrap();
+    assert_eq!(
+        body["muc"],
+        serde_json::json!({"subdomain": "rooms", "history_length": 50, "admins": ["boss@a.test"]})
+    );
+    let bad = parse(&["tenant", "set", "acme", "--muc", "novalue"]);
+    let Some(Command::Tenant(TenantCommand::Set { settings, .. })) = bad.command else {
+        panic!("not tenant set");
+    };
+    assert!(tenant::settings_body(&settings).is_err());
+}
+
+#[test]
+fn room_policy_option_becomes_json() {
+    use super::args::TenantCommand;
+    let body_of = |value: &str| {
+        let cli = parse(&["tenant", "set", "acme", "--room-policy", value]);
+        let Some(Command::Tenant(TenantCommand::Set { settings, .. })) = cli.command else {
+            panic!("not tenant set");
+        };
+        tenant::settings_body(&settings).map(|b| b["room_policy"].clone())
+    };
+    assert_eq!(
+        body_of("plugin:rooms").unwrap(),
+        serde_json::json!({"plugin": "rooms", "fail_open": false})
+    );
+    assert_eq!(
+        body_of("plugin:rooms:fail-open").unwrap(),
+        serde_json::json!({"plugin": "rooms", "fail_open": true})
+    );
+    assert_eq!(body_of("none").unwrap(), serde_json::Value::Null);
+    for bad in ["rooms", "plugin:", "plugin:rooms:open", "internal"] {
+        let err = body_of(bad).unwrap_err().to_string();
+        assert!(err.contains("--room-policy"), "{bad}: {err}");
+    }
+}

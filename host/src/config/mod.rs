@@ -110,6 +110,8 @@ pub struct TlsFiles {
 pub struct Listen {
     pub c2s: Vec<C2sListener>,
     pub http: Vec<HttpListener>,
+    /// XEP-0114 external component listeners.
+    pub component: Vec<ComponentListener>,
     pub admin: AdminListener,
 }
 
@@ -128,6 +130,7 @@ impl Default for Listen {
                 },
             ],
             http: vec![HttpListener::default()],
+            component: vec![ComponentListener::default()],
             admin: AdminListener::default(),
         }
     }
@@ -184,6 +187,43 @@ impl Default for C2sListener {
             proxy_protocol: false,
             trusted_proxies: Vec::new(),
             max_connections: 100_000,
+            max_connections_per_address: 0,
+        }
+    }
+}
+
+/// `[[listen.component]]`: XEP-0114 external components (Jabber Component Protocol). See
+/// `config/heliograph.toml` for what each key means.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComponentListener {
+    pub address: SocketAddr,
+    /// TLS from the first byte with the `[tls]` certificate (XEP-0114 has no STARTTLS).
+    pub tls: bool,
+    /// Seconds from connect to a completed handshake.
+    pub negotiation_timeout: u64,
+    /// Seconds without any traffic before a component connection is closed.
+    pub idle_timeout: u64,
+    /// Expect a PROXY protocol (v1 or v2) header on every connection.
+    pub proxy_protocol: bool,
+    /// Addresses or CIDR ranges allowed to send the PROXY header.
+    pub trusted_proxies: Vec<String>,
+    /// Open connections on this listener (0 = no limit).
+    pub max_connections: usize,
+    /// Open connections per client address on this listener (0 = no limit).
+    pub max_connections_per_address: usize,
+}
+
+impl Default for ComponentListener {
+    fn default() -> Self {
+        ComponentListener {
+            address: "127.0.0.1:5347".parse().unwrap(),
+            tls: false,
+            negotiation_timeout: 30,
+            idle_timeout: 600,
+            proxy_protocol: false,
+            trusted_proxies: Vec::new(),
+            max_connections: 10_000,
             max_connections_per_address: 0,
         }
     }
@@ -469,6 +509,15 @@ impl Config {
                 if crate::transport::http::proxy::IpRange::parse(p).is_none() {
                     return Err(ConfigError::Invalid(format!(
                         "listen.c2s.trusted_proxies: {p:?} is not an address or CIDR range"
+                    )));
+                }
+            }
+        }
+        for l in &self.listen.component {
+            for p in &l.trusted_proxies {
+                if crate::transport::http::proxy::IpRange::parse(p).is_none() {
+                    return Err(ConfigError::Invalid(format!(
+                        "listen.component.trusted_proxies: {p:?} is not an address or CIDR range"
                     )));
                 }
             }

@@ -1,7 +1,38 @@
 //! Multi-user chat (XEP-0045): each tenant's MUC service, where a room is a meeting.
 //!
+//! - [`service`]: the services (one per tenant domain, `conference.<domain>`), stanza
+//!   dispatch, room lifecycle and persistence, and the operations of the admin API.
+//! - [`room`]: a room's state and the presences describing occupants; [`join`],
+//!   [`message`], [`moderation`] and [`owner`] are what occupants, moderators and owners
+//!   do to it; [`history`] is the discussion history.
+//! - [`config`] and [`dataform`]: room configuration and its XEP-0004 form.
+//! - [`disco`]: service discovery of the service and its rooms.
+//! - [`settings`]: the tenant's MUC settings.
 //! - [`types`]: roles and affiliations, shared by the room logic and the room policy.
 //! - [`policy`]: the tenant's room-policy decisions (a Wasm plugin, or the defaults).
 
+pub mod config;
+pub mod dataform;
+pub mod disco;
+mod dispatch;
+pub mod history;
+pub mod join;
+pub mod message;
+pub mod moderation;
+pub mod ns;
+pub mod owner;
 pub mod policy;
+pub mod room;
+pub mod service;
+pub mod settings;
 pub mod types;
+
+#[cfg(test)]
+mod tests;
+
+pub use service::{MucError, MucService, MucServices, OccupantView, RoomDetails, RoomSummary};
+
+/// A fresh stanza id for stanzas the service originates.
+pub fn new_id() -> String {
+    format!("muc-{:016x}", rand::random::<u64>())
+}

@@ -6,6 +6,15 @@
 //! first and asks the policy only for what those rules allow. A tenant without a
 //! room-policy plugin gets [`JoinDecision::Default`] / `Allow` everywhere.
 //!
+//! A tenant's `room_policy` setting names the slot of its `room-policy` plugin (see
+//! [`crate::tenants::RoomPolicySetting`]). Each decision is one call through the plugin
+//! host (fresh instance, deadline, memory cap, stats and metrics), with the occupant's
+//! roles and attributes from its session (what the authenticator plugin returned at
+//! login). When the call fails (trap, deadline, memory cap, malformed answer, no plugin
+//! in the slot, no plugin host) the decision fails closed: the action is refused with
+//! [`UNAVAILABLE`], unless the tenant set `fail_open`, in which case it is allowed as if
+//! there were no policy.
+//!
 //! INTEGRATION CONTRACT (issue 6): the room logic (muc service) only calls these
 //! functions; the Wasm room-policy world fills in their bodies. Signatures may gain
 //! fields but should not otherwise change without updating both sides.
@@ -13,7 +22,13 @@
 use std::sync::Arc;
 
 use super::types::{Affiliation, Role};
+use crate::plugins::{PolicyOccupant, PolicyRoom, PolicyUser, RoomAnswer, RoomQuestion};
+use crate::router::UserFacts;
 use crate::server::Server;
+use crate::storage::Account;
+
+/// The reason given when a decision fails closed.
+pub const UNAVAILABLE: &str = "the room policy is unavailable; try again later";
 
 /// Facts about a room given to every decision.
 #[derive(Debug, Clone)]
@@ -75,45 +90,191 @@ pub enum MessageDecision {
 }
 
 /// May `creator` (a full JID) create `room`? `facts.occupants` is 0.
-pub async fn decide_create(_server: &Arc<Server>, _facts: &RoomFacts, _creator: &str) -> Decision {
-    Decision::Allow
+pub async fn decide_create(server: &Arc<Server>, facts: &RoomFacts, creator: &str) -> Decision {
+    let question = RoomQuestion::Create {
+        room: policy_room(facts),
+        creator: policy_user(server, creator),
+    };
+    match ask(server, &facts.tenant, question).await {
+        Asked::NoPolicy | Asked::FailedOpen => Decision::Allow,
+        Asked::FailedClosed => deny(UNAVAILABLE),
+        Asked::Answer(RoomAnswer::Deny(reason)) => Decision::Deny { reason },
+        Asked::Answer(_) => Decision::Allow,
+    }
 }
 
 /// May `occupant` join, and with which role/affiliation?
 pub async fn decide_join(
-    _server: &Arc<Server>,
-    _facts: &RoomFacts,
-    _occupant: &OccupantFacts,
+    server: &Arc<Server>,
+    facts: &RoomFacts,
+    occupant: &OccupantFacts,
 ) -> JoinDecision {
-    JoinDecision::Default
+    let question = RoomQuestion::Join {
+        room: policy_room(facts),
+        occupant: policy_occupant(server, occupant),
+    };
+    match ask(server, &facts.tenant, question).await {
+        Asked::NoPolicy | Asked::FailedOpen => JoinDecision::Default,
+        Asked::FailedClosed => JoinDecision::Deny {
+            reason: UNAVAILABLE.into(),
+        },
+        Asked::Answer(RoomAnswer::Deny(reason)) => JoinDecision::Deny { reason },
+        Asked::Answer(RoomAnswer::JoinAllow { role, affiliation }) => {
+            JoinDecision::Allow { role, affiliation }
+        }
+        Asked::Answer(_) => JoinDecision::Default,
+    }
 }
 
 /// May `occupant` send this groupchat `body` (and with which body)?
 pub async fn decide_message(
-    _server: &Arc<Server>,
-    _facts: &RoomFacts,
-    _occupant: &OccupantFacts,
-    _body: &str,
+    server: &Arc<Server>,
+    facts: &RoomFacts,
+    occupant: &OccupantFacts,
+    body: &str,
 ) -> MessageDecision {
-    MessageDecision::Allow
+    let question = RoomQuestion::Message {
+        room: policy_room(facts),
+        occupant: policy_occupant(server, occupant),
+        body: body.to_string(),
+    };
+    match ask(server, &facts.tenant, question).await {
+        Asked::NoPolicy | Asked::FailedOpen => MessageDecision::Allow,
+        Asked::FailedClosed => MessageDecision::Deny {
+            reason: UNAVAILABLE.into(),
+        },
+        Asked::Answer(RoomAnswer::Deny(reason)) => MessageDecision::Deny { reason },
+        Asked::Answer(RoomAnswer::ReplaceBody(body)) => MessageDecision::ReplaceBody(body),
+        Asked::Answer(_) => MessageDecision::Allow,
+    }
 }
 
 /// May `actor` (a full JID, an owner) apply the new configuration `new_config`?
 pub async fn decide_configure(
-    _server: &Arc<Server>,
-    _facts: &RoomFacts,
-    _actor: &str,
-    _new_config: &[(String, String)],
+    server: &Arc<Server>,
+    facts: &RoomFacts,
+    actor: &str,
+    new_config: &[(String, String)],
 ) -> Decision {
-    Decision::Allow
+    let question = RoomQuestion::Configure {
+        room: policy_room(facts),
+        actor: policy_user(server, actor),
+        new_config: new_config.to_vec(),
+    };
+    match ask(server, &facts.tenant, question).await {
+        Asked::NoPolicy | Asked::FailedOpen => Decision::Allow,
+        Asked::FailedClosed => deny(UNAVAILABLE),
+        Asked::Answer(RoomAnswer::Deny(reason)) => Decision::Deny { reason },
+        Asked::Answer(_) => Decision::Allow,
+    }
 }
 
 /// May `occupant` change its nickname to `new_nick`?
 pub async fn decide_nick_change(
-    _server: &Arc<Server>,
-    _facts: &RoomFacts,
-    _occupant: &OccupantFacts,
-    _new_nick: &str,
+    server: &Arc<Server>,
+    facts: &RoomFacts,
+    occupant: &OccupantFacts,
+    new_nick: &str,
 ) -> Decision {
-    Decision::Allow
+    let question = RoomQuestion::ChangeNick {
+        room: policy_room(facts),
+        occupant: policy_occupant(server, occupant),
+        new_nick: new_nick.to_string(),
+    };
+    match ask(server, &facts.tenant, question).await {
+        Asked::NoPolicy | Asked::FailedOpen => Decision::Allow,
+        Asked::FailedClosed => deny(UNAVAILABLE),
+        Asked::Answer(RoomAnswer::Deny(reason)) => Decision::Deny { reason },
+        Asked::Answer(_) => Decision::Allow,
+    }
+}
+
+fn deny(reason: &str) -> Decision {
+    Decision::Deny {
+        reason: reason.into(),
+    }
+}
+
+/// What asking the tenant's policy gave.
+enum Asked {
+    /// The tenant has no room policy.
+    NoPolicy,
+    /// The plugin failed and the tenant fails open.
+    FailedOpen,
+    /// The plugin failed and the tenant fails closed (the default).
+    FailedClosed,
+    Answer(RoomAnswer),
+}
+
+/// Asks the room policy of `tenant`, if it has one. Failures are logged (by the plugin
+/// host with its detail; here when there is no plugin to call).
+async fn ask(server: &Arc<Server>, tenant: &str, question: RoomQuestion) -> Asked {
+    let Some(setting) = server
+        .tenants
+        .by_name(tenant)
+        .and_then(|t| t.spec.room_policy.clone())
+    else {
+        return Asked::NoPolicy;
+    };
+    let failed = || {
+        if setting.fail_open {
+            Asked::FailedOpen
+        } else {
+            Asked::FailedClosed
+        }
+    };
+    let point = question.point();
+    let Some(host) = server.plugin_host() else {
+        tracing::warn!(tenant, plugin = %setting.plugin, point, fail_open = setting.fail_open,
+            cause = "no-plugin-host", "room policy unavailable: this server runs no plugin host");
+        return failed();
+    };
+    match host.decide_room(tenant, &setting.plugin, question).await {
+        Ok(outcome) => Asked::Answer(outcome.answer),
+        Err(e) => {
+            if let crate::plugins::PluginError::NotInstalled { .. } = &e {
+                tracing::warn!(tenant, plugin = %setting.plugin, point,
+                    fail_open = setting.fail_open, cause = %e.cause(),
+                    "room policy unavailable: {e}");
+            }
+            failed()
+        }
+    }
+}
+
+fn policy_room(facts: &RoomFacts) -> PolicyRoom {
+    PolicyRoom {
+        jid: facts.room.clone(),
+        occupants: facts.occupants,
+        config: facts.config.clone(),
+    }
+}
+
+/// The user behind a full JID, with the authenticator's facts from its session (none
+/// when the session is gone, is remote, or used built-in authentication).
+fn policy_user(server: &Server, full_jid: &str) -> PolicyUser {
+    let UserFacts { roles, attributes } = session_facts(server, full_jid).unwrap_or_default();
+    PolicyUser {
+        jid: full_jid.to_string(),
+        roles,
+        attributes,
+    }
+}
+
+fn session_facts(server: &Server, full_jid: &str) -> Option<UserFacts> {
+    let (bare, resource) = full_jid.split_once('/')?;
+    let (local, domain) = bare.split_once('@')?;
+    let entry = server
+        .router
+        .resource(&Account::new(local, domain), resource)?;
+    Some(entry.user_facts.clone())
+}
+
+fn policy_occupant(server: &Server, occupant: &OccupantFacts) -> PolicyOccupant {
+    PolicyOccupant {
+        user: policy_user(server, &occupant.jid),
+        nick: occupant.nick.clone(),
+        role: occupant.role,
+        affiliation: occupant.affiliation,
+    }
 }

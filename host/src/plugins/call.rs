@@ -11,12 +11,20 @@ use wasmtime::component::ComponentExportIndex;
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use super::bindings::authenticator::heliograph::plugin::auth_types as wit;
+use super::bindings::authenticator::heliograph::plugin::types::KeyValue;
+use super::bindings::component::heliograph::plugin::component_types as cwit;
+use super::bindings::room_policy::heliograph::plugin::room_types as rwit;
 use super::engine::deadline_ticks;
 use super::error::FailureCause;
 use super::loader::WorldPre;
+use super::room::{PolicyOccupant, PolicyRoom, PolicyUser, RoomAnswer, RoomQuestion};
 use super::settings::PluginSettings;
 use super::state::{CallScope, CallState};
-use super::types::{AuthDenied, AuthRequest, AuthUser, Mechanism, PluginConfig, Transport};
+use super::types::{
+    AuthDenied, AuthRequest, AuthUser, ComponentStanza, Mechanism, PluginConfig, StanzaKind,
+    Transport,
+};
+use crate::muc::types::{Affiliation, Role};
 use crate::storage::PluginStore;
 
 /// Limits on what an authenticator may return.
@@ -27,6 +35,10 @@ const ROLE_MAX: usize = 128;
 const ATTRIBUTES_MAX: usize = 64;
 const ATTRIBUTE_MAX: usize = 1024;
 const REASON_MAX: usize = 1024;
+/// Stanzas a component may return for one stanza.
+const STANZAS_OUT_MAX: usize = 64;
+/// Largest message body a room policy may substitute.
+const BODY_MAX: usize = 64 * 1024;
 
 /// A call may take this many times its deadline in wall-clock time (its CPU time is what
 /// the deadline bounds).
@@ -122,7 +134,12 @@ impl CallContext<'_> {
         pre: &WorldPre,
         request: &AuthRequest,
     ) -> Result<Result<AuthUser, AuthDenied>, CallFailure> {
-        let WorldPre::Authenticator(pre) = pre;
+        let WorldPre::Authenticator(pre) = pre else {
+            return Err((
+                FailureCause::NotInstalled,
+                "not an authenticator plugin".into(),
+            ));
+        };
         let mut store = self.new_store(self.settings.auth_deadline_ms);
         let instance = pre
             .instantiate(&mut store)
@@ -168,6 +185,169 @@ impl CallContext<'_> {
         }
     }
 
+    /// Calls a component's `handle` with one stanza. `Ok(Err(_))` is the plugin's own
+    /// refusal; the stanzas returned are checked for count and size here, and parsed and
+    /// checked for addressing by the caller.
+    pub(crate) fn handle_stanza(
+        &self,
+        pre: &WorldPre,
+        stanza: &ComponentStanza,
+        max_stanza_bytes: usize,
+    ) -> Result<Result<Vec<String>, String>, CallFailure> {
+        let WorldPre::Component(pre) = pre else {
+            return Err((FailureCause::NotInstalled, "not a component plugin".into()));
+        };
+        let mut store = self.new_store(self.settings.component_deadline_ms);
+        let instance = pre
+            .instantiate(&mut store)
+            .map_err(|e| self.failure(&store, "instantiation", e))?;
+        let wit_stanza = cwit::Stanza {
+            kind: match stanza.kind {
+                StanzaKind::Message => cwit::StanzaKind::Message,
+                StanzaKind::Presence => cwit::StanzaKind::Presence,
+                StanzaKind::Iq => cwit::StanzaKind::Iq,
+            },
+            from: stanza.from.clone(),
+            to: stanza.to.clone(),
+            type_: stanza.stanza_type.clone(),
+            id: stanza.id.clone(),
+            domain: stanza.domain.clone(),
+            xml: stanza.xml.clone(),
+        };
+        let result = instance
+            .heliograph_plugin_stanza_handler()
+            .call_handle(&mut store, &wit_stanza)
+            .map_err(|e| self.failure(&store, "handle", e))?;
+        match result {
+            Ok(out) => {
+                if out.len() > STANZAS_OUT_MAX {
+                    return Err((
+                        FailureCause::InvalidResult,
+                        format!(
+                            "{} stanzas returned, the limit is {STANZAS_OUT_MAX}",
+                            out.len()
+                        ),
+                    ));
+                }
+                if let Some(big) = out.iter().find(|s| s.len() > max_stanza_bytes) {
+                    return Err((
+                        FailureCause::InvalidResult,
+                        format!(
+                            "a returned stanza is {} bytes, the limit is {max_stanza_bytes}",
+                            big.len()
+                        ),
+                    ));
+                }
+                Ok(Ok(out))
+            }
+            Err(mut message) => {
+                message.truncate(REASON_MAX);
+                Ok(Err(message))
+            }
+        }
+    }
+
+    /// Asks a room policy one question.
+    pub(crate) fn decide_room(
+        &self,
+        pre: &WorldPre,
+        question: &RoomQuestion,
+    ) -> Result<RoomAnswer, CallFailure> {
+        let WorldPre::RoomPolicy(pre) = pre else {
+            return Err((
+                FailureCause::NotInstalled,
+                "not a room-policy plugin".into(),
+            ));
+        };
+        let mut store = self.new_store(self.settings.room_policy_deadline_ms);
+        let instance = pre
+            .instantiate(&mut store)
+            .map_err(|e| self.failure(&store, "instantiation", e))?;
+        let api = instance.heliograph_plugin_room_decisions();
+        let tenant = &self.scope.tenant;
+        let phase = question.point();
+        let invalid = |detail: String| (FailureCause::InvalidResult, format!("{phase}: {detail}"));
+        match question {
+            RoomQuestion::Create { room, creator } => {
+                let d = api
+                    .call_create_room(&mut store, &wit_room(tenant, room), &wit_user(creator))
+                    .map_err(|e| self.failure(&store, phase, e))?;
+                decision(d).map_err(invalid)
+            }
+            RoomQuestion::Join { room, occupant } => {
+                let d = api
+                    .call_join(&mut store, &wit_room(tenant, room), &wit_occupant(occupant))
+                    .map_err(|e| self.failure(&store, phase, e))?;
+                match d {
+                    rwit::JoinDecision::Default => Ok(RoomAnswer::JoinDefault),
+                    rwit::JoinDecision::Allow(grant) => Ok(RoomAnswer::JoinAllow {
+                        role: grant.role.map(role_from_wit),
+                        affiliation: grant.affiliation.map(affiliation_from_wit),
+                    }),
+                    rwit::JoinDecision::Deny(reason) => {
+                        check_text("deny reason", &reason, REASON_MAX).map_err(invalid)?;
+                        Ok(RoomAnswer::Deny(reason))
+                    }
+                }
+            }
+            RoomQuestion::Message {
+                room,
+                occupant,
+                body,
+            } => {
+                let d = api
+                    .call_message(
+                        &mut store,
+                        &wit_room(tenant, room),
+                        &wit_occupant(occupant),
+                        body,
+                    )
+                    .map_err(|e| self.failure(&store, phase, e))?;
+                match d {
+                    rwit::MessageDecision::Allow => Ok(RoomAnswer::Allow),
+                    rwit::MessageDecision::Deny(reason) => {
+                        check_text("deny reason", &reason, REASON_MAX).map_err(invalid)?;
+                        Ok(RoomAnswer::Deny(reason))
+                    }
+                    rwit::MessageDecision::ReplaceBody(body) => {
+                        check_body(&body).map_err(invalid)?;
+                        Ok(RoomAnswer::ReplaceBody(body))
+                    }
+                }
+            }
+            RoomQuestion::Configure {
+                room,
+                actor,
+                new_config,
+            } => {
+                let d = api
+                    .call_configure(
+                        &mut store,
+                        &wit_room(tenant, room),
+                        &wit_user(actor),
+                        &key_values(new_config),
+                    )
+                    .map_err(|e| self.failure(&store, phase, e))?;
+                decision(d).map_err(invalid)
+            }
+            RoomQuestion::ChangeNick {
+                room,
+                occupant,
+                new_nick,
+            } => {
+                let d = api
+                    .call_change_nick(
+                        &mut store,
+                        &wit_room(tenant, room),
+                        &wit_occupant(occupant),
+                        new_nick,
+                    )
+                    .map_err(|e| self.failure(&store, phase, e))?;
+                decision(d).map_err(invalid)
+            }
+        }
+    }
+
     /// Trial instantiation, then the optional `lifecycle.init` with the configuration.
     /// `Ok(Err(message))` is the plugin refusing its configuration.
     pub(crate) fn init(
@@ -175,7 +355,6 @@ impl CallContext<'_> {
         pre: &WorldPre,
         init: Option<&ComponentExportIndex>,
     ) -> Result<Result<(), String>, CallFailure> {
-        let WorldPre::Authenticator(pre) = pre;
         let mut store = self.new_store(self.settings.init_deadline_ms);
         let instance = pre
             .instance_pre()
@@ -265,4 +444,99 @@ fn check_user(user: wit::User) -> Result<AuthUser, String> {
             .map(|kv| (kv.key, kv.value))
             .collect(),
     })
+}
+
+fn key_values(pairs: &[(String, String)]) -> Vec<KeyValue> {
+    pairs
+        .iter()
+        .map(|(key, value)| KeyValue {
+            key: key.clone(),
+            value: value.clone(),
+        })
+        .collect()
+}
+
+fn wit_room(tenant: &str, room: &PolicyRoom) -> rwit::Room {
+    rwit::Room {
+        tenant: tenant.to_string(),
+        jid: room.jid.clone(),
+        name: room.name().to_string(),
+        occupants: room.occupants,
+        config: key_values(&room.config),
+    }
+}
+
+fn wit_user(user: &PolicyUser) -> rwit::User {
+    rwit::User {
+        jid: user.jid.clone(),
+        roles: user.roles.clone(),
+        attributes: key_values(&user.attributes),
+    }
+}
+
+fn wit_occupant(occupant: &PolicyOccupant) -> rwit::Occupant {
+    rwit::Occupant {
+        user: wit_user(&occupant.user),
+        nick: occupant.nick.clone(),
+        role: match occupant.role {
+            Role::None => rwit::Role::None,
+            Role::Visitor => rwit::Role::Visitor,
+            Role::Participant => rwit::Role::Participant,
+            Role::Moderator => rwit::Role::Moderator,
+        },
+        affiliation: match occupant.affiliation {
+            Affiliation::Outcast => rwit::Affiliation::Outcast,
+            Affiliation::None => rwit::Affiliation::None,
+            Affiliation::Member => rwit::Affiliation::Member,
+            Affiliation::Admin => rwit::Affiliation::Admin,
+            Affiliation::Owner => rwit::Affiliation::Owner,
+        },
+    }
+}
+
+fn role_from_wit(role: rwit::Role) -> Role {
+    match role {
+        rwit::Role::None => Role::None,
+        rwit::Role::Visitor => Role::Visitor,
+        rwit::Role::Participant => Role::Participant,
+        rwit::Role::Moderator => Role::Moderator,
+    }
+}
+
+fn affiliation_from_wit(affiliation: rwit::Affiliation) -> Affiliation {
+    match affiliation {
+        rwit::Affiliation::Outcast => Affiliation::Outcast,
+        rwit::Affiliation::None => Affiliation::None,
+        rwit::Affiliation::Member => Affiliation::Member,
+        rwit::Affiliation::Admin => Affiliation::Admin,
+        rwit::Affiliation::Owner => Affiliation::Owner,
+    }
+}
+
+fn decision(d: rwit::Decision) -> Result<RoomAnswer, String> {
+    match d {
+        rwit::Decision::Allow => Ok(RoomAnswer::Allow),
+        rwit::Decision::Deny(reason) => {
+            check_text("deny reason", &reason, REASON_MAX)?;
+            Ok(RoomAnswer::Deny(reason))
+        }
+    }
+}
+
+/// A substituted body: within [`BODY_MAX`], and only characters XML 1.0 allows (tabs and
+/// line breaks are fine in a message, other control characters are not).
+fn check_body(body: &str) -> Result<(), String> {
+    if body.len() > BODY_MAX {
+        return Err(format!(
+            "replacement body is {} bytes, the limit is {BODY_MAX}",
+            body.len()
+        ));
+    }
+    if body
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        return Err("replacement body contains control characters".into());
+    }
+    Ok(())
 }

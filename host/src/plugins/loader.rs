@@ -8,7 +8,9 @@ use wasmtime::Engine;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, ComponentExportIndex, Linker};
 
-use super::bindings::{self, authenticator::AuthenticatorPre};
+use super::bindings::{
+    self, authenticator::AuthenticatorPre, component::ComponentPre, room_policy::RoomPolicyPre,
+};
 use super::cache::CompiledCache;
 use super::error::InstallError;
 use super::state::CallState;
@@ -24,6 +26,19 @@ pub(crate) struct Prepared {
 /// The pre-instantiated component of each world.
 pub(crate) enum WorldPre {
     Authenticator(AuthenticatorPre<CallState>),
+    RoomPolicy(RoomPolicyPre<CallState>),
+    Component(ComponentPre<CallState>),
+}
+
+impl WorldPre {
+    /// The world-independent pre-instantiated component.
+    pub(crate) fn instance_pre(&self) -> &wasmtime::component::InstancePre<CallState> {
+        match self {
+            WorldPre::Authenticator(pre) => pre.instance_pre(),
+            WorldPre::RoomPolicy(pre) => pre.instance_pre(),
+            WorldPre::Component(pre) => pre.instance_pre(),
+        }
+    }
 }
 
 /// Checks what can be checked without compiling.
@@ -47,22 +62,26 @@ pub(crate) fn screen(wasm: &[u8], limit: usize) -> Result<(), InstallError> {
     Ok(())
 }
 
-/// Compiles (or loads from the cache), checks and pre-instantiates. Blocking.
+/// Compiles (or loads from the cache), checks and pre-instantiates. Blocking. Without a
+/// `world`, the world is the one whose interface the component exports (in any version,
+/// so a wrong version is reported precisely by the check that follows).
 pub(crate) fn prepare(
     engine: &Engine,
     cache: &CompiledCache,
     linker: &Linker<CallState>,
-    world: World,
+    world: Option<World>,
     sha256: &str,
     wasm: &[u8],
-) -> Result<Prepared, InstallError> {
+) -> Result<(World, Prepared), InstallError> {
     let component = cache
         .load_or_compile(engine, sha256, wasm)
         .map_err(|e| InstallError::Compile(format!("{e:#}")))?;
     check_imports(engine, &component)?;
-    let expected = match world {
-        World::Authenticator => bindings::interface_name("authentication"),
+    let world = match world {
+        Some(w) => w,
+        None => detect_world(engine, &component)?,
     };
+    let expected = bindings::interface_name(world.export_interface());
     check_export(engine, &component, world, &expected)?;
     let instance_pre =
         linker
@@ -71,20 +90,45 @@ pub(crate) fn prepare(
                 world: world.name(),
                 detail: format!("{e:#}"),
             })?;
+    let mismatch = |e: wasmtime::Error| InstallError::TypeMismatch {
+        world: world.name(),
+        detail: format!("{e:#}"),
+    };
     let pre = match world {
         World::Authenticator => {
-            WorldPre::Authenticator(AuthenticatorPre::new(instance_pre).map_err(|e| {
-                InstallError::TypeMismatch {
-                    world: world.name(),
-                    detail: format!("{e:#}"),
-                }
-            })?)
+            WorldPre::Authenticator(AuthenticatorPre::new(instance_pre).map_err(mismatch)?)
         }
+        World::RoomPolicy => {
+            WorldPre::RoomPolicy(RoomPolicyPre::new(instance_pre).map_err(mismatch)?)
+        }
+        World::Component => WorldPre::Component(ComponentPre::new(instance_pre).map_err(mismatch)?),
     };
     let init = component
         .get_export_index(None, bindings::interface_name("lifecycle").as_str())
         .and_then(|iface| component.get_export_index(Some(&iface), "init"));
-    Ok(Prepared { pre, init })
+    Ok((world, Prepared { pre, init }))
+}
+
+/// The world whose export interface (in any version) the component exports.
+fn detect_world(engine: &Engine, component: &Component) -> Result<World, InstallError> {
+    let ty = component.component_type();
+    let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
+    let unversioned = |name: &str| name.split('@').next().unwrap_or(name).to_string();
+    World::ALL
+        .into_iter()
+        .find(|w| {
+            let wanted = unversioned(&bindings::interface_name(w.export_interface()));
+            exports.iter().any(|e| unversioned(e) == wanted)
+        })
+        .ok_or_else(|| InstallError::MissingExport {
+            world: "authenticator, room-policy or component",
+            expected: World::ALL
+                .iter()
+                .map(|w| bindings::interface_name(w.export_interface()))
+                .collect::<Vec<_>>()
+                .join("` or `"),
+            found: exports,
+        })
 }
 
 /// Every import must be one of this package's host interfaces in this version, or WASI
@@ -103,12 +147,13 @@ fn check_imports(engine: &Engine, component: &Component) -> Result<(), InstallEr
                     ),
                 });
             }
-            if version != super::WIT_VERSION {
+            if !served_version(version) {
                 return Err(InstallError::UnsupportedImport {
                     import: name.to_string(),
                     reason: format!(
-                        "this server provides heliograph:plugin@{}; rebuild the plugin against it",
-                        super::WIT_VERSION
+                        "this server provides heliograph:plugin@{} (and older {} versions); rebuild the plugin against it",
+                        super::WIT_VERSION,
+                        super::WIT_TRACK
                     ),
                 });
             }
@@ -122,6 +167,25 @@ fn check_imports(engine: &Engine, component: &Component) -> Result<(), InstallEr
     Ok(())
 }
 
+/// Whether a component built against `version` of the package runs on this host: the same
+/// semver track ([`super::WIT_TRACK`], i.e. `0.1.x` while the package is 0.x) and not newer
+/// than [`super::WIT_VERSION`]. wasmtime resolves such names by the same rule (an import or
+/// export of `...@0.1.0` matches the host's `...@0.1.1`).
+pub(crate) fn served_version(version: &str) -> bool {
+    let Some(rest) = version.strip_prefix(super::WIT_TRACK) else {
+        return false;
+    };
+    let Some(patch) = rest.strip_prefix('.') else {
+        return false;
+    };
+    let served = super::WIT_VERSION
+        .rsplit('.')
+        .next()
+        .and_then(|p| p.parse::<u32>().ok())
+        .unwrap_or(0);
+    patch.parse::<u32>().is_ok_and(|p| p <= served)
+}
+
 fn check_export(
     engine: &Engine,
     component: &Component,
@@ -130,8 +194,10 @@ fn check_export(
 ) -> Result<(), InstallError> {
     let ty = component.component_type();
     let mut found = Vec::new();
+    let unversioned = expected.split('@').next().unwrap_or(expected);
     for (name, item) in ty.exports(engine) {
-        if name == expected {
+        let (path, version) = name.split_once('@').unwrap_or((name, ""));
+        if path == unversioned && served_version(version) {
             if !matches!(item.ty, ComponentItem::ComponentInstance(_)) {
                 return Err(InstallError::TypeMismatch {
                     world: world.name(),
@@ -142,7 +208,6 @@ fn check_export(
         }
         found.push(name.to_string());
     }
-    let unversioned = expected.split('@').next().unwrap_or(expected);
     if let Some(other) = found
         .iter()
         .find(|name| name.split('@').next() == Some(unversioned))
@@ -179,6 +244,18 @@ mod tests {
             Err(InstallError::CoreModule)
         ));
         assert!(screen(b"\0asm\x0d\0\x01\0", limit).is_ok());
+    }
+
+    #[test]
+    fn served_versions_are_the_track_up_to_the_host_version() {
+        assert!(served_version("0.1.0"));
+        assert!(served_version(crate::plugins::WIT_VERSION));
+        assert!(!served_version("0.1.2"), "newer than the host");
+        assert!(!served_version("0.2.0"));
+        assert!(!served_version("1.1.0"));
+        assert!(!served_version("0.10.0"));
+        assert!(!served_version("0.1.0-rc1"));
+        assert!(!served_version(""));
     }
 
     #[test]

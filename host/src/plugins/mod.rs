@@ -24,6 +24,7 @@ mod engine;
 mod error;
 mod limits;
 mod loader;
+mod room;
 mod settings;
 mod state;
 mod stats;
@@ -41,11 +42,12 @@ use wasmtime::component::{HasSelf, Linker};
 
 pub use cache::{CacheStats, sha256_hex};
 pub use error::{FailureCause, InstallError, PluginError};
+pub use room::{PolicyOccupant, PolicyRoom, PolicyUser, RoomAnswer, RoomOutcome, RoomQuestion};
 pub use settings::PluginSettings;
 pub use stats::PluginStats;
 pub use types::{
-    AuthDenied, AuthOutcome, AuthRequest, AuthUser, Mechanism, PluginConfig, RestoreReport,
-    SlotInfo, Transport, VersionInfo, World,
+    AuthDenied, AuthOutcome, AuthRequest, AuthUser, ComponentOutcome, ComponentStanza, Mechanism,
+    PluginConfig, RestoreReport, SlotInfo, StanzaKind, Transport, VersionInfo, World,
 };
 
 use crate::storage::{PluginStore, SlotRecord, VersionRecord};
@@ -55,8 +57,12 @@ use loader::Prepared;
 use state::{CallScope, CallState};
 use stats::{Outcome, SlotStats};
 
-/// The version of the WIT package this host serves.
-pub const WIT_VERSION: &str = "0.1.0";
+/// The version of the WIT package this host serves. Components built against an older
+/// version of the same track ([`WIT_TRACK`]) load too: 0.1.x versions only add.
+pub const WIT_VERSION: &str = "0.1.1";
+
+/// The semver-compatible track of [`WIT_VERSION`] (`0.minor` while the package is 0.x).
+pub const WIT_TRACK: &str = "0.1";
 
 /// Runs many tenants' plugins. Cheap to clone (shared state).
 #[derive(Clone)]
@@ -114,8 +120,21 @@ impl PluginHost {
         let mut linker = Linker::<CallState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| anyhow::anyhow!("linking WASI: {e:#}"))?;
+        // The host interfaces every world imports are linked once (through the
+        // authenticator's bindings, which the other worlds share); each world adds only its
+        // own type interfaces.
         Authenticator::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)
             .map_err(|e| anyhow::anyhow!("linking the host API: {e:#}"))?;
+        bindings::room_policy::heliograph::plugin::room_types::add_to_linker::<
+            CallState,
+            HasSelf<CallState>,
+        >(&mut linker, |s| s)
+        .map_err(|e| anyhow::anyhow!("linking the room-policy types: {e:#}"))?;
+        bindings::component::heliograph::plugin::component_types::add_to_linker::<
+            CallState,
+            HasSelf<CallState>,
+        >(&mut linker, |s| s)
+        .map_err(|e| anyhow::anyhow!("linking the component types: {e:#}"))?;
         let cache_dir = cache_dir.into();
         let cache = cache::CompiledCache::new(&cache_dir, &engine)
             .map_err(|e| anyhow::anyhow!("plugin cache directory {}: {e}", cache_dir.display()))?;
@@ -167,6 +186,32 @@ impl PluginHost {
         wasm: Vec<u8>,
         config: PluginConfig,
     ) -> Result<VersionInfo, InstallError> {
+        self.install_as(tenant, slot, Some(world), wasm, config)
+            .await
+    }
+
+    /// [`install`](Self::install) for uploads that do not say their world: a slot that
+    /// holds a plugin keeps its world (a component of another world is refused); a new
+    /// slot takes the world whose interface the component exports.
+    pub async fn install_detecting_world(
+        &self,
+        tenant: &str,
+        slot: &str,
+        wasm: Vec<u8>,
+        config: PluginConfig,
+    ) -> Result<VersionInfo, InstallError> {
+        let world = self.slot(tenant, slot).map(|s| s.world);
+        self.install_as(tenant, slot, world, wasm, config).await
+    }
+
+    async fn install_as(
+        &self,
+        tenant: &str,
+        slot: &str,
+        world: Option<World>,
+        wasm: Vec<u8>,
+        config: PluginConfig,
+    ) -> Result<VersionInfo, InstallError> {
         check_tenant(tenant)?;
         check_slot(slot)?;
         loader::screen(&wasm, self.inner.settings.max_upload_bytes())?;
@@ -184,7 +229,7 @@ impl PluginHost {
             (prepared, wasm, sha256)
         })
         .await?;
-        let prepared = prepared?;
+        let (world, prepared) = prepared?;
 
         let _admin = self.inner.admin.lock().await;
         let existing = self.slot(tenant, slot);
@@ -328,6 +373,41 @@ impl PluginHost {
         })
     }
 
+    /// Hands one stanza to the component plugin in (tenant, slot) and returns what it
+    /// wants sent. Waits for a free instance like [`authenticate`](Self::authenticate).
+    /// Stanzas longer than `max_stanza_bytes` in the answer fail the call.
+    pub async fn handle_stanza(
+        &self,
+        tenant: &str,
+        slot: &str,
+        stanza: ComponentStanza,
+        max_stanza_bytes: usize,
+    ) -> Result<ComponentOutcome, PluginError> {
+        let plugin = self.lookup(tenant, slot, World::Component)?;
+        let permit = self
+            .inner
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let inner = self.inner.clone();
+        blocking(move || {
+            let _permit = permit;
+            inner.handle_stanza(&plugin, &stanza, max_stanza_bytes)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(PluginError::Failed {
+                tenant: tenant.into(),
+                slot: slot.into(),
+                version: 0,
+                cause: FailureCause::Trap,
+                detail: e.to_string(),
+            })
+        })
+    }
+
     /// [`authenticate`](Self::authenticate) on the calling thread, for callers that are
     /// not async (benchmarks, tools). The caller bounds concurrency.
     pub fn authenticate_blocking(
@@ -338,6 +418,41 @@ impl PluginHost {
     ) -> Result<AuthOutcome, PluginError> {
         let plugin = self.lookup(tenant, slot, World::Authenticator)?;
         self.inner.authenticate(&plugin, request)
+    }
+
+    /// Asks the room policy in (tenant, slot) one question. Waits for a free instance if
+    /// `max_concurrent_calls` are running. A failure is logged with tenant, plugin,
+    /// version, decision point and cause; what it means (deny or allow) is the caller's
+    /// choice.
+    pub async fn decide_room(
+        &self,
+        tenant: &str,
+        slot: &str,
+        question: RoomQuestion,
+    ) -> Result<RoomOutcome, PluginError> {
+        let plugin = self.lookup(tenant, slot, World::RoomPolicy)?;
+        let permit = self
+            .inner
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let inner = self.inner.clone();
+        blocking(move || {
+            let _permit = permit;
+            inner.decide_room(&plugin, &question)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(PluginError::Failed {
+                tenant: tenant.into(),
+                slot: slot.into(),
+                version: 0,
+                cause: FailureCause::Trap,
+                detail: e.to_string(),
+            })
+        })
     }
 
     /// Installed slots with their kept versions, for one tenant or all.
@@ -560,12 +675,12 @@ impl PluginHost {
         let config = PluginConfig::from_json(&v.config)?;
         let inner = self.inner.clone();
         let sha256 = v.sha256.clone();
-        let prepared = blocking(move || {
+        let (_, prepared) = blocking(move || {
             loader::prepare(
                 &inner.engine,
                 &inner.cache,
                 &inner.linker,
-                world,
+                Some(world),
                 &sha256,
                 &wasm,
             )
@@ -682,15 +797,103 @@ impl Inner {
                 };
                 slot.stats.record(outcome, elapsed);
                 let label = if result.is_ok() { "ok" } else { "denied" };
-                record_metrics(&slot.tenant, &slot.slot, label, elapsed);
+                record_metrics(slot, label, elapsed);
                 Ok(AuthOutcome { version, result })
             }
             Err((cause, detail)) => {
                 slot.stats.record(Outcome::Failed(cause), elapsed);
-                record_metrics(&slot.tenant, &slot.slot, cause.as_str(), elapsed);
+                record_metrics(slot, cause.as_str(), elapsed);
                 tracing::warn!(tenant = %slot.tenant, plugin = %slot.slot, version,
                     cause = %cause, elapsed_ms = elapsed.as_millis() as u64,
                     "plugin call failed (authentication fails closed): {detail}");
+                Err(PluginError::Failed {
+                    tenant: slot.tenant.to_string(),
+                    slot: slot.slot.to_string(),
+                    version,
+                    cause,
+                    detail,
+                })
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn decide_room(
+        &self,
+        slot: &Slot,
+        question: &RoomQuestion,
+    ) -> Result<RoomOutcome, PluginError> {
+        let loaded = slot.active.load_full();
+        let version = loaded.record.version;
+        let start = Instant::now();
+        let result = self
+            .context(slot, &loaded)
+            .decide_room(&loaded.prepared.pre, question);
+        let elapsed = start.elapsed();
+        match result {
+            Ok(answer) => {
+                let (outcome, label) = if answer.allows() {
+                    (Outcome::Ok, "ok")
+                } else {
+                    (Outcome::Denied, "denied")
+                };
+                slot.stats.record(outcome, elapsed);
+                record_metrics(slot, label, elapsed);
+                Ok(RoomOutcome { version, answer })
+            }
+            Err((cause, detail)) => {
+                slot.stats.record(Outcome::Failed(cause), elapsed);
+                record_metrics(slot, cause.as_str(), elapsed);
+                tracing::warn!(tenant = %slot.tenant, plugin = %slot.slot, version,
+                    point = question.point(), cause = %cause,
+                    elapsed_ms = elapsed.as_millis() as u64,
+                    "room-policy call failed: {detail}");
+                Err(PluginError::Failed {
+                    tenant: slot.tenant.to_string(),
+                    slot: slot.slot.to_string(),
+                    version,
+                    cause,
+                    detail,
+                })
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn handle_stanza(
+        &self,
+        slot: &Slot,
+        stanza: &ComponentStanza,
+        max_stanza_bytes: usize,
+    ) -> Result<ComponentOutcome, PluginError> {
+        let loaded = slot.active.load_full();
+        let version = loaded.record.version;
+        let start = Instant::now();
+        let result = self.context(slot, &loaded).handle_stanza(
+            &loaded.prepared.pre,
+            stanza,
+            max_stanza_bytes,
+        );
+        let elapsed = start.elapsed();
+        match result {
+            Ok(result) => {
+                let (outcome, label) = if result.is_ok() {
+                    (Outcome::Ok, "ok")
+                } else {
+                    (Outcome::Denied, "denied")
+                };
+                slot.stats.record(outcome, elapsed);
+                record_metrics(slot, label, elapsed);
+                Ok(ComponentOutcome { version, result })
+            }
+            Err((cause, detail)) => {
+                slot.stats.record(Outcome::Failed(cause), elapsed);
+                record_metrics(slot, cause.as_str(), elapsed);
+                tracing::warn!(tenant = %slot.tenant, plugin = %slot.slot, version,
+                    cause = %cause, elapsed_ms = elapsed.as_millis() as u64,
+                    "component plugin call failed (the sender gets an error reply): {detail}");
                 Err(PluginError::Failed {
                     tenant: slot.tenant.to_string(),
                     slot: slot.slot.to_string(),
@@ -790,14 +993,14 @@ async fn blocking<T: Send + 'static>(
 /// Prometheus metrics of one plugin call: `heliograph_plugin_calls_total{world,outcome}`
 /// and `heliograph_plugin_call_seconds{world}`, with `tenant` and `plugin` labels only when
 /// per-tenant labels are on (see `crate::metrics`), so cardinality stays bounded.
-fn record_metrics(tenant: &str, slot: &str, outcome: &'static str, elapsed: std::time::Duration) {
+fn record_metrics(slot: &Slot, outcome: &'static str, elapsed: std::time::Duration) {
     let mut labels = vec![
-        ("world", "authenticator".to_string()),
+        ("world", slot.world.name().to_string()),
         ("outcome", outcome.to_string()),
     ];
     if crate::metrics::per_tenant() {
-        labels.push(("tenant", tenant.to_string()));
-        labels.push(("plugin", slot.to_string()));
+        labels.push(("tenant", slot.tenant.to_string()));
+        labels.push(("plugin", slot.slot.to_string()));
     }
     let labels: Vec<metrics::Label> = labels
         .into_iter()

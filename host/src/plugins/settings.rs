@@ -11,6 +11,12 @@ pub struct PluginSettings {
     /// Milliseconds of CPU time an authenticator call may use (host calls included); its
     /// wall-clock time is bounded at ten times that.
     pub auth_deadline_ms: u64,
+    /// Milliseconds of CPU time a room-policy decision may use (wall clock: ten times
+    /// that); past it the decision fails (closed unless the tenant opted into open).
+    pub room_policy_deadline_ms: u64,
+    /// Milliseconds of CPU time a Wasm component may use per stanza (wall clock: ten
+    /// times that).
+    pub component_deadline_ms: u64,
     /// Milliseconds a plugin's optional `init` may run at install time.
     pub init_deadline_ms: u64,
     /// Linear memory one plugin instance may use, in MiB.
@@ -40,6 +46,8 @@ impl Default for PluginSettings {
     fn default() -> Self {
         PluginSettings {
             auth_deadline_ms: 50,
+            room_policy_deadline_ms: 20,
+            component_deadline_ms: 50,
             init_deadline_ms: 1000,
             memory_limit_mib: 32,
             max_upload_mib: 16,
@@ -65,7 +73,11 @@ impl PluginSettings {
 
     /// Checks values that would make the host unusable.
     pub fn validate(&self) -> Result<(), String> {
-        if self.auth_deadline_ms == 0 || self.init_deadline_ms == 0 {
+        if self.auth_deadline_ms == 0
+            || self.room_policy_deadline_ms == 0
+            || self.init_deadline_ms == 0
+            || self.component_deadline_ms == 0
+        {
             return Err("plugins: deadlines must be at least 1 ms".into());
         }
         if self.epoch_tick_ms == 0 || self.epoch_tick_ms > self.auth_deadline_ms {

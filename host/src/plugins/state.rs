@@ -124,6 +124,8 @@ impl WasiView for CallState {
 
 impl types::Host for CallState {}
 impl auth_types::Host for CallState {}
+impl super::bindings::room_policy::heliograph::plugin::room_types::Host for CallState {}
+impl super::bindings::component::heliograph::plugin::component_types::Host for CallState {}
 
 impl host_log::Host for CallState {
     fn log(&mut self, level: types::LogLevel, mut message: String, fields: Vec<types::KeyValue>) {

@@ -12,20 +12,35 @@ use super::error::InstallError;
 pub enum World {
     /// `heliograph:plugin/authenticator`: verifies credentials.
     Authenticator,
+    /// `heliograph:plugin/room-policy`: decides on MUC room creation, joins, messages,
+    /// configuration and nickname changes.
+    RoomPolicy,
+    /// `heliograph:plugin/component`: serves a tenant's subdomain (Wasm-hosted component).
+    Component,
 }
 
 impl World {
+    pub const ALL: [World; 3] = [World::Authenticator, World::RoomPolicy, World::Component];
+
     pub fn name(self) -> &'static str {
         match self {
             World::Authenticator => "authenticator",
+            World::RoomPolicy => "room-policy",
+            World::Component => "component",
         }
     }
 
     /// Parses a world name as stored and as given in the admin API.
     pub fn from_name(name: &str) -> Option<World> {
-        match name {
-            "authenticator" => Some(World::Authenticator),
-            _ => None,
+        World::ALL.into_iter().find(|w| w.name() == name)
+    }
+
+    /// The interface a component of this world must export.
+    pub(crate) fn export_interface(self) -> &'static str {
+        match self {
+            World::Authenticator => "authentication",
+            World::RoomPolicy => "room-decisions",
+            World::Component => "stanza-handler",
         }
     }
 }
@@ -174,6 +189,34 @@ pub enum AuthDenied {
 pub struct AuthOutcome {
     pub version: u32,
     pub result: Result<AuthUser, AuthDenied>,
+}
+
+/// The three stanza kinds, as a component sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StanzaKind {
+    Message,
+    Presence,
+    Iq,
+}
+
+/// One stanza for a Wasm component: addressing attributes and the XML.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentStanza {
+    pub kind: StanzaKind,
+    pub from: String,
+    pub to: String,
+    pub stanza_type: String,
+    pub id: String,
+    pub domain: String,
+    pub xml: String,
+}
+
+/// A component's answer: the stanzas to send (XML text, not yet checked), or the
+/// plugin's own refusal, and the version that gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentOutcome {
+    pub version: u32,
+    pub result: Result<Vec<String>, String>,
 }
 
 /// One installed version, as `install`, `rollback` and `list` report it.

@@ -74,6 +74,15 @@ pub struct PresenceState {
     pub directed: Vec<String>,
 }
 
+/// What the tenant's authenticator plugin said about the user at login (roles and
+/// attributes), kept with the session for other plugins (room policies). Empty for
+/// built-in authentication.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserFacts {
+    pub roles: Vec<String>,
+    pub attributes: Vec<(String, String)>,
+}
+
 /// A bound session.
 #[derive(Debug)]
 pub struct SessionEntry {
@@ -85,6 +94,8 @@ pub struct SessionEntry {
     pub transport: Transport,
     pub address: String,
     pub since: SystemTime,
+    /// The authenticator's facts about the user (empty for built-in authentication).
+    pub user_facts: UserFacts,
     tx: mpsc::Sender<SessionMsg>,
     presence: Mutex<PresenceState>,
 }
@@ -107,9 +118,16 @@ impl SessionEntry {
             transport,
             address,
             since: SystemTime::now(),
+            user_facts: UserFacts::default(),
             tx,
             presence: Mutex::new(PresenceState::default()),
         }
+    }
+
+    /// The session with what the authenticator plugin said about the user.
+    pub fn with_user_facts(mut self, facts: UserFacts) -> Self {
+        self.user_facts = facts;
+        self
     }
 
     /// Queues a stanza for the client. Returns false if the session is gone or its queue

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::storage::Account;
 
-pub use entry::{PresenceState, SessionEntry, SessionMsg, Transport, next_session_id};
+pub use entry::{PresenceState, SessionEntry, SessionMsg, Transport, UserFacts, next_session_id};
 
 /// What the admin API shows about one online session.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

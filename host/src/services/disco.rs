@@ -65,15 +65,33 @@ pub fn server_info(iq: &Element) -> Option<Element> {
     ))
 }
 
-/// disco#items on the server (no items yet: MUC and components come later).
-pub fn server_items(iq: &Element) -> Option<Element> {
+/// disco#items on the server: `(JID, name)` of the services it hosts (MUC).
+pub fn server_items(iq: &Element, items: &[(String, String)]) -> Option<Element> {
     if let Err(e) = check_get(iq) {
         return e;
     }
-    Some(stanza::iq_result_with(
-        iq,
-        Element::new("query", ns::DISCO_ITEMS),
-    ))
+    let mut q = Element::new("query", ns::DISCO_ITEMS);
+    for (jid, name) in items {
+        q.push_child(
+            Element::new("item", ns::DISCO_ITEMS)
+                .with_attr("jid", jid.clone())
+                .with_attr("name", name.clone()),
+        );
+    }
+    Some(stanza::iq_result_with(iq, q))
+}
+
+/// disco#items on a tenant domain: the services the tenant runs on its subdomains, as
+/// `crate::component::discovery::items` lists them (components and the MUC service).
+pub fn domain_items(server: &crate::server::Server, domain: &str, iq: &Element) -> Option<Element> {
+    if let Err(e) = check_get(iq) {
+        return e;
+    }
+    let mut query = Element::new("query", ns::DISCO_ITEMS);
+    for item in crate::component::discovery::items(server, domain) {
+        query.push_child(item);
+    }
+    Some(stanza::iq_result_with(iq, query))
 }
 
 /// disco#info on an account's bare JID.

@@ -118,7 +118,8 @@ impl HostedDomains {
 }
 
 /// Routes a stanza sent by the hosted entity `origin` (whose domain is the domain of the
-/// stanza's `from`) to local users, the server, or another hosted domain. Stanzas that
+/// stanza's `from`) to local users, the server, or another hosted domain. An iq request to
+/// a user's bare JID is answered by the server for the account (disco#info/items). Stanzas that
 /// cannot be delivered bounce back to `origin` as errors where RFC 6120 asks for one.
 pub async fn route_from_hosted(
     server: &Arc<Server>,
@@ -170,6 +171,20 @@ pub async fn route_from_hosted(
                 }
                 None
             }
+            // RFC 6120 §10.5.4: the server answers for the account (disco), or refuses.
+            "iq" if matches!(ty.as_str(), "get" | "set") => {
+                let payload_ns = stanza.first_child().map(Element::ns).unwrap_or_default();
+                if !super::message::account_exists(server, &account).await {
+                    bounce(Condition::ServiceUnavailable, None, &stanza)
+                } else if payload_ns == crate::xml::ns::DISCO_INFO {
+                    super::disco::account_info(&stanza)
+                } else if payload_ns == crate::xml::ns::DISCO_ITEMS {
+                    super::disco::account_items(&stanza)
+                } else {
+                    bounce(Condition::ServiceUnavailable, None, &stanza)
+                }
+            }
+            "iq" => None,
             _ => bounce(Condition::ServiceUnavailable, None, &stanza),
         },
         Target::Full(account, resource) => match server.router.resource(&account, &resource) {

@@ -44,9 +44,14 @@ pub async fn from_client(server: &Arc<Server>, entry: &Arc<SessionEntry>, iq: El
                 reply(entry, answer);
             }
         }
-        Target::Server(_) => {
+        Target::Server(domain) => {
             if is_request {
-                reply(entry, server_handlers(&iq));
+                let answer = if payload_ns(&iq) == ns::DISCO_ITEMS {
+                    disco::domain_items(server, &domain, &iq)
+                } else {
+                    server_handlers(&iq)
+                };
+                reply(entry, answer);
             }
         }
         Target::Bare(account) => {
@@ -79,7 +84,7 @@ fn payload_ns(iq: &Element) -> &str {
 pub(crate) fn server_handlers(iq: &Element) -> Option<Element> {
     match payload_ns(iq) {
         ns::DISCO_INFO => disco::server_info(iq),
-        ns::DISCO_ITEMS => disco::server_items(iq),
+        ns::DISCO_ITEMS => disco::server_items(iq, &[]),
         ns::PING => ping::handle(iq),
         ns::VERSION => version::handle(iq),
         ns::TIME => time::handle(iq),

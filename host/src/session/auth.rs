@@ -237,6 +237,8 @@ impl Exchange {
 pub struct PluginVerdict {
     pub outcome: Outcome,
     pub expires_at: Option<u64>,
+    /// The plugin's roles and attributes of the user (on success), kept on the session.
+    pub user_facts: crate::router::UserFacts,
 }
 
 /// The connection a login comes from, as a plugin sees it.
@@ -276,6 +278,7 @@ pub async fn verify_with_plugin(
     let temporary = |text: &str| PluginVerdict {
         outcome: Outcome::Failure(SaslFailure::TemporaryAuthFailure, Some(text.to_string())),
         expires_at: None,
+        user_facts: Default::default(),
     };
     let Some(host) = server.plugin_host() else {
         tracing::warn!(
@@ -309,6 +312,7 @@ pub async fn verify_with_plugin(
     let fail = |f: SaslFailure, text: &str| PluginVerdict {
         outcome: Outcome::Failure(f, Some(text.to_string())),
         expires_at: None,
+        user_facts: Default::default(),
     };
     match outcome.result {
         Ok(user) => {
@@ -322,6 +326,10 @@ pub async fn verify_with_plugin(
                     additional_data: None,
                 },
                 expires_at: user.expires_at,
+                user_facts: crate::router::UserFacts {
+                    roles: user.roles,
+                    attributes: user.attributes,
+                },
             }
         }
         Err(AuthDenied::NotAuthorized) => fail(SaslFailure::NotAuthorized, "invalid credentials"),

@@ -88,6 +88,8 @@ pub struct StreamCore {
     /// When a plugin's authentication expires (seconds since the epoch): the bound session
     /// is ended then.
     auth_expires: Option<u64>,
+    /// The authenticator plugin's roles/attributes of the user, for the session entry.
+    user_facts: crate::router::UserFacts,
     exchange: Option<Exchange>,
     offered: Vec<Mechanism>,
     failed_auths: u32,
@@ -117,6 +119,7 @@ impl StreamCore {
             domain: None,
             authenticated: None,
             auth_expires: None,
+            user_facts: Default::default(),
             exchange: None,
             offered: Vec::new(),
             failed_auths: 0,
@@ -485,6 +488,7 @@ impl StreamCore {
                     )
                     .await;
                     self.auth_expires = verdict.expires_at;
+                    self.user_facts = verdict.user_facts;
                     verdict.outcome
                 }
                 Some(PluginStep::Reply(outcome)) => outcome,
@@ -571,14 +575,17 @@ impl StreamCore {
             &tenant.name,
         ));
         let transport = self.transport();
-        let entry = Arc::new(SessionEntry::new(
-            crate::router::next_session_id(),
-            account,
-            resource,
-            transport,
-            self.facts.address.clone(),
-            self.session_tx.clone(),
-        ));
+        let entry = Arc::new(
+            SessionEntry::new(
+                crate::router::next_session_id(),
+                account,
+                resource,
+                transport,
+                self.facts.address.clone(),
+                self.session_tx.clone(),
+            )
+            .with_user_facts(std::mem::take(&mut self.user_facts)),
+        );
         if let Some(old) = self.server.router.register(entry.clone()) {
             old.close(
                 StreamErrorCondition::Conflict,

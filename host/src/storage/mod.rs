@@ -1,6 +1,6 @@
 //! Persistent data, one small trait per concern: accounts and credentials
 //! ([`UserStore`]), rosters ([`RosterStore`]), offline messages ([`OfflineStore`]),
-//! block lists ([`BlockStore`]) and plugin versions, blobs and key-value data
+//! block lists ([`BlockStore`]), persistent MUC rooms ([`MucStore`]) and plugin versions, blobs and key-value data
 //! ([`PluginStore`]). [`Storage`] bundles one implementation of each; the embedded default
 //! is [`sled_store`].
 //!
@@ -9,9 +9,11 @@
 //! A write that returns `Ok` is on disk: implementations flush before acknowledging.
 //! Methods are synchronous; async callers run them with [`blocking`].
 
+pub mod muc;
 pub mod plugins;
 pub mod sled_store;
 
+pub use muc::{MemMucStore, MucStore, StoredRoom};
 pub use plugins::{KvWrite, MemPluginStore, PluginStore, SlotRecord, VersionRecord};
 
 use std::sync::Arc;
@@ -137,7 +139,8 @@ pub trait UserStore: Send + Sync {
     fn list_users(&self, domain: &str) -> StorageResult<Vec<String>>;
     /// Number of accounts of a domain.
     fn count_users(&self, domain: &str) -> StorageResult<usize>;
-    /// Deletes every account of a domain and all their data.
+    /// Deletes every account of a domain and all their data (and the domain's
+    /// persistent MUC rooms).
     fn purge_domain(&self, domain: &str) -> StorageResult<()>;
 }
 
@@ -195,6 +198,7 @@ pub struct Storage {
     pub offline: Arc<dyn OfflineStore>,
     pub blocks: Arc<dyn BlockStore>,
     pub tenants: Arc<dyn TenantStore>,
+    pub muc: Arc<dyn MucStore>,
     pub plugins: Arc<dyn PluginStore>,
     /// Flushes everything to disk (called at shutdown).
     pub flush: Arc<dyn Fn() -> StorageResult<()> + Send + Sync>,

@@ -146,8 +146,9 @@ pub async fn create(
         return Err(TenantError::Exists(name.to_string()));
     }
     let snapshot = server.tenants.snapshot();
-    for d in &spec.domains {
-        if let Some(owner) = snapshot.by_domain(d) {
+    let candidate = build_tenant(name, spec.clone(), false, None)?;
+    for d in candidate.claimed_domains() {
+        if let Some(owner) = snapshot.claimant(d) {
             return Err(RegistryError::DomainTaken {
                 domain: d.clone(),
                 owner: owner.name.clone(),
@@ -155,7 +156,7 @@ pub async fn create(
             .into());
         }
     }
-    let tenant = build_tenant(name, spec.clone(), false, None)?;
+    let tenant = candidate;
     let mut record = TenantRecord::new(name);
     record.spec = Some(spec);
     save_record(server, record).await?;
@@ -180,8 +181,8 @@ pub async fn update(
     record.spec = Some(spec.clone());
     // Check the domains before persisting: the registry refuses a taken domain.
     let snapshot = server.tenants.snapshot();
-    for d in &spec.domains {
-        if let Some(owner) = snapshot.by_domain(d).filter(|o| o.name != name) {
+    for d in tenant.claimed_domains() {
+        if let Some(owner) = snapshot.claimant(d).filter(|o| o.name != name) {
             return Err(RegistryError::DomainTaken {
                 domain: d.clone(),
                 owner: owner.name.clone(),
@@ -201,7 +202,10 @@ pub async fn update(
     end_sessions(server, &dropped, "domain removed from its tenant");
     if !spec.enabled && current.enabled() {
         end_sessions(server, &spec.domains, "tenant disabled");
+        // Rooms lose their occupants with the sessions; persistent ones reload later.
+        server.muc.forget_tenant(name);
     }
+    crate::component::reconcile(server);
     tracing::info!(tenant = name, "tenant changed");
     get(server, name)
 }
@@ -233,7 +237,10 @@ pub async fn set_enabled(
     server.tenants.upsert(tenant)?;
     if !enabled {
         end_sessions(server, &current.spec.domains, "tenant disabled");
+        // Rooms lose their occupants with the sessions; persistent ones reload later.
+        server.muc.forget_tenant(name);
     }
+    crate::component::reconcile(server);
     tracing::info!(tenant = name, enabled, "tenant state changed");
     get(server, name)
 }
@@ -249,7 +256,9 @@ pub async fn remove(server: &Arc<Server>, name: &str, purge: bool) -> Result<(),
     let n = name.to_string();
     storage::blocking(move || store.delete_tenant_record(&n)).await?;
     server.tenants.remove(name);
+    server.muc.forget_tenant(name);
     end_sessions(server, &current.spec.domains, "tenant removed");
+    crate::component::reconcile(server);
     if purge {
         for d in current.spec.domains.clone() {
             let users = server.storage.users.clone();
@@ -385,6 +394,7 @@ pub async fn reload(server: &Arc<Server>) -> Result<ReloadReport, TenantError> {
     server.tenants.replace_all(tenants)?;
     let gone: Vec<String> = served_before.difference(&served_after).cloned().collect();
     report.sessions_ended = end_sessions(server, &gone, "domain no longer served after reload");
+    crate::component::reconcile(server);
     report.plugins = super::plugin_files::install_all(server, "reload").await;
     tracing::info!(added = ?report.added, removed = ?report.removed, changed = ?report.changed, "configuration reloaded");
     for key in &report.needs_restart {
@@ -396,7 +406,7 @@ pub async fn reload(server: &Arc<Server>) -> Result<ReloadReport, TenantError> {
 fn check_overlaps(tenants: &[Tenant]) -> Result<(), TenantError> {
     let mut owners: BTreeMap<&str, &str> = BTreeMap::new();
     for t in tenants {
-        for d in &t.spec.domains {
+        for d in t.claimed_domains() {
             if let Some(owner) = owners.insert(d, &t.name) {
                 return Err(RegistryError::DomainTaken {
                     domain: d.clone(),

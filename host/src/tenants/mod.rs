@@ -14,4 +14,4 @@ pub mod registry;
 pub mod spec;
 
 pub use registry::{Registry, Tenant};
-pub use spec::{AuthMethod, Limits, TenantRecord, TenantSpec};
+pub use spec::{AuthMethod, Limits, RoomPolicySetting, TenantRecord, TenantSpec};

@@ -15,7 +15,7 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::TenantSpec;
-use crate::plugins::{InstallError, PluginConfig, World, sha256_hex};
+use crate::plugins::{InstallError, PluginConfig, sha256_hex};
 use crate::server::Server;
 
 /// `[tenants.NAME]` in the config file: the tenant's settings plus its plugin files.
@@ -42,7 +42,7 @@ impl<'de> Deserialize<'de> for ConfigTenant {
     }
 }
 
-/// `[tenants.NAME.plugins.SLOT]`: an authenticator component on disk.
+/// `[tenants.NAME.plugins.SLOT]`: a plugin component on disk.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginFile {
@@ -110,7 +110,7 @@ async fn install_one(
         return Ok(None);
     }
     let info = host
-        .install(tenant, slot, World::Authenticator, wasm, config)
+        .install_detecting_world(tenant, slot, wasm, config)
         .await?;
     Ok(Some(info.version))
 }

@@ -76,6 +76,22 @@ impl Tenant {
         }
     }
 
+    /// The tenant's component serving `domain`, if any.
+    pub fn component(&self, domain: &str) -> Option<&super::spec::ComponentSpec> {
+        self.spec
+            .components
+            .iter()
+            .find(|c| c.domains.iter().any(|d| d == domain))
+    }
+
+    /// Every domain the tenant claims: its own and its components'.
+    pub fn claimed_domains(&self) -> impl Iterator<Item = &String> {
+        self.spec
+            .domains
+            .iter()
+            .chain(self.spec.components.iter().flat_map(|c| c.domains.iter()))
+    }
+
     /// True if users of `self` and `other` may exchange stanzas.
     pub fn can_reach(&self, other: &Tenant) -> bool {
         self.name == other.name
@@ -99,11 +115,46 @@ impl Drop for SessionSlot {
 pub struct Snapshot {
     by_name: imbl::HashMap<String, Arc<Tenant>>,
     by_domain: imbl::HashMap<String, Arc<Tenant>>,
+    /// Component domains (see [`Tenant::component`]) to their tenant.
+    by_component: imbl::HashMap<String, Arc<Tenant>>,
 }
 
 impl Snapshot {
     pub fn by_domain(&self, domain: &str) -> Option<&Arc<Tenant>> {
         self.by_domain.get(domain)
+    }
+
+    /// The tenant one of whose components serves `domain` (enabled or not).
+    pub fn by_component(&self, domain: &str) -> Option<&Arc<Tenant>> {
+        self.by_component.get(domain)
+    }
+
+    /// The tenant claiming `domain` as its own or a component's.
+    pub fn claimant(&self, domain: &str) -> Option<&Arc<Tenant>> {
+        self.by_domain(domain).or_else(|| self.by_component(domain))
+    }
+
+    fn insert(&mut self, tenant: Arc<Tenant>) {
+        for d in &tenant.spec.domains {
+            self.by_domain.insert(d.clone(), tenant.clone());
+        }
+        for c in &tenant.spec.components {
+            for d in &c.domains {
+                self.by_component.insert(d.clone(), tenant.clone());
+            }
+        }
+        self.by_name.insert(tenant.name.clone(), tenant);
+    }
+
+    fn remove_domains(&mut self, tenant: &Tenant) {
+        for d in &tenant.spec.domains {
+            self.by_domain.remove(d);
+        }
+        for c in &tenant.spec.components {
+            for d in &c.domains {
+                self.by_component.remove(d);
+            }
+        }
     }
 
     pub fn by_name(&self, name: &str) -> Option<&Arc<Tenant>> {
@@ -172,8 +223,8 @@ impl Registry {
     pub fn upsert(&self, mut tenant: Tenant) -> Result<Option<Arc<Tenant>>, RegistryError> {
         let _w = self.lock();
         let cur = self.current.load_full();
-        for d in &tenant.spec.domains {
-            if let Some(owner) = cur.by_domain.get(d)
+        for d in tenant.claimed_domains() {
+            if let Some(owner) = cur.claimant(d)
                 && owner.name != tenant.name
             {
                 return Err(RegistryError::DomainTaken {
@@ -186,15 +237,9 @@ impl Registry {
         let old = next.by_name.get(&tenant.name).cloned();
         if let Some(o) = &old {
             tenant.sessions = o.sessions.clone();
-            for d in &o.spec.domains {
-                next.by_domain.remove(d);
-            }
+            next.remove_domains(o);
         }
-        let tenant = Arc::new(tenant);
-        for d in &tenant.spec.domains {
-            next.by_domain.insert(d.clone(), tenant.clone());
-        }
-        next.by_name.insert(tenant.name.clone(), tenant);
+        next.insert(Arc::new(tenant));
         self.current.store(Arc::new(next));
         Ok(old)
     }
@@ -205,9 +250,7 @@ impl Registry {
         let cur = self.current.load_full();
         let mut next = (*cur).clone();
         let old = next.by_name.remove(name)?;
-        for d in &old.spec.domains {
-            next.by_domain.remove(d);
-        }
+        next.remove_domains(&old);
         self.current.store(Arc::new(next));
         Some(old)
     }
@@ -221,17 +264,15 @@ impl Registry {
             if let Some(o) = cur.by_name.get(&t.name) {
                 t.sessions = o.sessions.clone();
             }
-            let t = Arc::new(t);
-            for d in &t.spec.domains {
-                if let Some(owner) = next.by_domain.get(d) {
+            for d in t.claimed_domains() {
+                if let Some(owner) = next.claimant(d) {
                     return Err(RegistryError::DomainTaken {
                         domain: d.clone(),
                         owner: owner.name.clone(),
                     });
                 }
-                next.by_domain.insert(d.clone(), t.clone());
             }
-            next.by_name.insert(t.name.clone(), t);
+            next.insert(Arc::new(t));
         }
         self.current.store(Arc::new(next));
         Ok(())

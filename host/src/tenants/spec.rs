@@ -16,6 +16,19 @@ pub enum AuthMethod {
     Plugin { plugin: String },
 }
 
+/// The tenant's room policy: a Wasm `room-policy` plugin in the named slot decides on its
+/// MUC rooms (`room_policy = { plugin = "rooms" }`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomPolicySetting {
+    /// The plugin slot.
+    pub plugin: String,
+    /// When the plugin fails (trap, deadline, memory cap, malformed answer, not
+    /// installed), allow the action instead of refusing it. Default: refuse (fail closed).
+    #[serde(default)]
+    pub fail_open: bool,
+}
+
 /// Per-tenant limits; 0 means "no limit" (or "the server default" for sizes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -58,6 +71,85 @@ pub struct TenantSpec {
     /// only where both tenants list each other.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub federate_with: Vec<String>,
+    /// The room-policy plugin deciding on the tenant's MUC rooms; none: XEP-0045's rules
+    /// alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_policy: Option<RoomPolicySetting>,
+    /// The tenant's multi-user chat service (`[tenants.NAME.muc]`).
+    #[serde(default)]
+    pub muc: crate::muc::settings::MucSettings,
+    /// Components serving subdomains of the tenant's domains (XEP-0114 external ones and
+    /// Wasm-hosted ones).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<ComponentSpec>,
+}
+
+/// What happens when a component connects for a domain another connection serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnConflict {
+    /// The new connection is refused with `<conflict/>`; the old one keeps serving.
+    #[default]
+    Refuse,
+    /// The old connection is closed with `<conflict/>` and the new one takes over.
+    Replace,
+}
+
+/// One component of a tenant: an external XEP-0114 connection (`secret`) or a Wasm
+/// component plugin (`plugin`, a slot of the tenant's plugins).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentSpec {
+    /// Domains the component serves: subdomains of the tenant's domains (normalized).
+    pub domains: Vec<String>,
+    /// Name shown in service discovery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Shared secret of an external component (XEP-0114 handshake).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// Plugin slot of a Wasm-hosted component.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<String>,
+    #[serde(default)]
+    pub on_conflict: OnConflict,
+    /// Left out of the tenant's disco#items.
+    #[serde(default)]
+    pub hidden: bool,
+}
+
+impl ComponentSpec {
+    fn normalize(&mut self, tenant: &str, tenant_domains: &[String]) -> Result<(), String> {
+        if self.domains.is_empty() {
+            return Err(format!("tenant {tenant:?}: a component needs a domain"));
+        }
+        for d in &mut self.domains {
+            let n = normalize_domain(d)
+                .ok_or_else(|| format!("tenant {tenant:?}: component domain {d:?} is invalid"))?;
+            let under_tenant = tenant_domains
+                .iter()
+                .any(|t| n.len() > t.len() + 1 && n.ends_with(&format!(".{t}")));
+            if !under_tenant {
+                return Err(format!(
+                    "tenant {tenant:?}: component domain {n:?} must be a subdomain of one of the tenant's domains"
+                ));
+            }
+            *d = n;
+        }
+        match (&self.secret, &self.plugin) {
+            (Some(s), None) if !s.is_empty() && s.len() <= 1024 => Ok(()),
+            (None, Some(p)) if !p.trim().is_empty() => Ok(()),
+            _ => Err(format!(
+                "tenant {tenant:?}: component {:?} needs either a non-empty `secret` (external) or a `plugin` slot (Wasm), not both",
+                self.domains[0]
+            )),
+        }
+    }
+
+    /// True for an external (XEP-0114) component.
+    pub fn is_external(&self) -> bool {
+        self.secret.is_some()
+    }
 }
 
 fn yes() -> bool {
@@ -74,6 +166,9 @@ impl TenantSpec {
             limits: Limits::default(),
             tls: None,
             federate_with: Vec::new(),
+            room_policy: None,
+            muc: Default::default(),
+            components: Vec::new(),
         }
     }
 
@@ -91,6 +186,15 @@ impl TenantSpec {
                 return Err(format!("tenant {name:?} lists {d:?} twice"));
             }
         }
+        let mut component_domains = std::collections::HashSet::new();
+        for c in &mut self.components {
+            c.normalize(name, &self.domains)?;
+            for d in &c.domains {
+                if self.domains.contains(d) || !component_domains.insert(d.clone()) {
+                    return Err(format!("tenant {name:?} lists {d:?} twice"));
+                }
+            }
+        }
         if let AuthMethod::Plugin { plugin } = &self.auth
             && plugin.trim().is_empty()
         {
@@ -98,6 +202,17 @@ impl TenantSpec {
                 "tenant {name:?}: auth.plugin must name a plugin slot"
             ));
         }
+        if let Some(p) = &self.room_policy
+            && p.plugin.trim().is_empty()
+        {
+            return Err(format!(
+                "tenant {name:?}: room_policy.plugin must name a plugin slot"
+            ));
+        }
+        self.muc = self
+            .muc
+            .normalized()
+            .map_err(|e| format!("tenant {name:?}: {e}"))?;
         Ok(self)
     }
 }
@@ -187,6 +302,54 @@ mod tests {
                 .normalized("Bad Name")
                 .is_err()
         );
+    }
+
+    #[test]
+    fn components_serve_subdomains_with_a_secret_or_a_plugin() {
+        let spec = |components: &str| {
+            serde_json::from_str::<TenantSpec>(&format!(
+                r#"{{"domains":["a.test"],"components":[{components}]}}"#
+            ))
+            .unwrap()
+            .normalized("a")
+        };
+        let s = spec(r#"{"domains":["Bot.A.test"],"secret":"s"}"#).unwrap();
+        assert_eq!(s.components[0].domains, vec!["bot.a.test"]);
+        assert_eq!(s.components[0].on_conflict, OnConflict::Refuse);
+        assert!(
+            spec(r#"{"domains":["e.a.test"],"plugin":"echo","on_conflict":"replace"}"#).is_ok()
+        );
+        // Not a subdomain of the tenant, or the tenant domain itself.
+        assert!(spec(r#"{"domains":["bot.b.test"],"secret":"s"}"#).is_err());
+        assert!(spec(r#"{"domains":["a.test"],"secret":"s"}"#).is_err());
+        assert!(spec(r#"{"domains":["xa.test"],"secret":"s"}"#).is_err());
+        // Exactly one of secret and plugin.
+        assert!(spec(r#"{"domains":["b.a.test"]}"#).is_err());
+        assert!(spec(r#"{"domains":["b.a.test"],"secret":""}"#).is_err());
+        assert!(spec(r#"{"domains":["b.a.test"],"secret":"s","plugin":"p"}"#).is_err());
+        // A domain served twice.
+        assert!(
+            spec(r#"{"domains":["b.a.test"],"secret":"s"},{"domains":["b.a.test"],"plugin":"p"}"#)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn muc_settings_in_toml_and_their_validation() {
+        let s: TenantSpec = toml::from_str(
+            "domains = [\"a.test\"]\n[muc]\nsubdomain = \"Rooms\"\nroom_creation = \"admins\"\nadmins = [\"Boss@a.test\"]\n",
+        )
+        .unwrap();
+        let s = s.normalized("a").unwrap();
+        assert_eq!(s.muc.subdomain, "rooms");
+        assert_eq!(s.muc.admins, vec!["boss@a.test"]);
+        assert_eq!(s.muc.history_length, 20);
+        let d: TenantSpec = toml::from_str("domains = [\"a.test\"]").unwrap();
+        assert!(d.muc.enabled && d.muc.subdomain == "conference");
+        let bad: TenantSpec =
+            toml::from_str("domains = [\"a.test\"]\n[muc]\nsubdomain = \"a.b\"\n").unwrap();
+        assert!(bad.normalized("a").unwrap_err().contains("muc.subdomain"));
+        assert!(toml::from_str::<TenantSpec>("domains = []\n[muc]\nbogus = 1\n").is_err());
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub struct TestServer {
     pub admin: String,
     /// The HTTP listener (BOSH and WebSocket), plain HTTP.
     pub http: String,
+    /// The XEP-0114 component listener.
+    pub component: String,
     pub token: String,
     pub log: PathBuf,
 }
@@ -79,6 +81,7 @@ impl TestServer {
              [[listen.c2s]]\naddress = \"127.0.0.1:0\"\ntls = \"starttls\"\n{starttls_extra}\n\
              [[listen.c2s]]\naddress = \"127.0.0.1:0\"\ntls = \"direct\"\n\
              [[listen.http]]\naddress = \"127.0.0.1:0\"\n{http_extra}\n\
+             [[listen.component]]\naddress = \"127.0.0.1:0\"\n\
              [listen.admin]\naddress = \"127.0.0.1:0\"\n",
             data.display()
         );
@@ -91,6 +94,7 @@ impl TestServer {
             direct: String::new(),
             admin: String::new(),
             http: String::new(),
+            component: String::new(),
             token: String::new(),
             log: PathBuf::new(),
         };
@@ -153,6 +157,7 @@ impl TestServer {
                 ("c2s", Some("direct")) => self.direct = addr,
                 ("admin", _) => self.admin = addr,
                 ("http", _) => self.http = addr,
+                ("component", _) => self.component = addr,
                 _ => {}
             }
         }

@@ -45,6 +45,7 @@ def default_config(data_dir: Path) -> dict[str, Any]:
                 {"address": "127.0.0.1:0", "tls": "direct"},
             ],
             "http": [{"address": "127.0.0.1:0"}],
+            "component": [{"address": "127.0.0.1:0"}],
             "admin": {"address": "127.0.0.1:0"},
         },
     }
@@ -258,6 +259,11 @@ class HeliographServer:
     @property
     def c2s_direct_tls(self) -> tuple[str, int]:
         return self._listener("c2s", "direct")
+
+    @property
+    def component_address(self) -> tuple[str, int]:
+        """The XEP-0114 component listener."""
+        return self._listener("component")
 
     @property
     def admin_address(self) -> tuple[str, int]:

@@ -41,6 +41,9 @@ pub enum Cmd {
     /// P pairs exchanging messages; delivered/s, latency, losses, server CPU per message;
     /// optionally the same against the minimal relay.
     Chat(ChatArgs),
+    /// R rooms × O occupants on the MUC service: joins/s, then groupchat broadcasts at a
+    /// total rate; deliveries/s (fan-out), latency, losses, server CPU per delivery.
+    Muc(MucArgs),
     /// Server RSS before and after N idle sessions, per transport: KiB per session.
     Memory(MemoryArgs),
     /// Everything the README reports, in one run.
@@ -159,6 +162,39 @@ pub struct ChatArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+pub struct MucArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Rooms.
+    #[arg(long, short = 'r', default_value_t = 50)]
+    pub rooms: usize,
+    /// Occupants per room (one session each).
+    #[arg(long, short = 'o', default_value_t = 20)]
+    pub occupants: usize,
+    /// Occupants of each room that post messages.
+    #[arg(long, default_value_t = 1)]
+    pub senders: usize,
+    /// Groupchat messages per second over all rooms (each is delivered to every
+    /// occupant of its room).
+    #[arg(long, default_value_t = 500.0)]
+    pub rate: f64,
+    /// Seconds measured.
+    #[arg(long, short = 't', default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds of warm-up before measuring.
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup: f64,
+    /// Joins in progress at once.
+    #[arg(long, default_value_t = 32)]
+    pub join_concurrency: usize,
+    /// The MUC service's subdomain.
+    #[arg(long, default_value = "conference")]
+    pub subdomain: String,
+    #[arg(long, value_enum, default_value = "plain")]
+    pub transport: TransportKind,
+}
+
+#[derive(Args, Debug, Clone)]
 pub struct MemoryArgs {
     #[command(flatten)]
     pub target: TargetArgs,
@@ -215,6 +251,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Cmd::Connect(a) => cmd_connect(&out, a).await,
             Cmd::Chat(a) => cmd_chat(&out, a).await.map(|_| ()),
+            Cmd::Muc(a) => cmd_muc(&out, a).await.map(|_| ()),
             Cmd::Memory(a) => cmd_memory(&out, a).await.map(|_| ()),
             Cmd::Report(a) => cmd_report(&out, a).await,
             Cmd::Worker { job } => worker(&job).await,
@@ -828,6 +865,83 @@ fn jids_for(env: &Env, pairs: usize) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// MUC figures as JSON.
+fn muc_json(a: &MucArgs, o: &mut crate::muc::MucOutcome) -> Value {
+    json!({
+        "measurement": "muc",
+        "rooms": a.rooms,
+        "occupants": a.occupants,
+        "senders_per_room": a.senders.clamp(1, a.occupants.max(1)),
+        "target_rate": a.rate,
+        "joins": o.joins,
+        "joins_per_s": round3(o.joins_per_s()),
+        "join_p50_ms": round3(o.join_latencies.percentile_ms(50.0)),
+        "join_p99_ms": round3(o.join_latencies.percentile_ms(99.0)),
+        "cpu_ms_per_join": round3(o.cpu_ms_per_join()),
+        "seconds": round3(o.window.as_secs_f64()),
+        "messages_sent": o.sent,
+        "delivered": o.delivered,
+        "delivered_in_window": o.delivered_in_window,
+        "deliveries_per_s": round3(o.deliveries_per_s()),
+        "p50_ms": round3(o.latencies.percentile_ms(50.0)),
+        "p99_ms": round3(o.latencies.percentile_ms(99.0)),
+        "lost": o.lost,
+        "out_of_order": o.out_of_order,
+        "errors": o.errors,
+        "first_error": o.first_error,
+        "cpu_us_per_delivery": round3(o.cpu_us_per_delivery()),
+    })
+}
+
+async fn cmd_muc(out: &Output, a: MucArgs) -> anyhow::Result<Value> {
+    let env = Env::open(&a.target)?;
+    let count = a.rooms * a.occupants;
+    anyhow::ensure!(count > 0, "--rooms and --occupants must be at least 1");
+    env.provision(out, count).await?;
+    let job = env.job(a.transport, Mech::Plain, count, 32);
+    let mut o = connect::run(&job, None).await;
+    if o.failed > 0 {
+        bail!("{} muc logins failed: {:?}", o.failed, o.first_error);
+    }
+    o.sessions.sort_by_key(|(i, _)| *i);
+    let sessions = o.sessions.into_iter().map(|(_, s)| s).collect();
+    let muc_job = crate::muc::MucJob {
+        rooms: a.rooms,
+        occupants: a.occupants,
+        senders: a.senders,
+        rate: a.rate,
+        warmup: Duration::from_secs_f64(a.warmup),
+        duration: Duration::from_secs_f64(a.duration),
+        join_concurrency: a.join_concurrency,
+        service: format!("{}.{}", a.subdomain, env.args.domain),
+    };
+    let mut r = crate::muc::run(&muc_job, sessions, env.target.pid).await?;
+    let v = muc_json(&a, &mut r);
+    out.line(&format!(
+        "muc ({} rooms × {} occupants, {} msg/s): {} joins in {:.2} s = {} joins/s (p50 {} ms, p99 {} ms, {} ms CPU/join); \
+         {} deliveries/s, latency p50 {} ms p99 {} ms, lost {}, {} µs CPU/delivery (server process)",
+        a.rooms,
+        a.occupants,
+        a.rate,
+        r.joins,
+        r.join_seconds,
+        v["joins_per_s"],
+        v["join_p50_ms"],
+        v["join_p99_ms"],
+        v["cpu_ms_per_join"],
+        v["deliveries_per_s"],
+        v["p50_ms"],
+        v["p99_ms"],
+        v["lost"],
+        v["cpu_us_per_delivery"],
+    ));
+    out.measurement(v.clone());
+    if r.lost > 0 || r.errors > 0 || r.out_of_order > 0 {
+        bail!("groupchat messages lost, reordered or sessions failed: {v}");
+    }
+    Ok(v)
 }
 
 async fn cmd_chat(out: &Output, a: ChatArgs) -> anyhow::Result<Value> {

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod chat;
 pub mod cli;
 pub mod connect;
+pub mod muc;
 pub mod procfs;
 pub mod stats;
 pub mod target;

@@ -49,6 +49,7 @@ pub fn spawn_config(opts: &SpawnOptions, data_dir: &Path) -> String {
          [[listen.http]]\naddress = \"127.0.0.1:0\"\nallow_insecure_loopback = true\n\
          max_sessions_per_address = 0\nnegotiation_timeout = 120\nidle_timeout = 86400\n\
          websocket_ping_interval = 0\nrequest_timeout = 120\n\n\
+         [[listen.component]]\naddress = \"127.0.0.1:0\"\n\n\
          [listen.admin]\naddress = \"127.0.0.1:0\"\n\n\
          [c2s]\nping_interval = 0\nsession_queue = {queue}\n\n\
          [auth]\nscram_iterations = {iters}\n",

@@ -247,7 +247,7 @@ async fn next_event(io: &mut Io, parser: &mut StreamParser) -> anyhow::Result<St
 }
 
 /// Reads the next stanza (skipping a stream header), failing on stream close or error.
-async fn next_stanza(io: &mut Io, parser: &mut StreamParser) -> anyhow::Result<Element> {
+pub async fn next_stanza(io: &mut Io, parser: &mut StreamParser) -> anyhow::Result<Element> {
     loop {
         match next_event(io, parser).await? {
             StreamEvent::Open(_) => continue,

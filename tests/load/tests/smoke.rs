@@ -120,3 +120,36 @@ fn bosh_and_websocket_log_in_and_chat_without_loss() {
         assert!(v["delivered"].as_u64().unwrap() > 0, "{out}");
     }
 }
+
+/// MUC mode: rooms are created (instant rooms), every occupant joins, and every groupchat
+/// message reaches every occupant of its room, in order per sender.
+#[test]
+fn tiny_muc_broadcast_loses_nothing() {
+    let out = run(&[
+        "muc",
+        "--rooms",
+        "3",
+        "--occupants",
+        "4",
+        "--senders",
+        "2",
+        "--rate",
+        "60",
+        "-t",
+        "1",
+        "--warmup",
+        "0.3",
+    ]);
+    let m = measurements(&out);
+    let v = m.iter().find(|v| v["measurement"] == "muc").unwrap();
+    assert_eq!(v["joins"], 12, "{out}");
+    assert!(v["joins_per_s"].as_f64().unwrap() > 0.0, "{out}");
+    assert_eq!(v["lost"], 0, "{out}");
+    assert_eq!(v["out_of_order"], 0, "{out}");
+    assert_eq!(v["errors"], 0, "{out}");
+    let sent = v["messages_sent"].as_u64().unwrap();
+    assert!(sent > 0, "{out}");
+    // Fan-out: each message reaches all 4 occupants (the sender's reflection included).
+    assert_eq!(v["delivered"].as_u64().unwrap(), sent * 4, "{out}");
+    assert!(v["deliveries_per_s"].as_f64().unwrap() > 0.0, "{out}");
+}

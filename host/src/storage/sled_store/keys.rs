@@ -8,6 +8,7 @@
 //! | `rosters`     | `domain \0 local \0 contact`       | JSON [`RosterItem`]         |
 //! | `offline`     | `domain \0 local \0 sequence(u64 BE)` | JSON [`OfflineMessage`]  |
 //! | `blocks`      | `domain \0 local \0 jid`           | empty                       |
+//! | `muc_rooms`   | `domain \0 room`                   | JSON [`StoredRoom`]         |
 //!
 //! A domain prefix and an account prefix always end with the separator, so `a.test` never
 //! matches `a.test2` and `al` never matches `alice`. Normalized JIDs cannot contain NUL;
@@ -16,6 +17,7 @@
 //! [`StoredCredentials`]: crate::sasl::StoredCredentials
 //! [`RosterItem`]: crate::storage::RosterItem
 //! [`OfflineMessage`]: crate::storage::OfflineMessage
+//! [`StoredRoom`]: crate::storage::StoredRoom
 
 use crate::storage::{Account, StorageError, StorageResult};
 
@@ -48,6 +50,13 @@ pub(super) fn account_prefix(account: &Account) -> StorageResult<Vec<u8>> {
 pub(super) fn jid_key(account: &Account, jid: &str) -> StorageResult<Vec<u8>> {
     let mut key = account_prefix(account)?;
     key.extend_from_slice(part(jid, "JID")?);
+    Ok(key)
+}
+
+/// `domain \0 room`: a persistent MUC room under its tenant domain.
+pub(super) fn room_key(domain: &str, room: &str) -> StorageResult<Vec<u8>> {
+    let mut key = domain_prefix(domain)?;
+    key.extend_from_slice(part(room, "room name")?);
     Ok(key)
 }
 

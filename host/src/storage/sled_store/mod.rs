@@ -1,6 +1,6 @@
 //! sled implementation of every store: one `SledStore` over one database implements
-//! [`UserStore`], [`RosterStore`], [`OfflineStore`], [`BlockStore`] and [`PluginStore`]
-//! (in `plugins.rs`).
+//! [`UserStore`], [`RosterStore`], [`OfflineStore`], [`BlockStore`], `MucStore` (in
+//! `muc.rs`) and [`PluginStore`] (in `plugins.rs`).
 //!
 //! The key layout is in `keys.rs`; each trait lives in its own file. Every mutating method
 //! flushes the database before returning `Ok`, so an acknowledged write survives a crash.
@@ -24,6 +24,7 @@
 
 mod blocks;
 mod keys;
+mod muc;
 mod offline;
 mod plugins;
 mod rosters;
@@ -52,6 +53,7 @@ pub fn open(dir: &Path) -> StorageResult<Storage> {
         offline: store.clone(),
         blocks: store.clone(),
         tenants: store.clone(),
+        muc: store.clone(),
         plugins: store,
         flush: Arc::new(move || flusher.flush()),
     })
@@ -84,6 +86,7 @@ struct SledStore {
     offline: Tree,
     blocks: Tree,
     tenants: Tree,
+    muc_rooms: Tree,
     plugin_kv: Tree,
     plugin_kv_usage: Tree,
     plugin_blobs: Tree,
@@ -101,6 +104,7 @@ impl SledStore {
             offline: tree("offline")?,
             blocks: tree("blocks")?,
             tenants: tree("tenants")?,
+            muc_rooms: tree("muc_rooms")?,
             plugin_kv: tree("plugin_kv")?,
             plugin_kv_usage: tree("plugin_kv_usage")?,
             plugin_blobs: tree("plugin_blobs")?,

@@ -472,3 +472,42 @@ fn concurrent_push_and_take_all_lose_nothing() {
         next[p] += 1;
     }
 }
+
+fn room(name: &str) -> crate::storage::StoredRoom {
+    crate::storage::StoredRoom {
+        name: name.into(),
+        subdomain: "conference".into(),
+        config: vec![("muc#roomconfig_persistentroom".into(), "1".into())],
+        affiliations: vec![("alice@a.test".into(), "owner".into())],
+        subject: Some(("Standup".into(), "alice".into())),
+    }
+}
+
+#[test]
+fn muc_rooms_persist_and_are_purged_with_their_domain() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = Storage::open_sled(dir.path()).unwrap();
+        s.muc.put_room("a.test", &room("standup")).unwrap();
+        s.muc.put_room("a.test", &room("retro")).unwrap();
+        s.muc.put_room("a.test2", &room("other")).unwrap();
+        s.muc.delete_room("a.test", "nothing").unwrap();
+    }
+    let s = Storage::open_sled(dir.path()).unwrap();
+    let names = |d: &str| -> Vec<String> {
+        s.muc
+            .rooms(d)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.name)
+            .collect()
+    };
+    assert_eq!(names("a.test"), vec!["retro", "standup"]);
+    assert_eq!(s.muc.rooms("a.test").unwrap()[1], room("standup"));
+    s.muc.delete_room("a.test", "retro").unwrap();
+    assert_eq!(names("a.test"), vec!["standup"]);
+    s.users.purge_domain("a.test").unwrap();
+    assert!(names("a.test").is_empty());
+    assert_eq!(names("a.test2"), vec!["other"]);
+    assert!(s.muc.put_room("a.test", &room("bad\0name")).is_err());
+}

@@ -96,6 +96,7 @@ impl UserStore for SledStore {
             &self.rosters,
             &self.offline,
             &self.blocks,
+            &self.muc_rooms,
             &self.roster_meta,
             &self.users,
         ] {

@@ -1,0 +1,469 @@
+//! Stanza dispatch of a MUC service: by address (the service, a room, an occupant) and
+//! kind, with the room policy asked at its decision points after XEP-0045's own rules.
+
+use std::sync::Arc;
+
+use super::config::ROOMCONFIG;
+use super::dataform::Submitted;
+use super::join::{Admission, JoinRequest};
+use super::message::{Groupchat, Mediated};
+use super::moderation::AdminChange;
+use super::ns::{MUC, MUC_ADMIN, MUC_OWNER};
+use super::policy::{self, Decision, JoinDecision, MessageDecision, OccupantFacts};
+use super::room::{Outbox, Room, RoomError};
+use super::service::{MucService, check_room_limit, now};
+use super::settings::RoomCreation;
+use super::types::{Affiliation, Role};
+use crate::server::Server;
+use crate::stanza::{self, Condition};
+use crate::xml::{Element, ns};
+use tokio::sync::OwnedMutexGuard;
+
+/// Handles one stanza addressed to the service or a JID on it.
+pub async fn handle(service: &Arc<MucService>, server: &Arc<Server>, stanza: Element) {
+    let (Some(from), Some(to)) = (stanza.attr("from"), stanza.attr("to")) else {
+        return;
+    };
+    let (Ok(from_jid), Ok(to_jid)) = (jid::Jid::new(from), jid::Jid::new(to)) else {
+        return;
+    };
+    let from = from_jid.to_string();
+    let room = to_jid.node().map(|n| n.to_string());
+    let nick = to_jid.resource().map(|r| r.to_string());
+    let result = match (stanza.name(), room, nick) {
+        ("iq", None, _) => service_iq(service, server, &stanza).await,
+        ("message", None, _) => Err(RoomError::new(Condition::ServiceUnavailable)),
+        ("presence", None, _) => Ok(()),
+        ("presence", Some(room), Some(nick)) => {
+            presence(service, server, &room, &nick, &from, &stanza).await
+        }
+        ("presence", Some(_), None) if stanza::stanza_type(&stanza).is_empty() => {
+            Err(RoomError::with_text(
+                Condition::JidMalformed,
+                "join a room as room@service/nickname",
+            ))
+        }
+        ("message", Some(room), nick) => {
+            message(service, server, &room, nick.as_deref(), &from, &stanza).await
+        }
+        ("iq", Some(room), nick) => {
+            iq(service, server, &room, nick.as_deref(), &from, &stanza).await
+        }
+        _ => Ok(()),
+    };
+    if let Err(e) = result {
+        let reply = stanza::error_reply(&stanza, e.condition, e.text.as_deref());
+        if let Some(r) = reply {
+            service.send(server, vec![r]).await;
+        }
+    }
+}
+
+/// Errors never get an answer; a `type='error'` stanza from a session in the room
+/// means that session is gone.
+async fn bounced(service: &MucService, server: &Arc<Server>, room: &str, from: &str) {
+    if let Some(mut r) = service.lock_room(server, room).await {
+        let out = r.drop_session(from);
+        service.finish(server, r, out).await;
+    }
+}
+
+fn occupant_facts(room: &Room, idx: usize) -> OccupantFacts {
+    let o = &room.occupants()[idx];
+    OccupantFacts {
+        jid: o.sessions.first().cloned().unwrap_or_default(),
+        nick: o.nick.clone(),
+        role: o.role,
+        affiliation: o.affiliation,
+    }
+}
+
+async fn presence(
+    service: &MucService,
+    server: &Arc<Server>,
+    room_name: &str,
+    nick: &str,
+    from: &str,
+    p: &Element,
+) -> Result<(), RoomError> {
+    let kind = stanza::stanza_type(p);
+    if kind == "error" {
+        bounced(service, server, room_name, from).await;
+        return Ok(());
+    }
+    if !matches!(kind, "" | "unavailable") {
+        return Ok(());
+    }
+    let Some(mut room) = service.lock_room(server, room_name).await else {
+        if kind == "unavailable" {
+            return Ok(());
+        }
+        return create_and_join(service, server, room_name, nick, from, p).await;
+    };
+    let Some(idx) = room
+        .occupants()
+        .iter()
+        .position(|o| o.sessions.iter().any(|s| s == from))
+    else {
+        if kind == "unavailable" {
+            return Ok(());
+        }
+        return join(service, server, room, nick, from, p, false).await;
+    };
+    let out = if kind == "unavailable" {
+        let text = p.child_text("status", ns::CLIENT);
+        room.leave(from, text.as_deref())
+    } else if room.occupants()[idx].nick != nick {
+        room.check_nick_change(from, nick)?;
+        let facts = service.facts(&room);
+        let occ = occupant_facts(&room, idx);
+        if let Decision::Deny { reason } =
+            policy::decide_nick_change(server, &facts, &occ, nick).await
+        {
+            return Err(RoomError::with_text(Condition::NotAcceptable, reason));
+        }
+        room.change_nick(idx, nick)
+    } else if p.has_child("x", MUC) {
+        // A join from a session already in the room (a client that lost track of its
+        // state): it gets the room again, everyone sees the presence.
+        let bare = crate::services::addressing::bare(from);
+        let req = JoinRequest {
+            from,
+            bare: &bare,
+            nick,
+            presence: p,
+        };
+        let mut out = room.update_presence(from, p);
+        out.retain(|s| s.attr("to") != Some(from));
+        out.extend(room.add_session(&req, now()));
+        out
+    } else {
+        room.update_presence(from, p)
+    };
+    service.finish(server, room, out).await;
+    Ok(())
+}
+
+/// A join to a room that does not exist: creation (XEP-0045 §10.1). A client that
+/// speaks MUC (`<x xmlns='…muc'/>`) gets a locked room to configure (201); others get
+/// an instant room.
+async fn create_and_join(
+    service: &MucService,
+    server: &Arc<Server>,
+    room_name: &str,
+    nick: &str,
+    from: &str,
+    p: &Element,
+) -> Result<(), RoomError> {
+    let settings = service
+        .settings(server)
+        .ok_or_else(|| RoomError::new(Condition::ServiceUnavailable))?;
+    let bare = crate::services::addressing::bare(from);
+    if settings.room_creation == RoomCreation::Admins && !settings.is_admin(&bare) {
+        return Err(RoomError::with_text(
+            Condition::NotAllowed,
+            "only the service's admins may create rooms",
+        ));
+    }
+    check_room_limit(server, &service.tenant, &settings)
+        .map_err(|t| RoomError::with_text(Condition::NotAllowed, t))?;
+    let mut room = service.new_room(room_name, &settings);
+    room.check_nick(nick)?;
+    let facts = service.facts(&room);
+    if let Decision::Deny { reason } = policy::decide_create(server, &facts, from).await {
+        return Err(RoomError::with_text(Condition::Forbidden, reason));
+    }
+    room.store_affiliation(&bare, Affiliation::Owner);
+    room.locked = p.has_child("x", MUC);
+    match service.insert_room(room_name, room) {
+        Some(guard) => {
+            tracing::debug!(room = %guard.jid, creator = from, "room created");
+            join(service, server, guard, nick, from, p, true).await
+        }
+        // Someone else created it meanwhile: join theirs.
+        None => match service.lock_room(server, room_name).await {
+            Some(guard) => join(service, server, guard, nick, from, p, false).await,
+            None => Err(RoomError::new(Condition::ServiceUnavailable)),
+        },
+    }
+}
+
+async fn join(
+    service: &MucService,
+    server: &Arc<Server>,
+    mut room: OwnedMutexGuard<Room>,
+    nick: &str,
+    from: &str,
+    p: &Element,
+    created: bool,
+) -> Result<(), RoomError> {
+    let bare = crate::services::addressing::bare(from);
+    let req = JoinRequest {
+        from,
+        bare: &bare,
+        nick,
+        presence: p,
+    };
+    let admitted = room.admit(&req);
+    let out = match admitted {
+        Ok(Admission::ExtraSession) => room.add_session(&req, now()),
+        Ok(Admission::New { role, affiliation }) => {
+            let facts = service.facts(&room);
+            let occ = OccupantFacts {
+                jid: from.to_string(),
+                nick: nick.to_string(),
+                role,
+                affiliation,
+            };
+            let (role, affiliation) = match policy::decide_join(server, &facts, &occ).await {
+                JoinDecision::Default => (role, affiliation),
+                JoinDecision::Allow {
+                    role: r,
+                    affiliation: a,
+                } => (r.unwrap_or(role), a.unwrap_or(affiliation)),
+                JoinDecision::Deny { reason } => {
+                    service.finish(server, room, Outbox::new()).await;
+                    return Err(RoomError::with_text(Condition::Forbidden, reason));
+                }
+            };
+            if role == Role::None || affiliation == Affiliation::Outcast {
+                service.finish(server, room, Outbox::new()).await;
+                return Err(RoomError::with_text(
+                    Condition::Forbidden,
+                    "the room policy refused entry",
+                ));
+            }
+            room.enter(&req, role, affiliation, created, now())
+        }
+        Err(e) => {
+            // A room created for this join and refused goes away again (finish).
+            service.finish(server, room, Outbox::new()).await;
+            return Err(e);
+        }
+    };
+    service.finish(server, room, out).await;
+    Ok(())
+}
+
+async fn message(
+    service: &MucService,
+    server: &Arc<Server>,
+    room_name: &str,
+    nick: Option<&str>,
+    from: &str,
+    m: &Element,
+) -> Result<(), RoomError> {
+    if stanza::is_error(m) {
+        bounced(service, server, room_name, from).await;
+        return Ok(());
+    }
+    let mut room = service
+        .lock_room(server, room_name)
+        .await
+        .ok_or_else(|| RoomError::new(Condition::ItemNotFound))?;
+    let out = match nick {
+        Some(nick) => room.private_message(from, nick, m)?,
+        None if stanza::stanza_type(m) == "groupchat" => match room.check_groupchat(from, m)? {
+            Groupchat::Subject { idx, text } => room.set_subject(idx, &text),
+            Groupchat::Message { idx } => {
+                let body = m.child_text("body", ns::CLIENT);
+                let replaced = match body {
+                    Some(body) => {
+                        let facts = service.facts(&room);
+                        let occ = occupant_facts(&room, idx);
+                        match policy::decide_message(server, &facts, &occ, &body).await {
+                            MessageDecision::Allow => None,
+                            MessageDecision::ReplaceBody(b) => Some(b),
+                            MessageDecision::Deny { reason } => {
+                                return Err(RoomError::with_text(Condition::NotAcceptable, reason));
+                            }
+                        }
+                    }
+                    None => None,
+                };
+                room.broadcast_message(idx, m, replaced.as_deref(), now())
+            }
+        },
+        None => {
+            let mediated = Mediated::parse(m);
+            if mediated.is_empty() {
+                return Err(RoomError::with_text(
+                    Condition::BadRequest,
+                    "messages to the room must be of type groupchat",
+                ));
+            }
+            let mut out = Outbox::new();
+            for item in mediated {
+                match item {
+                    Mediated::Invite { to, reason } => {
+                        out.extend(room.invite(from, &to, reason.as_deref())?)
+                    }
+                    Mediated::Decline { to, reason } => {
+                        out.extend(room.decline(from, &to, reason.as_deref()))
+                    }
+                }
+            }
+            out
+        }
+    };
+    service.finish(server, room, out).await;
+    Ok(())
+}
+
+/// iq to the service itself: disco#info, disco#items (the public rooms) and ping.
+async fn service_iq(
+    service: &MucService,
+    server: &Arc<Server>,
+    iq: &Element,
+) -> Result<(), RoomError> {
+    if !matches!(stanza::stanza_type(iq), "get" | "set") {
+        return Ok(());
+    }
+    let get = stanza::stanza_type(iq) == "get";
+    let payload = iq
+        .first_child()
+        .ok_or_else(|| RoomError::new(Condition::BadRequest))?;
+    let no_node = payload.attr("node").is_none();
+    let reply = match (payload.name(), payload.ns(), get) {
+        ("query", ns::DISCO_INFO, true) if no_node => {
+            stanza::iq_result_with(iq, super::disco::service_info())
+        }
+        ("query", ns::DISCO_ITEMS, true) if no_node => {
+            let rooms = service.public_rooms().await;
+            stanza::iq_result_with(iq, super::disco::service_items(&rooms))
+        }
+        ("ping", ns::PING, true) => stanza::iq_result(iq),
+        _ => return Err(RoomError::new(Condition::ServiceUnavailable)),
+    };
+    service.send(server, vec![reply]).await;
+    Ok(())
+}
+
+async fn iq(
+    service: &MucService,
+    server: &Arc<Server>,
+    room_name: &str,
+    nick: Option<&str>,
+    from: &str,
+    iq: &Element,
+) -> Result<(), RoomError> {
+    let kind = stanza::stanza_type(iq);
+    let request = matches!(kind, "get" | "set");
+    let Some(mut room) = service.lock_room(server, room_name).await else {
+        return if request {
+            Err(RoomError::new(Condition::ItemNotFound))
+        } else {
+            Ok(())
+        };
+    };
+    if let Some(nick) = nick {
+        let out = if request {
+            room.relay_iq_request(from, nick, iq)?
+        } else {
+            room.relay_iq_response(from, iq)
+        };
+        service.finish(server, room, out).await;
+        return Ok(());
+    }
+    if !request {
+        return Ok(());
+    }
+    let actor = room.actor_for(from);
+    if room.locked && actor.affiliation != Affiliation::Owner {
+        return Err(RoomError::new(Condition::ItemNotFound));
+    }
+    let payload = iq
+        .first_child()
+        .ok_or_else(|| RoomError::new(Condition::BadRequest))?;
+    let get = kind == "get";
+    let mut out = Outbox::new();
+    match (payload.name(), payload.ns(), get) {
+        ("query", ns::DISCO_INFO, true) if payload.attr("node").is_none() => {
+            out.push(stanza::iq_result_with(iq, super::disco::room_info(&room)))
+        }
+        ("query", ns::DISCO_ITEMS, true) if payload.attr("node").is_none() => {
+            out.push(stanza::iq_result_with(iq, super::disco::room_items()))
+        }
+        ("ping", ns::PING, true) => out.push(stanza::iq_result(iq)),
+        ("query", MUC_ADMIN, true) => {
+            let list = room.admin_get(&actor, payload)?;
+            out.push(stanza::iq_result_with(iq, list));
+        }
+        ("query", MUC_ADMIN, false) => {
+            let changes = AdminChange::parse(payload)?;
+            out = room.admin_set(&actor, &changes)?;
+            out.push(stanza::iq_result(iq));
+        }
+        ("query", MUC_OWNER, true) => {
+            room.check_owner(&actor)?;
+            let form = room.config.form(&room.jid);
+            out.push(stanza::iq_result_with(
+                iq,
+                Element::new("query", MUC_OWNER).with_child(form),
+            ));
+        }
+        ("query", MUC_OWNER, false) => {
+            room.check_owner(&actor)?;
+            out = owner_set(service, server, &mut room, from, iq, payload).await?;
+        }
+        _ => return Err(RoomError::new(Condition::ServiceUnavailable)),
+    }
+    service.finish(server, room, out).await;
+    Ok(())
+}
+
+/// `muc#owner` set: submit or cancel the configuration form, or destroy the room.
+async fn owner_set(
+    service: &MucService,
+    server: &Arc<Server>,
+    room: &mut Room,
+    from: &str,
+    iq: &Element,
+    query: &Element,
+) -> Result<Outbox, RoomError> {
+    if let Some(d) = query.child("destroy", MUC_OWNER) {
+        let reason = d.child_text("reason", MUC_OWNER);
+        let mut out = room.destroy(d.attr("jid"), reason.as_deref());
+        out.push(stanza::iq_result(iq));
+        return Ok(out);
+    }
+    let x = query
+        .child("x", ns::DATA_FORMS)
+        .ok_or_else(|| RoomError::with_text(Condition::BadRequest, "expected a data form"))?;
+    let form = Submitted::parse(x);
+    match form.kind.as_str() {
+        "cancel" => {
+            let mut out = Outbox::new();
+            if room.locked {
+                out = room.destroy(None, None);
+            }
+            out.insert(0, stanza::iq_result(iq));
+            Ok(out)
+        }
+        "submit" => {
+            if form.form_type().is_some_and(|t| t != ROOMCONFIG) {
+                return Err(RoomError::with_text(
+                    Condition::BadRequest,
+                    "not a muc#roomconfig form",
+                ));
+            }
+            let new = room
+                .config
+                .with_form(&form)
+                .map_err(|e| RoomError::with_text(Condition::NotAcceptable, e.to_string()))?;
+            let facts = service.facts(room);
+            if let Decision::Deny { reason } =
+                policy::decide_configure(server, &facts, from, &new.to_pairs(false)).await
+            {
+                return Err(RoomError::with_text(Condition::Forbidden, reason));
+            }
+            let mut out = vec![stanza::iq_result(iq)];
+            out.extend(room.apply_config(new));
+            Ok(out)
+        }
+        _ => Err(RoomError::with_text(
+            Condition::BadRequest,
+            "unexpected form type",
+        )),
+    }
+}

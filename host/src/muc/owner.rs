@@ -1,0 +1,106 @@
+//! Owner operations (XEP-0045 §10, `muc#owner`): the configuration form, applying a
+//! configuration (unlocking a new room, removing non-members when a room becomes
+//! members-only, telling occupants what changed) and destroying a room.
+
+use super::config::{RoomConfig, Whois};
+use super::ns::{MUC_USER, status};
+use super::room::{Departure, Outbox, Room, RoomError};
+use super::types::{Affiliation, Role};
+use crate::stanza::Condition;
+use crate::xml::{Element, ns};
+
+impl Room {
+    /// Refuses anyone but an owner.
+    pub fn check_owner(&self, actor: &super::moderation::Actor) -> Result<(), RoomError> {
+        if actor.affiliation == Affiliation::Owner {
+            Ok(())
+        } else {
+            Err(RoomError::with_text(
+                Condition::Forbidden,
+                "only owners may do this",
+            ))
+        }
+    }
+
+    /// Replaces the configuration and unlocks the room. Occupants without membership
+    /// leave a room that became members-only (322); the others are told of the change
+    /// (104, and 172/173 when real JIDs became visible or hidden).
+    pub fn apply_config(&mut self, new: RoomConfig) -> Outbox {
+        let old = std::mem::replace(&mut self.config, new);
+        let was_locked = std::mem::replace(&mut self.locked, false);
+        self.dirty = true;
+        let mut out = Outbox::new();
+        if self.config.members_only && !old.members_only {
+            let how = Departure {
+                statuses: vec![status::REMOVED_MEMBERS_ONLY],
+                ..Default::default()
+            };
+            let mut idx = self.occupants.len();
+            while idx > 0 {
+                idx -= 1;
+                let o = &self.occupants[idx];
+                if o.affiliation.max(self.affiliation(&o.bare)) < Affiliation::Member {
+                    self.remove_occupant(idx, &how, &mut out);
+                }
+            }
+        }
+        if self.config.moderated != old.moderated {
+            // Roles follow the new default for occupants without affiliation.
+            for idx in 0..self.occupants.len() {
+                let o = &self.occupants[idx];
+                if o.affiliation == Affiliation::None && o.role != Role::Moderator {
+                    let role = self.default_role(Affiliation::None);
+                    if role != o.role {
+                        self.occupants[idx].role = role;
+                        let occ = self.occupants[idx].clone();
+                        self.broadcast_presence(&occ, &mut out);
+                    }
+                }
+            }
+        }
+        if was_locked || old == self.config {
+            return out;
+        }
+        let mut x = Element::new("x", MUC_USER);
+        let mut code = |c: u16| {
+            x.push_child(Element::new("status", MUC_USER).with_attr("code", c.to_string()));
+        };
+        code(status::CONFIG_CHANGED);
+        if old.whois != self.config.whois {
+            code(match self.config.whois {
+                Whois::Anyone => status::NOW_NON_ANONYMOUS,
+                Whois::Moderators => status::NOW_SEMI_ANONYMOUS,
+            });
+        }
+        let notice = Element::new("message", ns::CLIENT)
+            .with_attr("type", "groupchat")
+            .with_attr("id", crate::muc::new_id())
+            .with_child(x);
+        self.broadcast_from_room(&notice, &mut out);
+        out
+    }
+
+    /// Destroys the room (XEP-0045 §10.9): every occupant leaves with a `<destroy/>`
+    /// carrying the alternate venue and reason.
+    pub fn destroy(&mut self, alternate: Option<&str>, reason: Option<&str>) -> Outbox {
+        let mut d = Element::new("destroy", MUC_USER).with_opt_attr("jid", alternate);
+        if let Some(r) = reason {
+            d.push_child(Element::new("reason", MUC_USER).with_text(r));
+        }
+        let how = Departure {
+            destroy: Some(d),
+            ..Default::default()
+        };
+        let mut out = Outbox::new();
+        for occ in &self.occupants {
+            let mut gone = occ.clone();
+            gone.affiliation = Affiliation::None;
+            for s in &occ.sessions {
+                out.push(self.unavailable_of(&gone, &gone, s, &how, None));
+            }
+        }
+        self.occupants.clear();
+        self.destroyed = true;
+        out
+    }
+}

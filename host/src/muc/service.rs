@@ -1,0 +1,642 @@
+//! The MUC services: one per enabled tenant domain `D` whose tenant has MUC enabled,
+//! at `<subdomain>.D` (default `conference.D`), found through a [`HostedResolver`] so
+//! they follow the tenants without registration.
+//!
+//! A service keeps its rooms in memory, each behind an async mutex: one stanza at a
+//! time per room, and the stanzas a change produces are routed before the next change,
+//! so every occupant sees the same order. Persistent rooms are stored (configuration,
+//! affiliations, subject) under the tenant domain and loaded when the service is first
+//! used. Stanza handling is in the `dispatch` module; the admin API's operations
+//! (list, show, create, destroy, kick) are here.
+
+use std::sync::{Arc, Weak};
+use std::time::SystemTime;
+
+use dashmap::DashMap;
+use futures_util::future::BoxFuture;
+use serde::Serialize;
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use super::config::RoomConfig;
+use super::moderation::{Actor, AdminChange};
+use super::policy::RoomFacts;
+use super::room::{Outbox, Room, RoomError, RoomLimits, Subject};
+use super::settings::MucSettings;
+use super::types::{Affiliation, Role};
+use crate::server::Server;
+use crate::services::hosted::{HostedDomain, HostedResolver, route_from_hosted};
+use crate::storage::{self, StoredRoom};
+use crate::xml::Element;
+
+/// Every tenant's MUC services, by service domain.
+#[derive(Default)]
+pub struct MucServices {
+    services: DashMap<String, Arc<MucService>>,
+}
+
+/// Resolves `<subdomain>.<tenant domain>` to the tenant's MUC service.
+pub struct MucResolver(pub Arc<MucServices>);
+
+impl HostedResolver for MucResolver {
+    fn resolve(&self, server: &Server, domain: &str) -> Option<Arc<dyn HostedDomain>> {
+        self.0
+            .service(server, domain)
+            .map(|s| s as Arc<dyn HostedDomain>)
+    }
+}
+
+/// Why an admin operation on rooms failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MucError {
+    #[error("{0} is not a MUC service of this tenant")]
+    NoSuchService(String),
+    #[error("no room {0}")]
+    NoSuchRoom(String),
+    #[error("room {0} already exists")]
+    RoomExists(String),
+    #[error("{0:?} is not a valid room JID")]
+    InvalidRoom(String),
+    #[error("invalid room configuration: {0}")]
+    InvalidConfig(String),
+    #[error("{0}")]
+    LimitReached(String),
+    #[error("refused: {0}")]
+    Refused(RoomError),
+    #[error("storage: {0}")]
+    Storage(#[from] crate::storage::StorageError),
+}
+
+/// A room as listed by the admin API.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RoomSummary {
+    pub jid: String,
+    pub name: String,
+    pub occupants: usize,
+    pub persistent: bool,
+    pub public: bool,
+    pub members_only: bool,
+    pub moderated: bool,
+    pub password_protected: bool,
+    /// Created and waiting for its owner's configuration.
+    pub locked: bool,
+}
+
+/// An occupant as the admin API shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct OccupantView {
+    pub nick: String,
+    /// The user's bare JID.
+    pub jid: String,
+    /// Full JIDs of the user's sessions in the room.
+    pub sessions: Vec<String>,
+    pub role: String,
+    pub affiliation: String,
+}
+
+/// A room with its occupants, affiliations, subject and configuration.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RoomDetails {
+    #[serde(flatten)]
+    pub summary: RoomSummary,
+    pub subject: Option<String>,
+    pub occupants: Vec<OccupantView>,
+    /// Affiliations other than `none`: bare JID → affiliation.
+    pub affiliations: std::collections::BTreeMap<String, String>,
+    /// `muc#roomconfig` field values (the password is not shown).
+    pub config: std::collections::BTreeMap<String, String>,
+}
+
+impl MucServices {
+    /// The service at `domain`, if it is `<subdomain>.D` for an enabled tenant domain D
+    /// whose tenant has MUC enabled with that subdomain. Loads stored rooms on first use.
+    pub fn service(&self, server: &Server, domain: &str) -> Option<Arc<MucService>> {
+        let (sub, tenant_domain) = domain.split_once('.')?;
+        let tenant = server.tenant_of(tenant_domain)?;
+        let muc = &tenant.spec.muc;
+        if !muc.enabled || muc.subdomain != sub {
+            return None;
+        }
+        if let Some(s) = self.services.get(domain)
+            && s.tenant == tenant.name
+        {
+            return Some(s.clone());
+        }
+        let service = MucService::load(server, domain, &tenant.name, tenant_domain, sub);
+        Some(
+            self.services
+                .entry(domain.to_string())
+                .and_modify(|cur| {
+                    if cur.tenant != tenant.name {
+                        *cur = service.clone();
+                    }
+                })
+                .or_insert(service)
+                .clone(),
+        )
+    }
+
+    /// `(service JID, name)` of the MUC service of a tenant domain, for the server's
+    /// disco#items.
+    pub fn service_of_domain(&self, server: &Server, domain: &str) -> Option<(String, String)> {
+        let tenant = server.tenant_of(domain)?;
+        let muc = &tenant.spec.muc;
+        muc.enabled.then(|| {
+            (
+                format!("{}.{domain}", muc.subdomain),
+                "Chatrooms".to_string(),
+            )
+        })
+    }
+
+    /// The MUC services of a tenant (one per domain), sorted by domain.
+    pub fn tenant_services(&self, server: &Server, tenant: &str) -> Vec<Arc<MucService>> {
+        let Some(t) = server.tenants.by_name(tenant).filter(|t| t.enabled()) else {
+            return Vec::new();
+        };
+        let mut out: Vec<_> = t
+            .spec
+            .domains
+            .iter()
+            .filter_map(|d| self.service(server, &format!("{}.{d}", t.spec.muc.subdomain)))
+            .collect();
+        out.sort_by(|a, b| a.domain.cmp(&b.domain));
+        out
+    }
+
+    /// Number of rooms a tenant has in memory across its services.
+    pub fn room_count(&self, tenant: &str) -> usize {
+        self.services
+            .iter()
+            .filter(|s| s.tenant == tenant)
+            .map(|s| s.rooms.len())
+            .sum()
+    }
+
+    /// Forgets a tenant's services and in-memory rooms (tenant disabled or removed, its
+    /// sessions ended); persistent rooms are loaded again from storage on next use.
+    pub fn forget_tenant(&self, tenant: &str) {
+        self.services.retain(|_, s| s.tenant != tenant);
+    }
+
+    /// Every room of a tenant, sorted by JID.
+    pub async fn list_rooms(&self, server: &Server, tenant: &str) -> Vec<RoomSummary> {
+        let mut out = Vec::new();
+        for s in self.tenant_services(server, tenant) {
+            out.extend(s.list_rooms().await);
+        }
+        out
+    }
+
+    /// The service of `tenant` hosting the room JID `room`, and the room's localpart.
+    pub fn locate(
+        &self,
+        server: &Server,
+        tenant: &str,
+        room: &str,
+    ) -> Result<(Arc<MucService>, String), MucError> {
+        let jid = jid::BareJid::new(room).map_err(|_| MucError::InvalidRoom(room.into()))?;
+        let node = jid
+            .node()
+            .ok_or_else(|| MucError::InvalidRoom(room.into()))?
+            .to_string();
+        let domain = jid.domain().to_string();
+        match self.service(server, &domain) {
+            Some(s) if s.tenant == tenant => Ok((s, node)),
+            _ => Err(MucError::NoSuchService(domain)),
+        }
+    }
+}
+
+/// One tenant domain's MUC service.
+pub struct MucService {
+    /// `conference.example.com`.
+    pub domain: String,
+    pub tenant: String,
+    /// `example.com`: where persistent rooms are stored.
+    pub tenant_domain: String,
+    pub subdomain: String,
+    pub(super) rooms: DashMap<String, Arc<Mutex<Room>>>,
+    this: Weak<MucService>,
+}
+
+impl MucService {
+    /// A service with the persistent rooms stored for it. The store is read
+    /// synchronously, once per service.
+    fn load(
+        server: &Server,
+        domain: &str,
+        tenant: &str,
+        tenant_domain: &str,
+        subdomain: &str,
+    ) -> Arc<MucService> {
+        let service = Arc::new_cyclic(|this| MucService {
+            domain: domain.to_string(),
+            tenant: tenant.to_string(),
+            tenant_domain: tenant_domain.to_string(),
+            subdomain: subdomain.to_string(),
+            rooms: DashMap::new(),
+            this: this.clone(),
+        });
+        let settings = server
+            .tenants
+            .by_name(tenant)
+            .map(|t| t.spec.muc.clone())
+            .unwrap_or_default();
+        match server.storage.muc.rooms(tenant_domain) {
+            Ok(stored) => {
+                for r in stored.into_iter().filter(|r| r.subdomain == subdomain) {
+                    let room = service.room_from_stored(&r, &settings);
+                    service
+                        .rooms
+                        .insert(r.name.clone(), Arc::new(Mutex::new(room)));
+                }
+            }
+            Err(e) => {
+                tracing::error!(service = domain, error = %e, "loading persistent rooms failed")
+            }
+        }
+        service
+    }
+
+    fn room_from_stored(&self, r: &StoredRoom, settings: &MucSettings) -> Room {
+        let base = RoomConfig::new(settings.max_occupants);
+        let config = base
+            .with_fields(r.config.iter().map(|(a, b)| (a.as_str(), b.as_str())))
+            .unwrap_or_else(|e| {
+                tracing::warn!(room = %r.name, error = %e, "stored room configuration ignored");
+                base.clone()
+            });
+        let mut room = Room::new(self.room_jid(&r.name), config, limits(settings));
+        room.service_admins = settings.admins.clone();
+        for (jid, aff) in &r.affiliations {
+            if let Some(a) = Affiliation::parse(aff) {
+                room.store_affiliation(jid, a);
+            }
+        }
+        room.subject = r.subject.clone().map(|(text, by)| Subject { text, by });
+        room.dirty = false;
+        room
+    }
+
+    /// `name@service`.
+    pub fn room_jid(&self, name: &str) -> String {
+        format!("{name}@{}", self.domain)
+    }
+
+    /// The tenant's current MUC settings (`None` once the tenant is gone).
+    pub fn settings(&self, server: &Server) -> Option<MucSettings> {
+        server
+            .tenants
+            .by_name(&self.tenant)
+            .map(|t| t.spec.muc.clone())
+    }
+
+    /// Locks a room, with the tenant's current limits applied. `None` if there is no
+    /// such room (or it was destroyed while waiting).
+    pub async fn lock_room(&self, server: &Server, name: &str) -> Option<OwnedMutexGuard<Room>> {
+        loop {
+            let room = self.rooms.get(name)?.clone();
+            let mut guard = room.clone().lock_owned().await;
+            if guard.destroyed {
+                let same = self
+                    .rooms
+                    .get(name)
+                    .is_some_and(|cur| Arc::ptr_eq(&cur, &room));
+                if same {
+                    return None;
+                }
+                continue;
+            }
+            if let Some(s) = self.settings(server) {
+                let l = limits(&s);
+                guard.limits = l;
+                guard.history.set_capacity(l.history_length);
+                guard.service_admins = s.admins;
+            }
+            return Some(guard);
+        }
+    }
+
+    /// Inserts a new room locked by the caller; `None` if the name is taken.
+    pub(super) fn insert_room(&self, name: &str, room: Room) -> Option<OwnedMutexGuard<Room>> {
+        let cell = Arc::new(Mutex::new(room));
+        let guard = cell.clone().try_lock_owned().ok()?;
+        match self.rooms.entry(name.to_string()) {
+            dashmap::Entry::Occupied(_) => None,
+            dashmap::Entry::Vacant(v) => {
+                v.insert(cell);
+                Some(guard)
+            }
+        }
+    }
+
+    /// A new room as the tenant's settings make it.
+    pub(super) fn new_room(&self, name: &str, settings: &MucSettings) -> Room {
+        let mut room = Room::new(
+            self.room_jid(name),
+            RoomConfig::new(settings.max_occupants),
+            limits(settings),
+        );
+        room.service_admins = settings.admins.clone();
+        room
+    }
+
+    /// Facts about a room for the room policy.
+    pub fn facts(&self, room: &Room) -> RoomFacts {
+        RoomFacts {
+            tenant: self.tenant.clone(),
+            room: room.jid.clone(),
+            occupants: room.occupant_count() as u32,
+            config: room.config.to_pairs(false),
+        }
+    }
+
+    /// Routes what a room operation produced, then stores or forgets the room as its
+    /// state asks: persistent rooms are saved when changed; destroyed rooms and empty
+    /// temporary rooms go away.
+    pub(super) async fn finish(
+        &self,
+        server: &Arc<Server>,
+        mut room: OwnedMutexGuard<Room>,
+        out: Outbox,
+    ) {
+        self.send(server, out).await;
+        let name = room.name().to_string();
+        if !room.destroyed && room.is_empty() && !room.config.persistent {
+            room.destroyed = true;
+        }
+        if room.destroyed {
+            self.rooms.remove(&name);
+            self.delete_stored(server, &name).await;
+            tracing::debug!(room = %room.jid, "room removed");
+            return;
+        }
+        if room.dirty {
+            room.dirty = false;
+            if room.config.persistent {
+                let stored = StoredRoom {
+                    name: name.clone(),
+                    subdomain: self.subdomain.clone(),
+                    config: room.config.to_pairs(true),
+                    affiliations: room
+                        .affiliations()
+                        .map(|(j, a)| (j.to_string(), a.as_str().to_string()))
+                        .collect(),
+                    subject: room.subject.clone().map(|s| (s.text, s.by)),
+                };
+                let store = server.storage.muc.clone();
+                let domain = self.tenant_domain.clone();
+                if let Err(e) = storage::blocking(move || store.put_room(&domain, &stored)).await {
+                    tracing::error!(room = %room.jid, error = %e, "storing room failed");
+                }
+            } else {
+                self.delete_stored(server, &name).await;
+            }
+        }
+    }
+
+    async fn delete_stored(&self, server: &Server, name: &str) {
+        let store = server.storage.muc.clone();
+        let domain = self.tenant_domain.clone();
+        let n = name.to_string();
+        if let Err(e) = storage::blocking(move || store.delete_room(&domain, &n)).await {
+            tracing::error!(room = name, error = %e, "deleting stored room failed");
+        }
+    }
+
+    /// Routes stanzas from the service, in order.
+    pub(super) async fn send(&self, server: &Arc<Server>, out: Outbox) {
+        let Some(this) = self.this.upgrade() else {
+            return;
+        };
+        let origin: Arc<dyn HostedDomain> = this;
+        for stanza in out {
+            route_from_hosted(server, &origin, stanza).await;
+        }
+    }
+
+    /// Summaries of every room, sorted by JID.
+    pub async fn list_rooms(&self) -> Vec<RoomSummary> {
+        let cells: Vec<_> = self.rooms.iter().map(|r| r.value().clone()).collect();
+        let mut out = Vec::new();
+        for cell in cells {
+            let room = cell.lock().await;
+            if !room.destroyed {
+                out.push(summary(&room));
+            }
+        }
+        out.sort_by(|a, b| a.jid.cmp(&b.jid));
+        out
+    }
+
+    /// (JID, name) of the rooms listed in disco#items: public and configured.
+    pub async fn public_rooms(&self) -> Vec<(String, String)> {
+        let cells: Vec<_> = self.rooms.iter().map(|r| r.value().clone()).collect();
+        let mut out = Vec::new();
+        for cell in cells {
+            let room = cell.lock().await;
+            if !room.destroyed && !room.locked && room.config.public {
+                out.push((room.jid.clone(), super::disco::display_name(&room)));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// A room with its occupants.
+    pub async fn room_details(&self, server: &Server, name: &str) -> Result<RoomDetails, MucError> {
+        let room = self
+            .lock_room(server, name)
+            .await
+            .ok_or_else(|| MucError::NoSuchRoom(self.room_jid(name)))?;
+        Ok(details(&room))
+    }
+
+    /// Creates a configured (unlocked) room from the admin API, with `owners` as owners
+    /// and `config` as `muc#roomconfig` field values. Counts against the tenant's room
+    /// limit; the room policy is not asked (the tenant's administrator decides).
+    pub async fn create_room(
+        &self,
+        server: &Arc<Server>,
+        name: &str,
+        config: &[(String, String)],
+        owners: &[String],
+    ) -> Result<RoomDetails, MucError> {
+        let settings = self
+            .settings(server)
+            .ok_or_else(|| MucError::NoSuchService(self.domain.clone()))?;
+        let name = jid::BareJid::new(&self.room_jid(name))
+            .ok()
+            .and_then(|j| j.node().map(|n| n.to_string()))
+            .ok_or_else(|| MucError::InvalidRoom(name.to_string()))?;
+        check_room_limit(server, &self.tenant, &settings).map_err(MucError::LimitReached)?;
+        let mut room = self.new_room(&name, &settings);
+        room.config = room
+            .config
+            .with_fields(config.iter().map(|(a, b)| (a.as_str(), b.as_str())))
+            .map_err(|e| MucError::InvalidConfig(e.to_string()))?;
+        for o in owners {
+            let bare = jid::BareJid::new(o)
+                .map_err(|_| MucError::InvalidConfig(format!("{o:?} is not a JID")))?;
+            room.store_affiliation(&bare.to_string(), Affiliation::Owner);
+        }
+        if !config.iter().any(|(v, _)| v == super::config::PERSISTENT) {
+            // A room nobody has entered yet would vanish at once if temporary.
+            room.config.persistent = true;
+        }
+        if !room.config.persistent {
+            return Err(MucError::InvalidConfig(
+                "a room created without occupants must be persistent".into(),
+            ));
+        }
+        room.dirty = true;
+        let guard = self
+            .insert_room(&name, room)
+            .ok_or_else(|| MucError::RoomExists(self.room_jid(&name)))?;
+        let details = details(&guard);
+        self.finish(server, guard, Outbox::new()).await;
+        tracing::info!(room = %details.summary.jid, "room created through the admin API");
+        Ok(details)
+    }
+
+    /// Destroys a room from the admin API; occupants get the `<destroy/>` presence.
+    pub async fn destroy_room(
+        &self,
+        server: &Arc<Server>,
+        name: &str,
+        alternate: Option<&str>,
+        reason: Option<&str>,
+    ) -> Result<(), MucError> {
+        let mut room = self
+            .lock_room(server, name)
+            .await
+            .ok_or_else(|| MucError::NoSuchRoom(self.room_jid(name)))?;
+        let out = room.destroy(alternate, reason);
+        tracing::info!(room = %room.jid, "room destroyed through the admin API");
+        self.finish(server, room, out).await;
+        Ok(())
+    }
+
+    /// Kicks an occupant from the admin API (307 to everyone).
+    pub async fn kick(
+        &self,
+        server: &Arc<Server>,
+        name: &str,
+        nick: &str,
+        reason: Option<&str>,
+    ) -> Result<(), MucError> {
+        let mut room = self
+            .lock_room(server, name)
+            .await
+            .ok_or_else(|| MucError::NoSuchRoom(self.room_jid(name)))?;
+        let change = AdminChange::Role {
+            nick: nick.to_string(),
+            role: Role::None,
+            reason: reason.map(str::to_string),
+        };
+        let out = room
+            .admin_set(&Actor::system(), &[change])
+            .map_err(MucError::Refused)?;
+        self.finish(server, room, out).await;
+        Ok(())
+    }
+}
+
+impl HostedDomain for MucService {
+    fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    fn kind(&self) -> &'static str {
+        "muc"
+    }
+
+    fn deliver(&self, server: Arc<Server>, stanza: Element) -> BoxFuture<'static, ()> {
+        let Some(this) = self.this.upgrade() else {
+            return Box::pin(async {});
+        };
+        // Errors bounced while a room routes its stanzas, and stanzas from hosted
+        // entities (rooms included), arrive while that room may be locked by the caller:
+        // handle them on their own task. Users' stanzas keep their order.
+        let from_user = stanza
+            .attr("from")
+            .and_then(|f| jid::Jid::new(f).ok())
+            .is_some_and(|j| server.serves_domain(j.domain().as_str()));
+        let is_error = crate::stanza::is_error(&stanza);
+        let fut = async move { super::dispatch::handle(&this, &server, stanza).await };
+        if from_user && !is_error {
+            Box::pin(fut)
+        } else {
+            tokio::spawn(fut);
+            Box::pin(async {})
+        }
+    }
+}
+
+/// Room limits from the tenant's settings.
+fn limits(s: &MucSettings) -> RoomLimits {
+    RoomLimits {
+        history_length: s.history_length as usize,
+        max_nick_length: s.max_nick_length as usize,
+    }
+}
+
+/// Refuses a new room when the tenant has reached `max_rooms`.
+pub(super) fn check_room_limit(
+    server: &Server,
+    tenant: &str,
+    settings: &MucSettings,
+) -> Result<(), String> {
+    let max = settings.max_rooms as usize;
+    if max == 0 {
+        return Ok(());
+    }
+    // Load every service of the tenant so stored rooms count too.
+    server.muc.tenant_services(server, tenant);
+    if server.muc.room_count(tenant) >= max {
+        return Err(format!("the tenant has reached its limit of {max} rooms"));
+    }
+    Ok(())
+}
+
+fn summary(room: &Room) -> RoomSummary {
+    RoomSummary {
+        jid: room.jid.clone(),
+        name: super::disco::display_name(room),
+        occupants: room.occupant_count(),
+        persistent: room.config.persistent,
+        public: room.config.public,
+        members_only: room.config.members_only,
+        moderated: room.config.moderated,
+        password_protected: room.config.password.is_some(),
+        locked: room.locked,
+    }
+}
+
+fn details(room: &Room) -> RoomDetails {
+    RoomDetails {
+        summary: summary(room),
+        subject: room.subject.as_ref().map(|s| s.text.clone()),
+        occupants: room
+            .occupants()
+            .iter()
+            .map(|o| OccupantView {
+                nick: o.nick.clone(),
+                jid: o.bare.clone(),
+                sessions: o.sessions.clone(),
+                role: o.role.as_str().to_string(),
+                affiliation: o.affiliation.as_str().to_string(),
+            })
+            .collect(),
+        affiliations: room
+            .affiliations()
+            .map(|(j, a)| (j.to_string(), a.as_str().to_string()))
+            .collect(),
+        config: room.config.to_pairs(false).into_iter().collect(),
+    }
+}
+
+/// The current time (history stamps).
+pub(super) fn now() -> SystemTime {
+    SystemTime::now()
+}
