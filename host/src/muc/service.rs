@@ -109,6 +109,31 @@ impl MucServices {
             .sum()
     }
 
+    /// The service is going away for a tenant (disabled or removed): every occupant of
+    /// its rooms leaves with 332, then its services are forgotten.
+    pub async fn shut_down_tenant(&self, server: &Arc<Server>, tenant: &str) {
+        self.shut_down_where(server, |s| s.tenant == tenant).await;
+        self.forget_tenant(tenant);
+    }
+
+    /// The server is shutting down or draining: every occupant of every room leaves
+    /// with 332 before the sessions close. Persistent rooms stay stored.
+    pub async fn shut_down_all(&self, server: &Arc<Server>) {
+        self.shut_down_where(server, |_| true).await;
+    }
+
+    async fn shut_down_where(&self, server: &Arc<Server>, which: impl Fn(&MucService) -> bool) {
+        let services: Vec<Arc<MucService>> = self
+            .services
+            .iter()
+            .filter(|s| which(s))
+            .map(|s| s.clone())
+            .collect();
+        for s in services {
+            s.shut_down(server).await;
+        }
+    }
+
     /// Forgets a tenant's services and in-memory rooms (tenant disabled or removed, its
     /// sessions ended); persistent rooms are loaded again from storage on next use.
     pub fn forget_tenant(&self, tenant: &str) {
@@ -310,6 +335,17 @@ impl MucService {
         let n = name.to_string();
         if let Err(e) = storage::blocking(move || store.delete_room(&domain, &n)).await {
             tracing::error!(room = name, error = %e, "deleting stored room failed");
+        }
+    }
+
+    /// Empties every room with 332 (see [`Room::shut_down`]); temporary rooms go away.
+    async fn shut_down(&self, server: &Arc<Server>) {
+        let names: Vec<String> = self.rooms.iter().map(|r| r.key().clone()).collect();
+        for name in names {
+            if let Some(mut room) = self.lock_room(server, &name).await {
+                let out = room.shut_down();
+                self.finish(server, room, out).await;
+            }
         }
     }
 
