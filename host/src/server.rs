@@ -348,6 +348,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         } => {}
     }
     tracing::info!("shutting down");
+    // Room occupants learn why they leave (332) before their sessions close.
+    let _ = tokio::time::timeout(Duration::from_secs(2), server.muc.shut_down_all(&server)).await;
     for entry in server.router.all_entries() {
         entry.close(StreamErrorCondition::SystemShutdown, None);
     }

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import re
 import subprocess
 
 import pytest
 from slixmpp import JID
 from slixmpp.exceptions import IqError, PresenceError
 
+from harness.raw import RawStream
 from harness.xmpp import DEFAULT_PLUGINS, Inbox
 
 MUC_PLUGINS = DEFAULT_PLUGINS + ("xep_0004", "xep_0045", "xep_0249", "xep_0410")
@@ -619,3 +621,47 @@ async def test_federated_tenants_share_rooms(server, xmpp):
     assert sorted(o["jid"] for o in shown["occupants"]) == ["alice@a.test", "bob@b.test"]
     # The room belongs to tenant a: tenant b's API does not reach it.
     server.admin("GET", f"/api/v1/tenants/b/rooms/{room}", expect=404)
+
+
+async def test_disabling_the_tenant_removes_occupants_with_332(server, xmpp):
+    server.create_tenant("a", ["a.test"], federate_with=["b"])
+    server.create_tenant("b", ["b.test"], federate_with=["a"])
+    server.create_user("alice", "pw", domain="a.test")
+    server.create_user("bob", "pw", domain="b.test")
+    alice = await login(xmpp, server, "alice@a.test", create=False)
+    bob = await login(xmpp, server, "bob@b.test", create=False)
+    room = "joint@conference.a.test"
+    await instant_room(alice, room, "Alice")
+    await join(bob, room, "Bob")
+    server.admin("POST", "/api/v1/tenants/a/disable", expect=200)
+    # Bob's session (tenant b) stays: the presence is how he learns the room is gone.
+    for client, nick in ((bob, "Bob"), (alice, "Alice")):
+        gone = await presence_of(client, room, nick, "unavailable")
+        assert {110, 332} <= codes(gone), gone
+        assert gone["muc"]["role"] == "none"
+
+
+async def test_server_shutdown_removes_occupants_with_332(server, xmpp):
+    alice = await login(xmpp, server, "alice")
+    bob = await login(xmpp, server, "bob")
+    room = f"closing@{SERVICE}"
+    await instant_room(alice, room, "Alice")
+    await join(bob, room, "Bob")
+    await asyncio.to_thread(server.stop)
+    for client, nick in ((alice, "Alice"), (bob, "Bob")):
+        gone = await presence_of(client, room, nick, "unavailable")
+        assert {110, 332} <= codes(gone), gone
+
+
+def test_a_nick_changed_by_the_service_is_announced_with_210(server):
+    server.create_user("dave", "pw")
+    with RawStream.connect(server.c2s_direct_tls, tls=True) as raw:
+        raw.login_plain("dave", "pw")
+        # The service trims and collapses whitespace: the nick becomes "Dave Smith".
+        raw.send(f"<presence to='nicks@{SERVICE}/ Dave   Smith '>"
+                 "<x xmlns='http://jabber.org/protocol/muc'/></presence>")
+        raw.read_until(b"</presence>")
+        own = raw.received.decode()
+        assert f"nicks@{SERVICE}/Dave Smith" in own, own
+        assert re.search(r"code=['\"]210['\"]", own), own
+        assert re.search(r"code=['\"]110['\"]", own), own

@@ -68,10 +68,12 @@ pub async fn run(server: &Arc<Server>) {
         {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        shut_down_rooms(server).await;
         for entry in server.router.all_entries() {
             entry.close(StreamErrorCondition::SystemShutdown, Some("node draining"));
         }
     } else {
+        shut_down_rooms(server).await;
         for entry in server.router.all_entries() {
             entry.close(
                 StreamErrorCondition::SeeOtherHost,
@@ -124,6 +126,12 @@ pub async fn rescue_unwritten(
     for el in unwritten {
         crate::services::message::deliver(server, account, None, el, None).await;
     }
+}
+
+/// Room occupants leave with 332 (the MUC service is shutting down) before their
+/// sessions are closed; bounded so a busy room cannot hold the drain up.
+async fn shut_down_rooms(server: &Arc<Server>) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), server.muc.shut_down_all(server)).await;
 }
 
 /// After a session ended (drain, or any close): messages still in its queue were accepted

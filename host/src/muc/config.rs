@@ -19,6 +19,9 @@ pub const WHOIS: &str = "muc#roomconfig_whois";
 pub const CHANGE_SUBJECT: &str = "muc#roomconfig_changesubject";
 pub const ALLOW_INVITES: &str = "muc#roomconfig_allowinvites";
 pub const ALLOW_PM: &str = "muc#roomconfig_allowpm";
+/// Public logging of the discussion: the service keeps no logs, so it is always off
+/// (and status 170 is never sent).
+pub const ENABLE_LOGGING: &str = "muc#roomconfig_enablelogging";
 
 /// Who may see occupants' real JIDs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,6 +163,7 @@ impl RoomConfig {
                         _ => return Err(bad()),
                     }
                 }
+                ENABLE_LOGGING if flag()? => return Err(bad()),
                 _ => {}
             }
         }
@@ -223,6 +227,8 @@ impl RoomConfig {
                     ("Moderators", "moderators"),
                     ("Nobody", "none"),
                 ]),
+            Field::new(ENABLE_LOGGING, "boolean", b(false))
+                .labelled("Public logging (this service keeps no logs)"),
         ];
         dataform::form("form", ROOMCONFIG, Some(&title), &fields)
     }
@@ -289,6 +295,19 @@ mod tests {
                 .is_err()
         );
         assert!(RoomConfig::new(1).with_fields([(MAX_USERS, "-3")]).is_err());
+        // No logs are kept: logging may be left off, never turned on.
+        assert!(
+            RoomConfig::new(1)
+                .with_fields([(ENABLE_LOGGING, "0")])
+                .is_ok()
+        );
+        assert_eq!(
+            RoomConfig::new(1).with_fields([(ENABLE_LOGGING, "1")]),
+            Err(InvalidField {
+                var: ENABLE_LOGGING.into(),
+                value: "1".into()
+            })
+        );
         let open = c.with_fields([(PASSWORD_PROTECTED, "0")]).unwrap();
         assert_eq!(open.password, None);
     }

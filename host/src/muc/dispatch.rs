@@ -29,13 +29,19 @@ pub async fn handle(service: &Arc<MucService>, server: &Arc<Server>, stanza: Ele
     };
     let from = from_jid.to_string();
     let room = to_jid.node().map(|n| n.to_string());
-    let nick = to_jid.resource().map(|r| r.to_string());
+    let asked = to_jid.resource().map(|r| r.to_string());
+    let nick = asked.as_deref().map(super::join::normalize_nick);
+    let nick_rewritten = nick != asked;
     let result = match (stanza.name(), room, nick) {
         ("iq", None, _) => service_iq(service, server, &stanza).await,
         ("message", None, _) => Err(RoomError::new(Condition::ServiceUnavailable)),
         ("presence", None, _) => Ok(()),
         ("presence", Some(room), Some(nick)) => {
-            presence(service, server, &room, &nick, &from, &stanza).await
+            let nick = Nick {
+                name: &nick,
+                rewritten: nick_rewritten,
+            };
+            presence(service, server, &room, nick, &from, &stanza).await
         }
         ("presence", Some(_), None) if stanza::stanza_type(&stanza).is_empty() => {
             Err(RoomError::with_text(
@@ -78,14 +84,24 @@ fn occupant_facts(room: &Room, idx: usize) -> OccupantFacts {
     }
 }
 
+/// The nickname of an occupant JID a presence went to.
+#[derive(Clone, Copy)]
+struct Nick<'a> {
+    /// After resourceprep.
+    name: &'a str,
+    /// Differs from what the client sent.
+    rewritten: bool,
+}
+
 async fn presence(
     service: &MucService,
     server: &Arc<Server>,
     room_name: &str,
-    nick: &str,
+    asked: Nick<'_>,
     from: &str,
     p: &Element,
 ) -> Result<(), RoomError> {
+    let nick = asked.name;
     let kind = stanza::stanza_type(p);
     if kind == "error" {
         bounced(service, server, room_name, from).await;
@@ -98,7 +114,7 @@ async fn presence(
         if kind == "unavailable" {
             return Ok(());
         }
-        return create_and_join(service, server, room_name, nick, from, p).await;
+        return create_and_join(service, server, room_name, asked, from, p).await;
     };
     let Some(idx) = room
         .occupants()
@@ -108,7 +124,7 @@ async fn presence(
         if kind == "unavailable" {
             return Ok(());
         }
-        return join(service, server, room, nick, from, p, false).await;
+        return join(service, server, room, asked, from, p, false).await;
     };
     let out = if kind == "unavailable" {
         let text = p.child_text("status", ns::CLIENT);
@@ -131,6 +147,7 @@ async fn presence(
             from,
             bare: &bare,
             nick,
+            nick_rewritten: asked.rewritten,
             presence: p,
         };
         let mut out = room.update_presence(from, p);
@@ -151,10 +168,11 @@ async fn create_and_join(
     service: &MucService,
     server: &Arc<Server>,
     room_name: &str,
-    nick: &str,
+    asked: Nick<'_>,
     from: &str,
     p: &Element,
 ) -> Result<(), RoomError> {
+    let nick = asked.name;
     let settings = service
         .settings(server)
         .ok_or_else(|| RoomError::new(Condition::ServiceUnavailable))?;
@@ -178,11 +196,11 @@ async fn create_and_join(
     match service.insert_room(room_name, room) {
         Some(guard) => {
             tracing::debug!(room = %guard.jid, creator = from, "room created");
-            join(service, server, guard, nick, from, p, true).await
+            join(service, server, guard, asked, from, p, true).await
         }
         // Someone else created it meanwhile: join theirs.
         None => match service.lock_room(server, room_name).await {
-            Some(guard) => join(service, server, guard, nick, from, p, false).await,
+            Some(guard) => join(service, server, guard, asked, from, p, false).await,
             None => Err(RoomError::new(Condition::ServiceUnavailable)),
         },
     }
@@ -192,16 +210,18 @@ async fn join(
     service: &MucService,
     server: &Arc<Server>,
     mut room: OwnedMutexGuard<Room>,
-    nick: &str,
+    asked: Nick<'_>,
     from: &str,
     p: &Element,
     created: bool,
 ) -> Result<(), RoomError> {
+    let nick = asked.name;
     let bare = crate::services::addressing::bare(from);
     let req = JoinRequest {
         from,
         bare: &bare,
         nick,
+        nick_rewritten: asked.rewritten,
         presence: p,
     };
     let admitted = room.admit(&req);

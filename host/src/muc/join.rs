@@ -31,6 +31,9 @@ pub struct JoinRequest<'a> {
     /// Its bare JID.
     pub bare: &'a str,
     pub nick: &'a str,
+    /// The service changed the nickname the client asked for ([`normalize_nick`]):
+    /// the joiner's own presence carries 210.
+    pub nick_rewritten: bool,
     /// The join presence (with its `<x xmlns='…muc'/>`).
     pub presence: &'a Element,
 }
@@ -47,6 +50,15 @@ impl JoinRequest<'_> {
     pub fn history(&self) -> HistoryRequest {
         HistoryRequest::parse(self.presence.child("x", MUC))
     }
+}
+
+/// The nickname the service binds for the one a client asked for: surrounding
+/// whitespace goes and inner runs of whitespace become one space, so `"Dave  Smith "`
+/// and `"Dave Smith"` cannot be two occupants that look the same. (resourceprep has
+/// already been applied when the session routed the stanza.) A joiner whose nick
+/// changed gets 210.
+pub fn normalize_nick(asked: &str) -> String {
+    asked.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The presence an occupant shows in the room: the client's presence without addresses,
@@ -202,6 +214,9 @@ impl Room {
         }
         if created {
             statuses.push(status::CREATED);
+        }
+        if req.nick_rewritten {
+            statuses.push(status::NICK_REWRITTEN);
         }
         out.push(self.presence_of(occ, occ, req.from, &statuses));
         out.extend(

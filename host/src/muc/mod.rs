@@ -1,7 +1,8 @@
 //! Multi-user chat (XEP-0045): each tenant's MUC service, where a room is a meeting.
 //!
-//! - [`service`]: the services (one per tenant domain, `conference.<domain>`), stanza
-//!   dispatch, room lifecycle and persistence, and the operations of the admin API.
+//! - [`service`]: the services (one per tenant domain, `conference.<domain>`), room
+//!   lifecycle and persistence; stanza dispatch is in `dispatch`, the admin API's
+//!   operations in [`manage`].
 //! - [`room`]: a room's state and the presences describing occupants; [`join`],
 //!   [`message`], [`moderation`] and [`owner`] are what occupants, moderators and owners
 //!   do to it; [`history`] is the discussion history.
@@ -17,6 +18,7 @@ pub mod disco;
 mod dispatch;
 pub mod history;
 pub mod join;
+pub mod manage;
 pub mod message;
 pub mod moderation;
 pub mod ns;
@@ -30,7 +32,8 @@ pub mod types;
 #[cfg(test)]
 mod tests;
 
-pub use service::{MucError, MucService, MucServices, OccupantView, RoomDetails, RoomSummary};
+pub use manage::{MucError, OccupantView, RoomDetails, RoomSummary};
+pub use service::{MucService, MucServices};
 
 /// A fresh stanza id for stanzas the service originates.
 pub fn new_id() -> String {

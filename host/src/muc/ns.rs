@@ -24,6 +24,8 @@ pub mod status {
     pub const NOW_SEMI_ANONYMOUS: u16 = 173;
     /// A new room was created.
     pub const CREATED: u16 = 201;
+    /// The service assigned or modified the occupant's nickname.
+    pub const NICK_REWRITTEN: u16 = 210;
     /// Banned.
     pub const BANNED: u16 = 301;
     /// New nickname.

@@ -80,6 +80,24 @@ impl Room {
         out
     }
 
+    /// The MUC service is going away (tenant disabled or removed, server shutting down):
+    /// every occupant gets its own unavailable presence with 332 and role `none`. The
+    /// room keeps its configuration and affiliations.
+    pub fn shut_down(&mut self) -> Outbox {
+        let how = Departure {
+            statuses: vec![status::REMOVED_SHUTDOWN],
+            ..Default::default()
+        };
+        let mut out = Outbox::new();
+        for occ in &self.occupants {
+            for s in &occ.sessions {
+                out.push(self.unavailable_of(occ, occ, s, &how, None));
+            }
+        }
+        self.occupants.clear();
+        out
+    }
+
     /// Destroys the room (XEP-0045 §10.9): every occupant leaves with a `<destroy/>`
     /// carrying the alternate venue and reason.
     pub fn destroy(&mut self, alternate: Option<&str>, reason: Option<&str>) -> Outbox {

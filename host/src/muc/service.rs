@@ -6,23 +6,21 @@
 //! time per room, and the stanzas a change produces are routed before the next change,
 //! so every occupant sees the same order. Persistent rooms are stored (configuration,
 //! affiliations, subject) under the tenant domain and loaded when the service is first
-//! used. Stanza handling is in the `dispatch` module; the admin API's operations
-//! (list, show, create, destroy, kick) are here.
+//! used. Stanza handling is in the `dispatch` module, the admin API's operations
+//! (list, show, create, destroy, kick) in [`super::manage`].
 
 use std::sync::{Arc, Weak};
 use std::time::SystemTime;
 
 use dashmap::DashMap;
 use futures_util::future::BoxFuture;
-use serde::Serialize;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::config::RoomConfig;
-use super::moderation::{Actor, AdminChange};
 use super::policy::RoomFacts;
-use super::room::{Outbox, Room, RoomError, RoomLimits, Subject};
+use super::room::{Outbox, Room, RoomLimits, Subject};
 use super::settings::MucSettings;
-use super::types::{Affiliation, Role};
+use super::types::Affiliation;
 use crate::server::Server;
 use crate::services::hosted::{HostedDomain, HostedResolver, route_from_hosted};
 use crate::storage::{self, StoredRoom};
@@ -43,67 +41,6 @@ impl HostedResolver for MucResolver {
             .service(server, domain)
             .map(|s| s as Arc<dyn HostedDomain>)
     }
-}
-
-/// Why an admin operation on rooms failed.
-#[derive(Debug, thiserror::Error)]
-pub enum MucError {
-    #[error("{0} is not a MUC service of this tenant")]
-    NoSuchService(String),
-    #[error("no room {0}")]
-    NoSuchRoom(String),
-    #[error("room {0} already exists")]
-    RoomExists(String),
-    #[error("{0:?} is not a valid room JID")]
-    InvalidRoom(String),
-    #[error("invalid room configuration: {0}")]
-    InvalidConfig(String),
-    #[error("{0}")]
-    LimitReached(String),
-    #[error("refused: {0}")]
-    Refused(RoomError),
-    #[error("storage: {0}")]
-    Storage(#[from] crate::storage::StorageError),
-}
-
-/// A room as listed by the admin API.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct RoomSummary {
-    pub jid: String,
-    pub name: String,
-    pub occupants: usize,
-    pub persistent: bool,
-    pub public: bool,
-    pub members_only: bool,
-    pub moderated: bool,
-    pub password_protected: bool,
-    /// Created and waiting for its owner's configuration.
-    pub locked: bool,
-}
-
-/// An occupant as the admin API shows it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct OccupantView {
-    pub nick: String,
-    /// The user's bare JID.
-    pub jid: String,
-    /// Full JIDs of the user's sessions in the room.
-    pub sessions: Vec<String>,
-    pub role: String,
-    pub affiliation: String,
-}
-
-/// A room with its occupants, affiliations, subject and configuration.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct RoomDetails {
-    #[serde(flatten)]
-    pub summary: RoomSummary,
-    pub subject: Option<String>,
-    pub occupants: Vec<OccupantView>,
-    /// Affiliations other than `none`: bare JID → affiliation.
-    pub affiliations: std::collections::BTreeMap<String, String>,
-    /// `muc#roomconfig` field values (the password is not shown).
-    pub config: std::collections::BTreeMap<String, String>,
 }
 
 impl MucServices {
@@ -172,38 +109,35 @@ impl MucServices {
             .sum()
     }
 
+    /// The service is going away for a tenant (disabled or removed): every occupant of
+    /// its rooms leaves with 332, then its services are forgotten.
+    pub async fn shut_down_tenant(&self, server: &Arc<Server>, tenant: &str) {
+        self.shut_down_where(server, |s| s.tenant == tenant).await;
+        self.forget_tenant(tenant);
+    }
+
+    /// The server is shutting down or draining: every occupant of every room leaves
+    /// with 332 before the sessions close. Persistent rooms stay stored.
+    pub async fn shut_down_all(&self, server: &Arc<Server>) {
+        self.shut_down_where(server, |_| true).await;
+    }
+
+    async fn shut_down_where(&self, server: &Arc<Server>, which: impl Fn(&MucService) -> bool) {
+        let services: Vec<Arc<MucService>> = self
+            .services
+            .iter()
+            .filter(|s| which(s))
+            .map(|s| s.clone())
+            .collect();
+        for s in services {
+            s.shut_down(server).await;
+        }
+    }
+
     /// Forgets a tenant's services and in-memory rooms (tenant disabled or removed, its
     /// sessions ended); persistent rooms are loaded again from storage on next use.
     pub fn forget_tenant(&self, tenant: &str) {
         self.services.retain(|_, s| s.tenant != tenant);
-    }
-
-    /// Every room of a tenant, sorted by JID.
-    pub async fn list_rooms(&self, server: &Server, tenant: &str) -> Vec<RoomSummary> {
-        let mut out = Vec::new();
-        for s in self.tenant_services(server, tenant) {
-            out.extend(s.list_rooms().await);
-        }
-        out
-    }
-
-    /// The service of `tenant` hosting the room JID `room`, and the room's localpart.
-    pub fn locate(
-        &self,
-        server: &Server,
-        tenant: &str,
-        room: &str,
-    ) -> Result<(Arc<MucService>, String), MucError> {
-        let jid = jid::BareJid::new(room).map_err(|_| MucError::InvalidRoom(room.into()))?;
-        let node = jid
-            .node()
-            .ok_or_else(|| MucError::InvalidRoom(room.into()))?
-            .to_string();
-        let domain = jid.domain().to_string();
-        match self.service(server, &domain) {
-            Some(s) if s.tenant == tenant => Ok((s, node)),
-            _ => Err(MucError::NoSuchService(domain)),
-        }
     }
 }
 
@@ -404,6 +338,17 @@ impl MucService {
         }
     }
 
+    /// Empties every room with 332 (see [`Room::shut_down`]); temporary rooms go away.
+    async fn shut_down(&self, server: &Arc<Server>) {
+        let names: Vec<String> = self.rooms.iter().map(|r| r.key().clone()).collect();
+        for name in names {
+            if let Some(mut room) = self.lock_room(server, &name).await {
+                let out = room.shut_down();
+                self.finish(server, room, out).await;
+            }
+        }
+    }
+
     /// Routes stanzas from the service, in order.
     pub(super) async fn send(&self, server: &Arc<Server>, out: Outbox) {
         let Some(this) = self.this.upgrade() else {
@@ -413,132 +358,6 @@ impl MucService {
         for stanza in out {
             route_from_hosted(server, &origin, stanza).await;
         }
-    }
-
-    /// Summaries of every room, sorted by JID.
-    pub async fn list_rooms(&self) -> Vec<RoomSummary> {
-        let cells: Vec<_> = self.rooms.iter().map(|r| r.value().clone()).collect();
-        let mut out = Vec::new();
-        for cell in cells {
-            let room = cell.lock().await;
-            if !room.destroyed {
-                out.push(summary(&room));
-            }
-        }
-        out.sort_by(|a, b| a.jid.cmp(&b.jid));
-        out
-    }
-
-    /// (JID, name) of the rooms listed in disco#items: public and configured.
-    pub async fn public_rooms(&self) -> Vec<(String, String)> {
-        let cells: Vec<_> = self.rooms.iter().map(|r| r.value().clone()).collect();
-        let mut out = Vec::new();
-        for cell in cells {
-            let room = cell.lock().await;
-            if !room.destroyed && !room.locked && room.config.public {
-                out.push((room.jid.clone(), super::disco::display_name(&room)));
-            }
-        }
-        out.sort();
-        out
-    }
-
-    /// A room with its occupants.
-    pub async fn room_details(&self, server: &Server, name: &str) -> Result<RoomDetails, MucError> {
-        let room = self
-            .lock_room(server, name)
-            .await
-            .ok_or_else(|| MucError::NoSuchRoom(self.room_jid(name)))?;
-        Ok(details(&room))
-    }
-
-    /// Creates a configured (unlocked) room from the admin API, with `owners` as owners
-    /// and `config` as `muc#roomconfig` field values. Counts against the tenant's room
-    /// limit; the room policy is not asked (the tenant's administrator decides).
-    pub async fn create_room(
-        &self,
-        server: &Arc<Server>,
-        name: &str,
-        config: &[(String, String)],
-        owners: &[String],
-    ) -> Result<RoomDetails, MucError> {
-        let settings = self
-            .settings(server)
-            .ok_or_else(|| MucError::NoSuchService(self.domain.clone()))?;
-        let name = jid::BareJid::new(&self.room_jid(name))
-            .ok()
-            .and_then(|j| j.node().map(|n| n.to_string()))
-            .ok_or_else(|| MucError::InvalidRoom(name.to_string()))?;
-        check_room_limit(server, &self.tenant, &settings).map_err(MucError::LimitReached)?;
-        let mut room = self.new_room(&name, &settings);
-        room.config = room
-            .config
-            .with_fields(config.iter().map(|(a, b)| (a.as_str(), b.as_str())))
-            .map_err(|e| MucError::InvalidConfig(e.to_string()))?;
-        for o in owners {
-            let bare = jid::BareJid::new(o)
-                .map_err(|_| MucError::InvalidConfig(format!("{o:?} is not a JID")))?;
-            room.store_affiliation(&bare.to_string(), Affiliation::Owner);
-        }
-        if !config.iter().any(|(v, _)| v == super::config::PERSISTENT) {
-            // A room nobody has entered yet would vanish at once if temporary.
-            room.config.persistent = true;
-        }
-        if !room.config.persistent {
-            return Err(MucError::InvalidConfig(
-                "a room created without occupants must be persistent".into(),
-            ));
-        }
-        room.dirty = true;
-        let guard = self
-            .insert_room(&name, room)
-            .ok_or_else(|| MucError::RoomExists(self.room_jid(&name)))?;
-        let details = details(&guard);
-        self.finish(server, guard, Outbox::new()).await;
-        tracing::info!(room = %details.summary.jid, "room created through the admin API");
-        Ok(details)
-    }
-
-    /// Destroys a room from the admin API; occupants get the `<destroy/>` presence.
-    pub async fn destroy_room(
-        &self,
-        server: &Arc<Server>,
-        name: &str,
-        alternate: Option<&str>,
-        reason: Option<&str>,
-    ) -> Result<(), MucError> {
-        let mut room = self
-            .lock_room(server, name)
-            .await
-            .ok_or_else(|| MucError::NoSuchRoom(self.room_jid(name)))?;
-        let out = room.destroy(alternate, reason);
-        tracing::info!(room = %room.jid, "room destroyed through the admin API");
-        self.finish(server, room, out).await;
-        Ok(())
-    }
-
-    /// Kicks an occupant from the admin API (307 to everyone).
-    pub async fn kick(
-        &self,
-        server: &Arc<Server>,
-        name: &str,
-        nick: &str,
-        reason: Option<&str>,
-    ) -> Result<(), MucError> {
-        let mut room = self
-            .lock_room(server, name)
-            .await
-            .ok_or_else(|| MucError::NoSuchRoom(self.room_jid(name)))?;
-        let change = AdminChange::Role {
-            nick: nick.to_string(),
-            role: Role::None,
-            reason: reason.map(str::to_string),
-        };
-        let out = room
-            .admin_set(&Actor::system(), &[change])
-            .map_err(MucError::Refused)?;
-        self.finish(server, room, out).await;
-        Ok(())
     }
 }
 
@@ -597,43 +416,6 @@ pub(super) fn check_room_limit(
         return Err(format!("the tenant has reached its limit of {max} rooms"));
     }
     Ok(())
-}
-
-fn summary(room: &Room) -> RoomSummary {
-    RoomSummary {
-        jid: room.jid.clone(),
-        name: super::disco::display_name(room),
-        occupants: room.occupant_count(),
-        persistent: room.config.persistent,
-        public: room.config.public,
-        members_only: room.config.members_only,
-        moderated: room.config.moderated,
-        password_protected: room.config.password.is_some(),
-        locked: room.locked,
-    }
-}
-
-fn details(room: &Room) -> RoomDetails {
-    RoomDetails {
-        summary: summary(room),
-        subject: room.subject.as_ref().map(|s| s.text.clone()),
-        occupants: room
-            .occupants()
-            .iter()
-            .map(|o| OccupantView {
-                nick: o.nick.clone(),
-                jid: o.bare.clone(),
-                sessions: o.sessions.clone(),
-                role: o.role.as_str().to_string(),
-                affiliation: o.affiliation.as_str().to_string(),
-            })
-            .collect(),
-        affiliations: room
-            .affiliations()
-            .map(|(j, a)| (j.to_string(), a.as_str().to_string()))
-            .collect(),
-        config: room.config.to_pairs(false).into_iter().collect(),
-    }
 }
 
 /// The current time (history stamps).

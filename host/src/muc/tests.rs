@@ -57,6 +57,7 @@ fn try_join(
         from: &full,
         bare: &bare,
         nick,
+        nick_rewritten: false,
         presence: &p,
     };
     match room.admit(&req).map_err(|e| e.condition)? {
@@ -163,10 +164,47 @@ fn creation_sends_201() {
         from: full,
         bare: "owner@a.test",
         nick: "Boss",
+        nick_rewritten: false,
         presence: &p,
     };
     let out = r.enter(&req, Role::Moderator, Affiliation::Owner, true, now());
     assert_eq!(statuses(&out[0]), vec![110, 201]);
+}
+
+#[test]
+fn nicks_are_normalized_by_whitespace() {
+    use super::join::normalize_nick;
+    assert_eq!(normalize_nick("Dave"), "Dave");
+    assert_eq!(normalize_nick("  Dave \t Smith "), "Dave Smith");
+    assert_eq!(normalize_nick("   "), "");
+}
+
+#[test]
+fn a_rewritten_nick_is_announced_with_210_to_the_joiner_only() {
+    let mut r = room();
+    join_ok(&mut r, "owner", "Boss");
+    let p = join_presence(None);
+    let req = JoinRequest {
+        from: "bob@a.test/res",
+        bare: "bob@a.test",
+        nick: "Bob",
+        nick_rewritten: true,
+        presence: &p,
+    };
+    let out = r.enter(&req, Role::Participant, Affiliation::None, false, now());
+    let own = out
+        .iter()
+        .find(|s| {
+            s.attr("to") == Some("bob@a.test/res")
+                && s.attr("from") == Some(&*format!("{ROOM}/Bob"))
+        })
+        .unwrap();
+    assert_eq!(statuses(own), vec![110, 210]);
+    let seen = out
+        .iter()
+        .find(|s| s.attr("to") == Some("owner@a.test/res"))
+        .unwrap();
+    assert!(statuses(seen).is_empty());
 }
 
 #[test]
@@ -239,6 +277,7 @@ fn multi_session_nicks_share_the_occupant() {
         from: "bob@a.test/phone",
         bare: "bob@a.test",
         nick: "Bob",
+        nick_rewritten: false,
         presence: &p,
     };
     assert_eq!(r.admit(&req).unwrap(), Admission::ExtraSession);
@@ -516,6 +555,28 @@ fn destroy_tells_every_session_with_the_venue() {
         assert_eq!(item(p).attr("role"), Some("none"));
     }
     assert!(r.destroyed && r.is_empty());
+}
+
+#[test]
+fn shutting_down_sends_332_to_every_session_and_keeps_the_room() {
+    let mut r = room();
+    join_ok(&mut r, "owner", "Boss");
+    join_ok(&mut r, "bob", "Bob");
+    let out = r.shut_down();
+    assert_eq!(
+        to_from(&out),
+        vec![
+            ("owner@a.test/res".into(), format!("{ROOM}/Boss")),
+            ("bob@a.test/res".into(), format!("{ROOM}/Bob")),
+        ]
+    );
+    for p in &out {
+        assert_eq!(p.attr("type"), Some("unavailable"));
+        assert_eq!(statuses(p), vec![110, 332]);
+        assert_eq!(item(p).attr("role"), Some("none"));
+    }
+    assert!(r.is_empty() && !r.destroyed);
+    assert_eq!(r.affiliation("owner@a.test"), Affiliation::Owner);
 }
 
 #[test]

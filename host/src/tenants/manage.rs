@@ -191,6 +191,11 @@ pub async fn update(
         }
     }
     save_record(server, record).await?;
+    let disabling = !spec.enabled && current.enabled();
+    if disabling {
+        // Occupants leave with 332 while the service can still reach them.
+        server.muc.shut_down_tenant(server, name).await;
+    }
     server.tenants.upsert(tenant)?;
     let dropped: Vec<String> = current
         .spec
@@ -200,9 +205,9 @@ pub async fn update(
         .cloned()
         .collect();
     end_sessions(server, &dropped, "domain removed from its tenant");
-    if !spec.enabled && current.enabled() {
+    if disabling {
         end_sessions(server, &spec.domains, "tenant disabled");
-        // Rooms lose their occupants with the sessions; persistent ones reload later.
+        // Persistent rooms are loaded again from storage when the tenant comes back.
         server.muc.forget_tenant(name);
     }
     crate::component::reconcile(server);
@@ -227,6 +232,10 @@ pub async fn set_enabled(
         record.spec = Some(spec.clone());
     }
     save_record(server, record).await?;
+    if !enabled && current.enabled() {
+        // Occupants leave with 332 while the service can still reach them.
+        server.muc.shut_down_tenant(server, name).await;
+    }
     let tenant = Tenant::new(
         name.to_string(),
         spec,
@@ -237,7 +246,7 @@ pub async fn set_enabled(
     server.tenants.upsert(tenant)?;
     if !enabled {
         end_sessions(server, &current.spec.domains, "tenant disabled");
-        // Rooms lose their occupants with the sessions; persistent ones reload later.
+        // Persistent rooms are loaded again from storage when the tenant comes back.
         server.muc.forget_tenant(name);
     }
     crate::component::reconcile(server);
@@ -255,6 +264,8 @@ pub async fn remove(server: &Arc<Server>, name: &str, purge: bool) -> Result<(),
     let store = server.storage.tenants.clone();
     let n = name.to_string();
     storage::blocking(move || store.delete_tenant_record(&n)).await?;
+    // Occupants leave with 332 while the service can still reach them.
+    server.muc.shut_down_tenant(server, name).await;
     server.tenants.remove(name);
     server.muc.forget_tenant(name);
     end_sessions(server, &current.spec.domains, "tenant removed");
