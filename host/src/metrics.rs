@@ -9,6 +9,9 @@
 //! - `stanzas_in_total{transport,kind}`, `stanzas_out_total{transport,kind}`;
 //! - `plugin_calls_total{world,outcome[,tenant,plugin]}`, `plugin_call_seconds{world[,...]}`
 //!   (recorded by `crate::plugins`);
+//! - `token_logins_total{source,outcome}`: token logins by source (`jwt`,
+//!   `access-token`, `refresh-token`, or `-` when refused before one was known) and
+//!   outcome (`ok` or the refusal reason: `expired`, `bad-signature`, `unknown-kid`, ...);
 //! - `process_resident_memory_bytes` (read from `/proc/self/statm` at scrape time).
 //!
 //! The `tenant` label is only added with `[metrics] per_tenant_labels = true`, so label
@@ -55,6 +58,16 @@ fn resident_memory() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * 4096)
+}
+
+/// Counts one token login: `Ok(source)` or `Err(reason)` (both from fixed sets).
+pub fn token_login(result: Result<&'static str, &'static str>) {
+    let (source, outcome) = match result {
+        Ok(source) => (source, "ok"),
+        Err(reason) => ("-", reason),
+    };
+    metrics::counter!("heliograph_token_logins_total", "source" => source, "outcome" => outcome)
+        .increment(1);
 }
 
 /// The stanza kind label: one of a fixed set.

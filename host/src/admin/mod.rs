@@ -28,6 +28,7 @@ pub mod response;
 pub mod routes;
 pub mod sessions;
 pub mod tenants;
+pub mod tokens;
 pub mod users;
 
 #[cfg(test)]

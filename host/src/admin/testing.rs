@@ -195,6 +195,7 @@ impl TestApi {
             blocks: Arc::new(NoBlocks),
             tenants: Arc::new(MemTenants::default()),
             plugins: Arc::new(crate::storage::MemPluginStore::default()),
+            tokens: Arc::new(crate::storage::MemTokenStore::default()),
             flush: Arc::new(|| Ok(())),
         };
         let mut config = Config::default();

@@ -1,5 +1,5 @@
 //! The `heliograph` command line: `serve` (the default) runs the server; `user …`,
-//! `session …`, `tenant …` and `reload` are clients of the running server's admin API
+//! `session …`, `tenant …`, `plugin …`, `token …` and `reload` are clients of the running server's admin API
 //! ([`crate::admin`]).
 //!
 //! Client commands find the API and the operator token from, in order: `--api` /
@@ -15,6 +15,7 @@ pub mod client;
 pub mod output;
 pub mod plugin;
 pub mod tenant;
+pub mod token;
 
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -127,6 +128,7 @@ pub async fn run(
         }
         Command::Tenant(t) => tenant::run(client, t, out).await?,
         Command::Plugin(p) => plugin::run(client, p, out).await?,
+        Command::Token(t) => token::run(client, t, out).await?,
         Command::Reload => tenant::reload(client, out).await?,
         Command::Drain => {
             let r = client.request(hyper::Method::POST, "/drain", None).await?;

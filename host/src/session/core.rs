@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::StreamErrorCondition;
-use super::auth::{self, AccountCredentials, Exchange, PluginStep};
+use super::auth::{self, AccountCredentials, Exchange, SessionStep};
 use super::bind;
 use crate::config::C2sListener;
 use crate::router::{SessionEntry, SessionMsg, Transport};
@@ -292,6 +292,13 @@ impl StreamCore {
                 listener.allow_plain_without_tls,
             )
         };
+        if self.token_tenant().is_some() {
+            auth::add_token_mechanisms(
+                &mut self.offered,
+                self.facts.tls,
+                listener.allow_plain_without_tls,
+            );
+        }
         for el in auth::mechanisms_features(&self.offered, &self.facts.channel_bindings) {
             f.push_child(el);
         }
@@ -308,6 +315,12 @@ impl StreamCore {
             }
             crate::tenants::AuthMethod::Internal => None,
         }
+    }
+
+    /// The stream's tenant name, if its users may log in with tokens.
+    fn token_tenant(&self) -> Option<String> {
+        let tenant = self.server.tenant_of(self.domain.as_deref()?)?;
+        tenant.spec.token_logins().then(|| tenant.name.clone())
     }
 
     /// The transport this session runs over.
@@ -409,10 +422,22 @@ impl StreamCore {
         };
         let plus_advertised = self.offered.iter().any(|m| m.is_plus());
         // The tenant's auth method now (it may have changed since the features were sent).
-        self.exchange = Some(match self.plugin_auth() {
-            Some((tenant, slot)) if mech == Mechanism::Plain => Exchange::plugin(&tenant, &slot),
-            Some(_) => return self.sasl_failed(SaslFailure::InvalidMechanism, None),
-            None => Exchange::start(mech, self.facts.channel_bindings.clone(), plus_advertised),
+        let token_tenant = self.token_tenant();
+        self.exchange = Some(match (self.plugin_auth(), &token_tenant) {
+            (_, Some(_)) if mech.is_token() => Exchange::token(mech),
+            (_, None) if mech.is_token() => {
+                return self.sasl_failed(SaslFailure::InvalidMechanism, None);
+            }
+            (Some((tenant, slot)), _) if mech == Mechanism::Plain => {
+                Exchange::password(&tenant, Some(&slot), token_tenant.is_some())
+            }
+            (Some(_), _) => return self.sasl_failed(SaslFailure::InvalidMechanism, None),
+            (None, Some(tenant)) if mech == Mechanism::Plain => {
+                Exchange::password(tenant, None, true)
+            }
+            (None, _) => {
+                Exchange::start(mech, self.facts.channel_bindings.clone(), plus_advertised)
+            }
         });
         if data.is_empty() && mech != Mechanism::Plain {
             // SCRAM needs the client-first message; ask for it with an empty challenge.
@@ -433,33 +458,106 @@ impl StreamCore {
             domain: &domain,
             verified: &self.server.verified_passwords,
         };
+        let mut success_data = None;
         let outcome = match exchange.step(data, &creds) {
             Some(outcome) => outcome,
-            None => match exchange.plugin_step(data) {
-                Some(PluginStep::Verify {
+            None => match exchange.session_step(data) {
+                Some(SessionStep::Password {
                     tenant,
                     slot,
-                    creds,
+                    tokens,
+                    creds: plain,
                 }) => {
-                    let verdict = auth::verify_with_plugin(
+                    if tokens && super::token_login::is_token(&plain.password) {
+                        let claimed = Some(plain.username.as_str());
+                        match super::token_login::verify(
+                            &self.server,
+                            &domain,
+                            &plain.password,
+                            claimed,
+                            "PLAIN",
+                        )
+                        .await
+                        {
+                            Ok(login) => Outcome::Success {
+                                username: login.local,
+                                authzid: plain.authzid,
+                                additional_data: None,
+                            },
+                            Err(e) => Outcome::Failure(
+                                e.sasl_failure(),
+                                Some(e.client_text().to_string()),
+                            ),
+                        }
+                    } else if let Some(slot) = slot {
+                        let verdict = auth::verify_with_plugin(
+                            &self.server,
+                            &tenant,
+                            &slot,
+                            plain,
+                            auth::LoginFacts {
+                                domain: &domain,
+                                address: &self.facts.address,
+                                transport: self.transport(),
+                                tls: self.facts.tls,
+                            },
+                        )
+                        .await;
+                        self.auth_expires = verdict.expires_at;
+                        verdict.outcome
+                    } else {
+                        auth::check_plain_password(&creds, plain)
+                    }
+                }
+                Some(SessionStep::Token { mech, msg }) => {
+                    let result = super::token_login::verify(
                         &self.server,
-                        &tenant,
-                        &slot,
-                        creds,
-                        auth::LoginFacts {
-                            domain: &domain,
-                            address: &self.facts.address,
-                            transport: self.transport(),
-                            tls: self.facts.tls,
-                        },
+                        &domain,
+                        &msg.token,
+                        msg.username.as_deref(),
+                        mech.name(),
                     )
                     .await;
-                    self.auth_expires = verdict.expires_at;
-                    verdict.outcome
+                    match result {
+                        Ok(login) => {
+                            if mech == Mechanism::XOAuth
+                                && login.source == super::token_login::TokenSource::ServerRefresh
+                            {
+                                // MongooseIM: a refresh-token login returns a new access token.
+                                success_data =
+                                    self.mint_access_after_refresh(&domain, &login.local).await;
+                            }
+                            Outcome::Success {
+                                username: login.local,
+                                authzid: msg.authzid,
+                                additional_data: None,
+                            }
+                        }
+                        Err(e) if mech == Mechanism::OAuthBearer => match self.exchange.as_mut() {
+                            Some(x) => x.bearer_failed(e.sasl_failure(), e.client_text().into()),
+                            None => Outcome::Failure(e.sasl_failure(), None),
+                        },
+                        Err(e) => {
+                            Outcome::Failure(e.sasl_failure(), Some(e.client_text().to_string()))
+                        }
+                    }
                 }
-                Some(PluginStep::Reply(outcome)) => outcome,
+                Some(SessionStep::Reply(outcome)) => outcome,
                 None => return Vec::new(),
             },
+        };
+        let outcome = match (outcome, success_data) {
+            (
+                Outcome::Success {
+                    username, authzid, ..
+                },
+                Some(data),
+            ) => Outcome::Success {
+                username,
+                authzid,
+                additional_data: Some(data),
+            },
+            (o, _) => o,
         };
         match outcome {
             Outcome::Challenge(c) => vec![Action::Send(auth::with_data("challenge", Some(&c)))],
@@ -488,6 +586,33 @@ impl StreamCore {
                     Action::Send(auth::with_data("success", additional_data.as_deref())),
                     Action::Restart,
                 ]
+            }
+        }
+    }
+
+    /// A new access token for a refresh-token login (X-OAUTH), as `<success/>` data.
+    async fn mint_access_after_refresh(&self, domain: &str, local: &str) -> Option<Vec<u8>> {
+        let tenant = self.server.tenant_of(domain)?;
+        let settings = tenant.spec.tokens?;
+        let store = self.server.storage.tokens.clone();
+        let account = Account::new(local, domain);
+        let name = tenant.name.clone();
+        let minted = crate::storage::blocking(move || {
+            crate::tokens::issued::mint(
+                store.as_ref(),
+                &name,
+                &account,
+                crate::tokens::issued::TokenKind::Access,
+                settings.access_ttl_secs,
+                auth::unix_now(),
+            )
+        })
+        .await;
+        match minted {
+            Ok(m) => Some(m.token.into_bytes()),
+            Err(e) => {
+                tracing::warn!(tenant = %tenant.name, user = %format!("{local}@{domain}"), "could not mint an access token after a refresh login: {e}");
+                None
             }
         }
     }

@@ -11,6 +11,7 @@ pub mod auth;
 mod bind;
 mod core;
 mod stream_error;
+pub mod token_login;
 
 pub use self::core::{Action, ConnFacts, ListenerPolicy, StreamCore};
 pub use stream_error::StreamErrorCondition;

@@ -58,6 +58,12 @@ pub struct TenantSpec {
     /// only where both tenants list each other.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub federate_with: Vec<String>,
+    /// JWT login (PLAIN with a JWT as password, OAUTHBEARER, X-OAUTH), alongside `auth`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<crate::tokens::jwt::JwtSettings>,
+    /// Server-issued access and refresh tokens (the token-auth iq and token logins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<crate::tokens::issued::IssuedTokenSettings>,
 }
 
 fn yes() -> bool {
@@ -74,6 +80,8 @@ impl TenantSpec {
             limits: Limits::default(),
             tls: None,
             federate_with: Vec::new(),
+            jwt: None,
+            tokens: None,
         }
     }
 
@@ -98,7 +106,16 @@ impl TenantSpec {
                 "tenant {name:?}: auth.plugin must name a plugin slot"
             ));
         }
+        if let Some(jwt) = &self.jwt {
+            crate::tokens::jwt::JwtVerifier::check_settings(jwt)
+                .map_err(|e| format!("tenant {name:?}: jwt: {e}"))?;
+        }
         Ok(self)
+    }
+
+    /// True if users may log in with a token (JWT or server-issued).
+    pub fn token_logins(&self) -> bool {
+        self.jwt.is_some() || self.tokens.is_some()
     }
 }
 

@@ -30,6 +30,7 @@ mod rosters;
 mod tenants;
 #[cfg(test)]
 mod tests;
+mod tokens;
 mod users;
 
 use std::path::Path;
@@ -52,6 +53,7 @@ pub fn open(dir: &Path) -> StorageResult<Storage> {
         offline: store.clone(),
         blocks: store.clone(),
         tenants: store.clone(),
+        tokens: store.clone(),
         plugins: store,
         flush: Arc::new(move || flusher.flush()),
     })
@@ -84,6 +86,7 @@ struct SledStore {
     offline: Tree,
     blocks: Tree,
     tenants: Tree,
+    tokens: Tree,
     plugin_kv: Tree,
     plugin_kv_usage: Tree,
     plugin_blobs: Tree,
@@ -101,6 +104,7 @@ impl SledStore {
             offline: tree("offline")?,
             blocks: tree("blocks")?,
             tenants: tree("tenants")?,
+            tokens: tree("tokens")?,
             plugin_kv: tree("plugin_kv")?,
             plugin_kv_usage: tree("plugin_kv_usage")?,
             plugin_blobs: tree("plugin_blobs")?,
