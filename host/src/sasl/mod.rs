@@ -36,8 +36,10 @@ pub enum Mechanism {
     Plain,
     /// RFC 7628 bearer tokens; verified by the session with the tenant's token settings.
     OAuthBearer,
-    /// X-OAUTH (MongooseIM/Google style) bearer tokens; verified like OAUTHBEARER.
+    /// X-OAUTH (MongooseIM) bearer tokens: the token alone, or PLAIN-like.
     XOAuth,
+    /// X-OAUTH2 (Google, ejabberd): `NUL user NUL token`; parsed like X-OAUTH.
+    XOAuth2,
 }
 
 impl Mechanism {
@@ -51,6 +53,7 @@ impl Mechanism {
             Mechanism::Plain => "PLAIN",
             Mechanism::OAuthBearer => "OAUTHBEARER",
             Mechanism::XOAuth => "X-OAUTH",
+            Mechanism::XOAuth2 => "X-OAUTH2",
         }
     }
 
@@ -64,6 +67,7 @@ impl Mechanism {
             Mechanism::Plain,
             Mechanism::OAuthBearer,
             Mechanism::XOAuth,
+            Mechanism::XOAuth2,
         ]
         .into_iter()
         .find(|m| m.name() == name)
@@ -71,7 +75,10 @@ impl Mechanism {
 
     /// True for the mechanisms that carry a bearer token.
     pub fn is_token(self) -> bool {
-        matches!(self, Mechanism::OAuthBearer | Mechanism::XOAuth)
+        matches!(
+            self,
+            Mechanism::OAuthBearer | Mechanism::XOAuth | Mechanism::XOAuth2
+        )
     }
 
     /// True for the channel-binding (-PLUS) variants.
@@ -229,7 +236,9 @@ impl SaslServer {
             Mechanism::ScramSha256Plus | Mechanism::ScramSha256 => scram(ScramHash::Sha256),
             Mechanism::ScramSha1Plus | Mechanism::ScramSha1 => scram(ScramHash::Sha1),
             Mechanism::Plain => Exchange::Plain(plain::PlainServer::default()),
-            Mechanism::OAuthBearer | Mechanism::XOAuth => Exchange::NeedsSession,
+            Mechanism::OAuthBearer | Mechanism::XOAuth | Mechanism::XOAuth2 => {
+                Exchange::NeedsSession
+            }
         };
         SaslServer {
             mechanism,

@@ -49,7 +49,7 @@ pub fn offered_mechanisms_for_plugin(tls: bool, allow_plain_without_tls: bool) -
     }
 }
 
-/// Adds the token mechanisms (OAUTHBEARER, X-OAUTH) before PLAIN, where PLAIN may be
+/// Adds the token mechanisms (OAUTHBEARER, X-OAUTH, X-OAUTH2) before PLAIN, where PLAIN may be
 /// offered: a bearer token is as sensitive as a password.
 pub fn add_token_mechanisms(mechs: &mut Vec<Mechanism>, tls: bool, allow_plain_without_tls: bool) {
     if !(tls || allow_plain_without_tls) {
@@ -59,6 +59,7 @@ pub fn add_token_mechanisms(mechs: &mut Vec<Mechanism>, tls: bool, allow_plain_w
         .iter()
         .position(|m| *m == Mechanism::Plain)
         .unwrap_or(mechs.len());
+    mechs.insert(at, Mechanism::XOAuth2);
     mechs.insert(at, Mechanism::XOAuth);
     mechs.insert(at, Mechanism::OAuthBearer);
 }

@@ -49,12 +49,12 @@ pub enum TokenError {
 impl TokenError {
     /// The SASL condition a client gets (RFC 6120 §6.5): `credentials-expired` for an
     /// expired token, `temporary-auth-failure` when storage failed, `not-authorized` for
-    /// everything else, so a client learns nothing about keys or configuration.
+    /// everything else (a username that is not the token's user included), so a client
+    /// learns nothing about keys or configuration.
     pub fn sasl_failure(&self) -> SaslFailure {
         match self {
             TokenError::Expired => SaslFailure::CredentialsExpired,
             TokenError::Storage(_) => SaslFailure::TemporaryAuthFailure,
-            TokenError::IdentityMismatch => SaslFailure::InvalidAuthzid,
             _ => SaslFailure::NotAuthorized,
         }
     }
