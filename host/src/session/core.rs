@@ -7,12 +7,14 @@ use tokio::sync::mpsc;
 use super::StreamErrorCondition;
 use super::auth::{self, AccountCredentials, Exchange, SessionStep};
 use super::bind;
+use super::sasl2::{self, Sasl2Mechanism, Sasl2Request};
 use crate::config::C2sListener;
 use crate::router::{SessionEntry, SessionMsg, Transport};
 use crate::sasl::{ChannelBindings, Mechanism, Outcome, SaslFailure};
 use crate::server::Server;
 use crate::stanza::{self, Condition, Kind};
 use crate::storage::Account;
+use crate::tokens::fast::{self, HtMechanism};
 use crate::xml::{Element, StreamEvent, StreamHeader, ns};
 
 /// What the transport must do next.
@@ -66,6 +68,12 @@ impl From<&C2sListener> for ListenerPolicy {
     }
 }
 
+/// Why a session could not be bound.
+enum BindFailure {
+    HostGone,
+    SessionLimit,
+}
+
 enum Stage {
     /// Waiting for the client's stream header.
     AwaitHeader,
@@ -89,6 +97,10 @@ pub struct StreamCore {
     /// is ended then.
     auth_expires: Option<u64>,
     exchange: Option<Exchange>,
+    /// The SASL2 `<authenticate/>` in progress (its inline requests), if SASL2 is used.
+    sasl2: Option<Sasl2Request>,
+    /// A FAST login found its token due for rotation: issue a new one on success.
+    fast_rotation: Option<HtMechanism>,
     offered: Vec<Mechanism>,
     failed_auths: u32,
     session_tx: mpsc::Sender<SessionMsg>,
@@ -114,6 +126,8 @@ impl StreamCore {
             authenticated: None,
             auth_expires: None,
             exchange: None,
+            sasl2: None,
+            fast_rotation: None,
             offered: Vec::new(),
             failed_auths: 0,
             session_tx,
@@ -302,7 +316,43 @@ impl StreamCore {
         for el in auth::mechanisms_features(&self.offered, &self.facts.channel_bindings) {
             f.push_child(el);
         }
+        if !self.offered.is_empty() {
+            f.push_child(sasl2::feature(&self.offered, &self.fast_mechanisms()));
+        }
         f
+    }
+
+    /// The FAST mechanisms this connection may use: only over TLS, only for tenants with
+    /// server-issued tokens, channel-binding variants where the connection has the data.
+    fn fast_mechanisms(&self) -> Vec<HtMechanism> {
+        let tokens = self
+            .domain
+            .as_deref()
+            .and_then(|d| self.server.tenant_of(d))
+            .is_some_and(|t| t.spec.tokens.is_some());
+        if !self.facts.tls || !tokens {
+            return Vec::new();
+        }
+        [
+            HtMechanism::Exporter,
+            HtMechanism::Endpoint,
+            HtMechanism::None,
+        ]
+        .into_iter()
+        .filter(|m| m.binding_data(&self.facts.channel_bindings).is_some())
+        .collect()
+    }
+
+    /// Stream features after a SASL2 success: nothing to negotiate once bound inline,
+    /// else resource binding as after a legacy SASL restart.
+    fn features_after_sasl2(&mut self) -> Element {
+        if self.entry.is_some() {
+            Element::new("features", ns::STREAM)
+                .with_child(Element::new("ver", ns::ROSTER_VER))
+                .with_child(Element::new("sub", ns::PRE_APPROVAL))
+        } else {
+            self.features()
+        }
     }
 
     /// The (tenant, plugin slot) that authenticates the stream's domain, if its tenant's
@@ -348,6 +398,9 @@ impl StreamCore {
         }
         if el.ns() == ns::SASL {
             return self.on_sasl(el).await;
+        }
+        if el.ns() == ns::SASL2 {
+            return self.on_sasl2(el).await;
         }
         if self.authenticated.is_some() && Kind::of(&el) == Some(Kind::Iq) {
             return self.on_bind_iq(el);
@@ -420,18 +473,28 @@ impl StreamCore {
             Ok(d) => d,
             Err(f) => return self.sasl_failed(f, None),
         };
+        if let Err(f) = self.start_exchange(mech) {
+            return self.sasl_failed(f, None);
+        }
+        if data.is_empty() && mech != Mechanism::Plain {
+            // SCRAM needs the client-first message; ask for it with an empty challenge.
+            return vec![Action::Send(auth::with_data("challenge", Some(&[])))];
+        }
+        self.sasl_step(&data).await
+    }
+
+    /// Starts the exchange for `mech` with the tenant's auth method as it is now (it may
+    /// have changed since the features were sent).
+    fn start_exchange(&mut self, mech: Mechanism) -> Result<(), SaslFailure> {
         let plus_advertised = self.offered.iter().any(|m| m.is_plus());
-        // The tenant's auth method now (it may have changed since the features were sent).
         let token_tenant = self.token_tenant();
         self.exchange = Some(match (self.plugin_auth(), &token_tenant) {
             (_, Some(_)) if mech.is_token() => Exchange::token(mech),
-            (_, None) if mech.is_token() => {
-                return self.sasl_failed(SaslFailure::InvalidMechanism, None);
-            }
+            (_, None) if mech.is_token() => return Err(SaslFailure::InvalidMechanism),
             (Some((tenant, slot)), _) if mech == Mechanism::Plain => {
                 Exchange::password(&tenant, Some(&slot), token_tenant.is_some())
             }
-            (Some(_), _) => return self.sasl_failed(SaslFailure::InvalidMechanism, None),
+            (Some(_), _) => return Err(SaslFailure::InvalidMechanism),
             (None, Some(tenant)) if mech == Mechanism::Plain => {
                 Exchange::password(tenant, None, true)
             }
@@ -439,11 +502,150 @@ impl StreamCore {
                 Exchange::start(mech, self.facts.channel_bindings.clone(), plus_advertised)
             }
         });
-        if data.is_empty() && mech != Mechanism::Plain {
-            // SCRAM needs the client-first message; ask for it with an empty challenge.
-            return vec![Action::Send(auth::with_data("challenge", Some(&[])))];
+        Ok(())
+    }
+
+    async fn on_sasl2(&mut self, el: Element) -> Vec<Action> {
+        if self.authenticated.is_some() {
+            return self.close(Some((
+                StreamErrorCondition::PolicyViolation,
+                Some("already authenticated".into()),
+            )));
         }
-        self.sasl_step(&data).await
+        match el.name() {
+            "authenticate" => self.on_authenticate(el).await,
+            "response" if self.exchange.is_some() && self.sasl2.is_some() => {
+                match sasl2::decode_response(&el) {
+                    Ok(data) => self.sasl_step(&data).await,
+                    Err(f) => self.sasl_failed(f, None),
+                }
+            }
+            "response" => self.sasl_failed(
+                SaslFailure::MalformedRequest,
+                Some("no exchange in progress"),
+            ),
+            "abort" => self.sasl_failed(SaslFailure::Aborted, None),
+            _ => self.close(Some((StreamErrorCondition::UnsupportedStanzaType, None))),
+        }
+    }
+
+    /// XEP-0388 `<authenticate/>`: a SASL mechanism (run like legacy SASL, wrapped in
+    /// SASL2 elements) or a FAST mechanism (one round trip with a FAST token).
+    async fn on_authenticate(&mut self, el: Element) -> Vec<Action> {
+        if self.exchange.is_some() {
+            return self.close(Some((
+                StreamErrorCondition::PolicyViolation,
+                Some("an authentication is already in progress".into()),
+            )));
+        }
+        let (mech, initial, request) = match sasl2::parse_authenticate(&el) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                self.sasl2 = Some(Sasl2Request::default());
+                return self.sasl_failed(e.failure(), Some(&e.to_string()));
+            }
+        };
+        self.sasl2 = Some(request);
+        if !self.facts.tls && self.facts.policy.require_tls {
+            return self.sasl_failed(SaslFailure::EncryptionRequired, None);
+        }
+        match mech {
+            Sasl2Mechanism::Sasl(m) => {
+                if !self.offered.contains(&m) {
+                    return self.sasl_failed(SaslFailure::InvalidMechanism, None);
+                }
+                if let Err(f) = self.start_exchange(m) {
+                    return self.sasl_failed(f, None);
+                }
+                match initial {
+                    Some(data) => self.sasl_step(&data).await,
+                    None => vec![Action::Send(sasl2::challenge(&[]))],
+                }
+            }
+            Sasl2Mechanism::Fast(h) => {
+                if !self.fast_mechanisms().contains(&h) {
+                    return self.sasl_failed(SaslFailure::InvalidMechanism, None);
+                }
+                let outcome = self.fast_login(h, initial.unwrap_or_default()).await;
+                self.finish_outcome(outcome).await
+            }
+        }
+    }
+
+    /// Checks a FAST (HT) initial response against the client's stored tokens.
+    async fn fast_login(&mut self, mech: HtMechanism, data: Vec<u8>) -> Outcome {
+        let fail = |e: crate::tokens::TokenError| {
+            Outcome::Failure(e.sasl_failure(), Some(e.client_text().to_string()))
+        };
+        let Some(domain) = self.domain.clone() else {
+            return Outcome::Failure(SaslFailure::TemporaryAuthFailure, None);
+        };
+        let Some(tenant) = self.server.tenant_of(&domain) else {
+            return Outcome::Failure(SaslFailure::TemporaryAuthFailure, None);
+        };
+        let request = self.sasl2.clone().unwrap_or_default();
+        let Some(ua) = request.user_agent_id.clone() else {
+            return Outcome::Failure(
+                SaslFailure::MalformedRequest,
+                Some("FAST needs a user-agent id".into()),
+            );
+        };
+        let (user, proof) = match fast::parse_ht(&data) {
+            Ok(p) => p,
+            Err(e) => return Outcome::Failure(SaslFailure::MalformedRequest, Some(e.to_string())),
+        };
+        let local = match crate::tokens::localpart_for(&user, &domain) {
+            Ok(l) => l,
+            Err(e) => {
+                super::token_login::log_refusal(&tenant.name, &user, &domain, mech.name(), &e);
+                return fail(e);
+            }
+        };
+        let Some(cb) = mech.binding_data(&self.facts.channel_bindings) else {
+            return Outcome::Failure(SaslFailure::InvalidMechanism, None);
+        };
+        let account = Account::new(local.clone(), domain.clone());
+        let store = self.server.storage.tokens.clone();
+        let fast_req = request.fast.unwrap_or_default();
+        let key = fast::client_key(&ua);
+        let result = crate::storage::blocking(move || {
+            let mut slots = store
+                .fast_slots(&account, &key)
+                .map_err(|e| crate::tokens::TokenError::Storage(e.to_string()))?;
+            let r = slots.authenticate(
+                mech,
+                &proof,
+                &cb,
+                fast_req.count,
+                fast_req.invalidate,
+                auth::unix_now(),
+            );
+            store
+                .put_fast_slots(&account, &key, &slots)
+                .map_err(|e| crate::tokens::TokenError::Storage(e.to_string()))?;
+            r
+        })
+        .await;
+        match result {
+            Ok(used) => {
+                tracing::info!(tenant = %tenant.name, user = %format!("{local}@{domain}"),
+                    mechanism = mech.name(), invalidated = fast_req.invalidate, "FAST token accepted");
+                crate::metrics::token_login(Ok("fast"));
+                if used.due_for_rotation {
+                    self.fast_rotation = Some(mech);
+                }
+                Outcome::Success {
+                    username: local,
+                    authzid: None,
+                    additional_data: Some(used.responder_proof),
+                }
+            }
+            Err(e) => {
+                super::token_login::log_refusal(&tenant.name, &user, &domain, mech.name(), &e);
+                crate::metrics::token_login(Err(e.label()));
+                fail(e)
+            }
+        }
     }
 
     async fn sasl_step(&mut self, data: &[u8]) -> Vec<Action> {
@@ -559,8 +761,23 @@ impl StreamCore {
             },
             (o, _) => o,
         };
+        self.finish_outcome(outcome).await
+    }
+
+    /// Sends what an exchange's outcome calls for, in legacy SASL or SASL2 form.
+    async fn finish_outcome(&mut self, outcome: Outcome) -> Vec<Action> {
+        let Some(domain) = self.domain.clone() else {
+            return self.close(None);
+        };
         match outcome {
-            Outcome::Challenge(c) => vec![Action::Send(auth::with_data("challenge", Some(&c)))],
+            Outcome::Challenge(c) => {
+                let el = if self.sasl2.is_some() {
+                    sasl2::challenge(&c)
+                } else {
+                    auth::with_data("challenge", Some(&c))
+                };
+                vec![Action::Send(el)]
+            }
             Outcome::Failure(f, text) => self.sasl_failed(f, text.as_deref()),
             Outcome::Success {
                 username,
@@ -577,15 +794,106 @@ impl StreamCore {
                 {
                     return self.sasl_failed(SaslFailure::InvalidAuthzid, None);
                 }
-                tracing::info!(jid = %account, address = %self.facts.address, "authenticated");
+                tracing::info!(jid = %account, address = %self.facts.address, sasl2 = self.sasl2.is_some(), "authenticated");
                 self.exchange = None;
-                self.authenticated = Some(account);
-                self.stage = Stage::AwaitHeader;
-                self.header_sent = false;
-                vec![
-                    Action::Send(auth::with_data("success", additional_data.as_deref())),
-                    Action::Restart,
-                ]
+                self.authenticated = Some(account.clone());
+                match self.sasl2.take() {
+                    Some(request) => self.sasl2_success(account, request, additional_data).await,
+                    None => {
+                        self.stage = Stage::AwaitHeader;
+                        self.header_sent = false;
+                        vec![
+                            Action::Send(auth::with_data("success", additional_data.as_deref())),
+                            Action::Restart,
+                        ]
+                    }
+                }
+            }
+        }
+    }
+
+    /// SASL2 success: inline Bind 2 and FAST token, then the new stream features; no
+    /// stream restart (XEP-0388).
+    async fn sasl2_success(
+        &mut self,
+        account: Account,
+        request: Sasl2Request,
+        additional_data: Option<Vec<u8>>,
+    ) -> Vec<Action> {
+        let rotation = self.fast_rotation.take();
+        let wanted = request.request_token.or(rotation);
+        let token = match wanted {
+            Some(mech) => self.issue_fast(&account, &request, mech).await,
+            None => None,
+        };
+        let mut bound = false;
+        let mut identifier = account.to_string();
+        if let Some(bind) = &request.bind {
+            let resource =
+                sasl2::bind2_resource(bind.tag.as_deref(), request.user_agent_id.as_deref());
+            match self.bind_session(account.clone(), resource) {
+                Ok(entry) => {
+                    bound = true;
+                    identifier = entry.full_jid.clone();
+                }
+                Err(BindFailure::HostGone) => {
+                    return self.close(Some((StreamErrorCondition::HostGone, None)));
+                }
+                Err(BindFailure::SessionLimit) => {
+                    tracing::info!(jid = %account, "Bind 2 refused: the tenant's session limit is reached");
+                }
+            }
+        }
+        let success = sasl2::success(sasl2::SuccessParts {
+            additional_data: additional_data.as_deref(),
+            authorization_identifier: &identifier,
+            bound,
+            token: token.as_ref().map(|t| (t.secret.as_str(), t.expires_at)),
+        });
+        let features = self.features_after_sasl2();
+        vec![Action::Send(success), Action::Send(features)]
+    }
+
+    /// Issues a FAST token for the client of this SASL2 request (needs its user-agent id,
+    /// TLS, a tenant with server-issued tokens, and the mechanism's channel binding).
+    async fn issue_fast(
+        &self,
+        account: &Account,
+        request: &Sasl2Request,
+        mech: HtMechanism,
+    ) -> Option<fast::FastToken> {
+        let Some(ua) = request.user_agent_id.clone() else {
+            tracing::info!(jid = %account, "FAST token not issued: the client sent no user-agent id");
+            return None;
+        };
+        if !self.fast_mechanisms().contains(&mech) {
+            tracing::info!(jid = %account, mechanism = mech.name(), "FAST token not issued: mechanism not available here");
+            return None;
+        }
+        let ttl = self
+            .server
+            .tenant_of(&account.domain)?
+            .spec
+            .tokens?
+            .refresh_ttl_secs;
+        let store = self.server.storage.tokens.clone();
+        let a = account.clone();
+        let key = fast::client_key(&ua);
+        let issued = crate::storage::blocking(move || {
+            let mut slots = store.fast_slots(&a, &key)?;
+            let token = slots.issue(mech, auth::unix_now(), ttl);
+            store.put_fast_slots(&a, &key, &slots)?;
+            Ok::<_, crate::storage::StorageError>(token)
+        })
+        .await;
+        match issued {
+            Ok(t) => {
+                tracing::info!(jid = %account, mechanism = mech.name(), "FAST token issued");
+                Some(t)
+            }
+            Err(e) => {
+                tracing::warn!(jid = %account, "FAST token not issued: {e}");
+                None
             }
         }
     }
@@ -620,8 +928,13 @@ impl StreamCore {
     fn sasl_failed(&mut self, f: SaslFailure, text: Option<&str>) -> Vec<Action> {
         self.exchange = None;
         self.failed_auths += 1;
+        self.fast_rotation = None;
         tracing::info!(address = %self.facts.address, condition = f.condition(), "authentication failed");
-        let mut out = vec![Action::Send(auth::failure(f, text))];
+        let el = match self.sasl2.take() {
+            Some(_) => sasl2::failure(f, text),
+            None => auth::failure(f, text),
+        };
+        let mut out = vec![Action::Send(el)];
         if self.failed_auths >= self.facts.policy.max_auth_attempts {
             out.extend(self.close(Some((
                 StreamErrorCondition::PolicyViolation,
@@ -649,16 +962,39 @@ impl StreamCore {
                     .collect();
             }
         };
-        let Some(tenant) = self.server.tenant_of(&account.domain) else {
-            return self.close(Some((StreamErrorCondition::HostGone, None)));
+        let entry = match self.bind_session(account, resource) {
+            Ok(entry) => entry,
+            Err(BindFailure::HostGone) => {
+                return self.close(Some((StreamErrorCondition::HostGone, None)));
+            }
+            Err(BindFailure::SessionLimit) => {
+                let text = "the tenant's session limit is reached";
+                return stanza::error_reply(&iq, Condition::ResourceConstraint, Some(text))
+                    .map(Action::Send)
+                    .into_iter()
+                    .collect();
+            }
         };
-        let Some(slot) = tenant.acquire_session() else {
-            let text = "the tenant's session limit is reached";
-            return stanza::error_reply(&iq, Condition::ResourceConstraint, Some(text))
-                .map(Action::Send)
-                .into_iter()
-                .collect();
-        };
+        let mut reply = Element::new("iq", ns::CLIENT).with_attr("type", "result");
+        if let Some(id) = iq.attr("id") {
+            reply.set_attr("id", id);
+        }
+        reply.push_child(bind::bind_result(&entry.full_jid));
+        vec![Action::Send(reply)]
+    }
+
+    /// Registers the bound session (RFC 6120 bind, or Bind 2 inline in SASL2); an older
+    /// session of the same full JID ends with `<conflict/>`.
+    fn bind_session(
+        &mut self,
+        account: Account,
+        resource: String,
+    ) -> Result<Arc<SessionEntry>, BindFailure> {
+        let tenant = self
+            .server
+            .tenant_of(&account.domain)
+            .ok_or(BindFailure::HostGone)?;
+        let slot = tenant.acquire_session().ok_or(BindFailure::SessionLimit)?;
         self.tenant_slot = Some(slot);
         let transport = self.transport();
         let entry = Arc::new(SessionEntry::new(
@@ -679,14 +1015,9 @@ impl StreamCore {
         if let Some(expires_at) = self.auth_expires {
             end_at_expiry(&entry, expires_at);
         }
-        let mut reply = Element::new("iq", ns::CLIENT).with_attr("type", "result");
-        if let Some(id) = iq.attr("id") {
-            reply.set_attr("id", id);
-        }
-        reply.push_child(bind::bind_result(&entry.full_jid));
-        self.entry = Some(entry);
+        self.entry = Some(entry.clone());
         self.stage = Stage::Bound;
-        vec![Action::Send(reply)]
+        Ok(entry)
     }
 
     async fn on_bound_stanza(&mut self, entry: &Arc<SessionEntry>, mut el: Element) -> Vec<Action> {

@@ -10,6 +10,7 @@
 pub mod auth;
 mod bind;
 mod core;
+pub mod sasl2;
 mod stream_error;
 pub mod token_login;
 

@@ -63,14 +63,7 @@ pub async fn verify(
             source = login.source.label(),
             "token accepted"
         ),
-        Err(e) => tracing::info!(
-            tenant = %tenant,
-            user = claimed_user.unwrap_or("-"),
-            domain,
-            mechanism,
-            reason = e.label(),
-            "token refused: {e}"
-        ),
+        Err(e) => log_refusal(&tenant, claimed_user.unwrap_or("-"), domain, mechanism, e),
     }
     crate::metrics::token_login(
         result
@@ -79,6 +72,18 @@ pub async fn verify(
             .map_err(|e| e.label()),
     );
     result
+}
+
+/// Logs a refused token with tenant, user and the exact reason (never the token).
+pub fn log_refusal(tenant: &str, user: &str, domain: &str, mechanism: &str, e: &TokenError) {
+    tracing::info!(
+        tenant = %tenant,
+        user,
+        domain,
+        mechanism,
+        reason = e.label(),
+        "token refused: {e}"
+    );
 }
 
 async fn check(

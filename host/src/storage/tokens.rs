@@ -1,7 +1,7 @@
 //! [`TokenStore`]: what server-issued tokens need persisted: each tenant's signing key,
 //! each account's revocation sequence (bumping it invalidates every access token issued
-//! before), and the refresh tokens handed out (a refresh token is usable only while its
-//! record exists). [`MemTokenStore`] keeps the same in memory for tests.
+//! before), the refresh tokens handed out (a refresh token is usable only while its
+//! record exists), and each client's XEP-0484 FAST tokens. [`MemTokenStore`] keeps the same in memory for tests.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::{Account, StorageResult};
+use crate::tokens::fast::FastSlots;
 
 /// A refresh token that was handed out (the token itself is never stored).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +42,17 @@ pub trait TokenStore: Send + Sync {
     fn revoke_all(&self, account: &Account) -> StorageResult<usize>;
     /// Deletes every token record of a domain (purge).
     fn purge_tokens(&self, domain: &str) -> StorageResult<()>;
+    /// The FAST tokens of one client (by [`crate::tokens::fast::client_key`]).
+    fn fast_slots(&self, account: &Account, client: &str) -> StorageResult<FastSlots>;
+    /// Stores a client's FAST tokens (empty slots delete the record).
+    fn put_fast_slots(
+        &self,
+        account: &Account,
+        client: &str,
+        slots: &FastSlots,
+    ) -> StorageResult<()>;
+    /// Deletes every FAST token of the account (password change, revocation).
+    fn delete_fast(&self, account: &Account) -> StorageResult<()>;
 }
 
 /// In-memory [`TokenStore`].
@@ -49,6 +61,7 @@ pub struct MemTokenStore {
     keys: Mutex<BTreeMap<String, Vec<u8>>>,
     seqs: Mutex<BTreeMap<Account, u64>>,
     refresh: Mutex<BTreeMap<(Account, String), RefreshRecord>>,
+    fast: Mutex<BTreeMap<(Account, String), FastSlots>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -94,6 +107,7 @@ impl TokenStore for MemTokenStore {
 
     fn revoke_all(&self, account: &Account) -> StorageResult<usize> {
         *lock(&self.seqs).entry(account.clone()).or_insert(0) += 1;
+        lock(&self.fast).retain(|(a, _), _| a != account);
         let mut refresh = lock(&self.refresh);
         let before = refresh.len();
         refresh.retain(|(a, _), _| a != account);
@@ -103,6 +117,34 @@ impl TokenStore for MemTokenStore {
     fn purge_tokens(&self, domain: &str) -> StorageResult<()> {
         lock(&self.seqs).retain(|a, _| a.domain != domain);
         lock(&self.refresh).retain(|(a, _), _| a.domain != domain);
+        lock(&self.fast).retain(|(a, _), _| a.domain != domain);
+        Ok(())
+    }
+
+    fn fast_slots(&self, account: &Account, client: &str) -> StorageResult<FastSlots> {
+        Ok(lock(&self.fast)
+            .get(&(account.clone(), client.to_string()))
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    fn put_fast_slots(
+        &self,
+        account: &Account,
+        client: &str,
+        slots: &FastSlots,
+    ) -> StorageResult<()> {
+        let key = (account.clone(), client.to_string());
+        if slots.is_empty() {
+            lock(&self.fast).remove(&key);
+        } else {
+            lock(&self.fast).insert(key, slots.clone());
+        }
+        Ok(())
+    }
+
+    fn delete_fast(&self, account: &Account) -> StorageResult<()> {
+        lock(&self.fast).retain(|(a, _), _| a != account);
         Ok(())
     }
 }

@@ -5,6 +5,7 @@
 //! Both kinds are checked against one tenant: its own keys, its own audience and issuer,
 //! and its own domains, so a token minted for one tenant never logs in to another.
 
+pub mod fast;
 pub mod issued;
 pub mod jwt;
 #[cfg(test)]

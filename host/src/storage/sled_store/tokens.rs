@@ -2,16 +2,30 @@
 //! - `k \0 tenant` → the tenant's signing key (created with compare-and-swap, so two
 //!   concurrent first uses agree on one key);
 //! - `s \0 domain \0 local` → the account's revocation sequence (u64 big-endian);
-//! - `r \0 domain \0 local \0 id` → a [`RefreshRecord`] as JSON.
+//! - `r \0 domain \0 local \0 id` → a [`RefreshRecord`] as JSON;
+//! - `f \0 domain \0 local \0 client` → a client's FAST tokens ([`FastSlots`]) as JSON.
 //!
-//! `revoke_all` bumps the sequence and removes the account's refresh records in one
-//! transaction.
+//! `revoke_all` bumps the sequence and removes the account's refresh records and FAST
+//! tokens in one transaction.
 
 use sled::transaction::ConflictableTransactionError;
 
 use super::{Context, SledStore, decode, encode, keys, scan};
 use crate::storage::tokens::{RefreshRecord, TokenStore};
 use crate::storage::{Account, StorageError, StorageResult};
+use crate::tokens::fast::FastSlots;
+
+fn fast_prefix(account: &Account) -> StorageResult<Vec<u8>> {
+    let mut k = b"f\0".to_vec();
+    k.extend(keys::account_prefix(account)?);
+    Ok(k)
+}
+
+fn fast_key(account: &Account, client: &str) -> StorageResult<Vec<u8>> {
+    let mut k = fast_prefix(account)?;
+    k.extend_from_slice(client.as_bytes());
+    Ok(k)
+}
 
 fn key_key(tenant: &str) -> Vec<u8> {
     let mut k = b"k\0".to_vec();
@@ -115,6 +129,10 @@ impl TokenStore for SledStore {
             .into_iter()
             .map(|(k, _)| k)
             .collect();
+        let fast_keys: Vec<sled::IVec> = scan(&self.tokens, &fast_prefix(account)?)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         let removed = self
             .tokens
             .transaction(|t| {
@@ -129,6 +147,9 @@ impl TokenStore for SledStore {
                         removed += 1;
                     }
                 }
+                for k in &fast_keys {
+                    t.remove(k.clone())?;
+                }
                 Ok(removed)
             })
             .context("revoking tokens")?;
@@ -138,11 +159,41 @@ impl TokenStore for SledStore {
 
     fn purge_tokens(&self, domain: &str) -> StorageResult<()> {
         let prefix = keys::domain_prefix(domain)?;
-        for tag in [b"s\0", b"r\0"] {
+        for tag in [b"s\0", b"r\0", b"f\0"] {
             let mut p = tag.to_vec();
             p.extend_from_slice(&prefix);
             super::remove_prefix(&self.tokens, &p)?;
         }
+        self.flush()
+    }
+
+    fn fast_slots(&self, account: &Account, client: &str) -> StorageResult<FastSlots> {
+        let key = fast_key(account, client)?;
+        match self.tokens.get(&key).context("reading FAST tokens")? {
+            Some(v) => decode(&key, &v),
+            None => Ok(FastSlots::default()),
+        }
+    }
+
+    fn put_fast_slots(
+        &self,
+        account: &Account,
+        client: &str,
+        slots: &FastSlots,
+    ) -> StorageResult<()> {
+        let key = fast_key(account, client)?;
+        if slots.is_empty() {
+            self.tokens.remove(key).context("deleting FAST tokens")?;
+        } else {
+            self.tokens
+                .insert(key, encode(slots)?)
+                .context("storing FAST tokens")?;
+        }
+        self.flush()
+    }
+
+    fn delete_fast(&self, account: &Account) -> StorageResult<()> {
+        super::remove_prefix(&self.tokens, &fast_prefix(account)?)?;
         self.flush()
     }
 }
