@@ -197,3 +197,70 @@ impl TokenStore for SledStore {
         self.flush()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::storage::{Account, RefreshRecord, Storage};
+    use crate::tokens::fast::{FastSlots, HtMechanism};
+
+    fn record(id: &str) -> RefreshRecord {
+        RefreshRecord {
+            id: id.into(),
+            issued_at: 1,
+            expires_at: 2,
+            seq: 0,
+        }
+    }
+
+    #[test]
+    fn keys_sequences_refresh_and_fast_persist_and_revoke() {
+        let dir = tempfile::tempdir().unwrap();
+        let alice = Account::new("alice", "a.test");
+        let bob = Account::new("bob", "a.test");
+        let carol = Account::new("carol", "b.test");
+        let key = {
+            let s = Storage::open_sled(dir.path()).unwrap();
+            let t = &s.tokens;
+            let key = t.signing_key("acme").unwrap();
+            assert_eq!(key.len(), 32);
+            assert_eq!(t.signing_key("acme").unwrap(), key, "created once");
+            assert_ne!(t.signing_key("other").unwrap(), key);
+            for a in [&alice, &bob, &carol] {
+                t.put_refresh(a, &record("r1")).unwrap();
+            }
+            t.put_refresh(&alice, &record("r2")).unwrap();
+            let mut slots = FastSlots::default();
+            slots.issue(HtMechanism::None, 0, 10);
+            t.put_fast_slots(&alice, "client", &slots).unwrap();
+            t.put_fast_slots(&bob, "client", &slots).unwrap();
+            key
+        };
+        let s = Storage::open_sled(dir.path()).unwrap();
+        let t = &s.tokens;
+        assert_eq!(t.signing_key("acme").unwrap(), key, "survives a restart");
+        assert_eq!(t.list_refresh(&alice).unwrap().len(), 2);
+        assert!(t.refresh(&alice, "r2").unwrap().is_some());
+        assert!(!t.fast_slots(&alice, "client").unwrap().is_empty());
+        assert!(t.revoke_refresh(&alice, "r2").unwrap());
+        assert!(!t.revoke_refresh(&alice, "r2").unwrap());
+        assert_eq!(t.revocation_seq(&alice).unwrap(), 0);
+        assert_eq!(t.revoke_all(&alice).unwrap(), 1);
+        assert_eq!(t.revocation_seq(&alice).unwrap(), 1);
+        assert!(t.list_refresh(&alice).unwrap().is_empty());
+        assert!(t.fast_slots(&alice, "client").unwrap().is_empty());
+        // Bob is untouched; a password change deletes only FAST tokens.
+        assert_eq!(t.list_refresh(&bob).unwrap().len(), 1);
+        t.delete_fast(&bob).unwrap();
+        assert!(t.fast_slots(&bob, "client").unwrap().is_empty());
+        assert_eq!(t.list_refresh(&bob).unwrap().len(), 1);
+        // Purging a domain removes its records, not other domains'.
+        t.purge_tokens("a.test").unwrap();
+        assert!(t.list_refresh(&bob).unwrap().is_empty());
+        assert_eq!(t.revocation_seq(&alice).unwrap(), 0);
+        assert_eq!(t.list_refresh(&carol).unwrap().len(), 1);
+        // Empty slots delete the record.
+        t.put_fast_slots(&carol, "c", &FastSlots::default())
+            .unwrap();
+        assert!(t.fast_slots(&carol, "c").unwrap().is_empty());
+    }
+}
