@@ -660,7 +660,6 @@ impl StreamCore {
             domain: &domain,
             verified: &self.server.verified_passwords,
         };
-        let mut success_data = None;
         let outcome = match exchange.step(data, &creds) {
             Some(outcome) => outcome,
             None => match exchange.session_step(data) {
@@ -670,98 +669,111 @@ impl StreamCore {
                     tokens,
                     creds: plain,
                 }) => {
-                    if tokens && super::token_login::is_token(&plain.password) {
-                        let claimed = Some(plain.username.as_str());
-                        match super::token_login::verify(
-                            &self.server,
-                            &domain,
-                            &plain.password,
-                            claimed,
-                            "PLAIN",
-                        )
+                    self.password_login(&domain, &tenant, slot, tokens, plain)
                         .await
-                        {
-                            Ok(login) => Outcome::Success {
-                                username: login.local,
-                                authzid: plain.authzid,
-                                additional_data: None,
-                            },
-                            Err(e) => Outcome::Failure(
-                                e.sasl_failure(),
-                                Some(e.client_text().to_string()),
-                            ),
-                        }
-                    } else if let Some(slot) = slot {
-                        let verdict = auth::verify_with_plugin(
-                            &self.server,
-                            &tenant,
-                            &slot,
-                            plain,
-                            auth::LoginFacts {
-                                domain: &domain,
-                                address: &self.facts.address,
-                                transport: self.transport(),
-                                tls: self.facts.tls,
-                            },
-                        )
-                        .await;
-                        self.auth_expires = verdict.expires_at;
-                        verdict.outcome
-                    } else {
-                        auth::check_plain_password(&creds, plain)
-                    }
                 }
                 Some(SessionStep::Token { mech, msg }) => {
-                    let result = super::token_login::verify(
-                        &self.server,
-                        &domain,
-                        &msg.token,
-                        msg.username.as_deref(),
-                        mech.name(),
-                    )
-                    .await;
-                    match result {
-                        Ok(login) => {
-                            if mech == Mechanism::XOAuth
-                                && login.source == super::token_login::TokenSource::ServerRefresh
-                            {
-                                // MongooseIM: a refresh-token login returns a new access token.
-                                success_data =
-                                    self.mint_access_after_refresh(&domain, &login.local).await;
-                            }
-                            Outcome::Success {
-                                username: login.local,
-                                authzid: msg.authzid,
-                                additional_data: None,
-                            }
-                        }
-                        Err(e) if mech == Mechanism::OAuthBearer => match self.exchange.as_mut() {
-                            Some(x) => x.bearer_failed(e.sasl_failure(), e.client_text().into()),
-                            None => Outcome::Failure(e.sasl_failure(), None),
-                        },
-                        Err(e) => {
-                            Outcome::Failure(e.sasl_failure(), Some(e.client_text().to_string()))
-                        }
-                    }
+                    self.bearer_login(&domain, mech, msg).await
                 }
                 Some(SessionStep::Reply(outcome)) => outcome,
                 None => return Vec::new(),
             },
         };
-        let outcome = match (outcome, success_data) {
-            (
-                Outcome::Success {
-                    username, authzid, ..
-                },
-                Some(data),
-            ) => Outcome::Success {
-                username,
-                authzid,
-                additional_data: Some(data),
-            },
-            (o, _) => o,
-        };
         self.finish_outcome(outcome).await
+    }
+
+    /// PLAIN run by the session: a token when the tenant takes tokens and the password
+    /// looks like one, else the tenant's plugin, else the stored credentials.
+    async fn password_login(
+        &mut self,
+        domain: &str,
+        tenant: &str,
+        slot: Option<String>,
+        tokens: bool,
+        plain: crate::sasl::PlainCredentials,
+    ) -> Outcome {
+        if tokens && super::token_login::is_token(&plain.password) {
+            let claimed = Some(plain.username.as_str());
+            return match super::token_login::verify(
+                &self.server,
+                domain,
+                &plain.password,
+                claimed,
+                "PLAIN",
+            )
+            .await
+            {
+                Ok(login) => Outcome::Success {
+                    username: login.local,
+                    authzid: plain.authzid,
+                    additional_data: None,
+                },
+                Err(e) => Outcome::Failure(e.sasl_failure(), Some(e.client_text().to_string())),
+            };
+        }
+        let Some(slot) = slot else {
+            let creds = AccountCredentials {
+                users: self.server.storage.users.as_ref(),
+                domain,
+                verified: &self.server.verified_passwords,
+            };
+            return auth::check_plain_password(&creds, plain);
+        };
+        let verdict = auth::verify_with_plugin(
+            &self.server,
+            tenant,
+            &slot,
+            plain,
+            auth::LoginFacts {
+                domain,
+                address: &self.facts.address,
+                transport: self.transport(),
+                tls: self.facts.tls,
+            },
+        )
+        .await;
+        self.auth_expires = verdict.expires_at;
+        verdict.outcome
+    }
+
+    /// OAUTHBEARER, X-OAUTH or X-OAUTH2 with a JWT or a server-issued token.
+    async fn bearer_login(
+        &mut self,
+        domain: &str,
+        mech: Mechanism,
+        msg: crate::sasl::bearer::BearerMessage,
+    ) -> Outcome {
+        let result = super::token_login::verify(
+            &self.server,
+            domain,
+            &msg.token,
+            msg.username.as_deref(),
+            mech.name(),
+        )
+        .await;
+        match result {
+            Ok(login) => {
+                // MongooseIM: an X-OAUTH login with a refresh token returns a new access
+                // token as the success data.
+                let additional_data = if mech == Mechanism::XOAuth
+                    && login.source == super::token_login::TokenSource::ServerRefresh
+                {
+                    self.mint_access_after_refresh(domain, &login.local).await
+                } else {
+                    None
+                };
+                Outcome::Success {
+                    username: login.local,
+                    authzid: msg.authzid,
+                    additional_data,
+                }
+            }
+            Err(e) if mech == Mechanism::OAuthBearer => match self.exchange.as_mut() {
+                Some(x) => x.bearer_failed(e.sasl_failure(), e.client_text().into()),
+                None => Outcome::Failure(e.sasl_failure(), None),
+            },
+            Err(e) => Outcome::Failure(e.sasl_failure(), Some(e.client_text().to_string())),
+        }
     }
 
     /// Sends what an exchange's outcome calls for, in legacy SASL or SASL2 form.
