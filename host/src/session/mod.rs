@@ -4,8 +4,9 @@
 //! [`StreamCore`]; the core answers with [`Action`]s (send this header or element, upgrade
 //! to TLS, restart the stream, close) that the transport frames for its wire format. The
 //! core does stream-header checks, feature advertisement, STARTTLS, SASL ([`auth`]),
-//! resource binding ([`bind`]) and, once bound, hands stanzas to the services after
-//! stamping their `from` so that a client can never spoof another address.
+//! SASL2 with Bind 2 and FAST ([`sasl2`]), token logins ([`token_login`]), resource
+//! binding ([`bind`]) and, once bound, hands stanzas to the services after stamping their
+//! `from` so that a client can never spoof another address.
 
 pub mod auth;
 mod bind;
