@@ -24,5 +24,6 @@ pub mod session;
 pub mod stanza;
 pub mod storage;
 pub mod tenants;
+pub mod tokens;
 pub mod transport;
 pub mod xml;

@@ -18,6 +18,9 @@
 //!   metrics above): `component_handshakes_total{outcome}` (`ok`, `not_authorized`,
 //!   `conflict`), `components_connected` (gauge),
 //!   `component_stanzas_dropped_total{reason}` (`queue_full`, `invalid_output`, `loop`);
+//! - `token_logins_total{source,outcome}`: token logins by source (`jwt`,
+//!   `access-token`, `refresh-token`, or `-` when refused before one was known) and
+//!   outcome (`ok` or the refusal reason: `expired`, `bad-signature`, `unknown-kid`, ...);
 //! - `process_resident_memory_bytes` (read from `/proc/self/statm` at scrape time).
 //!
 //! Transports are `tcp` (STARTTLS and direct TLS), `bosh` and `websocket`; connection,
@@ -178,6 +181,16 @@ fn resident_memory() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * 4096)
+}
+
+/// Counts one token login: `Ok(source)` or `Err(reason)` (both from fixed sets).
+pub fn token_login(result: Result<&'static str, &'static str>) {
+    let (source, outcome) = match result {
+        Ok(source) => (source, "ok"),
+        Err(reason) => ("-", reason),
+    };
+    metrics::counter!("heliograph_token_logins_total", "source" => source, "outcome" => outcome)
+        .increment(1);
 }
 
 /// The stanza kind label: one of a fixed set.

@@ -98,9 +98,12 @@ def plain_login(address, domain: str, username: str, password: str, timeout: flo
 
 
 def mechanisms(address, domain: str) -> list[str]:
+    """The legacy SASL <mechanisms/> offered (not SASL2's <authentication/> list)."""
     with RawStream.connect(address, tls=True) as s:
         data = s.open(domain)
-    return re.findall(r"<mechanism>([^<]+)</mechanism>", data.decode())
+    legacy = re.search(r"<mechanisms xmlns=['\"]urn:ietf:params:xml:ns:xmpp-sasl['\"]>(.*?)</mechanisms>",
+                       data.decode(), re.S)
+    return re.findall(r"<mechanism>([^<]+)</mechanism>", legacy.group(1)) if legacy else []
 
 
 def rss_kib(pid: int) -> int:

@@ -32,6 +32,7 @@ pub mod rooms;
 pub mod routes;
 pub mod sessions;
 pub mod tenants;
+pub mod tokens;
 pub mod users;
 
 #[cfg(test)]

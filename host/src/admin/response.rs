@@ -63,6 +63,9 @@ pub enum ApiError {
     /// The server runs no plugin host.
     #[error("this server runs no plugin host")]
     NoPluginHost,
+    /// No such token.
+    #[error("{0}")]
+    NoSuchToken(String),
     /// No such tenant.
     #[error("no tenant named {0:?}")]
     NoSuchTenant(String),
@@ -92,7 +95,9 @@ impl ApiError {
             | ApiError::InvalidPassword(_)
             | ApiError::BadPath(_)
             | ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
-            ApiError::NoSuchTenant(_) | ApiError::NoSuchRoom(_) => StatusCode::NOT_FOUND,
+            ApiError::NoSuchTenant(_) | ApiError::NoSuchRoom(_) | ApiError::NoSuchToken(_) => {
+                StatusCode::NOT_FOUND
+            }
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::LimitReached(_) => StatusCode::FORBIDDEN,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -130,6 +135,7 @@ impl ApiError {
             ApiError::Plugin(e) => plugin_code(e),
             ApiError::NoSuchTenant(_) => "tenant_not_found",
             ApiError::NoSuchRoom(_) => "room_not_found",
+            ApiError::NoSuchToken(_) => "token_not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::Invalid(_) => "invalid",
             ApiError::LimitReached(_) => "limit_reached",
@@ -151,7 +157,9 @@ impl ApiError {
             e @ (T::Exists(_) | T::Registry(_) | T::ConfigManaged(_) | T::NoConfigFile) => {
                 ApiError::Conflict(e.to_string())
             }
-            e @ (T::Invalid(_) | T::Tls { .. } | T::Config(_)) => ApiError::Invalid(e.to_string()),
+            e @ (T::Invalid(_) | T::Tls { .. } | T::Jwt { .. } | T::Config(_)) => {
+                ApiError::Invalid(e.to_string())
+            }
             T::Storage(e) => ApiError::internal("tenant storage", e),
         }
     }

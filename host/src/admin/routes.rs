@@ -21,7 +21,9 @@ use hyper::{HeaderMap, Method, StatusCode};
 
 use super::context::{Ctx, Params};
 use super::response::{ApiError, ApiResponse, ApiResult};
-use super::{AdminApi, MAX_BODY, auth, drain, openapi, plugins, rooms, sessions, tenants, users};
+use super::{
+    AdminApi, MAX_BODY, auth, drain, openapi, plugins, rooms, sessions, tenants, tokens, users,
+};
 
 /// Future returned by a handler.
 pub type HandlerFuture = Pin<Box<dyn Future<Output = ApiResult> + Send>>;
@@ -108,6 +110,38 @@ pub static ROUTES: &[Route] = &[
         handler: |c| Box::pin(users::set_password(c)),
     },
     Route {
+        method: Method::POST,
+        path: "/api/v1/users/{domain}/{username}/tokens",
+        summary: "Mint server-issued tokens for an account (tenant must have `tokens`)",
+        body: Body::Json(r#"{"kind"?: "access"|"refresh"|"both"}"#),
+        success: StatusCode::CREATED,
+        handler: |c| Box::pin(tokens::mint(c)),
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/users/{domain}/{username}/tokens",
+        summary: "List an account's live refresh tokens",
+        body: Body::None,
+        success: StatusCode::OK,
+        handler: |c| Box::pin(tokens::list(c)),
+    },
+    Route {
+        method: Method::DELETE,
+        path: "/api/v1/users/{domain}/{username}/tokens",
+        summary: "Revoke every access and refresh token of an account, effective at once",
+        body: Body::None,
+        success: StatusCode::OK,
+        handler: |c| Box::pin(tokens::revoke_all(c)),
+    },
+    Route {
+        method: Method::DELETE,
+        path: "/api/v1/users/{domain}/{username}/tokens/{id}",
+        summary: "Revoke one refresh token of an account",
+        body: Body::None,
+        success: StatusCode::OK,
+        handler: |c| Box::pin(tokens::revoke_one(c)),
+    },
+    Route {
         method: Method::GET,
         path: "/api/v1/sessions",
         summary: "List all online sessions",
@@ -136,7 +170,7 @@ pub static ROUTES: &[Route] = &[
         path: "/api/v1/tenants",
         summary: "Create a tenant; its users can log in at once (operator)",
         body: Body::Json(
-            r#"{"name": string, "domains": [string], "enabled"?: bool, "auth"?: {"method": "internal"|"plugin", "plugin"?: string}, "limits"?: {"max_sessions", "max_accounts", "stanza_rate", "stanza_burst", "max_stanza_size"}, "tls"?: {"cert": path, "key": path}, "federate_with"?: [string], "muc"?: {"enabled", "subdomain", "max_occupants", "history_length", "room_creation": "anyone"|"admins", "admins": [bare JID], "max_rooms", "max_nick_length"}, "room_policy"?: {"plugin": string, "fail_open"?: bool}, "components"?: [{"domains": [string], "name"?: string, "secret"?: string, "plugin"?: string, "on_conflict"?: "refuse"|"replace", "hidden"?: bool}]}"#,
+            r#"{"name": string, "domains": [string], "enabled"?: bool, "auth"?: {"method": "internal"|"plugin", "plugin"?: string}, "limits"?: {"max_sessions", "max_accounts", "stanza_rate", "stanza_burst", "max_stanza_size"}, "tls"?: {"cert": path, "key": path}, "federate_with"?: [string], "muc"?: {"enabled", "subdomain", "max_occupants", "history_length", "room_creation": "anyone"|"admins", "admins": [bare JID], "max_rooms", "max_nick_length"}, "room_policy"?: {"plugin": string, "fail_open"?: bool}, "components"?: [{"domains": [string], "name"?: string, "secret"?: string, "plugin"?: string, "on_conflict"?: "refuse"|"replace", "hidden"?: bool}], "jwt"?: {"keys"?: [{"kid"?, "alg", "secret"|"secret_file"|"public_key"|"public_key_file"}], "jwks_files"?: [path], "username_claim"?, "audience"?: [string], "issuer"?: [string], "leeway_secs"?, "require_exp"?}, "tokens"?: {"access_ttl_secs"?, "refresh_ttl_secs"?}}"#,
         ),
         success: StatusCode::CREATED,
         handler: |c| Box::pin(tenants::create(c)),
@@ -152,9 +186,9 @@ pub static ROUTES: &[Route] = &[
     Route {
         method: Method::PATCH,
         path: "/api/v1/tenants/{tenant}",
-        summary: "Change a tenant's settings (tenant tokens: auth, federation, room policy, components and MUC settings but muc.max_rooms)",
+        summary: "Change a tenant's settings (tenant tokens: auth, federation, jwt without key files, tokens, room policy, components and MUC settings but muc.max_rooms)",
         body: Body::Json(
-            r#"{"domains"?: [string], "auth"?: {...}, "limits"?: {...}, "tls"?: {...}|null, "federate_with"?: [string], "muc"?: {only the keys to change}, "room_policy"?: {"plugin": string, "fail_open"?: bool}|null, "components"?: [{"domains": [string], "name"?: string, "secret"?: string, "plugin"?: string, "on_conflict"?: "refuse"|"replace", "hidden"?: bool}]}"#,
+            r#"{"domains"?: [string], "auth"?: {...}, "limits"?: {...}, "tls"?: {...}|null, "federate_with"?: [string], "muc"?: {only the keys to change}, "room_policy"?: {"plugin": string, "fail_open"?: bool}|null, "components"?: [{"domains": [string], "name"?: string, "secret"?: string, "plugin"?: string, "on_conflict"?: "refuse"|"replace", "hidden"?: bool}], "jwt"?: {...}|null, "tokens"?: {...}|null}"#,
         ),
         success: StatusCode::OK,
         handler: |c| Box::pin(tenants::patch(c)),

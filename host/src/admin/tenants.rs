@@ -14,6 +14,8 @@ use super::response::{ApiError, ApiResult, json, no_content};
 use crate::tenants::manage;
 use crate::tenants::spec::{AuthMethod, ComponentSpec, RoomPolicySetting, TenantTls};
 use crate::tenants::{Tenant, TenantSpec};
+use crate::tokens::issued::IssuedTokenSettings;
+use crate::tokens::jwt::JwtSettings;
 
 /// A tenant as the API shows it.
 #[derive(Serialize)]
@@ -28,10 +30,13 @@ pub struct TenantView {
 
 impl TenantView {
     pub fn of(t: &Tenant) -> TenantView {
+        let mut spec = t.spec.clone();
+        // Inline HMAC secrets are write-only.
+        spec.jwt = spec.jwt.as_ref().map(JwtSettings::redacted);
         TenantView {
             name: t.name.clone(),
             source: if t.from_config { "config" } else { "api" },
-            spec: t.spec.clone(),
+            spec,
             sessions: t.session_count(),
             has_token: t.token_sha256.is_some(),
         }
@@ -79,6 +84,12 @@ struct TenantPatch {
     room_policy: Option<Option<RoomPolicySetting>>,
     /// The whole list of components (replaces the current one).
     components: Option<Vec<ComponentSpec>>,
+    /// `null` turns JWT login off.
+    #[serde(default, with = "double_option")]
+    jwt: Option<Option<JwtSettings>>,
+    /// `null` turns server-issued tokens off.
+    #[serde(default, with = "double_option")]
+    tokens: Option<Option<IssuedTokenSettings>>,
 }
 
 /// Distinguishes an absent field from an explicit `null`.
@@ -94,9 +105,12 @@ mod double_option {
 
 impl TenantPatch {
     fn touches_operator_fields(&self) -> bool {
+        // Key files are read on the server's disk: only the operator may name them.
+        let reads_files = matches!(&self.jwt, Some(Some(j)) if j.reads_files());
         self.domains.is_some()
             || self.limits.is_some()
             || self.tls.is_some()
+            || reads_files
             || self
                 .muc
                 .as_ref()
@@ -138,6 +152,12 @@ impl TenantPatch {
         }
         if let Some(c) = self.components {
             spec.components = c;
+        }
+        if let Some(j) = self.jwt {
+            spec.jwt = j;
+        }
+        if let Some(t) = self.tokens {
+            spec.tokens = t;
         }
         Ok(())
     }

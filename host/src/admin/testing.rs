@@ -196,6 +196,7 @@ impl TestApi {
             tenants: Arc::new(MemTenants::default()),
             muc: Arc::new(crate::storage::MemMucStore::default()),
             plugins: Arc::new(crate::storage::MemPluginStore::default()),
+            tokens: Arc::new(crate::storage::MemTokenStore::default()),
             flush: Arc::new(|| Ok(())),
         };
         let mut config = Config::default();

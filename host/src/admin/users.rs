@@ -105,9 +105,14 @@ pub async fn delete(ctx: Ctx) -> ApiResult {
     let account = ctx.account(&domain, ctx.param("username")?)?;
     let users = ctx.server().storage.users.clone();
     let a = account.clone();
-    ctx.blocking(move || users.delete_user(&a))
-        .await?
-        .map_err(|e| storage_error(&account, e))?;
+    let tokens = ctx.server().storage.tokens.clone();
+    ctx.blocking(move || {
+        users.delete_user(&a)?;
+        // A later account of the same name must not inherit the old tokens.
+        tokens.revoke_all(&a).map(drop)
+    })
+    .await?
+    .map_err(|e| storage_error(&account, e))?;
     ctx.server().verified_passwords.forget(&account);
     let kicked = ctx.server().router.kick_account(&account);
     tracing::info!(account = %account, sessions_ended = kicked, "admin API: account deleted");
@@ -132,9 +137,14 @@ pub async fn set_password(ctx: Ctx) -> ApiResult {
     }
     let creds = ctx.derive_credentials(body.password).await?;
     let a = account.clone();
-    ctx.blocking(move || users.set_credentials(&a, &creds))
-        .await?
-        .map_err(|e| storage_error(&account, e))?;
+    let tokens = ctx.server().storage.tokens.clone();
+    ctx.blocking(move || {
+        users.set_credentials(&a, &creds)?;
+        // XEP-0484: a password change invalidates the account's FAST tokens.
+        tokens.delete_fast(&a)
+    })
+    .await?
+    .map_err(|e| storage_error(&account, e))?;
     ctx.server().verified_passwords.forget(&account);
     let kicked = ctx.server().router.kick_account(&account);
     tracing::info!(account = %account, sessions_ended = kicked, "admin API: password changed");

@@ -12,6 +12,7 @@
 //! heliograph tenant list | show NAME | enable NAME | disable NAME | token NAME
 //! heliograph tenant remove NAME [--purge]
 //! heliograph room list|show|create|destroy|kick --tenant T ...
+//! heliograph token mint|list|revoke [--tenant T] USER [--kind K] [--id ID]
 //! heliograph reload
 //! heliograph drain
 //! ```
@@ -91,10 +92,43 @@ pub enum Command {
     /// Manage a tenant's MUC rooms (meetings).
     #[command(subcommand)]
     Room(RoomCommand),
+    /// Mint, list and revoke users' server-issued tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Re-read the server's config file and apply the differences (like SIGHUP).
     Reload,
     /// Drain the server: not ready, no new connections, sessions sent elsewhere, then exit.
     Drain,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Mint an access and/or refresh token for USER (printed once).
+    Mint {
+        /// The user's tenant (USER may then be a bare localpart of its first domain).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// A bare JID, or a localpart with --tenant.
+        user: String,
+        /// `access`, `refresh` or `both`.
+        #[arg(long, default_value = "both", value_parser = ["access", "refresh", "both"])]
+        kind: String,
+    },
+    /// List USER's live refresh tokens.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        user: String,
+    },
+    /// Revoke every token of USER at once (access tokens too), or one refresh token.
+    Revoke {
+        #[arg(long)]
+        tenant: Option<String>,
+        user: String,
+        /// Revoke only this refresh token (an id from `token list`).
+        #[arg(long)]
+        id: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

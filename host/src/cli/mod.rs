@@ -1,5 +1,5 @@
 //! The `heliograph` command line: `serve` (the default) runs the server; `user …`,
-//! `session …`, `tenant …` and `reload` are clients of the running server's admin API
+//! `session …`, `tenant …`, `plugin …`, `token …` and `reload` are clients of the running server's admin API
 //! ([`crate::admin`]).
 //!
 //! Client commands find the API and the operator token from, in order: `--api` /
@@ -16,6 +16,7 @@ pub mod output;
 pub mod plugin;
 pub mod room;
 pub mod tenant;
+pub mod token;
 
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -129,6 +130,7 @@ pub async fn run(
         Command::Tenant(t) => tenant::run(client, t, out).await?,
         Command::Plugin(p) => plugin::run(client, p, out).await?,
         Command::Room(r) => room::run(client, r, out).await?,
+        Command::Token(t) => token::run(client, t, out).await?,
         Command::Reload => tenant::reload(client, out).await?,
         Command::Drain => {
             let r = client.request(hyper::Method::POST, "/drain", None).await?;

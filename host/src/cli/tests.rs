@@ -345,3 +345,62 @@ fn room_policy_option_becomes_json() {
         assert!(err.contains("--room-policy"), "{bad}: {err}");
     }
 }
+
+#[tokio::test]
+async fn token_commands_mint_list_and_revoke() {
+    let api = TestApi::start().await;
+    let client = ApiClient::new(&api.url(), TOKEN).unwrap();
+    client
+        .request(
+            hyper::Method::POST,
+            "/tenants",
+            Some(serde_json::json!({"name": "tok", "domains": ["tok.test"], "tokens": {}})),
+        )
+        .await
+        .unwrap();
+    run_line(&api, &["user", "add", "bob@tok.test", "--password", "pw"])
+        .await
+        .unwrap();
+    let out = run_line(&api, &["token", "mint", "--tenant", "tok", "bob"])
+        .await
+        .unwrap();
+    assert!(out.contains("access_token hgt.a."), "{out}");
+    assert!(out.contains("refresh_token hgt.r."), "{out}");
+    let listed = run_line(&api, &["token", "list", "bob@tok.test"])
+        .await
+        .unwrap();
+    let id = listed.split_whitespace().next().unwrap().to_string();
+    assert_eq!(id.len(), 32, "{listed}");
+    let out = run_line(&api, &["token", "revoke", "bob@tok.test", "--id", &id])
+        .await
+        .unwrap();
+    assert_eq!(out, format!("revoked refresh token {id} of bob@tok.test\n"));
+    let err = run_line(&api, &["token", "revoke", "bob@tok.test", "--id", &id])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no refresh token"), "{err}");
+    let out = run_line(&api, &["token", "revoke", "--tenant", "tok", "bob"])
+        .await
+        .unwrap();
+    assert!(
+        out.starts_with("revoked every token of bob@tok.test"),
+        "{out}"
+    );
+    // Wrong domain for the tenant, a tenant without tokens, a user that does not exist.
+    assert!(
+        run_line(
+            &api,
+            &["token", "mint", "--tenant", "tok", "bob@example.com"]
+        )
+        .await
+        .is_err()
+    );
+    let err = run_line(&api, &["token", "mint", "bob@example.com"])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("does not issue tokens"), "{err}");
+    let err = run_line(&api, &["token", "mint", "nobody@tok.test"])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no such user"), "{err}");
+}

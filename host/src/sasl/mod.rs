@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod bearer;
 pub mod client;
 mod credentials;
 mod crypto;
@@ -33,6 +34,12 @@ pub enum Mechanism {
     ScramSha256,
     ScramSha1,
     Plain,
+    /// RFC 7628 bearer tokens; verified by the session with the tenant's token settings.
+    OAuthBearer,
+    /// X-OAUTH (MongooseIM) bearer tokens: the token alone, or PLAIN-like.
+    XOAuth,
+    /// X-OAUTH2 (Google, ejabberd): `NUL user NUL token`; parsed like X-OAUTH.
+    XOAuth2,
 }
 
 impl Mechanism {
@@ -44,6 +51,9 @@ impl Mechanism {
             Mechanism::ScramSha256 => "SCRAM-SHA-256",
             Mechanism::ScramSha1 => "SCRAM-SHA-1",
             Mechanism::Plain => "PLAIN",
+            Mechanism::OAuthBearer => "OAUTHBEARER",
+            Mechanism::XOAuth => "X-OAUTH",
+            Mechanism::XOAuth2 => "X-OAUTH2",
         }
     }
 
@@ -55,9 +65,20 @@ impl Mechanism {
             Mechanism::ScramSha256,
             Mechanism::ScramSha1,
             Mechanism::Plain,
+            Mechanism::OAuthBearer,
+            Mechanism::XOAuth,
+            Mechanism::XOAuth2,
         ]
         .into_iter()
         .find(|m| m.name() == name)
+    }
+
+    /// True for the mechanisms that carry a bearer token.
+    pub fn is_token(self) -> bool {
+        matches!(
+            self,
+            Mechanism::OAuthBearer | Mechanism::XOAuth | Mechanism::XOAuth2
+        )
     }
 
     /// True for the channel-binding (-PLUS) variants.
@@ -204,6 +225,8 @@ pub struct SaslServer {
 enum Exchange {
     Scram(scram::ScramServer),
     Plain(plain::PlainServer),
+    /// Token mechanisms need a tenant; the session runs them (see `session::auth`).
+    NeedsSession,
 }
 
 impl SaslServer {
@@ -213,6 +236,9 @@ impl SaslServer {
             Mechanism::ScramSha256Plus | Mechanism::ScramSha256 => scram(ScramHash::Sha256),
             Mechanism::ScramSha1Plus | Mechanism::ScramSha1 => scram(ScramHash::Sha1),
             Mechanism::Plain => Exchange::Plain(plain::PlainServer::default()),
+            Mechanism::OAuthBearer | Mechanism::XOAuth | Mechanism::XOAuth2 => {
+                Exchange::NeedsSession
+            }
         };
         SaslServer {
             mechanism,
@@ -231,6 +257,7 @@ impl SaslServer {
         match &mut self.exchange {
             Exchange::Scram(s) => s.step(input, creds),
             Exchange::Plain(p) => p.step(input, creds),
+            Exchange::NeedsSession => Outcome::Failure(SaslFailure::InvalidMechanism, None),
         }
     }
 

@@ -101,6 +101,7 @@ async fn own_account(
     match payload_ns(iq) {
         ns::ROSTER => roster::handle_iq(server, entry, iq).await,
         ns::BLOCKING => blocking::handle_iq(server, entry, iq).await,
+        ns::TOKEN_AUTH => super::token_auth::handle_iq(server, entry, iq).await,
         // With no `to`, server features are answered by the server (clients ping this way).
         ns::PING | ns::VERSION | ns::TIME if iq.attr("to").is_none() => server_handlers(iq),
         ns::DISCO_INFO if iq.attr("to").is_none() => server_handlers(iq),

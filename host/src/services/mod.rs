@@ -17,6 +17,7 @@ pub mod presence;
 pub mod roster;
 pub mod subscription;
 pub mod time;
+pub mod token_auth;
 pub mod version;
 
 use std::sync::Arc;

@@ -3,7 +3,9 @@
 //!
 //! Tenants whose `auth` names a plugin verify PLAIN through their authenticator plugin
 //! ([`verify_with_plugin`]); SCRAM cannot hand a password to a plugin, so those tenants
-//! are offered PLAIN only ([`offered_mechanisms_for_plugin`]).
+//! are offered PLAIN only ([`offered_mechanisms_for_plugin`]). Tenants that take tokens
+//! (JWT or server-issued) are also offered OAUTHBEARER and X-OAUTH, and their PLAIN
+//! accepts a token as the password ([`super::token_login`]).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -45,6 +47,21 @@ pub fn offered_mechanisms_for_plugin(tls: bool, allow_plain_without_tls: bool) -
     } else {
         Vec::new()
     }
+}
+
+/// Adds the token mechanisms (OAUTHBEARER, X-OAUTH, X-OAUTH2) before PLAIN, where PLAIN may be
+/// offered: a bearer token is as sensitive as a password.
+pub fn add_token_mechanisms(mechs: &mut Vec<Mechanism>, tls: bool, allow_plain_without_tls: bool) {
+    if !(tls || allow_plain_without_tls) {
+        return;
+    }
+    let at = mechs
+        .iter()
+        .position(|m| *m == Mechanism::Plain)
+        .unwrap_or(mechs.len());
+    mechs.insert(at, Mechanism::XOAuth2);
+    mechs.insert(at, Mechanism::XOAuth);
+    mechs.insert(at, Mechanism::OAuthBearer);
 }
 
 /// The `<mechanisms/>` feature plus XEP-0440 channel-binding types.
@@ -155,28 +172,58 @@ impl CredentialSource for AccountCredentials<'_> {
     }
 }
 
+/// Checks PLAIN credentials against the stored accounts, as the built-in PLAIN does.
+pub fn check_plain_password(creds: &dyn CredentialSource, plain: PlainCredentials) -> Outcome {
+    match creds.check_password(&plain.username, &plain.password) {
+        PasswordCheck::Valid => Outcome::Success {
+            username: plain.username,
+            authzid: plain.authzid,
+            additional_data: None,
+        },
+        PasswordCheck::Invalid | PasswordCheck::NoSuchUser => Outcome::Failure(
+            SaslFailure::NotAuthorized,
+            Some("invalid credentials".into()),
+        ),
+    }
+}
+
 /// An authentication exchange in progress.
 pub enum Exchange {
     /// A built-in mechanism against the server's accounts.
     Builtin(SaslServer),
-    /// PLAIN verified by the tenant's authenticator plugin in `slot`.
-    Plugin {
+    /// PLAIN checked by the session: as a token when the tenant takes tokens and the
+    /// password looks like one, else by the tenant's authenticator plugin in `slot`, else
+    /// against the stored credentials.
+    Password {
         tenant: String,
-        slot: String,
+        slot: Option<String>,
+        tokens: bool,
         /// An empty challenge was sent (no initial response).
         prompted: bool,
     },
+    /// OAUTHBEARER or X-OAUTH.
+    Token {
+        mech: Mechanism,
+        /// OAUTHBEARER sent its error challenge; this failure follows the client's `%x01`.
+        pending_failure: Option<(SaslFailure, String)>,
+    },
 }
 
-/// What a plugin PLAIN exchange needs next.
-pub enum PluginStep {
+/// What a session-run exchange needs next.
+pub enum SessionStep {
     /// Send this (a challenge, or a failure for a malformed message).
     Reply(Outcome),
-    /// Verify these credentials with the plugin.
-    Verify {
+    /// Check these PLAIN credentials.
+    Password {
         tenant: String,
-        slot: String,
+        slot: Option<String>,
+        tokens: bool,
         creds: PlainCredentials,
+    },
+    /// Check this bearer token.
+    Token {
+        mech: Mechanism,
+        msg: crate::sasl::bearer::BearerMessage,
     },
 }
 
@@ -189,46 +236,96 @@ impl Exchange {
         Exchange::Builtin(SaslServer::new(mech, ctx))
     }
 
-    /// PLAIN for a plugin tenant.
-    pub fn plugin(tenant: &str, slot: &str) -> Exchange {
-        Exchange::Plugin {
+    /// PLAIN run by the session (plugin tenants, and tenants that take tokens).
+    pub fn password(tenant: &str, slot: Option<&str>, tokens: bool) -> Exchange {
+        Exchange::Password {
             tenant: tenant.to_string(),
-            slot: slot.to_string(),
+            slot: slot.map(str::to_string),
+            tokens,
             prompted: false,
         }
     }
 
-    /// A built-in mechanism's step; `None` for a plugin exchange (see [`Self::plugin_step`]).
-    pub fn step(&mut self, input: &[u8], creds: &dyn CredentialSource) -> Option<Outcome> {
-        match self {
-            Exchange::Builtin(server) => Some(server.step(input, creds)),
-            Exchange::Plugin { .. } => None,
+    /// OAUTHBEARER or X-OAUTH.
+    pub fn token(mech: Mechanism) -> Exchange {
+        Exchange::Token {
+            mech,
+            pending_failure: None,
         }
     }
 
-    /// A plugin exchange's step: parse the PLAIN message (asking for it first if the
-    /// client sent no initial response).
-    pub fn plugin_step(&mut self, input: &[u8]) -> Option<PluginStep> {
-        let Exchange::Plugin {
-            tenant,
-            slot,
-            prompted,
-        } = self
-        else {
-            return None;
-        };
-        if input.is_empty() && !*prompted {
-            *prompted = true;
-            return Some(PluginStep::Reply(Outcome::Challenge(Vec::new())));
+    /// A built-in mechanism's step; `None` for a session-run exchange (see
+    /// [`Self::session_step`]).
+    pub fn step(&mut self, input: &[u8], creds: &dyn CredentialSource) -> Option<Outcome> {
+        match self {
+            Exchange::Builtin(server) => Some(server.step(input, creds)),
+            Exchange::Password { .. } | Exchange::Token { .. } => None,
         }
-        Some(match parse_plain(input) {
-            Ok(creds) => PluginStep::Verify {
-                tenant: tenant.clone(),
-                slot: slot.clone(),
-                creds,
-            },
-            Err(failure) => PluginStep::Reply(failure),
-        })
+    }
+
+    /// OAUTHBEARER failed: remember the failure and return the error challenge to send
+    /// (RFC 7628 §3.2.2); the client answers `%x01` and then gets the failure.
+    pub fn bearer_failed(&mut self, failure: SaslFailure, text: String) -> Outcome {
+        if let Exchange::Token {
+            pending_failure, ..
+        } = self
+        {
+            *pending_failure = Some((failure, text));
+        }
+        Outcome::Challenge(crate::sasl::bearer::oauthbearer_error_challenge())
+    }
+
+    /// A session-run exchange's step: parse the client's message (asking for it first
+    /// if the client sent no initial response).
+    pub fn session_step(&mut self, input: &[u8]) -> Option<SessionStep> {
+        match self {
+            Exchange::Builtin(_) => None,
+            Exchange::Password {
+                tenant,
+                slot,
+                tokens,
+                prompted,
+            } => {
+                if input.is_empty() && !*prompted {
+                    *prompted = true;
+                    return Some(SessionStep::Reply(Outcome::Challenge(Vec::new())));
+                }
+                Some(match parse_plain(input) {
+                    Ok(creds) => SessionStep::Password {
+                        tenant: tenant.clone(),
+                        slot: slot.clone(),
+                        tokens: *tokens,
+                        creds,
+                    },
+                    Err(failure) => SessionStep::Reply(failure),
+                })
+            }
+            Exchange::Token {
+                mech,
+                pending_failure,
+            } => {
+                if let Some((f, text)) = pending_failure.take() {
+                    // RFC 7628 §3.2.3: the only valid answer to the error is `%x01`.
+                    let outcome = if input == [crate::sasl::bearer::KVSEP] {
+                        Outcome::Failure(f, Some(text))
+                    } else {
+                        Outcome::Failure(SaslFailure::MalformedRequest, None)
+                    };
+                    return Some(SessionStep::Reply(outcome));
+                }
+                let parsed = match mech {
+                    Mechanism::OAuthBearer => crate::sasl::bearer::parse_oauthbearer(input),
+                    _ => crate::sasl::bearer::parse_xoauth(input),
+                };
+                Some(match parsed {
+                    Ok(msg) => SessionStep::Token { mech: *mech, msg },
+                    Err(f) => SessionStep::Reply(Outcome::Failure(
+                        f,
+                        Some("malformed token message".into()),
+                    )),
+                })
+            }
+        }
     }
 }
 

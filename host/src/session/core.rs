@@ -4,15 +4,20 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+mod sasl2_flow;
+mod token_flow;
+
 use super::StreamErrorCondition;
-use super::auth::{self, AccountCredentials, Exchange, PluginStep};
+use super::auth::{self, AccountCredentials, Exchange, SessionStep};
 use super::bind;
+use super::sasl2::{self, Sasl2Mechanism, Sasl2Request};
 use crate::config::C2sListener;
 use crate::router::{SessionEntry, SessionMsg, Transport};
 use crate::sasl::{ChannelBindings, Mechanism, Outcome, SaslFailure};
 use crate::server::Server;
 use crate::stanza::{self, Condition, Kind};
 use crate::storage::Account;
+use crate::tokens::fast::{self, HtMechanism};
 use crate::xml::{Element, StreamEvent, StreamHeader, ns};
 
 /// What the transport must do next.
@@ -66,6 +71,12 @@ impl From<&C2sListener> for ListenerPolicy {
     }
 }
 
+/// Why a session could not be bound.
+enum BindFailure {
+    HostGone,
+    SessionLimit,
+}
+
 enum Stage {
     /// Waiting for the client's stream header.
     AwaitHeader,
@@ -91,6 +102,10 @@ pub struct StreamCore {
     /// The authenticator plugin's roles/attributes of the user, for the session entry.
     user_facts: crate::router::UserFacts,
     exchange: Option<Exchange>,
+    /// The SASL2 `<authenticate/>` in progress (its inline requests), if SASL2 is used.
+    sasl2: Option<Sasl2Request>,
+    /// A FAST login found its token due for rotation: issue a new one on success.
+    fast_rotation: Option<HtMechanism>,
     offered: Vec<Mechanism>,
     failed_auths: u32,
     session_tx: mpsc::Sender<SessionMsg>,
@@ -121,6 +136,8 @@ impl StreamCore {
             auth_expires: None,
             user_facts: Default::default(),
             exchange: None,
+            sasl2: None,
+            fast_rotation: None,
             offered: Vec::new(),
             failed_auths: 0,
             session_tx,
@@ -325,8 +342,18 @@ impl StreamCore {
                 listener.allow_plain_without_tls,
             )
         };
+        if self.token_tenant().is_some() {
+            auth::add_token_mechanisms(
+                &mut self.offered,
+                self.facts.tls,
+                listener.allow_plain_without_tls,
+            );
+        }
         for el in auth::mechanisms_features(&self.offered, &self.facts.channel_bindings) {
             f.push_child(el);
+        }
+        if !self.offered.is_empty() {
+            f.push_child(sasl2::feature(&self.offered, &self.fast_mechanisms()));
         }
         f
     }
@@ -341,6 +368,12 @@ impl StreamCore {
             }
             crate::tenants::AuthMethod::Internal => None,
         }
+    }
+
+    /// The stream's tenant name, if its users may log in with tokens.
+    fn token_tenant(&self) -> Option<String> {
+        let tenant = self.server.tenant_of(self.domain.as_deref()?)?;
+        tenant.spec.token_logins().then(|| tenant.name.clone())
     }
 
     /// The transport this session runs over.
@@ -368,6 +401,9 @@ impl StreamCore {
         }
         if el.ns() == ns::SASL {
             return self.on_sasl(el).await;
+        }
+        if el.ns() == ns::SASL2 {
+            return self.on_sasl2(el).await;
         }
         if self.authenticated.is_some() && Kind::of(&el) == Some(Kind::Iq) {
             return self.on_bind_iq(el);
@@ -440,18 +476,36 @@ impl StreamCore {
             Ok(d) => d,
             Err(f) => return self.sasl_failed(f, None),
         };
-        let plus_advertised = self.offered.iter().any(|m| m.is_plus());
-        // The tenant's auth method now (it may have changed since the features were sent).
-        self.exchange = Some(match self.plugin_auth() {
-            Some((tenant, slot)) if mech == Mechanism::Plain => Exchange::plugin(&tenant, &slot),
-            Some(_) => return self.sasl_failed(SaslFailure::InvalidMechanism, None),
-            None => Exchange::start(mech, self.facts.channel_bindings.clone(), plus_advertised),
-        });
+        if let Err(f) = self.start_exchange(mech) {
+            return self.sasl_failed(f, None);
+        }
         if data.is_empty() && mech != Mechanism::Plain {
             // SCRAM needs the client-first message; ask for it with an empty challenge.
             return vec![Action::Send(auth::with_data("challenge", Some(&[])))];
         }
         self.sasl_step(&data).await
+    }
+
+    /// Starts the exchange for `mech` with the tenant's auth method as it is now (it may
+    /// have changed since the features were sent).
+    fn start_exchange(&mut self, mech: Mechanism) -> Result<(), SaslFailure> {
+        let plus_advertised = self.offered.iter().any(|m| m.is_plus());
+        let token_tenant = self.token_tenant();
+        self.exchange = Some(match (self.plugin_auth(), &token_tenant) {
+            (_, Some(_)) if mech.is_token() => Exchange::token(mech),
+            (_, None) if mech.is_token() => return Err(SaslFailure::InvalidMechanism),
+            (Some((tenant, slot)), _) if mech == Mechanism::Plain => {
+                Exchange::password(&tenant, Some(&slot), token_tenant.is_some())
+            }
+            (Some(_), _) => return Err(SaslFailure::InvalidMechanism),
+            (None, Some(tenant)) if mech == Mechanism::Plain => {
+                Exchange::password(tenant, None, true)
+            }
+            (None, _) => {
+                Exchange::start(mech, self.facts.channel_bindings.clone(), plus_advertised)
+            }
+        });
+        Ok(())
     }
 
     async fn sasl_step(&mut self, data: &[u8]) -> Vec<Action> {
@@ -468,35 +522,40 @@ impl StreamCore {
         };
         let outcome = match exchange.step(data, &creds) {
             Some(outcome) => outcome,
-            None => match exchange.plugin_step(data) {
-                Some(PluginStep::Verify {
+            None => match exchange.session_step(data) {
+                Some(SessionStep::Password {
                     tenant,
                     slot,
-                    creds,
+                    tokens,
+                    creds: plain,
                 }) => {
-                    let verdict = auth::verify_with_plugin(
-                        &self.server,
-                        &tenant,
-                        &slot,
-                        creds,
-                        auth::LoginFacts {
-                            domain: &domain,
-                            address: &self.facts.address,
-                            transport: self.transport(),
-                            tls: self.facts.tls,
-                        },
-                    )
-                    .await;
-                    self.auth_expires = verdict.expires_at;
-                    self.user_facts = verdict.user_facts;
-                    verdict.outcome
+                    self.password_login(&domain, &tenant, slot, tokens, plain)
+                        .await
                 }
-                Some(PluginStep::Reply(outcome)) => outcome,
+                Some(SessionStep::Token { mech, msg }) => {
+                    self.bearer_login(&domain, mech, msg).await
+                }
+                Some(SessionStep::Reply(outcome)) => outcome,
                 None => return Vec::new(),
             },
         };
+        self.finish_outcome(outcome).await
+    }
+
+    /// Sends what an exchange's outcome calls for, in legacy SASL or SASL2 form.
+    async fn finish_outcome(&mut self, outcome: Outcome) -> Vec<Action> {
+        let Some(domain) = self.domain.clone() else {
+            return self.close(None);
+        };
         match outcome {
-            Outcome::Challenge(c) => vec![Action::Send(auth::with_data("challenge", Some(&c)))],
+            Outcome::Challenge(c) => {
+                let el = if self.sasl2.is_some() {
+                    sasl2::challenge(&c)
+                } else {
+                    auth::with_data("challenge", Some(&c))
+                };
+                vec![Action::Send(el)]
+            }
             Outcome::Failure(f, text) => self.sasl_failed(f, text.as_deref()),
             Outcome::Success {
                 username,
@@ -513,15 +572,20 @@ impl StreamCore {
                 {
                     return self.sasl_failed(SaslFailure::InvalidAuthzid, None);
                 }
-                tracing::info!(jid = %account, address = %self.facts.address, "authenticated");
+                tracing::info!(jid = %account, address = %self.facts.address, sasl2 = self.sasl2.is_some(), "authenticated");
                 self.exchange = None;
-                self.authenticated = Some(account);
-                self.stage = Stage::AwaitHeader;
-                self.header_sent = false;
-                vec![
-                    Action::Send(auth::with_data("success", additional_data.as_deref())),
-                    Action::Restart,
-                ]
+                self.authenticated = Some(account.clone());
+                match self.sasl2.take() {
+                    Some(request) => self.sasl2_success(account, request, additional_data).await,
+                    None => {
+                        self.stage = Stage::AwaitHeader;
+                        self.header_sent = false;
+                        vec![
+                            Action::Send(auth::with_data("success", additional_data.as_deref())),
+                            Action::Restart,
+                        ]
+                    }
+                }
             }
         }
     }
@@ -529,8 +593,13 @@ impl StreamCore {
     fn sasl_failed(&mut self, f: SaslFailure, text: Option<&str>) -> Vec<Action> {
         self.exchange = None;
         self.failed_auths += 1;
+        self.fast_rotation = None;
         tracing::info!(address = %self.facts.address, condition = f.condition(), "authentication failed");
-        let mut out = vec![Action::Send(auth::failure(f, text))];
+        let el = match self.sasl2.take() {
+            Some(_) => sasl2::failure(f, text),
+            None => auth::failure(f, text),
+        };
+        let mut out = vec![Action::Send(el)];
         if self.failed_auths >= self.facts.policy.max_auth_attempts {
             out.extend(self.close(Some((
                 StreamErrorCondition::PolicyViolation,
@@ -558,16 +627,39 @@ impl StreamCore {
                     .collect();
             }
         };
-        let Some(tenant) = self.server.tenant_of(&account.domain) else {
-            return self.close(Some((StreamErrorCondition::HostGone, None)));
+        let entry = match self.bind_session(account, resource) {
+            Ok(entry) => entry,
+            Err(BindFailure::HostGone) => {
+                return self.close(Some((StreamErrorCondition::HostGone, None)));
+            }
+            Err(BindFailure::SessionLimit) => {
+                let text = "the tenant's session limit is reached";
+                return stanza::error_reply(&iq, Condition::ResourceConstraint, Some(text))
+                    .map(Action::Send)
+                    .into_iter()
+                    .collect();
+            }
         };
-        let Some(slot) = tenant.acquire_session() else {
-            let text = "the tenant's session limit is reached";
-            return stanza::error_reply(&iq, Condition::ResourceConstraint, Some(text))
-                .map(Action::Send)
-                .into_iter()
-                .collect();
-        };
+        let mut reply = Element::new("iq", ns::CLIENT).with_attr("type", "result");
+        if let Some(id) = iq.attr("id") {
+            reply.set_attr("id", id);
+        }
+        reply.push_child(bind::bind_result(&entry.full_jid));
+        vec![Action::Send(reply)]
+    }
+
+    /// Registers the bound session (RFC 6120 bind, or Bind 2 inline in SASL2); an older
+    /// session of the same full JID ends with `<conflict/>`.
+    fn bind_session(
+        &mut self,
+        account: Account,
+        resource: String,
+    ) -> Result<Arc<SessionEntry>, BindFailure> {
+        let tenant = self
+            .server
+            .tenant_of(&account.domain)
+            .ok_or(BindFailure::HostGone)?;
+        let slot = tenant.acquire_session().ok_or(BindFailure::SessionLimit)?;
         self.tenant_slot = Some(slot);
         self.unauth = None;
         self.bound_metric = Some(crate::metrics::session_bound(
@@ -596,14 +688,9 @@ impl StreamCore {
         if let Some(expires_at) = self.auth_expires {
             end_at_expiry(&entry, expires_at);
         }
-        let mut reply = Element::new("iq", ns::CLIENT).with_attr("type", "result");
-        if let Some(id) = iq.attr("id") {
-            reply.set_attr("id", id);
-        }
-        reply.push_child(bind::bind_result(&entry.full_jid));
-        self.entry = Some(entry);
+        self.entry = Some(entry.clone());
         self.stage = Stage::Bound;
-        vec![Action::Send(reply)]
+        Ok(entry)
     }
 
     async fn on_bound_stanza(&mut self, entry: &Arc<SessionEntry>, mut el: Element) -> Vec<Action> {

@@ -1,7 +1,8 @@
 //! Persistent data, one small trait per concern: accounts and credentials
 //! ([`UserStore`]), rosters ([`RosterStore`]), offline messages ([`OfflineStore`]),
-//! block lists ([`BlockStore`]), persistent MUC rooms ([`MucStore`]) and plugin versions, blobs and key-value data
-//! ([`PluginStore`]). [`Storage`] bundles one implementation of each; the embedded default
+//! block lists ([`BlockStore`]), persistent MUC rooms ([`MucStore`]), plugin versions,
+//! blobs and key-value data ([`PluginStore`]) and server-issued token state
+//! ([`TokenStore`]). [`Storage`] bundles one implementation of each; the embedded default
 //! is [`sled_store`].
 //!
 //! Every account is addressed by its bare JID ([`Account`]); keys are laid out domain
@@ -12,9 +13,11 @@
 pub mod muc;
 pub mod plugins;
 pub mod sled_store;
+pub mod tokens;
 
 pub use muc::{MemMucStore, MucStore, StoredRoom};
 pub use plugins::{KvWrite, MemPluginStore, PluginStore, SlotRecord, VersionRecord};
+pub use tokens::{MemTokenStore, RefreshRecord, TokenStore};
 
 use std::sync::Arc;
 
@@ -200,6 +203,8 @@ pub struct Storage {
     pub tenants: Arc<dyn TenantStore>,
     pub muc: Arc<dyn MucStore>,
     pub plugins: Arc<dyn PluginStore>,
+    /// Server-issued tokens: signing keys, revocation, refresh tokens.
+    pub tokens: Arc<dyn TokenStore>,
     /// Flushes everything to disk (called at shutdown).
     pub flush: Arc<dyn Fn() -> StorageResult<()> + Send + Sync>,
 }

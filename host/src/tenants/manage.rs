@@ -15,6 +15,7 @@ use crate::config::{Config, ConfigError};
 use crate::server::Server;
 use crate::session::StreamErrorCondition;
 use crate::storage::{self, Storage, StorageError};
+use crate::tokens::jwt::{JwtConfigError, JwtVerifier};
 use crate::transport::tls::{TlsError, load_cert};
 
 /// Why a tenant operation failed.
@@ -34,6 +35,11 @@ pub enum TenantError {
     Storage(#[from] StorageError),
     #[error("certificate of tenant {name:?}: {source}")]
     Tls { name: String, source: TlsError },
+    #[error("JWT keys of tenant {name:?}: {source}")]
+    Jwt {
+        name: String,
+        source: JwtConfigError,
+    },
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("the server was started without a config file, so there is nothing to reload")]
@@ -56,13 +62,16 @@ pub fn build_tenant(
         )?)),
         None => None,
     };
-    Ok(Tenant::new(
-        name.to_string(),
-        spec,
-        from_config,
-        token_sha256,
-        cert,
-    ))
+    let jwt = match &spec.jwt {
+        Some(settings) => Some(Arc::new(JwtVerifier::load(settings).map_err(|source| {
+            TenantError::Jwt {
+                name: name.to_string(),
+                source,
+            }
+        })?)),
+        None => None,
+    };
+    Ok(Tenant::new(name.to_string(), spec, from_config, token_sha256, cert).with_jwt(jwt))
 }
 
 /// Every tenant: those of the config file (with their stored runtime overrides and
@@ -242,7 +251,8 @@ pub async fn set_enabled(
         current.from_config,
         current.token_sha256.clone(),
         current.cert.clone(),
-    );
+    )
+    .with_jwt(current.jwt.clone());
     server.tenants.upsert(tenant)?;
     if !enabled {
         end_sessions(server, &current.spec.domains, "tenant disabled");
@@ -273,7 +283,12 @@ pub async fn remove(server: &Arc<Server>, name: &str, purge: bool) -> Result<(),
     if purge {
         for d in current.spec.domains.clone() {
             let users = server.storage.users.clone();
-            storage::blocking(move || users.purge_domain(&d)).await?;
+            let tokens = server.storage.tokens.clone();
+            storage::blocking(move || {
+                users.purge_domain(&d)?;
+                tokens.purge_tokens(&d)
+            })
+            .await?;
         }
     }
     tracing::info!(tenant = name, purge, "tenant removed");
@@ -310,7 +325,8 @@ pub async fn issue_token(server: &Arc<Server>, name: &str) -> Result<String, Ten
         current.from_config,
         Some(hash),
         current.cert.clone(),
-    );
+    )
+    .with_jwt(current.jwt.clone());
     server.tenants.upsert(tenant)?;
     tracing::info!(tenant = name, "tenant admin token issued");
     Ok(token)

@@ -24,6 +24,8 @@ pub struct Tenant {
     pub token_sha256: Option<String>,
     /// The tenant's own certificate, loaded from `spec.tls`.
     pub cert: Option<Arc<TenantCert>>,
+    /// The tenant's JWT keys, loaded from `spec.jwt`.
+    pub jwt: Option<Arc<crate::tokens::jwt::JwtVerifier>>,
     /// Online sessions; shared by every version of the tenant across updates.
     sessions: Arc<AtomicUsize>,
 }
@@ -42,8 +44,15 @@ impl Tenant {
             from_config,
             token_sha256,
             cert,
+            jwt: None,
             sessions: Arc::default(),
         }
+    }
+
+    /// The same tenant with these loaded JWT keys.
+    pub fn with_jwt(mut self, jwt: Option<Arc<crate::tokens::jwt::JwtVerifier>>) -> Tenant {
+        self.jwt = jwt;
+        self
     }
 
     pub fn enabled(&self) -> bool {

@@ -82,6 +82,12 @@ pub struct TenantSpec {
     /// Wasm-hosted ones).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub components: Vec<ComponentSpec>,
+    /// JWT login (PLAIN with a JWT as password, OAUTHBEARER, X-OAUTH), alongside `auth`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<crate::tokens::jwt::JwtSettings>,
+    /// Server-issued access and refresh tokens (the token-auth iq and token logins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<crate::tokens::issued::IssuedTokenSettings>,
 }
 
 /// What happens when a component connects for a domain another connection serves.
@@ -169,6 +175,8 @@ impl TenantSpec {
             room_policy: None,
             muc: Default::default(),
             components: Vec::new(),
+            jwt: None,
+            tokens: None,
         }
     }
 
@@ -213,7 +221,16 @@ impl TenantSpec {
             .muc
             .normalized()
             .map_err(|e| format!("tenant {name:?}: {e}"))?;
+        if let Some(jwt) = &self.jwt {
+            crate::tokens::jwt::JwtVerifier::check_settings(jwt)
+                .map_err(|e| format!("tenant {name:?}: jwt: {e}"))?;
+        }
         Ok(self)
+    }
+
+    /// True if users may log in with a token (JWT or server-issued).
+    pub fn token_logins(&self) -> bool {
+        self.jwt.is_some() || self.tokens.is_some()
     }
 }
 

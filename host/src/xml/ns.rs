@@ -24,3 +24,11 @@ pub const BLOCKING: &str = "urn:xmpp:blocking";
 pub const BLOCKING_ERRORS: &str = "urn:xmpp:blocking:errors";
 pub const SASL_CB: &str = "urn:xmpp:sasl-cb:0";
 pub const DATA_FORMS: &str = "jabber:x:data";
+/// MongooseIM token-based reconnection (access and refresh tokens).
+pub const TOKEN_AUTH: &str = "erlang-solutions.com:xmpp:token-auth:0";
+/// XEP-0388 Extensible SASL Profile.
+pub const SASL2: &str = "urn:xmpp:sasl:2";
+/// XEP-0386 Bind 2.
+pub const BIND2: &str = "urn:xmpp:bind:0";
+/// XEP-0484 Fast Authentication Streamlining Tokens.
+pub const FAST: &str = "urn:xmpp:fast:0";

@@ -130,6 +130,13 @@ pub struct ConnectArgs {
     /// Report login rate and server CPU per this many logins (single process only).
     #[arg(long, default_value_t = 1000)]
     pub segment: usize,
+    /// HS256 secret of the domain's JWT key (`--mech jwt`: PLAIN with a JWT per account,
+    /// minted before the run).
+    #[arg(long, value_name = "SECRET")]
+    pub jwt_secret: Option<String>,
+    /// `kid` to put in the JWT header.
+    #[arg(long, value_name = "KID")]
+    pub jwt_kid: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -415,6 +422,8 @@ impl Env {
             concurrency,
             sources: self.args.sources,
             segment: 1000,
+            jwt_secret: None,
+            jwt_kid: None,
         }
     }
 }
@@ -613,9 +622,14 @@ fn print_connect(out: &Output, v: &Value) {
 async fn cmd_connect(out: &Output, a: ConnectArgs) -> anyhow::Result<()> {
     let env = Env::open(&a.target)?;
     env.provision(out, a.sessions).await?;
+    if a.mech == Mech::Jwt && a.jwt_secret.is_none() {
+        bail!("--mech jwt needs --jwt-secret (the HS256 secret of the domain's JWT key)");
+    }
     let mut job = env.job(a.transport, a.mech, a.sessions, a.concurrency);
     job.rate = a.rate;
     job.segment = a.segment;
+    job.jwt_secret = a.jwt_secret.clone();
+    job.jwt_kid = a.jwt_kid.clone();
     let rss0 = procfs::sample(env.target.pid)?.rss_kib;
     let (mut s, held) = connect_and_hold(&job, a.procs, env.target.pid).await?;
     let v = connect_json("connect", &job, &mut s);

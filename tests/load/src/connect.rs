@@ -43,6 +43,12 @@ pub struct ConnectJob {
     pub sources: usize,
     /// Sample server CPU every this many logins (0 = never).
     pub segment: usize,
+    /// HS256 secret for `--mech jwt` (tokens are minted before the run).
+    #[serde(default)]
+    pub jwt_secret: Option<String>,
+    /// `kid` of the JWT key, if the tenant names its keys.
+    #[serde(default)]
+    pub jwt_kid: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for TransportKind {
@@ -110,6 +116,16 @@ pub async fn run(job: &ConnectJob, server_pid: Option<u32>) -> ConnectOutcome {
         tls: xmpp::tls_connector(),
     };
     let spec = Arc::new(spec);
+    // JWT mode: every token is minted before the clock starts.
+    let passwords: Arc<Vec<String>> = Arc::new(match (&job.mech, &job.jwt_secret) {
+        (Mech::Jwt, Some(secret)) => (0..job.count)
+            .map(|k| {
+                let user = username(&job.user_prefix, job.first + k);
+                crate::jwt::mint(secret, job.jwt_kid.as_deref(), &user, 3600)
+            })
+            .collect(),
+        _ => Vec::new(),
+    });
     let sem = Arc::new(Semaphore::new(job.concurrency.max(1)));
     let (tx, mut rx) = mpsc::unbounded_channel();
     let start = Instant::now();
@@ -126,11 +142,15 @@ pub async fn run(job: &ConnectJob, server_pid: Option<u32>) -> ConnectOutcome {
                 let i = job.first + k;
                 let user = username(&job.user_prefix, i);
                 let source = xmpp::source_ip(i, job.sources);
+                let password = passwords
+                    .get(k)
+                    .cloned()
+                    .unwrap_or_else(|| PASSWORD.to_string());
                 tokio::spawn(async move {
                     let t0 = Instant::now();
                     let r = tokio::time::timeout(
                         Duration::from_secs(60),
-                        xmpp::login(&spec, Some(source), &user, PASSWORD, "load"),
+                        xmpp::login(&spec, Some(source), &user, &password, "load"),
                     )
                     .await
                     .unwrap_or_else(|_| Err(anyhow::anyhow!("login timed out after 60 s")));
@@ -253,7 +273,7 @@ mod tests {
             http: Some("127.0.0.1:3".parse().unwrap()),
             domain: "d".into(),
             transport: TransportKind::Tls,
-            mech: Mech::ScramSha256,
+            mech: Mech::Jwt,
             user_prefix: "u".into(),
             first: 3,
             count: 4,
@@ -261,11 +281,14 @@ mod tests {
             concurrency: 8,
             sources: 50,
             segment: 0,
+            jwt_secret: Some("s".into()),
+            jwt_kid: None,
         };
         let text = serde_json::to_string(&job).unwrap();
         let back: ConnectJob = serde_json::from_str(&text).unwrap();
         assert_eq!(back.transport, TransportKind::Tls);
-        assert_eq!(back.mech, Mech::ScramSha256);
+        assert_eq!(back.mech, Mech::Jwt);
+        assert_eq!(back.jwt_secret.as_deref(), Some("s"));
         assert_eq!(back.first, 3);
         assert_eq!(back.http, job.http);
     }

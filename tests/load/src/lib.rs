@@ -2,7 +2,8 @@
 //! delivered message, measured by commands anyone can run (see `tests/load/README.md`).
 //!
 //! [`xmpp`] is a lean client (login over plain TCP, STARTTLS or direct TLS with PLAIN or
-//! SCRAM-SHA-256; [`web`] adds BOSH and WebSocket), [`connect`] and [`chat`] are the scenarios, [`admin`] provisions the
+//! SCRAM-SHA-256, or PLAIN carrying a JWT minted by [`jwt`]; [`web`] adds BOSH and
+//! WebSocket), [`connect`] and [`chat`] are the scenarios, [`admin`] provisions the
 //! accounts, [`target`] starts or finds the server, [`procfs`] reads its CPU time and
 //! memory, [`stats`] holds latency samples, and [`cli`] ties them into the
 //! `heliograph-load` command.
@@ -11,6 +12,7 @@ pub mod admin;
 pub mod chat;
 pub mod cli;
 pub mod connect;
+pub mod jwt;
 pub mod muc;
 pub mod procfs;
 pub mod stats;

@@ -293,7 +293,7 @@ async fn authenticate(
         }
     };
     match mech {
-        Mech::Plain => {
+        Mech::Plain | Mech::Jwt => {
             let data = plain_initial_response(None, user, password);
             conn.send(&sasl("auth", Some("PLAIN"), &data)).await?;
             let answer = conn.next_stanza().await?;

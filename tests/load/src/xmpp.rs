@@ -58,6 +58,11 @@ pub enum Mech {
     #[value(name = "scram-sha-256")]
     #[serde(rename = "SCRAM-SHA-256")]
     ScramSha256,
+    /// PLAIN with a JWT as the password (the tenant must have `jwt` settings; the job's
+    /// `jwt_secret` signs the tokens).
+    #[value(name = "jwt")]
+    #[serde(rename = "JWT")]
+    Jwt,
 }
 
 impl Mech {
@@ -65,6 +70,7 @@ impl Mech {
         match self {
             Mech::Plain => "PLAIN",
             Mech::ScramSha256 => "SCRAM-SHA-256",
+            Mech::Jwt => "JWT",
         }
     }
 }
@@ -372,7 +378,7 @@ async fn authenticate(
     password: &str,
 ) -> anyhow::Result<()> {
     match mech {
-        Mech::Plain => {
+        Mech::Plain | Mech::Jwt => {
             let data = plain_initial_response(None, user, password);
             io.write_all(sasl_element("auth", Some("PLAIN"), &data).as_bytes())
                 .await?;

@@ -31,6 +31,7 @@ mod rosters;
 mod tenants;
 #[cfg(test)]
 mod tests;
+mod tokens;
 mod users;
 
 use std::path::Path;
@@ -54,6 +55,7 @@ pub fn open(dir: &Path) -> StorageResult<Storage> {
         blocks: store.clone(),
         tenants: store.clone(),
         muc: store.clone(),
+        tokens: store.clone(),
         plugins: store,
         flush: Arc::new(move || flusher.flush()),
     })
@@ -87,6 +89,7 @@ struct SledStore {
     blocks: Tree,
     tenants: Tree,
     muc_rooms: Tree,
+    tokens: Tree,
     plugin_kv: Tree,
     plugin_kv_usage: Tree,
     plugin_blobs: Tree,
@@ -105,6 +108,7 @@ impl SledStore {
             blocks: tree("blocks")?,
             tenants: tree("tenants")?,
             muc_rooms: tree("muc_rooms")?,
+            tokens: tree("tokens")?,
             plugin_kv: tree("plugin_kv")?,
             plugin_kv_usage: tree("plugin_kv_usage")?,
             plugin_blobs: tree("plugin_blobs")?,
