@@ -665,3 +665,40 @@ def test_a_nick_changed_by_the_service_is_announced_with_210(server):
         assert f"nicks@{SERVICE}/Dave Smith" in own, own
         assert re.search(r"code=['\"]210['\"]", own), own
         assert re.search(r"code=['\"]110['\"]", own), own
+
+
+async def test_voice_request_is_approved_by_a_moderator(server, xmpp):
+    alice = await login(xmpp, server, "alice")
+    bob = await login(xmpp, server, "bob")
+    room = f"speak@{SERVICE}"
+    await instant_room(alice, room, "Alice")
+    await configure(alice, room, moderatedroom="1")
+    pres, *_ = await join(bob, room, "Bob")
+    assert pres["muc"]["role"] == "visitor"
+
+    request = bob.plugin["xep_0004"].make_form(ftype="submit")
+    request.add_field(var="FORM_TYPE", value="http://jabber.org/protocol/muc#request")
+    request.add_field(var="muc#role", value="participant")
+    msg = bob.make_message(mto=room)
+    msg.append(request)
+    msg.send()
+
+    asked = await alice.messages.take(
+        lambda m: str(m["from"]) == room and m["form"]["title"] == "Voice request",
+        10, "voice request")
+    values = asked["form"]["values"]
+    assert values["muc#roomnick"] == "Bob"
+    assert JID(values["muc#jid"]).bare == "bob@localhost"
+    answer = alice.plugin["xep_0004"].make_form(ftype="submit")
+    answer.add_field(var="FORM_TYPE", value="http://jabber.org/protocol/muc#request")
+    for var in ("muc#role", "muc#jid", "muc#roomnick"):
+        answer.add_field(var=var, value=str(values[var]))
+    answer.add_field(var="muc#request_allow", ftype="boolean", value=True)
+    reply = alice.make_message(mto=room)
+    reply.append(answer)
+    reply.send()
+
+    voiced = await presence_of(bob, room, "Bob", role="participant")
+    assert 110 in codes(voiced)
+    bob.send_message(mto=room, mbody="thanks for the voice", mtype="groupchat")
+    await groupchat_from(alice, room, "Bob", "thanks for the voice")

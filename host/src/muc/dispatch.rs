@@ -14,6 +14,7 @@ use super::room::{Outbox, Room, RoomError};
 use super::service::{MucService, check_room_limit, now};
 use super::settings::RoomCreation;
 use super::types::{Affiliation, Role};
+use super::voice::VoiceForm;
 use crate::server::Server;
 use crate::stanza::{self, Condition};
 use crate::xml::{Element, ns};
@@ -303,6 +304,10 @@ async fn message(
                 };
                 room.broadcast_message(idx, m, replaced.as_deref(), now())
             }
+        },
+        None if let Some(form) = VoiceForm::parse(m) => match form? {
+            VoiceForm::Request => room.request_voice(from)?,
+            VoiceForm::Answer { nick, allow } => room.answer_voice_request(from, &nick, allow)?,
         },
         None => {
             let mediated = Mediated::parse(m);

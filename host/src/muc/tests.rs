@@ -687,3 +687,93 @@ fn admin_items_parse() {
     }
     assert!(AdminChange::parse(&Element::new("query", MUC_ADMIN)).is_err());
 }
+
+/// A message to the room carrying a submitted `muc#request` form with `fields`.
+fn voice_form(fields: &[(&str, &str)]) -> Element {
+    let mut x = Element::new("x", ns::DATA_FORMS).with_attr("type", "submit");
+    let all = [("FORM_TYPE", super::voice::MUC_REQUEST)];
+    for (var, value) in all.iter().chain(fields) {
+        x.push_child(
+            Element::new("field", ns::DATA_FORMS)
+                .with_attr("var", *var)
+                .with_child(Element::new("value", ns::DATA_FORMS).with_text(*value)),
+        );
+    }
+    Element::new("message", ns::CLIENT).with_child(x)
+}
+
+#[test]
+fn voice_requests_reach_moderators_and_approval_grants_voice() {
+    use super::voice::VoiceForm;
+    let mut r = room();
+    r.config.moderated = true;
+    join_ok(&mut r, "owner", "Boss");
+    join_ok(&mut r, "bob", "Bob");
+    join_ok(&mut r, "carol", "Carol");
+    assert_eq!(r.by_nick("Bob").unwrap().role, Role::Visitor);
+
+    let request = voice_form(&[("muc#role", "participant")]);
+    assert_eq!(VoiceForm::parse(&request), Some(Ok(VoiceForm::Request)));
+    let out = r.request_voice("bob@a.test/res").unwrap();
+    // Only the moderator is asked, with the requester's nick and JID in the form.
+    assert_eq!(
+        to_from(&out),
+        vec![("owner@a.test/res".into(), ROOM.to_string())]
+    );
+    let form = super::dataform::Submitted::parse(out[0].child("x", ns::DATA_FORMS).unwrap());
+    assert_eq!(form.kind, "form");
+    assert_eq!(form.form_type(), Some(super::voice::MUC_REQUEST));
+    let value = |var: &str| {
+        form.fields
+            .iter()
+            .find(|(v, _)| v == var)
+            .map(|(_, vals)| vals.clone())
+    };
+    assert_eq!(value("muc#roomnick"), Some(vec!["Bob".to_string()]));
+    assert_eq!(value("muc#jid"), Some(vec!["bob@a.test/res".to_string()]));
+    assert_eq!(value("muc#request_allow"), Some(vec!["false".to_string()]));
+
+    // A visitor cannot approve; a refusal changes nothing; approval gives voice.
+    let answer = |allow: &str| {
+        voice_form(&[
+            ("muc#role", "participant"),
+            ("muc#roomnick", "Bob"),
+            ("muc#request_allow", allow),
+        ])
+    };
+    assert_eq!(
+        VoiceForm::parse(&answer("true")),
+        Some(Ok(VoiceForm::Answer {
+            nick: "Bob".into(),
+            allow: true
+        }))
+    );
+    let err = r
+        .answer_voice_request("carol@a.test/res", "Bob", true)
+        .unwrap_err();
+    assert_eq!(err.condition, Condition::Forbidden);
+    assert!(
+        r.answer_voice_request("owner@a.test/res", "Bob", false)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(r.by_nick("Bob").unwrap().role, Role::Visitor);
+    let out = r
+        .answer_voice_request("owner@a.test/res", "Bob", true)
+        .unwrap();
+    assert_eq!(r.by_nick("Bob").unwrap().role, Role::Participant);
+    assert_eq!(out.len(), 3, "every occupant sees Bob's new role");
+    assert!(
+        out.iter()
+            .all(|p| item(p).attr("role") == Some("participant"))
+    );
+    // Bob has voice now: asking again asks nobody.
+    assert!(r.request_voice("bob@a.test/res").unwrap().is_empty());
+
+    let bad = voice_form(&[("muc#role", "moderator")]);
+    assert_eq!(
+        VoiceForm::parse(&bad).unwrap().unwrap_err().condition,
+        Condition::BadRequest
+    );
+    assert_eq!(VoiceForm::parse(&Element::new("message", ns::CLIENT)), None);
+}
