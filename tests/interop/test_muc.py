@@ -702,3 +702,29 @@ async def test_voice_request_is_approved_by_a_moderator(server, xmpp):
     assert 110 in codes(voiced)
     bob.send_message(mto=room, mbody="thanks for the voice", mtype="groupchat")
     await groupchat_from(alice, room, "Bob", "thanks for the voice")
+
+
+async def test_owner_form_edits_the_owner_and_admin_lists(server, xmpp):
+    alice = await login(xmpp, server, "alice")
+    room = f"lists@{SERVICE}"
+    await instant_room(alice, room, "Alice")
+    form = await alice.plugin["xep_0045"].get_room_config(room, timeout=10)
+    owners = {f["var"]: f for f in form["fields"]}["muc#roomconfig_roomowners"]
+    assert owners["type"] == "jid-multi"
+    assert [str(j) for j in owners.get_value()] == ["alice@localhost"]
+
+    async def submit(var, jids):
+        f = alice.plugin["xep_0004"].make_form(ftype="submit")
+        f.add_field(var=var, ftype="jid-multi", value=jids)
+        await alice.plugin["xep_0045"].set_room_config(room, f, timeout=10)
+
+    await submit("muc#roomconfig_roomadmins", ["bob@localhost"])
+    admins = await alice.plugin["xep_0045"].get_affiliation_list(room, "admin", timeout=10)
+    assert [str(j) for j in admins] == ["bob@localhost"]
+    # The last owner cannot be removed.
+    with pytest.raises(IqError) as err:
+        await submit("muc#roomconfig_roomowners", [])
+    assert error_condition(err.value) == "conflict"
+    await submit("muc#roomconfig_roomowners", ["alice@localhost", "carol@localhost"])
+    owners = await alice.plugin["xep_0045"].get_affiliation_list(room, "owner", timeout=10)
+    assert sorted(str(j) for j in owners) == ["alice@localhost", "carol@localhost"]

@@ -421,7 +421,7 @@ async fn iq(
         }
         ("query", MUC_OWNER, true) => {
             room.check_owner(&actor)?;
-            let form = room.config.form(&room.jid);
+            let form = room.config_form();
             out.push(stanza::iq_result_with(
                 iq,
                 Element::new("query", MUC_OWNER).with_child(form),
@@ -482,7 +482,13 @@ async fn owner_set(
             {
                 return Err(RoomError::with_text(Condition::Forbidden, reason));
             }
+            // The owner and admin lists: all or nothing, before the configuration.
+            let changes = room.list_changes(&form)?;
             let mut out = vec![stanza::iq_result(iq)];
+            if !changes.is_empty() {
+                let actor = room.actor_for(from);
+                out.extend(room.admin_set(&actor, &changes)?);
+            }
             out.extend(room.apply_config(new));
             Ok(out)
         }

@@ -777,3 +777,77 @@ fn voice_requests_reach_moderators_and_approval_grants_voice() {
     );
     assert_eq!(VoiceForm::parse(&Element::new("message", ns::CLIENT)), None);
 }
+
+/// The owner form as submitted with only `fields` (var, values).
+fn owner_submit(fields: &[(&str, &[&str])]) -> super::dataform::Submitted {
+    super::dataform::Submitted {
+        kind: "submit".into(),
+        fields: fields
+            .iter()
+            .map(|(var, vals)| {
+                (
+                    var.to_string(),
+                    vals.iter().map(|v| v.to_string()).collect(),
+                )
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn owner_and_admin_lists_in_the_configuration_form() {
+    use super::config::{ROOMADMINS, ROOMOWNERS};
+    let mut r = room();
+    r.store_affiliation("adm@a.test", Affiliation::Admin);
+    join_ok(&mut r, "owner", "Boss");
+    let form = super::dataform::Submitted::parse(&r.config_form());
+    let values = |var: &str| {
+        form.fields
+            .iter()
+            .find(|(v, _)| v == var)
+            .unwrap()
+            .1
+            .clone()
+    };
+    assert_eq!(values(ROOMOWNERS), vec!["owner@a.test"]);
+    assert_eq!(values(ROOMADMINS), vec!["adm@a.test"]);
+
+    let owner = r.actor_for("owner@a.test/res");
+    // Replacing the only owner works: the new owner is granted first.
+    let changes = r
+        .list_changes(&owner_submit(&[
+            (ROOMOWNERS, &["New@A.test"]),
+            (ROOMADMINS, &["adm@a.test", "owner@a.test"]),
+        ]))
+        .unwrap();
+    let out = r.admin_set(&owner, &changes).unwrap();
+    assert_eq!(r.affiliation("new@a.test"), Affiliation::Owner);
+    assert_eq!(r.affiliation("owner@a.test"), Affiliation::Admin);
+    assert_eq!(r.affiliation("adm@a.test"), Affiliation::Admin);
+    // Boss is in the room: everyone sees the new affiliation.
+    assert!(
+        out.iter()
+            .any(|p| item(p).attr("affiliation") == Some("admin"))
+    );
+
+    // Lists left out stay; an empty owner list would leave the room ownerless.
+    let none = r.list_changes(&owner_submit(&[])).unwrap();
+    assert!(none.is_empty());
+    let new_owner = r.actor_for("new@a.test/x");
+    let empty = r.list_changes(&owner_submit(&[(ROOMOWNERS, &[])])).unwrap();
+    assert_eq!(
+        r.admin_set(&new_owner, &empty).unwrap_err().condition,
+        Condition::Conflict
+    );
+    assert_eq!(r.affiliation("new@a.test"), Affiliation::Owner);
+    // An empty admin list removes the admins; nonsense JIDs are refused.
+    let changes = r.list_changes(&owner_submit(&[(ROOMADMINS, &[])])).unwrap();
+    r.admin_set(&new_owner, &changes).unwrap();
+    assert_eq!(r.affiliation("adm@a.test"), Affiliation::None);
+    assert_eq!(
+        r.list_changes(&owner_submit(&[(ROOMOWNERS, &["@@"])]))
+            .unwrap_err()
+            .condition,
+        Condition::JidMalformed
+    );
+}
