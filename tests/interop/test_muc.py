@@ -728,3 +728,23 @@ async def test_owner_form_edits_the_owner_and_admin_lists(server, xmpp):
     await submit("muc#roomconfig_roomowners", ["alice@localhost", "carol@localhost"])
     owners = await alice.plugin["xep_0045"].get_affiliation_list(room, "owner", timeout=10)
     assert sorted(str(j) for j in owners) == ["alice@localhost", "carol@localhost"]
+
+
+async def test_a_rooms_affiliation_list_is_capped(server, xmpp):
+    server.create_tenant("acme", ["acme.test"], muc={"max_affiliations": 2})
+    server.create_user("alice", "pw", domain="acme.test")
+    alice = await login(xmpp, server, "alice@acme.test", create=False)
+    room = "capped@conference.acme.test"
+    await instant_room(alice, room, "Alice")
+    muc = alice.plugin["xep_0045"]
+    await muc.set_affiliation(room, "member", jid="bob@acme.test", timeout=10)
+    with pytest.raises(IqError) as err:
+        await muc.set_affiliation(room, "outcast", jid="spam@acme.test", timeout=10)
+    assert error_condition(err.value) == "not-allowed"
+    # Removing an entry frees its place.
+    await muc.set_affiliation(room, "none", jid="bob@acme.test", timeout=10)
+    await muc.set_affiliation(room, "outcast", jid="spam@acme.test", timeout=10)
+    # The cap bounds storage: only the operator may change it.
+    token = server.admin("POST", "/api/v1/tenants/acme/token", expect=201)[1]["token"]
+    server.admin("PATCH", "/api/v1/tenants/acme", {"muc": {"max_affiliations": 0}}, expect=403,
+                 token=token)

@@ -136,7 +136,7 @@ pub static ROUTES: &[Route] = &[
         path: "/api/v1/tenants",
         summary: "Create a tenant; its users can log in at once (operator)",
         body: Body::Json(
-            r#"{"name": string, "domains": [string], "enabled"?: bool, "auth"?: {"method": "internal"|"plugin", "plugin"?: string}, "limits"?: {"max_sessions", "max_accounts", "stanza_rate", "stanza_burst", "max_stanza_size"}, "tls"?: {"cert": path, "key": path}, "federate_with"?: [string], "muc"?: {"enabled", "subdomain", "max_occupants", "history_length", "room_creation": "anyone"|"admins", "admins": [bare JID], "max_rooms", "max_nick_length"}}"#,
+            r#"{"name": string, "domains": [string], "enabled"?: bool, "auth"?: {"method": "internal"|"plugin", "plugin"?: string}, "limits"?: {"max_sessions", "max_accounts", "stanza_rate", "stanza_burst", "max_stanza_size"}, "tls"?: {"cert": path, "key": path}, "federate_with"?: [string], "muc"?: {"enabled", "subdomain", "max_occupants", "history_length", "room_creation": "anyone"|"admins", "admins": [bare JID], "max_rooms", "max_nick_length", "max_affiliations"}}"#,
         ),
         success: StatusCode::CREATED,
         handler: |c| Box::pin(tenants::create(c)),
@@ -152,7 +152,7 @@ pub static ROUTES: &[Route] = &[
     Route {
         method: Method::PATCH,
         path: "/api/v1/tenants/{tenant}",
-        summary: "Change a tenant's settings (tenant tokens: auth, federation and MUC settings but muc.max_rooms)",
+        summary: "Change a tenant's settings (tenant tokens: auth, federation and MUC settings but muc.max_rooms and muc.max_affiliations)",
         body: Body::Json(
             r#"{"domains"?: [string], "auth"?: {...}, "limits"?: {...}, "tls"?: {...}|null, "federate_with"?: [string], "muc"?: {only the keys to change}}"#,
         ),

@@ -3,7 +3,8 @@
 //!
 //! The operator may do everything. A tenant token may show its own tenant and change its
 //! own authentication, federation and MUC settings; domains, limits (including
-//! `muc.max_rooms`), certificates, the enabled state and removal are the operator's.
+//! `muc.max_rooms` and `muc.max_affiliations`), certificates, the enabled state and
+//! removal are the operator's.
 
 use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -95,7 +96,7 @@ impl TenantPatch {
             || self
                 .muc
                 .as_ref()
-                .is_some_and(|m| m.contains_key("max_rooms"))
+                .is_some_and(|m| m.contains_key("max_rooms") || m.contains_key("max_affiliations"))
     }
 
     fn apply(self, spec: &mut TenantSpec) -> Result<(), ApiError> {
@@ -179,7 +180,9 @@ pub async fn patch(ctx: Ctx) -> ApiResult {
     let body: TenantPatch = ctx.json()?;
     if body.touches_operator_fields() {
         ctx.principal
-            .check_operator("changing domains, limits (muc.max_rooms included) or certificates")?;
+            .check_operator(
+                "changing domains, limits (muc.max_rooms and muc.max_affiliations included) or certificates",
+            )?;
     }
     let current = ctx
         .server()

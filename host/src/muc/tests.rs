@@ -23,6 +23,7 @@ fn room() -> Room {
         RoomLimits {
             history_length: 3,
             max_nick_length: 8,
+            max_affiliations: 0,
         },
     );
     r.store_affiliation("owner@a.test", Affiliation::Owner);
@@ -850,4 +851,40 @@ fn owner_and_admin_lists_in_the_configuration_form() {
             .condition,
         Condition::JidMalformed
     );
+}
+
+#[test]
+fn the_affiliation_list_is_capped() {
+    let mut r = room();
+    r.limits.max_affiliations = 2;
+    r.config.members_only = true;
+    join_ok(&mut r, "owner", "Boss");
+    let owner = r.actor_for("owner@a.test/res");
+    let member = |jid: &str, aff: Affiliation| AdminChange::Affiliation {
+        jid: jid.into(),
+        affiliation: aff,
+        reason: None,
+    };
+    r.admin_set(&owner, &[member("m1@a.test", Affiliation::Member)])
+        .unwrap();
+    // Full (owner + m1): a new entry is refused, by muc#admin and by invitation.
+    let err = r
+        .admin_set(&owner, &[member("m2@a.test", Affiliation::Outcast)])
+        .unwrap_err();
+    assert_eq!(err.condition, Condition::NotAllowed);
+    assert_eq!(
+        r.invite("owner@a.test/res", "m3@a.test", None)
+            .unwrap_err()
+            .condition,
+        Condition::NotAllowed
+    );
+    assert_eq!(r.affiliations().count(), 2);
+    // Changing or removing an entry still works, and frees a place.
+    r.admin_set(&owner, &[member("m1@a.test", Affiliation::Admin)])
+        .unwrap();
+    r.admin_set(&owner, &[member("m1@a.test", Affiliation::None)])
+        .unwrap();
+    r.admin_set(&owner, &[member("m2@a.test", Affiliation::Outcast)])
+        .unwrap();
+    assert_eq!(r.affiliation("m2@a.test"), Affiliation::Outcast);
 }
