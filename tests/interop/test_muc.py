@@ -748,3 +748,13 @@ async def test_a_rooms_affiliation_list_is_capped(server, xmpp):
     token = server.admin("POST", "/api/v1/tenants/acme/token", expect=201)[1]["token"]
     server.admin("PATCH", "/api/v1/tenants/acme", {"muc": {"max_affiliations": 0}}, expect=403,
                  token=token)
+
+
+@pytest.mark.server_config({"drain": {"see_other_host": "other.example:5222", "deadline": 10}})
+async def test_a_drain_removes_occupants_with_332_before_sending_clients_away(server, xmpp):
+    alice = await login(xmpp, server, "alice")
+    room = f"moving@{SERVICE}"
+    await instant_room(alice, room, "Alice")
+    server.admin("POST", "/api/v1/drain", expect=(200, 202))
+    gone = await presence_of(alice, room, "Alice", "unavailable")
+    assert {110, 332} <= codes(gone), gone
