@@ -665,3 +665,96 @@ def test_a_nick_changed_by_the_service_is_announced_with_210(server):
         assert f"nicks@{SERVICE}/Dave Smith" in own, own
         assert re.search(r"code=['\"]210['\"]", own), own
         assert re.search(r"code=['\"]110['\"]", own), own
+
+
+async def test_voice_request_is_approved_by_a_moderator(server, xmpp):
+    alice = await login(xmpp, server, "alice")
+    bob = await login(xmpp, server, "bob")
+    room = f"speak@{SERVICE}"
+    await instant_room(alice, room, "Alice")
+    await configure(alice, room, moderatedroom="1")
+    pres, *_ = await join(bob, room, "Bob")
+    assert pres["muc"]["role"] == "visitor"
+
+    request = bob.plugin["xep_0004"].make_form(ftype="submit")
+    request.add_field(var="FORM_TYPE", value="http://jabber.org/protocol/muc#request")
+    request.add_field(var="muc#role", value="participant")
+    msg = bob.make_message(mto=room)
+    msg.append(request)
+    msg.send()
+
+    asked = await alice.messages.take(
+        lambda m: str(m["from"]) == room and m["form"]["title"] == "Voice request",
+        10, "voice request")
+    values = asked["form"]["values"]
+    assert values["muc#roomnick"] == "Bob"
+    assert JID(values["muc#jid"]).bare == "bob@localhost"
+    answer = alice.plugin["xep_0004"].make_form(ftype="submit")
+    answer.add_field(var="FORM_TYPE", value="http://jabber.org/protocol/muc#request")
+    for var in ("muc#role", "muc#jid", "muc#roomnick"):
+        answer.add_field(var=var, value=str(values[var]))
+    answer.add_field(var="muc#request_allow", ftype="boolean", value=True)
+    reply = alice.make_message(mto=room)
+    reply.append(answer)
+    reply.send()
+
+    voiced = await presence_of(bob, room, "Bob", role="participant")
+    assert 110 in codes(voiced)
+    bob.send_message(mto=room, mbody="thanks for the voice", mtype="groupchat")
+    await groupchat_from(alice, room, "Bob", "thanks for the voice")
+
+
+async def test_owner_form_edits_the_owner_and_admin_lists(server, xmpp):
+    alice = await login(xmpp, server, "alice")
+    room = f"lists@{SERVICE}"
+    await instant_room(alice, room, "Alice")
+    form = await alice.plugin["xep_0045"].get_room_config(room, timeout=10)
+    owners = {f["var"]: f for f in form["fields"]}["muc#roomconfig_roomowners"]
+    assert owners["type"] == "jid-multi"
+    assert [str(j) for j in owners.get_value()] == ["alice@localhost"]
+
+    async def submit(var, jids):
+        f = alice.plugin["xep_0004"].make_form(ftype="submit")
+        f.add_field(var=var, ftype="jid-multi", value=jids)
+        await alice.plugin["xep_0045"].set_room_config(room, f, timeout=10)
+
+    await submit("muc#roomconfig_roomadmins", ["bob@localhost"])
+    admins = await alice.plugin["xep_0045"].get_affiliation_list(room, "admin", timeout=10)
+    assert [str(j) for j in admins] == ["bob@localhost"]
+    # The last owner cannot be removed.
+    with pytest.raises(IqError) as err:
+        await submit("muc#roomconfig_roomowners", [])
+    assert error_condition(err.value) == "conflict"
+    await submit("muc#roomconfig_roomowners", ["alice@localhost", "carol@localhost"])
+    owners = await alice.plugin["xep_0045"].get_affiliation_list(room, "owner", timeout=10)
+    assert sorted(str(j) for j in owners) == ["alice@localhost", "carol@localhost"]
+
+
+async def test_a_rooms_affiliation_list_is_capped(server, xmpp):
+    server.create_tenant("acme", ["acme.test"], muc={"max_affiliations": 2})
+    server.create_user("alice", "pw", domain="acme.test")
+    alice = await login(xmpp, server, "alice@acme.test", create=False)
+    room = "capped@conference.acme.test"
+    await instant_room(alice, room, "Alice")
+    muc = alice.plugin["xep_0045"]
+    await muc.set_affiliation(room, "member", jid="bob@acme.test", timeout=10)
+    with pytest.raises(IqError) as err:
+        await muc.set_affiliation(room, "outcast", jid="spam@acme.test", timeout=10)
+    assert error_condition(err.value) == "not-allowed"
+    # Removing an entry frees its place.
+    await muc.set_affiliation(room, "none", jid="bob@acme.test", timeout=10)
+    await muc.set_affiliation(room, "outcast", jid="spam@acme.test", timeout=10)
+    # The cap bounds storage: only the operator may change it.
+    token = server.admin("POST", "/api/v1/tenants/acme/token", expect=201)[1]["token"]
+    server.admin("PATCH", "/api/v1/tenants/acme", {"muc": {"max_affiliations": 0}}, expect=403,
+                 token=token)
+
+
+@pytest.mark.server_config({"drain": {"see_other_host": "other.example:5222", "deadline": 10}})
+async def test_a_drain_removes_occupants_with_332_before_sending_clients_away(server, xmpp):
+    alice = await login(xmpp, server, "alice")
+    room = f"moving@{SERVICE}"
+    await instant_room(alice, room, "Alice")
+    server.admin("POST", "/api/v1/drain", expect=(200, 202))
+    gone = await presence_of(alice, room, "Alice", "unavailable")
+    assert {110, 332} <= codes(gone), gone

@@ -2,8 +2,9 @@
 //! purging data), issue a tenant admin token, and reload the config file.
 //!
 //! The operator may do everything. A tenant token may show its own tenant and change its
-//! own authentication, federation, MUC and component settings; domains, limits (including
-//! `muc.max_rooms`), certificates, the enabled state and removal are the operator's.
+//! own authentication, federation, JWT, token, room-policy, MUC and component settings;
+//! domains, limits (including `muc.max_rooms` and `muc.max_affiliations`), certificates,
+//! the enabled state and removal are the operator's.
 
 use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -114,7 +115,7 @@ impl TenantPatch {
             || self
                 .muc
                 .as_ref()
-                .is_some_and(|m| m.contains_key("max_rooms"))
+                .is_some_and(|m| m.contains_key("max_rooms") || m.contains_key("max_affiliations"))
     }
 
     fn apply(self, spec: &mut TenantSpec) -> Result<(), ApiError> {
@@ -210,7 +211,9 @@ pub async fn patch(ctx: Ctx) -> ApiResult {
     let body: TenantPatch = ctx.json()?;
     if body.touches_operator_fields() {
         ctx.principal
-            .check_operator("changing domains, limits (muc.max_rooms included) or certificates")?;
+            .check_operator(
+                "changing domains, limits (muc.max_rooms and muc.max_affiliations included) or certificates",
+            )?;
     }
     let current = ctx
         .server()

@@ -19,6 +19,10 @@ pub const WHOIS: &str = "muc#roomconfig_whois";
 pub const CHANGE_SUBJECT: &str = "muc#roomconfig_changesubject";
 pub const ALLOW_INVITES: &str = "muc#roomconfig_allowinvites";
 pub const ALLOW_PM: &str = "muc#roomconfig_allowpm";
+/// The owner and admin lists (jid-multi), edited through the form as well as
+/// `muc#admin` (XEP-0045 §10.2, §10.5).
+pub const ROOMOWNERS: &str = "muc#roomconfig_roomowners";
+pub const ROOMADMINS: &str = "muc#roomconfig_roomadmins";
 /// Public logging of the discussion: the service keeps no logs, so it is always off
 /// (and status 170 is never sent).
 pub const ENABLE_LOGGING: &str = "muc#roomconfig_enablelogging";
@@ -188,11 +192,12 @@ impl RoomConfig {
         }))
     }
 
-    /// The owner's configuration form filled with the current values.
-    pub fn form(&self, room: &str) -> Element {
+    /// The owner's configuration form filled with the current values, `extra` fields
+    /// (the affiliation lists) at the end.
+    pub fn form(&self, room: &str, extra: Vec<Field<'_>>) -> Element {
         let b = |v: bool| if v { "1" } else { "0" }.to_string();
         let title = format!("Configuration of {room}");
-        let fields = [
+        let mut fields = vec![
             Field::new(ROOMNAME, "text-single", self.name.clone()).labelled("Room name"),
             Field::new(ROOMDESC, "text-single", self.description.clone()).labelled("Description"),
             Field::new(PERSISTENT, "boolean", b(self.persistent))
@@ -230,6 +235,7 @@ impl RoomConfig {
             Field::new(ENABLE_LOGGING, "boolean", b(false))
                 .labelled("Public logging (this service keeps no logs)"),
         ];
+        fields.extend(extra);
         dataform::form("form", ROOMCONFIG, Some(&title), &fields)
     }
 }
@@ -314,7 +320,7 @@ mod tests {
 
     #[test]
     fn form_submission_applies_fields() {
-        let form = RoomConfig::new(10).form("r@conference.a.test");
+        let form = RoomConfig::new(10).form("r@conference.a.test", Vec::new());
         let mut submitted = Submitted::parse(&form);
         assert_eq!(submitted.form_type(), Some(ROOMCONFIG));
         for (var, values) in &mut submitted.fields {

@@ -24,6 +24,14 @@ impl<'a> Field<'a> {
         }
     }
 
+    /// A field with several values (`jid-multi`, `text-multi`, `list-multi`).
+    pub fn multi(var: &'a str, kind: &'a str, values: Vec<String>) -> Field<'a> {
+        Field {
+            values,
+            ..Field::new(var, kind, String::new())
+        }
+    }
+
     pub fn labelled(mut self, label: &'a str) -> Self {
         self.label = Some(label);
         self

@@ -120,6 +120,9 @@ pub fn room_info(room: &Room) -> Element {
             b(c.allow_invites || !c.members_only),
         )
         .labelled("Occupants may invite"),
+        // No logs are kept: clients need not warn about logging (no status 170).
+        Field::new(super::config::ENABLE_LOGGING, "boolean", "0")
+            .labelled("Public logging of the discussion"),
     ];
     q.push_child(dataform::form("result", MUC_ROOMINFO, None, &fields));
     q
@@ -129,4 +132,39 @@ pub fn room_info(room: &Room) -> Element {
 /// presence, their JIDs may be private).
 pub fn room_items() -> Element {
     Element::new("query", ns::DISCO_ITEMS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::muc::config::{ENABLE_LOGGING, RoomConfig};
+    use crate::muc::dataform::Submitted;
+    use crate::muc::room::RoomLimits;
+
+    #[test]
+    fn room_info_says_logging_is_off() {
+        let room = Room::new(
+            "r@conference.a.test".into(),
+            RoomConfig::new(0),
+            RoomLimits {
+                history_length: 5,
+                max_nick_length: 10,
+                max_affiliations: 0,
+            },
+        );
+        let info = room_info(&room);
+        let form = Submitted::parse(info.child("x", ns::DATA_FORMS).unwrap());
+        assert_eq!(form.form_type(), Some(MUC_ROOMINFO));
+        let logging = form.fields.iter().find(|(v, _)| v == ENABLE_LOGGING);
+        assert_eq!(
+            logging.map(|(_, v)| v.as_slice()),
+            Some(&["0".to_string()][..])
+        );
+        let features: Vec<_> = info
+            .children()
+            .filter(|c| c.name() == "feature")
+            .filter_map(|c| c.attr("var"))
+            .collect();
+        assert!(features.contains(&"muc_unsecured") && features.contains(&"muc_temporary"));
+    }
 }

@@ -14,6 +14,7 @@ use super::room::{Outbox, Room, RoomError};
 use super::service::{MucService, check_room_limit, now};
 use super::settings::RoomCreation;
 use super::types::{Affiliation, Role};
+use super::voice::VoiceForm;
 use crate::server::Server;
 use crate::stanza::{self, Condition};
 use crate::xml::{Element, ns};
@@ -304,6 +305,10 @@ async fn message(
                 room.broadcast_message(idx, m, replaced.as_deref(), now())
             }
         },
+        None if let Some(form) = VoiceForm::parse(m) => match form? {
+            VoiceForm::Request => room.request_voice(from)?,
+            VoiceForm::Answer { nick, allow } => room.answer_voice_request(from, &nick, allow)?,
+        },
         None => {
             let mediated = Mediated::parse(m);
             if mediated.is_empty() {
@@ -416,7 +421,7 @@ async fn iq(
         }
         ("query", MUC_OWNER, true) => {
             room.check_owner(&actor)?;
-            let form = room.config.form(&room.jid);
+            let form = room.config_form();
             out.push(stanza::iq_result_with(
                 iq,
                 Element::new("query", MUC_OWNER).with_child(form),
@@ -477,7 +482,13 @@ async fn owner_set(
             {
                 return Err(RoomError::with_text(Condition::Forbidden, reason));
             }
+            // The owner and admin lists: all or nothing, before the configuration.
+            let changes = room.list_changes(&form)?;
             let mut out = vec![stanza::iq_result(iq)];
+            if !changes.is_empty() {
+                let actor = room.actor_for(from);
+                out.extend(room.admin_set(&actor, &changes)?);
+            }
             out.extend(room.apply_config(new));
             Ok(out)
         }

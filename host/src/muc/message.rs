@@ -270,6 +270,7 @@ impl Room {
                 ));
             }
             if self.affiliation(&to_bare) < Affiliation::Member {
+                self.check_affiliation_room(&to_bare, Affiliation::Member)?;
                 self.store_affiliation(&to_bare, Affiliation::Member);
             }
         }

@@ -5,7 +5,7 @@
 //!   operations in [`manage`].
 //! - [`room`]: a room's state and the presences describing occupants; [`join`],
 //!   [`message`], [`moderation`] and [`owner`] are what occupants, moderators and owners
-//!   do to it; [`history`] is the discussion history.
+//!   do to it; [`voice`] is voice requests; [`history`] is the discussion history.
 //! - [`config`] and [`dataform`]: room configuration and its XEP-0004 form.
 //! - [`disco`]: service discovery of the service and its rooms.
 //! - [`settings`]: the tenant's MUC settings.
@@ -28,6 +28,7 @@ pub mod room;
 pub mod service;
 pub mod settings;
 pub mod types;
+pub mod voice;
 
 #[cfg(test)]
 mod tests;

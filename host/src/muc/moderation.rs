@@ -237,6 +237,7 @@ impl Room {
                 ));
             }
         }
+        self.check_affiliation_room(jid, aff)?;
         self.store_affiliation(jid, aff);
         for idx in self.indexes_of_bare(jid).into_iter().rev() {
             let role = role_after(self, aff, self.occupants[idx].role);

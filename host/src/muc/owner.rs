@@ -1,8 +1,13 @@
-//! Owner operations (XEP-0045 §10, `muc#owner`): the configuration form, applying a
-//! configuration (unlocking a new room, removing non-members when a room becomes
-//! members-only, telling occupants what changed) and destroying a room.
+//! Owner operations (XEP-0045 §10, `muc#owner`): the configuration form (with the
+//! owner and admin lists), applying a configuration (unlocking a new room, removing
+//! non-members when a room becomes members-only, telling occupants what changed) and
+//! destroying a room.
 
-use super::config::{RoomConfig, Whois};
+use std::collections::BTreeSet;
+
+use super::config::{ROOMADMINS, ROOMOWNERS, RoomConfig, Whois};
+use super::dataform::{Field, Submitted};
+use super::moderation::AdminChange;
 use super::ns::{MUC_USER, status};
 use super::room::{Departure, Outbox, Room, RoomError};
 use super::types::{Affiliation, Role};
@@ -120,5 +125,87 @@ impl Room {
         self.occupants.clear();
         self.destroyed = true;
         out
+    }
+}
+
+impl Room {
+    /// The owner's configuration form, with the owner and admin lists.
+    pub fn config_form(&self) -> Element {
+        let list = |aff: Affiliation| {
+            self.affiliations()
+                .filter(|(_, a)| *a == aff)
+                .map(|(j, _)| j.to_string())
+                .collect::<Vec<_>>()
+        };
+        let extra = vec![
+            Field::multi(ROOMOWNERS, "jid-multi", list(Affiliation::Owner)).labelled("Owners"),
+            Field::multi(ROOMADMINS, "jid-multi", list(Affiliation::Admin)).labelled("Admins"),
+        ];
+        self.config.form(&self.jid, extra)
+    }
+
+    /// The affiliation changes a submitted configuration form asks for through its owner
+    /// and admin lists (a list left out of the form stays as it is). Grants come
+    /// first, so an owner list naming only new owners replaces the old ones without
+    /// ever leaving the room ownerless; [`Room::admin_set`] applies the permission and
+    /// last-owner rules.
+    pub fn list_changes(&self, form: &Submitted) -> Result<Vec<AdminChange>, RoomError> {
+        let given = |var: &str| -> Result<Option<BTreeSet<String>>, RoomError> {
+            let Some((_, values)) = form.fields.iter().find(|(v, _)| v == var) else {
+                return Ok(None);
+            };
+            values
+                .iter()
+                .map(|v| v.trim())
+                .filter(|v| !v.is_empty())
+                .map(|v| {
+                    jid::BareJid::new(v)
+                        .map(|j| j.to_string())
+                        .map_err(|_| RoomError::with_text(Condition::JidMalformed, v.to_string()))
+                })
+                .collect::<Result<BTreeSet<_>, _>>()
+                .map(Some)
+        };
+        let current = |aff: Affiliation| -> BTreeSet<String> {
+            self.affiliations()
+                .filter(|(_, a)| *a == aff)
+                .map(|(j, _)| j.to_string())
+                .collect()
+        };
+        let owners = given(ROOMOWNERS)?.unwrap_or_else(|| current(Affiliation::Owner));
+        let admins = given(ROOMADMINS)?.unwrap_or_else(|| current(Affiliation::Admin));
+        let mut touched: BTreeSet<String> = owners.union(&admins).cloned().collect();
+        touched.extend(current(Affiliation::Owner));
+        touched.extend(current(Affiliation::Admin));
+        let (mut grants, mut revokes) = (Vec::new(), Vec::new());
+        for jid in touched {
+            let now = self
+                .affiliations
+                .get(&jid)
+                .copied()
+                .unwrap_or(Affiliation::None);
+            let wanted = if owners.contains(&jid) {
+                Affiliation::Owner
+            } else if admins.contains(&jid) {
+                Affiliation::Admin
+            } else {
+                Affiliation::None
+            };
+            if wanted == now {
+                continue;
+            }
+            let change = AdminChange::Affiliation {
+                jid,
+                affiliation: wanted,
+                reason: None,
+            };
+            if wanted > now {
+                grants.push(change);
+            } else {
+                revokes.push(change);
+            }
+        }
+        grants.extend(revokes);
+        Ok(grants)
     }
 }

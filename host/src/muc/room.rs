@@ -48,6 +48,8 @@ impl RoomError {
 pub struct RoomLimits {
     pub history_length: usize,
     pub max_nick_length: usize,
+    /// Entries the affiliation list may hold (0: unlimited).
+    pub max_affiliations: usize,
 }
 
 /// One occupant: a nickname held by one user (bare JID), possibly from several sessions
@@ -150,6 +152,23 @@ impl Room {
     /// Affiliations other than `none`, sorted by JID.
     pub fn affiliations(&self) -> impl Iterator<Item = (&str, Affiliation)> {
         self.affiliations.iter().map(|(j, a)| (j.as_str(), *a))
+    }
+
+    /// Refuses a new entry in a full affiliation list (`max_affiliations`); changing
+    /// or removing an entry is always possible.
+    pub fn check_affiliation_room(&self, bare: &str, aff: Affiliation) -> Result<(), RoomError> {
+        let max = self.limits.max_affiliations;
+        if aff == Affiliation::None
+            || max == 0
+            || self.affiliations.contains_key(bare)
+            || self.affiliations.len() < max
+        {
+            return Ok(());
+        }
+        Err(RoomError::with_text(
+            Condition::NotAllowed,
+            format!("the room's affiliation list is full ({max} entries)"),
+        ))
     }
 
     /// Sets a stored affiliation (`none` removes it).

@@ -397,6 +397,7 @@ fn limits(s: &MucSettings) -> RoomLimits {
     RoomLimits {
         history_length: s.history_length as usize,
         max_nick_length: s.max_nick_length as usize,
+        max_affiliations: s.max_affiliations as usize,
     }
 }
 

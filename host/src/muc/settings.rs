@@ -35,7 +35,13 @@ pub struct MucSettings {
     pub max_rooms: u32,
     /// Longest room nickname, in characters.
     pub max_nick_length: u32,
+    /// Entries a room's affiliation list (owners, admins, members, outcasts together)
+    /// may hold, so one room cannot grow storage without bound (0: unlimited).
+    pub max_affiliations: u32,
 }
+
+/// Default `max_affiliations`.
+pub const DEFAULT_MAX_AFFILIATIONS: u32 = 10_000;
 
 /// Upper bound of `history_length`.
 pub const MAX_HISTORY_LENGTH: u32 = 1000;
@@ -51,6 +57,7 @@ impl Default for MucSettings {
             admins: Vec::new(),
             max_rooms: 1000,
             max_nick_length: 64,
+            max_affiliations: DEFAULT_MAX_AFFILIATIONS,
         }
     }
 }
@@ -122,6 +129,7 @@ mod tests {
             assert!(s.normalized().is_err(), "{bad}");
         }
         assert!(serde_json::from_str::<MucSettings>(r#"{"bogus":1}"#).is_err());
+        assert_eq!(d.max_affiliations, 10_000);
         let c: MucSettings = serde_json::from_str(r#"{"room_creation":"admins"}"#).unwrap();
         assert_eq!(c.room_creation, RoomCreation::Admins);
     }

@@ -23,6 +23,7 @@ fn room() -> Room {
         RoomLimits {
             history_length: 3,
             max_nick_length: 8,
+            max_affiliations: 0,
         },
     );
     r.store_affiliation("owner@a.test", Affiliation::Owner);
@@ -686,4 +687,204 @@ fn admin_items_parse() {
         assert!(AdminChange::parse(&Element::new("query", MUC_ADMIN).with_child(bad)).is_err());
     }
     assert!(AdminChange::parse(&Element::new("query", MUC_ADMIN)).is_err());
+}
+
+/// A message to the room carrying a submitted `muc#request` form with `fields`.
+fn voice_form(fields: &[(&str, &str)]) -> Element {
+    let mut x = Element::new("x", ns::DATA_FORMS).with_attr("type", "submit");
+    let all = [("FORM_TYPE", super::voice::MUC_REQUEST)];
+    for (var, value) in all.iter().chain(fields) {
+        x.push_child(
+            Element::new("field", ns::DATA_FORMS)
+                .with_attr("var", *var)
+                .with_child(Element::new("value", ns::DATA_FORMS).with_text(*value)),
+        );
+    }
+    Element::new("message", ns::CLIENT).with_child(x)
+}
+
+#[test]
+fn voice_requests_reach_moderators_and_approval_grants_voice() {
+    use super::voice::VoiceForm;
+    let mut r = room();
+    r.config.moderated = true;
+    join_ok(&mut r, "owner", "Boss");
+    join_ok(&mut r, "bob", "Bob");
+    join_ok(&mut r, "carol", "Carol");
+    assert_eq!(r.by_nick("Bob").unwrap().role, Role::Visitor);
+
+    let request = voice_form(&[("muc#role", "participant")]);
+    assert_eq!(VoiceForm::parse(&request), Some(Ok(VoiceForm::Request)));
+    let out = r.request_voice("bob@a.test/res").unwrap();
+    // Only the moderator is asked, with the requester's nick and JID in the form.
+    assert_eq!(
+        to_from(&out),
+        vec![("owner@a.test/res".into(), ROOM.to_string())]
+    );
+    let form = super::dataform::Submitted::parse(out[0].child("x", ns::DATA_FORMS).unwrap());
+    assert_eq!(form.kind, "form");
+    assert_eq!(form.form_type(), Some(super::voice::MUC_REQUEST));
+    let value = |var: &str| {
+        form.fields
+            .iter()
+            .find(|(v, _)| v == var)
+            .map(|(_, vals)| vals.clone())
+    };
+    assert_eq!(value("muc#roomnick"), Some(vec!["Bob".to_string()]));
+    assert_eq!(value("muc#jid"), Some(vec!["bob@a.test/res".to_string()]));
+    assert_eq!(value("muc#request_allow"), Some(vec!["false".to_string()]));
+
+    // A visitor cannot approve; a refusal changes nothing; approval gives voice.
+    let answer = |allow: &str| {
+        voice_form(&[
+            ("muc#role", "participant"),
+            ("muc#roomnick", "Bob"),
+            ("muc#request_allow", allow),
+        ])
+    };
+    assert_eq!(
+        VoiceForm::parse(&answer("true")),
+        Some(Ok(VoiceForm::Answer {
+            nick: "Bob".into(),
+            allow: true
+        }))
+    );
+    let err = r
+        .answer_voice_request("carol@a.test/res", "Bob", true)
+        .unwrap_err();
+    assert_eq!(err.condition, Condition::Forbidden);
+    assert!(
+        r.answer_voice_request("owner@a.test/res", "Bob", false)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(r.by_nick("Bob").unwrap().role, Role::Visitor);
+    let out = r
+        .answer_voice_request("owner@a.test/res", "Bob", true)
+        .unwrap();
+    assert_eq!(r.by_nick("Bob").unwrap().role, Role::Participant);
+    assert_eq!(out.len(), 3, "every occupant sees Bob's new role");
+    assert!(
+        out.iter()
+            .all(|p| item(p).attr("role") == Some("participant"))
+    );
+    // Bob has voice now: asking again asks nobody.
+    assert!(r.request_voice("bob@a.test/res").unwrap().is_empty());
+
+    let bad = voice_form(&[("muc#role", "moderator")]);
+    assert_eq!(
+        VoiceForm::parse(&bad).unwrap().unwrap_err().condition,
+        Condition::BadRequest
+    );
+    assert_eq!(VoiceForm::parse(&Element::new("message", ns::CLIENT)), None);
+}
+
+/// The owner form as submitted with only `fields` (var, values).
+fn owner_submit(fields: &[(&str, &[&str])]) -> super::dataform::Submitted {
+    super::dataform::Submitted {
+        kind: "submit".into(),
+        fields: fields
+            .iter()
+            .map(|(var, vals)| {
+                (
+                    var.to_string(),
+                    vals.iter().map(|v| v.to_string()).collect(),
+                )
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn owner_and_admin_lists_in_the_configuration_form() {
+    use super::config::{ROOMADMINS, ROOMOWNERS};
+    let mut r = room();
+    r.store_affiliation("adm@a.test", Affiliation::Admin);
+    join_ok(&mut r, "owner", "Boss");
+    let form = super::dataform::Submitted::parse(&r.config_form());
+    let values = |var: &str| {
+        form.fields
+            .iter()
+            .find(|(v, _)| v == var)
+            .unwrap()
+            .1
+            .clone()
+    };
+    assert_eq!(values(ROOMOWNERS), vec!["owner@a.test"]);
+    assert_eq!(values(ROOMADMINS), vec!["adm@a.test"]);
+
+    let owner = r.actor_for("owner@a.test/res");
+    // Replacing the only owner works: the new owner is granted first.
+    let changes = r
+        .list_changes(&owner_submit(&[
+            (ROOMOWNERS, &["New@A.test"]),
+            (ROOMADMINS, &["adm@a.test", "owner@a.test"]),
+        ]))
+        .unwrap();
+    let out = r.admin_set(&owner, &changes).unwrap();
+    assert_eq!(r.affiliation("new@a.test"), Affiliation::Owner);
+    assert_eq!(r.affiliation("owner@a.test"), Affiliation::Admin);
+    assert_eq!(r.affiliation("adm@a.test"), Affiliation::Admin);
+    // Boss is in the room: everyone sees the new affiliation.
+    assert!(
+        out.iter()
+            .any(|p| item(p).attr("affiliation") == Some("admin"))
+    );
+
+    // Lists left out stay; an empty owner list would leave the room ownerless.
+    let none = r.list_changes(&owner_submit(&[])).unwrap();
+    assert!(none.is_empty());
+    let new_owner = r.actor_for("new@a.test/x");
+    let empty = r.list_changes(&owner_submit(&[(ROOMOWNERS, &[])])).unwrap();
+    assert_eq!(
+        r.admin_set(&new_owner, &empty).unwrap_err().condition,
+        Condition::Conflict
+    );
+    assert_eq!(r.affiliation("new@a.test"), Affiliation::Owner);
+    // An empty admin list removes the admins; nonsense JIDs are refused.
+    let changes = r.list_changes(&owner_submit(&[(ROOMADMINS, &[])])).unwrap();
+    r.admin_set(&new_owner, &changes).unwrap();
+    assert_eq!(r.affiliation("adm@a.test"), Affiliation::None);
+    assert_eq!(
+        r.list_changes(&owner_submit(&[(ROOMOWNERS, &["@@"])]))
+            .unwrap_err()
+            .condition,
+        Condition::JidMalformed
+    );
+}
+
+#[test]
+fn the_affiliation_list_is_capped() {
+    let mut r = room();
+    r.limits.max_affiliations = 2;
+    r.config.members_only = true;
+    join_ok(&mut r, "owner", "Boss");
+    let owner = r.actor_for("owner@a.test/res");
+    let member = |jid: &str, aff: Affiliation| AdminChange::Affiliation {
+        jid: jid.into(),
+        affiliation: aff,
+        reason: None,
+    };
+    r.admin_set(&owner, &[member("m1@a.test", Affiliation::Member)])
+        .unwrap();
+    // Full (owner + m1): a new entry is refused, by muc#admin and by invitation.
+    let err = r
+        .admin_set(&owner, &[member("m2@a.test", Affiliation::Outcast)])
+        .unwrap_err();
+    assert_eq!(err.condition, Condition::NotAllowed);
+    assert_eq!(
+        r.invite("owner@a.test/res", "m3@a.test", None)
+            .unwrap_err()
+            .condition,
+        Condition::NotAllowed
+    );
+    assert_eq!(r.affiliations().count(), 2);
+    // Changing or removing an entry still works, and frees a place.
+    r.admin_set(&owner, &[member("m1@a.test", Affiliation::Admin)])
+        .unwrap();
+    r.admin_set(&owner, &[member("m1@a.test", Affiliation::None)])
+        .unwrap();
+    r.admin_set(&owner, &[member("m2@a.test", Affiliation::Outcast)])
+        .unwrap();
+    assert_eq!(r.affiliation("m2@a.test"), Affiliation::Outcast);
 }
