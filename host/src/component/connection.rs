@@ -30,6 +30,9 @@ use crate::transport::listener::Shutdown;
 use crate::transport::tls::TlsStore;
 use crate::xml::{Element, StreamEvent, StreamHeader, StreamParser, ns};
 
+/// How long a handshake waits for a conflicting route to go away before refusing.
+const RECONNECT_GRACE: Duration = Duration::from_secs(1);
+
 /// What a connection task needs.
 pub struct Params {
     pub id: u64,
@@ -270,7 +273,7 @@ impl Conn {
                 StreamEvent::Close => Step::Close(None),
                 StreamEvent::Stanza(el) => match self.phase {
                     Phase::Header => Step::Close(Some((StreamErrorCondition::NotWellFormed, None))),
-                    Phase::Handshake { .. } => self.on_handshake(el, parser),
+                    Phase::Handshake { .. } => self.on_handshake(el, parser).await,
                     Phase::Ready(_) => self.on_stanza(el).await,
                     Phase::Refused => Step::Continue,
                 },
@@ -332,7 +335,7 @@ impl Conn {
         }
     }
 
-    fn on_handshake(&mut self, el: Element, parser: &mut StreamParser) -> Step {
+    async fn on_handshake(&mut self, el: Element, parser: &mut StreamParser) -> Step {
         let Phase::Handshake { tenant, spec } = &self.phase else {
             return Step::Continue;
         };
@@ -348,7 +351,16 @@ impl Conn {
         let queue = self.server.config().c2s.session_queue.max(4096);
         let (component, outbox, closer) =
             ExternalComponent::new(self.id, tenant, spec.clone(), queue);
-        if let Err(e) = self.server.components.attach(&self.server, &component) {
+        let mut attached = self.server.components.attach(&self.server, &component);
+        // A component that just dropped its connection may reconnect before the server
+        // has read the old connection's end: give the old route a moment to go away
+        // before refusing (XEP-0114 servers are known for refusing such reconnects).
+        let give_up = Instant::now() + RECONNECT_GRACE;
+        while attached.is_err() && Instant::now() < give_up {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            attached = self.server.components.attach(&self.server, &component);
+        }
+        if let Err(e) = attached {
             metrics::counter!("heliograph_component_handshakes_total", "outcome" => "conflict")
                 .increment(1);
             tracing::info!(error = %e, "component refused: domain already connected");
