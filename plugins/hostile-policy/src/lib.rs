@@ -5,7 +5,7 @@
 //! | mode        | does                                                      |
 //! |-------------|-----------------------------------------------------------|
 //! | `loop`      | spins forever                                             |
-//! | `memory`    | allocates and touches memory until it runs out            |
+//! | `memory`    | reserves memory in 4 MiB steps until it runs out          |
 //! | `trap`      | panics                                                    |
 //! | `oversized` | refuses with a 2 MiB reason (more than the host accepts)  |
 //! | otherwise   | allows everything                                         |
@@ -20,9 +20,13 @@ fn misbehave() -> Option<String> {
             std::hint::black_box(0u64);
         },
         Some("memory") => {
+            // Large reservations reach the host's memory cap within a few calls to
+            // memory.grow, well before the call's deadline even on a busy machine.
             let mut hoard: Vec<Vec<u8>> = Vec::new();
             loop {
-                hoard.push(vec![0xA5; 1 << 20]);
+                let mut chunk = Vec::with_capacity(4 << 20);
+                chunk.push(0xA5u8);
+                hoard.push(chunk);
                 std::hint::black_box(&hoard);
             }
         }
