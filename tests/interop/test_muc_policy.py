@@ -122,7 +122,7 @@ async def test_each_decision_point_changes_what_clients_see(server, xmpp):
 
     # Nick changes: participants may not, moderators may.
     # (slixmpp reports MUC error presences only when they carry <x xmlns='…muc'/>; catch
-    # any error presence from the room.)
+    # any error presence from the room, then check the marker is there.)
     bob.register_handler(Callback("nick error", StanzaPath("presence@type=error"),
                                   bob.presence_errors.put))
     bob.send_presence(pto=f"{room}/Robert")
@@ -130,6 +130,8 @@ async def test_each_decision_point_changes_what_clients_see(server, xmpp):
         lambda p: str(p["from"]) == f"{room}/Robert", 10, "nick change error")
     assert perr["error"]["condition"] == "not-acceptable"
     assert perr["error"]["text"] == "only moderators may change their nickname"
+    # XEP-0045 §7.6: the error presence carries the MUC marker.
+    assert perr.xml.find("{http://jabber.org/protocol/muc}x") is not None, perr
     ann.send_presence(pto=f"{room}/Annie")
     new = await bob.muc_presences.take(
         lambda p: str(p["from"]) == f"{room}/Annie", 10, "Annie's presence")

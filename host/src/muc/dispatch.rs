@@ -60,7 +60,12 @@ pub async fn handle(service: &Arc<MucService>, server: &Arc<Server>, stanza: Ele
     };
     if let Err(e) = result {
         let reply = stanza::error_reply(&stanza, e.condition, e.text.as_deref());
-        if let Some(r) = reply {
+        if let Some(mut r) = reply {
+            // XEP-0045 error presences carry the MUC marker (e.g. §7.6 nick change),
+            // which clients use to tell room errors from other presence errors.
+            if r.name() == "presence" && !r.has_child("x", MUC) {
+                r.push_child(crate::xml::Element::new("x", MUC));
+            }
             service.send(server, vec![r]).await;
         }
     }

@@ -270,6 +270,11 @@ impl Connection {
                     actions.extend(self.on_timer(&mut core, &timers, negotiation_deadline, last_rx, &mut ping_sent));
                 }
                 _ = self.shutdown.requested() => {
+                    // What was queued before the shutdown (e.g. a room's 332 presences)
+                    // goes out before the stream closes.
+                    while let Ok(m) = rx.try_recv() {
+                        actions.extend(core.on_mailbox(m));
+                    }
                     actions.extend(core.fail(StreamErrorCondition::SystemShutdown, None));
                 }
             }

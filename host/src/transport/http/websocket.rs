@@ -317,6 +317,11 @@ impl Connection {
                 }
                 _ = sleep_until(paused_until), if !inbound.is_empty() => {}
                 _ = shutdown.requested() => {
+                    // What was queued before the shutdown (e.g. a room's 332 presences)
+                    // goes out before the stream closes.
+                    while let Ok(m) = rx.try_recv() {
+                        actions.extend(core.on_mailbox(m));
+                    }
                     actions.extend(core.fail(StreamErrorCondition::SystemShutdown, None));
                 }
             }

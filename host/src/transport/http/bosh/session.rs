@@ -236,6 +236,15 @@ impl BoshSession {
                     self.drain_inbound().await;
                 }
                 _ = self.shutdown.requested(), if self.ending.is_none() => {
+                    // What was queued before the shutdown (e.g. a room's 332 presences)
+                    // goes out with the terminating response, which says system-shutdown
+                    // whatever close request is queued with it.
+                    let mut actions = Vec::new();
+                    while let Ok(m) = self.mailbox.try_recv() {
+                        actions.extend(self.core.on_mailbox(m));
+                    }
+                    actions.retain(|a| !matches!(a, Action::Close(_)));
+                    self.apply(actions);
                     self.end(Termination::Binding("system-shutdown"));
                 }
             }
