@@ -12,6 +12,8 @@ import subprocess
 import pytest
 from slixmpp import JID
 from slixmpp.exceptions import IqError, PresenceError
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import StanzaPath
 
 from harness.raw import RawStream
 from harness.xmpp import DEFAULT_PLUGINS, Inbox
@@ -525,6 +527,91 @@ async def test_admin_api_and_cli_manage_meetings(server, xmpp, heliograph_bin):
     assert destroy.find(f"{{{MUC_USER}}}reason").text == "meeting over"
     assert "no rooms" in run("room", "list", "--tenant", "default")
     server.admin("GET", f"/api/v1/tenants/default/rooms/{room}", expect=404)
+
+
+async def test_a_logged_room_warns_occupants_and_keeps_its_log(server, xmpp, heliograph_bin):
+    # A tenant made through the API, so its MUC settings can be changed there.
+    server.create_tenant("acme", ["acme.test"])
+    for name in ("alice", "bob"):
+        server.create_user(name, "pw", domain="acme.test")
+    alice = await login(xmpp, server, "alice@acme.test", create=False)
+    bob = await login(xmpp, server, "bob@acme.test", create=False)
+    service = "conference.acme.test"
+    room = f"minutes@{service}"
+    await instant_room(alice, room, "Alice")
+    notices = Inbox("room notice")
+    alice.register_handler(Callback("room notice", StanzaPath("message@type=groupchat"),
+                                    lambda m: notices.put(m) if str(m["from"]) == room else None))
+    log_path = f"/api/v1/tenants/acme/rooms/{room}/log"
+    assert server.admin("GET", log_path, expect=200)[1]["logging"] is False
+
+    # Turning logging on is announced (104 + 170) to the occupants ...
+    await configure(alice, room, enablelogging="1", persistentroom="1")
+    notice = await notices.take(None, 10, "configuration notice")
+    status = {int(s.get("code")) for s in notice.xml.iter(f"{{{MUC_USER}}}status")}
+    assert status == {104, 170}, notice
+    # ... and each joiner is warned in its own presence; disco says so too.
+    pres, *_ = await join(bob, room, "Bob")
+    assert {110, 170} <= codes(pres)
+    info = await bob.plugin["xep_0030"].get_info(jid=room, timeout=10)
+    assert info["disco_info"].xml.find(
+        ".//{jabber:x:data}field[@var='muc#roomconfig_enablelogging']/{jabber:x:data}value"
+    ).text == "1"
+
+    for body in ("first point", "second point", "third point"):
+        bob.send_message(mto=room, mbody=body, mtype="groupchat")
+        await groupchat_from(alice, room, "Bob", body)
+    alice.plugin["xep_0045"].set_subject(room, "Minutes")
+    await asyncio.wait_for(_subject(bob, room), 10)
+
+    log = server.admin("GET", log_path, expect=200)[1]
+    assert log["logging"] is True and log["next"] is None
+    lines = [(e["number"], e["nick"], e["jid"], e.get("subject", False), e["text"]) for e in log["entries"]]
+    assert lines == [
+        (1, "Bob", "bob@acme.test", False, "first point"),
+        (2, "Bob", "bob@acme.test", False, "second point"),
+        (3, "Bob", "bob@acme.test", False, "third point"),
+        (4, "Alice", "alice@acme.test", True, "Minutes"),
+    ]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", log["entries"][0]["at"])
+    page = server.admin("GET", f"{log_path}?after=1&limit=2", expect=200)[1]
+    assert [e["number"] for e in page["entries"]] == [2, 3] and page["next"] == 3
+    server.admin("GET", f"{log_path}?limit=0", expect=400)
+    server.admin("GET", f"{log_path}?after=x", expect=400)
+
+    host, port = server.admin_address
+    out = subprocess.run([heliograph_bin, "--api", f"http://{host}:{port}", "room", "log", room,
+                          "--tenant", "acme", "--after", "2"],
+                         capture_output=True, text=True, timeout=30,
+                         env={"HELIOGRAPH_TOKEN": server.admin_token, "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    printed = out.stdout.splitlines()
+    assert len(printed) == 2, printed
+    assert printed[0].startswith("3\t") and printed[0].endswith("Bob: third point")
+    assert printed[1].endswith("Alice: set the subject: Minutes")
+
+    # The log bound is the operator's; a tenant without logs cannot turn logging on.
+    token = server.admin("POST", "/api/v1/tenants/acme/token", expect=201)[1]["token"]
+    server.admin("PATCH", "/api/v1/tenants/acme", {"muc": {"max_log_messages": 5}},
+                 expect=403, token=token)
+    server.admin("PATCH", "/api/v1/tenants/acme", {"muc": {"max_log_messages": 0}}, expect=200)
+    other = f"offtherecord@{service}"
+    await instant_room(alice, other, "Alice")
+    with pytest.raises(IqError) as refused:
+        await configure(alice, other, enablelogging="1")
+    assert refused.value.iq["error"]["condition"] == "not-acceptable"
+    server.admin("PATCH", "/api/v1/tenants/acme", {"muc": {"max_log_messages": 2}}, expect=200)
+    bob.send_message(mto=room, mbody="fourth point", mtype="groupchat")
+    await groupchat_from(alice, room, "Bob", "fourth point")
+    log = server.admin("GET", log_path, expect=200)[1]
+    assert [(e["number"], e["text"]) for e in log["entries"]] == [(4, "Minutes"), (5, "fourth point")]
+
+    # Destroying the room takes its log with it.
+    server.admin("DELETE", f"/api/v1/tenants/acme/rooms/{room}", expect=204)
+    server.admin("GET", log_path, expect=404)
+    server.admin("POST", "/api/v1/tenants/acme/rooms",
+                 {"jid": room, "config": {"enablelogging": True}}, expect=201)
+    assert server.admin("GET", log_path, expect=200)[1]["entries"] == []
 
 
 async def test_muc_settings_follow_tenant_changes(server, xmpp):

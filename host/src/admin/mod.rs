@@ -11,6 +11,7 @@
 //! | GET/POST | `/api/v1/tenants/{tenant}/rooms` | 200 `{"rooms":[...]}` / 201 room |
 //! | GET/DELETE | `/api/v1/tenants/{tenant}/rooms/{room}` | 200 room with occupants / 204 |
 //! | POST   | `/api/v1/tenants/{tenant}/rooms/{room}/kick` `{"nick","reason"?}` | 204 |
+//! | GET    | `/api/v1/tenants/{tenant}/rooms/{room}/log?after=&limit=` | 200 `{"entries":[...],"next"}` |
 //!
 //! Every request needs `Authorization: Bearer <token>` ([`auth`]). Errors are
 //! `{"error":"<code>","message":"<text>"}` with the status of [`response::ApiError`]:

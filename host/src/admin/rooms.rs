@@ -1,6 +1,7 @@
 //! Meeting management (issue 6 point 4): a tenant's MUC rooms — list, show with
-//! occupants, create, destroy (occupants get the `<destroy/>` presence) and kick an
-//! occupant (307 to everyone). Tenant-scoped: a tenant token reaches its own rooms only.
+//! occupants, read a logged room's public log, create, destroy (occupants get the
+//! `<destroy/>` presence) and kick an occupant (307 to everyone). Tenant-scoped: a tenant
+//! token reaches its own rooms only.
 
 use hyper::StatusCode;
 use serde::Deserialize;
@@ -87,6 +88,40 @@ pub async fn show(ctx: Ctx) -> ApiResult {
         .await
         .map_err(api_error)?;
     Ok(json(StatusCode::OK, &room))
+}
+
+/// Lines a log page holds by default and at most.
+const LOG_PAGE: usize = 100;
+const MAX_LOG_PAGE: usize = 1000;
+
+/// `GET /api/v1/tenants/{tenant}/rooms/{room}/log?after=N&limit=N` → a page of the log.
+pub async fn log(ctx: Ctx) -> ApiResult {
+    let tenant = tenant_param(&ctx)?;
+    let number = |name: &str| -> Result<Option<u64>, ApiError> {
+        query(&ctx, name)?
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| ApiError::Invalid(format!("{name} must be a number, not {v:?}")))
+            })
+            .transpose()
+    };
+    let after = number("after")?.unwrap_or(0);
+    let limit = number("limit")?.map_or(LOG_PAGE, |l| l as usize);
+    if !(1..=MAX_LOG_PAGE).contains(&limit) {
+        return Err(ApiError::Invalid(format!(
+            "limit must be between 1 and {MAX_LOG_PAGE}"
+        )));
+    }
+    let server = ctx.api.server.clone();
+    let (service, name) = server
+        .muc
+        .locate(&server, &tenant, ctx.param("room")?)
+        .map_err(api_error)?;
+    let log = service
+        .room_log(&server, &name, after, limit)
+        .await
+        .map_err(api_error)?;
+    Ok(json(StatusCode::OK, &log))
 }
 
 /// `POST /api/v1/tenants/{tenant}/rooms` → 201 with the room.

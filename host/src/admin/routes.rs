@@ -170,7 +170,7 @@ pub static ROUTES: &[Route] = &[
         path: "/api/v1/tenants",
         summary: "Create a tenant; its users can log in at once (operator)",
         body: Body::Json(
-            r#"{"name": string, "domains": [string], "enabled"?: bool, "auth"?: {"method": "internal"|"plugin", "plugin"?: string}, "limits"?: {"max_sessions", "max_accounts", "stanza_rate", "stanza_burst", "max_stanza_size"}, "tls"?: {"cert": path, "key": path}, "federate_with"?: [string], "muc"?: {"enabled", "subdomain", "max_occupants", "history_length", "room_creation": "anyone"|"admins", "admins": [bare JID], "max_rooms", "max_nick_length", "max_affiliations"}, "room_policy"?: {"plugin": string, "fail_open"?: bool}, "components"?: [{"domains": [string], "name"?: string, "secret"?: string, "plugin"?: string, "on_conflict"?: "refuse"|"replace", "hidden"?: bool}], "jwt"?: {"keys"?: [{"kid"?, "alg", "secret"|"secret_file"|"public_key"|"public_key_file"}], "jwks_files"?: [path], "username_claim"?, "audience"?: [string], "issuer"?: [string], "leeway_secs"?, "require_exp"?}, "tokens"?: {"access_ttl_secs"?, "refresh_ttl_secs"?}}"#,
+            r#"{"name": string, "domains": [string], "enabled"?: bool, "auth"?: {"method": "internal"|"plugin", "plugin"?: string}, "limits"?: {"max_sessions", "max_accounts", "stanza_rate", "stanza_burst", "max_stanza_size"}, "tls"?: {"cert": path, "key": path}, "federate_with"?: [string], "muc"?: {"enabled", "subdomain", "max_occupants", "history_length", "room_creation": "anyone"|"admins", "admins": [bare JID], "max_rooms", "max_nick_length", "max_affiliations", "max_log_messages"}, "room_policy"?: {"plugin": string, "fail_open"?: bool}, "components"?: [{"domains": [string], "name"?: string, "secret"?: string, "plugin"?: string, "on_conflict"?: "refuse"|"replace", "hidden"?: bool}], "jwt"?: {"keys"?: [{"kid"?, "alg", "secret"|"secret_file"|"public_key"|"public_key_file"}], "jwks_files"?: [path], "username_claim"?, "audience"?: [string], "issuer"?: [string], "leeway_secs"?, "require_exp"?}, "tokens"?: {"access_ttl_secs"?, "refresh_ttl_secs"?}}"#,
         ),
         success: StatusCode::CREATED,
         handler: |c| Box::pin(tenants::create(c)),
@@ -186,7 +186,7 @@ pub static ROUTES: &[Route] = &[
     Route {
         method: Method::PATCH,
         path: "/api/v1/tenants/{tenant}",
-        summary: "Change a tenant's settings (tenant tokens: auth, federation, jwt without key files, tokens, room policy, components and MUC settings but muc.max_rooms and muc.max_affiliations)",
+        summary: "Change a tenant's settings (tenant tokens: auth, federation, jwt without key files, tokens, room policy, components and MUC settings but muc.max_rooms, muc.max_affiliations and muc.max_log_messages)",
         body: Body::Json(
             r#"{"domains"?: [string], "auth"?: {...}, "limits"?: {...}, "tls"?: {...}|null, "federate_with"?: [string], "muc"?: {only the keys to change}, "room_policy"?: {"plugin": string, "fail_open"?: bool}|null, "components"?: [{"domains": [string], "name"?: string, "secret"?: string, "plugin"?: string, "on_conflict"?: "refuse"|"replace", "hidden"?: bool}], "jwt"?: {...}|null, "tokens"?: {...}|null}"#,
         ),
@@ -266,6 +266,14 @@ pub static ROUTES: &[Route] = &[
         body: Body::Json(r#"{"nick": string, "reason"?: string}"#),
         success: StatusCode::NO_CONTENT,
         handler: |c| Box::pin(rooms::kick(c)),
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/tenants/{tenant}/rooms/{room}/log",
+        summary: "A logged room's public log, oldest first: ?after=NUMBER&limit=N (default 100, at most 1000)",
+        body: Body::None,
+        success: StatusCode::OK,
+        handler: |c| Box::pin(rooms::log(c)),
     },
     Route {
         method: Method::GET,

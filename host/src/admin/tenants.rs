@@ -3,8 +3,9 @@
 //!
 //! The operator may do everything. A tenant token may show its own tenant and change its
 //! own authentication, federation, JWT, token, room-policy, MUC and component settings;
-//! domains, limits (including `muc.max_rooms` and `muc.max_affiliations`), certificates,
-//! the enabled state and removal are the operator's.
+//! domains, limits (including `muc.max_rooms`, `muc.max_affiliations` and
+//! `muc.max_log_messages`), certificates, the enabled state and removal are the
+//! operator's.
 
 use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -104,6 +105,9 @@ mod double_option {
     }
 }
 
+/// MUC settings that bound a tenant's storage: only the operator changes them.
+const OPERATOR_MUC_LIMITS: [&str; 3] = ["max_rooms", "max_affiliations", "max_log_messages"];
+
 impl TenantPatch {
     fn touches_operator_fields(&self) -> bool {
         // Key files are read on the server's disk: only the operator may name them.
@@ -115,7 +119,7 @@ impl TenantPatch {
             || self
                 .muc
                 .as_ref()
-                .is_some_and(|m| m.contains_key("max_rooms") || m.contains_key("max_affiliations"))
+                .is_some_and(|m| OPERATOR_MUC_LIMITS.iter().any(|k| m.contains_key(*k)))
     }
 
     fn apply(self, spec: &mut TenantSpec) -> Result<(), ApiError> {
@@ -212,7 +216,7 @@ pub async fn patch(ctx: Ctx) -> ApiResult {
     if body.touches_operator_fields() {
         ctx.principal
             .check_operator(
-                "changing domains, limits (muc.max_rooms and muc.max_affiliations included) or certificates",
+                "changing domains, limits (muc.max_rooms, muc.max_affiliations and muc.max_log_messages included) or certificates",
             )?;
     }
     let current = ctx

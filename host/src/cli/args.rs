@@ -176,6 +176,18 @@ pub enum RoomCommand {
         #[arg(long)]
         tenant: String,
     },
+    /// Print a logged room's public log, oldest first (`NUMBER  TIME  NICK: TEXT`).
+    Log {
+        room: String,
+        #[arg(long)]
+        tenant: String,
+        /// Only lines numbered after this one.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// At most this many lines (default: all).
+        #[arg(long)]
+        limit: Option<u64>,
+    },
     /// Create a configured, persistent room.
     Create {
         room: String,

@@ -30,6 +30,58 @@ fn query(pairs: &[(&str, Option<&String>)]) -> String {
     }
 }
 
+/// Prints the log page by page (the API's `next`), up to `limit` lines.
+async fn print_log(
+    client: &ApiClient,
+    tenant: &str,
+    room: &str,
+    mut after: u64,
+    limit: Option<u64>,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let mut left = limit.unwrap_or(u64::MAX);
+    let mut printed = 0;
+    while left > 0 {
+        let page = left.min(1000);
+        let q = format!("?after={after}&limit={page}");
+        let v = client
+            .request(
+                Method::GET,
+                &room_path(tenant, room, &format!("/log{q}")),
+                None,
+            )
+            .await?;
+        if printed == 0 && v["logging"].as_bool() == Some(false) {
+            writeln!(out, "(logging is off in {room})")?;
+        }
+        for e in v["entries"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+            let text = e["text"].as_str().unwrap_or_default();
+            let what = if e["subject"].as_bool() == Some(true) {
+                format!("set the subject: {text}")
+            } else {
+                text.to_string()
+            };
+            writeln!(
+                out,
+                "{}\t{}\t{}: {what}",
+                e["number"],
+                e["at"].as_str().unwrap_or_default(),
+                e["nick"].as_str().unwrap_or_default()
+            )?;
+            printed += 1;
+            left -= 1;
+        }
+        match v["next"].as_u64() {
+            Some(n) => after = n,
+            None => break,
+        }
+    }
+    if printed == 0 {
+        writeln!(out, "no log lines")?;
+    }
+    Ok(())
+}
+
 /// Runs a room command.
 pub async fn run(client: &ApiClient, cmd: RoomCommand, out: &mut dyn Write) -> anyhow::Result<()> {
     match cmd {
@@ -72,6 +124,12 @@ pub async fn run(client: &ApiClient, cmd: RoomCommand, out: &mut dyn Write) -> a
                 .await?;
             writeln!(out, "{}", serde_json::to_string_pretty(&r)?)?;
         }
+        RoomCommand::Log {
+            room,
+            tenant,
+            after,
+            limit,
+        } => print_log(client, &tenant, &room, after, limit, out).await?,
         RoomCommand::Create {
             room,
             tenant,

@@ -281,6 +281,23 @@ fn room_commands_parse_and_muc_settings_become_json() {
         Some(Command::Room(RoomCommand::Kick { ref nick, .. })) if nick == "Bob"
     ));
     parse(&["room", "list", "--tenant", "acme"]);
+    let cli = parse(&[
+        "room",
+        "log",
+        "r@c.a.test",
+        "--tenant",
+        "acme",
+        "--after",
+        "7",
+    ]);
+    assert!(matches!(
+        cli.command,
+        Some(Command::Room(RoomCommand::Log {
+            after: 7,
+            limit: None,
+            ..
+        }))
+    ));
     parse(&[
         "room",
         "destroy",

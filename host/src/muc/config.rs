@@ -23,8 +23,8 @@ pub const ALLOW_PM: &str = "muc#roomconfig_allowpm";
 /// `muc#admin` (XEP-0045 §10.2, §10.5).
 pub const ROOMOWNERS: &str = "muc#roomconfig_roomowners";
 pub const ROOMADMINS: &str = "muc#roomconfig_roomadmins";
-/// Public logging of the discussion: the service keeps no logs, so it is always off
-/// (and status 170 is never sent).
+/// Public logging of the discussion: messages and subject changes go to the room's log
+/// (read through the admin API); occupants see status 170.
 pub const ENABLE_LOGGING: &str = "muc#roomconfig_enablelogging";
 
 /// Who may see occupants' real JIDs.
@@ -65,6 +65,8 @@ pub struct RoomConfig {
     /// Occupants (not only admins) may invite in members-only rooms.
     pub allow_invites: bool,
     pub allow_pm: AllowPm,
+    /// Messages and subject changes are kept in the room's public log.
+    pub logging: bool,
 }
 
 /// A submitted value that is not acceptable.
@@ -92,6 +94,7 @@ impl RoomConfig {
             change_subject: false,
             allow_invites: false,
             allow_pm: AllowPm::Anyone,
+            logging: false,
         }
     }
 
@@ -112,6 +115,7 @@ impl RoomConfig {
             (CHANGE_SUBJECT.into(), b(self.change_subject)),
             (ALLOW_INVITES.into(), b(self.allow_invites)),
             (ALLOW_PM.into(), allow_pm_str(self.allow_pm).into()),
+            (ENABLE_LOGGING.into(), b(self.logging)),
         ];
         if with_secret && let Some(p) = &self.password {
             out.push((SECRET.into(), p.clone()));
@@ -167,7 +171,7 @@ impl RoomConfig {
                         _ => return Err(bad()),
                     }
                 }
-                ENABLE_LOGGING if flag()? => return Err(bad()),
+                ENABLE_LOGGING => c.logging = flag()?,
                 _ => {}
             }
         }
@@ -232,8 +236,8 @@ impl RoomConfig {
                     ("Moderators", "moderators"),
                     ("Nobody", "none"),
                 ]),
-            Field::new(ENABLE_LOGGING, "boolean", b(false))
-                .labelled("Public logging (this service keeps no logs)"),
+            Field::new(ENABLE_LOGGING, "boolean", b(self.logging))
+                .labelled("Keep a public log of the discussion"),
         ];
         fields.extend(extra);
         dataform::form("form", ROOMCONFIG, Some(&title), &fields)
@@ -301,17 +305,22 @@ mod tests {
                 .is_err()
         );
         assert!(RoomConfig::new(1).with_fields([(MAX_USERS, "-3")]).is_err());
-        // No logs are kept: logging may be left off, never turned on.
+        // Logging is a flag like the others (whether the tenant allows it is the room's
+        // business) and round-trips through the pairs.
+        let logged = RoomConfig::new(1)
+            .with_fields([(ENABLE_LOGGING, "1")])
+            .unwrap();
+        assert!(logged.logging);
         assert!(
-            RoomConfig::new(1)
-                .with_fields([(ENABLE_LOGGING, "0")])
-                .is_ok()
+            logged
+                .to_pairs(false)
+                .contains(&(ENABLE_LOGGING.into(), "1".into()))
         );
         assert_eq!(
-            RoomConfig::new(1).with_fields([(ENABLE_LOGGING, "1")]),
+            RoomConfig::new(1).with_fields([(ENABLE_LOGGING, "often")]),
             Err(InvalidField {
                 var: ENABLE_LOGGING.into(),
-                value: "1".into()
+                value: "often".into()
             })
         );
         let open = c.with_fields([(PASSWORD_PROTECTED, "0")]).unwrap();

@@ -120,9 +120,13 @@ pub fn room_info(room: &Room) -> Element {
             b(c.allow_invites || !c.members_only),
         )
         .labelled("Occupants may invite"),
-        // No logs are kept: clients need not warn about logging (no status 170).
-        Field::new(super::config::ENABLE_LOGGING, "boolean", "0")
-            .labelled("Public logging of the discussion"),
+        // Clients warn before entering a logged room.
+        Field::new(
+            super::config::ENABLE_LOGGING,
+            "boolean",
+            if room.config.logging { "1" } else { "0" },
+        )
+        .labelled("Public logging of the discussion"),
     ];
     q.push_child(dataform::form("result", MUC_ROOMINFO, None, &fields));
     q
@@ -142,24 +146,29 @@ mod tests {
     use crate::muc::room::RoomLimits;
 
     #[test]
-    fn room_info_says_logging_is_off() {
-        let room = Room::new(
+    fn room_info_says_whether_the_room_is_logged() {
+        let mut room = Room::new(
             "r@conference.a.test".into(),
             RoomConfig::new(0),
             RoomLimits {
                 history_length: 5,
                 max_nick_length: 10,
                 max_affiliations: 0,
+                max_log_messages: 10,
             },
         );
+        let logging = |room: &Room| {
+            let info = room_info(room);
+            let form = Submitted::parse(info.child("x", ns::DATA_FORMS).unwrap());
+            assert_eq!(form.form_type(), Some(MUC_ROOMINFO));
+            let field = form.fields.into_iter().find(|(v, _)| v == ENABLE_LOGGING);
+            field.map(|(_, v)| v)
+        };
+        assert_eq!(logging(&room), Some(vec!["0".to_string()]));
+        room.config.logging = true;
+        assert_eq!(logging(&room), Some(vec!["1".to_string()]));
+        room.config.logging = false;
         let info = room_info(&room);
-        let form = Submitted::parse(info.child("x", ns::DATA_FORMS).unwrap());
-        assert_eq!(form.form_type(), Some(MUC_ROOMINFO));
-        let logging = form.fields.iter().find(|(v, _)| v == ENABLE_LOGGING);
-        assert_eq!(
-            logging.map(|(_, v)| v.as_slice()),
-            Some(&["0".to_string()][..])
-        );
         let features: Vec<_> = info
             .children()
             .filter(|c| c.name() == "feature")

@@ -290,7 +290,7 @@ async fn message(
     let out = match nick {
         Some(nick) => room.private_message(from, nick, m)?,
         None if stanza::stanza_type(m) == "groupchat" => match room.check_groupchat(from, m)? {
-            Groupchat::Subject { idx, text } => room.set_subject(idx, &text),
+            Groupchat::Subject { idx, text } => room.set_subject(idx, &text, now()),
             Groupchat::Message { idx } => {
                 let body = m.child_text("body", ns::CLIENT);
                 let replaced = match body {
@@ -481,6 +481,7 @@ async fn owner_set(
                 .config
                 .with_form(&form)
                 .map_err(|e| RoomError::with_text(Condition::NotAcceptable, e.to_string()))?;
+            room.check_config(&new)?;
             let facts = service.facts(room);
             if let Decision::Deny { reason } =
                 policy::decide_configure(server, &facts, from, &new.to_pairs(false)).await

@@ -215,6 +215,9 @@ impl Room {
         if created {
             statuses.push(status::CREATED);
         }
+        if self.is_logged() {
+            statuses.push(status::LOGGING_ENABLED);
+        }
         if req.nick_rewritten {
             statuses.push(status::NICK_REWRITTEN);
         }

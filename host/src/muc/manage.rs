@@ -1,7 +1,7 @@
 //! The MUC operations of the admin API (meeting management): list a tenant's rooms,
-//! show one with its occupants, create a configured room, destroy a room (occupants get
-//! the `<destroy/>` presence) and kick an occupant (307 to everyone); and the views of
-//! rooms those operations return.
+//! show one with its occupants, read a logged room's public log, create a configured
+//! room, destroy a room (occupants get the `<destroy/>` presence) and kick an occupant
+//! (307 to everyone); and the views of rooms those operations return.
 
 use std::sync::Arc;
 
@@ -47,6 +47,27 @@ pub struct RoomSummary {
     pub password_protected: bool,
     /// Created and waiting for its owner's configuration.
     pub locked: bool,
+    /// Messages and subject changes go to the room's public log.
+    pub logging: bool,
+}
+
+/// A page of a room's public log.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RoomLog {
+    pub room: String,
+    /// Whether the room is logging now (lines from earlier may exist either way).
+    pub logging: bool,
+    pub entries: Vec<LogLineView>,
+    /// The number to pass as `after` for the next page, when this one was full.
+    pub next: Option<u64>,
+}
+
+/// A line of a room's log with its number.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LogLineView {
+    pub number: u64,
+    #[serde(flatten)]
+    pub entry: crate::storage::RoomLogEntry,
 }
 
 /// An occupant as the admin API shows it.
@@ -142,6 +163,39 @@ impl MucService {
         Ok(details(&room))
     }
 
+    /// Up to `limit` lines of a room's public log numbered after `after`, oldest first.
+    pub async fn room_log(
+        &self,
+        server: &Server,
+        name: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<RoomLog, MucError> {
+        let (room, logging) = {
+            let room = self
+                .lock_room(server, name)
+                .await
+                .ok_or_else(|| MucError::NoSuchRoom(self.room_jid(name)))?;
+            (room.jid.clone(), room.is_logged())
+        };
+        let store = server.storage.muc.clone();
+        let (domain, n) = (self.tenant_domain.clone(), name.to_string());
+        let lines =
+            crate::storage::blocking(move || store.room_log(&domain, &n, after, limit)).await?;
+        let next = (lines.len() == limit)
+            .then(|| lines.last().map(|(number, _)| *number))
+            .flatten();
+        Ok(RoomLog {
+            room,
+            logging,
+            entries: lines
+                .into_iter()
+                .map(|(number, entry)| LogLineView { number, entry })
+                .collect(),
+            next,
+        })
+    }
+
     /// Creates a configured (unlocked) room from the admin API, with `owners` as owners
     /// and `config` as `muc#roomconfig` field values. Counts against the tenant's room
     /// limit; the room policy is not asked (the tenant's administrator decides).
@@ -161,10 +215,13 @@ impl MucService {
             .ok_or_else(|| MucError::InvalidRoom(name.to_string()))?;
         check_room_limit(server, &self.tenant, &settings).map_err(MucError::LimitReached)?;
         let mut room = self.new_room(&name, &settings);
-        room.config = room
+        let configured = room
             .config
             .with_fields(config.iter().map(|(a, b)| (a.as_str(), b.as_str())))
             .map_err(|e| MucError::InvalidConfig(e.to_string()))?;
+        room.check_config(&configured)
+            .map_err(|e| MucError::InvalidConfig(e.text.unwrap_or_default()))?;
+        room.config = configured;
         for o in owners {
             let bare = jid::BareJid::new(o)
                 .map_err(|_| MucError::InvalidConfig(format!("{o:?} is not a JID")))?;
@@ -243,6 +300,7 @@ fn summary(room: &Room) -> RoomSummary {
         moderated: room.config.moderated,
         password_protected: room.config.password.is_some(),
         locked: room.locked,
+        logging: room.is_logged(),
     }
 }
 

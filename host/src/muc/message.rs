@@ -9,6 +9,7 @@ use super::ns::MUC_USER;
 use super::room::{Outbox, Room, RoomError, Subject};
 use super::types::{Affiliation, Role};
 use crate::stanza::{self, Condition};
+use crate::storage::RoomLogEntry;
 use crate::xml::{Element, ns};
 
 /// Relayed iq requests a room remembers at most (oldest are forgotten).
@@ -107,14 +108,30 @@ impl Room {
                 out.push(copy);
             }
         }
-        if m.has_child("body", ns::CLIENT) {
+        if let Some(text) = m.child_text("body", ns::CLIENT) {
             self.history.push(&m, now);
+            self.log(idx, false, text, now);
         }
         out
     }
 
+    /// Queues a line for the public log when the room is logged.
+    fn log(&mut self, idx: usize, subject: bool, text: String, now: SystemTime) {
+        if self.is_logged() {
+            let occ = &self.occupants[idx];
+            self.log_pending.push(RoomLogEntry {
+                at: crate::services::time::xep82_millis(now),
+                nick: occ.nick.clone(),
+                jid: occ.bare.clone(),
+                subject,
+                text,
+            });
+        }
+    }
+
     /// Sets the subject (by the occupant at `idx`) and tells everyone.
-    pub fn set_subject(&mut self, idx: usize, text: &str) -> Outbox {
+    pub fn set_subject(&mut self, idx: usize, text: &str, now: SystemTime) -> Outbox {
+        self.log(idx, true, text.to_string(), now);
         let nick = self.occupants[idx].nick.clone();
         self.subject = (!text.is_empty()).then(|| Subject {
             text: text.to_string(),

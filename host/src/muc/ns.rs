@@ -18,6 +18,10 @@ pub mod status {
     pub const CONFIG_CHANGED: u16 = 104;
     /// The presence is the recipient's own.
     pub const SELF: u16 = 110;
+    /// Public logging is on (self-presence on join, configuration change).
+    pub const LOGGING_ENABLED: u16 = 170;
+    /// Public logging was turned off.
+    pub const LOGGING_DISABLED: u16 = 171;
     /// The room became non-anonymous.
     pub const NOW_NON_ANONYMOUS: u16 = 172;
     /// The room became semi-anonymous.

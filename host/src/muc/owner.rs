@@ -71,6 +71,13 @@ impl Room {
             x.push_child(Element::new("status", MUC_USER).with_attr("code", c.to_string()));
         };
         code(status::CONFIG_CHANGED);
+        if old.logging != self.config.logging && self.limits.max_log_messages > 0 {
+            code(if self.config.logging {
+                status::LOGGING_ENABLED
+            } else {
+                status::LOGGING_DISABLED
+            });
+        }
         if old.whois != self.config.whois {
             code(match self.config.whois {
                 Whois::Anyone => status::NOW_NON_ANONYMOUS,

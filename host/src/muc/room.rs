@@ -14,6 +14,8 @@ use super::history::History;
 use super::ns::{MUC_USER, status};
 use super::types::{Affiliation, Role};
 use crate::stanza::Condition;
+use crate::storage::RoomLogEntry;
+
 use crate::xml::{Element, ns};
 
 /// Stanzas a room operation produced, in sending order.
@@ -50,6 +52,8 @@ pub struct RoomLimits {
     pub max_nick_length: usize,
     /// Entries the affiliation list may hold (0: unlimited).
     pub max_affiliations: usize,
+    /// Lines the room's public log keeps (0: logging cannot be turned on).
+    pub max_log_messages: usize,
 }
 
 /// One occupant: a nickname held by one user (bare JID), possibly from several sessions
@@ -103,6 +107,9 @@ pub struct Room {
     /// Changed in a way storage must see (configuration, affiliations, subject).
     pub dirty: bool,
     pub limits: RoomLimits,
+    /// Lines for the public log (logging on), written by the service after the
+    /// operation that produced them.
+    pub(super) log_pending: Vec<RoomLogEntry>,
     /// Bare JIDs that are owners of every room (the tenant's MUC admins).
     pub service_admins: Vec<String>,
     /// iq requests relayed between occupants, by the id sent on: (original id,
@@ -123,9 +130,32 @@ impl Room {
             destroyed: false,
             dirty: false,
             limits,
+            log_pending: Vec::new(),
             service_admins: Vec::new(),
             relayed_iqs: BTreeMap::new(),
         }
+    }
+
+    /// True when messages and subject changes go to the public log: the owner turned
+    /// logging on and the tenant keeps room logs.
+    pub fn is_logged(&self) -> bool {
+        self.config.logging && self.limits.max_log_messages > 0
+    }
+
+    /// Refuses a configuration that turns logging on where the tenant keeps no room logs.
+    pub fn check_config(&self, new: &RoomConfig) -> Result<(), RoomError> {
+        if new.logging && !self.config.logging && self.limits.max_log_messages == 0 {
+            return Err(RoomError::with_text(
+                Condition::NotAcceptable,
+                "this service keeps no room logs",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The lines waiting to be written to the public log.
+    pub(super) fn take_log_pending(&mut self) -> Vec<RoomLogEntry> {
+        std::mem::take(&mut self.log_pending)
     }
 
     /// The room's localpart.

@@ -285,9 +285,9 @@ impl MucService {
         }
     }
 
-    /// Routes what a room operation produced, then stores or forgets the room as its
-    /// state asks: persistent rooms are saved when changed; destroyed rooms and empty
-    /// temporary rooms go away.
+    /// Routes what a room operation produced and appends its lines to the room's public
+    /// log, then stores or forgets the room as its state asks: persistent rooms are saved
+    /// when changed; destroyed rooms and empty temporary rooms go away with their logs.
     pub(super) async fn finish(
         &self,
         server: &Arc<Server>,
@@ -296,12 +296,28 @@ impl MucService {
     ) {
         self.send(server, out).await;
         let name = room.name().to_string();
+        let lines = room.take_log_pending();
+        if !lines.is_empty() {
+            let store = server.storage.muc.clone();
+            let (domain, n) = (self.tenant_domain.clone(), name.clone());
+            let keep = room.limits.max_log_messages;
+            let appended =
+                storage::blocking(move || store.append_log(&domain, &n, &lines, keep)).await;
+            if let Err(e) = appended {
+                tracing::error!(room = %room.jid, error = %e, "writing the room log failed");
+            }
+        }
         if !room.destroyed && room.is_empty() && !room.config.persistent {
             room.destroyed = true;
         }
         if room.destroyed {
             self.rooms.remove(&name);
             self.delete_stored(server, &name).await;
+            let store = server.storage.muc.clone();
+            let (domain, n) = (self.tenant_domain.clone(), name.clone());
+            if let Err(e) = storage::blocking(move || store.delete_log(&domain, &n)).await {
+                tracing::error!(room = %room.jid, error = %e, "deleting the room log failed");
+            }
             tracing::debug!(room = %room.jid, "room removed");
             return;
         }
@@ -398,6 +414,7 @@ fn limits(s: &MucSettings) -> RoomLimits {
         history_length: s.history_length as usize,
         max_nick_length: s.max_nick_length as usize,
         max_affiliations: s.max_affiliations as usize,
+        max_log_messages: s.max_log_messages as usize,
     }
 }
 

@@ -38,10 +38,16 @@ pub struct MucSettings {
     /// Entries a room's affiliation list (owners, admins, members, outcasts together)
     /// may hold, so one room cannot grow storage without bound (0: unlimited).
     pub max_affiliations: u32,
+    /// Lines a logged room keeps in its public log (`muc#roomconfig_enablelogging`); the
+    /// oldest go first. 0: owners cannot turn logging on.
+    pub max_log_messages: u32,
 }
 
 /// Default `max_affiliations`.
 pub const DEFAULT_MAX_AFFILIATIONS: u32 = 10_000;
+
+/// Default `max_log_messages`.
+pub const DEFAULT_MAX_LOG_MESSAGES: u32 = 10_000;
 
 /// Upper bound of `history_length`.
 pub const MAX_HISTORY_LENGTH: u32 = 1000;
@@ -58,6 +64,7 @@ impl Default for MucSettings {
             max_rooms: 1000,
             max_nick_length: 64,
             max_affiliations: DEFAULT_MAX_AFFILIATIONS,
+            max_log_messages: DEFAULT_MAX_LOG_MESSAGES,
         }
     }
 }
@@ -130,6 +137,7 @@ mod tests {
         }
         assert!(serde_json::from_str::<MucSettings>(r#"{"bogus":1}"#).is_err());
         assert_eq!(d.max_affiliations, 10_000);
+        assert_eq!(d.max_log_messages, 10_000);
         let c: MucSettings = serde_json::from_str(r#"{"room_creation":"admins"}"#).unwrap();
         assert_eq!(c.room_creation, RoomCreation::Admins);
     }

@@ -1,6 +1,7 @@
 //! Tests of the room state machine: admission rules and their order, what joiners and
 //! occupants see (status codes, real JIDs), moderation permissions, voice, subject,
-//! nickname changes, history bounds, configuration changes, destruction and iq relay.
+//! nickname changes, history bounds, configuration changes, public logging, destruction
+//! and iq relay.
 
 use std::time::{Duration, SystemTime};
 
@@ -24,6 +25,7 @@ fn room() -> Room {
             history_length: 3,
             max_nick_length: 8,
             max_affiliations: 0,
+            max_log_messages: 100,
         },
     );
     r.store_affiliation("owner@a.test", Affiliation::Owner);
@@ -448,7 +450,7 @@ fn voice_and_subject_rules() {
     else {
         panic!()
     };
-    let out = r.set_subject(idx, &text);
+    let out = r.set_subject(idx, &text, now());
     assert_eq!(out.len(), 2);
     assert_eq!(out[0].attr("from"), Some(&*format!("{ROOM}/Bob")));
     assert!(r.dirty);
@@ -887,4 +889,80 @@ fn the_affiliation_list_is_capped() {
     r.admin_set(&owner, &[member("m2@a.test", Affiliation::Outcast)])
         .unwrap();
     assert_eq!(r.affiliation("m2@a.test"), Affiliation::Outcast);
+}
+
+#[test]
+fn logging_is_announced_with_170_and_171_and_queues_messages_and_subjects() {
+    let mut r = room();
+    join_ok(&mut r, "owner", "Boss");
+    join_ok(&mut r, "bob", "Bob");
+    let msg = |body: &str| {
+        Element::new("message", ns::CLIENT)
+            .with_attr("type", "groupchat")
+            .with_child(Element::new("body", ns::CLIENT).with_text(body))
+    };
+    // Not logged: nothing queued.
+    r.broadcast_message(1, &msg("off the record"), None, now());
+    assert!(r.take_log_pending().is_empty());
+
+    let mut logged = r.config.clone();
+    logged.logging = true;
+    r.check_config(&logged).unwrap();
+    let out = r.apply_config(logged);
+    let notices: Vec<_> = out.iter().filter(|s| s.name() == "message").collect();
+    assert_eq!(notices.len(), 2, "one per occupant");
+    assert_eq!(statuses(notices[0]), vec![104, 170]);
+    // A joiner is warned in its own presence.
+    let out = join_ok(&mut r, "carol", "Carol");
+    let own = out
+        .iter()
+        .find(|p| {
+            p.attr("from") == Some(&*format!("{ROOM}/Carol"))
+                && p.attr("to") == Some("carol@a.test/res")
+        })
+        .unwrap();
+    assert_eq!(statuses(own), vec![110, 170]);
+
+    // Messages (as broadcast, after a policy rewrite) and subject changes are queued.
+    r.broadcast_message(1, &msg("original"), Some("rewritten"), now());
+    r.broadcast_message(1, &Element::new("message", ns::CLIENT), None, now());
+    r.set_subject(0, "Agenda", now());
+    let lines = r.take_log_pending();
+    let summary: Vec<_> = lines
+        .iter()
+        .map(|l| (l.nick.as_str(), l.jid.as_str(), l.subject, l.text.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("Bob", "bob@a.test", false, "rewritten"),
+            ("Boss", "owner@a.test", true, "Agenda"),
+        ]
+    );
+    assert_eq!(lines[0].at, "1970-01-12T13:46:40.000Z");
+    assert!(r.take_log_pending().is_empty(), "taken once");
+
+    let mut off = r.config.clone();
+    off.logging = false;
+    let out = r.apply_config(off);
+    assert_eq!(statuses(&out[0]), vec![104, 171]);
+}
+
+#[test]
+fn a_tenant_without_room_logs_refuses_turning_logging_on() {
+    let mut r = room();
+    r.limits.max_log_messages = 0;
+    let mut logged = r.config.clone();
+    logged.logging = true;
+    assert_eq!(
+        r.check_config(&logged).unwrap_err().condition,
+        Condition::NotAcceptable
+    );
+    // A room logged before the tenant stopped keeping logs is no longer logged.
+    r.config.logging = true;
+    assert!(!r.is_logged());
+    join_ok(&mut r, "owner", "Boss");
+    let out = join_ok(&mut r, "bob", "Bob");
+    assert!(out.iter().all(|p| !statuses(p).contains(&170)));
+    r.check_config(&r.config.clone()).unwrap();
 }

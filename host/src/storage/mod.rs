@@ -15,7 +15,7 @@ pub mod plugins;
 pub mod sled_store;
 pub mod tokens;
 
-pub use muc::{MemMucStore, MucStore, StoredRoom};
+pub use muc::{MemMucStore, MucStore, RoomLogEntry, StoredRoom};
 pub use plugins::{KvWrite, MemPluginStore, PluginStore, SlotRecord, VersionRecord};
 pub use tokens::{MemTokenStore, RefreshRecord, TokenStore};
 

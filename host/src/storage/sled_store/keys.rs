@@ -9,6 +9,7 @@
 //! | `offline`     | `domain \0 local \0 sequence(u64 BE)` | JSON [`OfflineMessage`]  |
 //! | `blocks`      | `domain \0 local \0 jid`           | empty                       |
 //! | `muc_rooms`   | `domain \0 room`                   | JSON [`StoredRoom`]         |
+//! | `muc_logs`    | `domain \0 room \0 number(u64 BE)` | JSON [`RoomLogEntry`]       |
 //!
 //! A domain prefix and an account prefix always end with the separator, so `a.test` never
 //! matches `a.test2` and `al` never matches `alice`. Normalized JIDs cannot contain NUL;
@@ -18,6 +19,7 @@
 //! [`RosterItem`]: crate::storage::RosterItem
 //! [`OfflineMessage`]: crate::storage::OfflineMessage
 //! [`StoredRoom`]: crate::storage::StoredRoom
+//! [`RoomLogEntry`]: crate::storage::RoomLogEntry
 
 use crate::storage::{Account, StorageError, StorageResult};
 
@@ -58,6 +60,28 @@ pub(super) fn room_key(domain: &str, room: &str) -> StorageResult<Vec<u8>> {
     let mut key = domain_prefix(domain)?;
     key.extend_from_slice(part(room, "room name")?);
     Ok(key)
+}
+
+/// `domain \0 room \0`: every line of a room's log starts with this.
+pub(super) fn room_log_prefix(domain: &str, room: &str) -> StorageResult<Vec<u8>> {
+    let mut key = room_key(domain, room)?;
+    key.push(SEP);
+    Ok(key)
+}
+
+/// `domain \0 room \0 number`: a line of a room's log; big-endian so keys sort in order.
+pub(super) fn room_log_key(prefix: &[u8], number: u64) -> Vec<u8> {
+    let mut key = prefix.to_vec();
+    key.extend_from_slice(&number.to_be_bytes());
+    key
+}
+
+/// The line number at the end of a room log key.
+pub(super) fn room_log_number(key: &[u8], prefix: &[u8]) -> StorageResult<u64> {
+    key.strip_prefix(prefix)
+        .and_then(|rest| <[u8; 8]>::try_from(rest).ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| StorageError::Corrupt(format!("malformed key {}", describe(key))))
 }
 
 /// `domain \0 local \0 sequence`: an offline message; big-endian so keys sort in order.

@@ -511,3 +511,88 @@ fn muc_rooms_persist_and_are_purged_with_their_domain() {
     assert_eq!(names("a.test2"), vec!["other"]);
     assert!(s.muc.put_room("a.test", &room("bad\0name")).is_err());
 }
+
+fn log_line(text: &str) -> crate::storage::RoomLogEntry {
+    crate::storage::RoomLogEntry {
+        at: "2026-11-24T10:00:00.000Z".into(),
+        nick: "Alice".into(),
+        jid: "alice@a.test".into(),
+        subject: false,
+        text: text.into(),
+    }
+}
+
+/// The same log operations give the same results on sled and in memory.
+fn exercise_room_log(muc: &dyn crate::storage::MucStore) {
+    let texts = |after: u64, limit: usize| -> Vec<(u64, String)> {
+        muc.room_log("a.test", "standup", after, limit)
+            .unwrap()
+            .into_iter()
+            .map(|(n, e)| (n, e.text))
+            .collect()
+    };
+    assert!(texts(0, 10).is_empty());
+    muc.append_log("a.test", "standup", &[log_line("one"), log_line("two")], 3)
+        .unwrap();
+    // A room whose name extends another's is a different log.
+    muc.append_log("a.test", "standup2", &[log_line("elsewhere")], 3)
+        .unwrap();
+    assert_eq!(texts(0, 10), vec![(1, "one".into()), (2, "two".into())]);
+    muc.append_log(
+        "a.test",
+        "standup",
+        &[log_line("three"), log_line("four")],
+        3,
+    )
+    .unwrap();
+    // Bounded to the newest three; numbers keep counting.
+    assert_eq!(
+        texts(0, 10),
+        vec![(2, "two".into()), (3, "three".into()), (4, "four".into())]
+    );
+    assert_eq!(texts(2, 1), vec![(3, "three".into())]);
+    assert!(texts(4, 10).is_empty());
+    muc.delete_log("a.test", "standup").unwrap();
+    assert!(texts(0, 10).is_empty());
+    muc.delete_log("a.test", "standup").unwrap();
+    assert_eq!(
+        muc.room_log("a.test", "standup2", 0, 10).unwrap()[0].1.text,
+        "elsewhere"
+    );
+}
+
+#[test]
+fn room_logs_are_numbered_bounded_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Storage::open_sled(dir.path()).unwrap();
+    exercise_room_log(s.muc.as_ref());
+    exercise_room_log(&crate::storage::MemMucStore::default());
+}
+
+#[test]
+fn room_logs_survive_restarts_and_are_purged_with_their_domain() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = Storage::open_sled(dir.path()).unwrap();
+        s.muc
+            .append_log("a.test", "standup", &[log_line("kept")], 10)
+            .unwrap();
+        s.muc
+            .append_log("a.test2", "standup", &[log_line("other tenant")], 10)
+            .unwrap();
+    }
+    let s = Storage::open_sled(dir.path()).unwrap();
+    let log = s.muc.room_log("a.test", "standup", 0, 10).unwrap();
+    assert_eq!(log, vec![(1, log_line("kept"))]);
+    s.users.purge_domain("a.test").unwrap();
+    assert!(
+        s.muc
+            .room_log("a.test", "standup", 0, 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.muc.room_log("a.test2", "standup", 0, 10).unwrap().len(),
+        1
+    );
+}

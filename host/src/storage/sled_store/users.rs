@@ -97,6 +97,7 @@ impl UserStore for SledStore {
             &self.offline,
             &self.blocks,
             &self.muc_rooms,
+            &self.muc_logs,
             &self.roster_meta,
             &self.users,
         ] {
