@@ -620,6 +620,7 @@ async def test_muc_settings_follow_tenant_changes(server, xmpp):
     alice = await login(xmpp, server, "alice@acme.test", create=False)
     info = await alice.plugin["xep_0030"].get_info(jid="conference.acme.test", timeout=10)
     assert "http://jabber.org/protocol/muc" in info["disco_info"]["features"]
+    await instant_room(alice, "old@conference.acme.test", "Alice")
 
     token = server.admin("POST", "/api/v1/tenants/acme/token", expect=201)[1]["token"]
     # The tenant may move and tune its own service, but not raise its room cap.
@@ -629,6 +630,9 @@ async def test_muc_settings_follow_tenant_changes(server, xmpp):
     t = server.admin("PATCH", "/api/v1/tenants/acme", {"muc": {"subdomain": "rooms"}}, expect=200,
                      token=token)[1]
     assert t["muc"]["subdomain"] == "rooms" and t["muc"]["history_length"] == 20
+    # The service at the old subdomain went away: its occupants were told (332).
+    moved = await presence_of(alice, "old@conference.acme.test", "Alice", "unavailable")
+    assert {110, 332} <= codes(moved)
     await instant_room(alice, "standup@rooms.acme.test", "Alice")
     with pytest.raises(IqError) as err:
         await alice.plugin["xep_0030"].get_info(jid="conference.acme.test", timeout=10)
@@ -637,11 +641,32 @@ async def test_muc_settings_follow_tenant_changes(server, xmpp):
     assert [i[0] for i in items["disco_items"]["items"]] == ["rooms.acme.test"]
 
     server.admin("PATCH", "/api/v1/tenants/acme", {"muc": {"enabled": False}}, expect=200, token=token)
+    off = await presence_of(alice, "standup@rooms.acme.test", "Alice", "unavailable")
+    assert {110, 332} <= codes(off)
     with pytest.raises(IqError) as err:
         await alice.plugin["xep_0030"].get_info(jid="rooms.acme.test", timeout=10)
     assert error_condition(err.value) == "remote-server-not-found"
     items = await alice.plugin["xep_0030"].get_items(jid="acme.test", timeout=10)
     assert not items["disco_items"]["items"]
+
+
+@pytest.mark.server_config({"tenants": {"cfg": {"domains": ["cfg.test"]}}})
+async def test_a_reload_that_moves_or_removes_a_service_tells_its_occupants(server, xmpp):
+    server.create_user("alice", "pw", domain="cfg.test")
+    alice = await login(xmpp, server, "alice@cfg.test", create=False)
+    await instant_room(alice, "daily@conference.cfg.test", "Alice")
+    server.config["tenants"]["cfg"]["muc"] = {"subdomain": "meet"}
+    server.write_config()
+    server.admin("POST", "/api/v1/reload", expect=200)
+    moved = await presence_of(alice, "daily@conference.cfg.test", "Alice", "unavailable")
+    assert {110, 332} <= codes(moved)
+
+    await instant_room(alice, "daily@meet.cfg.test", "Alice")
+    del server.config["tenants"]["cfg"]
+    server.write_config()
+    server.admin("POST", "/api/v1/reload", expect=200)
+    gone = await presence_of(alice, "daily@meet.cfg.test", "Alice", "unavailable")
+    assert {110, 332} <= codes(gone)
 
 
 async def test_occupants_leave_when_their_session_ends(server, xmpp):

@@ -112,8 +112,17 @@ impl MucServices {
     /// The service is going away for a tenant (disabled or removed): every occupant of
     /// its rooms leaves with 332, then its services are forgotten.
     pub async fn shut_down_tenant(&self, server: &Arc<Server>, tenant: &str) {
-        self.shut_down_where(server, |s| s.tenant == tenant).await;
-        self.forget_tenant(tenant);
+        self.retire(server, tenant, &[]).await;
+    }
+
+    /// A tenant's MUC domains become `keep` (its MUC turned off, subdomain moved, domains
+    /// dropped, tenant changed by reload): the occupants of its services at other domains
+    /// leave with 332 and those services are forgotten (persistent rooms stay stored).
+    /// Call before the tenant registry changes, while occupants can still be reached.
+    pub async fn retire(&self, server: &Arc<Server>, tenant: &str, keep: &[String]) {
+        let retiring = |s: &MucService| s.tenant == tenant && !keep.contains(&s.domain);
+        self.shut_down_where(server, retiring).await;
+        self.services.retain(|_, s| !retiring(s));
     }
 
     /// The server is shutting down or draining: every occupant of every room leaves

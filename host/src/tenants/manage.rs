@@ -201,10 +201,9 @@ pub async fn update(
     }
     save_record(server, record).await?;
     let disabling = !spec.enabled && current.enabled();
-    if disabling {
-        // Occupants leave with 332 while the service can still reach them.
-        server.muc.shut_down_tenant(server, name).await;
-    }
+    // Occupants of MUC services going away (tenant disabled, MUC off, subdomain moved,
+    // domain dropped) leave with 332 while the service can still reach them.
+    server.muc.retire(server, name, &spec.muc_domains()).await;
     server.tenants.upsert(tenant)?;
     let dropped: Vec<String> = current
         .spec
@@ -417,6 +416,15 @@ pub async fn reload(server: &Arc<Server>) -> Result<ReloadReport, TenantError> {
     server
         .verified_passwords
         .set_enabled(new_config.auth.password_cache);
+    // Occupants of MUC services going away leave with 332 while they can be reached.
+    for old in before.list() {
+        let keep = tenants
+            .iter()
+            .find(|t| t.name == old.name)
+            .map(|t| t.spec.muc_domains())
+            .unwrap_or_default();
+        server.muc.retire(server, &old.name, &keep).await;
+    }
     server.set_config(new_config);
     server.tenants.replace_all(tenants)?;
     let gone: Vec<String> = served_before.difference(&served_after).cloned().collect();

@@ -180,6 +180,18 @@ impl TenantSpec {
         }
     }
 
+    /// The MUC service domains this tenant serves (`conference.example.com` for each
+    /// domain), none when the tenant or its MUC is off.
+    pub fn muc_domains(&self) -> Vec<String> {
+        if !self.enabled || !self.muc.enabled {
+            return Vec::new();
+        }
+        self.domains
+            .iter()
+            .map(|d| format!("{}.{d}", self.muc.subdomain))
+            .collect()
+    }
+
     /// Normalizes domains (lowercase, no trailing dot) and checks the settings.
     pub fn normalized(mut self, name: &str) -> Result<TenantSpec, String> {
         validate_name(name)?;
