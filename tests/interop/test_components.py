@@ -303,13 +303,21 @@ async def test_disco_items_list_non_hidden_components_and_secret_change_disconne
     assert sorted((str(i[0]), i[2]) for i in items["disco_items"]["items"]) == [
         ("bot.acme.test", "Bot"), ("conference.acme.test", "Chatrooms"), ("echo.acme.test", "Echo")]
     hidden = await components.connect(server, "hidden.acme.test", "h")
+    # Secrets are write-only: the view redacts them, and sending the view back keeps them.
     _, t = server.admin("GET", "/api/v1/tenants/acme", expect=200)
     comps = t["components"]
+    assert [c.get("secret") for c in comps] == ["<redacted>", "<redacted>", None]
     comps[1]["secret"] = "rotated"
     server.admin("PATCH", "/api/v1/tenants/acme", {"components": comps}, expect=200)
     await hidden.wait_closed()
     again = await components.connect(server, "hidden.acme.test", "rotated")
     assert again.sessionstarted
+    bot = await components.connect(server, "bot.acme.test", "s3cret")
+    assert bot.sessionstarted
+    # A redacted secret for domains that had none is refused.
+    status, body = server.admin("PATCH", "/api/v1/tenants/acme", {"components": comps + [
+        component("new.acme.test", secret="<redacted>")]})
+    assert status == 400 and "new.acme.test" in body["message"], body
 
 
 @pytest.mark.server_config({"tenants": {"cfg": {"domains": ["cfg.test"], "components": [

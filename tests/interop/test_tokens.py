@@ -193,6 +193,12 @@ def test_jwt_settings_through_the_admin_api(server):
     # Inline secrets are write-only.
     _, shown = server.admin("GET", "/api/v1/tenants/apijwt", expect=200)
     assert secret not in json.dumps(shown)
+    # Sending the view back keeps the secret; a redacted secret for a new kid is refused.
+    server.admin("PATCH", "/api/v1/tenants/apijwt", {"jwt": shown["jwt"]}, expect=200)
+    assert plain_token(server.c2s_direct_tls, "api.test", "gina", token).ok
+    unknown = {**shown["jwt"], "keys": [{**shown["jwt"]["keys"][0], "kid": "z"}]}
+    status, body = server.admin("PATCH", "/api/v1/tenants/apijwt", {"jwt": unknown})
+    assert status == 400 and "jwt key 0" in body["message"], body
     # A bad key is refused with 400 and the reason.
     status, body = server.admin("PATCH", "/api/v1/tenants/apijwt",
                                 {"jwt": {"keys": [{"alg": "ES256", "public_key": "not a key"}]}})

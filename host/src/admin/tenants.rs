@@ -14,7 +14,7 @@ use serde_json::json;
 use super::context::Ctx;
 use super::response::{ApiError, ApiResult, json, no_content};
 use crate::tenants::manage;
-use crate::tenants::spec::{AuthMethod, ComponentSpec, RoomPolicySetting, TenantTls};
+use crate::tenants::spec::{AuthMethod, ComponentSpec, REDACTED, RoomPolicySetting, TenantTls};
 use crate::tenants::{Tenant, TenantSpec};
 use crate::tokens::issued::IssuedTokenSettings;
 use crate::tokens::jwt::JwtSettings;
@@ -32,9 +32,8 @@ pub struct TenantView {
 
 impl TenantView {
     pub fn of(t: &Tenant) -> TenantView {
-        let mut spec = t.spec.clone();
-        // Inline HMAC secrets are write-only.
-        spec.jwt = spec.jwt.as_ref().map(JwtSettings::redacted);
+        // Inline secrets (JWT HMAC keys, component secrets) are write-only.
+        let spec = t.spec.redacted();
         TenantView {
             name: t.name.clone(),
             source: if t.from_config { "config" } else { "api" },
@@ -155,10 +154,19 @@ impl TenantPatch {
         if let Some(p) = self.room_policy {
             spec.room_policy = p;
         }
-        if let Some(c) = self.components {
+        // A view sent back keeps the secrets it shows redacted.
+        if let Some(mut c) = self.components {
+            ComponentSpec::restore_redacted(&mut c, &spec.components).map_err(ApiError::Invalid)?;
             spec.components = c;
         }
-        if let Some(j) = self.jwt {
+        if let Some(mut j) = self.jwt {
+            if let Some(j) = j.as_mut() {
+                j.restore_redacted(spec.jwt.as_ref()).map_err(|index| {
+                    ApiError::Invalid(format!(
+                        "jwt key {index}: {REDACTED:?} keeps the secret of a key with the same kid and alg, and there is none"
+                    ))
+                })?;
+            }
             spec.jwt = j;
         }
         if let Some(t) = self.tokens {

@@ -101,6 +101,10 @@ pub enum OnConflict {
     Replace,
 }
 
+/// What API views show instead of a write-only secret; sent back in a change, it keeps
+/// the current secret.
+pub const REDACTED: &str = "<redacted>";
+
 /// One component of a tenant: an external XEP-0114 connection (`secret`) or a Wasm
 /// component plugin (`plugin`, a slot of the tenant's plugins).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,6 +129,36 @@ pub struct ComponentSpec {
 }
 
 impl ComponentSpec {
+    /// Puts back the current secret of each component in `list` whose secret is
+    /// [`REDACTED`]: the component of `current` serving the same domains keeps its
+    /// secret. Errs naming the component when there is none.
+    pub fn restore_redacted(
+        list: &mut [ComponentSpec],
+        current: &[ComponentSpec],
+    ) -> Result<(), String> {
+        let key = |c: &ComponentSpec| {
+            let mut d: Vec<String> = c.domains.iter().map(|d| d.to_ascii_lowercase()).collect();
+            d.sort();
+            d
+        };
+        for c in list.iter_mut() {
+            if c.secret.as_deref() != Some(REDACTED) {
+                continue;
+            }
+            let kept = current
+                .iter()
+                .find(|cur| key(cur) == key(c) && cur.secret.is_some())
+                .ok_or_else(|| {
+                    format!(
+                        "component {}: {REDACTED:?} keeps the secret of a component with the same domains, and there is none",
+                        c.domains.join(",")
+                    )
+                })?;
+            c.secret = kept.secret.clone();
+        }
+        Ok(())
+    }
+
     fn normalize(&mut self, tenant: &str, tenant_domains: &[String]) -> Result<(), String> {
         if self.domains.is_empty() {
             return Err(format!("tenant {tenant:?}: a component needs a domain"));
@@ -178,6 +212,22 @@ impl TenantSpec {
             jwt: None,
             tokens: None,
         }
+    }
+
+    /// The settings as API views show them: inline secrets (JWT keys, component
+    /// secrets) replaced by [`REDACTED`].
+    pub fn redacted(&self) -> TenantSpec {
+        let mut spec = self.clone();
+        spec.jwt = spec
+            .jwt
+            .as_ref()
+            .map(crate::tokens::jwt::JwtSettings::redacted);
+        for c in &mut spec.components {
+            if c.secret.is_some() {
+                c.secret = Some(REDACTED.into());
+            }
+        }
+        spec
     }
 
     /// The MUC service domains this tenant serves (`conference.example.com` for each

@@ -19,6 +19,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 
 use super::{TokenError, localpart_for};
+use crate::tenants::spec::REDACTED;
 
 /// Default clock leeway for `exp`, `nbf` and `iat`, in seconds.
 pub const DEFAULT_LEEWAY_SECS: u64 = 60;
@@ -85,6 +86,25 @@ pub struct JwtKeySpec {
 }
 
 impl JwtSettings {
+    /// Puts back the current inline secrets where `self` (a change sent to the API,
+    /// typically a view edited and sent back) has [`REDACTED`]: the key with the same
+    /// `kid` and `alg` in `current` keeps its secret. Errs with the key's index when
+    /// there is no such key.
+    pub fn restore_redacted(&mut self, current: Option<&JwtSettings>) -> Result<(), usize> {
+        for (index, k) in self.keys.iter_mut().enumerate() {
+            if k.secret.as_deref() != Some(REDACTED) {
+                continue;
+            }
+            let kept = current
+                .into_iter()
+                .flat_map(|c| &c.keys)
+                .find(|c| c.kid == k.kid && c.alg == k.alg && c.secret.is_some())
+                .ok_or(index)?;
+            k.secret = kept.secret.clone();
+        }
+        Ok(())
+    }
+
     /// True if any key material comes from a file (changing these is the operator's).
     pub fn reads_files(&self) -> bool {
         !self.jwks_files.is_empty()
@@ -94,12 +114,12 @@ impl JwtSettings {
                 .any(|k| k.secret_file.is_some() || k.public_key_file.is_some())
     }
 
-    /// The settings with inline secrets replaced by `"<redacted>"` (for API views).
+    /// The settings with inline secrets replaced by [`REDACTED`] (for API views).
     pub fn redacted(&self) -> JwtSettings {
         let mut s = self.clone();
         for k in &mut s.keys {
             if k.secret.is_some() {
-                k.secret = Some("<redacted>".into());
+                k.secret = Some(REDACTED.into());
             }
         }
         s
