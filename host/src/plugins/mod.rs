@@ -348,29 +348,10 @@ impl PluginHost {
         slot: &str,
         request: AuthRequest,
     ) -> Result<AuthOutcome, PluginError> {
-        let plugin = self.lookup(tenant, slot, World::Authenticator)?;
-        let permit = self
-            .inner
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
-        let inner = self.inner.clone();
-        blocking(move || {
-            let _permit = permit;
-            inner.authenticate(&plugin, &request)
+        self.call(tenant, slot, World::Authenticator, move |inner, plugin| {
+            inner.authenticate(plugin, &request)
         })
         .await
-        .unwrap_or_else(|e| {
-            Err(PluginError::Failed {
-                tenant: tenant.into(),
-                slot: slot.into(),
-                version: 0,
-                cause: FailureCause::Trap,
-                detail: e.to_string(),
-            })
-        })
     }
 
     /// Hands one stanza to the component plugin in (tenant, slot) and returns what it
@@ -383,7 +364,23 @@ impl PluginHost {
         stanza: ComponentStanza,
         max_stanza_bytes: usize,
     ) -> Result<ComponentOutcome, PluginError> {
-        let plugin = self.lookup(tenant, slot, World::Component)?;
+        self.call(tenant, slot, World::Component, move |inner, plugin| {
+            inner.handle_stanza(plugin, &stanza, max_stanza_bytes)
+        })
+        .await
+    }
+
+    /// Runs `work` with the `world` plugin in (tenant, slot) on a blocking thread once
+    /// one of the `max_concurrent_calls` permits is free; a call whose task dies is a
+    /// trap.
+    async fn call<T: Send + 'static>(
+        &self,
+        tenant: &str,
+        slot: &str,
+        world: World,
+        work: impl FnOnce(&Inner, &Slot) -> Result<T, PluginError> + Send + 'static,
+    ) -> Result<T, PluginError> {
+        let plugin = self.lookup(tenant, slot, world)?;
         let permit = self
             .inner
             .permits
@@ -394,7 +391,7 @@ impl PluginHost {
         let inner = self.inner.clone();
         blocking(move || {
             let _permit = permit;
-            inner.handle_stanza(&plugin, &stanza, max_stanza_bytes)
+            work(&inner, &plugin)
         })
         .await
         .unwrap_or_else(|e| {
@@ -430,29 +427,10 @@ impl PluginHost {
         slot: &str,
         question: RoomQuestion,
     ) -> Result<RoomOutcome, PluginError> {
-        let plugin = self.lookup(tenant, slot, World::RoomPolicy)?;
-        let permit = self
-            .inner
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
-        let inner = self.inner.clone();
-        blocking(move || {
-            let _permit = permit;
-            inner.decide_room(&plugin, &question)
+        self.call(tenant, slot, World::RoomPolicy, move |inner, plugin| {
+            inner.decide_room(plugin, &question)
         })
         .await
-        .unwrap_or_else(|e| {
-            Err(PluginError::Failed {
-                tenant: tenant.into(),
-                slot: slot.into(),
-                version: 0,
-                cause: FailureCause::Trap,
-                detail: e.to_string(),
-            })
-        })
     }
 
     /// Installed slots with their kept versions, for one tenant or all.
