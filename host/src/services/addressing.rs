@@ -102,10 +102,4 @@ pub fn local_account(server: &Server, from: &Account, jid: &str) -> Option<Accou
     }
 }
 
-/// The bare form of a JID string (unchanged if it is not a valid JID).
-pub fn bare(jid: &str) -> String {
-    match jid::Jid::new(jid) {
-        Ok(j) => j.to_bare().to_string(),
-        Err(_) => jid.to_string(),
-    }
-}
+pub use heliograph_xmpp::jid::bare;

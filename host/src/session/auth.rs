@@ -117,15 +117,9 @@ pub fn decode_payload(el: &Element) -> Result<Vec<u8>, SaslFailure> {
         .map_err(|_| SaslFailure::IncorrectEncoding)
 }
 
-/// Normalizes a SASL username to a localpart of `domain` (RFC 7622 nodeprep through the
-/// `jid` crate); `None` if it is not a valid localpart.
-pub fn normalize_username(username: &str, domain: &str) -> Option<String> {
-    if username.is_empty() || username.contains(['@', '/']) {
-        return None;
-    }
-    let bare = jid::BareJid::new(&format!("{username}@{domain}")).ok()?;
-    bare.node().map(|n| n.as_str().to_string())
-}
+/// Normalizes a SASL username to a localpart of `domain`; `None` if it is not a valid
+/// localpart.
+pub use heliograph_xmpp::jid::normalize_localpart as normalize_username;
 
 /// Account lookups for one domain's users.
 pub struct AccountCredentials<'a> {
@@ -444,9 +438,4 @@ pub async fn verify_with_plugin(
     }
 }
 
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+pub use heliograph_xmpp::unix_now;

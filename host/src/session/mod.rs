@@ -12,8 +12,7 @@ pub mod auth;
 mod bind;
 mod core;
 pub mod sasl2;
-mod stream_error;
 pub mod token_login;
 
 pub use self::core::{Action, ConnFacts, ListenerPolicy, StreamCore};
-pub use stream_error::StreamErrorCondition;
+pub use heliograph_xmpp::StreamErrorCondition;

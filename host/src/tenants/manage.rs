@@ -92,7 +92,9 @@ pub fn all_tenants(
         out.push(build_tenant(&name, spec, true, token)?);
     }
     for (name, record) in records {
-        if let Some(spec) = record.spec {
+        if let Some(spec) = super::spec::stored_spec(&record)
+            .map_err(|e| TenantError::Storage(StorageError::Corrupt(e.to_string())))?
+        {
             out.push(build_tenant(&name, spec, false, record.token_sha256)?);
         }
     }
@@ -167,7 +169,7 @@ pub async fn create(
     }
     let tenant = candidate;
     let mut record = TenantRecord::new(name);
-    record.spec = Some(spec);
+    super::spec::store_spec(&mut record, &spec);
     save_record(server, record).await?;
     server.tenants.upsert(tenant)?;
     tracing::info!(tenant = name, "tenant created");
@@ -187,7 +189,7 @@ pub async fn update(
     let spec = spec.normalized(name).map_err(TenantError::Invalid)?;
     let tenant = build_tenant(name, spec.clone(), false, current.token_sha256.clone())?;
     let mut record = load_record(server, name).await?;
-    record.spec = Some(spec.clone());
+    super::spec::store_spec(&mut record, &spec);
     // Check the domains before persisting: the registry refuses a taken domain.
     let snapshot = server.tenants.snapshot();
     for d in tenant.claimed_domains() {
@@ -237,7 +239,7 @@ pub async fn set_enabled(
     if current.from_config {
         record.enabled_override = Some(enabled);
     } else {
-        record.spec = Some(spec.clone());
+        super::spec::store_spec(&mut record, &spec);
     }
     save_record(server, record).await?;
     if !enabled && current.enabled() {

@@ -103,7 +103,7 @@ pub enum OnConflict {
 
 /// What API views show instead of a write-only secret; sent back in a change, it keeps
 /// the current secret.
-pub const REDACTED: &str = "<redacted>";
+pub use heliograph_auth::REDACTED;
 
 /// One component of a tenant: an external XEP-0114 connection (`secret`) or a Wasm
 /// component plugin (`plugin`, a slot of the tenant's plugins).
@@ -312,47 +312,22 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// A domain as the server compares it: a valid JID domainpart, lowercase, no trailing
-/// dot. `None` if invalid.
-pub fn normalize_domain(d: &str) -> Option<String> {
-    let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
-    let j = jid::BareJid::new(&d).ok()?;
-    if j.node().is_some() || d.contains('/') {
-        return None;
-    }
-    Some(j.domain().as_str().to_string())
+pub use heliograph_xmpp::jid::normalize_domain;
+
+pub use heliograph_storage::TenantRecord;
+
+/// The spec kept in a stored record (`None` for config tenants' runtime overrides).
+pub fn stored_spec(record: &TenantRecord) -> Result<Option<TenantSpec>, serde_json::Error> {
+    record
+        .spec
+        .as_ref()
+        .map(|v| serde_json::from_value(v.clone()))
+        .transpose()
 }
 
-/// What storage keeps per tenant: the full spec of API-managed tenants, runtime overrides
-/// of config tenants (enabled flag), and the hash of the tenant's admin token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TenantRecord {
-    pub name: String,
-    /// Present for tenants created through the admin API.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub spec: Option<TenantSpec>,
-    /// Enabled/disabled override for tenants defined in the config file.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub enabled_override: Option<bool>,
-    /// SHA-256 (hex) of the tenant's admin token.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token_sha256: Option<String>,
-}
-
-impl TenantRecord {
-    pub fn new(name: &str) -> TenantRecord {
-        TenantRecord {
-            name: name.to_string(),
-            spec: None,
-            enabled_override: None,
-            token_sha256: None,
-        }
-    }
-
-    /// True when the record holds nothing worth keeping.
-    pub fn is_empty(&self) -> bool {
-        self.spec.is_none() && self.enabled_override.is_none() && self.token_sha256.is_none()
-    }
+/// Puts `spec` into a stored record.
+pub fn store_spec(record: &mut TenantRecord, spec: &TenantSpec) {
+    record.spec = Some(serde_json::to_value(spec).expect("tenant specs serialize to JSON"));
 }
 
 #[cfg(test)]

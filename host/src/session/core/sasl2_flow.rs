@@ -3,6 +3,7 @@
 //! no stream restart). The element syntax is in [`crate::session::sasl2`].
 
 use super::*;
+use crate::tokens::fast::FastSlotsExt as _;
 
 impl StreamCore {
     /// The FAST mechanisms this connection may use: only over TLS, only for tenants with
@@ -22,7 +23,7 @@ impl StreamCore {
             HtMechanism::None,
         ]
         .into_iter()
-        .filter(|m| m.binding_data(&self.facts.channel_bindings).is_some())
+        .filter(|m| fast::binding_data(*m, &self.facts.channel_bindings).is_some())
         .collect()
     }
 
@@ -140,7 +141,7 @@ impl StreamCore {
                 return fail(e);
             }
         };
-        let Some(cb) = mech.binding_data(&self.facts.channel_bindings) else {
+        let Some(cb) = fast::binding_data(mech, &self.facts.channel_bindings) else {
             return Outcome::Failure(SaslFailure::InvalidMechanism, None);
         };
         let account = Account::new(local.clone(), domain.clone());

@@ -1,0 +1,204 @@
+//! Prometheus metrics: the `metrics` facade with the `metrics-exporter-prometheus`
+//! recorder, rendered as text by the admin listener's `/metrics` (no extra HTTP server).
+//!
+//! Names (all prefixed `heliograph_`):
+//! - `connections_total{transport}`, `connections_refused_total{transport,reason}`,
+//!   `connections{transport}` (gauge, open now), `unauthenticated_connections` (gauge);
+//! - `sessions{transport[,tenant]}` (gauge, bound now);
+//! - `logins_total{transport[,tenant]}`, `login_failures_total{transport,cause}`;
+//! - `stanzas_in_total{transport,kind}`, `stanzas_out_total{transport,kind}`;
+//! - `stanza_errors_total{condition}` (stanza errors the server generated: undeliverable,
+//!   unknown recipient or domain, unsupported request, ...);
+//! - `session_queue_stanzas` and `session_queue_max_stanzas` (gauges computed at scrape
+//!   time: stanzas waiting in all sessions' outgoing queues, and the deepest queue);
+//! - `storage_seconds` (histogram: time of each storage operation, queueing included);
+//! - `plugin_calls_total{world,outcome[,tenant,plugin]}`, `plugin_call_seconds{world[,...]}`
+//!   (recorded by `crate::plugins`);
+//! - components (`crate::component`; `transport="component"` in the connection and stanza
+//!   metrics above): `component_handshakes_total{outcome}` (`ok`, `not_authorized`,
+//!   `conflict`), `components_connected` (gauge),
+//!   `component_stanzas_dropped_total{reason}` (`queue_full`, `invalid_output`, `loop`);
+//! - `token_logins_total{source,outcome}`: token logins by source (`jwt`,
+//!   `access-token`, `refresh-token`, or `-` when refused before one was known) and
+//!   outcome (`ok` or the refusal reason: `expired`, `bad-signature`, `unknown-kid`, ...);
+//! - `process_resident_memory_bytes` (read from `/proc/self/statm` at scrape time).
+//!
+//! Transports are `tcp` (STARTTLS and direct TLS), `bosh` and `websocket`; connection,
+//! session, login and stanza counts are recorded by the session core and the listeners
+//! through the helpers below, the same way for every transport.
+//!
+//! The `tenant` label is only added with `[metrics] per_tenant_labels = true`, so label
+//! cardinality stays bounded with thousands of tenants when it is off. Every other label
+//! takes values from a fixed set.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+static PER_TENANT: OnceLock<bool> = OnceLock::new();
+
+/// Installs the process-wide recorder (once; later calls do nothing).
+pub fn install(per_tenant_labels: bool) {
+    let _ = PER_TENANT.set(per_tenant_labels);
+    if HANDLE.get().is_some() {
+        return;
+    }
+    match PrometheusBuilder::new().install_recorder() {
+        Ok(handle) => {
+            let _ = HANDLE.set(handle);
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics recorder not installed"),
+    }
+}
+
+/// Whether metrics carry a `tenant` label.
+pub fn per_tenant() -> bool {
+    PER_TENANT.get().copied().unwrap_or(false)
+}
+
+/// The current metrics in Prometheus text format, if the recorder is installed.
+/// `queues` gives (stanzas queued in all sessions, deepest queue) at scrape time.
+pub fn render(queues: (usize, usize)) -> Option<String> {
+    let handle = HANDLE.get()?;
+    if let Some(rss) = resident_memory() {
+        metrics::gauge!("heliograph_process_resident_memory_bytes").set(rss as f64);
+    }
+    metrics::gauge!("heliograph_session_queue_stanzas").set(queues.0 as f64);
+    metrics::gauge!("heliograph_session_queue_max_stanzas").set(queues.1 as f64);
+    Some(handle.render())
+}
+
+/// An open client connection; counted in `connections{transport}` until dropped.
+pub struct OpenConnection(metrics::Gauge);
+
+/// Counts a new connection on `transport` (`tcp`, `bosh`, `websocket`, `component`).
+pub fn connection_opened(transport: &'static str) -> OpenConnection {
+    metrics::counter!("heliograph_connections_total", "transport" => transport).increment(1);
+    let gauge = metrics::gauge!("heliograph_connections", "transport" => transport);
+    gauge.increment(1.0);
+    OpenConnection(gauge)
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+/// Counts a refused connection; `reason` is one of a fixed set.
+pub fn connection_refused(transport: &'static str, reason: &'static str) {
+    metrics::counter!(
+        "heliograph_connections_refused_total",
+        "transport" => transport,
+        "reason" => reason
+    )
+    .increment(1);
+}
+
+/// A bound session; counted in `sessions{transport[,tenant]}` until dropped.
+pub struct BoundSession(metrics::Gauge);
+
+/// Counts a successful login and a new bound session of `tenant` on `transport`.
+pub fn session_bound(transport: &'static str, tenant: &str) -> BoundSession {
+    let gauge = if per_tenant() {
+        let tenant = tenant.to_string();
+        metrics::counter!("heliograph_logins_total", "transport" => transport, "tenant" => tenant.clone())
+            .increment(1);
+        metrics::gauge!("heliograph_sessions", "transport" => transport, "tenant" => tenant)
+    } else {
+        metrics::counter!("heliograph_logins_total", "transport" => transport).increment(1);
+        metrics::gauge!("heliograph_sessions", "transport" => transport)
+    };
+    gauge.increment(1.0);
+    BoundSession(gauge)
+}
+
+impl Drop for BoundSession {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+/// Counts a stanza received from a bound client.
+pub fn stanza_in(transport: &'static str, name: &str) {
+    metrics::counter!(
+        "heliograph_stanzas_in_total",
+        "transport" => transport,
+        "kind" => stanza_kind(name)
+    )
+    .increment(1);
+}
+
+/// Counts an element sent to a client: a stanza, or a SASL failure (a failed login).
+pub fn element_out(transport: &'static str, el: &heliograph_xml::Element) {
+    if el.is("failure", heliograph_xml::ns::SASL) {
+        let cause = el
+            .first_child()
+            .map(|c| sasl_failure_cause(c.name()))
+            .unwrap_or("other");
+        metrics::counter!("heliograph_login_failures_total", "transport" => transport, "cause" => cause)
+            .increment(1);
+        return;
+    }
+    let kind = stanza_kind(el.name());
+    if kind != "other" {
+        metrics::counter!("heliograph_stanzas_out_total", "transport" => transport, "kind" => kind)
+            .increment(1);
+    }
+}
+
+/// Counts a stanza error generated by the server; `condition` is an RFC 6120 §8.3.3 name.
+pub fn stanza_error(condition: &'static str) {
+    metrics::counter!("heliograph_stanza_errors_total", "condition" => condition).increment(1);
+}
+
+/// Records the duration of one storage operation.
+pub fn storage_call(elapsed: std::time::Duration) {
+    metrics::histogram!("heliograph_storage_seconds").record(elapsed.as_secs_f64());
+}
+
+/// SASL failure conditions (RFC 6120 §6.5), a fixed label set.
+fn sasl_failure_cause(name: &str) -> &'static str {
+    match name {
+        "aborted" => "aborted",
+        "account-disabled" => "account-disabled",
+        "credentials-expired" => "credentials-expired",
+        "encryption-required" => "encryption-required",
+        "incorrect-encoding" => "incorrect-encoding",
+        "invalid-authzid" => "invalid-authzid",
+        "invalid-mechanism" => "invalid-mechanism",
+        "malformed-request" => "malformed-request",
+        "mechanism-too-weak" => "mechanism-too-weak",
+        "not-authorized" => "not-authorized",
+        "temporary-auth-failure" => "temporary-auth-failure",
+        _ => "other",
+    }
+}
+
+/// Resident set size in bytes (Linux), from `/proc/self/statm`.
+fn resident_memory() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// Counts one token login: `Ok(source)` or `Err(reason)` (both from fixed sets).
+pub fn token_login(result: Result<&'static str, &'static str>) {
+    let (source, outcome) = match result {
+        Ok(source) => (source, "ok"),
+        Err(reason) => ("-", reason),
+    };
+    metrics::counter!("heliograph_token_logins_total", "source" => source, "outcome" => outcome)
+        .increment(1);
+}
+
+/// The stanza kind label: one of a fixed set.
+pub fn stanza_kind(name: &str) -> &'static str {
+    match name {
+        "message" => "message",
+        "presence" => "presence",
+        "iq" => "iq",
+        _ => "other",
+    }
+}

@@ -1,0 +1,19 @@
+//! XMPP vocabulary shared by every layer above the XML one: accounts (bare JIDs),
+//! stanza kinds and stanza errors (RFC 6120 §8), and stream errors (RFC 6120 §4.9).
+//! Nothing here does I/O or knows about sessions, tenants or storage.
+
+pub mod account;
+pub mod jid;
+pub mod stanza;
+pub mod stream_error;
+
+pub use account::Account;
+pub use stream_error::StreamErrorCondition;
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
