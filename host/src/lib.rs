@@ -15,7 +15,7 @@ pub mod config;
 pub mod edge;
 pub use heliograph_metrics as metrics;
 pub mod muc;
-pub mod plugins;
+pub use heliograph_plugins as plugins;
 pub mod router;
 pub use heliograph_auth::sasl;
 pub mod server;

@@ -27,7 +27,7 @@ pub mod policy;
 pub mod room;
 pub mod service;
 pub mod settings;
-pub mod types;
+pub use heliograph_xmpp::muc as types;
 pub mod voice;
 
 #[cfg(test)]

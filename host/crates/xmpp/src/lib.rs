@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod jid;
+pub mod muc;
 pub mod stanza;
 pub mod stream_error;
 

@@ -9,7 +9,7 @@
 /// The `authenticator` world of `heliograph:plugin`.
 pub(crate) mod authenticator {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../../../wit",
         world: "authenticator",
     });
 }
@@ -17,7 +17,7 @@ pub(crate) mod authenticator {
 /// The `room-policy` world of `heliograph:plugin`.
 pub(crate) mod room_policy {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../../../wit",
         world: "room-policy",
         with: {
             "heliograph:plugin/types": super::authenticator::heliograph::plugin::types,
@@ -31,7 +31,7 @@ pub(crate) mod room_policy {
 /// The `component` world of `heliograph:plugin` (Wasm-hosted components).
 pub(crate) mod component {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../../../wit",
         world: "component",
         with: {
             "heliograph:plugin/types": super::authenticator::heliograph::plugin::types,

@@ -18,7 +18,7 @@ use super::bindings::authenticator::heliograph::plugin::{
 use super::limits::CallLimiter;
 use super::settings::PluginSettings;
 use super::types::PluginConfig;
-use crate::storage::{KvWrite, PluginStore};
+use heliograph_storage::{KvWrite, PluginStore};
 
 /// Bytes of guest stdout/stderr kept per call.
 const OUTPUT_CAPTURE: usize = 4096;
@@ -106,7 +106,7 @@ impl CallState {
         Ok(())
     }
 
-    fn unavailable(&self, op: &str, e: crate::storage::StorageError) -> host_kv::KvError {
+    fn unavailable(&self, op: &str, e: heliograph_storage::StorageError) -> host_kv::KvError {
         tracing::error!(tenant = %self.scope.tenant, plugin = %self.scope.slot,
             version = self.scope.version, "plugin key-value {op} failed: {e}");
         host_kv::KvError::Unavailable(format!("{op} failed"))

@@ -249,7 +249,7 @@ mod tests {
     #[test]
     fn served_versions_are_the_track_up_to_the_host_version() {
         assert!(served_version("0.1.0"));
-        assert!(served_version(crate::plugins::WIT_VERSION));
+        assert!(served_version(crate::WIT_VERSION));
         assert!(!served_version("0.1.2"), "newer than the host");
         assert!(!served_version("0.2.0"));
         assert!(!served_version("1.1.0"));

@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::storage::StorageError;
+use heliograph_storage::StorageError;
 
 /// Why a plugin call failed (not a denial: a denial is a plugin's answer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -123,7 +123,7 @@ pub enum InstallError {
     /// The right interface in another version of the package.
     #[error(
         "the component exports `{found}` but this server serves `{expected}`: rebuild it against heliograph:plugin@{}",
-        crate::plugins::WIT_VERSION
+        crate::WIT_VERSION
     )]
     ExportVersion { expected: String, found: String },
     /// An import the host does not provide (unknown interface or version).

@@ -7,7 +7,7 @@
 //!   the [`cache`] (keyed by the Wasm's SHA-256 and the engine's compatibility hash, so a
 //!   restart does not recompile), a precise check against the world, pre-instantiation.
 //! - trial instantiation and the optional `lifecycle.init` with the plugin's
-//!   configuration ([`call`]), then persistence ([`crate::storage::PluginStore`]) and an
+//!   configuration ([`call`]), then persistence ([`heliograph_storage::PluginStore`]) and an
 //!   atomic switch (`ArcSwap`): calls in flight finish on the old version, calls that start
 //!   after `install` returns use the new one.
 //! - [`call`]: every call gets a fresh store and instance ([`state`] holds its data and
@@ -50,7 +50,7 @@ pub use types::{
     PluginConfig, RestoreReport, SlotInfo, StanzaKind, Transport, VersionInfo, World,
 };
 
-use crate::storage::{PluginStore, SlotRecord, VersionRecord};
+use heliograph_storage::{PluginStore, SlotRecord, VersionRecord};
 use bindings::authenticator::Authenticator;
 use call::CallContext;
 use loader::Prepared;
@@ -976,7 +976,7 @@ fn record_metrics(slot: &Slot, outcome: &'static str, elapsed: std::time::Durati
         ("world", slot.world.name().to_string()),
         ("outcome", outcome.to_string()),
     ];
-    if crate::metrics::per_tenant() {
+    if heliograph_metrics::per_tenant() {
         labels.push(("tenant", slot.tenant.to_string()));
         labels.push(("plugin", slot.slot.to_string()));
     }

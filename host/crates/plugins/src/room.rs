@@ -2,7 +2,7 @@
 //! tenant's room policy ([`RoomQuestion`]) and the answer ([`RoomAnswer`]). They mirror the
 //! WIT `room-types` without depending on the generated bindings; `call.rs` converts.
 
-use crate::muc::types::{Affiliation, Role};
+use heliograph_xmpp::muc::{Affiliation, Role};
 
 /// The room a decision is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
