@@ -26,7 +26,7 @@ pub mod owner;
 pub mod policy;
 pub mod room;
 pub mod service;
-pub mod settings;
+pub use heliograph_tenants::muc_settings as settings;
 pub use heliograph_xmpp::muc as types;
 pub mod voice;
 

@@ -1,17 +1,8 @@
-//! Tenants: a tenant is a customer app owning one or more XMPP domains, with its own
-//! authentication settings, limits, TLS certificate and (later) plugins.
-//!
-//! Tenants come from the config file (`[tenants.NAME]`, plus the domains of
-//! `general.hosts`, which form the tenant `default`) and from the admin API (persisted in
-//! storage). The [`registry::Registry`] is read without locks on the hot path and replaced
-//! atomically on every change. [`spec`] holds the settings types, [`rate`] the per-session
-//! stanza shaper, [`manage`] the operations the admin API and reload perform.
+//! Tenant operations the admin API and reload perform ([`manage`]) and the plugins a
+//! config file names ([`plugin_files`]); the tenant types and registry are in
+//! `heliograph_tenants`, re-exported here.
 
 pub mod manage;
 pub mod plugin_files;
-pub mod rate;
-pub mod registry;
-pub mod spec;
 
-pub use registry::{Registry, Tenant};
-pub use spec::{AuthMethod, Limits, RoomPolicySetting, TenantRecord, TenantSpec};
+pub use heliograph_tenants::*;

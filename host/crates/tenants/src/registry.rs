@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use arc_swap::ArcSwap;
 
 use super::spec::TenantSpec;
-use crate::transport::tls::TenantCert;
+use crate::cert::TenantCert;
 
 /// A tenant as the running server sees it.
 #[derive(Debug)]
@@ -25,7 +25,7 @@ pub struct Tenant {
     /// The tenant's own certificate, loaded from `spec.tls`.
     pub cert: Option<Arc<TenantCert>>,
     /// The tenant's JWT keys, loaded from `spec.jwt`.
-    pub jwt: Option<Arc<crate::tokens::jwt::JwtVerifier>>,
+    pub jwt: Option<Arc<heliograph_auth::tokens::jwt::JwtVerifier>>,
     /// Online sessions; shared by every version of the tenant across updates.
     sessions: Arc<AtomicUsize>,
 }
@@ -50,7 +50,7 @@ impl Tenant {
     }
 
     /// The same tenant with these loaded JWT keys.
-    pub fn with_jwt(mut self, jwt: Option<Arc<crate::tokens::jwt::JwtVerifier>>) -> Tenant {
+    pub fn with_jwt(mut self, jwt: Option<Arc<heliograph_auth::tokens::jwt::JwtVerifier>>) -> Tenant {
         self.jwt = jwt;
         self
     }

@@ -77,17 +77,17 @@ pub struct TenantSpec {
     pub room_policy: Option<RoomPolicySetting>,
     /// The tenant's multi-user chat service (`[tenants.NAME.muc]`).
     #[serde(default)]
-    pub muc: crate::muc::settings::MucSettings,
+    pub muc: crate::muc_settings::MucSettings,
     /// Components serving subdomains of the tenant's domains (XEP-0114 external ones and
     /// Wasm-hosted ones).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub components: Vec<ComponentSpec>,
     /// JWT login (PLAIN with a JWT as password, OAUTHBEARER, X-OAUTH), alongside `auth`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jwt: Option<crate::tokens::jwt::JwtSettings>,
+    pub jwt: Option<heliograph_auth::tokens::jwt::JwtSettings>,
     /// Server-issued access and refresh tokens (the token-auth iq and token logins).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tokens: Option<crate::tokens::issued::IssuedTokenSettings>,
+    pub tokens: Option<heliograph_auth::tokens::issued::IssuedTokenSettings>,
 }
 
 /// What happens when a component connects for a domain another connection serves.
@@ -221,7 +221,7 @@ impl TenantSpec {
         spec.jwt = spec
             .jwt
             .as_ref()
-            .map(crate::tokens::jwt::JwtSettings::redacted);
+            .map(heliograph_auth::tokens::jwt::JwtSettings::redacted);
         for c in &mut spec.components {
             if c.secret.is_some() {
                 c.secret = Some(REDACTED.into());
@@ -284,7 +284,7 @@ impl TenantSpec {
             .normalized()
             .map_err(|e| format!("tenant {name:?}: {e}"))?;
         if let Some(jwt) = &self.jwt {
-            crate::tokens::jwt::JwtVerifier::check_settings(jwt)
+            heliograph_auth::tokens::jwt::JwtVerifier::check_settings(jwt)
                 .map_err(|e| format!("tenant {name:?}: jwt: {e}"))?;
         }
         Ok(self)

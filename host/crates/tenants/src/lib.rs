@@ -1,0 +1,18 @@
+//! Tenants: a tenant is a customer app owning one or more XMPP domains, with its own
+//! authentication settings, limits, TLS certificate and plugins.
+//!
+//! Tenants come from the config file (`[tenants.NAME]`, plus the domains of
+//! `general.hosts`, which form the tenant `default`) and from the admin API (persisted in
+//! storage). The [`registry::Registry`] is read without locks on the hot path and replaced
+//! atomically on every change. [`spec`] holds the settings types (with the MUC ones in
+//! [`muc_settings`]), [`cert`] the certificates, [`rate`] the per-session stanza shaper.
+//! Changing tenants (create, update, reload) is the control layer's job.
+
+pub mod cert;
+pub mod muc_settings;
+pub mod rate;
+pub mod registry;
+pub mod spec;
+
+pub use registry::{Registry, Tenant};
+pub use spec::{AuthMethod, Limits, RoomPolicySetting, TenantRecord, TenantSpec};
