@@ -11,7 +11,7 @@
 pub mod admin;
 pub mod cli;
 pub mod component;
-pub mod config;
+pub use heliograph_config as config;
 pub mod edge;
 pub use heliograph_metrics as metrics;
 pub mod muc;

@@ -3,55 +3,18 @@
 //! reload whenever the file's SHA-256 or the configuration differ from the active version
 //! (so an unchanged file is never reinstalled, and a restart reuses the compiled cache).
 //!
-//! These settings live beside the tenant's [`TenantSpec`] rather than in it: the spec is
+//! These settings live beside the tenant's `TenantSpec` rather than in it: the spec is
 //! also what the admin API accepts and stores, and the API installs plugins by upload
 //! (`PUT /api/v1/tenants/{tenant}/plugins/{slot}`), never from a server-side path.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde::de::Error as _;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::Serialize;
 
-use super::TenantSpec;
 use crate::plugins::{InstallError, PluginConfig, sha256_hex};
 use crate::server::Server;
 
-/// `[tenants.NAME]` in the config file: the tenant's settings plus its plugin files.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConfigTenant {
-    pub spec: TenantSpec,
-    /// `[tenants.NAME.plugins.SLOT]`, by slot.
-    pub plugins: BTreeMap<String, PluginFile>,
-}
-
-impl<'de> Deserialize<'de> for ConfigTenant {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let mut table = toml::Table::deserialize(d)?;
-        let plugins = match table.remove("plugins") {
-            Some(v) => v
-                .try_into()
-                .map_err(|e| D::Error::custom(format!("plugins: {e}")))?,
-            None => BTreeMap::new(),
-        };
-        let spec = toml::Value::Table(table)
-            .try_into()
-            .map_err(D::Error::custom)?;
-        Ok(ConfigTenant { spec, plugins })
-    }
-}
-
-/// `[tenants.NAME.plugins.SLOT]`: a plugin component on disk.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PluginFile {
-    /// The `.wasm` component (relative paths are relative to the working directory).
-    pub path: PathBuf,
-    /// The plugin's configuration (a table; handed to the plugin as JSON).
-    #[serde(default)]
-    pub config: Option<serde_json::Value>,
-}
+pub use heliograph_config::tenant_file::{ConfigTenant, PluginFile};
 
 /// What installing the config's plugin files did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]

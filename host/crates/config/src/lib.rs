@@ -10,8 +10,13 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::tenants::TenantSpec;
-use crate::tenants::plugin_files::ConfigTenant;
+use heliograph_tenants::TenantSpec;
+
+pub mod ip_range;
+pub mod tenant_file;
+
+pub use ip_range::IpRange;
+pub use tenant_file::ConfigTenant;
 
 /// Where the server looks for its config when none is given.
 pub const DEFAULT_CONFIG_PATH: &str = "config/heliograph.toml";
@@ -42,7 +47,7 @@ pub struct Config {
     /// `[tenants.NAME]`: tenants defined in the file (more can be added through the API),
     /// with their plugin files (`[tenants.NAME.plugins.SLOT]`).
     pub tenants: BTreeMap<String, ConfigTenant>,
-    pub plugins: crate::plugins::PluginSettings,
+    pub plugins: heliograph_plugins::PluginSettings,
     pub limits: LimitSettings,
     pub drain: DrainSettings,
     pub metrics: MetricsSettings,
@@ -441,7 +446,7 @@ pub struct AuthSettings {
 impl Default for AuthSettings {
     fn default() -> Self {
         AuthSettings {
-            scram_iterations: crate::sasl::DEFAULT_ITERATIONS,
+            scram_iterations: heliograph_auth::sasl::DEFAULT_ITERATIONS,
             password_cache: true,
         }
     }
@@ -506,7 +511,7 @@ impl Config {
         }
         for l in &self.listen.c2s {
             for p in &l.trusted_proxies {
-                if crate::transport::http::proxy::IpRange::parse(p).is_none() {
+                if IpRange::parse(p).is_none() {
                     return Err(ConfigError::Invalid(format!(
                         "listen.c2s.trusted_proxies: {p:?} is not an address or CIDR range"
                     )));
@@ -515,7 +520,7 @@ impl Config {
         }
         for l in &self.listen.component {
             for p in &l.trusted_proxies {
-                if crate::transport::http::proxy::IpRange::parse(p).is_none() {
+                if IpRange::parse(p).is_none() {
                     return Err(ConfigError::Invalid(format!(
                         "listen.component.trusted_proxies: {p:?} is not an address or CIDR range"
                     )));
@@ -524,7 +529,7 @@ impl Config {
         }
         for l in &self.listen.http {
             for p in &l.trusted_proxies {
-                if crate::transport::http::proxy::IpRange::parse(p).is_none() {
+                if IpRange::parse(p).is_none() {
                     return Err(ConfigError::Invalid(format!(
                         "listen.http.trusted_proxies: {p:?} is not an address or CIDR range"
                     )));
@@ -632,7 +637,7 @@ mod shipped_config_tests {
     /// The documented config in the repository must parse and equal the built-in default.
     #[test]
     fn shipped_config_matches_default() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/heliograph.toml");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../config/heliograph.toml");
         let cfg = Config::load(&path).unwrap();
         assert_eq!(cfg, Config::default());
     }
