@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use heliograph::router::{Router, SessionEntry, Transport, next_session_id};
-use heliograph::services::addressing;
 use heliograph::storage::Account;
+use heliograph::xmpp::jid as addressing;
 
 fn jids(c: &mut Criterion) {
     let mut g = c.benchmark_group("jid_parse");

@@ -1,29 +1,45 @@
-//! Heliograph: a multi-tenant XMPP signaling server.
+//! Heliograph: a multi-tenant XMPP signaling server. This crate is the top of the stack:
+//! the `heliograph` binary's command line ([`cli`]) and `serve` ([`serve`]: the table of
+//! listeners wired to the core). The layers below are their own crates, re-exported here
+//! under the names tools and tests use; `docs/ARCHITECTURE.md` describes them.
 //!
-//! The crate is laid out by the path a stanza takes: bytes arrive on a [`transport`],
-//! become [`xml`] events, go through stream negotiation in [`session`] (TLS, [`sasl`],
-//! binding), are routed by the [`router`] to other sessions or to the server's
-//! [`services`] (roster, presence, disco, ...), which persist through [`storage`].
-//! [`admin`] is the HTTP admin API, [`cli`] the command-line client for it, [`config`]
-//! the TOML configuration and [`server`] wires everything together. [`plugins`] runs
-//! tenants' WebAssembly components (authentication and, later, room policy and components).
+//! | layer | crate | re-exported as |
+//! | --- | --- | --- |
+//! | XML | `heliograph-xml` | [`xml`] |
+//! | XMPP vocabulary | `heliograph-xmpp` | [`xmpp`], [`stanza`] |
+//! | metrics | `heliograph-metrics` | [`metrics`] |
+//! | storage | `heliograph-storage` | [`storage`] |
+//! | authentication | `heliograph-auth` | [`sasl`], [`tokens`] |
+//! | plugins | `heliograph-plugins` | [`plugins`] |
+//! | tenants | `heliograph-tenants` | [`tenants`] |
+//! | configuration | `heliograph-config` | [`config`] |
+//! | core | `heliograph-core` | [`core`] ([`router`], [`session`], [`hooks`], [`pipeline`]) |
+//! | features | `heliograph-services` | [`services`] ([`muc`], [`components`]) |
+//! | transports | `heliograph-transports` | [`transports`] |
+//! | control | `heliograph-control` | [`control`] ([`admin`], [`server`]) |
 
-pub mod admin;
 pub mod cli;
-pub mod component;
+pub mod serve;
+
+pub use heliograph_auth::{sasl, tokens};
 pub use heliograph_config as config;
-pub mod edge;
+pub use heliograph_control as control;
+pub use heliograph_control::admin;
+pub use heliograph_core as core;
+pub use heliograph_core::{hooks, pipeline, router, session};
 pub use heliograph_metrics as metrics;
-pub mod muc;
 pub use heliograph_plugins as plugins;
-pub mod router;
-pub use heliograph_auth::sasl;
-pub mod server;
-pub mod services;
-pub mod session;
+pub use heliograph_services as services;
+pub use heliograph_services::{components, muc};
 pub use heliograph_storage as storage;
-pub use heliograph_xmpp::stanza;
-pub mod tenants;
-pub use heliograph_auth::tokens;
-pub mod transport;
+pub use heliograph_tenants as tenants;
+pub use heliograph_transports as transports;
 pub use heliograph_xml as xml;
+pub use heliograph_xmpp as xmpp;
+pub use heliograph_xmpp::stanza;
+
+/// The running server and how to start it.
+pub mod server {
+    pub use crate::serve::{ServeOptions, serve};
+    pub use heliograph_control::Server;
+}

@@ -8,6 +8,7 @@ mod plugins_support;
 use std::sync::Arc;
 
 use heliograph::config::Config;
+use heliograph::core::Core;
 use heliograph::muc::policy::{
     self, Decision, JoinDecision, MessageDecision, OccupantFacts, RoomFacts, UNAVAILABLE,
 };
@@ -36,7 +37,7 @@ const MEETING: &str = r#"{"room_patterns": ["team-*"], "max_participants": 3,
     "nick_changes": "moderators", "locked_config": {"muc#roomconfig_persistentroom": "0"}}"#;
 
 struct Fixture {
-    server: Arc<Server>,
+    core: Arc<Core>,
     _dir: tempfile::TempDir,
 }
 
@@ -50,15 +51,15 @@ fn fixture(settings: PluginSettings) -> Fixture {
         dir.path().join("cache"),
     )
     .unwrap();
-    let server = Arc::new(Server::new(Arc::new(cfg), storage, "token".into()));
-    assert!(server.plugins.set(host).is_ok());
-    Fixture { server, _dir: dir }
+    let core = Server::new(Arc::new(cfg), storage, "token".into()).core;
+    assert!(core.plugins.set(host).is_ok());
+    Fixture { core, _dir: dir }
 }
 
 impl Fixture {
     async fn install(&self, tenant: &str, name: &str, json: &str) -> u32 {
         let dir = plugins_support::wasm_dir().unwrap();
-        self.server
+        self.core
             .plugin_host()
             .unwrap()
             .install(
@@ -88,7 +89,7 @@ impl Fixture {
             tx,
         )
         .with_user_facts(facts);
-        self.server.router.register(Arc::new(entry));
+        self.core.router.register(Arc::new(entry));
     }
 }
 
@@ -126,7 +127,7 @@ async fn meeting_policy_decides_every_point() {
     let _ = wasm_or_skip!();
     let f = fixture(plugins_support::settings());
     f.install("acme", "meeting_policy", MEETING).await;
-    let s = &f.server;
+    let s = &f.core;
 
     // Creation: the name pattern.
     assert_eq!(
@@ -276,7 +277,7 @@ async fn failures_fail_closed_unless_the_tenant_opts_into_open() {
         memory_limit_mib: 16,
         ..plugins_support::settings()
     });
-    let s = &f.server;
+    let s = &f.core;
 
     // Nothing installed in the slot yet.
     assert_eq!(
@@ -354,7 +355,7 @@ async fn failures_fail_closed_unless_the_tenant_opts_into_open() {
 async fn swapping_the_policy_applies_to_the_next_decision() {
     let _ = wasm_or_skip!();
     let f = fixture(plugins_support::settings());
-    let s = &f.server;
+    let s = &f.core;
     let full = room("acme", "team-a", 2);
     let who = participant("c@acme.test/r");
     assert_eq!(

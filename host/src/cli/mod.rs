@@ -29,7 +29,7 @@ use clap::Parser;
 use self::args::{Cli, Command, GlobalArgs, SessionCommand, UserCommand};
 use self::client::ApiClient;
 use crate::config::Config;
-use crate::server::ServeOptions;
+use crate::serve::ServeOptions;
 
 /// Entry point of the `heliograph` binary.
 pub fn main() -> ExitCode {
@@ -68,7 +68,7 @@ fn serve(config: Option<PathBuf>, ready_file: Option<PathBuf>) -> ExitCode {
             ));
         }
     };
-    report(runtime.block_on(crate::server::serve(ServeOptions { config, ready_file })))
+    report(runtime.block_on(crate::serve::serve(ServeOptions { config, ready_file })))
 }
 
 /// Runs a client command against the admin API, printing to stdout.

@@ -43,4 +43,3 @@ pub struct PluginFile {
     #[serde(default)]
     pub config: Option<serde_json::Value>,
 }
-

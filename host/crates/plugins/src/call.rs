@@ -24,8 +24,8 @@ use super::types::{
     AuthDenied, AuthRequest, AuthUser, ComponentStanza, Mechanism, PluginConfig, StanzaKind,
     Transport,
 };
-use heliograph_xmpp::muc::{Affiliation, Role};
 use heliograph_storage::PluginStore;
+use heliograph_xmpp::muc::{Affiliation, Role};
 
 /// Limits on what an authenticator may return.
 const USERNAME_MAX: usize = 1023;

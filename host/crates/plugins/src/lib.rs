@@ -50,9 +50,9 @@ pub use types::{
     PluginConfig, RestoreReport, SlotInfo, StanzaKind, Transport, VersionInfo, World,
 };
 
-use heliograph_storage::{PluginStore, SlotRecord, VersionRecord};
 use bindings::authenticator::Authenticator;
 use call::CallContext;
+use heliograph_storage::{PluginStore, SlotRecord, VersionRecord};
 use loader::Prepared;
 use state::{CallScope, CallState};
 use stats::{Outcome, SlotStats};

@@ -135,4 +135,3 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
         what: "private key",
     })
 }
-

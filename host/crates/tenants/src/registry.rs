@@ -50,7 +50,10 @@ impl Tenant {
     }
 
     /// The same tenant with these loaded JWT keys.
-    pub fn with_jwt(mut self, jwt: Option<Arc<heliograph_auth::tokens::jwt::JwtVerifier>>) -> Tenant {
+    pub fn with_jwt(
+        mut self,
+        jwt: Option<Arc<heliograph_auth::tokens::jwt::JwtVerifier>>,
+    ) -> Tenant {
         self.jwt = jwt;
         self
     }

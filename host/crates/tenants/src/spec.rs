@@ -1,6 +1,7 @@
 //! Tenant settings as written in the config file (`[tenants.NAME]`) and accepted by the
 //! admin API, and the record persisted for API-managed tenants.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -88,6 +89,18 @@ pub struct TenantSpec {
     /// Server-issued access and refresh tokens (the token-auth iq and token logins).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens: Option<heliograph_auth::tokens::issued::IssuedTokenSettings>,
+    /// Features switched on or off for this tenant by name (`[tenants.NAME.features]`,
+    /// `blocking = false`); a feature not listed is on. The names are those the features
+    /// register under (`GET /api/v1/features` lists them).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub features: BTreeMap<String, bool>,
+}
+
+impl TenantSpec {
+    /// True unless the tenant turned the feature `name` off.
+    pub fn feature_enabled(&self, name: &str) -> bool {
+        self.features.get(name).copied().unwrap_or(true)
+    }
 }
 
 /// What happens when a component connects for a domain another connection serves.
@@ -211,6 +224,7 @@ impl TenantSpec {
             components: Vec::new(),
             jwt: None,
             tokens: None,
+            features: BTreeMap::new(),
         }
     }
 

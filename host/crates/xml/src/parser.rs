@@ -27,7 +27,7 @@ use tree::Binding;
 use super::Element;
 
 /// Size and depth limits applied while parsing.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ParserLimits {
     /// Maximum serialized size of one top-level stanza in bytes (default 256 KiB).
     pub max_stanza_bytes: usize,

@@ -1,0 +1,203 @@
+//! Meeting management (issue 6 point 4): a tenant's MUC rooms — list, show with
+//! occupants, read a logged room's public log, create, destroy (occupants get the
+//! `<destroy/>` presence) and kick an occupant (307 to everyone). Tenant-scoped: a tenant
+//! token reaches its own rooms only.
+
+use hyper::StatusCode;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::context::Ctx;
+use super::response::{ApiError, ApiResult, json, no_content};
+use crate::stanza::Condition;
+use heliograph_services::muc::MucError;
+
+/// Body of `POST /api/v1/tenants/{tenant}/rooms`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRoom {
+    /// The room's JID (`standup@conference.example.com`).
+    jid: String,
+    /// `muc#roomconfig` fields, by full var or by suffix (`membersonly`), with string,
+    /// boolean or number values.
+    #[serde(default)]
+    config: serde_json::Map<String, serde_json::Value>,
+    /// Bare JIDs of the room's owners.
+    #[serde(default)]
+    owners: Vec<String>,
+}
+
+/// Body of `POST /api/v1/tenants/{tenant}/rooms/{room}/kick`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Kick {
+    nick: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+fn tenant_param(ctx: &Ctx) -> Result<String, ApiError> {
+    let name = ctx.param("tenant")?.to_string();
+    ctx.principal.check_tenant(&name)?;
+    if ctx.server().core.tenants.by_name(&name).is_none() {
+        return Err(ApiError::NoSuchTenant(name));
+    }
+    Ok(name)
+}
+
+/// A decoded query parameter (`+` is a space), `None` if absent or empty.
+fn query(ctx: &Ctx, name: &str) -> Result<Option<String>, ApiError> {
+    match ctx.query_param(name) {
+        Some(v) if !v.is_empty() => super::routes::percent_decode(&v.replace('+', " ")).map(Some),
+        _ => Ok(None),
+    }
+}
+
+fn api_error(e: MucError) -> ApiError {
+    match e {
+        MucError::NoSuchService(_) | MucError::NoSuchRoom(_) => ApiError::NoSuchRoom(e.to_string()),
+        MucError::RoomExists(_) => ApiError::Conflict(e.to_string()),
+        MucError::InvalidRoom(_) | MucError::InvalidConfig(_) => ApiError::Invalid(e.to_string()),
+        MucError::LimitReached(t) => ApiError::LimitReached(t),
+        MucError::Refused(r) if r.condition == Condition::ItemNotFound => {
+            ApiError::NoSuchRoom(r.text.unwrap_or_else(|| "no such occupant".into()))
+        }
+        MucError::Refused(r) => ApiError::Conflict(r.to_string()),
+        MucError::Storage(e) => ApiError::internal("room storage", e),
+    }
+}
+
+/// `GET /api/v1/tenants/{tenant}/rooms` → `{"rooms":[RoomSummary...]}`
+pub async fn list(ctx: Ctx) -> ApiResult {
+    let tenant = tenant_param(&ctx)?;
+    let server = ctx.api.server.clone();
+    let rooms = server.services.muc.list_rooms(&server.core, &tenant).await;
+    Ok(json(StatusCode::OK, &json!({ "rooms": rooms })))
+}
+
+/// `GET /api/v1/tenants/{tenant}/rooms/{room}` → the room with its occupants.
+pub async fn show(ctx: Ctx) -> ApiResult {
+    let tenant = tenant_param(&ctx)?;
+    let server = ctx.api.server.clone();
+    let (service, name) = server
+        .services
+        .muc
+        .locate(&server.core, &tenant, ctx.param("room")?)
+        .map_err(api_error)?;
+    let room = service
+        .room_details(&server.core, &name)
+        .await
+        .map_err(api_error)?;
+    Ok(json(StatusCode::OK, &room))
+}
+
+/// Lines a log page holds by default and at most.
+const LOG_PAGE: usize = 100;
+const MAX_LOG_PAGE: usize = 1000;
+
+/// `GET /api/v1/tenants/{tenant}/rooms/{room}/log?after=N&limit=N` → a page of the log.
+pub async fn log(ctx: Ctx) -> ApiResult {
+    let tenant = tenant_param(&ctx)?;
+    let number = |name: &str| -> Result<Option<u64>, ApiError> {
+        query(&ctx, name)?
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| ApiError::Invalid(format!("{name} must be a number, not {v:?}")))
+            })
+            .transpose()
+    };
+    let after = number("after")?.unwrap_or(0);
+    let limit = number("limit")?.map_or(LOG_PAGE, |l| l as usize);
+    if !(1..=MAX_LOG_PAGE).contains(&limit) {
+        return Err(ApiError::Invalid(format!(
+            "limit must be between 1 and {MAX_LOG_PAGE}"
+        )));
+    }
+    let server = ctx.api.server.clone();
+    let (service, name) = server
+        .services
+        .muc
+        .locate(&server.core, &tenant, ctx.param("room")?)
+        .map_err(api_error)?;
+    let log = service
+        .room_log(&server.core, &name, after, limit)
+        .await
+        .map_err(api_error)?;
+    Ok(json(StatusCode::OK, &log))
+}
+
+/// `POST /api/v1/tenants/{tenant}/rooms` → 201 with the room.
+pub async fn create(ctx: Ctx) -> ApiResult {
+    let tenant = tenant_param(&ctx)?;
+    let body: NewRoom = ctx.json()?;
+    let server = ctx.api.server.clone();
+    let (service, name) = server
+        .services
+        .muc
+        .locate(&server.core, &tenant, &body.jid)
+        .map_err(api_error)?;
+    let mut config = Vec::new();
+    for (key, value) in body.config {
+        let var = if key.starts_with("muc#") {
+            key
+        } else {
+            format!("muc#roomconfig_{key}")
+        };
+        let value = match value {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Bool(b) => if b { "1" } else { "0" }.to_string(),
+            serde_json::Value::Number(n) => n.to_string(),
+            other => {
+                return Err(ApiError::BadJson(format!(
+                    "config {var}: {other} is not a string, boolean or number"
+                )));
+            }
+        };
+        config.push((var, value));
+    }
+    let room = service
+        .create_room(&server.core, &name, &config, &body.owners)
+        .await
+        .map_err(api_error)?;
+    Ok(json(StatusCode::CREATED, &room))
+}
+
+/// `DELETE /api/v1/tenants/{tenant}/rooms/{room}?reason=…&alternate=…` → 204.
+pub async fn destroy(ctx: Ctx) -> ApiResult {
+    let tenant = tenant_param(&ctx)?;
+    let server = ctx.api.server.clone();
+    let (service, name) = server
+        .services
+        .muc
+        .locate(&server.core, &tenant, ctx.param("room")?)
+        .map_err(api_error)?;
+    let alternate = query(&ctx, "alternate")?;
+    if let Some(a) = &alternate
+        && jid::BareJid::new(a).is_err()
+    {
+        return Err(ApiError::Invalid(format!("alternate {a:?} is not a JID")));
+    }
+    let reason = query(&ctx, "reason")?;
+    service
+        .destroy_room(&server.core, &name, alternate.as_deref(), reason.as_deref())
+        .await
+        .map_err(api_error)?;
+    Ok(no_content())
+}
+
+/// `POST /api/v1/tenants/{tenant}/rooms/{room}/kick` `{"nick","reason"?}` → 204.
+pub async fn kick(ctx: Ctx) -> ApiResult {
+    let tenant = tenant_param(&ctx)?;
+    let body: Kick = ctx.json()?;
+    let server = ctx.api.server.clone();
+    let (service, name) = server
+        .services
+        .muc
+        .locate(&server.core, &tenant, ctx.param("room")?)
+        .map_err(api_error)?;
+    service
+        .kick(&server.core, &name, &body.nick, body.reason.as_deref())
+        .await
+        .map_err(api_error)?;
+    Ok(no_content())
+}

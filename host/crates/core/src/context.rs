@@ -1,0 +1,161 @@
+//! [`Core`]: the state the core layer owns and every layer above reaches through an
+//! `Arc<Core>`: the configuration in force, storage, the tenant registry, the routing
+//! table and hosted domains, the hook registry, the plugin host, connection limits, the
+//! drain flag and the verified-password cache. Features keep their own state in their
+//! own modules; nothing here belongs to one feature.
+
+use std::sync::{Arc, OnceLock};
+
+use arc_swap::ArcSwap;
+
+use crate::config::Config;
+use crate::hooks::Hooks;
+use crate::limits::Limits;
+use crate::plugins::PluginHost;
+use crate::router::{HostedDomain, HostedDomains, Router};
+use crate::storage::Storage;
+use crate::tenants::{Registry, Tenant};
+use crate::xml::ParserLimits;
+
+/// Shared state of the core (see the module docs).
+pub struct Core {
+    config: ArcSwap<Config>,
+    pub storage: Storage,
+    /// Bound sessions by account.
+    pub router: Router,
+    /// Tenants by domain and by name (lock-free reads).
+    pub tenants: Arc<Registry>,
+    /// Domains served inside the server by features (MUC, components).
+    pub hosted: HostedDomains,
+    /// What the features registered.
+    pub hooks: Arc<Hooks>,
+    /// Tenants' WebAssembly plugins; set once at startup (servers built for unit tests run
+    /// without, and plugin tenants' logins then fail closed).
+    pub plugins: OnceLock<PluginHost>,
+    /// Connection limits shared by every listener.
+    pub limits: Arc<Limits>,
+    /// Set once a drain starts.
+    pub drain: crate::drain::Drain,
+    /// Recently verified passwords, so PLAIN logins skip PBKDF2 (see `sasl::verified`).
+    pub verified_passwords: crate::sasl::verified::VerifiedPasswords,
+}
+
+impl Core {
+    /// The core for this config, storage, tenants and hooks. Hosted-domain resolvers the
+    /// features registered are installed here.
+    pub fn new(config: Config, storage: Storage, tenants: Registry, hooks: Arc<Hooks>) -> Core {
+        let verified_passwords = crate::sasl::verified::VerifiedPasswords::default();
+        verified_passwords.set_enabled(config.auth.password_cache);
+        let hosted = HostedDomains::default();
+        for r in hooks.hosted_resolvers() {
+            hosted.add_resolver(r.clone());
+        }
+        Core {
+            config: ArcSwap::from_pointee(config),
+            storage,
+            router: Router::default(),
+            tenants: Arc::new(tenants),
+            hosted,
+            hooks,
+            plugins: OnceLock::new(),
+            limits: Arc::default(),
+            drain: Default::default(),
+            verified_passwords,
+        }
+    }
+
+    /// The configuration in force (replaced by reload).
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// Replaces the configuration (reload).
+    pub fn set_config(&self, config: Config) {
+        self.verified_passwords
+            .set_enabled(config.auth.password_cache);
+        self.config.store(Arc::new(config));
+    }
+
+    /// The enabled tenant serving `domain`.
+    pub fn tenant_of(&self, domain: &str) -> Option<Arc<Tenant>> {
+        self.tenants.by_domain(domain).filter(|t| t.enabled())
+    }
+
+    /// True if `domain` belongs to an enabled tenant.
+    pub fn serves_domain(&self, domain: &str) -> bool {
+        self.tenant_of(domain).is_some()
+    }
+
+    /// The enabled tenant a tenant domain or a hosted domain belongs to.
+    pub fn tenant_of_any(&self, domain: &str) -> Option<Arc<Tenant>> {
+        if let Some(t) = self.tenant_of(domain) {
+            return Some(t);
+        }
+        let hosted = self.hosted.get(self, domain)?;
+        self.tenants
+            .by_name(hosted.tenant())
+            .filter(|t| t.enabled())
+    }
+
+    /// True if users of `from_domain` may exchange stanzas with `to_domain` (same tenant,
+    /// or tenants federated with each other). Either domain may be a hosted domain (MUC
+    /// service, component), which counts as its tenant's.
+    pub fn can_reach(&self, from_domain: &str, to_domain: &str) -> bool {
+        if from_domain == to_domain {
+            return true;
+        }
+        match (
+            self.tenant_of_any(from_domain),
+            self.tenant_of_any(to_domain),
+        ) {
+            (Some(a), Some(b)) => a.can_reach(&b),
+            _ => false,
+        }
+    }
+
+    /// The hosted entity serving `domain`, if any.
+    pub fn hosted(&self, domain: &str) -> Option<Arc<dyn HostedDomain>> {
+        self.hosted.get(self, domain)
+    }
+
+    /// Parser limits for a stream of `domain` (the tenant's own stanza size limit if it
+    /// sets one), or the server's when the domain is not known yet.
+    pub fn parser_limits_for(&self, domain: Option<&str>) -> ParserLimits {
+        let config = self.config();
+        let tenant_max = domain
+            .and_then(|d| self.tenant_of(d))
+            .map(|t| t.spec.limits.max_stanza_size)
+            .unwrap_or(0);
+        ParserLimits {
+            max_stanza_bytes: if tenant_max > 0 {
+                tenant_max
+            } else {
+                config.general.max_stanza_size
+            },
+            max_depth: config.general.max_stanza_depth,
+        }
+    }
+
+    /// The server's parser limits.
+    pub fn parser_limits(&self) -> ParserLimits {
+        self.parser_limits_for(None)
+    }
+
+    /// The plugin host, if this server runs one.
+    pub fn plugin_host(&self) -> Option<&PluginHost> {
+        self.plugins.get()
+    }
+
+    /// True if the account exists in storage.
+    pub async fn account_exists(&self, account: &crate::storage::Account) -> bool {
+        let users = self.storage.users.clone();
+        let account = account.clone();
+        crate::storage::blocking(move || {
+            users
+                .credentials(&account)
+                .map(|c| c.is_some())
+                .unwrap_or(false)
+        })
+        .await
+    }
+}

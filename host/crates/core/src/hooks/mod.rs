@@ -1,0 +1,354 @@
+//! The hook registry: how a feature plugs into the core, in the spirit of Prosody's
+//! `module:hook` and MongooseIM's `gen_hook`.
+//!
+//! A feature is one type implementing [`Feature`]: a name and a `register` method that
+//! tells a [`Registrar`] what it handles. The registry is built once at startup
+//! ([`HooksBuilder`]) and read without locks afterwards. Everything a feature registers is
+//! switched on or off per tenant by the feature's name (`[tenants.NAME.features]`): the
+//! core asks [`Hooks`] for handlers *for a tenant* and gets only the enabled ones.
+//!
+//! What a feature can register:
+//! - **iq handlers** by type and payload namespace, for an [`Address`]: the server itself
+//!   (`Host`), the sender's own account (`Own`), or another local account answered by the
+//!   server on its behalf (`Account`) — [`Registrar::iq`];
+//! - the **presence** a client session sends ([`Registrar::client_presence`]);
+//! - what happens to a **message nobody online can take** ([`Registrar::undeliverable`]);
+//! - **session events**: bound, initial presence, closed ([`Registrar::on_session`]);
+//! - **filters** run before delivery to a local account ([`Registrar::filter`]);
+//! - **stream features** ([`Registrar::stream_feature`]), **disco** features, identities
+//!   and items ([`Registrar::disco_feature`], [`Registrar::disco_identity`],
+//!   [`Registrar::disco_items`]);
+//! - **hosted domains** (MUC services, components: [`Registrar::hosted`]).
+//!
+//! `docs/ARCHITECTURE.md` has a worked example.
+
+mod types;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+
+use crate::context::Core;
+use crate::router::{HostedResolver, SessionEntry};
+use crate::storage::Account;
+use crate::tenants::Tenant;
+use crate::xml::Element;
+
+pub use types::{
+    Address, DiscoIdentity, FeatureContext, Filter, FilterCheck, IqRequest, IqType, SessionEvent,
+    Stored, StreamStage, Verdict,
+};
+
+/// A feature: one module's worth of behaviour, registered under one name.
+pub trait Feature: Send + Sync + 'static {
+    /// The name tenants use to switch it (`[tenants.NAME.features] NAME = false`).
+    fn name(&self) -> &'static str;
+    /// Registers the feature's handlers.
+    fn register(self: Arc<Self>, r: &mut Registrar<'_>);
+}
+
+/// An iq handler: answers one request (or `None` when it already answered itself).
+pub type IqHandler = Arc<dyn Fn(IqRequest) -> BoxFuture<'static, Option<Element>> + Send + Sync>;
+/// Takes every presence stanza a bound client sends (`from` stamped).
+pub type PresenceHandler =
+    Arc<dyn Fn(Arc<Core>, Arc<SessionEntry>, Element) -> BoxFuture<'static, ()> + Send + Sync>;
+/// Takes a message for an account none of whose sessions could take it.
+pub type UndeliverableHandler =
+    Arc<dyn Fn(Arc<Core>, Account, Element) -> BoxFuture<'static, Stored> + Send + Sync>;
+/// Runs on a session event.
+pub type SessionHandler =
+    Arc<dyn Fn(Arc<Core>, Arc<SessionEntry>) -> BoxFuture<'static, ()> + Send + Sync>;
+/// A stream feature element for a stream at some stage, if it applies.
+pub type StreamFeatureProvider = Arc<dyn Fn(&FeatureContext<'_>) -> Option<Element> + Send + Sync>;
+/// `<item/>`s a domain lists in its disco#items.
+pub type DiscoItemsProvider = Arc<dyn Fn(&Core, &str) -> Vec<Element> + Send + Sync>;
+
+/// Index of a feature in the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FeatureId(usize);
+
+struct Entry<T> {
+    feature: FeatureId,
+    item: T,
+}
+
+/// The registry (see the module docs).
+#[derive(Default)]
+pub struct Hooks {
+    names: Vec<&'static str>,
+    /// iq handlers by payload namespace.
+    iq: HashMap<&'static str, Vec<Entry<(IqType, Address, IqHandler)>>>,
+    client_presence: Vec<Entry<PresenceHandler>>,
+    undeliverable: Vec<Entry<UndeliverableHandler>>,
+    session: Vec<Entry<(SessionEvent, SessionHandler)>>,
+    filters: Vec<Entry<Arc<dyn Filter>>>,
+    stream_features: Vec<Entry<(StreamStage, StreamFeatureProvider)>>,
+    disco_features: Vec<Entry<(Address, &'static str)>>,
+    disco_identities: Vec<Entry<(Address, DiscoIdentity)>>,
+    disco_items: Vec<Entry<(Address, DiscoItemsProvider)>>,
+    hosted: Vec<Arc<dyn HostedResolver>>,
+}
+
+/// Builds a [`Hooks`] from features, in registration order (which is also the order
+/// handlers of the same kind run in).
+#[derive(Default)]
+pub struct HooksBuilder {
+    hooks: Hooks,
+}
+
+impl HooksBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a feature. Panics if a feature of the same name is registered already:
+    /// names are what tenants switch features by.
+    pub fn feature(mut self, feature: Arc<dyn Feature>) -> Self {
+        let name = feature.name();
+        assert!(
+            !self.hooks.names.contains(&name),
+            "feature {name:?} registered twice"
+        );
+        let id = FeatureId(self.hooks.names.len());
+        self.hooks.names.push(name);
+        feature.register(&mut Registrar {
+            hooks: &mut self.hooks,
+            feature: id,
+        });
+        self
+    }
+
+    pub fn build(self) -> Arc<Hooks> {
+        Arc::new(self.hooks)
+    }
+}
+
+/// What a feature registers through (see the module docs).
+pub struct Registrar<'a> {
+    hooks: &'a mut Hooks,
+    feature: FeatureId,
+}
+
+impl Registrar<'_> {
+    fn entry<T>(&self, item: T) -> Entry<T> {
+        Entry {
+            feature: self.feature,
+            item,
+        }
+    }
+
+    /// Handles `<iq type='get|set'>` requests whose payload is in `ns`, addressed to
+    /// each of `addresses`.
+    pub fn iq<F>(&mut self, ty: IqType, ns: &'static str, addresses: &[Address], handler: F)
+    where
+        F: Fn(IqRequest) -> BoxFuture<'static, Option<Element>> + Send + Sync + 'static,
+    {
+        let handler: IqHandler = Arc::new(handler);
+        for a in addresses {
+            let e = self.entry((ty, *a, handler.clone()));
+            self.hooks.iq.entry(ns).or_default().push(e);
+        }
+    }
+
+    /// Takes the presence stanzas bound clients send (broadcasts, directed presence,
+    /// probes, subscriptions).
+    pub fn client_presence<F>(&mut self, handler: F)
+    where
+        F: Fn(Arc<Core>, Arc<SessionEntry>, Element) -> BoxFuture<'static, ()>
+            + Send
+            + Sync
+            + 'static,
+    {
+        let e = self.entry(Arc::new(handler) as PresenceHandler);
+        self.hooks.client_presence.push(e);
+    }
+
+    /// Takes messages for accounts with no session that can receive them (offline
+    /// storage); handlers are asked in order until one stores the message.
+    pub fn undeliverable<F>(&mut self, handler: F)
+    where
+        F: Fn(Arc<Core>, Account, Element) -> BoxFuture<'static, Stored> + Send + Sync + 'static,
+    {
+        let e = self.entry(Arc::new(handler) as UndeliverableHandler);
+        self.hooks.undeliverable.push(e);
+    }
+
+    /// Runs `handler` on a session event.
+    pub fn on_session<F>(&mut self, event: SessionEvent, handler: F)
+    where
+        F: Fn(Arc<Core>, Arc<SessionEntry>) -> BoxFuture<'static, ()> + Send + Sync + 'static,
+    {
+        let e = self.entry((event, Arc::new(handler) as SessionHandler));
+        self.hooks.session.push(e);
+    }
+
+    /// Checks every stanza before it reaches a local account.
+    pub fn filter(&mut self, filter: Arc<dyn Filter>) {
+        let e = self.entry(filter);
+        self.hooks.filters.push(e);
+    }
+
+    /// Advertises a stream feature at `stage`.
+    pub fn stream_feature<F>(&mut self, stage: StreamStage, provider: F)
+    where
+        F: Fn(&FeatureContext<'_>) -> Option<Element> + Send + Sync + 'static,
+    {
+        let e = self.entry((stage, Arc::new(provider) as StreamFeatureProvider));
+        self.hooks.stream_features.push(e);
+    }
+
+    /// Lists `var` in disco#info of `address` (the server, or an account).
+    pub fn disco_feature(&mut self, address: Address, var: &'static str) {
+        let e = self.entry((address, var));
+        self.hooks.disco_features.push(e);
+    }
+
+    /// Lists an identity in disco#info of `address`.
+    pub fn disco_identity(&mut self, address: Address, identity: DiscoIdentity) {
+        let e = self.entry((address, identity));
+        self.hooks.disco_identities.push(e);
+    }
+
+    /// Adds `<item/>`s to disco#items of `address` (`Host`: a tenant domain, given as
+    /// the provider's second argument).
+    pub fn disco_items<F>(&mut self, address: Address, provider: F)
+    where
+        F: Fn(&Core, &str) -> Vec<Element> + Send + Sync + 'static,
+    {
+        let e = self.entry((address, Arc::new(provider) as DiscoItemsProvider));
+        self.hooks.disco_items.push(e);
+    }
+
+    /// Serves domains inside the server (MUC services, components). Hosted domains have
+    /// their own per-tenant settings, so the resolver decides for each tenant itself.
+    pub fn hosted(&mut self, resolver: Arc<dyn HostedResolver>) {
+        self.hooks.hosted.push(resolver);
+    }
+}
+
+impl Hooks {
+    /// Names of the registered features, in registration order.
+    pub fn feature_names(&self) -> &[&'static str] {
+        &self.names
+    }
+
+    /// The entries of `list` whose feature `tenant` has on.
+    fn on<'a, 'b, T>(
+        &'a self,
+        tenant: &'b Tenant,
+        list: &'a [Entry<T>],
+    ) -> impl Iterator<Item = &'a T> + use<'a, 'b, T> {
+        list.iter()
+            .filter(move |e| tenant.spec.feature_enabled(self.names[e.feature.0]))
+            .map(|e| &e.item)
+    }
+
+    /// The handler for an iq request of `tenant` at `address`.
+    pub fn iq_handler(
+        &self,
+        tenant: &Tenant,
+        ty: IqType,
+        ns: &str,
+        address: Address,
+    ) -> Option<&IqHandler> {
+        let list = self.iq.get(ns)?;
+        self.on(tenant, list)
+            .find(|(t, a, _)| *t == ty && *a == address)
+            .map(|(_, _, h)| h)
+    }
+
+    /// The client presence handler for `tenant`, if any.
+    pub fn client_presence(&self, tenant: &Tenant) -> Option<&PresenceHandler> {
+        self.on(tenant, &self.client_presence).next()
+    }
+
+    /// Undeliverable-message handlers for `tenant`, in order.
+    pub fn undeliverable(&self, tenant: &Tenant) -> Vec<UndeliverableHandler> {
+        self.on(tenant, &self.undeliverable).cloned().collect()
+    }
+
+    /// Runs the handlers of `event` for the session, in registration order.
+    pub async fn session_event(
+        &self,
+        core: &Arc<Core>,
+        event: SessionEvent,
+        entry: &Arc<SessionEntry>,
+    ) {
+        let Some(tenant) = core.tenants.by_domain(&entry.account.domain) else {
+            return;
+        };
+        let handlers: Vec<SessionHandler> = self
+            .on(&tenant, &self.session)
+            .filter(|(e, _)| *e == event)
+            .map(|(_, h)| h.clone())
+            .collect();
+        for h in handlers {
+            h(core.clone(), entry.clone()).await;
+        }
+    }
+
+    /// Runs the filters of the recipient's tenant; the first refusal wins.
+    pub async fn filter(&self, core: &Arc<Core>, check: &FilterCheck<'_>) -> Verdict {
+        if self.filters.is_empty() {
+            return Verdict::Pass;
+        }
+        let Some(tenant) = core.tenants.by_domain(&check.to.domain) else {
+            return Verdict::Pass;
+        };
+        for f in self.on(&tenant, &self.filters) {
+            match f.check(core, check).await {
+                Verdict::Pass => {}
+                refused => return refused,
+            }
+        }
+        Verdict::Pass
+    }
+
+    /// Stream features `tenant` advertises at a stage.
+    pub fn stream_features(&self, ctx: &FeatureContext<'_>) -> Vec<Element> {
+        self.on(ctx.tenant, &self.stream_features)
+            .filter(|(s, _)| *s == ctx.stage)
+            .filter_map(|(_, p)| p(ctx))
+            .collect()
+    }
+
+    /// Disco features of `address` for `tenant`, sorted and without duplicates.
+    pub fn disco_features(&self, tenant: &Tenant, address: Address) -> Vec<&'static str> {
+        let mut v: Vec<&'static str> = self
+            .on(tenant, &self.disco_features)
+            .filter(|(a, _)| *a == address)
+            .map(|(_, f)| *f)
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Disco identities of `address` for `tenant`.
+    pub fn disco_identities(&self, tenant: &Tenant, address: Address) -> Vec<DiscoIdentity> {
+        self.on(tenant, &self.disco_identities)
+            .filter(|(a, _)| *a == address)
+            .map(|(_, i)| i.clone())
+            .collect()
+    }
+
+    /// Disco items of `domain` (a tenant domain) for `tenant`.
+    pub fn disco_items(
+        &self,
+        core: &Core,
+        tenant: &Tenant,
+        address: Address,
+        domain: &str,
+    ) -> Vec<Element> {
+        self.on(tenant, &self.disco_items)
+            .filter(|(a, _)| *a == address)
+            .flat_map(|(_, p)| p(core, domain))
+            .collect()
+    }
+
+    /// The hosted-domain resolvers features registered.
+    pub fn hosted_resolvers(&self) -> &[Arc<dyn HostedResolver>] {
+        &self.hosted
+    }
+}

@@ -1,0 +1,142 @@
+//! The types handlers see: requests, addresses, events, filter verdicts.
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+
+use crate::context::Core;
+use crate::pipeline::Origin;
+use crate::storage::Account;
+use crate::tenants::Tenant;
+use crate::xml::Element;
+
+/// `get` or `set`: the iq types that are requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IqType {
+    Get,
+    Set,
+}
+
+impl IqType {
+    /// The request type of a `type` attribute value.
+    pub fn parse(ty: &str) -> Option<IqType> {
+        match ty {
+            "get" => Some(IqType::Get),
+            "set" => Some(IqType::Set),
+            _ => None,
+        }
+    }
+}
+
+/// Whom a request is addressed to, as a handler serves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Address {
+    /// The server: a tenant domain, or no `to` when no `Own` handler takes the request.
+    Host,
+    /// The sender's own account: no `to`, or its own bare JID.
+    Own,
+    /// A local account's bare JID, answered by the server on the account's behalf
+    /// (the sender's own bare JID too when no `Own` handler takes it).
+    Account,
+}
+
+/// One iq request for a handler.
+pub struct IqRequest {
+    pub core: Arc<Core>,
+    /// Who sent it (replies go back there).
+    pub origin: Origin,
+    /// The tenant serving the addressed domain or account.
+    pub tenant: Arc<Tenant>,
+    /// The addressed domain (for `Host`) or the account's domain.
+    pub domain: String,
+    /// The addressed account (for `Own` and `Account`).
+    pub account: Option<Account>,
+    /// The request, `from` stamped and `to` normalized.
+    pub iq: Element,
+}
+
+impl IqRequest {
+    /// The payload (the one child of the request).
+    pub fn payload(&self) -> Option<&Element> {
+        self.iq.first_child()
+    }
+}
+
+/// What an undeliverable-message handler did with the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// Kept for later delivery.
+    Yes,
+    /// Refused (storage full or failed): the sender gets an error.
+    Refused,
+    /// Not this handler's business: the next one is asked.
+    Pass,
+}
+
+/// Session events features can hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// A resource was bound (the session is in the routing table).
+    Bound,
+    /// The session sent its initial available presence.
+    InitialPresence,
+    /// The session is ending (still in the routing table while the handlers run).
+    Closed,
+}
+
+/// One delivery a filter decides on.
+#[derive(Debug)]
+pub struct FilterCheck<'a> {
+    /// The sender's address as the stanza carries it (full or bare JID, or a hosted JID).
+    pub from: &'a str,
+    /// The sender's local account, when a local session sent it.
+    pub sender: Option<&'a Account>,
+    /// The local account the stanza is for.
+    pub to: &'a Account,
+    /// `message`, `presence` or `iq`.
+    pub kind: &'a str,
+}
+
+/// A filter's decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    /// The sender refuses contact with the recipient (the sender blocked them): requests
+    /// get an error saying so (XEP-0191 §3.5).
+    RefusedBySender,
+    /// The recipient refuses the sender (blocked): the stanza is not delivered, as if
+    /// the recipient were not there (XEP-0191 §3.4).
+    RefusedByRecipient,
+}
+
+/// A check run before delivery to a local account (blocking, privacy).
+pub trait Filter: Send + Sync + 'static {
+    fn check<'a>(
+        &'a self,
+        core: &'a Arc<Core>,
+        check: &'a FilterCheck<'a>,
+    ) -> BoxFuture<'a, Verdict>;
+}
+
+/// A disco identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoIdentity {
+    pub category: &'static str,
+    pub kind: &'static str,
+    pub name: Option<&'static str>,
+}
+
+/// Stages of a client stream at which features are advertised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamStage {
+    /// After authentication, before binding (bind, roster versioning, ...).
+    Authenticated,
+}
+
+/// What a stream feature provider sees.
+pub struct FeatureContext<'a> {
+    pub tenant: &'a Tenant,
+    pub stage: StreamStage,
+    /// The connection is encrypted.
+    pub tls: bool,
+}

@@ -1,0 +1,179 @@
+//! Messages (RFC 6121 §8.5): to a bare JID, the available resources with the highest
+//! non-negative priority, else the undeliverable hook (offline storage); to a full JID,
+//! that session, else as if sent to the bare JID (chat, normal, headline) or an error
+//! (groupchat); errors back to the sender for everything undeliverable.
+
+use std::sync::Arc;
+
+use super::{Origin, blocked_error, bounce, filter, lookup, not_served};
+use crate::context::Core;
+use crate::hooks::{Stored, Verdict};
+use crate::router::Route;
+use crate::stanza::{self, Condition};
+use crate::storage::Account;
+use crate::xml::Element;
+
+/// Routes a message from `origin`.
+pub async fn route(core: &Arc<Core>, origin: &Origin, mut msg: Element) {
+    let route = match lookup(core, origin, &msg) {
+        Route::OwnAccount => match origin.account() {
+            // No 'to': addressed to the sender's own bare JID (RFC 6121 §8.5.1).
+            Some(own) => {
+                msg.set_attr("to", own.to_string());
+                Route::Bare(own.clone())
+            }
+            None => {
+                return bounce(
+                    core,
+                    origin,
+                    &msg,
+                    Condition::BadRequest,
+                    Some("no 'to' address"),
+                )
+                .await;
+            }
+        },
+        r => r,
+    };
+    match route {
+        Route::Bare(account) => to_account(core, origin, &account, None, msg).await,
+        Route::Full(account, resource) => {
+            to_account(core, origin, &account, Some(&resource), msg).await
+        }
+        Route::Hosted(h) => h.deliver(core.clone(), msg).await,
+        Route::Server(_) => {
+            if !matches!(
+                stanza::stanza_type(&msg),
+                "error" | "headline" | "groupchat"
+            ) {
+                bounce(core, origin, &msg, Condition::ServiceUnavailable, None).await;
+            }
+        }
+        Route::RemoteServer(domain) => {
+            let text = not_served(&domain);
+            bounce(
+                core,
+                origin,
+                &msg,
+                Condition::RemoteServerNotFound,
+                Some(&text),
+            )
+            .await;
+        }
+        Route::RemoteNode { .. } => {
+            bounce(core, origin, &msg, Condition::ServiceUnavailable, None).await;
+        }
+        Route::OwnAccount => unreachable!("rewritten above"),
+    }
+}
+
+async fn to_account(
+    core: &Arc<Core>,
+    origin: &Origin,
+    account: &Account,
+    resource: Option<&str>,
+    msg: Element,
+) {
+    match filter(core, origin, &msg, account).await {
+        Verdict::Pass => deliver(core, account, resource, msg, Some(origin)).await,
+        Verdict::RefusedBySender => origin.reply(core, blocked_error(&msg)).await,
+        Verdict::RefusedByRecipient => {
+            bounce(core, origin, &msg, Condition::ServiceUnavailable, None).await
+        }
+    }
+}
+
+/// Delivers a message (with final addresses, filters passed) to a local account,
+/// following RFC 6121 §8.5.2/§8.5.3. Errors go back to `origin` when given; without one
+/// (messages routed again after a session ended) nothing is bounced.
+pub async fn deliver(
+    core: &Arc<Core>,
+    account: &Account,
+    resource: Option<&str>,
+    mut msg: Element,
+    origin: Option<&Origin>,
+) {
+    let kind = stanza::stanza_type(&msg).to_string();
+    if let Some(res) = resource {
+        if let Some(target) = core.router.resource(account, res) {
+            match target.try_deliver(msg) {
+                Ok(()) => return,
+                Err(back) => msg = back,
+            }
+        }
+        // Resource not online: normal/chat/headline are treated as sent to the bare JID,
+        // groupchat gets an error, errors are dropped (RFC 6121 §8.5.3.2).
+        if kind == "error" {
+            return;
+        }
+    }
+    if kind == "groupchat" {
+        if let Some(o) = origin {
+            bounce(core, o, &msg, Condition::ServiceUnavailable, None).await;
+        }
+        return;
+    }
+    msg = match deliver_to_best_resources(core, account, msg) {
+        Ok(()) => return,
+        Err(back) => back,
+    };
+    if matches!(kind.as_str(), "error" | "headline") {
+        return;
+    }
+    if !core.account_exists(account).await {
+        if let Some(o) = origin {
+            bounce(core, o, &msg, Condition::ServiceUnavailable, None).await;
+        }
+        return;
+    }
+    let refusal = match store_undeliverable(core, account, &msg).await {
+        Stored::Yes => return,
+        Stored::Refused => Some("offline storage is full"),
+        Stored::Pass => None,
+    };
+    if let Some(o) = origin {
+        bounce(core, o, &msg, Condition::ServiceUnavailable, refusal).await;
+    }
+}
+
+/// Asks the undeliverable-message handlers of the account's tenant, in order.
+async fn store_undeliverable(core: &Arc<Core>, account: &Account, msg: &Element) -> Stored {
+    let Some(tenant) = core.tenants.by_domain(&account.domain) else {
+        return Stored::Pass;
+    };
+    let handlers = core.hooks.undeliverable(&tenant);
+    for h in handlers {
+        match h(core.clone(), account.clone(), msg.clone()).await {
+            Stored::Pass => {}
+            decided => return decided,
+        }
+    }
+    Stored::Pass
+}
+
+/// Sends to every available resource with the highest non-negative priority. Hands the
+/// message back if there is none (or none could take it).
+fn deliver_to_best_resources(core: &Core, account: &Account, msg: Element) -> Result<(), Element> {
+    let sessions = core.router.resources(account);
+    let best = sessions
+        .iter()
+        .filter(|s| s.accepts_bare_messages())
+        .map(|s| s.priority())
+        .max();
+    let Some(best) = best else { return Err(msg) };
+    let targets: Vec<_> = sessions
+        .iter()
+        .filter(|s| s.accepts_bare_messages() && s.priority() == best)
+        .collect();
+    let mut delivered = false;
+    let (last, others) = targets.split_last().ok_or_else(|| msg.clone())?;
+    for s in others {
+        delivered |= s.send(msg.clone());
+    }
+    // The last (usually the only) target gets the original, without a clone.
+    match last.try_deliver(msg) {
+        Ok(()) => Ok(()),
+        Err(back) if !delivered => Err(back),
+        Err(_) => Ok(()),
+    }
+}

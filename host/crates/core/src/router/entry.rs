@@ -1,0 +1,253 @@
+//! One bound session as the rest of the server sees it: its address, presence state and
+//! the queue into its task.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+
+use super::SessionInfo;
+use crate::session::StreamErrorCondition;
+use crate::storage::Account;
+use crate::xml::Element;
+
+static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh process-unique session id.
+pub fn next_session_id() -> u64 {
+    NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// How a session is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Tls,
+    /// BOSH (XEP-0124/0206) over the HTTP listener.
+    Bosh,
+    /// XMPP over WebSocket (RFC 7395).
+    WebSocket,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+            Transport::Bosh => "bosh",
+            Transport::WebSocket => "websocket",
+        }
+    }
+}
+
+/// Messages into a session's task.
+pub enum SessionMsg {
+    /// Deliver this stanza to the client (addresses already final). Boxed so that queue
+    /// slots stay small: tokio allocates a session's first block of slots up front.
+    Stanza(Box<Element>),
+    /// Close the stream with this error.
+    Close(StreamErrorCondition, Option<Box<str>>),
+    /// A new link takes over the session (resumption of a detached session).
+    Attach(Box<dyn crate::session::Link>),
+}
+
+impl std::fmt::Debug for SessionMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SessionMsg::Stanza(el) => f.debug_tuple("Stanza").field(el).finish(),
+            SessionMsg::Close(c, t) => f.debug_tuple("Close").field(c).field(t).finish(),
+            SessionMsg::Attach(l) => write!(f, "Attach({})", l.transport().as_str()),
+        }
+    }
+}
+
+fn unwrap_stanza(msg: SessionMsg) -> Element {
+    match msg {
+        SessionMsg::Stanza(el) => *el,
+        // Only stanzas are sent through `try_deliver`.
+        SessionMsg::Close(..) | SessionMsg::Attach(_) => {
+            Element::new("message", crate::xml::ns::CLIENT)
+        }
+    }
+}
+
+/// Presence-related state the server keeps per session (RFC 6121 §4).
+#[derive(Debug, Clone, Default)]
+pub struct PresenceState {
+    /// The last available presence broadcast by the session (with `from` stamped), `None`
+    /// before initial presence or after unavailable.
+    pub last: Option<Element>,
+    /// Priority from the last presence (0 by default).
+    pub priority: i8,
+    /// The session requested the roster (it is "interested" and gets roster pushes).
+    pub roster_requested: bool,
+    /// Full or bare JIDs the session sent directed presence to while available
+    /// (they get unavailable presence when it goes offline).
+    pub directed: Vec<String>,
+}
+
+/// What the tenant's authenticator plugin said about the user at login (roles and
+/// attributes), kept with the session for other plugins (room policies). Empty for
+/// built-in authentication.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserFacts {
+    pub roles: Vec<String>,
+    pub attributes: Vec<(String, String)>,
+}
+
+/// A bound session.
+#[derive(Debug)]
+pub struct SessionEntry {
+    pub id: u64,
+    pub account: Account,
+    pub resource: String,
+    /// `local@domain/resource`
+    pub full_jid: String,
+    pub transport: Transport,
+    pub address: String,
+    pub since: SystemTime,
+    /// The authenticator's facts about the user (empty for built-in authentication).
+    pub user_facts: UserFacts,
+    tx: mpsc::Sender<SessionMsg>,
+    presence: Mutex<PresenceState>,
+}
+
+impl SessionEntry {
+    pub fn new(
+        id: u64,
+        account: Account,
+        resource: String,
+        transport: Transport,
+        address: String,
+        tx: mpsc::Sender<SessionMsg>,
+    ) -> Self {
+        let full_jid = format!("{}@{}/{}", account.local, account.domain, resource);
+        SessionEntry {
+            id,
+            account,
+            resource,
+            full_jid,
+            transport,
+            address,
+            since: SystemTime::now(),
+            user_facts: UserFacts::default(),
+            tx,
+            presence: Mutex::new(PresenceState::default()),
+        }
+    }
+
+    /// The session with what the authenticator plugin said about the user.
+    pub fn with_user_facts(mut self, facts: UserFacts) -> Self {
+        self.user_facts = facts;
+        self
+    }
+
+    /// Queues a stanza for the client. Returns false if the session is gone or its queue
+    /// is full; a full queue means the client cannot keep up, so the session is closed with
+    /// `policy-violation` rather than buffering without bound.
+    pub fn send(&self, stanza: Element) -> bool {
+        self.try_deliver(stanza).is_ok()
+    }
+
+    /// Like [`SessionEntry::send`], but hands the stanza back when it could not be queued,
+    /// so the caller can store or bounce it without having cloned it up front.
+    pub fn try_deliver(&self, stanza: Element) -> Result<(), Element> {
+        match self.tx.try_send(SessionMsg::Stanza(Box::new(stanza))) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(msg)) => {
+                tracing::warn!(jid = %self.full_jid, "session queue full, closing slow client");
+                self.close(
+                    StreamErrorCondition::PolicyViolation,
+                    Some("too many queued stanzas"),
+                );
+                Err(unwrap_stanza(msg))
+            }
+            Err(mpsc::error::TrySendError::Closed(msg)) => Err(unwrap_stanza(msg)),
+        }
+    }
+
+    /// Queues a stanza, waiting up to `limit` for room in the queue instead of treating a
+    /// full queue as a slow client. Only for tasks other than the session's own (which
+    /// empties the queue): bulk deliveries such as offline messages. Hands the stanza back
+    /// if the session is gone or no room came in time.
+    pub async fn send_waiting(&self, stanza: Element, limit: Duration) -> Result<(), Element> {
+        match tokio::time::timeout(limit, self.tx.reserve()).await {
+            Ok(Ok(permit)) => {
+                permit.send(SessionMsg::Stanza(Box::new(stanza)));
+                Ok(())
+            }
+            _ => Err(stanza),
+        }
+    }
+
+    /// Asks the session to close its stream with an error. Uses a spawned send when the
+    /// queue is full so the request is never lost.
+    pub fn close(&self, cond: StreamErrorCondition, text: Option<&str>) {
+        let msg = SessionMsg::Close(cond, text.map(Box::from));
+        if let Err(mpsc::error::TrySendError::Full(msg)) = self.tx.try_send(msg) {
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(msg).await;
+            });
+        }
+    }
+
+    /// Stanzas (and close requests) waiting in the session's outgoing queue.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    /// True while the session task is alive.
+    pub fn is_alive(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
+    /// Reads the presence state.
+    pub fn presence(&self) -> PresenceState {
+        self.lock_presence().clone()
+    }
+
+    /// Updates the presence state.
+    pub fn update_presence<R>(&self, f: impl FnOnce(&mut PresenceState) -> R) -> R {
+        f(&mut self.lock_presence())
+    }
+
+    /// Available (has sent available presence and not unavailable since).
+    pub fn is_available(&self) -> bool {
+        self.lock_presence().last.is_some()
+    }
+
+    /// Available with a non-negative priority: eligible for messages to the bare JID.
+    pub fn accepts_bare_messages(&self) -> bool {
+        let p = self.lock_presence();
+        p.last.is_some() && p.priority >= 0
+    }
+
+    pub fn priority(&self) -> i8 {
+        self.lock_presence().priority
+    }
+
+    fn lock_presence(&self) -> std::sync::MutexGuard<'_, PresenceState> {
+        // A poisoned lock only means another thread panicked mid-update of plain data;
+        // the state is still usable.
+        self.presence.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Snapshot for the admin API.
+    pub fn info(&self) -> SessionInfo {
+        let p = self.lock_presence();
+        SessionInfo {
+            jid: self.full_jid.clone(),
+            transport: self.transport.as_str().to_string(),
+            address: self.address.clone(),
+            priority: p.priority,
+            available: p.last.is_some(),
+            since: self
+                .since
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        }
+    }
+}

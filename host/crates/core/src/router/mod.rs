@@ -1,0 +1,171 @@
+//! The routing table: which sessions are online for which account, and how to reach them.
+//!
+//! Each session is a task owning its connection; everything else reaches it through the
+//! bounded queue in its [`SessionEntry`]. The table maps an [`Account`] (bare JID) to its
+//! bound resources. It is a sharded concurrent map, so lookups on the hot path take only
+//! the lock of one shard, never a global one. [`hosted`] holds the domains features
+//! serve inside the server, and [`route`] turns a `to` address into a [`Route`].
+
+mod entry;
+pub mod hosted;
+pub mod route;
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use serde::Serialize;
+
+use crate::storage::Account;
+
+pub use entry::{PresenceState, SessionEntry, SessionMsg, Transport, UserFacts, next_session_id};
+pub use hosted::{HostedDomain, HostedDomains, HostedResolver, RegisterError};
+pub use route::{HostedTarget, Route, classify, local_account};
+
+/// What the admin API shows about one online session.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// Full JID of the session.
+    pub jid: String,
+    /// `tcp`, `tls` (direct TLS or after STARTTLS), later `bosh` and `websocket`.
+    pub transport: String,
+    /// Client address as seen by the server.
+    pub address: String,
+    /// Presence priority.
+    pub priority: i8,
+    /// Whether the session has sent available presence.
+    pub available: bool,
+    /// Seconds since the Unix epoch when the session was bound.
+    pub since: u64,
+}
+
+/// The routing table.
+#[derive(Default)]
+pub struct Router {
+    accounts: DashMap<Account, Vec<Arc<SessionEntry>>>,
+}
+
+impl Router {
+    /// Adds a bound session. If the account already has a session with the same resource,
+    /// that older session is removed from the table and returned so the caller can close it
+    /// with `<conflict/>` (the newer session wins).
+    pub fn register(&self, entry: Arc<SessionEntry>) -> Option<Arc<SessionEntry>> {
+        let mut slot = self.accounts.entry(entry.account.clone()).or_default();
+        let replaced = slot
+            .iter()
+            .position(|e| e.resource == entry.resource)
+            .map(|i| slot.swap_remove(i));
+        slot.push(entry);
+        replaced
+    }
+
+    /// Removes a session by id (no-op if it was already replaced).
+    pub fn unregister(&self, account: &Account, session_id: u64) {
+        let now_empty = match self.accounts.get_mut(account) {
+            Some(mut v) => {
+                v.retain(|e| e.id != session_id);
+                v.is_empty()
+            }
+            None => false,
+        };
+        if now_empty {
+            self.accounts.remove_if(account, |_, v| v.is_empty());
+        }
+    }
+
+    /// Every bound session of an account.
+    pub fn resources(&self, account: &Account) -> Vec<Arc<SessionEntry>> {
+        self.accounts
+            .get(account)
+            .map(|v| v.clone())
+            .unwrap_or_default()
+    }
+
+    /// The session bound to `resource`, if any.
+    pub fn resource(&self, account: &Account, resource: &str) -> Option<Arc<SessionEntry>> {
+        self.accounts
+            .get(account)?
+            .iter()
+            .find(|e| e.resource == resource)
+            .cloned()
+    }
+
+    /// True if the account has at least one bound session.
+    pub fn is_online(&self, account: &Account) -> bool {
+        self.accounts.get(account).is_some_and(|v| !v.is_empty())
+    }
+
+    /// Number of bound sessions.
+    pub fn session_count(&self) -> usize {
+        self.accounts.iter().map(|e| e.value().len()).sum()
+    }
+
+    /// All online sessions, optionally only those of one domain, sorted by JID.
+    pub fn sessions(&self, domain: Option<&str>) -> Vec<SessionInfo> {
+        let mut out: Vec<SessionInfo> = self
+            .accounts
+            .iter()
+            .filter(|e| domain.is_none_or(|d| e.key().domain == d))
+            .flat_map(|e| e.value().iter().map(|s| s.info()).collect::<Vec<_>>())
+            .collect();
+        out.sort_by(|a, b| a.jid.cmp(&b.jid));
+        out
+    }
+
+    /// Every session, for shutdown.
+    /// Stanzas waiting in all sessions' outgoing queues, and the deepest queue (metrics).
+    pub fn queue_depths(&self) -> (usize, usize) {
+        let mut total = 0;
+        let mut deepest = 0;
+        for e in self.accounts.iter() {
+            for s in e.value() {
+                let q = s.queued();
+                total += q;
+                deepest = deepest.max(q);
+            }
+        }
+        (total, deepest)
+    }
+
+    pub fn all_entries(&self) -> Vec<Arc<SessionEntry>> {
+        self.accounts
+            .iter()
+            .flat_map(|e| e.value().clone())
+            .collect()
+    }
+
+    /// Ends every session of these domains with a stream error; returns how many were
+    /// told to close.
+    pub fn close_domains(
+        &self,
+        domains: &[String],
+        cond: crate::session::StreamErrorCondition,
+        text: Option<&str>,
+    ) -> usize {
+        if domains.is_empty() {
+            return 0;
+        }
+        let sessions: Vec<Arc<SessionEntry>> = self
+            .accounts
+            .iter()
+            .filter(|e| domains.contains(&e.key().domain))
+            .flat_map(|e| e.value().clone())
+            .collect();
+        for s in &sessions {
+            s.close(cond, text);
+        }
+        sessions.len()
+    }
+
+    /// Ends every session of an account (the account was deleted or its password changed
+    /// by an administrator); returns how many were told to close.
+    pub fn kick_account(&self, account: &Account) -> usize {
+        let sessions = self.resources(account);
+        for s in &sessions {
+            s.close(
+                crate::session::StreamErrorCondition::NotAuthorized,
+                Some("account changed by an administrator"),
+            );
+        }
+        sessions.len()
+    }
+}

@@ -1,0 +1,533 @@
+//! The session driver: one task per stream, the same for every transport and for
+//! component streams. It owns the stream's [`Protocol`] state, its mailbox and its
+//! [`Link`], and does — once, for everyone — what used to be written per transport:
+//!
+//! - reading with the tenant's parser limits and stanza shaper (a fast sender waits;
+//!   nothing is dropped), and the login attempt rate of the client's address;
+//! - handing routing work off so a slow storage call delays only the sender's later
+//!   stanzas (in order), never the delivery of what others send it;
+//! - the mailbox, drained in batches into one write;
+//! - timers: negotiation deadline, idle timeout, keepalive pings and their timeout, the
+//!   write timeout (cut short at shutdown);
+//! - closing: the stream error, the closing handshake (wait for the peer's close, write
+//!   nothing after ours), and the rescue of everything accepted for the peer but not
+//!   written (routed again or bounced by the protocol);
+//! - shutdown and drain: what is queued goes out first, then `system-shutdown`;
+//! - detaching: a link that dies may leave the session alive for a new link to attach
+//!   (stream management resumption), if the protocol asks for it.
+
+use std::collections::VecDeque;
+use std::task::Poll;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until, timeout};
+
+use super::Action;
+use super::link::{Inbound, Keepalive, Link, LinkError, Written};
+use super::protocol::{Protocol, Work};
+use crate::limits::LoginGate;
+use crate::router::SessionMsg;
+use crate::shutdown::Shutdown;
+use crate::tenants::rate::TokenBucket;
+use crate::xml::{ParserLimits, StreamEvent};
+use crate::xmpp::StreamErrorCondition;
+
+/// Mailbox messages handled per wake-up before writing, to batch socket writes.
+const MAILBOX_BATCH: usize = 64;
+/// Routing work items queued before the driver stops reading from the peer.
+const MAX_PENDING_WORK: usize = 16;
+/// How long a pending write may go on once shutdown is requested.
+const SHUTDOWN_WRITE_GRACE: Duration = Duration::from_secs(2);
+
+/// The timers of a stream.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    /// When negotiation (authentication, binding, handshake) must be over.
+    pub negotiation_deadline: Instant,
+    /// Quiet time after which an established stream is closed.
+    pub idle: Duration,
+    /// Quiet time after which the peer is pinged; `None`: never.
+    pub ping_interval: Option<Duration>,
+    /// How long a ping may go unanswered.
+    pub ping_timeout: Duration,
+    /// How long one write may take.
+    pub write_timeout: Duration,
+}
+
+/// Why the loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// Our close is written (`peer_closed`: after the peer's own).
+    Closed { peer_closed: bool },
+    /// The link is gone (peer vanished, or a write failed).
+    LinkGone,
+}
+
+/// What woke the loop.
+enum Wake {
+    Inbound(Inbound),
+    Mail(Option<SessionMsg>),
+    WorkDone,
+    Timer,
+    Unpaused,
+    Shutdown,
+}
+
+/// One stream's task (see the module docs).
+pub struct Driver<P: Protocol> {
+    protocol: P,
+    link: Box<dyn Link>,
+    mailbox: mpsc::Receiver<SessionMsg>,
+    timing: Timing,
+    shutdown: Shutdown,
+    login_gate: Option<LoginGate>,
+    span: tracing::Span,
+    // Loop state.
+    last_rx: Instant,
+    ping_sent: Option<Instant>,
+    shaper: Option<TokenBucket>,
+    paused_until: Instant,
+    /// An event received while the protocol could not take it yet.
+    pending: Option<Inbound>,
+    work: VecDeque<Work>,
+    limits: Option<ParserLimits>,
+    identified: bool,
+    shutting_down: bool,
+    peer_closed: bool,
+    link_gone: bool,
+    /// A link that arrived in the middle of a mailbox batch.
+    pending_attach: Option<Box<dyn Link>>,
+}
+
+impl<P: Protocol> Driver<P> {
+    pub fn new(
+        protocol: P,
+        link: Box<dyn Link>,
+        mailbox: mpsc::Receiver<SessionMsg>,
+        timing: Timing,
+        shutdown: Shutdown,
+    ) -> Self {
+        let now = Instant::now();
+        Driver {
+            protocol,
+            link,
+            mailbox,
+            timing,
+            shutdown,
+            login_gate: None,
+            span: tracing::Span::current(),
+            last_rx: now,
+            ping_sent: None,
+            shaper: None,
+            paused_until: now,
+            pending: None,
+            work: VecDeque::new(),
+            limits: None,
+            identified: false,
+            shutting_down: false,
+            peer_closed: false,
+            link_gone: false,
+            pending_attach: None,
+        }
+    }
+
+    /// Applies the login attempt rate of the client's address.
+    pub fn with_login_gate(mut self, gate: LoginGate) -> Self {
+        self.login_gate = Some(gate);
+        self
+    }
+
+    /// Records `jid` and `tenant` in this span once the stream is established.
+    pub fn with_span(mut self, span: tracing::Span) -> Self {
+        self.span = span;
+        self
+    }
+
+    /// The protocol state (tests).
+    pub fn protocol(&self) -> &P {
+        &self.protocol
+    }
+
+    /// Runs the stream to its end.
+    pub async fn run(mut self) {
+        self.apply_limits();
+        loop {
+            let end = self.serve_link().await;
+            if end == End::LinkGone
+                && let Some(keep) = self.protocol.link_lost()
+                && self.wait_for_link(keep).await
+            {
+                continue;
+            }
+            self.finish(end).await;
+            return;
+        }
+    }
+
+    /// Serves the current link until the stream closes or the link goes.
+    async fn serve_link(&mut self) -> End {
+        let mut actions = Vec::new();
+        loop {
+            self.process_inbound(&mut actions).await;
+            self.poll_work().await;
+            if !actions.is_empty() {
+                match self.write(std::mem::take(&mut actions)).await {
+                    Ok(Written::Done) => {}
+                    Ok(Written::Closed) => {
+                        return End::Closed {
+                            peer_closed: self.peer_closed,
+                        };
+                    }
+                    Ok(Written::StartTls) => {
+                        let domain = self.protocol.domain().map(str::to_string);
+                        match self.link.start_tls(domain.as_deref()).await {
+                            Some(cb) => self.protocol.tls_established(cb),
+                            None => return End::LinkGone,
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "write failed");
+                        return End::LinkGone;
+                    }
+                }
+            }
+            if self.link_gone {
+                return End::LinkGone;
+            }
+            if self.protocol.is_closed() {
+                return End::Closed {
+                    peer_closed: self.peer_closed,
+                };
+            }
+            match self.wait().await {
+                Wake::Inbound(inbound) => {
+                    self.pending = Some(inbound);
+                }
+                Wake::Mail(Some(SessionMsg::Attach(link))) => {
+                    // A new link takes over while the old one is still open (a client
+                    // resuming from a new connection before the old one timed out).
+                    if !actions.is_empty() {
+                        let _ = self.write(std::mem::take(&mut actions)).await;
+                    }
+                    let mut old = std::mem::replace(&mut self.link, link);
+                    let stranded = old.take_unsent();
+                    old.close(true).await;
+                    if !stranded.is_empty() {
+                        self.protocol.rescue(stranded).await;
+                    }
+                    self.reset_link_state();
+                    actions.extend(self.protocol.attached());
+                }
+                Wake::Mail(Some(msg)) => {
+                    actions.extend(self.protocol.on_mailbox(msg));
+                    for _ in 0..MAILBOX_BATCH {
+                        match self.mailbox.try_recv() {
+                            Ok(SessionMsg::Attach(link)) => {
+                                // Handled on the next wake-up, after this batch is written.
+                                self.pending_attach = Some(link);
+                                break;
+                            }
+                            Ok(m) => actions.extend(self.protocol.on_mailbox(m)),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Wake::Mail(None) => {}
+                Wake::WorkDone => {
+                    self.work.pop_front();
+                }
+                Wake::Timer => actions.extend(self.on_timer().await),
+                Wake::Unpaused => {}
+                Wake::Shutdown => {
+                    self.shutting_down = true;
+                    // What was queued before the shutdown (e.g. a room's 332 presences)
+                    // goes out before the stream closes.
+                    while let Ok(m) = self.mailbox.try_recv() {
+                        actions.extend(self.protocol.on_mailbox(m));
+                    }
+                    actions.extend(
+                        self.protocol
+                            .fail(StreamErrorCondition::SystemShutdown, None),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Waits for the next thing to do.
+    async fn wait(&mut self) -> Wake {
+        if let Some(link) = self.pending_attach.take() {
+            return Wake::Mail(Some(SessionMsg::Attach(link)));
+        }
+        let now = Instant::now();
+        let paused = now < self.paused_until;
+        let can_read = !paused
+            && self.pending.is_none()
+            && self.work.len() < MAX_PENDING_WORK
+            && !self.protocol.is_closed();
+        let deadline = self.next_deadline();
+        let work_pending = !self.work.is_empty();
+        let shutting_down = self.shutting_down;
+        let Driver {
+            link,
+            mailbox,
+            work,
+            shutdown,
+            paused_until,
+            ..
+        } = self;
+        tokio::select! {
+            inbound = link.recv(), if can_read => Wake::Inbound(inbound),
+            msg = mailbox.recv() => Wake::Mail(msg),
+            _ = poll_front(work), if work_pending => Wake::WorkDone,
+            _ = sleep_until(deadline) => Wake::Timer,
+            _ = sleep_until(*paused_until), if paused => Wake::Unpaused,
+            _ = shutdown.requested(), if !shutting_down => Wake::Shutdown,
+        }
+    }
+
+    /// Hands received events to the protocol while it may take them: not paused by the
+    /// shaper, not too much routing work queued, the stream not closed. Stops after an
+    /// event whose answer must be written first (STARTTLS, restart, close).
+    async fn process_inbound(&mut self, actions: &mut Vec<Action>) {
+        loop {
+            if self.protocol.is_closed()
+                || Instant::now() < self.paused_until
+                || self.work.len() >= MAX_PENDING_WORK
+            {
+                return;
+            }
+            let Some(inbound) = self.pending.take().or_else(|| self.link.try_recv()) else {
+                return;
+            };
+            self.last_rx = Instant::now();
+            self.ping_sent = None;
+            let ev = match inbound {
+                Inbound::Event(ev) => ev,
+                Inbound::Refused(cond, text) => {
+                    actions.extend(self.protocol.fail(cond, Some(text)));
+                    return;
+                }
+                Inbound::Heartbeat => continue,
+                Inbound::Gone => {
+                    self.link_gone = true;
+                    return;
+                }
+            };
+            if matches!(ev, StreamEvent::Close) {
+                self.peer_closed = true;
+            }
+            if let (Some(bucket), StreamEvent::Stanza(_)) = (self.shaper.as_mut(), &ev) {
+                let now = Instant::now();
+                self.paused_until = now + bucket.take(now.into_std());
+            }
+            if let Some(gate) = &self.login_gate {
+                gate.before(self.protocol.is_established(), &ev).await;
+            }
+            // Boxed: routing futures are large, and an idle stream should not carry room
+            // for them in its own state.
+            let acts = Box::pin(self.protocol.on_event(ev)).await;
+            while let Some(w) = self.protocol.take_work() {
+                self.work.push_back(w);
+            }
+            let boundary = acts
+                .iter()
+                .any(|a| matches!(a, Action::StartTls | Action::Restart | Action::Close(_)));
+            actions.extend(acts);
+            self.after_step();
+            if boundary {
+                return;
+            }
+        }
+    }
+
+    /// Runs queued routing work as far as it goes without waiting.
+    async fn poll_work(&mut self) {
+        while let Some(front) = self.work.front_mut() {
+            let done =
+                std::future::poll_fn(|cx| Poll::Ready(front.as_mut().poll(cx).is_ready())).await;
+            if !done {
+                return;
+            }
+            self.work.pop_front();
+        }
+    }
+
+    /// Picks up what a step changed: parser limits, the shaper, the log span.
+    fn after_step(&mut self) {
+        self.apply_limits();
+        if self.protocol.is_established() && !self.identified {
+            self.identified = true;
+            self.shaper = self.protocol.shaper();
+            if let Some(id) = self.protocol.identity() {
+                self.span.record("jid", id.jid.as_str());
+                self.span.record("tenant", id.tenant.as_str());
+            }
+        }
+    }
+
+    fn apply_limits(&mut self) {
+        let limits = self.protocol.parser_limits();
+        if self.limits != Some(limits) {
+            self.limits = Some(limits);
+            self.link.set_limits(limits);
+        }
+    }
+
+    fn next_deadline(&self) -> Instant {
+        if !self.protocol.is_established() {
+            return self.timing.negotiation_deadline;
+        }
+        if let Some(sent) = self.ping_sent {
+            return sent + self.timing.ping_timeout;
+        }
+        let idle = self.last_rx + self.timing.idle;
+        match self.timing.ping_interval {
+            Some(p) => idle.min(self.last_rx + p),
+            None => idle,
+        }
+    }
+
+    async fn on_timer(&mut self) -> Vec<Action> {
+        let now = Instant::now();
+        if !self.protocol.is_established() {
+            if now >= self.timing.negotiation_deadline {
+                return self.protocol.fail(
+                    StreamErrorCondition::ConnectionTimeout,
+                    Some("negotiation took too long".into()),
+                );
+            }
+            return Vec::new();
+        }
+        if let Some(sent) = self.ping_sent {
+            if now >= sent + self.timing.ping_timeout {
+                return self.protocol.fail(
+                    StreamErrorCondition::ConnectionTimeout,
+                    Some("no answer to ping".into()),
+                );
+            }
+            return Vec::new();
+        }
+        if now >= self.last_rx + self.timing.idle {
+            return self
+                .protocol
+                .fail(StreamErrorCondition::ConnectionTimeout, Some("idle".into()));
+        }
+        if let Some(interval) = self.timing.ping_interval
+            && now >= self.last_rx + interval
+        {
+            match self.link.keepalive().await {
+                Keepalive::Stanza => {
+                    if let Some(ping) = self.protocol.keepalive_ping() {
+                        self.ping_sent = Some(now);
+                        return vec![Action::Send(ping)];
+                    }
+                    self.timing.ping_interval = None;
+                }
+                Keepalive::Sent => self.ping_sent = Some(now),
+                Keepalive::None => self.timing.ping_interval = None,
+            }
+        }
+        Vec::new()
+    }
+
+    /// Writes within the write timeout, cut to [`SHUTDOWN_WRITE_GRACE`] once shutdown is
+    /// requested (a peer that stopped reading must not hold up the drain).
+    async fn write(&mut self, actions: Vec<Action>) -> Result<Written, LinkError> {
+        let limit = self.timing.write_timeout;
+        let mut shutdown = self.shutdown.clone();
+        let send = timeout(limit, self.link.send(actions));
+        tokio::pin!(send);
+        if !self.shutting_down {
+            tokio::select! {
+                r = &mut send => return r.unwrap_or(Err(LinkError::Timeout)),
+                _ = shutdown.requested() => {}
+            }
+        }
+        match timeout(SHUTDOWN_WRITE_GRACE, send).await {
+            Ok(r) => r.unwrap_or(Err(LinkError::Timeout)),
+            Err(_) => Err(LinkError::Timeout),
+        }
+    }
+
+    /// The session lives on without a link for up to `keep`: mailbox messages go to the
+    /// protocol (which keeps what it must replay; the actions themselves are dropped)
+    /// until a new link attaches. True if one did.
+    async fn wait_for_link(&mut self, keep: Duration) -> bool {
+        let stranded = self.link.take_unsent();
+        if !stranded.is_empty() {
+            self.protocol.rescue(stranded).await;
+        }
+        let until = Instant::now() + keep;
+        loop {
+            let msg = tokio::select! {
+                m = self.mailbox.recv() => m,
+                _ = sleep_until(until) => return false,
+                _ = self.shutdown.requested(), if !self.shutting_down => return false,
+            };
+            match msg {
+                Some(SessionMsg::Attach(link)) => {
+                    self.link = link;
+                    self.reset_link_state();
+                    let first = self.protocol.attached();
+                    if !first.is_empty() && self.write(first).await.is_err() {
+                        return false;
+                    }
+                    return true;
+                }
+                Some(other) => {
+                    let _ = self.protocol.on_mailbox(other);
+                }
+                None => return false,
+            }
+        }
+    }
+
+    /// A new link is in place: fresh reading state and the stream's parser limits.
+    fn reset_link_state(&mut self) {
+        self.link_gone = false;
+        self.peer_closed = false;
+        self.pending = None;
+        self.limits = None;
+        self.apply_limits();
+        self.last_rx = Instant::now();
+        self.ping_sent = None;
+    }
+
+    /// Ends the session: leaves the routing table, rescues what was never written, then
+    /// completes the closing handshake.
+    async fn finish(&mut self, end: End) {
+        if let Some(mut late) = self.pending_attach.take() {
+            late.close(true).await;
+        }
+        // Stanzas the peer sent before it left are routed all the same, while the session
+        // is still in the routing table.
+        while let Some(w) = self.work.pop_front() {
+            w.await;
+        }
+        self.protocol.finish().await;
+        let mut undelivered = self.link.take_unsent();
+        self.mailbox.close();
+        while let Ok(msg) = self.mailbox.try_recv() {
+            match msg {
+                SessionMsg::Stanza(el) => undelivered.push(*el),
+                SessionMsg::Close(..) => {}
+                SessionMsg::Attach(mut other) => other.close(true).await,
+            }
+        }
+        if !undelivered.is_empty() {
+            self.protocol.rescue(undelivered).await;
+        }
+        if let End::Closed { peer_closed } = end {
+            self.link.close(peer_closed).await;
+        }
+    }
+}
+
+/// Polls the front work item to completion.
+async fn poll_front(work: &mut VecDeque<Work>) {
+    if let Some(front) = work.front_mut() {
+        front.await;
+    }
+}

@@ -1,0 +1,87 @@
+//! [`Protocol`]: the state machine of one kind of stream, driven by the session driver.
+//! Client streams ([`super::StreamCore`]: features, STARTTLS, SASL, bind, then stanzas
+//! into the routing pipeline) and XEP-0114 component streams (handshake, then stanzas)
+//! implement it; the driver gives both the same mailbox, timers, limits, shaping, rescue,
+//! drain and shutdown.
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+
+use super::Action;
+use crate::router::SessionMsg;
+use crate::sasl::ChannelBindings;
+use crate::tenants::rate::TokenBucket;
+use crate::xml::{Element, ParserLimits, StreamEvent};
+use crate::xmpp::StreamErrorCondition;
+
+/// Routing work a stream handed off: runs after the stanza that caused it, in order,
+/// while the session keeps delivering to its peer.
+pub type Work = BoxFuture<'static, ()>;
+
+/// Who the established stream is, for the connection's log span.
+pub struct Identity {
+    pub jid: String,
+    pub tenant: String,
+}
+
+/// One kind of stream (see the module docs).
+pub trait Protocol: Send + 'static {
+    /// Handles one event from the peer.
+    fn on_event(&mut self, ev: StreamEvent) -> impl Future<Output = Vec<Action>> + Send;
+
+    /// Handles a message from the rest of the server.
+    fn on_mailbox(&mut self, msg: SessionMsg) -> Vec<Action>;
+
+    /// Routing work queued by the last [`Protocol::on_event`].
+    fn take_work(&mut self) -> Option<Work>;
+
+    /// A fatal condition found outside the protocol (timeouts, parser refusals, shutdown):
+    /// the actions that close the stream with it.
+    fn fail(&mut self, cond: StreamErrorCondition, text: Option<String>) -> Vec<Action>;
+
+    /// Negotiation is over (client bound, component authenticated): idle and keepalive
+    /// timers apply instead of the negotiation deadline.
+    fn is_established(&self) -> bool;
+
+    /// The stream is closed: nothing more is read or written.
+    fn is_closed(&self) -> bool;
+
+    /// The domain the peer addressed, once known (the TLS certificate for STARTTLS
+    /// without SNI).
+    fn domain(&self) -> Option<&str>;
+
+    /// Parser limits for the stream as it stands (the tenant's once the domain is known).
+    fn parser_limits(&self) -> ParserLimits;
+
+    /// The tenant's stanza shaper, once established (`None`: unlimited).
+    fn shaper(&self) -> Option<TokenBucket>;
+
+    /// Who the established stream is, for logs.
+    fn identity(&self) -> Option<Identity>;
+
+    /// An XMPP ping (XEP-0199) to send when the link has no keepalive of its own.
+    fn keepalive_ping(&mut self) -> Option<Element>;
+
+    /// The TLS handshake after STARTTLS finished.
+    fn tls_established(&mut self, _bindings: ChannelBindings) {}
+
+    /// The link went away without a close. `Some(limit)` keeps the session for up to
+    /// `limit` waiting for a new link (resumption); `None` ends it.
+    fn link_lost(&mut self) -> Option<Duration> {
+        None
+    }
+
+    /// A new link took over a detached session: what to send on it first.
+    fn attached(&mut self) -> Vec<Action> {
+        Vec::new()
+    }
+
+    /// The session is over: leave the routing table, tell whom it concerns.
+    fn finish(&mut self) -> impl Future<Output = ()> + Send;
+
+    /// Stanzas accepted for the peer that never reached it: route them again (another
+    /// resource, offline storage) or bounce them.
+    fn rescue(&mut self, undelivered: Vec<Element>) -> impl Future<Output = ()> + Send;
+}

@@ -1,0 +1,99 @@
+//! The server's features, one module each, in the spirit of Prosody's modules. Each is a
+//! [`Feature`] that registers what it handles with the core's hook registry; none is
+//! called by the core directly, and each can be switched off per tenant by its name.
+//!
+//! | feature | what | module |
+//! | --- | --- | --- |
+//! | `disco` | XEP-0030 service discovery of the server and accounts | [`disco`] |
+//! | `ping` | XEP-0199 ping of the server | [`ping`] |
+//! | `version` | XEP-0092 software version | [`version`] |
+//! | `time` | XEP-0202 entity time | [`time`] |
+//! | `roster` | RFC 6121 roster, XEP-0237 versioning | [`roster`] |
+//! | `presence` | RFC 6121 presence and subscriptions | [`presence`] |
+//! | `blocking` | XEP-0191 blocking command, and the filter that enforces it | [`blocking`] |
+//! | `offline` | XEP-0160 offline messages | [`offline`] |
+//! | `token-auth` | MongooseIM-style access and refresh token requests | [`token_auth`] |
+//! | `muc` | XEP-0045 multi-user chat (meeting rooms) | [`muc`] |
+//! | `components` | XEP-0114 external and Wasm-hosted components | [`components`] |
+//!
+//! [`Services`] builds them all and keeps the handles the control layer needs (rooms,
+//! component connections). Adding a feature: write its module with a `Feature` impl and
+//! add it to [`Services::features`].
+
+pub mod blocking;
+pub mod components;
+pub mod disco;
+pub mod muc;
+pub mod offline;
+pub mod ping;
+pub mod presence;
+pub mod roster;
+pub mod time;
+pub mod token_auth;
+pub mod version;
+
+#[cfg(test)]
+mod testing;
+
+use std::sync::Arc;
+
+use heliograph_core::hooks::Feature;
+
+// The layers below, under the names the code uses.
+#[cfg(test)]
+use heliograph_auth::sasl;
+use heliograph_auth::tokens;
+#[cfg(test)]
+use heliograph_config as config;
+use heliograph_core::{hooks, pipeline, router, session};
+use heliograph_plugins as plugins;
+use heliograph_storage as storage;
+use heliograph_tenants as tenants;
+use heliograph_xml as xml;
+use heliograph_xmpp::stanza;
+
+/// Every feature of the server, with the state the control layer reaches.
+pub struct Services {
+    /// Every tenant's MUC services (the admin API's room operations).
+    pub muc: Arc<muc::MucServices>,
+    /// Live XEP-0114 component connections (closed when a tenant changes).
+    pub components: Arc<components::Connections>,
+    /// Cached block lists.
+    pub blocking: Arc<blocking::Blocking>,
+}
+
+impl Default for Services {
+    fn default() -> Self {
+        Services {
+            muc: muc::MucServices::new(),
+            components: Arc::default(),
+            blocking: Arc::default(),
+        }
+    }
+}
+
+impl Services {
+    /// The features to register, in order.
+    pub fn features(&self) -> Vec<Arc<dyn Feature>> {
+        vec![
+            Arc::new(disco::Disco),
+            Arc::new(ping::Ping),
+            Arc::new(version::Version),
+            Arc::new(time::Time),
+            Arc::new(roster::Rosters),
+            Arc::new(presence::Presence),
+            self.blocking.clone(),
+            Arc::new(offline::Offline),
+            Arc::new(token_auth::TokenAuth),
+            Arc::new(muc::Muc(self.muc.clone())),
+            Arc::new(components::Components(self.components.clone())),
+        ]
+    }
+}
+
+/// Boxes a future for a hook (handlers return boxed futures).
+pub(crate) fn boxed<T>(
+    f: impl std::future::Future<Output = T> + Send + 'static,
+) -> futures_util::future::BoxFuture<'static, T> {
+    Box::pin(f)
+}

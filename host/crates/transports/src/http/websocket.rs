@@ -1,0 +1,512 @@
+//! XMPP over WebSocket (RFC 7395): the upgrade (`xmpp` subprotocol, Origin check), then
+//! a session driver over a [`WsLink`] that frames the stream as text frames — one element
+//! each, the stream framed by `<open/>` and `<close/>`. The link answers with WebSocket
+//! pings as keepalives, enforces the maximum message size and the tenant's stanza size,
+//! and can send every client elsewhere with `see-other-uri`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use sha1::{Digest, Sha1};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+
+use futures_util::future::BoxFuture;
+use heliograph_auth::sasl::ChannelBindings;
+use heliograph_core::limits::{LoginGate, UnauthPermit};
+use heliograph_core::router::Transport;
+use heliograph_core::session::{
+    Action, ConnFacts, Driver, Inbound, Keepalive, Link, LinkError, StreamCore,
+    StreamErrorCondition, Timing, Written,
+};
+use heliograph_xml::parser::parse_element;
+use heliograph_xml::{Element, ParserLimits, StreamEvent, StreamHeader, ns};
+use tokio::time::timeout;
+
+use super::limits::AddressGuard;
+use super::{ClientInfo, HttpState, cors};
+use crate::listener::ConnectionGuard;
+
+/// `urn:ietf:params:xml:ns:xmpp-framing`
+pub const NS_FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";
+const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+type Body = Full<Bytes>;
+
+fn refuse(status: StatusCode, text: &'static str) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Full::new(Bytes::from_static(text.as_bytes())))
+        .expect("valid response")
+}
+
+fn header_has_token(req: &Request<Incoming>, name: header::HeaderName, token: &str) -> bool {
+    req.headers()
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key` (RFC 6455 §4.2.2).
+pub fn accept_key(key: &[u8]) -> String {
+    let mut h = Sha1::new();
+    h.update(key);
+    h.update(WS_GUID.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(h.finalize())
+}
+
+/// Checks an upgrade request and answers 101 (spawning the connection task) or an error.
+pub fn upgrade(
+    state: Arc<HttpState>,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
+    let client = state.client_info(peer, req.headers());
+    if !header_has_token(&req, header::UPGRADE, "websocket")
+        || !header_has_token(&req, header::CONNECTION, "upgrade")
+    {
+        return refuse(StatusCode::UPGRADE_REQUIRED, "WebSocket upgrade required\n");
+    }
+    if req
+        .headers()
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(|v| v.as_bytes())
+        != Some(b"13")
+    {
+        let mut r = refuse(StatusCode::BAD_REQUEST, "unsupported WebSocket version\n");
+        r.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        return r;
+    }
+    let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned() else {
+        return refuse(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key\n");
+    };
+    if !cors::origin_allowed(req.headers(), &state.config.allowed_origins) {
+        tracing::info!(address = %client.addr.display, origin = ?req.headers().get(header::ORIGIN), "WebSocket origin refused");
+        return refuse(StatusCode::FORBIDDEN, "origin not allowed\n");
+    }
+    if !header_has_token(&req, header::SEC_WEBSOCKET_PROTOCOL, "xmpp") {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "the xmpp subprotocol is required (RFC 7395)\n",
+        );
+    }
+    let Some(limit) = state.limiter.enter(client.addr.ip) else {
+        tracing::info!(address = %client.addr.display, "too many sessions from this address");
+        return refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many sessions from this address\n",
+        );
+    };
+    let max_unauth = state.core.config().limits.max_unauthenticated;
+    let Ok(unauth) = state.core.limits.admit_unauthenticated(max_unauth) else {
+        heliograph_metrics::connection_refused("websocket", "unauthenticated_limit");
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many unauthenticated connections\n",
+        );
+    };
+    let guard = state.tracker.enter();
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let st = state.clone();
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let max = st.config.max_body_size;
+                let cfg = WebSocketConfig::default()
+                    .max_message_size(Some(max))
+                    .max_frame_size(Some(max));
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(cfg),
+                )
+                .await;
+                run(st, client, ws, unauth, guard, limit).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::UPGRADE, "websocket")
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept_key(key.as_bytes()))
+        .header(header::SEC_WEBSOCKET_PROTOCOL, "xmpp")
+        .body(Full::new(Bytes::new()))
+        .expect("valid response")
+}
+
+type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// How long, after our `<close/>`, the client gets to close the WebSocket.
+const CLOSE_WAIT: Duration = Duration::from_secs(3);
+
+/// Runs one WebSocket session to its end.
+async fn run(
+    state: Arc<HttpState>,
+    client: ClientInfo,
+    ws: Ws,
+    unauth: UnauthPermit,
+    _guard: ConnectionGuard,
+    _limit: AddressGuard,
+) {
+    let core = state.core.clone();
+    let config = state.config.clone();
+    let (tx, rx) = mpsc::channel(core.config().c2s.session_queue.max(16));
+    let facts = ConnFacts {
+        address: client.addr.display.clone(),
+        tls: client.secure,
+        channel_bindings: Default::default(),
+        starttls_available: false,
+        transport: Transport::WebSocket,
+        policy: client.policy,
+    };
+    tracing::debug!(address = %facts.address, "WebSocket connected");
+    let mut stream = StreamCore::new(core.clone(), facts, tx);
+    stream.hold_until_bound(unauth);
+    let _open = heliograph_metrics::connection_opened("websocket");
+    let link = WsLink {
+        ws,
+        limits: core.parser_limits(),
+        see_other_uri: config.see_other_uri.clone(),
+        close_code: None,
+        unsent: Vec::new(),
+        closed: false,
+    };
+    let c2s = core.config().c2s.clone();
+    let timing = Timing {
+        negotiation_deadline: Instant::now()
+            + Duration::from_secs(config.negotiation_timeout.max(1)),
+        idle: Duration::from_secs(config.idle_timeout.max(1)),
+        ping_interval: (config.websocket_ping_interval > 0)
+            .then(|| Duration::from_secs(config.websocket_ping_interval)),
+        ping_timeout: Duration::from_secs(c2s.ping_timeout.max(1)),
+        write_timeout: Duration::from_secs(c2s.write_timeout.max(1)),
+    };
+    let gate = LoginGate {
+        core: core.clone(),
+        ip: client.addr.ip,
+    };
+    Driver::new(stream, Box::new(link), rx, timing, state.shutdown.clone())
+        .with_login_gate(gate)
+        .run()
+        .await;
+}
+
+/// A stream in WebSocket text frames (see the module docs).
+pub struct WsLink {
+    ws: Ws,
+    limits: ParserLimits,
+    see_other_uri: String,
+    /// The close code and reason a refusal asks for.
+    close_code: Option<(CloseCode, &'static str)>,
+    unsent: Vec<Element>,
+    closed: bool,
+}
+
+impl WsLink {
+    /// RFC 7395 §3.6.1: open the stream, then close it pointing at another endpoint.
+    async fn see_other(&mut self, to: Option<&str>) {
+        let from = to.unwrap_or("");
+        let open = format!(
+            "<open xmlns=\"{NS_FRAMING}\" from=\"{}\" id=\"redirect\" version=\"1.0\"/>",
+            heliograph_xml::element::escaped_text(from)
+        );
+        let mut close = String::from("<close xmlns=\"");
+        close.push_str(NS_FRAMING);
+        close.push_str("\" see-other-uri=\"");
+        heliograph_xml::element::escape_attr(&self.see_other_uri, &mut close);
+        close.push_str("\"/>");
+        tracing::info!(uri = %self.see_other_uri, "WebSocket client sent elsewhere");
+        let _ = self.ws.feed(Message::text(open)).await;
+        let _ = self.ws.feed(Message::text(close)).await;
+        let _ = self
+            .ws
+            .send(Message::Close(Some(CloseFrame {
+                code: CloseCode::Normal,
+                reason: "see-other-uri".into(),
+            })))
+            .await;
+        self.closed = true;
+    }
+}
+
+impl Link for WsLink {
+    fn transport(&self) -> Transport {
+        Transport::WebSocket
+    }
+
+    fn try_recv(&mut self) -> Option<Inbound> {
+        None
+    }
+
+    fn recv(&mut self) -> BoxFuture<'_, Inbound> {
+        Box::pin(async move {
+            loop {
+                if self.closed {
+                    return Inbound::Gone;
+                }
+                match self.ws.next().await {
+                    None => return Inbound::Gone,
+                    Some(Ok(Message::Text(text))) => {
+                        return match frame_event(text.as_str(), self.limits) {
+                            Ok(StreamEvent::Open(h)) if !self.see_other_uri.is_empty() => {
+                                self.see_other(h.attr("to")).await;
+                                Inbound::Gone
+                            }
+                            Ok(ev) => Inbound::Event(ev),
+                            Err(e) => Inbound::Refused(
+                                StreamErrorCondition::from_parse_error(&e),
+                                e.to_string(),
+                            ),
+                        };
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        self.close_code =
+                            Some((CloseCode::Unsupported, "binary frames are not allowed"));
+                        return Inbound::Refused(
+                            StreamErrorCondition::UnsupportedEncoding,
+                            "binary frames are not XMPP (RFC 7395)".into(),
+                        );
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => return Inbound::Heartbeat,
+                    Some(Ok(Message::Frame(_))) => {}
+                    Some(Ok(Message::Close(_))) => return Inbound::Event(StreamEvent::Close),
+                    Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(e))) => {
+                        tracing::info!(error = %e, "WebSocket message too large");
+                        self.close_code = Some((CloseCode::Size, "message too large"));
+                        return Inbound::Refused(
+                            StreamErrorCondition::PolicyViolation,
+                            "message too large".into(),
+                        );
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "WebSocket error");
+                        return Inbound::Gone;
+                    }
+                }
+            }
+        })
+    }
+
+    fn send(&mut self, actions: Vec<Action>) -> BoxFuture<'_, Result<Written, LinkError>> {
+        Box::pin(async move {
+            // Messages stay in `unsent` until the flush that carries them succeeds, so a
+            // write cut short (failed, or dropped by the driver's timeout) is rescued.
+            let before = self.unsent.len();
+            let mut written = Written::Done;
+            let mut failed = false;
+            for action in actions {
+                if written == Written::Closed || failed {
+                    if let Action::Send(el) = action
+                        && el.name() == "message"
+                    {
+                        self.unsent.push(el);
+                    }
+                    continue;
+                }
+                let frame = match action {
+                    Action::Header { id, from } => {
+                        let mut open = heliograph_xml::element::open_tag(
+                            "open",
+                            &[
+                                ("xmlns", NS_FRAMING),
+                                ("id", &id),
+                                ("from", &from),
+                                ("version", "1.0"),
+                                ("xml:lang", "en"),
+                            ],
+                        );
+                        open.pop();
+                        open.push_str("/>");
+                        open
+                    }
+                    Action::Send(el) => {
+                        let text = frame_text(&el);
+                        if el.name() == "message" {
+                            self.unsent.push(el);
+                        }
+                        text
+                    }
+                    Action::Restart => continue,
+                    // Never offered: TLS is the HTTP listener's.
+                    Action::StartTls => continue,
+                    Action::Close(error) => {
+                        if let Some((cond, text)) = error {
+                            let el = cond.to_element(text.as_deref());
+                            let _ = self.ws.feed(Message::text(frame_text(&el))).await;
+                        }
+                        let _ = self
+                            .ws
+                            .feed(Message::text(format!("<close xmlns=\"{NS_FRAMING}\"/>")))
+                            .await;
+                        let (code, reason) = self.close_code.unwrap_or((CloseCode::Normal, ""));
+                        let _ = self
+                            .ws
+                            .send(Message::Close(Some(CloseFrame {
+                                code,
+                                reason: reason.into(),
+                            })))
+                            .await;
+                        self.closed = true;
+                        written = Written::Closed;
+                        continue;
+                    }
+                };
+                if self.ws.feed(Message::text(frame)).await.is_err() {
+                    failed = true;
+                }
+            }
+            if failed || self.ws.flush().await.is_err() {
+                return Err(LinkError::Io(std::io::Error::other(
+                    "WebSocket write failed",
+                )));
+            }
+            self.unsent.truncate(before);
+            Ok(written)
+        })
+    }
+
+    fn start_tls<'a>(
+        &'a mut self,
+        _domain: Option<&'a str>,
+    ) -> BoxFuture<'a, Option<ChannelBindings>> {
+        Box::pin(async { None })
+    }
+
+    fn set_limits(&mut self, limits: ParserLimits) {
+        self.limits = limits;
+    }
+
+    fn keepalive(&mut self) -> BoxFuture<'_, Keepalive> {
+        Box::pin(async move {
+            match self.ws.send(Message::Ping(Bytes::from_static(b"hg"))).await {
+                Ok(()) => Keepalive::Sent,
+                Err(_) => Keepalive::None,
+            }
+        })
+    }
+
+    fn close(&mut self, _peer_closed: bool) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            // The client answers our close frame with its own; tungstenite completes the
+            // handshake while we read.
+            let _ = timeout(CLOSE_WAIT, async {
+                while let Some(Ok(msg)) = self.ws.next().await {
+                    if let Message::Close(_) = msg {
+                        break;
+                    }
+                }
+            })
+            .await;
+            let _ = self.ws.close(None).await;
+        })
+    }
+
+    fn take_unsent(&mut self) -> Vec<Element> {
+        std::mem::take(&mut self.unsent)
+    }
+}
+
+/// One client frame, as the core sees it.
+fn frame_event(
+    text: &str,
+    limits: ParserLimits,
+) -> Result<StreamEvent, heliograph_xml::ParseError> {
+    let el = parse_element(text.as_bytes(), ns::CLIENT, limits)?;
+    if el.ns() == NS_FRAMING {
+        match el.name() {
+            "open" => {
+                return Ok(StreamEvent::Open(StreamHeader {
+                    name: "stream".into(),
+                    ns: ns::STREAM.into(),
+                    default_ns: ns::CLIENT.into(),
+                    attrs: el
+                        .attrs()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                }));
+            }
+            "close" => return Ok(StreamEvent::Close),
+            _ => {}
+        }
+    }
+    Ok(StreamEvent::Stanza(el))
+}
+
+/// Serializes an element as a standalone frame (namespaces declared).
+pub fn frame_text(el: &Element) -> String {
+    let mut s = el.to_string_in("");
+    if el.ns() == ns::STREAM {
+        let at = "<stream:".len() + el.name().len();
+        s.insert_str(at, &format!(" xmlns:stream=\"{}\"", ns::STREAM));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_key_matches_rfc_6455_example() {
+        assert_eq!(
+            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[test]
+    fn frames_map_to_stream_events() {
+        let l = ParserLimits::default();
+        match frame_event(
+            "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>",
+            l,
+        )
+        .unwrap()
+        {
+            StreamEvent::Open(h) => {
+                assert_eq!(h.attr("to"), Some("localhost"));
+                assert_eq!(h.default_ns, ns::CLIENT);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            frame_event("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>", l).unwrap(),
+            StreamEvent::Close
+        );
+        assert!(matches!(
+            frame_event("<message xmlns='jabber:client' to='a@b'/>", l).unwrap(),
+            StreamEvent::Stanza(_)
+        ));
+        assert!(frame_event("<message", l).is_err());
+    }
+
+    #[test]
+    fn stream_elements_declare_their_prefix() {
+        let f = Element::new("features", ns::STREAM).with_child(Element::new("bind", ns::BIND));
+        assert_eq!(
+            frame_text(&f),
+            "<stream:features xmlns:stream=\"http://etherx.jabber.org/streams\"><bind xmlns=\"urn:ietf:params:xml:ns:xmpp-bind\"/></stream:features>"
+        );
+    }
+}

@@ -1,0 +1,609 @@
+//! XMPP streams over TCP: client connections (`[[listen.c2s]]`, STARTTLS or direct TLS)
+//! and XEP-0114 component connections (`[[listen.component]]`).
+//!
+//! [`TcpLink`] frames a stream on a socket: bytes in through the incremental parser,
+//! actions out as a stream header, elements and the closing tag, STARTTLS, and the
+//! closing handshake (RFC 6120 §4.4). [`serve_c2s`] and [`serve_components`] are the
+//! accept loops; what happens before a stream starts is shared ([`accept_loop`]): refusal
+//! while draining, the PROXY protocol header from trusted proxies, connection limits per
+//! listener and per address, metrics, and a log span per connection. The rest (timers,
+//! shaping, mailbox, rescue) is the session driver's.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use heliograph_auth::sasl::ChannelBindings;
+use heliograph_config::{C2sListener, ComponentListener, IpRange, TlsMode};
+use heliograph_core::Core;
+use heliograph_core::limits::LoginGate;
+use heliograph_core::router::{SessionMsg, Transport};
+use heliograph_core::session::{
+    Action, ConnFacts, Driver, Inbound, Keepalive, Link, LinkError, ListenerPolicy, Protocol,
+    StreamCore, StreamErrorCondition, Timing, Written,
+};
+use heliograph_core::shutdown::Shutdown;
+use heliograph_xml::{Element, ParserLimits, StreamEvent, StreamParser, ns};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, timeout, timeout_at};
+use tracing::Instrument as _;
+
+use crate::io::ClientIo;
+use crate::listener::ConnectionTracker;
+use crate::tls::TlsStore;
+
+/// How long, after our closing tag, the peer gets to send its own before the connection
+/// is shut down (RFC 6120 §4.4).
+const CLOSE_WAIT: Duration = Duration::from_secs(3);
+
+/// Connection ids for logs, unique in the process.
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+
+/// What kind of stream a TCP listener carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    /// `jabber:client`, with `version='1.0'` (RFC 6120).
+    Client,
+    /// `jabber:component:accept` (XEP-0114, no version).
+    Component,
+}
+
+impl StreamKind {
+    fn default_ns(self) -> &'static str {
+        match self {
+            StreamKind::Client => ns::CLIENT,
+            StreamKind::Component => ns::COMPONENT,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            StreamKind::Client => "tcp",
+            StreamKind::Component => "component",
+        }
+    }
+}
+
+/// A stream on a TCP socket (see the module docs).
+pub struct TcpLink {
+    io: Option<ClientIo>,
+    parser: StreamParser,
+    kind: StreamKind,
+    out: String,
+    /// Messages of the write in progress (rescued if it fails).
+    writing: Vec<Element>,
+    /// Messages of a write that failed.
+    unsent: Vec<Element>,
+    tls: Option<Arc<TlsStore>>,
+    /// When a STARTTLS handshake must be done.
+    negotiation_deadline: Instant,
+}
+
+impl TcpLink {
+    pub fn new(
+        io: ClientIo,
+        kind: StreamKind,
+        limits: ParserLimits,
+        tls: Option<Arc<TlsStore>>,
+        negotiation_deadline: Instant,
+    ) -> TcpLink {
+        TcpLink {
+            io: Some(io),
+            parser: StreamParser::new(limits),
+            kind,
+            out: String::new(),
+            writing: Vec::new(),
+            unsent: Vec::new(),
+            tls,
+            negotiation_deadline,
+        }
+    }
+
+    fn next_buffered(&mut self) -> Option<Inbound> {
+        match self.parser.next_event() {
+            Ok(Some(ev)) => Some(Inbound::Event(ev)),
+            Ok(None) => None,
+            Err(e) => Some(Inbound::Refused(
+                StreamErrorCondition::from_parse_error(&e),
+                e.to_string(),
+            )),
+        }
+    }
+
+    fn write_header(&mut self, id: &str, from: &str) {
+        self.out.push_str("<?xml version='1.0'?>");
+        let mut attrs = vec![
+            ("xmlns", self.kind.default_ns()),
+            ("xmlns:stream", ns::STREAM),
+            ("id", id),
+        ];
+        if !from.is_empty() {
+            attrs.push(("from", from));
+        }
+        if self.kind == StreamKind::Client {
+            attrs.extend([("version", "1.0"), ("xml:lang", "en")]);
+        }
+        self.out
+            .push_str(&heliograph_xml::element::open_tag("stream:stream", &attrs));
+    }
+
+    async fn flush(&mut self) -> Result<(), LinkError> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let io = self.io.as_mut().ok_or(LinkError::Timeout)?;
+        let res = io.write_all(self.out.as_bytes()).await;
+        // Keep a small buffer for the next write; give big ones back so idle sessions
+        // hold little memory.
+        if self.out.capacity() > 1024 {
+            self.out = String::new();
+        } else {
+            self.out.clear();
+        }
+        match res {
+            Ok(()) => {
+                self.writing.clear();
+                Ok(())
+            }
+            Err(e) => {
+                self.unsent.append(&mut self.writing);
+                Err(e.into())
+            }
+        }
+    }
+}
+
+impl Link for TcpLink {
+    fn transport(&self) -> Transport {
+        match (&self.io, self.kind) {
+            (Some(io), StreamKind::Client) if io.is_tls() => Transport::Tls,
+            _ => Transport::Tcp,
+        }
+    }
+
+    fn try_recv(&mut self) -> Option<Inbound> {
+        self.next_buffered()
+    }
+
+    fn recv(&mut self) -> BoxFuture<'_, Inbound> {
+        Box::pin(async move {
+            loop {
+                if let Some(inbound) = self.next_buffered() {
+                    return inbound;
+                }
+                let Some(io) = self.io.as_mut() else {
+                    return Inbound::Gone;
+                };
+                let parser = &mut self.parser;
+                // A refusal is queued in the parser after the events that completed
+                // before it; `next_buffered` returns both in order.
+                match io
+                    .read_with(|data| {
+                        let _ = parser.feed(data);
+                    })
+                    .await
+                {
+                    Ok(0) | Err(_) => return Inbound::Gone,
+                    Ok(_) => {}
+                }
+            }
+        })
+    }
+
+    fn send(&mut self, actions: Vec<Action>) -> BoxFuture<'_, Result<Written, LinkError>> {
+        Box::pin(async move {
+            let mut written = Written::Done;
+            for action in actions {
+                if written == Written::Closed {
+                    // Nothing goes out after the closing tag.
+                    break;
+                }
+                match action {
+                    Action::Header { id, from } => self.write_header(&id, &from),
+                    Action::Send(el) => {
+                        el.write_to(&mut self.out, self.kind.default_ns());
+                        if el.name() == "message" {
+                            self.writing.push(el);
+                        }
+                    }
+                    Action::StartTls => written = Written::StartTls,
+                    Action::Restart => self.parser.reset(),
+                    Action::Close(error) => {
+                        if let Some((cond, text)) = error {
+                            tracing::debug!(
+                                condition = cond.name(),
+                                text = text.as_deref().unwrap_or(""),
+                                "closing stream with error"
+                            );
+                            cond.to_element(text.as_deref())
+                                .write_to(&mut self.out, self.kind.default_ns());
+                        }
+                        self.out.push_str("</stream:stream>");
+                        written = Written::Closed;
+                    }
+                }
+            }
+            self.flush().await?;
+            Ok(written)
+        })
+    }
+
+    fn start_tls<'a>(
+        &'a mut self,
+        domain: Option<&'a str>,
+    ) -> BoxFuture<'a, Option<ChannelBindings>> {
+        Box::pin(async move {
+            let tls = self.tls.clone()?;
+            let Some(ClientIo::Plain(stream)) = self.io.take() else {
+                return None;
+            };
+            match timeout_at(self.negotiation_deadline, tls.accept(stream, domain)).await {
+                Ok(Ok((s, cb))) => {
+                    self.io = Some(ClientIo::Tls(Box::new(s)));
+                    self.parser.reset();
+                    Some(cb)
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "STARTTLS handshake failed");
+                    None
+                }
+                Err(_) => None,
+            }
+        })
+    }
+
+    fn set_limits(&mut self, limits: ParserLimits) {
+        self.parser.set_limits(limits);
+    }
+
+    fn keepalive(&mut self) -> BoxFuture<'_, Keepalive> {
+        Box::pin(async { Keepalive::Stanza })
+    }
+
+    fn close(&mut self, peer_closed: bool) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let Some(mut io) = self.io.take() else {
+                return;
+            };
+            if !peer_closed {
+                // Read (and discard) until the peer's closing tag, the end of the
+                // connection, or the wait runs out; never write.
+                let parser = &mut self.parser;
+                let _ = timeout(CLOSE_WAIT, async {
+                    loop {
+                        loop {
+                            match parser.next_event() {
+                                Ok(Some(StreamEvent::Close)) | Err(_) => return,
+                                Ok(Some(_)) => {}
+                                Ok(None) => break,
+                            }
+                        }
+                        match io
+                            .read_with(|data| {
+                                let _ = parser.feed(data);
+                            })
+                            .await
+                        {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) => {}
+                        }
+                    }
+                })
+                .await;
+            }
+            io.shutdown().await;
+        })
+    }
+
+    /// Messages of a failed write, and of one cut short (the driver's write timeout
+    /// drops the `send` future mid-write).
+    fn take_unsent(&mut self) -> Vec<Element> {
+        let mut out = std::mem::take(&mut self.unsent);
+        out.append(&mut self.writing);
+        out
+    }
+}
+
+/// What a listener enforces before a stream starts.
+#[derive(Debug, Clone)]
+struct Edge {
+    kind: StreamKind,
+    proxy_protocol: bool,
+    trusted: Arc<Vec<IpRange>>,
+    negotiation_timeout: Duration,
+    max_connections: usize,
+    max_connections_per_address: usize,
+}
+
+/// An admitted connection, ready for its stream.
+struct Admitted {
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    negotiation_deadline: Instant,
+    span: tracing::Span,
+}
+
+fn refused(kind: StreamKind, reason: &'static str) {
+    heliograph_metrics::connection_refused(kind.label(), reason);
+}
+
+fn conn_span(kind: StreamKind, id: u64, peer: SocketAddr) -> tracing::Span {
+    match kind {
+        StreamKind::Client => tracing::info_span!(
+            "c2s",
+            conn = id,
+            peer = %peer,
+            jid = tracing::field::Empty,
+            tenant = tracing::field::Empty,
+        ),
+        StreamKind::Component => tracing::info_span!(
+            "component",
+            conn = id,
+            peer = %peer,
+            domain = tracing::field::Empty,
+            tenant = tracing::field::Empty,
+        ),
+    }
+}
+
+/// Accepts connections until shutdown and runs `serve` on each admitted one, in a task
+/// of its own inside the connection's log span.
+async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    edge: Edge,
+    core: Arc<Core>,
+    tracker: Arc<ConnectionTracker>,
+    mut shutdown: Shutdown,
+    serve: F,
+) where
+    F: Fn(Admitted) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let serve = Arc::new(serve);
+    let live = Arc::new(AtomicUsize::new(0));
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.requested() => return,
+        };
+        let (mut stream, mut peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Usually EMFILE: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if core.drain.is_draining() {
+            refused(edge.kind, "draining");
+            continue;
+        }
+        let guard = tracker.enter();
+        let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
+        let span = conn_span(edge.kind, id, peer);
+        let (core, edge, live, serve) = (core.clone(), edge.clone(), live.clone(), serve.clone());
+        let task_span = span.clone();
+        tokio::spawn(
+            async move {
+                let negotiation_deadline = Instant::now() + edge.negotiation_timeout;
+                if edge.proxy_protocol {
+                    let read = crate::proxy_protocol::accept(
+                        &mut stream,
+                        peer,
+                        &edge.trusted,
+                        edge.negotiation_timeout,
+                        edge.kind.label(),
+                    );
+                    match read.await {
+                        Some(client) => {
+                            peer = client;
+                            span.record("peer", tracing::field::display(client));
+                        }
+                        None => return,
+                    }
+                }
+                let _permit = match core.limits.admit(
+                    peer.ip(),
+                    &live,
+                    edge.max_connections,
+                    edge.max_connections_per_address,
+                ) {
+                    Ok(p) => p,
+                    Err(r) => {
+                        tracing::debug!(reason = r.label(), "connection refused");
+                        refused(edge.kind, r.label());
+                        return;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let open = heliograph_metrics::connection_opened(edge.kind.label());
+                serve(Admitted {
+                    stream,
+                    peer,
+                    id,
+                    negotiation_deadline,
+                    span,
+                })
+                .await;
+                drop(open);
+                drop(guard);
+            }
+            .instrument(task_span),
+        );
+    }
+}
+
+/// The driver's timers for a stream of this listener.
+fn timing(core: &Core, deadline: Instant, idle_timeout: u64) -> Timing {
+    let config = core.config();
+    let c2s = &config.c2s;
+    Timing {
+        negotiation_deadline: deadline,
+        idle: Duration::from_secs(idle_timeout.max(1)),
+        ping_interval: (c2s.ping_interval > 0).then(|| Duration::from_secs(c2s.ping_interval)),
+        ping_timeout: Duration::from_secs(c2s.ping_timeout.max(1)),
+        write_timeout: Duration::from_secs(c2s.write_timeout.max(1)),
+    }
+}
+
+fn trusted(list: &[String]) -> Arc<Vec<IpRange>> {
+    Arc::new(list.iter().filter_map(|p| IpRange::parse(p)).collect())
+}
+
+/// Accepts XMPP client connections until shutdown.
+pub async fn serve_c2s(
+    listener: TcpListener,
+    config: Arc<C2sListener>,
+    core: Arc<Core>,
+    tls: Arc<TlsStore>,
+    tracker: Arc<ConnectionTracker>,
+    shutdown: Shutdown,
+) {
+    let edge = Edge {
+        kind: StreamKind::Client,
+        proxy_protocol: config.proxy_protocol,
+        trusted: trusted(&config.trusted_proxies),
+        negotiation_timeout: Duration::from_secs(config.negotiation_timeout.max(1)),
+        max_connections: config.max_connections,
+        max_connections_per_address: config.max_connections_per_address,
+    };
+    let (c, sd) = (core.clone(), shutdown.clone());
+    accept_loop(listener, edge, core, tracker, shutdown, move |a| {
+        run_c2s(c.clone(), config.clone(), tls.clone(), sd.clone(), a)
+    })
+    .await
+}
+
+async fn run_c2s(
+    core: Arc<Core>,
+    config: Arc<C2sListener>,
+    tls: Arc<TlsStore>,
+    shutdown: Shutdown,
+    a: Admitted,
+) {
+    let max_unauth = core.config().limits.max_unauthenticated;
+    let unauth = match core.limits.admit_unauthenticated(max_unauth) {
+        Ok(p) => p,
+        Err(r) => {
+            tracing::debug!(reason = r.label(), "connection refused");
+            refused(StreamKind::Client, r.label());
+            return;
+        }
+    };
+    let (io, bindings) = match config.tls {
+        TlsMode::Direct => {
+            match timeout_at(a.negotiation_deadline, tls.accept(a.stream, None)).await {
+                Ok(Ok((s, cb))) => (ClientIo::Tls(Box::new(s)), cb),
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = %a.peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+        TlsMode::Starttls => (ClientIo::Plain(a.stream), Default::default()),
+    };
+    let facts = ConnFacts {
+        address: a.peer.to_string(),
+        tls: io.is_tls(),
+        channel_bindings: bindings,
+        starttls_available: !io.is_tls(),
+        transport: Transport::Tcp,
+        policy: ListenerPolicy::from(&*config),
+    };
+    let (tx, rx) = mpsc::channel(core.config().c2s.session_queue.max(16));
+    let mut stream = StreamCore::new(core.clone(), facts, tx);
+    stream.hold_until_bound(unauth);
+    let link = TcpLink::new(
+        io,
+        StreamKind::Client,
+        core.parser_limits(),
+        Some(tls),
+        a.negotiation_deadline,
+    );
+    let timing = timing(&core, a.negotiation_deadline, config.idle_timeout);
+    let gate = LoginGate {
+        core: core.clone(),
+        ip: a.peer.ip(),
+    };
+    Driver::new(stream, Box::new(link), rx, timing, shutdown)
+        .with_login_gate(gate)
+        .with_span(a.span)
+        .run()
+        .await;
+}
+
+/// What a component stream needs to start: its mailbox and its connection id.
+pub struct ComponentStart {
+    pub mailbox: mpsc::Sender<SessionMsg>,
+    pub id: u64,
+}
+
+/// Accepts XEP-0114 component connections until shutdown; `protocol` makes each
+/// connection's stream (the services layer's component stream).
+pub async fn serve_components<F, P>(
+    listener: TcpListener,
+    config: Arc<ComponentListener>,
+    core: Arc<Core>,
+    tls: Option<Arc<TlsStore>>,
+    tracker: Arc<ConnectionTracker>,
+    shutdown: Shutdown,
+    protocol: F,
+) where
+    F: Fn(ComponentStart) -> P + Send + Sync + 'static,
+    P: Protocol,
+{
+    let edge = Edge {
+        kind: StreamKind::Component,
+        proxy_protocol: config.proxy_protocol,
+        trusted: trusted(&config.trusted_proxies),
+        negotiation_timeout: Duration::from_secs(config.negotiation_timeout.max(1)),
+        max_connections: config.max_connections,
+        max_connections_per_address: config.max_connections_per_address,
+    };
+    let protocol = Arc::new(protocol);
+    let (c, sd) = (core.clone(), shutdown.clone());
+    accept_loop(listener, edge, core, tracker, shutdown, move |a| {
+        let (core, config, tls, shutdown, protocol) =
+            (c.clone(), config.clone(), tls.clone(), sd.clone(), protocol.clone());
+        async move {
+            let io = match &tls {
+                Some(tls) if config.tls => {
+                    match timeout_at(a.negotiation_deadline, tls.accept(a.stream, None)).await {
+                        Ok(Ok((s, _))) => ClientIo::Tls(Box::new(s)),
+                        Ok(Err(e)) => {
+                            tracing::debug!(peer = %a.peer, error = %e, "component TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    }
+                }
+                _ => ClientIo::Plain(a.stream),
+            };
+            let (tx, rx) = mpsc::channel(core.config().c2s.session_queue.max(4096));
+            let stream = protocol(ComponentStart {
+                mailbox: tx,
+                id: a.id,
+            });
+            let link = TcpLink::new(
+                io,
+                StreamKind::Component,
+                core.parser_limits(),
+                None,
+                a.negotiation_deadline,
+            );
+            let timing = timing(&core, a.negotiation_deadline, config.idle_timeout);
+            Driver::new(stream, Box::new(link), rx, timing, shutdown)
+                .with_span(a.span)
+                .run()
+                .await;
+        }
+    })
+    .await
+}

@@ -1,0 +1,375 @@
+//! `heliograph serve`: loads the config, opens storage, builds the server (core,
+//! features, tenants, plugins), binds the listeners of the config — a table of
+//! listener kinds, each wired to its transport — writes the ready file and runs until
+//! SIGTERM/SIGINT (or a drain ends), then shuts down cleanly.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use heliograph_control::{Server, tenant_ops};
+use heliograph_core::hooks::Feature;
+use heliograph_core::shutdown::Shutdown;
+use heliograph_services::components::ComponentStream;
+use heliograph_transports::listener::ConnectionTracker;
+use heliograph_transports::tcp::{ComponentStart, serve_c2s, serve_components};
+use heliograph_transports::tls::TlsStore;
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, TlsMode};
+use crate::plugins::PluginHost;
+use crate::session::StreamErrorCondition;
+use crate::storage::Storage;
+
+/// Options of `heliograph serve`.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// Config file; `None` uses `config/heliograph.toml` if present, else the built-in default.
+    pub config: Option<PathBuf>,
+    /// When set, a JSON file written once every listener is bound:
+    /// `{"listeners":[{"kind":"c2s","tls":"starttls","address":"127.0.0.1:40001"},
+    /// {"kind":"c2s","tls":"direct",...},{"kind":"http","tls":false,...},
+    /// {"kind":"component","tls":false,...},{"kind":"admin","address":...}],
+    /// "admin_token_file":"...","pid":123}`. Tests use it with port 0 listeners.
+    pub ready_file: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct ReadyListener {
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<ReadyTls>,
+    address: String,
+}
+
+/// `"tls"` of a ready-file listener: the c2s mode, or whether an HTTP listener has TLS.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ReadyTls {
+    Mode(&'static str),
+    Flag(bool),
+}
+
+#[derive(Serialize)]
+struct Ready {
+    listeners: Vec<ReadyListener>,
+    admin_token_file: PathBuf,
+    pid: u32,
+}
+
+/// How long shutdown waits for connections to close after `system-shutdown`.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs the server until SIGTERM/SIGINT.
+pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
+    serve_with(opts, Vec::new(), std::future::pending()).await
+}
+
+/// Runs the server with `extra` features registered after the built-in ones, until
+/// SIGTERM/SIGINT, the end of a drain, or `stop`.
+pub async fn serve_with(
+    opts: ServeOptions,
+    extra: Vec<Arc<dyn Feature>>,
+    stop: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let (config, config_path) = Config::load_or_default(opts.config.as_deref())?;
+    init_logging(&config.general.log_level, config.general.log_format);
+    if config.metrics.enabled {
+        crate::metrics::install(config.metrics.per_tenant_labels);
+    }
+    match &config_path {
+        Some(p) => tracing::info!(config = %p.display(), "configuration loaded"),
+        None => tracing::info!(
+            "no config file, using the built-in default (domain localhost, data in ./data)"
+        ),
+    }
+    std::fs::create_dir_all(&config.general.data_dir)
+        .with_context(|| format!("creating data dir {}", config.general.data_dir.display()))?;
+    let storage = Storage::open_sled(&config.general.data_dir.join("db"))
+        .with_context(|| format!("opening database in {}", config.general.data_dir.display()))?;
+    let token_path = config.admin_token_path();
+    let admin_token = load_or_create_token(&token_path)?;
+    eprintln!("heliograph: admin API token in {}", token_path.display());
+    let mut server =
+        Server::build(config.clone(), storage, admin_token, extra).context("loading tenants")?;
+    server.config_path = config_path.clone();
+    let tls =
+        Arc::new(TlsStore::load(&config, server.core.tenants.clone()).context("setting up TLS")?);
+    let _ = server.tls.set(tls.clone());
+    let _ = server
+        .core
+        .plugins
+        .set(start_plugin_host(&config, &server.core.storage).await?);
+    let server = Arc::new(server);
+    heliograph_control::plugin_files::install_all(&server, "startup").await;
+    tracing::info!(
+        tenants = server.core.tenants.snapshot().len(),
+        features = ?server.core.hooks.feature_names(),
+        "tenants loaded"
+    );
+    let (shutdown_tx, shutdown) = Shutdown::new();
+    let tracker = Arc::new(ConnectionTracker::default());
+    let mut ready = Vec::new();
+    for l in listeners(&server.config()) {
+        let socket = TcpListener::bind(l.address)
+            .await
+            .with_context(|| format!("binding {} listener {}", l.kind, l.address))?;
+        let address = socket.local_addr()?;
+        tracing::info!(kind = l.kind, address = %address, "listener ready");
+        ready.push(ReadyListener {
+            kind: l.kind,
+            tls: l.tls,
+            address: address.to_string(),
+        });
+        let (server, tls, tracker, shutdown) = (
+            server.clone(),
+            tls.clone(),
+            tracker.clone(),
+            shutdown.clone(),
+        );
+        let core = server.core.clone();
+        match l.serve {
+            Serve::C2s(c) => {
+                tokio::spawn(serve_c2s(socket, Arc::new(c), core, tls, tracker, shutdown));
+            }
+            Serve::Http(h) => {
+                let tls = h.tls.then_some(tls);
+                tokio::spawn(heliograph_transports::http::serve(
+                    socket,
+                    Arc::new(h),
+                    core,
+                    tls,
+                    tracker,
+                    shutdown,
+                ));
+            }
+            Serve::Component(c) => {
+                let tls = c.tls.then_some(tls);
+                let connections = server.services.components.clone();
+                let make = {
+                    let core = core.clone();
+                    move |start: ComponentStart| {
+                        ComponentStream::new(
+                            core.clone(),
+                            connections.clone(),
+                            start.id,
+                            start.mailbox,
+                        )
+                    }
+                };
+                tokio::spawn(serve_components(
+                    socket,
+                    Arc::new(c),
+                    core,
+                    tls,
+                    tracker,
+                    shutdown,
+                    make,
+                ));
+            }
+        }
+    }
+    let admin_listener = TcpListener::bind(server.config().listen.admin.address)
+        .await
+        .with_context(|| {
+            format!(
+                "binding admin listener {}",
+                server.config().listen.admin.address
+            )
+        })?;
+    let admin_addr = admin_listener.local_addr()?;
+    tracing::info!(address = %admin_addr, "admin API ready");
+    ready.push(ReadyListener {
+        kind: "admin",
+        tls: None,
+        address: admin_addr.to_string(),
+    });
+    let mut admin_shutdown = shutdown.clone();
+    let admin_task = tokio::spawn(heliograph_control::admin::serve(
+        admin_listener,
+        server.clone(),
+        async move {
+            admin_shutdown.requested().await;
+        },
+    ));
+
+    if let Some(path) = &opts.ready_file {
+        let doc = Ready {
+            listeners: ready,
+            admin_token_file: token_path.clone(),
+            pid: std::process::id(),
+        };
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec(&doc)?)?;
+        std::fs::rename(&tmp, path)?;
+    }
+
+    tokio::spawn(reload_on_sighup(server.clone()));
+    // A drain ends in the same shutdown as a signal; a signal during a drain cuts it short.
+    tokio::select! {
+        _ = wait_for_signal() => {}
+        _ = stop => {}
+        _ = async {
+            server.core.drain.started().await;
+            heliograph_control::drain::run(&server).await
+        } => {}
+    }
+    tracing::info!("shutting down");
+    // Room occupants learn why they leave (332) before their sessions close.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        server.services.muc.shut_down_all(&server.core),
+    )
+    .await;
+    for entry in server.core.router.all_entries() {
+        entry.close(StreamErrorCondition::SystemShutdown, None);
+    }
+    let _ = shutdown_tx.send(true);
+    let left = tracker.wait_idle(SHUTDOWN_GRACE).await;
+    if left > 0 {
+        tracing::warn!(
+            connections = left,
+            "connections still open after the grace period"
+        );
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;
+    let flush = server.core.storage.flush.clone();
+    crate::storage::blocking(move || flush())
+        .await
+        .context("flushing storage")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// What a configured listener runs.
+enum Serve {
+    C2s(crate::config::C2sListener),
+    Http(crate::config::HttpListener),
+    Component(crate::config::ComponentListener),
+}
+
+/// One row of the listener table.
+struct ListenerRow {
+    kind: &'static str,
+    address: std::net::SocketAddr,
+    tls: Option<ReadyTls>,
+    serve: Serve,
+}
+
+/// The listeners of the config, in the order they are bound and reported.
+fn listeners(config: &Config) -> Vec<ListenerRow> {
+    let c2s = config.listen.c2s.iter().map(|l| ListenerRow {
+        kind: "c2s",
+        address: l.address,
+        tls: Some(ReadyTls::Mode(match l.tls {
+            TlsMode::Starttls => "starttls",
+            TlsMode::Direct => "direct",
+        })),
+        serve: Serve::C2s(l.clone()),
+    });
+    let http = config.listen.http.iter().map(|l| ListenerRow {
+        kind: "http",
+        address: l.address,
+        tls: Some(ReadyTls::Flag(l.tls)),
+        serve: Serve::Http(l.clone()),
+    });
+    let component = config.listen.component.iter().map(|l| ListenerRow {
+        kind: "component",
+        address: l.address,
+        tls: Some(ReadyTls::Flag(l.tls)),
+        serve: Serve::Component(l.clone()),
+    });
+    c2s.chain(http).chain(component).collect()
+}
+
+/// Creates the plugin host (compiled cache in `<data_dir>/plugin-cache`) and loads every
+/// installed plugin from storage; compiled code comes from the cache, so a restart does not
+/// recompile.
+async fn start_plugin_host(config: &Config, storage: &Storage) -> anyhow::Result<PluginHost> {
+    let cache_dir = config.general.data_dir.join("plugin-cache");
+    let host = PluginHost::new(config.plugins.clone(), storage.plugins.clone(), &cache_dir)
+        .context("starting the plugin host")?;
+    let report = host
+        .restore_from_storage()
+        .await
+        .context("restoring installed plugins")?;
+    let cache = host.cache_stats();
+    tracing::info!(
+        slots = report.slots,
+        versions = report.versions,
+        failed = report.failed.len(),
+        compiled = cache.compiled,
+        cache_hits = cache.hits,
+        pooling = host.uses_pooling_allocator(),
+        "plugins restored"
+    );
+    for f in &report.failed {
+        tracing::error!(failure = %f, "plugin version could not be restored");
+    }
+    Ok(host)
+}
+
+/// SIGHUP re-reads the config file (like `heliograph reload`).
+async fn reload_on_sighup(server: Arc<Server>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match tenant_ops::reload(&server).await {
+            Ok(report) => tracing::info!(?report, "SIGHUP: configuration reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: reload refused, the running configuration stays")
+            }
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn load_or_create_token(path: &std::path::Path) -> anyhow::Result<String> {
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        let t = existing.trim().to_string();
+        if !t.is_empty() {
+            return Ok(t);
+        }
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let bytes: [u8; 32] = rand::random();
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    heliograph_transports::tls::write_private(path, format!("{token}\n").as_bytes())?;
+    Ok(token)
+}
+
+fn init_logging(default_filter: &str, format: crate::config::LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        crate::config::LogFormat::Human => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        crate::config::LogFormat::Json => builder.json().with_current_span(true).try_init(),
+    };
+}
