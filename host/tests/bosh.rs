@@ -789,3 +789,99 @@ async fn bosh_over_https_with_the_self_signed_certificate() {
         .unwrap();
     assert!(jid.starts_with("alice@localhost/"), "{jid}");
 }
+
+/// A tenant's stanza size limit holds on BOSH as it does on TCP: each stanza of a body
+/// is checked against the limit of the session's tenant.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenants_stanza_size_limit_holds_on_bosh() {
+    let server = TestServer::start_full(
+        &[],
+        "[tenants.small]\ndomains = [\"small.test\"]\nlimits = { max_stanza_size = 2048 }\n",
+        "",
+        FAST,
+    );
+    let big = message("someone@localhost", &"x".repeat(4000));
+    let create = |to: &str| {
+        format!(
+            "<body rid='1000' to='{to}' wait='1' hold='1' ver='1.6' xmpp:version='1.0' \
+             xmlns='{HTTPBIND}' xmlns:xmpp='urn:xmpp:xbosh'/>"
+        )
+    };
+    for (domain, expected) in [
+        // Read, then refused only for coming before authentication...
+        ("localhost", "not-authorized"),
+        // ...or over the tenant's limit.
+        ("small.test", "policy-violation"),
+    ] {
+        let created = bosh_post(&server.http, &create(domain)).await.element();
+        let sid = created.attr("sid").expect("a session").to_string();
+        let r = bosh_post(
+            &server.http,
+            &format!("<body rid='1001' sid='{sid}' xmlns='{HTTPBIND}'>{big}</body>"),
+        )
+        .await
+        .element();
+        assert_eq!(r.attr("type"), Some("terminate"), "{domain}: {r}");
+        let err = r.child("error", ns::STREAM).expect("a stream error");
+        assert!(
+            err.has_child(expected, ns::STREAMS_ERRORS),
+            "{domain}: {err}"
+        );
+    }
+}
+
+/// Messages waiting for a BOSH client that stopped making requests are routed again
+/// (offline storage here) when the session ends, not lost with it.
+#[tokio::test(flavor = "multi_thread")]
+async fn messages_waiting_for_a_bosh_session_that_ends_are_rescued() {
+    const N: usize = 20;
+    let server = TestServer::start_http(
+        &[("alice", "pw"), ("bob", "pw")],
+        &format!("{FAST}bosh_inactivity = 2\n"),
+    );
+    let (mut alice, _) = RawClient::login(&server.starttls, "alice", "pw", None).await;
+    let (mut web, bob_jid) = Bosh::login(&server.http, "bob", "pw", "wait='1' hold='1'").await;
+    web.send("<presence xmlns='jabber:client'/>").await;
+    // Bob's client goes away without terminating: no more requests.
+    for i in 0..N {
+        alice
+            .send_raw(&format!(
+                "<message to='{bob_jid}' type='chat' id='m{i}'><body>{i}</body></message>"
+            ))
+            .await;
+    }
+    alice
+        .send_raw("<iq type='get' id='sync'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    alice
+        .next_matching(|e| e.is("iq", ns::CLIENT) && e.attr("id") == Some("sync"))
+        .await;
+    // Past the inactivity limit the session ends; its messages wait offline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let sessions = admin_get(&server.admin, &server.token, "/api/v1/sessions").await;
+        let bob_online = sessions["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["jid"].as_str() == Some(bob_jid.as_str()));
+        if !bob_online {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bob's session never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (mut bob, _) = RawClient::login(&server.starttls, "bob", "pw", None).await;
+    bob.send_raw("<presence/>").await;
+    for i in 0..N {
+        let m = bob.next_matching(|e| e.name() == "message").await;
+        assert_eq!(
+            m.attr("id"),
+            Some(format!("m{i}").as_str()),
+            "in order: {m}"
+        );
+    }
+}

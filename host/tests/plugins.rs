@@ -14,6 +14,9 @@ use heliograph::plugins::{
 use heliograph::storage::Storage;
 use plugins_support::{config, hash_password, host, password, token, wasm};
 
+/// The WIT package version the host serves (read from `wit/` at build time).
+const WIT: &str = heliograph::plugins::WIT_VERSION;
+
 fn allowlist_config(policy: &str, users: &[(&str, &str)]) -> String {
     let users: Vec<String> = users
         .iter()
@@ -535,7 +538,7 @@ async fn bad_uploads_are_refused_precisely_and_the_old_version_keeps_serving() {
         "{msg}"
     );
     assert!(
-        msg.contains("heliograph:plugin/authentication@0.1.1"),
+        msg.contains(&format!("heliograph:plugin/authentication@{WIT}")),
         "{msg}"
     );
 
@@ -543,7 +546,9 @@ async fn bad_uploads_are_refused_precisely_and_the_old_version_keeps_serving() {
     let msg = e.to_string();
     assert!(matches!(e, InstallError::MissingExport { .. }), "{msg}");
     assert!(
-        msg.contains("does not export `heliograph:plugin/authentication@0.1.1`"),
+        msg.contains(&format!(
+            "does not export `heliograph:plugin/authentication@{WIT}`"
+        )),
         "{msg}"
     );
     assert!(msg.contains("example:rooms/room-policy@0.1.0"), "{msg}");
@@ -764,7 +769,9 @@ async fn rollback_keeps_the_last_versions_and_remove_purges() {
 #[tokio::test]
 async fn components_built_against_wit_0_1_0_keep_loading() {
     let dir = wasm_or_skip!();
-    assert_eq!(heliograph::plugins::WIT_VERSION, "0.1.1");
+    // The legacy component is of the host's track (0.1), older than the host.
+    assert_eq!(heliograph::plugins::WIT_TRACK, "0.1");
+    assert_ne!(WIT, "0.1.0");
     let t = host();
     let e = t
         .host
@@ -822,8 +829,9 @@ async fn components_built_against_wit_0_1_0_keep_loading() {
         .await
         .unwrap_err();
     assert!(
-        e.to_string()
-            .contains("does not export `heliograph:plugin/room-decisions@0.1.1`"),
+        e.to_string().contains(&format!(
+            "does not export `heliograph:plugin/room-decisions@{WIT}`"
+        )),
         "{e}"
     );
 }

@@ -28,6 +28,12 @@ from harness.xmpp import LoginFailed
 
 SASL_NS = "urn:ietf:params:xml:ns:xmpp-sasl"
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# The WIT package version, from the one place it is written.
+WIT_VERSION = re.search(
+    r"^package heliograph:plugin@([0-9.]+);",
+    (REPO_ROOT / "wit" / "heliograph-plugin.wit").read_text(),
+    re.M,
+).group(1)
 
 
 def wasm_path(name: str) -> Path:
@@ -184,9 +190,9 @@ def test_plugin_api_permissions_and_precise_refusals(server):
     status, body = install(server, "acme", "auth", b"not wasm at all", expect=400)
     assert body["message"] == "upload is not WebAssembly (no `\\0asm` header)", body
     status, body = install(server, "acme", "auth", wasm_path("wrong_world").read_bytes(), expect=400)
-    assert "does not export `heliograph:plugin/authentication@0.1.1`" in body["message"], body
+    assert f"does not export `heliograph:plugin/authentication@{WIT_VERSION}`" in body["message"], body
     status, body = install(server, "acme", "auth", wasm_path("wrong_version").read_bytes(), expect=400)
-    assert "rebuild it against heliograph:plugin@0.1.1" in body["message"], body
+    assert f"rebuild it against heliograph:plugin@{WIT_VERSION}" in body["message"], body
     status, body = install(server, "acme", "auth", wasm, {"users": {"x": "not-a-hash"}}, expect=400)
     assert "init refused" in body["message"] and "users.x" in body["message"], body
 

@@ -57,12 +57,13 @@ use loader::Prepared;
 use state::{CallScope, CallState};
 use stats::{Outcome, SlotStats};
 
-/// The version of the WIT package this host serves. Components built against an older
+/// The version of the WIT package this host serves, read from `wit/heliograph-plugin.wit`
+/// at build time (the one place it is written). Components built against an older
 /// version of the same track ([`WIT_TRACK`]) load too: 0.1.x versions only add.
-pub const WIT_VERSION: &str = "0.1.1";
+pub const WIT_VERSION: &str = env!("HELIOGRAPH_WIT_VERSION");
 
 /// The semver-compatible track of [`WIT_VERSION`] (`0.minor` while the package is 0.x).
-pub const WIT_TRACK: &str = "0.1";
+pub const WIT_TRACK: &str = env!("HELIOGRAPH_WIT_TRACK");
 
 /// Runs many tenants' plugins. Cheap to clone (shared state).
 #[derive(Clone)]
@@ -336,7 +337,7 @@ impl PluginHost {
         }
         self.delete_unreferenced_blobs(dropped.iter().map(|v| v.sha256.as_str()))?;
         tracing::info!(tenant, plugin = slot, version, sha256 = %sha256, world = %world,
-            "plugin installed");
+            wit_track = loaded.prepared.track.name(), "plugin installed");
         Ok(version_info(tenant, slot, world, &loaded.record, version))
     }
 

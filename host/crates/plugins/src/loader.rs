@@ -9,7 +9,8 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, ComponentExportIndex, Linker};
 
 use super::bindings::{
-    self, authenticator::AuthenticatorPre, component::ComponentPre, room_policy::RoomPolicyPre,
+    self, Track, authenticator::AuthenticatorPre, component::ComponentPre,
+    room_policy::RoomPolicyPre, served_version,
 };
 use super::cache::CompiledCache;
 use super::error::InstallError;
@@ -18,6 +19,8 @@ use super::types::World;
 
 /// A compiled, checked component, pre-instantiated for its world.
 pub(crate) struct Prepared {
+    /// The track of the package the component was built against.
+    pub track: Track,
     pub pre: WorldPre,
     /// `lifecycle.init`, if the component exports it.
     pub init: Option<ComponentExportIndex>,
@@ -76,7 +79,7 @@ pub(crate) fn prepare(
     let component = cache
         .load_or_compile(engine, sha256, wasm)
         .map_err(|e| InstallError::Compile(format!("{e:#}")))?;
-    check_imports(engine, &component)?;
+    let track = check_imports(engine, &component)?;
     let world = match world {
         Some(w) => w,
         None => detect_world(engine, &component)?,
@@ -94,19 +97,21 @@ pub(crate) fn prepare(
         world: world.name(),
         detail: format!("{e:#}"),
     };
-    let pre = match world {
-        World::Authenticator => {
+    let pre = match (track, world) {
+        (Track::V0_1, World::Authenticator) => {
             WorldPre::Authenticator(AuthenticatorPre::new(instance_pre).map_err(mismatch)?)
         }
-        World::RoomPolicy => {
+        (Track::V0_1, World::RoomPolicy) => {
             WorldPre::RoomPolicy(RoomPolicyPre::new(instance_pre).map_err(mismatch)?)
         }
-        World::Component => WorldPre::Component(ComponentPre::new(instance_pre).map_err(mismatch)?),
+        (Track::V0_1, World::Component) => {
+            WorldPre::Component(ComponentPre::new(instance_pre).map_err(mismatch)?)
+        }
     };
     let init = component
         .get_export_index(None, bindings::interface_name("lifecycle").as_str())
         .and_then(|iface| component.get_export_index(Some(&iface), "init"));
-    Ok((world, Prepared { pre, init }))
+    Ok((world, Prepared { track, pre, init }))
 }
 
 /// The world whose export interface (in any version) the component exports.
@@ -131,9 +136,11 @@ fn detect_world(engine: &Engine, component: &Component) -> Result<World, Install
         })
 }
 
-/// Every import must be one of this package's host interfaces in this version, or WASI
-/// (linked without capabilities; the linker checks its versions and types).
-fn check_imports(engine: &Engine, component: &Component) -> Result<(), InstallError> {
+/// Every import must be one of this package's host interfaces in a served version, or
+/// WASI (linked without capabilities; the linker checks its versions and types). Returns
+/// the track the component's imports belong to (the current one if it imports none).
+fn check_imports(engine: &Engine, component: &Component) -> Result<Track, InstallError> {
+    let mut track = None;
     let ty = component.component_type();
     for (name, _) in ty.imports(engine) {
         let (path, version) = name.split_once('@').unwrap_or((name, ""));
@@ -147,7 +154,8 @@ fn check_imports(engine: &Engine, component: &Component) -> Result<(), InstallEr
                     ),
                 });
             }
-            if !served_version(version) {
+            track = Track::of(version);
+            if track.is_none() {
                 return Err(InstallError::UnsupportedImport {
                     import: name.to_string(),
                     reason: format!(
@@ -164,26 +172,7 @@ fn check_imports(engine: &Engine, component: &Component) -> Result<(), InstallEr
             });
         }
     }
-    Ok(())
-}
-
-/// Whether a component built against `version` of the package runs on this host: the same
-/// semver track ([`super::WIT_TRACK`], i.e. `0.1.x` while the package is 0.x) and not newer
-/// than [`super::WIT_VERSION`]. wasmtime resolves such names by the same rule (an import or
-/// export of `...@0.1.0` matches the host's `...@0.1.1`).
-pub(crate) fn served_version(version: &str) -> bool {
-    let Some(rest) = version.strip_prefix(super::WIT_TRACK) else {
-        return false;
-    };
-    let Some(patch) = rest.strip_prefix('.') else {
-        return false;
-    };
-    let served = super::WIT_VERSION
-        .rsplit('.')
-        .next()
-        .and_then(|p| p.parse::<u32>().ok())
-        .unwrap_or(0);
-    patch.parse::<u32>().is_ok_and(|p| p <= served)
+    Ok(track.unwrap_or(Track::CURRENT))
 }
 
 fn check_export(

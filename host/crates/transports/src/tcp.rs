@@ -195,38 +195,38 @@ impl Link for TcpLink {
     }
 
     fn send(&mut self, actions: Vec<Action>) -> BoxFuture<'_, Result<Written, LinkError>> {
-        Box::pin(async move {
-            let mut written = Written::Done;
-            for action in actions {
-                if written == Written::Closed {
+        // Serialized before anything is written: the messages are in `writing` even if the
+        // driver drops the write half-way.
+        let mut written = Written::Done;
+        for action in actions {
+            match action {
+                Action::Header { id, from } => self.write_header(&id, &from),
+                Action::Send(el) => {
+                    el.write_to(&mut self.out, self.kind.default_ns());
+                    if el.name() == "message" {
+                        self.writing.push(el);
+                    }
+                }
+                Action::StartTls => written = Written::StartTls,
+                Action::Restart => self.parser.reset(),
+                Action::Close(error) => {
+                    if let Some((cond, text)) = error {
+                        tracing::debug!(
+                            condition = cond.name(),
+                            text = text.as_deref().unwrap_or(""),
+                            "closing stream with error"
+                        );
+                        cond.to_element(text.as_deref())
+                            .write_to(&mut self.out, self.kind.default_ns());
+                    }
+                    self.out.push_str("</stream:stream>");
+                    written = Written::Closed;
                     // Nothing goes out after the closing tag.
                     break;
                 }
-                match action {
-                    Action::Header { id, from } => self.write_header(&id, &from),
-                    Action::Send(el) => {
-                        el.write_to(&mut self.out, self.kind.default_ns());
-                        if el.name() == "message" {
-                            self.writing.push(el);
-                        }
-                    }
-                    Action::StartTls => written = Written::StartTls,
-                    Action::Restart => self.parser.reset(),
-                    Action::Close(error) => {
-                        if let Some((cond, text)) = error {
-                            tracing::debug!(
-                                condition = cond.name(),
-                                text = text.as_deref().unwrap_or(""),
-                                "closing stream with error"
-                            );
-                            cond.to_element(text.as_deref())
-                                .write_to(&mut self.out, self.kind.default_ns());
-                        }
-                        self.out.push_str("</stream:stream>");
-                        written = Written::Closed;
-                    }
-                }
             }
+        }
+        Box::pin(async move {
             self.flush().await?;
             Ok(written)
         })

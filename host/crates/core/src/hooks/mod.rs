@@ -64,6 +64,13 @@ pub type StreamFeatureProvider = Arc<dyn Fn(&FeatureContext<'_>) -> Option<Eleme
 /// `<item/>`s a domain lists in its disco#items.
 pub type DiscoItemsProvider = Arc<dyn Fn(&Core, &str) -> Vec<Element> + Send + Sync>;
 
+/// One registered iq handler: the request type and address it serves.
+struct IqEntry {
+    ty: IqType,
+    address: Address,
+    handler: IqHandler,
+}
+
 /// Index of a feature in the registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FeatureId(usize);
@@ -78,7 +85,7 @@ struct Entry<T> {
 pub struct Hooks {
     names: Vec<&'static str>,
     /// iq handlers by payload namespace.
-    iq: HashMap<&'static str, Vec<Entry<(IqType, Address, IqHandler)>>>,
+    iq: HashMap<&'static str, Vec<Entry<IqEntry>>>,
     client_presence: Vec<Entry<PresenceHandler>>,
     undeliverable: Vec<Entry<UndeliverableHandler>>,
     session: Vec<Entry<(SessionEvent, SessionHandler)>>,
@@ -146,7 +153,11 @@ impl Registrar<'_> {
     {
         let handler: IqHandler = Arc::new(handler);
         for a in addresses {
-            let e = self.entry((ty, *a, handler.clone()));
+            let e = self.entry(IqEntry {
+                ty,
+                address: *a,
+                handler: handler.clone(),
+            });
             self.hooks.iq.entry(ns).or_default().push(e);
         }
     }
@@ -254,8 +265,8 @@ impl Hooks {
     ) -> Option<&IqHandler> {
         let list = self.iq.get(ns)?;
         self.on(tenant, list)
-            .find(|(t, a, _)| *t == ty && *a == address)
-            .map(|(_, _, h)| h)
+            .find(|e| e.ty == ty && e.address == address)
+            .map(|e| &e.handler)
     }
 
     /// The client presence handler for `tenant`, if any.

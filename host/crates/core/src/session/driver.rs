@@ -98,6 +98,8 @@ pub struct Driver<P: Protocol> {
     link_gone: bool,
     /// A link that arrived in the middle of a mailbox batch.
     pending_attach: Option<Box<dyn Link>>,
+    /// Stanzas produced after the stream's close, for the rescue.
+    stranded: Vec<crate::xml::Element>,
 }
 
 impl<P: Protocol> Driver<P> {
@@ -129,6 +131,7 @@ impl<P: Protocol> Driver<P> {
             peer_closed: false,
             link_gone: false,
             pending_attach: None,
+            stranded: Vec::new(),
         }
     }
 
@@ -434,7 +437,15 @@ impl<P: Protocol> Driver<P> {
 
     /// Writes within the write timeout, cut to [`SHUTDOWN_WRITE_GRACE`] once shutdown is
     /// requested (a peer that stopped reading must not hold up the drain).
-    async fn write(&mut self, actions: Vec<Action>) -> Result<Written, LinkError> {
+    async fn write(&mut self, mut actions: Vec<Action>) -> Result<Written, LinkError> {
+        // Nothing goes out after the close: stanzas queued behind it are routed again.
+        if let Some(at) = actions.iter().position(|a| matches!(a, Action::Close(_))) {
+            for a in actions.drain(at + 1..) {
+                if let Action::Send(el) = a {
+                    self.stranded.push(el);
+                }
+            }
+        }
         let limit = self.timing.write_timeout;
         let mut shutdown = self.shutdown.clone();
         let send = timeout(limit, self.link.send(actions));
@@ -508,6 +519,7 @@ impl<P: Protocol> Driver<P> {
         }
         self.protocol.finish().await;
         let mut undelivered = self.link.take_unsent();
+        undelivered.append(&mut self.stranded);
         self.mailbox.close();
         while let Ok(msg) = self.mailbox.try_recv() {
             match msg {
@@ -531,3 +543,7 @@ async fn poll_front(work: &mut VecDeque<Work>) {
         front.await;
     }
 }
+
+#[cfg(test)]
+#[path = "driver_tests.rs"]
+mod tests;

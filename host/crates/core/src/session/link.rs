@@ -68,7 +68,9 @@ pub trait Link: Send + 'static {
     /// Waits for the next event.
     fn recv(&mut self) -> BoxFuture<'_, Inbound>;
 
-    /// Writes what the session produced, in order.
+    /// Writes what the session produced, in order. Every stanza accepted here must stay
+    /// reachable through [`Link::take_unsent`] until it is written — also when the
+    /// returned future is dropped half-way (the driver's write timeout does that).
     fn send(&mut self, actions: Vec<Action>) -> BoxFuture<'_, Result<Written, LinkError>>;
 
     /// Upgrades to TLS after `<proceed/>` (STARTTLS), choosing the certificate by SNI or

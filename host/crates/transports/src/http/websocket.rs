@@ -309,74 +309,63 @@ impl Link for WsLink {
     }
 
     fn send(&mut self, actions: Vec<Action>) -> BoxFuture<'_, Result<Written, LinkError>> {
-        Box::pin(async move {
-            // Messages stay in `unsent` until the flush that carries them succeeds, so a
-            // write cut short (failed, or dropped by the driver's timeout) is rescued.
-            let before = self.unsent.len();
-            let mut written = Written::Done;
-            let mut failed = false;
-            for action in actions {
-                if written == Written::Closed || failed {
-                    if let Action::Send(el) = action
-                        && el.name() == "message"
-                    {
+        // Every frame is made before anything is written, and the messages wait in
+        // `unsent` until the flush that carries them succeeds: a write that fails, or
+        // that the driver's timeout cuts short, loses none of them.
+        let before = self.unsent.len();
+        let mut frames = Vec::with_capacity(actions.len());
+        let mut written = Written::Done;
+        for action in actions {
+            match action {
+                Action::Header { id, from } => {
+                    let mut open = heliograph_xml::element::open_tag(
+                        "open",
+                        &[
+                            ("xmlns", NS_FRAMING),
+                            ("id", &id),
+                            ("from", &from),
+                            ("version", "1.0"),
+                            ("xml:lang", "en"),
+                        ],
+                    );
+                    open.pop();
+                    open.push_str("/>");
+                    frames.push(Message::text(open));
+                }
+                Action::Send(el) => {
+                    frames.push(Message::text(frame_text(&el)));
+                    if el.name() == "message" {
                         self.unsent.push(el);
                     }
-                    continue;
                 }
-                let frame = match action {
-                    Action::Header { id, from } => {
-                        let mut open = heliograph_xml::element::open_tag(
-                            "open",
-                            &[
-                                ("xmlns", NS_FRAMING),
-                                ("id", &id),
-                                ("from", &from),
-                                ("version", "1.0"),
-                                ("xml:lang", "en"),
-                            ],
-                        );
-                        open.pop();
-                        open.push_str("/>");
-                        open
+                // Never offered: TLS is the HTTP listener's.
+                Action::Restart | Action::StartTls => {}
+                Action::Close(error) => {
+                    if let Some((cond, text)) = error {
+                        let el = cond.to_element(text.as_deref());
+                        frames.push(Message::text(frame_text(&el)));
                     }
-                    Action::Send(el) => {
-                        let text = frame_text(&el);
-                        if el.name() == "message" {
-                            self.unsent.push(el);
-                        }
-                        text
-                    }
-                    Action::Restart => continue,
-                    // Never offered: TLS is the HTTP listener's.
-                    Action::StartTls => continue,
-                    Action::Close(error) => {
-                        if let Some((cond, text)) = error {
-                            let el = cond.to_element(text.as_deref());
-                            let _ = self.ws.feed(Message::text(frame_text(&el))).await;
-                        }
-                        let _ = self
-                            .ws
-                            .feed(Message::text(format!("<close xmlns=\"{NS_FRAMING}\"/>")))
-                            .await;
-                        let (code, reason) = self.close_code.unwrap_or((CloseCode::Normal, ""));
-                        let _ = self
-                            .ws
-                            .send(Message::Close(Some(CloseFrame {
-                                code,
-                                reason: reason.into(),
-                            })))
-                            .await;
-                        self.closed = true;
-                        written = Written::Closed;
-                        continue;
-                    }
-                };
-                if self.ws.feed(Message::text(frame)).await.is_err() {
-                    failed = true;
+                    frames.push(Message::text(format!("<close xmlns=\"{NS_FRAMING}\"/>")));
+                    let (code, reason) = self.close_code.unwrap_or((CloseCode::Normal, ""));
+                    frames.push(Message::Close(Some(CloseFrame {
+                        code,
+                        reason: reason.into(),
+                    })));
+                    self.closed = true;
+                    written = Written::Closed;
+                    break;
                 }
             }
-            if failed || self.ws.flush().await.is_err() {
+        }
+        Box::pin(async move {
+            for frame in frames {
+                if self.ws.feed(frame).await.is_err() {
+                    return Err(LinkError::Io(std::io::Error::other(
+                        "WebSocket write failed",
+                    )));
+                }
+            }
+            if self.ws.flush().await.is_err() {
                 return Err(LinkError::Io(std::io::Error::other(
                     "WebSocket write failed",
                 )));

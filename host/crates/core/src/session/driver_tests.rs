@@ -1,0 +1,354 @@
+//! The driver against a scripted link and protocol: routing work that waits does not hold
+//! up deliveries, work runs in order, what a failed write carried is rescued, and a
+//! session may lose its link and carry on over a new one.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::*;
+use crate::router::Transport;
+use crate::sasl::ChannelBindings;
+use crate::xml::{Element, ns};
+
+/// What the fake link was asked to write, as text.
+type Wire = Arc<Mutex<Vec<String>>>;
+
+struct FakeLink {
+    inbound: mpsc::Receiver<Inbound>,
+    wire: Wire,
+    /// Fail every write from now on.
+    broken: Arc<std::sync::atomic::AtomicBool>,
+    unsent: Vec<Element>,
+    closed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+fn fake_link() -> (FakeLink, mpsc::Sender<Inbound>, Wire) {
+    let (tx, rx) = mpsc::channel(64);
+    let wire = Wire::default();
+    (
+        FakeLink {
+            inbound: rx,
+            wire: wire.clone(),
+            broken: Arc::default(),
+            unsent: Vec::new(),
+            closed: Arc::default(),
+        },
+        tx,
+        wire,
+    )
+}
+
+impl Link for FakeLink {
+    fn transport(&self) -> Transport {
+        Transport::Tcp
+    }
+    fn try_recv(&mut self) -> Option<Inbound> {
+        self.inbound.try_recv().ok()
+    }
+    fn recv(&mut self) -> BoxFuture<'_, Inbound> {
+        Box::pin(async move { self.inbound.recv().await.unwrap_or(Inbound::Gone) })
+    }
+    fn send(&mut self, actions: Vec<Action>) -> BoxFuture<'_, Result<Written, LinkError>> {
+        Box::pin(async move {
+            let mut written = Written::Done;
+            for a in actions {
+                match a {
+                    Action::Send(el) => {
+                        if self.broken.load(std::sync::atomic::Ordering::SeqCst) {
+                            self.unsent.push(el);
+                            continue;
+                        }
+                        self.wire.lock().unwrap().push(el.to_string_in(ns::CLIENT));
+                    }
+                    Action::Close(_) => written = Written::Closed,
+                    _ => {}
+                }
+            }
+            if self.broken.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(LinkError::Timeout);
+            }
+            Ok(written)
+        })
+    }
+    fn start_tls<'a>(&'a mut self, _: Option<&'a str>) -> BoxFuture<'a, Option<ChannelBindings>> {
+        Box::pin(async { None })
+    }
+    fn set_limits(&mut self, _: ParserLimits) {}
+    fn keepalive(&mut self) -> BoxFuture<'_, Keepalive> {
+        Box::pin(async { Keepalive::None })
+    }
+    fn close(&mut self, _: bool) -> BoxFuture<'_, ()> {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async {})
+    }
+    fn take_unsent(&mut self) -> Vec<Element> {
+        std::mem::take(&mut self.unsent)
+    }
+}
+
+/// What the fake protocol saw, for the test to check.
+#[derive(Default)]
+struct Seen {
+    /// Names of stanzas handed to routing, in the order the work ran.
+    routed: Vec<String>,
+    rescued: Vec<String>,
+    finished: bool,
+    /// Mailbox stanzas recorded while detached.
+    held: Vec<Element>,
+}
+
+/// A stream that is established at once, routes every stanza as work gated on `gate`
+/// (when set), and keeps its session for a new link when `resumable`.
+struct FakeProtocol {
+    seen: Arc<Mutex<Seen>>,
+    gate: Option<Arc<tokio::sync::Semaphore>>,
+    pending: Vec<Element>,
+    closed: bool,
+    resumable: bool,
+    detached: bool,
+}
+
+impl FakeProtocol {
+    fn new(seen: Arc<Mutex<Seen>>) -> Self {
+        FakeProtocol {
+            seen,
+            gate: None,
+            pending: Vec::new(),
+            closed: false,
+            resumable: false,
+            detached: false,
+        }
+    }
+}
+
+impl Protocol for FakeProtocol {
+    async fn on_event(&mut self, ev: StreamEvent) -> Vec<Action> {
+        match ev {
+            StreamEvent::Stanza(el) => {
+                self.pending.push(el);
+                Vec::new()
+            }
+            StreamEvent::Close => {
+                self.closed = true;
+                vec![Action::Close(None)]
+            }
+            StreamEvent::Open(_) => Vec::new(),
+        }
+    }
+    fn on_mailbox(&mut self, msg: SessionMsg) -> Vec<Action> {
+        match msg {
+            SessionMsg::Stanza(el) => {
+                if self.detached {
+                    self.seen.lock().unwrap().held.push((*el).clone());
+                }
+                vec![Action::Send(*el)]
+            }
+            SessionMsg::Close(..) => {
+                self.closed = true;
+                vec![Action::Close(None)]
+            }
+            SessionMsg::Attach(_) => Vec::new(),
+        }
+    }
+    fn take_work(&mut self) -> Option<Work> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        let el = self.pending.remove(0);
+        let (seen, gate) = (self.seen.clone(), self.gate.clone());
+        Some(Box::pin(async move {
+            if let Some(g) = gate {
+                g.acquire().await.unwrap().forget();
+            }
+            let id = el.attr("id").unwrap_or_default().to_string();
+            seen.lock().unwrap().routed.push(id);
+        }))
+    }
+    fn fail(&mut self, _: StreamErrorCondition, _: Option<String>) -> Vec<Action> {
+        self.closed = true;
+        vec![Action::Close(None)]
+    }
+    fn is_established(&self) -> bool {
+        true
+    }
+    fn is_closed(&self) -> bool {
+        self.closed
+    }
+    fn domain(&self) -> Option<&str> {
+        None
+    }
+    fn parser_limits(&self) -> ParserLimits {
+        ParserLimits::default()
+    }
+    fn shaper(&self) -> Option<TokenBucket> {
+        None
+    }
+    fn identity(&self) -> Option<super::super::protocol::Identity> {
+        None
+    }
+    fn keepalive_ping(&mut self) -> Option<Element> {
+        None
+    }
+    fn link_lost(&mut self) -> Option<Duration> {
+        self.detached = self.resumable;
+        self.resumable.then_some(Duration::from_secs(30))
+    }
+    fn attached(&mut self) -> Vec<Action> {
+        self.detached = false;
+        let held = std::mem::take(&mut self.seen.lock().unwrap().held);
+        held.into_iter().map(Action::Send).collect()
+    }
+    async fn finish(&mut self) {
+        self.seen.lock().unwrap().finished = true;
+    }
+    async fn rescue(&mut self, undelivered: Vec<Element>) {
+        let mut seen = self.seen.lock().unwrap();
+        for el in undelivered {
+            seen.rescued
+                .push(el.attr("id").unwrap_or_default().to_string());
+        }
+    }
+}
+
+fn timing() -> Timing {
+    Timing {
+        negotiation_deadline: Instant::now() + Duration::from_secs(60),
+        idle: Duration::from_secs(60),
+        ping_interval: None,
+        ping_timeout: Duration::from_secs(60),
+        write_timeout: Duration::from_secs(60),
+    }
+}
+
+fn msg(id: &str) -> Element {
+    Element::new("message", ns::CLIENT).with_attr("id", id)
+}
+
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn stanza(id: &str) -> Inbound {
+    Inbound::Event(StreamEvent::Stanza(msg(id)))
+}
+
+#[tokio::test]
+async fn routing_work_that_waits_holds_up_neither_deliveries_nor_its_order() {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let mut protocol = FakeProtocol::new(seen.clone());
+    protocol.gate = Some(gate.clone());
+    let (link, peer, wire) = fake_link();
+    let (tx, rx) = mpsc::channel(16);
+    let (_stop, shutdown) = crate::shutdown::Shutdown::new();
+    let task = tokio::spawn(Driver::new(protocol, Box::new(link), rx, timing(), shutdown).run());
+    // The peer sends three stanzas; routing the first waits (slow storage, say).
+    for id in ["a", "b", "c"] {
+        peer.send(stanza(id)).await.unwrap();
+    }
+    // Meanwhile others' messages reach the peer.
+    tx.send(SessionMsg::Stanza(Box::new(msg("in-1"))))
+        .await
+        .unwrap();
+    eventually("the delivery", || {
+        wire.lock().unwrap().iter().any(|w| w.contains("in-1"))
+    })
+    .await;
+    assert!(seen.lock().unwrap().routed.is_empty(), "nothing routed yet");
+    // Once routing goes on, the stanzas are routed in the order they came.
+    gate.add_permits(3);
+    eventually("routing", || seen.lock().unwrap().routed.len() == 3).await;
+    assert_eq!(seen.lock().unwrap().routed, ["a", "b", "c"]);
+    peer.send(Inbound::Event(StreamEvent::Close)).await.unwrap();
+    task.await.unwrap();
+    assert!(seen.lock().unwrap().finished);
+}
+
+#[tokio::test]
+async fn what_a_failed_write_carried_and_the_queue_held_is_rescued() {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let (link, peer, _wire) = fake_link();
+    let broken = link.broken.clone();
+    let (tx, rx) = mpsc::channel(16);
+    let (_stop, shutdown) = crate::shutdown::Shutdown::new();
+    let task = tokio::spawn(
+        Driver::new(
+            FakeProtocol::new(seen.clone()),
+            Box::new(link),
+            rx,
+            timing(),
+            shutdown,
+        )
+        .run(),
+    );
+    broken.store(true, std::sync::atomic::Ordering::SeqCst);
+    tx.send(SessionMsg::Stanza(Box::new(msg("m1"))))
+        .await
+        .unwrap();
+    task.await.unwrap();
+    drop(peer);
+    let seen = seen.lock().unwrap();
+    assert!(seen.finished);
+    assert_eq!(seen.rescued, ["m1"]);
+}
+
+#[tokio::test]
+async fn a_session_outlives_its_link_and_goes_on_over_a_new_one() {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let mut protocol = FakeProtocol::new(seen.clone());
+    protocol.resumable = true;
+    let (link, peer, first_wire) = fake_link();
+    let (tx, rx) = mpsc::channel(16);
+    let (_stop, shutdown) = crate::shutdown::Shutdown::new();
+    let task = tokio::spawn(Driver::new(protocol, Box::new(link), rx, timing(), shutdown).run());
+    tx.send(SessionMsg::Stanza(Box::new(msg("before"))))
+        .await
+        .unwrap();
+    eventually("the first delivery", || {
+        first_wire.lock().unwrap().len() == 1
+    })
+    .await;
+    // The connection drops without a close: the session stays.
+    peer.send(Inbound::Gone).await.unwrap();
+    tx.send(SessionMsg::Stanza(Box::new(msg("while-away"))))
+        .await
+        .unwrap();
+    eventually("the message held", || seen.lock().unwrap().held.len() == 1).await;
+    assert!(!seen.lock().unwrap().finished);
+    // A new link attaches: what was held goes out on it, then traffic goes on.
+    let (link2, peer2, second_wire) = fake_link();
+    tx.send(SessionMsg::Attach(Box::new(link2))).await.unwrap();
+    eventually("the replay", || second_wire.lock().unwrap().len() == 1).await;
+    assert!(second_wire.lock().unwrap()[0].contains("while-away"));
+    tx.send(SessionMsg::Stanza(Box::new(msg("after"))))
+        .await
+        .unwrap();
+    eventually("the next delivery", || {
+        second_wire.lock().unwrap().len() == 2
+    })
+    .await;
+    peer2.send(stanza("x")).await.unwrap();
+    eventually("routing on the new link", || {
+        seen.lock().unwrap().routed == ["x"]
+    })
+    .await;
+    peer2
+        .send(Inbound::Event(StreamEvent::Close))
+        .await
+        .unwrap();
+    task.await.unwrap();
+    assert!(seen.lock().unwrap().finished);
+    assert_eq!(
+        first_wire.lock().unwrap().len(),
+        1,
+        "nothing went to the dead link"
+    );
+}
