@@ -194,6 +194,37 @@ async def test_message_and_iq_round_trips_with_users(server, xmpp, components):
     assert (await alice.presence_from("bot.acme.test", status="ready"))
 
 
+async def test_a_users_block_list_holds_for_component_stanzas(server, xmpp, components):
+    """XEP-0191: what a user blocked stays out, whoever sends it. A blocked iq gets
+    service-unavailable; a blocked message is dropped without a word (XEP-0191 §3.4)."""
+    acme(server, component("bot.acme.test", name="Bot"))
+    server.create_user("alice", "pw", domain="acme.test")
+    bot = await components.connect(server, "bot.acme.test", "s3cret")
+    alice = await xmpp.connect(server, "alice@acme.test", "pw")
+    await alice.plugin["xep_0191"].block("spam@bot.acme.test", timeout=10)
+
+    with pytest.raises(IqError) as err:
+        await bot.make_iq_get(queryxmlns="urn:test:none", ito=alice.jid,
+                              ifrom="spam@bot.acme.test").send(timeout=10)
+    assert err.value.iq["error"]["condition"] == "service-unavailable"
+    # The component's stanzas are routed in order: the blocked message would arrive
+    # before the next one.
+    bot.send_message(mto=alice.jid, mfrom="spam@bot.acme.test", mbody="buy now", mtype="chat")
+    bot.send_message(mto=alice.jid, mfrom="help@bot.acme.test", mbody="hello", mtype="chat")
+    assert (await alice.next_message())["body"] == "hello"
+    assert not bot.errors.items, [str(e) for e in bot.errors.items]
+    # Unblocked, the same address gets through.
+    await alice.plugin["xep_0191"].unblock("spam@bot.acme.test", timeout=10)
+    bot.send_message(mto=alice.jid, mfrom="spam@bot.acme.test", mbody="again", mtype="chat")
+    assert (await alice.next_message())["body"] == "again"
+    # Blocking the whole component domain blocks every address on it.
+    await alice.plugin["xep_0191"].block("bot.acme.test", timeout=10)
+    with pytest.raises(IqError) as err:
+        await bot.make_iq_get(queryxmlns="urn:test:none", ito=alice.jid,
+                              ifrom="help@bot.acme.test").send(timeout=10)
+    assert err.value.iq["error"]["condition"] == "service-unavailable"
+
+
 async def test_disconnected_component_answers_with_service_unavailable(server, xmpp):
     acme(server, component("bot.acme.test"))
     server.create_user("alice", "pw", domain="acme.test")

@@ -216,6 +216,34 @@ async def test_nick_change_subject_and_private_messages(server, xmpp):
     assert status.name == "DISCONNECTED"
 
 
+async def test_a_users_block_list_holds_for_muc_private_messages(server, xmpp):
+    """XEP-0191 for stanzas a room relays: nothing from a blocked occupant JID (private or
+    group messages) reaches the user, and the user stays in the room (no error goes back:
+    the room would take it for the user having left)."""
+    alice = await login(xmpp, server, "alice")
+    bob = await login(xmpp, server, "bob")
+    room = f"pm@{SERVICE}"
+    await instant_room(alice, room, "Alice")
+    await join(bob, room, "Bob")
+    await presence_of(alice, room, "Bob")
+    await alice.plugin["xep_0191"].block(f"{room}/Bob", timeout=10)
+
+    bob.send_message(mto=f"{room}/Alice", mbody="psst", mtype="chat")
+    bob.send_message(mto=room, mbody="hello all", mtype="groupchat")
+    # The room handles Bob's stanzas in order: once his own group message is back, the
+    # private one was routed (and refused).
+    await groupchat_from(bob, room, "Bob", "hello all")
+    assert not bob.errors.items, [str(e) for e in bob.errors.items]
+    shown = server.admin("GET", f"/api/v1/tenants/default/rooms/{room}", expect=200)[1]
+    assert sorted(o["nick"] for o in shown["occupants"]) == ["Alice", "Bob"]
+    # Unblocked, the next private message arrives, and nothing from before it did.
+    await alice.plugin["xep_0191"].unblock(f"{room}/Bob", timeout=10)
+    bob.send_message(mto=f"{room}/Alice", mbody="psst again", mtype="chat")
+    pm = await alice.next_message(lambda m: m["body"] == "psst again")
+    assert str(pm["from"]) == f"{room}/Bob"
+    assert not [m for m in alice.messages.items if m["body"] in ("psst", "hello all")]
+
+
 async def _subject(client, room):
     loop = asyncio.get_running_loop()
     fut = loop.create_future()

@@ -77,8 +77,14 @@ async fn to_account(
     match filter(core, origin, &msg, account).await {
         Verdict::Pass => deliver(core, account, resource, msg, Some(origin)).await,
         Verdict::RefusedBySender => origin.reply(core, blocked_error(&msg)).await,
+        // XEP-0191 §3.4: the user is told nothing; a client sender hears the recipient is
+        // unavailable. A relay (a MUC room's private message, a component) hears nothing:
+        // rooms take an error from a user's address to mean that user has left, which
+        // would remove the user who blocked from the room.
         Verdict::RefusedByRecipient => {
-            bounce(core, origin, &msg, Condition::ServiceUnavailable, None).await
+            if origin.session().is_some() {
+                bounce(core, origin, &msg, Condition::ServiceUnavailable, None).await
+            }
         }
     }
 }
