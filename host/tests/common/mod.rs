@@ -535,6 +535,17 @@ impl RawClient {
         outcome
     }
 
+    /// Opens a stream to `domain` (a fresh one after a restart); returns the features.
+    pub async fn open_to(&mut self, domain: &str) -> Element {
+        self.parser.reset();
+        self.send_raw(&format!(
+            "<?xml version='1.0'?><stream:stream to='{domain}' version='1.0' \
+             xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
+        ))
+        .await;
+        self.next_matching(|e| e.is("features", ns::STREAM)).await
+    }
+
     /// After SASL success: restart, bind (with a resource or not) and return the full JID.
     pub async fn bind(&mut self, resource: Option<&str>) -> String {
         self.parser.reset();
