@@ -1,6 +1,6 @@
 //! Write [Heliograph](../README.md) plugins in Rust: WebAssembly components for the
 //! `wasm32-wasip2` target, built on `wit-bindgen` and the WIT package
-//! `heliograph:plugin@0.1.1` (`wit/` in the repository).
+//! `heliograph:plugin` (`wit/` in the repository; [`WIT_VERSION`] says which version).
 //!
 //! An authenticator is a type implementing [`Authenticator`], exported with
 //! [`authenticator!`]:
@@ -103,8 +103,9 @@ pub use room::{
 };
 pub use types::{AuthFailure, AuthRequest, AuthResult, Connection, Mechanism, Transport, User};
 
-/// The version of the WIT package this SDK builds against.
-pub const WIT_VERSION: &str = "0.1.1";
+/// The version of the WIT package this SDK builds against (read from `wit/` when the
+/// SDK is built).
+pub const WIT_VERSION: &str = env!("HELIOGRAPH_WIT_VERSION");
 
 /// A plugin of the `authenticator` world. Each call runs in a fresh instance, so keep
 /// state in [`kv`], not in statics.

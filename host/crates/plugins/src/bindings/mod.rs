@@ -60,7 +60,7 @@ pub(crate) fn served_version(version: &str) -> bool {
 }
 
 /// The fully qualified name of an interface of this package, e.g.
-/// `heliograph:plugin/authentication@0.1.1`.
+/// `heliograph:plugin/authentication@X.Y.Z` (the served version).
 pub(crate) fn interface_name(interface: &str) -> String {
     format!("heliograph:plugin/{interface}@{}", crate::WIT_VERSION)
 }

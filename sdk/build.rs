@@ -1,0 +1,17 @@
+//! Reads the WIT package version from `../wit/heliograph-plugin.wit` (the one place it is
+//! written) and hands it to the crate as `HELIOGRAPH_WIT_VERSION`.
+
+use std::path::Path;
+
+fn main() {
+    let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/heliograph-plugin.wit");
+    println!("cargo:rerun-if-changed={}", wit.display());
+    let text = std::fs::read_to_string(&wit).expect("wit/heliograph-plugin.wit is readable");
+    let version = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("package heliograph:plugin@"))
+        .map(|v| v.trim_end_matches(';').trim().to_string())
+        .next()
+        .expect("the WIT file declares `package heliograph:plugin@X.Y.Z;`");
+    println!("cargo:rustc-env=HELIOGRAPH_WIT_VERSION={version}");
+}
