@@ -1,4 +1,5 @@
-// Test harness: starts the real heliograph binary on 127.0.0.1:0 listeners in a temp dir
+// Test harness: starts the real heliograph binary in a temp dir with every listener (c2s,
+// http, component, admin) on 127.0.0.1:0, as the server's defaults are fixed ports
 // (like tests/interop/conftest.py), serves the test page from another origin, and offers
 // a tiny raw XMPP client over direct TLS for the "TCP user".
 import { spawn } from 'node:child_process';
@@ -43,6 +44,9 @@ tls = "direct"
 [[listen.http]]
 address = "127.0.0.1:0"
 ${http}
+
+[[listen.component]]
+address = "127.0.0.1:0"
 
 [listen.admin]
 address = "127.0.0.1:0"
