@@ -68,6 +68,10 @@ address = "127.0.0.1:0"
     if (Date.now() > deadline) throw new Error('server not ready\n' + log.join(''));
     try { doc = JSON.parse(readFileSync(ready, 'utf8')); } catch { await sleep(50); }
   }
+  // Every listener on an ephemeral port (a kind missing from the config above would bind
+  // its fixed default and collide with whatever else runs here).
+  const fixed = doc.listeners.filter((l) => [5222, 5223, 5280, 5281, 5347].includes(Number(l.address.split(':').pop())));
+  if (fixed.length) { proc.kill('SIGKILL'); throw new Error('test server bound fixed default ports: ' + JSON.stringify(fixed)); }
   const by = (kind) => doc.listeners.find((l) => l.kind === kind).address;
   const server = {
     dir,
