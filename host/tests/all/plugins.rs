@@ -2,7 +2,7 @@
 //! the allowlist plugin, config and key-value behaviour, containment of hostile plugins,
 //! hot swap under load, refused uploads, restart from the compiled cache, rollback.
 
-mod plugins_support;
+use crate::plugins_support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -3,7 +3,7 @@
 //! acknowledgements, pause, inactivity, overactivity and polling rules, terminate both
 //! ways, CORS, gzip, trusted proxies, and every kind of bad input.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

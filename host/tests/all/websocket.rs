@@ -2,7 +2,7 @@
 //! upgrade (subprotocol, Origin), login with restart, chat with TCP and BOSH users,
 //! session parity, pings, the message size limit, see-other-uri and bad input.
 
-mod common;
+use crate::common;
 
 use common::web::{
     Bosh, FRAMING, WsClient, WsEvent, admin_get, body_text, http, message, ws_connect_status,

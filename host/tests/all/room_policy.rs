@@ -3,7 +3,7 @@
 //! `meeting-policy` for every decision point, `hostile-policy` for failures (closed by
 //! default, open when the tenant opts in), and a hot swap between decisions.
 
-mod plugins_support;
+use crate::plugins_support;
 
 use std::sync::Arc;
 

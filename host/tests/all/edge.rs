@@ -1,7 +1,7 @@
 //! The cloud edge end to end: PROXY protocol behind real HAProxy, health and drain,
 //! Prometheus metrics, and connection limits under slowloris and login floods.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
