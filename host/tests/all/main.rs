@@ -12,6 +12,7 @@ mod common;
 
 mod bosh;
 mod c2s;
+mod cli;
 mod component_plugins;
 mod components;
 mod edge;
