@@ -218,8 +218,17 @@ step_guest_tests() {
     cargo test --manifest-path plugins/Cargo.toml -p allowlist -p meeting-policy -p echo-bot -p call-router
 }
 
+# The server binary the interop and browser suites run. After `cargo test --workspace`
+# it is already built (for host/tests), with the features that build unifies (the
+# dev-dependencies add some): asking for it the same way is a no-op, where a plain
+# `cargo build -p heliograph` would rebuild the crate with other features, and the next
+# `cargo test` again. Alone (--only-interop), build just the binary.
 step_build_server() {
-    cargo build -p heliograph
+    if [[ $ONLY_INTEROP -eq 0 ]]; then
+        cargo test --workspace --no-run
+    else
+        cargo build -p heliograph
+    fi
     test -x "$HELIOGRAPH_BIN"
 }
 

@@ -35,7 +35,7 @@ STOP_TIMEOUT = 10.0
 
 
 def default_config(data_dir: Path) -> dict[str, Any]:
-    """The config every test server starts from (see DESIGN.md / the CLI contract)."""
+    """The config every test server starts from (docs/DESIGN.md: every listener on an ephemeral port)."""
     return {
         "general": {
             "hosts": [DOMAIN],
