@@ -252,7 +252,9 @@ step_build_server() {
 
 step_interop() {
     # (pytest.ini there sets the per-test timeouts and keeps .pytest_cache out of the clone.)
-    "$VENV/bin/python" -m pytest "$REPO_ROOT/tests/interop" -q "${PYTEST_EXTRA[@]}"
+    # One worker per core (pytest-xdist): every test has its own server on its own ports,
+    # and most of a test's time is spent waiting for it. `-- -n 0` runs them one by one.
+    "$VENV/bin/python" -m pytest "$REPO_ROOT/tests/interop" -q -n auto "${PYTEST_EXTRA[@]}"
 }
 
 step_browser() {
