@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Heliograph's one test entry point: installs what it needs (idempotently),
-# then runs formatting, lints, Rust tests, plugin builds and the interop suite.
-# Exits non-zero on the first failure. Runs from any cwd; CI runs it through
-# .ci/run from a fresh clone with no stdin.
+# then runs formatting, lints, plugin builds, Rust tests, the interop suite and
+# the browser tests (clippy runs inside the builds: see lint_env). Every step runs
+# even when an earlier one failed; a summary at the end lists each step (pass/fail,
+# seconds), and the script exits non-zero if any step failed. Runs from any cwd; CI
+# runs it through .ci/run from a fresh clone with no stdin.
 #
 #   tests/run.sh                  everything (the default; what CI runs)
 #   tests/run.sh --skip-lint      no rustfmt / clippy
@@ -25,7 +27,7 @@ while [[ $# -gt 0 ]]; do
         --skip-lint) SKIP_LINT=1 ;;
         --only-interop) ONLY_INTEROP=1 ;;
         --) shift; PYTEST_EXTRA=("$@"); break ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -39,32 +41,53 @@ mkdir -p "$CARGO_TARGET_DIR" "$HELIOGRAPH_CACHE"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 RUN_START=$SECONDS
-STEP_START=$SECONDS
-CURRENT_STEP=""
+STEP_NAMES=()
+STEP_RESULTS=()
+STEP_SECONDS=()
 
-step() {
-    if [[ -n "$CURRENT_STEP" ]]; then
-        echo "--- done: $CURRENT_STEP ($((SECONDS - STEP_START))s)"
-    fi
-    CURRENT_STEP="$1"
-    STEP_START=$SECONDS
+# run_step TITLE FUNCTION: runs FUNCTION in a subshell with `set -e` (its first failing
+# command ends the step) and records the outcome; the run goes on either way.
+run_step() {
+    local title="$1" fn="$2" started=$SECONDS rc=0
     echo
     echo "=================================================================="
-    echo "=== $1"
+    echo "=== $title"
     echo "=================================================================="
-}
-
-on_exit() {
-    local code=$?
-    echo
-    if [[ $code -eq 0 ]]; then
-        echo "--- done: $CURRENT_STEP ($((SECONDS - STEP_START))s)"
-        echo "=== tests/run.sh: all steps passed in $((SECONDS - RUN_START))s"
+    # Not `( ... ) || rc=$?`: bash ignores `set -e` inside a subshell whose status is tested.
+    set +e
+    ( set -euo pipefail; "$fn" )
+    rc=$?
+    set -e
+    local took=$((SECONDS - started))
+    STEP_NAMES+=("$title")
+    STEP_SECONDS+=("$took")
+    if [[ $rc -eq 0 ]]; then
+        STEP_RESULTS+=("pass")
+        echo "--- pass: $title (${took}s)"
     else
-        echo "=== tests/run.sh: FAILED in step '${CURRENT_STEP:-setup}' (exit $code) after $((SECONDS - RUN_START))s" >&2
+        STEP_RESULTS+=("FAIL")
+        echo "--- FAIL: $title (exit $rc, ${took}s)" >&2
     fi
 }
-trap on_exit EXIT
+
+summary() {
+    local i failed=0
+    echo
+    echo "=================================================================="
+    echo "=== summary"
+    echo "=================================================================="
+    for i in "${!STEP_NAMES[@]}"; do
+        printf '%-4s %5ss  %s\n' "${STEP_RESULTS[$i]}" "${STEP_SECONDS[$i]}" "${STEP_NAMES[$i]}"
+        [[ ${STEP_RESULTS[$i]} == pass ]] || failed=$((failed + 1))
+    done
+    local total=${#STEP_NAMES[@]}
+    if [[ $failed -eq 0 ]]; then
+        echo "=== tests/run.sh: all $total steps passed in $((SECONDS - RUN_START))s"
+    else
+        echo "=== tests/run.sh: $failed of $total steps FAILED after $((SECONDS - RUN_START))s" >&2
+    fi
+    return "$failed"
+}
 
 # --- installers (each idempotent) ---------------------------------------------
 
@@ -99,15 +122,20 @@ ensure_rust_tools() {
     done
 }
 
-# Sets VENV to a virtualenv holding tests/interop/requirements.txt. The venv's
+# Makes $VENV (python_venv_path) a virtualenv holding tests/interop/requirements.txt. The venv's
 # name carries a hash of the requirements (and the Python version), so a change
 # to either makes a new one; a marker file records a completed install.
-ensure_python_venv() {
+python_venv_path() {
     local req="$REPO_ROOT/tests/interop/requirements.txt"
     local python="${PYTHON:-python3}"
     local key
     key="$( (cat "$req"; "$python" --version 2>&1) | sha256sum | cut -c1-16)"
-    VENV="$HELIOGRAPH_CACHE/venv-$key"
+    echo "$HELIOGRAPH_CACHE/venv-$key"
+}
+
+ensure_python_venv() {
+    local python="${PYTHON:-python3}"
+    local req="$REPO_ROOT/tests/interop/requirements.txt"
     if [[ -f "$VENV/.installed" ]]; then
         echo "venv up to date: $VENV"
         return 0
@@ -135,59 +163,122 @@ ensure_browser_packages() {
 }
 
 # --- steps --------------------------------------------------------------------
+# Each step is a function run by run_step in its own subshell: nothing a step sets is
+# seen by the next, so what later steps need is set here.
 
-step "setup: toolchain, Python venv, system packages"
-ensure_rust_tools
-ensure_python_venv
-ensure_apt_packages chromium   # headless browser for tests/browser (never downloaded by npm)
-ensure_apt_packages haproxy    # real load balancer in front of c2s (host/tests/edge.rs)
+VENV="$(python_venv_path)"
 export HELIOGRAPH_REQUIRE_HAPROXY=1   # so the HAProxy test fails instead of skipping
-echo "CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
-ensure_browser_packages
-cargo --version
-"$VENV/bin/python" --version
-node --version
-/usr/bin/chromium --version 2>/dev/null || true
+# The server binary the interop and browser suites start (built by `cargo test` or by
+# the "build heliograph" step).
+export HELIOGRAPH_BIN="$CARGO_TARGET_DIR/debug/heliograph"
 
-if [[ $ONLY_INTEROP -eq 0 ]]; then
+step_setup() {
+    ensure_rust_tools
+    ensure_python_venv
+    ensure_apt_packages chromium   # headless browser for tests/browser (never downloaded by npm)
+    ensure_apt_packages haproxy    # real load balancer in front of c2s (host/tests/all/edge.rs)
+    echo "CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
+    ensure_browser_packages
+    cargo --version
+    "$VENV/bin/python" --version
+    node --version
+    /usr/bin/chromium --version 2>/dev/null || true
+}
+
+step_fmt() {
+    cargo fmt --all -- --check
+    cargo fmt --manifest-path sdk/Cargo.toml -- --check
+    cargo fmt --manifest-path plugins/Cargo.toml --all -- --check
+}
+
+# Clippy runs inside the builds instead of as builds of its own: cargo uses clippy-driver
+# (a rustc with clippy's lints) for the workspace's own crates when it is set as
+# RUSTC_WORKSPACE_WRAPPER, which is what `cargo clippy` does for its `cargo check`. So
+# one build of the tests both lints (-D warnings: any warning fails the build) and
+# compiles, where `cargo clippy` first type-checked every dependency (wasmtime, cranelift,
+# ...) separately, which a test build cannot reuse: about 3 minutes of a cold run on 2
+# cores. Dependencies are compiled by plain rustc either way. Every step that builds the
+# workspace sets the same variables, so the next step finds the build up to date.
+# `cargo clippy --workspace --all-targets -- -D warnings` checks the same code.
+lint_env() {
     if [[ $SKIP_LINT -eq 0 ]]; then
-        step "cargo fmt --check"
-        cargo fmt --all -- --check
-
-        step "cargo clippy"
-        cargo clippy --workspace --all-targets -- -D warnings
-
-        step "guest code: fmt and clippy (sdk/, plugins/)"
-        cargo fmt --manifest-path sdk/Cargo.toml -- --check
-        cargo fmt --manifest-path plugins/Cargo.toml --all -- --check
-        cargo clippy --manifest-path plugins/Cargo.toml --workspace --release \
-            --target wasm32-wasip2 --target-dir "$PLUGIN_TARGET_DIR" -- -D warnings
+        RUSTC_WORKSPACE_WRAPPER="$(rustup which clippy-driver)"
+        export RUSTC_WORKSPACE_WRAPPER
+        # cargo-clippy's encoding of `-- -D warnings`.
+        export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
     fi
+}
 
-    # Plugins and the SDK are their own workspace (the root one excludes them), built for
-    # wasm32-wasip2 before the Rust tests, which load the .wasm files from here (the
-    # tests run the same build, a no-op then, so they also work on their own).
-    step "plugin builds (wasm32-wasip2, release)"
+# Plugins and the SDK are their own workspace (the root one excludes them), built for
+# wasm32-wasip2 (and linted) before the Rust tests, which load the .wasm files from here
+# (the tests run the same build, a no-op then, so they also work on their own).
+step_plugins() {
+    lint_env
     cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml \
         --target-dir "$PLUGIN_TARGET_DIR"
     ls -l "$PLUGIN_TARGET_DIR"/wasm32-wasip2/release/*.wasm
+}
 
-    step "cargo test"
+# Every target (benches too, as `cargo clippy --all-targets` has it), linted as built.
+step_rust_build() {
+    lint_env
+    cargo test --workspace --all-targets --no-run
+}
+
+step_cargo_test() {
+    lint_env
     cargo test --workspace
+}
 
-    step "SDK and plugin unit tests (native, with the SDK's fake host)"
+step_guest_tests() {
     cargo test --manifest-path sdk/Cargo.toml
     cargo test --manifest-path plugins/Cargo.toml -p allowlist -p meeting-policy -p echo-bot -p call-router
+}
+
+# The server binary the interop and browser suites run. After `cargo test --workspace`
+# it is already built (for host/tests), with the features that build unifies (the
+# dev-dependencies add some): asking for it the same way is a no-op, where a plain
+# `cargo build -p heliograph` would rebuild the crate with other features, and the next
+# `cargo test` again. Alone (--only-interop), build just the binary.
+step_build_server() {
+    if [[ $ONLY_INTEROP -eq 0 ]]; then
+        lint_env
+        cargo test --workspace --no-run
+    else
+        cargo build -p heliograph
+    fi
+    test -x "$HELIOGRAPH_BIN"
+}
+
+step_interop() {
+    # (pytest.ini there sets the per-test timeouts and keeps .pytest_cache out of the clone.)
+    # One worker per core (pytest-xdist): every test has its own server on its own ports,
+    # and most of a test's time is spent waiting for it. `-- -n 0` runs them one by one.
+    "$VENV/bin/python" -m pytest "$REPO_ROOT/tests/interop" -q -n auto "${PYTEST_EXTRA[@]}"
+}
+
+step_browser() {
+    cd "$REPO_ROOT/tests/browser"
+    node --test --test-concurrency=1 test/*.test.js
+}
+
+run_step "setup: toolchain, Python venv, system packages" step_setup
+
+if [[ $ONLY_INTEROP -eq 0 ]]; then
+    if [[ $SKIP_LINT -eq 0 ]]; then
+        run_step "cargo fmt --check (workspace, sdk/, plugins/)" step_fmt
+        lint=" with clippy -D warnings"
+    else
+        lint=""
+    fi
+    run_step "plugin builds (wasm32-wasip2, release)$lint" step_plugins
+    run_step "Rust build of every target$lint" step_rust_build
+    run_step "cargo test" step_cargo_test
+    run_step "SDK and plugin unit tests (native, with the SDK's fake host)" step_guest_tests
 fi
 
-step "build heliograph"
-cargo build -p heliograph
-export HELIOGRAPH_BIN="$CARGO_TARGET_DIR/debug/heliograph"
-test -x "$HELIOGRAPH_BIN"
+run_step "build heliograph" step_build_server
+run_step "interop tests (pytest + slixmpp)" step_interop
+run_step "browser tests (headless Chromium: Strophe.js over BOSH, @xmpp/client over WebSocket)" step_browser
 
-step "interop tests (pytest + slixmpp)"
-# (pytest.ini there sets the per-test timeouts and keeps .pytest_cache out of the clone.)
-"$VENV/bin/python" -m pytest "$REPO_ROOT/tests/interop" -q "${PYTEST_EXTRA[@]}"
-
-step "browser tests (headless Chromium: Strophe.js over BOSH, @xmpp/client over WebSocket)"
-(cd "$REPO_ROOT/tests/browser" && node --test --test-concurrency=1 test/*.test.js)
+summary

@@ -464,21 +464,31 @@ async def test_swap_while_users_talk_loses_no_reply(server, xmpp):
     install_component(server, "acme", "echo", "echo_bot", {"prefix": "v1:"})
     server.create_user("alice", "pw", domain="acme.test")
     alice = await xmpp.connect(server, "alice@acme.test", "pw")
-    total = 60
+    # Messages flow before, during and after the swap: the first 10 replies (v1) come back
+    # before the swap starts, and 10 more are sent after the API call returned (v2), however
+    # long the swap takes on a busy machine.
+    loop = asyncio.get_running_loop()
+    swapped = asyncio.Event()
+    sent = 0
 
     async def talk():
-        for i in range(total):
-            alice.send_message(mto="echo.acme.test", mbody=f"m{i}", mtype="chat")
+        nonlocal sent
+        after = 0
+        while after < 10:
+            alice.send_message(mto="echo.acme.test", mbody=f"m{sent}", mtype="chat")
+            sent += 1
+            after += swapped.is_set()
             await asyncio.sleep(0.02)
 
     talking = asyncio.ensure_future(talk())
-    await asyncio.sleep(0.4)
-    loop = asyncio.get_running_loop()
+    first = [(await alice.next_message(timeout=15))["body"] for _ in range(10)]
     info = await loop.run_in_executor(
         None, lambda: install_component(server, "acme", "echo", "echo_bot", {"prefix": "v2:"}))
+    swapped.set()
     assert info["version"] == 2
     await talking
-    bodies = [(await alice.next_message(timeout=15))["body"] for _ in range(total)]
+    total = sent
+    bodies = first + [(await alice.next_message(timeout=15))["body"] for _ in range(total - 10)]
     # Every message answered once, in order; v1 until the swap, v2 after it.
     assert [b.split(":", 1)[1] for b in bodies] == [f"m{i}" for i in range(total)]
     versions = [b.split(":", 1)[0] for b in bodies]
@@ -596,7 +606,17 @@ async def test_components_answering_each_other_are_cut_off(server, xmpp):
     # The ping-pong is cut after a bounded number of hops; the server keeps serving.
     alice.send_message(mto="echo.acme.test", mbody="after", mtype="chat")
     assert (await alice.next_message(timeout=15))["body"] == "after"
-    await asyncio.sleep(0.5)
-    _, plugins = server.admin("GET", "/api/v1/tenants/acme/plugins", expect=200)
-    calls = {p["slot"]: p["stats"]["calls"] for p in plugins["plugins"]}
-    assert 0 < calls["a"] + calls["b"] <= 8, calls
+
+    def calls() -> dict:
+        _, plugins = server.admin("GET", "/api/v1/tenants/acme/plugins", expect=200)
+        return {p["slot"]: p["stats"]["calls"] for p in plugins["plugins"]}
+
+    # Wait (generously) for the ping-pong to have started; then let it run on for a while:
+    # more time only makes the bound on the hops stricter.
+    deadline = asyncio.get_running_loop().time() + 30
+    while (c := calls())["a"] + c["b"] == 0:
+        assert asyncio.get_running_loop().time() < deadline, f"the relay never ran: {c}"
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(1.0)
+    c = calls()
+    assert 0 < c["a"] + c["b"] <= 8, c

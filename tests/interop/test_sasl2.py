@@ -132,15 +132,27 @@ def test_password_change_and_revocation_invalidate_fast_tokens(server):
                         user_agent=UA).condition == "not-authorized"
 
 
+# The lifetime leaves several seconds between "due for rotation" (half of it) and expiry,
+# so a slow machine never lets a token expire between two steps; the waits are computed
+# from when each token was issued, not fixed.
+TTL = 10
+
+
+def sleep_until(t: float) -> None:
+    time.sleep(max(0.0, t - time.monotonic()))
+
+
 @pytest.mark.server_config({"tenants": {
-    "video": {"domains": ["video.test"], "tokens": {"refresh_ttl_secs": 4}},
+    "video": {"domains": ["video.test"], "tokens": {"refresh_ttl_secs": TTL}},
 }})
 def test_fast_rotation_keeps_the_old_token_until_the_new_one_is_used_and_expiry(server):
     server.create_user("frank", "pw", domain="video.test")
     addr = server.c2s_direct_tls
     r = authenticate(addr, "video.test", "PLAIN", b"\0frank\0pw", user_agent=UA, request_token="HT-SHA-256-NONE")
+    old_issued_by = time.monotonic()
     old = r.token
-    time.sleep(2.5)  # past half the 4 s lifetime: rotation is due
+    # Past half the lifetime: rotation is due (the token was issued before old_issued_by).
+    sleep_until(old_issued_by + TTL / 2 + 0.5)
     f = authenticate(addr, "video.test", "HT-SHA-256-NONE", ht_initial("frank", old), user_agent=UA)
     assert f.ok and f.token and f.token != old, f.raw
     new = f.token
@@ -152,8 +164,11 @@ def test_fast_rotation_keeps_the_old_token_until_the_new_one_is_used_and_expiry(
                         user_agent=UA).condition == "not-authorized"
     new = again.token
     assert authenticate(addr, "video.test", "HT-SHA-256-NONE", ht_initial("frank", new), user_agent=UA).ok
+    new_used_by = time.monotonic()
     assert authenticate(addr, "video.test", "HT-SHA-256-NONE", ht_initial("frank", old),
                         user_agent=UA).condition == "not-authorized"
-    time.sleep(4.2)
+    # Past the new token's lifetime, counted from its issue or its last use, whichever the
+    # server counts from (whole seconds on the server: one more for rounding).
+    sleep_until(new_used_by + TTL + 1.2)
     assert authenticate(addr, "video.test", "HT-SHA-256-NONE", ht_initial("frank", new),
                         user_agent=UA).condition == "credentials-expired"

@@ -41,24 +41,33 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-/// Options every command accepts.
+/// Options every command accepts (shown under their own heading in every command's help).
 #[derive(Debug, Args, Default, Clone)]
 pub struct GlobalArgs {
-    /// Config file (default: config/heliograph.toml if present, else built-in defaults).
-    #[arg(long, global = true, value_name = "PATH")]
+    /// Config file (default: config/heliograph.toml if present, else built-in defaults;
+    /// client commands without one ask the running server).
+    #[arg(long, global = true, value_name = "PATH", help_heading = GLOBAL)]
     pub config: Option<PathBuf>,
 
-    /// Admin API URL, e.g. http://127.0.0.1:5281 (default: from the config's
-    /// listen.admin.address).
-    #[arg(long, global = true, env = "HELIOGRAPH_API", value_name = "URL")]
+    /// Admin API URL, e.g. http://127.0.0.1:5281 (default: the config's
+    /// listen.admin.address, else the running server's).
+    #[arg(
+        long,
+        global = true,
+        env = "HELIOGRAPH_API",
+        value_name = "URL",
+        help_heading = GLOBAL
+    )]
     pub api: Option<String>,
 
-    /// File holding the admin token (default: the config's admin token file).
+    /// File holding the admin token (default: the config's admin token file, else the
+    /// running server's, <data_dir>/admin.token).
     #[arg(
         long,
         global = true,
         env = "HELIOGRAPH_TOKEN_FILE",
-        value_name = "PATH"
+        value_name = "PATH",
+        help_heading = GLOBAL
     )]
     pub token_file: Option<PathBuf>,
 
@@ -68,10 +77,14 @@ pub struct GlobalArgs {
         global = true,
         env = "HELIOGRAPH_TOKEN",
         hide_env_values = true,
-        value_name = "TOKEN"
+        value_name = "TOKEN",
+        help_heading = GLOBAL
     )]
     pub token: Option<String>,
 }
+
+/// Help heading of the options every command accepts.
+const GLOBAL: &str = "Global options (any command)";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -232,13 +245,13 @@ pub enum TenantCommand {
     Add {
         name: String,
         #[command(flatten)]
-        settings: TenantSettings,
+        settings: Box<TenantSettings>,
     },
     /// Change a tenant's settings (only the options given change).
     Set {
         name: String,
         #[command(flatten)]
-        settings: TenantSettings,
+        settings: Box<TenantSettings>,
     },
     /// Remove a tenant; its sessions end. Its data stays unless --purge is given.
     #[command(alias = "delete")]
@@ -260,8 +273,11 @@ pub enum TenantCommand {
     Token { name: String },
 }
 
-/// Tenant settings as command-line options; unset options are left unchanged.
+/// Tenant settings as command-line options; unset options are left unchanged. They map
+/// one to one to the fields of the admin API's tenant (`POST /api/v1/tenants`, `PATCH
+/// /api/v1/tenants/{tenant}`).
 #[derive(Debug, Args, Default, Clone, PartialEq)]
+#[command(next_help_heading = "Tenant settings")]
 pub struct TenantSettings {
     /// A domain of the tenant (repeat for several; replaces the list with `set`).
     #[arg(long = "domain", value_name = "DOMAIN")]
@@ -303,6 +319,82 @@ pub struct TenantSettings {
     /// as JSON when they parse, else as strings.
     #[arg(long = "muc", value_name = "KEY=VALUE")]
     pub muc: Vec<String>,
+
+    /// Issue server-issued tokens (`token mint`, SASL2 token requests, FAST) with the
+    /// default lifetimes, or the current ones with `set`.
+    #[arg(
+        long,
+        help_heading = "Server-issued tokens",
+        conflicts_with = "no_tokens"
+    )]
+    pub tokens: bool,
+    /// Access (and FAST) token lifetime in seconds (implies --tokens).
+    #[arg(
+        long,
+        value_name = "SECS",
+        help_heading = "Server-issued tokens",
+        conflicts_with = "no_tokens"
+    )]
+    pub tokens_access_ttl_secs: Option<u64>,
+    /// Refresh token lifetime in seconds (implies --tokens).
+    #[arg(
+        long,
+        value_name = "SECS",
+        help_heading = "Server-issued tokens",
+        conflicts_with = "no_tokens"
+    )]
+    pub tokens_refresh_ttl_secs: Option<u64>,
+    /// Stop issuing tokens (those already issued are refused from then on).
+    #[arg(long, help_heading = "Server-issued tokens")]
+    pub no_tokens: bool,
+
+    /// A JWT verification key: `alg=ALG` and one of `secret=TEXT`, `secret_file=PATH`,
+    /// `public_key=PEM`, `public_key_file=PATH`, with an optional `kid=ID`, comma
+    /// separated (`alg=HS256,kid=k1,secret_file=/etc/h/k1`); repeat for several. Turns
+    /// JWT login on; replaces the key list with `set`.
+    #[arg(long = "jwt-key", value_name = "SPEC", help_heading = "JWT login")]
+    pub jwt_keys: Vec<String>,
+    /// A JWKS file (`{"keys": [...]}`), re-read on reload (repeat; replaces the list).
+    #[arg(
+        long = "jwt-jwks-file",
+        value_name = "PATH",
+        help_heading = "JWT login"
+    )]
+    pub jwt_jwks_files: Vec<PathBuf>,
+    /// The claim naming the user (default `sub`).
+    #[arg(long, value_name = "CLAIM", help_heading = "JWT login")]
+    pub jwt_username_claim: Option<String>,
+    /// An accepted `aud` (repeat; replaces the list; none: `aud` is not checked).
+    #[arg(long = "jwt-audience", value_name = "AUD", help_heading = "JWT login")]
+    pub jwt_audience: Vec<String>,
+    /// An accepted `iss` (repeat; replaces the list; none: `iss` is not checked).
+    #[arg(long = "jwt-issuer", value_name = "ISS", help_heading = "JWT login")]
+    pub jwt_issuer: Vec<String>,
+    /// Clock leeway in seconds for `exp`, `nbf` and `iat`.
+    #[arg(long, value_name = "SECS", help_heading = "JWT login")]
+    pub jwt_leeway_secs: Option<u64>,
+    /// Refuse tokens without `exp` (`true`, the default, or `false`).
+    #[arg(long, value_name = "BOOL", help_heading = "JWT login")]
+    pub jwt_require_exp: Option<bool>,
+    /// Turn JWT login off.
+    #[arg(
+        long,
+        help_heading = "JWT login",
+        conflicts_with_all = ["jwt_keys", "jwt_jwks_files", "jwt_username_claim", "jwt_audience",
+            "jwt_issuer", "jwt_leeway_secs", "jwt_require_exp"]
+    )]
+    pub no_jwt: bool,
+
+    /// A component: `domain=DOMAIN` (repeat inside for several) and `secret=TEXT` (an
+    /// external XEP-0114 component) or `plugin=SLOT` (a Wasm component), optionally
+    /// `name=NAME`, `on_conflict=refuse|replace`, `hidden=true`, comma separated
+    /// (`domain=bot.acme.example,secret=s3cret,name=Bot`); repeat for several. Replaces the
+    /// list with `set`.
+    #[arg(long = "component", value_name = "SPEC", help_heading = "Components")]
+    pub components: Vec<String>,
+    /// Remove every component of the tenant.
+    #[arg(long, help_heading = "Components", conflicts_with = "components")]
+    pub no_components: bool,
 }
 
 #[derive(Debug, Args, Default)]

@@ -1,17 +1,24 @@
 //! The `heliograph` command line: `serve` (the default) runs the server; `user …`,
-//! `session …`, `tenant …`, `plugin …`, `token …` and `reload` are clients of the running server's admin API
-//! ([`crate::admin`]).
+//! `session …`, `tenant …`, `plugin …`, `room …`, `token …`, `reload` and `drain` are
+//! clients of the running server's admin API ([`crate::admin`]).
 //!
-//! Client commands find the API and the operator token from, in order: `--api` /
-//! `HELIOGRAPH_API`, else the config's `listen.admin.address` (a wildcard address means
-//! loopback); `--token` / `HELIOGRAPH_TOKEN`, else the file `--token-file` /
-//! `HELIOGRAPH_TOKEN_FILE`, else the config's admin token file. The config is found like
-//! the server finds it (`--config`, else `config/heliograph.toml`, else defaults).
+//! Client commands find the API and the operator token from, in order:
+//! 1. `--api` / `HELIOGRAPH_API`, and `--token` / `HELIOGRAPH_TOKEN` or the file
+//!    `--token-file` / `HELIOGRAPH_TOKEN_FILE`;
+//! 2. for what is still missing, the config file `--config`, else
+//!    `config/heliograph.toml` of the current directory: its `listen.admin.address` (a
+//!    wildcard address means loopback) and admin token file (default
+//!    `<data_dir>/admin.token`);
+//! 3. with neither, the running `heliograph serve` process ([`discover`]): its ready file,
+//!    or its config and data dir as seen from its own working directory;
+//! 4. with no running server either, the built-in defaults (`http://127.0.0.1:5281`,
+//!    `./data/admin.token`).
 //!
 //! Exit codes: 0 success, 1 failure (printed as `error: <message>`), 2 usage error.
 
 pub mod args;
 pub mod client;
+pub mod discover;
 pub mod output;
 pub mod plugin;
 pub mod room;
@@ -144,26 +151,52 @@ pub async fn run(
     Ok(())
 }
 
-/// The admin API URL and token for client commands.
+/// The admin API URL and token for client commands (see the module docs for the order).
 pub fn resolve_target(global: &GlobalArgs) -> anyhow::Result<(String, String)> {
-    let need_config =
-        global.api.is_none() || (global.token.is_none() && global.token_file.is_none());
-    let config = if need_config {
-        let (config, _) = Config::load_or_default(global.config.as_deref())?;
-        Some(config)
-    } else {
+    resolve_target_with(global, discover::running_servers)
+}
+
+/// [`resolve_target`] with the search for running servers given (tests pass a fake one).
+pub fn resolve_target_with(
+    global: &GlobalArgs,
+    running_servers: impl FnOnce() -> Vec<discover::RunningServer>,
+) -> anyhow::Result<(String, String)> {
+    let need_more = global.api.is_none() || (global.token.is_none() && global.token_file.is_none());
+    let found = if !need_more {
         None
+    } else if global.config.is_some() || discover::default_config_here().is_some() {
+        let (config, path) = Config::load_or_default(global.config.as_deref())?;
+        let path = path.unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_CONFIG_PATH));
+        Some(discover::Found {
+            api: admin_url(config.listen.admin.address),
+            token_file: config.admin_token_path(),
+            source: format!("the config file {}", path.display()),
+        })
+    } else {
+        match discover::the_running_server(&running_servers())? {
+            Some(found) => Some(found),
+            None => {
+                let config = Config::default();
+                Some(discover::Found {
+                    api: admin_url(config.listen.admin.address),
+                    token_file: config.admin_token_path(),
+                    source: "the built-in defaults (no config/heliograph.toml here and no \
+                             running heliograph server found)"
+                        .into(),
+                })
+            }
+        }
     };
-    let api = match (&global.api, &config) {
+    let api = match (&global.api, &found) {
         (Some(api), _) => api.clone(),
-        (None, Some(c)) => admin_url(c.listen.admin.address),
-        (None, None) => unreachable!("config loaded when --api is absent"),
+        (None, Some(f)) => f.api.clone(),
+        (None, None) => unreachable!("looked up when --api is absent"),
     };
-    let token = match (&global.token, &global.token_file, &config) {
+    let token = match (&global.token, &global.token_file, &found) {
         (Some(t), _, _) => t.clone(),
-        (None, Some(path), _) => read_token_file(path)?,
-        (None, None, Some(c)) => read_token_file(&c.admin_token_path())?,
-        (None, None, None) => unreachable!("config loaded when no token is given"),
+        (None, Some(path), _) => read_token_file(path, "--token-file / HELIOGRAPH_TOKEN_FILE")?,
+        (None, None, Some(f)) => read_token_file(&f.token_file, &f.source)?,
+        (None, None, None) => unreachable!("looked up when no token is given"),
     };
     if token.is_empty() {
         bail!("the admin token is empty");
@@ -181,11 +214,12 @@ pub fn admin_url(mut addr: SocketAddr) -> String {
     format!("http://{addr}")
 }
 
-fn read_token_file(path: &std::path::Path) -> anyhow::Result<String> {
+fn read_token_file(path: &std::path::Path, found_through: &str) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(path).with_context(|| {
         format!(
-            "cannot read the admin token file {} (is the server configured to write it there? \
-             use --token-file or --config)",
+            "cannot read the admin token file {} (from {found_through}; say where the \
+             server is with --config, --token-file or HELIOGRAPH_TOKEN_FILE, and --api or \
+             HELIOGRAPH_API)",
             path.display()
         )
     })?;

@@ -10,8 +10,13 @@ use serde_json::{Map, Value, json};
 use super::args::{TenantCommand, TenantSettings};
 use super::client::{ApiClient, encode_segment};
 
-/// The JSON body for the options given.
-pub fn settings_body(s: &TenantSettings) -> anyhow::Result<Map<String, Value>> {
+/// The JSON body for the options given. `current` is the tenant as the API shows it
+/// (for `set`): options that change part of an object (`--tokens-access-ttl-secs`,
+/// `--jwt-audience`, …) keep the rest of the current one; see [`needs_current`].
+pub fn settings_body(
+    s: &TenantSettings,
+    current: Option<&Value>,
+) -> anyhow::Result<Map<String, Value>> {
     let mut body = Map::new();
     if !s.domains.is_empty() {
         body.insert("domains".into(), json!(s.domains));
@@ -69,15 +74,168 @@ pub fn settings_body(s: &TenantSettings) -> anyhow::Result<Map<String, Value>> {
         body.insert("muc".into(), Value::Object(muc));
     }
     if let (Some(cert), Some(key)) = (&s.cert, &s.key) {
-        let abs = |p: &std::path::Path| {
-            std::fs::canonicalize(p).with_context(|| format!("{}", p.display()))
-        };
         body.insert(
             "tls".into(),
-            json!({ "cert": abs(cert)?, "key": abs(key)? }),
+            json!({ "cert": absolute(cert)?, "key": absolute(key)? }),
         );
     }
+    let current_object = |key: &str| -> Map<String, Value> {
+        current
+            .and_then(|c| c.get(key))
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    };
+    if s.no_tokens {
+        body.insert("tokens".into(), Value::Null);
+    } else if s.tokens || s.tokens_access_ttl_secs.is_some() || s.tokens_refresh_ttl_secs.is_some()
+    {
+        let mut tokens = current_object("tokens");
+        if let Some(v) = s.tokens_access_ttl_secs {
+            tokens.insert("access_ttl_secs".into(), v.into());
+        }
+        if let Some(v) = s.tokens_refresh_ttl_secs {
+            tokens.insert("refresh_ttl_secs".into(), v.into());
+        }
+        body.insert("tokens".into(), Value::Object(tokens));
+    }
+    if s.no_jwt {
+        body.insert("jwt".into(), Value::Null);
+    } else if jwt_given(s) {
+        // Keys kept from the current settings come back redacted; the API keeps their
+        // secrets (same kid and alg).
+        let mut jwt = current_object("jwt");
+        if !s.jwt_keys.is_empty() {
+            let keys = s
+                .jwt_keys
+                .iter()
+                .map(|k| jwt_key(k))
+                .collect::<Result<Vec<_>, _>>()?;
+            jwt.insert("keys".into(), Value::Array(keys));
+        }
+        if !s.jwt_jwks_files.is_empty() {
+            let files = s
+                .jwt_jwks_files
+                .iter()
+                .map(|p| absolute(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            jwt.insert("jwks_files".into(), json!(files));
+        }
+        if let Some(c) = &s.jwt_username_claim {
+            jwt.insert("username_claim".into(), json!(c));
+        }
+        if !s.jwt_audience.is_empty() {
+            jwt.insert("audience".into(), json!(s.jwt_audience));
+        }
+        if !s.jwt_issuer.is_empty() {
+            jwt.insert("issuer".into(), json!(s.jwt_issuer));
+        }
+        if let Some(l) = s.jwt_leeway_secs {
+            jwt.insert("leeway_secs".into(), l.into());
+        }
+        if let Some(r) = s.jwt_require_exp {
+            jwt.insert("require_exp".into(), r.into());
+        }
+        body.insert("jwt".into(), Value::Object(jwt));
+    }
+    if s.no_components {
+        body.insert("components".into(), json!([]));
+    } else if !s.components.is_empty() {
+        let list = s
+            .components
+            .iter()
+            .map(|c| component(c))
+            .collect::<Result<Vec<_>, _>>()?;
+        body.insert("components".into(), Value::Array(list));
+    }
     Ok(body)
+}
+
+/// Whether `settings_body` needs the tenant's current settings (options that change part
+/// of its `tokens` or `jwt` object).
+pub fn needs_current(s: &TenantSettings) -> bool {
+    (!s.no_tokens
+        && (s.tokens || s.tokens_access_ttl_secs.is_some() || s.tokens_refresh_ttl_secs.is_some()))
+        || (!s.no_jwt && jwt_given(s))
+}
+
+fn jwt_given(s: &TenantSettings) -> bool {
+    !s.jwt_keys.is_empty()
+        || !s.jwt_jwks_files.is_empty()
+        || s.jwt_username_claim.is_some()
+        || !s.jwt_audience.is_empty()
+        || !s.jwt_issuer.is_empty()
+        || s.jwt_leeway_secs.is_some()
+        || s.jwt_require_exp.is_some()
+}
+
+/// A path the server reads, made absolute (the server's working directory is not ours).
+fn absolute(p: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    std::fs::canonicalize(p).with_context(|| format!("{}", p.display()))
+}
+
+/// `KEY=VALUE,KEY=VALUE` pairs, in order.
+fn pairs<'a>(spec: &'a str, what: &str) -> anyhow::Result<Vec<(&'a str, &'a str)>> {
+    spec.split(',')
+        .map(|kv| {
+            kv.split_once('=')
+                .filter(|(k, _)| !k.trim().is_empty())
+                .map(|(k, v)| (k.trim(), v))
+                .with_context(|| format!("{what} {spec:?}: expected KEY=VALUE[,KEY=VALUE...]"))
+        })
+        .collect()
+}
+
+/// `--jwt-key alg=HS256,kid=k1,secret_file=PATH` → a key of the API's `jwt.keys`.
+pub fn jwt_key(spec: &str) -> anyhow::Result<Value> {
+    let mut key = Map::new();
+    for (k, v) in pairs(spec, "--jwt-key")? {
+        let value = match k {
+            "alg" | "kid" | "secret" | "public_key" => json!(v),
+            "secret_file" | "public_key_file" => json!(absolute(std::path::Path::new(v))?),
+            _ => bail!(
+                "--jwt-key {spec:?}: unknown key {k:?} (alg, kid, secret, secret_file, \
+                 public_key, public_key_file)"
+            ),
+        };
+        if key.insert(k.to_string(), value).is_some() {
+            bail!("--jwt-key {spec:?}: {k} given twice");
+        }
+    }
+    if !key.contains_key("alg") {
+        bail!("--jwt-key {spec:?}: alg=... is required");
+    }
+    Ok(Value::Object(key))
+}
+
+/// `--component domain=D,secret=S,name=N` → an entry of the API's `components`.
+pub fn component(spec: &str) -> anyhow::Result<Value> {
+    let mut c = Map::new();
+    let mut domains = Vec::new();
+    for (k, v) in pairs(spec, "--component")? {
+        let value = match k {
+            "domain" => {
+                domains.push(v.to_string());
+                continue;
+            }
+            "secret" | "plugin" | "name" | "on_conflict" => json!(v),
+            "hidden" => json!(v.parse::<bool>().with_context(|| {
+                format!("--component {spec:?}: hidden must be true or false")
+            })?),
+            _ => bail!(
+                "--component {spec:?}: unknown key {k:?} (domain, secret, plugin, name, \
+                 on_conflict, hidden)"
+            ),
+        };
+        if c.insert(k.to_string(), value).is_some() {
+            bail!("--component {spec:?}: {k} given twice");
+        }
+    }
+    if domains.is_empty() {
+        bail!("--component {spec:?}: domain=... is required");
+    }
+    c.insert("domains".into(), json!(domains));
+    Ok(Value::Object(c))
 }
 
 fn tenant_path(name: &str, rest: &str) -> String {
@@ -95,7 +253,7 @@ pub async fn run(
             if settings.domains.is_empty() {
                 bail!("a new tenant needs at least one --domain");
             }
-            let mut body = settings_body(&settings)?;
+            let mut body = settings_body(&settings, None)?;
             body.insert("name".into(), json!(name));
             let t = client
                 .request(Method::POST, "/tenants", Some(Value::Object(body)))
@@ -103,7 +261,16 @@ pub async fn run(
             writeln!(out, "created tenant {name} ({})", domains(&t))?;
         }
         TenantCommand::Set { name, settings } => {
-            let body = settings_body(&settings)?;
+            let current = if needs_current(&settings) {
+                Some(
+                    client
+                        .request(Method::GET, &tenant_path(&name, ""), None)
+                        .await?,
+                )
+            } else {
+                None
+            };
+            let body = settings_body(&settings, current.as_ref())?;
             if body.is_empty() {
                 bail!("nothing to change: give at least one setting");
             }

@@ -326,7 +326,7 @@ fn room_commands_parse_and_muc_settings_become_json() {
     let Some(Command::Tenant(TenantCommand::Set { settings, .. })) = cli.command else {
         panic!("not tenant set");
     };
-    let body = tenant::settings_body(&settings).unwrap();
+    let body = tenant::settings_body(&settings, None).unwrap();
     assert_eq!(
         body["muc"],
         serde_json::json!({"subdomain": "rooms", "history_length": 50, "admins": ["boss@a.test"]})
@@ -335,7 +335,7 @@ fn room_commands_parse_and_muc_settings_become_json() {
     let Some(Command::Tenant(TenantCommand::Set { settings, .. })) = bad.command else {
         panic!("not tenant set");
     };
-    assert!(tenant::settings_body(&settings).is_err());
+    assert!(tenant::settings_body(&settings, None).is_err());
 }
 
 #[test]
@@ -346,7 +346,7 @@ fn room_policy_option_becomes_json() {
         let Some(Command::Tenant(TenantCommand::Set { settings, .. })) = cli.command else {
             panic!("not tenant set");
         };
-        tenant::settings_body(&settings).map(|b| b["room_policy"].clone())
+        tenant::settings_body(&settings, None).map(|b| b["room_policy"].clone())
     };
     assert_eq!(
         body_of("plugin:rooms").unwrap(),
@@ -420,4 +420,333 @@ async fn token_commands_mint_list_and_revoke() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("no such user"), "{err}");
+}
+
+#[tokio::test]
+async fn tenant_flags_turn_tokens_jwt_and_components_on_and_off() {
+    let api = TestApi::start().await;
+    // A tenant without tokens cannot mint; the error says how to turn them on.
+    run_line(&api, &["tenant", "add", "acme", "--domain", "acme.test"])
+        .await
+        .unwrap();
+    run_line(&api, &["user", "add", "bob@acme.test", "--password", "pw"])
+        .await
+        .unwrap();
+    let err = run_line(&api, &["token", "mint", "--tenant", "acme", "bob"])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("does not issue tokens"), "{err}");
+    assert!(err.contains("heliograph tenant set acme --tokens"), "{err}");
+
+    // --tokens turns them on with the default lifetimes; a lifetime changes only itself.
+    run_line(&api, &["tenant", "set", "acme", "--tokens"])
+        .await
+        .unwrap();
+    let show = |api: &TestApi| {
+        let url = api.url();
+        async move {
+            let out = run_line_at(&url, &["tenant", "show", "acme"]).await;
+            serde_json::from_str::<serde_json::Value>(&out).unwrap()
+        }
+    };
+    let t = show(&api).await;
+    assert_eq!(
+        t["tokens"],
+        serde_json::json!({"access_ttl_secs": 3600, "refresh_ttl_secs": 2160000})
+    );
+    run_line(
+        &api,
+        &["tenant", "set", "acme", "--tokens-access-ttl-secs", "60"],
+    )
+    .await
+    .unwrap();
+    let t = show(&api).await;
+    assert_eq!(
+        t["tokens"],
+        serde_json::json!({"access_ttl_secs": 60, "refresh_ttl_secs": 2160000})
+    );
+    let out = run_line(&api, &["token", "mint", "--tenant", "acme", "bob"])
+        .await
+        .unwrap();
+    assert!(out.contains("access_token hgt.a."), "{out}");
+
+    // JWT: keys, audience and the rest map to the API's `jwt` fields; a later change of
+    // one field keeps the (redacted) keys.
+    run_line(
+        &api,
+        &[
+            "tenant",
+            "set",
+            "acme",
+            "--jwt-key",
+            "alg=HS256,kid=k1,secret=s3cret",
+            "--jwt-audience",
+            "video",
+            "--jwt-leeway-secs",
+            "5",
+        ],
+    )
+    .await
+    .unwrap();
+    let t = show(&api).await;
+    assert_eq!(t["jwt"]["keys"][0]["kid"], "k1");
+    assert_eq!(t["jwt"]["keys"][0]["alg"], "HS256");
+    assert_ne!(t["jwt"]["keys"][0]["secret"], "s3cret", "shown redacted");
+    assert_eq!(t["jwt"]["audience"], serde_json::json!(["video"]));
+    assert_eq!(t["jwt"]["leeway_secs"], 5);
+    run_line(&api, &["tenant", "set", "acme", "--jwt-issuer", "me"])
+        .await
+        .unwrap();
+    let t = show(&api).await;
+    assert_eq!(t["jwt"]["issuer"], serde_json::json!(["me"]));
+    assert_eq!(t["jwt"]["keys"][0]["kid"], "k1", "kept");
+    assert_eq!(t["jwt"]["audience"], serde_json::json!(["video"]), "kept");
+
+    // Components.
+    run_line(
+        &api,
+        &[
+            "tenant",
+            "set",
+            "acme",
+            "--component",
+            "domain=bot.acme.test,secret=s,name=Bot,hidden=true",
+        ],
+    )
+    .await
+    .unwrap();
+    let t = show(&api).await;
+    assert_eq!(
+        t["components"][0]["domains"],
+        serde_json::json!(["bot.acme.test"])
+    );
+    assert_eq!(t["components"][0]["name"], "Bot");
+    assert_eq!(t["components"][0]["hidden"], true);
+
+    // And off again.
+    run_line(
+        &api,
+        &[
+            "tenant",
+            "set",
+            "acme",
+            "--no-tokens",
+            "--no-jwt",
+            "--no-components",
+        ],
+    )
+    .await
+    .unwrap();
+    let t = show(&api).await;
+    assert!(t.get("tokens").is_none_or(|v| v.is_null()), "{t}");
+    assert!(t.get("jwt").is_none_or(|v| v.is_null()), "{t}");
+    assert!(
+        t.get("components")
+            .is_none_or(|v| v.is_null() || v == &serde_json::json!([])),
+        "{t}"
+    );
+    let err = run_line(&api, &["token", "mint", "--tenant", "acme", "bob"])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("does not issue tokens"), "{err}");
+
+    // `tenant add` takes the same flags.
+    run_line(
+        &api,
+        &[
+            "tenant",
+            "add",
+            "video",
+            "--domain",
+            "video.test",
+            "--tokens-refresh-ttl-secs",
+            "600",
+            "--jwt-key",
+            "alg=HS256,secret=x",
+        ],
+    )
+    .await
+    .unwrap();
+    let out = run_line_at(&api.url(), &["tenant", "show", "video"]).await;
+    let t: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(t["tokens"]["refresh_ttl_secs"], 600);
+    assert_eq!(t["jwt"]["keys"][0]["alg"], "HS256");
+    api.stop().await;
+}
+
+/// Like `run_line`, for a URL (the API outlives the borrow).
+async fn run_line_at(url: &str, args: &[&str]) -> String {
+    let mut full = vec!["--api", url, "--token", TOKEN];
+    full.extend_from_slice(args);
+    let cli = parse(&full);
+    let client = ApiClient::new(url, TOKEN).unwrap();
+    let mut out = Vec::new();
+    run(&client, cli.command.unwrap(), None, &mut out)
+        .await
+        .unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn jwt_key_and_component_specs() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("k1.secret");
+    std::fs::write(&secret, "x").unwrap();
+    let k = tenant::jwt_key(&format!(
+        "alg=HS256,kid=k1,secret_file={}",
+        secret.display()
+    ))
+    .unwrap();
+    assert_eq!(
+        k,
+        serde_json::json!({"alg": "HS256", "kid": "k1",
+            "secret_file": std::fs::canonicalize(&secret).unwrap()})
+    );
+    for bad in [
+        "kid=k1,secret=x",
+        "alg=HS256,colour=red",
+        "alg",
+        "alg=HS256,alg=RS256",
+    ] {
+        assert!(tenant::jwt_key(bad).is_err(), "{bad}");
+    }
+    let c = tenant::component("domain=a.t,domain=b.t,plugin=echo,on_conflict=replace").unwrap();
+    assert_eq!(
+        c,
+        serde_json::json!({"domains": ["a.t", "b.t"], "plugin": "echo", "on_conflict": "replace"})
+    );
+    for bad in ["secret=s", "domain=a.t,hidden=maybe", "domain=a.t,port=1"] {
+        assert!(tenant::component(bad).is_err(), "{bad}");
+    }
+    // Contradictory flags are usage errors.
+    for args in [
+        &["tenant", "set", "a", "--tokens", "--no-tokens"][..],
+        &["tenant", "set", "a", "--no-jwt", "--jwt-issuer", "x"],
+        &[
+            "tenant",
+            "set",
+            "a",
+            "--no-components",
+            "--component",
+            "domain=x",
+        ],
+    ] {
+        let err = Cli::try_parse_from(std::iter::once("heliograph").chain(args.iter().copied()))
+            .unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{args:?}");
+    }
+}
+
+#[test]
+fn tenant_add_help_keeps_global_options_apart() {
+    // What `heliograph tenant add --help` prints.
+    let err = Cli::try_parse_from(["heliograph", "tenant", "add", "--help"]).unwrap_err();
+    assert_eq!(err.kind(), clap::error::ErrorKind::DisplayHelp);
+    let help = err.to_string();
+    let section = |name: &str| {
+        help.find(&format!("\n{name}:"))
+            .unwrap_or_else(|| panic!("no {name} section in:\n{help}"))
+    };
+    let global = section("Global options (any command)");
+    let own = section("Tenant settings");
+    let tokens = section("Server-issued tokens");
+    let jwt = section("JWT login");
+    // Each option sits in its own section: the command's before the global ones.
+    let at = |opt: &str| help.find(opt).unwrap_or_else(|| panic!("{opt} missing"));
+    for opt in ["--domain", "--max-sessions", "--muc"] {
+        assert!(own < at(opt) && at(opt) < tokens, "{opt}:\n{help}");
+    }
+    assert!(tokens < at("--tokens-access-ttl-secs") && at("--tokens-access-ttl-secs") < jwt);
+    for opt in ["--api", "--token-file", "--config"] {
+        assert!(
+            at(opt) > global,
+            "{opt} outside the global section:\n{help}"
+        );
+    }
+    assert!(global > jwt, "global options come last:\n{help}");
+}
+
+#[test]
+fn client_finds_the_running_servers_token() {
+    use super::discover::{RunningServer, parse_server_args};
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(parse_server_args(&args(&[])), Some((None, None)));
+    assert_eq!(
+        parse_server_args(&args(&[
+            "serve",
+            "--config",
+            "c.toml",
+            "--ready-file=r.json"
+        ])),
+        Some((Some("c.toml".into()), Some("r.json".into())))
+    );
+    assert_eq!(
+        parse_server_args(&args(&["--config=c.toml"])),
+        Some((Some("c.toml".into()), None))
+    );
+    assert_eq!(parse_server_args(&args(&["user", "list", "a.test"])), None);
+    assert_eq!(
+        parse_server_args(&args(&["--api", "x", "tenant", "list"])),
+        None
+    );
+
+    // A server started in `cwd` with a relative config and data dir.
+    let cwd = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(cwd.path().join("config")).unwrap();
+    std::fs::create_dir_all(cwd.path().join("var")).unwrap();
+    std::fs::write(cwd.path().join("var/admin.token"), "servertoken\n").unwrap();
+    std::fs::write(
+        cwd.path().join("config/heliograph.toml"),
+        "[general]\ndata_dir = \"var\"\n[listen.admin]\naddress = \"127.0.0.1:6002\"\n",
+    )
+    .unwrap();
+    let server = RunningServer {
+        pid: 42,
+        cwd: cwd.path().to_path_buf(),
+        config: None,
+        ready_file: None,
+    };
+    let global = GlobalArgs::default();
+    // (The test's own working directory has no config/heliograph.toml.)
+    assert!(super::discover::default_config_here().is_none());
+    assert_eq!(
+        resolve_target_with(&global, || vec![server.clone()]).unwrap(),
+        (
+            "http://127.0.0.1:6002".to_string(),
+            "servertoken".to_string()
+        )
+    );
+    // Its ready file wins (the bound port, also for port 0).
+    std::fs::write(
+        cwd.path().join("ready.json"),
+        r#"{"listeners":[{"kind":"admin","address":"127.0.0.1:6003"}],"admin_token_file":"var/admin.token","pid":42}"#,
+    )
+    .unwrap();
+    let with_ready = RunningServer {
+        ready_file: Some(cwd.path().join("ready.json")),
+        ..server.clone()
+    };
+    assert_eq!(
+        resolve_target_with(&global, || vec![with_ready]).unwrap(),
+        (
+            "http://127.0.0.1:6003".to_string(),
+            "servertoken".to_string()
+        )
+    );
+    // Several: an error naming them; none: the built-in defaults, said in the error.
+    let other = RunningServer {
+        pid: 43,
+        ..server.clone()
+    };
+    let err = resolve_target_with(&global, || vec![server, other])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("2 heliograph servers are running"), "{err}");
+    assert!(err.contains("pid 42") && err.contains("pid 43"), "{err}");
+    let err = resolve_target_with(&global, Vec::new)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("data/admin.token"), "{err}");
+    assert!(err.contains("no running heliograph server found"), "{err}");
 }

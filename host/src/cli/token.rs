@@ -8,7 +8,7 @@ use hyper::Method;
 use serde_json::{Value, json};
 
 use super::args::TokenCommand;
-use super::client::{ApiClient, encode_segment};
+use super::client::{ApiClient, ClientError, encode_segment};
 
 /// Resolves USER (and --tenant) to (localpart, domain).
 async fn resolve_user(
@@ -73,6 +73,22 @@ fn when(v: &Value) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+/// A tenant that issues no tokens: say how to turn them on.
+fn with_tokens_hint(e: ClientError, tenant: Option<&str>) -> anyhow::Error {
+    match &e {
+        ClientError::Api { status, .. } if *status == hyper::StatusCode::CONFLICT => {
+            let name = tenant.unwrap_or("NAME");
+            anyhow::anyhow!(
+                "{e}; turn tokens on with `heliograph tenant set {name} --tokens` (a tenant \
+                 added through the API) or a [tenants.{name}.tokens] section in the config \
+                 file (the tenant `default`, made of general.hosts, issues none: give those \
+                 users a tenant of their own)"
+            )
+        }
+        _ => e.into(),
+    }
+}
+
 /// Runs a token command.
 pub async fn run(client: &ApiClient, cmd: TokenCommand, out: &mut dyn Write) -> anyhow::Result<()> {
     match cmd {
@@ -84,7 +100,8 @@ pub async fn run(client: &ApiClient, cmd: TokenCommand, out: &mut dyn Write) -> 
                     &tokens_path(&local, &domain),
                     Some(json!({ "kind": kind })),
                 )
-                .await?;
+                .await
+                .map_err(|e| with_tokens_hint(e, tenant.as_deref()))?;
             for key in ["access", "refresh"] {
                 if let Some(t) = v.get(key) {
                     let token = t["token"].as_str().context("no token in the answer")?;

@@ -1,4 +1,5 @@
-// Test harness: starts the real heliograph binary on 127.0.0.1:0 listeners in a temp dir
+// Test harness: starts the real heliograph binary in a temp dir with every listener (c2s,
+// http, component, admin) on 127.0.0.1:0, as the server's defaults are fixed ports
 // (like tests/interop/conftest.py), serves the test page from another origin, and offers
 // a tiny raw XMPP client over direct TLS for the "TCP user".
 import { spawn } from 'node:child_process';
@@ -44,6 +45,9 @@ tls = "direct"
 address = "127.0.0.1:0"
 ${http}
 
+[[listen.component]]
+address = "127.0.0.1:0"
+
 [listen.admin]
 address = "127.0.0.1:0"
 `;
@@ -64,6 +68,10 @@ address = "127.0.0.1:0"
     if (Date.now() > deadline) throw new Error('server not ready\n' + log.join(''));
     try { doc = JSON.parse(readFileSync(ready, 'utf8')); } catch { await sleep(50); }
   }
+  // Every listener on an ephemeral port (a kind missing from the config above would bind
+  // its fixed default and collide with whatever else runs here).
+  const fixed = doc.listeners.filter((l) => [5222, 5223, 5280, 5281, 5347].includes(Number(l.address.split(':').pop())));
+  if (fixed.length) { proc.kill('SIGKILL'); throw new Error('test server bound fixed default ports: ' + JSON.stringify(fixed)); }
   const by = (kind) => doc.listeners.find((l) => l.kind === kind).address;
   const server = {
     dir,

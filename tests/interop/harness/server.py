@@ -28,12 +28,14 @@ from pathlib import Path
 from typing import Any
 
 DOMAIN = "localhost"
+# The server's default ports (c2s, direct TLS, HTTP, admin, components): never used here.
+DEFAULT_PORTS = {5222, 5223, 5280, 5281, 5347}
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 
 
 def default_config(data_dir: Path) -> dict[str, Any]:
-    """The config every test server starts from (see DESIGN.md / the CLI contract)."""
+    """The config every test server starts from (docs/DESIGN.md: every listener on an ephemeral port)."""
     return {
         "general": {
             "hosts": [DOMAIN],
@@ -193,6 +195,13 @@ class HeliographServer:
             Listener(kind=l["kind"], address=l["address"], tls=l.get("tls"))
             for l in ready["listeners"]
         ]
+        # Every listener on an ephemeral port: a listener kind missing from the config
+        # would bind its fixed default and collide with whatever else runs here.
+        fixed = [l.address for l in self.listeners if l.host_port[1] in DEFAULT_PORTS]
+        if fixed:
+            self.kill()
+            raise ServerError(f"test server bound fixed default ports {fixed}; give every "
+                              "listener address 127.0.0.1:0 in the config")
         token_file = ready.get("admin_token_file") or str(self.data_dir / "admin.token")
         self.admin_token = Path(token_file).read_text().strip()
 

@@ -1,5 +1,8 @@
 //! The OpenAPI 3 document of the admin API, generated from the route table so that it can
-//! never miss an endpoint. Served without authentication at [`PATH`].
+//! never miss an endpoint. Served without authentication at [`PATH`]. The README's table
+//! of endpoints is generated from the same table ([`markdown_table`]); a test fails when
+//! the README's copy is stale, and `HELIOGRAPH_UPDATE_README=1 cargo test -p heliograph
+//! --lib readme_admin_table` rewrites it.
 
 use hyper::StatusCode;
 use serde_json::{Map, Value, json};
@@ -95,9 +98,86 @@ fn operation_id(route: &Route) -> String {
     id
 }
 
+/// The comment lines around the generated table in README.md.
+pub const README_BEGIN: &str =
+    "<!-- admin-api-table: generated from host/src/admin/routes.rs; do not edit by hand -->";
+pub const README_END: &str = "<!-- /admin-api-table -->";
+
+/// The admin API as a Markdown table, one row per route of [`ROUTES`], in their order.
+pub fn markdown_table() -> String {
+    let cell = |s: &str| s.replace('|', "\\|");
+    let mut out =
+        String::from("| method and path | body | success | does |\n| --- | --- | --- | --- |\n");
+    for route in ROUTES {
+        let body = match route.body.content_type() {
+            None => "",
+            Some("application/json") => "JSON",
+            Some(other) => other,
+        };
+        out.push_str(&format!(
+            "| `{} {}` | {} | {} | {} |\n",
+            route.method,
+            route.path,
+            body,
+            route.success.as_u16(),
+            cell(route.summary),
+        ));
+    }
+    out
+}
+
+/// `readme` with the text between [`README_BEGIN`] and [`README_END`] replaced by
+/// `table`; `None` when the markers are missing.
+pub fn with_table(readme: &str, table: &str) -> Option<String> {
+    let start = readme.find(README_BEGIN)? + README_BEGIN.len();
+    let end = start + readme[start..].find(README_END)?;
+    Some(format!("{}\n{}{}", &readme[..start], table, &readme[end..]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// README.md's admin API table is the one [`markdown_table`] renders from the route
+    /// table. `HELIOGRAPH_UPDATE_README=1` rewrites it instead of failing.
+    #[test]
+    fn readme_admin_table_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+        let readme = std::fs::read_to_string(path).unwrap();
+        let want = with_table(&readme, &markdown_table())
+            .expect("README.md lacks the admin-api-table marker comments");
+        if want == readme {
+            return;
+        }
+        if std::env::var_os("HELIOGRAPH_UPDATE_README").is_some() {
+            std::fs::write(path, want).unwrap();
+            return;
+        }
+        panic!(
+            "README.md's admin API table is not the one generated from the route table; \
+             run `HELIOGRAPH_UPDATE_README=1 cargo test -p heliograph --lib readme_admin_table` \
+             to rewrite it"
+        );
+    }
+
+    #[test]
+    fn markdown_table_has_every_route_and_stays_one_table() {
+        let table = markdown_table();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), ROUTES.len() + 2);
+        // No blank line or unescaped cell separator breaks the table.
+        for (line, route) in lines[2..].iter().zip(ROUTES) {
+            assert!(line.starts_with(&format!("| `{} {}` |", route.method, route.path)));
+            assert_eq!(line.replace("\\|", "").matches('|').count(), 5, "{line}");
+        }
+        assert!(table.contains("/api/v1/tenants/{tenant}/rooms/{room}/kick"));
+        let readme = "a\n".to_string() + README_BEGIN + "\nold\n" + README_END + "\nb\n";
+        assert_eq!(
+            with_table(&readme, "T\n").unwrap(),
+            format!("a\n{README_BEGIN}\nT\n{README_END}\nb\n")
+        );
+        assert_eq!(with_table("no markers", "T"), None);
+    }
 
     /// Every route of the table is in the document, with its method and path parameters.
     #[test]

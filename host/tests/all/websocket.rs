@@ -2,7 +2,7 @@
 //! upgrade (subprotocol, Origin), login with restart, chat with TCP and BOSH users,
 //! session parity, pings, the message size limit, see-other-uri and bad input.
 
-mod common;
+use crate::common;
 
 use common::web::{
     Bosh, FRAMING, WsClient, WsEvent, admin_get, body_text, http, message, ws_connect_status,
@@ -62,7 +62,8 @@ async fn offline_messages_and_blocking_work_over_websocket() {
     let (mut tcp, tcp_jid) = RawClient::login(&server.starttls, "bob", "pw", Some("tcp")).await;
     tcp.send_raw(&message("alice@localhost", "stored for later"))
         .await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The offline store has taken it once bob's next stanza is answered.
+    common::ping_barrier(&mut tcp).await;
     let (mut ws, ws_jid) = WsClient::login(&server.http, "alice", "pw").await;
     ws.send("<presence xmlns='jabber:client'/>").await;
     let m = ws.next_matching(|e| e.name() == "message").await;
@@ -255,7 +256,8 @@ async fn tenant_stanza_rate_slows_a_websocket_session_without_dropping() {
         took >= std::time::Duration::from_millis(1000),
         "not shaped: {took:?}"
     );
-    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+    // Not slowed far past the rate (a generous bound: the machine may be busy).
+    assert!(took < std::time::Duration::from_secs(30), "{took:?}");
 }
 
 /// A tenant whose stanzas may be 2,048 bytes at most (the server's default is far larger).

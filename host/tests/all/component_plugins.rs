@@ -2,7 +2,7 @@
 //! `handle_stanza`, the world is checked at install, a hostile component fails with the
 //! right cause, returned stanzas over the size limit fail the call.
 
-mod plugins_support;
+use crate::plugins_support;
 
 use heliograph::plugins::{
     ComponentStanza, FailureCause, InstallError, PluginError, StanzaKind, World,

@@ -3,7 +3,7 @@
 //! bad input after the handshake (not-well-formed, invalid-from, unsupported stanza,
 //! oversized stanza) and an immediate reconnect after a dropped connection.
 
-mod common;
+use crate::common;
 
 use common::{RawClient, TestServer};
 use heliograph::xml::StreamEvent;

@@ -3,7 +3,7 @@
 //! acknowledgements, pause, inactivity, overactivity and polling rules, terminate both
 //! ways, CORS, gzip, trusted proxies, and every kind of bad input.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -352,25 +352,30 @@ async fn polling_too_often_is_a_policy_violation() {
 async fn inactivity_ends_sessions_and_pause_extends_it() {
     let server = TestServer::start_http(
         &[("alice", "pw")],
-        &format!("{FAST}bosh_inactivity = 2\nbosh_max_pause = 6\n"),
+        // A longer wait than FAST's, so an answer "at once" is told from a held one with a
+        // generous margin; a long maxpause, so a slow machine never outlives the pause.
+        "bosh_polling = 0\nbosh_max_wait = 8\nbosh_inactivity = 2\nbosh_max_pause = 30\n",
     );
     // Idle past `inactivity`: gone.
     let web = Bosh::create(&server.http, "wait='1' hold='1'").await;
     assert_eq!(web.creation.attr("inactivity"), Some("2"));
-    assert_eq!(web.creation.attr("maxpause"), Some("6"));
+    assert_eq!(web.creation.attr("maxpause"), Some("30"));
     tokio::time::sleep(Duration::from_millis(3500)).await;
     let r = web.raw(web.rid + 1, "", "").await.element();
     assert_eq!(terminate_condition(&r).as_deref(), Some("item-not-found"));
 
     // A pause answers at once and keeps the session through a longer silence.
-    let (mut web, _) = Bosh::login(&server.http, "alice", "pw", "wait='2' hold='1'").await;
+    let (mut web, _) = Bosh::login(&server.http, "alice", "pw", "wait='8' hold='1'").await;
     let started = std::time::Instant::now();
-    let p = web.send_with("pause='5'", "").await;
+    let p = web.send_with("pause='20'", "").await;
     assert!(terminate_condition(&p).is_none(), "{p}");
+    // Held, it would have been answered after the 8 s wait.
     assert!(
-        started.elapsed() < Duration::from_millis(1500),
-        "pause answered at once"
+        started.elapsed() < Duration::from_secs(6),
+        "pause answered at once, not held: {:?}",
+        started.elapsed()
     );
+    // Silent longer than `inactivity` (2 s), well within the 20 s pause.
     tokio::time::sleep(Duration::from_millis(3500)).await;
     let back = web.send("").await;
     assert!(
@@ -436,8 +441,8 @@ async fn session_parity_roster_offline_blocking_and_sessions_api() {
     let (mut tcp, tcp_jid) = RawClient::login(&server.starttls, "bob", "pw", Some("tcp")).await;
     tcp.send_raw(&message("alice@localhost", "while you were away"))
         .await;
-    // Let the offline store take it.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The offline store has taken it once bob's next stanza is answered.
+    common::ping_barrier(&mut tcp).await;
 
     let (mut web, web_jid) = Bosh::login(&server.http, "alice", "pw", "wait='1' hold='1'").await;
     // Roster get works like on TCP.

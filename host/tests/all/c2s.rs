@@ -1,7 +1,7 @@
 //! End-to-end tests of client connections against the real binary: stream negotiation,
 //! every SASL mechanism, binding, routing basics, bad input and shutdown.
 
-mod common;
+use crate::common;
 
 use common::{RawClient, TestServer};
 use heliograph::sasl::ScramHash;

@@ -2,7 +2,7 @@
 //! the allowlist plugin, config and key-value behaviour, containment of hostile plugins,
 //! hot swap under load, refused uploads, restart from the compiled cache, rollback.
 
-mod plugins_support;
+use crate::plugins_support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -323,7 +323,9 @@ async fn hostile_plugins_fail_closed_and_only_for_their_tenant() {
         let elapsed = start.elapsed();
         assert_eq!(err.cause(), cause, "{mode}: {err}");
         assert!(err.to_string().contains(detail), "{mode}: {err}");
-        assert!(elapsed < Duration::from_secs(2), "{mode} took {elapsed:?}");
+        // Cut at the deadline (CPU time) or its 10x wall-clock backstop; the bound on wall
+        // time is generous because a loaded machine may not run the call for a while.
+        assert!(elapsed < Duration::from_secs(20), "{mode} took {elapsed:?}");
         if mode == "loop" {
             assert!(
                 elapsed >= Duration::from_millis(deadline),
@@ -396,8 +398,12 @@ async fn default_deadline_cuts_an_infinite_loop_at_50_ms() {
         .unwrap_err();
     let elapsed = start.elapsed();
     assert_eq!(err.cause(), FailureCause::Timeout, "{err}");
+    // The default is 50 ms (of CPU time, with a 10x wall-clock backstop): checked exactly
+    // here, and the loop was not cut before it. The wall-clock bound only says "cut", with
+    // room for a loaded machine.
+    assert_eq!(PluginSettings::default().auth_deadline_ms, 50);
     assert!(elapsed >= Duration::from_millis(50), "{elapsed:?}");
-    assert!(elapsed < Duration::from_millis(1000), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -427,10 +433,13 @@ async fn hot_swap_under_concurrent_calls() {
         .unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
+    // Calls completed so far, by all callers.
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for i in 0..8 {
         let host = t.host.clone();
         let stop = stop.clone();
+        let done = done.clone();
         tasks.push(tokio::spawn(async move {
             let mut seen = Vec::new();
             while !stop.load(Ordering::Relaxed) {
@@ -439,11 +448,23 @@ async fn hot_swap_under_concurrent_calls() {
                 let started = Instant::now();
                 let out = host.authenticate("acme", "auth", password(user, pw)).await;
                 seen.push((started, user, out));
+                done.fetch_add(1, Ordering::SeqCst);
             }
             seen
         }));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Waits (generously) until `done` reaches `n`, instead of a fixed time.
+    let wait_done = |n: usize| {
+        let done = done.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while done.load(Ordering::SeqCst) < n {
+                assert!(Instant::now() < deadline, "only {done:?} calls in 60 s");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    wait_done(9).await;
     let info = t
         .host
         .install("acme", "auth", World::Authenticator, wasm, config(&v2))
@@ -451,7 +472,9 @@ async fn hot_swap_under_concurrent_calls() {
         .unwrap();
     let swapped = Instant::now();
     assert_eq!(info.version, 2);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // At most 8 calls (one per caller) were in flight at the swap: 17 more completed ones
+    // include at least 9 started after it.
+    wait_done(done.load(Ordering::SeqCst) + 8 + 9).await;
     stop.store(true, Ordering::Relaxed);
 
     let (mut before, mut after) = (0, 0);

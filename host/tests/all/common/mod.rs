@@ -152,6 +152,13 @@ impl TestServer {
         };
         for l in doc["listeners"].as_array().unwrap() {
             let addr = l["address"].as_str().unwrap().to_string();
+            // Every listener on an ephemeral port: a kind missing from the config would
+            // bind its fixed default and collide with whatever else runs here.
+            let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+            assert!(
+                ![5222, 5223, 5280, 5281, 5347].contains(&port),
+                "test server bound the fixed default port of {l}"
+            );
             match (l["kind"].as_str().unwrap(), l["tls"].as_str()) {
                 ("c2s", Some("starttls")) => self.starttls = addr,
                 ("c2s", Some("direct")) => self.direct = addr,
@@ -215,6 +222,18 @@ impl TestServer {
         assert_eq!(self.stop(), Some(0), "clean shutdown: {}", self.log_text());
         self.launch();
     }
+}
+
+/// Sends a ping to the server and waits for its answer: the server handles a session's
+/// stanzas in order, so whatever the client sent before (a message to store offline, say)
+/// has been processed when this returns. Elements read on the way are dropped.
+pub async fn ping_barrier(c: &mut RawClient) {
+    c.send_raw("<iq type='get' id='barrier'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    let r = c
+        .next_matching(|e| e.name() == "iq" && e.attr("id") == Some("barrier"))
+        .await;
+    assert_eq!(r.attr("type"), Some("result"), "{r}");
 }
 
 impl Drop for TestServer {

@@ -3,7 +3,7 @@
 //! `meeting-policy` for every decision point, `hostile-policy` for failures (closed by
 //! default, open when the tenant opts in), and a hot swap between decisions.
 
-mod plugins_support;
+use crate::plugins_support;
 
 use std::sync::Arc;
 
@@ -327,9 +327,10 @@ async fn failures_fail_closed_unless_the_tenant_opts_into_open() {
                 );
                 assert_eq!((nick, configure), (deny(UNAVAILABLE), deny(UNAVAILABLE)));
             }
-            // Four calls, each cut at the 20 ms deadline at the latest (wall clock 10x).
+            // Four calls, each cut at the 20 ms deadline (CPU time, with a 10x wall-clock
+            // backstop); the wall-clock bound only says "cut", with room for a busy machine.
             assert!(
-                started.elapsed() < std::time::Duration::from_secs(4),
+                started.elapsed() < std::time::Duration::from_secs(30),
                 "{mode}: {:?}",
                 started.elapsed()
             );

@@ -1,0 +1,21 @@
+//! Every end-to-end and integration test of the `heliograph` crate, in one test binary:
+//! one link of the crate and its dependencies instead of one per file, and one process
+//! that runs them all in parallel (`cargo test -p heliograph --test all`; a module's
+//! tests with `cargo test -p heliograph --test all bosh::`).
+//!
+//! `common` starts the real server binary on ephemeral loopback ports and speaks XMPP to
+//! it; `plugins_support` builds the first-party plugins and makes plugin hosts.
+
+#[macro_use]
+mod plugins_support;
+mod common;
+
+mod bosh;
+mod c2s;
+mod cli;
+mod component_plugins;
+mod components;
+mod edge;
+mod plugins;
+mod room_policy;
+mod websocket;
