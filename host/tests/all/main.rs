@@ -10,12 +10,14 @@
 mod plugins_support;
 mod common;
 
+mod architecture;
 mod bosh;
 mod c2s;
 mod cli;
 mod component_plugins;
 mod components;
 mod edge;
+mod features;
 mod plugins;
 mod room_policy;
 mod websocket;

@@ -1,7 +1,7 @@
 //! The OpenAPI 3 document of the admin API, generated from the route table so that it can
 //! never miss an endpoint. Served without authentication at [`PATH`]. The README's table
 //! of endpoints is generated from the same table ([`markdown_table`]); a test fails when
-//! the README's copy is stale, and `HELIOGRAPH_UPDATE_README=1 cargo test -p heliograph
+//! the README's copy is stale, and `HELIOGRAPH_UPDATE_README=1 cargo test -p heliograph-control
 //! --lib readme_admin_table` rewrites it.
 
 use hyper::StatusCode;
@@ -142,7 +142,7 @@ mod tests {
     /// table. `HELIOGRAPH_UPDATE_README=1` rewrites it instead of failing.
     #[test]
     fn readme_admin_table_is_current() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../README.md");
         let readme = std::fs::read_to_string(path).unwrap();
         let want = with_table(&readme, &markdown_table())
             .expect("README.md lacks the admin-api-table marker comments");
@@ -155,7 +155,7 @@ mod tests {
         }
         panic!(
             "README.md's admin API table is not the one generated from the route table; \
-             run `HELIOGRAPH_UPDATE_README=1 cargo test -p heliograph --lib readme_admin_table` \
+             run `HELIOGRAPH_UPDATE_README=1 cargo test -p heliograph-control --lib readme_admin_table` \
              to rewrite it"
         );
     }

@@ -2,12 +2,10 @@
 //! alone: it is advertised and served for the tenant that has it on, and for the tenant
 //! that switched it off (`[tenants.NAME.features] toy = false`) it is neither.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::RawClient;
+use crate::common::RawClient;
 use heliograph::hooks::{Address, Feature, IqType, Registrar};
 use heliograph::server::ServeOptions;
 use heliograph::stanza;
@@ -137,7 +135,7 @@ fn a_feature_from_outside_is_served_for_the_tenants_that_have_it_on() {
 
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         for domain in ["on.test", "off.test"] {
-            let r = common::web::http(
+            let r = crate::common::web::http(
                 "POST",
                 &format!("http://{admin}/api/v1/users/{domain}"),
                 &[
