@@ -44,9 +44,27 @@ impl Feature for Blocking {
 /// Blocking in both directions: the recipient's list against the sender's address, and
 /// the sending user's own list against the recipient.
 impl Filter for Blocking {
+    fn check_now(&self, _core: &Core, c: &FilterCheck<'_>) -> Option<Verdict> {
+        let recipient = self.lists.get(c.to)?.clone();
+        if let Some(sender) = c.sender {
+            let list = self.lists.get(sender)?.clone();
+            if !list.is_empty() {
+                let to = c.to.to_string();
+                if list.iter().any(|item| item_matches(item, &to)) {
+                    return Some(Verdict::RefusedBySender);
+                }
+            }
+        }
+        if recipient.iter().any(|item| item_matches(item, c.from)) {
+            return Some(Verdict::RefusedByRecipient);
+        }
+        Some(Verdict::Pass)
+    }
+
     fn check<'a>(&'a self, core: &'a Arc<Core>, c: &'a FilterCheck<'a>) -> BoxFuture<'a, Verdict> {
         Box::pin(async move {
             if let Some(sender) = c.sender
+                && !self.list(core, sender).await.is_empty()
                 && self.blocks(core, sender, &c.to.to_string()).await
             {
                 return Verdict::RefusedBySender;

@@ -308,12 +308,30 @@ impl Hooks {
             return Verdict::Pass;
         };
         for f in self.on(&tenant, &self.filters) {
-            match f.check(core, check).await {
-                Verdict::Pass => {}
-                refused => return refused,
+            let verdict = match f.check_now(core, check) {
+                Some(v) => v,
+                None => f.check(core, check).await,
+            };
+            if verdict != Verdict::Pass {
+                return verdict;
             }
         }
         Verdict::Pass
+    }
+
+    /// The filters' verdict if each can tell from memory; `None` if one needs to wait.
+    pub fn filter_now(&self, core: &Core, check: &FilterCheck<'_>) -> Option<Verdict> {
+        if self.filters.is_empty() {
+            return Some(Verdict::Pass);
+        }
+        let tenant = core.tenants.by_domain(&check.to.domain)?;
+        for f in self.on(&tenant, &self.filters) {
+            let verdict = f.check_now(core, check)?;
+            if verdict != Verdict::Pass {
+                return Some(verdict);
+            }
+        }
+        Some(Verdict::Pass)
     }
 
     /// Stream features `tenant` advertises at a stage.

@@ -111,6 +111,13 @@ pub enum Verdict {
 
 /// A check run before delivery to a local account (blocking, privacy).
 pub trait Filter: Send + Sync + 'static {
+    /// The verdict from what the filter has in memory, if it can tell without waiting
+    /// (the common case on the hot path: no allocation, no await).
+    fn check_now(&self, _core: &Core, _check: &FilterCheck<'_>) -> Option<Verdict> {
+        None
+    }
+
+    /// The verdict, loading what it needs (storage) first.
     fn check<'a>(
         &'a self,
         core: &'a Arc<Core>,

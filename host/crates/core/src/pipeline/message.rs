@@ -7,11 +7,53 @@ use std::sync::Arc;
 
 use super::{Origin, blocked_error, bounce, filter, lookup, not_served};
 use crate::context::Core;
-use crate::hooks::{Stored, Verdict};
-use crate::router::Route;
+use crate::hooks::{FilterCheck, Stored, Verdict};
+use crate::router::{Route, SessionEntry};
 use crate::stanza::{self, Condition};
 use crate::storage::Account;
 use crate::xml::Element;
+
+/// Routes a client's message at once when that needs no waiting — the recipient is a
+/// local account with a session that takes it, and the filters decide from memory — and
+/// hands it back otherwise (for [`route`], which does the same and everything else). No
+/// allocation, no future: this is the hot path of chat.
+pub fn route_now(core: &Arc<Core>, entry: &Arc<SessionEntry>, msg: Element) -> Result<(), Element> {
+    let (account, resource) =
+        match crate::router::classify(core, &entry.account.domain, msg.attr("to")) {
+            Route::Bare(account) => (account, None),
+            Route::Full(account, resource) => (account, Some(resource)),
+            _ => return Err(msg),
+        };
+    if account != entry.account {
+        let check = FilterCheck {
+            from: &entry.full_jid,
+            sender: Some(&entry.account),
+            to: &account,
+            kind: "message",
+        };
+        if core.hooks.filter_now(core, &check) != Some(Verdict::Pass) {
+            return Err(msg);
+        }
+    }
+    let mut msg = msg;
+    if let Some(res) = resource.as_deref() {
+        if let Some(target) = core.router.resource(&account, res) {
+            match target.try_deliver(msg) {
+                Ok(()) => return Ok(()),
+                Err(back) => msg = back,
+            }
+        }
+        // As in `deliver`: errors to a resource that is gone are dropped; other kinds
+        // are treated as sent to the bare JID (groupchat bounces, below).
+        if stanza::stanza_type(&msg) == "error" {
+            return Ok(());
+        }
+    }
+    if stanza::stanza_type(&msg) == "groupchat" {
+        return Err(msg);
+    }
+    deliver_to_best_resources(core, &account, msg)
+}
 
 /// Routes a message from `origin`.
 pub async fn route(core: &Arc<Core>, origin: &Origin, mut msg: Element) {
@@ -115,7 +157,7 @@ pub async fn deliver(
     }
     if kind == "groupchat" {
         if let Some(o) = origin {
-            bounce(core, o, &msg, Condition::ServiceUnavailable, None).await;
+            Box::pin(bounce(core, o, &msg, Condition::ServiceUnavailable, None)).await;
         }
         return;
     }
@@ -126,6 +168,13 @@ pub async fn deliver(
     if matches!(kind.as_str(), "error" | "headline") {
         return;
     }
+    // Boxed: the common case above stays small (it runs for every message).
+    Box::pin(undeliverable(core, account, msg, origin)).await
+}
+
+/// No session took the message: offline storage (the undeliverable hook) if the account
+/// exists, else an error.
+async fn undeliverable(core: &Arc<Core>, account: &Account, msg: Element, origin: Option<&Origin>) {
     if !core.account_exists(account).await {
         if let Some(o) = origin {
             bounce(core, o, &msg, Condition::ServiceUnavailable, None).await;

@@ -99,10 +99,13 @@ pub async fn route(core: &Arc<Core>, origin: &Origin, stanza: Element) {
         tracing::warn!(domain = %h.domain, from = stanza.attr("from").unwrap_or(""), "hosted entity sent from a foreign address; dropped");
         return;
     }
+    // Messages are the hot path and their future is kept small; iq and presence routing
+    // (storage, handlers, broadcasts) are boxed so they do not make every stanza's
+    // future as large as theirs.
     match Kind::of(&stanza) {
         Some(Kind::Message) => message::route(core, origin, stanza).await,
-        Some(Kind::Presence) => presence::route(core, origin, stanza).await,
-        Some(Kind::Iq) => iq::route(core, origin, stanza).await,
+        Some(Kind::Presence) => Box::pin(presence::route(core, origin, stanza)).await,
+        Some(Kind::Iq) => Box::pin(iq::route(core, origin, stanza)).await,
         None => tracing::debug!(name = stanza.name(), "not a stanza; dropped"),
     }
 }

@@ -92,6 +92,8 @@ pub struct Driver<P: Protocol> {
     pending: Option<Inbound>,
     work: VecDeque<Work>,
     limits: Option<ParserLimits>,
+    /// (established, length of the domain) when the limits were last looked up.
+    limits_key: Option<(bool, Option<usize>)>,
     identified: bool,
     shutting_down: bool,
     peer_closed: bool,
@@ -126,6 +128,7 @@ impl<P: Protocol> Driver<P> {
             pending: None,
             work: VecDeque::new(),
             limits: None,
+            limits_key: None,
             identified: false,
             shutting_down: false,
             peer_closed: false,
@@ -294,17 +297,19 @@ impl<P: Protocol> Driver<P> {
     /// shaper, not too much routing work queued, the stream not closed. Stops after an
     /// event whose answer must be written first (STARTTLS, restart, close).
     async fn process_inbound(&mut self, actions: &mut Vec<Action>) {
+        let mut now = None;
         loop {
             if self.protocol.is_closed()
-                || Instant::now() < self.paused_until
                 || self.work.len() >= MAX_PENDING_WORK
+                || (self.shaper.is_some() && Instant::now() < self.paused_until)
             {
                 return;
             }
             let Some(inbound) = self.pending.take().or_else(|| self.link.try_recv()) else {
                 return;
             };
-            self.last_rx = Instant::now();
+            // One clock read per batch of events read together.
+            self.last_rx = *now.get_or_insert_with(Instant::now);
             self.ping_sent = None;
             let ev = match inbound {
                 Inbound::Event(ev) => ev,
@@ -328,10 +333,13 @@ impl<P: Protocol> Driver<P> {
             if let Some(gate) = &self.login_gate {
                 gate.before(self.protocol.is_established(), &ev).await;
             }
-            // Boxed: routing futures are large, and an idle stream should not carry room
-            // for them in its own state.
-            let acts = Box::pin(self.protocol.on_event(ev)).await;
-            while let Some(w) = self.protocol.take_work() {
+            let acts = match self.protocol.on_event_now(ev) {
+                Ok(acts) => acts,
+                // Boxed: negotiation futures are large, and an idle stream should not
+                // carry room for them in its own state.
+                Err(ev) => Box::pin(self.protocol.on_event(ev)).await,
+            };
+            while let Some(w) = self.protocol.take_work(self.work.is_empty()) {
                 self.work.push_back(w);
             }
             let boundary = acts
@@ -359,7 +367,16 @@ impl<P: Protocol> Driver<P> {
 
     /// Picks up what a step changed: parser limits, the shaper, the log span.
     fn after_step(&mut self) {
-        self.apply_limits();
+        // The limits depend on the stream's domain and whether it is established; look
+        // them up again only when one of those changed, not for every stanza.
+        let key = (
+            self.protocol.is_established(),
+            self.protocol.domain().map(str::len),
+        );
+        if self.limits_key != Some(key) {
+            self.limits_key = Some(key);
+            self.apply_limits();
+        }
         if self.protocol.is_established() && !self.identified {
             self.identified = true;
             self.shaper = self.protocol.shaper();
@@ -501,6 +518,7 @@ impl<P: Protocol> Driver<P> {
         self.peer_closed = false;
         self.pending = None;
         self.limits = None;
+        self.limits_key = None;
         self.apply_limits();
         self.last_rx = Instant::now();
         self.ping_sent = None;

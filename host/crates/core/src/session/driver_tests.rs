@@ -154,7 +154,7 @@ impl Protocol for FakeProtocol {
             SessionMsg::Attach(_) => Vec::new(),
         }
     }
-    fn take_work(&mut self) -> Option<Work> {
+    fn take_work(&mut self, _idle: bool) -> Option<Work> {
         if self.pending.is_empty() {
             return None;
         }

@@ -31,11 +31,19 @@ pub trait Protocol: Send + 'static {
     /// Handles one event from the peer.
     fn on_event(&mut self, ev: StreamEvent) -> impl Future<Output = Vec<Action>> + Send;
 
+    /// Handles an event at once when that needs no waiting (the common case for an
+    /// established stream); `Err` hands the event back for [`Protocol::on_event`].
+    fn on_event_now(&mut self, ev: StreamEvent) -> Result<Vec<Action>, StreamEvent> {
+        Err(ev)
+    }
+
     /// Handles a message from the rest of the server.
     fn on_mailbox(&mut self, msg: SessionMsg) -> Vec<Action>;
 
-    /// Routing work queued by the last [`Protocol::on_event`].
-    fn take_work(&mut self) -> Option<Work>;
+    /// Routing work queued by the last [`Protocol::on_event`], in order. With `idle` (no
+    /// earlier work is still running) the protocol may do work on the spot when it needs
+    /// no waiting, and return the next item instead.
+    fn take_work(&mut self, idle: bool) -> Option<Work>;
 
     /// A fatal condition found outside the protocol (timeouts, parser refusals, shutdown):
     /// the actions that close the stream with it.

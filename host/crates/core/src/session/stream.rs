@@ -407,7 +407,7 @@ impl StreamCore {
     async fn on_element(&mut self, el: Element) -> Vec<Action> {
         match &self.stage {
             Stage::Bound => match self.entry.clone() {
-                Some(entry) => self.on_bound_stanza(&entry, el).await,
+                Some(entry) => self.on_bound_stanza(&entry, el),
                 None => Vec::new(),
             },
             Stage::Negotiating => self.on_negotiation_element(el).await,
@@ -714,7 +714,7 @@ impl StreamCore {
         Ok(entry)
     }
 
-    async fn on_bound_stanza(&mut self, entry: &Arc<SessionEntry>, mut el: Element) -> Vec<Action> {
+    fn on_bound_stanza(&mut self, entry: &Arc<SessionEntry>, mut el: Element) -> Vec<Action> {
         let Some(kind) = Kind::of(&el) else {
             if el.ns() == ns::SASL || el.ns() == ns::TLS {
                 return self.close(Some((
@@ -789,24 +789,11 @@ impl StreamCore {
     }
 }
 
-impl Protocol for StreamCore {
-    fn on_event(
-        &mut self,
-        ev: StreamEvent,
-    ) -> impl std::future::Future<Output = Vec<Action>> + Send {
-        StreamCore::on_event(self, ev)
-    }
-
-    fn on_mailbox(&mut self, msg: SessionMsg) -> Vec<Action> {
-        StreamCore::on_mailbox(self, msg)
-    }
-
-    fn take_work(&mut self) -> Option<Work> {
-        if self.work.is_empty() {
-            return None;
-        }
+impl StreamCore {
+    /// The future that does one item of routing work.
+    fn work_future(&self, item: Pending) -> Work {
         let core = self.core.clone();
-        Some(match self.work.remove(0) {
+        match item {
             Pending::Route(entry, el) => {
                 Box::pin(
                     async move { crate::pipeline::route(&core, &Origin::Session(entry), el).await },
@@ -817,7 +804,56 @@ impl Protocol for StreamCore {
                     .session_event(&core, SessionEvent::Bound, &entry)
                     .await
             }),
-        })
+        }
+    }
+}
+
+impl Protocol for StreamCore {
+    fn on_event(
+        &mut self,
+        ev: StreamEvent,
+    ) -> impl std::future::Future<Output = Vec<Action>> + Send {
+        StreamCore::on_event(self, ev)
+    }
+
+    /// A bound client's stanza needs no waiting: it is stamped and handed to routing
+    /// here, without building (and boxing) the negotiation's large future.
+    fn on_event_now(&mut self, ev: StreamEvent) -> Result<Vec<Action>, StreamEvent> {
+        match (&self.stage, ev) {
+            (Stage::Bound, StreamEvent::Stanza(el)) => {
+                let Some(entry) = self.entry.clone() else {
+                    return Ok(Vec::new());
+                };
+                crate::metrics::stanza_in(self.facts.transport.as_str(), el.name());
+                let actions = self.on_bound_stanza(&entry, el);
+                self.count_out(&actions);
+                Ok(actions)
+            }
+            (_, ev) => Err(ev),
+        }
+    }
+
+    fn on_mailbox(&mut self, msg: SessionMsg) -> Vec<Action> {
+        StreamCore::on_mailbox(self, msg)
+    }
+
+    fn take_work(&mut self, idle: bool) -> Option<Work> {
+        while !self.work.is_empty() {
+            let item = self.work.remove(0);
+            let item = match item {
+                // Most messages go to a session that is online, past filters that decide
+                // from memory: routed here, without a future.
+                Pending::Route(entry, el) if idle && el.name() == "message" => {
+                    match crate::pipeline::message::route_now(&self.core, &entry, el) {
+                        Ok(()) => continue,
+                        Err(el) => Pending::Route(entry, el),
+                    }
+                }
+                other => other,
+            };
+            return Some(self.work_future(item));
+        }
+        None
     }
 
     fn fail(&mut self, cond: StreamErrorCondition, text: Option<String>) -> Vec<Action> {

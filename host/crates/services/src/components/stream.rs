@@ -267,7 +267,7 @@ impl Protocol for ComponentStream {
         }
     }
 
-    fn take_work(&mut self) -> Option<Work> {
+    fn take_work(&mut self, _idle: bool) -> Option<Work> {
         if self.work.is_empty() {
             return None;
         }
