@@ -20,4 +20,5 @@ mod edge;
 mod features;
 mod plugins;
 mod room_policy;
+mod stream_management;
 mod websocket;

@@ -38,6 +38,8 @@ pub struct Core {
     pub drain: crate::drain::Drain,
     /// Recently verified passwords, so PLAIN logins skip PBKDF2 (see `sasl::verified`).
     pub verified_passwords: crate::sasl::verified::VerifiedPasswords,
+    /// Stream management sessions a client may resume, by resumption id.
+    pub resumptions: crate::session::resumption::Resumptions,
 }
 
 impl Core {
@@ -61,6 +63,7 @@ impl Core {
             limits: Arc::default(),
             drain: Default::default(),
             verified_passwords,
+            resumptions: Default::default(),
         }
     }
 

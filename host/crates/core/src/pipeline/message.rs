@@ -209,7 +209,13 @@ async fn store_undeliverable(core: &Arc<Core>, account: &Account, msg: &Element)
 /// Sends to every available resource with the highest non-negative priority. Hands the
 /// message back if there is none (or none could take it).
 fn deliver_to_best_resources(core: &Core, account: &Account, msg: Element) -> Result<(), Element> {
-    let sessions = core.router.resources(account);
+    // A session that is ending (its queue closed) takes nothing more.
+    let sessions: Vec<_> = core
+        .router
+        .resources(account)
+        .into_iter()
+        .filter(|s| s.is_alive())
+        .collect();
     let best = sessions
         .iter()
         .filter(|s| s.accepts_bare_messages())
