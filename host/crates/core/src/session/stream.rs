@@ -17,7 +17,7 @@ use super::protocol::{HandOver, Identity, Protocol, Work};
 use super::sasl2::{self, Sasl2Mechanism, Sasl2Request};
 use crate::config::C2sListener;
 use crate::context::Core;
-use crate::hooks::{FeatureContext, SessionEvent, StreamStage};
+use crate::hooks::{FeatureContext, MessageContext, MessageStage, SessionEvent, StreamStage};
 use crate::pipeline::Origin;
 use crate::router::{SessionEntry, SessionMsg, Transport};
 use crate::sasl::{ChannelBindings, Mechanism, Outcome, SaslFailure};
@@ -775,7 +775,16 @@ impl StreamCore {
         if kind == Kind::Iq && self.is_keepalive_answer(&el, entry) {
             return Vec::new();
         }
-        let _ = kind;
+        if kind == Kind::Message {
+            let ctx = MessageContext {
+                core: &self.core,
+                stage: MessageStage::Sent,
+                account: &entry.account,
+                session: Some(entry),
+                targets: &[],
+            };
+            self.core.hooks.message(&ctx, &mut el);
+        }
         self.work.push(Pending::Route(entry.clone(), el));
         Vec::new()
     }
@@ -971,7 +980,7 @@ impl Protocol for StreamCore {
             for el in undelivered {
                 match el.name() {
                     "message" => {
-                        crate::pipeline::message::deliver(&core, &account, None, el, None).await;
+                        crate::pipeline::message::redeliver(&core, &account, el).await;
                         rescued += 1;
                     }
                     "iq" if matches!(stanza::stanza_type(&el), "get" | "set") => {
