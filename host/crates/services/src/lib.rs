@@ -11,6 +11,7 @@
 //! | `roster` | RFC 6121 roster, XEP-0237 versioning | [`roster`] |
 //! | `presence` | RFC 6121 presence and subscriptions | [`presence`] |
 //! | `blocking` | XEP-0191 blocking command, and the filter that enforces it | [`blocking`] |
+//! | `carbons` | XEP-0280 message carbons | [`carbons`] |
 //! | `offline` | XEP-0160 offline messages | [`offline`] |
 //! | `token-auth` | MongooseIM-style access and refresh token requests | [`token_auth`] |
 //! | `muc` | XEP-0045 multi-user chat (meeting rooms) | [`muc`] |
@@ -21,6 +22,7 @@
 //! add it to [`Services::features`].
 
 pub mod blocking;
+pub mod carbons;
 pub mod components;
 pub mod disco;
 pub mod muc;
@@ -83,6 +85,7 @@ impl Services {
             Arc::new(roster::Rosters),
             Arc::new(presence::Presence),
             self.blocking.clone(),
+            Arc::new(carbons::Carbons::default()),
             Arc::new(offline::Offline),
             Arc::new(token_auth::TokenAuth),
             Arc::new(muc::Muc(self.muc.clone())),
