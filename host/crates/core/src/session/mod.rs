@@ -14,6 +14,7 @@
 
 pub mod auth;
 mod bind;
+pub mod csi;
 pub mod driver;
 pub mod link;
 pub mod protocol;

@@ -13,6 +13,7 @@ pub use sm_flow::FEATURE as SM_FEATURE;
 use super::StreamErrorCondition;
 use super::auth::{self, AccountCredentials, Exchange, SessionStep};
 use super::bind;
+use super::csi;
 use super::protocol::{HandOver, Identity, Protocol, Work};
 use super::sasl2::{self, Sasl2Mechanism, Sasl2Request};
 use crate::config::C2sListener;
@@ -139,6 +140,8 @@ pub struct StreamCore {
     handover: Option<HandOver>,
     /// The session that ended, kept for the rescue of what it did not deliver.
     ended: Option<Arc<SessionEntry>>,
+    /// XEP-0352: what an inactive client is not sent yet.
+    csi: crate::session::csi::CsiBuffer,
 }
 
 impl StreamCore {
@@ -168,6 +171,7 @@ impl StreamCore {
             sm: None,
             handover: None,
             ended: None,
+            csi: Default::default(),
         }
     }
 
@@ -235,7 +239,8 @@ impl StreamCore {
     /// Handles a message from the rest of the server for the bound session.
     pub fn on_mailbox(&mut self, msg: SessionMsg) -> Vec<Action> {
         let mut actions = match msg {
-            SessionMsg::Stanza(el) => vec![Action::Send(*el)],
+            SessionMsg::Stanza(el) if !self.csi.is_inactive() => vec![Action::Send(*el)],
+            SessionMsg::Stanza(el) => self.csi.push(*el).into_iter().map(Action::Send).collect(),
             SessionMsg::Close(cond, text) => self.close(Some((cond, text.map(String::from)))),
             // Links are attached by the driver, never by the stream.
             SessionMsg::Attach(_) => Vec::new(),
@@ -341,6 +346,9 @@ impl StreamCore {
             if let Some(sm) = self.sm_feature() {
                 f.push_child(sm);
             }
+            if self.csi_available() {
+                f.push_child(Element::new("csi", csi::NS));
+            }
             if let Some(tenant) = self.domain.as_deref().and_then(|d| self.core.tenant_of(d)) {
                 let ctx = FeatureContext {
                     tenant: &tenant,
@@ -388,6 +396,14 @@ impl StreamCore {
             f.push_child(sasl2::feature(&self.offered, &self.fast_mechanisms(), sm));
         }
         f
+    }
+
+    /// Whether the stream's tenant has client state indication on.
+    fn csi_available(&self) -> bool {
+        self.domain
+            .as_deref()
+            .and_then(|d| self.core.tenant_of(d))
+            .is_some_and(|t| t.spec.feature_enabled(csi::FEATURE))
     }
 
     /// The (tenant, plugin slot) that authenticates the stream's domain, if its tenant's
@@ -734,6 +750,24 @@ impl StreamCore {
             if el.ns() == crate::session::sm::NS {
                 return self.on_sm_element(entry, &el);
             }
+            if el.ns() == csi::NS && self.csi_available() {
+                return match el.name() {
+                    "inactive" => {
+                        self.csi.set_inactive();
+                        Vec::new()
+                    }
+                    "active" => self
+                        .csi
+                        .set_active()
+                        .into_iter()
+                        .map(Action::Send)
+                        .collect(),
+                    _ => self.close(Some((
+                        StreamErrorCondition::UnsupportedStanzaType,
+                        Some(format!("<{}/>", el.name())),
+                    ))),
+                };
+            }
             if el.ns() == ns::SASL || el.ns() == ns::TLS {
                 return self.close(Some((
                     StreamErrorCondition::PolicyViolation,
@@ -973,6 +1007,9 @@ impl Protocol for StreamCore {
         let core = self.core.clone();
         let account = self.authenticated.clone();
         let entry = self.entry.clone().or_else(|| self.ended.clone());
+        // What CSI held was never sent: it goes before what the mailbox still had.
+        let mut unread = unread;
+        unread.splice(0..0, self.csi.flush());
         let undelivered = self.sm_rescue(unsent, unread);
         async move {
             let Some(account) = account else { return };
