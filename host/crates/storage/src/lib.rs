@@ -1,5 +1,6 @@
 //! Persistent data, one small trait per concern: accounts and credentials
 //! ([`UserStore`]), rosters ([`RosterStore`]), offline messages ([`OfflineStore`]),
+//! message archives ([`ArchiveStore`]),
 //! block lists ([`BlockStore`]), persistent MUC rooms ([`MucStore`]), plugin versions,
 //! blobs and key-value data ([`PluginStore`]) and server-issued token state
 //! ([`TokenStore`]). [`Storage`] bundles one implementation of each; the embedded default
@@ -10,12 +11,17 @@
 //! A write that returns `Ok` is on disk: implementations flush before acknowledging.
 //! Methods are synchronous; async callers run them with [`blocking`].
 
+pub mod archive;
 pub mod credentials;
 pub mod muc;
 pub mod plugins;
 pub mod sled_store;
 pub mod tokens;
 
+pub use archive::{
+    ArchiveDefault, ArchiveId, ArchivePage, ArchivePrefs, ArchiveQuery, ArchiveStore,
+    ArchivedMessage, MemArchiveStore, Page, PageAt,
+};
 pub use muc::{MemMucStore, MucStore, RoomLogEntry, StoredRoom};
 pub use plugins::{KvWrite, MemPluginStore, PluginStore, SlotRecord, VersionRecord};
 pub use tokens::{MemTokenStore, RefreshRecord, TokenStore};
@@ -212,6 +218,7 @@ pub struct Storage {
     pub users: Arc<dyn UserStore>,
     pub rosters: Arc<dyn RosterStore>,
     pub offline: Arc<dyn OfflineStore>,
+    pub archive: Arc<dyn ArchiveStore>,
     pub blocks: Arc<dyn BlockStore>,
     pub tenants: Arc<dyn TenantStore>,
     pub muc: Arc<dyn MucStore>,

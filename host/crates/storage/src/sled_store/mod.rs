@@ -1,6 +1,6 @@
 //! sled implementation of every store: one `SledStore` over one database implements
 //! [`UserStore`], [`RosterStore`], [`OfflineStore`], [`BlockStore`], `MucStore` (in
-//! `muc.rs`) and [`PluginStore`] (in `plugins.rs`).
+//! `muc.rs`), [`PluginStore`] (in `plugins.rs`) and `ArchiveStore` (in `archive.rs`).
 //!
 //! The key layout is in `keys.rs`; each trait lives in its own file. Every mutating method
 //! flushes the database before returning `Ok`, so an acknowledged write survives a crash.
@@ -22,6 +22,7 @@
 //! [`BlockStore`]: super::BlockStore
 //! [`PluginStore`]: super::PluginStore
 
+mod archive;
 mod blocks;
 mod keys;
 mod muc;
@@ -52,6 +53,7 @@ pub fn open(dir: &Path) -> StorageResult<Storage> {
         users: store.clone(),
         rosters: store.clone(),
         offline: store.clone(),
+        archive: store.clone(),
         blocks: store.clone(),
         tenants: store.clone(),
         muc: store.clone(),
@@ -95,6 +97,9 @@ struct SledStore {
     plugin_kv_usage: Tree,
     plugin_blobs: Tree,
     plugin_slots: Tree,
+    archive: Tree,
+    archive_with: Tree,
+    archive_prefs: Tree,
 }
 
 impl SledStore {
@@ -115,6 +120,9 @@ impl SledStore {
             plugin_kv_usage: tree("plugin_kv_usage")?,
             plugin_blobs: tree("plugin_blobs")?,
             plugin_slots: tree("plugin_slots")?,
+            archive: tree("archive")?,
+            archive_with: tree("archive_with")?,
+            archive_prefs: tree("archive_prefs")?,
             db,
         })
     }

@@ -596,3 +596,156 @@ fn room_logs_survive_restarts_and_are_purged_with_their_domain() {
         1
     );
 }
+
+mod archive {
+    use super::*;
+    use crate::{ArchiveId, ArchiveQuery, ArchivedMessage, Page, PageAt};
+
+    fn msg(id: u64, with: &str, outgoing: bool) -> ArchivedMessage {
+        ArchivedMessage {
+            id: ArchiveId(id),
+            with: with.into(),
+            outgoing,
+            origin_id: Some(format!("o{id}")),
+            stanza: format!("<message>{id}</message>"),
+        }
+    }
+
+    fn ids(page: &crate::ArchivePage) -> Vec<u64> {
+        page.messages.iter().map(|m| m.id.0).collect()
+    }
+
+    #[test]
+    fn queries_by_partner_time_and_id_with_paging() {
+        let (_dir, s) = temp();
+        let alice = acct("alice", "a.test");
+        // A user whose name is a prefix of alice's must not see her archive.
+        let al = acct("al", "a.test");
+        let entries: Vec<_> = (1..=30u64)
+            .map(|i| {
+                let with = if i % 3 == 0 {
+                    "carol@a.test"
+                } else {
+                    "bob@a.test"
+                };
+                (alice.clone(), msg(i * 1000, with, i % 2 == 0))
+            })
+            .chain([(al.clone(), msg(5500, "bob@a.test", true))])
+            .collect();
+        s.archive.append(&entries).unwrap();
+
+        let all = s.archive.query(&alice, &ArchiveQuery::default()).unwrap();
+        assert_eq!(all.count, 30);
+        assert!(all.complete);
+        let carol = ArchiveQuery {
+            with: Some("carol@a.test".into()),
+            ..Default::default()
+        };
+        let page = s.archive.query(&alice, &carol).unwrap();
+        assert_eq!(ids(&page), (1..=10).map(|i| i * 3000).collect::<Vec<_>>());
+        // Times are inclusive, in milliseconds: ids 3000..=6000 µs are 3..=6 ms.
+        let window = ArchiveQuery {
+            start_ms: Some(3),
+            end_ms: Some(6),
+            ..Default::default()
+        };
+        assert_eq!(
+            ids(&s.archive.query(&alice, &window).unwrap()),
+            [3000, 4000, 5000, 6000]
+        );
+        let last = ArchiveQuery {
+            with: Some("bob@a.test".into()),
+            before_id: Some(ArchiveId(29000)),
+            page: Page {
+                max: 2,
+                at: PageAt::Last,
+            },
+            ..Default::default()
+        };
+        let page = s.archive.query(&alice, &last).unwrap();
+        assert_eq!(ids(&page), [26000, 28000]);
+        assert_eq!(page.count, 19);
+        assert!(!page.complete);
+        let only = ArchiveQuery {
+            ids: Some(vec![ArchiveId(2000), ArchiveId(77)]),
+            ..Default::default()
+        };
+        assert_eq!(ids(&s.archive.query(&alice, &only).unwrap()), [2000]);
+        assert_eq!(
+            s.archive
+                .query(&al, &ArchiveQuery::default())
+                .unwrap()
+                .count,
+            1
+        );
+    }
+
+    #[test]
+    fn retention_retraction_and_account_deletion() {
+        let (_dir, s) = temp();
+        let alice = acct("alice", "a.test");
+        s.users.create_user(&alice, &creds(1)).unwrap();
+        let other = acct("dave", "b.test");
+        s.archive
+            .append(&[
+                (alice.clone(), msg(1000, "bob@a.test", true)),
+                (alice.clone(), msg(2000, "bob@a.test", false)),
+                (alice.clone(), msg(3000, "bob@a.test", true)),
+                (other.clone(), msg(1000, "bob@a.test", true)),
+            ])
+            .unwrap();
+        // o2 is bob's message: alice cannot retract it as her own.
+        assert!(
+            !s.archive
+                .retract(&alice, "bob@a.test", "o2000", true, "x")
+                .unwrap()
+        );
+        assert!(
+            s.archive
+                .retract(&alice, "bob@a.test", "o3000", true, "gone")
+                .unwrap()
+        );
+        let page = s.archive.query(&alice, &ArchiveQuery::default()).unwrap();
+        assert_eq!(page.messages[2].stanza, "gone");
+        assert_eq!(page.messages[1].stanza, "<message>2000</message>");
+
+        assert_eq!(
+            s.archive.remove_before("a.test", ArchiveId(2000)).unwrap(),
+            1
+        );
+        assert_eq!(
+            ids(&s.archive.query(&alice, &ArchiveQuery::default()).unwrap()),
+            [2000, 3000]
+        );
+        let with_bob = ArchiveQuery {
+            with: Some("bob@a.test".into()),
+            ..Default::default()
+        };
+        assert_eq!(s.archive.query(&alice, &with_bob).unwrap().count, 2);
+        // Another domain's retention is its own.
+        assert_eq!(
+            s.archive
+                .query(&other, &ArchiveQuery::default())
+                .unwrap()
+                .count,
+            1
+        );
+
+        let prefs = crate::ArchivePrefs {
+            default: crate::ArchiveDefault::Roster,
+            ..Default::default()
+        };
+        s.archive.set_prefs(&alice, &prefs).unwrap();
+        assert_eq!(s.archive.prefs(&alice).unwrap(), Some(prefs));
+        s.users.delete_user(&alice).unwrap();
+        assert_eq!(
+            s.archive
+                .query(&alice, &ArchiveQuery::default())
+                .unwrap()
+                .count,
+            0
+        );
+        assert_eq!(s.archive.query(&alice, &with_bob).unwrap().count, 0);
+        assert_eq!(s.archive.prefs(&alice).unwrap(), None);
+    }
+}

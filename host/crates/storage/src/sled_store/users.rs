@@ -72,7 +72,8 @@ impl UserStore for SledStore {
         for tree in self.entry_trees() {
             remove_prefix(tree, &prefix)?;
         }
-        self.flush()
+        // The archive goes with the account (XEP-0313 data is the user's).
+        crate::ArchiveStore::delete_owner(self, account)
     }
 
     fn list_users(&self, domain: &str) -> StorageResult<Vec<String>> {
@@ -98,6 +99,9 @@ impl UserStore for SledStore {
             &self.blocks,
             &self.muc_rooms,
             &self.muc_logs,
+            &self.archive_with,
+            &self.archive,
+            &self.archive_prefs,
             &self.roster_meta,
             &self.users,
         ] {
