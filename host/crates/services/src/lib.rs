@@ -12,6 +12,7 @@
 //! | `presence` | RFC 6121 presence and subscriptions | [`presence`] |
 //! | `blocking` | XEP-0191 blocking command, and the filter that enforces it | [`blocking`] |
 //! | `carbons` | XEP-0280 message carbons | [`carbons`] |
+//! | `mam` | XEP-0313 message archive, XEP-0359 stanza ids, XEP-0424 retraction | [`mam`] |
 //! | `offline` | XEP-0160 offline messages | [`offline`] |
 //! | `token-auth` | MongooseIM-style access and refresh token requests | [`token_auth`] |
 //! | `muc` | XEP-0045 multi-user chat (meeting rooms) | [`muc`] |
@@ -25,6 +26,7 @@ pub mod blocking;
 pub mod carbons;
 pub mod components;
 pub mod disco;
+pub mod mam;
 pub mod muc;
 pub mod offline;
 pub mod ping;
@@ -62,6 +64,8 @@ pub struct Services {
     pub components: Arc<components::Connections>,
     /// Cached block lists.
     pub blocking: Arc<blocking::Blocking>,
+    /// The message archive (its writer; room archives use it too).
+    pub mam: Arc<mam::Mam>,
 }
 
 impl Default for Services {
@@ -70,6 +74,7 @@ impl Default for Services {
             muc: muc::MucServices::new(),
             components: Arc::default(),
             blocking: Arc::default(),
+            mam: Arc::default(),
         }
     }
 }
@@ -85,6 +90,8 @@ impl Services {
             Arc::new(roster::Rosters),
             Arc::new(presence::Presence),
             self.blocking.clone(),
+            // Before carbons: copies carry the stanza-id.
+            self.mam.clone(),
             Arc::new(carbons::Carbons::default()),
             Arc::new(offline::Offline),
             Arc::new(token_auth::TokenAuth),

@@ -73,6 +73,9 @@ pub struct ArchivedMessage {
     pub id: ArchiveId,
     /// The bare JID of the other party (for a room archive: the sender's occupant JID).
     pub with: String,
+    /// The other party's resource, when the message named one (for full-JID queries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub with_resource: Option<String>,
     /// Sent by the owner (not received).
     pub outgoing: bool,
     /// The sender's XEP-0359 origin-id, for retraction.
@@ -85,8 +88,10 @@ pub struct ArchivedMessage {
 /// Filters and paging of one query. Bounds are exclusive ids or inclusive times.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ArchiveQuery {
-    /// Only messages with this party (a bare JID; a full JID is matched by the caller).
+    /// Only messages with this party (a bare JID)...
     pub with: Option<String>,
+    /// ... and, when set, this resource of it (a full-JID `with`).
+    pub with_resource: Option<String>,
     /// Archived at or after this time (ms).
     pub start_ms: Option<u64>,
     /// Archived at or before this time (ms).
@@ -199,6 +204,12 @@ impl ArchiveQuery {
                 .end_ms
                 .is_none_or(|e| id < ArchiveId::at_ms(e.saturating_add(1)))
             && self.ids.as_ref().is_none_or(|ids| ids.contains(&id))
+    }
+
+    /// Whether a message is with the query's party (bare JID, and resource if given).
+    pub fn matches_party(&self, m: &ArchivedMessage) -> bool {
+        self.with.as_ref().is_none_or(|w| *w == m.with)
+            && (self.with_resource.is_none() || self.with_resource == m.with_resource)
     }
 
     /// The smallest and largest ids the bounds allow.
@@ -331,7 +342,7 @@ impl ArchiveStore for MemArchiveStore {
         };
         let matching: Vec<ArchiveId> = all
             .values()
-            .filter(|m| q.in_bounds(m.id) && q.with.as_ref().is_none_or(|w| *w == m.with))
+            .filter(|m| q.in_bounds(m.id) && q.matches_party(m))
             .map(|m| m.id)
             .collect();
         Ok(page_of(paginate(&matching, &q.page), |id| {
@@ -523,6 +534,7 @@ mod tests {
         let msg = |id, outgoing, origin: &str| ArchivedMessage {
             id: ArchiveId(id),
             with: "bob@x".into(),
+            with_resource: None,
             outgoing,
             origin_id: Some(origin.into()),
             stanza: format!("m{id}"),

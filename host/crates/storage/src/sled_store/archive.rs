@@ -49,9 +49,18 @@ impl SledStore {
         for key in tree.range(bound(lo.0)..=bound(hi.0)).keys() {
             let key = key.context("reading archive keys")?;
             let id = ArchiveId(keys::archive_id(&key)?);
-            if q.in_bounds(id) {
-                ids.push(id);
+            if !q.in_bounds(id) {
+                continue;
             }
+            // A full-JID `with`: the resource is in the message, not the key.
+            if q.with_resource.is_some()
+                && !self
+                    .load_archived(owner, id)?
+                    .is_some_and(|m| q.matches_party(&m))
+            {
+                continue;
+            }
+            ids.push(id);
         }
         Ok(ids)
     }

@@ -605,6 +605,7 @@ mod archive {
         ArchivedMessage {
             id: ArchiveId(id),
             with: with.into(),
+            with_resource: None,
             outgoing,
             origin_id: Some(format!("o{id}")),
             stanza: format!("<message>{id}</message>"),
