@@ -40,6 +40,8 @@ pub struct Core {
     pub verified_passwords: crate::sasl::verified::VerifiedPasswords,
     /// Stream management sessions a client may resume, by resumption id.
     pub resumptions: crate::session::resumption::Resumptions,
+    /// iq requests the server sent itself, waiting for their answers.
+    pub requests: crate::pipeline::requests::PendingRequests,
 }
 
 impl Core {
@@ -64,6 +66,7 @@ impl Core {
             drain: Default::default(),
             verified_passwords,
             resumptions: Default::default(),
+            requests: Default::default(),
         }
     }
 

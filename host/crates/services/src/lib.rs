@@ -13,6 +13,7 @@
 //! | `blocking` | XEP-0191 blocking command, and the filter that enforces it | [`blocking`] |
 //! | `carbons` | XEP-0280 message carbons | [`carbons`] |
 //! | `mam` | XEP-0313 message archive, XEP-0359 stanza ids, XEP-0424 retraction | [`mam`] |
+//! | `push` | XEP-0357 push notifications to app servers | [`push`] |
 //! | `offline` | XEP-0160 offline messages | [`offline`] |
 //! | `token-auth` | MongooseIM-style access and refresh token requests | [`token_auth`] |
 //! | `muc` | XEP-0045 multi-user chat (meeting rooms) | [`muc`] |
@@ -31,6 +32,7 @@ pub mod muc;
 pub mod offline;
 pub mod ping;
 pub mod presence;
+pub mod push;
 pub mod roster;
 pub mod time;
 pub mod token_auth;
@@ -93,6 +95,7 @@ impl Services {
             // Before carbons: copies carry the stanza-id.
             self.mam.clone(),
             Arc::new(carbons::Carbons::default()),
+            Arc::new(push::Push::default()),
             Arc::new(offline::Offline),
             Arc::new(token_auth::TokenAuth),
             Arc::new(muc::Muc(self.muc.clone())),

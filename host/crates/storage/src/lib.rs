@@ -1,6 +1,6 @@
 //! Persistent data, one small trait per concern: accounts and credentials
 //! ([`UserStore`]), rosters ([`RosterStore`]), offline messages ([`OfflineStore`]),
-//! message archives ([`ArchiveStore`]),
+//! message archives ([`ArchiveStore`]), small per-account records ([`AccountDataStore`]),
 //! block lists ([`BlockStore`]), persistent MUC rooms ([`MucStore`]), plugin versions,
 //! blobs and key-value data ([`PluginStore`]) and server-issued token state
 //! ([`TokenStore`]). [`Storage`] bundles one implementation of each; the embedded default
@@ -11,6 +11,7 @@
 //! A write that returns `Ok` is on disk: implementations flush before acknowledging.
 //! Methods are synchronous; async callers run them with [`blocking`].
 
+pub mod account_data;
 pub mod archive;
 pub mod credentials;
 pub mod muc;
@@ -18,6 +19,7 @@ pub mod plugins;
 pub mod sled_store;
 pub mod tokens;
 
+pub use account_data::{AccountDataStore, MemAccountDataStore};
 pub use archive::{
     ArchiveDefault, ArchiveId, ArchivePage, ArchivePrefs, ArchiveQuery, ArchiveStore,
     ArchivedMessage, MemArchiveStore, Page, PageAt,
@@ -219,6 +221,7 @@ pub struct Storage {
     pub rosters: Arc<dyn RosterStore>,
     pub offline: Arc<dyn OfflineStore>,
     pub archive: Arc<dyn ArchiveStore>,
+    pub account_data: Arc<dyn AccountDataStore>,
     pub blocks: Arc<dyn BlockStore>,
     pub tenants: Arc<dyn TenantStore>,
     pub muc: Arc<dyn MucStore>,

@@ -13,6 +13,7 @@
 //! | `archive`     | `domain \0 local \0 id(u64 BE)`   | JSON [`ArchivedMessage`]    |
 //! | `archive_with`| `domain \0 local \0 with \0 id(u64 BE)` | empty (conversation index) |
 //! | `archive_prefs` | `domain \0 local`               | JSON [`ArchivePrefs`]       |
+//! | `account_data` | `domain \0 local \0 kind`        | the feature's bytes         |
 //!
 //! A domain prefix and an account prefix always end with the separator, so `a.test` never
 //! matches `a.test2` and `al` never matches `alice`. Normalized JIDs cannot contain NUL;

@@ -22,6 +22,7 @@
 //! [`BlockStore`]: super::BlockStore
 //! [`PluginStore`]: super::PluginStore
 
+mod account_data;
 mod archive;
 mod blocks;
 mod keys;
@@ -54,6 +55,7 @@ pub fn open(dir: &Path) -> StorageResult<Storage> {
         rosters: store.clone(),
         offline: store.clone(),
         archive: store.clone(),
+        account_data: store.clone(),
         blocks: store.clone(),
         tenants: store.clone(),
         muc: store.clone(),
@@ -100,6 +102,7 @@ struct SledStore {
     archive: Tree,
     archive_with: Tree,
     archive_prefs: Tree,
+    account_data: Tree,
 }
 
 impl SledStore {
@@ -123,6 +126,7 @@ impl SledStore {
             archive: tree("archive")?,
             archive_with: tree("archive_with")?,
             archive_prefs: tree("archive_prefs")?,
+            account_data: tree("account_data")?,
             db,
         })
     }

@@ -750,3 +750,20 @@ mod archive {
         assert_eq!(s.archive.prefs(&alice).unwrap(), None);
     }
 }
+
+#[test]
+fn account_data_is_kept_per_kind_and_goes_with_the_account() {
+    let (_dir, s) = temp();
+    let alice = acct("alice", "a.test");
+    s.users.create_user(&alice, &creds(1)).unwrap();
+    s.account_data.put(&alice, "push", b"[1]").unwrap();
+    s.account_data.put(&alice, "other", b"x").unwrap();
+    assert_eq!(
+        s.account_data.get(&alice, "push").unwrap().as_deref(),
+        Some(&b"[1]"[..])
+    );
+    s.account_data.put(&alice, "other", b"").unwrap();
+    assert_eq!(s.account_data.get(&alice, "other").unwrap(), None);
+    s.users.delete_user(&alice).unwrap();
+    assert_eq!(s.account_data.get(&alice, "push").unwrap(), None);
+}
