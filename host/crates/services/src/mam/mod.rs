@@ -110,12 +110,12 @@ impl Mam {
 
     /// A client sent a message: the sender's copy, or a retraction of its own message.
     fn on_sent(&self, ctx: &MessageContext<'_>, msg: &mut Element) {
-        let Some(to) = msg.attr("to").and_then(|t| jid::Jid::new(t).ok()) else {
+        // `to` was normalized when the client's stanza was read.
+        let Some((with, resource)) = msg.attr("to").map(split_jid) else {
             return;
         };
-        let with = to.to_bare().to_string();
         // Notes to self are archived once, as received.
-        if with == ctx.account.to_string() || !archivable(msg) {
+        if !archivable(msg) || is_own(ctx.account, &with) {
             return;
         }
         strip_stanza_ids(msg, &ctx.account.to_string());
@@ -126,13 +126,7 @@ impl Mam {
         if self.surely_not(ctx.account, &with) {
             return;
         }
-        let entry = archived(
-            ArchiveId::next(),
-            with,
-            to.resource().map(|r| r.to_string()),
-            true,
-            msg,
-        );
+        let entry = archived(ArchiveId::next(), with, resource, true, msg);
         self.writer.append(ctx.core, ctx.account.clone(), entry);
     }
 
@@ -144,10 +138,10 @@ impl Mam {
         if !archivable(msg) {
             return;
         }
-        let Some(from) = msg.attr("from").and_then(|f| jid::Jid::new(f).ok()) else {
+        // `from` was stamped by the server (a session's full JID, a hosted entity's JID).
+        let Some((with, resource)) = msg.attr("from").map(split_jid) else {
             return;
         };
-        let with = from.to_bare().to_string();
         if let Some(id) = retracted_id(msg) {
             self.writer
                 .retract(ctx.core, ctx.account.clone(), with.clone(), id, false, msg);
@@ -161,7 +155,7 @@ impl Mam {
                 .with_attr("id", id.to_string())
                 .with_attr("by", own),
         );
-        let entry = archived(id, with, from.resource().map(|r| r.to_string()), false, msg);
+        let entry = archived(id, with, resource, false, msg);
         self.writer.append(ctx.core, ctx.account.clone(), entry);
     }
 
@@ -207,6 +201,20 @@ pub fn archivable(msg: &Element) -> bool {
         || msg.has_child("retract", ns::RETRACT)
         || msg.has_child("encrypted", "eu.siacs.conversations.axolotl")
         || msg.children().any(|c| c.ns() == ns::JINGLE_MESSAGE)
+}
+
+/// A normalized JID's bare part and resource.
+fn split_jid(jid: &str) -> (String, Option<String>) {
+    match jid.split_once('/') {
+        Some((bare, res)) => (bare.to_string(), Some(res.to_string())),
+        None => (jid.to_string(), None),
+    }
+}
+
+/// Whether `bare` is the account itself.
+fn is_own(account: &Account, bare: &str) -> bool {
+    bare.split_once('@')
+        .is_some_and(|(l, d)| l == account.local && d == account.domain)
 }
 
 /// Removes `<stanza-id/>` elements claiming to be from `by`'s archive.

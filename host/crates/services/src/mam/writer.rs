@@ -4,10 +4,14 @@
 //! Retractions go through the same queue, so they apply after the message they retract.
 //! A query first waits on a [`Writer::barrier`]: what was queued before it is on disk.
 //!
+//! Writes are group-committed: the task collects for up to [`GROUP_COMMIT`] before one
+//! write and one flush, except that a query's barrier is served at once.
+//!
 //! The task starts with the first job (hooks run inside the runtime), along with the
 //! retention purge.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use dashmap::DashMap;
 use tokio::sync::{mpsc, oneshot};
@@ -18,7 +22,12 @@ use crate::xml::Element;
 use heliograph_core::Core;
 
 /// Jobs written in one batch at most.
-const BATCH: usize = 512;
+const BATCH: usize = 4096;
+/// How long the writer keeps collecting before it writes (group commit): one storage
+/// write and one flush for everything archived meanwhile. A query's barrier ends the
+/// wait at once, so a client never waits for it; a crash may lose at most this much of
+/// the archive (never a message: delivery and offline storage do not wait for it).
+const GROUP_COMMIT: Duration = Duration::from_millis(25);
 
 enum Job {
     Append(Account, ArchivedMessage),
@@ -99,6 +108,14 @@ async fn run(
 ) {
     let mut jobs = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut jobs, BATCH).await > 0 {
+        let deadline = tokio::time::Instant::now() + GROUP_COMMIT;
+        while jobs.len() < BATCH && !jobs.iter().any(|j| matches!(j, Job::Barrier(_))) {
+            let room = BATCH - jobs.len();
+            match tokio::time::timeout_at(deadline, rx.recv_many(&mut jobs, room)).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
         let batch = std::mem::take(&mut jobs);
         let (core2, cache2) = (core.clone(), cache.clone());
         let barriers = storage::blocking(move || write(&core2, &cache2, batch)).await;

@@ -11,7 +11,7 @@
 //! | `muc_rooms`   | `domain \0 room`                   | JSON [`StoredRoom`]         |
 //! | `muc_logs`    | `domain \0 room \0 number(u64 BE)` | JSON [`RoomLogEntry`]       |
 //! | `archive`     | `domain \0 local \0 id(u64 BE)`   | JSON [`ArchivedMessage`]    |
-//! | `archive_with`| `domain \0 local \0 with \0 id(u64 BE)` | empty (conversation index) |
+//! | `archive_with`| `domain \0 local \0 with \0 first id(u64 BE)` | ids (u64 BE each): a chunk of the conversation index |
 //! | `archive_prefs` | `domain \0 local`               | JSON [`ArchivePrefs`]       |
 //! | `account_data` | `domain \0 local \0 kind`        | the feature's bytes         |
 //!
