@@ -173,11 +173,11 @@ impl<P: Protocol> Driver<P> {
             let end = self.serve_link().await;
             if end == End::LinkGone
                 && let Some(keep) = self.protocol.link_lost()
-                && self.wait_for_link(keep).await
+                && Box::pin(self.wait_for_link(keep)).await
             {
                 continue;
             }
-            self.finish(end).await;
+            Box::pin(self.finish(end)).await;
             return;
         }
     }
@@ -210,7 +210,7 @@ impl<P: Protocol> Driver<P> {
                 }
             }
             if let Some(handover) = self.handover.take() {
-                match self.hand_over(handover).await {
+                match Box::pin(self.hand_over(handover)).await {
                     Ok(()) => return End::HandedOver,
                     Err(sasl2) => actions.extend(self.protocol.handover_failed(sasl2)),
                 }
@@ -231,7 +231,7 @@ impl<P: Protocol> Driver<P> {
                 Wake::Mail(Some(SessionMsg::Attach(attach))) => {
                     // A new link takes over while the old one is still open (a client
                     // resuming from a new connection before the old one timed out).
-                    actions.extend(self.take_over(*attach).await);
+                    actions.extend(Box::pin(self.take_over(*attach)).await);
                 }
                 Wake::Mail(Some(msg)) => {
                     actions.extend(self.protocol.on_mailbox(msg));
@@ -631,7 +631,7 @@ impl<P: Protocol> Driver<P> {
             w.await;
         }
         if let Some(late) = self.pending_attach.take() {
-            self.refuse(*late).await;
+            Box::pin(self.refuse(*late)).await;
         }
         let mut unsent = self.link.take_unsent();
         unsent.append(&mut self.stranded);
@@ -642,12 +642,14 @@ impl<P: Protocol> Driver<P> {
             match msg {
                 SessionMsg::Stanza(el) => unread.push(*el),
                 SessionMsg::Close(..) => {}
-                SessionMsg::Attach(late) => self.refuse(*late).await,
+                SessionMsg::Attach(late) => Box::pin(self.refuse(*late)).await,
             }
         }
         // Always asked: a protocol may hold stanzas of its own (unacknowledged ones).
-        self.protocol.rescue(unsent, unread).await;
-        self.protocol.finish().await;
+        // Boxed, as every end-of-session step: their futures (routing, storage) would
+        // otherwise be part of every connection's future, idle or not.
+        Box::pin(self.protocol.rescue(unsent, unread)).await;
+        Box::pin(self.protocol.finish()).await;
         if let End::Closed { peer_closed } = end {
             self.link.close(peer_closed).await;
         }

@@ -59,10 +59,15 @@ pub struct StreamManagement {
     handled: u32,
     /// Stanzas sent to the client.
     sent: u32,
-    /// Stanzas sent and not acknowledged, oldest first, with when each was first sent.
-    unacked: VecDeque<(Element, SystemTime)>,
+    /// Stanzas sent and not acknowledged, oldest first, serialized (one allocation each,
+    /// far cheaper than keeping a copy of the element tree), with when each was first
+    /// sent. Read back only to resend or rescue them.
+    unacked: VecDeque<(String, SystemTime)>,
     /// Stanzas sent since the server last asked for an acknowledgement.
     since_request: u32,
+    /// The server asked and the client has not answered yet: no new request until it
+    /// does (a slow client is not flooded with `<r/>`).
+    awaiting_ack: bool,
     /// The resumption id, when the client asked for resumption.
     resume_id: Option<String>,
 }
@@ -105,14 +110,16 @@ impl StreamManagement {
     /// A stanza goes to the client: it is kept until acknowledged.
     pub fn on_sent(&mut self, el: &Element) -> Sent {
         self.sent = self.sent.wrapping_add(1);
-        self.unacked.push_back((el.clone(), SystemTime::now()));
+        self.unacked
+            .push_back((el.to_string_in(ns::CLIENT), SystemTime::now()));
         if self.unacked.len() > self.limits.max_unacked {
             return Sent::TooMany;
         }
         self.since_request += 1;
         let interval = self.limits.ack_request_interval;
-        if interval > 0 && self.since_request >= interval {
+        if interval > 0 && self.since_request >= interval && !self.awaiting_ack {
             self.since_request = 0;
+            self.awaiting_ack = true;
             return Sent::AskAck;
         }
         Sent::Queued
@@ -136,18 +143,40 @@ impl StreamManagement {
             return Err(HandledTooHigh { h, sent: self.sent });
         }
         self.unacked.drain(..newly as usize);
+        self.awaiting_ack = false;
         Ok(())
     }
 
     /// Copies of the unacknowledged stanzas, in order, to send again on a resumed stream
     /// (they keep their numbers: the client counts them as it receives them).
     pub fn replay(&self) -> Vec<Element> {
-        self.unacked.iter().map(|(el, _)| el.clone()).collect()
+        self.unacked
+            .iter()
+            .filter_map(|(s, _)| read_back(s))
+            .collect()
     }
 
     /// Takes the unacknowledged stanzas (the session is over), with when each was sent.
     pub fn take_unacked(&mut self) -> Vec<(Element, SystemTime)> {
-        self.unacked.drain(..).collect()
+        self.unacked
+            .drain(..)
+            .filter_map(|(s, at)| Some((read_back(&s)?, at)))
+            .collect()
+    }
+}
+
+/// Parses a stanza this server serialized (trusted: no size or depth limit applies).
+fn read_back(serialized: &str) -> Option<Element> {
+    let limits = crate::xml::ParserLimits {
+        max_stanza_bytes: usize::MAX,
+        max_depth: usize::MAX,
+    };
+    match crate::xml::parser::parse_element(serialized.as_bytes(), ns::CLIENT, limits) {
+        Ok(el) => Some(el),
+        Err(e) => {
+            tracing::error!(error = %e, "an unacknowledged stanza could not be read back");
+            None
+        }
     }
 }
 
@@ -264,10 +293,14 @@ mod tests {
             ..SmLimits::default()
         };
         let mut sm = StreamManagement::enabled(None, limits);
-        let asks: Vec<bool> = (0..7)
+        let mut asks: Vec<bool> = (0..3)
             .map(|i| sm.on_sent(&msg(i)) == Sent::AskAck)
             .collect();
+        // Answered: the next request comes after another interval.
+        sm.on_ack(0).unwrap();
+        asks.extend((3..7).map(|i| sm.on_sent(&msg(i)) == Sent::AskAck));
         assert_eq!(asks, [false, false, true, false, false, true, false]);
+        // Unanswered: no new request however many stanzas follow.
         assert_eq!(sm.on_sent(&msg(7)), Sent::Queued);
         assert_eq!(
             sm.on_sent(&msg(8)),

@@ -135,13 +135,13 @@ pub struct StreamCore {
     /// Routing work for the driver to run (see [`Protocol::take_work`]).
     work: Vec<Pending>,
     /// Stream management, once the client enabled it.
-    sm: Option<crate::session::sm::StreamManagement>,
+    sm: Option<Box<crate::session::sm::StreamManagement>>,
     /// The client resumed another session: this stream's link goes there.
-    handover: Option<HandOver>,
+    handover: Option<Box<HandOver>>,
     /// The session that ended, kept for the rescue of what it did not deliver.
     ended: Option<Arc<SessionEntry>>,
     /// XEP-0352: what an inactive client is not sent yet.
-    csi: crate::session::csi::CsiBuffer,
+    csi: Option<Box<crate::session::csi::CsiBuffer>>,
 }
 
 impl StreamCore {
@@ -171,7 +171,7 @@ impl StreamCore {
             sm: None,
             handover: None,
             ended: None,
-            csi: Default::default(),
+            csi: None,
         }
     }
 
@@ -239,8 +239,10 @@ impl StreamCore {
     /// Handles a message from the rest of the server for the bound session.
     pub fn on_mailbox(&mut self, msg: SessionMsg) -> Vec<Action> {
         let mut actions = match msg {
-            SessionMsg::Stanza(el) if !self.csi.is_inactive() => vec![Action::Send(*el)],
-            SessionMsg::Stanza(el) => self.csi.push(*el).into_iter().map(Action::Send).collect(),
+            SessionMsg::Stanza(el) => match self.csi.as_mut().filter(|c| c.is_inactive()) {
+                None => vec![Action::Send(*el)],
+                Some(csi) => csi.push(*el).into_iter().map(Action::Send).collect(),
+            },
             SessionMsg::Close(cond, text) => self.close(Some((cond, text.map(String::from)))),
             // Links are attached by the driver, never by the stream.
             SessionMsg::Attach(_) => Vec::new(),
@@ -753,15 +755,14 @@ impl StreamCore {
             if el.ns() == csi::NS && self.csi_available() {
                 return match el.name() {
                     "inactive" => {
-                        self.csi.set_inactive();
+                        // Allocated on first use: most sessions never go inactive.
+                        self.csi.get_or_insert_default().set_inactive();
                         Vec::new()
                     }
-                    "active" => self
-                        .csi
-                        .set_active()
-                        .into_iter()
-                        .map(Action::Send)
-                        .collect(),
+                    "active" => match self.csi.as_mut() {
+                        Some(csi) => csi.set_active().into_iter().map(Action::Send).collect(),
+                        None => Vec::new(),
+                    },
                     _ => self.close(Some((
                         StreamErrorCondition::UnsupportedStanzaType,
                         Some(format!("<{}/>", el.name())),
@@ -984,7 +985,7 @@ impl Protocol for StreamCore {
     }
 
     fn take_handover(&mut self) -> Option<HandOver> {
-        self.handover.take()
+        self.handover.take().map(|h| *h)
     }
 
     fn handover_failed(&mut self, sasl2: Option<(Element, Element)>) -> Vec<Action> {
@@ -1009,7 +1010,10 @@ impl Protocol for StreamCore {
         let entry = self.entry.clone().or_else(|| self.ended.clone());
         // What CSI held was never sent: it goes before what the mailbox still had.
         let mut unread = unread;
-        unread.splice(0..0, self.csi.flush());
+        unread.splice(
+            0..0,
+            self.csi.as_mut().map(|c| c.flush()).unwrap_or_default(),
+        );
         let undelivered = self.sm_rescue(unsent, unread);
         async move {
             let Some(account) = account else { return };

@@ -218,11 +218,11 @@ impl StreamCore {
                         bound: None,
                         token,
                     });
-                    self.handover = Some(HandOver {
+                    self.handover = Some(Box::new(HandOver {
                         mailbox: live.mailbox,
                         handled: resume.handled,
                         sasl2: Some((success, bound_features())),
-                    });
+                    }));
                     return Vec::new();
                 }
                 Err(failed) => resume_failed = Some(failed),

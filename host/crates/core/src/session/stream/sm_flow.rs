@@ -128,7 +128,7 @@ impl StreamCore {
         let enabled = sm::enabled(resume_id.as_deref(), limits.resume_timeout);
         tracing::debug!(jid = %entry.full_jid, resumable = resume_id.is_some(), "stream management enabled");
         crate::metrics::stream_management("enabled");
-        self.sm = Some(StreamManagement::enabled(resume_id, limits));
+        self.sm = Some(Box::new(StreamManagement::enabled(resume_id, limits)));
         enabled
     }
 
@@ -138,11 +138,11 @@ impl StreamCore {
     fn resume(&mut self, req: ResumeRequest) -> Vec<Action> {
         match self.find_resumable(&req) {
             Ok(live) => {
-                self.handover = Some(HandOver {
+                self.handover = Some(Box::new(HandOver {
                     mailbox: live.mailbox,
                     handled: req.handled,
                     sasl2: None,
-                });
+                }));
                 Vec::new()
             }
             Err(failed) => vec![Action::Send(failed)],
