@@ -22,7 +22,7 @@ use crate::{Account, StorageError, StorageResult};
 
 /// The ids of an index chunk.
 fn chunk_ids(key: &[u8], value: &[u8]) -> StorageResult<impl DoubleEndedIterator<Item = u64>> {
-    if value.len() % 8 != 0 {
+    if !value.len().is_multiple_of(8) {
         return Err(StorageError::Corrupt(format!(
             "archive index chunk of {} bytes at {}",
             value.len(),
