@@ -115,6 +115,12 @@ pub async fn delete(ctx: Ctx) -> ApiResult {
     .map_err(|e| storage_error(&account, e))?;
     ctx.server().core.verified_passwords.forget(&account);
     let kicked = ctx.server().core.router.kick_account(&account);
+    // The sessions are gone and new messages bounce: nothing archived later survives.
+    ctx.server()
+        .services
+        .mam
+        .forget_account(&ctx.server().core, &account)
+        .await;
     tracing::info!(account = %account, sessions_ended = kicked, "admin API: account deleted");
     Ok(no_content())
 }

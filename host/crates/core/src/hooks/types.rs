@@ -156,7 +156,8 @@ pub enum MessageStage {
     /// account is the sender's.
     Sent,
     /// It is about to reach a local account: the context's account is the recipient,
-    /// `targets` the sessions it goes to (none: it goes to offline storage, or bounces).
+    /// `targets` the sessions it goes to (none: it goes to offline storage; a message for
+    /// an account that does not exist bounces without any hook seeing it).
     /// Runs once per message and account, including for groupchat and error messages
     /// (hooks pick what concerns them), never for messages routed again after a session
     /// ended.

@@ -173,11 +173,9 @@ async fn deliver_with(
                     continue;
                 }
             }
-            Targets::Nobody => {
-                if hooks {
-                    received(core, account, &[], &mut msg);
-                }
-            }
+            // The hooks run once the account is known to exist (in `undeliverable`):
+            // nothing is archived or pushed for an account that is gone.
+            Targets::Nobody => {}
             Targets::Drop => return,
             Targets::Bounce => {
                 if let Some(o) = origin {
@@ -192,7 +190,7 @@ async fn deliver_with(
         return;
     }
     // Boxed: the common case above stays small (it runs for every message).
-    Box::pin(undeliverable(core, account, msg, origin)).await
+    Box::pin(undeliverable(core, account, msg, origin, hooks)).await
 }
 
 /// Where a message for an account goes.
@@ -246,12 +244,21 @@ fn received(core: &Arc<Core>, account: &Account, targets: &[Arc<SessionEntry>], 
 
 /// No session took the message: offline storage (the undeliverable hook) if the account
 /// exists, else an error.
-async fn undeliverable(core: &Arc<Core>, account: &Account, msg: Element, origin: Option<&Origin>) {
+async fn undeliverable(
+    core: &Arc<Core>,
+    account: &Account,
+    mut msg: Element,
+    origin: Option<&Origin>,
+    hooks: bool,
+) {
     if !core.account_exists(account).await {
         if let Some(o) = origin {
             bounce(core, o, &msg, Condition::ServiceUnavailable, None).await;
         }
         return;
+    }
+    if hooks {
+        received(core, account, &[], &mut msg);
     }
     let refusal = match store_undeliverable(core, account, &msg).await {
         Stored::Yes => return,

@@ -167,6 +167,19 @@ impl Mam {
             .is_some_and(|p| prefs::decide(&p, with, None) == Some(false))
     }
 
+    /// An account was deleted: what the writer still held for it is written and then
+    /// removed with the rest (storage deleted the archive with the account, but a batch
+    /// in flight could bring a message back), and its cached preferences go.
+    pub async fn forget_account(&self, core: &Arc<heliograph_core::Core>, account: &Account) {
+        self.writer.barrier(core).await;
+        self.prefs.remove(account);
+        let store = core.storage.archive.clone();
+        let a = account.clone();
+        if let Err(e) = crate::storage::blocking(move || store.delete_owner(&a)).await {
+            tracing::error!(jid = %account, error = %e, "deleting the archive failed");
+        }
+    }
+
     /// The writer, for the retention task and tests.
     pub fn writer(&self) -> &writer::Writer {
         &self.writer
