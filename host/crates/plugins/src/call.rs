@@ -69,6 +69,8 @@ pub(crate) struct CallContext<'a> {
     pub store: Arc<dyn PluginStore>,
     pub scope: CallScope,
     pub config: Arc<PluginConfig>,
+    /// The instance's linear memory in bytes, once instantiated (see `CallLimiter`).
+    pub memory_bytes: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl CallContext<'_> {
@@ -78,6 +80,7 @@ impl CallContext<'_> {
             self.scope.clone(),
             self.config.clone(),
             self.store.clone(),
+            self.memory_bytes.clone(),
         );
         let mut store = Store::new(self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -120,10 +123,17 @@ impl CallContext<'_> {
         if cause == FailureCause::Memory {
             detail.push_str(" (memory cap reached)");
         }
+        // What the guest printed (a Rust panic message, a Python traceback), on one line
+        // so the failure stays one log record.
         let output = state.captured_output();
+        let output: Vec<&str> = output
+            .lines()
+            .map(str::trim_end)
+            .filter(|l| !l.is_empty())
+            .collect();
         if !output.is_empty() {
             detail.push_str("; plugin output: ");
-            detail.push_str(&output);
+            detail.push_str(&output.join(" | "));
         }
         (cause, detail)
     }
@@ -346,6 +356,17 @@ impl CallContext<'_> {
                 decision(d).map_err(invalid)
             }
         }
+    }
+
+    /// Instantiates without calling anything (figures for tools and benchmarks): the time
+    /// it took. The memory is in [`CallContext::memory_bytes`].
+    pub(crate) fn instantiate_only(&self, pre: &WorldPre) -> Result<Duration, CallFailure> {
+        let mut store = self.new_store(self.settings.auth_deadline_ms);
+        let start = Instant::now();
+        pre.instance_pre()
+            .instantiate(&mut store)
+            .map_err(|e| self.failure(&store, "instantiation", e))?;
+        Ok(start.elapsed())
     }
 
     /// Trial instantiation, then the optional `lifecycle.init` with the configuration.

@@ -1,6 +1,9 @@
-//! Per-call resource limits: a [`ResourceLimiter`] that caps linear memory and tables and
+//! Per-call resource limits: a [`ResourceLimiter`] that caps linear memory and tables,
 //! remembers whether a cap was hit, so a resulting trap is reported as `memory` rather than
-//! as a generic trap.
+//! as a generic trap, and counts the instance's linear memory (for the figures).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use wasmtime::ResourceLimiter;
 
@@ -10,13 +13,18 @@ const MAX_TABLE_ELEMENTS: usize = 100_000;
 pub(crate) struct CallLimiter {
     memory_limit: usize,
     pub(crate) memory_hit: bool,
+    /// Linear memory the instance has (every memory's size, in bytes): what it was
+    /// instantiated with, plus what it grew since. Shared with the caller, which reads it
+    /// once the store is gone.
+    memory_bytes: Arc<AtomicUsize>,
 }
 
 impl CallLimiter {
-    pub(crate) fn new(memory_limit: usize) -> CallLimiter {
+    pub(crate) fn new(memory_limit: usize, memory_bytes: Arc<AtomicUsize>) -> CallLimiter {
         CallLimiter {
             memory_limit,
             memory_hit: false,
+            memory_bytes,
         }
     }
 }
@@ -24,7 +32,7 @@ impl CallLimiter {
 impl ResourceLimiter for CallLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -32,6 +40,8 @@ impl ResourceLimiter for CallLimiter {
             self.memory_hit = true;
             return Ok(false);
         }
+        self.memory_bytes
+            .fetch_add(desired.saturating_sub(current), Ordering::Relaxed);
         Ok(true)
     }
 

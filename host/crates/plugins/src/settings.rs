@@ -21,9 +21,12 @@ pub struct PluginSettings {
     pub init_deadline_ms: u64,
     /// Linear memory one plugin instance may use, in MiB.
     pub memory_limit_mib: u64,
-    /// Largest Wasm upload accepted, in MiB.
+    /// Largest Wasm upload accepted, in MiB. 64 by default: a Python component
+    /// (componentize-py) carries CPython and the modules it imports, 19-21 MiB for the
+    /// first-party ones, where a Rust plugin is 0.1-0.3 MiB.
     pub max_upload_mib: u64,
-    /// Versions kept per slot for rollback (the active one included).
+    /// Versions kept per slot for rollback (the active one included). The last version
+    /// that served without failures is never dropped, so a slot may keep one more.
     pub keep_versions: usize,
     /// Plugin instances alive at once (calls beyond this wait for a free one, before their
     /// deadline starts); the host also runs no more calls at once than there are CPUs. With
@@ -50,7 +53,7 @@ impl Default for PluginSettings {
             component_deadline_ms: 50,
             init_deadline_ms: 1000,
             memory_limit_mib: 32,
-            max_upload_mib: 16,
+            max_upload_mib: 64,
             keep_versions: 3,
             max_concurrent_calls: 64,
             pooling_allocator: true,

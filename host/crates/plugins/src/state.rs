@@ -62,6 +62,7 @@ impl CallState {
         scope: CallScope,
         config: Arc<PluginConfig>,
         store: Arc<dyn PluginStore>,
+        memory_bytes: Arc<std::sync::atomic::AtomicUsize>,
     ) -> CallState {
         let stderr = MemoryOutputPipe::new(OUTPUT_CAPTURE);
         let wasi = WasiCtxBuilder::new()
@@ -75,7 +76,7 @@ impl CallState {
             wasi,
             table: ResourceTable::new(),
             stderr,
-            limiter: CallLimiter::new(settings.memory_limit_bytes()),
+            limiter: CallLimiter::new(settings.memory_limit_bytes(), memory_bytes),
             scope,
             config,
             store,

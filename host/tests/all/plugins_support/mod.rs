@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
 use heliograph::plugins::{
-    AuthRequest, Mechanism, PluginConfig, PluginHost, PluginSettings, Transport,
+    AuthRequest, Mechanism, PluginConfig, PluginHost, PluginSettings, Transport, World,
 };
 use heliograph::storage::{PluginStore, Storage};
 
@@ -78,10 +78,80 @@ pub fn wasm_dir() -> Option<PathBuf> {
     .clone()
 }
 
+/// Directory of the Python plugins (`plugins/python`, built with componentize-py into
+/// `<target>/plugins/python` by `plugins/python/build.sh`, which tests/run.sh runs with
+/// its pinned componentize-py), or `None` (with a message) when they are not built and
+/// no componentize-py is at hand. With `COMPONENTIZE_PY` set, or `componentize-py` on
+/// the PATH, the script is run first (a no-op when nothing changed). In CI a missing
+/// Python plugin is a failure, not a skip.
+pub fn python_wasm_dir() -> Option<PathBuf> {
+    static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = target_dir().join("plugins/python");
+        let tool = std::env::var_os("COMPONENTIZE_PY").or_else(|| {
+            Command::new("componentize-py")
+                .arg("--version")
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|_| "componentize-py".into())
+        });
+        if let Some(tool) = tool {
+            let status = Command::new(repo_root().join("plugins/python/build.sh"))
+                .arg(&out)
+                .env("COMPONENTIZE_PY", tool)
+                .status()
+                .expect("running plugins/python/build.sh");
+            assert!(status.success(), "building the Python plugins failed");
+        }
+        let built = ["allowlist_py", "meeting_policy_py"]
+            .iter()
+            .all(|n| out.join(format!("{n}.wasm")).is_file());
+        if !built {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "the Python plugins are not built in CI (tests/run.sh builds them with componentize-py)"
+            );
+            eprintln!(
+                "SKIPPING Python plugin tests: {} has no built Python plugins and no \
+                 componentize-py was found (run tests/run.sh, or set COMPONENTIZE_PY)",
+                out.display()
+            );
+            return None;
+        }
+        warm_shared_cache(&out);
+        Some(out)
+    })
+    .clone()
+}
+
 /// The bytes of a built plugin (`allowlist`, `hostile`, `wrong_version`, `wrong_world`).
 pub fn wasm(dir: &Path, name: &str) -> Vec<u8> {
     let path = dir.join(format!("{name}.wasm"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Returns early from a test when the Python plugins are not built here (see
+/// [`python_wasm_dir`]).
+#[macro_export]
+macro_rules! python_or_skip {
+    () => {
+        match plugins_support::python_wasm_dir() {
+            Some(dir) => dir,
+            None => return,
+        }
+    };
+}
+
+/// The bytes of a first-party plugin by name: `NAME_py` from the Python plugins, any
+/// other from the Rust ones (both must be built: see [`wasm_dir`], [`python_wasm_dir`]).
+pub fn plugin_wasm(name: &str) -> Vec<u8> {
+    let dir = if name.ends_with("_py") {
+        python_wasm_dir()
+    } else {
+        wasm_dir()
+    };
+    wasm(&dir.expect("the plugin is built"), name)
 }
 
 /// Returns early from a test when the plugins cannot be built here.
@@ -117,8 +187,46 @@ pub fn host_with(settings: PluginSettings) -> TestHost {
     let dir = tempfile::tempdir().unwrap();
     let storage = Storage::open_sled(&dir.path().join("db")).unwrap();
     let store = storage.plugins.clone();
-    let host = PluginHost::new(settings, store.clone(), dir.path().join("cache")).unwrap();
+    let host = PluginHost::new(settings, store.clone(), shared_cache_dir()).unwrap();
     TestHost { host, store, dir }
+}
+
+/// The compiled-code cache the test hosts share (`<target>/plugins/test-cache`): a
+/// Python component takes seconds to compile in a test build, so it is compiled once
+/// (see [`python_wasm_dir`]) and then loaded from here, in this run and the next. Tests
+/// that count compilations use a cache of their own.
+pub fn shared_cache_dir() -> PathBuf {
+    target_dir().join("plugins/test-cache")
+}
+
+/// Compiles the Python plugins into the shared cache, once, before the tests that use
+/// them run in parallel (each would compile them otherwise).
+fn warm_shared_cache(dir: &Path) {
+    let wasms: Vec<(World, Vec<u8>)> = vec![
+        (World::Authenticator, wasm(dir, "allowlist_py")),
+        (World::RoomPolicy, wasm(dir, "meeting_policy_py")),
+    ];
+    std::thread::spawn(move || {
+        let t = host();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for (world, bytes) in wasms {
+            // An install compiles (or finds the cache entry); the configuration is beside
+            // the point, and the meeting policy's init accepts `{}`.
+            let cfg = if world == World::Authenticator {
+                r#"{"users": {}}"#
+            } else {
+                "{}"
+            };
+            rt.block_on(t.host.install("warm", "cache", world, bytes, config(cfg)))
+                .unwrap();
+            rt.block_on(t.host.remove("warm", "cache")).unwrap();
+        }
+    })
+    .join()
+    .expect("warming the compiled cache");
 }
 
 pub fn config(json: &str) -> PluginConfig {
