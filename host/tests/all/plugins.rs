@@ -949,28 +949,29 @@ fn capture_logs() -> (
 
 /// A panic is one log record: tenant, plugin, version and cause first, then the panic
 /// message on the same line; a refused upload is logged with tenant, slot and reason.
-#[tokio::test]
-async fn panics_and_refused_uploads_are_one_log_record_each() {
+#[test]
+fn panics_and_refused_uploads_are_one_log_record_each() {
     let dir = wasm_or_skip!();
     let t = host();
-    hostile(&t.host, &dir, "evil", "trap").await;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(hostile(&t.host, &dir, "evil", "trap"));
     let (guard, buf) = capture_logs();
-    // On this thread, so the thread's subscriber sees the call.
+    // On this thread (outside the runtime), so the thread's subscriber sees the call.
     let err = t
         .host
         .authenticate_blocking("evil", "auth", &password("x", "y"))
         .unwrap_err();
     assert_eq!(err.cause(), FailureCause::Trap);
-    let refused = t
-        .host
-        .install(
-            "evil",
-            "auth",
-            World::Authenticator,
-            b"not wasm".to_vec(),
-            config("{}"),
-        )
-        .await;
+    let refused = rt.block_on(t.host.install(
+        "evil",
+        "auth",
+        World::Authenticator,
+        b"not wasm".to_vec(),
+        config("{}"),
+    ));
     assert!(refused.is_err());
     drop(guard);
     let text = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
@@ -994,7 +995,11 @@ async fn panics_and_refused_uploads_are_one_log_record_each() {
         .filter(|l| l.contains("upload refused"))
         .collect();
     assert_eq!(refusal.len(), 1, "{text}");
-    assert!(refusal[0].contains("tenant=evil") && refusal[0].contains("plugin=auth"));
+    assert!(
+        refusal[0].contains("tenant=evil") && refusal[0].contains("plugin=auth"),
+        "{}",
+        refusal[0]
+    );
     assert!(
         refusal[0].contains("reason=upload is not WebAssembly"),
         "{}",

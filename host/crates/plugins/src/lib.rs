@@ -232,7 +232,7 @@ impl PluginHost {
         let size = wasm.len();
         let result = self.try_install(tenant, slot, world, wasm, config).await;
         if let Err(e) = &result {
-            tracing::warn!(tenant, plugin = slot, size, reason = %e,
+            tracing::warn!(tenant = %tenant, plugin = %slot, size, reason = %e,
                 "plugin upload refused; the previous version keeps serving");
         }
         result
