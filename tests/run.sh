@@ -247,9 +247,10 @@ step_cargo_test() {
 step_guest_tests() {
     cargo test --manifest-path sdk/Cargo.toml
     cargo test --manifest-path plugins/Cargo.toml -p allowlist -p meeting-policy -p echo-bot -p call-router
-    # The Python SDK's fake host and the Python plugins' own unit tests (native CPython).
+    # The Python SDK's fake host, the Python plugins' and the guide's Python example's unit
+    # tests (native CPython).
     local dir
-    for dir in plugins/python/*/; do
+    for dir in plugins/python/*/ sdk/python/examples/*/; do
         (cd "$dir" && PYTHONPATH="$REPO_ROOT/sdk/python" "$VENV/bin/python" -m unittest -q)
     done
 }

@@ -365,6 +365,32 @@ mod tests {
         assert!(SDK_VERSION.split('.').count() == 3, "{SDK_VERSION}");
     }
 
+    /// The guide's Python example (sdk/README.md, "Python") is this scaffold's
+    /// authenticator, and the scaffold pins the componentize-py the tests build with.
+    #[test]
+    fn the_guide_shows_the_python_scaffold_and_the_pins_agree() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let files = project("authenticator", "python");
+        for (generated, example) in [("app.py", "app.py"), ("test_app.py", "test_app.py")] {
+            let text = &files.iter().find(|f| f.path == generated).unwrap().text;
+            let example =
+                std::fs::read_to_string(repo.join("sdk/python/examples/my_auth").join(example))
+                    .unwrap();
+            assert_eq!(
+                text, &example,
+                "sdk/python/examples/my_auth/{generated} is `plugin new my-auth` rendered"
+            );
+        }
+        let pin = |text: &str| {
+            text.lines()
+                .find(|l| l.starts_with("componentize-py=="))
+                .map(str::to_string)
+        };
+        let tested = std::fs::read_to_string(repo.join("plugins/python/requirements.txt")).unwrap();
+        assert_eq!(pin(PY_REQUIREMENTS), pin(&tested));
+        assert!(pin(&tested).is_some());
+    }
+
     #[test]
     fn the_python_project_carries_the_whole_sdk_package() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk/python/heliograph_plugin");
