@@ -255,6 +255,12 @@ step_guest_tests() {
     done
 }
 
+# `heliograph plugin new` for every world and language, then each project's unit tests,
+# build and `heliograph plugin test` run as its README says (tests/scaffold.sh).
+step_scaffold() {
+    tests/scaffold.sh
+}
+
 # The server binary the interop and browser suites run. After `cargo test --workspace`
 # it is already built (for host/tests), with the features that build unifies (the
 # dev-dependencies add some): asking for it the same way is a no-op, where a plain
@@ -296,6 +302,7 @@ if [[ $ONLY_INTEROP -eq 0 ]]; then
     run_step "Rust build of every target$lint" step_rust_build
     run_step "cargo test" step_cargo_test
     run_step "SDK and plugin unit tests (native, with the SDK's fake host)" step_guest_tests
+    run_step "scaffolded plugins: every world and language generated, built, tested" step_scaffold
 fi
 
 run_step "build heliograph" step_build_server
