@@ -600,7 +600,7 @@ fn describe(call: &Call, world: World) -> anyhow::Result<(String, Request)> {
 fn ensure_world(world: World, wanted: World, what: &str) -> anyhow::Result<()> {
     if world != wanted {
         bail!(
-            "{what} needs a {} plugin; this one is a {world} plugin",
+            "{what} needs a plugin of the {} world; this one is of the {world} world",
             wanted.name()
         );
     }

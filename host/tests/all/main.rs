@@ -18,6 +18,7 @@ mod component_plugins;
 mod components;
 mod edge;
 mod features;
+mod plugin_cli;
 mod plugins;
 mod room_policy;
 mod websocket;

@@ -42,6 +42,14 @@ class {{Type}}(RoomPolicy):
             return MessageDecision.deny("too long")
         return MessageDecision.ALLOW
 
+    def configure(self, room: Room, actor: RoomUser, new_config: list[tuple[str, str]]) -> Decision:
+        return Decision.ALLOW  # owners may configure their rooms
+
+    def change_nick(self, room: Room, occupant: Occupant, new_nick: str) -> Decision:
+        if not new_nick.strip():
+            return Decision.deny("a nickname cannot be blank")
+        return Decision.ALLOW
+
     def init(self, config_json: str) -> None:
         value = config.get("max_participants")
         if value is not None and not value.isdigit():

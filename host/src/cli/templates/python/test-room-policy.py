@@ -30,6 +30,10 @@ class {{Type}}Test(unittest.TestCase):
             policy.join(Room.new("team-a", 2), Occupant(alice, "alice")),
             JoinDecision.deny("the meeting is full"),
         )
+        self.assertEqual(
+            policy.change_nick(Room.new("team-a", 1), Occupant(alice, "alice"), " "),
+            Decision.deny("a nickname cannot be blank"),
+        )
 
     def test_init_checks_the_configuration(self):
         FakeHost().config_json('{"max_participants": "many"}').install()

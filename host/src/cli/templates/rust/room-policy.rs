@@ -39,6 +39,18 @@ impl RoomPolicy for {{Type}} {
         }
     }
 
+    fn configure(_room: Room, _actor: RoomUser, _new_config: Vec<(String, String)>) -> Decision {
+        Decision::Allow // owners may configure their rooms
+    }
+
+    fn change_nick(_room: Room, _occupant: Occupant, new_nick: String) -> Decision {
+        if new_nick.trim().is_empty() {
+            Decision::deny("a nickname cannot be blank")
+        } else {
+            Decision::Allow
+        }
+    }
+
     fn init(_config: &str) -> Result<(), String> {
         match config::get("max_participants") {
             Some(v) if v.parse::<u32>().is_err() => {
@@ -82,6 +94,11 @@ mod tests {
         assert_eq!(
             {{Type}}::join(Room::new("team-a", 2), Occupant::new(alice, "alice")),
             JoinDecision::deny("the meeting is full")
+        );
+        let who = Occupant::new(RoomUser::new("bob@example.com/r"), "bob");
+        assert_eq!(
+            {{Type}}::change_nick(Room::new("team-a", 1), who, " ".into()),
+            Decision::deny("a nickname cannot be blank")
         );
     }
 
