@@ -246,6 +246,8 @@ step_cargo_test() {
 
 step_guest_tests() {
     cargo test --manifest-path sdk/Cargo.toml
+    # The SDK as published: its three crates packaged and built from the packages alone.
+    cargo package --workspace --manifest-path sdk/Cargo.toml --allow-dirty
     cargo test --manifest-path plugins/Cargo.toml -p allowlist -p meeting-policy -p echo-bot -p call-router
     # The Python SDK's fake host, the Python plugins' and the guide's Python example's unit
     # tests (native CPython).
