@@ -19,6 +19,7 @@ mod components;
 mod edge;
 mod features;
 mod plugin_cli;
+mod plugin_reuse;
 mod plugins;
 mod room_policy;
 mod websocket;

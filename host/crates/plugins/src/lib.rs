@@ -10,9 +10,11 @@
 //!   configuration ([`call`]), then persistence ([`heliograph_storage::PluginStore`]) and an
 //!   atomic switch (`ArcSwap`): calls in flight finish on the old version, calls that start
 //!   after `install` returns use the new one.
-//! - [`call`]: every call gets a fresh store and instance ([`state`] holds its data and
-//!   implements the host API), with an epoch deadline ([`engine`] runs the ticker) and a
-//!   memory cap ([`limits`]). Failures are typed ([`error`]) and counted ([`stats`]).
+//! - [`call`]: every call gets a store and instance ([`state`] holds its data and
+//!   implements the host API), fresh or, for plugins whose policy allows it, an idle one
+//!   of the same tenant, slot and version under the rules of [`reuse`]; with an epoch
+//!   deadline ([`engine`] runs the ticker) and a memory cap ([`limits`]). Failures are
+//!   typed ([`error`]) and counted ([`stats`]).
 //!
 //! Tenants are plain names here; binding a tenant's auth setting to a slot is the tenant
 //! registry's job.
@@ -25,6 +27,7 @@ mod error;
 mod health;
 mod limits;
 mod loader;
+mod reuse;
 mod room;
 mod settings;
 mod state;
@@ -44,6 +47,7 @@ use wasmtime::component::{HasSelf, Linker};
 pub use cache::{CacheStats, sha256_hex};
 pub use error::{FailureCause, InstallError, PluginError};
 pub use health::VersionHealth;
+pub use reuse::{AUTO_REUSE_CALLS, AUTO_REUSE_MIN_BYTES, ReusePolicy};
 pub use room::{PolicyOccupant, PolicyRoom, PolicyUser, RoomAnswer, RoomOutcome, RoomQuestion};
 pub use settings::PluginSettings;
 pub use stats::PluginStats;
@@ -96,6 +100,8 @@ struct Inner {
     /// Bounds instances alive at once: `max_concurrent_calls` (the pool's size), and no more
     /// than the CPUs available.
     permits: Arc<Semaphore>,
+    /// Instances waiting for another call of their (tenant, slot, version).
+    idle: reuse::IdleInstances,
     _ticker: engine::EpochTicker,
 }
 
@@ -115,6 +121,10 @@ struct Loaded {
     record: VersionRecord,
     config: Arc<PluginConfig>,
     prepared: Prepared,
+    /// Calls one instance may serve (1: a fresh instance per call).
+    reuse_calls: u32,
+    /// Unique to this load (see `reuse::ReuseKey`).
+    load_id: u64,
     /// How it has served (for rollback and eviction).
     health: health::Health,
 }
@@ -163,6 +173,14 @@ impl PluginHost {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let running = (settings.max_concurrent_calls as usize).min(cpus);
         let permits = Arc::new(Semaphore::new(running));
+        // Idle instances hold pool slots: never so many that the calls that may run at
+        // once (and an install's trial) could find the pool empty.
+        let idle_capacity = (settings.max_idle_instances as usize)
+            .min((settings.max_concurrent_calls as usize).saturating_sub(running));
+        let idle = reuse::IdleInstances::new(
+            idle_capacity,
+            std::time::Duration::from_secs(settings.reuse_max_age_s),
+        );
         Ok(PluginHost {
             inner: Arc::new(Inner {
                 settings,
@@ -174,9 +192,16 @@ impl PluginHost {
                 slots: RwLock::new(HashMap::new()),
                 admin: tokio::sync::Mutex::new(()),
                 permits,
+                idle,
                 _ticker: ticker,
             }),
         })
+    }
+
+    /// Instances idle now, waiting for another call of their plugin version (instance
+    /// reuse).
+    pub fn idle_instances(&self) -> usize {
+        self.inner.idle.len()
     }
 
     /// Whether instances come from the pooling allocator (false after a fallback).
@@ -307,6 +332,11 @@ impl PluginHost {
             },
             config,
             prepared,
+            reuse_calls: self
+                .inner
+                .settings
+                .reuse_calls(tenant, slot, wasm.len() as u64),
+            load_id: reuse::next_load_id(),
             health: health::Health::new(VersionHealth::Untried),
         });
 
@@ -356,6 +386,8 @@ impl PluginHost {
         match existing {
             Some(s) => {
                 s.active.store(loaded.clone());
+                // No instance of the version swapped out serves another call.
+                self.inner.idle.purge(tenant, slot);
                 let mut kept = s.kept.lock().unwrap();
                 kept.push(loaded.clone());
                 kept.retain(|l| {
@@ -491,7 +523,7 @@ impl PluginHost {
                 world: "any",
             })?;
         let loaded = s.active.load_full();
-        let ctx = self.inner.context(&s, &loaded);
+        let ctx = self.inner.context(&s, &loaded, None);
         let instantiation =
             ctx.instantiate_only(&loaded.prepared.pre)
                 .map_err(|(cause, detail)| PluginError::Failed {
@@ -598,6 +630,7 @@ impl PluginHost {
             self.inner.store.put_slot(&record)?;
         }
         s.active.store(target.clone());
+        self.inner.idle.purge(tenant, slot);
         let health = target.health.get();
         tracing::info!(
             tenant,
@@ -635,6 +668,7 @@ impl PluginHost {
                 slot: slot.into(),
             });
         }
+        self.inner.idle.purge(tenant, slot);
         self.inner.store.delete_slot(tenant, slot)?;
         self.inner.store.kv_purge(tenant, slot)?;
         health::purge(self.inner.store.as_ref(), tenant, slot);
@@ -789,6 +823,11 @@ impl PluginHost {
             record: v.clone(),
             config: Arc::new(config),
             prepared,
+            reuse_calls: self
+                .inner
+                .settings
+                .reuse_calls(&record.tenant, &record.slot, v.size),
+            load_id: reuse::next_load_id(),
             health: health::load(
                 self.inner.store.as_ref(),
                 &record.tenant,
@@ -854,7 +893,27 @@ impl PluginHost {
 }
 
 impl Inner {
-    fn context(&self, slot: &Slot, loaded: &Loaded) -> CallContext<'_> {
+    /// A call's context; with `still_active` (whether `loaded` is still the slot's
+    /// active version) when its instances may be reused.
+    fn context<'a>(
+        &'a self,
+        slot: &Slot,
+        loaded: &Loaded,
+        still_active: Option<&'a (dyn Fn() -> bool + Sync)>,
+    ) -> CallContext<'a> {
+        let reuse = still_active
+            .filter(|_| loaded.reuse_calls > 1)
+            .map(|still_active| call::Reuse {
+                idle: &self.idle,
+                key: reuse::ReuseKey {
+                    tenant: slot.tenant.clone(),
+                    slot: slot.slot.clone(),
+                    version: loaded.record.version,
+                    load: loaded.load_id,
+                },
+                max_calls: loaded.reuse_calls,
+                still_active,
+            });
         CallContext {
             engine: &self.engine,
             settings: &self.settings,
@@ -866,6 +925,8 @@ impl Inner {
             },
             config: loaded.config.clone(),
             memory_bytes: Arc::default(),
+            reuse,
+            reused: Default::default(),
         }
     }
 
@@ -878,6 +939,8 @@ impl Inner {
             scope,
             config: loaded.config.clone(),
             memory_bytes: Arc::default(),
+            reuse: None,
+            reused: Default::default(),
         };
         match ctx.init(&loaded.prepared.pre, loaded.prepared.init.as_ref()) {
             Ok(Ok(())) => Ok(()),
@@ -890,7 +953,8 @@ impl Inner {
     fn authenticate(&self, slot: &Slot, request: &AuthRequest) -> Result<AuthOutcome, PluginError> {
         let loaded = slot.active.load_full();
         let start = Instant::now();
-        let ctx = self.context(slot, &loaded);
+        let still_active = || Arc::ptr_eq(&slot.active.load(), &loaded);
+        let ctx = self.context(slot, &loaded, Some(&still_active));
         let result = ctx.authenticate(&loaded.prepared.pre, request);
         let result = self.finish(
             slot,
@@ -913,7 +977,8 @@ impl Inner {
     ) -> Result<RoomOutcome, PluginError> {
         let loaded = slot.active.load_full();
         let start = Instant::now();
-        let ctx = self.context(slot, &loaded);
+        let still_active = || Arc::ptr_eq(&slot.active.load(), &loaded);
+        let ctx = self.context(slot, &loaded, Some(&still_active));
         let result = ctx.decide_room(&loaded.prepared.pre, question);
         let answer = self.finish(
             slot,
@@ -940,7 +1005,8 @@ impl Inner {
     ) -> Result<ComponentOutcome, PluginError> {
         let loaded = slot.active.load_full();
         let start = Instant::now();
-        let ctx = self.context(slot, &loaded);
+        let still_active = || Arc::ptr_eq(&slot.active.load(), &loaded);
+        let ctx = self.context(slot, &loaded, Some(&still_active));
         let result = ctx.handle_stanza(&loaded.prepared.pre, stanza, max_stanza_bytes);
         let result = self.finish(
             slot,
@@ -973,6 +1039,9 @@ impl Inner {
         let version = loaded.record.version;
         slot.stats
             .record_memory(ctx.memory_bytes.load(std::sync::atomic::Ordering::Relaxed) as u64);
+        if ctx.reused.get() {
+            slot.stats.record_reused();
+        }
         match result {
             Ok(answer) => {
                 let (outcome, label) = if allows(&answer) {

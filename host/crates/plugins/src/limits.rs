@@ -15,8 +15,10 @@ pub(crate) struct CallLimiter {
     pub(crate) memory_hit: bool,
     /// Linear memory the instance has (every memory's size, in bytes): what it was
     /// instantiated with, plus what it grew since. Shared with the caller, which reads it
-    /// once the store is gone.
+    /// once the store is gone; a reused instance is rebound to each call's counter.
     memory_bytes: Arc<AtomicUsize>,
+    /// The same figure, kept here for a rebinding.
+    total: usize,
 }
 
 impl CallLimiter {
@@ -25,7 +27,15 @@ impl CallLimiter {
             memory_limit,
             memory_hit: false,
             memory_bytes,
+            total: 0,
         }
+    }
+
+    /// Reports this instance's memory to `memory_bytes` from now on (a reused instance's
+    /// next call), starting with what it has.
+    pub(crate) fn rebind(&mut self, memory_bytes: Arc<AtomicUsize>) {
+        memory_bytes.store(self.total, Ordering::Relaxed);
+        self.memory_bytes = memory_bytes;
     }
 }
 
@@ -40,8 +50,9 @@ impl ResourceLimiter for CallLimiter {
             self.memory_hit = true;
             return Ok(false);
         }
-        self.memory_bytes
-            .fetch_add(desired.saturating_sub(current), Ordering::Relaxed);
+        let grown = desired.saturating_sub(current);
+        self.total += grown;
+        self.memory_bytes.fetch_add(grown, Ordering::Relaxed);
         Ok(true)
     }
 

@@ -88,6 +88,21 @@ impl CallState {
         }
     }
 
+    /// Resets what is per call (key-value write budget, log lines, the memory figure's
+    /// counter) before a reused instance serves another call.
+    pub(crate) fn begin_call(&mut self, memory_bytes: Arc<std::sync::atomic::AtomicUsize>) {
+        self.kv_written = 0;
+        self.log_lines = 0;
+        self.limiter.rebind(memory_bytes);
+    }
+
+    /// Whether the instance may serve another call as far as this state tells: it never
+    /// hit the memory cap and wrote nothing to stdout/stderr (the capture is per store,
+    /// and output usually means something went wrong).
+    pub(crate) fn reusable(&self) -> bool {
+        !self.limiter.memory_hit && self.stderr.contents().is_empty()
+    }
+
     /// What the guest wrote to stdout/stderr (bounded), for the log.
     pub(crate) fn captured_output(&self) -> String {
         let bytes = self.stderr.contents();

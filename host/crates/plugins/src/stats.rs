@@ -22,6 +22,7 @@ struct Counters {
     total_ns: AtomicU64,
     max_ns: AtomicU64,
     memory_max: AtomicU64,
+    reused: AtomicU64,
 }
 
 pub(crate) struct SlotStats {
@@ -51,6 +52,8 @@ pub struct PluginStats {
     /// bytes (its memory image plus what it grew; with copy-on-write images most of the
     /// image is shared, not resident per instance).
     pub memory_max_bytes: u64,
+    /// Calls served by an instance that had served an earlier call (instance reuse).
+    pub reused_instance_calls: u64,
 }
 
 /// How a call ended.
@@ -106,6 +109,10 @@ impl SlotStats {
     }
 
     /// Notes an instance's linear memory at the end of a call.
+    pub(crate) fn record_reused(&self) {
+        self.counters.reused.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn record_memory(&self, bytes: u64) {
         self.counters.memory_max.fetch_max(bytes, Ordering::Relaxed);
     }
@@ -159,6 +166,7 @@ impl SlotStats {
             p99_us: percentile(0.99),
             max_us: c.max_ns.load(Ordering::Relaxed) as f64 / 1000.0,
             memory_max_bytes: c.memory_max.load(Ordering::Relaxed),
+            reused_instance_calls: c.reused.load(Ordering::Relaxed),
         }
     }
 }
