@@ -13,7 +13,7 @@
 #
 # Environment:
 #   CARGO_TARGET_DIR   default ~/.cache/heliograph-target (kept between runs, outside the clone)
-#   HELIOGRAPH_CACHE   default ~/.cache/heliograph (Python venvs)
+#   HELIOGRAPH_CACHE   default ~/.cache/heliograph (Python venvs, the JavaScript build tools)
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -233,6 +233,14 @@ step_python_plugins() {
     ls -l "$PLUGIN_TARGET_DIR"/python/*.wasm
 }
 
+# The JavaScript twins (plugins/js), with the componentize-js pinned by
+# plugins/js/package-lock.json, which the script installs (npm ci, once per lock) into
+# $HELIOGRAPH_CACHE/js-<hash>; the host tests load them from <target>/plugins/js.
+step_js_plugins() {
+    plugins/js/build.sh "$PLUGIN_TARGET_DIR/js"
+    ls -l "$PLUGIN_TARGET_DIR"/js/*.wasm
+}
+
 # Every target (benches too, as `cargo clippy --all-targets` has it), linted as built.
 step_rust_build() {
     lint_env
@@ -255,6 +263,8 @@ step_guest_tests() {
     for dir in plugins/python/*/ sdk/python/examples/*/; do
         (cd "$dir" && PYTHONPATH="$REPO_ROOT/sdk/python" "$VENV/bin/python" -m unittest -q)
     done
+    # The JavaScript plugins' unit tests (node --test, on the SDK's fake host).
+    plugins/js/build.sh --test "$PLUGIN_TARGET_DIR/js"
 }
 
 # `heliograph plugin new` for every world and language, then each project's unit tests,
@@ -301,6 +311,7 @@ if [[ $ONLY_INTEROP -eq 0 ]]; then
     fi
     run_step "plugin builds (wasm32-wasip2, release)$lint" step_plugins
     run_step "Python plugin builds (componentize-py, pinned)" step_python_plugins
+    run_step "JavaScript plugin builds (componentize-js, pinned)" step_js_plugins
     run_step "Rust build of every target$lint" step_rust_build
     run_step "cargo test" step_cargo_test
     run_step "SDK and plugin unit tests (native, with the SDK's fake host)" step_guest_tests

@@ -225,6 +225,17 @@ async fn the_idle_set_is_bounded_least_recently_used_first() {
 #[tokio::test]
 async fn python_plugins_reuse_instances_by_default() {
     let dir = python_or_skip!();
+    interpreters_reuse(wasm(&dir, "allowlist_py")).await;
+}
+
+/// So does the JavaScript allowlist (12 MiB).
+#[tokio::test]
+async fn js_plugins_reuse_instances_by_default() {
+    let dir = js_or_skip!();
+    interpreters_reuse(wasm(&dir, "allowlist_js")).await;
+}
+
+async fn interpreters_reuse(plugin: Vec<u8>) {
     let cfg = format!(
         r#"{{"users": {{"alice": {:?}}}}}"#,
         hash_password("s", "wonderland")
@@ -239,7 +250,7 @@ async fn python_plugins_reuse_instances_by_default() {
                 "acme",
                 "auth",
                 World::Authenticator,
-                wasm(&dir, "allowlist_py"),
+                plugin.clone(),
                 config(&cfg),
             )
             .await

@@ -42,6 +42,13 @@ async fn authenticates_through_the_python_allowlist_plugin() {
     authenticates_through(wasm(&dir, "allowlist_py")).await;
 }
 
+/// So does its JavaScript twin (`plugins/js/allowlist`, componentize-js).
+#[tokio::test]
+async fn authenticates_through_the_js_allowlist_plugin() {
+    let dir = js_or_skip!();
+    authenticates_through(wasm(&dir, "allowlist_js")).await;
+}
+
 async fn authenticates_through(plugin: Vec<u8>) {
     let t = host();
     let cfg = allowlist_config("v1", &[("alice", "wonderland"), ("carol", "pw")]);
@@ -116,6 +123,12 @@ async fn configuration_drives_behaviour_per_tenant() {
 async fn configuration_drives_the_python_plugin_per_tenant() {
     let dir = python_or_skip!();
     configuration_drives_behaviour(wasm(&dir, "allowlist_py")).await;
+}
+
+#[tokio::test]
+async fn configuration_drives_the_js_plugin_per_tenant() {
+    let dir = js_or_skip!();
+    configuration_drives_behaviour(wasm(&dir, "allowlist_js")).await;
 }
 
 async fn configuration_drives_behaviour(wasm: Vec<u8>) {
@@ -198,6 +211,12 @@ async fn key_value_data_belongs_to_its_tenant_and_slot() {
 async fn python_key_value_data_belongs_to_its_tenant_and_slot() {
     let dir = python_or_skip!();
     key_value_data_is_scoped(wasm(&dir, "allowlist_py")).await;
+}
+
+#[tokio::test]
+async fn js_key_value_data_belongs_to_its_tenant_and_slot() {
+    let dir = js_or_skip!();
+    key_value_data_is_scoped(wasm(&dir, "allowlist_js")).await;
 }
 
 async fn key_value_data_is_scoped(wasm: Vec<u8>) {

@@ -135,6 +135,13 @@ async fn python_meeting_policy_decides_every_point() {
     decides_every_point("meeting_policy_py").await;
 }
 
+/// The JavaScript twin (`plugins/js/meeting_policy`), through the same decisions.
+#[tokio::test]
+async fn js_meeting_policy_decides_every_point() {
+    let _ = js_or_skip!();
+    decides_every_point("meeting_policy_js").await;
+}
+
 async fn decides_every_point(plugin: &str) {
     let f = fixture(plugins_support::settings());
     f.install("acme", plugin, MEETING).await;
@@ -373,6 +380,12 @@ async fn swapping_the_policy_applies_to_the_next_decision() {
 async fn swapping_the_python_policy_applies_to_the_next_decision() {
     let _ = python_or_skip!();
     swapping_applies_to_the_next_decision("meeting_policy_py").await;
+}
+
+#[tokio::test]
+async fn swapping_the_js_policy_applies_to_the_next_decision() {
+    let _ = js_or_skip!();
+    swapping_applies_to_the_next_decision("meeting_policy_js").await;
 }
 
 async fn swapping_applies_to_the_next_decision(plugin: &str) {

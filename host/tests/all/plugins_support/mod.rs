@@ -119,10 +119,63 @@ pub fn python_wasm_dir() -> Option<PathBuf> {
             );
             return None;
         }
-        warm_shared_cache(&out);
+        warm_shared_cache(&out, "py");
         Some(out)
     })
     .clone()
+}
+
+/// Directory of the JavaScript plugins (`plugins/js`, built with the pinned
+/// componentize-js into `<target>/plugins/js` by `plugins/js/build.sh`, which installs it
+/// with npm into a cache outside the clone), or `None` (with a message) when they are not
+/// built and npm is not at hand. With npm on the PATH the script is run first (a no-op
+/// when nothing changed). In CI a missing JavaScript plugin is a failure, not a skip.
+pub fn js_wasm_dir() -> Option<PathBuf> {
+    static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = target_dir().join("plugins/js");
+        let npm = Command::new("npm")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if npm && std::env::var_os("HELIOGRAPH_SKIP_JS_BUILD").is_none() {
+            let status = Command::new(repo_root().join("plugins/js/build.sh"))
+                .arg(&out)
+                .status()
+                .expect("running plugins/js/build.sh");
+            assert!(status.success(), "building the JavaScript plugins failed");
+        }
+        let built = ["allowlist_js", "meeting_policy_js"]
+            .iter()
+            .all(|n| out.join(format!("{n}.wasm")).is_file());
+        if !built {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "the JavaScript plugins are not built in CI (tests/run.sh builds them with componentize-js)"
+            );
+            eprintln!(
+                "SKIPPING JavaScript plugin tests: {} has no built JavaScript plugins and \
+                 npm was not found (run tests/run.sh, or plugins/js/build.sh)",
+                out.display()
+            );
+            return None;
+        }
+        warm_shared_cache(&out, "js");
+        Some(out)
+    })
+    .clone()
+}
+
+/// Returns early from a test when the JavaScript plugins are not built here (see
+/// [`js_wasm_dir`]).
+#[macro_export]
+macro_rules! js_or_skip {
+    () => {
+        match plugins_support::js_wasm_dir() {
+            Some(dir) => dir,
+            None => return,
+        }
+    };
 }
 
 /// The bytes of a built plugin (`allowlist`, `hostile`, `wrong_version`, `wrong_world`).
@@ -143,11 +196,14 @@ macro_rules! python_or_skip {
     };
 }
 
-/// The bytes of a first-party plugin by name: `NAME_py` from the Python plugins, any
-/// other from the Rust ones (both must be built: see [`wasm_dir`], [`python_wasm_dir`]).
+/// The bytes of a first-party plugin by name: `NAME_py` from the Python plugins, `NAME_js`
+/// from the JavaScript ones, any other from the Rust ones (they must be built: see
+/// [`wasm_dir`], [`python_wasm_dir`], [`js_wasm_dir`]).
 pub fn plugin_wasm(name: &str) -> Vec<u8> {
     let dir = if name.ends_with("_py") {
         python_wasm_dir()
+    } else if name.ends_with("_js") {
+        js_wasm_dir()
     } else {
         wasm_dir()
     };
@@ -199,12 +255,19 @@ pub fn shared_cache_dir() -> PathBuf {
     target_dir().join("plugins/test-cache")
 }
 
-/// Compiles the Python plugins into the shared cache, once, before the tests that use
-/// them run in parallel (each would compile them otherwise).
-fn warm_shared_cache(dir: &Path) {
+/// Compiles the Python (`suffix` "py") or JavaScript ("js") plugins into the shared
+/// cache, once, before the tests that use them run in parallel (each would compile them
+/// otherwise).
+fn warm_shared_cache(dir: &Path, suffix: &str) {
     let wasms: Vec<(World, Vec<u8>)> = vec![
-        (World::Authenticator, wasm(dir, "allowlist_py")),
-        (World::RoomPolicy, wasm(dir, "meeting_policy_py")),
+        (
+            World::Authenticator,
+            wasm(dir, &format!("allowlist_{suffix}")),
+        ),
+        (
+            World::RoomPolicy,
+            wasm(dir, &format!("meeting_policy_{suffix}")),
+        ),
     ];
     std::thread::spawn(move || {
         let t = host();
