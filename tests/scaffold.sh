@@ -7,7 +7,9 @@
 #   tests/scaffold.sh [WORLD...]        default: authenticator room-policy component
 #
 # Environment: HELIOGRAPH_BIN (the server binary), COMPONENTIZE_PY and VENV (the pinned
-# componentize-py and the Python that runs the unit tests; tests/run.sh sets them),
+# componentize-py and the Python that runs the unit tests; tests/run.sh sets them); the
+# JavaScript projects are built with the componentize-js plugins/js/build.sh installs
+# (the same pins as the generated package.json, so no project runs its own npm install),
 # CARGO_TARGET_DIR (the Rust projects share <target>/scaffold/target: their dependencies
 # are compiled once).
 set -euo pipefail
@@ -22,13 +24,14 @@ WORK="$TARGET/scaffold"
 WORLDS=("$@")
 [[ ${#WORLDS[@]} -gt 0 ]] || WORLDS=(authenticator room-policy component)
 
+CJS="$("$REPO_ROOT/plugins/js/build.sh" --tools)"
 rm -rf "$WORK/projects"
 mkdir -p "$WORK/projects"
 # The projects' unit tests and plugin test runs are quiet unless they fail.
 export CARGO_TERM_QUIET=true
 
 for world in "${WORLDS[@]}"; do
-    for lang in rust python; do
+    for lang in rust python js; do
         name="my-${world}-${lang}"
         crate="${name//-/_}"
         dir="$WORK/projects/$name"
@@ -40,6 +43,10 @@ for world in "${WORLDS[@]}"; do
             (cd "$dir" && CARGO_TARGET_DIR="$WORK/target" cargo test)
             (cd "$dir" && CARGO_TARGET_DIR="$WORK/target" cargo build --release --target wasm32-wasip2)
             wasm="$WORK/target/wasm32-wasip2/release/$crate.wasm"
+        elif [[ $lang == js ]]; then
+            (cd "$dir" && node --test --test-reporter=dot)
+            (cd "$dir" && COMPONENTIZE_JS="$CJS" ./build.sh)
+            wasm="$dir/$crate.wasm"
         else
             (cd "$dir" && "$PYTHON" -m unittest -q)
             # build.sh runs the componentize-py on the PATH, as the README has it.
@@ -51,4 +58,4 @@ for world in "${WORLDS[@]}"; do
             --cache-dir "$WORK/cache")
     done
 done
-echo "scaffolded, built and tested: ${WORLDS[*]} x rust python"
+echo "scaffolded, built and tested: ${WORLDS[*]} x rust python js"

@@ -4,12 +4,13 @@
 # --test, runs each plugin's unit tests (node --test, on the SDK's fake host) instead.
 #
 #   plugins/js/build.sh [--test] [OUT_DIR]
+#   plugins/js/build.sh --tools           installs the tools if needed, prints componentize-js's path
 #
 # componentize-js comes from package.json / package-lock.json (pinned), installed with
 # `npm ci` into $HELIOGRAPH_CACHE/js-<hash of the lock> (default ~/.cache/heliograph),
 # outside the clone, once per lock. A plugin is rebuilt only when its sources, the SDK's
 # JavaScript files, the WIT or the lock changed (a stamp next to the .wasm holds their
-# hash). Each plugin is staged with the SDK (sdk/js) and the WIT in one directory, the
+# hash). --test also runs the tests of the guide's examples (sdk/js/examples). Each plugin is staged with the SDK (sdk/js) and the WIT in one directory, the
 # one componentize-js reads (it sees no file outside its working directory), with an
 # entry module that installs the component's host backend and re-exports the world's
 # interfaces from app.js. `-d http -d fetch-event` leaves out the HTTP support, whose
@@ -19,12 +20,12 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$HERE/../.." && pwd)"
 TEST=0
-if [[ ${1:-} == --test ]]; then
-    TEST=1
-    shift
-fi
+TOOLS_ONLY=0
+case "${1:-}" in
+    --test) TEST=1; shift ;;
+    --tools) TOOLS_ONLY=1; shift ;;
+esac
 OUT="${1:-${CARGO_TARGET_DIR:-$HOME/.cache/heliograph-target}/plugins/js}"
-mkdir -p "$OUT"
 
 # plugin directory -> "world exports"
 declare -A WORLDS=(
@@ -42,10 +43,20 @@ stage() {
 }
 
 if [[ $TEST -eq 1 ]]; then
+    mkdir -p "$OUT"
     for name in "${!WORLDS[@]}"; do
         stage "$name" "$OUT/test-$name"
         (cd "$OUT/test-$name" && node --test test_*.js)
         rm -rf "${OUT:?}/test-$name"
+    done
+    # The guide's examples (sdk/js/examples/NAME: app.js and app.test.js) the same way.
+    for example in "$REPO_ROOT"/sdk/js/examples/*/; do
+        dir="$OUT/test-example-$(basename "$example")"
+        rm -rf "$dir"
+        mkdir -p "$dir"
+        cp "$example"/*.js "$REPO_ROOT"/sdk/js/*.js "$dir/"
+        (cd "$dir" && node --test app.test.js)
+        rm -rf "$dir"
     done
     exit 0
 fi
@@ -58,8 +69,13 @@ if [[ ! -f "$TOOLS/.installed" ]]; then
     cp "$HERE/package.json" "$HERE/package-lock.json" "$TOOLS/"
     (cd "$TOOLS" && npm ci --prefer-offline --no-audit --no-fund --loglevel=error)
     touch "$TOOLS/.installed"
-fi
+fi >&2
 CJS="$TOOLS/node_modules/.bin/componentize-js"
+if [[ $TOOLS_ONLY -eq 1 ]]; then
+    echo "$CJS"
+    exit 0
+fi
+mkdir -p "$OUT"
 
 for name in "${!WORLDS[@]}"; do
     read -r world exports <<<"${WORLDS[$name]}"

@@ -188,6 +188,39 @@ export const Rooms = Object.freeze({
 
 export const StanzaKind = Object.freeze({ MESSAGE: "message", PRESENCE: "presence", IQ: "iq" });
 
+/** The client namespace of the stanzas a component receives and sends. */
+export const CLIENT = "jabber:client";
+const STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
+
+/** `text` escaped for XML character data or a quoted attribute value. */
+const ENTITIES = { "<": "&lt;", ">": "&gt;", "&": "&amp;", "'": "&apos;", '"': "&quot;" };
+export function escapeXml(text) {
+  return String(text).replace(/[<>&'"]/g, (c) => ENTITIES[c]);
+}
+
+/** Helpers on a stanza as the host hands it over: { kind, from, to, type, id, domain, xml }. */
+export const Stanzas = Object.freeze({
+  /** A stanza for tests. */
+  of(kind, from, to, type, xml, { id = "1", domain = to } = {}) {
+    return { kind, from, to, type, id, domain, xml };
+  },
+  /** True for an iq get or set, which must be answered. */
+  isRequest: (stanza) => stanza.kind === StanzaKind.IQ && (stanza.type === "get" || stanza.type === "set"),
+  /** An iq result to this request, from the address it was sent to, with `payload` inside. */
+  iqResult: (stanza, payload = "") =>
+    `<iq xmlns='${CLIENT}' type='result' id='${escapeXml(stanza.id)}' from='${escapeXml(stanza.to)}' ` +
+    `to='${escapeXml(stanza.from)}'>${payload}</iq>`,
+  /** An error reply of the stanza's own kind (RFC 6120 section 8.3). */
+  errorReply(stanza, errorType, condition) {
+    const id = stanza.id ? ` id='${escapeXml(stanza.id)}'` : "";
+    return (
+      `<${stanza.kind} xmlns='${CLIENT}' type='error'${id} from='${escapeXml(stanza.to)}' ` +
+      `to='${escapeXml(stanza.from)}'><error type='${escapeXml(errorType)}'>` +
+      `<${condition} xmlns='${STANZAS}'/></error></${stanza.kind}>`
+    );
+  },
+});
+
 // --- host API ------------------------------------------------------------------------
 
 /** The plugin's configuration: the tenant's JSON, flattened (`users.alice`); strings

@@ -1,6 +1,7 @@
 //! The guide (README.md) cannot drift from the code: every Rust block is part of one of
 //! `examples/guide_*.rs` (which `cargo test` compiles and whose tests it runs), every
-//! Python block part of one of `python/examples/*/` (whose tests tests/run.sh runs), the
+//! Python block part of one of `python/examples/*/` and every JavaScript block part of one
+//! of `js/examples/*/` (whose tests tests/run.sh runs), the
 //! manifest block names this SDK's version, edition and minimum Rust, and the WIT version
 //! it names is released in `wit/releases`.
 
@@ -51,18 +52,20 @@ fn guide() -> String {
 fn every_code_block_is_compiled_and_tested_code() {
     let rust = sources(&root().join("examples"), "rs");
     let python = sources(&root().join("python/examples"), "py");
-    assert!(!rust.is_empty() && !python.is_empty());
+    let js = sources(&root().join("js/examples"), "js");
+    assert!(!rust.is_empty() && !python.is_empty() && !js.is_empty());
     let mut checked = 0;
     for (info, text) in blocks(&guide()) {
         let candidates = match info.as_str() {
             "rust" => &rust,
             "python" => &python,
+            "js" => &js,
             _ => continue,
         };
         assert!(
             candidates.iter().any(|(_, code)| code.contains(&text)),
             "this {info} block of sdk/README.md is in none of the tested examples \
-             (sdk/examples/guide_*.rs, sdk/python/examples/): change both together\n{text}"
+             (sdk/examples/guide_*.rs, sdk/python/examples/, sdk/js/examples/): change both together\n{text}"
         );
         checked += 1;
     }

@@ -12,7 +12,7 @@
 //! heliograph tenant list | show NAME | enable NAME | disable NAME | token NAME
 //! heliograph tenant remove NAME [--purge]
 //! heliograph plugin install|list|rollback|remove TENANT [SLOT] ...
-//! heliograph plugin new NAME --world W [--lang rust|python]       (local)
+//! heliograph plugin new NAME --world W [--lang rust|python|js]       (local)
 //! heliograph plugin test FILE.wasm [--script CALLS.toml]           (local)
 //! heliograph room list|show|create|destroy|kick --tenant T ...
 //! heliograph token mint|list|revoke [--tenant T] USER [--kind K] [--id ID]
@@ -188,7 +188,7 @@ pub enum PluginCommand {
         #[arg(long, value_parser = ["authenticator", "room-policy", "component"])]
         world: String,
         /// The language.
-        #[arg(long, default_value = "rust", value_parser = ["rust", "python"])]
+        #[arg(long, default_value = "rust", value_parser = ["rust", "python", "js"])]
         lang: String,
         /// Where to create the project directory (default: the current directory).
         #[arg(long, value_name = "DIR")]

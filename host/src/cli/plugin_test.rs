@@ -1,8 +1,9 @@
 //! `heliograph plugin test FILE.wasm --script CALLS.toml`: runs a plugin's calls on the
 //! real plugin host, without a server: the component is compiled, checked, trial
 //! instantiated and `init`-ed exactly as an install does it, then each call of the script
-//! (a login, a room decision, a stanza to a component) runs in a fresh instance with the
-//! server's deadlines and memory cap. For each call it prints the decision, the plugin's
+//! (a login, a room decision, a stanza to a component) runs with the server's instance
+//! rules (a fresh instance, or a reused one for an interpreter: `[plugins] reuse`), its
+//! deadlines and memory cap. For each call it prints the decision, the plugin's
 //! log lines and the time the call took; at the end, the key-value data the plugin left.
 //!
 //! The script (TOML, or JSON with the same shape when the file ends in `.json`):
@@ -331,7 +332,7 @@ pub async fn run(opts: TestOptions, out: &mut dyn Write) -> anyhow::Result<bool>
         writeln!(
             out,
             "{} calls: {} ok, {} denied, {} failed; p50 {} us, p99 {} us, max {:.0} us; \
-             at most {:.1} MiB of linear memory",
+             at most {:.1} MiB of linear memory; {} on a reused instance",
             stats.calls,
             stats.succeeded,
             stats.denied,
@@ -339,7 +340,8 @@ pub async fn run(opts: TestOptions, out: &mut dyn Write) -> anyhow::Result<bool>
             stats.p50_us,
             stats.p99_us,
             stats.max_us,
-            stats.memory_max_bytes as f64 / (1 << 20) as f64
+            stats.memory_max_bytes as f64 / (1 << 20) as f64,
+            stats.reused_instance_calls
         )?;
     }
     Ok(all_met)

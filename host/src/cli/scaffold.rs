@@ -1,4 +1,4 @@
-//! `heliograph plugin new NAME --world W [--lang rust|python]`: writes a plugin project
+//! `heliograph plugin new NAME --world W [--lang rust|python|js]`: writes a plugin project
 //! that builds and passes its unit test as it is: a manifest, the source implementing
 //! the world's functions, a unit test on the SDK's fake host, a call script for
 //! `heliograph plugin test`, a README.
@@ -6,7 +6,8 @@
 //! The templates are in `templates/` next to this file and compiled into the binary;
 //! a Python project also gets the SDK's Python package (`sdk/python/heliograph_plugin`)
 //! and the WIT file (`wit/heliograph-plugin.wit`) copied in, so it builds offline with
-//! nothing but componentize-py. A Rust project depends on the published
+//! nothing but componentize-py; a JavaScript project gets the SDK's modules (`sdk/js`) and
+//! the WIT file, and a package.json pinning componentize-js. A Rust project depends on the published
 //! `heliograph-plugin-sdk` (or, with `--sdk-path`, on a checkout of `sdk/`).
 
 use std::io::Write;
@@ -51,7 +52,7 @@ pub struct NewProject {
     pub name: String,
     /// `authenticator`, `room-policy` or `component`.
     pub world: String,
-    /// `rust` or `python`.
+    /// `rust`, `python` or `js`.
     pub lang: String,
     /// The directory the project directory is created in.
     pub dir: PathBuf,
@@ -79,6 +80,27 @@ const PY_TEST_ROOM_POLICY: &str = include_str!("templates/python/test-room-polic
 const PY_TEST_COMPONENT: &str = include_str!("templates/python/test-component.py");
 const PY_BUILD: &str = include_str!("templates/python/build.sh");
 const PY_REQUIREMENTS: &str = include_str!("templates/python/requirements.txt");
+const JS_README: &str = include_str!("templates/js/README.md");
+const JS_AUTHENTICATOR: &str = include_str!("templates/js/authenticator.js");
+const JS_ROOM_POLICY: &str = include_str!("templates/js/room-policy.js");
+const JS_COMPONENT: &str = include_str!("templates/js/component.js");
+const JS_TEST_AUTHENTICATOR: &str = include_str!("templates/js/test-authenticator.js");
+const JS_TEST_ROOM_POLICY: &str = include_str!("templates/js/test-room-policy.js");
+const JS_TEST_COMPONENT: &str = include_str!("templates/js/test-component.js");
+const JS_BUILD: &str = include_str!("templates/js/build.sh");
+const JS_PACKAGE: &str = include_str!("templates/js/package.json");
+/// The SDK's JavaScript modules, as a JavaScript project gets them.
+const JS_SDK: [(&str, &str); 3] = [
+    (
+        "heliograph_plugin.js",
+        include_str!("../../../sdk/js/heliograph_plugin.js"),
+    ),
+    ("testing.js", include_str!("../../../sdk/js/testing.js")),
+    (
+        "wasm_backend.js",
+        include_str!("../../../sdk/js/wasm_backend.js"),
+    ),
+];
 const CALLS_AUTHENTICATOR: &str = include_str!("templates/calls-authenticator.toml");
 const CALLS_ROOM_POLICY: &str = include_str!("templates/calls-room-policy.toml");
 const CALLS_COMPONENT: &str = include_str!("templates/calls-component.toml");
@@ -245,7 +267,48 @@ pub fn project_files(p: &NewProject) -> anyhow::Result<Vec<File>> {
                 });
             }
         }
-        other => bail!("unknown language {other:?}: rust or python"),
+        "js" => {
+            let (source, test, exports) = match p.world.as_str() {
+                "authenticator" => (
+                    JS_AUTHENTICATOR,
+                    JS_TEST_AUTHENTICATOR,
+                    "authentication, lifecycle",
+                ),
+                "room-policy" => (
+                    JS_ROOM_POLICY,
+                    JS_TEST_ROOM_POLICY,
+                    "roomDecisions, lifecycle",
+                ),
+                _ => (JS_COMPONENT, JS_TEST_COMPONENT, "stanzaHandler, lifecycle"),
+            };
+            let w = [
+                ("wasm", wasm.as_str()),
+                ("wasm_path", wasm.as_str()),
+                ("exports", exports),
+            ];
+            files.push(file("app.js", source, &w));
+            files.push(file("app.test.js", test, &w));
+            files.push(file("build.sh", JS_BUILD, &w));
+            files.push(file("package.json", JS_PACKAGE, &w));
+            files.push(file("README.md", JS_README, &w));
+            files.push(file("calls.toml", calls, &w));
+            files.push(file(
+                ".gitignore",
+                "/node_modules\n*.wasm\n/component.js\n",
+                &w,
+            ));
+            files.push(File {
+                path: "wit/heliograph-plugin.wit".into(),
+                text: WIT.into(),
+            });
+            for (name, text) in JS_SDK {
+                files.push(File {
+                    path: name.into(),
+                    text: text.into(),
+                });
+            }
+        }
+        other => bail!("unknown language {other:?}: rust, python or js"),
     }
     Ok(files)
 }
@@ -295,6 +358,15 @@ fn next_steps(root: &Path, p: &NewProject) -> Vec<String> {
             "cargo build --release --target wasm32-wasip2".into(),
             format!("heliograph plugin test {wasm} --script calls.toml"),
         ]
+    } else if p.lang == "js" {
+        let wasm = format!("{crate_name}.wasm");
+        vec![
+            cd,
+            "npm install".into(),
+            "node --test".into(),
+            "./build.sh".into(),
+            format!("heliograph plugin test {wasm} --script calls.toml"),
+        ]
     } else {
         let wasm = format!("{crate_name}.wasm");
         vec![
@@ -325,7 +397,7 @@ mod tests {
     #[test]
     fn every_world_and_language_renders_without_placeholders() {
         for world in ["authenticator", "room-policy", "component"] {
-            for lang in ["rust", "python"] {
+            for lang in ["rust", "python", "js"] {
                 let files = project(world, lang);
                 for f in &files {
                     assert!(
@@ -389,6 +461,50 @@ mod tests {
         let tested = std::fs::read_to_string(repo.join("plugins/python/requirements.txt")).unwrap();
         assert_eq!(pin(PY_REQUIREMENTS), pin(&tested));
         assert!(pin(&tested).is_some());
+    }
+
+    /// The JavaScript project pins the componentize-js (and preview2-shim) the
+    /// first-party JavaScript plugins are built and tested with, and carries every module
+    /// of sdk/js.
+    #[test]
+    fn the_js_project_pins_the_tested_tools_and_carries_the_sdk() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let deps = |text: &str| {
+            let v: serde_json::Value = serde_json::from_str(text).unwrap();
+            v["devDependencies"].clone()
+        };
+        let tested = std::fs::read_to_string(repo.join("plugins/js/package.json")).unwrap();
+        let files = project("authenticator", "js");
+        // The guide's JavaScript example (sdk/README.md, "JavaScript") is this scaffold.
+        for (generated, example) in [("app.js", "app.js"), ("app.test.js", "app.test.js")] {
+            let text = &files.iter().find(|f| f.path == generated).unwrap().text;
+            let example =
+                std::fs::read_to_string(repo.join("sdk/js/examples/my_auth").join(example))
+                    .unwrap();
+            assert_eq!(
+                text, &example,
+                "sdk/js/examples/my_auth/{generated} is `plugin new my-auth --lang js` rendered"
+            );
+        }
+        let package = &files
+            .iter()
+            .find(|f| f.path == "package.json")
+            .unwrap()
+            .text;
+        assert_eq!(deps(package), deps(&tested));
+        let build = &files.iter().find(|f| f.path == "build.sh").unwrap().text;
+        assert!(build.contains(r#""authentication, lifecycle""#), "{build}");
+        let mut on_disk: Vec<String> = std::fs::read_dir(repo.join("sdk/js"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".js"))
+            .collect();
+        on_disk.sort();
+        let embedded: Vec<String> = JS_SDK.iter().map(|(n, _)| n.to_string()).collect();
+        assert_eq!(
+            on_disk, embedded,
+            "a new module of sdk/js must be added to JS_SDK"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `heliograph plugin test` and `heliograph plugin new`, run as a plugin author runs them:
 //! the binary, no server. A script of calls gives the same decisions for the Rust
-//! plugins and their Python twins, with the plugin's log lines and the time per call; an
-//! `expect` that does not hold makes the command fail.
+//! plugins and their Python and JavaScript twins, with the plugin's log lines and the
+//! time per call; an `expect` that does not hold makes the command fail.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -96,7 +96,7 @@ fn check_login_output(text: &str) {
 }
 
 #[test]
-fn plugin_test_runs_logins_through_the_rust_and_python_allowlists() {
+fn plugin_test_runs_logins_through_the_rust_python_and_js_allowlists() {
     let Some(dir) = plugins_support::wasm_dir() else {
         return;
     };
@@ -108,6 +108,11 @@ fn plugin_test_runs_logins_through_the_rust_and_python_allowlists() {
 
     if let Some(py) = plugins_support::python_wasm_dir() {
         let (out, text) = plugin_test(&py.join("allowlist_py.wasm"), &login_script(), &[]);
+        assert_success(&out, &text);
+        check_login_output(&text);
+    }
+    if let Some(js) = plugins_support::js_wasm_dir() {
+        let (out, text) = plugin_test(&js.join("allowlist_js.wasm"), &login_script(), &[]);
         assert_success(&out, &text);
         check_login_output(&text);
     }
@@ -169,13 +174,16 @@ expect = "ok"
 "#;
 
 #[test]
-fn plugin_test_asks_the_rust_and_python_meeting_policies() {
+fn plugin_test_asks_the_rust_python_and_js_meeting_policies() {
     let Some(dir) = plugins_support::wasm_dir() else {
         return;
     };
     let mut plugins = vec![dir.join("meeting_policy.wasm")];
     if let Some(py) = plugins_support::python_wasm_dir() {
         plugins.push(py.join("meeting_policy_py.wasm"));
+    }
+    if let Some(js) = plugins_support::js_wasm_dir() {
+        plugins.push(js.join("meeting_policy_js.wasm"));
     }
     for plugin in plugins {
         let (out, text) = plugin_test(&plugin, ROOMS, &[]);
