@@ -1,16 +1,20 @@
 //! Per-call cost of an authenticator plugin, Rust (`plugins/allowlist`) against its
-//! Python twin (`plugins/python/allowlist`, componentize-py): criterion benchmarks of a
-//! whole call (a fresh instance from the pooling allocator, the call, the result check)
-//! and of instantiation alone, then p50/p99 of single calls, the async path, throughput
-//! with two callers, memory per instance, compile time and component size.
+//! Python twin (`plugins/python/allowlist`, componentize-py) and its JavaScript twin
+//! (`plugins/js/allowlist`, componentize-js), each with a fresh instance per call
+//! (`reuse = "never"`) and with instance reuse (`calls:1000`, what `auto` gives the
+//! interpreters): criterion benchmarks of a whole call (an instance from the pooling
+//! allocator or the idle set, the call, the result check) and of instantiation alone,
+//! then p50/p99 of single calls, the async path, throughput with two callers, memory per
+//! instance, compile time and component size.
 //!
 //!     cargo bench -p heliograph --bench plugin_call
 //!     COMPONENTIZE_PY=~/.cache/heliograph/venv-*/bin/componentize-py cargo bench -p heliograph --bench plugin_call
 //!
-//! Builds plugins/ for wasm32-wasip2 first (into `<target>/plugins`), and the Python
-//! plugins with `plugins/python/build.sh` when a componentize-py is at hand (the
-//! `COMPONENTIZE_PY` variable, or one on the PATH); without one the Python rows are
-//! skipped, saying so.
+//! Builds plugins/ for wasm32-wasip2 first (into `<target>/plugins`), the Python plugins
+//! with `plugins/python/build.sh` when a componentize-py is at hand (the
+//! `COMPONENTIZE_PY` variable, or one on the PATH), and the JavaScript ones with
+//! `plugins/js/build.sh` when npm is; without them those rows are skipped, saying so.
+//! `PLUGIN_BENCH=python,js` keeps only those languages.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use heliograph::plugins::{
-    AuthRequest, Mechanism, PluginConfig, PluginHost, PluginSettings, Transport, World,
+    AuthRequest, Mechanism, PluginConfig, PluginHost, PluginSettings, ReusePolicy, Transport, World,
 };
 use heliograph::storage::Storage;
 use sha2::{Digest, Sha256};
@@ -74,17 +78,49 @@ fn build_python_plugins() -> Option<PathBuf> {
     out.join("allowlist_py.wasm").is_file().then_some(out)
 }
 
+/// The JavaScript plugins' directory, built now if npm is at hand.
+fn build_js_plugins() -> Option<PathBuf> {
+    let out = target_dir().join("plugins/js");
+    let npm = Command::new("npm")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if npm {
+        let status = Command::new(repo().join("plugins/js/build.sh"))
+            .arg(&out)
+            .status()
+            .expect("plugins/js/build.sh");
+        assert!(status.success(), "building the JavaScript plugins failed");
+    }
+    out.join("allowlist_js.wasm").is_file().then_some(out)
+}
+
 /// One plugin under test: its host (with the plugin installed as bench/auth), its size and
 /// how long compiling it took.
 struct Subject {
-    name: &'static str,
+    name: String,
+    /// Instances serve up to 1000 calls (otherwise a fresh one per call).
+    reuse: bool,
     host: PluginHost,
     size: usize,
     compile: Duration,
     _dir: tempfile::TempDir,
 }
 
-fn subject(name: &'static str, wasm: Vec<u8>, settings: PluginSettings) -> Subject {
+fn subject(lang: &str, wasm: Vec<u8>, reuse: bool) -> Subject {
+    let settings = PluginSettings {
+        reuse: if reuse {
+            ReusePolicy::Calls(1000)
+        } else {
+            ReusePolicy::Never
+        },
+        ..PluginSettings::default()
+    };
+    let name = if reuse {
+        format!("{lang}+reuse")
+    } else {
+        lang.to_string()
+    };
     let dir = tempfile::tempdir().unwrap();
     let storage = Storage::open_sled(&dir.path().join("db")).unwrap();
     // A fresh cache: the install below compiles, and that is measured.
@@ -109,6 +145,7 @@ fn subject(name: &'static str, wasm: Vec<u8>, settings: PluginSettings) -> Subje
     let compile = start.elapsed();
     Subject {
         name,
+        reuse,
         host,
         size,
         compile,
@@ -160,12 +197,12 @@ fn criterion_benches(c: &mut Criterion, subjects: &[Subject]) {
     let request = request();
     let mut group = c.benchmark_group("authenticate");
     for s in subjects {
-        group.bench_function(s.name, |b| b.iter(|| call(&s.host, &request)));
+        group.bench_function(&s.name, |b| b.iter(|| call(&s.host, &request)));
     }
     group.finish();
     let mut group = c.benchmark_group("instantiate");
-    for s in subjects {
-        group.bench_function(s.name, |b| {
+    for s in subjects.iter().filter(|s| !s.reuse) {
+        group.bench_function(&s.name, |b| {
             b.iter(|| s.host.probe_instance("bench", "auth").unwrap())
         });
     }
@@ -187,13 +224,15 @@ fn figures(s: &Subject, calls: usize) {
         })
         .collect();
     report(
-        &format!("{}: authenticate_blocking (instantiate + call)", s.name),
+        &format!("{}: authenticate_blocking (instance + call)", s.name),
         samples,
     );
-    let samples: Vec<Duration> = (0..calls)
-        .map(|_| host.probe_instance("bench", "auth").unwrap().instantiation)
-        .collect();
-    report(&format!("{}: instantiation alone", s.name), samples);
+    if !s.reuse {
+        let samples: Vec<Duration> = (0..calls)
+            .map(|_| host.probe_instance("bench", "auth").unwrap().instantiation)
+            .collect();
+        report(&format!("{}: instantiation alone", s.name), samples);
+    }
 
     let rt = runtime();
     let samples: Vec<Duration> = rt.block_on(async {
@@ -229,39 +268,58 @@ fn figures(s: &Subject, calls: usize) {
     let stats = host.stats("bench", "auth").unwrap();
     println!(
         "{}: throughput with 2 threads {:.0} calls/s; component {:.1} MiB, compiled in {:.2} s; \
-         an instance has {:.1} MiB of linear memory ({:.1} MiB at most after a call)",
+         an instance has {:.1} MiB of linear memory ({:.1} MiB at most after a call); \
+         {} of {} calls on a reused instance",
         s.name,
         (per_thread * 2) as f64 / elapsed.as_secs_f64(),
         s.size as f64 / (1 << 20) as f64,
         s.compile.as_secs_f64(),
         probe.memory_bytes as f64 / (1 << 20) as f64,
         stats.memory_max_bytes as f64 / (1 << 20) as f64,
+        stats.reused_instance_calls,
+        stats.calls,
     );
 }
 
 fn main() {
-    let rust_dir = build_rust_plugins();
-    let python_dir = build_python_plugins();
-    let settings = PluginSettings::default();
-    let mut subjects = vec![subject(
-        "rust",
-        std::fs::read(rust_dir.join("allowlist.wasm")).unwrap(),
-        settings.clone(),
-    )];
-    match &python_dir {
-        Some(dir) => subjects.push(subject(
-            "python",
-            std::fs::read(dir.join("allowlist_py.wasm")).unwrap(),
-            settings.clone(),
-        )),
-        None => println!(
-            "SKIPPING the Python rows: no componentize-py (set COMPONENTIZE_PY, or run tests/run.sh once)"
-        ),
+    let only = std::env::var("PLUGIN_BENCH").ok();
+    let wanted = |lang: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|l| l == lang))
+    };
+    let mut subjects = Vec::new();
+    if wanted("rust") {
+        let wasm = std::fs::read(build_rust_plugins().join("allowlist.wasm")).unwrap();
+        subjects.push(subject("rust", wasm.clone(), false));
+        subjects.push(subject("rust", wasm, true));
     }
-    println!(
-        "pooling allocator: {}",
-        subjects[0].host.uses_pooling_allocator()
-    );
+    if wanted("python") {
+        match build_python_plugins() {
+            Some(dir) => {
+                let wasm = std::fs::read(dir.join("allowlist_py.wasm")).unwrap();
+                subjects.push(subject("python", wasm.clone(), false));
+                subjects.push(subject("python", wasm, true));
+            }
+            None => println!(
+                "SKIPPING the Python rows: no componentize-py (set COMPONENTIZE_PY, or run tests/run.sh once)"
+            ),
+        }
+    }
+    if wanted("js") {
+        match build_js_plugins() {
+            Some(dir) => {
+                let wasm = std::fs::read(dir.join("allowlist_js.wasm")).unwrap();
+                subjects.push(subject("js", wasm.clone(), false));
+                subjects.push(subject("js", wasm, true));
+            }
+            None => println!("SKIPPING the JavaScript rows: no npm to build them with"),
+        }
+    }
+    let Some(first) = subjects.first() else {
+        println!("nothing to measure");
+        return;
+    };
+    println!("pooling allocator: {}", first.host.uses_pooling_allocator());
 
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -271,6 +329,13 @@ fn main() {
     c.final_summary();
 
     for s in &subjects {
-        figures(s, if s.name == "rust" { 20_000 } else { 2_000 });
+        figures(
+            s,
+            if s.name.starts_with("rust") {
+                20_000
+            } else {
+                2_000
+            },
+        );
     }
 }

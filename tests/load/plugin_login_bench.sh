@@ -4,6 +4,7 @@
 #
 #   tests/load/plugin_login_bench.sh [N] [CONCURRENCY]      (default 2000 32)
 #   PLUGIN=python tests/load/plugin_login_bench.sh          the Python twin instead
+#   PLUGIN=js tests/load/plugin_login_bench.sh              the JavaScript twin instead
 #
 # The plugin tenant `plug` (domain plug.test) runs plugins/allowlist with the load
 # accounts in its config (PLUGIN=python: plugins/python/allowlist, built with the
@@ -24,6 +25,9 @@ WASM="$CARGO_TARGET_DIR/plugins/wasm32-wasip2/release/allowlist.wasm"
 if [[ "${PLUGIN:-rust}" == python ]]; then
     plugins/python/build.sh "$CARGO_TARGET_DIR/plugins/python"
     WASM="$CARGO_TARGET_DIR/plugins/python/allowlist_py.wasm"
+elif [[ "${PLUGIN:-rust}" == js ]]; then
+    plugins/js/build.sh "$CARGO_TARGET_DIR/plugins/js"
+    WASM="$CARGO_TARGET_DIR/plugins/js/allowlist_js.wasm"
 fi
 WORK="$(mktemp -d)"
 trap 'kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; rm -rf "$WORK"' EXIT
