@@ -1,10 +1,11 @@
-//! Reads the WIT package version from `../wit/heliograph-plugin.wit` (the one place it is
-//! written) and hands it to the crate as `HELIOGRAPH_WIT_VERSION`.
+//! Reads the WIT package version from `wit/heliograph-plugin.wit` (the one place it is
+//! written; `wit` is a link to the repository's `wit/`, and `cargo package` copies the
+//! file into the crate) and hands it to the crate as `HELIOGRAPH_WIT_VERSION`.
 
 use std::path::Path;
 
 fn main() {
-    let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/heliograph-plugin.wit");
+    let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("wit/heliograph-plugin.wit");
     println!("cargo:rerun-if-changed={}", wit.display());
     let text = std::fs::read_to_string(&wit).expect("wit/heliograph-plugin.wit is readable");
     let version = text

@@ -13,7 +13,7 @@
 #
 # Environment:
 #   CARGO_TARGET_DIR   default ~/.cache/heliograph-target (kept between runs, outside the clone)
-#   HELIOGRAPH_CACHE   default ~/.cache/heliograph (Python venvs)
+#   HELIOGRAPH_CACHE   default ~/.cache/heliograph (Python venvs, the JavaScript build tools)
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -122,27 +122,29 @@ ensure_rust_tools() {
     done
 }
 
-# Makes $VENV (python_venv_path) a virtualenv holding tests/interop/requirements.txt. The venv's
-# name carries a hash of the requirements (and the Python version), so a change
-# to either makes a new one; a marker file records a completed install.
+# Makes $VENV (python_venv_path) a virtualenv holding tests/interop/requirements.txt and
+# plugins/python/requirements.txt (the pinned componentize-py wheel that builds the Python
+# plugins). The venv's name carries a hash of the requirements (and the Python version),
+# so a change to either makes a new one; a marker file records a completed install.
+PYTHON_REQUIREMENTS=("$REPO_ROOT/tests/interop/requirements.txt" "$REPO_ROOT/plugins/python/requirements.txt")
 python_venv_path() {
-    local req="$REPO_ROOT/tests/interop/requirements.txt"
     local python="${PYTHON:-python3}"
     local key
-    key="$( (cat "$req"; "$python" --version 2>&1) | sha256sum | cut -c1-16)"
+    key="$( (cat "${PYTHON_REQUIREMENTS[@]}"; "$python" --version 2>&1) | sha256sum | cut -c1-16)"
     echo "$HELIOGRAPH_CACHE/venv-$key"
 }
 
 ensure_python_venv() {
     local python="${PYTHON:-python3}"
-    local req="$REPO_ROOT/tests/interop/requirements.txt"
     if [[ -f "$VENV/.installed" ]]; then
         echo "venv up to date: $VENV"
         return 0
     fi
     rm -rf "$VENV"
     "$python" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$req"
+    local req args=()
+    for req in "${PYTHON_REQUIREMENTS[@]}"; do args+=(-r "$req"); done
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${args[@]}"
     touch "$VENV/.installed"
     echo "venv created: $VENV"
 }
@@ -171,6 +173,10 @@ export HELIOGRAPH_REQUIRE_HAPROXY=1   # so the HAProxy test fails instead of ski
 # The server binary the interop and browser suites start (built by `cargo test` or by
 # the "build heliograph" step).
 export HELIOGRAPH_BIN="$CARGO_TARGET_DIR/debug/heliograph"
+# The pinned componentize-py (from the venv) that builds the Python plugins: for
+# plugins/python/build.sh, the host tests and benches (which run that script), and the
+# scaffolding step.
+export COMPONENTIZE_PY="$VENV/bin/componentize-py"
 
 step_setup() {
     ensure_rust_tools
@@ -181,6 +187,7 @@ step_setup() {
     ensure_browser_packages
     cargo --version
     "$VENV/bin/python" --version
+    "$COMPONENTIZE_PY" --version
     node --version
     /usr/bin/chromium --version 2>/dev/null || true
 }
@@ -219,6 +226,21 @@ step_plugins() {
     ls -l "$PLUGIN_TARGET_DIR"/wasm32-wasip2/release/*.wasm
 }
 
+# The Python twins of the first-party plugins (plugins/python), with the pinned
+# componentize-py; the host tests load them from here (<target>/plugins/python).
+step_python_plugins() {
+    plugins/python/build.sh "$PLUGIN_TARGET_DIR/python"
+    ls -l "$PLUGIN_TARGET_DIR"/python/*.wasm
+}
+
+# The JavaScript twins (plugins/js), with the componentize-js pinned by
+# plugins/js/package-lock.json, which the script installs (npm ci, once per lock) into
+# $HELIOGRAPH_CACHE/js-<hash>; the host tests load them from <target>/plugins/js.
+step_js_plugins() {
+    plugins/js/build.sh "$PLUGIN_TARGET_DIR/js"
+    ls -l "$PLUGIN_TARGET_DIR"/js/*.wasm
+}
+
 # Every target (benches too, as `cargo clippy --all-targets` has it), linted as built.
 step_rust_build() {
     lint_env
@@ -232,7 +254,23 @@ step_cargo_test() {
 
 step_guest_tests() {
     cargo test --manifest-path sdk/Cargo.toml
+    # The SDK as published: its three crates packaged and built from the packages alone.
+    cargo package --workspace --manifest-path sdk/Cargo.toml --allow-dirty
     cargo test --manifest-path plugins/Cargo.toml -p allowlist -p meeting-policy -p echo-bot -p call-router
+    # The Python SDK's fake host, the Python plugins' and the guide's Python example's unit
+    # tests (native CPython).
+    local dir
+    for dir in plugins/python/*/ sdk/python/examples/*/; do
+        (cd "$dir" && PYTHONPATH="$REPO_ROOT/sdk/python" "$VENV/bin/python" -m unittest -q)
+    done
+    # The JavaScript plugins' unit tests (node --test, on the SDK's fake host).
+    plugins/js/build.sh --test "$PLUGIN_TARGET_DIR/js"
+}
+
+# `heliograph plugin new` for every world and language, then each project's unit tests,
+# build and `heliograph plugin test` run as its README says (tests/scaffold.sh).
+step_scaffold() {
+    tests/scaffold.sh
 }
 
 # The server binary the interop and browser suites run. After `cargo test --workspace`
@@ -272,9 +310,12 @@ if [[ $ONLY_INTEROP -eq 0 ]]; then
         lint=""
     fi
     run_step "plugin builds (wasm32-wasip2, release)$lint" step_plugins
+    run_step "Python plugin builds (componentize-py, pinned)" step_python_plugins
+    run_step "JavaScript plugin builds (componentize-js, pinned)" step_js_plugins
     run_step "Rust build of every target$lint" step_rust_build
     run_step "cargo test" step_cargo_test
     run_step "SDK and plugin unit tests (native, with the SDK's fake host)" step_guest_tests
+    run_step "scaffolded plugins: every world and language generated, built, tested" step_scaffold
 fi
 
 run_step "build heliograph" step_build_server

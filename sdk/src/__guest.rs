@@ -4,7 +4,7 @@
 
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "authenticator-with-init",
         pub_export_macro: true,
         export_macro_name: "export",

@@ -3,9 +3,12 @@
 # the same run against the same release server: PLAIN over direct TLS, N logins each.
 #
 #   tests/load/plugin_login_bench.sh [N] [CONCURRENCY]      (default 2000 32)
+#   PLUGIN=python tests/load/plugin_login_bench.sh          the Python twin instead
+#   PLUGIN=js tests/load/plugin_login_bench.sh              the JavaScript twin instead
 #
 # The plugin tenant `plug` (domain plug.test) runs plugins/allowlist with the load
-# accounts in its config ([tenants.plug.plugins.auth] in the generated config file); the
+# accounts in its config (PLUGIN=python: plugins/python/allowlist, built with the
+# componentize-py of COMPONENTIZE_PY or the PATH, the same configuration) ([tenants.plug.plugins.auth] in the generated config file); the
 # built-in tenant (localhost) verifies PLAIN against stored SCRAM-SHA-256 keys
 # (PBKDF2 with [auth] scram_iterations, 4096 by default, as shipped).
 set -euo pipefail
@@ -19,6 +22,13 @@ cargo build --release -q --target wasm32-wasip2 --manifest-path plugins/Cargo.to
     --target-dir "$CARGO_TARGET_DIR/plugins"
 R="$CARGO_TARGET_DIR/release"
 WASM="$CARGO_TARGET_DIR/plugins/wasm32-wasip2/release/allowlist.wasm"
+if [[ "${PLUGIN:-rust}" == python ]]; then
+    plugins/python/build.sh "$CARGO_TARGET_DIR/plugins/python"
+    WASM="$CARGO_TARGET_DIR/plugins/python/allowlist_py.wasm"
+elif [[ "${PLUGIN:-rust}" == js ]]; then
+    plugins/js/build.sh "$CARGO_TARGET_DIR/plugins/js"
+    WASM="$CARGO_TARGET_DIR/plugins/js/allowlist_js.wasm"
+fi
 WORK="$(mktemp -d)"
 trap 'kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
@@ -69,7 +79,7 @@ run() {
         -n "$N" --concurrency "$CONC" --transport tls --mech plain --segment "$N"
 }
 run "built-in (localhost)" localhost
-run "plugin (plug.test, allowlist)" plug.test
+run "plugin (plug.test, $(basename "$WASM" .wasm))" plug.test
 run "built-in again (localhost)" localhost
 run "plugin again (plug.test)" plug.test
 curl -s -H "Authorization: Bearer $(cat "$WORK/data/admin.token")" \

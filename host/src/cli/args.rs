@@ -11,6 +11,9 @@
 //! heliograph tenant set NAME [settings] [--muc KEY=VALUE ...]
 //! heliograph tenant list | show NAME | enable NAME | disable NAME | token NAME
 //! heliograph tenant remove NAME [--purge]
+//! heliograph plugin install|list|rollback|remove TENANT [SLOT] ...
+//! heliograph plugin new NAME --world W [--lang rust|python|js]       (local)
+//! heliograph plugin test FILE.wasm [--script CALLS.toml]           (local)
 //! heliograph room list|show|create|destroy|kick --tenant T ...
 //! heliograph token mint|list|revoke [--tenant T] USER [--kind K] [--id ID]
 //! heliograph reload
@@ -154,7 +157,8 @@ pub enum PluginCommand {
         /// The component (`.wasm`, built for wasm32-wasip2).
         file: PathBuf,
         /// The plugin's configuration, a JSON object (`--config` is the server's config
-        /// file, as for every command).
+        /// file, as for every command). Without it (and --plugin-config-file) the new
+        /// version keeps the active version's configuration.
         #[arg(long, value_name = "JSON", conflicts_with = "plugin_config_file")]
         plugin_config: Option<String>,
         /// Read the plugin's configuration (a JSON object) from a file.
@@ -163,7 +167,8 @@ pub enum PluginCommand {
     },
     /// A tenant's plugins: versions kept, the active one, calls, failures, latency.
     List { tenant: String },
-    /// Switch back to the previous kept version (or to --version N).
+    /// Switch back to the last good version: the newest kept one, other than the active
+    /// one, that served calls without a failure (or to --version N).
     Rollback {
         tenant: String,
         slot: String,
@@ -173,6 +178,57 @@ pub enum PluginCommand {
     /// Remove a plugin: every kept version and its key-value data.
     #[command(alias = "delete")]
     Remove { tenant: String, slot: String },
+    /// Write a new plugin project (manifest, source with the world's functions, a unit
+    /// test, a call script, a README) that builds and passes its test as it is. Local:
+    /// no server needed.
+    New {
+        /// The project's name (a directory of that name is created).
+        name: String,
+        /// The kind of plugin.
+        #[arg(long, value_parser = ["authenticator", "room-policy", "component"])]
+        world: String,
+        /// The language.
+        #[arg(long, default_value = "rust", value_parser = ["rust", "python", "js"])]
+        lang: String,
+        /// Where to create the project directory (default: the current directory).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Rust: depend on a checkout of the SDK at this path (heliograph's `sdk/`)
+        /// instead of the published crate.
+        #[arg(long, value_name = "PATH")]
+        sdk_path: Option<PathBuf>,
+    },
+    /// Run a plugin's calls on the real plugin host without a server: a script of
+    /// logins, room decisions or stanzas, with a configuration and key-value data;
+    /// prints each decision, the plugin's log lines and the time per call. Local: no
+    /// server needed. Exits 1 if a call's `expect` does not hold.
+    Test {
+        /// The component (`.wasm`).
+        file: PathBuf,
+        /// The calls: a TOML (or `.json`) script (see `heliograph plugin new`'s
+        /// calls.toml, or the SDK guide).
+        #[arg(long, value_name = "FILE")]
+        script: Option<PathBuf>,
+        /// The plugin's configuration, a JSON object (replaces the script's).
+        #[arg(long, value_name = "JSON", conflicts_with = "plugin_config_file")]
+        plugin_config: Option<String>,
+        /// Read the plugin's configuration from a file.
+        #[arg(long, value_name = "FILE")]
+        plugin_config_file: Option<PathBuf>,
+        /// Key-value data before the first call, KEY=VALUE (repeat; added to the script's).
+        #[arg(long, value_name = "KEY=VALUE")]
+        kv: Vec<String>,
+        /// The compiled-code cache (default: ~/.cache/heliograph/plugin-test).
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
+    },
+}
+
+impl PluginCommand {
+    /// Whether the command runs locally, without the admin API.
+    pub fn is_local(&self) -> bool {
+        matches!(self, PluginCommand::New { .. } | PluginCommand::Test { .. })
+    }
 }
 
 #[derive(Debug, Subcommand)]

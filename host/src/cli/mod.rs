@@ -1,6 +1,7 @@
 //! The `heliograph` command line: `serve` (the default) runs the server; `user …`,
 //! `session …`, `tenant …`, `plugin …`, `room …`, `token …`, `reload` and `drain` are
-//! clients of the running server's admin API ([`crate::admin`]).
+//! clients of the running server's admin API ([`crate::admin`]); `plugin new` and `plugin
+//! test` are local ([`scaffold`], [`plugin_test`]).
 //!
 //! Client commands find the API and the operator token from, in order:
 //! 1. `--api` / `HELIOGRAPH_API`, and `--token` / `HELIOGRAPH_TOKEN` or the file
@@ -21,7 +22,9 @@ pub mod client;
 pub mod discover;
 pub mod output;
 pub mod plugin;
+pub mod plugin_test;
 pub mod room;
+pub mod scaffold;
 pub mod tenant;
 pub mod token;
 
@@ -47,6 +50,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         None => serve(cli.global.config, cli.ready_file),
         Some(Command::Serve(s)) => serve(cli.global.config, s.ready_file.or(cli.ready_file)),
+        Some(Command::Plugin(p)) if p.is_local() => plugin::run_local(&cli.global, p),
         Some(cmd) => report(run_client_command(&cli.global, cmd)),
     }
 }

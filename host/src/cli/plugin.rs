@@ -1,13 +1,16 @@
 //! `heliograph plugin …`: install, list, rollback and remove tenants' plugins through the
-//! admin API.
+//! admin API; `new` (a project from a template, [`super::scaffold`]) and `test` (calls on
+//! the real host without a server, [`super::plugin_test`]) run locally.
 
 use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use hyper::Method;
 use serde_json::Value;
 
-use super::args::PluginCommand;
+use super::args::{GlobalArgs, PluginCommand};
 use super::client::{ApiClient, encode_segment};
 use crate::admin::plugins::CONFIG_HEADER;
 
@@ -49,7 +52,110 @@ fn ascii_json(value: &Value) -> String {
     out
 }
 
-/// Runs a plugin command.
+/// Runs a local plugin command (`new`, `test`), printing to stdout.
+pub fn run_local(global: &GlobalArgs, cmd: PluginCommand) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    let result = match cmd {
+        PluginCommand::New {
+            name,
+            world,
+            lang,
+            dir,
+            sdk_path,
+        } => super::scaffold::new_project(
+            &super::scaffold::NewProject {
+                name,
+                world,
+                lang,
+                dir: dir.unwrap_or_else(|| PathBuf::from(".")),
+                sdk_path,
+            },
+            &mut out,
+        )
+        .map(|()| true),
+        PluginCommand::Test {
+            file,
+            script,
+            plugin_config,
+            plugin_config_file,
+            kv,
+            cache_dir,
+        } => plugin_test(
+            global,
+            file,
+            script,
+            plugin_config,
+            plugin_config_file,
+            kv,
+            cache_dir,
+            &mut out,
+        ),
+        _ => Err(anyhow::anyhow!("not a local plugin command")),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("error: a call did not give the expected outcome");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `plugin test`: with the `[plugins]` limits of the server's config (`--config`, or
+/// config/heliograph.toml when present), else the defaults.
+#[allow(clippy::too_many_arguments)]
+fn plugin_test(
+    global: &GlobalArgs,
+    file: PathBuf,
+    script: Option<PathBuf>,
+    plugin_config: Option<String>,
+    plugin_config_file: Option<PathBuf>,
+    kv: Vec<String>,
+    cache_dir: Option<PathBuf>,
+    out: &mut dyn Write,
+) -> anyhow::Result<bool> {
+    let (config, _) = crate::config::Config::load_or_default(global.config.as_deref())?;
+    let plugin_config = match (plugin_config, plugin_config_file) {
+        (None, None) => None,
+        (inline, file) => Some(config_json(inline, file.as_deref())?),
+    };
+    let kv = kv
+        .iter()
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .with_context(|| format!("--kv {pair:?}: expected KEY=VALUE"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let cache_dir = cache_dir.unwrap_or_else(|| {
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir)
+            .join(".cache/heliograph/plugin-test")
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(super::plugin_test::run(
+        super::plugin_test::TestOptions {
+            file,
+            script,
+            config: plugin_config,
+            kv,
+            settings: config.plugins.clone(),
+            cache_dir,
+        },
+        out,
+    ))
+}
+
+/// Runs a plugin command against the admin API.
 pub async fn run(
     client: &ApiClient,
     cmd: PluginCommand,
@@ -86,6 +192,12 @@ pub async fn run(
                 v["version"],
                 v["sha256"].as_str().unwrap_or_default()
             )?;
+            if let Some(from) = v["config_from"].as_u64() {
+                writeln!(
+                    out,
+                    "  configuration kept from version {from} (give --plugin-config to change it)"
+                )?;
+            }
         }
         PluginCommand::List { tenant } => {
             let v = client
@@ -101,12 +213,20 @@ pub async fn run(
             let q = version.map(|n| format!("?version={n}")).unwrap_or_default();
             let path = plugins_path(&tenant, &format!("/{}/rollback{q}", encode_segment(&slot)));
             let v = client.request(Method::POST, &path, None).await?;
-            writeln!(out, "{tenant}/{slot} now runs version {}", v["version"])?;
+            writeln!(
+                out,
+                "{tenant}/{slot} now runs version {} ({})",
+                v["version"],
+                v["health"].as_str().unwrap_or("untried")
+            )?;
         }
         PluginCommand::Remove { tenant, slot } => {
             let path = plugins_path(&tenant, &format!("/{}", encode_segment(&slot)));
             client.request(Method::DELETE, &path, None).await?;
             writeln!(out, "removed {tenant}/{slot}")?;
+        }
+        PluginCommand::New { .. } | PluginCommand::Test { .. } => {
+            anyhow::bail!("`plugin new` and `plugin test` run locally, not against the server")
         }
     }
     Ok(())
@@ -138,8 +258,9 @@ fn write_list(out: &mut dyn Write, v: &Value) -> std::io::Result<()> {
             };
             writeln!(
                 out,
-                "  {mark} v{}  {} bytes  sha256 {}",
+                "  {mark} v{}  {:<7}  {} bytes  sha256 {}",
                 ver["version"],
+                ver["health"].as_str().unwrap_or("untried"),
                 ver["size"],
                 ver["sha256"].as_str().unwrap_or_default()
             )?;

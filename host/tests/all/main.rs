@@ -18,6 +18,8 @@ mod component_plugins;
 mod components;
 mod edge;
 mod features;
+mod plugin_cli;
+mod plugin_reuse;
 mod plugins;
 mod room_policy;
 mod stream_management;

@@ -32,17 +32,29 @@ fn allowlist_config(policy: &str, users: &[(&str, &str)]) -> String {
 #[tokio::test]
 async fn authenticates_through_the_allowlist_plugin() {
     let dir = wasm_or_skip!();
+    authenticates_through(wasm(&dir, "allowlist")).await;
+}
+
+/// The Python twin of the allowlist (`plugins/python/allowlist`) passes the same test.
+#[tokio::test]
+async fn authenticates_through_the_python_allowlist_plugin() {
+    let dir = python_or_skip!();
+    authenticates_through(wasm(&dir, "allowlist_py")).await;
+}
+
+/// So does its JavaScript twin (`plugins/js/allowlist`, componentize-js).
+#[tokio::test]
+async fn authenticates_through_the_js_allowlist_plugin() {
+    let dir = js_or_skip!();
+    authenticates_through(wasm(&dir, "allowlist_js")).await;
+}
+
+async fn authenticates_through(plugin: Vec<u8>) {
     let t = host();
     let cfg = allowlist_config("v1", &[("alice", "wonderland"), ("carol", "pw")]);
     let info = t
         .host
-        .install(
-            "acme",
-            "auth",
-            World::Authenticator,
-            wasm(&dir, "allowlist"),
-            config(&cfg),
-        )
+        .install("acme", "auth", World::Authenticator, plugin, config(&cfg))
         .await
         .unwrap();
     assert_eq!((info.version, info.active), (1, true));
@@ -104,8 +116,23 @@ async fn authenticates_through_the_allowlist_plugin() {
 #[tokio::test]
 async fn configuration_drives_behaviour_per_tenant() {
     let dir = wasm_or_skip!();
+    configuration_drives_behaviour(wasm(&dir, "allowlist")).await;
+}
+
+#[tokio::test]
+async fn configuration_drives_the_python_plugin_per_tenant() {
+    let dir = python_or_skip!();
+    configuration_drives_behaviour(wasm(&dir, "allowlist_py")).await;
+}
+
+#[tokio::test]
+async fn configuration_drives_the_js_plugin_per_tenant() {
+    let dir = js_or_skip!();
+    configuration_drives_behaviour(wasm(&dir, "allowlist_js")).await;
+}
+
+async fn configuration_drives_behaviour(wasm: Vec<u8>) {
     let t = host();
-    let wasm = wasm(&dir, "allowlist");
     let users = [("alice", "a"), ("bob", "b")];
     let strict = format!(
         r#"{{"users": {{"alice": {:?}, "bob": {:?}}}, "allow": ["bob"]}}"#,
@@ -177,8 +204,23 @@ async fn configuration_drives_behaviour_per_tenant() {
 #[tokio::test]
 async fn key_value_data_belongs_to_its_tenant_and_slot() {
     let dir = wasm_or_skip!();
+    key_value_data_is_scoped(wasm(&dir, "allowlist")).await;
+}
+
+#[tokio::test]
+async fn python_key_value_data_belongs_to_its_tenant_and_slot() {
+    let dir = python_or_skip!();
+    key_value_data_is_scoped(wasm(&dir, "allowlist_py")).await;
+}
+
+#[tokio::test]
+async fn js_key_value_data_belongs_to_its_tenant_and_slot() {
+    let dir = js_or_skip!();
+    key_value_data_is_scoped(wasm(&dir, "allowlist_js")).await;
+}
+
+async fn key_value_data_is_scoped(wasm: Vec<u8>) {
     let t = host();
-    let wasm = wasm(&dir, "allowlist");
     let seeded = format!(
         r#"{{"seed_kv": {{"dave": {:?}}}}}"#,
         hash_password("q", "dpw")
@@ -548,7 +590,7 @@ async fn bad_uploads_are_refused_precisely_and_the_old_version_keeps_serving() {
         .unwrap_err();
     assert!(matches!(e, InstallError::CoreModule), "{e}");
     assert!(e.to_string().contains("wasm32-wasip2"), "{e}");
-    let e = install(vec![0; 17 << 20], "{}").await.unwrap_err();
+    let e = install(vec![0; 65 << 20], "{}").await.unwrap_err();
     assert!(matches!(e, InstallError::TooLarge { .. }), "{e}");
 
     let e = install(wasm(&dir, "wrong_version"), "{}")
@@ -704,61 +746,124 @@ async fn restart_restores_plugins_without_recompiling() {
     );
 }
 
-#[tokio::test]
-async fn rollback_keeps_the_last_versions_and_remove_purges() {
-    let dir = wasm_or_skip!();
-    let t = host();
-    let wasm = wasm(&dir, "allowlist");
-    for v in 1..=4 {
-        let cfg = allowlist_config(&format!("v{v}"), &[("alice", "wonderland")]);
-        let info = t
-            .host
-            .install(
-                "acme",
-                "auth",
-                World::Authenticator,
-                wasm.clone(),
-                config(&cfg),
-            )
-            .await
-            .unwrap();
-        assert_eq!(info.version, v);
-    }
-    let versions: Vec<u32> = t.host.list(None)[0]
+/// Calls (tenant, slot) once, so the active version answers (or fails) and gets a health.
+async fn serve_once(
+    host: &PluginHost,
+    tenant: &str,
+) -> Result<heliograph::plugins::AuthOutcome, PluginError> {
+    host.authenticate(tenant, "auth", password("alice", "wonderland"))
+        .await
+}
+
+fn kept(host: &PluginHost) -> Vec<(u32, &'static str)> {
+    host.list(Some("acme"))[0]
         .versions
         .iter()
-        .map(|v| v.version)
-        .collect();
-    assert_eq!(versions, vec![2, 3, 4], "keep_versions = 3");
+        .map(|v| (v.version, v.health.as_str()))
+        .collect()
+}
 
-    let policy =
-        |out: heliograph::plugins::AuthOutcome| out.result.unwrap().attributes[0].1.clone();
+#[tokio::test]
+async fn rollback_goes_to_the_last_good_version_which_is_never_evicted() {
+    let dir = wasm_or_skip!();
+    let t = host();
+    let good = |v: &str| config(&allowlist_config(v, &[("alice", "wonderland")]));
+    let trap = || config(r#"{"mode": "trap"}"#);
+    let install = |wasm_name: &'static str, cfg| {
+        let host = t.host.clone();
+        let bytes = wasm(&dir, wasm_name);
+        async move {
+            host.install("acme", "auth", World::Authenticator, bytes, cfg)
+                .await
+                .unwrap()
+                .version
+        }
+    };
+    assert_eq!(install("allowlist", good("v1")).await, 1);
+    assert!(serve_once(&t.host, "acme").await.unwrap().result.is_ok());
+    assert_eq!(install("hostile", trap()).await, 2);
+    assert!(serve_once(&t.host, "acme").await.is_err());
+    assert_eq!(install("allowlist", good("v3")).await, 3);
+    assert_eq!(install("hostile", trap()).await, 4);
+    assert!(serve_once(&t.host, "acme").await.is_err());
+    // keep_versions = 3: v2 went, not v1, the last good one, although it is the oldest.
+    assert_eq!(
+        kept(&t.host),
+        vec![(1, "good"), (3, "untried"), (4, "failed")]
+    );
+
+    // Back to the last version that served without failures: v1, not v3 (never served).
     let back = t.host.rollback("acme", "auth", None).await.unwrap();
-    assert_eq!(back.version, 3);
-    let out = t
-        .host
-        .authenticate("acme", "auth", password("alice", "wonderland"))
-        .await
-        .unwrap();
-    assert_eq!((out.version, policy(out)), (3, "v3".to_string()));
-    t.host.rollback("acme", "auth", Some(2)).await.unwrap();
-    let out = t
-        .host
-        .authenticate("acme", "auth", password("alice", "wonderland"))
-        .await
-        .unwrap();
-    assert_eq!(policy(out), "v2");
+    assert_eq!((back.version, back.health.as_str()), (1, "good"));
+    let out = serve_once(&t.host, "acme").await.unwrap();
+    assert_eq!(out.version, 1);
+    assert_eq!(out.result.unwrap().attributes[0].1, "v1");
+
+    // A new good version; v1 stays the fallback while v5 is untried, then v5 is the last
+    // good one and the next install may evict v1.
+    assert_eq!(install("allowlist", good("v5")).await, 5);
+    assert_eq!(
+        kept(&t.host),
+        vec![(1, "good"), (4, "failed"), (5, "untried")]
+    );
+    assert!(serve_once(&t.host, "acme").await.unwrap().result.is_ok());
+    assert_eq!(install("hostile", trap()).await, 6);
+    assert_eq!(
+        kept(&t.host),
+        vec![(4, "failed"), (5, "good"), (6, "untried")]
+    );
+    assert_eq!(
+        t.host.rollback("acme", "auth", None).await.unwrap().version,
+        5
+    );
+
+    // By number, any kept version; an evicted one is refused with the kept list.
+    assert_eq!(
+        t.host
+            .rollback("acme", "auth", Some(4))
+            .await
+            .unwrap()
+            .version,
+        4
+    );
     let e = t.host.rollback("acme", "auth", Some(1)).await.unwrap_err();
     assert!(
         matches!(e, InstallError::UnknownVersion { version: 1, .. }),
         "{e}"
     );
-    assert!(e.to_string().contains("[2, 3, 4]"), "{e}");
-    let e = t.host.rollback("acme", "auth", None).await.unwrap_err();
-    assert!(
-        matches!(e, InstallError::UnknownVersion { .. }),
-        "nothing older than v2: {e}"
+    assert!(e.to_string().contains("[4, 5, 6]"), "{e}");
+
+    // Health survives a restart.
+    let again = PluginHost::new(
+        plugins_support::settings(),
+        t.store.clone(),
+        plugins_support::shared_cache_dir(),
+    )
+    .unwrap();
+    again.restore_from_storage().await.unwrap();
+    assert_eq!(
+        kept(&again),
+        vec![(4, "failed"), (5, "good"), (6, "untried")]
     );
+    drop(again);
+
+    // No version has served well: rollback says so instead of guessing.
+    for v in ["v1", "v2"] {
+        t.host
+            .install(
+                "acme",
+                "other",
+                World::Authenticator,
+                wasm(&dir, "allowlist"),
+                good(v),
+            )
+            .await
+            .unwrap();
+    }
+    let e = t.host.rollback("acme", "other", None).await.unwrap_err();
+    assert!(matches!(e, InstallError::NoGoodVersion { .. }), "{e}");
+    assert!(e.to_string().contains("v1 untried, v2 untried"), "{e}");
+    t.host.remove("acme", "other").await.unwrap();
 
     t.store
         .kv_set("acme", "auth", "token/x", b"alice", 1 << 20)
@@ -771,8 +876,15 @@ async fn rollback_keeps_the_last_versions_and_remove_purges() {
         0,
         "key-value data purged"
     );
-    let sha = back.sha256;
-    assert!(t.store.blob(&sha).unwrap().is_none(), "blob deleted");
+    assert_eq!(
+        t.store.kv_usage("acme", "auth/host").unwrap(),
+        0,
+        "version health purged"
+    );
+    assert!(
+        t.store.blob(&back.sha256).unwrap().is_none(),
+        "blob deleted"
+    );
     let e = t
         .host
         .authenticate("acme", "auth", password("alice", "wonderland"))
@@ -783,6 +895,135 @@ async fn rollback_keeps_the_last_versions_and_remove_purges() {
         t.host.remove("acme", "auth").await,
         Err(InstallError::NotInstalled { .. })
     ));
+}
+
+/// An upload without a configuration keeps the active version's (the admin API's
+/// install without the header); a new slot starts with `{}`.
+#[tokio::test]
+async fn install_without_a_configuration_keeps_the_active_one() {
+    let dir = wasm_or_skip!();
+    let t = host();
+    let cfg = allowlist_config("v1", &[("alice", "wonderland")]);
+    let first = t
+        .host
+        .install_detecting_world("acme", "auth", wasm(&dir, "allowlist"), Some(config(&cfg)))
+        .await
+        .unwrap();
+    assert_eq!(first.config_from, None);
+    let second = t
+        .host
+        .install_detecting_world("acme", "auth", wasm(&dir, "allowlist"), None)
+        .await
+        .unwrap();
+    assert_eq!((second.version, second.config_from), (2, Some(1)));
+    let out = serve_once(&t.host, "acme").await.unwrap();
+    assert_eq!(out.version, 2);
+    assert_eq!(
+        out.result.unwrap().attributes[0].1,
+        "v1",
+        "same configuration"
+    );
+    let fresh = t
+        .host
+        .install_detecting_world("acme", "fresh", wasm(&dir, "allowlist"), None)
+        .await
+        .unwrap();
+    assert_eq!(fresh.config_from, None);
+    let none = t
+        .host
+        .authenticate("acme", "fresh", password("alice", "wonderland"))
+        .await
+        .unwrap();
+    assert_eq!(
+        none.result,
+        Err(AuthDenied::NotAuthorized),
+        "an empty configuration"
+    );
+}
+
+/// Captures what `tracing` writes on this thread, as the server's human format does.
+fn capture_logs() -> (
+    tracing::subscriber::DefaultGuard,
+    Arc<std::sync::Mutex<Vec<u8>>>,
+) {
+    #[derive(Clone)]
+    struct Sink(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = Sink(buf.clone());
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || sink.clone())
+        .finish();
+    (tracing::subscriber::set_default(subscriber), buf)
+}
+
+/// A panic is one log record: tenant, plugin, version and cause first, then the panic
+/// message on the same line; a refused upload is logged with tenant, slot and reason.
+#[test]
+fn panics_and_refused_uploads_are_one_log_record_each() {
+    let dir = wasm_or_skip!();
+    let t = host();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(hostile(&t.host, &dir, "evil", "trap"));
+    let (guard, buf) = capture_logs();
+    // On this thread (outside the runtime), so the thread's subscriber sees the call.
+    let err = t
+        .host
+        .authenticate_blocking("evil", "auth", &password("x", "y"))
+        .unwrap_err();
+    assert_eq!(err.cause(), FailureCause::Trap);
+    let refused = rt.block_on(t.host.install(
+        "evil",
+        "auth",
+        World::Authenticator,
+        b"not wasm".to_vec(),
+        config("{}"),
+    ));
+    assert!(refused.is_err());
+    drop(guard);
+    let text = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let failed: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("panics on purpose"))
+        .collect();
+    assert_eq!(failed.len(), 1, "one record, one line: {text}");
+    let line = failed[0];
+    let at = |needle: &str| {
+        line.find(needle)
+            .unwrap_or_else(|| panic!("{needle} in {line}"))
+    };
+    assert!(at("tenant=evil") < at("plugin=auth"), "{line}");
+    assert!(at("plugin=auth") < at("version=1"), "{line}");
+    assert!(at("version=1") < at("cause=trap"), "{line}");
+    assert!(at("cause=trap") < at("panics on purpose"), "{line}");
+    let refusal: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("upload refused"))
+        .collect();
+    assert_eq!(refusal.len(), 1, "{text}");
+    assert!(
+        refusal[0].contains("tenant=evil") && refusal[0].contains("plugin=auth"),
+        "{}",
+        refusal[0]
+    );
+    assert!(
+        refusal[0].contains("reason=upload is not WebAssembly"),
+        "{}",
+        refusal[0]
+    );
 }
 
 /// The WIT package went from 0.1.0 to 0.1.1 (the room-policy world was added). A

@@ -17,7 +17,7 @@ use heliograph::plugins::{FailureCause, PluginSettings, World};
 use heliograph::router::{SessionEntry, Transport, UserFacts};
 use heliograph::server::Server;
 use heliograph::storage::{Account, Storage};
-use plugins_support::{config, wasm};
+use plugins_support::config;
 
 const TENANTS: &str = r#"
 [tenants.acme]
@@ -48,7 +48,7 @@ fn fixture(settings: PluginSettings) -> Fixture {
     let host = heliograph::plugins::PluginHost::new(
         settings,
         storage.plugins.clone(),
-        dir.path().join("cache"),
+        plugins_support::shared_cache_dir(),
     )
     .unwrap();
     let core = Server::new(Arc::new(cfg), storage, "token".into()).core;
@@ -58,7 +58,6 @@ fn fixture(settings: PluginSettings) -> Fixture {
 
 impl Fixture {
     async fn install(&self, tenant: &str, name: &str, json: &str) -> u32 {
-        let dir = plugins_support::wasm_dir().unwrap();
         self.core
             .plugin_host()
             .unwrap()
@@ -66,7 +65,7 @@ impl Fixture {
                 tenant,
                 "rooms",
                 World::RoomPolicy,
-                wasm(&dir, name),
+                plugins_support::plugin_wasm(name),
                 config(json),
             )
             .await
@@ -125,8 +124,27 @@ fn deny(reason: &str) -> Decision {
 #[tokio::test]
 async fn meeting_policy_decides_every_point() {
     let _ = wasm_or_skip!();
+    decides_every_point("meeting_policy").await;
+}
+
+/// The Python twin of `plugins/meeting-policy` (`plugins/python/meeting_policy`), through
+/// the same decisions.
+#[tokio::test]
+async fn python_meeting_policy_decides_every_point() {
+    let _ = python_or_skip!();
+    decides_every_point("meeting_policy_py").await;
+}
+
+/// The JavaScript twin (`plugins/js/meeting_policy`), through the same decisions.
+#[tokio::test]
+async fn js_meeting_policy_decides_every_point() {
+    let _ = js_or_skip!();
+    decides_every_point("meeting_policy_js").await;
+}
+
+async fn decides_every_point(plugin: &str) {
     let f = fixture(plugins_support::settings());
-    f.install("acme", "meeting_policy", MEETING).await;
+    f.install("acme", plugin, MEETING).await;
     let s = &f.core;
 
     // Creation: the name pattern.
@@ -355,12 +373,28 @@ async fn failures_fail_closed_unless_the_tenant_opts_into_open() {
 #[tokio::test]
 async fn swapping_the_policy_applies_to_the_next_decision() {
     let _ = wasm_or_skip!();
+    swapping_applies_to_the_next_decision("meeting_policy").await;
+}
+
+#[tokio::test]
+async fn swapping_the_python_policy_applies_to_the_next_decision() {
+    let _ = python_or_skip!();
+    swapping_applies_to_the_next_decision("meeting_policy_py").await;
+}
+
+#[tokio::test]
+async fn swapping_the_js_policy_applies_to_the_next_decision() {
+    let _ = js_or_skip!();
+    swapping_applies_to_the_next_decision("meeting_policy_js").await;
+}
+
+async fn swapping_applies_to_the_next_decision(plugin: &str) {
     let f = fixture(plugins_support::settings());
     let s = &f.core;
     let full = room("acme", "team-a", 2);
     let who = participant("c@acme.test/r");
     assert_eq!(
-        f.install("acme", "meeting_policy", r#"{"max_participants": 2}"#)
+        f.install("acme", plugin, r#"{"max_participants": 2}"#)
             .await,
         1
     );
@@ -369,7 +403,7 @@ async fn swapping_the_policy_applies_to_the_next_decision() {
         JoinDecision::Deny { .. }
     ));
     assert_eq!(
-        f.install("acme", "meeting_policy", r#"{"max_participants": 5}"#)
+        f.install("acme", plugin, r#"{"max_participants": 5}"#)
             .await,
         2
     );

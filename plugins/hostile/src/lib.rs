@@ -11,7 +11,14 @@
 //! | `invalid`   | returns a username that is not a localpart                  |
 //! | `kv-flood`  | writes 60 KiB values until the host refuses, reports why    |
 //! | `log-flood` | writes 1 000 log lines                                       |
+//! | `memo`      | remembers, in its instance, what earlier calls saw (below)  |
 //! | otherwise   | accepts anyone                                              |
+//!
+//! `memo` shows what instance reuse keeps: it accepts anyone, with the attributes
+//! `calls` (calls this instance has served, this one included) and `previous` (the
+//! username of the instance's previous call, empty on its first), and the attribute
+//! `tenant` of the request; the username `trap` then panics, `loop` spins past the
+//! deadline, `memory` runs out of memory, and `print` writes to stderr and succeeds.
 //!
 //! `init`: `refuse` returns an error, `trap` panics, `loop` spins; otherwise accepts.
 
@@ -49,6 +56,7 @@ impl Authenticator for Hostile {
                 }
                 unreachable!()
             }
+            Some("memo") => memo(request),
             Some("log-flood") => {
                 for i in 0..1_000 {
                     log::info("flood", &[("i", &i.to_string())]);
@@ -67,6 +75,34 @@ impl Authenticator for Hostile {
             _ => Ok(()),
         }
     }
+}
+
+fn memo(request: AuthRequest) -> AuthResult {
+    use std::sync::Mutex;
+    static SEEN: Mutex<(u32, String)> = Mutex::new((0, String::new()));
+    let (calls, previous) = {
+        let mut seen = SEEN.lock().unwrap();
+        seen.0 += 1;
+        let previous = std::mem::replace(&mut seen.1, request.username.clone());
+        (seen.0, previous)
+    };
+    match request.username.as_str() {
+        "trap" => panic!("hostile plugin panics on purpose after {calls} calls"),
+        "loop" => spin(),
+        "memory" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(vec![0xA5; 1 << 20]);
+                std::hint::black_box(&hoard);
+            }
+        }
+        "print" => eprintln!("hostile plugin prints"),
+        _ => {}
+    }
+    Ok(User::new(request.username)
+        .attribute("calls", calls.to_string())
+        .attribute("previous", previous)
+        .attribute("tenant", &request.tenant))
 }
 
 fn spin() -> ! {

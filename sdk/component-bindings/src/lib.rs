@@ -4,7 +4,7 @@
 //! exported interfaces, and every world exports `lifecycle`. Not a public API.
 
 wit_bindgen::generate!({
-    path: "../../wit",
+    path: "wit",
     world: "component-with-init",
     pub_export_macro: true,
     export_macro_name: "export",

@@ -5,7 +5,7 @@
 //! Not a public API.
 
 wit_bindgen::generate!({
-    path: "../../wit",
+    path: "wit",
     world: "room-policy-with-init",
     pub_export_macro: true,
     export_macro_name: "export",

@@ -73,7 +73,7 @@ async fn install_one(
         return Ok(None);
     }
     let info = host
-        .install_detecting_world(tenant, slot, wasm, config)
+        .install_detecting_world(tenant, slot, wasm, Some(config))
         .await?;
     Ok(Some(info.version))
 }

@@ -110,7 +110,12 @@ impl CompiledCache {
 
     fn store(&self, path: &Path, component: &Component) -> wasmtime::Result<()> {
         let bytes = component.serialize()?;
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        // A name of its own per write: two installs of the same bytes (two tenants, or
+        // two hosts sharing the directory) may compile and write at once, and must not
+        // write into the same temporary file.
+        static WRITES: AtomicU64 = AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, Ordering::Relaxed);
+        let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
         std::fs::write(&tmp, bytes)?;
         std::fs::rename(&tmp, path)?;
         Ok(())

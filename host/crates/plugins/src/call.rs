@@ -1,7 +1,8 @@
-//! One plugin call: a fresh store and instance from the version's pre-instantiated
-//! component, the epoch deadline and memory cap armed, the export called, the result
-//! checked, and any failure classified into a [`FailureCause`]. Blocking; runs on a
-//! blocking thread.
+//! One plugin call: a store and instance (a fresh one from the version's pre-instantiated
+//! component, or an idle one of the same tenant, slot and version under the rules of
+//! [`super::reuse`]), the epoch deadline and memory cap armed, the export called, the
+//! result checked, any failure classified into a [`FailureCause`], and the instance
+//! given back for reuse or dropped. Blocking; runs on a blocking thread.
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use super::bindings::room_policy::heliograph::plugin::room_types as rwit;
 use super::engine::deadline_ticks;
 use super::error::FailureCause;
 use super::loader::WorldPre;
+use super::reuse::{IdleInstances, Lease, ReuseKey, WorldInstance};
 use super::room::{PolicyOccupant, PolicyRoom, PolicyUser, RoomAnswer, RoomQuestion};
 use super::settings::PluginSettings;
 use super::state::{CallScope, CallState};
@@ -69,18 +71,81 @@ pub(crate) struct CallContext<'a> {
     pub store: Arc<dyn PluginStore>,
     pub scope: CallScope,
     pub config: Arc<PluginConfig>,
+    /// The instance's linear memory in bytes, once instantiated (see `CallLimiter`).
+    pub memory_bytes: Arc<std::sync::atomic::AtomicUsize>,
+    /// Set when the plugin's instances may serve more than one call.
+    pub reuse: Option<Reuse<'a>>,
+    /// Whether this call ran on a reused instance.
+    pub reused: std::cell::Cell<bool>,
+}
+
+/// Where a call's instance may come from and go back to.
+pub(crate) struct Reuse<'a> {
+    pub idle: &'a IdleInstances,
+    pub key: ReuseKey,
+    /// Calls one instance may serve (at least 2, or there is no `Reuse`).
+    pub max_calls: u32,
+    /// Whether the key's version is still the slot's active one.
+    pub still_active: &'a (dyn Fn() -> bool + Sync),
 }
 
 impl CallContext<'_> {
+    /// An instance for one call: an idle one of the same (tenant, slot, version) when
+    /// reuse is on and one is there, otherwise a fresh one; either way with this call's
+    /// deadline armed and its per-call state reset.
+    fn lease(&self, pre: &WorldPre, deadline_ms: u64) -> Result<Lease, CallFailure> {
+        if let Some(r) = &self.reuse
+            && let Some(mut lease) = r.idle.take(&r.key)
+        {
+            lease.store.data_mut().begin_call(self.memory_bytes.clone());
+            self.arm(&mut lease.store, deadline_ms);
+            self.reused.set(true);
+            return Ok(lease);
+        }
+        let mut store = self.new_store(deadline_ms);
+        let instance = pre
+            .instantiate(&mut store)
+            .map_err(|e| self.failure(&store, "instantiation", e))?;
+        Ok(Lease {
+            store,
+            instance,
+            calls: 0,
+            created: Instant::now(),
+        })
+    }
+
+    /// After a call: keeps the instance for the next call of its key only if the call
+    /// returned normally and passed the checks (`result` is `Ok`), it has calls left and
+    /// time left, and it never hit the memory cap or printed; drops it otherwise.
+    fn release<T>(&self, mut lease: Lease, result: &Result<T, CallFailure>) {
+        let Some(r) = &self.reuse else { return };
+        lease.calls += 1;
+        if result.is_err()
+            || lease.calls >= r.max_calls
+            || lease.created.elapsed() >= r.idle.max_age()
+            || !lease.store.data().reusable()
+        {
+            return;
+        }
+        r.idle.put(r.key.clone(), lease, r.still_active);
+    }
+
     fn new_store(&self, deadline_ms: u64) -> Store<CallState> {
         let state = CallState::new(
             self.settings,
             self.scope.clone(),
             self.config.clone(),
             self.store.clone(),
+            self.memory_bytes.clone(),
         );
         let mut store = Store::new(self.engine, state);
         store.limiter(|s| &mut s.limiter);
+        self.arm(&mut store, deadline_ms);
+        store
+    }
+
+    /// Arms the call's deadline on `store`, from now.
+    fn arm(&self, store: &mut Store<CallState>, deadline_ms: u64) {
         // The deadline is CPU time of the calling thread (a whole call runs on one thread),
         // so a starved machine or a hostile neighbour cannot time out an innocent plugin;
         // a wall-clock backstop of WALL_CLOCK_FACTOR times the deadline still holds.
@@ -95,7 +160,6 @@ impl CallContext<'_> {
                 Ok(UpdateDeadline::Continue(1))
             }
         });
-        store
     }
 
     /// Classifies a wasmtime error and logs what the guest printed (a panic message).
@@ -120,10 +184,17 @@ impl CallContext<'_> {
         if cause == FailureCause::Memory {
             detail.push_str(" (memory cap reached)");
         }
+        // What the guest printed (a Rust panic message, a Python traceback), on one line
+        // so the failure stays one log record.
         let output = state.captured_output();
+        let output: Vec<&str> = output
+            .lines()
+            .map(str::trim_end)
+            .filter(|l| !l.is_empty())
+            .collect();
         if !output.is_empty() {
             detail.push_str("; plugin output: ");
-            detail.push_str(&output);
+            detail.push_str(&output.join(" | "));
         }
         (cause, detail)
     }
@@ -134,16 +205,31 @@ impl CallContext<'_> {
         pre: &WorldPre,
         request: &AuthRequest,
     ) -> Result<Result<AuthUser, AuthDenied>, CallFailure> {
-        let WorldPre::Authenticator(pre) = pre else {
+        if !matches!(pre, WorldPre::Authenticator(_)) {
             return Err((
                 FailureCause::NotInstalled,
                 "not an authenticator plugin".into(),
             ));
+        }
+        let mut lease = self.lease(pre, self.settings.auth_deadline_ms)?;
+        let result = self.authenticate_on(&mut lease, request);
+        self.release(lease, &result);
+        result
+    }
+
+    fn authenticate_on(
+        &self,
+        lease: &mut Lease,
+        request: &AuthRequest,
+    ) -> Result<Result<AuthUser, AuthDenied>, CallFailure> {
+        let Lease {
+            store,
+            instance: WorldInstance::Authenticator(instance),
+            ..
+        } = lease
+        else {
+            unreachable!("an authenticator's instance");
         };
-        let mut store = self.new_store(self.settings.auth_deadline_ms);
-        let instance = pre
-            .instantiate(&mut store)
-            .map_err(|e| self.failure(&store, "instantiation", e))?;
         let wit_request = wit::AuthRequest {
             tenant: self.scope.tenant.to_string(),
             domain: request.domain.clone(),
@@ -165,8 +251,8 @@ impl CallContext<'_> {
         };
         let result = instance
             .heliograph_plugin_authentication()
-            .call_authenticate(&mut store, &wit_request)
-            .map_err(|e| self.failure(&store, "authenticate", e))?;
+            .call_authenticate(&mut *store, &wit_request)
+            .map_err(|e| self.failure(store, "authenticate", e))?;
         match result {
             Ok(user) => check_user(user)
                 .map(Ok)
@@ -194,13 +280,29 @@ impl CallContext<'_> {
         stanza: &ComponentStanza,
         max_stanza_bytes: usize,
     ) -> Result<Result<Vec<String>, String>, CallFailure> {
-        let WorldPre::Component(pre) = pre else {
+        if !matches!(pre, WorldPre::Component(_)) {
             return Err((FailureCause::NotInstalled, "not a component plugin".into()));
+        }
+        let mut lease = self.lease(pre, self.settings.component_deadline_ms)?;
+        let result = self.handle_stanza_on(&mut lease, stanza, max_stanza_bytes);
+        self.release(lease, &result);
+        result
+    }
+
+    fn handle_stanza_on(
+        &self,
+        lease: &mut Lease,
+        stanza: &ComponentStanza,
+        max_stanza_bytes: usize,
+    ) -> Result<Result<Vec<String>, String>, CallFailure> {
+        let Lease {
+            store,
+            instance: WorldInstance::Component(instance),
+            ..
+        } = lease
+        else {
+            unreachable!("a component's instance");
         };
-        let mut store = self.new_store(self.settings.component_deadline_ms);
-        let instance = pre
-            .instantiate(&mut store)
-            .map_err(|e| self.failure(&store, "instantiation", e))?;
         let wit_stanza = cwit::Stanza {
             kind: match stanza.kind {
                 StanzaKind::Message => cwit::StanzaKind::Message,
@@ -216,8 +318,8 @@ impl CallContext<'_> {
         };
         let result = instance
             .heliograph_plugin_stanza_handler()
-            .call_handle(&mut store, &wit_stanza)
-            .map_err(|e| self.failure(&store, "handle", e))?;
+            .call_handle(&mut *store, &wit_stanza)
+            .map_err(|e| self.failure(store, "handle", e))?;
         match result {
             Ok(out) => {
                 if out.len() > STANZAS_OUT_MAX {
@@ -253,16 +355,31 @@ impl CallContext<'_> {
         pre: &WorldPre,
         question: &RoomQuestion,
     ) -> Result<RoomAnswer, CallFailure> {
-        let WorldPre::RoomPolicy(pre) = pre else {
+        if !matches!(pre, WorldPre::RoomPolicy(_)) {
             return Err((
                 FailureCause::NotInstalled,
                 "not a room-policy plugin".into(),
             ));
+        }
+        let mut lease = self.lease(pre, self.settings.room_policy_deadline_ms)?;
+        let result = self.decide_room_on(&mut lease, question);
+        self.release(lease, &result);
+        result
+    }
+
+    fn decide_room_on(
+        &self,
+        lease: &mut Lease,
+        question: &RoomQuestion,
+    ) -> Result<RoomAnswer, CallFailure> {
+        let Lease {
+            store,
+            instance: WorldInstance::RoomPolicy(instance),
+            ..
+        } = lease
+        else {
+            unreachable!("a room policy's instance");
         };
-        let mut store = self.new_store(self.settings.room_policy_deadline_ms);
-        let instance = pre
-            .instantiate(&mut store)
-            .map_err(|e| self.failure(&store, "instantiation", e))?;
         let api = instance.heliograph_plugin_room_decisions();
         let tenant = &self.scope.tenant;
         let phase = question.point();
@@ -270,14 +387,18 @@ impl CallContext<'_> {
         match question {
             RoomQuestion::Create { room, creator } => {
                 let d = api
-                    .call_create_room(&mut store, &wit_room(tenant, room), &wit_user(creator))
-                    .map_err(|e| self.failure(&store, phase, e))?;
+                    .call_create_room(&mut *store, &wit_room(tenant, room), &wit_user(creator))
+                    .map_err(|e| self.failure(store, phase, e))?;
                 decision(d).map_err(invalid)
             }
             RoomQuestion::Join { room, occupant } => {
                 let d = api
-                    .call_join(&mut store, &wit_room(tenant, room), &wit_occupant(occupant))
-                    .map_err(|e| self.failure(&store, phase, e))?;
+                    .call_join(
+                        &mut *store,
+                        &wit_room(tenant, room),
+                        &wit_occupant(occupant),
+                    )
+                    .map_err(|e| self.failure(store, phase, e))?;
                 match d {
                     rwit::JoinDecision::Default => Ok(RoomAnswer::JoinDefault),
                     rwit::JoinDecision::Allow(grant) => Ok(RoomAnswer::JoinAllow {
@@ -297,12 +418,12 @@ impl CallContext<'_> {
             } => {
                 let d = api
                     .call_message(
-                        &mut store,
+                        &mut *store,
                         &wit_room(tenant, room),
                         &wit_occupant(occupant),
                         body,
                     )
-                    .map_err(|e| self.failure(&store, phase, e))?;
+                    .map_err(|e| self.failure(store, phase, e))?;
                 match d {
                     rwit::MessageDecision::Allow => Ok(RoomAnswer::Allow),
                     rwit::MessageDecision::Deny(reason) => {
@@ -322,12 +443,12 @@ impl CallContext<'_> {
             } => {
                 let d = api
                     .call_configure(
-                        &mut store,
+                        &mut *store,
                         &wit_room(tenant, room),
                         &wit_user(actor),
                         &key_values(new_config),
                     )
-                    .map_err(|e| self.failure(&store, phase, e))?;
+                    .map_err(|e| self.failure(store, phase, e))?;
                 decision(d).map_err(invalid)
             }
             RoomQuestion::ChangeNick {
@@ -337,15 +458,26 @@ impl CallContext<'_> {
             } => {
                 let d = api
                     .call_change_nick(
-                        &mut store,
+                        &mut *store,
                         &wit_room(tenant, room),
                         &wit_occupant(occupant),
                         new_nick,
                     )
-                    .map_err(|e| self.failure(&store, phase, e))?;
+                    .map_err(|e| self.failure(store, phase, e))?;
                 decision(d).map_err(invalid)
             }
         }
+    }
+
+    /// Instantiates without calling anything (figures for tools and benchmarks): the time
+    /// it took. The memory is in [`CallContext::memory_bytes`].
+    pub(crate) fn instantiate_only(&self, pre: &WorldPre) -> Result<Duration, CallFailure> {
+        let mut store = self.new_store(self.settings.auth_deadline_ms);
+        let start = Instant::now();
+        pre.instance_pre()
+            .instantiate(&mut store)
+            .map_err(|e| self.failure(&store, "instantiation", e))?;
+        Ok(start.elapsed())
     }
 
     /// Trial instantiation, then the optional `lifecycle.init` with the configuration.

@@ -147,6 +147,15 @@ pub enum InstallError {
         version: u32,
         kept: Vec<u32>,
     },
+    /// Rollback without a version, and no kept version has served without failures.
+    #[error(
+        "slot {slot:?} of tenant {tenant:?} has no other version that served without failures (kept: {kept}); name one with ?version=N"
+    )]
+    NoGoodVersion {
+        tenant: String,
+        slot: String,
+        kept: String,
+    },
     #[error("slot {slot:?} of tenant {tenant:?} holds a {installed} plugin, not {requested}")]
     WorldMismatch {
         tenant: String,

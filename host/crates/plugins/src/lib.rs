@@ -10,9 +10,11 @@
 //!   configuration ([`call`]), then persistence ([`heliograph_storage::PluginStore`]) and an
 //!   atomic switch (`ArcSwap`): calls in flight finish on the old version, calls that start
 //!   after `install` returns use the new one.
-//! - [`call`]: every call gets a fresh store and instance ([`state`] holds its data and
-//!   implements the host API), with an epoch deadline ([`engine`] runs the ticker) and a
-//!   memory cap ([`limits`]). Failures are typed ([`error`]) and counted ([`stats`]).
+//! - [`call`]: every call gets a store and instance ([`state`] holds its data and
+//!   implements the host API), fresh or, for plugins whose policy allows it, an idle one
+//!   of the same tenant, slot and version under the rules of [`reuse`]; with an epoch
+//!   deadline ([`engine`] runs the ticker) and a memory cap ([`limits`]). Failures are
+//!   typed ([`error`]) and counted ([`stats`]).
 //!
 //! Tenants are plain names here; binding a tenant's auth setting to a slot is the tenant
 //! registry's job.
@@ -22,8 +24,10 @@ mod cache;
 mod call;
 mod engine;
 mod error;
+mod health;
 mod limits;
 mod loader;
+mod reuse;
 mod room;
 mod settings;
 mod state;
@@ -42,6 +46,8 @@ use wasmtime::component::{HasSelf, Linker};
 
 pub use cache::{CacheStats, sha256_hex};
 pub use error::{FailureCause, InstallError, PluginError};
+pub use health::VersionHealth;
+pub use reuse::{AUTO_REUSE_CALLS, AUTO_REUSE_MIN_BYTES, ReusePolicy};
 pub use room::{PolicyOccupant, PolicyRoom, PolicyUser, RoomAnswer, RoomOutcome, RoomQuestion};
 pub use settings::PluginSettings;
 pub use stats::PluginStats;
@@ -65,6 +71,15 @@ pub const WIT_VERSION: &str = env!("HELIOGRAPH_WIT_VERSION");
 /// The semver-compatible track of [`WIT_VERSION`] (`0.minor` while the package is 0.x).
 pub const WIT_TRACK: &str = env!("HELIOGRAPH_WIT_TRACK");
 
+/// What [`PluginHost::probe_instance`] measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstanceProbe {
+    /// Creating the instance (a store, the instance from the pre-instantiated component).
+    pub instantiation: std::time::Duration,
+    /// Its linear memory once instantiated, in bytes.
+    pub memory_bytes: u64,
+}
+
 /// Runs many tenants' plugins. Cheap to clone (shared state).
 #[derive(Clone)]
 pub struct PluginHost {
@@ -85,6 +100,8 @@ struct Inner {
     /// Bounds instances alive at once: `max_concurrent_calls` (the pool's size), and no more
     /// than the CPUs available.
     permits: Arc<Semaphore>,
+    /// Instances waiting for another call of their (tenant, slot, version).
+    idle: reuse::IdleInstances,
     _ticker: engine::EpochTicker,
 }
 
@@ -104,6 +121,12 @@ struct Loaded {
     record: VersionRecord,
     config: Arc<PluginConfig>,
     prepared: Prepared,
+    /// Calls one instance may serve (1: a fresh instance per call).
+    reuse_calls: u32,
+    /// Unique to this load (see `reuse::ReuseKey`).
+    load_id: u64,
+    /// How it has served (for rollback and eviction).
+    health: health::Health,
 }
 
 impl PluginHost {
@@ -150,6 +173,14 @@ impl PluginHost {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let running = (settings.max_concurrent_calls as usize).min(cpus);
         let permits = Arc::new(Semaphore::new(running));
+        // Idle instances hold pool slots: never so many that the calls that may run at
+        // once (and an install's trial) could find the pool empty.
+        let idle_capacity = (settings.max_idle_instances as usize)
+            .min((settings.max_concurrent_calls as usize).saturating_sub(running));
+        let idle = reuse::IdleInstances::new(
+            idle_capacity,
+            std::time::Duration::from_secs(settings.reuse_max_age_s),
+        );
         Ok(PluginHost {
             inner: Arc::new(Inner {
                 settings,
@@ -161,9 +192,16 @@ impl PluginHost {
                 slots: RwLock::new(HashMap::new()),
                 admin: tokio::sync::Mutex::new(()),
                 permits,
+                idle,
                 _ticker: ticker,
             }),
         })
+    }
+
+    /// Instances idle now, waiting for another call of their plugin version (instance
+    /// reuse).
+    pub fn idle_instances(&self) -> usize {
+        self.inner.idle.len()
     }
 
     /// Whether instances come from the pooling allocator (false after a fallback).
@@ -178,7 +216,8 @@ impl PluginHost {
 
     /// Installs `wasm` as the new active version of (tenant, slot): size check, hash,
     /// compile off the async runtime, check against `world`, trial instantiation and the
-    /// optional `init` with `config`, persist, switch. On error nothing changed.
+    /// optional `init` with `config`, persist, switch. On error nothing changed, and the
+    /// refusal is logged with tenant, slot and reason.
     pub async fn install(
         &self,
         tenant: &str,
@@ -187,19 +226,21 @@ impl PluginHost {
         wasm: Vec<u8>,
         config: PluginConfig,
     ) -> Result<VersionInfo, InstallError> {
-        self.install_as(tenant, slot, Some(world), wasm, config)
+        self.install_as(tenant, slot, Some(world), wasm, Some(config))
             .await
     }
 
     /// [`install`](Self::install) for uploads that do not say their world: a slot that
     /// holds a plugin keeps its world (a component of another world is refused); a new
-    /// slot takes the world whose interface the component exports.
+    /// slot takes the world whose interface the component exports. With `config` `None`
+    /// the new version gets the active version's configuration (an empty one in a new
+    /// slot); [`VersionInfo::config_from`] says which.
     pub async fn install_detecting_world(
         &self,
         tenant: &str,
         slot: &str,
         wasm: Vec<u8>,
-        config: PluginConfig,
+        config: Option<PluginConfig>,
     ) -> Result<VersionInfo, InstallError> {
         let world = self.slot(tenant, slot).map(|s| s.world);
         self.install_as(tenant, slot, world, wasm, config).await
@@ -211,13 +252,31 @@ impl PluginHost {
         slot: &str,
         world: Option<World>,
         wasm: Vec<u8>,
-        config: PluginConfig,
+        config: Option<PluginConfig>,
+    ) -> Result<VersionInfo, InstallError> {
+        let size = wasm.len();
+        let result = self.try_install(tenant, slot, world, wasm, config).await;
+        if let Err(e) = &result {
+            tracing::warn!(tenant = %tenant, plugin = %slot, size, reason = %e,
+                "plugin upload refused; the previous version keeps serving");
+        }
+        result
+    }
+
+    async fn try_install(
+        &self,
+        tenant: &str,
+        slot: &str,
+        world: Option<World>,
+        wasm: Vec<u8>,
+        config: Option<PluginConfig>,
     ) -> Result<VersionInfo, InstallError> {
         check_tenant(tenant)?;
         check_slot(slot)?;
         loader::screen(&wasm, self.inner.settings.max_upload_bytes())?;
         let sha256 = cache::sha256_hex(&wasm);
         let inner = self.inner.clone();
+        let compile_start = Instant::now();
         let (prepared, wasm, sha256) = blocking(move || {
             let prepared = loader::prepare(
                 &inner.engine,
@@ -231,6 +290,7 @@ impl PluginHost {
         })
         .await?;
         let (world, prepared) = prepared?;
+        let compile_ms = compile_start.elapsed().as_millis() as u64;
 
         let _admin = self.inner.admin.lock().await;
         let existing = self.slot(tenant, slot);
@@ -244,6 +304,18 @@ impl PluginHost {
                 requested: world.name(),
             });
         }
+        // No configuration given: the active version's (resolved under the admin lock, so
+        // a concurrent install cannot slip between).
+        let (config, config_from) = match config {
+            Some(c) => (Arc::new(c), None),
+            None => match &existing {
+                Some(s) => {
+                    let active = s.active.load();
+                    (active.config.clone(), Some(active.record.version))
+                }
+                None => (Arc::new(PluginConfig::default()), None),
+            },
+        };
         let previous = self.stored_record(tenant, slot)?;
         let version = previous
             .as_ref()
@@ -258,8 +330,14 @@ impl PluginHost {
                 config: config.json().to_string(),
                 installed_at_ms: now_ms(),
             },
-            config: Arc::new(config),
+            config,
             prepared,
+            reuse_calls: self
+                .inner
+                .settings
+                .reuse_calls(tenant, slot, wasm.len() as u64),
+            load_id: reuse::next_load_id(),
+            health: health::Health::new(VersionHealth::Untried),
         });
 
         // Trial instantiation and init, bounded by the init deadline. The trial instance
@@ -285,7 +363,8 @@ impl PluginHost {
         })
         .await??;
 
-        // Persist, then switch.
+        // Persist, then switch. Versions beyond `keep_versions` are dropped, oldest first,
+        // but never the last good one (the one rollback goes to).
         self.inner.store.put_blob(&sha256, &wasm)?;
         let mut record = previous.unwrap_or_else(|| SlotRecord {
             tenant: tenant.into(),
@@ -296,18 +375,19 @@ impl PluginHost {
         });
         record.versions.push(loaded.record.clone());
         record.active = version;
-        let keep = self.inner.settings.keep_versions;
-        let dropped: Vec<VersionRecord> = if record.versions.len() > keep {
-            let n = record.versions.len() - keep;
-            record.versions.drain(..n).collect()
-        } else {
-            Vec::new()
-        };
+        let last_good = existing.as_ref().and_then(|s| s.last_good(None));
+        let dropped = evict(
+            &mut record.versions,
+            self.inner.settings.keep_versions,
+            last_good,
+        );
         self.inner.store.put_slot(&record)?;
 
         match existing {
             Some(s) => {
                 s.active.store(loaded.clone());
+                // No instance of the version swapped out serves another call.
+                self.inner.idle.purge(tenant, slot);
                 let mut kept = s.kept.lock().unwrap();
                 kept.push(loaded.clone());
                 kept.retain(|l| {
@@ -335,10 +415,23 @@ impl PluginHost {
                     .insert(slot.into(), s);
             }
         }
+        for v in &dropped {
+            health::forget(self.inner.store.as_ref(), tenant, slot, v.version);
+        }
         self.delete_unreferenced_blobs(dropped.iter().map(|v| v.sha256.as_str()))?;
         tracing::info!(tenant, plugin = slot, version, sha256 = %sha256, world = %world,
-            wit_track = loaded.prepared.track.name(), "plugin installed");
-        Ok(version_info(tenant, slot, world, &loaded.record, version))
+            wit_track = loaded.prepared.track.name(), size = wasm.len(), compile_ms,
+            config_from, "plugin installed");
+        let mut info = version_info(
+            tenant,
+            slot,
+            world,
+            &loaded.record,
+            version,
+            VersionHealth::Untried,
+        );
+        info.config_from = config_from;
+        Ok(info)
     }
 
     /// Authenticates through the authenticator in (tenant, slot). Waits for a free
@@ -418,6 +511,34 @@ impl PluginHost {
         self.inner.authenticate(&plugin, request)
     }
 
+    /// Instantiates the active version of (tenant, slot) without calling it, on the
+    /// calling thread: how long instantiation took and the instance's linear memory (for
+    /// benchmarks and `heliograph plugin test`). The caller bounds concurrency.
+    pub fn probe_instance(&self, tenant: &str, slot: &str) -> Result<InstanceProbe, PluginError> {
+        let s = self
+            .slot(tenant, slot)
+            .ok_or_else(|| PluginError::NotInstalled {
+                tenant: tenant.into(),
+                slot: slot.into(),
+                world: "any",
+            })?;
+        let loaded = s.active.load_full();
+        let ctx = self.inner.context(&s, &loaded, None);
+        let instantiation =
+            ctx.instantiate_only(&loaded.prepared.pre)
+                .map_err(|(cause, detail)| PluginError::Failed {
+                    tenant: tenant.into(),
+                    slot: slot.into(),
+                    version: loaded.record.version,
+                    cause,
+                    detail,
+                })?;
+        Ok(InstanceProbe {
+            instantiation,
+            memory_bytes: ctx.memory_bytes.load(std::sync::atomic::Ordering::Relaxed) as u64,
+        })
+    }
+
     /// Asks the room policy in (tenant, slot) one question. Waits for a free instance if
     /// `max_concurrent_calls` are running. A failure is logged with tenant, plugin,
     /// version, decision point and cause; what it means (deny or allow) is the caller's
@@ -447,8 +568,10 @@ impl PluginHost {
         out
     }
 
-    /// Switches (tenant, slot) back to `version`, or to the kept version before the active
-    /// one when `None`.
+    /// Switches (tenant, slot) to `version`, or, when `None`, back to the last good one:
+    /// the newest kept version other than the active one that has served calls without
+    /// a failure ([`VersionHealth::Good`]). Untried and failed versions are only reached
+    /// by number.
     pub async fn rollback(
         &self,
         tenant: &str,
@@ -466,19 +589,39 @@ impl PluginHost {
         let target = {
             let kept = s.kept.lock().unwrap();
             let versions: Vec<u32> = kept.iter().map(|l| l.record.version).collect();
-            let wanted = match version {
-                Some(v) => Some(v),
-                None => versions.iter().copied().filter(|v| *v < active).max(),
+            let found = match version {
+                Some(v) => kept.iter().find(|l| l.record.version == v).cloned(),
+                None => None,
             };
-            match wanted.and_then(|v| kept.iter().find(|l| l.record.version == v)) {
-                Some(l) => l.clone(),
-                None => {
+            match (version, found) {
+                (_, Some(l)) => l,
+                (Some(v), None) => {
                     return Err(InstallError::UnknownVersion {
                         tenant: tenant.into(),
                         slot: slot.into(),
-                        version: wanted.unwrap_or(active.saturating_sub(1)),
+                        version: v,
                         kept: versions,
                     });
+                }
+                (None, None) => {
+                    drop(kept);
+                    match s.last_good(Some(active)) {
+                        Some(l) => l,
+                        None => {
+                            let kept = s.kept.lock().unwrap();
+                            return Err(InstallError::NoGoodVersion {
+                                tenant: tenant.into(),
+                                slot: slot.into(),
+                                kept: kept
+                                    .iter()
+                                    .map(|l| {
+                                        format!("v{} {}", l.record.version, l.health.get().as_str())
+                                    })
+                                    .collect::<Vec<_>>()
+                                    .join(", "),
+                            });
+                        }
+                    }
                 }
             }
         };
@@ -487,11 +630,14 @@ impl PluginHost {
             self.inner.store.put_slot(&record)?;
         }
         s.active.store(target.clone());
+        self.inner.idle.purge(tenant, slot);
+        let health = target.health.get();
         tracing::info!(
             tenant,
             plugin = slot,
             from = active,
             to = target.record.version,
+            health = health.as_str(),
             "plugin rolled back"
         );
         Ok(version_info(
@@ -500,6 +646,7 @@ impl PluginHost {
             s.world,
             &target.record,
             target.record.version,
+            health,
         ))
     }
 
@@ -521,8 +668,10 @@ impl PluginHost {
                 slot: slot.into(),
             });
         }
+        self.inner.idle.purge(tenant, slot);
         self.inner.store.delete_slot(tenant, slot)?;
         self.inner.store.kv_purge(tenant, slot)?;
+        health::purge(self.inner.store.as_ref(), tenant, slot);
         if let Some(record) = record {
             self.delete_unreferenced_blobs(record.versions.iter().map(|v| v.sha256.as_str()))?;
         }
@@ -601,7 +750,7 @@ impl PluginHost {
             };
             let mut kept = Vec::new();
             for v in &record.versions {
-                match self.load_stored(world, v).await {
+                match self.load_stored(&record, world, v).await {
                     Ok(l) => kept.push(Arc::new(l)),
                     Err(e) => report.failed.push(format!(
                         "{}/{} v{}: {e}",
@@ -639,7 +788,12 @@ impl PluginHost {
         Ok(report)
     }
 
-    async fn load_stored(&self, world: World, v: &VersionRecord) -> Result<Loaded, InstallError> {
+    async fn load_stored(
+        &self,
+        record: &SlotRecord,
+        world: World,
+        v: &VersionRecord,
+    ) -> Result<Loaded, InstallError> {
         let wasm = self
             .inner
             .store
@@ -669,6 +823,17 @@ impl PluginHost {
             record: v.clone(),
             config: Arc::new(config),
             prepared,
+            reuse_calls: self
+                .inner
+                .settings
+                .reuse_calls(&record.tenant, &record.slot, v.size),
+            load_id: reuse::next_load_id(),
+            health: health::load(
+                self.inner.store.as_ref(),
+                &record.tenant,
+                &record.slot,
+                v.version,
+            ),
         })
     }
 
@@ -728,7 +893,27 @@ impl PluginHost {
 }
 
 impl Inner {
-    fn context(&self, slot: &Slot, loaded: &Loaded) -> CallContext<'_> {
+    /// A call's context; with `still_active` (whether `loaded` is still the slot's
+    /// active version) when its instances may be reused.
+    fn context<'a>(
+        &'a self,
+        slot: &Slot,
+        loaded: &Loaded,
+        still_active: Option<&'a (dyn Fn() -> bool + Sync)>,
+    ) -> CallContext<'a> {
+        let reuse = still_active
+            .filter(|_| loaded.reuse_calls > 1)
+            .map(|still_active| call::Reuse {
+                idle: &self.idle,
+                key: reuse::ReuseKey {
+                    tenant: slot.tenant.clone(),
+                    slot: slot.slot.clone(),
+                    version: loaded.record.version,
+                    load: loaded.load_id,
+                },
+                max_calls: loaded.reuse_calls,
+                still_active,
+            });
         CallContext {
             engine: &self.engine,
             settings: &self.settings,
@@ -739,6 +924,9 @@ impl Inner {
                 version: loaded.record.version,
             },
             config: loaded.config.clone(),
+            memory_bytes: Arc::default(),
+            reuse,
+            reused: Default::default(),
         }
     }
 
@@ -750,6 +938,9 @@ impl Inner {
             store: self.store.clone(),
             scope,
             config: loaded.config.clone(),
+            memory_bytes: Arc::default(),
+            reuse: None,
+            reused: Default::default(),
         };
         match ctx.init(&loaded.prepared.pre, loaded.prepared.init.as_ref()) {
             Ok(Ok(())) => Ok(()),
@@ -761,86 +952,51 @@ impl Inner {
 
     fn authenticate(&self, slot: &Slot, request: &AuthRequest) -> Result<AuthOutcome, PluginError> {
         let loaded = slot.active.load_full();
-        let version = loaded.record.version;
         let start = Instant::now();
-        let result = self
-            .context(slot, &loaded)
-            .authenticate(&loaded.prepared.pre, request);
-        let elapsed = start.elapsed();
-        match result {
-            Ok(result) => {
-                let outcome = if result.is_ok() {
-                    Outcome::Ok
-                } else {
-                    Outcome::Denied
-                };
-                slot.stats.record(outcome, elapsed);
-                let label = if result.is_ok() { "ok" } else { "denied" };
-                record_metrics(slot, label, elapsed);
-                Ok(AuthOutcome { version, result })
-            }
-            Err((cause, detail)) => {
-                slot.stats.record(Outcome::Failed(cause), elapsed);
-                record_metrics(slot, cause.as_str(), elapsed);
-                tracing::warn!(tenant = %slot.tenant, plugin = %slot.slot, version,
-                    cause = %cause, elapsed_ms = elapsed.as_millis() as u64,
-                    "plugin call failed (authentication fails closed): {detail}");
-                Err(PluginError::Failed {
-                    tenant: slot.tenant.to_string(),
-                    slot: slot.slot.to_string(),
-                    version,
-                    cause,
-                    detail,
-                })
-            }
-        }
+        let still_active = || Arc::ptr_eq(&slot.active.load(), &loaded);
+        let ctx = self.context(slot, &loaded, Some(&still_active));
+        let result = ctx.authenticate(&loaded.prepared.pre, request);
+        let result = self.finish(
+            slot,
+            &loaded,
+            (start, &ctx),
+            result,
+            Result::is_ok,
+            ("authenticate", "authentication fails closed"),
+        )?;
+        Ok(AuthOutcome {
+            version: loaded.record.version,
+            result,
+        })
     }
-}
 
-impl Inner {
     fn decide_room(
         &self,
         slot: &Slot,
         question: &RoomQuestion,
     ) -> Result<RoomOutcome, PluginError> {
         let loaded = slot.active.load_full();
-        let version = loaded.record.version;
         let start = Instant::now();
-        let result = self
-            .context(slot, &loaded)
-            .decide_room(&loaded.prepared.pre, question);
-        let elapsed = start.elapsed();
-        match result {
-            Ok(answer) => {
-                let (outcome, label) = if answer.allows() {
-                    (Outcome::Ok, "ok")
-                } else {
-                    (Outcome::Denied, "denied")
-                };
-                slot.stats.record(outcome, elapsed);
-                record_metrics(slot, label, elapsed);
-                Ok(RoomOutcome { version, answer })
-            }
-            Err((cause, detail)) => {
-                slot.stats.record(Outcome::Failed(cause), elapsed);
-                record_metrics(slot, cause.as_str(), elapsed);
-                tracing::warn!(tenant = %slot.tenant, plugin = %slot.slot, version,
-                    point = question.point(), cause = %cause,
-                    elapsed_ms = elapsed.as_millis() as u64,
-                    "room-policy call failed: {detail}");
-                Err(PluginError::Failed {
-                    tenant: slot.tenant.to_string(),
-                    slot: slot.slot.to_string(),
-                    version,
-                    cause,
-                    detail,
-                })
-            }
-        }
+        let still_active = || Arc::ptr_eq(&slot.active.load(), &loaded);
+        let ctx = self.context(slot, &loaded, Some(&still_active));
+        let result = ctx.decide_room(&loaded.prepared.pre, question);
+        let answer = self.finish(
+            slot,
+            &loaded,
+            (start, &ctx),
+            result,
+            RoomAnswer::allows,
+            (
+                question.point(),
+                "the action is refused unless the tenant's policy fails open",
+            ),
+        )?;
+        Ok(RoomOutcome {
+            version: loaded.record.version,
+            answer,
+        })
     }
-}
 
-impl Inner {
     fn handle_stanza(
         &self,
         slot: &Slot,
@@ -848,31 +1004,69 @@ impl Inner {
         max_stanza_bytes: usize,
     ) -> Result<ComponentOutcome, PluginError> {
         let loaded = slot.active.load_full();
-        let version = loaded.record.version;
         let start = Instant::now();
-        let result = self.context(slot, &loaded).handle_stanza(
-            &loaded.prepared.pre,
-            stanza,
-            max_stanza_bytes,
-        );
+        let still_active = || Arc::ptr_eq(&slot.active.load(), &loaded);
+        let ctx = self.context(slot, &loaded, Some(&still_active));
+        let result = ctx.handle_stanza(&loaded.prepared.pre, stanza, max_stanza_bytes);
+        let result = self.finish(
+            slot,
+            &loaded,
+            (start, &ctx),
+            result,
+            Result::is_ok,
+            ("handle", "the sender gets an error reply"),
+        )?;
+        Ok(ComponentOutcome {
+            version: loaded.record.version,
+            result,
+        })
+    }
+
+    /// Accounts for one call of `loaded`: the slot's figures, the metrics and the
+    /// version's health. A failure is logged as one record whose first fields are the
+    /// tenant, plugin, version and cause, then the decision point, the time and the
+    /// detail (with what the plugin printed, a panic message or a traceback, on one line).
+    fn finish<T>(
+        &self,
+        slot: &Slot,
+        loaded: &Loaded,
+        (start, ctx): (Instant, &CallContext<'_>),
+        result: Result<T, call::CallFailure>,
+        allows: impl FnOnce(&T) -> bool,
+        (point, consequence): (&'static str, &'static str),
+    ) -> Result<T, PluginError> {
         let elapsed = start.elapsed();
+        let version = loaded.record.version;
+        slot.stats
+            .record_memory(ctx.memory_bytes.load(std::sync::atomic::Ordering::Relaxed) as u64);
+        if ctx.reused.get() {
+            slot.stats.record_reused();
+        }
         match result {
-            Ok(result) => {
-                let (outcome, label) = if result.is_ok() {
+            Ok(answer) => {
+                let (outcome, label) = if allows(&answer) {
                     (Outcome::Ok, "ok")
                 } else {
                     (Outcome::Denied, "denied")
                 };
                 slot.stats.record(outcome, elapsed);
                 record_metrics(slot, label, elapsed);
-                Ok(ComponentOutcome { version, result })
+                if let Some(h) = loaded.health.answered() {
+                    health::store(self.store.as_ref(), &slot.tenant, &slot.slot, version, h);
+                }
+                Ok(answer)
             }
             Err((cause, detail)) => {
                 slot.stats.record(Outcome::Failed(cause), elapsed);
                 record_metrics(slot, cause.as_str(), elapsed);
+                if cause != FailureCause::NotInstalled
+                    && let Some(h) = loaded.health.failed()
+                {
+                    health::store(self.store.as_ref(), &slot.tenant, &slot.slot, version, h);
+                }
                 tracing::warn!(tenant = %slot.tenant, plugin = %slot.slot, version,
-                    cause = %cause, elapsed_ms = elapsed.as_millis() as u64,
-                    "component plugin call failed (the sender gets an error reply): {detail}");
+                    cause = %cause, point, elapsed_ms = elapsed.as_millis() as u64,
+                    detail = %detail, "plugin call failed; {consequence}");
                 Err(PluginError::Failed {
                     tenant: slot.tenant.to_string(),
                     slot: slot.slot.to_string(),
@@ -896,9 +1090,29 @@ impl Slot {
             active,
             versions: kept
                 .iter()
-                .map(|l| version_info(&self.tenant, &self.slot, self.world, &l.record, active))
+                .map(|l| {
+                    version_info(
+                        &self.tenant,
+                        &self.slot,
+                        self.world,
+                        &l.record,
+                        active,
+                        l.health.get(),
+                    )
+                })
                 .collect(),
         }
+    }
+
+    /// The newest kept version that has served without failures, other than `except`.
+    fn last_good(&self, except: Option<u32>) -> Option<Arc<Loaded>> {
+        self.kept
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| Some(l.record.version) != except && l.health.get() == VersionHealth::Good)
+            .max_by_key(|l| l.record.version)
+            .cloned()
     }
 
     fn snapshot(&self) -> PluginStats {
@@ -913,6 +1127,7 @@ fn version_info(
     world: World,
     record: &VersionRecord,
     active: u32,
+    health: VersionHealth,
 ) -> VersionInfo {
     VersionInfo {
         tenant: tenant.into(),
@@ -923,7 +1138,29 @@ fn version_info(
         size: record.size,
         installed_at_ms: record.installed_at_ms,
         active: record.version == active,
+        health,
+        config_from: None,
     }
+}
+
+/// Drops the oldest of `versions` (oldest first, the new active one last) until at most
+/// `keep` are left, sparing `last_good` (which may leave `keep + 1`); returns the dropped.
+fn evict(
+    versions: &mut Vec<VersionRecord>,
+    keep: usize,
+    last_good: Option<Arc<Loaded>>,
+) -> Vec<VersionRecord> {
+    let spare = last_good.map(|l| l.record.version);
+    let mut dropped = Vec::new();
+    let mut i = 0;
+    while versions.len() > keep.max(1) && i + 1 < versions.len() {
+        if Some(versions[i].version) == spare {
+            i += 1;
+        } else {
+            dropped.push(versions.remove(i));
+        }
+    }
+    dropped
 }
 
 fn check_tenant(tenant: &str) -> Result<(), InstallError> {

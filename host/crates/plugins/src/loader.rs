@@ -14,6 +14,7 @@ use super::bindings::{
 };
 use super::cache::CompiledCache;
 use super::error::InstallError;
+use super::reuse::WorldInstance;
 use super::state::CallState;
 use super::types::World;
 
@@ -34,6 +35,18 @@ pub(crate) enum WorldPre {
 }
 
 impl WorldPre {
+    /// A new instance of the world in `store`.
+    pub(crate) fn instantiate(
+        &self,
+        store: &mut wasmtime::Store<CallState>,
+    ) -> wasmtime::Result<WorldInstance> {
+        Ok(match self {
+            WorldPre::Authenticator(pre) => WorldInstance::Authenticator(pre.instantiate(store)?),
+            WorldPre::RoomPolicy(pre) => WorldInstance::RoomPolicy(pre.instantiate(store)?),
+            WorldPre::Component(pre) => WorldInstance::Component(pre.instantiate(store)?),
+        })
+    }
+
     /// The world-independent pre-instantiated component.
     pub(crate) fn instance_pre(&self) -> &wasmtime::component::InstancePre<CallState> {
         match self {

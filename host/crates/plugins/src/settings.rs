@@ -2,7 +2,11 @@
 //!
 //! Every limit has a default that is safe to run with; the section can be left out.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
+
+use super::reuse::ReusePolicy;
 
 /// `[plugins]`
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -21,9 +25,12 @@ pub struct PluginSettings {
     pub init_deadline_ms: u64,
     /// Linear memory one plugin instance may use, in MiB.
     pub memory_limit_mib: u64,
-    /// Largest Wasm upload accepted, in MiB.
+    /// Largest Wasm upload accepted, in MiB. 64 by default: a Python component
+    /// (componentize-py) carries CPython and the modules it imports, 19-21 MiB for the
+    /// first-party ones, where a Rust plugin is 0.1-0.3 MiB.
     pub max_upload_mib: u64,
-    /// Versions kept per slot for rollback (the active one included).
+    /// Versions kept per slot for rollback (the active one included). The last version
+    /// that served without failures is never dropped, so a slot may keep one more.
     pub keep_versions: usize,
     /// Plugin instances alive at once (calls beyond this wait for a free one, before their
     /// deadline starts); the host also runs no more calls at once than there are CPUs. With
@@ -40,6 +47,18 @@ pub struct PluginSettings {
     pub kv_max_value_kib: u64,
     /// Key-value bytes one call may write (writes beyond fail, the store is unchanged).
     pub kv_call_write_kib: u64,
+    /// How many calls one instance may serve (see the `reuse` module for the rules):
+    /// `"auto"` (the default: `calls:1000` for components of 4 MiB or more, which carry
+    /// an interpreter, `never` for smaller ones), `"never"` or `"calls:N"`.
+    pub reuse: ReusePolicy,
+    /// Per plugin, `"TENANT/SLOT" = "never" | "calls:N" | "auto"`, over `reuse`.
+    pub reuse_for: BTreeMap<String, ReusePolicy>,
+    /// Seconds an instance may keep serving calls from its creation.
+    pub reuse_max_age_s: u64,
+    /// Idle instances kept in the whole host (least recently used dropped first); each
+    /// holds its linear memory (about 13 MiB for a Python plugin). Never more than the
+    /// pool can spare: `max_concurrent_calls` minus the calls that may run at once.
+    pub max_idle_instances: u32,
 }
 
 impl Default for PluginSettings {
@@ -50,7 +69,7 @@ impl Default for PluginSettings {
             component_deadline_ms: 50,
             init_deadline_ms: 1000,
             memory_limit_mib: 32,
-            max_upload_mib: 16,
+            max_upload_mib: 64,
             keep_versions: 3,
             max_concurrent_calls: 64,
             pooling_allocator: true,
@@ -58,6 +77,10 @@ impl Default for PluginSettings {
             kv_quota_kib: 1024,
             kv_max_value_kib: 64,
             kv_call_write_kib: 256,
+            reuse: ReusePolicy::Auto,
+            reuse_for: BTreeMap::new(),
+            reuse_max_age_s: 60,
+            max_idle_instances: 8,
         }
     }
 }
@@ -65,6 +88,15 @@ impl Default for PluginSettings {
 impl PluginSettings {
     pub(crate) fn memory_limit_bytes(&self) -> usize {
         (self.memory_limit_mib as usize) << 20
+    }
+
+    /// Calls one instance of (tenant, slot) may serve, for a component of `size` bytes.
+    pub fn reuse_calls(&self, tenant: &str, slot: &str, size: u64) -> u32 {
+        self.reuse_for
+            .get(&format!("{tenant}/{slot}"))
+            .copied()
+            .unwrap_or(self.reuse)
+            .calls_for(size)
     }
 
     pub(crate) fn max_upload_bytes(&self) -> usize {
@@ -88,6 +120,9 @@ impl PluginSettings {
         }
         if self.keep_versions == 0 {
             return Err("plugins.keep_versions must be at least 1".into());
+        }
+        if let Some(key) = self.reuse_for.keys().find(|k| k.split('/').count() != 2) {
+            return Err(format!("plugins.reuse_for: {key:?} is not TENANT/SLOT"));
         }
         if self.max_concurrent_calls == 0 {
             return Err("plugins.max_concurrent_calls must be at least 1".into());

@@ -62,6 +62,7 @@ impl CallState {
         scope: CallScope,
         config: Arc<PluginConfig>,
         store: Arc<dyn PluginStore>,
+        memory_bytes: Arc<std::sync::atomic::AtomicUsize>,
     ) -> CallState {
         let stderr = MemoryOutputPipe::new(OUTPUT_CAPTURE);
         let wasi = WasiCtxBuilder::new()
@@ -75,7 +76,7 @@ impl CallState {
             wasi,
             table: ResourceTable::new(),
             stderr,
-            limiter: CallLimiter::new(settings.memory_limit_bytes()),
+            limiter: CallLimiter::new(settings.memory_limit_bytes(), memory_bytes),
             scope,
             config,
             store,
@@ -85,6 +86,21 @@ impl CallState {
             kv_written: 0,
             log_lines: 0,
         }
+    }
+
+    /// Resets what is per call (key-value write budget, log lines, the memory figure's
+    /// counter) before a reused instance serves another call.
+    pub(crate) fn begin_call(&mut self, memory_bytes: Arc<std::sync::atomic::AtomicUsize>) {
+        self.kv_written = 0;
+        self.log_lines = 0;
+        self.limiter.rebind(memory_bytes);
+    }
+
+    /// Whether the instance may serve another call as far as this state tells: it never
+    /// hit the memory cap and wrote nothing to stdout/stderr (the capture is per store,
+    /// and output usually means something went wrong).
+    pub(crate) fn reusable(&self) -> bool {
+        !self.limiter.memory_hit && self.stderr.contents().is_empty()
     }
 
     /// What the guest wrote to stdout/stderr (bounded), for the log.

@@ -21,6 +21,8 @@ struct Counters {
     failed: [AtomicU64; FailureCause::ALL.len()],
     total_ns: AtomicU64,
     max_ns: AtomicU64,
+    memory_max: AtomicU64,
+    reused: AtomicU64,
 }
 
 pub(crate) struct SlotStats {
@@ -46,6 +48,12 @@ pub struct PluginStats {
     pub p50_us: f64,
     pub p99_us: f64,
     pub max_us: f64,
+    /// The most linear memory an instance of this slot had at the end of a call, in
+    /// bytes (its memory image plus what it grew; with copy-on-write images most of the
+    /// image is shared, not resident per instance).
+    pub memory_max_bytes: u64,
+    /// Calls served by an instance that had served an earlier call (instance reuse).
+    pub reused_instance_calls: u64,
 }
 
 /// How a call ended.
@@ -100,6 +108,15 @@ impl SlotStats {
         self.histogram[bucket_of(ns / 1000)].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Notes an instance's linear memory at the end of a call.
+    pub(crate) fn record_reused(&self) {
+        self.counters.reused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_memory(&self, bytes: u64) {
+        self.counters.memory_max.fetch_max(bytes, Ordering::Relaxed);
+    }
+
     pub(crate) fn snapshot(&self, tenant: &str, slot: &str, active_version: u32) -> PluginStats {
         let c = &self.counters;
         let calls = c.calls.load(Ordering::Relaxed);
@@ -148,6 +165,8 @@ impl SlotStats {
             p50_us: percentile(0.50),
             p99_us: percentile(0.99),
             max_us: c.max_ns.load(Ordering::Relaxed) as f64 / 1000.0,
+            memory_max_bytes: c.memory_max.load(Ordering::Relaxed),
+            reused_instance_calls: c.reused.load(Ordering::Relaxed),
         }
     }
 }

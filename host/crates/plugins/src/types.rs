@@ -233,6 +233,11 @@ pub struct VersionInfo {
     pub installed_at_ms: u64,
     /// Whether this version serves calls.
     pub active: bool,
+    /// How it has served: `untried`, `good` (calls answered, none failed) or `failed`.
+    pub health: crate::VersionHealth,
+    /// For an install without a configuration: the version whose configuration it kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_from: Option<u32>,
 }
 
 /// A slot and its kept versions (oldest first).

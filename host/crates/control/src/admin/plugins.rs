@@ -3,7 +3,8 @@
 //! The operator may manage every tenant's plugins; a tenant token only its own tenant's
 //! (403 elsewhere). An upload is the raw component with `Content-Type: application/wasm`
 //! (at most `plugins.max_upload_mib`); its configuration, a JSON object, rides in the
-//! `Heliograph-Plugin-Config` header (absent: `{}`). Refusals carry the host's exact
+//! `Heliograph-Plugin-Config` header (absent: the active version's configuration is kept,
+//! `{}` in a new slot; the answer's `config_from` says which version it came from). Refusals carry the host's exact
 //! reason ([`crate::plugins::InstallError`]): 400 for a bad component or configuration,
 //! 404 nothing installed, 409 unknown version or another world in the slot, 413 too large,
 //! 415 wrong content type.
@@ -102,13 +103,15 @@ pub async fn list(ctx: Ctx) -> ApiResult {
 pub async fn install(ctx: Ctx) -> ApiResult {
     let tenant = tenant(&ctx)?;
     let slot = ctx.param("slot")?.to_string();
+    // Without the header the new version keeps the active version's configuration (an
+    // empty one in a new slot); the answer's `config_from` names that version.
     let config = match ctx.headers.get(CONFIG_HEADER) {
-        None => PluginConfig::default(),
+        None => None,
         Some(v) => {
             let text = v.to_str().map_err(|_| {
                 InstallError::InvalidConfig(format!("the {CONFIG_HEADER} header is not ASCII"))
             })?;
-            PluginConfig::from_json(text)?
+            Some(PluginConfig::from_json(text)?)
         }
     };
     let host = host(&ctx)?;

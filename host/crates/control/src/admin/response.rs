@@ -216,7 +216,9 @@ fn plugin_status(e: &crate::plugins::InstallError) -> StatusCode {
     match e {
         E::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         E::NotInstalled { .. } => StatusCode::NOT_FOUND,
-        E::UnknownVersion { .. } | E::WorldMismatch { .. } => StatusCode::CONFLICT,
+        E::UnknownVersion { .. } | E::NoGoodVersion { .. } | E::WorldMismatch { .. } => {
+            StatusCode::CONFLICT
+        }
         E::Storage(_) | E::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
     }
@@ -229,6 +231,7 @@ fn plugin_code(e: &crate::plugins::InstallError) -> &'static str {
         E::TooLarge { .. } => "payload_too_large",
         E::NotInstalled { .. } => "plugin_not_found",
         E::UnknownVersion { .. } => "unknown_version",
+        E::NoGoodVersion { .. } => "no_good_version",
         E::WorldMismatch { .. } => "world_mismatch",
         E::Storage(_) | E::Internal(_) => "internal_error",
         E::InvalidConfig(_) => "invalid_config",

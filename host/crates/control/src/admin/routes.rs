@@ -294,7 +294,7 @@ pub static ROUTES: &[Route] = &[
     Route {
         method: Method::PUT,
         path: "/api/v1/tenants/{tenant}/plugins/{slot}",
-        summary: "Install a plugin version and switch to it (config JSON in the Heliograph-Plugin-Config header)",
+        summary: "Install a plugin version and switch to it (config JSON in the Heliograph-Plugin-Config header; without it the active config is kept)",
         body: Body::Wasm("the component (.wasm), at most plugins.max_upload_mib"),
         success: StatusCode::OK,
         handler: |c| Box::pin(plugins::install(c)),
@@ -318,7 +318,7 @@ pub static ROUTES: &[Route] = &[
     Route {
         method: Method::POST,
         path: "/api/v1/tenants/{tenant}/plugins/{slot}/rollback",
-        summary: "Switch back to the previous kept version, or to ?version=N",
+        summary: "Switch back to the last good version (served without failures), or to ?version=N",
         body: Body::None,
         success: StatusCode::OK,
         handler: |c| Box::pin(plugins::rollback(c)),
