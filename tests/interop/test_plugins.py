@@ -202,7 +202,11 @@ def test_plugin_api_permissions_and_precise_refusals(server):
 
     # Rollback and remove.
     install(server, "acme", "auth", wasm, allowlist_config({"a": "c"}))
-    _, v = server.admin("POST", "/api/v1/tenants/acme/plugins/auth/rollback", expect=200)
+    # Neither version has served a call yet: a bare rollback names none to go back to,
+    # a rollback to a named version is done.
+    _, body = server.admin("POST", "/api/v1/tenants/acme/plugins/auth/rollback", expect=409)
+    assert body["error"] == "no_good_version", body
+    _, v = server.admin("POST", "/api/v1/tenants/acme/plugins/auth/rollback?version=1", expect=200)
     assert v["version"] == 1
     server.admin("POST", "/api/v1/tenants/acme/plugins/auth/rollback?version=9", expect=409)
     _, v = server.admin("PUT", "/api/v1/tenants/acme/plugins/auth/config",
