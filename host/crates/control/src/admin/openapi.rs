@@ -99,8 +99,7 @@ fn operation_id(route: &Route) -> String {
 }
 
 /// The comment lines around the generated table in README.md.
-pub const README_BEGIN: &str =
-    "<!-- admin-api-table: generated from host/crates/control/src/admin/routes.rs; do not edit by hand -->";
+pub const README_BEGIN: &str = "<!-- admin-api-table: generated from host/crates/control/src/admin/routes.rs; do not edit by hand -->";
 pub const README_END: &str = "<!-- /admin-api-table -->";
 
 /// The admin API as a Markdown table, one row per route of [`ROUTES`], in their order.
