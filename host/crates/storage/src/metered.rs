@@ -37,7 +37,7 @@ impl<T: ?Sized> Metered<T> {
 /// Implements `$trait` for `Metered<dyn $trait>` by timing each listed method.
 macro_rules! metered {
     ($trait:ident, $store:literal, {
-        $(fn $name:ident(&self $(, $arg:ident : $ty:ty)*) -> $ret:ty;)*
+        $(fn $name:ident(&self $(, $arg:ident : $ty:ty)* $(,)?) -> $ret:ty;)*
     }) => {
         impl $trait for Metered<dyn $trait> {
             $(fn $name(&self $(, $arg: $ty)*) -> $ret {
