@@ -1,6 +1,7 @@
 //! The `heliograph` command line: `serve` (the default) runs the server; `user …`,
 //! `session …`, `tenant …`, `plugin …`, `room …`, `token …`, `reload` and `drain` are
-//! clients of the running server's admin API ([`crate::admin`]).
+//! clients of the running server's admin API ([`crate::admin`]); `storage …` works on
+//! the configured storage itself ([`storage`]).
 //!
 //! Client commands find the API and the operator token from, in order:
 //! 1. `--api` / `HELIOGRAPH_API`, and `--token` / `HELIOGRAPH_TOKEN` or the file
@@ -22,6 +23,7 @@ pub mod discover;
 pub mod output;
 pub mod plugin;
 pub mod room;
+pub mod storage;
 pub mod tenant;
 pub mod token;
 
@@ -47,6 +49,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         None => serve(cli.global.config, cli.ready_file),
         Some(Command::Serve(s)) => serve(cli.global.config, s.ready_file.or(cli.ready_file)),
+        Some(Command::Storage(s)) => report(storage::run(cli.global.config.as_deref(), s)),
         Some(cmd) => report(run_client_command(&cli.global, cmd)),
     }
 }
@@ -112,6 +115,7 @@ pub async fn run(
     let need_password = || password.context("no password given");
     match cmd {
         Command::Serve(_) => bail!("serve is not a client command"),
+        Command::Storage(_) => bail!("storage commands work on the storage, not the API"),
         Command::User(UserCommand::Add { jid, .. }) => {
             let created = client
                 .add_user(&jid.domain, &jid.local, need_password()?)

@@ -2,7 +2,7 @@
 // http, component, admin) on 127.0.0.1:0, as the server's defaults are fixed ports
 // (like tests/interop/conftest.py), serves the test page from another origin, and offers
 // a tiny raw XMPP client over direct TLS for the "TCP user".
-import { spawn } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync, existsSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir, homedir } from 'node:os';
@@ -28,6 +28,20 @@ export function serverBinary() {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** `[storage]` for HELIOGRAPH_TEST_BACKEND (sled by default; postgres: a fresh database
+ * on HELIOGRAPH_TEST_POSTGRES_URL, created with psql), like tests/interop's harness. */
+function storageConfig() {
+  const backend = process.env.HELIOGRAPH_TEST_BACKEND || 'sled';
+  if (backend === 'sled') return '';
+  if (backend !== 'postgres') throw new Error('unknown HELIOGRAPH_TEST_BACKEND ' + backend);
+  const admin = process.env.HELIOGRAPH_TEST_POSTGRES_URL;
+  if (!admin) throw new Error('HELIOGRAPH_TEST_BACKEND=postgres needs HELIOGRAPH_TEST_POSTGRES_URL');
+  const name = 'hg_web_' + Math.random().toString(16).slice(2, 14);
+  execFileSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', admin, '-c', `CREATE DATABASE ${name}`]);
+  const url = admin.split(/\s+/).filter((p) => p && !p.startsWith('dbname=')).concat(['dbname=' + name]).join(' ');
+  return `\n[storage]\nbackend = "postgres"\nurl = "${url}"\n`;
+}
+
 /** Starts a server; `http` is extra TOML for the [[listen.http]] table. */
 export async function startServer({ http = '' } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'heliograph-browser-'));
@@ -50,7 +64,7 @@ address = "127.0.0.1:0"
 
 [listen.admin]
 address = "127.0.0.1:0"
-`;
+${storageConfig()}`;
   writeFileSync(join(dir, 'heliograph.toml'), config);
   const ready = join(dir, 'ready.json');
   const logPath = join(dir, 'server.log');

@@ -34,9 +34,33 @@ READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 
 
+def postgres_database() -> str:
+    """A fresh database on the test run's PostgreSQL (``$HELIOGRAPH_TEST_POSTGRES_URL``,
+    a key-value connection string); returns its connection string."""
+    admin = os.environ.get("HELIOGRAPH_TEST_POSTGRES_URL")
+    if not admin:
+        raise ServerError("HELIOGRAPH_TEST_BACKEND=postgres needs HELIOGRAPH_TEST_POSTGRES_URL")
+    name = "hg_it_" + uuid.uuid4().hex[:16]
+    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", admin,
+                    "-c", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+    parts = [p for p in admin.split() if not p.startswith("dbname=")]
+    return " ".join(parts + [f"dbname={name}"])
+
+
+def storage_config() -> dict[str, Any]:
+    """``[storage]`` for the backend the run asked for (``$HELIOGRAPH_TEST_BACKEND``:
+    ``sled``, the default, or ``postgres`` with a database of the server's own)."""
+    backend = os.environ.get("HELIOGRAPH_TEST_BACKEND", "sled")
+    if backend == "sled":
+        return {}
+    if backend == "postgres":
+        return {"storage": {"backend": "postgres", "url": postgres_database()}}
+    raise ServerError(f"unknown HELIOGRAPH_TEST_BACKEND {backend!r}")
+
+
 def default_config(data_dir: Path) -> dict[str, Any]:
     """The config every test server starts from (docs/DESIGN.md: every listener on an ephemeral port)."""
-    return {
+    return storage_config() | {
         "general": {
             "hosts": [DOMAIN],
             "data_dir": str(data_dir),
