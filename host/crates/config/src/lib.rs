@@ -710,7 +710,10 @@ mod tests {
             "[storage]\npool_size = 0\n",
             "[storage]\nbackend = \"mysql\"\n",
         ] {
-            assert!(Config::from_toml(bad, Path::new("x.toml")).is_err(), "{bad}");
+            assert!(
+                Config::from_toml(bad, Path::new("x.toml")).is_err(),
+                "{bad}"
+            );
         }
     }
 
