@@ -136,7 +136,9 @@ impl PgStore {
     /// The schema version recorded in the database (0 for an empty database).
     pub fn schema_version(&self) -> Result<i32, PgError> {
         self.call("reading the schema version", |c| async move {
-            c.batch_execute(CREATE_SCHEMA_TABLE).await?;
+            if !has_schema_table(&c).await? {
+                return Ok(0);
+            }
             Ok(c.query_one(CURRENT_VERSION, &[]).await?.get::<_, i32>(0))
         })
         .map_err(|e| PgError::Connect(e.to_string()))
@@ -150,7 +152,9 @@ impl PgStore {
             let tx = c.transaction().await?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
                 .await?;
-            tx.batch_execute(CREATE_SCHEMA_TABLE).await?;
+            if !has_schema_table(&tx).await? {
+                tx.batch_execute(CREATE_SCHEMA_TABLE).await?;
+            }
             let found: i32 = tx.query_one(CURRENT_VERSION, &[]).await?.get(0);
             if found > migrations::latest() {
                 return Ok(Err(PgError::SchemaTooNew {
@@ -203,6 +207,14 @@ impl PgStore {
     pub(crate) fn is_reachable(&self) -> bool {
         self.reachable.load(Ordering::Relaxed)
     }
+}
+
+/// Whether the table of applied versions exists (an empty database has none).
+async fn has_schema_table(c: &impl deadpool_postgres::GenericClient) -> Res<bool> {
+    let row = c
+        .query_one("SELECT to_regclass('heliograph_schema') IS NOT NULL", &[])
+        .await?;
+    Ok(row.get(0))
 }
 
 /// Asks the database every second whether it answers; `/health/ready` reads the result.
