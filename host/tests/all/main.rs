@@ -19,5 +19,6 @@ mod components;
 mod edge;
 mod features;
 mod plugins;
+mod postgres;
 mod room_policy;
 mod websocket;

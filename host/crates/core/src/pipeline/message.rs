@@ -175,19 +175,30 @@ pub async fn deliver(
 /// No session took the message: offline storage (the undeliverable hook) if the account
 /// exists, else an error.
 async fn undeliverable(core: &Arc<Core>, account: &Account, msg: Element, origin: Option<&Origin>) {
-    if !core.account_exists(account).await {
-        if let Some(o) = origin {
-            bounce(core, o, &msg, Condition::ServiceUnavailable, None).await;
+    let (condition, text) = match core.account_known(account).await {
+        Ok(true) => match store_undeliverable(core, account, &msg).await {
+            Stored::Yes => return,
+            Stored::Refused => (
+                Condition::ServiceUnavailable,
+                Some("offline storage is full"),
+            ),
+            Stored::Failed => (
+                Condition::InternalServerError,
+                Some("message storage is unavailable"),
+            ),
+            Stored::Pass => (Condition::ServiceUnavailable, None),
+        },
+        Ok(false) => (Condition::ServiceUnavailable, None),
+        Err(e) => {
+            tracing::error!(jid = %account, error = %e, "reading the account failed");
+            (
+                Condition::InternalServerError,
+                Some("account storage is unavailable"),
+            )
         }
-        return;
-    }
-    let refusal = match store_undeliverable(core, account, &msg).await {
-        Stored::Yes => return,
-        Stored::Refused => Some("offline storage is full"),
-        Stored::Pass => None,
     };
     if let Some(o) = origin {
-        bounce(core, o, &msg, Condition::ServiceUnavailable, refusal).await;
+        bounce(core, o, &msg, condition, text).await;
     }
 }
 
