@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
 # A private PostgreSQL cluster for a test run: never the system's.
 #
-#   tests/postgres.sh start DIR PORT   initdb into DIR/data (as the unprivileged user
-#                                       `postgres` when run as root: PostgreSQL refuses
-#                                       root), start it listening only on a Unix socket in
-#                                       DIR, wait until it accepts connections, and print
-#                                       its connection string
-#   tests/postgres.sh stop DIR         stop it (fast shutdown) by the PID in postmaster.pid
-#   tests/postgres.sh kill DIR         stop it the hard way (immediate: a crash) — fault tests
-#   tests/postgres.sh restart DIR      start it again after stop or kill
+#   tests/postgres.sh start DIR [PORT]  initdb into DIR/data (as the unprivileged user
+#                                        `postgres` when run as root: PostgreSQL refuses
+#                                        root), start it listening only on a Unix socket in
+#                                        DIR (PORT, default 5432, only names the socket),
+#                                        wait until it accepts connections, and print its
+#                                        connection string. Idempotent: a cluster already
+#                                        running in DIR is left as it is.
+#   tests/postgres.sh stop DIR          stop it by its PID (SIGINT: fast shutdown) and wait
+#                                        until that process is gone
+#   tests/postgres.sh kill DIR          the same with SIGQUIT (immediate shutdown: a crash,
+#                                        recovered at the next start) — fault tests
+#   tests/postgres.sh restart DIR       start it again after stop or kill
+#   tests/postgres.sh url DIR           print the connection string
 #
 # Uses the newest /usr/lib/postgresql/*/bin (Debian's `postgresql` package).
 set -euo pipefail
 
-cmd=${1:?start|stop|kill|restart}
+cmd=${1:?start|stop|kill|restart|url}
 dir=${2:?directory}
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 [[ -x "$bin/pg_ctl" ]] || { echo "postgres.sh: no PostgreSQL in /usr/lib/postgresql" >&2; exit 1; }
@@ -26,37 +31,67 @@ as_owner() {
     fi
 }
 
-pg_ctl_start() {
-    local port
-    port=$(cat "$dir/port")
+url() {
+    echo "host=$dir port=$(cat "$dir/port") user=postgres dbname=postgres"
+}
+
+# The postmaster's PID while it runs (the first line of postmaster.pid), else nothing.
+running_pid() {
+    local pid
+    pid=$(head -1 "$dir/data/postmaster.pid" 2>/dev/null) || return 0
+    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+    return 0
+}
+
+pg_start() {
+    [[ -n "$(running_pid)" ]] && return 0
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 60 \
-        -o "-k $dir -c listen_addresses='' -p $port -c max_connections=400 -c shared_buffers=64MB" \
+        -o "-k $dir -c listen_addresses='' -p $(cat "$dir/port") -c max_connections=400 -c shared_buffers=64MB -c max_wal_size=128MB -c min_wal_size=32MB" \
         start >/dev/null
+}
+
+# stop_by_pid SIGNAL: signals the postmaster and waits (60 s at most) for it to exit.
+stop_by_pid() {
+    local pid
+    pid=$(running_pid)
+    [[ -z "$pid" ]] && return 0
+    kill "-$1" "$pid"
+    for _ in $(seq 600); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    echo "postgres.sh: PostgreSQL (PID $pid) did not stop" >&2
+    return 1
 }
 
 case "$cmd" in
     start)
-        port=${3:?port}
+        port=${3:-5432}
         mkdir -p "$dir"
-        [[ $(id -u) -eq 0 ]] && chown postgres "$dir"
-        echo "$port" >"$dir/port"
-        [[ $(id -u) -eq 0 ]] && chown postgres "$dir/port"
+        [[ -f "$dir/port" ]] || echo "$port" >"$dir/port"
+        if [[ $(id -u) -eq 0 ]]; then
+            # The server runs as `postgres`: it needs to reach and write DIR.
+            chown -R postgres "$dir"
+            chmod 755 "$dir"
+        fi
         if [[ ! -f "$dir/data/PG_VERSION" ]]; then
             as_owner "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 \
                 --locale=C >"$dir/initdb.log" 2>&1
         fi
-        pg_ctl_start
-        echo "host=$dir port=$port user=postgres dbname=postgres"
+        pg_start
+        url
         ;;
     restart)
-        pg_ctl_start
+        pg_start
         ;;
-    stop | kill)
-        mode=fast
-        [[ $cmd == kill ]] && mode=immediate
-        if [[ -f "$dir/data/postmaster.pid" ]]; then
-            as_owner "$bin/pg_ctl" -D "$dir/data" -m "$mode" -w -t 60 stop >/dev/null
-        fi
+    stop)
+        stop_by_pid INT
+        ;;
+    kill)
+        stop_by_pid QUIT
+        ;;
+    url)
+        url
         ;;
     *)
         echo "postgres.sh: unknown command $cmd" >&2

@@ -47,6 +47,19 @@ def postgres_database() -> str:
     return " ".join(parts + [f"dbname={name}"])
 
 
+def drop_postgres_database(config: dict) -> None:
+    """Drops the database :func:`postgres_database` made for a server with this config
+    (nothing for sled): a run starts hundreds of servers, each database about 8 MB."""
+    url = config.get("storage", {}).get("url")
+    admin = os.environ.get("HELIOGRAPH_TEST_POSTGRES_URL")
+    if not url or not admin:
+        return
+    name = next(p.split("=", 1)[1] for p in url.split() if p.startswith("dbname="))
+    subprocess.run(["psql", "-X", "-q", "-d", admin,
+                    "-c", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"],
+                   check=False, capture_output=True)
+
+
 def storage_config() -> dict[str, Any]:
     """``[storage]`` for the backend the run asked for (``$HELIOGRAPH_TEST_BACKEND``:
     ``sled``, the default, or ``postgres`` with a database of the server's own)."""
@@ -251,6 +264,11 @@ class HeliographServer:
         if check and code != 0:
             raise ServerError(f"server exited with {code} after SIGTERM\n{self.log_tail()}")
         return code
+
+    def remove_storage(self) -> None:
+        """Deletes the server's PostgreSQL database, if it has one (its data dir is the
+        caller's to remove)."""
+        drop_postgres_database(self.config)
 
     def kill(self) -> None:
         if self.proc is not None:
