@@ -3,7 +3,7 @@
 //!
 //! [`xmpp`] is a lean client (login over plain TCP, STARTTLS or direct TLS with PLAIN or
 //! SCRAM-SHA-256, or PLAIN carrying a JWT minted by [`jwt`]; [`web`] adds BOSH and
-//! WebSocket), [`connect`] and [`chat`] are the scenarios, [`admin`] provisions the
+//! WebSocket), [`connect`], [`chat`], [`muc`] and [`offline`] are the scenarios, [`admin`] provisions the
 //! accounts, [`target`] starts or finds the server, [`procfs`] reads its CPU time and
 //! memory, [`stats`] holds latency samples, and [`cli`] ties them into the
 //! `heliograph-load` command.
@@ -14,6 +14,7 @@ pub mod cli;
 pub mod connect;
 pub mod jwt;
 pub mod muc;
+pub mod offline;
 pub mod procfs;
 pub mod stats;
 pub mod target;
