@@ -14,6 +14,9 @@
 #                                        recovered at the next start) — fault tests
 #   tests/postgres.sh restart DIR       start it again after stop or kill
 #   tests/postgres.sh url DIR           print the connection string
+#   tests/postgres.sh start-tls DIR PORT  like start, but on 127.0.0.1:PORT (TCP) with TLS
+#                                        required, its certificate (for 127.0.0.1 and
+#                                        localhost) signed by a CA made for it, DIR/ca.crt
 #
 # Uses the newest /usr/lib/postgresql/*/bin (Debian's `postgresql` package).
 set -euo pipefail
@@ -32,7 +35,21 @@ as_owner() {
 }
 
 url() {
-    echo "host=$dir port=$(cat "$dir/port") user=postgres dbname=postgres"
+    if [[ -f "$dir/server.crt" ]]; then
+        echo "host=127.0.0.1 port=$(cat "$dir/port") user=postgres dbname=postgres"
+    else
+        echo "host=$dir port=$(cat "$dir/port") user=postgres dbname=postgres"
+    fi
+}
+
+# Where and how the server listens: a Unix socket in DIR only, or with a certificate,
+# loopback TCP with TLS required (hostssl lines only: plain TCP connections are refused).
+listen_options() {
+    if [[ -f "$dir/server.crt" ]]; then
+        echo "-k $dir -c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key -c hba_file=$dir/tls_hba.conf"
+    else
+        echo "-k $dir -c listen_addresses=''"
+    fi
 }
 
 # The postmaster's PID while it runs (the first line of postmaster.pid), else nothing.
@@ -46,7 +63,7 @@ running_pid() {
 pg_start() {
     [[ -n "$(running_pid)" ]] && return 0
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 60 \
-        -o "-k $dir -c listen_addresses='' -p $(cat "$dir/port") -c max_connections=400 -c shared_buffers=64MB -c max_wal_size=128MB -c min_wal_size=32MB" \
+        -o "$(listen_options) -p $(cat "$dir/port") -c max_connections=400 -c shared_buffers=64MB -c max_wal_size=128MB -c min_wal_size=32MB" \
         start >/dev/null
 }
 
@@ -65,10 +82,22 @@ stop_by_pid() {
 }
 
 case "$cmd" in
-    start)
+    start | start-tls)
         port=${3:-5432}
         mkdir -p "$dir"
         [[ -f "$dir/port" ]] || echo "$port" >"$dir/port"
+        if [[ $cmd == start-tls && ! -f "$dir/server.crt" ]]; then
+            # A CA of the test's own (DIR/ca.crt) and a server certificate it signs.
+            openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=heliograph-test-ca \
+                -keyout "$dir/ca.key" -out "$dir/ca.crt" 2>/dev/null
+            openssl req -newkey rsa:2048 -nodes -subj /CN=localhost \
+                -keyout "$dir/server.key" -out "$dir/server.csr" 2>/dev/null
+            printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$dir/server.ext"
+            openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" \
+                -CAcreateserial -days 2 -extfile "$dir/server.ext" -out "$dir/server.crt" 2>/dev/null
+            chmod 600 "$dir/server.key"
+            printf 'local all all trust\nhostssl all all 127.0.0.1/32 trust\n' >"$dir/tls_hba.conf"
+        fi
         if [[ $(id -u) -eq 0 ]]; then
             # The server runs as `postgres`: it needs to reach and write DIR.
             chown -R postgres "$dir"

@@ -403,7 +403,7 @@ impl Backend for PgStore {
         let pool = self.pool().clone();
         self.bridge()
             .block_on(async move {
-                let mut client = pool.get().await.map_err(|e| Fail::Pool(e.to_string()))?;
+                let mut client = pool.get().await.map_err(Fail::pool)?;
                 let tx = client
                     .build_transaction()
                     .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
@@ -437,7 +437,7 @@ impl Backend for PgStore {
         let pool = self.pool().clone();
         self.bridge()
             .block_on(async move {
-                let mut client = pool.get().await.map_err(|e| Fail::Pool(e.to_string()))?;
+                let mut client = pool.get().await.map_err(Fail::pool)?;
                 let tx = client.transaction().await?;
                 let mut n = 0u64;
                 let mut batch = Vec::with_capacity(IMPORT_BATCH);

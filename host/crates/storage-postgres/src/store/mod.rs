@@ -68,6 +68,22 @@ impl From<StorageError> for Fail {
 }
 
 impl Fail {
+    /// No connection from the pool: the error with its causes ("error performing TLS
+    /// handshake: invalid peer certificate: UnknownIssuer"), since the pool's own message
+    /// names only the step that failed.
+    pub(crate) fn pool(e: deadpool_postgres::PoolError) -> Fail {
+        let mut text = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            let more = c.to_string();
+            if !text.contains(&more) {
+                text = format!("{text}: {more}");
+            }
+            cause = c.source();
+        }
+        Fail::Pool(text)
+    }
+
     fn into_storage(self, what: &str) -> StorageError {
         match self {
             Fail::Storage(e) => e,
@@ -121,7 +137,7 @@ impl PgStore {
         let deadline = self.query_timeout;
         self.bridge.run(async move {
             let work = async {
-                let client = pool.get().await.map_err(|e| Fail::Pool(e.to_string()))?;
+                let client = pool.get().await.map_err(Fail::pool)?;
                 f(client).await
             };
             match tokio::time::timeout(deadline, work).await {
