@@ -176,3 +176,138 @@ fn an_unreachable_database_fails_calls_and_reports_not_reachable() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Rows of one query on `db`, from a thread of its own.
+fn query_rows(db: &TestDb, sql: &'static str) -> Vec<(String, i64, i64)> {
+    let config = admin(db);
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(conn);
+            client
+                .query(sql, &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect()
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+/// Every hot query has an index: with sequential scans made a last resort for the
+/// database's sessions, the calls a login, a roster fetch, an offline store and pop, a
+/// room load and a room log page make scan the tables they touch only through indexes
+/// (the statistics count each scan; a query with no usable index would still scan
+/// sequentially).
+#[test]
+fn hot_queries_scan_only_through_indexes() {
+    let Some(db) = TestDb::create() else { return };
+    admin_sql(
+        &admin(&db),
+        format!("ALTER DATABASE {} SET enable_seqscan = off", db.name),
+    )
+    .unwrap();
+    // Building the tables' indexes scans them sequentially: migrate with a store of its
+    // own, closed (its backends report their counts when they exit), wait until those
+    // scans are counted, then start counting from zero.
+    PgStore::connect(&db.settings())
+        .unwrap()
+        .migrate(None)
+        .unwrap();
+    wait_for_scans(&db, |_, seq, _| seq > 0);
+    admin_sql(&admin(&db), "SELECT pg_stat_reset()".into()).unwrap();
+
+    let s = open(&db.settings(), Schema::Require).unwrap();
+    let alice = Account::new("alice", "a.test");
+    let creds = |n: u8| {
+        let keys = heliograph_storage::credentials::ScramKeys {
+            salt: vec![n; 16],
+            iterations: 4096,
+            stored_key: vec![n; 32],
+            server_key: vec![n; 32],
+        };
+        heliograph_storage::StoredCredentials {
+            sha1: keys.clone(),
+            sha256: keys,
+        }
+    };
+    for i in 0..50u8 {
+        let a = Account::new(format!("user{i}"), "a.test");
+        s.users.create_user(&a, &creds(i)).unwrap();
+    }
+    s.users.create_user(&alice, &creds(1)).unwrap();
+    let room = heliograph_storage::StoredRoom {
+        name: "standup".into(),
+        subdomain: "conference".into(),
+        config: vec![],
+        affiliations: vec![],
+        subject: None,
+    };
+    s.muc.put_room("a.test", &room).unwrap();
+    let line = heliograph_storage::RoomLogEntry {
+        at: "2026-01-01T00:00:00.000Z".into(),
+        nick: "n".into(),
+        jid: "alice@a.test".into(),
+        subject: false,
+        text: "hi".into(),
+    };
+
+    // The hot path, through the store.
+    assert!(s.users.credentials(&alice).unwrap().is_some());
+    s.rosters
+        .put_item(
+            &alice,
+            &RosterItem {
+                jid: "bob@a.test".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(s.rosters.roster(&alice).unwrap().items.len(), 1);
+    let msg = OfflineMessage {
+        stanza: "<message/>".into(),
+        stamp_ms: 1,
+    };
+    assert_eq!(s.offline.count(&alice).unwrap(), 0);
+    s.offline.push(&alice, &msg).unwrap();
+    assert_eq!(s.offline.take_all(&alice).unwrap().len(), 1);
+    assert_eq!(s.muc.rooms("a.test").unwrap().len(), 1);
+    s.muc
+        .append_log("a.test", "standup", &[line.clone(), line], 100)
+        .unwrap();
+    assert_eq!(s.muc.room_log("a.test", "standup", 1, 50).unwrap().len(), 1);
+
+    // Closed, its backends report their counts: every table's index scans show up, and
+    // no table may show a sequential one.
+    drop(s);
+    let rows = wait_for_scans(&db, |_, seq, idx| idx > 0 || seq > 0);
+    for (table, seq, _) in &rows {
+        assert_eq!(*seq, 0, "{table} was scanned sequentially: {rows:?}");
+    }
+}
+
+/// Waits until every hot table's (name, sequential scans, index scans) satisfies `ready`.
+fn wait_for_scans(db: &TestDb, ready: impl Fn(&str, i64, i64) -> bool) -> Vec<(String, i64, i64)> {
+    const TABLES: &str = "SELECT relname::text, coalesce(seq_scan, 0), coalesce(idx_scan, 0) \
+        FROM pg_stat_user_tables WHERE relname IN ('users', 'roster_versions', \
+        'roster_items', 'offline_messages', 'muc_rooms', 'muc_log') ORDER BY relname";
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let rows = query_rows(db, TABLES);
+        if rows.len() == 6 && rows.iter().all(|(t, seq, idx)| ready(t, *seq, *idx)) {
+            return rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the scan counts never got there: {rows:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
