@@ -109,6 +109,10 @@ pub struct TargetArgs {
     /// or one a previous run with the same --data-dir filled) instead of sled.
     #[arg(long)]
     pub storage_url: Option<String>,
+    /// PID of the database server (PostgreSQL's postmaster): its CPU, children included,
+    /// is reported per login and per message as well as the server's.
+    #[arg(long)]
+    pub db_pid: Option<u32>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -655,8 +659,13 @@ async fn cmd_connect(out: &Output, a: ConnectArgs) -> anyhow::Result<()> {
     job.jwt_secret = a.jwt_secret.clone();
     job.jwt_kid = a.jwt_kid.clone();
     let rss0 = procfs::sample(env.target.pid)?.rss_kib;
+    let db0 = a.target.db_pid.map(procfs::tree_cpu);
     let (mut s, held) = connect_and_hold(&job, a.procs, env.target.pid).await?;
-    let v = connect_json("connect", &job, &mut s);
+    let mut v = connect_json("connect", &job, &mut s);
+    if let (Some(pid), Some(db0)) = (a.target.db_pid, db0) {
+        let db = procfs::tree_cpu(pid).saturating_sub(db0);
+        v["db_cpu_ms_per_login"] = json!(round3(db.as_secs_f64() * 1e3 / s.ok.max(1) as f64));
+    }
     print_connect(out, &v);
     out.measurement(v);
     if a.hold > 0.0 {
@@ -949,13 +958,13 @@ async fn cmd_offline(out: &Output, a: OfflineArgs) -> anyhow::Result<Value> {
         user_prefix: env.args.user_prefix.clone(),
     };
     let login = env.job(TransportKind::Plain, Mech::Plain, 2 * a.pairs, 32);
-    let mut r = crate::offline::run(&job, &login, env.target.pid).await?;
+    let mut r = crate::offline::run(&job, &login, env.target.pid, a.target.db_pid).await?;
     let storage = if a.target.storage_url.is_some() {
         "postgres"
     } else {
         "sled"
     };
-    let v = json!({
+    let mut v = json!({
         "measurement": "offline",
         "storage": storage,
         "pairs": a.pairs,
@@ -974,6 +983,11 @@ async fn cmd_offline(out: &Output, a: OfflineArgs) -> anyhow::Result<Value> {
         "pop_p50_ms": r.pop_latency.percentile_ms(50.0),
         "pop_p99_ms": r.pop_latency.percentile_ms(99.0),
     });
+    if a.target.db_pid.is_some() {
+        v["db_cpu_us_per_msg"] = json!(round3(r.send_db_cpu.as_secs_f64() * 1e6 / r.sent as f64));
+        v["db_cpu_ms_per_pop_login"] =
+            json!(round3(r.pop_db_cpu.as_secs_f64() * 1e3 / a.pairs as f64));
+    }
     out.line(&format!(
         "offline ({storage}, {} senders, {} messages to each of 2 recipients, half offline): \
          {} msg/s, {} µs CPU/msg, {} errors; pop on login: {} logins with {} messages each in {} s \

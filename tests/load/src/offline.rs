@@ -48,10 +48,13 @@ pub struct OfflineOutcome {
     pub errors: u64,
     pub send_seconds: f64,
     pub send_cpu: Duration,
+    /// The database's CPU in phase 1 (with `--db-pid`).
+    pub send_db_cpu: Duration,
     /// Messages the offline recipients got in phase 2.
     pub popped: u64,
     pub pop_seconds: f64,
     pub pop_cpu: Duration,
+    pub pop_db_cpu: Duration,
     /// Per recipient: start of its login to its last stored message.
     pub pop_latency: Samples,
 }
@@ -121,9 +124,11 @@ async fn phase_one(
     senders: Vec<Session>,
     online: Vec<Session>,
     pid: u32,
+    db_pid: Option<u32>,
     o: &mut OfflineOutcome,
 ) -> anyhow::Result<()> {
     let cpu0 = procfs::cpu(pid);
+    let db0 = db_pid.map(procfs::tree_cpu).unwrap_or_default();
     let t0 = Instant::now();
     let receivers: Vec<_> = online
         .into_iter()
@@ -158,6 +163,10 @@ async fn phase_one(
         .context("phase 1 did not finish in time")??;
     o.send_seconds = t0.elapsed().as_secs_f64();
     o.send_cpu = procfs::cpu(pid).saturating_sub(cpu0);
+    o.send_db_cpu = db_pid
+        .map(procfs::tree_cpu)
+        .unwrap_or_default()
+        .saturating_sub(db0);
     o.sent = (2 * job.pairs * job.messages) as u64;
     Ok(())
 }
@@ -167,10 +176,12 @@ async fn phase_two(
     job: &OfflineJob,
     login: &ConnectJob,
     pid: u32,
+    db_pid: Option<u32>,
     o: &mut OfflineOutcome,
 ) -> anyhow::Result<()> {
     let spec = login.spec();
     let cpu0 = procfs::cpu(pid);
+    let db0 = db_pid.map(procfs::tree_cpu).unwrap_or_default();
     let t0 = Instant::now();
     let tasks: Vec<_> = (0..job.pairs)
         .map(|k| {
@@ -199,12 +210,22 @@ async fn phase_two(
         .context("phase 2 did not finish in time")??;
     o.pop_seconds = t0.elapsed().as_secs_f64();
     o.pop_cpu = procfs::cpu(pid).saturating_sub(cpu0);
+    o.pop_db_cpu = db_pid
+        .map(procfs::tree_cpu)
+        .unwrap_or_default()
+        .saturating_sub(db0);
     o.popped = (job.pairs * job.messages) as u64;
     Ok(())
 }
 
-/// Runs both phases. `login` is the job that logs in the scenario's accounts (`first` = 0).
-pub async fn run(job: &OfflineJob, login: &ConnectJob, pid: u32) -> anyhow::Result<OfflineOutcome> {
+/// Runs both phases. `login` is the job that logs in the scenario's accounts (`first` = 0);
+/// `pid` is the server's, `db_pid` the database's (its CPU is measured too when given).
+pub async fn run(
+    job: &OfflineJob,
+    login: &ConnectJob,
+    pid: u32,
+    db_pid: Option<u32>,
+) -> anyhow::Result<OfflineOutcome> {
     let mut first = login.clone();
     first.first = 0;
     first.count = 2 * job.pairs;
@@ -216,7 +237,7 @@ pub async fn run(job: &OfflineJob, login: &ConnectJob, pid: u32) -> anyhow::Resu
     let mut sessions: Vec<Session> = r.sessions.into_iter().map(|(_, s)| s).collect();
     let online = sessions.split_off(job.pairs);
     let mut o = OfflineOutcome::default();
-    phase_one(job, sessions, online, pid, &mut o).await?;
-    phase_two(job, login, pid, &mut o).await?;
+    phase_one(job, sessions, online, pid, db_pid, &mut o).await?;
+    phase_two(job, login, pid, db_pid, &mut o).await?;
     Ok(o)
 }
