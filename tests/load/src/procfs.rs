@@ -66,12 +66,15 @@ pub fn tree_cpu(pid: u32) -> Duration {
     let fields = |p: &str| -> Option<Vec<u64>> {
         let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
         let close = stat.rfind(')')?;
-        // After ")": ppid is index 1, utime 11, stime 12, cutime 13, cstime 14.
-        stat[close + 1..]
-            .split_whitespace()
-            .take(15)
-            .map(|f| f.parse::<i64>().ok().map(|v| v.max(0) as u64))
-            .collect()
+        // After ")": state is index 0 (a letter, read as 0), ppid 1, utime 11, stime 12,
+        // cutime 13, cstime 14.
+        Some(
+            stat[close + 1..]
+                .split_whitespace()
+                .take(15)
+                .map(|f| f.parse::<i64>().map_or(0, |v| v.max(0) as u64))
+                .collect(),
+        )
     };
     let Some(own) = fields(&pid.to_string()).filter(|f| f.len() == 15) else {
         return Duration::ZERO;
@@ -156,6 +159,27 @@ mod tests {
         let status = "Name:\theliograph\nVmPeak:\t  999 kB\nVmRSS:\t   12345 kB\nThreads:\t3\n";
         assert_eq!(rss_from_status(status).unwrap(), 12345);
         assert!(rss_from_status("Name:\tx\n").is_err());
+    }
+
+    #[test]
+    fn tree_cpu_counts_reaped_children() {
+        let me = std::process::id();
+        let before = tree_cpu(me);
+        // A child that burns CPU until it exits: counted once reaped.
+        let busy = || {
+            std::process::Command::new("sh")
+                .args(["-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"])
+                .spawn()
+                .unwrap()
+        };
+        let mut child = busy();
+        child.wait().unwrap();
+        let after = tree_cpu(me);
+        assert!(
+            after >= before + Duration::from_millis(10),
+            "{before:?} -> {after:?}"
+        );
+        assert_eq!(tree_cpu(u32::MAX), Duration::ZERO);
     }
 
     #[test]
