@@ -310,16 +310,19 @@ async fn a_deployment_moves_from_sled_to_postgres_and_back() {
         &["export", "--output", &dump.to_string_lossy()],
     );
 
-    // Into PostgreSQL: the same config with a [storage] section.
+    // Into PostgreSQL: the same config with a [storage] section, the URL (a secret, were
+    // there a password) in a file of its own.
     let pg_config = dir.join("postgres.toml");
+    let url_file = dir.join("database-url");
+    std::fs::write(&url_file, format!("{}\n", db.url)).unwrap();
     let text = std::fs::read_to_string(&sled_config).unwrap();
     std::fs::write(
         &pg_config,
         text.replacen(
             "[[listen.c2s]]",
             &format!(
-                "[storage]\nbackend = \"postgres\"\nurl = \"{}\"\n\n[[listen.c2s]]",
-                db.url
+                "[storage]\nbackend = \"postgres\"\nurl_file = \"{}\"\n\n[[listen.c2s]]",
+                url_file.display()
             ),
             1,
         ),
