@@ -1,8 +1,9 @@
 //! The server on PostgreSQL: a database outage mid-load (no accepted message lost, logins
-//! refused with `temporary-auth-failure` meanwhile, `/health/ready` 503 until the
-//! database is back, service resumed without a restart, latency by backend and
-//! operation in the metrics), a tenant created on two nodes at once, and a deployment
-//! moved from sled to PostgreSQL and back with `heliograph storage export` and `import`.
+//! refused with `temporary-auth-failure` and writes with `internal-server-error`
+//! meanwhile, `/health/ready` 503 until the database is back, service resumed without a
+//! restart, latency by backend and operation in the metrics), a tenant created on two
+//! nodes at once, and a deployment moved from sled to PostgreSQL and back with
+//! `heliograph storage export` and `import`.
 //!
 //! These need PostgreSQL: they skip without `HELIOGRAPH_TEST_POSTGRES_URL` unless
 //! `HELIOGRAPH_REQUIRE_POSTGRES=1` (tests/run.sh sets both). The outage test starts a
@@ -172,6 +173,23 @@ async fn database_outage_mid_load_loses_no_accepted_message_and_recovers_by_itse
             assert!(
                 answer.child("temporary-auth-failure", ns::SASL).is_some(),
                 "{answer}"
+            );
+            // A write Alice asks for fails with internal-server-error.
+            alice
+                .send_raw(
+                    "<iq type='set' id='roster'><query xmlns='jabber:iq:roster'>\
+                     <item jid='carol@localhost'/></query></iq>",
+                )
+                .await;
+            let r = alice
+                .next_matching(|e| e.is("iq", ns::CLIENT) && e.attr("id") == Some("roster"))
+                .await;
+            assert_eq!(r.attr("type"), Some("error"), "{r}");
+            assert!(
+                r.child("error", ns::CLIENT)
+                    .and_then(|e| e.child("internal-server-error", ns::STANZAS_ERRORS))
+                    .is_some(),
+                "{r}"
             );
         }
         if i == TOTAL / 2 {
