@@ -21,4 +21,5 @@ mod features;
 mod plugins;
 mod postgres;
 mod room_policy;
+mod stream_management;
 mod websocket;

@@ -97,6 +97,31 @@
     async stop() {
       await this.xmpp.stop();
     },
+    // Stream management (XEP-0198), enabled by @xmpp/client inline with Bind 2.
+    smId() {
+      return this.xmpp.streamManagement.id;
+    },
+    // A network loss: the WebSocket goes without the stream's <close/>, and the client
+    // does not reconnect until resume().
+    drop() {
+      this.xmpp.reconnect.stop();
+      return new Promise((resolve) => {
+        this.xmpp.once('disconnect', () => resolve(true));
+        this.xmpp.socket.end();
+      });
+    },
+    // Reconnects; @xmpp/client resumes the session inline in SASL2.
+    resume(ms) {
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('not resumed within ' + ms + ' ms')), ms);
+        this.xmpp.streamManagement.once('resumed', () => { clearTimeout(timer); resolve(true); });
+        this.xmpp.reconnect.start();
+        this.xmpp.reconnect.reconnect().catch((e) => { clearTimeout(timer); reject(e); });
+      });
+    },
+    bodies() {
+      return this.inbox.map((m) => m.body);
+    },
   };
   document.getElementById('status').textContent = 'ready';
 })();

@@ -9,6 +9,7 @@ import { tmpdir, homedir } from 'node:os';
 import { join, dirname, extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import tls from 'node:tls';
+import { chromium } from 'playwright-core';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
@@ -197,4 +198,22 @@ export async function tcpLogin(address, user, password, resource = 'tcp') {
     },
     close() { sock.end('</stream:stream>'); sock.destroy(); },
   };
+}
+
+/**
+ * Launches headless Chromium (Debian's, never one npm downloaded) and opens the test page
+ * at `origin`; `onPage(page)` runs before the page loads (to watch its requests).
+ */
+export async function openTestPage(origin, onPage = () => {}) {
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  });
+  const page = await browser.newPage();
+  page.on('console', (m) => { if (process.env.DEBUG) console.log('[page]', m.text()); });
+  onPage(page);
+  await page.goto(origin + '/');
+  await page.waitForFunction(() => document.getElementById('status').textContent === 'ready');
+  return { browser, page };
 }

@@ -3,10 +3,8 @@
 // Strophe.js over BOSH, @xmpp/client over WebSocket, and a TCP user over direct TLS.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
-import { startServer, startPageServer, tcpLogin } from './harness.js';
+import { startServer, startPageServer, tcpLogin, openTestPage } from './harness.js';
 
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const WAIT = 2; // BOSH long-poll wait in seconds (short, to see several cycles)
 
 let server, pages, browser, page, tcp;
@@ -20,16 +18,9 @@ before(async () => {
   for (const [u, p] of [['alice', 'alice-pw'], ['bob', 'bob-pw'], ['carol', 'carol-pw']]) {
     await server.addUser(u, p);
   }
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-  });
-  page = await browser.newPage();
-  page.on('console', (m) => { if (process.env.DEBUG) console.log('[page]', m.text()); });
-  page.on('request', (r) => { if (r.url().includes('/http-bind')) boshRequests.push({ at: Date.now(), method: r.method() }); });
-  await page.goto(pages.origin + '/');
-  await page.waitForFunction(() => document.getElementById('status').textContent === 'ready');
+  ({ browser, page } = await openTestPage(pages.origin, (p) => {
+    p.on('request', (r) => { if (r.url().includes('/http-bind')) boshRequests.push({ at: Date.now(), method: r.method() }); });
+  }));
   tcp = await tcpLogin(server.direct, 'carol', 'carol-pw');
 });
 

@@ -114,6 +114,8 @@ impl Control {
 /// What one session saw.
 #[derive(Default)]
 pub struct SessionResult {
+    /// Stream management `<a/>` the server sent.
+    pub acks: u64,
     pub sent: u64,
     pub received: u64,
     pub out_of_order: u64,
@@ -121,8 +123,15 @@ pub struct SessionResult {
     pub error: Option<String>,
 }
 
+/// Stream management on a chat session: the client answers the server's `<r/>` with its
+/// count and asks for the server's count every `ask_every` messages it sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SmChat {
+    pub ask_every: u64,
+}
+
 /// Runs one side of a pair on an already-established connection: sends to `to` as paced
-/// and receives the partner's messages. `leftover` holds bytes already read past login.
+/// and receives the partner's messages, with stream management when `sm` is given.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     mut io: S,
@@ -131,8 +140,12 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     senders: usize,
     index: usize,
     ctl: Arc<Control>,
+    sm: Option<SmChat>,
 ) -> (S, SessionResult) {
     let mut res = SessionResult::default();
+    let mut scanner = crate::sm::SmScanner::in_stream();
+    let mut sm_found = crate::sm::Found::default();
+    let mut asked_at = 0u64;
     let mut rbuf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut chunk = vec![0u8; 16 * 1024];
     let mut out = Vec::with_capacity(4096);
@@ -180,6 +193,18 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                     Err(e) => { res.error = Some(e.to_string()); break; }
                     Ok(n) => n,
                 };
+                if sm.is_some() {
+                    sm_found.clear();
+                    scanner.scan(&chunk[..n], &mut sm_found);
+                    for &h in &sm_found.requests {
+                        crate::sm::write_ack(&mut out, h);
+                    }
+                    res.acks += sm_found.acks.len() as u64;
+                    if let Some(e) = sm_found.stream_error.take() {
+                        res.error = Some(e);
+                        break;
+                    }
+                }
                 rbuf.extend_from_slice(&chunk[..n]);
                 found.clear();
                 let used = scan_bodies(&rbuf, &mut found);
@@ -218,6 +243,12 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
             }
             _ = stop_rx.changed(), if stopped_at.is_none() => {}
             _ = tokio::time::sleep(Duration::from_millis(50)), if stopped_at.is_some() => {}
+        }
+        if let Some(SmChat { ask_every }) = sm
+            && res.sent >= asked_at + ask_every.max(1)
+        {
+            out.extend_from_slice(crate::sm::request().as_bytes());
+            asked_at = res.sent;
         }
         if !out.is_empty() {
             if let Err(e) = io.write_all(&out).await {
@@ -268,6 +299,7 @@ pub async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     warmup: Duration,
     duration: Duration,
     pid: u32,
+    sm: Option<SmChat>,
 ) -> (ChatOutcome, Vec<S>) {
     let ctl = Control::new();
     let senders = conns.len();
@@ -283,6 +315,7 @@ pub async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             senders,
             i,
             ctl.clone(),
+            sm,
         )));
     }
     tokio::time::sleep(warmup).await;
@@ -374,6 +407,7 @@ mod tests {
             Duration::from_millis(20),
             Duration::from_millis(100),
             std::process::id(),
+            None,
         )
         .await;
         assert_eq!(out.errors, 0, "{:?}", out.first_error);

@@ -49,6 +49,9 @@ pub enum Cmd {
     Offline(OfflineArgs),
     /// Server RSS before and after N idle sessions, per transport: KiB per session.
     Memory(MemoryArgs),
+    /// N sessions with resumable stream management cut at once by TCP resets, then all
+    /// resumed: resumptions/s, latency, failures, server CPU per resumption.
+    Resume(ResumeArgs),
     /// Everything the README reports, in one run.
     Report(ReportArgs),
     /// Internal: one connect worker process (spawned by `--procs`).
@@ -177,6 +180,27 @@ pub struct ChatArgs {
     /// The relay binary (default: `relay` next to this executable).
     #[arg(long)]
     pub relay_bin: Option<PathBuf>,
+    /// Enable stream management (XEP-0198) on every session: the client answers the
+    /// server's ack requests and asks for acks itself every --ack-every messages.
+    #[arg(long)]
+    pub sm: bool,
+    /// With --sm: messages between the client's own `<r/>`.
+    #[arg(long, default_value_t = 10)]
+    pub ack_every: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ResumeArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Sessions cut and resumed.
+    #[arg(long, short = 'n', default_value_t = 1000)]
+    pub sessions: usize,
+    /// Logins and resumptions in flight.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    #[arg(long, value_enum, default_value = "plain")]
+    pub transport: TransportKind,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -243,6 +267,9 @@ pub struct MemoryArgs {
     /// Seconds to wait before reading RSS.
     #[arg(long, default_value_t = 3.0)]
     pub settle: f64,
+    /// Enable resumable stream management on every session before measuring.
+    #[arg(long)]
+    pub sm: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -287,6 +314,7 @@ pub fn main() -> ExitCode {
             Cmd::Muc(a) => cmd_muc(&out, a).await.map(|_| ()),
             Cmd::Offline(a) => cmd_offline(&out, a).await.map(|_| ()),
             Cmd::Memory(a) => cmd_memory(&out, a).await.map(|_| ()),
+            Cmd::Resume(a) => cmd_resume(&out, a).await.map(|_| ()),
             Cmd::Report(a) => cmd_report(&out, a).await,
             Cmd::Worker { job } => worker(&job).await,
         }
@@ -451,6 +479,7 @@ impl Env {
             segment: 1000,
             jwt_secret: None,
             jwt_kid: None,
+            sm: false,
         }
     }
 }
@@ -692,10 +721,36 @@ async fn memory_one(
     procs: usize,
     settle: f64,
 ) -> anyhow::Result<(Value, Value)> {
+    memory_one_sm(
+        out,
+        env,
+        transport,
+        sessions,
+        concurrency,
+        procs,
+        settle,
+        false,
+    )
+    .await
+}
+
+/// [`memory_one`], with stream management enabled on every session when `sm`.
+#[allow(clippy::too_many_arguments)]
+async fn memory_one_sm(
+    out: &Output,
+    env: &Env,
+    transport: TransportKind,
+    sessions: usize,
+    concurrency: usize,
+    procs: usize,
+    settle: f64,
+    sm: bool,
+) -> anyhow::Result<(Value, Value)> {
     let pid = env.target.pid;
     tokio::time::sleep(Duration::from_secs_f64(settle.min(1.0))).await;
     let before = procfs::sample(pid)?;
-    let job = env.job(transport, Mech::Plain, sessions, concurrency);
+    let mut job = env.job(transport, Mech::Plain, sessions, concurrency);
+    job.sm = sm;
     let (mut s, held) = connect_and_hold(&job, procs, pid).await?;
     let cv = connect_json("connect", &job, &mut s);
     print_connect(out, &cv);
@@ -706,14 +761,16 @@ async fn memory_one(
     let v = json!({
         "measurement": "memory",
         "transport": transport.name(),
+        "sm": sm,
         "sessions": s.ok,
         "rss_before_kib": before.rss_kib,
         "rss_after_kib": after.rss_kib,
         "kib_per_session": round3(per),
     });
     out.line(&format!(
-        "memory {}: RSS {} KiB -> {} KiB with {} idle sessions = {:.2} KiB/session",
+        "memory {}{}: RSS {} KiB -> {} KiB with {} idle sessions = {:.2} KiB/session",
         transport.name(),
+        if sm { " with SM" } else { "" },
         before.rss_kib,
         after.rss_kib,
         s.ok,
@@ -735,10 +792,62 @@ async fn cmd_memory(out: &Output, a: MemoryArgs) -> anyhow::Result<Vec<(Value, V
         if k > 0 {
             env.restart()?;
         }
-        results
-            .push(memory_one(out, &env, *t, a.sessions, a.concurrency, a.procs, a.settle).await?);
+        results.push(
+            memory_one_sm(
+                out,
+                &env,
+                *t,
+                a.sessions,
+                a.concurrency,
+                a.procs,
+                a.settle,
+                a.sm,
+            )
+            .await?,
+        );
     }
     Ok(results)
+}
+
+async fn cmd_resume(out: &Output, a: ResumeArgs) -> anyhow::Result<Value> {
+    let env = Env::open(&a.target)?;
+    env.provision(out, a.sessions).await?;
+    let mut job = env.job(a.transport, Mech::Plain, a.sessions, a.concurrency);
+    job.sm = true;
+    let mut r =
+        crate::resume::run(&job, env.target.admin, &env.target.token, env.target.pid).await?;
+    let v = json!({
+        "measurement": "resume_storm",
+        "transport": a.transport.name(),
+        "sessions": r.sessions,
+        "noticed_s": round3(r.noticed.as_secs_f64()),
+        "resumed": r.resumed,
+        "failed": r.failed,
+        "first_error": r.first_error,
+        "seconds": round3(r.elapsed.as_secs_f64()),
+        "resumes_per_s": round3(r.per_s()),
+        "p50_ms": round3(r.latencies.percentile_ms(50.0)),
+        "p99_ms": round3(r.latencies.percentile_ms(99.0)),
+        "cpu_ms_per_resume": round3(r.cpu_ms_per_resume()),
+    });
+    out.line(&format!(
+        "resume storm ({} sessions, {}): all detached after {:.2} s; {} resumed in {:.2} s = {} /s, p50 {} ms p99 {} ms, {} failed, {} ms CPU/resume",
+        r.sessions,
+        a.transport.name(),
+        r.noticed.as_secs_f64(),
+        r.resumed,
+        r.elapsed.as_secs_f64(),
+        v["resumes_per_s"],
+        v["p50_ms"],
+        v["p99_ms"],
+        r.failed,
+        v["cpu_ms_per_resume"],
+    ));
+    out.measurement(v.clone());
+    if r.failed > 0 {
+        bail!("{} resumptions failed: {:?}", r.failed, r.first_error);
+    }
+    Ok(v)
 }
 
 /// Chat figures as JSON.
@@ -800,7 +909,23 @@ async fn chat_server(
     warmup: f64,
     duration: f64,
 ) -> anyhow::Result<Value> {
-    let job = env.job(transport, Mech::Plain, pairs * 2, 32);
+    chat_server_sm(out, env, pairs, transport, pace, warmup, duration, None).await
+}
+
+/// [`chat_server`], with stream management on every session when `sm` is given.
+#[allow(clippy::too_many_arguments)]
+async fn chat_server_sm(
+    out: &Output,
+    env: &Env,
+    pairs: usize,
+    transport: TransportKind,
+    pace: Pace,
+    warmup: f64,
+    duration: f64,
+    sm: Option<chat::SmChat>,
+) -> anyhow::Result<Value> {
+    let mut job = env.job(transport, Mech::Plain, pairs * 2, 32);
+    job.sm = sm.is_some();
     let mut o = connect::run(&job, None).await;
     if o.failed > 0 {
         bail!("{} chat logins failed: {:?}", o.failed, o.first_error);
@@ -820,10 +945,12 @@ async fn chat_server(
         Duration::from_secs_f64(warmup),
         Duration::from_secs_f64(duration),
         env.target.pid,
+        sm,
     )
     .await;
     drop(ios);
-    let v = chat_json("chat", "server", pace, pairs, &mut r);
+    let mut v = chat_json("chat", "server", pace, pairs, &mut r);
+    v["sm"] = json!(sm.is_some());
     print_chat(out, &v);
     out.measurement(v.clone());
     Ok(v)
@@ -870,6 +997,7 @@ async fn chat_relay(
         Duration::from_secs_f64(warmup),
         Duration::from_secs_f64(duration),
         child.id(),
+        None,
     )
     .await;
     drop(ios);
@@ -1068,7 +1196,20 @@ async fn cmd_chat(out: &Output, a: ChatArgs) -> anyhow::Result<Value> {
         (Some(r), _) => Pace::Rate(r),
         (None, w) => Pace::Window(w.unwrap_or(8)),
     };
-    let v = chat_server(out, &env, a.pairs, a.transport, pace, a.warmup, a.duration).await?;
+    let sm = a.sm.then_some(chat::SmChat {
+        ask_every: a.ack_every,
+    });
+    let v = chat_server_sm(
+        out,
+        &env,
+        a.pairs,
+        a.transport,
+        pace,
+        a.warmup,
+        a.duration,
+        sm,
+    )
+    .await?;
     let lost = v["lost"].as_u64().unwrap_or(1) + v["errors"].as_u64().unwrap_or(1);
     if a.against_relay {
         let r = chat_relay(

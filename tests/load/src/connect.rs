@@ -49,6 +49,9 @@ pub struct ConnectJob {
     /// `kid` of the JWT key, if the tenant names its keys.
     #[serde(default)]
     pub jwt_kid: Option<String>,
+    /// Enable resumable stream management (XEP-0198) after login.
+    #[serde(default)]
+    pub sm: bool,
 }
 
 impl<'de> Deserialize<'de> for TransportKind {
@@ -148,16 +151,21 @@ pub async fn run(job: &ConnectJob, server_pid: Option<u32>) -> ConnectOutcome {
                 let i = job.first + k;
                 let user = username(&job.user_prefix, i);
                 let source = xmpp::source_ip(i, job.sources);
+                let sm = job.sm;
                 let password = passwords
                     .get(k)
                     .cloned()
                     .unwrap_or_else(|| PASSWORD.to_string());
                 tokio::spawn(async move {
                     let t0 = Instant::now();
-                    let r = tokio::time::timeout(
-                        Duration::from_secs(60),
-                        xmpp::login(&spec, Some(source), &user, &password, "load"),
-                    )
+                    let r = tokio::time::timeout(Duration::from_secs(60), async {
+                        let mut s =
+                            xmpp::login(&spec, Some(source), &user, &password, "load").await?;
+                        if sm {
+                            xmpp::enable_sm(&mut s).await?;
+                        }
+                        Ok(s)
+                    })
                     .await
                     .unwrap_or_else(|_| Err(anyhow::anyhow!("login timed out after 60 s")));
                     drop(permit);
@@ -289,6 +297,7 @@ mod tests {
             segment: 0,
             jwt_secret: Some("s".into()),
             jwt_kid: None,
+            sm: true,
         };
         let text = serde_json::to_string(&job).unwrap();
         let back: ConnectJob = serde_json::from_str(&text).unwrap();

@@ -182,6 +182,7 @@ pub async fn login(
         io: Io::Web(app),
         parser,
         full_jid,
+        sm: None,
     })
 }
 

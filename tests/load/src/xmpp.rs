@@ -227,6 +227,15 @@ pub struct Session {
     pub io: Io,
     pub parser: StreamParser,
     pub full_jid: String,
+    /// Stream management, once enabled.
+    pub sm: Option<SmState>,
+}
+
+/// A session's stream management: its resumption id and the stanzas it handled.
+#[derive(Debug, Clone)]
+pub struct SmState {
+    pub id: String,
+    pub h: u32,
 }
 
 fn stream_header(domain: &str) -> String {
@@ -293,35 +302,13 @@ pub async fn login(
     password: &str,
     resource: &str,
 ) -> anyhow::Result<Session> {
-    let server_name = ServerName::try_from(spec.domain.clone()).map_err(|e| anyhow!("{e}"))?;
-    let mut io = match spec.transport {
-        TransportKind::Plain | TransportKind::Starttls => {
-            Io::Plain(connect_tcp(spec.starttls_addr, source).await?)
-        }
-        TransportKind::Tls => {
-            let tcp = connect_tcp(spec.direct_addr, source).await?;
-            Io::Tls(Box::new(spec.tls.connect(server_name.clone(), tcp).await?))
-        }
-        TransportKind::Bosh | TransportKind::Websocket => {
-            return crate::web::login(spec, source, user, password, resource).await;
-        }
-    };
-    let mut parser = StreamParser::new(limits());
-    let mut features = open_stream(&mut io, &mut parser, &spec.domain).await?;
-    if spec.transport == TransportKind::Starttls {
-        io.write_all(format!("<starttls xmlns='{}'/>", ns::TLS).as_bytes())
-            .await?;
-        let answer = next_stanza(&mut io, &mut parser).await?;
-        if !answer.is("proceed", ns::TLS) {
-            bail!("STARTTLS refused: <{}>", answer.name());
-        }
-        let Io::Plain(tcp) = io else { unreachable!() };
-        io = Io::Tls(Box::new(spec.tls.connect(server_name, tcp).await?));
-        features = open_stream(&mut io, &mut parser, &spec.domain).await?;
+    if matches!(
+        spec.transport,
+        TransportKind::Bosh | TransportKind::Websocket
+    ) {
+        return crate::web::login(spec, source, user, password, resource).await;
     }
-    let _ = features;
-    authenticate(&mut io, &mut parser, spec.mech, user, password).await?;
-    open_stream(&mut io, &mut parser, &spec.domain).await?;
+    let (mut io, mut parser) = authenticated(spec, source, user, password).await?;
     io.write_all(
         format!(
             "<iq type='set' id='bind'><bind xmlns='{}'><resource>{resource}</resource></bind></iq>",
@@ -343,7 +330,106 @@ pub async fn login(
         io,
         parser,
         full_jid,
+        sm: None,
     })
+}
+
+/// Connects over TCP (TLS as asked), authenticates and opens the authenticated stream:
+/// ready for bind or a stream management `<resume/>`.
+pub async fn authenticated(
+    spec: &LoginSpec,
+    source: Option<IpAddr>,
+    user: &str,
+    password: &str,
+) -> anyhow::Result<(Io, StreamParser)> {
+    let server_name = ServerName::try_from(spec.domain.clone()).map_err(|e| anyhow!("{e}"))?;
+    let mut io = match spec.transport {
+        TransportKind::Plain | TransportKind::Starttls => {
+            Io::Plain(connect_tcp(spec.starttls_addr, source).await?)
+        }
+        TransportKind::Tls => {
+            let tcp = connect_tcp(spec.direct_addr, source).await?;
+            Io::Tls(Box::new(spec.tls.connect(server_name.clone(), tcp).await?))
+        }
+        TransportKind::Bosh | TransportKind::Websocket => {
+            bail!(
+                "{} has no raw stream to authenticate on",
+                spec.transport.name()
+            )
+        }
+    };
+    let mut parser = StreamParser::new(limits());
+    open_stream(&mut io, &mut parser, &spec.domain).await?;
+    if spec.transport == TransportKind::Starttls {
+        io.write_all(format!("<starttls xmlns='{}'/>", ns::TLS).as_bytes())
+            .await?;
+        let answer = next_stanza(&mut io, &mut parser).await?;
+        if !answer.is("proceed", ns::TLS) {
+            bail!("STARTTLS refused: <{}>", answer.name());
+        }
+        let Io::Plain(tcp) = io else { unreachable!() };
+        io = Io::Tls(Box::new(spec.tls.connect(server_name, tcp).await?));
+        open_stream(&mut io, &mut parser, &spec.domain).await?;
+    }
+    authenticate(&mut io, &mut parser, spec.mech, user, password).await?;
+    open_stream(&mut io, &mut parser, &spec.domain).await?;
+    Ok((io, parser))
+}
+
+/// Enables resumable stream management on a bound session; returns the resumption id.
+pub async fn enable_sm(s: &mut Session) -> anyhow::Result<String> {
+    s.io.write_all(crate::sm::enable_resumable().as_bytes())
+        .await?;
+    loop {
+        let el = next_stanza(&mut s.io, &mut s.parser).await?;
+        if el.ns() != crate::sm::NS {
+            continue;
+        }
+        match el.name() {
+            "enabled" => {
+                let id = el
+                    .attr("id")
+                    .context("<enabled/> without an id")?
+                    .to_string();
+                s.sm = Some(SmState {
+                    id: id.clone(),
+                    h: 0,
+                });
+                return Ok(id);
+            }
+            "failed" => bail!("stream management refused: {}", el.to_string_in(ns::CLIENT)),
+            _ => {}
+        }
+    }
+}
+
+/// Resumes session `previd` on a new connection (XEP-0198 §5); returns the connection
+/// once `<resumed/>` came, and the server's `h`.
+pub async fn resume(
+    spec: &LoginSpec,
+    source: Option<IpAddr>,
+    user: &str,
+    password: &str,
+    previd: &str,
+    h: u32,
+) -> anyhow::Result<(Io, u32)> {
+    let (mut io, mut parser) = authenticated(spec, source, user, password).await?;
+    io.write_all(crate::sm::resume(previd, h).as_bytes())
+        .await?;
+    loop {
+        let el = next_stanza(&mut io, &mut parser).await?;
+        if el.ns() != crate::sm::NS {
+            continue;
+        }
+        match el.name() {
+            "resumed" => {
+                let server_h = el.attr("h").and_then(|h| h.parse().ok()).unwrap_or(0);
+                return Ok((io, server_h));
+            }
+            "failed" => bail!("resumption failed: {}", el.to_string_in(ns::CLIENT)),
+            _ => {}
+        }
+    }
 }
 
 fn sasl_element(name: &str, mech: Option<&str>, data: &[u8]) -> String {
@@ -426,8 +512,16 @@ pub async fn hold_idle(mut s: Session, mut stop: tokio::sync::watch::Receiver<bo
                 let n = match r { Ok(0) | Err(_) => return, Ok(n) => n };
                 if s.parser.feed(&buf[..n]).is_err() { return; }
                 while let Ok(Some(ev)) = s.parser.next_event() {
-                    if let StreamEvent::Stanza(el) = ev
-                        && el.name() == "iq" && el.attr("type") == Some("get")
+                    let StreamEvent::Stanza(el) = ev else { continue };
+                    if let Some(sm) = s.sm.as_mut() {
+                        if crate::sm::is_stanza(el.name().as_bytes()) {
+                            sm.h = sm.h.wrapping_add(1);
+                        } else if el.ns() == crate::sm::NS && el.name() == "r" {
+                            let ack = crate::sm::ack(sm.h);
+                            if s.io.write_all(ack.as_bytes()).await.is_err() { return; }
+                        }
+                    }
+                    if el.name() == "iq" && el.attr("type") == Some("get")
                         && el.has_child("ping", ns::PING)
                     {
                         let reply = Element::new("iq", ns::CLIENT)

@@ -420,6 +420,16 @@ pub struct C2sSettings {
     /// Seconds a write to a client may take before the session is closed as not reading;
     /// the messages it had not received are routed again (another resource or offline).
     pub write_timeout: u64,
+    /// Seconds a stream management session (XEP-0198) that lost its connection waits to
+    /// be resumed; then its unacknowledged messages go to offline storage. 0: no
+    /// resumption.
+    pub resume_timeout: u64,
+    /// The server asks for an acknowledgement (`<r/>`) after this many stanzas to a
+    /// stream management client (0: only when the client's connection is quiet).
+    pub ack_request_interval: u32,
+    /// Unacknowledged stanzas a stream management session may hold; past it the stream
+    /// closes with `policy-violation` (and they go to offline storage).
+    pub max_unacked: usize,
 }
 
 impl Default for C2sSettings {
@@ -430,6 +440,9 @@ impl Default for C2sSettings {
             max_offline_messages: 1000,
             session_queue: 1024,
             write_timeout: 60,
+            resume_timeout: 300,
+            ack_request_interval: 5,
+            max_unacked: 1000,
         }
     }
 }

@@ -38,6 +38,10 @@ pub struct Core {
     pub drain: crate::drain::Drain,
     /// Recently verified passwords, so PLAIN logins skip PBKDF2 (see `sasl::verified`).
     pub verified_passwords: crate::sasl::verified::VerifiedPasswords,
+    /// Stream management sessions a client may resume, by resumption id.
+    pub resumptions: crate::session::resumption::Resumptions,
+    /// iq requests the server sent itself, waiting for their answers.
+    pub requests: crate::pipeline::requests::PendingRequests,
 }
 
 impl Core {
@@ -61,6 +65,8 @@ impl Core {
             limits: Arc::default(),
             drain: Default::default(),
             verified_passwords,
+            resumptions: Default::default(),
+            requests: Default::default(),
         }
     }
 

@@ -11,6 +11,9 @@
 //! | `roster` | RFC 6121 roster, XEP-0237 versioning | [`roster`] |
 //! | `presence` | RFC 6121 presence and subscriptions | [`presence`] |
 //! | `blocking` | XEP-0191 blocking command, and the filter that enforces it | [`blocking`] |
+//! | `carbons` | XEP-0280 message carbons | [`carbons`] |
+//! | `mam` | XEP-0313 message archive, XEP-0359 stanza ids, XEP-0424 retraction | [`mam`] |
+//! | `push` | XEP-0357 push notifications to app servers | [`push`] |
 //! | `offline` | XEP-0160 offline messages | [`offline`] |
 //! | `token-auth` | MongooseIM-style access and refresh token requests | [`token_auth`] |
 //! | `muc` | XEP-0045 multi-user chat (meeting rooms) | [`muc`] |
@@ -21,12 +24,15 @@
 //! add it to [`Services::features`].
 
 pub mod blocking;
+pub mod carbons;
 pub mod components;
 pub mod disco;
+pub mod mam;
 pub mod muc;
 pub mod offline;
 pub mod ping;
 pub mod presence;
+pub mod push;
 pub mod roster;
 pub mod time;
 pub mod token_auth;
@@ -60,6 +66,8 @@ pub struct Services {
     pub components: Arc<components::Connections>,
     /// Cached block lists.
     pub blocking: Arc<blocking::Blocking>,
+    /// The message archive (its writer; room archives use it too).
+    pub mam: Arc<mam::Mam>,
 }
 
 impl Default for Services {
@@ -68,6 +76,7 @@ impl Default for Services {
             muc: muc::MucServices::new(),
             components: Arc::default(),
             blocking: Arc::default(),
+            mam: Arc::default(),
         }
     }
 }
@@ -83,6 +92,10 @@ impl Services {
             Arc::new(roster::Rosters),
             Arc::new(presence::Presence),
             self.blocking.clone(),
+            // Before carbons: copies carry the stanza-id.
+            self.mam.clone(),
+            Arc::new(carbons::Carbons::default()),
+            Arc::new(push::Push::default()),
             Arc::new(offline::Offline),
             Arc::new(token_auth::TokenAuth),
             Arc::new(muc::Muc(self.muc.clone())),

@@ -94,12 +94,20 @@ async fn deliver_now(core: &Arc<Core>, entry: &Arc<SessionEntry>) {
         };
         el.set_attr("to", entry.full_jid.clone());
         let stamp = UNIX_EPOCH + Duration::from_millis(m.stamp_ms);
-        el.push_child(
-            Element::new("delay", ns::DELAY)
-                .with_attr("from", entry.account.domain.clone())
-                .with_attr("stamp", xep82_millis(stamp))
-                .with_text("Offline storage"),
-        );
+        // A message stamped by this server already (one stream management rescued after a
+        // session ended) keeps that stamp: the earlier time is the truer one.
+        let domain = entry.account.domain.as_str();
+        let stamped = el
+            .children()
+            .any(|c| c.is("delay", ns::DELAY) && c.attr("from") == Some(domain));
+        if !stamped {
+            el.push_child(
+                Element::new("delay", ns::DELAY)
+                    .with_attr("from", entry.account.domain.clone())
+                    .with_attr("stamp", xep82_millis(stamp))
+                    .with_text("Offline storage"),
+            );
+        }
         if entry.send_waiting(el, wait).await.is_err() {
             // The session went away (or stopped reading) mid-delivery: put this message
             // and the rest back, in order.

@@ -12,12 +12,20 @@ use crate::tenants::{Registry, Tenant, TenantSpec};
 
 /// A core over `storage` with the features of `services`.
 pub fn core_with(services: &crate::Services, storage: Storage) -> Arc<Core> {
+    core_with_spec(
+        services,
+        storage,
+        TenantSpec::with_domains(vec!["localhost".into()]),
+    )
+}
+
+/// Like [`core_with`], the tenant `default` having `spec`.
+pub fn core_with_spec(services: &crate::Services, storage: Storage, spec: TenantSpec) -> Arc<Core> {
     let hooks = services
         .features()
         .into_iter()
         .fold(HooksBuilder::new(), |b, f| b.feature(f))
         .build();
-    let spec = TenantSpec::with_domains(vec!["localhost".into()]);
     let tenants =
         Registry::with_tenants(vec![Tenant::new("default".into(), spec, true, None, None)])
             .expect("one tenant");

@@ -1,5 +1,6 @@
 //! Persistent data, one small trait per concern: accounts and credentials
 //! ([`UserStore`]), rosters ([`RosterStore`]), offline messages ([`OfflineStore`]),
+//! message archives ([`ArchiveStore`]), small per-account records ([`AccountDataStore`]),
 //! block lists ([`BlockStore`]), persistent MUC rooms ([`MucStore`]), plugin versions,
 //! blobs and key-value data ([`PluginStore`]) and server-issued token state
 //! ([`TokenStore`]). [`Storage`] bundles one implementation of each with its [`Backend`]
@@ -12,6 +13,8 @@
 //! A write that returns `Ok` is on disk: implementations flush before acknowledging.
 //! Methods are synchronous; async callers run them with [`blocking`].
 
+pub mod account_data;
+pub mod archive;
 pub mod backend;
 pub mod conformance;
 pub mod credentials;
@@ -22,6 +25,11 @@ pub mod plugins;
 pub mod sled_store;
 pub mod tokens;
 
+pub use account_data::{AccountDataStore, MemAccountDataStore};
+pub use archive::{
+    ArchiveDefault, ArchiveId, ArchivePage, ArchivePrefs, ArchiveQuery, ArchiveStore,
+    ArchivedMessage, MemArchiveStore, Page, PageAt,
+};
 pub use backend::{Backend, DumpRecord, MemBackend};
 pub use muc::{MemMucStore, MucStore, RoomLogEntry, StoredRoom};
 pub use plugins::{KvWrite, MemPluginStore, PluginStore, SlotRecord, VersionRecord};
@@ -240,6 +248,8 @@ pub struct Storage {
     pub users: Arc<dyn UserStore>,
     pub rosters: Arc<dyn RosterStore>,
     pub offline: Arc<dyn OfflineStore>,
+    pub archive: Arc<dyn ArchiveStore>,
+    pub account_data: Arc<dyn AccountDataStore>,
     pub blocks: Arc<dyn BlockStore>,
     pub tenants: Arc<dyn TenantStore>,
     pub muc: Arc<dyn MucStore>,
@@ -267,6 +277,14 @@ impl Storage {
             offline: Arc::new(metered::Metered::<dyn OfflineStore>::new(
                 name,
                 self.offline,
+            )),
+            archive: Arc::new(metered::Metered::<dyn ArchiveStore>::new(
+                name,
+                self.archive,
+            )),
+            account_data: Arc::new(metered::Metered::<dyn AccountDataStore>::new(
+                name,
+                self.account_data,
             )),
             blocks: Arc::new(metered::Metered::<dyn BlockStore>::new(name, self.blocks)),
             tenants: Arc::new(metered::Metered::<dyn TenantStore>::new(name, self.tenants)),

@@ -6,6 +6,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::account_data::AccountDataStore;
+use crate::archive::{
+    ArchiveId, ArchivePage, ArchivePrefs, ArchiveQuery, ArchiveStore, ArchivedMessage,
+};
 use crate::credentials::StoredCredentials;
 use crate::muc::{MucStore, RoomLogEntry, StoredRoom};
 use crate::plugins::{KvWrite, PluginStore, SlotRecord};
@@ -68,6 +72,28 @@ metered!(OfflineStore, "offline", {
     fn push(&self, account: &Account, msg: &OfflineMessage) -> StorageResult<usize>;
     fn take_all(&self, account: &Account) -> StorageResult<Vec<OfflineMessage>>;
     fn count(&self, account: &Account) -> StorageResult<usize>;
+});
+
+metered!(ArchiveStore, "archive", {
+    fn append(&self, entries: &[(Account, ArchivedMessage)]) -> StorageResult<()>;
+    fn query(&self, owner: &Account, query: &ArchiveQuery) -> StorageResult<ArchivePage>;
+    fn retract(
+        &self,
+        owner: &Account,
+        with: &str,
+        origin_id: &str,
+        outgoing: bool,
+        tombstone: &str,
+    ) -> StorageResult<bool>;
+    fn remove_before(&self, domain: &str, before: ArchiveId) -> StorageResult<usize>;
+    fn delete_owner(&self, owner: &Account) -> StorageResult<()>;
+    fn prefs(&self, owner: &Account) -> StorageResult<Option<ArchivePrefs>>;
+    fn set_prefs(&self, owner: &Account, prefs: &ArchivePrefs) -> StorageResult<()>;
+});
+
+metered!(AccountDataStore, "account_data", {
+    fn get(&self, account: &Account, kind: &str) -> StorageResult<Option<Vec<u8>>>;
+    fn put(&self, account: &Account, kind: &str, value: &[u8]) -> StorageResult<()>;
 });
 
 metered!(BlockStore, "blocks", {

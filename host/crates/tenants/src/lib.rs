@@ -8,8 +8,10 @@
 //! [`muc_settings`]), [`cert`] the certificates, [`rate`] the per-session stanza shaper.
 //! Changing tenants (create, update, reload) is the control layer's job.
 
+pub mod archive_settings;
 pub mod cert;
 pub mod muc_settings;
+pub mod push_settings;
 pub mod rate;
 pub mod registry;
 pub mod spec;

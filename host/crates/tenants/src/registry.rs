@@ -132,6 +132,11 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Every tenant, in no particular order.
+    pub fn tenants(&self) -> impl Iterator<Item = &Arc<Tenant>> {
+        self.by_name.values()
+    }
+
     pub fn by_domain(&self, domain: &str) -> Option<&Arc<Tenant>> {
         self.by_domain.get(domain)
     }

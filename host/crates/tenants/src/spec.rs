@@ -79,6 +79,12 @@ pub struct TenantSpec {
     /// The tenant's multi-user chat service (`[tenants.NAME.muc]`).
     #[serde(default)]
     pub muc: crate::muc_settings::MucSettings,
+    /// The tenant's message archive (`[tenants.NAME.archive]`).
+    #[serde(default)]
+    pub archive: crate::archive_settings::ArchiveSettings,
+    /// Push notifications (`[tenants.NAME.push]`).
+    #[serde(default)]
+    pub push: crate::push_settings::PushSettings,
     /// Components serving subdomains of the tenant's domains (XEP-0114 external ones and
     /// Wasm-hosted ones).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -221,6 +227,8 @@ impl TenantSpec {
             federate_with: Vec::new(),
             room_policy: None,
             muc: Default::default(),
+            archive: Default::default(),
+            push: Default::default(),
             components: Vec::new(),
             jwt: None,
             tokens: None,

@@ -32,3 +32,35 @@ pub const SASL2: &str = "urn:xmpp:sasl:2";
 pub const BIND2: &str = "urn:xmpp:bind:0";
 /// XEP-0484 Fast Authentication Streamlining Tokens.
 pub const FAST: &str = "urn:xmpp:fast:0";
+/// XEP-0280 Message Carbons.
+pub const CARBONS: &str = "urn:xmpp:carbons:2";
+/// XEP-0297 Stanza Forwarding.
+pub const FORWARD: &str = "urn:xmpp:forward:0";
+/// XEP-0334 Message Processing Hints.
+pub const HINTS: &str = "urn:xmpp:hints";
+/// XEP-0353 Jingle Message Initiation.
+pub const JINGLE_MESSAGE: &str = "urn:xmpp:jingle-message:0";
+/// XEP-0184 Message Delivery Receipts.
+pub const RECEIPTS: &str = "urn:xmpp:receipts";
+/// XEP-0333 Chat Markers.
+pub const CHAT_MARKERS: &str = "urn:xmpp:chat-markers:0";
+/// XEP-0085 Chat State Notifications.
+pub const CHAT_STATES: &str = "http://jabber.org/protocol/chatstates";
+/// XEP-0045 Multi-User Chat, user namespace (marks a MUC private message).
+pub const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+/// XEP-0313 Message Archive Management.
+pub const MAM: &str = "urn:xmpp:mam:2";
+/// XEP-0313 extended features (before-id, after-id, ids, flip-page).
+pub const MAM_EXTENDED: &str = "urn:xmpp:mam:2#extended";
+/// XEP-0359 Unique and Stable Stanza IDs.
+pub const SID: &str = "urn:xmpp:sid:0";
+/// XEP-0059 Result Set Management.
+pub const RSM: &str = "http://jabber.org/protocol/rsm";
+/// XEP-0424 Message Retraction.
+pub const RETRACT: &str = "urn:xmpp:message-retract:1";
+/// XEP-0352 Client State Indication.
+pub const CSI: &str = "urn:xmpp:csi:0";
+/// XEP-0357 Push Notifications.
+pub const PUSH: &str = "urn:xmpp:push:0";
+/// XEP-0060 Publish-Subscribe.
+pub const PUBSUB: &str = "http://jabber.org/protocol/pubsub";

@@ -554,6 +554,43 @@ impl RawClient {
         outcome
     }
 
+    /// Drops the connection with a TCP reset (no `</stream>`, no FIN): how a phone's
+    /// connection dies when its network goes.
+    pub fn reset(mut self) {
+        let tcp = match &self.io {
+            Io::Plain(s) => s,
+            Io::Tls(s) => s.get_ref().0,
+            Io::Gone => return,
+        };
+        tcp.set_zero_linger().unwrap();
+        self.io = Io::Gone;
+    }
+
+    /// SASL2 (XEP-0388) PLAIN with `inline` (Bind 2, stream management requests) inside
+    /// `<authenticate/>`; returns the `<success/>` or `<failure/>`.
+    pub async fn auth_sasl2_plain(&mut self, user: &str, password: &str, inline: &str) -> Element {
+        let payload =
+            base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
+        self.send_raw(&format!(
+            "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'>\
+             <initial-response>{payload}</initial-response>{inline}</authenticate>"
+        ))
+        .await;
+        self.next_matching(|e| e.ns() == "urn:xmpp:sasl:2").await
+    }
+
+    /// STARTTLS and PLAIN authentication, stopping before the stream restart's bind.
+    pub async fn authenticated(addr: &str, user: &str, password: &str) -> RawClient {
+        let mut c = RawClient::connect(addr).await;
+        c.open_and_features().await;
+        c.starttls().await;
+        c.open_and_features().await;
+        let r = c.auth_plain(user, password).await;
+        assert!(r.is("success", ns::SASL), "{r}");
+        c.parser.reset();
+        c
+    }
+
     /// Opens a stream to `domain` (a fresh one after a restart); returns the features.
     pub async fn open_to(&mut self, domain: &str) -> Element {
         self.parser.reset();
@@ -570,6 +607,11 @@ impl RawClient {
         self.parser.reset();
         let features = self.open_and_features().await;
         assert!(features.has_child("bind", ns::BIND), "{features}");
+        self.bind_here(resource).await
+    }
+
+    /// Binds a resource on a stream already open after authentication; the full JID.
+    pub async fn bind_here(&mut self, resource: Option<&str>) -> String {
         let mut bind = Element::new("bind", ns::BIND);
         if let Some(r) = resource {
             bind.push_child(Element::new("resource", ns::BIND).with_text(r));
@@ -595,12 +637,7 @@ impl RawClient {
         password: &str,
         resource: Option<&str>,
     ) -> (RawClient, String) {
-        let mut c = RawClient::connect(addr).await;
-        c.open_and_features().await;
-        c.starttls().await;
-        c.open_and_features().await;
-        let r = c.auth_plain(user, password).await;
-        assert!(r.is("success", ns::SASL), "{r}");
+        let mut c = RawClient::authenticated(addr, user, password).await;
         let jid = c.bind(resource).await;
         (c, jid)
     }

@@ -192,6 +192,8 @@ impl TestApi {
             users: users.clone(),
             rosters: Arc::new(NoRosters),
             offline: Arc::new(NoOffline),
+            archive: Arc::new(crate::storage::MemArchiveStore::default()),
+            account_data: Arc::new(crate::storage::MemAccountDataStore::default()),
             blocks: Arc::new(NoBlocks),
             tenants: Arc::new(MemTenants::default()),
             muc: Arc::new(crate::storage::MemMucStore::default()),

@@ -15,6 +15,9 @@
 //! - what happens to a **message nobody online can take** ([`Registrar::undeliverable`]);
 //! - **session events**: bound, initial presence, closed ([`Registrar::on_session`]);
 //! - **filters** run before delivery to a local account ([`Registrar::filter`]);
+//! - **message hooks**, which see (and may change) every message a client sends and
+//!   every message that reaches a local account, with the sessions it goes to
+//!   ([`Registrar::message`]: carbons, the archive, push);
 //! - **stream features** ([`Registrar::stream_feature`]), **disco** features, identities
 //!   and items ([`Registrar::disco_feature`], [`Registrar::disco_identity`],
 //!   [`Registrar::disco_items`]);
@@ -36,8 +39,8 @@ use crate::tenants::Tenant;
 use crate::xml::Element;
 
 pub use types::{
-    Address, DiscoIdentity, FeatureContext, Filter, FilterCheck, IqRequest, IqType, SessionEvent,
-    Stored, StreamStage, Verdict,
+    Address, DiscoIdentity, FeatureContext, Filter, FilterCheck, IqRequest, IqType, MessageContext,
+    MessageStage, SessionEvent, Stored, StreamStage, Verdict,
 };
 
 /// A feature: one module's worth of behaviour, registered under one name.
@@ -59,6 +62,9 @@ pub type UndeliverableHandler =
 /// Runs on a session event.
 pub type SessionHandler =
     Arc<dyn Fn(Arc<Core>, Arc<SessionEntry>) -> BoxFuture<'static, ()> + Send + Sync>;
+/// Sees a message at a [`MessageStage`]; may change it. Runs on the routing hot path:
+/// anything slow (storage) goes to a task of the feature's own.
+pub type MessageHook = Arc<dyn Fn(&MessageContext<'_>, &mut Element) + Send + Sync>;
 /// A stream feature element for a stream at some stage, if it applies.
 pub type StreamFeatureProvider = Arc<dyn Fn(&FeatureContext<'_>) -> Option<Element> + Send + Sync>;
 /// `<item/>`s a domain lists in its disco#items.
@@ -90,6 +96,7 @@ pub struct Hooks {
     undeliverable: Vec<Entry<UndeliverableHandler>>,
     session: Vec<Entry<(SessionEvent, SessionHandler)>>,
     filters: Vec<Entry<Arc<dyn Filter>>>,
+    messages: Vec<Entry<(MessageStage, MessageHook)>>,
     stream_features: Vec<Entry<(StreamStage, StreamFeatureProvider)>>,
     disco_features: Vec<Entry<(Address, &'static str)>>,
     disco_identities: Vec<Entry<(Address, DiscoIdentity)>>,
@@ -198,6 +205,15 @@ impl Registrar<'_> {
     pub fn filter(&mut self, filter: Arc<dyn Filter>) {
         let e = self.entry(filter);
         self.hooks.filters.push(e);
+    }
+
+    /// Sees every message at `stage` (see [`MessageStage`]), in registration order.
+    pub fn message<F>(&mut self, stage: MessageStage, hook: F)
+    where
+        F: Fn(&MessageContext<'_>, &mut Element) + Send + Sync + 'static,
+    {
+        let e = self.entry((stage, Arc::new(hook) as MessageHook));
+        self.hooks.messages.push(e);
     }
 
     /// Advertises a stream feature at `stage`.
@@ -332,6 +348,21 @@ impl Hooks {
             }
         }
         Some(Verdict::Pass)
+    }
+
+    /// Runs the message hooks of `ctx.stage` for the account's tenant, in order.
+    pub fn message(&self, ctx: &MessageContext<'_>, msg: &mut Element) {
+        if self.messages.is_empty() {
+            return;
+        }
+        let Some(tenant) = ctx.core.tenants.by_domain(&ctx.account.domain) else {
+            return;
+        };
+        for (stage, hook) in self.on(&tenant, &self.messages) {
+            if *stage == ctx.stage {
+                hook(ctx, msg);
+            }
+        }
     }
 
     /// Stream features `tenant` advertises at a stage.

@@ -6,6 +6,7 @@ use futures_util::future::BoxFuture;
 
 use crate::context::Core;
 use crate::pipeline::Origin;
+use crate::router::SessionEntry;
 use crate::storage::Account;
 use crate::tenants::Tenant;
 use crate::xml::Element;
@@ -150,4 +151,30 @@ pub struct FeatureContext<'a> {
     pub stage: StreamStage,
     /// The connection is encrypted.
     pub tls: bool,
+}
+
+/// Where a message is when a message hook sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageStage {
+    /// A bound client sent it (`from` stamped), before it is routed. The context's
+    /// account is the sender's.
+    Sent,
+    /// It is about to reach a local account: the context's account is the recipient,
+    /// `targets` the sessions it goes to (none: it goes to offline storage, or bounces).
+    /// Runs once per message and account, including for groupchat and error messages
+    /// (hooks pick what concerns them), never for messages routed again after a session
+    /// ended.
+    Received,
+}
+
+/// What a message hook is told besides the message.
+pub struct MessageContext<'a> {
+    pub core: &'a Arc<Core>,
+    pub stage: MessageStage,
+    /// The sender's account (`Sent`) or the recipient's (`Received`).
+    pub account: &'a Account,
+    /// The sending session (`Sent`).
+    pub session: Option<&'a Arc<SessionEntry>>,
+    /// The sessions the message goes to (`Received`).
+    pub targets: &'a [Arc<SessionEntry>],
 }

@@ -32,6 +32,10 @@ pub async fn route(core: &Arc<Core>, origin: &Origin, iq: Element) {
         )
         .await;
     }
+    // The answer to a request the server sent itself (on anyone's behalf).
+    if request.is_none() && core.requests.complete(&iq) {
+        return;
+    }
     if iq.attr("id").is_none_or(str::is_empty) && origin.session().is_some() {
         // RFC 6120 §8.1.3: every iq carries an id.
         if request.is_some() {

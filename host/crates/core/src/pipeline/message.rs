@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::{Origin, blocked_error, bounce, filter, lookup, not_served};
 use crate::context::Core;
-use crate::hooks::{FilterCheck, Stored, Verdict};
+use crate::hooks::{FilterCheck, MessageContext, MessageStage, Stored, Verdict};
 use crate::router::{Route, SessionEntry};
 use crate::stanza::{self, Condition};
 use crate::storage::Account;
@@ -15,8 +15,8 @@ use crate::xml::Element;
 
 /// Routes a client's message at once when that needs no waiting — the recipient is a
 /// local account with a session that takes it, and the filters decide from memory — and
-/// hands it back otherwise (for [`route`], which does the same and everything else). No
-/// allocation, no future: this is the hot path of chat.
+/// hands it back otherwise (for [`route`], which does the same and everything else),
+/// always before any message hook ran. No future: this is the hot path of chat.
 pub fn route_now(core: &Arc<Core>, entry: &Arc<SessionEntry>, msg: Element) -> Result<(), Element> {
     let (account, resource) =
         match crate::router::classify(core, &entry.account.domain, msg.attr("to")) {
@@ -36,23 +36,22 @@ pub fn route_now(core: &Arc<Core>, entry: &Arc<SessionEntry>, msg: Element) -> R
         }
     }
     let mut msg = msg;
-    if let Some(res) = resource.as_deref() {
-        if let Some(target) = core.router.resource(&account, res) {
-            match target.try_deliver(msg) {
-                Ok(()) => return Ok(()),
-                Err(back) => msg = back,
-            }
-        }
-        // As in `deliver`: errors to a resource that is gone are dropped; other kinds
-        // are treated as sent to the bare JID (groupchat bounces, below).
-        if stanza::stanza_type(&msg) == "error" {
-            return Ok(());
-        }
+    let targets = match targets(core, &account, resource.as_deref(), &msg) {
+        Targets::Sessions(list) => list,
+        Targets::Drop => return Ok(()),
+        // Storage or an error: the async path.
+        Targets::Nobody | Targets::Bounce => return Err(msg),
+    };
+    received(core, &account, &targets, &mut msg);
+    if let Err(back) = send_to(&targets, msg) {
+        // The hooks ran; none of the sessions took it after all (closing, or too slow):
+        // the rest of the way, without them again.
+        let (core, origin) = (core.clone(), Origin::Session(entry.clone()));
+        tokio::spawn(async move {
+            deliver_with(&core, &account, None, back, Some(&origin), false).await;
+        });
     }
-    if stanza::stanza_type(&msg) == "groupchat" {
-        return Err(msg);
-    }
-    deliver_to_best_resources(core, &account, msg)
+    Ok(())
 }
 
 /// Routes a message from `origin`.
@@ -132,44 +131,117 @@ async fn to_account(
 }
 
 /// Delivers a message (with final addresses, filters passed) to a local account,
-/// following RFC 6121 §8.5.2/§8.5.3. Errors go back to `origin` when given; without one
-/// (messages routed again after a session ended) nothing is bounced.
+/// following RFC 6121 §8.5.2/§8.5.3, after the [`MessageStage::Received`] hooks. Errors
+/// go back to `origin` when given.
 pub async fn deliver(
     core: &Arc<Core>,
     account: &Account,
     resource: Option<&str>,
-    mut msg: Element,
+    msg: Element,
     origin: Option<&Origin>,
 ) {
-    let kind = stanza::stanza_type(&msg).to_string();
-    if let Some(res) = resource {
-        if let Some(target) = core.router.resource(account, res) {
-            match target.try_deliver(msg) {
-                Ok(()) => return,
-                Err(back) => msg = back,
+    deliver_with(core, account, resource, msg, origin, true).await
+}
+
+/// Routes again a message that already went through the hooks once (what a session
+/// that ended never delivered): to the account's other sessions or offline storage,
+/// with no hook running twice and nothing bounced.
+pub async fn redeliver(core: &Arc<Core>, account: &Account, msg: Element) {
+    deliver_with(core, account, None, msg, None, false).await
+}
+
+async fn deliver_with(
+    core: &Arc<Core>,
+    account: &Account,
+    mut resource: Option<&str>,
+    mut msg: Element,
+    origin: Option<&Origin>,
+    mut hooks: bool,
+) {
+    loop {
+        match targets(core, account, resource, &msg) {
+            Targets::Sessions(list) => {
+                if std::mem::take(&mut hooks) {
+                    received(core, account, &list, &mut msg);
+                }
+                match send_to(&list, msg) {
+                    Ok(()) => return,
+                    Err(back) => msg = back,
+                }
+                // The resource could not take it: as if sent to the bare JID.
+                if resource.take().is_some() {
+                    continue;
+                }
+            }
+            Targets::Nobody => {
+                if hooks {
+                    received(core, account, &[], &mut msg);
+                }
+            }
+            Targets::Drop => return,
+            Targets::Bounce => {
+                if let Some(o) = origin {
+                    Box::pin(bounce(core, o, &msg, Condition::ServiceUnavailable, None)).await;
+                }
+                return;
             }
         }
-        // Resource not online: normal/chat/headline are treated as sent to the bare JID,
-        // groupchat gets an error, errors are dropped (RFC 6121 §8.5.3.2).
-        if kind == "error" {
-            return;
-        }
+        break;
     }
-    if kind == "groupchat" {
-        if let Some(o) = origin {
-            Box::pin(bounce(core, o, &msg, Condition::ServiceUnavailable, None)).await;
-        }
-        return;
-    }
-    msg = match deliver_to_best_resources(core, account, msg) {
-        Ok(()) => return,
-        Err(back) => back,
-    };
-    if matches!(kind.as_str(), "error" | "headline") {
+    if matches!(stanza::stanza_type(&msg), "error" | "headline") {
         return;
     }
     // Boxed: the common case above stays small (it runs for every message).
     Box::pin(undeliverable(core, account, msg, origin)).await
+}
+
+/// Where a message for an account goes.
+enum Targets {
+    /// To these sessions: the one of a full JID, or the available ones with the highest
+    /// non-negative priority for a bare JID.
+    Sessions(Vec<Arc<SessionEntry>>),
+    /// No session takes it: offline storage, or an error.
+    Nobody,
+    /// Dropped: an error for a resource that is gone, or an error or headline with
+    /// nobody online (RFC 6121 §8.5.3.2, §8.5.2.2).
+    Drop,
+    /// A groupchat message for a resource that is gone: an error.
+    Bounce,
+}
+
+fn targets(core: &Core, account: &Account, resource: Option<&str>, msg: &Element) -> Targets {
+    let ty = stanza::stanza_type(msg);
+    if let Some(res) = resource {
+        if let Some(target) = core.router.resource(account, res).filter(|t| t.is_alive()) {
+            return Targets::Sessions(vec![target]);
+        }
+        // Resource not online: normal/chat/headline are treated as sent to the bare JID,
+        // groupchat gets an error, errors are dropped (RFC 6121 §8.5.3.2).
+        if ty == "error" {
+            return Targets::Drop;
+        }
+    }
+    if ty == "groupchat" {
+        return Targets::Bounce;
+    }
+    let best = best_resources(core, account);
+    match (best.is_empty(), ty) {
+        (false, _) => Targets::Sessions(best),
+        (true, "error" | "headline") => Targets::Drop,
+        (true, _) => Targets::Nobody,
+    }
+}
+
+/// The [`MessageStage::Received`] hooks, told where the message goes.
+fn received(core: &Arc<Core>, account: &Account, targets: &[Arc<SessionEntry>], msg: &mut Element) {
+    let ctx = MessageContext {
+        core,
+        stage: MessageStage::Received,
+        account,
+        session: None,
+        targets,
+    };
+    core.hooks.message(&ctx, msg);
 }
 
 /// No session took the message: offline storage (the undeliverable hook) if the account
@@ -217,22 +289,24 @@ async fn store_undeliverable(core: &Arc<Core>, account: &Account, msg: &Element)
     Stored::Pass
 }
 
-/// Sends to every available resource with the highest non-negative priority. Hands the
-/// message back if there is none (or none could take it).
-fn deliver_to_best_resources(core: &Core, account: &Account, msg: Element) -> Result<(), Element> {
-    let sessions = core.router.resources(account);
-    let best = sessions
-        .iter()
-        .filter(|s| s.accepts_bare_messages())
-        .map(|s| s.priority())
-        .max();
-    let Some(best) = best else { return Err(msg) };
-    let targets: Vec<_> = sessions
-        .iter()
-        .filter(|s| s.accepts_bare_messages() && s.priority() == best)
-        .collect();
+/// The available sessions of the account with the highest non-negative priority.
+fn best_resources(core: &Core, account: &Account) -> Vec<Arc<SessionEntry>> {
+    // A session that is ending (its queue closed) takes nothing more.
+    let mut sessions = core.router.resources(account);
+    sessions.retain(|s| s.is_alive() && s.accepts_bare_messages());
+    let Some(best) = sessions.iter().map(|s| s.priority()).max() else {
+        return sessions;
+    };
+    sessions.retain(|s| s.priority() == best);
+    sessions
+}
+
+/// Queues the message for each target; hands it back if none could take it.
+fn send_to(targets: &[Arc<SessionEntry>], msg: Element) -> Result<(), Element> {
+    let Some((last, others)) = targets.split_last() else {
+        return Err(msg);
+    };
     let mut delivered = false;
-    let (last, others) = targets.split_last().ok_or_else(|| msg.clone())?;
     for s in others {
         delivered |= s.send(msg.clone());
     }

@@ -20,6 +20,7 @@
 pub mod iq;
 pub mod message;
 pub mod presence;
+pub mod requests;
 
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! the queue into its task.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
@@ -48,8 +48,8 @@ pub enum SessionMsg {
     Stanza(Box<Element>),
     /// Close the stream with this error.
     Close(StreamErrorCondition, Option<Box<str>>),
-    /// A new link takes over the session (resumption of a detached session).
-    Attach(Box<dyn crate::session::Link>),
+    /// A new link takes over the session (stream management resumption).
+    Attach(Box<crate::session::Attach>),
 }
 
 impl std::fmt::Debug for SessionMsg {
@@ -57,7 +57,7 @@ impl std::fmt::Debug for SessionMsg {
         match self {
             SessionMsg::Stanza(el) => f.debug_tuple("Stanza").field(el).finish(),
             SessionMsg::Close(c, t) => f.debug_tuple("Close").field(c).field(t).finish(),
-            SessionMsg::Attach(l) => write!(f, "Attach({})", l.transport().as_str()),
+            SessionMsg::Attach(a) => write!(f, "Attach({})", a.link.transport().as_str()),
         }
     }
 }
@@ -111,6 +111,8 @@ pub struct SessionEntry {
     pub user_facts: UserFacts,
     tx: mpsc::Sender<SessionMsg>,
     presence: Mutex<PresenceState>,
+    /// The connection is gone and the session waits for a resumption (XEP-0198).
+    detached: AtomicBool,
 }
 
 impl SessionEntry {
@@ -134,6 +136,7 @@ impl SessionEntry {
             user_facts: UserFacts::default(),
             tx,
             presence: Mutex::new(PresenceState::default()),
+            detached: AtomicBool::new(false),
         }
     }
 
@@ -198,6 +201,22 @@ impl SessionEntry {
         self.tx.max_capacity() - self.tx.capacity()
     }
 
+    /// The session lost its connection and waits for a resumption (or came back).
+    pub fn set_detached(&self, detached: bool) {
+        self.detached.store(detached, Ordering::Relaxed);
+    }
+
+    /// True while the session waits for a resumption: stanzas queue up for it, but no
+    /// client reads them now (push notifications go out for such sessions).
+    pub fn is_detached(&self) -> bool {
+        self.detached.load(Ordering::Relaxed)
+    }
+
+    /// The session's mailbox (a resumption hands its new link over through it).
+    pub fn mailbox(&self) -> mpsc::Sender<SessionMsg> {
+        self.tx.clone()
+    }
+
     /// True while the session task is alive.
     pub fn is_alive(&self) -> bool {
         !self.tx.is_closed()
@@ -243,6 +262,7 @@ impl SessionEntry {
             address: self.address.clone(),
             priority: p.priority,
             available: p.last.is_some(),
+            detached: self.is_detached(),
             since: self
                 .since
                 .duration_since(UNIX_EPOCH)

@@ -34,6 +34,8 @@ pub struct SessionInfo {
     pub priority: i8,
     /// Whether the session has sent available presence.
     pub available: bool,
+    /// The connection is gone and the session waits for a stream management resumption.
+    pub detached: bool,
     /// Seconds since the Unix epoch when the session was bound.
     pub since: u64,
 }

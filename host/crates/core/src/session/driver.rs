@@ -13,8 +13,9 @@
 //!   nothing after ours), and the rescue of everything accepted for the peer but not
 //!   written (routed again or bounced by the protocol);
 //! - shutdown and drain: what is queued goes out first, then `system-shutdown`;
-//! - detaching: a link that dies may leave the session alive for a new link to attach
-//!   (stream management resumption), if the protocol asks for it.
+//! - detaching: a link that dies (or stops answering) may leave the session alive for a
+//!   new link to attach (stream management resumption), if the protocol asks for it;
+//!   and handing this stream's link over to such a session when the peer resumes one.
 
 use std::collections::VecDeque;
 use std::task::Poll;
@@ -24,13 +25,13 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
 
 use super::Action;
-use super::link::{Inbound, Keepalive, Link, LinkError, Written};
-use super::protocol::{Protocol, Work};
+use super::link::{Attach, Inbound, Keepalive, Link, LinkError, NoLink, Written};
+use super::protocol::{HandOver, Protocol, Work};
 use crate::limits::LoginGate;
 use crate::router::SessionMsg;
 use crate::shutdown::Shutdown;
 use crate::tenants::rate::TokenBucket;
-use crate::xml::{ParserLimits, StreamEvent};
+use crate::xml::{Element, ParserLimits, StreamEvent};
 use crate::xmpp::StreamErrorCondition;
 
 /// Mailbox messages handled per wake-up before writing, to batch socket writes.
@@ -39,6 +40,8 @@ const MAILBOX_BATCH: usize = 64;
 const MAX_PENDING_WORK: usize = 16;
 /// How long a pending write may go on once shutdown is requested.
 const SHUTDOWN_WRITE_GRACE: Duration = Duration::from_secs(2);
+/// How long a resumption waits for room in the resumed session's mailbox.
+const HANDOVER_WAIT: Duration = Duration::from_secs(10);
 
 /// The timers of a stream.
 #[derive(Debug, Clone)]
@@ -62,6 +65,8 @@ enum End {
     Closed { peer_closed: bool },
     /// The link is gone (peer vanished, or a write failed).
     LinkGone,
+    /// The link went to the session the peer resumed.
+    HandedOver,
 }
 
 /// What woke the loop.
@@ -99,7 +104,11 @@ pub struct Driver<P: Protocol> {
     peer_closed: bool,
     link_gone: bool,
     /// A link that arrived in the middle of a mailbox batch.
-    pending_attach: Option<Box<dyn Link>>,
+    pending_attach: Option<Box<Attach>>,
+    /// The peer resumed another session: this link goes to it.
+    handover: Option<HandOver>,
+    /// What to write first on a link that just attached.
+    carry: Vec<Action>,
     /// Stanzas produced after the stream's close, for the rescue.
     stranded: Vec<crate::xml::Element>,
 }
@@ -134,6 +143,8 @@ impl<P: Protocol> Driver<P> {
             peer_closed: false,
             link_gone: false,
             pending_attach: None,
+            handover: None,
+            carry: Vec::new(),
             stranded: Vec::new(),
         }
     }
@@ -162,18 +173,18 @@ impl<P: Protocol> Driver<P> {
             let end = self.serve_link().await;
             if end == End::LinkGone
                 && let Some(keep) = self.protocol.link_lost()
-                && self.wait_for_link(keep).await
+                && Box::pin(self.wait_for_link(keep)).await
             {
                 continue;
             }
-            self.finish(end).await;
+            Box::pin(self.finish(end)).await;
             return;
         }
     }
 
     /// Serves the current link until the stream closes or the link goes.
     async fn serve_link(&mut self) -> End {
-        let mut actions = Vec::new();
+        let mut actions = std::mem::take(&mut self.carry);
         loop {
             self.process_inbound(&mut actions).await;
             self.poll_work().await;
@@ -198,6 +209,13 @@ impl<P: Protocol> Driver<P> {
                     }
                 }
             }
+            if let Some(handover) = self.handover.take() {
+                match Box::pin(self.hand_over(handover)).await {
+                    Ok(()) => return End::HandedOver,
+                    Err(sasl2) => actions.extend(self.protocol.handover_failed(sasl2)),
+                }
+                continue;
+            }
             if self.link_gone {
                 return End::LinkGone;
             }
@@ -210,28 +228,18 @@ impl<P: Protocol> Driver<P> {
                 Wake::Inbound(inbound) => {
                     self.pending = Some(inbound);
                 }
-                Wake::Mail(Some(SessionMsg::Attach(link))) => {
+                Wake::Mail(Some(SessionMsg::Attach(attach))) => {
                     // A new link takes over while the old one is still open (a client
                     // resuming from a new connection before the old one timed out).
-                    if !actions.is_empty() {
-                        let _ = self.write(std::mem::take(&mut actions)).await;
-                    }
-                    let mut old = std::mem::replace(&mut self.link, link);
-                    let stranded = old.take_unsent();
-                    old.close(true).await;
-                    if !stranded.is_empty() {
-                        self.protocol.rescue(stranded).await;
-                    }
-                    self.reset_link_state();
-                    actions.extend(self.protocol.attached());
+                    actions.extend(Box::pin(self.take_over(*attach)).await);
                 }
                 Wake::Mail(Some(msg)) => {
                     actions.extend(self.protocol.on_mailbox(msg));
                     for _ in 0..MAILBOX_BATCH {
                         match self.mailbox.try_recv() {
-                            Ok(SessionMsg::Attach(link)) => {
+                            Ok(SessionMsg::Attach(attach)) => {
                                 // Handled on the next wake-up, after this batch is written.
-                                self.pending_attach = Some(link);
+                                self.pending_attach = Some(attach);
                                 break;
                             }
                             Ok(m) => actions.extend(self.protocol.on_mailbox(m)),
@@ -263,8 +271,8 @@ impl<P: Protocol> Driver<P> {
 
     /// Waits for the next thing to do.
     async fn wait(&mut self) -> Wake {
-        if let Some(link) = self.pending_attach.take() {
-            return Wake::Mail(Some(SessionMsg::Attach(link)));
+        if let Some(attach) = self.pending_attach.take() {
+            return Wake::Mail(Some(SessionMsg::Attach(attach)));
         }
         let now = Instant::now();
         let paused = now < self.paused_until;
@@ -341,6 +349,13 @@ impl<P: Protocol> Driver<P> {
             };
             while let Some(w) = self.protocol.take_work(self.work.is_empty()) {
                 self.work.push_back(w);
+            }
+            if let Some(h) = self.protocol.take_handover() {
+                // Whatever the peer sent after its `<resume/>` is for the resumed session:
+                // stop reading here.
+                self.handover = Some(h);
+                actions.extend(acts);
+                return;
             }
             let boundary = acts
                 .iter()
@@ -422,17 +437,12 @@ impl<P: Protocol> Driver<P> {
         }
         if let Some(sent) = self.ping_sent {
             if now >= sent + self.timing.ping_timeout {
-                return self.protocol.fail(
-                    StreamErrorCondition::ConnectionTimeout,
-                    Some("no answer to ping".into()),
-                );
+                return self.link_timed_out("no answer to ping");
             }
             return Vec::new();
         }
         if now >= self.last_rx + self.timing.idle {
-            return self
-                .protocol
-                .fail(StreamErrorCondition::ConnectionTimeout, Some("idle".into()));
+            return self.link_timed_out("idle");
         }
         if let Some(interval) = self.timing.ping_interval
             && now >= self.last_rx + interval
@@ -450,6 +460,21 @@ impl<P: Protocol> Driver<P> {
             }
         }
         Vec::new()
+    }
+
+    /// The peer stopped answering: a resumable session keeps waiting for it on a new
+    /// link (a phone that lost its network says nothing); others close.
+    fn link_timed_out(&mut self, why: &str) -> Vec<Action> {
+        if self.protocol.resumable() {
+            tracing::debug!(
+                reason = why,
+                "link timed out; the session waits for a resumption"
+            );
+            self.link_gone = true;
+            return Vec::new();
+        }
+        self.protocol
+            .fail(StreamErrorCondition::ConnectionTimeout, Some(why.into()))
     }
 
     /// Writes within the write timeout, cut to [`SHUTDOWN_WRITE_GRACE`] once shutdown is
@@ -483,32 +508,103 @@ impl<P: Protocol> Driver<P> {
     /// protocol (which keeps what it must replay; the actions themselves are dropped)
     /// until a new link attaches. True if one did.
     async fn wait_for_link(&mut self, keep: Duration) -> bool {
-        let stranded = self.link.take_unsent();
-        if !stranded.is_empty() {
-            self.protocol.rescue(stranded).await;
-        }
+        self.retire_link();
         let until = Instant::now() + keep;
         loop {
+            let work_pending = !self.work.is_empty();
             let msg = tokio::select! {
                 m = self.mailbox.recv() => m,
+                // The peer's last stanzas are still routed meanwhile.
+                _ = poll_front(&mut self.work), if work_pending => {
+                    self.work.pop_front();
+                    continue;
+                }
                 _ = sleep_until(until) => return false,
                 _ = self.shutdown.requested(), if !self.shutting_down => return false,
             };
             match msg {
-                Some(SessionMsg::Attach(link)) => {
+                Some(SessionMsg::Attach(attach)) => {
+                    let Attach {
+                        link,
+                        handled,
+                        sasl2,
+                    } = *attach;
                     self.link = link;
                     self.reset_link_state();
-                    let first = self.protocol.attached();
-                    if !first.is_empty() && self.write(first).await.is_err() {
-                        return false;
-                    }
+                    self.carry = self.protocol.attached(handled, sasl2);
                     return true;
                 }
                 Some(other) => {
                     let _ = self.protocol.on_mailbox(other);
+                    if self.protocol.is_closed() {
+                        return false;
+                    }
                 }
                 None => return false,
             }
+        }
+    }
+
+    /// A new link takes over from one that is still open: the old one is closed without
+    /// another word (what it did not write is replayed by the protocol).
+    async fn take_over(&mut self, attach: Attach) -> Vec<Action> {
+        if !self.protocol.resumable() {
+            self.refuse(attach).await;
+            return Vec::new();
+        }
+        self.retire_link();
+        let Attach {
+            link,
+            handled,
+            sasl2,
+        } = attach;
+        self.link = link;
+        self.reset_link_state();
+        self.protocol.attached(handled, sasl2)
+    }
+
+    /// Closes the current link in the background (a half-dead connection must not hold
+    /// the session up) and puts a [`NoLink`] in its place.
+    fn retire_link(&mut self) {
+        let transport = self.link.transport();
+        let mut old = std::mem::replace(&mut self.link, Box::new(NoLink::new(transport)));
+        // The protocol keeps what it sent until acknowledged; the old link's unwritten
+        // stanzas are among those.
+        let _ = old.take_unsent();
+        tokio::spawn(async move {
+            let _ = timeout(SHUTDOWN_WRITE_GRACE, old.close(true)).await;
+        });
+    }
+
+    /// Tells a link that came too late that there is no session to take over, and closes
+    /// it.
+    async fn refuse(&mut self, attach: Attach) {
+        let mut link = attach.link;
+        let answer = self.protocol.attach_refused();
+        let _ = timeout(SHUTDOWN_WRITE_GRACE, link.send(answer)).await;
+        link.close(true).await;
+    }
+
+    /// Hands this stream's link to the session the peer resumed. If that session ended
+    /// before it could take it, the link stays here and the SASL2 elements come back.
+    async fn hand_over(&mut self, handover: HandOver) -> Result<(), Option<(Element, Element)>> {
+        let transport = self.link.transport();
+        let link = std::mem::replace(&mut self.link, Box::new(NoLink::new(transport)));
+        let attach = Attach {
+            link,
+            handled: handover.handled,
+            sasl2: handover.sasl2,
+        };
+        let msg = SessionMsg::Attach(Box::new(attach));
+        match handover.mailbox.send_timeout(msg, HANDOVER_WAIT).await {
+            Ok(()) => Ok(()),
+            Err(e) => match e.into_inner() {
+                SessionMsg::Attach(attach) => {
+                    self.link = attach.link;
+                    Err(attach.sasl2)
+                }
+                _ => Err(None),
+            },
         }
     }
 
@@ -524,31 +620,36 @@ impl<P: Protocol> Driver<P> {
         self.ping_sent = None;
     }
 
-    /// Ends the session: leaves the routing table, rescues what was never written, then
-    /// completes the closing handshake.
+    /// Ends the session: rescues what was never written, leaves the routing table, then
+    /// completes the closing handshake. The rescue comes first so that once a session is
+    /// gone from the table, what it did not deliver is already stored or delivered
+    /// elsewhere (a client logging in again meets it there, in order).
     async fn finish(&mut self, end: End) {
-        if let Some(mut late) = self.pending_attach.take() {
-            late.close(true).await;
-        }
         // Stanzas the peer sent before it left are routed all the same, while the session
         // is still in the routing table.
         while let Some(w) = self.work.pop_front() {
             w.await;
         }
-        self.protocol.finish().await;
-        let mut undelivered = self.link.take_unsent();
-        undelivered.append(&mut self.stranded);
+        if let Some(late) = self.pending_attach.take() {
+            Box::pin(self.refuse(*late)).await;
+        }
+        let mut unsent = self.link.take_unsent();
+        unsent.append(&mut self.stranded);
+        let mut unread = Vec::new();
+        // From here on, stanzas for this session go elsewhere at once.
         self.mailbox.close();
         while let Ok(msg) = self.mailbox.try_recv() {
             match msg {
-                SessionMsg::Stanza(el) => undelivered.push(*el),
+                SessionMsg::Stanza(el) => unread.push(*el),
                 SessionMsg::Close(..) => {}
-                SessionMsg::Attach(mut other) => other.close(true).await,
+                SessionMsg::Attach(late) => Box::pin(self.refuse(*late)).await,
             }
         }
-        if !undelivered.is_empty() {
-            self.protocol.rescue(undelivered).await;
-        }
+        // Always asked: a protocol may hold stanzas of its own (unacknowledged ones).
+        // Boxed, as every end-of-session step: their futures (routing, storage) would
+        // otherwise be part of every connection's future, idle or not.
+        Box::pin(self.protocol.rescue(unsent, unread)).await;
+        Box::pin(self.protocol.finish()).await;
         if let End::Closed { peer_closed } = end {
             self.link.close(peer_closed).await;
         }

@@ -99,6 +99,12 @@ struct Seen {
     finished: bool,
     /// Mailbox stanzas recorded while detached.
     held: Vec<Element>,
+    /// The `h` each attached link brought.
+    attached: Vec<u32>,
+    /// Handovers that failed.
+    handover_failures: usize,
+    /// Times the link was lost.
+    links_lost: usize,
 }
 
 /// A stream that is established at once, routes every stanza as work gated on `gate`
@@ -110,6 +116,9 @@ struct FakeProtocol {
     closed: bool,
     resumable: bool,
     detached: bool,
+    /// A stanza with id `resume` asks to hand the link to this mailbox.
+    resume_to: Option<mpsc::Sender<SessionMsg>>,
+    handover: Option<HandOver>,
 }
 
 impl FakeProtocol {
@@ -121,6 +130,8 @@ impl FakeProtocol {
             closed: false,
             resumable: false,
             detached: false,
+            resume_to: None,
+            handover: None,
         }
     }
 }
@@ -128,6 +139,16 @@ impl FakeProtocol {
 impl Protocol for FakeProtocol {
     async fn on_event(&mut self, ev: StreamEvent) -> Vec<Action> {
         match ev {
+            StreamEvent::Stanza(el) if el.attr("id") == Some("resume") => {
+                if let Some(mailbox) = self.resume_to.clone() {
+                    self.handover = Some(HandOver {
+                        mailbox,
+                        handled: 7,
+                        sasl2: None,
+                    });
+                }
+                Vec::new()
+            }
             StreamEvent::Stanza(el) => {
                 self.pending.push(el);
                 Vec::new()
@@ -193,21 +214,34 @@ impl Protocol for FakeProtocol {
     fn keepalive_ping(&mut self) -> Option<Element> {
         None
     }
+    fn resumable(&self) -> bool {
+        self.resumable && !self.closed
+    }
     fn link_lost(&mut self) -> Option<Duration> {
+        self.seen.lock().unwrap().links_lost += 1;
         self.detached = self.resumable;
         self.resumable.then_some(Duration::from_secs(30))
     }
-    fn attached(&mut self) -> Vec<Action> {
+    fn attached(&mut self, handled: u32, _: Option<(Element, Element)>) -> Vec<Action> {
         self.detached = false;
-        let held = std::mem::take(&mut self.seen.lock().unwrap().held);
+        let mut seen = self.seen.lock().unwrap();
+        seen.attached.push(handled);
+        let held = std::mem::take(&mut seen.held);
         held.into_iter().map(Action::Send).collect()
+    }
+    fn take_handover(&mut self) -> Option<HandOver> {
+        self.handover.take()
+    }
+    fn handover_failed(&mut self, _: Option<(Element, Element)>) -> Vec<Action> {
+        self.seen.lock().unwrap().handover_failures += 1;
+        vec![Action::Send(msg("resume-failed"))]
     }
     async fn finish(&mut self) {
         self.seen.lock().unwrap().finished = true;
     }
-    async fn rescue(&mut self, undelivered: Vec<Element>) {
+    async fn rescue(&mut self, unsent: Vec<Element>, unread: Vec<Element>) {
         let mut seen = self.seen.lock().unwrap();
-        for el in undelivered {
+        for el in unsent.into_iter().chain(unread) {
             seen.rescued
                 .push(el.attr("id").unwrap_or_default().to_string());
         }
@@ -318,6 +352,7 @@ async fn a_session_outlives_its_link_and_goes_on_over_a_new_one() {
     .await;
     // The connection drops without a close: the session stays.
     peer.send(Inbound::Gone).await.unwrap();
+    eventually("the link lost", || seen.lock().unwrap().links_lost == 1).await;
     tx.send(SessionMsg::Stanza(Box::new(msg("while-away"))))
         .await
         .unwrap();
@@ -325,7 +360,7 @@ async fn a_session_outlives_its_link_and_goes_on_over_a_new_one() {
     assert!(!seen.lock().unwrap().finished);
     // A new link attaches: what was held goes out on it, then traffic goes on.
     let (link2, peer2, second_wire) = fake_link();
-    tx.send(SessionMsg::Attach(Box::new(link2))).await.unwrap();
+    tx.send(attach(link2, 3)).await.unwrap();
     eventually("the replay", || second_wire.lock().unwrap().len() == 1).await;
     assert!(second_wire.lock().unwrap()[0].contains("while-away"));
     tx.send(SessionMsg::Stanza(Box::new(msg("after"))))
@@ -351,4 +386,146 @@ async fn a_session_outlives_its_link_and_goes_on_over_a_new_one() {
         1,
         "nothing went to the dead link"
     );
+    assert_eq!(seen.lock().unwrap().attached, [3]);
+}
+
+fn attach(link: FakeLink, handled: u32) -> SessionMsg {
+    SessionMsg::Attach(Box::new(Attach {
+        link: Box::new(link),
+        handled,
+        sasl2: None,
+    }))
+}
+
+#[tokio::test]
+async fn a_new_link_replaces_one_that_is_still_open() {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let mut protocol = FakeProtocol::new(seen.clone());
+    protocol.resumable = true;
+    let (link, _peer, first_wire) = fake_link();
+    let first_closed = link.closed.clone();
+    let (tx, rx) = mpsc::channel(16);
+    let (_stop, shutdown) = crate::shutdown::Shutdown::new();
+    let task = tokio::spawn(Driver::new(protocol, Box::new(link), rx, timing(), shutdown).run());
+    tx.send(SessionMsg::Stanza(Box::new(msg("one"))))
+        .await
+        .unwrap();
+    eventually("the first delivery", || {
+        first_wire.lock().unwrap().len() == 1
+    })
+    .await;
+    // The old connection is half-dead (still open, nobody reading): a new one takes over.
+    let (link2, peer2, second_wire) = fake_link();
+    tx.send(attach(link2, 1)).await.unwrap();
+    eventually("the old link closed", || {
+        first_closed.load(std::sync::atomic::Ordering::SeqCst)
+    })
+    .await;
+    tx.send(SessionMsg::Stanza(Box::new(msg("two"))))
+        .await
+        .unwrap();
+    eventually("delivery on the new link", || {
+        second_wire
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|w| w.contains("two"))
+    })
+    .await;
+    assert_eq!(first_wire.lock().unwrap().len(), 1);
+    assert_eq!(seen.lock().unwrap().attached, [1]);
+    peer2
+        .send(Inbound::Event(StreamEvent::Close))
+        .await
+        .unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_resumable_session_that_stops_answering_waits_instead_of_closing() {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let mut protocol = FakeProtocol::new(seen.clone());
+    protocol.resumable = true;
+    let (link, _peer, first_wire) = fake_link();
+    let (tx, rx) = mpsc::channel(16);
+    let (_stop, shutdown) = crate::shutdown::Shutdown::new();
+    let mut t = timing();
+    t.idle = Duration::from_millis(50);
+    let task = tokio::spawn(Driver::new(protocol, Box::new(link), rx, t, shutdown).run());
+    // The idle timeout passes (a phone that lost its network says nothing).
+    eventually("the link given up", || seen.lock().unwrap().links_lost == 1).await;
+    tx.send(SessionMsg::Stanza(Box::new(msg("held"))))
+        .await
+        .unwrap();
+    eventually("the stanza held", || seen.lock().unwrap().held.len() == 1).await;
+    assert!(first_wire.lock().unwrap().is_empty(), "no close written");
+    assert!(!seen.lock().unwrap().finished);
+    let (link2, peer2, second_wire) = fake_link();
+    tx.send(attach(link2, 0)).await.unwrap();
+    eventually("the replay", || second_wire.lock().unwrap().len() == 1).await;
+    peer2
+        .send(Inbound::Event(StreamEvent::Close))
+        .await
+        .unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_resuming_stream_hands_its_link_over_and_reads_no_further() {
+    // The session to resume: its mailbox receives the new link.
+    let (target_tx, mut target_rx) = mpsc::channel(4);
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let mut protocol = FakeProtocol::new(seen.clone());
+    protocol.resume_to = Some(target_tx);
+    let (link, peer, _wire) = fake_link();
+    let (_tx, rx) = mpsc::channel(16);
+    let (_stop, shutdown) = crate::shutdown::Shutdown::new();
+    let task = tokio::spawn(Driver::new(protocol, Box::new(link), rx, timing(), shutdown).run());
+    // `<resume/>` and a stanza right behind it: the stanza is for the resumed session.
+    peer.send(stanza("resume")).await.unwrap();
+    peer.send(stanza("after-resume")).await.unwrap();
+    let Some(SessionMsg::Attach(attach)) = target_rx.recv().await else {
+        panic!("no link handed over");
+    };
+    assert_eq!(attach.handled, 7);
+    task.await.unwrap();
+    let mut link = attach.link;
+    let next = link.recv().await;
+    assert!(
+        matches!(&next, Inbound::Event(StreamEvent::Stanza(el)) if el.attr("id") == Some("after-resume")),
+        "{next:?}"
+    );
+    let seen = seen.lock().unwrap();
+    assert!(seen.routed.is_empty(), "the new stream routed nothing");
+    assert_eq!(seen.handover_failures, 0);
+}
+
+#[tokio::test]
+async fn a_handover_to_a_session_that_ended_keeps_the_link() {
+    let (target_tx, target_rx) = mpsc::channel(4);
+    drop(target_rx);
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let mut protocol = FakeProtocol::new(seen.clone());
+    protocol.resume_to = Some(target_tx);
+    let (link, peer, wire) = fake_link();
+    let (_tx, rx) = mpsc::channel(16);
+    let (_stop, shutdown) = crate::shutdown::Shutdown::new();
+    let task = tokio::spawn(Driver::new(protocol, Box::new(link), rx, timing(), shutdown).run());
+    peer.send(stanza("resume")).await.unwrap();
+    eventually("the failure written", || {
+        wire.lock()
+            .unwrap()
+            .iter()
+            .any(|w| w.contains("resume-failed"))
+    })
+    .await;
+    // The stream goes on as a fresh one.
+    peer.send(stanza("next")).await.unwrap();
+    eventually("routing goes on", || {
+        seen.lock().unwrap().routed == ["next"]
+    })
+    .await;
+    peer.send(Inbound::Event(StreamEvent::Close)).await.unwrap();
+    task.await.unwrap();
+    assert_eq!(seen.lock().unwrap().handover_failures, 1);
 }

@@ -4,6 +4,7 @@
 //! drain and shutdown — is the session driver's ([`super::driver`]). A link may go away
 //! while its session lives on (stream management resumption attaches a new one).
 
+use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 
 use super::Action;
@@ -94,4 +95,77 @@ pub trait Link: Send + 'static {
     /// Stanzas accepted by `send` that never reached the peer (a failed write, a BOSH
     /// response nobody fetched), to be routed again or bounced.
     fn take_unsent(&mut self) -> Vec<Element>;
+}
+
+/// A new link taking over a resumable session (XEP-0198 resumption), with what the
+/// resuming client said.
+pub struct Attach {
+    pub link: Box<dyn Link>,
+    /// The client's `h`: how many of the session's stanzas it received.
+    pub handled: u32,
+    /// SASL2 inline resumption: the `<success/>` (the session adds its `<resumed/>` to
+    /// it) and the stream features that follow, written first.
+    pub sasl2: Option<(Element, Element)>,
+}
+
+/// The link of a session whose connection is gone (waiting for a resumption, or handed
+/// over): reads nothing, and keeps what it is given for [`Link::take_unsent`].
+pub struct NoLink {
+    transport: Transport,
+    kept: Vec<Element>,
+}
+
+impl NoLink {
+    pub fn new(transport: Transport) -> Self {
+        NoLink {
+            transport,
+            kept: Vec::new(),
+        }
+    }
+}
+
+impl Link for NoLink {
+    fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    fn try_recv(&mut self) -> Option<Inbound> {
+        None
+    }
+
+    fn recv(&mut self) -> BoxFuture<'_, Inbound> {
+        std::future::pending().boxed()
+    }
+
+    fn send(&mut self, actions: Vec<Action>) -> BoxFuture<'_, Result<Written, LinkError>> {
+        for a in actions {
+            if let Action::Send(el) = a
+                && crate::session::sm::counts(&el)
+            {
+                self.kept.push(el);
+            }
+        }
+        std::future::ready(Err(LinkError::Io(std::io::ErrorKind::NotConnected.into()))).boxed()
+    }
+
+    fn start_tls<'a>(
+        &'a mut self,
+        _domain: Option<&'a str>,
+    ) -> BoxFuture<'a, Option<ChannelBindings>> {
+        std::future::ready(None).boxed()
+    }
+
+    fn set_limits(&mut self, _limits: ParserLimits) {}
+
+    fn keepalive(&mut self) -> BoxFuture<'_, Keepalive> {
+        std::future::ready(Keepalive::None).boxed()
+    }
+
+    fn close(&mut self, _peer_closed: bool) -> BoxFuture<'_, ()> {
+        std::future::ready(()).boxed()
+    }
+
+    fn take_unsent(&mut self) -> Vec<Element> {
+        std::mem::take(&mut self.kept)
+    }
 }

@@ -8,19 +8,24 @@
 //!   advertisement, STARTTLS, SASL ([`auth`]), SASL2 with Bind 2 and FAST ([`sasl2`]),
 //!   token logins ([`token_login`]), resource binding ([`bind`]) — which, once bound,
 //!   stamps each stanza's `from` (a client can never spoof another address) and hands it
-//!   to the routing pipeline.
+//!   to the routing pipeline;
+//! - [`sm`] and [`resumption`]: XEP-0198 stream management — acks, the unacknowledged
+//!   queue, and resumable sessions waiting for a new link.
 
 pub mod auth;
 mod bind;
+pub mod csi;
 pub mod driver;
 pub mod link;
 pub mod protocol;
+pub mod resumption;
 pub mod sasl2;
+pub mod sm;
 pub mod stream;
 pub mod token_login;
 
 pub use driver::{Driver, Timing};
 pub use heliograph_xmpp::StreamErrorCondition;
-pub use link::{Inbound, Keepalive, Link, LinkError, Written};
-pub use protocol::{Identity, Protocol, Work};
+pub use link::{Attach, Inbound, Keepalive, Link, LinkError, NoLink, Written};
+pub use protocol::{HandOver, Identity, Protocol, Work};
 pub use stream::{Action, ConnFacts, ListenerPolicy, StreamCore};

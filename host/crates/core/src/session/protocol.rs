@@ -8,6 +8,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+use tokio::sync::mpsc;
 
 use super::Action;
 use crate::router::SessionMsg;
@@ -19,6 +20,17 @@ use crate::xmpp::StreamErrorCondition;
 /// Routing work a stream handed off: runs after the stanza that caused it, in order,
 /// while the session keeps delivering to its peer.
 pub type Work = BoxFuture<'static, ()>;
+
+/// A resumption: this stream's link goes to the session behind `mailbox` (see
+/// [`Protocol::take_handover`]).
+pub struct HandOver {
+    pub mailbox: mpsc::Sender<SessionMsg>,
+    /// The client's `h`.
+    pub handled: u32,
+    /// SASL2 inline resumption: `<success/>` and the stream features, for the session to
+    /// send first (see [`super::Attach`]).
+    pub sasl2: Option<(Element, Element)>,
+}
 
 /// Who the established stream is, for the connection's log span.
 pub struct Identity {
@@ -75,21 +87,52 @@ pub trait Protocol: Send + 'static {
     /// The TLS handshake after STARTTLS finished.
     fn tls_established(&mut self, _bindings: ChannelBindings) {}
 
+    /// The session outlives its link (a resumable stream management session): when the
+    /// link goes or stops answering, the driver waits for a new one instead of closing.
+    /// Such a protocol keeps every stanza it produced until the peer acknowledged it, so
+    /// the driver drops what an old link did not write.
+    fn resumable(&self) -> bool {
+        false
+    }
+
     /// The link went away without a close. `Some(limit)` keeps the session for up to
     /// `limit` waiting for a new link (resumption); `None` ends it.
     fn link_lost(&mut self) -> Option<Duration> {
         None
     }
 
-    /// A new link took over a detached session: what to send on it first.
-    fn attached(&mut self) -> Vec<Action> {
+    /// A new link took over the session: what to send on it first, given the peer's
+    /// count of what it received (and the SASL2 elements the new stream prepared).
+    fn attached(&mut self, _handled: u32, _sasl2: Option<(Element, Element)>) -> Vec<Action> {
+        vec![Action::Close(None)]
+    }
+
+    /// What to send on a link that came to take over after the session ended.
+    fn attach_refused(&mut self) -> Vec<Action> {
+        vec![Action::Close(None)]
+    }
+
+    /// The peer asked to resume another session: the driver hands this stream's link to
+    /// it (and this stream ends quietly), or calls [`Protocol::handover_failed`].
+    fn take_handover(&mut self) -> Option<HandOver> {
+        None
+    }
+
+    /// The session to resume was gone by the time the link got there (the SASL2
+    /// elements of the [`HandOver`] come back).
+    fn handover_failed(&mut self, _sasl2: Option<(Element, Element)>) -> Vec<Action> {
         Vec::new()
     }
 
     /// The session is over: leave the routing table, tell whom it concerns.
     fn finish(&mut self) -> impl Future<Output = ()> + Send;
 
-    /// Stanzas accepted for the peer that never reached it: route them again (another
-    /// resource, offline storage) or bounce them.
-    fn rescue(&mut self, undelivered: Vec<Element>) -> impl Future<Output = ()> + Send;
+    /// The session is over and these stanzas did not reach the peer: `unsent` were
+    /// produced by the protocol and not written by the link, `unread` were still in the
+    /// mailbox. Route them again (another resource, offline storage) or bounce them.
+    fn rescue(
+        &mut self,
+        unsent: Vec<Element>,
+        unread: Vec<Element>,
+    ) -> impl Future<Output = ()> + Send;
 }

@@ -22,12 +22,54 @@ pub struct Sasl2Request {
     pub request_token: Option<HtMechanism>,
     /// `<fast xmlns='urn:xmpp:fast:0'/>`: `count` and `invalidate`.
     pub fast: Option<FastRequest>,
+    /// `<resume xmlns='urn:xmpp:sm:3'/>`: resume this stream management session instead
+    /// of binding a new one.
+    pub resume: Option<ResumeRequest>,
 }
 
 /// Bind 2 request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BindRequest {
     pub tag: Option<String>,
+    /// `<enable xmlns='urn:xmpp:sm:3'/>` inline: stream management from the start.
+    pub sm: Option<SmEnable>,
+}
+
+/// A stream management `<enable/>`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SmEnable {
+    /// `resume='true'`
+    pub resume: bool,
+    /// The client's preferred longest resumption time, in seconds.
+    pub max: Option<u64>,
+}
+
+impl SmEnable {
+    /// Reads an `<enable/>` element.
+    pub fn parse(el: &Element) -> SmEnable {
+        SmEnable {
+            resume: matches!(el.attr("resume"), Some("true" | "1")),
+            max: el.attr("max").and_then(|m| m.trim().parse().ok()),
+        }
+    }
+}
+
+/// A stream management `<resume/>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumeRequest {
+    pub previd: String,
+    /// The client's `h`.
+    pub handled: u32,
+}
+
+impl ResumeRequest {
+    /// Reads a `<resume/>` element (`previd` and `h` are required).
+    pub fn parse(el: &Element) -> Option<ResumeRequest> {
+        Some(ResumeRequest {
+            previd: el.attr("previd").filter(|p| !p.is_empty())?.to_string(),
+            handled: super::sm::h_of(el)?,
+        })
+    }
 }
 
 /// A FAST authentication's options.
@@ -100,7 +142,12 @@ pub fn parse_authenticate(
         let tag = b.child_text("tag", ns::BIND2).map(|t| t.trim().to_string());
         req.bind = Some(BindRequest {
             tag: tag.filter(|t| !t.is_empty()),
+            sm: b.child("enable", super::sm::NS).map(SmEnable::parse),
         });
+    }
+    if let Some(r) = el.child("resume", super::sm::NS) {
+        req.resume =
+            Some(ResumeRequest::parse(r).ok_or(Sasl2Error::Malformed("resume previd or h"))?);
     }
     if let Some(rt) = el.child("request-token", ns::FAST) {
         req.request_token = Some(
@@ -130,14 +177,23 @@ pub fn decode_response(el: &Element) -> Result<Vec<u8>, SaslFailure> {
     decode(&el.text()).map_err(|_| SaslFailure::IncorrectEncoding)
 }
 
-/// The `<authentication/>` stream feature.
-pub fn feature(mechs: &[Mechanism], fast: &[HtMechanism]) -> Element {
+/// The `<authentication/>` stream feature; with `sm`, stream management can be resumed
+/// inline and enabled inline with Bind 2.
+pub fn feature(mechs: &[Mechanism], fast: &[HtMechanism], sm: bool) -> Element {
     let mut auth = Element::new("authentication", ns::SASL2);
     for m in mechs {
         auth.push_child(Element::new("mechanism", ns::SASL2).with_text(m.name()));
     }
     let mut inline = Element::new("inline", ns::SASL2);
-    inline.push_child(Element::new("bind", ns::BIND2));
+    let mut bind = Element::new("bind", ns::BIND2);
+    if sm {
+        bind.push_child(
+            Element::new("inline", ns::BIND2)
+                .with_child(Element::new("feature", ns::BIND2).with_attr("var", super::sm::NS)),
+        );
+        inline.push_child(Element::new("sm", super::sm::NS));
+    }
+    inline.push_child(bind);
     if !fast.is_empty() {
         let mut f = Element::new("fast", ns::FAST);
         for m in fast {
@@ -172,9 +228,10 @@ pub fn failure(cond: SaslFailure, text: Option<&str>) -> Element {
 /// What goes into `<success/>`.
 pub struct SuccessParts<'a> {
     pub additional_data: Option<&'a [u8]>,
-    /// Bare JID, or full JID when bound inline.
+    /// Bare JID, or full JID when bound inline or resumed.
     pub authorization_identifier: &'a str,
-    pub bound: bool,
+    /// Bound inline: the children of `<bound/>` (stream management's `<enabled/>`).
+    pub bound: Option<Vec<Element>>,
     /// A new FAST token and its expiry (seconds since the epoch).
     pub token: Option<(&'a str, u64)>,
 }
@@ -189,8 +246,12 @@ pub fn success(parts: SuccessParts<'_>) -> Element {
         Element::new("authorization-identifier", ns::SASL2)
             .with_text(parts.authorization_identifier),
     );
-    if parts.bound {
-        el.push_child(Element::new("bound", ns::BIND2));
+    if let Some(children) = parts.bound {
+        let mut bound = Element::new("bound", ns::BIND2);
+        for c in children {
+            bound.push_child(c);
+        }
+        el.push_child(bound);
     }
     if let Some((token, expiry)) = parts.token {
         let expiry = humantime::format_rfc3339_seconds(
@@ -241,8 +302,10 @@ mod tests {
             "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'>\
              <initial-response>AGFsaWNlAHB3</initial-response>\
              <user-agent id='d4565fa7-4d72-4749-b3d3-740edbf87770'><software>X</software></user-agent>\
-             <bind xmlns='urn:xmpp:bind:0'><tag>AwesomeXMPP</tag></bind>\
+             <bind xmlns='urn:xmpp:bind:0'><tag>AwesomeXMPP</tag>\
+             <enable xmlns='urn:xmpp:sm:3' resume='true' max='600'/></bind>\
              <request-token xmlns='urn:xmpp:fast:0' mechanism='HT-SHA-256-NONE'/>\
+             <resume xmlns='urn:xmpp:sm:3' previd='abc' h='3'/>\
              </authenticate>",
         );
         let (mech, initial, req) = parse_authenticate(&el).unwrap();
@@ -252,7 +315,22 @@ mod tests {
             req.user_agent_id.as_deref(),
             Some("d4565fa7-4d72-4749-b3d3-740edbf87770")
         );
-        assert_eq!(req.bind.unwrap().tag.as_deref(), Some("AwesomeXMPP"));
+        let bind = req.bind.unwrap();
+        assert_eq!(bind.tag.as_deref(), Some("AwesomeXMPP"));
+        assert_eq!(
+            bind.sm,
+            Some(SmEnable {
+                resume: true,
+                max: Some(600)
+            })
+        );
+        assert_eq!(
+            req.resume,
+            Some(ResumeRequest {
+                previd: "abc".into(),
+                handled: 3
+            })
+        );
         assert_eq!(req.request_token, Some(HtMechanism::None));
         let el = parse(
             "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='HT-SHA-256-EXPR'>\
@@ -292,6 +370,10 @@ mod tests {
             (
                 "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='HT-SHA-256-NONE'><fast xmlns='urn:xmpp:fast:0' count='-1'/></authenticate>",
                 Sasl2Error::Malformed("fast count"),
+            ),
+            (
+                "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><resume xmlns='urn:xmpp:sm:3' previd='x' h='-2'/></authenticate>",
+                Sasl2Error::Malformed("resume previd or h"),
             ),
         ] {
             assert_eq!(parse_authenticate(&parse(xml)).unwrap_err(), want, "{xml}");

@@ -5,16 +5,20 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 mod sasl2_flow;
+mod sm_flow;
 mod token_flow;
+
+pub use sm_flow::FEATURE as SM_FEATURE;
 
 use super::StreamErrorCondition;
 use super::auth::{self, AccountCredentials, Exchange, SessionStep};
 use super::bind;
-use super::protocol::{Identity, Protocol, Work};
+use super::csi;
+use super::protocol::{HandOver, Identity, Protocol, Work};
 use super::sasl2::{self, Sasl2Mechanism, Sasl2Request};
 use crate::config::C2sListener;
 use crate::context::Core;
-use crate::hooks::{FeatureContext, SessionEvent, StreamStage};
+use crate::hooks::{FeatureContext, MessageContext, MessageStage, SessionEvent, StreamStage};
 use crate::pipeline::Origin;
 use crate::router::{SessionEntry, SessionMsg, Transport};
 use crate::sasl::{ChannelBindings, Mechanism, Outcome, SaslFailure};
@@ -130,6 +134,14 @@ pub struct StreamCore {
     next_ping: u64,
     /// Routing work for the driver to run (see [`Protocol::take_work`]).
     work: Vec<Pending>,
+    /// Stream management, once the client enabled it.
+    sm: Option<Box<crate::session::sm::StreamManagement>>,
+    /// The client resumed another session: this stream's link goes there.
+    handover: Option<Box<HandOver>>,
+    /// The session that ended, kept for the rescue of what it did not deliver.
+    ended: Option<Arc<SessionEntry>>,
+    /// XEP-0352: what an inactive client is not sent yet.
+    csi: Option<Box<crate::session::csi::CsiBuffer>>,
 }
 
 impl StreamCore {
@@ -156,6 +168,10 @@ impl StreamCore {
             unauth: None,
             next_ping: 0,
             work: Vec::new(),
+            sm: None,
+            handover: None,
+            ended: None,
+            csi: None,
         }
     }
 
@@ -215,29 +231,24 @@ impl StreamCore {
             }
             StreamEvent::Close => self.close(None),
         };
-        self.count_out(&actions);
+        let mut actions = actions;
+        self.track_out(&mut actions);
         actions
     }
 
     /// Handles a message from the rest of the server for the bound session.
     pub fn on_mailbox(&mut self, msg: SessionMsg) -> Vec<Action> {
-        let actions = match msg {
-            SessionMsg::Stanza(el) => vec![Action::Send(*el)],
+        let mut actions = match msg {
+            SessionMsg::Stanza(el) => match self.csi.as_mut().filter(|c| c.is_inactive()) {
+                None => vec![Action::Send(*el)],
+                Some(csi) => csi.push(*el).into_iter().map(Action::Send).collect(),
+            },
             SessionMsg::Close(cond, text) => self.close(Some((cond, text.map(String::from)))),
             // Links are attached by the driver, never by the stream.
             SessionMsg::Attach(_) => Vec::new(),
         };
-        self.count_out(&actions);
+        self.track_out(&mut actions);
         actions
-    }
-
-    /// Counts what goes to the client in the metrics (stanzas by kind, login failures).
-    fn count_out(&self, actions: &[Action]) {
-        for a in actions {
-            if let Action::Send(el) = a {
-                crate::metrics::element_out(self.facts.transport.as_str(), el);
-            }
-        }
     }
 
     /// A parser refusal or another fatal condition detected by the transport.
@@ -245,8 +256,12 @@ impl StreamCore {
         self.close(Some((cond, text)))
     }
 
-    /// A keepalive ping to send to the client (XEP-0199 server-to-client ping).
+    /// A keepalive ping to send to the client: a stream management `<r/>` once enabled
+    /// (the `<a/>` answers it), else a XEP-0199 server-to-client ping.
     pub fn keepalive_ping(&mut self) -> Option<Element> {
+        if self.sm.is_some() {
+            return Some(crate::session::sm::request());
+        }
         let entry = self.bound()?;
         let to = entry.full_jid.clone();
         let from = entry.account.domain.clone();
@@ -330,6 +345,12 @@ impl StreamCore {
                 Element::new("session", ns::SESSION)
                     .with_child(Element::new("optional", ns::SESSION)),
             );
+            if let Some(sm) = self.sm_feature() {
+                f.push_child(sm);
+            }
+            if self.csi_available() {
+                f.push_child(Element::new("csi", csi::NS));
+            }
             if let Some(tenant) = self.domain.as_deref().and_then(|d| self.core.tenant_of(d)) {
                 let ctx = FeatureContext {
                     tenant: &tenant,
@@ -373,9 +394,18 @@ impl StreamCore {
             f.push_child(el);
         }
         if !self.offered.is_empty() {
-            f.push_child(sasl2::feature(&self.offered, &self.fast_mechanisms()));
+            let sm = self.sm_available();
+            f.push_child(sasl2::feature(&self.offered, &self.fast_mechanisms(), sm));
         }
         f
+    }
+
+    /// Whether the stream's tenant has client state indication on.
+    fn csi_available(&self) -> bool {
+        self.domain
+            .as_deref()
+            .and_then(|d| self.core.tenant_of(d))
+            .is_some_and(|t| t.spec.feature_enabled(csi::FEATURE))
     }
 
     /// The (tenant, plugin slot) that authenticates the stream's domain, if its tenant's
@@ -424,6 +454,9 @@ impl StreamCore {
         }
         if el.ns() == ns::SASL2 {
             return self.on_sasl2(el).await;
+        }
+        if el.ns() == crate::session::sm::NS {
+            return self.on_sm_before_bind(&el);
         }
         if self.authenticated.is_some() && Kind::of(&el) == Some(Kind::Iq) {
             return self.on_bind_iq(el);
@@ -716,6 +749,26 @@ impl StreamCore {
 
     fn on_bound_stanza(&mut self, entry: &Arc<SessionEntry>, mut el: Element) -> Vec<Action> {
         let Some(kind) = Kind::of(&el) else {
+            if el.ns() == crate::session::sm::NS {
+                return self.on_sm_element(entry, &el);
+            }
+            if el.ns() == csi::NS && self.csi_available() {
+                return match el.name() {
+                    "inactive" => {
+                        // Allocated on first use: most sessions never go inactive.
+                        self.csi.get_or_insert_default().set_inactive();
+                        Vec::new()
+                    }
+                    "active" => match self.csi.as_mut() {
+                        Some(csi) => csi.set_active().into_iter().map(Action::Send).collect(),
+                        None => Vec::new(),
+                    },
+                    _ => self.close(Some((
+                        StreamErrorCondition::UnsupportedStanzaType,
+                        Some(format!("<{}/>", el.name())),
+                    ))),
+                };
+            }
             if el.ns() == ns::SASL || el.ns() == ns::TLS {
                 return self.close(Some((
                     StreamErrorCondition::PolicyViolation,
@@ -742,6 +795,9 @@ impl StreamCore {
                 }
             }
         }
+        if let Some(sm) = self.sm.as_mut() {
+            sm.on_handled();
+        }
         // `from` stamping: whatever the client wrote, the stanza comes from this session.
         el.set_attr("from", entry.full_jid.clone());
         if kind == Kind::Iq
@@ -754,7 +810,16 @@ impl StreamCore {
         if kind == Kind::Iq && self.is_keepalive_answer(&el, entry) {
             return Vec::new();
         }
-        let _ = kind;
+        if kind == Kind::Message {
+            let ctx = MessageContext {
+                core: &self.core,
+                stage: MessageStage::Sent,
+                account: &entry.account,
+                session: Some(entry),
+                targets: &[],
+            };
+            self.core.hooks.message(&ctx, &mut el);
+        }
         self.work.push(Pending::Route(entry.clone(), el));
         Vec::new()
     }
@@ -777,6 +842,8 @@ impl StreamCore {
     pub async fn end_session(&mut self) {
         self.stage = Stage::Closed;
         if let Some(entry) = self.entry.take() {
+            self.sm_ended(&entry);
+            self.ended = Some(entry.clone());
             self.core
                 .hooks
                 .session_event(&self.core, SessionEvent::Closed, &entry)
@@ -825,8 +892,8 @@ impl Protocol for StreamCore {
                     return Ok(Vec::new());
                 };
                 crate::metrics::stanza_in(self.facts.transport.as_str(), el.name());
-                let actions = self.on_bound_stanza(&entry, el);
-                self.count_out(&actions);
+                let mut actions = self.on_bound_stanza(&entry, el);
+                self.track_out(&mut actions);
                 Ok(actions)
             }
             (_, ev) => Err(ev),
@@ -901,32 +968,79 @@ impl Protocol for StreamCore {
         StreamCore::tls_established(self, bindings)
     }
 
+    fn resumable(&self) -> bool {
+        self.sm_resumable()
+    }
+
+    fn link_lost(&mut self) -> Option<std::time::Duration> {
+        self.sm_link_lost()
+    }
+
+    fn attached(&mut self, handled: u32, sasl2: Option<(Element, Element)>) -> Vec<Action> {
+        self.sm_attached(handled, sasl2)
+    }
+
+    fn attach_refused(&mut self) -> Vec<Action> {
+        self.sm_attach_refused()
+    }
+
+    fn take_handover(&mut self) -> Option<HandOver> {
+        self.handover.take().map(|h| *h)
+    }
+
+    fn handover_failed(&mut self, sasl2: Option<(Element, Element)>) -> Vec<Action> {
+        self.sm_handover_failed(sasl2)
+    }
+
     fn finish(&mut self) -> impl std::future::Future<Output = ()> + Send {
         self.end_session()
     }
 
     /// Messages go to another resource or offline storage (RFC 6121 §8.5.3: a message to
     /// a resource gone offline is treated as sent to the bare JID); a client that did get
-    /// part of them may see one twice, none is lost. Other stanzas are dropped as for any
-    /// closed session.
+    /// part of them may see one twice (stamped with a delay), none is lost. Requests (iq
+    /// get/set) get an error back; other stanzas are dropped as for any closed session.
     fn rescue(
         &mut self,
-        undelivered: Vec<Element>,
+        unsent: Vec<Element>,
+        unread: Vec<Element>,
     ) -> impl std::future::Future<Output = ()> + Send {
         let core = self.core.clone();
         let account = self.authenticated.clone();
+        let entry = self.entry.clone().or_else(|| self.ended.clone());
+        // What CSI held was never sent: it goes before what the mailbox still had.
+        let mut unread = unread;
+        unread.splice(
+            0..0,
+            self.csi.as_mut().map(|c| c.flush()).unwrap_or_default(),
+        );
+        let undelivered = self.sm_rescue(unsent, unread);
         async move {
             let Some(account) = account else { return };
             let mut rescued = 0usize;
-            for el in undelivered.into_iter().filter(|el| el.name() == "message") {
-                crate::pipeline::message::deliver(&core, &account, None, el, None).await;
-                rescued += 1;
+            for el in undelivered {
+                match el.name() {
+                    "message" => {
+                        crate::pipeline::message::redeliver(&core, &account, el).await;
+                        rescued += 1;
+                    }
+                    "iq" if matches!(stanza::stanza_type(&el), "get" | "set") => {
+                        if let (Some(entry), Some(error)) = (
+                            &entry,
+                            stanza::error_reply(&el, Condition::RecipientUnavailable, None),
+                        ) {
+                            let origin = Origin::Session(entry.clone());
+                            crate::pipeline::route(&core, &origin, error).await;
+                        }
+                    }
+                    _ => {}
+                }
             }
             if rescued > 0 {
                 tracing::info!(
                     jid = %account,
                     messages = rescued,
-                    "messages the session never wrote routed again after it ended"
+                    "messages the session never delivered routed again after it ended"
                 );
             }
         }

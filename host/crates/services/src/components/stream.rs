@@ -336,11 +336,11 @@ impl Protocol for ComponentStream {
     }
 
     /// Stanzas still queued for the component bounce like those of an absent one.
-    async fn rescue(&mut self, undelivered: Vec<Element>) {
+    async fn rescue(&mut self, unsent: Vec<Element>, unread: Vec<Element>) {
         let Some(hosted) = self.hosted() else {
             return;
         };
-        for s in undelivered {
+        for s in unsent.into_iter().chain(unread) {
             let s = namespace::into_server(s);
             if let Some(e) = stanza::error_reply(&s, Condition::ServiceUnavailable, None) {
                 route_from_hosted(&self.core, hosted.clone(), e).await;

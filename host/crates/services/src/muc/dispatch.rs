@@ -410,6 +410,28 @@ async fn iq(
             out.push(stanza::iq_result_with(iq, super::disco::room_items()))
         }
         ("ping", ns::PING, true) => out.push(stanza::iq_result(iq)),
+        ("query", ns::MAM, true) => out.push(stanza::iq_result_with(iq, crate::mam::query::form())),
+        ("query", ns::MAM, false) => {
+            if !room.may_read_archive(&actor) {
+                return Err(RoomError::new(Condition::Forbidden));
+            }
+            let tenant = core.tenant_of(&service.tenant_domain);
+            if !tenant
+                .as_ref()
+                .is_some_and(|t| t.spec.feature_enabled(crate::mam::FEATURE))
+            {
+                return Err(RoomError::new(Condition::ServiceUnavailable));
+            }
+            let max_page = tenant.map_or(0, |t| t.spec.archive.max_page as usize);
+            let owner = service.archive_owner(room.name());
+            let answer = crate::mam::query::run(core, &owner, &room.jid, iq, max_page)
+                .await
+                .map_err(RoomError::new)?;
+            for m in answer.messages {
+                out.push(m.with_attr("to", from));
+            }
+            out.push(answer.fin);
+        }
         ("query", MUC_ADMIN, true) => {
             let list = room.admin_get(&actor, payload)?;
             out.push(stanza::iq_result_with(iq, list));

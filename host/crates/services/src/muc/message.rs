@@ -98,8 +98,10 @@ impl Room {
             m.remove_children("body", ns::CLIENT);
             m.push_child(Element::new("body", ns::CLIENT).with_text(b));
         }
-        m.set_attr("from", self.occupant_jid(&self.occupants[idx].nick));
+        let nick = self.occupants[idx].nick.clone();
+        m.set_attr("from", self.occupant_jid(&nick));
         m.remove_attr("to");
+        self.archive(&mut m, nick);
         let mut out = Outbox::new();
         for viewer in &self.occupants {
             for s in &viewer.sessions {
@@ -113,6 +115,32 @@ impl Room {
             self.log(idx, false, text, now);
         }
         out
+    }
+
+    /// Stamps the room's XEP-0359 `<stanza-id/>` on a groupchat message with a body
+    /// (after removing any the sender forged) and queues it for the room's archive.
+    fn archive(&mut self, m: &mut Element, nick: String) {
+        crate::mam::strip_stanza_ids(m, &self.jid);
+        if !m.has_child("body", ns::CLIENT) || m.has_child("no-store", ns::HINTS) {
+            return;
+        }
+        let id = crate::storage::ArchiveId::next();
+        m.push_child(
+            Element::new("stanza-id", ns::SID)
+                .with_attr("id", id.to_string())
+                .with_attr("by", self.jid.clone()),
+        );
+        self.archive_pending.push(crate::storage::ArchivedMessage {
+            id,
+            with: self.jid.clone(),
+            with_resource: Some(nick),
+            outgoing: false,
+            origin_id: m
+                .child("origin-id", ns::SID)
+                .and_then(|o| o.attr("id"))
+                .map(str::to_string),
+            stanza: m.to_string_in(ns::CLIENT),
+        });
     }
 
     /// Queues a line for the public log when the room is logged.

@@ -110,6 +110,8 @@ pub struct Room {
     /// Lines for the public log (logging on), written by the service after the
     /// operation that produced them.
     pub(super) log_pending: Vec<RoomLogEntry>,
+    /// Messages for the room's archive (XEP-0313), written by the service like the log.
+    pub(super) archive_pending: Vec<crate::storage::ArchivedMessage>,
     /// Bare JIDs that are owners of every room (the tenant's MUC admins).
     pub service_admins: Vec<String>,
     /// iq requests relayed between occupants, by the id sent on: (original id,
@@ -131,6 +133,7 @@ impl Room {
             dirty: false,
             limits,
             log_pending: Vec::new(),
+            archive_pending: Vec::new(),
             service_admins: Vec::new(),
             relayed_iqs: BTreeMap::new(),
         }
@@ -151,6 +154,24 @@ impl Room {
             ));
         }
         Ok(())
+    }
+
+    /// The messages waiting to be archived.
+    pub(super) fn take_archive_pending(&mut self) -> Vec<crate::storage::ArchivedMessage> {
+        std::mem::take(&mut self.archive_pending)
+    }
+
+    /// Whether `actor` may read the room's archive: like reading the room itself —
+    /// occupants, and in members-only rooms members and above; nobody banned; in an open
+    /// room without a password anyone who could walk in.
+    pub fn may_read_archive(&self, actor: &super::moderation::Actor) -> bool {
+        if actor.affiliation == Affiliation::Outcast {
+            return false;
+        }
+        if actor.nick.is_some() || actor.affiliation >= Affiliation::Member {
+            return true;
+        }
+        !self.config.members_only && self.config.password.is_none()
     }
 
     /// The lines waiting to be written to the public log.

@@ -323,6 +323,11 @@ impl MucService {
         }
     }
 
+    /// Where a room's archive is stored (see [`storage::archive::room_owner`]).
+    pub fn archive_owner(&self, room: &str) -> crate::storage::Account {
+        storage::archive::room_owner(&self.tenant_domain, room, &self.subdomain)
+    }
+
     /// Routes what a room operation produced and appends its lines to the room's public
     /// log, then stores or forgets the room as its state asks: persistent rooms are saved
     /// when changed; destroyed rooms and empty temporary rooms go away with their logs.
@@ -343,6 +348,24 @@ impl MucService {
                 storage::blocking(move || store.append_log(&domain, &n, &lines, keep)).await;
             if let Err(e) = appended {
                 tracing::error!(room = %room.jid, error = %e, "writing the room log failed");
+            }
+        }
+        let archived = room.take_archive_pending();
+        if !archived.is_empty()
+            && core
+                .tenant_of(&self.tenant_domain)
+                .is_some_and(|t| t.spec.feature_enabled(crate::mam::FEATURE))
+        {
+            let owner = self.archive_owner(&name);
+            let entries: Vec<_> = archived.into_iter().map(|m| (owner.clone(), m)).collect();
+            let store = core.storage.archive.clone();
+            let n = entries.len();
+            match storage::blocking(move || store.append(&entries)).await {
+                Ok(()) => heliograph_metrics::archive("written", n),
+                Err(e) => {
+                    heliograph_metrics::archive("failed", n);
+                    tracing::error!(room = %room.jid, error = %e, "archiving room messages failed");
+                }
             }
         }
         if !room.destroyed && room.is_empty() && !room.config.persistent {

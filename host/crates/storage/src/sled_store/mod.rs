@@ -1,6 +1,6 @@
 //! sled implementation of every store: one `SledStore` over one database implements
 //! [`UserStore`], [`RosterStore`], [`OfflineStore`], [`BlockStore`], `MucStore` (in
-//! `muc.rs`) and [`PluginStore`] (in `plugins.rs`).
+//! `muc.rs`), [`PluginStore`] (in `plugins.rs`) and `ArchiveStore` (in `archive.rs`).
 //!
 //! The key layout is in `keys.rs`; each trait lives in its own file. Every mutating method
 //! flushes the database before returning `Ok`, so an acknowledged write survives a crash.
@@ -23,6 +23,8 @@
 //! [`BlockStore`]: super::BlockStore
 //! [`PluginStore`]: super::PluginStore
 
+mod account_data;
+mod archive;
 mod blocks;
 mod dump;
 mod keys;
@@ -54,6 +56,8 @@ pub fn open(dir: &Path) -> StorageResult<Storage> {
         users: store.clone(),
         rosters: store.clone(),
         offline: store.clone(),
+        archive: store.clone(),
+        account_data: store.clone(),
         blocks: store.clone(),
         tenants: store.clone(),
         muc: store.clone(),
@@ -98,6 +102,10 @@ struct SledStore {
     plugin_kv_usage: Tree,
     plugin_blobs: Tree,
     plugin_slots: Tree,
+    archive: Tree,
+    archive_with: Tree,
+    archive_prefs: Tree,
+    account_data: Tree,
 }
 
 impl SledStore {
@@ -118,6 +126,10 @@ impl SledStore {
             plugin_kv_usage: tree("plugin_kv_usage")?,
             plugin_blobs: tree("plugin_blobs")?,
             plugin_slots: tree("plugin_slots")?,
+            archive: tree("archive")?,
+            archive_with: tree("archive_with")?,
+            archive_prefs: tree("archive_prefs")?,
+            account_data: tree("account_data")?,
             db,
         })
     }

@@ -69,10 +69,11 @@ impl UserStore for SledStore {
         // Entries a concurrent writer added after the scan above. A write that races past
         // this sweep too is left behind: callers should stop writing for an account they
         // are deleting.
-        for tree in self.entry_trees() {
+        for tree in self.entry_trees().into_iter().chain([&self.account_data]) {
             remove_prefix(tree, &prefix)?;
         }
-        self.flush()
+        // The archive goes with the account (XEP-0313 data is the user's).
+        crate::ArchiveStore::delete_owner(self, account)
     }
 
     fn list_users(&self, domain: &str) -> StorageResult<Vec<String>> {
@@ -98,6 +99,10 @@ impl UserStore for SledStore {
             &self.blocks,
             &self.muc_rooms,
             &self.muc_logs,
+            &self.archive_with,
+            &self.archive,
+            &self.archive_prefs,
+            &self.account_data,
             &self.roster_meta,
             &self.users,
         ] {

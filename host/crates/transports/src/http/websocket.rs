@@ -290,7 +290,13 @@ impl Link for WsLink {
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => return Inbound::Heartbeat,
                     Some(Ok(Message::Frame(_))) => {}
-                    Some(Ok(Message::Close(_))) => return Inbound::Event(StreamEvent::Close),
+                    // The WebSocket closed without the stream's `<close/>` first: the
+                    // connection is gone, not the stream (RFC 7395 §3.6; a stream
+                    // management session waits to be resumed). The close reply goes out.
+                    Some(Ok(Message::Close(_))) => {
+                        let _ = self.ws.flush().await;
+                        return Inbound::Gone;
+                    }
                     Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(e))) => {
                         tracing::info!(error = %e, "WebSocket message too large");
                         self.close_code = Some((CloseCode::Size, "message too large"));

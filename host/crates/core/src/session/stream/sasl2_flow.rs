@@ -31,9 +31,7 @@ impl StreamCore {
     /// else resource binding as after a legacy SASL restart.
     pub(super) fn features_after_sasl2(&mut self) -> Element {
         if self.entry.is_some() {
-            Element::new("features", ns::STREAM)
-                .with_child(Element::new("ver", ns::ROSTER_VER))
-                .with_child(Element::new("sub", ns::PRE_APPROVAL))
+            bound_features()
         } else {
             self.features()
         }
@@ -208,15 +206,46 @@ impl StreamCore {
             Some(mech) => self.issue_fast(&account, &request, mech).await,
             None => None,
         };
-        let mut bound = false;
+        let token = token.as_ref().map(|t| (t.secret.as_str(), t.expires_at));
+        // XEP-0198 with SASL2: resume the named session instead of binding a new one.
+        let mut resume_failed = None;
+        if let Some(resume) = &request.resume {
+            match self.find_resumable(resume) {
+                Ok(live) => {
+                    let success = sasl2::success(sasl2::SuccessParts {
+                        additional_data: additional_data.as_deref(),
+                        authorization_identifier: &live.full_jid,
+                        bound: None,
+                        token,
+                    });
+                    self.handover = Some(Box::new(HandOver {
+                        mailbox: live.mailbox,
+                        handled: resume.handled,
+                        sasl2: Some((success, bound_features())),
+                    }));
+                    return Vec::new();
+                }
+                Err(failed) => resume_failed = Some(failed),
+            }
+        }
+        let mut bound = None;
         let mut identifier = account.to_string();
         if let Some(bind) = &request.bind {
             let resource =
                 sasl2::bind2_resource(bind.tag.as_deref(), request.user_agent_id.as_deref());
             match self.bind_session(account.clone(), resource) {
                 Ok(entry) => {
-                    bound = true;
                     identifier = entry.full_jid.clone();
+                    let mut children = Vec::new();
+                    match bind.sm {
+                        Some(req) if self.sm_available() => {
+                            children.push(self.enable_sm(&entry, req));
+                        }
+                        Some(_) => children
+                            .push(crate::session::sm::failed("feature-not-implemented", None)),
+                        None => {}
+                    }
+                    bound = Some(children);
                 }
                 Err(BindFailure::HostGone) => {
                     return self.close(Some((StreamErrorCondition::HostGone, None)));
@@ -226,12 +255,15 @@ impl StreamCore {
                 }
             }
         }
-        let success = sasl2::success(sasl2::SuccessParts {
+        let mut success = sasl2::success(sasl2::SuccessParts {
             additional_data: additional_data.as_deref(),
             authorization_identifier: &identifier,
             bound,
-            token: token.as_ref().map(|t| (t.secret.as_str(), t.expires_at)),
+            token,
         });
+        if let Some(failed) = resume_failed {
+            success.push_child(failed);
+        }
         let features = self.features_after_sasl2();
         vec![Action::Send(success), Action::Send(features)]
     }
@@ -279,4 +311,11 @@ impl StreamCore {
             }
         }
     }
+}
+
+/// The stream features of a stream bound (or resumed) inline: nothing left to negotiate.
+fn bound_features() -> Element {
+    Element::new("features", ns::STREAM)
+        .with_child(Element::new("ver", ns::ROSTER_VER))
+        .with_child(Element::new("sub", ns::PRE_APPROVAL))
 }

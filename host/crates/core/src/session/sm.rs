@@ -1,0 +1,320 @@
+//! XEP-0198 stream management for one client stream: the counters (wrapping at 2^32), the
+//! queue of stanzas the client has not acknowledged, and the protocol's elements. Pure
+//! state; the client stream ([`super::StreamCore`]) drives it and the session driver
+//! keeps a resumable session alive while its link is gone.
+
+use std::collections::VecDeque;
+use std::time::{Duration, SystemTime};
+
+use crate::xml::{Element, ns};
+
+/// `urn:xmpp:sm:3`
+pub const NS: &str = "urn:xmpp:sm:3";
+
+/// The client acknowledged more stanzas than the server sent (XEP-0198 §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the client acknowledged {h} stanzas, {sent} were sent")]
+pub struct HandledTooHigh {
+    pub h: u32,
+    pub sent: u32,
+}
+
+/// The server's side of the bargain (`[c2s]` settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SmLimits {
+    /// Ask for an acknowledgement after this many stanzas (0: never unprompted).
+    pub ack_request_interval: u32,
+    /// Unacknowledged stanzas allowed.
+    pub max_unacked: usize,
+    /// How long a resumable session waits for its client.
+    pub resume_timeout: Duration,
+}
+
+impl Default for SmLimits {
+    fn default() -> Self {
+        SmLimits {
+            ack_request_interval: 5,
+            max_unacked: 1000,
+            resume_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What sending a stanza calls for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// Nothing more.
+    Queued,
+    /// Time to ask the client for an acknowledgement.
+    AskAck,
+    /// More stanzas are unacknowledged than allowed: the stream must end.
+    TooMany,
+}
+
+/// Stream management of one stream.
+#[derive(Debug, Default)]
+pub struct StreamManagement {
+    limits: SmLimits,
+    /// Stanzas handled from the client.
+    handled: u32,
+    /// Stanzas sent to the client.
+    sent: u32,
+    /// Stanzas sent and not acknowledged, oldest first, serialized (one allocation each,
+    /// far cheaper than keeping a copy of the element tree), with when each was first
+    /// sent. Read back only to resend or rescue them.
+    unacked: VecDeque<(String, SystemTime)>,
+    /// Stanzas sent since the server last asked for an acknowledgement.
+    since_request: u32,
+    /// The server asked and the client has not answered yet: no new request until it
+    /// does (a slow client is not flooded with `<r/>`).
+    awaiting_ack: bool,
+    /// The resumption id, when the client asked for resumption.
+    resume_id: Option<String>,
+}
+
+/// True for the elements stream management counts: stanzas.
+pub fn counts(el: &Element) -> bool {
+    el.ns() == ns::CLIENT && matches!(el.name(), "message" | "presence" | "iq")
+}
+
+impl StreamManagement {
+    /// Stream management enabled with these limits, resumable under `resume_id` if given.
+    pub fn enabled(resume_id: Option<String>, limits: SmLimits) -> Self {
+        StreamManagement {
+            resume_id,
+            limits,
+            ..Default::default()
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> SmLimits {
+        self.limits
+    }
+
+    /// The resumption id, if the stream is resumable.
+    pub fn resume_id(&self) -> Option<&str> {
+        self.resume_id.as_deref()
+    }
+
+    /// Stanzas handled from the client so far (the server's `h`).
+    pub fn handled(&self) -> u32 {
+        self.handled
+    }
+
+    /// A stanza from the client was handled.
+    pub fn on_handled(&mut self) {
+        self.handled = self.handled.wrapping_add(1);
+    }
+
+    /// A stanza goes to the client: it is kept until acknowledged.
+    pub fn on_sent(&mut self, el: &Element) -> Sent {
+        self.sent = self.sent.wrapping_add(1);
+        self.unacked
+            .push_back((el.to_string_in(ns::CLIENT), SystemTime::now()));
+        if self.unacked.len() > self.limits.max_unacked {
+            return Sent::TooMany;
+        }
+        self.since_request += 1;
+        let interval = self.limits.ack_request_interval;
+        if interval > 0 && self.since_request >= interval && !self.awaiting_ack {
+            self.since_request = 0;
+            self.awaiting_ack = true;
+            return Sent::AskAck;
+        }
+        Sent::Queued
+    }
+
+    /// Stanzas sent and not acknowledged.
+    pub fn unacked(&self) -> usize {
+        self.unacked.len()
+    }
+
+    /// The client's `h`: drops what it acknowledged. An `h` beyond what was sent is an
+    /// error (the stream ends with `undefined-condition`); one behind an earlier `h` (an
+    /// ack that crossed a newer one) changes nothing.
+    pub fn on_ack(&mut self, h: u32) -> Result<(), HandledTooHigh> {
+        let acked_before = self.sent.wrapping_sub(self.unacked.len() as u32);
+        let newly = h.wrapping_sub(acked_before);
+        if newly as usize > self.unacked.len() {
+            if acked_before.wrapping_sub(h) < 1 << 31 {
+                return Ok(());
+            }
+            return Err(HandledTooHigh { h, sent: self.sent });
+        }
+        self.unacked.drain(..newly as usize);
+        self.awaiting_ack = false;
+        Ok(())
+    }
+
+    /// Copies of the unacknowledged stanzas, in order, to send again on a resumed stream
+    /// (they keep their numbers: the client counts them as it receives them).
+    pub fn replay(&self) -> Vec<Element> {
+        self.unacked
+            .iter()
+            .filter_map(|(s, _)| read_back(s))
+            .collect()
+    }
+
+    /// Takes the unacknowledged stanzas (the session is over), with when each was sent.
+    pub fn take_unacked(&mut self) -> Vec<(Element, SystemTime)> {
+        self.unacked
+            .drain(..)
+            .filter_map(|(s, at)| Some((read_back(&s)?, at)))
+            .collect()
+    }
+}
+
+/// Parses a stanza this server serialized (trusted: no size or depth limit applies).
+fn read_back(serialized: &str) -> Option<Element> {
+    let limits = crate::xml::ParserLimits {
+        max_stanza_bytes: usize::MAX,
+        max_depth: usize::MAX,
+    };
+    match crate::xml::parser::parse_element(serialized.as_bytes(), ns::CLIENT, limits) {
+        Ok(el) => Some(el),
+        Err(e) => {
+            tracing::error!(error = %e, "an unacknowledged stanza could not be read back");
+            None
+        }
+    }
+}
+
+/// `<enabled/>`, with the resumption id and the longest time a resumption is kept.
+pub fn enabled(resume_id: Option<&str>, max: Duration) -> Element {
+    let el = Element::new("enabled", NS);
+    match resume_id {
+        Some(id) => el
+            .with_attr("id", id)
+            .with_attr("resume", "true")
+            .with_attr("max", max.as_secs().to_string()),
+        None => el,
+    }
+}
+
+/// `<a h='…'/>`
+pub fn ack(h: u32) -> Element {
+    Element::new("a", NS).with_attr("h", h.to_string())
+}
+
+/// `<r/>`
+pub fn request() -> Element {
+    Element::new("r", NS)
+}
+
+/// `<resumed/>`
+pub fn resumed(h: u32, previd: &str) -> Element {
+    Element::new("resumed", NS)
+        .with_attr("h", h.to_string())
+        .with_attr("previd", previd)
+}
+
+/// `<failed/>` with a stanza error condition, and the `h` of the session when known.
+pub fn failed(condition: &str, h: Option<u32>) -> Element {
+    let mut el = Element::new("failed", NS).with_child(Element::new(condition, ns::STANZAS_ERRORS));
+    if let Some(h) = h {
+        el.set_attr("h", h.to_string());
+    }
+    el
+}
+
+/// The `<handled-count-too-high/>` child of the stream error (XEP-0198 §6).
+pub fn too_high(e: HandledTooHigh) -> Element {
+    Element::new("handled-count-too-high", NS)
+        .with_attr("h", e.h.to_string())
+        .with_attr("send-count", e.sent.to_string())
+}
+
+/// The `h` attribute of `<a/>` or `<resume/>`.
+pub fn h_of(el: &Element) -> Option<u32> {
+    el.attr("h")?.trim().parse().ok()
+}
+
+/// A fresh, unguessable resumption id.
+pub fn new_resume_id() -> String {
+    use rand::Rng;
+    let n: u128 = rand::rng().random();
+    format!("{n:032x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(i: u32) -> Element {
+        Element::new("message", ns::CLIENT).with_attr("id", i.to_string())
+    }
+
+    #[test]
+    fn acks_drop_what_they_cover_and_refuse_too_much() {
+        let mut sm = StreamManagement::enabled(None, SmLimits::default());
+        for i in 0..5 {
+            sm.on_sent(&msg(i));
+        }
+        sm.on_ack(2).unwrap();
+        assert_eq!(sm.unacked(), 3);
+        assert_eq!(sm.replay()[0].attr("id"), Some("2"));
+        // An old h again, or an older one, changes nothing; h may not exceed what was sent.
+        sm.on_ack(2).unwrap();
+        sm.on_ack(1).unwrap();
+        assert_eq!(sm.unacked(), 3);
+        assert_eq!(sm.on_ack(6), Err(HandledTooHigh { h: 6, sent: 5 }));
+        sm.on_ack(5).unwrap();
+        assert_eq!(sm.unacked(), 0);
+    }
+
+    #[test]
+    fn counters_wrap_at_two_to_the_32() {
+        let mut sm = StreamManagement::enabled(None, SmLimits::default());
+        sm.sent = u32::MAX - 1;
+        sm.handled = u32::MAX;
+        sm.on_handled();
+        assert_eq!(sm.handled(), 0);
+        for i in 0..4 {
+            sm.on_sent(&msg(i));
+        }
+        assert_eq!(sm.sent, 2, "wrapped");
+        // The client's h wrapped too: 0 and 1 of the new round.
+        sm.on_ack(u32::MAX).unwrap();
+        assert_eq!(sm.unacked(), 3);
+        assert_eq!(sm.replay()[0].attr("id"), Some("1"));
+        sm.on_ack(1).unwrap();
+        assert_eq!(sm.unacked(), 1);
+        assert!(sm.on_ack(3).is_err());
+        sm.on_ack(2).unwrap();
+        assert_eq!(sm.unacked(), 0);
+    }
+
+    #[test]
+    fn the_server_asks_for_acks_every_interval_and_bounds_the_queue() {
+        let limits = SmLimits {
+            ack_request_interval: 3,
+            max_unacked: 8,
+            ..SmLimits::default()
+        };
+        let mut sm = StreamManagement::enabled(None, limits);
+        let mut asks: Vec<bool> = (0..3)
+            .map(|i| sm.on_sent(&msg(i)) == Sent::AskAck)
+            .collect();
+        // Answered: the next request comes after another interval.
+        sm.on_ack(0).unwrap();
+        asks.extend((3..7).map(|i| sm.on_sent(&msg(i)) == Sent::AskAck));
+        assert_eq!(asks, [false, false, true, false, false, true, false]);
+        // Unanswered: no new request however many stanzas follow.
+        assert_eq!(sm.on_sent(&msg(7)), Sent::Queued);
+        assert_eq!(
+            sm.on_sent(&msg(8)),
+            Sent::TooMany,
+            "9 unacknowledged, 8 allowed"
+        );
+        sm.on_ack(9).unwrap();
+        let mut quiet = StreamManagement::enabled(
+            None,
+            SmLimits {
+                ack_request_interval: 0,
+                ..limits
+            },
+        );
+        assert!((0..5).all(|i| quiet.on_sent(&msg(i)) == Sent::Queued));
+    }
+}
