@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::archive::{ArchivePrefs, ArchivedMessage};
 use crate::credentials::StoredCredentials;
 use crate::muc::{RoomLogEntry, StoredRoom};
 use crate::plugins::SlotRecord;
@@ -94,12 +95,31 @@ pub enum DumpRecord {
         #[serde(with = "b64")]
         value: Vec<u8>,
     },
+    /// One archived message of an account or a room (`local` is `room@service`), with
+    /// its id; the conversation index is rebuilt from these.
+    Archived {
+        domain: String,
+        local: String,
+        message: ArchivedMessage,
+    },
+    ArchivePrefs {
+        domain: String,
+        local: String,
+        prefs: ArchivePrefs,
+    },
+    AccountData {
+        domain: String,
+        local: String,
+        data_kind: String,
+        #[serde(with = "b64")]
+        value: Vec<u8>,
+    },
 }
 
 /// The kinds of [`DumpRecord`] in the order an export writes them. Within a kind, records
 /// come in key order (domain, then localpart, then the entry's own key, compared as
 /// bytes), so two backends holding the same data write the same dump.
-pub const KINDS: [&str; 15] = [
+pub const KINDS: [&str; 18] = [
     "user",
     "roster_version",
     "roster_item",
@@ -115,6 +135,9 @@ pub const KINDS: [&str; 15] = [
     "plugin_blob",
     "plugin_slot",
     "plugin_kv",
+    "archived",
+    "archive_prefs",
+    "account_data",
 ];
 
 impl DumpRecord {
@@ -136,6 +159,9 @@ impl DumpRecord {
             DumpRecord::PluginBlob { .. } => KINDS[12],
             DumpRecord::PluginSlot { .. } => KINDS[13],
             DumpRecord::PluginKv { .. } => KINDS[14],
+            DumpRecord::Archived { .. } => KINDS[15],
+            DumpRecord::ArchivePrefs { .. } => KINDS[16],
+            DumpRecord::AccountData { .. } => KINDS[17],
         }
     }
 }

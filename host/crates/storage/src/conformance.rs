@@ -9,6 +9,10 @@
 //! versions stay monotonic, one of two concurrent creations of a tenant fails with
 //! `AlreadyExists`; and that a dump imported into a fresh store exports the same.
 
+mod archive;
+
+pub use archive::*;
+
 use std::collections::BTreeSet;
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -57,7 +61,14 @@ macro_rules! conformance_tests {
             tokens_keys_sequences_refresh_and_fast,
             plugin_kv_quota_blobs_and_slots,
             dump_round_trips_equal,
-            import_refuses_a_non_empty_store_and_a_cut_dump
+            import_refuses_a_non_empty_store_and_a_cut_dump,
+            archive_pages_250_both_ways,
+            archive_filters_by_party_resource_time_and_ids,
+            archive_queries_match_the_reference,
+            archive_retracts_only_the_owners_own_message,
+            archive_retention_by_domain,
+            archive_prefs_and_owner_deletion,
+            account_data_per_kind_and_with_the_account
         );
     };
     (@cases $open:path; $($case:ident),*) => {
@@ -126,6 +137,19 @@ fn populate(s: &Storage, account: &Account) {
     s.rosters.put_item(account, &item("friend@x.test")).unwrap();
     s.offline.push(account, &msg("hi")).unwrap();
     s.blocks.block(account, &strings(&["spam@x.test"])).unwrap();
+    s.archive
+        .append(&[(account.clone(), archived(1000, "friend@x.test", true))])
+        .unwrap();
+    s.archive.set_prefs(account, &archive_prefs()).unwrap();
+    s.account_data.put(account, "push", b"[1]").unwrap();
+}
+
+fn archive_prefs() -> crate::ArchivePrefs {
+    crate::ArchivePrefs {
+        default: crate::ArchiveDefault::Roster,
+        always: strings(&["friend@x.test"]),
+        never: vec![],
+    }
 }
 
 /// Everything stored for an account outside its credentials.
@@ -134,13 +158,25 @@ struct Data {
     roster: Roster,
     offline: usize,
     blocked: Vec<String>,
+    archived: usize,
+    archived_with_friend: usize,
+    archive_prefs: Option<crate::ArchivePrefs>,
+    push: Option<Vec<u8>>,
 }
 
 fn data(s: &Storage, account: &Account) -> Data {
+    let with_friend = crate::ArchiveQuery {
+        with: Some("friend@x.test".into()),
+        ..Default::default()
+    };
     Data {
         roster: s.rosters.roster(account).unwrap(),
         offline: s.offline.count(account).unwrap(),
         blocked: s.blocks.blocked(account).unwrap(),
+        archived: s.archive.query(account, &Default::default()).unwrap().count,
+        archived_with_friend: s.archive.query(account, &with_friend).unwrap().count,
+        archive_prefs: s.archive.prefs(account).unwrap(),
+        push: s.account_data.get(account, "push").unwrap(),
     }
 }
 
@@ -152,6 +188,10 @@ fn populated() -> Data {
         },
         offline: 1,
         blocked: strings(&["spam@x.test"]),
+        archived: 1,
+        archived_with_friend: 1,
+        archive_prefs: Some(archive_prefs()),
+        push: Some(b"[1]".to_vec()),
     }
 }
 
@@ -160,6 +200,10 @@ fn empty() -> Data {
         roster: Roster::default(),
         offline: 0,
         blocked: vec![],
+        archived: 0,
+        archived_with_friend: 0,
+        archive_prefs: None,
+        push: None,
     }
 }
 
@@ -375,7 +419,31 @@ pub fn purge_domain_removes_only_that_domain(h: &Harness) {
     s.muc
         .append_log("a.test", "standup", &[log_line("gone")], 10)
         .unwrap();
+    let room_archive = crate::archive::room_owner("a.test", "standup", "conference.a.test");
+    let kept_room = crate::archive::room_owner("a.test2", "other", "conference.a.test2");
+    for owner in [&room_archive, &kept_room] {
+        s.archive
+            .append(&[(
+                owner.clone(),
+                archived(1000, "x@conference.a.test/n", false),
+            )])
+            .unwrap();
+    }
     s.users.purge_domain("a.test").unwrap();
+    assert_eq!(
+        s.archive
+            .query(&room_archive, &Default::default())
+            .unwrap()
+            .count,
+        0
+    );
+    assert_eq!(
+        s.archive
+            .query(&kept_room, &Default::default())
+            .unwrap()
+            .count,
+        1
+    );
     assert!(s.users.list_users("a.test").unwrap().is_empty());
     for account in &purged {
         assert_eq!(s.users.credentials(account).unwrap(), None);
@@ -880,6 +948,25 @@ pub fn populate_every_kind(s: &Storage) {
         .kv_set("acme", "auth", "key\u{e9}", &[0, 9], 1000)
         .unwrap();
     s.plugins.kv_set("acme", "auth", "a", b"v", 1000).unwrap();
+    // Archives (an account's with a full-JID party and a retracted message, a room's)
+    // and account data.
+    let mut with_resource = archived(3000, "friend@x.test", false);
+    with_resource.with_resource = Some("phone".into());
+    with_resource.origin_id = None;
+    s.archive
+        .append(&[
+            (alice.clone(), archived(2000, "zed@x.test", true)),
+            (alice.clone(), with_resource),
+            (
+                crate::archive::room_owner("a.test", "standup", "conference.a.test"),
+                archived(1500, "standup@conference.a.test/n", false),
+            ),
+        ])
+        .unwrap();
+    s.archive
+        .retract(&alice, "zed@x.test", "o2000", true, "<retracted/>")
+        .unwrap();
+    s.account_data.put(&bob, "other", &[0, 1, 255]).unwrap();
 }
 
 fn export(s: &Storage) -> Vec<String> {
@@ -955,6 +1042,24 @@ pub fn dump_round_trips_equal(h: &Harness) {
             .revocation_seq(&acct("bob", "a.test"))
             .unwrap(),
         1
+    );
+    // The archive's conversation queries work on the imported copy.
+    let with_zed = crate::ArchiveQuery {
+        with: Some("zed@x.test".into()),
+        ..Default::default()
+    };
+    let page = target.archive.query(&alice, &with_zed).unwrap();
+    assert_eq!(page.count, 1);
+    assert_eq!(page.messages[0].stanza, "<retracted/>");
+    let phone = crate::ArchiveQuery {
+        with: Some("friend@x.test".into()),
+        with_resource: Some("phone".into()),
+        ..Default::default()
+    };
+    assert_eq!(target.archive.query(&alice, &phone).unwrap().count, 1);
+    assert_eq!(
+        target.archive.prefs(&alice).unwrap(),
+        s.archive.prefs(&alice).unwrap()
     );
 }
 

@@ -21,8 +21,10 @@ use crate::{Storage, StorageError};
 
 /// The `format` of the header line.
 pub const FORMAT: &str = "heliograph-storage-dump";
-/// The dump version this build writes and the newest it reads.
-pub const VERSION: u32 = 1;
+/// The dump version this build writes and the newest it reads. Version 2 added the
+/// message archive, archive preferences and account data (a version-1 dump reads as a
+/// version-2 dump without them).
+pub const VERSION: u32 = 2;
 
 /// Why a dump could not be written or read.
 #[derive(Debug, thiserror::Error)]

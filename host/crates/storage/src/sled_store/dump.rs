@@ -14,6 +14,9 @@ use crate::backend::{Backend, DumpRecord, Sink};
 use crate::plugins::kv_entry_size;
 use crate::{Account, StorageError, StorageResult};
 
+/// Archived messages written per `append` while importing.
+const ARCHIVE_BATCH: usize = 1000;
+
 /// Splits `key` at its first `n - 1` separators into exactly `n` parts.
 fn split(key: &[u8], n: usize) -> StorageResult<Vec<&[u8]>> {
     let parts: Vec<&[u8]> = key.splitn(n, |b| *b == 0).collect();
@@ -69,6 +72,9 @@ impl Backend for SledStore {
             &self.plugin_kv,
             &self.plugin_blobs,
             &self.plugin_slots,
+            &self.archive,
+            &self.archive_prefs,
+            &self.account_data,
         ];
         Ok(trees.iter().all(|t| t.is_empty()))
     }
@@ -191,6 +197,31 @@ impl Backend for SledStore {
                 value: v.to_vec(),
             })
         })?;
+        each(&self.archive, b"", |k, v| {
+            let p = split(k, 3)?;
+            emit(DumpRecord::Archived {
+                domain: text(p[0], k)?,
+                local: text(p[1], k)?,
+                message: decode(k, v)?,
+            })
+        })?;
+        each(&self.archive_prefs, b"", |k, v| {
+            let p = split(k, 2)?;
+            emit(DumpRecord::ArchivePrefs {
+                domain: text(p[0], k)?,
+                local: text(p[1], k)?,
+                prefs: decode(k, v)?,
+            })
+        })?;
+        each(&self.account_data, b"", |k, v| {
+            let p = split(k, 3)?;
+            emit(DumpRecord::AccountData {
+                domain: text(p[0], k)?,
+                local: text(p[1], k)?,
+                data_kind: text(p[2], k)?,
+                value: v.to_vec(),
+            })
+        })?;
         Ok(n)
     }
 
@@ -200,6 +231,9 @@ impl Backend for SledStore {
     ) -> StorageResult<u64> {
         let mut n = 0u64;
         let mut usage: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+        // Archived messages go through `append` (which builds the conversation index), a
+        // thousand at a time.
+        let mut archived: Vec<(Account, crate::ArchivedMessage)> = Vec::new();
         let put = |tree: &Tree, key: Vec<u8>, value: Vec<u8>| -> StorageResult<()> {
             tree.insert(key, value).context("importing").map(drop)
         };
@@ -323,7 +357,40 @@ impl Backend for SledStore {
                         value,
                     )?
                 }
+                DumpRecord::Archived {
+                    domain,
+                    local,
+                    message,
+                } => {
+                    archived.push((Account::new(&local, &domain), message));
+                    if archived.len() == ARCHIVE_BATCH {
+                        crate::ArchiveStore::append(self, &archived)?;
+                        archived.clear();
+                    }
+                }
+                DumpRecord::ArchivePrefs {
+                    domain,
+                    local,
+                    prefs,
+                } => put(
+                    &self.archive_prefs,
+                    keys::account_key(&Account::new(&local, &domain))?,
+                    encode(&prefs)?,
+                )?,
+                DumpRecord::AccountData {
+                    domain,
+                    local,
+                    data_kind,
+                    value,
+                } => put(
+                    &self.account_data,
+                    keys::jid_key(&Account::new(&local, &domain), &data_kind)?,
+                    value,
+                )?,
             }
+        }
+        if !archived.is_empty() {
+            crate::ArchiveStore::append(self, &archived)?;
         }
         for (scope, bytes) in usage {
             put(&self.plugin_kv_usage, scope, bytes.to_be_bytes().to_vec())?;

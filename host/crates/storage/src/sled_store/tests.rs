@@ -244,3 +244,82 @@ fn room_logs_survive_restarts_and_are_purged_with_their_domain() {
         1
     );
 }
+
+mod archive {
+    use super::*;
+    use crate::{ArchiveId, ArchiveQuery, ArchivedMessage};
+
+    /// The conversation index is sled's own: the archive's behaviour is in the
+    /// conformance suite.
+    fn temp() -> (TempDir, Storage) {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open_sled(dir.path()).unwrap();
+        (dir, storage)
+    }
+
+    fn msg(id: u64, with: &str, outgoing: bool) -> ArchivedMessage {
+        ArchivedMessage {
+            id: ArchiveId(id),
+            with: with.into(),
+            with_resource: None,
+            outgoing,
+            origin_id: Some(format!("o{id}")),
+            stanza: format!("<message>{id}</message>"),
+        }
+    }
+
+    fn ids(page: &crate::ArchivePage) -> Vec<u64> {
+        page.messages.iter().map(|m| m.id.0).collect()
+    }
+
+    #[test]
+    fn conversation_index_chunks_from_many_writes_read_as_one() {
+        let (_dir, s) = temp();
+        let alice = acct("alice", "a.test");
+        for round in 0..5u64 {
+            // Each write holds two conversations, out of order within the write.
+            let entries: Vec<_> = [3, 1, 2]
+                .iter()
+                .flat_map(|k| {
+                    let id = round * 100 + k;
+                    [
+                        (alice.clone(), msg(id * 1000, "bob@a.test", false)),
+                        (alice.clone(), msg(id * 1000 + 50, "carol@a.test", true)),
+                    ]
+                })
+                .collect();
+            s.archive.append(&entries).unwrap();
+        }
+        let bob = ArchiveQuery {
+            with: Some("bob@a.test".into()),
+            ..Default::default()
+        };
+        let page = s.archive.query(&alice, &bob).unwrap();
+        let expected: Vec<u64> = (0..5u64)
+            .flat_map(|r| (1..=3).map(move |k| (r * 100 + k) * 1000))
+            .collect();
+        assert_eq!(ids(&page), expected);
+        let window = ArchiveQuery {
+            with: Some("bob@a.test".into()),
+            after_id: Some(ArchiveId(102_000)),
+            before_id: Some(ArchiveId(301_000)),
+            ..Default::default()
+        };
+        assert_eq!(
+            ids(&s.archive.query(&alice, &window).unwrap()),
+            [103_000, 201_000, 202_000, 203_000]
+        );
+        // Retraction looks through the chunks newest first.
+        assert!(
+            s.archive
+                .retract(&alice, "carol@a.test", "o101050", true, "gone")
+                .unwrap()
+        );
+        // Retention cuts a chunk in the middle.
+        s.archive
+            .remove_before("a.test", ArchiveId(202_000))
+            .unwrap();
+        let page = s.archive.query(&alice, &bob).unwrap();
+        assert_eq!(ids(&page)[..3], [202_000, 203_000, 301_000]);
+    }
+}
