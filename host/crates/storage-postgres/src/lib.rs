@@ -125,6 +125,8 @@ pub fn storage(store: PgStore) -> Storage {
         users: store.clone(),
         rosters: store.clone(),
         offline: store.clone(),
+        archive: store.clone(),
+        account_data: store.clone(),
         blocks: store.clone(),
         tenants: store.clone(),
         muc: store.clone(),

@@ -24,6 +24,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "MUC rooms and logs, tokens, plugins",
         sql: include_str!("../migrations/0002_rooms_tokens_plugins.sql"),
     },
+    Migration {
+        version: 3,
+        name: "message archive, archive preferences, account data",
+        sql: include_str!("../migrations/0003_archive_account_data.sql"),
+    },
 ];
 
 /// The version this build's schema is at.

@@ -20,7 +20,7 @@ const BATCH: i32 = 1000;
 const IMPORT_BATCH: usize = 500;
 
 /// Every table, for `is_empty`.
-const TABLES: [&str; 15] = [
+const TABLES: [&str; 18] = [
     "users",
     "roster_versions",
     "roster_items",
@@ -36,12 +36,15 @@ const TABLES: [&str; 15] = [
     "plugin_blobs",
     "plugin_slots",
     "plugin_kv",
+    "archive",
+    "archive_prefs",
+    "account_data",
 ];
 
 type ToRecord = fn(&Row) -> Res<DumpRecord>;
 
 /// Each kind's query (key order; text keys are `COLLATE "C"`, so bytes order) and row.
-const EXPORTS: [(&str, ToRecord); 15] = [
+const EXPORTS: [(&str, ToRecord); 18] = [
     (
         "SELECT domain, local, credentials::text FROM users ORDER BY domain, local",
         |r| {
@@ -186,6 +189,45 @@ const EXPORTS: [(&str, ToRecord); 15] = [
             })
         },
     ),
+    (
+        "SELECT domain, local, id, with_jid, with_resource, outgoing, origin_id, stanza \
+         FROM archive ORDER BY domain, local, id",
+        |r| {
+            Ok(DumpRecord::Archived {
+                domain: r.get(0),
+                local: r.get(1),
+                message: heliograph_storage::ArchivedMessage {
+                    id: heliograph_storage::ArchiveId(to_u64(r.get(2))),
+                    with: r.get(3),
+                    with_resource: r.get(4),
+                    outgoing: r.get(5),
+                    origin_id: r.get(6),
+                    stanza: r.get(7),
+                },
+            })
+        },
+    ),
+    (
+        "SELECT domain, local, prefs::text FROM archive_prefs ORDER BY domain, local",
+        |r| {
+            Ok(DumpRecord::ArchivePrefs {
+                domain: r.get(0),
+                local: r.get(1),
+                prefs: parse(r.get(2), "archive_prefs")?,
+            })
+        },
+    ),
+    (
+        "SELECT domain, local, kind, value FROM account_data ORDER BY domain, local, kind",
+        |r| {
+            Ok(DumpRecord::AccountData {
+                domain: r.get(0),
+                local: r.get(1),
+                data_kind: r.get(2),
+                value: r.get(3),
+            })
+        },
+    ),
 ];
 
 /// The statement and parameters that write one record as it is.
@@ -320,6 +362,45 @@ fn insert(record: &DumpRecord) -> StorageResult<(&'static str, Vec<Box<dyn ToSql
             "INSERT INTO plugin_kv (tenant, slot, key, value) VALUES ($1, $2, $3, $4)",
             vec![b(tenant), b(slot), b(key), b(value)],
         ),
+        DumpRecord::Archived {
+            domain,
+            local,
+            message,
+        } => (
+            "INSERT INTO archive \
+               (domain, local, id, with_jid, with_resource, outgoing, origin_id, stanza) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            vec![
+                b(domain),
+                b(local),
+                b(i64::try_from(message.id.0).map_err(|_| {
+                    StorageError::Backend(format!("archive id {} is out of range", message.id))
+                })?),
+                b(message.with),
+                b(message.with_resource),
+                b(message.outgoing),
+                b(message.origin_id),
+                b(message.stanza),
+            ],
+        ),
+        DumpRecord::ArchivePrefs {
+            domain,
+            local,
+            prefs,
+        } => (
+            "INSERT INTO archive_prefs (domain, local, prefs) \
+             VALUES ($1, $2, CAST($3::text AS jsonb))",
+            vec![b(domain), b(local), b(json(&prefs)?)],
+        ),
+        DumpRecord::AccountData {
+            domain,
+            local,
+            data_kind,
+            value,
+        } => (
+            "INSERT INTO account_data (domain, local, kind, value) VALUES ($1, $2, $3, $4)",
+            vec![b(domain), b(local), b(data_kind), b(value)],
+        ),
     })
 }
 
@@ -337,7 +418,18 @@ fn check_keys(record: &DumpRecord) -> StorageResult<()> {
         | DumpRecord::Offline { domain, local, .. }
         | DumpRecord::RevocationSeq { domain, local, .. }
         | DumpRecord::Refresh { domain, local, .. }
-        | DumpRecord::Fast { domain, local, .. } => account(domain, local),
+        | DumpRecord::Fast { domain, local, .. }
+        | DumpRecord::Archived { domain, local, .. }
+        | DumpRecord::ArchivePrefs { domain, local, .. } => account(domain, local),
+        DumpRecord::AccountData {
+            domain,
+            local,
+            data_kind,
+            ..
+        } => {
+            account(domain, local)?;
+            key_part(data_kind, "account data kind").map(drop)
+        }
         DumpRecord::RosterItem {
             domain,
             local,

@@ -12,7 +12,12 @@
 //!   rows gone once the first commits, so each message is returned once.
 //! - `kv_set` / `kv_delete`: the (tenant, slot) usage row is locked first, then the
 //!   entry is written and the usage updated in the same transaction.
+//! - archive `append`: one `INSERT … SELECT FROM unnest(…)` for the whole batch;
+//!   `query`: counts and page from one statement (one snapshot); `retract`: one `UPDATE`
+//!   choosing the message among the conversation's newest.
 
+mod account_data;
+mod archive;
 mod blocks;
 mod dump;
 mod muc;

@@ -1,5 +1,6 @@
 //! [`UserStore`] on PostgreSQL: `users` holds the credentials; deleting an account or a
-//! domain clears the other tables in the same transaction.
+//! domain clears the other tables in the same transaction (the account's archive,
+//! archive preferences and account data included; a domain's rooms' archives too).
 
 use heliograph_storage::credentials::StoredCredentials;
 use heliograph_storage::{Account, StorageError, StorageResult, UserStore, key_part};
@@ -7,11 +8,14 @@ use heliograph_storage::{Account, StorageError, StorageResult, UserStore, key_pa
 use super::{PgStore, account, json, parse};
 
 /// What deleting an account removes besides its `users` row.
-const ACCOUNT_TABLES: [&str; 4] = [
+const ACCOUNT_TABLES: [&str; 7] = [
     "roster_versions",
     "roster_items",
     "offline_messages",
     "blocks",
+    "archive",
+    "archive_prefs",
+    "account_data",
 ];
 
 impl UserStore for PgStore {
