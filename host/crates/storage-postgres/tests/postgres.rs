@@ -203,9 +203,9 @@ fn query_rows(db: &TestDb, sql: &'static str) -> Vec<(String, i64, i64)> {
 
 /// Every hot query has an index: with sequential scans made a last resort for the
 /// database's sessions, the calls a login, a roster fetch, an offline store and pop, a
-/// room load and a room log page make scan the tables they touch only through indexes
-/// (the statistics count each scan; a query with no usable index would still scan
-/// sequentially).
+/// room load, a room log page, archive pages, a retraction and account data make scan
+/// the tables they touch only through indexes (the statistics count each scan; a query
+/// with no usable index would still scan sequentially).
 #[test]
 fn hot_queries_scan_only_through_indexes() {
     let Some(db) = TestDb::create() else { return };
@@ -283,6 +283,37 @@ fn hot_queries_scan_only_through_indexes() {
         .append_log("a.test", "standup", &[line.clone(), line], 100)
         .unwrap();
     assert_eq!(s.muc.room_log("a.test", "standup", 1, 50).unwrap().len(), 1);
+    // The archive: a batch, a page without and with a conversation filter (anchored
+    // both ways), a retraction; and account data.
+    let archived = |id: u64, with: &str| heliograph_storage::ArchivedMessage {
+        id: heliograph_storage::ArchiveId(id),
+        with: with.into(),
+        with_resource: None,
+        outgoing: true,
+        origin_id: Some(format!("o{id}")),
+        stanza: "<message/>".into(),
+    };
+    s.archive
+        .append(&[
+            (alice.clone(), archived(1000, "bob@a.test")),
+            (alice.clone(), archived(2000, "carol@a.test")),
+            (alice.clone(), archived(3000, "bob@a.test")),
+        ])
+        .unwrap();
+    let mut q = heliograph_storage::ArchiveQuery::default();
+    assert_eq!(s.archive.query(&alice, &q).unwrap().count, 3);
+    q.with = Some("bob@a.test".into());
+    q.page.at = heliograph_storage::PageAt::Last;
+    assert_eq!(s.archive.query(&alice, &q).unwrap().messages.len(), 2);
+    q.page.at = heliograph_storage::PageAt::After(heliograph_storage::ArchiveId(1000));
+    assert_eq!(s.archive.query(&alice, &q).unwrap().messages.len(), 1);
+    assert!(
+        s.archive
+            .retract(&alice, "bob@a.test", "o3000", true, "gone")
+            .unwrap()
+    );
+    s.account_data.put(&alice, "push", b"x").unwrap();
+    assert!(s.account_data.get(&alice, "push").unwrap().is_some());
 
     // Closed, its backends report their counts: every table's index scans show up, and
     // no table may show a sequential one.
@@ -297,11 +328,12 @@ fn hot_queries_scan_only_through_indexes() {
 fn wait_for_scans(db: &TestDb, ready: impl Fn(&str, i64, i64) -> bool) -> Vec<(String, i64, i64)> {
     const TABLES: &str = "SELECT relname::text, coalesce(seq_scan, 0), coalesce(idx_scan, 0) \
         FROM pg_stat_user_tables WHERE relname IN ('users', 'roster_versions', \
-        'roster_items', 'offline_messages', 'muc_rooms', 'muc_log') ORDER BY relname";
+        'roster_items', 'offline_messages', 'muc_rooms', 'muc_log', 'archive', \
+        'account_data') ORDER BY relname";
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let rows = query_rows(db, TABLES);
-        if rows.len() == 6 && rows.iter().all(|(t, seq, idx)| ready(t, *seq, *idx)) {
+        if rows.len() == 8 && rows.iter().all(|(t, seq, idx)| ready(t, *seq, *idx)) {
             return rows;
         }
         assert!(
