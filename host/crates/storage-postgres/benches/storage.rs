@@ -1,7 +1,10 @@
 //! Storage calls on sled and on PostgreSQL, in the same run: what a login reads (an
 //! account's credentials), a roster fetch (20 items), an offline push followed by the pop
-//! at the next login, and a page of 50 from a room log of 100,000 messages at a random
-//! place (the paged history query this tree has; there is no MAM archive yet).
+//! at the next login, a page of 50 from a room log of 100,000 messages at a random
+//! place, and XEP-0313 archive pages of 50 from an account's archive of 100,000 messages
+//! (over 40 conversations): after a random message, and in one conversation (2,500
+//! messages) before a random one of its messages. Each archive page also counts the
+//! whole result set (RSM `count`).
 //!
 //! `HELIOGRAPH_TEST_POSTGRES_URL=... cargo bench -p heliograph-storage-postgres --bench storage`
 //! (tests/postgres.sh starts a private server); without the variable only sled runs.
@@ -10,7 +13,10 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use heliograph_storage::credentials::{ScramKeys, StoredCredentials};
-use heliograph_storage::{Account, OfflineMessage, RoomLogEntry, RosterItem, Storage};
+use heliograph_storage::{
+    Account, ArchiveId, ArchiveQuery, ArchivedMessage, OfflineMessage, Page, PageAt, RoomLogEntry,
+    RosterItem, Storage,
+};
 use heliograph_storage_postgres::testing::TestDb;
 use heliograph_storage_postgres::{Schema, open};
 
@@ -18,6 +24,19 @@ const DOMAIN: &str = "bench.test";
 const ACCOUNTS: usize = 1000;
 const LOG: u64 = 100_000;
 const PAGE: usize = 50;
+/// Messages in the benchmarked account's archive, and its conversations.
+const ARCHIVE: u64 = 100_000;
+const PARTIES: u64 = 40;
+/// The first archive id: 2026-01-01, one message per millisecond after it.
+const ARCHIVE_START: u64 = 1_767_225_600_000_000;
+
+fn archive_id(k: u64) -> ArchiveId {
+    ArchiveId(ARCHIVE_START + k * 1000)
+}
+
+fn party(k: u64) -> String {
+    format!("contact{}@{DOMAIN}", k % PARTIES)
+}
 
 fn credentials() -> StoredCredentials {
     let keys = |len| ScramKeys {
@@ -66,6 +85,29 @@ fn populate(s: &Storage) {
             .append_log(DOMAIN, "standup", &batch, LOG as usize)
             .unwrap();
         n += 1000;
+    }
+    let owner = account(0);
+    let mut k = 0;
+    while k < ARCHIVE {
+        let batch: Vec<(Account, ArchivedMessage)> = (k..k + 1000)
+            .map(|k| {
+                let m = ArchivedMessage {
+                    id: archive_id(k),
+                    with: party(k),
+                    with_resource: None,
+                    outgoing: k % 2 == 0,
+                    origin_id: Some(format!("origin-{k}")),
+                    stanza: format!(
+                        "<message xmlns='jabber:client' type='chat' to='{}'>\
+                         <body>archived message number {k}</body></message>",
+                        party(k)
+                    ),
+                };
+                (owner.clone(), m)
+            })
+            .collect();
+        s.archive.append(&batch).unwrap();
+        k += 1000;
     }
 }
 
@@ -126,6 +168,47 @@ fn storage(c: &mut Criterion) {
                 black_box(page)
             })
         });
+        let owner = account(0);
+        let mut k = 0u64;
+        group.bench_function(BenchmarkId::new("archive_page_50_of_100k", name), |b| {
+            b.iter(|| {
+                k = (k + 7919) % (ARCHIVE - PAGE as u64);
+                let q = ArchiveQuery {
+                    page: Page {
+                        max: PAGE,
+                        at: PageAt::After(archive_id(k)),
+                    },
+                    ..Default::default()
+                };
+                let page = s.archive.query(&owner, &q).unwrap();
+                assert_eq!((page.messages.len(), page.count), (PAGE, ARCHIVE as usize));
+                black_box(page)
+            })
+        });
+        group.bench_function(
+            BenchmarkId::new("archive_with_page_50_of_100k", name),
+            |b| {
+                b.iter(|| {
+                    // A message of contact0's conversation past its first page.
+                    k = (k + 7919) % (ARCHIVE - PARTIES * PAGE as u64);
+                    let anchor = (k / PARTIES) * PARTIES + PARTIES * PAGE as u64;
+                    let q = ArchiveQuery {
+                        with: Some(party(0)),
+                        page: Page {
+                            max: PAGE,
+                            at: PageAt::Before(archive_id(anchor)),
+                        },
+                        ..Default::default()
+                    };
+                    let page = s.archive.query(&owner, &q).unwrap();
+                    assert_eq!(
+                        (page.messages.len(), page.count),
+                        (PAGE, (ARCHIVE / PARTIES) as usize)
+                    );
+                    black_box(page)
+                })
+            },
+        );
     }
     group.finish();
 }
