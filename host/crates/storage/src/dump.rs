@@ -1,7 +1,7 @@
 //! The dump format of `heliograph storage export` and `import`: JSON lines, streamed.
 //!
 //! ```text
-//! {"format":"heliograph-storage-dump","version":1,"backend":"sled"}
+//! {"format":"heliograph-storage-dump","version":2,"backend":"sled"}
 //! {"kind":"user","domain":"example.com","local":"alice","credentials":{...}}
 //! ...
 //! {"end":{"records":123456}}
