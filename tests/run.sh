@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Heliograph's one test entry point: installs what it needs (idempotently),
-# then runs formatting, lints, plugin builds, Rust tests, the interop suite and
-# the browser tests (clippy runs inside the builds: see lint_env). Every step runs
+# starts a private PostgreSQL cluster for the run, then runs formatting, lints, plugin
+# builds, Rust tests, and the interop suite and the browser tests on sled and again on
+# PostgreSQL (clippy runs inside the builds: see lint_env). Every step runs
 # even when an earlier one failed; a summary at the end lists each step (pass/fail,
 # seconds), and the script exits non-zero if any step failed. Runs from any cwd; CI
 # runs it through .ci/run from a fresh clone with no stdin.
@@ -14,6 +15,11 @@
 # Environment:
 #   CARGO_TARGET_DIR   default ~/.cache/heliograph-target (kept between runs, outside the clone)
 #   HELIOGRAPH_CACHE   default ~/.cache/heliograph (Python venvs, the JavaScript build tools)
+#
+# PostgreSQL: Debian's `postgresql` package is installed if missing; tests/postgres.sh
+# initdb's a cluster into a temporary directory (as the unprivileged `postgres` user when
+# run as root), listening on a Unix socket there only, and the run stops it by its PID and
+# removes the directory when it ends. No test uses a system-wide database.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,7 +33,7 @@ while [[ $# -gt 0 ]]; do
         --skip-lint) SKIP_LINT=1 ;;
         --only-interop) ONLY_INTEROP=1 ;;
         --) shift; PYTEST_EXTRA=("$@"); break ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -164,6 +170,22 @@ ensure_browser_packages() {
     echo "$want" >"$stamp"
 }
 
+# --- the run's PostgreSQL ------------------------------------------------------
+# Its directory and connection string are fixed here, before any step, so every step
+# (each a subshell) sees them; step_postgres installs and starts it, and the EXIT trap
+# stops it by PID whatever happens. HELIOGRAPH_REQUIRE_POSTGRES=1 makes a test that
+# needs it fail rather than skip if it did not start.
+PG_DIR="$(mktemp -d "${TMPDIR:-/tmp}/heliograph-pg.XXXXXX")"
+chmod 755 "$PG_DIR"
+export HELIOGRAPH_TEST_POSTGRES_URL="host=$PG_DIR/pg port=5432 user=postgres dbname=postgres"
+export HELIOGRAPH_REQUIRE_POSTGRES=1
+
+stop_postgres() {
+    "$REPO_ROOT/tests/postgres.sh" stop "$PG_DIR/pg" || true
+    rm -rf "$PG_DIR"
+}
+trap stop_postgres EXIT
+
 # --- steps --------------------------------------------------------------------
 # Each step is a function run by run_step in its own subshell: nothing a step sets is
 # seen by the next, so what later steps need is set here.
@@ -190,6 +212,12 @@ step_setup() {
     "$COMPONENTIZE_PY" --version
     node --version
     /usr/bin/chromium --version 2>/dev/null || true
+}
+
+step_postgres() {
+    ensure_apt_packages postgresql
+    "$REPO_ROOT/tests/postgres.sh" start "$PG_DIR/pg" 5432
+    psql -X -q -d "$HELIOGRAPH_TEST_POSTGRES_URL" -c 'SELECT version()' -tA
 }
 
 step_fmt() {
@@ -300,7 +328,20 @@ step_browser() {
     node --test --test-concurrency=1 test/*.test.js
 }
 
+# The same suites with every server on PostgreSQL (a fresh database each, made by the
+# harnesses on the run's cluster).
+step_interop_postgres() {
+    export HELIOGRAPH_TEST_BACKEND=postgres
+    step_interop
+}
+
+step_browser_postgres() {
+    export HELIOGRAPH_TEST_BACKEND=postgres
+    step_browser
+}
+
 run_step "setup: toolchain, Python venv, system packages" step_setup
+run_step "PostgreSQL: install, start a private cluster ($PG_DIR)" step_postgres
 
 if [[ $ONLY_INTEROP -eq 0 ]]; then
     if [[ $SKIP_LINT -eq 0 ]]; then
@@ -321,5 +362,7 @@ fi
 run_step "build heliograph" step_build_server
 run_step "interop tests (pytest + slixmpp)" step_interop
 run_step "browser tests (headless Chromium: Strophe.js over BOSH, @xmpp/client over WebSocket)" step_browser
+run_step "interop tests on PostgreSQL" step_interop_postgres
+run_step "browser tests on PostgreSQL" step_browser_postgres
 
 summary

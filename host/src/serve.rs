@@ -1,4 +1,4 @@
-//! `heliograph serve`: loads the config, opens storage, builds the server (core,
+//! `heliograph serve`: loads the config, opens storage (sled or PostgreSQL), builds the server (core,
 //! features, tenants, plugins), binds the listeners of the config — a table of
 //! listener kinds, each wired to its transport — writes the ready file and runs until
 //! SIGTERM/SIGINT (or a drain ends), then shuts down cleanly.
@@ -13,13 +13,14 @@ use heliograph_control::{Server, tenant_ops};
 use heliograph_core::hooks::Feature;
 use heliograph_core::shutdown::Shutdown;
 use heliograph_services::components::ComponentStream;
+use heliograph_storage_postgres::PgSettings;
 use heliograph_transports::listener::ConnectionTracker;
 use heliograph_transports::tcp::{ComponentStart, serve_c2s, serve_components};
 use heliograph_transports::tls::TlsStore;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use crate::config::{Config, TlsMode};
+use crate::config::{Config, StorageBackend, TlsMode};
 use crate::plugins::PluginHost;
 use crate::session::StreamErrorCondition;
 use crate::storage::Storage;
@@ -88,8 +89,8 @@ pub async fn serve_with(
     }
     std::fs::create_dir_all(&config.general.data_dir)
         .with_context(|| format!("creating data dir {}", config.general.data_dir.display()))?;
-    let storage = Storage::open_sled(&config.general.data_dir.join("db"))
-        .with_context(|| format!("opening database in {}", config.general.data_dir.display()))?;
+    let storage = open_storage(&config, config.storage.migrate)?;
+    tracing::info!(backend = storage.backend.name(), "storage opened");
     let token_path = config.admin_token_path();
     let admin_token = load_or_create_token(&token_path)?;
     eprintln!("heliograph: admin API token in {}", token_path.display());
@@ -242,6 +243,39 @@ pub async fn serve_with(
         .context("flushing storage")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Opens the configured storage: sled in `<data_dir>/db`, or PostgreSQL, whose schema is
+/// migrated to this build's when `migrate` (else it must already be; a newer schema is
+/// always refused).
+pub fn open_storage(config: &Config, migrate: bool) -> anyhow::Result<Storage> {
+    match config.storage.backend {
+        StorageBackend::Sled => {
+            let dir = config.general.data_dir.join("db");
+            Storage::open_sled(&dir)
+                .with_context(|| format!("opening the sled database in {}", dir.display()))
+        }
+        StorageBackend::Postgres => {
+            let schema = if migrate {
+                heliograph_storage_postgres::Schema::Migrate
+            } else {
+                heliograph_storage_postgres::Schema::Require
+            };
+            heliograph_storage_postgres::open(&postgres_settings(config)?, schema)
+                .context("opening the PostgreSQL storage")
+        }
+    }
+}
+
+/// The `[storage]` settings for PostgreSQL (the URL read from `url_file` if given).
+pub fn postgres_settings(config: &Config) -> anyhow::Result<PgSettings> {
+    let st = &config.storage;
+    let mut settings = PgSettings::new(st.postgres_url()?);
+    settings.pool_size = st.pool_size;
+    settings.connect_timeout = Duration::from_secs(st.connect_timeout_secs);
+    settings.query_timeout = Duration::from_secs(st.query_timeout_secs);
+    settings.ca_file = st.ca_file.clone();
+    Ok(settings)
 }
 
 /// What a configured listener runs.

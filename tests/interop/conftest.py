@@ -80,6 +80,7 @@ def _run_server(binary: str, overrides: dict):
         # (config, data, full log) for inspection. HELIOGRAPH_KEEP_TMP=1 keeps all.
         if not os.environ.get("HELIOGRAPH_KEEP_TMP"):
             shutil.rmtree(srv.workdir, ignore_errors=True)
+            srv.remove_storage()
 
 
 @pytest.fixture

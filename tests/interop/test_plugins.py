@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import threading
@@ -439,3 +440,6 @@ def test_config_file_plugin_installed_at_startup_and_on_reload_when_changed(heli
         assert plain_login(srv.c2s_direct_tls, "acme.test", "alice", "pw2") == "ok"
     finally:
         srv.stop()
+    # Kept only when something failed above, like the fixture's servers.
+    shutil.rmtree(srv.workdir, ignore_errors=True)
+    srv.remove_storage()

@@ -18,6 +18,7 @@
 //! heliograph token mint|list|revoke [--tenant T] USER [--kind K] [--id ID]
 //! heliograph reload
 //! heliograph drain
+//! heliograph storage migrate | export [--output FILE] | import FILE
 //! ```
 //!
 //! Client commands take `--config`, `--api URL` (`HELIOGRAPH_API`), `--token-file PATH`
@@ -115,6 +116,31 @@ pub enum Command {
     Reload,
     /// Drain the server: not ready, no new connections, sessions sent elsewhere, then exit.
     Drain,
+    /// Work on the configured storage directly (not through the API): schema migrations,
+    /// export and import.
+    #[command(subcommand)]
+    Storage(StorageCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StorageCommand {
+    /// Apply the database schema migrations this build has and the database lacks
+    /// (PostgreSQL; sled needs none).
+    Migrate,
+    /// Write every stored record as a streamed, versioned dump (JSON lines). Stop a sled
+    /// server first: sled allows one process per database.
+    Export {
+        /// Where to write the dump (default: standard output).
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Read a dump into the configured storage, which must be empty (PostgreSQL: one
+    /// transaction, nothing kept if it fails).
+    Import {
+        /// The dump (`-` for standard input).
+        #[arg(value_name = "FILE")]
+        input: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

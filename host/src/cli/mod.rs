@@ -1,7 +1,8 @@
 //! The `heliograph` command line: `serve` (the default) runs the server; `user …`,
 //! `session …`, `tenant …`, `plugin …`, `room …`, `token …`, `reload` and `drain` are
 //! clients of the running server's admin API ([`crate::admin`]); `plugin new` and `plugin
-//! test` are local ([`scaffold`], [`plugin_test`]).
+//! test` are local ([`scaffold`], [`plugin_test`]); `storage …` works on the configured
+//! storage itself ([`storage`]).
 //!
 //! Client commands find the API and the operator token from, in order:
 //! 1. `--api` / `HELIOGRAPH_API`, and `--token` / `HELIOGRAPH_TOKEN` or the file
@@ -25,6 +26,7 @@ pub mod plugin;
 pub mod plugin_test;
 pub mod room;
 pub mod scaffold;
+pub mod storage;
 pub mod tenant;
 pub mod token;
 
@@ -51,6 +53,7 @@ pub fn main() -> ExitCode {
         None => serve(cli.global.config, cli.ready_file),
         Some(Command::Serve(s)) => serve(cli.global.config, s.ready_file.or(cli.ready_file)),
         Some(Command::Plugin(p)) if p.is_local() => plugin::run_local(&cli.global, p),
+        Some(Command::Storage(s)) => report(storage::run(cli.global.config.as_deref(), s)),
         Some(cmd) => report(run_client_command(&cli.global, cmd)),
     }
 }
@@ -116,6 +119,7 @@ pub async fn run(
     let need_password = || password.context("no password given");
     match cmd {
         Command::Serve(_) => bail!("serve is not a client command"),
+        Command::Storage(_) => bail!("storage commands work on the storage, not the API"),
         Command::User(UserCommand::Add { jid, .. }) => {
             let created = client
                 .add_user(&jid.domain, &jid.local, need_password()?)

@@ -21,6 +21,7 @@ mod features;
 mod plugin_cli;
 mod plugin_reuse;
 mod plugins;
+mod postgres;
 mod room_policy;
 mod stream_management;
 mod websocket;

@@ -2,7 +2,7 @@
 // http, component, admin) on 127.0.0.1:0, as the server's defaults are fixed ports
 // (like tests/interop/conftest.py), serves the test page from another origin, and offers
 // a tiny raw XMPP client over direct TLS for the "TCP user".
-import { spawn } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync, existsSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir, homedir } from 'node:os';
@@ -29,9 +29,30 @@ export function serverBinary() {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** `[storage]` for HELIOGRAPH_TEST_BACKEND (sled by default; postgres: a fresh database
+ * on HELIOGRAPH_TEST_POSTGRES_URL, created with psql), like tests/interop's harness.
+ * Returns the TOML and a function that drops the database again. */
+function storageConfig() {
+  const backend = process.env.HELIOGRAPH_TEST_BACKEND || 'sled';
+  if (backend === 'sled') return { toml: '', drop: () => {} };
+  if (backend !== 'postgres') throw new Error('unknown HELIOGRAPH_TEST_BACKEND ' + backend);
+  const admin = process.env.HELIOGRAPH_TEST_POSTGRES_URL;
+  if (!admin) throw new Error('HELIOGRAPH_TEST_BACKEND=postgres needs HELIOGRAPH_TEST_POSTGRES_URL');
+  const name = 'hg_web_' + Math.random().toString(16).slice(2, 14);
+  execFileSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', admin, '-c', `CREATE DATABASE ${name}`]);
+  const url = admin.split(/\s+/).filter((p) => p && !p.startsWith('dbname=')).concat(['dbname=' + name]).join(' ');
+  const drop = () => {
+    try {
+      execFileSync('psql', ['-X', '-q', '-d', admin, '-c', `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`]);
+    } catch { /* the run's cluster goes away at the end anyway */ }
+  };
+  return { toml: `\n[storage]\nbackend = "postgres"\nurl = "${url}"\n`, drop };
+}
+
 /** Starts a server; `http` is extra TOML for the [[listen.http]] table. */
 export async function startServer({ http = '' } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'heliograph-browser-'));
+  const storage = storageConfig();
   const data = join(dir, 'data');
   const config = `[general]
 hosts = ["localhost"]
@@ -51,7 +72,7 @@ address = "127.0.0.1:0"
 
 [listen.admin]
 address = "127.0.0.1:0"
-`;
+${storage.toml}`;
   writeFileSync(join(dir, 'heliograph.toml'), config);
   const ready = join(dir, 'ready.json');
   const logPath = join(dir, 'server.log');
@@ -101,7 +122,10 @@ address = "127.0.0.1:0"
       while (!exited && Date.now() < end) await sleep(50);
       if (!exited) proc.kill('SIGKILL');
       writeFileSync(logPath, log.join(''));
-      if (exited && exited.code === 0) rmSync(dir, { recursive: true, force: true });
+      if (exited && exited.code === 0) {
+        rmSync(dir, { recursive: true, force: true });
+        storage.drop();
+      }
       return exited;
     },
   };

@@ -34,9 +34,46 @@ READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 
 
+def postgres_database() -> str:
+    """A fresh database on the test run's PostgreSQL (``$HELIOGRAPH_TEST_POSTGRES_URL``,
+    a key-value connection string); returns its connection string."""
+    admin = os.environ.get("HELIOGRAPH_TEST_POSTGRES_URL")
+    if not admin:
+        raise ServerError("HELIOGRAPH_TEST_BACKEND=postgres needs HELIOGRAPH_TEST_POSTGRES_URL")
+    name = "hg_it_" + uuid.uuid4().hex[:16]
+    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", admin,
+                    "-c", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+    parts = [p for p in admin.split() if not p.startswith("dbname=")]
+    return " ".join(parts + [f"dbname={name}"])
+
+
+def drop_postgres_database(config: dict) -> None:
+    """Drops the database :func:`postgres_database` made for a server with this config
+    (nothing for sled): a run starts hundreds of servers, each database about 8 MB."""
+    url = config.get("storage", {}).get("url")
+    admin = os.environ.get("HELIOGRAPH_TEST_POSTGRES_URL")
+    if not url or not admin:
+        return
+    name = next(p.split("=", 1)[1] for p in url.split() if p.startswith("dbname="))
+    subprocess.run(["psql", "-X", "-q", "-d", admin,
+                    "-c", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"],
+                   check=False, capture_output=True)
+
+
+def storage_config() -> dict[str, Any]:
+    """``[storage]`` for the backend the run asked for (``$HELIOGRAPH_TEST_BACKEND``:
+    ``sled``, the default, or ``postgres`` with a database of the server's own)."""
+    backend = os.environ.get("HELIOGRAPH_TEST_BACKEND", "sled")
+    if backend == "sled":
+        return {}
+    if backend == "postgres":
+        return {"storage": {"backend": "postgres", "url": postgres_database()}}
+    raise ServerError(f"unknown HELIOGRAPH_TEST_BACKEND {backend!r}")
+
+
 def default_config(data_dir: Path) -> dict[str, Any]:
     """The config every test server starts from (docs/DESIGN.md: every listener on an ephemeral port)."""
-    return {
+    return storage_config() | {
         "general": {
             "hosts": [DOMAIN],
             "data_dir": str(data_dir),
@@ -227,6 +264,11 @@ class HeliographServer:
         if check and code != 0:
             raise ServerError(f"server exited with {code} after SIGTERM\n{self.log_tail()}")
         return code
+
+    def remove_storage(self) -> None:
+        """Deletes the server's PostgreSQL database, if it has one (its data dir is the
+        caller's to remove)."""
+        drop_postgres_database(self.config)
 
     def kill(self) -> None:
         if self.proc is not None:

@@ -44,6 +44,9 @@ pub enum Cmd {
     /// R rooms × O occupants on the MUC service: joins/s, then groupchat broadcasts at a
     /// total rate; deliveries/s (fan-out), latency, losses, server CPU per delivery.
     Muc(MucArgs),
+    /// 1:1 messages with half the recipients offline (messages/s, server CPU per message),
+    /// then the offline recipients log in and pop their stored messages.
+    Offline(OfflineArgs),
     /// Server RSS before and after N idle sessions, per transport: KiB per session.
     Memory(MemoryArgs),
     /// N sessions with resumable stream management cut at once by TCP resets, then all
@@ -105,6 +108,14 @@ pub struct TargetArgs {
     /// Concurrent account creations while provisioning.
     #[arg(long, default_value_t = 4)]
     pub provision_concurrency: usize,
+    /// Run a started server on PostgreSQL at this connection string (an empty database,
+    /// or one a previous run with the same --data-dir filled) instead of sled.
+    #[arg(long)]
+    pub storage_url: Option<String>,
+    /// PID of the database server (PostgreSQL's postmaster): its CPU, children included,
+    /// is reported per login and per message as well as the server's.
+    #[arg(long)]
+    pub db_pid: Option<u32>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -226,6 +237,21 @@ pub struct MucArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+pub struct OfflineArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Senders (each has one online and one offline recipient).
+    #[arg(short = 'p', long, default_value_t = 100)]
+    pub pairs: usize,
+    /// Messages per sender to each of its recipients.
+    #[arg(short = 'm', long, default_value_t = 50)]
+    pub messages: usize,
+    /// Messages a sender sends before a ping (and waits for its answer).
+    #[arg(long, default_value_t = 8)]
+    pub window: usize,
+}
+
+#[derive(Args, Debug, Clone)]
 pub struct MemoryArgs {
     #[command(flatten)]
     pub target: TargetArgs,
@@ -286,6 +312,7 @@ pub fn main() -> ExitCode {
             Cmd::Connect(a) => cmd_connect(&out, a).await,
             Cmd::Chat(a) => cmd_chat(&out, a).await.map(|_| ()),
             Cmd::Muc(a) => cmd_muc(&out, a).await.map(|_| ()),
+            Cmd::Offline(a) => cmd_offline(&out, a).await.map(|_| ()),
             Cmd::Memory(a) => cmd_memory(&out, a).await.map(|_| ()),
             Cmd::Resume(a) => cmd_resume(&out, a).await.map(|_| ()),
             Cmd::Report(a) => cmd_report(&out, a).await,
@@ -467,6 +494,7 @@ fn spawn_options(args: &TargetArgs, data_dir: &std::path::Path) -> anyhow::Resul
         domain: args.domain.clone(),
         scram_iterations: args.scram_iterations,
         session_queue: args.session_queue,
+        storage_url: args.storage_url.clone(),
     })
 }
 
@@ -660,8 +688,13 @@ async fn cmd_connect(out: &Output, a: ConnectArgs) -> anyhow::Result<()> {
     job.jwt_secret = a.jwt_secret.clone();
     job.jwt_kid = a.jwt_kid.clone();
     let rss0 = procfs::sample(env.target.pid)?.rss_kib;
+    let db0 = a.target.db_pid.map(procfs::tree_cpu);
     let (mut s, held) = connect_and_hold(&job, a.procs, env.target.pid).await?;
-    let v = connect_json("connect", &job, &mut s);
+    let mut v = connect_json("connect", &job, &mut s);
+    if let (Some(pid), Some(db0)) = (a.target.db_pid, db0) {
+        let db = procfs::tree_cpu(pid).saturating_sub(db0);
+        v["db_cpu_ms_per_login"] = json!(round3(db.as_secs_f64() * 1e3 / s.ok.max(1) as f64));
+    }
     print_connect(out, &v);
     out.measurement(v);
     if a.hold > 0.0 {
@@ -1035,6 +1068,76 @@ fn muc_json(a: &MucArgs, o: &mut crate::muc::MucOutcome) -> Value {
         "first_error": o.first_error,
         "cpu_us_per_delivery": round3(o.cpu_us_per_delivery()),
     })
+}
+
+async fn cmd_offline(out: &Output, a: OfflineArgs) -> anyhow::Result<Value> {
+    let env = Env::open(&a.target)?;
+    anyhow::ensure!(
+        a.pairs > 0 && a.messages > 0,
+        "--pairs and --messages must be at least 1"
+    );
+    env.provision(out, crate::offline::accounts(a.pairs))
+        .await?;
+    let job = crate::offline::OfflineJob {
+        pairs: a.pairs,
+        messages: a.messages,
+        window: a.window,
+        domain: env.args.domain.clone(),
+        user_prefix: env.args.user_prefix.clone(),
+    };
+    let login = env.job(TransportKind::Plain, Mech::Plain, 2 * a.pairs, 32);
+    let mut r = crate::offline::run(&job, &login, env.target.pid, a.target.db_pid).await?;
+    let storage = if a.target.storage_url.is_some() {
+        "postgres"
+    } else {
+        "sled"
+    };
+    let mut v = json!({
+        "measurement": "offline",
+        "storage": storage,
+        "pairs": a.pairs,
+        "messages": a.messages,
+        "window": a.window,
+        "sent": r.sent,
+        "errors": r.errors,
+        "send_seconds": round3(r.send_seconds),
+        "msgs_per_s": round3(r.sent as f64 / r.send_seconds),
+        "cpu_us_per_msg": round3(r.send_cpu.as_secs_f64() * 1e6 / r.sent as f64),
+        "popped": r.popped,
+        "pop_seconds": round3(r.pop_seconds),
+        "pop_logins_per_s": round3(a.pairs as f64 / r.pop_seconds),
+        "popped_msgs_per_s": round3(r.popped as f64 / r.pop_seconds),
+        "cpu_ms_per_pop_login": round3(r.pop_cpu.as_secs_f64() * 1e3 / a.pairs as f64),
+        "pop_p50_ms": r.pop_latency.percentile_ms(50.0),
+        "pop_p99_ms": r.pop_latency.percentile_ms(99.0),
+    });
+    if a.target.db_pid.is_some() {
+        v["db_cpu_us_per_msg"] = json!(round3(r.send_db_cpu.as_secs_f64() * 1e6 / r.sent as f64));
+        v["db_cpu_ms_per_pop_login"] =
+            json!(round3(r.pop_db_cpu.as_secs_f64() * 1e3 / a.pairs as f64));
+    }
+    out.line(&format!(
+        "offline ({storage}, {} senders, {} messages to each of 2 recipients, half offline): \
+         {} msg/s, {} µs CPU/msg, {} errors; pop on login: {} logins with {} messages each in {} s \
+         ({} msg/s, login to last message p50 {} ms p99 {} ms, {} ms CPU/login)",
+        a.pairs,
+        a.messages,
+        v["msgs_per_s"],
+        v["cpu_us_per_msg"],
+        r.errors,
+        a.pairs,
+        a.messages,
+        v["pop_seconds"],
+        v["popped_msgs_per_s"],
+        v["pop_p50_ms"],
+        v["pop_p99_ms"],
+        v["cpu_ms_per_pop_login"],
+    ));
+    out.measurement(v.clone());
+    if r.errors > 0 {
+        bail!("{} messages refused", r.errors);
+    }
+    Ok(v)
 }
 
 async fn cmd_muc(out: &Output, a: MucArgs) -> anyhow::Result<Value> {

@@ -107,18 +107,24 @@ pub fn start_offset(k: usize, rate: f64) -> Duration {
     }
 }
 
+impl ConnectJob {
+    /// Where and how each login of this job connects.
+    pub fn spec(&self) -> LoginSpec {
+        LoginSpec {
+            starttls_addr: self.starttls,
+            direct_addr: self.direct,
+            http_addr: self.http,
+            domain: self.domain.clone(),
+            transport: self.transport,
+            mech: self.mech,
+            tls: xmpp::tls_connector(),
+        }
+    }
+}
+
 /// Runs the logins; `server_pid` (if any) is sampled at segment boundaries.
 pub async fn run(job: &ConnectJob, server_pid: Option<u32>) -> ConnectOutcome {
-    let spec = LoginSpec {
-        starttls_addr: job.starttls,
-        direct_addr: job.direct,
-        http_addr: job.http,
-        domain: job.domain.clone(),
-        transport: job.transport,
-        mech: job.mech,
-        tls: xmpp::tls_connector(),
-    };
-    let spec = Arc::new(spec);
+    let spec = Arc::new(job.spec());
     // JWT mode: every token is minted before the clock starts.
     let passwords: Arc<Vec<String>> = Arc::new(match (&job.mech, &job.jwt_secret) {
         (Mech::Jwt, Some(secret)) => (0..job.count)

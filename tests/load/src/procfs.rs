@@ -57,6 +57,46 @@ pub fn cpu_from_stat(stat: &str, ticks_per_sec: u64) -> anyhow::Result<Duration>
     ))
 }
 
+/// CPU time of a process and all its children, reaped or alive: for a server made of
+/// processes (PostgreSQL: the postmaster and a backend per connection). The process's own
+/// utime + stime + cutime + cstime (the children it has waited for), plus utime + stime
+/// of its live children. Zero if it is gone.
+pub fn tree_cpu(pid: u32) -> Duration {
+    let ticks = clock_ticks_per_sec().max(1);
+    let fields = |p: &str| -> Option<Vec<u64>> {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+        let close = stat.rfind(')')?;
+        // After ")": state is index 0 (a letter, read as 0), ppid 1, utime 11, stime 12,
+        // cutime 13, cstime 14.
+        Some(
+            stat[close + 1..]
+                .split_whitespace()
+                .take(15)
+                .map(|f| f.parse::<i64>().map_or(0, |v| v.max(0) as u64))
+                .collect(),
+        )
+    };
+    let Some(own) = fields(&pid.to_string()).filter(|f| f.len() == 15) else {
+        return Duration::ZERO;
+    };
+    let mut total = own[11] + own[12] + own[13] + own[14];
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            let name = entry.file_name();
+            let Some(p) = name
+                .to_str()
+                .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+            else {
+                continue;
+            };
+            if let Some(f) = fields(p).filter(|f| f.len() == 15 && f[1] == u64::from(pid)) {
+                total += f[11] + f[12];
+            }
+        }
+    }
+    Duration::from_nanos(total.saturating_mul(1_000_000_000) / ticks)
+}
+
 /// `VmRSS` in KiB from `/proc/PID/status`.
 pub fn rss_from_status(status: &str) -> anyhow::Result<u64> {
     for line in status.lines() {
@@ -119,6 +159,27 @@ mod tests {
         let status = "Name:\theliograph\nVmPeak:\t  999 kB\nVmRSS:\t   12345 kB\nThreads:\t3\n";
         assert_eq!(rss_from_status(status).unwrap(), 12345);
         assert!(rss_from_status("Name:\tx\n").is_err());
+    }
+
+    #[test]
+    fn tree_cpu_counts_reaped_children() {
+        let me = std::process::id();
+        let before = tree_cpu(me);
+        // A child that burns CPU until it exits: counted once reaped.
+        let busy = || {
+            std::process::Command::new("sh")
+                .args(["-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"])
+                .spawn()
+                .unwrap()
+        };
+        let mut child = busy();
+        child.wait().unwrap();
+        let after = tree_cpu(me);
+        assert!(
+            after >= before + Duration::from_millis(10),
+            "{before:?} -> {after:?}"
+        );
+        assert_eq!(tree_cpu(u32::MAX), Duration::ZERO);
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub struct SpawnOptions {
     pub domain: String,
     pub scram_iterations: u32,
     pub session_queue: usize,
+    /// PostgreSQL connection string: the server stores everything there (`[storage]
+    /// backend = "postgres"`) instead of in sled under the data dir.
+    pub storage_url: Option<String>,
 }
 
 /// The config written for a spawned server: PLAIN allowed without TLS on the STARTTLS
@@ -57,7 +60,10 @@ pub fn spawn_config(opts: &SpawnOptions, data_dir: &Path) -> String {
         data = data_dir.display(),
         queue = opts.session_queue,
         iters = opts.scram_iterations,
-    )
+    ) + &match &opts.storage_url {
+        Some(url) => format!("\n[storage]\nbackend = \"postgres\"\nurl = \"{url}\"\n"),
+        None => String::new(),
+    }
 }
 
 /// What a server's ready file says.
@@ -296,6 +302,7 @@ mod tests {
             domain: "load.test".into(),
             scram_iterations: 4096,
             session_queue: 1024,
+            storage_url: None,
         };
         let cfg = spawn_config(&opts, Path::new("/tmp/x"));
         assert!(cfg.contains("hosts = [\"load.test\"]"));

@@ -153,3 +153,15 @@ fn tiny_muc_broadcast_loses_nothing() {
     assert_eq!(v["delivered"].as_u64().unwrap(), sent * 4, "{out}");
     assert!(v["deliveries_per_s"].as_f64().unwrap() > 0.0, "{out}");
 }
+
+#[test]
+fn tiny_offline_scenario_stores_and_pops_every_message() {
+    let out = run(&["offline", "-p", "3", "-m", "5", "--window", "2"]);
+    let m = measurements(&out);
+    let v = m.iter().find(|v| v["measurement"] == "offline").unwrap();
+    assert_eq!(v["sent"], 30, "{out}");
+    assert_eq!(v["errors"], 0, "{out}");
+    assert_eq!(v["popped"], 15, "{out}");
+    assert!(v["msgs_per_s"].as_f64().unwrap() > 0.0, "{out}");
+    assert!(v["pop_p99_ms"].as_f64().unwrap() > 0.0, "{out}");
+}

@@ -1,6 +1,7 @@
 //! Server configuration: the TOML file (`config/heliograph.toml`) and the built-in
 //! default used when no file exists. Sections follow MongooseIM's TOML in spirit:
-//! `[general]`, `[tls]`, `[[listen.c2s]]`, `[listen.admin]`, `[c2s]`, `[auth]`, `[plugins]`.
+//! `[general]`, `[storage]`, `[tls]`, `[[listen.c2s]]`, `[listen.admin]`, `[c2s]`, `[auth]`,
+//! `[plugins]`.
 //!
 //! Unknown keys are refused, and errors name the key and line.
 
@@ -51,6 +52,7 @@ pub struct Config {
     pub limits: LimitSettings,
     pub drain: DrainSettings,
     pub metrics: MetricsSettings,
+    pub storage: StorageSettings,
 }
 
 /// Name of the tenant formed by `general.hosts`.
@@ -445,6 +447,70 @@ impl Default for C2sSettings {
     }
 }
 
+/// `[storage]`: the backend and, for PostgreSQL, how to reach it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSettings {
+    pub backend: StorageBackend,
+    /// PostgreSQL connection URL (or key-value string); `sslmode` asks for TLS.
+    pub url: Option<String>,
+    /// A file holding the URL (so the password stays out of the config).
+    pub url_file: Option<PathBuf>,
+    /// Connections in the pool.
+    pub pool_size: usize,
+    pub connect_timeout_secs: u64,
+    /// Time one storage call may take, waiting for a pooled connection included.
+    pub query_timeout_secs: u64,
+    /// PEM CA certificates for TLS to the database (default: the system's roots).
+    pub ca_file: Option<PathBuf>,
+    /// Apply missing schema migrations at start; `false` refuses to start instead.
+    pub migrate: bool,
+}
+
+/// `storage.backend`
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// Embedded, in `<data_dir>/db`.
+    #[default]
+    Sled,
+    /// A PostgreSQL database, shared by a cluster's nodes.
+    Postgres,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        StorageSettings {
+            backend: StorageBackend::Sled,
+            url: None,
+            url_file: None,
+            pool_size: 16,
+            connect_timeout_secs: 5,
+            query_timeout_secs: 10,
+            ca_file: None,
+            migrate: true,
+        }
+    }
+}
+
+impl StorageSettings {
+    /// The PostgreSQL URL: `url`, or the trimmed contents of `url_file`.
+    pub fn postgres_url(&self) -> Result<String, ConfigError> {
+        match (&self.url, &self.url_file) {
+            (Some(url), None) => Ok(url.clone()),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map(|s| s.trim().to_string())
+                .map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                }),
+            _ => Err(ConfigError::Invalid(
+                "storage: backend \"postgres\" needs exactly one of url and url_file".into(),
+            )),
+        }
+    }
+}
+
 /// `[auth]`
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -561,6 +627,17 @@ impl Config {
             ));
         }
         self.plugins.validate().map_err(ConfigError::Invalid)?;
+        let st = &self.storage;
+        if st.backend == StorageBackend::Postgres && st.url.is_some() == st.url_file.is_some() {
+            return Err(ConfigError::Invalid(
+                "storage: backend \"postgres\" needs exactly one of url and url_file".into(),
+            ));
+        }
+        if st.pool_size == 0 || st.connect_timeout_secs == 0 || st.query_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "storage: pool_size and the timeouts must be positive".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -628,6 +705,29 @@ mod tests {
         .to_string();
         assert!(err.contains("line 3"), "{err}");
         assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn storage_section() {
+        let cfg = Config::from_toml(
+            "[storage]\nbackend = \"postgres\"\nurl = \"host=/tmp dbname=x\"\npool_size = 4\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert_eq!(cfg.storage.backend, StorageBackend::Postgres);
+        assert_eq!(cfg.storage.postgres_url().unwrap(), "host=/tmp dbname=x");
+        assert_eq!(cfg.storage.pool_size, 4);
+        for bad in [
+            "[storage]\nbackend = \"postgres\"\n",
+            "[storage]\nbackend = \"postgres\"\nurl = \"a\"\nurl_file = \"b\"\n",
+            "[storage]\npool_size = 0\n",
+            "[storage]\nbackend = \"mysql\"\n",
+        ] {
+            assert!(
+                Config::from_toml(bad, Path::new("x.toml")).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

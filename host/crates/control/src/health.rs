@@ -1,5 +1,6 @@
 //! Unauthenticated operational endpoints of the admin listener: `/health/live` (200 while
-//! the process serves requests), `/health/ready` (200, or 503 while draining) and
+//! the process serves requests), `/health/ready` (200, or 503 while draining or while
+//! the storage's database does not answer) and
 //! `/metrics` (Prometheus text format). They are answered before the API's token check,
 //! as load balancers and Prometheus carry no token; the admin listener is loopback by
 //! default, so expose it deliberately.
@@ -22,6 +23,12 @@ pub fn handle(server: &Server, method: &Method, path: &str) -> Option<ApiRespons
             text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "draining\n".into(),
+                "text/plain",
+            )
+        } else if !server.core.storage.backend.reachable() {
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage unreachable\n".into(),
                 "text/plain",
             )
         } else {

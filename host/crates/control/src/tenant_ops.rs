@@ -172,7 +172,25 @@ pub async fn create(
     let tenant = candidate;
     let mut record = TenantRecord::new(name);
     spec::store_spec(&mut record, &spec);
-    save_record(server, record).await?;
+    // Created only if no node stored it first: of two nodes creating one tenant at once,
+    // one gets `Exists` (409). A record without a spec is what a config tenant that has
+    // left the file kept (its enabled flag): no tenant, so it is replaced.
+    let store = server.core.storage.tenants.clone();
+    storage::blocking(move || match store.create_tenant_record(&record) {
+        Err(StorageError::AlreadyExists)
+            if store
+                .tenant_record(&record.name)?
+                .is_some_and(|r| r.spec.is_none()) =>
+        {
+            store.put_tenant_record(&record)
+        }
+        other => other,
+    })
+    .await
+    .map_err(|e| match e {
+        StorageError::AlreadyExists => TenantError::Exists(name.to_string()),
+        e => TenantError::Storage(e),
+    })?;
     server.core.tenants.upsert(tenant)?;
     tracing::info!(tenant = name, "tenant created");
     get(server, name)

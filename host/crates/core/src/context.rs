@@ -152,16 +152,25 @@ impl Core {
         self.plugins.get()
     }
 
-    /// True if the account exists in storage.
+    /// True if the account exists in storage; false as well when storage cannot be read
+    /// (logged). Callers that must tell the two apart use [`Core::account_known`].
     pub async fn account_exists(&self, account: &crate::storage::Account) -> bool {
+        match self.account_known(account).await {
+            Ok(known) => known,
+            Err(e) => {
+                tracing::error!(jid = %account, error = %e, "reading the account failed");
+                false
+            }
+        }
+    }
+
+    /// Whether the account exists in storage, or why storage could not say.
+    pub async fn account_known(
+        &self,
+        account: &crate::storage::Account,
+    ) -> crate::storage::StorageResult<bool> {
         let users = self.storage.users.clone();
         let account = account.clone();
-        crate::storage::blocking(move || {
-            users
-                .credentials(&account)
-                .map(|c| c.is_some())
-                .unwrap_or(false)
-        })
-        .await
+        crate::storage::blocking(move || users.credentials(&account).map(|c| c.is_some())).await
     }
 }

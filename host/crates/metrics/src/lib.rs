@@ -11,7 +11,8 @@
 //!   unknown recipient or domain, unsupported request, ...);
 //! - `session_queue_stanzas` and `session_queue_max_stanzas` (gauges computed at scrape
 //!   time: stanzas waiting in all sessions' outgoing queues, and the deepest queue);
-//! - `storage_seconds` (histogram: time of each storage operation, queueing included);
+//! - `storage_seconds{backend,op}` (histogram: time of each storage operation, by backend
+//!   — `sled`, `postgres` — and operation, `store.method` such as `offline.take_all`);
 //! - `plugin_calls_total{world,outcome[,tenant,plugin]}`, `plugin_call_seconds{world[,...]}`
 //!   (recorded by `crate::plugins`);
 //! - components (`crate::component`; `transport="component"` in the connection and stanza
@@ -172,9 +173,10 @@ pub fn stanza_error(condition: &'static str) {
     metrics::counter!("heliograph_stanza_errors_total", "condition" => condition).increment(1);
 }
 
-/// Records the duration of one storage operation.
-pub fn storage_call(elapsed: std::time::Duration) {
-    metrics::histogram!("heliograph_storage_seconds").record(elapsed.as_secs_f64());
+/// Records the duration of one storage operation (`op` is `store.method`).
+pub fn storage_call(backend: &'static str, op: &'static str, elapsed: std::time::Duration) {
+    metrics::histogram!("heliograph_storage_seconds", "backend" => backend, "op" => op)
+        .record(elapsed.as_secs_f64());
 }
 
 /// SASL failure conditions (RFC 6120 §6.5), a fixed label set.

@@ -21,13 +21,7 @@ impl Feature for Offline {
 
     fn register(self: Arc<Self>, r: &mut Registrar<'_>) {
         r.undeliverable(|core, account, msg| {
-            crate::boxed(async move {
-                if store(&core, &account, &msg).await {
-                    Stored::Yes
-                } else {
-                    Stored::Refused
-                }
-            })
+            crate::boxed(async move { store(&core, &account, &msg).await })
         });
         r.on_session(SessionEvent::InitialPresence, |core, entry| {
             deliver(&core, &entry);
@@ -37,9 +31,10 @@ impl Feature for Offline {
     }
 }
 
-/// Stores a message for later. Returns false when the account's queue is full or storage
-/// failed (the caller bounces the message). Acknowledged only once on disk.
-pub async fn store(core: &Arc<Core>, account: &Account, msg: &Element) -> bool {
+/// Stores a message for later: [`Stored::Yes`] once it is durable, [`Stored::Refused`] when
+/// the account's queue is full, [`Stored::Failed`] when storage failed (the caller bounces
+/// the message with the matching error).
+pub async fn store(core: &Arc<Core>, account: &Account, msg: &Element) -> Stored {
     let max = core.config().c2s.max_offline_messages;
     let stamp_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -52,19 +47,18 @@ pub async fn store(core: &Arc<Core>, account: &Account, msg: &Element) -> bool {
     let store = core.storage.offline.clone();
     let account = account.clone();
     storage::blocking(move || {
-        match store.count(&account) {
-            Ok(n) if n >= max => return false,
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!(jid = %account, error = %e, "offline storage failed");
-                return false;
+        let pushed = store.count(&account).and_then(|n| {
+            if n >= max {
+                return Ok(false);
             }
-        }
-        match store.push(&account, &stored) {
-            Ok(_) => true,
+            store.push(&account, &stored).map(|_| true)
+        });
+        match pushed {
+            Ok(true) => Stored::Yes,
+            Ok(false) => Stored::Refused,
             Err(e) => {
                 tracing::error!(jid = %account, error = %e, "offline storage failed");
-                false
+                Stored::Failed
             }
         }
     })

@@ -3,8 +3,10 @@
 //! message archives ([`ArchiveStore`]), small per-account records ([`AccountDataStore`]),
 //! block lists ([`BlockStore`]), persistent MUC rooms ([`MucStore`]), plugin versions,
 //! blobs and key-value data ([`PluginStore`]) and server-issued token state
-//! ([`TokenStore`]). [`Storage`] bundles one implementation of each; the embedded default
-//! is [`sled_store`].
+//! ([`TokenStore`]). [`Storage`] bundles one implementation of each with its [`Backend`]
+//! (name, reachability, export and import); the embedded default is [`sled_store`], and
+//! the `heliograph-storage-postgres` crate is the shared one for clusters. Every backend
+//! passes the same [`conformance`] suite.
 //!
 //! Every account is addressed by its bare JID ([`Account`]); keys are laid out domain
 //! first so that all data of one domain (and so of one tenant) can be listed and purged.
@@ -13,7 +15,11 @@
 
 pub mod account_data;
 pub mod archive;
+pub mod backend;
+pub mod conformance;
 pub mod credentials;
+pub mod dump;
+pub mod metered;
 pub mod muc;
 pub mod plugins;
 pub mod sled_store;
@@ -24,6 +30,7 @@ pub use archive::{
     ArchiveDefault, ArchiveId, ArchivePage, ArchivePrefs, ArchiveQuery, ArchiveStore,
     ArchivedMessage, MemArchiveStore, Page, PageAt,
 };
+pub use backend::{Backend, DumpRecord, MemBackend};
 pub use muc::{MemMucStore, MucStore, RoomLogEntry, StoredRoom};
 pub use plugins::{KvWrite, MemPluginStore, PluginStore, SlotRecord, VersionRecord};
 pub use tokens::{MemTokenStore, RefreshRecord, TokenStore};
@@ -50,6 +57,18 @@ pub enum StorageError {
 }
 
 pub type StorageResult<T> = Result<T, StorageError>;
+
+/// Checks one part of a storage key (a domain, localpart, JID, room or tenant name):
+/// not empty and without NUL, which normalized JIDs never contain. Every backend refuses
+/// such parts the same way, before writing anything.
+pub fn key_part<'a>(value: &'a str, what: &str) -> StorageResult<&'a str> {
+    if value.is_empty() || value.contains('\0') {
+        return Err(StorageError::Backend(format!(
+            "invalid {what} {value:?} in a storage key: empty or containing NUL"
+        )));
+    }
+    Ok(value)
+}
 
 /// Subscription state of a roster item (RFC 6121 §2.1.2.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -210,6 +229,15 @@ pub trait TenantStore: Send + Sync {
     fn tenant_record(&self, name: &str) -> StorageResult<Option<TenantRecord>>;
     /// Inserts or replaces a record.
     fn put_tenant_record(&self, record: &TenantRecord) -> StorageResult<()>;
+    /// Inserts a record only if none has its name: `AlreadyExists` otherwise. Atomic in
+    /// the database, so two nodes creating one tenant at once cannot both succeed (the
+    /// default, for test stores, checks then writes).
+    fn create_tenant_record(&self, record: &TenantRecord) -> StorageResult<()> {
+        if self.tenant_record(&record.name)?.is_some() {
+            return Err(StorageError::AlreadyExists);
+        }
+        self.put_tenant_record(record)
+    }
     /// Deletes a record (no error if absent).
     fn delete_tenant_record(&self, name: &str) -> StorageResult<()>;
 }
@@ -230,27 +258,54 @@ pub struct Storage {
     pub tokens: Arc<dyn TokenStore>,
     /// Flushes everything to disk (called at shutdown).
     pub flush: Arc<dyn Fn() -> StorageResult<()> + Send + Sync>,
+    /// The backend as a whole: name, reachability, export and import.
+    pub backend: Arc<dyn Backend>,
 }
 
 impl Storage {
-    /// Opens (creating if needed) the sled database in `dir`.
+    /// Opens (creating if needed) the sled database in `dir`, its calls timed.
     pub fn open_sled(dir: &std::path::Path) -> StorageResult<Storage> {
-        sled_store::open(dir)
+        Ok(sled_store::open(dir)?.metered())
+    }
+
+    /// The same stores, each call timed in `heliograph_storage_seconds{backend,op}`.
+    pub fn metered(self) -> Storage {
+        let name = self.backend.name();
+        Storage {
+            users: Arc::new(metered::Metered::<dyn UserStore>::new(name, self.users)),
+            rosters: Arc::new(metered::Metered::<dyn RosterStore>::new(name, self.rosters)),
+            offline: Arc::new(metered::Metered::<dyn OfflineStore>::new(
+                name,
+                self.offline,
+            )),
+            archive: Arc::new(metered::Metered::<dyn ArchiveStore>::new(
+                name,
+                self.archive,
+            )),
+            account_data: Arc::new(metered::Metered::<dyn AccountDataStore>::new(
+                name,
+                self.account_data,
+            )),
+            blocks: Arc::new(metered::Metered::<dyn BlockStore>::new(name, self.blocks)),
+            tenants: Arc::new(metered::Metered::<dyn TenantStore>::new(name, self.tenants)),
+            muc: Arc::new(metered::Metered::<dyn MucStore>::new(name, self.muc)),
+            plugins: Arc::new(metered::Metered::<dyn PluginStore>::new(name, self.plugins)),
+            tokens: Arc::new(metered::Metered::<dyn TokenStore>::new(name, self.tokens)),
+            flush: self.flush,
+            backend: self.backend,
+        }
     }
 }
 
 /// Runs a blocking storage call from async code without stalling the runtime's other tasks.
+/// (Each store call inside is timed by [`metered`].)
 pub async fn blocking<T, F>(f: F) -> T
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let started = std::time::Instant::now();
     match tokio::task::spawn_blocking(f).await {
-        Ok(v) => {
-            heliograph_metrics::storage_call(started.elapsed());
-            v
-        }
+        Ok(v) => v,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
 }

@@ -158,13 +158,21 @@ pub enum PasswordCheck {
     Valid,
     Invalid,
     NoSuchUser,
+    /// The account store could not be read (a database outage): `temporary-auth-failure`.
+    Unavailable,
 }
+
+/// The account store could not be read; the login fails with `temporary-auth-failure`
+/// (never `not-authorized`: the client should retry, not drop its credentials).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unavailable;
 
 /// Where mechanisms get account data. `username` is the SASL authentication identity as
 /// sent by the client after SASLprep; the source normalizes it to a localpart.
 pub trait CredentialSource {
     /// SCRAM keys for the user and hash, or `None` if the account does not exist.
-    fn scram_keys(&self, username: &str, hash: ScramHash) -> Option<ScramKeys>;
+    fn scram_keys(&self, username: &str, hash: ScramHash)
+    -> Result<Option<ScramKeys>, Unavailable>;
     /// Verifies a plaintext password (PLAIN).
     fn check_password(&self, username: &str, password: &str) -> PasswordCheck;
 }

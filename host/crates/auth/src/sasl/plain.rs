@@ -53,6 +53,10 @@ impl PlainServer {
             PasswordCheck::Invalid | PasswordCheck::NoSuchUser => {
                 failure(SaslFailure::NotAuthorized, "invalid credentials")
             }
+            PasswordCheck::Unavailable => failure(
+                SaslFailure::TemporaryAuthFailure,
+                "account storage unavailable",
+            ),
         }
     }
 }

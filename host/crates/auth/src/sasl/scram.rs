@@ -169,8 +169,14 @@ impl ScramServer {
             .ok_or(malformed("invalid username"))?
             .into_owned();
         let (keys, known_user) = match creds.scram_keys(&username, self.hash) {
-            Some(keys) => (keys, true),
-            None => (fake_keys(self.hash, &username), false),
+            Ok(Some(keys)) => (keys, true),
+            Ok(None) => (fake_keys(self.hash, &username), false),
+            Err(super::Unavailable) => {
+                return Err((
+                    SaslFailure::TemporaryAuthFailure,
+                    "account storage unavailable",
+                ));
+            }
         };
         let (server_first, nonce_len) = self.server_first(&first, &keys);
         let pending = Pending {

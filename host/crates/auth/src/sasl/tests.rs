@@ -33,12 +33,18 @@ impl Accounts {
 }
 
 impl CredentialSource for Accounts {
-    fn scram_keys(&self, username: &str, hash: ScramHash) -> Option<ScramKeys> {
-        let creds = self.0.get(username)?;
-        Some(match hash {
+    fn scram_keys(
+        &self,
+        username: &str,
+        hash: ScramHash,
+    ) -> Result<Option<ScramKeys>, Unavailable> {
+        let Some(creds) = self.0.get(username) else {
+            return Ok(None);
+        };
+        Ok(Some(match hash {
             ScramHash::Sha1 => creds.sha1.clone(),
             ScramHash::Sha256 => creds.sha256.clone(),
-        })
+        }))
     }
 
     fn check_password(&self, username: &str, password: &str) -> PasswordCheck {
@@ -640,4 +646,37 @@ fn plain_prompts_once_then_completes() {
         after,
         failure(SaslFailure::MalformedRequest, "exchange already complete")
     );
+}
+
+// ---- an unreadable account store -------------------------------------------------------
+
+/// Accounts whose store cannot be read (a database outage).
+struct Down;
+
+impl CredentialSource for Down {
+    fn scram_keys(&self, _: &str, _: ScramHash) -> Result<Option<ScramKeys>, Unavailable> {
+        Err(Unavailable)
+    }
+
+    fn check_password(&self, _: &str, _: &str) -> PasswordCheck {
+        PasswordCheck::Unavailable
+    }
+}
+
+#[test]
+fn an_unreadable_store_fails_with_temporary_auth_failure_not_not_authorized() {
+    let down = failure(
+        SaslFailure::TemporaryAuthFailure,
+        "account storage unavailable",
+    );
+    let mut server = SaslServer::new(Mechanism::Plain, SaslContext::default());
+    assert_eq!(
+        server.step(&plain_initial_response(None, "juliet", "secret"), &Down),
+        down
+    );
+    for hash in [ScramHash::Sha1, ScramHash::Sha256] {
+        let mut c = client(hash, "juliet", "secret", ClientChannelBinding::Unsupported);
+        let mut server = SaslServer::new(c.mechanism(), SaslContext::default());
+        assert_eq!(server.step(c.client_first().as_bytes(), &Down), down);
+    }
 }

@@ -200,6 +200,7 @@ impl TestApi {
             plugins: Arc::new(crate::storage::MemPluginStore::default()),
             tokens: Arc::new(crate::storage::MemTokenStore::default()),
             flush: Arc::new(|| Ok(())),
+            backend: Arc::new(crate::storage::MemBackend),
         };
         let mut config = Config::default();
         config.general.hosts = vec!["example.com".into(), "other.test".into()];

@@ -68,8 +68,12 @@ impl IqRequest {
 pub enum Stored {
     /// Kept for later delivery.
     Yes,
-    /// Refused (storage full or failed): the sender gets an error.
+    /// Refused (the account's offline storage is full): the sender gets
+    /// `service-unavailable`.
     Refused,
+    /// Storage failed (a database outage): the sender gets `internal-server-error`, so
+    /// nothing accepted is lost silently.
+    Failed,
     /// Not this handler's business: the next one is asked.
     Pass,
 }

@@ -98,10 +98,18 @@ pub async fn route(core: &Arc<Core>, origin: &Origin, iq: Element) {
         }
         Route::Bare(account) => {
             let Some(ty) = request else { return };
-            if filter(core, origin, &iq, &account).await == Verdict::RefusedByRecipient
-                || !core.account_exists(&account).await
-            {
+            if filter(core, origin, &iq, &account).await == Verdict::RefusedByRecipient {
                 return bounce(core, origin, &iq, Condition::ServiceUnavailable, None).await;
+            }
+            match core.account_known(&account).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return bounce(core, origin, &iq, Condition::ServiceUnavailable, None).await;
+                }
+                Err(e) => {
+                    tracing::error!(jid = %account, error = %e, "reading the account failed");
+                    return bounce(core, origin, &iq, Condition::InternalServerError, None).await;
+                }
             }
             let domain = account.domain.clone();
             serve(

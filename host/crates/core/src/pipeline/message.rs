@@ -251,22 +251,35 @@ async fn undeliverable(
     origin: Option<&Origin>,
     hooks: bool,
 ) {
-    if !core.account_exists(account).await {
-        if let Some(o) = origin {
-            bounce(core, o, &msg, Condition::ServiceUnavailable, None).await;
+    let (condition, text) = match core.account_known(account).await {
+        Ok(true) => {
+            if hooks {
+                received(core, account, &[], &mut msg);
+            }
+            match store_undeliverable(core, account, &msg).await {
+                Stored::Yes => return,
+                Stored::Refused => (
+                    Condition::ServiceUnavailable,
+                    Some("offline storage is full"),
+                ),
+                Stored::Failed => (
+                    Condition::InternalServerError,
+                    Some("message storage is unavailable"),
+                ),
+                Stored::Pass => (Condition::ServiceUnavailable, None),
+            }
         }
-        return;
-    }
-    if hooks {
-        received(core, account, &[], &mut msg);
-    }
-    let refusal = match store_undeliverable(core, account, &msg).await {
-        Stored::Yes => return,
-        Stored::Refused => Some("offline storage is full"),
-        Stored::Pass => None,
+        Ok(false) => (Condition::ServiceUnavailable, None),
+        Err(e) => {
+            tracing::error!(jid = %account, error = %e, "reading the account failed");
+            (
+                Condition::InternalServerError,
+                Some("account storage is unavailable"),
+            )
+        }
     };
     if let Some(o) = origin {
-        bounce(core, o, &msg, Condition::ServiceUnavailable, refusal).await;
+        bounce(core, o, &msg, condition, text).await;
     }
 }
 

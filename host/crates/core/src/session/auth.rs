@@ -15,7 +15,8 @@ use crate::plugins::{self, AuthDenied, AuthRequest, PluginError};
 use crate::router::Transport;
 use crate::sasl::{
     ChannelBindings, CredentialSource, Mechanism, Outcome, PasswordCheck, PlainCredentials,
-    SaslContext, SaslFailure, SaslServer, ScramHash, ScramKeys, parse_plain, verify_password,
+    SaslContext, SaslFailure, SaslServer, ScramHash, ScramKeys, Unavailable, parse_plain,
+    verify_password,
 };
 use crate::storage::{Account, UserStore};
 use crate::xml::{Element, ns};
@@ -136,13 +137,26 @@ impl AccountCredentials<'_> {
 }
 
 impl CredentialSource for AccountCredentials<'_> {
-    fn scram_keys(&self, username: &str, hash: ScramHash) -> Option<ScramKeys> {
-        let account = self.account(username)?;
-        let creds = self.users.credentials(&account).ok().flatten()?;
-        Some(match hash {
+    fn scram_keys(
+        &self,
+        username: &str,
+        hash: ScramHash,
+    ) -> Result<Option<ScramKeys>, Unavailable> {
+        let Some(account) = self.account(username) else {
+            return Ok(None);
+        };
+        let creds = match self.users.credentials(&account) {
+            Ok(Some(creds)) => creds,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                tracing::error!(jid = %account, error = %e, "reading credentials failed");
+                return Err(Unavailable);
+            }
+        };
+        Ok(Some(match hash {
             ScramHash::Sha1 => creds.sha1,
             ScramHash::Sha256 => creds.sha256,
-        })
+        }))
     }
 
     fn check_password(&self, username: &str, password: &str) -> PasswordCheck {
@@ -161,7 +175,11 @@ impl CredentialSource for AccountCredentials<'_> {
                     PasswordCheck::Invalid
                 }
             }
-            _ => PasswordCheck::NoSuchUser,
+            Ok(None) => PasswordCheck::NoSuchUser,
+            Err(e) => {
+                tracing::error!(jid = %account, error = %e, "reading credentials failed");
+                PasswordCheck::Unavailable
+            }
         }
     }
 }
@@ -177,6 +195,10 @@ pub fn check_plain_password(creds: &dyn CredentialSource, plain: PlainCredential
         PasswordCheck::Invalid | PasswordCheck::NoSuchUser => Outcome::Failure(
             SaslFailure::NotAuthorized,
             Some("invalid credentials".into()),
+        ),
+        PasswordCheck::Unavailable => Outcome::Failure(
+            SaslFailure::TemporaryAuthFailure,
+            Some("account storage unavailable".into()),
         ),
     }
 }

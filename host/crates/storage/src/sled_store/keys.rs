@@ -113,12 +113,7 @@ pub(super) fn describe(key: &[u8]) -> String {
 }
 
 fn part<'a>(value: &'a str, what: &str) -> StorageResult<&'a [u8]> {
-    if value.is_empty() || value.as_bytes().contains(&SEP) {
-        return Err(StorageError::Backend(format!(
-            "invalid {what} {value:?} in a storage key: empty or containing NUL"
-        )));
-    }
-    Ok(value.as_bytes())
+    Ok(crate::key_part(value, what)?.as_bytes())
 }
 
 /// `tenant \0 slot`: a plugin slot's record and key-value usage counter.

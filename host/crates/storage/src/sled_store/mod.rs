@@ -13,6 +13,7 @@
 //!   it starts in one transaction, then sweeps entries written concurrently meanwhile.
 //! - `take_all` removes exactly the messages it returns, so a concurrent `push` is either
 //!   returned or stays queued, and two concurrent `take_all` never return the same message.
+//! - `create_tenant_record` is compare-and-swap on the tenant's key.
 //! - `block` / `unblock` / `unblock_all` are atomic per JID; `purge_domain` is atomic per
 //!   tree and idempotent (accounts go last, so an interrupted purge still lists them).
 //!
@@ -25,6 +26,7 @@
 mod account_data;
 mod archive;
 mod blocks;
+mod dump;
 mod keys;
 mod muc;
 mod offline;
@@ -60,8 +62,9 @@ pub fn open(dir: &Path) -> StorageResult<Storage> {
         tenants: store.clone(),
         muc: store.clone(),
         tokens: store.clone(),
-        plugins: store,
+        plugins: store.clone(),
         flush: Arc::new(move || flusher.flush()),
+        backend: store,
     })
 }
 

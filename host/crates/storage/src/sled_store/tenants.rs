@@ -2,7 +2,7 @@
 
 use super::{Context, SledStore, decode, encode};
 use crate::TenantRecord;
-use crate::{StorageResult, TenantStore};
+use crate::{StorageError, StorageResult, TenantStore};
 
 impl TenantStore for SledStore {
     fn tenant_records(&self) -> StorageResult<Vec<TenantRecord>> {
@@ -27,6 +27,14 @@ impl TenantStore for SledStore {
         self.tenants
             .insert(record.name.as_bytes(), encode(record)?)
             .context("storing tenant")?;
+        self.flush()
+    }
+
+    fn create_tenant_record(&self, record: &TenantRecord) -> StorageResult<()> {
+        self.tenants
+            .compare_and_swap(record.name.as_bytes(), None::<&[u8]>, Some(encode(record)?))
+            .context("creating tenant")?
+            .map_err(|_| StorageError::AlreadyExists)?;
         self.flush()
     }
 

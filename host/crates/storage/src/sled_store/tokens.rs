@@ -20,19 +20,19 @@ fn fast_prefix(account: &Account) -> StorageResult<Vec<u8>> {
     Ok(k)
 }
 
-fn fast_key(account: &Account, client: &str) -> StorageResult<Vec<u8>> {
+pub(super) fn fast_key(account: &Account, client: &str) -> StorageResult<Vec<u8>> {
     let mut k = fast_prefix(account)?;
     k.extend_from_slice(client.as_bytes());
     Ok(k)
 }
 
-fn key_key(tenant: &str) -> Vec<u8> {
+pub(super) fn key_key(tenant: &str) -> Vec<u8> {
     let mut k = b"k\0".to_vec();
     k.extend_from_slice(tenant.as_bytes());
     k
 }
 
-fn seq_key(account: &Account) -> StorageResult<Vec<u8>> {
+pub(super) fn seq_key(account: &Account) -> StorageResult<Vec<u8>> {
     let mut k = b"s\0".to_vec();
     k.extend(keys::account_key(account)?);
     Ok(k)
@@ -44,7 +44,7 @@ fn refresh_prefix(account: &Account) -> StorageResult<Vec<u8>> {
     Ok(k)
 }
 
-fn refresh_key(account: &Account, id: &str) -> StorageResult<Vec<u8>> {
+pub(super) fn refresh_key(account: &Account, id: &str) -> StorageResult<Vec<u8>> {
     let mut k = refresh_prefix(account)?;
     k.extend_from_slice(id.as_bytes());
     Ok(k)
