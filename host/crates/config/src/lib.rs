@@ -642,11 +642,23 @@ impl Config {
     }
 
     /// The tenants defined by this file, normalized: `default` from `general.hosts` (if
-    /// any) and every `[tenants.NAME]`.
+    /// any, with the settings of a `[tenants.default]` section: tokens, features,
+    /// archive, ...) and every other `[tenants.NAME]`.
     pub fn tenant_specs(&self) -> Result<Vec<(String, TenantSpec)>, ConfigError> {
         let mut out = Vec::new();
+        let default_section = self.tenants.get(DEFAULT_TENANT).map(|t| t.spec.clone());
         if !self.general.hosts.is_empty() {
-            let spec = TenantSpec::with_domains(self.general.hosts.clone());
+            let spec = match default_section {
+                Some(mut spec) => {
+                    for host in self.general.hosts.iter().rev() {
+                        if !spec.domains.contains(host) {
+                            spec.domains.insert(0, host.clone());
+                        }
+                    }
+                    spec
+                }
+                None => TenantSpec::with_domains(self.general.hosts.clone()),
+            };
             out.push((
                 DEFAULT_TENANT.to_string(),
                 spec.normalized(DEFAULT_TENANT)
@@ -654,6 +666,9 @@ impl Config {
             ));
         }
         for (name, tenant) in &self.tenants {
+            if name == DEFAULT_TENANT && !self.general.hosts.is_empty() {
+                continue;
+            }
             let spec = tenant
                 .spec
                 .clone()
@@ -728,6 +743,28 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn the_default_tenant_takes_its_settings_from_a_tenants_default_section() {
+        let cfg = Config::from_toml(
+            "[general]\nhosts = [\"a.test\"]\n\n[tenants.default]\n\
+             [tenants.default.tokens]\naccess_ttl_secs = 60\n\
+             [tenants.default.features]\nmam = false\n\n\
+             [tenants.other]\ndomains = [\"b.test\"]\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        let specs = cfg.tenant_specs().unwrap();
+        let names: Vec<_> = specs.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["default", "other"]);
+        let default = &specs[0].1;
+        assert_eq!(default.domains, ["a.test"]);
+        assert_eq!(default.tokens.as_ref().map(|t| t.access_ttl_secs), Some(60));
+        assert!(!default.feature_enabled("mam"));
+        // Any other tenant still needs domains.
+        let cfg = Config::from_toml("[tenants.nodomain]\n", Path::new("x.toml")).unwrap();
+        assert!(cfg.tenant_specs().is_err());
     }
 
     #[test]

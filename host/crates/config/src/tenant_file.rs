@@ -26,6 +26,11 @@ impl<'de> Deserialize<'de> for ConfigTenant {
                 .map_err(|e| D::Error::custom(format!("plugins: {e}")))?,
             None => BTreeMap::new(),
         };
+        // `[tenants.default]` may leave its domains to `general.hosts`; any other tenant
+        // without domains is refused when its settings are checked.
+        table
+            .entry("domains")
+            .or_insert_with(|| toml::Value::Array(Vec::new()));
         let spec = toml::Value::Table(table)
             .try_into()
             .map_err(D::Error::custom)?;
