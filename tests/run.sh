@@ -205,6 +205,7 @@ step_setup() {
     ensure_python_venv
     ensure_apt_packages chromium   # headless browser for tests/browser (never downloaded by npm)
     ensure_apt_packages haproxy    # real load balancer in front of c2s (host/tests/all/edge.rs)
+    ensure_apt_packages iproute2   # ss: the listen backlog of the listeners (edge.rs)
     echo "CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
     ensure_browser_packages
     cargo --version

@@ -18,7 +18,7 @@ use heliograph_transports::listener::ConnectionTracker;
 use heliograph_transports::tcp::{ComponentStart, serve_c2s, serve_components};
 use heliograph_transports::tls::TlsStore;
 use serde::Serialize;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::config::{Config, StorageBackend, TlsMode};
 use crate::plugins::PluginHost;
@@ -114,9 +114,9 @@ pub async fn serve_with(
     let (shutdown_tx, shutdown) = Shutdown::new();
     let tracker = Arc::new(ConnectionTracker::default());
     let mut ready = Vec::new();
+    let backlog = listen_backlog(&server.config());
     for l in listeners(&server.config()) {
-        let socket = TcpListener::bind(l.address)
-            .await
+        let socket = bind(l.address, backlog)
             .with_context(|| format!("binding {} listener {}", l.kind, l.address))?;
         let address = socket.local_addr()?;
         tracing::info!(kind = l.kind, address = %address, "listener ready");
@@ -173,9 +173,8 @@ pub async fn serve_with(
             }
         }
     }
-    let admin_listener = TcpListener::bind(server.config().listen.admin.address)
-        .await
-        .with_context(|| {
+    let admin_listener =
+        bind(server.config().listen.admin.address, backlog).with_context(|| {
             format!(
                 "binding admin listener {}",
                 server.config().listen.admin.address
@@ -406,4 +405,36 @@ fn init_logging(default_filter: &str, format: crate::config::LogFormat) {
             .try_init(),
         crate::config::LogFormat::Json => builder.json().with_current_span(true).try_init(),
     };
+}
+
+/// Binds a listening socket with `backlog` (the runtime's own bind uses 128, too short
+/// for a burst of logins: the kernel drops the SYNs beyond it).
+fn bind(address: std::net::SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As the runtime's own bind does: a restarted server gets its port back at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(backlog)
+}
+
+/// The configured listen backlog; says so when the kernel caps it lower.
+fn listen_backlog(config: &Config) -> u32 {
+    let wanted = config.general.listen_backlog.max(1);
+    let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok());
+    if let Some(max) = somaxconn
+        && max < wanted
+    {
+        tracing::warn!(
+            listen_backlog = wanted,
+            somaxconn = max,
+            "the kernel caps the listen backlog (raise net.core.somaxconn)"
+        );
+    }
+    wanted
 }

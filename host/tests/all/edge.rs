@@ -844,3 +844,38 @@ fn base64_plain(user: &str, password: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"))
 }
+
+/// Every listener is bound with the configured backlog (the kernel reports a listening
+/// socket's backlog as its send queue in `ss`), not the runtime's default of 128.
+#[test]
+fn listeners_use_the_configured_listen_backlog() {
+    let wanted: u32 = 1000;
+    let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .expect("/proc/sys/net/core/somaxconn")
+        .trim()
+        .parse()
+        .unwrap();
+    let server = TestServer::start(&[], &format!("listen_backlog = {wanted}\n"));
+    for address in [
+        &server.starttls,
+        &server.direct,
+        &server.http,
+        &server.component,
+        &server.admin,
+    ] {
+        let port = address.rsplit(':').next().unwrap();
+        let out = std::process::Command::new("ss")
+            .args(["-ltnH", &format!("sport = :{port}")])
+            .output()
+            .expect("ss (iproute2) runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        // State, Recv-Q, Send-Q (the backlog), local address, peer address.
+        let backlog: u32 = text
+            .split_whitespace()
+            .nth(2)
+            .unwrap_or_else(|| panic!("no listener on {address}: {text:?}"))
+            .parse()
+            .unwrap();
+        assert_eq!(backlog, wanted.min(somaxconn), "{address}: {text}");
+    }
+}

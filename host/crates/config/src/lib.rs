@@ -77,6 +77,10 @@ pub struct General {
     pub log_level: String,
     /// Log format: `human` or `json` (one JSON object per line).
     pub log_format: LogFormat,
+    /// Listen backlog of every listener: connections the kernel queues before the server
+    /// accepts them (capped by `net.core.somaxconn`, reported at start when lower). A
+    /// short queue drops SYNs under a login burst and costs those clients a 1 s retry.
+    pub listen_backlog: u32,
 }
 
 /// `general.log_format`
@@ -98,6 +102,7 @@ impl Default for General {
             max_stanza_depth: 32,
             log_level: "info".into(),
             log_format: LogFormat::Human,
+            listen_backlog: 4096,
         }
     }
 }
