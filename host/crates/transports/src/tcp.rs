@@ -207,6 +207,12 @@ impl Link for TcpLink {
                         self.writing.push(el);
                     }
                 }
+                // Stream management keeps these until acknowledged (no copy here), as
+                // the bytes a client stream writes.
+                Action::SendKept(el, xml) => match self.kind {
+                    StreamKind::Client => self.out.push_str(&xml),
+                    _ => el.write_to(&mut self.out, self.kind.default_ns()),
+                },
                 Action::StartTls => written = Written::StartTls,
                 Action::Restart => self.parser.reset(),
                 Action::Close(error) => {

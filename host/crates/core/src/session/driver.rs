@@ -483,7 +483,7 @@ impl<P: Protocol> Driver<P> {
         // Nothing goes out after the close: stanzas queued behind it are routed again.
         if let Some(at) = actions.iter().position(|a| matches!(a, Action::Close(_))) {
             for a in actions.drain(at + 1..) {
-                if let Action::Send(el) = a {
+                if let Action::Send(el) | Action::SendKept(el, _) = a {
                     self.stranded.push(el);
                 }
             }

@@ -57,7 +57,7 @@ impl Link for FakeLink {
             let mut written = Written::Done;
             for a in actions {
                 match a {
-                    Action::Send(el) => {
+                    Action::Send(el) | Action::SendKept(el, _) => {
                         if self.broken.load(std::sync::atomic::Ordering::SeqCst) {
                             self.unsent.push(el);
                             continue;

@@ -71,7 +71,8 @@ pub trait Link: Send + 'static {
 
     /// Writes what the session produced, in order. Every stanza accepted here must stay
     /// reachable through [`Link::take_unsent`] until it is written — also when the
-    /// returned future is dropped half-way (the driver's write timeout does that).
+    /// returned future is dropped half-way (the driver's write timeout does that) —
+    /// except those of [`Action::SendKept`], which stream management keeps itself.
     fn send(&mut self, actions: Vec<Action>) -> BoxFuture<'_, Result<Written, LinkError>>;
 
     /// Upgrades to TLS after `<proceed/>` (STARTTLS), choosing the certificate by SNI or

@@ -4,6 +4,7 @@
 //! keeps a resumable session alive while its link is gone.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::xml::{Element, ns};
@@ -62,7 +63,7 @@ pub struct StreamManagement {
     /// Stanzas sent and not acknowledged, oldest first, serialized (one allocation each,
     /// far cheaper than keeping a copy of the element tree), with when each was first
     /// sent. Read back only to resend or rescue them.
-    unacked: VecDeque<(String, SystemTime)>,
+    unacked: VecDeque<(Arc<str>, SystemTime)>,
     /// Stanzas sent since the server last asked for an acknowledgement.
     since_request: u32,
     /// The server asked and the client has not answered yet: no new request until it
@@ -107,11 +108,11 @@ impl StreamManagement {
         self.handled = self.handled.wrapping_add(1);
     }
 
-    /// A stanza goes to the client: it is kept until acknowledged.
-    pub fn on_sent(&mut self, el: &Element) -> Sent {
+    /// A stanza goes to the client at `at`: it is kept until acknowledged, as `xml` (the
+    /// stanza serialized in a `jabber:client` stream's context; see [`serialize`]).
+    pub fn on_sent(&mut self, xml: Arc<str>, at: SystemTime) -> Sent {
         self.sent = self.sent.wrapping_add(1);
-        self.unacked
-            .push_back((el.to_string_in(ns::CLIENT), SystemTime::now()));
+        self.unacked.push_back((xml, at));
         if self.unacked.len() > self.limits.max_unacked {
             return Sent::TooMany;
         }
@@ -164,6 +165,28 @@ impl StreamManagement {
             .collect()
     }
 }
+
+/// A stanza as stream management keeps it: serialized once, in a `jabber:client` stream's
+/// context; the link of such a stream writes these very bytes.
+pub fn serialize(el: &Element) -> Arc<str> {
+    // Written into a per-thread scratch buffer, then copied once into an allocation of
+    // the exact size: no reallocation while the stanza grows, nothing wasted kept.
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
+    SCRATCH.with_borrow_mut(|scratch| {
+        scratch.clear();
+        el.write_to(scratch, ns::CLIENT);
+        let kept = Arc::from(scratch.as_str());
+        if scratch.capacity() > SCRATCH_KEPT {
+            *scratch = String::new();
+        }
+        kept
+    })
+}
+
+/// Capacity of the serialization scratch buffer kept between stanzas.
+const SCRATCH_KEPT: usize = 16 * 1024;
 
 /// Parses a stanza this server serialized (trusted: no size or depth limit applies).
 fn read_back(serialized: &str) -> Option<Element> {
@@ -249,7 +272,7 @@ mod tests {
     fn acks_drop_what_they_cover_and_refuse_too_much() {
         let mut sm = StreamManagement::enabled(None, SmLimits::default());
         for i in 0..5 {
-            sm.on_sent(&msg(i));
+            sm.on_sent(serialize(&msg(i)), SystemTime::now());
         }
         sm.on_ack(2).unwrap();
         assert_eq!(sm.unacked(), 3);
@@ -271,7 +294,7 @@ mod tests {
         sm.on_handled();
         assert_eq!(sm.handled(), 0);
         for i in 0..4 {
-            sm.on_sent(&msg(i));
+            sm.on_sent(serialize(&msg(i)), SystemTime::now());
         }
         assert_eq!(sm.sent, 2, "wrapped");
         // The client's h wrapped too: 0 and 1 of the new round.
@@ -294,16 +317,21 @@ mod tests {
         };
         let mut sm = StreamManagement::enabled(None, limits);
         let mut asks: Vec<bool> = (0..3)
-            .map(|i| sm.on_sent(&msg(i)) == Sent::AskAck)
+            .map(|i| sm.on_sent(serialize(&msg(i)), SystemTime::now()) == Sent::AskAck)
             .collect();
         // Answered: the next request comes after another interval.
         sm.on_ack(0).unwrap();
-        asks.extend((3..7).map(|i| sm.on_sent(&msg(i)) == Sent::AskAck));
+        asks.extend(
+            (3..7).map(|i| sm.on_sent(serialize(&msg(i)), SystemTime::now()) == Sent::AskAck),
+        );
         assert_eq!(asks, [false, false, true, false, false, true, false]);
         // Unanswered: no new request however many stanzas follow.
-        assert_eq!(sm.on_sent(&msg(7)), Sent::Queued);
         assert_eq!(
-            sm.on_sent(&msg(8)),
+            sm.on_sent(serialize(&msg(7)), SystemTime::now()),
+            Sent::Queued
+        );
+        assert_eq!(
+            sm.on_sent(serialize(&msg(8)), SystemTime::now()),
             Sent::TooMany,
             "9 unacknowledged, 8 allowed"
         );
@@ -315,6 +343,8 @@ mod tests {
                 ..limits
             },
         );
-        assert!((0..5).all(|i| quiet.on_sent(&msg(i)) == Sent::Queued));
+        assert!(
+            (0..5).all(|i| quiet.on_sent(serialize(&msg(i)), SystemTime::now()) == Sent::Queued)
+        );
     }
 }

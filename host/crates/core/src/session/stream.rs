@@ -34,6 +34,10 @@ pub enum Action {
     Header { id: String, from: String },
     /// Send an element at stream level.
     Send(Element),
+    /// Send a stanza that stream management keeps until acknowledged, with the bytes it
+    /// keeps: the stanza serialized once, in a `jabber:client` stream's context, which a
+    /// link in that context writes as they are (any other serializes the stanza itself).
+    SendKept(Element, Arc<str>),
     /// `<proceed/>` was queued: flush it, then run the TLS handshake and call
     /// [`StreamCore::tls_established`].
     StartTls,

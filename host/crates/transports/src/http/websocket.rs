@@ -344,6 +344,9 @@ impl Link for WsLink {
                         self.unsent.push(el);
                     }
                 }
+                // A frame declares its own namespace: serialized here, not as kept.
+                // Stream management keeps the stanza until acknowledged.
+                Action::SendKept(el, _) => frames.push(Message::text(frame_text(&el))),
                 // Never offered: TLS is the HTTP listener's.
                 Action::Restart | Action::StartTls => {}
                 Action::Close(error) => {

@@ -175,19 +175,26 @@ impl StreamCore {
     pub(super) fn track_out(&mut self, actions: &mut Vec<Action>) {
         let transport = self.facts.transport.as_str();
         let mut sent = Sent::Queued;
-        for a in actions.iter() {
-            if let Action::Send(el) = a {
-                crate::metrics::element_out(transport, el);
-                if let Some(sm) = self.sm.as_mut()
-                    && sm::counts(el)
-                {
-                    match sm.on_sent(el) {
-                        Sent::Queued => {}
-                        Sent::AskAck if sent == Sent::Queued => sent = Sent::AskAck,
-                        Sent::AskAck => {}
-                        Sent::TooMany => sent = Sent::TooMany,
-                    }
-                }
+        // One clock read for the batch: these stanzas go out in one write.
+        let mut now = None;
+        for a in actions.iter_mut() {
+            let Action::Send(el) = a else { continue };
+            crate::metrics::element_out(transport, el);
+            let Some(sm) = self.sm.as_mut() else { continue };
+            if !sm::counts(el) {
+                continue;
+            }
+            // Serialized once: the kept copy and the bytes the link writes are the same.
+            let xml = sm::serialize(el);
+            let at = *now.get_or_insert_with(SystemTime::now);
+            match sm.on_sent(xml.clone(), at) {
+                Sent::Queued => {}
+                Sent::AskAck if sent == Sent::Queued => sent = Sent::AskAck,
+                Sent::AskAck => {}
+                Sent::TooMany => sent = Sent::TooMany,
+            }
+            if let Action::Send(el) = std::mem::replace(a, Action::Restart) {
+                *a = Action::SendKept(el, xml);
             }
         }
         match sent {

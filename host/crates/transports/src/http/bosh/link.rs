@@ -436,7 +436,7 @@ impl Link for BoshLink {
         for a in actions {
             match a {
                 Action::Header { id, .. } => self.stream_id = id,
-                Action::Send(el) => self.outbox.push(el),
+                Action::Send(el) | Action::SendKept(el, _) => self.outbox.push(el),
                 Action::Restart => {}
                 Action::StartTls | Action::Close(None) => {
                     self.end(Termination::Normal);
