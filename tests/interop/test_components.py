@@ -458,6 +458,10 @@ async def test_component_slot_without_a_plugin_is_service_unavailable(server, xm
     assert err.value.iq["error"]["condition"] == "service-unavailable"
 
 
+# A generous call deadline: on a busy machine a debug build's first calls into a freshly
+# compiled version can take far longer than the 50 ms default, and a timed-out call answers
+# with an error instead of the echo this test counts (deadlines have their own tests).
+@pytest.mark.server_config({"plugins": {"component_deadline_ms": 10000}})
 @pytest.mark.async_timeout(120)
 async def test_swap_while_users_talk_loses_no_reply(server, xmpp):
     wasm_tenant(server, plugin_component("echo.acme.test", "echo"))
