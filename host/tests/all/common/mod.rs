@@ -200,6 +200,14 @@ impl TestServer {
         }
     }
 
+    /// SIGKILL: the process dies on the spot, as in a crash (nothing is flushed or closed).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Waits for the process to exit on its own; returns its exit code (None on timeout
     /// or a signal).
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {

@@ -46,6 +46,10 @@ pub enum SessionMsg {
     /// Deliver this stanza to the client (addresses already final). Boxed so that queue
     /// slots stay small: tokio allocates a session's first block of slots up front.
     Stanza(Box<Element>),
+    /// Deliver a stanza that is still held in durable storage (an offline message): the
+    /// receipt is confirmed once the client has it, and a stanza that never got there
+    /// is not routed again (it is still stored).
+    Stored(Box<(Element, Receipt)>),
     /// Close the stream with this error.
     Close(StreamErrorCondition, Option<Box<str>>),
     /// A new link takes over the session (stream management resumption).
@@ -56,6 +60,7 @@ impl std::fmt::Debug for SessionMsg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SessionMsg::Stanza(el) => f.debug_tuple("Stanza").field(el).finish(),
+            SessionMsg::Stored(s) => f.debug_tuple("Stored").field(&s.0).finish(),
             SessionMsg::Close(c, t) => f.debug_tuple("Close").field(c).field(t).finish(),
             SessionMsg::Attach(a) => write!(f, "Attach({})", a.link.transport().as_str()),
         }
@@ -65,10 +70,34 @@ impl std::fmt::Debug for SessionMsg {
 fn unwrap_stanza(msg: SessionMsg) -> Element {
     match msg {
         SessionMsg::Stanza(el) => *el,
+        SessionMsg::Stored(s) => s.0,
         // Only stanzas are sent through `try_deliver`.
         SessionMsg::Close(..) | SessionMsg::Attach(_) => {
             Element::new("message", crate::xml::ns::CLIENT)
         }
+    }
+}
+
+/// The proof of delivery of a stanza handed to a session from durable storage. The
+/// session confirms it once the client has the stanza: stream management acknowledged
+/// it, or — without stream management — it was written and the session ended cleanly.
+/// Dropped unconfirmed (the link died, the server stopped), it says the client may not
+/// have it, and the stanza stays stored for next time.
+#[derive(Debug)]
+pub struct Receipt {
+    id: u64,
+    confirmed: mpsc::UnboundedSender<u64>,
+}
+
+impl Receipt {
+    /// A receipt that sends `id` on `confirmed` when the client has the stanza.
+    pub fn new(id: u64, confirmed: mpsc::UnboundedSender<u64>) -> Receipt {
+        Receipt { id, confirmed }
+    }
+
+    /// The client has the stanza.
+    pub fn confirm(self) {
+        let _ = self.confirmed.send(self.id);
     }
 }
 
@@ -178,6 +207,23 @@ impl SessionEntry {
         match tokio::time::timeout(limit, self.tx.reserve()).await {
             Ok(Ok(permit)) => {
                 permit.send(SessionMsg::Stanza(Box::new(stanza)));
+                Ok(())
+            }
+            _ => Err(stanza),
+        }
+    }
+
+    /// Like [`SessionEntry::send_waiting`] for a stanza still held in storage: `receipt`
+    /// is confirmed once the client has it (see [`Receipt`]).
+    pub async fn send_stored(
+        &self,
+        stanza: Element,
+        receipt: Receipt,
+        limit: Duration,
+    ) -> Result<(), Element> {
+        match tokio::time::timeout(limit, self.tx.reserve()).await {
+            Ok(Ok(permit)) => {
+                permit.send(SessionMsg::Stored(Box::new((stanza, receipt))));
                 Ok(())
             }
             _ => Err(stanza),

@@ -20,7 +20,7 @@ use crate::config::C2sListener;
 use crate::context::Core;
 use crate::hooks::{FeatureContext, MessageContext, MessageStage, SessionEvent, StreamStage};
 use crate::pipeline::Origin;
-use crate::router::{SessionEntry, SessionMsg, Transport};
+use crate::router::{Receipt, SessionEntry, SessionMsg, Transport};
 use crate::sasl::{ChannelBindings, Mechanism, Outcome, SaslFailure};
 use crate::stanza::{self, Condition, Kind};
 use crate::storage::Account;
@@ -142,6 +142,11 @@ pub struct StreamCore {
     ended: Option<Arc<SessionEntry>>,
     /// XEP-0352: what an inactive client is not sent yet.
     csi: Option<Box<crate::session::csi::CsiBuffer>>,
+    /// Without stream management: receipts of stanzas sent from storage, with the
+    /// fingerprint of each stanza, confirmed if the session ends cleanly.
+    receipts: Vec<(u64, Receipt)>,
+    /// The client closed the stream and our close was written after everything else.
+    clean_end: bool,
 }
 
 impl StreamCore {
@@ -172,6 +177,8 @@ impl StreamCore {
             handover: None,
             ended: None,
             csi: None,
+            receipts: Vec::new(),
+            clean_end: false,
         }
     }
 
@@ -243,12 +250,65 @@ impl StreamCore {
                 None => vec![Action::Send(*el)],
                 Some(csi) => csi.push(*el).into_iter().map(Action::Send).collect(),
             },
+            SessionMsg::Stored(stored) => {
+                let (el, receipt) = *stored;
+                return self.send_stored(el, receipt);
+            }
             SessionMsg::Close(cond, text) => self.close(Some((cond, text.map(String::from)))),
             // Links are attached by the driver, never by the stream.
             SessionMsg::Attach(_) => Vec::new(),
         };
         self.track_out(&mut actions);
         actions
+    }
+
+    /// A stanza still held in storage goes to the client at once (CSI counts it as
+    /// important: what it held goes first), and its receipt is kept until the client has
+    /// it: with stream management until acknowledged, else until a clean end.
+    fn send_stored(&mut self, el: Element, receipt: Receipt) -> Vec<Action> {
+        let held = self.csi.as_mut().filter(|c| c.is_inactive());
+        let mut actions: Vec<Action> = held
+            .map(|c| c.flush())
+            .unwrap_or_default()
+            .into_iter()
+            .map(Action::Send)
+            .collect();
+        let print = self.sm.is_none().then(|| fingerprint(&el));
+        actions.push(Action::Send(el));
+        self.track_out(&mut actions);
+        match (self.sm.as_mut(), print) {
+            (Some(sm), _) => sm.hold_receipt(receipt),
+            (None, Some(print)) => self.receipts.push((print, receipt)),
+            // Stream management cannot go away once enabled; dropped, the stanza stays
+            // stored.
+            (None, None) => {}
+        }
+        actions
+    }
+
+    /// The end of a session without stream management: the receipts of stanzas written
+    /// are confirmed if it ended cleanly, and dropped otherwise; the stanzas the link
+    /// never wrote are taken out of `unsent` (they stay stored, not routed again).
+    fn settle_receipts(&mut self, unsent: Vec<Element>) -> Vec<Element> {
+        if self.receipts.is_empty() {
+            return unsent;
+        }
+        let mut pending = std::mem::take(&mut self.receipts);
+        let mut rest = Vec::with_capacity(unsent.len());
+        for el in unsent {
+            let print = fingerprint(&el);
+            match pending.iter().position(|(p, _)| *p == print) {
+                // Never written: its receipt goes unconfirmed.
+                Some(at) => drop(pending.swap_remove(at)),
+                None => rest.push(el),
+            }
+        }
+        if self.clean_end {
+            for (_, receipt) in pending {
+                receipt.confirm();
+            }
+        }
+        rest
     }
 
     /// A parser refusal or another fatal condition detected by the transport.
@@ -996,6 +1056,10 @@ impl Protocol for StreamCore {
         self.end_session()
     }
 
+    fn ended_cleanly(&mut self) {
+        self.clean_end = true;
+    }
+
     /// Messages go to another resource or offline storage (RFC 6121 §8.5.3: a message to
     /// a resource gone offline is treated as sent to the bare JID); a client that did get
     /// part of them may see one twice (stamped with a delay), none is lost. Requests (iq
@@ -1014,6 +1078,7 @@ impl Protocol for StreamCore {
             0..0,
             self.csi.as_mut().map(|c| c.flush()).unwrap_or_default(),
         );
+        let unsent = self.settle_receipts(unsent);
         let undelivered = self.sm_rescue(unsent, unread);
         async move {
             let Some(account) = account else { return };
@@ -1062,6 +1127,14 @@ fn end_at_expiry(entry: &Arc<SessionEntry>, expires_at: u64) {
             );
         }
     });
+}
+
+/// Tells a stanza from others in the rescue (a hash of its serialization).
+fn fingerprint(el: &Element) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    el.to_string_in(ns::CLIENT).hash(&mut h);
+    h.finish()
 }
 
 fn new_stream_id() -> String {
