@@ -25,4 +25,5 @@ mod plugins;
 mod postgres;
 mod room_policy;
 mod stream_management;
+mod unauthenticated;
 mod websocket;

@@ -435,6 +435,13 @@ pub struct C2sSettings {
     /// Unacknowledged stanzas a stream management session may hold; past it the stream
     /// closes with `policy-violation` (and they go to offline storage).
     pub max_unacked: usize,
+    /// Largest stanza (bytes) a client may send before it is authenticated and bound, on
+    /// every transport, like Prosody's `c2s_unauthed_stanza_size_limit`: negotiation
+    /// needs little, and what a connection may hold in memory before it proves who it is
+    /// stays small. With `[limits] max_unauthenticated` this bounds the bytes all
+    /// unauthenticated connections buffer together. Larger stanzas end the stream with
+    /// `policy-violation`.
+    pub max_unauthenticated_stanza_size: usize,
 }
 
 impl Default for C2sSettings {
@@ -448,6 +455,7 @@ impl Default for C2sSettings {
             resume_timeout: 300,
             ack_request_interval: 5,
             max_unacked: 1000,
+            max_unauthenticated_stanza_size: 10 * 1024,
         }
     }
 }
@@ -591,6 +599,11 @@ impl Config {
         if self.general.max_stanza_size < 1024 {
             return Err(ConfigError::Invalid(
                 "general.max_stanza_size must be at least 1024".into(),
+            ));
+        }
+        if self.c2s.max_unauthenticated_stanza_size < 1024 {
+            return Err(ConfigError::Invalid(
+                "c2s.max_unauthenticated_stanza_size must be at least 1024".into(),
             ));
         }
         for l in &self.listen.c2s {

@@ -999,8 +999,16 @@ impl Protocol for StreamCore {
         self.domain.as_deref()
     }
 
+    /// The tenant's limits once bound; before that, stanzas are held to
+    /// `[c2s] max_unauthenticated_stanza_size` (the driver applies the larger limits when
+    /// the session is bound).
     fn parser_limits(&self) -> crate::xml::ParserLimits {
-        self.core.parser_limits_for(self.domain.as_deref())
+        let mut limits = self.core.parser_limits_for(self.domain.as_deref());
+        if self.entry.is_none() {
+            let unauth = self.core.config().c2s.max_unauthenticated_stanza_size;
+            limits.max_stanza_bytes = limits.max_stanza_bytes.min(unauth);
+        }
+        limits
     }
 
     fn shaper(&self) -> Option<crate::tenants::rate::TokenBucket> {
