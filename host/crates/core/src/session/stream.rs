@@ -860,6 +860,18 @@ impl StreamCore {
         }
         // `from` stamping: whatever the client wrote, the stanza comes from this session.
         el.set_attr("from", entry.full_jid.clone());
+        if kind == Kind::Iq && el.attr("id").is_none_or(str::is_empty) {
+            // RFC 6120 §8.1.3: every iq carries an id. A request without one is refused
+            // before anything answers it (the session no-op below included); an answer
+            // without one matches nothing and is dropped, as routing does.
+            if !matches!(stanza::stanza_type(&el), "get" | "set") {
+                return Vec::new();
+            }
+            return stanza::error_reply(&el, Condition::BadRequest, Some("an iq needs an id"))
+                .map(Action::Send)
+                .into_iter()
+                .collect();
+        }
         if kind == Kind::Iq
             && el.has_child("session", ns::SESSION)
             && self.is_to_self_or_server(&el, entry)
