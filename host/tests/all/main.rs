@@ -18,6 +18,7 @@ mod component_plugins;
 mod components;
 mod edge;
 mod features;
+mod hardening;
 mod offline;
 mod plugin_cli;
 mod plugin_reuse;

@@ -1,0 +1,202 @@
+//! Small hardening checks against the real binary: an iq without an id and a presence
+//! priority out of range are refused with `bad-request`; one user cannot own more than
+//! `muc.max_rooms_per_user` rooms; a tenant token cannot tell another tenant's domains
+//! from domains that do not exist.
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use crate::common;
+
+use common::web::http;
+use common::{RawClient, TestServer, ping_barrier};
+use heliograph::xml::{Element, ns};
+
+/// An admin API call; the status and the JSON answer (`null` when there is none).
+async fn admin(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Value,
+) -> (u16, Value) {
+    let auth = format!("Bearer {token}");
+    let body = if body.is_null() {
+        Bytes::new()
+    } else {
+        Bytes::from(body.to_string())
+    };
+    let r = http(
+        method,
+        &format!("http://{}{path}", server.admin),
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        body,
+    )
+    .await;
+    let doc = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+    (r.status.as_u16(), doc)
+}
+
+fn condition(el: &Element) -> Option<String> {
+    let error = el.child("error", ns::CLIENT)?;
+    error
+        .children()
+        .find(|c| c.ns() == ns::STANZAS_ERRORS && c.name() != "text")
+        .map(|c| c.name().to_string())
+}
+
+#[tokio::test]
+async fn an_iq_without_id_and_a_priority_out_of_range_are_bad_requests() {
+    let server = TestServer::start(&[("alice", "pw")], "");
+    let (mut c, _) = RawClient::login(&server.starttls, "alice", "pw", Some("r")).await;
+    // The RFC 3921 session no-op used to answer a result even without an id.
+    for payload in [
+        "<session xmlns='urn:ietf:params:xml:ns:xmpp-session'/>",
+        "<ping xmlns='urn:xmpp:ping'/>",
+    ] {
+        c.send_raw(&format!("<iq type='set'>{payload}</iq>")).await;
+        let reply = c.next_matching(|e| e.name() == "iq").await;
+        assert_eq!(reply.attr("type"), Some("error"), "{reply}");
+        assert_eq!(condition(&reply).as_deref(), Some("bad-request"), "{reply}");
+    }
+
+    for priority in ["300", "-129", "high"] {
+        c.send_raw(&format!(
+            "<presence id='p{priority}'><priority>{priority}</priority></presence>"
+        ))
+        .await;
+        let reply = c.next_matching(|e| e.name() == "presence").await;
+        assert_eq!(reply.attr("type"), Some("error"), "{reply}");
+        assert_eq!(condition(&reply).as_deref(), Some("bad-request"), "{reply}");
+    }
+    // In range it is taken: the presence comes back to the session as its broadcast.
+    c.send_raw("<presence id='ok'><priority>-128</priority></presence>")
+        .await;
+    let own = c.next_matching(|e| e.name() == "presence").await;
+    assert_eq!(own.attr("type"), None, "{own}");
+    ping_barrier(&mut c).await;
+}
+
+#[tokio::test]
+async fn one_user_cannot_own_more_rooms_than_allowed() {
+    let server = TestServer::start(&[], "");
+    let op = server.token.clone();
+    let tenant =
+        json!({"name": "acme", "domains": ["acme.test"], "muc": {"max_rooms_per_user": 2}});
+    assert_eq!(
+        admin(&server, "POST", "/api/v1/tenants", &op, tenant)
+            .await
+            .0,
+        201
+    );
+    for user in ["alice", "bob"] {
+        let body = json!({"username": user, "password": "pw"});
+        assert_eq!(
+            admin(&server, "POST", "/api/v1/users/acme.test", &op, body)
+                .await
+                .0,
+            201
+        );
+    }
+    let login = |user: &'static str| {
+        let addr = server.starttls.clone();
+        async move {
+            let mut c = RawClient::connect(&addr).await;
+            c.open_to("acme.test").await;
+            c.starttls().await;
+            c.open_to("acme.test").await;
+            let r = c.auth_plain(user, "pw").await;
+            assert!(r.is("success", ns::SASL), "{r}");
+            c.open_to("acme.test").await;
+            c.bind_here(Some("r")).await;
+            c
+        }
+    };
+    let join = |room: &str| {
+        format!(
+            "<presence to='{room}@conference.acme.test/me'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+        )
+    };
+    let mut alice = login("alice").await;
+    for room in ["one", "two"] {
+        alice.send_raw(&join(room)).await;
+        let p = alice
+            .next_matching(|e| {
+                e.name() == "presence" && e.attr("from").is_some_and(|f| f.starts_with(room))
+            })
+            .await;
+        assert_eq!(p.attr("type"), None, "{p}");
+    }
+    alice.send_raw(&join("three")).await;
+    let refused = alice
+        .next_matching(|e| {
+            e.name() == "presence" && e.attr("from").is_some_and(|f| f.starts_with("three"))
+        })
+        .await;
+    assert_eq!(refused.attr("type"), Some("error"), "{refused}");
+    assert_eq!(
+        condition(&refused).as_deref(),
+        Some("not-allowed"),
+        "{refused}"
+    );
+    // Another user still may.
+    let mut bob = login("bob").await;
+    bob.send_raw(&join("three")).await;
+    let p = bob
+        .next_matching(|e| {
+            e.name() == "presence" && e.attr("from").is_some_and(|f| f.starts_with("three"))
+        })
+        .await;
+    assert_eq!(p.attr("type"), None, "{p}");
+}
+
+#[tokio::test]
+async fn a_tenant_token_cannot_tell_other_domains_from_missing_ones() {
+    let server = TestServer::start(&[], "");
+    let op = server.token.clone();
+    for (name, domain) in [("a", "a.test"), ("b", "b.test")] {
+        let t = json!({"name": name, "domains": [domain]});
+        assert_eq!(
+            admin(&server, "POST", "/api/v1/tenants", &op, t).await.0,
+            201
+        );
+    }
+    let (status, doc) = admin(&server, "POST", "/api/v1/tenants/a/token", &op, Value::Null).await;
+    assert_eq!(status, 201, "{doc}");
+    let token = doc["token"].as_str().unwrap().to_string();
+    assert_eq!(
+        admin(&server, "GET", "/api/v1/users/a.test", &token, Value::Null)
+            .await
+            .0,
+        200
+    );
+    for path in ["/api/v1/users/{}", "/api/v1/sessions/{}"] {
+        let mut answers = Vec::new();
+        for domain in ["b.test", "nosuch.test"] {
+            let url = path.replace("{}", domain);
+            let (status, doc) = admin(&server, "GET", &url, &token, Value::Null).await;
+            answers.push((status, doc.to_string().replace(domain, "DOMAIN")));
+        }
+        assert_eq!(answers[0].0, 403, "{answers:?}");
+        assert_eq!(
+            answers[0], answers[1],
+            "another tenant's domain, a missing one"
+        );
+    }
+    // The operator still learns that a domain does not exist.
+    assert_eq!(
+        admin(
+            &server,
+            "GET",
+            "/api/v1/users/nosuch.test",
+            &op,
+            Value::Null
+        )
+        .await
+        .0,
+        404
+    );
+}
