@@ -200,3 +200,49 @@ async fn a_tenant_token_cannot_tell_other_domains_from_missing_ones() {
         404
     );
 }
+
+#[tokio::test]
+async fn a_tenant_cannot_claim_another_tenants_service_domains() {
+    let server = TestServer::start(&[], "");
+    let op = server.token.clone();
+    for (name, domain) in [("n3", "n3.example"), ("m", "m.n3.example")] {
+        let t = json!({"name": name, "domains": [domain]});
+        let (status, doc) = admin(&server, "POST", "/api/v1/tenants", &op, t).await;
+        assert_eq!(status, 201, "{doc}");
+    }
+    let (_, doc) = admin(
+        &server,
+        "POST",
+        "/api/v1/tenants/n3/token",
+        &op,
+        Value::Null,
+    )
+    .await;
+    let token = doc["token"].as_str().unwrap().to_string();
+    let component =
+        |domain: &str| json!({"components": [{"domains": [domain], "secret": "s3cret"}]});
+    // The report: n3's own token put a component on m's MUC service. Nor may it take
+    // anything else under m's domain, with its token or the operator's.
+    for domain in ["conference.m.n3.example", "bot.m.n3.example"] {
+        for t in [&token, &op] {
+            let (status, doc) =
+                admin(&server, "PATCH", "/api/v1/tenants/n3", t, component(domain)).await;
+            assert_eq!(status, 409, "{domain}: {doc}");
+        }
+    }
+    let own = json!({"components": [
+        {"domains": ["bot.n3.example"], "secret": "s3cret"},
+        {"domains": ["bot.x.n3.example"], "secret": "s3cret"},
+    ]});
+    let (status, doc) = admin(&server, "PATCH", "/api/v1/tenants/n3", &token, own).await;
+    assert_eq!(status, 200, "its own subdomains: {doc}");
+    // A new tenant whose domain would take n3's component from it is refused too.
+    let t = json!({"name": "q", "domains": ["x.n3.example"]});
+    let (status, doc) = admin(&server, "POST", "/api/v1/tenants", &op, t).await;
+    assert_eq!(status, 409, "{doc}");
+    assert!(doc.to_string().contains("bot.x.n3.example"), "{doc}");
+    // Nor may another tenant take m's MUC domain as one of its own.
+    let t = json!({"name": "r", "domains": ["conference.m.n3.example"]});
+    let (status, doc) = admin(&server, "POST", "/api/v1/tenants", &op, t).await;
+    assert_eq!(status, 409, "{doc}");
+}

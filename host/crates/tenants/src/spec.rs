@@ -254,6 +254,27 @@ impl TenantSpec {
 
     /// The MUC service domains this tenant serves (`conference.example.com` for each
     /// domain), none when the tenant or its MUC is off.
+    /// Every domain the tenant serves or reserves: its own, its components', its MUC
+    /// service's (while MUC is on, the tenant enabled or not). A new service with a
+    /// domain of its own adds it here, and the claim registry covers it
+    /// ([`crate::claims::DomainClaims`]).
+    pub fn served_domains(&self) -> Vec<String> {
+        let mut out = self.domains.clone();
+        out.extend(
+            self.components
+                .iter()
+                .flat_map(|c| c.domains.iter().cloned()),
+        );
+        if self.muc.enabled {
+            out.extend(
+                self.domains
+                    .iter()
+                    .map(|d| format!("{}.{d}", self.muc.subdomain)),
+            );
+        }
+        out
+    }
+
     pub fn muc_domains(&self) -> Vec<String> {
         if !self.enabled || !self.muc.enabled {
             return Vec::new();
