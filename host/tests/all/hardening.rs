@@ -40,6 +40,15 @@ async fn admin(
     (r.status.as_u16(), doc)
 }
 
+/// Creates tenants (name, domain) with the operator's token.
+async fn create_tenants(server: &TestServer, tenants: &[(&str, &str)]) {
+    for (name, domain) in tenants {
+        let t = json!({"name": name, "domains": [domain]});
+        let (status, doc) = admin(server, "POST", "/api/v1/tenants", &server.token, t).await;
+        assert_eq!(status, 201, "{doc}");
+    }
+}
+
 fn condition(el: &Element) -> Option<String> {
     let error = el.child("error", ns::CLIENT)?;
     error
@@ -157,13 +166,7 @@ async fn one_user_cannot_own_more_rooms_than_allowed() {
 async fn a_tenant_token_cannot_tell_other_domains_from_missing_ones() {
     let server = TestServer::start(&[], "");
     let op = server.token.clone();
-    for (name, domain) in [("a", "a.test"), ("b", "b.test")] {
-        let t = json!({"name": name, "domains": [domain]});
-        assert_eq!(
-            admin(&server, "POST", "/api/v1/tenants", &op, t).await.0,
-            201
-        );
-    }
+    create_tenants(&server, &[("a", "a.test"), ("b", "b.test")]).await;
     let (status, doc) = admin(&server, "POST", "/api/v1/tenants/a/token", &op, Value::Null).await;
     assert_eq!(status, 201, "{doc}");
     let token = doc["token"].as_str().unwrap().to_string();
@@ -205,11 +208,7 @@ async fn a_tenant_token_cannot_tell_other_domains_from_missing_ones() {
 async fn a_tenant_cannot_claim_another_tenants_service_domains() {
     let server = TestServer::start(&[], "");
     let op = server.token.clone();
-    for (name, domain) in [("n3", "n3.example"), ("m", "m.n3.example")] {
-        let t = json!({"name": name, "domains": [domain]});
-        let (status, doc) = admin(&server, "POST", "/api/v1/tenants", &op, t).await;
-        assert_eq!(status, 201, "{doc}");
-    }
+    create_tenants(&server, &[("n3", "n3.example"), ("m", "m.n3.example")]).await;
     let (_, doc) = admin(
         &server,
         "POST",
