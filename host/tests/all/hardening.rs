@@ -49,6 +49,19 @@ async fn create_tenants(server: &TestServer, tenants: &[(&str, &str)]) {
     }
 }
 
+/// STARTTLS, PLAIN login (password `pw`) and bind, on a domain other than `localhost`.
+async fn login(server: &TestServer, domain: &str, user: &str) -> RawClient {
+    let mut c = RawClient::connect(&server.starttls).await;
+    c.open_to(domain).await;
+    c.starttls().await;
+    c.open_to(domain).await;
+    let r = c.auth_plain(user, "pw").await;
+    assert!(r.is("success", ns::SASL), "{r}");
+    c.open_to(domain).await;
+    c.bind_here(Some("r")).await;
+    c
+}
+
 fn condition(el: &Element) -> Option<String> {
     let error = el.child("error", ns::CLIENT)?;
     error
@@ -110,26 +123,12 @@ async fn one_user_cannot_own_more_rooms_than_allowed() {
             201
         );
     }
-    let login = |user: &'static str| {
-        let addr = server.starttls.clone();
-        async move {
-            let mut c = RawClient::connect(&addr).await;
-            c.open_to("acme.test").await;
-            c.starttls().await;
-            c.open_to("acme.test").await;
-            let r = c.auth_plain(user, "pw").await;
-            assert!(r.is("success", ns::SASL), "{r}");
-            c.open_to("acme.test").await;
-            c.bind_here(Some("r")).await;
-            c
-        }
-    };
     let join = |room: &str| {
         format!(
             "<presence to='{room}@conference.acme.test/me'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
         )
     };
-    let mut alice = login("alice").await;
+    let mut alice = login(&server, "acme.test", "alice").await;
     for room in ["one", "two"] {
         alice.send_raw(&join(room)).await;
         let p = alice
@@ -152,7 +151,7 @@ async fn one_user_cannot_own_more_rooms_than_allowed() {
         "{refused}"
     );
     // Another user still may.
-    let mut bob = login("bob").await;
+    let mut bob = login(&server, "acme.test", "bob").await;
     bob.send_raw(&join("three")).await;
     let p = bob
         .next_matching(|e| {
@@ -244,4 +243,75 @@ async fn a_tenant_cannot_claim_another_tenants_service_domains() {
     let t = json!({"name": "r", "domains": ["conference.m.n3.example"]});
     let (status, doc) = admin(&server, "POST", "/api/v1/tenants", &op, t).await;
     assert_eq!(status, 409, "{doc}");
+}
+
+#[tokio::test]
+async fn roster_sets_past_the_tenants_limits_are_refused() {
+    let server = TestServer::start(&[], "");
+    let limits = json!({"max_roster_items": 3, "max_roster_groups": 2,
+        "max_roster_name_length": 10, "max_roster_group_length": 5});
+    let t = json!({"name": "acme", "domains": ["acme.test"], "limits": limits});
+    let (status, doc) = admin(&server, "POST", "/api/v1/tenants", &server.token, t).await;
+    assert_eq!(status, 201, "{doc}");
+    let body = json!({"username": "alice", "password": "pw"});
+    let (status, _) = admin(
+        &server,
+        "POST",
+        "/api/v1/users/acme.test",
+        &server.token,
+        body,
+    )
+    .await;
+    assert_eq!(status, 201);
+    let mut c = login(&server, "acme.test", "alice").await;
+    let mut n = 0;
+    let mut set = async |c: &mut RawClient, item: &str| -> Option<String> {
+        n += 1;
+        let id = format!("set{n}");
+        c.send_raw(&format!(
+            "<iq type='set' id='{id}'><query xmlns='jabber:iq:roster'>{item}</query></iq>"
+        ))
+        .await;
+        let reply = c
+            .next_matching(|e| e.name() == "iq" && e.attr("id") == Some(id.as_str()))
+            .await;
+        condition(&reply)
+    };
+    let refusals = [
+        (
+            "<item jid='a@x.test' name='elevenchars'/>",
+            "not-acceptable",
+        ),
+        (
+            "<item jid='a@x.test'><group>sixsix</group></item>",
+            "not-acceptable",
+        ),
+        (
+            "<item jid='a@x.test'><group>a</group><group>b</group><group>c</group></item>",
+            "policy-violation",
+        ),
+        (
+            "<item jid='a@x.test'><group>a</group><group>a</group></item>",
+            "bad-request",
+        ),
+    ];
+    for (item, cond) in refusals {
+        assert_eq!(set(&mut c, item).await.as_deref(), Some(cond), "{item}");
+    }
+    for i in 0..3 {
+        let item = format!(
+            "<item jid='c{i}@x.test' name='tenchars{i}'><group>a</group><group>b</group></item>"
+        );
+        assert_eq!(set(&mut c, &item).await, None, "{item}");
+    }
+    let fourth = "<item jid='c3@x.test'/>";
+    assert_eq!(
+        set(&mut c, fourth).await.as_deref(),
+        Some("policy-violation")
+    );
+    // Changing an item already there is still fine.
+    assert_eq!(
+        set(&mut c, "<item jid='c0@x.test' name='renamed'/>").await,
+        None
+    );
 }

@@ -588,6 +588,12 @@ async fn apply_inbound(
 ) -> StorageResult<bool> {
     let from_jid = from.to_string();
     let before = roster::load_item(core, to, &from_jid).await?;
+    if before.is_none() && kind == SubKind::Subscribe && roster::roster_full(core, to).await? {
+        // A full roster takes no new items, not even pending requests: strangers cannot
+        // grow it past the tenant's limit.
+        tracing::info!(jid = %to, from = %from_jid, "subscription request dropped: the roster is full");
+        return Ok(false);
+    }
     let mut item = before.clone().unwrap_or_else(|| RosterItem {
         jid: from_jid,
         ..Default::default()
