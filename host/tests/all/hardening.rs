@@ -3,6 +3,8 @@
 //! `muc.max_rooms_per_user` rooms; a tenant token cannot tell another tenant's domains
 //! from domains that do not exist.
 
+use std::time::{Duration, Instant};
+
 use bytes::Bytes;
 use serde_json::{Value, json};
 
@@ -313,5 +315,67 @@ async fn roster_sets_past_the_tenants_limits_are_refused() {
     assert_eq!(
         set(&mut c, "<item jid='c0@x.test' name='renamed'/>").await,
         None
+    );
+}
+
+/// Messages the fast sender sends, and the size of each body.
+const FLOOD: usize = 400;
+const FLOOD_BODY: usize = 16 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fast_sender_is_slowed_down_rather_than_its_recipient_disconnected() {
+    // A small queue per session, so that a recipient whose socket is full soon has a full
+    // queue too.
+    let server =
+        TestServer::start(&[("fast", "pw"), ("slow", "pw")], "").with_c2s("session_queue = 16");
+    let (mut slow, slow_jid) = RawClient::login(&server.starttls, "slow", "pw", Some("r")).await;
+    let (mut fast, _) = RawClient::login(&server.starttls, "fast", "pw", Some("r")).await;
+    let body = "x".repeat(FLOOD_BODY);
+    let sender = tokio::spawn(async move {
+        for i in 0..FLOOD {
+            fast.send_raw(&format!(
+                "<message to='{slow_jid}' id='m{i}' type='chat'><body>{body}</body></message>"
+            ))
+            .await;
+        }
+        ping_barrier(&mut fast).await;
+        fast
+    });
+    // The recipient reads nothing until the server says it slowed the sender down.
+    let warning = "this session is slowed down";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !server.log_text().contains(warning) {
+        assert!(
+            Instant::now() < deadline,
+            "the sender was never slowed down: {}",
+            server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Then it reads everything, and its session never ended.
+    let mut received = 0;
+    while received < FLOOD {
+        let el = slow.next().await;
+        assert!(
+            !el.is("error", ns::STREAM),
+            "the recipient was disconnected: {el}"
+        );
+        if el.name() == "message" {
+            assert_eq!(
+                el.attr("id"),
+                Some(format!("m{received}").as_str()),
+                "in order"
+            );
+            received += 1;
+        }
+    }
+    ping_barrier(&mut slow).await;
+    let mut fast = sender.await.unwrap();
+    ping_barrier(&mut fast).await;
+    let log = server.log_text();
+    assert_eq!(log.matches(warning).count(), 1, "logged once per session");
+    assert!(
+        !log.contains("closing slow client"),
+        "nobody was closed as slow"
     );
 }

@@ -142,6 +142,18 @@ pub struct SessionEntry {
     presence: Mutex<PresenceState>,
     /// The connection is gone and the session waits for a resumption (XEP-0198).
     detached: AtomicBool,
+    /// The session was slowed down for sending faster than a recipient reads (logged
+    /// once per session).
+    slowed: AtomicBool,
+}
+
+/// Why a stanza was not queued for a session; the stanza comes back.
+#[derive(Debug)]
+pub enum NotQueued {
+    /// The session's queue is full (its client does not keep up).
+    Full(Element),
+    /// The session is gone.
+    Closed(Element),
 }
 
 impl SessionEntry {
@@ -166,6 +178,7 @@ impl SessionEntry {
             tx,
             presence: Mutex::new(PresenceState::default()),
             detached: AtomicBool::new(false),
+            slowed: AtomicBool::new(false),
         }
     }
 
@@ -185,17 +198,46 @@ impl SessionEntry {
     /// Like [`SessionEntry::send`], but hands the stanza back when it could not be queued,
     /// so the caller can store or bounce it without having cloned it up front.
     pub fn try_deliver(&self, stanza: Element) -> Result<(), Element> {
-        match self.tx.try_send(SessionMsg::Stanza(Box::new(stanza))) {
+        match self.try_queue(stanza) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(msg)) => {
+            Err(NotQueued::Full(stanza)) => {
                 tracing::warn!(jid = %self.full_jid, "session queue full, closing slow client");
                 self.close(
                     StreamErrorCondition::PolicyViolation,
                     Some("too many queued stanzas"),
                 );
-                Err(unwrap_stanza(msg))
+                Err(stanza)
             }
-            Err(mpsc::error::TrySendError::Closed(msg)) => Err(unwrap_stanza(msg)),
+            Err(NotQueued::Closed(stanza)) => Err(stanza),
+        }
+    }
+
+    /// Queues a stanza if there is room, closing nothing: a full queue is the caller's
+    /// to handle (a sender may wait for room, see [`SessionEntry::send_waiting`]).
+    pub fn try_queue(&self, stanza: Element) -> Result<(), NotQueued> {
+        match self.tx.try_send(SessionMsg::Stanza(Box::new(stanza))) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(msg)) => Err(NotQueued::Full(unwrap_stanza(msg))),
+            Err(mpsc::error::TrySendError::Closed(msg)) => {
+                Err(NotQueued::Closed(unwrap_stanza(msg)))
+            }
+        }
+    }
+
+    /// True while the session's queue has no room.
+    pub fn is_full(&self) -> bool {
+        self.tx.capacity() == 0
+    }
+
+    /// Records that this session is being slowed down for sending faster than `recipient`
+    /// reads; logs it the first time only.
+    pub fn slowed_for(&self, recipient: &str) {
+        if !self.slowed.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                jid = %self.full_jid,
+                recipient,
+                "sending faster than a recipient reads: this session is slowed down"
+            );
         }
     }
 

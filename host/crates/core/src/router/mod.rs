@@ -18,7 +18,8 @@ use serde::Serialize;
 use crate::storage::Account;
 
 pub use entry::{
-    PresenceState, Receipt, SessionEntry, SessionMsg, Transport, UserFacts, next_session_id,
+    NotQueued, PresenceState, Receipt, SessionEntry, SessionMsg, Transport, UserFacts,
+    next_session_id,
 };
 pub use hosted::{HostedDomain, HostedDomains, HostedResolver, RegisterError};
 pub use route::{HostedTarget, Route, classify, local_account};
