@@ -97,7 +97,7 @@ async fn offline_messages_survive_a_kill_during_delivery() {
         if let Some(body) = body_of(&el) {
             seen.insert(body);
         }
-        if read % 50 == 0 {
+        if read.is_multiple_of(50) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
