@@ -128,29 +128,109 @@ async fn offline_messages_survive_a_kill_during_delivery() {
     // Written, then a clean end: now they leave storage.
     close_cleanly(&mut again).await;
 
-    // A message stored after that comes first to the next session: nothing delivered
-    // before is left. (Removal follows the session's end closely, so a session that
-    // raced it may see a few again, and removes them in turn.)
+    assert_storage_emptied(&mut server, Leave::Cleanly).await;
+}
+
+/// Answers a server ping (`true`), or says the element is something else.
+async fn answer_ping(c: &mut RawClient, el: &Element) -> bool {
+    if el.name() != "iq" || el.attr("type") != Some("get") {
+        return false;
+    }
+    let id = el.attr("id").unwrap_or_default();
+    c.send_raw(&format!("<iq type='result' id='{id}' to='localhost'/>"))
+        .await;
+    true
+}
+
+/// Until a ping of ours comes back with no server ping on the way: every ping the server
+/// sent is answered, and the server has handled the answers.
+async fn answer_pings_until_quiet(c: &mut RawClient) {
+    for round in 0.. {
+        let id = format!("quiet{round}");
+        c.send_raw(&format!(
+            "<iq type='get' id='{id}'><ping xmlns='urn:xmpp:ping'/></iq>"
+        ))
+        .await;
+        let mut answered = false;
+        loop {
+            let el = c.next().await;
+            if el.attr("id") == Some(id.as_str()) {
+                break;
+            }
+            answered |= answer_ping(c, &el).await;
+        }
+        if !answered {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_messages_a_client_without_stream_management_read_leave_storage() {
+    const N: usize = 200;
+    let mut server = TestServer::start(&[("bob", "pw")], "");
+    store_offline(&mut server, (0..N).map(|i| format!("m{i}")));
+    // No stream management and no clean end (the connection is reset), but the client
+    // answered the pings the server sent after the messages: it read them.
+    let mut c = bob(&server, false).await;
+    let mut seen = HashSet::new();
+    while seen.len() < N {
+        let el = c.next().await;
+        if !answer_ping(&mut c, &el).await
+            && let Some(body) = body_of(&el)
+        {
+            seen.insert(body);
+        }
+    }
+    answer_pings_until_quiet(&mut c).await;
+    c.reset();
+    assert_storage_emptied(&mut server, Leave::AnsweringPingsThenReset).await;
+}
+
+/// How a checking session leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leave {
+    /// Closes the stream and waits for the server's close.
+    Cleanly,
+    /// Answers every ping, then drops the connection with a reset.
+    AnsweringPingsThenReset,
+}
+
+/// Waits until a message stored now is the first the next session gets: nothing
+/// delivered before is left in storage. Each session leaves as `leave` says, which
+/// confirms what it read in turn (removal follows a confirmation closely, so a session
+/// that raced it may read a few again).
+async fn assert_storage_emptied(server: &mut TestServer, leave: Leave) {
     let deadline = Instant::now() + Duration::from_secs(60);
     for attempt in 0.. {
         let sentinel = format!("sentinel{attempt}");
-        store_offline(&mut server, std::iter::once(sentinel.clone()));
-        let mut c = bob(&server, false).await;
+        store_offline(server, std::iter::once(sentinel.clone()));
+        let mut c = bob(server, false).await;
         let mut before = 0usize;
         loop {
-            let el = c.next_matching(|e| e.name() == "message").await;
-            if body_of(&el).as_deref() == Some(sentinel.as_str()) {
-                break;
+            let el = c.next().await;
+            if answer_ping(&mut c, &el).await {
+                continue;
             }
-            before += 1;
+            match body_of(&el) {
+                Some(body) if body == sentinel => break,
+                Some(_) => before += 1,
+                None => {}
+            }
         }
-        close_cleanly(&mut c).await;
+        match leave {
+            Leave::Cleanly => close_cleanly(&mut c).await,
+            Leave::AnsweringPingsThenReset => {
+                answer_pings_until_quiet(&mut c).await;
+                c.reset();
+            }
+        }
         if before == 0 {
-            break;
+            return;
         }
         assert!(
             Instant::now() < deadline,
-            "{before} delivered messages are still stored"
+            "{before} messages delivered before are still stored"
         );
     }
 }

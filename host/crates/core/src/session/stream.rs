@@ -147,6 +147,9 @@ pub struct StreamCore {
     receipts: Vec<(u64, Receipt)>,
     /// The client closed the stream and our close was written after everything else.
     clean_end: bool,
+    /// The ping sent after stanzas from storage (its id) and how many of `receipts` it
+    /// covers: its answer shows the client read them.
+    receipt_ping: Option<(String, usize)>,
 }
 
 impl StreamCore {
@@ -179,6 +182,7 @@ impl StreamCore {
             csi: None,
             receipts: Vec::new(),
             clean_end: false,
+            receipt_ping: None,
         }
     }
 
@@ -278,12 +282,45 @@ impl StreamCore {
         self.track_out(&mut actions);
         match (self.sm.as_mut(), print) {
             (Some(sm), _) => sm.hold_receipt(receipt),
-            (None, Some(print)) => self.receipts.push((print, receipt)),
+            (None, Some(print)) => {
+                self.receipts.push((print, receipt));
+                if self.receipt_ping.is_none() {
+                    actions.extend(self.receipt_ping());
+                }
+            }
             // Stream management cannot go away once enabled; dropped, the stanza stays
             // stored.
             (None, None) => {}
         }
         actions
+    }
+
+    /// Without stream management, a ping after stanzas sent from storage: the client
+    /// reads in order, so its answer (result or error) shows it read them, and their
+    /// receipts are confirmed then rather than at a clean end that may never come. One
+    /// such ping is out at a time; it covers every stored stanza sent before it.
+    fn receipt_ping(&mut self) -> Option<Action> {
+        let ping = self.keepalive_ping()?;
+        let id = ping.attr("id")?.to_string();
+        self.receipt_ping = Some((id, self.receipts.len()));
+        Some(Action::Send(ping))
+    }
+
+    /// The client answered one of our pings: if it is the one after stored stanzas,
+    /// their receipts are confirmed (and the next ping covers what came since).
+    fn on_ping_answer(&mut self, el: &Element) -> Vec<Action> {
+        let answered = |(id, _): &mut (String, usize)| el.attr("id") == Some(id.as_str());
+        let Some((_, covered)) = self.receipt_ping.take_if(answered) else {
+            return Vec::new();
+        };
+        let covered = covered.min(self.receipts.len());
+        for (_, receipt) in self.receipts.drain(..covered) {
+            receipt.confirm();
+        }
+        if self.receipts.is_empty() {
+            return Vec::new();
+        }
+        self.receipt_ping().into_iter().collect()
     }
 
     /// The end of a session without stream management: the receipts of stanzas written
@@ -880,7 +917,7 @@ impl StreamCore {
             return vec![Action::Send(stanza::iq_result(&el))];
         }
         if kind == Kind::Iq && self.is_keepalive_answer(&el, entry) {
-            return Vec::new();
+            return self.on_ping_answer(&el);
         }
         if kind == Kind::Message {
             let ctx = MessageContext {
