@@ -149,3 +149,57 @@ async fn websocket_and_bosh_refuse_large_stanzas_before_authentication() {
         Some(body.len())
     );
 }
+
+/// `heliograph_unauthenticated_buffered_bytes` from the admin listener's metrics.
+async fn buffered_bytes(server: &TestServer) -> f64 {
+    let r = common::web::http(
+        "GET",
+        &format!("http://{}/metrics", server.admin),
+        &[],
+        bytes::Bytes::new(),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix("heliograph_unauthenticated_buffered_bytes "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn what_unauthenticated_connections_hold_together_is_bounded() {
+    // 4 KiB for all unauthenticated connections together; each stanza may be 10 KiB.
+    let server = TestServer::start(
+        &[("alice", "pw")],
+        "[limits]\nmax_unauthenticated_buffered = 4096\n",
+    );
+    let started = "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>";
+    let half = format!("{started}{}", "A".repeat(3000));
+    let mut first = RawClient::connect(&server.starttls).await;
+    first.open_and_features().await;
+    first.send_raw(&half).await;
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    while buffered_bytes(&server).await < 3000.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the server never held the first stanza"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // A second connection's 3 KB would make 6 KB together: it is closed.
+    let mut second = RawClient::connect(&server.starttls).await;
+    second.open_and_features().await;
+    second.send_raw(&half).await;
+    assert_eq!(second.expect_stream_error().await, "resource-constraint");
+    // The first goes on: its stanza ends and is answered.
+    first.send_raw("</auth>").await;
+    let answer = first.next().await;
+    assert!(answer.is("failure", ns::SASL), "{answer}");
+    // What it held is given back, and a login works.
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    while buffered_bytes(&server).await > 0.0 {
+        assert!(Instant::now() < deadline, "the bytes were never given back");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (_alice, _) = RawClient::login(&server.starttls, "alice", "pw", None).await;
+}

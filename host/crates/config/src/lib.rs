@@ -248,6 +248,11 @@ pub struct LimitSettings {
     /// Connections (TCP streams, BOSH sessions, WebSockets) that have not authenticated
     /// yet, on all listeners (0 = no limit).
     pub max_unauthenticated: usize,
+    /// Bytes of unfinished stanzas the server holds for all unauthenticated connections
+    /// together (0 = no limit beyond `max_unauthenticated` times
+    /// `[c2s] max_unauthenticated_stanza_size`); a connection whose stanza would pass it
+    /// is closed with `resource-constraint`.
+    pub max_unauthenticated_buffered: usize,
     /// Login attempts per second per client address (0 = no limit); faster attempts wait.
     pub login_rate_per_address: u32,
     /// Login attempts per client address allowed in a burst.
@@ -258,6 +263,7 @@ impl Default for LimitSettings {
     fn default() -> Self {
         LimitSettings {
             max_unauthenticated: 20_000,
+            max_unauthenticated_buffered: 64 * 1024 * 1024,
             login_rate_per_address: 0,
             login_burst_per_address: 10,
         }

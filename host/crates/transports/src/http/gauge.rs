@@ -3,7 +3,8 @@
 //! stream's limit is smaller before authentication and larger after. [`Gauged`] counts
 //! the bytes read from the socket since the last complete message and fails the read
 //! once they pass the stream's current limit, so a connection that never finishes a
-//! message holds no more than that.
+//! message holds no more than that. Before authentication the count also goes to the
+//! server-wide total of unauthenticated connections ([`UnauthBuffer`]).
 
 use std::io;
 use std::pin::Pin;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
+use heliograph_core::limits::UnauthBuffer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Room for frame headers and what a read brings of the next message.
@@ -22,15 +24,20 @@ pub struct Gauge {
     since_message: AtomicUsize,
     limit: AtomicUsize,
     over: AtomicBool,
+    /// The server-wide count while unauthenticated.
+    unauth: Option<UnauthBuffer>,
+    over_total: AtomicBool,
 }
 
 impl Gauge {
-    /// A gauge allowing messages of `limit` bytes.
-    pub fn new(limit: usize) -> Arc<Gauge> {
+    /// A gauge allowing messages of `limit` bytes, counting them in `unauth` too.
+    pub fn new(limit: usize, unauth: Option<UnauthBuffer>) -> Arc<Gauge> {
         Arc::new(Gauge {
             since_message: AtomicUsize::new(0),
             limit: AtomicUsize::new(limit),
             over: AtomicBool::new(false),
+            unauth,
+            over_total: AtomicBool::new(false),
         })
     }
 
@@ -42,11 +49,20 @@ impl Gauge {
     /// A complete message was read: the count starts again.
     pub fn message_read(&self) {
         self.since_message.store(0, Ordering::Relaxed);
+        if let Some(unauth) = &self.unauth {
+            unauth.hold(0);
+        }
     }
 
     /// True once a read failed because an unfinished message went past the limit.
     pub fn is_over(&self) -> bool {
         self.over.load(Ordering::Relaxed)
+    }
+
+    /// True once a read failed because unauthenticated connections held too much
+    /// together.
+    pub fn is_over_total(&self) -> bool {
+        self.over_total.load(Ordering::Relaxed)
     }
 
     /// Counts `n` bytes read; false when that passes the limit.
@@ -55,6 +71,12 @@ impl Gauge {
         let limit = self.limit.load(Ordering::Relaxed).saturating_add(SLACK);
         if held > limit {
             self.over.store(true, Ordering::Relaxed);
+            return false;
+        }
+        if let Some(unauth) = &self.unauth
+            && !unauth.hold(held)
+        {
+            self.over_total.store(true, Ordering::Relaxed);
             return false;
         }
         true
@@ -119,13 +141,13 @@ mod tests {
 
     #[test]
     fn an_unfinished_message_past_the_limit_fails_the_read() {
-        let gauge = Gauge::new(1000);
+        let gauge = Gauge::new(1000, None);
         assert!(gauge.read(1000 + SLACK));
         gauge.message_read();
         assert!(gauge.read(SLACK));
         assert!(!gauge.read(1001), "over the limit without a message");
         assert!(gauge.is_over());
-        let gauge = Gauge::new(1000);
+        let gauge = Gauge::new(1000, None);
         gauge.set_limit(100_000);
         assert!(gauge.read(90_000), "the authenticated limit");
     }

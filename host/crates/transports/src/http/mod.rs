@@ -272,6 +272,14 @@ async fn bosh_request(
                 false,
             );
         }
+        Ok(Err(BoshBodyError::Busy)) => {
+            tracing::info!(address = %client.addr.display, "unauthenticated connections hold too much; BOSH body refused");
+            return xml_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                bosh::body::terminate("policy-violation").into(),
+                false,
+            );
+        }
         Ok(Err(BoshBodyError::Read)) => {
             return text_response(StatusCode::BAD_REQUEST, "cannot read body\n");
         }
@@ -300,6 +308,8 @@ const BOSH_WRAPPER: usize = 1024;
 enum BoshBodyError {
     /// Longer than allowed (the limit in bytes).
     TooLarge(usize),
+    /// Unauthenticated connections hold too much together.
+    Busy,
     Read,
 }
 
@@ -313,8 +323,16 @@ async fn read_bosh_body(
     mut body: Incoming,
     max: usize,
 ) -> Result<Bytes, BoshBodyError> {
-    let unauth = state.core.config().c2s.max_unauthenticated_stanza_size;
+    let config = state.core.config();
+    let unauth = config.c2s.max_unauthenticated_stanza_size;
     let mut allowed = unauth.saturating_add(BOSH_WRAPPER).min(max);
+    // Counted in the total of unauthenticated connections until known to be for a
+    // bound session.
+    let total = state
+        .core
+        .limits
+        .unauth_buffer(config.limits.max_unauthenticated_buffered);
+    let mut counted = true;
     let mut data = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| BoshBodyError::Read)?;
@@ -330,9 +348,14 @@ async fn read_bosh_body(
                 return Err(BoshBodyError::TooLarge(allowed));
             }
             allowed = max;
+            counted = false;
+            total.hold(0);
             if data.len() + chunk.len() > allowed {
                 return Err(BoshBodyError::TooLarge(allowed));
             }
+        }
+        if counted && !total.hold(data.len() + chunk.len()) {
+            return Err(BoshBodyError::Busy);
         }
         data.extend_from_slice(&chunk);
     }

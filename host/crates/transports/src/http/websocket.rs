@@ -137,8 +137,11 @@ pub fn upgrade(
                     .max_frame_size(Some(max));
                 // Before authentication the stream's limit is the small one; the
                 // session raises it once bound.
-                let unauth_limit = st.core.config().c2s.max_unauthenticated_stanza_size;
-                let gauge = Gauge::new(unauth_limit.min(max));
+                let config = st.core.config();
+                let unauth_limit = config.c2s.max_unauthenticated_stanza_size;
+                let total =
+                    unauth.buffer(&st.core.limits, config.limits.max_unauthenticated_buffered);
+                let gauge = Gauge::new(unauth_limit.min(max), Some(total));
                 let ws = WebSocketStream::from_raw_socket(
                     Gauged::new(TokioIo::new(upgraded), gauge.clone()),
                     Role::Server,
@@ -280,6 +283,15 @@ impl Link for WsLink {
                 }
                 match next {
                     None => return Inbound::Gone,
+                    Some(Err(_)) if self.gauge.is_over_total() => {
+                        tracing::info!(
+                            "unauthenticated connections hold too much; closing this one"
+                        );
+                        return Inbound::Refused(
+                            StreamErrorCondition::ResourceConstraint,
+                            "the server holds too much for unauthenticated connections".into(),
+                        );
+                    }
                     Some(Err(_)) if self.gauge.is_over() => {
                         let max = self.limits.max_stanza_bytes;
                         tracing::info!(max, "WebSocket message over the stream's limit");
