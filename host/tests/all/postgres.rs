@@ -255,7 +255,7 @@ async fn database_outage_mid_load_loses_no_accepted_message_and_recovers_by_itse
     assert_eq!(received, expected);
     // Storage latency by backend and operation.
     let (_, metrics) = api(&server, "GET", "/metrics", "").await;
-    for op in ["offline.push", "offline.take_all", "users.credentials"] {
+    for op in ["offline.push", "offline.peek", "users.credentials"] {
         let series =
             format!("heliograph_storage_seconds_count{{backend=\"postgres\",op=\"{op}\"}}");
         assert!(metrics.contains(&series), "no {series} in\n{metrics}");

@@ -248,6 +248,11 @@ pub struct LimitSettings {
     /// Connections (TCP streams, BOSH sessions, WebSockets) that have not authenticated
     /// yet, on all listeners (0 = no limit).
     pub max_unauthenticated: usize,
+    /// Bytes of unfinished stanzas the server holds for all unauthenticated connections
+    /// together (0 = no limit beyond `max_unauthenticated` times
+    /// `[c2s] max_unauthenticated_stanza_size`); a connection whose stanza would pass it
+    /// is closed with `resource-constraint`.
+    pub max_unauthenticated_buffered: usize,
     /// Login attempts per second per client address (0 = no limit); faster attempts wait.
     pub login_rate_per_address: u32,
     /// Login attempts per client address allowed in a burst.
@@ -258,6 +263,7 @@ impl Default for LimitSettings {
     fn default() -> Self {
         LimitSettings {
             max_unauthenticated: 20_000,
+            max_unauthenticated_buffered: 64 * 1024 * 1024,
             login_rate_per_address: 0,
             login_burst_per_address: 10,
         }
@@ -435,6 +441,13 @@ pub struct C2sSettings {
     /// Unacknowledged stanzas a stream management session may hold; past it the stream
     /// closes with `policy-violation` (and they go to offline storage).
     pub max_unacked: usize,
+    /// Largest stanza (bytes) a client may send before it is authenticated and bound, on
+    /// every transport, like Prosody's `c2s_unauthed_stanza_size_limit`: negotiation
+    /// needs little, and what a connection may hold in memory before it proves who it is
+    /// stays small. With `[limits] max_unauthenticated` this bounds the bytes all
+    /// unauthenticated connections buffer together. Larger stanzas end the stream with
+    /// `policy-violation`.
+    pub max_unauthenticated_stanza_size: usize,
 }
 
 impl Default for C2sSettings {
@@ -448,6 +461,7 @@ impl Default for C2sSettings {
             resume_timeout: 300,
             ack_request_interval: 5,
             max_unacked: 1000,
+            max_unauthenticated_stanza_size: 10 * 1024,
         }
     }
 }
@@ -591,6 +605,11 @@ impl Config {
         if self.general.max_stanza_size < 1024 {
             return Err(ConfigError::Invalid(
                 "general.max_stanza_size must be at least 1024".into(),
+            ));
+        }
+        if self.c2s.max_unauthenticated_stanza_size < 1024 {
+            return Err(ConfigError::Invalid(
+                "c2s.max_unauthenticated_stanza_size must be at least 1024".into(),
             ));
         }
         for l in &self.listen.c2s {

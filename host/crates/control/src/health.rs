@@ -38,6 +38,8 @@ pub fn handle(server: &Server, method: &Method, path: &str) -> Option<ApiRespons
             // Read at scrape time: the count goes down in many places (bind, any close).
             metrics::gauge!("heliograph_unauthenticated_connections")
                 .set(server.core.limits.unauthenticated() as f64);
+            metrics::gauge!("heliograph_unauthenticated_buffered_bytes")
+                .set(server.core.limits.unauth_buffered() as f64);
             Some(
                 match crate::metrics::render(server.core.router.queue_depths()) {
                     Some(body) => text(StatusCode::OK, body, "text/plain; version=0.0.4"),

@@ -158,18 +158,8 @@ pub async fn create(
     if server.core.tenants.by_name(name).is_some() {
         return Err(TenantError::Exists(name.to_string()));
     }
-    let snapshot = server.core.tenants.snapshot();
-    let candidate = build_tenant(name, spec.clone(), false, None)?;
-    for d in candidate.claimed_domains() {
-        if let Some(owner) = snapshot.claimant(d) {
-            return Err(RegistryError::DomainTaken {
-                domain: d.clone(),
-                owner: owner.name.clone(),
-            }
-            .into());
-        }
-    }
-    let tenant = candidate;
+    let tenant = build_tenant(name, spec.clone(), false, None)?;
+    server.core.tenants.snapshot().check_claims(&tenant)?;
     let mut record = TenantRecord::new(name);
     spec::store_spec(&mut record, &spec);
     // Created only if no node stored it first: of two nodes creating one tenant at once,
@@ -211,16 +201,7 @@ pub async fn update(
     let mut record = load_record(server, name).await?;
     spec::store_spec(&mut record, &spec);
     // Check the domains before persisting: the registry refuses a taken domain.
-    let snapshot = server.core.tenants.snapshot();
-    for d in tenant.claimed_domains() {
-        if let Some(owner) = snapshot.claimant(d).filter(|o| o.name != name) {
-            return Err(RegistryError::DomainTaken {
-                domain: d.clone(),
-                owner: owner.name.clone(),
-            }
-            .into());
-        }
-    }
+    server.core.tenants.snapshot().check_claims(&tenant)?;
     save_record(server, record).await?;
     let disabling = !spec.enabled && current.enabled();
     // Occupants of MUC services going away (tenant disabled, MUC off, subdomain moved,
@@ -478,17 +459,10 @@ pub async fn reload(server: &Arc<Server>) -> Result<ReloadReport, TenantError> {
 }
 
 fn check_overlaps(tenants: &[Tenant]) -> Result<(), TenantError> {
-    let mut owners: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut claims = crate::tenants::claims::DomainClaims::default();
     for t in tenants {
-        for d in t.claimed_domains() {
-            if let Some(owner) = owners.insert(d, &t.name) {
-                return Err(RegistryError::DomainTaken {
-                    domain: d.clone(),
-                    owner: owner.to_string(),
-                }
-                .into());
-            }
-        }
+        claims.check(&t.name, &t.spec)?;
+        claims.insert(&t.name, &t.spec);
     }
     Ok(())
 }

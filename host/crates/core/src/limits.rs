@@ -1,13 +1,13 @@
 //! Connection limits in front of the session core: connections per listener and per
-//! source address, unauthenticated connections (slowloris), and the login attempt rate
-//! per source address. Addresses are the real client addresses (after PROXY protocol).
+//! source address, unauthenticated connections (slowloris) and the bytes they buffer
+//! together, and the login attempt rate per source address. Addresses are the real client addresses (after PROXY protocol).
 //!
 //! Permits are RAII guards: dropping one gives the slot back, so a connection task that
 //! ends for any reason cannot leak a slot.
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -45,6 +45,8 @@ impl Refusal {
 pub struct Limits {
     per_address: DashMap<IpAddr, usize>,
     unauthenticated: Arc<AtomicUsize>,
+    /// Bytes of unfinished stanzas held for unauthenticated connections, all together.
+    unauth_buffered: Arc<AtomicUsize>,
     logins: DashMap<IpAddr, TokenBucket>,
 }
 
@@ -56,7 +58,69 @@ pub struct ConnPermit {
 }
 
 /// An unauthenticated-connection slot; dropped once the session is bound.
-pub struct UnauthPermit(Arc<AtomicUsize>);
+pub struct UnauthPermit {
+    count: Arc<AtomicUsize>,
+    /// Set when the permit goes: the connection's [`UnauthBuffer`] stops counting.
+    gone: Arc<AtomicBool>,
+}
+
+impl UnauthPermit {
+    /// A count of what the connection's transport buffers of unfinished stanzas while
+    /// the connection holds this permit, against the server-wide `max` (0: none).
+    pub fn buffer(&self, limits: &Limits, max: usize) -> UnauthBuffer {
+        UnauthBuffer {
+            total: limits.unauth_buffered.clone(),
+            held: AtomicUsize::new(0),
+            max,
+            permit_gone: self.gone.clone(),
+        }
+    }
+}
+
+/// What one unauthenticated connection holds of unfinished stanzas, counted in a
+/// server-wide total (`[limits] max_unauthenticated_buffered`), so that many connections
+/// that never authenticate cannot make the server hold much, however they share it out.
+/// Counting stops once the connection's [`UnauthPermit`] is gone (it authenticated);
+/// what it held is given back then, and when this is dropped.
+#[derive(Debug)]
+pub struct UnauthBuffer {
+    total: Arc<AtomicUsize>,
+    held: AtomicUsize,
+    max: usize,
+    permit_gone: Arc<AtomicBool>,
+}
+
+impl UnauthBuffer {
+    /// The connection holds `bytes` now. False when that would grow the total past the
+    /// limit: the growth is not counted, and the connection is to be refused.
+    pub fn hold(&self, bytes: usize) -> bool {
+        let bytes = if self.permit_gone.load(Ordering::Relaxed) {
+            0
+        } else {
+            bytes
+        };
+        let before = self.held.swap(bytes, Ordering::Relaxed);
+        if bytes <= before {
+            self.total.fetch_sub(before - bytes, Ordering::Relaxed);
+            return true;
+        }
+        let grown = bytes - before;
+        let total = self.total.fetch_add(grown, Ordering::Relaxed) + grown;
+        if self.max > 0 && total > self.max {
+            self.total.fetch_sub(grown, Ordering::Relaxed);
+            self.held.store(before, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+}
+
+impl Drop for UnauthBuffer {
+    fn drop(&mut self) {
+        self.total
+            .fetch_sub(*self.held.get_mut(), Ordering::Relaxed);
+    }
+}
 
 impl Limits {
     /// Takes a slot for a connection from `ip` on a listener whose live count is
@@ -95,7 +159,26 @@ impl Limits {
             self.unauthenticated.fetch_sub(1, Ordering::SeqCst);
             return Err(Refusal::Unauthenticated);
         }
-        Ok(UnauthPermit(self.unauthenticated.clone()))
+        Ok(UnauthPermit {
+            count: self.unauthenticated.clone(),
+            gone: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// A count of bytes buffered for something unauthenticated that has no permit of its
+    /// own (a BOSH request body being read), against the server-wide `max`.
+    pub fn unauth_buffer(&self, max: usize) -> UnauthBuffer {
+        UnauthBuffer {
+            total: self.unauth_buffered.clone(),
+            held: AtomicUsize::new(0),
+            max,
+            permit_gone: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Bytes buffered for unauthenticated connections now, all together.
+    pub fn unauth_buffered(&self) -> usize {
+        self.unauth_buffered.load(Ordering::Relaxed)
     }
 
     /// Connections not yet authenticated, on every listener.
@@ -173,7 +256,8 @@ impl Drop for ConnPermit {
 
 impl Drop for UnauthPermit {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.gone.store(true, Ordering::Relaxed);
+        self.count.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -212,6 +296,34 @@ mod tests {
         assert!(limits.admit_unauthenticated(1).is_err());
         drop(p);
         assert!(limits.admit_unauthenticated(1).is_ok());
+    }
+
+    #[test]
+    fn unauthenticated_bytes_are_bounded_together_until_authentication() {
+        let limits = Limits::default();
+        let a = limits.admit_unauthenticated(0).unwrap();
+        let b = limits.admit_unauthenticated(0).unwrap();
+        let (ba, bb) = (a.buffer(&limits, 100), b.buffer(&limits, 100));
+        assert!(ba.hold(60));
+        assert!(!bb.hold(50), "110 held together");
+        assert_eq!(
+            limits.unauth_buffered(),
+            60,
+            "a refused growth is not counted"
+        );
+        assert!(bb.hold(40));
+        assert!(ba.hold(10), "shrinking is always fine");
+        assert_eq!(limits.unauth_buffered(), 50);
+        // Authenticated: a's bytes no longer count.
+        drop(a);
+        assert!(ba.hold(1000));
+        assert_eq!(limits.unauth_buffered(), 40);
+        drop(bb);
+        assert_eq!(limits.unauth_buffered(), 0);
+        let body = limits.unauth_buffer(100);
+        assert!(!body.hold(101));
+        drop(body);
+        assert_eq!(limits.unauth_buffered(), 0);
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! - `session_queue_stanzas` and `session_queue_max_stanzas` (gauges computed at scrape
 //!   time: stanzas waiting in all sessions' outgoing queues, and the deepest queue);
 //! - `storage_seconds{backend,op}` (histogram: time of each storage operation, by backend
-//!   — `sled`, `postgres` — and operation, `store.method` such as `offline.take_all`);
+//!   — `sled`, `postgres` — and operation, `store.method` such as `offline.peek`);
 //! - `plugin_calls_total{world,outcome[,tenant,plugin]}`, `plugin_call_seconds{world[,...]}`
 //!   (recorded by `crate::plugins`);
 //! - components (`crate::component`; `transport="component"` in the connection and stanza

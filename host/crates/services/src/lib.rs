@@ -96,7 +96,7 @@ impl Services {
             self.mam.clone(),
             Arc::new(carbons::Carbons::default()),
             Arc::new(push::Push::default()),
-            Arc::new(offline::Offline),
+            Arc::new(offline::Offline::default()),
             Arc::new(token_auth::TokenAuth),
             Arc::new(muc::Muc(self.muc.clone())),
             Arc::new(components::Components(self.components.clone())),

@@ -1,18 +1,26 @@
 //! XEP-0160 offline messages: stored while an account has no available resource and
-//! delivered, with a XEP-0203 delay stamp, when it next sends initial presence.
+//! delivered, with a XEP-0203 delay stamp, when it next sends initial presence. A message
+//! stays stored until the client has it (stream management acknowledged it, or the
+//! session that got it ended cleanly), so a crash mid-delivery loses none.
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::sync::mpsc;
+
 use crate::hooks::{Address, Feature, Registrar, SessionEvent, Stored};
-use crate::router::SessionEntry;
+use crate::router::{Receipt, SessionEntry};
 use crate::storage::{self, Account, OfflineMessage};
 use crate::time::xep82_millis;
 use crate::xml::{Element, ns, parser};
 use heliograph_core::Core;
 
 /// The `offline` feature.
-pub struct Offline;
+#[derive(Default)]
+pub struct Offline {
+    in_flight: InFlight,
+}
 
 impl Feature for Offline {
     fn name(&self) -> &'static str {
@@ -23,11 +31,40 @@ impl Feature for Offline {
         r.undeliverable(|core, account, msg| {
             crate::boxed(async move { store(&core, &account, &msg).await })
         });
-        r.on_session(SessionEvent::InitialPresence, |core, entry| {
-            deliver(&core, &entry);
+        let this = self.clone();
+        r.on_session(SessionEvent::InitialPresence, move |core, entry| {
+            this.deliver(&core, &entry);
             crate::boxed(async {})
         });
         r.disco_feature(Address::Host, ns::OFFLINE);
+    }
+}
+
+/// Stored messages on their way to a session of their account, by id: another session
+/// of the account becoming available meanwhile does not get them too.
+#[derive(Default)]
+struct InFlight(Mutex<HashMap<Account, HashSet<u64>>>);
+
+impl InFlight {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Account, HashSet<u64>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// True if the message was not in flight already (now it is).
+    fn claim(&self, account: &Account, id: u64) -> bool {
+        self.lock().entry(account.clone()).or_default().insert(id)
+    }
+
+    fn release(&self, account: &Account, ids: &[u64]) {
+        let mut map = self.lock();
+        if let Some(set) = map.get_mut(account) {
+            for id in ids {
+                set.remove(id);
+            }
+            if set.is_empty() {
+                map.remove(account);
+            }
+        }
     }
 }
 
@@ -65,62 +102,110 @@ pub async fn store(core: &Arc<Core>, account: &Account, msg: &Element) -> Stored
     .await
 }
 
-/// Delivers every stored message to a session that just became available, from a task
-/// of its own: it waits for room in the session's queue, so an account with more stored
-/// messages than the queue holds gets them all instead of being closed as a slow client.
-pub fn deliver(core: &Arc<Core>, entry: &Arc<SessionEntry>) {
-    let (core, entry) = (core.clone(), entry.clone());
-    tokio::spawn(async move { deliver_now(&core, &entry).await });
-}
+/// Stored messages read at a time.
+const PAGE: usize = 256;
+/// Confirmed messages removed from storage at a time.
+const REMOVE_BATCH: usize = 1024;
 
-async fn deliver_now(core: &Arc<Core>, entry: &Arc<SessionEntry>) {
-    let store = core.storage.offline.clone();
-    let account = entry.account.clone();
-    let messages = storage::blocking(move || store.take_all(&account)).await;
-    let messages = match messages {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::error!(jid = %entry.account, error = %e, "reading offline messages failed");
-            return;
-        }
-    };
-    let limits = core.parser_limits();
-    let wait = Duration::from_secs(core.config().c2s.write_timeout.max(1));
-    let mut messages = messages.into_iter();
-    while let Some(m) = messages.next() {
-        let Ok(mut el) = parser::parse_element(m.stanza.as_bytes(), ns::CLIENT, limits) else {
-            tracing::error!(jid = %entry.account, "dropping unreadable offline message");
-            continue;
-        };
-        el.set_attr("to", entry.full_jid.clone());
-        let stamp = UNIX_EPOCH + Duration::from_millis(m.stamp_ms);
-        // A message stamped by this server already (one stream management rescued after a
-        // session ended) keeps that stamp: the earlier time is the truer one.
-        let domain = entry.account.domain.as_str();
-        let stamped = el
-            .children()
-            .any(|c| c.is("delay", ns::DELAY) && c.attr("from") == Some(domain));
-        if !stamped {
-            el.push_child(
-                Element::new("delay", ns::DELAY)
-                    .with_attr("from", entry.account.domain.clone())
-                    .with_attr("stamp", xep82_millis(stamp))
-                    .with_text("Offline storage"),
-            );
-        }
-        if entry.send_waiting(el, wait).await.is_err() {
-            // The session went away (or stopped reading) mid-delivery: put this message
-            // and the rest back, in order.
-            for m in std::iter::once(m).chain(messages) {
-                let _ = store_raw(core, &entry.account, m).await;
+impl Offline {
+    /// Delivers every stored message to a session that just became available, from a
+    /// task of its own: it waits for room in the session's queue, so an account with more
+    /// stored messages than the queue holds gets them all instead of being closed as a
+    /// slow client. A message leaves storage only once the session confirms the client
+    /// has it (see [`Receipt`]): a crash or a lost connection mid-delivery loses nothing,
+    /// and at worst a message comes twice.
+    pub fn deliver(self: &Arc<Self>, core: &Arc<Core>, entry: &Arc<SessionEntry>) {
+        let (this, core, entry) = (self.clone(), core.clone(), entry.clone());
+        tokio::spawn(async move { this.deliver_now(&core, &entry).await });
+    }
+
+    async fn deliver_now(&self, core: &Arc<Core>, entry: &Arc<SessionEntry>) {
+        let account = &entry.account;
+        let (tx, mut confirmed) = mpsc::unbounded_channel();
+        let mut claimed = Vec::new();
+        let mut after = None;
+        let limits = core.parser_limits();
+        let wait = Duration::from_secs(core.config().c2s.write_timeout.max(1));
+        'pages: loop {
+            let store = core.storage.offline.clone();
+            let acct = account.clone();
+            let page = match storage::blocking(move || store.peek(&acct, after, PAGE)).await {
+                Ok(page) if page.is_empty() => break,
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::error!(jid = %account, error = %e, "reading offline messages failed");
+                    break;
+                }
+            };
+            for queued in page {
+                after = Some(queued.id);
+                if !self.in_flight.claim(account, queued.id) {
+                    continue;
+                }
+                claimed.push(queued.id);
+                let Some(el) = prepare(entry, &queued.message, limits) else {
+                    tracing::error!(jid = %account, "removing an unreadable offline message");
+                    remove(core, account, vec![queued.id]).await;
+                    continue;
+                };
+                let receipt = Receipt::new(queued.id, tx.clone());
+                if entry.send_stored(el, receipt, wait).await.is_err() {
+                    // The session went away (or stopped reading): the rest stays stored.
+                    break 'pages;
+                }
             }
-            return;
+            let mut done = Vec::new();
+            while let Ok(id) = confirmed.try_recv() {
+                done.push(id);
+            }
+            remove(core, account, done).await;
         }
+        // Until the session has confirmed or dropped the last receipt.
+        drop(tx);
+        let mut done = Vec::new();
+        while confirmed.recv_many(&mut done, REMOVE_BATCH).await > 0 {
+            remove(core, account, std::mem::take(&mut done)).await;
+        }
+        self.in_flight.release(account, &claimed);
     }
 }
 
-async fn store_raw(core: &Arc<Core>, account: &Account, m: OfflineMessage) -> bool {
+/// The stored message as it goes to `entry`: addressed to the session, with a XEP-0203
+/// delay stamp of when it was stored. `None` if it cannot be read.
+fn prepare(
+    entry: &SessionEntry,
+    m: &OfflineMessage,
+    limits: crate::xml::ParserLimits,
+) -> Option<Element> {
+    let mut el = parser::parse_element(m.stanza.as_bytes(), ns::CLIENT, limits).ok()?;
+    el.set_attr("to", entry.full_jid.clone());
+    let stamp = UNIX_EPOCH + Duration::from_millis(m.stamp_ms);
+    // A message stamped by this server already (one stream management rescued after a
+    // session ended) keeps that stamp: the earlier time is the truer one.
+    let domain = entry.account.domain.as_str();
+    let stamped = el
+        .children()
+        .any(|c| c.is("delay", ns::DELAY) && c.attr("from") == Some(domain));
+    if !stamped {
+        el.push_child(
+            Element::new("delay", ns::DELAY)
+                .with_attr("from", entry.account.domain.clone())
+                .with_attr("stamp", xep82_millis(stamp))
+                .with_text("Offline storage"),
+        );
+    }
+    Some(el)
+}
+
+/// Removes messages the client has from storage.
+async fn remove(core: &Arc<Core>, account: &Account, ids: Vec<u64>) {
+    if ids.is_empty() {
+        return;
+    }
     let store = core.storage.offline.clone();
-    let account = account.clone();
-    storage::blocking(move || store.push(&account, &m).is_ok()).await
+    let acct = account.clone();
+    if let Err(e) = storage::blocking(move || store.remove(&acct, &ids)).await {
+        // They stay stored and come again next time: twice rather than never.
+        tracing::error!(jid = %account, error = %e, "removing delivered offline messages failed");
+    }
 }

@@ -16,6 +16,7 @@
 //! roster writes run under per-account striped locks ([`lock_accounts`]) taken in a fixed
 //! order, so concurrent changes cannot lose each other's updates nor deadlock.
 
+use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, LazyLock};
 
@@ -256,34 +257,87 @@ struct SetRequest {
     groups: Vec<String>,
 }
 
-fn parse_set(query: &Element) -> Result<SetRequest, (Condition, &'static str)> {
+/// The tenant's limits for `account` (the defaults when it has no tenant).
+fn limits_of(core: &Core, account: &Account) -> crate::tenants::Limits {
+    core.tenant_of(&account.domain)
+        .map(|t| t.spec.limits)
+        .unwrap_or_default()
+}
+
+/// Over `max` (0: no limit).
+fn over(n: usize, max: u32) -> bool {
+    max > 0 && n > max as usize
+}
+
+/// A refusal of a roster set: the condition and its text.
+type Refusal = (Condition, String);
+
+fn parse_set(query: &Element, limits: &crate::tenants::Limits) -> Result<SetRequest, Refusal> {
+    let refuse = |cond, text: &str| (cond, text.to_string());
     let mut items = query.children().filter(|c| c.is("item", ns::ROSTER));
     let (Some(item), None) = (items.next(), items.next()) else {
-        return Err((Condition::BadRequest, "a roster set has exactly one item"));
+        return Err(refuse(
+            Condition::BadRequest,
+            "a roster set has exactly one item",
+        ));
     };
     let raw = item
         .attr("jid")
-        .ok_or((Condition::BadRequest, "the item has no jid"))?;
-    let jid = jid::Jid::new(raw).map_err(|_| (Condition::JidMalformed, "invalid jid"))?;
+        .ok_or_else(|| refuse(Condition::BadRequest, "the item has no jid"))?;
+    let jid = jid::Jid::new(raw).map_err(|_| refuse(Condition::JidMalformed, "invalid jid"))?;
     let jid = jid.to_bare().to_string();
     let remove = item.attr("subscription") == Some("remove");
+    let name = item.attr("name").map(str::to_string);
+    // RFC 6121 §2.3.3: names and groups longer than the server allows are not-acceptable.
+    let max_name = limits.max_roster_name_length;
+    if name
+        .as_ref()
+        .is_some_and(|n| over(n.chars().count(), max_name))
+    {
+        let text = format!("the name is longer than {max_name} characters");
+        return Err((Condition::NotAcceptable, text));
+    }
+    let max_groups = limits.max_roster_groups;
+    let max_group = limits.max_roster_group_length;
     let mut groups: Vec<String> = Vec::new();
+    let mut seen = HashSet::new();
     for g in item.children().filter(|c| c.is("group", ns::ROSTER)) {
-        let name = g.text();
-        if name.is_empty() {
-            return Err((Condition::NotAcceptable, "empty group name"));
+        let group = g.text();
+        if group.is_empty() {
+            return Err(refuse(Condition::NotAcceptable, "empty group name"));
         }
-        if groups.contains(&name) {
-            return Err((Condition::BadRequest, "duplicate group"));
+        if over(group.chars().count(), max_group) {
+            let text = format!("a group name is longer than {max_group} characters");
+            return Err((Condition::NotAcceptable, text));
         }
-        groups.push(name);
+        if !seen.insert(group.clone()) {
+            return Err(refuse(Condition::BadRequest, "duplicate group"));
+        }
+        if over(groups.len() + 1, max_groups) {
+            let text = format!("an item may be in at most {max_groups} groups");
+            return Err((Condition::PolicyViolation, text));
+        }
+        groups.push(group);
     }
     Ok(SetRequest {
         jid,
         remove,
-        name: item.attr("name").map(str::to_string),
+        name,
         groups,
     })
+}
+
+/// True when `account`'s roster holds the tenant's `max_roster_items` already: a new
+/// item would pass the limit.
+pub(crate) async fn roster_full(core: &Arc<Core>, account: &Account) -> StorageResult<bool> {
+    let max = limits_of(core, account).max_roster_items;
+    if max == 0 {
+        return Ok(false);
+    }
+    let store = core.storage.rosters.clone();
+    let acc = account.clone();
+    let roster = storage::blocking(move || store.roster(&acc)).await?;
+    Ok(roster.items.len() >= max as usize)
 }
 
 async fn set(
@@ -292,9 +346,9 @@ async fn set(
     iq: &Element,
     query: &Element,
 ) -> Option<Element> {
-    let req = match parse_set(query) {
+    let req = match parse_set(query, &limits_of(core, &entry.account)) {
         Ok(r) => r,
-        Err((cond, text)) => return stanza::error_reply(iq, cond, Some(text)),
+        Err((cond, text)) => return stanza::error_reply(iq, cond, Some(&text)),
     };
     let account = &entry.account;
     if req.jid == account.to_string() {
@@ -326,6 +380,19 @@ async fn set(
             return stanza::error_reply(iq, Condition::InternalServerError, None);
         }
         return Some(stanza::iq_result(iq));
+    }
+    if existing.is_none() {
+        match roster_full(core, account).await {
+            Ok(false) => {}
+            Ok(true) => {
+                let text = "the roster has as many items as it may";
+                return stanza::error_reply(iq, Condition::PolicyViolation, Some(text));
+            }
+            Err(e) => {
+                tracing::error!(jid = %account, error = %e, "reading roster failed");
+                return stanza::error_reply(iq, Condition::InternalServerError, None);
+            }
+        }
     }
     let mut item = existing.clone().unwrap_or_else(|| RosterItem {
         jid: req.jid.clone(),

@@ -48,6 +48,7 @@ macro_rules! conformance_tests {
             rejects_keys_with_nul_or_empty_parts,
             roster_items_sorted_and_versioned,
             offline_queue_in_order,
+            offline_messages_stay_queued_until_removed,
             block_list,
             delete_user_removes_all_its_data_and_nothing_else,
             purge_domain_removes_only_that_domain,
@@ -337,6 +338,44 @@ pub fn offline_queue_in_order(h: &Harness) {
     assert_eq!(s.offline.count(&alice).unwrap(), 0);
     assert!(s.offline.take_all(&alice).unwrap().is_empty());
     assert_eq!(s.offline.count(&acct("al", "a.test")).unwrap(), 1);
+}
+
+/// Delivery reads the queue without emptying it and removes each message once its
+/// recipient has it: what is peeked stays, pages follow on from the last id, and removing
+/// takes exactly the ids given (from either node, twice harmlessly).
+pub fn offline_messages_stay_queued_until_removed(h: &Harness) {
+    let s = &h.storage;
+    let alice = acct("alice", "a.test");
+    assert!(s.offline.peek(&alice, None, 10).unwrap().is_empty());
+    for i in 1..=5 {
+        s.offline.push(&alice, &msg(&i.to_string())).unwrap();
+    }
+    s.offline
+        .push(&acct("al", "a.test"), &msg("other"))
+        .unwrap();
+    let all = s.offline.peek(&alice, None, 10).unwrap();
+    let bodies: Vec<&str> = all.iter().map(|q| body(&q.message)).collect();
+    assert_eq!(bodies, ["1", "2", "3", "4", "5"]);
+    assert_eq!(
+        s.offline.count(&alice).unwrap(),
+        5,
+        "peeking removes nothing"
+    );
+    let first = h.second.offline.peek(&alice, None, 2).unwrap();
+    assert_eq!(first, all[..2]);
+    let next = s.offline.peek(&alice, Some(first[1].id), 2).unwrap();
+    assert_eq!(next, all[2..4]);
+    let ids = [all[0].id, all[2].id];
+    assert_eq!(h.second.offline.remove(&alice, &ids).unwrap(), 2);
+    assert_eq!(s.offline.remove(&alice, &ids).unwrap(), 0, "already gone");
+    let left = s.offline.peek(&alice, None, 10).unwrap();
+    let left: Vec<&str> = left.iter().map(|q| body(&q.message)).collect();
+    assert_eq!(left, ["2", "4", "5"]);
+    // Another account's ids are not this one's.
+    let other = s.offline.peek(&acct("al", "a.test"), None, 10).unwrap();
+    assert_eq!(s.offline.remove(&alice, &[other[0].id]).unwrap(), 0);
+    assert_eq!(s.offline.count(&acct("al", "a.test")).unwrap(), 1);
+    assert_eq!(s.offline.count(&alice).unwrap(), 3);
 }
 
 pub fn block_list(h: &Harness) {

@@ -134,6 +134,14 @@ pub struct OfflineMessage {
     pub stamp_ms: u64,
 }
 
+/// A message still queued, with its place in the account's queue (ids grow with each
+/// push; what they are otherwise is the backend's business).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedMessage {
+    pub id: u64,
+    pub message: OfflineMessage,
+}
+
 /// Accounts and their credentials.
 pub trait UserStore: Send + Sync {
     /// Creates an account; `AlreadyExists` if it does.
@@ -172,6 +180,18 @@ pub trait OfflineStore: Send + Sync {
     fn push(&self, account: &Account, msg: &OfflineMessage) -> StorageResult<usize>;
     /// Removes and returns every queued message, oldest first.
     fn take_all(&self, account: &Account) -> StorageResult<Vec<OfflineMessage>>;
+    /// Up to `limit` queued messages with an id above `after` (from the start with
+    /// `None`), oldest first, left in the queue: a message stays stored until
+    /// [`OfflineStore::remove`] says its recipient has it.
+    fn peek(
+        &self,
+        account: &Account,
+        after: Option<u64>,
+        limit: usize,
+    ) -> StorageResult<Vec<QueuedMessage>>;
+    /// Removes these queued messages (ids no longer queued are skipped); returns how
+    /// many were removed.
+    fn remove(&self, account: &Account, ids: &[u64]) -> StorageResult<usize>;
     /// Number of queued messages.
     fn count(&self, account: &Account) -> StorageResult<usize>;
 }

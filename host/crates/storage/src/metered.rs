@@ -15,8 +15,8 @@ use crate::muc::{MucStore, RoomLogEntry, StoredRoom};
 use crate::plugins::{KvWrite, PluginStore, SlotRecord};
 use crate::tokens::{FastSlots, RefreshRecord, TokenStore};
 use crate::{
-    Account, BlockStore, OfflineMessage, OfflineStore, Roster, RosterItem, RosterStore,
-    StorageResult, TenantRecord, TenantStore, UserStore,
+    Account, BlockStore, OfflineMessage, OfflineStore, QueuedMessage, Roster, RosterItem,
+    RosterStore, StorageResult, TenantRecord, TenantStore, UserStore,
 };
 
 /// A store whose calls are timed.
@@ -71,6 +71,13 @@ metered!(RosterStore, "rosters", {
 metered!(OfflineStore, "offline", {
     fn push(&self, account: &Account, msg: &OfflineMessage) -> StorageResult<usize>;
     fn take_all(&self, account: &Account) -> StorageResult<Vec<OfflineMessage>>;
+    fn peek(
+        &self,
+        account: &Account,
+        after: Option<u64>,
+        limit: usize,
+    ) -> StorageResult<Vec<QueuedMessage>>;
+    fn remove(&self, account: &Account, ids: &[u64]) -> StorageResult<usize>;
     fn count(&self, account: &Account) -> StorageResult<usize>;
 });
 

@@ -33,6 +33,9 @@ pub struct MucSettings {
     pub admins: Vec<String>,
     /// Rooms the tenant may have at once across its MUC services (0: unlimited).
     pub max_rooms: u32,
+    /// Rooms one user may own at once (0: unlimited), so that one user cannot take the
+    /// whole of `max_rooms`; service admins are not counted against it.
+    pub max_rooms_per_user: u32,
     /// Longest room nickname, in characters.
     pub max_nick_length: u32,
     /// Entries a room's affiliation list (owners, admins, members, outcasts together)
@@ -62,6 +65,7 @@ impl Default for MucSettings {
             room_creation: RoomCreation::Anyone,
             admins: Vec::new(),
             max_rooms: 1000,
+            max_rooms_per_user: 100,
             max_nick_length: 64,
             max_affiliations: DEFAULT_MAX_AFFILIATIONS,
             max_log_messages: DEFAULT_MAX_LOG_MESSAGES,

@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 
 use super::spec::TenantSpec;
 use crate::cert::TenantCert;
+use crate::claims::DomainClaims;
 
 /// A tenant as the running server sees it.
 #[derive(Debug)]
@@ -96,14 +97,6 @@ impl Tenant {
             .find(|c| c.domains.iter().any(|d| d == domain))
     }
 
-    /// Every domain the tenant claims: its own and its components'.
-    pub fn claimed_domains(&self) -> impl Iterator<Item = &String> {
-        self.spec
-            .domains
-            .iter()
-            .chain(self.spec.components.iter().flat_map(|c| c.domains.iter()))
-    }
-
     /// True if users of `self` and `other` may exchange stanzas.
     pub fn can_reach(&self, other: &Tenant) -> bool {
         self.name == other.name
@@ -129,6 +122,8 @@ pub struct Snapshot {
     by_domain: imbl::HashMap<String, Arc<Tenant>>,
     /// Component domains (see [`Tenant::component`]) to their tenant.
     by_component: imbl::HashMap<String, Arc<Tenant>>,
+    /// Every domain each tenant serves: what a change may claim.
+    claims: DomainClaims,
 }
 
 impl Snapshot {
@@ -146,12 +141,19 @@ impl Snapshot {
         self.by_component.get(domain)
     }
 
-    /// The tenant claiming `domain` as its own or a component's.
+    /// The tenant claiming `domain` as its own or a service's.
     pub fn claimant(&self, domain: &str) -> Option<&Arc<Tenant>> {
-        self.by_domain(domain).or_else(|| self.by_component(domain))
+        self.by_name(self.claims.claimant(domain)?)
+    }
+
+    /// Why `tenant` (new, or a new version of a tenant) may not serve its domains
+    /// beside the others (see [`DomainClaims`]).
+    pub fn check_claims(&self, tenant: &Tenant) -> Result<(), RegistryError> {
+        self.claims.check(&tenant.name, &tenant.spec)
     }
 
     fn insert(&mut self, tenant: Arc<Tenant>) {
+        self.claims.insert(&tenant.name, &tenant.spec);
         for d in &tenant.spec.domains {
             self.by_domain.insert(d.clone(), tenant.clone());
         }
@@ -164,6 +166,7 @@ impl Snapshot {
     }
 
     fn remove_domains(&mut self, tenant: &Tenant) {
+        self.claims.remove(&tenant.name, &tenant.spec);
         for d in &tenant.spec.domains {
             self.by_domain.remove(d);
         }
@@ -199,6 +202,18 @@ impl Snapshot {
 pub enum RegistryError {
     #[error("domain {domain} already belongs to tenant {owner}")]
     DomainTaken { domain: String, owner: String },
+    #[error("domain {domain} is under {parent}, a domain of tenant {owner}")]
+    UnderOtherTenant {
+        domain: String,
+        parent: String,
+        owner: String,
+    },
+    #[error("domain {domain} would take {claim} from tenant {owner}")]
+    WouldTakeOver {
+        domain: String,
+        claim: String,
+        owner: String,
+    },
 }
 
 /// The registry; see the module docs.
@@ -240,16 +255,7 @@ impl Registry {
     pub fn upsert(&self, mut tenant: Tenant) -> Result<Option<Arc<Tenant>>, RegistryError> {
         let _w = self.lock();
         let cur = self.current.load_full();
-        for d in tenant.claimed_domains() {
-            if let Some(owner) = cur.claimant(d)
-                && owner.name != tenant.name
-            {
-                return Err(RegistryError::DomainTaken {
-                    domain: d.clone(),
-                    owner: owner.name.clone(),
-                });
-            }
-        }
+        cur.check_claims(&tenant)?;
         let mut next = (*cur).clone();
         let old = next.by_name.get(&tenant.name).cloned();
         if let Some(o) = &old {
@@ -281,14 +287,7 @@ impl Registry {
             if let Some(o) = cur.by_name.get(&t.name) {
                 t.sessions = o.sessions.clone();
             }
-            for d in t.claimed_domains() {
-                if let Some(owner) = next.claimant(d) {
-                    return Err(RegistryError::DomainTaken {
-                        domain: d.clone(),
-                        owner: owner.name.clone(),
-                    });
-                }
-            }
+            next.check_claims(&t)?;
             next.insert(Arc::new(t));
         }
         self.current.store(Arc::new(next));

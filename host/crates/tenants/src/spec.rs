@@ -31,7 +31,7 @@ pub struct RoomPolicySetting {
 }
 
 /// Per-tenant limits; 0 means "no limit" (or "the server default" for sizes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Online sessions across the tenant's domains.
@@ -44,6 +44,30 @@ pub struct Limits {
     pub stanza_burst: u32,
     /// Largest stanza in bytes (0: `general.max_stanza_size`).
     pub max_stanza_size: usize,
+    /// Items in one user's roster.
+    pub max_roster_items: u32,
+    /// Longest roster item name, in characters.
+    pub max_roster_name_length: u32,
+    /// Longest roster group name, in characters.
+    pub max_roster_group_length: u32,
+    /// Groups one roster item may be in.
+    pub max_roster_groups: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_sessions: 0,
+            max_accounts: 0,
+            stanza_rate: 0,
+            stanza_burst: 0,
+            max_stanza_size: 0,
+            max_roster_items: 2000,
+            max_roster_name_length: 256,
+            max_roster_group_length: 256,
+            max_roster_groups: 64,
+        }
+    }
 }
 
 /// A tenant's own certificate, re-read from disk on reload.
@@ -254,6 +278,27 @@ impl TenantSpec {
 
     /// The MUC service domains this tenant serves (`conference.example.com` for each
     /// domain), none when the tenant or its MUC is off.
+    /// Every domain the tenant serves or reserves: its own, its components', its MUC
+    /// service's (while MUC is on, the tenant enabled or not). A new service with a
+    /// domain of its own adds it here, and the claim registry covers it
+    /// ([`crate::claims::DomainClaims`]).
+    pub fn served_domains(&self) -> Vec<String> {
+        let mut out = self.domains.clone();
+        out.extend(
+            self.components
+                .iter()
+                .flat_map(|c| c.domains.iter().cloned()),
+        );
+        if self.muc.enabled {
+            out.extend(
+                self.domains
+                    .iter()
+                    .map(|d| format!("{}.{d}", self.muc.subdomain)),
+            );
+        }
+        out
+    }
+
     pub fn muc_domains(&self) -> Vec<String> {
         if !self.enabled || !self.muc.enabled {
             return Vec::new();

@@ -20,6 +20,7 @@ use heliograph_auth::sasl::ChannelBindings;
 use heliograph_config::{C2sListener, ComponentListener, IpRange, TlsMode};
 use heliograph_core::Core;
 use heliograph_core::limits::LoginGate;
+use heliograph_core::limits::UnauthBuffer;
 use heliograph_core::router::{SessionMsg, Transport};
 use heliograph_core::session::{
     Action, ConnFacts, Driver, Inbound, Keepalive, Link, LinkError, ListenerPolicy, Protocol,
@@ -81,6 +82,8 @@ pub struct TcpLink {
     tls: Option<Arc<TlsStore>>,
     /// When a STARTTLS handshake must be done.
     negotiation_deadline: Instant,
+    /// What the parser holds, counted while the client is unauthenticated.
+    unauth: Option<UnauthBuffer>,
 }
 
 impl TcpLink {
@@ -100,12 +103,26 @@ impl TcpLink {
             unsent: Vec::new(),
             tls,
             negotiation_deadline,
+            unauth: None,
         }
+    }
+
+    /// Counts what the parser holds against the server's total for unauthenticated
+    /// connections while the client has not authenticated.
+    pub fn with_unauth_buffer(mut self, buffer: UnauthBuffer) -> TcpLink {
+        self.unauth = Some(buffer);
+        self
     }
 
     fn next_buffered(&mut self) -> Option<Inbound> {
         match self.parser.next_event() {
-            Ok(Some(ev)) => Some(Inbound::Event(ev)),
+            Ok(Some(ev)) => {
+                // What the event took is no longer held (shrinking is never refused).
+                if let Some(unauth) = &self.unauth {
+                    unauth.hold(self.parser.buffered());
+                }
+                Some(Inbound::Event(ev))
+            }
             Ok(None) => None,
             Err(e) => Some(Inbound::Refused(
                 StreamErrorCondition::from_parse_error(&e),
@@ -189,6 +206,15 @@ impl Link for TcpLink {
                 {
                     Ok(0) | Err(_) => return Inbound::Gone,
                     Ok(_) => {}
+                }
+                if let Some(unauth) = &self.unauth
+                    && !unauth.hold(self.parser.buffered())
+                {
+                    tracing::info!("unauthenticated connections hold too much; closing this one");
+                    return Inbound::Refused(
+                        StreamErrorCondition::ResourceConstraint,
+                        "the server holds too much for unauthenticated connections".into(),
+                    );
                 }
             }
         })
@@ -525,6 +551,10 @@ async fn run_c2s(
     };
     let (tx, rx) = mpsc::channel(core.config().c2s.session_queue.max(16));
     let mut stream = StreamCore::new(core.clone(), facts, tx);
+    let buffer = unauth.buffer(
+        &core.limits,
+        core.config().limits.max_unauthenticated_buffered,
+    );
     stream.hold_until_bound(unauth);
     let link = TcpLink::new(
         io,
@@ -532,7 +562,8 @@ async fn run_c2s(
         core.parser_limits(),
         Some(tls),
         a.negotiation_deadline,
-    );
+    )
+    .with_unauth_buffer(buffer);
     let timing = timing(&core, a.negotiation_deadline, config.idle_timeout);
     let gate = LoginGate {
         core: core.clone(),

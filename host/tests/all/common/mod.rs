@@ -200,6 +200,19 @@ impl TestServer {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the server runs").id()
+    }
+
+    /// SIGKILL: the process dies on the spot, as in a crash (nothing is flushed or closed).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Waits for the process to exit on its own; returns its exit code (None on timeout
     /// or a signal).
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
@@ -363,6 +376,19 @@ impl RawClient {
             Io::Gone => panic!("no connection"),
         };
         r.unwrap();
+    }
+
+    /// Like [`RawClient::send_raw`], handing back a failed write (the server may have cut
+    /// the connection).
+    pub async fn try_send_raw(&mut self, data: &str) -> std::io::Result<()> {
+        match &mut self.io {
+            Io::Plain(s) => s.write_all(data.as_bytes()).await,
+            Io::Tls(s) => {
+                s.write_all(data.as_bytes()).await?;
+                s.flush().await
+            }
+            Io::Gone => Err(std::io::Error::other("no connection")),
+        }
     }
 
     pub async fn send(&mut self, el: &Element) {

@@ -62,10 +62,17 @@ impl Ctx {
     }
 
     /// The `{domain}` parameter, normalized, checked to be served here and accessible to
-    /// the caller.
+    /// the caller. A tenant token gets the same answer (403) for a domain of another
+    /// tenant as for one that does not exist: it cannot tell which domains are served.
     pub fn domain(&self) -> Result<String, ApiError> {
         let raw = self.param("domain")?;
-        let unknown = || ApiError::UnknownDomain(raw.to_string());
+        let unknown = || {
+            if self.principal.is_operator() {
+                ApiError::UnknownDomain(raw.to_string())
+            } else {
+                ApiError::Forbidden(format!("domain {raw}"))
+            }
+        };
         let domain = jid::DomainPart::new(raw)
             .map_err(|_| unknown())?
             .as_str()
@@ -76,7 +83,9 @@ impl Ctx {
             .tenants
             .by_domain(&domain)
             .ok_or_else(unknown)?;
-        self.principal.check_domain(&domain, &owner.name)?;
+        if !self.principal.may_access_domain(&owner.name) {
+            return Err(unknown());
+        }
         Ok(domain)
     }
 

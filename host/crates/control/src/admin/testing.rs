@@ -112,6 +112,12 @@ impl OfflineStore for NoOffline {
     fn take_all(&self, _: &Account) -> StorageResult<Vec<OfflineMessage>> {
         Ok(Vec::new())
     }
+    fn peek(&self, _: &Account, _: Option<u64>, _: usize) -> StorageResult<Vec<QueuedMessage>> {
+        Ok(Vec::new())
+    }
+    fn remove(&self, _: &Account, _: &[u64]) -> StorageResult<usize> {
+        Ok(0)
+    }
     fn count(&self, _: &Account) -> StorageResult<usize> {
         Ok(0)
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::{Origin, blocked_error, bounce, filter, lookup, not_served};
 use crate::context::Core;
 use crate::hooks::{FilterCheck, MessageContext, MessageStage, Stored, Verdict};
-use crate::router::{Route, SessionEntry};
+use crate::router::{NotQueued, Route, SessionEntry};
 use crate::stanza::{self, Condition};
 use crate::storage::Account;
 use crate::xml::Element;
@@ -42,6 +42,10 @@ pub fn route_now(core: &Arc<Core>, entry: &Arc<SessionEntry>, msg: Element) -> R
         // Storage or an error: the async path.
         Targets::Nobody | Targets::Bounce => return Err(msg),
     };
+    if targets.iter().any(|t| t.is_full()) {
+        // A recipient does not keep up: the async path slows this sender down.
+        return Err(msg);
+    }
     received(core, &account, &targets, &mut msg);
     if let Err(back) = send_to(&targets, msg) {
         // The hooks ran; none of the sessions took it after all (closing, or too slow):
@@ -164,7 +168,12 @@ async fn deliver_with(
                 if std::mem::take(&mut hooks) {
                     received(core, account, &list, &mut msg);
                 }
-                match send_to(&list, msg) {
+                let sent = match origin.and_then(Origin::session) {
+                    // A client sending faster than a recipient reads waits for room.
+                    Some(sender) => Box::pin(send_paced(core, &list, msg, sender)).await,
+                    None => send_to(&list, msg),
+                };
+                match sent {
                     Ok(()) => return,
                     Err(back) => msg = back,
                 }
@@ -308,6 +317,50 @@ fn best_resources(core: &Core, account: &Account) -> Vec<Arc<SessionEntry>> {
     };
     sessions.retain(|s| s.priority() == best);
     sessions
+}
+
+/// Like [`send_to`] for a message a client sent: a target whose queue is full makes the
+/// sender wait for room (its later stanzas wait too, as its routing work runs in order)
+/// instead of costing the target its session. A target that still has no room after the
+/// write timeout does not read at all, and is closed as a slow client.
+async fn send_paced(
+    core: &Core,
+    targets: &[Arc<SessionEntry>],
+    msg: Element,
+    sender: &SessionEntry,
+) -> Result<(), Element> {
+    let Some((last, others)) = targets.split_last() else {
+        return Err(msg);
+    };
+    let mut delivered = false;
+    for s in others {
+        delivered |= queue_paced(core, s, msg.clone(), sender).await.is_ok();
+    }
+    match queue_paced(core, last, msg, sender).await {
+        Ok(()) => Ok(()),
+        Err(back) if !delivered => Err(back),
+        Err(_) => Ok(()),
+    }
+}
+
+async fn queue_paced(
+    core: &Core,
+    target: &SessionEntry,
+    msg: Element,
+    sender: &SessionEntry,
+) -> Result<(), Element> {
+    match target.try_queue(msg) {
+        Ok(()) => Ok(()),
+        Err(NotQueued::Closed(msg)) => Err(msg),
+        Err(NotQueued::Full(msg)) => {
+            sender.slowed_for(&target.full_jid);
+            let limit = std::time::Duration::from_secs(core.config().c2s.write_timeout.max(1));
+            match target.send_waiting(msg, limit).await {
+                Ok(()) => Ok(()),
+                Err(msg) => target.try_deliver(msg),
+            }
+        }
+    }
 }
 
 /// Queues the message for each target; hands it back if none could take it.

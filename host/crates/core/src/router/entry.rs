@@ -46,6 +46,10 @@ pub enum SessionMsg {
     /// Deliver this stanza to the client (addresses already final). Boxed so that queue
     /// slots stay small: tokio allocates a session's first block of slots up front.
     Stanza(Box<Element>),
+    /// Deliver a stanza that is still held in durable storage (an offline message): the
+    /// receipt is confirmed once the client has it, and a stanza that never got there
+    /// is not routed again (it is still stored).
+    Stored(Box<(Element, Receipt)>),
     /// Close the stream with this error.
     Close(StreamErrorCondition, Option<Box<str>>),
     /// A new link takes over the session (stream management resumption).
@@ -56,6 +60,7 @@ impl std::fmt::Debug for SessionMsg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SessionMsg::Stanza(el) => f.debug_tuple("Stanza").field(el).finish(),
+            SessionMsg::Stored(s) => f.debug_tuple("Stored").field(&s.0).finish(),
             SessionMsg::Close(c, t) => f.debug_tuple("Close").field(c).field(t).finish(),
             SessionMsg::Attach(a) => write!(f, "Attach({})", a.link.transport().as_str()),
         }
@@ -65,10 +70,34 @@ impl std::fmt::Debug for SessionMsg {
 fn unwrap_stanza(msg: SessionMsg) -> Element {
     match msg {
         SessionMsg::Stanza(el) => *el,
+        SessionMsg::Stored(s) => s.0,
         // Only stanzas are sent through `try_deliver`.
         SessionMsg::Close(..) | SessionMsg::Attach(_) => {
             Element::new("message", crate::xml::ns::CLIENT)
         }
+    }
+}
+
+/// The proof of delivery of a stanza handed to a session from durable storage. The
+/// session confirms it once the client has the stanza: stream management acknowledged
+/// it, or — without stream management — it was written and the session ended cleanly.
+/// Dropped unconfirmed (the link died, the server stopped), it says the client may not
+/// have it, and the stanza stays stored for next time.
+#[derive(Debug)]
+pub struct Receipt {
+    id: u64,
+    confirmed: mpsc::UnboundedSender<u64>,
+}
+
+impl Receipt {
+    /// A receipt that sends `id` on `confirmed` when the client has the stanza.
+    pub fn new(id: u64, confirmed: mpsc::UnboundedSender<u64>) -> Receipt {
+        Receipt { id, confirmed }
+    }
+
+    /// The client has the stanza.
+    pub fn confirm(self) {
+        let _ = self.confirmed.send(self.id);
     }
 }
 
@@ -113,6 +142,18 @@ pub struct SessionEntry {
     presence: Mutex<PresenceState>,
     /// The connection is gone and the session waits for a resumption (XEP-0198).
     detached: AtomicBool,
+    /// The session was slowed down for sending faster than a recipient reads (logged
+    /// once per session).
+    slowed: AtomicBool,
+}
+
+/// Why a stanza was not queued for a session; the stanza comes back.
+#[derive(Debug)]
+pub enum NotQueued {
+    /// The session's queue is full (its client does not keep up).
+    Full(Element),
+    /// The session is gone.
+    Closed(Element),
 }
 
 impl SessionEntry {
@@ -137,6 +178,7 @@ impl SessionEntry {
             tx,
             presence: Mutex::new(PresenceState::default()),
             detached: AtomicBool::new(false),
+            slowed: AtomicBool::new(false),
         }
     }
 
@@ -156,17 +198,46 @@ impl SessionEntry {
     /// Like [`SessionEntry::send`], but hands the stanza back when it could not be queued,
     /// so the caller can store or bounce it without having cloned it up front.
     pub fn try_deliver(&self, stanza: Element) -> Result<(), Element> {
-        match self.tx.try_send(SessionMsg::Stanza(Box::new(stanza))) {
+        match self.try_queue(stanza) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(msg)) => {
+            Err(NotQueued::Full(stanza)) => {
                 tracing::warn!(jid = %self.full_jid, "session queue full, closing slow client");
                 self.close(
                     StreamErrorCondition::PolicyViolation,
                     Some("too many queued stanzas"),
                 );
-                Err(unwrap_stanza(msg))
+                Err(stanza)
             }
-            Err(mpsc::error::TrySendError::Closed(msg)) => Err(unwrap_stanza(msg)),
+            Err(NotQueued::Closed(stanza)) => Err(stanza),
+        }
+    }
+
+    /// Queues a stanza if there is room, closing nothing: a full queue is the caller's
+    /// to handle (a sender may wait for room, see [`SessionEntry::send_waiting`]).
+    pub fn try_queue(&self, stanza: Element) -> Result<(), NotQueued> {
+        match self.tx.try_send(SessionMsg::Stanza(Box::new(stanza))) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(msg)) => Err(NotQueued::Full(unwrap_stanza(msg))),
+            Err(mpsc::error::TrySendError::Closed(msg)) => {
+                Err(NotQueued::Closed(unwrap_stanza(msg)))
+            }
+        }
+    }
+
+    /// True while the session's queue has no room.
+    pub fn is_full(&self) -> bool {
+        self.tx.capacity() == 0
+    }
+
+    /// Records that this session is being slowed down for sending faster than `recipient`
+    /// reads; logs it the first time only.
+    pub fn slowed_for(&self, recipient: &str) {
+        if !self.slowed.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                jid = %self.full_jid,
+                recipient,
+                "sending faster than a recipient reads: this session is slowed down"
+            );
         }
     }
 
@@ -178,6 +249,23 @@ impl SessionEntry {
         match tokio::time::timeout(limit, self.tx.reserve()).await {
             Ok(Ok(permit)) => {
                 permit.send(SessionMsg::Stanza(Box::new(stanza)));
+                Ok(())
+            }
+            _ => Err(stanza),
+        }
+    }
+
+    /// Like [`SessionEntry::send_waiting`] for a stanza still held in storage: `receipt`
+    /// is confirmed once the client has it (see [`Receipt`]).
+    pub async fn send_stored(
+        &self,
+        stanza: Element,
+        receipt: Receipt,
+        limit: Duration,
+    ) -> Result<(), Element> {
+        match tokio::time::timeout(limit, self.tx.reserve()).await {
+            Ok(Ok(permit)) => {
+                permit.send(SessionMsg::Stored(Box::new((stanza, receipt))));
                 Ok(())
             }
             _ => Err(stanza),

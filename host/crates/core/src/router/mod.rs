@@ -17,7 +17,10 @@ use serde::Serialize;
 
 use crate::storage::Account;
 
-pub use entry::{PresenceState, SessionEntry, SessionMsg, Transport, UserFacts, next_session_id};
+pub use entry::{
+    NotQueued, PresenceState, Receipt, SessionEntry, SessionMsg, Transport, UserFacts,
+    next_session_id,
+};
 pub use hosted::{HostedDomain, HostedDomains, HostedResolver, RegisterError};
 pub use route::{HostedTarget, Route, classify, local_account};
 

@@ -641,9 +641,13 @@ impl<P: Protocol> Driver<P> {
         while let Ok(msg) = self.mailbox.try_recv() {
             match msg {
                 SessionMsg::Stanza(el) => unread.push(*el),
-                SessionMsg::Close(..) => {}
+                // Still stored: it waits there for the next session.
+                SessionMsg::Stored(_) | SessionMsg::Close(..) => {}
                 SessionMsg::Attach(late) => Box::pin(self.refuse(*late)).await,
             }
+        }
+        if end == (End::Closed { peer_closed: true }) {
+            self.protocol.ended_cleanly();
         }
         // Always asked: a protocol may hold stanzas of its own (unacknowledged ones).
         // Boxed, as every end-of-session step: their futures (routing, storage) would

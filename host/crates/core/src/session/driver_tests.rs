@@ -168,6 +168,7 @@ impl Protocol for FakeProtocol {
                 }
                 vec![Action::Send(*el)]
             }
+            SessionMsg::Stored(stored) => vec![Action::Send(stored.0)],
             SessionMsg::Close(..) => {
                 self.closed = true;
                 vec![Action::Close(None)]

@@ -124,6 +124,10 @@ pub trait Protocol: Send + 'static {
         Vec::new()
     }
 
+    /// The stream ended with the closing handshake (the peer closed, our close was
+    /// written after everything else): called before [`Protocol::rescue`].
+    fn ended_cleanly(&mut self) {}
+
     /// The session is over: leave the routing table, tell whom it concerns.
     fn finish(&mut self) -> impl Future<Output = ()> + Send;
 

@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::router::Receipt;
 use crate::xml::{Element, ns};
 
 /// `urn:xmpp:sm:3`
@@ -52,6 +53,18 @@ pub enum Sent {
     TooMany,
 }
 
+/// A stanza sent and not acknowledged yet.
+#[derive(Debug)]
+struct Unacked {
+    /// Serialized (one allocation, far cheaper than keeping a copy of the element tree);
+    /// read back only to resend or rescue it.
+    stanza: Arc<str>,
+    /// When it was first sent.
+    at: SystemTime,
+    /// For a stanza still held in storage: confirmed when the client acknowledges it.
+    receipt: Option<Receipt>,
+}
+
 /// Stream management of one stream.
 #[derive(Debug, Default)]
 pub struct StreamManagement {
@@ -60,10 +73,8 @@ pub struct StreamManagement {
     handled: u32,
     /// Stanzas sent to the client.
     sent: u32,
-    /// Stanzas sent and not acknowledged, oldest first, serialized (one allocation each,
-    /// far cheaper than keeping a copy of the element tree), with when each was first
-    /// sent. Read back only to resend or rescue them.
-    unacked: VecDeque<(Arc<str>, SystemTime)>,
+    /// Stanzas sent and not acknowledged, oldest first.
+    unacked: VecDeque<Unacked>,
     /// Stanzas sent since the server last asked for an acknowledgement.
     since_request: u32,
     /// The server asked and the client has not answered yet: no new request until it
@@ -112,7 +123,11 @@ impl StreamManagement {
     /// stanza serialized in a `jabber:client` stream's context; see [`serialize`]).
     pub fn on_sent(&mut self, xml: Arc<str>, at: SystemTime) -> Sent {
         self.sent = self.sent.wrapping_add(1);
-        self.unacked.push_back((xml, at));
+        self.unacked.push_back(Unacked {
+            stanza: xml,
+            at,
+            receipt: None,
+        });
         if self.unacked.len() > self.limits.max_unacked {
             return Sent::TooMany;
         }
@@ -124,6 +139,14 @@ impl StreamManagement {
             return Sent::AskAck;
         }
         Sent::Queued
+    }
+
+    /// The stanza just sent (see [`StreamManagement::on_sent`]) is still held in storage:
+    /// `receipt` is confirmed when the client acknowledges it.
+    pub fn hold_receipt(&mut self, receipt: Receipt) {
+        if let Some(last) = self.unacked.back_mut() {
+            last.receipt = Some(receipt);
+        }
     }
 
     /// Stanzas sent and not acknowledged.
@@ -143,7 +166,11 @@ impl StreamManagement {
             }
             return Err(HandledTooHigh { h, sent: self.sent });
         }
-        self.unacked.drain(..newly as usize);
+        for acked in self.unacked.drain(..newly as usize) {
+            if let Some(receipt) = acked.receipt {
+                receipt.confirm();
+            }
+        }
         self.awaiting_ack = false;
         Ok(())
     }
@@ -153,15 +180,18 @@ impl StreamManagement {
     pub fn replay(&self) -> Vec<Element> {
         self.unacked
             .iter()
-            .filter_map(|(s, _)| read_back(s))
+            .filter_map(|u| read_back(&u.stanza))
             .collect()
     }
 
     /// Takes the unacknowledged stanzas (the session is over), with when each was sent.
+    /// Those still held in storage are left out: they stay stored for the next session
+    /// (their receipts are dropped unconfirmed).
     pub fn take_unacked(&mut self) -> Vec<(Element, SystemTime)> {
         self.unacked
             .drain(..)
-            .filter_map(|(s, at)| Some((read_back(&s)?, at)))
+            .filter(|u| u.receipt.is_none())
+            .filter_map(|u| Some((read_back(&u.stanza)?, u.at)))
             .collect()
     }
 }
@@ -284,6 +314,31 @@ mod tests {
         assert_eq!(sm.on_ack(6), Err(HandledTooHigh { h: 6, sent: 5 }));
         sm.on_ack(5).unwrap();
         assert_eq!(sm.unacked(), 0);
+    }
+
+    #[test]
+    fn stored_stanzas_are_confirmed_by_acks_and_never_rescued() {
+        let (tx, mut confirmed) = tokio::sync::mpsc::unbounded_channel();
+        let mut sm = StreamManagement::enabled(None, SmLimits::default());
+        for i in 0..4 {
+            sm.on_sent(serialize(&msg(i)), SystemTime::now());
+            if i % 2 == 0 {
+                sm.hold_receipt(Receipt::new(u64::from(i), tx.clone()));
+            }
+        }
+        sm.on_ack(1).unwrap();
+        assert_eq!(confirmed.try_recv(), Ok(0));
+        assert!(confirmed.try_recv().is_err(), "2 is not acknowledged yet");
+        assert_eq!(sm.replay().len(), 3, "replayed all the same");
+        // The session ends: 2 stays stored (no confirmation), 1 and 3 are rescued.
+        let rescued: Vec<_> = sm.take_unacked().into_iter().map(|(el, _)| el).collect();
+        let ids: Vec<_> = rescued.iter().map(|el| el.attr("id").unwrap()).collect();
+        assert_eq!(ids, ["1", "3"]);
+        drop(tx);
+        assert_eq!(
+            confirmed.try_recv(),
+            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected)
+        );
     }
 
     #[test]

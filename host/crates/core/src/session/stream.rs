@@ -20,7 +20,7 @@ use crate::config::C2sListener;
 use crate::context::Core;
 use crate::hooks::{FeatureContext, MessageContext, MessageStage, SessionEvent, StreamStage};
 use crate::pipeline::Origin;
-use crate::router::{SessionEntry, SessionMsg, Transport};
+use crate::router::{Receipt, SessionEntry, SessionMsg, Transport};
 use crate::sasl::{ChannelBindings, Mechanism, Outcome, SaslFailure};
 use crate::stanza::{self, Condition, Kind};
 use crate::storage::Account;
@@ -146,6 +146,14 @@ pub struct StreamCore {
     ended: Option<Arc<SessionEntry>>,
     /// XEP-0352: what an inactive client is not sent yet.
     csi: Option<Box<crate::session::csi::CsiBuffer>>,
+    /// Without stream management: receipts of stanzas sent from storage, with the
+    /// fingerprint of each stanza, confirmed if the session ends cleanly.
+    receipts: Vec<(u64, Receipt)>,
+    /// The client closed the stream and our close was written after everything else.
+    clean_end: bool,
+    /// The ping sent after stanzas from storage (its id) and how many of `receipts` it
+    /// covers: its answer shows the client read them.
+    receipt_ping: Option<(String, usize)>,
 }
 
 impl StreamCore {
@@ -176,6 +184,9 @@ impl StreamCore {
             handover: None,
             ended: None,
             csi: None,
+            receipts: Vec::new(),
+            clean_end: false,
+            receipt_ping: None,
         }
     }
 
@@ -247,12 +258,98 @@ impl StreamCore {
                 None => vec![Action::Send(*el)],
                 Some(csi) => csi.push(*el).into_iter().map(Action::Send).collect(),
             },
+            SessionMsg::Stored(stored) => {
+                let (el, receipt) = *stored;
+                return self.send_stored(el, receipt);
+            }
             SessionMsg::Close(cond, text) => self.close(Some((cond, text.map(String::from)))),
             // Links are attached by the driver, never by the stream.
             SessionMsg::Attach(_) => Vec::new(),
         };
         self.track_out(&mut actions);
         actions
+    }
+
+    /// A stanza still held in storage goes to the client at once (CSI counts it as
+    /// important: what it held goes first), and its receipt is kept until the client has
+    /// it: with stream management until acknowledged, else until a clean end.
+    fn send_stored(&mut self, el: Element, receipt: Receipt) -> Vec<Action> {
+        let held = self.csi.as_mut().filter(|c| c.is_inactive());
+        let mut actions: Vec<Action> = held
+            .map(|c| c.flush())
+            .unwrap_or_default()
+            .into_iter()
+            .map(Action::Send)
+            .collect();
+        let print = self.sm.is_none().then(|| fingerprint(&el));
+        actions.push(Action::Send(el));
+        self.track_out(&mut actions);
+        match (self.sm.as_mut(), print) {
+            (Some(sm), _) => sm.hold_receipt(receipt),
+            (None, Some(print)) => {
+                self.receipts.push((print, receipt));
+                if self.receipt_ping.is_none() {
+                    actions.extend(self.receipt_ping());
+                }
+            }
+            // Stream management cannot go away once enabled; dropped, the stanza stays
+            // stored.
+            (None, None) => {}
+        }
+        actions
+    }
+
+    /// Without stream management, a ping after stanzas sent from storage: the client
+    /// reads in order, so its answer (result or error) shows it read them, and their
+    /// receipts are confirmed then rather than at a clean end that may never come. One
+    /// such ping is out at a time; it covers every stored stanza sent before it.
+    fn receipt_ping(&mut self) -> Option<Action> {
+        let ping = self.keepalive_ping()?;
+        let id = ping.attr("id")?.to_string();
+        self.receipt_ping = Some((id, self.receipts.len()));
+        Some(Action::Send(ping))
+    }
+
+    /// The client answered one of our pings: if it is the one after stored stanzas,
+    /// their receipts are confirmed (and the next ping covers what came since).
+    fn on_ping_answer(&mut self, el: &Element) -> Vec<Action> {
+        let answered = |(id, _): &mut (String, usize)| el.attr("id") == Some(id.as_str());
+        let Some((_, covered)) = self.receipt_ping.take_if(answered) else {
+            return Vec::new();
+        };
+        let covered = covered.min(self.receipts.len());
+        for (_, receipt) in self.receipts.drain(..covered) {
+            receipt.confirm();
+        }
+        if self.receipts.is_empty() {
+            return Vec::new();
+        }
+        self.receipt_ping().into_iter().collect()
+    }
+
+    /// The end of a session without stream management: the receipts of stanzas written
+    /// are confirmed if it ended cleanly, and dropped otherwise; the stanzas the link
+    /// never wrote are taken out of `unsent` (they stay stored, not routed again).
+    fn settle_receipts(&mut self, unsent: Vec<Element>) -> Vec<Element> {
+        if self.receipts.is_empty() {
+            return unsent;
+        }
+        let mut pending = std::mem::take(&mut self.receipts);
+        let mut rest = Vec::with_capacity(unsent.len());
+        for el in unsent {
+            let print = fingerprint(&el);
+            match pending.iter().position(|(p, _)| *p == print) {
+                // Never written: its receipt goes unconfirmed.
+                Some(at) => drop(pending.swap_remove(at)),
+                None => rest.push(el),
+            }
+        }
+        if self.clean_end {
+            for (_, receipt) in pending {
+                receipt.confirm();
+            }
+        }
+        rest
     }
 
     /// A parser refusal or another fatal condition detected by the transport.
@@ -804,6 +901,18 @@ impl StreamCore {
         }
         // `from` stamping: whatever the client wrote, the stanza comes from this session.
         el.set_attr("from", entry.full_jid.clone());
+        if kind == Kind::Iq && el.attr("id").is_none_or(str::is_empty) {
+            // RFC 6120 §8.1.3: every iq carries an id. A request without one is refused
+            // before anything answers it (the session no-op below included); an answer
+            // without one matches nothing and is dropped, as routing does.
+            if !matches!(stanza::stanza_type(&el), "get" | "set") {
+                return Vec::new();
+            }
+            return stanza::error_reply(&el, Condition::BadRequest, Some("an iq needs an id"))
+                .map(Action::Send)
+                .into_iter()
+                .collect();
+        }
         if kind == Kind::Iq
             && el.has_child("session", ns::SESSION)
             && self.is_to_self_or_server(&el, entry)
@@ -812,7 +921,7 @@ impl StreamCore {
             return vec![Action::Send(stanza::iq_result(&el))];
         }
         if kind == Kind::Iq && self.is_keepalive_answer(&el, entry) {
-            return Vec::new();
+            return self.on_ping_answer(&el);
         }
         if kind == Kind::Message {
             let ctx = MessageContext {
@@ -943,8 +1052,16 @@ impl Protocol for StreamCore {
         self.domain.as_deref()
     }
 
+    /// The tenant's limits once bound; before that, stanzas are held to
+    /// `[c2s] max_unauthenticated_stanza_size` (the driver applies the larger limits when
+    /// the session is bound).
     fn parser_limits(&self) -> crate::xml::ParserLimits {
-        self.core.parser_limits_for(self.domain.as_deref())
+        let mut limits = self.core.parser_limits_for(self.domain.as_deref());
+        if self.entry.is_none() {
+            let unauth = self.core.config().c2s.max_unauthenticated_stanza_size;
+            limits.max_stanza_bytes = limits.max_stanza_bytes.min(unauth);
+        }
+        limits
     }
 
     fn shaper(&self) -> Option<crate::tenants::rate::TokenBucket> {
@@ -1000,6 +1117,10 @@ impl Protocol for StreamCore {
         self.end_session()
     }
 
+    fn ended_cleanly(&mut self) {
+        self.clean_end = true;
+    }
+
     /// Messages go to another resource or offline storage (RFC 6121 §8.5.3: a message to
     /// a resource gone offline is treated as sent to the bare JID); a client that did get
     /// part of them may see one twice (stamped with a delay), none is lost. Requests (iq
@@ -1018,6 +1139,7 @@ impl Protocol for StreamCore {
             0..0,
             self.csi.as_mut().map(|c| c.flush()).unwrap_or_default(),
         );
+        let unsent = self.settle_receipts(unsent);
         let undelivered = self.sm_rescue(unsent, unread);
         async move {
             let Some(account) = account else { return };
@@ -1066,6 +1188,14 @@ fn end_at_expiry(entry: &Arc<SessionEntry>, expires_at: u64) {
             );
         }
     });
+}
+
+/// Tells a stanza from others in the rescue (a hash of its serialization).
+fn fingerprint(el: &Element) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    el.to_string_in(ns::CLIENT).hash(&mut h);
+    h.finish()
 }
 
 fn new_stream_id() -> String {

@@ -262,6 +262,8 @@ impl Protocol for ComponentStream {
     fn on_mailbox(&mut self, msg: SessionMsg) -> Vec<Action> {
         match msg {
             SessionMsg::Stanza(el) => vec![self.outgoing(*el)],
+            // Nothing stored is delivered to a component; it would stay stored.
+            SessionMsg::Stored(stored) => vec![self.outgoing(stored.0)],
             SessionMsg::Close(cond, text) => self.close(Some((cond, text.map(String::from)))),
             SessionMsg::Attach(_) => Vec::new(),
         }

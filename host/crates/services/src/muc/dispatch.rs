@@ -190,6 +190,10 @@ async fn create_and_join(
     service
         .check_room_limit(core, &settings)
         .map_err(|t| RoomError::with_text(Condition::NotAllowed, t))?;
+    service
+        .check_owner_limit(core, &settings, &bare)
+        .await
+        .map_err(|t| RoomError::with_text(Condition::NotAllowed, t))?;
     let mut room = service.new_room(room_name, &settings);
     room.check_nick(nick)?;
     let facts = service.facts(&room);

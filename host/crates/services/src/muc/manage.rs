@@ -82,10 +82,10 @@ pub struct OccupantView {
     pub affiliation: String,
 }
 
-/// A room with its occupants, affiliations, subject and configuration.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+/// A room with its occupants, affiliations, subject and configuration. In JSON the
+/// summary's fields come first, but for its occupant count: `occupants` is the list.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomDetails {
-    #[serde(flatten)]
     pub summary: RoomSummary,
     pub subject: Option<String>,
     pub occupants: Vec<OccupantView>,
@@ -93,6 +93,24 @@ pub struct RoomDetails {
     pub affiliations: std::collections::BTreeMap<String, String>,
     /// `muc#roomconfig` field values (the password is not shown).
     pub config: std::collections::BTreeMap<String, String>,
+}
+
+impl Serialize for RoomDetails {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeMap};
+        let summary = serde_json::to_value(&self.summary).map_err(S::Error::custom)?;
+        let mut map = s.serialize_map(None)?;
+        if let serde_json::Value::Object(fields) = summary {
+            for (key, value) in fields.iter().filter(|(k, _)| *k != "occupants") {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        map.serialize_entry("subject", &self.subject)?;
+        map.serialize_entry("occupants", &self.occupants)?;
+        map.serialize_entry("affiliations", &self.affiliations)?;
+        map.serialize_entry("config", &self.config)?;
+        map.end()
+    }
 }
 
 impl MucServices {
@@ -325,5 +343,45 @@ fn details(room: &Room) -> RoomDetails {
             .map(|(j, a)| (j.to_string(), a.as_str().to_string()))
             .collect(),
         config: room.config.to_pairs(false).into_iter().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_details_have_one_occupants_key_the_list() {
+        let details = RoomDetails {
+            summary: RoomSummary {
+                jid: "r@conference.a.test".into(),
+                name: "R".into(),
+                occupants: 1,
+                persistent: true,
+                public: true,
+                members_only: false,
+                moderated: false,
+                password_protected: false,
+                locked: false,
+                logging: false,
+            },
+            subject: Some("hello".into()),
+            occupants: vec![OccupantView {
+                nick: "Alice".into(),
+                jid: "alice@a.test".into(),
+                sessions: vec!["alice@a.test/pc".into()],
+                role: "moderator".into(),
+                affiliation: "owner".into(),
+            }],
+            affiliations: Default::default(),
+            config: Default::default(),
+        };
+        let text = serde_json::to_string(&details).unwrap();
+        assert_eq!(text.matches("\"occupants\"").count(), 1, "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["occupants"][0]["nick"], "Alice");
+        assert_eq!(v["jid"], "r@conference.a.test");
+        assert_eq!(v["subject"], "hello");
+        assert_eq!(v["persistent"], true);
     }
 }

@@ -502,6 +502,38 @@ impl MucService {
     }
 }
 
+impl MucService {
+    /// Refuses a new room to a user who owns `max_rooms_per_user` rooms already across
+    /// the tenant's services (service admins are not limited).
+    pub(super) async fn check_owner_limit(
+        &self,
+        core: &Core,
+        settings: &MucSettings,
+        owner: &str,
+    ) -> Result<(), String> {
+        let max = settings.max_rooms_per_user as usize;
+        if max == 0 || settings.is_admin(owner) {
+            return Ok(());
+        }
+        let Some(all) = self.all.upgrade() else {
+            return Ok(());
+        };
+        let mut owned = 0;
+        for service in all.tenant_services(core, &self.tenant) {
+            let rooms: Vec<_> = service.rooms.iter().map(|r| r.value().clone()).collect();
+            for room in rooms {
+                if room.lock().await.affiliations.get(owner) == Some(&Affiliation::Owner) {
+                    owned += 1;
+                    if owned >= max {
+                        return Err(format!("you own {max} rooms, the most one user may own"));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The current time (history stamps).
 pub(super) fn now() -> SystemTime {
     SystemTime::now()

@@ -74,6 +74,13 @@ async fn verdict(core: &Arc<Core>, from: &str, sender: Option<&Account>, to: &Ac
 
 /// A presence stanza from a bound client.
 pub async fn from_client(core: &Arc<Core>, entry: &Arc<SessionEntry>, presence: Element) {
+    if let Err(text) = check_priority(&presence) {
+        reply(
+            entry,
+            stanza::error_reply(&presence, Condition::BadRequest, Some(text)),
+        );
+        return;
+    }
     let ty = stanza::stanza_type(&presence).to_string();
     match ty.as_str() {
         "" if presence.attr("to").is_none() => available(core, entry, presence).await,
@@ -129,6 +136,18 @@ pub async fn resend_presence_to(core: &Arc<Core>, account: &Account, jids: &[Str
 
 // ---------------------------------------------------------------------------------------
 // Broadcasts (RFC 6121 §4.2, §4.5)
+
+/// RFC 6121 §4.7.2.3: a priority is an integer from -128 to 127; anything else is
+/// refused rather than passed on (or clamped into something the client did not say).
+fn check_priority(presence: &Element) -> Result<(), &'static str> {
+    let Some(text) = presence.child_text("priority", ns::CLIENT) else {
+        return Ok(());
+    };
+    match text.trim().parse::<i8>() {
+        Ok(_) => Ok(()),
+        Err(_) => Err("the priority must be an integer from -128 to 127"),
+    }
+}
 
 fn priority_of(presence: &Element) -> i8 {
     presence
@@ -569,6 +588,12 @@ async fn apply_inbound(
 ) -> StorageResult<bool> {
     let from_jid = from.to_string();
     let before = roster::load_item(core, to, &from_jid).await?;
+    if before.is_none() && kind == SubKind::Subscribe && roster::roster_full(core, to).await? {
+        // A full roster takes no new items, not even pending requests: strangers cannot
+        // grow it past the tenant's limit.
+        tracing::info!(jid = %to, from = %from_jid, "subscription request dropped: the roster is full");
+        return Ok(false);
+    }
     let mut item = before.clone().unwrap_or_else(|| RosterItem {
         jid: from_jid,
         ..Default::default()

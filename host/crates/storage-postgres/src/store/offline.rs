@@ -2,7 +2,7 @@
 //! `id` within the account. Taking is one `DELETE … RETURNING`: a message is returned only
 //! by the call whose delete removed it, so two nodes taking at once never both get it.
 
-use heliograph_storage::{Account, OfflineMessage, OfflineStore, StorageResult};
+use heliograph_storage::{Account, OfflineMessage, OfflineStore, QueuedMessage, StorageResult};
 
 use super::{PgStore, account, to_i64, to_u64};
 
@@ -49,6 +49,51 @@ impl OfflineStore for PgStore {
                 .collect();
             rows.sort_by_key(|(id, _)| *id);
             Ok(rows.into_iter().map(|(_, m)| m).collect())
+        })
+    }
+
+    fn peek(
+        &self,
+        a: &Account,
+        after: Option<u64>,
+        limit: usize,
+    ) -> StorageResult<Vec<QueuedMessage>> {
+        let (d, l) = account(a)?;
+        let after = after.map(to_i64).unwrap_or(-1);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.call("reading offline messages", move |c| async move {
+            let st = c
+                .prepare_cached(
+                    "SELECT id, stanza, stamp_ms FROM offline_messages \
+                     WHERE domain = $1 AND local = $2 AND id > $3 ORDER BY id LIMIT $4",
+                )
+                .await?;
+            Ok(c.query(&st, &[&d, &l, &after, &limit])
+                .await?
+                .into_iter()
+                .map(|r| QueuedMessage {
+                    id: to_u64(r.get(0)),
+                    message: OfflineMessage {
+                        stanza: r.get(1),
+                        stamp_ms: to_u64(r.get(2)),
+                    },
+                })
+                .collect())
+        })
+    }
+
+    fn remove(&self, a: &Account, ids: &[u64]) -> StorageResult<usize> {
+        let (d, l) = account(a)?;
+        let ids: Vec<i64> = ids.iter().map(|id| to_i64(*id)).collect();
+        self.call("removing offline messages", move |c| async move {
+            let st = c
+                .prepare_cached(
+                    "DELETE FROM offline_messages \
+                     WHERE domain = $1 AND local = $2 AND id = ANY($3)",
+                )
+                .await?;
+            let n = c.execute(&st, &[&d, &l, &ids]).await?;
+            Ok(usize::try_from(n).unwrap_or(0))
         })
     }
 

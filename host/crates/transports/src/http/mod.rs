@@ -10,6 +10,7 @@
 
 pub mod bosh;
 pub mod cors;
+pub mod gauge;
 pub mod limits;
 pub mod proxy;
 pub mod websocket;
@@ -21,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
@@ -257,28 +258,35 @@ async fn bosh_request(
     }
     let timeout = Duration::from_secs(state.config.request_timeout.max(1));
     let collected =
-        tokio::time::timeout(timeout, Limited::new(req.into_body(), max).collect()).await;
+        tokio::time::timeout(timeout, read_bosh_body(state, req.into_body(), max)).await;
     let data = match collected {
         Err(_) => {
             tracing::info!(address = %client.addr.display, "BOSH body too slow");
             return text_response(StatusCode::REQUEST_TIMEOUT, "request body too slow\n");
         }
-        Ok(Err(e)) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                return xml_response(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    bosh::body::terminate("policy-violation").into(),
-                    false,
-                );
-            }
+        Ok(Err(BoshBodyError::TooLarge(allowed))) => {
+            tracing::info!(address = %client.addr.display, allowed, "BOSH body too large");
+            return xml_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                bosh::body::terminate("policy-violation").into(),
+                false,
+            );
+        }
+        Ok(Err(BoshBodyError::Busy)) => {
+            tracing::info!(address = %client.addr.display, "unauthenticated connections hold too much; BOSH body refused");
+            return xml_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                bosh::body::terminate("policy-violation").into(),
+                false,
+            );
+        }
+        Ok(Err(BoshBodyError::Read)) => {
             return text_response(StatusCode::BAD_REQUEST, "cannot read body\n");
         }
-        Ok(Ok(c)) => c.to_bytes(),
+        Ok(Ok(data)) => data,
     };
-    // The body is bounded by `max_body_size` already; each stanza is checked against its
-    // tenant's limit by the session.
+    // The body is bounded already (by `max_body_size`, or the unauthenticated limit);
+    // each stanza is checked against its stream's limit by the session.
     let mut limits = state.core.parser_limits();
     limits.max_stanza_bytes = limits.max_stanza_bytes.max(max);
     let parsed = bosh::body::BodyRequest::parse(&data, limits);
@@ -290,6 +298,85 @@ async fn bosh_request(
         }
     };
     xml_response(StatusCode::OK, body, gzip)
+}
+
+/// Room for the `<body/>` wrapper around a stanza.
+const BOSH_WRAPPER: usize = 1024;
+
+/// Why a BOSH request body was not read.
+#[derive(Debug)]
+enum BoshBodyError {
+    /// Longer than allowed (the limit in bytes).
+    TooLarge(usize),
+    /// Unauthenticated connections hold too much together.
+    Busy,
+    Read,
+}
+
+/// Reads a BOSH request body: up to what a session that has not authenticated may send
+/// (`[c2s] max_unauthenticated_stanza_size`, with room for the wrapper), or up to
+/// `max` when its `sid` names a session whose stream takes larger stanzas (it is bound).
+/// A client that never authenticates makes the server hold little, however long the body
+/// it starts.
+async fn read_bosh_body(
+    state: &HttpState,
+    mut body: Incoming,
+    max: usize,
+) -> Result<Bytes, BoshBodyError> {
+    let config = state.core.config();
+    let unauth = config.c2s.max_unauthenticated_stanza_size;
+    let mut allowed = unauth.saturating_add(BOSH_WRAPPER).min(max);
+    // Counted in the total of unauthenticated connections until known to be for a
+    // bound session.
+    let total = state
+        .core
+        .limits
+        .unauth_buffer(config.limits.max_unauthenticated_buffered);
+    let mut counted = true;
+    let mut data = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| BoshBodyError::Read)?;
+        let Ok(chunk) = frame.into_data() else {
+            continue;
+        };
+        if data.len() + chunk.len() > allowed {
+            let bound = allowed < max
+                && body_sid(&data, &chunk)
+                    .and_then(|sid| state.bosh.stanza_limit(&sid))
+                    .is_some_and(|limit| limit > unauth);
+            if !bound {
+                return Err(BoshBodyError::TooLarge(allowed));
+            }
+            allowed = max;
+            counted = false;
+            total.hold(0);
+            if data.len() + chunk.len() > allowed {
+                return Err(BoshBodyError::TooLarge(allowed));
+            }
+        }
+        if counted && !total.hold(data.len() + chunk.len()) {
+            return Err(BoshBodyError::Busy);
+        }
+        data.extend_from_slice(&chunk);
+    }
+    Ok(data.freeze())
+}
+
+/// The `sid` of the `<body/>` start tag at the beginning of a request (`data` then
+/// `more`), if the whole tag is there.
+fn body_sid(data: &[u8], more: &[u8]) -> Option<String> {
+    let mut parser = heliograph_xml::StreamParser::new(heliograph_xml::ParserLimits {
+        max_stanza_bytes: data.len() + more.len() + 1,
+        max_depth: 4,
+    });
+    let _ = parser.feed(data);
+    let _ = parser.feed(more);
+    match parser.next_event() {
+        Ok(Some(heliograph_xml::StreamEvent::Open(header))) => {
+            header.attr("sid").map(str::to_string)
+        }
+        _ => None,
+    }
 }
 
 fn accepts_gzip(headers: &hyper::HeaderMap) -> bool {

@@ -36,6 +36,7 @@ use heliograph_xml::parser::parse_element;
 use heliograph_xml::{Element, ParserLimits, StreamEvent, StreamHeader, ns};
 use tokio::time::timeout;
 
+use super::gauge::{Gauge, Gauged};
 use super::limits::AddressGuard;
 use super::{ClientInfo, HttpState, cors};
 use crate::listener::ConnectionGuard;
@@ -134,13 +135,20 @@ pub fn upgrade(
                 let cfg = WebSocketConfig::default()
                     .max_message_size(Some(max))
                     .max_frame_size(Some(max));
+                // Before authentication the stream's limit is the small one; the
+                // session raises it once bound.
+                let config = st.core.config();
+                let unauth_limit = config.c2s.max_unauthenticated_stanza_size;
+                let total =
+                    unauth.buffer(&st.core.limits, config.limits.max_unauthenticated_buffered);
+                let gauge = Gauge::new(unauth_limit.min(max), Some(total));
                 let ws = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
+                    Gauged::new(TokioIo::new(upgraded), gauge.clone()),
                     Role::Server,
                     Some(cfg),
                 )
                 .await;
-                run(st, client, ws, unauth, guard, limit).await;
+                run(st, client, ws, gauge, unauth, guard, limit).await;
             }
             Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
         }
@@ -155,7 +163,7 @@ pub fn upgrade(
         .expect("valid response")
 }
 
-type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+type Ws = WebSocketStream<Gauged<TokioIo<hyper::upgrade::Upgraded>>>;
 
 /// How long, after our `<close/>`, the client gets to close the WebSocket.
 const CLOSE_WAIT: Duration = Duration::from_secs(3);
@@ -165,6 +173,7 @@ async fn run(
     state: Arc<HttpState>,
     client: ClientInfo,
     ws: Ws,
+    gauge: Arc<Gauge>,
     unauth: UnauthPermit,
     _guard: ConnectionGuard,
     _limit: AddressGuard,
@@ -186,6 +195,7 @@ async fn run(
     let _open = heliograph_metrics::connection_opened("websocket");
     let link = WsLink {
         ws,
+        gauge,
         limits: core.parser_limits(),
         see_other_uri: config.see_other_uri.clone(),
         close_code: None,
@@ -215,6 +225,8 @@ async fn run(
 /// A stream in WebSocket text frames (see the module docs).
 pub struct WsLink {
     ws: Ws,
+    /// What the socket holds of an unfinished message, against the stream's limit.
+    gauge: Arc<Gauge>,
     limits: ParserLimits,
     see_other_uri: String,
     /// The close code and reason a refusal asks for.
@@ -265,8 +277,30 @@ impl Link for WsLink {
                 if self.closed {
                     return Inbound::Gone;
                 }
-                match self.ws.next().await {
+                let next = self.ws.next().await;
+                if matches!(next, Some(Ok(_))) {
+                    self.gauge.message_read();
+                }
+                match next {
                     None => return Inbound::Gone,
+                    Some(Err(_)) if self.gauge.is_over_total() => {
+                        tracing::info!(
+                            "unauthenticated connections hold too much; closing this one"
+                        );
+                        return Inbound::Refused(
+                            StreamErrorCondition::ResourceConstraint,
+                            "the server holds too much for unauthenticated connections".into(),
+                        );
+                    }
+                    Some(Err(_)) if self.gauge.is_over() => {
+                        let max = self.limits.max_stanza_bytes;
+                        tracing::info!(max, "WebSocket message over the stream's limit");
+                        self.close_code = Some((CloseCode::Size, "message too large"));
+                        return Inbound::Refused(
+                            StreamErrorCondition::PolicyViolation,
+                            format!("stanza larger than {max} bytes"),
+                        );
+                    }
                     Some(Ok(Message::Text(text))) => {
                         return match frame_event(text.as_str(), self.limits) {
                             Ok(StreamEvent::Open(h)) if !self.see_other_uri.is_empty() => {
@@ -393,6 +427,7 @@ impl Link for WsLink {
 
     fn set_limits(&mut self, limits: ParserLimits) {
         self.limits = limits;
+        self.gauge.set_limit(limits.max_stanza_bytes);
     }
 
     fn keepalive(&mut self) -> BoxFuture<'_, Keepalive> {

@@ -462,6 +462,9 @@ impl Link for BoshLink {
 
     fn set_limits(&mut self, limits: ParserLimits) {
         self.limits = limits;
+        // The HTTP layer reads the next request bodies of this session up to it.
+        self.registry
+            .set_stanza_limit(&self.sid, limits.max_stanza_bytes);
     }
 
     fn keepalive(&mut self) -> BoxFuture<'_, Keepalive> {

@@ -54,16 +54,43 @@ impl Settings {
 /// Live sessions of a listener by `sid`.
 #[derive(Default)]
 pub struct Registry {
-    sessions: DashMap<String, mpsc::Sender<Incoming>>,
+    sessions: DashMap<String, Live>,
+}
+
+/// A live session: its request queue and the largest stanza its stream takes now (small
+/// before authentication).
+struct Live {
+    requests: mpsc::Sender<Incoming>,
+    stanza_limit: usize,
 }
 
 impl Registry {
+    fn insert(&self, sid: String, requests: mpsc::Sender<Incoming>, stanza_limit: usize) {
+        let live = Live {
+            requests,
+            stanza_limit,
+        };
+        self.sessions.insert(sid, live);
+    }
+
     fn remove(&self, sid: &str) {
         self.sessions.remove(sid);
     }
 
     fn get(&self, sid: &str) -> Option<mpsc::Sender<Incoming>> {
-        self.sessions.get(sid).map(|s| s.clone())
+        self.sessions.get(sid).map(|s| s.requests.clone())
+    }
+
+    /// The session's stream took new parser limits.
+    fn set_stanza_limit(&self, sid: &str, limit: usize) {
+        if let Some(mut live) = self.sessions.get_mut(sid) {
+            live.stanza_limit = limit;
+        }
+    }
+
+    /// The largest stanza the session's stream takes now; `None` for an unknown `sid`.
+    pub fn stanza_limit(&self, sid: &str) -> Option<usize> {
+        self.sessions.get(sid).map(|s| s.stanza_limit)
     }
 
     /// Number of live sessions.
@@ -150,7 +177,8 @@ async fn create(
     let mut stream = StreamCore::new(core.clone(), facts, tx);
     stream.hold_until_bound(unauth);
     let (req_tx, req_rx) = mpsc::channel(8);
-    state.bosh.sessions.insert(sid.clone(), req_tx);
+    let unauth_limit = core.config().c2s.max_unauthenticated_stanza_size;
+    state.bosh.insert(sid.clone(), req_tx, unauth_limit);
     tracing::info!(sid = %sid, address = %client.addr.display, wait = wait.as_secs(), hold, "BOSH session created");
     let (reply, answer) = oneshot::channel();
     let link = BoshLink::new(
