@@ -1,25 +1,33 @@
 #!/usr/bin/env bash
-# What the message archive costs the 1:1 message rate: the same chat, in the same run
-# against the same release server, on a tenant that archives every message (archived.test,
-# the default) and on one with the archive switched off (plain.test, features.mam =
-# false), alternating, twice each. Plain TCP with PLAIN, window 8 per sender.
+# What the message archive costs the 1:1 message rate: the same chat against a fresh
+# release server whose one tenant archives every message (features.mam = true, the
+# default) and against a fresh one whose tenant does not (features.mam = false),
+# alternating, ROUNDS times each. A fresh server per run: sled's background flushing of
+# the archive's writes would otherwise be counted against the run that follows.
+# Plain TCP with PLAIN, window 8 per sender.
 #
-#   tests/load/mam_bench.sh [PAIRS] [SECONDS]      (default 100 10)
+#   tests/load/mam_bench.sh [PAIRS] [SECONDS] [ROUNDS]      (default 100 10 2)
 set -euo pipefail
 PAIRS="${1:-100}"
 SECS="${2:-10}"
+ROUNDS="${3:-2}"
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/heliograph-target}"
 cd "$REPO_ROOT"
 cargo build --release -q -p heliograph -p heliograph-load
 R="$CARGO_TARGET_DIR/release"
 WORK="$(mktemp -d)"
-trap 'kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+PID=""
+trap 'if [[ -n "$PID" ]]; then kill "$PID" 2>/dev/null || true; fi; rm -rf "$WORK"' EXIT
 
-cat > "$WORK/heliograph.toml" <<TOML
+# Runs the chat against a fresh server with the archive on ($1 = true) or off.
+run() {
+    local mam="$1" dir="$WORK/$RANDOM$RANDOM"
+    mkdir -p "$dir"
+    cat > "$dir/heliograph.toml" <<TOML
 [general]
 hosts = ["localhost"]
-data_dir = "$WORK/data"
+data_dir = "$dir/data"
 log_level = "warn"
 
 [[listen.c2s]]
@@ -38,26 +46,39 @@ address = "127.0.0.1:0"
 [c2s]
 ping_interval = 0
 
-[tenants.archived]
-domains = ["archived.test"]
+[tenants.t]
+domains = ["t.test"]
 
-[tenants.plain]
-domains = ["plain.test"]
-
-[tenants.plain.features]
-mam = false
+[tenants.t.features]
+mam = $mam
 TOML
+    "$R/heliograph" serve --config "$dir/heliograph.toml" --ready-file "$dir/ready.json" \
+        2> "$dir/server.log" &
+    PID=$!
+    for _ in $(seq 300); do [[ -f "$dir/ready.json" ]] && break; sleep 0.1; done
+    [[ -f "$dir/ready.json" ]] || { cat "$dir/server.log"; exit 1; }
+    "$R/heliograph-load" chat --ready-file "$dir/ready.json" --domain t.test \
+        --pairs "$PAIRS" --window 8 -t "$SECS" --transport plain | tee -a "$WORK/results.txt"
+    kill "$PID"
+    wait "$PID" 2>/dev/null || true
+    PID=""
+}
 
-"$R/heliograph" serve --config "$WORK/heliograph.toml" --ready-file "$WORK/ready.json" \
-    2> "$WORK/server.log" &
-PID=$!
-for _ in $(seq 300); do [[ -f "$WORK/ready.json" ]] && break; sleep 0.1; done
-[[ -f "$WORK/ready.json" ]] || { cat "$WORK/server.log"; exit 1; }
-
-for round in 1 2; do
-    for domain in archived.test plain.test; do
-        echo "=== round $round: $domain"
-        "$R/heliograph-load" chat --ready-file "$WORK/ready.json" --domain "$domain" \
-            --pairs "$PAIRS" --window 8 -t "$SECS" --transport plain
+for round in $(seq "$ROUNDS"); do
+    for mam in true false; do
+        echo "=== round $round: archive $([[ $mam == true ]] && echo on || echo off)"
+        run "$mam"
     done
 done
+
+# Medians over the rounds (the archive-on runs come first in each round).
+python3 - "$WORK/results.txt" <<'PY'
+import json, statistics, sys
+runs = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+on, off = runs[0::2], runs[1::2]
+med = lambda rs, k: statistics.median(r[k] for r in rs)
+print(f"median: archive on {med(on, 'delivered_per_s'):.0f} msg/s, {med(on, 'cpu_us_per_msg'):.2f} µs "
+      f"per message; off {med(off, 'delivered_per_s'):.0f} msg/s, {med(off, 'cpu_us_per_msg'):.2f} µs; "
+      f"rate {(med(on, 'delivered_per_s') / med(off, 'delivered_per_s') - 1) * 100:+.0f}%; "
+      f"lost {sum(r['lost'] for r in runs)}")
+PY
