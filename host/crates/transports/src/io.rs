@@ -69,6 +69,29 @@ impl ClientIo {
         };
     }
 
+    /// Bytes written to the socket that the peer has not acknowledged yet (Linux'
+    /// `SIOCOUTQ`): while it shrinks, the peer is still taking what was written. `None`
+    /// where the system does not tell.
+    pub fn unacknowledged(&self) -> Option<u32> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd as _;
+            let fd = match self {
+                ClientIo::Plain(s) => s.as_raw_fd(),
+                ClientIo::Tls(s) => s.get_ref().0.as_raw_fd(),
+            };
+            let mut queued: libc::c_int = 0;
+            // SAFETY: SIOCOUTQ (= TIOCOUTQ) on a TCP socket this connection owns writes
+            // one int through the pointer, which points at a live `c_int`.
+            let r = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) };
+            (r == 0).then_some(queued.max(0) as u32)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            None
+        }
+    }
+
     pub fn is_tls(&self) -> bool {
         matches!(self, ClientIo::Tls(_))
     }
