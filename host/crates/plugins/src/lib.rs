@@ -24,6 +24,7 @@ mod cache;
 mod call;
 mod engine;
 mod error;
+mod fair;
 mod health;
 mod limits;
 mod loader;
@@ -40,7 +41,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use tokio::sync::Semaphore;
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
@@ -98,8 +98,8 @@ struct Inner {
     /// Serializes install, rollback, remove and restore.
     admin: tokio::sync::Mutex<()>,
     /// Bounds instances alive at once: `max_concurrent_calls` (the pool's size), and no more
-    /// than the CPUs available.
-    permits: Arc<Semaphore>,
+    /// than the CPUs available; shared fairly between tenants (see [`fair`]).
+    permits: Arc<fair::FairPermits>,
     /// Instances waiting for another call of their (tenant, slot, version).
     idle: reuse::IdleInstances,
     _ticker: engine::EpochTicker,
@@ -172,7 +172,7 @@ impl PluginHost {
         // before the deadline starts.
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let running = (settings.max_concurrent_calls as usize).min(cpus);
-        let permits = Arc::new(Semaphore::new(running));
+        let permits = fair::FairPermits::new(running);
         // Idle instances hold pool slots: never so many that the calls that may run at
         // once (and an install's trial) could find the pool empty.
         let idle_capacity = (settings.max_idle_instances as usize)
@@ -343,13 +343,7 @@ impl PluginHost {
         // Trial instantiation and init, bounded by the init deadline. The trial instance
         // takes a permit like a call: the pool holds `max_concurrent_calls` instances, and
         // an install must not make a concurrent login fail for want of one.
-        let permit = self
-            .inner
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
+        let permit = self.inner.permits.acquire(tenant).await;
         let inner = self.inner.clone();
         let trial = loaded.clone();
         let scope = CallScope {
@@ -475,13 +469,7 @@ impl PluginHost {
         work: impl FnOnce(&Inner, &Slot) -> Result<T, PluginError> + Send + 'static,
     ) -> Result<T, PluginError> {
         let plugin = self.lookup(tenant, slot, world)?;
-        let permit = self
-            .inner
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
+        let permit = self.inner.permits.acquire(tenant).await;
         let inner = self.inner.clone();
         blocking(move || {
             let _permit = permit;
