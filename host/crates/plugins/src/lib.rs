@@ -28,6 +28,7 @@ mod fair;
 mod health;
 mod limits;
 mod loader;
+mod lograte;
 mod reuse;
 mod room;
 mod settings;
@@ -102,6 +103,8 @@ struct Inner {
     permits: Arc<fair::FairPermits>,
     /// Instances waiting for another call of their (tenant, slot, version).
     idle: reuse::IdleInstances,
+    /// Each tenant's rate of plugin log lines.
+    log_rates: lograte::LogRates,
     _ticker: engine::EpochTicker,
 }
 
@@ -193,6 +196,7 @@ impl PluginHost {
                 admin: tokio::sync::Mutex::new(()),
                 permits,
                 idle,
+                log_rates: lograte::LogRates::default(),
                 _ticker: ticker,
             }),
         })
@@ -346,8 +350,10 @@ impl PluginHost {
         let permit = self.inner.permits.acquire(tenant).await;
         let inner = self.inner.clone();
         let trial = loaded.clone();
+        let scope_tenant: Arc<str> = tenant.into();
         let scope = CallScope {
-            tenant: tenant.into(),
+            log_rate: self.inner.log_rates.of(&scope_tenant),
+            tenant: scope_tenant,
             slot: slot.into(),
             version,
         };
@@ -907,6 +913,7 @@ impl Inner {
             settings: &self.settings,
             store: self.store.clone(),
             scope: CallScope {
+                log_rate: self.log_rates.of(&slot.tenant),
                 tenant: slot.tenant.clone(),
                 slot: slot.slot.clone(),
                 version: loaded.record.version,
