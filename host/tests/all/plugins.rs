@@ -1043,6 +1043,57 @@ fn capture_logs() -> (
     (tracing::subscriber::set_default(subscriber), buf)
 }
 
+/// Issue 22, item 4: plugin log output is rate limited per tenant. A tenant whose plugin
+/// writes its 64 lines on every call, called over and over, gets a burst and then is cut
+/// (one warning says how many lines were dropped); another tenant's plugin logs as usual.
+#[test]
+fn plugin_log_output_is_rate_limited_per_tenant() {
+    let dir = wasm_or_skip!();
+    let t = host();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(hostile(&t.host, &dir, "noisy", "log-flood"));
+    rt.block_on(hostile(&t.host, &dir, "quiet", "log-flood"));
+    let (guard, buf) = capture_logs();
+    let start = Instant::now();
+    // 50 calls of 64 lines each: 3,200 lines, far over the burst.
+    for _ in 0..50 {
+        let out = t
+            .host
+            .authenticate_blocking("noisy", "auth", &password("x", "y"))
+            .unwrap();
+        assert!(out.result.is_ok());
+    }
+    let elapsed = start.elapsed();
+    let out = t
+        .host
+        .authenticate_blocking("quiet", "auth", &password("x", "y"))
+        .unwrap();
+    assert!(out.result.is_ok());
+    drop(guard);
+    let text = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
+    let flood = |tenant: &str| {
+        text.lines()
+            .filter(|l| l.contains(" flood ") && l.contains(&format!("tenant={tenant} ")))
+            .count()
+    };
+    // The burst (500 lines) and 100 lines a second since.
+    let allowed = 500 + (elapsed.as_secs_f64() * 100.0).ceil() as usize + 1;
+    let noisy = flood("noisy");
+    assert!(
+        (500..=allowed).contains(&noisy),
+        "{noisy} lines written in {elapsed:?}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("tenant=noisy") && l.contains("dropping lines")),
+        "a warning about the dropped lines"
+    );
+    assert_eq!(flood("quiet"), 64, "the other tenant logs as usual");
+}
+
 /// A panic is one log record: tenant, plugin, version and cause first, then the panic
 /// message on the same line; a refused upload is logged with tenant, slot and reason.
 #[test]
