@@ -5,8 +5,10 @@
 //! deadline) under a flood of calls fill the queue, so every other tenant's calls waited
 //! behind the flood. Here:
 //!
-//! - a tenant holds at most `per_tenant` permits at once (half of them, at least one), so
-//!   another tenant always finds room while there are two permits or more;
+//! - while other tenants' calls wait, a tenant holds at most `per_tenant` permits (half
+//!   of them, at least one), so another tenant always finds room while there are two
+//!   permits or more; a tenant alone may use them all (no permit idles while calls
+//!   wait), and the next permit freed goes to a newcomer under its share;
 //! - waiting calls queue per tenant (in order within a tenant), and a freed permit goes to
 //!   the next tenant in turn (round robin over the tenants that wait), not to the oldest
 //!   waiter overall.
@@ -65,7 +67,9 @@ impl FairPermits {
         let rx = {
             let mut st = self.state.lock().unwrap();
             let running = st.running.get(&tenant).copied().unwrap_or(0);
-            if st.free > 0 && running < self.per_tenant && !st.waiting.contains_key(&tenant) {
+            // Within its share, or above it while nobody else waits.
+            let may_take = running < self.per_tenant || st.turn.is_empty();
+            if st.free > 0 && may_take && !st.waiting.contains_key(&tenant) {
                 st.free -= 1;
                 *st.running.entry(tenant.clone()).or_default() += 1;
                 return FairPermit {
@@ -111,8 +115,16 @@ impl FairPermits {
         self.dispatch(&mut st);
     }
 
-    /// Hands free permits to waiting calls, one tenant after the other.
+    /// Hands free permits to waiting calls, one tenant after the other: first to tenants
+    /// under their share, then, if permits are still free (every waiting tenant is at its
+    /// share), to them anyway, so that no permit idles while calls wait.
     fn dispatch(&self, st: &mut State) {
+        self.dispatch_within(st, self.per_tenant);
+        self.dispatch_within(st, usize::MAX);
+    }
+
+    /// Grants free permits round robin to waiting tenants holding fewer than `cap`.
+    fn dispatch_within(&self, st: &mut State, cap: usize) {
         // Tenants passed over (at their cap) since the last grant: once all were, stop.
         let mut passed = 0;
         while st.free > 0 && passed < st.turn.len() {
@@ -120,7 +132,7 @@ impl FairPermits {
                 break;
             };
             let running = st.running.get(&tenant).copied().unwrap_or(0);
-            if running >= self.per_tenant {
+            if running >= cap {
                 st.turn.push_back(tenant);
                 passed += 1;
                 continue;
@@ -176,21 +188,34 @@ mod tests {
     use std::time::Duration;
 
     #[tokio::test]
-    async fn one_tenant_holds_at_most_half() {
+    async fn one_tenant_holds_at_most_half_while_another_waits() {
         let p = FairPermits::new(4);
+        // Alone, a tenant may use every permit.
         let a1 = p.acquire("a").await;
-        let _a2 = p.acquire("a").await;
-        // A third call of a's waits, b's goes through.
-        let p2 = p.clone();
-        let a3 = tokio::spawn(async move { p2.acquire("a").await });
+        let a2 = p.acquire("a").await;
+        let a3 = p.acquire("a").await;
+        let _a4 = p.acquire("a").await;
+        // Now b waits, and so does a's fifth call.
+        let (pa, pb) = (p.clone(), p.clone());
+        let a5 = tokio::spawn(async move { pa.acquire("a").await });
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(!a3.is_finished());
-        let _b1 = p.acquire("b").await;
+        let b1 = tokio::spawn(async move { pb.acquire("b").await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // The first permit freed goes to b (under its share), not to a (above it), even
+        // though a asked first.
         drop(a1);
-        let _a3 = tokio::time::timeout(Duration::from_secs(5), a3)
+        let _b1 = tokio::time::timeout(Duration::from_secs(5), b1)
             .await
             .unwrap()
             .unwrap();
+        assert!(!a5.is_finished());
+        // With b served and nobody else waiting, a's call takes the next permit.
+        drop(a2);
+        let _a5 = tokio::time::timeout(Duration::from_secs(5), a5)
+            .await
+            .unwrap()
+            .unwrap();
+        drop(a3);
     }
 
     #[tokio::test]
