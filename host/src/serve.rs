@@ -209,14 +209,14 @@ pub async fn serve_with(
 
     tokio::spawn(reload_on_sighup(server.clone()));
     // A drain ends in the same shutdown as a signal; a signal during a drain cuts it short.
-    tokio::select! {
-        _ = wait_for_signal() => {}
-        _ = stop => {}
-        _ = async {
+    let drain_deadline = tokio::select! {
+        _ = wait_for_signal() => None,
+        _ = stop => None,
+        deadline = async {
             server.core.drain.started().await;
             heliograph_control::drain::run(&server).await
-        } => {}
-    }
+        } => Some(deadline),
+    };
     tracing::info!("shutting down");
     // Room occupants learn why they leave (332) before their sessions close.
     let _ = tokio::time::timeout(
@@ -228,7 +228,12 @@ pub async fn serve_with(
         entry.close(StreamErrorCondition::SystemShutdown, None);
     }
     let _ = shutdown_tx.send(true);
-    let left = tracker.wait_idle(SHUTDOWN_GRACE).await;
+    // After a drain, connections still closing get until the drain's deadline.
+    let grace = drain_deadline
+        .map(|d| d.saturating_duration_since(tokio::time::Instant::now()))
+        .unwrap_or_default()
+        .max(SHUTDOWN_GRACE);
+    let left = tracker.wait_idle(grace).await;
     if left > 0 {
         tracing::warn!(
             connections = left,

@@ -485,6 +485,96 @@ async fn proxy_protocol_only_from_trusted_addresses() {
     assert_eq!(s[0]["address"], "192.0.2.44:41000", "{s:?}");
 }
 
+/// A real HAProxy in tcp mode with `send-proxy-v2` in front of a server's c2s (STARTTLS)
+/// and HTTP listeners. The frontends rewrite the client's source to 192.0.2.5 (`set-src`).
+/// Killed on drop.
+struct Haproxy {
+    child: std::process::Child,
+    /// The frontend of the c2s listener.
+    c2s: String,
+    /// The frontend of the HTTP listener.
+    http: String,
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The haproxy binary, or `None` (with a notice) when it is not installed, unless
+/// `HELIOGRAPH_REQUIRE_HAPROXY=1` (set by tests/run.sh, which installs it).
+fn haproxy_binary() -> Option<&'static str> {
+    let haproxy = ["/usr/sbin/haproxy", "/usr/bin/haproxy"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    if haproxy.is_none() {
+        assert!(
+            std::env::var("HELIOGRAPH_REQUIRE_HAPROXY").as_deref() != Ok("1"),
+            "haproxy is required but not installed"
+        );
+        eprintln!("haproxy not installed: skipping the HAProxy test");
+    }
+    haproxy
+}
+
+/// The settings a listener behind the test's HAProxy needs.
+const BEHIND_PROXY: &str = "proxy_protocol = true\ntrusted_proxies = [\"127.0.0.1\"]\n";
+/// The same for the HTTP listener: plain HTTP from a non-loopback client would get
+/// encryption-required.
+const HTTP_BEHIND_PROXY: &str =
+    "proxy_protocol = true\ntrusted_proxies = [\"127.0.0.1\"]\nrequire_tls = false\n";
+
+impl Haproxy {
+    /// Starts haproxy in front of `server` and waits until it accepts connections.
+    async fn start(binary: &str, server: &TestServer, name: &str) -> Haproxy {
+        let free_port = || {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let (c2s_port, http_port) = (free_port(), free_port());
+        let mut cfg = String::from(
+            "global\n  maxconn 100\ndefaults\n  mode tcp\n  timeout connect 5s\n  \
+             timeout client 60s\n  timeout server 60s\n",
+        );
+        for (name, port, target) in [
+            ("c2s", c2s_port, &server.starttls),
+            ("http", http_port, &server.http),
+        ] {
+            cfg.push_str(&format!(
+                "frontend fe_{name}\n  bind 127.0.0.1:{port}\n  \
+                 tcp-request connection set-src ipv4(192.0.2.5)\n  default_backend be_{name}\n\
+                 backend be_{name}\n  server s1 {target} send-proxy-v2\n"
+            ));
+        }
+        let cfg_path = server.dir.path().join(format!("haproxy-{name}.cfg"));
+        std::fs::write(&cfg_path, cfg).unwrap();
+        let child = std::process::Command::new(binary)
+            .arg("-db")
+            .arg("-f")
+            .arg(&cfg_path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut proxy = Haproxy {
+            child,
+            c2s: format!("127.0.0.1:{c2s_port}"),
+            http: format!("127.0.0.1:{http_port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(&proxy.c2s).await.is_err() {
+            if let Some(status) = proxy.child.try_wait().unwrap() {
+                panic!("haproxy exited: {status}");
+            }
+            assert!(Instant::now() < deadline, "haproxy did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        proxy
+    }
+}
+
 /// Real HAProxy (tcp mode, `send-proxy-v2`) in front of the c2s and HTTP listeners. The
 /// frontend rewrites the client's source to 192.0.2.5 (`set-src`), an address no loopback
 /// socket could have, so seeing it in the sessions API proves the server took the address
@@ -492,79 +582,239 @@ async fn proxy_protocol_only_from_trusted_addresses() {
 /// `HELIOGRAPH_REQUIRE_HAPROXY=1` (set by tests/run.sh, which installs it).
 #[tokio::test]
 async fn behind_real_haproxy_with_send_proxy_v2() {
-    let haproxy = ["/usr/sbin/haproxy", "/usr/bin/haproxy"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists());
-    let Some(haproxy) = haproxy else {
-        assert!(
-            std::env::var("HELIOGRAPH_REQUIRE_HAPROXY").as_deref() != Ok("1"),
-            "haproxy is required but not installed"
-        );
-        eprintln!("haproxy not installed: skipping the HAProxy test");
+    let Some(haproxy) = haproxy_binary() else {
         return;
     };
     let server = TestServer::start_full(
         &[("alice", "wonderland"), ("bob", "builder")],
         "",
-        "proxy_protocol = true\ntrusted_proxies = [\"127.0.0.1\"]\n",
-        // Plain HTTP from a non-loopback client would get encryption-required.
-        "proxy_protocol = true\ntrusted_proxies = [\"127.0.0.1\"]\nrequire_tls = false\n",
+        BEHIND_PROXY,
+        HTTP_BEHIND_PROXY,
     );
-    let free_port = || {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let (c2s_port, http_port) = (free_port(), free_port());
-    let mut cfg = String::from(
-        "global\n  maxconn 100\ndefaults\n  mode tcp\n  timeout connect 5s\n  \
-         timeout client 60s\n  timeout server 60s\n",
-    );
-    for (name, port, target) in [
-        ("c2s", c2s_port, &server.starttls),
-        ("http", http_port, &server.http),
-    ] {
-        cfg.push_str(&format!(
-            "frontend fe_{name}\n  bind 127.0.0.1:{port}\n  \
-             tcp-request connection set-src ipv4(192.0.2.5)\n  default_backend be_{name}\n\
-             backend be_{name}\n  server s1 {target} send-proxy-v2\n"
-        ));
-    }
-    let cfg_path = server.dir.path().join("haproxy.cfg");
-    std::fs::write(&cfg_path, cfg).unwrap();
-    let child = std::process::Command::new(haproxy)
-        .arg("-db")
-        .arg("-f")
-        .arg(&cfg_path)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut haproxy = Kill(child);
-    let front = format!("127.0.0.1:{c2s_port}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(&front).await.is_err() {
-        if let Some(status) = haproxy.0.try_wait().unwrap() {
-            panic!("haproxy exited: {status}");
-        }
-        assert!(Instant::now() < deadline, "haproxy did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let proxy = Haproxy::start(haproxy, &server, "main").await;
 
-    let (_alice, _) = RawClient::login(&front, "alice", "wonderland", None).await;
-    let (_bob, _) =
-        common::web::Bosh::login(&format!("127.0.0.1:{http_port}"), "bob", "builder", "").await;
+    let (_alice, _) = RawClient::login(&proxy.c2s, "alice", "wonderland", None).await;
+    let (_bob, _) = common::web::Bosh::login(&proxy.http, "bob", "builder", "").await;
     let s = sessions(&server).await;
     assert_eq!(s.len(), 2, "{s:?}");
     for session in &s {
         let address = session["address"].as_str().unwrap();
         assert!(address.starts_with("192.0.2.5:"), "{s:?}");
+    }
+}
+
+/// What a client behind the proxy saw of a drain.
+#[derive(Debug, Default)]
+struct Drained {
+    /// The ids of the messages it read.
+    ids: Vec<usize>,
+    /// The stream error's condition, if one came.
+    error: Option<String>,
+    /// Elements that came after the stream error (nothing may follow the close).
+    after_error: Vec<String>,
+    /// The server closed the connection after our closing tag.
+    eof: bool,
+    /// When the stream error came.
+    error_at: Option<Instant>,
+}
+
+/// Reads like a client: everything that comes, sending a ping now and then (so that data
+/// also flows towards the server while it closes), until the stream error; then answers
+/// the server's close with its own and reads to the end of the connection.
+async fn read_until_drained(mut c: RawClient) -> Drained {
+    use heliograph::xml::StreamEvent;
+    let mut out = Drained::default();
+    let mut read = 0usize;
+    loop {
+        match c.next_event().await {
+            Some(StreamEvent::Stanza(el)) if el.is("error", ns::STREAM) => {
+                out.error = el
+                    .children()
+                    .find(|c| c.ns() == ns::STREAMS_ERRORS && c.name() != "text")
+                    .map(|c| c.name().to_string());
+                out.error_at = Some(Instant::now());
+                break;
+            }
+            Some(StreamEvent::Stanza(el)) => {
+                out.ids.extend(message_ids([el]));
+                read += 1;
+                // A client slower than the sender: what the server writes waits in the
+                // proxy's and the kernels' buffers, and more in the queues.
+                tokio::time::sleep(Duration::from_millis(6)).await;
+                if read.is_multiple_of(25) {
+                    let _ = c
+                        .try_send_raw("<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>")
+                        .await;
+                }
+            }
+            Some(StreamEvent::Open(_)) => {}
+            Some(StreamEvent::Close) | None => return out,
+        }
+    }
+    loop {
+        match c.next_event().await {
+            Some(StreamEvent::Stanza(el)) => out.after_error.push(el.to_string()),
+            Some(StreamEvent::Open(_)) => {}
+            Some(StreamEvent::Close) => break,
+            None => return out,
+        }
+    }
+    let _ = c.try_send_raw("</stream:stream>").await;
+    out.eof = c.next_event().await.is_none();
+    out
+}
+
+/// Issue 22, item 8: a drain behind a proxy loses nothing. Clients behind real HAProxy
+/// (send-proxy-v2) have messages queued and in flight to them when the node drains; five
+/// drains in a row, every client gets `system-shutdown` (and nothing after it), the
+/// connection ends after the closing handshake, and every message the server accepted
+/// arrives: read before the drain or stored offline and read at the next login. Before
+/// the closing handshake the server shut the socket at once; the kernel reset the
+/// connection and the proxy dropped the tail of what had been written.
+#[tokio::test(flavor = "multi_thread")]
+async fn drain_behind_haproxy_loses_nothing() {
+    const CLIENTS: usize = 4;
+    /// Messages per client accepted for sure before the drain (the sender syncs).
+    const SYNCED: usize = 1000;
+    /// Messages sent on while the drain starts, as fast as the server takes them.
+    const TAIL: usize = 4000;
+    let Some(haproxy) = haproxy_binary() else {
+        return;
+    };
+    let filler = "y".repeat(4096);
+    let users: Vec<String> = (0..CLIENTS).map(|i| format!("r{i}")).collect();
+    let mut accounts: Vec<(&str, &str)> = users.iter().map(|u| (u.as_str(), "pw")).collect();
+    accounts.push(("sender", "pw"));
+    for round in 0..5 {
+        // Odd rounds send the clients to another host; even ones shut down, at once.
+        let (drain, condition) = if round % 2 == 1 {
+            ("see_other_host = \"other.example:5222\"", "see-other-host")
+        } else {
+            ("grace_period = 0", "system-shutdown")
+        };
+        let mut server = TestServer::start_full(
+            &accounts,
+            &format!("[drain]\n{drain}\ndeadline = 20\n[c2s]\nmax_offline_messages = 100000\n"),
+            BEHIND_PROXY,
+            HTTP_BEHIND_PROXY,
+        );
+        let proxy = Haproxy::start(haproxy, &server, "drain").await;
+        let mut jids = Vec::new();
+        let mut clients = Vec::new();
+        for u in &users {
+            let (mut c, jid) = RawClient::login(&proxy.c2s, u, "pw", None).await;
+            c.send_raw("<presence/>").await;
+            common::ping_barrier(&mut c).await;
+            jids.push(jid);
+            clients.push(tokio::spawn(read_until_drained(c)));
+        }
+        let (mut sender, _) = RawClient::login(&proxy.c2s, "sender", "pw", None).await;
+        // Message i goes to client i % CLIENTS.
+        let message = |i: usize| {
+            format!(
+                "<message to='{}' type='chat' id='m{i}'><body>{filler}</body></message>",
+                jids[i % CLIENTS]
+            )
+        };
+        let synced = SYNCED * CLIENTS;
+        for i in 0..synced {
+            sender.send_raw(&message(i)).await;
+        }
+        common::ping_barrier(&mut sender).await;
+        // More messages while the drain starts: whatever of them the server took must
+        // arrive too.
+        let tail: Vec<String> = (synced..synced + TAIL).map(message).collect();
+        let sending = tokio::spawn(async move {
+            for m in tail {
+                if sender.try_send_raw(&m).await.is_err() {
+                    break;
+                }
+            }
+            sender
+        });
+        let drained_at = Instant::now();
+        let (status, body) = post_admin(&server, "/api/v1/drain").await;
+        assert_eq!(status, 202, "{body}");
+        let mut direct = Vec::new();
+        for (i, r) in clients.into_iter().enumerate() {
+            let d = tokio::time::timeout(Duration::from_secs(60), r)
+                .await
+                .unwrap_or_else(|_| panic!("round {round}: client {i} did not finish"))
+                .unwrap();
+            assert_eq!(
+                d.error.as_deref(),
+                Some(condition),
+                "round {round}: client {i} ({} messages read) got no stream error: {}",
+                d.ids.len(),
+                server.log_text()
+            );
+            assert!(
+                d.after_error.is_empty(),
+                "round {round}: client {i} got stanzas after the stream error: {:?}",
+                d.after_error
+            );
+            assert!(
+                d.eof,
+                "round {round}: client {i}: the connection did not end"
+            );
+            if let Some(at) = d.error_at {
+                eprintln!(
+                    "round {round}: client {i}: the stream error after {:?}",
+                    at - drained_at
+                );
+            }
+            direct.push(d.ids);
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(30), sending).await;
+        assert_eq!(
+            server.wait_exit(Duration::from_secs(30)),
+            Some(0),
+            "round {round}: {}",
+            server.log_text()
+        );
+        drop(proxy);
+
+        // What was not read before the drain waits in offline storage.
+        server.launch();
+        let proxy = Haproxy::start(haproxy, &server, "after").await;
+        let mut seen: std::collections::BTreeSet<usize> =
+            direct.iter().flatten().copied().collect();
+        let read_directly = seen.len();
+        let mut again = Vec::new();
+        for u in &users {
+            let (mut c, _) = RawClient::login(&proxy.c2s, u, "pw", None).await;
+            c.send_raw("<presence/>").await;
+            again.push(c);
+        }
+        // Everything synced, and no gap below the highest id seen: the server handles
+        // the sender's stanzas in order, so what it accepted is a prefix of them.
+        let complete = |seen: &std::collections::BTreeSet<usize>| {
+            let top = seen.last().copied().unwrap_or(0).max(synced - 1);
+            (0..=top).all(|i| seen.contains(&i))
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !complete(&seen) && Instant::now() < deadline {
+            for c in &mut again {
+                while let Ok(el) = tokio::time::timeout(Duration::from_millis(100), c.next()).await
+                {
+                    seen.extend(message_ids([el]));
+                }
+            }
+        }
+        let top = seen.last().copied().unwrap_or(0).max(synced - 1);
+        let missing: Vec<_> = (0..=top).filter(|i| !seen.contains(i)).collect();
+        assert!(
+            missing.is_empty(),
+            "round {round}: {} of {} messages lost ({read_directly} read before the drain): \
+             first {:?}",
+            missing.len(),
+            top + 1,
+            &missing[..missing.len().min(10)]
+        );
+        eprintln!(
+            "round {round}: {} messages accepted, {read_directly} read before the drain",
+            top + 1
+        );
     }
 }
 
@@ -878,4 +1128,117 @@ fn listeners_use_the_configured_listen_backlog() {
             .unwrap();
         assert_eq!(backlog, wanted.min(somaxconn), "{address}: {text}");
     }
+}
+
+/// The closing handshake over WebSocket and BOSH behind HAProxy: a drain while a slow
+/// WebSocket client has a backlog, and a BOSH client holding a request. The WebSocket
+/// client reads everything, then the stream error, `<close/>` and the close frame, and
+/// the connection ends after its own close frame; the BOSH client's held request comes
+/// back as the terminate with the condition. Every message accepted arrives.
+#[tokio::test(flavor = "multi_thread")]
+async fn drain_behind_haproxy_closes_websocket_and_bosh_with_the_handshake() {
+    use common::web::WsEvent;
+    const N: usize = 800;
+    let Some(haproxy) = haproxy_binary() else {
+        return;
+    };
+    let mut server = TestServer::start_full(
+        &[("alice", "pw"), ("bob", "pw"), ("carol", "pw")],
+        "[drain]\ngrace_period = 0\ndeadline = 30\n[c2s]\nmax_offline_messages = 100000\n",
+        BEHIND_PROXY,
+        &format!("{HTTP_BEHIND_PROXY}bosh_max_wait = 20\n"),
+    );
+    let proxy = Haproxy::start(haproxy, &server, "web").await;
+    let (mut alice, _) = RawClient::login(&proxy.c2s, "alice", "pw", None).await;
+    let (mut bob, bob_jid) = WsClient::login(&proxy.http, "bob", "pw").await;
+    bob.send("<presence xmlns='jabber:client'/>").await;
+    let (mut carol, _) = Bosh::login(&proxy.http, "carol", "pw", "wait='20' hold='1'").await;
+    let filler = "z".repeat(4096);
+    for i in 0..N {
+        alice
+            .send_raw(&format!(
+                "<message to='{bob_jid}' type='chat' id='m{i}'><body>{filler}</body></message>"
+            ))
+            .await;
+    }
+    common::ping_barrier(&mut alice).await;
+    // Carol's held request is out when the drain starts.
+    let held = tokio::spawn(async move {
+        loop {
+            let body = carol.send("").await;
+            if body.attr("type") == Some("terminate") {
+                return body;
+            }
+        }
+    });
+    let (status, body) = post_admin(&server, "/api/v1/drain").await;
+    assert_eq!(status, 202, "{body}");
+
+    let mut seen = std::collections::BTreeSet::new();
+    let error = loop {
+        match bob.event().await {
+            WsEvent::Element(el) if el.is("error", ns::STREAM) => {
+                break el
+                    .children()
+                    .find(|c| c.ns() == ns::STREAMS_ERRORS && c.name() != "text")
+                    .map(|c| c.name().to_string());
+            }
+            WsEvent::Element(el) => {
+                seen.extend(message_ids([el]));
+                // Slower than the server writes: the backlog takes longer to read than
+                // a fixed wait for the client's close would allow.
+                tokio::time::sleep(Duration::from_millis(6)).await;
+                if seen.len().is_multiple_of(25) {
+                    bob.send("<iq xmlns='jabber:client' type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>")
+                        .await;
+                }
+            }
+            other => panic!("no stream error after {} messages: {other:?}", seen.len()),
+        }
+    };
+    assert_eq!(error.as_deref(), Some("system-shutdown"));
+    let close = bob.next().await;
+    assert!(close.is("close", common::web::FRAMING), "{close}");
+    assert!(
+        matches!(bob.event().await, WsEvent::Close(_)),
+        "a close frame after <close/>"
+    );
+    // Our close frame answers the server's; then the connection ends.
+    assert!(matches!(bob.event().await, WsEvent::Eof));
+
+    let terminate = tokio::time::timeout(Duration::from_secs(30), held)
+        .await
+        .expect("carol's request came back")
+        .unwrap();
+    assert_eq!(terminate.attr("type"), Some("terminate"), "{terminate}");
+    assert_eq!(
+        terminate_condition(&terminate).as_deref(),
+        Some("system-shutdown")
+    );
+
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(40)),
+        Some(0),
+        "{}",
+        server.log_text()
+    );
+    drop(proxy);
+    let direct = seen.len();
+    if direct < N {
+        server.launch();
+        let proxy = Haproxy::start(haproxy, &server, "web-after").await;
+        let (mut bob, _) = RawClient::login(&proxy.c2s, "bob", "pw", None).await;
+        bob.send_raw("<presence/>").await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while seen.len() < N && Instant::now() < deadline {
+            seen.extend(message_ids([bob.next().await]));
+        }
+    }
+    let missing: Vec<_> = (0..N).filter(|i| !seen.contains(i)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} messages lost ({direct} read before the drain): first {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
 }

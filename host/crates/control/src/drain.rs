@@ -16,8 +16,10 @@ use crate::Server;
 use heliograph_xmpp::StreamErrorCondition;
 
 /// Runs the drain to its end: asks every bound session to go, then waits for them to be
-/// gone or for the deadline.
-pub async fn run(server: &Arc<Server>) {
+/// gone or for the deadline. Returns the deadline: a session gone from the routing table
+/// may still be closing its connection (waiting for a slow client to read up to the
+/// close and answer it), which the shutdown waits for until then.
+pub async fn run(server: &Arc<Server>) -> tokio::time::Instant {
     let cfg = server.config().drain.clone();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(cfg.deadline);
     let sessions = server.core.router.all_entries().len();
@@ -74,6 +76,7 @@ pub async fn run(server: &Arc<Server>) {
     } else {
         tracing::info!("drain finished: no session left");
     }
+    deadline
 }
 
 /// Room occupants leave with 332 (the MUC service is shutting down) before their

@@ -24,9 +24,11 @@ mod cache;
 mod call;
 mod engine;
 mod error;
+mod fair;
 mod health;
 mod limits;
 mod loader;
+mod lograte;
 mod reuse;
 mod room;
 mod settings;
@@ -40,7 +42,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use tokio::sync::Semaphore;
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
@@ -98,10 +99,12 @@ struct Inner {
     /// Serializes install, rollback, remove and restore.
     admin: tokio::sync::Mutex<()>,
     /// Bounds instances alive at once: `max_concurrent_calls` (the pool's size), and no more
-    /// than the CPUs available.
-    permits: Arc<Semaphore>,
+    /// than the CPUs available; shared fairly between tenants (see [`fair`]).
+    permits: Arc<fair::FairPermits>,
     /// Instances waiting for another call of their (tenant, slot, version).
     idle: reuse::IdleInstances,
+    /// Each tenant's rate of plugin log lines.
+    log_rates: lograte::LogRates,
     _ticker: engine::EpochTicker,
 }
 
@@ -172,7 +175,7 @@ impl PluginHost {
         // before the deadline starts.
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let running = (settings.max_concurrent_calls as usize).min(cpus);
-        let permits = Arc::new(Semaphore::new(running));
+        let permits = fair::FairPermits::new(running);
         // Idle instances hold pool slots: never so many that the calls that may run at
         // once (and an install's trial) could find the pool empty.
         let idle_capacity = (settings.max_idle_instances as usize)
@@ -193,6 +196,7 @@ impl PluginHost {
                 admin: tokio::sync::Mutex::new(()),
                 permits,
                 idle,
+                log_rates: lograte::LogRates::default(),
                 _ticker: ticker,
             }),
         })
@@ -343,17 +347,13 @@ impl PluginHost {
         // Trial instantiation and init, bounded by the init deadline. The trial instance
         // takes a permit like a call: the pool holds `max_concurrent_calls` instances, and
         // an install must not make a concurrent login fail for want of one.
-        let permit = self
-            .inner
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
+        let permit = self.inner.permits.acquire(tenant).await;
         let inner = self.inner.clone();
         let trial = loaded.clone();
+        let scope_tenant: Arc<str> = tenant.into();
         let scope = CallScope {
-            tenant: tenant.into(),
+            log_rate: self.inner.log_rates.of(&scope_tenant),
+            tenant: scope_tenant,
             slot: slot.into(),
             version,
         };
@@ -475,13 +475,7 @@ impl PluginHost {
         work: impl FnOnce(&Inner, &Slot) -> Result<T, PluginError> + Send + 'static,
     ) -> Result<T, PluginError> {
         let plugin = self.lookup(tenant, slot, world)?;
-        let permit = self
-            .inner
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
+        let permit = self.inner.permits.acquire(tenant).await;
         let inner = self.inner.clone();
         blocking(move || {
             let _permit = permit;
@@ -919,6 +913,7 @@ impl Inner {
             settings: &self.settings,
             store: self.store.clone(),
             scope: CallScope {
+                log_rate: self.log_rates.of(&slot.tenant),
                 tenant: slot.tenant.clone(),
                 slot: slot.slot.clone(),
                 version: loaded.record.version,

@@ -33,8 +33,11 @@ pub struct PluginSettings {
     /// that served without failures is never dropped, so a slot may keep one more.
     pub keep_versions: usize,
     /// Plugin instances alive at once (calls beyond this wait for a free one, before their
-    /// deadline starts); the host also runs no more calls at once than there are CPUs. With
-    /// the pooling allocator this is also the size of the pool.
+    /// deadline starts); the host also runs no more calls at once than there are CPUs. One
+    /// tenant runs at most half of the calls that may run at once (at least one) while
+    /// another tenant's calls wait (alone, it may use them all), and waiting calls are
+    /// served tenant by tenant. With the pooling allocator this is also
+    /// the size of the pool.
     pub max_concurrent_calls: u32,
     /// Use the pooling allocator (falls back to on-demand allocation, with one warning,
     /// when its address space cannot be reserved).

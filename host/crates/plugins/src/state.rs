@@ -38,6 +38,8 @@ pub(crate) struct CallScope {
     pub tenant: Arc<str>,
     pub slot: Arc<str>,
     pub version: u32,
+    /// The tenant's rate of log lines.
+    pub log_rate: Arc<crate::lograte::LogRate>,
 }
 
 /// Everything the host API needs for one call.
@@ -153,6 +155,16 @@ impl host_log::Host for CallState {
                     "plugin log: more than {LOG_LINES_PER_CALL} lines in one call; dropping the rest");
             }
             return;
+        }
+        match s.log_rate.line(std::time::Instant::now()) {
+            crate::lograte::Line::Write => {}
+            crate::lograte::Line::Drop => return,
+            crate::lograte::Line::DropAndReport(dropped) => {
+                tracing::warn!(tenant = %s.tenant, plugin = %s.slot, version = s.version,
+                    dropped, "plugin log: the tenant's plugins write more than {} lines a second; dropping lines",
+                    crate::lograte::LINES_PER_SECOND);
+                return;
+            }
         }
         truncate(&mut message, LOG_MESSAGE_MAX);
         let mut kv = String::new();

@@ -69,7 +69,54 @@ impl ClientIo {
         };
     }
 
+    /// Bytes written to the socket that the peer has not acknowledged yet: see
+    /// [`unacknowledged`].
+    pub fn unacknowledged(&self) -> Option<u32> {
+        match self {
+            ClientIo::Plain(s) => unacknowledged(socket_of(s)),
+            ClientIo::Tls(s) => unacknowledged(socket_of(s.get_ref().0)),
+        }
+    }
+
     pub fn is_tls(&self) -> bool {
         matches!(self, ClientIo::Tls(_))
+    }
+}
+
+/// The socket of a connection, for [`unacknowledged`].
+#[cfg(unix)]
+pub type SocketId = std::os::fd::RawFd;
+#[cfg(not(unix))]
+pub type SocketId = ();
+
+/// The socket of a TCP stream.
+pub fn socket_of(s: &TcpStream) -> SocketId {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd as _;
+        s.as_raw_fd()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = s;
+    }
+}
+
+/// Bytes written to a connection's socket that the peer has not acknowledged yet (Linux'
+/// `SIOCOUTQ`): while it shrinks, the peer is still taking what was written. `None`
+/// where the system does not tell. `socket` must belong to a connection still open.
+pub fn unacknowledged(socket: SocketId) -> Option<u32> {
+    #[cfg(target_os = "linux")]
+    {
+        let mut queued: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ (= TIOCOUTQ) on an open TCP socket writes one int through the
+        // pointer, which points at a live `c_int`.
+        let r = unsafe { libc::ioctl(socket, libc::TIOCOUTQ, &mut queued) };
+        (r == 0).then_some(queued.max(0) as u32)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = socket;
+        None
     }
 }

@@ -38,8 +38,17 @@ use crate::listener::ConnectionTracker;
 use crate::tls::TlsStore;
 
 /// How long, after our closing tag, the peer gets to send its own before the connection
-/// is shut down (RFC 6120 §4.4).
+/// is shut down (RFC 6120 §4.4), counted from the last sign of progress: the peer sent
+/// something or took more of what we wrote (a slow reader still working through a
+/// backlog, behind a proxy that buffers, answers only once it reaches our close).
 const CLOSE_WAIT: Duration = Duration::from_secs(3);
+/// The longest wait for the peer's close, progress or not.
+const CLOSE_MAX: Duration = Duration::from_secs(30);
+/// After our shutdown, how long we go on reading (and discarding) until the peer ends
+/// the connection too. A socket closed with input still arriving is reset by the
+/// kernel, which throws away whatever it had not sent yet, and a proxy in between drops
+/// the tail it still holds for the client.
+const LINGER: Duration = Duration::from_secs(2);
 
 /// Connection ids for logs, unique in the process.
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
@@ -301,33 +310,60 @@ impl Link for TcpLink {
             let Some(mut io) = self.io.take() else {
                 return;
             };
+            // Read (and discard) until the peer's closing tag or the end of the
+            // connection; never write.
+            let mut ended = false;
             if !peer_closed {
-                // Read (and discard) until the peer's closing tag, the end of the
-                // connection, or the wait runs out; never write.
                 let parser = &mut self.parser;
-                let _ = timeout(CLOSE_WAIT, async {
+                let started = Instant::now();
+                let mut progress = started;
+                let mut queued = io.unacknowledged();
+                'wait: loop {
                     loop {
-                        loop {
-                            match parser.next_event() {
-                                Ok(Some(StreamEvent::Close)) | Err(_) => return,
-                                Ok(Some(_)) => {}
-                                Ok(None) => break,
+                        match parser.next_event() {
+                            Ok(Some(StreamEvent::Close)) | Err(_) => break 'wait,
+                            Ok(Some(_)) => {}
+                            Ok(None) => break,
+                        }
+                    }
+                    let until = (progress + CLOSE_WAIT).min(started + CLOSE_MAX);
+                    let read = io.read_with(|data| {
+                        let _ = parser.feed(data);
+                    });
+                    match timeout_at(until, read).await {
+                        Ok(Ok(0) | Err(_)) => {
+                            ended = true;
+                            break;
+                        }
+                        Ok(Ok(_)) => progress = Instant::now(),
+                        Err(_) => {
+                            // Quiet: still waiting only if the peer took more of what
+                            // we wrote meanwhile.
+                            let now = io.unacknowledged();
+                            match (queued, now) {
+                                (Some(before), Some(now))
+                                    if now < before && Instant::now() < started + CLOSE_MAX =>
+                                {
+                                    queued = Some(now);
+                                    progress = Instant::now();
+                                }
+                                _ => break,
                             }
                         }
-                        match io
-                            .read_with(|data| {
-                                let _ = parser.feed(data);
-                            })
-                            .await
-                        {
-                            Ok(0) | Err(_) => return,
-                            Ok(_) => {}
+                    }
+                }
+            }
+            io.shutdown().await;
+            if !ended && !peer_closed {
+                let _ = timeout(LINGER, async {
+                    while let Ok(n) = io.read_with(|_| {}).await {
+                        if n == 0 {
+                            break;
                         }
                     }
                 })
                 .await;
             }
-            io.shutdown().await;
         })
     }
 

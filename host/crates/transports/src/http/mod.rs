@@ -131,6 +131,7 @@ pub async fn serve(
                 let state = state.clone();
                 let tls = tls.clone();
                 tokio::spawn(async move {
+                    let socket = crate::io::socket_of(&stream);
                     let (mut stream, mut peer) = (stream, peer);
                     if state.config.proxy_protocol {
                         let limit = Duration::from_secs(state.config.request_timeout.max(1));
@@ -161,11 +162,11 @@ pub async fn serve(
                         }
                     };
                     match tls {
-                        None => serve_connection(state, stream, peer).await,
+                        None => serve_connection(state, stream, peer, socket).await,
                         Some(tls) => {
                             let timeout = Duration::from_secs(state.config.request_timeout.max(1));
                             match tokio::time::timeout(timeout, tls.accept(stream, None)).await {
-                                Ok(Ok((s, _))) => serve_connection(state, s, peer).await,
+                                Ok(Ok((s, _))) => serve_connection(state, s, peer, socket).await,
                                 Ok(Err(e)) => {
                                     tracing::debug!(peer = %peer, error = %e, "HTTPS handshake failed")
                                 }
@@ -184,13 +185,20 @@ pub async fn serve(
     }
 }
 
-async fn serve_connection<S>(state: Arc<HttpState>, stream: S, peer: SocketAddr)
-where
+/// Serves one HTTP connection. `socket` is its TCP socket, which every request carries
+/// in its extensions (a WebSocket's closing handshake watches it).
+async fn serve_connection<S>(
+    state: Arc<HttpState>,
+    stream: S,
+    peer: SocketAddr,
+    socket: crate::io::SocketId,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let st = state.clone();
-    let service = service_fn(move |req| {
+    let service = service_fn(move |mut req: Request<Incoming>| {
         let st = st.clone();
+        req.extensions_mut().insert(Socket(socket));
         async move { Ok::<_, Infallible>(route(st, peer, req).await) }
     });
     let timeout = Duration::from_secs(state.config.request_timeout.max(1));
@@ -212,6 +220,10 @@ where
         tracing::debug!(peer = %peer, error = %e, "HTTP connection ended with an error");
     }
 }
+
+/// The TCP socket a request came on (in the request's extensions).
+#[derive(Clone, Copy)]
+pub(crate) struct Socket(pub(crate) crate::io::SocketId);
 
 async fn route(state: Arc<HttpState>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();

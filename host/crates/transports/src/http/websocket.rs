@@ -126,6 +126,7 @@ pub fn upgrade(
         );
     };
     let guard = state.tracker.enter();
+    let socket = req.extensions().get::<super::Socket>().map(|s| s.0);
     let on_upgrade = hyper::upgrade::on(&mut req);
     let st = state.clone();
     tokio::spawn(async move {
@@ -148,7 +149,7 @@ pub fn upgrade(
                     Some(cfg),
                 )
                 .await;
-                run(st, client, ws, gauge, unauth, guard, limit).await;
+                run(st, client, ws, socket, gauge, unauth, guard, limit).await;
             }
             Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
         }
@@ -165,14 +166,24 @@ pub fn upgrade(
 
 type Ws = WebSocketStream<Gauged<TokioIo<hyper::upgrade::Upgraded>>>;
 
-/// How long, after our `<close/>`, the client gets to close the WebSocket.
+/// How long, after our `<close/>`, the client gets to close the WebSocket, counted from
+/// the last sign of progress: a frame from the client, or more of what we wrote taken
+/// (a slow reader behind a buffering proxy answers only once it reaches our close).
 const CLOSE_WAIT: Duration = Duration::from_secs(3);
+/// The longest wait for the client's close, progress or not.
+const CLOSE_MAX: Duration = Duration::from_secs(30);
+/// After our side is closed, how long we go on reading (and discarding) until the client
+/// ends the connection: input meeting a closed socket makes the kernel reset the
+/// connection, throwing away what it had not sent yet.
+const LINGER: Duration = Duration::from_secs(2);
 
 /// Runs one WebSocket session to its end.
+#[allow(clippy::too_many_arguments)]
 async fn run(
     state: Arc<HttpState>,
     client: ClientInfo,
     ws: Ws,
+    socket: Option<crate::io::SocketId>,
     gauge: Arc<Gauge>,
     unauth: UnauthPermit,
     _guard: ConnectionGuard,
@@ -195,6 +206,7 @@ async fn run(
     let _open = heliograph_metrics::connection_opened("websocket");
     let link = WsLink {
         ws,
+        socket,
         gauge,
         limits: core.parser_limits(),
         see_other_uri: config.see_other_uri.clone(),
@@ -225,6 +237,8 @@ async fn run(
 /// A stream in WebSocket text frames (see the module docs).
 pub struct WsLink {
     ws: Ws,
+    /// The TCP socket under the WebSocket (its unacknowledged output, while closing).
+    socket: Option<crate::io::SocketId>,
     /// What the socket holds of an unfinished message, against the stream's limit.
     gauge: Arc<Gauge>,
     limits: ParserLimits,
@@ -443,15 +457,41 @@ impl Link for WsLink {
         Box::pin(async move {
             // The client answers our close frame with its own; tungstenite completes the
             // handshake while we read.
-            let _ = timeout(CLOSE_WAIT, async {
-                while let Some(Ok(msg)) = self.ws.next().await {
-                    if let Message::Close(_) = msg {
+            let started = Instant::now();
+            let mut progress = started;
+            let unacknowledged =
+                |socket: Option<crate::io::SocketId>| socket.and_then(crate::io::unacknowledged);
+            let mut queued = unacknowledged(self.socket);
+            let mut answered = false;
+            loop {
+                let until = (progress + CLOSE_WAIT).min(started + CLOSE_MAX);
+                match tokio::time::timeout_at(until, self.ws.next()).await {
+                    Ok(Some(Ok(Message::Close(_))) | None | Some(Err(_))) => {
+                        answered = true;
                         break;
                     }
+                    Ok(Some(Ok(_))) => progress = Instant::now(),
+                    Err(_) => {
+                        let now = unacknowledged(self.socket);
+                        match (queued, now) {
+                            (Some(before), Some(now))
+                                if now < before && Instant::now() < started + CLOSE_MAX =>
+                            {
+                                queued = Some(now);
+                                progress = Instant::now();
+                            }
+                            _ => break,
+                        }
+                    }
                 }
-            })
-            .await;
+            }
             let _ = self.ws.close(None).await;
+            if !answered {
+                let _ = timeout(LINGER, async {
+                    while let Some(Ok(_)) = self.ws.next().await {}
+                })
+                .await;
+            }
         })
     }
 
