@@ -17,51 +17,18 @@ cd "$REPO_ROOT"
 cargo build --release -q -p heliograph -p heliograph-load
 R="$CARGO_TARGET_DIR/release"
 WORK="$(mktemp -d)"
-PID=""
-trap 'if [[ -n "$PID" ]]; then kill "$PID" 2>/dev/null || true; fi; rm -rf "$WORK"' EXIT
+# shellcheck source=tests/load/bench_server.sh
+source "$REPO_ROOT/tests/load/bench_server.sh"
+trap 'bench_stop; rm -rf "$WORK"' EXIT
 
 # Runs the chat against a fresh server with the archive on ($1 = true) or off.
 run() {
-    local mam="$1" dir="$WORK/$RANDOM$RANDOM"
-    mkdir -p "$dir"
-    cat > "$dir/heliograph.toml" <<TOML
-[general]
-hosts = ["localhost"]
-data_dir = "$dir/data"
-log_level = "warn"
-
-[[listen.c2s]]
-address = "127.0.0.1:0"
-require_tls = false
-allow_plain_without_tls = true
-idle_timeout = 86400
-
-[[listen.c2s]]
-address = "127.0.0.1:0"
-tls = "direct"
-
-[listen.admin]
-address = "127.0.0.1:0"
-
-[c2s]
-ping_interval = 0
-
-[tenants.t]
-domains = ["t.test"]
-
-[tenants.t.features]
-mam = $mam
-TOML
-    "$R/heliograph" serve --config "$dir/heliograph.toml" --ready-file "$dir/ready.json" \
-        2> "$dir/server.log" &
-    PID=$!
-    for _ in $(seq 300); do [[ -f "$dir/ready.json" ]] && break; sleep 0.1; done
-    [[ -f "$dir/ready.json" ]] || { cat "$dir/server.log"; exit 1; }
+    local dir="$WORK/$RANDOM$RANDOM"
+    bench_config "$dir" t.test "$1"
+    bench_start "$dir"
     "$R/heliograph-load" chat --ready-file "$dir/ready.json" --domain t.test \
         --pairs "$PAIRS" --window 8 -t "$SECS" --transport plain | tee -a "$WORK/results.txt"
-    kill "$PID"
-    wait "$PID" 2>/dev/null || true
-    PID=""
+    bench_stop
 }
 
 for round in $(seq "$ROUNDS"); do

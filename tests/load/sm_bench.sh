@@ -19,42 +19,11 @@ cd "$REPO_ROOT"
 cargo build --release -q -p heliograph -p heliograph-load
 R="$CARGO_TARGET_DIR/release"
 WORK="$(mktemp -d)"
-trap 'kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; rm -rf "$WORK"' EXIT
-
-cat > "$WORK/heliograph.toml" <<TOML
-[general]
-hosts = ["localhost"]
-data_dir = "$WORK/data"
-log_level = "warn"
-
-[[listen.c2s]]
-address = "127.0.0.1:0"
-require_tls = false
-allow_plain_without_tls = true
-idle_timeout = 86400
-
-[[listen.c2s]]
-address = "127.0.0.1:0"
-tls = "direct"
-
-[listen.admin]
-address = "127.0.0.1:0"
-
-[c2s]
-ping_interval = 0
-
-[tenants.plain]
-domains = ["plain.test"]
-
-[tenants.plain.features]
-mam = false
-TOML
-
-"$R/heliograph" serve --config "$WORK/heliograph.toml" --ready-file "$WORK/ready.json" \
-    2> "$WORK/server.log" &
-PID=$!
-for _ in $(seq 300); do [[ -f "$WORK/ready.json" ]] && break; sleep 0.1; done
-[[ -f "$WORK/ready.json" ]] || { cat "$WORK/server.log"; exit 1; }
+# shellcheck source=tests/load/bench_server.sh
+source "$REPO_ROOT/tests/load/bench_server.sh"
+trap 'bench_stop; rm -rf "$WORK"' EXIT
+bench_config "$WORK" plain.test false
+bench_start "$WORK"
 
 for round in $(seq "$ROUNDS"); do
     for sm in "" "--sm"; do

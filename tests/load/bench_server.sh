@@ -1,0 +1,59 @@
+# Shared by tests/load/*_bench.sh (sourced, not run): a release server on loopback with one
+# tenant, for benchmarks that start their own.
+#
+#   bench_config DIR DOMAIN MAM   writes DIR/heliograph.toml (tenant DOMAIN, archive on if
+#                                 MAM is true); data under DIR/data
+#   bench_start DIR               starts "$R/heliograph" with it, waits for DIR/ready.json,
+#                                 sets BENCH_PID
+#   bench_stop                    stops it (SIGTERM, then waits)
+
+bench_config() {
+    local dir="$1" domain="$2" mam="$3"
+    mkdir -p "$dir"
+    cat > "$dir/heliograph.toml" <<TOML
+[general]
+hosts = ["localhost"]
+data_dir = "$dir/data"
+log_level = "warn"
+
+[[listen.c2s]]
+address = "127.0.0.1:0"
+require_tls = false
+allow_plain_without_tls = true
+idle_timeout = 86400
+
+[[listen.c2s]]
+address = "127.0.0.1:0"
+tls = "direct"
+
+[listen.admin]
+address = "127.0.0.1:0"
+
+[c2s]
+ping_interval = 0
+
+[tenants.bench]
+domains = ["$domain"]
+
+[tenants.bench.features]
+mam = $mam
+TOML
+}
+
+bench_start() {
+    local dir="$1"
+    "$R/heliograph" serve --config "$dir/heliograph.toml" --ready-file "$dir/ready.json" \
+        2> "$dir/server.log" &
+    BENCH_PID=$!
+    for _ in $(seq 300); do [[ -f "$dir/ready.json" ]] && return 0; sleep 0.1; done
+    cat "$dir/server.log"
+    return 1
+}
+
+bench_stop() {
+    if [[ -n "${BENCH_PID:-}" ]]; then
+        kill "$BENCH_PID" 2>/dev/null || true
+        wait "$BENCH_PID" 2>/dev/null || true
+        BENCH_PID=""
+    fi
+}
