@@ -12,7 +12,9 @@
 //!   well-formed document: a mismatched end tag, a raw `<` in an attribute value, and a bad
 //!   reference (undeclared entity, bare `&`, unterminated reference, `&#0;`, surrogate
 //!   character reference). For these we must refuse whenever quick-xml does, and also
-//!   refuse regardless, because XML 1.0 requires it.
+//!   refuse regardless, because XML 1.0 requires it. quick-xml 0.38 refuses all of them
+//!   except the raw `<` in an attribute value, which it accepts (so there only the XML 1.0
+//!   rule is checked).
 //!
 //! Each property runs proptest's default 256 cases. For a longer soak set `PROPTEST_CASES`:
 //!
@@ -46,7 +48,14 @@ fn xml_char() -> impl Strategy<Value = char> {
             '<', '>', '&', '"', '\'', ';', '#', ']', ' ', '\t', '\n', '\r', 'é', 'ß', '日',
             '😀', '\u{FFFD}', '\u{10FFFF}', '\u{85}', '\u{2028}', 'a', 'Z', '0',
         ]),
-        1 => any::<char>().prop_filter("XML Char", |&c| is_xml_char(c)),
+        1 => prop::char::ranges(
+            vec![
+                '\u{20}'..='\u{D7FF}',
+                '\u{E000}'..='\u{FFFD}',
+                '\u{10000}'..='\u{10FFFF}',
+            ]
+            .into()
+        ),
     ]
 }
 
@@ -326,7 +335,8 @@ fn inject(root: &Element, defect: Defect) -> String {
         Defect::LtInAttributeValue => return format!("{open} zz=\"a<b\"{rest}"),
         Defect::UndeclaredEntity => "&nbsp;",
         Defect::BareAmpersand => "& ",
-        Defect::UnterminatedReference => "&amp",
+        // Followed by a space: generated text may start with `;`.
+        Defect::UnterminatedReference => "&amp ",
         Defect::NulCharRef => "&#0;",
         Defect::SurrogateCharRef => "&#xD800;",
     };
