@@ -281,6 +281,8 @@ pub fn escape_text(s: &str, out: &mut String) {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
+            // A raw CR would be read back as LF (XML 1.0 §2.11 line-end normalization).
+            '\r' => out.push_str("&#13;"),
             _ => out.push(c),
         }
     }
