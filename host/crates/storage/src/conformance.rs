@@ -84,7 +84,8 @@ macro_rules! conformance_tests {
     };
 }
 
-fn creds(n: u8) -> StoredCredentials {
+/// A fixture shared with the backends' own tests.
+pub(crate) fn creds(n: u8) -> StoredCredentials {
     let keys = ScramKeys {
         salt: vec![n; 16],
         iterations: 4096,
@@ -101,11 +102,13 @@ fn creds(n: u8) -> StoredCredentials {
     }
 }
 
-fn acct(local: &str, domain: &str) -> Account {
+/// A fixture shared with the backends' own tests.
+pub(crate) fn acct(local: &str, domain: &str) -> Account {
     Account::new(local, domain)
 }
 
-fn item(jid: &str) -> RosterItem {
+/// A fixture shared with the backends' own tests.
+pub(crate) fn item(jid: &str) -> RosterItem {
     RosterItem {
         jid: jid.into(),
         subscription: Subscription::Both,
@@ -114,7 +117,8 @@ fn item(jid: &str) -> RosterItem {
     }
 }
 
-fn msg(text: &str) -> OfflineMessage {
+/// A fixture shared with the backends' own tests.
+pub(crate) fn msg(text: &str) -> OfflineMessage {
     OfflineMessage {
         stanza: format!("<message><body>{text}</body></message>"),
         stamp_ms: 1_700_000_000_000,

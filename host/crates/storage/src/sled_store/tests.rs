@@ -6,12 +6,8 @@ use std::sync::{Arc, Mutex};
 use tempfile::TempDir;
 
 use super::SledStore;
-use crate::conformance::Harness;
-use crate::credentials::{ScramKeys, StoredCredentials};
-use crate::{
-    Account, BlockStore, OfflineMessage, OfflineStore, Roster, RosterItem, RosterStore, Storage,
-    StorageError, Subscription, UserStore,
-};
+use crate::conformance::{Harness, acct, creds, item, msg};
+use crate::{BlockStore, OfflineStore, Roster, RosterStore, Storage, StorageError, UserStore};
 
 /// A fresh sled database in a temporary directory; the second "node" is the same handle
 /// (sled allows one process per database).
@@ -37,43 +33,6 @@ fn harness() -> Option<Harness> {
 
 mod conformance {
     crate::conformance_tests!(super::harness);
-}
-
-fn creds(n: u8) -> StoredCredentials {
-    let keys = ScramKeys {
-        salt: vec![n; 16],
-        iterations: 4096,
-        stored_key: vec![n; 20],
-        server_key: vec![n; 20],
-    };
-    StoredCredentials {
-        sha1: keys.clone(),
-        sha256: ScramKeys {
-            stored_key: vec![n; 32],
-            server_key: vec![n; 32],
-            ..keys
-        },
-    }
-}
-
-fn acct(local: &str, domain: &str) -> Account {
-    Account::new(local, domain)
-}
-
-fn item(jid: &str) -> RosterItem {
-    RosterItem {
-        jid: jid.into(),
-        subscription: Subscription::Both,
-        groups: vec!["Friends".into()],
-        ..Default::default()
-    }
-}
-
-fn msg(text: &str) -> OfflineMessage {
-    OfflineMessage {
-        stanza: format!("<message><body>{text}</body></message>"),
-        stamp_ms: 1_700_000_000_000,
-    }
 }
 
 fn strings(values: &[&str]) -> Vec<String> {
