@@ -283,8 +283,10 @@ async fn a_client_that_stops_answering_is_waited_for_not_closed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn too_many_unacknowledged_stanzas_end_the_stream_and_lose_nothing() {
+    // At the bound the client is asked for an acknowledgement and sent nothing more; one
+    // that does not answer within the write timeout is closed.
     let server = TestServer::start(&[("alice", "pw"), ("bob", "pw")], "")
-        .with_c2s("max_unacked = 3\nack_request_interval = 0");
+        .with_c2s("max_unacked = 3\nack_request_interval = 0\nwrite_timeout = 2");
     let (mut alice, alice_jid) =
         RawClient::login(&server.starttls, "alice", "pw", Some("phone")).await;
     assert!(enable(&mut alice, false).await.is("enabled", SM));
@@ -302,6 +304,54 @@ async fn too_many_unacknowledged_stanzas_end_the_stream_and_lose_nothing() {
     again.send_raw("<presence/>").await;
     assert_eq!(messages(&mut again, 4).await, ["m1", "m2", "m3", "m4"]);
     assert!(messages_until_barrier(&mut again).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_acknowledges_late_is_paced_not_closed() {
+    let server = TestServer::start(&[("alice", "pw"), ("bob", "pw")], "")
+        .with_c2s("max_unacked = 3\nack_request_interval = 0");
+    let (mut alice, alice_jid) =
+        RawClient::login(&server.starttls, "alice", "pw", Some("phone")).await;
+    assert!(enable(&mut alice, false).await.is("enabled", SM));
+    let (mut bob, _) = RawClient::login(&server.starttls, "bob", "pw", None).await;
+    let sent: Vec<String> = (1..=12).map(|i| format!("m{i}")).collect();
+    for m in &sent {
+        bob.send(&chat(&alice_jid, m)).await;
+    }
+    let (mut received, mut acked, mut requests) = (Vec::new(), 0, 0);
+    while received.len() < sent.len() {
+        let el = alice.next().await;
+        if el.name() == "message" {
+            received.push(el.attr("id").unwrap_or_default().to_string());
+            assert!(
+                received.len() - acked <= 3,
+                "more than max_unacked outstanding: {received:?}, {acked} acknowledged"
+            );
+        } else if el.is("r", SM) {
+            requests += 1;
+            assert_eq!(received.len() - acked, 3, "asked at the bound");
+            if requests == 1 {
+                // An answer that acknowledges nothing new: still at the bound, so the
+                // server asks again rather than wait.
+                alice
+                    .send_raw(&format!("<a xmlns='{SM}' h='{acked}'/>"))
+                    .await;
+                let again = alice.next().await;
+                assert!(again.is("r", SM), "asked again: {again}");
+            }
+            acked = received.len();
+            alice
+                .send_raw(&format!("<a xmlns='{SM}' h='{acked}'/>"))
+                .await;
+        } else {
+            panic!("unexpected {el}");
+        }
+    }
+    assert_eq!(
+        received, sent,
+        "every message, once, in order, and no stream error"
+    );
+    assert!(requests >= 3, "{requests} requests");
 }
 
 #[tokio::test(flavor = "multi_thread")]

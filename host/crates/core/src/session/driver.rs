@@ -36,8 +36,11 @@ use crate::xmpp::StreamErrorCondition;
 
 /// Mailbox messages handled per wake-up before writing, to batch socket writes.
 const MAILBOX_BATCH: usize = 64;
-/// Routing work items queued before the driver stops reading from the peer.
+/// Routing work items queued before the driver stops taking the peer's stanzas.
 const MAX_PENDING_WORK: usize = 16;
+/// Events read past while the peer's stanzas are held back (routing backed up, shaper
+/// pause) to reach the flow control behind them; at this many the reading stops.
+const MAX_HELD_INBOUND: usize = 32;
 /// How long a pending write may go on once shutdown is requested.
 const SHUTDOWN_WRITE_GRACE: Duration = Duration::from_secs(2);
 /// How long a resumption waits for room in the resumed session's mailbox.
@@ -93,8 +96,14 @@ pub struct Driver<P: Protocol> {
     ping_sent: Option<Instant>,
     shaper: Option<TokenBucket>,
     paused_until: Instant,
-    /// An event received while the protocol could not take it yet.
+    /// The next event from the link, read while waiting.
     pending: Option<Inbound>,
+    /// Events held back, in order, while the peer's stanzas may not be taken (routing
+    /// backed up, shaper pause); flow control read behind them is handled at once.
+    held: VecDeque<Inbound>,
+    /// Since when the protocol has left the mailbox alone until the peer acknowledges
+    /// what it was sent (see [`Protocol::mail_held`]).
+    mail_held_since: Option<Instant>,
     work: VecDeque<Work>,
     limits: Option<ParserLimits>,
     /// (established, length of the domain) when the limits were last looked up.
@@ -135,6 +144,8 @@ impl<P: Protocol> Driver<P> {
             shaper: None,
             paused_until: now,
             pending: None,
+            held: VecDeque::new(),
+            mail_held_since: None,
             work: VecDeque::new(),
             limits: None,
             limits_key: None,
@@ -236,6 +247,9 @@ impl<P: Protocol> Driver<P> {
                 Wake::Mail(Some(msg)) => {
                     actions.extend(self.protocol.on_mailbox(msg));
                     for _ in 0..MAILBOX_BATCH {
+                        if self.protocol.mail_held() {
+                            break;
+                        }
                         match self.mailbox.try_recv() {
                             Ok(SessionMsg::Attach(attach)) => {
                                 // Handled on the next wake-up, after this batch is written.
@@ -256,8 +270,11 @@ impl<P: Protocol> Driver<P> {
                 Wake::Shutdown => {
                     self.shutting_down = true;
                     // What was queued before the shutdown (e.g. a room's 332 presences)
-                    // goes out before the stream closes.
-                    while let Ok(m) = self.mailbox.try_recv() {
+                    // goes out before the stream closes (what the peer may not be sent
+                    // yet is rescued at the end).
+                    while !self.protocol.mail_held()
+                        && let Ok(m) = self.mailbox.try_recv()
+                    {
                         actions.extend(self.protocol.on_mailbox(m));
                     }
                     actions.extend(
@@ -276,10 +293,20 @@ impl<P: Protocol> Driver<P> {
         }
         let now = Instant::now();
         let paused = now < self.paused_until;
-        let can_read = !paused
-            && self.pending.is_none()
-            && self.work.len() < MAX_PENDING_WORK
-            && !self.protocol.is_closed();
+        if !self.held.is_empty() && !self.stanzas_blocked() {
+            // Held events may be taken now.
+            return Wake::Unpaused;
+        }
+        // Reading goes on while routing is backed up or the shaper pauses: flow control
+        // (stream management acks) is handled meanwhile, anything else is held (see
+        // `process_inbound`) up to a bound.
+        let can_read =
+            self.pending.is_none() && self.may_read_past_held() && !self.protocol.is_closed();
+        let take_mail = !self.protocol.mail_held();
+        self.mail_held_since = match (take_mail, self.mail_held_since) {
+            (true, _) => None,
+            (false, since) => Some(since.unwrap_or(now)),
+        };
         let deadline = self.next_deadline();
         let work_pending = !self.work.is_empty();
         let shutting_down = self.shutting_down;
@@ -293,7 +320,7 @@ impl<P: Protocol> Driver<P> {
         } = self;
         tokio::select! {
             inbound = link.recv(), if can_read => Wake::Inbound(inbound),
-            msg = mailbox.recv() => Wake::Mail(msg),
+            msg = mailbox.recv(), if take_mail => Wake::Mail(msg),
             _ = poll_front(work), if work_pending => Wake::WorkDone,
             _ = sleep_until(deadline) => Wake::Timer,
             _ = sleep_until(*paused_until), if paused => Wake::Unpaused,
@@ -301,21 +328,57 @@ impl<P: Protocol> Driver<P> {
         }
     }
 
+    /// The peer's stanzas may not be taken now: too much routing work queued, or the
+    /// shaper pauses them.
+    fn stanzas_blocked(&self) -> bool {
+        self.work.len() >= MAX_PENDING_WORK
+            || (self.shaper.is_some() && Instant::now() < self.paused_until)
+    }
+
+    /// More may be read while events are held: fewer than [`MAX_HELD_INBOUND`], and none
+    /// of them ends the input.
+    fn may_read_past_held(&self) -> bool {
+        self.held.len() < MAX_HELD_INBOUND
+            && !matches!(
+                self.held.back(),
+                Some(Inbound::Gone | Inbound::Refused(..) | Inbound::Event(StreamEvent::Close))
+            )
+    }
+
     /// Hands received events to the protocol while it may take them: not paused by the
-    /// shaper, not too much routing work queued, the stream not closed. Stops after an
+    /// shaper, not too much routing work queued, the stream not closed. Meanwhile flow
+    /// control (see [`Protocol::is_flow_control`]) is still handled as it comes, and other
+    /// events are held, in order, until the stanzas may be taken again. Stops after an
     /// event whose answer must be written first (STARTTLS, restart, close).
     async fn process_inbound(&mut self, actions: &mut Vec<Action>) {
         let mut now = None;
         loop {
-            if self.protocol.is_closed()
-                || self.work.len() >= MAX_PENDING_WORK
-                || (self.shaper.is_some() && Instant::now() < self.paused_until)
-            {
+            if self.protocol.is_closed() {
                 return;
             }
-            let Some(inbound) = self.pending.take().or_else(|| self.link.try_recv()) else {
+            let blocked = self.stanzas_blocked();
+            let next = match self.held.pop_front() {
+                Some(held) if !blocked => Some(held),
+                front => {
+                    if let Some(front) = front {
+                        self.held.push_front(front);
+                    }
+                    if self.may_read_past_held() {
+                        self.pending.take().or_else(|| self.link.try_recv())
+                    } else {
+                        None
+                    }
+                }
+            };
+            let Some(inbound) = next else {
                 return;
             };
+            let flow_control =
+                matches!(&inbound, Inbound::Event(ev) if self.protocol.is_flow_control(ev));
+            if blocked && !flow_control && !matches!(inbound, Inbound::Heartbeat) {
+                self.held.push_back(inbound);
+                continue;
+            }
             // One clock read per batch of events read together.
             self.last_rx = *now.get_or_insert_with(Instant::now);
             self.ping_sent = None;
@@ -334,7 +397,9 @@ impl<P: Protocol> Driver<P> {
             if matches!(ev, StreamEvent::Close) {
                 self.peer_closed = true;
             }
-            if let (Some(bucket), StreamEvent::Stanza(_)) = (self.shaper.as_mut(), &ev) {
+            if let (Some(bucket), StreamEvent::Stanza(_), false) =
+                (self.shaper.as_mut(), &ev, flow_control)
+            {
                 let now = Instant::now();
                 self.paused_until = now + bucket.take(now.into_std());
             }
@@ -414,6 +479,16 @@ impl<P: Protocol> Driver<P> {
         if !self.protocol.is_established() {
             return self.timing.negotiation_deadline;
         }
+        if let Some(since) = self.mail_held_since {
+            return self
+                .next_link_deadline()
+                .min(since + self.timing.write_timeout);
+        }
+        self.next_link_deadline()
+    }
+
+    /// When the link is due for a ping or an idle close.
+    fn next_link_deadline(&self) -> Instant {
         if let Some(sent) = self.ping_sent {
             return sent + self.timing.ping_timeout;
         }
@@ -434,6 +509,16 @@ impl<P: Protocol> Driver<P> {
                 );
             }
             return Vec::new();
+        }
+        if let Some(since) = self.mail_held_since
+            && now >= since + self.timing.write_timeout
+        {
+            // As with a write that does not finish: the peer is sent nothing more and
+            // does not acknowledge what it has.
+            return self.protocol.fail(
+                StreamErrorCondition::PolicyViolation,
+                Some("too many unacknowledged stanzas".into()),
+            );
         }
         if let Some(sent) = self.ping_sent {
             if now >= sent + self.timing.ping_timeout {
@@ -612,7 +697,11 @@ impl<P: Protocol> Driver<P> {
     fn reset_link_state(&mut self) {
         self.link_gone = false;
         self.peer_closed = false;
+        // What the old link brought and was not handled, the peer sends again (it
+        // learns what was handled from the resumption's `h`).
         self.pending = None;
+        self.held.clear();
+        self.mail_held_since = None;
         self.limits = None;
         self.limits_key = None;
         self.apply_limits();

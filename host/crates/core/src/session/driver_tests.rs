@@ -105,6 +105,8 @@ struct Seen {
     handover_failures: usize,
     /// Times the link was lost.
     links_lost: usize,
+    /// Flow control events (`<a/>`) handled, by id.
+    acks: Vec<String>,
 }
 
 /// A stream that is established at once, routes every stanza as work gated on `gate`
@@ -149,6 +151,11 @@ impl Protocol for FakeProtocol {
                 }
                 Vec::new()
             }
+            StreamEvent::Stanza(el) if el.name() == "a" => {
+                let id = el.attr("id").unwrap_or_default().to_string();
+                self.seen.lock().unwrap().acks.push(id);
+                Vec::new()
+            }
             StreamEvent::Stanza(el) => {
                 self.pending.push(el);
                 Vec::new()
@@ -159,6 +166,9 @@ impl Protocol for FakeProtocol {
             }
             StreamEvent::Open(_) => Vec::new(),
         }
+    }
+    fn is_flow_control(&self, ev: &StreamEvent) -> bool {
+        matches!(ev, StreamEvent::Stanza(el) if el.name() == "a")
     }
     fn on_mailbox(&mut self, msg: SessionMsg) -> Vec<Action> {
         match msg {
@@ -273,6 +283,89 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 
 fn stanza(id: &str) -> Inbound {
     Inbound::Event(StreamEvent::Stanza(msg(id)))
+}
+
+#[tokio::test]
+async fn reading_past_held_stanzas_stops_at_a_bound() {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let mut protocol = FakeProtocol::new(seen.clone());
+    protocol.gate = Some(gate.clone());
+    let (link, peer, _wire) = fake_link();
+    let (_tx, rx) = mpsc::channel(16);
+    let (_stop, shutdown) = crate::shutdown::Shutdown::new();
+    let task = tokio::spawn(Driver::new(protocol, Box::new(link), rx, timing(), shutdown).run());
+    // Enough stanzas to fill the routing work and the held events, then an ack.
+    let n = MAX_PENDING_WORK + MAX_HELD_INBOUND;
+    for i in 0..n {
+        peer.send(stanza(&format!("m{i}"))).await.unwrap();
+    }
+    peer.send(ack("behind")).await.unwrap();
+    // The link's buffer (64) holds what the driver does not read: the ack stays there.
+    eventually("the driver to stop reading", || peer.capacity() == 64 - 1).await;
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        seen.lock().unwrap().acks.is_empty(),
+        "not read past the bound"
+    );
+    gate.add_permits(1000);
+    eventually("everything handled", || {
+        let s = seen.lock().unwrap();
+        s.routed.len() == n && s.acks == ["behind"]
+    })
+    .await;
+    drop(peer);
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+}
+
+fn ack(id: &str) -> Inbound {
+    Inbound::Event(StreamEvent::Stanza(
+        Element::new("a", "urn:xmpp:sm:3").with_attr("id", id),
+    ))
+}
+
+#[tokio::test]
+async fn flow_control_is_handled_while_routing_is_backed_up_and_stanzas_keep_their_order() {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let mut protocol = FakeProtocol::new(seen.clone());
+    protocol.gate = Some(gate.clone());
+    let (link, peer, _wire) = fake_link();
+    let (_tx, rx) = mpsc::channel(16);
+    let (_stop, shutdown) = crate::shutdown::Shutdown::new();
+    let task = tokio::spawn(Driver::new(protocol, Box::new(link), rx, timing(), shutdown).run());
+    // Routing is stuck (a recipient that does not read, say) and the peer has sent
+    // more than the driver takes while it is.
+    let ids: Vec<String> = (0..MAX_PENDING_WORK + 3).map(|i| format!("m{i}")).collect();
+    for id in &ids {
+        peer.send(stanza(id)).await.unwrap();
+    }
+    // It still acknowledges what it receives: that is handled at once, even behind
+    // stanzas that wait for their turn (acks and stanzas are counted apart).
+    peer.send(ack("a1")).await.unwrap();
+    eventually("the first ack", || seen.lock().unwrap().acks == ["a1"]).await;
+    peer.send(stanza("late")).await.unwrap();
+    peer.send(ack("a2")).await.unwrap();
+    eventually("the second ack", || {
+        seen.lock().unwrap().acks == ["a1", "a2"]
+    })
+    .await;
+    assert!(
+        seen.lock().unwrap().routed.is_empty(),
+        "routing still stuck"
+    );
+    gate.add_permits(1000);
+    eventually("all routed", || {
+        seen.lock().unwrap().routed.len() == ids.len() + 1
+    })
+    .await;
+    let mut expected = ids.clone();
+    expected.push("late".into());
+    assert_eq!(seen.lock().unwrap().routed, expected);
+    drop(peer);
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
 }
 
 #[tokio::test]

@@ -49,6 +49,23 @@ pub trait Protocol: Send + 'static {
         Err(ev)
     }
 
+    /// An event that needs no routing and may be handled while the stream's routing work
+    /// is backed up or the shaper holds its stanzas back: flow control, such as stream
+    /// management's `<a/>` and `<r/>`. Without this a client slowed down for sending
+    /// faster than its recipient reads could not acknowledge what it receives meanwhile.
+    /// Other events are held back, in order, until their turn.
+    fn is_flow_control(&self, _ev: &StreamEvent) -> bool {
+        false
+    }
+
+    /// The peer must acknowledge what it was sent before it is sent more (stream
+    /// management's bound on unacknowledged stanzas): the driver leaves the mailbox alone
+    /// meanwhile, so senders wait as for a slow reader, and closes the stream with
+    /// `policy-violation` if no acknowledgement makes room within the write timeout.
+    fn mail_held(&self) -> bool {
+        false
+    }
+
     /// Handles a message from the rest of the server.
     fn on_mailbox(&mut self, msg: SessionMsg) -> Vec<Action>;
 

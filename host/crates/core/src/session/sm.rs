@@ -26,7 +26,9 @@ pub struct HandledTooHigh {
 pub struct SmLimits {
     /// Ask for an acknowledgement after this many stanzas (0: never unprompted).
     pub ack_request_interval: u32,
-    /// Unacknowledged stanzas allowed.
+    /// Unacknowledged stanzas allowed: at this many the session sends the client nothing
+    /// more until it acknowledges (its senders wait), and answers to the client's own
+    /// requests may take it to twice as many before the stream ends.
     pub max_unacked: usize,
     /// How long a resumable session waits for its client.
     pub resume_timeout: Duration,
@@ -49,7 +51,8 @@ pub enum Sent {
     Queued,
     /// Time to ask the client for an acknowledgement.
     AskAck,
-    /// More stanzas are unacknowledged than allowed: the stream must end.
+    /// Far more stanzas are unacknowledged than allowed (see [`SmLimits::max_unacked`]):
+    /// the stream must end.
     TooMany,
 }
 
@@ -128,12 +131,13 @@ impl StreamManagement {
             at,
             receipt: None,
         });
-        if self.unacked.len() > self.limits.max_unacked {
+        if self.unacked.len() > self.limits.max_unacked.saturating_mul(2) {
             return Sent::TooMany;
         }
         self.since_request += 1;
         let interval = self.limits.ack_request_interval;
-        if interval > 0 && self.since_request >= interval && !self.awaiting_ack {
+        let due = interval > 0 && self.since_request >= interval;
+        if (due || self.at_bound()) && !self.awaiting_ack {
             self.since_request = 0;
             self.awaiting_ack = true;
             return Sent::AskAck;
@@ -152,6 +156,23 @@ impl StreamManagement {
     /// Stanzas sent and not acknowledged.
     pub fn unacked(&self) -> usize {
         self.unacked.len()
+    }
+
+    /// As many stanzas are unacknowledged as allowed: nothing more goes to the client
+    /// until it acknowledges some.
+    pub fn at_bound(&self) -> bool {
+        self.unacked.len() >= self.limits.max_unacked
+    }
+
+    /// After an acknowledgement that left the session at its bound: true if a new
+    /// request is to be sent (none is outstanding), which is then counted as sent.
+    pub fn ask_again_at_bound(&mut self) -> bool {
+        if self.at_bound() && !self.awaiting_ack {
+            self.awaiting_ack = true;
+            self.since_request = 0;
+            return true;
+        }
+        false
     }
 
     /// The client's `h`: drops what it acknowledged. An `h` beyond what was sent is an
@@ -385,12 +406,40 @@ mod tests {
             sm.on_sent(serialize(&msg(7)), SystemTime::now()),
             Sent::Queued
         );
+        assert!(sm.at_bound(), "8 unacknowledged, 8 allowed");
+        assert!(!sm.ask_again_at_bound(), "a request is outstanding");
+        // Answers to the client's own requests may go past the bound, up to twice it.
+        for i in 8..16 {
+            assert_eq!(
+                sm.on_sent(serialize(&msg(i)), SystemTime::now()),
+                Sent::Queued
+            );
+        }
         assert_eq!(
-            sm.on_sent(serialize(&msg(8)), SystemTime::now()),
+            sm.on_sent(serialize(&msg(16)), SystemTime::now()),
             Sent::TooMany,
-            "9 unacknowledged, 8 allowed"
+            "17 unacknowledged, 8 allowed"
         );
-        sm.on_ack(9).unwrap();
+        // An acknowledgement that leaves the session at its bound asks again.
+        sm.on_ack(2).unwrap();
+        assert!(sm.at_bound());
+        assert!(sm.ask_again_at_bound());
+        assert!(!sm.ask_again_at_bound(), "once until answered");
+        sm.on_ack(17).unwrap();
+        assert!(!sm.at_bound());
+        // Reaching the bound asks for an acknowledgement even between intervals.
+        let mut bounded = StreamManagement::enabled(
+            None,
+            SmLimits {
+                ack_request_interval: 0,
+                max_unacked: 3,
+                ..limits
+            },
+        );
+        let asks: Vec<Sent> = (0..3)
+            .map(|i| bounded.on_sent(serialize(&msg(i)), SystemTime::now()))
+            .collect();
+        assert_eq!(asks, [Sent::Queued, Sent::Queued, Sent::AskAck]);
         let mut quiet = StreamManagement::enabled(
             None,
             SmLimits {

@@ -1013,6 +1013,18 @@ impl Protocol for StreamCore {
         }
     }
 
+    /// Stream management's acks and ack requests of a bound client: they change no
+    /// routing, and a client slowed down for sending faster than its recipient reads
+    /// must still acknowledge what it receives (or it would pass `max_unacked`).
+    fn is_flow_control(&self, ev: &StreamEvent) -> bool {
+        matches!((&self.stage, ev), (Stage::Bound, StreamEvent::Stanza(el))
+            if el.ns() == crate::session::sm::NS && matches!(el.name(), "a" | "r"))
+    }
+
+    fn mail_held(&self) -> bool {
+        self.sm_mail_held()
+    }
+
     fn on_mailbox(&mut self, msg: SessionMsg) -> Vec<Action> {
         StreamCore::on_mailbox(self, msg)
     }

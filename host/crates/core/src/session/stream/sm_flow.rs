@@ -85,6 +85,9 @@ impl StreamCore {
             )));
         };
         match sm.on_ack(h) {
+            // Still at the bound (the client acknowledged part of it): the session sends
+            // nothing until it acknowledges more, so it must be asked.
+            Ok(()) if sm.ask_again_at_bound() => vec![Action::Send(sm::request())],
             Ok(()) => Vec::new(),
             Err(e) => self.close_handled_too_high(e),
         }
@@ -208,6 +211,12 @@ impl StreamCore {
                 ))));
             }
         }
+    }
+
+    /// The client has as many stanzas unacknowledged as allowed: it is sent nothing more
+    /// until it acknowledges (see [`crate::session::Protocol::mail_held`]).
+    pub(super) fn sm_mail_held(&self) -> bool {
+        self.sm.as_ref().is_some_and(|sm| sm.at_bound())
     }
 
     /// True while a lost link leaves the session waiting for a resumption.
