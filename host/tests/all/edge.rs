@@ -1130,6 +1130,122 @@ fn listeners_use_the_configured_listen_backlog() {
     }
 }
 
+/// The closing handshake over WebSocket and BOSH behind HAProxy: a drain while a slow
+/// WebSocket client has a backlog, and a BOSH client holding a request. The WebSocket
+/// client reads everything, then the stream error, `<close/>` and the close frame, and
+/// the connection ends after its own close frame; the BOSH client's held request comes
+/// back as the terminate with the condition (whether the drain finds it held or on its
+/// way: both must carry it). Every message accepted arrives.
+#[tokio::test(flavor = "multi_thread")]
+async fn drain_behind_haproxy_closes_websocket_and_bosh_with_the_handshake() {
+    use common::web::WsEvent;
+    const N: usize = 800;
+    let Some(haproxy) = haproxy_binary() else {
+        return;
+    };
+    let mut server = TestServer::start_full(
+        &[("alice", "pw"), ("bob", "pw"), ("carol", "pw")],
+        "[drain]\ngrace_period = 0\ndeadline = 30\n[c2s]\nmax_offline_messages = 100000\n",
+        BEHIND_PROXY,
+        &format!("{HTTP_BEHIND_PROXY}bosh_max_wait = 20\nbosh_polling = 0\n"),
+    );
+    let proxy = Haproxy::start(haproxy, &server, "web").await;
+    let (mut alice, _) = RawClient::login(&proxy.c2s, "alice", "pw", None).await;
+    let (mut bob, bob_jid) = WsClient::login(&proxy.http, "bob", "pw").await;
+    bob.send("<presence xmlns='jabber:client'/>").await;
+    let (mut carol, _) = Bosh::login(&proxy.http, "carol", "pw", "wait='20' hold='1'").await;
+    let filler = "z".repeat(4096);
+    for i in 0..N {
+        alice
+            .send_raw(&format!(
+                "<message to='{bob_jid}' type='chat' id='m{i}'><body>{filler}</body></message>"
+            ))
+            .await;
+    }
+    common::ping_barrier(&mut alice).await;
+    // Carol keeps a request out, each on a new connection through the proxy (the test's
+    // HTTP client opens one per request): the one out when the drain comes, or the next,
+    // comes back as the terminate.
+    let held = tokio::spawn(async move {
+        loop {
+            let body = carol.send("").await;
+            if body.attr("type") == Some("terminate") {
+                return body;
+            }
+        }
+    });
+    let (status, body) = post_admin(&server, "/api/v1/drain").await;
+    assert_eq!(status, 202, "{body}");
+
+    let mut seen = std::collections::BTreeSet::new();
+    let error = loop {
+        match bob.event().await {
+            WsEvent::Element(el) if el.is("error", ns::STREAM) => {
+                break el
+                    .children()
+                    .find(|c| c.ns() == ns::STREAMS_ERRORS && c.name() != "text")
+                    .map(|c| c.name().to_string());
+            }
+            WsEvent::Element(el) => {
+                seen.extend(message_ids([el]));
+                // Slower than the server writes: the backlog takes longer to read than
+                // a fixed wait for the client's close would allow.
+                tokio::time::sleep(Duration::from_millis(6)).await;
+                if seen.len().is_multiple_of(25) {
+                    bob.send("<iq xmlns='jabber:client' type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>")
+                        .await;
+                }
+            }
+            other => panic!("no stream error after {} messages: {other:?}", seen.len()),
+        }
+    };
+    assert_eq!(error.as_deref(), Some("system-shutdown"));
+    let close = bob.next().await;
+    assert!(close.is("close", common::web::FRAMING), "{close}");
+    assert!(
+        matches!(bob.event().await, WsEvent::Close(_)),
+        "a close frame after <close/>"
+    );
+    // Our close frame answers the server's; then the connection ends.
+    assert!(matches!(bob.event().await, WsEvent::Eof));
+
+    let terminate = tokio::time::timeout(Duration::from_secs(30), held)
+        .await
+        .expect("carol's request came back")
+        .unwrap();
+    assert_eq!(terminate.attr("type"), Some("terminate"), "{terminate}");
+    assert_eq!(
+        terminate_condition(&terminate).as_deref(),
+        Some("system-shutdown")
+    );
+
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(40)),
+        Some(0),
+        "{}",
+        server.log_text()
+    );
+    drop(proxy);
+    let direct = seen.len();
+    if direct < N {
+        server.launch();
+        let proxy = Haproxy::start(haproxy, &server, "web-after").await;
+        let (mut bob, _) = RawClient::login(&proxy.c2s, "bob", "pw", None).await;
+        bob.send_raw("<presence/>").await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while seen.len() < N && Instant::now() < deadline {
+            seen.extend(message_ids([bob.next().await]));
+        }
+    }
+    let missing: Vec<_> = (0..N).filter(|i| !seen.contains(i)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} messages lost ({direct} read before the drain): first {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+}
+
 /// The sessions on the server, or `None` once its admin API is gone (the drain is over
 /// and the process is shutting down).
 async fn sessions_if_up(server: &TestServer) -> Option<usize> {
