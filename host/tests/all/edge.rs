@@ -1129,3 +1129,275 @@ fn listeners_use_the_configured_listen_backlog() {
         assert_eq!(backlog, wanted.min(somaxconn), "{address}: {text}");
     }
 }
+
+/// The closing handshake over WebSocket and BOSH behind HAProxy: a drain while a slow
+/// WebSocket client has a backlog, and a BOSH client holding a request. The WebSocket
+/// client reads everything, then the stream error, `<close/>` and the close frame, and
+/// the connection ends after its own close frame; the BOSH client's held request comes
+/// back as the terminate with the condition (whether the drain finds it held or on its
+/// way: both must carry it). Every message accepted arrives.
+#[tokio::test(flavor = "multi_thread")]
+async fn drain_behind_haproxy_closes_websocket_and_bosh_with_the_handshake() {
+    use common::web::WsEvent;
+    const N: usize = 800;
+    let Some(haproxy) = haproxy_binary() else {
+        return;
+    };
+    let mut server = TestServer::start_full(
+        &[("alice", "pw"), ("bob", "pw"), ("carol", "pw")],
+        "[drain]\ngrace_period = 0\ndeadline = 30\n[c2s]\nmax_offline_messages = 100000\n",
+        BEHIND_PROXY,
+        &format!("{HTTP_BEHIND_PROXY}bosh_max_wait = 20\nbosh_polling = 0\n"),
+    );
+    let proxy = Haproxy::start(haproxy, &server, "web").await;
+    let (mut alice, _) = RawClient::login(&proxy.c2s, "alice", "pw", None).await;
+    let (mut bob, bob_jid) = WsClient::login(&proxy.http, "bob", "pw").await;
+    bob.send("<presence xmlns='jabber:client'/>").await;
+    let (mut carol, _) = Bosh::login(&proxy.http, "carol", "pw", "wait='20' hold='1'").await;
+    let filler = "z".repeat(4096);
+    for i in 0..N {
+        alice
+            .send_raw(&format!(
+                "<message to='{bob_jid}' type='chat' id='m{i}'><body>{filler}</body></message>"
+            ))
+            .await;
+    }
+    common::ping_barrier(&mut alice).await;
+    // Carol keeps a request out, each on a new connection through the proxy (the test's
+    // HTTP client opens one per request): the one out when the drain comes, or the next,
+    // comes back as the terminate.
+    let held = tokio::spawn(async move {
+        loop {
+            let body = carol.send("").await;
+            if body.attr("type") == Some("terminate") {
+                return body;
+            }
+        }
+    });
+    let (status, body) = post_admin(&server, "/api/v1/drain").await;
+    assert_eq!(status, 202, "{body}");
+
+    let mut seen = std::collections::BTreeSet::new();
+    let error = loop {
+        match bob.event().await {
+            WsEvent::Element(el) if el.is("error", ns::STREAM) => {
+                break el
+                    .children()
+                    .find(|c| c.ns() == ns::STREAMS_ERRORS && c.name() != "text")
+                    .map(|c| c.name().to_string());
+            }
+            WsEvent::Element(el) => {
+                seen.extend(message_ids([el]));
+                // Slower than the server writes: the backlog takes longer to read than
+                // a fixed wait for the client's close would allow.
+                tokio::time::sleep(Duration::from_millis(6)).await;
+                if seen.len().is_multiple_of(25) {
+                    bob.send("<iq xmlns='jabber:client' type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>")
+                        .await;
+                }
+            }
+            other => panic!("no stream error after {} messages: {other:?}", seen.len()),
+        }
+    };
+    assert_eq!(error.as_deref(), Some("system-shutdown"));
+    let close = bob.next().await;
+    assert!(close.is("close", common::web::FRAMING), "{close}");
+    assert!(
+        matches!(bob.event().await, WsEvent::Close(_)),
+        "a close frame after <close/>"
+    );
+    // Our close frame answers the server's; then the connection ends.
+    assert!(matches!(bob.event().await, WsEvent::Eof));
+
+    let terminate = tokio::time::timeout(Duration::from_secs(30), held)
+        .await
+        .expect("carol's request came back")
+        .unwrap();
+    assert_eq!(terminate.attr("type"), Some("terminate"), "{terminate}");
+    assert_eq!(
+        terminate_condition(&terminate).as_deref(),
+        Some("system-shutdown")
+    );
+
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(40)),
+        Some(0),
+        "{}",
+        server.log_text()
+    );
+    drop(proxy);
+    let direct = seen.len();
+    if direct < N {
+        server.launch();
+        let proxy = Haproxy::start(haproxy, &server, "web-after").await;
+        let (mut bob, _) = RawClient::login(&proxy.c2s, "bob", "pw", None).await;
+        bob.send_raw("<presence/>").await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while seen.len() < N && Instant::now() < deadline {
+            seen.extend(message_ids([bob.next().await]));
+        }
+    }
+    let missing: Vec<_> = (0..N).filter(|i| !seen.contains(i)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} messages lost ({direct} read before the drain): first {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+}
+
+/// The sessions on the server, or `None` once its admin API is gone (the drain is over
+/// and the process is shutting down).
+async fn sessions_if_up(server: &TestServer) -> Option<usize> {
+    let auth = format!("Bearer {}", server.token);
+    let req = hyper::Request::get(format!("http://{}/api/v1/sessions", server.admin))
+        .header("authorization", auth)
+        .body(http_body_util::Full::new(Bytes::new()))
+        .unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+        .await
+        .ok()?
+        .ok()?;
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .ok()?
+        .to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    Some(v["sessions"].as_array()?.len())
+}
+
+/// The stream error carried in a BOSH terminate.
+fn carried_stream_error(body: &Element) -> Option<String> {
+    body.child("error", ns::STREAM)?
+        .children()
+        .find(|c| c.ns() == ns::STREAMS_ERRORS && c.name() != "text")
+        .map(|c| c.name().to_string())
+}
+
+/// A drain tells every BOSH session why it ends, whether a request of it is held when
+/// the drain comes (its answer) or not (the next request, even after the session left
+/// the routing table): `type='terminate' condition='system-shutdown'` with the stream
+/// error, never `item-not-found` or a bare terminate.
+#[tokio::test(flavor = "multi_thread")]
+async fn drain_terminates_bosh_sessions_with_system_shutdown_held_or_not() {
+    let mut server = TestServer::start_full(
+        &[("carol", "pw"), ("dave", "pw")],
+        "[drain]\ngrace_period = 0\ndeadline = 30\n",
+        "",
+        "bosh_polling = 0\nbosh_max_wait = 60\n",
+    );
+    let (mut carol, _) = Bosh::login(&server.http, "carol", "pw", "wait='60' hold='1'").await;
+    let (mut dave, _) = Bosh::login(&server.http, "dave", "pw", "wait='60' hold='1'").await;
+
+    // Carol's request rid+2 is held: rid+1 is answered (empty) only once rid+2 is in,
+    // as the session holds one request at most and has nothing to send.
+    let (first, second) = (carol.next_rid(), carol.next_rid());
+    let carol = std::sync::Arc::new(carol);
+    let c = carol.clone();
+    let first = tokio::spawn(async move { c.raw(first, "", "").await.element() });
+    let c = carol.clone();
+    let second = tokio::spawn(async move { c.raw(second, "", "").await.element() });
+    let answered = first.await.unwrap();
+    assert_eq!(terminate_condition(&answered), None, "{answered}");
+    assert_eq!(answered.children().count(), 0, "{answered}");
+
+    // Dave has nothing out.
+    let (status, body) = post_admin(&server, "/api/v1/drain").await;
+    assert_eq!(status, 202, "{body}");
+
+    let held = tokio::time::timeout(Duration::from_secs(30), second)
+        .await
+        .expect("carol's held request came back")
+        .unwrap();
+    assert_eq!(
+        terminate_condition(&held).as_deref(),
+        Some("system-shutdown"),
+        "{held}"
+    );
+    assert_eq!(
+        carried_stream_error(&held).as_deref(),
+        Some("system-shutdown")
+    );
+
+    // Dave's session is closed without a request to carry the news: it leaves the
+    // routing table (the drain may then finish), and his next request still gets it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sessions_if_up(&server).await.is_some_and(|n| n > 0) {
+        assert!(Instant::now() < deadline, "the sessions did not end");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let next = dave.send("").await;
+    assert_eq!(
+        terminate_condition(&next).as_deref(),
+        Some("system-shutdown"),
+        "{next}"
+    );
+    assert_eq!(
+        carried_stream_error(&next).as_deref(),
+        Some("system-shutdown")
+    );
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(40)),
+        Some(0),
+        "{}",
+        server.log_text()
+    );
+}
+
+/// During a drain an existing BOSH session is served as before, on new HTTP connections
+/// too (a proxy or browser opens them at will), until it ends; only new sessions (BOSH
+/// session creation, WebSocket upgrades, TCP streams) are refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn drain_serves_existing_bosh_sessions_on_new_connections() {
+    let mut server = TestServer::start_full(
+        &[("carol", "pw")],
+        "[drain]\ngrace_period = 60\ndeadline = 90\n",
+        "",
+        "bosh_polling = 0\nbosh_max_wait = 2\n",
+    );
+    let (mut carol, _) = Bosh::login(&server.http, "carol", "pw", "wait='2' hold='1'").await;
+    let (status, body) = post_admin(&server, "/api/v1/drain").await;
+    assert_eq!(status, 202, "{body}");
+
+    // Each request of the test's client goes on a new connection.
+    carol
+        .send("<iq xmlns='jabber:client' type='get' id='during' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    let pong = carol
+        .next_matching(|e| e.attr("id") == Some("during"))
+        .await;
+    assert_eq!(pong.attr("type"), Some("result"), "{pong}");
+
+    let created = bosh_post(
+        &server.http,
+        &format!(
+            "<body rid='1000' to='localhost' xml:lang='en' ver='1.6' xmpp:version='1.0' wait='2' \
+             hold='1' xmlns='{}' xmlns:xmpp='urn:xmpp:xbosh'/>",
+            common::web::HTTPBIND
+        ),
+    )
+    .await;
+    let created = created.element();
+    assert_eq!(
+        terminate_condition(&created).as_deref(),
+        Some("system-shutdown"),
+        "{created}"
+    );
+    assert_eq!(
+        ws_connect_status(&server.http, Some("xmpp"), None).await,
+        503
+    );
+    assert!(refused(&server.starttls, "127.0.0.1").await);
+
+    // Carol leaves; with no session left the drain ends.
+    let bye = carol.send_with("type='terminate'", "").await;
+    assert_eq!(bye.attr("type"), Some("terminate"), "{bye}");
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(40)),
+        Some(0),
+        "{}",
+        server.log_text()
+    );
+}

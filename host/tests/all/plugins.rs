@@ -1043,23 +1043,24 @@ fn capture_logs() -> (
     (tracing::subscriber::set_default(subscriber), buf)
 }
 
-/// Issue 22, item 4: plugin log output is rate limited per tenant. A tenant whose plugin
-/// writes its 64 lines on every call, called over and over, gets a burst and then is cut
-/// (one warning says how many lines were dropped); another tenant's plugin logs as usual.
-#[test]
-fn plugin_log_output_is_rate_limited_per_tenant() {
-    let dir = wasm_or_skip!();
-    let t = host();
+/// What a log flood left in the log: `calls` calls of tenant "noisy"'s plugin (64 lines
+/// each), then one of tenant "quiet"'s. Returns the flood lines of each tenant, whether
+/// a warning about dropped lines came, and how long the noisy calls took.
+fn log_flood(
+    wasm_dir: &std::path::Path,
+    settings: PluginSettings,
+    calls: usize,
+) -> (usize, usize, bool, Duration) {
+    let t = plugins_support::host_with(settings);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(hostile(&t.host, &dir, "noisy", "log-flood"));
-    rt.block_on(hostile(&t.host, &dir, "quiet", "log-flood"));
+    rt.block_on(hostile(&t.host, wasm_dir, "noisy", "log-flood"));
+    rt.block_on(hostile(&t.host, wasm_dir, "quiet", "log-flood"));
     let (guard, buf) = capture_logs();
     let start = Instant::now();
-    // 50 calls of 64 lines each: 3,200 lines, far over the burst.
-    for _ in 0..50 {
+    for _ in 0..calls {
         let out = t
             .host
             .authenticate_blocking("noisy", "auth", &password("x", "y"))
@@ -1079,19 +1080,54 @@ fn plugin_log_output_is_rate_limited_per_tenant() {
             .filter(|l| l.contains(" flood ") && l.contains(&format!("tenant={tenant} ")))
             .count()
     };
-    // The burst (500 lines) and 100 lines a second since.
-    let allowed = 500 + (elapsed.as_secs_f64() * 100.0).ceil() as usize + 1;
-    let noisy = flood("noisy");
-    assert!(
-        (500..=allowed).contains(&noisy),
-        "{noisy} lines written in {elapsed:?}"
-    );
-    assert!(
-        text.lines()
-            .any(|l| l.contains("tenant=noisy") && l.contains("dropping lines")),
-        "a warning about the dropped lines"
-    );
-    assert_eq!(flood("quiet"), 64, "the other tenant logs as usual");
+    let warned = text
+        .lines()
+        .any(|l| l.contains("tenant=noisy") && l.contains("dropping lines"));
+    (flood("noisy"), flood("quiet"), warned, elapsed)
+}
+
+/// Issue 22, item 4: plugin log output is rate limited per tenant. A tenant whose plugin
+/// writes its 64 lines on every call, called over and over, gets a burst and then is cut
+/// (one warning says how many lines were dropped); another tenant's plugin logs as usual.
+/// The rate and burst are `[plugins] log_lines_per_second` and `log_burst`: by default
+/// 100 and 500, and a configured pair applies instead.
+#[test]
+fn plugin_log_output_is_rate_limited_per_tenant() {
+    let dir = wasm_or_skip!();
+    // (lines a second, burst); `None`: the defaults.
+    for configured in [None, Some((20, 100))] {
+        let mut settings = plugins_support::settings();
+        if let Some((rate, burst)) = configured {
+            settings.log_lines_per_second = rate;
+            settings.log_burst = burst;
+        }
+        let (rate, burst) = (settings.log_lines_per_second, settings.log_burst);
+        // 50 calls of 64 lines each: 3,200 lines, far over either burst.
+        let (noisy, quiet, warned, elapsed) = log_flood(&dir, settings, 50);
+        // The burst and `rate` lines a second since.
+        let allowed =
+            burst as usize + (elapsed.as_secs_f64() * f64::from(rate)).ceil() as usize + 1;
+        assert!(
+            (burst as usize..=allowed).contains(&noisy),
+            "{configured:?}: {noisy} lines written in {elapsed:?}"
+        );
+        assert!(warned, "{configured:?}: a warning about the dropped lines");
+        assert_eq!(quiet, 64, "{configured:?}: the other tenant logs as usual");
+    }
+}
+
+/// `[plugins] log_lines_per_second = 0` turns plugin log output off: no line of any
+/// tenant's plugin, and no warning about dropped lines either.
+#[test]
+fn plugin_log_output_is_off_at_a_rate_of_zero() {
+    let dir = wasm_or_skip!();
+    let settings = PluginSettings {
+        log_lines_per_second: 0,
+        log_burst: 0,
+        ..plugins_support::settings()
+    };
+    let (noisy, quiet, warned, _) = log_flood(&dir, settings, 5);
+    assert_eq!((noisy, quiet, warned), (0, 0, false));
 }
 
 /// A panic is one log record: tenant, plugin, version and cause first, then the panic

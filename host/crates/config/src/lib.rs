@@ -770,6 +770,42 @@ mod tests {
     }
 
     #[test]
+    fn plugin_log_rate_keys() {
+        let cfg = Config::default();
+        assert_eq!(
+            (cfg.plugins.log_lines_per_second, cfg.plugins.log_burst),
+            (100, 500)
+        );
+        let cfg = Config::from_toml(
+            "[plugins]\nlog_lines_per_second = 20\nlog_burst = 40\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.plugins.log_limit().unwrap(),
+            heliograph_plugins::LogLimit::new(20, 40).unwrap()
+        );
+        // 0 lines a second: plugin log output off (the burst does not matter then).
+        let cfg = Config::from_toml(
+            "[plugins]\nlog_lines_per_second = 0\nlog_burst = 0\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert!(cfg.plugins.log_limit().unwrap().is_off());
+        let err = Config::from_toml("[plugins]\nlog_burst = 0\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("log_burst"), "{err}");
+        assert!(
+            Config::from_toml(
+                "[plugins]\nlog_lines_per_second = -1\n",
+                Path::new("x.toml")
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
     fn the_default_tenant_takes_its_settings_from_a_tenants_default_section() {
         let cfg = Config::from_toml(
             "[general]\nhosts = [\"a.test\"]\n\n[tenants.default]\n\

@@ -1,4 +1,4 @@
-//! Draining a node before an upgrade: readiness goes to 503, listeners stop accepting,
+//! Draining a node before an upgrade: readiness goes to 503, listeners refuse new sessions,
 //! bound sessions are sent elsewhere (`see-other-host` when `[drain] see_other_host` is
 //! set, otherwise `system-shutdown` after `grace_period`), and the drain finishes when no
 //! session is left or `deadline` passes; the process then shuts down as on SIGTERM

@@ -1,5 +1,6 @@
 //! The drain flag: set once when the node starts draining (see the control layer), seen
-//! by the listeners (which stop accepting) and the health check (not ready).
+//! by the listeners (which refuse new sessions; the HTTP listener still serves existing
+//! BOSH sessions until each has its terminate) and the health check (not ready).
 
 use tokio::sync::watch;
 

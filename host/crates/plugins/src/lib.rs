@@ -48,6 +48,7 @@ use wasmtime::component::{HasSelf, Linker};
 pub use cache::{CacheStats, sha256_hex};
 pub use error::{FailureCause, InstallError, PluginError};
 pub use health::VersionHealth;
+pub use lograte::{LogLimit, LogLimitError};
 pub use reuse::{AUTO_REUSE_CALLS, AUTO_REUSE_MIN_BYTES, ReusePolicy};
 pub use room::{PolicyOccupant, PolicyRoom, PolicyUser, RoomAnswer, RoomOutcome, RoomQuestion};
 pub use settings::PluginSettings;
@@ -142,6 +143,10 @@ impl PluginHost {
         cache_dir: impl Into<PathBuf>,
     ) -> anyhow::Result<PluginHost> {
         settings.validate().map_err(anyhow::Error::msg)?;
+        let log_limit = settings.log_limit()?;
+        if log_limit.is_off() {
+            tracing::info!("plugin log output is off (plugins.log_lines_per_second = 0)");
+        }
         let (engine, pooling) =
             engine::build(&settings).map_err(|e| anyhow::anyhow!("plugin engine: {e:#}"))?;
         let mut linker = Linker::<CallState>::new(&engine);
@@ -196,7 +201,7 @@ impl PluginHost {
                 admin: tokio::sync::Mutex::new(()),
                 permits,
                 idle,
-                log_rates: lograte::LogRates::default(),
+                log_rates: lograte::LogRates::new(log_limit),
                 _ticker: ticker,
             }),
         })

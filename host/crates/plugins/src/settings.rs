@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::lograte::{LogLimit, LogLimitError};
 use super::reuse::ReusePolicy;
 
 /// `[plugins]`
@@ -62,6 +63,13 @@ pub struct PluginSettings {
     /// holds its linear memory (about 13 MiB for a Python plugin). Never more than the
     /// pool can spare: `max_concurrent_calls` minus the calls that may run at once.
     pub max_idle_instances: u32,
+    /// Log lines per second one tenant's plugins may write together, in the long run
+    /// (lines over it are dropped, with a warning at most every 10 s saying how many);
+    /// 0: no plugin log output at all.
+    pub log_lines_per_second: u32,
+    /// Log lines one tenant's plugins may write at once after a quiet time (at least 1
+    /// unless `log_lines_per_second` is 0).
+    pub log_burst: u32,
 }
 
 impl Default for PluginSettings {
@@ -84,6 +92,8 @@ impl Default for PluginSettings {
             reuse_for: BTreeMap::new(),
             reuse_max_age_s: 60,
             max_idle_instances: 8,
+            log_lines_per_second: crate::lograte::DEFAULT_LINES_PER_SECOND,
+            log_burst: crate::lograte::DEFAULT_BURST,
         }
     }
 }
@@ -100,6 +110,11 @@ impl PluginSettings {
             .copied()
             .unwrap_or(self.reuse)
             .calls_for(size)
+    }
+
+    /// The per-tenant plugin log limit of `log_lines_per_second` and `log_burst`.
+    pub fn log_limit(&self) -> Result<LogLimit, LogLimitError> {
+        LogLimit::new(self.log_lines_per_second, self.log_burst)
     }
 
     pub(crate) fn max_upload_bytes(&self) -> usize {
@@ -130,6 +145,7 @@ impl PluginSettings {
         if self.max_concurrent_calls == 0 {
             return Err("plugins.max_concurrent_calls must be at least 1".into());
         }
+        self.log_limit().map_err(|e| e.to_string())?;
         Ok(())
     }
 }

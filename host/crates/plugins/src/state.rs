@@ -147,8 +147,11 @@ impl super::bindings::component::heliograph::plugin::component_types::Host for C
 
 impl host_log::Host for CallState {
     fn log(&mut self, level: types::LogLevel, mut message: String, fields: Vec<types::KeyValue>) {
-        self.log_lines += 1;
         let s = &self.scope;
+        if s.log_rate.limit().is_off() {
+            return; // `[plugins] log_lines_per_second = 0`: no plugin log output
+        }
+        self.log_lines += 1;
         if self.log_lines > LOG_LINES_PER_CALL {
             if self.log_lines == LOG_LINES_PER_CALL + 1 {
                 tracing::warn!(tenant = %s.tenant, plugin = %s.slot, version = s.version,
@@ -162,7 +165,7 @@ impl host_log::Host for CallState {
             crate::lograte::Line::DropAndReport(dropped) => {
                 tracing::warn!(tenant = %s.tenant, plugin = %s.slot, version = s.version,
                     dropped, "plugin log: the tenant's plugins write more than {} lines a second; dropping lines",
-                    crate::lograte::LINES_PER_SECOND);
+                    s.log_rate.limit().per_second());
                 return;
             }
         }

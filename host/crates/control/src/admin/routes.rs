@@ -334,7 +334,7 @@ pub static ROUTES: &[Route] = &[
     Route {
         method: Method::POST,
         path: "/api/v1/drain",
-        summary: "Drain this node: not ready, refuse new connections, send sessions elsewhere, then exit (operator)",
+        summary: "Drain this node: not ready, refuse new sessions, send sessions elsewhere, then exit (operator)",
         body: Body::None,
         success: StatusCode::ACCEPTED,
         handler: |c| Box::pin(drain::start(c)),

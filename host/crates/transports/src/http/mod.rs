@@ -7,6 +7,13 @@
 //! client used HTTPS. Authentication on insecure connections is refused when
 //! `require_tls` is set, except for loopback clients while `allow_insecure_loopback` is
 //! set (local development).
+//!
+//! During a drain (and a shutdown) the listener keeps accepting connections: BOSH
+//! requests of existing sessions come on new ones whenever a proxy or browser opens
+//! them, and must reach their session until it has delivered its terminate. New
+//! sessions are refused instead (BOSH session creation gets `system-shutdown`, a
+//! WebSocket upgrade 503). Once shutdown is requested and no BOSH session is left, the
+//! listener stops and idle connections close.
 
 pub mod bosh;
 pub mod cors;
@@ -74,6 +81,18 @@ pub struct ClientInfo {
 }
 
 impl HttpState {
+    /// Resolves once the listener is done: shutdown requested and no BOSH session left
+    /// (one that ended may still be waiting for a request to tell its client).
+    async fn done(&self) {
+        self.shutdown.clone().requested().await;
+        self.bosh.wait_empty().await;
+    }
+
+    /// No new session (BOSH or WebSocket): the node drains or shuts down.
+    pub(crate) fn refusing_sessions(&self) -> bool {
+        self.core.drain.is_draining() || self.shutdown.is_requested()
+    }
+
     fn client_info(&self, peer: SocketAddr, headers: &hyper::HeaderMap) -> ClientInfo {
         let addr = proxy::client_addr(peer, headers, &self.trusted);
         let secure = self.tls || addr.forwarded_https;
@@ -98,7 +117,7 @@ pub async fn serve(
     core: Arc<Core>,
     tls: Option<Arc<TlsStore>>,
     tracker: Arc<ConnectionTracker>,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) {
     let state = Arc::new(HttpState {
         trusted: config
@@ -110,7 +129,7 @@ pub async fn serve(
         bosh_settings: bosh::Settings::from_listener(&config),
         limiter: Arc::new(AddressLimiter::new(config.max_sessions_per_address)),
         tracker: tracker.clone(),
-        shutdown: shutdown.clone(),
+        shutdown,
         tls: tls.is_some(),
         live: Arc::default(),
         config,
@@ -119,13 +138,10 @@ pub async fn serve(
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
-            _ = shutdown.requested() => return,
+            () = state.done() => return,
         };
         match accepted {
             Ok((stream, peer)) => {
-                if state.core.drain.is_draining() {
-                    continue; // draining: new connections are refused (closed at once)
-                }
                 let _ = stream.set_nodelay(true);
                 let guard = tracker.enter();
                 let state = state.clone();
@@ -208,10 +224,9 @@ async fn serve_connection<S>(
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     let mut conn = std::pin::pin!(conn);
-    let mut shutdown = state.shutdown.clone();
     let result = tokio::select! {
         r = conn.as_mut() => r,
-        () = shutdown.requested() => {
+        () = state.done() => {
             conn.as_mut().graceful_shutdown();
             conn.await
         }

@@ -110,6 +110,10 @@ pub fn upgrade(
             "the xmpp subprotocol is required (RFC 7395)\n",
         );
     }
+    if state.refusing_sessions() {
+        heliograph_metrics::connection_refused("websocket", "draining");
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "the server is draining\n");
+    }
     let Some(limit) = state.limiter.enter(client.addr.ip) else {
         tracing::info!(address = %client.addr.display, "too many sessions from this address");
         return refuse(

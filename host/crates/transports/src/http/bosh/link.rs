@@ -5,6 +5,13 @@
 //! Stanzas of a request become stream events; what the session sends waits in the outbox
 //! for the next request to carry it, and is rescued by the driver if the session ends
 //! before any does.
+//!
+//! A session the server ends (a stream error: `system-shutdown` in a drain,
+//! `see-other-host`, `conflict`, ...) answers every held request with the terminate
+//! carrying the error; if none is held, the next request gets it (the link waits for one
+//! for [`CLOSE_GRACE`]), and after the link is gone the registry keeps the terminate for
+//! requests still on their way. Requests waiting in the queue when the session ends are
+//! answered with it too, never dropped.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -13,6 +20,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use heliograph_auth::sasl::ChannelBindings;
+use heliograph_core::Core;
 use heliograph_core::router::Transport;
 use heliograph_core::session::{Action, Inbound, Keepalive, Link, LinkError, Written};
 use heliograph_xml::{Element, ParserLimits, StreamEvent, StreamHeader, ns};
@@ -82,6 +90,8 @@ pub struct BoshLink {
     /// Events of the requests, in order, for the session.
     inbound: VecDeque<Inbound>,
     limits: ParserLimits,
+    /// For the drain flag.
+    core: Arc<Core>,
     ending: Option<Termination>,
     /// The termination reached at least one request.
     delivered: bool,
@@ -97,7 +107,7 @@ impl BoshLink {
         registry: Arc<Registry>,
         first: Incoming,
         negotiated: Negotiated,
-        limits: ParserLimits,
+        core: Arc<Core>,
     ) -> Self {
         let now = Instant::now().into_std();
         let header = StreamHeader {
@@ -128,7 +138,8 @@ impl BoshLink {
             stream_id: String::new(),
             creation: Some(first),
             inbound: VecDeque::from([Inbound::Event(StreamEvent::Open(header))]),
-            limits,
+            limits: core.parser_limits(),
+            core,
             ending: None,
             delivered: false,
             gone: false,
@@ -395,6 +406,12 @@ impl BoshLink {
 
 impl Drop for BoshLink {
     fn drop(&mut self) {
+        // Before the request queue goes (the fields are dropped after this): a request
+        // that finds the queue gone finds the terminate.
+        if let Some(t @ Termination::Stream(..)) = &self.ending {
+            self.registry
+                .ended(&self.sid, Bytes::from(terminate_body(t, &[])));
+        }
         self.registry.remove(&self.sid);
         tracing::debug!(sid = %self.sid, "BOSH session ended");
     }
@@ -472,13 +489,18 @@ impl Link for BoshLink {
     }
 
     /// The termination reaches the client with the next request (held ones already have
-    /// it); without one within the grace, nobody is listening.
+    /// it); without one within the grace, nobody is listening. Requests already queued
+    /// get it at once. On a plain shutdown (not a drain) the process is exiting: no wait
+    /// for a request to come.
     fn close(&mut self, peer_closed: bool) -> BoxFuture<'_, ()> {
         Box::pin(async move {
+            while let Ok(inc) = self.requests.try_recv() {
+                self.on_request(inc);
+            }
             let shutting_down = matches!(
                 self.ending,
                 Some(Termination::Stream(StreamErrorCondition::SystemShutdown, _))
-            );
+            ) && !self.core.drain.is_draining();
             if self.delivered || self.gone || peer_closed || shutting_down {
                 return;
             }

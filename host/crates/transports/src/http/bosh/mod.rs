@@ -4,6 +4,13 @@
 //! driver over a [`link::BoshLink`]), with one it hands the request to that session's
 //! link and waits for the answer. [`body`] parses and renders `<body/>`, [`window`] keeps
 //! the rid window and response cache, [`pacing`] the polling, inactivity and pause rules.
+//!
+//! While the node drains or shuts down, requests for existing sessions are served as
+//! usual (on whatever HTTP connection they come: a proxy opens new ones at will) until
+//! the session has told its client why it ends; only session creation is refused
+//! (`system-shutdown`). A session the server ended with a stream error leaves that
+//! terminate behind for a while ([`ENDED_KEPT`]), so a request that was on its way
+//! when the session went still gets it, not `item-not-found`.
 
 pub mod body;
 pub mod link;
@@ -51,10 +58,19 @@ impl Settings {
     }
 }
 
-/// Live sessions of a listener by `sid`.
+/// How long the terminate of a session the server ended with a stream error is kept for
+/// requests that come after the session is gone.
+pub const ENDED_KEPT: Duration = Duration::from_secs(30);
+
+/// Live sessions of a listener by `sid`, and the terminates of sessions the server ended
+/// recently.
 #[derive(Default)]
 pub struct Registry {
     sessions: DashMap<String, Live>,
+    /// `sid` → the terminate its next request gets, and until when.
+    ended: DashMap<String, (Bytes, std::time::Instant)>,
+    /// Woken when the last live session goes.
+    emptied: tokio::sync::Notify,
 }
 
 /// A live session: its request queue and the largest stanza its stream takes now (small
@@ -75,6 +91,27 @@ impl Registry {
 
     fn remove(&self, sid: &str) {
         self.sessions.remove(sid);
+        if self.sessions.is_empty() {
+            self.emptied.notify_waiters();
+        }
+    }
+
+    /// The session `sid` ended with this terminate: requests that still come for it get
+    /// it (for [`ENDED_KEPT`]).
+    fn ended(&self, sid: &str, terminate: Bytes) {
+        let now = std::time::Instant::now();
+        self.ended.retain(|_, (_, until)| *until > now);
+        self.ended
+            .insert(sid.to_string(), (terminate, now + ENDED_KEPT));
+    }
+
+    /// The terminate of a session the server ended recently.
+    fn ended_with(&self, sid: &str) -> Option<Bytes> {
+        let now = std::time::Instant::now();
+        self.ended
+            .get(sid)
+            .filter(|e| e.1 > now)
+            .map(|e| e.0.clone())
     }
 
     fn get(&self, sid: &str) -> Option<mpsc::Sender<Incoming>> {
@@ -101,6 +138,19 @@ impl Registry {
     pub fn is_empty(&self) -> bool {
         self.sessions.is_empty()
     }
+
+    /// Resolves once no session is live.
+    pub async fn wait_empty(&self) {
+        loop {
+            let emptied = self.emptied.notified();
+            tokio::pin!(emptied);
+            emptied.as_mut().enable();
+            if self.sessions.is_empty() {
+                return;
+            }
+            emptied.await;
+        }
+    }
 }
 
 /// Answers one BOSH request (already parsed; `size` bytes), creating the session if it
@@ -114,18 +164,25 @@ pub async fn handle(
     match req.sid.clone() {
         None => create(state, req, size, client).await,
         Some(sid) => {
+            // A session that ended under way leaves its terminate before its request
+            // queue goes: looked up only once the queue is gone.
+            let gone = || {
+                state
+                    .bosh
+                    .ended_with(&sid)
+                    .unwrap_or_else(|| Bytes::from(body::terminate("item-not-found")))
+            };
             let Some(tx) = state.bosh.get(&sid) else {
                 tracing::debug!(sid = %sid, address = %client.addr.display, "unknown BOSH sid");
-                return Bytes::from(body::terminate("item-not-found"));
+                return gone();
             };
             let (reply, rx) = oneshot::channel();
             if tx.send(Incoming { req, size, reply }).await.is_err() {
-                return Bytes::from(body::terminate("item-not-found"));
+                return gone();
             }
             // The session answers within `wait`; a dropped reply means the session ended
             // or a repeat of this rid took its place.
-            rx.await
-                .unwrap_or_else(|_| Bytes::from(body::terminate("item-not-found")))
+            rx.await.unwrap_or_else(|_| gone())
         }
     }
 }
@@ -136,6 +193,10 @@ async fn create(
     size: usize,
     client: &ClientInfo,
 ) -> Bytes {
+    if state.refusing_sessions() {
+        heliograph_metrics::connection_refused("bosh", "draining");
+        return Bytes::from(body::terminate("system-shutdown"));
+    }
     let Some(to) = req.to.clone() else {
         return Bytes::from(body::terminate("improper-addressing"));
     };
@@ -188,7 +249,7 @@ async fn create(
         state.bosh.clone(),
         Incoming { req, size, reply },
         negotiated,
-        core.parser_limits(),
+        core.clone(),
     );
     let timing = Timing {
         negotiation_deadline: Instant::now() + settings.negotiation_timeout,
