@@ -55,6 +55,61 @@ pub fn install(per_tenant_labels: bool) {
     }
 }
 
+/// A counter handle looked up once. Looking one up (hashing its labels, searching the
+/// registry) costs more than the increment, so counters bumped for every stanza keep
+/// theirs. Only once the recorder is installed: a handle taken before would count
+/// nowhere for good.
+fn cached(
+    slot: &'static OnceLock<metrics::Counter>,
+    make: impl FnOnce() -> metrics::Counter,
+) -> std::borrow::Cow<'static, metrics::Counter> {
+    if let Some(counter) = slot.get() {
+        return std::borrow::Cow::Borrowed(counter);
+    }
+    if HANDLE.get().is_none() {
+        return std::borrow::Cow::Owned(make());
+    }
+    std::borrow::Cow::Borrowed(slot.get_or_init(make))
+}
+
+/// Cached counters per (transport, stanza kind), for the per-stanza counts.
+struct StanzaCounters {
+    slots: [[OnceLock<metrics::Counter>; 4]; 4],
+}
+
+impl StanzaCounters {
+    const fn new() -> Self {
+        StanzaCounters {
+            slots: [const { [const { OnceLock::new() }; 4] }; 4],
+        }
+    }
+
+    /// The counter of `transport` and `kind`, made by `make` when not cached (a
+    /// transport or kind outside the fixed sets is never cached).
+    fn get(
+        &'static self,
+        transport: &str,
+        kind: &str,
+        make: impl FnOnce() -> metrics::Counter,
+    ) -> std::borrow::Cow<'static, metrics::Counter> {
+        let t = match transport {
+            "tcp" => 0,
+            "tls" => 1,
+            "bosh" => 2,
+            "websocket" => 3,
+            _ => return std::borrow::Cow::Owned(make()),
+        };
+        let k = match kind {
+            "message" => 0,
+            "presence" => 1,
+            "iq" => 2,
+            "other" => 3,
+            _ => return std::borrow::Cow::Owned(make()),
+        };
+        cached(&self.slots[t][k], make)
+    }
+}
+
 /// Whether metrics carry a `tenant` label.
 pub fn per_tenant() -> bool {
     PER_TENANT.get().copied().unwrap_or(false)
@@ -125,12 +180,17 @@ impl Drop for BoundSession {
 
 /// Counts a stanza received from a bound client.
 pub fn stanza_in(transport: &'static str, name: &str) {
-    metrics::counter!(
-        "heliograph_stanzas_in_total",
-        "transport" => transport,
-        "kind" => stanza_kind(name)
-    )
-    .increment(1);
+    static CACHE: StanzaCounters = StanzaCounters::new();
+    let kind = stanza_kind(name);
+    CACHE
+        .get(transport, kind, || {
+            metrics::counter!(
+                "heliograph_stanzas_in_total",
+                "transport" => transport,
+                "kind" => kind
+            )
+        })
+        .increment(1);
 }
 
 /// Counts an element sent to a client: a stanza, or a SASL failure (a failed login).
@@ -144,9 +204,13 @@ pub fn element_out(transport: &'static str, el: &heliograph_xml::Element) {
             .increment(1);
         return;
     }
+    static CACHE: StanzaCounters = StanzaCounters::new();
     let kind = stanza_kind(el.name());
     if kind != "other" {
-        metrics::counter!("heliograph_stanzas_out_total", "transport" => transport, "kind" => kind)
+        CACHE
+            .get(transport, kind, || {
+                metrics::counter!("heliograph_stanzas_out_total", "transport" => transport, "kind" => kind)
+            })
             .increment(1);
     }
 }
@@ -160,7 +224,13 @@ pub fn stream_management(event: &'static str) {
 /// Counts archived messages by what happened to them (`queued`, `written`, `skipped` by
 /// preferences, `failed`, `purged` by retention).
 pub fn archive(event: &'static str, n: usize) {
-    metrics::counter!("heliograph_archive_messages_total", "event" => event).increment(n as u64);
+    static QUEUED: OnceLock<metrics::Counter> = OnceLock::new();
+    let make = || metrics::counter!("heliograph_archive_messages_total", "event" => event);
+    match event {
+        // Once per archived message, on the message path.
+        "queued" => cached(&QUEUED, make).increment(n as u64),
+        _ => make().increment(n as u64),
+    }
 }
 
 /// Counts a push notification event (`published`, `failed`, `disabled`).
@@ -221,5 +291,63 @@ pub fn stanza_kind(name: &str) -> &'static str {
         "presence" => "presence",
         "iq" => "iq",
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The metric's line in the rendered text, e.g. `name{labels} 2`.
+    fn line(text: &str, prefix: &str) -> Option<String> {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .map(str::to_string)
+    }
+
+    #[test]
+    fn cached_counters_count_before_and_after_the_recorder_is_installed() {
+        // Before the recorder: counted nowhere, and nothing cached for good.
+        stanza_in("tcp", "message");
+        install(false);
+        for _ in 0..3 {
+            stanza_in("tcp", "message");
+            stanza_in("websocket", "r");
+            archive("queued", 2);
+        }
+        stanza_in("component", "iq");
+        let text = render((0, 0)).expect("installed");
+        assert_eq!(
+            line(
+                &text,
+                "heliograph_stanzas_in_total{transport=\"tcp\",kind=\"message\"}"
+            )
+            .as_deref(),
+            Some("heliograph_stanzas_in_total{transport=\"tcp\",kind=\"message\"} 3")
+        );
+        assert!(
+            line(
+                &text,
+                "heliograph_stanzas_in_total{transport=\"websocket\",kind=\"other\"} 3"
+            )
+            .is_some(),
+            "{text}"
+        );
+        assert!(
+            line(
+                &text,
+                "heliograph_stanzas_in_total{transport=\"component\",kind=\"iq\"} 1"
+            )
+            .is_some(),
+            "{text}"
+        );
+        assert!(
+            line(
+                &text,
+                "heliograph_archive_messages_total{event=\"queued\"} 6"
+            )
+            .is_some(),
+            "{text}"
+        );
     }
 }
