@@ -265,6 +265,14 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
             break;
         }
     }
+    // Acknowledge everything received before leaving: the server keeps unacknowledged
+    // stanzas and, when the session ends, stores them offline, where the next run's
+    // login on the same account would get them again.
+    if sm.is_some() && res.error.is_none() {
+        out.clear();
+        crate::sm::write_ack(&mut out, scanner.handled());
+        let _ = io.write_all(&out).await;
+    }
     (io, res)
 }
 
