@@ -373,6 +373,34 @@ pub async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     (out, ios)
 }
 
+/// Ends every stream with the closing handshake: `</stream:stream>`, then reads until
+/// the server closes (at most `limit`). Dropping the connections instead would reset
+/// them, losing what the client wrote last (its final stream management ack) and leaving
+/// resumable sessions behind whose stanzas the next login of the same account receives.
+pub async fn close_all<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    ios: Vec<S>,
+    limit: Duration,
+) {
+    let tasks: Vec<_> = ios
+        .into_iter()
+        .map(|mut io| {
+            tokio::spawn(async move {
+                if io.write_all(b"</stream:stream>").await.is_err() {
+                    return;
+                }
+                let mut buf = vec![0u8; 16 * 1024];
+                let _ = tokio::time::timeout(limit, async {
+                    while matches!(io.read(&mut buf).await, Ok(n) if n > 0) {}
+                })
+                .await;
+            })
+        })
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

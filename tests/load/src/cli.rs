@@ -948,7 +948,7 @@ async fn chat_server_sm(
         sm,
     )
     .await;
-    drop(ios);
+    chat::close_all(ios, Duration::from_secs(10)).await;
     let mut v = chat_json("chat", "server", pace, pairs, &mut r);
     v["sm"] = json!(sm.is_some());
     print_chat(out, &v);
