@@ -38,6 +38,8 @@ pub struct Core {
     pub drain: crate::drain::Drain,
     /// Recently verified passwords, so PLAIN logins skip PBKDF2 (see `sasl::verified`).
     pub verified_passwords: crate::sasl::verified::VerifiedPasswords,
+    /// Where PLAIN logins that need PBKDF2 run it, a bounded few at a time.
+    pub derivations: crate::derivations::DerivationPool,
     /// Stream management sessions a client may resume, by resumption id.
     pub resumptions: crate::session::resumption::Resumptions,
     /// iq requests the server sent itself, waiting for their answers.
@@ -65,6 +67,7 @@ impl Core {
             limits: Arc::default(),
             drain: Default::default(),
             verified_passwords,
+            derivations: Default::default(),
             resumptions: Default::default(),
             requests: Default::default(),
         }

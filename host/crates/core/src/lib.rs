@@ -13,6 +13,7 @@
 //! Nothing here knows a transport or a particular feature.
 
 pub mod context;
+pub mod derivations;
 pub mod drain;
 pub mod hooks;
 pub mod limits;

@@ -160,33 +160,113 @@ impl CredentialSource for AccountCredentials<'_> {
     }
 
     fn check_password(&self, username: &str, password: &str) -> PasswordCheck {
+        match self.check_without_derivation(username, password) {
+            PlainCheck::Done(check) => check,
+            PlainCheck::Derive(pending) => pending.derive(self.verified),
+        }
+    }
+}
+
+/// How far a PLAIN password check gets without PBKDF2.
+pub enum PlainCheck {
+    /// Answered: unknown user, storage trouble, or a password verified recently.
+    Done(PasswordCheck),
+    /// The password must be derived and compared with the stored keys.
+    Derive(PendingDerivation),
+}
+
+/// A PLAIN password to derive and compare with an account's stored keys.
+pub struct PendingDerivation {
+    account: Account,
+    keys: ScramKeys,
+    password: String,
+}
+
+impl PendingDerivation {
+    /// Derives and compares (about a millisecond of CPU: run it in the
+    /// [`crate::derivations::DerivationPool`]), remembering a correct password.
+    pub fn derive(self, verified: &crate::sasl::verified::VerifiedPasswords) -> PasswordCheck {
+        if verify_password(&self.password, &self.keys, ScramHash::Sha256) {
+            verified.remember(&self.account, &self.keys.stored_key, &self.password);
+            PasswordCheck::Valid
+        } else {
+            PasswordCheck::Invalid
+        }
+    }
+}
+
+impl AccountCredentials<'_> {
+    /// Looks the account up and answers what needs no derivation.
+    pub fn check_without_derivation(&self, username: &str, password: &str) -> PlainCheck {
         let Some(account) = self.account(username) else {
-            return PasswordCheck::NoSuchUser;
+            return PlainCheck::Done(PasswordCheck::NoSuchUser);
         };
         match self.users.credentials(&account) {
             Ok(Some(creds)) => {
-                let stored_key = &creds.sha256.stored_key;
-                if self.verified.contains(&account, stored_key, password) {
-                    PasswordCheck::Valid
-                } else if verify_password(password, &creds.sha256, ScramHash::Sha256) {
-                    self.verified.remember(&account, stored_key, password);
-                    PasswordCheck::Valid
+                if self
+                    .verified
+                    .contains(&account, &creds.sha256.stored_key, password)
+                {
+                    PlainCheck::Done(PasswordCheck::Valid)
                 } else {
-                    PasswordCheck::Invalid
+                    PlainCheck::Derive(PendingDerivation {
+                        account,
+                        keys: creds.sha256,
+                        password: password.to_string(),
+                    })
                 }
             }
-            Ok(None) => PasswordCheck::NoSuchUser,
+            Ok(None) => PlainCheck::Done(PasswordCheck::NoSuchUser),
             Err(e) => {
                 tracing::error!(jid = %account, error = %e, "reading credentials failed");
-                PasswordCheck::Unavailable
+                PlainCheck::Done(PasswordCheck::Unavailable)
             }
         }
     }
 }
 
+/// Checks PLAIN credentials against the stored accounts of `domain`, deriving in the
+/// core's [`crate::derivations::DerivationPool`] when it must (a full pool answers
+/// `temporary-auth-failure`).
+pub async fn check_plain_password_pooled(
+    core: &std::sync::Arc<Server>,
+    domain: &str,
+    plain: PlainCredentials,
+) -> Outcome {
+    let creds = AccountCredentials {
+        users: core.storage.users.as_ref(),
+        domain,
+        verified: &core.verified_passwords,
+    };
+    let check = match creds.check_without_derivation(&plain.username, &plain.password) {
+        PlainCheck::Done(check) => check,
+        PlainCheck::Derive(pending) => {
+            let core2 = core.clone();
+            match core
+                .derivations
+                .run(move || pending.derive(&core2.verified_passwords))
+                .await
+            {
+                Ok(check) => check,
+                Err(busy) => {
+                    tracing::warn!(error = %busy, "PLAIN login refused for now");
+                    PasswordCheck::Unavailable
+                }
+            }
+        }
+    };
+    plain_outcome(check, plain)
+}
+
 /// Checks PLAIN credentials against the stored accounts, as the built-in PLAIN does.
 pub fn check_plain_password(creds: &dyn CredentialSource, plain: PlainCredentials) -> Outcome {
-    match creds.check_password(&plain.username, &plain.password) {
+    let check = creds.check_password(&plain.username, &plain.password);
+    plain_outcome(check, plain)
+}
+
+/// The SASL outcome of a PLAIN password check.
+fn plain_outcome(check: PasswordCheck, plain: PlainCredentials) -> Outcome {
+    match check {
         PasswordCheck::Valid => Outcome::Success {
             username: plain.username,
             authzid: plain.authzid,

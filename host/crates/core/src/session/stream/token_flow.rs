@@ -35,12 +35,7 @@ impl StreamCore {
             };
         }
         let Some(slot) = slot else {
-            let creds = AccountCredentials {
-                users: self.core.storage.users.as_ref(),
-                domain,
-                verified: &self.core.verified_passwords,
-            };
-            return auth::check_plain_password(&creds, plain);
+            return auth::check_plain_password_pooled(&self.core, domain, plain).await;
         };
         let verdict = auth::verify_with_plugin(
             &self.core,
