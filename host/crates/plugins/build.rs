@@ -5,7 +5,10 @@
 use std::path::Path;
 
 fn main() {
-    let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../wit/heliograph-plugin.wit");
+    // Read at run time, not compiled in: the same build script binary may serve a
+    // checkout at another path (worktrees sharing a target directory).
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let wit = Path::new(&dir).join("../../../wit/heliograph-plugin.wit");
     println!("cargo:rerun-if-changed={}", wit.display());
     let text = std::fs::read_to_string(&wit).expect("wit/heliograph-plugin.wit is readable");
     let version = text
