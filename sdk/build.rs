@@ -5,7 +5,9 @@
 use std::path::Path;
 
 fn main() {
-    let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("wit/heliograph-plugin.wit");
+    // Read at run time (see host/crates/plugins/build.rs).
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let wit = Path::new(&dir).join("wit/heliograph-plugin.wit");
     println!("cargo:rerun-if-changed={}", wit.display());
     let text = std::fs::read_to_string(&wit).expect("wit/heliograph-plugin.wit is readable");
     let version = text
