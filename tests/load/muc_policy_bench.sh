@@ -44,6 +44,14 @@ idle_timeout = 86400
 address = "127.0.0.1:0"
 tls = "direct"
 
+# Every listener on an ephemeral loopback port (the defaults would bind
+# 0.0.0.0:5280 and 127.0.0.1:5347).
+[[listen.http]]
+address = "127.0.0.1:0"
+
+[[listen.component]]
+address = "127.0.0.1:0"
+
 [listen.admin]
 address = "127.0.0.1:0"
 

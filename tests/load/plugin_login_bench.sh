@@ -52,6 +52,11 @@ tls = "direct"
 [[listen.component]]
 address = "127.0.0.1:0"
 
+# Every listener on an ephemeral loopback port (the defaults would bind
+# 0.0.0.0:5280 and 127.0.0.1:5347).
+[[listen.http]]
+address = "127.0.0.1:0"
+
 [listen.admin]
 address = "127.0.0.1:0"
 
