@@ -131,7 +131,8 @@ pub struct SmChat {
 }
 
 /// Runs one side of a pair on an already-established connection: sends to `to` as paced
-/// and receives the partner's messages, with stream management when `sm` is given.
+/// and receives the partner's messages, with stream management when `sm` is given
+/// (`handled`: the stanzas the session had received when it began, its `h` so far).
 #[allow(clippy::too_many_arguments)]
 pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     mut io: S,
@@ -141,9 +142,10 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     index: usize,
     ctl: Arc<Control>,
     sm: Option<SmChat>,
+    handled: u32,
 ) -> (S, SessionResult) {
     let mut res = SessionResult::default();
-    let mut scanner = crate::sm::SmScanner::in_stream();
+    let mut scanner = crate::sm::SmScanner::in_stream_at(handled);
     let mut sm_found = crate::sm::Found::default();
     let mut asked_at = 0u64;
     let mut rbuf: Vec<u8> = Vec::with_capacity(16 * 1024);
@@ -300,9 +302,10 @@ impl ChatOutcome {
 }
 
 /// Runs every session task, opens the measurement window after `warmup` for `duration`,
-/// samples `pid`'s CPU at both ends, stops and drains.
+/// samples `pid`'s CPU at both ends, stops and drains. Each connection comes with its
+/// partner's JID and the stanzas it received so far (its stream management `h`).
 pub async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
-    conns: Vec<(S, String)>,
+    conns: Vec<(S, String, u32)>,
     pace: Pace,
     warmup: Duration,
     duration: Duration,
@@ -315,7 +318,7 @@ pub async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     if let Pace::Window(w) = pace {
         ctl.sent.fetch_add((w * senders) as u64, Ordering::Relaxed);
     }
-    for (i, (io, to)) in conns.into_iter().enumerate() {
+    for (i, (io, to, handled)) in conns.into_iter().enumerate() {
         tasks.push(tokio::spawn(run_session(
             io,
             to,
@@ -324,6 +327,7 @@ pub async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             i,
             ctl.clone(),
             sm,
+            handled,
         )));
     }
     tokio::time::sleep(warmup).await;
@@ -436,7 +440,7 @@ mod tests {
     #[tokio::test]
     async fn pair_over_a_duplex_pipe_loses_nothing() {
         let (a, b) = tokio::io::duplex(64 * 1024);
-        let conns = vec![(a, "b".to_string()), (b, "a".to_string())];
+        let conns = vec![(a, "b".to_string(), 0), (b, "a".to_string(), 0)];
         let (out, _) = drive(
             conns,
             Pace::Window(4),

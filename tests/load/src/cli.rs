@@ -935,7 +935,7 @@ async fn chat_server_sm(
     let conns: Vec<_> = o
         .sessions
         .into_iter()
-        .map(|(i, s)| (s.io, jids[i ^ 1].clone()))
+        .map(|(i, s)| (s.io, jids[i ^ 1].clone(), s.sm.map_or(0, |sm| sm.h)))
         .collect();
     // Let initial presence settle before measuring.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -987,7 +987,7 @@ async fn chat_relay(
         let mut s =
             crate::xmpp::connect_tcp(addr, Some(crate::xmpp::source_ip(i, sources))).await?;
         tokio::io::AsyncWriteExt::write_all(&mut s, format!("HELLO {i}\n").as_bytes()).await?;
-        conns.push((s, jids[i ^ 1].clone()));
+        conns.push((s, jids[i ^ 1].clone(), 0));
         let _ = jid;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;

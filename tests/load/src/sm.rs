@@ -129,6 +129,14 @@ impl SmScanner {
         }
     }
 
+    /// [`SmScanner::in_stream`] for a session that received `handled` stanzas before.
+    pub fn in_stream_at(handled: u32) -> Self {
+        SmScanner {
+            h: handled,
+            ..SmScanner::in_stream()
+        }
+    }
+
     /// Stanzas counted so far (the client's `h`).
     pub fn handled(&self) -> u32 {
         self.h

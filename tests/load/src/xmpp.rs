@@ -391,10 +391,19 @@ pub async fn enable_sm(s: &mut Session) -> anyhow::Result<String> {
                     .attr("id")
                     .context("<enabled/> without an id")?
                     .to_string();
-                s.sm = Some(SmState {
-                    id: id.clone(),
-                    h: 0,
-                });
+                // Stanzas that came with the `<enabled/>` are counted (the self-presence
+                // of the initial presence often does): whoever reads the connection next
+                // starts after them.
+                let mut h = 0u32;
+                while let Some(ev) = s.parser.next_event()? {
+                    if let StreamEvent::Stanza(el) = ev
+                        && el.ns() == ns::CLIENT
+                        && crate::sm::is_stanza(el.name().as_bytes())
+                    {
+                        h = h.wrapping_add(1);
+                    }
+                }
+                s.sm = Some(SmState { id: id.clone(), h });
                 return Ok(id);
             }
             "failed" => bail!("stream management refused: {}", el.to_string_in(ns::CLIENT)),
