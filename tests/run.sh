@@ -11,10 +11,12 @@
 #   tests/run.sh --skip-lint      no rustfmt / clippy
 #   tests/run.sh --only-interop   build the server, run only the pytest and browser suites
 #   tests/run.sh -- ARGS...       extra arguments for pytest (e.g. -k blocking -x)
+#   tests/run.sh --only-fuzz      only the short fuzz runs (installs cargo-fuzz if missing)
 #
 # Environment:
 #   CARGO_TARGET_DIR   default ~/.cache/heliograph-target (kept between runs, outside the clone)
 #   HELIOGRAPH_CACHE   default ~/.cache/heliograph (Python venvs, the JavaScript build tools)
+#   HELIOGRAPH_FUZZ_SECONDS  default 10: how long each fuzz target runs
 #
 # PostgreSQL: Debian's `postgresql` package is installed if missing; tests/postgres.sh
 # initdb's a cluster into a temporary directory (as the unprivileged `postgres` user when
@@ -27,13 +29,15 @@ cd "$REPO_ROOT"
 
 SKIP_LINT=0
 ONLY_INTEROP=0
+ONLY_FUZZ=0
 PYTEST_EXTRA=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --skip-lint) SKIP_LINT=1 ;;
         --only-interop) ONLY_INTEROP=1 ;;
+        --only-fuzz) ONLY_FUZZ=1 ;;
         --) shift; PYTEST_EXTRA=("$@"); break ;;
-        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
         *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -126,6 +130,15 @@ ensure_rust_tools() {
             rustup component add "$comp"
         fi
     done
+}
+
+# cargo-fuzz, pinned: installed from crates.io (--locked) when missing or another version.
+CARGO_FUZZ_VERSION=0.13.2
+ensure_cargo_fuzz() {
+    if [[ "$(cargo fuzz --version 2>/dev/null)" == "cargo-fuzz $CARGO_FUZZ_VERSION" ]]; then
+        return 0
+    fi
+    cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked
 }
 
 # Makes $VENV (python_venv_path) a virtualenv holding tests/interop/requirements.txt and
@@ -225,6 +238,7 @@ step_fmt() {
     cargo fmt --all -- --check
     cargo fmt --manifest-path sdk/Cargo.toml -- --check
     cargo fmt --manifest-path plugins/Cargo.toml --all -- --check
+    cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 }
 
 # Clippy runs inside the builds instead of as builds of its own: cargo uses clippy-driver
@@ -296,6 +310,40 @@ step_guest_tests() {
     plugins/js/build.sh --test "$PLUGIN_TARGET_DIR/js"
 }
 
+# The fuzz targets (fuzz/, README.md "Fuzzing"), each run briefly from its committed
+# corpus: a regression check (every corpus input, the inputs of fixed crashes among them)
+# and a few seconds of new mutations. Any crash, panic or timeout fails the step; libFuzzer
+# prints the input (also written under the step's temporary directory). New inputs go to
+# that directory, not into the clone. The build is libFuzzer's coverage instrumentation
+# without a sanitizer (the fuzzed crates have no unsafe code), with debug assertions
+# (integer overflow panics), in $CARGO_TARGET_DIR/fuzz.
+FUZZ_TARGETS=(xml_stream bosh_body websocket_framing sasl jwt)
+FUZZ_SECONDS="${HELIOGRAPH_FUZZ_SECONDS:-10}"
+step_fuzz() {
+    ensure_cargo_fuzz
+    local flags=(--sanitizer none --debug-assertions --target-dir "$CARGO_TARGET_DIR/fuzz")
+    cargo fuzz build "${flags[@]}"
+    local scratch target
+    scratch="$(mktemp -d "${TMPDIR:-/tmp}/heliograph-fuzz.XXXXXX")"
+    for target in "${FUZZ_TARGETS[@]}"; do
+        mkdir -p "$scratch/$target"
+        echo "--- fuzz $target: ${FUZZ_SECONDS}s from fuzz/corpus/$target"
+        local rc=0
+        cargo fuzz run "${flags[@]}" "$target" "$scratch/$target" "fuzz/corpus/$target" -- \
+            -max_total_time="$FUZZ_SECONDS" -timeout=10 -print_final_stats=1 \
+            -artifact_prefix="$scratch/$target-" >"$scratch/$target.log" 2>&1 || rc=$?
+        if [[ $rc -ne 0 ]]; then
+            # The panic, backtrace and input; without libFuzzer's progress lines.
+            grep -Ev '^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse)|NEW_FUNC|# Uses: [0-9]+$' \
+                "$scratch/$target.log" || true
+            echo "fuzz target $target failed (exit $rc); its input is in $scratch" >&2
+            exit 1
+        fi
+        grep -E '^(Done|stat::(number_of_executed_units|average_exec_per_sec))' "$scratch/$target.log"
+    done
+    rm -rf "$scratch"
+}
+
 # `heliograph plugin new` for every world and language, then each project's unit tests,
 # build and `heliograph plugin test` run as its README says (tests/scaffold.sh).
 step_scaffold() {
@@ -341,6 +389,12 @@ step_browser_postgres() {
     step_browser
 }
 
+if [[ $ONLY_FUZZ -eq 1 ]]; then
+    run_step "fuzz targets, ${FUZZ_SECONDS}s each (cargo-fuzz $CARGO_FUZZ_VERSION)" step_fuzz
+    summary
+    exit
+fi
+
 run_step "setup: toolchain, Python venv, system packages" step_setup
 run_step "PostgreSQL: install, start a private cluster ($PG_DIR)" step_postgres
 
@@ -356,6 +410,7 @@ if [[ $ONLY_INTEROP -eq 0 ]]; then
     run_step "JavaScript plugin builds (componentize-js, pinned)" step_js_plugins
     run_step "Rust build of every target$lint" step_rust_build
     run_step "cargo test" step_cargo_test
+    run_step "fuzz targets, ${FUZZ_SECONDS}s each (cargo-fuzz $CARGO_FUZZ_VERSION)" step_fuzz
     run_step "SDK and plugin unit tests (native, with the SDK's fake host)" step_guest_tests
     run_step "scaffolded plugins: every world and language generated, built, tested" step_scaffold
 fi

@@ -1,8 +1,12 @@
 //! XMPP vocabulary shared by every layer above the XML one: accounts (bare JIDs),
-//! stanza kinds and stanza errors (RFC 6120 §8), and stream errors (RFC 6120 §4.9).
+//! stanza kinds and stanza errors (RFC 6120 §8), stream errors (RFC 6120 §4.9), and the
+//! wire formats of the HTTP transports: the BOSH `<body/>` ([`bosh`]) and the WebSocket
+//! frames of RFC 7395 ([`framing`]).
 //! Nothing here does I/O or knows about sessions, tenants or storage.
 
 pub mod account;
+pub mod bosh;
+pub mod framing;
 pub mod jid;
 pub mod muc;
 pub mod stanza;

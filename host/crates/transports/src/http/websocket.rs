@@ -32,8 +32,8 @@ use heliograph_core::session::{
     Action, ConnFacts, Driver, Inbound, Keepalive, Link, LinkError, StreamCore,
     StreamErrorCondition, Timing, Written,
 };
-use heliograph_xml::parser::parse_element;
-use heliograph_xml::{Element, ParserLimits, StreamEvent, StreamHeader, ns};
+use heliograph_xml::{Element, ParserLimits, StreamEvent};
+use heliograph_xmpp::framing::frame_event;
 use tokio::time::timeout;
 
 use super::gauge::{Gauge, Gauged};
@@ -41,8 +41,7 @@ use super::limits::AddressGuard;
 use super::{ClientInfo, HttpState, cors};
 use crate::listener::ConnectionGuard;
 
-/// `urn:ietf:params:xml:ns:xmpp-framing`
-pub const NS_FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";
+pub use heliograph_xmpp::framing::{NS_FRAMING, frame_text};
 const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 type Body = Full<Bytes>;
@@ -504,42 +503,6 @@ impl Link for WsLink {
     }
 }
 
-/// One client frame, as the core sees it.
-fn frame_event(
-    text: &str,
-    limits: ParserLimits,
-) -> Result<StreamEvent, heliograph_xml::ParseError> {
-    let el = parse_element(text.as_bytes(), ns::CLIENT, limits)?;
-    if el.ns() == NS_FRAMING {
-        match el.name() {
-            "open" => {
-                return Ok(StreamEvent::Open(StreamHeader {
-                    name: "stream".into(),
-                    ns: ns::STREAM.into(),
-                    default_ns: ns::CLIENT.into(),
-                    attrs: el
-                        .attrs()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect(),
-                }));
-            }
-            "close" => return Ok(StreamEvent::Close),
-            _ => {}
-        }
-    }
-    Ok(StreamEvent::Stanza(el))
-}
-
-/// Serializes an element as a standalone frame (namespaces declared).
-pub fn frame_text(el: &Element) -> String {
-    let mut s = el.to_string_in("");
-    if el.ns() == ns::STREAM {
-        let at = "<stream:".len() + el.name().len();
-        s.insert_str(at, &format!(" xmlns:stream=\"{}\"", ns::STREAM));
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -549,41 +512,6 @@ mod tests {
         assert_eq!(
             accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
             "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-        );
-    }
-
-    #[test]
-    fn frames_map_to_stream_events() {
-        let l = ParserLimits::default();
-        match frame_event(
-            "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>",
-            l,
-        )
-        .unwrap()
-        {
-            StreamEvent::Open(h) => {
-                assert_eq!(h.attr("to"), Some("localhost"));
-                assert_eq!(h.default_ns, ns::CLIENT);
-            }
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(
-            frame_event("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>", l).unwrap(),
-            StreamEvent::Close
-        );
-        assert!(matches!(
-            frame_event("<message xmlns='jabber:client' to='a@b'/>", l).unwrap(),
-            StreamEvent::Stanza(_)
-        ));
-        assert!(frame_event("<message", l).is_err());
-    }
-
-    #[test]
-    fn stream_elements_declare_their_prefix() {
-        let f = Element::new("features", ns::STREAM).with_child(Element::new("bind", ns::BIND));
-        assert_eq!(
-            frame_text(&f),
-            "<stream:features xmlns:stream=\"http://etherx.jabber.org/streams\"><bind xmlns=\"urn:ietf:params:xml:ns:xmpp-bind\"/></stream:features>"
         );
     }
 }
