@@ -1493,12 +1493,13 @@ pub async fn run(job: SoakJob, progress: impl Fn(&str) + Send + Sync + 'static) 
     }
     let drain_s = drain_start.elapsed().as_secs_f64();
     let _ = phase_tx.send(Phase::Done);
+    // One deadline for all: a client that does not stop is counted and aborted.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     for t in tasks {
-        if tokio::time::timeout(Duration::from_secs(30), t)
-            .await
-            .is_err()
-        {
-            ctx.error("a client did not stop within 30 s");
+        let abort = t.abort_handle();
+        if tokio::time::timeout_at(deadline, t).await.is_err() {
+            abort.abort();
+            ctx.error("a client did not stop within 30 s of the end");
         }
     }
     let rss_after = rss_now(job.pid);
