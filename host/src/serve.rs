@@ -256,7 +256,7 @@ pub fn open_storage(config: &Config, migrate: bool) -> anyhow::Result<Storage> {
     match config.storage.backend {
         StorageBackend::Sled => {
             let dir = config.general.data_dir.join("db");
-            Storage::open_sled(&dir)
+            Storage::open_sled_with_cache(&dir, config.storage.sled_cache_mib << 20)
                 .with_context(|| format!("opening the sled database in {}", dir.display()))
         }
         StorageBackend::Postgres => {

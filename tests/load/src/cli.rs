@@ -52,6 +52,10 @@ pub enum Cmd {
     /// N sessions with resumable stream management cut at once by TCP resets, then all
     /// resumed: resumptions/s, latency, failures, server CPU per resumption.
     Resume(ResumeArgs),
+    /// Mixed load for a long time (default 30 min) with random disconnects: logins, 1:1
+    /// chat with stream management and resumption, MUC, BOSH, plugin logins; checks that
+    /// no acknowledged message is lost and that the server's RSS stays flat.
+    Soak(SoakArgs),
     /// Everything the README reports, in one run.
     Report(ReportArgs),
     /// Internal: one connect worker process (spawned by `--procs`).
@@ -116,6 +120,11 @@ pub struct TargetArgs {
     /// is reported per login and per message as well as the server's.
     #[arg(long)]
     pub db_pid: Option<u32>,
+    /// `[c2s] resume_timeout` (seconds): written into a started server's config; for a
+    /// running server, what its config says (the soak's fresh logins wait it out).
+    /// Default: the server's own default, 300.
+    #[arg(long)]
+    pub resume_timeout: Option<u64>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -273,6 +282,61 @@ pub struct MemoryArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+pub struct SoakArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Seconds of load (then the drain).
+    #[arg(long, short = 't', default_value_t = 1800.0)]
+    pub duration: f64,
+    /// 1:1 chat pairs with resumable stream management.
+    #[arg(long, default_value_t = 10)]
+    pub pairs: usize,
+    #[arg(long, default_value_t = 3)]
+    pub rooms: usize,
+    /// Occupants per room.
+    #[arg(long, default_value_t = 5)]
+    pub occupants: usize,
+    /// Pairs of BOSH clients (needs the server's HTTP listener).
+    #[arg(long, default_value_t = 2)]
+    pub bosh_pairs: usize,
+    /// Login loops on the main domain.
+    #[arg(long, default_value_t = 2)]
+    pub login_loops: usize,
+    /// Domain of a tenant authenticating through a Wasm plugin, with accounts
+    /// `<prefix>p0 ..` and the load password: one more login loop runs there.
+    #[arg(long)]
+    pub plugin_domain: Option<String>,
+    #[arg(long, default_value_t = 10)]
+    pub plugin_users: usize,
+    /// Shortest and longest life of a chat connection before it is cut (seconds).
+    #[arg(long, default_value_t = 10.0)]
+    pub cut_min: f64,
+    #[arg(long, default_value_t = 60.0)]
+    pub cut_max: f64,
+    /// Share of cuts after which the client waits out the resume timeout and logs in
+    /// fresh instead of resuming.
+    #[arg(long, default_value_t = 0.2)]
+    pub fresh_share: f64,
+    /// Mean seconds between two messages of one chat or BOSH client.
+    #[arg(long, default_value_t = 1.0)]
+    pub message_interval: f64,
+    /// Longest drain (seconds) after the load: every client back online collecting.
+    #[arg(long, default_value_t = 120.0)]
+    pub drain: f64,
+    /// Seconds between RSS samples.
+    #[arg(long, default_value_t = 10.0)]
+    pub rss_interval: f64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// The MUC service's subdomain.
+    #[arg(long, default_value = "conference")]
+    pub subdomain: String,
+    /// Localpart prefix of the soak accounts.
+    #[arg(long, default_value = "soak")]
+    pub prefix: String,
+}
+
+#[derive(Args, Debug, Clone)]
 pub struct ReportArgs {
     #[command(flatten)]
     pub target: TargetArgs,
@@ -315,6 +379,7 @@ pub fn main() -> ExitCode {
             Cmd::Offline(a) => cmd_offline(&out, a).await.map(|_| ()),
             Cmd::Memory(a) => cmd_memory(&out, a).await.map(|_| ()),
             Cmd::Resume(a) => cmd_resume(&out, a).await.map(|_| ()),
+            Cmd::Soak(a) => cmd_soak(&out, a).await,
             Cmd::Report(a) => cmd_report(&out, a).await,
             Cmd::Worker { job } => worker(&job).await,
         }
@@ -495,6 +560,7 @@ fn spawn_options(args: &TargetArgs, data_dir: &std::path::Path) -> anyhow::Resul
         scram_iterations: args.scram_iterations,
         session_queue: args.session_queue,
         storage_url: args.storage_url.clone(),
+        resume_timeout: args.resume_timeout,
     })
 }
 
@@ -1391,6 +1457,138 @@ async fn cmd_report(out: &Output, a: ReportArgs) -> anyhow::Result<()> {
         "login rate last 1k:      {} [not lower]",
         seg(&login_plain, "last")
     ));
+    Ok(())
+}
+
+/// Lines of a server log that report a panic.
+fn panics_in(log: &str) -> usize {
+    log.lines().filter(|l| l.contains("panicked")).count()
+}
+
+async fn cmd_soak(out: &Output, a: SoakArgs) -> anyhow::Result<()> {
+    let env = Env::open(&a.target)?;
+    let secs = |s: f64| Duration::from_secs_f64(s.max(0.0));
+    let job = crate::soak::SoakJob {
+        starttls: env.target.starttls,
+        direct: env.target.direct,
+        http: env.target.http,
+        domain: a.target.domain.clone(),
+        plugin_domain: a.plugin_domain.clone(),
+        plugin_users: a.plugin_users,
+        muc_service: format!("{}.{}", a.subdomain, a.target.domain),
+        prefix: a.prefix.clone(),
+        duration: secs(a.duration),
+        pairs: a.pairs,
+        rooms: a.rooms,
+        occupants: a.occupants,
+        bosh_pairs: a.bosh_pairs,
+        login_loops: a.login_loops,
+        cut_min: secs(a.cut_min),
+        cut_max: secs(a.cut_max),
+        resume_timeout: Duration::from_secs(a.target.resume_timeout.unwrap_or(300)),
+        fresh_share: a.fresh_share,
+        message_interval: secs(a.message_interval),
+        drain: secs(a.drain),
+        rss_interval: secs(a.rss_interval).max(Duration::from_millis(100)),
+        seed: a.seed,
+        pid: env.target.pid,
+    };
+    let t0 = std::time::Instant::now();
+    let (created, skipped) = crate::admin::provision(
+        env.target.admin,
+        &env.target.token,
+        &a.target.domain,
+        job.accounts(),
+        a.target.provision_concurrency,
+    )
+    .await
+    .context("provisioning the soak accounts")?;
+    out.line(&format!(
+        "provisioned {created} accounts ({skipped} existed) in {:.1} s; soak for {:.0} s \
+         (server pid {}, resume timeout {} s)",
+        t0.elapsed().as_secs_f64(),
+        a.duration,
+        env.target.pid,
+        job.resume_timeout.as_secs(),
+    ));
+    let r = crate::soak::run(job, |line| println!("soak: {line}")).await;
+    // A server this tool started: its log is read for panics too.
+    let panics = env
+        .target
+        .log
+        .as_ref()
+        .map(|p| panics_in(&std::fs::read_to_string(p).unwrap_or_default()));
+    let c = &r.chat;
+    out.line(&format!(
+        "soak {:.0} s (+{:.1} s drain): logins {} (+{} through the plugin), {} failed; \
+         disconnects {} abrupt, {} clean; resumes {} ({} failed), fresh logins {}",
+        r.duration_s,
+        r.drain_s,
+        r.logins,
+        r.plugin_logins,
+        r.login_failures,
+        r.cuts,
+        r.clean_closes,
+        r.resumes,
+        r.resume_failures,
+        r.fresh_logins,
+    ));
+    out.line(&format!(
+        "  chat (SM): sent {} acked {} received {} lost {} duplicated {} (unacked and \
+         missing {}); BOSH: sent {} acked {} received {} lost {} duplicated {}",
+        c.sent,
+        c.acked,
+        c.received,
+        c.lost,
+        c.duplicates,
+        c.unacked_missing,
+        r.bosh.sent,
+        r.bosh.acked,
+        r.bosh.received,
+        r.bosh.lost,
+        r.bosh.duplicates,
+    ));
+    out.line(&format!(
+        "  MUC: joins {} ({} retried), leaves {}, sent {} delivered {} own echoes missing {}; \
+         stream errors {}, bounces {}, unknown bodies {}",
+        r.muc_joins,
+        r.muc_join_failures,
+        r.muc_leaves,
+        r.muc_sent,
+        r.muc_received,
+        r.muc_echo_missing,
+        r.stream_errors,
+        r.bounces,
+        r.unknown_received,
+    ));
+    out.line(&format!(
+        "  RSS: {} KiB at {} s, {} KiB at the end (ratio {:.3}), max {} KiB, {} KiB after \
+         the drain; server {}",
+        r.rss_baseline_kib,
+        r.rss_baseline_at_s,
+        r.rss_end_kib,
+        r.rss_ratio,
+        r.rss_max_kib,
+        r.rss_after_drain_kib,
+        if r.server_died { "DIED" } else { "alive" },
+    ));
+    for (e, n) in &r.errors {
+        out.line(&format!("  error ({n}×): {e}"));
+    }
+    let mut v = serde_json::to_value(&r)?;
+    v["measurement"] = json!("soak");
+    v["lost"] = json!(r.lost());
+    v["server_panics"] = json!(panics);
+    let mut failures: Vec<String> = r.failures().iter().map(|f| f.to_string()).collect();
+    if let Some(n) = panics.filter(|&n| n > 0) {
+        failures.push(format!("{n} panics in the server log"));
+    }
+    v["passed"] = json!(failures.is_empty());
+    out.measurement(v);
+    if !failures.is_empty() {
+        bail!("soak failed: {}", failures.join("; "));
+    }
+    out.line("soak passed");
     Ok(())
 }
 

@@ -4,7 +4,8 @@
 //! [`xmpp`] is a lean client (login over plain TCP, STARTTLS or direct TLS with PLAIN or
 //! SCRAM-SHA-256, or PLAIN carrying a JWT minted by [`jwt`]; [`web`] adds BOSH and
 //! WebSocket; [`sm`] scans for stream management), [`connect`], [`chat`], [`muc`],
-//! [`offline`] and [`resume`] (a resumption storm) are the scenarios, [`admin`] provisions the
+//! [`offline`], [`resume`] (a resumption storm) and [`soak`] (mixed load with random
+//! disconnects for a long time) are the scenarios, [`admin`] provisions the
 //! accounts, [`target`] starts or finds the server, [`procfs`] reads its CPU time and
 //! memory, [`stats`] holds latency samples, and [`cli`] ties them into the
 //! `heliograph-load` command.
@@ -19,6 +20,7 @@ pub mod offline;
 pub mod procfs;
 pub mod resume;
 pub mod sm;
+pub mod soak;
 pub mod stats;
 pub mod target;
 pub mod web;

@@ -42,8 +42,18 @@ fn is_self_presence(p: &Element) -> bool {
         })
 }
 
-/// Joins `room` as `nick` and waits for the self-presence; the creator also unlocks the
-/// room with the owner form (instant room, XEP-0045 §10.1.2). Returns the join latency.
+/// Whether a self-presence says the join created the room (status code 201).
+fn created_room(p: &Element) -> bool {
+    p.child("x", MUC_USER).is_some_and(|x| {
+        x.children()
+            .any(|c| c.name() == "status" && c.attr("code") == Some("201"))
+    })
+}
+
+/// Joins `room` as `nick` and waits for the self-presence; the creator (or whoever the
+/// server says created the room, status 201: a temporary room left empty is gone, and the
+/// next join makes it anew) also unlocks the room with the owner form (instant room,
+/// XEP-0045 §10.1.2). Returns the join latency.
 pub async fn join(
     s: &mut Session,
     room: &str,
@@ -55,6 +65,7 @@ pub async fn join(
         "<presence to='{room}/{nick}'><x xmlns='{MUC}'><history maxstanzas='0'/></x></presence>"
     );
     s.io.write_all(presence.as_bytes()).await?;
+    let created;
     loop {
         let el = next_stanza(&mut s.io, &mut s.parser).await?;
         if el.name() == "presence" && el.attr("type") == Some("error") {
@@ -64,10 +75,11 @@ pub async fn join(
             );
         }
         if is_self_presence(&el) {
+            created = created_room(&el);
             break;
         }
     }
-    if creator {
+    if creator || created {
         let iq = format!(
             "<iq type='set' to='{room}' id='unlock'><query xmlns='{MUC}#owner'>\
              <x xmlns='jabber:x:data' type='submit'/></query></iq>"

@@ -42,7 +42,7 @@ impl ResumeOutcome {
 }
 
 /// Cuts a connection with a reset: SO_LINGER 0, then close.
-fn reset(io: Io) {
+pub fn reset(io: Io) {
     let tcp = match &io {
         Io::Plain(t) => Some(t),
         Io::Tls(t) => Some(t.get_ref().0),

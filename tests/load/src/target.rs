@@ -37,6 +37,8 @@ pub struct SpawnOptions {
     /// PostgreSQL connection string: the server stores everything there (`[storage]
     /// backend = "postgres"`) instead of in sled under the data dir.
     pub storage_url: Option<String>,
+    /// `[c2s] resume_timeout` (seconds) when given; the server's default otherwise.
+    pub resume_timeout: Option<u64>,
 }
 
 /// The config written for a spawned server: PLAIN allowed without TLS on the STARTTLS
@@ -54,12 +56,16 @@ pub fn spawn_config(opts: &SpawnOptions, data_dir: &Path) -> String {
          websocket_ping_interval = 0\nrequest_timeout = 120\n\n\
          [[listen.component]]\naddress = \"127.0.0.1:0\"\n\n\
          [listen.admin]\naddress = \"127.0.0.1:0\"\n\n\
-         [c2s]\nping_interval = 0\nsession_queue = {queue}\n\n\
+         [c2s]\nping_interval = 0\nsession_queue = {queue}\n{resume}\n\
          [auth]\nscram_iterations = {iters}\n",
         domain = opts.domain,
         data = data_dir.display(),
         queue = opts.session_queue,
         iters = opts.scram_iterations,
+        resume = match opts.resume_timeout {
+            Some(t) => format!("resume_timeout = {t}\n"),
+            None => String::new(),
+        },
     ) + &match &opts.storage_url {
         Some(url) => format!("\n[storage]\nbackend = \"postgres\"\nurl = \"{url}\"\n"),
         None => String::new(),
@@ -303,8 +309,18 @@ mod tests {
             scram_iterations: 4096,
             session_queue: 1024,
             storage_url: None,
+            resume_timeout: None,
         };
         let cfg = spawn_config(&opts, Path::new("/tmp/x"));
+        assert!(!cfg.contains("resume_timeout"));
+        let short = spawn_config(
+            &SpawnOptions {
+                resume_timeout: Some(3),
+                ..opts.clone()
+            },
+            Path::new("/tmp/x"),
+        );
+        assert!(short.contains("ping_interval = 0\nsession_queue = 1024\nresume_timeout = 3\n"));
         assert!(cfg.contains("hosts = [\"load.test\"]"));
         assert!(cfg.contains("allow_plain_without_tls = true"));
         assert!(cfg.contains("ping_interval = 0"));

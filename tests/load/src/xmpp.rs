@@ -309,6 +309,22 @@ pub async fn login(
         return crate::web::login(spec, source, user, password, resource).await;
     }
     let (mut io, mut parser) = authenticated(spec, source, user, password).await?;
+    let full_jid = bind(&mut io, &mut parser, resource).await?;
+    io.write_all(b"<presence/>").await?;
+    Ok(Session {
+        io,
+        parser,
+        full_jid,
+        sm: None,
+    })
+}
+
+/// Binds `resource` on an authenticated stream; returns the full JID.
+pub async fn bind(
+    io: &mut Io,
+    parser: &mut StreamParser,
+    resource: &str,
+) -> anyhow::Result<String> {
     io.write_all(
         format!(
             "<iq type='set' id='bind'><bind xmlns='{}'><resource>{resource}</resource></bind></iq>",
@@ -317,21 +333,14 @@ pub async fn login(
         .as_bytes(),
     )
     .await?;
-    let result = next_stanza(&mut io, &mut parser).await?;
+    let result = next_stanza(io, parser).await?;
     if result.attr("type") != Some("result") {
         bail!("bind failed: {}", result.to_string_in(ns::CLIENT));
     }
-    let full_jid = result
+    result
         .child("bind", ns::BIND)
         .and_then(|b| b.child_text("jid", ns::BIND))
-        .context("bind result without a JID")?;
-    io.write_all(b"<presence/>").await?;
-    Ok(Session {
-        io,
-        parser,
-        full_jid,
-        sm: None,
-    })
+        .context("bind result without a JID")
 }
 
 /// Connects over TCP (TLS as asked), authenticates and opens the authenticated stream:
@@ -422,6 +431,20 @@ pub async fn resume(
     previd: &str,
     h: u32,
 ) -> anyhow::Result<(Io, u32)> {
+    let (io, _, server_h) = resume_stream(spec, source, user, password, previd, h).await?;
+    Ok((io, server_h))
+}
+
+/// [`resume`], also returning the parser: it may already hold the stanzas the server
+/// retransmitted right after `<resumed/>`.
+pub async fn resume_stream(
+    spec: &LoginSpec,
+    source: Option<IpAddr>,
+    user: &str,
+    password: &str,
+    previd: &str,
+    h: u32,
+) -> anyhow::Result<(Io, StreamParser, u32)> {
     let (mut io, mut parser) = authenticated(spec, source, user, password).await?;
     io.write_all(crate::sm::resume(previd, h).as_bytes())
         .await?;
@@ -433,7 +456,7 @@ pub async fn resume(
         match el.name() {
             "resumed" => {
                 let server_h = el.attr("h").and_then(|h| h.parse().ok()).unwrap_or(0);
-                return Ok((io, server_h));
+                return Ok((io, parser, server_h));
             }
             "failed" => bail!("resumption failed: {}", el.to_string_in(ns::CLIENT)),
             _ => {}

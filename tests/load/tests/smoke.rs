@@ -165,3 +165,56 @@ fn tiny_offline_scenario_stores_and_pops_every_message() {
     assert!(v["msgs_per_s"].as_f64().unwrap() > 0.0, "{out}");
     assert!(v["pop_p99_ms"].as_f64().unwrap() > 0.0, "{out}");
 }
+
+/// A short soak: chat with stream management, cuts every few seconds (resumed, or a fresh
+/// login after the server's 3 s resume timeout), MUC, BOSH and login loops for 15 s, then
+/// the drain, which waits until every acknowledged message arrived (or its deadline).
+#[test]
+fn short_soak_loses_no_acknowledged_message() {
+    let out = run(&[
+        "soak",
+        "-t",
+        "15",
+        "--resume-timeout",
+        "3",
+        "--cut-min",
+        "2",
+        "--cut-max",
+        "5",
+        "--fresh-share",
+        "0.3",
+        "--pairs",
+        "3",
+        "--rooms",
+        "1",
+        "--occupants",
+        "3",
+        "--bosh-pairs",
+        "1",
+        "--login-loops",
+        "1",
+        "--message-interval",
+        "0.3",
+        "--rss-interval",
+        "1",
+        "--drain",
+        "60",
+    ]);
+    let m = measurements(&out);
+    let v = m.iter().find(|v| v["measurement"] == "soak").unwrap();
+    assert_eq!(v["passed"], true, "{out}");
+    assert_eq!(v["lost"], 0, "{out}");
+    assert_eq!(v["server_panics"], 0, "{out}");
+    assert_eq!(v["server_died"], false, "{out}");
+    assert_eq!(v["unknown_received"], 0, "{out}");
+    let chat = &v["chat"];
+    assert!(chat["acked"].as_u64().unwrap() > 0, "{out}");
+    assert_eq!(chat["lost"], 0, "{out}");
+    assert!(v["cuts"].as_u64().unwrap() > 0, "{out}");
+    assert!(v["resumes"].as_u64().unwrap() > 0, "{out}");
+    assert!(v["logins"].as_u64().unwrap() > 0, "{out}");
+    assert!(v["muc_sent"].as_u64().unwrap() > 0, "{out}");
+    assert_eq!(v["muc_echo_missing"], 0, "{out}");
+    assert!(v["bosh"]["acked"].as_u64().unwrap() > 0, "{out}");
+    assert!(!v["rss"]["samples"].as_array().unwrap().is_empty(), "{out}");
+}

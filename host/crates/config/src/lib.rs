@@ -484,6 +484,9 @@ pub struct StorageSettings {
     pub ca_file: Option<PathBuf>,
     /// Apply missing schema migrations at start; `false` refuses to start instead.
     pub migrate: bool,
+    /// sled: MiB of database pages kept in memory. The cache fills as the database grows
+    /// (archive, offline messages, room logs) and stays in the server's RSS up to this.
+    pub sled_cache_mib: u64,
 }
 
 /// `storage.backend`
@@ -508,6 +511,7 @@ impl Default for StorageSettings {
             query_timeout_secs: 10,
             ca_file: None,
             migrate: true,
+            sled_cache_mib: 1024,
         }
     }
 }
@@ -662,6 +666,11 @@ impl Config {
                 "storage: pool_size and the timeouts must be positive".into(),
             ));
         }
+        if st.sled_cache_mib == 0 {
+            return Err(ConfigError::Invalid(
+                "storage: sled_cache_mib must be positive".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -756,7 +765,11 @@ mod tests {
         assert_eq!(cfg.storage.backend, StorageBackend::Postgres);
         assert_eq!(cfg.storage.postgres_url().unwrap(), "host=/tmp dbname=x");
         assert_eq!(cfg.storage.pool_size, 4);
+        assert_eq!(cfg.storage.sled_cache_mib, 1024);
+        let small = Config::from_toml("[storage]\nsled_cache_mib = 32\n", Path::new("x.toml"));
+        assert_eq!(small.unwrap().storage.sled_cache_mib, 32);
         for bad in [
+            "[storage]\nsled_cache_mib = 0\n",
             "[storage]\nbackend = \"postgres\"\n",
             "[storage]\nbackend = \"postgres\"\nurl = \"a\"\nurl_file = \"b\"\n",
             "[storage]\npool_size = 0\n",

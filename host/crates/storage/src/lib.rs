@@ -283,9 +283,15 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// Opens (creating if needed) the sled database in `dir`, its calls timed.
+    /// Opens (creating if needed) the sled database in `dir`, its calls timed, with sled's
+    /// default page cache (1 GiB).
     pub fn open_sled(dir: &std::path::Path) -> StorageResult<Storage> {
-        Ok(sled_store::open(dir)?.metered())
+        Self::open_sled_with_cache(dir, sled_store::DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`Storage::open_sled`] keeping at most `cache_bytes` of database pages in memory.
+    pub fn open_sled_with_cache(dir: &std::path::Path, cache_bytes: u64) -> StorageResult<Storage> {
+        Ok(sled_store::open(dir, cache_bytes)?.metered())
     }
 
     /// The same stores, each call timed in `heliograph_storage_seconds{backend,op}`.

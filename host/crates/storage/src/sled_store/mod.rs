@@ -48,9 +48,13 @@ use sled::{Batch, Db, IVec, Tree};
 
 use super::{Storage, StorageError, StorageResult};
 
-/// Opens (creating if needed) the database in `dir`.
-pub fn open(dir: &Path) -> StorageResult<Storage> {
-    let store = Arc::new(SledStore::open(dir)?);
+/// sled's own default page cache: 1 GiB.
+pub const DEFAULT_CACHE_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// Opens (creating if needed) the database in `dir`, keeping at most `cache_bytes` of its
+/// pages in memory (sled's page cache; it fills as the database grows).
+pub fn open(dir: &Path, cache_bytes: u64) -> StorageResult<Storage> {
+    let store = Arc::new(SledStore::open(dir, cache_bytes)?);
     let flusher = Arc::clone(&store);
     Ok(Storage {
         users: store.clone(),
@@ -70,10 +74,14 @@ pub fn open(dir: &Path) -> StorageResult<Storage> {
 
 /// Opens the database, waiting briefly for the file lock: a `Db` dropped moments ago
 /// (same process) releases its lock only when sled's background flusher lets go of it.
-fn open_db(dir: &Path) -> sled::Result<Db> {
+fn open_db(dir: &Path, cache_bytes: u64) -> sled::Result<Db> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        match sled::open(dir) {
+        match sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .open()
+        {
             // sled reports the held lock as an `Other` error whose text names it.
             Err(sled::Error::Io(e))
                 if e.to_string().contains("could not acquire lock")
@@ -109,8 +117,9 @@ struct SledStore {
 }
 
 impl SledStore {
-    fn open(dir: &Path) -> StorageResult<SledStore> {
-        let db = open_db(dir).context(&format!("opening database in {}", dir.display()))?;
+    fn open(dir: &Path, cache_bytes: u64) -> StorageResult<SledStore> {
+        let db =
+            open_db(dir, cache_bytes).context(&format!("opening database in {}", dir.display()))?;
         let tree = |name: &str| db.open_tree(name).context(&format!("opening tree {name}"));
         Ok(SledStore {
             users: tree("users")?,

@@ -77,7 +77,7 @@ fn everything_survives_reopening() {
 #[test]
 fn corrupt_data_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path()).unwrap();
+    let store = SledStore::open(dir.path(), super::DEFAULT_CACHE_BYTES).unwrap();
     let alice = acct("alice", "a.test");
     store
         .users
