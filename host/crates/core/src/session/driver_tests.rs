@@ -281,20 +281,57 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// A running driver whose protocol routes every stanza as work that waits on `gate`
+/// (no permits yet), and the ends a test holds.
+struct Gated {
+    seen: Arc<Mutex<Seen>>,
+    gate: Arc<tokio::sync::Semaphore>,
+    /// What the peer sends.
+    peer: mpsc::Sender<Inbound>,
+    /// What the driver wrote.
+    wire: Wire,
+    /// The session's mailbox.
+    tx: mpsc::Sender<SessionMsg>,
+    /// Dropping it tells the driver to shut down: tests keep it bound.
+    _stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn gated_driver() -> Gated {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let mut protocol = FakeProtocol::new(seen.clone());
+    protocol.gate = Some(gate.clone());
+    let (link, peer, wire) = fake_link();
+    let (tx, rx) = mpsc::channel(16);
+    let (stop, shutdown) = crate::shutdown::Shutdown::new();
+    let task = tokio::spawn(Driver::new(protocol, Box::new(link), rx, timing(), shutdown).run());
+    Gated {
+        seen,
+        gate,
+        peer,
+        wire,
+        tx,
+        _stop: stop,
+        task,
+    }
+}
+
 fn stanza(id: &str) -> Inbound {
     Inbound::Event(StreamEvent::Stanza(msg(id)))
 }
 
 #[tokio::test]
 async fn reading_past_held_stanzas_stops_at_a_bound() {
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let mut protocol = FakeProtocol::new(seen.clone());
-    protocol.gate = Some(gate.clone());
-    let (link, peer, _wire) = fake_link();
-    let (_tx, rx) = mpsc::channel(16);
-    let (_stop, shutdown) = crate::shutdown::Shutdown::new();
-    let task = tokio::spawn(Driver::new(protocol, Box::new(link), rx, timing(), shutdown).run());
+    let Gated {
+        seen,
+        gate,
+        peer,
+        wire: _wire,
+        tx: _tx,
+        _stop,
+        task,
+    } = gated_driver();
     // Enough stanzas to fill the routing work and the held events, then an ack.
     let n = MAX_PENDING_WORK + MAX_HELD_INBOUND;
     for i in 0..n {
@@ -328,14 +365,15 @@ fn ack(id: &str) -> Inbound {
 
 #[tokio::test]
 async fn flow_control_is_handled_while_routing_is_backed_up_and_stanzas_keep_their_order() {
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let mut protocol = FakeProtocol::new(seen.clone());
-    protocol.gate = Some(gate.clone());
-    let (link, peer, _wire) = fake_link();
-    let (_tx, rx) = mpsc::channel(16);
-    let (_stop, shutdown) = crate::shutdown::Shutdown::new();
-    let task = tokio::spawn(Driver::new(protocol, Box::new(link), rx, timing(), shutdown).run());
+    let Gated {
+        seen,
+        gate,
+        peer,
+        wire: _wire,
+        tx: _tx,
+        _stop,
+        task,
+    } = gated_driver();
     // Routing is stuck (a recipient that does not read, say) and the peer has sent
     // more than the driver takes while it is.
     let ids: Vec<String> = (0..MAX_PENDING_WORK + 3).map(|i| format!("m{i}")).collect();
@@ -370,14 +408,15 @@ async fn flow_control_is_handled_while_routing_is_backed_up_and_stanzas_keep_the
 
 #[tokio::test]
 async fn routing_work_that_waits_holds_up_neither_deliveries_nor_its_order() {
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let mut protocol = FakeProtocol::new(seen.clone());
-    protocol.gate = Some(gate.clone());
-    let (link, peer, wire) = fake_link();
-    let (tx, rx) = mpsc::channel(16);
-    let (_stop, shutdown) = crate::shutdown::Shutdown::new();
-    let task = tokio::spawn(Driver::new(protocol, Box::new(link), rx, timing(), shutdown).run());
+    let Gated {
+        seen,
+        gate,
+        peer,
+        wire,
+        tx,
+        _stop,
+        task,
+    } = gated_driver();
     // The peer sends three stanzas; routing the first waits (slow storage, say).
     for id in ["a", "b", "c"] {
         peer.send(stanza(id)).await.unwrap();
