@@ -16,6 +16,7 @@ mod c2s;
 mod cli;
 mod component_plugins;
 mod components;
+mod console;
 mod edge;
 mod features;
 mod hardening;

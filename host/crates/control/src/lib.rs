@@ -3,6 +3,7 @@
 //! - [`Server`] ([`server`]): the core, the features, the certificates and the operator
 //!   token, as the admin API needs them;
 //! - [`admin`]: the HTTP admin API (JSON under `/api/v1`, the OpenAPI document);
+//! - [`console`]: the web console under `/console/`, static files embedded in the binary;
 //! - [`tenant_ops`]: creating, changing, enabling, removing tenants and reloading the
 //!   config, each applied at once to sessions, rooms and components;
 //! - [`plugin_files`]: plugins the config file names;
@@ -10,6 +11,7 @@
 //! - [`health`]: `/health/live`, `/health/ready` and `/metrics`.
 
 pub mod admin;
+pub mod console;
 pub mod drain;
 pub mod health;
 pub mod plugin_files;

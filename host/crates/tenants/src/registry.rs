@@ -5,7 +5,7 @@
 //! Writers (admin API, reload) are serialized, build the next snapshot by structural
 //! sharing (an insert copies O(log n) nodes, not the whole map) and swap it in atomically.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
@@ -29,6 +29,16 @@ pub struct Tenant {
     pub jwt: Option<Arc<heliograph_auth::tokens::jwt::JwtVerifier>>,
     /// Online sessions; shared by every version of the tenant across updates.
     sessions: Arc<AtomicUsize>,
+    /// Logins and failed logins since start; shared across updates like `sessions`.
+    activity: Arc<LoginActivity>,
+}
+
+/// A tenant's login counts since the server started (the admin API shows them; the
+/// console turns them into rates).
+#[derive(Debug, Default)]
+pub struct LoginActivity {
+    logins: AtomicU64,
+    login_failures: AtomicU64,
 }
 
 impl Tenant {
@@ -47,6 +57,7 @@ impl Tenant {
             cert,
             jwt: None,
             sessions: Arc::default(),
+            activity: Arc::default(),
         }
     }
 
@@ -66,6 +77,24 @@ impl Tenant {
     /// Online sessions right now.
     pub fn session_count(&self) -> usize {
         self.sessions.load(Ordering::Relaxed)
+    }
+
+    /// Counts a successful login (a session bound).
+    pub fn count_login(&self) {
+        self.activity.logins.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a failed authentication attempt on one of the tenant's domains.
+    pub fn count_login_failure(&self) {
+        self.activity.login_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (logins, failed logins) since the server started.
+    pub fn login_counts(&self) -> (u64, u64) {
+        (
+            self.activity.logins.load(Ordering::Relaxed),
+            self.activity.login_failures.load(Ordering::Relaxed),
+        )
     }
 
     /// Counts a new session unless `max_sessions` is reached.
@@ -260,6 +289,7 @@ impl Registry {
         let old = next.by_name.get(&tenant.name).cloned();
         if let Some(o) = &old {
             tenant.sessions = o.sessions.clone();
+            tenant.activity = o.activity.clone();
             next.remove_domains(o);
         }
         next.insert(Arc::new(tenant));
@@ -286,6 +316,7 @@ impl Registry {
         for mut t in tenants {
             if let Some(o) = cur.by_name.get(&t.name) {
                 t.sessions = o.sessions.clone();
+                t.activity = o.activity.clone();
             }
             next.check_claims(&t)?;
             next.insert(Arc::new(t));
@@ -359,6 +390,29 @@ mod tests {
         drop(s1);
         assert_eq!(t.session_count(), 1);
         assert!(t.acquire_session().is_some());
+    }
+
+    #[test]
+    fn login_counts_survive_updates_and_reloads() {
+        let r = Registry::default();
+        r.upsert(tenant("a", &["a.test"])).unwrap();
+        let t = r.by_name("a").unwrap();
+        t.count_login();
+        t.count_login();
+        t.count_login_failure();
+        r.upsert(tenant("a", &["a2.test"])).unwrap();
+        assert_eq!(r.by_name("a").unwrap().login_counts(), (2, 1));
+        r.replace_all(vec![tenant("a", &["a.test"])]).unwrap();
+        let t = r.by_name("a").unwrap();
+        t.count_login();
+        assert_eq!(t.login_counts(), (3, 1));
+        r.remove("a");
+        r.upsert(tenant("a", &["a.test"])).unwrap();
+        assert_eq!(
+            r.by_name("a").unwrap().login_counts(),
+            (0, 0),
+            "a new tenant starts at 0"
+        );
     }
 
     #[test]

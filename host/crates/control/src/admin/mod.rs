@@ -26,6 +26,7 @@
 pub mod auth;
 pub mod context;
 pub mod drain;
+pub mod me;
 pub mod openapi;
 pub mod plugins;
 pub mod response;
@@ -145,6 +146,11 @@ async fn serve_connection(
     let service = service_fn(move |req| {
         let api = api.clone();
         async move {
+            if let Some(resp) =
+                crate::console::handle(req.method(), req.uri().path(), req.headers())
+            {
+                return Ok::<_, Infallible>(resp);
+            }
             if let Some(resp) = crate::health::handle(&api.server, req.method(), req.uri().path()) {
                 return Ok::<_, Infallible>(resp);
             }

@@ -69,6 +69,9 @@ pub enum ApiError {
     /// No such tenant.
     #[error("no tenant named {0:?}")]
     NoSuchTenant(String),
+    /// No such online session.
+    #[error("no online session {0}")]
+    NoSuchSession(String),
     /// No such MUC room (or occupant in it).
     #[error("{0}")]
     NoSuchRoom(String),
@@ -95,9 +98,10 @@ impl ApiError {
             | ApiError::InvalidPassword(_)
             | ApiError::BadPath(_)
             | ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
-            ApiError::NoSuchTenant(_) | ApiError::NoSuchRoom(_) | ApiError::NoSuchToken(_) => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::NoSuchTenant(_)
+            | ApiError::NoSuchRoom(_)
+            | ApiError::NoSuchToken(_)
+            | ApiError::NoSuchSession(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::LimitReached(_) => StatusCode::FORBIDDEN,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -135,6 +139,7 @@ impl ApiError {
             ApiError::Plugin(e) => plugin_code(e),
             ApiError::NoSuchTenant(_) => "tenant_not_found",
             ApiError::NoSuchRoom(_) => "room_not_found",
+            ApiError::NoSuchSession(_) => "session_not_found",
             ApiError::NoSuchToken(_) => "token_not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::Invalid(_) => "invalid",

@@ -22,7 +22,7 @@ use hyper::{HeaderMap, Method, StatusCode};
 use super::context::{Ctx, Params};
 use super::response::{ApiError, ApiResponse, ApiResult};
 use super::{
-    AdminApi, MAX_BODY, auth, drain, openapi, plugins, rooms, sessions, tenants, tokens, users,
+    AdminApi, MAX_BODY, auth, drain, me, openapi, plugins, rooms, sessions, tenants, tokens, users,
 };
 
 /// Future returned by a handler.
@@ -156,6 +156,22 @@ pub static ROUTES: &[Route] = &[
         body: Body::None,
         success: StatusCode::OK,
         handler: |c| Box::pin(sessions::list_domain(c)),
+    },
+    Route {
+        method: Method::DELETE,
+        path: "/api/v1/sessions/{domain}/{username}/{resource}",
+        summary: "End one online session (stream error policy-violation; the account stays)",
+        body: Body::None,
+        success: StatusCode::NO_CONTENT,
+        handler: |c| Box::pin(sessions::end(c)),
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/me",
+        summary: "Who the token is: {\"principal\": \"operator\"} or {\"principal\": \"tenant\", \"tenant\": name}",
+        body: Body::None,
+        success: StatusCode::OK,
+        handler: |c| Box::pin(me::show(c)),
     },
     Route {
         method: Method::GET,

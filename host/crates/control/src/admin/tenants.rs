@@ -27,6 +27,10 @@ pub struct TenantView {
     #[serde(flatten)]
     spec: TenantSpec,
     sessions: usize,
+    /// Sessions bound since the server started (a rate is the difference of two reads).
+    logins_total: u64,
+    /// Failed authentication attempts on the tenant's domains since the server started.
+    login_failures_total: u64,
     has_token: bool,
 }
 
@@ -34,11 +38,14 @@ impl TenantView {
     pub fn of(t: &Tenant) -> TenantView {
         // Inline secrets (JWT HMAC keys, component secrets) are write-only.
         let spec = t.spec.redacted();
+        let (logins_total, login_failures_total) = t.login_counts();
         TenantView {
             name: t.name.clone(),
             source: if t.from_config { "config" } else { "api" },
             spec,
             sessions: t.session_count(),
+            logins_total,
+            login_failures_total,
             has_token: t.token_sha256.is_some(),
         }
     }

@@ -748,6 +748,9 @@ impl StreamCore {
         self.exchange = None;
         self.failed_auths += 1;
         self.fast_rotation = None;
+        if let Some(tenant) = self.domain.as_deref().and_then(|d| self.core.tenant_of(d)) {
+            tenant.count_login_failure();
+        }
         tracing::info!(address = %self.facts.address, condition = f.condition(), "authentication failed");
         let el = match self.sasl2.take() {
             Some(_) => sasl2::failure(f, text),
@@ -814,6 +817,7 @@ impl StreamCore {
             .tenant_of(&account.domain)
             .ok_or(BindFailure::HostGone)?;
         let slot = tenant.acquire_session().ok_or(BindFailure::SessionLimit)?;
+        tenant.count_login();
         self.tenant_slot = Some(slot);
         self.unauth = None;
         self.bound_metric = Some(crate::metrics::session_bound(
