@@ -153,8 +153,9 @@ export async function startPageServer() {
   return { origin, close: () => new Promise((r) => { srv.closeAllConnections?.(); srv.close(r); }) };
 }
 
-/** A minimal XMPP client over direct TLS (XEP-0368) with PLAIN: the "TCP user". */
-export async function tcpLogin(address, user, password, resource = 'tcp') {
+/** A minimal XMPP client over direct TLS (XEP-0368) with PLAIN: the "TCP user". Rejects
+ * when the server answers the login with a SASL failure. */
+export async function tcpLogin(address, user, password, resource = 'tcp', domain = 'localhost') {
   const [host, port] = address.split(':');
   const sock = tls.connect({ host, port: Number(port), servername: 'localhost', rejectUnauthorized: false });
   await new Promise((resolve, reject) => { sock.once('secureConnect', resolve); sock.once('error', reject); });
@@ -178,11 +179,15 @@ export async function tcpLogin(address, user, password, resource = 'tcp') {
     waiters.push(check);
     check();
   });
-  const open = () => sock.write("<?xml version='1.0'?><stream:stream to='localhost' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>");
+  const open = () => sock.write(`<?xml version='1.0'?><stream:stream to='${domain}' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>`);
   open();
   await until(/<\/stream:features>/);
   sock.write(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${Buffer.from(`\0${user}\0${password}`).toString('base64')}</auth>`);
-  await until(/<success[^>]*\/>|<success[^>]*>[^<]*<\/success>/);
+  const answer = await until(/<success[^>]*\/>|<success[^>]*>[^<]*<\/success>|<failure[^>]*>.*?<\/failure>/s);
+  if (answer[0].startsWith('<failure')) {
+    sock.destroy();
+    throw new Error('login refused: ' + answer[0]);
+  }
   open();
   await until(/<\/stream:features>/);
   sock.write(`<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>${resource}</resource></bind></iq>`);
@@ -196,6 +201,12 @@ export async function tcpLogin(address, user, password, resource = 'tcp') {
       const m = await until(new RegExp(`<message[^>]*from="([^"]+)"[^>]*>(?:(?!</message>).)*<body>${esc}</body>`, 's'), ms);
       return { from: m[1] };
     },
+    /** Writes raw XML on the stream. */
+    raw(xml) { sock.write(xml); },
+    /** Waits for the received text to match `re` (consuming up to the match). */
+    waitRaw(re, ms = 15000) { return until(re, ms); },
+    /** Resolves once the server has closed the connection. */
+    closed: new Promise((resolve) => sock.once('close', resolve)),
     close() { sock.end('</stream:stream>'); sock.destroy(); },
   };
 }
@@ -205,15 +216,20 @@ export async function tcpLogin(address, user, password, resource = 'tcp') {
  * at `origin`; `onPage(page)` runs before the page loads (to watch its requests).
  */
 export async function openTestPage(origin, onPage = () => {}) {
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-  });
+  const browser = await launchBrowser();
   const page = await browser.newPage();
   page.on('console', (m) => { if (process.env.DEBUG) console.log('[page]', m.text()); });
   onPage(page);
   await page.goto(origin + '/');
   await page.waitForFunction(() => document.getElementById('status').textContent === 'ready');
   return { browser, page };
+}
+
+/** Headless Chromium: Debian's (or $CHROMIUM), never one npm downloaded. */
+export function launchBrowser() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  });
 }
