@@ -8,6 +8,8 @@
 //! | DELETE | `/api/v1/users/{domain}/{username}` | 204 (ends the account's sessions) |
 //! | PUT    | `/api/v1/users/{domain}/{username}/password` `{"password"}` | 204 (ends sessions) |
 //! | GET    | `/api/v1/sessions`, `/api/v1/sessions/{domain}` | 200 `{"sessions":[...]}` |
+//! | DELETE | `/api/v1/sessions/{domain}/{username}/{resource}` | 204 (the session ends) |
+//! | GET    | `/api/v1/me` | 200 `{"principal":"operator"}` or `{"principal":"tenant",...}` |
 //! | GET/POST | `/api/v1/tenants/{tenant}/rooms` | 200 `{"rooms":[...]}` / 201 room |
 //! | GET/DELETE | `/api/v1/tenants/{tenant}/rooms/{room}` | 200 room with occupants / 204 |
 //! | POST   | `/api/v1/tenants/{tenant}/rooms/{room}/kick` `{"nick","reason"?}` | 204 |
@@ -19,6 +21,9 @@
 //! or user, 405 wrong method (with `Allow`), 409 existing user, 413 body over 64 KiB
 //! (plugin uploads: over `plugins.max_upload_mib`), 415 body not JSON (plugin uploads: not
 //! `application/wasm`), 500 storage failure. Plugin endpoints: see [`plugins`].
+//!
+//! The same listener serves the web console ([`crate::console`], `/console/`), a client
+//! of this API with no endpoint of its own.
 //!
 //! Layout: [`routes`] holds the route table and dispatch, [`users`] and [`sessions`] the
 //! handlers, [`context`] what handlers share, [`response`] the JSON/error helpers.
