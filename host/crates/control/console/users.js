@@ -5,11 +5,13 @@ import { api, seg } from './api.js';
 import { h, table, form, button, confirmThen, section, showInfo } from './dom.js';
 
 let current = null; // the domain shown, kept across visits of the page
+let shown = null; // the element the domain is drawn in (the page may not be attached yet)
 
 export async function render(ctx) {
   const domains = await ctx.domains();
   if (!current || !domains.includes(current)) current = domains[0] || '';
   const body = h('div', { id: 'domain-view' });
+  shown = body;
   const picker = form('domain-pick', [
     ['domain', 'Domain', 'text', { value: current, list: 'domain-list', required: true }],
   ], 'Show', async (v) => {
@@ -19,7 +21,7 @@ export async function render(ctx) {
   });
   picker.append(h('datalist', { id: 'domain-list' }, domains.map((d) => h('option', { value: d }))));
   if (current) await draw(ctx, current, body);
-  ctx.every(5000, () => (current ? drawSessions(ctx, current) : Promise.resolve()));
+  ctx.every(5000, () => (current && shown === body ? drawSessions(ctx, current) : Promise.resolve()));
   return h('div', {}, section('Domain', picker), body);
 }
 
@@ -66,7 +68,7 @@ async function draw(ctx, domain, body) {
 }
 
 async function drawSessions(ctx, domain) {
-  const box = document.getElementById('session-list');
+  const box = shown?.querySelector('#session-list');
   if (!box) return;
   const r = await api('GET', '/api/v1/sessions/' + seg(domain));
   box.replaceChildren(table([
