@@ -238,11 +238,26 @@ test('the operator installs a plugin and sees its figures change after logins', 
   assert.equal(slots[0].active, 1);
   assert.equal(slots[0].versions.length, 2);
 
+  // A version that traps: its failures show by cause; "roll back to last good" recovers.
+  const hostile = join(dirname(wasm), 'hostile.wasm');
+  await page.fill('#plugin-install input[name=slot]', 'auth');
+  await page.setInputFiles('#plugin-install input[name=wasm]', hostile);
+  await page.fill('#plugin-install textarea[name=config]', JSON.stringify({ mode: 'trap' }));
+  await page.click('#plugin-install button[type=submit]');
+  await page.waitForFunction(() => /active v3/.test(document.querySelector('article[data-slot=auth] h3')?.textContent), null, { timeout: LONG });
+  await assert.rejects(tcpLogin(server.direct, 'erin', 'erin-pw', 'r5', 'acme.test'), /login refused/);
+  await page.waitForFunction(() => /trap 1/.test(document.querySelector('article[data-slot=auth] .failures')?.textContent), null, { timeout: LONG });
+  await shot('04b-plugin-failures');
+  if (!(await page.$eval('article[data-slot=auth] details', (d) => d.open))) await page.click('article[data-slot=auth] summary');
+  await page.locator('article[data-slot=auth]').getByRole('button', { name: 'Roll back to last good' }).click();
+  await page.waitForFunction(() => /active v1/.test(document.querySelector('article[data-slot=auth] h3')?.textContent), null, { timeout: LONG });
+  clients.push(await tcpLogin(server.direct, 'erin', 'erin-pw', 'r5', 'acme.test'));
+
   // The tenant list shows the logins and the refused one.
   await goTo(page, 'tenants');
   await page.waitForFunction(() => {
     const row = document.querySelector('#tenant-list tr[data-key=acme]');
-    return row && row.children[5].textContent === '3' && /^1 /.test(row.children[6].textContent);
+    return row && row.children[5].textContent === '4' && /^2 /.test(row.children[6].textContent);
   }, null, { timeout: LONG });
   await shot('05-tenants-after-logins');
 });
