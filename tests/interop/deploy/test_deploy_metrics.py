@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -110,7 +111,7 @@ def wasm():
 @pytest.mark.server_config({
     # Login attempts over 1/s from one address are held back (login_attempts_delayed_total).
     "limits": {"login_rate_per_address": 1, "login_burst_per_address": 1},
-    "listen": {"c2s": default_config(None)["listen"]["c2s"]  # type: ignore[arg-type]
+    "listen": {"c2s": default_config(Path("."))["listen"]["c2s"]
                + [{"address": "127.0.0.1:0", "tls": "starttls", "max_connections": 1}]},
 })
 async def test_dashboard_and_alerts_read_only_exported_metrics(server, xmpp, wasm):
