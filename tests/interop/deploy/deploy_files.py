@@ -63,6 +63,27 @@ def dashboard_expressions(dash: dict) -> list[tuple[str, str]]:
     return out
 
 
+def dashboard_legends(dash: dict) -> list[tuple[str, str, set[str]]]:
+    """(where, PromQL, labels its legend shows as `{{label}}`) of every panel target."""
+    out = []
+    for panel in dashboard_panels(dash):
+        for target in panel.get("targets", []):
+            labels = set(re.findall(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}", target.get("legendFormat", "")))
+            if target.get("expr"):
+                out.append((f"panel {panel['title']!r} legend {target.get('refId')}", target["expr"], labels))
+    return out
+
+
+def alert_annotation_labels() -> list[tuple[str, str, set[str]]]:
+    """(where, PromQL, labels its annotations show as `$labels.X`) of every alert."""
+    out = []
+    for rule in alert_rules():
+        text = " ".join(str(v) for v in rule.get("annotations", {}).values())
+        labels = set(re.findall(r"\$labels\.([A-Za-z_][A-Za-z0-9_]*)", text))
+        out.append((f"alert {rule.get('alert')} annotations", rule["expr"], labels))
+    return out
+
+
 def dashboard_label_values(dash: dict) -> list[tuple[str, str, str]]:
     """(variable, selector, label) of each `label_values(selector, label)` variable."""
     out = []

@@ -25,6 +25,8 @@ NUMBER_WORDS = {"inf", "nan"}
 # Aggregation operators: `sum by (x) (...)` puts the label list before the parenthesis.
 AGGREGATIONS = {"sum", "min", "max", "avg", "group", "stddev", "stdvar", "count",
                 "count_values", "bottomk", "topk", "quantile", "limitk", "limit_ratio"}
+# Those that select series rather than combine them, keeping their labels.
+SELECTING_AGGREGATIONS = {"bottomk", "topk", "limitk", "limit_ratio"}
 
 _TOKEN = re.compile(
     r"""
@@ -60,6 +62,9 @@ class Parsed:
     selectors: list[Selector] = field(default_factory=list)
     # Labels named in by/without/on/ignoring/group_left/group_right lists.
     grouping_labels: set[str] = field(default_factory=set)
+    # Whether an aggregation that keeps only its `by` labels (sum, max, ...; not topk,
+    # which keeps its input's) appears.
+    aggregated: bool = False
 
     @property
     def metric_names(self) -> set[str]:
@@ -176,6 +181,9 @@ def parse(expr: str) -> Parsed:
             if word in OPERATOR_KEYWORDS or word in NUMBER_WORDS:
                 i += 1
                 continue
+            if word in AGGREGATIONS - SELECTING_AGGREGATIONS and (
+                    nxt == ("open", "(") or nxt[0] == "ident"):
+                out.aggregated = True
             if word in AGGREGATIONS and nxt[0] == "ident" and nxt[1].lower() in ("by", "without"):
                 labels, i = _label_list(tokens, i + 2, expr)
                 out.grouping_labels.update(labels)

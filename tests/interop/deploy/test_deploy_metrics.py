@@ -6,6 +6,10 @@ server that has been made to produce each series (metrics are registered when fi
 recorded, so the test logs in, fails a login, routes messages and an error, refuses a
 connection, runs a plugin).
 
+The labels the dashboard's legends (`{{label}}`) and the alerts' annotations
+(`$labels.X`) show must be in their query's result: an aggregation keeps only its `by`
+labels.
+
 Names that come from Prometheus or the blackbox exporter, not from the server, are
 listed in EXTERNAL; `job` and `instance` are the labels Prometheus attaches to every
 scraped series.
@@ -21,7 +25,9 @@ from pathlib import Path
 import pytest
 
 from deploy_files import (
+    alert_annotation_labels,
     dashboard,
+    dashboard_legends,
     dashboard_expressions,
     dashboard_label_values,
     dashboard_panels,
@@ -72,6 +78,25 @@ def problems(expressions: list[tuple[str, str]], series: dict[str, dict[str, set
     return out
 
 
+def shown_label_problems(shown: list[tuple[str, str, set[str]]],
+                         series: dict[str, dict[str, set[str]]]) -> list[str]:
+    """Legend `{{label}}`s and annotation `$labels.X` the query's result does not have:
+    an aggregation keeps only its `by` labels; a plain selector has its metric's labels
+    and the target labels."""
+    out = []
+    for where, expr, labels in shown:
+        parsed = parse(expr)
+        if parsed.aggregated:
+            result = set(parsed.grouping_labels)
+        else:
+            result = set(TARGET_LABELS)
+            for sel in parsed.selectors:
+                result |= set(series.get(sel.name, {}))
+        for label in sorted(labels - result):
+            out.append(f"{where}: shows {label!r}, which its query's result lacks ({sorted(result)})")
+    return out
+
+
 def test_the_check_finds_what_is_missing():
     """problems() is what the real checks rely on: it must report each kind of mistake."""
     series = read_exposition(
@@ -83,6 +108,12 @@ def test_the_check_finds_what_is_missing():
                       ("c", 's{quantile="0.99"}'), ("d", "sum by (cuase) (c_total)"),
                       ("e", "vector(1)")], series)
     assert [p.split(":")[0] for p in found] == ["a", "b", "c", "d", "e"], found
+    assert shown_label_problems([("ok", "sum by (op) (s_count)", {"op"}),
+                                 ("ok2", "s_count", {"op", "instance"}),
+                                 ("f", "sum by (op) (s_count)", {"instance"}),
+                                 ("g", "sum(c_total)", {"cause"})], series) == [
+        "f: shows 'instance', which its query's result lacks (['op'])",
+        "g: shows 'cause', which its query's result lacks ([])"]
 
 
 def metrics_text(server) -> str:
@@ -144,6 +175,7 @@ async def test_dashboard_and_alerts_read_only_exported_metrics(server, xmpp, was
             break
         await asyncio.sleep(0.5)
     found = problems(expressions, series)
+    found += shown_label_problems(dashboard_legends(dash) + alert_annotation_labels(), series)
     assert not found, "\n".join(found) + f"\n\nexported: {sorted(series)}"
 
     for name, selector, label in dashboard_label_values(dash):

@@ -49,6 +49,15 @@ def test_matchers_and_grouping_labels():
     assert p.grouping_labels == {"cause", "transport", "instance"}
 
 
+@pytest.mark.parametrize("expr, aggregated", [
+    ("a", False), ("rate(a[5m])", False), ("topk(3, a)", False), ("sum(a)", True),
+    ("sum by (x) (a)", True), ("max(a) by (x)", True), ("topk(3, sum by (x) (a))", True),
+    ("a / on (x) b", False),
+])
+def test_aggregated(expr, aggregated):
+    assert parse(expr).aggregated is aggregated
+
+
 @pytest.mark.parametrize("expr", ["sum(a", "a)", "a{x=}", "a{x~\"y\"}", "rate(a[5m)", "a !~ b", "sum by x (a)", "a{x=\"y\"", "sum by (x (a)", "a{x"])
 def test_malformed_expressions_are_refused(expr):
     with pytest.raises(PromQLError):
