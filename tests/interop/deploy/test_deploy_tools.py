@@ -27,8 +27,8 @@ INSTALLED_CONFIG = "/etc/heliograph/heliograph.toml"
 MAX_EXPOSURE = 20
 
 
-def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, **kwargs)
+def run(cmd: list[str], timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kwargs)
     print(f"$ {shlex.join(cmd)}  -> {proc.returncode}\n{proc.stdout}{proc.stderr}")
     return proc
 
@@ -174,3 +174,26 @@ def test_systemd_reload_and_graceful_stop_commands(heliograph_bin):
         if not os.environ.get("HELIOGRAPH_KEEP_TMP"):
             shutil.rmtree(srv.workdir, ignore_errors=True)
             srv.remove_storage()
+
+
+def test_systemd_stop_returns_at_once_when_the_drain_cannot_be_asked(tmp_path, heliograph_bin):
+    """With no API answering, the stop command returns at once (systemd then sends
+    SIGTERM) instead of waiting out TimeoutStopSec for a process that is not draining."""
+    config = tmp_path / "heliograph.toml"
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "admin.token").write_text("nobody-checks-it\n")
+    config.write_text(f'[general]\ndata_dir = "{tmp_path / "data"}"\n'
+                      f'[listen.admin]\naddress = "127.0.0.1:{free_port()}"\n')
+    stand_in = subprocess.Popen(["sleep", "120"])  # the "main process", not draining
+    try:
+        env = dict(os.environ, MAINPID=str(stand_in.pid))
+        started = time.monotonic()
+        for line in directive("ExecStop"):
+            proc = run(systemd_command(line, heliograph_bin, config), env=env, timeout=60)
+            assert proc.returncode == 0
+        took = time.monotonic() - started
+        assert took < 15, f"the stop waited {took:.0f}s for a process that was never drained"
+        assert stand_in.poll() is None
+    finally:
+        stand_in.kill()
+        stand_in.wait()
