@@ -26,12 +26,12 @@ import pytest
 
 from deploy_files import (
     alert_annotation_labels,
+    alert_expressions,
     dashboard,
-    dashboard_legends,
     dashboard_expressions,
     dashboard_label_values,
+    dashboard_legends,
     dashboard_panels,
-    alert_expressions,
 )
 from harness.raw import RawStream
 from harness.server import default_config
@@ -125,8 +125,8 @@ def metrics_text(server) -> str:
 def refused_connection(address: tuple[str, int]) -> None:
     """Holds one connection to a listener limited to one, and has a second refused."""
     with RawStream.connect(address, timeout=10) as held:
-        # Answered: counted by the listener (a connection is counted once its task runs,
-        # so two racing ones could swap roles).
+        # Answered, so the listener has counted it before the second one arrives (two
+        # connections opened back to back were seen to swap roles).
         held.open()
         with RawStream.connect(address, timeout=10) as extra:
             extra.read_to_close(timeout=10)
