@@ -205,6 +205,7 @@ trap stop_postgres EXIT
 
 VENV="$(python_venv_path)"
 export HELIOGRAPH_REQUIRE_HAPROXY=1   # so the HAProxy test fails instead of skipping
+export HELIOGRAPH_REQUIRE_DEPLOY_TOOLS=1   # likewise promtool, systemd-analyze, openssl
 # The server binary the interop and browser suites start (built by `cargo test` or by
 # the "build heliograph" step).
 export HELIOGRAPH_BIN="$CARGO_TARGET_DIR/debug/heliograph"
@@ -219,6 +220,9 @@ step_setup() {
     ensure_apt_packages chromium   # headless browser for tests/browser (never downloaded by npm)
     ensure_apt_packages haproxy    # real load balancer in front of c2s (host/tests/all/edge.rs)
     ensure_apt_packages iproute2   # ss: the listen backlog of the listeners (edge.rs)
+    # The deploy files' checkers (tests/interop/deploy): promtool (Debian ships it in
+    # `prometheus`), systemd-analyze (`systemd`), openssl for HAProxy's test certificate.
+    ensure_apt_packages prometheus systemd openssl
     echo "CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
     ensure_browser_packages
     cargo --version
@@ -369,7 +373,18 @@ step_interop() {
     # (pytest.ini there sets the per-test timeouts and keeps .pytest_cache out of the clone.)
     # One worker per core (pytest-xdist): every test has its own server on its own ports,
     # and most of a test's time is spent waiting for it. `-- -n 0` runs them one by one.
-    "$VENV/bin/python" -m pytest "$REPO_ROOT/tests/interop" -q -n auto "${PYTEST_EXTRA[@]}"
+    # tests/interop/deploy is a step of its own (step_deploy).
+    "$VENV/bin/python" -m pytest "$REPO_ROOT/tests/interop" -q -n auto \
+        --ignore="$REPO_ROOT/tests/interop/deploy" "${PYTEST_EXTRA[@]}"
+}
+
+# The files of deploy/ (deploy/README.md), each checked by the tool that runs it and
+# against a real server: the dashboard's and alert rules' metric names against its
+# /metrics, `promtool check rules` and `promtool test rules`, `haproxy -c` and clients
+# logging in through HAProxy run with the example file, `systemd-analyze verify` and
+# `security` and the unit's reload and draining stop commands.
+step_deploy() {
+    "$VENV/bin/python" -m pytest "$REPO_ROOT/tests/interop/deploy" -q -rs
 }
 
 step_browser() {
@@ -417,6 +432,7 @@ fi
 
 run_step "build heliograph" step_build_server
 run_step "interop tests (pytest + slixmpp)" step_interop
+run_step "deploy files: Grafana, Prometheus rules, HAProxy, systemd (tests/interop/deploy)" step_deploy
 run_step "browser tests (headless Chromium: Strophe.js over BOSH, @xmpp/client over WebSocket)" step_browser
 run_step "interop tests on PostgreSQL" step_interop_postgres
 run_step "browser tests on PostgreSQL" step_browser_postgres
