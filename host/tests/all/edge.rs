@@ -194,7 +194,7 @@ async fn health_and_metrics_count_a_login_and_a_message() {
         sum_matching(&samples, "heliograph_sessions", "tenant=\"default\"") >= 2.0,
         "{text}"
     );
-    assert!(samples["heliograph_process_resident_memory_bytes"] > 0.0);
+    assert!(samples["process_resident_memory_bytes"] > 0.0);
     // The wrong-password connection is still unauthenticated; the two sessions are not.
     assert_eq!(
         samples["heliograph_unauthenticated_connections"], 1.0,
@@ -299,6 +299,90 @@ async fn drain_sends_clients_away_loses_nothing_and_exits() {
         msg.child_text("body", ns::CLIENT).as_deref(),
         Some("sent during the drain")
     );
+}
+
+/// The node's state and the process itself on /metrics: `heliograph_ready` is 1 while
+/// /health/ready answers 200 and `heliograph_draining` 0; once a drain is asked through
+/// the admin API they turn to 0 and 1 (with /health/ready at 503); the standard process
+/// metrics are there, and `process_cpu_seconds_total` grows while the server works.
+#[tokio::test]
+async fn metrics_show_readiness_draining_and_the_process() {
+    let server = TestServer::start(
+        &[("alice", "wonderland")],
+        // A session stays for the grace period, so the drain lasts while it is looked at.
+        "[drain]\ngrace_period = 30\ndeadline = 40\n",
+    );
+    let base = format!("http://{}", server.admin);
+    let scrape = || async { parse_prometheus(&get(&format!("{base}/metrics")).await.1) };
+
+    let samples = scrape().await;
+    assert_eq!(get(&format!("{base}/health/ready")).await.0, 200);
+    assert_eq!(samples.get("heliograph_ready"), Some(&1.0), "{samples:?}");
+    assert_eq!(
+        samples.get("heliograph_draining"),
+        Some(&0.0),
+        "{samples:?}"
+    );
+    for name in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(
+            samples.get(name).is_some_and(|v| *v > 0.0),
+            "{name}: {samples:?}"
+        );
+    }
+    assert!(samples["process_max_fds"] >= samples["process_open_fds"]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let started = samples["process_start_time_seconds"];
+    // The server was started by this test, a moment ago (boot time has 1 s precision).
+    assert!(
+        started <= now + 2.0 && started > now - 300.0,
+        "{started} vs {now}"
+    );
+
+    // Busy: logins (SCRAM key derivation on the server) until its CPU time moves.
+    let cpu_before = samples["process_cpu_seconds_total"];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut logins = 0;
+    let cpu_after = loop {
+        let (_client, _) = RawClient::login(&server.starttls, "alice", "wonderland", None).await;
+        logins += 1;
+        let cpu = scrape().await["process_cpu_seconds_total"];
+        if cpu > cpu_before {
+            break cpu;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "CPU time stayed at {cpu} after {logins} logins"
+        );
+    };
+    println!("process_cpu_seconds_total {cpu_before} -> {cpu_after} over {logins} logins");
+
+    let (_alice, _) = RawClient::login(&server.starttls, "alice", "wonderland", None).await;
+    let (status, body) = post_admin(&server, "/api/v1/drain").await;
+    assert_eq!(status, 202, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let samples = scrape().await;
+        if samples.get("heliograph_draining") == Some(&1.0)
+            && samples.get("heliograph_ready") == Some(&0.0)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no draining 1 / ready 0: {samples:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(get(&format!("{base}/health/ready")).await.0, 503);
 }
 
 #[tokio::test]

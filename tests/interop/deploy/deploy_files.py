@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import socket
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def metrics_text(server) -> str:
+    """The server's /metrics, as Prometheus scrapes it."""
+    host, port = server.admin_address
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as resp:
+        return resp.read().decode()
+
+
+def unlabelled_values(text: str) -> dict[str, float]:
+    """The value of every sample without labels in a /metrics text (`name value`)."""
+    out = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and not line.startswith("#") and "{" not in parts[0]:
+            out[parts[0]] = float(parts[1])
+    return out

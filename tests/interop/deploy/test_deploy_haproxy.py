@@ -13,7 +13,8 @@ added), and real clients log in through it:
   trusted HAProxy's `X-Forwarded-Proto: https`; WebSocket upgrades pass the tunnel;
 - health checks on /health/ready: the second node of the file (pointed at an address
   where nothing answers) is marked down and gets no client; draining the real node makes
-  its check fail with HTTP 503 and HAProxy marks it down.
+  its check fail with HTTP 503 and HAProxy marks it down, while its /metrics shows
+  `heliograph_ready 0` and `heliograph_draining 1`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy_files import HAPROXY_CFG, free_port, tool
+from deploy_files import HAPROXY_CFG, free_port, metrics_text, tool, unlabelled_values
 from harness.server import default_config
 from harness.xmpp import ClientPool
 from test_plugins import plain_login
@@ -268,7 +269,15 @@ async def test_clients_log_in_through_haproxy_with_the_example_config(server, tm
         assert proxy.server_state("heliograph_c2s", "node1")["stot"] != "0"
 
         # Draining turns /health/ready to 503: HAProxy takes the node out of rotation.
+        # /metrics says the same: heliograph_ready 1 -> 0, heliograph_draining 0 -> 1.
+        def state() -> tuple[float, float]:
+            values = unlabelled_values(metrics_text(server))
+            return values["heliograph_ready"], values["heliograph_draining"]
+
+        assert state() == (1, 0)
         server.admin("POST", "/api/v1/drain", expect=202)
+        proxy.wait_until("heliograph_ready 0 and heliograph_draining 1 on /metrics",
+                         lambda: state() == (0, 1))
         proxy.wait_until("node1 DOWN on HTTP 503", lambda: (
             proxy.server_state("heliograph_c2s", "node1")["status"] == "DOWN"
             and proxy.server_state("heliograph_c2s", "node1")["check_code"] == "503"))

@@ -10,16 +10,15 @@ The labels the dashboard's legends (`{{label}}`) and the alerts' annotations
 (`$labels.X`) show must be in their query's result: an aggregation keeps only its `by`
 labels.
 
-Names that come from Prometheus or the blackbox exporter, not from the server, are
-listed in EXTERNAL; `job` and `instance` are the labels Prometheus attaches to every
-scraped series.
+The only name that does not come from the server is Prometheus' own `up` (EXTERNAL);
+readiness is the server's `heliograph_ready`, CPU and memory its standard `process_*`
+metrics. `job` and `instance` are the labels Prometheus attaches to every scraped series.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -32,6 +31,8 @@ from deploy_files import (
     dashboard_label_values,
     dashboard_legends,
     dashboard_panels,
+    metrics_text,
+    unlabelled_values,
 )
 from harness.raw import RawStream
 from harness.server import default_config
@@ -42,8 +43,10 @@ from test_plugins import allowlist_config, install, plain_login, plugin_tenant, 
 # Series the files may read that the server does not export, and where they come from.
 EXTERNAL = {
     "up": "Prometheus' own scrape health of each target",
-    "probe_success": "the blackbox exporter's probe of /health/ready (job heliograph-ready)",
 }
+# Read from /proc/self at each scrape: the dashboard's CPU, memory and descriptor panels.
+PROCESS = ("process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds",
+           "process_max_fds", "process_start_time_seconds")
 TARGET_LABELS = {"job", "instance"}
 DS_INPUT = "${DS_PROMETHEUS}"
 
@@ -116,12 +119,6 @@ def test_the_check_finds_what_is_missing():
         "g: shows 'cause', which its query's result lacks ([])"]
 
 
-def metrics_text(server) -> str:
-    host, port = server.admin_address
-    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as resp:
-        return resp.read().decode()
-
-
 def refused_connection(address: tuple[str, int]) -> None:
     """Holds one connection to a listener limited to one, and has a second refused."""
     with RawStream.connect(address, timeout=10) as held:
@@ -177,6 +174,16 @@ async def test_dashboard_and_alerts_read_only_exported_metrics(server, xmpp, was
     found = problems(expressions, series)
     found += shown_label_problems(dashboard_legends(dash) + alert_annotation_labels(), series)
     assert not found, "\n".join(found) + f"\n\nexported: {sorted(series)}"
+
+    # A serving node: ready, not draining; its process figures are its own and sensible.
+    values = unlabelled_values(metrics_text(server))
+    assert values["heliograph_ready"] == 1 and values["heliograph_draining"] == 0, values
+    for name in PROCESS:
+        assert values.get(name, 0) > 0, (name, values)
+    assert values["process_open_fds"] <= values["process_max_fds"], values
+    assert time.time() - 600 < values["process_start_time_seconds"] <= time.time() + 2, values
+    assert {"process_cpu_seconds_total", "process_open_fds", "heliograph_ready",
+            "heliograph_draining"} <= used, "the dashboard shows CPU, descriptors and readiness"
 
     for name, selector, label in dashboard_label_values(dash):
         for sel in parse(selector).selectors:

@@ -1,7 +1,8 @@
 //! Unauthenticated operational endpoints of the admin listener: `/health/live` (200 while
 //! the process serves requests), `/health/ready` (200, or 503 while draining or while
 //! the storage's database does not answer) and
-//! `/metrics` (Prometheus text format). They are answered before the API's token check,
+//! `/metrics` (Prometheus text format, with `heliograph_ready` and `heliograph_draining`
+//! computed as the scrape is answered, so they agree with `/health/ready`). They are answered before the API's token check,
 //! as load balancers and Prometheus carry no token; the admin listener is loopback by
 //! default, so expose it deliberately.
 
@@ -19,20 +20,18 @@ pub fn handle(server: &Server, method: &Method, path: &str) -> Option<ApiRespons
     }
     match path {
         "/health/live" => Some(text(StatusCode::OK, "live\n".into(), "text/plain")),
-        "/health/ready" => Some(if server.core.drain.is_draining() {
-            text(
+        "/health/ready" => Some(match readiness(server) {
+            Readiness::Ready => text(StatusCode::OK, "ready\n".into(), "text/plain"),
+            Readiness::Draining => text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "draining\n".into(),
                 "text/plain",
-            )
-        } else if !server.core.storage.backend.reachable() {
-            text(
+            ),
+            Readiness::StorageUnreachable => text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage unreachable\n".into(),
                 "text/plain",
-            )
-        } else {
-            text(StatusCode::OK, "ready\n".into(), "text/plain")
+            ),
         }),
         "/metrics" => {
             // Read at scrape time: the count goes down in many places (bind, any close).
@@ -40,18 +39,41 @@ pub fn handle(server: &Server, method: &Method, path: &str) -> Option<ApiRespons
                 .set(server.core.limits.unauthenticated() as f64);
             metrics::gauge!("heliograph_unauthenticated_buffered_bytes")
                 .set(server.core.limits.unauth_buffered() as f64);
-            Some(
-                match crate::metrics::render(server.core.router.queue_depths()) {
-                    Some(body) => text(StatusCode::OK, body, "text/plain; version=0.0.4"),
-                    None => text(
-                        StatusCode::NOT_FOUND,
-                        "metrics are not enabled\n".into(),
-                        "text/plain",
-                    ),
-                },
-            )
+            let (queued_stanzas, deepest_queue) = server.core.router.queue_depths();
+            let state = crate::metrics::ScrapeState {
+                queued_stanzas,
+                deepest_queue,
+                ready: readiness(server) == Readiness::Ready,
+                draining: server.core.drain.is_draining(),
+            };
+            Some(match crate::metrics::render(state) {
+                Some(body) => text(StatusCode::OK, body, "text/plain; version=0.0.4"),
+                None => text(
+                    StatusCode::NOT_FOUND,
+                    "metrics are not enabled\n".into(),
+                    "text/plain",
+                ),
+            })
         }
         _ => None,
+    }
+}
+
+/// What `/health/ready` answers, and `heliograph_ready` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Readiness {
+    Ready,
+    Draining,
+    StorageUnreachable,
+}
+
+fn readiness(server: &Server) -> Readiness {
+    if server.core.drain.is_draining() {
+        Readiness::Draining
+    } else if !server.core.storage.backend.reachable() {
+        Readiness::StorageUnreachable
+    } else {
+        Readiness::Ready
     }
 }
 

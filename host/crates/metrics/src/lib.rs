@@ -24,7 +24,13 @@
 //!   outcome (`ok` or the refusal reason: `expired`, `bad-signature`, `unknown-kid`, ...);
 //! - `stream_management_total{event}`: XEP-0198 events (`enabled`, `detached`,
 //!   `resumed`, `resume_failed`, `expired`: a detached session nobody resumed in time);
-//! - `process_resident_memory_bytes` (read from `/proc/self/statm` at scrape time).
+//! - `ready` and `draining` (gauges, 0 or 1, set by the admin listener at scrape time:
+//!   `ready` is 1 exactly when `/health/ready` answers 200, `draining` while a drain runs).
+//!
+//! Outside the `heliograph_` prefix, the standard process metrics of every Prometheus
+//! client (`process_cpu_seconds_total`, `process_resident_memory_bytes`,
+//! `process_open_fds`, `process_max_fds`, `process_start_time_seconds`) are read from
+//! `/proc/self` at scrape time on Linux ([`process`]).
 //!
 //! Transports are `tcp` (STARTTLS and direct TLS), `bosh` and `websocket`; connection,
 //! session, login and stanza counts are recorded by the session core and the listeners
@@ -34,7 +40,10 @@
 //! cardinality stays bounded with thousands of tenants when it is off. Every other label
 //! takes values from a fixed set.
 
+pub mod process;
+
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
@@ -115,16 +124,45 @@ pub fn per_tenant() -> bool {
     PER_TENANT.get().copied().unwrap_or(false)
 }
 
-/// The current metrics in Prometheus text format, if the recorder is installed.
-/// `queues` gives (stanzas queued in all sessions, deepest queue) at scrape time.
-pub fn render(queues: (usize, usize)) -> Option<String> {
+/// What the admin listener knows at scrape time and the recorder cannot see.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScrapeState {
+    /// Stanzas queued in all sessions' outgoing queues.
+    pub queued_stanzas: usize,
+    /// The deepest session queue.
+    pub deepest_queue: usize,
+    /// Whether `/health/ready` answers 200 now.
+    pub ready: bool,
+    /// Whether a drain runs.
+    pub draining: bool,
+}
+
+/// The current metrics in Prometheus text format, if the recorder is installed, with
+/// the process metrics appended (Linux).
+pub fn render(state: ScrapeState) -> Option<String> {
     let handle = HANDLE.get()?;
-    if let Some(rss) = resident_memory() {
-        metrics::gauge!("heliograph_process_resident_memory_bytes").set(rss as f64);
+    metrics::gauge!("heliograph_session_queue_stanzas").set(state.queued_stanzas as f64);
+    metrics::gauge!("heliograph_session_queue_max_stanzas").set(state.deepest_queue as f64);
+    metrics::gauge!("heliograph_ready").set(f64::from(u8::from(state.ready)));
+    metrics::gauge!("heliograph_draining").set(f64::from(u8::from(state.draining)));
+    let mut text = handle.render();
+    match process::read() {
+        Ok(stats) => {
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str(&process::exposition(&stats));
+        }
+        Err(process::ProcessStatsError::Unsupported) => {}
+        Err(e) => {
+            // Once: a scrape every few seconds would repeat it forever.
+            static WARNED: AtomicBool = AtomicBool::new(false);
+            if !WARNED.swap(true, Ordering::Relaxed) {
+                tracing::warn!(error = %e, "process metrics not read");
+            }
+        }
     }
-    metrics::gauge!("heliograph_session_queue_stanzas").set(queues.0 as f64);
-    metrics::gauge!("heliograph_session_queue_max_stanzas").set(queues.1 as f64);
-    Some(handle.render())
+    Some(text)
 }
 
 /// An open client connection; counted in `connections{transport}` until dropped.
@@ -267,13 +305,6 @@ fn sasl_failure_cause(name: &str) -> &'static str {
     }
 }
 
-/// Resident set size in bytes (Linux), from `/proc/self/statm`.
-fn resident_memory() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
-}
-
 /// Counts one token login: `Ok(source)` or `Err(reason)` (both from fixed sets).
 pub fn token_login(result: Result<&'static str, &'static str>) {
     let (source, outcome) = match result {
@@ -316,7 +347,19 @@ mod tests {
             archive("queued", 2);
         }
         stanza_in("component", "iq");
-        let text = render((0, 0)).expect("installed");
+        let text = render(ScrapeState {
+            ready: true,
+            ..ScrapeState::default()
+        })
+        .expect("installed");
+        assert!(text.lines().any(|l| l == "heliograph_ready 1"), "{text}");
+        assert!(text.lines().any(|l| l == "heliograph_draining 0"), "{text}");
+        #[cfg(target_os = "linux")]
+        assert!(
+            line(&text, "process_cpu_seconds_total ").is_some()
+                && line(&text, "process_start_time_seconds ").is_some(),
+            "{text}"
+        );
         assert_eq!(
             line(
                 &text,
