@@ -304,11 +304,17 @@ test('the operator kicks a meeting occupant', async () => {
 
 test('the metrics page charts the server\'s own /metrics', async () => {
   await goTo(page, 'metrics');
-  await page.waitForFunction(() => document.querySelectorAll('#metric-charts figure').length === 5, null, { timeout: LONG });
+  await page.waitForFunction(() => document.querySelectorAll('#metric-charts figure').length === 7, null, { timeout: LONG });
   // Two samples make lines (the page samples every 3 s).
   await page.waitForFunction(() => document.querySelectorAll('#metric-charts polyline').length >= 4, null, { timeout: LONG });
   const caption = await page.textContent('#metric-charts figure:first-child figcaption');
   assert.match(caption, /open \d+/);
+  // The process's CPU (a rate: two samples of process_cpu_seconds_total) and memory.
+  await page.waitForFunction(() => [...document.querySelectorAll('#metric-charts figcaption')]
+    .some((c) => /^CPU \(% of one core\) CPU \d+(\.\d+)?%$/.test(c.textContent)), null, { timeout: LONG });
+  const memory = [...await page.$$eval('#metric-charts figcaption', (cs) => cs.map((c) => c.textContent))]
+    .find((c) => c.startsWith('Memory'));
+  assert.match(memory, /resident \d+(\.\d+)? MiB/);
   await shot('08-metrics');
 });
 
@@ -379,6 +385,14 @@ test('every page fits a phone-sized screen (390x844)', async () => {
 test('the operator drains the node after confirming', async () => {
   await goTo(page, 'node');
   await page.waitForFunction(() => document.getElementById('node-state').textContent === 'ready', null, { timeout: LONG });
+  // The node's own figures from /metrics; CPU is a rate, known from the second draw on.
+  await page.waitForFunction(() => /^\d+(\.\d+)?% of a core$/.test(document.getElementById('node-cpu')?.textContent), null, { timeout: LONG });
+  const figure = (id) => page.textContent(`#${id}`);
+  assert.equal(await figure('node-ready'), 'yes');
+  assert.equal(await figure('node-draining'), 'no');
+  assert.match(await figure('node-memory'), /^\d+(\.\d+)? MiB$/);
+  assert.match(await figure('node-fds'), /^\d+ of \d+$/);
+  assert.match(await figure('node-uptime'), /^\d+ (s|min)/);
   await shot('14-node');
   await page.click('#drain');
   await page.click('#confirm-no');
@@ -389,6 +403,9 @@ test('the operator drains the node after confirming', async () => {
   await page.waitForFunction(() => /draining/.test(document.getElementById('status').textContent), null, { timeout: LONG });
   // Sessions are still open (dave, erin), so the node stays draining for its grace period.
   await page.waitForFunction(() => document.getElementById('node-state').textContent === 'draining', null, { timeout: LONG });
+  // /metrics agrees: heliograph_draining 1, heliograph_ready 0.
+  await page.waitForFunction(() => document.getElementById('node-draining').textContent === 'yes'
+    && document.getElementById('node-ready').textContent === 'no', null, { timeout: LONG });
   await shot('16-draining');
   assert.deepEqual(cspViolations, [], 'no Content-Security-Policy violation nor page error');
 });

@@ -18,6 +18,7 @@ metrics. `job` and `instance` are the labels Prometheus attaches to every scrape
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from deploy_files import (
     dashboard_legends,
     dashboard_panels,
     metrics_text,
+    tool,
     unlabelled_values,
 )
 from harness.raw import RawStream
@@ -221,3 +223,22 @@ def test_dashboard_imports_cleanly():
     for var in dash["templating"]["list"]:
         if var["type"] == "query":
             assert var["datasource"]["uid"] == DS_INPUT, var["name"]
+
+
+def test_metrics_text_passes_promtool_check(server):
+    """A real server's /metrics parses for `promtool check metrics`, the process metrics
+    appended after the recorder's output included. Its only complaints are the lint
+    "no help text" of the older heliograph_ metrics; the readiness gauges and the
+    process metrics have theirs."""
+    promtool = tool("promtool")
+    text = metrics_text(server)
+    proc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
+                          text=True, timeout=60)
+    print(f"promtool check metrics -> {proc.returncode}\n{proc.stdout}{proc.stderr}")
+    problems = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert proc.returncode in (0, 3), "exit 3 is lint problems only; else it did not parse"
+    assert all(line.endswith(" no help text") for line in problems), problems
+    undescribed = {line.split()[0] for line in problems}
+    described = set(PROCESS) | {"heliograph_ready", "heliograph_draining"}
+    assert not undescribed & described, undescribed & described
+    assert described <= set(unlabelled_values(text)), text

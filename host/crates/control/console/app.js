@@ -21,6 +21,7 @@ const PAGES = [
 
 let me = null;
 let timers = [];
+let shown = 0; // generation of the latest show(): an older one still loading is dropped
 
 const $ = (id) => document.getElementById(id);
 
@@ -28,8 +29,9 @@ function visiblePages() {
   return PAGES.filter(([, , , op]) => !op || me.principal === 'operator');
 }
 
-/** What pages get: who is logged in, the tenants in reach, and a poller. */
-function context() {
+/** What pages get: who is logged in, the tenants in reach, and a poller (a page
+ * superseded while it loads starts none). */
+function context(generation) {
   return {
     me,
     operator: me.principal === 'operator',
@@ -46,29 +48,36 @@ function context() {
       return r.tenants.flatMap((t) => t.domains);
     },
     every(ms, fn) {
+      if (generation !== shown) return;
       const id = setInterval(() => fn().catch((x) => showError(x.message)), ms);
       timers.push(id);
     },
-    reload: () => show(),
+    reload: () => show(true),
   };
 }
 
-async function show() {
-  for (const id of timers) clearInterval(id);
-  timers = [];
+/** Draws the page the address names; the page already drawn is left as it is (its
+ * pollers keep it fresh) unless `force`. `data-page` is set once a page is drawn. */
+async function show(force = false) {
   const pages = visiblePages();
   const want = location.hash.slice(1);
   const page = pages.find(([id]) => id === want) || pages[0];
-  for (const a of $('nav').querySelectorAll('a')) a.classList.toggle('active', a.dataset.page === page[0]);
   const main = $('main');
+  if (!force && main.dataset.page === page[0]) return;
+  const generation = ++shown;
+  for (const id of timers) clearInterval(id);
+  timers = [];
+  for (const a of $('nav').querySelectorAll('a')) a.classList.toggle('active', a.dataset.page === page[0]);
+  delete main.dataset.page;
   main.replaceChildren(h('p', { class: 'muted' }, 'loading…'));
   showInfo('');
   try {
-    const el = await page[2].render(context());
+    const el = await page[2].render(context(generation));
+    if (generation !== shown) return;
     main.replaceChildren(el);
     main.dataset.page = page[0];
   } catch (x) {
-    main.replaceChildren(h('p', { class: 'error' }, x.message));
+    if (generation === shown) main.replaceChildren(h('p', { class: 'error' }, x.message));
   }
 }
 
@@ -85,7 +94,7 @@ async function enter() {
   const nav = $('nav');
   nav.replaceChildren(...visiblePages().map(([id, title]) => h('a', { href: '#' + id, dataset: { page: id } }, title)));
   nav.hidden = false;
-  await show();
+  await show(true);
 }
 
 function showLogin(error = '') {
@@ -96,7 +105,9 @@ function showLogin(error = '') {
   $('logout').hidden = true;
   $('nav').hidden = true;
   $('who').textContent = '';
+  shown++;
   $('main').replaceChildren();
+  delete $('main').dataset.page;
   $('login-error').textContent = error;
   $('token').value = '';
   $('token').focus();

@@ -1,9 +1,10 @@
 // Live charts of the main figures, read from the server's own /metrics (Prometheus text,
 // served by this same admin listener) every few seconds: connections, logins, stanzas
-// in/out, plugin latency and queue depths. Operator only: the figures are server-wide.
+// in/out, plugin latency, queue depths, and the process's CPU (rate of
+// process_cpu_seconds_total, Linux) and memory. Operator only: the figures are server-wide.
 import { text } from './api.js';
 import { h, section } from './dom.js';
-import { parse, sum, quantile } from './prometheus.js';
+import { parse, sum, quantile, value } from './prometheus.js';
 import { Series, Rate, lineChart } from './charts.js';
 
 const S = {
@@ -12,8 +13,9 @@ const S = {
   stanzasIn: new Series('in/s'), stanzasOut: new Series('out/s'),
   p50: new Series('p50'), p99: new Series('p99'),
   queued: new Series('queued'), deepest: new Series('deepest'),
+  cpu: new Series('CPU'), memory: new Series('resident'),
 };
-const R = { logins: new Rate(), failures: new Rate(), in: new Rate(), out: new Rate() };
+const R = { logins: new Rate(), failures: new Rate(), in: new Rate(), out: new Rate(), cpu: new Rate() };
 
 async function sampleOnce() {
   const [status, body] = await text('/metrics');
@@ -32,6 +34,13 @@ async function sampleOnce() {
   if (p99 !== null) S.p99.push(now, p99 * 1000);
   S.queued.push(now, sum(m, 'heliograph_session_queue_stanzas'));
   S.deepest.push(now, sum(m, 'heliograph_session_queue_max_stanzas'));
+  const cpu = value(m, 'process_cpu_seconds_total');
+  if (cpu !== null) {
+    const busy = R.cpu.next(now, cpu);
+    if (busy !== null) S.cpu.push(now, busy * 100);
+  }
+  const rss = value(m, 'process_resident_memory_bytes');
+  if (rss !== null) S.memory.push(now, rss / 1048576);
 }
 
 function charts() {
@@ -40,7 +49,9 @@ function charts() {
     lineChart('Logins', [S.logins, S.failures], '/s'),
     lineChart('Stanzas', [S.stanzasIn, S.stanzasOut], '/s'),
     lineChart('Plugin call latency', [S.p50, S.p99], ' ms'),
-    lineChart('Session queues (stanzas)', [S.queued, S.deepest]));
+    lineChart('Session queues (stanzas)', [S.queued, S.deepest]),
+    lineChart('CPU (% of one core)', [S.cpu], '%'),
+    lineChart('Memory (MiB)', [S.memory], ' MiB'));
 }
 
 export async function render(ctx) {

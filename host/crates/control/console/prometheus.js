@@ -29,3 +29,9 @@ export function quantile(samples, name, q) {
   const vals = samples.filter((s) => s.name === name && s.labels.quantile === q).map((s) => s.value);
   return vals.length ? Math.max(...vals) : null;
 }
+
+/** The value of the unlabelled sample `name`, or null when the server has none. */
+export function value(samples, name) {
+  const s = samples.find((x) => x.name === name && Object.keys(x.labels).length === 0);
+  return s ? s.value : null;
+}

@@ -59,6 +59,11 @@ pub fn install(per_tenant_labels: bool) {
     match PrometheusBuilder::new().install_recorder() {
         Ok(handle) => {
             let _ = HANDLE.set(handle);
+            metrics::describe_gauge!(
+                "heliograph_ready",
+                "1 when /health/ready answers 200, else 0 (draining, or the database does not answer)."
+            );
+            metrics::describe_gauge!("heliograph_draining", "1 while a drain runs, else 0.");
         }
         Err(e) => tracing::warn!(error = %e, "metrics recorder not installed"),
     }
