@@ -1,10 +1,10 @@
 //! Unauthenticated operational endpoints of the admin listener: `/health/live` (200 while
-//! the process serves requests), `/health/ready` (200, or 503 while draining or while
-//! the storage's database does not answer) and
-//! `/metrics` (Prometheus text format, with `heliograph_ready` and `heliograph_draining`
-//! computed as the scrape is answered, so they agree with `/health/ready`). They are answered before the API's token check,
-//! as load balancers and Prometheus carry no token; the admin listener is loopback by
-//! default, so expose it deliberately.
+//! the process serves requests), `/health/ready` (200, or 503 while draining or while the
+//! storage's database does not answer) and `/metrics` (Prometheus text format, with
+//! `heliograph_ready` and `heliograph_draining` computed as the scrape is answered, so they
+//! agree with `/health/ready`). They are answered before the API's token check, as load
+//! balancers and Prometheus carry no token; the admin listener is loopback by default, so
+//! expose it deliberately.
 
 use bytes::Bytes;
 use http_body_util::Full;
