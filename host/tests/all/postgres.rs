@@ -1,7 +1,8 @@
 //! The server on PostgreSQL: a database outage mid-load (no accepted message lost, logins
 //! refused with `temporary-auth-failure` and writes with `internal-server-error`
-//! meanwhile, `/health/ready` 503 until the database is back, service resumed without a
-//! restart, latency by backend and operation in the metrics), a tenant created on two
+//! meanwhile, `/health/ready` 503 and `heliograph_ready 0` until the database is back,
+//! service resumed without a restart, latency by backend and operation in the metrics),
+//! a tenant created on two
 //! nodes at once, and a deployment moved from sled to PostgreSQL and back with
 //! `heliograph storage export` and `import`.
 //!
@@ -127,6 +128,19 @@ async fn wait_ready(server: &TestServer, want: u16) {
     }
 }
 
+/// (`heliograph_ready`, `heliograph_draining`) as /metrics shows them.
+async fn readiness_gauges(server: &TestServer) -> (String, String) {
+    let (status, text) = api(server, "GET", "/metrics", "").await;
+    assert_eq!(status, 200, "{text}");
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .to_string()
+    };
+    (value("heliograph_ready"), value("heliograph_draining"))
+}
+
 fn chat(to: &str, id: &str) -> Element {
     Element::new("message", ns::CLIENT)
         .with_attr("to", to)
@@ -166,6 +180,8 @@ async fn database_outage_mid_load_loses_no_accepted_message_and_recovers_by_itse
             ping_barrier(&mut alice).await;
             cluster.run("kill");
             wait_ready(&server, 503).await;
+            // /metrics says the same: not ready, and not because of a drain.
+            assert_eq!(readiness_gauges(&server).await, ("0".into(), "0".into()));
             outage_seen = true;
             // Logins fail with temporary-auth-failure, not not-authorized.
             let answer = try_login(&server.starttls, "bob", "pw-b").await;
@@ -196,6 +212,7 @@ async fn database_outage_mid_load_loses_no_accepted_message_and_recovers_by_itse
             // The database comes back; the server goes on without a restart.
             cluster.run("restart");
             wait_ready(&server, 200).await;
+            assert_eq!(readiness_gauges(&server).await, ("1".into(), "0".into()));
         }
     }
     assert!(outage_seen);
