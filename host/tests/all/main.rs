@@ -17,6 +17,7 @@ mod cli;
 mod component_plugins;
 mod components;
 mod edge;
+mod external_services;
 mod features;
 mod hardening;
 mod offline;

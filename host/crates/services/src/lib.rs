@@ -15,6 +15,7 @@
 //! | `mam` | XEP-0313 message archive, XEP-0359 stanza ids, XEP-0424 retraction | [`mam`] |
 //! | `push` | XEP-0357 push notifications to app servers | [`push`] |
 //! | `offline` | XEP-0160 offline messages | [`offline`] |
+//! | `external-services` | XEP-0215 STUN/TURN discovery with TURN REST API credentials | [`external_services`] |
 //! | `token-auth` | MongooseIM-style access and refresh token requests | [`token_auth`] |
 //! | `muc` | XEP-0045 multi-user chat (meeting rooms) | [`muc`] |
 //! | `components` | XEP-0114 external and Wasm-hosted components | [`components`] |
@@ -27,6 +28,7 @@ pub mod blocking;
 pub mod carbons;
 pub mod components;
 pub mod disco;
+pub mod external_services;
 pub mod mam;
 pub mod muc;
 pub mod offline;
@@ -68,6 +70,8 @@ pub struct Services {
     pub blocking: Arc<blocking::Blocking>,
     /// The message archive (its writer; room archives use it too).
     pub mam: Arc<mam::Mam>,
+    /// XEP-0215 subscribers (told when a tenant's services change).
+    pub external_services: Arc<external_services::ExternalServices>,
 }
 
 impl Default for Services {
@@ -77,6 +81,7 @@ impl Default for Services {
             components: Arc::default(),
             blocking: Arc::default(),
             mam: Arc::default(),
+            external_services: Arc::default(),
         }
     }
 }
@@ -98,6 +103,7 @@ impl Services {
             Arc::new(push::Push::default()),
             Arc::new(offline::Offline::default()),
             Arc::new(token_auth::TokenAuth),
+            self.external_services.clone(),
             Arc::new(muc::Muc(self.muc.clone())),
             Arc::new(components::Components(self.components.clone())),
         ]

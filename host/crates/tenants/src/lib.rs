@@ -11,6 +11,7 @@
 pub mod archive_settings;
 pub mod cert;
 pub mod claims;
+pub mod external_services;
 pub mod muc_settings;
 pub mod push_settings;
 pub mod rate;
