@@ -13,6 +13,7 @@ mod common;
 mod architecture;
 mod bosh;
 mod c2s;
+mod calls;
 mod cli;
 mod component_plugins;
 mod components;

@@ -11,6 +11,7 @@
 //! | `roster` | RFC 6121 roster, XEP-0237 versioning | [`roster`] |
 //! | `presence` | RFC 6121 presence and subscriptions | [`presence`] |
 //! | `blocking` | XEP-0191 blocking command, and the filter that enforces it | [`blocking`] |
+//! | `calls` | who may ring whom (XEP-0353, Jingle): the tenant's call policy | [`calls`] |
 //! | `carbons` | XEP-0280 message carbons | [`carbons`] |
 //! | `mam` | XEP-0313 message archive, XEP-0359 stanza ids, XEP-0424 retraction | [`mam`] |
 //! | `push` | XEP-0357 push notifications to app servers | [`push`] |
@@ -25,6 +26,7 @@
 //! add it to [`Services::features`].
 
 pub mod blocking;
+pub mod calls;
 pub mod carbons;
 pub mod components;
 pub mod disco;
@@ -105,6 +107,9 @@ impl Services {
             Arc::new(token_auth::TokenAuth),
             self.external_services.clone(),
             Arc::new(muc::Muc(self.muc.clone())),
+            Arc::new(calls::Calls {
+                muc: self.muc.clone(),
+            }),
             Arc::new(components::Components(self.components.clone())),
         ]
     }

@@ -9,6 +9,7 @@
 //! Changing tenants (create, update, reload) is the control layer's job.
 
 pub mod archive_settings;
+pub mod calls_settings;
 pub mod cert;
 pub mod claims;
 pub mod external_services;

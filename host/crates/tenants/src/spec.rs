@@ -113,6 +113,9 @@ pub struct TenantSpec {
     /// (`[tenants.NAME.external_services]`).
     #[serde(default)]
     pub external_services: crate::external_services::ExternalServices,
+    /// Call signaling policy (`[tenants.NAME.calls]`).
+    #[serde(default)]
+    pub calls: crate::calls_settings::CallsSettings,
     /// Components serving subdomains of the tenant's domains (XEP-0114 external ones and
     /// Wasm-hosted ones).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -258,6 +261,7 @@ impl TenantSpec {
             archive: Default::default(),
             push: Default::default(),
             external_services: Default::default(),
+            calls: Default::default(),
             components: Vec::new(),
             jwt: None,
             tokens: None,
