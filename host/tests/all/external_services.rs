@@ -476,5 +476,35 @@ fn config_file_settings_are_served() {
         let all = services_of(&r, "services");
         assert_eq!(all.len(), 1);
         check_credentials(&all[0], "alice@localhost", "from-file", 120);
+
+        // The relay moves to another port in the file; a reload applies it and pushes
+        // the change: the old service deleted, the new one added with credentials.
+        let path = server.dir.path().join("heliograph.toml");
+        let cfg = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, cfg.replace("port = 3478", "port = 3479")).unwrap();
+        let (status, report, _) = admin(&server, "POST", "/api/v1/reload", Value::Null).await;
+        assert_eq!(status, 200, "{report}");
+        let push = alice
+            .next_matching(|e| e.name() == "iq" && e.attr("type") == Some("set"))
+            .await;
+        let items: Vec<Element> = push
+            .child("services", EXTDISCO)
+            .unwrap_or_else(|| panic!("a services push: {push}"))
+            .children()
+            .cloned()
+            .collect();
+        assert_eq!(items.len(), 2, "{push}");
+        let deleted = items
+            .iter()
+            .find(|s| s.attr("action") == Some("delete"))
+            .unwrap();
+        assert_eq!(deleted.attr("port"), Some("3478"));
+        assert_eq!(deleted.attr("password"), None, "{push}");
+        let added = items
+            .iter()
+            .find(|s| s.attr("action") == Some("add"))
+            .unwrap();
+        assert_eq!(added.attr("port"), Some("3479"));
+        check_credentials(added, "alice@localhost", "from-file", 120);
     });
 }
