@@ -508,3 +508,43 @@ fn config_file_settings_are_served() {
         check_credentials(added, "alice@localhost", "from-file", 120);
     });
 }
+
+#[tokio::test]
+async fn a_component_of_the_tenant_gets_no_credentials() {
+    use sha1::Digest as _;
+    let server = TestServer::start(&[], "");
+    let mut spec = acme();
+    spec["components"] = json!([{"domains": ["bot.acme.test"], "secret": "bot-secret"}]);
+    create_tenant(&server, spec, &[]).await;
+    let mut c = RawClient::connect(&server.component).await;
+    c.send_raw(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' \
+         xmlns:stream='http://etherx.jabber.org/streams' to='bot.acme.test'>",
+    )
+    .await;
+    let id = match c.next_event().await {
+        Some(heliograph::xml::StreamEvent::Open(h)) => h.attr("id").unwrap().to_string(),
+        other => panic!("expected a stream header, got {other:?}"),
+    };
+    let digest: String = Sha1::digest(format!("{id}bot-secret").as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    c.send_raw(&format!("<handshake>{digest}</handshake>"))
+        .await;
+    assert_eq!(c.next().await.name(), "handshake");
+    c.send_raw(&format!(
+        "<iq type='get' id='c1' from='bot.acme.test' to='acme.test'>\
+         <credentials xmlns='{EXTDISCO}'><service type='turn' host='127.0.0.1'/></credentials></iq>"
+    ))
+    .await;
+    let r = c.next_matching(|e| e.attr("id") == Some("c1")).await;
+    assert_eq!(r.attr("type"), Some("error"), "{r}");
+    assert!(!r.to_string().contains("password"), "{r}");
+    let cond = r.children().find(|e| e.name() == "error").and_then(|e| {
+        e.children()
+            .find(|c| c.ns() == ns::STANZAS_ERRORS)
+            .map(|c| c.name().to_string())
+    });
+    assert_eq!(cond.as_deref(), Some("forbidden"), "{r}");
+}
