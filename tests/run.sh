@@ -206,6 +206,7 @@ trap stop_postgres EXIT
 VENV="$(python_venv_path)"
 export HELIOGRAPH_REQUIRE_HAPROXY=1   # so the HAProxy test fails instead of skipping
 export HELIOGRAPH_REQUIRE_DEPLOY_TOOLS=1   # likewise promtool, systemd-analyze, openssl
+export HELIOGRAPH_REQUIRE_COTURN=1    # so the TURN interop test fails instead of skipping
 # The server binary the interop and browser suites start (built by `cargo test` or by
 # the "build heliograph" step).
 export HELIOGRAPH_BIN="$CARGO_TARGET_DIR/debug/heliograph"
@@ -223,6 +224,7 @@ step_setup() {
     # The deploy files' checkers (tests/interop/deploy): promtool (Debian ships it in
     # `prometheus`), systemd-analyze (`systemd`), openssl for HAProxy's test certificate.
     ensure_apt_packages prometheus systemd openssl
+    ensure_apt_packages coturn     # real TURN server for the XEP-0215 credentials (tests/interop/test_calls.py)
     echo "CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
     ensure_browser_packages
     cargo --version
