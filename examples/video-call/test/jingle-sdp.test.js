@@ -10,7 +10,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   NS, parseSdp, sdpToJingle, jingleToSdp, toXml, children, child, candidateToJingle, jingleCandidates, parseCandidate,
-} from '../jingle-sdp.js';
+} from '../web/jingle-sdp.js';
 import { parseXml, canonical } from './xml.js';
 
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), 'fixtures');

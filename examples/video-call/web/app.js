@@ -224,6 +224,7 @@ async function onJmi(m) {
       await sendJmi(from, 'ringing', id);
       event('ringing-here', { id, from });
       showIncoming(from);
+      if ($('autoanswer').checked && app.roster.has(bare(from))) await answer();
       return;
     case 'ringing':
       if (app.outgoing?.id === id) { app.outgoing.state = 'ringing'; status('ringing ' + bare(from) + '…'); event('ringing', { id }); }
@@ -492,6 +493,7 @@ function init() {
   $('user').value = params.get('user') || '';
   $('password').value = params.get('password') || '';
   $('relay').checked = app.relayOnly;
+  $('autoanswer').checked = params.get('autoanswer') === '1';
   $('login').onsubmit = login;
   $('room-form').onsubmit = joinRoom;
   $('contact-form').onsubmit = addContact;

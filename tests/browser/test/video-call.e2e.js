@@ -1,0 +1,155 @@
+// End to end: examples/video-call, served by Heliograph itself ([[listen.http]] static_dir),
+// in headless Chromium with fake camera and microphone. Two users call each other
+// (XEP-0353 + Jingle), three meet in a room (mesh); media must flow: every
+// RTCPeerConnection reaches `connected` and decodes video frames.
+//
+// Runs inside a network namespace with only loopback (tests/run.sh: `unshare -n`), so ICE
+// has loopback candidates only; not matched by `test/*.test.js` for that reason. By hand:
+//   unshare -n sh -c 'ip link set lo up && node --test test/video-call.e2e.js'
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { startServer } from './harness.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const appDir = join(here, '..', '..', '..', 'examples', 'video-call', 'web');
+
+export const CHROMIUM_ARGS = [
+  '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+  '--disable-sync', '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+  '--allow-loopback-in-peer-connection',
+];
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `fn` until it returns a truthy value; fails with the last value after `ms`. */
+export async function until(what, fn, ms = 60000) {
+  const end = Date.now() + ms;
+  let last;
+  for (;;) {
+    last = await fn();
+    if (last) return last;
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}; last: ${JSON.stringify(last)}`);
+    await sleep(200);
+  }
+}
+
+/** Opens the app and logs in through its form. */
+export async function openApp(browser, origin, user, password, { relay = false } = {}) {
+  const page = await browser.newPage();
+  page.on('pageerror', (e) => console.log(`[${user}] page error:`, e.message));
+  await page.goto(`${origin}/`);
+  await page.fill('#user', user);
+  await page.fill('#password', password);
+  if (relay) await page.check('#relay');
+  await page.click('#login-button');
+  await until(`${user} online`, () => page.evaluate(() => window.app.jid));
+  return page;
+}
+
+/** Makes `a` and `b` mutual contacts through the app's UI. */
+export async function befriend(a, b, bJid) {
+  await a.fill('#contact', bJid);
+  await a.click('#add');
+  await b.click(`#requests li[data-jid="${a.jid}"] button.allow`, { timeout: 30000 });
+  await until(`${bJid} online in the roster`, () => a.$(`#roster li[data-jid="${bJid}"].online`));
+  await until(`${a.jid} online in the roster`, () => b.$(`#roster li[data-jid="${a.jid}"].online`));
+}
+
+const stats = (page) => page.evaluate(() => window.app.stats());
+const events = (page) => page.evaluate(() => window.app.events.map((e) => e.name));
+
+/** Every session of the page connected with more than `frames` decoded video frames. */
+export async function mediaFlows(page, sessions, frames = 30) {
+  return until(`${sessions} session(s) connected with > ${frames} decoded frames`, async () => {
+    const s = await stats(page);
+    return s.length === sessions && s.every((x) => x.state === 'connected' && x.framesDecoded > frames) && s;
+  }, 90000);
+}
+
+let server;
+let browser;
+let origin;
+
+before(async () => {
+  server = await startServer({ http: `static_dir = "${appDir}"` });
+  origin = `http://${server.http}`;
+  for (const u of ['alice', 'bob', 'carol']) await server.addUser(u, `${u}-pw`);
+  browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: CHROMIUM_ARGS });
+});
+
+after(async () => {
+  await browser?.close();
+  const exit = await server?.stop();
+  if (exit && exit.code !== 0) console.log(server.log());
+});
+
+test('the server serves the app with the right content types', async () => {
+  for (const [path, type] of [['/', 'text/html'], ['/app.js', 'text/javascript'], ['/jingle-sdp.js', 'text/javascript'],
+    ['/style.css', 'text/css'], ['/vendor/xmpp.min.js', 'text/javascript']]) {
+    const r = await fetch(origin + path);
+    assert.equal(r.status, 200, path);
+    assert.ok(r.headers.get('content-type').startsWith(type), `${path}: ${r.headers.get('content-type')}`);
+  }
+  assert.equal((await fetch(origin + '/../heliograph.toml')).status, 404);
+  assert.equal((await fetch(origin + '/%2e%2e/%2e%2e/README.md')).status, 404);
+});
+
+test('two users: call, answer, video both ways, hang up; reject and retract', async () => {
+  const alice = await openApp(browser, origin, 'alice@localhost', 'alice-pw');
+  const bob = await openApp(browser, origin, 'bob@localhost', 'bob-pw');
+  alice.jid = 'alice@localhost';
+  bob.jid = 'bob@localhost';
+  try {
+    await befriend(alice, bob, 'bob@localhost');
+
+    // A call answered: media both ways.
+    await alice.click('#roster li[data-jid="bob@localhost"] button.call');
+    await bob.click('#accept', { timeout: 30000 });
+    const [a, b] = await Promise.all([mediaFlows(alice, 1), mediaFlows(bob, 1)]);
+    assert.equal(a[0].sid, b[0].sid, 'one Jingle session on both sides');
+    assert.deepEqual((await events(alice)).filter((e) => ['propose', 'ringing', 'proceed'].includes(e)), ['propose', 'ringing', 'proceed']);
+    // Hang up on one side ends it on both.
+    await alice.click('#hangup');
+    await until('both sides ended', async () => (await stats(alice)).length === 0 && (await stats(bob)).length === 0, 30000);
+
+    // A call rejected.
+    await alice.click('#roster li[data-jid="bob@localhost"] button.call');
+    await bob.click('#reject', { timeout: 30000 });
+    await until('alice sees the rejection', async () => (await events(alice)).includes('rejected'), 30000);
+
+    // A call retracted before it is answered: bob stops ringing.
+    await alice.click('#roster li[data-jid="bob@localhost"] button.call');
+    await bob.waitForSelector('#incoming:not([hidden])', { timeout: 30000 });
+    await alice.click('#hangup');
+    await until('bob sees the retraction', async () => (await events(bob)).includes('retracted'), 30000);
+    assert.equal(await bob.isHidden('#incoming'), true);
+  } finally {
+    await alice.close();
+    await bob.close();
+  }
+});
+
+test('three people in a meeting room: connected between every pair', async () => {
+  const pages = [];
+  try {
+    for (const u of ['alice', 'bob', 'carol']) {
+      const page = await openApp(browser, origin, `${u}@localhost`, `${u}-pw`);
+      await page.fill('#room', 'standup');
+      await page.click('#join');
+      await until(`${u} in the room`, async () => (await events(page)).includes('room-joined'), 30000);
+      pages.push(page);
+    }
+    const all = await Promise.all(pages.map((p) => mediaFlows(p, 2)));
+    // Every pair: each page is connected to the two others.
+    const jids = await Promise.all(pages.map((p) => p.evaluate(() => window.app.jid)));
+    all.forEach((sessions, i) => {
+      const peers = sessions.map((s) => s.peer).sort();
+      assert.deepEqual(peers, jids.filter((_, j) => j !== i).sort());
+    });
+  } finally {
+    for (const p of pages) await p.close();
+  }
+});
