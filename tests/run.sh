@@ -205,6 +205,7 @@ trap stop_postgres EXIT
 
 VENV="$(python_venv_path)"
 export HELIOGRAPH_REQUIRE_HAPROXY=1   # so the HAProxy test fails instead of skipping
+export HELIOGRAPH_REQUIRE_COTURN=1    # so the TURN interop test fails instead of skipping
 # The server binary the interop and browser suites start (built by `cargo test` or by
 # the "build heliograph" step).
 export HELIOGRAPH_BIN="$CARGO_TARGET_DIR/debug/heliograph"
@@ -219,6 +220,7 @@ step_setup() {
     ensure_apt_packages chromium   # headless browser for tests/browser (never downloaded by npm)
     ensure_apt_packages haproxy    # real load balancer in front of c2s (host/tests/all/edge.rs)
     ensure_apt_packages iproute2   # ss: the listen backlog of the listeners (edge.rs); ip: the video-call namespace
+    ensure_apt_packages coturn     # real TURN server for the XEP-0215 credentials (tests/interop/test_calls.py, the video-call relay run)
     echo "CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
     ensure_browser_packages
     cargo --version

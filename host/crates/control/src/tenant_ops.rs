@@ -226,6 +226,7 @@ pub async fn update(
         server.services.muc.forget_tenant(name);
     }
     heliograph_services::components::reconcile(&server.core, &server.services.components);
+    server.services.external_services.reconcile(&server.core);
     tracing::info!(tenant = name, "tenant changed");
     get(server, name)
 }
@@ -270,6 +271,7 @@ pub async fn set_enabled(
         server.services.muc.forget_tenant(name);
     }
     heliograph_services::components::reconcile(&server.core, &server.services.components);
+    server.services.external_services.reconcile(&server.core);
     tracing::info!(tenant = name, enabled, "tenant state changed");
     get(server, name)
 }
@@ -294,6 +296,7 @@ pub async fn remove(server: &Arc<Server>, name: &str, purge: bool) -> Result<(),
     server.services.muc.forget_tenant(name);
     end_sessions(server, &current.spec.domains, "tenant removed");
     heliograph_services::components::reconcile(&server.core, &server.services.components);
+    server.services.external_services.reconcile(&server.core);
     if purge {
         for d in current.spec.domains.clone() {
             let users = server.core.storage.users.clone();
@@ -450,6 +453,7 @@ pub async fn reload(server: &Arc<Server>) -> Result<ReloadReport, TenantError> {
     let gone: Vec<String> = served_before.difference(&served_after).cloned().collect();
     report.sessions_ended = end_sessions(server, &gone, "domain no longer served after reload");
     heliograph_services::components::reconcile(&server.core, &server.services.components);
+    server.services.external_services.reconcile(&server.core);
     report.plugins = super::plugin_files::install_all(server, "reload").await;
     tracing::info!(added = ?report.added, removed = ?report.removed, changed = ?report.changed, "configuration reloaded");
     for key in &report.needs_restart {

@@ -11,10 +11,12 @@
 //! | `roster` | RFC 6121 roster, XEP-0237 versioning | [`roster`] |
 //! | `presence` | RFC 6121 presence and subscriptions | [`presence`] |
 //! | `blocking` | XEP-0191 blocking command, and the filter that enforces it | [`blocking`] |
+//! | `calls` | who may ring whom (XEP-0353, Jingle): the tenant's call policy | [`calls`] |
 //! | `carbons` | XEP-0280 message carbons | [`carbons`] |
 //! | `mam` | XEP-0313 message archive, XEP-0359 stanza ids, XEP-0424 retraction | [`mam`] |
 //! | `push` | XEP-0357 push notifications to app servers | [`push`] |
 //! | `offline` | XEP-0160 offline messages | [`offline`] |
+//! | `external-services` | XEP-0215 STUN/TURN discovery with TURN REST API credentials | [`external_services`] |
 //! | `token-auth` | MongooseIM-style access and refresh token requests | [`token_auth`] |
 //! | `muc` | XEP-0045 multi-user chat (meeting rooms) | [`muc`] |
 //! | `components` | XEP-0114 external and Wasm-hosted components | [`components`] |
@@ -24,9 +26,11 @@
 //! add it to [`Services::features`].
 
 pub mod blocking;
+pub mod calls;
 pub mod carbons;
 pub mod components;
 pub mod disco;
+pub mod external_services;
 pub mod mam;
 pub mod muc;
 pub mod offline;
@@ -68,6 +72,8 @@ pub struct Services {
     pub blocking: Arc<blocking::Blocking>,
     /// The message archive (its writer; room archives use it too).
     pub mam: Arc<mam::Mam>,
+    /// XEP-0215 subscribers (told when a tenant's services change).
+    pub external_services: Arc<external_services::ExternalServices>,
 }
 
 impl Default for Services {
@@ -77,6 +83,7 @@ impl Default for Services {
             components: Arc::default(),
             blocking: Arc::default(),
             mam: Arc::default(),
+            external_services: Arc::default(),
         }
     }
 }
@@ -98,7 +105,11 @@ impl Services {
             Arc::new(push::Push::default()),
             Arc::new(offline::Offline::default()),
             Arc::new(token_auth::TokenAuth),
+            self.external_services.clone(),
             Arc::new(muc::Muc(self.muc.clone())),
+            Arc::new(calls::Calls {
+                muc: self.muc.clone(),
+            }),
             Arc::new(components::Components(self.components.clone())),
         ]
     }

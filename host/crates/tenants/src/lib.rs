@@ -9,8 +9,10 @@
 //! Changing tenants (create, update, reload) is the control layer's job.
 
 pub mod archive_settings;
+pub mod calls_settings;
 pub mod cert;
 pub mod claims;
+pub mod external_services;
 pub mod muc_settings;
 pub mod push_settings;
 pub mod rate;

@@ -109,6 +109,13 @@ pub struct TenantSpec {
     /// Push notifications (`[tenants.NAME.push]`).
     #[serde(default)]
     pub push: crate::push_settings::PushSettings,
+    /// STUN and TURN servers for XEP-0215, and the TURN credential secret
+    /// (`[tenants.NAME.external_services]`).
+    #[serde(default)]
+    pub external_services: crate::external_services::ExternalServices,
+    /// Call signaling policy (`[tenants.NAME.calls]`).
+    #[serde(default)]
+    pub calls: crate::calls_settings::CallsSettings,
     /// Components serving subdomains of the tenant's domains (XEP-0114 external ones and
     /// Wasm-hosted ones).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -253,6 +260,8 @@ impl TenantSpec {
             muc: Default::default(),
             archive: Default::default(),
             push: Default::default(),
+            external_services: Default::default(),
+            calls: Default::default(),
             components: Vec::new(),
             jwt: None,
             tokens: None,
@@ -273,6 +282,7 @@ impl TenantSpec {
                 c.secret = Some(REDACTED.into());
             }
         }
+        spec.external_services = spec.external_services.redacted();
         spec
     }
 
@@ -350,6 +360,10 @@ impl TenantSpec {
             .muc
             .normalized()
             .map_err(|e| format!("tenant {name:?}: {e}"))?;
+        self.external_services = self
+            .external_services
+            .normalized()
+            .map_err(|e| format!("tenant {name:?}: external_services: {e}"))?;
         if let Some(jwt) = &self.jwt {
             heliograph_auth::tokens::jwt::JwtVerifier::check_settings(jwt)
                 .map_err(|e| format!("tenant {name:?}: jwt: {e}"))?;

@@ -38,6 +38,10 @@ pub const CARBONS: &str = "urn:xmpp:carbons:2";
 pub const FORWARD: &str = "urn:xmpp:forward:0";
 /// XEP-0334 Message Processing Hints.
 pub const HINTS: &str = "urn:xmpp:hints";
+/// XEP-0215 External Service Discovery.
+pub const EXTDISCO: &str = "urn:xmpp:extdisco:2";
+/// XEP-0166 Jingle.
+pub const JINGLE: &str = "urn:xmpp:jingle:1";
 /// XEP-0353 Jingle Message Initiation.
 pub const JINGLE_MESSAGE: &str = "urn:xmpp:jingle-message:0";
 /// XEP-0184 Message Delivery Receipts.

@@ -2,7 +2,8 @@
 //! purging data), issue a tenant admin token, and reload the config file.
 //!
 //! The operator may do everything. A tenant token may show its own tenant and change its
-//! own authentication, federation, JWT, token, room-policy, MUC and component settings;
+//! own authentication, federation, JWT, token, room-policy, MUC, component, external
+//! service (XEP-0215) and call settings;
 //! domains, limits (including `muc.max_rooms`, `muc.max_affiliations` and
 //! `muc.max_log_messages`), certificates, the enabled state and removal are the
 //! operator's.
@@ -14,6 +15,8 @@ use serde_json::json;
 use super::context::Ctx;
 use super::response::{ApiError, ApiResult, json, no_content};
 use crate::tenant_ops;
+use crate::tenants::calls_settings::CallsSettings;
+use crate::tenants::external_services::ExternalServices;
 use crate::tenants::spec::{AuthMethod, ComponentSpec, REDACTED, RoomPolicySetting, TenantTls};
 use crate::tenants::{Tenant, TenantSpec};
 use crate::tokens::issued::IssuedTokenSettings;
@@ -91,6 +94,11 @@ struct TenantPatch {
     /// `null` turns server-issued tokens off.
     #[serde(default, with = "double_option")]
     tokens: Option<Option<IssuedTokenSettings>>,
+    /// The whole XEP-0215 section (replaces the current one; a view sent back with
+    /// `"turn_secret_set": true` and no `turn_secret` keeps the secret).
+    external_services: Option<ExternalServices>,
+    /// Call signaling policy.
+    calls: Option<CallsSettings>,
 }
 
 /// Distinguishes an absent field from an explicit `null`.
@@ -171,6 +179,14 @@ impl TenantPatch {
         }
         if let Some(t) = self.tokens {
             spec.tokens = t;
+        }
+        if let Some(mut e) = self.external_services {
+            e.restore_secret(&spec.external_services)
+                .map_err(|e| ApiError::Invalid(format!("external_services: {e}")))?;
+            spec.external_services = e;
+        }
+        if let Some(c) = self.calls {
+            spec.calls = c;
         }
         Ok(())
     }

@@ -100,6 +100,9 @@ pub struct FilterCheck<'a> {
     pub to: &'a Account,
     /// `message`, `presence` or `iq`.
     pub kind: &'a str,
+    /// The stanza itself, when the caller has it (filters that look at the payload, like
+    /// the call policy, pass what they cannot see).
+    pub stanza: Option<&'a Element>,
 }
 
 /// A filter's decision.
@@ -112,6 +115,9 @@ pub enum Verdict {
     /// The recipient refuses the sender (blocked): the stanza is not delivered, as if
     /// the recipient were not there (XEP-0191 §3.4).
     RefusedByRecipient,
+    /// The recipient's tenant does not allow this stanza between these two users (the
+    /// call policy): the sender gets `forbidden`.
+    Forbidden,
 }
 
 /// A check run before delivery to a local account (blocking, privacy).

@@ -98,8 +98,15 @@ pub async fn route(core: &Arc<Core>, origin: &Origin, iq: Element) {
         }
         Route::Bare(account) => {
             let Some(ty) = request else { return };
-            if filter(core, origin, &iq, &account).await == Verdict::RefusedByRecipient {
-                return bounce(core, origin, &iq, Condition::ServiceUnavailable, None).await;
+            match filter(core, origin, &iq, &account).await {
+                Verdict::RefusedByRecipient => {
+                    return bounce(core, origin, &iq, Condition::ServiceUnavailable, None).await;
+                }
+                Verdict::Forbidden => {
+                    let text = Some(super::FORBIDDEN_TEXT);
+                    return bounce(core, origin, &iq, Condition::Forbidden, text).await;
+                }
+                Verdict::Pass | Verdict::RefusedBySender => {}
             }
             match core.account_known(&account).await {
                 Ok(true) => {}
@@ -217,6 +224,10 @@ async fn to_full_jid(
         }
         Verdict::RefusedByRecipient => {
             return bounce(core, origin, &iq, Condition::ServiceUnavailable, None).await;
+        }
+        Verdict::Forbidden => {
+            let text = Some(super::FORBIDDEN_TEXT);
+            return bounce(core, origin, &iq, Condition::Forbidden, text).await;
         }
     }
     let undelivered = match core.router.resource(account, resource) {

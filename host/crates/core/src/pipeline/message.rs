@@ -1,11 +1,12 @@
 //! Messages (RFC 6121 §8.5): to a bare JID, the available resources with the highest
-//! non-negative priority, else the undeliverable hook (offline storage); to a full JID,
+//! non-negative priority (every available non-negative one for XEP-0353 call messages,
+//! so that each device rings), else the undeliverable hook (offline storage); to a full JID,
 //! that session, else as if sent to the bare JID (chat, normal, headline) or an error
 //! (groupchat); errors back to the sender for everything undeliverable.
 
 use std::sync::Arc;
 
-use super::{Origin, blocked_error, bounce, filter, lookup, not_served};
+use super::{FORBIDDEN_TEXT, Origin, blocked_error, bounce, filter, lookup, not_served};
 use crate::context::Core;
 use crate::hooks::{FilterCheck, MessageContext, MessageStage, Stored, Verdict};
 use crate::router::{NotQueued, Route, SessionEntry};
@@ -30,6 +31,7 @@ pub fn route_now(core: &Arc<Core>, entry: &Arc<SessionEntry>, msg: Element) -> R
             sender: Some(&entry.account),
             to: &account,
             kind: "message",
+            stanza: Some(&msg),
         };
         if core.hooks.filter_now(core, &check) != Some(Verdict::Pass) {
             return Err(msg);
@@ -122,6 +124,16 @@ async fn to_account(
     match filter(core, origin, &msg, account).await {
         Verdict::Pass => deliver(core, account, resource, msg, Some(origin)).await,
         Verdict::RefusedBySender => origin.reply(core, blocked_error(&msg)).await,
+        Verdict::Forbidden => {
+            bounce(
+                core,
+                origin,
+                &msg,
+                Condition::Forbidden,
+                Some(FORBIDDEN_TEXT),
+            )
+            .await
+        }
         // XEP-0191 §3.4: the user is told nothing; a client sender hears the recipient is
         // unavailable. A relay (a MUC room's private message, a component) hears nothing:
         // rooms take an error from a user's address to mean that user has left, which
@@ -231,7 +243,11 @@ fn targets(core: &Core, account: &Account, resource: Option<&str>, msg: &Element
     if ty == "groupchat" {
         return Targets::Bounce;
     }
-    let best = best_resources(core, account);
+    let best = if rings_every_device(msg) {
+        available_resources(core, account)
+    } else {
+        best_resources(core, account)
+    };
     match (best.is_empty(), ty) {
         (false, _) => Targets::Sessions(best),
         (true, "error" | "headline") => Targets::Drop,
@@ -307,11 +323,25 @@ async fn store_undeliverable(core: &Arc<Core>, account: &Account, msg: &Element)
     Stored::Pass
 }
 
-/// The available sessions of the account with the highest non-negative priority.
-fn best_resources(core: &Core, account: &Account) -> Vec<Arc<SessionEntry>> {
+/// A XEP-0353 call message (propose, ringing, proceed, reject, retract, finish): every
+/// device of the callee rings and stops ringing, whatever its priority among them (RFC
+/// 6121 §8.5.2.1.1 allows delivery to all non-negative resources).
+fn rings_every_device(msg: &Element) -> bool {
+    msg.children()
+        .any(|c| c.ns() == crate::xml::ns::JINGLE_MESSAGE)
+}
+
+/// The available sessions of the account with a non-negative priority.
+fn available_resources(core: &Core, account: &Account) -> Vec<Arc<SessionEntry>> {
     // A session that is ending (its queue closed) takes nothing more.
     let mut sessions = core.router.resources(account);
     sessions.retain(|s| s.is_alive() && s.accepts_bare_messages());
+    sessions
+}
+
+/// The available sessions of the account with the highest non-negative priority.
+fn best_resources(core: &Core, account: &Account) -> Vec<Arc<SessionEntry>> {
+    let mut sessions = available_resources(core, account);
     let Some(best) = sessions.iter().map(|s| s.priority()).max() else {
         return sessions;
     };

@@ -147,9 +147,13 @@ pub async fn filter(core: &Arc<Core>, origin: &Origin, stanza: &Element, to: &Ac
         sender: origin.account(),
         to,
         kind: stanza.name(),
+        stanza: Some(stanza),
     };
     core.hooks.filter(core, &check).await
 }
+
+/// The text of the error a stanza refused by the recipient's tenant policy gets.
+pub const FORBIDDEN_TEXT: &str = "the recipient's service allows this only between contacts";
 
 /// True if the stanza expects an error when it cannot be delivered: iq requests, and
 /// every message or presence that is not itself an error.

@@ -126,6 +126,21 @@ impl MucServices {
         out
     }
 
+    /// Whether two users (bare JIDs) are both occupants of one room of a tenant's
+    /// services (the call policy's "share a room").
+    pub async fn share_a_room(&self, core: &Core, tenant: &str, a: &str, b: &str) -> bool {
+        for service in self.tenant_services(core, tenant) {
+            let rooms: Vec<_> = service.rooms.iter().map(|r| r.value().clone()).collect();
+            for room in rooms {
+                let room = room.lock().await;
+                if room.occupants_of(a).next().is_some() && room.occupants_of(b).next().is_some() {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
     /// Number of rooms a tenant has in memory across its services.
     pub fn room_count(&self, tenant: &str) -> usize {
         self.services

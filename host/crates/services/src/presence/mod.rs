@@ -68,6 +68,7 @@ async fn verdict(core: &Arc<Core>, from: &str, sender: Option<&Account>, to: &Ac
         sender,
         to,
         kind: "presence",
+        stanza: None,
     };
     core.hooks.filter(core, &check).await
 }
