@@ -1,7 +1,9 @@
 // End to end: examples/video-call, served by Heliograph itself ([[listen.http]] static_dir),
 // in headless Chromium with fake camera and microphone. Two users call each other
-// (XEP-0353 + Jingle), three meet in a room (mesh); media must flow: every
-// RTCPeerConnection reaches `connected` and decodes video frames.
+// (XEP-0353 + Jingle), three meet in a room (mesh), and two call with
+// iceTransportPolicy "relay" through coturn with the TURN credentials Heliograph issues
+// (XEP-0215); media must flow: every RTCPeerConnection reaches `connected` and decodes
+// video frames.
 //
 // Runs inside a network namespace with only loopback (tests/run.sh: `unshare -n`), so ICE
 // has loopback candidates only; not matched by `test/*.test.js` for that reason. By hand:
@@ -10,7 +12,9 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
 import { startServer } from './harness.js';
+import { createHmac } from 'node:crypto';
 import { CHROMIUM_ARGS, appDir, until, openApp, befriend, mediaFlows, stats, events } from './video-call-helpers.js';
+import { startTurn, addUser } from './turn.js';
 
 let server;
 let browser;
@@ -94,5 +98,41 @@ test('three people in a meeting room: connected between every pair', async () =>
     });
   } finally {
     for (const p of pages) await p.close();
+  }
+});
+
+test('relay only: media through coturn with the TURN credentials from XEP-0215', async () => {
+  const turn = await startTurn();
+  const pages = [];
+  try {
+    await turn.createTenant(server, 'acme', 'acme.test');
+    for (const u of ['dave', 'erin']) await addUser(server, 'acme.test', u, `${u}-pw`);
+    const dave = await openApp(browser, origin, 'dave@acme.test', 'dave-pw', { relay: true });
+    pages.push(dave);
+    const erin = await openApp(browser, origin, 'erin@acme.test', 'erin-pw', { relay: true });
+    pages.push(erin);
+    dave.jid = 'dave@acme.test';
+    erin.jid = 'erin@acme.test';
+    // The app's ICE servers are the tenant's, with credentials signed by the server.
+    const [ice] = await dave.evaluate(() => window.app.iceServers);
+    assert.equal(ice.urls, `turn:127.0.0.1:${turn.port}?transport=udp`);
+    assert.equal(ice.username.split(':')[1], 'dave@acme.test');
+    assert.ok(Number(ice.username.split(':')[0]) > Date.now() / 1000);
+    assert.equal(ice.credential, createHmac('sha1', turn.secret).update(ice.username).digest('base64'));
+
+    await befriend(dave, erin, 'erin@acme.test');
+    await dave.click('#roster li[data-jid="erin@acme.test"] button.call');
+    await erin.click('#accept', { timeout: 30000 });
+    const [d, e] = await Promise.all([mediaFlows(dave, 1), mediaFlows(erin, 1)]);
+    assert.equal(d[0].relayed, true, 'dave\'s selected candidate pair is a TURN relay');
+    assert.equal(e[0].relayed, true, 'erin\'s selected candidate pair is a TURN relay');
+    await dave.click('#hangup');
+    await until('both sides ended', async () => (await stats(dave)).length === 0 && (await stats(erin)).length === 0, 30000);
+  } catch (err) {
+    console.log('coturn log:', turn.log());
+    throw err;
+  } finally {
+    for (const p of pages) await p.close();
+    await turn.stop();
   }
 });
