@@ -71,6 +71,12 @@ async function login(e) {
   xmpp.on('stanza', (s) => onStanza(s).catch((err) => console.error('stanza handler', err)));
   xmpp.iqCallee.set(NS.jingle, 'jingle', (ctx) => onJingle(ctx.stanza));
   xmpp.iqCallee.set('jabber:iq:roster', 'query', (ctx) => onRosterPush(ctx.stanza));
+  // XEP-0215 pushes: the tenant's services changed; ask again (fresh credentials too).
+  xmpp.iqCallee.set(NS_EXTDISCO, 'services', (ctx) => {
+    if (ctx.stanza.attrs.from && ctx.stanza.attrs.from !== app.domain) return false;
+    queueMicrotask(discoverServices);
+    return true;
+  });
   const address = await xmpp.start().catch((err) => { status('login failed: ' + (err?.condition || err?.message)); throw err; });
   app.jid = address.toString();
   await xmpp.iqCaller.request(xml('iq', { type: 'set' }, xml('enable', { xmlns: NS_CARBONS }))).catch(() => {});
