@@ -64,7 +64,17 @@ async function login(e) {
   app.domain = domain || location.hostname;
   app.relayOnly = $('relay').checked;
   status('connecting…');
-  const xmpp = client({ service, domain: app.domain, username, password: $('password').value, resource: 'web-' + uid().slice(0, 6) });
+  const password = $('password').value;
+  // A token (a tenant's JWT, or an access token the server issued) goes as the PLAIN
+  // password, which the server checks as a token; a password takes the strongest SASL
+  // mechanism offered (SCRAM).
+  const credentials = $('token-login').checked
+    ? (authenticate, mechanisms) => {
+      if (!mechanisms.includes('PLAIN')) throw new Error('the server offers no PLAIN here (TLS needed?)');
+      return authenticate({ username, password }, 'PLAIN');
+    }
+    : undefined;
+  const xmpp = client({ service, domain: app.domain, username, password, credentials, resource: 'web-' + uid().slice(0, 6) });
   app.xmpp = xmpp;
   xmpp.on('error', (err) => console.warn('xmpp error', err?.message));
   xmpp.on('offline', () => status('offline'));

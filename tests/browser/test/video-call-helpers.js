@@ -28,13 +28,14 @@ export async function until(what, fn, ms = 60000) {
 }
 
 /** Opens the app and logs in through its form. */
-export async function openApp(browser, origin, user, password, { relay = false } = {}) {
+export async function openApp(browser, origin, user, password, { relay = false, token = false } = {}) {
   const page = await browser.newPage();
   page.on('pageerror', (e) => console.log(`[${user}] page error:`, e.message));
   await page.goto(`${origin}/`);
   await page.fill('#user', user);
   await page.fill('#password', password);
   if (relay) await page.check('#relay');
+  if (token) await page.check('#token-login');
   await page.click('#login-button');
   await until(`${user} online`, () => page.evaluate(() => window.app.jid));
   return page;

@@ -44,6 +44,30 @@ test('the server serves the app with the right content types', async () => {
   assert.equal((await fetch(origin + '/%2e%2e/%2e%2e/README.md')).status, 404);
 });
 
+test('logging in with a server-issued access token instead of a password', async () => {
+  const r = await server.api('POST', '/api/v1/tenants', { name: 'tok', domains: ['tok.test'], tokens: {} });
+  assert.equal(r.status, 201, JSON.stringify(r));
+  await addUser(server, 'tok.test', 'frank', 'frank-pw');
+  const minted = await server.api('POST', '/api/v1/users/tok.test/frank/tokens', { kind: 'access' });
+  assert.equal(minted.status, 201, JSON.stringify(minted));
+  const page = await openApp(browser, origin, 'frank@tok.test', minted.json.access.token, { token: true });
+  const bad = await browser.newPage();
+  try {
+    assert.match(await page.evaluate(() => window.app.jid), /^frank@tok\.test\//);
+    // A token that is not one is refused.
+    await bad.goto(`${origin}/`);
+    await bad.fill('#user', 'frank@tok.test');
+    await bad.fill('#password', minted.json.access.token.slice(0, -4) + 'AAAA');
+    await bad.check('#token-login');
+    await bad.click('#login-button');
+    await until('the tampered token refused', async () => /login failed/.test(await bad.textContent('#status')), 30000);
+    assert.equal(await bad.evaluate(() => window.app.jid), null);
+  } finally {
+    await page.close();
+    await bad.close();
+  }
+});
+
 test('two users: call, answer, video both ways, hang up; reject and retract', async () => {
   const alice = await openApp(browser, origin, 'alice@localhost', 'alice-pw');
   const bob = await openApp(browser, origin, 'bob@localhost', 'bob-pw');
