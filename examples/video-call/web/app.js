@@ -249,7 +249,7 @@ async function onJmi(m) {
       if (app.outgoing?.id === id && app.outgoing.state !== 'proceeding') {
         app.outgoing.state = 'proceeding';
         event('proceed', { id, from });
-        await startPeer({ sid: id, peer: from, initiator: true, clicked: app.outgoing.clicked });
+        await startPeer({ sid: id, peer: from, clicked: app.outgoing.clicked });
       }
       return;
     case 'reject':
@@ -297,8 +297,12 @@ function onJingle(iq) {
     if (peer || (!expected && !roomPeer)) {
       return xml('error', { type: 'cancel' }, xml('not-acceptable', { xmlns: 'urn:ietf:params:xml:ns:xmpp-stanzas' }));
     }
+    if (!app.stream) {
+      return xml('error', { type: 'wait' }, xml('resource-constraint', { xmlns: 'urn:ietf:params:xml:ns:xmpp-stanzas' }));
+    }
     if (expected) app.incoming = null;
-    queueMicrotask(() => startPeer({ sid, peer: from, initiator: false, offer: jingle }).catch((e) => console.error(e)));
+    const p = createPeer({ sid, peer: from, initiator: false });
+    queueMicrotask(() => p.accept(jingle).catch((e) => console.error('session-initiate', e)));
     return true;
   }
   if (!peer || bare(peer.peer) !== bare(from)) {
@@ -368,17 +372,23 @@ function endOutgoing() {
   if (!app.peers.size) $('hangup').hidden = true;
 }
 
-async function startPeer({ sid, peer, initiator, offer, clicked }) {
+/** A session registered at once (synchronously), so the peer's next Jingle iqs find it;
+ * our camera and microphone are open by then (call, answer and joinRoom open them). */
+function createPeer({ sid, peer, initiator, clicked }) {
   const p = new Peer({
-    sid, peer, initiator, me: app.jid, stream: await media(), rtc: rtcConfig(),
+    sid, peer, initiator, me: app.jid, stream: app.stream, rtc: rtcConfig(),
     send: (jingle, to) => app.xmpp.iqCaller.request(xml('iq', { type: 'set', to }, ltx(jingle)), 30000),
     onChange: renderPeer,
   });
   if (clicked !== undefined) p.timings.clicked = clicked;
   app.peers.set(sid, p);
   renderPeer(p);
-  if (initiator) await p.start();
-  else await p.accept(offer);
+  return p;
+}
+
+async function startPeer(opts) {
+  await media();
+  await createPeer({ ...opts, initiator: true }).start();
 }
 
 // --- meeting rooms (mesh) --------------------------------------------------------------
@@ -410,7 +420,7 @@ async function onRoomPresence(p, x) {
     if (others.some(([, j]) => !j)) status('this room hides real JIDs; cannot call its occupants');
     else status(`in ${room.jid} with ${others.length} other(s)`);
     for (const [, real] of others.slice(0, MAX_MESH - 1)) {
-      if (real) await startPeer({ sid: uid(), peer: real, initiator: true, clicked: performance.now() });
+      if (real) await startPeer({ sid: uid(), peer: real, clicked: performance.now() });
     }
     return;
   }
