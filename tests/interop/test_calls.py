@@ -207,6 +207,8 @@ async def test_coturn_accepts_the_server_issued_credentials(server, xmpp, coturn
     assert int(lost.group(1)) == 0, out
     sent = re.findall(r"tot_send_msgs=(\d+), tot_recv_msgs=(\d+)", out)
     assert sent and int(sent[-1][0]) > 0 and sent[-1][0] == sent[-1][1], out
+    print(f"turnutils_uclient through coturn: {sent[-1][0]} sent, {sent[-1][1]} received, "
+          f"{lost.group(1)} lost")
 
     # A tampered password: no allocation.
     tampered = ("A" if password[0] != "A" else "B") + password[1:]

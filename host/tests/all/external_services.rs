@@ -476,5 +476,75 @@ fn config_file_settings_are_served() {
         let all = services_of(&r, "services");
         assert_eq!(all.len(), 1);
         check_credentials(&all[0], "alice@localhost", "from-file", 120);
+
+        // The relay moves to another port in the file; a reload applies it and pushes
+        // the change: the old service deleted, the new one added with credentials.
+        let path = server.dir.path().join("heliograph.toml");
+        let cfg = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, cfg.replace("port = 3478", "port = 3479")).unwrap();
+        let (status, report, _) = admin(&server, "POST", "/api/v1/reload", Value::Null).await;
+        assert_eq!(status, 200, "{report}");
+        let push = alice
+            .next_matching(|e| e.name() == "iq" && e.attr("type") == Some("set"))
+            .await;
+        let items: Vec<Element> = push
+            .child("services", EXTDISCO)
+            .unwrap_or_else(|| panic!("a services push: {push}"))
+            .children()
+            .cloned()
+            .collect();
+        assert_eq!(items.len(), 2, "{push}");
+        let deleted = items
+            .iter()
+            .find(|s| s.attr("action") == Some("delete"))
+            .unwrap();
+        assert_eq!(deleted.attr("port"), Some("3478"));
+        assert_eq!(deleted.attr("password"), None, "{push}");
+        let added = items
+            .iter()
+            .find(|s| s.attr("action") == Some("add"))
+            .unwrap();
+        assert_eq!(added.attr("port"), Some("3479"));
+        check_credentials(added, "alice@localhost", "from-file", 120);
     });
+}
+
+#[tokio::test]
+async fn a_component_of_the_tenant_gets_no_credentials() {
+    use sha1::Digest as _;
+    let server = TestServer::start(&[], "");
+    let mut spec = acme();
+    spec["components"] = json!([{"domains": ["bot.acme.test"], "secret": "bot-secret"}]);
+    create_tenant(&server, spec, &[]).await;
+    let mut c = RawClient::connect(&server.component).await;
+    c.send_raw(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' \
+         xmlns:stream='http://etherx.jabber.org/streams' to='bot.acme.test'>",
+    )
+    .await;
+    let id = match c.next_event().await {
+        Some(heliograph::xml::StreamEvent::Open(h)) => h.attr("id").unwrap().to_string(),
+        other => panic!("expected a stream header, got {other:?}"),
+    };
+    let digest: String = Sha1::digest(format!("{id}bot-secret").as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    c.send_raw(&format!("<handshake>{digest}</handshake>"))
+        .await;
+    assert_eq!(c.next().await.name(), "handshake");
+    c.send_raw(&format!(
+        "<iq type='get' id='c1' from='bot.acme.test' to='acme.test'>\
+         <credentials xmlns='{EXTDISCO}'><service type='turn' host='127.0.0.1'/></credentials></iq>"
+    ))
+    .await;
+    let r = c.next_matching(|e| e.attr("id") == Some("c1")).await;
+    assert_eq!(r.attr("type"), Some("error"), "{r}");
+    assert!(!r.to_string().contains("password"), "{r}");
+    let cond = r.children().find(|e| e.name() == "error").and_then(|e| {
+        e.children()
+            .find(|c| c.ns() == ns::STANZAS_ERRORS)
+            .map(|c| c.name().to_string())
+    });
+    assert_eq!(cond.as_deref(), Some("forbidden"), "{r}");
 }
