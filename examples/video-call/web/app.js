@@ -230,6 +230,8 @@ async function onJmi(m) {
   if (!jmi) return;
   const id = jmi.attrs.id;
   const from = m.attrs.from;
+  // Answers to our proposal count only from the callee's account.
+  const ours = app.outgoing?.id === id && bare(from) === app.outgoing.to;
   switch (jmi.name) {
     case 'propose':
       if (app.incoming || app.outgoing || app.peers.size) {
@@ -243,23 +245,23 @@ async function onJmi(m) {
       if ($('autoanswer').checked && app.roster.has(bare(from))) await answer();
       return;
     case 'ringing':
-      if (app.outgoing?.id === id) { app.outgoing.state = 'ringing'; status('ringing ' + bare(from) + '…'); event('ringing', { id }); }
+      if (ours) { app.outgoing.state = 'ringing'; status('ringing ' + bare(from) + '…'); event('ringing', { id }); }
       return;
     case 'proceed':
-      if (app.outgoing?.id === id && app.outgoing.state !== 'proceeding') {
+      if (ours && app.outgoing.state !== 'proceeding') {
         app.outgoing.state = 'proceeding';
         event('proceed', { id, from });
         await startPeer({ sid: id, peer: from, clicked: app.outgoing.clicked });
       }
       return;
     case 'reject':
-      if (app.outgoing?.id === id) { event('rejected', { id }); status('call rejected by ' + bare(from)); endOutgoing(); }
+      if (ours) { event('rejected', { id }); status('call rejected by ' + bare(from)); endOutgoing(); }
       return;
     case 'retract':
-      if (app.incoming?.id === id) { event('retracted', { id }); status('missed call from ' + bare(from)); hideIncoming(); }
+      if (app.incoming?.id === id && bare(app.incoming.from) === bare(from)) { event('retracted', { id }); status('missed call from ' + bare(from)); hideIncoming(); }
       return;
     case 'finish':
-      app.peers.get(id)?.hangup('success', false);
+      if (app.peers.get(id) && bare(app.peers.get(id).peer) === bare(from)) app.peers.get(id).hangup('success', false);
       return;
     default:
   }
