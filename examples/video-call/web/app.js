@@ -7,6 +7,7 @@
 /* global XMPP */
 import { Peer } from './peer.js';
 import { NS } from './jingle-sdp.js';
+import { iceServersOf, NS_EXTDISCO } from './ice-servers.js';
 
 const { client, xml } = XMPP;
 const NS_CARBONS = 'urn:xmpp:carbons:2';
@@ -14,7 +15,6 @@ const NS_FORWARD = 'urn:xmpp:forward:0';
 const NS_MUC = 'http://jabber.org/protocol/muc';
 const NS_MUC_USER = 'http://jabber.org/protocol/muc#user';
 const NS_MUC_OWNER = 'http://jabber.org/protocol/muc#owner';
-const NS_EXTDISCO = 'urn:xmpp:extdisco:2';
 const MAX_MESH = 4;
 
 const $ = (id) => document.getElementById(id);
@@ -168,18 +168,6 @@ async function discoverServices() {
   $('services').textContent = app.iceServers.length
     ? app.iceServers.map((s) => s.urls).join(', ')
     : 'none (host candidates only)';
-}
-
-export function iceServersOf(services) {
-  const out = [];
-  for (const s of services?.getChildren('service') || []) {
-    const { type, host, port, transport, username, password } = s.attrs;
-    if (!['stun', 'stuns', 'turn', 'turns'].includes(type)) continue;
-    const h = host.includes(':') ? `[${host}]` : host;
-    const url = `${type}:${h}${port ? ':' + port : ''}${type.startsWith('turn') && transport ? '?transport=' + transport : ''}`;
-    out.push(username ? { urls: url, username, credential: password } : { urls: url });
-  }
-  return out;
 }
 
 function rtcConfig() {
