@@ -23,7 +23,7 @@ let origin;
 before(async () => {
   server = await startServer({ http: `static_dir = "${appDir}"` });
   origin = `http://${server.http}`;
-  for (const u of ['alice', 'bob', 'carol']) await server.addUser(u, `${u}-pw`);
+  for (const u of ['alice', 'bob', 'carol', 'dan']) await server.addUser(u, `${u}-pw`);
   browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: CHROMIUM_ARGS });
 });
 
@@ -103,23 +103,29 @@ test('two users: call, answer, video both ways, hang up; reject and retract', as
   }
 });
 
-test('three people in a meeting room: connected between every pair', async () => {
+test('three people in a meeting room: connected between every pair; a fourth joins the mesh', async () => {
   const pages = [];
-  try {
-    for (const u of ['alice', 'bob', 'carol']) {
-      const page = await openApp(browser, origin, `${u}@localhost`, `${u}-pw`);
-      await page.fill('#room', 'standup');
-      await page.click('#join');
-      await until(`${u} in the room`, async () => (await events(page)).includes('room-joined'), 30000);
-      pages.push(page);
-    }
-    const all = await Promise.all(pages.map((p) => mediaFlows(p, 2)));
-    // Every pair: each page is connected to the two others.
+  const join = async (u) => {
+    const page = await openApp(browser, origin, `${u}@localhost`, `${u}-pw`);
+    await page.fill('#room', 'standup');
+    await page.click('#join');
+    await until(`${u} in the room`, async () => (await events(page)).includes('room-joined'), 30000);
+    pages.push(page);
+  };
+  // Every pair: each page is connected, with video, to every other one.
+  const everyPair = async () => {
+    const all = await Promise.all(pages.map((p) => mediaFlows(p, pages.length - 1)));
     const jids = await Promise.all(pages.map((p) => p.evaluate(() => window.app.jid)));
     all.forEach((sessions, i) => {
       const peers = sessions.map((s) => s.peer).sort();
       assert.deepEqual(peers, jids.filter((_, j) => j !== i).sort());
     });
+  };
+  try {
+    for (const u of ['alice', 'bob', 'carol']) await join(u);
+    await everyPair();
+    await join('dan');
+    await everyPair();
   } finally {
     for (const p of pages) await p.close();
   }
