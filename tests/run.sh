@@ -220,11 +220,11 @@ step_setup() {
     ensure_python_venv
     ensure_apt_packages chromium   # headless browser for tests/browser (never downloaded by npm)
     ensure_apt_packages haproxy    # real load balancer in front of c2s (host/tests/all/edge.rs)
-    ensure_apt_packages iproute2   # ss: the listen backlog of the listeners (edge.rs)
+    ensure_apt_packages iproute2   # ss: the listen backlog of the listeners (edge.rs); ip: the video-call namespace
     # The deploy files' checkers (tests/interop/deploy): promtool (Debian ships it in
     # `prometheus`), systemd-analyze (`systemd`), openssl for HAProxy's test certificate.
     ensure_apt_packages prometheus systemd openssl
-    ensure_apt_packages coturn     # real TURN server for the XEP-0215 credentials (tests/interop/test_calls.py)
+    ensure_apt_packages coturn     # real TURN server for the XEP-0215 credentials (tests/interop/test_calls.py, the video-call relay run)
     echo "CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
     ensure_browser_packages
     cargo --version
@@ -394,6 +394,22 @@ step_browser() {
     node --test --test-concurrency=1 test/*.test.js
 }
 
+# The video-call example's SDP <-> Jingle mapping (plain node, no browser, no server).
+step_video_call_unit() {
+    node --test "$REPO_ROOT"/examples/video-call/test/*.test.js
+}
+
+# The video-call example end to end: Heliograph serving the app, Chromium pages calling
+# each other. Inside a network namespace with only loopback (`unshare -n`; `-rn`, a user
+# namespace too, when not root), so ICE gathers loopback candidates only and nothing
+# leaves the machine.
+step_video_call_e2e() {
+    cd "$REPO_ROOT/tests/browser"
+    local unshare=(unshare -n)
+    [[ $(id -u) -ne 0 ]] && unshare=(unshare -rn)
+    "${unshare[@]}" sh -c 'ip link set lo up && exec node --test --test-concurrency=1 test/video-call.e2e.js'
+}
+
 # The same suites with every server on PostgreSQL (a fresh database each, made by the
 # harnesses on the run's cluster).
 step_interop_postgres() {
@@ -436,6 +452,8 @@ run_step "build heliograph" step_build_server
 run_step "interop tests (pytest + slixmpp)" step_interop
 run_step "deploy files: Grafana, Prometheus rules, HAProxy, systemd (tests/interop/deploy)" step_deploy
 run_step "browser tests (headless Chromium: Strophe.js over BOSH, @xmpp/client over WebSocket)" step_browser
+run_step "video-call example: SDP <-> Jingle mapping (node --test)" step_video_call_unit
+run_step "video-call example end to end (Chromium calls, loopback-only network namespace)" step_video_call_e2e
 run_step "interop tests on PostgreSQL" step_interop_postgres
 run_step "browser tests on PostgreSQL" step_browser_postgres
 

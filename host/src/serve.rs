@@ -140,7 +140,7 @@ pub async fn serve_with(
                 let tls = h.tls.then_some(tls);
                 tokio::spawn(heliograph_transports::http::serve(
                     socket,
-                    Arc::new(h),
+                    Arc::new(*h),
                     core,
                     tls,
                     tracker,
@@ -285,7 +285,8 @@ pub fn postgres_settings(config: &Config) -> anyhow::Result<PgSettings> {
 /// What a configured listener runs.
 enum Serve {
     C2s(crate::config::C2sListener),
-    Http(crate::config::HttpListener),
+    // Boxed: an HTTP listener's settings are several times the size of the others'.
+    Http(Box<crate::config::HttpListener>),
     Component(crate::config::ComponentListener),
 }
 
@@ -312,7 +313,7 @@ fn listeners(config: &Config) -> Vec<ListenerRow> {
         kind: "http",
         address: l.address,
         tls: Some(ReadyTls::Flag(l.tls)),
-        serve: Serve::Http(l.clone()),
+        serve: Serve::Http(Box::new(l.clone())),
     });
     let component = config.listen.component.iter().map(|l| ListenerRow {
         kind: "component",

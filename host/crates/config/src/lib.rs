@@ -368,6 +368,12 @@ pub struct HttpListener {
     pub max_connections_per_address: usize,
     /// Failed SASL attempts allowed per session.
     pub max_auth_attempts: u32,
+    /// A folder whose files are served (GET and HEAD, no directory listing) under
+    /// `static_prefix`, next to BOSH and WebSocket: a web app from the same origin.
+    /// Relative paths are relative to the server's working directory.
+    pub static_dir: Option<PathBuf>,
+    /// URL path the `static_dir` files are served under (`/` by default).
+    pub static_prefix: String,
 }
 
 impl Default for HttpListener {
@@ -397,6 +403,8 @@ impl Default for HttpListener {
             max_connections: 100_000,
             max_connections_per_address: 0,
             max_auth_attempts: 3,
+            static_dir: None,
+            static_prefix: "/".into(),
         }
     }
 }
@@ -647,6 +655,20 @@ impl Config {
                     "listen.http: bosh_max_hold, bosh_max_wait and bosh_inactivity must be positive"
                         .into(),
                 ));
+            }
+            if !l.static_prefix.starts_with('/') {
+                return Err(ConfigError::Invalid(format!(
+                    "listen.http.static_prefix: {:?} must start with /",
+                    l.static_prefix
+                )));
+            }
+            if let Some(dir) = &l.static_dir
+                && !dir.is_dir()
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "listen.http.static_dir: {} is not a folder",
+                    dir.display()
+                )));
             }
         }
         if self.tls.cert.is_some() != self.tls.key.is_some() {

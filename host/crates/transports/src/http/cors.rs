@@ -25,6 +25,23 @@ pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
     headers.get(header::ORIGIN).is_none() || allow_origin(headers, allowed).is_some()
 }
 
+/// True if the request's `Origin` names the host it was sent to (`Host`, port included):
+/// a page of this very listener, which is not a cross-origin request.
+pub fn same_origin(headers: &HeaderMap) -> bool {
+    let (Some(origin), Some(host)) = (headers.get(header::ORIGIN), headers.get(header::HOST))
+    else {
+        return false;
+    };
+    let (Ok(origin), Ok(host)) = (origin.to_str(), host.to_str()) else {
+        return false;
+    };
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .map(|a| a.trim_end_matches('/'));
+    authority.is_some_and(|a| !a.is_empty() && a.eq_ignore_ascii_case(host))
+}
+
 /// The answer to an `OPTIONS` preflight: 204 with the CORS headers when the origin is
 /// allowed (added by [`decorate`]), 403 otherwise.
 pub fn preflight(headers: &HeaderMap, allowed: bool) -> Response<Full<bytes::Bytes>> {
@@ -86,5 +103,26 @@ mod tests {
         );
         assert!(origin_allowed(&HeaderMap::new(), &[]));
         assert!(!origin_allowed(&with_origin("http://x"), &[]));
+    }
+
+    #[test]
+    fn same_origin_is_the_host_the_request_went_to() {
+        let with = |origin: &str, host: &str| {
+            let mut h = with_origin(origin);
+            h.insert(header::HOST, host.parse().unwrap());
+            h
+        };
+        assert!(same_origin(&with(
+            "http://localhost:5280",
+            "localhost:5280"
+        )));
+        assert!(same_origin(&with("https://Chat.Example", "chat.example")));
+        assert!(!same_origin(&with(
+            "http://localhost:5280",
+            "localhost:5281"
+        )));
+        assert!(!same_origin(&with("http://evil.example", "localhost:5280")));
+        assert!(!same_origin(&with("null", "localhost:5280")));
+        assert!(!same_origin(&with_origin("http://localhost:5280")));
     }
 }

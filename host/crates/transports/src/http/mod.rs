@@ -1,7 +1,8 @@
 //! The public HTTP listener (default port 5280, optional TLS): BOSH at `bosh_path`
 //! ([`bosh`]) and XMPP over WebSocket at `websocket_path` ([`websocket`]), with CORS for
 //! browsers ([`cors`]), the real client address behind trusted proxies ([`proxy`]) and a
-//! per-address session limit ([`limits`]).
+//! per-address session limit ([`limits`]), and optionally the files of a folder
+//! ([`static_files`]) for a web app on the same origin.
 //!
 //! A connection is *secure* when the listener has TLS or a trusted proxy reports that the
 //! client used HTTPS. Authentication on insecure connections is refused when
@@ -20,6 +21,7 @@ pub mod cors;
 pub mod gauge;
 pub mod limits;
 pub mod proxy;
+pub mod static_files;
 pub mod websocket;
 
 use std::convert::Infallible;
@@ -69,6 +71,8 @@ pub struct HttpState {
     pub tls: bool,
     /// Open TCP connections on this listener (for `max_connections`).
     pub live: Arc<std::sync::atomic::AtomicUsize>,
+    /// The `static_dir` folder, when one is served.
+    pub files: Option<static_files::StaticFiles>,
 }
 
 /// Who sent a request, as the session core should see it.
@@ -132,6 +136,11 @@ pub async fn serve(
         shutdown,
         tls: tls.is_some(),
         live: Arc::default(),
+        files: config.static_dir.as_deref().and_then(|dir| {
+            static_files::StaticFiles::new(dir, &config.static_prefix)
+                .inspect_err(|e| tracing::error!(error = %e, "static files not served"))
+                .ok()
+        }),
         config,
         core,
     });
@@ -258,6 +267,9 @@ async fn route(state: Arc<HttpState>, peer: SocketAddr, req: Request<Incoming>) 
             Method::GET => websocket::upgrade(state, peer, req),
             _ => method_not_allowed("GET"),
         };
+    }
+    if let Some(files) = state.files.as_ref().filter(|f| f.claims(&path)) {
+        return files.respond(req.method(), &path).await;
     }
     text_response(StatusCode::NOT_FOUND, "not found\n")
 }

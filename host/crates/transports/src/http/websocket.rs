@@ -99,7 +99,9 @@ pub fn upgrade(
     let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned() else {
         return refuse(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key\n");
     };
-    if !cors::origin_allowed(req.headers(), &state.config.allowed_origins) {
+    // The pages this listener serves itself (`static_dir`) may use it from its own origin.
+    let own_page = state.files.is_some() && cors::same_origin(req.headers());
+    if !own_page && !cors::origin_allowed(req.headers(), &state.config.allowed_origins) {
         tracing::info!(address = %client.addr.display, origin = ?req.headers().get(header::ORIGIN), "WebSocket origin refused");
         return refuse(StatusCode::FORBIDDEN, "origin not allowed\n");
     }
