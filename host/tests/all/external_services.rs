@@ -8,46 +8,27 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha1::Sha1;
 
 use crate::common;
 
-use common::web::http;
 use common::{RawClient, TestServer, ping_barrier};
 use heliograph::xml::{Element, ns};
 
 const EXTDISCO: &str = "urn:xmpp:extdisco:2";
 const SECRET: &str = "north-wind-secret";
 
-/// An admin API call; the status and the JSON answer (`null` when there is none).
+/// An admin API call with the operator token; the status, the JSON answer (`null` when
+/// there is none) and the answer as text.
 pub async fn admin(
     server: &TestServer,
     method: &str,
     path: &str,
     body: Value,
 ) -> (u16, Value, String) {
-    let auth = format!("Bearer {}", server.token);
-    let body = if body.is_null() {
-        Bytes::new()
-    } else {
-        Bytes::from(body.to_string())
-    };
-    let r = http(
-        method,
-        &format!("http://{}{path}", server.admin),
-        &[
-            ("authorization", &auth),
-            ("content-type", "application/json"),
-        ],
-        body,
-    )
-    .await;
-    let text = String::from_utf8_lossy(&r.body).to_string();
-    let doc = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
-    (r.status.as_u16(), doc, text)
+    common::web::admin_call(&server.admin, &server.token, method, path, body).await
 }
 
 /// Creates an API tenant and its users (password `pw`).

@@ -5,12 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::common;
 
-use common::web::http;
 use common::{RawClient, TestServer, ping_barrier};
 use heliograph::xml::{Element, ns};
 
@@ -22,24 +20,8 @@ async fn admin(
     token: &str,
     body: Value,
 ) -> (u16, Value) {
-    let auth = format!("Bearer {token}");
-    let body = if body.is_null() {
-        Bytes::new()
-    } else {
-        Bytes::from(body.to_string())
-    };
-    let r = http(
-        method,
-        &format!("http://{}{path}", server.admin),
-        &[
-            ("authorization", &auth),
-            ("content-type", "application/json"),
-        ],
-        body,
-    )
-    .await;
-    let doc = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
-    (r.status.as_u16(), doc)
+    let (status, doc, _) = common::web::admin_call(&server.admin, token, method, path, body).await;
+    (status, doc)
 }
 
 /// Creates tenants (name, domain) with the operator's token.

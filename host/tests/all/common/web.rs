@@ -91,6 +91,36 @@ pub async fn admin_get(admin: &str, token: &str, path: &str) -> serde_json::Valu
     serde_json::from_slice(&r.body).unwrap()
 }
 
+/// An admin API call with `token` and a JSON body (none when `null`): the status, the
+/// JSON answer (`null` when there is none) and the answer as text.
+pub async fn admin_call(
+    admin: &str,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value, String) {
+    let auth = format!("Bearer {token}");
+    let body = if body.is_null() {
+        Bytes::new()
+    } else {
+        Bytes::from(body.to_string())
+    };
+    let r = http(
+        method,
+        &format!("http://{admin}{path}"),
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        body,
+    )
+    .await;
+    let text = String::from_utf8_lossy(&r.body).to_string();
+    let doc = serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null);
+    (r.status.as_u16(), doc, text)
+}
+
 /// Posts a raw BOSH body.
 pub async fn bosh_post(addr: &str, body: &str) -> HttpResponse {
     http(
