@@ -111,6 +111,20 @@ pub fn rss_from_status(status: &str) -> anyhow::Result<u64> {
     bail!("no VmRSS line (is the process a zombie?)")
 }
 
+/// `RssAnon` and `RssFile` in KiB from `/proc/PID/status`: memory the process allocated,
+/// and pages of mapped files (its own executable's code among them), which the kernel may
+/// drop and read again.
+pub fn rss_split_from_status(status: &str) -> Option<(u64, u64)> {
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+    };
+    Some((field("RssAnon:")?, field("RssFile:")?))
+}
+
 /// Raises this process's soft open-files limit to its hard limit; returns the new limit.
 pub fn raise_nofile_limit() -> u64 {
     let mut lim = libc::rlimit {
@@ -156,7 +170,9 @@ mod tests {
 
     #[test]
     fn parses_status_rss() {
-        let status = "Name:\theliograph\nVmPeak:\t  999 kB\nVmRSS:\t   12345 kB\nThreads:\t3\n";
+        let status = "Name:\theliograph\nVmPeak:\t  999 kB\nVmRSS:\t   12345 kB\nRssAnon:\t    8000 kB\nRssFile:\t    4345 kB\nThreads:\t3\n";
+        assert_eq!(rss_split_from_status(status), Some((8000, 4345)));
+        assert_eq!(rss_split_from_status("VmRSS:\t1 kB\n"), None);
         assert_eq!(rss_from_status(status).unwrap(), 12345);
         assert!(rss_from_status("Name:\tx\n").is_err());
     }

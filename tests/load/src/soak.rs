@@ -1447,9 +1447,14 @@ pub async fn run(job: SoakJob, progress: impl Fn(&str) + Send + Sync + 'static) 
         if Instant::now() >= next_report {
             let chat = ctx.ledger.counts(Kind::Chat);
             progress(&format!(
-                "{:>4} s: RSS {} KiB, logins {}, chat sent {} acked {} received {}, resumes {}, cuts {}, MUC {} sent, errors {}",
+                "{:>4} s: RSS {} KiB ({}), logins {}, chat sent {} acked {} received {}, resumes {}, cuts {}, MUC {} sent, errors {}",
                 start.elapsed().as_secs(),
                 rss.samples.last().map(|s| s.1).unwrap_or(0),
+                std::fs::read_to_string(format!("/proc/{}/status", job.pid))
+                    .ok()
+                    .and_then(|status| procfs::rss_split_from_status(&status))
+                    .map(|(anon, file)| format!("anonymous {anon}, file-backed {file}"))
+                    .unwrap_or_default(),
                 get(&ctx.n.logins) + get(&ctx.n.plugin_logins),
                 chat.sent,
                 chat.acked,
