@@ -433,20 +433,17 @@ impl Link {
         self.drain_parsed(out)
     }
 
-    /// Sends `</stream:stream>` and waits (briefly) for the server's.
-    async fn close(mut self) {
+    /// Sends `</stream:stream>` and waits (briefly) for the server's; returns the stanzas
+    /// that came meanwhile (delivered: the stream ended cleanly after them).
+    async fn close(mut self) -> Vec<Element> {
         let _ = self.io.write_all(b"</stream:stream>").await;
-        let mut sink = Vec::new();
+        let mut received = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(5), async {
-            loop {
-                sink.clear();
-                if self.read(&mut sink).await.is_err() {
-                    break;
-                }
-            }
+            while self.read(&mut received).await.is_ok() {}
         })
         .await;
         let _ = self.io.shutdown().await;
+        received
     }
 }
 
@@ -1145,7 +1142,12 @@ async fn bosh_client(ctx: Arc<Ctx>, i: usize, mut rng: Rng) {
             }
             continue;
         }
-        link.close().await;
+        // A BOSH logout's answer carries what the server still held for the session.
+        for el in link.close().await {
+            if el.name() == "message" {
+                bosh_received(&ctx, &el);
+            }
+        }
         inc(&ctx.n.clean_closes);
         if drained || ctx.phase() == Phase::Done {
             return;
@@ -1155,6 +1157,20 @@ async fn bosh_client(ctx: Arc<Ctx>, i: usize, mut rng: Rng) {
         }
         ctx.nap(rng.between(Duration::from_secs(1), Duration::from_secs(5)))
             .await;
+    }
+}
+
+/// A message that reached a BOSH client: a bounce, or one of the ledger's.
+fn bosh_received(ctx: &Ctx, el: &Element) {
+    if el.attr("type") == Some("error") {
+        inc(&ctx.n.bounces);
+        ctx.error(format!("BOSH bounce: {}", el.to_string_in(ns::CLIENT)));
+    } else if let Some(id) = el
+        .child_text("body", ns::CLIENT)
+        .and_then(|b| parse_body(&b, CHAT_PREFIX))
+        && !ctx.ledger.receive(id)
+    {
+        ctx.error(format!("BOSH client received unknown message {id}"));
     }
 }
 
@@ -1224,16 +1240,7 @@ async fn bosh_session(
                                 ctx.ledger.ack(id);
                             }
                         }
-                        "message" => {
-                            if el.attr("type") == Some("error") {
-                                inc(&ctx.n.bounces);
-                                ctx.error(format!("BOSH bounce: {}", el.to_string_in(ns::CLIENT)));
-                            } else if let Some(id) = el.child_text("body", ns::CLIENT).and_then(|b| parse_body(&b, CHAT_PREFIX))
-                                && !ctx.ledger.receive(id)
-                            {
-                                ctx.error(format!("BOSH client received unknown message {id}"));
-                            }
-                        }
+                        "message" => bosh_received(ctx, el),
                         _ => {}
                     }
                 }
