@@ -14,6 +14,8 @@ use sha1::Sha1;
 
 use crate::common;
 
+/// The stanza error condition of an error reply (shared with the call tests).
+pub use common::stanza_error_condition as condition;
 use common::{RawClient, TestServer, ping_barrier};
 use heliograph::xml::{Element, ns};
 
@@ -45,23 +47,7 @@ pub async fn create_tenant(server: &TestServer, spec: Value, users: &[&str]) {
 
 /// STARTTLS, PLAIN login (password `pw`) and bind on `domain`.
 pub async fn login(server: &TestServer, domain: &str, user: &str, resource: &str) -> RawClient {
-    let mut c = RawClient::connect(&server.starttls).await;
-    c.open_to(domain).await;
-    c.starttls().await;
-    c.open_to(domain).await;
-    let r = c.auth_plain(user, "pw").await;
-    assert!(r.is("success", ns::SASL), "{r}");
-    c.open_to(domain).await;
-    c.bind_here(Some(resource)).await;
-    c
-}
-
-/// The stanza error condition of an error reply.
-pub fn condition(el: &Element) -> Option<String> {
-    el.child("error", ns::CLIENT)?
-        .children()
-        .find(|c| c.ns() == ns::STANZAS_ERRORS && c.name() != "text")
-        .map(|c| c.name().to_string())
+    RawClient::login_on(server, domain, user, "pw", resource).await
 }
 
 /// Sends an iq get with `payload` and returns the answer.

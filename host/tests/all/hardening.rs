@@ -9,8 +9,9 @@ use serde_json::{Value, json};
 
 use crate::common;
 
+use common::stanza_error_condition as condition;
 use common::{RawClient, TestServer, ping_barrier};
-use heliograph::xml::{Element, ns};
+use heliograph::xml::ns;
 
 /// An admin API call; the status and the JSON answer (`null` when there is none).
 async fn admin(
@@ -35,23 +36,7 @@ async fn create_tenants(server: &TestServer, tenants: &[(&str, &str)]) {
 
 /// STARTTLS, PLAIN login (password `pw`) and bind, on a domain other than `localhost`.
 async fn login(server: &TestServer, domain: &str, user: &str) -> RawClient {
-    let mut c = RawClient::connect(&server.starttls).await;
-    c.open_to(domain).await;
-    c.starttls().await;
-    c.open_to(domain).await;
-    let r = c.auth_plain(user, "pw").await;
-    assert!(r.is("success", ns::SASL), "{r}");
-    c.open_to(domain).await;
-    c.bind_here(Some("r")).await;
-    c
-}
-
-fn condition(el: &Element) -> Option<String> {
-    let error = el.child("error", ns::CLIENT)?;
-    error
-        .children()
-        .find(|c| c.ns() == ns::STANZAS_ERRORS && c.name() != "text")
-        .map(|c| c.name().to_string())
+    RawClient::login_on(server, domain, user, "pw", "r").await
 }
 
 #[tokio::test]

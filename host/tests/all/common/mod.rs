@@ -328,7 +328,36 @@ pub struct RawClient {
 
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The stanza error condition of an error reply (the `urn:ietf:params:xml:ns:xmpp-stanzas`
+/// child other than `<text/>`).
+pub fn stanza_error_condition(el: &Element) -> Option<String> {
+    el.child("error", ns::CLIENT)?
+        .children()
+        .find(|c| c.ns() == ns::STANZAS_ERRORS && c.name() != "text")
+        .map(|c| c.name().to_string())
+}
+
 impl RawClient {
+    /// STARTTLS, PLAIN login and bind on `domain` (a tenant's domain other than
+    /// `localhost`), as `user` with `password` and `resource`.
+    pub async fn login_on(
+        server: &TestServer,
+        domain: &str,
+        user: &str,
+        password: &str,
+        resource: &str,
+    ) -> RawClient {
+        let mut c = RawClient::connect(&server.starttls).await;
+        c.open_to(domain).await;
+        c.starttls().await;
+        c.open_to(domain).await;
+        let r = c.auth_plain(user, password).await;
+        assert!(r.is("success", ns::SASL), "{r}");
+        c.open_to(domain).await;
+        c.bind_here(Some(resource)).await;
+        c
+    }
+
     pub async fn connect(addr: &str) -> RawClient {
         let s = TcpStream::connect(addr).await.unwrap();
         RawClient::from_io(Io::Plain(s))
