@@ -1,14 +1,17 @@
 # Shared by tests/load/*_bench.sh (sourced, not run): a release server on loopback with one
 # tenant, for benchmarks that start their own.
 #
-#   bench_config DIR DOMAIN MAM   writes DIR/heliograph.toml (tenant DOMAIN, archive on if
-#                                 MAM is true); data under DIR/data
+#   bench_base_config DIR         writes DIR/heliograph.toml with the listeners only (plain
+#                                 c2s allowing PLAIN, direct-TLS c2s, HTTP, component and
+#                                 admin, all on ephemeral loopback ports); data under
+#                                 DIR/data; the caller appends its [c2s] and tenants
+#   bench_config DIR DOMAIN MAM   the same with one tenant DOMAIN (archive on if MAM is true)
 #   bench_start DIR               starts "$R/heliograph" with it, waits for DIR/ready.json,
 #                                 sets BENCH_PID
 #   bench_stop                    stops it (SIGTERM, then waits)
 
-bench_config() {
-    local dir="$1" domain="$2" mam="$3"
+bench_base_config() {
+    local dir="$1"
     mkdir -p "$dir"
     cat > "$dir/heliograph.toml" <<TOML
 [general]
@@ -20,6 +23,7 @@ log_level = "warn"
 address = "127.0.0.1:0"
 require_tls = false
 allow_plain_without_tls = true
+negotiation_timeout = 120
 idle_timeout = 86400
 
 [[listen.c2s]]
@@ -37,6 +41,13 @@ address = "127.0.0.1:0"
 [listen.admin]
 address = "127.0.0.1:0"
 
+TOML
+}
+
+bench_config() {
+    local dir="$1" domain="$2" mam="$3"
+    bench_base_config "$dir"
+    cat >> "$dir/heliograph.toml" <<TOML
 [c2s]
 ping_interval = 0
 

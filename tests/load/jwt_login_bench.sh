@@ -19,44 +19,19 @@ cargo build --release -q -p heliograph -p heliograph-load
 R="$CARGO_TARGET_DIR/release"
 WORK="$(mktemp -d)"
 SECRET="jwt-bench-secret-0123456789abcdef"
-trap 'kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+# shellcheck source=tests/load/bench_server.sh
+source "$REPO_ROOT/tests/load/bench_server.sh"
+trap 'bench_stop; rm -rf "$WORK"' EXIT
 
-cat > "$WORK/heliograph.toml" <<TOML
-[general]
-hosts = ["localhost"]
-data_dir = "$WORK/data"
-log_level = "warn"
-
-[[listen.c2s]]
-address = "127.0.0.1:0"
-
-[[listen.c2s]]
-address = "127.0.0.1:0"
-tls = "direct"
-
-# Every listener on an ephemeral loopback port (the defaults would bind
-# 0.0.0.0:5280 and 127.0.0.1:5347).
-[[listen.http]]
-address = "127.0.0.1:0"
-
-[[listen.component]]
-address = "127.0.0.1:0"
-
-[listen.admin]
-address = "127.0.0.1:0"
-
+bench_base_config "$WORK"
+cat >> "$WORK/heliograph.toml" <<TOML
 [tenants.jwt]
 domains = ["jwt.test"]
 
 [tenants.jwt.jwt]
 keys = [{ kid = "bench", alg = "HS256", secret = "$SECRET" }]
 TOML
-
-"$R/heliograph" serve --config "$WORK/heliograph.toml" --ready-file "$WORK/ready.json" \
-    2> "$WORK/server.log" &
-PID=$!
-for _ in $(seq 300); do [[ -f "$WORK/ready.json" ]] && break; sleep 0.1; done
-[[ -f "$WORK/ready.json" ]] || { cat "$WORK/server.log"; exit 1; }
+bench_start "$WORK"
 
 run() {
     echo "=== $1: $N logins over direct TLS, concurrency $CONC"

@@ -24,37 +24,12 @@ cargo build --release -q --target wasm32-wasip2 --manifest-path plugins/Cargo.to
 R="$CARGO_TARGET_DIR/release"
 WASM="$CARGO_TARGET_DIR/plugins/wasm32-wasip2/release/meeting_policy.wasm"
 WORK="$(mktemp -d)"
-trap 'kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+# shellcheck source=tests/load/bench_server.sh
+source "$REPO_ROOT/tests/load/bench_server.sh"
+trap 'bench_stop; rm -rf "$WORK"' EXIT
 
-cat > "$WORK/heliograph.toml" <<TOML
-[general]
-hosts = ["localhost"]
-data_dir = "$WORK/data"
-log_level = "warn"
-
-[[listen.c2s]]
-address = "127.0.0.1:0"
-tls = "starttls"
-require_tls = false
-allow_plain_without_tls = true
-negotiation_timeout = 120
-idle_timeout = 86400
-
-[[listen.c2s]]
-address = "127.0.0.1:0"
-tls = "direct"
-
-# Every listener on an ephemeral loopback port (the defaults would bind
-# 0.0.0.0:5280 and 127.0.0.1:5347).
-[[listen.http]]
-address = "127.0.0.1:0"
-
-[[listen.component]]
-address = "127.0.0.1:0"
-
-[listen.admin]
-address = "127.0.0.1:0"
-
+bench_base_config "$WORK"
+cat >> "$WORK/heliograph.toml" <<TOML
 [c2s]
 ping_interval = 0
 session_queue = 1024
@@ -72,12 +47,7 @@ max_participants = $OCC
 max_message_bytes = 2000
 redact_words = ["confidential", "secret"]
 TOML
-
-"$R/heliograph" serve --config "$WORK/heliograph.toml" --ready-file "$WORK/ready.json" \
-    2> "$WORK/server.log" &
-PID=$!
-for _ in $(seq 300); do [[ -f "$WORK/ready.json" ]] && break; sleep 0.1; done
-[[ -f "$WORK/ready.json" ]] || { cat "$WORK/server.log"; exit 1; }
+bench_start "$WORK"
 
 run() {
     echo "=== $1: $ROOMS rooms × $OCC occupants, 1 sender per room, $RATE msg/s for $SECS s"

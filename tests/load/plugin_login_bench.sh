@@ -30,37 +30,17 @@ elif [[ "${PLUGIN:-rust}" == js ]]; then
     WASM="$CARGO_TARGET_DIR/plugins/js/allowlist_js.wasm"
 fi
 WORK="$(mktemp -d)"
-trap 'kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+# shellcheck source=tests/load/bench_server.sh
+source "$REPO_ROOT/tests/load/bench_server.sh"
+trap 'bench_stop; rm -rf "$WORK"' EXIT
 
-python3 - "$N" "$WASM" "$WORK" > "$WORK/heliograph.toml" <<'PY'
+bench_base_config "$WORK"
+python3 - "$N" "$WASM" >> "$WORK/heliograph.toml" <<'PY'
 import hashlib, sys
-n, wasm, work = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+n, wasm = int(sys.argv[1]), sys.argv[2]
 def h(salt, pw):
     return f"sha256${salt}${hashlib.sha256((salt + pw).encode()).hexdigest()}"
-print(f'''[general]
-hosts = ["localhost"]
-data_dir = "{work}/data"
-log_level = "warn"
-
-[[listen.c2s]]
-address = "127.0.0.1:0"
-
-[[listen.c2s]]
-address = "127.0.0.1:0"
-tls = "direct"
-
-[[listen.component]]
-address = "127.0.0.1:0"
-
-# Every listener on an ephemeral loopback port (the defaults would bind
-# 0.0.0.0:5280 and 127.0.0.1:5347).
-[[listen.http]]
-address = "127.0.0.1:0"
-
-[listen.admin]
-address = "127.0.0.1:0"
-
-[tenants.plug]
+print(f'''[tenants.plug]
 domains = ["plug.test"]
 auth = {{ method = "plugin", plugin = "auth" }}
 
@@ -71,12 +51,7 @@ path = "{wasm}"
 for i in range(n):
     print(f'load{i} = "{h(f"load{i}", "load-password")}"')
 PY
-
-"$R/heliograph" serve --config "$WORK/heliograph.toml" --ready-file "$WORK/ready.json" \
-    2> "$WORK/server.log" &
-PID=$!
-for _ in $(seq 300); do [[ -f "$WORK/ready.json" ]] && break; sleep 0.1; done
-[[ -f "$WORK/ready.json" ]] || { cat "$WORK/server.log"; exit 1; }
+bench_start "$WORK"
 
 run() {
     echo "=== $1: $N logins, PLAIN over direct TLS, concurrency $CONC"
