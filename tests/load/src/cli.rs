@@ -358,6 +358,20 @@ pub struct ReportArgs {
     pub procs: usize,
     #[arg(long)]
     pub relay_bin: Option<PathBuf>,
+    /// Logins for the JWT (token) over TLS figure; only on a server started here (its
+    /// config has the JWT key), skipped on a running one.
+    #[arg(long, default_value_t = 3000)]
+    pub token_logins: usize,
+    /// MUC fan-out figure: rooms × occupants, groupchat messages per second in all.
+    #[arg(long, default_value_t = 50)]
+    pub muc_rooms: usize,
+    #[arg(long, default_value_t = 20)]
+    pub muc_occupants: usize,
+    #[arg(long, default_value_t = 500.0)]
+    pub muc_rate: f64,
+    /// Also write one JSON document with every figure (and every measurement) here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// Entry point of the binary.
@@ -370,6 +384,7 @@ pub fn main() -> ExitCode {
         .expect("tokio runtime");
     let out = Output {
         json: cli.json.clone(),
+        taken: Default::default(),
     };
     let r = rt.block_on(async move {
         match cli.command {
@@ -396,6 +411,8 @@ pub fn main() -> ExitCode {
 /// Where results go.
 pub struct Output {
     json: Option<PathBuf>,
+    /// Every measurement printed so far (for `report --out`).
+    taken: std::sync::Mutex<Vec<Value>>,
 }
 
 impl Output {
@@ -405,6 +422,9 @@ impl Output {
 
     fn measurement(&self, v: Value) {
         let text = v.to_string();
+        if let Ok(mut taken) = self.taken.lock() {
+            taken.push(v);
+        }
         println!("{text}");
         if let Some(path) = &self.json
             && let Ok(mut f) = std::fs::OpenOptions::new()
@@ -1211,6 +1231,12 @@ async fn cmd_muc(out: &Output, a: MucArgs) -> anyhow::Result<Value> {
     let count = a.rooms * a.occupants;
     anyhow::ensure!(count > 0, "--rooms and --occupants must be at least 1");
     env.provision(out, count).await?;
+    muc_on(out, &env, &a).await
+}
+
+/// Joins and groupchat fan-out on `env`'s server, whose accounts exist already.
+async fn muc_on(out: &Output, env: &Env, a: &MucArgs) -> anyhow::Result<Value> {
+    let count = a.rooms * a.occupants;
     let job = env.job(a.transport, Mech::Plain, count, 32);
     let mut o = connect::run(&job, None).await;
     if o.failed > 0 {
@@ -1229,7 +1255,7 @@ async fn cmd_muc(out: &Output, a: MucArgs) -> anyhow::Result<Value> {
         service: format!("{}.{}", a.subdomain, env.args.domain),
     };
     let mut r = crate::muc::run(&muc_job, sessions, env.target.pid).await?;
-    let v = muc_json(&a, &mut r);
+    let v = muc_json(a, &mut r);
     out.line(&format!(
         "muc ({} rooms × {} occupants, {} msg/s): {} joins in {:.2} s = {} joins/s (p50 {} ms, p99 {} ms, {} ms CPU/join); \
          {} deliveries/s, latency p50 {} ms p99 {} ms, lost {}, {} µs CPU/delivery (server process)",
@@ -1298,7 +1324,12 @@ async fn cmd_chat(out: &Output, a: ChatArgs) -> anyhow::Result<Value> {
 
 async fn cmd_report(out: &Output, a: ReportArgs) -> anyhow::Result<()> {
     let mut env = Env::open(&a.target)?;
-    let n = a.sessions.max(a.scram_logins).max(a.pairs * 2);
+    let n = a
+        .sessions
+        .max(a.scram_logins)
+        .max(a.token_logins)
+        .max(a.pairs * 2)
+        .max(a.muc_rooms * a.muc_occupants);
     env.provision(out, n).await?;
     env.restart()?;
     out.line(&format!(
@@ -1346,6 +1377,47 @@ async fn cmd_report(out: &Output, a: ReportArgs) -> anyhow::Result<()> {
     print_connect(out, &scram);
     out.measurement(scram.clone());
     held.release().await;
+    let jwt = if env.data_dir.is_some() {
+        env.restart()?;
+        out.line(&format!(
+            "== JWT (PLAIN with a token) over direct TLS, {} logins",
+            a.token_logins
+        ));
+        let mut job = env.job(TransportKind::Tls, Mech::Jwt, a.token_logins, a.concurrency);
+        job.jwt_secret = Some(crate::target::SPAWN_JWT_SECRET.into());
+        job.jwt_kid = Some(crate::target::SPAWN_JWT_KID.into());
+        let (mut s, held) = connect_and_hold(&job, a.procs, env.target.pid).await?;
+        let v = connect_json("connect", &job, &mut s);
+        print_connect(out, &v);
+        out.measurement(v.clone());
+        held.release().await;
+        Some(v)
+    } else {
+        out.line("== JWT logins skipped: the running server's JWT key is unknown here");
+        None
+    };
+    env.restart()?;
+    out.line(&format!(
+        "== MUC: {} rooms × {} occupants, {} msg/s",
+        a.muc_rooms, a.muc_occupants, a.muc_rate
+    ));
+    let muc = muc_on(
+        out,
+        &env,
+        &MucArgs {
+            target: a.target.clone(),
+            rooms: a.muc_rooms,
+            occupants: a.muc_occupants,
+            senders: 1,
+            rate: a.muc_rate,
+            duration: a.duration,
+            warmup: 2.0,
+            join_concurrency: 32,
+            subdomain: "conference".into(),
+            transport: TransportKind::Plain,
+        },
+    )
+    .await?;
     env.restart()?;
     out.line(&format!("== chat, {} pairs over plain TCP", a.pairs));
     let max = chat_server(
@@ -1414,17 +1486,27 @@ async fn cmd_report(out: &Output, a: ReportArgs) -> anyhow::Result<()> {
     out.line("");
     out.line("== summary (target in brackets)");
     out.line(&format!(
-        "idle session, plain TCP: {} KiB [<= 8 KiB at 15,000]",
+        "idle session, plain TCP: {} KiB [<= 6 KiB at 15,000]",
         mem_plain["kib_per_session"]
     ));
     out.line(&format!(
-        "idle session, TLS:       {} KiB [<= 12 KiB at 15,000]",
+        "idle session, TLS:       {} KiB [<= 10 KiB at 15,000]",
         mem_tls["kib_per_session"]
     ));
     out.line(&format!(
-        "chat server CPU:         {} µs/msg at max rate, {} µs/msg at half [<= 6 µs]",
+        "chat server CPU:         {} µs/msg at max rate, {} µs/msg at half [<= 2.5 µs]",
         max["cpu_us_per_msg"], at_half["cpu_us_per_msg"]
     ));
+    out.line(&format!(
+        "MUC fan-out:             {} µs/delivery, {} deliveries/s [<= 2.5 µs]",
+        muc["cpu_us_per_delivery"], muc["deliveries_per_s"]
+    ));
+    if let Some(jwt) = &jwt {
+        out.line(&format!(
+            "JWT login, TLS:          {} ms CPU/login, {} logins/s, p99 {} ms [<= 0.15 ms]",
+            jwt["server_cpu_ms_per_login"], jwt["logins_per_s"], jwt["login_p99_ms"]
+        ));
+    }
     out.line(&format!(
         "chat vs relay:           {:.1}% of relay rate [>= 50%]",
         100.0 * ratio["rate_ratio"].as_f64().unwrap_or(0.0)
@@ -1457,6 +1539,27 @@ async fn cmd_report(out: &Output, a: ReportArgs) -> anyhow::Result<()> {
         "login rate last 1k:      {} [not lower]",
         seg(&login_plain, "last")
     ));
+    if let Some(path) = &a.out {
+        let figures = crate::report::Figures {
+            mem_plain: &mem_plain,
+            mem_tls: &mem_tls,
+            login_plain: &login_plain,
+            scram: &scram,
+            jwt: jwt.as_ref(),
+            chat_max: &max,
+            relay_max: &relay,
+            relay_ratio: &ratio,
+            sustained_rate: sustained,
+            chat_half: &at_half,
+            relay_half: &relay_half,
+            muc: &muc,
+        };
+        let taken = out.taken.lock().map(|t| t.clone()).unwrap_or_default();
+        let doc = crate::report::document(&figures, taken);
+        std::fs::write(path, serde_json::to_string_pretty(&doc)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        out.line(&format!("report written to {}", path.display()));
+    }
     Ok(())
 }
 

@@ -7,8 +7,8 @@
 //! [`offline`], [`resume`] (a resumption storm) and [`soak`] (mixed load with random
 //! disconnects for a long time) are the scenarios, [`admin`] provisions the
 //! accounts, [`target`] starts or finds the server, [`procfs`] reads its CPU time and
-//! memory, [`stats`] holds latency samples, and [`cli`] ties them into the
-//! `heliograph-load` command.
+//! memory, [`stats`] holds latency samples, [`report`] names every figure of a report
+//! run for comparisons, and [`cli`] ties them into the `heliograph-load` command.
 
 pub mod admin;
 pub mod chat;
@@ -18,6 +18,7 @@ pub mod jwt;
 pub mod muc;
 pub mod offline;
 pub mod procfs;
+pub mod report;
 pub mod resume;
 pub mod sm;
 pub mod soak;

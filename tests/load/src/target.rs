@@ -41,9 +41,15 @@ pub struct SpawnOptions {
     pub resume_timeout: Option<u64>,
 }
 
+/// The HS256 key of a spawned server's tenant, for JWT logins (`--mech jwt`): kid and
+/// secret. A password that is not shaped like a token is still checked as a password.
+pub const SPAWN_JWT_KID: &str = "load";
+pub const SPAWN_JWT_SECRET: &str = "heliograph-load-jwt-secret-0123456789";
+
 /// The config written for a spawned server: PLAIN allowed without TLS on the STARTTLS
 /// listener (the reference login figure is PLAIN over plain TCP), no keepalive pings and
-/// long timeouts so idle sessions stay up while memory is read.
+/// long timeouts so idle sessions stay up while memory is read, and a JWT key on the
+/// tenant ([`SPAWN_JWT_SECRET`]).
 pub fn spawn_config(opts: &SpawnOptions, data_dir: &Path) -> String {
     format!(
         "[general]\nhosts = [\"{domain}\"]\ndata_dir = \"{data}\"\nlog_level = \"warn\"\n\n\
@@ -57,7 +63,10 @@ pub fn spawn_config(opts: &SpawnOptions, data_dir: &Path) -> String {
          [[listen.component]]\naddress = \"127.0.0.1:0\"\n\n\
          [listen.admin]\naddress = \"127.0.0.1:0\"\n\n\
          [c2s]\nping_interval = 0\nsession_queue = {queue}\n{resume}\n\
-         [auth]\nscram_iterations = {iters}\n",
+         [auth]\nscram_iterations = {iters}\n\n\
+         [tenants.default.jwt]\nkeys = [{{ kid = \"{kid}\", alg = \"HS256\", secret = \"{secret}\" }}]\n",
+        kid = SPAWN_JWT_KID,
+        secret = SPAWN_JWT_SECRET,
         domain = opts.domain,
         data = data_dir.display(),
         queue = opts.session_queue,
@@ -327,5 +336,6 @@ mod tests {
         assert!(cfg.contains("scram_iterations = 4096"));
         assert!(cfg.contains("[[listen.http]]"));
         assert!(cfg.contains("allow_insecure_loopback = true"));
+        assert!(cfg.contains(&format!("secret = \"{SPAWN_JWT_SECRET}\"")));
     }
 }
