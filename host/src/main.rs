@@ -5,7 +5,9 @@
 /// locks then cost futex calls on the message path; mimalloc frees such blocks without a
 /// shared lock (the 1:1 message path costs 15-25% less server CPU; tests/load/README.md).
 /// Built without transparent huge pages (`no_thp`): with them an idle server's memory
-/// grew by about 80 MB and each session's by 1 KiB.
+/// grew by about 80 MB and each session's by 1 KiB. Built without the `mimalloc` feature,
+/// the binary keeps glibc's malloc (for heap profilers).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
