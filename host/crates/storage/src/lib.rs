@@ -1,6 +1,7 @@
 //! Persistent data, one small trait per concern: accounts and credentials
 //! ([`UserStore`]), rosters ([`RosterStore`]), offline messages ([`OfflineStore`]),
-//! message archives ([`ArchiveStore`]), small per-account records ([`AccountDataStore`]),
+//! message archives ([`ArchiveStore`]), small per-account records ([`AccountDataStore`],
+//! with the vCard, private XML and last logout on top of it in [`profiles`]),
 //! block lists ([`BlockStore`]), persistent MUC rooms ([`MucStore`]), plugin versions,
 //! blobs and key-value data ([`PluginStore`]) and server-issued token state
 //! ([`TokenStore`]). [`Storage`] bundles one implementation of each with its [`Backend`]
@@ -19,9 +20,11 @@ pub mod backend;
 pub mod conformance;
 pub mod credentials;
 pub mod dump;
+pub mod files;
 pub mod metered;
 pub mod muc;
 pub mod plugins;
+pub mod profiles;
 pub mod sled_store;
 pub mod tokens;
 
