@@ -54,7 +54,8 @@ impl Feature for Upload {
             }
             vec![
                 Element::new("item", ns::DISCO_ITEMS)
-                    .with_attr("jid", format!("{}.{domain}", tenant.spec.upload.subdomain)),
+                    .with_attr("jid", format!("{}.{domain}", tenant.spec.upload.subdomain))
+                    .with_attr("name", "HTTP File Upload"),
             ]
         });
     }
