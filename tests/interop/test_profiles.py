@@ -345,3 +345,54 @@ async def test_commands_are_refused_to_non_admins_and_bad_sessions(server, xmpp)
         await boss.plugin["xep_0050"].send_command(
             "localhost", "http://jabber.org/protocol/admin#get-online-users-list", timeout=WAIT)
     assert error_condition(err.value) == "remote-server-not-found"
+
+
+# --- XEP-0077 before login -------------------------------------------------------------
+
+async def register_in_band(xmpp, server, jid: str, password: str) -> tuple[str | None, bool]:
+    """Connects as a client that registers ``jid`` when the server offers it, then logs
+    in. Returns (the registration's outcome: "ok", an error condition, or None when no
+    registration was offered; whether the login succeeded)."""
+    client = xmpp.make(jid, password, plugins=PROFILE_PLUGINS)
+    outcome: list[str] = []
+
+    async def on_register(_form) -> None:
+        resp = client.Iq()
+        resp["type"] = "set"
+        resp["register"]["username"] = jid.split("@")[0]
+        resp["register"]["password"] = password
+        try:
+            await resp.send(timeout=WAIT)
+            outcome.append("ok")
+        except IqError as err:
+            outcome.append(error_condition(err))
+
+    client.add_event_handler("register", on_register)
+    try:
+        await client.start(*server.c2s_starttls)
+        logged_in = True
+    except LoginFailed:
+        logged_in = False
+    await client.stop()
+    return (outcome[0] if outcome else None), logged_in
+
+
+@pytest.mark.server_config({"tenants": {"open": {"domains": ["open.test"], "profiles": {
+    "registration": True, "registrations_per_hour": 3}}}})
+async def test_in_band_registration_when_the_tenant_allows_it_rate_limited(server, xmpp):
+    assert await register_in_band(xmpp, server, "newbie@open.test", "pw1") == ("ok", True)
+    # The name is taken now (the attempt counts towards the address's hourly limit).
+    assert await register_in_band(xmpp, server, "newbie@open.test", "other") == ("conflict", False)
+    assert await register_in_band(xmpp, server, "second@open.test", "pw2") == ("ok", True)
+    # A fourth attempt from the same address within the hour: refused, nothing created.
+    assert await register_in_band(xmpp, server, "third@open.test", "pw3") == ("resource-constraint", False)
+    users = [u["username"] if isinstance(u, dict) else u
+             for u in server.admin("GET", "/api/v1/users/open.test", expect=200)[1]["users"]]
+    assert sorted(users) == ["newbie", "second"]
+
+
+async def test_in_band_registration_is_off_by_default(server, xmpp):
+    # No registration offered on the default tenant: the client cannot register and the
+    # login of the unknown account fails.
+    assert await register_in_band(xmpp, server, "stranger@localhost", "pw") == (None, False)
+    assert "stranger" not in [u["username"] if isinstance(u, dict) else u for u in server.users()]

@@ -168,6 +168,19 @@ async def test_bad_puts_and_gets_store_nothing(server, xmpp):
     assert err.value.iq["error"]["condition"] in ("forbidden", "service-unavailable", "remote-server-not-found")
 
 
+@pytest.mark.server_config(SMALL)
+async def test_two_slots_granted_at_once_cannot_both_exceed_the_quota(server, xmpp):
+    server.create_user("alice", "pw", domain="acme.test")
+    alice = await xmpp.connect(server, "alice@acme.test", "pw")
+    ct = {"Content-Type": "application/octet-stream"}
+    first = await request_slot(alice, "upload.acme.test", "one.bin", 800_000)
+    second = await request_slot(alice, "upload.acme.test", "two.bin", 800_000)
+    assert (await ahttp("PUT", first[0], b"1" * 800_000, ct))[0] == 201
+    assert (await ahttp("PUT", second[0], b"2" * 800_000, ct))[0] == 507
+    assert (await ahttp("GET", second[1]))[0] == 404
+    assert (await ahttp("GET", first[1]))[1] == b"1" * 800_000
+
+
 @pytest.mark.server_config({"tenants": {"acme": {"domains": ["acme.test"], "upload": {"slot_ttl": 1}}}})
 async def test_expired_slot_is_gone(server, xmpp):
     server.create_user("alice", "pw", domain="acme.test")

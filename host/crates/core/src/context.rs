@@ -47,6 +47,8 @@ pub struct Core {
     /// Uploaded files and the URL they are served at; set once at startup when an HTTP
     /// listener serves them (XEP-0363).
     pub uploads: OnceLock<Uploads>,
+    /// In-band registrations per tenant and client address (XEP-0077).
+    pub registrations: crate::registration::RegistrationRate,
 }
 
 /// Where HTTP file uploads are stored, and the public base URL of the HTTP listener
@@ -81,6 +83,7 @@ impl Core {
             resumptions: Default::default(),
             requests: Default::default(),
             uploads: OnceLock::new(),
+            registrations: Default::default(),
         }
     }
 

@@ -18,6 +18,7 @@ pub mod drain;
 pub mod hooks;
 pub mod limits;
 pub mod pipeline;
+pub mod registration;
 pub mod router;
 pub mod session;
 pub mod shutdown;

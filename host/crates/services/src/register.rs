@@ -4,7 +4,9 @@
 //! sessions end). Only tenants whose accounts live in the server's storage (`auth =
 //! internal`) offer the password change; a plugin's users are the plugin's business.
 //!
-//! Registering a new account on an unauthenticated stream is not offered.
+//! Registering a new account before login is the session core's (it happens before
+//! there is a session: `heliograph-core`, `session/stream/register_flow.rs`), when the
+//! tenant turns it on.
 
 use std::sync::Arc;
 

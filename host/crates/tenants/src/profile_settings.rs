@@ -1,6 +1,6 @@
 //! A tenant's settings for what its users store about themselves and how they manage
 //! their accounts (`[tenants.NAME.profiles]`, `"profiles"` in the admin API): vCard and
-//! private XML size limits (XEP-0054, XEP-0049).
+//! private XML size limits (XEP-0054, XEP-0049), in-band registration (XEP-0077).
 
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +15,12 @@ pub struct ProfileSettings {
     pub max_private_bytes: usize,
     /// Most namespaces one user may keep in private XML storage.
     pub max_private_namespaces: usize,
+    /// In-band registration of new accounts (XEP-0077) before login. Off by default;
+    /// only for tenants whose accounts the server keeps (`auth = internal`).
+    pub registration: bool,
+    /// Attempts to create an account one client address may make per hour when
+    /// `registration` is on (a refused name counts too).
+    pub registrations_per_hour: u32,
 }
 
 impl Default for ProfileSettings {
@@ -23,6 +29,8 @@ impl Default for ProfileSettings {
             max_vcard_bytes: 64 * 1024,
             max_private_bytes: 256 * 1024,
             max_private_namespaces: 64,
+            registration: false,
+            registrations_per_hour: 3,
         }
     }
 }

@@ -12,6 +12,7 @@
 //! | `Content-Length` or `Content-Type` not the slot's | 400 |
 //! | body longer than the slot (chunked) | 413, cut at the slot's size |
 //! | a file already stored at that slot | 409 |
+//! | the user's or tenant's quota would be exceeded (slots granted at once) | 507 |
 //! | name not one safe path segment (`..`, `/`) | 400 |
 //!
 //! A PUT is streamed to the store chunk by chunk and committed only when exactly the
@@ -244,6 +245,23 @@ async fn put(state: &Arc<HttpState>, req: Request<Incoming>) -> Response<UploadB
             return text(StatusCode::INTERNAL_SERVER_ERROR, "cannot store\n");
         }
     };
+    // Quotas again: two slots granted at once may not both fit.
+    if let Some(tenant) = state.core.tenants.by_name(&key.tenant) {
+        let settings = &tenant.spec.upload;
+        let over = |used: u64, quota: u64| quota > 0 && used.saturating_add(size) > quota;
+        let user = uploads.files.usage(&key.tenant, Some(&key.owner)).await;
+        let all = uploads.files.usage(&key.tenant, None).await;
+        match (user, all) {
+            (Ok(u), Ok(a)) if !over(u, settings.user_quota) && !over(a, settings.tenant_quota) => {}
+            (Ok(_), Ok(_)) => {
+                return text(StatusCode::INSUFFICIENT_STORAGE, "over the upload quota\n");
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "measuring upload usage");
+                return text(StatusCode::INTERNAL_SERVER_ERROR, "cannot store\n");
+            }
+        }
+    }
     let mut body = req.into_body();
     let mut received: u64 = 0;
     while let Some(frame) = body.frame().await {
