@@ -217,9 +217,7 @@ impl AdHoc {
                 let jids = form
                     .map(|f| field_values(f, "accountjids"))
                     .unwrap_or_default();
-                let Some(sender) = req.origin.session() else {
-                    return None;
-                };
+                let sender = req.origin.session()?;
                 let mut ended = 0;
                 for jid in &jids {
                     let Some(account) = local_account(core, &sender.account, jid)
