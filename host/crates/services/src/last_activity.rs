@@ -143,11 +143,17 @@ async fn record_logout(core: &Arc<Core>, entry: &Arc<SessionEntry>) {
         .unwrap_or_default();
     let store = core.storage.account_data.clone();
     let account = entry.account.clone();
-    let result = storage::blocking(move || {
-        profiles::put_last_logout(store.as_ref(), &account, now_secs(), &status)
-    })
-    .await;
-    if let Err(e) = result {
-        tracing::warn!(account = %entry.account, error = %e, "recording the last logout");
-    }
+    let at = now_secs();
+    // Written in the background: the session stays in the routing table while the
+    // close handlers run, so a slow disk must not hold it there (what is sent to it
+    // meanwhile would miss offline storage's and push's hooks).
+    tokio::spawn(async move {
+        let a = account.clone();
+        let result =
+            storage::blocking(move || profiles::put_last_logout(store.as_ref(), &a, at, &status))
+                .await;
+        if let Err(e) = result {
+            tracing::warn!(%account, error = %e, "recording the last logout");
+        }
+    });
 }
