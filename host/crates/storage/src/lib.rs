@@ -9,6 +9,9 @@
 //! the `heliograph-storage-postgres` crate is the shared one for clusters. Every backend
 //! passes the same [`conformance`] suite.
 //!
+//! Uploaded files (XEP-0363) are not in the database: [`files`] has the small trait they
+//! are kept behind and its disk implementation.
+//!
 //! Every account is addressed by its bare JID ([`Account`]); keys are laid out domain
 //! first so that all data of one domain (and so of one tenant) can be listed and purged.
 //! A write that returns `Ok` is on disk: implementations flush before acknowledging.
