@@ -137,6 +137,22 @@ pub async fn serve_with(
                 tokio::spawn(serve_c2s(socket, Arc::new(c), core, tls, tracker, shutdown));
             }
             Serve::Http(h) => {
+                // The first HTTP listener serves uploads (XEP-0363), at the configured
+                // public URL or at the address it is bound to.
+                if core.uploads.get().is_none() {
+                    let config = server.config();
+                    let public_url = match config.upload.public_url.trim_end_matches('/') {
+                        "" if h.tls => format!("https://{address}"),
+                        "" => format!("http://{address}"),
+                        url => url.to_string(),
+                    };
+                    let files = heliograph_storage::files::DiskFiles::new(config.upload_dir());
+                    let _ = core.uploads.set(heliograph_core::Uploads {
+                        files: Arc::new(files),
+                        public_url,
+                    });
+                    tokio::spawn(heliograph_services::upload::expiry_loop(core.clone()));
+                }
                 let tls = h.tls.then_some(tls);
                 tokio::spawn(heliograph_transports::http::serve(
                     socket,

@@ -314,14 +314,15 @@ async def test_runtime_component_added_and_removed_through_the_admin_api(server,
     assert (await bot.messages.take())["body"] == "hi"
     items = await alice.plugin["xep_0030"].get_items(jid="acme.test", timeout=10)
     assert sorted((str(i[0]), i[2]) for i in items["disco_items"]["items"]) == [
-        ("bot.acme.test", "Support bot"), ("conference.acme.test", "Chatrooms")]
+        ("bot.acme.test", "Support bot"), ("conference.acme.test", "Chatrooms"),
+        ("upload.acme.test", "HTTP File Upload")]
 
     # Removing the component disconnects it.
     server.admin("PATCH", "/api/v1/tenants/acme", {"components": []}, token=token, expect=200)
     await bot.wait_closed()
     assert "host-gone" in bot.stream_errors
     items = await alice.plugin["xep_0030"].get_items(jid="acme.test", timeout=10)
-    assert [str(i[0]) for i in items["disco_items"]["items"]] == ["conference.acme.test"]
+    assert [str(i[0]) for i in items["disco_items"]["items"]] == ["conference.acme.test", "upload.acme.test"]
 
 
 async def test_disco_items_list_non_hidden_components_and_secret_change_disconnects(server, xmpp, components):
@@ -332,7 +333,8 @@ async def test_disco_items_list_non_hidden_components_and_secret_change_disconne
     alice = await xmpp.connect(server, "alice@acme.test", "pw")
     items = await alice.plugin["xep_0030"].get_items(jid="acme.test", timeout=10)
     assert sorted((str(i[0]), i[2]) for i in items["disco_items"]["items"]) == [
-        ("bot.acme.test", "Bot"), ("conference.acme.test", "Chatrooms"), ("echo.acme.test", "Echo")]
+        ("bot.acme.test", "Bot"), ("conference.acme.test", "Chatrooms"), ("echo.acme.test", "Echo"),
+        ("upload.acme.test", "HTTP File Upload")]
     hidden = await components.connect(server, "hidden.acme.test", "h")
     # Secrets are write-only: the view redacts them, and sending the view back keeps them.
     _, t = server.admin("GET", "/api/v1/tenants/acme", expect=200)
@@ -442,7 +444,8 @@ async def test_echo_bot_answers_a_user(server, xmpp):
     assert ECHO_NS in info["disco_info"]["features"]
     items = await alice.plugin["xep_0030"].get_items(jid="acme.test", timeout=10)
     assert sorted((str(i[0]), i[2]) for i in items["disco_items"]["items"]) == [
-        ("conference.acme.test", "Chatrooms"), ("echo.acme.test", "Echo")]
+        ("conference.acme.test", "Chatrooms"), ("echo.acme.test", "Echo"),
+        ("upload.acme.test", "HTTP File Upload")]
     # An unknown namespace: the plugin's own error.
     with pytest.raises(IqError) as err:
         await custom_iq(alice, "echo.acme.test", "get", "<query xmlns='urn:nothing'/>")

@@ -122,6 +122,25 @@
     bodies() {
       return this.inbox.map((m) => m.body);
     },
+    // XEP-0363: asks `service` for a slot, PUTs `bytes` (an array of numbers) with
+    // fetch() from this page's origin (CORS), GETs it back; returns what happened.
+    async slot(service, filename, size, contentType) {
+      const NS = 'urn:xmpp:http:upload:0';
+      const res = await this.xmpp.iqCaller.request(XMPP.xml('iq', { type: 'get', to: service },
+        XMPP.xml('request', { xmlns: NS, filename, size: String(size), 'content-type': contentType })));
+      const slot = res.getChild('slot', NS);
+      return { putUrl: slot.getChild('put').attrs.url, getUrl: slot.getChild('get').attrs.url };
+    },
+    async upload(service, filename, bytes, contentType) {
+      const { putUrl, getUrl } = await this.slot(service, filename, bytes.length, contentType);
+      const body = new Uint8Array(bytes);
+      const put = await fetch(putUrl, { method: 'PUT', body, headers: { 'Content-Type': contentType } });
+      const got = await fetch(getUrl);
+      const back = new Uint8Array(await got.arrayBuffer());
+      const same = back.length === body.length && back.every((b, i) => b === body[i]);
+      return { putUrl, getUrl, putStatus: put.status, getStatus: got.status,
+        getType: got.headers.get('content-type'), same, length: back.length };
+    },
   };
   document.getElementById('status').textContent = 'ready';
 })();

@@ -19,6 +19,8 @@ pub mod tenant_file;
 pub use ip_range::IpRange;
 pub use tenant_file::ConfigTenant;
 
+pub mod upload;
+
 /// Where the server looks for its config when none is given.
 pub const DEFAULT_CONFIG_PATH: &str = "config/heliograph.toml";
 
@@ -53,6 +55,8 @@ pub struct Config {
     pub drain: DrainSettings,
     pub metrics: MetricsSettings,
     pub storage: StorageSettings,
+    /// `[upload]`: HTTP file upload storage and public URL.
+    pub upload: upload::UploadConfig,
 }
 
 /// Name of the tenant formed by `general.hosts`.
@@ -740,6 +744,14 @@ impl Config {
             .admin_token_file
             .clone()
             .unwrap_or_else(|| self.general.data_dir.join("admin.token"))
+    }
+
+    /// Where uploaded files are stored.
+    pub fn upload_dir(&self) -> PathBuf {
+        self.upload
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.general.data_dir.join("uploads"))
     }
 }
 

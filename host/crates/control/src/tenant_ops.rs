@@ -307,6 +307,11 @@ pub async fn remove(server: &Arc<Server>, name: &str, purge: bool) -> Result<(),
             })
             .await?;
         }
+        if let Some(uploads) = server.core.uploads.get()
+            && let Err(e) = uploads.files.delete_tenant(name).await
+        {
+            tracing::warn!(tenant = name, error = %e, "deleting the tenant's uploads");
+        }
     }
     tracing::info!(tenant = name, purge, "tenant removed");
     Ok(())

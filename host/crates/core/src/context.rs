@@ -44,6 +44,18 @@ pub struct Core {
     pub resumptions: crate::session::resumption::Resumptions,
     /// iq requests the server sent itself, waiting for their answers.
     pub requests: crate::pipeline::requests::PendingRequests,
+    /// Uploaded files and the URL they are served at; set once at startup when an HTTP
+    /// listener serves them (XEP-0363).
+    pub uploads: OnceLock<Uploads>,
+    /// In-band registrations per tenant and client address (XEP-0077).
+    pub registrations: crate::registration::RegistrationRate,
+}
+
+/// Where HTTP file uploads are stored, and the public base URL of the HTTP listener
+/// serving them (no trailing slash).
+pub struct Uploads {
+    pub files: Arc<dyn crate::storage::files::FileStore>,
+    pub public_url: String,
 }
 
 impl Core {
@@ -70,6 +82,8 @@ impl Core {
             derivations: Default::default(),
             resumptions: Default::default(),
             requests: Default::default(),
+            uploads: OnceLock::new(),
+            registrations: Default::default(),
         }
     }
 

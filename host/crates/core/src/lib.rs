@@ -18,6 +18,7 @@ pub mod drain;
 pub mod hooks;
 pub mod limits;
 pub mod pipeline;
+pub mod registration;
 pub mod router;
 pub mod session;
 pub mod shutdown;
@@ -33,4 +34,6 @@ use heliograph_xml as xml;
 use heliograph_xmpp as xmpp;
 use heliograph_xmpp::stanza;
 
-pub use context::Core;
+pub use context::{Core, Uploads};
+/// The uploaded-file store of [`Uploads`] (the HTTP listener streams files into it).
+pub use heliograph_storage::files;

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::hooks::{Address, DiscoIdentity, Feature, IqRequest, IqType, Registrar};
+use crate::hooks::{Address, DiscoIdentity, DiscoQuery, Feature, IqRequest, IqType, Registrar};
 use crate::stanza;
 use crate::xml::{Element, ns};
 
@@ -60,18 +60,26 @@ impl Feature for Disco {
     }
 }
 
-/// Only `get` without a node is answered.
-fn check_get(iq: &Element) -> Result<(), Option<Element>> {
+/// Only `get` is answered; a query for a node goes to the feature that registered the
+/// node (item-not-found when none did).
+fn check_get(req: &IqRequest, address: Address, query: DiscoQuery) -> Result<(), Option<Element>> {
+    let iq = &req.iq;
     if stanza::stanza_type(iq) != "get" {
         return Err(stanza::error_reply(iq, stanza::Condition::BadRequest, None));
     }
-    let node = iq.first_child().and_then(|q| q.attr("node"));
-    if node.is_some() {
-        return Err(stanza::error_reply(
-            iq,
-            stanza::Condition::ItemNotFound,
-            None,
-        ));
+    if let Some(node) = iq.first_child().and_then(|q| q.attr("node")) {
+        let answer = req
+            .core
+            .hooks
+            .disco_node(&req.tenant, address, node)
+            .and_then(|h| h(req, query));
+        return Err(match answer {
+            Some(mut q) => {
+                q.set_attr("node", node);
+                Some(stanza::iq_result_with(iq, q))
+            }
+            None => stanza::error_reply(iq, stanza::Condition::ItemNotFound, None),
+        });
     }
     Ok(())
 }
@@ -79,7 +87,7 @@ fn check_get(iq: &Element) -> Result<(), Option<Element>> {
 /// disco#info of the server or an account: the identities and features registered for
 /// the tenant.
 fn info(req: &IqRequest, address: Address) -> Option<Element> {
-    if let Err(e) = check_get(&req.iq) {
+    if let Err(e) = check_get(req, address, DiscoQuery::Info) {
         return e;
     }
     let hooks = &req.core.hooks;
@@ -101,7 +109,7 @@ fn info(req: &IqRequest, address: Address) -> Option<Element> {
 /// disco#items of a tenant domain (the services the tenant runs on its subdomains) or an
 /// account, sorted by JID.
 fn items(req: &IqRequest, address: Address) -> Option<Element> {
-    if let Err(e) = check_get(&req.iq) {
+    if let Err(e) = check_get(req, address, DiscoQuery::Items) {
         return e;
     }
     let mut items = req

@@ -20,26 +20,38 @@
 //! | `token-auth` | MongooseIM-style access and refresh token requests | [`token_auth`] |
 //! | `muc` | XEP-0045 multi-user chat (meeting rooms) | [`muc`] |
 //! | `components` | XEP-0114 external and Wasm-hosted components | [`components`] |
+//! | `vcard` | XEP-0054 vCard-temp, XEP-0153 photo hashes in presence | [`vcard`] |
+//! | `private` | XEP-0049 private XML storage | [`private`] |
+//! | `last` | XEP-0012 last activity of contacts and the server's uptime | [`last_activity`] |
+//! | `register` | XEP-0077 password change and account removal by the user | [`register`] |
+//! | `adhoc` | XEP-0050 ad-hoc commands for the tenant's admins | [`adhoc`] |
+//! | `upload` | XEP-0363 HTTP file upload slots at `upload.<domain>` | [`upload`] |
 //!
 //! [`Services`] builds them all and keeps the handles the control layer needs (rooms,
 //! component connections). Adding a feature: write its module with a `Feature` impl and
 //! add it to [`Services::features`].
 
+pub mod adhoc;
 pub mod blocking;
 pub mod calls;
 pub mod carbons;
 pub mod components;
 pub mod disco;
 pub mod external_services;
+pub mod last_activity;
 pub mod mam;
 pub mod muc;
 pub mod offline;
 pub mod ping;
 pub mod presence;
+pub mod private;
 pub mod push;
+pub mod register;
 pub mod roster;
 pub mod time;
 pub mod token_auth;
+pub mod upload;
+pub mod vcard;
 pub mod version;
 
 #[cfg(test)]
@@ -97,6 +109,8 @@ impl Services {
             Arc::new(version::Version),
             Arc::new(time::Time),
             Arc::new(roster::Rosters),
+            // Before presence: a closing session's last presence is still there.
+            Arc::new(last_activity::LastActivity::default()),
             Arc::new(presence::Presence),
             self.blocking.clone(),
             // Before carbons: copies carry the stanza-id.
@@ -111,6 +125,13 @@ impl Services {
                 muc: self.muc.clone(),
             }),
             Arc::new(components::Components(self.components.clone())),
+            Arc::new(vcard::Vcards::default()),
+            Arc::new(private::PrivateStorage),
+            Arc::new(register::Register {
+                mam: self.mam.clone(),
+            }),
+            Arc::new(adhoc::AdHoc::default()),
+            Arc::new(upload::Upload),
         ]
     }
 }

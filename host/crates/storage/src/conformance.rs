@@ -10,8 +10,10 @@
 //! `AlreadyExists`; and that a dump imported into a fresh store exports the same.
 
 mod archive;
+mod profiles;
 
 pub use archive::*;
+pub use profiles::*;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Barrier};
@@ -69,7 +71,8 @@ macro_rules! conformance_tests {
             archive_retracts_only_the_owners_own_message,
             archive_retention_by_domain,
             archive_prefs_and_owner_deletion,
-            account_data_per_kind_and_with_the_account
+            account_data_per_kind_and_with_the_account,
+            profiles_bounded_and_deleted_with_the_account
         );
     };
     (@cases $open:path; $($case:ident),*) => {

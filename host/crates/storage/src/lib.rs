@@ -1,12 +1,16 @@
 //! Persistent data, one small trait per concern: accounts and credentials
 //! ([`UserStore`]), rosters ([`RosterStore`]), offline messages ([`OfflineStore`]),
-//! message archives ([`ArchiveStore`]), small per-account records ([`AccountDataStore`]),
+//! message archives ([`ArchiveStore`]), small per-account records ([`AccountDataStore`],
+//! with the vCard, private XML and last logout on top of it in [`profiles`]),
 //! block lists ([`BlockStore`]), persistent MUC rooms ([`MucStore`]), plugin versions,
 //! blobs and key-value data ([`PluginStore`]) and server-issued token state
 //! ([`TokenStore`]). [`Storage`] bundles one implementation of each with its [`Backend`]
 //! (name, reachability, export and import); the embedded default is [`sled_store`], and
 //! the `heliograph-storage-postgres` crate is the shared one for clusters. Every backend
 //! passes the same [`conformance`] suite.
+//!
+//! Uploaded files (XEP-0363) are not in the database: [`files`] has the small trait they
+//! are kept behind and its disk implementation.
 //!
 //! Every account is addressed by its bare JID ([`Account`]); keys are laid out domain
 //! first so that all data of one domain (and so of one tenant) can be listed and purged.
@@ -19,9 +23,11 @@ pub mod backend;
 pub mod conformance;
 pub mod credentials;
 pub mod dump;
+pub mod files;
 pub mod metered;
 pub mod muc;
 pub mod plugins;
+pub mod profiles;
 pub mod sled_store;
 pub mod tokens;
 

@@ -14,10 +14,12 @@ pub mod cert;
 pub mod claims;
 pub mod external_services;
 pub mod muc_settings;
+pub mod profile_settings;
 pub mod push_settings;
 pub mod rate;
 pub mod registry;
 pub mod spec;
+pub mod upload_settings;
 
 pub use registry::{Registry, Tenant};
 pub use spec::{AuthMethod, Limits, RoomPolicySetting, TenantRecord, TenantSpec};

@@ -109,6 +109,16 @@ pub struct TenantSpec {
     /// Push notifications (`[tenants.NAME.push]`).
     #[serde(default)]
     pub push: crate::push_settings::PushSettings,
+    /// vCard and private storage limits (`[tenants.NAME.profiles]`).
+    #[serde(default)]
+    pub profiles: crate::profile_settings::ProfileSettings,
+    /// HTTP file upload (XEP-0363) at `upload.<domain>` (`[tenants.NAME.upload]`).
+    #[serde(default)]
+    pub upload: crate::upload_settings::UploadSettings,
+    /// Bare JIDs of the tenant's administrators: they may run the server's ad-hoc
+    /// commands (XEP-0050) for the tenant's domains.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admins: Vec<String>,
     /// STUN and TURN servers for XEP-0215, and the TURN credential secret
     /// (`[tenants.NAME.external_services]`).
     #[serde(default)]
@@ -137,6 +147,11 @@ impl TenantSpec {
     /// True unless the tenant turned the feature `name` off.
     pub fn feature_enabled(&self, name: &str) -> bool {
         self.features.get(name).copied().unwrap_or(true)
+    }
+
+    /// True when `bare_jid` (normalized) is one of the tenant's administrators.
+    pub fn is_admin(&self, bare_jid: &str) -> bool {
+        self.admins.iter().any(|a| a.eq_ignore_ascii_case(bare_jid))
     }
 }
 
@@ -260,6 +275,9 @@ impl TenantSpec {
             muc: Default::default(),
             archive: Default::default(),
             push: Default::default(),
+            profiles: Default::default(),
+            upload: Default::default(),
+            admins: Vec::new(),
             external_services: Default::default(),
             calls: Default::default(),
             components: Vec::new(),
@@ -306,7 +324,19 @@ impl TenantSpec {
                     .map(|d| format!("{}.{d}", self.muc.subdomain)),
             );
         }
+        out.extend(self.upload_domains());
         out
+    }
+
+    /// The domains of the tenant's upload service (none when it is off).
+    pub fn upload_domains(&self) -> Vec<String> {
+        if !self.upload.enabled {
+            return Vec::new();
+        }
+        self.domains
+            .iter()
+            .map(|d| format!("{}.{d}", self.upload.subdomain))
+            .collect()
     }
 
     pub fn muc_domains(&self) -> Vec<String> {

@@ -10,6 +10,7 @@ pub mod issued;
 pub mod jwt;
 #[cfg(test)]
 mod tests;
+pub mod upload;
 
 use crate::sasl::SaslFailure;
 

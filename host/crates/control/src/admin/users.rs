@@ -121,6 +121,7 @@ pub async fn delete(ctx: Ctx) -> ApiResult {
         .mam
         .forget_account(&ctx.server().core, &account)
         .await;
+    heliograph_services::upload::delete_account_files(&ctx.server().core, &account).await;
     tracing::info!(account = %account, sessions_ended = kicked, "admin API: account deleted");
     Ok(no_content())
 }

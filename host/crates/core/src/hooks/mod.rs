@@ -21,7 +21,11 @@
 //! - **stream features** ([`Registrar::stream_feature`]), **disco** features, identities
 //!   and items ([`Registrar::disco_feature`], [`Registrar::disco_identity`],
 //!   [`Registrar::disco_items`]);
-//! - **hosted domains** (MUC services, components: [`Registrar::hosted`]).
+//! - **hosted domains** (MUC services, components: [`Registrar::hosted`]);
+//! - **disco nodes**: disco#info and disco#items of a node of the server or an account
+//!   ([`Registrar::disco_node`]: the ad-hoc command list);
+//! - **presence decorators**, which may add to the available presence a client
+//!   broadcasts (XEP-0153 avatar hashes: [`Registrar::outgoing_presence`]).
 //!
 //! `docs/ARCHITECTURE.md` has a worked example.
 
@@ -67,6 +71,20 @@ pub type SessionHandler =
 pub type MessageHook = Arc<dyn Fn(&MessageContext<'_>, &mut Element) + Send + Sync>;
 /// A stream feature element for a stream at some stage, if it applies.
 pub type StreamFeatureProvider = Arc<dyn Fn(&FeatureContext<'_>) -> Option<Element> + Send + Sync>;
+/// Which disco query a node handler answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiscoQuery {
+    Info,
+    Items,
+}
+
+/// Answers a disco query for one node (the `<query/>` payload, or `None`: item-not-found).
+pub type DiscoNodeHandler = Arc<dyn Fn(&IqRequest, DiscoQuery) -> Option<Element> + Send + Sync>;
+
+/// Sees (and may add to) the available presence a client broadcasts, before it is
+/// stored and sent; gets the sender's account.
+pub type PresenceDecorator =
+    Arc<dyn Fn(Arc<Core>, Account, Element) -> BoxFuture<'static, Element> + Send + Sync>;
 /// `<item/>`s a domain lists in its disco#items.
 pub type DiscoItemsProvider = Arc<dyn Fn(&Core, &str) -> Vec<Element> + Send + Sync>;
 
@@ -102,6 +120,8 @@ pub struct Hooks {
     disco_identities: Vec<Entry<(Address, DiscoIdentity)>>,
     disco_items: Vec<Entry<(Address, DiscoItemsProvider)>>,
     hosted: Vec<Arc<dyn HostedResolver>>,
+    presence_decorators: Vec<Entry<PresenceDecorator>>,
+    disco_nodes: Vec<Entry<(Address, &'static str, DiscoNodeHandler)>>,
 }
 
 /// Builds a [`Hooks`] from features, in registration order (which is also the order
@@ -245,6 +265,25 @@ impl Registrar<'_> {
     {
         let e = self.entry((address, Arc::new(provider) as DiscoItemsProvider));
         self.hooks.disco_items.push(e);
+    }
+
+    /// Answers disco#info and disco#items for `node` of `address`.
+    pub fn disco_node<F>(&mut self, address: Address, node: &'static str, handler: F)
+    where
+        F: Fn(&IqRequest, DiscoQuery) -> Option<Element> + Send + Sync + 'static,
+    {
+        let e = self.entry((address, node, Arc::new(handler) as DiscoNodeHandler));
+        self.hooks.disco_nodes.push(e);
+    }
+
+    /// Sees every available presence a client broadcasts (no `to`), in registration
+    /// order, before the presence feature stores and sends it.
+    pub fn outgoing_presence<F>(&mut self, decorator: F)
+    where
+        F: Fn(Arc<Core>, Account, Element) -> BoxFuture<'static, Element> + Send + Sync + 'static,
+    {
+        let e = self.entry(Arc::new(decorator) as PresenceDecorator);
+        self.hooks.presence_decorators.push(e);
     }
 
     /// Serves domains inside the server (MUC services, components). Hosted domains have
@@ -405,6 +444,41 @@ impl Hooks {
             .filter(|(a, _)| *a == address)
             .flat_map(|(_, p)| p(core, domain))
             .collect()
+    }
+
+    /// The handler of a disco node of `address` for `tenant`.
+    pub fn disco_node(
+        &self,
+        tenant: &Tenant,
+        address: Address,
+        node: &str,
+    ) -> Option<&DiscoNodeHandler> {
+        self.on(tenant, &self.disco_nodes)
+            .find(|(a, n, _)| *a == address && *n == node)
+            .map(|(_, _, h)| h)
+    }
+
+    /// Runs the presence decorators of the account's tenant over a broadcast presence.
+    pub async fn decorate_presence(
+        &self,
+        core: &Arc<Core>,
+        account: &Account,
+        mut presence: Element,
+    ) -> Element {
+        if self.presence_decorators.is_empty() {
+            return presence;
+        }
+        let Some(tenant) = core.tenants.by_domain(&account.domain) else {
+            return presence;
+        };
+        let decorators: Vec<PresenceDecorator> = self
+            .on(&tenant, &self.presence_decorators)
+            .cloned()
+            .collect();
+        for d in decorators {
+            presence = d(core.clone(), account.clone(), presence).await;
+        }
+        presence
     }
 
     /// The hosted-domain resolvers features registered.

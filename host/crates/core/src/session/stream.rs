@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+mod register_flow;
 mod sasl2_flow;
 mod sm_flow;
 mod token_flow;
@@ -494,6 +495,9 @@ impl StreamCore {
         for el in auth::mechanisms_features(&self.offered, &self.facts.channel_bindings) {
             f.push_child(el);
         }
+        if self.registration_tenant().is_some() {
+            f.push_child(Element::new("register", register_flow::REGISTER_FEATURE));
+        }
         if !self.offered.is_empty() {
             let sm = self.sm_available();
             f.push_child(sasl2::feature(&self.offered, &self.fast_mechanisms(), sm));
@@ -561,6 +565,9 @@ impl StreamCore {
         }
         if self.authenticated.is_some() && Kind::of(&el) == Some(Kind::Iq) {
             return self.on_bind_iq(el);
+        }
+        if self.is_registration_iq(&el) {
+            return self.on_register_iq(el).await;
         }
         if Kind::of(&el).is_some() {
             return self.close(Some((StreamErrorCondition::NotAuthorized, None)));

@@ -219,6 +219,10 @@ async fn broadcast(
 
 /// Initial or updated available presence (RFC 6121 §4.2, §4.4).
 async fn available(core: &Arc<Core>, entry: &Arc<SessionEntry>, presence: Element) {
+    let presence = core
+        .hooks
+        .decorate_presence(core, &entry.account, presence)
+        .await;
     let priority = priority_of(&presence);
     let initial = entry.update_presence(|p| {
         let initial = p.last.is_none();

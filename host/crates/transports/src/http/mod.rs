@@ -1,8 +1,9 @@
 //! The public HTTP listener (default port 5280, optional TLS): BOSH at `bosh_path`
 //! ([`bosh`]) and XMPP over WebSocket at `websocket_path` ([`websocket`]), with CORS for
 //! browsers ([`cors`]), the real client address behind trusted proxies ([`proxy`]) and a
-//! per-address session limit ([`limits`]), and optionally the files of a folder
-//! ([`static_files`]) for a web app on the same origin.
+//! per-address session limit ([`limits`]), optionally the files of a folder
+//! ([`static_files`]) for a web app on the same origin, and XEP-0363 file transfers
+//! under `/upload/` ([`upload`]).
 //!
 //! A connection is *secure* when the listener has TLS or a trusted proxy reports that the
 //! client used HTTPS. Authentication on insecure connections is refused when
@@ -22,6 +23,7 @@ pub mod gauge;
 pub mod limits;
 pub mod proxy;
 pub mod static_files;
+pub mod upload;
 pub mod websocket;
 
 use std::convert::Infallible;
@@ -224,7 +226,14 @@ async fn serve_connection<S>(
     let service = service_fn(move |mut req: Request<Incoming>| {
         let st = st.clone();
         req.extensions_mut().insert(Socket(socket));
-        async move { Ok::<_, Infallible>(route(st, peer, req).await) }
+        async move {
+            let resp = if req.uri().path().starts_with(upload::PREFIX) {
+                upload::handle(&st, req).await
+            } else {
+                route(st, peer, req).await.map(http_body_util::Either::Left)
+            };
+            Ok::<_, Infallible>(resp)
+        }
     });
     let timeout = Duration::from_secs(state.config.request_timeout.max(1));
     let conn = http1::Builder::new()
