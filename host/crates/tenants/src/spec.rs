@@ -109,6 +109,9 @@ pub struct TenantSpec {
     /// Push notifications (`[tenants.NAME.push]`).
     #[serde(default)]
     pub push: crate::push_settings::PushSettings,
+    /// Personal eventing limits (`[tenants.NAME.pep]`).
+    #[serde(default)]
+    pub pep: crate::pep_settings::PepSettings,
     /// STUN and TURN servers for XEP-0215, and the TURN credential secret
     /// (`[tenants.NAME.external_services]`).
     #[serde(default)]
@@ -260,6 +263,7 @@ impl TenantSpec {
             muc: Default::default(),
             archive: Default::default(),
             push: Default::default(),
+            pep: Default::default(),
             external_services: Default::default(),
             calls: Default::default(),
             components: Vec::new(),
