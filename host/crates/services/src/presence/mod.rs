@@ -218,7 +218,9 @@ async fn broadcast(
 }
 
 /// Initial or updated available presence (RFC 6121 §4.2, §4.4).
-async fn available(core: &Arc<Core>, entry: &Arc<SessionEntry>, presence: Element) {
+async fn available(core: &Arc<Core>, entry: &Arc<SessionEntry>, mut presence: Element) {
+    // XEP-0398: the PEP avatar's hash, when the tenant runs PEP.
+    crate::pep::avatar::stamp_presence(core, &entry.account, &mut presence).await;
     let priority = priority_of(&presence);
     let initial = entry.update_presence(|p| {
         let initial = p.last.is_none();
