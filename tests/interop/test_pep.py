@@ -236,6 +236,15 @@ async def test_access_models_decide_who_reads(server, xmpp):
     assert (await refused(items(bob, "alice@localhost", BOOKMARKS)))[1] == "closed-node"
     assert (await items(alice, None, BOOKMARKS))[0] == ["room@conference.localhost"]
 
+    # disco#items of the account lists the nodes each requester may read (XEP-0163 §7.1).
+    async def nodes(client):
+        r = await client.plugin["xep_0030"].get_items(jid="alice@localhost", timeout=WAIT)
+        return sorted(i[1] for i in r["disco_items"]["items"] if i[1])
+    assert await nodes(stranger) == sorted([OMEMO_DEVICES, bundle])
+    assert await nodes(bob) == sorted([OMEMO_DEVICES, bundle, NICK, "urn:example:roster-only"])
+    assert await nodes(alice) == sorted([OMEMO_DEVICES, bundle, NICK, "urn:example:roster-only",
+                                         BOOKMARKS, "storage:bookmarks"])
+
 
 # --- items, retract, configuration, purge, delete --------------------------------------
 

@@ -65,6 +65,47 @@ const FEATURES: [&str; 20] = [
     avatar::PEP_VCARD_CONVERSION,
 ];
 
+/// The account's PEP nodes the requester may read, as disco#items entries (XEP-0163
+/// §7.1): empty when the tenant does not run PEP or the query names a node.
+pub async fn disco_nodes(req: &crate::hooks::IqRequest) -> Vec<crate::xml::Element> {
+    let Some(owner) = req.account.clone() else {
+        return vec![];
+    };
+    let query_node = req.payload().and_then(|q| q.attr("node"));
+    if !req.tenant.spec.feature_enabled("pep") || query_node.is_some() {
+        return vec![];
+    }
+    let o = owner.clone();
+    let Ok(nodes) = handlers::load(&req.core, move |s| {
+        s.node_names(&o)?
+            .iter()
+            .filter_map(|n| s.node(&o, n).transpose())
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    else {
+        return vec![];
+    };
+    let requester = req.origin.account();
+    let roster = if requester == Some(&owner) {
+        crate::storage::Roster::default()
+    } else {
+        crate::roster::load_roster(&req.core, &owner).await
+    };
+    nodes
+        .iter()
+        .filter(|node| match requester {
+            Some(r) => access::may_read(&owner, &roster, node, r),
+            None => config::access_model(node) == config::AccessModel::Open,
+        })
+        .map(|node| {
+            crate::xml::Element::new("item", ns::DISCO_ITEMS)
+                .with_attr("jid", owner.to_string())
+                .with_attr("node", node.name.clone())
+        })
+        .collect()
+}
+
 /// The `pep` feature and its state.
 #[derive(Default)]
 pub struct Pep {
