@@ -8,6 +8,7 @@ nicknames (XEP-0172), avatars (XEP-0084, and XEP-0398's hash in presence), bookm
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 from xml.etree import ElementTree as ET
 
@@ -387,7 +388,6 @@ async def test_avatar_nodes_and_the_hash_in_presence(server, xmpp):
     await befriend(alice, bob)
     image = bytes(range(256)) * 4
     sha1 = hashlib.sha1(image).hexdigest()
-    import base64
     await publish(alice, AVATAR_DATA, f"<data xmlns='{AVATAR_DATA}'>{base64.b64encode(image).decode()}</data>", sha1)
     await publish(alice, AVATAR_META, f"<metadata xmlns='{AVATAR_META}'><info id='{sha1}' bytes='{len(image)}' "
                   "type='image/png' height='16' width='16'/></metadata>", sha1)
@@ -402,3 +402,66 @@ async def test_avatar_nodes_and_the_hash_in_presence(server, xmpp):
     alice.send_presence(pstatus="with avatar")
     p = await bob.presence_from(alice.bare, "available", status="with avatar")
     assert p.xml.findtext("{vcard-temp:x:update}x/{vcard-temp:x:update}photo") == sha1
+
+
+# --- caps cache ---------------------------------------------------------------------------
+
+async def exact_caps_client(server, xmpp, user: str, interests, resource: str):
+    """A client whose presence carries a verification string the test computes itself
+    from the disco#info answer as it goes over the wire (an independent check of the
+    server's hashing), and which records the caps queries the server sends it."""
+    jid = f"{user}@{server.domain}/{resource}"
+    c = xmpp.make(jid, "pw", plugins=PEP_PLUGINS)
+    c.events = Events(c)
+    c.caps_queries = []
+
+    def on_query(iq) -> None:
+        q = iq.xml.find("{http://jabber.org/protocol/disco#info}query")
+        # The server's queries (contacts' clients ask too).
+        if iq["type"] == "get" and q is not None and q.get("node") and iq["from"] == server.domain:
+            c.caps_queries.append(q.get("node"))
+    c.register_handler(Callback("caps queries",
+                                MatchXPath("{jabber:client}iq/{http://jabber.org/protocol/disco#info}query"),
+                                on_query))
+    await c.start(*server.c2s_starttls)
+    await c.get_roster(timeout=WAIT)
+    caps = c.plugin["xep_0115"]
+    caps.broadcast = False
+    for ns in interests:
+        c.plugin["xep_0030"].add_feature(f"{ns}+notify")
+    # The answer as it goes over the wire (asked of itself, through the server), hashed
+    # by XEP-0115 section 5.1.
+    answer = await iq(c, "get", "<query xmlns='http://jabber.org/protocol/disco#info'/>", c.boundjid.full)
+    q = answer.xml.find("{http://jabber.org/protocol/disco#info}query")
+    ids = sorted("/".join(i.get(a) or "" for a in ("category", "type", "{http://www.w3.org/XML/1998/namespace}lang", "name"))
+                 for i in q.findall("{http://jabber.org/protocol/disco#info}identity"))
+    feats = sorted(f.get("var") for f in q.findall("{http://jabber.org/protocol/disco#info}feature"))
+    ver = base64.b64encode(hashlib.sha1("".join(x + "<" for x in ids + feats).encode()).digest()).decode()
+    info = await c.plugin["xep_0030"].get_info(jid=c.boundjid.full, local=True)
+    await c.plugin["xep_0030"].set_info(jid=c.boundjid.full, node=f"{caps.caps_node}#{ver}", info=info)
+    presence = c.Presence()
+    presence.append(ET.fromstring(
+        f"<c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='{caps.caps_node}' ver='{ver}'/>"))
+    presence.send()
+    return c
+
+
+async def test_caps_hash_is_queried_once_and_cached(server, xmpp):
+    for u in ("alice", "bob", "carol"):
+        server.create_user(u, "pw")
+    alice = await pep_client(server, xmpp, "alice", [], resource="phone")
+    bob = await exact_caps_client(server, xmpp, "bob", [NICK], "desk")
+    carol = await exact_caps_client(server, xmpp, "carol", [NICK], "desk")
+    await befriend(alice, bob)
+    await befriend(alice, carol)
+    await publish(alice, NICK, nick("once"), "current")
+    # Both have the same caps: both get the event, and one of them was asked, once.
+    for c in (bob, carol):
+        _, items_el = await c.events.next(NICK)
+        assert items_el.find(f"{{{EVENT}}}item/{{{NICK}}}nick").text == "once"
+    assert len(bob.caps_queries) + len(carol.caps_queries) == 1, (bob.caps_queries, carol.caps_queries)
+    # A third resource with those caps is not asked either, and gets the last item.
+    bob2 = await exact_caps_client(server, xmpp, "bob", [NICK], "tablet")
+    _, items_el = await bob2.events.next(NICK)
+    assert items_el.find(f"{{{EVENT}}}item/{{{NICK}}}nick").text == "once"
+    assert bob2.caps_queries == []

@@ -4,7 +4,7 @@
 //! verified (SHA-1 over the disco#info answer, XEP-0115 §5), and asks a resource with an
 //! unknown hash for its disco#info once (concurrent askers wait for nothing: they get
 //! `None` and the next presence or publish finds the answer cached). An answer that does
-//! not hash to the advertised string (slixmpp 1.17 advertises a stale one) is never
+//! not hash to the advertised string is never
 //! cached by hash: it is kept for that one session only, until it ends or advertises
 //! another string.
 
@@ -142,12 +142,14 @@ async fn ask(
 /// The XEP-0115 §5.1 verification string of a disco#info answer, hashed with SHA-1 and
 /// base64-encoded.
 pub fn verification(query: &Element) -> String {
+    // Sorted as strings, then each followed by '<' (sorting with the '<' would put
+    // `shim#SubID` before `shim`).
     let mut identities: Vec<String> = query
         .children()
         .filter(|c| c.is("identity", ns::DISCO_INFO))
         .map(|i| {
             format!(
-                "{}/{}/{}/{}<",
+                "{}/{}/{}/{}",
                 i.attr("category").unwrap_or_default(),
                 i.attr("type").unwrap_or_default(),
                 i.attr("xml:lang").unwrap_or_default(),
@@ -156,19 +158,23 @@ pub fn verification(query: &Element) -> String {
         })
         .collect();
     identities.sort();
-    let mut features: Vec<String> = query
+    let mut features: Vec<&str> = query
         .children()
         .filter(|c| c.is("feature", ns::DISCO_INFO))
-        .filter_map(|f| f.attr("var").map(|v| format!("{v}<")))
+        .filter_map(|f| f.attr("var"))
         .collect();
-    features.sort();
+    features.sort_unstable();
     let mut forms: Vec<(String, String)> = query
         .children()
         .filter(|c| c.is("x", ns::DATA_FORMS))
         .map(form_string)
         .collect();
     forms.sort();
-    let mut s = identities.concat() + &features.concat();
+    let mut s = String::new();
+    for part in identities.iter().map(String::as_str).chain(features) {
+        s.push_str(part);
+        s.push('<');
+    }
     for (_, form) in forms {
         s.push_str(&form);
     }
@@ -216,6 +222,29 @@ fn form_string(x: &Element) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Features sort as strings: `shim` before `shim#SubID` (slixmpp's answer).
+    #[test]
+    fn features_sort_before_the_separator_is_added() {
+        let mut q = Element::new("query", ns::DISCO_INFO);
+        q.push_child(
+            Element::new("identity", ns::DISCO_INFO)
+                .with_attr("category", "client")
+                .with_attr("type", "bot"),
+        );
+        for f in [
+            "http://jabber.org/protocol/disco#info",
+            "urn:xmpp:ping",
+            "jabber:x:data",
+            "http://jabber.org/protocol/caps",
+            "http://jabber.org/protocol/shim",
+            "http://jabber.org/protocol/shim#SubID",
+            "http://jabber.org/protocol/nick+notify",
+        ] {
+            q.push_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", f));
+        }
+        assert_eq!(verification(&q), "QMRgsneA8au6ddsoGejUvTXrpXE=");
+    }
 
     /// The simple example of XEP-0115 §5.2.
     #[test]
