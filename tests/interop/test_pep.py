@@ -378,6 +378,14 @@ async def test_bookmarks_2_are_mirrored_to_the_xep_0048_node(server, xmpp):
     assert [(c.get("jid"), c.get("name"), c.get("autojoin"), c.findtext("{storage:bookmarks}nick")) for c in confs] == [
         ("team@conference.localhost", "Team", "true", "al"),
         ("other@conference.localhost", "Other", "false", None)]
+    # Retracting one, then deleting the node, follows on the legacy node.
+    await iq(alice, "set", f"<pubsub xmlns='{PUBSUB}'><retract node='{BOOKMARKS}'>"
+             "<item id='team@conference.localhost'/></retract></pubsub>")
+    _, ps = await items(alice, None, "storage:bookmarks")
+    confs = ps.findall(f"{{{PUBSUB}}}items/{{{PUBSUB}}}item/{{storage:bookmarks}}storage/{{storage:bookmarks}}conference")
+    assert [c.get("jid") for c in confs] == ["other@conference.localhost"]
+    await iq(alice, "set", f"<pubsub xmlns='{OWNER}'><delete node='{BOOKMARKS}'/></pubsub>")
+    assert (await refused(items(alice, None, "storage:bookmarks")))[0] == "item-not-found"
 
 
 async def test_avatar_nodes_and_the_hash_in_presence(server, xmpp):

@@ -525,15 +525,23 @@ pub async fn owner_set(pep: &Arc<Pep>, req: IqRequest) -> Option<Element> {
                 load(&req.core, move |s| s.put_node(&o, &stored))
                     .await
                     .map_err(internal)?;
+                if name == bookmarks::NODE {
+                    bookmarks::sync_legacy(&req.core, &owner, &node).await;
+                }
                 drop(guard);
                 notify::purged(pep, &req.core, &owner, &node).await;
             }
             "delete" => {
                 let o = owner.clone();
                 let n = name.clone();
-                load(&req.core, move |s| s.delete_node(&o, &n))
-                    .await
-                    .map_err(internal)?;
+                load(&req.core, move |s| {
+                    if n == bookmarks::NODE {
+                        s.delete_node(&o, bookmarks::LEGACY_NODE)?;
+                    }
+                    s.delete_node(&o, &n)
+                })
+                .await
+                .map_err(internal)?;
                 drop(guard);
                 notify::deleted(pep, &req.core, &owner, &node).await;
             }
