@@ -57,6 +57,15 @@ pub fn caps_of(presence: &Element) -> Option<Caps> {
     })
 }
 
+/// Whether the session's last presence carries caps at all.
+pub fn advertises_caps(entry: &SessionEntry) -> bool {
+    entry
+        .presence()
+        .last
+        .as_ref()
+        .is_some_and(|p| caps_of(p).is_some())
+}
+
 impl CapsCache {
     /// The session's features if its caps are known (no waiting).
     pub fn known(&self, entry: &SessionEntry) -> Option<Features> {

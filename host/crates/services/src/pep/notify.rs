@@ -24,6 +24,7 @@ pub fn notify_feature(node: &str) -> String {
 fn wants(pep: &Arc<Pep>, core: &Arc<Core>, s: &Arc<SessionEntry>, feature: &str) -> bool {
     match pep.caps.known(s) {
         Some(features) => features.contains(feature),
+        None if !super::caps::advertises_caps(s) => false,
         None => {
             let (pep, core, s) = (pep.clone(), core.clone(), s.clone());
             tokio::spawn(async move {
