@@ -32,7 +32,17 @@ impl Feature for Disco {
                 ty,
                 ns::DISCO_ITEMS,
                 &[Address::Own, Address::Account],
-                |req| crate::boxed(async move { items(&req, Address::Account) }),
+                |req| {
+                    crate::boxed(async move {
+                        let nodes = crate::pep::disco_nodes(&req).await;
+                        items(&req, Address::Account).map(|mut reply| {
+                            if let Some(q) = reply.child_mut("query", ns::DISCO_ITEMS) {
+                                nodes.into_iter().for_each(|n| q.push_child(n));
+                            }
+                            reply
+                        })
+                    })
+                },
             );
         }
         r.disco_identity(

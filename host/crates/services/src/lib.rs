@@ -14,6 +14,7 @@
 //! | `calls` | who may ring whom (XEP-0353, Jingle): the tenant's call policy | [`calls`] |
 //! | `carbons` | XEP-0280 message carbons | [`carbons`] |
 //! | `mam` | XEP-0313 message archive, XEP-0359 stanza ids, XEP-0424 retraction | [`mam`] |
+//! | `pep` | XEP-0163 personal eventing: avatars, nicknames, bookmarks, OMEMO; XEP-0398 | [`pep`] |
 //! | `push` | XEP-0357 push notifications to app servers | [`push`] |
 //! | `offline` | XEP-0160 offline messages | [`offline`] |
 //! | `external-services` | XEP-0215 STUN/TURN discovery with TURN REST API credentials | [`external_services`] |
@@ -42,6 +43,7 @@ pub mod last_activity;
 pub mod mam;
 pub mod muc;
 pub mod offline;
+pub mod pep;
 pub mod ping;
 pub mod presence;
 pub mod private;
@@ -84,6 +86,8 @@ pub struct Services {
     pub blocking: Arc<blocking::Blocking>,
     /// The message archive (its writer; room archives use it too).
     pub mam: Arc<mam::Mam>,
+    /// Personal eventing: the caps cache and the owners' write locks.
+    pub pep: Arc<pep::Pep>,
     /// XEP-0215 subscribers (told when a tenant's services change).
     pub external_services: Arc<external_services::ExternalServices>,
 }
@@ -95,6 +99,7 @@ impl Default for Services {
             components: Arc::default(),
             blocking: Arc::default(),
             mam: Arc::default(),
+            pep: Arc::default(),
             external_services: Arc::default(),
         }
     }
@@ -117,6 +122,7 @@ impl Services {
             self.mam.clone(),
             Arc::new(carbons::Carbons::default()),
             Arc::new(push::Push::default()),
+            self.pep.clone(),
             Arc::new(offline::Offline::default()),
             Arc::new(token_auth::TokenAuth),
             self.external_services.clone(),

@@ -127,6 +127,7 @@ pub fn storage(store: PgStore) -> Storage {
         offline: store.clone(),
         archive: store.clone(),
         account_data: store.clone(),
+        pep: store.clone(),
         blocks: store.clone(),
         tenants: store.clone(),
         muc: store.clone(),

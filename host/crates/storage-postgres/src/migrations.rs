@@ -29,6 +29,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "message archive, archive preferences, account data",
         sql: include_str!("../migrations/0003_archive_account_data.sql"),
     },
+    Migration {
+        version: 4,
+        name: "PEP nodes",
+        sql: include_str!("../migrations/0004_pep_nodes.sql"),
+    },
 ];
 
 /// The version this build's schema is at.

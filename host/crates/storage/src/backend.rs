@@ -114,12 +114,18 @@ pub enum DumpRecord {
         #[serde(with = "b64")]
         value: Vec<u8>,
     },
+    /// One PEP node of an account, with its configuration and items.
+    PepNode {
+        domain: String,
+        local: String,
+        node: crate::PepNode,
+    },
 }
 
 /// The kinds of [`DumpRecord`] in the order an export writes them. Within a kind, records
 /// come in key order (domain, then localpart, then the entry's own key, compared as
 /// bytes), so two backends holding the same data write the same dump.
-pub const KINDS: [&str; 18] = [
+pub const KINDS: [&str; 19] = [
     "user",
     "roster_version",
     "roster_item",
@@ -138,6 +144,7 @@ pub const KINDS: [&str; 18] = [
     "archived",
     "archive_prefs",
     "account_data",
+    "pep_node",
 ];
 
 impl DumpRecord {
@@ -162,6 +169,7 @@ impl DumpRecord {
             DumpRecord::Archived { .. } => KINDS[15],
             DumpRecord::ArchivePrefs { .. } => KINDS[16],
             DumpRecord::AccountData { .. } => KINDS[17],
+            DumpRecord::PepNode { .. } => KINDS[18],
         }
     }
 }

@@ -10,9 +10,11 @@
 //! `AlreadyExists`; and that a dump imported into a fresh store exports the same.
 
 mod archive;
+mod pep;
 mod profiles;
 
 pub use archive::*;
+pub use pep::*;
 pub use profiles::*;
 
 use std::collections::BTreeSet;
@@ -72,7 +74,8 @@ macro_rules! conformance_tests {
             archive_retention_by_domain,
             archive_prefs_and_owner_deletion,
             account_data_per_kind_and_with_the_account,
-            profiles_bounded_and_deleted_with_the_account
+            profiles_bounded_and_deleted_with_the_account,
+            pep_nodes_stored_whole_per_account
         );
     };
     (@cases $open:path; $($case:ident),*) => {
@@ -150,6 +153,9 @@ fn populate(s: &Storage, account: &Account) {
         .unwrap();
     s.archive.set_prefs(account, &archive_prefs()).unwrap();
     s.account_data.put(account, "push", b"[1]").unwrap();
+    s.pep
+        .put_node(account, &pep_node("urn:xmpp:avatar:metadata", 1))
+        .unwrap();
 }
 
 fn archive_prefs() -> crate::ArchivePrefs {
@@ -170,6 +176,7 @@ struct Data {
     archived_with_friend: usize,
     archive_prefs: Option<crate::ArchivePrefs>,
     push: Option<Vec<u8>>,
+    pep_nodes: Vec<String>,
 }
 
 fn data(s: &Storage, account: &Account) -> Data {
@@ -185,6 +192,7 @@ fn data(s: &Storage, account: &Account) -> Data {
         archived_with_friend: s.archive.query(account, &with_friend).unwrap().count,
         archive_prefs: s.archive.prefs(account).unwrap(),
         push: s.account_data.get(account, "push").unwrap(),
+        pep_nodes: s.pep.node_names(account).unwrap(),
     }
 }
 
@@ -200,6 +208,7 @@ fn populated() -> Data {
         archived_with_friend: 1,
         archive_prefs: Some(archive_prefs()),
         push: Some(b"[1]".to_vec()),
+        pep_nodes: strings(&["urn:xmpp:avatar:metadata"]),
     }
 }
 
@@ -212,6 +221,7 @@ fn empty() -> Data {
         archived_with_friend: 0,
         archive_prefs: None,
         push: None,
+        pep_nodes: vec![],
     }
 }
 

@@ -2,6 +2,7 @@
 //! ([`UserStore`]), rosters ([`RosterStore`]), offline messages ([`OfflineStore`]),
 //! message archives ([`ArchiveStore`]), small per-account records ([`AccountDataStore`],
 //! with the vCard, private XML and last logout on top of it in [`profiles`]),
+//! personal eventing nodes ([`PepStore`]),
 //! block lists ([`BlockStore`]), persistent MUC rooms ([`MucStore`]), plugin versions,
 //! blobs and key-value data ([`PluginStore`]) and server-issued token state
 //! ([`TokenStore`]). [`Storage`] bundles one implementation of each with its [`Backend`]
@@ -26,6 +27,7 @@ pub mod dump;
 pub mod files;
 pub mod metered;
 pub mod muc;
+pub mod pep;
 pub mod plugins;
 pub mod profiles;
 pub mod sled_store;
@@ -38,6 +40,7 @@ pub use archive::{
 };
 pub use backend::{Backend, DumpRecord, MemBackend};
 pub use muc::{MemMucStore, MucStore, RoomLogEntry, StoredRoom};
+pub use pep::{MemPepStore, PepItem, PepNode, PepStore};
 pub use plugins::{KvWrite, MemPluginStore, PluginStore, SlotRecord, VersionRecord};
 pub use tokens::{MemTokenStore, RefreshRecord, TokenStore};
 
@@ -276,6 +279,8 @@ pub struct Storage {
     pub offline: Arc<dyn OfflineStore>,
     pub archive: Arc<dyn ArchiveStore>,
     pub account_data: Arc<dyn AccountDataStore>,
+    /// Personal eventing (XEP-0163) nodes.
+    pub pep: Arc<dyn PepStore>,
     pub blocks: Arc<dyn BlockStore>,
     pub tenants: Arc<dyn TenantStore>,
     pub muc: Arc<dyn MucStore>,
@@ -318,6 +323,7 @@ impl Storage {
                 name,
                 self.account_data,
             )),
+            pep: Arc::new(metered::Metered::<dyn PepStore>::new(name, self.pep)),
             blocks: Arc::new(metered::Metered::<dyn BlockStore>::new(name, self.blocks)),
             tenants: Arc::new(metered::Metered::<dyn TenantStore>::new(name, self.tenants)),
             muc: Arc::new(metered::Metered::<dyn MucStore>::new(name, self.muc)),

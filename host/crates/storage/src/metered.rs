@@ -12,6 +12,7 @@ use crate::archive::{
 };
 use crate::credentials::StoredCredentials;
 use crate::muc::{MucStore, RoomLogEntry, StoredRoom};
+use crate::pep::{PepNode, PepStore};
 use crate::plugins::{KvWrite, PluginStore, SlotRecord};
 use crate::tokens::{FastSlots, RefreshRecord, TokenStore};
 use crate::{
@@ -101,6 +102,13 @@ metered!(ArchiveStore, "archive", {
 metered!(AccountDataStore, "account_data", {
     fn get(&self, account: &Account, kind: &str) -> StorageResult<Option<Vec<u8>>>;
     fn put(&self, account: &Account, kind: &str, value: &[u8]) -> StorageResult<()>;
+});
+
+metered!(PepStore, "pep", {
+    fn node_names(&self, owner: &Account) -> StorageResult<Vec<String>>;
+    fn node(&self, owner: &Account, name: &str) -> StorageResult<Option<PepNode>>;
+    fn put_node(&self, owner: &Account, node: &PepNode) -> StorageResult<()>;
+    fn delete_node(&self, owner: &Account, name: &str) -> StorageResult<bool>;
 });
 
 metered!(BlockStore, "blocks", {

@@ -14,6 +14,7 @@ pub mod cert;
 pub mod claims;
 pub mod external_services;
 pub mod muc_settings;
+pub mod pep_settings;
 pub mod profile_settings;
 pub mod push_settings;
 pub mod rate;

@@ -119,6 +119,9 @@ pub struct TenantSpec {
     /// commands (XEP-0050) for the tenant's domains.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub admins: Vec<String>,
+    /// Personal eventing limits (`[tenants.NAME.pep]`).
+    #[serde(default)]
+    pub pep: crate::pep_settings::PepSettings,
     /// STUN and TURN servers for XEP-0215, and the TURN credential secret
     /// (`[tenants.NAME.external_services]`).
     #[serde(default)]
@@ -278,6 +281,7 @@ impl TenantSpec {
             profiles: Default::default(),
             upload: Default::default(),
             admins: Vec::new(),
+            pep: Default::default(),
             external_services: Default::default(),
             calls: Default::default(),
             components: Vec::new(),

@@ -200,6 +200,7 @@ impl TestApi {
             offline: Arc::new(NoOffline),
             archive: Arc::new(crate::storage::MemArchiveStore::default()),
             account_data: Arc::new(crate::storage::MemAccountDataStore::default()),
+            pep: Arc::new(crate::storage::MemPepStore::default()),
             blocks: Arc::new(NoBlocks),
             tenants: Arc::new(MemTenants::default()),
             muc: Arc::new(crate::storage::MemMucStore::default()),

@@ -20,7 +20,7 @@ const BATCH: i32 = 1000;
 const IMPORT_BATCH: usize = 500;
 
 /// Every table, for `is_empty`.
-const TABLES: [&str; 18] = [
+const TABLES: [&str; 19] = [
     "users",
     "roster_versions",
     "roster_items",
@@ -39,12 +39,13 @@ const TABLES: [&str; 18] = [
     "archive",
     "archive_prefs",
     "account_data",
+    "pep_nodes",
 ];
 
 type ToRecord = fn(&Row) -> Res<DumpRecord>;
 
 /// Each kind's query (key order; text keys are `COLLATE "C"`, so bytes order) and row.
-const EXPORTS: [(&str, ToRecord); 18] = [
+const EXPORTS: [(&str, ToRecord); 19] = [
     (
         "SELECT domain, local, credentials::text FROM users ORDER BY domain, local",
         |r| {
@@ -228,6 +229,16 @@ const EXPORTS: [(&str, ToRecord); 18] = [
             })
         },
     ),
+    (
+        "SELECT domain, local, value::text FROM pep_nodes ORDER BY domain, local, node",
+        |r| {
+            Ok(DumpRecord::PepNode {
+                domain: r.get(0),
+                local: r.get(1),
+                node: parse(r.get(2), "pep_nodes")?,
+            })
+        },
+    ),
 ];
 
 /// The statement and parameters that write one record as it is.
@@ -401,6 +412,15 @@ fn insert(record: &DumpRecord) -> StorageResult<(&'static str, Vec<Box<dyn ToSql
             "INSERT INTO account_data (domain, local, kind, value) VALUES ($1, $2, $3, $4)",
             vec![b(domain), b(local), b(data_kind), b(value)],
         ),
+        DumpRecord::PepNode {
+            domain,
+            local,
+            node,
+        } => (
+            "INSERT INTO pep_nodes (domain, local, node, value) \
+             VALUES ($1, $2, $3, CAST($4::text AS jsonb))",
+            vec![b(domain), b(local), b(node.name.clone()), b(json(&node)?)],
+        ),
     })
 }
 
@@ -429,6 +449,14 @@ fn check_keys(record: &DumpRecord) -> StorageResult<()> {
         } => {
             account(domain, local)?;
             key_part(data_kind, "account data kind").map(drop)
+        }
+        DumpRecord::PepNode {
+            domain,
+            local,
+            node,
+        } => {
+            account(domain, local)?;
+            key_part(&node.name, "PEP node").map(drop)
         }
         DumpRecord::RosterItem {
             domain,

@@ -22,6 +22,7 @@ mod blocks;
 mod dump;
 mod muc;
 mod offline;
+mod pep;
 mod plugins;
 mod rosters;
 mod tenants;

@@ -8,7 +8,7 @@ use heliograph_storage::{Account, StorageError, StorageResult, UserStore, key_pa
 use super::{PgStore, account, json, parse};
 
 /// What deleting an account removes besides its `users` row.
-const ACCOUNT_TABLES: [&str; 7] = [
+const ACCOUNT_TABLES: [&str; 8] = [
     "roster_versions",
     "roster_items",
     "offline_messages",
@@ -16,6 +16,7 @@ const ACCOUNT_TABLES: [&str; 7] = [
     "archive",
     "archive_prefs",
     "account_data",
+    "pep_nodes",
 ];
 
 impl UserStore for PgStore {

@@ -75,6 +75,7 @@ impl Backend for SledStore {
             &self.archive,
             &self.archive_prefs,
             &self.account_data,
+            &self.pep,
         ];
         Ok(trees.iter().all(|t| t.is_empty()))
     }
@@ -220,6 +221,14 @@ impl Backend for SledStore {
                 local: text(p[1], k)?,
                 data_kind: text(p[2], k)?,
                 value: v.to_vec(),
+            })
+        })?;
+        each(&self.pep, b"", |k, v| {
+            let p = split(k, 3)?;
+            emit(DumpRecord::PepNode {
+                domain: text(p[0], k)?,
+                local: text(p[1], k)?,
+                node: decode(k, v)?,
             })
         })?;
         Ok(n)
@@ -386,6 +395,15 @@ impl Backend for SledStore {
                     &self.account_data,
                     keys::jid_key(&Account::new(&local, &domain), &data_kind)?,
                     value,
+                )?,
+                DumpRecord::PepNode {
+                    domain,
+                    local,
+                    node,
+                } => put(
+                    &self.pep,
+                    keys::jid_key(&Account::new(&local, &domain), &node.name)?,
+                    encode(&node)?,
                 )?,
             }
         }

@@ -14,6 +14,7 @@
 //! | `archive_with`| `domain \0 local \0 with \0 first id(u64 BE)` | ids (u64 BE each): a chunk of the conversation index |
 //! | `archive_prefs` | `domain \0 local`               | JSON [`ArchivePrefs`]       |
 //! | `account_data` | `domain \0 local \0 kind`        | the feature's bytes         |
+//! | `pep`         | `domain \0 local \0 node`         | JSON [`PepNode`] (with its items) |
 //!
 //! A domain prefix and an account prefix always end with the separator, so `a.test` never
 //! matches `a.test2` and `al` never matches `alice`. Normalized JIDs cannot contain NUL;
@@ -26,6 +27,7 @@
 //! [`RoomLogEntry`]: crate::RoomLogEntry
 //! [`ArchivedMessage`]: crate::ArchivedMessage
 //! [`ArchivePrefs`]: crate::ArchivePrefs
+//! [`PepNode`]: crate::PepNode
 
 use crate::{Account, StorageError, StorageResult};
 

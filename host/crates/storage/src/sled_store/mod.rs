@@ -30,6 +30,7 @@ mod dump;
 mod keys;
 mod muc;
 mod offline;
+mod pep;
 mod plugins;
 mod rosters;
 mod tenants;
@@ -62,6 +63,7 @@ pub fn open(dir: &Path, cache_bytes: u64) -> StorageResult<Storage> {
         offline: store.clone(),
         archive: store.clone(),
         account_data: store.clone(),
+        pep: store.clone(),
         blocks: store.clone(),
         tenants: store.clone(),
         muc: store.clone(),
@@ -114,6 +116,7 @@ struct SledStore {
     archive_with: Tree,
     archive_prefs: Tree,
     account_data: Tree,
+    pep: Tree,
 }
 
 impl SledStore {
@@ -139,6 +142,7 @@ impl SledStore {
             archive_with: tree("archive_with")?,
             archive_prefs: tree("archive_prefs")?,
             account_data: tree("account_data")?,
+            pep: tree("pep")?,
             db,
         })
     }

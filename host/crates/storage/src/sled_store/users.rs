@@ -69,7 +69,11 @@ impl UserStore for SledStore {
         // Entries a concurrent writer added after the scan above. A write that races past
         // this sweep too is left behind: callers should stop writing for an account they
         // are deleting.
-        for tree in self.entry_trees().into_iter().chain([&self.account_data]) {
+        for tree in self
+            .entry_trees()
+            .into_iter()
+            .chain([&self.account_data, &self.pep])
+        {
             remove_prefix(tree, &prefix)?;
         }
         // The archive goes with the account (XEP-0313 data is the user's).
@@ -103,6 +107,7 @@ impl UserStore for SledStore {
             &self.archive,
             &self.archive_prefs,
             &self.account_data,
+            &self.pep,
             &self.roster_meta,
             &self.users,
         ] {
