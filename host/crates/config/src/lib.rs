@@ -14,9 +14,11 @@ use serde::Deserialize;
 use heliograph_tenants::TenantSpec;
 
 pub mod ip_range;
+pub mod s2s;
 pub mod tenant_file;
 
 pub use ip_range::IpRange;
+pub use s2s::{S2sConfig, S2sListener};
 pub use tenant_file::ConfigTenant;
 
 /// Where the server looks for its config when none is given.
@@ -53,6 +55,8 @@ pub struct Config {
     pub drain: DrainSettings,
     pub metrics: MetricsSettings,
     pub storage: StorageSettings,
+    /// `[s2s]`: federation with other servers.
+    pub s2s: S2sConfig,
 }
 
 /// Name of the tenant formed by `general.hosts`.
@@ -124,6 +128,8 @@ pub struct Listen {
     pub http: Vec<HttpListener>,
     /// XEP-0114 external component listeners.
     pub component: Vec<ComponentListener>,
+    /// Server-to-server listeners, bound only when `[s2s] enabled`.
+    pub s2s: Vec<S2sListener>,
     pub admin: AdminListener,
 }
 
@@ -143,6 +149,7 @@ impl Default for Listen {
             ],
             http: vec![HttpListener::default()],
             component: vec![ComponentListener::default()],
+            s2s: s2s::default_listeners(),
             admin: AdminListener::default(),
         }
     }

@@ -44,6 +44,8 @@ pub struct Core {
     pub resumptions: crate::session::resumption::Resumptions,
     /// iq requests the server sent itself, waiting for their answers.
     pub requests: crate::pipeline::requests::PendingRequests,
+    /// What carries stanzas to other servers; set once at startup when federation is on.
+    pub federation: OnceLock<Arc<dyn crate::federation::Federation>>,
 }
 
 impl Core {
@@ -70,6 +72,7 @@ impl Core {
             derivations: Default::default(),
             resumptions: Default::default(),
             requests: Default::default(),
+            federation: OnceLock::new(),
         }
     }
 

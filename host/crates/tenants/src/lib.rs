@@ -17,6 +17,7 @@ pub mod muc_settings;
 pub mod push_settings;
 pub mod rate;
 pub mod registry;
+pub mod s2s_settings;
 pub mod spec;
 
 pub use registry::{Registry, Tenant};

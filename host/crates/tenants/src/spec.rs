@@ -116,6 +116,9 @@ pub struct TenantSpec {
     /// Call signaling policy (`[tenants.NAME.calls]`).
     #[serde(default)]
     pub calls: crate::calls_settings::CallsSettings,
+    /// Federation with other servers (`[tenants.NAME.s2s]`), off by default.
+    #[serde(default)]
+    pub s2s: crate::s2s_settings::S2sSettings,
     /// Components serving subdomains of the tenant's domains (XEP-0114 external ones and
     /// Wasm-hosted ones).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -262,6 +265,7 @@ impl TenantSpec {
             push: Default::default(),
             external_services: Default::default(),
             calls: Default::default(),
+            s2s: Default::default(),
             components: Vec::new(),
             jwt: None,
             tokens: None,

@@ -1,0 +1,96 @@
+"""Federation with a real Prosody (Debian's package) on loopback: Prosody hosts
+``prosody.test``, Heliograph gets a tenant ``heliograph.test`` added at runtime through
+the admin API with federation on; slixmpp users on both sides exchange messages and iq
+over s2s (STARTTLS + dialback both ways), and disabling the tenant ends its s2s streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from harness.prosody import Prosody, free_port
+from harness.server import HeliographServer
+
+PROSODY = "prosody.test"
+HELIO = "heliograph.test"
+
+
+async def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def federation(heliograph_bin):
+    """(Heliograph, Prosody), each knowing where the other's s2s listener is."""
+    prosody = Prosody(PROSODY)
+    helio = HeliographServer(binary=heliograph_bin, config_overrides={
+        "listen": {"s2s": [{"address": "127.0.0.1:0"}]},
+        "s2s": {"enabled": True, "hosts": {PROSODY: f"127.0.0.1:{prosody.s2s_port}"}},
+    })
+    helio.start()
+    try:
+        prosody.add_user("pat", "pw-p")
+        prosody.start({HELIO: helio._listener("s2s", "starttls")})
+        try:
+            yield helio, prosody
+        finally:
+            print(prosody.log_text()[-6000:])
+            prosody.stop()
+    finally:
+        helio.stop(check=False)
+        print(helio.log_tail())
+
+
+def s2s_streams(helio) -> list[dict]:
+    return helio.admin("GET", "/api/v1/s2s", expect=200)[1]["streams"]
+
+
+@pytest.mark.async_timeout(120)
+async def test_runtime_tenant_chats_with_prosody_and_its_streams_end_when_disabled(federation, xmpp):
+    helio, prosody = federation
+    helio.create_tenant("fed", [HELIO], s2s={"enabled": True})
+    helio.create_user("hana", "pw-h", domain=HELIO)
+    hana = await xmpp.connect(helio, f"hana@{HELIO}", "pw-h", resource="web")
+    pat = xmpp.make(f"pat@{PROSODY}/desk", "pw-p")
+    await pat.start("127.0.0.1", prosody.c2s_port)
+    pat.send_presence()
+
+    # Heliograph -> Prosody: the first message opens the stream (dialback, STARTTLS).
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    hana.send_message(mto=f"pat@{PROSODY}", mbody="hello prosody", mtype="chat")
+    got = await pat.next_message(timeout=30)
+    assert got["body"] == "hello prosody"
+    assert str(got["from"]) == f"hana@{HELIO}/web"
+    first_delivery = loop.time() - started
+
+    # Prosody -> Heliograph, over Prosody's own outgoing stream.
+    pat.send_message(mto=f"hana@{HELIO}/web", mbody="hello heliograph", mtype="chat")
+    got = await hana.next_message(timeout=30)
+    assert got["body"] == "hello heliograph"
+    assert str(got["from"]) == f"pat@{PROSODY}/desk"
+
+    # iq across: a ping to the other server is answered.
+    reply = await hana.plugin["xep_0199"].send_ping(PROSODY, timeout=30)
+    assert reply is not None
+
+    streams = await wait_for(lambda: [s for s in s2s_streams(helio) if s["pairs"]],
+                             what="s2s streams in the admin API")
+    directions = {s["direction"] for s in streams}
+    assert directions == {"incoming", "outgoing"}, streams
+    assert all(s["tls"] for s in streams), streams
+    print(f"first federated delivery (stream set-up included): {first_delivery:.3f}s")
+    assert first_delivery < 1.0, f"a runtime tenant federated in {first_delivery:.3f}s"
+
+    # Disabling the tenant ends its s2s streams.
+    helio.admin("POST", "/api/v1/tenants/fed/disable", expect=(200, 204))
+    await wait_for(lambda: not s2s_streams(helio), what="s2s streams to end")
