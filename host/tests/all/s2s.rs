@@ -29,7 +29,7 @@ fn federated(
         .map(|(d, a)| format!("\"{d}\" = \"{a}\"\n"))
         .collect();
     let body = format!(
-        "hosts = []\n\
+        "hosts = [\"localhost\"]\n\
          [listen]\nhttp = []\ncomponent = []\n\
          [[listen.c2s]]\naddress = \"127.0.0.1:0\"\ntls = \"starttls\"\n\
          [[listen.s2s]]\naddress = \"127.0.0.1:{own_port}\"\n\
@@ -64,6 +64,19 @@ fn pair() -> (TestServer, TestServer) {
     (a, b)
 }
 
+/// Prints the servers' logs if the test fails while it is alive.
+struct LogsOnFailure<'a>(Vec<&'a TestServer>);
+
+impl Drop for LogsOnFailure<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for s in &self.0 {
+                eprintln!("--- server log {} ---\n{}", s.log.display(), s.log_text());
+            }
+        }
+    }
+}
+
 fn is_message_from(e: &heliograph::xml::Element, from: &str) -> bool {
     e.name() == "message" && e.attr("from") == Some(from)
 }
@@ -71,8 +84,12 @@ fn is_message_from(e: &heliograph::xml::Element, from: &str) -> bool {
 #[tokio::test]
 async fn messages_and_iq_cross_between_two_heliograph_servers() {
     let (a, b) = pair();
+    let _logs = LogsOnFailure(vec![&a, &b]);
     let mut alice = RawClient::login_on(&a, "a.test", "alice", "pw-a", "phone").await;
     let mut bob = RawClient::login_on(&b, "b.test", "bob", "pw-b", "desk").await;
+    // Available, so a message to the bare JID reaches this session (RFC 6121 §8.5).
+    bob.send_raw("<presence/>").await;
+    ping_barrier(&mut bob).await;
 
     alice
         .send_raw(
@@ -173,6 +190,7 @@ async fn a_peer_that_never_answers_bounces_with_remote_server_timeout() {
         "connect_timeout = 2",
         &[("alice", "a.test", "pw-a")],
     );
+    let _logs = LogsOnFailure(vec![&a]);
     let mut alice = RawClient::login_on(&a, "a.test", "alice", "pw-a", "phone").await;
     for i in 0..3 {
         alice
