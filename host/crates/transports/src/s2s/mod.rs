@@ -238,20 +238,40 @@ fn failure(cause: &'static str) {
 
 /// Sends the sender of `stanza` (a local entity) an error from the remote side.
 fn bounce(s2s: &S2s, core: &Arc<Core>, remote: &str, stanza: Element, condition: Condition) {
-    if !pipeline::expects_error(&stanza) {
-        return;
-    }
-    s2s.counters.bounced.fetch_add(1, Ordering::Relaxed);
+    bounce_all(s2s, core, remote, vec![stanza], condition);
+}
+
+/// Sends the senders of `stanzas` their errors, in order.
+fn bounce_all(
+    s2s: &S2s,
+    core: &Arc<Core>,
+    remote: &str,
+    stanzas: Vec<Element>,
+    condition: Condition,
+) {
     let text = match condition {
         Condition::RemoteServerTimeout => format!("{remote} did not answer in time"),
         Condition::ResourceConstraint => format!("too many stanzas waiting for {remote}"),
         _ => format!("{remote} could not be reached"),
     };
-    if let Some(err) = stanza::error_reply(&stanza, condition, Some(&text)) {
-        let core = core.clone();
-        let origin = Origin::Remote(remote.to_string());
-        tokio::spawn(async move { pipeline::route(&core, &origin, err).await });
+    let errors: Vec<Element> = stanzas
+        .iter()
+        .filter(|s| pipeline::expects_error(s))
+        .filter_map(|s| stanza::error_reply(s, condition, Some(&text)))
+        .collect();
+    if errors.is_empty() {
+        return;
     }
+    s2s.counters
+        .bounced
+        .fetch_add(errors.len() as u64, Ordering::Relaxed);
+    let core = core.clone();
+    let origin = Origin::Remote(remote.to_string());
+    tokio::spawn(async move {
+        for err in errors {
+            pipeline::route(&core, &origin, err).await;
+        }
+    });
 }
 
 impl Federation for S2s {

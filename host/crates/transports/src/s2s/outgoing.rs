@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
 
 use super::stream::{DIALBACK, XmlStream, header};
-use super::{Direction, S2s, bounce, dialback, failure, resolve};
+use super::{Direction, S2s, bounce_all, dialback, failure, resolve};
 
 /// Why an outgoing stream could not be established.
 #[derive(Debug, thiserror::Error)]
@@ -323,9 +323,11 @@ fn give_up(
     s2s.drop_queue(key, stream_id);
     s2s.unregister(stream_id);
     rx.close();
+    let mut queued = Vec::new();
     while let Ok(el) = rx.try_recv() {
-        bounce(s2s, core, &key.1, el, condition);
+        queued.push(el);
     }
+    bounce_all(s2s, core, &key.1, queued, condition);
 }
 
 /// Asks `originating`'s authoritative server whether `key` is the dialback key it issued
