@@ -243,3 +243,237 @@ async fn tenants_without_federation_or_denying_the_domain_never_open_a_stream() 
 async fn admin_get(server: &TestServer, path: &str) -> serde_json::Value {
     crate::common::web::admin_get(&server.admin, &server.token, path).await
 }
+
+/// Opens an s2s stream as `from` to `to` (after STARTTLS, a fresh one); the stream id
+/// and the features.
+async fn s2s_open(c: &mut RawClient, from: &str, to: &str) -> (String, heliograph::xml::Element) {
+    c.send_raw(&format!(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
+         xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' \
+         from='{from}' to='{to}' version='1.0'>"
+    ))
+    .await;
+    let id = loop {
+        match c.next_event().await {
+            Some(heliograph::xml::StreamEvent::Open(h)) => {
+                break h.attr("id").unwrap_or_default().to_string();
+            }
+            Some(_) => continue,
+            None => panic!("closed before the stream header"),
+        }
+    };
+    let features = c
+        .next_matching(|e| e.is("features", heliograph::xml::ns::STREAM))
+        .await;
+    (id, features)
+}
+
+/// A TLS stream to `server`'s s2s listener as `from`, ready for dialback; its id.
+async fn s2s_tls(server: &TestServer, from: &str, to: &str) -> (RawClient, String) {
+    let mut c = RawClient::connect(&server.s2s).await;
+    let (_, features) = s2s_open(&mut c, from, to).await;
+    assert!(
+        features.has_child("starttls", heliograph::xml::ns::TLS),
+        "{features}"
+    );
+    c.starttls().await;
+    let (id, features) = s2s_open(&mut c, from, to).await;
+    assert!(
+        features.has_child("dialback", "urn:xmpp:features:dialback"),
+        "{features}"
+    );
+    (c, id)
+}
+
+#[tokio::test]
+async fn bad_input_on_the_s2s_listener_gets_the_rfc_stream_errors() {
+    let a = federated(
+        "a.test",
+        free_port(),
+        &[],
+        "enabled = true",
+        "negotiation_timeout = 1",
+        &[],
+    );
+    let _logs = LogsOnFailure(vec![&a]);
+
+    // A stream header for a domain not hosted here.
+    let mut c = RawClient::connect(&a.s2s).await;
+    c.send_raw(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
+         xmlns:stream='http://etherx.jabber.org/streams' from='x.example' to='nobody.test' \
+         version='1.0'>",
+    )
+    .await;
+    assert_eq!(c.expect_stream_error().await, "host-unknown");
+
+    // Bytes of a TLS ClientHello where the stream header should be.
+    let mut c = RawClient::connect(&a.s2s).await;
+    c.send_raw("\u{16}\u{3}\u{1}\u{2}\u{0}\u{1}\u{0}\u{1}")
+        .await;
+    assert_eq!(c.expect_stream_error().await, "not-well-formed");
+
+    // A stanza before TLS.
+    let mut c = RawClient::connect(&a.s2s).await;
+    s2s_open(&mut c, "evil.test", "a.test").await;
+    c.send_raw("<message from='m@evil.test' to='alice@a.test'><body>x</body></message>")
+        .await;
+    assert_eq!(c.expect_stream_error().await, "policy-violation");
+
+    // A connection that never says anything is closed at the negotiation deadline.
+    let mut c = RawClient::connect(&a.s2s).await;
+    assert_eq!(c.expect_stream_error().await, "connection-timeout");
+}
+
+#[tokio::test]
+async fn dialback_keys_are_checked_and_authenticated_peers_cannot_claim_other_domains() {
+    let (pa, pb) = (free_port(), free_port());
+    let secret = "dialback-secret-of-b";
+    let a = federated(
+        "a.test",
+        pa,
+        &[("b.test", format!("127.0.0.1:{pb}"))],
+        "enabled = true",
+        "max_connections_per_domain = 1",
+        &[("alice", "a.test", "pw-a")],
+    );
+    let b = federated(
+        "b.test",
+        pb,
+        &[("a.test", format!("127.0.0.1:{pa}"))],
+        "enabled = true",
+        &format!("dialback_secret = \"{secret}\""),
+        &[],
+    );
+    let _logs = LogsOnFailure(vec![&a, &b]);
+
+    // A key b.test never issued: a.test asks b.test, which says invalid.
+    let (mut c, _) = s2s_tls(&a, "b.test", "a.test").await;
+    c.send_raw("<db:result from='b.test' to='a.test'>0123456789abcdef</db:result>")
+        .await;
+    let r = c
+        .next_matching(|e| e.is("result", "jabber:server:dialback"))
+        .await;
+    assert_eq!(r.attr("type"), Some("invalid"), "{r}");
+    assert_eq!(c.expect_stream_error().await, "not-authorized");
+
+    // With b.test's real key (its secret is known here) the pair is accepted...
+    let authenticated = || async {
+        let (mut c, id) = s2s_tls(&a, "b.test", "a.test").await;
+        let key = heliograph::transports::s2s::dialback::key(secret, "a.test", "b.test", &id);
+        c.send_raw(&format!(
+            "<db:result from='b.test' to='a.test'>{key}</db:result>"
+        ))
+        .await;
+        let r = c
+            .next_matching(|e| e.is("result", "jabber:server:dialback"))
+            .await;
+        assert_eq!(r.attr("type"), Some("valid"), "{r}");
+        c
+    };
+    // ...but a stanza from another domain is refused,
+    let mut c = authenticated().await;
+    // (one incoming stream per remote domain here: a second one is refused)
+    let (mut second, id) = s2s_tls(&a, "b.test", "a.test").await;
+    let key = heliograph::transports::s2s::dialback::key(secret, "a.test", "b.test", &id);
+    second
+        .send_raw(&format!(
+            "<db:result from='b.test' to='a.test'>{key}</db:result>"
+        ))
+        .await;
+    let r = second
+        .next_matching(|e| e.is("result", "jabber:server:dialback"))
+        .await;
+    assert_eq!(r.attr("type"), Some("error"), "{r}");
+    c.send_raw("<message from='mallory@evil.test' to='alice@a.test'><body>x</body></message>")
+        .await;
+    assert_eq!(c.expect_stream_error().await, "invalid-from");
+    // and one without addresses too (once the refused stream is gone).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while admin_get(&a, "/api/v1/s2s").await["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["direction"] == "incoming" && !s["pairs"].as_array().unwrap().is_empty())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the refused stream stays"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut c = authenticated().await;
+    c.send_raw("<message to='alice@a.test'><body>x</body></message>")
+        .await;
+    assert_eq!(c.expect_stream_error().await, "improper-addressing");
+}
+
+/// CPU time (user + system) a process has used, from /proc (clock ticks of 10 ms).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// Throughput of one federated pair: `S2S_BENCH_MESSAGES` (default 20000) chat messages
+/// from alice@a.test to bob@b.test over one s2s stream, with the CPU both servers spent
+/// per message. Run it on its own (it prints the figures):
+/// `cargo test -p heliograph --test all s2s::throughput -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore]
+async fn throughput() {
+    let n: usize = std::env::var("S2S_BENCH_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let (a, b) = pair();
+    let mut alice = RawClient::login_on(&a, "a.test", "alice", "pw-a", "phone").await;
+    let mut bob = RawClient::login_on(&b, "b.test", "bob", "pw-b", "desk").await;
+    bob.send_raw("<presence/>").await;
+    ping_barrier(&mut bob).await;
+    // Warm-up: the stream comes up.
+    alice
+        .send_raw("<message to='bob@b.test/desk' type='chat' id='w'><body>warm</body></message>")
+        .await;
+    bob.next_matching(|e| e.attr("id") == Some("w")).await;
+
+    let (cpu_a, cpu_b) = (cpu_seconds(a.pid()), cpu_seconds(b.pid()));
+    let started = std::time::Instant::now();
+    let sender = tokio::spawn(async move {
+        let mut batch = String::new();
+        for i in 0..n {
+            batch.push_str(&format!(
+                "<message to='bob@b.test/desk' type='chat' id='b{i}'><body>message {i}</body></message>"
+            ));
+            if batch.len() > 16 * 1024 {
+                alice.send_raw(&batch).await;
+                batch.clear();
+            }
+        }
+        alice.send_raw(&batch).await;
+        alice
+    });
+    let last = format!("b{}", n - 1);
+    let mut received = 0;
+    loop {
+        let m = bob.next_matching(|e| e.name() == "message").await;
+        received += 1;
+        if m.attr("id") == Some(last.as_str()) {
+            break;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let _alice = sender.await.unwrap();
+    let (cpu_a, cpu_b) = (cpu_seconds(a.pid()) - cpu_a, cpu_seconds(b.pid()) - cpu_b);
+    assert_eq!(received, n, "every message arrives, in order");
+    println!(
+        "s2s throughput: {n} messages in {elapsed:.2}s = {:.0} msg/s; CPU per message: \
+         sender server {:.1} us, receiving server {:.1} us",
+        n as f64 / elapsed,
+        cpu_a / n as f64 * 1e6,
+        cpu_b / n as f64 * 1e6
+    );
+}

@@ -93,6 +93,7 @@ async fn serve_connection(
         local: String::new(),
         pairs: BTreeSet::new(),
         require_tls: settings.require_tls,
+        opened: false,
         verified: mpsc::unbounded_channel(),
     };
     let deadline = Instant::now() + Duration::from_secs(config.negotiation_timeout.max(1));
@@ -111,15 +112,15 @@ async fn serve_connection(
             }
             _ = tokio::time::sleep_until(deadline), if !authenticated => {
                 failure("negotiation-timeout");
-                stream.fail(StreamErrorCondition::ConnectionTimeout, None).await;
+                conn.fail(&mut stream, StreamErrorCondition::ConnectionTimeout, None).await;
                 break;
             }
             _ = stop.changed() => {
-                stream.fail(StreamErrorCondition::HostGone, Some("federation ended for this domain")).await;
+                conn.fail(&mut stream, StreamErrorCondition::HostGone, Some("federation ended for this domain")).await;
                 break;
             }
             _ = shutdown.requested() => {
-                stream.fail(StreamErrorCondition::SystemShutdown, None).await;
+                conn.fail(&mut stream, StreamErrorCondition::SystemShutdown, None).await;
                 break;
             }
         };
@@ -134,7 +135,7 @@ async fn serve_connection(
             Err(e) => {
                 if let Some(c) = e.condition() {
                     failure("bad-xml");
-                    stream.fail(c, None).await;
+                    conn.fail(&mut stream, c, None).await;
                 }
                 break;
             }
@@ -161,6 +162,8 @@ struct Incoming {
     /// Authenticated (local, remote) pairs.
     pairs: BTreeSet<(String, String)>,
     require_tls: bool,
+    /// Our stream header was sent (a stream error needs one before it).
+    opened: bool,
     verified: (
         mpsc::UnboundedSender<Verified>,
         mpsc::UnboundedReceiver<Verified>,
@@ -168,6 +171,20 @@ struct Incoming {
 }
 
 impl Incoming {
+    /// Sends a stream error (after a stream header if none was sent yet) and closes.
+    async fn fail(
+        &mut self,
+        stream: &mut XmlStream,
+        condition: StreamErrorCondition,
+        text: Option<&str>,
+    ) {
+        if !self.opened {
+            self.opened = true;
+            let _ = stream.write(&header("", "", Some(&self.stream_id))).await;
+        }
+        stream.fail(condition, text).await;
+    }
+
     async fn on_header(
         &mut self,
         stream: &mut XmlStream,
@@ -287,6 +304,17 @@ impl Incoming {
                     .s2s
                     .accepts(heliograph_tenants::s2s_settings::S2sAuth::Dialback)
             });
+        let limit = self.core.config().s2s.max_connections_per_domain;
+        let already = self.pairs.iter().any(|(_, r)| *r == remote);
+        if allowed && !already && limit > 0 && self.s2s.incoming_from(&remote) >= limit {
+            failure("limit");
+            let reply = format!(
+                "<db:result from='{}' to='{}' type='error'><error type='wait'><resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></db:result>",
+                esc(&local),
+                esc(&remote)
+            );
+            return stream.write(&reply).await.map_err(|_| Ended);
+        }
         if !allowed {
             failure("not-allowed");
             let reply = format!(

@@ -156,6 +156,17 @@ impl S2s {
         }
     }
 
+    /// Incoming streams with an authenticated pair for `remote`.
+    fn incoming_from(&self, remote: &str) -> usize {
+        self.streams
+            .iter()
+            .filter(|s| {
+                s.info.direction == Direction::Incoming
+                    && s.info.pairs.iter().any(|(_, r)| r == remote)
+            })
+            .count()
+    }
+
     fn register(&self, direction: Direction) -> (u64, watch::Receiver<bool>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (stop, rx) = watch::channel(false);
