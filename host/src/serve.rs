@@ -246,6 +246,11 @@ pub async fn serve_with(
         entry.close(StreamErrorCondition::SystemShutdown, None);
     }
     let _ = shutdown_tx.send(true);
+    // Outgoing s2s streams close with their closing tag (incoming ones got
+    // `system-shutdown` from the signal above).
+    if let Some(s2s) = server.s2s.get() {
+        s2s.close_streams(None);
+    }
     // After a drain, connections still closing get until the drain's deadline.
     let grace = drain_deadline
         .map(|d| d.saturating_duration_since(tokio::time::Instant::now()))

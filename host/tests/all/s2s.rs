@@ -65,13 +65,20 @@ fn pair() -> (TestServer, TestServer) {
 }
 
 /// Prints the servers' logs if the test fails while it is alive.
-struct LogsOnFailure<'a>(Vec<&'a TestServer>);
+struct LogsOnFailure(Vec<std::path::PathBuf>);
 
-impl Drop for LogsOnFailure<'_> {
+impl LogsOnFailure {
+    fn of(servers: &[&TestServer]) -> LogsOnFailure {
+        LogsOnFailure(servers.iter().map(|s| s.log.clone()).collect())
+    }
+}
+
+impl Drop for LogsOnFailure {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            for s in &self.0 {
-                eprintln!("--- server log {} ---\n{}", s.log.display(), s.log_text());
+            for log in &self.0 {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                eprintln!("--- server log {} ---\n{text}", log.display());
             }
         }
     }
@@ -83,8 +90,8 @@ fn is_message_from(e: &heliograph::xml::Element, from: &str) -> bool {
 
 #[tokio::test]
 async fn messages_and_iq_cross_between_two_heliograph_servers() {
-    let (a, b) = pair();
-    let _logs = LogsOnFailure(vec![&a, &b]);
+    let (mut a, b) = pair();
+    let _logs = LogsOnFailure::of(&[&a, &b]);
     let mut alice = RawClient::login_on(&a, "a.test", "alice", "pw-a", "phone").await;
     let mut bob = RawClient::login_on(&b, "b.test", "bob", "pw-b", "desk").await;
     // Available, so a message to the bare JID reaches this session (RFC 6121 §8.5).
@@ -144,6 +151,22 @@ async fn messages_and_iq_cross_between_two_heliograph_servers() {
             .any(|s| s["direction"] == "incoming" && s["pairs"][0][1] == "b.test"),
         "{streams}"
     );
+
+    // a.test shuts down: its streams close cleanly and b.test's side of them ends.
+    drop(alice);
+    assert_eq!(a.stop(), Some(0), "clean shutdown");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let streams = admin_get(&b, "/api/v1/s2s").await;
+        if streams["streams"].as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "streams left: {streams}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
@@ -190,7 +213,7 @@ async fn a_peer_that_never_answers_bounces_with_remote_server_timeout() {
         "connect_timeout = 2",
         &[("alice", "a.test", "pw-a")],
     );
-    let _logs = LogsOnFailure(vec![&a]);
+    let _logs = LogsOnFailure::of(&[&a]);
     let mut alice = RawClient::login_on(&a, "a.test", "alice", "pw-a", "phone").await;
     for i in 0..3 {
         alice
@@ -295,7 +318,7 @@ async fn bad_input_on_the_s2s_listener_gets_the_rfc_stream_errors() {
         "negotiation_timeout = 1",
         &[],
     );
-    let _logs = LogsOnFailure(vec![&a]);
+    let _logs = LogsOnFailure::of(&[&a]);
 
     // A stream header for a domain not hosted here.
     let mut c = RawClient::connect(&a.s2s).await;
@@ -345,7 +368,7 @@ async fn dialback_keys_are_checked_and_authenticated_peers_cannot_claim_other_do
         &format!("dialback_secret = \"{secret}\""),
         &[],
     );
-    let _logs = LogsOnFailure(vec![&a, &b]);
+    let _logs = LogsOnFailure::of(&[&a, &b]);
 
     // A key b.test never issued: a.test asks b.test, which says invalid.
     let (mut c, _) = s2s_tls(&a, "b.test", "a.test").await;
@@ -430,7 +453,7 @@ async fn throughput() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
     let (a, b) = pair();
-    let _logs = LogsOnFailure(vec![&a, &b]);
+    let _logs = LogsOnFailure::of(&[&a, &b]);
     let mut alice = RawClient::login_on(&a, "a.test", "alice", "pw-a", "phone").await;
     let mut bob = RawClient::login_on(&b, "b.test", "bob", "pw-b", "desk").await;
     bob.send_raw("<presence/>").await;
