@@ -225,6 +225,13 @@ step_setup() {
     # `prometheus`), systemd-analyze (`systemd`), openssl for HAProxy's test certificate.
     ensure_apt_packages prometheus systemd openssl
     ensure_apt_packages coturn     # real TURN server for the XEP-0215 credentials (tests/interop/test_calls.py, the video-call relay run)
+    # Real XMPP servers to federate with (tests/interop/test_federation.py); lua-unbound is
+    # Prosody's DNS resolver. The package's own service is stopped: the tests start
+    # Prosody themselves on loopback ports they pick.
+    ensure_apt_packages prosody lua-unbound
+    if command -v systemctl >/dev/null 2>&1; then
+        systemctl disable --now prosody >/dev/null 2>&1 || true
+    fi
     echo "CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
     ensure_browser_packages
     cargo --version

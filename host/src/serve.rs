@@ -100,6 +100,11 @@ pub async fn serve_with(
     let tls =
         Arc::new(TlsStore::load(&config, server.core.tenants.clone()).context("setting up TLS")?);
     let _ = server.tls.set(tls.clone());
+    if config.s2s.enabled {
+        let s2s = start_s2s(&config, tls.clone())?;
+        let _ = server.core.federation.set(s2s.clone());
+        let _ = server.s2s.set(s2s);
+    }
     let _ = server
         .core
         .plugins
@@ -135,6 +140,19 @@ pub async fn serve_with(
         match l.serve {
             Serve::C2s(c) => {
                 tokio::spawn(serve_c2s(socket, Arc::new(c), core, tls, tracker, shutdown));
+            }
+            Serve::S2s(l) => {
+                let Some(s2s) = server.s2s.get().cloned() else {
+                    continue;
+                };
+                tokio::spawn(heliograph_transports::s2s::serve_s2s(
+                    socket,
+                    Arc::new(l),
+                    s2s,
+                    core,
+                    tracker,
+                    shutdown,
+                ));
             }
             Serve::Http(h) => {
                 // The first HTTP listener serves uploads (XEP-0363), at the configured
@@ -244,6 +262,11 @@ pub async fn serve_with(
         entry.close(StreamErrorCondition::SystemShutdown, None);
     }
     let _ = shutdown_tx.send(true);
+    // Outgoing s2s streams close with their closing tag (incoming ones got
+    // `system-shutdown` from the signal above).
+    if let Some(s2s) = server.s2s.get() {
+        s2s.close_streams(None);
+    }
     // After a drain, connections still closing get until the drain's deadline.
     let grace = drain_deadline
         .map(|d| d.saturating_duration_since(tokio::time::Instant::now()))
@@ -304,6 +327,7 @@ enum Serve {
     // Boxed: an HTTP listener's settings are several times the size of the others'.
     Http(Box<crate::config::HttpListener>),
     Component(crate::config::ComponentListener),
+    S2s(crate::config::S2sListener),
 }
 
 /// One row of the listener table.
@@ -337,7 +361,52 @@ fn listeners(config: &Config) -> Vec<ListenerRow> {
         tls: Some(ReadyTls::Flag(l.tls)),
         serve: Serve::Component(l.clone()),
     });
-    c2s.chain(http).chain(component).collect()
+    // s2s listeners are bound only when federation is on.
+    let s2s = config
+        .listen
+        .s2s
+        .iter()
+        .filter(|_| config.s2s.enabled)
+        .map(|l| ListenerRow {
+            kind: "s2s",
+            address: l.address,
+            tls: Some(ReadyTls::Mode(match l.tls {
+                TlsMode::Starttls => "starttls",
+                TlsMode::Direct => "direct",
+            })),
+            serve: Serve::S2s(l.clone()),
+        });
+    c2s.chain(http).chain(component).chain(s2s).collect()
+}
+
+/// The federation service: the dialback secret (configured, or generated once into the
+/// data dir) and the authorities peers' certificates are checked against.
+fn start_s2s(
+    config: &Config,
+    tls: Arc<TlsStore>,
+) -> anyhow::Result<Arc<heliograph_transports::s2s::S2s>> {
+    let secret = match &config.s2s.dialback_secret {
+        Some(s) => s.clone(),
+        None => {
+            let path = config.general.data_dir.join("s2s-dialback.secret");
+            match std::fs::read_to_string(&path) {
+                Ok(s) if !s.trim().is_empty() => s.trim().to_string(),
+                _ => {
+                    use rand::Rng;
+                    let mut rng = rand::rng();
+                    let s: String = (0..64)
+                        .map(|_| format!("{:x}", rng.random::<u8>() & 0xf))
+                        .collect();
+                    heliograph_transports::tls::write_private(&path, s.as_bytes())
+                        .context("writing the dialback secret")?;
+                    s
+                }
+            }
+        }
+    };
+    let certs = heliograph_transports::s2s::certs::PeerCerts::load(config.s2s.ca_file.as_deref())
+        .context("loading the s2s certificate authorities")?;
+    heliograph_transports::s2s::S2s::new(tls, secret, certs).context("s2s TLS setup")
 }
 
 /// Creates the plugin host (compiled cache in `<data_dir>/plugin-cache`) and loads every

@@ -28,6 +28,7 @@ mod plugin_reuse;
 mod plugins;
 mod postgres;
 mod room_policy;
+mod s2s;
 mod static_files;
 mod stream_management;
 mod unauthenticated;

@@ -119,6 +119,12 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {value!r} as TOML")
 
 
+def _toml_key(key: str) -> str:
+    """A bare key when TOML allows one, else a quoted one (`"example.net"`)."""
+    bare = key and all(c.isalnum() or c in "-_" for c in key) and key.isascii()
+    return key if bare else json.dumps(key)
+
+
 def _is_table_array(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
 
@@ -131,10 +137,10 @@ def to_toml(data: dict, prefix: str = "") -> str:
         if isinstance(value, dict) or _is_table_array(value):
             nested.append((key, value))
         else:
-            lines.append(f"{key} = {_toml_value(value)}")
+            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
     out = "\n".join(lines) + ("\n" if lines else "")
     for key, value in nested:
-        name = f"{prefix}.{key}" if prefix else key
+        name = f"{prefix}.{_toml_key(key)}" if prefix else _toml_key(key)
         if isinstance(value, dict):
             body = to_toml(value, name)
             # A table with only sub-tables needs no header of its own.

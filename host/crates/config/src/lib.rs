@@ -14,9 +14,11 @@ use serde::Deserialize;
 use heliograph_tenants::TenantSpec;
 
 pub mod ip_range;
+pub mod s2s;
 pub mod tenant_file;
 
 pub use ip_range::IpRange;
+pub use s2s::{S2sConfig, S2sListener};
 pub use tenant_file::ConfigTenant;
 
 pub mod upload;
@@ -57,6 +59,8 @@ pub struct Config {
     pub storage: StorageSettings,
     /// `[upload]`: HTTP file upload storage and public URL.
     pub upload: upload::UploadConfig,
+    /// `[s2s]`: federation with other servers.
+    pub s2s: S2sConfig,
 }
 
 /// Name of the tenant formed by `general.hosts`.
@@ -128,6 +132,8 @@ pub struct Listen {
     pub http: Vec<HttpListener>,
     /// XEP-0114 external component listeners.
     pub component: Vec<ComponentListener>,
+    /// Server-to-server listeners, bound only when `[s2s] enabled`.
+    pub s2s: Vec<S2sListener>,
     pub admin: AdminListener,
 }
 
@@ -147,6 +153,7 @@ impl Default for Listen {
             ],
             http: vec![HttpListener::default()],
             component: vec![ComponentListener::default()],
+            s2s: s2s::default_listeners(),
             admin: AdminListener::default(),
         }
     }

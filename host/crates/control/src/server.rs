@@ -21,6 +21,8 @@ pub struct Server {
     pub services: Arc<Services>,
     /// Certificates; set once the listeners are set up.
     pub tls: OnceLock<Arc<TlsStore>>,
+    /// Federation, when `[s2s] enabled` (set at startup).
+    pub s2s: OnceLock<Arc<heliograph_transports::s2s::S2s>>,
     /// The operator bearer token for the admin API.
     pub admin_token: String,
     /// The config file, if the server was started with one (reload re-reads it).
@@ -51,6 +53,7 @@ impl Server {
             core,
             services,
             tls: OnceLock::new(),
+            s2s: OnceLock::new(),
             admin_token,
             config_path: None,
         })

@@ -145,7 +145,19 @@ fn end_sessions(server: &Server, domains: &[String], why: &str) -> usize {
     if n > 0 {
         tracing::info!(sessions = n, domains = ?domains, reason = why, "ended sessions");
     }
+    end_federation(server);
     n
+}
+
+/// Ends the s2s streams of local domains that no longer federate with their peer
+/// (tenant disabled or removed, federation turned off, peer now denied).
+fn end_federation(server: &Server) {
+    if let Some(s2s) = server.s2s.get() {
+        let n = s2s.close_unfederated(&server.core);
+        if n > 0 {
+            tracing::info!(streams = n, "ended s2s streams no longer allowed");
+        }
+    }
 }
 
 /// Creates a tenant through the admin API. Users of it can log in as soon as this returns.
@@ -227,6 +239,7 @@ pub async fn update(
     }
     heliograph_services::components::reconcile(&server.core, &server.services.components);
     server.services.external_services.reconcile(&server.core);
+    end_federation(server);
     tracing::info!(tenant = name, "tenant changed");
     get(server, name)
 }

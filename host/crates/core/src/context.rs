@@ -49,6 +49,8 @@ pub struct Core {
     pub uploads: OnceLock<Uploads>,
     /// In-band registrations per tenant and client address (XEP-0077).
     pub registrations: crate::registration::RegistrationRate,
+    /// What carries stanzas to other servers; set once at startup when federation is on.
+    pub federation: OnceLock<Arc<dyn crate::federation::Federation>>,
 }
 
 /// Where HTTP file uploads are stored, and the public base URL of the HTTP listener
@@ -84,6 +86,7 @@ impl Core {
             requests: Default::default(),
             uploads: OnceLock::new(),
             registrations: Default::default(),
+            federation: OnceLock::new(),
         }
     }
 

@@ -15,6 +15,7 @@
 pub mod context;
 pub mod derivations;
 pub mod drain;
+pub mod federation;
 pub mod hooks;
 pub mod limits;
 pub mod pipeline;

@@ -19,6 +19,7 @@ pub mod profile_settings;
 pub mod push_settings;
 pub mod rate;
 pub mod registry;
+pub mod s2s_settings;
 pub mod spec;
 pub mod upload_settings;
 

@@ -129,6 +129,9 @@ pub struct TenantSpec {
     /// Call signaling policy (`[tenants.NAME.calls]`).
     #[serde(default)]
     pub calls: crate::calls_settings::CallsSettings,
+    /// Federation with other servers (`[tenants.NAME.s2s]`), off by default.
+    #[serde(default)]
+    pub s2s: crate::s2s_settings::S2sSettings,
     /// Components serving subdomains of the tenant's domains (XEP-0114 external ones and
     /// Wasm-hosted ones).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -284,6 +287,7 @@ impl TenantSpec {
             pep: Default::default(),
             external_services: Default::default(),
             calls: Default::default(),
+            s2s: Default::default(),
             components: Vec::new(),
             jwt: None,
             tokens: None,

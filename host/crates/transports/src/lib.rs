@@ -7,6 +7,7 @@
 //! - [`tls`]: certificate choice by SNI and channel bindings; [`io`]: a plain-or-TLS
 //!   socket; [`proxy_protocol`]: PROXY v1/v2 headers from trusted load balancers;
 //!   [`listener`]: live connection counts for shutdown.
+//! - [`s2s`]: federation with other servers (incoming and outgoing s2s streams).
 //!
 //! No feature imports a transport: the binary wires listeners to the core (and to the
 //! component stream of the services layer) at startup.
@@ -15,5 +16,6 @@ pub mod http;
 pub mod io;
 pub mod listener;
 pub mod proxy_protocol;
+pub mod s2s;
 pub mod tcp;
 pub mod tls;

@@ -70,6 +70,7 @@ pub enum Condition {
     RecipientUnavailable,
     RegistrationRequired,
     RemoteServerNotFound,
+    RemoteServerTimeout,
     ResourceConstraint,
     ServiceUnavailable,
     SubscriptionRequired,
@@ -94,6 +95,7 @@ impl Condition {
             Condition::RecipientUnavailable => "recipient-unavailable",
             Condition::RegistrationRequired => "registration-required",
             Condition::RemoteServerNotFound => "remote-server-not-found",
+            Condition::RemoteServerTimeout => "remote-server-timeout",
             Condition::ResourceConstraint => "resource-constraint",
             Condition::ServiceUnavailable => "service-unavailable",
             Condition::SubscriptionRequired => "subscription-required",
@@ -115,6 +117,7 @@ impl Condition {
             | Condition::SubscriptionRequired => ErrorType::Auth,
             Condition::InternalServerError
             | Condition::RecipientUnavailable
+            | Condition::RemoteServerTimeout
             | Condition::ResourceConstraint
             | Condition::UnexpectedRequest => ErrorType::Wait,
             _ => ErrorType::Cancel,

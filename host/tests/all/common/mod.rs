@@ -32,6 +32,8 @@ pub struct TestServer {
     pub http: String,
     /// The XEP-0114 component listener.
     pub component: String,
+    /// The s2s listener (STARTTLS), when the config enables federation.
+    pub s2s: String,
     pub token: String,
     pub log: PathBuf,
 }
@@ -95,6 +97,44 @@ impl TestServer {
             admin: String::new(),
             http: String::new(),
             component: String::new(),
+            s2s: String::new(),
+            token: String::new(),
+            log: PathBuf::new(),
+        };
+        server.launch();
+        server
+    }
+
+    /// A server with its own config: `body` follows the `[general]` section's
+    /// `data_dir` and `log_level` lines and must name every listener (on port 0, or a
+    /// port the test picked free). `accounts` are (localpart, domain, password).
+    pub fn start_config(accounts: &[(&str, &str, &str)], body: &str) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        {
+            let storage = Storage::open_sled(&data.join("db")).unwrap();
+            for (u, d, p) in accounts {
+                let creds = sasl::derive_credentials(p, 4096).unwrap();
+                storage
+                    .users
+                    .create_user(&Account::new(*u, *d), &creds)
+                    .unwrap();
+            }
+        }
+        let config = format!(
+            "[general]\ndata_dir = \"{}\"\nlog_level = \"debug\"\n{body}\n",
+            data.display()
+        );
+        std::fs::write(dir.path().join("heliograph.toml"), config).unwrap();
+        let mut server = TestServer {
+            dir,
+            child: None,
+            starttls: String::new(),
+            direct: String::new(),
+            admin: String::new(),
+            http: String::new(),
+            component: String::new(),
+            s2s: String::new(),
             token: String::new(),
             log: PathBuf::new(),
         };
@@ -165,6 +205,7 @@ impl TestServer {
                 ("admin", _) => self.admin = addr,
                 ("http", _) => self.http = addr,
                 ("component", _) => self.component = addr,
+                ("s2s", Some("starttls")) => self.s2s = addr,
                 _ => {}
             }
         }

@@ -37,6 +37,7 @@ pub mod plugins;
 pub mod response;
 pub mod rooms;
 pub mod routes;
+pub mod s2s;
 pub mod sessions;
 pub mod tenants;
 pub mod tokens;

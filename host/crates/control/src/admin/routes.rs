@@ -22,7 +22,8 @@ use hyper::{HeaderMap, Method, StatusCode};
 use super::context::{Ctx, Params};
 use super::response::{ApiError, ApiResponse, ApiResult};
 use super::{
-    AdminApi, MAX_BODY, auth, drain, me, openapi, plugins, rooms, sessions, tenants, tokens, users,
+    AdminApi, MAX_BODY, auth, drain, me, openapi, plugins, rooms, s2s, sessions, tenants, tokens,
+    users,
 };
 
 /// Future returned by a handler.
@@ -167,6 +168,14 @@ pub static ROUTES: &[Route] = &[
     },
     Route {
         method: Method::GET,
+        path: "/api/v1/s2s",
+        summary: "List the federation (s2s) streams: direction, authenticated domain pairs, TLS, stanza counts",
+        body: Body::None,
+        success: StatusCode::OK,
+        handler: |c| Box::pin(s2s::list(c)),
+    },
+    Route {
+        method: Method::GET,
         path: "/api/v1/me",
         summary: "Who the token is: {\"principal\": \"operator\"} or {\"principal\": \"tenant\", \"tenant\": name}",
         body: Body::None,
@@ -186,7 +195,7 @@ pub static ROUTES: &[Route] = &[
         path: "/api/v1/tenants",
         summary: "Create a tenant; its users can log in at once (operator)",
         body: Body::Json(
-            r#"{"name": string, "domains": [string], "enabled"?: bool, "auth"?: {"method": "internal"|"plugin", "plugin"?: string}, "limits"?: {"max_sessions", "max_accounts", "stanza_rate", "stanza_burst", "max_stanza_size", "max_roster_items", "max_roster_name_length", "max_roster_group_length", "max_roster_groups"}, "tls"?: {"cert": path, "key": path}, "federate_with"?: [string], "muc"?: {"enabled", "subdomain", "max_occupants", "history_length", "room_creation": "anyone"|"admins", "admins": [bare JID], "max_rooms", "max_rooms_per_user", "max_nick_length", "max_affiliations", "max_log_messages"}, "room_policy"?: {"plugin": string, "fail_open"?: bool}, "components"?: [{"domains": [string], "name"?: string, "secret"?: string, "plugin"?: string, "on_conflict"?: "refuse"|"replace", "hidden"?: bool}], "jwt"?: {"keys"?: [{"kid"?, "alg", "secret"|"secret_file"|"public_key"|"public_key_file"}], "jwks_files"?: [path], "username_claim"?, "audience"?: [string], "issuer"?: [string], "leeway_secs"?, "require_exp"?}, "tokens"?: {"access_ttl_secs"?, "refresh_ttl_secs"?}, "external_services"?: {"turn_secret"?: string, "credential_ttl"?: seconds, "services"?: [{"type": "stun"|"turn"|"stuns"|"turns", "host": string, "port": int, "transport"?: "udp"|"tcp", "restricted"?: bool, "name"?: string}]}, "calls"?: {"require_relationship"?: bool}}"#,
+            r#"{"name": string, "domains": [string], "enabled"?: bool, "auth"?: {"method": "internal"|"plugin", "plugin"?: string}, "limits"?: {"max_sessions", "max_accounts", "stanza_rate", "stanza_burst", "max_stanza_size", "max_roster_items", "max_roster_name_length", "max_roster_group_length", "max_roster_groups"}, "tls"?: {"cert": path, "key": path}, "federate_with"?: [string], "muc"?: {"enabled", "subdomain", "max_occupants", "history_length", "room_creation": "anyone"|"admins", "admins": [bare JID], "max_rooms", "max_rooms_per_user", "max_nick_length", "max_affiliations", "max_log_messages"}, "room_policy"?: {"plugin": string, "fail_open"?: bool}, "components"?: [{"domains": [string], "name"?: string, "secret"?: string, "plugin"?: string, "on_conflict"?: "refuse"|"replace", "hidden"?: bool}], "jwt"?: {"keys"?: [{"kid"?, "alg", "secret"|"secret_file"|"public_key"|"public_key_file"}], "jwks_files"?: [path], "username_claim"?, "audience"?: [string], "issuer"?: [string], "leeway_secs"?, "require_exp"?}, "tokens"?: {"access_ttl_secs"?, "refresh_ttl_secs"?}, "external_services"?: {"turn_secret"?: string, "credential_ttl"?: seconds, "services"?: [{"type": "stun"|"turn"|"stuns"|"turns", "host": string, "port": int, "transport"?: "udp"|"tcp", "restricted"?: bool, "name"?: string}]}, "calls"?: {"require_relationship"?: bool}, "s2s"?: {"enabled"?: bool, "auth"?: ["external"|"dialback"], "require_valid_certs"?: bool, "allow"?: [string], "deny"?: [string]}}"#,
         ),
         success: StatusCode::CREATED,
         handler: |c| Box::pin(tenants::create(c)),

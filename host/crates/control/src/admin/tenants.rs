@@ -106,6 +106,8 @@ struct TenantPatch {
     external_services: Option<ExternalServices>,
     /// Call signaling policy.
     calls: Option<CallsSettings>,
+    /// Federation (`enabled`, `auth`, `require_valid_certs`, `allow`, `deny`).
+    s2s: Option<crate::tenants::s2s_settings::S2sSettings>,
 }
 
 /// Distinguishes an absent field from an explicit `null`.
@@ -191,6 +193,9 @@ impl TenantPatch {
             e.restore_secret(&spec.external_services)
                 .map_err(|e| ApiError::Invalid(format!("external_services: {e}")))?;
             spec.external_services = e;
+        }
+        if let Some(s) = self.s2s {
+            spec.s2s = s;
         }
         if let Some(c) = self.calls {
             spec.calls = c;

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use super::{Origin, blocked_error, bounce, filter, lookup, not_served};
+use super::{Origin, blocked_error, bounce, filter, lookup};
 use crate::context::Core;
 use crate::hooks::{Address, IqRequest, IqType, Verdict};
 use crate::router::Route;
@@ -137,19 +137,7 @@ pub async fn route(core: &Arc<Core>, origin: &Origin, iq: Element) {
         }
         Route::Full(account, resource) => to_full_jid(core, origin, &account, &resource, iq).await,
         Route::Hosted(h) => h.deliver(core.clone(), iq).await,
-        Route::RemoteServer(domain) => {
-            if request.is_some() || ty == "result" {
-                let text = not_served(&domain);
-                bounce_always(
-                    core,
-                    origin,
-                    &iq,
-                    Condition::RemoteServerNotFound,
-                    Some(&text),
-                )
-                .await;
-            }
-        }
+        Route::RemoteServer(domain) => super::to_remote(core, origin, &domain, iq).await,
         Route::RemoteNode { .. } => {
             bounce(core, origin, &iq, Condition::ServiceUnavailable, None).await;
         }

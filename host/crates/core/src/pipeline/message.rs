@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use super::{FORBIDDEN_TEXT, Origin, blocked_error, bounce, filter, lookup, not_served};
+use super::{FORBIDDEN_TEXT, Origin, blocked_error, bounce, filter, lookup};
 use crate::context::Core;
 use crate::hooks::{FilterCheck, MessageContext, MessageStage, Stored, Verdict};
 use crate::router::{NotQueued, Route, SessionEntry};
@@ -96,17 +96,7 @@ pub async fn route(core: &Arc<Core>, origin: &Origin, mut msg: Element) {
                 bounce(core, origin, &msg, Condition::ServiceUnavailable, None).await;
             }
         }
-        Route::RemoteServer(domain) => {
-            let text = not_served(&domain);
-            bounce(
-                core,
-                origin,
-                &msg,
-                Condition::RemoteServerNotFound,
-                Some(&text),
-            )
-            .await;
-        }
+        Route::RemoteServer(domain) => super::to_remote(core, origin, &domain, msg).await,
         Route::RemoteNode { .. } => {
             bounce(core, origin, &msg, Condition::ServiceUnavailable, None).await;
         }

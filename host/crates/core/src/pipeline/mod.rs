@@ -38,6 +38,8 @@ pub enum Origin {
     Session(Arc<SessionEntry>),
     /// A hosted domain (MUC service, component).
     Hosted(HostedTarget),
+    /// Another server, authenticated for this domain (s2s).
+    Remote(String),
 }
 
 impl std::fmt::Debug for Origin {
@@ -45,6 +47,7 @@ impl std::fmt::Debug for Origin {
         match self {
             Origin::Session(e) => write!(f, "Session({})", e.full_jid),
             Origin::Hosted(h) => write!(f, "{h:?}"),
+            Origin::Remote(d) => write!(f, "Remote({d})"),
         }
     }
 }
@@ -55,6 +58,7 @@ impl Origin {
         match self {
             Origin::Session(e) => &e.account.domain,
             Origin::Hosted(h) => &h.domain,
+            Origin::Remote(d) => d,
         }
     }
 
@@ -62,7 +66,7 @@ impl Origin {
     pub fn account(&self) -> Option<&Account> {
         match self {
             Origin::Session(e) => Some(&e.account),
-            Origin::Hosted(_) => None,
+            Origin::Hosted(_) | Origin::Remote(_) => None,
         }
     }
 
@@ -70,7 +74,7 @@ impl Origin {
     pub fn session(&self) -> Option<&Arc<SessionEntry>> {
         match self {
             Origin::Session(e) => Some(e),
-            Origin::Hosted(_) => None,
+            Origin::Hosted(_) | Origin::Remote(_) => None,
         }
     }
 
@@ -81,6 +85,14 @@ impl Origin {
                 e.send(stanza);
             }
             Origin::Hosted(h) => h.deliver(core.clone(), stanza).await,
+            Origin::Remote(remote) => {
+                // An error or answer for the other server, from the local address it
+                // was sent to.
+                if let Some(federation) = core.federation.get() {
+                    let local = jid_domain(stanza.attr("from")).unwrap_or_default();
+                    federation.send(core, &local, remote, stanza);
+                }
+            }
         }
     }
 
@@ -98,6 +110,12 @@ pub async fn route(core: &Arc<Core>, origin: &Origin, stanza: Element) {
         && !from_is_on(&stanza, &h.domain)
     {
         tracing::warn!(domain = %h.domain, from = stanza.attr("from").unwrap_or(""), "hosted entity sent from a foreign address; dropped");
+        return;
+    }
+    if let Origin::Remote(domain) = origin
+        && !from_is_on(&stanza, domain)
+    {
+        tracing::warn!(%domain, from = stanza.attr("from").unwrap_or(""), "remote server sent from a foreign address; dropped");
         return;
     }
     // Messages are the hot path and their future is kept small; iq and presence routing
@@ -134,7 +152,38 @@ fn from_is_on(stanza: &Element, domain: &str) -> bool {
 
 /// The route of a stanza's `to` for this sender.
 pub fn lookup(core: &Core, origin: &Origin, stanza: &Element) -> Route {
-    crate::router::classify(core, origin.domain(), stanza.attr("to"))
+    match origin {
+        Origin::Remote(_) => crate::router::classify_from_remote(core, stanza.attr("to")),
+        _ => crate::router::classify(core, origin.domain(), stanza.attr("to")),
+    }
+}
+
+/// The domain of a JID string.
+fn jid_domain(jid: Option<&str>) -> Option<String> {
+    jid.and_then(|j| jid::Jid::new(j).ok())
+        .map(|j| j.domain().to_string())
+}
+
+/// Sends a stanza for the remote domain `domain` to the other server, if the sender's
+/// tenant federates with it; bounces it with `remote-server-not-found` otherwise (and
+/// always for stanzas from another server: nothing is relayed between two of them).
+pub async fn to_remote(core: &Arc<Core>, origin: &Origin, domain: &str, stanza: Element) {
+    let stanza = match origin {
+        Origin::Remote(_) => stanza,
+        _ => match crate::federation::forward(core, origin.domain(), domain, stanza) {
+            Ok(()) => return,
+            Err((_, stanza)) => stanza,
+        },
+    };
+    let text = not_served(domain);
+    bounce(
+        core,
+        origin,
+        &stanza,
+        Condition::RemoteServerNotFound,
+        Some(&text),
+    )
+    .await;
 }
 
 /// Runs the filters for a delivery from the stanza's sender to a local account.

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::{Origin, bounce, filter, lookup, not_served};
+use super::{Origin, bounce, filter, lookup};
 use crate::context::Core;
 use crate::hooks::Verdict;
 use crate::router::Route;
@@ -58,16 +58,6 @@ pub async fn deliver(core: &Arc<Core>, origin: &Origin, presence: Element) {
             )
             .await
         }
-        Route::RemoteServer(domain) => {
-            let text = not_served(&domain);
-            bounce(
-                core,
-                origin,
-                &presence,
-                Condition::RemoteServerNotFound,
-                Some(&text),
-            )
-            .await;
-        }
+        Route::RemoteServer(domain) => super::to_remote(core, origin, &domain, presence).await,
     }
 }

@@ -22,7 +22,7 @@ pub use entry::{
     next_session_id,
 };
 pub use hosted::{HostedDomain, HostedDomains, HostedResolver, RegisterError};
-pub use route::{HostedTarget, Route, classify, local_account};
+pub use route::{HostedTarget, Route, classify, classify_from_remote, local_account};
 
 /// What the admin API shows about one online session.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

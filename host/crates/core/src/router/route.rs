@@ -100,6 +100,36 @@ pub fn classify(core: &Core, from_domain: &str, to: Option<&str>) -> Route {
     }
 }
 
+/// The route of a `to` for a stanza another server sent (s2s): a domain served here or
+/// hosted here, whichever tenant it belongs to (the s2s stream checked that the
+/// recipient's tenant federates with the sender's domain), and nothing else.
+pub fn classify_from_remote(core: &Core, to: Option<&str>) -> Route {
+    let Some(to) = to else {
+        return Route::RemoteServer(String::new());
+    };
+    let Ok(jid) = jid::Jid::new(to) else {
+        return Route::RemoteServer(to.to_string());
+    };
+    let domain = jid.domain().as_str();
+    if !core.serves_domain(domain) {
+        return match core.hosted(domain) {
+            Some(hosted) => Route::Hosted(HostedTarget {
+                domain: domain.to_string(),
+                hosted,
+            }),
+            None => Route::RemoteServer(domain.to_string()),
+        };
+    }
+    match (jid.node(), jid.resource()) {
+        (None, _) => Route::Server(domain.to_string()),
+        (Some(node), None) => Route::Bare(Account::new(node.as_str(), domain)),
+        (Some(node), Some(res)) => Route::Full(
+            Account::new(node.as_str(), domain),
+            res.as_str().to_string(),
+        ),
+    }
+}
+
 /// The account of a bare or full JID string, if it is local and reachable from
 /// `from`'s tenant.
 pub fn local_account(core: &Core, from: &Account, jid: &str) -> Option<Account> {

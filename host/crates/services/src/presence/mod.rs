@@ -19,6 +19,7 @@ use std::sync::Arc;
 pub mod subscription;
 
 use heliograph_core::Core;
+use heliograph_core::pipeline;
 
 use self::subscription::{Kind as SubKind, State};
 use crate::hooks::{Feature, FilterCheck, Registrar, SessionEvent, StreamStage, Verdict};
@@ -311,6 +312,11 @@ async fn to_directed(
                 h.deliver(core.clone(), addressed(presence, to)).await;
                 continue;
             }
+            Route::RemoteServer(domain) => {
+                let origin = pipeline::Origin::Session(entry.clone());
+                pipeline::to_remote(core, &origin, &domain, addressed(presence, to)).await;
+                continue;
+            }
             _ => continue,
         };
         if let Some(first) = sessions.first()
@@ -342,11 +348,19 @@ async fn directed(core: &Arc<Core>, entry: &Arc<SessionEntry>, presence: Element
             let s = available_sessions(core, &acc);
             (acc, s)
         }
-        Route::Hosted(h) => {
-            // A hosted entity (a MUC room, a component) sees directed presence, and gets
-            // unavailable presence when the session ends (RFC 6121 §4.6.3).
+        route @ (Route::Hosted(_) | Route::RemoteServer(_)) => {
+            // A hosted entity (a MUC room, a component) or a JID on another server (a
+            // remote room) sees directed presence, and gets unavailable presence when the
+            // session ends (RFC 6121 §4.6.3).
             let unavailable = stanza::stanza_type(&presence) == "unavailable";
-            h.deliver(core.clone(), presence).await;
+            match route {
+                Route::Hosted(h) => h.deliver(core.clone(), presence).await,
+                Route::RemoteServer(domain) => {
+                    let origin = pipeline::Origin::Session(entry.clone());
+                    pipeline::to_remote(core, &origin, &domain, presence).await;
+                }
+                _ => unreachable!("matched above"),
+            }
             if unavailable {
                 entry.update_presence(|p| p.directed.retain(|j| *j != to));
             } else {

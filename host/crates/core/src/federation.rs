@@ -1,0 +1,51 @@
+//! The door to other servers: the routing pipeline hands a stanza for a remote domain to
+//! the [`Federation`] installed at startup (the s2s transport), once it has checked that
+//! the sender's tenant federates with that domain. Local tenants never reach each other
+//! this way: a domain served here, by any tenant, is never remote.
+
+use std::sync::Arc;
+
+use crate::context::Core;
+use crate::xml::Element;
+
+/// What carries stanzas to other servers (implemented by the s2s transport).
+pub trait Federation: Send + Sync + 'static {
+    /// Queues `stanza` (from `local` to `remote`, both domains) for the stream to
+    /// `remote`, opening it if needed. Delivery failures come back as error stanzas
+    /// routed to the sender.
+    fn send(&self, core: &Arc<Core>, local: &str, remote: &str, stanza: Element);
+}
+
+/// Why a stanza could not be handed to another server.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The domain is served here (by a tenant the sender cannot reach), or federation
+    /// is off for the sender's tenant or for this domain.
+    #[error("{0} is not served here")]
+    NotFederated(String),
+}
+
+/// Hands `stanza` from `local` to the remote domain `remote` if the sender's tenant
+/// federates with it; otherwise says why not (the caller bounces).
+pub fn forward(
+    core: &Arc<Core>,
+    local: &str,
+    remote: &str,
+    stanza: Element,
+) -> Result<(), (Refusal, Element)> {
+    let refused = || Refusal::NotFederated(remote.to_string());
+    if core.serves_domain(remote) || core.hosted(remote).is_some() {
+        return Err((refused(), stanza));
+    }
+    let Some(federation) = core.federation.get() else {
+        return Err((refused(), stanza));
+    };
+    let Some(tenant) = core.tenant_of_any(local) else {
+        return Err((refused(), stanza));
+    };
+    if !tenant.spec.s2s.permits(remote) {
+        return Err((refused(), stanza));
+    }
+    federation.send(core, local, remote, stanza);
+    Ok(())
+}
