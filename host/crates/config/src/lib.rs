@@ -13,9 +13,11 @@ use serde::Deserialize;
 
 use heliograph_tenants::TenantSpec;
 
+pub mod cluster;
 pub mod ip_range;
 pub mod tenant_file;
 
+pub use cluster::ClusterSettings;
 pub use ip_range::IpRange;
 pub use tenant_file::ConfigTenant;
 
@@ -53,6 +55,8 @@ pub struct Config {
     pub drain: DrainSettings,
     pub metrics: MetricsSettings,
     pub storage: StorageSettings,
+    /// `[cluster]`: NATS and this node's name; absent for a server running alone.
+    pub cluster: Option<ClusterSettings>,
 }
 
 /// Name of the tenant formed by `general.hosts`.
@@ -687,6 +691,9 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "storage: pool_size and the timeouts must be positive".into(),
             ));
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.validate(st.backend)?;
         }
         if st.sled_cache_mib == 0 {
             return Err(ConfigError::Invalid(

@@ -183,6 +183,7 @@ pub async fn create(
     })?;
     server.core.tenants.upsert(tenant)?;
     tracing::info!(tenant = name, "tenant created");
+    crate::cluster::tenants_changed(server);
     get(server, name)
 }
 
@@ -228,6 +229,7 @@ pub async fn update(
     heliograph_services::components::reconcile(&server.core, &server.services.components);
     server.services.external_services.reconcile(&server.core);
     tracing::info!(tenant = name, "tenant changed");
+    crate::cluster::tenants_changed(server);
     get(server, name)
 }
 
@@ -273,6 +275,7 @@ pub async fn set_enabled(
     heliograph_services::components::reconcile(&server.core, &server.services.components);
     server.services.external_services.reconcile(&server.core);
     tracing::info!(tenant = name, enabled, "tenant state changed");
+    crate::cluster::tenants_changed(server);
     get(server, name)
 }
 
@@ -309,6 +312,7 @@ pub async fn remove(server: &Arc<Server>, name: &str, purge: bool) -> Result<(),
         }
     }
     tracing::info!(tenant = name, purge, "tenant removed");
+    crate::cluster::tenants_changed(server);
     Ok(())
 }
 
