@@ -168,6 +168,33 @@ async fn users_on_different_nodes_chat_and_subscribe() {
     wait_registry(&c.nodes[1], &alice_jid, Held::On("n1")).await;
     wait_registry(&c.nodes[2], &bob_jid, Held::On("n2")).await;
 
+    // `heliograph cluster status` on n3 lists the three nodes, each in sync.
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_heliograph"))
+            .args(["cluster", "status", "--api"])
+            .arg(format!("http://{}", c.nodes[2].admin))
+            .args(["--token", &c.nodes[2].token])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let synced = |n: &str| {
+            text.lines()
+                .any(|l| l.starts_with(n) && l.split_whitespace().nth(3) == Some("yes"))
+        };
+        if out.status.success()
+            && text.contains("NATS connected")
+            && ["n1", "n2", "n3"].iter().all(|n| synced(n))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cluster status never showed three nodes in sync: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // To the bare JID: n1 picks bob's session on n2 from its replica.
     for i in 0..50 {
         alice
@@ -316,4 +343,148 @@ async fn routing_between_nodes_recovers_after_nats_restarts() {
         jids.sort();
         assert_eq!(jids, [&alice_jid, &bob_jid], "{}: {list:?}", n.admin);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resource_bound_again_on_another_node_replaces_the_older_session() {
+    let Some(c) = cluster().await else {
+        return;
+    };
+    let (mut old, jid) = RawClient::login(&c.nodes[0].starttls, "alice", "pw-a", Some("r")).await;
+    old.send_raw("<presence/>").await;
+    wait_registry(&c.nodes[1], &jid, Held::On("n1")).await;
+    let (mut new, _) = RawClient::login(&c.nodes[1].starttls, "alice", "pw-a", Some("r")).await;
+    assert_eq!(old.expect_stream_error().await, "conflict");
+    // The newer session is the one every node routes to.
+    for n in &c.nodes[..] {
+        let holder = if std::ptr::eq(n, &c.nodes[1]) {
+            Held::Here
+        } else {
+            Held::On("n2")
+        };
+        wait_registry(n, &jid, holder).await;
+    }
+    new.send_raw("<presence/>").await;
+    let (mut bob, _) = RawClient::login(&c.nodes[2].starttls, "bob", "pw-b", Some("b")).await;
+    wait_registry(&c.nodes[2], &jid, Held::On("n2")).await;
+    bob.send(&chat(&jid, "to the new one")).await;
+    expect_body(&mut new, "to the new one").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_changed_on_one_node_ends_the_users_sessions_on_the_others() {
+    let Some(c) = cluster().await else {
+        return;
+    };
+    let (mut on_n2, jid2) = RawClient::login(&c.nodes[1].starttls, "bob", "pw-b", Some("x")).await;
+    let (mut on_n3, jid3) = RawClient::login(&c.nodes[2].starttls, "bob", "pw-b", Some("y")).await;
+    wait_registry(&c.nodes[0], &jid2, Held::On("n2")).await;
+    wait_registry(&c.nodes[0], &jid3, Held::On("n3")).await;
+    let (status, text) = api(
+        &c.nodes[0],
+        "PUT",
+        "/api/v1/users/localhost/bob/password",
+        r#"{"password":"new-pw"}"#,
+    )
+    .await;
+    assert_eq!(status, 204, "{text}");
+    assert_eq!(on_n2.expect_stream_error().await, "not-authorized");
+    assert_eq!(on_n3.expect_stream_error().await, "not-authorized");
+}
+
+/// CPU time (user + system) of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) start at `) `.
+    let rest = &stat[stat.rfind(") ").unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// One run of `count` chat messages from alice to bob: (messages per second, server CPU
+/// microseconds per message, summed over every node).
+async fn chat_run(
+    c: &Cluster,
+    alice: &mut RawClient,
+    bob: &mut RawClient,
+    to: &str,
+    count: usize,
+    tag: &str,
+) -> (f64, f64) {
+    let pids: Vec<u32> = c.nodes.iter().map(|n| n.pid()).collect();
+    let cpu0: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
+    let started = Instant::now();
+    let sender = async {
+        for i in 0..count {
+            alice.send(&chat(to, &format!("{tag}{i}"))).await;
+        }
+    };
+    let receiver = async {
+        for _ in 0..count {
+            bob.next_matching(|el| el.name() == "message").await;
+        }
+    };
+    tokio::join!(sender, receiver);
+    let took = started.elapsed().as_secs_f64();
+    let cpu1: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
+    // Linux clock ticks are 1/100 s.
+    let cpu_us = (cpu1 - cpu0) as f64 * 10_000.0;
+    (count as f64 / took, cpu_us / count as f64)
+}
+
+/// Benchmark, not run by default (`-- --ignored --nocapture`): the same chat with both
+/// users on one node and across two nodes, alternating, CPU summed over the three nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run with --ignored"]
+async fn cross_node_chat_costs_against_same_node_chat() {
+    let Some(c) = cluster().await else {
+        return;
+    };
+    let (mut alice, _) = RawClient::login(&c.nodes[0].starttls, "alice", "pw-a", Some("a")).await;
+    let (mut bob_here, here) =
+        RawClient::login(&c.nodes[0].starttls, "bob", "pw-b", Some("here")).await;
+    let (mut bob_there, there) =
+        RawClient::login(&c.nodes[1].starttls, "bob", "pw-b", Some("there")).await;
+    wait_registry(&c.nodes[0], &there, Held::On("n2")).await;
+    let count = 5_000;
+    let (mut local, mut remote) = (Vec::new(), Vec::new());
+    for round in 0..3 {
+        local.push(
+            chat_run(
+                &c,
+                &mut alice,
+                &mut bob_here,
+                &here,
+                count,
+                &format!("l{round}-"),
+            )
+            .await,
+        );
+        remote.push(
+            chat_run(
+                &c,
+                &mut alice,
+                &mut bob_there,
+                &there,
+                count,
+                &format!("r{round}-"),
+            )
+            .await,
+        );
+    }
+    let avg = |v: &[(f64, f64)]| {
+        (
+            v.iter().map(|x| x.0).sum::<f64>() / v.len() as f64,
+            v.iter().map(|x| x.1).sum::<f64>() / v.len() as f64,
+        )
+    };
+    let (l, r) = (avg(&local), avg(&remote));
+    println!(
+        "same node: {:.0} msg/s, {:.1} us CPU/msg; cross node: {:.0} msg/s, {:.1} us CPU/msg; CPU ratio {:.2}",
+        l.0,
+        l.1,
+        r.0,
+        r.1,
+        r.1 / l.1
+    );
 }
