@@ -13,6 +13,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::config::ClusterSettings;
 use crate::core::Core;
+use crate::core::router::NotQueued;
 use crate::local::LocalSessions;
 use crate::outbox::{self, Outgoing};
 use crate::peers::{Peers, Todo, now_us};
@@ -311,58 +312,77 @@ impl Cluster {
 
     async fn listen_direct(self: Arc<Self>, mut sub: async_nats::Subscriber) {
         while let Some(msg) = sub.next().await {
-            let direct = match Direct::decode(&msg.payload) {
+            let all = match Direct::decode_all(&msg.payload) {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::warn!(error = %e, "cluster: message not understood");
                     continue;
                 }
             };
-            match direct {
-                Direct::Deliver { jid, id, stanza } => self.deliver_local(&jid, id, stanza),
-                Direct::Control(Control::Close {
-                    jid,
-                    id,
-                    condition,
-                    text,
-                }) => {
-                    if let Some((account, resource)) = parse_jid(&jid)
-                        && let Some(entry) = self.core.router.resource(&account, &resource)
-                        && !entry.is_remote()
-                        && entry.id == id
-                    {
-                        entry.close(condition_named(&condition), text.as_deref());
-                    }
+            for direct in all {
+                self.on_direct(direct).await;
+            }
+        }
+    }
+
+    async fn on_direct(&self, direct: Direct) {
+        match direct {
+            Direct::Deliver { jid, stanza, .. } => self.deliver_local(&jid, stanza).await,
+            Direct::Control(Control::Close {
+                jid,
+                id,
+                condition,
+                text,
+            }) => {
+                if let Some((account, resource)) = parse_jid(&jid)
+                    && let Some(entry) = self.core.router.resource(&account, &resource)
+                    && !entry.is_remote()
+                    && entry.id == id
+                {
+                    entry.close(condition_named(&condition), text.as_deref());
                 }
-                Direct::Control(Control::SyncRequest { from }) => self.send_list(from).await,
-                Direct::Control(Control::Snapshot {
-                    node,
-                    incarnation,
-                    seq,
-                    part,
-                    parts,
-                    sessions,
-                }) => {
-                    let todo =
-                        self.peers()
-                            .on_snapshot(&node, incarnation, seq, part, parts, sessions);
-                    self.act(todo).await;
-                }
+            }
+            Direct::Control(Control::SyncRequest { from }) => self.send_list(from).await,
+            Direct::Control(Control::Snapshot {
+                node,
+                incarnation,
+                seq,
+                part,
+                parts,
+                sessions,
+            }) => {
+                let todo = self
+                    .peers()
+                    .on_snapshot(&node, incarnation, seq, part, parts, sessions);
+                self.act(todo).await;
             }
         }
     }
 
     /// A stanza another node routed to a session here: queued for it; a message for a
-    /// session that ended meanwhile goes to the account's other sessions or offline.
-    fn deliver_local(&self, jid: &str, _id: u64, stanza: Element) {
+    /// session that ended meanwhile goes to the account's other sessions or offline. A
+    /// session whose queue is full is waited for up to the write timeout, as a sender on
+    /// this node would wait (this holds up the stanzas behind it: backpressure through
+    /// NATS), and closed as a slow client after that.
+    async fn deliver_local(&self, jid: &str, stanza: Element) {
         metrics::counter!("heliograph_cluster_stanzas_received_total").increment(1);
         let Some((account, resource)) = parse_jid(jid) else {
             return;
         };
         let stanza = match self.core.router.resource(&account, &resource) {
-            Some(entry) if !entry.is_remote() => match entry.try_deliver(stanza) {
+            Some(entry) if !entry.is_remote() => match entry.try_queue(stanza) {
                 Ok(()) => return,
-                Err(back) => back,
+                Err(NotQueued::Closed(back)) => back,
+                Err(NotQueued::Full(back)) => {
+                    let limit = Duration::from_secs(self.core.config().c2s.write_timeout.max(1));
+                    match entry.send_waiting(back, limit).await {
+                        Ok(()) => return,
+                        Err(back) => match entry.try_deliver(back) {
+                            Ok(()) => return,
+                            Err(back) => back,
+                        },
+                    }
+                }
             },
             _ => stanza,
         };

@@ -22,22 +22,53 @@ pub enum Outgoing {
     Direct { node: Arc<str>, msg: Direct },
 }
 
-/// Publishes until every sender is gone.
+/// Publishes until every sender is gone. Stanzas for one node queued together go in one
+/// NATS message (in their order); anything else first sends what is gathered, so events,
+/// control messages and stanzas keep the order they were queued in.
 pub async fn run(client: async_nats::Client, mut rx: mpsc::Receiver<Outgoing>) {
     let mut batch = Vec::with_capacity(256);
+    let mut gathered: Vec<(Arc<str>, Vec<Vec<u8>>)> = Vec::new();
     while rx.recv_many(&mut batch, 256).await > 0 {
         for item in batch.drain(..) {
-            let (subject, payload) = match item {
-                Outgoing::Event(e) => (
-                    wire::EVENTS.to_string(),
-                    serde_json::to_vec(&e).unwrap_or_default(),
-                ),
-                Outgoing::Direct { node, msg } => (wire::node_subject(&node), msg.encode()),
-            };
-            if let Err(e) = client.publish(subject, Bytes::from(payload)).await {
-                tracing::warn!(error = %e, "cluster: publishing to NATS failed");
+            match item {
+                Outgoing::Direct {
+                    node,
+                    msg: msg @ Direct::Deliver { .. },
+                } => match gathered.iter_mut().find(|(n, _)| *n == node) {
+                    Some((_, frames)) => frames.push(msg.encode()),
+                    None => gathered.push((node, vec![msg.encode()])),
+                },
+                Outgoing::Event(e) => {
+                    flush(&client, &mut gathered).await;
+                    let payload = serde_json::to_vec(&e).unwrap_or_default();
+                    publish(&client, wire::EVENTS.to_string(), payload).await;
+                }
+                Outgoing::Direct { node, msg } => {
+                    flush(&client, &mut gathered).await;
+                    publish(&client, wire::node_subject(&node), msg.encode()).await;
+                }
             }
         }
+        flush(&client, &mut gathered).await;
+    }
+}
+
+/// Sends the stanzas gathered per node: one message each (a batch when there are several).
+async fn flush(client: &async_nats::Client, gathered: &mut Vec<(Arc<str>, Vec<Vec<u8>>)>) {
+    for (node, mut frames) in gathered.drain(..) {
+        metrics::counter!("heliograph_cluster_stanzas_sent_total").increment(frames.len() as u64);
+        let payload = if frames.len() == 1 {
+            frames.pop().unwrap_or_default()
+        } else {
+            Direct::encode_batch(&frames)
+        };
+        publish(client, wire::node_subject(&node), payload).await;
+    }
+}
+
+async fn publish(client: &async_nats::Client, subject: String, payload: Vec<u8>) {
+    if let Err(e) = client.publish(subject, Bytes::from(payload)).await {
+        tracing::warn!(error = %e, "cluster: publishing to NATS failed");
     }
 }
 

@@ -7,7 +7,9 @@
 //!   to close one, requests for a full list of its sessions and the lists themselves.
 //!
 //! Everything is JSON except stanzas for a session, the hot path: `D`, the session id,
-//! a space, the full JID, a newline and the stanza's XML.
+//! a space, the full JID, a newline and the stanza's XML. Stanzas for one node that are
+//! queued together leave in one NATS message: `B`, then each frame as a 4-byte
+//! little-endian length and its bytes.
 
 use serde::{Deserialize, Serialize};
 
@@ -181,6 +183,37 @@ impl Direct {
         }
     }
 
+    /// Several stanza frames in one message, in order.
+    pub fn encode_batch(frames: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 + frames.iter().map(|f| f.len() + 4).sum::<usize>());
+        out.push(b'B');
+        for f in frames {
+            out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+            out.extend_from_slice(f);
+        }
+        out
+    }
+
+    /// Every message in a NATS payload: one, or the frames of a batch.
+    pub fn decode_all(bytes: &[u8]) -> Result<Vec<Direct>, WireError> {
+        let Some(mut rest) = bytes.strip_prefix(b"B") else {
+            return Ok(vec![Direct::decode(bytes)?]);
+        };
+        let mut out = Vec::new();
+        while !rest.is_empty() {
+            let (len, tail) = rest
+                .split_first_chunk::<4>()
+                .ok_or(WireError::Frame("cut batch length"))?;
+            let len = u32::from_le_bytes(*len) as usize;
+            if tail.len() < len {
+                return Err(WireError::Frame("cut batch frame"));
+            }
+            out.push(Direct::decode(&tail[..len])?);
+            rest = &tail[len..];
+        }
+        Ok(out)
+    }
+
     pub fn decode(bytes: &[u8]) -> Result<Direct, WireError> {
         let Some(rest) = bytes.strip_prefix(b"D") else {
             return Ok(Direct::Control(serde_json::from_slice(bytes)?));
@@ -226,6 +259,9 @@ mod tests {
         let c = Direct::Control(Control::SyncRequest { from: "n1".into() });
         assert_eq!(Direct::decode(&c.encode()).unwrap(), c);
         assert!(Direct::decode(b"D12 x").is_err());
+        let batch = Direct::encode_batch(&[d.encode(), c.encode(), d.encode()]);
+        assert_eq!(Direct::decode_all(&batch).unwrap(), vec![d.clone(), c, d]);
+        assert!(Direct::decode_all(&batch[..batch.len() - 1]).is_err());
     }
 
     #[test]
