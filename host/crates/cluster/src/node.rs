@@ -3,6 +3,7 @@
 //! listener of this node's own subject (stanzas for its sessions, close requests, full
 //! session lists asked for and received).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,7 +15,7 @@ use tokio::sync::{broadcast, mpsc};
 use crate::config::ClusterSettings;
 use crate::core::Core;
 use crate::core::router::NotQueued;
-use crate::local::LocalSessions;
+use crate::local::{LocalSessions, Snapshot};
 use crate::outbox::{self, Outgoing};
 use crate::peers::{Peers, Todo, now_us};
 use crate::wire::{self, Control, Direct, Event, Notice};
@@ -47,6 +48,8 @@ pub struct Cluster {
     connected: Arc<AtomicBool>,
     notices: broadcast::Sender<Notice>,
     client: async_nats::Client,
+    /// Full lists being sent, by the node asking for them, part by part.
+    lists: Mutex<HashMap<String, Arc<Snapshot>>>,
 }
 
 /// `heliograph cluster status`: every node this one knows.
@@ -154,6 +157,7 @@ impl Cluster {
             connected,
             notices: broadcast::channel(64).0,
             client,
+            lists: Mutex::new(HashMap::new()),
         });
         core.router.set_watcher(local);
         tokio::spawn(cluster.clone().listen_events(events));
@@ -296,18 +300,22 @@ impl Cluster {
     }
 
     async fn act(&self, todo: Todo) {
-        if let Todo::AskFullList(node) = todo {
-            let ask = Control::SyncRequest {
-                from: self.node.clone(),
-            };
-            let _ = self
-                .out
-                .send(Outgoing::Direct {
-                    node: node.into(),
-                    msg: Direct::Control(ask),
-                })
-                .await;
-        }
+        let (node, part) = match todo {
+            Todo::Nothing => return,
+            Todo::AskFullList(node) => (node, 0),
+            Todo::AskPart(node, part) => (node, part),
+        };
+        let ask = Control::SyncRequest {
+            from: self.node.clone(),
+            part,
+        };
+        let _ = self
+            .out
+            .send(Outgoing::Direct {
+                node: node.into(),
+                msg: Direct::Control(ask),
+            })
+            .await;
     }
 
     async fn listen_direct(self: Arc<Self>, mut sub: async_nats::Subscriber) {
@@ -342,7 +350,9 @@ impl Cluster {
                     entry.close(condition_named(&condition), text.as_deref());
                 }
             }
-            Direct::Control(Control::SyncRequest { from }) => self.send_list(from).await,
+            Direct::Control(Control::SyncRequest { from, part }) => {
+                self.send_list(from, part).await
+            }
             Direct::Control(Control::Snapshot {
                 node,
                 incarnation,
@@ -394,29 +404,45 @@ impl Cluster {
         }
     }
 
-    /// Sends `to` the full list of this node's sessions, in parts.
-    async fn send_list(&self, to: String) {
-        let snapshot = self.local.snapshot();
-        let parts = snapshot.sessions.len().div_ceil(LIST_PART).max(1) as u32;
-        let node: Arc<str> = to.into();
-        let mut sessions = snapshot.sessions.into_iter();
-        for part in 0..parts {
-            let chunk: Vec<_> = sessions.by_ref().take(LIST_PART).collect();
-            let msg = Control::Snapshot {
-                node: self.node.clone(),
-                incarnation: self.incarnation,
-                seq: snapshot.seq,
-                part,
-                parts,
-                sessions: chunk,
-            };
-            let item = Outgoing::Direct {
-                node: node.clone(),
-                msg: Direct::Control(msg),
-            };
-            if self.out.send(item).await.is_err() {
-                return;
+    /// Sends `to` one part of the full list of this node's sessions: part 0 of a list
+    /// taken now, later parts of the list kept for `to` since its part 0.
+    async fn send_list(&self, to: String, part: u32) {
+        let list = {
+            let mut lists = self.lists.lock().unwrap_or_else(|e| e.into_inner());
+            match lists.get(&to) {
+                Some(list) if part > 0 => list.clone(),
+                _ => {
+                    let list = Arc::new(self.local.snapshot());
+                    lists.insert(to.clone(), list.clone());
+                    list
+                }
             }
+        };
+        let parts = list.sessions.len().div_ceil(LIST_PART).max(1) as u32;
+        let part = if part >= parts { 0 } else { part };
+        let start = part as usize * LIST_PART;
+        let end = (start + LIST_PART).min(list.sessions.len());
+        let msg = Control::Snapshot {
+            node: self.node.clone(),
+            incarnation: self.incarnation,
+            seq: list.seq,
+            part,
+            parts,
+            sessions: list.sessions[start..end].to_vec(),
+        };
+        if part + 1 == parts {
+            // The last part: the list is not needed any more.
+            self.lists
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&to);
         }
+        let _ = self
+            .out
+            .send(Outgoing::Direct {
+                node: to.into(),
+                msg: Direct::Control(msg),
+            })
+            .await;
     }
 }

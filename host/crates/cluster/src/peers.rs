@@ -54,6 +54,8 @@ pub enum Todo {
     Nothing,
     /// Ask this node for its full list.
     AskFullList(String),
+    /// Ask this node for the next part of its list.
+    AskPart(String, u32),
 }
 
 /// Every other node.
@@ -343,7 +345,8 @@ impl Peers {
             .record(started.elapsed().as_secs_f64());
         let peer = self.nodes.get_mut(node).expect("known");
         if !peer.parts.as_ref().is_some_and(|(_, got, _)| *got == parts) {
-            return Todo::Nothing;
+            peer.asked = Some(Instant::now());
+            return Todo::AskPart(node.to_string(), part + 1);
         }
         let (_, _, seen) = peer.parts.take().expect("complete");
         self.finish_list(node, seq, seen)

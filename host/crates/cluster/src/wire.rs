@@ -142,8 +142,14 @@ pub enum Control {
         #[serde(default)]
         text: Option<String>,
     },
-    /// Send `from` the full list of your sessions.
-    SyncRequest { from: String },
+    /// Send `from` part `part` of the full list of your sessions (part 0: of a list taken
+    /// now; the next parts of the same list). The receiver asks for each part once it has
+    /// applied the one before: the list never outruns it.
+    SyncRequest {
+        from: String,
+        #[serde(default)]
+        part: u32,
+    },
     /// One part of a node's full list, as of its event `seq`.
     Snapshot {
         node: String,
@@ -256,7 +262,10 @@ mod tests {
             stanza,
         };
         assert_eq!(Direct::decode(&d.encode()).unwrap(), d);
-        let c = Direct::Control(Control::SyncRequest { from: "n1".into() });
+        let c = Direct::Control(Control::SyncRequest {
+            from: "n1".into(),
+            part: 3,
+        });
         assert_eq!(Direct::decode(&c.encode()).unwrap(), c);
         assert!(Direct::decode(b"D12 x").is_err());
         let batch = Direct::encode_batch(&[d.encode(), c.encode(), d.encode()]);
