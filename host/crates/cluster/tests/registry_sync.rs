@@ -33,6 +33,15 @@ fn nats(dir: &Path, cmd: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+/// Stops the test's nats-server however the test ends.
+struct StopNats<'a>(&'a Path);
+
+impl Drop for StopNats<'_> {
+    fn drop(&mut self) {
+        nats(self.0, "stop");
+    }
+}
+
 fn core(dir: &Path) -> Arc<Core> {
     let storage = heliograph_storage::Storage::open_sled(&dir.join("db")).unwrap();
     let tenants = heliograph_tenants::Registry::default();
@@ -53,6 +62,7 @@ async fn a_joining_node_syncs_a_million_sessions() {
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().unwrap();
     let url = nats(dir.path(), "start");
+    let _stop = StopNats(dir.path());
     let settings = |node: &str| ClusterSettings {
         nats: vec![url.clone()],
         node: node.into(),
@@ -99,7 +109,6 @@ async fn a_joining_node_syncs_a_million_sessions() {
         (rss_after - rss_before) / 1024,
         (rss_after - rss_before) * 1024 / count as i64
     );
-    nats(dir.path(), "stop");
 }
 
 /// Resident set size of this process in KiB.
