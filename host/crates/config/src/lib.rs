@@ -13,10 +13,12 @@ use serde::Deserialize;
 
 use heliograph_tenants::TenantSpec;
 
+pub mod cluster;
 pub mod ip_range;
 pub mod s2s;
 pub mod tenant_file;
 
+pub use cluster::ClusterSettings;
 pub use ip_range::IpRange;
 pub use s2s::{S2sConfig, S2sListener};
 pub use tenant_file::ConfigTenant;
@@ -61,6 +63,8 @@ pub struct Config {
     pub upload: upload::UploadConfig,
     /// `[s2s]`: federation with other servers.
     pub s2s: S2sConfig,
+    /// `[cluster]`: NATS and this node's name; absent for a server running alone.
+    pub cluster: Option<ClusterSettings>,
 }
 
 /// Name of the tenant formed by `general.hosts`.
@@ -698,6 +702,9 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "storage: pool_size and the timeouts must be positive".into(),
             ));
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.validate(st.backend)?;
         }
         if st.sled_cache_mib == 0 {
             return Err(ConfigError::Invalid(

@@ -11,6 +11,7 @@
 //! - [`health`]: `/health/live`, `/health/ready` and `/metrics`.
 
 pub mod admin;
+pub mod cluster;
 pub mod console;
 pub mod drain;
 pub mod health;

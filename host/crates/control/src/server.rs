@@ -27,6 +27,8 @@ pub struct Server {
     pub admin_token: String,
     /// The config file, if the server was started with one (reload re-reads it).
     pub config_path: Option<PathBuf>,
+    /// This node in its cluster; set at startup when `[cluster]` is configured.
+    pub cluster: OnceLock<Arc<heliograph_cluster::Cluster>>,
 }
 
 impl Server {
@@ -56,6 +58,7 @@ impl Server {
             s2s: OnceLock::new(),
             admin_token,
             config_path: None,
+            cluster: OnceLock::new(),
         })
     }
 

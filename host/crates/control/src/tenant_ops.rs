@@ -195,6 +195,7 @@ pub async fn create(
     })?;
     server.core.tenants.upsert(tenant)?;
     tracing::info!(tenant = name, "tenant created");
+    crate::cluster::tenants_changed(server);
     get(server, name)
 }
 
@@ -241,6 +242,7 @@ pub async fn update(
     server.services.external_services.reconcile(&server.core);
     end_federation(server);
     tracing::info!(tenant = name, "tenant changed");
+    crate::cluster::tenants_changed(server);
     get(server, name)
 }
 
@@ -286,6 +288,7 @@ pub async fn set_enabled(
     heliograph_services::components::reconcile(&server.core, &server.services.components);
     server.services.external_services.reconcile(&server.core);
     tracing::info!(tenant = name, enabled, "tenant state changed");
+    crate::cluster::tenants_changed(server);
     get(server, name)
 }
 
@@ -327,6 +330,7 @@ pub async fn remove(server: &Arc<Server>, name: &str, purge: bool) -> Result<(),
         }
     }
     tracing::info!(tenant = name, purge, "tenant removed");
+    crate::cluster::tenants_changed(server);
     Ok(())
 }
 

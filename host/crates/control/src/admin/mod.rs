@@ -29,6 +29,7 @@
 //! handlers, [`context`] what handlers share, [`response`] the JSON/error helpers.
 
 pub mod auth;
+pub mod cluster;
 pub mod context;
 pub mod drain;
 pub mod me;

@@ -22,8 +22,8 @@ use hyper::{HeaderMap, Method, StatusCode};
 use super::context::{Ctx, Params};
 use super::response::{ApiError, ApiResponse, ApiResult};
 use super::{
-    AdminApi, MAX_BODY, auth, drain, me, openapi, plugins, rooms, s2s, sessions, tenants, tokens,
-    users,
+    AdminApi, MAX_BODY, auth, cluster, drain, me, openapi, plugins, rooms, s2s, sessions, tenants,
+    tokens, users,
 };
 
 /// Future returned by a handler.
@@ -363,6 +363,14 @@ pub static ROUTES: &[Route] = &[
         body: Body::None,
         success: StatusCode::ACCEPTED,
         handler: |c| Box::pin(drain::start(c)),
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/cluster",
+        summary: "The cluster's nodes as this node sees them: sessions, sync state, NATS connection (operator)",
+        body: Body::None,
+        success: StatusCode::OK,
+        handler: |c| Box::pin(cluster::status(c)),
     },
     Route {
         method: Method::GET,

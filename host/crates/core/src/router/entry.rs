@@ -1,8 +1,9 @@
 //! One bound session as the rest of the server sees it: its address, presence state and
-//! the queue into its task.
+//! the queue into its task — or, for a session another cluster node holds, the way to
+//! that node ([`RemoteSink`]).
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
@@ -125,6 +126,40 @@ pub struct UserFacts {
     pub attributes: Vec<(String, String)>,
 }
 
+/// The way to a session another node of the cluster holds (the cluster layer implements
+/// it): what is queued for such an entry crosses to that node instead of into a local
+/// task, so every delivery path (bare-JID choice, presence broadcasts, carbons, roster
+/// pushes, kicks) reaches remote sessions without knowing about them.
+pub trait RemoteSink: Send + Sync + std::fmt::Debug {
+    /// The node holding the session.
+    fn node(&self) -> &str;
+    /// Hands a stanza or a close request for `entry` to its node, in order per entry;
+    /// hands it back if the node is gone.
+    fn forward(&self, entry: &SessionEntry, msg: SessionMsg) -> Result<(), SessionMsg>;
+    /// True while the node is alive.
+    fn is_alive(&self) -> bool;
+}
+
+/// Told when a local session binds, changes its presence state or ends (the cluster
+/// layer announces it to the other nodes).
+pub trait SessionWatcher: Send + Sync + std::fmt::Debug {
+    fn bound(&self, entry: &Arc<SessionEntry>);
+    fn changed(&self, entry: &SessionEntry);
+    fn unbound(&self, entry: &SessionEntry);
+}
+
+/// Where what is queued for a session goes.
+#[derive(Debug)]
+enum Sink {
+    /// The session's own task on this node.
+    Local(mpsc::Sender<SessionMsg>),
+    /// Another node; `remote_id` is the session's id there.
+    Remote {
+        sink: Arc<dyn RemoteSink>,
+        remote_id: u64,
+    },
+}
+
 /// A bound session.
 #[derive(Debug)]
 pub struct SessionEntry {
@@ -138,8 +173,11 @@ pub struct SessionEntry {
     pub since: SystemTime,
     /// The authenticator's facts about the user (empty for built-in authentication).
     pub user_facts: UserFacts,
-    tx: mpsc::Sender<SessionMsg>,
+    tx: Sink,
     presence: Mutex<PresenceState>,
+    /// Told about presence changes of a local session (set when it is registered in a
+    /// router that has a watcher).
+    watcher: OnceLock<Arc<dyn SessionWatcher>>,
     /// The connection is gone and the session waits for a resumption (XEP-0198).
     detached: AtomicBool,
     /// The session was slowed down for sending faster than a recipient reads (logged
@@ -175,10 +213,74 @@ impl SessionEntry {
             address,
             since: SystemTime::now(),
             user_facts: UserFacts::default(),
-            tx,
+            tx: Sink::Local(tx),
             presence: Mutex::new(PresenceState::default()),
+            watcher: OnceLock::new(),
             detached: AtomicBool::new(false),
             slowed: AtomicBool::new(false),
+        }
+    }
+
+    /// The entry of a session node `sink.node()` holds (its id there is `remote_id`),
+    /// bound at `since`.
+    pub fn remote(
+        account: Account,
+        resource: String,
+        since: SystemTime,
+        sink: Arc<dyn RemoteSink>,
+        remote_id: u64,
+    ) -> Self {
+        let full_jid = format!("{}@{}/{}", account.local, account.domain, resource);
+        SessionEntry {
+            id: next_session_id(),
+            account,
+            resource,
+            full_jid,
+            transport: Transport::Tcp,
+            address: String::new(),
+            since,
+            user_facts: UserFacts::default(),
+            tx: Sink::Remote { sink, remote_id },
+            presence: Mutex::new(PresenceState::default()),
+            watcher: OnceLock::new(),
+            detached: AtomicBool::new(false),
+            slowed: AtomicBool::new(false),
+        }
+    }
+
+    /// The node holding the session, for a session of another node.
+    pub fn node(&self) -> Option<&str> {
+        match &self.tx {
+            Sink::Local(_) => None,
+            Sink::Remote { sink, .. } => Some(sink.node()),
+        }
+    }
+
+    /// True for a session another node holds.
+    pub fn is_remote(&self) -> bool {
+        matches!(self.tx, Sink::Remote { .. })
+    }
+
+    /// The session's id on the node holding it (its own id for a local session).
+    pub fn origin_id(&self) -> u64 {
+        match &self.tx {
+            Sink::Local(_) => self.id,
+            Sink::Remote { remote_id, .. } => *remote_id,
+        }
+    }
+
+    /// Sets who is told about this local session's presence changes (once).
+    pub fn set_watcher(&self, watcher: Arc<dyn SessionWatcher>) {
+        let _ = self.watcher.set(watcher);
+    }
+
+    /// Queues `msg` without waiting: into the local task, or across to the remote node.
+    fn try_send(&self, msg: SessionMsg) -> Result<(), mpsc::error::TrySendError<SessionMsg>> {
+        match &self.tx {
+            Sink::Local(tx) => tx.try_send(msg),
+            Sink::Remote { sink, .. } => sink
+                .forward(self, msg)
+                .map_err(mpsc::error::TrySendError::Closed),
         }
     }
 
@@ -215,7 +317,7 @@ impl SessionEntry {
     /// Queues a stanza if there is room, closing nothing: a full queue is the caller's
     /// to handle (a sender may wait for room, see [`SessionEntry::send_waiting`]).
     pub fn try_queue(&self, stanza: Element) -> Result<(), NotQueued> {
-        match self.tx.try_send(SessionMsg::Stanza(Box::new(stanza))) {
+        match self.try_send(SessionMsg::Stanza(Box::new(stanza))) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(msg)) => Err(NotQueued::Full(unwrap_stanza(msg))),
             Err(mpsc::error::TrySendError::Closed(msg)) => {
@@ -226,7 +328,10 @@ impl SessionEntry {
 
     /// True while the session's queue has no room.
     pub fn is_full(&self) -> bool {
-        self.tx.capacity() == 0
+        match &self.tx {
+            Sink::Local(tx) => tx.capacity() == 0,
+            Sink::Remote { .. } => false,
+        }
     }
 
     /// Records that this session is being slowed down for sending faster than `recipient`
@@ -246,7 +351,11 @@ impl SessionEntry {
     /// empties the queue): bulk deliveries such as offline messages. Hands the stanza back
     /// if the session is gone or no room came in time.
     pub async fn send_waiting(&self, stanza: Element, limit: Duration) -> Result<(), Element> {
-        match tokio::time::timeout(limit, self.tx.reserve()).await {
+        let tx = match &self.tx {
+            Sink::Local(tx) => tx,
+            Sink::Remote { .. } => return self.try_deliver(stanza),
+        };
+        match tokio::time::timeout(limit, tx.reserve()).await {
             Ok(Ok(permit)) => {
                 permit.send(SessionMsg::Stanza(Box::new(stanza)));
                 Ok(())
@@ -263,7 +372,16 @@ impl SessionEntry {
         receipt: Receipt,
         limit: Duration,
     ) -> Result<(), Element> {
-        match tokio::time::timeout(limit, self.tx.reserve()).await {
+        let tx = match &self.tx {
+            Sink::Local(tx) => tx,
+            // The other node has the stanza once it is handed over: the stored copy goes.
+            Sink::Remote { .. } => {
+                self.try_deliver(stanza)?;
+                receipt.confirm();
+                return Ok(());
+            }
+        };
+        match tokio::time::timeout(limit, tx.reserve()).await {
             Ok(Ok(permit)) => {
                 permit.send(SessionMsg::Stored(Box::new((stanza, receipt))));
                 Ok(())
@@ -276,8 +394,10 @@ impl SessionEntry {
     /// queue is full so the request is never lost.
     pub fn close(&self, cond: StreamErrorCondition, text: Option<&str>) {
         let msg = SessionMsg::Close(cond, text.map(Box::from));
-        if let Err(mpsc::error::TrySendError::Full(msg)) = self.tx.try_send(msg) {
-            let tx = self.tx.clone();
+        if let (Err(mpsc::error::TrySendError::Full(msg)), Sink::Local(tx)) =
+            (self.try_send(msg), &self.tx)
+        {
+            let tx = tx.clone();
             tokio::spawn(async move {
                 let _ = tx.send(msg).await;
             });
@@ -286,7 +406,10 @@ impl SessionEntry {
 
     /// Stanzas (and close requests) waiting in the session's outgoing queue.
     pub fn queued(&self) -> usize {
-        self.tx.max_capacity() - self.tx.capacity()
+        match &self.tx {
+            Sink::Local(tx) => tx.max_capacity() - tx.capacity(),
+            Sink::Remote { .. } => 0,
+        }
     }
 
     /// The session lost its connection and waits for a resumption (or came back).
@@ -300,14 +423,21 @@ impl SessionEntry {
         self.detached.load(Ordering::Relaxed)
     }
 
-    /// The session's mailbox (a resumption hands its new link over through it).
-    pub fn mailbox(&self) -> mpsc::Sender<SessionMsg> {
-        self.tx.clone()
+    /// The session's mailbox (a resumption hands its new link over through it); `None`
+    /// for a session of another node.
+    pub fn mailbox(&self) -> Option<mpsc::Sender<SessionMsg>> {
+        match &self.tx {
+            Sink::Local(tx) => Some(tx.clone()),
+            Sink::Remote { .. } => None,
+        }
     }
 
-    /// True while the session task is alive.
+    /// True while the session task (or the node holding it) is alive.
     pub fn is_alive(&self) -> bool {
-        !self.tx.is_closed()
+        match &self.tx {
+            Sink::Local(tx) => !tx.is_closed(),
+            Sink::Remote { sink, .. } => sink.is_alive(),
+        }
     }
 
     /// Reads the presence state.
@@ -317,7 +447,11 @@ impl SessionEntry {
 
     /// Updates the presence state.
     pub fn update_presence<R>(&self, f: impl FnOnce(&mut PresenceState) -> R) -> R {
-        f(&mut self.lock_presence())
+        let r = f(&mut self.lock_presence());
+        if let Some(w) = self.watcher.get() {
+            w.changed(self);
+        }
+        r
     }
 
     /// Available (has sent available presence and not unavailable since).
@@ -351,6 +485,7 @@ impl SessionEntry {
             priority: p.priority,
             available: p.last.is_some(),
             detached: self.is_detached(),
+            node: self.node().map(str::to_string),
             since: self
                 .since
                 .duration_since(UNIX_EPOCH)

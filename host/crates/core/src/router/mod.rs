@@ -5,12 +5,17 @@
 //! bound resources. It is a sharded concurrent map, so lookups on the hot path take only
 //! the lock of one shard, never a global one. [`hosted`] holds the domains features
 //! serve inside the server, and [`route`] turns a `to` address into a [`Route`].
+//!
+//! In a cluster the table also holds the sessions of the other nodes (entries whose
+//! queue leads to their node, [`RemoteSink`]), kept current by the cluster layer, so a
+//! routing decision never waits on the network; a [`SessionWatcher`] hears about the
+//! local ones.
 
 mod entry;
 pub mod hosted;
 pub mod route;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use dashmap::DashMap;
 use serde::Serialize;
@@ -18,8 +23,8 @@ use serde::Serialize;
 use crate::storage::Account;
 
 pub use entry::{
-    NotQueued, PresenceState, Receipt, SessionEntry, SessionMsg, Transport, UserFacts,
-    next_session_id,
+    NotQueued, PresenceState, Receipt, RemoteSink, SessionEntry, SessionMsg, SessionWatcher,
+    Transport, UserFacts, next_session_id,
 };
 pub use hosted::{HostedDomain, HostedDomains, HostedResolver, RegisterError};
 pub use route::{HostedTarget, Route, classify, classify_from_remote, local_account};
@@ -39,6 +44,9 @@ pub struct SessionInfo {
     pub available: bool,
     /// The connection is gone and the session waits for a stream management resumption.
     pub detached: bool,
+    /// The cluster node holding the session, when it is not this one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// Seconds since the Unix epoch when the session was bound.
     pub since: u64,
 }
@@ -47,13 +55,32 @@ pub struct SessionInfo {
 #[derive(Default)]
 pub struct Router {
     accounts: DashMap<Account, Vec<Arc<SessionEntry>>>,
+    /// Told about local sessions (clustering); set once at startup.
+    watcher: OnceLock<Arc<dyn SessionWatcher>>,
 }
 
 impl Router {
+    /// Sets who is told about local sessions binding, changing and ending (once).
+    pub fn set_watcher(&self, watcher: Arc<dyn SessionWatcher>) {
+        let _ = self.watcher.set(watcher);
+    }
+
     /// Adds a bound session. If the account already has a session with the same resource,
     /// that older session is removed from the table and returned so the caller can close it
     /// with `<conflict/>` (the newer session wins).
     pub fn register(&self, entry: Arc<SessionEntry>) -> Option<Arc<SessionEntry>> {
+        let watcher = self.watcher.get().filter(|_| !entry.is_remote());
+        if let Some(w) = watcher {
+            entry.set_watcher(w.clone());
+        }
+        let replaced = self.put(entry.clone());
+        if let Some(w) = watcher {
+            w.bound(&entry);
+        }
+        replaced
+    }
+
+    fn put(&self, entry: Arc<SessionEntry>) -> Option<Arc<SessionEntry>> {
         let mut slot = self.accounts.entry(entry.account.clone()).or_default();
         let replaced = slot
             .iter()
@@ -63,17 +90,48 @@ impl Router {
         replaced
     }
 
+    /// Adds the entry of a session another node holds unless the table has a newer
+    /// session of the same full JID (bound later; ties go to the greater node name):
+    /// `Ok` with the older entry it replaced, or `Err` with the newer one that stays.
+    /// `this_node` is this node's name (for ties with a local session).
+    pub fn register_remote(
+        &self,
+        entry: Arc<SessionEntry>,
+        this_node: &str,
+    ) -> Result<Option<Arc<SessionEntry>>, Arc<SessionEntry>> {
+        let mut slot = self.accounts.entry(entry.account.clone()).or_default();
+        let existing = slot.iter().position(|e| e.resource == entry.resource);
+        if let Some(i) = existing {
+            let current = &slot[i];
+            let key = |e: &SessionEntry| (e.since, e.node().unwrap_or(this_node).to_string());
+            if !Arc::ptr_eq(current, &entry) && key(current) > key(&entry) {
+                return Err(current.clone());
+            }
+        }
+        let replaced = existing.map(|i| slot.swap_remove(i));
+        slot.push(entry);
+        Ok(replaced)
+    }
+
     /// Removes a session by id (no-op if it was already replaced).
     pub fn unregister(&self, account: &Account, session_id: u64) {
+        let mut removed = None;
         let now_empty = match self.accounts.get_mut(account) {
             Some(mut v) => {
-                v.retain(|e| e.id != session_id);
+                if let Some(i) = v.iter().position(|e| e.id == session_id) {
+                    removed = Some(v.swap_remove(i));
+                }
                 v.is_empty()
             }
             None => false,
         };
         if now_empty {
             self.accounts.remove_if(account, |_, v| v.is_empty());
+        }
+        if let (Some(entry), Some(w)) = (removed, self.watcher.get())
+            && !entry.is_remote()
+        {
+            w.unbound(&entry);
         }
     }
 
@@ -99,9 +157,34 @@ impl Router {
         self.accounts.get(account).is_some_and(|v| !v.is_empty())
     }
 
-    /// Number of bound sessions.
+    /// Number of sessions bound on this node.
     pub fn session_count(&self) -> usize {
-        self.accounts.iter().map(|e| e.value().len()).sum()
+        self.accounts
+            .iter()
+            .map(|e| e.value().iter().filter(|s| !s.is_remote()).count())
+            .sum()
+    }
+
+    /// Number of sessions other nodes of the cluster hold.
+    pub fn remote_session_count(&self) -> usize {
+        self.accounts
+            .iter()
+            .map(|e| e.value().iter().filter(|s| s.is_remote()).count())
+            .sum()
+    }
+
+    /// The entries of sessions `node` holds.
+    pub fn node_entries(&self, node: &str) -> Vec<Arc<SessionEntry>> {
+        self.accounts
+            .iter()
+            .flat_map(|e| {
+                e.value()
+                    .iter()
+                    .filter(|s| s.node() == Some(node))
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     /// All online sessions, optionally only those of one domain, sorted by JID.
@@ -116,7 +199,6 @@ impl Router {
         out
     }
 
-    /// Every session, for shutdown.
     /// Stanzas waiting in all sessions' outgoing queues, and the deepest queue (metrics).
     pub fn queue_depths(&self) -> (usize, usize) {
         let mut total = 0;
@@ -131,10 +213,17 @@ impl Router {
         (total, deepest)
     }
 
+    /// Every session bound on this node (shutdown, drain); not other nodes' sessions.
     pub fn all_entries(&self) -> Vec<Arc<SessionEntry>> {
         self.accounts
             .iter()
-            .flat_map(|e| e.value().clone())
+            .flat_map(|e| {
+                e.value()
+                    .iter()
+                    .filter(|s| !s.is_remote())
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
             .collect()
     }
 
@@ -153,7 +242,14 @@ impl Router {
             .accounts
             .iter()
             .filter(|e| domains.contains(&e.key().domain))
-            .flat_map(|e| e.value().clone())
+            // Every node closes its own sessions of a removed tenant.
+            .flat_map(|e| {
+                e.value()
+                    .iter()
+                    .filter(|s| !s.is_remote())
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
             .collect();
         for s in &sessions {
             s.close(cond, text);

@@ -1,0 +1,28 @@
+//! Cluster mode: equal nodes that find each other through NATS and share one PostgreSQL
+//! database.
+//!
+//! - [`wire`]: the subjects and messages;
+//! - [`local`]: this node's sessions as the others replicate them (numbered events, the
+//!   digest of heartbeats);
+//! - [`peers`]: the other nodes — liveness from heartbeats, and a replica of each one's
+//!   sessions kept in the core's router, so routing never waits on the network;
+//! - [`outbox`]: the one publisher (order per sender-recipient pair) and the remote
+//!   sessions' way out;
+//! - [`node`]: the tasks that tie them to a NATS connection.
+//!
+//! A stanza for a session of another node crosses NATS once, to that node's subject, and
+//! is queued there for the session; presence broadcasts, roster pushes, carbons and
+//! kicks reach remote sessions the same way, as they go through the router's entries.
+
+pub mod local;
+pub mod node;
+pub mod outbox;
+pub mod peers;
+pub mod wire;
+
+use heliograph_config as config;
+use heliograph_core as core;
+use heliograph_xml as xml;
+use heliograph_xmpp as xmpp;
+
+pub use node::{Cluster, ClusterError, ClusterStatus, NodeStatus};

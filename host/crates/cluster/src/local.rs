@@ -1,0 +1,163 @@
+//! This node's own sessions as the cluster sees them: the list other nodes replicate,
+//! numbered events for each change, and the digest heartbeats carry. The router tells
+//! it about local sessions ([`SessionWatcher`]); it queues one event per real change for
+//! the publisher, in the order the changes happened.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::UNIX_EPOCH;
+
+use tokio::sync::mpsc;
+
+use crate::core::router::{SessionEntry, SessionWatcher};
+use crate::outbox::Outgoing;
+use crate::wire::{Event, SessionRecord};
+
+/// The list and its version.
+#[derive(Debug, Default)]
+struct View {
+    sessions: HashMap<String, SessionRecord>,
+    /// Number of the last event.
+    seq: u64,
+    /// XOR of the records' digests.
+    digest: u64,
+}
+
+/// A full copy of the list, as of event `seq`.
+pub struct Snapshot {
+    pub seq: u64,
+    pub sessions: Vec<SessionRecord>,
+}
+
+/// This node's sessions (see the module docs).
+#[derive(Debug)]
+pub struct LocalSessions {
+    node: String,
+    incarnation: u64,
+    view: Mutex<View>,
+    out: mpsc::Sender<Outgoing>,
+}
+
+impl LocalSessions {
+    pub fn new(node: String, incarnation: u64, out: mpsc::Sender<Outgoing>) -> Arc<Self> {
+        Arc::new(LocalSessions {
+            node,
+            incarnation,
+            view: Mutex::new(View::default()),
+            out,
+        })
+    }
+
+    fn view(&self) -> std::sync::MutexGuard<'_, View> {
+        self.view.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// (last event number, session count, digest) for a heartbeat.
+    pub fn version(&self) -> (u64, u64, u64) {
+        let v = self.view();
+        (v.seq, v.sessions.len() as u64, v.digest)
+    }
+
+    /// The full list now.
+    pub fn snapshot(&self) -> Snapshot {
+        let v = self.view();
+        Snapshot {
+            seq: v.seq,
+            sessions: v.sessions.values().cloned().collect(),
+        }
+    }
+
+    /// Records sessions without announcing each one: the peers learn them from the full
+    /// list (their next heartbeat digest asks for it). For benchmarks and tests of the
+    /// registry at scale, which have no million real connections.
+    pub fn preload(&self, records: impl IntoIterator<Item = SessionRecord>) {
+        let mut v = self.view();
+        for r in records {
+            v.digest ^= r.digest();
+            if let Some(old) = v.sessions.insert(r.jid.clone(), r) {
+                v.digest ^= old.digest();
+            }
+        }
+        v.seq += 1;
+    }
+
+    fn record(entry: &SessionEntry) -> SessionRecord {
+        let p = entry.presence();
+        SessionRecord {
+            jid: entry.full_jid.clone(),
+            id: entry.id,
+            since_us: entry
+                .since
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_micros() as u64)
+                .unwrap_or(0),
+            priority: p.priority,
+            presence: p.last.map(|el| el.to_string()),
+        }
+    }
+
+    fn up(&self, record: SessionRecord) {
+        let mut v = self.view();
+        let old = v.sessions.insert(record.jid.clone(), record.clone());
+        if old.as_ref() == Some(&record) {
+            return;
+        }
+        v.digest ^= record.digest() ^ old.map_or(0, |o| o.digest());
+        v.seq += 1;
+        let event = Event::Up {
+            node: self.node.clone(),
+            incarnation: self.incarnation,
+            seq: v.seq,
+            session: record,
+        };
+        self.queue(event);
+    }
+
+    /// Queued while the view is locked, so events leave in the order of their numbers.
+    /// A full queue loses the event; the next heartbeat's digest makes the peers ask for
+    /// the whole list.
+    fn queue(&self, event: Event) {
+        if self.out.try_send(Outgoing::Event(event)).is_err() {
+            tracing::warn!("cluster: outgoing queue full; peers will resynchronise");
+        }
+    }
+}
+
+impl SessionWatcher for LocalSessions {
+    fn bound(&self, entry: &Arc<SessionEntry>) {
+        self.up(LocalSessions::record(entry));
+    }
+
+    fn changed(&self, entry: &SessionEntry) {
+        // Only sessions still in the list (a change racing the end is not a new session).
+        let known = self
+            .view()
+            .sessions
+            .get(&entry.full_jid)
+            .is_some_and(|r| r.id == entry.id);
+        if known {
+            self.up(LocalSessions::record(entry));
+        }
+    }
+
+    fn unbound(&self, entry: &SessionEntry) {
+        let mut v = self.view();
+        let Some(old) = v.sessions.get(&entry.full_jid) else {
+            return;
+        };
+        if old.id != entry.id {
+            return;
+        }
+        let old = v.sessions.remove(&entry.full_jid).expect("present");
+        v.digest ^= old.digest();
+        v.seq += 1;
+        let event = Event::Down {
+            node: self.node.clone(),
+            incarnation: self.incarnation,
+            seq: v.seq,
+            jid: old.jid,
+            id: old.id,
+        };
+        self.queue(event);
+    }
+}

@@ -1,0 +1,448 @@
+//! The node: its NATS connection and the tasks that run the cluster — the publisher, the
+//! heartbeat (and the check for dead nodes), the listener of every node's events and the
+//! listener of this node's own subject (stanzas for its sessions, close requests, full
+//! session lists asked for and received).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::config::ClusterSettings;
+use crate::core::Core;
+use crate::core::router::NotQueued;
+use crate::local::{LocalSessions, Snapshot};
+use crate::outbox::{self, Outgoing};
+use crate::peers::{Peers, Todo, now_us};
+use crate::wire::{self, Control, Direct, Event, Notice};
+use crate::xml::Element;
+use crate::xmpp::{Account, StreamErrorCondition};
+
+/// Records in one part of a full session list (well under NATS's 1 MiB payload).
+const LIST_PART: usize = 4_000;
+
+/// Why the cluster could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("NATS URL {url:?}: {source}")]
+    Url { url: String, source: std::io::Error },
+    #[error("cannot connect to NATS: {0}")]
+    Connect(#[from] async_nats::ConnectError),
+    #[error("cannot subscribe on NATS: {0}")]
+    Subscribe(#[from] async_nats::SubscribeError),
+}
+
+/// This node in the cluster.
+pub struct Cluster {
+    /// This node's name.
+    pub node: String,
+    incarnation: u64,
+    core: Arc<Core>,
+    local: Arc<LocalSessions>,
+    peers: Arc<Mutex<Peers>>,
+    out: mpsc::Sender<Outgoing>,
+    connected: Arc<AtomicBool>,
+    notices: broadcast::Sender<Notice>,
+    client: async_nats::Client,
+    /// Full lists being sent, by the node asking for them, part by part.
+    lists: Mutex<HashMap<String, Arc<Snapshot>>>,
+}
+
+/// `heliograph cluster status`: every node this one knows.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ClusterStatus {
+    pub node: String,
+    /// This node's connection to NATS is up.
+    pub nats_connected: bool,
+    pub nodes: Vec<NodeStatus>,
+}
+
+/// One node in [`ClusterStatus`].
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct NodeStatus {
+    pub node: String,
+    /// Sessions bound on it (its own count for this node, its last heartbeat's for others).
+    pub sessions: u64,
+    /// Its sessions this node's replica holds (equal to `sessions` once in sync).
+    pub replicated: u64,
+    /// The replica is in sync with it.
+    pub synced: bool,
+    /// Milliseconds since it was last heard from (0 for this node).
+    pub last_heard_ms: u64,
+    pub version: String,
+}
+
+fn condition_named(name: &str) -> StreamErrorCondition {
+    use StreamErrorCondition::*;
+    [
+        Conflict,
+        NotAuthorized,
+        HostGone,
+        PolicyViolation,
+        SeeOtherHost,
+        SystemShutdown,
+        ResourceConstraint,
+        ConnectionTimeout,
+    ]
+    .into_iter()
+    .find(|c| c.name() == name)
+    .unwrap_or(UndefinedCondition)
+}
+
+fn parse_jid(full: &str) -> Option<(Account, String)> {
+    let j = jid::FullJid::new(full).ok()?;
+    Some((
+        Account::new(j.node()?.as_str(), j.domain().as_str()),
+        j.resource().as_str().to_string(),
+    ))
+}
+
+impl Cluster {
+    /// Connects to NATS (retrying in the background while no server answers), installs
+    /// the session watcher in the router and starts the node's tasks.
+    pub async fn start(
+        core: Arc<Core>,
+        settings: &ClusterSettings,
+    ) -> Result<Arc<Cluster>, ClusterError> {
+        let connected = Arc::new(AtomicBool::new(false));
+        let flag = connected.clone();
+        let node = settings.node.clone();
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("heliograph {node}"))
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            // Quick to come back: a node away from NATS is declared dead by the others
+            // after dead_after_ms.
+            .reconnect_delay_callback(|attempt| {
+                Duration::from_millis((attempt as u64 * 100).clamp(50, 1000))
+            })
+            .event_callback(move |event| {
+                let flag = flag.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            tracing::info!("cluster: connected to NATS");
+                            flag.store(true, Ordering::Relaxed);
+                        }
+                        async_nats::Event::Disconnected => {
+                            tracing::warn!("cluster: disconnected from NATS");
+                            flag.store(false, Ordering::Relaxed);
+                        }
+                        other => tracing::info!(event = %other, "cluster: NATS event"),
+                    }
+                }
+            })
+            .connect(settings.nats.as_slice())
+            .await?;
+        let events = client.subscribe(wire::EVENTS).await?;
+        let direct = client.subscribe(wire::node_subject(&node)).await?;
+
+        let incarnation = now_us();
+        let (out, rx) = mpsc::channel(outbox::CAPACITY);
+        tokio::spawn(outbox::run(client.clone(), rx));
+        let local = LocalSessions::new(node.clone(), incarnation, out.clone());
+        let dead_after = Duration::from_millis(settings.dead_after_ms);
+        let peers = Peers::new(core.clone(), node.clone(), dead_after, out.clone());
+        let cluster = Arc::new(Cluster {
+            node,
+            incarnation,
+            core: core.clone(),
+            local: local.clone(),
+            peers: Arc::new(Mutex::new(peers)),
+            out,
+            connected,
+            notices: broadcast::channel(64).0,
+            client,
+            lists: Mutex::new(HashMap::new()),
+        });
+        core.router.set_watcher(local);
+        tokio::spawn(cluster.clone().listen_events(events));
+        tokio::spawn(cluster.clone().listen_direct(direct));
+        tokio::spawn(
+            cluster
+                .clone()
+                .heartbeat(Duration::from_millis(settings.heartbeat_ms)),
+        );
+        tracing::info!(node = %cluster.node, "cluster: node started");
+        Ok(cluster)
+    }
+
+    /// This node's own sessions as the cluster sees them.
+    pub fn local(&self) -> &Arc<LocalSessions> {
+        &self.local
+    }
+
+    fn peers(&self) -> std::sync::MutexGuard<'_, Peers> {
+        self.peers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Change notices from any node (this one's included), for the layers above.
+    pub fn notices(&self) -> broadcast::Receiver<Notice> {
+        self.notices.subscribe()
+    }
+
+    /// Tells every node (this one too) that something in the shared database changed.
+    pub fn notify(&self, notice: Notice) {
+        let event = Event::Notice {
+            node: self.node.clone(),
+            notice,
+        };
+        if self.out.try_send(Outgoing::Event(event)).is_err() {
+            tracing::warn!("cluster: outgoing queue full; change notice not sent");
+        }
+    }
+
+    /// Says goodbye (the others remove this node's sessions at once) and waits until
+    /// NATS has it.
+    pub async fn leave(&self) {
+        let event = Event::Leave {
+            node: self.node.clone(),
+            incarnation: self.incarnation,
+        };
+        let _ = self.out.send(Outgoing::Event(event)).await;
+        // The publisher runs in order: a flush after a short wait covers the goodbye.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.client.flush()).await;
+    }
+
+    /// True while this node's NATS connection is up.
+    pub fn nats_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// The names of the live nodes, this one included, sorted.
+    pub fn live_nodes(&self) -> Vec<String> {
+        let mut nodes: Vec<String> = self.peers().alive().map(|(n, _)| n.clone()).collect();
+        nodes.push(self.node.clone());
+        nodes.sort();
+        nodes
+    }
+
+    /// Every node this one knows, with its sessions.
+    pub fn status(&self) -> ClusterStatus {
+        let (_, count, _) = self.local.version();
+        let mut nodes = vec![NodeStatus {
+            node: self.node.clone(),
+            sessions: count,
+            replicated: count,
+            synced: true,
+            last_heard_ms: 0,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }];
+        for (name, p) in self.peers().alive() {
+            nodes.push(NodeStatus {
+                node: name.clone(),
+                sessions: p.reported.0,
+                replicated: p.sessions.len() as u64,
+                synced: p.synced,
+                last_heard_ms: p.last_heard.elapsed().as_millis() as u64,
+                version: p.reported.1.clone(),
+            });
+        }
+        nodes.sort_by(|a, b| a.node.cmp(&b.node));
+        ClusterStatus {
+            node: self.node.clone(),
+            nats_connected: self.nats_connected(),
+            nodes,
+        }
+    }
+
+    async fn heartbeat(self: Arc<Self>, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let (seq, count, digest) = self.local.version();
+            let beat = Event::Heartbeat {
+                node: self.node.clone(),
+                incarnation: self.incarnation,
+                seq,
+                count,
+                digest,
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            };
+            let _ = self.out.try_send(Outgoing::Event(beat));
+            let (nodes, remote) = {
+                let mut peers = self.peers();
+                peers.expire();
+                (peers.alive().count(), peers.session_count())
+            };
+            metrics::gauge!("heliograph_cluster_nodes").set((nodes + 1) as f64);
+            metrics::gauge!("heliograph_cluster_remote_sessions").set(remote as f64);
+            metrics::gauge!("heliograph_cluster_nats_connected").set(if self.nats_connected() {
+                1.0
+            } else {
+                0.0
+            });
+        }
+    }
+
+    async fn listen_events(self: Arc<Self>, mut sub: async_nats::Subscriber) {
+        while let Some(msg) = sub.next().await {
+            let event: Event = match serde_json::from_slice(&msg.payload) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cluster: event not understood");
+                    continue;
+                }
+            };
+            if let Event::Notice { notice, .. } = &event {
+                let _ = self.notices.send(notice.clone());
+                continue;
+            }
+            let todo = self.peers().on_event(event);
+            self.act(todo).await;
+        }
+    }
+
+    async fn act(&self, todo: Todo) {
+        let (node, part) = match todo {
+            Todo::Nothing => return,
+            Todo::AskFullList(node) => (node, 0),
+            Todo::AskPart(node, part) => (node, part),
+        };
+        let ask = Control::SyncRequest {
+            from: self.node.clone(),
+            part,
+        };
+        let _ = self
+            .out
+            .send(Outgoing::Direct {
+                node: node.into(),
+                msg: Direct::Control(ask),
+            })
+            .await;
+    }
+
+    async fn listen_direct(self: Arc<Self>, mut sub: async_nats::Subscriber) {
+        while let Some(msg) = sub.next().await {
+            let all = match Direct::decode_all(&msg.payload) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cluster: message not understood");
+                    continue;
+                }
+            };
+            for direct in all {
+                self.on_direct(direct).await;
+            }
+        }
+    }
+
+    async fn on_direct(&self, direct: Direct) {
+        match direct {
+            Direct::Deliver { jid, stanza, .. } => self.deliver_local(&jid, stanza).await,
+            Direct::Control(Control::Close {
+                jid,
+                id,
+                condition,
+                text,
+            }) => {
+                if let Some((account, resource)) = parse_jid(&jid)
+                    && let Some(entry) = self.core.router.resource(&account, &resource)
+                    && !entry.is_remote()
+                    && entry.id == id
+                {
+                    entry.close(condition_named(&condition), text.as_deref());
+                }
+            }
+            Direct::Control(Control::SyncRequest { from, part }) => {
+                self.send_list(from, part).await
+            }
+            Direct::Control(Control::Snapshot {
+                node,
+                incarnation,
+                seq,
+                part,
+                parts,
+                sessions,
+            }) => {
+                let todo = self
+                    .peers()
+                    .on_snapshot(&node, incarnation, seq, part, parts, sessions);
+                self.act(todo).await;
+            }
+        }
+    }
+
+    /// A stanza another node routed to a session here: queued for it; a message for a
+    /// session that ended meanwhile goes to the account's other sessions or offline. A
+    /// session whose queue is full is waited for up to the write timeout, as a sender on
+    /// this node would wait (this holds up the stanzas behind it: backpressure through
+    /// NATS), and closed as a slow client after that.
+    async fn deliver_local(&self, jid: &str, stanza: Element) {
+        metrics::counter!("heliograph_cluster_stanzas_received_total").increment(1);
+        let Some((account, resource)) = parse_jid(jid) else {
+            return;
+        };
+        let stanza = match self.core.router.resource(&account, &resource) {
+            Some(entry) if !entry.is_remote() => match entry.try_queue(stanza) {
+                Ok(()) => return,
+                Err(NotQueued::Closed(back)) => back,
+                Err(NotQueued::Full(back)) => {
+                    let limit = Duration::from_secs(self.core.config().c2s.write_timeout.max(1));
+                    match entry.send_waiting(back, limit).await {
+                        Ok(()) => return,
+                        Err(back) => match entry.try_deliver(back) {
+                            Ok(()) => return,
+                            Err(back) => back,
+                        },
+                    }
+                }
+            },
+            _ => stanza,
+        };
+        if stanza.name() == "message" {
+            let core = self.core.clone();
+            tokio::spawn(async move {
+                crate::core::pipeline::message::redeliver(&core, &account, stanza).await;
+            });
+        }
+    }
+
+    /// Sends `to` one part of the full list of this node's sessions: part 0 of a list
+    /// taken now, later parts of the list kept for `to` since its part 0.
+    async fn send_list(&self, to: String, part: u32) {
+        let list = {
+            let mut lists = self.lists.lock().unwrap_or_else(|e| e.into_inner());
+            match lists.get(&to) {
+                Some(list) if part > 0 => list.clone(),
+                _ => {
+                    let list = Arc::new(self.local.snapshot());
+                    lists.insert(to.clone(), list.clone());
+                    list
+                }
+            }
+        };
+        let parts = list.sessions.len().div_ceil(LIST_PART).max(1) as u32;
+        let part = if part >= parts { 0 } else { part };
+        let start = part as usize * LIST_PART;
+        let end = (start + LIST_PART).min(list.sessions.len());
+        let msg = Control::Snapshot {
+            node: self.node.clone(),
+            incarnation: self.incarnation,
+            seq: list.seq,
+            part,
+            parts,
+            sessions: list.sessions[start..end].to_vec(),
+        };
+        if part + 1 == parts {
+            // The last part: the list is not needed any more.
+            self.lists
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&to);
+        }
+        let _ = self
+            .out
+            .send(Outgoing::Direct {
+                node: to.into(),
+                msg: Direct::Control(msg),
+            })
+            .await;
+    }
+}

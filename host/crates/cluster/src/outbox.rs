@@ -1,0 +1,140 @@
+//! The one task that publishes to NATS, so that what this node says leaves in the order
+//! it was said: session events in their numbered order, and the stanzas for one remote
+//! session in the order they were routed (one sender to one recipient stays in order).
+//! Encoding happens here, off the sessions' tasks.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::core::router::{RemoteSink, SessionEntry, SessionMsg};
+use crate::wire::{self, Control, Direct, Event};
+
+/// Room in the queue to the publisher; beyond it, stanzas for remote sessions are
+/// handed back to the router (another resource, or offline storage).
+pub const CAPACITY: usize = 65_536;
+
+/// Something to publish.
+pub enum Outgoing {
+    Event(Event),
+    Direct { node: Arc<str>, msg: Direct },
+}
+
+/// Publishes until every sender is gone. Stanzas for one node queued together go in one
+/// NATS message (in their order); anything else first sends what is gathered, so events,
+/// control messages and stanzas keep the order they were queued in.
+pub async fn run(client: async_nats::Client, mut rx: mpsc::Receiver<Outgoing>) {
+    let mut batch = Vec::with_capacity(256);
+    let mut gathered: Vec<(Arc<str>, Vec<Vec<u8>>)> = Vec::new();
+    while rx.recv_many(&mut batch, 256).await > 0 {
+        for item in batch.drain(..) {
+            match item {
+                Outgoing::Direct {
+                    node,
+                    msg: msg @ Direct::Deliver { .. },
+                } => match gathered.iter_mut().find(|(n, _)| *n == node) {
+                    Some((_, frames)) => frames.push(msg.encode()),
+                    None => gathered.push((node, vec![msg.encode()])),
+                },
+                Outgoing::Event(e) => {
+                    flush(&client, &mut gathered).await;
+                    let payload = serde_json::to_vec(&e).unwrap_or_default();
+                    publish(&client, wire::EVENTS.to_string(), payload).await;
+                }
+                Outgoing::Direct { node, msg } => {
+                    flush(&client, &mut gathered).await;
+                    publish(&client, wire::node_subject(&node), msg.encode()).await;
+                }
+            }
+        }
+        flush(&client, &mut gathered).await;
+    }
+}
+
+/// Sends the stanzas gathered per node: one message each (a batch when there are several).
+async fn flush(client: &async_nats::Client, gathered: &mut Vec<(Arc<str>, Vec<Vec<u8>>)>) {
+    for (node, mut frames) in gathered.drain(..) {
+        metrics::counter!("heliograph_cluster_stanzas_sent_total").increment(frames.len() as u64);
+        let payload = if frames.len() == 1 {
+            frames.pop().unwrap_or_default()
+        } else {
+            Direct::encode_batch(&frames)
+        };
+        publish(client, wire::node_subject(&node), payload).await;
+    }
+}
+
+async fn publish(client: &async_nats::Client, subject: String, payload: Vec<u8>) {
+    if let Err(e) = client.publish(subject, Bytes::from(payload)).await {
+        tracing::warn!(error = %e, "cluster: publishing to NATS failed");
+    }
+}
+
+/// The way to the sessions of one other node: what the router queues for them goes to
+/// the publisher, addressed to that node.
+#[derive(Debug)]
+pub struct PeerSink {
+    node: Arc<str>,
+    alive: AtomicBool,
+    out: mpsc::Sender<Outgoing>,
+}
+
+impl PeerSink {
+    pub fn new(node: &str, out: mpsc::Sender<Outgoing>) -> Arc<PeerSink> {
+        Arc::new(PeerSink {
+            node: node.into(),
+            alive: AtomicBool::new(true),
+            out,
+        })
+    }
+
+    /// The node is gone: nothing more is sent to it.
+    pub fn mark_dead(&self) {
+        self.alive.store(false, Ordering::Relaxed);
+    }
+}
+
+impl RemoteSink for PeerSink {
+    fn node(&self) -> &str {
+        &self.node
+    }
+
+    fn forward(&self, entry: &SessionEntry, msg: SessionMsg) -> Result<(), SessionMsg> {
+        if !self.is_alive() {
+            return Err(msg);
+        }
+        let direct = match msg {
+            SessionMsg::Stanza(stanza) => Direct::Deliver {
+                jid: entry.full_jid.clone(),
+                id: entry.origin_id(),
+                stanza: *stanza,
+            },
+            SessionMsg::Close(condition, text) => Direct::Control(Control::Close {
+                jid: entry.full_jid.clone(),
+                id: entry.origin_id(),
+                condition: condition.name().to_string(),
+                text: text.map(String::from),
+            }),
+            // Stored stanzas are confirmed by the entry once handed over; a link is
+            // never attached to another node's session here.
+            other => return Err(other),
+        };
+        let item = Outgoing::Direct {
+            node: self.node.clone(),
+            msg: direct,
+        };
+        self.out.try_send(item).map_err(|e| match e.into_inner() {
+            Outgoing::Direct {
+                msg: Direct::Deliver { stanza, .. },
+                ..
+            } => SessionMsg::Stanza(Box::new(stanza)),
+            _ => SessionMsg::Close(crate::xmpp::StreamErrorCondition::UndefinedCondition, None),
+        })
+    }
+
+    fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Relaxed)
+    }
+}

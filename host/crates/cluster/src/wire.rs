@@ -1,0 +1,293 @@
+//! What nodes say to each other on NATS, and on which subjects.
+//!
+//! - `heliograph.cluster.events`, heard by every node: heartbeats (with a digest of the
+//!   sender's sessions), sessions bound, changed and ended (numbered per node, so a gap
+//!   is seen), a node leaving, and change notices (tenants).
+//! - `heliograph.node.NAME`, heard by that node only: stanzas for its sessions, requests
+//!   to close one, requests for a full list of its sessions and the lists themselves.
+//!
+//! Everything is JSON except stanzas for a session, the hot path: `D`, the session id,
+//! a space, the full JID, a newline and the stanza's XML. Stanzas for one node that are
+//! queued together leave in one NATS message: `B`, then each frame as a 4-byte
+//! little-endian length and its bytes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::xml::Element;
+
+/// Every node's subject.
+pub const EVENTS: &str = "heliograph.cluster.events";
+
+/// The subject of one node.
+pub fn node_subject(node: &str) -> String {
+    format!("heliograph.node.{node}")
+}
+
+/// One session as the registry replicates it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// Full JID.
+    pub jid: String,
+    /// The session's id on its node.
+    pub id: u64,
+    /// When it was bound, microseconds since the Unix epoch (the newer session wins a
+    /// conflict).
+    pub since_us: u64,
+    pub priority: i8,
+    /// Its last available presence (XML), `None` while unavailable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence: Option<String>,
+}
+
+impl SessionRecord {
+    /// The record's contribution to its node's digest: equal digests mean equal lists
+    /// (XOR of these, so adding and removing one is O(1)).
+    pub fn digest(&self) -> u64 {
+        // FNV-1a: stable across processes and versions (DefaultHasher is not promised to be).
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |bytes: &[u8]| {
+            for b in bytes {
+                h ^= u64::from(*b);
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        };
+        eat(self.jid.as_bytes());
+        eat(&self.id.to_le_bytes());
+        eat(&self.since_us.to_le_bytes());
+        eat(&[self.priority as u8]);
+        eat(self.presence.as_deref().unwrap_or("-").as_bytes());
+        h
+    }
+}
+
+/// What goes on [`EVENTS`]. `incarnation` tells a restarted node from its previous run;
+/// `seq` numbers a node's session events (and is the last one's in a heartbeat).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum Event {
+    Heartbeat {
+        node: String,
+        incarnation: u64,
+        seq: u64,
+        count: u64,
+        digest: u64,
+        /// Sessions bound on the node (for `cluster status`).
+        #[serde(default)]
+        version: String,
+    },
+    /// A session was bound or its presence changed.
+    Up {
+        node: String,
+        incarnation: u64,
+        seq: u64,
+        session: SessionRecord,
+    },
+    /// A session ended.
+    Down {
+        node: String,
+        incarnation: u64,
+        seq: u64,
+        jid: String,
+        id: u64,
+    },
+    /// The node is shutting down: its sessions are gone.
+    Leave { node: String, incarnation: u64 },
+    /// Something in the shared database changed; every node reloads it.
+    Notice { node: String, notice: Notice },
+}
+
+impl Event {
+    /// The node that sent it.
+    pub fn node(&self) -> &str {
+        match self {
+            Event::Heartbeat { node, .. }
+            | Event::Up { node, .. }
+            | Event::Down { node, .. }
+            | Event::Leave { node, .. }
+            | Event::Notice { node, .. } => node,
+        }
+    }
+}
+
+/// A change notice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "what", rename_all = "snake_case")]
+pub enum Notice {
+    /// Tenants were added, changed, disabled or removed.
+    Tenants,
+}
+
+/// What goes to one node's subject.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Direct {
+    /// A stanza for the session `id` (`jid`) of the receiving node.
+    Deliver {
+        jid: String,
+        id: u64,
+        stanza: Element,
+    },
+    /// Other messages.
+    Control(Control),
+}
+
+/// The JSON messages to one node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum Control {
+    /// Close the session `id` with this stream error.
+    Close {
+        jid: String,
+        id: u64,
+        condition: String,
+        #[serde(default)]
+        text: Option<String>,
+    },
+    /// Send `from` part `part` of the full list of your sessions (part 0: of a list taken
+    /// now; the next parts of the same list). The receiver asks for each part once it has
+    /// applied the one before: the list never outruns it.
+    SyncRequest {
+        from: String,
+        #[serde(default)]
+        part: u32,
+    },
+    /// One part of a node's full list, as of its event `seq`.
+    Snapshot {
+        node: String,
+        incarnation: u64,
+        seq: u64,
+        part: u32,
+        parts: u32,
+        sessions: Vec<SessionRecord>,
+    },
+}
+
+/// Why a message from NATS was not understood.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("malformed JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("malformed stanza frame: {0}")]
+    Frame(&'static str),
+    #[error("malformed stanza: {0}")]
+    Xml(#[from] crate::xml::ParseError),
+}
+
+impl Direct {
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Direct::Deliver { jid, id, stanza } => {
+                let mut out = String::with_capacity(jid.len() + 256);
+                out.push('D');
+                out.push_str(&id.to_string());
+                out.push(' ');
+                out.push_str(jid);
+                out.push('\n');
+                stanza.write_to(&mut out, "");
+                out.into_bytes()
+            }
+            Direct::Control(c) => serde_json::to_vec(c).unwrap_or_default(),
+        }
+    }
+
+    /// Several stanza frames in one message, in order.
+    pub fn encode_batch(frames: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 + frames.iter().map(|f| f.len() + 4).sum::<usize>());
+        out.push(b'B');
+        for f in frames {
+            out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+            out.extend_from_slice(f);
+        }
+        out
+    }
+
+    /// Every message in a NATS payload: one, or the frames of a batch.
+    pub fn decode_all(bytes: &[u8]) -> Result<Vec<Direct>, WireError> {
+        let Some(mut rest) = bytes.strip_prefix(b"B") else {
+            return Ok(vec![Direct::decode(bytes)?]);
+        };
+        let mut out = Vec::new();
+        while !rest.is_empty() {
+            let (len, tail) = rest
+                .split_first_chunk::<4>()
+                .ok_or(WireError::Frame("cut batch length"))?;
+            let len = u32::from_le_bytes(*len) as usize;
+            if tail.len() < len {
+                return Err(WireError::Frame("cut batch frame"));
+            }
+            out.push(Direct::decode(&tail[..len])?);
+            rest = &tail[len..];
+        }
+        Ok(out)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Direct, WireError> {
+        let Some(rest) = bytes.strip_prefix(b"D") else {
+            return Ok(Direct::Control(serde_json::from_slice(bytes)?));
+        };
+        let nl = rest
+            .iter()
+            .position(|b| *b == b'\n')
+            .ok_or(WireError::Frame("no newline"))?;
+        let head = std::str::from_utf8(&rest[..nl]).map_err(|_| WireError::Frame("not UTF-8"))?;
+        let (id, jid) = head.split_once(' ').ok_or(WireError::Frame("no JID"))?;
+        let id = id.parse().map_err(|_| WireError::Frame("bad id"))?;
+        let limits = crate::xml::ParserLimits {
+            max_stanza_bytes: usize::MAX / 2,
+            max_depth: 64,
+        };
+        let stanza =
+            crate::xml::parser::parse_element(&rest[nl + 1..], crate::xml::ns::CLIENT, limits)?;
+        Ok(Direct::Deliver {
+            jid: jid.to_string(),
+            id,
+            stanza,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xml::ns;
+
+    #[test]
+    fn a_stanza_frame_round_trips() {
+        let stanza = Element::new("message", ns::CLIENT)
+            .with_attr("to", "bob@example.com/phone")
+            .with_attr("type", "chat")
+            .with_child(Element::new("body", ns::CLIENT).with_text("a < b & \n c"));
+        let d = Direct::Deliver {
+            jid: "bob@example.com/phone".into(),
+            id: 42,
+            stanza,
+        };
+        assert_eq!(Direct::decode(&d.encode()).unwrap(), d);
+        let c = Direct::Control(Control::SyncRequest {
+            from: "n1".into(),
+            part: 3,
+        });
+        assert_eq!(Direct::decode(&c.encode()).unwrap(), c);
+        assert!(Direct::decode(b"D12 x").is_err());
+        let batch = Direct::encode_batch(&[d.encode(), c.encode(), d.encode()]);
+        assert_eq!(Direct::decode_all(&batch).unwrap(), vec![d.clone(), c, d]);
+        assert!(Direct::decode_all(&batch[..batch.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn the_digest_sees_every_field() {
+        let a = SessionRecord {
+            jid: "a@b/c".into(),
+            id: 1,
+            since_us: 2,
+            priority: 0,
+            presence: None,
+        };
+        let mut b = a.clone();
+        b.priority = 1;
+        let mut c = a.clone();
+        c.presence = Some("<presence/>".into());
+        assert_ne!(a.digest(), b.digest());
+        assert_ne!(a.digest(), c.digest());
+        assert_eq!(a.digest(), a.clone().digest());
+    }
+}
