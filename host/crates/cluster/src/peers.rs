@@ -344,7 +344,7 @@ impl Peers {
         metrics::histogram!("heliograph_cluster_sync_part_seconds")
             .record(started.elapsed().as_secs_f64());
         let peer = self.nodes.get_mut(node).expect("known");
-        if !peer.parts.as_ref().is_some_and(|(_, got, _)| *got == parts) {
+        if peer.parts.as_ref().is_none_or(|(_, got, _)| *got != parts) {
             peer.asked = Some(Instant::now());
             return Todo::AskPart(node.to_string(), part + 1);
         }
