@@ -322,7 +322,7 @@ async def test_runtime_component_added_and_removed_through_the_admin_api(server,
     await bot.wait_closed()
     assert "host-gone" in bot.stream_errors
     items = await alice.plugin["xep_0030"].get_items(jid="acme.test", timeout=10)
-    assert [str(i[0]) for i in items["disco_items"]["items"]] == ["conference.acme.test", "upload.acme.test"]
+    assert sorted(str(i[0]) for i in items["disco_items"]["items"]) == ["conference.acme.test", "upload.acme.test"]
 
 
 async def test_disco_items_list_non_hidden_components_and_secret_change_disconnects(server, xmpp, components):
