@@ -90,6 +90,11 @@ impl TestServer {
         );
         let cfg_path = dir.path().join("heliograph.toml");
         std::fs::write(&cfg_path, config).unwrap();
+        TestServer::launched_in(dir)
+    }
+
+    /// Starts the server on the `heliograph.toml` already written in `dir`.
+    fn launched_in(dir: tempfile::TempDir) -> TestServer {
         let mut server = TestServer {
             dir,
             child: None,
@@ -127,20 +132,7 @@ impl TestServer {
             data.display()
         );
         std::fs::write(dir.path().join("heliograph.toml"), config).unwrap();
-        let mut server = TestServer {
-            dir,
-            child: None,
-            starttls: String::new(),
-            direct: String::new(),
-            admin: String::new(),
-            http: String::new(),
-            component: String::new(),
-            s2s: String::new(),
-            token: String::new(),
-            log: PathBuf::new(),
-        };
-        server.launch();
-        server
+        TestServer::launched_in(dir)
     }
 
     /// Appends a `[c2s]` section and restarts the server with it.
