@@ -12,6 +12,7 @@ import pytest
 
 from harness.prosody import Prosody, free_port
 from harness.server import HeliographServer
+from harness.waiting import wait_for
 from harness.xmpp import DEFAULT_PLUGINS
 
 PROSODY = "prosody.test"
@@ -19,17 +20,6 @@ PROSODY_MUC = "conference.prosody.test"
 HELIO = "heliograph.test"
 HELIO_MUC = "conference.heliograph.test"
 MUC_PLUGINS = DEFAULT_PLUGINS + ("xep_0004", "xep_0045")
-
-
-async def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import waiting
 from harness.raw import RawStream, stream_error_condition
 from harness.xmpp import LoginFailed
 
@@ -20,14 +21,7 @@ STANZAS_NS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
 
 async def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    return await waiting.wait_for(predicate, timeout, what)
 
 
 def stream_error_names(client) -> list[str]:
