@@ -81,8 +81,8 @@ pub struct Counters {
 pub struct S2s {
     me: Weak<S2s>,
     tls: Arc<TlsStore>,
-    client_tls: Arc<rustls::ClientConfig>,
     certs: certs::PeerCerts,
+    dns: resolve::Dns,
     secret: String,
     queues: DashMap<(String, String), Queue>,
     streams: DashMap<u64, Live>,
@@ -97,18 +97,27 @@ impl S2s {
         secret: String,
         certs: certs::PeerCerts,
     ) -> Result<Arc<S2s>, rustls::Error> {
-        let client_tls = Arc::new(certs::client_config()?);
+        // The TLS settings build (they are built per stream, with the local domain's
+        // certificate).
+        certs::client_config(None)?;
         Ok(Arc::new_cyclic(|me| S2s {
             me: me.clone(),
             tls,
-            client_tls,
             certs,
+            dns: resolve::Dns::default(),
             secret,
             queues: DashMap::new(),
             streams: DashMap::new(),
             next_id: AtomicU64::new(1),
             counters: Counters::default(),
         }))
+    }
+
+    /// The client TLS configuration of a stream opened as `local`: it presents `local`'s
+    /// certificate (XEP-0178).
+    fn client_tls(&self, local: &str) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+        let ours = self.tls.choose(Some(local)).certified.clone();
+        certs::client_config(Some(ours)).map(Arc::new)
     }
 
     /// Every live stream, for the admin API.
