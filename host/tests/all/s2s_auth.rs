@@ -1,6 +1,6 @@
 //! s2s authentication by certificates (RFC 6120 §6, XEP-0178) between two Heliograph
-//! servers on loopback, with a test CA generated here: certificates that verify give SASL
-//! EXTERNAL both ways; a certificate for another name is refused EXTERNAL and accepted by
+//! servers on loopback, with a test CA generated here: certificates that verify (by
+//! dNSName, wildcard or `id-on-xmppAddr`) give SASL EXTERNAL both ways; a certificate for another name is refused EXTERNAL and accepted by
 //! dialback only where the tenant allows dialback (queued stanzas bounce otherwise); a
 //! self-signed certificate is refused where the tenant requires valid certificates.
 
@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
+    KeyPair, KeyUsagePurpose, OtherNameValue, SanType,
 };
 
 use crate::common::*;
@@ -44,9 +44,23 @@ impl TestCa {
 
     /// A certificate for `names` (SAN dNSName) signed by this CA; (cert, key) files.
     pub(crate) fn issue(&self, file: &str, names: &[&str]) -> (PathBuf, PathBuf) {
-        let mut params =
+        let params =
             CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
                 .unwrap();
+        self.sign(file, params)
+    }
+
+    /// A certificate whose only name is `addr` as an `id-on-xmppAddr` otherName.
+    pub(crate) fn issue_xmpp_addr(&self, file: &str, addr: &str) -> (PathBuf, PathBuf) {
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = vec![SanType::OtherName((
+            vec![1, 3, 6, 1, 5, 5, 7, 8, 5],
+            OtherNameValue::Utf8String(addr.into()),
+        ))];
+        self.sign(file, params)
+    }
+
+    fn sign(&self, file: &str, mut params: CertificateParams) -> (PathBuf, PathBuf) {
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
@@ -245,6 +259,23 @@ async fn a_wildcard_certificate_covers_a_subdomain() {
     assert_eq!(r.attr("type"), Some("result"), "{r}");
     assert_eq!(
         auth_of(&b, "incoming", "b.test", "chat.a.test").await,
+        "external"
+    );
+}
+
+#[tokio::test]
+async fn an_xmpp_addr_name_alone_is_enough_for_sasl_external() {
+    let ca = TestCa::new();
+    let (a, b) = pair_with(
+        &tenant("", &ca.issue_xmpp_addr("a", "a.test")),
+        &ca_setting(&ca),
+        &tenant("auth = [\"external\"]", &ca.issue("b", &["b.test"])),
+        &ca_setting(&ca),
+    );
+    let _logs = LogsOnFailure::of(&[&a, &b]);
+    alice_reaches_bob(&a, &b).await;
+    assert_eq!(
+        auth_of(&b, "incoming", "b.test", "a.test").await,
         "external"
     );
 }

@@ -14,7 +14,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
-use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme,
+};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
@@ -65,7 +67,8 @@ impl PeerCerts {
         })
     }
 
-    /// True if `chain` (leaf first) is valid for `domain`.
+    /// True if `chain` (leaf first) is valid and names `domain` (XEP-0178 §4): a SAN
+    /// dNSName (wildcards included), or else an `id-on-xmppAddr` otherName.
     pub fn verifies(&self, chain: &[CertificateDer<'static>], domain: &str) -> bool {
         let (Some(v), Some((leaf, rest))) = (&self.verifier, chain.split_first()) else {
             return false;
@@ -73,8 +76,16 @@ impl PeerCerts {
         let Ok(name) = ServerName::try_from(domain.to_string()) else {
             return false;
         };
-        v.verify_server_cert(leaf, rest, &name, &[], UnixTime::now())
-            .is_ok()
+        match v.verify_server_cert(leaf, rest, &name, &[], UnixTime::now()) {
+            Ok(_) => true,
+            // The chain verified; only the dNSName did not match.
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => super::xmpp_addr::xmpp_addrs(leaf)
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(domain)),
+            Err(_) => false,
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 //! queued while it comes up and bounced if it fails), its incoming streams
 //! ([`incoming`], several authenticated pairs each), dialback keys ([`dialback`]),
 //! resolution ([`resolve`]), the socket ([`stream`]) and the peer certificate check
-//! ([`certs`]).
+//! ([`certs`], with [`xmpp_addr`] for `id-on-xmppAddr` names).
 
 pub mod certs;
 pub mod dialback;
@@ -12,6 +12,7 @@ pub mod incoming;
 pub mod outgoing;
 pub mod resolve;
 pub mod stream;
+pub mod xmpp_addr;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
