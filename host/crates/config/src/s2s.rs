@@ -23,7 +23,7 @@ pub struct S2sConfig {
     /// (`"example.net" = "127.0.0.1:5269"`).
     pub hosts: BTreeMap<String, String>,
     /// PEM file of the certificate authorities peers' certificates are verified against
-    /// (SASL EXTERNAL, `require_valid_certs`); the system has none of its own here.
+    /// (SASL EXTERNAL, `require_valid_certs`); none: the system's authorities.
     pub ca_file: Option<PathBuf>,
     /// Seconds to connect, negotiate and authenticate an outgoing stream.
     pub connect_timeout: u64,

@@ -38,23 +38,37 @@ pub struct PeerCerts {
 }
 
 impl PeerCerts {
-    /// Authorities from a PEM file; none: no certificate verifies.
+    /// Authorities from a PEM file, or the system's when there is none (if the system
+    /// has none either, no certificate verifies).
     pub fn load(ca_file: Option<&Path>) -> Result<PeerCerts, CertError> {
-        let Some(path) = ca_file else {
-            return Ok(PeerCerts::default());
-        };
-        let shown = path.display().to_string();
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .map_err(|e| CertError::Read {
-                path: shown.clone(),
-                message: e.to_string(),
-            })?
-            .filter_map(Result::ok)
-            .collect();
         let mut roots = RootCertStore::empty();
-        let (added, _) = roots.add_parsable_certificates(certs);
-        if added == 0 {
-            return Err(CertError::Empty(shown));
+        match ca_file {
+            Some(path) => {
+                let shown = path.display().to_string();
+                let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                    .map_err(|e| CertError::Read {
+                        path: shown.clone(),
+                        message: e.to_string(),
+                    })?
+                    .filter_map(Result::ok)
+                    .collect();
+                let (added, _) = roots.add_parsable_certificates(certs);
+                if added == 0 {
+                    return Err(CertError::Empty(shown));
+                }
+            }
+            None => {
+                let found = rustls_native_certs::load_native_certs();
+                let (added, _) = roots.add_parsable_certificates(found.certs);
+                if added == 0 {
+                    tracing::warn!(errors = ?found.errors, "no system certificate authorities: no s2s peer certificate will verify");
+                    return Ok(PeerCerts::default());
+                }
+                tracing::debug!(
+                    added,
+                    "s2s peer certificates checked against the system's authorities"
+                );
+            }
         }
         let verifier = WebPkiServerVerifier::builder_with_provider(
             Arc::new(roots),

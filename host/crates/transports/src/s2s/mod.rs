@@ -115,10 +115,19 @@ impl S2s {
     }
 
     /// The client TLS configuration of a stream opened as `local`: it presents `local`'s
-    /// certificate (XEP-0178).
-    fn client_tls(&self, local: &str) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+    /// certificate (XEP-0178); direct TLS names the protocol with ALPN `xmpp-server`
+    /// (XEP-0368).
+    fn client_tls(
+        &self,
+        local: &str,
+        direct_tls: bool,
+    ) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
         let ours = self.tls.choose(Some(local)).certified.clone();
-        certs::client_config(Some(ours)).map(Arc::new)
+        let mut config = certs::client_config(Some(ours))?;
+        if direct_tls {
+            config.alpn_protocols = vec![b"xmpp-server".to_vec()];
+        }
+        Ok(Arc::new(config))
     }
 
     /// Every live stream, for the admin API.

@@ -108,10 +108,12 @@ async fn open(s2s: &S2s, core: &Core, local: &str, remote: &str) -> Result<Opene
         domain: remote.into(),
         source,
     };
-    let client_tls = s2s.client_tls(local).map_err(|e| ConnectError::Tls {
-        domain: remote.into(),
-        source: std::io::Error::other(e),
-    })?;
+    let client_tls = s2s
+        .client_tls(local, direct_tls)
+        .map_err(|e| ConnectError::Tls {
+            domain: remote.into(),
+            source: std::io::Error::other(e),
+        })?;
     if direct_tls {
         stream
             .connect_tls(client_tls.clone(), remote)
