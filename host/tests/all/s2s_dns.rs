@@ -1,7 +1,7 @@
 //! s2s resolution through DNS (RFC 6120 §3.2, RFC 2782, XEP-0368): `a.test` finds
 //! `b.test` through a small DNS server the test runs on a loopback UDP port (real DNS wire
 //! format, hickory-proto's messages), named by `[s2s] resolver`. SRV targets in priority
-//! order (the first one down), an `_xmpps-server` target reached with direct TLS, the A
+//! order (lowest first, past one that is down), an `_xmpps-server` target reached with direct TLS, the A
 //! record on the fallback port without SRV, and a "." target that bounces at once.
 
 use std::collections::HashMap;
@@ -173,6 +173,37 @@ async fn srv_targets_are_tried_in_priority_order_past_one_that_is_down() {
     let (a, b) = resolving_pair(&dns, "", &starttls_listener(pb));
     let _logs = LogsOnFailure::of(&[&a, &b]);
     alice_reaches_bob(&a, &b).await;
+}
+
+#[tokio::test]
+async fn the_lowest_priority_number_is_tried_first() {
+    // Priority 20 accepts connections and never answers: trying it first would end
+    // in remote-server-timeout instead of a delivery.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let pb = free_port();
+    let dns = TestDns::start(vec![
+        srv_record(
+            "_xmpp-server._tcp.b.test.",
+            20,
+            silent_port,
+            "silent.b.test.",
+        ),
+        srv_record("_xmpp-server._tcp.b.test.", 10, pb, "live.b.test."),
+        a_record("silent.b.test."),
+        a_record("live.b.test."),
+    ])
+    .await;
+    let (a, b) = resolving_pair(&dns, "connect_timeout = 10", &starttls_listener(pb));
+    let _logs = LogsOnFailure::of(&[&a, &b]);
+    alice_reaches_bob(&a, &b).await;
+    holder.abort();
 }
 
 #[tokio::test]
