@@ -1,5 +1,5 @@
-//! Server-to-server federation (RFC 6120, XEP-0220 dialback with XEP-0185 keys,
-//! XEP-0368 direct TLS): the [`S2s`] service the core routes remote stanzas to, its
+//! Server-to-server federation (RFC 6120, SASL EXTERNAL with certificates per XEP-0178,
+//! XEP-0220 dialback with XEP-0185 keys, SRV resolution and XEP-0368 direct TLS): the [`S2s`] service the core routes remote stanzas to, its
 //! outgoing streams ([`outgoing`], one per (local domain, remote domain) pair, stanzas
 //! queued while it comes up and bounced if it fails), its incoming streams
 //! ([`incoming`], several authenticated pairs each), dialback keys ([`dialback`]),
