@@ -30,6 +30,8 @@ mod plugins;
 mod postgres;
 mod room_policy;
 mod s2s;
+mod s2s_auth;
+mod s2s_dns;
 mod static_files;
 mod stream_management;
 mod unauthenticated;

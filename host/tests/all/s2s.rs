@@ -6,7 +6,7 @@
 
 use crate::common::*;
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -16,7 +16,7 @@ fn free_port() -> u16 {
 
 /// A server for `domain` (tenant `t`, federation on with `tenant_s2s`), its s2s
 /// listener on `own_port`, with static host entries (domain, address).
-fn federated(
+pub(crate) fn federated(
     domain: &str,
     own_port: u16,
     hosts: &[(&str, String)],
@@ -65,10 +65,10 @@ fn pair() -> (TestServer, TestServer) {
 }
 
 /// Prints the servers' logs if the test fails while it is alive.
-struct LogsOnFailure(Vec<std::path::PathBuf>);
+pub(crate) struct LogsOnFailure(Vec<std::path::PathBuf>);
 
 impl LogsOnFailure {
-    fn of(servers: &[&TestServer]) -> LogsOnFailure {
+    pub(crate) fn of(servers: &[&TestServer]) -> LogsOnFailure {
         LogsOnFailure(servers.iter().map(|s| s.log.clone()).collect())
     }
 }
@@ -84,7 +84,7 @@ impl Drop for LogsOnFailure {
     }
 }
 
-fn is_message_from(e: &heliograph::xml::Element, from: &str) -> bool {
+pub(crate) fn is_message_from(e: &heliograph::xml::Element, from: &str) -> bool {
     e.name() == "message" && e.attr("from") == Some(from)
 }
 
@@ -263,13 +263,17 @@ async fn tenants_without_federation_or_denying_the_domain_never_open_a_stream() 
 }
 
 /// GET on the admin API with the operator token; the JSON body.
-async fn admin_get(server: &TestServer, path: &str) -> serde_json::Value {
+pub(crate) async fn admin_get(server: &TestServer, path: &str) -> serde_json::Value {
     crate::common::web::admin_get(&server.admin, &server.token, path).await
 }
 
 /// Opens an s2s stream as `from` to `to` (after STARTTLS, a fresh one); the stream id
 /// and the features.
-async fn s2s_open(c: &mut RawClient, from: &str, to: &str) -> (String, heliograph::xml::Element) {
+pub(crate) async fn s2s_open(
+    c: &mut RawClient,
+    from: &str,
+    to: &str,
+) -> (String, heliograph::xml::Element) {
     c.send_raw(&format!(
         "<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
          xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' \

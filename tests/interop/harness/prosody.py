@@ -30,8 +30,13 @@ def _lua_escape(text: str) -> str:
 
 
 class Prosody:
-    def __init__(self, domain: str, s2s_port: int | None = None, muc: str | None = None):
+    def __init__(self, domain: str, s2s_port: int | None = None, muc: str | None = None,
+                 ca=None):
+        """``ca`` (a harness.test_ca.TestCA): Prosody's certificate is signed by it, peers'
+        certificates are checked against it, and s2s requires valid certificates
+        (``s2s_secure_auth``), so peers authenticate by certificate (SASL EXTERNAL)."""
         self.domain = domain
+        self.ca = ca
         self.muc = muc
         self.dir = Path(tempfile.mkdtemp(prefix="prosody-"))
         self.c2s_port = free_port()
@@ -40,6 +45,8 @@ class Prosody:
         self.log = self.dir / "prosody.log"
 
     def _cert(self) -> tuple[Path, Path]:
+        if self.ca is not None:
+            return self.ca.issue(self.domain, self.dir)
         crt, key = self.dir / f"{self.domain}.crt", self.dir / f"{self.domain}.key"
         subprocess.run(
             ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
@@ -61,6 +68,10 @@ class Prosody:
         (self.dir / "data").mkdir(exist_ok=True)
         hosts = "".join(f'["{d}"] = {{ "{h}", {p} }}; ' for d, (h, p) in s2s_hosts.items())
         muc = f'Component "{self.muc}" "muc"\n' if self.muc else ""
+        cafile = ""
+        if self.ca is not None:
+            shutil.copy(self.ca.cert, self.dir / "ca.crt")
+            cafile = f'cafile = "{self.dir / "ca.crt"}"; '
         cfg = f"""
 pidfile = "{self.dir}/prosody.pid"
 data_path = "{self.dir}/data"
@@ -81,9 +92,9 @@ authentication = "internal_plain"
 storage = "internal"
 c2s_require_encryption = false
 s2s_require_encryption = true
-s2s_secure_auth = false
+s2s_secure_auth = {"true" if self.ca is not None else "false"}
 test_s2s_hosts = {{ {hosts} }}
-ssl = {{ certificate = "{crt}"; key = "{key}" }}
+ssl = {{ certificate = "{crt}"; key = "{key}"; {cafile}}}
 VirtualHost "{self.domain}"
 {muc}
 """

@@ -23,7 +23,7 @@ pub struct S2sConfig {
     /// (`"example.net" = "127.0.0.1:5269"`).
     pub hosts: BTreeMap<String, String>,
     /// PEM file of the certificate authorities peers' certificates are verified against
-    /// (SASL EXTERNAL, `require_valid_certs`); the system has none of its own here.
+    /// (SASL EXTERNAL, `require_valid_certs`); none: the system's authorities.
     pub ca_file: Option<PathBuf>,
     /// Seconds to connect, negotiate and authenticate an outgoing stream.
     pub connect_timeout: u64,
@@ -37,6 +37,14 @@ pub struct S2sConfig {
     pub max_stanza_size: usize,
     /// Incoming connections at once from one remote domain (0 = no limit).
     pub max_connections_per_domain: usize,
+    /// The DNS server SRV and A/AAAA lookups go to (`"127.0.0.1:5353"`); none: the
+    /// system's resolver configuration.
+    pub resolver: Option<SocketAddr>,
+    /// The port of a domain without SRV records (RFC 6120 §3.2.2: 5269).
+    pub fallback_port: u16,
+    /// Seconds one TCP connection attempt may take before the next address is tried
+    /// (`connect_timeout` bounds them all).
+    pub attempt_timeout: u64,
 }
 
 impl Default for S2sConfig {
@@ -52,6 +60,9 @@ impl Default for S2sConfig {
             queue_limit: 1000,
             max_stanza_size: 256 * 1024,
             max_connections_per_domain: 8,
+            resolver: None,
+            fallback_port: 5269,
+            attempt_timeout: 5,
         }
     }
 }

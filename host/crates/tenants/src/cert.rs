@@ -42,6 +42,9 @@ pub struct TenantCert {
     pub cert_path: PathBuf,
     /// The leaf certificate (DER), for tests and the admin API.
     pub leaf: Vec<u8>,
+    /// The chain and its signing key, for other TLS roles: s2s serves it asking for the
+    /// peer's certificate, and presents it as a client certificate (XEP-0178).
+    pub certified: Arc<rustls::sign::CertifiedKey>,
 }
 
 /// Loads a PEM certificate chain and key.
@@ -51,6 +54,11 @@ pub fn load_cert(cert_path: &Path, key_path: &Path) -> Result<TenantCert, TlsErr
     let end_point_hash = Sha256::digest(certs[0].as_ref()).to_vec();
     let leaf = certs[0].as_ref().to_vec();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certified = Arc::new(rustls::sign::CertifiedKey::from_der(
+        certs.clone(),
+        key.clone_key(),
+        &provider,
+    )?);
     let config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
@@ -60,6 +68,7 @@ pub fn load_cert(cert_path: &Path, key_path: &Path) -> Result<TenantCert, TlsErr
         end_point_hash,
         cert_path: cert_path.to_path_buf(),
         leaf,
+        certified,
     })
 }
 

@@ -1,9 +1,12 @@
 //! Incoming streams: the `[[listen.s2s]]` accept loop and one task per connection. The
 //! stream header must name a local domain that federates (`host-unknown` otherwise);
 //! TLS comes first (STARTTLS is required, or the listener is direct TLS); then the peer
-//! authenticates domain pairs with dialback (each `<db:result/>` is checked with the
-//! peer's authoritative server, several pairs per stream), and answers `<db:verify/>`
-//! for keys this server issued. Stanzas must come from and go to an authenticated pair
+//! authenticates: with SASL EXTERNAL (XEP-0178), offered when the certificate it
+//! presented verifies for the domain in its header and the tenant allows it, which
+//! authenticates that one pair; or with dialback (each `<db:result/>` is checked with the
+//! peer's authoritative server, several pairs per stream, refused when the tenant
+//! requires valid certificates and the peer's does not verify). It also answers
+//! `<db:verify/>` for keys this server issued. Stanzas must come from and go to an authenticated pair
 //! (`invalid-from`, `improper-addressing`) and are routed like any other, with the
 //! remote domain as their origin.
 
@@ -15,6 +18,7 @@ use heliograph_config::{S2sListener, TlsMode};
 use heliograph_core::Core;
 use heliograph_core::pipeline::{self, Origin};
 use heliograph_core::shutdown::Shutdown;
+use heliograph_tenants::s2s_settings::S2sAuth;
 use heliograph_xml::{Element, ParserLimits, StreamEvent, ns};
 use heliograph_xmpp::stream_error::StreamErrorCondition;
 use tokio::net::TcpListener;
@@ -91,6 +95,8 @@ async fn serve_connection(
         id,
         stream_id: random_id(),
         local: String::new(),
+        peer: String::new(),
+        sasl_done: false,
         pairs: BTreeSet::new(),
         require_tls: settings.require_tls,
         opened: false,
@@ -159,6 +165,10 @@ struct Incoming {
     stream_id: String,
     /// The local domain the header named.
     local: String,
+    /// The domain the peer's header named (`from`), the one SASL EXTERNAL is for.
+    peer: String,
+    /// SASL succeeded on this connection (no second SASL; dialback may add pairs).
+    sasl_done: bool,
     /// Authenticated (local, remote) pairs.
     pairs: BTreeSet<(String, String)>,
     require_tls: bool,
@@ -192,6 +202,11 @@ impl Incoming {
     ) -> Result<(), Ended> {
         let to = h.attr("to").unwrap_or_default().to_ascii_lowercase();
         let from = h.attr("from").unwrap_or_default();
+        if self.opened {
+            // A restarted stream (after TLS or SASL) gets a new id (RFC 6120 §4.7.3).
+            self.stream_id = random_id();
+        }
+        self.opened = true;
         let _ = stream
             .write(&header(&to, from, Some(&self.stream_id)))
             .await;
@@ -211,8 +226,16 @@ impl Incoming {
             return Err(Ended);
         }
         self.local = to;
+        if !self.sasl_done {
+            self.peer = from.to_ascii_lowercase();
+        }
         let mut features = Element::new("features", ns::STREAM);
         if stream.is_tls() {
+            if !self.sasl_done && self.external_allowed(stream) {
+                features.push_child(Element::new("mechanisms", ns::SASL).with_child(
+                    Element::new("mechanism", ns::SASL).with_text("EXTERNAL".to_string()),
+                ));
+            }
             features.push_child(
                 Element::new("dialback", DIALBACK_FEATURE)
                     .with_child(Element::new("errors", DIALBACK_FEATURE)),
@@ -256,6 +279,9 @@ impl Incoming {
                 .await;
             return Err(Ended);
         }
+        if el.is("auth", ns::SASL) && stream.is_tls() {
+            return self.on_sasl_auth(stream, &el).await;
+        }
         if el.is("result", DIALBACK) {
             return self.on_dialback_result(stream, &el).await;
         }
@@ -289,6 +315,75 @@ impl Incoming {
         Ok(())
     }
 
+    /// True if the certificate the peer presented verifies for `domain` (XEP-0178).
+    fn peer_cert_verifies(&self, stream: &XmlStream, domain: &str) -> bool {
+        stream
+            .peer_certificates()
+            .is_some_and(|chain| self.s2s.certs.verifies(&chain, domain))
+    }
+
+    /// True if the peer may authenticate its header's domain with SASL EXTERNAL here.
+    fn external_allowed(&self, stream: &XmlStream) -> bool {
+        !self.peer.is_empty()
+            && S2s::permits(&self.core, &self.local, &self.peer)
+            && self
+                .core
+                .tenant_of_any(&self.local)
+                .is_some_and(|t| t.spec.s2s.accepts(S2sAuth::External))
+            && self.peer_cert_verifies(stream, &self.peer)
+    }
+
+    /// True if one more incoming stream from `remote` would pass the per-domain limit.
+    fn within_limit(&self, remote: &str) -> bool {
+        let limit = self.core.config().s2s.max_connections_per_domain;
+        let already = self.pairs.iter().any(|(_, r)| r == remote);
+        already || limit == 0 || self.s2s.incoming_from(remote) < limit
+    }
+
+    /// SASL EXTERNAL (RFC 6120 §6, XEP-0178): the pair (local, peer) is authenticated by
+    /// the peer's certificate; the authorization identity, if any, must be the peer's
+    /// domain. A failure leaves the stream open (the peer may go on with dialback).
+    async fn on_sasl_auth(&mut self, stream: &mut XmlStream, el: &Element) -> Result<(), Ended> {
+        let condition = if self.sasl_done {
+            Some("not-authorized")
+        } else if el.attr("mechanism") != Some("EXTERNAL") {
+            Some("invalid-mechanism")
+        } else {
+            match sasl_authzid(&el.text()) {
+                None => Some("incorrect-encoding"),
+                Some(id) if !id.is_empty() && id != self.peer => Some("invalid-authzid"),
+                Some(_) if !self.external_allowed(stream) => Some("not-authorized"),
+                Some(_) if !self.within_limit(&self.peer) => Some("temporary-auth-failure"),
+                Some(_) => None,
+            }
+        };
+        if let Some(condition) = condition {
+            failure("external-refused");
+            tracing::info!(local = %self.local, remote = %self.peer, condition, "SASL EXTERNAL refused");
+            return stream
+                .write(&format!(
+                    "<failure xmlns='{}'><{condition}/></failure>",
+                    ns::SASL
+                ))
+                .await
+                .map_err(|_| Ended);
+        }
+        stream
+            .write(&format!("<success xmlns='{}'/>", ns::SASL))
+            .await
+            .map_err(|_| Ended)?;
+        stream.restart();
+        self.sasl_done = true;
+        let pair = (self.local.clone(), self.peer.clone());
+        tracing::info!(local = %pair.0, remote = %pair.1, "incoming s2s pair authenticated (SASL EXTERNAL)");
+        self.pairs.insert(pair.clone());
+        self.s2s.update(self.id, |i| {
+            i.pairs.insert(pair);
+            i.auth = Some("external");
+        });
+        Ok(())
+    }
+
     /// A peer asks to be accepted for (to, from): checked with its authoritative server.
     async fn on_dialback_result(
         &mut self,
@@ -297,16 +392,14 @@ impl Incoming {
     ) -> Result<(), Ended> {
         let local = el.attr("to").unwrap_or_default().to_ascii_lowercase();
         let remote = el.attr("from").unwrap_or_default().to_ascii_lowercase();
+        let settings = self.core.tenant_of_any(&local).map(|t| t.spec.s2s.clone());
         let allowed = !remote.is_empty()
             && S2s::permits(&self.core, &local, &remote)
-            && self.core.tenant_of_any(&local).is_some_and(|t| {
-                t.spec
-                    .s2s
-                    .accepts(heliograph_tenants::s2s_settings::S2sAuth::Dialback)
+            && settings.as_ref().is_some_and(|s| {
+                s.accepts(S2sAuth::Dialback)
+                    && (!s.require_valid_certs || self.peer_cert_verifies(stream, &remote))
             });
-        let limit = self.core.config().s2s.max_connections_per_domain;
-        let already = self.pairs.iter().any(|(_, r)| *r == remote);
-        if allowed && !already && limit > 0 && self.s2s.incoming_from(&remote) >= limit {
+        if allowed && !self.within_limit(&remote) {
             failure("limit");
             let reply = format!(
                 "<db:result from='{}' to='{}' type='error'><error type='wait'><resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></db:result>",
@@ -404,6 +497,22 @@ impl Incoming {
     }
 }
 
+/// The authorization identity of a SASL EXTERNAL `<auth/>` (`=` or nothing: none, RFC
+/// 6120 §6.4.2); `None` if it is not base64 of UTF-8.
+fn sasl_authzid(text: &str) -> Option<String> {
+    use base64::Engine;
+    let text = text.trim();
+    if text.is_empty() || text == "=" {
+        return Some(String::new());
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()?;
+    String::from_utf8(bytes)
+        .ok()
+        .map(|s| s.to_ascii_lowercase())
+}
+
 fn jid_of(value: Option<&str>) -> Option<jid::Jid> {
     jid::Jid::new(value?).ok()
 }
@@ -420,4 +529,18 @@ fn random_id() -> String {
     (0..16)
         .map(|_| format!("{:x}", rng.random::<u8>() & 0xf))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sasl_authzid_is_empty_for_equals_or_nothing_and_decoded_otherwise() {
+        assert_eq!(sasl_authzid("=").as_deref(), Some(""));
+        assert_eq!(sasl_authzid("").as_deref(), Some(""));
+        // base64("A.Example") -> lowercased
+        assert_eq!(sasl_authzid("QS5FeGFtcGxl").as_deref(), Some("a.example"));
+        assert_eq!(sasl_authzid("not base64!"), None);
+    }
 }

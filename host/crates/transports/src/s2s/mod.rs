@@ -1,10 +1,10 @@
-//! Server-to-server federation (RFC 6120, XEP-0220 dialback with XEP-0185 keys,
-//! XEP-0368 direct TLS): the [`S2s`] service the core routes remote stanzas to, its
+//! Server-to-server federation (RFC 6120, SASL EXTERNAL with certificates per XEP-0178,
+//! XEP-0220 dialback with XEP-0185 keys, SRV resolution and XEP-0368 direct TLS): the [`S2s`] service the core routes remote stanzas to, its
 //! outgoing streams ([`outgoing`], one per (local domain, remote domain) pair, stanzas
 //! queued while it comes up and bounced if it fails), its incoming streams
 //! ([`incoming`], several authenticated pairs each), dialback keys ([`dialback`]),
 //! resolution ([`resolve`]), the socket ([`stream`]) and the peer certificate check
-//! ([`certs`]).
+//! ([`certs`], with [`xmpp_addr`] for `id-on-xmppAddr` names).
 
 pub mod certs;
 pub mod dialback;
@@ -12,6 +12,7 @@ pub mod incoming;
 pub mod outgoing;
 pub mod resolve;
 pub mod stream;
+pub mod xmpp_addr;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -81,8 +82,8 @@ pub struct Counters {
 pub struct S2s {
     me: Weak<S2s>,
     tls: Arc<TlsStore>,
-    client_tls: Arc<rustls::ClientConfig>,
     certs: certs::PeerCerts,
+    dns: resolve::Dns,
     secret: String,
     queues: DashMap<(String, String), Queue>,
     streams: DashMap<u64, Live>,
@@ -97,18 +98,36 @@ impl S2s {
         secret: String,
         certs: certs::PeerCerts,
     ) -> Result<Arc<S2s>, rustls::Error> {
-        let client_tls = Arc::new(certs::client_config()?);
+        // The TLS settings build (they are built per stream, with the local domain's
+        // certificate).
+        certs::client_config(None)?;
         Ok(Arc::new_cyclic(|me| S2s {
             me: me.clone(),
             tls,
-            client_tls,
             certs,
+            dns: resolve::Dns::default(),
             secret,
             queues: DashMap::new(),
             streams: DashMap::new(),
             next_id: AtomicU64::new(1),
             counters: Counters::default(),
         }))
+    }
+
+    /// The client TLS configuration of a stream opened as `local`: it presents `local`'s
+    /// certificate (XEP-0178); direct TLS names the protocol with ALPN `xmpp-server`
+    /// (XEP-0368).
+    fn client_tls(
+        &self,
+        local: &str,
+        direct_tls: bool,
+    ) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+        let ours = self.tls.choose(Some(local)).certified.clone();
+        let mut config = certs::client_config(Some(ours))?;
+        if direct_tls {
+            config.alpn_protocols = vec![b"xmpp-server".to_vec()];
+        }
+        Ok(Arc::new(config))
     }
 
     /// Every live stream, for the admin API.

@@ -1,6 +1,9 @@
 //! Outgoing streams: one per (local domain, remote domain) pair, multiplexed for every
-//! local sender. The task resolves the remote domain, connects, negotiates TLS (required)
-//! and authenticates with dialback; stanzas queue meanwhile and bounce if it fails
+//! local sender. The task resolves the remote domain, connects, negotiates TLS (required,
+//! presenting the local domain's certificate) and authenticates: with SASL EXTERNAL when
+//! the peer offers it (XEP-0178: it does when our certificate verifies for the local
+//! domain) and the tenant allows it, else, or when EXTERNAL fails, with dialback if the
+//! tenant allows that; stanzas queue meanwhile and bounce if it fails
 //! (`remote-server-not-found`, or `remote-server-timeout` when it took too long). Once
 //! up, it writes what is queued until it is idle for `idle_timeout`, told to stop, or the
 //! peer closes. [`verify_key`] is the short stream a receiving server opens to ask the
@@ -10,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use heliograph_core::Core;
+use heliograph_tenants::s2s_settings::{S2sAuth, S2sSettings};
 use heliograph_xml::{Element, ParserLimits, StreamEvent, ns};
 use heliograph_xmpp::stanza::Condition;
 use tokio::net::TcpStream;
@@ -37,6 +41,10 @@ pub enum ConnectError {
     BadCertificate { domain: String },
     #[error("{0} refused dialback")]
     Refused(String),
+    #[error("{0} refused SASL EXTERNAL and dialback is not allowed")]
+    ExternalRefused(String),
+    #[error("{0} offers no authentication method the tenant allows")]
+    NoMethod(String),
     #[error("stream with {domain}: {message}")]
     Stream { domain: String, message: String },
 }
@@ -48,7 +56,9 @@ impl ConnectError {
             ConnectError::Unreachable(_) => "connect",
             ConnectError::NoTls(_) | ConnectError::Tls { .. } => "tls",
             ConnectError::BadCertificate { .. } => "certificate",
-            ConnectError::Refused(_) => "auth",
+            ConnectError::Refused(_)
+            | ConnectError::ExternalRefused(_)
+            | ConnectError::NoMethod(_) => "auth",
             ConnectError::Stream { .. } => "stream",
         }
     }
@@ -61,23 +71,29 @@ fn stream_err(domain: &str, e: impl std::fmt::Display) -> ConnectError {
     }
 }
 
-/// An open, encrypted stream to `remote` and the id the remote side gave it.
+/// An open, encrypted stream to `remote`, the id the remote side gave it and the
+/// features it offered.
 struct Opened {
     stream: XmlStream,
     id: String,
-    cert_valid: bool,
+    features: Element,
 }
 
 /// Connects to `remote`'s server and negotiates TLS, as `local`.
 async fn open(s2s: &S2s, core: &Core, local: &str, remote: &str) -> Result<Opened, ConnectError> {
     let config = core.config();
-    let targets = resolve::targets(&config.s2s, remote).await?;
+    let targets = s2s.dns.targets(&config.s2s, remote).await?;
+    let attempt = Duration::from_secs(config.s2s.attempt_timeout.max(1));
     let mut connected = None;
     for t in &targets {
-        if let Ok(tcp) = TcpStream::connect(t.addr).await {
-            let _ = tcp.set_nodelay(true);
-            connected = Some((tcp, t.direct_tls));
-            break;
+        match timeout(attempt, TcpStream::connect(t.addr)).await {
+            Ok(Ok(tcp)) => {
+                let _ = tcp.set_nodelay(true);
+                connected = Some((tcp, t.direct_tls));
+                break;
+            }
+            Ok(Err(e)) => tracing::debug!(remote, addr = %t.addr, error = %e, "s2s connect failed"),
+            Err(_) => tracing::debug!(remote, addr = %t.addr, "s2s connect timed out"),
         }
     }
     let Some((tcp, direct_tls)) = connected else {
@@ -92,9 +108,15 @@ async fn open(s2s: &S2s, core: &Core, local: &str, remote: &str) -> Result<Opene
         domain: remote.into(),
         source,
     };
+    let client_tls = s2s
+        .client_tls(local, direct_tls)
+        .map_err(|e| ConnectError::Tls {
+            domain: remote.into(),
+            source: std::io::Error::other(e),
+        })?;
     if direct_tls {
         stream
-            .connect_tls(s2s.client_tls.clone(), remote)
+            .connect_tls(client_tls.clone(), remote)
             .await
             .map_err(tls_err)?;
     }
@@ -115,12 +137,11 @@ async fn open(s2s: &S2s, core: &Core, local: &str, remote: &str) -> Result<Opene
             return Err(ConnectError::NoTls(remote.into()));
         }
         stream
-            .connect_tls(s2s.client_tls.clone(), remote)
+            .connect_tls(client_tls, remote)
             .await
             .map_err(tls_err)?;
         (id, features) = restart(&mut stream, local, remote).await?;
     }
-    let _ = features;
     let cert_valid = stream
         .peer_certificates()
         .is_some_and(|chain| s2s.certs.verifies(&chain, remote));
@@ -135,7 +156,7 @@ async fn open(s2s: &S2s, core: &Core, local: &str, remote: &str) -> Result<Opene
     Ok(Opened {
         stream,
         id,
-        cert_valid,
+        features,
     })
 }
 
@@ -166,18 +187,77 @@ async fn restart(
     Ok((id, features))
 }
 
-/// Opens and authenticates the stream (dialback).
+/// True if `features` offer the SASL mechanism EXTERNAL.
+fn offers_external(features: &Element) -> bool {
+    features.child("mechanisms", ns::SASL).is_some_and(|m| {
+        m.children()
+            .any(|c| c.is("mechanism", ns::SASL) && c.text().trim() == "EXTERNAL")
+    })
+}
+
+/// SASL EXTERNAL as `local` (XEP-0178); on success the stream is restarted. `Ok(false)`:
+/// the peer refused (the stream stays usable for dialback).
+async fn external(stream: &mut XmlStream, local: &str, remote: &str) -> Result<bool, ConnectError> {
+    use base64::Engine;
+    let authzid = base64::engine::general_purpose::STANDARD.encode(local);
+    stream
+        .write(&format!(
+            "<auth xmlns='{}' mechanism='EXTERNAL'>{authzid}</auth>",
+            ns::SASL
+        ))
+        .await
+        .map_err(|e| stream_err(remote, e))?;
+    let answer = stream
+        .next_element()
+        .await
+        .map_err(|e| stream_err(remote, e))?;
+    if answer.is("success", ns::SASL) {
+        stream.restart();
+        restart(stream, local, remote).await?;
+        return Ok(true);
+    }
+    if answer.is("failure", ns::SASL) {
+        let why = answer.first_child().map(|c| c.name().to_string());
+        tracing::info!(local, remote, condition = ?why, "SASL EXTERNAL refused");
+        return Ok(false);
+    }
+    if answer.is("error", ns::STREAM) {
+        return Err(stream_err(remote, stream_error_text(&answer)));
+    }
+    Err(stream_err(
+        remote,
+        format!("unexpected <{}/> after SASL EXTERNAL", answer.name()),
+    ))
+}
+
+/// Opens and authenticates the stream: SASL EXTERNAL when offered and allowed, else
+/// dialback (see the module docs). Returns the stream and the method that worked.
 async fn establish(
     s2s: &S2s,
     core: &Core,
     local: &str,
     remote: &str,
-) -> Result<(XmlStream, bool), ConnectError> {
+) -> Result<(XmlStream, &'static str), ConnectError> {
     let Opened {
         mut stream,
         id,
-        cert_valid,
+        features,
     } = open(s2s, core, local, remote).await?;
+    let settings: S2sSettings = core
+        .tenant_of_any(local)
+        .map(|t| t.spec.s2s.clone())
+        .unwrap_or_default();
+    if settings.accepts(S2sAuth::External) && offers_external(&features) {
+        if external(&mut stream, local, remote).await? {
+            return Ok((stream, "external"));
+        }
+        if !settings.accepts(S2sAuth::Dialback) {
+            return Err(ConnectError::ExternalRefused(remote.into()));
+        }
+    }
+    if !settings.accepts(S2sAuth::Dialback) {
+        return Err(ConnectError::NoMethod(remote.into()));
+    }
     let key = dialback::key(&s2s.secret, remote, local, &id);
     stream
         .write(&format!(
@@ -194,7 +274,7 @@ async fn establish(
             .map_err(|e| stream_err(remote, e))?;
         if el.is("result", DIALBACK) {
             return match el.attr("type") {
-                Some("valid") => Ok((stream, cert_valid)),
+                Some("valid") => Ok((stream, "dialback")),
                 _ => Err(ConnectError::Refused(remote.into())),
             };
         }
@@ -236,8 +316,8 @@ pub(crate) async fn run(
         r = connect => r,
         _ = stop.changed() => Ok(Err(ConnectError::Refused(remote.into()))),
     };
-    let mut stream = match established {
-        Ok(Ok((stream, _))) => stream,
+    let (mut stream, method) = match established {
+        Ok(Ok(up)) => up,
         Ok(Err(e)) => {
             tracing::info!(local, remote, error = %e, "outgoing s2s stream failed");
             failure(e.cause());
@@ -263,9 +343,9 @@ pub(crate) async fn run(
             );
         }
     };
-    tracing::info!(local, remote, "outgoing s2s stream up");
+    tracing::info!(local, remote, method, "outgoing s2s stream up");
     s2s.update(stream_id, |i| {
-        i.auth = Some("dialback");
+        i.auth = Some(method);
         i.tls = stream.is_tls();
     });
     let idle = Duration::from_secs(config.idle_timeout.max(1));

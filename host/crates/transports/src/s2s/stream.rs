@@ -150,7 +150,8 @@ impl XmlStream {
         };
     }
 
-    /// TLS as a server (STARTTLS or direct TLS), certificate chosen by SNI or `domain`.
+    /// TLS as a server (STARTTLS or direct TLS), certificate chosen by SNI or `domain`;
+    /// the peer is asked for its certificate (see [`super::certs`]).
     pub async fn accept_tls(
         &mut self,
         tls: &TlsStore,
@@ -159,10 +160,22 @@ impl XmlStream {
         let Io::Plain(tcp) = std::mem::replace(&mut self.io, Io::Taken) else {
             return Err(std::io::ErrorKind::InvalidInput.into());
         };
-        let (stream, _) = tls.accept(tcp, domain).await?;
+        let start =
+            tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
+        let sni = start.client_hello().server_name().map(str::to_string);
+        let cert = tls.choose(sni.as_deref().or(domain));
+        let config =
+            super::certs::server_config(cert.certified.clone()).map_err(std::io::Error::other)?;
+        let stream = start.into_stream(Arc::new(config)).await?;
         self.io = Io::Server(Box::new(stream));
         self.parser.reset();
         Ok(())
+    }
+
+    /// Starts reading a new stream on the same socket (after SASL success, RFC 6120
+    /// §6.4.6); nothing of the old stream may be pending.
+    pub fn restart(&mut self) {
+        self.parser.reset();
     }
 
     /// TLS as a client, with `name` as SNI.
