@@ -1,7 +1,8 @@
 """The Grafana dashboard and the Prometheus alert rules of deploy/ read only what the
-server exports: every metric name in their PromQL (sample names exactly, so a summary's
-`_sum`/`_count` pass and a `_bucket` it does not have fails), every label they match on
-or group by, and every `quantile` they pick, checked against the /metrics of a real
+server exports: every metric name in their PromQL (sample names exactly, so a
+histogram's `_bucket`/`_sum`/`_count` pass and a summary quantile series it does not have
+fails), every label they match on or group by (`le` of the buckets included), and every
+`quantile` they pick from a summary, checked against the /metrics of a real
 server that has been made to produce each series (metrics are registered when first
 recorded, so the test logs in, fails a login, routes messages and an error, refuses a
 connection, runs a plugin).
@@ -105,17 +106,20 @@ def shown_label_problems(shown: list[tuple[str, str, set[str]]],
 def test_the_check_finds_what_is_missing():
     """problems() is what the real checks rely on: it must report each kind of mistake."""
     series = read_exposition(
-        's{op="a",quantile="0.5"} 1\ns_sum{op="a"} 1\ns_count{op="a"} 1\nc_total{cause="x"} 1\n')
-    assert problems([("ok", 'sum by (op) (rate(s_sum[5m])) / sum by (op) (rate(s_count[5m]))'),
-                     ("ok2", 'max(s{quantile="0.5", job="j"}) + sum by (cause) (c_total)'),
-                     ("ok3", "up == 0")], series) == []
-    found = problems([("a", "rate(s_bucket[5m])"), ("b", 'c_total{reason="y"}'),
+        'h_bucket{op="a",le="0.1"} 1\nh_bucket{op="a",le="+Inf"} 1\nh_sum{op="a"} 1\n'
+        'h_count{op="a"} 1\ns{op="a",quantile="0.5"} 1\nc_total{cause="x"} 1\n')
+    assert problems([("ok", 'sum by (op) (rate(h_sum[5m])) / sum by (op) (rate(h_count[5m]))'),
+                     ("ok2", 'histogram_quantile(0.99, sum by (op, le) (rate(h_bucket{job="j"}[5m])))'
+                             ' + sum by (cause) (c_total)'),
+                     ("ok3", 'max(s{quantile="0.5"})'),
+                     ("ok4", "up == 0")], series) == []
+    found = problems([("a", 'h{quantile="0.99"}'), ("b", 'c_total{reason="y"}'),
                       ("c", 's{quantile="0.99"}'), ("d", "sum by (cuase) (c_total)"),
-                      ("e", "vector(1)")], series)
-    assert [p.split(":")[0] for p in found] == ["a", "b", "c", "d", "e"], found
-    assert shown_label_problems([("ok", "sum by (op) (s_count)", {"op"}),
-                                 ("ok2", "s_count", {"op", "instance"}),
-                                 ("f", "sum by (op) (s_count)", {"instance"}),
+                      ("e", "vector(1)"), ("f", "rate(s_bucket[5m])")], series)
+    assert [p.split(":")[0] for p in found] == ["a", "b", "c", "d", "e", "f"], found
+    assert shown_label_problems([("ok", "sum by (op) (h_count)", {"op"}),
+                                 ("ok2", "h_count", {"op", "instance"}),
+                                 ("f", "sum by (op) (h_count)", {"instance"}),
                                  ("g", "sum(c_total)", {"cause"})], series) == [
         "f: shows 'instance', which its query's result lacks (['op'])",
         "g: shows 'cause', which its query's result lacks ([])"]

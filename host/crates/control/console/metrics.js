@@ -4,7 +4,7 @@
 // process_cpu_seconds_total, Linux) and memory. Operator only: the figures are server-wide.
 import { text } from './api.js';
 import { h, section } from './dom.js';
-import { parse, sum, quantile, value } from './prometheus.js';
+import { parse, sum, buckets, bucketDelta, bucketQuantile, value } from './prometheus.js';
 import { Series, Rate, lineChart } from './charts.js';
 
 const S = {
@@ -16,6 +16,9 @@ const S = {
   cpu: new Series('CPU'), memory: new Series('resident'),
 };
 const R = { logins: new Rate(), failures: new Rate(), in: new Rate(), out: new Rate(), cpu: new Rate() };
+// The plugin call histogram's buckets at the previous scrape: the chart shows the
+// quantiles of the calls made since then (no point when there were none).
+let pluginBuckets = null;
 
 async function sampleOnce() {
   const [status, body] = await text('/metrics');
@@ -28,10 +31,15 @@ async function sampleOnce() {
   S.failures.push(now, R.failures.next(now, sum(m, 'heliograph_login_failures_total')));
   S.stanzasIn.push(now, R.in.next(now, sum(m, 'heliograph_stanzas_in_total')));
   S.stanzasOut.push(now, R.out.next(now, sum(m, 'heliograph_stanzas_out_total')));
-  const p50 = quantile(m, 'heliograph_plugin_call_seconds', '0.5');
-  const p99 = quantile(m, 'heliograph_plugin_call_seconds', '0.99');
-  if (p50 !== null) S.p50.push(now, p50 * 1000);
-  if (p99 !== null) S.p99.push(now, p99 * 1000);
+  const calls = buckets(m, 'heliograph_plugin_call_seconds');
+  if (pluginBuckets !== null) {
+    const recent = bucketDelta(calls, pluginBuckets);
+    const p50 = bucketQuantile(recent, 0.5);
+    const p99 = bucketQuantile(recent, 0.99);
+    if (p50 !== null) S.p50.push(now, p50 * 1000);
+    if (p99 !== null) S.p99.push(now, p99 * 1000);
+  }
+  pluginBuckets = calls;
   S.queued.push(now, sum(m, 'heliograph_session_queue_stanzas'));
   S.deepest.push(now, sum(m, 'heliograph_session_queue_max_stanzas'));
   const cpu = value(m, 'process_cpu_seconds_total');
@@ -48,7 +56,7 @@ function charts() {
     lineChart('Connections and sessions', [S.connections, S.sessions]),
     lineChart('Logins', [S.logins, S.failures], '/s'),
     lineChart('Stanzas', [S.stanzasIn, S.stanzasOut], '/s'),
-    lineChart('Plugin call latency', [S.p50, S.p99], ' ms'),
+    lineChart('Plugin call latency (calls since the last sample)', [S.p50, S.p99], ' ms'),
     lineChart('Session queues (stanzas)', [S.queued, S.deepest]),
     lineChart('CPU (% of one core)', [S.cpu], '%'),
     lineChart('Memory (MiB)', [S.memory], ' MiB'));
