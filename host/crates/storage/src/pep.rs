@@ -45,7 +45,8 @@ pub struct PepNode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PepAffiliation {
-    /// May publish and read.
+    /// XEP-0060's publisher; a PEP service lets only its owner publish, so here it reads
+    /// like a member.
     Publisher,
     /// May read items and receive notifications (the whitelist of the `whitelist` model).
     Member,
