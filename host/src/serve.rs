@@ -178,6 +178,7 @@ pub async fn serve_with(
                     let _ = core.uploads.set(heliograph_core::Uploads {
                         files: Arc::new(files),
                         public_url,
+                        reservations: Arc::default(),
                     });
                     tokio::spawn(heliograph_services::upload::expiry_loop(core.clone()));
                 }

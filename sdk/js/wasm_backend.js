@@ -1,8 +1,8 @@
 // The host inside a component: the SDK's helpers on the WIT imports. The build
 // (plugins/js/build.sh, or the command in sdk/README.md) imports this module first.
-import { json, get as configGet, entries } from "heliograph:plugin/host-config@0.1.1";
-import { get, set, delete as del, listKeys } from "heliograph:plugin/host-kv@0.1.1";
-import { log } from "heliograph:plugin/host-log@0.1.1";
+import { json, get as configGet, entries } from "heliograph:plugin/host-config@0.1.2";
+import { get, set, delete as del, listKeys } from "heliograph:plugin/host-kv@0.1.2";
+import { log } from "heliograph:plugin/host-log@0.1.2";
 import { KvError, setBackend } from "./heliograph_plugin.js";
 
 function kvCall(f) {

@@ -1,11 +1,11 @@
-//! The guest side (wasm32 only): wit-bindgen bindings for the `authenticator-with-init`
-//! world, the backend of [`crate::log`], [`crate::kv`] and [`crate::config`], and the
+//! The guest side (wasm32 only): wit-bindgen bindings for the
+//! `authenticator-with-registration` world, the backend of [`crate::log`], [`crate::kv`] and [`crate::config`], and the
 //! conversions used by [`crate::authenticator!`]. Not a public API.
 
 pub mod bindings {
     wit_bindgen::generate!({
         path: "wit",
-        world: "authenticator-with-init",
+        world: "authenticator-with-registration",
         pub_export_macro: true,
         export_macro_name: "export",
         default_bindings_module: "heliograph_plugin_sdk::__guest::bindings",
@@ -15,6 +15,7 @@ pub mod bindings {
 pub use bindings::export;
 pub use bindings::exports::heliograph::plugin::authentication::Guest as AuthenticationGuest;
 pub use bindings::exports::heliograph::plugin::lifecycle::Guest as LifecycleGuest;
+pub use bindings::exports::heliograph::plugin::registration::Guest as RegistrationGuest;
 pub use bindings::heliograph::plugin::auth_types::{
     AuthFailure as WitAuthFailure, AuthRequest as WitAuthRequest, User as WitUser,
 };

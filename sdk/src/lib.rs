@@ -101,7 +101,10 @@ pub use component::{Component, HandleResult, Stanza, StanzaKind};
 pub use room::{
     Affiliation, Decision, JoinDecision, MessageDecision, Occupant, Role, Room, RoomUser,
 };
-pub use types::{AuthFailure, AuthRequest, AuthResult, Connection, Mechanism, Transport, User};
+pub use types::{
+    AuthFailure, AuthRequest, AuthResult, Connection, Mechanism, RegistrationRequest, Transport,
+    User,
+};
 
 /// The version of the WIT package this SDK builds against (read from `wit/` when the
 /// SDK is built).
@@ -119,6 +122,17 @@ pub trait Authenticator {
     fn init(config: &str) -> Result<(), String> {
         let _ = config;
         Ok(())
+    }
+
+    /// Whether an in-band registration (XEP-0077) may create the account, on a tenant
+    /// that turned registration on (`profiles.registration`). Return `Err(reason)` to
+    /// refuse it: the client gets `not-allowed` with the reason. To let the new user log
+    /// in, record the password where [`authenticate`](Self::authenticate) finds it (the
+    /// [`kv`] store). The default refuses every registration, which is what the server
+    /// does for authenticators built without this method (SDK before WIT 0.1.2).
+    fn approve_registration(request: RegistrationRequest) -> Result<(), String> {
+        let _ = request;
+        Err("this domain's accounts are managed by its authenticator".into())
     }
 }
 
@@ -173,8 +187,9 @@ pub mod prelude {
     pub use crate::xml::{self, Element};
     pub use crate::{
         Affiliation, AuthFailure, AuthRequest, AuthResult, Authenticator, Component, Connection,
-        Decision, HandleResult, JoinDecision, Mechanism, MessageDecision, Occupant, Role, Room,
-        RoomPolicy, RoomUser, Stanza, StanzaKind, Transport, User, config, kv, log,
+        Decision, HandleResult, JoinDecision, Mechanism, MessageDecision, Occupant,
+        RegistrationRequest, Role, Room, RoomPolicy, RoomUser, Stanza, StanzaKind, Transport, User,
+        config, kv, log,
     };
 }
 
@@ -198,6 +213,25 @@ macro_rules! authenticator {
             impl $crate::__guest::LifecycleGuest for __HeliographExport {
                 fn init(config: ::std::string::String) -> ::core::result::Result<(), ::std::string::String> {
                     <$ty as $crate::Authenticator>::init(&config)
+                }
+            }
+            impl $crate::__guest::RegistrationGuest for __HeliographExport {
+                fn approve(
+                    tenant: ::std::string::String,
+                    domain: ::std::string::String,
+                    username: ::std::string::String,
+                    password: ::std::string::String,
+                    client_address: ::core::option::Option<::std::string::String>,
+                    tls: bool,
+                ) -> ::core::result::Result<(), ::std::string::String> {
+                    <$ty as $crate::Authenticator>::approve_registration($crate::RegistrationRequest {
+                        tenant,
+                        domain,
+                        username,
+                        password,
+                        client_address,
+                        tls,
+                    })
                 }
             }
             $crate::__guest::export!(__HeliographExport with_types_in $crate::__guest::bindings);

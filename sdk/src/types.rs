@@ -27,6 +27,25 @@ pub struct Connection {
     pub tls: bool,
 }
 
+/// One XEP-0077 in-band registration attempt on a tenant that turned registration on
+/// (see [`crate::Authenticator::approve_registration`]). The server checked TLS, the
+/// name, the rate and the account limit first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationRequest {
+    /// The tenant the domain belongs to.
+    pub tenant: String,
+    /// The XMPP domain.
+    pub domain: String,
+    /// The username (localpart), normalized.
+    pub username: String,
+    /// The password the client chose.
+    pub password: String,
+    /// The client's IP address as text, if known.
+    pub client_address: Option<String>,
+    /// Whether the connection is encrypted with TLS.
+    pub tls: bool,
+}
+
 /// One authentication attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthRequest {

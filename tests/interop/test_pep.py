@@ -61,10 +61,10 @@ class Events:
 
 
 async def pep_client(server, xmpp, user: str, interests=(), resource: str | None = None,
-                     domain: str | None = None):
+                     domain: str | None = None, plugins=PEP_PLUGINS):
     """A logged-in client whose caps carry NODE+notify for each interest, available."""
     jid = f"{user}@{domain or server.domain}" + (f"/{resource}" if resource else "")
-    c = xmpp.make(jid, "pw", plugins=PEP_PLUGINS)
+    c = xmpp.make(jid, "pw", plugins=plugins)
     c.events = Events(c)
     await c.start(*server.c2s_starttls)
     await c.get_roster(timeout=WAIT)
@@ -192,6 +192,27 @@ async def test_new_resource_gets_the_last_item_of_nodes_it_wants(server, xmpp):
     assert items_el.find(f"{{{EVENT}}}item/{{{OMEMO_NS}}}list/{{{OMEMO_NS}}}device").get("id") == "7"
 
 
+async def test_new_presence_subscription_gets_the_last_item(server, xmpp):
+    """XEP-0163 §4.3: when bob's subscription to alice's presence becomes active, bob's
+    available resources that want the node get alice's last item, without a new publish."""
+    server.create_user("alice", "pw")
+    server.create_user("bob", "pw")
+    alice = await pep_client(server, xmpp, "alice", [], resource="phone")
+    bob = await pep_client(server, xmpp, "bob", [NICK], resource="desk")
+    bob_plain = await pep_client(server, xmpp, "bob", [AVATAR_META], resource="tv")
+    await publish(alice, NICK, nick("before we met"), "current")
+    await bob.events.assert_none(NICK, within=1.0)
+
+    await befriend(alice, bob)
+    msg, items_el = await bob.events.next(NICK)
+    assert msg.get("from") == "alice@localhost"
+    assert msg.get("to") == bob.boundjid.full
+    assert items_el.find(f"{{{EVENT}}}item").get("id") == "current"
+    assert items_el.find(f"{{{EVENT}}}item/{{{NICK}}}nick").text == "before we met"
+    # The resource whose caps do not want nicknames gets nothing.
+    await bob_plain.events.assert_none(NICK)
+
+
 # --- access models ---------------------------------------------------------------------
 
 async def test_access_models_decide_who_reads(server, xmpp):
@@ -245,6 +266,70 @@ async def test_access_models_decide_who_reads(server, xmpp):
     assert await nodes(bob) == sorted([OMEMO_DEVICES, bundle, NICK, "urn:example:roster-only"])
     assert await nodes(alice) == sorted([OMEMO_DEVICES, bundle, NICK, "urn:example:roster-only",
                                          BOOKMARKS, "storage:bookmarks"])
+
+
+async def test_whitelist_members_are_managed_with_owner_affiliations(server, xmpp):
+    """XEP-0060 §8.9 on a PEP node: the owner adds a member to a whitelist node, who may
+    then read it and gets its notifications; a contact not on the list gets closed-node,
+    an outcast forbidden; §5.6/§5.7: each entity sees its own affiliations and
+    subscriptions."""
+    secret = "urn:example:secret"
+    for u in ("alice", "bob", "carol", "dave"):
+        server.create_user(u, "pw")
+    alice = await pep_client(server, xmpp, "alice")
+    bob = await pep_client(server, xmpp, "bob", [secret])
+    carol = await pep_client(server, xmpp, "carol", [secret])
+    dave = await pep_client(server, xmpp, "dave")
+    await befriend(alice, bob)
+    await befriend(alice, carol)
+    await publish(alice, secret, "<x xmlns='urn:example'>1</x>", "one",
+                  {"pubsub#access_model": "whitelist"})
+    ps = alice.plugin["xep_0060"]
+
+    async def affiliations():
+        r = await ps.get_node_affiliations("alice@localhost", secret, timeout=WAIT)
+        return sorted((a["jid"].bare, a["affiliation"]) for a in r["pubsub_owner"]["affiliations"])
+
+    assert await affiliations() == [("alice@localhost", "owner")]
+    assert (await refused(items(bob, "alice@localhost", secret)))[:2] == ("not-allowed", "closed-node")
+
+    await ps.modify_affiliations("alice@localhost", secret,
+                                 [("bob@localhost/desk", "member"), ("dave@localhost", "outcast")],
+                                 timeout=WAIT)
+    assert await affiliations() == [("alice@localhost", "owner"), ("bob@localhost", "member"),
+                                    ("dave@localhost", "outcast")]
+    assert (await items(bob, "alice@localhost", secret))[0] == ["one"]
+    assert (await refused(items(carol, "alice@localhost", secret)))[:2] == ("not-allowed", "closed-node")
+    assert (await refused(items(dave, "alice@localhost", secret)))[0] == "forbidden"
+
+    # Notifications reach the member (subscribed, +notify), not the other contact.
+    await publish(alice, secret, "<x xmlns='urn:example'>2</x>", "two")
+    _, items_el = await bob.events.next(secret)
+    assert items_el.find(f"{{{EVENT}}}item").get("id") == "two"
+    await carol.events.assert_none(secret)
+
+    # Each entity's own view (XEP-0060 §5.6, §5.7).
+    mine = await bob.plugin["xep_0060"].get_affiliations("alice@localhost", timeout=WAIT)
+    assert [(a["node"], a["affiliation"]) for a in mine["pubsub"]["affiliations"]] == [(secret, "member")]
+    subs = await bob.plugin["xep_0060"].get_subscriptions("alice@localhost", timeout=WAIT)
+    assert [(s["node"], s["subscription"]) for s in subs["pubsub"]["subscriptions"]] == [(secret, "subscribed")]
+    assert [s["node"] for s in (await carol.plugin["xep_0060"].get_subscriptions(
+        "alice@localhost", timeout=WAIT))["pubsub"]["subscriptions"]] == []
+    owned = await ps.get_affiliations("alice@localhost", timeout=WAIT)
+    assert [(a["node"], a["affiliation"]) for a in owned["pubsub"]["affiliations"]] == [(secret, "owner")]
+
+    # Only the owner manages affiliations; a bad entry changes nothing.
+    assert (await refused(bob.plugin["xep_0060"].modify_affiliations(
+        "alice@localhost", secret, [("bob@localhost", "publisher")], timeout=WAIT)))[0] == "forbidden"
+    assert (await refused(ps.modify_affiliations(
+        "alice@localhost", secret, [("carol@localhost", "member"), ("bob@localhost", "king")],
+        timeout=WAIT)))[0] == "bad-request"
+    assert (await refused(ps.modify_affiliations(
+        "alice@localhost", secret, [("alice@localhost", "member")], timeout=WAIT)))[0] == "not-acceptable"
+    # Removing the member closes the node to him again.
+    await ps.modify_affiliations("alice@localhost", secret, [("bob@localhost", "none")], timeout=WAIT)
+    assert await affiliations() == [("alice@localhost", "owner"), ("dave@localhost", "outcast")]
+    assert (await refused(items(bob, "alice@localhost", secret)))[:2] == ("not-allowed", "closed-node")
 
 
 # --- items, retract, configuration, purge, delete --------------------------------------
@@ -358,9 +443,11 @@ async def test_disco_shows_the_pep_service(server, xmpp):
     assert ("pubsub", "pep") in identities
     for f in ("publish", "publish-options", "access-open", "access-presence", "access-roster",
               "access-whitelist", "auto-create", "filtered-notifications", "last-published",
-              "retract-items", "purge-nodes", "delete-nodes", "config-node", "retrieve-items"):
+              "retract-items", "purge-nodes", "delete-nodes", "config-node", "retrieve-items",
+              "modify-affiliations", "retrieve-affiliations", "retrieve-subscriptions"):
         assert f"{PUBSUB}#{f}" in features, f
     assert "urn:xmpp:bookmarks:1#compat-pep" in features
+    assert "urn:xmpp:bookmarks:1#compat" in features
     assert "urn:xmpp:pep-vcard-conversion:0" in features
 
 
@@ -386,6 +473,63 @@ async def test_bookmarks_2_are_mirrored_to_the_xep_0048_node(server, xmpp):
     assert [c.get("jid") for c in confs] == ["other@conference.localhost"]
     await iq(alice, "set", f"<pubsub xmlns='{OWNER}'><delete node='{BOOKMARKS}'/></pubsub>")
     assert (await refused(items(alice, None, "storage:bookmarks")))[0] == "item-not-found"
+
+
+async def test_private_storage_bookmarks_and_bookmarks_2_are_one_list(server, xmpp):
+    """XEP-0402 #compat: bookmarks stored with XEP-0049 private storage show in the
+    urn:xmpp:bookmarks:1 node (with notifications), and XEP-0402 items show in private
+    storage."""
+    from slixmpp.plugins.xep_0048.stanza import Bookmarks
+
+    server.create_user("alice", "pw")
+    old = await pep_client(server, xmpp, "alice", resource="old", plugins=PEP_PLUGINS + ("xep_0048",))
+    new = await pep_client(server, xmpp, "alice", [BOOKMARKS], resource="new")
+    legacy = old.plugin["xep_0048"]
+
+    # XEP-0402 → XEP-0049. (Published until the new resource's caps are known to the
+    # server, which asks for them in the background: then notifications reach it.)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while True:
+        await publish(new, BOOKMARKS, f"<conference xmlns='{BOOKMARKS}' name='Dev'><nick>a</nick></conference>",
+                      "dev@conference.localhost", {"pubsub#access_model": "whitelist"})
+        try:
+            await new.events.next(BOOKMARKS, timeout=1)
+            break
+        except asyncio.TimeoutError:
+            assert loop.time() < deadline, "the new resource never got a bookmarks notification"
+    got = await legacy.get_bookmarks(method="xep_0049", timeout=WAIT)
+    confs = got["private"]["bookmarks"]["conferences"]
+    assert [(c["jid"], c["name"], c["nick"], c["autojoin"]) for c in confs] == [
+        ("dev@conference.localhost", "Dev", "a", False)]
+
+    # XEP-0049 → XEP-0402: the list becomes the node's items, the new ones notified.
+    stored = Bookmarks()
+    stored.add_conference("team@conference.localhost", "al", name="Team", autojoin=True)
+    stored.add_conference("dev@conference.localhost", "a", name="Dev")
+    stored.add_conference("misc@conference.localhost", "al2")
+    await legacy.set_bookmarks(stored, method="xep_0049", timeout=WAIT)
+    seen = set()
+    while not {"team@conference.localhost", "misc@conference.localhost"} <= seen:
+        _, items_el = await new.events.next(BOOKMARKS)
+        seen |= {i.get("id") for i in items_el.findall(f"{{{EVENT}}}item")}
+    ids, ps = await items(new, None, BOOKMARKS)
+    assert ids == ["team@conference.localhost", "dev@conference.localhost", "misc@conference.localhost"]
+    team = ps.find(f"{{{PUBSUB}}}items/{{{PUBSUB}}}item/{{{BOOKMARKS}}}conference")
+    assert (team.get("name"), team.get("autojoin"), team.findtext(f"{{{BOOKMARKS}}}nick")) == ("Team", "true", "al")
+    got = await legacy.get_bookmarks(method="xep_0049", timeout=WAIT)
+    assert [c["jid"] for c in got["private"]["bookmarks"]["conferences"]] == [
+        "team@conference.localhost", "dev@conference.localhost", "misc@conference.localhost"]
+
+    # A private set with one bookmark less retracts it from the node.
+    stored = Bookmarks()
+    stored.add_conference("dev@conference.localhost", "a", name="Dev")
+    await legacy.set_bookmarks(stored, method="xep_0049", timeout=WAIT)
+    retracted = set()
+    while not {"team@conference.localhost", "misc@conference.localhost"} <= retracted:
+        _, items_el = await new.events.next(BOOKMARKS)
+        retracted |= {r.get("id") for r in items_el.findall(f"{{{EVENT}}}retract")}
+    assert (await items(new, None, BOOKMARKS))[0] == ["dev@conference.localhost"]
 
 
 async def test_avatar_nodes_and_the_hash_in_presence(server, xmpp):

@@ -443,3 +443,51 @@ def test_config_file_plugin_installed_at_startup_and_on_reload_when_changed(heli
     # Kept only when something failed above, like the fixture's servers.
     shutil.rmtree(srv.workdir, ignore_errors=True)
     srv.remove_storage()
+
+
+# --- in-band registration (XEP-0077) and the authenticator's veto ---------------------
+
+REGISTRATION_TENANT = {"tenants": {"acme": {
+    "domains": ["acme.test"], "auth": {"method": "plugin", "plugin": "auth"},
+    "profiles": {"registration": True, "registrations_per_hour": 20}}}}
+
+
+def acme_users(server) -> list[str]:
+    return sorted(u["username"] if isinstance(u, dict) else u
+                  for u in server.admin("GET", "/api/v1/users/acme.test", expect=200)[1]["users"])
+
+
+@pytest.mark.server_config(REGISTRATION_TENANT)
+@pytest.mark.async_timeout(120)
+async def test_the_authenticator_vetoes_or_allows_in_band_registration(server, xmpp):
+    """WIT 0.1.2's optional `registration.approve`: the allowlist plugin refuses sign-up
+    unless configured (not-allowed, nothing created), then allows it and records the
+    password, so the new account exists and logs in through the plugin; a name the
+    plugin refuses stays not-allowed."""
+    from test_profiles import register_in_band
+
+    wasm = wasm_path("allowlist").read_bytes()
+    install(server, "acme", "auth", wasm, allowlist_config({"alice": "pw"}))
+    assert await register_in_band(xmpp, server, "zoe@acme.test", "s3cret") == ("not-allowed", False)
+    assert acme_users(server) == []
+
+    install(server, "acme", "auth", wasm, allowlist_config({"alice": "pw"}, registration=True))
+    assert await register_in_band(xmpp, server, "zoe@acme.test", "s3cret") == ("ok", True)
+    assert acme_users(server) == ["zoe"]
+    assert plain_login(server.c2s_direct_tls, "acme.test", "zoe", "s3cret") == "ok"
+    assert plain_login(server.c2s_direct_tls, "acme.test", "zoe", "wrong") == "not-authorized"
+    # The plugin's own users are taken: vetoed, nothing created.
+    assert await register_in_band(xmpp, server, "alice@acme.test", "x") == ("not-allowed", False)
+    assert acme_users(server) == ["zoe"]
+
+
+@pytest.mark.server_config(REGISTRATION_TENANT)
+async def test_an_authenticator_without_the_registration_hook_keeps_registration_closed(server, xmpp):
+    """A component built against WIT 0.1.0 (no `registration` export) installs and
+    authenticates as before, and in-band registration stays refused with not-allowed."""
+    from test_profiles import register_in_band
+
+    install(server, "acme", "auth", wasm_path("legacy_authenticator").read_bytes(), {"password": "pw"})
+    assert plain_login(server.c2s_direct_tls, "acme.test", "anyone", "pw") == "ok"
+    assert await register_in_band(xmpp, server, "zoe@acme.test", "s3cret") == ("not-allowed", False)
+    assert acme_users(server) == []

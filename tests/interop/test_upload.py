@@ -1,9 +1,10 @@
 """HTTP File Upload (XEP-0363): a slixmpp client discovers the tenant's upload service,
-asks for slots over XMPP and PUTs and GETs over HTTP (Python's own http.client: slixmpp's
-xep_0363 plugin needs aiohttp, which the suite does not install). Covers the round trip
-byte for byte, refused slots (too large, over quota, unsafe names), and PUTs and GETs the
-listener must refuse with nothing stored: bad signature, wrong length or type, expired
-slot, a body longer than its slot, another tenant's path."""
+asks for slots over XMPP and PUTs and GETs over HTTP, both with slixmpp's own xep_0363
+plugin (aiohttp) and with raw requests (Python's http.client) for what a well-behaved
+client never sends. Covers the round trip byte for byte, refused slots (too large, over
+quota, unsafe names), and PUTs and GETs the listener must refuse with nothing stored: bad
+signature, wrong length or type, expired slot, a body longer than its slot, another
+tenant's path, and two PUTs in flight that together exceed the quota."""
 
 from __future__ import annotations
 
@@ -127,6 +128,38 @@ async def test_upload_round_trip_and_refused_slots(server, xmpp):
 
 
 @pytest.mark.server_config(SMALL)
+async def test_slixmpp_xep_0363_plugin_uploads_and_the_file_comes_back(server, xmpp):
+    """What a slixmpp-based client does: the xep_0363 plugin finds the service by disco,
+    requests a slot and PUTs with aiohttp; the GET URL it returns serves the same bytes."""
+    import io
+
+    import aiohttp
+    from slixmpp.plugins.xep_0363 import FileTooBig
+
+    server.create_user("alice", "pw", domain="acme.test")
+    alice = await xmpp.connect(server, "alice@acme.test", "pw",
+                               plugins=DEFAULT_PLUGINS + ("xep_0363",))
+    upload = alice.plugin["xep_0363"]
+    data = os.urandom(300_000)
+    get_url = await upload.upload_file("holiday photo.jpg", size=len(data), content_type="image/jpeg",
+                                       input_file=io.BytesIO(data), domain="acme.test", timeout=WAIT)
+    assert upload.upload_service == "upload.acme.test"
+    assert upload.max_file_size == 1_000_000
+    async with aiohttp.ClientSession() as session:
+        async with session.get(get_url) as resp:
+            assert resp.status == 200
+            assert resp.headers["Content-Type"] == "image/jpeg"
+            assert await resp.read() == data
+    # The service's max-file-size reached the plugin: a larger file is refused before any
+    # slot is asked for.
+    with pytest.raises(FileTooBig):
+        await upload.upload_file("big.bin", size=2_000_000, input_file=io.BytesIO(b""),
+                                 domain="acme.test", timeout=WAIT)
+    stored = [f for f in files_under(server) if not f.endswith(".meta")]
+    assert [os.path.basename(f) for f in stored] == ["holiday photo.jpg"]
+
+
+@pytest.mark.server_config(SMALL)
 async def test_bad_puts_and_gets_store_nothing(server, xmpp):
     server.create_user("alice", "pw", domain="acme.test")
     server.create_user("olga", "pw", domain="other.test")
@@ -179,6 +212,72 @@ async def test_two_slots_granted_at_once_cannot_both_exceed_the_quota(server, xm
     assert (await ahttp("PUT", second[0], b"2" * 800_000, ct))[0] == 507
     assert (await ahttp("GET", second[1]))[0] == 404
     assert (await ahttp("GET", first[1]))[1] == b"1" * 800_000
+
+
+async def start_put(url: str, size: int, first: bytes):
+    """A PUT of ``size`` bytes whose body is only begun (``first``): (reader, writer)."""
+    u = urllib.parse.urlsplit(url)
+    reader, writer = await asyncio.open_connection(u.hostname, u.port)
+    head = (f"PUT {u.path}?{u.query} HTTP/1.1\r\nHost: {u.hostname}:{u.port}\r\n"
+            f"Content-Type: application/octet-stream\r\nContent-Length: {size}\r\n\r\n")
+    writer.write(head.encode() + first)
+    await writer.drain()
+    return reader, writer
+
+
+async def wait_for_files(server, predicate, what: str, timeout: float = 30.0):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate(files_under(server)):
+        assert loop.time() < deadline, f"timed out waiting for {what}: {files_under(server)}"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.server_config(SMALL)
+async def test_concurrent_puts_over_the_quota_exactly_one_succeeds(server, xmpp):
+    """Two PUTs in flight at once that together exceed the user's quota (2 x 800 000 of
+    1 500 000): the one that started first holds its room, the other gets 507; when the
+    first fails, its room is free again."""
+    server.create_user("alice", "pw", domain="acme.test")
+    alice = await xmpp.connect(server, "alice@acme.test", "pw")
+    ct = {"Content-Type": "application/octet-stream"}
+    size = 800_000
+    first = await request_slot(alice, "upload.acme.test", "one.bin", size)
+    second = await request_slot(alice, "upload.acme.test", "two.bin", size)
+
+    # The first PUT is under way (its body is being written) ...
+    reader, writer = await start_put(first[0], size, b"1" * 1000)
+    await wait_for_files(server, lambda fs: any(os.path.getsize(f) > 0 for f in fs if f.endswith(".part")),
+                         "the first PUT's body")
+    # ... so the second, which would fit on its own, does not.
+    assert (await ahttp("PUT", second[0], b"2" * size, ct))[0] == 507
+    # The first one dies half-way: nothing kept, and its room is given back.
+    writer.close()
+    await writer.wait_closed()
+    await wait_for_files(server, lambda fs: fs == [], "the broken upload to be removed")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while (status := (await ahttp("PUT", second[0], b"2" * size, ct))[0]) == 507:
+        assert loop.time() < deadline, "the broken PUT's reservation was never released"
+        await asyncio.sleep(0.1)
+    assert status == 201
+    assert (await ahttp("GET", second[1]))[1] == b"2" * size
+    # Now the first slot no longer fits.
+    assert (await ahttp("PUT", first[0], b"1" * size, ct))[0] == 507
+
+    # Both in flight, finished: exactly one is stored.
+    third = await request_slot(alice, "upload.acme.test", "three.bin", 600_000)
+    fourth = await request_slot(alice, "upload.acme.test", "four.bin", 600_000)
+    reader, writer = await start_put(third[0], 600_000, b"3" * 1000)
+    await wait_for_files(server, lambda fs: any(os.path.getsize(f) > 0 for f in fs if f.endswith(".part")),
+                         "the third PUT's body")
+    fourth_put = asyncio.create_task(ahttp("PUT", fourth[0], b"4" * 600_000, ct))
+    writer.write(b"3" * (600_000 - 1000))
+    await writer.drain()
+    status_line = await asyncio.wait_for(reader.readline(), WAIT)
+    writer.close()
+    statuses = sorted([int(status_line.split()[1]), (await fourth_put)[0]])
+    assert statuses == [201, 507], statuses
 
 
 @pytest.mark.server_config({"tenants": {"acme": {"domains": ["acme.test"], "upload": {"slot_ttl": 1}}}})

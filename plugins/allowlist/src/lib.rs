@@ -12,12 +12,18 @@
 //!   "require_tls":   true,                           // default true
 //!   "lowercase":     true,                           // canonical usernames, default true
 //!   "policy":        "v1",                           // returned as attribute "policy"
-//!   "seed_kv":       {"dave": "sha256$SALT$HEX"}     // written to the key-value store by init
+//!   "seed_kv":       {"dave": "sha256$SALT$HEX"},    // written to the key-value store by init
+//!   "registration":  true                            // allow XEP-0077 sign-up, default false
 //! }
 //! ```
 //!
 //! Key-value data (the plugin's own store): `user/NAME` = `sha256$SALT$HEX` adds password
 //! users at runtime, `token/TOKEN` = `NAME` accepts a bearer token for NAME.
+//!
+//! In-band registration (`approve_registration`): refused unless `registration` is true;
+//! then a name on the `allow` list (when there is one), not `disabled` and not already a
+//! user is accepted, over TLS when `require_tls`, and its password is recorded as
+//! `user/NAME` so that the new user logs in through this plugin.
 
 use heliograph_plugin_sdk::prelude::*;
 use sha2::{Digest, Sha256};
@@ -81,6 +87,31 @@ impl Authenticator for AllowList {
             parse(&hash).ok_or_else(|| format!("seed_kv.{name}: expected sha256$SALT$HEX"))?;
             kv::set(&format!("user/{name}"), hash).map_err(|e| e.to_string())?;
         }
+        Ok(())
+    }
+
+    fn approve_registration(request: RegistrationRequest) -> Result<(), String> {
+        if !config::get_bool("registration", false) {
+            return Err("sign-up is closed on this domain".into());
+        }
+        if config::get_bool("require_tls", true) && !request.tls {
+            return Err("sign-up needs TLS".into());
+        }
+        let name = request.username.to_lowercase();
+        let allow = config::get_list("allow");
+        if (!allow.is_empty() && !allow.contains(&name))
+            || config::get_list("disabled").contains(&name)
+        {
+            return Err("this name may not be registered".into());
+        }
+        let key = format!("user/{name}");
+        let taken = config::get(&format!("users.{name}")).is_some()
+            || kv::get_string(&key).map_err(|e| e.to_string())?.is_some();
+        if taken {
+            return Err("this name is taken".into());
+        }
+        kv::set(&key, hash_password(&name, &request.password)).map_err(|e| e.to_string())?;
+        log::info("account registered", &[("user", &name)]);
         Ok(())
     }
 }
@@ -183,5 +214,39 @@ mod tests {
             .config_json(r#"{"users": {"eve": "plain"}}"#)
             .install();
         assert!(AllowList::init("").unwrap_err().contains("users.eve"));
+    }
+
+    fn sign_up(username: &str, password: &str) -> RegistrationRequest {
+        RegistrationRequest {
+            tenant: "test".into(),
+            domain: "example.com".into(),
+            username: username.into(),
+            password: password.into(),
+            client_address: Some("127.0.0.1".into()),
+            tls: true,
+        }
+    }
+
+    #[test]
+    fn registration_is_closed_unless_configured() {
+        let _h = host().install();
+        assert!(AllowList::approve_registration(sign_up("zoe", "pw")).is_err());
+    }
+
+    #[test]
+    fn registration_records_the_password_and_the_user_logs_in() {
+        let h = FakeHost::new()
+            .config_json(r#"{"registration": true, "disabled": ["carol"], "users": {"alice": "sha256$s$0000000000000000000000000000000000000000000000000000000000000000"}}"#)
+            .install();
+        AllowList::approve_registration(sign_up("zoe", "secret")).unwrap();
+        assert!(h.kv_value("user/zoe").is_some());
+        assert!(AllowList::authenticate(AuthRequest::password("zoe", "secret")).is_ok());
+        // Taken (in config or already registered), disabled, or without TLS: refused.
+        assert!(AllowList::approve_registration(sign_up("zoe", "other")).is_err());
+        assert!(AllowList::approve_registration(sign_up("alice", "x")).is_err());
+        assert!(AllowList::approve_registration(sign_up("carol", "x")).is_err());
+        let mut plain = sign_up("yann", "x");
+        plain.tls = false;
+        assert!(AllowList::approve_registration(plain).is_err());
     }
 }

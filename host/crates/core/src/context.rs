@@ -58,6 +58,8 @@ pub struct Core {
 pub struct Uploads {
     pub files: Arc<dyn crate::storage::files::FileStore>,
     pub public_url: String,
+    /// Space held by PUTs in progress (the store counts committed files only).
+    pub reservations: Arc<crate::upload_reservations::UploadReservations>,
 }
 
 impl Core {

@@ -23,6 +23,7 @@ pub mod registration;
 pub mod router;
 pub mod session;
 pub mod shutdown;
+pub mod upload_reservations;
 
 // The layers below, under the names the code uses.
 use heliograph_auth::{sasl, tokens};

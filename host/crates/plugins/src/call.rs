@@ -23,8 +23,8 @@ use super::room::{PolicyOccupant, PolicyRoom, PolicyUser, RoomAnswer, RoomQuesti
 use super::settings::PluginSettings;
 use super::state::{CallScope, CallState};
 use super::types::{
-    AuthDenied, AuthRequest, AuthUser, ComponentStanza, Mechanism, PluginConfig, StanzaKind,
-    Transport,
+    AuthDenied, AuthRequest, AuthUser, ComponentStanza, Mechanism, PluginConfig,
+    RegistrationRequest, StanzaKind, Transport,
 };
 use heliograph_storage::PluginStore;
 use heliograph_xmpp::muc::{Affiliation, Role};
@@ -478,6 +478,48 @@ impl CallContext<'_> {
             .instantiate(&mut store)
             .map_err(|e| self.failure(&store, "instantiation", e))?;
         Ok(start.elapsed())
+    }
+
+    /// Calls the optional `registration.approve` of an authenticator in a fresh instance:
+    /// `Ok(Ok(()))` allows the account, `Ok(Err(reason))` vetoes it.
+    pub(crate) fn approve_registration(
+        &self,
+        pre: &WorldPre,
+        approve: &ComponentExportIndex,
+        request: &RegistrationRequest,
+    ) -> Result<Result<(), String>, CallFailure> {
+        let mut store = self.new_store(self.settings.auth_deadline_ms);
+        let instance = pre
+            .instance_pre()
+            .instantiate(&mut store)
+            .map_err(|e| self.failure(&store, "instantiation", e))?;
+        let func = instance
+            .get_typed_func::<(&str, &str, &str, &str, Option<&str>, bool), (Result<(), String>,)>(
+                &mut store, approve,
+            )
+            .map_err(|e| {
+                (
+                    FailureCause::InvalidResult,
+                    format!("registration.approve has the wrong type: {e:#}"),
+                )
+            })?;
+        let (result,) = func
+            .call(
+                &mut store,
+                (
+                    &*self.scope.tenant,
+                    request.domain.as_str(),
+                    request.username.as_str(),
+                    request.password.as_str(),
+                    request.client_address.as_deref(),
+                    request.tls,
+                ),
+            )
+            .map_err(|e| self.failure(&store, "approve", e))?;
+        Ok(result.map_err(|mut reason| {
+            reason.truncate(REASON_MAX);
+            reason
+        }))
     }
 
     /// Trial instantiation, then the optional `lifecycle.init` with the configuration.

@@ -55,7 +55,8 @@ pub use settings::PluginSettings;
 pub use stats::PluginStats;
 pub use types::{
     AuthDenied, AuthOutcome, AuthRequest, AuthUser, ComponentOutcome, ComponentStanza, Mechanism,
-    PluginConfig, RestoreReport, SlotInfo, StanzaKind, Transport, VersionInfo, World,
+    PluginConfig, RegistrationOutcome, RegistrationRequest, RestoreReport, SlotInfo, StanzaKind,
+    Transport, VersionInfo, World,
 };
 
 use bindings::authenticator::Authenticator;
@@ -449,6 +450,21 @@ impl PluginHost {
     ) -> Result<AuthOutcome, PluginError> {
         self.call(tenant, slot, World::Authenticator, move |inner, plugin| {
             inner.authenticate(plugin, &request)
+        })
+        .await
+    }
+
+    /// Asks the authenticator in (tenant, slot) whether an in-band registration may
+    /// create its account, through its optional `registration.approve` export (fresh
+    /// instance, authentication deadline). A plugin without the export answers `None`.
+    pub async fn approve_registration(
+        &self,
+        tenant: &str,
+        slot: &str,
+        request: RegistrationRequest,
+    ) -> Result<RegistrationOutcome, PluginError> {
+        self.call(tenant, slot, World::Authenticator, move |inner, plugin| {
+            inner.approve_registration(plugin, &request)
         })
         .await
     }
@@ -967,6 +983,36 @@ impl Inner {
         Ok(AuthOutcome {
             version: loaded.record.version,
             result,
+        })
+    }
+
+    fn approve_registration(
+        &self,
+        slot: &Slot,
+        request: &RegistrationRequest,
+    ) -> Result<RegistrationOutcome, PluginError> {
+        let loaded = slot.active.load_full();
+        let version = loaded.record.version;
+        let Some(approve) = loaded.prepared.registration.as_ref() else {
+            return Ok(RegistrationOutcome {
+                version,
+                decision: None,
+            });
+        };
+        let start = Instant::now();
+        let ctx = self.context(slot, &loaded, None);
+        let result = ctx.approve_registration(&loaded.prepared.pre, approve, request);
+        let decision = self.finish(
+            slot,
+            &loaded,
+            (start, &ctx),
+            result,
+            Result::is_ok,
+            ("approve registration", "the registration is refused"),
+        )?;
+        Ok(RegistrationOutcome {
+            version,
+            decision: Some(decision),
         })
     }
 

@@ -25,6 +25,8 @@ pub(crate) struct Prepared {
     pub pre: WorldPre,
     /// `lifecycle.init`, if the component exports it.
     pub init: Option<ComponentExportIndex>,
+    /// `registration.approve`, if the component exports it (authenticators since 0.1.2).
+    pub registration: Option<ComponentExportIndex>,
 }
 
 /// The pre-instantiated component of each world.
@@ -124,7 +126,22 @@ pub(crate) fn prepare(
     let init = component
         .get_export_index(None, bindings::interface_name("lifecycle").as_str())
         .and_then(|iface| component.get_export_index(Some(&iface), "init"));
-    Ok((world, Prepared { track, pre, init }))
+    let registration = (world == World::Authenticator)
+        .then(|| {
+            component
+                .get_export_index(None, bindings::interface_name("registration").as_str())
+                .and_then(|iface| component.get_export_index(Some(&iface), "approve"))
+        })
+        .flatten();
+    Ok((
+        world,
+        Prepared {
+            track,
+            pre,
+            init,
+            registration,
+        },
+    ))
 }
 
 /// The world whose export interface (in any version) the component exports.
@@ -251,8 +268,9 @@ mod tests {
     #[test]
     fn served_versions_are_the_track_up_to_the_host_version() {
         assert!(served_version("0.1.0"));
+        assert!(served_version("0.1.1"));
         assert!(served_version(crate::WIT_VERSION));
-        assert!(!served_version("0.1.2"), "newer than the host");
+        assert!(!served_version("0.1.3"), "newer than the host");
         assert!(!served_version("0.2.0"));
         assert!(!served_version("1.1.0"));
         assert!(!served_version("0.10.0"));

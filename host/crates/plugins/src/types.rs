@@ -184,6 +184,27 @@ pub enum AuthDenied {
     TemporaryFailure(String),
 }
 
+/// One XEP-0077 registration attempt, as the stream hands it to the authenticator's
+/// optional `registration.approve` (the host checked TLS, the name and the limits).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationRequest {
+    pub domain: String,
+    /// The normalized username (localpart).
+    pub username: String,
+    pub password: String,
+    pub client_address: Option<String>,
+    pub tls: bool,
+}
+
+/// An authenticator's answer to a registration, and the version that gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationOutcome {
+    pub version: u32,
+    /// `None`: the plugin does not export `registration` (built before 0.1.2 or without
+    /// it); `Some(Err(reason))`: it vetoed the account.
+    pub decision: Option<Result<(), String>>,
+}
+
 /// A plugin's answer and the version that gave it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthOutcome {

@@ -132,7 +132,9 @@ impl Services {
             }),
             Arc::new(components::Components(self.components.clone())),
             Arc::new(vcard::Vcards::default()),
-            Arc::new(private::PrivateStorage),
+            Arc::new(private::PrivateStorage {
+                pep: self.pep.clone(),
+            }),
             Arc::new(register::Register {
                 mam: self.mam.clone(),
             }),

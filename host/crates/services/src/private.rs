@@ -4,21 +4,29 @@
 //! `not-acceptable` and nothing changes). Reserved namespaces (`jabber:*`,
 //! `http://jabber.org/*`, `vcard-temp`) are refused with `not-acceptable`, as XEP-0049
 //! §2.2 allows. A set may carry several elements of one namespace: they are kept
-//! together and returned together.
+//! together and returned together. Where the tenant runs PEP, `storage:bookmarks` is
+//! the XEP-0402 node seen through private storage (`#compat`:
+//! [`crate::pep::private_bookmarks`]).
 
 use std::sync::Arc;
 
 use crate::hooks::{Address, Feature, IqRequest, IqType, Registrar};
+use crate::pep::private_bookmarks::{self, CompatError};
 use crate::stanza::{self, Condition};
 use crate::storage::profiles::{self, PrivateLimits, ProfileError};
 use crate::storage::{self, Account};
 use crate::xml::{Element, parser};
 
+/// The legacy bookmarks namespace (XEP-0048), bridged to XEP-0402 when PEP runs.
+const BOOKMARKS: &str = crate::pep::bookmarks::LEGACY_NODE;
+
 /// The private storage namespace.
 pub const PRIVATE: &str = "jabber:iq:private";
 
-/// The `private` feature.
-pub struct PrivateStorage;
+/// The `private` feature; it shares PEP's state for the bookmarks `#compat` bridge.
+pub struct PrivateStorage {
+    pub pep: Arc<crate::pep::Pep>,
+}
 
 impl Feature for PrivateStorage {
     fn name(&self) -> &'static str {
@@ -27,8 +35,10 @@ impl Feature for PrivateStorage {
 
     fn register(self: Arc<Self>, r: &mut Registrar<'_>) {
         for ty in [IqType::Get, IqType::Set] {
-            r.iq(ty, PRIVATE, &[Address::Own], |req| {
-                crate::boxed(async move { handle(req).await })
+            let pep = self.pep.clone();
+            r.iq(ty, PRIVATE, &[Address::Own], move |req| {
+                let pep = pep.clone();
+                crate::boxed(async move { handle(&pep, req).await })
             });
             // Another user's storage: XEP-0049 prefers `forbidden`.
             r.iq(ty, PRIVATE, &[Address::Account], |req| {
@@ -52,7 +62,7 @@ pub fn is_reserved(namespace: &str) -> bool {
         || namespace == "vcard-temp"
 }
 
-async fn handle(req: IqRequest) -> Option<Element> {
+async fn handle(pep: &Arc<crate::pep::Pep>, req: IqRequest) -> Option<Element> {
     let account = req.account.clone()?;
     let Some(query) = req.payload().filter(|p| p.is("query", PRIVATE)) else {
         return stanza::error_reply(&req.iq, Condition::BadRequest, Some("no query"));
@@ -77,9 +87,54 @@ async fn handle(req: IqRequest) -> Option<Element> {
                 Some("one namespace per get"),
             );
         }
+        if first.is("storage", BOOKMARKS) && req.tenant.spec.feature_enabled("pep") {
+            match private_bookmarks::legacy_view(&req.core, &account).await {
+                Ok(Some(storage)) => {
+                    let answer = Element::new("query", PRIVATE).with_child(storage);
+                    return Some(stanza::iq_result_with(&req.iq, answer));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(%account, error = %e, "reading the bookmarks node");
+                    return stanza::error_reply(&req.iq, Condition::InternalServerError, None);
+                }
+            }
+        }
         return get(&req, &account, first).await;
     }
-    set(&req, &account, &children).await
+    let (bookmarks, rest): (Vec<&Element>, Vec<&Element>) = children
+        .iter()
+        .copied()
+        .partition(|c| c.is("storage", BOOKMARKS) && req.tenant.spec.feature_enabled("pep"));
+    if let Some(storage) = bookmarks.last() {
+        let publisher = req
+            .origin
+            .session()
+            .map_or_else(|| account.to_string(), |s| s.full_jid.clone());
+        let limits = req.tenant.spec.pep;
+        match private_bookmarks::store_from_private(
+            pep, &req.core, &account, &publisher, limits, storage,
+        )
+        .await
+        {
+            Ok(()) => {}
+            Err(e @ (CompatError::TooMany { .. } | CompatError::TooLarge { .. })) => {
+                return stanza::error_reply(
+                    &req.iq,
+                    Condition::NotAcceptable,
+                    Some(&e.to_string()),
+                );
+            }
+            Err(e) => {
+                tracing::warn!(%account, error = %e, "storing private bookmarks");
+                return stanza::error_reply(&req.iq, Condition::InternalServerError, None);
+            }
+        }
+        if rest.is_empty() {
+            return Some(stanza::iq_result(&req.iq));
+        }
+    }
+    set(&req, &account, &rest).await
 }
 
 async fn get(req: &IqRequest, account: &Account, asked: &Element) -> Option<Element> {

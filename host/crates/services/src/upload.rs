@@ -284,7 +284,8 @@ impl Service {
     }
 }
 
-/// Refuses a slot that would take the user or the tenant over quota.
+/// Refuses a slot that would take the user or the tenant over quota (stored files and
+/// PUTs in progress).
 async fn check_quotas(
     uploads: &Uploads,
     tenant: &Tenant,
@@ -301,7 +302,8 @@ async fn check_quotas(
             .files
             .usage(&tenant.name, Some(owner))
             .await
-            .map_err(failed)?;
+            .map_err(failed)?
+            + uploads.reservations.pending(&tenant.name, Some(owner));
         if used.saturating_add(size) > settings.user_quota {
             return Err(format!(
                 "your uploads would take {} of your {} bytes",
@@ -315,7 +317,8 @@ async fn check_quotas(
             .files
             .usage(&tenant.name, None)
             .await
-            .map_err(failed)?;
+            .map_err(failed)?
+            + uploads.reservations.pending(&tenant.name, None);
         if used.saturating_add(size) > settings.tenant_quota {
             return Err("the domain's upload space is full".into());
         }

@@ -165,8 +165,8 @@ impl Drop for DiskSink {
     }
 }
 
-/// Sums the sizes of committed files under `dir` (`.part` files count too: an upload in
-/// progress holds its room).
+/// Sums the sizes of committed files under `dir` (an upload in progress, still a
+/// `.part` file, holds its room by a reservation of the HTTP listener instead).
 fn dir_usage(dir: &Path) -> io::Result<u64> {
     let mut total = 0;
     let entries = match std::fs::read_dir(dir) {
@@ -179,7 +179,7 @@ fn dir_usage(dir: &Path) -> io::Result<u64> {
         let ty = entry.file_type()?;
         if ty.is_dir() {
             total += dir_usage(&entry.path())?;
-        } else if entry.file_name() != META {
+        } else if entry.file_name() != META && entry.file_name() != PART {
             total += entry.metadata()?.len();
         }
     }
@@ -354,6 +354,8 @@ mod tests {
         let cut = FileKey::new("acme", "alice@acme.test", "id2", "b.bin").unwrap();
         let mut sink = store.create(&cut).await.unwrap();
         sink.write(b"partial").await.unwrap();
+        // An upload in progress is not counted (its PUT holds a reservation instead).
+        assert_eq!(store.usage("acme", None).await.unwrap(), 11);
         drop(sink);
         assert!(store.open(&cut).await.unwrap().is_none());
         assert!(!dir.path().join("acme/alice@acme.test/id2").exists());

@@ -40,7 +40,7 @@ pub use archive::{
 };
 pub use backend::{Backend, DumpRecord, MemBackend};
 pub use muc::{MemMucStore, MucStore, RoomLogEntry, StoredRoom};
-pub use pep::{MemPepStore, PepItem, PepNode, PepStore};
+pub use pep::{MemPepStore, PepAffiliation, PepItem, PepNode, PepStore};
 pub use plugins::{KvWrite, MemPluginStore, PluginStore, SlotRecord, VersionRecord};
 pub use tokens::{MemTokenStore, RefreshRecord, TokenStore};
 

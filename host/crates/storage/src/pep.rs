@@ -1,7 +1,8 @@
 //! Personal eventing (XEP-0163) nodes of an account: each node is stored whole, its
-//! configuration as the XEP-0060 form's fields and its items oldest first, so a node
-//! is one read and one write. The service bounds what a node may hold (items per node,
-//! item size), which keeps each record small.
+//! configuration as the XEP-0060 form's fields, its items oldest first and the
+//! affiliations its owner gave (the whitelist), so a node is one read and one write.
+//! The service bounds what a node may hold (items per node, item size), which keeps
+//! each record small.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -33,6 +34,46 @@ pub struct PepNode {
     pub config: BTreeMap<String, Vec<String>>,
     /// Items, oldest first; a republished id moves to the end.
     pub items: Vec<PepItem>,
+    /// Affiliations the owner gave other entities (XEP-0060 §8.9), by bare JID; the
+    /// owner's own is implied and an entity with none has no entry. Nodes stored before
+    /// affiliations existed read back with none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub affiliations: BTreeMap<String, PepAffiliation>,
+}
+
+/// An affiliation with a node other than the owner's (XEP-0060 §4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PepAffiliation {
+    /// XEP-0060's publisher; a PEP service lets only its owner publish, so here it reads
+    /// like a member.
+    Publisher,
+    /// May read items and receive notifications (the whitelist of the `whitelist` model).
+    Member,
+    /// Banned: may not read, whatever the access model.
+    Outcast,
+}
+
+impl PepAffiliation {
+    /// The XEP-0060 name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PepAffiliation::Publisher => "publisher",
+            PepAffiliation::Member => "member",
+            PepAffiliation::Outcast => "outcast",
+        }
+    }
+
+    /// The affiliation for an XEP-0060 name (`owner` and `none` are not stored, so not
+    /// parsed here).
+    pub fn parse(name: &str) -> Option<PepAffiliation> {
+        match name {
+            "publisher" => Some(PepAffiliation::Publisher),
+            "member" => Some(PepAffiliation::Member),
+            "outcast" => Some(PepAffiliation::Outcast),
+            _ => None,
+        }
+    }
 }
 
 /// The PEP nodes of every account.

@@ -25,7 +25,10 @@
 //! - **disco nodes**: disco#info and disco#items of a node of the server or an account
 //!   ([`Registrar::disco_node`]: the ad-hoc command list);
 //! - **presence decorators**, which may add to the available presence a client
-//!   broadcasts (XEP-0153 avatar hashes: [`Registrar::outgoing_presence`]).
+//!   broadcasts (XEP-0153 avatar hashes: [`Registrar::outgoing_presence`]);
+//! - **presence grants**: a local contact may now see a local account's presence (its
+//!   subscription gained `to`: the last PEP items of XEP-0163 §4.3,
+//!   [`Registrar::on_presence_granted`]).
 //!
 //! `docs/ARCHITECTURE.md` has a worked example.
 
@@ -85,6 +88,10 @@ pub type DiscoNodeHandler = Arc<dyn Fn(&IqRequest, DiscoQuery) -> Option<Element
 /// stored and sent; gets the sender's account.
 pub type PresenceDecorator =
     Arc<dyn Fn(Arc<Core>, Account, Element) -> BoxFuture<'static, Element> + Send + Sync>;
+/// Runs when a local subscriber may newly see a local publisher's presence; gets the
+/// publisher, then the subscriber.
+pub type GrantHandler =
+    Arc<dyn Fn(Arc<Core>, Account, Account) -> BoxFuture<'static, ()> + Send + Sync>;
 /// `<item/>`s a domain lists in its disco#items.
 pub type DiscoItemsProvider = Arc<dyn Fn(&Core, &str) -> Vec<Element> + Send + Sync>;
 
@@ -122,6 +129,7 @@ pub struct Hooks {
     hosted: Vec<Arc<dyn HostedResolver>>,
     presence_decorators: Vec<Entry<PresenceDecorator>>,
     disco_nodes: Vec<Entry<(Address, &'static str, DiscoNodeHandler)>>,
+    presence_grants: Vec<Entry<GrantHandler>>,
 }
 
 /// Builds a [`Hooks`] from features, in registration order (which is also the order
@@ -219,6 +227,18 @@ impl Registrar<'_> {
     {
         let e = self.entry((event, Arc::new(handler) as SessionHandler));
         self.hooks.session.push(e);
+    }
+
+    /// Runs `handler` when a local account's presence subscription to another local
+    /// account becomes active (the subscriber's item gains `to`), with the publisher's
+    /// and the subscriber's accounts, after both rosters are saved. Handlers run on the
+    /// subscription path (roster locks held): anything slow goes to a task.
+    pub fn on_presence_granted<F>(&mut self, handler: F)
+    where
+        F: Fn(Arc<Core>, Account, Account) -> BoxFuture<'static, ()> + Send + Sync + 'static,
+    {
+        let e = self.entry(Arc::new(handler) as GrantHandler);
+        self.hooks.presence_grants.push(e);
     }
 
     /// Checks every stanza before it reaches a local account.
@@ -479,6 +499,26 @@ impl Hooks {
             presence = d(core.clone(), account.clone(), presence).await;
         }
         presence
+    }
+
+    /// Runs the presence-grant handlers of the publisher's tenant.
+    pub async fn presence_granted(
+        &self,
+        core: &Arc<Core>,
+        publisher: &Account,
+        subscriber: &Account,
+    ) {
+        if self.presence_grants.is_empty() {
+            return;
+        }
+        let Some(tenant) = core.tenants.by_domain(&publisher.domain) else {
+            return;
+        };
+        let handlers: Vec<GrantHandler> =
+            self.on(&tenant, &self.presence_grants).cloned().collect();
+        for h in handlers {
+            h(core.clone(), publisher.clone(), subscriber.clone()).await;
+        }
     }
 
     /// The hosted-domain resolvers features registered.

@@ -4,7 +4,7 @@
 //!
 //! The package version is written once, in `wit/heliograph-plugin.wit`
 //! ([`crate::WIT_VERSION`], [`crate::WIT_TRACK`] are read from it at build time). Within
-//! a track versions only add (`0.1.0` components run on a `0.1.1` host; wasmtime resolves
+//! a track versions only add (`0.1.0` and `0.1.1` components run on a `0.1.2` host; wasmtime resolves
 //! their names by the same semver rule). A new, incompatible track gets its own module
 //! (`v0_2`, generated from a frozen copy of its WIT), a [`Track`] variant, and the arms
 //! the compiler then asks for where [`Track`] is matched; the old module stays, so

@@ -1,9 +1,10 @@
 //! Who may read a node (XEP-0060 §4.5 access models, as PEP applies them to the owner's
-//! roster): the owner always; `open` anyone; `presence` contacts subscribed to the
-//! owner's presence; `roster` contacts in one of the allowed roster groups;
-//! `whitelist` the owner only (the whitelist has no other entries).
+//! roster, and §4.1 affiliations): the owner always; an outcast never; a member or
+//! publisher always (for `whitelist`, the whitelist is exactly them); otherwise `open`
+//! anyone, `presence` contacts subscribed to the owner's presence, `roster` contacts in
+//! one of the allowed roster groups.
 
-use crate::storage::{Account, PepNode, Roster};
+use crate::storage::{Account, PepAffiliation, PepNode, Roster};
 
 use super::config::{self, AccessModel};
 
@@ -11,6 +12,11 @@ use super::config::{self, AccessModel};
 pub fn may_read(owner: &Account, roster: &Roster, node: &PepNode, requester: &Account) -> bool {
     if requester == owner {
         return true;
+    }
+    match affiliation(node, requester) {
+        Some(PepAffiliation::Outcast) => return false,
+        Some(PepAffiliation::Member | PepAffiliation::Publisher) => return true,
+        None => {}
     }
     let item = roster.items.iter().find(|i| i.jid == requester.to_string());
     match config::access_model(node) {
@@ -22,6 +28,11 @@ pub fn may_read(owner: &Account, roster: &Roster, node: &PepNode, requester: &Ac
         }
         AccessModel::Whitelist => false,
     }
+}
+
+/// The affiliation the owner gave `who` on the node, if any.
+pub fn affiliation(node: &PepNode, who: &Account) -> Option<PepAffiliation> {
+    node.affiliations.get(&who.to_string()).copied()
 }
 
 #[cfg(test)]
@@ -66,5 +77,28 @@ mod tests {
         assert!(can("presence", &sub) && !can("presence", &friend) && !can("presence", &stranger));
         assert!(can("roster", &friend) && !can("roster", &sub));
         assert!(can("whitelist", &owner) && !can("whitelist", &sub));
+    }
+
+    #[test]
+    fn affiliations_override_the_model() {
+        let owner = Account::new("o", "a.test");
+        let sub = Account::new("sub", "a.test");
+        let member = Account::new("m", "a.test");
+        let r = roster();
+        let mut whitelist = node("whitelist");
+        whitelist
+            .affiliations
+            .insert("m@a.test".into(), PepAffiliation::Member);
+        assert!(may_read(&owner, &r, &whitelist, &member));
+        assert!(!may_read(&owner, &r, &whitelist, &sub));
+        let mut presence = node("presence");
+        presence
+            .affiliations
+            .insert("sub@a.test".into(), PepAffiliation::Outcast);
+        assert!(!may_read(&owner, &r, &presence, &sub));
+        presence
+            .affiliations
+            .insert("sub@a.test".into(), PepAffiliation::Publisher);
+        assert!(may_read(&owner, &r, &presence, &sub));
     }
 }

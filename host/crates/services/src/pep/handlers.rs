@@ -1,7 +1,8 @@
 //! The requests of XEP-0060 a PEP service answers: `publish` (with item ids and
 //! `publish-options` preconditions, creating the node on first use), `retract`, `items`
-//! (latest N, by id, RSM paging) in the `pubsub` namespace; `configure` (get and set),
-//! `purge` and `delete` in `pubsub#owner`. Writes go to the owner's own account only.
+//! (latest N, by id, RSM paging) and the entity's own `affiliations`/`subscriptions` in
+//! the `pubsub` namespace; `configure` and `affiliations` (get and set), `purge` and
+//! `delete` in `pubsub#owner`. Writes go to the owner's own account only.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use heliograph_core::Core;
 
-use super::{PUBSUB_ERRORS, PUBSUB_OWNER, Pep, access, bookmarks, config, notify};
+use super::{PUBSUB_ERRORS, PUBSUB_OWNER, Pep, access, affiliations, bookmarks, config, notify};
 use crate::hooks::IqRequest;
 use crate::stanza::{self, Condition};
 use crate::storage::{self, Account, PepItem, PepNode, StorageResult};
@@ -23,7 +24,11 @@ pub struct Refusal {
     pub text: Option<&'static str>,
 }
 
-fn refuse(condition: Condition, pubsub: Option<&'static str>, text: &'static str) -> Refusal {
+pub(super) fn refuse(
+    condition: Condition,
+    pubsub: Option<&'static str>,
+    text: &'static str,
+) -> Refusal {
     Refusal {
         condition,
         pubsub,
@@ -42,7 +47,7 @@ fn error(iq: &Element, r: Refusal) -> Option<Element> {
     Some(reply)
 }
 
-fn internal(e: storage::StorageError) -> Refusal {
+pub(super) fn internal(e: storage::StorageError) -> Refusal {
     tracing::error!(error = %e, "PEP storage failed");
     refuse(Condition::InternalServerError, None, "storage failed")
 }
@@ -152,7 +157,7 @@ async fn create(pep: &Arc<Pep>, req: &IqRequest, owner: &Account) -> Result<Elem
     let node = PepNode {
         name,
         config: fields,
-        items: vec![],
+        ..Default::default()
     };
     let o = owner.clone();
     load(&req.core, move |s| s.put_node(&o, &node))
@@ -246,7 +251,7 @@ async fn publish(pep: &Arc<Pep>, req: &IqRequest, owner: &Account) -> Result<Ele
             PepNode {
                 name: name.clone(),
                 config: options,
-                items: vec![],
+                ..Default::default()
             }
         }
     };
@@ -328,12 +333,23 @@ async fn retract(pep: &Arc<Pep>, req: &IqRequest, owner: &Account) -> Result<Ele
 /// `<iq type='get'><pubsub><items node='…'/></pubsub>`: the owner's or a contact's items.
 pub async fn pubsub_get(req: IqRequest) -> Option<Element> {
     let owner = req.account.clone()?;
-    let result = match req.payload().and_then(|p| p.child("items", ns::PUBSUB)) {
-        Some(items) => get_items(&req, &owner, items).await,
-        None => Err(refuse(
+    let requester = req.origin.account().cloned();
+    let result = match (req.payload().and_then(|p| p.first_child()), requester) {
+        (Some(items), _) if items.is("items", ns::PUBSUB) => get_items(&req, &owner, items).await,
+        (Some(op), Some(requester)) if op.is("affiliations", ns::PUBSUB) => {
+            affiliations::own_affiliations(&req.core, &owner, &requester, op)
+                .await
+                .map(|answer| stanza::iq_result_with(&req.iq, answer))
+        }
+        (Some(op), Some(requester)) if op.is("subscriptions", ns::PUBSUB) => {
+            affiliations::own_subscriptions(&req.core, &owner, &requester, op)
+                .await
+                .map(|answer| stanza::iq_result_with(&req.iq, answer))
+        }
+        _ => Err(refuse(
             Condition::FeatureNotImplemented,
             None,
-            "only items requests are supported on a PEP service",
+            "only items, affiliations and subscriptions requests are supported on a PEP service",
         )),
     };
     result.map_or_else(|r| error(&req.iq, r), Some)
@@ -354,6 +370,18 @@ async fn get_items(req: &IqRequest, owner: &Account, items: &Element) -> Result<
         }
         None => config::access_model(&node) == config::AccessModel::Open,
     };
+    let outcast = req
+        .origin
+        .account()
+        .and_then(|r| access::affiliation(&node, r))
+        == Some(storage::PepAffiliation::Outcast);
+    if outcast {
+        return Err(refuse(
+            Condition::Forbidden,
+            None,
+            "the owner banned you from this node",
+        ));
+    }
     if !allowed {
         let (cond, app) = match config::access_model(&node) {
             config::AccessModel::Presence => {
@@ -460,36 +488,40 @@ fn rsm_page<'a>(
     Ok((page, set))
 }
 
-/// `pubsub#owner` get: the node's configuration form.
+/// `pubsub#owner` get: the node's configuration form or its affiliations.
 pub async fn owner_get(req: IqRequest) -> Option<Element> {
     let owner = req.account.clone()?;
     let result = async {
-        let configure = req
+        let op = req
             .payload()
-            .and_then(|p| p.child("configure", PUBSUB_OWNER))
+            .and_then(|p| p.first_child())
+            .filter(|op| op.is("configure", PUBSUB_OWNER) || op.is("affiliations", PUBSUB_OWNER))
             .ok_or(refuse(
                 Condition::FeatureNotImplemented,
                 None,
-                "only configure is supported",
+                "only configure and affiliations are supported",
             ))?;
-        let name = node_name(configure)?;
+        let name = node_name(op)?;
         let (o, n) = (owner.clone(), name.clone());
         let node = load(&req.core, move |s| s.node(&o, &n))
             .await
             .map_err(internal)?
             .ok_or(refuse(Condition::ItemNotFound, None, "no such node"))?;
-        let answer = Element::new("pubsub", PUBSUB_OWNER).with_child(
+        let content = if op.name() == "affiliations" {
+            affiliations::owner_list(&owner, &node)
+        } else {
             Element::new("configure", PUBSUB_OWNER)
                 .with_attr("node", name)
-                .with_child(config::form(&node)),
-        );
+                .with_child(config::form(&node))
+        };
+        let answer = Element::new("pubsub", PUBSUB_OWNER).with_child(content);
         Ok(stanza::iq_result_with(&req.iq, answer))
     }
     .await;
     result.map_or_else(|r| error(&req.iq, r), Some)
 }
 
-/// `pubsub#owner` set: configure, purge or delete.
+/// `pubsub#owner` set: configure, affiliations, purge or delete.
 pub async fn owner_set(pep: &Arc<Pep>, req: IqRequest) -> Option<Element> {
     let owner = req.account.clone()?;
     let result = async {
@@ -513,6 +545,13 @@ pub async fn owner_set(pep: &Arc<Pep>, req: IqRequest) -> Option<Element> {
                 let keep = config::max_items(&node, req.tenant.spec.pep.max_items);
                 let extra = node.items.len().saturating_sub(keep);
                 node.items.drain(..extra);
+                let o = owner.clone();
+                load(&req.core, move |s| s.put_node(&o, &node))
+                    .await
+                    .map_err(internal)?;
+            }
+            "affiliations" => {
+                affiliations::apply(&owner, &mut node, op)?;
                 let o = owner.clone();
                 load(&req.core, move |s| s.put_node(&o, &node))
                     .await
@@ -549,7 +588,7 @@ pub async fn owner_set(pep: &Arc<Pep>, req: IqRequest) -> Option<Element> {
                 return Err(refuse(
                     Condition::FeatureNotImplemented,
                     None,
-                    "only configure, purge and delete are supported",
+                    "only configure, affiliations, purge and delete are supported",
                 ));
             }
         }

@@ -11,23 +11,27 @@
 //! | --- | --- |
 //! | [`config`] | node configuration, `publish-options` preconditions, the form |
 //! | [`access`] | who may read a node |
+//! | [`affiliations`] | the owner's affiliations (whitelist), an entity's own affiliations and subscriptions |
 //! | [`caps`] | caps cache: `+notify` features by verification string |
 //! | [`handlers`] | the pubsub and pubsub#owner requests |
-//! | [`notify`] | event notifications, and last items for a new available resource |
+//! | [`notify`] | event notifications, and last items for a new resource or subscription |
 //! | [`avatar`] | XEP-0398: the avatar hash in presence |
 //! | [`bookmarks`] | XEP-0402 → XEP-0048 compatibility node |
+//! | [`private_bookmarks`] | XEP-0402 `#compat`: XEP-0049 private bookmarks and the XEP-0402 node |
 //!
 //! A node is stored whole ([`crate::storage::PepStore`]); an owner's writes are
 //! serialized by a lock per owner in this process, so two resources publishing at once
 //! lose nothing.
 
 pub mod access;
+pub mod affiliations;
 pub mod avatar;
 pub mod bookmarks;
 pub mod caps;
 pub mod config;
 pub mod handlers;
 pub mod notify;
+pub mod private_bookmarks;
 
 use std::sync::Arc;
 
@@ -42,7 +46,7 @@ pub const PUBSUB_EVENT: &str = "http://jabber.org/protocol/pubsub#event";
 pub const PUBSUB_ERRORS: &str = "http://jabber.org/protocol/pubsub#errors";
 
 /// The pubsub features a PEP account service supports (XEP-0060 §10, XEP-0163 §5).
-const FEATURES: [&str; 20] = [
+const FEATURES: [&str; 24] = [
     "http://jabber.org/protocol/pubsub#access-open",
     "http://jabber.org/protocol/pubsub#access-presence",
     "http://jabber.org/protocol/pubsub#access-roster",
@@ -54,13 +58,17 @@ const FEATURES: [&str; 20] = [
     "http://jabber.org/protocol/pubsub#filtered-notifications",
     "http://jabber.org/protocol/pubsub#item-ids",
     "http://jabber.org/protocol/pubsub#last-published",
+    "http://jabber.org/protocol/pubsub#modify-affiliations",
     "http://jabber.org/protocol/pubsub#multi-items",
     "http://jabber.org/protocol/pubsub#persistent-items",
     "http://jabber.org/protocol/pubsub#publish",
     "http://jabber.org/protocol/pubsub#publish-options",
     "http://jabber.org/protocol/pubsub#purge-nodes",
     "http://jabber.org/protocol/pubsub#retract-items",
+    "http://jabber.org/protocol/pubsub#retrieve-affiliations",
     "http://jabber.org/protocol/pubsub#retrieve-items",
+    "http://jabber.org/protocol/pubsub#retrieve-subscriptions",
+    "urn:xmpp:bookmarks:1#compat",
     "urn:xmpp:bookmarks:1#compat-pep",
     avatar::PEP_VCARD_CONVERSION,
 ];
@@ -117,7 +125,7 @@ pub struct Pep {
 
 impl Pep {
     /// The owner's write lock.
-    fn lock_of(&self, owner: &Account) -> Arc<tokio::sync::Mutex<()>> {
+    pub(crate) fn lock_of(&self, owner: &Account) -> Arc<tokio::sync::Mutex<()>> {
         self.locks.entry(owner.clone()).or_default().clone()
     }
 }
@@ -169,6 +177,15 @@ impl Feature for Pep {
             // session whose routing work runs this hook.
             let pep = pep.clone();
             tokio::spawn(async move { notify::last_items_for(&pep, &core, &entry).await });
+            crate::boxed(async {})
+        });
+        let pep = self.clone();
+        r.on_presence_granted(move |core, publisher, subscriber| {
+            // A task: this runs with both rosters locked, and the caps query may wait.
+            let pep = pep.clone();
+            tokio::spawn(async move {
+                notify::last_items_on_grant(&pep, &core, &publisher, &subscriber).await
+            });
             crate::boxed(async {})
         });
         let pep = self.clone();

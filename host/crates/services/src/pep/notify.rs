@@ -2,8 +2,10 @@
 //! notifications go to every available resource of the owner and of each contact with a
 //! presence subscription to the owner (the implied subscription) that may read the node
 //! and whose caps carry `NODE+notify`; blocked contacts get nothing. A resource that
-//! becomes available gets the last item of every node it is interested in.
+//! becomes available gets the last item of every node it is interested in, and so do the
+//! available resources of a contact whose presence subscription just became active.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use heliograph_core::Core;
@@ -169,38 +171,80 @@ pub async fn last_items_for(pep: &Arc<Pep>, core: &Arc<Core>, entry: &Arc<Sessio
         }
     }
     for publisher in publishers {
-        let p = publisher.clone();
-        let names = handlers::load(core, move |s| s.node_names(&p))
-            .await
-            .unwrap_or_default();
-        let names: Vec<String> = names
-            .into_iter()
-            .filter(|n| features.contains(&notify_feature(n)))
-            .collect();
-        if names.is_empty()
-            || (publisher != entry.account && blocked(core, &publisher, &entry.account).await)
-        {
-            continue;
-        }
         let publisher_roster = if publisher == entry.account {
             roster.clone()
         } else {
             crate::roster::load_roster(core, &publisher).await
         };
-        for name in names {
-            let p = publisher.clone();
-            let Ok(Some(node)) = handlers::load(core, move |s| s.node(&p, &name)).await else {
-                continue;
-            };
-            if !access::may_read(&publisher, &publisher_roster, &node, &entry.account) {
-                continue;
-            }
-            if let Some(last) = node.items.last() {
-                let items = Element::new("items", PUBSUB_EVENT)
-                    .with_attr("node", node.name.clone())
-                    .with_child(handlers::item_element(core, last, PUBSUB_EVENT));
-                entry.send(event_message(&publisher, &entry.full_jid, items));
-            }
+        send_last_items(core, &publisher, &publisher_roster, entry, &features).await;
+    }
+}
+
+/// `subscriber` may newly see `publisher`'s presence (the implied PEP subscription of
+/// XEP-0163 §4.3): each available resource of the subscriber gets the last item of every
+/// node of the publisher its caps want and it may read.
+pub async fn last_items_on_grant(
+    pep: &Arc<Pep>,
+    core: &Arc<Core>,
+    publisher: &Account,
+    subscriber: &Account,
+) {
+    let sessions: Vec<Arc<SessionEntry>> = core
+        .router
+        .resources(subscriber)
+        .into_iter()
+        .filter(|s| s.is_available())
+        .collect();
+    if sessions.is_empty() {
+        return;
+    }
+    let roster = crate::roster::load_roster(core, publisher).await;
+    for entry in sessions {
+        let Some(features) = pep.caps.resolve(core, &entry).await else {
+            continue;
+        };
+        send_last_items(core, publisher, &roster, &entry, &features).await;
+    }
+}
+
+/// Sends `entry` the last item of each node of `publisher` (whose roster is
+/// `publisher_roster`) that the session's caps `features` want and it may read.
+async fn send_last_items(
+    core: &Arc<Core>,
+    publisher: &Account,
+    publisher_roster: &Roster,
+    entry: &Arc<SessionEntry>,
+    features: &HashSet<String>,
+) {
+    if !features.iter().any(|f| f.ends_with("+notify")) {
+        return;
+    }
+    let p = publisher.clone();
+    let names = handlers::load(core, move |s| s.node_names(&p))
+        .await
+        .unwrap_or_default();
+    let names: Vec<String> = names
+        .into_iter()
+        .filter(|n| features.contains(&notify_feature(n)))
+        .collect();
+    if names.is_empty()
+        || (*publisher != entry.account && blocked(core, publisher, &entry.account).await)
+    {
+        return;
+    }
+    for name in names {
+        let p = publisher.clone();
+        let Ok(Some(node)) = handlers::load(core, move |s| s.node(&p, &name)).await else {
+            continue;
+        };
+        if !access::may_read(publisher, publisher_roster, &node, &entry.account) {
+            continue;
+        }
+        if let Some(last) = node.items.last() {
+            let items = Element::new("items", PUBSUB_EVENT)
+                .with_attr("node", node.name.clone())
+                .with_child(handlers::item_element(core, last, PUBSUB_EVENT));
+            entry.send(event_message(publisher, &entry.full_jid, items));
         }
     }
 }

@@ -633,7 +633,10 @@ async fn apply_inbound(
         }
     }
     match (had_to, item.subscription.has_to()) {
-        (false, true) => send_presence(core, from, to).await,
+        (false, true) => {
+            send_presence(core, from, to).await;
+            core.hooks.presence_granted(core, from, to).await;
+        }
         (true, false) => send_unavailable(core, from, to).await,
         _ => {}
     }

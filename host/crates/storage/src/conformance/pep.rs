@@ -1,8 +1,9 @@
 //! Conformance cases for [`crate::PepStore`]: nodes stored whole per account, listed by
-//! name, replaced, deleted, and gone with the account.
+//! name (configuration, items and affiliations intact), replaced, deleted, and gone with
+//! the account.
 
 use super::{Harness, acct, creds};
-use crate::{PepItem, PepNode};
+use crate::{PepAffiliation, PepItem, PepNode};
 
 /// A node with `items` items (`i1`, `i2`, ...) and a configuration of two fields, one of
 /// them multi-valued.
@@ -17,6 +18,10 @@ pub fn pep_node(name: &str, items: usize) -> PepNode {
         "pubsub#roster_groups_allowed".into(),
         vec!["friends".into(), "family \u{e9}".into()],
     );
+    node.affiliations
+        .insert("bob@a.test".into(), PepAffiliation::Member);
+    node.affiliations
+        .insert("eve@b.test".into(), PepAffiliation::Outcast);
     for i in 1..=items {
         node.items.push(PepItem {
             id: format!("i{i}"),
@@ -66,6 +71,7 @@ pub fn pep_nodes_stored_whole_per_account(h: &Harness) {
     replaced.items.push(replaced.items[0].clone());
     replaced.items.remove(0);
     replaced.config.clear();
+    replaced.affiliations.remove("bob@a.test");
     s.pep.put_node(&alice, &replaced).unwrap();
     let read = s.pep.node(&alice, "urn:xmpp:bookmarks:1").unwrap().unwrap();
     assert_eq!(read, replaced);

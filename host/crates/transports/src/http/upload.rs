@@ -12,7 +12,7 @@
 //! | `Content-Length` or `Content-Type` not the slot's | 400 |
 //! | body longer than the slot (chunked) | 413, cut at the slot's size |
 //! | a file already stored at that slot | 409 |
-//! | the user's or tenant's quota would be exceeded (slots granted at once) | 507 |
+//! | the user's or tenant's quota would be exceeded (stored files and PUTs in progress) | 507 |
 //! | name not one safe path segment (`..`, `/`) | 400 |
 //!
 //! A PUT is streamed to the store chunk by chunk and committed only when exactly the
@@ -245,14 +245,25 @@ async fn put(state: &Arc<HttpState>, req: Request<Incoming>) -> Response<UploadB
             return text(StatusCode::INTERNAL_SERVER_ERROR, "cannot store\n");
         }
     };
-    // Quotas again: two slots granted at once may not both fit.
+    // Quotas again, with the space PUTs in progress hold: two slots granted at once
+    // may not both fit. Checked and reserved under one gate; released when this ends.
+    let mut _reservation = None;
     if let Some(tenant) = state.core.tenants.by_name(&key.tenant) {
         let settings = &tenant.spec.upload;
-        let over = |used: u64, quota: u64| quota > 0 && used.saturating_add(size) > quota;
+        let ledger = &uploads.reservations;
+        let gate = ledger.gate().await;
+        let over = |used: u64, pending: u64, quota: u64| {
+            quota > 0 && used.saturating_add(pending).saturating_add(size) > quota
+        };
         let user = uploads.files.usage(&key.tenant, Some(&key.owner)).await;
         let all = uploads.files.usage(&key.tenant, None).await;
         match (user, all) {
-            (Ok(u), Ok(a)) if !over(u, settings.user_quota) && !over(a, settings.tenant_quota) => {}
+            (Ok(u), Ok(a))
+                if !over(
+                    u,
+                    ledger.pending(&key.tenant, Some(&key.owner)),
+                    settings.user_quota,
+                ) && !over(a, ledger.pending(&key.tenant, None), settings.tenant_quota) => {}
             (Ok(_), Ok(_)) => {
                 return text(StatusCode::INSUFFICIENT_STORAGE, "over the upload quota\n");
             }
@@ -261,6 +272,7 @@ async fn put(state: &Arc<HttpState>, req: Request<Incoming>) -> Response<UploadB
                 return text(StatusCode::INTERNAL_SERVER_ERROR, "cannot store\n");
             }
         }
+        _reservation = Some(ledger.reserve(&gate, &key.tenant, &key.owner, size));
     }
     let mut body = req.into_body();
     let mut received: u64 = 0;

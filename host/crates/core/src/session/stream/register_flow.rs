@@ -2,8 +2,10 @@
 //! stream's tenant turned it on (`profiles.registration`; off by default). The client
 //! gets the form (`username`, `password`), then registers and goes on to log in with
 //! SASL on the same stream. Refused: before TLS when the listener requires it
-//! (`not-authorized`), for tenants whose users an authenticator plugin manages
-//! (`not-allowed`: the authenticator world has no registration call to ask), past the
+//! (`not-authorized`), for tenants whose users an authenticator plugin manages unless
+//! the plugin exports `registration.approve` (WIT 0.1.2) and allows the account
+//! (`not-allowed` with the plugin's reason when it vetoes; without the export, or when
+//! the call fails, `not-allowed` too), past the
 //! tenant's `max_accounts` or `registrations_per_hour` attempts per client address
 //! (every attempt to create an account counts, so names cannot be probed faster;
 //! `resource-constraint`), a taken name (`conflict`), an invalid name or password
@@ -56,12 +58,6 @@ impl StreamCore {
                 .with_child(Element::new("password", REGISTER));
             return Some(stanza::iq_result_with(iq, form));
         }
-        if matches!(tenant.spec.auth, AuthMethod::Plugin { .. }) {
-            return refuse(
-                Condition::NotAllowed,
-                "this domain's accounts are managed by its authenticator",
-            );
-        }
         let (Some(username), Some(password)) = (
             query.child_text("username", REGISTER),
             query.child_text("password", REGISTER),
@@ -110,6 +106,20 @@ impl StreamCore {
                 );
             }
         }
+        if let AuthMethod::Plugin { plugin } = &tenant.spec.auth {
+            let request = crate::plugins::RegistrationRequest {
+                domain: domain.clone(),
+                username: local.clone(),
+                password: password.clone(),
+                client_address: Some(ip.clone()),
+                tls: self.facts.tls,
+            };
+            if let Err(reason) = self.plugin_approves(&tenant.name, plugin, request).await {
+                tracing::info!(tenant = %tenant.name, user = %local, address = %ip, %reason,
+                    "in-band registration refused by the authenticator");
+                return refuse(Condition::NotAllowed, &reason);
+            }
+        }
         let iterations = self.core.config().auth.scram_iterations;
         let derived = self
             .core
@@ -134,6 +144,35 @@ impl StreamCore {
             Err(e) => {
                 tracing::warn!(%account, error = %e, "in-band registration failed");
                 refuse(Condition::InternalServerError, "try again later")
+            }
+        }
+    }
+
+    /// The tenant's authenticator's word on a registration: `Err(reason)` unless its
+    /// `registration.approve` allows it (a plugin without the export, or a failed call,
+    /// refuses, as tenants managed by a plugin always did).
+    async fn plugin_approves(
+        &self,
+        tenant: &str,
+        slot: &str,
+        request: crate::plugins::RegistrationRequest,
+    ) -> Result<(), String> {
+        const MANAGED: &str = "this domain's accounts are managed by its authenticator";
+        let Some(host) = self.core.plugins.get() else {
+            return Err(MANAGED.into());
+        };
+        match host.approve_registration(tenant, slot, request).await {
+            Ok(outcome) => match outcome.decision {
+                None => Err(MANAGED.into()),
+                Some(Ok(())) => Ok(()),
+                Some(Err(reason)) if reason.trim().is_empty() => {
+                    Err("the authenticator refused this account".into())
+                }
+                Some(Err(reason)) => Err(reason),
+            },
+            Err(e) => {
+                tracing::warn!(tenant, plugin = slot, error = %e, "registration approval failed");
+                Err("registration is not possible now".into())
             }
         }
     }
