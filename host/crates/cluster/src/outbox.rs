@@ -33,7 +33,7 @@ pub async fn run(client: async_nats::Client, mut rx: mpsc::Receiver<Outgoing>) {
             match item {
                 Outgoing::Direct {
                     node,
-                    msg: msg @ Direct::Deliver { .. },
+                    msg: msg @ (Direct::Deliver { .. } | Direct::Hosted { .. }),
                 } => match gathered.iter_mut().find(|(n, _)| *n == node) {
                     Some((_, frames)) => frames.push(msg.encode()),
                     None => gathered.push((node, vec![msg.encode()])),
