@@ -103,18 +103,19 @@ async def test_users_on_three_nodes_chat_subscribe_and_meet_in_a_room(cluster, x
 
 @pytest.mark.async_timeout(120)
 async def test_kill_9_of_a_node_under_chat_load(cluster, xmpp):
-    """n3 dies (SIGKILL) while alice (n1) and carol (n3) chat: carol logs in again on n2,
-    as a load balancer would send her, and the chat goes on. Every message alice sends
-    once n1 counts n3 dead reaches carol (live or from offline storage); the messages in
-    flight to n3 when it died are counted and reported, not promised (docs/CLUSTER.md,
-    "Not built yet")."""
+    """n3 dies (SIGKILL) while alice (n1) sends carol (n3) a stream of messages: carol
+    logs in again on n2, as a load balancer would send her, and the chat goes on. Every
+    message alice sends once n1 counts n3 dead reaches carol. Of those sent around the
+    kill, what n3 never confirmed taking is routed again by n1 (offline storage, then
+    carol's new session): only what n3 had taken but not yet written to carol may be
+    lost (docs/CLUSTER.md, "In-flight messages"); the figures are printed."""
     n1, n2, n3 = cluster.nodes
     for name in ("alice", "carol"):
         n1.create_user(name, "pw")
     alice = await login(xmpp, n1, "alice")
     carol = await login(xmpp, n3, "carol", resource="phone")
-    got: set[str] = set()
-    carol.add_event_handler("message", lambda m: got.add(m["body"]))
+    got: list[str] = []
+    carol.add_event_handler("message", lambda m: got.append(m["body"]))
     sent: list[str] = []
 
     async def chat(prefix: str, count: int):
@@ -152,14 +153,20 @@ async def test_kill_9_of_a_node_under_chat_load(cluster, xmpp):
 
     # Carol comes back on n2: the offline messages, then live chat.
     carol2 = await login(xmpp, n2, "carol", resource="laptop")
-    carol2.add_event_handler("message", lambda m: got.add(m["body"]))
+    carol2.add_event_handler("message", lambda m: got.append(m["body"]))
     await chat("back-", 50)
     want_after = {f"after-{i}" for i in range(100)} | {f"back-{i}" for i in range(50)}
     deadline = time.monotonic() + 30
-    while not want_after <= got:
-        assert time.monotonic() < deadline, f"lost after the failover: {sorted(want_after - got)[:10]}"
+    while not want_after <= set(got):
+        assert time.monotonic() < deadline, f"lost after the failover: {sorted(want_after - set(got))[:10]}"
         await asyncio.sleep(0.05)
     during = {f"during-{i}" for i in range(300)}
-    lost = len(during - got)
-    print(f"kill -9 under load: {len(sent)} messages sent, {lost} of the 300 in flight "
-          f"around the kill lost, all 150 sent after n3 was counted dead delivered")
+    lost = len(during - set(got))
+    duplicates = len(got) - len(set(got))
+    print(f"kill -9 under load: {len(sent)} messages sent; of the 300 sent around the kill "
+          f"{lost} lost, {duplicates} delivered twice; all 150 sent after n3 was counted "
+          "dead delivered")
+    # Without the routing again of unconfirmed messages, most of the 300 were lost (n1
+    # sent them to n3's subject until it counted n3 dead); now at most the few n3 had
+    # queued for carol without writing them.
+    assert lost <= 10, f"{lost} of 300 lost"

@@ -10,6 +10,8 @@
 //!   to that node from all the others;
 //! - [`placement`]: rendezvous hashing of MUC rooms over the live nodes, and the
 //!   forwarding of their stanzas to the node hosting them;
+//! - [`inflight`]: messages sent to another node kept until it confirms them, routed
+//!   again if it dies first;
 //! - [`outbox`]: the one publisher (order per sender-recipient pair) and the remote
 //!   sessions' way out;
 //! - [`node`]: the tasks that tie them to a NATS connection.
@@ -19,6 +21,7 @@
 //! kicks reach remote sessions the same way, as they go through the router's entries.
 
 pub mod components;
+pub mod inflight;
 pub mod local;
 pub mod node;
 pub mod outbox;

@@ -16,6 +16,7 @@ use crate::components::RemoteComponents;
 use crate::config::ClusterSettings;
 use crate::core::Core;
 use crate::core::router::NotQueued;
+use crate::inflight::InFlight;
 use crate::local::{LocalSessions, Snapshot};
 use crate::outbox::{self, Outgoing};
 use crate::peers::{Peers, Todo, now_us};
@@ -57,6 +58,8 @@ pub struct Cluster {
     members: watch::Sender<Arc<Vec<String>>>,
     /// Component domains held by other nodes' connections.
     components: RemoteComponents,
+    /// Messages sent to other nodes and not yet confirmed.
+    inflight: Arc<InFlight>,
     /// Where clients reach this node (see `ClusterSettings::public_address`).
     address: Mutex<String>,
     /// What the other nodes' last heartbeats said about reaching them.
@@ -169,7 +172,13 @@ impl Cluster {
 
         let incarnation = now_us();
         let (out, rx) = mpsc::channel(outbox::CAPACITY);
-        tokio::spawn(outbox::run(client.clone(), rx));
+        let inflight = Arc::new(InFlight::default());
+        tokio::spawn(outbox::run(
+            client.clone(),
+            rx,
+            node.clone(),
+            inflight.clone(),
+        ));
         let local = LocalSessions::new(node.clone(), incarnation, out.clone());
         let dead_after = Duration::from_millis(settings.dead_after_ms);
         let peers = Peers::new(core.clone(), node.clone(), dead_after, out.clone());
@@ -190,6 +199,7 @@ impl Cluster {
             lists: Mutex::new(HashMap::new()),
             members,
             components: RemoteComponents::new(out_for_components),
+            inflight,
             address: Mutex::new(settings.public_address.clone()),
             reach: Mutex::new(HashMap::new()),
         });
@@ -300,7 +310,9 @@ impl Cluster {
 
     /// Publishes the live nodes when they changed.
     fn update_membership(&self) {
-        self.components.retain_nodes(&self.core, &self.live_nodes());
+        let alive = self.live_nodes();
+        self.components.retain_nodes(&self.core, &alive);
+        self.reroute_unconfirmed(&alive);
         let live = self.placeable_nodes();
         self.members.send_if_modified(|cur| {
             if **cur == live {
@@ -309,6 +321,32 @@ impl Cluster {
             tracing::info!(nodes = ?live, "cluster: live nodes changed");
             *cur = Arc::new(live);
             true
+        });
+    }
+
+    /// Routes again the messages dead nodes never confirmed: their sessions have left the
+    /// routing table, so they go to the users' other sessions or offline storage.
+    fn reroute_unconfirmed(&self, alive: &[String]) {
+        let frames = self.inflight.take_dead(alive);
+        if frames.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            messages = frames.len(),
+            "cluster: messages a dead node never confirmed are routed again"
+        );
+        metrics::counter!("heliograph_cluster_messages_rerouted_total")
+            .increment(frames.len() as u64);
+        let core = self.core.clone();
+        tokio::spawn(async move {
+            for frame in frames {
+                let Ok(Direct::Deliver { jid, stanza, .. }) = Direct::decode(&frame) else {
+                    continue;
+                };
+                if let Some((account, _)) = parse_jid(&jid) {
+                    crate::core::pipeline::message::redeliver(&core, &account, stanza).await;
+                }
+            }
         });
     }
 
@@ -475,6 +513,23 @@ impl Cluster {
         match direct {
             Direct::Deliver { jid, stanza, .. } => self.deliver_local(&jid, stanza).await,
             Direct::Hosted { stanza } => self.deliver_hosted(stanza).await,
+            Direct::Sent { from, seq } => {
+                // The frames before this one are queued for their sessions: confirm them.
+                let ack = Control::Received {
+                    node: self.node.clone(),
+                    upto: seq,
+                };
+                let _ = self
+                    .out
+                    .send(Outgoing::Direct {
+                        node: from.into(),
+                        msg: Direct::Control(ack),
+                    })
+                    .await;
+            }
+            Direct::Control(Control::Received { node, upto }) => {
+                self.inflight.confirmed(&node, upto)
+            }
             Direct::Control(Control::Close {
                 jid,
                 id,

@@ -138,6 +138,9 @@ pub enum Direct {
         id: u64,
         stanza: Element,
     },
+    /// The end of a batch from node `from`: the `message` frames it numbered are taken
+    /// up to `seq` once the frames before this one are (see `inflight`).
+    Sent { from: String, seq: u64 },
     /// A stanza for a hosted entity this node hosts (a MUC room placed here), `from`
     /// stamped by the sender's node.
     Hosted { stanza: Element },
@@ -165,6 +168,8 @@ pub enum Control {
         #[serde(default)]
         part: u32,
     },
+    /// `node` took the messages this node numbered for it, up to `upto`.
+    Received { node: String, upto: u64 },
     /// One part of a node's full list, as of its event `seq`.
     Snapshot {
         node: String,
@@ -206,6 +211,7 @@ impl Direct {
                 stanza.write_to(&mut out, "");
                 out.into_bytes()
             }
+            Direct::Sent { from, seq } => format!("S{from} {seq}").into_bytes(),
             Direct::Hosted { stanza } => {
                 let mut out = String::with_capacity(256);
                 out.push('H');
@@ -248,6 +254,15 @@ impl Direct {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Direct, WireError> {
+        if let Some(rest) = bytes.strip_prefix(b"S") {
+            let text = std::str::from_utf8(rest).map_err(|_| WireError::Frame("not UTF-8"))?;
+            let (from, seq) = text.split_once(' ').ok_or(WireError::Frame("no number"))?;
+            let seq = seq.parse().map_err(|_| WireError::Frame("bad number"))?;
+            return Ok(Direct::Sent {
+                from: from.to_string(),
+                seq,
+            });
+        }
         if let Some(xml) = bytes.strip_prefix(b"H") {
             let stanza = crate::xml::parser::parse_element(xml, crate::xml::ns::CLIENT, LIMITS)?;
             return Ok(Direct::Hosted { stanza });
@@ -299,6 +314,11 @@ mod tests {
             stanza: Element::new("presence", ns::CLIENT).with_attr("to", "room@conference.x/nick"),
         };
         assert_eq!(Direct::decode(&h.encode()).unwrap(), h);
+        let sent = Direct::Sent {
+            from: "n1".into(),
+            seq: 77,
+        };
+        assert_eq!(Direct::decode(&sent.encode()).unwrap(), sent);
         let batch = Direct::encode_batch(&[d.encode(), c.encode(), d.encode()]);
         assert_eq!(Direct::decode_all(&batch).unwrap(), vec![d.clone(), c, d]);
         assert!(Direct::decode_all(&batch[..batch.len() - 1]).is_err());
