@@ -631,6 +631,7 @@ async fn a_room_on_one_node_serves_occupants_on_all_and_moves_when_its_node_dies
 
     // n3 dies: alice and bob are told the room shut down (332)...
     c.nodes[2].kill();
+    let killed = Instant::now();
     drop(carol);
     for (cl, nick) in [(&mut alice, "alice"), (&mut bob, "bob")] {
         let from = format!("{room}/{nick}");
@@ -645,6 +646,7 @@ async fn a_room_on_one_node_serves_occupants_on_all_and_moves_when_its_node_dies
     }
     // ...and rejoin: the persistent room comes back from PostgreSQL on a live node,
     // with alice still its owner (not created anew).
+    let told = killed.elapsed();
     wait_room_nodes(&[&c.nodes[0], &c.nodes[1]], &["n1", "n2"]).await;
     let new_host = heliograph_cluster::placement::owner_of(["n1", "n2"], &room).unwrap();
     let rejoined = join_room(&mut alice, &room, "alice").await;
@@ -663,6 +665,12 @@ async fn a_room_on_one_node_serves_occupants_on_all_and_moves_when_its_node_dies
     bob.send(&groupchat(&room, "after the failover")).await;
     expect_body(&mut alice, "after the failover").await;
     expect_body(&mut bob, "after the failover").await;
+    eprintln!(
+        "room failover (dead_after_ms = 1500): 332 to both occupants {} ms after kill -9, \
+         chatting again on {new_host} after {} ms",
+        told.as_millis(),
+        killed.elapsed().as_millis()
+    );
     let _ = bob_jid;
 }
 
