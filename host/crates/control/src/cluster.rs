@@ -38,10 +38,22 @@ pub async fn follow(server: Arc<Server>, cluster: Arc<Cluster>) {
     let mut notices = cluster.notices();
     loop {
         match notices.recv().await {
-            // Lagging behind only means several changes: one reload covers them all.
-            Ok(Notice::Tenants) | Err(RecvError::Lagged(_)) => {
+            Ok(Notice::Tenants) => {
                 if let Err(e) = reload_tenants(&server).await {
                     tracing::error!(error = %e, "cluster: applying a tenant change failed");
+                }
+            }
+            // Lagging behind only means several changes: one reload of the tenants and of
+            // every plugin slot covers them all.
+            Err(RecvError::Lagged(_)) => {
+                if let Err(e) = reload_tenants(&server).await {
+                    tracing::error!(error = %e, "cluster: applying a tenant change failed");
+                }
+                if let Some(host) = server.core.plugin_host() {
+                    for (tenant, slot, e) in host.sync_all().await {
+                        tracing::error!(tenant, plugin = slot, error = %e,
+                            "cluster: following a plugin change failed");
+                    }
                 }
             }
             Ok(Notice::Plugin { tenant, slot }) => sync_plugin(&server, &tenant, &slot).await,

@@ -25,6 +25,27 @@ pub enum SlotSync {
 }
 
 impl PluginHost {
+    /// [`sync_slot`](Self::sync_slot) for every slot stored or loaded here (after missed
+    /// change notices). A slot that fails is reported and the others go on.
+    pub async fn sync_all(&self) -> Vec<(String, String, InstallError)> {
+        let mut names: Vec<(String, String)> = match self.inner.store.slots() {
+            Ok(records) => records.into_iter().map(|r| (r.tenant, r.slot)).collect(),
+            Err(e) => return vec![(String::new(), String::new(), e.into())],
+        };
+        for info in self.list(None) {
+            names.push((info.tenant, info.slot));
+        }
+        names.sort();
+        names.dedup();
+        let mut failed = Vec::new();
+        for (tenant, slot) in names {
+            if let Err(e) = self.sync_slot(&tenant, &slot).await {
+                failed.push((tenant, slot, e));
+            }
+        }
+        failed
+    }
+
     /// Makes (tenant, slot) what the plugin store holds (see the module docs).
     pub async fn sync_slot(&self, tenant: &str, slot: &str) -> Result<SlotSync, InstallError> {
         let _admin = self.inner.admin.lock().await;
