@@ -112,7 +112,13 @@ async def test_kill_9_of_a_node_under_chat_load(cluster, xmpp):
     n1, n2, n3 = cluster.nodes
     for name in ("alice", "carol"):
         n1.create_user(name, "pw")
-    alice = await login(xmpp, n1, "alice")
+    # Alice uses stream management: the count is of messages her server acknowledged.
+    alice = await xmpp.connect(n1, "alice", "pw", plugins=MUC_PLUGINS + ("xep_0198",))
+    sm = alice.plugin["xep_0198"]
+    deadline = time.monotonic() + 30
+    while not sm.enabled_out:
+        assert time.monotonic() < deadline, "stream management never enabled"
+        await asyncio.sleep(0.05)
     carol = await login(xmpp, n3, "carol", resource="phone")
     got: list[str] = []
     carol.add_event_handler("message", lambda m: got.append(m["body"]))
@@ -154,16 +160,29 @@ async def test_kill_9_of_a_node_under_chat_load(cluster, xmpp):
     # Carol comes back on n2: the offline messages, then live chat.
     carol2 = await login(xmpp, n2, "carol", resource="laptop")
     carol2.add_event_handler("message", lambda m: got.append(m["body"]))
+    # Live chat once n1's replica has her new session (before that, n1 stores messages
+    # for her offline: docs/CLUSTER.md, "Routing").
+    deadline = time.monotonic() + 30
+    while not any(s["jid"] == carol2.jid and s["available"] for s in n1.sessions()):
+        assert time.monotonic() < deadline, "carol's new session never reached n1"
+        await asyncio.sleep(0.05)
     await chat("back-", 50)
     want_after = {f"after-{i}" for i in range(100)} | {f"back-{i}" for i in range(50)}
     deadline = time.monotonic() + 30
     while not want_after <= set(got):
         assert time.monotonic() < deadline, f"lost after the failover: {sorted(want_after - set(got))[:10]}"
         await asyncio.sleep(0.05)
+    # Every stanza alice sent is acknowledged by n1 (XEP-0198 <a h/>).
+    sm.request_ack()
+    deadline = time.monotonic() + 30
+    while sm.last_ack != sm.seq:
+        assert time.monotonic() < deadline, f"n1 acknowledged {sm.last_ack} of {sm.seq}"
+        await asyncio.sleep(0.05)
     during = {f"during-{i}" for i in range(300)}
     lost = len(during - set(got))
     duplicates = len(got) - len(set(got))
-    print(f"kill -9 under load: {len(sent)} messages sent; of the 300 sent around the kill "
+    print(f"kill -9 under load: {len(sent)} messages sent, all acknowledged by n1 "
+          f"({sm.last_ack} stanzas acknowledged); of the 300 sent around the kill "
           f"{lost} lost, {duplicates} delivered twice; all 150 sent after n3 was counted "
           "dead delivered")
     # Without the routing again of unconfirmed messages, most of the 300 were lost (n1
