@@ -71,10 +71,13 @@ impl HostedDomain for RemoteComponent {
     }
 }
 
+/// A domain registered for another node, with the entry registered for it.
+type Registered = (ComponentDomain, Arc<dyn HostedDomain>);
+
 /// The remote component entries this node registered, by the node holding them.
 pub struct RemoteComponents {
     out: mpsc::Sender<Outgoing>,
-    by_node: Mutex<HashMap<String, Vec<(ComponentDomain, Arc<dyn HostedDomain>)>>>,
+    by_node: Mutex<HashMap<String, Vec<Registered>>>,
 }
 
 impl RemoteComponents {
