@@ -149,6 +149,10 @@ pub async fn serve_with(
         let core = server.core.clone();
         match l.serve {
             Serve::C2s(c) => {
+                // Another node's drain sends clients to the first client listener.
+                if let Some(cluster) = server.cluster.get() {
+                    cluster.default_public_address(&address.to_string());
+                }
                 tokio::spawn(serve_c2s(socket, Arc::new(c), core, tls, tracker, shutdown));
             }
             Serve::S2s(l) => {

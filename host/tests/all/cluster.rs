@@ -488,3 +488,561 @@ async fn cross_node_chat_costs_against_same_node_chat() {
         r.1 / l.1
     );
 }
+
+const MUC: &str = "http://jabber.org/protocol/muc";
+const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+
+/// Waits until every node places rooms over exactly `names`.
+async fn wait_room_nodes(nodes: &[&TestServer], names: &[&str]) {
+    let deadline = Instant::now() + DEADLINE;
+    for n in nodes {
+        loop {
+            let (_, text) = api(n, "GET", "/api/v1/cluster", "").await;
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            let got: Vec<&str> = v["status"]["room_nodes"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+                .unwrap_or_default();
+            if got == names {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} never placed rooms over {names:?}: {text}",
+                n.admin
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The names of the rooms of the `default` tenant a node holds in memory.
+async fn rooms_on(server: &TestServer) -> Vec<String> {
+    let (status, text) = api(server, "GET", "/api/v1/tenants/default/rooms", "").await;
+    assert_eq!(status, 200, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["jid"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The status codes of a MUC presence.
+fn statuses(el: &Element) -> Vec<String> {
+    el.child("x", MUC_USER)
+        .map(|x| {
+            x.children()
+                .filter(|c| c.name() == "status")
+                .filter_map(|c| c.attr("code").map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Joins `room` as `nick` and waits for the self-presence (110); returns it.
+async fn join_room(c: &mut RawClient, room: &str, nick: &str) -> Element {
+    c.send_raw(&format!(
+        "<presence to='{room}/{nick}'><x xmlns='{MUC}'/></presence>"
+    ))
+    .await;
+    let from = format!("{room}/{nick}");
+    c.next_matching(move |e| {
+        e.name() == "presence"
+            && e.attr("from") == Some(from.as_str())
+            && e.attr("type").is_none()
+            && statuses(e).iter().any(|s| s == "110")
+    })
+    .await
+}
+
+fn groupchat(room: &str, body: &str) -> Element {
+    Element::new("message", ns::CLIENT)
+        .with_attr("to", room)
+        .with_attr("type", "groupchat")
+        .with_attr("id", body)
+        .with_child(Element::new("body", ns::CLIENT).with_text(body))
+}
+
+/// A room name that rendezvous hashing places on `want` among `nodes`.
+fn room_hosted_on(nodes: &[&str], want: &str) -> String {
+    (0..)
+        .map(|i| format!("standup{i}@conference.localhost"))
+        .find(|r| heliograph_cluster::placement::owner_of(nodes.iter().copied(), r) == Some(want))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_on_one_node_serves_occupants_on_all_and_moves_when_its_node_dies() {
+    let Some(mut c) = cluster().await else {
+        return;
+    };
+    add_user(&c.nodes[0], "localhost", "carol", "pw-c").await;
+    wait_room_nodes(&c.nodes.iter().collect::<Vec<_>>(), &["n1", "n2", "n3"]).await;
+    let room = room_hosted_on(&["n1", "n2", "n3"], "n3");
+    let (mut alice, _) = RawClient::login(&c.nodes[0].starttls, "alice", "pw-a", Some("a")).await;
+    let (mut bob, bob_jid) = RawClient::login(&c.nodes[1].starttls, "bob", "pw-b", Some("b")).await;
+    let (mut carol, _) = RawClient::login(&c.nodes[2].starttls, "carol", "pw-c", Some("c")).await;
+    for cl in [&mut alice, &mut bob, &mut carol] {
+        cl.send_raw("<presence/>").await;
+    }
+    // Alice (on n1) creates the room, which n3 hosts, and makes it persistent.
+    let created = join_room(&mut alice, &room, "alice").await;
+    assert!(statuses(&created).contains(&"201".to_string()), "{created}");
+    alice
+        .send_raw(&format!(
+            "<iq type='set' id='cfg' to='{room}'><query xmlns='http://jabber.org/protocol/muc#owner'>\
+             <x xmlns='jabber:x:data' type='submit'>\
+             <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>\
+             <field var='muc#roomconfig_persistentroom'><value>1</value></field>\
+             </x></query></iq>"
+        ))
+        .await;
+    let r = alice.next_matching(|e| e.attr("id") == Some("cfg")).await;
+    assert_eq!(r.attr("type"), Some("result"), "{r}");
+    alice.send(&groupchat(&room, "before bob")).await;
+    expect_body(&mut alice, "before bob").await;
+
+    // Bob (n2) joins and gets the history kept on n3; carol (n3) joins.
+    join_room(&mut bob, &room, "bob").await;
+    let history = expect_body(&mut bob, "before bob").await;
+    assert!(
+        history.child("delay", "urn:xmpp:delay").is_some(),
+        "{history}"
+    );
+    join_room(&mut carol, &room, "carol").await;
+    assert_eq!(rooms_on(&c.nodes[2]).await, vec![room.clone()]);
+    assert!(rooms_on(&c.nodes[0]).await.is_empty());
+    assert!(rooms_on(&c.nodes[1]).await.is_empty());
+
+    // Everyone hears everyone, whichever node they are on.
+    for (i, body) in ["from n1", "from n2", "from n3"].into_iter().enumerate() {
+        let sender = [&mut alice, &mut bob, &mut carol]
+            .into_iter()
+            .nth(i)
+            .unwrap();
+        sender.send(&groupchat(&room, body)).await;
+        for cl in [&mut alice, &mut bob, &mut carol] {
+            let m = expect_body(cl, body).await;
+            assert_eq!(m.attr("type"), Some("groupchat"), "{m}");
+        }
+    }
+
+    // n3 dies: alice and bob are told the room shut down (332)...
+    c.nodes[2].kill();
+    let killed = Instant::now();
+    drop(carol);
+    for (cl, nick) in [(&mut alice, "alice"), (&mut bob, "bob")] {
+        let from = format!("{room}/{nick}");
+        let gone = cl
+            .next_matching(move |e| {
+                e.name() == "presence"
+                    && e.attr("type") == Some("unavailable")
+                    && e.attr("from") == Some(from.as_str())
+            })
+            .await;
+        assert!(statuses(&gone).contains(&"332".to_string()), "{gone}");
+    }
+    // ...and rejoin: the persistent room comes back from PostgreSQL on a live node,
+    // with alice still its owner (not created anew).
+    let told = killed.elapsed();
+    wait_room_nodes(&[&c.nodes[0], &c.nodes[1]], &["n1", "n2"]).await;
+    let new_host = heliograph_cluster::placement::owner_of(["n1", "n2"], &room).unwrap();
+    let rejoined = join_room(&mut alice, &room, "alice").await;
+    assert!(
+        !statuses(&rejoined).contains(&"201".to_string()),
+        "{rejoined}"
+    );
+    let item = rejoined
+        .child("x", MUC_USER)
+        .and_then(|x| x.child("item", MUC_USER))
+        .unwrap();
+    assert_eq!(item.attr("affiliation"), Some("owner"), "{rejoined}");
+    join_room(&mut bob, &room, "bob").await;
+    let host = if new_host == "n1" { 0 } else { 1 };
+    assert_eq!(rooms_on(&c.nodes[host]).await, vec![room.clone()]);
+    bob.send(&groupchat(&room, "after the failover")).await;
+    expect_body(&mut alice, "after the failover").await;
+    expect_body(&mut bob, "after the failover").await;
+    eprintln!(
+        "room failover (dead_after_ms = 1500): 332 to both occupants {} ms after kill -9, \
+         chatting again on {new_host} after {} ms",
+        told.as_millis(),
+        killed.elapsed().as_millis()
+    );
+    let _ = bob_jid;
+}
+
+/// An XEP-0114 component for `bot.acme.test` connected to `server`.
+async fn component(server: &TestServer) -> RawClient {
+    use sha1::{Digest, Sha1};
+    let mut c = RawClient::connect(&server.component).await;
+    c.send_raw(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' \
+         xmlns:stream='http://etherx.jabber.org/streams' to='bot.acme.test'>",
+    )
+    .await;
+    let id = match c.next_event().await {
+        Some(heliograph::xml::StreamEvent::Open(h)) => h.attr("id").unwrap().to_string(),
+        other => panic!("expected a stream header, got {other:?}"),
+    };
+    let digest: String = Sha1::digest(format!("{id}s3cret").as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    c.send_raw(&format!("<handshake>{digest}</handshake>"))
+        .await;
+    let ok = c.next().await;
+    assert_eq!(ok.name(), "handshake", "{ok}");
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_on_one_node_serves_users_on_every_node() {
+    let Some(c) = cluster().await else {
+        return;
+    };
+    wait_room_nodes(&c.nodes.iter().collect::<Vec<_>>(), &["n1", "n2", "n3"]).await;
+    let (status, text) = api(
+        &c.nodes[0],
+        "POST",
+        "/api/v1/tenants",
+        r#"{"name":"acme","domains":["acme.test"],
+            "components":[{"domains":["bot.acme.test"],"secret":"s3cret"}]}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    add_user(&c.nodes[0], "acme.test", "dave", "pw-d").await;
+    add_user(&c.nodes[0], "acme.test", "erin", "pw-e").await;
+    for n in &c.nodes {
+        wait_tenant(n, "acme").await;
+    }
+    // The component connects to n2; dave is on n1, erin on n3.
+    let mut bot = component(&c.nodes[1]).await;
+    let mut dave = RawClient::login_on(&c.nodes[0], "acme.test", "dave", "pw-d", "d").await;
+    let mut erin = RawClient::login_on(&c.nodes[2], "acme.test", "erin", "pw-e", "e").await;
+    for (user, client, jid) in [
+        ("dave", &mut dave, "dave@acme.test/d"),
+        ("erin", &mut erin, "erin@acme.test/e"),
+    ] {
+        // Until the component's node has announced the domain, a stanza may bounce: ask
+        // again until the component gets one.
+        let deadline = Instant::now() + DEADLINE;
+        let got = loop {
+            let id = format!("{user}-{}", rand_suffix());
+            client
+                .send_raw(&format!(
+                    "<message to='bot.acme.test' id='{id}'><body>ping from {user}</body></message>"
+                ))
+                .await;
+            let seen = tokio::time::timeout(Duration::from_millis(500), async {
+                loop {
+                    let m = bot.next().await;
+                    if m.name() == "message" && m.attr("id") == Some(id.as_str()) {
+                        return m;
+                    }
+                }
+            })
+            .await;
+            if let Ok(m) = seen {
+                break m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the component never got {user}'s message"
+            );
+        };
+        assert_eq!(got.attr("from"), Some(jid), "{got}");
+        bot.send_raw(&format!(
+            "<message from='bot.acme.test' to='{jid}' id='pong'><body>pong to {user}</body></message>"
+        ))
+        .await;
+        let want = format!("pong to {user}");
+        let reply = client
+            .next_matching(move |e| body_of(e).as_deref() == Some(want.as_str()))
+            .await;
+        assert_eq!(reply.attr("from"), Some("bot.acme.test"), "{reply}");
+    }
+}
+
+/// A short random suffix for stanza ids.
+fn rand_suffix() -> u32 {
+    use std::time::SystemTime;
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+}
+
+/// Whether `user`@`domain` logs in on `server` with `password` (PLAIN after STARTTLS).
+async fn logs_in(server: &TestServer, domain: &str, user: &str, password: &str) -> bool {
+    let mut c = RawClient::connect(&server.starttls).await;
+    c.open_to(domain).await;
+    c.starttls().await;
+    c.open_to(domain).await;
+    c.auth_plain(user, password).await.is("success", ns::SASL)
+}
+
+/// Waits until `server` serves tenant `name` (created through another node).
+async fn wait_tenant(server: &TestServer, name: &str) {
+    let deadline = Instant::now() + DEADLINE;
+    while api(server, "GET", &format!("/api/v1/tenants/{name}"), "")
+        .await
+        .0
+        != 200
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{name} never reached {}",
+            server.admin
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls until a login on `server` succeeds or fails as `want` says.
+async fn wait_login(server: &TestServer, user: &str, password: &str, want: bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while logs_in(server, "acme.test", user, password).await != want {
+        assert!(
+            Instant::now() < deadline,
+            "{user} with {password} never {} on {}",
+            if want {
+                "logged in"
+            } else {
+                "stopped logging in"
+            },
+            server.admin
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Uploads `wasm` into acme's `auth` slot through `server`'s admin API, with a
+/// configuration naming dave's password.
+async fn install_auth_plugin(server: &TestServer, wasm: &[u8], dave_password: &str) -> u64 {
+    let config = format!(
+        r#"{{"users": {{"dave": "{}"}}}}"#,
+        crate::plugins_support::hash_password("salt", dave_password)
+    );
+    let auth = format!("Bearer {}", server.token);
+    let r = http(
+        "PUT",
+        &format!("http://{}/api/v1/tenants/acme/plugins/auth", server.admin),
+        &[
+            ("authorization", auth.as_str()),
+            ("content-type", "application/wasm"),
+            ("heliograph-plugin-config", config.as_str()),
+        ],
+        Bytes::from(wasm.to_vec()),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    assert_eq!(r.status.as_u16(), 200, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["version"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_installed_or_rolled_back_on_node_1_holds_on_node_3() {
+    let Some(dir) = crate::plugins_support::wasm_dir() else {
+        return;
+    };
+    let wasm = crate::plugins_support::wasm(&dir, "allowlist");
+    let Some(c) = cluster().await else {
+        return;
+    };
+    wait_room_nodes(&c.nodes.iter().collect::<Vec<_>>(), &["n1", "n2", "n3"]).await;
+    let (status, text) = api(
+        &c.nodes[0],
+        "POST",
+        "/api/v1/tenants",
+        r#"{"name":"acme","domains":["acme.test"]}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    let v1 = install_auth_plugin(&c.nodes[0], &wasm, "first").await;
+    let (status, text) = api(
+        &c.nodes[0],
+        "PATCH",
+        "/api/v1/tenants/acme",
+        r#"{"auth":{"method":"plugin","plugin":"auth"}}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    wait_tenant(&c.nodes[2], "acme").await;
+    // n3 never saw the upload: it loads the plugin from PostgreSQL on the notice.
+    wait_login(&c.nodes[2], "dave", "first", true).await;
+
+    // A new version (dave's password changed) on n1 is switched on n3...
+    let started = Instant::now();
+    let v2 = install_auth_plugin(&c.nodes[0], &wasm, "second").await;
+    assert_eq!(v2, v1 + 1);
+    wait_login(&c.nodes[2], "dave", "second", true).await;
+    let switched = started.elapsed();
+    assert!(!logs_in(&c.nodes[2], "acme.test", "dave", "first").await);
+
+    // ...and so is a rollback.
+    let (status, text) = api(
+        &c.nodes[0],
+        "POST",
+        &format!("/api/v1/tenants/acme/plugins/auth/rollback?version={v1}"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    wait_login(&c.nodes[2], "dave", "first", true).await;
+    assert!(!logs_in(&c.nodes[2], "acme.test", "dave", "second").await);
+    eprintln!(
+        "plugin version installed on n1: in force on n3 after {} ms",
+        switched.as_millis()
+    );
+}
+
+/// Waits until `server` knows where clients reach every other node.
+async fn wait_addresses(server: &TestServer, others: &[&TestServer]) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let (_, text) = api(server, "GET", "/api/v1/cluster", "").await;
+        if others
+            .iter()
+            .all(|o| text.contains(&format!("\"{}\"", o.starttls)))
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "addresses never known: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_node_sends_its_clients_to_a_live_node_and_loses_no_message() {
+    let Some(c) = cluster().await else {
+        return;
+    };
+    wait_addresses(&c.nodes[1], &[&c.nodes[0], &c.nodes[2]]).await;
+    let (mut alice, alice_jid) =
+        RawClient::login(&c.nodes[1].starttls, "alice", "pw-a", Some("a1")).await;
+    alice.send_raw("<presence/>").await;
+    let (mut bob, _) = RawClient::login(&c.nodes[0].starttls, "bob", "pw-b", Some("b1")).await;
+    bob.send_raw("<presence/>").await;
+    wait_registry(&c.nodes[0], &alice_jid, Held::On("n2")).await;
+
+    const SENT: usize = 60;
+    for i in 0..SENT / 2 {
+        bob.send(&chat("alice@localhost", &format!("m{i}"))).await;
+    }
+    crate::common::ping_barrier(&mut bob).await;
+    let (status, text) = api(&c.nodes[1], "POST", "/api/v1/drain", "").await;
+    assert_eq!(status, 202, "{text}");
+
+    // Alice reads what reaches her until n2 names another node (RFC 6120 §4.9.3.19).
+    let mut got: Vec<String> = Vec::new();
+    let target = loop {
+        let el = alice.next().await;
+        if el.is("error", ns::STREAM) {
+            let host = el
+                .child("see-other-host", ns::STREAMS_ERRORS)
+                .unwrap_or_else(|| panic!("not see-other-host: {el}"));
+            break host.text();
+        }
+        if el.name() == "message"
+            && let Some(b) = body_of(&el)
+        {
+            got.push(b);
+        }
+    };
+    assert!(
+        target == c.nodes[0].starttls || target == c.nodes[2].starttls,
+        "sent to {target}, not a live node"
+    );
+    drop(alice);
+    // Bob goes on writing while she moves.
+    for i in SENT / 2..SENT {
+        bob.send(&chat("alice@localhost", &format!("m{i}"))).await;
+    }
+    crate::common::ping_barrier(&mut bob).await;
+    wait_registry(&c.nodes[0], &alice_jid, Held::Nowhere).await;
+
+    let (mut alice, _) = RawClient::login(&target, "alice", "pw-a", Some("a2")).await;
+    alice.send_raw("<presence/>").await;
+    let want: std::collections::BTreeSet<String> = (0..SENT).map(|i| format!("m{i}")).collect();
+    let deadline = Instant::now() + DEADLINE;
+    while !want.iter().all(|w| got.contains(w)) {
+        assert!(
+            Instant::now() < deadline,
+            "lost: {:?}",
+            want.iter().filter(|w| !got.contains(w)).collect::<Vec<_>>()
+        );
+        let el = alice.next().await;
+        if el.name() == "message"
+            && let Some(b) = body_of(&el)
+        {
+            got.push(b);
+        }
+    }
+    let duplicates = got.len() - want.len();
+    eprintln!("drain: {SENT} messages, all delivered, {duplicates} duplicates");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_or_token_revocation_on_node_1_holds_on_node_3_at_once() {
+    let Some(c) = cluster().await else {
+        return;
+    };
+    // Every node hears the others before the tenant's notice is sent.
+    wait_room_nodes(&c.nodes.iter().collect::<Vec<_>>(), &["n1", "n2", "n3"]).await;
+    let (status, text) = api(
+        &c.nodes[0],
+        "POST",
+        "/api/v1/tenants",
+        r#"{"name":"acme","domains":["acme.test"],
+            "tokens":{"access_ttl_secs":3600,"refresh_ttl_secs":86400}}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    add_user(&c.nodes[0], "acme.test", "dave", "old-password").await;
+    wait_tenant(&c.nodes[2], "acme").await;
+    wait_login(&c.nodes[2], "dave", "old-password", true).await;
+    // n3 has verified the password (its cache holds it), and dave has a session there.
+    assert!(logs_in(&c.nodes[2], "acme.test", "dave", "old-password").await);
+    let mut session =
+        RawClient::login_on(&c.nodes[2], "acme.test", "dave", "old-password", "d").await;
+
+    // The password changes through n1: n3 refuses the old one on the very next login,
+    // and ends dave's session there.
+    let (status, text) = api(
+        &c.nodes[0],
+        "PUT",
+        "/api/v1/users/acme.test/dave/password",
+        r#"{"password":"new-password"}"#,
+    )
+    .await;
+    assert_eq!(status, 204, "{text}");
+    assert!(!logs_in(&c.nodes[2], "acme.test", "dave", "old-password").await);
+    assert!(logs_in(&c.nodes[2], "acme.test", "dave", "new-password").await);
+    assert_eq!(session.expect_stream_error().await, "not-authorized");
+
+    // A token minted through n1 logs in on n3 until n1 revokes it: then at once no more.
+    let (status, text) = api(
+        &c.nodes[0],
+        "POST",
+        "/api/v1/users/acme.test/dave/tokens",
+        r#"{"kind":"access"}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let token = v["access"]["token"].as_str().unwrap().to_string();
+    assert!(logs_in(&c.nodes[2], "acme.test", "dave", &token).await);
+    let (status, text) = api(
+        &c.nodes[0],
+        "DELETE",
+        "/api/v1/users/acme.test/dave/tokens",
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert!(!logs_in(&c.nodes[2], "acme.test", "dave", &token).await);
+}

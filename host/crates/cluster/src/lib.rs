@@ -6,6 +6,12 @@
 //!   digest of heartbeats);
 //! - [`peers`]: the other nodes — liveness from heartbeats, and a replica of each one's
 //!   sessions kept in the core's router, so routing never waits on the network;
+//! - [`components`]: external components connected to any node, their domains routed
+//!   to that node from all the others;
+//! - [`placement`]: rendezvous hashing of MUC rooms over the live nodes, and the
+//!   forwarding of their stanzas to the node hosting them;
+//! - [`inflight`]: messages sent to another node kept until it confirms them, routed
+//!   again if it dies first;
 //! - [`outbox`]: the one publisher (order per sender-recipient pair) and the remote
 //!   sessions' way out;
 //! - [`node`]: the tasks that tie them to a NATS connection.
@@ -14,10 +20,13 @@
 //! is queued there for the session; presence broadcasts, roster pushes, carbons and
 //! kicks reach remote sessions the same way, as they go through the router's entries.
 
+pub mod components;
+pub mod inflight;
 pub mod local;
 pub mod node;
 pub mod outbox;
 pub mod peers;
+pub mod placement;
 pub mod wire;
 
 use heliograph_config as config;

@@ -10,14 +10,17 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde::Serialize;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 
+use crate::components::RemoteComponents;
 use crate::config::ClusterSettings;
 use crate::core::Core;
 use crate::core::router::NotQueued;
+use crate::inflight::InFlight;
 use crate::local::{LocalSessions, Snapshot};
 use crate::outbox::{self, Outgoing};
 use crate::peers::{Peers, Todo, now_us};
+use crate::placement::ClusterPlacement;
 use crate::wire::{self, Control, Direct, Event, Notice};
 use crate::xml::Element;
 use crate::xmpp::{Account, StreamErrorCondition};
@@ -50,6 +53,25 @@ pub struct Cluster {
     client: async_nats::Client,
     /// Full lists being sent, by the node asking for them, part by part.
     lists: Mutex<HashMap<String, Arc<Snapshot>>>,
+    /// The live nodes not draining (this one included, sorted) as last published by the
+    /// heartbeat task: what rooms are placed by.
+    members: watch::Sender<Arc<Vec<String>>>,
+    /// Component domains held by other nodes' connections.
+    components: RemoteComponents,
+    /// Messages sent to other nodes and not yet confirmed.
+    inflight: Arc<InFlight>,
+    /// Where clients reach this node (see `ClusterSettings::public_address`).
+    address: Mutex<String>,
+    /// What the other nodes' last heartbeats said about reaching them.
+    reach: Mutex<HashMap<String, Reach>>,
+}
+
+/// How to send clients to another node, from its heartbeats.
+#[derive(Debug, Clone, Default)]
+struct Reach {
+    address: String,
+    sessions: u64,
+    draining: bool,
 }
 
 /// `heliograph cluster status`: every node this one knows.
@@ -59,6 +81,9 @@ pub struct ClusterStatus {
     /// This node's connection to NATS is up.
     pub nats_connected: bool,
     pub nodes: Vec<NodeStatus>,
+    /// The nodes MUC rooms are placed over: the live ones not draining (follows `nodes`
+    /// within a heartbeat).
+    pub room_nodes: Vec<String>,
 }
 
 /// One node in [`ClusterStatus`].
@@ -74,6 +99,10 @@ pub struct NodeStatus {
     /// Milliseconds since it was last heard from (0 for this node).
     pub last_heard_ms: u64,
     pub version: String,
+    /// Where clients reach it (`host:port`; empty until its heartbeat said).
+    pub address: String,
+    /// It is draining.
+    pub draining: bool,
 }
 
 fn condition_named(name: &str) -> StreamErrorCondition {
@@ -143,10 +172,20 @@ impl Cluster {
 
         let incarnation = now_us();
         let (out, rx) = mpsc::channel(outbox::CAPACITY);
-        tokio::spawn(outbox::run(client.clone(), rx));
+        let inflight = Arc::new(InFlight::default());
+        tokio::spawn(outbox::run(
+            client.clone(),
+            rx,
+            node.clone(),
+            inflight.clone(),
+        ));
         let local = LocalSessions::new(node.clone(), incarnation, out.clone());
         let dead_after = Duration::from_millis(settings.dead_after_ms);
         let peers = Peers::new(core.clone(), node.clone(), dead_after, out.clone());
+        let out_for_components = out.clone();
+        let (members, members_rx) = watch::channel(Arc::new(vec![node.clone()]));
+        let placement = ClusterPlacement::new(node.clone(), members_rx, out.clone());
+        let _ = core.placement.set(Arc::new(placement));
         let cluster = Arc::new(Cluster {
             node,
             incarnation,
@@ -158,6 +197,11 @@ impl Cluster {
             notices: broadcast::channel(64).0,
             client,
             lists: Mutex::new(HashMap::new()),
+            members,
+            components: RemoteComponents::new(out_for_components),
+            inflight,
+            address: Mutex::new(settings.public_address.clone()),
+            reach: Mutex::new(HashMap::new()),
         });
         core.router.set_watcher(local);
         tokio::spawn(cluster.clone().listen_events(events));
@@ -222,6 +266,90 @@ impl Cluster {
         nodes
     }
 
+    /// Sets where clients reach this node, unless the configuration said it.
+    pub fn default_public_address(&self, address: &str) {
+        let mut a = self.address.lock().unwrap_or_else(|e| e.into_inner());
+        if a.is_empty() {
+            *a = address.to_string();
+        }
+    }
+
+    /// The address of the live node, not draining, with the fewest sessions: where a
+    /// draining node sends its clients (`see-other-host`). `None` when there is none.
+    pub fn redirect_target(&self) -> Option<String> {
+        let live = self.live_nodes();
+        let reach = self.reach.lock().unwrap_or_else(|e| e.into_inner());
+        live.iter()
+            .filter(|n| **n != self.node)
+            .filter_map(|n| reach.get(n))
+            .filter(|r| !r.draining && !r.address.is_empty())
+            .min_by_key(|r| r.sessions)
+            .map(|r| r.address.clone())
+    }
+
+    /// The nodes rooms may be placed on: the live ones that are not draining.
+    fn placeable_nodes(&self) -> Vec<String> {
+        let live = self.live_nodes();
+        let reach = self.reach.lock().unwrap_or_else(|e| e.into_inner());
+        live.into_iter()
+            .filter(|n| {
+                if *n == self.node {
+                    !self.core.drain.is_draining()
+                } else {
+                    !reach.get(n).is_some_and(|r| r.draining)
+                }
+            })
+            .collect()
+    }
+
+    /// The live nodes as rooms are placed by, told each time they change (checked every
+    /// heartbeat).
+    pub fn membership(&self) -> watch::Receiver<Arc<Vec<String>>> {
+        self.members.subscribe()
+    }
+
+    /// Publishes the live nodes when they changed.
+    fn update_membership(&self) {
+        let alive = self.live_nodes();
+        self.components.retain_nodes(&self.core, &alive);
+        self.reroute_unconfirmed(&alive);
+        let live = self.placeable_nodes();
+        self.members.send_if_modified(|cur| {
+            if **cur == live {
+                return false;
+            }
+            tracing::info!(nodes = ?live, "cluster: live nodes changed");
+            *cur = Arc::new(live);
+            true
+        });
+    }
+
+    /// Routes again the messages dead nodes never confirmed: their sessions have left the
+    /// routing table, so they go to the users' other sessions or offline storage.
+    fn reroute_unconfirmed(&self, alive: &[String]) {
+        let frames = self.inflight.take_dead(alive);
+        if frames.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            messages = frames.len(),
+            "cluster: messages a dead node never confirmed are routed again"
+        );
+        metrics::counter!("heliograph_cluster_messages_rerouted_total")
+            .increment(frames.len() as u64);
+        let core = self.core.clone();
+        tokio::spawn(async move {
+            for frame in frames {
+                let Ok(Direct::Deliver { jid, stanza, .. }) = Direct::decode(&frame) else {
+                    continue;
+                };
+                if let Some((account, _)) = parse_jid(&jid) {
+                    crate::core::pipeline::message::redeliver(&core, &account, stanza).await;
+                }
+            }
+        });
+    }
+
     /// Every node this one knows, with its sessions.
     pub fn status(&self) -> ClusterStatus {
         let (_, count, _) = self.local.version();
@@ -232,8 +360,16 @@ impl Cluster {
             synced: true,
             last_heard_ms: 0,
             version: env!("CARGO_PKG_VERSION").to_string(),
+            address: self
+                .address
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            draining: self.core.drain.is_draining(),
         }];
+        let reach = self.reach.lock().unwrap_or_else(|e| e.into_inner()).clone();
         for (name, p) in self.peers().alive() {
+            let r = reach.get(name).cloned().unwrap_or_default();
             nodes.push(NodeStatus {
                 node: name.clone(),
                 sessions: p.reported.0,
@@ -241,6 +377,8 @@ impl Cluster {
                 synced: p.synced,
                 last_heard_ms: p.last_heard.elapsed().as_millis() as u64,
                 version: p.reported.1.clone(),
+                address: r.address,
+                draining: r.draining,
             });
         }
         nodes.sort_by(|a, b| a.node.cmp(&b.node));
@@ -248,6 +386,7 @@ impl Cluster {
             node: self.node.clone(),
             nats_connected: self.nats_connected(),
             nodes,
+            room_nodes: self.members.borrow().as_ref().clone(),
         }
     }
 
@@ -264,6 +403,13 @@ impl Cluster {
                 count,
                 digest,
                 version: env!("CARGO_PKG_VERSION").to_string(),
+                components: crate::components::local_domains(&self.core),
+                address: self
+                    .address
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone(),
+                draining: self.core.drain.is_draining(),
             };
             let _ = self.out.try_send(Outgoing::Event(beat));
             let (nodes, remote) = {
@@ -271,6 +417,7 @@ impl Cluster {
                 peers.expire();
                 (peers.alive().count(), peers.session_count())
             };
+            self.update_membership();
             metrics::gauge!("heliograph_cluster_nodes").set((nodes + 1) as f64);
             metrics::gauge!("heliograph_cluster_remote_sessions").set(remote as f64);
             metrics::gauge!("heliograph_cluster_nats_connected").set(if self.nats_connected() {
@@ -294,7 +441,36 @@ impl Cluster {
                 let _ = self.notices.send(notice.clone());
                 continue;
             }
+            let components = match &event {
+                Event::Heartbeat {
+                    node,
+                    components,
+                    address,
+                    count,
+                    draining,
+                    ..
+                } => {
+                    let reach = Reach {
+                        address: address.clone(),
+                        sessions: *count,
+                        draining: *draining,
+                    };
+                    self.reach
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(node.clone(), reach);
+                    Some((node.clone(), components.clone()))
+                }
+                _ => None,
+            };
             let todo = self.peers().on_event(event);
+            if let Some((node, components)) = components {
+                // Only a node the registry counts alive (not one that said goodbye).
+                let alive = self.peers().alive().any(|(n, _)| *n == node);
+                if alive {
+                    self.components.sync(&self.core, &node, &components);
+                }
+            }
             self.act(todo).await;
         }
     }
@@ -336,6 +512,24 @@ impl Cluster {
     async fn on_direct(&self, direct: Direct) {
         match direct {
             Direct::Deliver { jid, stanza, .. } => self.deliver_local(&jid, stanza).await,
+            Direct::Hosted { stanza } => self.deliver_hosted(stanza).await,
+            Direct::Sent { from, seq } => {
+                // The frames before this one are queued for their sessions: confirm them.
+                let ack = Control::Received {
+                    node: self.node.clone(),
+                    upto: seq,
+                };
+                let _ = self
+                    .out
+                    .send(Outgoing::Direct {
+                        node: from.into(),
+                        msg: Direct::Control(ack),
+                    })
+                    .await;
+            }
+            Direct::Control(Control::Received { node, upto }) => {
+                self.inflight.confirmed(&node, upto)
+            }
             Direct::Control(Control::Close {
                 jid,
                 id,
@@ -401,6 +595,19 @@ impl Cluster {
             tokio::spawn(async move {
                 crate::core::pipeline::message::redeliver(&core, &account, stanza).await;
             });
+        }
+    }
+
+    /// A stanza another node forwarded because this node hosts its target (a room).
+    async fn deliver_hosted(&self, stanza: Element) {
+        metrics::counter!("heliograph_cluster_stanzas_received_total").increment(1);
+        let domain = stanza
+            .attr("to")
+            .and_then(|t| jid::Jid::new(t).ok())
+            .map(|j| j.domain().as_str().to_string());
+        match domain.and_then(|d| self.core.hosted(&d)) {
+            Some(hosted) => hosted.deliver_here(self.core.clone(), stanza).await,
+            None => tracing::debug!("cluster: forwarded stanza for a domain not hosted here"),
         }
     }
 

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::core::router::{RemoteSink, SessionEntry, SessionMsg};
+use crate::inflight::InFlight;
 use crate::wire::{self, Control, Direct, Event};
 
 /// Room in the queue to the publisher; beyond it, stanzas for remote sessions are
@@ -24,39 +25,83 @@ pub enum Outgoing {
 
 /// Publishes until every sender is gone. Stanzas for one node queued together go in one
 /// NATS message (in their order); anything else first sends what is gathered, so events,
-/// control messages and stanzas keep the order they were queued in.
-pub async fn run(client: async_nats::Client, mut rx: mpsc::Receiver<Outgoing>) {
+/// control messages and stanzas keep the order they were queued in. `message` stanzas
+/// are numbered and kept in `inflight` until their node confirms them; a batch holding
+/// some ends with a `Sent` frame naming this node (`me`) and the last number.
+pub async fn run(
+    client: async_nats::Client,
+    mut rx: mpsc::Receiver<Outgoing>,
+    me: String,
+    inflight: Arc<InFlight>,
+) {
     let mut batch = Vec::with_capacity(256);
-    let mut gathered: Vec<(Arc<str>, Vec<Vec<u8>>)> = Vec::new();
+    let mut gathered: Vec<Gathered> = Vec::new();
     while rx.recv_many(&mut batch, 256).await > 0 {
         for item in batch.drain(..) {
             match item {
                 Outgoing::Direct {
                     node,
-                    msg: msg @ Direct::Deliver { .. },
-                } => match gathered.iter_mut().find(|(n, _)| *n == node) {
-                    Some((_, frames)) => frames.push(msg.encode()),
-                    None => gathered.push((node, vec![msg.encode()])),
-                },
+                    msg: msg @ (Direct::Deliver { .. } | Direct::Hosted { .. }),
+                } => {
+                    let is_message = matches!(&msg, Direct::Deliver { stanza, .. } if stanza.name() == "message");
+                    let frame = msg.encode();
+                    let seq = is_message.then(|| inflight.keep(&node, frame.clone()));
+                    let g = match gathered.iter_mut().position(|g| g.node == node) {
+                        Some(i) => &mut gathered[i],
+                        None => {
+                            gathered.push(Gathered {
+                                node,
+                                frames: Vec::new(),
+                                last: None,
+                            });
+                            gathered.last_mut().expect("pushed")
+                        }
+                    };
+                    g.frames.push(frame);
+                    if seq.is_some() {
+                        g.last = seq;
+                    }
+                }
                 Outgoing::Event(e) => {
-                    flush(&client, &mut gathered).await;
+                    flush(&client, &mut gathered, &me).await;
                     let payload = serde_json::to_vec(&e).unwrap_or_default();
                     publish(&client, wire::EVENTS.to_string(), payload).await;
                 }
                 Outgoing::Direct { node, msg } => {
-                    flush(&client, &mut gathered).await;
+                    flush(&client, &mut gathered, &me).await;
                     publish(&client, wire::node_subject(&node), msg.encode()).await;
                 }
             }
         }
-        flush(&client, &mut gathered).await;
+        flush(&client, &mut gathered, &me).await;
     }
 }
 
+/// The frames gathered for one node, and the number of the last message among them.
+struct Gathered {
+    node: Arc<str>,
+    frames: Vec<Vec<u8>>,
+    last: Option<u64>,
+}
+
 /// Sends the stanzas gathered per node: one message each (a batch when there are several).
-async fn flush(client: &async_nats::Client, gathered: &mut Vec<(Arc<str>, Vec<Vec<u8>>)>) {
-    for (node, mut frames) in gathered.drain(..) {
+async fn flush(client: &async_nats::Client, gathered: &mut Vec<Gathered>, me: &str) {
+    for Gathered {
+        node,
+        mut frames,
+        last,
+    } in gathered.drain(..)
+    {
         metrics::counter!("heliograph_cluster_stanzas_sent_total").increment(frames.len() as u64);
+        if let Some(seq) = last {
+            frames.push(
+                Direct::Sent {
+                    from: me.to_string(),
+                    seq,
+                }
+                .encode(),
+            );
+        }
         let payload = if frames.len() == 1 {
             frames.pop().unwrap_or_default()
         } else {

@@ -74,6 +74,15 @@ pub enum Event {
         /// Sessions bound on the node (for `cluster status`).
         #[serde(default)]
         version: String,
+        /// The external component domains its connections hold.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        components: Vec<crate::components::ComponentDomain>,
+        /// Where clients reach it (`host:port`), for another node's drain.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        address: String,
+        /// It is draining: no new sessions, no rooms placed on it.
+        #[serde(default)]
+        draining: bool,
     },
     /// A session was bound or its presence changed.
     Up {
@@ -115,6 +124,9 @@ impl Event {
 pub enum Notice {
     /// Tenants were added, changed, disabled or removed.
     Tenants,
+    /// A plugin slot was installed, reconfigured, rolled back or removed: every node
+    /// makes it what the plugin store holds.
+    Plugin { tenant: String, slot: String },
 }
 
 /// What goes to one node's subject.
@@ -126,6 +138,12 @@ pub enum Direct {
         id: u64,
         stanza: Element,
     },
+    /// The end of a batch from node `from`: the `message` frames it numbered are taken
+    /// up to `seq` once the frames before this one are (see `inflight`).
+    Sent { from: String, seq: u64 },
+    /// A stanza for a hosted entity this node hosts (a MUC room placed here), `from`
+    /// stamped by the sender's node.
+    Hosted { stanza: Element },
     /// Other messages.
     Control(Control),
 }
@@ -150,6 +168,8 @@ pub enum Control {
         #[serde(default)]
         part: u32,
     },
+    /// `node` took the messages this node numbered for it, up to `upto`.
+    Received { node: String, upto: u64 },
     /// One part of a node's full list, as of its event `seq`.
     Snapshot {
         node: String,
@@ -160,6 +180,12 @@ pub enum Control {
         sessions: Vec<SessionRecord>,
     },
 }
+
+/// Stanzas between nodes were checked by the node that received them from a client.
+const LIMITS: crate::xml::ParserLimits = crate::xml::ParserLimits {
+    max_stanza_bytes: usize::MAX / 2,
+    max_depth: 64,
+};
 
 /// Why a message from NATS was not understood.
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +208,13 @@ impl Direct {
                 out.push(' ');
                 out.push_str(jid);
                 out.push('\n');
+                stanza.write_to(&mut out, "");
+                out.into_bytes()
+            }
+            Direct::Sent { from, seq } => format!("S{from} {seq}").into_bytes(),
+            Direct::Hosted { stanza } => {
+                let mut out = String::with_capacity(256);
+                out.push('H');
                 stanza.write_to(&mut out, "");
                 out.into_bytes()
             }
@@ -221,6 +254,19 @@ impl Direct {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Direct, WireError> {
+        if let Some(rest) = bytes.strip_prefix(b"S") {
+            let text = std::str::from_utf8(rest).map_err(|_| WireError::Frame("not UTF-8"))?;
+            let (from, seq) = text.split_once(' ').ok_or(WireError::Frame("no number"))?;
+            let seq = seq.parse().map_err(|_| WireError::Frame("bad number"))?;
+            return Ok(Direct::Sent {
+                from: from.to_string(),
+                seq,
+            });
+        }
+        if let Some(xml) = bytes.strip_prefix(b"H") {
+            let stanza = crate::xml::parser::parse_element(xml, crate::xml::ns::CLIENT, LIMITS)?;
+            return Ok(Direct::Hosted { stanza });
+        }
         let Some(rest) = bytes.strip_prefix(b"D") else {
             return Ok(Direct::Control(serde_json::from_slice(bytes)?));
         };
@@ -231,12 +277,8 @@ impl Direct {
         let head = std::str::from_utf8(&rest[..nl]).map_err(|_| WireError::Frame("not UTF-8"))?;
         let (id, jid) = head.split_once(' ').ok_or(WireError::Frame("no JID"))?;
         let id = id.parse().map_err(|_| WireError::Frame("bad id"))?;
-        let limits = crate::xml::ParserLimits {
-            max_stanza_bytes: usize::MAX / 2,
-            max_depth: 64,
-        };
         let stanza =
-            crate::xml::parser::parse_element(&rest[nl + 1..], crate::xml::ns::CLIENT, limits)?;
+            crate::xml::parser::parse_element(&rest[nl + 1..], crate::xml::ns::CLIENT, LIMITS)?;
         Ok(Direct::Deliver {
             jid: jid.to_string(),
             id,
@@ -268,6 +310,15 @@ mod tests {
         });
         assert_eq!(Direct::decode(&c.encode()).unwrap(), c);
         assert!(Direct::decode(b"D12 x").is_err());
+        let h = Direct::Hosted {
+            stanza: Element::new("presence", ns::CLIENT).with_attr("to", "room@conference.x/nick"),
+        };
+        assert_eq!(Direct::decode(&h.encode()).unwrap(), h);
+        let sent = Direct::Sent {
+            from: "n1".into(),
+            seq: 77,
+        };
+        assert_eq!(Direct::decode(&sent.encode()).unwrap(), sent);
         let batch = Direct::encode_batch(&[d.encode(), c.encode(), d.encode()]);
         assert_eq!(Direct::decode_all(&batch).unwrap(), vec![d.clone(), c, d]);
         assert!(Direct::decode_all(&batch[..batch.len() - 1]).is_err());

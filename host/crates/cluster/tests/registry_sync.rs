@@ -68,6 +68,7 @@ async fn a_joining_node_syncs_a_million_sessions() {
         node: node.into(),
         heartbeat_ms: 250,
         dead_after_ms: 3000,
+        public_address: String::new(),
     };
     let a_dir = tempfile::tempdir().unwrap();
     let a = Cluster::start(core(a_dir.path()), &settings("big"))

@@ -21,6 +21,11 @@ pub struct ClusterSettings {
     /// and messages to them go to offline storage.
     #[serde(default = "default_dead_after_ms")]
     pub dead_after_ms: u64,
+    /// `host:port` where clients reach this node's client listener: the address another
+    /// node's drain sends its clients to (`see-other-host`). Empty: the first client
+    /// listener's bound address (right on one machine or a flat network).
+    #[serde(default)]
+    pub public_address: String,
 }
 
 fn default_heartbeat_ms() -> u64 {

@@ -1,7 +1,8 @@
 //! The control layer in a cluster: a tenant change made through this node's admin API is
 //! announced to every node, and every announced change is applied here by reading the
 //! tenants again from the shared database (so a tenant added on one node serves logins on
-//! all of them within the notice's trip, well under a second).
+//! all of them within the notice's trip, well under a second); MUC rooms move when the
+//! live nodes change; a plugin changed on one node is loaded from the store on the others.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -21,19 +22,64 @@ pub fn tenants_changed(server: &Server) {
     }
 }
 
+/// Tells every node that a plugin slot changed in the store (no-op alone).
+pub fn plugin_changed(server: &Server, tenant: &str, slot: &str) {
+    if let Some(cluster) = server.cluster.get() {
+        cluster.notify(Notice::Plugin {
+            tenant: tenant.to_string(),
+            slot: slot.to_string(),
+        });
+    }
+}
+
 /// Applies the notices of every node until the cluster stops.
 pub async fn follow(server: Arc<Server>, cluster: Arc<Cluster>) {
+    tokio::spawn(follow_membership(server.clone(), cluster.clone()));
     let mut notices = cluster.notices();
     loop {
         match notices.recv().await {
-            // Lagging behind only means several changes: one reload covers them all.
-            Ok(Notice::Tenants) | Err(RecvError::Lagged(_)) => {
+            Ok(Notice::Tenants) => {
                 if let Err(e) = reload_tenants(&server).await {
                     tracing::error!(error = %e, "cluster: applying a tenant change failed");
                 }
             }
+            // Lagging behind only means several changes: one reload of the tenants and of
+            // every plugin slot covers them all.
+            Err(RecvError::Lagged(_)) => {
+                if let Err(e) = reload_tenants(&server).await {
+                    tracing::error!(error = %e, "cluster: applying a tenant change failed");
+                }
+                if let Some(host) = server.core.plugin_host() {
+                    for (tenant, slot, e) in host.sync_all().await {
+                        tracing::error!(tenant, plugin = slot, error = %e,
+                            "cluster: following a plugin change failed");
+                    }
+                }
+            }
+            Ok(Notice::Plugin { tenant, slot }) => sync_plugin(&server, &tenant, &slot).await,
             Err(RecvError::Closed) => return,
         }
+    }
+}
+
+/// Makes a plugin slot what the store holds (compiled off the runtime if new here).
+async fn sync_plugin(server: &Arc<Server>, tenant: &str, slot: &str) {
+    let Some(host) = server.core.plugin_host() else {
+        return;
+    };
+    match host.sync_slot(tenant, slot).await {
+        Ok(done) => tracing::debug!(tenant, plugin = slot, ?done, "cluster: plugin synced"),
+        Err(e) => tracing::error!(tenant, plugin = slot, error = %e,
+            "cluster: following a plugin change failed"),
+    }
+}
+
+/// Moves MUC rooms each time the live nodes change (a node joined, left or died): rooms
+/// follow their placement, occupants of rooms whose node died are told (332).
+async fn follow_membership(server: Arc<Server>, cluster: Arc<Cluster>) {
+    let mut members = cluster.membership();
+    while members.changed().await.is_ok() {
+        server.services.muc.rebalance(&server.core).await;
     }
 }
 

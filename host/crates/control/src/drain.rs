@@ -1,7 +1,8 @@
 //! Draining a node before an upgrade: readiness goes to 503, listeners refuse new sessions,
 //! bound sessions are sent elsewhere (`see-other-host` when `[drain] see_other_host` is
 //! set, otherwise `system-shutdown` after `grace_period`), and the drain finishes when no
-//! session is left or `deadline` passes; the process then shuts down as on SIGTERM
+//! session is left or `deadline` passes (in a cluster without `see_other_host`, clients
+//! are sent to the live node with the fewest sessions); the process then shuts down as on SIGTERM
 //! (storage flushed, exit status 0).
 //!
 //! Nothing accepted is lost: a session closes through its normal path (the session driver
@@ -20,7 +21,13 @@ use heliograph_xmpp::StreamErrorCondition;
 /// may still be closing its connection (waiting for a slow client to read up to the
 /// close and answer it), which the shutdown waits for until then.
 pub async fn run(server: &Arc<Server>) -> tokio::time::Instant {
-    let cfg = server.config().drain.clone();
+    let mut cfg = server.config().drain.clone();
+    // In a cluster without a configured target, clients go to a live node.
+    if cfg.see_other_host.is_empty()
+        && let Some(target) = server.cluster.get().and_then(|c| c.redirect_target())
+    {
+        cfg.see_other_host = target;
+    }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(cfg.deadline);
     let sessions = server.core.router.all_entries().len();
     tracing::info!(

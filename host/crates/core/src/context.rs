@@ -51,6 +51,9 @@ pub struct Core {
     pub registrations: crate::registration::RegistrationRate,
     /// What carries stanzas to other servers; set once at startup when federation is on.
     pub federation: OnceLock<Arc<dyn crate::federation::Federation>>,
+    /// Where keyed hosted entities (MUC rooms) live in a cluster; set once at startup by
+    /// the cluster layer, absent on a server running alone.
+    pub placement: OnceLock<Arc<dyn crate::router::Placement>>,
 }
 
 /// Where HTTP file uploads are stored, and the public base URL of the HTTP listener
@@ -89,6 +92,7 @@ impl Core {
             uploads: OnceLock::new(),
             registrations: Default::default(),
             federation: OnceLock::new(),
+            placement: OnceLock::new(),
         }
     }
 

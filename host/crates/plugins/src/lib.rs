@@ -16,6 +16,8 @@
 //!   deadline ([`engine`] runs the ticker) and a memory cap ([`limits`]). Failures are
 //!   typed ([`error`]) and counted ([`stats`]).
 //!
+//! [`sync`] follows changes another cluster node made in the shared store.
+//!
 //! Tenants are plain names here; binding a tenant's auth setting to a slot is the tenant
 //! registry's job.
 
@@ -34,6 +36,7 @@ mod room;
 mod settings;
 mod state;
 mod stats;
+mod sync;
 mod types;
 
 use std::collections::{BTreeSet, HashMap};
@@ -53,6 +56,7 @@ pub use reuse::{AUTO_REUSE_CALLS, AUTO_REUSE_MIN_BYTES, ReusePolicy};
 pub use room::{PolicyOccupant, PolicyRoom, PolicyUser, RoomAnswer, RoomOutcome, RoomQuestion};
 pub use settings::PluginSettings;
 pub use stats::PluginStats;
+pub use sync::SlotSync;
 pub use types::{
     AuthDenied, AuthOutcome, AuthRequest, AuthUser, ComponentOutcome, ComponentStanza, Mechanism,
     PluginConfig, RegistrationOutcome, RegistrationRequest, RestoreReport, SlotInfo, StanzaKind,

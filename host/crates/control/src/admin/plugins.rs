@@ -120,6 +120,7 @@ pub async fn install(ctx: Ctx) -> ApiResult {
     let info = host
         .install_detecting_world(&tenant, &slot, ctx.body.to_vec(), config)
         .await?;
+    crate::cluster::plugin_changed(ctx.server(), &tenant, &slot);
     Ok(json(StatusCode::OK, &info))
 }
 
@@ -131,6 +132,7 @@ pub async fn configure(ctx: Ctx) -> ApiResult {
     let value: serde_json::Value = ctx.json()?;
     let config = PluginConfig::from_value(value)?;
     let info = host(&ctx)?.reconfigure(&tenant, &slot, config).await?;
+    crate::cluster::plugin_changed(ctx.server(), &tenant, &slot);
     Ok(json(StatusCode::OK, &info))
 }
 
@@ -147,6 +149,7 @@ pub async fn rollback(ctx: Ctx) -> ApiResult {
         ),
     };
     let info = host(&ctx)?.rollback(&tenant, &slot, version).await?;
+    crate::cluster::plugin_changed(ctx.server(), &tenant, &slot);
     Ok(json(StatusCode::OK, &info))
 }
 
@@ -155,5 +158,6 @@ pub async fn remove(ctx: Ctx) -> ApiResult {
     let tenant = tenant(&ctx)?;
     let slot = ctx.param("slot")?.to_string();
     host(&ctx)?.remove(&tenant, &slot).await?;
+    crate::cluster::plugin_changed(ctx.server(), &tenant, &slot);
     Ok(no_content())
 }

@@ -30,6 +30,12 @@ pub trait HostedDomain: Send + Sync + 'static {
     /// Handles one stanza addressed to the domain or to a JID on it. `from` is the
     /// sender's stamped full JID, `to` is normalized.
     fn deliver(&self, core: Arc<Core>, stanza: Element) -> BoxFuture<'static, ()>;
+    /// Handles a stanza another cluster node forwarded here because this node hosts its
+    /// target (see [`super::Placement`]): like [`Self::deliver`], without asking the
+    /// placement again.
+    fn deliver_here(&self, core: Arc<Core>, stanza: Element) -> BoxFuture<'static, ()> {
+        self.deliver(core, stanza)
+    }
 }
 
 /// Computes hosted domains on demand (for example `conference.<tenant domain>`).
@@ -101,6 +107,15 @@ impl HostedDomains {
         }
         let resolvers = self.resolvers.read().unwrap_or_else(|e| e.into_inner());
         resolvers.iter().find_map(|r| r.resolve(core, domain))
+    }
+
+    /// Registered domains served by entities of `kind` ([`HostedDomain::kind`]).
+    pub fn registered_of_kind(&self, kind: &str) -> Vec<(String, Arc<dyn HostedDomain>)> {
+        self.registered
+            .iter()
+            .filter(|e| e.value().kind() == kind)
+            .map(|e| (e.key().clone(), e.value().clone()))
+            .collect()
     }
 
     /// Registered domains of `tenant` with what serves them, sorted by domain.

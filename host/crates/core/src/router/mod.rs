@@ -13,6 +13,7 @@
 
 mod entry;
 pub mod hosted;
+pub mod placement;
 pub mod route;
 
 use std::sync::{Arc, OnceLock};
@@ -27,6 +28,7 @@ pub use entry::{
     Transport, UserFacts, next_session_id,
 };
 pub use hosted::{HostedDomain, HostedDomains, HostedResolver, RegisterError};
+pub use placement::Placement;
 pub use route::{HostedTarget, Route, classify, classify_from_remote, local_account};
 
 /// What the admin API shows about one online session.

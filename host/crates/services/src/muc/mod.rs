@@ -7,6 +7,8 @@
 //!   [`message`], [`moderation`] and [`owner`] are what occupants, moderators and owners
 //!   do to it; [`voice`] is voice requests; [`history`] is the discussion history.
 //! - [`config`] and [`dataform`]: room configuration and its XEP-0004 form.
+//! - [`cluster`]: rooms placed on one node of a cluster, stanzas forwarded there, rooms
+//!   moved (332 and rejoin) when the live nodes change.
 //! - [`disco`]: service discovery of the service and its rooms.
 //! - [`settings`]: the tenant's MUC settings.
 //! - [`types`]: roles and affiliations, shared by the room logic and the room policy.
@@ -14,6 +16,7 @@
 //!
 //! [`Muc`] is the feature: it serves the MUC domains and lists them in disco#items.
 
+pub mod cluster;
 pub mod config;
 pub mod dataform;
 pub mod disco;

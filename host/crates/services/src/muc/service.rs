@@ -30,8 +30,10 @@ use crate::xml::Element;
 
 /// Every tenant's MUC services, by service domain.
 pub struct MucServices {
-    services: DashMap<String, Arc<MucService>>,
+    pub(super) services: DashMap<String, Arc<MucService>>,
     me: Weak<MucServices>,
+    /// In a cluster: rooms hosted on other nodes that users of this node joined.
+    pub(super) forwarded: super::cluster::Forwarded,
 }
 
 impl Default for MucServices {
@@ -39,6 +41,7 @@ impl Default for MucServices {
         MucServices {
             services: DashMap::new(),
             me: Weak::new(),
+            forwarded: Default::default(),
         }
     }
 }
@@ -60,6 +63,7 @@ impl MucServices {
         Arc::new_cyclic(|me| MucServices {
             services: DashMap::new(),
             me: me.clone(),
+            forwarded: Default::default(),
         })
     }
 
@@ -232,7 +236,17 @@ impl MucService {
             .unwrap_or_default();
         match core.storage.muc.rooms(tenant_domain) {
             Ok(stored) => {
-                for r in stored.into_iter().filter(|r| r.subdomain == subdomain) {
+                // In a cluster, only the rooms this node hosts (the others are loaded by
+                // their host, or here on first use once hosted here).
+                let here = |name: &str| {
+                    core.placement
+                        .get()
+                        .is_none_or(|p| p.owner(&service.room_jid(name)).is_none())
+                };
+                for r in stored
+                    .into_iter()
+                    .filter(|r| r.subdomain == subdomain && here(&r.name))
+                {
                     let room = service.room_from_stored(&r, &settings);
                     service
                         .rooms
@@ -281,6 +295,9 @@ impl MucService {
     /// Locks a room, with the tenant's current limits applied. `None` if there is no
     /// such room (or it was destroyed while waiting).
     pub async fn lock_room(&self, core: &Core, name: &str) -> Option<OwnedMutexGuard<Room>> {
+        if core.placement.get().is_some() && !self.rooms.contains_key(name) {
+            self.load_stored(core, name).await;
+        }
         loop {
             let room = self.rooms.get(name)?.clone();
             let mut guard = room.clone().lock_owned().await;
@@ -302,6 +319,32 @@ impl MucService {
             }
             return Some(guard);
         }
+    }
+
+    /// In a cluster a persistent room comes to this node when its host died or the live
+    /// nodes changed: loaded from storage on first use here.
+    async fn load_stored(&self, core: &Core, name: &str) {
+        let store = core.storage.muc.clone();
+        let domain = self.tenant_domain.clone();
+        let stored = match storage::blocking(move || store.rooms(&domain)).await {
+            Ok(rooms) => rooms,
+            Err(e) => {
+                tracing::error!(service = %self.domain, error = %e, "loading a stored room failed");
+                return;
+            }
+        };
+        let Some(r) = stored
+            .into_iter()
+            .find(|r| r.subdomain == self.subdomain && r.name == name)
+        else {
+            return;
+        };
+        let settings = self.settings(core).unwrap_or_default();
+        let room = self.room_from_stored(&r, &settings);
+        self.rooms
+            .entry(name.to_string())
+            .or_insert_with(|| Arc::new(Mutex::new(room)));
+        tracing::info!(room = %self.room_jid(name), "muc: persistent room loaded on this node");
     }
 
     /// Inserts a new room locked by the caller; `None` if the name is taken.
@@ -466,6 +509,21 @@ impl HostedDomain for MucService {
     }
 
     fn deliver(&self, core: Arc<Core>, stanza: Element) -> BoxFuture<'static, ()> {
+        // In a cluster, a room's stanzas go to the node hosting it.
+        if let Some(placement) = core.placement.get()
+            && let Some(room) = super::cluster::room_of(&stanza)
+            && let Some(node) = placement.owner(&room)
+        {
+            if let Some(all) = self.all.upgrade() {
+                all.forwarded.note(&stanza, &room, &node);
+            }
+            placement.forward(&node, stanza);
+            return Box::pin(async {});
+        }
+        self.deliver_here(core, stanza)
+    }
+
+    fn deliver_here(&self, core: Arc<Core>, stanza: Element) -> BoxFuture<'static, ()> {
         let Some(this) = self.this.upgrade() else {
             return Box::pin(async {});
         };
