@@ -11,7 +11,8 @@
 //! - **iq handlers** by type and payload namespace, for an [`Address`]: the server itself
 //!   (`Host`), the sender's own account (`Own`), or another local account answered by the
 //!   server on its behalf (`Account`) — [`Registrar::iq`];
-//! - the **presence** a client session sends ([`Registrar::client_presence`]);
+//! - the **presence** a client session sends ([`Registrar::client_presence`]), and the
+//!   presence another server sends to a local account ([`Registrar::remote_presence`]);
 //! - what happens to a **message nobody online can take** ([`Registrar::undeliverable`]);
 //! - **session events**: bound, initial presence, closed ([`Registrar::on_session`]);
 //! - **filters** run before delivery to a local account ([`Registrar::filter`]);
@@ -60,6 +61,10 @@ pub type IqHandler = Arc<dyn Fn(IqRequest) -> BoxFuture<'static, Option<Element>
 /// Takes every presence stanza a bound client sends (`from` stamped).
 pub type PresenceHandler =
     Arc<dyn Fn(Arc<Core>, Arc<SessionEntry>, Element) -> BoxFuture<'static, ()> + Send + Sync>;
+/// Takes every presence stanza another server sends to a local address (`from` checked
+/// to be on that server's domain).
+pub type RemotePresenceHandler =
+    Arc<dyn Fn(Arc<Core>, Element) -> BoxFuture<'static, ()> + Send + Sync>;
 /// Takes a message for an account none of whose sessions could take it.
 pub type UndeliverableHandler =
     Arc<dyn Fn(Arc<Core>, Account, Element) -> BoxFuture<'static, Stored> + Send + Sync>;
@@ -111,6 +116,7 @@ pub struct Hooks {
     /// iq handlers by payload namespace.
     iq: HashMap<&'static str, Vec<Entry<IqEntry>>>,
     client_presence: Vec<Entry<PresenceHandler>>,
+    remote_presence: Vec<Entry<RemotePresenceHandler>>,
     undeliverable: Vec<Entry<UndeliverableHandler>>,
     session: Vec<Entry<(SessionEvent, SessionHandler)>>,
     filters: Vec<Entry<Arc<dyn Filter>>>,
@@ -200,6 +206,16 @@ impl Registrar<'_> {
     {
         let e = self.entry(Arc::new(handler) as PresenceHandler);
         self.hooks.client_presence.push(e);
+    }
+
+    /// Takes the presence stanzas other servers send to local addresses (subscriptions,
+    /// probes, broadcasts of remote contacts).
+    pub fn remote_presence<F>(&mut self, handler: F)
+    where
+        F: Fn(Arc<Core>, Element) -> BoxFuture<'static, ()> + Send + Sync + 'static,
+    {
+        let e = self.entry(Arc::new(handler) as RemotePresenceHandler);
+        self.hooks.remote_presence.push(e);
     }
 
     /// Takes messages for accounts with no session that can receive them (offline
@@ -327,6 +343,11 @@ impl Hooks {
     /// The client presence handler for `tenant`, if any.
     pub fn client_presence(&self, tenant: &Tenant) -> Option<&PresenceHandler> {
         self.on(tenant, &self.client_presence).next()
+    }
+
+    /// The handler for presence from other servers to `tenant`'s users, if any.
+    pub fn remote_presence(&self, tenant: &Tenant) -> Option<&RemotePresenceHandler> {
+        self.on(tenant, &self.remote_presence).next()
     }
 
     /// Undeliverable-message handlers for `tenant`, in order.
