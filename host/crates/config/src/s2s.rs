@@ -37,6 +37,11 @@ pub struct S2sConfig {
     pub max_stanza_size: usize,
     /// Incoming connections at once from one remote domain (0 = no limit).
     pub max_connections_per_domain: usize,
+    /// Stanzas per second accepted from one remote domain over all its incoming streams
+    /// (0 = no limit). A faster peer is slowed down (its streams are not read), not cut off.
+    pub rate: u32,
+    /// Stanzas a remote domain may send at once above `rate` (0 = twice `rate`).
+    pub burst: u32,
 }
 
 impl Default for S2sConfig {
@@ -52,6 +57,8 @@ impl Default for S2sConfig {
             queue_limit: 1000,
             max_stanza_size: 256 * 1024,
             max_connections_per_domain: 8,
+            rate: 0,
+            burst: 0,
         }
     }
 }
