@@ -262,3 +262,48 @@ async def test_carbons_and_archive_cover_messages_with_a_prosody_user(federation
     # Both are in hana's archive, with pat (a query waits for what is being written).
     results, _ = await mam_query(phone, fields={"with": f"pat@{PROSODY}"})
     assert [r.body for r in results] == ["to the phone", "to prosody"], results
+
+
+@pytest.mark.async_timeout(180)
+async def test_pep_notifications_from_a_prosody_contact_reach_the_local_user(federation, xmpp):
+    """Prosody's PEP (mod_pep) asks the local resource for its caps over s2s and sends
+    it the contact's events (XEP-0163 with +notify)."""
+    from test_pep import EVENT, NICK, PEP_PLUGINS, PUBSUB, Events
+    from xml.etree import ElementTree as ET
+
+    helio, prosody = federation
+    helio.create_tenant("fed", [HELIO], s2s={"enabled": True})
+    helio.create_user("hana", "pw-h", domain=HELIO)
+    hana = xmpp.make(f"hana@{HELIO}/web", "pw-h", plugins=PEP_PLUGINS)
+    hana.events = Events(hana)
+    await hana.start(*helio.c2s_starttls)
+    await hana.get_roster(timeout=30)
+    hana.plugin["xep_0030"].add_feature(f"{NICK}+notify")
+    await hana.plugin["xep_0115"].update_caps(hana.boundjid.full, broadcast=False)
+    hana.send_presence()
+    pat = xmpp.make(f"pat@{PROSODY}/desk", "pw-p")
+    await pat.start("127.0.0.1", prosody.c2s_port)
+    await pat.get_roster(timeout=30)
+    pat.send_presence()
+
+    # Mutual subscription: Prosody learns hana's caps from the presence she sends pat.
+    hana.send_presence(pto=pat.bare, ptype="subscribe")
+    await pat.presence_from(hana.bare, "subscribe", timeout=30)
+    pat.send_presence(pto=hana.bare, ptype="subscribed")
+    pat.send_presence(pto=hana.bare, ptype="subscribe")
+    await hana.presence_from(pat.bare, "subscribe", timeout=30)
+    hana.send_presence(pto=pat.bare, ptype="subscribed")
+    await hana.wait_roster_subscription(pat.bare, "both", timeout=30)
+    await pat.presence_from(hana.bare, "available", timeout=30)
+
+    iq = pat.Iq()
+    iq["type"] = "set"
+    iq.append(ET.fromstring(
+        f"<pubsub xmlns='{PUBSUB}'><publish node='{NICK}'><item id='current'>"
+        f"<nick xmlns='{NICK}'>Pat from Prosody</nick></item></publish></pubsub>"))
+    await iq.send(timeout=30)
+
+    msg, items = await hana.events.next(NICK, timeout=30)
+    assert msg.get("from") == pat.bare, ET.tostring(msg)
+    nick = items.find(f"{{{EVENT}}}item/{{{NICK}}}nick")
+    assert nick is not None and nick.text == "Pat from Prosody", ET.tostring(msg)
