@@ -307,3 +307,55 @@ async def test_pep_notifications_from_a_prosody_contact_reach_the_local_user(fed
     assert msg.get("from") == pat.bare, ET.tostring(msg)
     nick = items.find(f"{{{EVENT}}}item/{{{NICK}}}nick")
     assert nick is not None and nick.text == "Pat from Prosody", ET.tostring(msg)
+
+
+@pytest.mark.async_timeout(180)
+async def test_pep_notifications_of_a_local_user_reach_a_prosody_contact(federation, xmpp):
+    """Our PEP sends a local owner's events to the remote contact's resources whose caps
+    (asked over s2s when their presence came) carry +notify."""
+    from test_pep import EVENT, NICK, PEP_PLUGINS, PUBSUB, Events
+    from xml.etree import ElementTree as ET
+
+    helio, prosody = federation
+    helio.create_tenant("fed", [HELIO], s2s={"enabled": True})
+    helio.create_user("hana", "pw-h", domain=HELIO)
+    hana = await xmpp.connect(helio, f"hana@{HELIO}", "pw-h", resource="web", plugins=PEP_PLUGINS)
+    pat = xmpp.make(f"pat@{PROSODY}/desk", "pw-p", plugins=PEP_PLUGINS)
+    pat.events = Events(pat)
+    await pat.start("127.0.0.1", prosody.c2s_port)
+    await pat.get_roster(timeout=30)
+    pat.plugin["xep_0030"].add_feature(f"{NICK}+notify")
+    await pat.plugin["xep_0115"].update_caps(pat.boundjid.full, broadcast=False)
+    pat.send_presence()
+
+    # Mutual subscription: pat's presence (with caps) comes to Heliograph.
+    pat.send_presence(pto=hana.bare, ptype="subscribe")
+    await hana.presence_from(pat.bare, "subscribe", timeout=30)
+    hana.send_presence(pto=pat.bare, ptype="subscribed")
+    hana.send_presence(pto=pat.bare, ptype="subscribe")
+    await pat.presence_from(hana.bare, "subscribe", timeout=30)
+    pat.send_presence(pto=hana.bare, ptype="subscribed")
+    await hana.wait_roster_subscription(pat.bare, "both", timeout=30)
+    await hana.presence_from(pat.bare, "available", timeout=30)
+
+    # pat's caps are asked for in the background once its presence arrives: publish
+    # until an event comes (each publish replaces the item), within a deadline.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    n = 0
+    while True:
+        n += 1
+        iq = hana.Iq()
+        iq["type"] = "set"
+        iq.append(ET.fromstring(
+            f"<pubsub xmlns='{PUBSUB}'><publish node='{NICK}'><item id='current'>"
+            f"<nick xmlns='{NICK}'>Hana {n}</nick></item></publish></pubsub>"))
+        await iq.send(timeout=30)
+        try:
+            msg, items = await pat.events.next(NICK, timeout=1)
+            break
+        except asyncio.TimeoutError:
+            assert loop.time() < deadline, "no PEP event reached the Prosody contact"
+    assert msg.get("from") == hana.bare, ET.tostring(msg)
+    nick = items.find(f"{{{EVENT}}}item/{{{NICK}}}nick")
+    assert nick is not None and nick.text.startswith("Hana "), ET.tostring(msg)

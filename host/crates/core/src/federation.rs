@@ -72,6 +72,16 @@ pub async fn forward_paced(
     Ok(())
 }
 
+/// True if `local`'s tenant may send stanzas to `remote` over the federation.
+pub fn permits(core: &Arc<Core>, local: &str, remote: &str) -> bool {
+    !core.serves_domain(remote)
+        && core.hosted(remote).is_none()
+        && core.federation.get().is_some()
+        && core
+            .tenant_of_any(local)
+            .is_some_and(|t| t.spec.s2s.permits(remote))
+}
+
 /// The stanza back if `local`'s tenant may send it to `remote` over the federation.
 fn checked(
     core: &Arc<Core>,
@@ -79,18 +89,9 @@ fn checked(
     remote: &str,
     stanza: Element,
 ) -> Result<Element, (Refusal, Element)> {
-    let refused = || Refusal::NotFederated(remote.to_string());
-    if core.serves_domain(remote) || core.hosted(remote).is_some() {
-        return Err((refused(), stanza));
+    if permits(core, local, remote) {
+        Ok(stanza)
+    } else {
+        Err((Refusal::NotFederated(remote.to_string()), stanza))
     }
-    if core.federation.get().is_none() {
-        return Err((refused(), stanza));
-    }
-    let Some(tenant) = core.tenant_of_any(local) else {
-        return Err((refused(), stanza));
-    };
-    if !tenant.spec.s2s.permits(remote) {
-        return Err((refused(), stanza));
-    }
-    Ok(stanza)
 }

@@ -25,9 +25,11 @@ pub async fn route(core: &Arc<Core>, origin: &Origin, presence: Element) {
     if let Origin::Remote(_) = origin
         && let Some(domain) = super::jid_domain(presence.attr("to"))
         && let Some(tenant) = core.tenant_of(&domain)
-        && let Some(handler) = core.hooks.remote_presence(&tenant).cloned()
     {
-        return handler(core.clone(), presence).await;
+        core.hooks.remote_presence_seen(&tenant, core, &presence);
+        if let Some(handler) = core.hooks.remote_presence(&tenant).cloned() {
+            return handler(core.clone(), presence).await;
+        }
     }
     deliver(core, origin, presence).await;
 }

@@ -28,6 +28,7 @@ pub mod caps;
 pub mod config;
 pub mod handlers;
 pub mod notify;
+pub mod remote;
 
 use std::sync::Arc;
 
@@ -113,6 +114,8 @@ pub struct Pep {
     pub caps: caps::CapsCache,
     /// One write at a time per owner.
     locks: DashMap<Account, Arc<tokio::sync::Mutex<()>>>,
+    /// Online resources of contacts on other servers.
+    pub remote: remote::RemoteResources,
 }
 
 impl Pep {
@@ -171,6 +174,8 @@ impl Feature for Pep {
             tokio::spawn(async move { notify::last_items_for(&pep, &core, &entry).await });
             crate::boxed(async {})
         });
+        let pep = self.clone();
+        r.remote_presence_seen(move |core, presence| remote::seen(&pep, core, presence));
         let pep = self.clone();
         r.on_session(SessionEvent::Closed, move |_core, entry| {
             pep.caps.forget(&entry);

@@ -1,8 +1,10 @@
 //! Event notifications (XEP-0163 §4.3): who gets them and sending them. A node's
 //! notifications go to every available resource of the owner and of each contact with a
 //! presence subscription to the owner (the implied subscription) that may read the node
-//! and whose caps carry `NODE+notify`; blocked contacts get nothing. A resource that
-//! becomes available gets the last item of every node it is interested in.
+//! and whose caps carry `NODE+notify`; blocked contacts get nothing. Contacts on other
+//! servers get them the same way, at the resources their server said are online
+//! ([`super::remote`]), over s2s. A local resource that becomes available gets the last
+//! item of every node it is interested in.
 
 use std::sync::Arc;
 
@@ -84,6 +86,42 @@ pub async fn recipients(
     out
 }
 
+/// The resources of contacts on other servers that get the node's events (full JIDs).
+pub async fn remote_recipients(
+    pep: &Arc<Pep>,
+    core: &Arc<Core>,
+    owner: &Account,
+    roster: &Roster,
+    node: &PepNode,
+) -> Vec<String> {
+    let feature = notify_feature(&node.name);
+    let mut out = Vec::new();
+    for item in roster.items.iter().filter(|i| i.subscription.has_from()) {
+        let Some(contact) = crate::presence::remote::remote_account(core, &owner.domain, &item.jid)
+        else {
+            continue;
+        };
+        let resources = pep.remote.of(&item.jid);
+        if resources.is_empty()
+            || !access::may_read(owner, roster, node, &contact)
+            || blocked(core, owner, &contact).await
+        {
+            continue;
+        }
+        for (full, caps) in resources {
+            // Caps were asked for when the presence came; unknown ones get nothing.
+            if pep
+                .caps
+                .known_for(&full, &caps)
+                .is_some_and(|f| f.contains(&feature))
+            {
+                out.push(full);
+            }
+        }
+    }
+    out
+}
+
 fn event_message(owner: &Account, to: &str, content: Element) -> Element {
     Element::new("message", ns::CLIENT)
         .with_attr("from", owner.to_string())
@@ -107,6 +145,15 @@ async fn send_to_all(
         if s.send(event_message(owner, &s.full_jid, content.clone())) {
             sent += 1;
         }
+    }
+    for full in remote_recipients(pep, core, owner, &roster, node).await {
+        let Some(contact) = crate::presence::remote::remote_account(core, &owner.domain, &full)
+        else {
+            continue;
+        };
+        let msg = event_message(owner, &full, content.clone());
+        crate::presence::remote::send(core, &owner.domain, &contact, msg);
+        sent += 1;
     }
     sent
 }

@@ -518,6 +518,22 @@ async fn subscription_from_client(
     let contact = match classify(core, &entry.account, presence.attr("to")) {
         Route::Bare(acc) | Route::Full(acc, _) => acc,
         Route::RemoteServer(domain) => {
+            if !heliograph_core::federation::permits(core, &entry.account.domain, &domain) {
+                // Nobody to ask: the request bounces, the rest is dropped (the roster
+                // does not change for a contact nobody can reach).
+                if kind == SubKind::Subscribe {
+                    let text = format!("{domain} is not served here");
+                    reply(
+                        entry,
+                        stanza::error_reply(
+                            &presence,
+                            Condition::RemoteServerNotFound,
+                            Some(&text),
+                        ),
+                    );
+                }
+                return;
+            }
             let to = presence.attr("to").unwrap_or("").to_string();
             let Some(contact) = remote::remote_account(core, &entry.account.domain, &to) else {
                 let text = format!("{domain} has no accounts of its own");
