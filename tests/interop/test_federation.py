@@ -359,3 +359,14 @@ async def test_pep_notifications_of_a_local_user_reach_a_prosody_contact(federat
     assert msg.get("from") == hana.bare, ET.tostring(msg)
     nick = items.find(f"{{{EVENT}}}item/{{{NICK}}}nick")
     assert nick is not None and nick.text.startswith("Hana "), ET.tostring(msg)
+
+    # pat's second device comes online wanting nicknames: it gets hana's last one.
+    laptop = xmpp.make(f"pat@{PROSODY}/laptop", "pw-p", plugins=PEP_PLUGINS)
+    laptop.events = Events(laptop)
+    await laptop.start("127.0.0.1", prosody.c2s_port)
+    laptop.plugin["xep_0030"].add_feature(f"{NICK}+notify")
+    await laptop.plugin["xep_0115"].update_caps(laptop.boundjid.full, broadcast=False)
+    laptop.send_presence()
+    msg, items = await laptop.events.next(NICK, timeout=30)
+    assert msg.get("from") == hana.bare, ET.tostring(msg)
+    assert items.find(f"{{{EVENT}}}item/{{{NICK}}}nick").text == nick.text, ET.tostring(msg)

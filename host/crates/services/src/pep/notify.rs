@@ -251,3 +251,49 @@ pub async fn last_items_for(pep: &Arc<Pep>, core: &Arc<Core>, entry: &Arc<Sessio
         }
     }
 }
+
+/// A remote contact's resource `full` came online wanting `features`: it gets the last
+/// item of each of `publisher`'s nodes it wants and may read, over s2s.
+pub async fn last_items_to_remote(
+    core: &Arc<Core>,
+    publisher: &Account,
+    full: &str,
+    features: &super::caps::Features,
+) {
+    let Some(contact) = crate::presence::remote::remote_account(core, &publisher.domain, full)
+    else {
+        return;
+    };
+    let roster = crate::roster::load_roster(core, publisher).await;
+    let bare = contact.to_string();
+    let subscribed = roster
+        .items
+        .iter()
+        .any(|i| i.jid == bare && i.subscription.has_from());
+    if !subscribed || blocked(core, publisher, &contact).await {
+        return;
+    }
+    let p = publisher.clone();
+    let names = handlers::load(core, move |s| s.node_names(&p))
+        .await
+        .unwrap_or_default();
+    for name in names
+        .into_iter()
+        .filter(|n| features.contains(&notify_feature(n)))
+    {
+        let p = publisher.clone();
+        let Ok(Some(node)) = handlers::load(core, move |s| s.node(&p, &name)).await else {
+            continue;
+        };
+        if !access::may_read(publisher, &roster, &node, &contact) {
+            continue;
+        }
+        if let Some(last) = node.items.last() {
+            let items = Element::new("items", PUBSUB_EVENT)
+                .with_attr("node", node.name.clone())
+                .with_child(handlers::item_element(core, last, PUBSUB_EVENT));
+            let msg = event_message(publisher, full, items);
+            crate::presence::remote::send(core, &publisher.domain, &contact, msg);
+        }
+    }
+}
