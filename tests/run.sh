@@ -236,6 +236,12 @@ step_setup() {
     if command -v systemctl >/dev/null 2>&1; then
         systemctl disable --now prosody >/dev/null 2>&1 || true
     fi
+    # ejabberd for tests/interop/test_federation_ejabberd.py: started by the test as the
+    # unprivileged ejabberd user with its own config; the package's service is stopped.
+    ensure_apt_packages ejabberd
+    if command -v systemctl >/dev/null 2>&1; then
+        systemctl disable --now ejabberd >/dev/null 2>&1 || true
+    fi
     echo "CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
     ensure_browser_packages
     cargo --version

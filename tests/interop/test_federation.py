@@ -132,3 +132,241 @@ async def test_users_join_each_others_rooms_across_federation(federation, xmpp):
     await groupchat(hana, here, "Pat", "visiting")
     hana.send_message(mto=here, mbody="welcome", mtype="groupchat")
     await groupchat(pat, here, "Hana", "welcome")
+
+
+@pytest.mark.async_timeout(180)
+async def test_presence_subscriptions_both_ways_with_prosody(federation, xmpp):
+    """RFC 6121 across servers: each server keeps its own user's side of the
+    subscription; probes on login, broadcasts and unavailable on logout cross s2s."""
+    helio, prosody = federation
+    helio.create_tenant("fed", [HELIO], s2s={"enabled": True})
+    helio.create_user("hana", "pw-h", domain=HELIO)
+    hana = await xmpp.connect(helio, f"hana@{HELIO}", "pw-h", resource="web", status="hana here")
+    pat = xmpp.make(f"pat@{PROSODY}/desk", "pw-p")
+    await pat.start("127.0.0.1", prosody.c2s_port)
+    await pat.get_roster(timeout=30)
+    pat.send_presence(pstatus="pat here")
+
+    # hana -> pat: subscribe; pat approves and asks back; hana approves.
+    hana.send_presence(pto=pat.bare, ptype="subscribe")
+    await pat.presence_from(hana.bare, "subscribe", timeout=30)
+    pat.send_presence(pto=hana.bare, ptype="subscribed")
+    pat.send_presence(pto=hana.bare, ptype="subscribe")
+    await hana.presence_from(pat.bare, "subscribed", timeout=30)
+    await hana.presence_from(pat.bare, "subscribe", timeout=30)
+    hana.send_presence(pto=pat.bare, ptype="subscribed")
+    await pat.presence_from(hana.bare, "subscribed", timeout=30)
+
+    # Both rosters, as each server stores them.
+    await hana.wait_roster_subscription(pat.bare, "both", timeout=30)
+    await pat.wait_roster_subscription(hana.bare, "both", timeout=30)
+
+    # Once approved, each side got the other's current presence.
+    await hana.presence_from(pat.bare, "available", status="pat here", timeout=30)
+    await pat.presence_from(hana.bare, "available", status="hana here", timeout=30)
+
+    # Broadcasts cross, both ways.
+    hana.send_presence(pstatus="hana busy", pshow="dnd")
+    p = await pat.presence_from(hana.bare, "available", status="hana busy", timeout=30)
+    assert p["show"] == "dnd"
+    assert p["from"].full == hana.jid
+    pat.send_presence(pstatus="pat away", pshow="away")
+    p = await hana.presence_from(pat.bare, "available", status="pat away", timeout=30)
+    assert p["show"] == "away"
+
+    # Logging out is broadcast as unavailable, both ways.
+    await hana.stop()
+    await pat.presence_from(hana.bare, "unavailable", timeout=30)
+
+    # Logging in again probes the contact: Prosody answers with pat's presence, and
+    # hana's initial presence reaches pat.
+    hana2 = await xmpp.connect(helio, f"hana@{HELIO}", "pw-h", resource="phone", status="back")
+    await hana2.presence_from(pat.bare, "available", status="pat away", timeout=30)
+    await pat.presence_from(hana.bare, "available", status="back", timeout=30)
+
+    # pat logs in on a second device: Prosody probes hana, Heliograph answers.
+    pat2 = xmpp.make(f"pat@{PROSODY}/laptop", "pw-p")
+    await pat2.start("127.0.0.1", prosody.c2s_port)
+    await pat2.get_roster(timeout=30)
+    pat2.send_presence(pstatus="pat laptop")
+    await pat2.presence_from(hana.bare, "available", status="back", timeout=30)
+
+    await pat.stop()
+    await pat2.stop()
+    await hana2.presence_from(pat.bare, "unavailable", timeout=30)
+
+
+@pytest.mark.async_timeout(180)
+async def test_unsubscribing_a_prosody_contact_ends_presence_both_ways(federation, xmpp):
+    helio, prosody = federation
+    helio.create_tenant("fed", [HELIO], s2s={"enabled": True})
+    helio.create_user("hana", "pw-h", domain=HELIO)
+    hana = await xmpp.connect(helio, f"hana@{HELIO}", "pw-h", resource="web", status="hana here")
+    pat = xmpp.make(f"pat@{PROSODY}/desk", "pw-p")
+    await pat.start("127.0.0.1", prosody.c2s_port)
+    await pat.get_roster(timeout=30)
+    pat.send_presence(pstatus="pat here")
+
+    # pat -> hana: subscribe, hana approves: pat sees hana (to/from).
+    pat.send_presence(pto=hana.bare, ptype="subscribe")
+    await hana.presence_from(pat.bare, "subscribe", timeout=30)
+    hana.send_presence(pto=pat.bare, ptype="subscribed")
+    await pat.presence_from(hana.bare, "available", status="hana here", timeout=30)
+    await hana.wait_roster_subscription(pat.bare, "from", timeout=30)
+    await pat.wait_roster_subscription(hana.bare, "to", timeout=30)
+
+    # hana revokes it: pat gets unavailable and both rosters say none.
+    hana.send_presence(pto=pat.bare, ptype="unsubscribed")
+    await pat.presence_from(hana.bare, "unavailable", timeout=30)
+    await pat.wait_roster_subscription(hana.bare, "none", timeout=30)
+    await hana.wait_roster_subscription(pat.bare, "none", timeout=30)
+
+
+@pytest.mark.async_timeout(180)
+async def test_carbons_and_archive_cover_messages_with_a_prosody_user(federation, xmpp):
+    """A message from Prosody is carbon-copied to the user's other device and archived;
+    one sent to Prosody is archived and carbon-copied as <sent/>."""
+    from test_carbons import CARBON_PLUGINS, Carbons
+    from test_mam import mam_query
+
+    helio, prosody = federation
+    helio.create_tenant("fed", [HELIO], s2s={"enabled": True})
+    helio.create_user("hana", "pw-h", domain=HELIO)
+    phone = await xmpp.connect(helio, f"hana@{HELIO}", "pw-h", resource="phone",
+                               plugins=CARBON_PLUGINS)
+    laptop = await xmpp.connect(helio, f"hana@{HELIO}", "pw-h", resource="laptop",
+                                plugins=CARBON_PLUGINS)
+    laptop_c = Carbons(laptop)
+    await phone.plugin["xep_0280"].enable()
+    await laptop.plugin["xep_0280"].enable()
+    pat = xmpp.make(f"pat@{PROSODY}/desk", "pw-p")
+    await pat.start("127.0.0.1", prosody.c2s_port)
+    pat.send_presence()
+
+    # Prosody -> the phone: the laptop gets a <received/> copy.
+    pat.send_message(mto=phone.jid, mbody="to the phone", mtype="chat")
+    assert (await phone.next_message(timeout=30))["body"] == "to the phone"
+    carbon = await Carbons.next(laptop_c.received, timeout=30)
+    fwd = carbon["carbon_received"]
+    assert fwd["body"] == "to the phone"
+    assert str(fwd["from"]) == f"pat@{PROSODY}/desk"
+
+    # The phone -> Prosody: the laptop gets a <sent/> copy.
+    phone.send_message(mto=f"pat@{PROSODY}/desk", mbody="to prosody", mtype="chat")
+    assert (await pat.next_message(timeout=30))["body"] == "to prosody"
+    carbon = await Carbons.next(laptop_c.sent, timeout=30)
+    fwd = carbon["carbon_sent"]
+    assert fwd["body"] == "to prosody"
+    assert str(fwd["to"]) == f"pat@{PROSODY}/desk"
+
+    # Both are in hana's archive, with pat (a query waits for what is being written).
+    results, _ = await mam_query(phone, fields={"with": f"pat@{PROSODY}"})
+    assert [r.body for r in results] == ["to the phone", "to prosody"], results
+
+
+@pytest.mark.async_timeout(180)
+async def test_pep_notifications_from_a_prosody_contact_reach_the_local_user(federation, xmpp):
+    """Prosody's PEP (mod_pep) asks the local resource for its caps over s2s and sends
+    it the contact's events (XEP-0163 with +notify)."""
+    from test_pep import EVENT, NICK, PEP_PLUGINS, PUBSUB, Events
+    from xml.etree import ElementTree as ET
+
+    helio, prosody = federation
+    helio.create_tenant("fed", [HELIO], s2s={"enabled": True})
+    helio.create_user("hana", "pw-h", domain=HELIO)
+    hana = xmpp.make(f"hana@{HELIO}/web", "pw-h", plugins=PEP_PLUGINS)
+    hana.events = Events(hana)
+    await hana.start(*helio.c2s_starttls)
+    await hana.get_roster(timeout=30)
+    hana.plugin["xep_0030"].add_feature(f"{NICK}+notify")
+    await hana.plugin["xep_0115"].update_caps(hana.boundjid.full, broadcast=False)
+    hana.send_presence()
+    pat = xmpp.make(f"pat@{PROSODY}/desk", "pw-p")
+    await pat.start("127.0.0.1", prosody.c2s_port)
+    await pat.get_roster(timeout=30)
+    pat.send_presence()
+
+    # Mutual subscription: Prosody learns hana's caps from the presence she sends pat.
+    hana.send_presence(pto=pat.bare, ptype="subscribe")
+    await pat.presence_from(hana.bare, "subscribe", timeout=30)
+    pat.send_presence(pto=hana.bare, ptype="subscribed")
+    pat.send_presence(pto=hana.bare, ptype="subscribe")
+    await hana.presence_from(pat.bare, "subscribe", timeout=30)
+    hana.send_presence(pto=pat.bare, ptype="subscribed")
+    await hana.wait_roster_subscription(pat.bare, "both", timeout=30)
+    await pat.presence_from(hana.bare, "available", timeout=30)
+
+    iq = pat.Iq()
+    iq["type"] = "set"
+    iq.append(ET.fromstring(
+        f"<pubsub xmlns='{PUBSUB}'><publish node='{NICK}'><item id='current'>"
+        f"<nick xmlns='{NICK}'>Pat from Prosody</nick></item></publish></pubsub>"))
+    await iq.send(timeout=30)
+
+    msg, items = await hana.events.next(NICK, timeout=30)
+    assert msg.get("from") == pat.bare, ET.tostring(msg)
+    nick = items.find(f"{{{EVENT}}}item/{{{NICK}}}nick")
+    assert nick is not None and nick.text == "Pat from Prosody", ET.tostring(msg)
+
+
+@pytest.mark.async_timeout(180)
+async def test_pep_notifications_of_a_local_user_reach_a_prosody_contact(federation, xmpp):
+    """Our PEP sends a local owner's events to the remote contact's resources whose caps
+    (asked over s2s when their presence came) carry +notify."""
+    from test_pep import EVENT, NICK, PEP_PLUGINS, PUBSUB, Events
+    from xml.etree import ElementTree as ET
+
+    helio, prosody = federation
+    helio.create_tenant("fed", [HELIO], s2s={"enabled": True})
+    helio.create_user("hana", "pw-h", domain=HELIO)
+    hana = await xmpp.connect(helio, f"hana@{HELIO}", "pw-h", resource="web", plugins=PEP_PLUGINS)
+    pat = xmpp.make(f"pat@{PROSODY}/desk", "pw-p", plugins=PEP_PLUGINS)
+    pat.events = Events(pat)
+    await pat.start("127.0.0.1", prosody.c2s_port)
+    await pat.get_roster(timeout=30)
+    pat.plugin["xep_0030"].add_feature(f"{NICK}+notify")
+    await pat.plugin["xep_0115"].update_caps(pat.boundjid.full, broadcast=False)
+    pat.send_presence()
+
+    # Mutual subscription: pat's presence (with caps) comes to Heliograph.
+    pat.send_presence(pto=hana.bare, ptype="subscribe")
+    await hana.presence_from(pat.bare, "subscribe", timeout=30)
+    hana.send_presence(pto=pat.bare, ptype="subscribed")
+    hana.send_presence(pto=pat.bare, ptype="subscribe")
+    await pat.presence_from(hana.bare, "subscribe", timeout=30)
+    pat.send_presence(pto=hana.bare, ptype="subscribed")
+    await hana.wait_roster_subscription(pat.bare, "both", timeout=30)
+    await hana.presence_from(pat.bare, "available", timeout=30)
+
+    # pat's caps are asked for in the background once its presence arrives: publish
+    # until an event comes (each publish replaces the item), within a deadline.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    n = 0
+    while True:
+        n += 1
+        iq = hana.Iq()
+        iq["type"] = "set"
+        iq.append(ET.fromstring(
+            f"<pubsub xmlns='{PUBSUB}'><publish node='{NICK}'><item id='current'>"
+            f"<nick xmlns='{NICK}'>Hana {n}</nick></item></publish></pubsub>"))
+        await iq.send(timeout=30)
+        try:
+            msg, items = await pat.events.next(NICK, timeout=1)
+            break
+        except asyncio.TimeoutError:
+            assert loop.time() < deadline, "no PEP event reached the Prosody contact"
+    assert msg.get("from") == hana.bare, ET.tostring(msg)
+    nick = items.find(f"{{{EVENT}}}item/{{{NICK}}}nick")
+    assert nick is not None and nick.text.startswith("Hana "), ET.tostring(msg)
+
+    # pat's second device comes online wanting nicknames: it gets hana's last one.
+    laptop = xmpp.make(f"pat@{PROSODY}/laptop", "pw-p", plugins=PEP_PLUGINS)
+    laptop.events = Events(laptop)
+    await laptop.start("127.0.0.1", prosody.c2s_port)
+    laptop.plugin["xep_0030"].add_feature(f"{NICK}+notify")
+    await laptop.plugin["xep_0115"].update_caps(laptop.boundjid.full, broadcast=False)
+    laptop.send_presence()
+    msg, items = await laptop.events.next(NICK, timeout=30)
+    assert msg.get("from") == hana.bare, ET.tostring(msg)
+    assert items.find(f"{{{EVENT}}}item/{{{NICK}}}nick").text == nick.text, ET.tostring(msg)

@@ -6,6 +6,8 @@
 
 use crate::common::*;
 
+mod flow;
+
 pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -86,7 +86,7 @@ http_ports = {{ }}
 https_ports = {{ }}
 admin_socket = "{self.dir}/prosody.sock"
 log = {{ debug = "{self.log}" }}
-modules_enabled = {{ "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping"; "presence"; "message"; "iq"; "test_s2s_hosts" }}
+modules_enabled = {{ "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping"; "presence"; "message"; "iq"; "pep"; "test_s2s_hosts" }}
 modules_disabled = {{ "posix"; "admin_socket"; "offline"; "c2s_limits" }}
 authentication = "internal_plain"
 storage = "internal"

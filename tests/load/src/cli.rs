@@ -56,6 +56,9 @@ pub enum Cmd {
     /// chat with stream management and resumption, MUC, BOSH, plugin logins; checks that
     /// no acknowledged message is lost and that the server's RSS stays flat.
     Soak(SoakArgs),
+    /// Federation: two servers started here, messages from a user of one to a user of the
+    /// other over s2s in windows; messages/s and each server's CPU per message.
+    S2s(S2sArgs),
     /// Everything the README reports, in one run.
     Report(ReportArgs),
     /// Internal: one connect worker process (spawned by `--procs`).
@@ -395,6 +398,7 @@ pub fn main() -> ExitCode {
             Cmd::Memory(a) => cmd_memory(&out, a).await.map(|_| ()),
             Cmd::Resume(a) => cmd_resume(&out, a).await.map(|_| ()),
             Cmd::Soak(a) => cmd_soak(&out, a).await,
+            Cmd::S2s(a) => cmd_s2s(&out, a).await,
             Cmd::Report(a) => cmd_report(&out, a).await,
             Cmd::Worker { job } => worker(&job).await,
         }
@@ -435,6 +439,48 @@ impl Output {
             let _ = writeln!(f, "{text}");
         }
     }
+}
+
+/// `s2s` options.
+#[derive(Args, Debug, Clone)]
+pub struct S2sArgs {
+    /// The heliograph binary for both servers (default: next to this one).
+    #[arg(long)]
+    pub server_bin: Option<PathBuf>,
+    /// Messages sent.
+    #[arg(long, default_value_t = 20_000)]
+    pub messages: usize,
+    /// Messages sent in one go before waiting for the last of them.
+    #[arg(long, default_value_t = 1_000)]
+    pub window: usize,
+}
+
+async fn cmd_s2s(out: &Output, a: S2sArgs) -> anyhow::Result<()> {
+    let binary = match &a.server_bin {
+        Some(b) => b.clone(),
+        None => sibling("heliograph")?,
+    };
+    let o = crate::s2s::run(&binary, a.messages, a.window).await?;
+    let per = crate::s2s::S2sOutcome::cpu_us_per_message;
+    out.line(&format!(
+        "s2s: {} messages in {:.2} s = {:.0} msg/s; server CPU per message: sending {:.1} us, \
+         receiving {:.1} us",
+        o.messages,
+        o.seconds,
+        o.rate(),
+        per(o.cpu_sender, o.messages),
+        per(o.cpu_receiver, o.messages),
+    ));
+    out.measurement(serde_json::json!({
+        "measurement": "s2s",
+        "messages": o.messages,
+        "window": a.window,
+        "seconds": o.seconds,
+        "messages_per_sec": o.rate(),
+        "cpu_us_per_message_sender": per(o.cpu_sender, o.messages),
+        "cpu_us_per_message_receiver": per(o.cpu_receiver, o.messages),
+    }));
+    Ok(())
 }
 
 /// A sibling executable of this one (`heliograph`, `relay`).
@@ -581,6 +627,7 @@ fn spawn_options(args: &TargetArgs, data_dir: &std::path::Path) -> anyhow::Resul
         session_queue: args.session_queue,
         storage_url: args.storage_url.clone(),
         resume_timeout: args.resume_timeout,
+        extra_config: String::new(),
     })
 }
 

@@ -20,6 +20,7 @@ pub mod offline;
 pub mod procfs;
 pub mod report;
 pub mod resume;
+pub mod s2s;
 pub mod sm;
 pub mod soak;
 pub mod stats;

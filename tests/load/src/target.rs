@@ -39,6 +39,8 @@ pub struct SpawnOptions {
     pub storage_url: Option<String>,
     /// `[c2s] resume_timeout` (seconds) when given; the server's default otherwise.
     pub resume_timeout: Option<u64>,
+    /// Appended to the generated config (more tables: federation for `s2s`).
+    pub extra_config: String,
 }
 
 /// The HS256 key of a spawned server's tenant, for JWT logins (`--mech jwt`): kid and
@@ -78,7 +80,7 @@ pub fn spawn_config(opts: &SpawnOptions, data_dir: &Path) -> String {
     ) + &match &opts.storage_url {
         Some(url) => format!("\n[storage]\nbackend = \"postgres\"\nurl = \"{url}\"\n"),
         None => String::new(),
-    }
+    } + &opts.extra_config
 }
 
 /// What a server's ready file says.
@@ -319,12 +321,14 @@ mod tests {
             session_queue: 1024,
             storage_url: None,
             resume_timeout: None,
+            extra_config: String::new(),
         };
         let cfg = spawn_config(&opts, Path::new("/tmp/x"));
         assert!(!cfg.contains("resume_timeout"));
         let short = spawn_config(
             &SpawnOptions {
                 resume_timeout: Some(3),
+                extra_config: String::new(),
                 ..opts.clone()
             },
             Path::new("/tmp/x"),

@@ -45,6 +45,11 @@ pub struct S2sConfig {
     /// Seconds one TCP connection attempt may take before the next address is tried
     /// (`connect_timeout` bounds them all).
     pub attempt_timeout: u64,
+    /// Stanzas per second accepted from one remote domain over all its incoming streams
+    /// (0 = no limit). A faster peer is slowed down (its streams are not read), not cut off.
+    pub rate: u32,
+    /// Stanzas a remote domain may send at once above `rate` (0 = twice `rate`).
+    pub burst: u32,
 }
 
 impl Default for S2sConfig {
@@ -63,6 +68,8 @@ impl Default for S2sConfig {
             resolver: None,
             fallback_port: 5269,
             attempt_timeout: 5,
+            rate: 0,
+            burst: 0,
         }
     }
 }

@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
+
 use crate::context::Core;
 use crate::xml::Element;
 
@@ -14,6 +16,21 @@ pub trait Federation: Send + Sync + 'static {
     /// `remote`, opening it if needed. Delivery failures come back as error stanzas
     /// routed to the sender.
     fn send(&self, core: &Arc<Core>, local: &str, remote: &str, stanza: Element);
+
+    /// Like [`Federation::send`] for a sender that can be slowed down (a client
+    /// session): when the stream's queue is full it waits for room, as a client sending
+    /// faster than a local recipient reads does, and bounces only if no room came in
+    /// time. By default the same as `send`.
+    fn send_waiting<'a>(
+        &'a self,
+        core: &'a Arc<Core>,
+        local: &'a str,
+        remote: &'a str,
+        stanza: Element,
+    ) -> BoxFuture<'a, ()> {
+        self.send(core, local, remote, stanza);
+        Box::pin(async {})
+    }
 }
 
 /// Why a stanza could not be handed to another server.
@@ -33,19 +50,48 @@ pub fn forward(
     remote: &str,
     stanza: Element,
 ) -> Result<(), (Refusal, Element)> {
-    let refused = || Refusal::NotFederated(remote.to_string());
-    if core.serves_domain(remote) || core.hosted(remote).is_some() {
-        return Err((refused(), stanza));
+    let stanza = checked(core, local, remote, stanza)?;
+    if let Some(federation) = core.federation.get() {
+        federation.send(core, local, remote, stanza);
     }
-    let Some(federation) = core.federation.get() else {
-        return Err((refused(), stanza));
-    };
-    let Some(tenant) = core.tenant_of_any(local) else {
-        return Err((refused(), stanza));
-    };
-    if !tenant.spec.s2s.permits(remote) {
-        return Err((refused(), stanza));
-    }
-    federation.send(core, local, remote, stanza);
     Ok(())
+}
+
+/// Like [`forward`] for a client's stanza: waits for room when the stream to `remote`
+/// is backed up (see [`Federation::send_waiting`]).
+pub async fn forward_paced(
+    core: &Arc<Core>,
+    local: &str,
+    remote: &str,
+    stanza: Element,
+) -> Result<(), (Refusal, Element)> {
+    let stanza = checked(core, local, remote, stanza)?;
+    if let Some(federation) = core.federation.get() {
+        federation.send_waiting(core, local, remote, stanza).await;
+    }
+    Ok(())
+}
+
+/// True if `local`'s tenant may send stanzas to `remote` over the federation.
+pub fn permits(core: &Arc<Core>, local: &str, remote: &str) -> bool {
+    !core.serves_domain(remote)
+        && core.hosted(remote).is_none()
+        && core.federation.get().is_some()
+        && core
+            .tenant_of_any(local)
+            .is_some_and(|t| t.spec.s2s.permits(remote))
+}
+
+/// The stanza back if `local`'s tenant may send it to `remote` over the federation.
+fn checked(
+    core: &Arc<Core>,
+    local: &str,
+    remote: &str,
+    stanza: Element,
+) -> Result<Element, (Refusal, Element)> {
+    if permits(core, local, remote) {
+        Ok(stanza)
+    } else {
+        Err((Refusal::NotFederated(remote.to_string()), stanza))
+    }
 }

@@ -452,6 +452,9 @@ async fn remove(
             .await;
         }
     }
+    if contact.is_none() {
+        super::presence::remote::cancel_on_remove(core, account, &item);
+    }
     let store = core.storage.rosters.clone();
     let acc = account.clone();
     let jid = item.jid.clone();

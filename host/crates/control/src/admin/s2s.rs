@@ -27,6 +27,7 @@ pub async fn list(ctx: Ctx) -> ApiResult {
         "connections_in": c.connections_in.load(Ordering::Relaxed),
         "connections_out": c.connections_out.load(Ordering::Relaxed),
         "bounced": c.bounced.load(Ordering::Relaxed),
+        "throttled": c.throttled.load(Ordering::Relaxed),
     });
     Ok(json(
         StatusCode::OK,

@@ -11,7 +11,9 @@
 //! - **iq handlers** by type and payload namespace, for an [`Address`]: the server itself
 //!   (`Host`), the sender's own account (`Own`), or another local account answered by the
 //!   server on its behalf (`Account`) — [`Registrar::iq`];
-//! - the **presence** a client session sends ([`Registrar::client_presence`]);
+//! - the **presence** a client session sends ([`Registrar::client_presence`]), and the
+//!   presence another server sends to a local account ([`Registrar::remote_presence`],
+//!   and observers of it: [`Registrar::remote_presence_seen`]);
 //! - what happens to a **message nobody online can take** ([`Registrar::undeliverable`]);
 //! - **session events**: bound, initial presence, closed ([`Registrar::on_session`]);
 //! - **filters** run before delivery to a local account ([`Registrar::filter`]);
@@ -63,6 +65,13 @@ pub type IqHandler = Arc<dyn Fn(IqRequest) -> BoxFuture<'static, Option<Element>
 /// Takes every presence stanza a bound client sends (`from` stamped).
 pub type PresenceHandler =
     Arc<dyn Fn(Arc<Core>, Arc<SessionEntry>, Element) -> BoxFuture<'static, ()> + Send + Sync>;
+/// Takes every presence stanza another server sends to a local address (`from` checked
+/// to be on that server's domain).
+pub type RemotePresenceHandler =
+    Arc<dyn Fn(Arc<Core>, Element) -> BoxFuture<'static, ()> + Send + Sync>;
+/// Sees (without taking) presence another server sends to a local address, before it is
+/// handled; must not wait (spawn for anything slow).
+pub type RemotePresenceObserver = Arc<dyn Fn(&Arc<Core>, &Element) + Send + Sync>;
 /// Takes a message for an account none of whose sessions could take it.
 pub type UndeliverableHandler =
     Arc<dyn Fn(Arc<Core>, Account, Element) -> BoxFuture<'static, Stored> + Send + Sync>;
@@ -118,6 +127,8 @@ pub struct Hooks {
     /// iq handlers by payload namespace.
     iq: HashMap<&'static str, Vec<Entry<IqEntry>>>,
     client_presence: Vec<Entry<PresenceHandler>>,
+    remote_presence: Vec<Entry<RemotePresenceHandler>>,
+    remote_presence_seen: Vec<Entry<RemotePresenceObserver>>,
     undeliverable: Vec<Entry<UndeliverableHandler>>,
     session: Vec<Entry<(SessionEvent, SessionHandler)>>,
     filters: Vec<Entry<Arc<dyn Filter>>>,
@@ -208,6 +219,26 @@ impl Registrar<'_> {
     {
         let e = self.entry(Arc::new(handler) as PresenceHandler);
         self.hooks.client_presence.push(e);
+    }
+
+    /// Takes the presence stanzas other servers send to local addresses (subscriptions,
+    /// probes, broadcasts of remote contacts).
+    pub fn remote_presence<F>(&mut self, handler: F)
+    where
+        F: Fn(Arc<Core>, Element) -> BoxFuture<'static, ()> + Send + Sync + 'static,
+    {
+        let e = self.entry(Arc::new(handler) as RemotePresenceHandler);
+        self.hooks.remote_presence.push(e);
+    }
+
+    /// Sees the presence other servers send to local addresses before it is handled
+    /// (what remote resources are online, with which capabilities).
+    pub fn remote_presence_seen<F>(&mut self, observer: F)
+    where
+        F: Fn(&Arc<Core>, &Element) + Send + Sync + 'static,
+    {
+        let e = self.entry(Arc::new(observer) as RemotePresenceObserver);
+        self.hooks.remote_presence_seen.push(e);
     }
 
     /// Takes messages for accounts with no session that can receive them (offline
@@ -347,6 +378,18 @@ impl Hooks {
     /// The client presence handler for `tenant`, if any.
     pub fn client_presence(&self, tenant: &Tenant) -> Option<&PresenceHandler> {
         self.on(tenant, &self.client_presence).next()
+    }
+
+    /// The handler for presence from other servers to `tenant`'s users, if any.
+    pub fn remote_presence(&self, tenant: &Tenant) -> Option<&RemotePresenceHandler> {
+        self.on(tenant, &self.remote_presence).next()
+    }
+
+    /// Runs the observers of presence from other servers to `tenant`'s users.
+    pub fn remote_presence_seen(&self, tenant: &Tenant, core: &Arc<Core>, presence: &Element) {
+        for observer in self.on(tenant, &self.remote_presence_seen) {
+            observer(core, presence);
+        }
     }
 
     /// Undeliverable-message handlers for `tenant`, in order.

@@ -170,10 +170,16 @@ async fn deliver_with(
                 if std::mem::take(&mut hooks) {
                     received(core, account, &list, &mut msg);
                 }
-                let sent = match origin.and_then(Origin::session) {
-                    // A client sending faster than a recipient reads waits for room.
-                    Some(sender) => Box::pin(send_paced(core, &list, msg, sender)).await,
-                    None => send_to(&list, msg),
+                let sent = match origin {
+                    // A client sending faster than a recipient reads waits for room, and
+                    // so does another server's stream (it stops reading its socket).
+                    Some(Origin::Session(sender)) => {
+                        Box::pin(send_paced(core, &list, msg, Sender::Session(sender))).await
+                    }
+                    Some(Origin::Remote(domain)) => {
+                        Box::pin(send_paced(core, &list, msg, Sender::Remote(domain))).await
+                    }
+                    _ => send_to(&list, msg),
                 };
                 match sent {
                     Ok(()) => return,
@@ -339,15 +345,58 @@ fn best_resources(core: &Core, account: &Account) -> Vec<Arc<SessionEntry>> {
     sessions
 }
 
-/// Like [`send_to`] for a message a client sent: a target whose queue is full makes the
-/// sender wait for room (its later stanzas wait too, as its routing work runs in order)
-/// instead of costing the target its session. A target that still has no room after the
-/// write timeout does not read at all, and is closed as a slow client.
+/// Who waits when a recipient reads slowly: a client session, or another server's
+/// stream (routing its stanzas in order, it reads no more until there is room).
+#[derive(Clone, Copy)]
+enum Sender<'a> {
+    Session(&'a SessionEntry),
+    Remote(&'a str),
+}
+
+impl Sender<'_> {
+    fn slowed_for(self, recipient: &str) {
+        match self {
+            Sender::Session(s) => s.slowed_for(recipient),
+            Sender::Remote(domain) => {
+                // Once a minute at most: a peer may keep a slow reader busy for long.
+                static LAST_LOGGED: std::sync::atomic::AtomicU64 =
+                    std::sync::atomic::AtomicU64::new(0);
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let last = LAST_LOGGED.load(std::sync::atomic::Ordering::Relaxed);
+                if now >= last + 60
+                    && LAST_LOGGED
+                        .compare_exchange(
+                            last,
+                            now,
+                            std::sync::atomic::Ordering::Relaxed,
+                            std::sync::atomic::Ordering::Relaxed,
+                        )
+                        .is_ok()
+                {
+                    tracing::warn!(
+                        %domain,
+                        recipient,
+                        "another server sends faster than a recipient reads: its stream is slowed down"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Like [`send_to`] for a message a client or another server sent: a target whose queue
+/// is full makes the sender wait for room (its later stanzas wait too, as its routing
+/// work runs in order) instead of costing the target its session. A target that still
+/// has no room after the write timeout does not read at all, and is closed as a slow
+/// client.
 async fn send_paced(
     core: &Core,
     targets: &[Arc<SessionEntry>],
     msg: Element,
-    sender: &SessionEntry,
+    sender: Sender<'_>,
 ) -> Result<(), Element> {
     let Some((last, others)) = targets.split_last() else {
         return Err(msg);
@@ -367,7 +416,7 @@ async fn queue_paced(
     core: &Core,
     target: &SessionEntry,
     msg: Element,
-    sender: &SessionEntry,
+    sender: Sender<'_>,
 ) -> Result<(), Element> {
     match target.try_queue(msg) {
         Ok(()) => Ok(()),

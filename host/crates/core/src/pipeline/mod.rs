@@ -168,12 +168,21 @@ fn jid_domain(jid: Option<&str>) -> Option<String> {
 /// tenant federates with it; bounces it with `remote-server-not-found` otherwise (and
 /// always for stanzas from another server: nothing is relayed between two of them).
 pub async fn to_remote(core: &Arc<Core>, origin: &Origin, domain: &str, stanza: Element) {
-    let stanza = match origin {
-        Origin::Remote(_) => stanza,
-        _ => match crate::federation::forward(core, origin.domain(), domain, stanza) {
-            Ok(()) => return,
-            Err((_, stanza)) => stanza,
-        },
+    let sent = match origin {
+        Origin::Remote(_) => Err(stanza),
+        // A client waits for room when the stream is backed up, as for a slow local
+        // recipient.
+        Origin::Session(_) => {
+            crate::federation::forward_paced(core, origin.domain(), domain, stanza)
+                .await
+                .map_err(|(_, s)| s)
+        }
+        Origin::Hosted(_) => {
+            crate::federation::forward(core, origin.domain(), domain, stanza).map_err(|(_, s)| s)
+        }
+    };
+    let Err(stanza) = sent else {
+        return;
     };
     let text = not_served(domain);
     bounce(

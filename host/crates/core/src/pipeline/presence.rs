@@ -1,5 +1,7 @@
 //! Presence: what a client session sends goes to the presence feature (broadcasts,
-//! subscriptions, probes, directed presence: RFC 6121 §3-4); presence from anyone else
+//! subscriptions, probes, directed presence: RFC 6121 §3-4), and so does what another
+//! server sends to a local address (its users' subscriptions, probes and broadcasts);
+//! presence from anyone else
 //! (a MUC room, a component) is delivered: to a bare JID, every available session of
 //! the account; to a full JID, that session if it is there.
 
@@ -19,6 +21,15 @@ pub async fn route(core: &Arc<Core>, origin: &Origin, presence: Element) {
         && let Some(handler) = core.hooks.client_presence(&tenant).cloned()
     {
         return handler(core.clone(), entry.clone(), presence).await;
+    }
+    if let Origin::Remote(_) = origin
+        && let Some(domain) = super::jid_domain(presence.attr("to"))
+        && let Some(tenant) = core.tenant_of(&domain)
+    {
+        core.hooks.remote_presence_seen(&tenant, core, &presence);
+        if let Some(handler) = core.hooks.remote_presence(&tenant).cloned() {
+            return handler(core.clone(), presence).await;
+        }
     }
     deliver(core, origin, presence).await;
 }

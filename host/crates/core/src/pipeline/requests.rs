@@ -68,8 +68,8 @@ impl PendingRequests {
 }
 
 /// Sends `iq` (with `from` and `to` set; an id is made) and waits up to `timeout` for
-/// the answer. Reaches hosted domains (components, services) and local sessions by full
-/// JID that the sender's domain may reach.
+/// the answer. Reaches hosted domains (components, services), local sessions by full
+/// JID that the sender's domain may reach, and entities on servers it federates with.
 pub async fn send(
     core: &Arc<Core>,
     mut iq: Element,
@@ -100,6 +100,11 @@ pub async fn send(
             .router
             .resource(&account, &resource)
             .is_some_and(|s| s.send(iq)),
+        // An entity on another server (a caps query to a remote contact's resource), if
+        // the sender's tenant federates with it.
+        Route::RemoteServer(domain) => {
+            crate::federation::forward(core, &from_domain, &domain, iq).is_ok()
+        }
         _ => false,
     };
     if !delivered {

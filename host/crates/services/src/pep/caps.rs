@@ -70,16 +70,26 @@ impl CapsCache {
     /// The session's features if its caps are known (no waiting).
     pub fn known(&self, entry: &SessionEntry) -> Option<Features> {
         let caps = caps_of(entry.presence().last.as_ref()?)?;
+        self.known_for(&entry.full_jid, &caps)
+    }
+
+    /// The features of the resource `full_jid` advertising `caps`, if known.
+    pub fn known_for(&self, full_jid: &str, caps: &Caps) -> Option<Features> {
         if let Some(f) = self.known.get(&caps.ver) {
             return Some(f.clone());
         }
-        let own = self.by_session.get(&entry.full_jid)?;
+        let own = self.by_session.get(full_jid)?;
         (own.0 == caps.ver).then(|| own.1.clone())
     }
 
     /// The session ended: its unverified answer goes.
     pub fn forget(&self, entry: &SessionEntry) {
-        self.by_session.remove(&entry.full_jid);
+        self.forget_jid(&entry.full_jid);
+    }
+
+    /// The resource `full_jid` went away: its unverified answer goes.
+    pub fn forget_jid(&self, full_jid: &str) {
+        self.by_session.remove(full_jid);
     }
 
     /// Number of disco#info queries sent so far.
@@ -91,7 +101,20 @@ impl CapsCache {
     /// advertises no caps, does not answer, or another call is asking already.
     pub async fn resolve(&self, core: &Arc<Core>, entry: &SessionEntry) -> Option<Features> {
         let caps = caps_of(entry.presence().last.as_ref()?)?;
-        if let Some(f) = self.known(entry) {
+        self.resolve_for(core, &entry.account.domain, &entry.full_jid, &caps)
+            .await
+    }
+
+    /// Like [`CapsCache::resolve`] for any resource (one on another server too), asked
+    /// from the local domain `from`.
+    pub async fn resolve_for(
+        &self,
+        core: &Arc<Core>,
+        from: &str,
+        full_jid: &str,
+        caps: &Caps,
+    ) -> Option<Features> {
+        if let Some(f) = self.known_for(full_jid, caps) {
             return Some(f);
         }
         if self.asking.insert(caps.ver.clone(), ()).is_some() {
@@ -99,7 +122,7 @@ impl CapsCache {
         }
         self.queries
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let features = ask(core, entry, &caps).await;
+        let features = ask(core, from, full_jid, caps).await;
         self.asking.remove(&caps.ver);
         let (features, verified) = features?;
         let features: Features = Arc::new(features);
@@ -107,7 +130,7 @@ impl CapsCache {
             self.known.insert(caps.ver.clone(), features.clone());
         } else {
             self.by_session
-                .insert(entry.full_jid.clone(), (caps.ver.clone(), features.clone()));
+                .insert(full_jid.to_string(), (caps.ver.clone(), features.clone()));
         }
         Some(features)
     }
@@ -117,15 +140,16 @@ impl CapsCache {
 /// to `ver`.
 async fn ask(
     core: &Arc<Core>,
-    entry: &SessionEntry,
+    from: &str,
+    full_jid: &str,
     caps: &Caps,
 ) -> Option<(HashSet<String>, bool)> {
     let query = Element::new("query", ns::DISCO_INFO)
         .with_attr("node", format!("{}#{}", caps.node, caps.ver));
     let iq = Element::new("iq", ns::CLIENT)
         .with_attr("type", "get")
-        .with_attr("from", entry.account.domain.clone())
-        .with_attr("to", entry.full_jid.clone())
+        .with_attr("from", from.to_string())
+        .with_attr("to", full_jid.to_string())
         .with_child(query);
     let answer = crate::pipeline::requests::send(core, iq, QUERY_TIMEOUT)
         .await
@@ -142,7 +166,7 @@ async fn ask(
     let computed = verification(query);
     let verified = caps.hash == "sha-1" && computed == caps.ver;
     if !verified {
-        tracing::debug!(jid = %entry.full_jid, ver = %caps.ver, computed = %computed,
+        tracing::debug!(jid = %full_jid, ver = %caps.ver, computed = %computed,
             "caps did not verify: kept for this session only");
     }
     Some((features, verified))

@@ -32,6 +32,7 @@ pub mod config;
 pub mod handlers;
 pub mod notify;
 pub mod private_bookmarks;
+pub mod remote;
 
 use std::sync::Arc;
 
@@ -121,6 +122,8 @@ pub struct Pep {
     pub caps: caps::CapsCache,
     /// One write at a time per owner.
     locks: DashMap<Account, Arc<tokio::sync::Mutex<()>>>,
+    /// Online resources of contacts on other servers.
+    pub remote: remote::RemoteResources,
 }
 
 impl Pep {
@@ -188,6 +191,8 @@ impl Feature for Pep {
             });
             crate::boxed(async {})
         });
+        let pep = self.clone();
+        r.remote_presence_seen(move |core, presence| remote::seen(&pep, core, presence));
         let pep = self.clone();
         r.on_session(SessionEvent::Closed, move |_core, entry| {
             pep.caps.forget(&entry);

@@ -1,9 +1,11 @@
 //! Event notifications (XEP-0163 §4.3): who gets them and sending them. A node's
 //! notifications go to every available resource of the owner and of each contact with a
 //! presence subscription to the owner (the implied subscription) that may read the node
-//! and whose caps carry `NODE+notify`; blocked contacts get nothing. A resource that
-//! becomes available gets the last item of every node it is interested in, and so do the
-//! available resources of a contact whose presence subscription just became active.
+//! and whose caps carry `NODE+notify`; blocked contacts get nothing. Contacts on other
+//! servers get them the same way, at the resources their server said are online
+//! ([`super::remote`]), over s2s. A local resource that becomes available gets the last
+//! item of every node it is interested in, and so do the available resources of a local
+//! contact whose presence subscription just became active.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -86,6 +88,42 @@ pub async fn recipients(
     out
 }
 
+/// The resources of contacts on other servers that get the node's events (full JIDs).
+pub async fn remote_recipients(
+    pep: &Arc<Pep>,
+    core: &Arc<Core>,
+    owner: &Account,
+    roster: &Roster,
+    node: &PepNode,
+) -> Vec<String> {
+    let feature = notify_feature(&node.name);
+    let mut out = Vec::new();
+    for item in roster.items.iter().filter(|i| i.subscription.has_from()) {
+        let Some(contact) = crate::presence::remote::remote_account(core, &owner.domain, &item.jid)
+        else {
+            continue;
+        };
+        let resources = pep.remote.of(&item.jid);
+        if resources.is_empty()
+            || !access::may_read(owner, roster, node, &contact)
+            || blocked(core, owner, &contact).await
+        {
+            continue;
+        }
+        for (full, caps) in resources {
+            // Caps were asked for when the presence came; unknown ones get nothing.
+            if pep
+                .caps
+                .known_for(&full, &caps)
+                .is_some_and(|f| f.contains(&feature))
+            {
+                out.push(full);
+            }
+        }
+    }
+    out
+}
+
 fn event_message(owner: &Account, to: &str, content: Element) -> Element {
     Element::new("message", ns::CLIENT)
         .with_attr("from", owner.to_string())
@@ -109,6 +147,15 @@ async fn send_to_all(
         if s.send(event_message(owner, &s.full_jid, content.clone())) {
             sent += 1;
         }
+    }
+    for full in remote_recipients(pep, core, owner, &roster, node).await {
+        let Some(contact) = crate::presence::remote::remote_account(core, &owner.domain, &full)
+        else {
+            continue;
+        };
+        let msg = event_message(owner, &full, content.clone());
+        crate::presence::remote::send(core, &owner.domain, &contact, msg);
+        sent += 1;
     }
     sent
 }
@@ -245,6 +292,52 @@ async fn send_last_items(
                 .with_attr("node", node.name.clone())
                 .with_child(handlers::item_element(core, last, PUBSUB_EVENT));
             entry.send(event_message(publisher, &entry.full_jid, items));
+        }
+    }
+}
+
+/// A remote contact's resource `full` came online wanting `features`: it gets the last
+/// item of each of `publisher`'s nodes it wants and may read, over s2s.
+pub async fn last_items_to_remote(
+    core: &Arc<Core>,
+    publisher: &Account,
+    full: &str,
+    features: &super::caps::Features,
+) {
+    let Some(contact) = crate::presence::remote::remote_account(core, &publisher.domain, full)
+    else {
+        return;
+    };
+    let roster = crate::roster::load_roster(core, publisher).await;
+    let bare = contact.to_string();
+    let subscribed = roster
+        .items
+        .iter()
+        .any(|i| i.jid == bare && i.subscription.has_from());
+    if !subscribed || blocked(core, publisher, &contact).await {
+        return;
+    }
+    let p = publisher.clone();
+    let names = handlers::load(core, move |s| s.node_names(&p))
+        .await
+        .unwrap_or_default();
+    for name in names
+        .into_iter()
+        .filter(|n| features.contains(&notify_feature(n)))
+    {
+        let p = publisher.clone();
+        let Ok(Some(node)) = handlers::load(core, move |s| s.node(&p, &name)).await else {
+            continue;
+        };
+        if !access::may_read(publisher, &roster, &node, &contact) {
+            continue;
+        }
+        if let Some(last) = node.items.last() {
+            let items = Element::new("items", PUBSUB_EVENT)
+                .with_attr("node", node.name.clone())
+                .with_child(handlers::item_element(core, last, PUBSUB_EVENT));
+            let msg = event_message(publisher, full, items);
+            crate::presence::remote::send(core, &publisher.domain, &contact, msg);
         }
     }
 }

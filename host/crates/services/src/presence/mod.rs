@@ -1,9 +1,10 @@
 //! Presence (RFC 6121 §3-4): subscriptions, probes, broadcasts, directed presence.
 //!
-//! Every account is local (no federation yet), so the "contact's server" of the RFC is
-//! this server too: a subscription stanza is processed for the sender (outbound, RFC 6121
-//! Appendix A.x.1) and then for the recipient (inbound, A.x.2) in one step, under the
-//! roster locks of both accounts. The transitions themselves are in [`subscription`].
+//! When both accounts are local, the "contact's server" of the RFC is this server too: a
+//! subscription stanza is processed for the sender (outbound, RFC 6121 Appendix A.x.1)
+//! and then for the recipient (inbound, A.x.2) in one step, under the roster locks of
+//! both accounts. Contacts on other servers are handled in [`remote`]: each server
+//! processes its own side. The transitions themselves are in [`subscription`].
 //!
 //! Presence flows from a *publisher* to a *subscriber* when the subscriber's item for the
 //! publisher has `to`/`both` (and the publisher's has `from`/`both`). Whenever a
@@ -16,6 +17,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+pub mod remote;
 pub mod subscription;
 
 use heliograph_core::Core;
@@ -40,6 +42,9 @@ impl Feature for Presence {
     fn register(self: Arc<Self>, r: &mut Registrar<'_>) {
         r.client_presence(|core, entry, presence| {
             crate::boxed(async move { from_client(&core, &entry, presence).await })
+        });
+        r.remote_presence(|core, presence| {
+            crate::boxed(async move { remote::from_remote(&core, presence).await })
         });
         r.on_session(SessionEvent::Closed, |core, entry| {
             crate::boxed(async move { session_ended(&core, &entry).await })
@@ -193,6 +198,17 @@ async fn broadcast(
 ) -> HashSet<String> {
     let mut sent = HashSet::new();
     for item in roster.items.iter().filter(|i| i.subscription.has_from()) {
+        if let Some(remote) = remote::remote_account(core, &entry.account.domain, &item.jid) {
+            // The contact's server fans the presence out to its available resources.
+            remote::send(
+                core,
+                &entry.account.domain,
+                &remote,
+                addressed(presence, &item.jid),
+            );
+            sent.insert(item.jid.clone());
+            continue;
+        }
         let Some(contact) = local_account(core, &entry.account, &item.jid) else {
             continue;
         };
@@ -236,6 +252,10 @@ async fn available(core: &Arc<Core>, entry: &Arc<SessionEntry>, presence: Elemen
         // Probes, answered locally: the presence of every available resource of the
         // contacts the user is subscribed to, and of the user's own other resources.
         for item in roster.items.iter().filter(|i| i.subscription.has_to()) {
+            if let Some(remote) = remote::remote_account(core, &entry.account.domain, &item.jid) {
+                remote::probe(core, &entry.account, &remote);
+                continue;
+            }
             let Some(contact) = local_account(core, &entry.account, &item.jid) else {
                 continue;
             };
@@ -313,8 +333,10 @@ async fn to_directed(
                 continue;
             }
             Route::RemoteServer(domain) => {
-                let origin = pipeline::Origin::Session(entry.clone());
-                pipeline::to_remote(core, &origin, &domain, addressed(presence, to)).await;
+                if !sent.contains(heliograph_xmpp::jid::bare(to).as_str()) {
+                    let origin = pipeline::Origin::Session(entry.clone());
+                    pipeline::to_remote(core, &origin, &domain, addressed(presence, to)).await;
+                }
                 continue;
             }
             _ => continue,
@@ -408,6 +430,17 @@ async fn probe(core: &Arc<Core>, entry: &Arc<SessionEntry>, presence: &Element) 
     let (account, resource) = match classify(core, &entry.account, presence.attr("to")) {
         Route::Full(acc, res) => (acc, Some(res)),
         Route::Bare(acc) => (acc, None),
+        Route::RemoteServer(_) => {
+            // The contact's server answers (or not) by its own rules.
+            if let Some(contact) = remote::remote_account(
+                core,
+                &entry.account.domain,
+                presence.attr("to").unwrap_or(""),
+            ) {
+                remote::probe(core, &entry.account, &contact);
+            }
+            return;
+        }
         _ => return,
     };
     if account != entry.account {
@@ -485,12 +518,35 @@ async fn subscription_from_client(
     let contact = match classify(core, &entry.account, presence.attr("to")) {
         Route::Bare(acc) | Route::Full(acc, _) => acc,
         Route::RemoteServer(domain) => {
-            if kind == SubKind::Subscribe {
-                let text = format!("{domain} is not served here");
-                reply(
+            if !heliograph_core::federation::permits(core, &entry.account.domain, &domain) {
+                // Nobody to ask: the request bounces, the rest is dropped (the roster
+                // does not change for a contact nobody can reach).
+                if kind == SubKind::Subscribe {
+                    let text = format!("{domain} is not served here");
+                    reply(
+                        entry,
+                        stanza::error_reply(
+                            &presence,
+                            Condition::RemoteServerNotFound,
+                            Some(&text),
+                        ),
+                    );
+                }
+                return;
+            }
+            let to = presence.attr("to").unwrap_or("").to_string();
+            let Some(contact) = remote::remote_account(core, &entry.account.domain, &to) else {
+                let text = format!("{domain} has no accounts of its own");
+                return reply(
                     entry,
-                    stanza::error_reply(&presence, Condition::RemoteServerNotFound, Some(&text)),
+                    stanza::error_reply(&presence, Condition::BadRequest, Some(&text)),
                 );
+            };
+            presence.set_attr("from", entry.account.to_string());
+            presence.set_attr("to", contact.to_string());
+            let _guards = roster::lock_accounts(&[&entry.account]).await;
+            if let Err(e) = outbound(core, &entry.account, &contact, kind, presence).await {
+                tracing::error!(jid = %entry.account, contact = %contact, error = %e, "subscription processing failed");
             }
             return;
         }
@@ -551,6 +607,20 @@ async fn outbound(
     }
     let had_to = before.as_ref().is_some_and(|i| i.subscription.has_to());
     roster::save(core, user, before.as_ref(), item.clone()).await?;
+    if remote::is_remote(core, user, contact) {
+        // The contact's server processes its side; this side tells the contact's server
+        // what the user's presence now is for it.
+        let had_from = before.as_ref().is_some_and(|i| i.subscription.has_from());
+        if r.route {
+            remote::send(core, &user.domain, contact, stanza);
+        }
+        match (had_from, item.subscription.has_from()) {
+            (false, true) => remote::send_presence(core, user, contact),
+            (true, false) => remote::send_unavailable(core, user, contact),
+            _ => {}
+        }
+        return Ok(());
+    }
     if r.route {
         route_inbound(core, user, contact, kind, stanza).await;
     }
@@ -583,6 +653,13 @@ pub(crate) async fn route_inbound(
                 .with_attr("type", "subscribed")
                 .with_attr("from", to.to_string())
                 .with_attr("to", from.to_string());
+            if remote::is_remote(core, to, from) {
+                // Pre-approved (RFC 6121 §3.4): the sender's server hears `subscribed`
+                // and the user's presence.
+                remote::send(core, &to.domain, from, answer);
+                remote::send_presence(core, to, from);
+                return;
+            }
             if let Err(e) = apply_inbound(core, to, from, SubKind::Subscribed, &answer, true).await
             {
                 tracing::error!(jid = %from, contact = %to, error = %e, "subscription processing failed");
@@ -632,13 +709,16 @@ async fn apply_inbound(
             s.send(stanza.clone());
         }
     }
-    match (had_to, item.subscription.has_to()) {
-        (false, true) => {
-            send_presence(core, from, to).await;
-            core.hooks.presence_granted(core, from, to).await;
+    // A remote publisher's server sends its presence (or unavailable) itself.
+    if !remote::is_remote(core, to, from) {
+        match (had_to, item.subscription.has_to()) {
+            (false, true) => {
+                send_presence(core, from, to).await;
+                core.hooks.presence_granted(core, from, to).await;
+            }
+            (true, false) => send_unavailable(core, from, to).await,
+            _ => {}
         }
-        (true, false) => send_unavailable(core, from, to).await,
-        _ => {}
     }
     Ok(r.auto_subscribed)
 }

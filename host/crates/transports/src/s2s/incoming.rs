@@ -311,6 +311,7 @@ impl Incoming {
         el.set_attr("to", to.to_string());
         to_client_ns(&mut el);
         self.s2s.count_stanza(self.id, Direction::Incoming);
+        self.pace(&pair.1).await;
         pipeline::route(&self.core, &Origin::Remote(pair.1), el).await;
         Ok(())
     }
@@ -382,6 +383,23 @@ impl Incoming {
             i.auth = Some("external");
         });
         Ok(())
+    }
+
+    /// Holds the stream (nothing more is read from its socket) while `remote` is over
+    /// the per-peer rate (`[s2s] rate`, `burst`).
+    async fn pace(&self, remote: &str) {
+        let (rate, burst) = {
+            let config = self.core.config();
+            (config.s2s.rate, config.s2s.burst)
+        };
+        let wait = self.s2s.rates.take(remote, rate, burst);
+        if !wait.is_zero() {
+            self.s2s
+                .counters
+                .throttled
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tokio::time::sleep(wait).await;
+        }
     }
 
     /// A peer asks to be accepted for (to, from): checked with its authoritative server.

@@ -10,6 +10,7 @@ pub mod certs;
 pub mod dialback;
 pub mod incoming;
 pub mod outgoing;
+pub mod rate;
 pub mod resolve;
 pub mod stream;
 pub mod xmpp_addr;
@@ -17,7 +18,7 @@ pub mod xmpp_addr;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use dashmap::DashMap;
 use heliograph_core::Core;
@@ -76,6 +77,8 @@ pub struct Counters {
     pub connections_in: AtomicU64,
     pub connections_out: AtomicU64,
     pub bounced: AtomicU64,
+    /// Incoming stanzas a stream waited for, its peer being over `[s2s] rate`.
+    pub throttled: AtomicU64,
 }
 
 /// Federation: the outgoing queues and every live stream (see the module docs).
@@ -89,6 +92,8 @@ pub struct S2s {
     streams: DashMap<u64, Live>,
     next_id: AtomicU64,
     pub counters: Counters,
+    /// The per-remote-domain stanza rate of incoming streams.
+    rates: rate::PeerRates,
 }
 
 impl S2s {
@@ -111,6 +116,7 @@ impl S2s {
             streams: DashMap::new(),
             next_id: AtomicU64::new(1),
             counters: Counters::default(),
+            rates: rate::PeerRates::default(),
         }))
     }
 
@@ -307,6 +313,32 @@ fn bounce_all(
 impl Federation for S2s {
     fn send(&self, core: &Arc<Core>, local: &str, remote: &str, stanza: Element) {
         self.enqueue(core, local, remote, stanza);
+    }
+
+    fn send_waiting<'a>(
+        &'a self,
+        core: &'a Arc<Core>,
+        local: &'a str,
+        remote: &'a str,
+        stanza: Element,
+    ) -> futures_util::future::BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let key = (local.to_string(), remote.to_string());
+            let tx = self.queues.get(&key).map(|q| q.tx.clone());
+            let Some(tx) = tx.filter(|tx| tx.capacity() == 0) else {
+                // Room (or no stream yet): the usual way.
+                return self.enqueue(core, local, remote, stanza);
+            };
+            // The stream is backed up (the peer reads slowly): wait for room, up to the
+            // time a client gets to take what is written to it.
+            let limit = Duration::from_secs(core.config().c2s.write_timeout.max(1));
+            match tokio::time::timeout(limit, tx.reserve()).await {
+                Ok(Ok(permit)) => permit.send(stanza),
+                // The stream ended meanwhile, or never made room: the usual way (a new
+                // stream, or a bounce).
+                _ => self.enqueue(core, local, remote, stanza),
+            }
+        })
     }
 }
 

@@ -1,0 +1,100 @@
+"""Federation with a real ejabberd (Debian's package) on loopback: ejabberd hosts
+``ejabberd.test`` (started by the test as an unprivileged user, with a config the test
+writes: loopback ports picked free, its own spool and log, a self-signed certificate,
+STARTTLS required, dialback), Heliograph gets a tenant ``heliograph.test`` added at
+runtime with federation on. Heliograph reaches ejabberd through its static host map;
+ejabberd, which resolves peers by DNS only, asks a DNS server the test runs on loopback
+for Heliograph's SRV record (see harness/ejabberd.py and harness/dns.py). slixmpp users on both sides exchange
+messages and pings, and subscribe to each other's presence.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.ejabberd import Ejabberd, available
+from harness.server import HeliographServer
+from harness.waiting import wait_for
+
+EJABBERD = "ejabberd.test"
+HELIO = "heliograph.test"
+
+pytestmark = pytest.mark.skipif(not available(), reason="Debian's ejabberd is not installed")
+
+
+@pytest.fixture
+def federation(heliograph_bin):
+    """(Heliograph, ejabberd), each knowing where the other's s2s listener is."""
+    ejabberd = Ejabberd(EJABBERD)
+    helio = HeliographServer(binary=heliograph_bin, config_overrides={
+        "listen": {"s2s": [{"address": "127.0.0.1:0"}]},
+        "s2s": {"enabled": True, "hosts": {EJABBERD: f"127.0.0.1:{ejabberd.s2s_port}"}},
+    })
+    helio.start()
+    try:
+        ejabberd.add_user("eve", "pw-e")
+        _, our_port = helio._listener("s2s", "starttls")
+        ejabberd.start({HELIO: our_port})
+        try:
+            yield helio, ejabberd
+        finally:
+            print(ejabberd.log_text()[-6000:])
+            ejabberd.stop()
+    finally:
+        helio.stop(check=False)
+        print(helio.log_tail())
+
+
+def s2s_streams(helio) -> list[dict]:
+    return helio.admin("GET", "/api/v1/s2s", expect=200)[1]["streams"]
+
+
+@pytest.mark.async_timeout(180)
+async def test_messages_pings_and_presence_with_ejabberd(federation, xmpp):
+    helio, ejabberd = federation
+    helio.create_tenant("fed", [HELIO], s2s={"enabled": True})
+    helio.create_user("hana", "pw-h", domain=HELIO)
+    hana = await xmpp.connect(helio, f"hana@{HELIO}", "pw-h", resource="web", status="hana here")
+    eve = xmpp.make(f"eve@{EJABBERD}/desk", "pw-e")
+    await eve.start("127.0.0.1", ejabberd.c2s_port, timeout=30)
+    await eve.get_roster(timeout=30)
+    eve.send_presence(pstatus="eve here")
+
+    # Heliograph -> ejabberd (our outgoing stream, ejabberd's dialback check back to us).
+    hana.send_message(mto=f"eve@{EJABBERD}/desk", mbody="hello ejabberd", mtype="chat")
+    got = await eve.next_message(timeout=60)
+    assert got["body"] == "hello ejabberd"
+    assert str(got["from"]) == f"hana@{HELIO}/web"
+
+    # ejabberd -> Heliograph, over ejabberd's own outgoing stream.
+    eve.send_message(mto=f"hana@{HELIO}/web", mbody="hello heliograph", mtype="chat")
+    got = await hana.next_message(timeout=60)
+    assert got["body"] == "hello heliograph"
+    assert str(got["from"]) == f"eve@{EJABBERD}/desk"
+
+    # Pings to the other server, both ways.
+    assert await hana.plugin["xep_0199"].send_ping(EJABBERD, timeout=30) is not None
+    assert await eve.plugin["xep_0199"].send_ping(HELIO, timeout=30) is not None
+
+    streams = await wait_for(lambda: [s for s in s2s_streams(helio) if s["pairs"]],
+                             what="s2s streams in the admin API")
+    assert {s["direction"] for s in streams} == {"incoming", "outgoing"}, streams
+    assert all(s["tls"] for s in streams), streams
+
+    # Presence subscriptions both ways.
+    hana.send_presence(pto=eve.bare, ptype="subscribe")
+    await eve.presence_from(hana.bare, "subscribe", timeout=30)
+    eve.send_presence(pto=hana.bare, ptype="subscribed")
+    eve.send_presence(pto=hana.bare, ptype="subscribe")
+    await hana.presence_from(eve.bare, "subscribed", timeout=30)
+    await hana.presence_from(eve.bare, "subscribe", timeout=30)
+    hana.send_presence(pto=eve.bare, ptype="subscribed")
+    await eve.presence_from(hana.bare, "subscribed", timeout=30)
+    await hana.wait_roster_subscription(eve.bare, "both", timeout=30)
+    await eve.wait_roster_subscription(hana.bare, "both", timeout=30)
+    await hana.presence_from(eve.bare, "available", status="eve here", timeout=30)
+    await eve.presence_from(hana.bare, "available", status="hana here", timeout=30)
+
+    # Logging out crosses as unavailable.
+    await eve.stop()
+    await hana.presence_from(eve.bare, "unavailable", timeout=30)
