@@ -150,6 +150,11 @@ modules:
   mod_roster: {{}}
   mod_s2s_dialback: {{}}
   mod_version: {{}}
+  mod_muc:
+    host: "conference.@HOST@"
+    access: all
+    access_create: all
+    access_persistent: all
 """
         cfg_path = self.dir / "ejabberd.yml"
         cfg_path.write_text(cfg)
