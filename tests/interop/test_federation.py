@@ -92,6 +92,21 @@ async def test_runtime_tenant_chats_with_prosody_and_its_streams_end_when_disabl
     await wait_for(lambda: not s2s_streams(helio), what="s2s streams to end")
 
 
+async def subscribe_both_ways(first, second, timeout: float = 30):
+    """RFC 6121 mutual subscription across servers: `first` asks, `second` approves and
+    asks back, `first` approves; returns once every step reached the other side and
+    `first`'s roster says `both`."""
+    first.send_presence(pto=second.bare, ptype="subscribe")
+    await second.presence_from(first.bare, "subscribe", timeout=timeout)
+    second.send_presence(pto=first.bare, ptype="subscribed")
+    second.send_presence(pto=first.bare, ptype="subscribe")
+    await first.presence_from(second.bare, "subscribed", timeout=timeout)
+    await first.presence_from(second.bare, "subscribe", timeout=timeout)
+    first.send_presence(pto=second.bare, ptype="subscribed")
+    await second.presence_from(first.bare, "subscribed", timeout=timeout)
+    await first.wait_roster_subscription(second.bare, "both", timeout=timeout)
+
+
 async def groupchat(client, room: str, nick: str, body: str, timeout: float = 30):
     return await client.messages.take(
         lambda m: m["type"] == "groupchat" and str(m["from"]) == f"{room}/{nick}"
@@ -148,17 +163,9 @@ async def test_presence_subscriptions_both_ways_with_prosody(federation, xmpp):
     pat.send_presence(pstatus="pat here")
 
     # hana -> pat: subscribe; pat approves and asks back; hana approves.
-    hana.send_presence(pto=pat.bare, ptype="subscribe")
-    await pat.presence_from(hana.bare, "subscribe", timeout=30)
-    pat.send_presence(pto=hana.bare, ptype="subscribed")
-    pat.send_presence(pto=hana.bare, ptype="subscribe")
-    await hana.presence_from(pat.bare, "subscribed", timeout=30)
-    await hana.presence_from(pat.bare, "subscribe", timeout=30)
-    hana.send_presence(pto=pat.bare, ptype="subscribed")
-    await pat.presence_from(hana.bare, "subscribed", timeout=30)
+    await subscribe_both_ways(hana, pat)
 
     # Both rosters, as each server stores them.
-    await hana.wait_roster_subscription(pat.bare, "both", timeout=30)
     await pat.wait_roster_subscription(hana.bare, "both", timeout=30)
 
     # Once approved, each side got the other's current presence.
@@ -287,13 +294,7 @@ async def test_pep_notifications_from_a_prosody_contact_reach_the_local_user(fed
     pat.send_presence()
 
     # Mutual subscription: Prosody learns hana's caps from the presence she sends pat.
-    hana.send_presence(pto=pat.bare, ptype="subscribe")
-    await pat.presence_from(hana.bare, "subscribe", timeout=30)
-    pat.send_presence(pto=hana.bare, ptype="subscribed")
-    pat.send_presence(pto=hana.bare, ptype="subscribe")
-    await hana.presence_from(pat.bare, "subscribe", timeout=30)
-    hana.send_presence(pto=pat.bare, ptype="subscribed")
-    await hana.wait_roster_subscription(pat.bare, "both", timeout=30)
+    await subscribe_both_ways(hana, pat)
     await pat.presence_from(hana.bare, "available", timeout=30)
 
     iq = pat.Iq()
@@ -329,12 +330,7 @@ async def test_pep_notifications_of_a_local_user_reach_a_prosody_contact(federat
     pat.send_presence()
 
     # Mutual subscription: pat's presence (with caps) comes to Heliograph.
-    pat.send_presence(pto=hana.bare, ptype="subscribe")
-    await hana.presence_from(pat.bare, "subscribe", timeout=30)
-    hana.send_presence(pto=pat.bare, ptype="subscribed")
-    hana.send_presence(pto=pat.bare, ptype="subscribe")
-    await pat.presence_from(hana.bare, "subscribe", timeout=30)
-    pat.send_presence(pto=hana.bare, ptype="subscribed")
+    await subscribe_both_ways(pat, hana)
     await hana.wait_roster_subscription(pat.bare, "both", timeout=30)
     await hana.presence_from(pat.bare, "available", timeout=30)
 

@@ -18,7 +18,7 @@ from harness.ejabberd import Ejabberd, available
 from harness.server import HeliographServer
 from harness.waiting import wait_for
 from harness.xmpp import DEFAULT_PLUGINS
-from test_federation import groupchat, instant_room
+from test_federation import groupchat, instant_room, subscribe_both_ways
 
 EJABBERD = "ejabberd.test"
 EJABBERD_MUC = "conference.ejabberd.test"
@@ -90,15 +90,7 @@ async def test_messages_pings_and_presence_with_ejabberd(federation, xmpp):
     assert all(s["tls"] for s in streams), streams
 
     # Presence subscriptions both ways.
-    hana.send_presence(pto=eve.bare, ptype="subscribe")
-    await eve.presence_from(hana.bare, "subscribe", timeout=30)
-    eve.send_presence(pto=hana.bare, ptype="subscribed")
-    eve.send_presence(pto=hana.bare, ptype="subscribe")
-    await hana.presence_from(eve.bare, "subscribed", timeout=30)
-    await hana.presence_from(eve.bare, "subscribe", timeout=30)
-    hana.send_presence(pto=eve.bare, ptype="subscribed")
-    await eve.presence_from(hana.bare, "subscribed", timeout=30)
-    await hana.wait_roster_subscription(eve.bare, "both", timeout=30)
+    await subscribe_both_ways(hana, eve)
     await eve.wait_roster_subscription(hana.bare, "both", timeout=30)
     await hana.presence_from(eve.bare, "available", status="eve here", timeout=30)
     await eve.presence_from(hana.bare, "available", status="hana here", timeout=30)
