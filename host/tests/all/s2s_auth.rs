@@ -188,6 +188,20 @@ async fn auth_of(server: &TestServer, direction: &str, local: &str, remote: &str
     }
 }
 
+/// Asserts that the stream from `sender` (domain `from`) to `receiver` (domain `to`)
+/// authenticated with `method` on both ends: the sender's outgoing side and the
+/// receiver's incoming side.
+async fn assert_both_ends_used(
+    sender: &TestServer,
+    receiver: &TestServer,
+    from: &str,
+    to: &str,
+    method: &str,
+) {
+    assert_eq!(auth_of(sender, "outgoing", from, to).await, method);
+    assert_eq!(auth_of(receiver, "incoming", to, from).await, method);
+}
+
 #[tokio::test]
 async fn certificates_that_verify_authenticate_with_sasl_external_both_ways() {
     let ca = TestCa::new();
@@ -199,14 +213,7 @@ async fn certificates_that_verify_authenticate_with_sasl_external_both_ways() {
     );
     let _logs = LogsOnFailure::of(&[&a, &b]);
     alice_reaches_bob(&a, &b).await;
-    assert_eq!(
-        auth_of(&a, "outgoing", "a.test", "b.test").await,
-        "external"
-    );
-    assert_eq!(
-        auth_of(&b, "incoming", "b.test", "a.test").await,
-        "external"
-    );
+    assert_both_ends_used(&a, &b, "a.test", "b.test", "external").await;
 
     // And the other way, over b's own outgoing stream.
     let mut alice = RawClient::login_on(&a, "a.test", "alice", "pw-a", "laptop").await;
@@ -218,14 +225,7 @@ async fn certificates_that_verify_authenticate_with_sasl_external_both_ways() {
     alice
         .next_matching(|e| is_message_from(e, "bob@b.test/phone"))
         .await;
-    assert_eq!(
-        auth_of(&b, "outgoing", "b.test", "a.test").await,
-        "external"
-    );
-    assert_eq!(
-        auth_of(&a, "incoming", "a.test", "b.test").await,
-        "external"
-    );
+    assert_both_ends_used(&b, &a, "b.test", "a.test", "external").await;
 }
 
 #[tokio::test]
@@ -291,14 +291,7 @@ async fn a_certificate_for_another_name_is_refused_external_and_accepted_by_dial
     );
     let _logs = LogsOnFailure::of(&[&a, &b]);
     alice_reaches_bob(&a, &b).await;
-    assert_eq!(
-        auth_of(&a, "outgoing", "a.test", "b.test").await,
-        "dialback"
-    );
-    assert_eq!(
-        auth_of(&b, "incoming", "b.test", "a.test").await,
-        "dialback"
-    );
+    assert_both_ends_used(&a, &b, "a.test", "b.test", "dialback").await;
 
     // A peer without a certificate is not offered EXTERNAL, and asking anyway fails
     // with not-authorized; the stream stays open for dialback.
