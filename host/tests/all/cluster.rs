@@ -19,6 +19,9 @@ use crate::common::{RawClient, TestServer};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
+/// Stream management resumption on another node.
+mod handoff;
+
 /// A node of the cluster named `name`.
 fn node(db: &TestDb, nats: &NatsServer, name: &str) -> TestServer {
     TestServer::start(

@@ -10,6 +10,8 @@
 //!   to that node from all the others;
 //! - [`placement`]: rendezvous hashing of MUC rooms over the live nodes, and the
 //!   forwarding of their stanzas to the node hosting them;
+//! - [`handoff`]: stream management resumption on another node — the session moves to
+//!   the node its client resumed on;
 //! - [`inflight`]: messages sent to another node kept until it confirms them, routed
 //!   again if it dies first;
 //! - [`outbox`]: the one publisher (order per sender-recipient pair) and the remote
@@ -21,6 +23,7 @@
 //! kicks reach remote sessions the same way, as they go through the router's entries.
 
 pub mod components;
+pub mod handoff;
 pub mod inflight;
 pub mod local;
 pub mod node;

@@ -141,14 +141,27 @@ impl SessionWatcher for LocalSessions {
     }
 
     fn unbound(&self, entry: &SessionEntry) {
+        self.forget(&entry.full_jid, entry.id);
+    }
+}
+
+impl LocalSessions {
+    /// The id of the session recorded under `jid`, if any.
+    pub fn id_of(&self, jid: &str) -> Option<u64> {
+        self.view().sessions.get(jid).map(|r| r.id)
+    }
+
+    /// The session `id` of `jid` is no longer this node's (it ended, or moved to another
+    /// node that announced it): announced as down.
+    pub fn forget(&self, jid: &str, id: u64) {
         let mut v = self.view();
-        let Some(old) = v.sessions.get(&entry.full_jid) else {
+        let Some(old) = v.sessions.get(jid) else {
             return;
         };
-        if old.id != entry.id {
+        if old.id != id {
             return;
         }
-        let old = v.sessions.remove(&entry.full_jid).expect("present");
+        let old = v.sessions.remove(jid).expect("present");
         v.digest ^= old.digest();
         v.seq += 1;
         let event = Event::Down {

@@ -16,6 +16,7 @@ use crate::components::RemoteComponents;
 use crate::config::ClusterSettings;
 use crate::core::Core;
 use crate::core::router::NotQueued;
+use crate::handoff::HandOff;
 use crate::inflight::InFlight;
 use crate::local::{LocalSessions, Snapshot};
 use crate::outbox::{self, Outgoing};
@@ -64,6 +65,8 @@ pub struct Cluster {
     address: Mutex<String>,
     /// What the other nodes' last heartbeats said about reaching them.
     reach: Mutex<HashMap<String, Reach>>,
+    /// Sessions resumed on another node than theirs.
+    handoff: HandOff,
 }
 
 /// How to send clients to another node, from its heartbeats.
@@ -169,6 +172,7 @@ impl Cluster {
             .await?;
         let events = client.subscribe(wire::EVENTS).await?;
         let direct = client.subscribe(wire::node_subject(&node)).await?;
+        let handoff_requests = client.subscribe(crate::handoff::subject(&node)).await?;
 
         let incarnation = now_us();
         let (out, rx) = mpsc::channel(outbox::CAPACITY);
@@ -181,7 +185,22 @@ impl Cluster {
         ));
         let local = LocalSessions::new(node.clone(), incarnation, out.clone());
         let dead_after = Duration::from_millis(settings.dead_after_ms);
-        let peers = Peers::new(core.clone(), node.clone(), dead_after, out.clone());
+        let peers = Arc::new(Mutex::new(Peers::new(
+            core.clone(),
+            node.clone(),
+            dead_after,
+            out.clone(),
+        )));
+        let handoff = HandOff::new(
+            core.clone(),
+            node.clone(),
+            client.clone(),
+            out.clone(),
+            peers.clone(),
+            local.clone(),
+            Duration::from_millis(settings.handoff_timeout_ms.max(1)),
+        );
+        let _ = core.remote_sessions.set(Arc::new(handoff.clone()));
         let out_for_components = out.clone();
         let (members, members_rx) = watch::channel(Arc::new(vec![node.clone()]));
         let placement = ClusterPlacement::new(node.clone(), members_rx, out.clone());
@@ -191,7 +210,7 @@ impl Cluster {
             incarnation,
             core: core.clone(),
             local: local.clone(),
-            peers: Arc::new(Mutex::new(peers)),
+            peers,
             out,
             connected,
             notices: broadcast::channel(64).0,
@@ -202,10 +221,12 @@ impl Cluster {
             inflight,
             address: Mutex::new(settings.public_address.clone()),
             reach: Mutex::new(HashMap::new()),
+            handoff: handoff.clone(),
         });
         core.router.set_watcher(local);
         tokio::spawn(cluster.clone().listen_events(events));
         tokio::spawn(cluster.clone().listen_direct(direct));
+        tokio::spawn(handoff.serve(handoff_requests));
         tokio::spawn(
             cluster
                 .clone()
@@ -463,7 +484,16 @@ impl Cluster {
                 }
                 _ => None,
             };
+            let announced = match &event {
+                Event::Up { node, session, .. } => Some((node.clone(), session.jid.clone())),
+                _ => None,
+            };
             let todo = self.peers().on_event(event);
+            if let Some((node, jid)) = announced {
+                // After the replica took it: a session this node handed there is now
+                // announced by its new node, and this node's record of it goes.
+                self.handoff.announced(&node, &jid);
+            }
             if let Some((node, components)) = components {
                 // Only a node the registry counts alive (not one that said goodbye).
                 let alive = self.peers().alive().any(|(n, _)| *n == node);
@@ -588,7 +618,11 @@ impl Cluster {
                     }
                 }
             },
-            _ => stanza,
+            // A session moving here or moved on from here (see `handoff`).
+            _ => match self.handoff.take(jid, stanza) {
+                Ok(()) => return,
+                Err(back) => back,
+            },
         };
         if stanza.name() == "message" {
             let core = self.core.clone();

@@ -410,6 +410,11 @@ impl Peers {
         }
     }
 
+    /// The way to a live node's sessions.
+    pub fn sink(&self, node: &str) -> Option<Arc<PeerSink>> {
+        self.nodes.get(node).map(|p| p.sink.clone())
+    }
+
     /// Sessions replicated from other nodes.
     pub fn session_count(&self) -> usize {
         self.nodes.values().map(|p| p.sessions.len()).sum()

@@ -69,6 +69,7 @@ async fn a_joining_node_syncs_a_million_sessions() {
         heartbeat_ms: 250,
         dead_after_ms: 3000,
         public_address: String::new(),
+        handoff_timeout_ms: 5000,
     };
     let a_dir = tempfile::tempdir().unwrap();
     let a = Cluster::start(core(a_dir.path()), &settings("big"))

@@ -26,6 +26,14 @@ pub struct ClusterSettings {
     /// listener's bound address (right on one machine or a flat network).
     #[serde(default)]
     pub public_address: String,
+    /// How long a node resuming a session of another node (XEP-0198) waits for that node
+    /// to hand it over, in milliseconds; the client gets `<failed/>` after that.
+    #[serde(default = "default_handoff_timeout_ms")]
+    pub handoff_timeout_ms: u64,
+}
+
+fn default_handoff_timeout_ms() -> u64 {
+    5000
 }
 
 fn default_heartbeat_ms() -> u64 {

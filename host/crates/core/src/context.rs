@@ -54,6 +54,9 @@ pub struct Core {
     /// Where keyed hosted entities (MUC rooms) live in a cluster; set once at startup by
     /// the cluster layer, absent on a server running alone.
     pub placement: OnceLock<Arc<dyn crate::router::Placement>>,
+    /// Resumption of sessions other cluster nodes hold; set once at startup by the cluster
+    /// layer, absent on a server running alone.
+    pub remote_sessions: OnceLock<Arc<dyn crate::session::handoff::RemoteSessions>>,
 }
 
 /// Where HTTP file uploads are stored, and the public base URL of the HTTP listener
@@ -93,6 +96,7 @@ impl Core {
             registrations: Default::default(),
             federation: OnceLock::new(),
             placement: OnceLock::new(),
+            remote_sessions: OnceLock::new(),
         }
     }
 

@@ -55,6 +55,8 @@ pub enum SessionMsg {
     Close(StreamErrorCondition, Option<Box<str>>),
     /// A new link takes over the session (stream management resumption).
     Attach(Box<crate::session::Attach>),
+    /// The client resumed the session on another cluster node: the session moves there.
+    Export(Box<crate::session::handoff::ExportRequest>),
 }
 
 impl std::fmt::Debug for SessionMsg {
@@ -64,6 +66,7 @@ impl std::fmt::Debug for SessionMsg {
             SessionMsg::Stored(s) => f.debug_tuple("Stored").field(&s.0).finish(),
             SessionMsg::Close(c, t) => f.debug_tuple("Close").field(c).field(t).finish(),
             SessionMsg::Attach(a) => write!(f, "Attach({})", a.link.transport().as_str()),
+            SessionMsg::Export(e) => write!(f, "Export(to {})", e.forward.node()),
         }
     }
 }
@@ -73,7 +76,7 @@ fn unwrap_stanza(msg: SessionMsg) -> Element {
         SessionMsg::Stanza(el) => *el,
         SessionMsg::Stored(s) => s.0,
         // Only stanzas are sent through `try_deliver`.
-        SessionMsg::Close(..) | SessionMsg::Attach(_) => {
+        SessionMsg::Close(..) | SessionMsg::Attach(_) | SessionMsg::Export(_) => {
             Element::new("message", crate::xml::ns::CLIENT)
         }
     }

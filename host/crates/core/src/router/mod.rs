@@ -115,6 +115,23 @@ impl Router {
         Ok(replaced)
     }
 
+    /// Puts `entry` in the place of the account's session `old_id`, telling no watcher: a
+    /// session handed to another node leaves an entry forwarding there, and the node keeps
+    /// announcing it until the new node's own announcement has replaced it everywhere.
+    /// False if `old_id` is not in the table (nothing is changed then).
+    pub fn replace(&self, old_id: u64, entry: Arc<SessionEntry>) -> bool {
+        let Some(mut slot) = self.accounts.get_mut(&entry.account) else {
+            return false;
+        };
+        match slot.iter().position(|e| e.id == old_id) {
+            Some(i) => {
+                slot[i] = entry;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Removes a session by id (no-op if it was already replaced).
     pub fn unregister(&self, account: &Account, session_id: u64) {
         let mut removed = None;

@@ -15,7 +15,9 @@
 //! - shutdown and drain: what is queued goes out first, then `system-shutdown`;
 //! - detaching: a link that dies (or stops answering) may leave the session alive for a
 //!   new link to attach (stream management resumption), if the protocol asks for it;
-//!   and handing this stream's link over to such a session when the peer resumes one.
+//!   and handing this stream's link over to such a session when the peer resumes one;
+//! - moving: a session whose client resumed on another cluster node hands its state over
+//!   (see [`super::handoff`]) and ends without its end-of-session steps.
 
 use std::collections::VecDeque;
 use std::task::Poll;
@@ -25,6 +27,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
 
 use super::Action;
+use super::handoff::{ExportRequest, HandOffError};
 use super::link::{Attach, Inbound, Keepalive, Link, LinkError, NoLink, Written};
 use super::protocol::{HandOver, Protocol, Work};
 use crate::limits::LoginGate;
@@ -70,6 +73,15 @@ enum End {
     LinkGone,
     /// The link went to the session the peer resumed.
     HandedOver,
+    /// The session moved to another cluster node.
+    Moved,
+}
+
+/// How waiting for a new link ended.
+enum Waited {
+    Attached,
+    Gone,
+    Moved,
 }
 
 /// What woke the loop.
@@ -114,6 +126,8 @@ pub struct Driver<P: Protocol> {
     link_gone: bool,
     /// A link that arrived in the middle of a mailbox batch.
     pending_attach: Option<Box<Attach>>,
+    /// A request to move the session that arrived in the middle of a mailbox batch.
+    pending_export: Option<Box<ExportRequest>>,
     /// The peer resumed another session: this link goes to it.
     handover: Option<HandOver>,
     /// What to write first on a link that just attached.
@@ -154,6 +168,7 @@ impl<P: Protocol> Driver<P> {
             peer_closed: false,
             link_gone: false,
             pending_attach: None,
+            pending_export: None,
             handover: None,
             carry: Vec::new(),
             stranded: Vec::new(),
@@ -182,11 +197,18 @@ impl<P: Protocol> Driver<P> {
         self.apply_limits();
         loop {
             let end = self.serve_link().await;
+            if end == End::Moved {
+                self.retire_link();
+                return;
+            }
             if end == End::LinkGone
                 && let Some(keep) = self.protocol.link_lost()
-                && Box::pin(self.wait_for_link(keep)).await
             {
-                continue;
+                match Box::pin(self.wait_for_link(keep)).await {
+                    Waited::Attached => continue,
+                    Waited::Moved => return,
+                    Waited::Gone => {}
+                }
             }
             Box::pin(self.finish(end)).await;
             return;
@@ -244,6 +266,11 @@ impl<P: Protocol> Driver<P> {
                     // resuming from a new connection before the old one timed out).
                     actions.extend(Box::pin(self.take_over(*attach)).await);
                 }
+                Wake::Mail(Some(SessionMsg::Export(req))) => {
+                    if Box::pin(self.export(*req)).await {
+                        return End::Moved;
+                    }
+                }
                 Wake::Mail(Some(msg)) => {
                     actions.extend(self.protocol.on_mailbox(msg));
                     for _ in 0..MAILBOX_BATCH {
@@ -254,6 +281,10 @@ impl<P: Protocol> Driver<P> {
                             Ok(SessionMsg::Attach(attach)) => {
                                 // Handled on the next wake-up, after this batch is written.
                                 self.pending_attach = Some(attach);
+                                break;
+                            }
+                            Ok(SessionMsg::Export(req)) => {
+                                self.pending_export = Some(req);
                                 break;
                             }
                             Ok(m) => actions.extend(self.protocol.on_mailbox(m)),
@@ -290,6 +321,9 @@ impl<P: Protocol> Driver<P> {
     async fn wait(&mut self) -> Wake {
         if let Some(attach) = self.pending_attach.take() {
             return Wake::Mail(Some(SessionMsg::Attach(attach)));
+        }
+        if let Some(req) = self.pending_export.take() {
+            return Wake::Mail(Some(SessionMsg::Export(req)));
         }
         let now = Instant::now();
         let paused = now < self.paused_until;
@@ -591,8 +625,8 @@ impl<P: Protocol> Driver<P> {
 
     /// The session lives on without a link for up to `keep`: mailbox messages go to the
     /// protocol (which keeps what it must replay; the actions themselves are dropped)
-    /// until a new link attaches. True if one did.
-    async fn wait_for_link(&mut self, keep: Duration) -> bool {
+    /// until a new link attaches, or the session moves to another node.
+    async fn wait_for_link(&mut self, keep: Duration) -> Waited {
         self.retire_link();
         let until = Instant::now() + keep;
         loop {
@@ -604,8 +638,8 @@ impl<P: Protocol> Driver<P> {
                     self.work.pop_front();
                     continue;
                 }
-                _ = sleep_until(until) => return false,
-                _ = self.shutdown.requested(), if !self.shutting_down => return false,
+                _ = sleep_until(until) => return Waited::Gone,
+                _ = self.shutdown.requested(), if !self.shutting_down => return Waited::Gone,
             };
             match msg {
                 Some(SessionMsg::Attach(attach)) => {
@@ -617,15 +651,20 @@ impl<P: Protocol> Driver<P> {
                     self.link = link;
                     self.reset_link_state();
                     self.carry = self.protocol.attached(handled, sasl2);
-                    return true;
+                    return Waited::Attached;
+                }
+                Some(SessionMsg::Export(req)) => {
+                    if Box::pin(self.export(*req)).await {
+                        return Waited::Moved;
+                    }
                 }
                 Some(other) => {
                     let _ = self.protocol.on_mailbox(other);
                     if self.protocol.is_closed() {
-                        return false;
+                        return Waited::Gone;
                     }
                 }
-                None => return false,
+                None => return Waited::Gone,
             }
         }
     }
@@ -693,6 +732,61 @@ impl<P: Protocol> Driver<P> {
         }
     }
 
+    /// The peer resumed the session on another cluster node: the routing work still
+    /// queued runs first (it was the peer's, from this node), then the protocol hands over
+    /// its state, and what the mailbox still holds goes with it (the stanzas routed from
+    /// now on go to the other node). True if the session moved; it ends here then.
+    async fn export(&mut self, req: ExportRequest) -> bool {
+        while let Some(w) = self.work.pop_front() {
+            w.await;
+        }
+        let ExportRequest {
+            handled,
+            forward,
+            reply,
+        } = req;
+        let mut moved = match self.protocol.export(handled, forward) {
+            Ok(moved) => moved,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return false;
+            }
+        };
+        self.mailbox.close();
+        while let Ok(msg) = self.mailbox.try_recv() {
+            match msg {
+                SessionMsg::Stanza(el) => moved.pending.push(serialize(&el)),
+                SessionMsg::Stored(stored) => {
+                    let (el, receipt) = *stored;
+                    moved.pending.push(serialize(&el));
+                    // The other node has it now.
+                    receipt.confirm();
+                }
+                SessionMsg::Close(..) => {}
+                SessionMsg::Attach(late) => Box::pin(self.refuse(*late)).await,
+                SessionMsg::Export(other) => {
+                    let _ = other.reply.send(Err(HandOffError::NotFound));
+                }
+            }
+        }
+        if let Some(late) = self.pending_attach.take() {
+            Box::pin(self.refuse(*late)).await;
+        }
+        if let Err(Ok(moved)) = reply.send(Ok(moved)) {
+            // The node asking gave up waiting: what the client was not sure to have is
+            // routed again (its forwarding entry leads them on to offline storage).
+            tracing::warn!(jid = %moved.full_jid, "the node resuming the session gave up");
+            let unread = moved
+                .unacked
+                .iter()
+                .chain(moved.pending.iter())
+                .filter_map(|x| super::sm::read_back(x))
+                .collect();
+            Box::pin(self.protocol.rescue(Vec::new(), unread)).await;
+        }
+        true
+    }
+
     /// A new link is in place: fresh reading state and the stream's parser limits.
     fn reset_link_state(&mut self) {
         self.link_gone = false;
@@ -733,6 +827,9 @@ impl<P: Protocol> Driver<P> {
                 // Still stored: it waits there for the next session.
                 SessionMsg::Stored(_) | SessionMsg::Close(..) => {}
                 SessionMsg::Attach(late) => Box::pin(self.refuse(*late)).await,
+                SessionMsg::Export(req) => {
+                    let _ = req.reply.send(Err(HandOffError::NotFound));
+                }
             }
         }
         if end == (End::Closed { peer_closed: true }) {
@@ -747,6 +844,10 @@ impl<P: Protocol> Driver<P> {
             self.link.close(peer_closed).await;
         }
     }
+}
+
+fn serialize(el: &Element) -> String {
+    super::sm::serialize(el).to_string()
 }
 
 /// Polls the front work item to completion.

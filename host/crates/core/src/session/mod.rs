@@ -10,12 +10,14 @@
 //!   stamps each stanza's `from` (a client can never spoof another address) and hands it
 //!   to the routing pipeline;
 //! - [`sm`] and [`resumption`]: XEP-0198 stream management — acks, the unacknowledged
-//!   queue, and resumable sessions waiting for a new link.
+//!   queue, and resumable sessions waiting for a new link; [`handoff`]: such a session
+//!   moving to the cluster node its client resumed on.
 
 pub mod auth;
 mod bind;
 pub mod csi;
 pub mod driver;
+pub mod handoff;
 pub mod link;
 pub mod protocol;
 pub mod resumption;

@@ -11,6 +11,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
 
 use super::Action;
+use super::handoff::{HandOffError, MovedSession};
 use crate::router::SessionMsg;
 use crate::sasl::ChannelBindings;
 use crate::tenants::rate::TokenBucket;
@@ -139,6 +140,17 @@ pub trait Protocol: Send + 'static {
     /// elements of the [`HandOver`] come back).
     fn handover_failed(&mut self, _sasl2: Option<(Element, Element)>) -> Vec<Action> {
         Vec::new()
+    }
+
+    /// The peer resumed the session on another cluster node: the session gives up its
+    /// place in the routing table to an entry forwarding to `forward` and returns its
+    /// state (see [`crate::session::handoff`]); it then ends without a word to anyone.
+    fn export(
+        &mut self,
+        _handled: u32,
+        _forward: std::sync::Arc<dyn crate::router::RemoteSink>,
+    ) -> Result<MovedSession, HandOffError> {
+        Err(HandOffError::NotMovable)
     }
 
     /// The stream ended with the closing handshake (the peer closed, our close was

@@ -32,13 +32,16 @@ pub enum Lookup {
     /// The session ended having handled this many of its client's stanzas (the `h` of
     /// `<failed/>`, so the client knows what to send again).
     Ended { handled: u32 },
+    /// The session moved to another cluster node (its client resumed there).
+    Moved { node: String },
     /// Never existed, expired, or belongs to someone else.
     Unknown,
 }
 
 struct Ended {
     account: Account,
-    handled: u32,
+    /// `Err(node)`: the session did not end, it moved to that node.
+    handled: Result<u32, String>,
 }
 
 #[derive(Default)]
@@ -67,6 +70,16 @@ impl Resumptions {
 
     /// The session under `id` ended having handled `handled` stanzas from its client.
     pub fn ended(&self, id: &str, handled: u32) {
+        self.forget(id, Ok(handled));
+    }
+
+    /// The session under `id` moved to cluster node `node`: a `<resume/>` for it here is
+    /// sent there.
+    pub fn moved(&self, id: &str, node: &str) {
+        self.forget(id, Err(node.to_string()));
+    }
+
+    fn forget(&self, id: &str, handled: Result<u32, String>) {
         let now = Instant::now();
         let mut inner = self.lock();
         let Some(live) = inner.live.remove(id) else {
@@ -101,8 +114,9 @@ impl Resumptions {
         if let Some(ended) = inner.ended.get(id)
             && &ended.account == account
         {
-            return Lookup::Ended {
-                handled: ended.handled,
+            return match &ended.handled {
+                Ok(handled) => Lookup::Ended { handled: *handled },
+                Err(node) => Lookup::Moved { node: node.clone() },
             };
         }
         Lookup::Unknown
@@ -143,5 +157,9 @@ mod tests {
         assert!(matches!(r.lookup("id1", &mallory), Lookup::Unknown));
         assert!(matches!(r.lookup("nope", &alice), Lookup::Unknown));
         assert_eq!(r.live(), 0);
+        r.register("id2", session(&alice));
+        r.moved("id2", "n2");
+        assert!(matches!(r.lookup("id2", &alice), Lookup::Moved { node } if node == "n2"));
+        assert!(matches!(r.lookup("id2", &mallory), Lookup::Unknown));
     }
 }

@@ -112,6 +112,11 @@ impl StreamManagement {
         self.resume_id.as_deref()
     }
 
+    /// Stanzas sent to the client so far.
+    pub fn sent_count(&self) -> u32 {
+        self.sent
+    }
+
     /// Stanzas handled from the client so far (the server's `h`).
     pub fn handled(&self) -> u32 {
         self.handled
@@ -205,6 +210,58 @@ impl StreamManagement {
             .collect()
     }
 
+    /// Stream management as another node left it (a session resumed across the cluster):
+    /// `handled` and `sent` go on from there, and `unacked` (serialized, oldest first) are
+    /// the last stanzas sent, kept until acknowledged.
+    pub fn restored(
+        resume_id: String,
+        limits: SmLimits,
+        handled: u32,
+        sent: u32,
+        unacked: Vec<Arc<str>>,
+    ) -> Self {
+        let at = SystemTime::now();
+        StreamManagement {
+            resume_id: Some(resume_id),
+            limits,
+            handled,
+            sent,
+            unacked: unacked
+                .into_iter()
+                .map(|stanza| Unacked {
+                    stanza,
+                    at,
+                    receipt: None,
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    /// The unacknowledged stanzas as kept (serialized), in order, for a session moving to
+    /// another node, which takes them over: receipts of stanzas still held in storage are
+    /// confirmed (the other node delivers or rescues them from here on).
+    pub fn take_for_move(&mut self) -> Vec<Arc<str>> {
+        self.unacked
+            .drain(..)
+            .map(|u| {
+                if let Some(receipt) = u.receipt {
+                    receipt.confirm();
+                }
+                u.stanza
+            })
+            .collect()
+    }
+
+    /// Like [`StreamManagement::replay`], with each stanza's kept bytes (written as they
+    /// are, and not counted again).
+    pub fn replay_kept(&self) -> Vec<(Element, Arc<str>)> {
+        self.unacked
+            .iter()
+            .filter_map(|u| Some((read_back(&u.stanza)?, u.stanza.clone())))
+            .collect()
+    }
+
     /// Takes the unacknowledged stanzas (the session is over), with when each was sent.
     /// Those still held in storage are left out: they stay stored for the next session
     /// (their receipts are dropped unconfirmed).
@@ -240,7 +297,7 @@ pub fn serialize(el: &Element) -> Arc<str> {
 const SCRATCH_KEPT: usize = 16 * 1024;
 
 /// Parses a stanza this server serialized (trusted: no size or depth limit applies).
-fn read_back(serialized: &str) -> Option<Element> {
+pub(crate) fn read_back(serialized: &str) -> Option<Element> {
     let limits = crate::xml::ParserLimits {
         max_stanza_bytes: usize::MAX,
         max_depth: usize::MAX,
@@ -360,6 +417,34 @@ mod tests {
             confirmed.try_recv(),
             Err(tokio::sync::mpsc::error::TryRecvError::Disconnected)
         );
+    }
+
+    #[test]
+    fn a_moved_session_goes_on_counting_where_it_left_off() {
+        let mut old = StreamManagement::enabled(Some("n1~x".into()), SmLimits::default());
+        for i in 0..10 {
+            old.on_sent(serialize(&msg(i)), SystemTime::now());
+        }
+        old.on_ack(7).unwrap();
+        let unacked = old.take_for_move();
+        assert_eq!(unacked.len(), 3);
+        let mut new = StreamManagement::restored(
+            "n1~x".into(),
+            SmLimits::default(),
+            old.handled(),
+            10,
+            unacked,
+        );
+        let replay = new.replay_kept();
+        assert_eq!(replay.len(), 3);
+        assert_eq!(replay[0].0, msg(7));
+        assert_eq!(&*replay[2].1, &*serialize(&msg(9)));
+        new.on_ack(9).unwrap();
+        assert_eq!(new.unacked(), 1);
+        assert!(new.on_ack(11).is_err());
+        new.on_sent(serialize(&msg(10)), SystemTime::now());
+        new.on_ack(11).unwrap();
+        assert_eq!(new.unacked(), 0);
     }
 
     #[test]

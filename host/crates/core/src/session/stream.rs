@@ -266,6 +266,13 @@ impl StreamCore {
             SessionMsg::Close(cond, text) => self.close(Some((cond, text.map(String::from)))),
             // Links are attached by the driver, never by the stream.
             SessionMsg::Attach(_) => Vec::new(),
+            // Sessions are moved by the driver, which asks [`Protocol::export`].
+            SessionMsg::Export(req) => {
+                let _ = req
+                    .reply
+                    .send(Err(crate::session::handoff::HandOffError::NotMovable));
+                Vec::new()
+            }
         };
         self.track_out(&mut actions);
         actions
@@ -561,7 +568,7 @@ impl StreamCore {
             return self.on_sasl2(el).await;
         }
         if el.ns() == crate::session::sm::NS {
-            return self.on_sm_before_bind(&el);
+            return self.on_sm_before_bind(&el).await;
         }
         if self.authenticated.is_some() && Kind::of(&el) == Some(Kind::Iq) {
             return self.on_bind_iq(el);
@@ -1134,6 +1141,14 @@ impl Protocol for StreamCore {
 
     fn handover_failed(&mut self, sasl2: Option<(Element, Element)>) -> Vec<Action> {
         self.sm_handover_failed(sasl2)
+    }
+
+    fn export(
+        &mut self,
+        handled: u32,
+        forward: Arc<dyn crate::router::RemoteSink>,
+    ) -> Result<crate::session::handoff::MovedSession, crate::session::handoff::HandOffError> {
+        self.sm_export(handled, forward)
     }
 
     fn finish(&mut self) -> impl std::future::Future<Output = ()> + Send {

@@ -266,6 +266,12 @@ impl Protocol for ComponentStream {
             SessionMsg::Stored(stored) => vec![self.outgoing(stored.0)],
             SessionMsg::Close(cond, text) => self.close(Some((cond, text.map(String::from)))),
             SessionMsg::Attach(_) => Vec::new(),
+            SessionMsg::Export(req) => {
+                let _ = req
+                    .reply
+                    .send(Err(crate::session::handoff::HandOffError::NotMovable));
+                Vec::new()
+            }
         }
     }
 

@@ -225,7 +225,25 @@ impl StreamCore {
                     }));
                     return Vec::new();
                 }
-                Err(failed) => resume_failed = Some(failed),
+                Err(sm_flow::NotHere::Failed(failed)) => resume_failed = Some(failed),
+                Err(sm_flow::NotHere::Elsewhere(node)) => {
+                    match self.resume_elsewhere(resume, node).await {
+                        Ok(adopted) => {
+                            let mut success = sasl2::success(sasl2::SuccessParts {
+                                additional_data: additional_data.as_deref(),
+                                authorization_identifier: &adopted.entry.full_jid,
+                                bound: None,
+                                token,
+                            });
+                            success.push_child(adopted.resumed);
+                            let mut out =
+                                vec![Action::Send(success), Action::Send(bound_features())];
+                            out.extend(adopted.then);
+                            return out;
+                        }
+                        Err(failed) => resume_failed = Some(failed),
+                    }
+                }
             }
         }
         let mut bound = None;

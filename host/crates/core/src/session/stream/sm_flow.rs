@@ -8,6 +8,8 @@
 use std::time::{Duration, SystemTime};
 
 use super::*;
+use crate::router::RemoteSink;
+use crate::session::handoff::{HandOffError, MovedSession, RemoteSessions};
 use crate::session::protocol::HandOver;
 use crate::session::resumption::{LiveSession, Lookup};
 use crate::session::sasl2::{ResumeRequest, SmEnable};
@@ -15,6 +17,24 @@ use crate::session::sm::{self, Sent, SmLimits, StreamManagement};
 
 /// The name tenants switch stream management by (`[tenants.NAME.features] sm = false`).
 pub const FEATURE: &str = "sm";
+
+/// Why a `<resume/>` is not handed to a session of this node.
+pub(super) enum NotHere {
+    /// Answer this `<failed/>`.
+    Failed(Element),
+    /// The session may be on another cluster node (the one named, or the one its id
+    /// names): fetch it from there.
+    Elsewhere(Option<String>),
+}
+
+/// A session fetched from another node, bound here: `<resumed/>`, then what the client is
+/// sent again (the stanzas it had not acknowledged, kept bytes: not counted again) and
+/// anew (what it was never sent).
+pub(super) struct Adopted {
+    pub entry: Arc<SessionEntry>,
+    pub resumed: Element,
+    pub then: Vec<Action>,
+}
 
 impl StreamCore {
     /// Stream management can be used on this stream: the tenant has it on, and the
@@ -58,13 +78,13 @@ impl StreamCore {
     }
 
     /// An `urn:xmpp:sm:3` element before binding: a resumption, or too early.
-    pub(super) fn on_sm_before_bind(&mut self, el: &Element) -> Vec<Action> {
+    pub(super) async fn on_sm_before_bind(&mut self, el: &Element) -> Vec<Action> {
         match el.name() {
             "resume" if self.authenticated.is_none() => {
                 vec![Action::Send(sm::failed("not-authorized", None))]
             }
             "resume" => match ResumeRequest::parse(el) {
-                Some(req) => self.resume(req),
+                Some(req) => self.resume(req).await,
                 None => vec![Action::Send(sm::failed("bad-request", None))],
             },
             // XEP-0198 §3: a client enables stream management once bound.
@@ -117,7 +137,12 @@ impl StreamCore {
         if let Some(max) = req.max.filter(|m| *m > 0) {
             limits.resume_timeout = limits.resume_timeout.min(Duration::from_secs(max));
         }
-        let resume_id = (req.resume && !limits.resume_timeout.is_zero()).then(sm::new_resume_id);
+        // In a cluster the id names this node, so a resumption on another node finds it.
+        let new_id = || match self.core.remote_sessions.get() {
+            Some(remote) => remote.new_resume_id(),
+            None => sm::new_resume_id(),
+        };
+        let resume_id = (req.resume && !limits.resume_timeout.is_zero()).then(new_id);
         if let Some(id) = &resume_id {
             self.core.resumptions.register(
                 id,
@@ -138,7 +163,7 @@ impl StreamCore {
     /// `<resume/>` after authentication: hand the link over to the session it names if
     /// that is the authenticated user's and alive, else `<failed/>` (with the `h` of an
     /// ended session, so the client knows what to send again).
-    fn resume(&mut self, req: ResumeRequest) -> Vec<Action> {
+    async fn resume(&mut self, req: ResumeRequest) -> Vec<Action> {
         match self.find_resumable(&req) {
             Ok(live) => {
                 self.handover = Some(Box::new(HandOver {
@@ -148,28 +173,254 @@ impl StreamCore {
                 }));
                 Vec::new()
             }
-            Err(failed) => vec![Action::Send(failed)],
+            Err(NotHere::Failed(failed)) => vec![Action::Send(failed)],
+            Err(NotHere::Elsewhere(node)) => match self.resume_elsewhere(&req, node).await {
+                Ok(adopted) => {
+                    let mut out = vec![Action::Send(adopted.resumed)];
+                    out.extend(adopted.then);
+                    out
+                }
+                Err(failed) => vec![Action::Send(failed)],
+            },
         }
     }
 
-    /// The live session `req` names, or the `<failed/>` to answer.
-    pub(super) fn find_resumable(&self, req: &ResumeRequest) -> Result<LiveSession, Element> {
+    /// The live session `req` names, or why there is none here.
+    pub(super) fn find_resumable(&self, req: &ResumeRequest) -> Result<LiveSession, NotHere> {
         if !self.sm_available() {
-            return Err(sm::failed("feature-not-implemented", None));
+            return Err(NotHere::Failed(sm::failed("feature-not-implemented", None)));
         }
         let Some(account) = self.authenticated.as_ref() else {
-            return Err(sm::failed("not-authorized", None));
+            return Err(NotHere::Failed(sm::failed("not-authorized", None)));
         };
-        let failed = |h| {
-            crate::metrics::stream_management("resume_failed");
-            tracing::info!(jid = %account, "resumption refused: no such session");
-            sm::failed("item-not-found", h)
-        };
+        let clustered = self.core.remote_sessions.get().is_some();
         match self.core.resumptions.lookup(&req.previd, account) {
             Lookup::Live(live) => Ok(live),
-            Lookup::Ended { handled } => Err(failed(Some(handled))),
-            Lookup::Unknown => Err(failed(None)),
+            Lookup::Ended { handled } => Err(NotHere::Failed(self.no_such_session(Some(handled)))),
+            Lookup::Moved { node } if clustered => Err(NotHere::Elsewhere(Some(node))),
+            Lookup::Unknown if clustered => Err(NotHere::Elsewhere(None)),
+            Lookup::Moved { .. } | Lookup::Unknown => {
+                Err(NotHere::Failed(self.no_such_session(None)))
+            }
         }
+    }
+
+    /// `<failed/>` with `item-not-found` (and the ended session's `h`, if known).
+    fn no_such_session(&self, h: Option<u32>) -> Element {
+        crate::metrics::stream_management("resume_failed");
+        tracing::info!(jid = ?self.authenticated.as_ref().map(|a| a.to_string()), "resumption refused: no such session");
+        sm::failed("item-not-found", h)
+    }
+
+    /// Fetches the session `req` names from the cluster node holding it and binds it
+    /// here, or says why not (`<failed/>`: the node is dead, the id unknown, or the session
+    /// ended).
+    pub(super) async fn resume_elsewhere(
+        &mut self,
+        req: &ResumeRequest,
+        node: Option<String>,
+    ) -> Result<Adopted, Element> {
+        let (Some(remote), Some(account)) = (
+            self.core.remote_sessions.get().cloned(),
+            self.authenticated.clone(),
+        ) else {
+            return Err(self.no_such_session(None));
+        };
+        match remote.fetch(&req.previd, &account, req.handled, node).await {
+            Ok(moved) => self.adopt_moved(remote.as_ref(), account, moved),
+            Err(HandOffError::Ended { handled }) => Err(self.no_such_session(Some(handled))),
+            Err(HandOffError::HandledTooHigh { h }) => {
+                tracing::info!(jid = %account, h, "resumption refused: h too high");
+                crate::metrics::stream_management("resume_failed");
+                Err(sm::failed("undefined-condition", None))
+            }
+            Err(e) => {
+                tracing::info!(jid = %account, error = %e, "resumption on another node failed");
+                Err(self.no_such_session(None))
+            }
+        }
+    }
+
+    /// Binds a session fetched from another node on this stream: same full JID, presence
+    /// state, counters and unacknowledged stanzas; registered through the cluster layer,
+    /// which queues what reached this node for it meanwhile.
+    fn adopt_moved(
+        &mut self,
+        remote: &dyn RemoteSessions,
+        account: Account,
+        moved: MovedSession,
+    ) -> Result<Adopted, Element> {
+        let tenant = self.core.tenant_of(&account.domain);
+        let Some((tenant, slot)) = tenant.and_then(|t| t.acquire_session().map(|s| (t, s))) else {
+            tracing::warn!(jid = %moved.full_jid, "a session resumed from another node cannot be bound here");
+            remote.abandon(&account);
+            self.rescue_moved(account, moved);
+            return Err(self.no_such_session(None));
+        };
+        self.tenant_slot = Some(slot);
+        self.unauth = None;
+        self.bound_metric = Some(crate::metrics::session_bound(
+            self.facts.transport.as_str(),
+            &tenant.name,
+        ));
+        let entry = Arc::new(
+            SessionEntry::new(
+                crate::router::next_session_id(),
+                account,
+                moved.resource.clone(),
+                self.transport(),
+                self.facts.address.clone(),
+                self.session_tx.clone(),
+            )
+            .with_user_facts(std::mem::take(&mut self.user_facts)),
+        );
+        // Before it is registered, so the cluster announces the session with its presence.
+        let last = moved.presence.as_deref().and_then(sm::read_back);
+        entry.update_presence(|p| {
+            p.last = last;
+            p.priority = moved.priority;
+            p.roster_requested = moved.roster_requested;
+            p.directed = moved.directed.clone();
+        });
+        if let Some(old) = remote.adopt(&entry)
+            && !old.is_remote()
+        {
+            old.close(
+                StreamErrorCondition::Conflict,
+                Some("replaced by a new session"),
+            );
+        }
+        if let Some(expires_at) = self.auth_expires {
+            super::end_at_expiry(&entry, expires_at);
+        }
+        self.entry = Some(entry.clone());
+        self.stage = Stage::Bound;
+        let c2s = &self.core.config().c2s;
+        let limits = SmLimits {
+            ack_request_interval: c2s.ack_request_interval,
+            max_unacked: c2s.max_unacked.max(1),
+            resume_timeout: Duration::from_secs(moved.resume_timeout_secs),
+        };
+        let unacked = moved
+            .unacked
+            .iter()
+            .map(|s| Arc::from(s.as_str()))
+            .collect();
+        let restored = StreamManagement::restored(
+            moved.resume_id.clone(),
+            limits,
+            moved.handled,
+            moved.sent,
+            unacked,
+        );
+        self.core.resumptions.register(
+            &moved.resume_id,
+            LiveSession {
+                account: entry.account.clone(),
+                full_jid: entry.full_jid.clone(),
+                mailbox: self.session_tx.clone(),
+            },
+        );
+        let mut then: Vec<Action> = restored
+            .replay_kept()
+            .into_iter()
+            .map(|(el, xml)| Action::SendKept(el, xml))
+            .collect();
+        let resumed = sm::resumed(restored.handled(), &moved.resume_id);
+        self.sm = Some(Box::new(restored));
+        if moved.csi_inactive {
+            self.csi.get_or_insert_default().set_inactive();
+        }
+        for el in moved.pending.iter().filter_map(|x| sm::read_back(x)) {
+            then.extend(self.on_mailbox(SessionMsg::Stanza(Box::new(el))));
+        }
+        crate::metrics::stream_management("resumed");
+        tracing::info!(jid = %entry.full_jid, replayed = moved.unacked.len(), pending = moved.pending.len(), "session resumed from another node");
+        Ok(Adopted {
+            entry,
+            resumed,
+            then,
+        })
+    }
+
+    /// A session fetched from another node that could not be bound here: its messages
+    /// are routed again (other resources, offline storage), as at the end of a session.
+    fn rescue_moved(&self, account: Account, moved: MovedSession) {
+        let core = self.core.clone();
+        tokio::spawn(async move {
+            let all = moved.unacked.iter().chain(moved.pending.iter());
+            for el in all.filter_map(|x| sm::read_back(x)) {
+                if el.name() == "message" {
+                    crate::pipeline::message::redeliver(&core, &account, el).await;
+                }
+            }
+        });
+    }
+
+    /// The client resumed this session on another node: the session leaves this one (see
+    /// [`crate::session::handoff`]). An entry forwarding to that node takes its place in
+    /// the routing table, so nothing routed meanwhile is lost; the session ends without
+    /// its end-of-session steps (no unavailable presence, nothing to offline storage).
+    pub(super) fn sm_export(
+        &mut self,
+        handled: u32,
+        forward: Arc<dyn RemoteSink>,
+    ) -> Result<MovedSession, HandOffError> {
+        if !self.sm_resumable() {
+            return Err(HandOffError::NotMovable);
+        }
+        let (Some(entry), Some(sm)) = (self.entry.clone(), self.sm.as_mut()) else {
+            return Err(HandOffError::NotMovable);
+        };
+        sm.on_ack(handled)
+            .map_err(|e| HandOffError::HandledTooHigh { h: e.h })?;
+        let node = forward.node().to_string();
+        let presence = entry.presence();
+        let forwarding = Arc::new(SessionEntry::remote(
+            entry.account.clone(),
+            entry.resource.clone(),
+            entry.since,
+            forward,
+            0,
+        ));
+        forwarding.update_presence(|p| *p = presence.clone());
+        if !self.core.router.replace(entry.id, forwarding) {
+            return Err(HandOffError::NotMovable);
+        }
+        let resume_id = sm.resume_id().unwrap_or_default().to_string();
+        let resume_timeout_secs = sm.limits().resume_timeout.as_secs();
+        let unacked = sm.take_for_move();
+        let held = self.csi.as_mut().map(|c| c.flush()).unwrap_or_default();
+        let moved = MovedSession {
+            full_jid: entry.full_jid.clone(),
+            resource: entry.resource.clone(),
+            resume_id: resume_id.clone(),
+            resume_timeout_secs,
+            handled: sm.handled(),
+            sent: sm.sent_count(),
+            unacked: unacked.iter().map(|s| s.to_string()).collect(),
+            pending: held
+                .iter()
+                .map(|el| sm::serialize(el).to_string())
+                .collect(),
+            presence: presence.last.as_ref().map(|el| el.to_string()),
+            priority: presence.priority,
+            roster_requested: presence.roster_requested,
+            directed: presence.directed,
+            csi_inactive: self.csi.as_ref().is_some_and(|c| c.is_inactive()),
+        };
+        self.core.resumptions.moved(&resume_id, &node);
+        // The session is over here, quietly.
+        self.sm = None;
+        self.csi = None;
+        self.stage = Stage::Closed;
+        self.entry = None;
+        self.ended = Some(entry.clone());
+        self.tenant_slot = None;
+        self.bound_metric = None;
+        crate::metrics::stream_management("moved");
+        tracing::info!(jid = %entry.full_jid, to = %node, unacked = moved.unacked.len(), "session moved to another node");
+        Ok(moved)
     }
 
     /// Counts what goes to the client: metrics, and with stream management each stanza
