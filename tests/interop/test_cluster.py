@@ -1,7 +1,8 @@
 """Clustering on NATS with real clients: three Heliograph processes on one nats-server
 and one PostgreSQL database (harness/cluster.py). slixmpp users on different nodes chat,
 subscribe to each other and meet in a room hosted on a third node; when a node is killed
-(SIGKILL) its clients log in again on the others and carry on."""
+(SIGKILL) its clients log in again on the others and carry on; a client whose connection
+to one node was reset resumes its stream management session on another (exactly once)."""
 
 from __future__ import annotations
 
@@ -189,3 +190,62 @@ async def test_kill_9_of_a_node_under_chat_load(cluster, xmpp):
     # sent them to n3's subject until it counted n3 dead); now at most the few n3 had
     # queued for carol without writing them.
     assert lost <= 10, f"{lost} of 300 lost"
+
+
+@pytest.mark.async_timeout(120)
+async def test_stream_management_resumes_on_another_node_exactly_once(cluster, xmpp):
+    """alice (n1, slixmpp's xep_0198) gets messages from bob (n3); her connection is reset
+    mid-conversation and she reconnects to n2, as a load balancer could send her, with
+    the same stream management state: n1 hands the session over. Every message reaches
+    each side exactly once, in order, and every registry then points her at n2."""
+    from test_stream_management import SM_PLUGINS, Events, bodies, reset_connection, session_state
+
+    n1, n2, n3 = cluster.nodes
+    for name in ("alice", "bob"):
+        n1.create_user(name, "pw")
+    alice = xmpp.make("alice@localhost/phone", "pw", plugins=SM_PLUGINS)
+    events = Events(alice, "sm_enabled", "session_resumed", "sm_failed", "disconnected")
+    await alice.start(*n1.c2s_starttls)
+    await events.wait("sm_enabled")
+    sm_id = alice.plugin["xep_0198"].sm_id
+    assert sm_id and sm_id.startswith("n1~"), f"the id names the node: {sm_id}"
+    alice.send_presence()
+    bob = await xmpp.connect(n3, "bob", "pw")
+    deadline = time.monotonic() + 30
+    while not any(s["jid"] == str(alice.boundjid) and s.get("node") == "n1" for s in n3.sessions()):
+        assert time.monotonic() < deadline, "alice's session never reached n3"
+        await asyncio.sleep(0.05)
+
+    for i in range(1, 6):
+        bob.send_message(mto=alice.boundjid, mbody=f"m{i}", mtype="chat")
+    assert await bodies(alice, 5) == [f"m{i}" for i in range(1, 6)]
+    alice.send_message(mto=bob.boundjid, mbody="a1", mtype="chat")
+    reset_connection(alice)
+    await events.wait("disconnected")
+    await session_state(n1, str(alice.boundjid))
+    for i in range(6, 11):
+        bob.send_message(mto=alice.boundjid, mbody=f"m{i}", mtype="chat")
+    await bob.get_roster()  # round trip: bob's messages are routed
+
+    # Back, on another node, with the same stream management state.
+    alice.connect(*n2.c2s_starttls)
+    await events.wait("session_resumed")
+    assert not events.fired["sm_failed"].is_set()
+    assert await bodies(alice, 5) == [f"m{i}" for i in range(6, 11)]
+    # A message from n3 once every registry points at n2.
+    for node, want in ((n1, "n2"), (n2, None), (n3, "n2")):
+        deadline = time.monotonic() + 30
+        while not any(s["jid"] == str(alice.boundjid) and s.get("node") == want
+                      for s in node.sessions()):
+            assert time.monotonic() < deadline, f"{node.config['cluster']['node']}: {node.sessions()}"
+            await asyncio.sleep(0.05)
+    bob.send_message(mto=alice.boundjid, mbody="end", mtype="chat")
+    assert (await alice.next_message())["body"] == "end"
+    await alice.assert_no_message(within=1.0)
+    # Her message before the reset reached bob once (n1 handled it, or slixmpp sent it
+    # again on n2 because n1's count said it had not).
+    assert (await bob.next_message())["body"] == "a1"
+    alice.send_message(mto=bob.boundjid, mbody="a2", mtype="chat")
+    assert (await bob.next_message())["body"] == "a2"
+    await bob.assert_no_message(within=1.0)
+    assert not any(s["detached"] for s in n2.sessions())
