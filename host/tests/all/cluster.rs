@@ -19,6 +19,8 @@ use crate::common::{RawClient, TestServer};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
+/// BOSH requests relayed to the session's node.
+mod bosh;
 /// Stream management resumption on another node.
 mod handoff;
 

@@ -378,11 +378,12 @@ impl HandOff {
                 node: node.clone(),
                 why,
             };
-            let asked = shared.client.request(subject(&node), payload.into());
-            let msg = match tokio::time::timeout(shared.deadline, asked).await {
-                Err(_) => return Err(unreachable("no answer in time".into())),
-                Ok(Err(e)) => return Err(unreachable(e.to_string())),
-                Ok(Ok(msg)) => msg,
+            let request = async_nats::Request::new()
+                .payload(payload.into())
+                .timeout(Some(shared.deadline));
+            let msg = match shared.client.send_request(subject(&node), request).await {
+                Err(e) => return Err(unreachable(e.to_string())),
+                Ok(msg) => msg,
             };
             match serde_json::from_slice::<Answer>(&msg.payload) {
                 Ok(Answer::Session { session }) => return Ok(*session),

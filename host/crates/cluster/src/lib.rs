@@ -10,6 +10,7 @@
 //!   to that node from all the others;
 //! - [`placement`]: rendezvous hashing of MUC rooms over the live nodes, and the
 //!   forwarding of their stanzas to the node hosting them;
+//! - [`bosh`]: BOSH requests for another node's session relayed to that node;
 //! - [`handoff`]: stream management resumption on another node — the session moves to
 //!   the node its client resumed on;
 //! - [`inflight`]: messages sent to another node kept until it confirms them, routed
@@ -22,6 +23,7 @@
 //! is queued there for the session; presence broadcasts, roster pushes, carbons and
 //! kicks reach remote sessions the same way, as they go through the router's entries.
 
+pub mod bosh;
 pub mod components;
 pub mod handoff;
 pub mod inflight;

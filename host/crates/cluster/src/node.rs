@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, watch};
 
+use crate::bosh::BoshNodes;
 use crate::components::RemoteComponents;
 use crate::config::ClusterSettings;
 use crate::core::Core;
@@ -173,6 +174,7 @@ impl Cluster {
         let events = client.subscribe(wire::EVENTS).await?;
         let direct = client.subscribe(wire::node_subject(&node)).await?;
         let handoff_requests = client.subscribe(crate::handoff::subject(&node)).await?;
+        let bosh_requests = client.subscribe(crate::bosh::subject(&node)).await?;
 
         let incarnation = now_us();
         let (out, rx) = mpsc::channel(outbox::CAPACITY);
@@ -201,6 +203,8 @@ impl Cluster {
             Duration::from_millis(settings.handoff_timeout_ms.max(1)),
         );
         let _ = core.remote_sessions.set(Arc::new(handoff.clone()));
+        core.bosh_relays
+            .set_relay(Arc::new(BoshNodes::new(node.clone(), client.clone())));
         let out_for_components = out.clone();
         let (members, members_rx) = watch::channel(Arc::new(vec![node.clone()]));
         let placement = ClusterPlacement::new(node.clone(), members_rx, out.clone());
@@ -227,6 +231,11 @@ impl Cluster {
         tokio::spawn(cluster.clone().listen_events(events));
         tokio::spawn(cluster.clone().listen_direct(direct));
         tokio::spawn(handoff.serve(handoff_requests));
+        tokio::spawn(BoshNodes::serve(
+            core.clone(),
+            cluster.client.clone(),
+            bosh_requests,
+        ));
         tokio::spawn(
             cluster
                 .clone()

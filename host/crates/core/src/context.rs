@@ -57,6 +57,8 @@ pub struct Core {
     /// Resumption of sessions other cluster nodes hold; set once at startup by the cluster
     /// layer, absent on a server running alone.
     pub remote_sessions: OnceLock<Arc<dyn crate::session::handoff::RemoteSessions>>,
+    /// The HTTP listeners' BOSH sessions and, in a cluster, the relay to other nodes'.
+    pub bosh_relays: crate::bosh_relay::BoshRelays,
 }
 
 /// Where HTTP file uploads are stored, and the public base URL of the HTTP listener
@@ -97,6 +99,7 @@ impl Core {
             federation: OnceLock::new(),
             placement: OnceLock::new(),
             remote_sessions: OnceLock::new(),
+            bosh_relays: Default::default(),
         }
     }
 

@@ -8,10 +8,12 @@
 //! - [`pipeline`]: the steps every stanza passes, whoever sends it;
 //! - [`hooks`]: how features (in the services layer, or anyone's) plug in;
 //! - [`limits`], [`drain`], [`shutdown`]: connection limits, the drain flag and the
-//!   shutdown signal shared with the transports.
+//!   shutdown signal shared with the transports;
+//! - [`bosh_relay`]: BOSH requests relayed to the cluster node holding their session.
 //!
 //! Nothing here knows a transport or a particular feature.
 
+pub mod bosh_relay;
 pub mod context;
 pub mod derivations;
 pub mod drain;

@@ -146,6 +146,12 @@ pub async fn serve(
         config,
         core,
     });
+    if !state.config.bosh_path.is_empty() {
+        state
+            .core
+            .bosh_relays
+            .add_endpoint(bosh::relay::Endpoint::new(&state));
+    }
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -339,6 +345,13 @@ async fn bosh_request(
     limits.max_stanza_bytes = limits.max_stanza_bytes.max(max);
     let parsed = bosh::body::BodyRequest::parse(&data, limits);
     let body = match parsed {
+        // A session of another cluster node: answered there.
+        Ok(r)
+            if let Some(sid) = r.sid.as_deref()
+                && let Some(answer) = bosh::relay::elsewhere(state, sid, &data).await =>
+        {
+            answer
+        }
         Ok(r) => bosh::handle(state, r, data.len(), &client).await,
         Err(e) => {
             tracing::info!(address = %client.addr.display, error = %e, "bad BOSH request");
@@ -389,9 +402,14 @@ async fn read_bosh_body(
         };
         if data.len() + chunk.len() > allowed {
             let bound = allowed < max
-                && body_sid(&data, &chunk)
-                    .and_then(|sid| state.bosh.stanza_limit(&sid))
-                    .is_some_and(|limit| limit > unauth);
+                && body_sid(&data, &chunk).is_some_and(|sid| {
+                    state
+                        .bosh
+                        .stanza_limit(&sid)
+                        .is_some_and(|limit| limit > unauth)
+                        // Another node's session: that node's session checks its stanzas.
+                        || (!state.bosh.holds(&sid) && relayed_sid(state, &sid))
+                });
             if !bound {
                 return Err(BoshBodyError::TooLarge(allowed));
             }
@@ -408,6 +426,15 @@ async fn read_bosh_body(
         data.extend_from_slice(&chunk);
     }
     Ok(data.freeze())
+}
+
+/// `sid` names a session of another cluster node.
+fn relayed_sid(state: &HttpState, sid: &str) -> bool {
+    state
+        .core
+        .bosh_relays
+        .relay()
+        .is_some_and(|r| r.owner(sid).is_some())
 }
 
 /// The `sid` of the `<body/>` start tag at the beginning of a request (`data` then

@@ -3,7 +3,8 @@
 //! [`handle`] takes a parsed request body: without `sid` it creates a session (a session
 //! driver over a [`link::BoshLink`]), with one it hands the request to that session's
 //! link and waits for the answer. [`body`] parses and renders `<body/>`, [`window`] keeps
-//! the rid window and response cache, [`pacing`] the polling, inactivity and pause rules.
+//! the rid window and response cache, [`pacing`] the polling, inactivity and pause rules,
+//! [`relay`] the requests for sessions of other cluster nodes.
 //!
 //! While the node drains or shuts down, requests for existing sessions are served as
 //! usual (on whatever HTTP connection they come: a proxy opens new ones at will) until
@@ -15,6 +16,7 @@
 pub mod body;
 pub mod link;
 pub mod pacing;
+pub mod relay;
 pub mod window;
 
 use std::sync::Arc;
@@ -130,6 +132,11 @@ impl Registry {
         self.sessions.get(sid).map(|s| s.stanza_limit)
     }
 
+    /// `sid` is a live session here, or one that ended recently.
+    pub fn holds(&self, sid: &str) -> bool {
+        self.sessions.contains_key(sid) || self.ended_with(sid).is_some()
+    }
+
     /// Number of live sessions.
     pub fn len(&self) -> usize {
         self.sessions.len()
@@ -163,28 +170,37 @@ pub async fn handle(
 ) -> Bytes {
     match req.sid.clone() {
         None => create(state, req, size, client).await,
-        Some(sid) => {
-            // A session that ended under way leaves its terminate before its request
-            // queue goes: looked up only once the queue is gone.
-            let gone = || {
-                state
-                    .bosh
-                    .ended_with(&sid)
-                    .unwrap_or_else(|| Bytes::from(body::terminate("item-not-found")))
-            };
-            let Some(tx) = state.bosh.get(&sid) else {
-                tracing::debug!(sid = %sid, address = %client.addr.display, "unknown BOSH sid");
-                return gone();
-            };
-            let (reply, rx) = oneshot::channel();
-            if tx.send(Incoming { req, size, reply }).await.is_err() {
-                return gone();
-            }
-            // The session answers within `wait`; a dropped reply means the session ended
-            // or a repeat of this rid took its place.
-            rx.await.unwrap_or_else(|_| gone())
-        }
+        Some(sid) => answer(state, &sid, req, size, &client.addr.display).await,
     }
+}
+
+/// Answers a request for the existing session `sid` (from `address`, for the log).
+pub async fn answer(
+    state: &Arc<HttpState>,
+    sid: &str,
+    req: BodyRequest,
+    size: usize,
+    address: &str,
+) -> Bytes {
+    // A session that ended under way leaves its terminate before its request queue goes:
+    // looked up only once the queue is gone.
+    let gone = || {
+        state
+            .bosh
+            .ended_with(sid)
+            .unwrap_or_else(|| Bytes::from(body::terminate("item-not-found")))
+    };
+    let Some(tx) = state.bosh.get(sid) else {
+        tracing::debug!(sid = %sid, address = %address, "unknown BOSH sid");
+        return gone();
+    };
+    let (reply, rx) = oneshot::channel();
+    if tx.send(Incoming { req, size, reply }).await.is_err() {
+        return gone();
+    }
+    // The session answers within `wait`; a dropped reply means the session ended or a
+    // repeat of this rid took its place.
+    rx.await.unwrap_or_else(|_| gone())
 }
 
 async fn create(
@@ -224,7 +240,7 @@ async fn create(
         domain,
         secure: client.secure,
     };
-    let sid = new_sid();
+    let sid = state.core.bosh_relays.new_sid().unwrap_or_else(new_sid);
     let core = state.core.clone();
     let (tx, rx) = mpsc::channel(core.config().c2s.session_queue.max(16));
     let facts = ConnFacts {
