@@ -50,11 +50,20 @@ impl Feature for Carbons {
         r.iq(IqType::Get, ns::CARBONS, &[Address::Own], |req| {
             crate::boxed(async move { stanza::error_reply(&req.iq, Condition::BadRequest, None) })
         });
-        let me = self.clone();
-        r.on_session(SessionEvent::Closed, move |_, session| {
-            me.set(&session, false);
-            crate::boxed(async {})
-        });
+        for event in [SessionEvent::Closed, SessionEvent::Moved] {
+            let me = self.clone();
+            r.on_session(event, move |_, session| {
+                me.set(&session, false);
+                crate::boxed(async {})
+            });
+        }
+        // A session resumed on another cluster node keeps carbons on.
+        let (get, set) = (self.clone(), self.clone());
+        r.carry_session_flag(
+            "carbons",
+            move |session| get.is_enabled(session),
+            move |session| set.set(session, true),
+        );
         let me = self.clone();
         r.message(MessageStage::Sent, move |ctx, msg| me.on_sent(ctx, msg));
         let me = self.clone();

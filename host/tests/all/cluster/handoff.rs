@@ -3,7 +3,7 @@
 //! acknowledged, once and in order (those sent while it was away included); the registry
 //! of every node then points its full JID at n2, and it resumes again on n3 (the id
 //! names n1, which says where the session went). SASL2's inline `<resume/>` works the
-//! same way. A session whose node was killed, or an id nobody knows, gets `<failed/>`
+//! same way, and the session keeps carbons on. A session whose node was killed, or an id nobody knows, gets `<failed/>`
 //! with `item-not-found`.
 
 use std::time::{Duration, Instant};
@@ -15,6 +15,7 @@ use crate::common::{RawClient, TestServer, ping_barrier};
 
 const SM: &str = "urn:xmpp:sm:3";
 const SASL2: &str = "urn:xmpp:sasl:2";
+const CARBONS: &str = "urn:xmpp:carbons:2";
 
 /// Sends `<enable resume='true'/>`; the resumption id.
 async fn enable(c: &mut RawClient) -> String {
@@ -210,7 +211,16 @@ async fn sasl2_resumes_inline_on_another_node() {
         .child_text("authorization-identifier", SASL2)
         .unwrap();
     alice.next_matching(|e| e.is("features", ns::STREAM)).await;
-    let (mut bob, _) = RawClient::login(&n2.starttls, "bob", "pw-b", None).await;
+    alice
+        .send_raw(&format!(
+            "<iq type='set' id='carbons'><enable xmlns='{CARBONS}'/></iq>"
+        ))
+        .await;
+    let on = alice
+        .next_matching(|e| e.attr("id") == Some("carbons"))
+        .await;
+    assert_eq!(on.attr("type"), Some("result"), "{on}");
+    let (mut bob, bob_jid) = RawClient::login(&n2.starttls, "bob", "pw-b", None).await;
     wait_registry(n2, &alice_jid, Held::On("n1")).await;
     bob.send(&chat(&alice_jid, "m1")).await;
     assert_eq!(read_ids(&mut alice, &ids(1..=1)).await, ids(1..=1));
@@ -242,6 +252,15 @@ async fn sasl2_resumes_inline_on_another_node() {
     wait_registry(n1, &alice_jid, Held::On("n2")).await;
     bob.send(&chat(&alice_jid, "m2")).await;
     assert_eq!(read_ids(&mut again, &ids(2..=2)).await, ids(2..=2));
+    // Carbons stayed on: what her other device on n2 sends reaches her. (The carbons
+    // setting is known on the session's node only: a device on another node does not
+    // copy to her; see docs/CLUSTER.md.)
+    let (mut desk, _) = RawClient::login(&n2.starttls, "alice", "pw-a", Some("desk")).await;
+    desk.send(&chat(&bob_jid, "from the desk")).await;
+    let carbon = again
+        .next_matching(|e| e.name() == "message" && e.has_child("sent", CARBONS))
+        .await;
+    assert!(carbon.to_string().contains("from the desk"), "{carbon}");
 }
 
 /// `<failed/>` with `item-not-found`, and no `<resumed/>`.

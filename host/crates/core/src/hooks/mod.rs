@@ -15,7 +15,9 @@
 //!   presence another server sends to a local account ([`Registrar::remote_presence`],
 //!   and observers of it: [`Registrar::remote_presence_seen`]);
 //! - what happens to a **message nobody online can take** ([`Registrar::undeliverable`]);
-//! - **session events**: bound, initial presence, closed ([`Registrar::on_session`]);
+//! - **session events**: bound, initial presence, closed, moved to another cluster node
+//!   ([`Registrar::on_session`]), and the per-session state a session moving to another
+//!   node takes along ([`Registrar::carry_session_flag`]: carbons);
 //! - **filters** run before delivery to a local account ([`Registrar::filter`]);
 //! - **message hooks**, which see (and may change) every message a client sends and
 //!   every message that reaches a local account, with the sessions it goes to
@@ -104,6 +106,15 @@ pub type GrantHandler =
 /// `<item/>`s a domain lists in its disco#items.
 pub type DiscoItemsProvider = Arc<dyn Fn(&Core, &str) -> Vec<Element> + Send + Sync>;
 
+/// A per-session setting of a feature that a session moving to another cluster node
+/// takes along: its name, whether the session has it, and how to set it on the session
+/// that arrived.
+struct SessionFlag {
+    name: &'static str,
+    get: Arc<dyn Fn(&SessionEntry) -> bool + Send + Sync>,
+    set: Arc<dyn Fn(&SessionEntry) + Send + Sync>,
+}
+
 /// One registered iq handler: the request type and address it serves.
 struct IqEntry {
     ty: IqType,
@@ -131,6 +142,7 @@ pub struct Hooks {
     remote_presence_seen: Vec<Entry<RemotePresenceObserver>>,
     undeliverable: Vec<Entry<UndeliverableHandler>>,
     session: Vec<Entry<(SessionEvent, SessionHandler)>>,
+    session_flags: Vec<Entry<SessionFlag>>,
     filters: Vec<Entry<Arc<dyn Filter>>>,
     messages: Vec<Entry<(MessageStage, MessageHook)>>,
     stream_features: Vec<Entry<(StreamStage, StreamFeatureProvider)>>,
@@ -258,6 +270,22 @@ impl Registrar<'_> {
     {
         let e = self.entry((event, Arc::new(handler) as SessionHandler));
         self.hooks.session.push(e);
+    }
+
+    /// A per-session setting named `name` that a session moving to another cluster node
+    /// takes along: `get` tells whether the leaving session has it, `set` gives it to the
+    /// session bound on the new node.
+    pub fn carry_session_flag<G, S>(&mut self, name: &'static str, get: G, set: S)
+    where
+        G: Fn(&SessionEntry) -> bool + Send + Sync + 'static,
+        S: Fn(&SessionEntry) + Send + Sync + 'static,
+    {
+        let e = self.entry(SessionFlag {
+            name,
+            get: Arc::new(get),
+            set: Arc::new(set),
+        });
+        self.hooks.session_flags.push(e);
     }
 
     /// Runs `handler` when a local account's presence subscription to another local
@@ -414,6 +442,29 @@ impl Hooks {
             .collect();
         for h in handlers {
             h(core.clone(), entry.clone()).await;
+        }
+    }
+
+    /// The per-session settings a session moving to another node takes along.
+    pub fn session_flags(&self, core: &Core, entry: &SessionEntry) -> Vec<String> {
+        let Some(tenant) = core.tenants.by_domain(&entry.account.domain) else {
+            return Vec::new();
+        };
+        self.on(&tenant, &self.session_flags)
+            .filter(|f| (f.get)(entry))
+            .map(|f| f.name.to_string())
+            .collect()
+    }
+
+    /// Gives the session that arrived from another node the settings it took along.
+    pub fn restore_session_flags(&self, core: &Core, entry: &SessionEntry, flags: &[String]) {
+        let Some(tenant) = core.tenants.by_domain(&entry.account.domain) else {
+            return;
+        };
+        for f in self.on(&tenant, &self.session_flags) {
+            if flags.iter().any(|n| n == f.name) {
+                (f.set)(entry);
+            }
         }
     }
 

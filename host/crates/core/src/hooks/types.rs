@@ -87,6 +87,10 @@ pub enum SessionEvent {
     InitialPresence,
     /// The session is ending (still in the routing table while the handlers run).
     Closed,
+    /// The session moved to another cluster node (its client resumed there): what a
+    /// feature keeps for it on this node goes, without the end-of-session steps (no
+    /// unavailable presence). It is no longer in this node's routing table.
+    Moved,
 }
 
 /// One delivery a filter decides on.

@@ -784,6 +784,7 @@ impl<P: Protocol> Driver<P> {
                 .collect();
             Box::pin(self.protocol.rescue(Vec::new(), unread)).await;
         }
+        Box::pin(self.protocol.moved()).await;
         true
     }
 

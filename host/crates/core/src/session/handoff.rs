@@ -46,6 +46,10 @@ pub struct MovedSession {
     pub directed: Vec<String>,
     /// The client said it was inactive (XEP-0352).
     pub csi_inactive: bool,
+    /// Features' per-session settings it takes along (`carbons`; see
+    /// [`crate::hooks::Registrar::carry_session_flag`]).
+    #[serde(default)]
+    pub flags: Vec<String>,
 }
 
 /// Why a session could not be taken over from another node.

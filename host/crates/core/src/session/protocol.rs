@@ -153,6 +153,12 @@ pub trait Protocol: Send + 'static {
         Err(HandOffError::NotMovable)
     }
 
+    /// The session moved to another node (after [`Protocol::export`]): what features
+    /// keep for it here goes.
+    fn moved(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
     /// The stream ended with the closing handshake (the peer closed, our close was
     /// written after everything else): called before [`Protocol::rescue`].
     fn ended_cleanly(&mut self) {}

@@ -1155,6 +1155,18 @@ impl Protocol for StreamCore {
         self.end_session()
     }
 
+    fn moved(&mut self) -> impl std::future::Future<Output = ()> + Send {
+        let core = self.core.clone();
+        let entry = self.ended.clone();
+        async move {
+            if let Some(entry) = entry {
+                core.hooks
+                    .session_event(&core, SessionEvent::Moved, &entry)
+                    .await;
+            }
+        }
+    }
+
     fn ended_cleanly(&mut self) {
         self.clean_end = true;
     }

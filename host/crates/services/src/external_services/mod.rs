@@ -45,14 +45,16 @@ impl Feature for ExternalServices {
             let me = me.clone();
             crate::boxed(async move { me.handle(&req) })
         });
-        let me = self.clone();
-        r.on_session(SessionEvent::Closed, move |_, session| {
-            me.subscribers.remove_if_mut(&session.account, |_, ids| {
-                ids.retain(|id| *id != session.id);
-                ids.is_empty()
+        for event in [SessionEvent::Closed, SessionEvent::Moved] {
+            let me = self.clone();
+            r.on_session(event, move |_, session| {
+                me.subscribers.remove_if_mut(&session.account, |_, ids| {
+                    ids.retain(|id| *id != session.id);
+                    ids.is_empty()
+                });
+                crate::boxed(async {})
             });
-            crate::boxed(async {})
-        });
+        }
         r.disco_feature(Address::Host, ns::EXTDISCO);
     }
 }

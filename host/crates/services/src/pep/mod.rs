@@ -193,11 +193,13 @@ impl Feature for Pep {
         });
         let pep = self.clone();
         r.remote_presence_seen(move |core, presence| remote::seen(&pep, core, presence));
-        let pep = self.clone();
-        r.on_session(SessionEvent::Closed, move |_core, entry| {
-            pep.caps.forget(&entry);
-            crate::boxed(async {})
-        });
+        for event in [SessionEvent::Closed, SessionEvent::Moved] {
+            let pep = self.clone();
+            r.on_session(event, move |_core, entry| {
+                pep.caps.forget(&entry);
+                crate::boxed(async {})
+            });
+        }
         r.disco_identity(
             Address::Account,
             DiscoIdentity {

@@ -282,6 +282,9 @@ impl StreamCore {
             p.roster_requested = moved.roster_requested;
             p.directed = moved.directed.clone();
         });
+        self.core
+            .hooks
+            .restore_session_flags(&self.core, &entry, &moved.flags);
         if let Some(old) = remote.adopt(&entry)
             && !old.is_remote()
         {
@@ -408,6 +411,7 @@ impl StreamCore {
             roster_requested: presence.roster_requested,
             directed: presence.directed,
             csi_inactive: self.csi.as_ref().is_some_and(|c| c.is_inactive()),
+            flags: self.core.hooks.session_flags(&self.core, &entry),
         };
         self.core.resumptions.moved(&resume_id, &node);
         // The session is over here, quietly.
