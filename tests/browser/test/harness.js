@@ -49,10 +49,25 @@ function storageConfig() {
   return { toml: `\n[storage]\nbackend = "postgres"\nurl = "${url}"\n`, drop };
 }
 
-/** Starts a server; `http` is extra TOML for the [[listen.http]] table. */
-export async function startServer({ http = '' } = {}) {
+/** A fresh PostgreSQL database on HELIOGRAPH_TEST_POSTGRES_URL for several servers (the
+ * nodes of a cluster): `{ toml, drop }` as `storageConfig` returns, for `startServer`. */
+export function sharedPostgres() {
+  const backend = process.env.HELIOGRAPH_TEST_BACKEND;
+  process.env.HELIOGRAPH_TEST_BACKEND = 'postgres';
+  try {
+    return storageConfig();
+  } finally {
+    if (backend === undefined) delete process.env.HELIOGRAPH_TEST_BACKEND;
+    else process.env.HELIOGRAPH_TEST_BACKEND = backend;
+  }
+}
+
+/** Starts a server; `http` is extra TOML for the [[listen.http]] table, `extra` for the
+ * end of the file (a `[cluster]` table), `storage` a shared database (`sharedPostgres`,
+ * which the caller drops) instead of the server's own. */
+export async function startServer({ http = '', extra = '', storage: shared = null } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'heliograph-browser-'));
-  const storage = storageConfig();
+  const storage = shared ? { toml: shared.toml, drop: () => {} } : storageConfig();
   const data = join(dir, 'data');
   const config = `[general]
 hosts = ["localhost"]
@@ -72,7 +87,8 @@ address = "127.0.0.1:0"
 
 [listen.admin]
 address = "127.0.0.1:0"
-${storage.toml}`;
+${storage.toml}
+${extra}`;
   writeFileSync(join(dir, 'heliograph.toml'), config);
   const ready = join(dir, 'ready.json');
   const logPath = join(dir, 'server.log');
