@@ -3,8 +3,9 @@
 //! acknowledged, once and in order (those sent while it was away included); the registry
 //! of every node then points its full JID at n2, and it resumes again on n3 (the id
 //! names n1, which says where the session went). SASL2's inline `<resume/>` works the
-//! same way, and the session keeps carbons on. A session whose node was killed, or an id nobody knows, gets `<failed/>`
-//! with `item-not-found`.
+//! same way, and the session keeps carbons on; so does a session whose old connection
+//! is still open (n1 lets it go). A session whose node was killed, or an id nobody
+//! knows, gets `<failed/>` with `item-not-found`.
 
 use std::time::{Duration, Instant};
 
@@ -303,4 +304,39 @@ async fn a_resume_of_a_session_on_a_killed_node_or_of_an_unknown_id_fails() {
     let jid = again.bind_here(Some("phone")).await;
     assert_eq!(jid, alice_jid);
     wait_registry(&c.nodes[2], &alice_jid, Held::On("n2")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_whose_old_connection_is_still_open_moves_too() {
+    let Some(c) = cluster().await else {
+        return;
+    };
+    let (n1, n2) = (&c.nodes[0], &c.nodes[1]);
+    let (mut old, alice_jid) = RawClient::login(&n1.starttls, "alice", "pw-a", Some("phone")).await;
+    let id = enable(&mut old).await;
+    let (mut bob, _) = RawClient::login(&n2.starttls, "bob", "pw-b", Some("b")).await;
+    wait_registry(n2, &alice_jid, Held::On("n1")).await;
+    for m in ids(1..=3) {
+        bob.send(&chat(&alice_jid, &m)).await;
+    }
+    assert_eq!(read_ids(&mut old, &ids(1..=3)).await, ids(1..=3));
+    // Her phone changed networks: the old connection is not closed (n1 still writes to
+    // it), and she resumes on n2 having acknowledged one.
+    let (mut again, resumed) = resume(n2, "alice", "pw-a", &id, 1).await;
+    assert!(resumed.is("resumed", SM), "{resumed}");
+    assert_eq!(read_ids(&mut again, &ids(2..=3)).await, ids(2..=3));
+    assert_eq!(ids_until_barrier(&mut again).await, Vec::<String>::new());
+    wait_registry(n1, &alice_jid, Held::On("n2")).await;
+    bob.send(&chat(&alice_jid, "m4")).await;
+    assert_eq!(read_ids(&mut again, &ids(4..=4)).await, ids(4..=4));
+    // n1 let the old connection go: it ends, and carried nothing sent after the move.
+    let mut late = Vec::new();
+    while let Some(ev) = old.next_event().await {
+        if let heliograph::xml::StreamEvent::Stanza(el) = ev
+            && el.name() == "message"
+        {
+            late.push(el.attr("id").unwrap_or_default().to_string());
+        }
+    }
+    assert_eq!(late, Vec::<String>::new());
 }
