@@ -74,6 +74,28 @@ async fn bosh_requests_alternating_between_two_nodes_drive_one_session() {
         Some("to alice 1")
     );
 
+    // A figure for the report, not a check: an iq round trip through the session's node
+    // and through the other one (relayed), median of 20 each, on a debug build.
+    for (label, addr) in [("direct", &n1_http), ("relayed", &n2_http)] {
+        b.addr = addr.clone();
+        let mut took = Vec::new();
+        for i in 0..20 {
+            let id = format!("rtt-{label}-{i}");
+            let started = std::time::Instant::now();
+            b.send(&format!(
+                "<iq xmlns='jabber:client' type='get' id='{id}'><ping xmlns='urn:xmpp:ping'/></iq>"
+            ))
+            .await;
+            b.next_matching(|e| e.attr("id") == Some(id.as_str())).await;
+            took.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        took.sort_by(f64::total_cmp);
+        eprintln!(
+            "BOSH iq round trip {label}: median {:.1} ms",
+            took[took.len() / 2]
+        );
+    }
+
     // A long poll through n2, held on n1 until bob's message answers it.
     b.addr = n2_http.clone();
     let poll = tokio::spawn(async move {

@@ -39,9 +39,17 @@ async fn resume(
     let mut c = RawClient::authenticated(&server.starttls, user, password).await;
     let features = c.open_to("localhost").await;
     assert!(features.has_child("sm", SM), "{features}");
+    let asked = Instant::now();
     c.send_raw(&format!("<resume xmlns='{SM}' previd='{id}' h='{h}'/>"))
         .await;
     let answer = c.next_matching(|e| e.ns() == SM && e.name() != "r").await;
+    // A figure for the report, not a check: `<resume/>` to its answer, on a debug build.
+    eprintln!(
+        "resume on {}: <{}/> after {:.1} ms",
+        server.starttls,
+        answer.name(),
+        asked.elapsed().as_secs_f64() * 1000.0
+    );
     (c, answer)
 }
 
