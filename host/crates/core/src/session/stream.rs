@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+mod handoff_flow;
 mod register_flow;
 mod sasl2_flow;
 mod sm_flow;
