@@ -10,7 +10,8 @@
 //!   stanzas in order, what it never sent, presence state, CSI); it ends without
 //!   unavailable presence and without sending anything to offline storage.
 //! - Meanwhile B holds what reaches it for the account's missing session; once the
-//!   session is bound on B (same full JID), those stanzas go to it after the resent ones.
+//!   session is bound on B (same full JID), those stanzas go to it after the resent ones
+//!   ([`crate::arriving`]).
 //! - B's session is announced like any new one: every node's registry points the full JID
 //!   at B (the newer session). A keeps announcing its own record until it hears B's
 //!   announcement, then drops it: the JID never disappears from any registry, and what
@@ -18,7 +19,6 @@
 //! - A dead, or the id unknown: B's client gets `<failed/>` with `item-not-found`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,6 +27,7 @@ use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::arriving::Arriving;
 use crate::core::Core;
 use crate::core::router::{SessionEntry, SessionMsg};
 use crate::core::session::handoff::{ExportRequest, HandOffError, MovedSession, RemoteSessions};
@@ -90,15 +91,6 @@ pub enum Answer {
     Busy,
 }
 
-/// What waits on B for sessions being fetched, per account.
-#[derive(Default)]
-struct Arriving {
-    /// Fetches in progress for the account.
-    fetches: usize,
-    /// (full JID, stanza) that reached this node for a session not bound here yet.
-    held: Vec<(String, Element)>,
-}
-
 /// A session this node handed on, until the new node announced it.
 struct Departed {
     node: String,
@@ -114,9 +106,7 @@ struct Shared {
     peers: Arc<Mutex<Peers>>,
     local: Arc<LocalSessions>,
     deadline: Duration,
-    arriving: Mutex<HashMap<Account, Arriving>>,
-    /// Accounts in `arriving` (checked without the lock on every stanza from NATS).
-    arriving_count: AtomicUsize,
+    arriving: Arriving,
     departed: Mutex<HashMap<String, Departed>>,
 }
 
@@ -147,6 +137,7 @@ impl HandOff {
     ) -> HandOff {
         HandOff {
             shared: Arc::new(Shared {
+                arriving: Arriving::new(core.clone()),
                 core,
                 node,
                 client,
@@ -154,8 +145,6 @@ impl HandOff {
                 peers,
                 local,
                 deadline,
-                arriving: Mutex::new(HashMap::new()),
-                arriving_count: AtomicUsize::new(0),
                 departed: Mutex::new(HashMap::new()),
             }),
         }
@@ -305,58 +294,7 @@ impl HandOff {
         {
             return entry.try_deliver(stanza);
         }
-        if self.shared.arriving_count.load(Ordering::Acquire) == 0 {
-            return Err(stanza);
-        }
-        let mut arriving = lock(&self.shared.arriving);
-        // Checked again under the lock: `adopt` registers the session under it.
-        let bound_here = router
-            .resource(&account, &resource)
-            .is_some_and(|e| !e.is_remote());
-        match arriving.get_mut(&account) {
-            Some(a) if !bound_here => {
-                a.held.push((jid.to_string(), stanza));
-                Ok(())
-            }
-            _ => Err(stanza),
-        }
-    }
-
-    fn start_arriving(&self, account: &Account) {
-        let mut arriving = lock(&self.shared.arriving);
-        arriving.entry(account.clone()).or_default().fetches += 1;
-        self.shared
-            .arriving_count
-            .store(arriving.len(), Ordering::Release);
-    }
-
-    /// One fetch for `account` is over; what the last one leaves is routed again.
-    fn end_arriving(&self, account: &Account, held: Vec<(String, Element)>) {
-        let mut rest = held;
-        {
-            let mut arriving = lock(&self.shared.arriving);
-            if let Some(a) = arriving.get_mut(account) {
-                a.fetches = a.fetches.saturating_sub(1);
-                if a.fetches == 0 {
-                    rest.extend(arriving.remove(account).map(|a| a.held).unwrap_or_default());
-                }
-            }
-            self.shared
-                .arriving_count
-                .store(arriving.len(), Ordering::Release);
-        }
-        if rest.is_empty() {
-            return;
-        }
-        let core = self.shared.core.clone();
-        let account = account.clone();
-        tokio::spawn(async move {
-            for (_, stanza) in rest {
-                if stanza.name() == "message" {
-                    crate::core::pipeline::message::redeliver(&core, &account, stanza).await;
-                }
-            }
-        });
+        self.shared.arriving.hold(&account, &resource, jid, stanza)
     }
 
     async fn ask(
@@ -437,45 +375,25 @@ impl RemoteSessions for HandOff {
                 .or_else(|| node_of(&previd).map(str::to_string))
                 .filter(|n| *n != me.shared.node)
                 .ok_or(HandOffError::NotFound)?;
-            me.start_arriving(&account);
+            me.shared.arriving.start(&account);
             let started = std::time::Instant::now();
             let result = HandOff::ask(&me.shared, node, &previd, &account, handled).await;
             metrics::histogram!("heliograph_cluster_session_fetch_seconds")
                 .record(started.elapsed().as_secs_f64());
             if result.is_err() {
-                me.end_arriving(&account, Vec::new());
+                me.shared.arriving.end(&account, Vec::new());
             }
             result
         })
     }
 
     fn adopt(&self, entry: &Arc<SessionEntry>) -> Option<Arc<SessionEntry>> {
-        let mut undelivered = Vec::new();
-        let replaced;
-        {
-            // Under the lock: a stanza from NATS is either held (and queued below, after
-            // what the session resends) or finds the session registered.
-            let mut arriving = lock(&self.shared.arriving);
-            replaced = self.shared.core.router.register(entry.clone());
-            if let Some(a) = arriving.get_mut(&entry.account) {
-                let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut a.held)
-                    .into_iter()
-                    .partition(|(jid, _)| *jid == entry.full_jid);
-                a.held = others;
-                for (jid, stanza) in mine {
-                    if let Err(stanza) = entry.try_deliver(stanza) {
-                        undelivered.push((jid, stanza));
-                    }
-                }
-            }
-        }
         metrics::counter!("heliograph_cluster_sessions_moved_total", "way" => "in").increment(1);
-        self.end_arriving(&entry.account, undelivered);
-        replaced
+        self.shared.arriving.adopt(entry)
     }
 
     fn abandon(&self, account: &Account) {
-        self.end_arriving(account, Vec::new());
+        self.shared.arriving.end(account, Vec::new());
     }
 }
 

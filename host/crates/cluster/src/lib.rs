@@ -12,7 +12,7 @@
 //!   forwarding of their stanzas to the node hosting them;
 //! - [`bosh`]: BOSH requests for another node's session relayed to that node;
 //! - [`handoff`]: stream management resumption on another node — the session moves to
-//!   the node its client resumed on;
+//!   the node its client resumed on ([`arriving`]: what reaches that node for it meanwhile);
 //! - [`inflight`]: messages sent to another node kept until it confirms them, routed
 //!   again if it dies first;
 //! - [`outbox`]: the one publisher (order per sender-recipient pair) and the remote
@@ -23,6 +23,7 @@
 //! is queued there for the session; presence broadcasts, roster pushes, carbons and
 //! kicks reach remote sessions the same way, as they go through the router's entries.
 
+pub mod arriving;
 pub mod bosh;
 pub mod components;
 pub mod handoff;
