@@ -4,15 +4,17 @@
 //! of every node then points its full JID at n2, and it resumes again on n3 (the id
 //! names n1, which says where the session went). SASL2's inline `<resume/>` works the
 //! same way, and the session keeps carbons on; so does a session whose old connection
-//! is still open (n1 lets it go). A session whose node was killed, or an id nobody
-//! knows, gets `<failed/>` with `item-not-found`.
+//! is still open (n1 lets it go), and a WebSocket session resumed over TCP. A session
+//! whose node was killed, or an id nobody knows, gets `<failed/>` with `item-not-found`.
 
 use std::time::{Duration, Instant};
 
 use heliograph::xml::{Element, ns};
 
 use super::{DEADLINE, Held, chat, cluster, wait_registry};
+use crate::common::web::WsClient;
 use crate::common::{RawClient, TestServer, ping_barrier};
+use tokio_tungstenite::MaybeTlsStream;
 
 const SM: &str = "urn:xmpp:sm:3";
 const SASL2: &str = "urn:xmpp:sasl:2";
@@ -347,4 +349,38 @@ async fn a_session_whose_old_connection_is_still_open_moves_too() {
         }
     }
     assert_eq!(late, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_session_resumes_over_tcp_on_another_node() {
+    let Some(c) = cluster().await else {
+        return;
+    };
+    let (n1, n2) = (&c.nodes[0], &c.nodes[1]);
+    let (mut ws, alice_jid) = WsClient::login(&n1.http, "alice", "pw-a").await;
+    ws.send(&format!("<enable xmlns='{SM}' resume='true'/>"))
+        .await;
+    let enabled = ws.next_matching(|e| e.ns() == SM && e.name() != "r").await;
+    assert!(enabled.is("enabled", SM), "{enabled}");
+    let id = enabled.attr("id").unwrap().to_string();
+    let (mut bob, _) = RawClient::login(&n2.starttls, "bob", "pw-b", Some("b")).await;
+    wait_registry(n2, &alice_jid, Held::On("n1")).await;
+    for m in ids(1..=2) {
+        bob.send(&chat(&alice_jid, &m)).await;
+    }
+    for m in ids(1..=2) {
+        let el = ws.next_matching(|e| e.name() == "message").await;
+        assert_eq!(el.attr("id"), Some(m.as_str()));
+    }
+    // The WebSocket's TCP connection is reset; she comes back over TCP on n2.
+    if let MaybeTlsStream::Plain(tcp) = ws.ws.get_ref() {
+        tcp.set_zero_linger().unwrap();
+    }
+    drop(ws);
+    wait_detached(n1, &alice_jid).await;
+    let (mut again, resumed) = resume(n2, "alice", "pw-a", &id, 0).await;
+    assert!(resumed.is("resumed", SM), "{resumed}");
+    assert_eq!(read_ids(&mut again, &ids(1..=2)).await, ids(1..=2));
+    assert_eq!(ids_until_barrier(&mut again).await, Vec::<String>::new());
+    wait_registry(n1, &alice_jid, Held::On("n2")).await;
 }
