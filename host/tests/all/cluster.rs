@@ -17,6 +17,11 @@ use crate::common::nats::NatsServer;
 use crate::common::web::http;
 use crate::common::{RawClient, TestServer};
 
+mod partition;
+mod rolling_upgrade;
+mod room_history;
+mod zero_loss;
+
 const DEADLINE: Duration = Duration::from_secs(60);
 
 /// A node of the cluster named `name`.

@@ -10,8 +10,10 @@
 //!   to that node from all the others;
 //! - [`placement`]: rendezvous hashing of MUC rooms over the live nodes, and the
 //!   forwarding of their stanzas to the node hosting them;
-//! - [`inflight`]: messages sent to another node kept until it confirms them, routed
-//!   again if it dies first;
+//! - [`inflight`]: messages sent to another node kept until it says the client has
+//!   them, routed again if it dies (or gives them back) first;
+//! - [`delivery`]: the receiving side — messages from other nodes handed to sessions
+//!   with a receipt, and the outcome told to their sender;
 //! - [`outbox`]: the one publisher (order per sender-recipient pair) and the remote
 //!   sessions' way out;
 //! - [`node`]: the tasks that tie them to a NATS connection.
@@ -21,6 +23,7 @@
 //! kicks reach remote sessions the same way, as they go through the router's entries.
 
 pub mod components;
+pub mod delivery;
 pub mod inflight;
 pub mod local;
 pub mod node;

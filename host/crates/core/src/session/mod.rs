@@ -10,7 +10,8 @@
 //!   stamps each stanza's `from` (a client can never spoof another address) and hands it
 //!   to the routing pipeline;
 //! - [`sm`] and [`resumption`]: XEP-0198 stream management — acks, the unacknowledged
-//!   queue, and resumable sessions waiting for a new link.
+//!   queue, and resumable sessions waiting for a new link;
+//! - [`settle`]: in a cluster, when a client's message is safe enough to acknowledge.
 
 pub mod auth;
 mod bind;
@@ -20,6 +21,7 @@ pub mod link;
 pub mod protocol;
 pub mod resumption;
 pub mod sasl2;
+pub mod settle;
 pub mod sm;
 pub mod stream;
 pub mod token_login;
