@@ -142,19 +142,15 @@ impl InFlight {
             .collect()
     }
 
-    /// Takes what nodes not in `live` never confirmed (they are dead), oldest first.
+    /// Takes what nodes not in `live` never confirmed (they are dead), oldest first. Their
+    /// numbering goes on: a late answer from a node that comes back settles nothing new.
     pub fn take_dead(&self, live: &[String]) -> Vec<Unconfirmed> {
         let mut nodes = self.lock();
-        let dead: Vec<String> = nodes
-            .keys()
-            .filter(|n| !live.contains(n))
-            .cloned()
-            .collect();
         let mut out = Vec::new();
-        for n in dead {
-            if let Some(p) = nodes.remove(&n) {
-                out.extend(p.frames.into_values().map(|k| (k.frame, k.settle)));
-            }
+        for (_, p) in nodes.iter_mut().filter(|(n, _)| !live.contains(n)) {
+            p.taken = p.last;
+            let frames = std::mem::take(&mut p.frames);
+            out.extend(frames.into_values().map(|k| (k.frame, k.settle)));
         }
         out
     }
@@ -202,6 +198,9 @@ mod tests {
         assert_eq!(frames(f.take_dead(&live)), vec![b"a".to_vec()]);
         assert_eq!(f.len(), 1);
         assert!(f.take_dead(&live).is_empty());
+        // n2 comes back: its numbers go on after those it was given before.
+        assert_eq!(keep(&f, "n2", "e"), 1004);
+        f.confirmed("n2", &[1004]);
         f.confirmed("n3", &[1001]);
         assert!(f.is_empty());
     }
