@@ -38,6 +38,9 @@ impl Default for InFlight {
 }
 
 struct Pending {
+    /// The node reads numbered frames (its heartbeat said so); otherwise it is sent
+    /// plain frames, and what it has taken is all the confirmation it gives.
+    numbered: bool,
     /// The last number given.
     last: u64,
     /// The last number the node said it has taken.
@@ -68,27 +71,39 @@ impl InFlight {
         self.nodes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether `node` reads numbered frames, as its last heartbeat said.
+    pub fn set_numbered(&self, node: &str, numbered: bool) {
+        let mut nodes = self.lock();
+        self.pending(&mut nodes, node).numbered = numbered;
+    }
+
+    fn pending<'a>(&self, nodes: &'a mut HashMap<String, Pending>, node: &str) -> &'a mut Pending {
+        let start = self.start;
+        nodes.entry(node.to_string()).or_insert_with(|| Pending {
+            numbered: false,
+            last: start,
+            taken: start,
+            frames: BTreeMap::new(),
+        })
+    }
+
     /// Numbers a message for `node`, keeps the frame `encode` makes of it with its
-    /// number (and `settle` until taken), and returns the number and the frame to send.
+    /// number and whether the node reads numbered frames (and `settle` until taken), and
+    /// returns the number and the frame to send.
     pub fn keep(
         &self,
         node: &str,
         settle: Option<Settle>,
-        encode: impl FnOnce(u64) -> Vec<u8>,
+        encode: impl FnOnce(u64, bool) -> Vec<u8>,
     ) -> (u64, Vec<u8>) {
         let mut nodes = self.lock();
-        let start = self.start;
-        let p = nodes.entry(node.to_string()).or_insert_with(|| Pending {
-            last: start,
-            taken: start,
-            frames: BTreeMap::new(),
-        });
+        let p = self.pending(&mut nodes, node);
         p.last += 1;
         if p.frames.len() >= MAX_PER_NODE {
             p.frames.pop_first();
             metrics::counter!("heliograph_cluster_inflight_given_up_total").increment(1);
         }
-        let frame = encode(p.last);
+        let frame = encode(p.last, p.numbered);
         let kept = Kept {
             frame: frame.clone(),
             settle,
@@ -110,9 +125,11 @@ impl InFlight {
     }
 
     /// `node` has taken (queued for its sessions) every message up to `upto`: the
-    /// sending clients need not wait for them any more.
+    /// sending clients need not wait for them any more. A node that does not read
+    /// numbered frames gives no other confirmation: its messages are forgotten then.
     pub fn taken_upto(&self, node: &str, upto: u64) {
         let mut settled = Vec::new();
+        let mut gone = BTreeMap::new();
         {
             let mut nodes = self.lock();
             let Some(p) = nodes.get_mut(node) else {
@@ -121,13 +138,19 @@ impl InFlight {
             if upto <= p.taken {
                 return;
             }
-            for (_, kept) in p.frames.range_mut(p.taken + 1..=upto) {
-                settled.extend(kept.settle.take());
+            if p.numbered {
+                for (_, kept) in p.frames.range_mut(p.taken + 1..=upto) {
+                    settled.extend(kept.settle.take());
+                }
+            } else {
+                let rest = p.frames.split_off(&(upto + 1));
+                gone = std::mem::replace(&mut p.frames, rest);
             }
             p.taken = upto;
         }
         // Let go outside the lock: the last share tells its session.
         drop(settled);
+        drop(gone);
     }
 
     /// `node` gives the messages numbered `seqs` back: to route again.
@@ -170,7 +193,7 @@ mod tests {
     use super::*;
 
     fn keep(f: &InFlight, node: &str, body: &str) -> u64 {
-        f.keep(node, None, |_| body.as_bytes().to_vec()).0
+        f.keep(node, None, |_, _| body.as_bytes().to_vec()).0
     }
 
     fn frames(list: Vec<Unconfirmed>) -> Vec<Vec<u8>> {
@@ -180,6 +203,8 @@ mod tests {
     #[test]
     fn confirmed_messages_go_returned_ones_come_back_and_a_dead_nodes_rest_too() {
         let f = InFlight::starting_at(1000);
+        f.set_numbered("n2", true);
+        f.set_numbered("n3", true);
         assert_eq!(keep(&f, "n2", "a"), 1001);
         assert_eq!(keep(&f, "n2", "b"), 1002);
         assert_eq!(keep(&f, "n2", "c"), 1003);
@@ -210,14 +235,26 @@ mod tests {
         use crate::core::router::SessionMsg;
         let (tx, mut session) = tokio::sync::mpsc::channel(4);
         let f = InFlight::starting_at(0);
+        f.set_numbered("n2", true);
         let settle = Settle::new(3, tx);
-        let (first, _) = f.keep("n2", Some(settle.clone()), |_| b"a".to_vec());
-        let (second, _) = f.keep("n2", Some(settle), |_| b"b".to_vec());
+        let (first, _) = f.keep("n2", Some(settle.clone()), |_, _| b"a".to_vec());
+        let (second, _) = f.keep("n2", Some(settle), |_, _| b"b".to_vec());
         f.taken_upto("n2", first);
         assert!(session.try_recv().is_err(), "the second is not taken yet");
         f.taken_upto("n2", second);
         assert!(matches!(session.try_recv(), Ok(SessionMsg::Settled(3))));
         // Taken is not delivered: both are still kept for the client's acknowledgement.
         assert_eq!(f.len(), 2);
+    }
+
+    #[test]
+    fn a_node_that_reads_no_numbered_frames_gets_plain_ones_forgotten_once_taken() {
+        let f = InFlight::starting_at(0);
+        let (n, frame) = f.keep("old", None, |seq, numbered| {
+            format!("{seq} {numbered}").into_bytes()
+        });
+        assert_eq!(frame, b"1 false".to_vec());
+        f.taken_upto("old", n);
+        assert!(f.is_empty());
     }
 }

@@ -428,6 +428,7 @@ impl Cluster {
                     .unwrap_or_else(|e| e.into_inner())
                     .clone(),
                 draining: self.core.drain.is_draining(),
+                numbered: true,
             };
             let _ = self.out.try_send(Outgoing::Event(beat));
             let (nodes, remote) = {
@@ -469,8 +470,10 @@ impl Cluster {
                     address,
                     count,
                     draining,
+                    numbered,
                     ..
                 } => {
+                    self.inflight.set_numbered(node, *numbered);
                     let reach = Reach {
                         address: address.clone(),
                         sessions: *count,

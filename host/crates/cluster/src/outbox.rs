@@ -64,7 +64,11 @@ pub async fn run(
                 msg @ (Direct::Deliver { .. } | Direct::Hosted { .. }) => {
                     let (seq, frame) = match msg {
                         Direct::Deliver { jid, id, stanza } if stanza.name() == "message" => {
-                            let (seq, frame) = inflight.keep(&node, settle, |seq| {
+                            let (seq, frame) = inflight.keep(&node, settle, |seq, numbered| {
+                                if !numbered {
+                                    // An older node: a plain frame, taken is confirmed.
+                                    return Direct::Deliver { jid, id, stanza }.encode();
+                                }
                                 Direct::Numbered {
                                     from: me.clone(),
                                     seq,

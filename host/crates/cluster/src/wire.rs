@@ -83,6 +83,11 @@ pub enum Event {
         /// It is draining: no new sessions, no rooms placed on it.
         #[serde(default)]
         draining: bool,
+        /// It reads numbered message frames (`N`) and answers them with `delivered` or
+        /// `returned`; a node whose heartbeat lacks this (an older version) is sent
+        /// plain `D` frames, taken when it answers `received` (see `inflight`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        numbered: bool,
     },
     /// A session was bound or its presence changed.
     Up {
@@ -405,6 +410,15 @@ mod tests {
         let batch = Direct::encode_batch(&[d.encode(), c.encode(), d.encode()]);
         assert_eq!(Direct::decode_all(&batch).unwrap(), vec![d.clone(), c, d]);
         assert!(Direct::decode_all(&batch[..batch.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn a_heartbeat_of_an_older_node_reads_numbered_frames_as_not_understood() {
+        let old = r#"{"t":"heartbeat","node":"n1","incarnation":1,"seq":0,"count":0,"digest":0}"#;
+        let Event::Heartbeat { numbered, .. } = serde_json::from_str(old).unwrap() else {
+            panic!("not a heartbeat");
+        };
+        assert!(!numbered);
     }
 
     #[test]
