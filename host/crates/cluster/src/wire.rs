@@ -7,7 +7,8 @@
 //!   to close one, requests for a full list of its sessions and the lists themselves.
 //!
 //! Everything is JSON except stanzas for a session, the hot path: `D`, the session id,
-//! a space, the full JID, a newline and the stanza's XML. Stanzas for one node that are
+//! a space, the full JID, a newline and the stanza's XML; a `message` kept by its sender
+//! until delivered is `N`, the sending node, its number, then as `D` (see `inflight`). Stanzas for one node that are
 //! queued together leave in one NATS message: `B`, then each frame as a 4-byte
 //! little-endian length and its bytes.
 
