@@ -107,9 +107,10 @@ async def test_kill_9_of_a_node_under_chat_load(cluster, xmpp):
     """n3 dies (SIGKILL) while alice (n1) sends carol (n3) a stream of messages: carol
     logs in again on n2, as a load balancer would send her, and the chat goes on. Every
     message alice sends once n1 counts n3 dead reaches carol. Of those sent around the
-    kill, what n3 never confirmed taking is routed again by n1 (offline storage, then
-    carol's new session): only what n3 had taken but not yet written to carol may be
-    lost (docs/CLUSTER.md, "In-flight messages"); the figures are printed."""
+    kill, what n3 never said carol had (she answers the ping n3 sends after messages;
+    she has no stream management) is routed again by n1 (offline storage, then carol's
+    new session): none is lost, a few may come twice (docs/CLUSTER.md, "In-flight
+    messages"); the figures are printed."""
     n1, n2, n3 = cluster.nodes
     for name in ("alice", "carol"):
         n1.create_user(name, "pw")
@@ -180,16 +181,28 @@ async def test_kill_9_of_a_node_under_chat_load(cluster, xmpp):
         assert time.monotonic() < deadline, f"n1 acknowledged {sm.last_ack} of {sm.seq}"
         await asyncio.sleep(0.05)
     during = {f"during-{i}" for i in range(300)}
-    lost = len(during - set(got))
+    # A message n1 routes again to offline storage while carol's new session is being
+    # bound on n2 may land after that session read its offline messages: it waits for
+    # her next login (docs/CLUSTER.md, "Routing"). Stored is not lost: a third login
+    # collects what waits there.
+    late: list[str] = []
+    if not during <= set(got):
+        carol3 = await login(xmpp, n1, "carol", resource="desk")
+        carol3.add_event_handler("message", lambda m: late.append(m["body"]))
+        deadline = time.monotonic() + 10
+        while not during <= set(got) | set(late) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+    lost = len(during - set(got) - set(late))
     duplicates = len(got) - len(set(got))
     print(f"kill -9 under load: {len(sent)} messages sent, all acknowledged by n1 "
           f"({sm.last_ack} stanzas acknowledged); of the 300 sent around the kill "
-          f"{lost} lost, {duplicates} delivered twice; all 150 sent after n3 was counted "
+          f"{lost} lost, {len(set(late) & during)} found in offline storage at the next "
+          f"login, {duplicates} delivered twice; all 150 sent after n3 was counted "
           "dead delivered")
     # Without the routing again of unconfirmed messages, most of the 300 were lost (n1
-    # sent them to n3's subject until it counted n3 dead); now at most the few n3 had
-    # queued for carol without writing them.
-    assert lost <= 10, f"{lost} of 300 lost"
+    # sent them to n3's subject until it counted n3 dead); while n3 confirmed what it had
+    # queued rather than what carol had, 0-1 (queued on n3, never written).
+    assert lost == 0, f"{lost} of 300 lost: {sorted(during - set(got) - set(late))[:10]}"
 
 
 @pytest.mark.async_timeout(120)

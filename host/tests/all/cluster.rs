@@ -17,6 +17,11 @@ use crate::common::nats::NatsServer;
 use crate::common::web::http;
 use crate::common::{RawClient, TestServer};
 
+mod partition;
+mod rolling_upgrade;
+mod room_history;
+mod zero_loss;
+
 const DEADLINE: Duration = Duration::from_secs(60);
 
 /// BOSH requests relayed to the session's node.
@@ -117,6 +122,32 @@ async fn wait_registry(server: &TestServer, jid: &str, want: Held) {
     }
 }
 
+/// Waits until `server`'s registry has `jid` available (its presence replicated).
+async fn wait_available(server: &TestServer, jid: &str) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let (_, text) = api(server, "GET", "/api/v1/sessions", "").await;
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let list = v
+            .get("sessions")
+            .and_then(|s| s.as_array())
+            .cloned()
+            .unwrap_or_else(|| v.as_array().cloned().unwrap_or_default());
+        if list
+            .iter()
+            .any(|s| s["jid"] == jid && s["available"] == true)
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{jid} never available on {}: {text}",
+            server.admin
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn chat(to: &str, body: &str) -> Element {
     Element::new("message", ns::CLIENT)
         .with_attr("to", to)
@@ -172,6 +203,9 @@ async fn users_on_different_nodes_chat_and_subscribe() {
     wait_registry(&c.nodes[0], &bob_jid, Held::On("n2")).await;
     wait_registry(&c.nodes[1], &alice_jid, Held::On("n1")).await;
     wait_registry(&c.nodes[2], &bob_jid, Held::On("n2")).await;
+    // Messages to the bare JID go to available sessions: n1 must have bob's presence
+    // too, or the first would go to offline storage.
+    wait_available(&c.nodes[0], &bob_jid).await;
 
     // `heliograph cluster status` on n3 lists the three nodes, each in sync.
     let deadline = Instant::now() + DEADLINE;

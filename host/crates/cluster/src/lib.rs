@@ -13,8 +13,10 @@
 //! - [`bosh`]: BOSH requests for another node's session relayed to that node;
 //! - [`handoff`]: stream management resumption on another node — the session moves to
 //!   the node its client resumed on ([`arriving`]: what reaches that node for it meanwhile);
-//! - [`inflight`]: messages sent to another node kept until it confirms them, routed
-//!   again if it dies first;
+//! - [`inflight`]: messages sent to another node kept until it says the client has
+//!   them, routed again if it dies (or gives them back) first;
+//! - [`delivery`]: the receiving side — messages from other nodes handed to sessions
+//!   with a receipt, and the outcome told to their sender;
 //! - [`outbox`]: the one publisher (order per sender-recipient pair) and the remote
 //!   sessions' way out;
 //! - [`node`]: the tasks that tie them to a NATS connection.
@@ -26,6 +28,7 @@
 pub mod arriving;
 pub mod bosh;
 pub mod components;
+pub mod delivery;
 pub mod handoff;
 pub mod inflight;
 pub mod local;

@@ -16,9 +16,10 @@ use crate::bosh::BoshNodes;
 use crate::components::RemoteComponents;
 use crate::config::ClusterSettings;
 use crate::core::Core;
-use crate::core::router::NotQueued;
+use crate::core::router::{NotQueued, Receipt};
+use crate::delivery::Deliveries;
 use crate::handoff::HandOff;
-use crate::inflight::InFlight;
+use crate::inflight::{InFlight, Unconfirmed};
 use crate::local::{LocalSessions, Snapshot};
 use crate::outbox::{self, Outgoing};
 use crate::peers::{Peers, Todo, now_us};
@@ -62,6 +63,8 @@ pub struct Cluster {
     components: RemoteComponents,
     /// Messages sent to other nodes and not yet confirmed.
     inflight: Arc<InFlight>,
+    /// Messages other nodes numbered, handed to sessions here and not settled yet.
+    deliveries: Arc<Deliveries>,
     /// Where clients reach this node (see `ClusterSettings::public_address`).
     address: Mutex<String>,
     /// What the other nodes' last heartbeats said about reaching them.
@@ -178,13 +181,14 @@ impl Cluster {
 
         let incarnation = now_us();
         let (out, rx) = mpsc::channel(outbox::CAPACITY);
-        let inflight = Arc::new(InFlight::default());
+        let inflight = Arc::new(InFlight::starting_at(incarnation));
         tokio::spawn(outbox::run(
             client.clone(),
             rx,
             node.clone(),
             inflight.clone(),
         ));
+        let deliveries = Deliveries::start(node.clone(), out.clone());
         let local = LocalSessions::new(node.clone(), incarnation, out.clone());
         let dead_after = Duration::from_millis(settings.dead_after_ms);
         let peers = Arc::new(Mutex::new(Peers::new(
@@ -223,6 +227,7 @@ impl Cluster {
             members,
             components: RemoteComponents::new(out_for_components),
             inflight,
+            deliveries,
             address: Mutex::new(settings.public_address.clone()),
             reach: Mutex::new(HashMap::new()),
             handoff: handoff.clone(),
@@ -365,16 +370,29 @@ impl Cluster {
             messages = frames.len(),
             "cluster: messages a dead node never confirmed are routed again"
         );
+        self.reroute(frames);
+    }
+
+    /// Routes kept message frames again, in order, as messages to their account (its
+    /// other sessions, or offline storage); a sending client still waiting for one waits
+    /// until this routing is safe in turn.
+    fn reroute(&self, frames: Vec<Unconfirmed>) {
+        if frames.is_empty() {
+            return;
+        }
         metrics::counter!("heliograph_cluster_messages_rerouted_total")
             .increment(frames.len() as u64);
         let core = self.core.clone();
         tokio::spawn(async move {
-            for frame in frames {
-                let Ok(Direct::Deliver { jid, stanza, .. }) = Direct::decode(&frame) else {
+            for (frame, settle) in frames {
+                let Some((jid, stanza)) =
+                    Direct::decode(&frame).ok().and_then(Direct::into_message)
+                else {
                     continue;
                 };
                 if let Some((account, _)) = parse_jid(&jid) {
-                    crate::core::pipeline::message::redeliver(&core, &account, stanza).await;
+                    let again = crate::core::pipeline::message::redeliver(&core, &account, stanza);
+                    crate::core::session::settle::scope(settle, again).await;
                 }
             }
         });
@@ -440,6 +458,7 @@ impl Cluster {
                     .unwrap_or_else(|e| e.into_inner())
                     .clone(),
                 draining: self.core.drain.is_draining(),
+                numbered: true,
             };
             let _ = self.out.try_send(Outgoing::Event(beat));
             let (nodes, remote) = {
@@ -450,6 +469,9 @@ impl Cluster {
             self.update_membership();
             metrics::gauge!("heliograph_cluster_nodes").set((nodes + 1) as f64);
             metrics::gauge!("heliograph_cluster_remote_sessions").set(remote as f64);
+            metrics::gauge!("heliograph_cluster_inflight_messages").set(self.inflight.len() as f64);
+            metrics::gauge!("heliograph_cluster_delivering_messages")
+                .set(self.deliveries.len() as f64);
             metrics::gauge!("heliograph_cluster_nats_connected").set(if self.nats_connected() {
                 1.0
             } else {
@@ -478,8 +500,10 @@ impl Cluster {
                     address,
                     count,
                     draining,
+                    numbered,
                     ..
                 } => {
+                    self.inflight.set_numbered(node, *numbered);
                     let reach = Reach {
                         address: address.clone(),
                         sessions: *count,
@@ -551,9 +575,20 @@ impl Cluster {
     async fn on_direct(&self, direct: Direct) {
         match direct {
             Direct::Deliver { jid, stanza, .. } => self.deliver_local(&jid, stanza).await,
+            Direct::Numbered {
+                from,
+                seq,
+                jid,
+                stanza,
+                ..
+            } => {
+                let receipt = self.deliveries.receipt(&from, seq);
+                self.deliver_numbered(&jid, stanza, receipt).await
+            }
             Direct::Hosted { stanza } => self.deliver_hosted(stanza).await,
             Direct::Sent { from, seq } => {
-                // The frames before this one are queued for their sessions: confirm them.
+                // The frames before this one are queued for their sessions (or stored):
+                // they are taken, and their senders' clients need not wait any more.
                 let ack = Control::Received {
                     node: self.node.clone(),
                     upto: seq,
@@ -567,7 +602,14 @@ impl Cluster {
                     .await;
             }
             Direct::Control(Control::Received { node, upto }) => {
-                self.inflight.confirmed(&node, upto)
+                self.inflight.taken_upto(&node, upto)
+            }
+            Direct::Control(Control::Delivered { node, seqs }) => {
+                self.inflight.confirmed(&node, &seqs)
+            }
+            Direct::Control(Control::Returned { node, seqs }) => {
+                let frames = self.inflight.returned(&node, &seqs);
+                self.reroute(frames);
             }
             Direct::Control(Control::Close {
                 jid,
@@ -638,6 +680,38 @@ impl Cluster {
             tokio::spawn(async move {
                 crate::core::pipeline::message::redeliver(&core, &account, stanza).await;
             });
+        }
+    }
+
+    /// A message another node numbered for a session here: handed to the session with
+    /// `receipt`, which tells that node when the client has it (or that the session ended
+    /// first, and the sender routes its copy again: see `delivery`). A session whose
+    /// queue is full is waited for up to the write timeout (backpressure through NATS,
+    /// as in [`Cluster::deliver_local`]) and closed as a slow client after that. For a
+    /// session gone meanwhile, the message is routed again here (the account's other
+    /// sessions, or offline storage) and then confirmed.
+    async fn deliver_numbered(&self, jid: &str, stanza: Element, receipt: Receipt) {
+        metrics::counter!("heliograph_cluster_stanzas_received_total").increment(1);
+        let Some((account, resource)) = parse_jid(jid) else {
+            return;
+        };
+        match self.core.router.resource(&account, &resource) {
+            Some(entry) if !entry.is_remote() && entry.is_alive() => {
+                let limit = Duration::from_secs(self.core.config().c2s.write_timeout.max(1));
+                // Not handed over: the receipt went with it and says `returned`.
+                if entry.send_stored(stanza, receipt, limit).await.is_err() && entry.is_full() {
+                    tracing::warn!(jid = %entry.full_jid, "session queue full, closing slow client");
+                    entry.close(
+                        StreamErrorCondition::PolicyViolation,
+                        Some("too many queued stanzas"),
+                    );
+                }
+            }
+            // Awaited (rare): the batch's `Sent` is answered once this is stored or queued.
+            _ => {
+                crate::core::pipeline::message::redeliver(&self.core, &account, stanza).await;
+                receipt.confirm();
+            }
         }
     }
 

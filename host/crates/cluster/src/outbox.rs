@@ -10,6 +10,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::core::router::{RemoteSink, SessionEntry, SessionMsg};
+use crate::core::session::settle::{self, Settle};
 use crate::inflight::InFlight;
 use crate::wire::{self, Control, Direct, Event};
 
@@ -20,14 +21,25 @@ pub const CAPACITY: usize = 65_536;
 /// Something to publish.
 pub enum Outgoing {
     Event(Event),
-    Direct { node: Arc<str>, msg: Direct },
+    Direct {
+        node: Arc<str>,
+        msg: Direct,
+    },
+    /// A message for a session of `node`, routed while its sending client waits until
+    /// it is safe (see `inflight`).
+    Message {
+        node: Arc<str>,
+        msg: Direct,
+        settle: Settle,
+    },
 }
 
 /// Publishes until every sender is gone. Stanzas for one node queued together go in one
 /// NATS message (in their order); anything else first sends what is gathered, so events,
 /// control messages and stanzas keep the order they were queued in. `message` stanzas
-/// are numbered and kept in `inflight` until their node confirms them; a batch holding
-/// some ends with a `Sent` frame naming this node (`me`) and the last number.
+/// for sessions go as `Numbered` frames naming this node (`me`), kept in `inflight`
+/// until their node says the client has them; a batch holding some ends with a `Sent`
+/// frame (this node, the last number), which the receiver answers once it has taken them.
 pub async fn run(
     client: async_nats::Client,
     mut rx: mpsc::Receiver<Outgoing>,
@@ -38,14 +50,38 @@ pub async fn run(
     let mut gathered: Vec<Gathered> = Vec::new();
     while rx.recv_many(&mut batch, 256).await > 0 {
         for item in batch.drain(..) {
-            match item {
-                Outgoing::Direct {
-                    node,
-                    msg: msg @ (Direct::Deliver { .. } | Direct::Hosted { .. }),
-                } => {
-                    let is_message = matches!(&msg, Direct::Deliver { stanza, .. } if stanza.name() == "message");
-                    let frame = msg.encode();
-                    let seq = is_message.then(|| inflight.keep(&node, frame.clone()));
+            let (node, msg, settle) = match item {
+                Outgoing::Message { node, msg, settle } => (node, msg, Some(settle)),
+                Outgoing::Direct { node, msg } => (node, msg, None),
+                Outgoing::Event(e) => {
+                    flush(&client, &mut gathered, &me).await;
+                    let payload = serde_json::to_vec(&e).unwrap_or_default();
+                    publish(&client, wire::EVENTS.to_string(), payload).await;
+                    continue;
+                }
+            };
+            match msg {
+                msg @ (Direct::Deliver { .. } | Direct::Hosted { .. }) => {
+                    let (seq, frame) = match msg {
+                        Direct::Deliver { jid, id, stanza } if stanza.name() == "message" => {
+                            let (seq, frame) = inflight.keep(&node, settle, |seq, numbered| {
+                                if !numbered {
+                                    // An older node: a plain frame, taken is confirmed.
+                                    return Direct::Deliver { jid, id, stanza }.encode();
+                                }
+                                Direct::Numbered {
+                                    from: me.clone(),
+                                    seq,
+                                    jid,
+                                    id,
+                                    stanza,
+                                }
+                                .encode()
+                            });
+                            (Some(seq), frame)
+                        }
+                        other => (None, other.encode()),
+                    };
                     let g = match gathered.iter_mut().position(|g| g.node == node) {
                         Some(i) => &mut gathered[i],
                         None => {
@@ -62,12 +98,7 @@ pub async fn run(
                         g.last = seq;
                     }
                 }
-                Outgoing::Event(e) => {
-                    flush(&client, &mut gathered, &me).await;
-                    let payload = serde_json::to_vec(&e).unwrap_or_default();
-                    publish(&client, wire::EVENTS.to_string(), payload).await;
-                }
-                Outgoing::Direct { node, msg } => {
+                msg => {
                     flush(&client, &mut gathered, &me).await;
                     publish(&client, wire::node_subject(&node), msg.encode()).await;
                 }
@@ -166,12 +197,24 @@ impl RemoteSink for PeerSink {
             // never attached to another node's session here.
             other => return Err(other),
         };
-        let item = Outgoing::Direct {
-            node: self.node.clone(),
-            msg: direct,
+        let node = self.node.clone();
+        // A client's message being routed: its wait goes along (see `inflight`).
+        let item = match settle::current() {
+            Some(settle) if matches!(&direct, Direct::Deliver { stanza, .. } if stanza.name() == "message") => {
+                Outgoing::Message {
+                    node,
+                    msg: direct,
+                    settle,
+                }
+            }
+            _ => Outgoing::Direct { node, msg: direct },
         };
         self.out.try_send(item).map_err(|e| match e.into_inner() {
             Outgoing::Direct {
+                msg: Direct::Deliver { stanza, .. },
+                ..
+            }
+            | Outgoing::Message {
                 msg: Direct::Deliver { stanza, .. },
                 ..
             } => SessionMsg::Stanza(Box::new(stanza)),

@@ -7,7 +7,8 @@
 //!   to close one, requests for a full list of its sessions and the lists themselves.
 //!
 //! Everything is JSON except stanzas for a session, the hot path: `D`, the session id,
-//! a space, the full JID, a newline and the stanza's XML. Stanzas for one node that are
+//! a space, the full JID, a newline and the stanza's XML; a `message` kept by its sender
+//! until delivered is `N`, the sending node, its number, then as `D` (see `inflight`). Stanzas for one node that are
 //! queued together leave in one NATS message: `B`, then each frame as a 4-byte
 //! little-endian length and its bytes.
 
@@ -83,6 +84,11 @@ pub enum Event {
         /// It is draining: no new sessions, no rooms placed on it.
         #[serde(default)]
         draining: bool,
+        /// It reads numbered message frames (`N`) and answers them with `delivered` or
+        /// `returned`; a node whose heartbeat lacks this (an older version) is sent
+        /// plain `D` frames, taken when it answers `received` (see `inflight`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        numbered: bool,
     },
     /// A session was bound or its presence changed.
     Up {
@@ -138,7 +144,17 @@ pub enum Direct {
         id: u64,
         stanza: Element,
     },
-    /// The end of a batch from node `from`: the `message` frames it numbered are taken
+    /// A `message` for the session `id` (`jid`) of the receiving node, numbered `seq` by
+    /// node `from`, which keeps it until told it was `delivered` (or `returned`).
+    Numbered {
+        from: String,
+        seq: u64,
+        jid: String,
+        id: u64,
+        stanza: Element,
+    },
+    /// The end of a batch from node `from` (nodes before numbered messages, read for
+    /// their sake): the `message` frames it numbered are taken
     /// up to `seq` once the frames before this one are (see `inflight`).
     Sent { from: String, seq: u64 },
     /// A stanza for a hosted entity this node hosts (a MUC room placed here), `from`
@@ -168,8 +184,14 @@ pub enum Control {
         #[serde(default)]
         part: u32,
     },
-    /// `node` took the messages this node numbered for it, up to `upto`.
+    /// `node` took the messages this node numbered for it, up to `upto` (nodes before
+    /// numbered messages; see `Delivered`).
     Received { node: String, upto: u64 },
+    /// The clients of `node`'s sessions have the messages this node numbered `seqs`.
+    Delivered { node: String, seqs: Vec<u64> },
+    /// The sessions of `node` ended before their clients had the messages numbered
+    /// `seqs`: this node routes its copies again.
+    Returned { node: String, seqs: Vec<u64> },
     /// One part of a node's full list, as of its event `seq`.
     Snapshot {
         node: String,
@@ -204,6 +226,26 @@ impl Direct {
             Direct::Deliver { jid, id, stanza } => {
                 let mut out = String::with_capacity(jid.len() + 256);
                 out.push('D');
+                out.push_str(&id.to_string());
+                out.push(' ');
+                out.push_str(jid);
+                out.push('\n');
+                stanza.write_to(&mut out, "");
+                out.into_bytes()
+            }
+            Direct::Numbered {
+                from,
+                seq,
+                jid,
+                id,
+                stanza,
+            } => {
+                let mut out = String::with_capacity(from.len() + jid.len() + 256);
+                out.push('N');
+                out.push_str(from);
+                out.push(' ');
+                out.push_str(&seq.to_string());
+                out.push(' ');
                 out.push_str(&id.to_string());
                 out.push(' ');
                 out.push_str(jid);
@@ -263,6 +305,24 @@ impl Direct {
                 seq,
             });
         }
+        if let Some(rest) = bytes.strip_prefix(b"N") {
+            let (head, stanza) = head_and_stanza(rest)?;
+            let mut words = head.splitn(4, ' ');
+            let mut word = || words.next().ok_or(WireError::Frame("short numbered head"));
+            let from = word()?.to_string();
+            let seq = word()?
+                .parse()
+                .map_err(|_| WireError::Frame("bad number"))?;
+            let id = word()?.parse().map_err(|_| WireError::Frame("bad id"))?;
+            let jid = word()?.to_string();
+            return Ok(Direct::Numbered {
+                from,
+                seq,
+                jid,
+                id,
+                stanza,
+            });
+        }
         if let Some(xml) = bytes.strip_prefix(b"H") {
             let stanza = crate::xml::parser::parse_element(xml, crate::xml::ns::CLIENT, LIMITS)?;
             return Ok(Direct::Hosted { stanza });
@@ -270,21 +330,37 @@ impl Direct {
         let Some(rest) = bytes.strip_prefix(b"D") else {
             return Ok(Direct::Control(serde_json::from_slice(bytes)?));
         };
-        let nl = rest
-            .iter()
-            .position(|b| *b == b'\n')
-            .ok_or(WireError::Frame("no newline"))?;
-        let head = std::str::from_utf8(&rest[..nl]).map_err(|_| WireError::Frame("not UTF-8"))?;
+        let (head, stanza) = head_and_stanza(rest)?;
         let (id, jid) = head.split_once(' ').ok_or(WireError::Frame("no JID"))?;
         let id = id.parse().map_err(|_| WireError::Frame("bad id"))?;
-        let stanza =
-            crate::xml::parser::parse_element(&rest[nl + 1..], crate::xml::ns::CLIENT, LIMITS)?;
         Ok(Direct::Deliver {
             jid: jid.to_string(),
             id,
             stanza,
         })
     }
+
+    /// The full JID and stanza of a `Deliver` or `Numbered` frame.
+    pub fn into_message(self) -> Option<(String, Element)> {
+        match self {
+            Direct::Deliver { jid, stanza, .. } | Direct::Numbered { jid, stanza, .. } => {
+                Some((jid, stanza))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A stanza frame's head line (before the first newline) and its stanza.
+fn head_and_stanza(rest: &[u8]) -> Result<(&str, Element), WireError> {
+    let nl = rest
+        .iter()
+        .position(|b| *b == b'\n')
+        .ok_or(WireError::Frame("no newline"))?;
+    let head = std::str::from_utf8(&rest[..nl]).map_err(|_| WireError::Frame("not UTF-8"))?;
+    let stanza =
+        crate::xml::parser::parse_element(&rest[nl + 1..], crate::xml::ns::CLIENT, LIMITS)?;
+    Ok((head, stanza))
 }
 
 #[cfg(test)]
@@ -319,9 +395,31 @@ mod tests {
             seq: 77,
         };
         assert_eq!(Direct::decode(&sent.encode()).unwrap(), sent);
+        let n = Direct::Numbered {
+            from: "n1".into(),
+            seq: 1_733_000_000_000_001,
+            jid: "bob@example.com/a phone".into(),
+            id: 9,
+            stanza: Element::new("message", ns::CLIENT).with_attr("id", "m1"),
+        };
+        assert_eq!(Direct::decode(&n.encode()).unwrap(), n);
+        let delivered = Direct::Control(Control::Delivered {
+            node: "n2".into(),
+            seqs: vec![1, 2, 5],
+        });
+        assert_eq!(Direct::decode(&delivered.encode()).unwrap(), delivered);
         let batch = Direct::encode_batch(&[d.encode(), c.encode(), d.encode()]);
         assert_eq!(Direct::decode_all(&batch).unwrap(), vec![d.clone(), c, d]);
         assert!(Direct::decode_all(&batch[..batch.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn a_heartbeat_of_an_older_node_reads_numbered_frames_as_not_understood() {
+        let old = r#"{"t":"heartbeat","node":"n1","incarnation":1,"seq":0,"count":0,"digest":0}"#;
+        let Event::Heartbeat { numbered, .. } = serde_json::from_str(old).unwrap() else {
+            panic!("not a heartbeat");
+        };
+        assert!(!numbered);
     }
 
     #[test]

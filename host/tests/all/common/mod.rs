@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod nats;
+pub mod tcp_proxy;
 pub mod web;
 
 use std::path::PathBuf;

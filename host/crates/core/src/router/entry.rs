@@ -47,9 +47,10 @@ pub enum SessionMsg {
     /// Deliver this stanza to the client (addresses already final). Boxed so that queue
     /// slots stay small: tokio allocates a session's first block of slots up front.
     Stanza(Box<Element>),
-    /// Deliver a stanza that is still held in durable storage (an offline message): the
-    /// receipt is confirmed once the client has it, and a stanza that never got there
-    /// is not routed again (it is still stored).
+    /// Deliver a stanza that is still held elsewhere: in durable storage (an offline
+    /// message) or by the cluster node that routed it here. The receipt is confirmed once
+    /// the client has it, and a stanza that never got there is not routed again here
+    /// (its holder still has it; a returning receipt tells the holder).
     Stored(Box<(Element, Receipt)>),
     /// Close the stream with this error.
     Close(StreamErrorCondition, Option<Box<str>>),
@@ -57,6 +58,8 @@ pub enum SessionMsg {
     Attach(Box<crate::session::Attach>),
     /// The client resumed the session on another cluster node: the session moves there.
     Export(Box<crate::session::handoff::ExportRequest>),
+    /// The client's stanza with this number is safe now (see `session::settle`).
+    Settled(u32),
 }
 
 impl std::fmt::Debug for SessionMsg {
@@ -67,6 +70,7 @@ impl std::fmt::Debug for SessionMsg {
             SessionMsg::Close(c, t) => f.debug_tuple("Close").field(c).field(t).finish(),
             SessionMsg::Attach(a) => write!(f, "Attach({})", a.link.transport().as_str()),
             SessionMsg::Export(e) => write!(f, "Export(to {})", e.forward.node()),
+            SessionMsg::Settled(n) => f.debug_tuple("Settled").field(n).finish(),
         }
     }
 }
@@ -76,32 +80,66 @@ fn unwrap_stanza(msg: SessionMsg) -> Element {
         SessionMsg::Stanza(el) => *el,
         SessionMsg::Stored(s) => s.0,
         // Only stanzas are sent through `try_deliver`.
-        SessionMsg::Close(..) | SessionMsg::Attach(_) | SessionMsg::Export(_) => {
+        SessionMsg::Close(..)
+        | SessionMsg::Attach(_)
+        | SessionMsg::Export(_)
+        | SessionMsg::Settled(_) => {
             Element::new("message", crate::xml::ns::CLIENT)
         }
     }
 }
 
-/// The proof of delivery of a stanza handed to a session from durable storage. The
-/// session confirms it once the client has the stanza: stream management acknowledged
-/// it, or — without stream management — it was written and the session ended cleanly.
-/// Dropped unconfirmed (the link died, the server stopped), it says the client may not
-/// have it, and the stanza stays stored for next time.
+/// The proof of delivery of a stanza handed to a session while someone else still holds
+/// it (durable storage, or the cluster node that routed it). The session confirms it
+/// once the client has the stanza: stream management acknowledged it, or — without
+/// stream management — the client answered a ping sent after it, or it was written and
+/// the session ended cleanly. Dropped unconfirmed (the link died, the server stopped),
+/// it says the client may not have it: a stored stanza stays stored for next time, and
+/// a returning receipt ([`Receipt::returning`]) tells its holder to route it again.
 #[derive(Debug)]
 pub struct Receipt {
     id: u64,
     confirmed: mpsc::UnboundedSender<u64>,
+    /// Told `id` if the receipt is dropped unconfirmed.
+    returned: Option<mpsc::UnboundedSender<u64>>,
 }
 
 impl Receipt {
     /// A receipt that sends `id` on `confirmed` when the client has the stanza.
     pub fn new(id: u64, confirmed: mpsc::UnboundedSender<u64>) -> Receipt {
-        Receipt { id, confirmed }
+        Receipt {
+            id,
+            confirmed,
+            returned: None,
+        }
+    }
+
+    /// Like [`Receipt::new`], and sends `id` on `returned` if dropped unconfirmed: for a
+    /// stanza whose holder must route it again when the client may not have it.
+    pub fn returning(
+        id: u64,
+        confirmed: mpsc::UnboundedSender<u64>,
+        returned: mpsc::UnboundedSender<u64>,
+    ) -> Receipt {
+        Receipt {
+            id,
+            confirmed,
+            returned: Some(returned),
+        }
     }
 
     /// The client has the stanza.
-    pub fn confirm(self) {
+    pub fn confirm(mut self) {
+        self.returned = None;
         let _ = self.confirmed.send(self.id);
+    }
+}
+
+impl Drop for Receipt {
+    fn drop(&mut self) {
+        if let Some(returned) = self.returned.take() {
+            let _ = returned.send(self.id);
+        }
     }
 }
 

@@ -826,7 +826,7 @@ impl<P: Protocol> Driver<P> {
             match msg {
                 SessionMsg::Stanza(el) => unread.push(*el),
                 // Still stored: it waits there for the next session.
-                SessionMsg::Stored(_) | SessionMsg::Close(..) => {}
+                SessionMsg::Stored(_) | SessionMsg::Close(..) | SessionMsg::Settled(_) => {}
                 SessionMsg::Attach(late) => Box::pin(self.refuse(*late)).await,
                 SessionMsg::Export(req) => {
                     let _ = req.reply.send(Err(HandOffError::NotFound));

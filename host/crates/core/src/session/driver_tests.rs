@@ -183,7 +183,7 @@ impl Protocol for FakeProtocol {
                 self.closed = true;
                 vec![Action::Close(None)]
             }
-            SessionMsg::Attach(_) | SessionMsg::Export(_) => Vec::new(),
+            SessionMsg::Attach(_) | SessionMsg::Export(_) | SessionMsg::Settled(_) => Vec::new(),
         }
     }
     fn take_work(&mut self, _idle: bool) -> Option<Work> {

@@ -12,6 +12,7 @@
 //! - [`sm`] and [`resumption`]: XEP-0198 stream management — acks, the unacknowledged
 //!   queue, and resumable sessions waiting for a new link; [`handoff`]: such a session
 //!   moving to the cluster node its client resumed on.
+//! - [`settle`]: in a cluster, when a client's message is safe enough to acknowledge.
 
 pub mod auth;
 mod bind;
@@ -22,6 +23,7 @@ pub mod link;
 pub mod protocol;
 pub mod resumption;
 pub mod sasl2;
+pub mod settle;
 pub mod sm;
 pub mod stream;
 pub mod token_login;

@@ -74,6 +74,13 @@ pub struct StreamManagement {
     limits: SmLimits,
     /// Stanzas handled from the client.
     handled: u32,
+    /// The numbers (the count after each) of the client's stanzas handled but not safe
+    /// yet (see `session::settle`), oldest first: what the server acknowledges stops
+    /// before the first of them.
+    unsettled: VecDeque<u32>,
+    /// A request was answered with less than everything handled: an `<a/>` is owed when
+    /// more is safe.
+    ack_owed: bool,
     /// Stanzas sent to the client.
     sent: u32,
     /// Stanzas sent and not acknowledged, oldest first.
@@ -117,14 +124,47 @@ impl StreamManagement {
         self.sent
     }
 
-    /// Stanzas handled from the client so far (the server's `h`).
+    /// Stanzas handled from the client so far, as far as they are safe (the server's
+    /// `h`): up to the first stanza not settled yet.
     pub fn handled(&self) -> u32 {
-        self.handled
+        match self.unsettled.front() {
+            Some(first) => first.wrapping_sub(1),
+            None => self.handled,
+        }
     }
 
     /// A stanza from the client was handled.
     pub fn on_handled(&mut self) {
         self.handled = self.handled.wrapping_add(1);
+    }
+
+    /// A stanza from the client was handled, but is not safe until settled
+    /// ([`StreamManagement::on_settled`] with the number returned).
+    pub fn on_handled_unsettled(&mut self) -> u32 {
+        self.on_handled();
+        self.unsettled.push_back(self.handled);
+        self.handled
+    }
+
+    /// The answer to the client's `<r/>`; when it does not cover everything handled, an
+    /// `<a/>` is owed once more is safe.
+    pub fn answer_request(&mut self) -> Element {
+        let h = self.handled();
+        self.ack_owed = h != self.handled;
+        ack(h)
+    }
+
+    /// Stanza `number` is safe: returns the `<a/>` owed if this moved the count on.
+    pub fn on_settled(&mut self, number: u32) -> Option<Element> {
+        let before = self.handled();
+        let at = self.unsettled.iter().position(|n| *n == number)?;
+        self.unsettled.remove(at);
+        let now = self.handled();
+        if !self.ack_owed || now == before {
+            return None;
+        }
+        self.ack_owed = now != self.handled;
+        Some(ack(now))
     }
 
     /// A stanza goes to the client at `at`: it is kept until acknowledged, as `xml` (the
@@ -374,6 +414,26 @@ mod tests {
 
     fn msg(i: u32) -> Element {
         Element::new("message", ns::CLIENT).with_attr("id", i.to_string())
+    }
+
+    #[test]
+    fn the_count_acknowledged_stops_before_the_first_stanza_not_settled() {
+        let mut sm = StreamManagement::enabled(None, SmLimits::default());
+        sm.on_handled();
+        let second = sm.on_handled_unsettled();
+        let third = sm.on_handled_unsettled();
+        sm.on_handled();
+        assert_eq!(sm.handled(), 1);
+        assert_eq!(sm.answer_request().attr("h"), Some("1"));
+        // The third settles first: nothing more is safe in order, nothing is owed yet.
+        assert_eq!(sm.on_settled(third), None);
+        let owed = sm.on_settled(second).expect("an <a/> is owed");
+        assert_eq!(owed.attr("h"), Some("4"));
+        assert_eq!(sm.handled(), 4);
+        // Everything was acknowledged: a later settlement owes nothing.
+        let fifth = sm.on_handled_unsettled();
+        assert_eq!(sm.on_settled(fifth), None);
+        assert_eq!(sm.answer_request().attr("h"), Some("5"));
     }
 
     #[test]

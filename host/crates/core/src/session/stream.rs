@@ -24,6 +24,7 @@ use crate::hooks::{FeatureContext, MessageContext, MessageStage, SessionEvent, S
 use crate::pipeline::Origin;
 use crate::router::{Receipt, SessionEntry, SessionMsg, Transport};
 use crate::sasl::{ChannelBindings, Mechanism, Outcome, SaslFailure};
+use crate::session::settle::Settle;
 use crate::stanza::{self, Condition, Kind};
 use crate::storage::Account;
 use crate::tokens::fast::{self, HtMechanism};
@@ -86,8 +87,9 @@ impl From<&C2sListener> for ListenerPolicy {
 
 /// Work the session hands the driver (kept as data, so the core stays `Sync`).
 enum Pending {
-    /// A stanza of the bound client, `from` stamped, for the routing pipeline.
-    Route(Arc<SessionEntry>, Element),
+    /// A stanza of the bound client, `from` stamped, for the routing pipeline (with the
+    /// wait for it to be safe, when stream management counts it only then).
+    Route(Arc<SessionEntry>, Element, Option<Settle>),
     /// The session-bound hooks.
     Bound(Arc<SessionEntry>),
 }
@@ -273,6 +275,10 @@ impl StreamCore {
                     .reply
                     .send(Err(crate::session::handoff::HandOffError::NotMovable));
                 Vec::new()
+            }
+            SessionMsg::Settled(number) => {
+                let owed = self.sm.as_mut().and_then(|sm| sm.on_settled(number));
+                return owed.map(Action::Send).into_iter().collect();
             }
         };
         self.track_out(&mut actions);
@@ -915,9 +921,19 @@ impl StreamCore {
                 }
             }
         }
-        if let Some(sm) = self.sm.as_mut() {
-            sm.on_handled();
-        }
+        // In a cluster, a message is acknowledged once it is safe from this node's death
+        // (`session::settle`); other stanzas at once.
+        let settle = match self.sm.as_mut() {
+            Some(sm) if kind == Kind::Message && self.core.placement.get().is_some() => {
+                let number = sm.on_handled_unsettled();
+                Some(Settle::new(number, self.session_tx.clone()))
+            }
+            Some(sm) => {
+                sm.on_handled();
+                None
+            }
+            None => None,
+        };
         // `from` stamping: whatever the client wrote, the stanza comes from this session.
         el.set_attr("from", entry.full_jid.clone());
         if kind == Kind::Iq && el.attr("id").is_none_or(str::is_empty) {
@@ -952,7 +968,7 @@ impl StreamCore {
             };
             self.core.hooks.message(&ctx, &mut el);
         }
-        self.work.push(Pending::Route(entry.clone(), el));
+        self.work.push(Pending::Route(entry.clone(), el, settle));
         Vec::new()
     }
 
@@ -993,11 +1009,16 @@ impl StreamCore {
     fn work_future(&self, item: Pending) -> Work {
         let core = self.core.clone();
         match item {
-            Pending::Route(entry, el) => {
+            Pending::Route(entry, el, None) => {
                 Box::pin(
                     async move { crate::pipeline::route(&core, &Origin::Session(entry), el).await },
                 )
             }
+            Pending::Route(entry, el, settle) => Box::pin(async move {
+                let origin = Origin::Session(entry);
+                let route = crate::pipeline::route(&core, &origin, el);
+                crate::session::settle::scope(settle, route).await
+            }),
             Pending::Bound(entry) => Box::pin(async move {
                 core.hooks
                     .session_event(&core, SessionEvent::Bound, &entry)
@@ -1054,10 +1075,14 @@ impl Protocol for StreamCore {
             let item = match item {
                 // Most messages go to a session that is online, past filters that decide
                 // from memory: routed here, without a future.
-                Pending::Route(entry, el) if idle && el.name() == "message" => {
-                    match crate::pipeline::message::route_now(&self.core, &entry, el) {
+                Pending::Route(entry, el, settle) if idle && el.name() == "message" => {
+                    let core = &self.core;
+                    let now = crate::session::settle::sync_scope(settle.clone(), || {
+                        crate::pipeline::message::route_now(core, &entry, el)
+                    });
+                    match now {
                         Ok(()) => continue,
-                        Err(el) => Pending::Route(entry, el),
+                        Err(el) => Pending::Route(entry, el, settle),
                     }
                 }
                 other => other,

@@ -265,7 +265,8 @@ impl Protocol for ComponentStream {
             // Nothing stored is delivered to a component; it would stay stored.
             SessionMsg::Stored(stored) => vec![self.outgoing(stored.0)],
             SessionMsg::Close(cond, text) => self.close(Some((cond, text.map(String::from)))),
-            SessionMsg::Attach(_) => Vec::new(),
+            // A component's stanzas are not counted by stream management.
+            SessionMsg::Attach(_) | SessionMsg::Settled(_) => Vec::new(),
             SessionMsg::Export(req) => {
                 let _ = req
                     .reply

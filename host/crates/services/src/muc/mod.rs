@@ -5,7 +5,9 @@
 //!   operations in [`manage`].
 //! - [`room`]: a room's state and the presences describing occupants; [`join`],
 //!   [`message`], [`moderation`] and [`owner`] are what occupants, moderators and owners
-//!   do to it; [`voice`] is voice requests; [`history`] is the discussion history.
+//!   do to it; [`voice`] is voice requests; [`history`] is the discussion history,
+//!   read back from the room's archive when a persistent room is loaded
+//!   ([`history_archive`]).
 //! - [`config`] and [`dataform`]: room configuration and its XEP-0004 form.
 //! - [`cluster`]: rooms placed on one node of a cluster, stanzas forwarded there, rooms
 //!   moved (332 and rejoin) when the live nodes change.
@@ -22,6 +24,7 @@ pub mod dataform;
 pub mod disco;
 mod dispatch;
 pub mod history;
+pub mod history_archive;
 pub mod join;
 pub mod manage;
 pub mod message;

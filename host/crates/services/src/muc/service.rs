@@ -340,11 +340,16 @@ impl MucService {
             return;
         };
         let settings = self.settings(core).unwrap_or_default();
-        let room = self.room_from_stored(&r, &settings);
+        let mut room = self.room_from_stored(&r, &settings);
+        let owner = self.archive_owner(name);
+        let capacity = room.limits.history_length;
+        room.history =
+            super::history_archive::load(core, &self.tenant_domain, owner, capacity).await;
+        let loaded = room.history.len();
         self.rooms
             .entry(name.to_string())
             .or_insert_with(|| Arc::new(Mutex::new(room)));
-        tracing::info!(room = %self.room_jid(name), "muc: persistent room loaded on this node");
+        tracing::info!(room = %self.room_jid(name), history = loaded, "muc: persistent room loaded on this node");
     }
 
     /// Inserts a new room locked by the caller; `None` if the name is taken.

@@ -46,8 +46,8 @@ impl StreamCore {
     /// An `urn:xmpp:sm:3` element from a bound client.
     pub(super) fn on_sm_element(&mut self, entry: &Arc<SessionEntry>, el: &Element) -> Vec<Action> {
         match el.name() {
-            "r" => match &self.sm {
-                Some(sm) => vec![Action::Send(sm::ack(sm.handled()))],
+            "r" => match &mut self.sm {
+                Some(sm) => vec![Action::Send(sm.answer_request())],
                 None => Vec::new(),
             },
             "a" => self.on_client_ack(el),
