@@ -762,7 +762,9 @@ impl<P: Protocol> Driver<P> {
                     // The other node has it now.
                     receipt.confirm();
                 }
-                SessionMsg::Close(..) => {}
+                // The count the other node takes over already covers the client's
+                // stanzas (see "Receipts that move with a session" in docs/CLUSTER.md).
+                SessionMsg::Close(..) | SessionMsg::Settled(_) => {}
                 SessionMsg::Attach(late) => Box::pin(self.refuse(*late)).await,
                 SessionMsg::Export(other) => {
                     let _ = other.reply.send(Err(HandOffError::NotFound));
