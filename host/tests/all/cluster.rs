@@ -21,6 +21,8 @@ const DEADLINE: Duration = Duration::from_secs(60);
 
 /// BOSH requests relayed to the session's node.
 mod bosh;
+/// Message carbons between devices on different nodes.
+mod carbons;
 /// Stream management resumption on another node.
 mod handoff;
 

@@ -185,7 +185,7 @@ impl Cluster {
             node.clone(),
             inflight.clone(),
         ));
-        let local = LocalSessions::new(node.clone(), incarnation, out.clone());
+        let local = LocalSessions::new(node.clone(), &core, incarnation, out.clone());
         let dead_after = Duration::from_millis(settings.dead_after_ms);
         let peers = Arc::new(Mutex::new(Peers::new(
             core.clone(),
