@@ -2,9 +2,10 @@
 //! rendezvous hashing places on n3 is listed by n1's and n2's admin API (marked with its
 //! node, once: the asking node does not load a copy) and inspected through n1's, with
 //! the occupants of n1 and n2 that n3 holds; an unknown room on n3 is a 404 through n1,
-//! as on n3 itself; the room's log is read through n1.
+//! as on n3 itself; the room's log is read through n1; bob is kicked and the room
+//! destroyed through n1; a room created through n1 is made on n3, its host.
 
-use super::{api, cluster, join_room, room_hosted_on, wait_room_nodes};
+use super::{api, cluster, join_room, room_hosted_on, statuses, wait_room_nodes};
 use crate::common::RawClient;
 
 async fn get_json(server: &crate::common::TestServer, path: &str) -> (u16, serde_json::Value) {
@@ -101,4 +102,79 @@ async fn a_room_hosted_on_n3_is_listed_and_inspected_through_n1() {
     assert_eq!(status, 200, "{log}");
     assert_eq!(log["room"], room.as_str(), "{log}");
     assert_eq!(log["logging"], false, "{log}");
+
+    // Kicked through n1: n3 kicks bob (n2), who gets the 307.
+    let (status, text) = api(
+        &c.nodes[0],
+        "POST",
+        &format!("{path}/kick"),
+        r#"{"nick":"bob","reason":"through n1"}"#,
+    )
+    .await;
+    assert_eq!(status, 204, "{text}");
+    let kicked = bob
+        .next_matching(|e| {
+            e.name() == "presence"
+                && e.attr("type") == Some("unavailable")
+                && statuses(e).contains(&"307".to_string())
+        })
+        .await;
+    assert!(kicked.to_string().contains("through n1"), "{kicked}");
+    let (_, details) = get_json(&c.nodes[0], &path).await;
+    assert_eq!(
+        details["occupants"].as_array().unwrap().len(),
+        1,
+        "{details}"
+    );
+
+    // Destroyed through n1: alice (n1) gets the <destroy/> presence, and no node lists
+    // the room any more.
+    let (status, text) = api(&c.nodes[0], "DELETE", &format!("{path}?reason=done"), "").await;
+    assert_eq!(status, 204, "{text}");
+    let self_jid = format!("{room}/alice");
+    let gone = alice
+        .next_matching(move |e| {
+            e.name() == "presence"
+                && e.attr("type") == Some("unavailable")
+                && e.attr("from") == Some(self_jid.as_str())
+        })
+        .await;
+    assert!(gone.to_string().contains("destroy"), "{gone}");
+    for server in &c.nodes {
+        let (_, v) = get_json(server, "/api/v1/tenants/default/rooms").await;
+        assert!(
+            v["rooms"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["jid"] != room.as_str()),
+            "{v}"
+        );
+    }
+
+    // Created through n1, a room that n3 hosts: made on n3 (listed as n3's everywhere),
+    // and a second creation is a conflict, as on one node.
+    let planned = (0..)
+        .map(|i| format!("planned{i}@conference.localhost"))
+        .find(|r| heliograph_cluster::placement::owner_of(["n1", "n2", "n3"], r) == Some("n3"))
+        .unwrap();
+    let body = format!(
+        r#"{{"jid":"{planned}","config":{{"roomname":"Planning"}},"owners":["alice@localhost"]}}"#
+    );
+    let (status, text) = api(&c.nodes[0], "POST", "/api/v1/tenants/default/rooms", &body).await;
+    assert_eq!(status, 201, "{text}");
+    for server in &c.nodes {
+        let (_, v) = get_json(server, "/api/v1/tenants/default/rooms").await;
+        let listed: Vec<&serde_json::Value> = v["rooms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["jid"] == planned.as_str())
+            .collect();
+        assert_eq!(listed.len(), 1, "{v}");
+        assert_eq!(listed[0]["node"], "n3", "{v}");
+        assert_eq!(listed[0]["name"], "Planning", "{v}");
+    }
+    let (status, text) = api(&c.nodes[1], "POST", "/api/v1/tenants/default/rooms", &body).await;
+    assert_eq!(status, 409, "{text}");
 }

@@ -1,12 +1,13 @@
 //! The room endpoints in a cluster: a room lives on one node (rendezvous hashing over the
-//! live nodes), so reading it through another node's admin API asks the hosting node
-//! (an admin query, `heliograph_cluster::queries`), and the room list gathers every live
-//! node's rooms, each marked with its `node`. A server running alone answers from its
-//! own rooms, as before.
+//! live nodes), so a room call through another node's admin API (show, log, create,
+//! destroy, kick) runs on the hosting node (an admin query,
+//! `heliograph_cluster::queries`), and the room list gathers every live node's rooms,
+//! each marked with its `node`. A server running alone answers from its own rooms, as
+//! before.
 //!
 //! Queries and answers are JSON ([`RoomQuery`], [`RoomAnswer`]); a node that does not
 //! answer (dying, or of a version without admin queries) makes the list say so in
-//! `unreachable` and a read of one of its rooms fail with 503.
+//! `unreachable` and a call about one of its rooms fail with 503.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -34,6 +35,27 @@ pub enum RoomQuery {
         after: u64,
         limit: usize,
     },
+    /// Create a configured room (`muc#roomconfig` fields) with these owners.
+    Create {
+        tenant: String,
+        room: String,
+        config: Vec<(String, String)>,
+        owners: Vec<String>,
+    },
+    /// Destroy a room (its occupants get the `<destroy/>` presence).
+    Destroy {
+        tenant: String,
+        room: String,
+        alternate: Option<String>,
+        reason: Option<String>,
+    },
+    /// Kick an occupant (307 to everyone).
+    Kick {
+        tenant: String,
+        room: String,
+        nick: String,
+        reason: Option<String>,
+    },
 }
 
 /// The hosting node's answer.
@@ -43,6 +65,8 @@ pub enum RoomAnswer {
     Ok(Value),
     NoSuchRoom(String),
     Invalid(String),
+    Conflict(String),
+    LimitReached(String),
     /// Anything else; the detail stays in the hosting node's log.
     Failed,
 }
@@ -69,6 +93,8 @@ pub fn answer_queries(server: &Arc<Server>, cluster: &Cluster, local: LocalRooms
                     Ok(v) => RoomAnswer::Ok(v),
                     Err(ApiError::NoSuchRoom(m)) => RoomAnswer::NoSuchRoom(m),
                     Err(ApiError::Invalid(m)) => RoomAnswer::Invalid(m),
+                    Err(ApiError::Conflict(m)) => RoomAnswer::Conflict(m),
+                    Err(ApiError::LimitReached(m)) => RoomAnswer::LimitReached(m),
                     Err(e) => {
                         tracing::warn!(error = %e, "cluster: a room query failed here");
                         RoomAnswer::Failed
@@ -101,6 +127,8 @@ pub async fn ask(server: &Server, node: &str, query: &RoomQuery) -> Result<Value
         Ok(RoomAnswer::Ok(v)) => Ok(v),
         Ok(RoomAnswer::NoSuchRoom(m)) => Err(ApiError::NoSuchRoom(m)),
         Ok(RoomAnswer::Invalid(m)) => Err(ApiError::Invalid(m)),
+        Ok(RoomAnswer::Conflict(m)) => Err(ApiError::Conflict(m)),
+        Ok(RoomAnswer::LimitReached(m)) => Err(ApiError::LimitReached(m)),
         Ok(RoomAnswer::Failed) => Err(ApiError::internal(
             "room query",
             format!("node {node} failed to answer"),

@@ -130,7 +130,11 @@ fn room_param(ctx: &Ctx, server: &Server, tenant: &str) -> Result<String, ApiErr
 /// Runs a query about one room on the node hosting it.
 async fn on_host(server: &Arc<Server>, query: RoomQuery) -> Result<serde_json::Value, ApiError> {
     let room = match &query {
-        RoomQuery::Show { room, .. } | RoomQuery::Log { room, .. } => room.clone(),
+        RoomQuery::Show { room, .. }
+        | RoomQuery::Log { room, .. }
+        | RoomQuery::Create { room, .. }
+        | RoomQuery::Destroy { room, .. }
+        | RoomQuery::Kick { room, .. } => room.clone(),
         RoomQuery::List { .. } => return local(server, query).await,
     };
     match room_nodes::host_of(server, &room) {
@@ -180,6 +184,57 @@ pub fn local(server: &Arc<Server>, query: RoomQuery) -> room_nodes::RoomFuture<'
                     .await
                     .map_err(api_error)?;
                 to_json(&log)
+            }
+            RoomQuery::Create {
+                tenant,
+                room,
+                config,
+                owners,
+            } => {
+                let (service, name) = server
+                    .services
+                    .muc
+                    .locate(&server.core, &tenant, &room)
+                    .map_err(api_error)?;
+                let room = service
+                    .create_room(&server.core, &name, &config, &owners)
+                    .await
+                    .map_err(api_error)?;
+                to_json(&room)
+            }
+            RoomQuery::Destroy {
+                tenant,
+                room,
+                alternate,
+                reason,
+            } => {
+                let (service, name) = server
+                    .services
+                    .muc
+                    .locate(&server.core, &tenant, &room)
+                    .map_err(api_error)?;
+                service
+                    .destroy_room(&server.core, &name, alternate.as_deref(), reason.as_deref())
+                    .await
+                    .map_err(api_error)?;
+                Ok(serde_json::Value::Null)
+            }
+            RoomQuery::Kick {
+                tenant,
+                room,
+                nick,
+                reason,
+            } => {
+                let (service, name) = server
+                    .services
+                    .muc
+                    .locate(&server.core, &tenant, &room)
+                    .map_err(api_error)?;
+                service
+                    .kick(&server.core, &name, &nick, reason.as_deref())
+                    .await
+                    .map_err(api_error)?;
+                Ok(serde_json::Value::Null)
             }
         }
     })
@@ -251,10 +306,13 @@ pub async fn create(ctx: Ctx) -> ApiResult {
         };
         config.push((var, value));
     }
-    let room = service
-        .create_room(&server.core, &name, &config, &body.owners)
-        .await
-        .map_err(api_error)?;
+    let query = RoomQuery::Create {
+        tenant,
+        room: service.room_jid(&name),
+        config,
+        owners: body.owners,
+    };
+    let room = on_host(&server, query).await?;
     Ok(json(StatusCode::CREATED, &room))
 }
 
@@ -262,11 +320,7 @@ pub async fn create(ctx: Ctx) -> ApiResult {
 pub async fn destroy(ctx: Ctx) -> ApiResult {
     let tenant = tenant_param(&ctx)?;
     let server = ctx.api.server.clone();
-    let (service, name) = server
-        .services
-        .muc
-        .locate(&server.core, &tenant, ctx.param("room")?)
-        .map_err(api_error)?;
+    let room = room_param(&ctx, &server, &tenant)?;
     let alternate = query(&ctx, "alternate")?;
     if let Some(a) = &alternate
         && jid::BareJid::new(a).is_err()
@@ -274,10 +328,13 @@ pub async fn destroy(ctx: Ctx) -> ApiResult {
         return Err(ApiError::Invalid(format!("alternate {a:?} is not a JID")));
     }
     let reason = query(&ctx, "reason")?;
-    service
-        .destroy_room(&server.core, &name, alternate.as_deref(), reason.as_deref())
-        .await
-        .map_err(api_error)?;
+    let query = RoomQuery::Destroy {
+        tenant,
+        room,
+        alternate,
+        reason,
+    };
+    on_host(&server, query).await?;
     Ok(no_content())
 }
 
@@ -286,14 +343,13 @@ pub async fn kick(ctx: Ctx) -> ApiResult {
     let tenant = tenant_param(&ctx)?;
     let body: Kick = ctx.json()?;
     let server = ctx.api.server.clone();
-    let (service, name) = server
-        .services
-        .muc
-        .locate(&server.core, &tenant, ctx.param("room")?)
-        .map_err(api_error)?;
-    service
-        .kick(&server.core, &name, &body.nick, body.reason.as_deref())
-        .await
-        .map_err(api_error)?;
+    let room = room_param(&ctx, &server, &tenant)?;
+    let query = RoomQuery::Kick {
+        tenant,
+        room,
+        nick: body.nick,
+        reason: body.reason,
+    };
+    on_host(&server, query).await?;
     Ok(no_content())
 }
