@@ -672,10 +672,7 @@ async fn a_room_on_one_node_serves_occupants_on_all_and_moves_when_its_node_dies
     assert_eq!(item.attr("affiliation"), Some("owner"), "{rejoined}");
     join_room(&mut bob, &room, "bob").await;
     let host = if new_host == "n1" { 0 } else { 1 };
-    assert_eq!(
-        rooms_on(&c.nodes[host], &new_host).await,
-        vec![room.clone()]
-    );
+    assert_eq!(rooms_on(&c.nodes[host], new_host).await, vec![room.clone()]);
     bob.send(&groupchat(&room, "after the failover")).await;
     expect_body(&mut alice, "after the failover").await;
     expect_body(&mut bob, "after the failover").await;

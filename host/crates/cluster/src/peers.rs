@@ -276,9 +276,12 @@ impl Peers {
                 .with_user_facts(UserFacts::default()),
         );
         set_presence(&entry, record.priority, presence);
-        self.core
-            .hooks
-            .restore_session_flags(&self.core, &entry, &record.flags);
+        // A new entry has no setting on yet (most records carry none).
+        if !record.flags.is_empty() {
+            self.core
+                .hooks
+                .restore_session_flags(&self.core, &entry, &record.flags);
+        }
         let peer = self.nodes.get_mut(node).expect("known");
         peer.digest ^= digest;
         peer.sessions

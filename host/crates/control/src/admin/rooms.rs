@@ -1,7 +1,8 @@
 //! Meeting management (issue 6 point 4): a tenant's MUC rooms — list, show with
 //! occupants, read a logged room's public log, create, destroy (occupants get the
 //! `<destroy/>` presence) and kick an occupant (307 to everyone). Tenant-scoped: a tenant
-//! token reaches its own rooms only.
+//! token reaches its own rooms only. Each call is a [`RoomQuery`] run by [`local`] on the
+//! node hosting the room (in a cluster, possibly another one: see [`room_nodes`]).
 
 use hyper::StatusCode;
 use serde::Deserialize;

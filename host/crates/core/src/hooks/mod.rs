@@ -113,8 +113,11 @@ pub type DiscoItemsProvider = Arc<dyn Fn(&Core, &str) -> Vec<Element> + Send + S
 struct SessionFlag {
     name: &'static str,
     get: Arc<dyn Fn(&SessionEntry) -> bool + Send + Sync>,
-    set: Arc<dyn Fn(&SessionEntry, bool) + Send + Sync>,
+    set: SetSessionFlag,
 }
+
+/// Switches a carried per-session setting on or off for a session of this node.
+type SetSessionFlag = Arc<dyn Fn(&SessionEntry, bool) + Send + Sync>;
 
 /// One registered iq handler: the request type and address it serves.
 struct IqEntry {
