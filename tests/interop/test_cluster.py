@@ -51,9 +51,11 @@ def room_hosted_on(nodes: list[str], want: str) -> str:
     raise AssertionError("no room name found")
 
 
-def rooms_on(node) -> list[str]:
+def rooms_on(node, name: str) -> list[str]:
+    """The rooms the node `name` holds, as `node`'s admin API lists them (the list covers
+    the cluster; each room says its node)."""
     _, body = node.admin("GET", "/api/v1/tenants/default/rooms", expect=200)
-    return [r["jid"] for r in body["rooms"]]
+    return [r["jid"] for r in body["rooms"] if r.get("node") == name]
 
 
 async def login(xmpp, node, name, **kw):
@@ -93,7 +95,11 @@ async def test_users_on_three_nodes_chat_subscribe_and_meet_in_a_room(cluster, x
     await muc.set_room_config(room, alice.plugin["xep_0004"].make_form(ftype="submit"), timeout=10)
     await bob.plugin["xep_0045"].join_muc_wait(room, "Bob", timeout=10)
     await carol.plugin["xep_0045"].join_muc_wait(room, "Carol", timeout=10)
-    assert rooms_on(n3) == [room] and rooms_on(n1) == [] and rooms_on(n2) == []
+    assert rooms_on(n3, "n3") == [room] and rooms_on(n1, "n1") == [] and rooms_on(n2, "n2") == []
+    # n1's admin API lists and inspects the room n3 hosts.
+    assert rooms_on(n1, "n3") == [room]
+    shown = n1.admin("GET", f"/api/v1/tenants/default/rooms/{room}", expect=200)[1]
+    assert shown["node"] == "n3" and len(shown["occupants"]) == 3, shown
     for sender, nick in ((alice, "Alice"), (bob, "Bob"), (carol, "Carol")):
         body = f"{nick} here"
         sender.send_message(mto=room, mbody=body, mtype="groupchat")

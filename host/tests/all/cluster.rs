@@ -24,8 +24,12 @@ mod zero_loss;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
+/// The admin API's room endpoints covering the cluster.
+mod admin_rooms;
 /// BOSH requests relayed to the session's node.
 mod bosh;
+/// Message carbons between devices on different nodes.
+mod carbons;
 /// Stream management resumption on another node.
 mod handoff;
 
@@ -555,8 +559,9 @@ async fn wait_room_nodes(nodes: &[&TestServer], names: &[&str]) {
     }
 }
 
-/// The names of the rooms of the `default` tenant a node holds in memory.
-async fn rooms_on(server: &TestServer) -> Vec<String> {
+/// The names of the rooms of the `default` tenant the node `name` holds in memory (the
+/// list covers the cluster; each room says its node).
+async fn rooms_on(server: &TestServer, name: &str) -> Vec<String> {
     let (status, text) = api(server, "GET", "/api/v1/tenants/default/rooms", "").await;
     assert_eq!(status, 200, "{text}");
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -564,6 +569,7 @@ async fn rooms_on(server: &TestServer) -> Vec<String> {
         .as_array()
         .unwrap()
         .iter()
+        .filter(|r| r["node"] == name)
         .map(|r| r["jid"].as_str().unwrap().to_string())
         .collect()
 }
@@ -651,9 +657,9 @@ async fn a_room_on_one_node_serves_occupants_on_all_and_moves_when_its_node_dies
         "{history}"
     );
     join_room(&mut carol, &room, "carol").await;
-    assert_eq!(rooms_on(&c.nodes[2]).await, vec![room.clone()]);
-    assert!(rooms_on(&c.nodes[0]).await.is_empty());
-    assert!(rooms_on(&c.nodes[1]).await.is_empty());
+    assert_eq!(rooms_on(&c.nodes[2], "n3").await, vec![room.clone()]);
+    assert!(rooms_on(&c.nodes[0], "n1").await.is_empty());
+    assert!(rooms_on(&c.nodes[1], "n2").await.is_empty());
 
     // Everyone hears everyone, whichever node they are on.
     for (i, body) in ["from n1", "from n2", "from n3"].into_iter().enumerate() {
@@ -700,7 +706,7 @@ async fn a_room_on_one_node_serves_occupants_on_all_and_moves_when_its_node_dies
     assert_eq!(item.attr("affiliation"), Some("owner"), "{rejoined}");
     join_room(&mut bob, &room, "bob").await;
     let host = if new_host == "n1" { 0 } else { 1 };
-    assert_eq!(rooms_on(&c.nodes[host]).await, vec![room.clone()]);
+    assert_eq!(rooms_on(&c.nodes[host], new_host).await, vec![room.clone()]);
     bob.send(&groupchat(&room, "after the failover")).await;
     expect_body(&mut alice, "after the failover").await;
     expect_body(&mut bob, "after the failover").await;

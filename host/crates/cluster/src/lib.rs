@@ -10,6 +10,7 @@
 //!   to that node from all the others;
 //! - [`placement`]: rendezvous hashing of MUC rooms over the live nodes, and the
 //!   forwarding of their stanzas to the node hosting them;
+//! - [`queries`]: admin queries one node's admin API asks another (the rooms it hosts);
 //! - [`bosh`]: BOSH requests for another node's session relayed to that node;
 //! - [`handoff`]: stream management resumption on another node — the session moves to
 //!   the node its client resumed on ([`arriving`]: what reaches that node for it meanwhile);
@@ -36,6 +37,7 @@ pub mod node;
 pub mod outbox;
 pub mod peers;
 pub mod placement;
+pub mod queries;
 pub mod wire;
 
 use heliograph_config as config;

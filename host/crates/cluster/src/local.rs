@@ -4,11 +4,12 @@
 //! the publisher, in the order the changes happened.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::UNIX_EPOCH;
 
 use tokio::sync::mpsc;
 
+use crate::core::Core;
 use crate::core::router::{SessionEntry, SessionWatcher};
 use crate::outbox::Outgoing;
 use crate::wire::{Event, SessionRecord};
@@ -33,15 +34,24 @@ pub struct Snapshot {
 #[derive(Debug)]
 pub struct LocalSessions {
     node: String,
+    /// For the features' per-session settings a record carries (weak: the core's router
+    /// holds this list as its watcher).
+    core: Weak<Core>,
     incarnation: u64,
     view: Mutex<View>,
     out: mpsc::Sender<Outgoing>,
 }
 
 impl LocalSessions {
-    pub fn new(node: String, incarnation: u64, out: mpsc::Sender<Outgoing>) -> Arc<Self> {
+    pub fn new(
+        node: String,
+        core: &Arc<Core>,
+        incarnation: u64,
+        out: mpsc::Sender<Outgoing>,
+    ) -> Arc<Self> {
         Arc::new(LocalSessions {
             node,
+            core: Arc::downgrade(core),
             incarnation,
             view: Mutex::new(View::default()),
             out,
@@ -81,8 +91,13 @@ impl LocalSessions {
         v.seq += 1;
     }
 
-    fn record(entry: &SessionEntry) -> SessionRecord {
+    fn record(&self, entry: &SessionEntry) -> SessionRecord {
         let p = entry.presence();
+        let flags = self
+            .core
+            .upgrade()
+            .map(|core| core.hooks.session_flags(&core, entry))
+            .unwrap_or_default();
         SessionRecord {
             jid: entry.full_jid.clone(),
             id: entry.id,
@@ -93,6 +108,7 @@ impl LocalSessions {
                 .unwrap_or(0),
             priority: p.priority,
             presence: p.last.map(|el| el.to_string()),
+            flags,
         }
     }
 
@@ -125,7 +141,7 @@ impl LocalSessions {
 
 impl SessionWatcher for LocalSessions {
     fn bound(&self, entry: &Arc<SessionEntry>) {
-        self.up(LocalSessions::record(entry));
+        self.up(self.record(entry));
     }
 
     fn changed(&self, entry: &SessionEntry) {
@@ -136,7 +152,7 @@ impl SessionWatcher for LocalSessions {
             .get(&entry.full_jid)
             .is_some_and(|r| r.id == entry.id);
         if known {
-            self.up(LocalSessions::record(entry));
+            self.up(self.record(entry));
         }
     }
 

@@ -24,9 +24,13 @@ use crate::local::{LocalSessions, Snapshot};
 use crate::outbox::{self, Outgoing};
 use crate::peers::{Peers, Todo, now_us};
 use crate::placement::ClusterPlacement;
+use crate::queries::Queries;
 use crate::wire::{self, Control, Direct, Event, Notice};
 use crate::xml::Element;
 use crate::xmpp::{Account, StreamErrorCondition};
+
+/// How long an admin query to another node may take.
+const QUERY_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Records in one part of a full session list (well under NATS's 1 MiB payload).
 const LIST_PART: usize = 4_000;
@@ -71,6 +75,8 @@ pub struct Cluster {
     reach: Mutex<HashMap<String, Reach>>,
     /// Sessions resumed on another node than theirs.
     handoff: HandOff,
+    /// Admin queries between nodes.
+    queries: Arc<Queries>,
 }
 
 /// How to send clients to another node, from its heartbeats.
@@ -178,6 +184,7 @@ impl Cluster {
         let direct = client.subscribe(wire::node_subject(&node)).await?;
         let handoff_requests = client.subscribe(crate::handoff::subject(&node)).await?;
         let bosh_requests = client.subscribe(crate::bosh::subject(&node)).await?;
+        let admin_queries = client.subscribe(crate::queries::subject(&node)).await?;
 
         let incarnation = now_us();
         let (out, rx) = mpsc::channel(outbox::CAPACITY);
@@ -189,7 +196,7 @@ impl Cluster {
             inflight.clone(),
         ));
         let deliveries = Deliveries::start(node.clone(), out.clone());
-        let local = LocalSessions::new(node.clone(), incarnation, out.clone());
+        let local = LocalSessions::new(node.clone(), &core, incarnation, out.clone());
         let dead_after = Duration::from_millis(settings.dead_after_ms);
         let peers = Arc::new(Mutex::new(Peers::new(
             core.clone(),
@@ -213,6 +220,7 @@ impl Cluster {
         let (members, members_rx) = watch::channel(Arc::new(vec![node.clone()]));
         let placement = ClusterPlacement::new(node.clone(), members_rx, out.clone());
         let _ = core.placement.set(Arc::new(placement));
+        let queries = Queries::new(client.clone(), QUERY_DEADLINE);
         let cluster = Arc::new(Cluster {
             node,
             incarnation,
@@ -231,11 +239,13 @@ impl Cluster {
             address: Mutex::new(settings.public_address.clone()),
             reach: Mutex::new(HashMap::new()),
             handoff: handoff.clone(),
+            queries,
         });
         core.router.set_watcher(local);
         tokio::spawn(cluster.clone().listen_events(events));
         tokio::spawn(cluster.clone().listen_direct(direct));
         tokio::spawn(handoff.serve(handoff_requests));
+        tokio::spawn(cluster.queries.clone().serve(admin_queries));
         tokio::spawn(BoshNodes::serve(
             core.clone(),
             cluster.client.clone(),
@@ -248,6 +258,11 @@ impl Cluster {
         );
         tracing::info!(node = %cluster.node, "cluster: node started");
         Ok(cluster)
+    }
+
+    /// Admin queries to other nodes, and the handler answering theirs.
+    pub fn queries(&self) -> &Arc<Queries> {
+        &self.queries
     }
 
     /// This node's own sessions as the cluster sees them.

@@ -261,11 +261,14 @@ impl Peers {
             peer.digest ^= *old ^ digest;
             *old = digest;
             set_presence(entry, record.priority, presence);
+            self.core
+                .hooks
+                .restore_session_flags(&self.core, entry, &record.flags);
             return;
         }
         if let Some((old, d)) = peer.sessions.remove(&record.jid) {
             peer.digest ^= d;
-            self.core.router.unregister(&old.account, old.id);
+            drop_replica(&self.core, &old);
         }
         let since = UNIX_EPOCH + Duration::from_micros(record.since_us);
         let entry = Arc::new(
@@ -273,6 +276,12 @@ impl Peers {
                 .with_user_facts(UserFacts::default()),
         );
         set_presence(&entry, record.priority, presence);
+        // A new entry has no setting on yet (most records carry none).
+        if !record.flags.is_empty() {
+            self.core
+                .hooks
+                .restore_session_flags(&self.core, &entry, &record.flags);
+        }
         let peer = self.nodes.get_mut(node).expect("known");
         peer.digest ^= digest;
         peer.sessions
@@ -303,7 +312,7 @@ impl Peers {
         }
         if let Some((entry, d)) = peer.sessions.remove(jid) {
             peer.digest ^= d;
-            self.core.router.unregister(&entry.account, entry.id);
+            drop_replica(&self.core, &entry);
         }
     }
 
@@ -405,7 +414,7 @@ impl Peers {
         if let Some(peer) = self.nodes.remove(node) {
             peer.sink.mark_dead();
             for (entry, _) in peer.sessions.values() {
-                self.core.router.unregister(&entry.account, entry.id);
+                drop_replica(&self.core, entry);
             }
         }
     }
@@ -419,6 +428,12 @@ impl Peers {
     pub fn session_count(&self) -> usize {
         self.nodes.values().map(|p| p.sessions.len()).sum()
     }
+}
+
+/// Removes a replicated session from the router; the features forget its settings.
+fn drop_replica(core: &Core, entry: &SessionEntry) {
+    core.router.unregister(&entry.account, entry.id);
+    core.hooks.restore_session_flags(core, entry, &[]);
 }
 
 fn set_presence(entry: &SessionEntry, priority: i8, presence: Option<Element>) {

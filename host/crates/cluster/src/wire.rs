@@ -38,6 +38,12 @@ pub struct SessionRecord {
     /// Its last available presence (XML), `None` while unavailable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub presence: Option<String>,
+    /// The features' per-session settings that are on (`carbons`), so a feature acting
+    /// for the account on another node treats the session as its own node does. Not in
+    /// the digest: a node of the previous version, which does not know the field, must
+    /// still agree on the digest (a missed change shows as a gap in the event numbers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
 }
 
 impl SessionRecord {
@@ -423,13 +429,14 @@ mod tests {
     }
 
     #[test]
-    fn the_digest_sees_every_field() {
+    fn the_digest_sees_every_field_but_the_flags() {
         let a = SessionRecord {
             jid: "a@b/c".into(),
             id: 1,
             since_us: 2,
             priority: 0,
             presence: None,
+            flags: Vec::new(),
         };
         let mut b = a.clone();
         b.priority = 1;
@@ -438,5 +445,22 @@ mod tests {
         assert_ne!(a.digest(), b.digest());
         assert_ne!(a.digest(), c.digest());
         assert_eq!(a.digest(), a.clone().digest());
+        let mut d = a.clone();
+        d.flags = vec!["carbons".into()];
+        assert_eq!(a.digest(), d.digest());
+    }
+
+    #[test]
+    fn a_record_of_the_previous_version_has_no_flags() {
+        let old: SessionRecord =
+            serde_json::from_str(r#"{"jid":"a@b/c","id":1,"since_us":2,"priority":0}"#).unwrap();
+        assert!(old.flags.is_empty());
+        let with = SessionRecord {
+            flags: vec!["carbons".into()],
+            ..old
+        };
+        let back: SessionRecord =
+            serde_json::from_str(&serde_json::to_string(&with).unwrap()).unwrap();
+        assert_eq!(back.flags, vec!["carbons".to_string()]);
     }
 }

@@ -81,6 +81,7 @@ async fn a_joining_node_syncs_a_million_sessions() {
         since_us: 1_700_000_000_000_000 + i,
         priority: 0,
         presence: None,
+        flags: Vec::new(),
     }));
 
     let b_dir = tempfile::tempdir().unwrap();

@@ -34,6 +34,7 @@ pub fn plugin_changed(server: &Server, tenant: &str, slot: &str) {
 
 /// Applies the notices of every node until the cluster stops.
 pub async fn follow(server: Arc<Server>, cluster: Arc<Cluster>) {
+    crate::admin::room_nodes::answer_queries(&server, &cluster, crate::admin::rooms::local);
     tokio::spawn(follow_membership(server.clone(), cluster.clone()));
     let mut notices = cluster.notices();
     loop {

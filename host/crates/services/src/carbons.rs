@@ -44,6 +44,8 @@ impl Feature for Carbons {
                     Some("disable") => me.set(session, false),
                     _ => return stanza::error_reply(&req.iq, Condition::BadRequest, None),
                 }
+                // The other cluster nodes copy to this session too.
+                session.settings_changed();
                 Some(stanza::iq_result(&req.iq))
             })
         });
@@ -57,12 +59,15 @@ impl Feature for Carbons {
                 crate::boxed(async {})
             });
         }
-        // A session resumed on another cluster node keeps carbons on.
+        // A session resumed on another cluster node keeps carbons on, and every node
+        // knows which of the account's sessions on other nodes enabled carbons (the
+        // registry carries the flag), so copies reach them from wherever the message is
+        // handled.
         let (get, set) = (self.clone(), self.clone());
         r.carry_session_flag(
             "carbons",
             move |session| get.is_enabled(session),
-            move |session| set.set(session, true),
+            move |session, on| set.set(session, on),
         );
         let me = self.clone();
         r.message(MessageStage::Sent, move |ctx, msg| me.on_sent(ctx, msg));

@@ -36,6 +36,7 @@ pub mod me;
 pub mod openapi;
 pub mod plugins;
 pub mod response;
+pub mod room_nodes;
 pub mod rooms;
 pub mod routes;
 pub mod s2s;

@@ -87,6 +87,9 @@ pub enum ApiError {
     /// Storage or another internal failure. The detail is logged, never sent.
     #[error("internal server error")]
     Internal(String),
+    /// The cluster node that holds what was asked for did not answer.
+    #[error("{0}")]
+    NodeUnreachable(String),
 }
 
 impl ApiError {
@@ -116,6 +119,7 @@ impl ApiError {
             ApiError::NoPluginHost => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Plugin(e) => plugin_status(e),
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::NodeUnreachable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -145,6 +149,7 @@ impl ApiError {
             ApiError::Invalid(_) => "invalid",
             ApiError::LimitReached(_) => "limit_reached",
             ApiError::Internal(_) => "internal_error",
+            ApiError::NodeUnreachable(_) => "node_unreachable",
         }
     }
 

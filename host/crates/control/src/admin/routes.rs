@@ -253,7 +253,7 @@ pub static ROUTES: &[Route] = &[
     Route {
         method: Method::GET,
         path: "/api/v1/tenants/{tenant}/rooms",
-        summary: "List the tenant's MUC rooms (meetings)",
+        summary: "List the tenant's MUC rooms (meetings); in a cluster every live node's, each with its node",
         body: Body::None,
         success: StatusCode::OK,
         handler: |c| Box::pin(rooms::list(c)),
@@ -271,7 +271,7 @@ pub static ROUTES: &[Route] = &[
     Route {
         method: Method::GET,
         path: "/api/v1/tenants/{tenant}/rooms/{room}",
-        summary: "Show a MUC room with its occupants (nick, jid, role, affiliation)",
+        summary: "Show a MUC room with its occupants (nick, jid, role, affiliation), asked of the node hosting it in a cluster",
         body: Body::None,
         success: StatusCode::OK,
         handler: |c| Box::pin(rooms::show(c)),

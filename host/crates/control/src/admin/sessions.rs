@@ -13,15 +13,22 @@ pub async fn list_all(ctx: Ctx) -> ApiResult {
     if !ctx.principal.is_operator() {
         return Err(ApiError::Forbidden("server-wide session list".into()));
     }
-    let sessions = ctx.server().core.router.sessions(None);
+    let sessions = with_flags(&ctx, None);
     Ok(json(StatusCode::OK, &json!({ "sessions": sessions })))
 }
 
 /// `GET /api/v1/sessions/{domain}` → `{"sessions":[SessionInfo...]}`
 pub async fn list_domain(ctx: Ctx) -> ApiResult {
     let domain = ctx.domain()?;
-    let sessions = ctx.server().core.router.sessions(Some(&domain));
+    let sessions = with_flags(&ctx, Some(&domain));
     Ok(json(StatusCode::OK, &json!({ "sessions": sessions })))
+}
+
+/// The sessions with the features' per-session settings that are on (`carbons`).
+fn with_flags(ctx: &Ctx, domain: Option<&str>) -> Vec<heliograph_core::router::SessionInfo> {
+    let core = &ctx.server().core;
+    core.router
+        .sessions_with_flags(domain, |entry| core.hooks.session_flags(core, entry))
 }
 
 /// `DELETE /api/v1/sessions/{domain}/{username}/{resource}` → 204: the session ends with a

@@ -106,14 +106,18 @@ pub type GrantHandler =
 /// `<item/>`s a domain lists in its disco#items.
 pub type DiscoItemsProvider = Arc<dyn Fn(&Core, &str) -> Vec<Element> + Send + Sync>;
 
-/// A per-session setting of a feature that a session moving to another cluster node
-/// takes along: its name, whether the session has it, and how to set it on the session
-/// that arrived.
+/// A per-session setting of a feature that the cluster carries between nodes (a session
+/// moving to another node takes it along; the session registry replicates it): its name,
+/// whether the session has it, and how to switch it on a session of this node (one that
+/// arrived, or the replica of another node's session).
 struct SessionFlag {
     name: &'static str,
     get: Arc<dyn Fn(&SessionEntry) -> bool + Send + Sync>,
-    set: Arc<dyn Fn(&SessionEntry) + Send + Sync>,
+    set: SetSessionFlag,
 }
+
+/// Switches a carried per-session setting on or off for a session of this node.
+type SetSessionFlag = Arc<dyn Fn(&SessionEntry, bool) + Send + Sync>;
 
 /// One registered iq handler: the request type and address it serves.
 struct IqEntry {
@@ -272,13 +276,16 @@ impl Registrar<'_> {
         self.hooks.session.push(e);
     }
 
-    /// A per-session setting named `name` that a session moving to another cluster node
-    /// takes along: `get` tells whether the leaving session has it, `set` gives it to the
-    /// session bound on the new node.
+    /// A per-session setting named `name` that the cluster carries between nodes: `get`
+    /// tells whether a session has it (a session leaving for another node, a local
+    /// session the registry announces), `set` switches it on or off for a session of this
+    /// node (one bound after moving here, or the replica of another node's session, so
+    /// that features acting for the account here reach the devices there). A feature
+    /// changing the setting of a local session calls [`SessionEntry::settings_changed`].
     pub fn carry_session_flag<G, S>(&mut self, name: &'static str, get: G, set: S)
     where
         G: Fn(&SessionEntry) -> bool + Send + Sync + 'static,
-        S: Fn(&SessionEntry) + Send + Sync + 'static,
+        S: Fn(&SessionEntry, bool) + Send + Sync + 'static,
     {
         let e = self.entry(SessionFlag {
             name,
@@ -445,7 +452,8 @@ impl Hooks {
         }
     }
 
-    /// The per-session settings a session moving to another node takes along.
+    /// The per-session settings a session has that the cluster carries (the names of
+    /// those on).
     pub fn session_flags(&self, core: &Core, entry: &SessionEntry) -> Vec<String> {
         let Some(tenant) = core.tenants.by_domain(&entry.account.domain) else {
             return Vec::new();
@@ -456,15 +464,15 @@ impl Hooks {
             .collect()
     }
 
-    /// Gives the session that arrived from another node the settings it took along.
+    /// Switches every carried setting of `entry` on if `flags` names it, off otherwise:
+    /// for a session that arrived from another node, or the replica of one (an empty
+    /// list when the replica goes, so features forget it).
     pub fn restore_session_flags(&self, core: &Core, entry: &SessionEntry, flags: &[String]) {
         let Some(tenant) = core.tenants.by_domain(&entry.account.domain) else {
             return;
         };
         for f in self.on(&tenant, &self.session_flags) {
-            if flags.iter().any(|n| n == f.name) {
-                (f.set)(entry);
-            }
+            (f.set)(entry, flags.iter().any(|n| n == f.name));
         }
     }
 

@@ -495,6 +495,15 @@ impl SessionEntry {
         r
     }
 
+    /// A feature changed a per-session setting the cluster carries (see
+    /// [`crate::hooks::Registrar::carry_session_flag`]): the watcher announces the
+    /// session again.
+    pub fn settings_changed(&self) {
+        if let Some(w) = self.watcher.get() {
+            w.changed(self);
+        }
+    }
+
     /// Available (has sent available presence and not unavailable since).
     pub fn is_available(&self) -> bool {
         self.lock_presence().last.is_some()
@@ -532,6 +541,7 @@ impl SessionEntry {
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
+            flags: Vec::new(),
         }
     }
 }

@@ -51,6 +51,10 @@ pub struct SessionInfo {
     pub node: Option<String>,
     /// Seconds since the Unix epoch when the session was bound.
     pub since: u64,
+    /// The features' per-session settings that are on (`carbons`), as this node knows
+    /// them (for another node's session: as the cluster registry carries them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
 }
 
 /// The routing table.
@@ -208,11 +212,29 @@ impl Router {
 
     /// All online sessions, optionally only those of one domain, sorted by JID.
     pub fn sessions(&self, domain: Option<&str>) -> Vec<SessionInfo> {
+        self.sessions_with_flags(domain, |_| Vec::new())
+    }
+
+    /// Like [`Router::sessions`], with each session's per-session settings as `flags`
+    /// tells them (see [`crate::hooks::Hooks::session_flags`]).
+    pub fn sessions_with_flags(
+        &self,
+        domain: Option<&str>,
+        flags: impl Fn(&SessionEntry) -> Vec<String>,
+    ) -> Vec<SessionInfo> {
         let mut out: Vec<SessionInfo> = self
             .accounts
             .iter()
             .filter(|e| domain.is_none_or(|d| e.key().domain == d))
-            .flat_map(|e| e.value().iter().map(|s| s.info()).collect::<Vec<_>>())
+            .flat_map(|e| {
+                e.value()
+                    .iter()
+                    .map(|s| SessionInfo {
+                        flags: flags(s),
+                        ..s.info()
+                    })
+                    .collect::<Vec<_>>()
+            })
             .collect();
         out.sort_by(|a, b| a.jid.cmp(&b.jid));
         out
