@@ -43,7 +43,7 @@ async fn a_rooms_history_comes_back_with_the_room_on_another_node() {
     // later message is broadcast, the ones before are archived.
     alice.send(&groupchat(&room, "barrier")).await;
     expect_body(&mut alice, "barrier").await;
-    assert_eq!(rooms_on(&c.nodes[2]).await, vec![room.clone()]);
+    assert_eq!(rooms_on(&c.nodes[2], "n3").await, vec![room.clone()]);
 
     c.nodes[2].kill();
     for (cl, nick) in [(&mut alice, "alice"), (&mut bob, "bob")] {
