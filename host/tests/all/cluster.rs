@@ -18,6 +18,8 @@ use crate::common::web::http;
 use crate::common::{RawClient, TestServer};
 
 mod partition;
+/// Two regions joined by a NATS gateway with added latency.
+mod regions;
 mod rolling_upgrade;
 mod room_history;
 mod zero_loss;

@@ -29,6 +29,20 @@ fn available() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// The nats-server binary for a test that writes its own configuration (the regions
+/// test), or `None` (skip) as [`NatsServer::start`] decides.
+pub fn binary() -> Option<String> {
+    if !available() {
+        assert!(
+            std::env::var("HELIOGRAPH_REQUIRE_NATS").as_deref() != Ok("1"),
+            "HELIOGRAPH_REQUIRE_NATS=1 but no nats-server (set HELIOGRAPH_NATS_SERVER)"
+        );
+        eprintln!("no nats-server: skipped");
+        return None;
+    }
+    Some(std::env::var("HELIOGRAPH_NATS_SERVER").unwrap_or_else(|_| "nats-server".into()))
+}
+
 impl NatsServer {
     /// Starts a server, or `None` (skip) when there is no nats-server and the run does not
     /// require one.

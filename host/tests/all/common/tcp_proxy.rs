@@ -1,13 +1,18 @@
 //! A TCP proxy on a loopback port of its own, in front of one server, that a test can cut
 //! and restore: a network partition of whatever connects through it (a cluster node's
 //! NATS connection). Cut, it closes every connection it carries and closes new ones at
-//! once; restored, it carries new connections again.
+//! once; restored, it carries new connections again. Started with a delay, it holds
+//! every chunk of bytes that long before passing it on, in each direction (a WAN link
+//! between two regions: latency added, order and throughput kept).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 /// The proxy; it stops when dropped.
 pub struct TcpProxy {
@@ -22,6 +27,11 @@ pub struct TcpProxy {
 impl TcpProxy {
     /// A proxy to `target` (`host:port`).
     pub async fn start(target: &str) -> TcpProxy {
+        TcpProxy::start_delayed(target, Duration::ZERO).await
+    }
+
+    /// A proxy to `target` that passes bytes on `delay` after they arrived, each way.
+    pub async fn start_delayed(target: &str, delay: Duration) -> TcpProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let cut = Arc::new(AtomicBool::new(false));
@@ -31,6 +41,7 @@ impl TcpProxy {
             target.to_string(),
             cut.clone(),
             generation.clone(),
+            delay,
         ));
         TcpProxy {
             addr,
@@ -64,6 +75,7 @@ async fn accept(
     target: String,
     cut: Arc<AtomicBool>,
     generation: watch::Sender<u64>,
+    delay: Duration,
 ) {
     loop {
         let Ok((inbound, _)) = listener.accept().await else {
@@ -79,11 +91,61 @@ async fn accept(
             let Ok(outbound) = TcpStream::connect(&target).await else {
                 return;
             };
-            let (mut a, mut b) = (inbound, outbound);
-            tokio::select! {
-                _ = tokio::io::copy_bidirectional(&mut a, &mut b) => {}
-                _ = ended.changed() => {}
+            if delay.is_zero() {
+                let (mut a, mut b) = (inbound, outbound);
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut a, &mut b) => {}
+                    _ = ended.changed() => {}
+                }
+            } else {
+                let (a_read, a_write) = inbound.into_split();
+                let (b_read, b_write) = outbound.into_split();
+                tokio::select! {
+                    _ = async {
+                        tokio::join!(
+                            pipe_delayed(a_read, b_write, delay),
+                            pipe_delayed(b_read, a_write, delay)
+                        )
+                    } => {}
+                    _ = ended.changed() => {}
+                }
             }
         });
     }
+}
+
+/// Copies `from` to `to`, each chunk written `delay` after it was read; the reading goes
+/// on meanwhile, so only latency is added, not a limit on throughput.
+async fn pipe_delayed(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    delay: Duration,
+) {
+    let (chunks, mut queued) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    let read = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if chunks
+                        .send((Instant::now() + delay, buf[..n].to_vec()))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    let write = async move {
+        while let Some((due, chunk)) = queued.recv().await {
+            tokio::time::sleep_until(due).await;
+            if to.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+        let _ = to.shutdown().await;
+    };
+    tokio::join!(read, write);
 }

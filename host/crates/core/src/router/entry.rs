@@ -83,9 +83,7 @@ fn unwrap_stanza(msg: SessionMsg) -> Element {
         SessionMsg::Close(..)
         | SessionMsg::Attach(_)
         | SessionMsg::Export(_)
-        | SessionMsg::Settled(_) => {
-            Element::new("message", crate::xml::ns::CLIENT)
-        }
+        | SessionMsg::Settled(_) => Element::new("message", crate::xml::ns::CLIENT),
     }
 }
 
