@@ -3,8 +3,9 @@
 //! through a proxy adding latency each way (a WAN). n1 and n2 run in `east`, n3 in `west`,
 //! all on one PostgreSQL. A chat within a region leaves the gateway's message counters
 //! (read from each server's `/gatewayz`) at their background rate (heartbeats, registry
-//! events); a chat across regions is delivered in order, crosses the gateway once per
-//! stanza, and its round trip pays the added latency.
+//! events); a chat across regions is delivered in order, crosses the gateway with its
+//! stanzas, and its round trip pays the added latency. Registry events and admin queries
+//! (NATS request/reply) cross the gateway too.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -37,65 +38,101 @@ impl Drop for Region {
     }
 }
 
-/// A loopback port free right now (the server binds it a moment later).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The ports of one region's gateway: where its server listens, and the proxy in front
-/// of it that the other region connects to (and that the server advertises, so the other
-/// region never learns the direct address).
-struct GatewayPorts {
-    listen: u16,
-    proxy: String,
-}
-
-/// Starts region `name`'s server with a gateway to region `peer` reached at `peer_gateway`.
-fn start_region(
+/// Starts region `name`'s server, every port picked by the server itself: its gateway
+/// advertises `own_proxy` (so the other region only ever learns the proxy's address) and
+/// reaches region `peer` through `peer_proxy`. Returns once the server told its ports,
+/// with `own_proxy` pointed at its gateway port.
+async fn start_region(
     binary: &str,
     name: &'static str,
-    gateway: &GatewayPorts,
+    own_proxy: &TcpProxy,
     peer: &str,
-    peer_gateway: &str,
+    peer_proxy: &TcpProxy,
 ) -> Region {
     let dir = tempfile::Builder::new()
         .prefix(&format!("heliograph-region-{name}-"))
         .tempdir()
         .unwrap();
-    let (client, monitor, cluster) = (free_port(), free_port(), free_port());
     let config = format!(
         "server_name: {name}-1\n\
-         listen: 127.0.0.1:{client}\n\
-         http: 127.0.0.1:{monitor}\n\
-         cluster {{ name: {name}, listen: 127.0.0.1:{cluster} }}\n\
-         gateway {{\n  name: {name}\n  listen: 127.0.0.1:{listen}\n  \
+         listen: 127.0.0.1:-1\n\
+         http: 127.0.0.1:-1\n\
+         cluster {{ name: {name}, listen: 127.0.0.1:-1 }}\n\
+         gateway {{\n  name: {name}\n  listen: 127.0.0.1:-1\n  \
          advertise: \"{advertise}\"\n  \
          gateways: [ {{ name: {peer}, url: \"nats://{peer_gateway}\" }} ]\n}}\n",
-        listen = gateway.listen,
-        advertise = gateway.proxy,
+        advertise = own_proxy.addr,
+        peer_gateway = peer_proxy.addr,
     );
     let config_path = dir.path().join("nats.conf");
     std::fs::write(&config_path, config).unwrap();
-    let server = Command::new(binary)
+    let ports_dir = dir.path().join("ports");
+    std::fs::create_dir(&ports_dir).unwrap();
+    let mut server = Command::new(binary)
         .arg("-c")
         .arg(&config_path)
         .arg("-l")
         .arg(dir.path().join("nats.log"))
+        .arg("--ports_file_dir")
+        .arg(&ports_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    Region {
+    let ports = wait_ports_file(&mut server, &ports_dir, dir.path()).await;
+    let first = |key: &str| -> String {
+        let url = ports[key][0].as_str().unwrap_or_default();
+        url.rsplit("//").next().unwrap_or_default().to_string()
+    };
+    let region = Region {
         name,
+        client_url: format!("nats://{}", first("nats")),
+        monitor: first("monitoring"),
         server,
-        client_url: format!("nats://127.0.0.1:{client}"),
-        monitor: format!("127.0.0.1:{monitor}"),
         _dir: dir,
+    };
+    // The gateway's own port is in /varz (the ports file does not list it).
+    let r = http(
+        "GET",
+        &format!("http://{}/varz", region.monitor),
+        &[],
+        Bytes::new(),
+    )
+    .await;
+    let varz: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let gateway_port = varz["gateway"]["port"].as_u64().expect("gateway port");
+    own_proxy.retarget(&format!("127.0.0.1:{gateway_port}"));
+    region
+}
+
+/// Waits until the server wrote its ports file (client and monitoring ports) and returns
+/// it; fails with its log if it exits.
+async fn wait_ports_file(server: &mut Child, ports_dir: &Path, dir: &Path) -> serde_json::Value {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let written = std::fs::read_dir(ports_dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .find(|e| e.path().extension().is_some_and(|x| x == "ports"))
+            .and_then(|e| std::fs::read(e.path()).ok())
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+        if let Some(ports) = written
+            && ports["nats"].is_array()
+            && ports["monitoring"].is_array()
+        {
+            return ports;
+        }
+        let log = || std::fs::read_to_string(dir.join("nats.log")).unwrap_or_default();
+        if let Some(status) = server.try_wait().unwrap() {
+            panic!("nats-server exited ({status}):\n{}", log());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nats-server never wrote its ports:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -143,8 +180,9 @@ async fn wait_gateway_up(region: &Region, peer: &str) {
         }
         assert!(
             Instant::now() < deadline,
-            "the gateway {} <-> {peer} never came up: {v}",
-            region.name
+            "the gateway {} <-> {peer} never came up: {v}\n{}",
+            region.name,
+            std::fs::read_to_string(log_path(region)).unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -265,20 +303,11 @@ async fn stanzas_stay_in_their_region_unless_the_recipient_is_elsewhere() {
     let Some(db) = TestDb::create() else {
         return;
     };
-    let east_gateway = free_port();
-    let west_gateway = free_port();
-    let east_proxy = TcpProxy::start_delayed(&format!("127.0.0.1:{east_gateway}"), WAN_DELAY).await;
-    let west_proxy = TcpProxy::start_delayed(&format!("127.0.0.1:{west_gateway}"), WAN_DELAY).await;
-    let east_ports = GatewayPorts {
-        listen: east_gateway,
-        proxy: east_proxy.addr.clone(),
-    };
-    let west_ports = GatewayPorts {
-        listen: west_gateway,
-        proxy: west_proxy.addr.clone(),
-    };
-    let east = start_region(&binary, "east", &east_ports, "west", &west_proxy.addr);
-    let west = start_region(&binary, "west", &west_ports, "east", &east_proxy.addr);
+    // The proxy each region's gateway is reached through (the WAN link).
+    let east_proxy = TcpProxy::start_delayed(None, WAN_DELAY).await;
+    let west_proxy = TcpProxy::start_delayed(None, WAN_DELAY).await;
+    let east = start_region(&binary, "east", &east_proxy, "west", &west_proxy).await;
+    let west = start_region(&binary, "west", &west_proxy, "east", &east_proxy).await;
     wait_gateway_up(&east, "west").await;
     wait_gateway_up(&west, "east").await;
 
@@ -300,6 +329,18 @@ async fn stanzas_stay_in_their_region_unless_the_recipient_is_elsewhere() {
     wait_registry(&n2, &carol_jid, Held::On("n3")).await;
     wait_registry(&n3, &alice_jid, Held::On("n1")).await;
     wait_registry(&n3, &bob_jid, Held::On("n2")).await;
+    // NATS request/reply across the gateway: n1's admin API lists the rooms of every node,
+    // asking n3 (in west) on `heliograph.query.n3`, and n3 asks n1 and n2 (in east).
+    super::wait_room_nodes(&[&n1, &n2, &n3], &["n1", "n2", "n3"]).await;
+    for server in [&n1, &n3] {
+        let (status, text) = api(server, "GET", "/api/v1/tenants/default/rooms", "").await;
+        assert_eq!(status, 200, "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(
+            v.get("unreachable").is_none(),
+            "a node in the other region did not answer: {v}"
+        );
+    }
 
     // Warm-up both ways on both paths: a gateway starts optimistic (it sends a subject to
     // the other region until that region says it has no interest in it).

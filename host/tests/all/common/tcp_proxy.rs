@@ -3,10 +3,12 @@
 //! NATS connection). Cut, it closes every connection it carries and closes new ones at
 //! once; restored, it carries new connections again. Started with a delay, it holds
 //! every chunk of bytes that long before passing it on, in each direction (a WAN link
-//! between two regions: latency added, order and throughput kept).
+//! between two regions: latency added, order and throughput kept). Its target can be set
+//! after it started (a server whose port is known only once it runs, and whose
+//! configuration names the proxy).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -19,6 +21,8 @@ pub struct TcpProxy {
     /// `127.0.0.1:PORT` to connect to instead of the server.
     pub addr: String,
     cut: Arc<AtomicBool>,
+    /// Where connections go; `None`: closed at once.
+    target: Arc<Mutex<Option<String>>>,
     /// Bumped on every cut: the connections carried until then end.
     generation: watch::Sender<u64>,
     task: tokio::task::JoinHandle<()>,
@@ -27,18 +31,20 @@ pub struct TcpProxy {
 impl TcpProxy {
     /// A proxy to `target` (`host:port`).
     pub async fn start(target: &str) -> TcpProxy {
-        TcpProxy::start_delayed(target, Duration::ZERO).await
+        TcpProxy::start_delayed(Some(target), Duration::ZERO).await
     }
 
-    /// A proxy to `target` that passes bytes on `delay` after they arrived, each way.
-    pub async fn start_delayed(target: &str, delay: Duration) -> TcpProxy {
+    /// A proxy to `target` (`None`: none yet, see [`TcpProxy::retarget`]) that passes
+    /// bytes on `delay` after they arrived, each way.
+    pub async fn start_delayed(target: Option<&str>, delay: Duration) -> TcpProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let cut = Arc::new(AtomicBool::new(false));
         let (generation, _) = watch::channel(0u64);
+        let target = Arc::new(Mutex::new(target.map(str::to_string)));
         let task = tokio::spawn(accept(
             listener,
-            target.to_string(),
+            target.clone(),
             cut.clone(),
             generation.clone(),
             delay,
@@ -46,6 +52,7 @@ impl TcpProxy {
         TcpProxy {
             addr,
             cut,
+            target,
             generation,
             task,
         }
@@ -61,6 +68,11 @@ impl TcpProxy {
     pub fn restore(&self) {
         self.cut.store(false, Ordering::SeqCst);
     }
+
+    /// Sends new connections to `target` (`host:port`).
+    pub fn retarget(&self, target: &str) {
+        *self.target.lock().unwrap() = Some(target.to_string());
+    }
 }
 
 impl Drop for TcpProxy {
@@ -72,7 +84,7 @@ impl Drop for TcpProxy {
 
 async fn accept(
     listener: TcpListener,
-    target: String,
+    target: Arc<Mutex<Option<String>>>,
     cut: Arc<AtomicBool>,
     generation: watch::Sender<u64>,
     delay: Duration,
@@ -86,7 +98,10 @@ async fn accept(
             continue;
         }
         let mut ended = generation.subscribe();
-        let target = target.clone();
+        let Some(target) = target.lock().unwrap().clone() else {
+            drop(inbound);
+            continue;
+        };
         tokio::spawn(async move {
             let Ok(outbound) = TcpStream::connect(&target).await else {
                 return;
