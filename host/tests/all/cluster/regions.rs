@@ -3,7 +3,7 @@
 //! through a proxy adding latency each way (a WAN). n1 and n2 run in `east`, n3 in `west`,
 //! all on one PostgreSQL. A chat within a region leaves the gateway's message counters
 //! (read from each server's `/gatewayz`) at their background rate (heartbeats, registry
-//! events); a chat across regions is delivered in order, crosses the gateway with its
+//! events); a chat across regions (both ways) is delivered in order, crosses the gateway with its
 //! stanzas, and its round trip pays the added latency. Registry events and admin queries
 //! (NATS request/reply) cross the gateway too.
 
@@ -355,6 +355,9 @@ async fn stanzas_stay_in_their_region_unless_the_recipient_is_elsewhere() {
     let (cross, cross_took, cross_body_bytes) =
         measured_chat(&east, &mut alice, &mut carol, &carol_jid, "cross").await;
     let cross_background = background(&east, cross_took).await;
+    // And back (n3 -> n1): carol answers from west.
+    let (back, back_took, back_body_bytes) =
+        measured_chat(&east, &mut carol, &mut alice, &alice_jid, "back").await;
 
     eprintln!(
         "regions east (n1, n2) and west (n3), gateway link +{} ms each way; {STANZAS} \
@@ -363,6 +366,7 @@ async fn stanzas_stay_in_their_region_unless_the_recipient_is_elsewhere() {
          same time: {:.1} messages, {:.0} bytes)\n  \
          cross region n1->n3: {} gateway messages, {} bytes in {} ms (background: {:.1} \
          messages, {:.0} bytes)\n  \
+         cross region n3->n1: {} gateway messages, {} bytes in {} ms\n  \
          round trip (best of 5): same region {:.1} ms, cross region {:.1} ms",
         WAN_DELAY.as_millis(),
         same.messages,
@@ -375,6 +379,9 @@ async fn stanzas_stay_in_their_region_unless_the_recipient_is_elsewhere() {
         cross_took.as_millis(),
         cross_background.0,
         cross_background.1,
+        back.messages,
+        back.bytes,
+        back_took.as_millis(),
         same_rtt.as_secs_f64() * 1e3,
         cross_rtt.as_secs_f64() * 1e3,
     );
@@ -389,6 +396,11 @@ async fn stanzas_stay_in_their_region_unless_the_recipient_is_elsewhere() {
         cross.bytes >= cross_body_bytes && cross.messages > 0,
         "a chat from east to west crossed the gateway with {cross:?}, less than its \
          {cross_body_bytes} body bytes"
+    );
+    assert!(
+        back.bytes >= back_body_bytes && back.messages > 0,
+        "a chat from west to east crossed the gateway with {back:?}, less than its \
+         {back_body_bytes} body bytes"
     );
     // The round trip crosses the link once each way.
     assert!(
