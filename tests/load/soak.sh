@@ -8,6 +8,8 @@
 #   SOAK_NO_PLUGIN=1 tests/load/soak.sh 5                     without the plugin tenant's logins
 #   SOAK_MAM=false tests/load/soak.sh 5                       localhost's archive off (on by default)
 #   SOAK_SLED_CACHE_MIB=1024 tests/load/soak.sh 30            sled's page cache (default 4 here)
+#   SOAK_BIN_DIR=DIR tests/load/soak.sh 15      DIR/heliograph and DIR/heliograph-load as they
+#                                               are (no build): two builds side by side
 #
 # The server (config written below, loopback and ephemeral ports only) has the default
 # tenant localhost (MUC at conference.localhost, BOSH on the plain-HTTP listener, stream
@@ -25,10 +27,10 @@ PLUGIN_USERS=10
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/heliograph-target}"
 cd "$REPO_ROOT"
-cargo build --release -q -p heliograph -p heliograph-load
+[[ -n "${SOAK_BIN_DIR:-}" ]] || cargo build --release -q -p heliograph -p heliograph-load
 cargo build --release -q --target wasm32-wasip2 --manifest-path plugins/Cargo.toml \
     --target-dir "$CARGO_TARGET_DIR/plugins" -p allowlist
-R="$CARGO_TARGET_DIR/release"
+R="${SOAK_BIN_DIR:-$CARGO_TARGET_DIR/release}"
 WASM="$CARGO_TARGET_DIR/plugins/wasm32-wasip2/release/allowlist.wasm"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/heliograph-soak.XXXXXX")"
 # shellcheck source=tests/load/bench_server.sh

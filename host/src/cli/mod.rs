@@ -26,6 +26,7 @@ pub mod output;
 pub mod plugin;
 pub mod plugin_test;
 pub mod room;
+pub mod runtime;
 pub mod scaffold;
 pub mod storage;
 pub mod tenant;
@@ -72,10 +73,7 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
 
 /// `heliograph serve`: runs the server on a multi-thread runtime until it stops.
 fn serve(config: Option<PathBuf>, ready_file: Option<PathBuf>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime::build() {
         Ok(rt) => rt,
         Err(e) => {
             return report(Err(
