@@ -15,7 +15,7 @@ use super::response::{ApiError, ApiResult, json, no_content};
 use super::room_nodes::{self, RoomQuery};
 use crate::server::Server;
 use crate::stanza::Condition;
-use heliograph_services::muc::MucError;
+use heliograph_services::muc::{MucError, MucService};
 
 /// Body of `POST /api/v1/tenants/{tenant}/rooms`.
 #[derive(Deserialize)]
@@ -148,6 +148,19 @@ fn to_json(v: &impl serde::Serialize) -> Result<serde_json::Value, ApiError> {
     serde_json::to_value(v).map_err(|e| ApiError::internal("room", e))
 }
 
+/// The MUC service of `tenant` holding `room`, and the room's local name.
+fn locate(
+    server: &Server,
+    tenant: &str,
+    room: &str,
+) -> Result<(Arc<MucService>, String), ApiError> {
+    server
+        .services
+        .muc
+        .locate(&server.core, tenant, room)
+        .map_err(api_error)
+}
+
 /// A room query answered from this node's own rooms: the endpoints' own work, and what
 /// this node answers other nodes (see [`room_nodes`]).
 pub fn local(server: &Arc<Server>, query: RoomQuery) -> room_nodes::RoomFuture<'_> {
@@ -158,11 +171,7 @@ pub fn local(server: &Arc<Server>, query: RoomQuery) -> room_nodes::RoomFuture<'
                 to_json(&rooms)
             }
             RoomQuery::Show { tenant, room } => {
-                let (service, name) = server
-                    .services
-                    .muc
-                    .locate(&server.core, &tenant, &room)
-                    .map_err(api_error)?;
+                let (service, name) = locate(server, &tenant, &room)?;
                 let room = service
                     .room_details(&server.core, &name)
                     .await
@@ -175,11 +184,7 @@ pub fn local(server: &Arc<Server>, query: RoomQuery) -> room_nodes::RoomFuture<'
                 after,
                 limit,
             } => {
-                let (service, name) = server
-                    .services
-                    .muc
-                    .locate(&server.core, &tenant, &room)
-                    .map_err(api_error)?;
+                let (service, name) = locate(server, &tenant, &room)?;
                 let log = service
                     .room_log(&server.core, &name, after, limit)
                     .await
@@ -192,11 +197,7 @@ pub fn local(server: &Arc<Server>, query: RoomQuery) -> room_nodes::RoomFuture<'
                 config,
                 owners,
             } => {
-                let (service, name) = server
-                    .services
-                    .muc
-                    .locate(&server.core, &tenant, &room)
-                    .map_err(api_error)?;
+                let (service, name) = locate(server, &tenant, &room)?;
                 let room = service
                     .create_room(&server.core, &name, &config, &owners)
                     .await
@@ -209,11 +210,7 @@ pub fn local(server: &Arc<Server>, query: RoomQuery) -> room_nodes::RoomFuture<'
                 alternate,
                 reason,
             } => {
-                let (service, name) = server
-                    .services
-                    .muc
-                    .locate(&server.core, &tenant, &room)
-                    .map_err(api_error)?;
+                let (service, name) = locate(server, &tenant, &room)?;
                 service
                     .destroy_room(&server.core, &name, alternate.as_deref(), reason.as_deref())
                     .await
@@ -226,11 +223,7 @@ pub fn local(server: &Arc<Server>, query: RoomQuery) -> room_nodes::RoomFuture<'
                 nick,
                 reason,
             } => {
-                let (service, name) = server
-                    .services
-                    .muc
-                    .locate(&server.core, &tenant, &room)
-                    .map_err(api_error)?;
+                let (service, name) = locate(server, &tenant, &room)?;
                 service
                     .kick(&server.core, &name, &nick, reason.as_deref())
                     .await
