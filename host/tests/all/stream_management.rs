@@ -38,22 +38,6 @@ async fn messages(c: &mut RawClient, n: usize) -> Vec<String> {
     ids
 }
 
-/// Every message id that arrives before the answer to a ping: nothing more is pending.
-async fn messages_until_barrier(c: &mut RawClient) -> Vec<String> {
-    c.send_raw("<iq type='get' id='barrier'><ping xmlns='urn:xmpp:ping'/></iq>")
-        .await;
-    let mut ids = Vec::new();
-    loop {
-        let el = c.next().await;
-        if el.name() == "iq" && el.attr("id") == Some("barrier") {
-            return ids;
-        }
-        if el.name() == "message" {
-            ids.push(el.attr("id").unwrap_or_default().to_string());
-        }
-    }
-}
-
 /// A new connection of `user` that authenticates and asks to resume `id` having
 /// received `h` stanzas; the connection and the answer (`<resumed/>` or `<failed/>`).
 async fn resume(server: &TestServer, user: &str, id: &str, h: u32) -> (RawClient, Element) {
@@ -137,7 +121,7 @@ async fn a_reset_connection_resumes_with_every_unacknowledged_stanza_once_and_in
     assert!(resumed.is("resumed", SM), "{resumed}");
     assert_eq!(resumed.attr("h"), Some("1"));
     assert_eq!(resumed.attr("previd"), Some(id.as_str()));
-    assert_eq!(messages_until_barrier(&mut again).await, ["m2", "m3", "m4"]);
+    assert_eq!(again.message_ids_until_barrier().await, ["m2", "m3", "m4"]);
     assert_eq!(detached(&server, &alice_jid).await, Some(false));
     // Her count: the message to Bob and the ping.
     again.send_raw(&format!("<r xmlns='{SM}'/>")).await;
@@ -204,7 +188,7 @@ async fn a_session_nobody_resumes_sends_its_messages_to_offline_storage() {
         }
     }
     assert_eq!(ids, ["m1", "m2"]);
-    assert!(messages_until_barrier(&mut again).await.is_empty());
+    assert!(again.message_ids_until_barrier().await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -256,7 +240,7 @@ async fn resumption_replaces_a_half_dead_connection() {
     .expect("the old connection closed");
     bob.send(&chat(&alice_jid, "m2")).await;
     assert_eq!(messages(&mut new, 1).await, ["m2"]);
-    assert!(messages_until_barrier(&mut new).await.is_empty());
+    assert!(new.message_ids_until_barrier().await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -303,7 +287,7 @@ async fn too_many_unacknowledged_stanzas_end_the_stream_and_lose_nothing() {
     let (mut again, _) = RawClient::login(&server.starttls, "alice", "pw", Some("phone")).await;
     again.send_raw("<presence/>").await;
     assert_eq!(messages(&mut again, 4).await, ["m1", "m2", "m3", "m4"]);
-    assert!(messages_until_barrier(&mut again).await.is_empty());
+    assert!(again.message_ids_until_barrier().await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -419,7 +403,7 @@ async fn sasl2_resumes_inline_and_bind2_enables_inline() {
         success.child_text("authorization-identifier", "urn:xmpp:sasl:2"),
         Some(alice_jid.clone())
     );
-    assert_eq!(messages_until_barrier(&mut again).await, ["m1"]);
+    assert_eq!(again.message_ids_until_barrier().await, ["m1"]);
     bob.send(&chat(&alice_jid, "m2")).await;
     assert_eq!(messages(&mut again, 1).await, ["m2"]);
 }

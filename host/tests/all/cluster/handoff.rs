@@ -68,22 +68,6 @@ async fn read_ids(c: &mut RawClient, want: &[String]) -> Vec<String> {
     got
 }
 
-/// Message ids that arrive before the answer to a ping (nothing more is pending then).
-async fn ids_until_barrier(c: &mut RawClient) -> Vec<String> {
-    c.send_raw("<iq type='get' id='barrier'><ping xmlns='urn:xmpp:ping'/></iq>")
-        .await;
-    let mut ids = Vec::new();
-    loop {
-        let el = c.next().await;
-        if el.name() == "iq" && el.attr("id") == Some("barrier") {
-            return ids;
-        }
-        if el.name() == "message" {
-            ids.push(el.attr("id").unwrap_or_default().to_string());
-        }
-    }
-}
-
 fn ids(range: std::ops::RangeInclusive<u32>) -> Vec<String> {
     range.map(|i| format!("m{i}")).collect()
 }
@@ -157,7 +141,10 @@ async fn a_session_resumes_on_another_node_with_its_unacknowledged_stanzas_once(
     // Exactly the unacknowledged ones, once each, in order, then the rest.
     let got = read_ids(&mut again, &ids(5..=15)).await;
     assert_eq!(got, ids(5..=15));
-    assert_eq!(ids_until_barrier(&mut again).await, Vec::<String>::new());
+    assert_eq!(
+        again.message_ids_until_barrier().await,
+        Vec::<String>::new()
+    );
 
     // Every registry points her full JID at n2; a message from n3 reaches her there.
     wait_registry(n2, &alice_jid, Held::Here).await;
@@ -184,7 +171,10 @@ async fn a_session_resumes_on_another_node_with_its_unacknowledged_stanzas_once(
     let (mut third, resumed) = resume(n3, "alice", "pw-a", &id, 17).await;
     assert!(resumed.is("resumed", SM), "{resumed}");
     assert_eq!(read_ids(&mut third, &ids(17..=17)).await, ids(17..=17));
-    assert_eq!(ids_until_barrier(&mut third).await, Vec::<String>::new());
+    assert_eq!(
+        third.message_ids_until_barrier().await,
+        Vec::<String>::new()
+    );
     wait_registry(n1, &alice_jid, Held::On("n3")).await;
     wait_registry(n2, &alice_jid, Held::On("n3")).await;
     bob.send(&chat(&alice_jid, "m18")).await;
@@ -259,7 +249,10 @@ async fn sasl2_resumes_inline_on_another_node() {
         Some(alice_jid.clone())
     );
     assert_eq!(read_ids(&mut again, &ids(1..=1)).await, ids(1..=1));
-    assert_eq!(ids_until_barrier(&mut again).await, Vec::<String>::new());
+    assert_eq!(
+        again.message_ids_until_barrier().await,
+        Vec::<String>::new()
+    );
     wait_registry(n1, &alice_jid, Held::On("n2")).await;
     bob.send(&chat(&alice_jid, "m2")).await;
     assert_eq!(read_ids(&mut again, &ids(2..=2)).await, ids(2..=2));
@@ -335,7 +328,10 @@ async fn a_session_whose_old_connection_is_still_open_moves_too() {
     let (mut again, resumed) = resume(n2, "alice", "pw-a", &id, 1).await;
     assert!(resumed.is("resumed", SM), "{resumed}");
     assert_eq!(read_ids(&mut again, &ids(2..=3)).await, ids(2..=3));
-    assert_eq!(ids_until_barrier(&mut again).await, Vec::<String>::new());
+    assert_eq!(
+        again.message_ids_until_barrier().await,
+        Vec::<String>::new()
+    );
     wait_registry(n1, &alice_jid, Held::On("n2")).await;
     bob.send(&chat(&alice_jid, "m4")).await;
     assert_eq!(read_ids(&mut again, &ids(4..=4)).await, ids(4..=4));
@@ -381,6 +377,9 @@ async fn a_websocket_session_resumes_over_tcp_on_another_node() {
     let (mut again, resumed) = resume(n2, "alice", "pw-a", &id, 0).await;
     assert!(resumed.is("resumed", SM), "{resumed}");
     assert_eq!(read_ids(&mut again, &ids(1..=2)).await, ids(1..=2));
-    assert_eq!(ids_until_barrier(&mut again).await, Vec::<String>::new());
+    assert_eq!(
+        again.message_ids_until_barrier().await,
+        Vec::<String>::new()
+    );
     wait_registry(n1, &alice_jid, Held::On("n2")).await;
 }

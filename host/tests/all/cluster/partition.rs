@@ -47,15 +47,11 @@ async fn a_node_cut_off_from_nats_and_healed_leaves_no_ghost_and_loses_nothing()
     let n1 = node(&db, &nats, "n1");
     let n2 = node(&db, &nats, "n2");
     let n3 = zero_loss::node_on(&db, &format!("nats://{}", proxy.addr), "n3", 1500);
-    for (user, password) in [("alice", "pw-a"), ("bob", "pw-b"), ("carol", "pw-c")] {
-        add_user(&n1, "localhost", user, password).await;
-    }
-    let (mut alice, alice_jid) = RawClient::login(&n1.starttls, "alice", "pw-a", Some("a")).await;
-    let (mut bob, bob_jid) = RawClient::login(&n2.starttls, "bob", "pw-b", Some("b")).await;
-    let (mut carol, carol_jid) = RawClient::login(&n3.starttls, "carol", "pw-c", Some("c")).await;
-    for cl in [&mut alice, &mut bob, &mut carol] {
-        cl.send_raw("<presence/>").await;
-    }
+    let [
+        (mut alice, alice_jid),
+        (_bob, bob_jid),
+        (mut carol, carol_jid),
+    ] = alice_bob_carol_online([&n1, &n2, &n3]).await;
     let everyone = |here: &str| -> Vec<(&str, Option<&str>)> {
         [
             (alice_jid.as_str(), "n1"),

@@ -314,15 +314,11 @@ async fn stanzas_stay_in_their_region_unless_the_recipient_is_elsewhere() {
     let n1 = node_on(&db, &east.client_url, "n1", 1500);
     let n2 = node_on(&db, &east.client_url, "n2", 1500);
     let n3 = node_on(&db, &west.client_url, "n3", 1500);
-    for (user, password) in [("alice", "pw-a"), ("bob", "pw-b"), ("carol", "pw-c")] {
-        add_user(&n1, "localhost", user, password).await;
-    }
-    let (mut alice, alice_jid) = RawClient::login(&n1.starttls, "alice", "pw-a", Some("a")).await;
-    let (mut bob, bob_jid) = RawClient::login(&n2.starttls, "bob", "pw-b", Some("b")).await;
-    let (mut carol, carol_jid) = RawClient::login(&n3.starttls, "carol", "pw-c", Some("c")).await;
-    for cl in [&mut alice, &mut bob, &mut carol] {
-        cl.send_raw("<presence/>").await;
-    }
+    let [
+        (mut alice, alice_jid),
+        (mut bob, bob_jid),
+        (mut carol, carol_jid),
+    ] = alice_bob_carol_online([&n1, &n2, &n3]).await;
     // Every node learns every session, across the gateway too.
     wait_registry(&n1, &bob_jid, Held::On("n2")).await;
     wait_registry(&n1, &carol_jid, Held::On("n3")).await;

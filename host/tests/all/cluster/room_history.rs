@@ -20,17 +20,7 @@ async fn a_rooms_history_comes_back_with_the_room_on_another_node() {
         cl.send_raw("<presence/>").await;
     }
     join_room(&mut alice, &room, "alice").await;
-    alice
-        .send_raw(&format!(
-            "<iq type='set' id='cfg' to='{room}'><query xmlns='http://jabber.org/protocol/muc#owner'>\
-             <x xmlns='jabber:x:data' type='submit'>\
-             <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>\
-             <field var='muc#roomconfig_persistentroom'><value>1</value></field>\
-             </x></query></iq>"
-        ))
-        .await;
-    let r = alice.next_matching(|e| e.attr("id") == Some("cfg")).await;
-    assert_eq!(r.attr("type"), Some("result"), "{r}");
+    make_persistent(&mut alice, &room).await;
     join_room(&mut bob, &room, "bob").await;
     let said = ["first from alice", "then bob", "and alice again"];
     for (i, body) in said.iter().enumerate() {

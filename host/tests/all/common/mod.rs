@@ -519,6 +519,23 @@ impl RawClient {
         }
     }
 
+    /// The ids of the messages that arrive before the answer to a ping sent now: with
+    /// the answer, nothing sent earlier is pending any more.
+    pub async fn message_ids_until_barrier(&mut self) -> Vec<String> {
+        self.send_raw("<iq type='get' id='barrier'><ping xmlns='urn:xmpp:ping'/></iq>")
+            .await;
+        let mut ids = Vec::new();
+        loop {
+            let el = self.next().await;
+            if el.name() == "iq" && el.attr("id") == Some("barrier") {
+                return ids;
+            }
+            if el.name() == "message" {
+                ids.push(el.attr("id").unwrap_or_default().to_string());
+            }
+        }
+    }
+
     /// Reads until an element satisfying `pred` arrives (others are dropped).
     pub async fn next_matching(&mut self, pred: impl Fn(&Element) -> bool) -> Element {
         loop {
