@@ -73,7 +73,14 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
 
 /// `heliograph serve`: runs the server on a multi-thread runtime until it stops.
 fn serve(config: Option<PathBuf>, ready_file: Option<PathBuf>) -> ExitCode {
-    let runtime = match runtime::build() {
+    // Read here only to size the blocking pool; `serve` loads it again and reports errors.
+    let database_connections = match Config::load_or_default(config.as_deref()) {
+        Ok((c, _)) if c.storage.backend == crate::config::StorageBackend::Postgres => {
+            c.storage.pool_size
+        }
+        _ => 0,
+    };
+    let runtime = match runtime::build(database_connections) {
         Ok(rt) => rt,
         Err(e) => {
             return report(Err(

@@ -14,15 +14,19 @@ const BLOCKING_KEEP_ALIVE: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Blocking threads for a machine with `cpus` CPUs: password derivations and plugin
 /// calls each run at most one per CPU at once, so four more are always left for storage.
-pub fn blocking_threads(cpus: usize) -> usize {
-    2 * cpus.max(1) + 4
+/// `database_connections` more (the PostgreSQL pool's size, 0 on sled): a PostgreSQL
+/// storage call holds its thread for the round trip to the database, and the pool should
+/// not wait for threads.
+pub fn blocking_threads(cpus: usize, database_connections: usize) -> usize {
+    2 * cpus.max(1) + 4 + database_connections
 }
 
-/// The runtime `heliograph serve` runs on.
-pub fn build() -> std::io::Result<tokio::runtime::Runtime> {
+/// The runtime `heliograph serve` runs on, for a server with `database_connections`
+/// pooled PostgreSQL connections (0 on sled).
+pub fn build(database_connections: usize) -> std::io::Result<tokio::runtime::Runtime> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     tokio::runtime::Builder::new_multi_thread()
-        .max_blocking_threads(blocking_threads(cpus))
+        .max_blocking_threads(blocking_threads(cpus, database_connections))
         .thread_keep_alive(BLOCKING_KEEP_ALIVE)
         .enable_all()
         .build()
@@ -34,8 +38,13 @@ mod tests {
 
     #[test]
     fn storage_keeps_four_threads_beside_derivations_and_plugin_calls() {
-        assert_eq!(blocking_threads(0), 6);
-        assert_eq!(blocking_threads(2), 8);
-        assert_eq!(blocking_threads(16), 36);
+        assert_eq!(blocking_threads(0, 0), 6);
+        assert_eq!(blocking_threads(2, 0), 8);
+        assert_eq!(blocking_threads(16, 0), 36);
+    }
+
+    #[test]
+    fn each_pooled_database_connection_gets_a_thread_of_its_own() {
+        assert_eq!(blocking_threads(2, 16), 24);
     }
 }
