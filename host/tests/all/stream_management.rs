@@ -358,16 +358,7 @@ async fn sasl2_resumes_inline_and_bind2_enables_inline() {
         bind_inline.children().any(|f| f.attr("var") == Some(SM)),
         "{bind_inline}"
     );
-    let success = alice
-        .auth_sasl2_plain(
-            "alice",
-            "pw",
-            &format!(
-                "<user-agent id='ua-1'/><bind xmlns='urn:xmpp:bind:0'><tag>app</tag>\
-                 <enable xmlns='{SM}' resume='true'/></bind>"
-            ),
-        )
-        .await;
+    let success = alice.auth_sasl2_plain_resumable("alice", "pw").await;
     assert!(success.is("success", "urn:xmpp:sasl:2"), "{success}");
     let enabled = success
         .child("bound", "urn:xmpp:bind:0")

@@ -191,16 +191,7 @@ async fn sasl2_resumes_inline_on_another_node() {
     alice.open_and_features().await;
     alice.starttls().await;
     alice.open_and_features().await;
-    let success = alice
-        .auth_sasl2_plain(
-            "alice",
-            "pw-a",
-            &format!(
-                "<user-agent id='ua-1'/><bind xmlns='urn:xmpp:bind:0'><tag>app</tag>\
-                 <enable xmlns='{SM}' resume='true'/></bind>"
-            ),
-        )
-        .await;
+    let success = alice.auth_sasl2_plain_resumable("alice", "pw-a").await;
     assert!(success.is("success", SASL2), "{success}");
     let id = success
         .child("bound", "urn:xmpp:bind:0")

@@ -672,6 +672,17 @@ impl RawClient {
         tcp.set_zero_linger().unwrap();
         self.io = Io::Gone;
     }
+    /// SASL2 PLAIN with Bind 2 (tag `app`, user agent `ua-1`) enabling resumable stream
+    /// management inline; the `<success/>` (or failure) element.
+    pub async fn auth_sasl2_plain_resumable(&mut self, user: &str, password: &str) -> Element {
+        self.auth_sasl2_plain(
+            user,
+            password,
+            "<user-agent id='ua-1'/><bind xmlns='urn:xmpp:bind:0'><tag>app</tag>\
+             <enable xmlns='urn:xmpp:sm:3' resume='true'/></bind>",
+        )
+        .await
+    }
 
     /// SASL2 (XEP-0388) PLAIN with `inline` (Bind 2, stream management requests) inside
     /// `<authenticate/>`; returns the `<success/>` or `<failure/>`.
