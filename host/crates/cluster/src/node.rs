@@ -15,8 +15,8 @@ use tokio::sync::{broadcast, mpsc, watch};
 use crate::bosh::BoshNodes;
 use crate::components::RemoteComponents;
 use crate::config::ClusterSettings;
-use crate::core::Core;
 use crate::core::router::{NotQueued, Receipt};
+use crate::core::{Core, OfflineAnnouncer};
 use crate::delivery::Deliveries;
 use crate::handoff::HandOff;
 use crate::inflight::{InFlight, Unconfirmed};
@@ -241,6 +241,10 @@ impl Cluster {
             handoff: handoff.clone(),
             queries,
         });
+        let _ = core.offline_announcer.set(Arc::new(OfflineNotices {
+            node: cluster.node.clone(),
+            out: cluster.out.clone(),
+        }));
         core.router.set_watcher(local);
         tokio::spawn(cluster.clone().listen_events(events));
         tokio::spawn(cluster.clone().listen_direct(direct));
@@ -281,13 +285,7 @@ impl Cluster {
 
     /// Tells every node (this one too) that something in the shared database changed.
     pub fn notify(&self, notice: Notice) {
-        let event = Event::Notice {
-            node: self.node.clone(),
-            notice,
-        };
-        if self.out.try_send(Outgoing::Event(event)).is_err() {
-            tracing::warn!("cluster: outgoing queue full; change notice not sent");
-        }
+        send_notice(&self.out, &self.node, notice);
     }
 
     /// Says goodbye (the others remove this node's sessions at once) and waits until
@@ -495,6 +493,22 @@ impl Cluster {
         }
     }
 
+    /// A notice of `node`: offline storage is handled here (one per stored message, too
+    /// many for the control layer's channel), the rest goes to the layers above.
+    fn apply_notice(&self, node: &str, notice: Notice) {
+        match notice {
+            // This node ran its own handlers when it stored the message.
+            Notice::OfflineStored { .. } if node == self.node => {}
+            Notice::OfflineStored { local, domain } => {
+                let account = Account::new(local, domain);
+                self.core.hooks.offline_stored(&self.core, &account);
+            }
+            notice => {
+                let _ = self.notices.send(notice);
+            }
+        }
+    }
+
     async fn listen_events(self: Arc<Self>, mut sub: async_nats::Subscriber) {
         while let Some(msg) = sub.next().await {
             let event: Event = match serde_json::from_slice(&msg.payload) {
@@ -504,8 +518,8 @@ impl Cluster {
                     continue;
                 }
             };
-            if let Event::Notice { notice, .. } = &event {
-                let _ = self.notices.send(notice.clone());
+            if let Event::Notice { node, notice } = event {
+                self.apply_notice(&node, notice);
                 continue;
             }
             let components = match &event {
@@ -783,5 +797,31 @@ impl Cluster {
                 msg: Direct::Control(msg),
             })
             .await;
+    }
+}
+
+fn send_notice(out: &mpsc::Sender<Outgoing>, node: &str, notice: Notice) {
+    let event = Event::Notice {
+        node: node.to_string(),
+        notice,
+    };
+    if out.try_send(Outgoing::Event(event)).is_err() {
+        tracing::warn!("cluster: outgoing queue full; change notice not sent");
+    }
+}
+
+/// Announces every message this node stores offline (see [`Notice::OfflineStored`]).
+struct OfflineNotices {
+    node: String,
+    out: mpsc::Sender<Outgoing>,
+}
+
+impl OfflineAnnouncer for OfflineNotices {
+    fn stored(&self, account: &Account) {
+        let notice = Notice::OfflineStored {
+            local: account.local.clone(),
+            domain: account.domain.clone(),
+        };
+        send_notice(&self.out, &self.node, notice);
     }
 }

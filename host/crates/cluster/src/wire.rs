@@ -139,6 +139,10 @@ pub enum Notice {
     /// A plugin slot was installed, reconfigured, rolled back or removed: every node
     /// makes it what the plugin store holds.
     Plugin { tenant: String, slot: String },
+    /// A message was stored offline for the account `local@domain`: a node holding an
+    /// available session of it delivers what is stored (the session may have read the
+    /// stored messages before this one, while the storing node did not know it).
+    OfflineStored { local: String, domain: String },
 }
 
 /// What goes to one node's subject.

@@ -58,6 +58,8 @@ pub async fn follow(server: Arc<Server>, cluster: Arc<Cluster>) {
                 }
             }
             Ok(Notice::Plugin { tenant, slot }) => sync_plugin(&server, &tenant, &slot).await,
+            // Handled by the cluster layer itself (the core's offline-stored hooks).
+            Ok(Notice::OfflineStored { .. }) => {}
             Err(RecvError::Closed) => return,
         }
     }

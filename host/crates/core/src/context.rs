@@ -13,7 +13,7 @@ use crate::hooks::Hooks;
 use crate::limits::Limits;
 use crate::plugins::PluginHost;
 use crate::router::{HostedDomain, HostedDomains, Router};
-use crate::storage::Storage;
+use crate::storage::{Account, Storage};
 use crate::tenants::{Registry, Tenant};
 use crate::xml::ParserLimits;
 
@@ -59,6 +59,18 @@ pub struct Core {
     pub remote_sessions: OnceLock<Arc<dyn crate::session::handoff::RemoteSessions>>,
     /// The HTTP listeners' BOSH sessions and, in a cluster, the relay to other nodes'.
     pub bosh_relays: crate::bosh_relay::BoshRelays,
+    /// Tells the other cluster nodes that a message was stored offline; set once at
+    /// startup by the cluster layer, absent on a server running alone.
+    pub offline_announcer: OnceLock<Arc<dyn OfflineAnnouncer>>,
+}
+
+/// What the cluster layer provides so that a message stored offline on one node reaches
+/// a session of its account that another node holds and this one does not know yet (the
+/// other node runs its [`Hooks::offline_stored`] handlers when it hears of it).
+///
+/// [`Hooks::offline_stored`]: crate::hooks::Hooks::offline_stored
+pub trait OfflineAnnouncer: Send + Sync {
+    fn stored(&self, account: &Account);
 }
 
 /// Where HTTP file uploads are stored, and the public base URL of the HTTP listener
@@ -100,6 +112,7 @@ impl Core {
             placement: OnceLock::new(),
             remote_sessions: OnceLock::new(),
             bosh_relays: Default::default(),
+            offline_announcer: OnceLock::new(),
         }
     }
 

@@ -38,6 +38,6 @@ use heliograph_xml as xml;
 use heliograph_xmpp as xmpp;
 use heliograph_xmpp::stanza;
 
-pub use context::{Core, Uploads};
+pub use context::{Core, OfflineAnnouncer, Uploads};
 /// The uploaded-file store of [`Uploads`] (the HTTP listener streams files into it).
 pub use heliograph_storage::files;

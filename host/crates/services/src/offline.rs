@@ -2,6 +2,12 @@
 //! delivered, with a XEP-0203 delay stamp, when it next sends initial presence. A message
 //! stays stored until the client has it (stream management acknowledged it, or the
 //! session that got it ended cleanly), so a crash mid-delivery loses none.
+//!
+//! A message stored after a session of its account read the stored ones (the storing
+//! node did not know the session yet: it was becoming available meanwhile, or in a
+//! cluster it is on another node whose announcement had not arrived) is delivered at
+//! once too: after storing, this node and every other one hear of it, and each node
+//! holding an available session of the account delivers what is stored to one of them.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -36,6 +42,8 @@ impl Feature for Offline {
             this.deliver(&core, &entry);
             crate::boxed(async {})
         });
+        let this = self.clone();
+        r.on_offline_stored(move |core, account| this.deliver_again(core, account));
         r.disco_feature(Address::Host, ns::OFFLINE);
     }
 }
@@ -119,6 +127,20 @@ impl Offline {
         tokio::spawn(async move { this.deliver_now(&core, &entry).await });
     }
 
+    /// A message was stored for `account`: this node's preferred session of the account,
+    /// if it has one, gets what is stored. Messages already on their way to a session
+    /// here are not sent twice; a session that reads its stored messages for the first
+    /// time meanwhile shares them the same way. Every node holding a session of the
+    /// account does this (their registries may disagree for a moment about the others'
+    /// sessions; each is sure of its own), so in a race two devices may both get a
+    /// message, and none misses it.
+    fn deliver_again(self: &Arc<Self>, core: &Arc<Core>, account: &Account) {
+        let sessions = core.router.resources(account);
+        if let Some(entry) = preferred_here(&sessions) {
+            self.deliver(core, entry);
+        }
+    }
+
     async fn deliver_now(&self, core: &Arc<Core>, entry: &Arc<SessionEntry>) {
         let account = &entry.account;
         let (tx, mut confirmed) = mpsc::unbounded_channel();
@@ -168,6 +190,20 @@ impl Offline {
         }
         self.in_flight.release(account, &claimed);
     }
+}
+
+/// The session of this node that stored messages go to when several could take them:
+/// one that takes messages to the bare JID (available, priority not negative: the
+/// others are why a message was stored), the highest priority, then the first full JID.
+fn preferred_here(sessions: &[Arc<SessionEntry>]) -> Option<&Arc<SessionEntry>> {
+    sessions
+        .iter()
+        .filter(|e| !e.is_remote() && e.accepts_bare_messages())
+        .min_by(|a, b| {
+            b.priority()
+                .cmp(&a.priority())
+                .then_with(|| a.full_jid.cmp(&b.full_jid))
+        })
 }
 
 /// The stored message as it goes to `entry`: addressed to the session, with a XEP-0203

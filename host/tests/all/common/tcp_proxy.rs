@@ -3,9 +3,11 @@
 //! NATS connection). Cut, it closes every connection it carries and closes new ones at
 //! once; restored, it carries new connections again. Started with a delay, it holds
 //! every chunk of bytes that long before passing it on, in each direction (a WAN link
-//! between two regions: latency added, order and throughput kept). Its target can be set
-//! after it started (a server whose port is known only once it runs, and whose
-//! configuration names the proxy).
+//! between two regions: latency added, order and throughput kept). It can also hold back
+//! what the server sends (the client's publications still go out, it hears nothing: a
+//! one-way delay as long as the test wants). Its target can be set after it started (a
+//! server whose port is known only once it runs, and whose configuration names the
+//! proxy).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,6 +27,8 @@ pub struct TcpProxy {
     target: Arc<Mutex<Option<String>>>,
     /// Bumped on every cut: the connections carried until then end.
     generation: watch::Sender<u64>,
+    /// While true, bytes from the server wait in the proxy.
+    held: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -42,11 +46,13 @@ impl TcpProxy {
         let cut = Arc::new(AtomicBool::new(false));
         let (generation, _) = watch::channel(0u64);
         let target = Arc::new(Mutex::new(target.map(str::to_string)));
+        let (held, _) = watch::channel(false);
         let task = tokio::spawn(accept(
             listener,
             target.clone(),
             cut.clone(),
             generation.clone(),
+            held.clone(),
             delay,
         ));
         TcpProxy {
@@ -54,6 +60,7 @@ impl TcpProxy {
             cut,
             target,
             generation,
+            held,
             task,
         }
     }
@@ -67,6 +74,17 @@ impl TcpProxy {
     /// Carries new connections again.
     pub fn restore(&self) {
         self.cut.store(false, Ordering::SeqCst);
+    }
+
+    /// Holds back what the server sends until [`TcpProxy::release`] (in order, nothing
+    /// dropped); what the client sends still goes through.
+    pub fn hold_replies(&self) {
+        self.held.send_replace(true);
+    }
+
+    /// Passes on what was held, and what comes from then on.
+    pub fn release(&self) {
+        self.held.send_replace(false);
     }
 
     /// Sends new connections to `target` (`host:port`).
@@ -87,6 +105,7 @@ async fn accept(
     target: Arc<Mutex<Option<String>>>,
     cut: Arc<AtomicBool>,
     generation: watch::Sender<u64>,
+    held: watch::Sender<bool>,
     delay: Duration,
 ) {
     loop {
@@ -102,39 +121,35 @@ async fn accept(
             drop(inbound);
             continue;
         };
+        let held = held.subscribe();
         tokio::spawn(async move {
             let Ok(outbound) = TcpStream::connect(&target).await else {
                 return;
             };
-            if delay.is_zero() {
-                let (mut a, mut b) = (inbound, outbound);
-                tokio::select! {
-                    _ = tokio::io::copy_bidirectional(&mut a, &mut b) => {}
-                    _ = ended.changed() => {}
-                }
-            } else {
-                let (a_read, a_write) = inbound.into_split();
-                let (b_read, b_write) = outbound.into_split();
-                tokio::select! {
-                    _ = async {
-                        tokio::join!(
-                            pipe_delayed(a_read, b_write, delay),
-                            pipe_delayed(b_read, a_write, delay)
-                        )
-                    } => {}
-                    _ = ended.changed() => {}
-                }
+            let (a_read, a_write) = inbound.into_split();
+            let (b_read, b_write) = outbound.into_split();
+            let (never_held, _) = watch::channel(false);
+            tokio::select! {
+                _ = async {
+                    tokio::join!(
+                        pipe(a_read, b_write, delay, never_held.subscribe()),
+                        pipe(b_read, a_write, delay, held)
+                    )
+                } => {}
+                _ = ended.changed() => {}
             }
         });
     }
 }
 
-/// Copies `from` to `to`, each chunk written `delay` after it was read; the reading goes
-/// on meanwhile, so only latency is added, not a limit on throughput.
-async fn pipe_delayed(
+/// Copies `from` to `to`, each chunk written `delay` after it was read and not while
+/// `held`; the reading goes on meanwhile, so only latency is added, not a limit on
+/// throughput.
+async fn pipe(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     delay: Duration,
+    mut held: watch::Receiver<bool>,
 ) {
     let (chunks, mut queued) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
     let read = async move {
@@ -156,6 +171,9 @@ async fn pipe_delayed(
     let write = async move {
         while let Some((due, chunk)) = queued.recv().await {
             tokio::time::sleep_until(due).await;
+            if held.wait_for(|h| !*h).await.is_err() {
+                return;
+            }
             if to.write_all(&chunk).await.is_err() {
                 return;
             }

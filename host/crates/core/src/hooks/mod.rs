@@ -14,7 +14,10 @@
 //! - the **presence** a client session sends ([`Registrar::client_presence`]), and the
 //!   presence another server sends to a local account ([`Registrar::remote_presence`],
 //!   and observers of it: [`Registrar::remote_presence_seen`]);
-//! - what happens to a **message nobody online can take** ([`Registrar::undeliverable`]);
+//! - what happens to a **message nobody online can take** ([`Registrar::undeliverable`]),
+//!   and what a session that already read its offline messages does when another one is
+//!   stored for its account, here or on another cluster node
+//!   ([`Registrar::on_offline_stored`]);
 //! - **session events**: bound, initial presence, closed, moved to another cluster node
 //!   ([`Registrar::on_session`]), and the per-session state a session moving to another
 //!   node takes along ([`Registrar::carry_session_flag`]: carbons);
@@ -77,6 +80,9 @@ pub type RemotePresenceObserver = Arc<dyn Fn(&Arc<Core>, &Element) + Send + Sync
 /// Takes a message for an account none of whose sessions could take it.
 pub type UndeliverableHandler =
     Arc<dyn Fn(Arc<Core>, Account, Element) -> BoxFuture<'static, Stored> + Send + Sync>;
+/// Told that a message was stored for an account (by [`UndeliverableHandler`]s on this
+/// node or another cluster node); must not wait (spawn for anything slow).
+pub type OfflineStoredHandler = Arc<dyn Fn(&Arc<Core>, &Account) + Send + Sync>;
 /// Runs on a session event.
 pub type SessionHandler =
     Arc<dyn Fn(Arc<Core>, Arc<SessionEntry>) -> BoxFuture<'static, ()> + Send + Sync>;
@@ -145,6 +151,7 @@ pub struct Hooks {
     remote_presence: Vec<Entry<RemotePresenceHandler>>,
     remote_presence_seen: Vec<Entry<RemotePresenceObserver>>,
     undeliverable: Vec<Entry<UndeliverableHandler>>,
+    offline_stored: Vec<Entry<OfflineStoredHandler>>,
     session: Vec<Entry<(SessionEvent, SessionHandler)>>,
     session_flags: Vec<Entry<SessionFlag>>,
     filters: Vec<Entry<Arc<dyn Filter>>>,
@@ -265,6 +272,18 @@ impl Registrar<'_> {
     {
         let e = self.entry(Arc::new(handler) as UndeliverableHandler);
         self.hooks.undeliverable.push(e);
+    }
+
+    /// Runs `handler` each time a message was stored for an account, on this node or
+    /// (announced) on another node of the cluster: a session of the account may have read
+    /// its stored messages just before, while the storing node did not know the session
+    /// yet.
+    pub fn on_offline_stored<F>(&mut self, handler: F)
+    where
+        F: Fn(&Arc<Core>, &Account) + Send + Sync + 'static,
+    {
+        let e = self.entry(Arc::new(handler) as OfflineStoredHandler);
+        self.hooks.offline_stored.push(e);
     }
 
     /// Runs `handler` on a session event.
@@ -430,6 +449,20 @@ impl Hooks {
     /// Undeliverable-message handlers for `tenant`, in order.
     pub fn undeliverable(&self, tenant: &Tenant) -> Vec<UndeliverableHandler> {
         self.on(tenant, &self.undeliverable).cloned().collect()
+    }
+
+    /// Runs the handlers told about a message stored for `account` (see
+    /// [`Registrar::on_offline_stored`]).
+    pub fn offline_stored(&self, core: &Arc<Core>, account: &Account) {
+        if self.offline_stored.is_empty() {
+            return;
+        }
+        let Some(tenant) = core.tenants.by_domain(&account.domain) else {
+            return;
+        };
+        for h in self.on(&tenant, &self.offline_stored) {
+            h(core, account);
+        }
     }
 
     /// Runs the handlers of `event` for the session, in registration order.

@@ -278,7 +278,10 @@ async fn undeliverable(
                 received(core, account, &[], &mut msg);
             }
             match store_undeliverable(core, account, &msg).await {
-                Stored::Yes => return,
+                Stored::Yes => {
+                    stored_offline(core, account);
+                    return;
+                }
                 Stored::Refused => (
                     Condition::ServiceUnavailable,
                     Some("offline storage is full"),
@@ -301,6 +304,16 @@ async fn undeliverable(
     };
     if let Some(o) = origin {
         bounce(core, o, &msg, condition, text).await;
+    }
+}
+
+/// A message is stored for `account`: the sessions of it that became available while it
+/// was being stored read their stored messages again, here and (announced) on every
+/// other cluster node.
+fn stored_offline(core: &Arc<Core>, account: &Account) {
+    core.hooks.offline_stored(core, account);
+    if let Some(announcer) = core.offline_announcer.get() {
+        announcer.stored(account);
     }
 }
 
