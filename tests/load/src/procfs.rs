@@ -115,14 +115,24 @@ pub fn rss_from_status(status: &str) -> anyhow::Result<u64> {
 /// and pages of mapped files (its own executable's code among them), which the kernel may
 /// drop and read again.
 pub fn rss_split_from_status(status: &str) -> Option<(u64, u64)> {
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|kib| kib.parse().ok())
-    };
-    Some((field("RssAnon:")?, field("RssFile:")?))
+    Some((
+        status_number(status, "RssAnon:")?,
+        status_number(status, "RssFile:")?,
+    ))
+}
+
+/// The number of threads (`Threads:`) from `/proc/PID/status`.
+pub fn threads_from_status(status: &str) -> Option<u64> {
+    status_number(status, "Threads:")
+}
+
+/// The first number after `name` on its line of `/proc/PID/status`.
+fn status_number(status: &str, name: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(name))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
 }
 
 /// Raises this process's soft open-files limit to its hard limit; returns the new limit.
@@ -173,6 +183,8 @@ mod tests {
         let status = "Name:\theliograph\nVmPeak:\t  999 kB\nVmRSS:\t   12345 kB\nRssAnon:\t    8000 kB\nRssFile:\t    4345 kB\nThreads:\t3\n";
         assert_eq!(rss_split_from_status(status), Some((8000, 4345)));
         assert_eq!(rss_split_from_status("VmRSS:\t1 kB\n"), None);
+        assert_eq!(threads_from_status(status), Some(3));
+        assert_eq!(threads_from_status("VmRSS:\t1 kB\n"), None);
         assert_eq!(rss_from_status(status).unwrap(), 12345);
         assert!(rss_from_status("Name:\tx\n").is_err());
     }

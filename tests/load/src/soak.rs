@@ -1459,8 +1459,13 @@ pub async fn run(job: SoakJob, progress: impl Fn(&str) + Send + Sync + 'static) 
                 rss.samples.last().map(|s| s.1).unwrap_or(0),
                 std::fs::read_to_string(format!("/proc/{}/status", job.pid))
                     .ok()
-                    .and_then(|status| procfs::rss_split_from_status(&status))
-                    .map(|(anon, file)| format!("anonymous {anon}, file-backed {file}"))
+                    .and_then(|status| Some((
+                        procfs::rss_split_from_status(&status)?,
+                        procfs::threads_from_status(&status)?,
+                    )))
+                    .map(|((anon, file), threads)| format!(
+                        "anonymous {anon}, file-backed {file}, {threads} threads"
+                    ))
                     .unwrap_or_default(),
                 get(&ctx.n.logins) + get(&ctx.n.plugin_logins),
                 chat.sent,
