@@ -211,6 +211,11 @@ export HELIOGRAPH_REQUIRE_COTURN=1    # so the TURN interop test fails instead o
 # on loopback ports (tests/nats.sh, host/tests/all/common/nats.rs) and fail without it.
 export HELIOGRAPH_NATS_SERVER="$VENV/bin/nats-server"
 export HELIOGRAPH_REQUIRE_NATS=1
+# The previous version's server (tests/previous-version), which the mixed-version cluster
+# test upgrades from; built by its step below, kept between runs.
+HELIOGRAPH_PREV_BIN="$(tests/previous_version.sh --path)"
+export HELIOGRAPH_PREV_BIN
+export HELIOGRAPH_REQUIRE_PREV_BIN=1
 # The server binary the interop and browser suites start (built by `cargo test` or by
 # the "build heliograph" step).
 export HELIOGRAPH_BIN="$CARGO_TARGET_DIR/debug/heliograph"
@@ -218,6 +223,12 @@ export HELIOGRAPH_BIN="$CARGO_TARGET_DIR/debug/heliograph"
 # plugins/python/build.sh, the host tests and benches (which run that script), and the
 # scaffolding step.
 export COMPONENTIZE_PY="$VENV/bin/componentize-py"
+
+# Built before this checkout's own build, which then links its binary again (the
+# script touches host/src/main.rs after building the old one in the same target dir).
+step_previous_version() {
+    tests/previous_version.sh
+}
 
 step_setup() {
     ensure_rust_tools
@@ -458,6 +469,7 @@ if [[ $ONLY_INTEROP -eq 0 ]]; then
     run_step "plugin builds (wasm32-wasip2, release)$lint" step_plugins
     run_step "Python plugin builds (componentize-py, pinned)" step_python_plugins
     run_step "JavaScript plugin builds (componentize-js, pinned)" step_js_plugins
+    run_step "previous version's server, for the mixed-version cluster test" step_previous_version
     run_step "Rust build of every target$lint" step_rust_build
     run_step "cargo test" step_cargo_test
     run_step "fuzz targets, ${FUZZ_SECONDS}s each (cargo-fuzz $CARGO_FUZZ_VERSION)" step_fuzz

@@ -39,13 +39,15 @@ mod handoff;
 
 /// A node of the cluster named `name`.
 fn node(db: &TestDb, nats: &NatsServer, name: &str) -> TestServer {
-    TestServer::start(
-        &[],
-        &format!(
-            "\n[storage]\nbackend = \"postgres\"\nurl = \"{}\"\n\
-             [cluster]\nnats = [\"{}\"]\nnode = \"{name}\"\nheartbeat_ms = 250\ndead_after_ms = 1500\n",
-            db.url, nats.url
-        ),
+    TestServer::start(&[], &node_config(db, nats, name))
+}
+
+/// The `[general]` extra of a node named `name`.
+fn node_config(db: &TestDb, nats: &NatsServer, name: &str) -> String {
+    format!(
+        "\n[storage]\nbackend = \"postgres\"\nurl = \"{}\"\n\
+         [cluster]\nnats = [\"{}\"]\nnode = \"{name}\"\nheartbeat_ms = 250\ndead_after_ms = 1500\n",
+        db.url, nats.url
     )
 }
 
@@ -182,11 +184,19 @@ struct Cluster {
 }
 
 async fn cluster() -> Option<Cluster> {
+    cluster_as(None).await
+}
+
+/// [`cluster`], its nodes running `binary` (another version) if given.
+async fn cluster_as(binary: Option<&std::path::Path>) -> Option<Cluster> {
     let nats = NatsServer::start()?;
     let db = TestDb::create()?;
     let nodes: Vec<TestServer> = ["n1", "n2", "n3"]
         .iter()
-        .map(|n| node(&db, &nats, n))
+        .map(|n| match binary {
+            Some(b) => TestServer::start_as(b, &[], &node_config(&db, &nats, n)),
+            None => node(&db, &nats, n),
+        })
         .collect();
     add_user(&nodes[0], "localhost", "alice", "pw-a").await;
     add_user(&nodes[0], "localhost", "bob", "pw-b").await;

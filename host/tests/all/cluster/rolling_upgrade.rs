@@ -1,7 +1,8 @@
 //! A rolling upgrade (docs/CLUSTER.md, "Rolling upgrade"): each node in turn is drained
 //! (its clients are sent to a live node with `see-other-host`), stopped and started
 //! again, while two clients with stream management chat through it all. No message a
-//! server acknowledged is lost.
+//! server acknowledged is lost. Run twice: restarting this build, and upgrading from the
+//! previous version's binary to this one.
 
 use std::collections::BTreeSet;
 
@@ -196,9 +197,44 @@ async fn chat_rounds(
 /// reached bob, and the other way round.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_of_every_node_loses_no_acknowledged_message() {
-    let Some(mut c) = cluster().await else {
+    let Some(c) = cluster().await else {
         return;
     };
+    roll(c, "rolling restart").await;
+}
+
+/// The same from the previous version (`HELIOGRAPH_PREV_BIN`, built by
+/// tests/previous_version.sh; skipped without it unless `HELIOGRAPH_REQUIRE_PREV_BIN` is
+/// set): all three nodes start on it and each is replaced by this build in turn, so for a
+/// while nodes of both versions route, hand over and confirm messages between each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_upgrade_from_the_previous_version_loses_no_acknowledged_message() {
+    let Some(previous) = previous_version() else {
+        return;
+    };
+    let Some(c) = cluster_as(Some(&previous)).await else {
+        return;
+    };
+    roll(c, "rolling upgrade from the previous version").await;
+}
+
+/// The previous version's binary, if the run has one.
+fn previous_version() -> Option<std::path::PathBuf> {
+    match std::env::var_os("HELIOGRAPH_PREV_BIN") {
+        Some(path) => Some(path.into()),
+        None if std::env::var_os("HELIOGRAPH_REQUIRE_PREV_BIN").is_some() => {
+            panic!("HELIOGRAPH_REQUIRE_PREV_BIN is set but HELIOGRAPH_PREV_BIN is not")
+        }
+        None => {
+            eprintln!("skipped: no previous version (HELIOGRAPH_PREV_BIN)");
+            None
+        }
+    }
+}
+
+/// Drains, stops and starts again (on this build) each node of `c` in turn while alice
+/// and bob chat; `what` names the run in the figures printed.
+async fn roll(mut c: Cluster, what: &str) {
     let addresses =
         |c: &Cluster| -> Vec<String> { c.nodes.iter().map(|n| n.starttls.clone()).collect() };
     for i in 0..3 {
@@ -234,6 +270,7 @@ async fn a_rolling_restart_of_every_node_loses_no_acknowledged_message() {
         };
         assert_eq!(code, 0, "n{}: {}", k + 1, c.nodes[k].log_text());
         // The new version starts.
+        c.nodes[k].set_binary(std::path::Path::new(env!("CARGO_BIN_EXE_heliograph")));
         c.nodes[k].launch();
         wait_room_nodes(&c.nodes.iter().collect::<Vec<_>>(), &["n1", "n2", "n3"]).await;
         for i in 0..3 {
@@ -276,9 +313,8 @@ async fn a_rolling_restart_of_every_node_loses_no_acknowledged_message() {
     }
     let twice = |got: &[String]| got.len() - got.iter().collect::<BTreeSet<_>>().len();
     eprintln!(
-        "rolling restart of 3 nodes in {} ms: {next} messages each way, all acknowledged \
-         and delivered; alice used {} streams, bob {}; delivered twice: {} to bob, {} to \
-         alice",
+        "{what} of 3 nodes in {} ms: {next} messages each way, all acknowledged and \
+         delivered; alice used {} streams, bob {}; delivered twice: {} to bob, {} to alice",
         started.elapsed().as_millis(),
         alice.streams,
         bob.streams,

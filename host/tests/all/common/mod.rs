@@ -8,7 +8,7 @@ pub mod nats;
 pub mod tcp_proxy;
 pub mod web;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,6 +38,9 @@ pub struct TestServer {
     pub s2s: String,
     pub token: String,
     pub log: PathBuf,
+    /// The executable [`TestServer::launch`] starts: this build's, or another version's
+    /// (see [`TestServer::start_as`]).
+    binary: PathBuf,
 }
 
 impl TestServer {
@@ -68,6 +71,29 @@ impl TestServer {
         starttls_extra: &str,
         http_extra: &str,
     ) -> TestServer {
+        let dir = Self::prepare_full(users, general_extra, starttls_extra, http_extra);
+        TestServer::launched_in(dir)
+    }
+
+    /// Like `start`, running `binary` (another version of the server) instead of this
+    /// build's; [`TestServer::set_binary`] switches a stopped server to another.
+    pub fn start_as(binary: &Path, users: &[(&str, &str)], general_extra: &str) -> TestServer {
+        let dir = Self::prepare_full(users, general_extra, "", "");
+        TestServer::launched_as(dir, binary.to_path_buf())
+    }
+
+    /// The next [`TestServer::launch`] starts `binary`.
+    pub fn set_binary(&mut self, binary: &Path) {
+        self.binary = binary.to_path_buf();
+    }
+
+    /// A directory with the accounts and the configuration of [`TestServer::start_full`].
+    fn prepare_full(
+        users: &[(&str, &str)],
+        general_extra: &str,
+        starttls_extra: &str,
+        http_extra: &str,
+    ) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         {
@@ -91,11 +117,15 @@ impl TestServer {
         );
         let cfg_path = dir.path().join("heliograph.toml");
         std::fs::write(&cfg_path, config).unwrap();
-        TestServer::launched_in(dir)
+        dir
     }
 
     /// Starts the server on the `heliograph.toml` already written in `dir`.
     fn launched_in(dir: tempfile::TempDir) -> TestServer {
+        TestServer::launched_as(dir, PathBuf::from(env!("CARGO_BIN_EXE_heliograph")))
+    }
+
+    fn launched_as(dir: tempfile::TempDir, binary: PathBuf) -> TestServer {
         let mut server = TestServer {
             dir,
             child: None,
@@ -107,6 +137,7 @@ impl TestServer {
             s2s: String::new(),
             token: String::new(),
             log: PathBuf::new(),
+            binary,
         };
         server.launch();
         server
@@ -156,7 +187,7 @@ impl TestServer {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_heliograph"))
+        let child = Command::new(&self.binary)
             .arg("serve")
             .arg("--config")
             .arg(self.dir.path().join("heliograph.toml"))
