@@ -687,6 +687,14 @@ mod tests {
             refusal(in_stream("<message to='a' to='b'/>")),
             ParseError::NotWellFormed(_)
         ));
+        // Past eight attributes the names go through a set instead of pairwise checks.
+        let many = "<message a='1' b='2' c='3' d='4' e='5' f='6' g='7' h='8' i='9' c='10'/>";
+        assert!(matches!(
+            refusal(in_stream(many)),
+            ParseError::NotWellFormed(_)
+        ));
+        let distinct = "<message a='1' b='2' c='3' d='4' e='5' f='6' g='7' h='8' i='9'/>";
+        assert!(parse_whole(in_stream(distinct).as_bytes()).is_ok());
         let same_expanded_name = "<message xmlns:a='urn:u' xmlns:b='urn:u' a:x='1' b:x='2'/>";
         assert!(matches!(
             refusal(in_stream(same_expanded_name)),
