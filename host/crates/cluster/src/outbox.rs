@@ -49,9 +49,10 @@ pub async fn run(
     inflight: Arc<InFlight>,
     readers: Arc<Readers>,
 ) {
-    let mut batch = Vec::with_capacity(256);
+    let mut batch = Vec::with_capacity(GATHER);
     let mut gathered: Vec<Gathered> = Vec::new();
-    while rx.recv_many(&mut batch, 256).await > 0 {
+    while rx.recv_many(&mut batch, GATHER).await > 0 {
+        gather_more(&mut rx, &mut batch).await;
         for item in batch.drain(..) {
             let (node, msg, settle) = match item {
                 Outgoing::Message { node, msg, settle } => (node, msg, Some(settle)),
@@ -109,6 +110,26 @@ pub async fn run(
             }
         }
         flush(&client, &mut gathered, &me).await;
+    }
+}
+
+/// Items taken from the queue for one round of publishing at most.
+const GATHER: usize = 1024;
+
+/// Lets the tasks that are ready run once before publishing what `batch` holds, and
+/// takes what they queued meanwhile: under load the sessions' stanzas then leave in one
+/// NATS message per node and round rather than one each (and each batch gets one
+/// `received` back, not one per stanza), for the wait of one turn of the scheduler.
+async fn gather_more(rx: &mut mpsc::Receiver<Outgoing>, batch: &mut Vec<Outgoing>) {
+    if batch.len() >= GATHER {
+        return;
+    }
+    tokio::task::yield_now().await;
+    while batch.len() < GATHER {
+        match rx.try_recv() {
+            Ok(item) => batch.push(item),
+            Err(_) => return,
+        }
     }
 }
 
