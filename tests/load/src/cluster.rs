@@ -71,13 +71,17 @@ pub struct ClusterArgs {
     /// Spread client connections over 127.0.0.1 ..= 127.0.0.N.
     #[arg(long, default_value_t = 50)]
     pub sources: usize,
+    /// Run only this kind of chat (to profile it: `perf record -p PID` on the nodes the
+    /// first line names); no ratio is reported then.
+    #[arg(long, value_enum)]
+    pub only: Option<Kind>,
 }
 
 const DOMAIN: &str = "localhost";
 const PREFIX: &str = "xn";
 
 /// Where the two sides of each pair are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kind {
     /// Both on n1.
     SameNode,
@@ -484,7 +488,10 @@ pub async fn command(out: &Output, a: ClusterArgs) -> anyhow::Result<()> {
     crate::admin::provision(n1.admin, &n1.token, DOMAIN, users, 4).await?;
     let mut rounds = Vec::with_capacity(2 * a.rounds);
     for round in 0..a.rounds {
-        for kind in Kind::order(round) {
+        for kind in Kind::order(round)
+            .into_iter()
+            .filter(|k| a.only.is_none_or(|only| only == *k))
+        {
             let mut r = chat_round(&cluster, &a, kind, round).await?;
             let v = r.json(&a);
             out.line(&format!(
@@ -506,7 +513,8 @@ pub async fn command(out: &Output, a: ClusterArgs) -> anyhow::Result<()> {
     }
     let mut same = Totals::of(&rounds, Kind::SameNode);
     let mut cross = Totals::of(&rounds, Kind::CrossNode);
-    let ratio = cross.nodes_per_msg() / same.nodes_per_msg().max(1e-9);
+    let ratio = (same.delivered > 0 && cross.delivered > 0)
+        .then(|| cross.nodes_per_msg() / same.nodes_per_msg().max(1e-9));
     let per_round = round_ratios(&rounds);
     let (same_v, cross_v) = (same.json(), cross.json());
     out.line(&format!(
@@ -527,6 +535,9 @@ pub async fn command(out: &Output, a: ClusterArgs) -> anyhow::Result<()> {
     ));
     let num = |v: &Value, key: &str| v[key].to_string();
     for (kind, v) in [(Kind::SameNode, &same_v), (Kind::CrossNode, &cross_v)] {
+        if a.only.is_some_and(|only| only != kind) {
+            continue;
+        }
         out.line(&format!(
             "{:<11} {:>10.0} {:>14} {:>16} {:>14} {:>8} {:>8} {:>5}",
             kind.name(),
@@ -543,15 +554,17 @@ pub async fn command(out: &Output, a: ClusterArgs) -> anyhow::Result<()> {
             num(v, "lost"),
         ));
     }
-    out.line(&format!(
-        "cross/same CPU per message (both nodes): {:.2} (rounds: {})",
-        ratio,
-        per_round
-            .iter()
-            .map(|r| format!("{r:.2}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
+    if let Some(ratio) = ratio {
+        out.line(&format!(
+            "cross/same CPU per message (both nodes): {:.2} (rounds: {})",
+            ratio,
+            per_round
+                .iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     let failed = same.lost + cross.lost + same.out_of_order + cross.out_of_order;
     let errors = same.errors + cross.errors;
     out.measurement(json!({
@@ -562,7 +575,7 @@ pub async fn command(out: &Output, a: ClusterArgs) -> anyhow::Result<()> {
         "seconds_per_chat": a.duration,
         "same_node": same_v,
         "cross_node": cross_v,
-        "cpu_ratio": round3(ratio),
+        "cpu_ratio": ratio.map(round3),
         "cpu_ratio_per_round": per_round.iter().map(|r| round3(*r)).collect::<Vec<_>>(),
     }));
     if failed > 0 || errors > 0 {
