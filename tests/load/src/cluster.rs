@@ -53,6 +53,11 @@ pub struct ClusterArgs {
     /// Messages in flight per sender.
     #[arg(long, default_value_t = 8)]
     pub window: usize,
+    /// A total rate in messages per second over all senders instead of the window: both
+    /// kinds then carry the same load (with a window, the kind with the longer trip
+    /// sends fewer messages per second, in smaller batches).
+    #[arg(long)]
+    pub rate: Option<f64>,
     /// Seconds measured per chat.
     #[arg(long, short = 't', default_value_t = 6.0)]
     pub duration: f64,
@@ -75,6 +80,15 @@ pub struct ClusterArgs {
     /// first line names); no ratio is reported then.
     #[arg(long, value_enum)]
     pub only: Option<Kind>,
+}
+
+impl ClusterArgs {
+    fn pace(&self) -> Pace {
+        match self.rate {
+            Some(rate) => Pace::Rate(rate),
+            None => Pace::Window(self.window),
+        }
+    }
 }
 
 const DOMAIN: &str = "localhost";
@@ -321,7 +335,8 @@ impl Round {
             "kind": self.kind.name(),
             "round": self.round,
             "pairs": a.pairs,
-            "window": a.window,
+            "window": a.rate.is_none().then_some(a.window),
+            "rate": a.rate,
             "seconds": round3(c.window.as_secs_f64()),
             "delivered": c.delivered_in_window,
             "delivered_per_s": round3(c.rate()),
@@ -380,7 +395,7 @@ async fn chat_round(
     };
     let (chat, ios) = chat::drive_watching(
         conns,
-        Pace::Window(a.window),
+        a.pace(),
         Duration::from_secs_f64(a.warmup),
         Duration::from_secs_f64(a.duration),
         &watched,
@@ -518,10 +533,13 @@ pub async fn command(out: &Output, a: ClusterArgs) -> anyhow::Result<()> {
     let per_round = round_ratios(&rounds);
     let (same_v, cross_v) = (same.json(), cross.json());
     out.line(&format!(
-        "\n{} pairs, window {}, {} rounds of {} s per kind\n\
+        "\n{} pairs, {}, {} rounds of {} s per kind\n\
          {:<11} {:>10} {:>14} {:>16} {:>14} {:>8} {:>8} {:>5}",
         a.pairs,
-        a.window,
+        match a.rate {
+            Some(rate) => format!("{rate} msg/s in total"),
+            None => format!("window {}", a.window),
+        },
         a.rounds,
         a.duration,
         "kind",
@@ -570,7 +588,8 @@ pub async fn command(out: &Output, a: ClusterArgs) -> anyhow::Result<()> {
     out.measurement(json!({
         "measurement": "cluster",
         "pairs": a.pairs,
-        "window": a.window,
+        "window": a.rate.is_none().then_some(a.window),
+        "rate": a.rate,
         "rounds": a.rounds,
         "seconds_per_chat": a.duration,
         "same_node": same_v,
