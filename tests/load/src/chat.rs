@@ -2,7 +2,8 @@
 //! rate or keeping a window of messages in flight per sender, for T seconds after a
 //! warm-up. Every message carries its sequence number and send time in its body; the
 //! receiver computes end-to-end latency from it and checks that nothing is lost or
-//! reordered. The same scenario runs against the minimal relay (`relay` binary), which
+//! reordered. Each session answers the server's pings ([`crate::ping`]), as any client
+//! does. The same scenario runs against the minimal relay (`relay` binary), which
 //! forwards the same bytes between the same pairs.
 
 use std::sync::Arc;
@@ -147,6 +148,7 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     let mut res = SessionResult::default();
     let mut scanner = crate::sm::SmScanner::in_stream_at(handled);
     let mut sm_found = crate::sm::Found::default();
+    let mut pings = crate::ping::PingAnswers::new();
     let mut asked_at = 0u64;
     let mut rbuf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut chunk = vec![0u8; 16 * 1024];
@@ -207,6 +209,7 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                         break;
                     }
                 }
+                pings.scan(&chunk[..n], &mut out);
                 rbuf.extend_from_slice(&chunk[..n]);
                 found.clear();
                 let used = scan_bodies(&rbuf, &mut found);
@@ -288,6 +291,8 @@ pub struct ChatOutcome {
     pub window: Duration,
     pub latencies: Samples,
     pub server_cpu: Duration,
+    /// CPU of the other watched processes over the window (see [`Watched`]).
+    pub other_cpu: Vec<Duration>,
     pub errors: usize,
     pub first_error: Option<String>,
 }
@@ -312,6 +317,40 @@ pub async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     pid: u32,
     sm: Option<SmChat>,
 ) -> (ChatOutcome, Vec<S>) {
+    let watched = Watched {
+        servers: vec![pid],
+        others: Vec::new(),
+    };
+    drive_watching(conns, pace, warmup, duration, &watched, sm).await
+}
+
+/// The processes whose CPU a chat run samples over its measurement window.
+#[derive(Debug, Clone, Default)]
+pub struct Watched {
+    /// Their CPU is summed into [`ChatOutcome::server_cpu`] (the nodes of a cluster).
+    pub servers: Vec<u32>,
+    /// Each one's CPU goes to [`ChatOutcome::other_cpu`], in this order (NATS).
+    pub others: Vec<u32>,
+}
+
+impl Watched {
+    fn sample(&self) -> (Duration, Vec<Duration>) {
+        (
+            self.servers.iter().map(|p| procfs::cpu(*p)).sum(),
+            self.others.iter().map(|p| procfs::cpu(*p)).collect(),
+        )
+    }
+}
+
+/// [`drive`], sampling the CPU of every process in `watched`.
+pub async fn drive_watching<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    conns: Vec<(S, String, u32)>,
+    pace: Pace,
+    warmup: Duration,
+    duration: Duration,
+    watched: &Watched,
+    sm: Option<SmChat>,
+) -> (ChatOutcome, Vec<S>) {
     let ctl = Control::new();
     let senders = conns.len();
     let mut tasks = Vec::with_capacity(senders);
@@ -331,11 +370,11 @@ pub async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         )));
     }
     tokio::time::sleep(warmup).await;
-    let cpu0 = procfs::cpu(pid);
+    let (cpu0, others0) = watched.sample();
     ctl.window_start.store(now_ns(), Ordering::Relaxed);
     tokio::time::sleep(duration).await;
     ctl.window_end.store(now_ns(), Ordering::Relaxed);
-    let cpu1 = procfs::cpu(pid);
+    let (cpu1, others1) = watched.sample();
     let window = Duration::from_nanos(
         ctl.window_end.load(Ordering::Relaxed) - ctl.window_start.load(Ordering::Relaxed),
     );
@@ -349,6 +388,11 @@ pub async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         window,
         latencies: Samples::new(),
         server_cpu: cpu1.saturating_sub(cpu0),
+        other_cpu: others1
+            .iter()
+            .zip(&others0)
+            .map(|(b, a)| b.saturating_sub(*a))
+            .collect(),
         errors: 0,
         first_error: None,
     };

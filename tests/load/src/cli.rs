@@ -59,6 +59,10 @@ pub enum Cmd {
     /// Federation: two servers started here, messages from a user of one to a user of the
     /// other over s2s in windows; messages/s and each server's CPU per message.
     S2s(S2sArgs),
+    /// Cluster: a nats-server and two nodes started here on a fresh PostgreSQL database;
+    /// same-node and cross-node chat rounds, interleaved: messages/s, the nodes' and
+    /// nats-server's CPU per message, p50/p99, losses, and the cross/same CPU ratio.
+    Cluster(crate::cluster::ClusterArgs),
     /// Everything the README reports, in one run.
     Report(ReportArgs),
     /// Internal: one connect worker process (spawned by `--procs`).
@@ -399,6 +403,7 @@ pub fn main() -> ExitCode {
             Cmd::Resume(a) => cmd_resume(&out, a).await.map(|_| ()),
             Cmd::Soak(a) => cmd_soak(&out, a).await,
             Cmd::S2s(a) => cmd_s2s(&out, a).await,
+            Cmd::Cluster(a) => crate::cluster::command(&out, a).await,
             Cmd::Report(a) => cmd_report(&out, a).await,
             Cmd::Worker { job } => worker(&job).await,
         }
@@ -420,11 +425,11 @@ pub struct Output {
 }
 
 impl Output {
-    fn line(&self, text: &str) {
+    pub(crate) fn line(&self, text: &str) {
         println!("{text}");
     }
 
-    fn measurement(&self, v: Value) {
+    pub(crate) fn measurement(&self, v: Value) {
         let text = v.to_string();
         if let Ok(mut taken) = self.taken.lock() {
             taken.push(v);
@@ -484,7 +489,7 @@ async fn cmd_s2s(out: &Output, a: S2sArgs) -> anyhow::Result<()> {
 }
 
 /// A sibling executable of this one (`heliograph`, `relay`).
-fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let dir = exe.parent().context("executable without a directory")?;
     for candidate in [dir.join(name), dir.join("..").join(name)] {

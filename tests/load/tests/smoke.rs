@@ -1,7 +1,9 @@
 //! Short end-to-end runs: a tiny connect and chat (with the relay, and over BOSH and
 //! WebSocket) against a server
 //! started from the `heliograph` binary, checking that every login succeeds and no message
-//! is lost. Full benchmarks are run by hand (see tests/load/README.md), never here.
+//! is lost; and a tiny `cluster` run (two nodes, nats-server and PostgreSQL, skipped
+//! without the last two unless `HELIOGRAPH_REQUIRE_*` says they must be there). Full
+//! benchmarks are run by hand (see tests/load/README.md), never here.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -217,4 +219,79 @@ fn short_soak_loses_no_acknowledged_message() {
     assert_eq!(v["muc_echo_missing"], 0, "{out}");
     assert!(v["bosh"]["acked"].as_u64().unwrap() > 0, "{out}");
     assert!(!v["rss"]["samples"].as_array().unwrap().is_empty(), "{out}");
+}
+
+/// What the `cluster` scenario needs from outside, or `None` (skip) when it is missing and
+/// the run does not require it: the PostgreSQL server of `HELIOGRAPH_TEST_POSTGRES_URL`
+/// and the nats-server of `HELIOGRAPH_NATS_SERVER` (or on the PATH).
+fn cluster_needs() -> Option<(String, Option<String>)> {
+    let required = |var: &str| std::env::var(var).as_deref() == Ok("1");
+    let postgres = std::env::var("HELIOGRAPH_TEST_POSTGRES_URL").ok();
+    let nats = std::env::var("HELIOGRAPH_NATS_SERVER").ok();
+    let nats_on_path = Command::new("sh")
+        .args(["-c", "command -v nats-server"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        postgres.is_some() || !required("HELIOGRAPH_REQUIRE_POSTGRES"),
+        "HELIOGRAPH_REQUIRE_POSTGRES=1 but HELIOGRAPH_TEST_POSTGRES_URL is not set"
+    );
+    assert!(
+        nats.is_some() || nats_on_path || !required("HELIOGRAPH_REQUIRE_NATS"),
+        "HELIOGRAPH_REQUIRE_NATS=1 but no nats-server (set HELIOGRAPH_NATS_SERVER)"
+    );
+    if postgres.is_none() || (nats.is_none() && !nats_on_path) {
+        eprintln!("skipped: needs HELIOGRAPH_TEST_POSTGRES_URL and a nats-server");
+        return None;
+    }
+    Some((postgres?, nats))
+}
+
+/// Two nodes, 2 pairs for 2 s: each kind delivers, nothing is lost or reordered, the
+/// second node works for the cross-node chat (more than for the same-node one, whose
+/// sessions are all on the first), and the ratio is reported.
+#[test]
+fn tiny_cluster_run_chats_on_one_node_and_across_without_loss() {
+    let Some((postgres, nats)) = cluster_needs() else {
+        return;
+    };
+    let mut args = vec![
+        "cluster",
+        "--postgres-url",
+        &postgres,
+        "-p",
+        "2",
+        "-t",
+        "2",
+        "--warmup",
+        "0.3",
+        "-r",
+        "1",
+    ];
+    if let Some(nats) = &nats {
+        args.extend(["--nats-server", nats]);
+    }
+    let out = run(&args);
+    let m = measurements(&out);
+    let chats: Vec<_> = m
+        .iter()
+        .filter(|v| v["measurement"] == "cluster_chat")
+        .collect();
+    assert_eq!(chats.len(), 2, "{out}");
+    for v in &chats {
+        assert!(v["delivered"].as_u64().unwrap() > 0, "{out}");
+        assert_eq!(v["lost"], 0, "{out}");
+        assert_eq!(v["out_of_order"], 0, "{out}");
+        assert_eq!(v["errors"], 0, "{out}");
+        assert!(v["p99_ms"].as_f64().unwrap() > 0.0, "{out}");
+    }
+    let n2_cpu = |k: &str| {
+        let v = chats.iter().find(|v| v["kind"] == k).unwrap();
+        v["n2_cpu_us_per_msg"].as_f64().unwrap()
+    };
+    // n2 holds the partners of the cross-node chat only.
+    assert!(n2_cpu("cross-node") > n2_cpu("same-node"), "{out}");
+    let summary = m.iter().find(|v| v["measurement"] == "cluster").unwrap();
+    assert!(summary["cpu_ratio"].as_f64().unwrap() > 0.0, "{out}");
+    assert!(out.contains("cross/same CPU per message"), "{out}");
 }

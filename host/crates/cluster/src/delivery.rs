@@ -81,7 +81,8 @@ impl Deliveries {
     }
 }
 
-/// Sends the outcomes as they come, each wake-up's worth in one message per node.
+/// Sends the outcomes as they come, each wake-up's worth (and what one turn of the
+/// scheduler adds to it) in one message per node.
 async fn report(
     deliveries: std::sync::Weak<Deliveries>,
     me: String,
@@ -98,6 +99,17 @@ async fn report(
         let (Some(ids), Some(deliveries)) = (ids, deliveries.upgrade()) else {
             return;
         };
+        if delivered {
+            // Let the sessions that are ready run once: the confirmations they give
+            // meanwhile go in the same message (one per node and round, not per ping).
+            tokio::task::yield_now().await;
+            while ids.len() < BATCH {
+                match confirmed.try_recv() {
+                    Ok(id) => ids.push(id),
+                    Err(_) => break,
+                }
+            }
+        }
         let by_node = deliveries.settle(ids);
         ids.clear();
         for (node, seqs) in by_node {

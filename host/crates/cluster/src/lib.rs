@@ -19,7 +19,7 @@
 //! - [`delivery`]: the receiving side — messages from other nodes handed to sessions
 //!   with a receipt, and the outcome told to their sender;
 //! - [`outbox`]: the one publisher (order per sender-recipient pair) and the remote
-//!   sessions' way out;
+//!   sessions' way out; [`readers`]: which nodes read the newer frames (compact stanzas);
 //! - [`node`]: the tasks that tie them to a NATS connection.
 //!
 //! A stanza for a session of another node crosses NATS once, to that node's subject, and
@@ -38,6 +38,7 @@ pub mod outbox;
 pub mod peers;
 pub mod placement;
 pub mod queries;
+pub mod readers;
 pub mod wire;
 
 use heliograph_config as config;

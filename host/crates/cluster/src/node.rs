@@ -25,6 +25,7 @@ use crate::outbox::{self, Outgoing};
 use crate::peers::{Peers, Todo, now_us};
 use crate::placement::ClusterPlacement;
 use crate::queries::Queries;
+use crate::readers::Readers;
 use crate::wire::{self, Control, Direct, Event, Notice};
 use crate::xml::Element;
 use crate::xmpp::{Account, StreamErrorCondition};
@@ -67,6 +68,8 @@ pub struct Cluster {
     components: RemoteComponents,
     /// Messages sent to other nodes and not yet confirmed.
     inflight: Arc<InFlight>,
+    /// Which nodes read compact stanza frames.
+    readers: Arc<Readers>,
     /// Messages other nodes numbered, handed to sessions here and not settled yet.
     deliveries: Arc<Deliveries>,
     /// Where clients reach this node (see `ClusterSettings::public_address`).
@@ -189,11 +192,13 @@ impl Cluster {
         let incarnation = now_us();
         let (out, rx) = mpsc::channel(outbox::CAPACITY);
         let inflight = Arc::new(InFlight::starting_at(incarnation));
+        let readers = Arc::new(Readers::default());
         tokio::spawn(outbox::run(
             client.clone(),
             rx,
             node.clone(),
             inflight.clone(),
+            readers.clone(),
         ));
         let deliveries = Deliveries::start(node.clone(), out.clone());
         let local = LocalSessions::new(node.clone(), &core, incarnation, out.clone());
@@ -235,6 +240,7 @@ impl Cluster {
             members,
             components: RemoteComponents::new(out_for_components),
             inflight,
+            readers,
             deliveries,
             address: Mutex::new(settings.public_address.clone()),
             reach: Mutex::new(HashMap::new()),
@@ -472,6 +478,7 @@ impl Cluster {
                     .clone(),
                 draining: self.core.drain.is_draining(),
                 numbered: true,
+                compact: true,
             };
             let _ = self.out.try_send(Outgoing::Event(beat));
             let (nodes, remote) = {
@@ -530,9 +537,11 @@ impl Cluster {
                     count,
                     draining,
                     numbered,
+                    compact,
                     ..
                 } => {
                     self.inflight.set_numbered(node, *numbered);
+                    self.readers.heard(node, *compact);
                     let reach = Reach {
                         address: address.clone(),
                         sessions: *count,

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use crate::core::router::{RemoteSink, SessionEntry, SessionMsg};
 use crate::core::session::settle::{self, Settle};
 use crate::inflight::InFlight;
+use crate::readers::Readers;
 use crate::wire::{self, Control, Direct, Event};
 
 /// Room in the queue to the publisher; beyond it, stanzas for remote sessions are
@@ -40,15 +41,18 @@ pub enum Outgoing {
 /// for sessions go as `Numbered` frames naming this node (`me`), kept in `inflight`
 /// until their node says the client has them; a batch holding some ends with a `Sent`
 /// frame (this node, the last number), which the receiver answers once it has taken them.
+/// Stanzas go in the compact form to nodes that read it (`readers`), as XML to the others.
 pub async fn run(
     client: async_nats::Client,
     mut rx: mpsc::Receiver<Outgoing>,
     me: String,
     inflight: Arc<InFlight>,
+    readers: Arc<Readers>,
 ) {
-    let mut batch = Vec::with_capacity(256);
+    let mut batch = Vec::with_capacity(GATHER);
     let mut gathered: Vec<Gathered> = Vec::new();
-    while rx.recv_many(&mut batch, 256).await > 0 {
+    while rx.recv_many(&mut batch, GATHER).await > 0 {
+        gather_more(&mut rx, &mut batch).await;
         for item in batch.drain(..) {
             let (node, msg, settle) = match item {
                 Outgoing::Message { node, msg, settle } => (node, msg, Some(settle)),
@@ -62,12 +66,13 @@ pub async fn run(
             };
             match msg {
                 msg @ (Direct::Deliver { .. } | Direct::Hosted { .. }) => {
+                    let form = readers.form(&node);
                     let (seq, frame) = match msg {
                         Direct::Deliver { jid, id, stanza } if stanza.name() == "message" => {
                             let (seq, frame) = inflight.keep(&node, settle, |seq, numbered| {
                                 if !numbered {
                                     // An older node: a plain frame, taken is confirmed.
-                                    return Direct::Deliver { jid, id, stanza }.encode();
+                                    return Direct::Deliver { jid, id, stanza }.encode_in(form);
                                 }
                                 Direct::Numbered {
                                     from: me.clone(),
@@ -76,11 +81,11 @@ pub async fn run(
                                     id,
                                     stanza,
                                 }
-                                .encode()
+                                .encode_in(form)
                             });
                             (Some(seq), frame)
                         }
-                        other => (None, other.encode()),
+                        other => (None, other.encode_in(form)),
                     };
                     let g = match gathered.iter_mut().position(|g| g.node == node) {
                         Some(i) => &mut gathered[i],
@@ -105,6 +110,26 @@ pub async fn run(
             }
         }
         flush(&client, &mut gathered, &me).await;
+    }
+}
+
+/// Items taken from the queue for one round of publishing at most.
+const GATHER: usize = 1024;
+
+/// Lets the tasks that are ready run once before publishing what `batch` holds, and
+/// takes what they queued meanwhile: under load the sessions' stanzas then leave in one
+/// NATS message per node and round rather than one each (and each batch gets one
+/// `received` back, not one per stanza), for the wait of one turn of the scheduler.
+async fn gather_more(rx: &mut mpsc::Receiver<Outgoing>, batch: &mut Vec<Outgoing>) {
+    if batch.len() >= GATHER {
+        return;
+    }
+    tokio::task::yield_now().await;
+    while batch.len() < GATHER {
+        match rx.try_recv() {
+            Ok(item) => batch.push(item),
+            Err(_) => return,
+        }
     }
 }
 

@@ -8,9 +8,12 @@
 //!
 //! Everything is JSON except stanzas for a session, the hot path: `D`, the session id,
 //! a space, the full JID, a newline and the stanza's XML; a `message` kept by its sender
-//! until delivered is `N`, the sending node, its number, then as `D` (see `inflight`). Stanzas for one node that are
-//! queued together leave in one NATS message: `B`, then each frame as a 4-byte
-//! little-endian length and its bytes.
+//! until delivered is `N`, the sending node, its number, then as `D` (see `inflight`).
+//! The same frames in lowercase (`d`, `n`, `h`) carry the stanza in the compact binary
+//! form of [`crate::xml::compact`] instead of XML text: nothing to escape or parse on
+//! either side. A node sends them only to nodes whose heartbeat says `compact` (older
+//! nodes get XML). Stanzas for one node that are queued together leave in one NATS
+//! message: `B`, then each frame as a 4-byte little-endian length and its bytes.
 
 use serde::{Deserialize, Serialize};
 
@@ -95,6 +98,10 @@ pub enum Event {
         /// plain `D` frames, taken when it answers `received` (see `inflight`).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         numbered: bool,
+        /// It reads stanza frames in the compact form (`d`, `n`, `h`); a node whose
+        /// heartbeat lacks this (an older version) is sent XML frames.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        compact: bool,
     },
     /// A session was bound or its presence changed.
     Up {
@@ -213,6 +220,15 @@ pub enum Control {
     },
 }
 
+/// How a frame carries its stanza.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StanzaForm {
+    /// XML text (`D`, `N`, `H`): what every version reads.
+    Xml,
+    /// The compact binary form (`d`, `n`, `h`), for nodes that said they read it.
+    Compact,
+}
+
 /// Stanzas between nodes were checked by the node that received them from a client.
 const LIMITS: crate::xml::ParserLimits = crate::xml::ParserLimits {
     max_stanza_bytes: usize::MAX / 2,
@@ -228,20 +244,32 @@ pub enum WireError {
     Frame(&'static str),
     #[error("malformed stanza: {0}")]
     Xml(#[from] crate::xml::ParseError),
+    #[error("malformed compact stanza: {0}")]
+    Compact(#[from] crate::xml::compact::CompactError),
 }
 
 impl Direct {
+    /// The frame with its stanza (if any) as XML text, which every version reads.
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_in(StanzaForm::Xml)
+    }
+
+    /// The frame with its stanza (if any) in `form`.
+    pub fn encode_in(&self, form: StanzaForm) -> Vec<u8> {
+        let letter = |xml: u8| match form {
+            StanzaForm::Xml => xml,
+            StanzaForm::Compact => xml.to_ascii_lowercase(),
+        };
         match self {
             Direct::Deliver { jid, id, stanza } => {
-                let mut out = String::with_capacity(jid.len() + 256);
-                out.push('D');
-                out.push_str(&id.to_string());
-                out.push(' ');
-                out.push_str(jid);
-                out.push('\n');
-                stanza.write_to(&mut out, "");
-                out.into_bytes()
+                let mut out = Vec::with_capacity(jid.len() + 256);
+                out.push(letter(b'D'));
+                out.extend_from_slice(id.to_string().as_bytes());
+                out.push(b' ');
+                out.extend_from_slice(jid.as_bytes());
+                out.push(b'\n');
+                put_stanza(&mut out, stanza, form);
+                out
             }
             Direct::Numbered {
                 from,
@@ -250,25 +278,25 @@ impl Direct {
                 id,
                 stanza,
             } => {
-                let mut out = String::with_capacity(from.len() + jid.len() + 256);
-                out.push('N');
-                out.push_str(from);
-                out.push(' ');
-                out.push_str(&seq.to_string());
-                out.push(' ');
-                out.push_str(&id.to_string());
-                out.push(' ');
-                out.push_str(jid);
-                out.push('\n');
-                stanza.write_to(&mut out, "");
-                out.into_bytes()
+                let mut out = Vec::with_capacity(from.len() + jid.len() + 256);
+                out.push(letter(b'N'));
+                out.extend_from_slice(from.as_bytes());
+                out.push(b' ');
+                out.extend_from_slice(seq.to_string().as_bytes());
+                out.push(b' ');
+                out.extend_from_slice(id.to_string().as_bytes());
+                out.push(b' ');
+                out.extend_from_slice(jid.as_bytes());
+                out.push(b'\n');
+                put_stanza(&mut out, stanza, form);
+                out
             }
             Direct::Sent { from, seq } => format!("S{from} {seq}").into_bytes(),
             Direct::Hosted { stanza } => {
-                let mut out = String::with_capacity(256);
-                out.push('H');
-                stanza.write_to(&mut out, "");
-                out.into_bytes()
+                let mut out = Vec::with_capacity(256);
+                out.push(letter(b'H'));
+                put_stanza(&mut out, stanza, form);
+                out
             }
             Direct::Control(c) => serde_json::to_vec(c).unwrap_or_default(),
         }
@@ -306,48 +334,57 @@ impl Direct {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Direct, WireError> {
-        if let Some(rest) = bytes.strip_prefix(b"S") {
-            let text = std::str::from_utf8(rest).map_err(|_| WireError::Frame("not UTF-8"))?;
-            let (from, seq) = text.split_once(' ').ok_or(WireError::Frame("no number"))?;
-            let seq = seq.parse().map_err(|_| WireError::Frame("bad number"))?;
-            return Ok(Direct::Sent {
-                from: from.to_string(),
-                seq,
-            });
-        }
-        if let Some(rest) = bytes.strip_prefix(b"N") {
-            let (head, stanza) = head_and_stanza(rest)?;
-            let mut words = head.splitn(4, ' ');
-            let mut word = || words.next().ok_or(WireError::Frame("short numbered head"));
-            let from = word()?.to_string();
-            let seq = word()?
-                .parse()
-                .map_err(|_| WireError::Frame("bad number"))?;
-            let id = word()?.parse().map_err(|_| WireError::Frame("bad id"))?;
-            let jid = word()?.to_string();
-            return Ok(Direct::Numbered {
-                from,
-                seq,
-                jid,
-                id,
-                stanza,
-            });
-        }
-        if let Some(xml) = bytes.strip_prefix(b"H") {
-            let stanza = crate::xml::parser::parse_element(xml, crate::xml::ns::CLIENT, LIMITS)?;
-            return Ok(Direct::Hosted { stanza });
-        }
-        let Some(rest) = bytes.strip_prefix(b"D") else {
-            return Ok(Direct::Control(serde_json::from_slice(bytes)?));
+        let Some((&letter, rest)) = bytes.split_first() else {
+            return Err(WireError::Frame("empty"));
         };
-        let (head, stanza) = head_and_stanza(rest)?;
-        let (id, jid) = head.split_once(' ').ok_or(WireError::Frame("no JID"))?;
-        let id = id.parse().map_err(|_| WireError::Frame("bad id"))?;
-        Ok(Direct::Deliver {
-            jid: jid.to_string(),
-            id,
-            stanza,
-        })
+        let form = if letter.is_ascii_lowercase() {
+            StanzaForm::Compact
+        } else {
+            StanzaForm::Xml
+        };
+        match letter {
+            b'S' => {
+                let text = std::str::from_utf8(rest).map_err(|_| WireError::Frame("not UTF-8"))?;
+                let (from, seq) = text.split_once(' ').ok_or(WireError::Frame("no number"))?;
+                let seq = seq.parse().map_err(|_| WireError::Frame("bad number"))?;
+                Ok(Direct::Sent {
+                    from: from.to_string(),
+                    seq,
+                })
+            }
+            b'N' | b'n' => {
+                let (head, stanza) = head_and_stanza(rest, form)?;
+                let mut words = head.splitn(4, ' ');
+                let mut word = || words.next().ok_or(WireError::Frame("short numbered head"));
+                let from = word()?.to_string();
+                let seq = word()?
+                    .parse()
+                    .map_err(|_| WireError::Frame("bad number"))?;
+                let id = word()?.parse().map_err(|_| WireError::Frame("bad id"))?;
+                let jid = word()?.to_string();
+                Ok(Direct::Numbered {
+                    from,
+                    seq,
+                    jid,
+                    id,
+                    stanza,
+                })
+            }
+            b'H' | b'h' => Ok(Direct::Hosted {
+                stanza: stanza(rest, form)?,
+            }),
+            b'D' | b'd' => {
+                let (head, stanza) = head_and_stanza(rest, form)?;
+                let (id, jid) = head.split_once(' ').ok_or(WireError::Frame("no JID"))?;
+                let id = id.parse().map_err(|_| WireError::Frame("bad id"))?;
+                Ok(Direct::Deliver {
+                    jid: jid.to_string(),
+                    id,
+                    stanza,
+                })
+            }
+            _ => Ok(Direct::Control(serde_json::from_slice(bytes)?)),
+        }
     }
 
     /// The full JID and stanza of a `Deliver` or `Numbered` frame.
@@ -361,16 +398,38 @@ impl Direct {
     }
 }
 
+/// Appends `stanza` to a frame in `form`.
+fn put_stanza(out: &mut Vec<u8>, stanza: &Element, form: StanzaForm) {
+    match form {
+        StanzaForm::Xml => {
+            let mut xml = String::with_capacity(256);
+            stanza.write_to(&mut xml, "");
+            out.extend_from_slice(xml.as_bytes());
+        }
+        StanzaForm::Compact => crate::xml::compact::encode(stanza, crate::xml::ns::CLIENT, out),
+    }
+}
+
+/// The stanza that is the rest of a frame, in `form`.
+fn stanza(bytes: &[u8], form: StanzaForm) -> Result<Element, WireError> {
+    Ok(match form {
+        StanzaForm::Xml => {
+            crate::xml::parser::parse_element(bytes, crate::xml::ns::CLIENT, LIMITS)?
+        }
+        StanzaForm::Compact => {
+            crate::xml::compact::decode(bytes, crate::xml::ns::CLIENT, LIMITS.max_depth)?
+        }
+    })
+}
+
 /// A stanza frame's head line (before the first newline) and its stanza.
-fn head_and_stanza(rest: &[u8]) -> Result<(&str, Element), WireError> {
+fn head_and_stanza(rest: &[u8], form: StanzaForm) -> Result<(&str, Element), WireError> {
     let nl = rest
         .iter()
         .position(|b| *b == b'\n')
         .ok_or(WireError::Frame("no newline"))?;
     let head = std::str::from_utf8(&rest[..nl]).map_err(|_| WireError::Frame("not UTF-8"))?;
-    let stanza =
-        crate::xml::parser::parse_element(&rest[nl + 1..], crate::xml::ns::CLIENT, LIMITS)?;
-    Ok((head, stanza))
+    Ok((head, stanza(&rest[nl + 1..], form)?))
 }
 
 #[cfg(test)]
@@ -426,10 +485,57 @@ mod tests {
     #[test]
     fn a_heartbeat_of_an_older_node_reads_numbered_frames_as_not_understood() {
         let old = r#"{"t":"heartbeat","node":"n1","incarnation":1,"seq":0,"count":0,"digest":0}"#;
-        let Event::Heartbeat { numbered, .. } = serde_json::from_str(old).unwrap() else {
+        let Event::Heartbeat {
+            numbered, compact, ..
+        } = serde_json::from_str(old).unwrap()
+        else {
             panic!("not a heartbeat");
         };
         assert!(!numbered);
+        assert!(!compact);
+    }
+
+    #[test]
+    fn compact_frames_round_trip_and_mix_with_xml_ones_in_a_batch() {
+        let stanza = Element::new("message", ns::CLIENT)
+            .with_attr("to", "bob@example.com/phone")
+            .with_child(Element::new("body", ns::CLIENT).with_text("a < b & \n c"))
+            .with_child(Element::new("stanza-id", "urn:xmpp:sid:0").with_attr("id", "7"));
+        let frames = [
+            Direct::Deliver {
+                jid: "bob@example.com/phone".into(),
+                id: 42,
+                stanza: stanza.clone(),
+            },
+            Direct::Numbered {
+                from: "n1".into(),
+                seq: 1_733_000_000_000_001,
+                jid: "bob@example.com/a phone".into(),
+                id: 9,
+                stanza: stanza.clone(),
+            },
+            Direct::Hosted {
+                stanza: stanza.clone(),
+            },
+        ];
+        let mut batch = Vec::new();
+        for f in &frames {
+            let compact = f.encode_in(StanzaForm::Compact);
+            assert!(compact[0].is_ascii_lowercase());
+            assert!(compact.len() < f.encode().len());
+            assert_eq!(&Direct::decode(&compact).unwrap(), f);
+            batch.push(compact);
+            batch.push(f.encode());
+        }
+        let decoded = Direct::decode_all(&Direct::encode_batch(&batch)).unwrap();
+        assert_eq!(decoded.len(), 6);
+        for (got, want) in decoded.chunks(2).zip(&frames) {
+            assert_eq!(got, [want.clone(), want.clone()]);
+        }
+        // The head is read as before; a cut compact stanza is an error.
+        let compact = frames[1].encode_in(StanzaForm::Compact);
+        assert!(Direct::decode(&compact[..compact.len() - 1]).is_err());
+        assert!(Direct::decode(b"").is_err());
     }
 
     #[test]

@@ -45,6 +45,21 @@ impl Element {
         }
     }
 
+    /// An element from its parts as they are (the compact form's reader).
+    pub(crate) fn from_parts(
+        name: String,
+        ns: String,
+        attrs: Vec<(String, String)>,
+        children: Vec<Node>,
+    ) -> Self {
+        Element {
+            name,
+            ns,
+            attrs,
+            children,
+        }
+    }
+
     /// The local name (no prefix).
     pub fn name(&self) -> &str {
         &self.name

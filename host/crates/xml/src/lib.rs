@@ -1,6 +1,8 @@
 //! XML for XMPP streams: the element tree and serializer ([`element`]), namespace
-//! constants ([`ns`]) and the incremental, limit-enforcing stream parser ([`parser`]).
+//! constants ([`ns`]), the incremental, limit-enforcing stream parser ([`parser`]), and a
+//! compact binary form of elements for trusted peers ([`compact`]).
 
+pub mod compact;
 pub mod element;
 pub mod ns;
 pub mod parser;

@@ -420,13 +420,19 @@ impl SessionEntry {
                 return Ok(());
             }
         };
-        match tokio::time::timeout(limit, tx.reserve()).await {
-            Ok(Ok(permit)) => {
-                permit.send(SessionMsg::Stored(Box::new((stanza, receipt))));
-                Ok(())
+        // Room in the queue (the usual case) needs no timer.
+        let permit = match tx.try_reserve() {
+            Ok(permit) => permit,
+            Err(mpsc::error::TrySendError::Closed(())) => return Err(stanza),
+            Err(mpsc::error::TrySendError::Full(())) => {
+                match tokio::time::timeout(limit, tx.reserve()).await {
+                    Ok(Ok(permit)) => permit,
+                    _ => return Err(stanza),
+                }
             }
-            _ => Err(stanza),
-        }
+        };
+        permit.send(SessionMsg::Stored(Box::new((stanza, receipt))));
+        Ok(())
     }
 
     /// Asks the session to close its stream with an error. Uses a spawned send when the

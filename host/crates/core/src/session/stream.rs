@@ -1266,12 +1266,37 @@ fn end_at_expiry(entry: &Arc<SessionEntry>, expires_at: u64) {
     });
 }
 
-/// Tells a stanza from others in the rescue (a hash of its serialization).
+/// Tells a stanza from others in the rescue: a hash of its tree (names, namespaces,
+/// attributes, text), taken without serializing it.
 fn fingerprint(el: &Element) -> u64 {
-    use std::hash::{Hash, Hasher};
+    use std::hash::Hasher;
     let mut h = std::hash::DefaultHasher::new();
-    el.to_string_in(ns::CLIENT).hash(&mut h);
+    hash_tree(el, &mut h);
     h.finish()
+}
+
+fn hash_tree(el: &Element, h: &mut impl std::hash::Hasher) {
+    use std::hash::Hash;
+    el.name().hash(h);
+    el.ns().hash(h);
+    el.attrs().count().hash(h);
+    for (name, value) in el.attrs() {
+        name.hash(h);
+        value.hash(h);
+    }
+    el.nodes().len().hash(h);
+    for node in el.nodes() {
+        match node {
+            crate::xml::Node::Element(child) => {
+                1u8.hash(h);
+                hash_tree(child, h);
+            }
+            crate::xml::Node::Text(text) => {
+                0u8.hash(h);
+                text.hash(h);
+            }
+        }
+    }
 }
 
 fn new_stream_id() -> String {
