@@ -262,14 +262,8 @@ impl Direct {
         };
         match self {
             Direct::Deliver { jid, id, stanza } => {
-                let mut out = Vec::with_capacity(jid.len() + 256);
-                out.push(letter(b'D'));
-                out.extend_from_slice(id.to_string().as_bytes());
-                out.push(b' ');
-                out.extend_from_slice(jid.as_bytes());
-                out.push(b'\n');
-                put_stanza(&mut out, stanza, form);
-                out
+                let id = id.to_string();
+                stanza_frame(letter(b'D'), &[id.as_bytes(), jid.as_bytes()], stanza, form)
             }
             Direct::Numbered {
                 from,
@@ -278,18 +272,14 @@ impl Direct {
                 id,
                 stanza,
             } => {
-                let mut out = Vec::with_capacity(from.len() + jid.len() + 256);
-                out.push(letter(b'N'));
-                out.extend_from_slice(from.as_bytes());
-                out.push(b' ');
-                out.extend_from_slice(seq.to_string().as_bytes());
-                out.push(b' ');
-                out.extend_from_slice(id.to_string().as_bytes());
-                out.push(b' ');
-                out.extend_from_slice(jid.as_bytes());
-                out.push(b'\n');
-                put_stanza(&mut out, stanza, form);
-                out
+                let (seq, id) = (seq.to_string(), id.to_string());
+                let head = [
+                    from.as_bytes(),
+                    seq.as_bytes(),
+                    id.as_bytes(),
+                    jid.as_bytes(),
+                ];
+                stanza_frame(letter(b'N'), &head, stanza, form)
             }
             Direct::Sent { from, seq } => format!("S{from} {seq}").into_bytes(),
             Direct::Hosted { stanza } => {
@@ -399,6 +389,23 @@ impl Direct {
 }
 
 /// Appends `stanza` to a frame in `form`.
+/// `letter`, the fields of `head` separated by spaces, a line feed and the stanza in
+/// `form`.
+fn stanza_frame(letter: u8, head: &[&[u8]], stanza: &Element, form: StanzaForm) -> Vec<u8> {
+    let head_len: usize = head.iter().map(|f| f.len() + 1).sum();
+    let mut out = Vec::with_capacity(head_len + 257);
+    out.push(letter);
+    for (i, field) in head.iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        out.extend_from_slice(field);
+    }
+    out.push(b'\n');
+    put_stanza(&mut out, stanza, form);
+    out
+}
+
 fn put_stanza(out: &mut Vec<u8>, stanza: &Element, form: StanzaForm) {
     match form {
         StanzaForm::Xml => {
