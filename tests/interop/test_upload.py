@@ -31,7 +31,13 @@ def http_request(method: str, url: str, body=None, headers: dict | None = None,
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
     try:
         path = u.path + (f"?{u.query}" if u.query else "")
-        conn.request(method, path, body=body, headers=headers or {}, encode_chunked=chunked)
+        try:
+            conn.request(method, path, body=body, headers=headers or {}, encode_chunked=chunked)
+        except (BrokenPipeError, ConnectionResetError):
+            # The server answered before reading the whole body (a refusal such as 507)
+            # and closed; its answer is in the socket's receive queue, read it as a
+            # browser does.
+            pass
         resp = conn.getresponse()
         return resp.status, resp.read(), {k.lower(): v for k, v in resp.getheaders()}
     finally:
