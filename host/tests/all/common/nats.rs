@@ -47,14 +47,7 @@ impl NatsServer {
     /// Starts a server, or `None` (skip) when there is no nats-server and the run does not
     /// require one.
     pub fn start() -> Option<NatsServer> {
-        if !available() {
-            assert!(
-                std::env::var("HELIOGRAPH_REQUIRE_NATS").as_deref() != Ok("1"),
-                "HELIOGRAPH_REQUIRE_NATS=1 but no nats-server (set HELIOGRAPH_NATS_SERVER)"
-            );
-            eprintln!("no nats-server: skipped");
-            return None;
-        }
+        binary()?;
         let dir = tempfile::Builder::new()
             .prefix("heliograph-nats-")
             .tempdir()
