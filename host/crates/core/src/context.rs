@@ -135,7 +135,9 @@ impl Core {
 
     /// True if `domain` belongs to an enabled tenant.
     pub fn serves_domain(&self, domain: &str) -> bool {
-        self.tenant_of(domain).is_some()
+        self.tenants
+            .with_domain(domain, |t| t.enabled())
+            .unwrap_or(false)
     }
 
     /// The enabled tenant a tenant domain or a hosted domain belongs to.

@@ -99,6 +99,11 @@ impl UnauthBuffer {
         } else {
             bytes
         };
+        // After login (and whenever nothing changed) the shared total is left alone:
+        // this runs on every read, and the total is one cache line for all cores.
+        if self.held.load(Ordering::Relaxed) == bytes {
+            return true;
+        }
         let before = self.held.swap(bytes, Ordering::Relaxed);
         if bytes <= before {
             self.total.fetch_sub(before - bytes, Ordering::Relaxed);

@@ -13,11 +13,12 @@ use crate::router::SessionEntry;
 use crate::stanza::{self, Condition};
 use crate::storage::{self, Account};
 use crate::xml::{Element, ns};
+use heliograph_xmpp::AccountHasher;
 
 /// The `blocking` feature, with its in-memory copy of block lists keyed by account.
 #[derive(Default)]
 pub struct Blocking {
-    lists: DashMap<Account, Arc<Vec<String>>>,
+    lists: DashMap<Account, Arc<Vec<String>>, AccountHasher>,
 }
 
 impl Feature for Blocking {

@@ -17,13 +17,14 @@ use crate::router::{Route, SessionEntry};
 use crate::stanza::{self, Condition};
 use crate::storage::Account;
 use crate::xml::{Element, ns};
+use heliograph_xmpp::AccountHasher;
 
 /// The `carbons` feature: which sessions of which account enabled carbons.
 #[derive(Default)]
 pub struct Carbons {
     /// Session ids with carbons enabled, by account (absent: none enabled, the common
     /// case the message hooks check first).
-    enabled: DashMap<Account, Vec<u64>>,
+    enabled: DashMap<Account, Vec<u64>, AccountHasher>,
 }
 
 impl Feature for Carbons {

@@ -270,6 +270,13 @@ impl Registry {
         self.current.load().by_domain(domain).cloned()
     }
 
+    /// `f` of the tenant owning `domain`, without taking a reference to it: the
+    /// per-stanza lookup. Every session of a tenant shares its `Arc`, so cloning it on
+    /// each stanza made the cores fight over one reference count.
+    pub fn with_domain<R>(&self, domain: &str, f: impl FnOnce(&Tenant) -> R) -> Option<R> {
+        self.current.load().by_domain(domain).map(|t| f(t))
+    }
+
     /// The tenant named `name` (lock-free).
     pub fn by_name(&self, name: &str) -> Option<Arc<Tenant>> {
         self.current.load().by_name(name).cloned()

@@ -682,6 +682,28 @@ mod tests {
     }
 
     #[test]
+    fn refuses_malformed_qualified_names() {
+        let bound = "xmlns:a='urn:u'";
+        for body in [
+            format!("<a:b:c {bound}/>"),
+            format!("<:b {bound}/>"),
+            format!("<message {bound} a:b:c='1'/>"),
+            format!("<message {bound} :x='1'/>"),
+        ] {
+            assert!(
+                matches!(refusal(in_stream(&body)), ParseError::NotWellFormed(_)),
+                "{body}"
+            );
+        }
+        let events = parse_whole(in_stream(&format!("<a:m {bound} a:x='1'/>")).as_bytes())
+            .expect("a bound prefix is fine");
+        let Some(StreamEvent::Stanza(el)) = events.last() else {
+            panic!("no stanza: {events:?}");
+        };
+        assert_eq!((el.name(), el.ns()), ("m", "urn:u"));
+    }
+
+    #[test]
     fn refuses_duplicate_attributes() {
         assert!(matches!(
             refusal(in_stream("<message to='a' to='b'/>")),

@@ -2,6 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The hasher of maps keyed by [`Account`] that are read on every stanza (sessions,
+/// carbons, block lists): seeded per process like the standard one, several times
+/// cheaper than SipHash for short keys.
+pub type AccountHasher = foldhash::fast::RandomState;
+
 /// An account: localpart and domain, already normalized (RFC 7622).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Account {

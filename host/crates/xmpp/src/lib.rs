@@ -12,7 +12,7 @@ pub mod muc;
 pub mod stanza;
 pub mod stream_error;
 
-pub use account::Account;
+pub use account::{Account, AccountHasher};
 pub use stream_error::StreamErrorCondition;
 
 /// Seconds since the Unix epoch (0 if the clock is before it).

@@ -534,14 +534,17 @@ impl Hooks {
         if self.filters.is_empty() {
             return Some(Verdict::Pass);
         }
-        let tenant = core.tenants.by_domain(&check.to.domain)?;
-        for f in self.on(&tenant, &self.filters) {
-            let verdict = f.check_now(core, check)?;
-            if verdict != Verdict::Pass {
-                return Some(verdict);
-            }
-        }
-        Some(Verdict::Pass)
+        core.tenants
+            .with_domain(&check.to.domain, |tenant| {
+                for f in self.on(tenant, &self.filters) {
+                    let verdict = f.check_now(core, check)?;
+                    if verdict != Verdict::Pass {
+                        return Some(verdict);
+                    }
+                }
+                Some(Verdict::Pass)
+            })
+            .flatten()
     }
 
     /// Runs the message hooks of `ctx.stage` for the account's tenant, in order.
@@ -549,14 +552,13 @@ impl Hooks {
         if self.messages.is_empty() {
             return;
         }
-        let Some(tenant) = ctx.core.tenants.by_domain(&ctx.account.domain) else {
-            return;
-        };
-        for (stage, hook) in self.on(&tenant, &self.messages) {
-            if *stage == ctx.stage {
-                hook(ctx, msg);
+        ctx.core.tenants.with_domain(&ctx.account.domain, |tenant| {
+            for (stage, hook) in self.on(tenant, &self.messages) {
+                if *stage == ctx.stage {
+                    hook(ctx, msg);
+                }
             }
-        }
+        });
     }
 
     /// Stream features `tenant` advertises at a stage.

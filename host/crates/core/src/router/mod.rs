@@ -22,6 +22,7 @@ use dashmap::DashMap;
 use serde::Serialize;
 
 use crate::storage::Account;
+use heliograph_xmpp::AccountHasher;
 
 pub use entry::{
     NotQueued, PresenceState, Receipt, RemoteSink, SessionEntry, SessionMsg, SessionWatcher,
@@ -60,7 +61,7 @@ pub struct SessionInfo {
 /// The routing table.
 #[derive(Default)]
 pub struct Router {
-    accounts: DashMap<Account, Vec<Arc<SessionEntry>>>,
+    accounts: DashMap<Account, Vec<Arc<SessionEntry>>, AccountHasher>,
     /// Told about local sessions (clustering); set once at startup.
     watcher: OnceLock<Arc<dyn SessionWatcher>>,
 }
