@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::context::Core;
 use crate::router::HostedDomain;
 use crate::storage::Account;
+use heliograph_xmpp::jid::ParsedJid;
 
 /// A hosted domain a stanza is addressed to (see [`super::hosted`]).
 #[derive(Clone)]
@@ -74,10 +75,10 @@ pub fn classify(core: &Core, from_domain: &str, to: Option<&str>) -> Route {
     let Some(to) = to else {
         return Route::OwnAccount;
     };
-    let Ok(jid) = jid::Jid::new(to) else {
+    let Ok(jid) = ParsedJid::parse(to) else {
         return Route::RemoteServer(to.to_string());
     };
-    let domain = jid.domain().as_str();
+    let domain = jid.domain();
     if !core.serves_domain(domain) {
         return match core.hosted(domain) {
             Some(hosted) if core.can_reach(from_domain, domain) => Route::Hosted(HostedTarget {
@@ -92,11 +93,8 @@ pub fn classify(core: &Core, from_domain: &str, to: Option<&str>) -> Route {
     }
     match (jid.node(), jid.resource()) {
         (None, _) => Route::Server(domain.to_string()),
-        (Some(node), None) => Route::Bare(Account::new(node.as_str(), domain)),
-        (Some(node), Some(res)) => Route::Full(
-            Account::new(node.as_str(), domain),
-            res.as_str().to_string(),
-        ),
+        (Some(node), None) => Route::Bare(Account::new(node, domain)),
+        (Some(node), Some(res)) => Route::Full(Account::new(node, domain), res.to_string()),
     }
 }
 
@@ -107,10 +105,10 @@ pub fn classify_from_remote(core: &Core, to: Option<&str>) -> Route {
     let Some(to) = to else {
         return Route::RemoteServer(String::new());
     };
-    let Ok(jid) = jid::Jid::new(to) else {
+    let Ok(jid) = ParsedJid::parse(to) else {
         return Route::RemoteServer(to.to_string());
     };
-    let domain = jid.domain().as_str();
+    let domain = jid.domain();
     if !core.serves_domain(domain) {
         return match core.hosted(domain) {
             Some(hosted) => Route::Hosted(HostedTarget {
@@ -122,11 +120,8 @@ pub fn classify_from_remote(core: &Core, to: Option<&str>) -> Route {
     }
     match (jid.node(), jid.resource()) {
         (None, _) => Route::Server(domain.to_string()),
-        (Some(node), None) => Route::Bare(Account::new(node.as_str(), domain)),
-        (Some(node), Some(res)) => Route::Full(
-            Account::new(node.as_str(), domain),
-            res.as_str().to_string(),
-        ),
+        (Some(node), None) => Route::Bare(Account::new(node, domain)),
+        (Some(node), Some(res)) => Route::Full(Account::new(node, domain), res.to_string()),
     }
 }
 

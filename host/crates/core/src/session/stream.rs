@@ -29,6 +29,7 @@ use crate::stanza::{self, Condition, Kind};
 use crate::storage::Account;
 use crate::tokens::fast::{self, HtMechanism};
 use crate::xml::{Element, StreamEvent, StreamHeader, ns};
+use heliograph_xmpp::jid::ParsedJid;
 
 /// What the transport must do next.
 #[derive(Debug)]
@@ -907,8 +908,9 @@ impl StreamCore {
             )));
         };
         if let Some(to) = el.attr("to") {
-            match jid::Jid::new(to) {
-                Ok(j) => {
+            match ParsedJid::parse(to) {
+                Ok(ParsedJid::Normal(_)) => {}
+                Ok(ParsedJid::Prepared(j)) => {
                     let normalized = j.to_string();
                     el.set_attr("to", normalized);
                 }
