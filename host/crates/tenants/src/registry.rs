@@ -5,8 +5,9 @@
 //! Writers (admin API, reload) are serialized, build the next snapshot by structural
 //! sharing (an insert copies O(log n) nodes, not the whole map) and swap it in atomically.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use arc_swap::ArcSwap;
 
@@ -31,6 +32,16 @@ pub struct Tenant {
     sessions: Arc<AtomicUsize>,
     /// Logins and failed logins since start; shared across updates like `sessions`.
     activity: Arc<LoginActivity>,
+    /// [`Tenant::features_on`] for the hook registry's list of feature names.
+    features_on: OnceLock<FeatureMask>,
+}
+
+/// Which names of one list of feature names a tenant has on.
+#[derive(Debug)]
+struct FeatureMask {
+    /// The list's id: what it was computed for.
+    list: u64,
+    on: Box<[bool]>,
 }
 
 /// A tenant's login counts since the server started (the admin API shows them; the
@@ -58,6 +69,26 @@ impl Tenant {
             jwt: None,
             sessions: Arc::default(),
             activity: Arc::default(),
+            features_on: OnceLock::new(),
+        }
+    }
+
+    /// For each of `names`, whether the tenant has that feature on, in the same order.
+    /// The hook registry asks this for every stanza with its one fixed list, which `list`
+    /// identifies (unique per list in the process): the answer is computed on the first
+    /// call and kept (a tenant version never changes), instead of searching the spec's
+    /// map by name for each hook. Another list is answered without keeping it.
+    pub fn features_on(&self, list: u64, names: &[&str]) -> Cow<'_, [bool]> {
+        let compute =
+            || -> Box<[bool]> { names.iter().map(|n| self.spec.feature_enabled(n)).collect() };
+        let mask = self.features_on.get_or_init(|| FeatureMask {
+            list,
+            on: compute(),
+        });
+        if mask.list == list {
+            Cow::Borrowed(&mask.on)
+        } else {
+            Cow::Owned(compute().into_vec())
         }
     }
 
@@ -345,6 +376,30 @@ mod tests {
             None,
             None,
         )
+    }
+
+    #[test]
+    fn features_on_follow_the_spec_and_each_version() {
+        let mut spec = TenantSpec::with_domains(vec!["a.test".into()]);
+        spec.features.insert("mam".into(), false);
+        let t = Tenant::new("a".into(), spec, false, None, None);
+        let names = ["carbons", "mam", "csi"];
+        assert_eq!(&*t.features_on(7, &names), &[true, false, true]);
+        assert_eq!(&*t.features_on(7, &names), &[true, false, true], "kept");
+        assert_eq!(&*t.features_on(8, &["mam"]), &[false], "another list");
+        let r = Registry::default();
+        r.upsert(t).unwrap();
+        assert_eq!(
+            r.with_domain("a.test", |t| t.features_on(7, &names).into_owned()),
+            Some(vec![true, false, true])
+        );
+        r.upsert(tenant("a", &["a.test"])).unwrap();
+        assert_eq!(
+            r.with_domain("a.test", |t| t.features_on(7, &names).into_owned()),
+            Some(vec![true, true, true]),
+            "a new version of the tenant computes its own"
+        );
+        assert_eq!(r.with_domain("b.test", |_| ()), None);
     }
 
     #[test]

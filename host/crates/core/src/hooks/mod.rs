@@ -43,6 +43,7 @@ mod types;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::future::BoxFuture;
 
@@ -144,6 +145,8 @@ struct Entry<T> {
 /// The registry (see the module docs).
 #[derive(Default)]
 pub struct Hooks {
+    /// Unique in the process: tenants keep which of `names` they have on by it.
+    id: u64,
     names: Vec<&'static str>,
     /// iq handlers by payload namespace.
     iq: HashMap<&'static str, Vec<Entry<IqEntry>>>,
@@ -195,7 +198,9 @@ impl HooksBuilder {
         self
     }
 
-    pub fn build(self) -> Arc<Hooks> {
+    pub fn build(mut self) -> Arc<Hooks> {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        self.hooks.id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         Arc::new(self.hooks)
     }
 }
@@ -410,8 +415,9 @@ impl Hooks {
         tenant: &'b Tenant,
         list: &'a [Entry<T>],
     ) -> impl Iterator<Item = &'a T> + use<'a, 'b, T> {
+        let on = tenant.features_on(self.id, &self.names);
         list.iter()
-            .filter(move |e| tenant.spec.feature_enabled(self.names[e.feature.0]))
+            .filter(move |e| on[e.feature.0])
             .map(|e| &e.item)
     }
 
