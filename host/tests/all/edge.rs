@@ -67,6 +67,21 @@ async fn sessions(server: &TestServer) -> Vec<serde_json::Value> {
 /// Parses Prometheus text exposition format (0.0.4) strictly enough to catch a broken
 /// exposition: `# HELP`/`# TYPE` lines with a valid metric name and type, and sample lines
 /// `name{label="value",...} value`. Returns samples by `name{labels}`.
+/// The metrics text once `ready` holds for it (sessions add their stanza counts to the
+/// shared counters when they go idle, a moment after what they sent arrived), or after
+/// 30 s for the caller's assertions to fail on.
+async fn metrics_once(url: &str, ready: impl Fn(&BTreeMap<String, f64>) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, text) = get(url).await;
+        assert_eq!(status, 200, "{text}");
+        if ready(&parse_prometheus(&text)) || Instant::now() > deadline {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
     fn valid_name(n: &str) -> bool {
         let mut chars = n.chars();
@@ -171,8 +186,10 @@ async fn health_and_metrics_count_a_login_and_a_message() {
     alice.send(&chat("bob@localhost/b", "metrics")).await;
     bob.next_matching(|e| e.is("message", ns::CLIENT)).await;
 
-    let (status, text) = get(&format!("{base}/metrics")).await;
-    assert_eq!(status, 200, "{text}");
+    let text = metrics_once(&format!("{base}/metrics"), |s| {
+        sum_matching(s, "heliograph_stanzas_in_total", "kind=\"message\"") >= 1.0
+    })
+    .await;
     let samples = parse_prometheus(&text);
     assert!(
         sum_matching(&samples, "heliograph_logins_total", "tenant=\"default\"") >= 2.0,
@@ -997,7 +1014,18 @@ async fn metrics_cover_bosh_websocket_errors_storage_and_queues() {
     .await;
     ws.next_matching(|e| e.is("message", ns::CLIENT)).await;
 
-    let (_, text) = get(&format!("http://{}/metrics", server.admin)).await;
+    let text = metrics_once(&format!("http://{}/metrics", server.admin), |s| {
+        sum_matching(
+            s,
+            "heliograph_stanzas_in_total",
+            "transport=\"bosh\",kind=\"message\"",
+        ) + sum_matching(
+            s,
+            "heliograph_stanzas_in_total",
+            "kind=\"message\",transport=\"bosh\"",
+        ) >= 1.0
+    })
+    .await;
     let samples = parse_prometheus(&text);
     for transport in ["bosh", "websocket"] {
         let t = format!("transport=\"{transport}\"");

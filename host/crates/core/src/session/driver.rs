@@ -257,6 +257,7 @@ impl<P: Protocol> Driver<P> {
                     peer_closed: self.peer_closed,
                 };
             }
+            self.protocol.flush_counters();
             match self.wait().await {
                 Wake::Inbound(inbound) => {
                     self.pending = Some(inbound);

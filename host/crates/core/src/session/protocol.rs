@@ -70,6 +70,10 @@ pub trait Protocol: Send + 'static {
     /// Handles a message from the rest of the server.
     fn on_mailbox(&mut self, msg: SessionMsg) -> Vec<Action>;
 
+    /// The driver is about to wait for more work: counts kept per session go to the
+    /// shared counters now.
+    fn flush_counters(&mut self) {}
+
     /// Routing work queued by the last [`Protocol::on_event`], in order. With `idle` (no
     /// earlier work is still running) the protocol may do work on the spot when it needs
     /// no waiting, and return the next item instead.

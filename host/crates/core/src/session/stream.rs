@@ -159,6 +159,8 @@ pub struct StreamCore {
     /// The ping sent after stanzas from storage (its id) and how many of `receipts` it
     /// covers: its answer shows the client read them.
     receipt_ping: Option<(String, usize)>,
+    /// Stanzas in and out, added to the shared counters when the driver waits.
+    tally: crate::metrics::StanzaTally,
 }
 
 impl StreamCore {
@@ -192,6 +194,7 @@ impl StreamCore {
             receipts: Vec::new(),
             clean_end: false,
             receipt_ping: None,
+            tally: Default::default(),
         }
     }
 
@@ -245,7 +248,8 @@ impl StreamCore {
             StreamEvent::Open(h) => self.on_header(h),
             StreamEvent::Stanza(el) => {
                 if self.entry.is_some() {
-                    crate::metrics::stanza_in(self.facts.transport.as_str(), el.name());
+                    self.tally
+                        .stanza_in(self.facts.transport.as_str(), el.name());
                 }
                 self.on_element(el).await
             }
@@ -1046,7 +1050,8 @@ impl Protocol for StreamCore {
                 let Some(entry) = self.entry.clone() else {
                     return Ok(Vec::new());
                 };
-                crate::metrics::stanza_in(self.facts.transport.as_str(), el.name());
+                self.tally
+                    .stanza_in(self.facts.transport.as_str(), el.name());
                 let mut actions = self.on_bound_stanza(&entry, el);
                 self.track_out(&mut actions);
                 Ok(actions)
@@ -1069,6 +1074,10 @@ impl Protocol for StreamCore {
 
     fn on_mailbox(&mut self, msg: SessionMsg) -> Vec<Action> {
         StreamCore::on_mailbox(self, msg)
+    }
+
+    fn flush_counters(&mut self) {
+        self.tally.flush();
     }
 
     fn take_work(&mut self, idle: bool) -> Option<Work> {

@@ -212,7 +212,7 @@ impl StreamCore {
         let mut now = None;
         for a in actions.iter_mut() {
             let Action::Send(el) = a else { continue };
-            crate::metrics::element_out(transport, el);
+            self.tally.element_out(transport, el);
             let Some(sm) = self.sm.as_mut() else { continue };
             if !sm::counts(el) {
                 continue;
