@@ -20,11 +20,12 @@
 //!   (see [`super::handoff`]) and ends without its end-of-session steps.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio::time::{Instant, sleep_until, timeout};
+use tokio::time::{Instant, Sleep, sleep_until, timeout};
 
 use super::Action;
 use super::handoff::{ExportRequest, HandOffError};
@@ -108,6 +109,10 @@ pub struct Driver<P: Protocol> {
     ping_sent: Option<Instant>,
     shaper: Option<TokenBucket>,
     paused_until: Instant,
+    /// The link's deadlines' timer, made on the first wait (see [`Driver::arm_timer`]).
+    timer: Option<Pin<Box<Sleep>>>,
+    /// When `timer` fires.
+    armed: Instant,
     /// The next event from the link, read while waiting.
     pending: Option<Inbound>,
     /// Events held back, in order, while the peer's stanzas may not be taken (routing
@@ -157,6 +162,8 @@ impl<P: Protocol> Driver<P> {
             ping_sent: None,
             shaper: None,
             paused_until: now,
+            timer: None,
+            armed: now,
             pending: None,
             held: VecDeque::new(),
             mail_held_since: None,
@@ -342,7 +349,7 @@ impl<P: Protocol> Driver<P> {
             (true, _) => None,
             (false, since) => Some(since.unwrap_or(now)),
         };
-        let deadline = self.next_deadline();
+        self.arm_timer(self.next_deadline(), now);
         let work_pending = !self.work.is_empty();
         let shutting_down = self.shutting_down;
         let Driver {
@@ -351,15 +358,35 @@ impl<P: Protocol> Driver<P> {
             work,
             shutdown,
             paused_until,
+            timer,
             ..
         } = self;
+        let timer = timer.as_mut().expect("armed above");
         tokio::select! {
             inbound = link.recv(), if can_read => Wake::Inbound(inbound),
             msg = mailbox.recv(), if take_mail => Wake::Mail(msg),
             _ = poll_front(work), if work_pending => Wake::WorkDone,
-            _ = sleep_until(deadline) => Wake::Timer,
+            _ = timer.as_mut() => Wake::Timer,
             _ = sleep_until(*paused_until), if paused => Wake::Unpaused,
             _ = shutdown.requested(), if !shutting_down => Wake::Shutdown,
+        }
+    }
+
+    /// Arms the timer for `deadline` unless it is set to fire before then. Every stanza
+    /// read moves the idle deadline, and registering a new timer on each wake-up cost
+    /// about as much as a delivery's write; a timer that fires early finds nothing due
+    /// ([`Driver::on_timer`] checks each deadline) and is armed again on the next wait.
+    fn arm_timer(&mut self, deadline: Instant, now: Instant) {
+        match &mut self.timer {
+            Some(_) if self.armed > now && self.armed <= deadline => {}
+            Some(timer) => {
+                timer.as_mut().reset(deadline);
+                self.armed = deadline;
+            }
+            None => {
+                self.timer = Some(Box::pin(sleep_until(deadline)));
+                self.armed = deadline;
+            }
         }
     }
 
