@@ -167,6 +167,28 @@ impl Core {
         }
     }
 
+    /// [`Core::can_reach`] for a sender whose tenant is known by name (a hosted entity
+    /// knows its own): a MUC room's fan-out asks this for every occupant, and finding
+    /// the service's tenant through its domain took several map lookups each time.
+    pub fn tenant_can_reach(&self, from_tenant: &str, to_domain: &str) -> bool {
+        let direct = self.tenants.with_snapshot(|s| {
+            let from = s.by_name(from_tenant).filter(|t| t.enabled())?;
+            let to = s.by_domain(to_domain).filter(|t| t.enabled())?;
+            Some(from.can_reach(to))
+        });
+        if let Some(reach) = direct {
+            return reach;
+        }
+        // A hosted `to_domain`, or a tenant that is gone or disabled.
+        match (
+            self.tenants.by_name(from_tenant).filter(|t| t.enabled()),
+            self.tenant_of_any(to_domain),
+        ) {
+            (Some(a), Some(b)) => a.can_reach(&b),
+            _ => false,
+        }
+    }
+
     /// The hosted entity serving `domain`, if any.
     pub fn hosted(&self, domain: &str) -> Option<Arc<dyn HostedDomain>> {
         self.hosted.get(self, domain)

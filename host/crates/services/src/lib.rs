@@ -57,6 +57,8 @@ pub mod vcard;
 pub mod version;
 
 #[cfg(test)]
+mod route_tests;
+#[cfg(test)]
 mod testing;
 
 use std::sync::Arc;

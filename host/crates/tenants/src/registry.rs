@@ -308,6 +308,11 @@ impl Registry {
         self.current.load().by_domain(domain).map(|t| f(t))
     }
 
+    /// `f` of the current snapshot, without taking a reference to it (lock-free).
+    pub fn with_snapshot<R>(&self, f: impl FnOnce(&Snapshot) -> R) -> R {
+        f(&self.current.load())
+    }
+
     /// The tenant named `name` (lock-free).
     pub fn by_name(&self, name: &str) -> Option<Arc<Tenant>> {
         self.current.load().by_name(name).cloned()

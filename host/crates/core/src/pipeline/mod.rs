@@ -154,7 +154,14 @@ fn from_is_on(stanza: &Element, domain: &str) -> bool {
 pub fn lookup(core: &Core, origin: &Origin, stanza: &Element) -> Route {
     match origin {
         Origin::Remote(_) => crate::router::classify_from_remote(core, stanza.attr("to")),
-        _ => crate::router::classify(core, origin.domain(), stanza.attr("to")),
+        Origin::Hosted(h) => {
+            let sender = crate::router::Sender::Hosted {
+                domain: &h.domain,
+                tenant: h.tenant(),
+            };
+            crate::router::classify_as(core, sender, stanza.attr("to"))
+        }
+        Origin::Session(_) => crate::router::classify(core, origin.domain(), stanza.attr("to")),
     }
 }
 

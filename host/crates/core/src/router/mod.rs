@@ -30,7 +30,9 @@ pub use entry::{
 };
 pub use hosted::{HostedDomain, HostedDomains, HostedResolver, RegisterError};
 pub use placement::Placement;
-pub use route::{HostedTarget, Route, classify, classify_from_remote, local_account};
+pub use route::{
+    HostedTarget, Route, Sender, classify, classify_as, classify_from_remote, local_account,
+};
 
 /// What the admin API shows about one online session.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

@@ -72,6 +72,30 @@ pub enum Route {
 /// The route of an already-normalized `to` value for a sender of `from_domain` (a tenant
 /// domain or a hosted domain).
 pub fn classify(core: &Core, from_domain: &str, to: Option<&str>) -> Route {
+    classify_as(core, Sender::Domain(from_domain), to)
+}
+
+/// Who is sending, for [`classify_as`].
+#[derive(Debug, Clone, Copy)]
+pub enum Sender<'a> {
+    /// A tenant domain or a hosted domain: its tenant is looked up.
+    Domain(&'a str),
+    /// A hosted entity, which knows its domain and its tenant.
+    Hosted { domain: &'a str, tenant: &'a str },
+}
+
+impl Sender<'_> {
+    fn can_reach(&self, core: &Core, to_domain: &str) -> bool {
+        match *self {
+            Sender::Domain(from) => core.can_reach(from, to_domain),
+            Sender::Hosted { domain, .. } if domain == to_domain => true,
+            Sender::Hosted { tenant, .. } => core.tenant_can_reach(tenant, to_domain),
+        }
+    }
+}
+
+/// [`classify`] for a sender given as [`Sender`].
+pub fn classify_as(core: &Core, sender: Sender<'_>, to: Option<&str>) -> Route {
     let Some(to) = to else {
         return Route::OwnAccount;
     };
@@ -81,14 +105,14 @@ pub fn classify(core: &Core, from_domain: &str, to: Option<&str>) -> Route {
     let domain = jid.domain();
     if !core.serves_domain(domain) {
         return match core.hosted(domain) {
-            Some(hosted) if core.can_reach(from_domain, domain) => Route::Hosted(HostedTarget {
+            Some(hosted) if sender.can_reach(core, domain) => Route::Hosted(HostedTarget {
                 domain: domain.to_string(),
                 hosted,
             }),
             _ => Route::RemoteServer(domain.to_string()),
         };
     }
-    if !core.can_reach(from_domain, domain) {
+    if !sender.can_reach(core, domain) {
         return Route::RemoteServer(domain.to_string());
     }
     match (jid.node(), jid.resource()) {
