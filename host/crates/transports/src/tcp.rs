@@ -457,17 +457,20 @@ async fn accept_loop<F, Fut>(
         let span = conn_span(edge.kind, id, peer);
         let (core, edge, live, serve) = (core.clone(), edge.clone(), live.clone(), serve.clone());
         let task_span = span.clone();
+        // The task holds this future for the whole session: what runs only before the
+        // stream starts is boxed, so its space is given back (see `run_c2s`).
         tokio::spawn(
             async move {
                 let negotiation_deadline = Instant::now() + edge.negotiation_timeout;
                 if edge.proxy_protocol {
-                    let read = crate::proxy_protocol::accept(
+                    // Boxed for the same reason as the TLS handshake in `run_c2s`.
+                    let read = Box::pin(crate::proxy_protocol::accept(
                         &mut stream,
                         peer,
                         &edge.trusted,
                         edge.negotiation_timeout,
                         edge.kind.label(),
-                    );
+                    ));
                     match read.await {
                         Some(client) => {
                             peer = client;
@@ -566,7 +569,13 @@ async fn run_c2s(
     };
     let (io, bindings) = match config.tls {
         TlsMode::Direct => {
-            match timeout_at(a.negotiation_deadline, tls.accept(a.stream, None)).await {
+            // Boxed: the handshake's future is large and short-lived; inline, its space
+            // would stay in the connection's task for the session's whole life.
+            let handshake = Box::pin(timeout_at(
+                a.negotiation_deadline,
+                tls.accept(a.stream, None),
+            ));
+            match handshake.await {
                 Ok(Ok((s, cb))) => (ClientIo::Tls(Box::new(s)), cb),
                 Ok(Err(e)) => {
                     tracing::debug!(peer = %a.peer, error = %e, "TLS handshake failed");
@@ -577,13 +586,46 @@ async fn run_c2s(
         }
         TlsMode::Starttls => (ClientIo::Plain(a.stream), Default::default()),
     };
+    c2s_driver(
+        &core,
+        &config,
+        tls,
+        shutdown,
+        a.peer,
+        a.span,
+        io,
+        bindings,
+        unauth,
+        a.negotiation_deadline,
+    )
+    .run()
+    .await;
+}
+
+/// The session driver of an accepted client connection. A plain function, not part of
+/// [`run_c2s`]'s future: the values it builds (the stream core, the link, the driver)
+/// would otherwise each keep their own space in the connection's task for its whole
+/// life, beside the running driver that they are moved into.
+#[allow(clippy::too_many_arguments)]
+fn c2s_driver(
+    core: &Arc<Core>,
+    config: &C2sListener,
+    tls: Arc<TlsStore>,
+    shutdown: Shutdown,
+    peer: SocketAddr,
+    span: tracing::Span,
+    io: ClientIo,
+    bindings: ChannelBindings,
+    unauth: heliograph_core::limits::UnauthPermit,
+    negotiation_deadline: Instant,
+) -> Driver<StreamCore> {
     let facts = ConnFacts {
-        address: a.peer.to_string(),
+        address: peer.to_string(),
         tls: io.is_tls(),
         channel_bindings: bindings,
         starttls_available: !io.is_tls(),
         transport: Transport::Tcp,
-        policy: ListenerPolicy::from(&*config),
+        policy: ListenerPolicy::from(config),
     };
     let (tx, rx) = mpsc::channel(core.config().c2s.session_queue.max(16));
     let mut stream = StreamCore::new(core.clone(), facts, tx);
@@ -597,19 +639,17 @@ async fn run_c2s(
         StreamKind::Client,
         core.parser_limits(),
         Some(tls),
-        a.negotiation_deadline,
+        negotiation_deadline,
     )
     .with_unauth_buffer(buffer);
-    let timing = timing(&core, a.negotiation_deadline, config.idle_timeout);
+    let timing = timing(core, negotiation_deadline, config.idle_timeout);
     let gate = LoginGate {
         core: core.clone(),
-        ip: a.peer.ip(),
+        ip: peer.ip(),
     };
     Driver::new(stream, Box::new(link), rx, timing, shutdown)
         .with_login_gate(gate)
-        .with_span(a.span)
-        .run()
-        .await;
+        .with_span(span)
 }
 
 /// What a component stream needs to start: its mailbox and its connection id.
@@ -648,7 +688,13 @@ pub async fn serve_components<F, P>(
         async move {
             let io = match &tls {
                 Some(tls) if config.tls => {
-                    match timeout_at(a.negotiation_deadline, tls.accept(a.stream, None)).await {
+                    // Boxed: the handshake's future is large and short-lived; inline, its space
+            // would stay in the connection's task for the session's whole life.
+            let handshake = Box::pin(timeout_at(
+                a.negotiation_deadline,
+                tls.accept(a.stream, None),
+            ));
+            match handshake.await {
                         Ok(Ok((s, _))) => ClientIo::Tls(Box::new(s)),
                         Ok(Err(e)) => {
                             tracing::debug!(peer = %a.peer, error = %e, "component TLS handshake failed");
