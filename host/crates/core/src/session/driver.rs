@@ -541,12 +541,14 @@ impl<P: Protocol> Driver<P> {
         if !self.protocol.is_established() {
             return self.timing.negotiation_deadline;
         }
+        let mut next = self.next_link_deadline();
         if let Some(since) = self.mail_held_since {
-            return self
-                .next_link_deadline()
-                .min(since + self.timing.write_timeout);
+            next = next.min(since + self.timing.write_timeout);
         }
-        self.next_link_deadline()
+        match self.protocol.deadline() {
+            Some(own) => next.min(own),
+            None => next,
+        }
     }
 
     /// When the link is due for a ping or an idle close.
@@ -561,8 +563,21 @@ impl<P: Protocol> Driver<P> {
         }
     }
 
+    /// The timer fired: the protocol's own deadline (see [`Protocol::deadline`]), then
+    /// the stream's.
     async fn on_timer(&mut self) -> Vec<Action> {
         let now = Instant::now();
+        let mut actions = match self.protocol.deadline() {
+            Some(own) if now >= own && self.protocol.is_established() => {
+                self.protocol.on_deadline(now)
+            }
+            _ => Vec::new(),
+        };
+        actions.extend(self.on_stream_timer(now).await);
+        actions
+    }
+
+    async fn on_stream_timer(&mut self, now: Instant) -> Vec<Action> {
         if !self.protocol.is_established() {
             if now >= self.timing.negotiation_deadline {
                 return self.protocol.fail(

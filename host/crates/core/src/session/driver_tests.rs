@@ -107,6 +107,8 @@ struct Seen {
     links_lost: usize,
     /// Flow control events (`<a/>`) handled, by id.
     acks: Vec<String>,
+    /// When the protocol's own deadline was handled (the `now` it was given).
+    deadlines_handled: Vec<Instant>,
 }
 
 /// A stream that is established at once, routes every stanza as work gated on `gate`
@@ -121,6 +123,8 @@ struct FakeProtocol {
     /// A stanza with id `resume` asks to hand the link to this mailbox.
     resume_to: Option<mpsc::Sender<SessionMsg>>,
     handover: Option<HandOver>,
+    /// Its own deadline: at it, it writes `<message id='due'/>`.
+    own_deadline: Option<Instant>,
 }
 
 impl FakeProtocol {
@@ -134,6 +138,7 @@ impl FakeProtocol {
             detached: false,
             resume_to: None,
             handover: None,
+            own_deadline: None,
         }
     }
 }
@@ -224,6 +229,14 @@ impl Protocol for FakeProtocol {
     }
     fn keepalive_ping(&mut self) -> Option<Element> {
         None
+    }
+    fn deadline(&self) -> Option<Instant> {
+        self.own_deadline
+    }
+    fn on_deadline(&mut self, now: Instant) -> Vec<Action> {
+        self.seen.lock().unwrap().deadlines_handled.push(now);
+        self.own_deadline = None;
+        vec![Action::Send(msg("due"))]
     }
     fn resumable(&self) -> bool {
         self.resumable && !self.closed
@@ -437,6 +450,37 @@ async fn routing_work_that_waits_holds_up_neither_deliveries_nor_its_order() {
     peer.send(Inbound::Event(StreamEvent::Close)).await.unwrap();
     task.await.unwrap();
     assert!(seen.lock().unwrap().finished);
+}
+
+#[tokio::test]
+async fn the_protocols_own_deadline_wakes_it_once_when_due() {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let mut protocol = FakeProtocol::new(seen.clone());
+    let due = Instant::now() + Duration::from_millis(200);
+    protocol.own_deadline = Some(due);
+    let (link, _peer, wire) = fake_link();
+    let (tx, rx) = mpsc::channel(16);
+    let (_stop, shutdown) = crate::shutdown::Shutdown::new();
+    let task = tokio::spawn(Driver::new(protocol, Box::new(link), rx, timing(), shutdown).run());
+    // Mail meanwhile neither loses the deadline nor fires it early.
+    tx.send(SessionMsg::Stanza(Box::new(msg("m1"))))
+        .await
+        .unwrap();
+    eventually("the deadline's write", || {
+        wire.lock().unwrap().iter().any(|w| w.contains("due"))
+    })
+    .await;
+    tx.send(SessionMsg::Stanza(Box::new(msg("m2"))))
+        .await
+        .unwrap();
+    eventually("the mail after it", || {
+        wire.lock().unwrap().iter().any(|w| w.contains("m2"))
+    })
+    .await;
+    let handled = seen.lock().unwrap().deadlines_handled.clone();
+    assert_eq!(handled.len(), 1, "once: it cleared its deadline");
+    assert!(handled[0] >= due, "not before it was due");
+    task.abort();
 }
 
 #[tokio::test]

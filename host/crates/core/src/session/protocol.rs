@@ -67,6 +67,17 @@ pub trait Protocol: Send + 'static {
         false
     }
 
+    /// When the protocol has something to do of its own once the stream is established
+    /// (the driver wakes it then: [`Protocol::on_deadline`]).
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        None
+    }
+
+    /// [`Protocol::deadline`] has come (or passed: `now`).
+    fn on_deadline(&mut self, _now: tokio::time::Instant) -> Vec<Action> {
+        Vec::new()
+    }
+
     /// Handles a message from the rest of the server.
     fn on_mailbox(&mut self, msg: SessionMsg) -> Vec<Action>;
 

@@ -3,8 +3,10 @@
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 mod handoff_flow;
+mod receipts;
 mod register_flow;
 mod sasl2_flow;
 mod sm_flow;
@@ -151,14 +153,11 @@ pub struct StreamCore {
     ended: Option<Arc<SessionEntry>>,
     /// XEP-0352: what an inactive client is not sent yet.
     csi: Option<Box<crate::session::csi::CsiBuffer>>,
-    /// Without stream management: receipts of stanzas sent from storage, with the
-    /// fingerprint of each stanza, confirmed if the session ends cleanly.
-    receipts: Vec<(u64, Receipt)>,
+    /// Without stream management: receipts of stanzas sent from storage, confirmed when
+    /// the client answers a ping sent after them or the session ends cleanly.
+    receipts: receipts::Receipts,
     /// The client closed the stream and our close was written after everything else.
     clean_end: bool,
-    /// The ping sent after stanzas from storage (its id) and how many of `receipts` it
-    /// covers: its answer shows the client read them.
-    receipt_ping: Option<(String, usize)>,
     /// Stanzas in and out, added to the shared counters when the driver waits.
     tally: crate::metrics::StanzaTally,
 }
@@ -191,9 +190,8 @@ impl StreamCore {
             handover: None,
             ended: None,
             csi: None,
-            receipts: Vec::new(),
+            receipts: Default::default(),
             clean_end: false,
-            receipt_ping: None,
             tally: Default::default(),
         }
     }
@@ -292,7 +290,8 @@ impl StreamCore {
 
     /// A stanza still held in storage goes to the client at once (CSI counts it as
     /// important: what it held goes first), and its receipt is kept until the client has
-    /// it: with stream management until acknowledged, else until a clean end.
+    /// it: with stream management until acknowledged, else until a ping sent after it is
+    /// answered or the session ends cleanly (see [`receipts`]).
     fn send_stored(&mut self, el: Element, receipt: Receipt) -> Vec<Action> {
         let held = self.csi.as_mut().filter(|c| c.is_inactive());
         let mut actions: Vec<Action> = held
@@ -301,75 +300,43 @@ impl StreamCore {
             .into_iter()
             .map(Action::Send)
             .collect();
-        let print = self.sm.is_none().then(|| fingerprint(&el));
+        // Without stream management the receipt waits for a ping's answer; with it, for
+        // the acknowledgement of the stanza (counted as sent by `track_out`).
+        let (ping_now, for_sm) = match self.sm {
+            Some(_) => (false, Some(receipt)),
+            None => (self.receipts.push(&el, receipt, Instant::now), None),
+        };
         actions.push(Action::Send(el));
         self.track_out(&mut actions);
-        match (self.sm.as_mut(), print) {
-            (Some(sm), _) => sm.hold_receipt(receipt),
-            (None, Some(print)) => {
-                self.receipts.push((print, receipt));
-                if self.receipt_ping.is_none() {
-                    actions.extend(self.receipt_ping());
-                }
-            }
-            // Stream management cannot go away once enabled; dropped, the stanza stays
-            // stored.
-            (None, None) => {}
+        if let (Some(sm), Some(receipt)) = (self.sm.as_mut(), for_sm) {
+            sm.hold_receipt(receipt);
+        }
+        if ping_now {
+            actions.extend(self.receipt_ping());
         }
         actions
     }
 
-    /// Without stream management, a ping after stanzas sent from storage: the client
-    /// reads in order, so its answer (result or error) shows it read them, and their
-    /// receipts are confirmed then rather than at a clean end that may never come. One
-    /// such ping is out at a time; it covers every stored stanza sent before it.
+    /// Without stream management, the ping that confirms the receipts kept so far.
     fn receipt_ping(&mut self) -> Option<Action> {
-        let ping = self.keepalive_ping()?;
-        let id = ping.attr("id")?.to_string();
-        self.receipt_ping = Some((id, self.receipts.len()));
-        Some(Action::Send(ping))
+        // An XEP-0199 ping, with an id to know its answer by (once stream management is
+        // on, the keepalive is an `<r/>`: the receipts then wait for the end).
+        let ping = self.keepalive_ping();
+        let Some(id) = ping.as_ref().and_then(|p| p.attr("id")).map(str::to_string) else {
+            self.receipts.ping_unsent();
+            return None;
+        };
+        self.receipts.ping_sent(id, Instant::now());
+        ping.map(Action::Send)
     }
 
     /// The client answered one of our pings: if it is the one after stored stanzas,
     /// their receipts are confirmed (and the next ping covers what came since).
     fn on_ping_answer(&mut self, el: &Element) -> Vec<Action> {
-        let answered = |(id, _): &mut (String, usize)| el.attr("id") == Some(id.as_str());
-        let Some((_, covered)) = self.receipt_ping.take_if(answered) else {
-            return Vec::new();
-        };
-        let covered = covered.min(self.receipts.len());
-        for (_, receipt) in self.receipts.drain(..covered) {
-            receipt.confirm();
+        match self.receipts.answered(el.attr("id"), Instant::now) {
+            Some(true) => self.receipt_ping().into_iter().collect(),
+            _ => Vec::new(),
         }
-        if self.receipts.is_empty() {
-            return Vec::new();
-        }
-        self.receipt_ping().into_iter().collect()
-    }
-
-    /// The end of a session without stream management: the receipts of stanzas written
-    /// are confirmed if it ended cleanly, and dropped otherwise; the stanzas the link
-    /// never wrote are taken out of `unsent` (they stay stored, not routed again).
-    fn settle_receipts(&mut self, unsent: Vec<Element>) -> Vec<Element> {
-        if self.receipts.is_empty() {
-            return unsent;
-        }
-        let mut pending = std::mem::take(&mut self.receipts);
-        let mut rest = Vec::with_capacity(unsent.len());
-        for el in unsent {
-            let print = fingerprint(&el);
-            match pending.iter().position(|(p, _)| *p == print) {
-                // Never written: its receipt goes unconfirmed.
-                Some(at) => drop(pending.swap_remove(at)),
-                None => rest.push(el),
-            }
-        }
-        if self.clean_end {
-            for (_, receipt) in pending {
-                receipt.confirm();
-            }
-        }
-        rest
     }
 
     /// A parser refusal or another fatal condition detected by the transport.
@@ -878,7 +845,21 @@ impl StreamCore {
         Ok(entry)
     }
 
-    fn on_bound_stanza(&mut self, entry: &Arc<SessionEntry>, mut el: Element) -> Vec<Action> {
+    /// A bound client's stanza. An iq request first sends a receipt ping that waits for
+    /// its spacing, so the ping goes out before the request's answer (see [`receipts`]).
+    fn on_bound_stanza(&mut self, entry: &Arc<SessionEntry>, el: Element) -> Vec<Action> {
+        let ping_first = self.receipts.waiting()
+            && el.name() == "iq"
+            && matches!(stanza::stanza_type(&el), "get" | "set");
+        let ping = ping_first.then(|| self.receipt_ping()).flatten();
+        let mut actions = self.handle_bound_stanza(entry, el);
+        if let Some(ping) = ping {
+            actions.insert(0, ping);
+        }
+        actions
+    }
+
+    fn handle_bound_stanza(&mut self, entry: &Arc<SessionEntry>, mut el: Element) -> Vec<Action> {
         let Some(kind) = Kind::of(&el) else {
             if el.ns() == crate::session::sm::NS {
                 return self.on_sm_element(entry, &el);
@@ -1152,6 +1133,19 @@ impl Protocol for StreamCore {
         StreamCore::keepalive_ping(self)
     }
 
+    fn deadline(&self) -> Option<Instant> {
+        self.receipts.due()
+    }
+
+    fn on_deadline(&mut self, now: Instant) -> Vec<Action> {
+        if !self.receipts.due_by(now) {
+            return Vec::new();
+        }
+        let mut actions: Vec<Action> = self.receipt_ping().into_iter().collect();
+        self.track_out(&mut actions);
+        actions
+    }
+
     fn tls_established(&mut self, bindings: ChannelBindings) {
         StreamCore::tls_established(self, bindings)
     }
@@ -1226,7 +1220,7 @@ impl Protocol for StreamCore {
             0..0,
             self.csi.as_mut().map(|c| c.flush()).unwrap_or_default(),
         );
-        let unsent = self.settle_receipts(unsent);
+        let unsent = self.receipts.settle(unsent, self.clean_end);
         let undelivered = self.sm_rescue(unsent, unread);
         async move {
             let Some(account) = account else { return };
@@ -1275,39 +1269,6 @@ fn end_at_expiry(entry: &Arc<SessionEntry>, expires_at: u64) {
             );
         }
     });
-}
-
-/// Tells a stanza from others in the rescue: a hash of its tree (names, namespaces,
-/// attributes, text), taken without serializing it.
-fn fingerprint(el: &Element) -> u64 {
-    use std::hash::Hasher;
-    let mut h = std::hash::DefaultHasher::new();
-    hash_tree(el, &mut h);
-    h.finish()
-}
-
-fn hash_tree(el: &Element, h: &mut impl std::hash::Hasher) {
-    use std::hash::Hash;
-    el.name().hash(h);
-    el.ns().hash(h);
-    el.attrs().count().hash(h);
-    for (name, value) in el.attrs() {
-        name.hash(h);
-        value.hash(h);
-    }
-    el.nodes().len().hash(h);
-    for node in el.nodes() {
-        match node {
-            crate::xml::Node::Element(child) => {
-                1u8.hash(h);
-                hash_tree(child, h);
-            }
-            crate::xml::Node::Text(text) => {
-                0u8.hash(h);
-                text.hash(h);
-            }
-        }
-    }
 }
 
 fn new_stream_id() -> String {
