@@ -8,10 +8,12 @@
 #   tests/previous_version.sh --path   only prints the path
 #
 # The commit is checked out in a temporary git worktree and built with the same
-# CARGO_TARGET_DIR as this checkout, so the dependencies' builds are shared (its own
-# crates build apart: another path). That build leaves its binary at the shared
-# `debug/heliograph`; host/src/main.rs is touched so that the next build of this checkout
-# links its own there again.
+# CARGO_TARGET_DIR as this checkout, so the dependencies' builds are shared. Cargo names a
+# workspace crate's build after its path inside the workspace, not the checkout's, so the
+# old crates' builds take the same names as this checkout's and would be taken for them
+# (a later `cargo build -p heliograph-cluster` failed on an old heliograph-xml): once the
+# binary is kept, the build records of the old workspace crates are removed, and the next
+# build of this checkout compiles its own (and links its own `debug/heliograph`).
 set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 COMMIT="$(grep -v '^#' "$REPO_ROOT/tests/previous-version" | head -n 1 | tr -d '[:space:]')"
@@ -41,5 +43,10 @@ git -C "$REPO_ROOT" worktree add --detach -q "$SRC/tree" "$COMMIT"
 mkdir -p "$KEPT"
 cp "$CARGO_TARGET_DIR/debug/heliograph" "$KEPT/heliograph.partial"
 mv "$KEPT/heliograph.partial" "$KEPT/heliograph"
-touch "$REPO_ROOT/host/src/main.rs"
+# The old tree's workspace crates: forget their builds (see above).
+(cd "$SRC/tree" && cargo metadata --no-deps --format-version 1) |
+    python3 -c 'import json, sys; print("\n".join(p["name"] for p in json.load(sys.stdin)["packages"]))' |
+    while read -r crate; do
+        rm -rf "$CARGO_TARGET_DIR"/debug/.fingerprint/"$crate"-*
+    done
 echo "$KEPT/heliograph"
