@@ -72,12 +72,11 @@ impl Backend for SledStore {
             &self.plugin_kv,
             &self.plugin_blobs,
             &self.plugin_slots,
-            &self.archive,
             &self.archive_prefs,
             &self.account_data,
             &self.pep,
         ];
-        Ok(trees.iter().all(|t| t.is_empty()))
+        Ok(trees.iter().all(|t| t.is_empty()) && self.messages.is_empty()?)
     }
 
     fn export(&self, sink: &mut Sink<'_>) -> StorageResult<u64> {
@@ -198,12 +197,11 @@ impl Backend for SledStore {
                 value: v.to_vec(),
             })
         })?;
-        each(&self.archive, b"", |k, v| {
-            let p = split(k, 3)?;
+        self.messages.each(|owner, message| {
             emit(DumpRecord::Archived {
-                domain: text(p[0], k)?,
-                local: text(p[1], k)?,
-                message: decode(k, v)?,
+                domain: owner.domain,
+                local: owner.local,
+                message,
             })
         })?;
         each(&self.archive_prefs, b"", |k, v| {

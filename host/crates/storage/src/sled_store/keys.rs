@@ -10,11 +10,11 @@
 //! | `blocks`      | `domain \0 local \0 jid`           | empty                       |
 //! | `muc_rooms`   | `domain \0 room`                   | JSON [`StoredRoom`]         |
 //! | `muc_logs`    | `domain \0 room \0 number(u64 BE)` | JSON [`RoomLogEntry`]       |
-//! | `archive`     | `domain \0 local \0 id(u64 BE)`   | JSON [`ArchivedMessage`]    |
-//! | `archive_with`| `domain \0 local \0 with \0 first id(u64 BE)` | ids (u64 BE each): a chunk of the conversation index |
 //! | `archive_prefs` | `domain \0 local`               | JSON [`ArchivePrefs`]       |
 //! | `account_data` | `domain \0 local \0 kind`        | the feature's bytes         |
 //! | `pep`         | `domain \0 local \0 node`         | JSON [`PepNode`] (with its items) |
+//!
+//! Archived messages are not in sled: they live in SQLite beside it (`archive_sqlite.rs`).
 //!
 //! A domain prefix and an account prefix always end with the separator, so `a.test` never
 //! matches `a.test2` and `al` never matches `alice`. Normalized JIDs cannot contain NUL;
@@ -25,7 +25,6 @@
 //! [`OfflineMessage`]: crate::OfflineMessage
 //! [`StoredRoom`]: crate::StoredRoom
 //! [`RoomLogEntry`]: crate::RoomLogEntry
-//! [`ArchivedMessage`]: crate::ArchivedMessage
 //! [`ArchivePrefs`]: crate::ArchivePrefs
 //! [`PepNode`]: crate::PepNode
 
@@ -138,29 +137,4 @@ pub(super) fn plugin_kv_key(tenant: &str, slot: &str, key: &str) -> StorageResul
     let mut k = plugin_kv_prefix(tenant, slot)?;
     k.extend_from_slice(key.as_bytes());
     Ok(k)
-}
-
-/// `domain \0 local \0 id`: an archived message of the account (or room); big-endian so
-/// keys sort in archive order.
-pub(super) fn archive_key(owner: &Account, id: u64) -> StorageResult<Vec<u8>> {
-    let mut key = account_prefix(owner)?;
-    key.extend_from_slice(&id.to_be_bytes());
-    Ok(key)
-}
-
-/// `domain \0 local \0 with \0`: every index entry of one conversation starts with this.
-pub(super) fn archive_with_prefix(owner: &Account, with: &str) -> StorageResult<Vec<u8>> {
-    let mut key = account_prefix(owner)?;
-    key.extend_from_slice(part(with, "JID")?);
-    key.push(SEP);
-    Ok(key)
-}
-
-/// The id at the end of an archive or archive index key.
-pub(super) fn archive_id(key: &[u8]) -> StorageResult<u64> {
-    key.len()
-        .checked_sub(8)
-        .and_then(|at| <[u8; 8]>::try_from(&key[at..]).ok())
-        .map(u64::from_be_bytes)
-        .ok_or_else(|| StorageError::Corrupt(format!("malformed key {}", describe(key))))
 }

@@ -1,6 +1,7 @@
 //! sled implementation of every store: one `SledStore` over one database implements
 //! [`UserStore`], [`RosterStore`], [`OfflineStore`], [`BlockStore`], `MucStore` (in
-//! `muc.rs`), [`PluginStore`] (in `plugins.rs`) and `ArchiveStore` (in `archive.rs`).
+//! `muc.rs`), [`PluginStore`] (in `plugins.rs`) and `ArchiveStore` (in `archive.rs`; its
+//! messages live in a SQLite file beside the trees, see `archive_sqlite.rs`).
 //!
 //! The key layout is in `keys.rs`; each trait lives in its own file. Every mutating method
 //! flushes the database before returning `Ok`, so an acknowledged write survives a crash.
@@ -25,6 +26,7 @@
 
 mod account_data;
 mod archive;
+mod archive_sqlite;
 mod blocks;
 mod dump;
 mod keys;
@@ -112,8 +114,8 @@ struct SledStore {
     plugin_kv_usage: Tree,
     plugin_blobs: Tree,
     plugin_slots: Tree,
-    archive: Tree,
-    archive_with: Tree,
+    /// The archived messages (the preferences are in `archive_prefs`).
+    messages: archive_sqlite::SqliteArchive,
     archive_prefs: Tree,
     account_data: Tree,
     pep: Tree,
@@ -124,6 +126,9 @@ impl SledStore {
         let db =
             open_db(dir, cache_bytes).context(&format!("opening database in {}", dir.display()))?;
         let tree = |name: &str| db.open_tree(name).context(&format!("opening tree {name}"));
+        // After sled, whose file lock keeps a second process out of the directory.
+        let messages = archive_sqlite::SqliteArchive::open(dir)?;
+        archive::move_sled_archive(&db, &messages)?;
         Ok(SledStore {
             users: tree("users")?,
             roster_meta: tree("roster_meta")?,
@@ -138,8 +143,7 @@ impl SledStore {
             plugin_kv_usage: tree("plugin_kv_usage")?,
             plugin_blobs: tree("plugin_blobs")?,
             plugin_slots: tree("plugin_slots")?,
-            archive: tree("archive")?,
-            archive_with: tree("archive_with")?,
+            messages,
             archive_prefs: tree("archive_prefs")?,
             account_data: tree("account_data")?,
             pep: tree("pep")?,

@@ -208,8 +208,8 @@ mod archive {
     use super::*;
     use crate::{ArchiveId, ArchiveQuery, ArchivedMessage};
 
-    /// The conversation index is sled's own: the archive's behaviour is in the
-    /// conformance suite.
+    /// The archive's behaviour is in the conformance suite; these are the embedded
+    /// backend's own: the move from the old sled trees, and persistence.
     fn temp() -> (TempDir, Storage) {
         let dir = tempfile::tempdir().unwrap();
         let storage = Storage::open_sled(dir.path()).unwrap();
@@ -231,54 +231,77 @@ mod archive {
         page.messages.iter().map(|m| m.id.0).collect()
     }
 
-    #[test]
-    fn conversation_index_chunks_from_many_writes_read_as_one() {
-        let (_dir, s) = temp();
-        let alice = acct("alice", "a.test");
-        for round in 0..5u64 {
-            // Each write holds two conversations, out of order within the write.
-            let entries: Vec<_> = [3, 1, 2]
-                .iter()
-                .flat_map(|k| {
-                    let id = round * 100 + k;
-                    [
-                        (alice.clone(), msg(id * 1000, "bob@a.test", false)),
-                        (alice.clone(), msg(id * 1000 + 50, "carol@a.test", true)),
-                    ]
-                })
-                .collect();
-            s.archive.append(&entries).unwrap();
+    /// An archive written before the messages moved to SQLite: the old sled trees, keyed
+    /// `domain \0 local \0 id`, with an index tree beside them.
+    fn write_old_archive(dir: &std::path::Path, entries: &[(crate::Account, ArchivedMessage)]) {
+        let db = sled::open(dir).unwrap();
+        let old = db.open_tree("archive").unwrap();
+        for (owner, m) in entries {
+            let mut key = format!("{}\0{}\0", owner.domain, owner.local).into_bytes();
+            key.extend_from_slice(&m.id.0.to_be_bytes());
+            old.insert(key, serde_json::to_vec(m).unwrap()).unwrap();
         }
-        let bob = ArchiveQuery {
-            with: Some("bob@a.test".into()),
-            ..Default::default()
-        };
-        let page = s.archive.query(&alice, &bob).unwrap();
-        let expected: Vec<u64> = (0..5u64)
-            .flat_map(|r| (1..=3).map(move |k| (r * 100 + k) * 1000))
+        db.open_tree("archive_with")
+            .unwrap()
+            .insert(b"a.test\0alice\0bob@a.test\0", &[0u8; 8][..])
+            .unwrap();
+        db.flush().unwrap();
+    }
+
+    #[test]
+    fn messages_left_in_the_old_sled_trees_move_to_sqlite_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let alice = acct("alice", "a.test");
+        let room = acct("standup@conference.a.test", "a.test");
+        // More than one move batch, for two owners.
+        let entries: Vec<_> = (1..=2500u64)
+            .map(|i| {
+                let owner = if i % 5 == 0 { &room } else { &alice };
+                (owner.clone(), msg(i * 1000, "bob@a.test", i % 2 == 0))
+            })
             .collect();
-        assert_eq!(ids(&page), expected);
-        let window = ArchiveQuery {
-            with: Some("bob@a.test".into()),
-            after_id: Some(ArchiveId(102_000)),
-            before_id: Some(ArchiveId(301_000)),
+        write_old_archive(dir.path(), &entries);
+        let s = Storage::open_sled(dir.path()).unwrap();
+        let all = ArchiveQuery {
+            page: crate::archive::Page {
+                max: 5000,
+                ..Default::default()
+            },
             ..Default::default()
         };
-        assert_eq!(
-            ids(&s.archive.query(&alice, &window).unwrap()),
-            [103_000, 201_000, 202_000, 203_000]
-        );
-        // Retraction looks through the chunks newest first.
+        let alices = s.archive.query(&alice, &all).unwrap();
+        assert_eq!(alices.count, 2000);
+        assert_eq!(alices.messages[0], entries[0].1);
+        assert_eq!(s.archive.query(&room, &all).unwrap().count, 500);
+        drop(s);
+        // The old trees are gone, and opening again moves (and duplicates) nothing.
+        let s = Storage::open_sled(dir.path()).unwrap();
+        assert_eq!(s.archive.query(&alice, &all).unwrap().count, 2000);
+        drop(s);
+        let db = sled::open(dir.path()).unwrap();
+        let names: Vec<_> = db.tree_names().into_iter().map(|n| n.to_vec()).collect();
+        assert!(!names.contains(&b"archive".to_vec()));
+        assert!(!names.contains(&b"archive_with".to_vec()));
+    }
+
+    #[test]
+    fn archived_messages_and_retractions_survive_reopening() {
+        let (dir, s) = temp();
+        let alice = acct("alice", "a.test");
+        let entries: Vec<_> = (1..=3u64)
+            .map(|i| (alice.clone(), msg(i * 1000, "bob@a.test", true)))
+            .collect();
+        s.archive.append(&entries).unwrap();
         assert!(
             s.archive
-                .retract(&alice, "carol@a.test", "o101050", true, "gone")
+                .retract(&alice, "bob@a.test", "o2000", true, "<gone/>")
                 .unwrap()
         );
-        // Retention cuts a chunk in the middle.
-        s.archive
-            .remove_before("a.test", ArchiveId(202_000))
-            .unwrap();
-        let page = s.archive.query(&alice, &bob).unwrap();
-        assert_eq!(ids(&page)[..3], [202_000, 203_000, 301_000]);
+        drop(s);
+        let s = Storage::open_sled(dir.path()).unwrap();
+        let page = s.archive.query(&alice, &ArchiveQuery::default()).unwrap();
+        assert_eq!(ids(&page), [1000, 2000, 3000]);
+        assert_eq!(page.messages[1].stanza, "<gone/>");
+        assert_eq!(page.messages[2], entries[2].1);
     }
 }

@@ -96,6 +96,7 @@ impl UserStore for SledStore {
 
     fn purge_domain(&self, domain: &str) -> StorageResult<()> {
         let prefix = keys::domain_prefix(domain)?;
+        self.messages.delete_domain(domain)?;
         // Accounts last: if interrupted, they are still listed and the purge can be rerun.
         for tree in [
             &self.rosters,
@@ -103,8 +104,6 @@ impl UserStore for SledStore {
             &self.blocks,
             &self.muc_rooms,
             &self.muc_logs,
-            &self.archive_with,
-            &self.archive,
             &self.archive_prefs,
             &self.account_data,
             &self.pep,
