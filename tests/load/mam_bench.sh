@@ -7,6 +7,8 @@
 # Plain TCP with PLAIN, window 8 per sender.
 #
 #   tests/load/mam_bench.sh [PAIRS] [SECONDS] [ROUNDS]      (default 100 10 2)
+#   BENCH_BIN_DIR=DIR tests/load/mam_bench.sh ...            DIR/heliograph and
+#                                                            DIR/heliograph-load, no build
 set -euo pipefail
 PAIRS="${1:-100}"
 SECS="${2:-10}"
@@ -14,8 +16,8 @@ ROUNDS="${3:-2}"
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/heliograph-target}"
 cd "$REPO_ROOT"
-cargo build --release -q -p heliograph -p heliograph-load
-R="$CARGO_TARGET_DIR/release"
+[[ -n "${BENCH_BIN_DIR:-}" ]] || cargo build --release -q -p heliograph -p heliograph-load
+R="${BENCH_BIN_DIR:-$CARGO_TARGET_DIR/release}"
 WORK="$(mktemp -d)"
 # shellcheck source=tests/load/bench_server.sh
 source "$REPO_ROOT/tests/load/bench_server.sh"
