@@ -17,6 +17,9 @@
 //!   announcement, then drops it: the JID never disappears from any registry, and what
 //!   reaches A in between is forwarded to B.
 //! - A dead, or the id unknown: B's client gets `<failed/>` with `item-not-found`.
+//! - Receipts of the moved stanzas that someone still holds stay with A until B says the
+//!   client has those stanzas ([`crate::moved_receipts`]); B's notices travel on the same
+//!   subject, without a reply address.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -29,12 +32,17 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::arriving::Arriving;
 use crate::core::Core;
+use crate::core::router::Receipt;
 use crate::core::router::{SessionEntry, SessionMsg};
-use crate::core::session::handoff::{ExportRequest, HandOffError, MovedSession, RemoteSessions};
+use crate::core::session::handoff::{
+    ExportRequest, Exported, HandOffError, HeldReceipts, MovedSession, RemoteSessions,
+};
 use crate::core::session::resumption::Lookup;
 use crate::local::LocalSessions;
+use crate::moved_receipts::{self, HeldMoves, ReceiptNotice};
 use crate::outbox::{Outgoing, PeerSink};
 use crate::peers::Peers;
+use crate::readers::Readers;
 use crate::xml::Element;
 use crate::xmpp::Account;
 
@@ -108,6 +116,9 @@ struct Shared {
     deadline: Duration,
     arriving: Arriving,
     departed: Mutex<HashMap<String, Departed>>,
+    readers: Arc<Readers>,
+    /// Receipts of sessions that left (see [`crate::moved_receipts`]).
+    held: Arc<HeldMoves>,
 }
 
 /// Resumption across nodes (see the module docs); cheap to clone.
@@ -133,6 +144,7 @@ impl HandOff {
         out: mpsc::Sender<Outgoing>,
         peers: Arc<Mutex<Peers>>,
         local: Arc<LocalSessions>,
+        readers: Arc<Readers>,
         deadline: Duration,
     ) -> HandOff {
         HandOff {
@@ -146,14 +158,21 @@ impl HandOff {
                 local,
                 deadline,
                 departed: Mutex::new(HashMap::new()),
+                readers,
+                held: Arc::default(),
             }),
         }
     }
 
-    /// Answers other nodes' requests for this node's sessions.
+    /// Answers other nodes' requests for this node's sessions, and takes their notices
+    /// about moved receipts (which come without a reply address).
     pub async fn serve(self, mut sub: async_nats::Subscriber) {
         while let Some(msg) = sub.next().await {
             let Some(reply) = msg.reply.clone() else {
+                match serde_json::from_slice::<ReceiptNotice>(&msg.payload) {
+                    Ok(notice) => self.shared.held.apply(notice),
+                    Err(e) => tracing::warn!(error = %e, "cluster: receipt notice not understood"),
+                }
                 continue;
             };
             let me = self.clone();
@@ -211,10 +230,14 @@ impl HandOff {
             return Answer::Busy;
         }
         match tokio::time::timeout(half, answer).await {
-            Ok(Ok(Ok(session))) => {
+            Ok(Ok(Ok(Exported {
+                mut session,
+                receipts,
+            }))) => {
                 if let Some(id) = announced {
                     self.departed(&session.full_jid, &req.to, id);
                 }
+                session.held = self.keep_receipts(&req.to, &session, receipts);
                 metrics::counter!("heliograph_cluster_sessions_moved_total", "way" => "out")
                     .increment(1);
                 Answer::Session {
@@ -226,6 +249,38 @@ impl HandOff {
             Ok(Ok(Err(_))) | Ok(Err(_)) => Answer::Unknown,
             Err(_) => Answer::Busy,
         }
+    }
+
+    /// Keeps the receipts of a session leaving for `to` until `to` says what became of
+    /// the stanzas, if it can say so; confirms them now otherwise (a node of the previous
+    /// version).
+    fn keep_receipts(
+        &self,
+        to: &str,
+        session: &MovedSession,
+        receipts: Vec<(u32, Receipt)>,
+    ) -> Option<HeldReceipts> {
+        let s = &self.shared;
+        if !s.readers.carries_receipts(to) {
+            for (_, receipt) in receipts {
+                receipt.confirm();
+            }
+            return None;
+        }
+        let held = s.held.keep(&s.node, to, receipts)?;
+        let (moves, id) = (s.held.clone(), held.id);
+        let wait = moved_receipts::keep_at_most(Duration::from_secs(session.resume_timeout_secs));
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            moves.expire(id);
+        });
+        Some(held)
+    }
+
+    /// Drops the receipts kept for sessions that moved to nodes no longer alive: their
+    /// holders route the stanzas again.
+    pub fn forget_dead(&self, alive: &[String]) {
+        self.shared.held.forget_dead(alive);
     }
 
     /// Remembers a session handed to `node` until that node announces it; gives up
@@ -394,6 +449,21 @@ impl RemoteSessions for HandOff {
 
     fn abandon(&self, account: &Account) {
         self.shared.arriving.end(account, Vec::new());
+    }
+
+    fn moved_receipts(&self, held: &HeldReceipts) -> Vec<Receipt> {
+        let client = self.shared.client.clone();
+        let to = subject(&held.node);
+        let tell = move |notice: ReceiptNotice| {
+            let (client, to) = (client.clone(), to.clone());
+            let payload = serde_json::to_vec(&notice).unwrap_or_default();
+            tokio::spawn(async move {
+                if let Err(e) = client.publish(to, payload.into()).await {
+                    tracing::warn!(error = %e, "cluster: receipt notice not sent");
+                }
+            });
+        };
+        moved_receipts::receipts_for(held, &self.shared.node, Arc::new(tell))
     }
 }
 

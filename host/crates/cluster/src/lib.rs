@@ -13,13 +13,15 @@
 //! - [`queries`]: admin queries one node's admin API asks another (the rooms it hosts);
 //! - [`bosh`]: BOSH requests for another node's session relayed to that node;
 //! - [`handoff`]: stream management resumption on another node — the session moves to
-//!   the node its client resumed on ([`arriving`]: what reaches that node for it meanwhile);
+//!   the node its client resumed on ([`arriving`]: what reaches that node for it meanwhile;
+//!   [`moved_receipts`]: the receipts of its stanzas kept until the client has them);
 //! - [`inflight`]: messages sent to another node kept until it says the client has
 //!   them, routed again if it dies (or gives them back) first;
 //! - [`delivery`]: the receiving side — messages from other nodes handed to sessions
 //!   with a receipt, and the outcome told to their sender;
 //! - [`outbox`]: the one publisher (order per sender-recipient pair) and the remote
-//!   sessions' way out; [`readers`]: which nodes read the newer frames (compact stanzas);
+//!   sessions' way out; [`readers`]: which nodes read the newer frames (compact stanzas,
+//!   moved receipts);
 //! - [`node`]: the tasks that tie them to a NATS connection.
 //!
 //! A stanza for a session of another node crosses NATS once, to that node's subject, and
@@ -33,6 +35,7 @@ pub mod delivery;
 pub mod handoff;
 pub mod inflight;
 pub mod local;
+pub mod moved_receipts;
 pub mod node;
 pub mod outbox;
 pub mod peers;

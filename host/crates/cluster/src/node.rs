@@ -216,6 +216,7 @@ impl Cluster {
             out.clone(),
             peers.clone(),
             local.clone(),
+            readers.clone(),
             Duration::from_millis(settings.handoff_timeout_ms.max(1)),
         );
         let _ = core.remote_sessions.set(Arc::new(handoff.clone()));
@@ -366,6 +367,7 @@ impl Cluster {
     fn update_membership(&self) {
         let alive = self.live_nodes();
         self.components.retain_nodes(&self.core, &alive);
+        self.handoff.forget_dead(&alive);
         self.reroute_unconfirmed(&alive);
         let live = self.placeable_nodes();
         self.members.send_if_modified(|cur| {
@@ -479,6 +481,7 @@ impl Cluster {
                 draining: self.core.drain.is_draining(),
                 numbered: true,
                 compact: true,
+                moved_receipts: true,
             };
             let _ = self.out.try_send(Outgoing::Event(beat));
             let (nodes, remote) = {
@@ -538,10 +541,11 @@ impl Cluster {
                     draining,
                     numbered,
                     compact,
+                    moved_receipts,
                     ..
                 } => {
                     self.inflight.set_numbered(node, *numbered);
-                    self.readers.heard(node, *compact);
+                    self.readers.heard(node, *compact, *moved_receipts);
                     let reach = Reach {
                         address: address.clone(),
                         sessions: *count,

@@ -102,6 +102,11 @@ pub enum Event {
         /// heartbeat lacks this (an older version) is sent XML frames.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         compact: bool,
+        /// It takes over the receipts of a session's stanzas when the session moves to it
+        /// and tells the node it left what became of them (see `moved_receipts`); a node
+        /// whose heartbeat lacks this gets none (they are confirmed as the session leaves).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        moved_receipts: bool,
     },
     /// A session was bound or its presence changed.
     Up {
@@ -493,13 +498,17 @@ mod tests {
     fn a_heartbeat_of_an_older_node_reads_numbered_frames_as_not_understood() {
         let old = r#"{"t":"heartbeat","node":"n1","incarnation":1,"seq":0,"count":0,"digest":0}"#;
         let Event::Heartbeat {
-            numbered, compact, ..
+            numbered,
+            compact,
+            moved_receipts,
+            ..
         } = serde_json::from_str(old).unwrap()
         else {
             panic!("not a heartbeat");
         };
         assert!(!numbered);
         assert!(!compact);
+        assert!(!moved_receipts);
     }
 
     #[test]

@@ -97,6 +97,64 @@ async fn a_killed_node_loses_no_message_its_clients_had_not_acknowledged() {
     }
 }
 
+/// Alice (n2, resumable stream management) reads every message bob (n1) sends her and
+/// acknowledges none; her connection is reset and she resumes on n3, reads them all
+/// again there and still acknowledges none; n3 is killed. n2 kept the messages' receipts
+/// when her session left (n1 still holds the messages in flight), drops them when n3
+/// dies, and n1 routes them again: she finds every one when she logs in on n1. Before
+/// the receipts moved with the session, n2 confirmed them as it left, and n1 forgot them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_resumed_on_a_node_that_dies_before_acknowledging_loses_nothing() {
+    let Some(mut c) = cluster().await else {
+        return;
+    };
+    let (mut bob, bob_jid) = RawClient::login(&c.nodes[0].starttls, "bob", "pw-b", Some("b")).await;
+    let (mut alice, alice_jid) =
+        RawClient::login(&c.nodes[1].starttls, "alice", "pw-a", Some("phone")).await;
+    alice
+        .send_raw(&format!("<enable xmlns='{SM}' resume='true'/>"))
+        .await;
+    let enabled = alice
+        .next_matching(|e| e.ns() == SM && e.name() != "r")
+        .await;
+    let id = enabled.attr("id").expect("a resumption id").to_string();
+    alice.send_raw("<presence/>").await;
+    wait_registry(&c.nodes[0], &alice_jid, Held::On("n2")).await;
+    wait_registry(&c.nodes[1], &bob_jid, Held::On("n1")).await;
+
+    const N: usize = 30;
+    let want: std::collections::BTreeSet<String> = (0..N).map(|i| format!("moved-{i}")).collect();
+    for body in &want {
+        bob.send(&chat(&alice_jid, body)).await;
+    }
+    for i in 0..N {
+        expect_body(&mut alice, &format!("moved-{i}")).await;
+    }
+    alice.reset();
+    let mut again = RawClient::authenticated(&c.nodes[2].starttls, "alice", "pw-a").await;
+    again.open_to("localhost").await;
+    again
+        .send_raw(&format!("<resume xmlns='{SM}' previd='{id}' h='0'/>"))
+        .await;
+    let resumed = again
+        .next_matching(|e| e.ns() == SM && e.name() != "r")
+        .await;
+    assert!(resumed.is("resumed", SM), "{resumed}");
+    for i in 0..N {
+        expect_body(&mut again, &format!("moved-{i}")).await;
+    }
+    wait_registry(&c.nodes[0], &alice_jid, Held::On("n3")).await;
+    c.nodes[2].kill();
+    drop(again);
+    wait_registry(&c.nodes[0], &alice_jid, Held::Nowhere).await;
+
+    let twice = collect(&c.nodes[0], "alice", "pw-a", &want).await;
+    eprintln!(
+        "kill -9 of the node a session resumed on: alice got all {N} messages, {twice} twice"
+    );
+    drop(bob);
+}
+
 /// A node of the cluster named `name` on NATS at `nats_url`, counting a silent node dead
 /// after `dead_after_ms`.
 pub(super) fn node_on(db: &TestDb, nats_url: &str, name: &str, dead_after_ms: u64) -> TestServer {

@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep, sleep_until, timeout};
 
 use super::Action;
-use super::handoff::{ExportRequest, HandOffError};
+use super::handoff::{ExportRequest, Exported, HandOffError};
 use super::link::{Attach, Inbound, Keepalive, Link, LinkError, NoLink, Written};
 use super::protocol::{HandOver, Protocol, Work};
 use crate::limits::LoginGate;
@@ -788,8 +788,8 @@ impl<P: Protocol> Driver<P> {
             forward,
             reply,
         } = req;
-        let mut moved = match self.protocol.export(handled, forward) {
-            Ok(moved) => moved,
+        let mut exported = match self.protocol.export(handled, forward) {
+            Ok(exported) => exported,
             Err(e) => {
                 let _ = reply.send(Err(e));
                 return false;
@@ -797,16 +797,19 @@ impl<P: Protocol> Driver<P> {
         };
         self.mailbox.close();
         while let Ok(msg) = self.mailbox.try_recv() {
+            let moved = &mut exported.session;
             match msg {
                 SessionMsg::Stanza(el) => moved.pending.push(serialize(&el)),
                 SessionMsg::Stored(stored) => {
                     let (el, receipt) = *stored;
+                    // Its place: after the unacknowledged stanzas and the pending before it.
+                    let place = moved.unacked.len() + moved.pending.len();
                     moved.pending.push(serialize(&el));
-                    // The other node has it now.
-                    receipt.confirm();
+                    exported.receipts.push((place as u32, receipt));
                 }
-                // The count the other node takes over already covers the client's
-                // stanzas (see "Receipts that move with a session" in docs/CLUSTER.md).
+                // The count the other node takes over stops before the client's first
+                // stanza not safe yet: the client sends it again there (docs/CLUSTER.md,
+                // "Stream management across nodes", item 7).
                 SessionMsg::Close(..) | SessionMsg::Settled(_) => {}
                 SessionMsg::Attach(late) => Box::pin(self.refuse(*late)).await,
                 SessionMsg::Export(other) => {
@@ -817,15 +820,22 @@ impl<P: Protocol> Driver<P> {
         if let Some(late) = self.pending_attach.take() {
             Box::pin(self.refuse(*late)).await;
         }
-        if let Err(Ok(moved)) = reply.send(Ok(moved)) {
+        if let Err(Ok(Exported { session, receipts })) = reply.send(Ok(exported)) {
             // The node asking gave up waiting: what the client was not sure to have is
-            // routed again (its forwarding entry leads them on to offline storage).
-            tracing::warn!(jid = %moved.full_jid, "the node resuming the session gave up");
-            let unread = moved
+            // routed again (its forwarding entry leads them on to offline storage), but
+            // what someone still holds is left to them (the receipts are dropped).
+            tracing::warn!(jid = %session.full_jid, "the node resuming the session gave up");
+            let held: std::collections::HashSet<usize> = receipts
+                .into_iter()
+                .map(|(place, _)| place as usize)
+                .collect();
+            let unread = session
                 .unacked
                 .iter()
-                .chain(moved.pending.iter())
-                .filter_map(|x| super::sm::read_back(x))
+                .chain(session.pending.iter())
+                .enumerate()
+                .filter(|(place, _)| !held.contains(place))
+                .filter_map(|(_, x)| super::sm::read_back(x))
                 .collect();
             Box::pin(self.protocol.rescue(Vec::new(), unread)).await;
         }

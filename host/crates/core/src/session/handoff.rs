@@ -14,7 +14,7 @@ use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use crate::router::{RemoteSink, SessionEntry};
+use crate::router::{Receipt, RemoteSink, SessionEntry};
 use crate::storage::Account;
 
 /// Everything a resumed session needs from the node it left.
@@ -50,6 +50,35 @@ pub struct MovedSession {
     /// [`crate::hooks::Registrar::carry_session_flag`]).
     #[serde(default)]
     pub flags: Vec<String>,
+    /// Some of these stanzas are still held by someone (offline storage, or the node that
+    /// routed them) and the node the session left keeps their receipts until told the
+    /// client has them ([`RemoteSessions::moved_receipts`]). A node of the previous version
+    /// neither sends nor reads this: the receipts were confirmed when the session left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<HeldReceipts>,
+}
+
+/// Receipts a node keeps for stanzas of a session that left it (see
+/// [`MovedSession::held`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldReceipts {
+    /// The node keeping them.
+    pub node: String,
+    /// The move's number there.
+    pub id: u64,
+    /// The stanzas they are for, by place: `unacked` first (0, 1, ...), then `pending`
+    /// continuing the count.
+    pub places: Vec<u32>,
+}
+
+/// A session's state as it leaves this node (see [`ExportRequest`]), with the receipts of
+/// the stanzas someone still holds, by place (as in [`HeldReceipts::places`]). The cluster
+/// layer keeps the receipts until the new node says the client has those stanzas, or
+/// confirms them at once for a node that cannot say so.
+#[derive(Debug)]
+pub struct Exported {
+    pub session: MovedSession,
+    pub receipts: Vec<(u32, Receipt)>,
 }
 
 /// Why a session could not be taken over from another node.
@@ -85,7 +114,7 @@ pub struct ExportRequest {
     pub handled: u32,
     /// The way to the node the client resumed on.
     pub forward: Arc<dyn RemoteSink>,
-    pub reply: oneshot::Sender<Result<MovedSession, HandOffError>>,
+    pub reply: oneshot::Sender<Result<Exported, HandOffError>>,
 }
 
 /// What the cluster layer provides for resumption across nodes (see the module docs).
@@ -112,4 +141,9 @@ pub trait RemoteSessions: Send + Sync {
     /// The fetched session could not be bound here: what was held for the account is
     /// routed again.
     fn abandon(&self, account: &Account);
+
+    /// One receipt per place of `held` (in the same order), standing for the receipts the
+    /// node the session left keeps: confirming one tells that node the client has the
+    /// stanza, dropping one unconfirmed tells it the client may not have it.
+    fn moved_receipts(&self, held: &HeldReceipts) -> Vec<Receipt>;
 }

@@ -11,7 +11,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
 
 use super::Action;
-use super::handoff::{HandOffError, MovedSession};
+use super::handoff::{Exported, HandOffError};
 use crate::router::SessionMsg;
 use crate::sasl::ChannelBindings;
 use crate::tenants::rate::TokenBucket;
@@ -164,7 +164,7 @@ pub trait Protocol: Send + 'static {
         &mut self,
         _handled: u32,
         _forward: std::sync::Arc<dyn crate::router::RemoteSink>,
-    ) -> Result<MovedSession, HandOffError> {
+    ) -> Result<Exported, HandOffError> {
         Err(HandOffError::NotMovable)
     }
 

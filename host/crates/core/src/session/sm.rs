@@ -279,18 +279,36 @@ impl StreamManagement {
     }
 
     /// The unacknowledged stanzas as kept (serialized), in order, for a session moving to
-    /// another node, which takes them over: receipts of stanzas still held in storage are
-    /// confirmed (the other node delivers or rescues them from here on).
-    pub fn take_for_move(&mut self) -> Vec<Arc<str>> {
-        self.unacked
+    /// another node, which takes them over; with the receipts of those still held by
+    /// someone (storage, another node), by place in the list. Whoever takes the receipts
+    /// confirms them once the other node says the client has the stanzas.
+    pub fn take_for_move(&mut self) -> (Vec<Arc<str>>, Vec<(u32, Receipt)>) {
+        let mut receipts = Vec::new();
+        let stanzas = self
+            .unacked
             .drain(..)
-            .map(|u| {
+            .enumerate()
+            .map(|(place, u)| {
                 if let Some(receipt) = u.receipt {
-                    receipt.confirm();
+                    receipts.push((place as u32, receipt));
                 }
                 u.stanza
             })
-            .collect()
+            .collect();
+        (stanzas, receipts)
+    }
+
+    /// Attaches `receipt` to the unacknowledged stanza at `place` (0: the oldest), for a
+    /// session restored from another node that keeps the stanza's receipt there. False if
+    /// there is no such stanza (the receipt is dropped).
+    pub fn hold_receipt_at(&mut self, place: usize, receipt: Receipt) -> bool {
+        match self.unacked.get_mut(place) {
+            Some(u) => {
+                u.receipt = Some(receipt);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Like [`StreamManagement::replay`], with each stanza's kept bytes (written as they
@@ -486,8 +504,9 @@ mod tests {
             old.on_sent(serialize(&msg(i)), SystemTime::now());
         }
         old.on_ack(7).unwrap();
-        let unacked = old.take_for_move();
+        let (unacked, receipts) = old.take_for_move();
         assert_eq!(unacked.len(), 3);
+        assert!(receipts.is_empty());
         let mut new = StreamManagement::restored(
             "n1~x".into(),
             SmLimits::default(),
@@ -505,6 +524,36 @@ mod tests {
         new.on_sent(serialize(&msg(10)), SystemTime::now());
         new.on_ack(11).unwrap();
         assert_eq!(new.unacked(), 0);
+    }
+
+    #[test]
+    fn receipts_move_with_their_stanzas_and_are_confirmed_by_the_new_sessions_acks() {
+        let (tx, mut confirmed) = tokio::sync::mpsc::unbounded_channel();
+        let mut old = StreamManagement::enabled(Some("n1~x".into()), SmLimits::default());
+        for i in 0..6u64 {
+            old.on_sent(serialize(&msg(i as u32)), SystemTime::now());
+            if i % 2 == 1 {
+                old.hold_receipt(Receipt::new(i, tx.clone()));
+            }
+        }
+        old.on_ack(2).unwrap();
+        assert_eq!(confirmed.try_recv(), Ok(1), "acknowledged before the move");
+        // Moving confirms nothing: the receipts of 3 and 5 go along, by place.
+        let (unacked, receipts) = old.take_for_move();
+        assert!(confirmed.try_recv().is_err());
+        let places: Vec<u32> = receipts.iter().map(|(p, _)| *p).collect();
+        assert_eq!(places, [1, 3]);
+        let mut new = StreamManagement::restored("n1~x".into(), SmLimits::default(), 0, 6, unacked);
+        for (place, receipt) in receipts {
+            assert!(new.hold_receipt_at(place as usize, receipt));
+        }
+        new.on_ack(4).unwrap();
+        assert_eq!(confirmed.try_recv(), Ok(3));
+        assert!(confirmed.try_recv().is_err(), "5 is not acknowledged yet");
+        // The new session ends: 5 is left to its holder, not rescued.
+        let rescued = new.take_unacked();
+        assert_eq!(rescued.len(), 1, "4 only");
+        assert!(!new.hold_receipt_at(0, Receipt::new(9, tx.clone())));
     }
 
     #[test]

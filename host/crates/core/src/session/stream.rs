@@ -1178,7 +1178,7 @@ impl Protocol for StreamCore {
         &mut self,
         handled: u32,
         forward: Arc<dyn crate::router::RemoteSink>,
-    ) -> Result<crate::session::handoff::MovedSession, crate::session::handoff::HandOffError> {
+    ) -> Result<crate::session::handoff::Exported, crate::session::handoff::HandOffError> {
         self.sm_export(handled, forward)
     }
 

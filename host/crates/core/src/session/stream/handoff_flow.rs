@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::router::RemoteSink;
-use crate::session::handoff::{HandOffError, MovedSession, RemoteSessions};
+use crate::session::handoff::{Exported, HandOffError, MovedSession, RemoteSessions};
 use crate::session::resumption::LiveSession;
 use crate::session::sasl2::ResumeRequest;
 use crate::session::sm::{self, SmLimits, StreamManagement};
@@ -65,7 +65,7 @@ impl StreamCore {
         let Some((tenant, slot)) = tenant.and_then(|t| t.acquire_session().map(|s| (t, s))) else {
             tracing::warn!(jid = %moved.full_jid, "a session resumed from another node cannot be bound here");
             remote.abandon(&account);
-            self.rescue_moved(account, moved);
+            self.rescue_moved(remote, account, moved);
             return Err(self.no_such_session(None));
         };
         self.tenant_slot = Some(slot);
@@ -120,13 +120,28 @@ impl StreamCore {
             .iter()
             .map(|s| Arc::from(s.as_str()))
             .collect();
-        let restored = StreamManagement::restored(
+        let mut restored = StreamManagement::restored(
             moved.resume_id.clone(),
             limits,
             moved.handled,
             moved.sent,
             unacked,
         );
+        // Receipts the node it left keeps: for unacknowledged stanzas, confirmed by the
+        // client's acknowledgements here; for pending ones, sent with them.
+        let mut pending_receipts = std::collections::HashMap::new();
+        if let Some(held) = &moved.held {
+            let receipts = remote.moved_receipts(held);
+            let count = moved.unacked.len();
+            for (place, receipt) in held.places.iter().zip(receipts) {
+                let place = *place as usize;
+                if place < count {
+                    restored.hold_receipt_at(place, receipt);
+                } else {
+                    pending_receipts.insert(place - count, receipt);
+                }
+            }
+        }
         self.core.resumptions.register(
             &moved.resume_id,
             LiveSession {
@@ -145,8 +160,15 @@ impl StreamCore {
         if moved.csi_inactive {
             self.csi.get_or_insert_default().set_inactive();
         }
-        for el in moved.pending.iter().filter_map(|x| sm::read_back(x)) {
-            then.extend(self.on_mailbox(SessionMsg::Stanza(Box::new(el))));
+        for (i, xml) in moved.pending.iter().enumerate() {
+            let Some(el) = sm::read_back(xml) else {
+                continue;
+            };
+            let msg = match pending_receipts.remove(&i) {
+                Some(receipt) => SessionMsg::Stored(Box::new((el, receipt))),
+                None => SessionMsg::Stanza(Box::new(el)),
+            };
+            then.extend(self.on_mailbox(msg));
         }
         crate::metrics::stream_management("resumed");
         tracing::info!(jid = %entry.full_jid, replayed = moved.unacked.len(), pending = moved.pending.len(), "session resumed from another node");
@@ -158,12 +180,22 @@ impl StreamCore {
     }
 
     /// A session fetched from another node that could not be bound here: its messages
-    /// are routed again (other resources, offline storage), as at the end of a session.
-    fn rescue_moved(&self, account: Account, moved: MovedSession) {
+    /// are routed again (other resources, offline storage), as at the end of a session,
+    /// except those someone still holds: their receipts are dropped, so their holders
+    /// route them again.
+    fn rescue_moved(&self, remote: &dyn RemoteSessions, account: Account, moved: MovedSession) {
+        let held: std::collections::HashSet<usize> = match &moved.held {
+            Some(held) => {
+                drop(remote.moved_receipts(held));
+                held.places.iter().map(|p| *p as usize).collect()
+            }
+            None => Default::default(),
+        };
         let core = self.core.clone();
         tokio::spawn(async move {
-            let all = moved.unacked.iter().chain(moved.pending.iter());
-            for el in all.filter_map(|x| sm::read_back(x)) {
+            let all = moved.unacked.iter().chain(moved.pending.iter()).enumerate();
+            let unheld = all.filter(|(place, _)| !held.contains(place));
+            for el in unheld.filter_map(|(_, x)| sm::read_back(x)) {
                 if el.name() == "message" {
                     crate::pipeline::message::redeliver(&core, &account, el).await;
                 }
@@ -179,7 +211,7 @@ impl StreamCore {
         &mut self,
         handled: u32,
         forward: Arc<dyn RemoteSink>,
-    ) -> Result<MovedSession, HandOffError> {
+    ) -> Result<Exported, HandOffError> {
         if !self.sm_resumable() {
             return Err(HandOffError::NotMovable);
         }
@@ -203,7 +235,7 @@ impl StreamCore {
         }
         let resume_id = sm.resume_id().unwrap_or_default().to_string();
         let resume_timeout_secs = sm.limits().resume_timeout.as_secs();
-        let unacked = sm.take_for_move();
+        let (unacked, receipts) = sm.take_for_move();
         let held = self.csi.as_mut().map(|c| c.flush()).unwrap_or_default();
         let moved = MovedSession {
             full_jid: entry.full_jid.clone(),
@@ -223,6 +255,8 @@ impl StreamCore {
             directed: presence.directed,
             csi_inactive: self.csi.as_ref().is_some_and(|c| c.is_inactive()),
             flags: self.core.hooks.session_flags(&self.core, &entry),
+            // The cluster layer fills it in when the receipts go along.
+            held: None,
         };
         self.core.resumptions.moved(&resume_id, &node);
         // The session is over here, quietly.
@@ -235,6 +269,9 @@ impl StreamCore {
         self.bound_metric = None;
         crate::metrics::stream_management("moved");
         tracing::info!(jid = %entry.full_jid, to = %node, unacked = moved.unacked.len(), "session moved to another node");
-        Ok(moved)
+        Ok(Exported {
+            session: moved,
+            receipts,
+        })
     }
 }
