@@ -136,17 +136,32 @@ fn parse_account(bare: &str) -> Option<Account> {
     Some(Account::new(j.node()?.as_str(), j.domain().as_str()))
 }
 
+/// What the handoff shares with the rest of its node.
+pub struct NodeParts {
+    /// The node's publisher.
+    pub out: mpsc::Sender<Outgoing>,
+    /// The other nodes, as their heartbeats and events said.
+    pub peers: Arc<Mutex<Peers>>,
+    /// This node's sessions as announced.
+    pub local: Arc<LocalSessions>,
+    /// What the other nodes read.
+    pub readers: Arc<Readers>,
+}
+
 impl HandOff {
     pub fn new(
         core: Arc<Core>,
         node: String,
         client: async_nats::Client,
-        out: mpsc::Sender<Outgoing>,
-        peers: Arc<Mutex<Peers>>,
-        local: Arc<LocalSessions>,
-        readers: Arc<Readers>,
+        parts: NodeParts,
         deadline: Duration,
     ) -> HandOff {
+        let NodeParts {
+            out,
+            peers,
+            local,
+            readers,
+        } = parts;
         HandOff {
             shared: Arc::new(Shared {
                 arriving: Arriving::new(core.clone()),

@@ -213,10 +213,12 @@ impl Cluster {
             core.clone(),
             node.clone(),
             client.clone(),
-            out.clone(),
-            peers.clone(),
-            local.clone(),
-            readers.clone(),
+            crate::handoff::NodeParts {
+                out: out.clone(),
+                peers: peers.clone(),
+                local: local.clone(),
+                readers: readers.clone(),
+            },
             Duration::from_millis(settings.handoff_timeout_ms.max(1)),
         );
         let _ = core.remote_sessions.set(Arc::new(handoff.clone()));
