@@ -32,7 +32,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use tokio::io::{AsyncRead, ReadBuf};
 
 use heliograph_auth::tokens::upload::{Access, GrantError, UploadGrant};
-use heliograph_core::files::{FileKey, FileMeta};
+use heliograph_core::files::{FileKey, FileMeta, FileStore};
+use heliograph_core::upload_reservations::UploadReservations;
 
 use super::{HttpState, cors};
 
@@ -250,24 +251,18 @@ async fn put(state: &Arc<HttpState>, req: Request<Incoming>) -> Response<UploadB
     let mut _reservation = None;
     if let Some(tenant) = state.core.tenants.by_name(&key.tenant) {
         let settings = &tenant.spec.upload;
+        let quotas = Quotas {
+            user: settings.user_quota,
+            tenant: settings.tenant_quota,
+        };
         let ledger = &uploads.reservations;
         let gate = ledger.gate().await;
-        let over = |used: u64, pending: u64, quota: u64| {
-            quota > 0 && used.saturating_add(pending).saturating_add(size) > quota
-        };
-        let user = uploads.files.usage(&key.tenant, Some(&key.owner)).await;
-        let all = uploads.files.usage(&key.tenant, None).await;
-        match (user, all) {
-            (Ok(u), Ok(a))
-                if !over(
-                    u,
-                    ledger.pending(&key.tenant, Some(&key.owner)),
-                    settings.user_quota,
-                ) && !over(a, ledger.pending(&key.tenant, None), settings.tenant_quota) => {}
-            (Ok(_), Ok(_)) => {
+        match fits(uploads.files.as_ref(), ledger, &key, size, quotas).await {
+            Ok(true) => {}
+            Ok(false) => {
                 return text(StatusCode::INSUFFICIENT_STORAGE, "over the upload quota\n");
             }
-            (Err(e), _) | (_, Err(e)) => {
+            Err(e) => {
                 tracing::warn!(error = %e, "measuring upload usage");
                 return text(StatusCode::INTERNAL_SERVER_ERROR, "cannot store\n");
             }
@@ -306,6 +301,38 @@ async fn put(state: &Arc<HttpState>, req: Request<Incoming>) -> Response<UploadB
         return text(StatusCode::INTERNAL_SERVER_ERROR, "cannot store\n");
     }
     text(StatusCode::CREATED, "stored\n")
+}
+
+/// A tenant's upload quotas in bytes (0: none).
+#[derive(Debug, Clone, Copy)]
+struct Quotas {
+    user: u64,
+    tenant: u64,
+}
+
+/// Whether a PUT of `size` bytes for `key` fits the quotas, counting the committed files
+/// and the space PUTs in progress hold; the caller holds the ledger's gate.
+///
+/// The reservations are read before the files are measured. Another PUT may finish
+/// meanwhile without the gate: its file appears, then its reservation goes. Read in this
+/// order it is counted once or (in that short window) twice, never zero times; measured
+/// the other way round, a walk of the files that ran before its commit and a read of the
+/// reservations after its release both missed it, and two PUTs over the quota both got in.
+async fn fits(
+    files: &dyn FileStore,
+    ledger: &UploadReservations,
+    key: &FileKey,
+    size: u64,
+    quotas: Quotas,
+) -> std::io::Result<bool> {
+    let pending_user = ledger.pending(&key.tenant, Some(&key.owner));
+    let pending_all = ledger.pending(&key.tenant, None);
+    let user = files.usage(&key.tenant, Some(&key.owner)).await?;
+    let all = files.usage(&key.tenant, None).await?;
+    let over = |used: u64, pending: u64, quota: u64| {
+        quota > 0 && used.saturating_add(pending).saturating_add(size) > quota
+    };
+    Ok(!over(user, pending_user, quotas.user) && !over(all, pending_all, quotas.tenant))
 }
 
 async fn get(state: &Arc<HttpState>, req: Request<Incoming>) -> Response<UploadBody> {
@@ -387,5 +414,84 @@ mod tests {
         assert!(key_of("/upload/acme/o/id/a%2Fb").is_none());
         assert!(key_of("/upload/acme/o/id/x/y").is_none());
         assert!(key_of("/upload/acme/o/id").is_none());
+    }
+
+    /// A store whose usage walk runs while another PUT finishes: the walk still misses
+    /// that PUT's file, and the PUT releases its reservation before the walk returns.
+    struct FinishingMeanwhile {
+        committed_before: u64,
+        finishing: std::sync::Mutex<Option<heliograph_core::upload_reservations::Reservation>>,
+    }
+
+    impl FileStore for FinishingMeanwhile {
+        fn create<'a>(
+            &'a self,
+            _: &'a FileKey,
+        ) -> futures_util::future::BoxFuture<
+            'a,
+            std::io::Result<Box<dyn heliograph_core::files::FileSink>>,
+        > {
+            unimplemented!("not used by the quota check")
+        }
+        fn open<'a>(
+            &'a self,
+            _: &'a FileKey,
+        ) -> futures_util::future::BoxFuture<
+            'a,
+            std::io::Result<Option<heliograph_core::files::StoredFile>>,
+        > {
+            unimplemented!("not used by the quota check")
+        }
+        fn usage<'a>(
+            &'a self,
+            _: &'a str,
+            _: Option<&'a str>,
+        ) -> futures_util::future::BoxFuture<'a, std::io::Result<u64>> {
+            self.finishing.lock().unwrap().take();
+            Box::pin(std::future::ready(Ok(self.committed_before)))
+        }
+        fn delete_owner<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+        ) -> futures_util::future::BoxFuture<'a, std::io::Result<()>> {
+            unimplemented!("not used by the quota check")
+        }
+        fn delete_tenant<'a>(
+            &'a self,
+            _: &'a str,
+        ) -> futures_util::future::BoxFuture<'a, std::io::Result<()>> {
+            unimplemented!("not used by the quota check")
+        }
+        fn expire<'a>(
+            &'a self,
+            _: &'a str,
+            _: std::time::Duration,
+        ) -> futures_util::future::BoxFuture<'a, std::io::Result<usize>> {
+            unimplemented!("not used by the quota check")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_put_finishing_during_the_check_is_still_counted() {
+        // 800,000 stored, a 600,000 PUT in progress that finishes during the check, and
+        // a 600,000 PUT asking: 2,000,000 against a quota of 1,500,000.
+        let ledger = Arc::new(UploadReservations::default());
+        let gate = ledger.gate().await;
+        let third = ledger.reserve(&gate, "acme", "alice", 600_000);
+        let files = FinishingMeanwhile {
+            committed_before: 800_000,
+            finishing: std::sync::Mutex::new(Some(third)),
+        };
+        let key = key_of("/upload/acme/alice/id/four.bin").unwrap();
+        let quotas = Quotas {
+            user: 1_500_000,
+            tenant: 0,
+        };
+        assert!(!fits(&files, &ledger, &key, 600_000, quotas).await.unwrap());
+        assert_eq!(ledger.pending("acme", None), 0, "the other PUT did finish");
+        // Alone it fits.
+        assert!(fits(&files, &ledger, &key, 600_000, quotas).await.unwrap());
+        drop(gate);
     }
 }
