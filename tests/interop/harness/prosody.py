@@ -9,6 +9,7 @@ Domains it must reach are mapped to fixed addresses by a test-only module
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -19,10 +20,32 @@ from pathlib import Path
 PLUGINS = Path(__file__).resolve().parent / "prosody_plugins"
 
 
+def _ephemeral_low() -> int:
+    """The first port of the kernel's range for automatically chosen local ports."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port for a peer server a test starts, which binds it seconds later.
+
+    Taken below the kernel's ephemeral range: a port from inside it (what binding port 0
+    gives) may be taken in between as the local port of any outgoing connection or of
+    another listener bound to port 0, and once ejabberd found its s2s port in use that
+    way. Below the range, only another test picking the same port at random could.
+    """
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 12000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def _lua_escape(text: str) -> str:
