@@ -19,6 +19,7 @@ use heliograph_transports::tcp::{ComponentStart, serve_c2s, serve_components};
 use heliograph_transports::tls::TlsStore;
 use serde::Serialize;
 use tokio::net::{TcpListener, TcpSocket};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::config::{Config, StorageBackend, TlsMode};
 use crate::plugins::PluginHost;
@@ -78,6 +79,7 @@ pub async fn serve_with(
 ) -> anyhow::Result<()> {
     let (config, config_path) = Config::load_or_default(opts.config.as_deref())?;
     init_logging(&config.general.log_level, config.general.log_format);
+    let signals = Signals::install();
     if config.metrics.enabled {
         crate::metrics::install(config.metrics.per_tenant_labels);
     }
@@ -256,10 +258,11 @@ pub async fn serve_with(
         std::fs::rename(&tmp, path)?;
     }
 
-    tokio::spawn(reload_on_sighup(server.clone()));
+    let Signals { term, int, hup } = signals;
+    tokio::spawn(reload_on_sighup(server.clone(), hup));
     // A drain ends in the same shutdown as a signal; a signal during a drain cuts it short.
     let drain_deadline = tokio::select! {
-        _ = wait_for_signal() => None,
+        _ = stop_requested(term, int) => None,
         _ = stop => None,
         deadline = async {
             server.core.drain.started().await;
@@ -455,10 +458,29 @@ async fn start_plugin_host(config: &Config, storage: &Storage) -> anyhow::Result
     Ok(host)
 }
 
+/// The signals the server acts on, installed as it starts, before it says it is ready
+/// (the ready file, the listeners): a signal that came before its handler would end the
+/// process with the default action, with no clean shutdown. A test that stopped a server
+/// right after it was ready, on a busy machine, saw exactly that.
+struct Signals {
+    term: Option<Signal>,
+    int: Option<Signal>,
+    hup: Option<Signal>,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        Signals {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
+            hup: signal(SignalKind::hangup()).ok(),
+        }
+    }
+}
+
 /// SIGHUP re-reads the config file (like `heliograph reload`).
-async fn reload_on_sighup(server: Arc<Server>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+async fn reload_on_sighup(server: Arc<Server>, hup: Option<Signal>) {
+    let Some(mut hup) = hup else {
         return;
     };
     while hup.recv().await.is_some() {
@@ -471,18 +493,19 @@ async fn reload_on_sighup(server: Arc<Server>) {
     }
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// Waits for SIGTERM or SIGINT.
+async fn stop_requested(term: Option<Signal>, int: Option<Signal>) {
+    async fn next(signal: Option<Signal>) {
+        match signal {
+            Some(mut s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
         }
-    };
+    }
     tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+        _ = next(term) => {}
+        _ = next(int) => {}
     }
 }
 

@@ -283,6 +283,21 @@ async fn sigterm_closes_streams_with_system_shutdown_and_exits_zero() {
     assert_eq!(code, Some(0), "{}", server.log_text());
 }
 
+/// A server stopped the moment it says it is ready (its ready file written) shuts down
+/// cleanly: its signal handlers are installed before that. They used to be installed
+/// after, and a SIGTERM in between ended the process with the default action (no exit
+/// code), as a test stopping a freshly started server on a busy machine found.
+#[test]
+fn sigterm_right_after_ready_exits_zero() {
+    let mut server = TestServer::start(&[], "");
+    for round in 0..10 {
+        if round > 0 {
+            server.launch();
+        }
+        assert_eq!(server.stop(), Some(0), "round {round}: {}", server.log_text());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn negotiation_timeout_closes_silent_connections() {
     let server = TestServer::start_with(&[], "", "negotiation_timeout = 1");
