@@ -9,6 +9,9 @@
 #   bench_start DIR               starts "$R/heliograph" with it, waits for DIR/ready.json,
 #                                 sets BENCH_PID
 #   bench_stop                    stops it (SIGTERM, then waits)
+#   bench_hold OUT ARGS...        `heliograph-load connect ARGS... --hold` in the background
+#                                 (OUT.txt, measurements in OUT.jsonl), its pid added to
+#                                 BENCH_HOLDERS; returns once its sessions are all online
 
 bench_base_config() {
     local dir="$1"
@@ -75,4 +78,20 @@ bench_stop() {
         wait "$BENCH_PID" 2>/dev/null || true
         BENCH_PID=""
     fi
+}
+
+bench_hold() {
+    local out="$1"
+    shift
+    "$R/heliograph-load" --json "$out.jsonl" connect "$@" --hold 36000 > "$out.txt" 2>&1 &
+    BENCH_HOLDERS+=($!)
+    local deadline=$((SECONDS + 900))
+    until grep -q "^holding" "$out.txt"; do
+        if ! kill -0 "${BENCH_HOLDERS[-1]}" 2>/dev/null || (( SECONDS > deadline )); then
+            cat "$out.txt"
+            echo "the sessions of $out never all came online"
+            return 1
+        fi
+        sleep 1
+    done
 }

@@ -32,28 +32,10 @@ R="${BENCH_BIN_DIR:-$CARGO_TARGET_DIR/release}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/heliograph-roster.XXXXXX")"
 # shellcheck source=tests/load/bench_server.sh
 source "$REPO_ROOT/tests/load/bench_server.sh"
-HOLDERS=()
-trap 'kill "${HOLDERS[@]}" 2>/dev/null || true; bench_stop' EXIT
+BENCH_HOLDERS=()
+trap 'kill "${BENCH_HOLDERS[@]}" 2>/dev/null || true; bench_stop' EXIT
 DOMAIN=roster.test
 rss() { awk '/VmRSS/ {print $2}' "/proc/$BENCH_PID/status"; }
-
-# Holds COUNT sessions of accounts PREFIX0.. online in the background; waits until they are.
-hold() {
-    local prefix="$1" count="$2" out="$3"
-    "$R/heliograph-load" --json "$out.jsonl" connect --ready-file "$DIR/ready.json" \
-        --domain "$DOMAIN" --user-prefix "$prefix" -n "$count" --concurrency 32 \
-        --hold 36000 > "$out.txt" 2>&1 &
-    HOLDERS+=($!)
-    local deadline=$((SECONDS + 900))
-    until grep -q "^holding" "$out.txt"; do
-        if ! kill -0 "${HOLDERS[-1]}" 2>/dev/null || (( SECONDS > deadline )); then
-            cat "$out.txt"
-            echo "$count sessions of $prefix never came online"
-            exit 1
-        fi
-        sleep 1
-    done
-}
 
 for size in "${SIZES[@]}"; do
     echo "=== rosters of $size contacts"
@@ -95,17 +77,18 @@ PY
     "$R/heliograph" --config "$DIR/heliograph.toml" storage import "$DIR/dump.jsonl"
     rm -f "$DIR/ready.json"
     bench_start "$DIR"
-    hold load "$CONTACTS" "$DIR/contacts"
+    TARGET=(--ready-file "$DIR/ready.json" --domain "$DOMAIN" --concurrency 32)
+    bench_hold "$DIR/contacts" "${TARGET[@]}" --user-prefix load -n "$CONTACTS"
     rss0="$(rss)"
-    hold rost "$USERS" "$DIR/users"
+    bench_hold "$DIR/users" "${TARGET[@]}" --user-prefix rost -n "$USERS"
     # The presence broadcasts and probe answers of the last logins have been read by then.
     sleep 10
     rss1="$(rss)"
     grep "^connect" "$DIR/users.txt"
     echo "rss $rss0 -> $rss1 KiB" | tee "$DIR/rss.txt"
-    kill "${HOLDERS[@]}" 2>/dev/null || true
-    wait "${HOLDERS[@]}" 2>/dev/null || true
-    HOLDERS=()
+    kill "${BENCH_HOLDERS[@]}" 2>/dev/null || true
+    wait "${BENCH_HOLDERS[@]}" 2>/dev/null || true
+    BENCH_HOLDERS=()
     bench_stop
 done
 

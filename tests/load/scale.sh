@@ -30,11 +30,10 @@ R="${BENCH_BIN_DIR:-$CARGO_TARGET_DIR/release}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/heliograph-scale.XXXXXX")"
 # shellcheck source=tests/load/bench_server.sh
 source "$REPO_ROOT/tests/load/bench_server.sh"
-HOLDERS=()
-trap 'kill "${HOLDERS[@]}" 2>/dev/null || true; bench_stop' EXIT
+BENCH_HOLDERS=()
+trap 'kill "${BENCH_HOLDERS[@]}" 2>/dev/null || true; bench_stop' EXIT
 bench_config "$WORK" scale.test false
 bench_start "$WORK"
-LOAD=("$R/heliograph-load" --json "$WORK/results.jsonl")
 TARGET=(--ready-file "$WORK/ready.json" --domain scale.test)
 echo "server pid $BENCH_PID, work dir $WORK"
 
@@ -46,35 +45,24 @@ for n in "${POPULATIONS[@]}"; do
     (( add > 0 )) || { echo "populations must grow: $n after $online"; exit 1; }
     echo "=== $online -> $n sessions online"
     rss0="$(rss)"
-    "${LOAD[@]}" connect "${TARGET[@]}" --user-prefix "step${n}_" -n "$add" --procs 2 \
-        --concurrency 64 --hold 36000 > "$WORK/connect-$n.txt" 2>&1 &
-    HOLDERS+=($!)
-    deadline=$((SECONDS + 900))
-    until grep -q "^holding" "$WORK/connect-$n.txt"; do
-        if ! kill -0 "${HOLDERS[-1]}" 2>/dev/null || (( SECONDS > deadline )); then
-            cat "$WORK/connect-$n.txt"
-            echo "the sessions of step $n never came online"
-            exit 1
-        fi
-        sleep 1
-    done
+    bench_hold "$WORK/connect-$n" "${TARGET[@]}" --user-prefix "step${n}_" -n "$add" \
+        --procs 2 --concurrency 64
     grep "^connect" "$WORK/connect-$n.txt"
     online=$n
     rss1="$(rss)"
     echo "rss $rss0 -> $rss1 KiB" | tee "$WORK/rss-$n.txt"
-    "${LOAD[@]}" chat "${TARGET[@]}" --user-prefix chat --pairs "$PAIRS" --rate "$RATE" \
-        -t "$SECS" | grep -v '^{'
+    "$R/heliograph-load" --json "$WORK/chat-$n.jsonl" chat "${TARGET[@]}" --user-prefix chat \
+        --pairs "$PAIRS" --rate "$RATE" -t "$SECS" | grep -v '^{'
 done
 
 echo "=== summary (server CPU per message at ${RATE} msg/s, per login, RSS per online session)"
 python3 - "$WORK" "${POPULATIONS[@]}" <<'PY'
 import json, sys
 work, pops = sys.argv[1], [int(p) for p in sys.argv[2:]]
-rows = [json.loads(l) for l in open(f"{work}/results.jsonl") if l.strip()]
-connects = [r for r in rows if r.get("measurement") == "connect"]
-chats = [r for r in rows if r.get("measurement") == "chat"]
+last = lambda path: [json.loads(l) for l in open(path) if l.strip()][-1]
 before = 0
-for n, c, m in zip(pops, connects, chats):
+for n in pops:
+    c, m = last(f"{work}/connect-{n}.jsonl"), last(f"{work}/chat-{n}.jsonl")
     rss0, rss1 = (int(x) for x in open(f"{work}/rss-{n}.txt").read().split()[1:4:2])
     print(f"{n:>6} online: +{n - before} logins {c['logins_per_s']:.0f}/s, "
           f"{c['server_cpu_ms_per_login']:.3f} ms CPU each, p99 {c['login_p99_ms']:.1f} ms, "
