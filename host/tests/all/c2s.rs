@@ -294,7 +294,12 @@ fn sigterm_right_after_ready_exits_zero() {
         if round > 0 {
             server.launch();
         }
-        assert_eq!(server.stop(), Some(0), "round {round}: {}", server.log_text());
+        assert_eq!(
+            server.stop(),
+            Some(0),
+            "round {round}: {}",
+            server.log_text()
+        );
     }
 }
 
