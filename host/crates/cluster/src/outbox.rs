@@ -216,7 +216,7 @@ impl RemoteSink for PeerSink {
                 jid: entry.full_jid.clone(),
                 id: entry.origin_id(),
                 condition: condition.name().to_string(),
-                text: text.map(String::from),
+                text: text.map(|t| *t),
             }),
             // Stored stanzas are confirmed by the entry once handed over; a link is
             // never attached to another node's session here.

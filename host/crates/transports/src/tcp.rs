@@ -163,16 +163,12 @@ impl TcpLink {
         }
         let io = self.io.as_mut().ok_or(LinkError::Timeout)?;
         let res = io.write_all(self.out.as_bytes()).await;
-        // Keep a small buffer for the next write; give big ones back so idle sessions
-        // hold little memory.
-        if self.out.capacity() > 1024 {
-            self.out = String::new();
-        } else {
-            self.out.clear();
-        }
+        // The buffers are given back after every write: an idle session holds none, and
+        // allocating them again costs far less than the write itself.
+        self.out = String::new();
         match res {
             Ok(()) => {
-                self.writing.clear();
+                self.writing = Vec::new();
                 Ok(())
             }
             Err(e) => {
@@ -551,42 +547,58 @@ pub async fn serve_c2s(
     .await
 }
 
-async fn run_c2s(
+/// An accepted client connection's task. Its setup (admission, the TLS handshake) runs
+/// in a boxed future of its own, freed once done: the task keeps room only for the
+/// running driver, for the session's whole life.
+fn run_c2s(
     core: Arc<Core>,
     config: Arc<C2sListener>,
     tls: Arc<TlsStore>,
     shutdown: Shutdown,
     a: Admitted,
-) {
+) -> impl Future<Output = ()> {
+    let setup = Box::pin(c2s_setup(core, config, tls, shutdown, a));
+    async move {
+        // Boxed by the setup: a driver held by value here would keep its space in the
+        // task beside the running driver's.
+        if let Some(driver) = setup.await {
+            driver.run_boxed().await;
+        }
+    }
+}
+
+/// Admits an accepted client connection and does its TLS handshake if it starts with
+/// one; `None` if it was refused or failed.
+async fn c2s_setup(
+    core: Arc<Core>,
+    config: Arc<C2sListener>,
+    tls: Arc<TlsStore>,
+    shutdown: Shutdown,
+    a: Admitted,
+) -> Option<Box<Driver<StreamCore>>> {
     let max_unauth = core.config().limits.max_unauthenticated;
     let unauth = match core.limits.admit_unauthenticated(max_unauth) {
         Ok(p) => p,
         Err(r) => {
             tracing::debug!(reason = r.label(), "connection refused");
             refused(StreamKind::Client, r.label());
-            return;
+            return None;
         }
     };
     let (io, bindings) = match config.tls {
         TlsMode::Direct => {
-            // Boxed: the handshake's future is large and short-lived; inline, its space
-            // would stay in the connection's task for the session's whole life.
-            let handshake = Box::pin(timeout_at(
-                a.negotiation_deadline,
-                tls.accept(a.stream, None),
-            ));
-            match handshake.await {
+            match timeout_at(a.negotiation_deadline, tls.accept(a.stream, None)).await {
                 Ok(Ok((s, cb))) => (ClientIo::Tls(Box::new(s)), cb),
                 Ok(Err(e)) => {
                     tracing::debug!(peer = %a.peer, error = %e, "TLS handshake failed");
-                    return;
+                    return None;
                 }
-                Err(_) => return,
+                Err(_) => return None,
             }
         }
         TlsMode::Starttls => (ClientIo::Plain(a.stream), Default::default()),
     };
-    c2s_driver(
+    Some(Box::new(c2s_driver(
         &core,
         &config,
         tls,
@@ -597,15 +609,10 @@ async fn run_c2s(
         bindings,
         unauth,
         a.negotiation_deadline,
-    )
-    .run()
-    .await;
+    )))
 }
 
-/// The session driver of an accepted client connection. A plain function, not part of
-/// [`run_c2s`]'s future: the values it builds (the stream core, the link, the driver)
-/// would otherwise each keep their own space in the connection's task for its whole
-/// life, beside the running driver that they are moved into.
+/// The session driver of an accepted client connection.
 #[allow(clippy::too_many_arguments)]
 fn c2s_driver(
     core: &Arc<Core>,

@@ -53,7 +53,8 @@ pub enum SessionMsg {
     /// (its holder still has it; a returning receipt tells the holder).
     Stored(Box<(Element, Receipt)>),
     /// Close the stream with this error.
-    Close(StreamErrorCondition, Option<Box<str>>),
+    /// (The text is boxed so that this variant, like the others, fits in 16 bytes.)
+    Close(StreamErrorCondition, Option<Box<String>>),
     /// A new link takes over the session (stream management resumption).
     Attach(Box<crate::session::Attach>),
     /// The client resumed the session on another cluster node: the session moves there.
@@ -61,6 +62,9 @@ pub enum SessionMsg {
     /// The client's stanza with this number is safe now (see `session::settle`).
     Settled(u32),
 }
+
+// Every session's queue allocates its first block of slots up front.
+const _: () = assert!(std::mem::size_of::<SessionMsg>() <= 16);
 
 impl std::fmt::Debug for SessionMsg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -438,7 +442,7 @@ impl SessionEntry {
     /// Asks the session to close its stream with an error. Uses a spawned send when the
     /// queue is full so the request is never lost.
     pub fn close(&self, cond: StreamErrorCondition, text: Option<&str>) {
-        let msg = SessionMsg::Close(cond, text.map(Box::from));
+        let msg = SessionMsg::Close(cond, text.map(|t| Box::new(t.to_owned())));
         if let (Err(mpsc::error::TrySendError::Full(msg)), Sink::Local(tx)) =
             (self.try_send(msg), &self.tx)
         {

@@ -133,8 +133,8 @@ pub struct Driver<P: Protocol> {
     pending_attach: Option<Box<Attach>>,
     /// A request to move the session that arrived in the middle of a mailbox batch.
     pending_export: Option<Box<ExportRequest>>,
-    /// The peer resumed another session: this link goes to it.
-    handover: Option<HandOver>,
+    /// The peer resumed another session: this link goes to it (boxed: rare, and large).
+    handover: Option<Box<HandOver>>,
     /// What to write first on a link that just attached.
     carry: Vec<Action>,
     /// Stanzas produced after the stream's close, for the rescue.
@@ -200,7 +200,16 @@ impl<P: Protocol> Driver<P> {
     }
 
     /// Runs the stream to its end.
-    pub async fn run(mut self) {
+    ///
+    /// The driver moves to the heap first: an `async fn` that takes `self` by value keeps
+    /// two copies of it in its future (the argument and the binding it moves into), and
+    /// that future is the session's task for the session's whole life.
+    pub fn run(self) -> impl Future<Output = ()> {
+        Box::new(self).run_boxed()
+    }
+
+    /// [`Driver::run`] for a driver already on the heap.
+    pub async fn run_boxed(mut self: Box<Self>) {
         self.apply_limits();
         loop {
             let end = self.serve_link().await;
@@ -250,7 +259,7 @@ impl<P: Protocol> Driver<P> {
                 }
             }
             if let Some(handover) = self.handover.take() {
-                match Box::pin(self.hand_over(handover)).await {
+                match Box::pin(self.hand_over(*handover)).await {
                     Ok(()) => return End::HandedOver,
                     Err(sasl2) => actions.extend(self.protocol.handover_failed(sasl2)),
                 }
@@ -466,7 +475,8 @@ impl<P: Protocol> Driver<P> {
                 self.paused_until = now + bucket.take(now.into_std());
             }
             if let Some(gate) = &self.login_gate {
-                gate.before(self.protocol.is_established(), &ev).await;
+                // Boxed: only logins wait here; an idle stream should not carry room for it.
+                Box::pin(gate.before(self.protocol.is_established(), &ev)).await;
             }
             let acts = match self.protocol.on_event_now(ev) {
                 Ok(acts) => acts,
@@ -480,7 +490,7 @@ impl<P: Protocol> Driver<P> {
             if let Some(h) = self.protocol.take_handover() {
                 // Whatever the peer sent after its `<resume/>` is for the resumed session:
                 // stop reading here.
-                self.handover = Some(h);
+                self.handover = Some(Box::new(h));
                 actions.extend(acts);
                 return;
             }

@@ -127,9 +127,10 @@ pub struct StreamCore {
     auth_expires: Option<u64>,
     /// The authenticator plugin's roles/attributes of the user, for the session entry.
     user_facts: crate::router::UserFacts,
-    exchange: Option<Exchange>,
+    /// Boxed, like `sasl2`: held only while logging in, not by a bound session.
+    exchange: Option<Box<Exchange>>,
     /// The SASL2 `<authenticate/>` in progress (its inline requests), if SASL2 is used.
-    sasl2: Option<Sasl2Request>,
+    sasl2: Option<Box<Sasl2Request>>,
     /// A FAST login found its token due for rotation: issue a new one on success.
     fast_rotation: Option<HtMechanism>,
     offered: Vec<Mechanism>,
@@ -269,7 +270,7 @@ impl StreamCore {
                 let (el, receipt) = *stored;
                 return self.send_stored(el, receipt);
             }
-            SessionMsg::Close(cond, text) => self.close(Some((cond, text.map(String::from)))),
+            SessionMsg::Close(cond, text) => self.close(Some((cond, text.map(|t| *t)))),
             // Links are attached by the driver, never by the stream.
             SessionMsg::Attach(_) => Vec::new(),
             // Sessions are moved by the driver, which asks [`Protocol::export`].
@@ -638,7 +639,7 @@ impl StreamCore {
     fn start_exchange(&mut self, mech: Mechanism) -> Result<(), SaslFailure> {
         let plus_advertised = self.offered.iter().any(|m| m.is_plus());
         let token_tenant = self.token_tenant();
-        self.exchange = Some(match (self.plugin_auth(), &token_tenant) {
+        self.exchange = Some(Box::new(match (self.plugin_auth(), &token_tenant) {
             (_, Some(_)) if mech.is_token() => Exchange::token(mech),
             (_, None) if mech.is_token() => return Err(SaslFailure::InvalidMechanism),
             (Some((tenant, slot)), _) if mech == Mechanism::Plain => {
@@ -651,7 +652,7 @@ impl StreamCore {
             (None, _) => {
                 Exchange::start(mech, self.facts.channel_bindings.clone(), plus_advertised)
             }
-        });
+        }));
         Ok(())
     }
 
@@ -723,7 +724,7 @@ impl StreamCore {
                 self.exchange = None;
                 self.authenticated = Some(account.clone());
                 match self.sasl2.take() {
-                    Some(request) => self.sasl2_success(account, request, additional_data).await,
+                    Some(request) => self.sasl2_success(account, *request, additional_data).await,
                     None => {
                         self.stage = Stage::AwaitHeader;
                         self.header_sent = false;
@@ -1081,6 +1082,8 @@ impl Protocol for StreamCore {
             };
             return Some(self.work_future(item));
         }
+        // Drained: give its space back, so that an idle session holds none.
+        self.work = Vec::new();
         None
     }
 

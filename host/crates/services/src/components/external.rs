@@ -57,7 +57,7 @@ impl ExternalComponent {
 
     /// Asks the connection to close its stream with this error.
     pub fn close(&self, condition: StreamErrorCondition, text: Option<&str>) {
-        let msg = SessionMsg::Close(condition, text.map(Box::from));
+        let msg = SessionMsg::Close(condition, text.map(|t| Box::new(t.to_owned())));
         if let Err(mpsc::error::TrySendError::Full(msg)) = self.mailbox.try_send(msg) {
             let tx = self.mailbox.clone();
             tokio::spawn(async move {

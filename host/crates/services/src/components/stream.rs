@@ -264,7 +264,7 @@ impl Protocol for ComponentStream {
             SessionMsg::Stanza(el) => vec![self.outgoing(*el)],
             // Nothing stored is delivered to a component; it would stay stored.
             SessionMsg::Stored(stored) => vec![self.outgoing(stored.0)],
-            SessionMsg::Close(cond, text) => self.close(Some((cond, text.map(String::from)))),
+            SessionMsg::Close(cond, text) => self.close(Some((cond, text.map(|t| *t)))),
             // A component's stanzas are not counted by stream management.
             SessionMsg::Attach(_) | SessionMsg::Settled(_) => Vec::new(),
             SessionMsg::Export(req) => {

@@ -73,11 +73,11 @@ impl StreamCore {
         let (mech, initial, request) = match sasl2::parse_authenticate(&el) {
             Ok(parsed) => parsed,
             Err(e) => {
-                self.sasl2 = Some(Sasl2Request::default());
+                self.sasl2 = Some(Box::default());
                 return self.sasl_failed(e.failure(), Some(&e.to_string()));
             }
         };
-        self.sasl2 = Some(request);
+        self.sasl2 = Some(Box::new(request));
         if !self.facts.tls && self.facts.policy.require_tls {
             return self.sasl_failed(SaslFailure::EncryptionRequired, None);
         }
@@ -115,7 +115,7 @@ impl StreamCore {
         let Some(tenant) = self.core.tenant_of(&domain) else {
             return Outcome::Failure(SaslFailure::TemporaryAuthFailure, None);
         };
-        let request = self.sasl2.clone().unwrap_or_default();
+        let request = self.sasl2.as_deref().cloned().unwrap_or_default();
         let Some(ua) = request.user_agent_id.clone() else {
             return Outcome::Failure(
                 SaslFailure::MalformedRequest,
