@@ -425,7 +425,7 @@ async fn accept_loop<F, Fut>(
     mut shutdown: Shutdown,
     serve: F,
 ) where
-    F: Fn(Admitted) -> Fut + Send + Sync + 'static,
+    F: Fn(Box<Admitted>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let serve = Arc::new(serve);
@@ -435,7 +435,7 @@ async fn accept_loop<F, Fut>(
             r = listener.accept() => r,
             _ = shutdown.requested() => return,
         };
-        let (mut stream, mut peer) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
                 // Usually EMFILE: back off briefly instead of spinning.
@@ -453,57 +453,81 @@ async fn accept_loop<F, Fut>(
         let span = conn_span(edge.kind, id, peer);
         let (core, edge, live, serve) = (core.clone(), edge.clone(), live.clone(), serve.clone());
         let task_span = span.clone();
-        // The task holds this future for the whole session: what runs only before the
-        // stream starts is boxed, so its space is given back (see `run_c2s`).
+        // The task holds its future for the whole session: the admission is a boxed
+        // future of its own, made here and freed when done, so that the task keeps room
+        // only for what `serve` runs and the guards.
+        let admission = Box::pin(admit(stream, peer, id, span, core, edge, live));
         tokio::spawn(
             async move {
-                let negotiation_deadline = Instant::now() + edge.negotiation_timeout;
-                if edge.proxy_protocol {
-                    // Boxed for the same reason as the TLS handshake in `run_c2s`.
-                    let read = Box::pin(crate::proxy_protocol::accept(
-                        &mut stream,
-                        peer,
-                        &edge.trusted,
-                        edge.negotiation_timeout,
-                        edge.kind.label(),
-                    ));
-                    match read.await {
-                        Some(client) => {
-                            peer = client;
-                            span.record("peer", tracing::field::display(client));
-                        }
-                        None => return,
-                    }
+                if let Some((admitted, held)) = admission.await {
+                    serve(admitted).await;
+                    drop(held);
                 }
-                let _permit = match core.limits.admit(
-                    peer.ip(),
-                    &live,
-                    edge.max_connections,
-                    edge.max_connections_per_address,
-                ) {
-                    Ok(p) => p,
-                    Err(r) => {
-                        tracing::debug!(reason = r.label(), "connection refused");
-                        refused(edge.kind, r.label());
-                        return;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let open = heliograph_metrics::connection_opened(edge.kind.label());
-                serve(Admitted {
-                    stream,
-                    peer,
-                    id,
-                    negotiation_deadline,
-                    span,
-                })
-                .await;
-                drop(open);
                 drop(guard);
             }
             .instrument(task_span),
         );
     }
+}
+
+/// What an admitted connection holds until it ends: its place under the connection
+/// limits and in the open-connections gauge.
+struct Held {
+    _permit: heliograph_core::limits::ConnPermit,
+    _open: heliograph_metrics::OpenConnection,
+}
+
+/// Reads the PROXY protocol header from a trusted proxy (when the listener expects one)
+/// and admits the connection under the limits per listener and per address; `None` if
+/// the header was bad or the connection is refused.
+async fn admit(
+    mut stream: TcpStream,
+    mut peer: SocketAddr,
+    id: u64,
+    span: tracing::Span,
+    core: Arc<Core>,
+    edge: Edge,
+    live: Arc<AtomicUsize>,
+) -> Option<(Box<Admitted>, Held)> {
+    let negotiation_deadline = Instant::now() + edge.negotiation_timeout;
+    if edge.proxy_protocol {
+        let client = crate::proxy_protocol::accept(
+            &mut stream,
+            peer,
+            &edge.trusted,
+            edge.negotiation_timeout,
+            edge.kind.label(),
+        )
+        .await?;
+        peer = client;
+        span.record("peer", tracing::field::display(client));
+    }
+    let permit = match core.limits.admit(
+        peer.ip(),
+        &live,
+        edge.max_connections,
+        edge.max_connections_per_address,
+    ) {
+        Ok(p) => p,
+        Err(r) => {
+            tracing::debug!(reason = r.label(), "connection refused");
+            refused(edge.kind, r.label());
+            return None;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let held = Held {
+        _permit: permit,
+        _open: heliograph_metrics::connection_opened(edge.kind.label()),
+    };
+    let admitted = Admitted {
+        stream,
+        peer,
+        id,
+        negotiation_deadline,
+        span,
+    };
+    Some((Box::new(admitted), held))
 }
 
 /// The driver's timers for a stream of this listener.
@@ -555,9 +579,9 @@ fn run_c2s(
     config: Arc<C2sListener>,
     tls: Arc<TlsStore>,
     shutdown: Shutdown,
-    a: Admitted,
+    a: Box<Admitted>,
 ) -> impl Future<Output = ()> {
-    let setup = Box::pin(c2s_setup(core, config, tls, shutdown, a));
+    let setup = Box::pin(c2s_setup(core, config, tls, shutdown, *a));
     async move {
         // Boxed by the setup: a driver held by value here would keep its space in the
         // task beside the running driver's.
@@ -693,15 +717,10 @@ pub async fn serve_components<F, P>(
         let (core, config, tls, shutdown, protocol) =
             (c.clone(), config.clone(), tls.clone(), sd.clone(), protocol.clone());
         async move {
+            let a = *a;
             let io = match &tls {
                 Some(tls) if config.tls => {
-                    // Boxed: the handshake's future is large and short-lived; inline, its space
-            // would stay in the connection's task for the session's whole life.
-            let handshake = Box::pin(timeout_at(
-                a.negotiation_deadline,
-                tls.accept(a.stream, None),
-            ));
-            match handshake.await {
+                    match timeout_at(a.negotiation_deadline, tls.accept(a.stream, None)).await {
                         Ok(Ok((s, _))) => ClientIo::Tls(Box::new(s)),
                         Ok(Err(e)) => {
                             tracing::debug!(peer = %a.peer, error = %e, "component TLS handshake failed");

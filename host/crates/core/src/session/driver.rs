@@ -100,14 +100,16 @@ pub struct Driver<P: Protocol> {
     protocol: P,
     link: Box<dyn Link>,
     mailbox: mpsc::Receiver<SessionMsg>,
-    timing: Timing,
+    // Boxed, like the shaper and the login gate: a driver is in memory for every
+    // session, and its size counts (see `tests/load/README.md`, "Idle session memory").
+    timing: Box<Timing>,
     shutdown: Shutdown,
-    login_gate: Option<LoginGate>,
+    login_gate: Option<Box<LoginGate>>,
     span: tracing::Span,
     // Loop state.
     last_rx: Instant,
     ping_sent: Option<Instant>,
-    shaper: Option<TokenBucket>,
+    shaper: Option<Box<TokenBucket>>,
     paused_until: Instant,
     /// The link's deadlines' timer, made on the first wait (see [`Driver::arm_timer`]).
     timer: Option<Pin<Box<Sleep>>>,
@@ -154,7 +156,7 @@ impl<P: Protocol> Driver<P> {
             protocol,
             link,
             mailbox,
-            timing,
+            timing: Box::new(timing),
             shutdown,
             login_gate: None,
             span: tracing::Span::current(),
@@ -184,7 +186,7 @@ impl<P: Protocol> Driver<P> {
 
     /// Applies the login attempt rate of the client's address.
     pub fn with_login_gate(mut self, gate: LoginGate) -> Self {
-        self.login_gate = Some(gate);
+        self.login_gate = Some(Box::new(gate));
         self
     }
 
@@ -531,7 +533,7 @@ impl<P: Protocol> Driver<P> {
         }
         if self.protocol.is_established() && !self.identified {
             self.identified = true;
-            self.shaper = self.protocol.shaper();
+            self.shaper = self.protocol.shaper().map(Box::new);
             if let Some(id) = self.protocol.identity() {
                 self.span.record("jid", id.jid.as_str());
                 self.span.record("tenant", id.tenant.as_str());

@@ -126,7 +126,7 @@ pub struct StreamCore {
     /// is ended then.
     auth_expires: Option<u64>,
     /// The authenticator plugin's roles/attributes of the user, for the session entry.
-    user_facts: crate::router::UserFacts,
+    user_facts: Option<Box<crate::router::UserFacts>>,
     /// Boxed, like `sasl2`: held only while logging in, not by a bound session.
     exchange: Option<Box<Exchange>>,
     /// The SASL2 `<authenticate/>` in progress (its inline requests), if SASL2 is used.
@@ -174,7 +174,7 @@ impl StreamCore {
             domain: None,
             authenticated: None,
             auth_expires: None,
-            user_facts: Default::default(),
+            user_facts: None,
             exchange: None,
             sasl2: None,
             fast_rotation: None,
@@ -828,7 +828,7 @@ impl StreamCore {
                 self.facts.address.clone(),
                 self.session_tx.clone(),
             )
-            .with_user_facts(std::mem::take(&mut self.user_facts)),
+            .with_user_facts(self.user_facts.take().map(|f| *f).unwrap_or_default()),
         );
         if let Some(old) = self.core.router.register(entry.clone()) {
             old.close(

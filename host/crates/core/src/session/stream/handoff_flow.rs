@@ -83,7 +83,7 @@ impl StreamCore {
                 self.facts.address.clone(),
                 self.session_tx.clone(),
             )
-            .with_user_facts(std::mem::take(&mut self.user_facts)),
+            .with_user_facts(self.user_facts.take().map(|f| *f).unwrap_or_default()),
         );
         // Before it is registered, so the cluster announces the session with its presence.
         let last = moved.presence.as_deref().and_then(sm::read_back);

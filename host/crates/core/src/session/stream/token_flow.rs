@@ -51,7 +51,7 @@ impl StreamCore {
         )
         .await;
         self.auth_expires = verdict.expires_at;
-        self.user_facts = verdict.user_facts;
+        self.user_facts = Some(Box::new(verdict.user_facts));
         verdict.outcome
     }
 
