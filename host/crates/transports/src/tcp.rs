@@ -574,6 +574,10 @@ pub async fn serve_c2s(
 /// An accepted client connection's task. Its setup (admission, the TLS handshake) runs
 /// in a boxed future of its own, freed once done: the task keeps room only for the
 /// running driver, for the session's whole life.
+#[expect(
+    clippy::boxed_local,
+    reason = "the accept loop hands every connection over boxed (see `accept_loop`)"
+)]
 fn run_c2s(
     core: Arc<Core>,
     config: Arc<C2sListener>,
