@@ -26,12 +26,7 @@ fn jids(c: &mut Criterion) {
     g.finish();
 }
 
-fn router_with(
-    accounts: usize,
-) -> (
-    Router,
-    Vec<tokio::sync::mpsc::Receiver<heliograph::router::SessionMsg>>,
-) {
+fn router_with(accounts: usize) -> (Router, Vec<heliograph::router::MailboxRx>) {
     let router = Router::default();
     let mut rxs = Vec::with_capacity(accounts);
     for i in 0..accounts {

@@ -33,7 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::arriving::Arriving;
 use crate::core::Core;
 use crate::core::router::Receipt;
-use crate::core::router::{SessionEntry, SessionMsg};
+use crate::core::router::{Mailbox, SessionEntry, SessionMsg};
 use crate::core::session::handoff::{
     ExportRequest, Exported, HandOffError, HeldReceipts, MovedSession, RemoteSessions,
 };
@@ -220,12 +220,7 @@ impl HandOff {
     }
 
     /// Asks the session behind `mailbox` to move to `req.to`.
-    async fn export(
-        &self,
-        mailbox: mpsc::Sender<SessionMsg>,
-        full_jid: &str,
-        req: TakeOver,
-    ) -> Answer {
+    async fn export(&self, mailbox: Mailbox, full_jid: &str, req: TakeOver) -> Answer {
         let s = &self.shared;
         let forward = lock(&s.peers)
             .sink(&req.to)
@@ -233,11 +228,11 @@ impl HandOff {
         // The id this node announced the session under, read before it can change.
         let announced = s.local.id_of(full_jid);
         let (reply, answer) = oneshot::channel();
-        let msg = SessionMsg::Export(Box::new(ExportRequest {
+        let msg = Box::new(SessionMsg::Export(Box::new(ExportRequest {
             handled: req.handled,
             forward,
             reply,
-        }));
+        })));
         // Half the deadline each for the mailbox and the answer: the asking node must
         // get an answer before its own deadline.
         let half = s.deadline / 2;

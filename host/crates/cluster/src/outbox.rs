@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::core::router::{RemoteSink, SessionEntry, SessionMsg};
+use crate::core::router::{Mail, RemoteSink, SessionEntry, SessionMsg};
 use crate::core::session::settle::{self, Settle};
 use crate::inflight::InFlight;
 use crate::readers::Readers;
@@ -202,25 +202,25 @@ impl RemoteSink for PeerSink {
         &self.node
     }
 
-    fn forward(&self, entry: &SessionEntry, msg: SessionMsg) -> Result<(), SessionMsg> {
+    fn forward(&self, entry: &SessionEntry, msg: Mail) -> Result<(), Mail> {
         if !self.is_alive() {
             return Err(msg);
         }
-        let direct = match msg {
+        let direct = match *msg {
             SessionMsg::Stanza(stanza) => Direct::Deliver {
                 jid: entry.full_jid.clone(),
                 id: entry.origin_id(),
-                stanza: *stanza,
+                stanza,
             },
             SessionMsg::Close(condition, text) => Direct::Control(Control::Close {
                 jid: entry.full_jid.clone(),
                 id: entry.origin_id(),
                 condition: condition.name().to_string(),
-                text: text.map(|t| *t),
+                text,
             }),
             // Stored stanzas are confirmed by the entry once handed over; a link is
             // never attached to another node's session here.
-            other => return Err(other),
+            other => return Err(Box::new(other)),
         };
         let node = self.node.clone();
         // A client's message being routed: its wait goes along (see `inflight`).
@@ -242,8 +242,11 @@ impl RemoteSink for PeerSink {
             | Outgoing::Message {
                 msg: Direct::Deliver { stanza, .. },
                 ..
-            } => SessionMsg::Stanza(Box::new(stanza)),
-            _ => SessionMsg::Close(crate::xmpp::StreamErrorCondition::UndefinedCondition, None),
+            } => Box::new(SessionMsg::Stanza(stanza)),
+            _ => Box::new(SessionMsg::Close(
+                crate::xmpp::StreamErrorCondition::UndefinedCondition,
+                None,
+            )),
         })
     }
 

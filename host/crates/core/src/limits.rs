@@ -120,6 +120,14 @@ impl UnauthBuffer {
     }
 }
 
+impl UnauthBuffer {
+    /// True once the connection's permit is gone (it authenticated): from the next
+    /// [`UnauthBuffer::hold`] on, nothing is counted, and the buffer may be dropped.
+    pub fn authenticated(&self) -> bool {
+        self.permit_gone.load(Ordering::Relaxed)
+    }
+}
+
 impl Drop for UnauthBuffer {
     fn drop(&mut self) {
         self.total

@@ -21,7 +21,7 @@ use heliograph_config::{C2sListener, ComponentListener, IpRange, TlsMode};
 use heliograph_core::Core;
 use heliograph_core::limits::LoginGate;
 use heliograph_core::limits::UnauthBuffer;
-use heliograph_core::router::{SessionMsg, Transport};
+use heliograph_core::router::{Mailbox, Transport};
 use heliograph_core::session::{
     Action, ConnFacts, Driver, Inbound, Keepalive, Link, LinkError, ListenerPolicy, Protocol,
     StreamCore, StreamErrorCondition, Timing, Written,
@@ -88,6 +88,14 @@ pub struct TcpLink {
     writing: Vec<Element>,
     /// Messages of a write that failed.
     unsent: Vec<Element>,
+    /// What the link needs until the client has authenticated; dropped then.
+    pre_auth: Option<Box<PreAuth>>,
+}
+
+/// The parts of a [`TcpLink`] for the time before the client authenticates: boxed and
+/// given back after, since every idle session would otherwise keep them.
+struct PreAuth {
+    /// Where a STARTTLS upgrade gets its certificates (none: not offered).
     tls: Option<Arc<TlsStore>>,
     /// When a STARTTLS handshake must be done.
     negotiation_deadline: Instant,
@@ -110,26 +118,42 @@ impl TcpLink {
             out: String::new(),
             writing: Vec::new(),
             unsent: Vec::new(),
-            tls,
-            negotiation_deadline,
-            unauth: None,
+            pre_auth: Some(Box::new(PreAuth {
+                tls,
+                negotiation_deadline,
+                unauth: None,
+            })),
         }
     }
 
     /// Counts what the parser holds against the server's total for unauthenticated
     /// connections while the client has not authenticated.
     pub fn with_unauth_buffer(mut self, buffer: UnauthBuffer) -> TcpLink {
-        self.unauth = Some(buffer);
+        if let Some(pre_auth) = self.pre_auth.as_mut() {
+            pre_auth.unauth = Some(buffer);
+        }
         self
+    }
+
+    /// Counts what the parser holds while the client is unauthenticated (see
+    /// [`UnauthBuffer`]); false when that is refused. Once the client has authenticated,
+    /// the pre-authentication parts are dropped.
+    fn hold_unauthenticated(&mut self) -> bool {
+        let Some(unauth) = self.pre_auth.as_ref().and_then(|p| p.unauth.as_ref()) else {
+            return true;
+        };
+        let held = unauth.hold(self.parser.buffered());
+        if unauth.authenticated() {
+            self.pre_auth = None;
+        }
+        held
     }
 
     fn next_buffered(&mut self) -> Option<Inbound> {
         match self.parser.next_event() {
             Ok(Some(ev)) => {
                 // What the event took is no longer held (shrinking is never refused).
-                if let Some(unauth) = &self.unauth {
-                    unauth.hold(self.parser.buffered());
-                }
+                self.hold_unauthenticated();
                 Some(Inbound::Event(ev))
             }
             Ok(None) => None,
@@ -212,9 +236,7 @@ impl Link for TcpLink {
                     Ok(0) | Err(_) => return Inbound::Gone,
                     Ok(_) => {}
                 }
-                if let Some(unauth) = &self.unauth
-                    && !unauth.hold(self.parser.buffered())
-                {
+                if !self.hold_unauthenticated() {
                     tracing::info!("unauthenticated connections hold too much; closing this one");
                     return Inbound::Refused(
                         StreamErrorCondition::ResourceConstraint,
@@ -274,11 +296,12 @@ impl Link for TcpLink {
         domain: Option<&'a str>,
     ) -> BoxFuture<'a, Option<ChannelBindings>> {
         Box::pin(async move {
-            let tls = self.tls.clone()?;
+            let pre_auth = self.pre_auth.as_ref()?;
+            let (tls, deadline) = (pre_auth.tls.clone()?, pre_auth.negotiation_deadline);
             let Some(ClientIo::Plain(stream)) = self.io.take() else {
                 return None;
             };
-            match timeout_at(self.negotiation_deadline, tls.accept(stream, domain)).await {
+            match timeout_at(deadline, tls.accept(stream, domain)).await {
                 Ok(Ok((s, cb))) => {
                     self.io = Some(ClientIo::Tls(Box::new(s)));
                     self.parser.reset();
@@ -689,7 +712,7 @@ fn c2s_driver(
 
 /// What a component stream needs to start: its mailbox and its connection id.
 pub struct ComponentStart {
-    pub mailbox: mpsc::Sender<SessionMsg>,
+    pub mailbox: Mailbox,
     pub id: u64,
 }
 

@@ -25,8 +25,8 @@ use crate::storage::Account;
 use heliograph_xmpp::AccountHasher;
 
 pub use entry::{
-    NotQueued, PresenceState, Receipt, RemoteSink, SessionEntry, SessionMsg, SessionWatcher,
-    Transport, UserFacts, next_session_id,
+    Mail, Mailbox, MailboxRx, NotQueued, PresenceState, Receipt, RemoteSink, SessionEntry,
+    SessionMsg, SessionWatcher, Transport, UserFacts, next_session_id,
 };
 pub use hosted::{HostedDomain, HostedDomains, HostedResolver, RegisterError};
 pub use placement::Placement;

@@ -24,7 +24,6 @@ use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep, sleep_until, timeout};
 
 use super::Action;
@@ -32,7 +31,7 @@ use super::handoff::{ExportRequest, Exported, HandOffError};
 use super::link::{Attach, Inbound, Keepalive, Link, LinkError, NoLink, Written};
 use super::protocol::{HandOver, Protocol, Work};
 use crate::limits::LoginGate;
-use crate::router::SessionMsg;
+use crate::router::{Mail, MailboxRx, SessionMsg};
 use crate::shutdown::Shutdown;
 use crate::tenants::rate::TokenBucket;
 use crate::xml::{Element, ParserLimits, StreamEvent};
@@ -88,7 +87,7 @@ enum Waited {
 /// What woke the loop.
 enum Wake {
     Inbound(Inbound),
-    Mail(Option<SessionMsg>),
+    Mail(Option<Mail>),
     WorkDone,
     Timer,
     Unpaused,
@@ -99,7 +98,7 @@ enum Wake {
 pub struct Driver<P: Protocol> {
     protocol: P,
     link: Box<dyn Link>,
-    mailbox: mpsc::Receiver<SessionMsg>,
+    mailbox: MailboxRx,
     // Boxed, like the shaper and the login gate: a driver is in memory for every
     // session, and its size counts (see `tests/load/README.md`, "Idle session memory").
     timing: Box<Timing>,
@@ -131,10 +130,9 @@ pub struct Driver<P: Protocol> {
     shutting_down: bool,
     peer_closed: bool,
     link_gone: bool,
-    /// A link that arrived in the middle of a mailbox batch.
-    pending_attach: Option<Box<Attach>>,
-    /// A request to move the session that arrived in the middle of a mailbox batch.
-    pending_export: Option<Box<ExportRequest>>,
+    /// A link or a request to move the session that arrived in the middle of a mailbox
+    /// batch: handled on the next wake-up, after the batch is written.
+    pending_mail: Option<Mail>,
     /// The peer resumed another session: this link goes to it (boxed: rare, and large).
     handover: Option<Box<HandOver>>,
     /// What to write first on a link that just attached.
@@ -147,7 +145,7 @@ impl<P: Protocol> Driver<P> {
     pub fn new(
         protocol: P,
         link: Box<dyn Link>,
-        mailbox: mpsc::Receiver<SessionMsg>,
+        mailbox: MailboxRx,
         timing: Timing,
         shutdown: Shutdown,
     ) -> Self {
@@ -176,8 +174,7 @@ impl<P: Protocol> Driver<P> {
             shutting_down: false,
             peer_closed: false,
             link_gone: false,
-            pending_attach: None,
-            pending_export: None,
+            pending_mail: None,
             handover: None,
             carry: Vec::new(),
             stranded: Vec::new(),
@@ -280,37 +277,22 @@ impl<P: Protocol> Driver<P> {
                 Wake::Inbound(inbound) => {
                     self.pending = Some(inbound);
                 }
-                Wake::Mail(Some(SessionMsg::Attach(attach))) => {
-                    // A new link takes over while the old one is still open (a client
-                    // resuming from a new connection before the old one timed out).
-                    actions.extend(Box::pin(self.take_over(*attach)).await);
-                }
-                Wake::Mail(Some(SessionMsg::Export(req))) => {
-                    if Box::pin(self.export(*req)).await {
-                        return End::Moved;
+                Wake::Mail(Some(mail)) => match *mail {
+                    SessionMsg::Attach(attach) => {
+                        // A new link takes over while the old one is still open (a client
+                        // resuming from a new connection before the old one timed out).
+                        actions.extend(Box::pin(self.take_over(*attach)).await);
                     }
-                }
-                Wake::Mail(Some(msg)) => {
-                    actions.extend(self.protocol.on_mailbox(msg));
-                    for _ in 0..MAILBOX_BATCH {
-                        if self.protocol.mail_held() {
-                            break;
-                        }
-                        match self.mailbox.try_recv() {
-                            Ok(SessionMsg::Attach(attach)) => {
-                                // Handled on the next wake-up, after this batch is written.
-                                self.pending_attach = Some(attach);
-                                break;
-                            }
-                            Ok(SessionMsg::Export(req)) => {
-                                self.pending_export = Some(req);
-                                break;
-                            }
-                            Ok(m) => actions.extend(self.protocol.on_mailbox(m)),
-                            Err(_) => break,
+                    SessionMsg::Export(req) => {
+                        if Box::pin(self.export(*req)).await {
+                            return End::Moved;
                         }
                     }
-                }
+                    msg => {
+                        actions.extend(self.protocol.on_mailbox(msg));
+                        self.take_mail_batch(&mut actions);
+                    }
+                },
                 Wake::Mail(None) => {}
                 Wake::WorkDone => {
                     self.work.pop_front();
@@ -325,7 +307,7 @@ impl<P: Protocol> Driver<P> {
                     while !self.protocol.mail_held()
                         && let Ok(m) = self.mailbox.try_recv()
                     {
-                        actions.extend(self.protocol.on_mailbox(m));
+                        actions.extend(self.protocol.on_mailbox(*m));
                     }
                     actions.extend(
                         self.protocol
@@ -336,13 +318,28 @@ impl<P: Protocol> Driver<P> {
         }
     }
 
+    /// Takes up to [`MAILBOX_BATCH`] more messages waiting in the mailbox, so that they
+    /// go out in one write; stops at a link or a move, handled on the next wake-up.
+    fn take_mail_batch(&mut self, actions: &mut Vec<Action>) {
+        for _ in 0..MAILBOX_BATCH {
+            if self.protocol.mail_held() {
+                break;
+            }
+            let Ok(mail) = self.mailbox.try_recv() else {
+                break;
+            };
+            if matches!(*mail, SessionMsg::Attach(_) | SessionMsg::Export(_)) {
+                self.pending_mail = Some(mail);
+                break;
+            }
+            actions.extend(self.protocol.on_mailbox(*mail));
+        }
+    }
+
     /// Waits for the next thing to do.
     async fn wait(&mut self) -> Wake {
-        if let Some(attach) = self.pending_attach.take() {
-            return Wake::Mail(Some(SessionMsg::Attach(attach)));
-        }
-        if let Some(req) = self.pending_export.take() {
-            return Wake::Mail(Some(SessionMsg::Export(req)));
+        if let Some(mail) = self.pending_mail.take() {
+            return Wake::Mail(Some(mail));
         }
         let now = Instant::now();
         let paused = now < self.paused_until;
@@ -696,8 +693,11 @@ impl<P: Protocol> Driver<P> {
                 _ = sleep_until(until) => return Waited::Gone,
                 _ = self.shutdown.requested(), if !self.shutting_down => return Waited::Gone,
             };
-            match msg {
-                Some(SessionMsg::Attach(attach)) => {
+            let Some(mail) = msg else {
+                return Waited::Gone;
+            };
+            match *mail {
+                SessionMsg::Attach(attach) => {
                     let Attach {
                         link,
                         handled,
@@ -708,18 +708,17 @@ impl<P: Protocol> Driver<P> {
                     self.carry = self.protocol.attached(handled, sasl2);
                     return Waited::Attached;
                 }
-                Some(SessionMsg::Export(req)) => {
+                SessionMsg::Export(req) => {
                     if Box::pin(self.export(*req)).await {
                         return Waited::Moved;
                     }
                 }
-                Some(other) => {
+                other => {
                     let _ = self.protocol.on_mailbox(other);
                     if self.protocol.is_closed() {
                         return Waited::Gone;
                     }
                 }
-                None => return Waited::Gone,
             }
         }
     }
@@ -774,10 +773,10 @@ impl<P: Protocol> Driver<P> {
             handled: handover.handled,
             sasl2: handover.sasl2,
         };
-        let msg = SessionMsg::Attach(Box::new(attach));
+        let msg = Box::new(SessionMsg::Attach(Box::new(attach)));
         match handover.mailbox.send_timeout(msg, HANDOVER_WAIT).await {
             Ok(()) => Ok(()),
-            Err(e) => match e.into_inner() {
+            Err(e) => match *e.into_inner() {
                 SessionMsg::Attach(attach) => {
                     self.link = attach.link;
                     Err(attach.sasl2)
@@ -808,9 +807,9 @@ impl<P: Protocol> Driver<P> {
             }
         };
         self.mailbox.close();
-        while let Ok(msg) = self.mailbox.try_recv() {
+        while let Some(mail) = self.next_mail() {
             let moved = &mut exported.session;
-            match msg {
+            match *mail {
                 SessionMsg::Stanza(el) => moved.pending.push(serialize(&el)),
                 SessionMsg::Stored(stored) => {
                     let (el, receipt) = *stored;
@@ -828,9 +827,6 @@ impl<P: Protocol> Driver<P> {
                     let _ = other.reply.send(Err(HandOffError::NotFound));
                 }
             }
-        }
-        if let Some(late) = self.pending_attach.take() {
-            Box::pin(self.refuse(*late)).await;
         }
         if let Err(Ok(Exported { session, receipts })) = reply.send(Ok(exported)) {
             // The node asking gave up waiting: what the client was not sure to have is
@@ -853,6 +849,13 @@ impl<P: Protocol> Driver<P> {
         }
         Box::pin(self.protocol.moved()).await;
         true
+    }
+
+    /// The next message to handle without waiting: one held back from a batch first.
+    fn next_mail(&mut self) -> Option<Mail> {
+        self.pending_mail
+            .take()
+            .or_else(|| self.mailbox.try_recv().ok())
     }
 
     /// A new link is in place: fresh reading state and the stream's parser limits.
@@ -881,17 +884,14 @@ impl<P: Protocol> Driver<P> {
         while let Some(w) = self.work.pop_front() {
             w.await;
         }
-        if let Some(late) = self.pending_attach.take() {
-            Box::pin(self.refuse(*late)).await;
-        }
         let mut unsent = self.link.take_unsent();
         unsent.append(&mut self.stranded);
         let mut unread = Vec::new();
         // From here on, stanzas for this session go elsewhere at once.
         self.mailbox.close();
-        while let Ok(msg) = self.mailbox.try_recv() {
-            match msg {
-                SessionMsg::Stanza(el) => unread.push(*el),
+        while let Some(mail) = self.next_mail() {
+            match *mail {
+                SessionMsg::Stanza(el) => unread.push(el),
                 // Still stored: it waits there for the next session.
                 SessionMsg::Stored(_) | SessionMsg::Close(..) | SessionMsg::Settled(_) => {}
                 SessionMsg::Attach(late) => Box::pin(self.refuse(*late)).await,

@@ -121,7 +121,7 @@ struct FakeProtocol {
     resumable: bool,
     detached: bool,
     /// A stanza with id `resume` asks to hand the link to this mailbox.
-    resume_to: Option<mpsc::Sender<SessionMsg>>,
+    resume_to: Option<crate::router::Mailbox>,
     handover: Option<HandOver>,
     /// Its own deadline: at it, it writes `<message id='due'/>`.
     own_deadline: Option<Instant>,
@@ -179,9 +179,9 @@ impl Protocol for FakeProtocol {
         match msg {
             SessionMsg::Stanza(el) => {
                 if self.detached {
-                    self.seen.lock().unwrap().held.push((*el).clone());
+                    self.seen.lock().unwrap().held.push(el.clone());
                 }
-                vec![Action::Send(*el)]
+                vec![Action::Send(el)]
             }
             SessionMsg::Stored(stored) => vec![Action::Send(stored.0)],
             SessionMsg::Close(..) => {
@@ -304,7 +304,7 @@ struct Gated {
     /// What the driver wrote.
     wire: Wire,
     /// The session's mailbox.
-    tx: mpsc::Sender<SessionMsg>,
+    tx: crate::router::Mailbox,
     /// Dropping it tells the driver to shut down: tests keep it bound.
     _stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -435,7 +435,7 @@ async fn routing_work_that_waits_holds_up_neither_deliveries_nor_its_order() {
         peer.send(stanza(id)).await.unwrap();
     }
     // Meanwhile others' messages reach the peer.
-    tx.send(SessionMsg::Stanza(Box::new(msg("in-1"))))
+    tx.send(Box::new(SessionMsg::Stanza(msg("in-1"))))
         .await
         .unwrap();
     eventually("the delivery", || {
@@ -463,14 +463,14 @@ async fn the_protocols_own_deadline_wakes_it_once_when_due() {
     let (_stop, shutdown) = crate::shutdown::Shutdown::new();
     let task = tokio::spawn(Driver::new(protocol, Box::new(link), rx, timing(), shutdown).run());
     // Mail meanwhile neither loses the deadline nor fires it early.
-    tx.send(SessionMsg::Stanza(Box::new(msg("m1"))))
+    tx.send(Box::new(SessionMsg::Stanza(msg("m1"))))
         .await
         .unwrap();
     eventually("the deadline's write", || {
         wire.lock().unwrap().iter().any(|w| w.contains("due"))
     })
     .await;
-    tx.send(SessionMsg::Stanza(Box::new(msg("m2"))))
+    tx.send(Box::new(SessionMsg::Stanza(msg("m2"))))
         .await
         .unwrap();
     eventually("the mail after it", || {
@@ -501,7 +501,7 @@ async fn what_a_failed_write_carried_and_the_queue_held_is_rescued() {
         .run(),
     );
     broken.store(true, std::sync::atomic::Ordering::SeqCst);
-    tx.send(SessionMsg::Stanza(Box::new(msg("m1"))))
+    tx.send(Box::new(SessionMsg::Stanza(msg("m1"))))
         .await
         .unwrap();
     task.await.unwrap();
@@ -520,7 +520,7 @@ async fn a_session_outlives_its_link_and_goes_on_over_a_new_one() {
     let (tx, rx) = mpsc::channel(16);
     let (_stop, shutdown) = crate::shutdown::Shutdown::new();
     let task = tokio::spawn(Driver::new(protocol, Box::new(link), rx, timing(), shutdown).run());
-    tx.send(SessionMsg::Stanza(Box::new(msg("before"))))
+    tx.send(Box::new(SessionMsg::Stanza(msg("before"))))
         .await
         .unwrap();
     eventually("the first delivery", || {
@@ -530,7 +530,7 @@ async fn a_session_outlives_its_link_and_goes_on_over_a_new_one() {
     // The connection drops without a close: the session stays.
     peer.send(Inbound::Gone).await.unwrap();
     eventually("the link lost", || seen.lock().unwrap().links_lost == 1).await;
-    tx.send(SessionMsg::Stanza(Box::new(msg("while-away"))))
+    tx.send(Box::new(SessionMsg::Stanza(msg("while-away"))))
         .await
         .unwrap();
     eventually("the message held", || seen.lock().unwrap().held.len() == 1).await;
@@ -540,7 +540,7 @@ async fn a_session_outlives_its_link_and_goes_on_over_a_new_one() {
     tx.send(attach(link2, 3)).await.unwrap();
     eventually("the replay", || second_wire.lock().unwrap().len() == 1).await;
     assert!(second_wire.lock().unwrap()[0].contains("while-away"));
-    tx.send(SessionMsg::Stanza(Box::new(msg("after"))))
+    tx.send(Box::new(SessionMsg::Stanza(msg("after"))))
         .await
         .unwrap();
     eventually("the next delivery", || {
@@ -566,12 +566,12 @@ async fn a_session_outlives_its_link_and_goes_on_over_a_new_one() {
     assert_eq!(seen.lock().unwrap().attached, [3]);
 }
 
-fn attach(link: FakeLink, handled: u32) -> SessionMsg {
-    SessionMsg::Attach(Box::new(Attach {
+fn attach(link: FakeLink, handled: u32) -> crate::router::Mail {
+    Box::new(SessionMsg::Attach(Box::new(Attach {
         link: Box::new(link),
         handled,
         sasl2: None,
-    }))
+    })))
 }
 
 #[tokio::test]
@@ -584,7 +584,7 @@ async fn a_new_link_replaces_one_that_is_still_open() {
     let (tx, rx) = mpsc::channel(16);
     let (_stop, shutdown) = crate::shutdown::Shutdown::new();
     let task = tokio::spawn(Driver::new(protocol, Box::new(link), rx, timing(), shutdown).run());
-    tx.send(SessionMsg::Stanza(Box::new(msg("one"))))
+    tx.send(Box::new(SessionMsg::Stanza(msg("one"))))
         .await
         .unwrap();
     eventually("the first delivery", || {
@@ -598,7 +598,7 @@ async fn a_new_link_replaces_one_that_is_still_open() {
         first_closed.load(std::sync::atomic::Ordering::SeqCst)
     })
     .await;
-    tx.send(SessionMsg::Stanza(Box::new(msg("two"))))
+    tx.send(Box::new(SessionMsg::Stanza(msg("two"))))
         .await
         .unwrap();
     eventually("delivery on the new link", || {
@@ -631,7 +631,7 @@ async fn a_resumable_session_that_stops_answering_waits_instead_of_closing() {
     let task = tokio::spawn(Driver::new(protocol, Box::new(link), rx, t, shutdown).run());
     // The idle timeout passes (a phone that lost its network says nothing).
     eventually("the link given up", || seen.lock().unwrap().links_lost == 1).await;
-    tx.send(SessionMsg::Stanza(Box::new(msg("held"))))
+    tx.send(Box::new(SessionMsg::Stanza(msg("held"))))
         .await
         .unwrap();
     eventually("the stanza held", || seen.lock().unwrap().held.len() == 1).await;
@@ -661,7 +661,7 @@ async fn a_resuming_stream_hands_its_link_over_and_reads_no_further() {
     // `<resume/>` and a stanza right behind it: the stanza is for the resumed session.
     peer.send(stanza("resume")).await.unwrap();
     peer.send(stanza("after-resume")).await.unwrap();
-    let Some(SessionMsg::Attach(attach)) = target_rx.recv().await else {
+    let Some(SessionMsg::Attach(attach)) = target_rx.recv().await.map(|m| *m) else {
         panic!("no link handed over");
     };
     assert_eq!(attach.handled, 7);

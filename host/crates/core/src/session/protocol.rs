@@ -8,11 +8,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use tokio::sync::mpsc;
 
 use super::Action;
 use super::handoff::{Exported, HandOffError};
-use crate::router::SessionMsg;
+use crate::router::{Mailbox, SessionMsg};
 use crate::sasl::ChannelBindings;
 use crate::tenants::rate::TokenBucket;
 use crate::xml::{Element, ParserLimits, StreamEvent};
@@ -25,7 +24,7 @@ pub type Work = BoxFuture<'static, ()>;
 /// A resumption: this stream's link goes to the session behind `mailbox` (see
 /// [`Protocol::take_handover`]).
 pub struct HandOver {
-    pub mailbox: mpsc::Sender<SessionMsg>,
+    pub mailbox: Mailbox,
     /// The client's `h`.
     pub handled: u32,
     /// SASL2 inline resumption: `<success/>` and the stream features, for the session to

@@ -15,9 +15,7 @@ use std::hash::BuildHasher;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
-
-use crate::router::SessionMsg;
+use crate::router::Mailbox;
 use crate::storage::Account;
 
 /// How long the `h` of an ended session is kept for a late `<resume/>`.
@@ -30,7 +28,7 @@ const ENDED_MAX: usize = 100_000;
 pub struct LiveSession {
     pub account: Account,
     pub full_jid: String,
-    pub mailbox: mpsc::Sender<SessionMsg>,
+    pub mailbox: Mailbox,
 }
 
 /// What a `<resume previd='…'/>` finds.
@@ -169,7 +167,7 @@ mod tests {
     use super::*;
 
     fn session(account: &Account) -> LiveSession {
-        let (tx, _rx) = mpsc::channel(1);
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
         LiveSession {
             account: account.clone(),
             full_jid: format!("{account}/r"),

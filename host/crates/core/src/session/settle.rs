@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::router::SessionMsg;
+use crate::router::{Mailbox, SessionMsg};
 
 /// A share of the wait for one client stanza (see the module's doc).
 #[derive(Debug, Clone)]
@@ -21,19 +21,19 @@ pub struct Settle(#[allow(dead_code)] Arc<Inner>);
 #[derive(Debug)]
 struct Inner {
     number: u32,
-    session: mpsc::Sender<SessionMsg>,
+    session: Mailbox,
 }
 
 impl Settle {
     /// The wait for stanza `number` (the client's count after it), told to `session`.
-    pub fn new(number: u32, session: mpsc::Sender<SessionMsg>) -> Settle {
+    pub fn new(number: u32, session: Mailbox) -> Settle {
         Settle(Arc::new(Inner { number, session }))
     }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        let msg = SessionMsg::Settled(self.number);
+        let msg = Box::new(SessionMsg::Settled(self.number));
         if let Err(mpsc::error::TrySendError::Full(msg)) = self.session.try_send(msg)
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
@@ -77,7 +77,7 @@ mod tests {
         assert!(rx.try_recv().is_err(), "a copy still holds it");
         assert!(current().is_none());
         drop(kept);
-        match rx.try_recv() {
+        match rx.try_recv().map(|m| *m) {
             Ok(SessionMsg::Settled(7)) => {}
             other => panic!("{other:?}"),
         }

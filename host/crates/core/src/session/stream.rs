@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 mod handoff_flow;
@@ -24,7 +23,7 @@ use crate::config::C2sListener;
 use crate::context::Core;
 use crate::hooks::{FeatureContext, MessageContext, MessageStage, SessionEvent, StreamStage};
 use crate::pipeline::Origin;
-use crate::router::{Receipt, SessionEntry, SessionMsg, Transport};
+use crate::router::{Mailbox, Receipt, SessionEntry, SessionMsg, Transport};
 use crate::sasl::{ChannelBindings, Mechanism, Outcome, SaslFailure};
 use crate::session::settle::Settle;
 use crate::stanza::{self, Condition, Kind};
@@ -135,7 +134,7 @@ pub struct StreamCore {
     fast_rotation: Option<HtMechanism>,
     offered: Vec<Mechanism>,
     failed_auths: u32,
-    session_tx: mpsc::Sender<SessionMsg>,
+    session_tx: Mailbox,
     entry: Option<Arc<SessionEntry>>,
     /// Counts this session against its tenant's `max_sessions` while bound.
     tenant_slot: Option<crate::tenants::registry::SessionSlot>,
@@ -165,7 +164,7 @@ pub struct StreamCore {
 
 impl StreamCore {
     /// A core for a new connection; bound sessions will be reached through `session_tx`.
-    pub fn new(core: Arc<Core>, facts: ConnFacts, session_tx: mpsc::Sender<SessionMsg>) -> Self {
+    pub fn new(core: Arc<Core>, facts: ConnFacts, session_tx: Mailbox) -> Self {
         StreamCore {
             core,
             facts,
@@ -263,14 +262,14 @@ impl StreamCore {
     pub fn on_mailbox(&mut self, msg: SessionMsg) -> Vec<Action> {
         let mut actions = match msg {
             SessionMsg::Stanza(el) => match self.csi.as_mut().filter(|c| c.is_inactive()) {
-                None => vec![Action::Send(*el)],
-                Some(csi) => csi.push(*el).into_iter().map(Action::Send).collect(),
+                None => vec![Action::Send(el)],
+                Some(csi) => csi.push(el).into_iter().map(Action::Send).collect(),
             },
             SessionMsg::Stored(stored) => {
                 let (el, receipt) = *stored;
                 return self.send_stored(el, receipt);
             }
-            SessionMsg::Close(cond, text) => self.close(Some((cond, text.map(|t| *t)))),
+            SessionMsg::Close(cond, text) => self.close(Some((cond, text))),
             // Links are attached by the driver, never by the stream.
             SessionMsg::Attach(_) => Vec::new(),
             // Sessions are moved by the driver, which asks [`Protocol::export`].

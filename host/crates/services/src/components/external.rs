@@ -14,7 +14,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
 
 use crate::pipeline::route_from_hosted;
-use crate::router::{HostedDomain, RegisterError, SessionMsg};
+use crate::router::{HostedDomain, Mailbox, RegisterError, SessionMsg};
 use crate::session::StreamErrorCondition;
 use crate::stanza::{self, Condition};
 use crate::tenants::spec::{ComponentSpec, OnConflict};
@@ -29,7 +29,7 @@ pub struct ExternalComponent {
     /// The component's settings when it authenticated.
     pub spec: ComponentSpec,
     /// The connection's session mailbox.
-    mailbox: mpsc::Sender<SessionMsg>,
+    mailbox: Mailbox,
     me: Weak<ExternalComponent>,
 }
 
@@ -40,7 +40,7 @@ impl ExternalComponent {
         id: u64,
         tenant: &str,
         spec: ComponentSpec,
-        mailbox: mpsc::Sender<SessionMsg>,
+        mailbox: Mailbox,
     ) -> Arc<ExternalComponent> {
         Arc::new_cyclic(|me| ExternalComponent {
             id,
@@ -57,7 +57,7 @@ impl ExternalComponent {
 
     /// Asks the connection to close its stream with this error.
     pub fn close(&self, condition: StreamErrorCondition, text: Option<&str>) {
-        let msg = SessionMsg::Close(condition, text.map(|t| Box::new(t.to_owned())));
+        let msg = Box::new(SessionMsg::Close(condition, text.map(str::to_owned)));
         if let Err(mpsc::error::TrySendError::Full(msg)) = self.mailbox.try_send(msg) {
             let tx = self.mailbox.clone();
             tokio::spawn(async move {
@@ -86,20 +86,25 @@ impl HostedDomain for ExternalComponent {
     }
 
     fn deliver(&self, core: Arc<Core>, stanza: Element) -> BoxFuture<'static, ()> {
-        let bounce = match self.mailbox.try_send(SessionMsg::Stanza(Box::new(stanza))) {
+        let bounce = match self.mailbox.try_send(Box::new(SessionMsg::Stanza(stanza))) {
             Ok(()) => None,
-            Err(mpsc::error::TrySendError::Full(SessionMsg::Stanza(s))) => {
-                metrics::counter!("heliograph_component_stanzas_dropped_total", "reason" => "queue_full").increment(1);
-                stanza::error_reply(
-                    &s,
-                    Condition::ResourceConstraint,
-                    Some("the component is overloaded"),
-                )
+            Err(e) => {
+                let full = matches!(e, mpsc::error::TrySendError::Full(_));
+                match *e.into_inner() {
+                    SessionMsg::Stanza(s) if full => {
+                        metrics::counter!("heliograph_component_stanzas_dropped_total", "reason" => "queue_full").increment(1);
+                        stanza::error_reply(
+                            &s,
+                            Condition::ResourceConstraint,
+                            Some("the component is overloaded"),
+                        )
+                    }
+                    SessionMsg::Stanza(s) => {
+                        stanza::error_reply(&s, Condition::ServiceUnavailable, None)
+                    }
+                    _ => None,
+                }
             }
-            Err(mpsc::error::TrySendError::Closed(SessionMsg::Stanza(s))) => {
-                stanza::error_reply(&s, Condition::ServiceUnavailable, None)
-            }
-            Err(_) => None,
         };
         let origin = self.as_hosted();
         Box::pin(async move {
@@ -259,7 +264,7 @@ mod tests {
         id: u64,
         domains: &[&str],
         on_conflict: OnConflict,
-    ) -> (Arc<ExternalComponent>, mpsc::Receiver<SessionMsg>) {
+    ) -> (Arc<ExternalComponent>, crate::router::MailboxRx) {
         let (tx, rx) = mpsc::channel(16);
         (
             ExternalComponent::new(id, "t", spec(domains, on_conflict), tx),
@@ -294,7 +299,7 @@ mod tests {
         let (b, mut brx) = component(2, &["b.t.test"], OnConflict::Replace);
         conns.attach(&core, &b).unwrap();
         assert!(matches!(
-            arx.try_recv(),
+            arx.try_recv().map(|m| *m),
             Ok(SessionMsg::Close(StreamErrorCondition::Conflict, _))
         ));
         assert!(brx.try_recv().is_err());

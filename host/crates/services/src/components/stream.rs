@@ -14,13 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use heliograph_core::Core;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::external::{Connections, ExternalComponent};
 use super::{handshake, namespace};
 use crate::pipeline::route_from_hosted;
-use crate::router::{HostedDomain, SessionMsg};
+use crate::router::{HostedDomain, Mailbox, SessionMsg};
 use crate::session::{Action, Identity, Protocol, StreamErrorCondition, Work};
 use crate::stanza::{self, Condition};
 use crate::tenants::rate::TokenBucket;
@@ -57,7 +56,7 @@ pub struct ComponentStream {
     stream_id: String,
     header_sent: bool,
     /// The connection's own mailbox, handed to the component once it is routed.
-    mailbox: mpsc::Sender<SessionMsg>,
+    mailbox: Mailbox,
     phase: Phase,
     /// The close is written (or about to be): nothing more is read or sent.
     closed: bool,
@@ -70,7 +69,7 @@ impl ComponentStream {
         core: Arc<Core>,
         connections: Arc<Connections>,
         id: u64,
-        mailbox: mpsc::Sender<SessionMsg>,
+        mailbox: Mailbox,
     ) -> ComponentStream {
         ComponentStream {
             core,
@@ -261,10 +260,10 @@ impl Protocol for ComponentStream {
 
     fn on_mailbox(&mut self, msg: SessionMsg) -> Vec<Action> {
         match msg {
-            SessionMsg::Stanza(el) => vec![self.outgoing(*el)],
+            SessionMsg::Stanza(el) => vec![self.outgoing(el)],
             // Nothing stored is delivered to a component; it would stay stored.
             SessionMsg::Stored(stored) => vec![self.outgoing(stored.0)],
-            SessionMsg::Close(cond, text) => self.close(Some((cond, text.map(|t| *t)))),
+            SessionMsg::Close(cond, text) => self.close(Some((cond, text))),
             // A component's stanzas are not counted by stream management.
             SessionMsg::Attach(_) | SessionMsg::Settled(_) => Vec::new(),
             SessionMsg::Export(req) => {

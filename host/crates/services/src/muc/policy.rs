@@ -267,7 +267,7 @@ fn session_facts(core: &Core, full_jid: &str) -> Option<UserFacts> {
     let entry = core
         .router
         .resource(&Account::new(local, domain), resource)?;
-    Some(entry.user_facts.clone())
+    Some(entry.user_facts().clone())
 }
 
 fn policy_occupant(core: &Core, occupant: &OccupantFacts) -> PolicyOccupant {

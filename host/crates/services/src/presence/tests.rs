@@ -19,7 +19,7 @@ struct Env {
 
 struct Client {
     entry: Arc<SessionEntry>,
-    rx: mpsc::Receiver<SessionMsg>,
+    rx: crate::router::MailboxRx,
 }
 
 impl Client {
@@ -27,8 +27,7 @@ impl Client {
     fn take(&mut self) -> Vec<Element> {
         let mut out = Vec::new();
         while let Ok(msg) = self.rx.try_recv() {
-            if let SessionMsg::Stanza(el) = msg {
-                let el = *el;
+            if let SessionMsg::Stanza(el) = *msg {
                 out.push(el);
             }
         }

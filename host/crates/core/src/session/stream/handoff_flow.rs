@@ -166,7 +166,7 @@ impl StreamCore {
             };
             let msg = match pending_receipts.remove(&i) {
                 Some(receipt) => SessionMsg::Stored(Box::new((el, receipt))),
-                None => SessionMsg::Stanza(Box::new(el)),
+                None => SessionMsg::Stanza(el),
             };
             then.extend(self.on_mailbox(msg));
         }
