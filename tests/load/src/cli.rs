@@ -86,9 +86,15 @@ pub struct TargetArgs {
     /// Target a running server through the ready file it wrote (`serve --ready-file`).
     #[arg(long, conflicts_with_all = ["server_bin", "server_pid"])]
     pub ready_file: Option<PathBuf>,
-    /// Target a running server by pid (with --c2s, --c2s-tls, --admin, --token-file).
-    #[arg(long, requires_all = ["c2s", "c2s_tls", "admin", "token_file"])]
+    /// Target a running server by pid (with --c2s, --c2s-tls, --admin, --token-file; with
+    /// --foreign, --c2s only).
+    #[arg(long, requires = "c2s")]
     pub server_pid: Option<u32>,
+    /// The server given by --server-pid is another XMPP server (ejabberd, Prosody): it has
+    /// no admin API, so nothing is provisioned; its accounts PREFIX0, PREFIX1, ... with the
+    /// load password (`load-password`) must exist. For logins and messages only.
+    #[arg(long, requires = "server_pid")]
+    pub foreign: bool,
     /// STARTTLS c2s listener of a running server.
     #[arg(long)]
     pub c2s: Option<SocketAddr>,
@@ -521,6 +527,15 @@ impl Env {
                 data_dir: None,
             });
         }
+        if let (Some(pid), true) = (args.server_pid, args.foreign) {
+            let c2s = args.c2s.context("--c2s")?;
+            return Ok(Env {
+                target: Target::foreign(pid, c2s, args.c2s_tls.unwrap_or(c2s), &args.domain),
+                args: args.clone(),
+                _data: None,
+                data_dir: None,
+            });
+        }
         if let Some(pid) = args.server_pid {
             return Ok(Env {
                 target: Target::explicit(
@@ -566,6 +581,9 @@ impl Env {
     }
 
     async fn provision(&self, out: &Output, count: usize) -> anyhow::Result<()> {
+        if self.args.foreign {
+            return Ok(());
+        }
         let users = (0..count)
             .map(|i| {
                 (

@@ -242,6 +242,23 @@ impl Target {
         })
     }
 
+    /// Another XMPP server (ejabberd, Prosody), running as `pid`: c2s listeners only, no
+    /// admin API (its address is unspecified, its token empty).
+    pub fn foreign(pid: u32, starttls: SocketAddr, direct: SocketAddr, domain: &str) -> Target {
+        Target {
+            pid,
+            starttls,
+            direct,
+            http: None,
+            admin: SocketAddr::from(([0, 0, 0, 0], 0)),
+            token: String::new(),
+            domain: domain.to_string(),
+            child: None,
+            _dir: None,
+            log: None,
+        }
+    }
+
     fn apply_ready(&mut self, ready: &Ready) -> anyhow::Result<()> {
         self.pid = ready.pid;
         self.starttls = ready.starttls.context("no STARTTLS c2s listener")?;
