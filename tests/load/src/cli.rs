@@ -1886,4 +1886,36 @@ mod tests {
         assert_eq!(a.transports, vec![TransportKind::Tls]);
         assert!(Cli::try_parse_from(["heliograph-load", "connect", "--server-pid", "1"]).is_err());
     }
+
+    #[test]
+    fn a_foreign_server_needs_a_pid_and_its_c2s_address_only() {
+        let c = Cli::try_parse_from([
+            "heliograph-load",
+            "connect",
+            "--server-pid",
+            "7",
+            "--foreign",
+            "--c2s",
+            "127.0.0.1:5222",
+        ])
+        .unwrap();
+        let Cmd::Connect(a) = c.command else { panic!() };
+        assert!(a.target.foreign);
+        let env = Env::open(&a.target).unwrap();
+        assert_eq!(env.target.pid, 7);
+        assert_eq!(env.target.starttls, env.target.direct);
+        assert!(Cli::try_parse_from(["heliograph-load", "connect", "--foreign"]).is_err());
+        // Without --foreign, a running server still needs its admin API and token.
+        let c = Cli::try_parse_from([
+            "heliograph-load",
+            "connect",
+            "--server-pid",
+            "7",
+            "--c2s",
+            "127.0.0.1:5222",
+        ])
+        .unwrap();
+        let Cmd::Connect(a) = c.command else { panic!() };
+        assert!(Env::open(&a.target).is_err());
+    }
 }
