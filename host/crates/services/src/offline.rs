@@ -151,7 +151,11 @@ impl Offline {
         'pages: loop {
             let store = core.storage.offline.clone();
             let acct = account.clone();
-            let page = match storage::blocking(move || store.peek(&acct, after, PAGE)).await {
+            let page = match core
+                .storage
+                .read(move || store.peek(&acct, after, PAGE))
+                .await
+            {
                 Ok(page) if page.is_empty() => break,
                 Ok(page) => page,
                 Err(e) => {

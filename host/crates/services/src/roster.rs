@@ -154,7 +154,7 @@ pub(crate) async fn load_item(
 ) -> StorageResult<Option<RosterItem>> {
     let store = core.storage.rosters.clone();
     let (acc, contact) = (account.clone(), contact.to_string());
-    storage::blocking(move || store.item(&acc, &contact)).await
+    core.storage.read(move || store.item(&acc, &contact)).await
 }
 
 /// The whole stored roster (including hidden items); empty, with the error logged, if
@@ -162,7 +162,7 @@ pub(crate) async fn load_item(
 pub(crate) async fn load_roster(core: &Arc<Core>, account: &Account) -> Roster {
     let store = core.storage.rosters.clone();
     let acc = account.clone();
-    match storage::blocking(move || store.roster(&acc)).await {
+    match core.storage.read(move || store.roster(&acc)).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(jid = %account, error = %e, "reading roster failed");

@@ -147,7 +147,11 @@ impl Vcards {
         }
         let store = core.storage.account_data.clone();
         let a = account.clone();
-        let xml = match storage::blocking(move || profiles::vcard(store.as_ref(), &a)).await {
+        let xml = match core
+            .storage
+            .read(move || profiles::vcard(store.as_ref(), &a))
+            .await
+        {
             Ok(xml) => xml,
             Err(e) => {
                 tracing::warn!(%account, error = %e, "reading a vCard for its photo hash");

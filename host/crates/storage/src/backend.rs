@@ -186,6 +186,12 @@ pub trait Backend: Send + Sync {
     fn reachable(&self) -> bool {
         true
     }
+    /// True when a read waits on nothing but memory and the system's page cache (an
+    /// embedded database): such a read costs less in line than the blocking pool's
+    /// hand-over, two thread wake-ups (see [`crate::Storage::read`]).
+    fn reads_in_memory(&self) -> bool {
+        false
+    }
     /// True when nothing at all is stored (import refuses any other target).
     fn is_empty(&self) -> StorageResult<bool>;
     /// Every stored record, kind by kind in [`KINDS`] order, each kind in key order, from
@@ -207,6 +213,9 @@ pub struct MemBackend;
 impl Backend for MemBackend {
     fn name(&self) -> &'static str {
         "memory"
+    }
+    fn reads_in_memory(&self) -> bool {
+        true
     }
     fn is_empty(&self) -> StorageResult<bool> {
         Ok(true)

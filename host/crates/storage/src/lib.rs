@@ -335,6 +335,26 @@ impl Storage {
     }
 }
 
+impl Storage {
+    /// Runs a read of these stores from async code: in line when the backend reads from
+    /// memory ([`Backend::reads_in_memory`]: sled), where the blocking pool's hand-over
+    /// (a thread woken to run it, and the task woken again after) costs several times
+    /// the read; through [`blocking`] otherwise (PostgreSQL). For reads only: writes may
+    /// wait on the disk. (The archive, in SQLite beside sled, is read through
+    /// [`blocking`]: its writer holds the database while it commits.)
+    pub async fn read<T, F>(&self, f: F) -> T
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        if self.backend.reads_in_memory() {
+            f()
+        } else {
+            blocking(f).await
+        }
+    }
+}
+
 /// Runs a blocking storage call from async code without stalling the runtime's other tasks.
 /// (Each store call inside is timed by [`metered`].)
 pub async fn blocking<T, F>(f: F) -> T
@@ -345,5 +365,45 @@ where
     match tokio::task::spawn_blocking(f).await {
         Ok(v) => v,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+#[cfg(test)]
+mod read_tests {
+    use super::*;
+
+    /// A backend whose reads go over the network.
+    struct Remote;
+
+    impl Backend for Remote {
+        fn name(&self) -> &'static str {
+            "remote"
+        }
+        fn is_empty(&self) -> StorageResult<bool> {
+            Ok(true)
+        }
+        fn export(&self, _: &mut backend::Sink<'_>) -> StorageResult<u64> {
+            Ok(0)
+        }
+        fn import(
+            &self,
+            _: &mut dyn Iterator<Item = StorageResult<DumpRecord>>,
+        ) -> StorageResult<u64> {
+            Ok(0)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn reads_run_in_line_only_where_the_backend_reads_from_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let sled = Storage::open_sled(dir.path()).unwrap();
+        let here = std::thread::current().id();
+        let thread = || std::thread::current().id();
+        assert_eq!(sled.read(thread).await, here);
+        let remote = Storage {
+            backend: Arc::new(Remote),
+            ..sled.clone()
+        };
+        assert_ne!(remote.read(thread).await, here, "through the blocking pool");
     }
 }

@@ -65,7 +65,7 @@ pub async fn sync_legacy(core: &Arc<Core>, owner: &Account, node: &PepNode) {
         stamp_ms: last.map_or(0, |i| i.stamp_ms),
     });
     let o = owner.clone();
-    if let Err(e) = handlers::load(core, move |s| s.put_node(&o, &legacy)).await {
+    if let Err(e) = handlers::save(core, move |s| s.put_node(&o, &legacy)).await {
         tracing::error!(jid = %owner, error = %e, "writing the legacy bookmarks node failed");
     }
 }

@@ -64,7 +64,17 @@ pub fn not_owner(req: &IqRequest) -> Option<Element> {
     )
 }
 
+/// Reads PEP storage (see `Storage::read`).
 pub(super) async fn load<T: Send + 'static>(
+    core: &Arc<Core>,
+    f: impl FnOnce(&dyn storage::PepStore) -> StorageResult<T> + Send + 'static,
+) -> StorageResult<T> {
+    let store = core.storage.pep.clone();
+    core.storage.read(move || f(store.as_ref())).await
+}
+
+/// Writes PEP storage, off the runtime's threads.
+pub(super) async fn save<T: Send + 'static>(
     core: &Arc<Core>,
     f: impl FnOnce(&dyn storage::PepStore) -> StorageResult<T> + Send + 'static,
 ) -> StorageResult<T> {
@@ -160,7 +170,7 @@ async fn create(pep: &Arc<Pep>, req: &IqRequest, owner: &Account) -> Result<Elem
         ..Default::default()
     };
     let o = owner.clone();
-    load(&req.core, move |s| s.put_node(&o, &node))
+    save(&req.core, move |s| s.put_node(&o, &node))
         .await
         .map_err(internal)?;
     Ok(stanza::iq_result(&req.iq))
@@ -264,7 +274,7 @@ async fn publish(pep: &Arc<Pep>, req: &IqRequest, owner: &Account) -> Result<Ele
     }
     let stored = node.clone();
     let o = owner.clone();
-    load(&req.core, move |s| s.put_node(&o, &stored))
+    save(&req.core, move |s| s.put_node(&o, &stored))
         .await
         .map_err(internal)?;
     if name == bookmarks::NODE {
@@ -317,7 +327,7 @@ async fn retract(pep: &Arc<Pep>, req: &IqRequest, owner: &Account) -> Result<Ele
     }
     let stored = node.clone();
     let o = owner.clone();
-    load(&req.core, move |s| s.put_node(&o, &stored))
+    save(&req.core, move |s| s.put_node(&o, &stored))
         .await
         .map_err(internal)?;
     if name == bookmarks::NODE {
@@ -546,14 +556,14 @@ pub async fn owner_set(pep: &Arc<Pep>, req: IqRequest) -> Option<Element> {
                 let extra = node.items.len().saturating_sub(keep);
                 node.items.drain(..extra);
                 let o = owner.clone();
-                load(&req.core, move |s| s.put_node(&o, &node))
+                save(&req.core, move |s| s.put_node(&o, &node))
                     .await
                     .map_err(internal)?;
             }
             "affiliations" => {
                 affiliations::apply(&owner, &mut node, op)?;
                 let o = owner.clone();
-                load(&req.core, move |s| s.put_node(&o, &node))
+                save(&req.core, move |s| s.put_node(&o, &node))
                     .await
                     .map_err(internal)?;
             }
@@ -561,7 +571,7 @@ pub async fn owner_set(pep: &Arc<Pep>, req: IqRequest) -> Option<Element> {
                 node.items.clear();
                 let stored = node.clone();
                 let o = owner.clone();
-                load(&req.core, move |s| s.put_node(&o, &stored))
+                save(&req.core, move |s| s.put_node(&o, &stored))
                     .await
                     .map_err(internal)?;
                 if name == bookmarks::NODE {
@@ -573,7 +583,7 @@ pub async fn owner_set(pep: &Arc<Pep>, req: IqRequest) -> Option<Element> {
             "delete" => {
                 let o = owner.clone();
                 let n = name.clone();
-                load(&req.core, move |s| {
+                save(&req.core, move |s| {
                     if n == bookmarks::NODE {
                         s.delete_node(&o, bookmarks::LEGACY_NODE)?;
                     }

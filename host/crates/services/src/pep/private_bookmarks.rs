@@ -142,7 +142,7 @@ pub async fn store_from_private(
         .collect();
     let stored = node.clone();
     let o = owner.clone();
-    handlers::load(core, move |s| s.put_node(&o, &stored)).await?;
+    handlers::save(core, move |s| s.put_node(&o, &stored)).await?;
     bookmarks::sync_legacy(core, owner, &node).await;
     drop(guard);
 

@@ -58,6 +58,12 @@ impl Backend for SledStore {
         "sled"
     }
 
+    /// sled keeps its pages in its own cache and reads them from the file otherwise (a
+    /// page-cache hit for a live server).
+    fn reads_in_memory(&self) -> bool {
+        true
+    }
+
     fn is_empty(&self) -> StorageResult<bool> {
         let trees = [
             &self.users,
