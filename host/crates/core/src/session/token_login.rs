@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use crate::context::Core as Server;
-use crate::storage;
 use crate::tenants::AuthMethod;
 use crate::tokens::issued::{self, TokenKind};
 use crate::tokens::{TokenError, localpart_for, looks_like_jwt};
@@ -102,20 +101,22 @@ async fn check(
         let users = server.storage.users.clone();
         let (name, d, t) = (tenant.name.clone(), domain.to_string(), token.to_string());
         let internal = tenant.spec.auth == AuthMethod::Internal;
-        let verified = storage::blocking(move || {
-            let v = issued::verify(store.as_ref(), &name, &d, &t, now)?;
-            // An internal account that was deleted takes its tokens with it.
-            if internal
-                && users
-                    .credentials(&v.account)
-                    .map_err(|e| TokenError::Storage(e.to_string()))?
-                    .is_none()
-            {
-                return Err(TokenError::Revoked);
-            }
-            Ok(v)
-        })
-        .await?;
+        let verified = server
+            .storage
+            .read(move || {
+                let v = issued::verify(store.as_ref(), &name, &d, &t, now)?;
+                // An internal account that was deleted takes its tokens with it.
+                if internal
+                    && users
+                        .credentials(&v.account)
+                        .map_err(|e| TokenError::Storage(e.to_string()))?
+                        .is_none()
+                {
+                    return Err(TokenError::Revoked);
+                }
+                Ok(v)
+            })
+            .await?;
         TokenLogin {
             local: verified.account.local,
             source: match verified.kind {
