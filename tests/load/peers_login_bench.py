@@ -18,8 +18,9 @@ until all are in. Runs (NAME: what it measures):
 - `ejabberd-scram`, `prosody-scram`, `heliograph-scram`: SCRAM-SHA-256 against hashed
   storage, 4096 iterations everywhere (ejabberd's and Heliograph's default; Prosody's is
   10,000, which changes only the client's work);
-- `heliograph-jwt`: PLAIN carrying a JWT (the token path a video platform's reconnects
-  use), checked against the tenant's HS256 key.
+- `heliograph-jwt`, `heliograph-token`: PLAIN carrying a JWT checked against the
+  tenant's HS256 key, or a server-issued access token (minted through the admin API
+  before the run): the token paths a video platform's reconnects use.
 
 Every server listens with a backlog of 4096 (Heliograph's default). Server CPU is read
 from /proc for the server's process (the Erlang VM for ejabberd).
@@ -332,6 +333,7 @@ def main() -> None:
         "heliograph-plain": ours("plain", ITERATIONS),
         "heliograph-plain-i1": ours("plain", 1),
         "heliograph-jwt": ours("jwt", ITERATIONS, "--jwt-secret", JWT_SECRET),
+        "heliograph-token": ours("token", ITERATIONS),
         "ejabberd-scram": peer(Ejabberd, True),
         "prosody-scram": peer(Prosody, True),
         "heliograph-scram": ours("scram-sha-256", ITERATIONS),

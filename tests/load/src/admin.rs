@@ -215,6 +215,57 @@ pub async fn provision(
     ))
 }
 
+/// Mints one server-issued access token for each of `users` (localparts of `domain`)
+/// through the admin API, `concurrency` requests at a time; the tokens in `users`' order.
+pub async fn mint_access_tokens(
+    addr: SocketAddr,
+    token: &str,
+    domain: &str,
+    users: Vec<String>,
+    concurrency: usize,
+) -> anyhow::Result<Vec<String>> {
+    let users = Arc::new(users);
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (users, next) = (users.clone(), next.clone());
+        let (token, domain) = (token.to_string(), domain.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut client = AdminClient::new(addr, &token);
+            let mut minted = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(user) = users.get(i) else {
+                    return Ok::<_, anyhow::Error>(minted);
+                };
+                let (status, text) = client
+                    .request(
+                        "POST",
+                        &format!("/api/v1/users/{domain}/{user}/tokens"),
+                        Some(r#"{"kind":"access"}"#),
+                    )
+                    .await?;
+                if status != 201 {
+                    bail!("minting a token for {user}@{domain}: HTTP {status}: {text}");
+                }
+                let doc: serde_json::Value =
+                    serde_json::from_str(&text).context("minted token JSON")?;
+                let access = doc["access"]["token"]
+                    .as_str()
+                    .context("no access token in the answer")?;
+                minted.push((i, access.to_string()));
+            }
+        }));
+    }
+    let mut tokens = vec![String::new(); users.len()];
+    for t in tasks {
+        for (i, access) in t.await?? {
+            tokens[i] = access;
+        }
+    }
+    Ok(tokens)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -633,6 +633,7 @@ impl Env {
             segment: 1000,
             jwt_secret: None,
             jwt_kid: None,
+            passwords: Vec::new(),
             sm: false,
         }
     }
@@ -729,6 +730,10 @@ async fn connect_and_hold(
         let mut j = job.clone();
         j.first = first;
         j.count = count;
+        if !job.passwords.is_empty() {
+            let from = first - job.first;
+            j.passwords = job.passwords[from..from + count].to_vec();
+        }
         j.rate = job.rate / procs as f64;
         j.segment = 0;
         children.push(
@@ -838,11 +843,34 @@ async fn cmd_connect(out: &Output, a: ConnectArgs) -> anyhow::Result<()> {
     if a.mech == Mech::Jwt && a.jwt_secret.is_none() {
         bail!("--mech jwt needs --jwt-secret (the HS256 secret of the domain's JWT key)");
     }
+    let tokens = if a.mech == Mech::Token {
+        let users = (0..a.sessions)
+            .map(|i| connect::username(&a.target.user_prefix, i))
+            .collect();
+        let t0 = std::time::Instant::now();
+        let tokens = crate::admin::mint_access_tokens(
+            env.target.admin,
+            &env.target.token,
+            &a.target.domain,
+            users,
+            a.target.provision_concurrency,
+        )
+        .await?;
+        out.line(&format!(
+            "minted {} access tokens in {:.1} s",
+            tokens.len(),
+            t0.elapsed().as_secs_f64()
+        ));
+        tokens
+    } else {
+        Vec::new()
+    };
     let mut job = env.job(a.transport, a.mech, a.sessions, a.concurrency);
     job.rate = a.rate;
     job.segment = a.segment;
     job.jwt_secret = a.jwt_secret.clone();
     job.jwt_kid = a.jwt_kid.clone();
+    job.passwords = tokens;
     let rss0 = procfs::sample(env.target.pid)?.rss_kib;
     let db0 = a.target.db_pid.map(procfs::tree_cpu);
     let (mut s, held) = connect_and_hold(&job, a.procs, env.target.pid).await?;

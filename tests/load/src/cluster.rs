@@ -304,6 +304,7 @@ async fn login(
         segment: 0,
         jwt_secret: None,
         jwt_kid: None,
+        passwords: Vec::new(),
         sm: false,
     };
     let mut o = connect::run(&job, None).await;

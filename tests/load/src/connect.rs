@@ -52,6 +52,10 @@ pub struct ConnectJob {
     /// Enable resumable stream management (XEP-0198) after login.
     #[serde(default)]
     pub sm: bool,
+    /// The passwords of accounts `first..first + count` in order, when they are not the
+    /// load password (`--mech token`: the minted tokens).
+    #[serde(default)]
+    pub passwords: Vec<String>,
 }
 
 impl<'de> Deserialize<'de> for TransportKind {
@@ -133,7 +137,7 @@ pub async fn run(job: &ConnectJob, server_pid: Option<u32>) -> ConnectOutcome {
                 crate::jwt::mint(secret, job.jwt_kid.as_deref(), &user, 3600)
             })
             .collect(),
-        _ => Vec::new(),
+        _ => job.passwords.clone(),
     });
     let sem = Arc::new(Semaphore::new(job.concurrency.max(1)));
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -297,6 +301,7 @@ mod tests {
             segment: 0,
             jwt_secret: Some("s".into()),
             jwt_kid: None,
+            passwords: Vec::new(),
             sm: true,
         };
         let text = serde_json::to_string(&job).unwrap();

@@ -50,8 +50,8 @@ pub const SPAWN_JWT_SECRET: &str = "heliograph-load-jwt-secret-0123456789";
 
 /// The config written for a spawned server: PLAIN allowed without TLS on the STARTTLS
 /// listener (the reference login figure is PLAIN over plain TCP), no keepalive pings and
-/// long timeouts so idle sessions stay up while memory is read, and a JWT key on the
-/// tenant ([`SPAWN_JWT_SECRET`]).
+/// long timeouts so idle sessions stay up while memory is read, a JWT key on the tenant
+/// ([`SPAWN_JWT_SECRET`]) and server-issued tokens turned on (`--mech token`).
 pub fn spawn_config(opts: &SpawnOptions, data_dir: &Path) -> String {
     format!(
         "[general]\nhosts = [\"{domain}\"]\ndata_dir = \"{data}\"\nlog_level = \"warn\"\n\n\
@@ -66,7 +66,8 @@ pub fn spawn_config(opts: &SpawnOptions, data_dir: &Path) -> String {
          [listen.admin]\naddress = \"127.0.0.1:0\"\n\n\
          [c2s]\nping_interval = 0\nsession_queue = {queue}\n{resume}\n\
          [auth]\nscram_iterations = {iters}\n\n\
-         [tenants.default.jwt]\nkeys = [{{ kid = \"{kid}\", alg = \"HS256\", secret = \"{secret}\" }}]\n",
+         [tenants.default.jwt]\nkeys = [{{ kid = \"{kid}\", alg = \"HS256\", secret = \"{secret}\" }}]\n\n\
+         [tenants.default.tokens]\naccess_ttl_secs = 86400\n",
         kid = SPAWN_JWT_KID,
         secret = SPAWN_JWT_SECRET,
         domain = opts.domain,

@@ -294,7 +294,7 @@ async fn authenticate(
         }
     };
     match mech {
-        Mech::Plain | Mech::Jwt => {
+        Mech::Plain | Mech::Jwt | Mech::Token => {
             let data = plain_initial_response(None, user, password);
             conn.send(&sasl("auth", Some("PLAIN"), &data)).await?;
             let answer = conn.next_stanza().await?;

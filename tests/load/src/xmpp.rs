@@ -63,6 +63,11 @@ pub enum Mech {
     #[value(name = "jwt")]
     #[serde(rename = "JWT")]
     Jwt,
+    /// PLAIN with a server-issued access token as the password (the tenant must have
+    /// `tokens`; one token per account is minted through the admin API before the run).
+    #[value(name = "token")]
+    #[serde(rename = "TOKEN")]
+    Token,
 }
 
 impl Mech {
@@ -71,6 +76,7 @@ impl Mech {
             Mech::Plain => "PLAIN",
             Mech::ScramSha256 => "SCRAM-SHA-256",
             Mech::Jwt => "JWT",
+            Mech::Token => "TOKEN",
         }
     }
 }
@@ -496,7 +502,7 @@ async fn authenticate(
     password: &str,
 ) -> anyhow::Result<()> {
     match mech {
-        Mech::Plain | Mech::Jwt => {
+        Mech::Plain | Mech::Jwt | Mech::Token => {
             let data = plain_initial_response(None, user, password);
             io.write_all(sasl_element("auth", Some("PLAIN"), &data).as_bytes())
                 .await?;
