@@ -683,15 +683,20 @@ impl<P: Protocol> Driver<P> {
         let until = Instant::now() + keep;
         loop {
             let work_pending = !self.work.is_empty();
-            let msg = tokio::select! {
-                m = self.mailbox.recv() => m,
-                // The peer's last stanzas are still routed meanwhile.
-                _ = poll_front(&mut self.work), if work_pending => {
-                    self.work.pop_front();
-                    continue;
-                }
-                _ = sleep_until(until) => return Waited::Gone,
-                _ = self.shutdown.requested(), if !self.shutting_down => return Waited::Gone,
+            // A link or a move held back from the last batch comes first: that batch's
+            // write may be what lost the link.
+            let msg = match self.pending_mail.take() {
+                Some(mail) => Some(mail),
+                None => tokio::select! {
+                    m = self.mailbox.recv() => m,
+                    // The peer's last stanzas are still routed meanwhile.
+                    _ = poll_front(&mut self.work), if work_pending => {
+                        self.work.pop_front();
+                        continue;
+                    }
+                    _ = sleep_until(until) => return Waited::Gone,
+                    _ = self.shutdown.requested(), if !self.shutting_down => return Waited::Gone,
+                },
             };
             let Some(mail) = msg else {
                 return Waited::Gone;

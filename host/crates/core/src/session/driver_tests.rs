@@ -566,6 +566,46 @@ async fn a_session_outlives_its_link_and_goes_on_over_a_new_one() {
     assert_eq!(seen.lock().unwrap().attached, [3]);
 }
 
+#[tokio::test]
+async fn a_link_that_arrived_in_a_batch_whose_write_failed_is_still_attached() {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let mut protocol = FakeProtocol::new(seen.clone());
+    protocol.resumable = true;
+    let (link, _peer, _wire) = fake_link();
+    link.broken.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (tx, rx) = mpsc::channel(16);
+    // Both wait before the driver runs: the link comes in the stanza's batch, and is held
+    // back for the next wake-up; the batch's write then fails and the link is lost.
+    tx.send(Box::new(SessionMsg::Stanza(msg("m1"))))
+        .await
+        .unwrap();
+    let (link2, peer2, second_wire) = fake_link();
+    tx.send(attach(link2, 3)).await.unwrap();
+    let (_stop, shutdown) = crate::shutdown::Shutdown::new();
+    let task = tokio::spawn(Driver::new(protocol, Box::new(link), rx, timing(), shutdown).run());
+    eventually("the link lost", || seen.lock().unwrap().links_lost == 1).await;
+    eventually("the held-back link attached", || {
+        seen.lock().unwrap().attached == [3]
+    })
+    .await;
+    tx.send(Box::new(SessionMsg::Stanza(msg("after"))))
+        .await
+        .unwrap();
+    eventually("a delivery on the new link", || {
+        second_wire
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|x| x.contains("after"))
+    })
+    .await;
+    peer2
+        .send(Inbound::Event(StreamEvent::Close))
+        .await
+        .unwrap();
+    task.await.unwrap();
+}
+
 fn attach(link: FakeLink, handled: u32) -> crate::router::Mail {
     Box::new(SessionMsg::Attach(Box::new(Attach {
         link: Box::new(link),
