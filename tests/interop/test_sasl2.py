@@ -80,6 +80,14 @@ def test_sasl2_failures_carry_sasl_conditions(server):
     assert authenticate(addr, "localhost", "HT-SHA-256-NONE", ht_initial("carol", "x")).condition == "invalid-mechanism"
 
 
+def fast_slot_writes(server) -> float:
+    """How many times the server stored a client's FAST tokens (storage metrics)."""
+    _, text = server.admin("GET", "/metrics", token="")
+    return sum(float(l.rsplit(" ", 1)[1]) for l in str(text).splitlines()
+               if l.startswith("heliograph_storage_seconds_count{")
+               and 'op="tokens.put_fast_slots"' in l)
+
+
 def test_fast_token_issue_fast_reconnect_and_invalidate(server):
     server.create_user("dave", "pw", domain="video.test")
     addr = server.c2s_direct_tls
@@ -93,6 +101,14 @@ def test_fast_token_issue_fast_reconnect_and_invalidate(server):
     assert f.ok and f.bound and f.identifier.startswith("dave@video.test/Phone."), f.raw
     assert f.additional_data == ht_proof(token, b"Responder")
     assert f.token is None, "not due for rotation yet"
+    # Reconnecting with the current token and no count changes nothing stored: no write
+    # (and no flush to disk) on the usual reconnect.
+    writes = fast_slot_writes(server)
+    assert writes >= 2, "the token's issue and first use were stored"
+    again = authenticate(addr, "video.test", "HT-SHA-256-NONE", ht_initial("dave", token),
+                         user_agent=UA, bind_tag="Phone", fast={})
+    assert again.ok and again.bound and again.additional_data == ht_proof(token, b"Responder")
+    assert fast_slot_writes(server) == writes
     # Tokens are bound to the client (user-agent id) and to the mechanism.
     assert authenticate(addr, "video.test", "HT-SHA-256-NONE", ht_initial("dave", token),
                         user_agent="another-client-id").condition == "not-authorized"

@@ -143,26 +143,23 @@ impl StreamCore {
             return Outcome::Failure(SaslFailure::InvalidMechanism, None);
         };
         let account = Account::new(local.clone(), domain.clone());
-        let store = self.core.storage.tokens.clone();
         let fast_req = request.fast.unwrap_or_default();
         let key = fast::client_key(&ua);
-        let result = crate::storage::blocking(move || {
-            let mut slots = store
-                .fast_slots(&account, &key)
-                .map_err(|e| crate::tokens::TokenError::Storage(e.to_string()))?;
-            let r = slots.authenticate(
-                mech,
-                &proof,
-                &cb,
-                fast_req.count,
-                fast_req.invalidate,
-                auth::unix_now(),
-            );
-            store
-                .put_fast_slots(&account, &key, &slots)
-                .map_err(|e| crate::tokens::TokenError::Storage(e.to_string()))?;
-            r
-        })
+        let result = check_fast_token(
+            &self.core.storage,
+            account,
+            key,
+            |slots: &mut fast::FastSlots| {
+                slots.authenticate(
+                    mech,
+                    &proof,
+                    &cb,
+                    fast_req.count,
+                    fast_req.invalidate,
+                    auth::unix_now(),
+                )
+            },
+        )
         .await;
         match result {
             Ok(used) => {
@@ -336,4 +333,32 @@ fn bound_features() -> Element {
     Element::new("features", ns::STREAM)
         .with_child(Element::new("ver", ns::ROSTER_VER))
         .with_child(Element::new("sub", ns::PRE_APPROVAL))
+}
+
+/// Reads a client's FAST slots, applies `check` to them and stores them back only if it
+/// changed them. Using the `current` token without a `count` changes nothing, so the
+/// usual reconnect costs one read (in line on sled, see `Storage::read`) and no write:
+/// no flush to disk on every login.
+async fn check_fast_token<T>(
+    storage: &crate::storage::Storage,
+    account: Account,
+    key: String,
+    check: impl FnOnce(&mut fast::FastSlots) -> Result<T, crate::tokens::TokenError>,
+) -> Result<T, crate::tokens::TokenError> {
+    let storage_error =
+        |e: crate::storage::StorageError| crate::tokens::TokenError::Storage(e.to_string());
+    let (store, a, k) = (storage.tokens.clone(), account.clone(), key.clone());
+    let before = storage
+        .read(move || store.fast_slots(&a, &k))
+        .await
+        .map_err(storage_error)?;
+    let mut slots = before.clone();
+    let result = check(&mut slots);
+    if slots != before {
+        let store = storage.tokens.clone();
+        crate::storage::blocking(move || store.put_fast_slots(&account, &key, &slots))
+            .await
+            .map_err(storage_error)?;
+    }
+    result
 }
