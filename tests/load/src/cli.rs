@@ -862,6 +862,29 @@ async fn cmd_connect(out: &Output, a: ConnectArgs) -> anyhow::Result<()> {
             t0.elapsed().as_secs_f64()
         ));
         tokens
+    } else if a.mech == Mech::Fast {
+        if !matches!(a.transport, TransportKind::Tls | TransportKind::Starttls) {
+            bail!("--mech fast needs --transport tls or starttls (FAST is offered over TLS only)");
+        }
+        let users = (0..a.sessions)
+            .map(|i| connect::username(&a.target.user_prefix, i))
+            .collect();
+        let t0 = std::time::Instant::now();
+        let mut spec = env.job(a.transport, a.mech, 0, 1).spec();
+        spec.mech = Mech::Plain;
+        let tokens = crate::fast::provision(
+            spec,
+            users,
+            connect::PASSWORD.to_string(),
+            a.target.provision_concurrency,
+        )
+        .await?;
+        out.line(&format!(
+            "requested {} FAST tokens in {:.1} s",
+            tokens.len(),
+            t0.elapsed().as_secs_f64()
+        ));
+        tokens
     } else {
         Vec::new()
     };

@@ -17,6 +17,7 @@ pub mod chat;
 pub mod cli;
 pub mod cluster;
 pub mod connect;
+pub mod fast;
 pub mod jwt;
 pub mod muc;
 pub mod nats;

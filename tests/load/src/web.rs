@@ -294,6 +294,7 @@ async fn authenticate(
         }
     };
     match mech {
+        Mech::Fast => bail!("FAST logins need TLS; BOSH and WebSocket run on plain HTTP here"),
         Mech::Plain | Mech::Jwt | Mech::Token => {
             let data = plain_initial_response(None, user, password);
             conn.send(&sasl("auth", Some("PLAIN"), &data)).await?;

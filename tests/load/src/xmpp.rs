@@ -68,6 +68,11 @@ pub enum Mech {
     #[value(name = "token")]
     #[serde(rename = "TOKEN")]
     Token,
+    /// XEP-0484 FAST: SASL2 with `HT-SHA-256-NONE` and an inline Bind 2 (TLS only; one
+    /// token per account is requested before the run with a SASL2 PLAIN login).
+    #[value(name = "fast")]
+    #[serde(rename = "FAST")]
+    Fast,
 }
 
 impl Mech {
@@ -77,6 +82,7 @@ impl Mech {
             Mech::ScramSha256 => "SCRAM-SHA-256",
             Mech::Jwt => "JWT",
             Mech::Token => "TOKEN",
+            Mech::Fast => "FAST",
         }
     }
 }
@@ -201,9 +207,16 @@ impl ServerCertVerifier for AcceptAnyCert {
     }
 }
 
-/// A TLS connector that trusts any certificate (ring provider).
+/// A TLS connector that trusts any certificate (ring provider), offering the cipher
+/// suites in the order browsers and Android's TLS stack do: AES-128-GCM first (rustls's
+/// own default puts AES-256-GCM with SHA-384 first, which no common client does and which
+/// makes the server's handshake hash SHA-384).
 pub fn tls_connector() -> TlsConnector {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider
+        .cipher_suites
+        .sort_by_key(|s| suite_rank(s.suite()));
+    let provider = Arc::new(provider);
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .expect("ring supports the default versions")
@@ -211,6 +224,19 @@ pub fn tls_connector() -> TlsConnector {
         .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
         .with_no_client_auth();
     TlsConnector::from(Arc::new(config))
+}
+
+/// Where a client like Chrome, Firefox or Android's Conscrypt puts a suite: TLS 1.3 before
+/// TLS 1.2, and within each AES-128-GCM, then AES-256-GCM, then ChaCha20 (a stable sort
+/// keeps the provider's order otherwise).
+fn suite_rank(suite: rustls::CipherSuite) -> u8 {
+    use rustls::CipherSuite as S;
+    match suite {
+        S::TLS13_AES_128_GCM_SHA256 => 0,
+        S::TLS13_AES_256_GCM_SHA384 => 1,
+        S::TLS13_CHACHA20_POLY1305_SHA256 => 2,
+        _ => 3,
+    }
 }
 
 /// Where and how to log in.
@@ -314,8 +340,13 @@ pub async fn login(
     ) {
         return crate::web::login(spec, source, user, password, resource).await;
     }
-    let (mut io, mut parser) = authenticated(spec, source, user, password).await?;
-    let full_jid = bind(&mut io, &mut parser, resource).await?;
+    let (mut io, parser, full_jid) = if spec.mech == Mech::Fast {
+        crate::fast::authenticate(spec, source, user, password, resource).await?
+    } else {
+        let (mut io, mut parser) = authenticated(spec, source, user, password).await?;
+        let full_jid = bind(&mut io, &mut parser, resource).await?;
+        (io, parser, full_jid)
+    };
     io.write_all(b"<presence/>").await?;
     Ok(Session {
         io,
@@ -357,6 +388,18 @@ pub async fn authenticated(
     user: &str,
     password: &str,
 ) -> anyhow::Result<(Io, StreamParser)> {
+    let (mut io, mut parser) = connected(spec, source).await?;
+    authenticate(&mut io, &mut parser, spec.mech, user, password).await?;
+    open_stream(&mut io, &mut parser, &spec.domain).await?;
+    Ok((io, parser))
+}
+
+/// Connects over TCP, TLS as asked (STARTTLS negotiated), and reads the stream features
+/// offered before authentication.
+pub async fn connected(
+    spec: &LoginSpec,
+    source: Option<IpAddr>,
+) -> anyhow::Result<(Io, StreamParser)> {
     let server_name = ServerName::try_from(spec.domain.clone()).map_err(|e| anyhow!("{e}"))?;
     let mut io = match spec.transport {
         TransportKind::Plain | TransportKind::Starttls => {
@@ -386,8 +429,6 @@ pub async fn authenticated(
         io = Io::Tls(Box::new(spec.tls.connect(server_name, tcp).await?));
         open_stream(&mut io, &mut parser, &spec.domain).await?;
     }
-    authenticate(&mut io, &mut parser, spec.mech, user, password).await?;
-    open_stream(&mut io, &mut parser, &spec.domain).await?;
     Ok((io, parser))
 }
 
@@ -502,6 +543,7 @@ async fn authenticate(
     password: &str,
 ) -> anyhow::Result<()> {
     match mech {
+        Mech::Fast => bail!("FAST logins go through SASL2 (crate::fast)"),
         Mech::Plain | Mech::Jwt | Mech::Token => {
             let data = plain_initial_response(None, user, password);
             io.write_all(sasl_element("auth", Some("PLAIN"), &data).as_bytes())
@@ -587,6 +629,21 @@ mod tests {
         assert_eq!(source_ip(49, 50), IpAddr::from([127, 0, 0, 50]));
         assert_eq!(source_ip(50, 50), IpAddr::from([127, 0, 0, 1]));
         assert_eq!(source_ip(7, 0), IpAddr::from([127, 0, 0, 1]));
+    }
+
+    #[test]
+    fn the_client_offers_aes_128_gcm_first_as_browsers_do() {
+        let mut provider = rustls::crypto::ring::default_provider();
+        provider
+            .cipher_suites
+            .sort_by_key(|s| suite_rank(s.suite()));
+        let order: Vec<_> = provider.cipher_suites.iter().map(|s| s.suite()).collect();
+        assert_eq!(order[0], rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+        assert_eq!(order[1], rustls::CipherSuite::TLS13_AES_256_GCM_SHA384);
+        assert_eq!(
+            order.len(),
+            rustls::crypto::ring::default_provider().cipher_suites.len()
+        );
     }
 
     #[test]

@@ -65,6 +65,21 @@ fn tiny_connect_and_chat_lose_nothing() {
     assert_eq!(m[0]["ok"], 10, "{out}");
     assert_eq!(m[0]["failed"], 0, "{out}");
 
+    // FAST: tokens requested with SASL2 PLAIN, then one-round-trip logins with them.
+    let out = run(&[
+        "connect",
+        "-n",
+        "10",
+        "--transport",
+        "tls",
+        "--mech",
+        "fast",
+    ]);
+    let m = measurements(&out);
+    assert_eq!(m[0]["mech"], "FAST", "{out}");
+    assert_eq!(m[0]["ok"], 10, "{out}");
+    assert_eq!(m[0]["failed"], 0, "{out}");
+
     let out = run(&[
         "chat",
         "-p",
