@@ -8,8 +8,9 @@ here on loopback with the same accounts, measured with the same load generator
 
 DIR holds release builds of `heliograph` and `heliograph-load` (default: the cargo target
 directory's `release`). Every run logs each of the N accounts in once (its first login on
-that server) with CONCURRENCY logins in flight, over plain TCP, and keeps the sessions
-until all are in. Runs (NAME: what it measures):
+that server) with CONCURRENCY logins in flight, over plain TCP unless the name ends in
+`-tls` (direct TLS, XEP-0368, with an ECDSA P-256 certificate everywhere), and keeps the
+sessions until all are in. Runs (NAME: what it measures):
 
 - `ejabberd-plain`, `prosody-plain`: PLAIN, passwords stored in plaintext;
 - `heliograph-plain`: PLAIN against stored SCRAM keys (the server derives PBKDF2 with
@@ -21,6 +22,11 @@ until all are in. Runs (NAME: what it measures):
 - `heliograph-jwt`, `heliograph-token`: PLAIN carrying a JWT checked against the
   tenant's HS256 key, or a server-issued access token (minted through the admin API
   before the run): the token paths a video platform's reconnects use.
+- `heliograph-fast-tls`: XEP-0484 FAST (SASL2 `HT-SHA-256-NONE` with an inline Bind 2),
+  offered over TLS only; each account's token is requested and used once before the run,
+  so the measured logins are a client's usual reconnects. Against it, PLAIN over TLS:
+  `ejabberd-plain-tls`, `prosody-plain-tls` (plaintext storage) and
+  `heliograph-token-tls`.
 
 Every server listens with a backlog of 4096 (Heliograph's default). Server CPU is read
 from /proc for the server's process (the Erlang VM for ejabberd).
@@ -121,20 +127,36 @@ def process_in_group(proc: subprocess.Popen, name: str) -> int:
     raise SystemExit(f"no {name} process under {proc.pid}")
 
 
+def write_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed ECDSA P-256 certificate for DOMAIN (what Heliograph generates for
+    itself), as `cert.pem` and `key.pem`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "30", "-subj", f"/CN={DOMAIN}", "-addext",
+                    f"subjectAltName=DNS:{DOMAIN}"], check=True, capture_output=True)
+    return cert, key
+
+
 class Ejabberd:
     """ejabberd with internal (Mnesia) authentication; `scram` stores SCRAM-SHA-256 keys
-    instead of the password."""
+    instead of the password. Besides the plain c2s port, a direct TLS one."""
 
     def __init__(self, root: Path, scram: bool):
         self.dir = root / ("ejabberd-scram" if scram else "ejabberd-plain")
         self.scram = scram
         self.c2s = free_port()
+        self.c2s_tls = free_port()
         self.api = free_port()
         self.log = self.dir / "ejabberd.log"
 
     def start(self) -> int:
         for d in ("spool", "home"):
             (self.dir / d).mkdir(parents=True, exist_ok=True)
+        cert, key = write_certificate(self.dir / "tls")
+        bundle = self.dir / "tls" / "bundle.pem"
+        bundle.write_text(cert.read_text() + key.read_text())
         storage = ("auth_password_format: scram\nauth_scram_hash: sha256\n" if self.scram
                    else "auth_password_format: plain\n")
         (self.dir / "ejabberd.yml").write_text(f"""
@@ -145,10 +167,20 @@ acme:
   auto: false
 auth_method: internal
 {storage}
+certfiles:
+  - "{bundle}"
 listen:
   - port: {self.c2s}
     ip: "127.0.0.1"
     module: ejabberd_c2s
+    backlog: 4096
+    max_stanza_size: 262144
+    shaper: none
+    access: c2s
+  - port: {self.c2s_tls}
+    ip: "127.0.0.1"
+    module: ejabberd_c2s
+    tls: true
     backlog: 4096
     max_stanza_size: 262144
     shaper: none
@@ -193,6 +225,7 @@ modules:
             start_new_session=True, **service_user("ejabberd", self.dir))
         wait_listening(self.api, self.proc, "ejabberd", self.dir / "stdout.log")
         wait_listening(self.c2s, self.proc, "ejabberd", self.dir / "stdout.log")
+        wait_listening(self.c2s_tls, self.proc, "ejabberd", self.dir / "stdout.log")
         return process_in_group(self.proc, "beam")
 
     def provision(self, n: int) -> None:
@@ -219,6 +252,7 @@ class Prosody:
         self.dir = root / ("prosody-scram" if scram else "prosody-plain")
         self.scram = scram
         self.c2s = free_port()
+        self.c2s_tls = free_port()
         self.log = self.dir / "prosody.log"
 
     def provision(self, n: int) -> None:
@@ -242,6 +276,7 @@ class Prosody:
     def start(self) -> int:
         auth = ('authentication = "internal_hashed"\npassword_hash = "SHA-256"\n'
                 if self.scram else 'authentication = "internal_plain"\n')
+        cert, key = write_certificate(self.dir / "tls")
         cfg = self.dir / "prosody.cfg.lua"
         cfg.write_text(f"""
 pidfile = "{self.dir}/prosody.pid"
@@ -249,7 +284,8 @@ data_path = "{self.dir}/data"
 interfaces = {{ "127.0.0.1" }}
 c2s_ports = {{ {self.c2s} }}
 s2s_ports = {{ }}
-c2s_direct_tls_ports = {{ }}
+c2s_direct_tls_ports = {{ {self.c2s_tls} }}
+ssl = {{ certificate = "{cert}"; key = "{key}" }}
 s2s_direct_tls_ports = {{ }}
 http_ports = {{ }}
 https_ports = {{ }}
@@ -269,6 +305,7 @@ VirtualHost "{DOMAIN}"
             cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
             start_new_session=True, **service_user("prosody", self.dir))
         wait_listening(self.c2s, self.proc, "prosody", self.dir / "stderr.log")
+        wait_listening(self.c2s_tls, self.proc, "prosody", self.dir / "stderr.log")
         return process_in_group(self.proc, "lua")
 
     def stop(self) -> None:
@@ -296,11 +333,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--only", nargs="*", default=None)
     a = ap.parse_args()
-    common = ["-n", str(a.n), "--concurrency", str(a.concurrency), "--transport", "plain",
+    common = ["-n", str(a.n), "--concurrency", str(a.concurrency),
               "--domain", DOMAIN, "--user-prefix", PREFIX]
     heliograph = str(a.bin_dir / "heliograph")
 
-    def peer(cls, scram: bool):
+    def peer(cls, scram: bool, transport: str = "plain"):
         def run() -> dict:
             root = Path(tempfile.mkdtemp(prefix="peers-bench-"))
             root.chmod(0o755)  # the server's own user works inside
@@ -316,15 +353,18 @@ def main() -> None:
                     print(f"  ejabberd: {a.n} accounts in {time.monotonic() - t0:.0f} s",
                           flush=True)
                 return load(a.bin_dir, [*common, "--server-pid", str(pid), "--foreign",
-                                        "--c2s", f"127.0.0.1:{server.c2s}", "--mech",
+                                        "--c2s", f"127.0.0.1:{server.c2s}",
+                                        "--c2s-tls", f"127.0.0.1:{server.c2s_tls}",
+                                        "--transport", transport, "--mech",
                                         "scram-sha-256" if scram else "plain"])
             finally:
                 server.stop()
                 shutil.rmtree(root, ignore_errors=True)
         return run
 
-    def ours(mech: str, iterations: int, *extra: str):
+    def ours(mech: str, iterations: int, *extra: str, transport: str = "plain"):
         return lambda: load(a.bin_dir, [*common, "--server-bin", heliograph, "--mech", mech,
+                                        "--transport", transport,
                                         "--scram-iterations", str(iterations), *extra])
 
     runs = {
@@ -334,6 +374,10 @@ def main() -> None:
         "heliograph-plain-i1": ours("plain", 1),
         "heliograph-jwt": ours("jwt", ITERATIONS, "--jwt-secret", JWT_SECRET),
         "heliograph-token": ours("token", ITERATIONS),
+        "ejabberd-plain-tls": peer(Ejabberd, False, "tls"),
+        "prosody-plain-tls": peer(Prosody, False, "tls"),
+        "heliograph-token-tls": ours("token", ITERATIONS, transport="tls"),
+        "heliograph-fast-tls": ours("fast", ITERATIONS, transport="tls"),
         "ejabberd-scram": peer(Ejabberd, True),
         "prosody-scram": peer(Prosody, True),
         "heliograph-scram": ours("scram-sha-256", ITERATIONS),
@@ -347,7 +391,7 @@ def main() -> None:
             m["run"] = name
             print(json.dumps(m), flush=True)
             results[name].append(m)
-    print(f"\n{a.n} first logins per run, {a.concurrency} in flight, plain TCP "
+    print(f"\n{a.n} logins per run, {a.concurrency} in flight, plain TCP unless -tls "
           f"(medians of {a.rounds}):")
     print(f"{'run':22} {'logins/s':>9} {'CPU/login':>10} {'p50':>8} {'p99':>8} {'failed':>6}")
     for name, ms in results.items():
