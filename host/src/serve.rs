@@ -64,6 +64,9 @@ struct Ready {
 
 /// How long shutdown waits for connections to close after `system-shutdown`.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// The longest the shutdown waits for ended sessions to route again what they held (a
+/// safety net: a rescue is bounded by the session's queue and the storage's speed).
+const RESCUE_LIMIT: Duration = Duration::from_secs(120);
 
 /// Runs the server until SIGTERM/SIGINT.
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
@@ -300,6 +303,23 @@ pub async fn serve_with(
             connections = left,
             "connections still open after the grace period"
         );
+    }
+    // Sessions routing again what they accepted and did not deliver finish, however long
+    // the grace for slow clients was: cut short, the rest of their queue would be lost.
+    let rescuing = server.core.rescues.active();
+    if rescuing > 0 {
+        tracing::info!(
+            sessions = rescuing,
+            "waiting for ended sessions to store what they held"
+        );
+        let left = server.core.rescues.wait_idle(RESCUE_LIMIT).await;
+        if left > 0 {
+            tracing::error!(
+                sessions = left,
+                "sessions still storing what they held after {} s: their messages may be lost",
+                RESCUE_LIMIT.as_secs()
+            );
+        }
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;
     let flush = server.core.storage.flush.clone();

@@ -938,12 +938,15 @@ async fn drain_loses_nothing_queued_for_a_client_that_stopped_reading() {
         &[("alice", "wonderland"), ("bob", "builder")],
         "[drain]\ngrace_period = 1\ndeadline = 3\n",
     )
-    .with_c2s("max_offline_messages = 10000\nsession_queue = 256\n");
+    // A queue that holds every message: alice is never made to wait for bob (a sender
+    // waits up to the write timeout for a full queue, and the session is closed after
+    // it, which would rescue the messages before the drain instead of by it).
+    .with_c2s("max_offline_messages = 10000\nsession_queue = 2048\n");
     let (mut alice, _) = RawClient::login(&server.starttls, "alice", "wonderland", None).await;
     let (mut bob, bob_jid) = RawClient::login(&server.starttls, "bob", "builder", None).await;
     bob.send_raw("<presence/>").await;
     // Bob stops reading. 1,500 messages of 8 KiB (12 MiB) fill the socket buffers, the
-    // session's write blocks and its queue fills up behind it.
+    // session's write blocks and the rest waits in its queue.
     let filler = "x".repeat(8192);
     for i in 0..N {
         let mut m = chat(&bob_jid, &filler);
@@ -958,6 +961,16 @@ async fn drain_loses_nothing_queued_for_a_client_that_stopped_reading() {
     alice
         .next_matching(|e| e.is("iq", ns::CLIENT) && e.attr("id") == Some("sync"))
         .await;
+    // Bob's session is still there, its messages queued: the drain is what must save them.
+    let sessions = admin_get(&server.admin, &server.token, "/api/v1/sessions").await;
+    assert!(
+        sessions["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["jid"] == bob_jid.as_str()),
+        "bob's session ended before the drain: {sessions}"
+    );
 
     let (status, body) = post_admin(&server, "/api/v1/drain").await;
     assert_eq!(status, 202, "{body}");

@@ -301,11 +301,15 @@ async fn messages_queued_for_a_websocket_session_that_ends_are_rescued() {
         "",
         "",
     )
-    .with_c2s("max_offline_messages = 10000\nsession_queue = 256\n");
+    // A queue that holds every message: alice is never made to wait for bob (a sender
+    // waits up to the write timeout for a full queue, and the session is closed after
+    // it, which would rescue the messages before the drain instead of by it).
+    .with_c2s("max_offline_messages = 10000\nsession_queue = 2048\n");
     let (mut alice, _) = RawClient::login(&server.starttls, "alice", "pw", None).await;
     let (mut bob, bob_jid) = WsClient::login(&server.http, "bob", "pw").await;
     bob.send("<presence xmlns='jabber:client'/>").await;
-    // Bob stops reading: 12 MiB of messages fill the socket buffers and the queue.
+    // Bob stops reading: 12 MiB of messages fill the socket buffers, the rest waits in
+    // the queue.
     let filler = "x".repeat(8192);
     for i in 0..N {
         alice
@@ -320,6 +324,16 @@ async fn messages_queued_for_a_websocket_session_that_ends_are_rescued() {
     alice
         .next_matching(|e| e.is("iq", ns::CLIENT) && e.attr("id") == Some("sync"))
         .await;
+    // Bob's session is still there, its messages queued: the drain ends it.
+    let sessions = admin_get(&server.admin, &server.token, "/api/v1/sessions").await;
+    assert!(
+        sessions["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["jid"] == bob_jid.as_str()),
+        "bob's session ended before the drain: {sessions}"
+    );
     let auth = format!("Bearer {}", server.token);
     let r = http(
         "POST",

@@ -36,6 +36,8 @@ pub struct Core {
     pub limits: Arc<Limits>,
     /// Set once a drain starts.
     pub drain: crate::drain::Drain,
+    /// Sessions routing again what they did not deliver; the shutdown waits for them.
+    pub rescues: crate::rescues::Rescues,
     /// Recently verified passwords, so PLAIN logins skip PBKDF2 (see `sasl::verified`).
     pub verified_passwords: crate::sasl::verified::VerifiedPasswords,
     /// Where PLAIN logins that need PBKDF2 run it, a bounded few at a time.
@@ -102,6 +104,7 @@ impl Core {
             plugins: OnceLock::new(),
             limits: Arc::default(),
             drain: Default::default(),
+            rescues: Default::default(),
             verified_passwords,
             derivations: Default::default(),
             resumptions: Default::default(),

@@ -22,6 +22,7 @@ pub mod hooks;
 pub mod limits;
 pub mod pipeline;
 pub mod registration;
+pub mod rescues;
 pub mod router;
 pub mod session;
 pub mod shutdown;

@@ -1224,7 +1224,10 @@ impl Protocol for StreamCore {
         );
         let unsent = self.receipts.settle(unsent, self.clean_end);
         let undelivered = self.sm_rescue(unsent, unread);
+        // The shutdown waits for this to finish (see `crate::rescues`).
+        let rescuing = (!undelivered.is_empty()).then(|| self.core.rescues.start());
         async move {
+            let _rescuing = rescuing;
             let Some(account) = account else { return };
             let mut rescued = 0usize;
             for el in undelivered {
