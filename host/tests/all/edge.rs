@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::web::{
-    Bosh, WsClient, admin_get, bosh_post, http, terminate_condition, ws_connect_status,
+    Bosh, WsClient, admin_get, assert_session_listed, bosh_post, http, terminate_condition,
+    ws_connect_status,
 };
 use common::{RawClient, TestServer, connect_from};
 use heliograph::xml::{Element, ns};
@@ -962,15 +963,13 @@ async fn drain_loses_nothing_queued_for_a_client_that_stopped_reading() {
         .next_matching(|e| e.is("iq", ns::CLIENT) && e.attr("id") == Some("sync"))
         .await;
     // Bob's session is still there, its messages queued: the drain is what must save them.
-    let sessions = admin_get(&server.admin, &server.token, "/api/v1/sessions").await;
-    assert!(
-        sessions["sessions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|s| s["jid"] == bob_jid.as_str()),
-        "bob's session ended before the drain: {sessions}"
-    );
+    assert_session_listed(
+        &server.admin,
+        &server.token,
+        &bob_jid,
+        "his session ended before the drain",
+    )
+    .await;
 
     let (status, body) = post_admin(&server, "/api/v1/drain").await;
     assert_eq!(status, 202, "{body}");

@@ -5,7 +5,8 @@
 use crate::common;
 
 use common::web::{
-    Bosh, FRAMING, WsClient, WsEvent, admin_get, body_text, http, message, ws_connect_status,
+    Bosh, FRAMING, WsClient, WsEvent, admin_get, assert_session_listed, body_text, http, message,
+    ws_connect_status,
 };
 use common::{RawClient, TestServer};
 use heliograph::xml::ns;
@@ -325,15 +326,13 @@ async fn messages_queued_for_a_websocket_session_that_ends_are_rescued() {
         .next_matching(|e| e.is("iq", ns::CLIENT) && e.attr("id") == Some("sync"))
         .await;
     // Bob's session is still there, its messages queued: the drain ends it.
-    let sessions = admin_get(&server.admin, &server.token, "/api/v1/sessions").await;
-    assert!(
-        sessions["sessions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|s| s["jid"] == bob_jid.as_str()),
-        "bob's session ended before the drain: {sessions}"
-    );
+    assert_session_listed(
+        &server.admin,
+        &server.token,
+        &bob_jid,
+        "his session ended before the drain",
+    )
+    .await;
     let auth = format!("Bearer {}", server.token);
     let r = http(
         "POST",

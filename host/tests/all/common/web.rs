@@ -78,6 +78,20 @@ pub async fn http(
 }
 
 /// GET on the admin API with the operator token.
+/// Panics unless the admin API lists a session with the full JID `jid` (`why` says what
+/// its absence would mean).
+pub async fn assert_session_listed(admin: &str, token: &str, jid: &str, why: &str) {
+    let sessions = admin_get(admin, token, "/api/v1/sessions").await;
+    assert!(
+        sessions["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["jid"] == jid),
+        "{jid} is not online: {why}: {sessions}"
+    );
+}
+
 pub async fn admin_get(admin: &str, token: &str, path: &str) -> serde_json::Value {
     let auth = format!("Bearer {token}");
     let r = http(
