@@ -843,51 +843,50 @@ async fn cmd_connect(out: &Output, a: ConnectArgs) -> anyhow::Result<()> {
     if a.mech == Mech::Jwt && a.jwt_secret.is_none() {
         bail!("--mech jwt needs --jwt-secret (the HS256 secret of the domain's JWT key)");
     }
-    let tokens = if a.mech == Mech::Token {
-        let users = (0..a.sessions)
+    let users = || {
+        (0..a.sessions)
             .map(|i| connect::username(&a.target.user_prefix, i))
-            .collect();
-        let t0 = std::time::Instant::now();
-        let tokens = crate::admin::mint_access_tokens(
-            env.target.admin,
-            &env.target.token,
-            &a.target.domain,
-            users,
-            a.target.provision_concurrency,
-        )
-        .await?;
-        out.line(&format!(
-            "minted {} access tokens in {:.1} s",
-            tokens.len(),
-            t0.elapsed().as_secs_f64()
-        ));
-        tokens
-    } else if a.mech == Mech::Fast {
-        if !matches!(a.transport, TransportKind::Tls | TransportKind::Starttls) {
-            bail!("--mech fast needs --transport tls or starttls (FAST is offered over TLS only)");
-        }
-        let users = (0..a.sessions)
-            .map(|i| connect::username(&a.target.user_prefix, i))
-            .collect();
-        let t0 = std::time::Instant::now();
-        let mut spec = env.job(a.transport, a.mech, 0, 1).spec();
-        spec.mech = Mech::Plain;
-        let tokens = crate::fast::provision(
-            spec,
-            users,
-            connect::PASSWORD.to_string(),
-            a.target.provision_concurrency,
-        )
-        .await?;
-        out.line(&format!(
-            "requested {} FAST tokens in {:.1} s",
-            tokens.len(),
-            t0.elapsed().as_secs_f64()
-        ));
-        tokens
-    } else {
-        Vec::new()
+            .collect::<Vec<_>>()
     };
+    let t0 = std::time::Instant::now();
+    let (tokens, what) = match a.mech {
+        Mech::Token => {
+            let tokens = crate::admin::mint_access_tokens(
+                env.target.admin,
+                &env.target.token,
+                &a.target.domain,
+                users(),
+                a.target.provision_concurrency,
+            )
+            .await?;
+            (tokens, "minted access tokens")
+        }
+        Mech::Fast => {
+            if !matches!(a.transport, TransportKind::Tls | TransportKind::Starttls) {
+                bail!(
+                    "--mech fast needs --transport tls or starttls (FAST is offered over TLS only)"
+                );
+            }
+            let mut spec = env.job(a.transport, a.mech, 0, 1).spec();
+            spec.mech = Mech::Plain;
+            let tokens = crate::fast::provision(
+                spec,
+                users(),
+                connect::PASSWORD.to_string(),
+                a.target.provision_concurrency,
+            )
+            .await?;
+            (tokens, "requested and used FAST tokens")
+        }
+        _ => (Vec::new(), ""),
+    };
+    if !tokens.is_empty() {
+        out.line(&format!(
+            "{what}: {} in {:.1} s",
+            tokens.len(),
+            t0.elapsed().as_secs_f64()
+        ));
+    }
     let mut job = env.job(a.transport, a.mech, a.sessions, a.concurrency);
     job.rate = a.rate;
     job.segment = a.segment;
