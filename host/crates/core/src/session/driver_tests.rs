@@ -294,6 +294,27 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Queues the message with id `id` for the session.
+async fn mail(tx: &mpsc::Sender<crate::router::Mail>, id: &str) {
+    tx.send(Box::new(SessionMsg::Stanza(msg(id))))
+        .await
+        .unwrap();
+}
+
+/// Waits until something written on `wire` contains `text`.
+async fn written(what: &str, wire: &Wire, text: &str) {
+    eventually(what, || {
+        wire.lock().unwrap().iter().any(|w| w.contains(text))
+    })
+    .await;
+}
+
+/// The client closes its stream; the session ends.
+async fn close_and_end(peer: &mpsc::Sender<Inbound>, task: tokio::task::JoinHandle<()>) {
+    peer.send(Inbound::Event(StreamEvent::Close)).await.unwrap();
+    task.await.unwrap();
+}
+
 /// A running driver whose protocol routes every stanza as work that waits on `gate`
 /// (no permits yet), and the ends a test holds.
 struct Gated {
@@ -435,20 +456,14 @@ async fn routing_work_that_waits_holds_up_neither_deliveries_nor_its_order() {
         peer.send(stanza(id)).await.unwrap();
     }
     // Meanwhile others' messages reach the peer.
-    tx.send(Box::new(SessionMsg::Stanza(msg("in-1"))))
-        .await
-        .unwrap();
-    eventually("the delivery", || {
-        wire.lock().unwrap().iter().any(|w| w.contains("in-1"))
-    })
-    .await;
+    mail(&tx, "in-1").await;
+    written("the delivery", &wire, "in-1").await;
     assert!(seen.lock().unwrap().routed.is_empty(), "nothing routed yet");
     // Once routing goes on, the stanzas are routed in the order they came.
     gate.add_permits(3);
     eventually("routing", || seen.lock().unwrap().routed.len() == 3).await;
     assert_eq!(seen.lock().unwrap().routed, ["a", "b", "c"]);
-    peer.send(Inbound::Event(StreamEvent::Close)).await.unwrap();
-    task.await.unwrap();
+    close_and_end(&peer, task).await;
     assert!(seen.lock().unwrap().finished);
 }
 
@@ -463,20 +478,10 @@ async fn the_protocols_own_deadline_wakes_it_once_when_due() {
     let (_stop, shutdown) = crate::shutdown::Shutdown::new();
     let task = tokio::spawn(Driver::new(protocol, Box::new(link), rx, timing(), shutdown).run());
     // Mail meanwhile neither loses the deadline nor fires it early.
-    tx.send(Box::new(SessionMsg::Stanza(msg("m1"))))
-        .await
-        .unwrap();
-    eventually("the deadline's write", || {
-        wire.lock().unwrap().iter().any(|w| w.contains("due"))
-    })
-    .await;
-    tx.send(Box::new(SessionMsg::Stanza(msg("m2"))))
-        .await
-        .unwrap();
-    eventually("the mail after it", || {
-        wire.lock().unwrap().iter().any(|w| w.contains("m2"))
-    })
-    .await;
+    mail(&tx, "m1").await;
+    written("the deadline's write", &wire, "due").await;
+    mail(&tx, "m2").await;
+    written("the mail after it", &wire, "m2").await;
     let handled = seen.lock().unwrap().deadlines_handled.clone();
     assert_eq!(handled.len(), 1, "once: it cleared its deadline");
     assert!(handled[0] >= due, "not before it was due");
@@ -501,9 +506,7 @@ async fn what_a_failed_write_carried_and_the_queue_held_is_rescued() {
         .run(),
     );
     broken.store(true, std::sync::atomic::Ordering::SeqCst);
-    tx.send(Box::new(SessionMsg::Stanza(msg("m1"))))
-        .await
-        .unwrap();
+    mail(&tx, "m1").await;
     task.await.unwrap();
     drop(peer);
     let seen = seen.lock().unwrap();
@@ -520,9 +523,7 @@ async fn a_session_outlives_its_link_and_goes_on_over_a_new_one() {
     let (tx, rx) = mpsc::channel(16);
     let (_stop, shutdown) = crate::shutdown::Shutdown::new();
     let task = tokio::spawn(Driver::new(protocol, Box::new(link), rx, timing(), shutdown).run());
-    tx.send(Box::new(SessionMsg::Stanza(msg("before"))))
-        .await
-        .unwrap();
+    mail(&tx, "before").await;
     eventually("the first delivery", || {
         first_wire.lock().unwrap().len() == 1
     })
@@ -530,9 +531,7 @@ async fn a_session_outlives_its_link_and_goes_on_over_a_new_one() {
     // The connection drops without a close: the session stays.
     peer.send(Inbound::Gone).await.unwrap();
     eventually("the link lost", || seen.lock().unwrap().links_lost == 1).await;
-    tx.send(Box::new(SessionMsg::Stanza(msg("while-away"))))
-        .await
-        .unwrap();
+    mail(&tx, "while-away").await;
     eventually("the message held", || seen.lock().unwrap().held.len() == 1).await;
     assert!(!seen.lock().unwrap().finished);
     // A new link attaches: what was held goes out on it, then traffic goes on.
@@ -540,9 +539,7 @@ async fn a_session_outlives_its_link_and_goes_on_over_a_new_one() {
     tx.send(attach(link2, 3)).await.unwrap();
     eventually("the replay", || second_wire.lock().unwrap().len() == 1).await;
     assert!(second_wire.lock().unwrap()[0].contains("while-away"));
-    tx.send(Box::new(SessionMsg::Stanza(msg("after"))))
-        .await
-        .unwrap();
+    mail(&tx, "after").await;
     eventually("the next delivery", || {
         second_wire.lock().unwrap().len() == 2
     })
@@ -552,11 +549,7 @@ async fn a_session_outlives_its_link_and_goes_on_over_a_new_one() {
         seen.lock().unwrap().routed == ["x"]
     })
     .await;
-    peer2
-        .send(Inbound::Event(StreamEvent::Close))
-        .await
-        .unwrap();
-    task.await.unwrap();
+    close_and_end(&peer2, task).await;
     assert!(seen.lock().unwrap().finished);
     assert_eq!(
         first_wire.lock().unwrap().len(),
@@ -576,9 +569,7 @@ async fn a_link_that_arrived_in_a_batch_whose_write_failed_is_still_attached() {
     let (tx, rx) = mpsc::channel(16);
     // Both wait before the driver runs: the link comes in the stanza's batch, and is held
     // back for the next wake-up; the batch's write then fails and the link is lost.
-    tx.send(Box::new(SessionMsg::Stanza(msg("m1"))))
-        .await
-        .unwrap();
+    mail(&tx, "m1").await;
     let (link2, peer2, second_wire) = fake_link();
     tx.send(attach(link2, 3)).await.unwrap();
     let (_stop, shutdown) = crate::shutdown::Shutdown::new();
@@ -588,22 +579,9 @@ async fn a_link_that_arrived_in_a_batch_whose_write_failed_is_still_attached() {
         seen.lock().unwrap().attached == [3]
     })
     .await;
-    tx.send(Box::new(SessionMsg::Stanza(msg("after"))))
-        .await
-        .unwrap();
-    eventually("a delivery on the new link", || {
-        second_wire
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|x| x.contains("after"))
-    })
-    .await;
-    peer2
-        .send(Inbound::Event(StreamEvent::Close))
-        .await
-        .unwrap();
-    task.await.unwrap();
+    mail(&tx, "after").await;
+    written("a delivery on the new link", &second_wire, "after").await;
+    close_and_end(&peer2, task).await;
 }
 
 fn attach(link: FakeLink, handled: u32) -> crate::router::Mail {
@@ -624,9 +602,7 @@ async fn a_new_link_replaces_one_that_is_still_open() {
     let (tx, rx) = mpsc::channel(16);
     let (_stop, shutdown) = crate::shutdown::Shutdown::new();
     let task = tokio::spawn(Driver::new(protocol, Box::new(link), rx, timing(), shutdown).run());
-    tx.send(Box::new(SessionMsg::Stanza(msg("one"))))
-        .await
-        .unwrap();
+    mail(&tx, "one").await;
     eventually("the first delivery", || {
         first_wire.lock().unwrap().len() == 1
     })
@@ -638,24 +614,11 @@ async fn a_new_link_replaces_one_that_is_still_open() {
         first_closed.load(std::sync::atomic::Ordering::SeqCst)
     })
     .await;
-    tx.send(Box::new(SessionMsg::Stanza(msg("two"))))
-        .await
-        .unwrap();
-    eventually("delivery on the new link", || {
-        second_wire
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|w| w.contains("two"))
-    })
-    .await;
+    mail(&tx, "two").await;
+    written("delivery on the new link", &second_wire, "two").await;
     assert_eq!(first_wire.lock().unwrap().len(), 1);
     assert_eq!(seen.lock().unwrap().attached, [1]);
-    peer2
-        .send(Inbound::Event(StreamEvent::Close))
-        .await
-        .unwrap();
-    task.await.unwrap();
+    close_and_end(&peer2, task).await;
 }
 
 #[tokio::test]
@@ -671,20 +634,14 @@ async fn a_resumable_session_that_stops_answering_waits_instead_of_closing() {
     let task = tokio::spawn(Driver::new(protocol, Box::new(link), rx, t, shutdown).run());
     // The idle timeout passes (a phone that lost its network says nothing).
     eventually("the link given up", || seen.lock().unwrap().links_lost == 1).await;
-    tx.send(Box::new(SessionMsg::Stanza(msg("held"))))
-        .await
-        .unwrap();
+    mail(&tx, "held").await;
     eventually("the stanza held", || seen.lock().unwrap().held.len() == 1).await;
     assert!(first_wire.lock().unwrap().is_empty(), "no close written");
     assert!(!seen.lock().unwrap().finished);
     let (link2, peer2, second_wire) = fake_link();
     tx.send(attach(link2, 0)).await.unwrap();
     eventually("the replay", || second_wire.lock().unwrap().len() == 1).await;
-    peer2
-        .send(Inbound::Event(StreamEvent::Close))
-        .await
-        .unwrap();
-    task.await.unwrap();
+    close_and_end(&peer2, task).await;
 }
 
 #[tokio::test]
@@ -729,20 +686,13 @@ async fn a_handover_to_a_session_that_ended_keeps_the_link() {
     let (_stop, shutdown) = crate::shutdown::Shutdown::new();
     let task = tokio::spawn(Driver::new(protocol, Box::new(link), rx, timing(), shutdown).run());
     peer.send(stanza("resume")).await.unwrap();
-    eventually("the failure written", || {
-        wire.lock()
-            .unwrap()
-            .iter()
-            .any(|w| w.contains("resume-failed"))
-    })
-    .await;
+    written("the failure written", &wire, "resume-failed").await;
     // The stream goes on as a fresh one.
     peer.send(stanza("next")).await.unwrap();
     eventually("routing goes on", || {
         seen.lock().unwrap().routed == ["next"]
     })
     .await;
-    peer.send(Inbound::Event(StreamEvent::Close)).await.unwrap();
-    task.await.unwrap();
+    close_and_end(&peer, task).await;
     assert_eq!(seen.lock().unwrap().handover_failures, 1);
 }
