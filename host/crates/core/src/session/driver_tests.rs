@@ -294,6 +294,15 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// A protocol whose session outlives its link (as with stream management), and what it
+/// records.
+fn resumable_protocol() -> (Arc<Mutex<Seen>>, FakeProtocol) {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let mut protocol = FakeProtocol::new(seen.clone());
+    protocol.resumable = true;
+    (seen, protocol)
+}
+
 /// Queues the message with id `id` for the session.
 async fn mail(tx: &mpsc::Sender<crate::router::Mail>, id: &str) {
     tx.send(Box::new(SessionMsg::Stanza(msg(id))))
@@ -516,9 +525,7 @@ async fn what_a_failed_write_carried_and_the_queue_held_is_rescued() {
 
 #[tokio::test]
 async fn a_session_outlives_its_link_and_goes_on_over_a_new_one() {
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let mut protocol = FakeProtocol::new(seen.clone());
-    protocol.resumable = true;
+    let (seen, protocol) = resumable_protocol();
     let (link, peer, first_wire) = fake_link();
     let (tx, rx) = mpsc::channel(16);
     let (_stop, shutdown) = crate::shutdown::Shutdown::new();
@@ -561,9 +568,7 @@ async fn a_session_outlives_its_link_and_goes_on_over_a_new_one() {
 
 #[tokio::test]
 async fn a_link_that_arrived_in_a_batch_whose_write_failed_is_still_attached() {
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let mut protocol = FakeProtocol::new(seen.clone());
-    protocol.resumable = true;
+    let (seen, protocol) = resumable_protocol();
     let (link, _peer, _wire) = fake_link();
     link.broken.store(true, std::sync::atomic::Ordering::SeqCst);
     let (tx, rx) = mpsc::channel(16);
@@ -594,9 +599,7 @@ fn attach(link: FakeLink, handled: u32) -> crate::router::Mail {
 
 #[tokio::test]
 async fn a_new_link_replaces_one_that_is_still_open() {
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let mut protocol = FakeProtocol::new(seen.clone());
-    protocol.resumable = true;
+    let (seen, protocol) = resumable_protocol();
     let (link, _peer, first_wire) = fake_link();
     let first_closed = link.closed.clone();
     let (tx, rx) = mpsc::channel(16);
@@ -623,9 +626,7 @@ async fn a_new_link_replaces_one_that_is_still_open() {
 
 #[tokio::test]
 async fn a_resumable_session_that_stops_answering_waits_instead_of_closing() {
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let mut protocol = FakeProtocol::new(seen.clone());
-    protocol.resumable = true;
+    let (seen, protocol) = resumable_protocol();
     let (link, _peer, first_wire) = fake_link();
     let (tx, rx) = mpsc::channel(16);
     let (_stop, shutdown) = crate::shutdown::Shutdown::new();
