@@ -64,8 +64,9 @@ struct Ready {
 
 /// How long shutdown waits for connections to close after `system-shutdown`.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// The longest the shutdown waits for ended sessions to route again what they held (a
-/// safety net: a rescue is bounded by the session's queue and the storage's speed).
+/// The longest the shutdown waits for ended sessions to route again what they held, and
+/// then for the archive's queued writes (a safety net: a rescue is bounded by the
+/// session's queue and the storage's speed, the archive's queue by `core::backlog`).
 const RESCUE_LIMIT: Duration = Duration::from_secs(120);
 
 /// Runs the server until SIGTERM/SIGINT.
@@ -317,6 +318,20 @@ pub async fn serve_with(
             tracing::error!(
                 sessions = left,
                 "sessions still storing what they held after {} s: their messages may be lost",
+                RESCUE_LIMIT.as_secs()
+            );
+        }
+    }
+    // Copies of delivered messages still queued for the archive are written before the
+    // storage's last flush.
+    let queued = server.core.backlog.pending();
+    if queued > 0 {
+        tracing::info!(queued, "waiting for the archive to write what is queued");
+        let left = server.core.backlog.wait_empty(RESCUE_LIMIT).await;
+        if left > 0 {
+            tracing::error!(
+                queued = left,
+                "archive writes still queued after {} s: they are lost",
                 RESCUE_LIMIT.as_secs()
             );
         }

@@ -2,7 +2,8 @@
 # What the message archive costs the 1:1 message rate: the same chat against a fresh
 # release server whose one tenant archives every message (features.mam = true, the
 # default) and against a fresh one whose tenant does not (features.mam = false),
-# alternating, ROUNDS times each. A fresh server per run: sled's background flushing of
+# alternating, ROUNDS times each; after each archive-on run, checks that the archive
+# holds two copies of every message sent. A fresh server per run: sled's background flushing of
 # the archive's writes would otherwise be counted against the run that follows.
 # Plain TCP with PLAIN, window 8 per sender.
 #
@@ -23,7 +24,9 @@ WORK="$(mktemp -d)"
 source "$REPO_ROOT/tests/load/bench_server.sh"
 trap 'bench_stop; rm -rf "$WORK"' EXIT
 
-# Runs the chat against a fresh server with the archive on ($1 = true) or off.
+# Runs the chat against a fresh server with the archive on ($1 = true) or off. With the
+# archive on, once the server has stopped, its archive must hold both copies (the
+# sender's and the recipient's) of every message sent: none left queued, none lost.
 run() {
     local dir="$WORK/$RANDOM$RANDOM"
     bench_config "$dir" t.test "$1"
@@ -31,6 +34,16 @@ run() {
     "$R/heliograph-load" chat --ready-file "$dir/ready.json" --domain t.test \
         --pairs "$PAIRS" --window 8 -t "$SECS" --transport plain | tee -a "$WORK/results.txt"
     bench_stop
+    if [[ "$1" == true ]]; then
+        python3 - "$dir/data/db/archive.sqlite3" "$WORK/results.txt" <<'PY'
+import json, sqlite3, sys
+sent = [json.loads(l) for l in open(sys.argv[2]) if l.startswith("{")][-1]["sent"]
+rows = sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM archive").fetchone()[0]
+print(f"archived {rows} copies of {sent} messages sent")
+if rows != 2 * sent:
+    sys.exit(f"the archive holds {rows} copies, not {2 * sent}: messages were not archived")
+PY
+    fi
 }
 
 for round in $(seq "$ROUNDS"); do

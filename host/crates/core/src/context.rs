@@ -38,6 +38,9 @@ pub struct Core {
     pub drain: crate::drain::Drain,
     /// Sessions routing again what they did not deliver; the shutdown waits for them.
     pub rescues: crate::rescues::Rescues,
+    /// Message copies queued for the archive and not yet written: messages wait while
+    /// there are too many; the shutdown waits until they are written.
+    pub backlog: crate::backlog::Backlog,
     /// Recently verified passwords, so PLAIN logins skip PBKDF2 (see `sasl::verified`).
     pub verified_passwords: crate::sasl::verified::VerifiedPasswords,
     /// Where PLAIN logins that need PBKDF2 run it, a bounded few at a time.
@@ -105,6 +108,7 @@ impl Core {
             limits: Arc::default(),
             drain: Default::default(),
             rescues: Default::default(),
+            backlog: Default::default(),
             verified_passwords,
             derivations: Default::default(),
             resumptions: Default::default(),

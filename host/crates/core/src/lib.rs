@@ -9,10 +9,12 @@
 //! - [`hooks`]: how features (in the services layer, or anyone's) plug in;
 //! - [`limits`], [`drain`], [`shutdown`]: connection limits, the drain flag and the
 //!   shutdown signal shared with the transports;
+//! - [`backlog`]: writes queued behind the message path, bounded;
 //! - [`bosh_relay`]: BOSH requests relayed to the cluster node holding their session.
 //!
 //! Nothing here knows a transport or a particular feature.
 
+pub mod backlog;
 pub mod bosh_relay;
 pub mod context;
 pub mod derivations;

@@ -19,6 +19,10 @@ use crate::xml::Element;
 /// hands it back otherwise (for [`route`], which does the same and everything else),
 /// always before any message hook ran. No future: this is the hot path of chat.
 pub fn route_now(core: &Arc<Core>, entry: &Arc<SessionEntry>, msg: Element) -> Result<(), Element> {
+    if core.backlog.is_over() {
+        // The archive does not keep up: the async path waits for it.
+        return Err(msg);
+    }
     let (account, resource) =
         match crate::router::classify(core, &entry.account.domain, msg.attr("to")) {
             Route::Bare(account) => (account, None),
@@ -62,6 +66,11 @@ pub fn route_now(core: &Arc<Core>, entry: &Arc<SessionEntry>, msg: Element) -> R
 
 /// Routes a message from `origin`.
 pub async fn route(core: &Arc<Core>, origin: &Origin, mut msg: Element) {
+    // Copies of messages wait to be archived: past the bound, senders wait for the writer
+    // (see `crate::backlog`).
+    if core.backlog.is_over() {
+        core.backlog.room().await;
+    }
     let route = match lookup(core, origin, &msg) {
         Route::OwnAccount => match origin.account() {
             // No 'to': addressed to the sender's own bare JID (RFC 6121 §8.5.1).

@@ -193,3 +193,81 @@ fn forged_stanza_ids_of_the_archive_are_removed_and_others_kept() {
     let left: Vec<_> = m.children().filter_map(|c| c.attr("by")).collect();
     assert_eq!(left, ["room@muc.x"]);
 }
+
+#[tokio::test]
+async fn queued_copies_count_in_the_backlog_until_they_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let services = crate::Services::default();
+    let core = crate::testing::core_with(&services, Storage::open_sled(dir.path()).unwrap());
+    let alice = acct("alice");
+    let w = services.mam.writer();
+    for body in ["one", "two", "three"] {
+        w.append(
+            &core,
+            alice.clone(),
+            entry(ArchiveId::next(), "bob@localhost", body),
+        );
+    }
+    assert_eq!(core.backlog.pending(), 3, "queued, not written yet");
+    // What the shutdown waits for: once nothing counts, everything is stored.
+    assert_eq!(core.backlog.wait_empty(Duration::from_secs(60)).await, 0);
+    assert_eq!(bodies(&core, &alice).await, ["one", "two", "three"]);
+}
+
+#[tokio::test]
+async fn a_message_waits_while_the_archive_is_behind_and_is_archived_after() {
+    use crate::router::{SessionEntry, SessionMsg, Transport, next_session_id};
+    use heliograph_core::pipeline::{self, Origin};
+
+    let dir = tempfile::tempdir().unwrap();
+    let services = crate::Services::default();
+    let core = crate::testing::core_with(&services, Storage::open_sled(dir.path()).unwrap());
+    let session = |local: &str| {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let entry = Arc::new(SessionEntry::new(
+            next_session_id(),
+            acct(local),
+            "phone".into(),
+            Transport::Tcp,
+            "127.0.0.1:1".into(),
+            tx,
+        ));
+        core.router.register(entry.clone());
+        (entry, rx)
+    };
+    let (alice, _alice_rx) = session("alice");
+    let (_bob, mut bob_rx) = session("bob");
+    // The archive is as far behind as it may be, and one more.
+    let behind = heliograph_core::backlog::DEFAULT_LIMIT + 1;
+    core.backlog.add(behind);
+
+    let msg = Element::new("message", ns::CLIENT)
+        .with_attr("type", "chat")
+        .with_attr("from", alice.full_jid.clone())
+        .with_attr("to", "bob@localhost/phone")
+        .with_child(Element::new("body", ns::CLIENT).with_text("later"));
+    let mut sending = {
+        let core = core.clone();
+        tokio::spawn(async move {
+            pipeline::route(&core, &Origin::Session(alice), msg).await;
+        })
+    };
+    // Unblocked, routing takes milliseconds; held, it never ends.
+    let held = tokio::time::timeout(Duration::from_secs(2), &mut sending).await;
+    assert!(held.is_err(), "the sender waits for the archive");
+    assert!(bob_rx.try_recv().is_err(), "nothing delivered meanwhile");
+
+    // The writer catches up: the message goes on, and both copies are archived.
+    core.backlog.done(behind);
+    tokio::time::timeout(Duration::from_secs(60), sending)
+        .await
+        .expect("routed once the archive caught up")
+        .unwrap();
+    let delivered = bob_rx.try_recv().expect("delivered");
+    let SessionMsg::Stanza(el) = *delivered else {
+        panic!("not a stanza");
+    };
+    assert_eq!(el.child_text("body", ns::CLIENT).as_deref(), Some("later"));
+    assert_eq!(core.backlog.wait_empty(Duration::from_secs(60)).await, 0);
+    assert_eq!(bodies(&core, &acct("bob")).await, ["later"]);
+}

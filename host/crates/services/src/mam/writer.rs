@@ -7,6 +7,10 @@
 //! Writes are group-committed: the task collects for up to [`GROUP_COMMIT`] before one
 //! write and one flush, except that a query's barrier is served at once.
 //!
+//! Every write queued counts in the core's backlog until it is written (or failed): past
+//! its bound, messages wait for the writer instead of piling up here (see
+//! `heliograph_core::backlog`).
+//!
 //! The task starts with the first job (hooks run inside the runtime), along with the
 //! retention purge.
 
@@ -69,7 +73,16 @@ impl Writer {
     /// Queues a message for an owner's archive (subject to the owner's preferences).
     pub fn append(&self, core: &Arc<Core>, owner: Account, entry: ArchivedMessage) {
         heliograph_metrics::archive("queued", 1);
-        let _ = self.sender(core).send(Job::Append(owner, entry));
+        self.queue(core, Job::Append(owner, entry));
+    }
+
+    /// Queues a write, counted in the core's backlog until it is done.
+    fn queue(&self, core: &Arc<Core>, job: Job) {
+        core.backlog.add(1);
+        if self.sender(core).send(job).is_err() {
+            // The writer is gone (the runtime is shutting down): nothing will write it.
+            core.backlog.done(1);
+        }
     }
 
     /// Queues the retraction of the owner's message `id` with `with`.
@@ -83,13 +96,16 @@ impl Writer {
         retraction: &Element,
     ) {
         let tombstone = super::tombstone(retraction).to_string_in(crate::xml::ns::CLIENT);
-        let _ = self.sender(core).send(Job::Retract {
-            owner,
-            with,
-            id,
-            outgoing,
-            tombstone,
-        });
+        self.queue(
+            core,
+            Job::Retract {
+                owner,
+                with,
+                id,
+                outgoing,
+                tombstone,
+            },
+        );
     }
 
     /// Waits until everything queued before is written.
@@ -117,11 +133,28 @@ async fn run(
             }
         }
         let batch = std::mem::take(&mut jobs);
+        // Done in the backlog once written, even if the write panics.
+        let _written = Written(
+            core.clone(),
+            batch
+                .iter()
+                .filter(|j| !matches!(j, Job::Barrier(_)))
+                .count(),
+        );
         let (core2, cache2) = (core.clone(), cache.clone());
         let barriers = storage::blocking(move || write(&core2, &cache2, batch)).await;
         for b in barriers {
             let _ = b.send(());
         }
+    }
+}
+
+/// A batch's writes, counted as done in the core's backlog when dropped.
+struct Written(Arc<Core>, usize);
+
+impl Drop for Written {
+    fn drop(&mut self) {
+        self.0.backlog.done(self.1);
     }
 }
 
