@@ -38,7 +38,7 @@ run() {
         python3 - "$dir/data/db/archive.sqlite3" "$WORK/results.txt" <<'PY'
 import json, sqlite3, sys
 sent = [json.loads(l) for l in open(sys.argv[2]) if l.startswith("{")][-1]["sent"]
-rows = sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM archive").fetchone()[0]
+rows = sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM archive_messages").fetchone()[0]
 print(f"archived {rows} copies of {sent} messages sent")
 if rows != 2 * sent:
     sys.exit(f"the archive holds {rows} copies, not {2 * sent}: messages were not archived")

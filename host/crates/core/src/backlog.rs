@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-/// Entries waiting to be written at most before messages wait: four of the archive
-/// writer's batches, a few MiB.
-pub const DEFAULT_LIMIT: usize = 16_384;
+/// Entries waiting to be written at most before messages wait: two of the archive
+/// writer's largest batches, about 16 MiB of messages.
+pub const DEFAULT_LIMIT: usize = 32_768;
 
 /// Writes queued and not yet done (see the module's doc).
 pub struct Backlog {

@@ -25,8 +25,11 @@ use crate::storage::{self, Account, ArchivePrefs, ArchivedMessage};
 use crate::xml::Element;
 use heliograph_core::Core;
 
-/// Jobs written in one batch at most.
-const BATCH: usize = 4096;
+/// Jobs written in one batch at most. A busy writer takes this many at once: each batch
+/// rewrites the index pages its owners' messages touch, so larger batches write fewer
+/// pages per message (SQLite alone, 200 owners: 6.0 µs per message copy in batches of
+/// 2,000, 3.8 µs in batches of 16,000). The core's backlog lets two batches queue.
+const BATCH: usize = 16_384;
 /// How long the writer keeps collecting before it writes (group commit): one storage
 /// write and one flush for everything archived meanwhile. A query's barrier ends the
 /// wait at once, so a client never waits for it; a crash may lose at most this much of

@@ -284,6 +284,88 @@ mod archive {
         assert!(!names.contains(&b"archive_with".to_vec()));
     }
 
+    /// An archive written with SQLite's first layout: a table keyed by owner, each
+    /// message's JSON in one column.
+    fn write_first_sqlite_layout(
+        dir: &std::path::Path,
+        entries: &[(crate::Account, ArchivedMessage)],
+    ) {
+        let db = rusqlite::Connection::open(dir.join("archive.sqlite3")).unwrap();
+        db.execute_batch(
+            "CREATE TABLE archive (domain TEXT NOT NULL, local TEXT NOT NULL, \
+             id INTEGER NOT NULL, with_jid TEXT NOT NULL, with_resource TEXT, \
+             message BLOB NOT NULL, PRIMARY KEY (domain, local, id)) WITHOUT ROWID; \
+             CREATE INDEX archive_conversation ON archive (domain, local, with_jid, id);",
+        )
+        .unwrap();
+        for (owner, m) in entries {
+            db.execute(
+                "INSERT INTO archive VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                rusqlite::params![
+                    owner.domain,
+                    owner.local,
+                    m.id.0 as i64,
+                    m.with,
+                    m.with_resource,
+                    serde_json::to_vec(m).unwrap()
+                ],
+            )
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn messages_of_the_first_sqlite_layout_move_to_the_current_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let alice = acct("alice", "a.test");
+        let bob = acct("bob", "b.test");
+        let mut entries: Vec<_> = (1..=300u64)
+            .map(|i| {
+                let owner = if i % 3 == 0 { &bob } else { &alice };
+                (owner.clone(), msg(i * 1000, "carol@c.test", i % 2 == 0))
+            })
+            .collect();
+        // Optional fields absent, and text JSON must escape.
+        entries[0].1.origin_id = None;
+        entries[1].1.with_resource = Some("phone".into());
+        entries[1].1.stanza = "<message>\"quoted\" \\ é 💬</message>".into();
+        write_first_sqlite_layout(dir.path(), &entries);
+        let all = ArchiveQuery {
+            page: crate::archive::Page {
+                max: 5000,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        for _ in 0..2 {
+            // Opening again finds nothing more to move, and loses nothing.
+            let s = Storage::open_sled(dir.path()).unwrap();
+            let alices = s.archive.query(&alice, &all).unwrap();
+            let expected: Vec<_> = entries
+                .iter()
+                .filter(|(o, _)| *o == alice)
+                .map(|(_, m)| m.clone())
+                .collect();
+            assert_eq!(alices.messages, expected);
+            assert_eq!(s.archive.query(&bob, &all).unwrap().count, 100);
+            let with_carol = ArchiveQuery {
+                with: Some("carol@c.test".into()),
+                with_resource: Some("phone".into()),
+                ..all.clone()
+            };
+            assert_eq!(ids(&s.archive.query(&alice, &with_carol).unwrap()), [2000]);
+        }
+        let db = rusqlite::Connection::open(dir.path().join("archive.sqlite3")).unwrap();
+        let old: i64 = db
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'archive'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(old, 0, "the first layout's table is gone");
+    }
+
     #[test]
     fn archived_messages_and_retractions_survive_reopening() {
         let (dir, s) = temp();
