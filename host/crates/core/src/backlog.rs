@@ -1,6 +1,7 @@
 //! Writes queued behind the message path (the message archive's): a feature that stores
-//! a message's copy after the message went on counts it here while it waits, and messages
-//! wait for routing while too many do. Without the bound, a store slower than the chat
+//! a message's copy after the message went on counts it here while it waits, and while too
+//! many do, messages to and from the tenants that have such a feature on wait for routing
+//! (`Registrar::writes_behind`; other tenants' messages queue nothing here and go on). Without the bound, a store slower than the chat
 //! would let its queue grow without end in memory, and lose it at shutdown: the senders
 //! are slowed down instead, as for a recipient who does not keep up (their stanzas wait,
 //! then their sockets are no longer read). The shutdown waits until the queue is written.

@@ -167,6 +167,8 @@ pub struct Hooks {
     presence_decorators: Vec<Entry<PresenceDecorator>>,
     disco_nodes: Vec<Entry<(Address, &'static str, DiscoNodeHandler)>>,
     presence_grants: Vec<Entry<GrantHandler>>,
+    /// Features that queue writes in the core's backlog (see [`Registrar::writes_behind`]).
+    writes_behind: Vec<Entry<()>>,
 }
 
 /// Builds a [`Hooks`] from features, in registration order (which is also the order
@@ -344,6 +346,15 @@ impl Registrar<'_> {
     {
         let e = self.entry((stage, Arc::new(hook) as MessageHook));
         self.hooks.messages.push(e);
+    }
+
+    /// Says that this feature's message hooks queue writes in the core's backlog
+    /// (`Core::backlog`, the archive's copies): while it is over its bound, messages to
+    /// and from the tenants that have the feature on wait for it. Other tenants' messages
+    /// queue nothing there, and go on.
+    pub fn writes_behind(&mut self) {
+        let e = self.entry(());
+        self.hooks.writes_behind.push(e);
     }
 
     /// Advertises a stream feature at `stage`.
@@ -565,6 +576,11 @@ impl Hooks {
                 }
             }
         });
+    }
+
+    /// Whether `tenant` has a feature on that queues writes in the core's backlog.
+    pub fn writes_behind(&self, tenant: &Tenant) -> bool {
+        self.on(tenant, &self.writes_behind).next().is_some()
     }
 
     /// Stream features `tenant` advertises at a stage.

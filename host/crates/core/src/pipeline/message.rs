@@ -19,16 +19,16 @@ use crate::xml::Element;
 /// hands it back otherwise (for [`route`], which does the same and everything else),
 /// always before any message hook ran. No future: this is the hot path of chat.
 pub fn route_now(core: &Arc<Core>, entry: &Arc<SessionEntry>, msg: Element) -> Result<(), Element> {
-    if core.backlog.is_over() {
-        // The archive does not keep up: the async path waits for it.
-        return Err(msg);
-    }
     let (account, resource) =
         match crate::router::classify(core, &entry.account.domain, msg.attr("to")) {
             Route::Bare(account) => (account, None),
             Route::Full(account, resource) => (account, Some(resource)),
             _ => return Err(msg),
         };
+    if must_wait(core, Some(&entry.account.domain), Some(&account.domain)) {
+        // The archive does not keep up: the async path waits for it.
+        return Err(msg);
+    }
     if account != entry.account {
         let check = FilterCheck {
             from: &entry.full_jid,
@@ -64,13 +64,23 @@ pub fn route_now(core: &Arc<Core>, entry: &Arc<SessionEntry>, msg: Element) -> R
     Ok(())
 }
 
+/// Whether a message from an account of `from` to one of `to` waits for the backlog
+/// (`crate::backlog`): it is over its bound, and the tenant of either end has a feature
+/// on that queues writes there (the archive's copies). Other tenants' messages go on.
+fn must_wait(core: &Core, from: Option<&str>, to: Option<&str>) -> bool {
+    if !core.backlog.is_over() {
+        return false;
+    }
+    let writes_behind = |domain: &str| {
+        core.tenants
+            .with_domain(domain, |t| core.hooks.writes_behind(t))
+            .unwrap_or(false)
+    };
+    from.is_some_and(writes_behind) || to.is_some_and(writes_behind)
+}
+
 /// Routes a message from `origin`.
 pub async fn route(core: &Arc<Core>, origin: &Origin, mut msg: Element) {
-    // Copies of messages wait to be archived: past the bound, senders wait for the writer
-    // (see `crate::backlog`).
-    if core.backlog.is_over() {
-        core.backlog.room().await;
-    }
     let route = match lookup(core, origin, &msg) {
         Route::OwnAccount => match origin.account() {
             // No 'to': addressed to the sender's own bare JID (RFC 6121 §8.5.1).
@@ -91,6 +101,14 @@ pub async fn route(core: &Arc<Core>, origin: &Origin, mut msg: Element) {
         },
         r => r,
     };
+    let to = match &route {
+        Route::Bare(account) | Route::Full(account, _) => Some(account.domain.as_str()),
+        _ => None,
+    };
+    if must_wait(core, origin.account().map(|a| a.domain.as_str()), to) {
+        // Past the backlog's bound, senders wait for the archive's writer.
+        core.backlog.room().await;
+    }
     match route {
         Route::Bare(account) => to_account(core, origin, &account, None, msg).await,
         Route::Full(account, resource) => {

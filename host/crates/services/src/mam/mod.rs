@@ -64,6 +64,8 @@ impl Feature for Mam {
                 crate::boxed(async move { me.on_iq(req).await })
             });
         }
+        // Its copies queue in the core's backlog (see `writer`).
+        r.writes_behind();
         let me = self.clone();
         r.message(MessageStage::Sent, move |ctx, msg| me.on_sent(ctx, msg));
         let me = self.clone();

@@ -214,48 +214,65 @@ async fn queued_copies_count_in_the_backlog_until_they_are_written() {
     assert_eq!(bodies(&core, &alice).await, ["one", "two", "three"]);
 }
 
+/// A session of `local`, registered in the routing table, and its queue.
+fn online(
+    core: &Arc<heliograph_core::Core>,
+    local: &str,
+) -> (Arc<crate::router::SessionEntry>, crate::router::MailboxRx) {
+    use crate::router::{SessionEntry, Transport, next_session_id};
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let entry = Arc::new(SessionEntry::new(
+        next_session_id(),
+        acct(local),
+        "phone".into(),
+        Transport::Tcp,
+        "127.0.0.1:1".into(),
+        tx,
+    ));
+    core.router.register(entry.clone());
+    (entry, rx)
+}
+
+/// Routes a chat message from `from` to bob's phone in a task of its own.
+fn send_to_bob(
+    core: &Arc<heliograph_core::Core>,
+    from: Arc<crate::router::SessionEntry>,
+    body: &str,
+) -> tokio::task::JoinHandle<()> {
+    use heliograph_core::pipeline::{self, Origin};
+    let msg = Element::new("message", ns::CLIENT)
+        .with_attr("type", "chat")
+        .with_attr("from", from.full_jid.clone())
+        .with_attr("to", "bob@localhost/phone")
+        .with_child(Element::new("body", ns::CLIENT).with_text(body));
+    let core = core.clone();
+    tokio::spawn(async move { pipeline::route(&core, &Origin::Session(from), msg).await })
+}
+
+/// The body of the stanza next in a session's queue.
+fn next_body(rx: &mut crate::router::MailboxRx) -> Option<String> {
+    match *rx.try_recv().ok()? {
+        crate::router::SessionMsg::Stanza(el) => el.child_text("body", ns::CLIENT),
+        _ => None,
+    }
+}
+
 #[tokio::test]
 async fn a_message_waits_while_the_archive_is_behind_and_is_archived_after() {
-    use crate::router::{SessionEntry, SessionMsg, Transport, next_session_id};
-    use heliograph_core::pipeline::{self, Origin};
-
     let dir = tempfile::tempdir().unwrap();
     let services = crate::Services::default();
     let core = crate::testing::core_with(&services, Storage::open_sled(dir.path()).unwrap());
-    let session = |local: &str| {
-        let (tx, rx) = tokio::sync::mpsc::channel(16);
-        let entry = Arc::new(SessionEntry::new(
-            next_session_id(),
-            acct(local),
-            "phone".into(),
-            Transport::Tcp,
-            "127.0.0.1:1".into(),
-            tx,
-        ));
-        core.router.register(entry.clone());
-        (entry, rx)
-    };
-    let (alice, _alice_rx) = session("alice");
-    let (_bob, mut bob_rx) = session("bob");
+    let (alice, _alice_rx) = online(&core, "alice");
+    let (_bob, mut bob_rx) = online(&core, "bob");
     // The archive is as far behind as it may be, and one more.
     let behind = heliograph_core::backlog::DEFAULT_LIMIT + 1;
     core.backlog.add(behind);
 
-    let msg = Element::new("message", ns::CLIENT)
-        .with_attr("type", "chat")
-        .with_attr("from", alice.full_jid.clone())
-        .with_attr("to", "bob@localhost/phone")
-        .with_child(Element::new("body", ns::CLIENT).with_text("later"));
-    let mut sending = {
-        let core = core.clone();
-        tokio::spawn(async move {
-            pipeline::route(&core, &Origin::Session(alice), msg).await;
-        })
-    };
+    let mut sending = send_to_bob(&core, alice, "later");
     // Unblocked, routing takes milliseconds; held, it never ends.
     let held = tokio::time::timeout(Duration::from_secs(2), &mut sending).await;
     assert!(held.is_err(), "the sender waits for the archive");
-    assert!(bob_rx.try_recv().is_err(), "nothing delivered meanwhile");
+    assert_eq!(next_body(&mut bob_rx), None, "nothing delivered meanwhile");
 
     // The writer catches up: the message goes on, and both copies are archived.
     core.backlog.done(behind);
@@ -263,11 +280,29 @@ async fn a_message_waits_while_the_archive_is_behind_and_is_archived_after() {
         .await
         .expect("routed once the archive caught up")
         .unwrap();
-    let delivered = bob_rx.try_recv().expect("delivered");
-    let SessionMsg::Stanza(el) = *delivered else {
-        panic!("not a stanza");
-    };
-    assert_eq!(el.child_text("body", ns::CLIENT).as_deref(), Some("later"));
+    assert_eq!(next_body(&mut bob_rx).as_deref(), Some("later"));
     assert_eq!(core.backlog.wait_empty(Duration::from_secs(60)).await, 0);
     assert_eq!(bodies(&core, &acct("bob")).await, ["later"]);
+}
+
+#[tokio::test]
+async fn a_tenant_without_the_archive_is_not_held_by_the_backlog() {
+    let dir = tempfile::tempdir().unwrap();
+    let services = crate::Services::default();
+    let core = crate::testing::core_with_spec(
+        &services,
+        Storage::open_sled(dir.path()).unwrap(),
+        spec(|s| {
+            s.features.insert(FEATURE.into(), false);
+        }),
+    );
+    let (alice, _alice_rx) = online(&core, "alice");
+    let (_bob, mut bob_rx) = online(&core, "bob");
+    core.backlog
+        .add(heliograph_core::backlog::DEFAULT_LIMIT + 1);
+    tokio::time::timeout(Duration::from_secs(60), send_to_bob(&core, alice, "now"))
+        .await
+        .expect("routed although another tenant's archive is behind")
+        .unwrap();
+    assert_eq!(next_body(&mut bob_rx).as_deref(), Some("now"));
 }
