@@ -1,7 +1,7 @@
 //! Short end-to-end runs: a tiny connect and chat (with the relay, and over BOSH and
 //! WebSocket) against a server
 //! started from the `heliograph` binary, checking that every login succeeds and no message
-//! is lost; and a tiny `cluster` run (two nodes, nats-server and PostgreSQL, skipped
+//! is lost; a chat whose every message the stopped server's archive holds; and a tiny `cluster` run (two nodes, nats-server and PostgreSQL, skipped
 //! without the last two unless `HELIOGRAPH_REQUIRE_*` says they must be there). Full
 //! benchmarks are run by hand (see tests/load/README.md), never here.
 
@@ -24,11 +24,18 @@ fn server_bin() -> PathBuf {
     p
 }
 
+/// Runs the load generator against a server it starts itself.
 fn run(args: &[&str]) -> String {
+    let server = server_bin();
+    let mut all = args.to_vec();
+    all.extend(["--server-bin", server.to_str().unwrap()]);
+    run_load(&all)
+}
+
+/// Runs the load generator with `args`, checking that it succeeds; its output.
+fn run_load(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_heliograph-load"))
         .args(args)
-        .arg("--server-bin")
-        .arg(server_bin())
         // Correctness only: cheap key derivation keeps the debug build quick.
         .args(["--scram-iterations", "256"])
         .output()
@@ -234,6 +241,142 @@ fn short_soak_loses_no_acknowledged_message() {
     assert_eq!(v["muc_echo_missing"], 0, "{out}");
     assert!(v["bosh"]["acked"].as_u64().unwrap() > 0, "{out}");
     assert!(!v["rss"]["samples"].as_array().unwrap().is_empty(), "{out}");
+}
+
+/// A server of its own for a test, with one tenant (`t.test`) and the archive on, every
+/// listener on an ephemeral loopback port; stopped with SIGTERM when dropped if the test
+/// did not stop it.
+struct OwnServer {
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl OwnServer {
+    fn start() -> OwnServer {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::write(
+            dir.path().join("heliograph.toml"),
+            format!(
+                r#"[general]
+hosts = ["localhost"]
+data_dir = "{}"
+log_level = "warn"
+
+[[listen.c2s]]
+address = "127.0.0.1:0"
+require_tls = false
+allow_plain_without_tls = true
+
+[[listen.c2s]]
+address = "127.0.0.1:0"
+tls = "direct"
+
+[[listen.http]]
+address = "127.0.0.1:0"
+
+[[listen.component]]
+address = "127.0.0.1:0"
+
+[listen.admin]
+address = "127.0.0.1:0"
+
+[tenants.t]
+domains = ["t.test"]
+"#,
+                data.display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let child = Command::new(server_bin())
+            .arg("serve")
+            .arg("--config")
+            .arg(dir.path().join("heliograph.toml"))
+            .arg("--ready-file")
+            .arg(dir.path().join("ready.json"))
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let server = OwnServer { dir, child };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while !server.ready_file().exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not start: {}",
+                server.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        server
+    }
+
+    fn ready_file(&self) -> PathBuf {
+        self.dir.path().join("ready.json")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// SIGTERM, then waits for the server to exit; returns whether it exited cleanly.
+    fn stop(&mut self) -> bool {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().map(|s| s.success()).unwrap_or(false)
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.stop();
+        }
+    }
+}
+
+/// A chat as fast as its clients go, with the archive on: once the server has stopped,
+/// its archive holds both copies (the sender's and the recipient's) of every message
+/// sent. (Against this debug build the archive's writer keeps up with the chat, so the
+/// bound on its queue and the shutdown's wait for it are not reached here: the core's and
+/// the archive's unit tests check those, and `tests/load/mam_bench.sh` makes the same
+/// count after each run against a release build, whose chat outruns the writer.)
+#[test]
+fn a_chat_is_archived_whole_across_a_stop() {
+    let mut server = OwnServer::start();
+    let ready = server.ready_file();
+    let out = run_load(&[
+        "chat",
+        "--ready-file",
+        ready.to_str().unwrap(),
+        "--domain",
+        "t.test",
+        "--transport",
+        "plain",
+        "-p",
+        "20",
+        "-t",
+        "3",
+        "--warmup",
+        "0.2",
+    ]);
+    let m = measurements(&out);
+    let chat = m.iter().find(|v| v["against"] == "server").unwrap();
+    assert_eq!(chat["lost"], 0, "{out}");
+    let sent = chat["sent"].as_i64().unwrap();
+    assert!(sent > 0, "{out}");
+    assert!(
+        server.stop(),
+        "the server did not exit cleanly: {}",
+        server.log()
+    );
+    let archive = server.dir.path().join("data/db/archive.sqlite3");
+    let copies: i64 = rusqlite::Connection::open(archive)
+        .unwrap()
+        .query_row("SELECT count(*) FROM archive_messages", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(copies, 2 * sent, "{out}\n{}", server.log());
 }
 
 /// What the `cluster` scenario needs from outside, or `None` (skip) when it is missing and
