@@ -1085,6 +1085,7 @@ async fn metrics_cover_bosh_websocket_errors_storage_and_queues() {
         samples.contains_key("heliograph_session_queue_max_stanzas"),
         "{text}"
     );
+    assert!(samples.contains_key("heliograph_archive_backlog"), "{text}");
 }
 
 #[tokio::test]

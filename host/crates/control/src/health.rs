@@ -45,6 +45,7 @@ pub fn handle(server: &Server, method: &Method, path: &str) -> Option<ApiRespons
                 deepest_queue,
                 ready: readiness(server) == Readiness::Ready,
                 draining: server.core.drain.is_draining(),
+                archive_backlog: server.core.backlog.pending(),
             };
             Some(match crate::metrics::render(state) {
                 Some(body) => text(StatusCode::OK, body, "text/plain; version=0.0.4"),

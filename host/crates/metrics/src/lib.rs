@@ -82,6 +82,10 @@ pub fn install(per_tenant_labels: bool) {
                 "1 when /health/ready answers 200, else 0 (draining, or the database does not answer)."
             );
             metrics::describe_gauge!("heliograph_draining", "1 while a drain runs, else 0.");
+            metrics::describe_gauge!(
+                "heliograph_archive_backlog",
+                "Message copies queued for the archive and not yet written; past 32,768 the senders of archiving tenants wait."
+            );
         }
         Err(e) => tracing::warn!(error = %e, "metrics recorder not installed"),
     }
@@ -179,6 +183,8 @@ pub struct ScrapeState {
     pub ready: bool,
     /// Whether a drain runs.
     pub draining: bool,
+    /// Message copies queued for the archive and not yet written.
+    pub archive_backlog: usize,
 }
 
 /// The current metrics in Prometheus text format, if the recorder is installed, with
@@ -189,6 +195,7 @@ pub fn render(state: ScrapeState) -> Option<String> {
     metrics::gauge!("heliograph_session_queue_max_stanzas").set(state.deepest_queue as f64);
     metrics::gauge!("heliograph_ready").set(f64::from(u8::from(state.ready)));
     metrics::gauge!("heliograph_draining").set(f64::from(u8::from(state.draining)));
+    metrics::gauge!("heliograph_archive_backlog").set(state.archive_backlog as f64);
     let mut text = handle.render();
     match process::read() {
         Ok(stats) => {
@@ -488,10 +495,15 @@ mod tests {
         storage_call("sled", "test.op", std::time::Duration::from_millis(30));
         let text = render(ScrapeState {
             ready: true,
+            archive_backlog: 42,
             ..ScrapeState::default()
         })
         .expect("installed");
         assert!(text.lines().any(|l| l == "heliograph_ready 1"), "{text}");
+        assert!(
+            text.lines().any(|l| l == "heliograph_archive_backlog 42"),
+            "{text}"
+        );
         assert!(text.lines().any(|l| l == "heliograph_draining 0"), "{text}");
         #[cfg(target_os = "linux")]
         assert!(
